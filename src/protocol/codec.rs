@@ -1,0 +1,422 @@
+//! Byte-level encode/decode. Little-endian, length-prefixed:
+//!
+//! ```text
+//! u32 body_len | u8 kind | u8 flags | body[body_len]
+//! ```
+//!
+//! The size bound is checked from the header alone, before any body byte is buffered.
+
+use super::frame::{CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind};
+use super::{
+    CLIENT_ID_LEN_MAX, FLAG_NO_ECHO, HEADER_LEN, PROTOCOL_VERSION, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
+};
+
+/// Result of one decode attempt on the front of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A whole frame occupying the first `consumed` bytes.
+    Frame { frame: Frame<'a>, consumed: usize },
+    /// Not enough bytes yet; `frame_bytes` is the whole frame's size when the header is known
+    /// (so a reader can reserve exactly), else `HEADER_LEN`.
+    NeedMore { frame_bytes: usize },
+}
+
+/// Decodes the first frame of `buf`. Never panics; checks `max_frame_bytes` from the header.
+pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Decoded<'_>, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(Decoded::NeedMore { frame_bytes: HEADER_LEN });
+    }
+    let body_len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as u64;
+    let frame_bytes = body_len + HEADER_LEN as u64;
+    if frame_bytes > max_frame_bytes as u64 {
+        return Err(DecodeError::FrameTooLarge { frame_bytes, max_frame_bytes });
+    }
+    let kind = FrameKind::from_u8(buf[4]).ok_or(DecodeError::UnknownKind(buf[4]))?;
+    let flags = buf[5];
+    if flags & !kind.allowed_flags() != 0 {
+        return Err(DecodeError::BadFlags { kind, flags });
+    }
+    let frame_bytes = frame_bytes as usize; // <= max_frame_bytes, so it fits.
+    if buf.len() < frame_bytes {
+        return Ok(Decoded::NeedMore { frame_bytes });
+    }
+    let body = &buf[HEADER_LEN..frame_bytes];
+    let frame = decode_body(kind, flags, body)?;
+    Ok(Decoded::Frame { frame, consumed: frame_bytes })
+}
+
+/// Cursor over a frame body; every read is bounds-checked and names the field it reads.
+struct Body<'a> {
+    kind: FrameKind,
+    rest: &'a [u8],
+}
+
+impl<'a> Body<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.rest.len() < n {
+            return Err(DecodeError::Truncated { kind: self.kind, field });
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, field)?[0])
+    }
+    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        let b = self.take(2, field)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        let b = self.take(4, field)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        let b = self.take(8, field)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    /// u8 length prefix then that many bytes; `required` rejects an empty value.
+    fn short_bytes(&mut self, field: &'static str, required: bool) -> Result<&'a [u8], DecodeError> {
+        let len = self.u8(field)? as usize;
+        if required && len == 0 {
+            return Err(DecodeError::InvalidField { kind: self.kind, field });
+        }
+        self.take(len, field)
+    }
+    fn remainder(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.rest)
+    }
+    fn finish(self) -> Result<(), DecodeError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes { kind: self.kind, extra: self.rest.len() })
+        }
+    }
+}
+
+fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, DecodeError> {
+    let mut b = Body { kind, rest: body };
+    let frame = match kind {
+        FrameKind::Hello => {
+            let version = b.u16("version")?;
+            let client_id = b.short_bytes("client_id", true)?;
+            let token_len = b.u16("token")? as usize;
+            if token_len > TOKEN_LEN_MAX {
+                return Err(DecodeError::InvalidField { kind, field: "token" });
+            }
+            let token = b.take(token_len, "token")?;
+            Frame::Hello { version, client_id, token }
+        }
+        FrameKind::Welcome => Frame::Welcome {
+            version: b.u16("version")?,
+            heartbeat_interval_ms: b.u32("heartbeat_interval_ms")?,
+            max_frame_bytes: b.u32("max_frame_bytes")?,
+        },
+        FrameKind::Send => {
+            let target = b.short_bytes("target", true)?;
+            Frame::Send { target, payload: b.remainder() }
+        }
+        FrameKind::Publish => {
+            let topic = b.short_bytes("topic", true)?;
+            Frame::Publish { topic, payload: b.remainder(), no_echo: flags & FLAG_NO_ECHO != 0 }
+        }
+        FrameKind::Subscribe | FrameKind::Unsubscribe => {
+            let topic = b.short_bytes("topic", true)?;
+            let group = b.short_bytes("group", false)?;
+            if kind == FrameKind::Subscribe {
+                Frame::Subscribe { topic, group }
+            } else {
+                Frame::Unsubscribe { topic, group }
+            }
+        }
+        FrameKind::Watch => Frame::Watch { client_id: b.short_bytes("client_id", true)? },
+        FrameKind::Unwatch => Frame::Unwatch { client_id: b.short_bytes("client_id", true)? },
+        FrameKind::Deliver => {
+            let sender = b.short_bytes("sender", true)?;
+            let topic = b.short_bytes("topic", false)?;
+            Frame::Deliver { sender, topic, payload: b.remainder() }
+        }
+        FrameKind::Presence => {
+            let online = match b.u8("state")? {
+                0 => false,
+                1 => true,
+                _ => return Err(DecodeError::InvalidField { kind, field: "state" }),
+            };
+            Frame::Presence { online, client_id: b.short_bytes("client_id", true)? }
+        }
+        FrameKind::Ping => Frame::Ping { nonce: b.u64("nonce")? },
+        FrameKind::Pong => Frame::Pong { nonce: b.u64("nonce")? },
+        FrameKind::Error => {
+            let code = ErrorCode(b.u16("code")?);
+            let subject = b.short_bytes("subject", false)?;
+            Frame::Error { code, subject, text: b.remainder() }
+        }
+        FrameKind::Close => {
+            let reason = CloseReason(b.u16("reason")?);
+            Frame::Close { reason, text: b.remainder() }
+        }
+    };
+    b.finish()?;
+    Ok(frame)
+}
+
+fn check_short(field: &'static str, v: &[u8], max: usize, required: bool) -> Result<(), EncodeError> {
+    if v.len() > max {
+        return Err(EncodeError::FieldTooLong { field, len: v.len(), max });
+    }
+    if required && v.is_empty() {
+        return Err(EncodeError::FieldEmpty { field });
+    }
+    Ok(())
+}
+
+#[inline]
+fn put_header(out: &mut Vec<u8>, body_len: usize, kind: FrameKind, flags: u8) {
+    out.extend_from_slice(&(body_len as u32).to_le_bytes());
+    out.push(kind as u8);
+    out.push(flags);
+}
+
+#[inline]
+fn put_short(out: &mut Vec<u8>, v: &[u8]) {
+    out.push(v.len() as u8);
+    out.extend_from_slice(v);
+}
+
+/// Whole size on the wire of a DELIVER frame.
+#[inline]
+pub fn frame_len_for_deliver(sender: &[u8], topic: &[u8], payload: &[u8]) -> usize {
+    HEADER_LEN + 2 + sender.len() + topic.len() + payload.len()
+}
+
+/// Hot-path encoder for DELIVER. The caller guarantees `sender` is 1..=255 bytes and `topic`
+/// at most 255 (both were validated when decoded or registered); debug builds assert it.
+#[inline]
+pub fn encode_deliver(out: &mut Vec<u8>, sender: &[u8], topic: &[u8], payload: &[u8]) {
+    debug_assert!(!sender.is_empty() && sender.len() <= CLIENT_ID_LEN_MAX);
+    debug_assert!(topic.len() <= TOPIC_LEN_MAX);
+    let total = frame_len_for_deliver(sender, topic, payload);
+    out.reserve(total);
+    put_header(out, total - HEADER_LEN, FrameKind::Deliver, 0);
+    put_short(out, sender);
+    put_short(out, topic);
+    out.extend_from_slice(payload);
+}
+
+impl Frame<'_> {
+    /// Number of bytes [`Frame::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + match self {
+                Frame::Hello { client_id, token, .. } => 2 + 1 + client_id.len() + 2 + token.len(),
+                Frame::Welcome { .. } => 2 + 4 + 4,
+                Frame::Send { target, payload } => 1 + target.len() + payload.len(),
+                Frame::Publish { topic, payload, .. } => 1 + topic.len() + payload.len(),
+                Frame::Subscribe { topic, group } | Frame::Unsubscribe { topic, group } => {
+                    2 + topic.len() + group.len()
+                }
+                Frame::Watch { client_id } | Frame::Unwatch { client_id } => 1 + client_id.len(),
+                Frame::Deliver { sender, topic, payload } => {
+                    2 + sender.len() + topic.len() + payload.len()
+                }
+                Frame::Presence { client_id, .. } => 2 + client_id.len(),
+                Frame::Ping { .. } | Frame::Pong { .. } => 8,
+                Frame::Error { subject, text, .. } => 2 + 1 + subject.len() + text.len(),
+                Frame::Close { text, .. } => 2 + text.len(),
+            }
+    }
+
+    /// Validates field lengths, then appends the frame to `out`. On error nothing is appended.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.validate()?;
+        let len = self.encoded_len();
+        out.reserve(len);
+        let flags = match self {
+            Frame::Publish { no_echo: true, .. } => FLAG_NO_ECHO,
+            _ => 0,
+        };
+        put_header(out, len - HEADER_LEN, self.kind(), flags);
+        match *self {
+            Frame::Hello { version, client_id, token } => {
+                out.extend_from_slice(&version.to_le_bytes());
+                put_short(out, client_id);
+                out.extend_from_slice(&(token.len() as u16).to_le_bytes());
+                out.extend_from_slice(token);
+            }
+            Frame::Welcome { version, heartbeat_interval_ms, max_frame_bytes } => {
+                out.extend_from_slice(&version.to_le_bytes());
+                out.extend_from_slice(&heartbeat_interval_ms.to_le_bytes());
+                out.extend_from_slice(&max_frame_bytes.to_le_bytes());
+            }
+            Frame::Send { target, payload } => {
+                put_short(out, target);
+                out.extend_from_slice(payload);
+            }
+            Frame::Publish { topic, payload, .. } => {
+                put_short(out, topic);
+                out.extend_from_slice(payload);
+            }
+            Frame::Subscribe { topic, group } | Frame::Unsubscribe { topic, group } => {
+                put_short(out, topic);
+                put_short(out, group);
+            }
+            Frame::Watch { client_id } | Frame::Unwatch { client_id } => put_short(out, client_id),
+            Frame::Deliver { sender, topic, payload } => {
+                put_short(out, sender);
+                put_short(out, topic);
+                out.extend_from_slice(payload);
+            }
+            Frame::Presence { client_id, online } => {
+                out.push(online as u8);
+                put_short(out, client_id);
+            }
+            Frame::Ping { nonce } | Frame::Pong { nonce } => {
+                out.extend_from_slice(&nonce.to_le_bytes())
+            }
+            Frame::Error { code, subject, text } => {
+                out.extend_from_slice(&code.0.to_le_bytes());
+                put_short(out, subject);
+                out.extend_from_slice(text);
+            }
+            Frame::Close { reason, text } => {
+                out.extend_from_slice(&reason.0.to_le_bytes());
+                out.extend_from_slice(text);
+            }
+        }
+        debug_assert_eq!(len, self.encoded_len());
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), EncodeError> {
+        match *self {
+            Frame::Hello { client_id, token, version: _ } => {
+                check_short("client_id", client_id, CLIENT_ID_LEN_MAX, true)?;
+                check_short("token", token, TOKEN_LEN_MAX, false)
+            }
+            Frame::Send { target, .. } => check_short("target", target, CLIENT_ID_LEN_MAX, true),
+            Frame::Publish { topic, .. } => check_short("topic", topic, TOPIC_LEN_MAX, true),
+            Frame::Subscribe { topic, group } | Frame::Unsubscribe { topic, group } => {
+                check_short("topic", topic, TOPIC_LEN_MAX, true)?;
+                check_short("group", group, TOPIC_LEN_MAX, false)
+            }
+            Frame::Watch { client_id }
+            | Frame::Unwatch { client_id }
+            | Frame::Presence { client_id, .. } => {
+                check_short("client_id", client_id, CLIENT_ID_LEN_MAX, true)
+            }
+            Frame::Deliver { sender, topic, .. } => {
+                check_short("sender", sender, CLIENT_ID_LEN_MAX, true)?;
+                check_short("topic", topic, TOPIC_LEN_MAX, false)
+            }
+            Frame::Error { subject, .. } => check_short("subject", subject, 255, false),
+            Frame::Welcome { .. } | Frame::Ping { .. } | Frame::Pong { .. } | Frame::Close { .. } => {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Convenience for tests and control paths: the HELLO this build sends.
+pub fn hello<'a>(client_id: &'a [u8], token: &'a [u8]) -> Frame<'a> {
+    Frame::Hello { version: PROTOCOL_VERSION, client_id, token }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(f: Frame<'_>) {
+        let mut out = Vec::new();
+        f.encode(&mut out).unwrap();
+        assert_eq!(out.len(), f.encoded_len());
+        match decode(&out, 1 << 20).unwrap() {
+            Decoded::Frame { frame, consumed } => {
+                assert_eq!(frame, f);
+                assert_eq!(consumed, out.len());
+            }
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_kind_roundtrips() {
+        roundtrip(hello(b"alice", b"secret"));
+        roundtrip(Frame::Welcome { version: 1, heartbeat_interval_ms: 5000, max_frame_bytes: 99 });
+        roundtrip(Frame::Send { target: b"bob", payload: b"hi" });
+        roundtrip(Frame::Publish { topic: b"t", payload: b"", no_echo: true });
+        roundtrip(Frame::Publish { topic: b"t", payload: b"x", no_echo: false });
+        roundtrip(Frame::Subscribe { topic: b"t", group: b"" });
+        roundtrip(Frame::Unsubscribe { topic: b"t", group: b"g" });
+        roundtrip(Frame::Watch { client_id: b"w" });
+        roundtrip(Frame::Unwatch { client_id: b"w" });
+        roundtrip(Frame::Deliver { sender: b"a", topic: b"", payload: b"p" });
+        roundtrip(Frame::Presence { client_id: b"a", online: true });
+        roundtrip(Frame::Ping { nonce: u64::MAX });
+        roundtrip(Frame::Pong { nonce: 7 });
+        roundtrip(Frame::Error { code: ErrorCode::UNKNOWN_ID, subject: b"zed", text: b"unknown" });
+        roundtrip(Frame::Close { reason: CloseReason::REPLACED, text: b"replaced" });
+    }
+
+    #[test]
+    fn hot_path_deliver_matches_generic_encoder() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        encode_deliver(&mut a, b"snd", b"topic", b"payload");
+        Frame::Deliver { sender: b"snd", topic: b"topic", payload: b"payload" }
+            .encode(&mut b)
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), frame_len_for_deliver(b"snd", b"topic", b"payload"));
+    }
+
+    #[test]
+    fn oversized_header_is_rejected_before_the_body_arrives() {
+        let mut hdr = Vec::new();
+        hdr.extend_from_slice(&(2000u32).to_le_bytes());
+        hdr.extend_from_slice(&[FrameKind::Send as u8, 0]);
+        assert_eq!(
+            decode(&hdr, 1024),
+            Err(DecodeError::FrameTooLarge { frame_bytes: 2006, max_frame_bytes: 1024 })
+        );
+        hdr[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode(&hdr, usize::MAX), Ok(Decoded::NeedMore { .. })));
+    }
+
+    #[test]
+    fn typed_errors_for_malformed_shapes() {
+        let frame = |kind: u8, flags: u8, body: &[u8]| {
+            let mut v = (body.len() as u32).to_le_bytes().to_vec();
+            v.push(kind);
+            v.push(flags);
+            v.extend_from_slice(body);
+            v
+        };
+        assert_eq!(decode(&frame(0x7f, 0, b""), 100), Err(DecodeError::UnknownKind(0x7f)));
+        assert!(matches!(decode(&frame(0x10, 1, b"\x01a"), 100), Err(DecodeError::BadFlags { .. })));
+        assert!(matches!(decode(&frame(0x10, 0, b"\x05ab"), 100), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            decode(&frame(0x10, 0, b"\x00"), 100),
+            Err(DecodeError::InvalidField { field: "target", .. })
+        ));
+        assert!(matches!(
+            decode(&frame(0x30, 0, &[0; 9]), 100),
+            Err(DecodeError::TrailingBytes { extra: 1, .. })
+        ));
+        assert!(matches!(
+            decode(&frame(0x21, 0, b"\x02\x01a"), 100),
+            Err(DecodeError::InvalidField { field: "state", .. })
+        ));
+    }
+
+    #[test]
+    fn encode_refuses_overlong_fields() {
+        let long = [b'x'; 256];
+        let mut out = Vec::new();
+        assert!(Frame::Send { target: &long, payload: b"" }.encode(&mut out).is_err());
+        assert!(Frame::Send { target: b"", payload: b"" }.encode(&mut out).is_err());
+        assert!(out.is_empty());
+    }
+}

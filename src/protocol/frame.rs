@@ -1,0 +1,261 @@
+//! Frame values (borrowed from the bytes they were decoded from) and typed errors.
+
+use std::fmt;
+
+/// One-byte frame type on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    Hello = 0x01,
+    Welcome = 0x02,
+    Send = 0x10,
+    Publish = 0x11,
+    Subscribe = 0x12,
+    Unsubscribe = 0x13,
+    Watch = 0x14,
+    Unwatch = 0x15,
+    Deliver = 0x20,
+    Presence = 0x21,
+    Ping = 0x30,
+    Pong = 0x31,
+    Error = 0x40,
+    Close = 0x41,
+}
+
+impl FrameKind {
+    pub const ALL: [FrameKind; 14] = [
+        FrameKind::Hello,
+        FrameKind::Welcome,
+        FrameKind::Send,
+        FrameKind::Publish,
+        FrameKind::Subscribe,
+        FrameKind::Unsubscribe,
+        FrameKind::Watch,
+        FrameKind::Unwatch,
+        FrameKind::Deliver,
+        FrameKind::Presence,
+        FrameKind::Ping,
+        FrameKind::Pong,
+        FrameKind::Error,
+        FrameKind::Close,
+    ];
+
+    pub fn from_u8(byte: u8) -> Option<FrameKind> {
+        Some(match byte {
+            0x01 => FrameKind::Hello,
+            0x02 => FrameKind::Welcome,
+            0x10 => FrameKind::Send,
+            0x11 => FrameKind::Publish,
+            0x12 => FrameKind::Subscribe,
+            0x13 => FrameKind::Unsubscribe,
+            0x14 => FrameKind::Watch,
+            0x15 => FrameKind::Unwatch,
+            0x20 => FrameKind::Deliver,
+            0x21 => FrameKind::Presence,
+            0x30 => FrameKind::Ping,
+            0x31 => FrameKind::Pong,
+            0x40 => FrameKind::Error,
+            0x41 => FrameKind::Close,
+            _ => return None,
+        })
+    }
+
+    /// Flags this kind accepts; any other bit set is a decode error.
+    pub(crate) fn allowed_flags(self) -> u8 {
+        match self {
+            FrameKind::Publish => super::FLAG_NO_ECHO,
+            _ => 0,
+        }
+    }
+}
+
+/// Error codes carried by ERROR frames (the connection stays open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// SEND named a client id that is not registered anywhere the relay knows.
+    pub const UNKNOWN_ID: ErrorCode = ErrorCode(1);
+    /// The relay dropped a message because an internal bound was full (counted).
+    pub const OVERLOADED: ErrorCode = ErrorCode(2);
+    /// The frame is valid but not allowed in this state (for example SEND to oneself is fine,
+    /// but SUBSCRIBE with an empty topic is not).
+    pub const INVALID_REQUEST: ErrorCode = ErrorCode(3);
+}
+
+/// Reasons carried by CLOSE frames; the sender closes the connection after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseReason(pub u16);
+
+impl CloseReason {
+    pub const NORMAL: CloseReason = CloseReason(0);
+    /// Another connection registered the same client id; the newest wins.
+    pub const REPLACED: CloseReason = CloseReason(1);
+    /// Outbound bytes queued for this connection passed `pending_bytes_max`.
+    pub const SLOW_CONSUMER: CloseReason = CloseReason(2);
+    /// The client missed `heartbeat_misses_max` pings.
+    pub const HEARTBEAT_TIMEOUT: CloseReason = CloseReason(3);
+    /// No valid HELLO within `handshake_timeout_ms`.
+    pub const HANDSHAKE_TIMEOUT: CloseReason = CloseReason(4);
+    /// HELLO was malformed, or another frame came before HELLO, or HELLO came twice.
+    pub const BAD_HANDSHAKE: CloseReason = CloseReason(5);
+    /// The HELLO token did not match the configured token.
+    pub const AUTH_FAILED: CloseReason = CloseReason(6);
+    /// HELLO carried a protocol version this relay does not speak.
+    pub const UNSUPPORTED_VERSION: CloseReason = CloseReason(7);
+    /// A frame could not be decoded (unknown type, bad field, bad flags).
+    pub const PROTOCOL_ERROR: CloseReason = CloseReason(8);
+    /// A frame header announced more than `max_frame_bytes`.
+    pub const FRAME_TOO_LARGE: CloseReason = CloseReason(9);
+    /// The relay is shutting down.
+    pub const SHUTDOWN: CloseReason = CloseReason(10);
+    /// The relay has no room for another connection (`connections_max`).
+    pub const CONNECTION_LIMIT: CloseReason = CloseReason(11);
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            0 => "normal",
+            1 => "replaced",
+            2 => "slow consumer",
+            3 => "heartbeat timeout",
+            4 => "handshake timeout",
+            5 => "bad handshake",
+            6 => "auth failed",
+            7 => "unsupported version",
+            8 => "protocol error",
+            9 => "frame too large",
+            10 => "shutdown",
+            11 => "connection limit",
+            _ => "unknown reason",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A decoded frame. Byte fields borrow from the buffer the frame was decoded from, so decoding
+/// allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// Client -> relay, first frame of every connection.
+    Hello { version: u16, client_id: &'a [u8], token: &'a [u8] },
+    /// Relay -> client, answer to an accepted HELLO.
+    Welcome { version: u16, heartbeat_interval_ms: u32, max_frame_bytes: u32 },
+    /// Client -> relay: deliver `payload` to the client registered as `target`.
+    Send { target: &'a [u8], payload: &'a [u8] },
+    /// Client -> relay: deliver `payload` to every subscriber of `topic` (one per queue group).
+    Publish { topic: &'a [u8], payload: &'a [u8], no_echo: bool },
+    /// Client -> relay: subscribe to `topic`, in queue group `group` when it is not empty.
+    Subscribe { topic: &'a [u8], group: &'a [u8] },
+    Unsubscribe { topic: &'a [u8], group: &'a [u8] },
+    /// Client -> relay: report online/offline transitions of `client_id`.
+    Watch { client_id: &'a [u8] },
+    Unwatch { client_id: &'a [u8] },
+    /// Relay -> client: a message. `sender` is stamped by the relay; `topic` is empty for SEND.
+    Deliver { sender: &'a [u8], topic: &'a [u8], payload: &'a [u8] },
+    /// Relay -> client: a watched id came online or went offline.
+    Presence { client_id: &'a [u8], online: bool },
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
+    /// Relay -> client: a request failed; the connection stays open.
+    Error { code: ErrorCode, subject: &'a [u8], text: &'a [u8] },
+    /// Either way: the sender closes the connection for `reason`.
+    Close { reason: CloseReason, text: &'a [u8] },
+}
+
+impl Frame<'_> {
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Hello { .. } => FrameKind::Hello,
+            Frame::Welcome { .. } => FrameKind::Welcome,
+            Frame::Send { .. } => FrameKind::Send,
+            Frame::Publish { .. } => FrameKind::Publish,
+            Frame::Subscribe { .. } => FrameKind::Subscribe,
+            Frame::Unsubscribe { .. } => FrameKind::Unsubscribe,
+            Frame::Watch { .. } => FrameKind::Watch,
+            Frame::Unwatch { .. } => FrameKind::Unwatch,
+            Frame::Deliver { .. } => FrameKind::Deliver,
+            Frame::Presence { .. } => FrameKind::Presence,
+            Frame::Ping { .. } => FrameKind::Ping,
+            Frame::Pong { .. } => FrameKind::Pong,
+            Frame::Error { .. } => FrameKind::Error,
+            Frame::Close { .. } => FrameKind::Close,
+        }
+    }
+}
+
+/// Why bytes could not be decoded. Every variant closes the offending connection only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The header announced a frame of `frame_bytes` (header included) above `max_frame_bytes`.
+    FrameTooLarge { frame_bytes: u64, max_frame_bytes: usize },
+    /// The type byte is not a known [`FrameKind`].
+    UnknownKind(u8),
+    /// A flag bit is set that this kind does not define.
+    BadFlags { kind: FrameKind, flags: u8 },
+    /// The body ended inside field `field`.
+    Truncated { kind: FrameKind, field: &'static str },
+    /// The body has bytes after its last field.
+    TrailingBytes { kind: FrameKind, extra: usize },
+    /// A field is present but its value is invalid (empty id, bad presence state, ...).
+    InvalidField { kind: FrameKind, field: &'static str },
+}
+
+impl DecodeError {
+    /// The CLOSE reason the relay sends for this error.
+    pub fn close_reason(&self) -> CloseReason {
+        match self {
+            DecodeError::FrameTooLarge { .. } => CloseReason::FRAME_TOO_LARGE,
+            _ => CloseReason::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::FrameTooLarge { frame_bytes, max_frame_bytes } => {
+                write!(f, "frame of {frame_bytes} bytes exceeds max_frame_bytes {max_frame_bytes}")
+            }
+            DecodeError::UnknownKind(k) => write!(f, "unknown frame type 0x{k:02x}"),
+            DecodeError::BadFlags { kind, flags } => {
+                write!(f, "undefined flags 0x{flags:02x} on {kind:?}")
+            }
+            DecodeError::Truncated { kind, field } => {
+                write!(f, "{kind:?} frame ends inside field '{field}'")
+            }
+            DecodeError::TrailingBytes { kind, extra } => {
+                write!(f, "{kind:?} frame has {extra} trailing bytes")
+            }
+            DecodeError::InvalidField { kind, field } => {
+                write!(f, "{kind:?} frame has an invalid '{field}'")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Why a frame could not be encoded (a field longer than its length prefix allows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    FieldTooLong { field: &'static str, len: usize, max: usize },
+    FieldEmpty { field: &'static str },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::FieldTooLong { field, len, max } => {
+                write!(f, "field '{field}' is {len} bytes, more than {max}")
+            }
+            EncodeError::FieldEmpty { field } => write!(f, "field '{field}' must not be empty"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}

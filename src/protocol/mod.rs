@@ -1,0 +1,36 @@
+//! Wire protocol: frame types, the byte codec and an accumulating frame reader.
+//!
+//! Everything here is sans-IO: it takes bytes in and gives frames out (and the reverse), and
+//! never touches sockets, clocks, threads or server state. The decoder never panics on any
+//! input; every malformed shape is a typed [`DecodeError`]. The layout is specified in the
+//! README ("Protocol"); the constants below are the source of truth.
+
+mod codec;
+mod frame;
+mod reader;
+
+pub use codec::{decode, encode_deliver, frame_len_for_deliver, hello, Decoded};
+pub use frame::{CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind};
+pub use reader::FrameReader;
+
+/// The protocol version spoken by this build. HELLO with any other version is refused with
+/// [`CloseReason::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Bytes in every frame header: `body_len: u32 LE`, `kind: u8`, `flags: u8`.
+pub const HEADER_LEN: usize = 6;
+
+/// Default bound on one whole frame (header included): 1 MiB. Large enough for bulk payloads,
+/// small enough that one connection cannot make the relay buffer unbounded amounts before the
+/// frame is complete. Configurable (`max_frame_bytes`).
+pub const MAX_FRAME_BYTES_DEFAULT: usize = 1 << 20;
+
+/// Client ids are 1 to 255 bytes (one length byte on the wire).
+pub const CLIENT_ID_LEN_MAX: usize = 255;
+/// Topic and queue-group names are 1 to 255 bytes (group may be empty: no group).
+pub const TOPIC_LEN_MAX: usize = 255;
+/// Tokens are at most 1 KiB.
+pub const TOKEN_LEN_MAX: usize = 1024;
+
+/// PUBLISH flag: do not deliver to the publishing connection (broadcast to all but sender).
+pub const FLAG_NO_ECHO: u8 = 0x01;
