@@ -2,6 +2,13 @@
 //!
 //! Module map (see README "Architecture"):
 //! - [`protocol`]: wire frames and codec (sans-IO, never panics on input).
+//! - [`config`]: settings, defaults and the TOML file.
+//! - [`server`]: the relay: io_uring workers driving the sans-IO core.
+//! - [`client`]: blocking Rust client sharing the codec.
+//! - [`bench`]: the load generator behind `ringrelay bench`.
 
+pub mod bench;
+pub mod client;
 pub mod config;
 pub mod protocol;
+pub mod server;

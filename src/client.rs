@@ -1,0 +1,1 @@
+//! Blocking Rust client (being written).
