@@ -10,5 +10,6 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod core;
 pub mod protocol;
 pub mod server;

@@ -1,0 +1,287 @@
+//! Per-connection session state machine (sans-IO).
+//!
+//! Takes decoded frames and the current time in, gives [`SessionEvent`]s and [`TickAction`]s
+//! out. It owns the handshake (HELLO within `handshake_timeout_ms`, version and token checks)
+//! and the heartbeat (ping a connection idle for `heartbeat_interval_ms`, close it after
+//! `heartbeat_misses_max` unanswered pings). It never touches sockets, clocks or tables.
+
+use crate::protocol::{CloseReason, Frame, PROTOCOL_VERSION};
+
+/// The session settings taken from [`crate::config::Config`].
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub handshake_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_misses_max: u32,
+    /// HELLO must carry exactly this token when set.
+    pub token: Option<Box<[u8]>>,
+}
+
+impl SessionConfig {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        SessionConfig {
+            handshake_timeout_ms: cfg.handshake_timeout_ms,
+            heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+            heartbeat_misses_max: cfg.heartbeat_misses_max,
+            token: cfg.token.as_ref().map(|t| t.as_bytes().into()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Connected, no valid HELLO yet.
+    AwaitingHello,
+    /// HELLO accepted; the client id is registered by the caller.
+    Open,
+    /// A close was decided; further frames are ignored.
+    Closed,
+}
+
+/// What the caller must do with one received frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEvent<'a> {
+    /// Register `client_id` for this connection, then send WELCOME.
+    Register { client_id: &'a [u8] },
+    Send { target: &'a [u8], payload: &'a [u8] },
+    Publish { topic: &'a [u8], payload: &'a [u8], no_echo: bool },
+    Subscribe { topic: &'a [u8], group: &'a [u8] },
+    Unsubscribe { topic: &'a [u8], group: &'a [u8] },
+    Watch { client_id: &'a [u8] },
+    Unwatch { client_id: &'a [u8] },
+    /// Answer a client PING.
+    Pong { nonce: u64 },
+    /// Nothing to do (a PONG, or a frame after the close decision).
+    None,
+    /// Close the connection, sending CLOSE with this reason and text.
+    Close { reason: CloseReason, text: &'static str },
+}
+
+/// What the caller must do on a timer tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TickAction {
+    None,
+    SendPing { nonce: u64 },
+    Close { reason: CloseReason, text: &'static str },
+}
+
+#[derive(Debug)]
+pub struct Session {
+    phase: Phase,
+    handshake_deadline_ms: u64,
+    last_rx_ms: u64,
+    last_ping_ms: u64,
+    pings_unanswered: u32,
+    ping_nonce: u64,
+}
+
+impl Session {
+    pub fn new(now_ms: u64, cfg: &SessionConfig) -> Session {
+        Session {
+            phase: Phase::AwaitingHello,
+            handshake_deadline_ms: now_ms.saturating_add(cfg.handshake_timeout_ms),
+            last_rx_ms: now_ms,
+            last_ping_ms: 0,
+            pings_unanswered: 0,
+            ping_nonce: 0,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Marks the session closed (the caller decided to close for its own reason).
+    pub fn close(&mut self) {
+        self.phase = Phase::Closed;
+    }
+
+    fn closing(&mut self, reason: CloseReason, text: &'static str) -> SessionEvent<'static> {
+        self.phase = Phase::Closed;
+        SessionEvent::Close { reason, text }
+    }
+
+    /// Any received bytes prove the peer alive; call once per receive, before the frames.
+    pub fn on_bytes_received(&mut self, now_ms: u64) {
+        self.last_rx_ms = now_ms;
+        self.pings_unanswered = 0;
+    }
+
+    pub fn on_frame<'a>(&mut self, frame: Frame<'a>, cfg: &SessionConfig) -> SessionEvent<'a> {
+        match self.phase {
+            Phase::Closed => SessionEvent::None,
+            Phase::AwaitingHello => self.on_handshake_frame(frame, cfg),
+            Phase::Open => self.on_open_frame(frame),
+        }
+    }
+
+    fn on_handshake_frame<'a>(&mut self, frame: Frame<'a>, cfg: &SessionConfig) -> SessionEvent<'a> {
+        let Frame::Hello { version, client_id, token } = frame else {
+            return self.closing(CloseReason::BAD_HANDSHAKE, "expected HELLO as the first frame");
+        };
+        if version != PROTOCOL_VERSION {
+            return self.closing(CloseReason::UNSUPPORTED_VERSION, "unsupported protocol version");
+        }
+        if let Some(expected) = &cfg.token {
+            if !constant_time_eq(expected, token) {
+                return self.closing(CloseReason::AUTH_FAILED, "token does not match");
+            }
+        }
+        self.phase = Phase::Open;
+        SessionEvent::Register { client_id }
+    }
+
+    fn on_open_frame<'a>(&mut self, frame: Frame<'a>) -> SessionEvent<'a> {
+        match frame {
+            Frame::Send { target, payload } => SessionEvent::Send { target, payload },
+            Frame::Publish { topic, payload, no_echo } => {
+                SessionEvent::Publish { topic, payload, no_echo }
+            }
+            Frame::Subscribe { topic, group } => SessionEvent::Subscribe { topic, group },
+            Frame::Unsubscribe { topic, group } => SessionEvent::Unsubscribe { topic, group },
+            Frame::Watch { client_id } => SessionEvent::Watch { client_id },
+            Frame::Unwatch { client_id } => SessionEvent::Unwatch { client_id },
+            Frame::Ping { nonce } => SessionEvent::Pong { nonce },
+            Frame::Pong { .. } => SessionEvent::None,
+            Frame::Close { .. } => self.closing(CloseReason::NORMAL, "closed by client"),
+            Frame::Hello { .. } => self.closing(CloseReason::BAD_HANDSHAKE, "HELLO sent twice"),
+            Frame::Welcome { .. }
+            | Frame::Deliver { .. }
+            | Frame::Presence { .. }
+            | Frame::Error { .. } => {
+                self.closing(CloseReason::PROTOCOL_ERROR, "relay-to-client frame sent by a client")
+            }
+        }
+    }
+
+    /// Timer tick: handshake deadline and heartbeat.
+    pub fn on_tick(&mut self, now_ms: u64, cfg: &SessionConfig) -> TickAction {
+        match self.phase {
+            Phase::Closed => TickAction::None,
+            Phase::AwaitingHello => {
+                if now_ms >= self.handshake_deadline_ms {
+                    self.phase = Phase::Closed;
+                    TickAction::Close {
+                        reason: CloseReason::HANDSHAKE_TIMEOUT,
+                        text: "no HELLO within handshake_timeout_ms",
+                    }
+                } else {
+                    TickAction::None
+                }
+            }
+            Phase::Open => {
+                let interval_ms = cfg.heartbeat_interval_ms;
+                let idle_since_ms = self.last_rx_ms.max(self.last_ping_ms);
+                if now_ms.saturating_sub(idle_since_ms) < interval_ms {
+                    return TickAction::None;
+                }
+                if self.pings_unanswered >= cfg.heartbeat_misses_max {
+                    self.phase = Phase::Closed;
+                    return TickAction::Close {
+                        reason: CloseReason::HEARTBEAT_TIMEOUT,
+                        text: "missed heartbeat_misses_max pings",
+                    };
+                }
+                self.pings_unanswered += 1;
+                self.last_ping_ms = now_ms;
+                self.ping_nonce = self.ping_nonce.wrapping_add(1);
+                TickAction::SendPing { nonce: self.ping_nonce }
+            }
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of a token
+/// matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::hello;
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            handshake_timeout_ms: 100,
+            heartbeat_interval_ms: 1000,
+            heartbeat_misses_max: 2,
+            token: Some(b"tok".as_slice().into()),
+        }
+    }
+
+    #[test]
+    fn hello_with_right_token_registers() {
+        let c = cfg();
+        let mut s = Session::new(0, &c);
+        assert_eq!(s.on_frame(hello(b"a", b"tok"), &c), SessionEvent::Register { client_id: b"a" });
+        assert_eq!(s.phase(), Phase::Open);
+    }
+
+    #[test]
+    fn bad_handshakes_close_with_their_reason() {
+        let c = cfg();
+        let cases: [(Frame<'_>, CloseReason); 3] = [
+            (hello(b"a", b"nope"), CloseReason::AUTH_FAILED),
+            (Frame::Hello { version: 99, client_id: b"a", token: b"tok" }, CloseReason::UNSUPPORTED_VERSION),
+            (Frame::Send { target: b"x", payload: b"" }, CloseReason::BAD_HANDSHAKE),
+        ];
+        for (frame, reason) in cases {
+            let mut s = Session::new(0, &c);
+            assert!(matches!(s.on_frame(frame, &c), SessionEvent::Close { reason: r, .. } if r == reason));
+            assert_eq!(s.on_frame(hello(b"a", b"tok"), &c), SessionEvent::None, "closed stays closed");
+        }
+    }
+
+    #[test]
+    fn handshake_timeout_fires_at_the_deadline_only() {
+        let c = cfg();
+        let mut s = Session::new(1000, &c);
+        assert_eq!(s.on_tick(1099, &c), TickAction::None);
+        assert!(matches!(s.on_tick(1100, &c), TickAction::Close { reason: CloseReason::HANDSHAKE_TIMEOUT, .. }));
+    }
+
+    #[test]
+    fn idle_connection_is_pinged_then_closed_after_misses() {
+        let c = cfg();
+        let mut s = Session::new(0, &c);
+        s.on_frame(hello(b"a", b"tok"), &c);
+        assert_eq!(s.on_tick(999, &c), TickAction::None);
+        assert_eq!(s.on_tick(1000, &c), TickAction::SendPing { nonce: 1 });
+        assert_eq!(s.on_tick(1500, &c), TickAction::None, "one ping per interval");
+        assert_eq!(s.on_tick(2000, &c), TickAction::SendPing { nonce: 2 });
+        assert!(matches!(s.on_tick(3000, &c), TickAction::Close { reason: CloseReason::HEARTBEAT_TIMEOUT, .. }));
+    }
+
+    #[test]
+    fn any_traffic_resets_the_heartbeat() {
+        let c = cfg();
+        let mut s = Session::new(0, &c);
+        s.on_frame(hello(b"a", b"tok"), &c);
+        assert_eq!(s.on_tick(1000, &c), TickAction::SendPing { nonce: 1 });
+        assert_eq!(s.on_tick(2000, &c), TickAction::SendPing { nonce: 2 });
+        s.on_bytes_received(2100);
+        assert_eq!(s.on_tick(3000, &c), TickAction::None);
+        assert_eq!(s.on_tick(3100, &c), TickAction::SendPing { nonce: 3 });
+    }
+
+    #[test]
+    fn client_frames_map_to_events_and_relay_frames_are_refused() {
+        let c = cfg();
+        let mut s = Session::new(0, &c);
+        s.on_frame(hello(b"a", b"tok"), &c);
+        assert_eq!(
+            s.on_frame(Frame::Send { target: b"b", payload: b"p" }, &c),
+            SessionEvent::Send { target: b"b", payload: b"p" }
+        );
+        assert_eq!(s.on_frame(Frame::Ping { nonce: 5 }, &c), SessionEvent::Pong { nonce: 5 });
+        assert!(matches!(
+            s.on_frame(Frame::Deliver { sender: b"x", topic: b"", payload: b"" }, &c),
+            SessionEvent::Close { reason: CloseReason::PROTOCOL_ERROR, .. }
+        ));
+    }
+}

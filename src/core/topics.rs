@@ -1,0 +1,193 @@
+//! Topic interest: topic -> plain subscribers and queue groups.
+//!
+//! Readers (every PUBLISH) are lock-free: they load an immutable [`TopicEntry`] from papaya.
+//! Writers (SUBSCRIBE/UNSUBSCRIBE, connection close) are serialised by a mutex and replace the
+//! entry copy-on-write; they are control traffic, never on the message path.
+
+use super::location::Location;
+use foldhash::fast::RandomState;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub struct QueueGroup {
+    pub name: Box<[u8]>,
+    pub members: Box<[Location]>,
+    /// Round-robin cursor; relaxed is enough: fairness, not correctness, depends on it.
+    next: AtomicUsize,
+}
+
+impl QueueGroup {
+    /// Picks the next member round-robin, skipping `exclude` when another member exists.
+    pub fn pick(&self, exclude: Option<Location>) -> Option<Location> {
+        let n = self.members.len();
+        for _ in 0..n {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            let m = self.members[i];
+            if Some(m) != exclude {
+                return Some(m);
+            }
+        }
+        None
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct TopicEntry {
+    pub plain: Box<[Location]>,
+    pub groups: Box<[QueueGroup]>,
+}
+
+impl TopicEntry {
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.groups.is_empty()
+    }
+
+    fn with_added(&self, group: &[u8], who: Location) -> TopicEntry {
+        let mut plain = self.plain.to_vec();
+        let mut groups = self.clone_groups();
+        if group.is_empty() {
+            if !plain.contains(&who) {
+                plain.push(who);
+            }
+        } else if let Some(g) = groups.iter_mut().find(|g| &*g.name == group) {
+            if !g.members.contains(&who) {
+                let mut members = g.members.to_vec();
+                members.push(who);
+                g.members = members.into();
+            }
+        } else {
+            groups.push(QueueGroup { name: group.into(), members: Box::new([who]), next: AtomicUsize::new(0) });
+        }
+        TopicEntry { plain: plain.into(), groups: groups.into() }
+    }
+
+    fn with_removed(&self, group: &[u8], who: Location) -> TopicEntry {
+        let plain: Vec<Location> = if group.is_empty() {
+            self.plain.iter().copied().filter(|l| *l != who).collect()
+        } else {
+            self.plain.to_vec()
+        };
+        let mut groups = self.clone_groups();
+        if !group.is_empty() {
+            for g in groups.iter_mut().filter(|g| &*g.name == group) {
+                g.members = g.members.iter().copied().filter(|l| *l != who).collect();
+            }
+            groups.retain(|g| !g.members.is_empty());
+        }
+        TopicEntry { plain: plain.into(), groups: groups.into() }
+    }
+
+    fn clone_groups(&self) -> Vec<QueueGroup> {
+        self.groups
+            .iter()
+            .map(|g| QueueGroup {
+                name: g.name.clone(),
+                members: g.members.clone(),
+                next: AtomicUsize::new(g.next.load(Ordering::Relaxed)),
+            })
+            .collect()
+    }
+}
+
+pub struct TopicTable {
+    entries: papaya::HashMap<Box<[u8]>, Arc<TopicEntry>, RandomState>,
+    writer: Mutex<()>,
+}
+
+impl Default for TopicTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TopicTable {
+    pub fn new() -> Self {
+        TopicTable { entries: papaya::HashMap::with_hasher(RandomState::default()), writer: Mutex::new(()) }
+    }
+
+    pub fn raw_guard(&self) -> papaya::LocalGuard<'_> {
+        self.entries.guard()
+    }
+
+    /// Lock-free lookup for a publish.
+    #[inline]
+    pub fn get<'g>(&self, topic: &[u8], guard: &'g impl papaya::Guard) -> Option<&'g TopicEntry> {
+        self.entries.get(topic, guard).map(|e| &**e)
+    }
+
+    pub fn subscribe(&self, topic: &[u8], group: &[u8], who: Location) {
+        self.update(topic, |e| e.with_added(group, who));
+    }
+
+    pub fn unsubscribe(&self, topic: &[u8], group: &[u8], who: Location) {
+        self.update(topic, |e| e.with_removed(group, who));
+    }
+
+    fn update(&self, topic: &[u8], change: impl FnOnce(&TopicEntry) -> TopicEntry) {
+        // A poisoned lock only means another writer panicked; the map itself is consistent.
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.entries.guard();
+        let empty = TopicEntry::default();
+        let current = self.entries.get(topic, &guard).map(|e| &**e).unwrap_or(&empty);
+        let next = change(current);
+        if next.is_empty() {
+            self.entries.remove(topic, &guard);
+        } else {
+            self.entries.insert(topic.into(), Arc::new(next), &guard);
+        }
+    }
+
+    /// Number of topics with at least one subscriber.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(slot: u32) -> Location {
+        Location { node: 0, worker: 0, slot, generation: 1 }
+    }
+
+    #[test]
+    fn subscribe_unsubscribe_and_empty_topics_vanish() {
+        let t = TopicTable::new();
+        t.subscribe(b"t", b"", loc(1));
+        t.subscribe(b"t", b"", loc(1));
+        t.subscribe(b"t", b"g", loc(2));
+        t.subscribe(b"t", b"g", loc(3));
+        {
+            let g = t.raw_guard();
+            let e = t.get(b"t", &g).unwrap();
+            assert_eq!(&*e.plain, &[loc(1)], "duplicate subscribe is idempotent");
+            assert_eq!(e.groups.len(), 1);
+            assert_eq!(&*e.groups[0].members, &[loc(2), loc(3)]);
+        }
+        t.unsubscribe(b"t", b"", loc(1));
+        t.unsubscribe(b"t", b"g", loc(2));
+        t.unsubscribe(b"t", b"g", loc(3));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn queue_group_round_robins_and_skips_the_excluded_member() {
+        let t = TopicTable::new();
+        for s in 1..=3 {
+            t.subscribe(b"t", b"g", loc(s));
+        }
+        let g = t.raw_guard();
+        let group = &t.get(b"t", &g).unwrap().groups[0];
+        let picks: Vec<u32> = (0..6).map(|_| group.pick(None).unwrap().slot).collect();
+        assert_eq!(picks, [1, 2, 3, 1, 2, 3]);
+        for _ in 0..6 {
+            assert_ne!(group.pick(Some(loc(2))), Some(loc(2)));
+        }
+    }
+}
