@@ -1,1 +1,1056 @@
-//! Blocking Rust client (being written).
+//! Blocking Rust client for the relay, over a plain [`std::net::TcpStream`], sharing the codec.
+//!
+//! Outbound frames are batched in a write buffer until [`Client::flush`] (or until the buffer
+//! passes [`ClientOptions::write_buffer_bytes`]); control operations (subscribe, watch, ...)
+//! flush at once. Inbound bytes are read in large chunks into a [`FrameReader`], so a burst of
+//! small messages costs one `read` syscall, not one per message.
+//!
+//! The relay pings idle connections; the client answers those pings inside [`Client::recv`].
+//! A client that never calls `recv` for longer than the relay's heartbeat bound (by default
+//! about 20 s) is evicted.
+
+use crate::protocol::{
+    hello, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, FrameReader,
+    MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION,
+};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// Room a DELIVER needs beyond the SEND/PUBLISH it came from (sender id and topic prefixes).
+const DELIVER_SLACK_BYTES: usize = 512;
+
+/// Tunables of a [`Client`]. `Default` gives the documented values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Bound on TCP connect plus HELLO/WELCOME together. Default 5 s.
+    pub connect_timeout: Duration,
+    /// The write buffer is flushed automatically once it holds at least this many bytes.
+    /// Default 64 KiB.
+    pub write_buffer_bytes: usize,
+    /// Room offered to each `read` from the socket. Default 64 KiB.
+    pub read_chunk_bytes: usize,
+    /// Largest frame (header included) accepted from the relay; a larger one is a protocol
+    /// error. Default: the relay's default `max_frame_bytes` plus room for the sender and
+    /// topic a DELIVER adds.
+    pub max_frame_bytes: usize,
+    /// Bound on one blocking write; `None` (default) waits as long as the relay does not read.
+    /// A write that times out leaves the connection unusable.
+    pub write_timeout: Option<Duration>,
+    /// How long [`Client::close`] waits for the relay to close its side after our CLOSE.
+    /// Default 250 ms.
+    pub close_linger: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            write_buffer_bytes: 64 * 1024,
+            read_chunk_bytes: 64 * 1024,
+            max_frame_bytes: MAX_FRAME_BYTES_DEFAULT + DELIVER_SLACK_BYTES,
+            write_timeout: None,
+            close_linger: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Something the relay told this client (owned, so it outlives the receive buffer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A delivered message; `topic` is `None` for a direct SEND.
+    Message {
+        sender: Vec<u8>,
+        topic: Option<Vec<u8>>,
+        payload: Vec<u8>,
+    },
+    /// A watched client id came online or went offline.
+    Presence { client_id: Vec<u8>, online: bool },
+    /// A request failed (for example SEND to an unknown id); the connection stays open.
+    Error {
+        code: ErrorCode,
+        subject: Vec<u8>,
+        text: String,
+    },
+    /// The relay closed the connection; every later call fails with [`ClientError::Closed`].
+    Closed { reason: CloseReason, text: String },
+}
+
+/// Why a client operation failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No address `addr` resolved to accepted a TCP connection.
+    Connect { addr: String, source: io::Error },
+    /// The relay did not answer HELLO with WELCOME within the connect timeout.
+    Timeout { waited_ms: u64 },
+    /// A socket read or write failed; the connection is no longer usable.
+    Io(io::Error),
+    /// A field is empty or longer than the protocol allows (nothing was queued).
+    Encode(EncodeError),
+    /// The frame is larger than the relay accepts (nothing was queued).
+    FrameTooLarge {
+        frame_bytes: usize,
+        max_frame_bytes: usize,
+    },
+    /// The relay sent bytes that do not decode; the connection is no longer usable.
+    Protocol(DecodeError),
+    /// The relay sent a frame kind it never sends to clients (or at the wrong time).
+    UnexpectedFrame(FrameKind),
+    /// The WELCOME named a protocol version this build does not speak.
+    UnsupportedVersion(u16),
+    /// The relay closed the connection (during the handshake, or earlier as an event).
+    Closed { reason: CloseReason, text: String },
+    /// The connection ended without a CLOSE (end of stream, or an earlier fatal error).
+    Disconnected,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Connect { addr, source } => {
+                write!(f, "cannot connect to {addr}: {source}")
+            }
+            ClientError::Timeout { waited_ms } => {
+                write!(
+                    f,
+                    "relay did not complete the handshake within {waited_ms} ms"
+                )
+            }
+            ClientError::Io(e) => write!(f, "connection I/O failed: {e}"),
+            ClientError::Encode(e) => write!(f, "invalid request: {e}"),
+            ClientError::FrameTooLarge {
+                frame_bytes,
+                max_frame_bytes,
+            } => write!(
+                f,
+                "frame of {frame_bytes} bytes exceeds the relay's max_frame_bytes {max_frame_bytes}"
+            ),
+            ClientError::Protocol(e) => write!(f, "relay sent an invalid frame: {e}"),
+            ClientError::UnexpectedFrame(kind) => {
+                write!(f, "relay sent an unexpected {kind:?} frame")
+            }
+            ClientError::UnsupportedVersion(v) => write!(
+                f,
+                "relay speaks protocol version {v}, this client speaks {PROTOCOL_VERSION}"
+            ),
+            ClientError::Closed { reason, text } if text.is_empty() => {
+                write!(f, "relay closed the connection: {reason}")
+            }
+            ClientError::Closed { reason, text } => {
+                write!(f, "relay closed the connection: {reason} ({text})")
+            }
+            ClientError::Disconnected => f.write_str("connection to the relay was lost"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Connect { source, .. } => Some(source),
+            ClientError::Io(e) => Some(e),
+            ClientError::Encode(e) => Some(e),
+            ClientError::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Connection state; anything but `Open` makes further operations fail.
+#[derive(Debug)]
+enum State {
+    Open,
+    Closed { reason: CloseReason, text: String },
+    Broken,
+}
+
+/// What one inbound frame means to the client, owned so the reader can be borrowed again.
+enum Inbound {
+    Event(Event),
+    Ping(u64),
+    Welcome {
+        version: u16,
+        max_frame_bytes: u32,
+        heartbeat_interval_ms: u32,
+    },
+    Ignore,
+    Unexpected(FrameKind),
+}
+
+/// Outcome of one attempt to read more bytes.
+enum Fill {
+    Progress,
+    DeadlinePassed,
+}
+
+/// A blocking connection to the relay. See the module docs.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    reader: FrameReader,
+    write_buf: Vec<u8>,
+    opts: ClientOptions,
+    client_id: Vec<u8>,
+    relay_max_frame_bytes: usize,
+    heartbeat_interval_ms: u32,
+    state: State,
+}
+
+impl Client {
+    /// Connects with default [`ClientOptions`], sends HELLO and waits for WELCOME.
+    pub fn connect(
+        addr: impl ToSocketAddrs,
+        client_id: &[u8],
+        token: Option<&[u8]>,
+    ) -> Result<Client, ClientError> {
+        Self::connect_with(addr, client_id, token, ClientOptions::default())
+    }
+
+    /// Like [`Client::connect`] with explicit options.
+    pub fn connect_with(
+        addr: impl ToSocketAddrs,
+        client_id: &[u8],
+        token: Option<&[u8]>,
+        opts: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let started = Instant::now();
+        let deadline = started.checked_add(opts.connect_timeout);
+        let mut hello_bytes = Vec::new();
+        hello(client_id, token.unwrap_or_default())
+            .encode(&mut hello_bytes)
+            .map_err(ClientError::Encode)?;
+        let stream = connect_tcp(addr, deadline)?;
+        stream.set_nodelay(true).map_err(ClientError::Io)?;
+        stream
+            .set_write_timeout(opts.write_timeout)
+            .map_err(ClientError::Io)?;
+        let mut client = Client {
+            stream,
+            reader: FrameReader::new(opts.max_frame_bytes),
+            write_buf: hello_bytes,
+            client_id: client_id.to_vec(),
+            relay_max_frame_bytes: 0,
+            heartbeat_interval_ms: 0,
+            opts,
+            state: State::Open,
+        };
+        client.write_out()?;
+        client.await_welcome(started, deadline)?;
+        Ok(client)
+    }
+
+    /// The id this client registered with.
+    pub fn client_id(&self) -> &[u8] {
+        &self.client_id
+    }
+
+    /// The local address of the connection.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// The relay's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// The largest frame the relay accepts (from WELCOME).
+    pub fn relay_max_frame_bytes(&self) -> usize {
+        self.relay_max_frame_bytes
+    }
+
+    /// How often the relay pings an idle connection (from WELCOME).
+    pub fn heartbeat_interval_ms(&self) -> u32 {
+        self.heartbeat_interval_ms
+    }
+
+    /// Queues a direct message to the client registered as `target`.
+    pub fn send(&mut self, target: &[u8], payload: &[u8]) -> Result<(), ClientError> {
+        self.queue(Frame::Send { target, payload })
+    }
+
+    /// Queues a message to every subscriber of `topic`, this client included.
+    pub fn publish(&mut self, topic: &[u8], payload: &[u8]) -> Result<(), ClientError> {
+        self.queue(Frame::Publish {
+            topic,
+            payload,
+            no_echo: false,
+        })
+    }
+
+    /// Queues a message to every subscriber of `topic` except this connection.
+    pub fn publish_no_echo(&mut self, topic: &[u8], payload: &[u8]) -> Result<(), ClientError> {
+        self.queue(Frame::Publish {
+            topic,
+            payload,
+            no_echo: true,
+        })
+    }
+
+    /// Subscribes to `topic` (every message); flushes at once.
+    pub fn subscribe(&mut self, topic: &[u8]) -> Result<(), ClientError> {
+        self.queue_control(Frame::Subscribe { topic, group: b"" })
+    }
+
+    /// Subscribes to `topic` in queue group `group` (one member per group gets each message);
+    /// an empty `group` is a plain subscription. Flushes at once.
+    pub fn subscribe_group(&mut self, topic: &[u8], group: &[u8]) -> Result<(), ClientError> {
+        self.queue_control(Frame::Subscribe { topic, group })
+    }
+
+    /// Drops the subscription to `topic` in `group` (empty: the plain one). Flushes at once.
+    pub fn unsubscribe(&mut self, topic: &[u8], group: &[u8]) -> Result<(), ClientError> {
+        self.queue_control(Frame::Unsubscribe { topic, group })
+    }
+
+    /// Asks for presence events about `client_id`. Flushes at once.
+    pub fn watch(&mut self, client_id: &[u8]) -> Result<(), ClientError> {
+        self.queue_control(Frame::Watch { client_id })
+    }
+
+    /// Stops presence events about `client_id`. Flushes at once.
+    pub fn unwatch(&mut self, client_id: &[u8]) -> Result<(), ClientError> {
+        self.queue_control(Frame::Unwatch { client_id })
+    }
+
+    /// Writes every queued frame to the socket.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        self.check_open()?;
+        self.write_out()
+    }
+
+    /// Waits up to `timeout` for the next event; `Ok(None)` when none arrived in time.
+    /// Relay pings are answered here and never surface. `Duration::ZERO` polls once.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
+        self.check_open()?;
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(event) = self.next_event()? {
+                return Ok(Some(event));
+            }
+            if let Fill::DeadlinePassed = self.fill(deadline)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Flushes queued frames, sends CLOSE(NORMAL), waits briefly (bounded by
+    /// [`ClientOptions::close_linger`]) for the relay to close, and shuts the socket down.
+    /// Closing a connection the relay already closed or that was lost is not an error.
+    pub fn close(mut self) -> Result<(), ClientError> {
+        if !matches!(self.state, State::Open) {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        Frame::Close {
+            reason: CloseReason::NORMAL,
+            text: b"",
+        }
+        .encode(&mut self.write_buf)
+        .map_err(ClientError::Encode)?;
+        self.write_out()?;
+        if let Err(e) = self.stream.shutdown(Shutdown::Write) {
+            if e.kind() != io::ErrorKind::NotConnected {
+                return Err(ClientError::Io(e));
+            }
+        }
+        self.linger_until_relay_closes();
+        let _ = self.stream.shutdown(Shutdown::Both);
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), ClientError> {
+        match &self.state {
+            State::Open => Ok(()),
+            State::Closed { reason, text } => Err(ClientError::Closed {
+                reason: *reason,
+                text: text.clone(),
+            }),
+            State::Broken => Err(ClientError::Disconnected),
+        }
+    }
+
+    fn queue(&mut self, frame: Frame<'_>) -> Result<(), ClientError> {
+        self.check_open()?;
+        let frame_bytes = frame.encoded_len();
+        if frame_bytes > self.relay_max_frame_bytes {
+            return Err(ClientError::FrameTooLarge {
+                frame_bytes,
+                max_frame_bytes: self.relay_max_frame_bytes,
+            });
+        }
+        frame
+            .encode(&mut self.write_buf)
+            .map_err(ClientError::Encode)?;
+        if self.write_buf.len() >= self.opts.write_buffer_bytes {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn queue_control(&mut self, frame: Frame<'_>) -> Result<(), ClientError> {
+        self.queue(frame)?;
+        self.write_out()
+    }
+
+    /// Writes the whole write buffer; any failure leaves the connection broken (a frame may
+    /// have been cut in half on the wire).
+    fn write_out(&mut self) -> Result<(), ClientError> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.write_buf);
+        self.write_buf.clear();
+        result.map_err(|e| self.fail(ClientError::Io(e)))
+    }
+
+    /// Marks the connection unusable and returns `err` for the caller.
+    fn fail(&mut self, err: ClientError) -> ClientError {
+        self.state = State::Broken;
+        let _ = self.stream.shutdown(Shutdown::Both);
+        err
+    }
+
+    /// Tells the relay (best effort) why we give up on its bytes, then fails.
+    fn fail_protocol(&mut self, err: DecodeError) -> ClientError {
+        let mut out = Vec::new();
+        let text = err.to_string();
+        let close = Frame::Close {
+            reason: err.close_reason(),
+            text: text.as_bytes(),
+        };
+        if close.encode(&mut out).is_ok() {
+            let _ = self.stream.write_all(&out);
+        }
+        self.fail(ClientError::Protocol(err))
+    }
+
+    fn mark_closed(&mut self, reason: CloseReason, text: &str) {
+        self.state = State::Closed {
+            reason,
+            text: text.to_string(),
+        };
+        self.write_buf.clear();
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// The next buffered frame, classified; `Ok(None)` when more bytes are needed.
+    fn next_inbound(&mut self) -> Result<Option<Inbound>, ClientError> {
+        match self.reader.next_frame() {
+            Ok(Some(frame)) => Ok(Some(classify(frame))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.fail_protocol(e)),
+        }
+    }
+
+    /// The next buffered event, answering pings on the way; `Ok(None)` when more bytes are
+    /// needed.
+    fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
+        while let Some(inbound) = self.next_inbound()? {
+            match inbound {
+                Inbound::Event(event) => {
+                    if let Event::Closed { reason, text } = &event {
+                        self.mark_closed(*reason, text);
+                    }
+                    return Ok(Some(event));
+                }
+                Inbound::Ping(nonce) => self.answer_ping(nonce)?,
+                Inbound::Ignore => {}
+                Inbound::Welcome { .. } => {
+                    return Err(self.fail(ClientError::UnexpectedFrame(FrameKind::Welcome)))
+                }
+                Inbound::Unexpected(kind) => {
+                    return Err(self.fail(ClientError::UnexpectedFrame(kind)))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn answer_ping(&mut self, nonce: u64) -> Result<(), ClientError> {
+        Frame::Pong { nonce }
+            .encode(&mut self.write_buf)
+            .map_err(ClientError::Encode)?;
+        self.write_out()
+    }
+
+    fn await_welcome(
+        &mut self,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
+        loop {
+            while let Some(inbound) = self.next_inbound()? {
+                match inbound {
+                    Inbound::Welcome {
+                        version,
+                        max_frame_bytes,
+                        heartbeat_interval_ms,
+                    } => {
+                        return self.accept_welcome(
+                            version,
+                            max_frame_bytes,
+                            heartbeat_interval_ms,
+                        );
+                    }
+                    Inbound::Event(Event::Closed { reason, text }) => {
+                        self.mark_closed(reason, &text);
+                        return Err(ClientError::Closed { reason, text });
+                    }
+                    Inbound::Ping(nonce) => self.answer_ping(nonce)?,
+                    Inbound::Ignore => {}
+                    Inbound::Event(event) => {
+                        return Err(self.fail(ClientError::UnexpectedFrame(event_kind(&event))))
+                    }
+                    Inbound::Unexpected(kind) => {
+                        return Err(self.fail(ClientError::UnexpectedFrame(kind)))
+                    }
+                }
+            }
+            if let Fill::DeadlinePassed = self.fill(deadline)? {
+                let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                return Err(self.fail(ClientError::Timeout { waited_ms }));
+            }
+        }
+    }
+
+    fn accept_welcome(
+        &mut self,
+        version: u16,
+        max_frame_bytes: u32,
+        heartbeat_interval_ms: u32,
+    ) -> Result<(), ClientError> {
+        if version != PROTOCOL_VERSION {
+            return Err(self.fail(ClientError::UnsupportedVersion(version)));
+        }
+        self.relay_max_frame_bytes = usize::try_from(max_frame_bytes).unwrap_or(usize::MAX);
+        self.heartbeat_interval_ms = heartbeat_interval_ms;
+        Ok(())
+    }
+
+    /// Reads once into the frame reader, waiting at most until `deadline` (`None`: forever).
+    fn fill(&mut self, deadline: Option<Instant>) -> Result<Fill, ClientError> {
+        let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let result = match wait {
+            Some(Duration::ZERO) => self.read_nonblocking(),
+            _ => self.read_blocking(wait),
+        };
+        match result {
+            Ok(0) => Err(self.fail(ClientError::Disconnected)),
+            Ok(_) => Ok(Fill::Progress),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
+            Err(e) if is_timeout(&e) => {
+                let passed = deadline.is_some_and(|d| Instant::now() >= d);
+                Ok(if passed {
+                    Fill::DeadlinePassed
+                } else {
+                    Fill::Progress
+                })
+            }
+            Err(e) => Err(self.fail(ClientError::Io(e))),
+        }
+    }
+
+    fn read_blocking(&mut self, wait: Option<Duration>) -> io::Result<usize> {
+        self.stream.set_read_timeout(wait)?;
+        self.reader
+            .fill_from(&mut self.stream, self.opts.read_chunk_bytes)
+    }
+
+    fn read_nonblocking(&mut self) -> io::Result<usize> {
+        self.stream.set_nonblocking(true)?;
+        let result = self
+            .reader
+            .fill_from(&mut self.stream, self.opts.read_chunk_bytes);
+        self.stream.set_nonblocking(false)?;
+        result
+    }
+
+    /// Discards inbound bytes until the relay closes its side or the linger time passes.
+    fn linger_until_relay_closes(&mut self) {
+        let deadline = Instant::now() + self.opts.close_linger;
+        let mut scratch = [0u8; 4096];
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() || self.stream.set_read_timeout(Some(wait)).is_err() {
+                return;
+            }
+            match self.stream.read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Connects to the first address of `addr` that accepts before `deadline`.
+fn connect_tcp(
+    addr: impl ToSocketAddrs,
+    deadline: Option<Instant>,
+) -> Result<TcpStream, ClientError> {
+    let addrs: Vec<SocketAddr> = match addr.to_socket_addrs() {
+        Ok(it) => it.collect(),
+        Err(source) => {
+            return Err(ClientError::Connect {
+                addr: "relay address".into(),
+                source,
+            })
+        }
+    };
+    let label = addrs
+        .first()
+        .map_or_else(|| "relay address".to_string(), |a| a.to_string());
+    let mut last_err = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+    for sock_addr in &addrs {
+        let attempt = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+            Some(Duration::ZERO) => {
+                Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            }
+            Some(wait) => TcpStream::connect_timeout(sock_addr, wait),
+            None => TcpStream::connect(sock_addr),
+        };
+        match attempt {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_err = e,
+        }
+    }
+    Err(ClientError::Connect {
+        addr: label,
+        source: last_err,
+    })
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn classify(frame: Frame<'_>) -> Inbound {
+    match frame {
+        Frame::Deliver {
+            sender,
+            topic,
+            payload,
+        } => Inbound::Event(Event::Message {
+            sender: sender.to_vec(),
+            topic: (!topic.is_empty()).then(|| topic.to_vec()),
+            payload: payload.to_vec(),
+        }),
+        Frame::Presence { client_id, online } => Inbound::Event(Event::Presence {
+            client_id: client_id.to_vec(),
+            online,
+        }),
+        Frame::Error {
+            code,
+            subject,
+            text,
+        } => Inbound::Event(Event::Error {
+            code,
+            subject: subject.to_vec(),
+            text: lossy(text),
+        }),
+        Frame::Close { reason, text } => Inbound::Event(Event::Closed {
+            reason,
+            text: lossy(text),
+        }),
+        Frame::Ping { nonce } => Inbound::Ping(nonce),
+        Frame::Pong { .. } => Inbound::Ignore,
+        Frame::Welcome {
+            version,
+            heartbeat_interval_ms,
+            max_frame_bytes,
+        } => Inbound::Welcome {
+            version,
+            max_frame_bytes,
+            heartbeat_interval_ms,
+        },
+        other => Inbound::Unexpected(other.kind()),
+    }
+}
+
+fn event_kind(event: &Event) -> FrameKind {
+    match event {
+        Event::Message { .. } => FrameKind::Deliver,
+        Event::Presence { .. } => FrameKind::Presence,
+        Event::Error { .. } => FrameKind::Error,
+        Event::Closed { .. } => FrameKind::Close,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{decode, Decoded};
+    use std::net::TcpListener;
+    use std::thread::{self, JoinHandle};
+
+    const IO_BOUND: Duration = Duration::from_secs(5);
+
+    /// The relay side of one accepted connection, with bounded reads.
+    struct FakeRelay {
+        stream: TcpStream,
+        reader: FrameReader,
+    }
+
+    impl FakeRelay {
+        fn accept(listener: &TcpListener) -> FakeRelay {
+            let (stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(IO_BOUND)).unwrap();
+            stream.set_write_timeout(Some(IO_BOUND)).unwrap();
+            FakeRelay {
+                stream,
+                reader: FrameReader::new(1 << 20),
+            }
+        }
+
+        /// The next frame, re-encoded to owned bytes (so the reader can be borrowed again).
+        fn next_frame_bytes(&mut self) -> Vec<u8> {
+            loop {
+                if let Some(frame) = self.reader.next_frame().unwrap() {
+                    let mut out = Vec::new();
+                    frame.encode(&mut out).unwrap();
+                    return out;
+                }
+                let n = self.reader.fill_from(&mut self.stream, 4096).unwrap();
+                assert!(n > 0, "client closed before the expected frame");
+            }
+        }
+
+        fn send(&mut self, frame: Frame<'_>) {
+            let mut out = Vec::new();
+            frame.encode(&mut out).unwrap();
+            self.stream.write_all(&out).unwrap();
+        }
+
+        fn handshake(&mut self, expect_id: &[u8]) {
+            let bytes = self.next_frame_bytes();
+            assert_eq!(bytes, encoded(hello(expect_id, b"")));
+            self.send(welcome());
+        }
+    }
+
+    fn welcome() -> Frame<'static> {
+        Frame::Welcome {
+            version: PROTOCOL_VERSION,
+            heartbeat_interval_ms: 5000,
+            max_frame_bytes: 4096,
+        }
+    }
+
+    fn encoded(frame: Frame<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame.encode(&mut out).unwrap();
+        out
+    }
+
+    fn decode_one(bytes: &[u8]) -> Frame<'_> {
+        match decode(bytes, 1 << 20).unwrap() {
+            Decoded::Frame { frame, .. } => frame,
+            other => panic!("incomplete frame: {other:?}"),
+        }
+    }
+
+    /// Listener plus a thread running `relay` on the first accepted connection.
+    fn fake_relay<F>(relay: F) -> (SocketAddr, JoinHandle<()>)
+    where
+        F: FnOnce(FakeRelay) + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = thread::spawn(move || relay(FakeRelay::accept(&listener)));
+        (addr, handle)
+    }
+
+    #[test]
+    fn hello_carries_id_and_token_and_welcome_is_accepted() {
+        let (addr, relay) = fake_relay(|mut r| {
+            assert_eq!(r.next_frame_bytes(), encoded(hello(b"alice", b"sesame")));
+            r.send(welcome());
+        });
+        let client = Client::connect(addr, b"alice", Some(b"sesame")).unwrap();
+        assert_eq!(client.client_id(), b"alice");
+        assert_eq!(client.relay_max_frame_bytes(), 4096);
+        assert_eq!(client.heartbeat_interval_ms(), 5000);
+        assert!(client.stream.nodelay().unwrap());
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn close_during_handshake_is_an_error_with_the_reason() {
+        let (addr, relay) = fake_relay(|mut r| {
+            r.next_frame_bytes();
+            r.send(Frame::Close {
+                reason: CloseReason::AUTH_FAILED,
+                text: b"bad token",
+            });
+        });
+        match Client::connect(addr, b"alice", Some(b"wrong")) {
+            Err(ClientError::Closed { reason, text }) => {
+                assert_eq!(reason, CloseReason::AUTH_FAILED);
+                assert_eq!(text, "bad token");
+            }
+            other => panic!("expected Closed, got {other:?}"),
+        }
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn silent_relay_times_out_within_the_connect_timeout() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (addr, relay) = fake_relay(move |mut r| {
+            r.next_frame_bytes();
+            // Keep the connection open (no WELCOME) until the client gave up.
+            let _ = rx.recv_timeout(IO_BOUND);
+        });
+        let opts = ClientOptions {
+            connect_timeout: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let result = Client::connect_with(addr, b"alice", None, opts);
+        assert!(
+            matches!(result, Err(ClientError::Timeout { .. })),
+            "{result:?}"
+        );
+        tx.send(()).unwrap();
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn ping_is_answered_with_pong_and_not_surfaced() {
+        let (addr, relay) = fake_relay(|mut r| {
+            r.handshake(b"bob");
+            r.send(Frame::Ping { nonce: 42 });
+            r.send(Frame::Deliver {
+                sender: b"alice",
+                topic: b"",
+                payload: b"hi",
+            });
+            assert_eq!(r.next_frame_bytes(), encoded(Frame::Pong { nonce: 42 }));
+        });
+        let mut client = Client::connect(addr, b"bob", None).unwrap();
+        let event = client.recv(IO_BOUND).unwrap();
+        assert_eq!(
+            event,
+            Some(Event::Message {
+                sender: b"alice".to_vec(),
+                topic: None,
+                payload: b"hi".to_vec()
+            })
+        );
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn buffered_events_come_out_in_order_with_topics_and_presence() {
+        let (addr, relay) = fake_relay(|mut r| {
+            r.handshake(b"bob");
+            let mut burst = Vec::new();
+            Frame::Deliver {
+                sender: b"a",
+                topic: b"news",
+                payload: b"1",
+            }
+            .encode(&mut burst)
+            .unwrap();
+            Frame::Presence {
+                client_id: b"carol",
+                online: true,
+            }
+            .encode(&mut burst)
+            .unwrap();
+            Frame::Error {
+                code: ErrorCode::UNKNOWN_ID,
+                subject: b"zed",
+                text: b"unknown id",
+            }
+            .encode(&mut burst)
+            .unwrap();
+            r.stream.write_all(&burst).unwrap();
+        });
+        let mut client = Client::connect(addr, b"bob", None).unwrap();
+        let events: Vec<_> = (0..3)
+            .map(|_| client.recv(IO_BOUND).unwrap().unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                Event::Message {
+                    sender: b"a".to_vec(),
+                    topic: Some(b"news".to_vec()),
+                    payload: b"1".to_vec()
+                },
+                Event::Presence {
+                    client_id: b"carol".to_vec(),
+                    online: true
+                },
+                Event::Error {
+                    code: ErrorCode::UNKNOWN_ID,
+                    subject: b"zed".to_vec(),
+                    text: "unknown id".into()
+                },
+            ]
+        );
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn close_is_surfaced_as_an_event_and_later_calls_fail() {
+        let (addr, relay) = fake_relay(|mut r| {
+            r.handshake(b"bob");
+            r.send(Frame::Close {
+                reason: CloseReason::SLOW_CONSUMER,
+                text: b"",
+            });
+        });
+        let mut client = Client::connect(addr, b"bob", None).unwrap();
+        let event = client.recv(IO_BOUND).unwrap();
+        assert_eq!(
+            event,
+            Some(Event::Closed {
+                reason: CloseReason::SLOW_CONSUMER,
+                text: String::new()
+            })
+        );
+        let err = client.send(b"x", b"y").unwrap_err();
+        assert!(matches!(
+            err,
+            ClientError::Closed {
+                reason: CloseReason::SLOW_CONSUMER,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "relay closed the connection: slow consumer"
+        );
+        client.close().unwrap();
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn end_of_stream_is_disconnected_and_timeout_is_none() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (addr, relay) = fake_relay(move |mut r| {
+            r.handshake(b"bob");
+            let _ = rx.recv_timeout(IO_BOUND);
+        });
+        let mut client = Client::connect(addr, b"bob", None).unwrap();
+        assert_eq!(client.recv(Duration::ZERO).unwrap(), None);
+        assert_eq!(client.recv(Duration::from_millis(20)).unwrap(), None);
+        tx.send(()).unwrap();
+        relay.join().unwrap();
+        assert!(matches!(
+            client.recv(IO_BOUND),
+            Err(ClientError::Disconnected)
+        ));
+        assert!(matches!(client.flush(), Err(ClientError::Disconnected)));
+    }
+
+    #[test]
+    fn undecodable_bytes_are_a_protocol_error() {
+        let (addr, relay) = fake_relay(|mut r| {
+            r.handshake(b"bob");
+            r.stream.write_all(&[0, 0, 0, 0, 0x7f, 0]).unwrap();
+        });
+        let mut client = Client::connect(addr, b"bob", None).unwrap();
+        let err = client.recv(IO_BOUND).unwrap_err();
+        assert!(
+            matches!(err, ClientError::Protocol(DecodeError::UnknownKind(0x7f))),
+            "{err:?}"
+        );
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn sends_are_batched_until_flush_and_control_ops_flush_at_once() {
+        let (addr, relay) = fake_relay(|mut r| {
+            r.handshake(b"bob");
+            let expected = [
+                encoded(Frame::Send {
+                    target: b"alice",
+                    payload: b"1",
+                }),
+                encoded(Frame::Publish {
+                    topic: b"t",
+                    payload: b"2",
+                    no_echo: false,
+                }),
+                encoded(Frame::Publish {
+                    topic: b"t",
+                    payload: b"3",
+                    no_echo: true,
+                }),
+                encoded(Frame::Subscribe {
+                    topic: b"t",
+                    group: b"g",
+                }),
+                encoded(Frame::Watch {
+                    client_id: b"carol",
+                }),
+                encoded(Frame::Close {
+                    reason: CloseReason::NORMAL,
+                    text: b"",
+                }),
+            ];
+            for frame in expected {
+                assert_eq!(r.next_frame_bytes(), frame);
+            }
+        });
+        let mut client = Client::connect(addr, b"bob", None).unwrap();
+        client.send(b"alice", b"1").unwrap();
+        client.publish(b"t", b"2").unwrap();
+        client.publish_no_echo(b"t", b"3").unwrap();
+        assert!(!client.write_buf.is_empty(), "plain sends wait for flush");
+        client.subscribe_group(b"t", b"g").unwrap();
+        assert!(client.write_buf.is_empty(), "control ops flush");
+        client.watch(b"carol").unwrap();
+        client.close().unwrap();
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn invalid_and_oversized_frames_are_refused_without_queueing() {
+        let (addr, relay) = fake_relay(|mut r| r.handshake(b"bob"));
+        let mut client = Client::connect(addr, b"bob", None).unwrap();
+        assert!(matches!(
+            client.send(b"", b"x"),
+            Err(ClientError::Encode(_))
+        ));
+        let big = vec![0u8; 5000];
+        assert!(matches!(
+            client.send(b"alice", &big),
+            Err(ClientError::FrameTooLarge {
+                max_frame_bytes: 4096,
+                ..
+            })
+        ));
+        assert!(client.write_buf.is_empty());
+        relay.join().unwrap();
+        assert!(matches!(
+            Client::connect(addr, b"", None),
+            Err(ClientError::Encode(_))
+        ));
+    }
+
+    #[test]
+    fn hello_bytes_decode_as_hello() {
+        let bytes = encoded(hello(b"id", b"tok"));
+        assert_eq!(
+            decode_one(&bytes),
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                client_id: b"id",
+                token: b"tok"
+            }
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`bench`]: the load generator behind `ringrelay bench`.
 
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod core;
