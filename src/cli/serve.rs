@@ -129,15 +129,20 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     let addr = server.local_addr();
     announce(addr)?;
     tracing::info!(%addr, workers, "relay running");
-    let signal = match signals.wait() {
-        Ok(signal) => signal,
-        Err(e) => {
-            server.shutdown();
-            return Err(CliFailure::new(format!("waiting for signals failed: {e}")));
-        }
-    };
-    tracing::info!(signal = signal.name(), "shutting down");
-    server.shutdown();
+    // A signal thread stops the relay; this thread waits for the workers, so a worker that
+    // fails on its own also ends the process (with its error).
+    let stopper = server.stopper();
+    std::thread::Builder::new()
+        .name("ringrelay-signals".into())
+        .spawn(move || {
+            match signals.wait() {
+                Ok(signal) => tracing::info!(signal = signal.name(), "shutting down"),
+                Err(e) => tracing::error!("waiting for signals failed: {e}; shutting down"),
+            }
+            stopper.stop();
+        })
+        .map_err(|e| CliFailure::new(format!("cannot spawn the signal thread: {e}")))?;
+    server.wait()?;
     Ok(())
 }
 

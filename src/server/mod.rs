@@ -1,7 +1,26 @@
-//! The relay server: thread-per-core io_uring workers (being written; API is fixed).
+//! The relay server: thread-per-core io_uring workers driving the sans-IO core.
+//!
+//! `Server::start` binds one SO_REUSEPORT listener per worker (the kernel spreads connections
+//! across them), starts one pinned thread per worker and returns when every worker's ring is
+//! up. Workers share only the routing tables (lock-free reads), the handoff mailboxes and
+//! their own counters.
+
+mod bufring;
+mod conn;
+mod deliver;
+mod handoff;
+mod ring;
+mod stats;
+mod worker;
 
 use crate::config::Config;
+use crate::core::{SessionConfig, Tables};
+use handoff::Mailbox;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Why the relay could not start or stopped.
 #[derive(Debug)]
@@ -14,7 +33,7 @@ impl std::fmt::Display for ServeError {
 }
 impl std::error::Error for ServeError {}
 
-/// Counters a running relay exposes (cumulative since start).
+/// Counters a running relay exposes (cumulative since start, except `connections_open`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub connections_open: u64,
@@ -27,27 +46,222 @@ pub struct StatsSnapshot {
     pub handoff_drops: u64,
 }
 
+/// State shared by every worker of one node.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub session: SessionConfig,
+    pub node_id: u16,
+    pub tables: Tables,
+    pub mailboxes: Box<[Mailbox]>,
+    pub stats: stats::StatsBlocks,
+    pub shutdown: AtomicBool,
+    pub started: Instant,
+}
+
 /// A running relay. Dropping it shuts it down.
 pub struct Server {
-    _private: (),
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<Result<(), ServeError>>>,
+    local_addr: SocketAddr,
 }
+
+/// How long `start` waits for every worker to report its ring up.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Binds, starts the workers and returns once every worker is accepting.
-    pub fn start(_cfg: Config) -> Result<Server, ServeError> {
-        Err(ServeError("server not built yet".into()))
+    pub fn start(cfg: Config) -> Result<Server, ServeError> {
+        cfg.validate().map_err(|e| ServeError(format!("invalid config: {e}")))?;
+        let workers = cfg.worker_count();
+        if workers > u16::MAX as usize {
+            return Err(ServeError("too many workers".into()));
+        }
+        let cpus = worker_cpus(&cfg, workers);
+        let (listeners, local_addr) = bind_listeners(cfg.listen, workers)?;
+        let mailboxes = (0..workers)
+            .map(|_| Mailbox::new(workers))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServeError(format!("cannot create eventfd: {e}")))?;
+        let shared = Arc::new(Shared {
+            session: SessionConfig::from_config(&cfg),
+            config: cfg,
+            node_id: 0,
+            tables: Tables::new(),
+            mailboxes: mailboxes.into(),
+            stats: stats::new_blocks(workers),
+            shutdown: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
+        let mut threads = Vec::with_capacity(workers);
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let worker_shared = Arc::clone(&shared);
+            let ready = ready_tx.clone();
+            let cpu = cpus.get(index).copied().flatten();
+            let spawned = std::thread::Builder::new().name(format!("ringrelay-w{index}")).spawn(move || {
+                if let Some(cpu) = cpu {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                        tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
+                    }
+                }
+                match worker::Worker::new(index as u16, listener, worker_shared) {
+                    Ok(w) => {
+                        let _ = ready.send(Ok(()));
+                        w.run()
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(ServeError(e.0.clone())));
+                        Err(e)
+                    }
+                }
+            });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    let server = Server { shared, threads, local_addr };
+                    server.stop_and_join();
+                    return Err(ServeError(format!("cannot spawn worker thread: {e}")));
+                }
+            }
+        }
+        drop(ready_tx);
+        let server = Server { shared, threads, local_addr };
+        for _ in 0..workers {
+            match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    server.stop_and_join();
+                    return Err(e);
+                }
+                Err(_) => {
+                    server.stop_and_join();
+                    return Err(ServeError("workers did not start within 10 s".into()));
+                }
+            }
+        }
+        tracing::info!(%local_addr, workers, "relay listening");
+        Ok(server)
     }
+
     /// The bound client address (the real port when the config said port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        unreachable!()
+        self.local_addr
     }
+
     pub fn stats(&self) -> StatsSnapshot {
-        StatsSnapshot::default()
+        stats::snapshot(&self.shared.stats)
     }
+
+    /// Number of client ids registered on this node.
+    pub fn registered_clients(&self) -> usize {
+        self.shared.tables.locations.len()
+    }
+
     /// Blocks until the workers exit (they exit on `shutdown` or a fatal error).
-    pub fn wait(self) -> Result<(), ServeError> {
-        Ok(())
+    pub fn wait(mut self) -> Result<(), ServeError> {
+        let mut first_err = None;
+        for t in self.threads.drain(..) {
+            let result = t.join().unwrap_or_else(|_| Err(ServeError("worker thread panicked".into())));
+            if let Err(e) = result {
+                // One worker failing takes the node down: the others would serve a partial
+                // shard of the listen port.
+                self.shared.shutdown.store(true, Ordering::Release);
+                for m in self.shared.mailboxes.iter() {
+                    m.wake();
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
-    /// Asks the workers to close every connection with reason "shutdown" and exit; joins them.
-    pub fn shutdown(self) {}
+
+    /// A handle that can stop this server from another thread (a signal handler thread).
+    pub fn stopper(&self) -> Stopper {
+        Stopper { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Closes every connection with reason "shutdown", stops the workers and joins them.
+    pub fn shutdown(self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(mut self) {
+        self.stopper().stop();
+        for t in self.threads.drain(..) {
+            if let Ok(Err(e)) = t.join() {
+                tracing::warn!("worker exited with error: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stopper().stop();
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Stops a running server from any thread.
+#[derive(Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+}
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for m in self.shared.mailboxes.iter() {
+            // Force the wake-up even when the worker is not asleep yet: it checks the flag at
+            // the top of every iteration, and a stale eventfd count is harmless.
+            m.sleeping.store(true, Ordering::SeqCst);
+            m.wake();
+        }
+    }
+}
+
+/// CPU for each worker: the configured list, else the CPUs this process may run on, in turn.
+fn worker_cpus(cfg: &Config, workers: usize) -> Vec<Option<usize>> {
+    if let Some(cpus) = &cfg.cpus {
+        return cpus.iter().map(|&c| Some(c)).collect();
+    }
+    let allowed = core_affinity::get_core_ids().unwrap_or_default();
+    if allowed.is_empty() {
+        return vec![None; workers];
+    }
+    (0..workers).map(|i| Some(allowed[i % allowed.len()].id)).collect()
+}
+
+/// Listen backlog: large, since a relay host sees connection storms after a restart; the
+/// kernel caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn bind_listeners(addr: SocketAddr, workers: usize) -> Result<(Vec<socket2::Socket>, SocketAddr), ServeError> {
+    let mut listeners = Vec::with_capacity(workers);
+    let mut bound = addr;
+    for _ in 0..workers {
+        let socket = bind_one(bound).map_err(|e| ServeError(format!("cannot listen on {bound}: {e}")))?;
+        if listeners.is_empty() {
+            bound = socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .ok_or_else(|| ServeError("listener has no local address".into()))?;
+        }
+        listeners.push(socket);
+    }
+    Ok((listeners, bound))
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket)
 }

@@ -1,0 +1,135 @@
+//! Per-connection I/O state owned by one worker: socket, session, send buffers, reassembly.
+
+use crate::core::Session;
+use std::os::fd::RawFd;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    Free,
+    Open,
+    /// A close was decided: a final CLOSE frame is flushing until `close_deadline_ms`.
+    Closing,
+    /// shutdown(2) was called; waiting for in-flight operations before close(2).
+    ShutDown,
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    pub generation: u32,
+    pub state: ConnState,
+    pub session: Session,
+    /// Registered client id (empty until HELLO is accepted).
+    pub client_id: Box<[u8]>,
+    /// Bytes of a frame that straddles receive buffers (bounded by `max_frame_bytes`).
+    pub partial: Vec<u8>,
+    /// Frames queued for the next send.
+    pub out: Vec<u8>,
+    /// Frames being sent by the one send in flight; `inflight_sent` bytes are already out.
+    pub inflight: Vec<u8>,
+    pub inflight_sent: usize,
+    pub send_in_flight: bool,
+    pub recv_armed: bool,
+    /// Queued in the worker's dirty list (has `out` bytes to send).
+    pub dirty: bool,
+    /// A close was requested for this batch; no more frames are queued for it.
+    pub close_requested: bool,
+    /// Text for the final CLOSE frame when it is not a static string (decode errors).
+    pub close_text: Option<String>,
+    pub close_deadline_ms: u64,
+    pub subscriptions: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub watches: Vec<Box<[u8]>>,
+}
+
+impl Conn {
+    pub fn pending_bytes(&self) -> usize {
+        self.out.len() + self.inflight.len() - self.inflight_sent
+    }
+
+    pub fn accepts_frames(&self) -> bool {
+        self.state == ConnState::Open && !self.close_requested
+    }
+}
+
+/// Slab of connections with a free list; slot numbers are stable for a connection's life and
+/// generations tell successive users of one slot apart.
+pub struct Slab {
+    pub conns: Vec<Conn>,
+    free: Vec<u32>,
+    pub open_count: usize,
+    limit: usize,
+}
+
+impl Slab {
+    pub fn new(limit: usize) -> Slab {
+        Slab { conns: Vec::new(), free: Vec::new(), open_count: 0, limit }
+    }
+
+    /// Takes a slot for `fd`, or None at the connection limit.
+    pub fn insert(&mut self, fd: RawFd, session: Session) -> Option<u32> {
+        if self.open_count >= self.limit {
+            return None;
+        }
+        self.open_count += 1;
+        if let Some(slot) = self.free.pop() {
+            let c = &mut self.conns[slot as usize];
+            debug_assert_eq!(c.state, ConnState::Free);
+            c.fd = fd;
+            c.generation = c.generation.wrapping_add(1);
+            c.state = ConnState::Open;
+            c.session = session;
+            c.close_requested = false;
+            return Some(slot);
+        }
+        let slot = self.conns.len() as u32;
+        self.conns.push(Conn {
+            fd,
+            generation: 1,
+            state: ConnState::Open,
+            session,
+            client_id: Box::default(),
+            partial: Vec::new(),
+            out: Vec::new(),
+            inflight: Vec::new(),
+            inflight_sent: 0,
+            send_in_flight: false,
+            recv_armed: false,
+            dirty: false,
+            close_requested: false,
+            close_text: None,
+            close_deadline_ms: 0,
+            subscriptions: Vec::new(),
+            watches: Vec::new(),
+        });
+        Some(slot)
+    }
+
+    /// Returns a slot to the free list; buffers keep their capacity only up to a small bound so
+    /// a burst on one connection does not pin memory forever.
+    pub fn release(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        debug_assert!(!c.send_in_flight && !c.recv_armed);
+        c.state = ConnState::Free;
+        c.fd = -1;
+        c.client_id = Box::default();
+        for buf in [&mut c.partial, &mut c.out, &mut c.inflight] {
+            buf.clear();
+            buf.shrink_to(64 * 1024);
+        }
+        c.inflight_sent = 0;
+        c.dirty = false;
+        c.close_text = None;
+        c.subscriptions = Vec::new();
+        c.watches = Vec::new();
+        self.free.push(slot);
+        self.open_count -= 1;
+    }
+
+    /// The connection at `slot` if it still has `generation` (else it was closed and reused).
+    #[inline]
+    pub fn get_live(&mut self, slot: u32, generation: u32) -> Option<&mut Conn> {
+        match self.conns.get_mut(slot as usize) {
+            Some(c) if c.generation == generation && c.state != ConnState::Free => Some(c),
+            _ => None,
+        }
+    }
+}

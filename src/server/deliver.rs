@@ -1,0 +1,147 @@
+//! The worker's [`Sink`]: routed frames go into a local connection's send buffer (the one copy
+//! of the payload) or into the handoff batch for the worker that owns the destination.
+
+use super::conn::Slab;
+use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME};
+use super::stats::{bump, WorkerStats};
+use crate::core::{Location, Sink};
+use crate::protocol::{encode_deliver, frame_len_for_deliver, CloseReason, ErrorCode, Frame};
+
+/// A close decided while frames are being processed; carried out after the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingClose {
+    pub slot: u32,
+    pub generation: u32,
+    pub reason: CloseReason,
+    pub text: &'static str,
+    /// The peer is gone (reset, EOF): skip the final CLOSE frame.
+    pub peer_gone: bool,
+}
+
+pub struct Deliverer<'w> {
+    pub slab: &'w mut Slab,
+    pub dirty: &'w mut Vec<u32>,
+    pub outboxes: &'w mut [Outbox],
+    pub pending_closes: &'w mut Vec<PendingClose>,
+    pub stats: &'w WorkerStats,
+    pub worker: u16,
+    pub origin_slot: u32,
+    pub origin_generation: u32,
+    pub pending_bytes_max: usize,
+    pub handoff_bytes_max: usize,
+    /// A handoff bound was hit while routing this origin's frames.
+    pub overloaded: bool,
+}
+
+impl Deliverer<'_> {
+    /// Appends `len` bytes written by `write` to a local connection's send buffer, enforcing
+    /// the slow-consumer bound. Returns whether it was appended.
+    #[inline]
+    fn append_local(&mut self, slot: u32, generation: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let Some(conn) = self.slab.get_live(slot, generation) else {
+            return false;
+        };
+        if !conn.accepts_frames() {
+            return false;
+        }
+        if conn.pending_bytes() + len > self.pending_bytes_max {
+            conn.close_requested = true;
+            bump(&self.stats.slow_consumer_closes, 1);
+            self.pending_closes.push(PendingClose {
+                slot,
+                generation,
+                reason: CloseReason::SLOW_CONSUMER,
+                text: "slow consumer: pending_bytes_max exceeded",
+                peer_gone: false,
+            });
+            return false;
+        }
+        write(&mut conn.out);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+        true
+    }
+
+    /// Appends a control frame (WELCOME, PONG, PING, ERROR, PRESENCE) to a local connection.
+    pub fn push_frame_local(&mut self, slot: u32, generation: u32, frame: &Frame<'_>) {
+        let len = frame.encoded_len();
+        self.append_local(slot, generation, len, |out| {
+            // Control frames are built from validated fields; an encode error would be a bug
+            // and is dropped rather than corrupting the stream.
+            let ok = frame.encode(out).is_ok();
+            debug_assert!(ok, "control frame failed to encode: {frame:?}");
+        });
+    }
+
+    /// Appends an already encoded frame handed over by another worker.
+    pub fn append_frame_bytes(&mut self, slot: u32, generation: u32, frame: &[u8]) {
+        self.append_local(slot, generation, frame.len(), |out| out.extend_from_slice(frame));
+    }
+
+    fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) {
+        let len = frame.encoded_len();
+        let ok = self.outboxes[to.worker as usize].append(self.handoff_bytes_max, TAG_FRAME, to.slot, to.generation, len, |out| {
+            let ok = frame.encode(out).is_ok();
+            debug_assert!(ok);
+        });
+        if !ok {
+            bump(&self.stats.handoff_drops, 1);
+            self.overloaded = true;
+        }
+    }
+}
+
+impl Sink for Deliverer<'_> {
+    #[inline]
+    fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
+        let len = frame_len_for_deliver(sender, topic, payload);
+        if to.worker == self.worker {
+            if self.append_local(to.slot, to.generation, len, |out| encode_deliver(out, sender, topic, payload)) {
+                bump(&self.stats.deliveries, 1);
+            }
+            return;
+        }
+        let ok = self.outboxes[to.worker as usize].append(self.handoff_bytes_max, TAG_FRAME, to.slot, to.generation, len, |out| {
+            encode_deliver(out, sender, topic, payload)
+        });
+        if ok {
+            bump(&self.stats.deliveries, 1);
+        } else {
+            bump(&self.stats.handoff_drops, 1);
+            self.overloaded = true;
+        }
+    }
+
+    fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
+        let frame = Frame::Presence { client_id, online };
+        if to.worker == self.worker {
+            self.push_frame_local(to.slot, to.generation, &frame);
+        } else {
+            self.push_frame_remote(to, &frame);
+        }
+    }
+
+    fn close(&mut self, to: Location, reason: CloseReason, text: &'static str) {
+        if to.worker == self.worker {
+            self.pending_closes.push(PendingClose {
+                slot: to.slot,
+                generation: to.generation,
+                reason,
+                text,
+                peer_gone: false,
+            });
+            return;
+        }
+        let ok = self.outboxes[to.worker as usize].append(usize::MAX, TAG_CLOSE, to.slot, to.generation, 2, |out| {
+            out.extend_from_slice(&reason.0.to_le_bytes())
+        });
+        debug_assert!(ok, "close records are never bounded");
+    }
+
+    fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], text: &'static str) {
+        let frame = Frame::Error { code, subject, text: text.as_bytes() };
+        self.push_frame_local(self.origin_slot, self.origin_generation, &frame);
+    }
+}

@@ -1,0 +1,732 @@
+//! One worker: a thread pinned to a CPU that owns an io_uring loop, a listener, a buffer ring
+//! and a shard of the connections. It drives the sans-IO core (session + router).
+//!
+//! Loop: submit queued sends and handoffs, sleep in `submit_and_wait` (the only syscall per
+//! iteration), then process every completion of the round. Receives decode straight from the
+//! provided buffer; routed frames are appended to destination send buffers; each connection
+//! with bytes queued gets one send at the end of the round (one send in flight per socket).
+
+use super::bufring::BufRing;
+use super::conn::{ConnState, Slab};
+use super::deliver::{Deliverer, PendingClose};
+use super::handoff::{records, Outbox, TAG_CLOSE, TAG_FRAME};
+use super::ring::{tag, untag, OP_ACCEPT, OP_RECV, OP_SEND, OP_TIMER, OP_WAKE};
+use super::stats::bump;
+use super::{ServeError, Shared};
+use crate::core::{Location, Origin, SendOutcome, SessionEvent, Sink, TickAction};
+use crate::protocol::{decode, CloseReason, Decoded, ErrorCode, Frame, PROTOCOL_VERSION};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+const BUF_GROUP_ID: u16 = 0;
+
+pub struct Worker {
+    // Field order matters: the ring is dropped first, so the kernel releases the buffer ring
+    // and every in-flight operation before the memory they point into is freed.
+    ring: IoUring,
+    bufs: BufRing,
+    slab: Slab,
+    listener: socket2::Socket,
+    shared: Arc<Shared>,
+    index: u16,
+    dirty: Vec<u32>,
+    outboxes: Vec<Outbox>,
+    pending_closes: Vec<PendingClose>,
+    scratch_locations: Vec<Location>,
+    completions: Vec<cqueue::Entry>,
+    timer: Box<types::Timespec>,
+    wake_buf: Box<u64>,
+    accept_armed: bool,
+    clock: Instant,
+    now_ms: u64,
+    stopping: bool,
+    stop_deadline_ms: u64,
+    /// A handoff bound was hit while routing the current receive's frames.
+    overloaded: bool,
+}
+
+/// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
+fn tick_ms_for(cfg: &crate::config::Config) -> u64 {
+    (cfg.heartbeat_interval_ms.min(cfg.handshake_timeout_ms) / 4).clamp(10, 250)
+}
+
+impl Worker {
+    /// Creates the ring (on the calling thread, which must be the worker thread), registers
+    /// the buffer ring and arms accept, wake-up and timer.
+    pub fn new(index: u16, listener: socket2::Socket, shared: Arc<Shared>) -> Result<Worker, ServeError> {
+        let (ring, mode) = super::ring::build_ring()?;
+        let cfg = &shared.config;
+        let bufs = BufRing::new(cfg.recv_buffer_count, cfg.recv_buffer_bytes, BUF_GROUP_ID)
+            .map_err(|e| ServeError(format!("worker {index}: cannot allocate receive buffers: {e}")))?;
+        bufs.register(&ring.submitter()).map_err(|e| {
+            ServeError(format!("worker {index}: cannot register the buffer ring (Linux 5.19+ needed): {e}"))
+        })?;
+        tracing::debug!(worker = index, mode, "io_uring ready");
+        let tick_ms = tick_ms_for(cfg);
+        let workers = shared.mailboxes.len();
+        let mut w = Worker {
+            ring,
+            bufs,
+            slab: Slab::new(cfg.connections_per_worker_max),
+            listener,
+            index,
+            dirty: Vec::with_capacity(1024),
+            outboxes: (0..workers).map(|_| Outbox::default()).collect(),
+            pending_closes: Vec::new(),
+            scratch_locations: Vec::new(),
+            completions: Vec::with_capacity(4096),
+            timer: Box::new(types::Timespec::new().nsec((tick_ms * 1_000_000) as u32)),
+            wake_buf: Box::new(0),
+            accept_armed: false,
+            clock: shared.started,
+            now_ms: 0,
+            stopping: false,
+            stop_deadline_ms: 0,
+            overloaded: false,
+            shared,
+        };
+        w.now_ms = w.clock.elapsed().as_millis() as u64;
+        w.arm_accept();
+        w.arm_wake();
+        w.arm_timer();
+        w.ring.submit().map_err(|e| ServeError(format!("worker {index}: first submit failed: {e}")))?;
+        Ok(w)
+    }
+
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built in this file points only at memory that outlives the
+            // operation: buffers owned by a connection whose slot is not released while the
+            // operation is in flight, or boxed fields of the worker, which outlive the ring.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            // Submission queue full: hand what we have to the kernel and retry.
+            if let Err(e) = self.ring.submit() {
+                tracing::warn!(worker = self.index, "submit failed while the queue was full: {e}");
+            }
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        let fd = self.listener.as_raw_fd();
+        let e = opcode::AcceptMulti::new(types::Fd(fd)).flags(libc::SOCK_CLOEXEC).build().user_data(tag(OP_ACCEPT, 0, 0));
+        self.push(e);
+        self.accept_armed = true;
+    }
+
+    fn arm_wake(&mut self) {
+        let fd = self.shared.mailboxes[self.index as usize].wake_fd;
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let e = opcode::Read::new(types::Fd(fd), buf.cast(), 8).build().user_data(tag(OP_WAKE, 0, 0));
+        self.push(e);
+    }
+
+    fn arm_timer(&mut self) {
+        let ts: *const types::Timespec = &*self.timer;
+        let e = opcode::Timeout::new(ts).build().user_data(tag(OP_TIMER, 0, 0));
+        self.push(e);
+    }
+
+    fn arm_recv(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        c.recv_armed = true;
+        let e = opcode::RecvMulti::new(types::Fd(c.fd), BUF_GROUP_ID).build().user_data(tag(OP_RECV, slot, c.generation));
+        self.push(e);
+    }
+
+    fn submit_send(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        debug_assert!(!c.send_in_flight);
+        if c.inflight_sent == c.inflight.len() {
+            if c.out.is_empty() {
+                return;
+            }
+            c.inflight.clear();
+            c.inflight_sent = 0;
+            std::mem::swap(&mut c.out, &mut c.inflight);
+        }
+        let rest = &c.inflight[c.inflight_sent..];
+        let len = rest.len().min(u32::MAX as usize) as u32;
+        let e = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(tag(OP_SEND, slot, c.generation));
+        c.send_in_flight = true;
+        self.push(e);
+    }
+
+    /// Runs until shutdown; returns after every connection is closed.
+    pub fn run(mut self) -> Result<(), ServeError> {
+        let mailbox_index = self.index as usize;
+        loop {
+            if !self.stopping && self.shared.shutdown.load(Ordering::Acquire) {
+                self.begin_stop();
+            }
+            if self.stopping && (self.slab.open_count == 0 || self.now_ms >= self.stop_deadline_ms) {
+                break;
+            }
+            self.flush_sends();
+            self.flush_handoffs();
+            let shared = Arc::clone(&self.shared);
+            let mailbox = &shared.mailboxes[mailbox_index];
+            mailbox.sleeping.store(true, Ordering::SeqCst);
+            let want = if mailbox.has_inbound() || !self.pending_closes.is_empty() { 0 } else { 1 };
+            let result = self.ring.submit_and_wait(want);
+            mailbox.sleeping.store(false, Ordering::SeqCst);
+            match result {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)) => {}
+                Err(e) => return Err(ServeError(format!("worker {}: io_uring_enter failed: {e}", self.index))),
+            }
+            self.now_ms = self.clock.elapsed().as_millis() as u64;
+            bump(&shared.stats[mailbox_index].loop_iterations, 1);
+            self.completions.clear();
+            self.completions.extend(self.ring.completion());
+            for i in 0..self.completions.len() {
+                let cqe = self.completions[i].clone();
+                self.on_completion(cqe);
+            }
+            self.drain_inbound();
+            self.run_pending_closes();
+        }
+        self.finish();
+        Ok(())
+    }
+
+    fn on_completion(&mut self, cqe: cqueue::Entry) {
+        let (op, slot, generation) = untag(cqe.user_data());
+        match op {
+            OP_ACCEPT => self.on_accept(cqe.result(), cqueue::more(cqe.flags())),
+            OP_RECV => self.on_recv(slot, generation, cqe.result(), cqe.flags()),
+            OP_SEND => self.on_send(slot, generation, cqe.result()),
+            OP_TIMER => self.on_tick(),
+            OP_WAKE => {
+                if !self.stopping {
+                    self.arm_wake();
+                }
+            }
+            _ => debug_assert!(false, "unknown completion tag {op}"),
+        }
+    }
+
+    fn on_accept(&mut self, result: i32, more: bool) {
+        if !more {
+            self.accept_armed = false;
+            // EMFILE/ENFILE would fail again at once: retry on the next tick instead.
+            let starved = result == -libc::EMFILE || result == -libc::ENFILE;
+            if !self.stopping && !starved {
+                self.arm_accept();
+            }
+        }
+        if result < 0 {
+            if result != -libc::ECANCELED && result != -libc::EINVAL {
+                tracing::warn!(worker = self.index, "accept failed: {}", std::io::Error::from_raw_os_error(-result));
+            }
+            return;
+        }
+        let fd: RawFd = result;
+        if self.stopping {
+            close_fd(fd);
+            return;
+        }
+        set_nodelay(fd);
+        let session = crate::core::Session::new(self.now_ms, &self.shared.session);
+        let Some(slot) = self.slab.insert(fd, session) else {
+            refuse_connection(fd);
+            return;
+        };
+        let stats = &self.shared.stats[self.index as usize];
+        bump(&stats.connections_accepted, 1);
+        bump(&stats.connections_open, 1);
+        self.arm_recv(slot);
+    }
+
+    fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let buffer_id = cqueue::buffer_select(flags);
+        let live = self.slab.get_live(slot, generation).is_some();
+        if !live {
+            debug_assert!(false, "recv completion for a released slot");
+            if let Some(bid) = buffer_id {
+                self.bufs.recycle(bid);
+            }
+            return;
+        }
+        if !more {
+            self.slab.conns[slot as usize].recv_armed = false;
+        }
+        if result > 0 {
+            match buffer_id {
+                Some(bid) => {
+                    // SAFETY: the completion hands buffer `bid` holding `result` bytes to us; it
+                    // is recycled right below, after the last use of `data`.
+                    let data = unsafe { self.bufs.received(bid, result as usize) };
+                    if self.slab.conns[slot as usize].accepts_frames() {
+                        self.on_bytes(slot, data);
+                    }
+                    self.bufs.recycle(bid);
+                }
+                None => debug_assert!(false, "multishot recv completed without a buffer"),
+            }
+        } else if result == 0 || result != -libc::ENOBUFS {
+            // EOF or a socket error: the peer is gone.
+            self.request_close(slot, generation, CloseReason::NORMAL, "peer closed the connection", true);
+        }
+        let c = &self.slab.conns[slot as usize];
+        if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
+            self.arm_recv(slot);
+        }
+        self.maybe_release(slot);
+    }
+
+    fn on_send(&mut self, slot: u32, generation: u32, result: i32) {
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            debug_assert!(false, "send completion for a released slot");
+            return;
+        };
+        c.send_in_flight = false;
+        if result < 0 {
+            c.out.clear();
+            c.inflight.clear();
+            c.inflight_sent = 0;
+            self.request_close(slot, generation, CloseReason::NORMAL, "send failed: peer gone", true);
+        } else {
+            c.inflight_sent += result as usize;
+            if c.inflight_sent < c.inflight.len() || !c.out.is_empty() {
+                if !c.dirty {
+                    c.dirty = true;
+                    self.dirty.push(slot);
+                }
+            } else {
+                c.inflight.clear();
+                c.inflight_sent = 0;
+                if c.state == ConnState::Closing {
+                    self.shutdown_conn(slot);
+                }
+            }
+        }
+        self.maybe_release(slot);
+    }
+
+    /// Decodes every frame in `data` (continuing a frame that straddled the previous buffer)
+    /// and routes it.
+    fn on_bytes(&mut self, slot: u32, mut data: &[u8]) {
+        let shared = Arc::clone(&self.shared);
+        let max_frame_bytes = shared.config.max_frame_bytes;
+        let conn = &mut self.slab.conns[slot as usize];
+        conn.session.on_bytes_received(self.now_ms);
+        let generation = conn.generation;
+        let mut client_id = std::mem::take(&mut conn.client_id);
+        let mut partial = std::mem::take(&mut conn.partial);
+        let guards = shared.tables.guards();
+        let mut ctx = FrameCtx { slot, generation, client_id: &mut client_id, guards: &guards, shared: &shared };
+
+        let mut failed = None;
+        if !partial.is_empty() {
+            match self.complete_partial(&mut partial, &mut data, max_frame_bytes) {
+                Ok(true) => {
+                    if let Ok(Decoded::Frame { frame, .. }) = decode(&partial, max_frame_bytes) {
+                        self.on_frame(&mut ctx, frame);
+                    }
+                    partial.clear();
+                }
+                Ok(false) => data = &[],
+                Err(e) => failed = Some(e),
+            }
+        }
+        while failed.is_none() && !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {
+            match decode(data, max_frame_bytes) {
+                Ok(Decoded::Frame { frame, consumed }) => {
+                    self.on_frame(&mut ctx, frame);
+                    data = &data[consumed..];
+                }
+                Ok(Decoded::NeedMore { .. }) => {
+                    partial.extend_from_slice(data);
+                    break;
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        let overloaded = std::mem::take(&mut self.overloaded);
+        let conn = &mut self.slab.conns[slot as usize];
+        conn.client_id = client_id;
+        conn.partial = partial;
+        if overloaded {
+            let frame = Frame::Error { code: ErrorCode::OVERLOADED, subject: b"", text: b"relay overloaded: messages dropped" };
+            self.deliverer(slot, generation).push_frame_local(slot, generation, &frame);
+        }
+        if let Some(e) = failed {
+            tracing::debug!(worker = self.index, slot, "closing connection: {e}");
+            bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
+            self.request_close_with_text(slot, generation, e.close_reason(), e.to_string());
+        }
+    }
+
+    /// Appends bytes of `data` to a straddling frame. Ok(true) when the frame is complete,
+    /// Ok(false) when `data` ran out first.
+    fn complete_partial(&mut self, partial: &mut Vec<u8>, data: &mut &[u8], max_frame_bytes: usize) -> Result<bool, crate::protocol::DecodeError> {
+        loop {
+            let need = match decode(partial, max_frame_bytes)? {
+                Decoded::NeedMore { frame_bytes } => frame_bytes,
+                Decoded::Frame { .. } => return Ok(true),
+            };
+            let take = (need - partial.len()).min(data.len());
+            partial.extend_from_slice(&data[..take]);
+            *data = &data[take..];
+            if partial.len() < need && data.is_empty() {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn deliverer(&mut self, origin_slot: u32, origin_generation: u32) -> Deliverer<'_> {
+        let cfg = &self.shared.config;
+        Deliverer {
+            slab: &mut self.slab,
+            dirty: &mut self.dirty,
+            outboxes: &mut self.outboxes,
+            pending_closes: &mut self.pending_closes,
+            stats: &self.shared.stats[self.index as usize],
+            worker: self.index,
+            origin_slot,
+            origin_generation,
+            pending_bytes_max: cfg.pending_bytes_max,
+            handoff_bytes_max: cfg.handoff_bytes_max,
+            overloaded: false,
+        }
+    }
+
+    fn on_frame(&mut self, ctx: &mut FrameCtx<'_, '_>, frame: Frame<'_>) {
+        let shared = ctx.shared;
+        let stats = &shared.stats[self.index as usize];
+        bump(&stats.frames_in, 1);
+        let location = Location { node: shared.node_id, worker: self.index, slot: ctx.slot, generation: ctx.generation };
+        let event = self.slab.conns[ctx.slot as usize].session.on_frame(frame, &shared.session);
+        let tables = &shared.tables;
+        let mut scratch = std::mem::take(&mut self.scratch_locations);
+        let mut sink = self.deliverer(ctx.slot, ctx.generation);
+        let origin = Origin { location, client_id: ctx.client_id };
+        match event {
+            SessionEvent::Send { target, payload } => {
+                if tables.route_send(ctx.guards, origin, target, payload, &mut sink) == SendOutcome::UnknownId {
+                    bump(&stats.unknown_id, 1);
+                }
+            }
+            SessionEvent::Publish { topic, payload, no_echo } => {
+                tables.route_publish(ctx.guards, origin, topic, payload, no_echo, &mut sink);
+            }
+            SessionEvent::Register { client_id } => {
+                let welcome = Frame::Welcome {
+                    version: PROTOCOL_VERSION,
+                    heartbeat_interval_ms: shared.config.heartbeat_interval_ms.min(u32::MAX as u64) as u32,
+                    max_frame_bytes: shared.config.max_frame_bytes as u32,
+                };
+                sink.push_frame_local(ctx.slot, ctx.generation, &welcome);
+                tables.register(client_id, location, &mut scratch, &mut sink);
+                *ctx.client_id = client_id.into();
+            }
+            SessionEvent::Subscribe { topic, group } => {
+                tables.topics.subscribe(topic, group, location);
+                let subs = &mut sink.slab.conns[ctx.slot as usize].subscriptions;
+                if !subs.iter().any(|(t, g)| &**t == topic && &**g == group) {
+                    subs.push((topic.into(), group.into()));
+                }
+            }
+            SessionEvent::Unsubscribe { topic, group } => {
+                tables.topics.unsubscribe(topic, group, location);
+                sink.slab.conns[ctx.slot as usize].subscriptions.retain(|(t, g)| !(&**t == topic && &**g == group));
+            }
+            SessionEvent::Watch { client_id } => {
+                tables.presence.watch(client_id, location);
+                let watches = &mut sink.slab.conns[ctx.slot as usize].watches;
+                if !watches.iter().any(|w| &**w == client_id) {
+                    watches.push(client_id.into());
+                }
+            }
+            SessionEvent::Unwatch { client_id } => {
+                tables.presence.unwatch(client_id, location);
+                sink.slab.conns[ctx.slot as usize].watches.retain(|w| &**w != client_id);
+            }
+            SessionEvent::Pong { nonce } => sink.push_frame_local(ctx.slot, ctx.generation, &Frame::Pong { nonce }),
+            SessionEvent::None => {}
+            SessionEvent::Close { reason, text } => {
+                if reason != CloseReason::NORMAL {
+                    bump(&stats.protocol_error_closes, 1);
+                }
+                sink.close(location, reason, text);
+            }
+        }
+        let overloaded = sink.overloaded;
+        self.scratch_locations = scratch;
+        self.overloaded |= overloaded;
+    }
+
+    fn request_close(&mut self, slot: u32, generation: u32, reason: CloseReason, text: &'static str, peer_gone: bool) {
+        if let Some(c) = self.slab.get_live(slot, generation) {
+            c.close_requested = true;
+        }
+        self.pending_closes.push(PendingClose { slot, generation, reason, text, peer_gone });
+    }
+
+    fn request_close_with_text(&mut self, slot: u32, generation: u32, reason: CloseReason, text: String) {
+        if let Some(c) = self.slab.get_live(slot, generation) {
+            c.close_requested = true;
+            c.close_text = Some(text);
+        }
+        self.pending_closes.push(PendingClose { slot, generation, reason, text: "", peer_gone: false });
+    }
+
+    fn run_pending_closes(&mut self) {
+        // Closing may queue more closes (a replaced id's presence, ...); bounded by the number
+        // of connections, since each connection closes at most once.
+        while let Some(pc) = self.pending_closes.pop() {
+            self.begin_close(pc);
+        }
+    }
+
+    /// Removes the connection from every table, queues a final CLOSE frame and starts the
+    /// linger timer (or shuts the socket down at once when the peer is gone).
+    fn begin_close(&mut self, pc: PendingClose) {
+        let shared = Arc::clone(&self.shared);
+        let Some(conn) = self.slab.get_live(pc.slot, pc.generation) else { return };
+        if conn.state != ConnState::Open {
+            return;
+        }
+        conn.state = ConnState::Closing;
+        conn.session.close();
+        let client_id = std::mem::take(&mut conn.client_id);
+        let subscriptions = std::mem::take(&mut conn.subscriptions);
+        let watches = std::mem::take(&mut conn.watches);
+        let close_text = conn.close_text.take();
+        let location = Location { node: shared.node_id, worker: self.index, slot: pc.slot, generation: pc.generation };
+        if pc.reason == CloseReason::SLOW_CONSUMER {
+            conn.out.clear();
+        }
+        tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(&client_id), reason = %pc.reason, "closing connection");
+        let tables = &shared.tables;
+        for (topic, group) in &subscriptions {
+            tables.topics.unsubscribe(topic, group, location);
+        }
+        for watched in &watches {
+            tables.presence.unwatch(watched, location);
+        }
+        let mut scratch = std::mem::take(&mut self.scratch_locations);
+        if !client_id.is_empty() {
+            let mut sink = self.deliverer(pc.slot, pc.generation);
+            tables.unregister(&client_id, location, &mut scratch, &mut sink);
+        }
+        self.scratch_locations = scratch;
+        let conn = &mut self.slab.conns[pc.slot as usize];
+        if pc.peer_gone {
+            self.shutdown_conn(pc.slot);
+            return;
+        }
+        let text = close_text.as_deref().unwrap_or(pc.text);
+        let frame = Frame::Close { reason: pc.reason, text: text.as_bytes() };
+        let _ = frame.encode(&mut conn.out);
+        conn.close_deadline_ms = self.now_ms + shared.config.close_linger_ms;
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(pc.slot);
+        }
+    }
+
+    fn shutdown_conn(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        if matches!(c.state, ConnState::ShutDown | ConnState::Free) {
+            return;
+        }
+        c.state = ConnState::ShutDown;
+        // SAFETY: `fd` is an open socket owned by this slot; shutdown has no memory effects.
+        unsafe {
+            libc::shutdown(c.fd, libc::SHUT_RDWR);
+        }
+        self.maybe_release(slot);
+    }
+
+    /// Closes the socket and frees the slot once no operation references it.
+    fn maybe_release(&mut self, slot: u32) {
+        let c = &self.slab.conns[slot as usize];
+        if c.state != ConnState::ShutDown || c.recv_armed || c.send_in_flight {
+            return;
+        }
+        close_fd(c.fd);
+        self.slab.release(slot);
+        bump(&self.shared.stats[self.index as usize].connections_open, u64::MAX);
+    }
+
+    fn flush_sends(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            let c = &mut self.slab.conns[slot as usize];
+            c.dirty = false;
+            if !c.send_in_flight && matches!(c.state, ConnState::Open | ConnState::Closing) {
+                self.submit_send(slot);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    fn flush_handoffs(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let me = self.index as usize;
+        for (dest, outbox) in self.outboxes.iter_mut().enumerate() {
+            if dest == me || outbox.is_idle() {
+                continue;
+            }
+            let target = &shared.mailboxes[dest];
+            if outbox.flush(&target.inbound[me], &shared.mailboxes[me].returns[dest]) {
+                target.wake();
+            }
+        }
+    }
+
+    /// Applies batches other workers handed to this one.
+    fn drain_inbound(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let me = self.index as usize;
+        for (src, queue) in shared.mailboxes[me].inbound.iter().enumerate() {
+            while let Some(mut batch) = queue.pop() {
+                for record in records(&batch) {
+                    match record.tag {
+                        TAG_FRAME => {
+                            self.deliverer(record.slot, record.generation).append_frame_bytes(
+                                record.slot,
+                                record.generation,
+                                record.body,
+                            );
+                        }
+                        TAG_CLOSE => {
+                            let reason = CloseReason(u16::from_le_bytes([record.body[0], record.body[1]]));
+                            self.pending_closes.push(PendingClose {
+                                slot: record.slot,
+                                generation: record.generation,
+                                reason,
+                                text: reason.name(),
+                                peer_gone: false,
+                            });
+                        }
+                        other => debug_assert!(false, "unknown handoff tag {other}"),
+                    }
+                }
+                batch.clear();
+                // The producer's return queue full means it has spares enough: drop this one.
+                let _ = shared.mailboxes[src].returns[me].push(batch);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        for slot in 0..self.slab.conns.len() as u32 {
+            let c = &mut self.slab.conns[slot as usize];
+            let generation = c.generation;
+            match c.state {
+                ConnState::Open if !c.close_requested => match c.session.on_tick(self.now_ms, &shared.session) {
+                    TickAction::None => {}
+                    TickAction::SendPing { nonce } => {
+                        self.deliverer(slot, generation).push_frame_local(slot, generation, &Frame::Ping { nonce });
+                    }
+                    TickAction::Close { reason, text } => {
+                        if reason == CloseReason::HANDSHAKE_TIMEOUT {
+                            bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
+                        }
+                        self.request_close(slot, generation, reason, text, false);
+                    }
+                },
+                ConnState::Closing if self.now_ms >= c.close_deadline_ms => self.shutdown_conn(slot),
+                _ => {}
+            }
+        }
+        if !self.accept_armed && !self.stopping {
+            self.arm_accept();
+        }
+        self.arm_timer();
+    }
+
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        self.stop_deadline_ms = self.now_ms + self.shared.config.close_linger_ms + 500;
+        // SAFETY: shutting down our own listening socket makes the pending multishot accept
+        // complete; it has no memory effects.
+        unsafe {
+            libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        }
+        for slot in 0..self.slab.conns.len() as u32 {
+            let c = &self.slab.conns[slot as usize];
+            if c.state == ConnState::Open {
+                self.request_close(slot, c.generation, CloseReason::SHUTDOWN, "relay shutting down", false);
+            }
+        }
+    }
+
+    /// Shuts every remaining socket down and waits (bounded) for the kernel to finish every
+    /// operation that points into worker memory.
+    fn finish(&mut self) {
+        for slot in 0..self.slab.conns.len() as u32 {
+            self.shutdown_conn(slot);
+        }
+        let give_up = Instant::now() + std::time::Duration::from_secs(2);
+        while self.slab.open_count > 0 && Instant::now() < give_up {
+            let ts = types::Timespec::new().nsec(50_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.completions.clear();
+            self.completions.extend(self.ring.completion());
+            for i in 0..self.completions.len() {
+                let cqe = self.completions[i].clone();
+                let (op, slot, generation) = untag(cqe.user_data());
+                match op {
+                    OP_RECV => self.on_recv(slot, generation, cqe.result(), cqe.flags()),
+                    OP_SEND => self.on_send(slot, generation, cqe.result()),
+                    _ => {}
+                }
+            }
+        }
+        if self.slab.open_count > 0 {
+            tracing::warn!(worker = self.index, open = self.slab.open_count, "connections still busy at exit");
+        }
+    }
+}
+
+/// Per-receive context for frame handling.
+struct FrameCtx<'a, 'g> {
+    slot: u32,
+    generation: u32,
+    client_id: &'a mut Box<[u8]>,
+    guards: &'a crate::core::Guards<'g>,
+    shared: &'a Shared,
+}
+
+fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: passes a pointer to a live c_int of the size given; fd is a socket we own.
+    unsafe {
+        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&one as *const libc::c_int).cast(), 4);
+    }
+}
+
+fn close_fd(fd: RawFd) {
+    // SAFETY: fd is owned by the caller and closed exactly once.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// At the connection limit: tell the client why (best effort, non-blocking) and close.
+fn refuse_connection(fd: RawFd) {
+    let mut out = Vec::new();
+    let frame = Frame::Close { reason: CloseReason::CONNECTION_LIMIT, text: b"connection limit reached" };
+    if frame.encode(&mut out).is_ok() {
+        // SAFETY: sends from a live buffer of the given length; MSG_DONTWAIT never blocks.
+        unsafe {
+            libc::send(fd, out.as_ptr().cast(), out.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        }
+    }
+    close_fd(fd);
+}
