@@ -1,0 +1,1234 @@
+//! Property and malformed-input tests for the wire codec (`ringrelay::protocol`).
+//!
+//! Frames are generated as owned values ([`Owned`]) and borrowed into [`Frame`]s for encoding;
+//! decoded frames are copied back into [`Owned`] for comparison, so no test depends on the
+//! lifetime of a decode buffer.
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use ringrelay::protocol::{
+    decode, encode_deliver, frame_len_for_deliver, CloseReason, DecodeError, Decoded, EncodeError,
+    ErrorCode, Frame, FrameKind, FrameReader, CLIENT_ID_LEN_MAX, FLAG_NO_ECHO, HEADER_LEN,
+    MAX_FRAME_BYTES_DEFAULT, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
+};
+
+const MAX: usize = MAX_FRAME_BYTES_DEFAULT;
+
+// ---------------------------------------------------------------------------------------------
+// Owned mirror of `Frame`
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Owned {
+    Hello {
+        version: u16,
+        client_id: Vec<u8>,
+        token: Vec<u8>,
+    },
+    Welcome {
+        version: u16,
+        heartbeat_interval_ms: u32,
+        max_frame_bytes: u32,
+    },
+    Send {
+        target: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Publish {
+        topic: Vec<u8>,
+        payload: Vec<u8>,
+        no_echo: bool,
+    },
+    Subscribe {
+        topic: Vec<u8>,
+        group: Vec<u8>,
+    },
+    Unsubscribe {
+        topic: Vec<u8>,
+        group: Vec<u8>,
+    },
+    Watch {
+        client_id: Vec<u8>,
+    },
+    Unwatch {
+        client_id: Vec<u8>,
+    },
+    Deliver {
+        sender: Vec<u8>,
+        topic: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Presence {
+        client_id: Vec<u8>,
+        online: bool,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    Error {
+        code: u16,
+        subject: Vec<u8>,
+        text: Vec<u8>,
+    },
+    Close {
+        reason: u16,
+        text: Vec<u8>,
+    },
+}
+
+impl Owned {
+    fn as_frame(&self) -> Frame<'_> {
+        match self {
+            Owned::Hello {
+                version,
+                client_id,
+                token,
+            } => Frame::Hello {
+                version: *version,
+                client_id,
+                token,
+            },
+            Owned::Welcome {
+                version,
+                heartbeat_interval_ms,
+                max_frame_bytes,
+            } => Frame::Welcome {
+                version: *version,
+                heartbeat_interval_ms: *heartbeat_interval_ms,
+                max_frame_bytes: *max_frame_bytes,
+            },
+            Owned::Send { target, payload } => Frame::Send { target, payload },
+            Owned::Publish {
+                topic,
+                payload,
+                no_echo,
+            } => Frame::Publish {
+                topic,
+                payload,
+                no_echo: *no_echo,
+            },
+            Owned::Subscribe { topic, group } => Frame::Subscribe { topic, group },
+            Owned::Unsubscribe { topic, group } => Frame::Unsubscribe { topic, group },
+            Owned::Watch { client_id } => Frame::Watch { client_id },
+            Owned::Unwatch { client_id } => Frame::Unwatch { client_id },
+            Owned::Deliver {
+                sender,
+                topic,
+                payload,
+            } => Frame::Deliver {
+                sender,
+                topic,
+                payload,
+            },
+            Owned::Presence { client_id, online } => Frame::Presence {
+                client_id,
+                online: *online,
+            },
+            Owned::Ping { nonce } => Frame::Ping { nonce: *nonce },
+            Owned::Pong { nonce } => Frame::Pong { nonce: *nonce },
+            Owned::Error {
+                code,
+                subject,
+                text,
+            } => Frame::Error {
+                code: ErrorCode(*code),
+                subject,
+                text,
+            },
+            Owned::Close { reason, text } => Frame::Close {
+                reason: CloseReason(*reason),
+                text,
+            },
+        }
+    }
+
+    fn from_frame(f: &Frame<'_>) -> Owned {
+        let v = |s: &[u8]| s.to_vec();
+        match *f {
+            Frame::Hello {
+                version,
+                client_id,
+                token,
+            } => Owned::Hello {
+                version,
+                client_id: v(client_id),
+                token: v(token),
+            },
+            Frame::Welcome {
+                version,
+                heartbeat_interval_ms,
+                max_frame_bytes,
+            } => Owned::Welcome {
+                version,
+                heartbeat_interval_ms,
+                max_frame_bytes,
+            },
+            Frame::Send { target, payload } => Owned::Send {
+                target: v(target),
+                payload: v(payload),
+            },
+            Frame::Publish {
+                topic,
+                payload,
+                no_echo,
+            } => Owned::Publish {
+                topic: v(topic),
+                payload: v(payload),
+                no_echo,
+            },
+            Frame::Subscribe { topic, group } => Owned::Subscribe {
+                topic: v(topic),
+                group: v(group),
+            },
+            Frame::Unsubscribe { topic, group } => Owned::Unsubscribe {
+                topic: v(topic),
+                group: v(group),
+            },
+            Frame::Watch { client_id } => Owned::Watch {
+                client_id: v(client_id),
+            },
+            Frame::Unwatch { client_id } => Owned::Unwatch {
+                client_id: v(client_id),
+            },
+            Frame::Deliver {
+                sender,
+                topic,
+                payload,
+            } => Owned::Deliver {
+                sender: v(sender),
+                topic: v(topic),
+                payload: v(payload),
+            },
+            Frame::Presence { client_id, online } => Owned::Presence {
+                client_id: v(client_id),
+                online,
+            },
+            Frame::Ping { nonce } => Owned::Ping { nonce },
+            Frame::Pong { nonce } => Owned::Pong { nonce },
+            Frame::Error {
+                code,
+                subject,
+                text,
+            } => Owned::Error {
+                code: code.0,
+                subject: v(subject),
+                text: v(text),
+            },
+            Frame::Close { reason, text } => Owned::Close {
+                reason: reason.0,
+                text: v(text),
+            },
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.as_frame()
+            .encode(&mut out)
+            .expect("generated frames respect the field limits");
+        assert_eq!(out.len(), self.as_frame().encoded_len());
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------------------------
+
+/// Client ids: 1..=255 bytes. Mostly short (realistic and cheap), sometimes up to the limit.
+fn id() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => vec(any::<u8>(), 1..=16),
+        1 => vec(any::<u8>(), 1..=CLIENT_ID_LEN_MAX),
+    ]
+}
+
+/// Topics: 1..=255 bytes.
+fn topic() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => vec(any::<u8>(), 1..=16),
+        1 => vec(any::<u8>(), 1..=TOPIC_LEN_MAX),
+    ]
+}
+
+/// Queue groups, DELIVER topics, ERROR subjects: 0..=255 bytes (empty allowed).
+fn short_optional() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        2 => Just(Vec::new()),
+        4 => vec(any::<u8>(), 0..=16),
+        1 => vec(any::<u8>(), 0..=TOPIC_LEN_MAX),
+    ]
+}
+
+/// Tokens: 0..=1024 bytes.
+fn token() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        2 => Just(Vec::new()),
+        4 => vec(any::<u8>(), 0..=32),
+        1 => vec(any::<u8>(), 0..=TOKEN_LEN_MAX),
+    ]
+}
+
+/// Payloads and free text: up to 4 KiB, mostly small.
+fn payload() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => vec(any::<u8>(), 0..=64),
+        1 => vec(any::<u8>(), 0..=4096),
+    ]
+}
+
+/// Any valid frame of any kind.
+fn frame() -> impl Strategy<Value = Owned> {
+    prop_oneof![
+        (any::<u16>(), id(), token()).prop_map(|(version, client_id, token)| Owned::Hello {
+            version,
+            client_id,
+            token
+        }),
+        (any::<u16>(), any::<u32>(), any::<u32>()).prop_map(|(version, hb, mfb)| Owned::Welcome {
+            version,
+            heartbeat_interval_ms: hb,
+            max_frame_bytes: mfb
+        }),
+        (id(), payload()).prop_map(|(target, payload)| Owned::Send { target, payload }),
+        (topic(), payload(), any::<bool>()).prop_map(|(topic, payload, no_echo)| Owned::Publish {
+            topic,
+            payload,
+            no_echo
+        }),
+        (topic(), short_optional()).prop_map(|(topic, group)| Owned::Subscribe { topic, group }),
+        (topic(), short_optional()).prop_map(|(topic, group)| Owned::Unsubscribe { topic, group }),
+        id().prop_map(|client_id| Owned::Watch { client_id }),
+        id().prop_map(|client_id| Owned::Unwatch { client_id }),
+        (id(), short_optional(), payload()).prop_map(|(sender, topic, payload)| Owned::Deliver {
+            sender,
+            topic,
+            payload
+        }),
+        (id(), any::<bool>()).prop_map(|(client_id, online)| Owned::Presence { client_id, online }),
+        any::<u64>().prop_map(|nonce| Owned::Ping { nonce }),
+        any::<u64>().prop_map(|nonce| Owned::Pong { nonce }),
+        (any::<u16>(), short_optional(), payload()).prop_map(|(code, subject, text)| {
+            Owned::Error {
+                code,
+                subject,
+                text,
+            }
+        }),
+        (any::<u16>(), payload()).prop_map(|(reason, text)| Owned::Close { reason, text }),
+    ]
+}
+
+/// How to cut a stream into chunks: random cut points, or fixed-size chunks.
+#[derive(Clone, Debug)]
+enum Chunking {
+    Cuts(Vec<Index>),
+    Fixed(usize),
+}
+
+fn chunking() -> impl Strategy<Value = Chunking> {
+    prop_oneof![
+        3 => vec(any::<Index>(), 0..48).prop_map(Chunking::Cuts),
+        1 => (1usize..=64).prop_map(Chunking::Fixed),
+    ]
+}
+
+/// Splits `stream` into consecutive chunks that cover it exactly (empty chunks allowed).
+fn chunks<'a>(stream: &'a [u8], how: &Chunking) -> Vec<&'a [u8]> {
+    let mut cuts: Vec<usize> = match how {
+        Chunking::Cuts(ix) => ix.iter().map(|i| i.index(stream.len() + 1)).collect(),
+        Chunking::Fixed(n) => (0..stream.len()).step_by(*n).collect(),
+    };
+    cuts.push(0);
+    cuts.push(stream.len());
+    cuts.sort_unstable();
+    cuts.windows(2).map(|w| &stream[w[0]..w[1]]).collect()
+}
+
+/// Garbage: fully random bytes, or a plausible header (small length, mostly known kind) over
+/// random body bytes, so the body decoders are reached and not just the header checks.
+fn garbage() -> impl Strategy<Value = Vec<u8>> {
+    let kind_byte = prop_oneof![
+        4 => prop::sample::select(FrameKind::ALL.iter().map(|k| *k as u8).collect::<Vec<_>>()),
+        1 => any::<u8>(),
+    ];
+    let flags_byte = prop_oneof![4 => Just(0u8), 1 => Just(FLAG_NO_ECHO), 1 => any::<u8>()];
+    let plausible = (kind_byte, flags_byte, vec(any::<u8>(), 0..300), 0usize..3).prop_map(
+        |(kind, flags, body, len_fudge)| {
+            // Declared length: exact, one short, or one long (so truncation shows up too).
+            let declared = match len_fudge {
+                0 => body.len(),
+                1 => body.len().saturating_sub(1),
+                _ => body.len() + 1,
+            };
+            let mut v = (declared as u32).to_le_bytes().to_vec();
+            v.push(kind);
+            v.push(flags);
+            v.extend_from_slice(&body);
+            v
+        },
+    );
+    prop_oneof![
+        1 => vec(any::<u8>(), 0..512),
+        2 => vec(plausible, 1..8).prop_map(|parts| parts.concat()),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// How a buffer ends after decoding all whole frames from its front.
+#[derive(Debug, PartialEq)]
+enum End {
+    NeedMore,
+    Err(DecodeError),
+}
+
+/// Reference: decode frames off the front of `buf` until NeedMore or an error. Each step must
+/// consume at least a header, so the loop is bounded by `buf.len() / HEADER_LEN + 1`.
+fn decode_all(buf: &[u8], max: usize) -> (Vec<Owned>, End) {
+    let mut frames = Vec::new();
+    let mut pos = 0;
+    for _ in 0..=buf.len() / HEADER_LEN + 1 {
+        match decode(&buf[pos..], max) {
+            Ok(Decoded::Frame { frame, consumed }) => {
+                assert!(
+                    consumed >= HEADER_LEN,
+                    "a frame consumes at least its header"
+                );
+                assert!(
+                    consumed <= buf.len() - pos,
+                    "consumed past the end of the buffer"
+                );
+                assert!(consumed <= max, "consumed more than max_frame_bytes");
+                // Every accepted frame re-encodes to exactly the bytes it was decoded from:
+                // the encoding is canonical and decode accepts nothing encode would refuse.
+                let mut re = Vec::new();
+                frame
+                    .encode(&mut re)
+                    .expect("a decoded frame must be encodable");
+                assert_eq!(&re[..], &buf[pos..pos + consumed], "re-encoding differs");
+                frames.push(Owned::from_frame(&frame));
+                pos += consumed;
+            }
+            Ok(Decoded::NeedMore { frame_bytes }) => {
+                assert!(
+                    frame_bytes > buf.len() - pos,
+                    "NeedMore while the frame is present"
+                );
+                assert!(frame_bytes >= HEADER_LEN && frame_bytes <= max.max(HEADER_LEN));
+                return (frames, End::NeedMore);
+            }
+            Err(e) => return (frames, End::Err(e)),
+        }
+    }
+    panic!("decode made no progress on {} bytes", buf.len());
+}
+
+/// Feeds `parts` to a FrameReader, draining after every part. Drains are bounded: each
+/// returned frame shrinks `buffered()` by at least a header.
+fn read_chunked(parts: &[&[u8]], max: usize) -> (Vec<Owned>, End) {
+    let mut reader = FrameReader::new(max);
+    let mut frames = Vec::new();
+    for part in parts {
+        reader.extend(part);
+        let bound = reader.buffered() / HEADER_LEN + 1;
+        let mut drained_to_none = false;
+        for _ in 0..=bound {
+            let before = reader.buffered();
+            match reader.next_frame() {
+                Ok(Some(f)) => {
+                    frames.push(Owned::from_frame(&f));
+                    assert!(reader.buffered() + HEADER_LEN <= before, "no progress");
+                }
+                Ok(None) => {
+                    drained_to_none = true;
+                    break;
+                }
+                Err(e) => {
+                    // The error is sticky: the offending bytes stay at the front.
+                    assert_eq!(reader.next_frame().err(), Some(e));
+                    return (frames, End::Err(e));
+                }
+            }
+        }
+        assert!(
+            drained_to_none,
+            "reader did not settle within {bound} calls"
+        );
+    }
+    (frames, End::NeedMore)
+}
+
+fn raw(kind: u8, flags: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as u32).to_le_bytes().to_vec();
+    v.push(kind);
+    v.push(flags);
+    v.extend_from_slice(body);
+    v
+}
+
+fn decode_one(buf: &[u8]) -> Result<Owned, DecodeError> {
+    match decode(buf, MAX)? {
+        Decoded::Frame { frame, consumed } => {
+            assert_eq!(consumed, buf.len());
+            Ok(Owned::from_frame(&frame))
+        }
+        Decoded::NeedMore { frame_bytes } => panic!("unexpected NeedMore({frame_bytes})"),
+    }
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 512,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Encode a sequence into one stream, cut it anywhere, feed the chunks to a FrameReader
+    /// draining after each: the same frames come out in the same order, nothing is left over.
+    #[test]
+    fn chunked_stream_roundtrips(frames in vec(frame(), 0..16), how in chunking()) {
+        let mut stream = Vec::new();
+        for f in &frames {
+            f.as_frame().encode(&mut stream).unwrap();
+        }
+        let parts = chunks(&stream, &how);
+        prop_assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), stream.len());
+        let (got, end) = read_chunked(&parts, MAX);
+        prop_assert_eq!(end, End::NeedMore);
+        prop_assert_eq!(&got, &frames);
+        // The one-shot decoder over the whole stream agrees.
+        let (whole, end) = decode_all(&stream, MAX);
+        prop_assert_eq!(end, End::NeedMore);
+        prop_assert_eq!(&whole, &frames);
+    }
+
+    /// Every strict prefix of a valid frame is NeedMore (with the exact frame size once the
+    /// header is in), and the whole is that frame.
+    #[test]
+    fn every_prefix_needs_more(f in frame()) {
+        let bytes = f.encode();
+        for cut in 0..bytes.len() {
+            let want = if cut < HEADER_LEN { HEADER_LEN } else { bytes.len() };
+            prop_assert_eq!(
+                decode(&bytes[..cut], MAX),
+                Ok(Decoded::NeedMore { frame_bytes: want }),
+                "prefix of {} of {} bytes", cut, bytes.len()
+            );
+        }
+        prop_assert_eq!(decode_one(&bytes), Ok(f.clone()));
+        // Bytes after the frame are the next frame's business, not this one's.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0xAA; 7]);
+        match decode(&longer, MAX) {
+            Ok(Decoded::Frame { frame, consumed }) => {
+                prop_assert_eq!(consumed, bytes.len());
+                prop_assert_eq!(Owned::from_frame(&frame), f);
+            }
+            other => prop_assert!(false, "expected a frame, got {:?}", other),
+        }
+    }
+
+    /// Garbage never panics `decode` or a FrameReader; decoding always progresses or stops
+    /// with NeedMore/an error, and a chunk-fed reader ends exactly like the one-shot decoder.
+    #[test]
+    fn garbage_never_panics(bytes in garbage(), how in chunking(), small_max in any::<bool>()) {
+        let max = if small_max { 64 } else { MAX };
+        let (frames, end) = decode_all(&bytes, max);
+        let parts = chunks(&bytes, &how);
+        let (got, got_end) = read_chunked(&parts, max);
+        prop_assert_eq!(got, frames);
+        prop_assert_eq!(got_end, end);
+    }
+
+    /// One changed byte of a valid frame decodes to some frame, asks for more (only when the
+    /// length field grew), or is a typed error; never a panic.
+    #[test]
+    fn one_byte_mutation_is_handled(f in frame(), at in any::<Index>(), xor in 1u8..=255) {
+        let mut bytes = f.encode();
+        let i = at.index(bytes.len());
+        let old_len = bytes.len();
+        bytes[i] ^= xor;
+        let declared = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        match decode(&bytes, MAX) {
+            Ok(Decoded::Frame { frame, consumed }) => {
+                prop_assert!(consumed <= bytes.len());
+                prop_assert_eq!(consumed, declared + HEADER_LEN);
+                let mut re = Vec::new();
+                frame.encode(&mut re).unwrap();
+                prop_assert_eq!(&re[..], &bytes[..consumed]);
+            }
+            Ok(Decoded::NeedMore { frame_bytes }) => {
+                prop_assert!(i < 4, "NeedMore although the length field is intact");
+                prop_assert_eq!(frame_bytes, declared + HEADER_LEN);
+                prop_assert!(frame_bytes > old_len);
+            }
+            Err(e) => {
+                if i < 4 && declared + HEADER_LEN > MAX {
+                    prop_assert!(matches!(e, DecodeError::FrameTooLarge { .. }), "{:?}", e);
+                }
+                if i == 5 {
+                    // A changed flags byte is refused from the header (only PUBLISH's NO_ECHO
+                    // bit is defined, and toggling that one decodes).
+                    prop_assert!(matches!(e, DecodeError::BadFlags { .. }), "{:?}", e);
+                }
+            }
+        }
+        // The reader agrees with decode and never panics either.
+        let (frames, end) = decode_all(&bytes, MAX);
+        let (got, got_end) = read_chunked(&[&bytes], MAX);
+        prop_assert_eq!(got, frames);
+        prop_assert_eq!(got_end, end);
+    }
+
+    /// A header announcing more than max_frame_bytes is FrameTooLarge from the header alone,
+    /// whatever the kind/flags bytes and however much (if any) of the body is present.
+    #[test]
+    fn oversized_header_is_frame_too_large(
+        max in (HEADER_LEN as u64)..=(1u64 << 24),
+        over in 1u64..=u32::MAX as u64,
+        kind in any::<u8>(),
+        flags in any::<u8>(),
+        body in vec(any::<u8>(), 0..64),
+    ) {
+        let max = max as usize;
+        let body_len = (max as u64 - HEADER_LEN as u64 + over).min(u32::MAX as u64);
+        let frame_bytes = body_len + HEADER_LEN as u64;
+        let mut bytes = (body_len as u32).to_le_bytes().to_vec();
+        bytes.push(kind);
+        bytes.push(flags);
+        bytes.extend_from_slice(&body);
+        let want = DecodeError::FrameTooLarge { frame_bytes, max_frame_bytes: max };
+        prop_assert_eq!(decode(&bytes, max), Err(want));
+        prop_assert_eq!(decode(&bytes[..HEADER_LEN], max), Err(want));
+        prop_assert_eq!(want.close_reason(), CloseReason::FRAME_TOO_LARGE);
+        let mut reader = FrameReader::new(max);
+        reader.extend(&bytes[..HEADER_LEN]);
+        prop_assert_eq!(reader.next_frame().err(), Some(want));
+    }
+
+    /// The hot-path DELIVER encoder writes the same bytes as the generic encoder.
+    #[test]
+    fn encode_deliver_matches_generic(sender in id(), topic in short_optional(), p in payload()) {
+        let mut hot = vec![0xEE; 3]; // appends after existing content
+        encode_deliver(&mut hot, &sender, &topic, &p);
+        let mut generic = vec![0xEE; 3];
+        Frame::Deliver { sender: &sender, topic: &topic, payload: &p }.encode(&mut generic).unwrap();
+        prop_assert_eq!(&hot, &generic);
+        prop_assert_eq!(hot.len() - 3, frame_len_for_deliver(&sender, &topic, &p));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Malformed shapes, one class at a time, each with its exact error
+// ---------------------------------------------------------------------------------------------
+
+use FrameKind as K;
+
+fn trunc(kind: FrameKind, field: &'static str) -> Result<Owned, DecodeError> {
+    Err(DecodeError::Truncated { kind, field })
+}
+
+fn invalid(kind: FrameKind, field: &'static str) -> Result<Owned, DecodeError> {
+    Err(DecodeError::InvalidField { kind, field })
+}
+
+#[test]
+fn truncated_bodies() {
+    let cases: &[(FrameKind, &[u8], &str)] = &[
+        (K::Hello, b"", "version"),
+        (K::Hello, b"\x01", "version"),
+        (K::Hello, b"\x01\x00", "client_id"),
+        (K::Hello, b"\x01\x00\x03ab", "client_id"),
+        (K::Hello, b"\x01\x00\x01a", "token"),
+        (K::Hello, b"\x01\x00\x01a\x05", "token"),
+        (K::Hello, b"\x01\x00\x01a\x05\x00abcd", "token"),
+        (K::Welcome, b"\x01\x00", "heartbeat_interval_ms"),
+        (
+            K::Welcome,
+            b"\x01\x00\x88\x13\x00\x00\x00",
+            "max_frame_bytes",
+        ),
+        (K::Send, b"", "target"),
+        (K::Send, b"\x05ab", "target"),
+        (K::Publish, b"", "topic"),
+        (K::Publish, b"\x02t", "topic"),
+        (K::Subscribe, b"\x01t", "group"),
+        (K::Subscribe, b"\x01t\x02g", "group"),
+        (K::Unsubscribe, b"", "topic"),
+        (K::Watch, b"", "client_id"),
+        (K::Unwatch, b"\x09abc", "client_id"),
+        (K::Deliver, b"", "sender"),
+        (K::Deliver, b"\x01a", "topic"),
+        (K::Deliver, b"\x01a\x03to", "topic"),
+        (K::Presence, b"", "state"),
+        (K::Presence, b"\x01", "client_id"),
+        (K::Presence, b"\x00\x02a", "client_id"),
+        (K::Ping, b"\x01\x02\x03\x04", "nonce"),
+        (K::Pong, b"", "nonce"),
+        (K::Error, b"\x01", "code"),
+        (K::Error, b"\x01\x00", "subject"),
+        (K::Error, b"\x01\x00\x04id", "subject"),
+        (K::Close, b"", "reason"),
+        (K::Close, b"\x01", "reason"),
+    ];
+    for (kind, body, field) in cases {
+        assert_eq!(
+            decode_one(&raw(*kind as u8, 0, body)),
+            trunc(*kind, field),
+            "{kind:?} {body:?}"
+        );
+    }
+}
+
+/// Frames whose body is a fixed sequence of fields (no open-ended remainder): every strict
+/// body prefix, declared as the whole body, is Truncated.
+#[test]
+fn every_short_body_of_fixed_layout_kinds_is_truncated() {
+    let frames = [
+        Owned::Hello {
+            version: 1,
+            client_id: b"alice".to_vec(),
+            token: b"tok".to_vec(),
+        },
+        Owned::Welcome {
+            version: 1,
+            heartbeat_interval_ms: 5000,
+            max_frame_bytes: 1 << 20,
+        },
+        Owned::Subscribe {
+            topic: b"topic".to_vec(),
+            group: b"grp".to_vec(),
+        },
+        Owned::Unsubscribe {
+            topic: b"topic".to_vec(),
+            group: Vec::new(),
+        },
+        Owned::Watch {
+            client_id: b"bob".to_vec(),
+        },
+        Owned::Unwatch {
+            client_id: b"bob".to_vec(),
+        },
+        Owned::Presence {
+            client_id: b"bob".to_vec(),
+            online: true,
+        },
+        Owned::Ping { nonce: 42 },
+        Owned::Pong { nonce: 42 },
+    ];
+    for f in &frames {
+        let bytes = f.encode();
+        let kind = f.as_frame().kind();
+        let body = &bytes[HEADER_LEN..];
+        for cut in 0..body.len() {
+            let got = decode_one(&raw(bytes[4], bytes[5], &body[..cut]));
+            assert!(
+                matches!(got, Err(DecodeError::Truncated { kind: k, .. }) if k == kind),
+                "{kind:?} body cut at {cut}: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes() {
+    let cases: &[(FrameKind, &[u8], usize)] = &[
+        (K::Hello, b"\x01\x00\x01a\x00\x00!", 1),
+        (
+            K::Welcome,
+            b"\x01\x00\x88\x13\x00\x00\x00\x00\x10\x00xyz",
+            3,
+        ),
+        (K::Subscribe, b"\x01t\x00abc", 3),
+        (K::Unsubscribe, b"\x01t\x01gZ", 1),
+        (K::Watch, b"\x01aZZ", 2),
+        (K::Unwatch, b"\x01aZ", 1),
+        (K::Presence, b"\x01\x01aZ", 1),
+        (K::Ping, &[0; 9], 1),
+        (K::Pong, &[0; 16], 8),
+    ];
+    for (kind, body, extra) in cases {
+        assert_eq!(
+            decode_one(&raw(*kind as u8, 0, body)),
+            Err(DecodeError::TrailingBytes {
+                kind: *kind,
+                extra: *extra
+            }),
+            "{kind:?}"
+        );
+    }
+    // Kinds that end in an open-ended field (payload/text) cannot have trailing bytes: extra
+    // bytes are part of that field.
+    assert_eq!(
+        decode_one(&raw(K::Send as u8, 0, b"\x01bhello")),
+        Ok(Owned::Send {
+            target: b"b".to_vec(),
+            payload: b"hello".to_vec()
+        })
+    );
+    assert_eq!(
+        decode_one(&raw(K::Close as u8, 0, b"\x02\x00bye")),
+        Ok(Owned::Close {
+            reason: 2,
+            text: b"bye".to_vec()
+        })
+    );
+}
+
+#[test]
+fn unknown_kinds() {
+    let known: Vec<u8> = FrameKind::ALL.iter().map(|k| *k as u8).collect();
+    for byte in 0..=255u8 {
+        let bytes = raw(byte, 0, b"");
+        let result = decode(&bytes, MAX);
+        if known.contains(&byte) {
+            assert_eq!(FrameKind::from_u8(byte).map(|k| k as u8), Some(byte));
+            assert!(!matches!(result, Err(DecodeError::UnknownKind(_))));
+        } else {
+            assert_eq!(FrameKind::from_u8(byte), None);
+            assert_eq!(
+                result,
+                Err(DecodeError::UnknownKind(byte)),
+                "kind 0x{byte:02x}"
+            );
+            assert_eq!(
+                DecodeError::UnknownKind(byte).close_reason(),
+                CloseReason::PROTOCOL_ERROR
+            );
+        }
+    }
+}
+
+#[test]
+fn undefined_flags() {
+    for kind in FrameKind::ALL {
+        let allowed = if kind == K::Publish { FLAG_NO_ECHO } else { 0 };
+        for flags in 1..=255u8 {
+            // An otherwise empty body: flags are checked from the header, before the body.
+            let bytes = raw(kind as u8, flags, b"");
+            let result = decode(&bytes, MAX);
+            if flags & !allowed != 0 {
+                assert_eq!(
+                    result,
+                    Err(DecodeError::BadFlags { kind, flags }),
+                    "{kind:?} {flags:#x}"
+                );
+            } else {
+                assert!(!matches!(result, Err(DecodeError::BadFlags { .. })));
+            }
+        }
+    }
+    assert_eq!(
+        decode_one(&raw(K::Publish as u8, FLAG_NO_ECHO, b"\x01tp")),
+        Ok(Owned::Publish {
+            topic: b"t".to_vec(),
+            payload: b"p".to_vec(),
+            no_echo: true
+        })
+    );
+    assert_eq!(
+        decode_one(&raw(K::Publish as u8, 0, b"\x01tp")),
+        Ok(Owned::Publish {
+            topic: b"t".to_vec(),
+            payload: b"p".to_vec(),
+            no_echo: false
+        })
+    );
+}
+
+#[test]
+fn empty_required_ids_and_topics() {
+    assert_eq!(
+        decode_one(&raw(K::Hello as u8, 0, b"\x01\x00\x00\x00\x00")),
+        invalid(K::Hello, "client_id")
+    );
+    assert_eq!(
+        decode_one(&raw(K::Send as u8, 0, b"\x00payload")),
+        invalid(K::Send, "target")
+    );
+    assert_eq!(
+        decode_one(&raw(K::Publish as u8, 0, b"\x00payload")),
+        invalid(K::Publish, "topic")
+    );
+    assert_eq!(
+        decode_one(&raw(K::Subscribe as u8, 0, b"\x00\x00")),
+        invalid(K::Subscribe, "topic")
+    );
+    assert_eq!(
+        decode_one(&raw(K::Unsubscribe as u8, 0, b"\x00\x00")),
+        invalid(K::Unsubscribe, "topic")
+    );
+    assert_eq!(
+        decode_one(&raw(K::Watch as u8, 0, b"\x00")),
+        invalid(K::Watch, "client_id")
+    );
+    assert_eq!(
+        decode_one(&raw(K::Unwatch as u8, 0, b"\x00")),
+        invalid(K::Unwatch, "client_id")
+    );
+    assert_eq!(
+        decode_one(&raw(K::Deliver as u8, 0, b"\x00\x00p")),
+        invalid(K::Deliver, "sender")
+    );
+    assert_eq!(
+        decode_one(&raw(K::Presence as u8, 0, b"\x01\x00")),
+        invalid(K::Presence, "client_id")
+    );
+    // Optional fields may be empty.
+    assert_eq!(
+        decode_one(&raw(K::Subscribe as u8, 0, b"\x01t\x00")),
+        Ok(Owned::Subscribe {
+            topic: b"t".to_vec(),
+            group: Vec::new()
+        })
+    );
+    assert_eq!(
+        decode_one(&raw(K::Deliver as u8, 0, b"\x01a\x00")),
+        Ok(Owned::Deliver {
+            sender: b"a".to_vec(),
+            topic: Vec::new(),
+            payload: Vec::new()
+        })
+    );
+    assert_eq!(
+        decode_one(&raw(K::Error as u8, 0, b"\x01\x00\x00")),
+        Ok(Owned::Error {
+            code: 1,
+            subject: Vec::new(),
+            text: Vec::new()
+        })
+    );
+    // The encoder refuses the same shapes, appending nothing.
+    let mut out = Vec::new();
+    assert_eq!(
+        Frame::Watch { client_id: b"" }.encode(&mut out),
+        Err(EncodeError::FieldEmpty { field: "client_id" })
+    );
+    assert_eq!(
+        Frame::Publish {
+            topic: b"",
+            payload: b"",
+            no_echo: false
+        }
+        .encode(&mut out),
+        Err(EncodeError::FieldEmpty { field: "topic" })
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn bad_presence_state() {
+    for state in 2..=255u8 {
+        let body = [state, 1, b'a'];
+        assert_eq!(
+            decode_one(&raw(K::Presence as u8, 0, &body)),
+            invalid(K::Presence, "state")
+        );
+    }
+    assert_eq!(
+        decode_one(&raw(K::Presence as u8, 0, b"\x00\x01a")),
+        Ok(Owned::Presence {
+            client_id: b"a".to_vec(),
+            online: false
+        })
+    );
+    assert_eq!(
+        decode_one(&raw(K::Presence as u8, 0, b"\x01\x01a")),
+        Ok(Owned::Presence {
+            client_id: b"a".to_vec(),
+            online: true
+        })
+    );
+}
+
+#[test]
+fn oversized_token() {
+    let mut body = vec![1, 0, 1, b'a'];
+    body.extend_from_slice(&((TOKEN_LEN_MAX + 1) as u16).to_le_bytes());
+    // Refused from the length prefix alone, whether the token bytes are there or not.
+    assert_eq!(
+        decode_one(&raw(K::Hello as u8, 0, &body)),
+        invalid(K::Hello, "token")
+    );
+    body.extend_from_slice(&[b't'; TOKEN_LEN_MAX + 1]);
+    assert_eq!(
+        decode_one(&raw(K::Hello as u8, 0, &body)),
+        invalid(K::Hello, "token")
+    );
+    let mut body = vec![1, 0, 1, b'a', 0xff, 0xff];
+    body.extend_from_slice(&vec![b't'; u16::MAX as usize]);
+    assert_eq!(
+        decode_one(&raw(K::Hello as u8, 0, &body)),
+        invalid(K::Hello, "token")
+    );
+    // Exactly the maximum is fine.
+    let token = vec![b't'; TOKEN_LEN_MAX];
+    let ok = Owned::Hello {
+        version: 1,
+        client_id: b"a".to_vec(),
+        token: token.clone(),
+    };
+    assert_eq!(decode_one(&ok.encode()), Ok(ok));
+    // The encoder refuses one more byte.
+    let long = vec![b't'; TOKEN_LEN_MAX + 1];
+    let mut out = Vec::new();
+    assert_eq!(
+        Frame::Hello {
+            version: 1,
+            client_id: b"a",
+            token: &long
+        }
+        .encode(&mut out),
+        Err(EncodeError::FieldTooLong {
+            field: "token",
+            len: TOKEN_LEN_MAX + 1,
+            max: TOKEN_LEN_MAX
+        })
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn oversized_ids_are_refused_by_the_encoder() {
+    let long = vec![b'x'; 256];
+    let mut out = Vec::new();
+    assert_eq!(
+        Frame::Send {
+            target: &long,
+            payload: b""
+        }
+        .encode(&mut out),
+        Err(EncodeError::FieldTooLong {
+            field: "target",
+            len: 256,
+            max: 255
+        })
+    );
+    assert_eq!(
+        Frame::Subscribe {
+            topic: b"t",
+            group: &long
+        }
+        .encode(&mut out),
+        Err(EncodeError::FieldTooLong {
+            field: "group",
+            len: 256,
+            max: 255
+        })
+    );
+    assert!(out.is_empty());
+    // 255 bytes (the most a u8 prefix can say) round-trips.
+    let f = Owned::Send {
+        target: vec![b'x'; 255],
+        payload: b"p".to_vec(),
+    };
+    assert_eq!(decode_one(&f.encode()), Ok(f));
+}
+
+#[test]
+fn oversized_frame() {
+    let max = 1024;
+    // One byte over: refused from the six header bytes alone, for any kind (even unknown).
+    for kind in [K::Send as u8, K::Hello as u8, 0x7f] {
+        let mut hdr = ((max - HEADER_LEN + 1) as u32).to_le_bytes().to_vec();
+        hdr.extend_from_slice(&[kind, 0xff]);
+        let want = DecodeError::FrameTooLarge {
+            frame_bytes: max as u64 + 1,
+            max_frame_bytes: max,
+        };
+        assert_eq!(decode(&hdr, max), Err(want));
+        assert_eq!(want.close_reason(), CloseReason::FRAME_TOO_LARGE);
+    }
+    // u32::MAX body length.
+    let mut hdr = u32::MAX.to_le_bytes().to_vec();
+    hdr.extend_from_slice(&[K::Send as u8, 0]);
+    assert_eq!(
+        decode(&hdr, MAX),
+        Err(DecodeError::FrameTooLarge {
+            frame_bytes: u32::MAX as u64 + 6,
+            max_frame_bytes: MAX
+        })
+    );
+    // Exactly max_frame_bytes is allowed: NeedMore on the header, the frame once complete.
+    let payload = vec![7u8; max - HEADER_LEN - 2];
+    let f = Owned::Send {
+        target: b"b".to_vec(),
+        payload,
+    };
+    let bytes = f.encode();
+    assert_eq!(bytes.len(), max);
+    assert_eq!(
+        decode(&bytes[..HEADER_LEN], max),
+        Ok(Decoded::NeedMore { frame_bytes: max })
+    );
+    match decode(&bytes, max) {
+        Ok(Decoded::Frame { frame, consumed }) => {
+            assert_eq!(consumed, max);
+            assert_eq!(Owned::from_frame(&frame), f);
+        }
+        other => panic!("expected the frame, got {other:?}"),
+    }
+    // ...and one byte smaller a limit refuses the same frame.
+    assert_eq!(
+        decode(&bytes, max - 1),
+        Err(DecodeError::FrameTooLarge {
+            frame_bytes: max as u64,
+            max_frame_bytes: max - 1
+        })
+    );
+    // A FrameReader reports it with only the header buffered.
+    let mut reader = FrameReader::new(max - 1);
+    reader.extend(&bytes[..HEADER_LEN]);
+    assert!(matches!(
+        reader.next_frame(),
+        Err(DecodeError::FrameTooLarge { .. })
+    ));
+}
+
+#[test]
+fn byte_at_a_time_reader_over_every_kind() {
+    let frames = vec![
+        Owned::Hello {
+            version: 1,
+            client_id: b"alice".to_vec(),
+            token: b"s3cret".to_vec(),
+        },
+        Owned::Welcome {
+            version: 1,
+            heartbeat_interval_ms: 5000,
+            max_frame_bytes: 1 << 20,
+        },
+        Owned::Send {
+            target: b"bob".to_vec(),
+            payload: b"hi".to_vec(),
+        },
+        Owned::Publish {
+            topic: b"news".to_vec(),
+            payload: Vec::new(),
+            no_echo: true,
+        },
+        Owned::Subscribe {
+            topic: b"news".to_vec(),
+            group: b"workers".to_vec(),
+        },
+        Owned::Unsubscribe {
+            topic: b"news".to_vec(),
+            group: Vec::new(),
+        },
+        Owned::Watch {
+            client_id: b"bob".to_vec(),
+        },
+        Owned::Unwatch {
+            client_id: b"bob".to_vec(),
+        },
+        Owned::Deliver {
+            sender: b"alice".to_vec(),
+            topic: Vec::new(),
+            payload: b"hi".to_vec(),
+        },
+        Owned::Presence {
+            client_id: b"bob".to_vec(),
+            online: false,
+        },
+        Owned::Ping { nonce: 1 },
+        Owned::Pong { nonce: u64::MAX },
+        Owned::Error {
+            code: ErrorCode::UNKNOWN_ID.0,
+            subject: b"zed".to_vec(),
+            text: b"unknown id".to_vec(),
+        },
+        Owned::Close {
+            reason: CloseReason::REPLACED.0,
+            text: b"replaced".to_vec(),
+        },
+    ];
+    let stream: Vec<u8> = frames.iter().flat_map(|f| f.encode()).collect();
+    let parts: Vec<&[u8]> = stream.chunks(1).collect();
+    let (got, end) = read_chunked(&parts, MAX);
+    assert_eq!(end, End::NeedMore);
+    assert_eq!(got, frames);
+}
+
+/// The worked examples in PROTOCOL.md section 10, byte for byte.
+#[test]
+fn protocol_md_worked_examples() {
+    fn hex(f: Frame<'_>) -> String {
+        let mut v = Vec::new();
+        f.encode(&mut v).unwrap();
+        v.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+    assert_eq!(
+        hex(ringrelay::protocol::hello(b"alice", b"s3cret")),
+        "10 00 00 00 01 00 01 00 05 61 6c 69 63 65 06 00 73 33 63 72 65 74"
+    );
+    assert_eq!(
+        hex(ringrelay::protocol::hello(b"alice", b"")),
+        "0a 00 00 00 01 00 01 00 05 61 6c 69 63 65 00 00"
+    );
+    assert_eq!(
+        hex(Frame::Welcome {
+            version: 1,
+            heartbeat_interval_ms: 5000,
+            max_frame_bytes: 1 << 20
+        }),
+        "0a 00 00 00 02 00 01 00 88 13 00 00 00 00 10 00"
+    );
+    assert_eq!(
+        hex(Frame::Send {
+            target: b"bob",
+            payload: b"hi"
+        }),
+        "06 00 00 00 10 00 03 62 6f 62 68 69"
+    );
+    let deliver = "09 00 00 00 20 00 05 61 6c 69 63 65 00 68 69";
+    assert_eq!(
+        hex(Frame::Deliver {
+            sender: b"alice",
+            topic: b"",
+            payload: b"hi"
+        }),
+        deliver
+    );
+    let mut hot = Vec::new();
+    encode_deliver(&mut hot, b"alice", b"", b"hi");
+    assert_eq!(
+        hot.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        deliver
+    );
+    assert_eq!(
+        hex(Frame::Publish {
+            topic: b"news",
+            payload: b"hi",
+            no_echo: true
+        }),
+        "07 00 00 00 11 01 04 6e 65 77 73 68 69"
+    );
+    assert_eq!(
+        hex(Frame::Error {
+            code: ErrorCode::UNKNOWN_ID,
+            subject: b"zed",
+            text: b""
+        }),
+        "06 00 00 00 40 00 01 00 03 7a 65 64"
+    );
+}
