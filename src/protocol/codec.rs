@@ -196,14 +196,22 @@ pub fn frame_len_for_deliver(sender: &[u8], topic: &[u8], payload: &[u8]) -> usi
 /// at most 255 (both were validated when decoded or registered); debug builds assert it.
 #[inline]
 pub fn encode_deliver(out: &mut Vec<u8>, sender: &[u8], topic: &[u8], payload: &[u8]) {
+    out.reserve(frame_len_for_deliver(sender, topic, payload));
+    encode_deliver_header(out, sender, topic, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends everything of a DELIVER frame but its payload of `payload_len` bytes, which the
+/// caller sends right after (zero-copy path: the payload goes out from the buffer it was
+/// received into).
+#[inline]
+pub fn encode_deliver_header(out: &mut Vec<u8>, sender: &[u8], topic: &[u8], payload_len: usize) {
     debug_assert!(!sender.is_empty() && sender.len() <= CLIENT_ID_LEN_MAX);
     debug_assert!(topic.len() <= TOPIC_LEN_MAX);
-    let total = frame_len_for_deliver(sender, topic, payload);
-    out.reserve(total);
-    put_header(out, total - HEADER_LEN, FrameKind::Deliver, 0);
+    let body_len = 2 + sender.len() + topic.len() + payload_len;
+    put_header(out, body_len, FrameKind::Deliver, 0);
     put_short(out, sender);
     put_short(out, topic);
-    out.extend_from_slice(payload);
 }
 
 impl Frame<'_> {

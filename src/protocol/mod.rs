@@ -9,7 +9,9 @@ mod codec;
 mod frame;
 mod reader;
 
-pub use codec::{decode, encode_deliver, frame_len_for_deliver, hello, Decoded};
+pub use codec::{
+    decode, encode_deliver, encode_deliver_header, frame_len_for_deliver, hello, Decoded,
+};
 pub use frame::{CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind};
 pub use reader::FrameReader;
 

@@ -1,6 +1,8 @@
 //! Per-connection I/O state owned by one worker: socket, session, send buffers, reassembly.
 
 use crate::core::Session;
+use bytes::Bytes;
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +24,17 @@ pub struct Conn {
     pub client_id: Box<[u8]>,
     /// Bytes of a frame that straddles receive buffers (bounded by `max_frame_bytes`).
     pub partial: Vec<u8>,
+    /// Large payloads queued without a copy (shared with the buffer they were received into),
+    /// in stream order before `out`: wire order is inflight, then `segments`, then `out`.
+    pub segments: VecDeque<Bytes>,
+    pub segments_bytes: usize,
+    /// iovecs of the gathered send in flight (0 when the send in flight is a plain one).
+    pub iov: Vec<libc::iovec>,
+    pub msghdr: Box<libc::msghdr>,
+    /// A large frame being received straight into its own buffer (see `zero_copy_threshold_bytes`).
+    pub large: Option<Vec<u8>>,
+    /// Whole size of the frame `large` is receiving.
+    pub large_frame_bytes: usize,
     /// Frames queued for the next send.
     pub out: Vec<u8>,
     /// Frames being sent by the one send in flight; `inflight_sent` bytes are already out.
@@ -42,7 +55,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn pending_bytes(&self) -> usize {
-        self.out.len() + self.inflight.len() - self.inflight_sent
+        self.out.len() + self.inflight.len() - self.inflight_sent + self.segments_bytes
     }
 
     pub fn accepts_frames(&self) -> bool {
@@ -88,6 +101,13 @@ impl Slab {
             session,
             client_id: Box::default(),
             partial: Vec::new(),
+            segments: VecDeque::new(),
+            segments_bytes: 0,
+            iov: Vec::new(),
+            // SAFETY: msghdr is a plain C struct for which all-zero bytes is a valid value.
+            msghdr: Box::new(unsafe { std::mem::zeroed() }),
+            large: None,
+            large_frame_bytes: 0,
             out: Vec::new(),
             inflight: Vec::new(),
             inflight_sent: 0,
@@ -116,6 +136,10 @@ impl Slab {
             buf.shrink_to(64 * 1024);
         }
         c.inflight_sent = 0;
+        c.segments.clear();
+        c.segments_bytes = 0;
+        c.iov.clear();
+        c.large = None;
         c.dirty = false;
         c.close_text = None;
         c.subscriptions = Vec::new();

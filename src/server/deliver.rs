@@ -2,10 +2,13 @@
 //! of the payload) or into the handoff batch for the worker that owns the destination.
 
 use super::conn::Slab;
-use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME};
+use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
 use super::stats::{bump, WorkerStats};
 use crate::core::{Location, Sink};
-use crate::protocol::{encode_deliver, frame_len_for_deliver, CloseReason, ErrorCode, Frame};
+use crate::protocol::{
+    encode_deliver, encode_deliver_header, frame_len_for_deliver, CloseReason, ErrorCode, Frame,
+};
+use bytes::Bytes;
 
 /// A close decided while frames are being processed; carried out after the batch.
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +34,9 @@ pub struct Deliverer<'w> {
     pub handoff_bytes_max: usize,
     /// A handoff bound was hit while routing this origin's frames.
     pub overloaded: bool,
+    /// The payload of the frame being routed, when it was received into its own buffer: it
+    /// is then queued by reference instead of copied (zero-copy path).
+    pub shared_payload: Option<Bytes>,
 }
 
 impl Deliverer<'_> {
@@ -62,6 +68,42 @@ impl Deliverer<'_> {
             self.dirty.push(slot);
         }
         true
+    }
+
+    /// Queues a DELIVER whose payload is sent straight from `payload` (no copy): the header
+    /// goes into `out`, which is sealed into a segment so stream order is kept.
+    pub fn append_local_shared(&mut self, slot: u32, generation: u32, header_len: usize, header: impl FnOnce(&mut Vec<u8>), payload: Bytes) -> bool {
+        let total = header_len + payload.len();
+        if !self.append_local(slot, generation, total, header) {
+            return false;
+        }
+        if let Some(conn) = self.slab.get_live(slot, generation) {
+            let sealed = Bytes::from(std::mem::take(&mut conn.out));
+            conn.segments_bytes += sealed.len() + payload.len();
+            conn.segments.push_back(sealed);
+            conn.segments.push_back(payload);
+        }
+        true
+    }
+
+    fn deliver_shared(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: Bytes) {
+        let payload_len = payload.len();
+        let header_len = frame_len_for_deliver(sender, topic, b"");
+        let ok = if to.worker == self.worker {
+            self.append_local_shared(to.slot, to.generation, header_len, |out| encode_deliver_header(out, sender, topic, payload_len), payload)
+        } else {
+            self.outboxes[to.worker as usize].append(self.handoff_bytes_max, TAG_SHARED, to.slot, to.generation, 8 + header_len, |out| {
+                let raw = Box::into_raw(Box::new(payload)) as u64;
+                out.extend_from_slice(&raw.to_le_bytes());
+                encode_deliver_header(out, sender, topic, payload_len);
+            })
+        };
+        if ok {
+            bump(&self.stats.deliveries, 1);
+        } else if to.worker != self.worker {
+            bump(&self.stats.handoff_drops, 1);
+            self.overloaded = true;
+        }
     }
 
     /// Appends a control frame (WELCOME, PONG, PING, ERROR, PRESENCE) to a local connection.
@@ -96,6 +138,12 @@ impl Deliverer<'_> {
 impl Sink for Deliverer<'_> {
     #[inline]
     fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
+        if let Some(shared) = &self.shared_payload {
+            if shared.as_ptr() == payload.as_ptr() && shared.len() == payload.len() {
+                let shared = shared.clone();
+                return self.deliver_shared(to, sender, topic, shared);
+            }
+        }
         let len = frame_len_for_deliver(sender, topic, payload);
         if to.worker == self.worker {
             if self.append_local(to.slot, to.generation, len, |out| encode_deliver(out, sender, topic, payload)) {

@@ -29,6 +29,9 @@ pub const BATCH_BYTES_TARGET: usize = 256 * 1024;
 pub const RECORD_HEADER_LEN: usize = 13;
 pub const TAG_FRAME: u8 = 0;
 pub const TAG_CLOSE: u8 = 1;
+/// Body: a `Box<Bytes>` pointer (u64 LE) to a shared payload, then the DELIVER header bytes.
+/// The consumer takes ownership of the box; every record is consumed exactly once.
+pub const TAG_SHARED: u8 = 2;
 
 /// One worker's inbound side, shared with every other worker.
 pub struct Mailbox {

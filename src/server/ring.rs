@@ -11,6 +11,10 @@ pub const OP_RECV: u64 = 2;
 pub const OP_SEND: u64 = 3;
 pub const OP_TIMER: u64 = 4;
 pub const OP_WAKE: u64 = 5;
+/// Plain recv of the rest of a large frame straight into its own buffer.
+pub const OP_RECV_DIRECT: u64 = 6;
+/// Cancellation of a multishot recv (its result needs no handling).
+pub const OP_CANCEL: u64 = 7;
 
 /// user_data layout: op (8 bits) | slot (24 bits) | generation (32 bits).
 #[inline]

@@ -9,12 +9,13 @@
 use super::bufring::BufRing;
 use super::conn::{ConnState, Slab};
 use super::deliver::{Deliverer, PendingClose};
-use super::handoff::{records, Outbox, TAG_CLOSE, TAG_FRAME};
-use super::ring::{tag, untag, OP_ACCEPT, OP_RECV, OP_SEND, OP_TIMER, OP_WAKE};
+use super::handoff::{records, Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
+use super::ring::{tag, untag, OP_ACCEPT, OP_CANCEL, OP_RECV, OP_RECV_DIRECT, OP_SEND, OP_TIMER, OP_WAKE};
 use super::stats::bump;
 use super::{ServeError, Shared};
 use crate::core::{Location, Origin, SendOutcome, SessionEvent, Sink, TickAction};
 use crate::protocol::{decode, CloseReason, Decoded, ErrorCode, Frame, PROTOCOL_VERSION};
+use bytes::{Buf, Bytes};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
@@ -46,7 +47,12 @@ pub struct Worker {
     stop_deadline_ms: u64,
     /// A handoff bound was hit while routing the current receive's frames.
     overloaded: bool,
+    /// Payload of the large frame being routed (zero-copy path), see `Deliverer`.
+    shared_payload: Option<Bytes>,
 }
+
+/// Most iovecs one gathered send carries.
+const IOV_PER_SEND_MAX: usize = 64;
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
 fn tick_ms_for(cfg: &crate::config::Config) -> u64 {
@@ -86,6 +92,7 @@ impl Worker {
             stopping: false,
             stop_deadline_ms: 0,
             overloaded: false,
+            shared_payload: None,
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -134,13 +141,29 @@ impl Worker {
     fn arm_recv(&mut self, slot: u32) {
         let c = &mut self.slab.conns[slot as usize];
         c.recv_armed = true;
-        let e = opcode::RecvMulti::new(types::Fd(c.fd), BUF_GROUP_ID).build().user_data(tag(OP_RECV, slot, c.generation));
+        let e = match &mut c.large {
+            // A large frame is pending: receive the rest of it straight into its buffer.
+            Some(large) => {
+                let want = c.large_frame_bytes - large.len();
+                let spare = &mut large.spare_capacity_mut()[..want];
+                let len = want.min(u32::MAX as usize) as u32;
+                opcode::Recv::new(types::Fd(c.fd), spare.as_mut_ptr().cast(), len)
+                    .build()
+                    .user_data(tag(OP_RECV_DIRECT, slot, c.generation))
+            }
+            None => opcode::RecvMulti::new(types::Fd(c.fd), BUF_GROUP_ID)
+                .build()
+                .user_data(tag(OP_RECV, slot, c.generation)),
+        };
         self.push(e);
     }
 
     fn submit_send(&mut self, slot: u32) {
         let c = &mut self.slab.conns[slot as usize];
         debug_assert!(!c.send_in_flight);
+        if c.inflight_sent == c.inflight.len() && !c.segments.is_empty() {
+            return self.submit_gathered_send(slot);
+        }
         if c.inflight_sent == c.inflight.len() {
             if c.out.is_empty() {
                 return;
@@ -153,6 +176,29 @@ impl Worker {
         let len = rest.len().min(u32::MAX as usize) as u32;
         let e = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(tag(OP_SEND, slot, c.generation));
+        c.send_in_flight = true;
+        self.push(e);
+    }
+
+    /// One sendmsg over the queued segments (shared payloads and the frames around them).
+    fn submit_gathered_send(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        if !c.out.is_empty() {
+            let sealed = Bytes::from(std::mem::take(&mut c.out));
+            c.segments_bytes += sealed.len();
+            c.segments.push_back(sealed);
+        }
+        c.iov.clear();
+        for seg in c.segments.iter().filter(|s| !s.is_empty()).take(IOV_PER_SEND_MAX) {
+            c.iov.push(libc::iovec { iov_base: seg.as_ptr() as *mut libc::c_void, iov_len: seg.len() });
+        }
+        c.msghdr.msg_iov = c.iov.as_mut_ptr();
+        c.msghdr.msg_iovlen = c.iov.len();
+        let msg: *const libc::msghdr = &*c.msghdr;
+        let e = opcode::SendMsg::new(types::Fd(c.fd), msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
             .build()
             .user_data(tag(OP_SEND, slot, c.generation));
         c.send_in_flight = true;
@@ -203,6 +249,8 @@ impl Worker {
             OP_ACCEPT => self.on_accept(cqe.result(), cqueue::more(cqe.flags())),
             OP_RECV => self.on_recv(slot, generation, cqe.result(), cqe.flags()),
             OP_SEND => self.on_send(slot, generation, cqe.result()),
+            OP_RECV_DIRECT => self.on_recv_direct(slot, generation, cqe.result()),
+            OP_CANCEL => {}
             OP_TIMER => self.on_tick(),
             OP_WAKE => {
                 if !self.stopping {
@@ -265,15 +313,17 @@ impl Worker {
                     // SAFETY: the completion hands buffer `bid` holding `result` bytes to us; it
                     // is recycled right below, after the last use of `data`.
                     let data = unsafe { self.bufs.received(bid, result as usize) };
-                    if self.slab.conns[slot as usize].accepts_frames() {
+                    let data = self.feed_large(slot, data);
+                    if !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {
                         self.on_bytes(slot, data);
                     }
                     self.bufs.recycle(bid);
                 }
                 None => debug_assert!(false, "multishot recv completed without a buffer"),
             }
-        } else if result == 0 || result != -libc::ENOBUFS {
-            // EOF or a socket error: the peer is gone.
+        } else if result == 0 || (result != -libc::ENOBUFS && result != -libc::ECANCELED) {
+            // EOF or a socket error: the peer is gone. (ENOBUFS: ring empty, re-armed below;
+            // ECANCELED: stopped by `start_large`, re-armed below as a plain recv.)
             self.request_close(slot, generation, CloseReason::NORMAL, "peer closed the connection", true);
         }
         let c = &self.slab.conns[slot as usize];
@@ -295,8 +345,13 @@ impl Worker {
             c.inflight_sent = 0;
             self.request_close(slot, generation, CloseReason::NORMAL, "send failed: peer gone", true);
         } else {
-            c.inflight_sent += result as usize;
-            if c.inflight_sent < c.inflight.len() || !c.out.is_empty() {
+            if c.iov.is_empty() {
+                c.inflight_sent += result as usize;
+            } else {
+                c.iov.clear();
+                advance_segments(&mut c.segments, &mut c.segments_bytes, result as usize);
+            }
+            if c.inflight_sent < c.inflight.len() || !c.out.is_empty() || !c.segments.is_empty() {
                 if !c.dirty {
                     c.dirty = true;
                     self.dirty.push(slot);
@@ -314,48 +369,34 @@ impl Worker {
 
     /// Decodes every frame in `data` (continuing a frame that straddled the previous buffer)
     /// and routes it.
-    fn on_bytes(&mut self, slot: u32, mut data: &[u8]) {
+    fn on_bytes(&mut self, slot: u32, data: &[u8]) {
+        let now_ms = self.now_ms;
+        self.conn_mut(slot).session.on_bytes_received(now_ms);
+        let mut partial = std::mem::take(&mut self.conn_mut(slot).partial);
+        self.with_frame_ctx(slot, |w, ctx| w.decode_and_route(ctx, &mut partial, data));
+        self.conn_mut(slot).partial = partial;
+    }
+
+    fn conn_mut(&mut self, slot: u32) -> &mut super::conn::Conn {
+        &mut self.slab.conns[slot as usize]
+    }
+
+    /// Runs `route` with the connection's id taken out (so routing can borrow the slab) and
+    /// epoch guards for the batch; afterwards reports overload and closes on a decode error.
+    fn with_frame_ctx(
+        &mut self,
+        slot: u32,
+        route: impl FnOnce(&mut Worker, &mut FrameCtx<'_, '_>) -> Option<crate::protocol::DecodeError>,
+    ) {
         let shared = Arc::clone(&self.shared);
-        let max_frame_bytes = shared.config.max_frame_bytes;
         let conn = &mut self.slab.conns[slot as usize];
-        conn.session.on_bytes_received(self.now_ms);
         let generation = conn.generation;
         let mut client_id = std::mem::take(&mut conn.client_id);
-        let mut partial = std::mem::take(&mut conn.partial);
         let guards = shared.tables.guards();
         let mut ctx = FrameCtx { slot, generation, client_id: &mut client_id, guards: &guards, shared: &shared };
-
-        let mut failed = None;
-        if !partial.is_empty() {
-            match self.complete_partial(&mut partial, &mut data, max_frame_bytes) {
-                Ok(true) => {
-                    if let Ok(Decoded::Frame { frame, .. }) = decode(&partial, max_frame_bytes) {
-                        self.on_frame(&mut ctx, frame);
-                    }
-                    partial.clear();
-                }
-                Ok(false) => data = &[],
-                Err(e) => failed = Some(e),
-            }
-        }
-        while failed.is_none() && !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {
-            match decode(data, max_frame_bytes) {
-                Ok(Decoded::Frame { frame, consumed }) => {
-                    self.on_frame(&mut ctx, frame);
-                    data = &data[consumed..];
-                }
-                Ok(Decoded::NeedMore { .. }) => {
-                    partial.extend_from_slice(data);
-                    break;
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        let overloaded = std::mem::take(&mut self.overloaded);
-        let conn = &mut self.slab.conns[slot as usize];
-        conn.client_id = client_id;
-        conn.partial = partial;
-        if overloaded {
+        let failed = route(self, &mut ctx);
+        self.slab.conns[slot as usize].client_id = client_id;
+        if std::mem::take(&mut self.overloaded) {
             let frame = Frame::Error { code: ErrorCode::OVERLOADED, subject: b"", text: b"relay overloaded: messages dropped" };
             self.deliverer(slot, generation).push_frame_local(slot, generation, &frame);
         }
@@ -364,6 +405,127 @@ impl Worker {
             bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
             self.request_close_with_text(slot, generation, e.close_reason(), e.to_string());
         }
+    }
+
+    /// Decodes and routes every whole frame of `data`, continuing a frame that straddled the
+    /// previous receive buffer (`partial`) and keeping the tail of an unfinished one.
+    fn decode_and_route(&mut self, ctx: &mut FrameCtx<'_, '_>, partial: &mut Vec<u8>, mut data: &[u8]) -> Option<crate::protocol::DecodeError> {
+        let max_frame_bytes = ctx.shared.config.max_frame_bytes;
+        if !partial.is_empty() {
+            match self.complete_partial(partial, &mut data, max_frame_bytes) {
+                Ok(true) => {
+                    if let Ok(Decoded::Frame { frame, .. }) = decode(partial, max_frame_bytes) {
+                        self.on_frame(ctx, frame);
+                    }
+                    partial.clear();
+                }
+                Ok(false) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+        while !data.is_empty() && self.slab.conns[ctx.slot as usize].accepts_frames() {
+            match decode(data, max_frame_bytes) {
+                Ok(Decoded::Frame { frame, consumed }) => {
+                    self.on_frame(ctx, frame);
+                    data = &data[consumed..];
+                }
+                Ok(Decoded::NeedMore { frame_bytes }) => {
+                    if frame_bytes >= ctx.shared.config.zero_copy_threshold_bytes {
+                        self.start_large(ctx.slot, data, frame_bytes);
+                    } else {
+                        partial.extend_from_slice(data);
+                    }
+                    return None;
+                }
+                Err(e) => return Some(e),
+            }
+        }
+        None
+    }
+
+    /// Switches the connection to receiving one large frame straight into its own buffer: the
+    /// bytes so far are copied once, the rest is received there by plain recvs, and the
+    /// payload is then sent on from that buffer without another copy.
+    fn start_large(&mut self, slot: u32, head: &[u8], frame_bytes: usize) {
+        let c = &mut self.slab.conns[slot as usize];
+        let mut buf = Vec::with_capacity(frame_bytes);
+        buf.extend_from_slice(head);
+        c.large = Some(buf);
+        c.large_frame_bytes = frame_bytes;
+        if c.recv_armed {
+            // Stop the multishot recv; bytes it still delivers are appended by `feed_large`,
+            // and its final completion re-arms a plain recv into the buffer.
+            let target = tag(OP_RECV, slot, c.generation);
+            let e = opcode::AsyncCancel::new(target).build().user_data(tag(OP_CANCEL, slot, c.generation));
+            self.push(e);
+        }
+    }
+
+    /// Appends bytes from a receive buffer to a pending large frame; returns what is left.
+    fn feed_large<'d>(&mut self, slot: u32, data: &'d [u8]) -> &'d [u8] {
+        let c = &mut self.slab.conns[slot as usize];
+        let Some(large) = &mut c.large else { return data };
+        let take = (c.large_frame_bytes - large.len()).min(data.len());
+        large.extend_from_slice(&data[..take]);
+        c.session.on_bytes_received(self.now_ms);
+        if large.len() == c.large_frame_bytes {
+            if let Some(buf) = c.large.take() {
+                self.dispatch_large(slot, buf);
+            }
+        }
+        &data[take..]
+    }
+
+    fn on_recv_direct(&mut self, slot: u32, generation: u32, result: i32) {
+        let now_ms = self.now_ms;
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            debug_assert!(false, "direct recv completion for a released slot");
+            return;
+        };
+        c.recv_armed = false;
+        if result > 0 && c.accepts_frames() {
+            if let Some(large) = &mut c.large {
+                let new_len = large.len() + result as usize;
+                debug_assert!(new_len <= c.large_frame_bytes);
+                // SAFETY: the kernel wrote `result` bytes into the spare capacity the recv was
+                // given (at most `large_frame_bytes - len`), so they are initialised.
+                unsafe { large.set_len(new_len) };
+                c.session.on_bytes_received(now_ms);
+                if new_len == c.large_frame_bytes {
+                    if let Some(buf) = c.large.take() {
+                        self.dispatch_large(slot, buf);
+                    }
+                }
+            }
+        } else if result == 0 || (result < 0 && result != -libc::ECANCELED) {
+            self.request_close(slot, generation, CloseReason::NORMAL, "peer closed the connection", true);
+        }
+        let c = &self.slab.conns[slot as usize];
+        if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
+            self.arm_recv(slot);
+        }
+        self.maybe_release(slot);
+    }
+
+    /// Routes a large frame whose payload is then queued by reference (zero-copy).
+    fn dispatch_large(&mut self, slot: u32, buf: Vec<u8>) {
+        let bytes = Bytes::from(buf);
+        self.with_frame_ctx(slot, |w, ctx| match decode(&bytes, ctx.shared.config.max_frame_bytes) {
+            Ok(Decoded::Frame { frame, .. }) => {
+                w.shared_payload = match frame {
+                    Frame::Send { payload, .. } | Frame::Publish { payload, .. } => Some(bytes.slice_ref(payload)),
+                    _ => None,
+                };
+                w.on_frame(ctx, frame);
+                w.shared_payload = None;
+                None
+            }
+            Ok(Decoded::NeedMore { .. }) => {
+                debug_assert!(false, "a complete large frame decoded as incomplete");
+                None
+            }
+            Err(e) => Some(e),
+        });
     }
 
     /// Appends bytes of `data` to a straddling frame. Ok(true) when the frame is complete,
@@ -397,6 +559,7 @@ impl Worker {
             pending_bytes_max: cfg.pending_bytes_max,
             handoff_bytes_max: cfg.handoff_bytes_max,
             overloaded: false,
+            shared_payload: self.shared_payload.clone(),
         }
     }
 
@@ -601,6 +764,21 @@ impl Worker {
                                 record.body,
                             );
                         }
+                        TAG_SHARED => {
+                            let mut raw = [0u8; 8];
+                            raw.copy_from_slice(&record.body[..8]);
+                            // SAFETY: the producer wrote a pointer from `Box::into_raw(Box<Bytes>)`
+                            // into this record, and each record is consumed exactly once, here.
+                            let payload = *unsafe { Box::from_raw(u64::from_le_bytes(raw) as usize as *mut Bytes) };
+                            let header = &record.body[8..];
+                            self.deliverer(record.slot, record.generation).append_local_shared(
+                                record.slot,
+                                record.generation,
+                                header.len(),
+                                |out| out.extend_from_slice(header),
+                                payload,
+                            );
+                        }
                         TAG_CLOSE => {
                             let reason = CloseReason(u16::from_le_bytes([record.body[0], record.body[1]]));
                             self.pending_closes.push(PendingClose {
@@ -691,6 +869,27 @@ impl Worker {
         if self.slab.open_count > 0 {
             tracing::warn!(worker = self.index, open = self.slab.open_count, "connections still busy at exit");
         }
+    }
+}
+
+/// Drops `sent` bytes from the front of the segment queue.
+fn advance_segments(segments: &mut std::collections::VecDeque<Bytes>, segments_bytes: &mut usize, mut sent: usize) {
+    *segments_bytes -= sent;
+    while sent > 0 {
+        let Some(front) = segments.front_mut() else {
+            debug_assert!(false, "sent more bytes than were queued");
+            return;
+        };
+        if front.len() <= sent {
+            sent -= front.len();
+            segments.pop_front();
+        } else {
+            front.advance(sent);
+            sent = 0;
+        }
+    }
+    while segments.front().is_some_and(|s| s.is_empty()) {
+        segments.pop_front();
     }
 }
 
