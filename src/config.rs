@@ -111,7 +111,9 @@ impl Config {
         if self.pending_bytes_max < self.max_frame_bytes {
             return err("pending_bytes_max must be at least max_frame_bytes");
         }
-        if !self.recv_buffer_count.is_power_of_two() || !(16..=32768).contains(&self.recv_buffer_count) {
+        if !self.recv_buffer_count.is_power_of_two()
+            || !(16..=32768).contains(&self.recv_buffer_count)
+        {
             return err("recv_buffer_count must be a power of two between 16 and 32768");
         }
         if !(4096..=(1 << 20)).contains(&self.recv_buffer_bytes) {
@@ -139,7 +141,9 @@ impl Config {
         match &self.cpus {
             Some(cpus) => cpus.len(),
             None if self.workers > 0 => self.workers,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -151,11 +155,17 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_toml_overrides_them() {
         Config::default().validate().unwrap();
-        let cfg = Config::from_toml_str("listen = \"127.0.0.1:9000\"\nworkers = 2\npending_bytes_max = 2097152\n").unwrap();
+        let cfg = Config::from_toml_str(
+            "listen = \"127.0.0.1:9000\"\nworkers = 2\npending_bytes_max = 2097152\n",
+        )
+        .unwrap();
         assert_eq!(cfg.listen.port(), 9000);
         assert_eq!(cfg.worker_count(), 2);
         assert_eq!(cfg.pending_bytes_max, 2 << 20);
-        assert_eq!(cfg.heartbeat_interval_ms, Config::default().heartbeat_interval_ms);
+        assert_eq!(
+            cfg.heartbeat_interval_ms,
+            Config::default().heartbeat_interval_ms
+        );
     }
 
     #[test]

@@ -21,13 +21,23 @@ fn relay() -> Server {
 
 /// A payload whose every byte depends on its index and a seed, so corruption is detected.
 fn payload(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn next_message(c: &mut Client) -> (Vec<u8>, Option<Vec<u8>>, Vec<u8>) {
     loop {
-        match c.recv(WAIT).expect("recv").expect("a message within the timeout") {
-            Event::Message { sender, topic, payload } => return (sender, topic, payload),
+        match c
+            .recv(WAIT)
+            .expect("recv")
+            .expect("a message within the timeout")
+        {
+            Event::Message {
+                sender,
+                topic,
+                payload,
+            } => return (sender, topic, payload),
             Event::Presence { .. } => continue,
             other => panic!("unexpected event {other:?}"),
         }
@@ -47,7 +57,9 @@ fn large_and_small_payloads_arrive_intact_and_in_order() {
     for i in 0..receivers.len() {
         let target = format!("rx{i}");
         for (k, &len) in sizes.iter().enumerate() {
-            sender.send(target.as_bytes(), &payload(k as u8, len)).unwrap();
+            sender
+                .send(target.as_bytes(), &payload(k as u8, len))
+                .unwrap();
         }
     }
     sender.flush().unwrap();
@@ -57,7 +69,10 @@ fn large_and_small_payloads_arrive_intact_and_in_order() {
             assert_eq!(from, b"tx");
             assert_eq!(topic, None);
             assert_eq!(body.len(), len, "message {k} has the right length");
-            assert!(body == payload(k as u8, len), "message {k} of {len} bytes is intact");
+            assert!(
+                body == payload(k as u8, len),
+                "message {k} of {len} bytes is intact"
+            );
         }
     }
     server.shutdown();
@@ -67,7 +82,9 @@ fn large_and_small_payloads_arrive_intact_and_in_order() {
 fn large_publish_fans_out_by_reference_to_every_subscriber() {
     let server = relay();
     let addr = server.local_addr();
-    let mut subs: Vec<Client> = (0..5).map(|i| Client::connect(addr, format!("s{i}").as_bytes(), None).unwrap()).collect();
+    let mut subs: Vec<Client> = (0..5)
+        .map(|i| Client::connect(addr, format!("s{i}").as_bytes(), None).unwrap())
+        .collect();
     for s in subs.iter_mut() {
         s.subscribe(b"big").unwrap();
         // A marker sent to oneself after SUBSCRIBE comes back only after the subscription is
@@ -79,7 +96,9 @@ fn large_publish_fans_out_by_reference_to_every_subscriber() {
     }
     let mut publisher = Client::connect(addr, b"pub", None).unwrap();
     for k in 0..4u8 {
-        publisher.publish(b"big", &payload(k, 200_000 + k as usize)).unwrap();
+        publisher
+            .publish(b"big", &payload(k, 200_000 + k as usize))
+            .unwrap();
     }
     publisher.flush().unwrap();
     for s in subs.iter_mut() {
@@ -87,7 +106,10 @@ fn large_publish_fans_out_by_reference_to_every_subscriber() {
             let (from, topic, body) = next_message(s);
             assert_eq!(from, b"pub");
             assert_eq!(topic.as_deref(), Some(&b"big"[..]));
-            assert!(body == payload(k, 200_000 + k as usize), "publish {k} intact");
+            assert!(
+                body == payload(k, 200_000 + k as usize),
+                "publish {k} intact"
+            );
         }
     }
     server.shutdown();

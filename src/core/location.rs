@@ -38,7 +38,9 @@ impl Default for LocationTable {
 
 impl LocationTable {
     pub fn new() -> Self {
-        LocationTable { rows: papaya::HashMap::with_capacity_and_hasher(1024, RandomState::default()) }
+        LocationTable {
+            rows: papaya::HashMap::with_capacity_and_hasher(1024, RandomState::default()),
+        }
     }
 
     /// A guard for a batch of lookups; hold it only for a batch (it delays reclamation).
@@ -65,7 +67,11 @@ impl LocationTable {
     /// id must survive the old connection's close). Returns whether it removed it.
     pub fn remove_if_at(&self, client_id: &[u8], location: Location) -> bool {
         let guard = self.rows.guard();
-        matches!(self.rows.remove_if(client_id, |_, loc| *loc == location, &guard), Ok(Some(_)))
+        matches!(
+            self.rows
+                .remove_if(client_id, |_, loc| *loc == location, &guard),
+            Ok(Some(_))
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -82,7 +88,12 @@ mod tests {
     use super::*;
 
     fn loc(slot: u32, generation: u32) -> Location {
-        Location { node: 0, worker: 0, slot, generation }
+        Location {
+            node: 0,
+            worker: 0,
+            slot,
+            generation,
+        }
     }
 
     #[test]
@@ -90,7 +101,10 @@ mod tests {
         let t = LocationTable::new();
         assert_eq!(t.register(b"a", loc(1, 1)), Registered::New);
         assert_eq!(t.register(b"a", loc(2, 1)), Registered::Replaced(loc(1, 1)));
-        assert!(!t.remove_if_at(b"a", loc(1, 1)), "stale close must not remove the new row");
+        assert!(
+            !t.remove_if_at(b"a", loc(1, 1)),
+            "stale close must not remove the new row"
+        );
         assert_eq!(t.get(b"a", &t.raw_guard()), Some(loc(2, 1)));
         assert!(t.remove_if_at(b"a", loc(2, 1)));
         assert_eq!(t.get(b"a", &t.raw_guard()), None);

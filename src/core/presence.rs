@@ -55,7 +55,12 @@ mod tests {
     #[test]
     fn watch_unwatch() {
         let p = PresenceTable::new();
-        let w = Location { node: 0, worker: 1, slot: 2, generation: 3 };
+        let w = Location {
+            node: 0,
+            worker: 1,
+            slot: 2,
+            generation: 3,
+        };
         p.watch(b"x", w);
         p.watch(b"x", w);
         let mut out = Vec::new();

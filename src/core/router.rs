@@ -56,7 +56,10 @@ impl Tables {
 
     /// Guards for a batch; drop them at the end of the batch so memory can be reclaimed.
     pub fn guards(&self) -> Guards<'_> {
-        Guards { locations: self.locations.raw_guard(), topics: self.topics.raw_guard() }
+        Guards {
+            locations: self.locations.raw_guard(),
+            topics: self.topics.raw_guard(),
+        }
     }
 
     #[inline]
@@ -114,16 +117,32 @@ impl Tables {
 
     /// Registers `client_id` at `location`: a live holder of the id is closed as "replaced",
     /// and watchers learn that the id is online. `scratch` is a reused buffer.
-    pub fn register(&self, client_id: &[u8], location: Location, scratch: &mut Vec<Location>, sink: &mut impl Sink) {
+    pub fn register(
+        &self,
+        client_id: &[u8],
+        location: Location,
+        scratch: &mut Vec<Location>,
+        sink: &mut impl Sink,
+    ) {
         if let Registered::Replaced(old) = self.locations.register(client_id, location) {
-            sink.close(old, CloseReason::REPLACED, "replaced by a newer connection with the same id");
+            sink.close(
+                old,
+                CloseReason::REPLACED,
+                "replaced by a newer connection with the same id",
+            );
         }
         self.notify_watchers(client_id, true, scratch, sink);
     }
 
     /// Removes the row of a closing connection (unless a newer registration owns the id) and
     /// tells watchers it went offline. Returns whether the id went offline.
-    pub fn unregister(&self, client_id: &[u8], location: Location, scratch: &mut Vec<Location>, sink: &mut impl Sink) -> bool {
+    pub fn unregister(
+        &self,
+        client_id: &[u8],
+        location: Location,
+        scratch: &mut Vec<Location>,
+        sink: &mut impl Sink,
+    ) -> bool {
         if !self.locations.remove_if_at(client_id, location) {
             return false;
         }
@@ -131,7 +150,13 @@ impl Tables {
         true
     }
 
-    fn notify_watchers(&self, client_id: &[u8], online: bool, scratch: &mut Vec<Location>, sink: &mut impl Sink) {
+    fn notify_watchers(
+        &self,
+        client_id: &[u8],
+        online: bool,
+        scratch: &mut Vec<Location>,
+        sink: &mut impl Sink,
+    ) {
         scratch.clear();
         self.presence.watchers_of(client_id, scratch);
         for &w in scratch.iter() {
@@ -157,10 +182,16 @@ mod tests {
 
     impl Sink for VecSink {
         fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
-            self.0.push(Out::Deliver(to.slot, sender.into(), topic.into(), payload.into()));
+            self.0.push(Out::Deliver(
+                to.slot,
+                sender.into(),
+                topic.into(),
+                payload.into(),
+            ));
         }
         fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
-            self.0.push(Out::Presence(to.slot, client_id.into(), online));
+            self.0
+                .push(Out::Presence(to.slot, client_id.into(), online));
         }
         fn close(&mut self, to: Location, reason: CloseReason, _text: &'static str) {
             self.0.push(Out::Close(to.slot, reason));
@@ -171,11 +202,19 @@ mod tests {
     }
 
     fn loc(slot: u32) -> Location {
-        Location { node: 0, worker: (slot % 2) as u16, slot, generation: 7 }
+        Location {
+            node: 0,
+            worker: (slot % 2) as u16,
+            slot,
+            generation: 7,
+        }
     }
 
     fn origin(slot: u32, id: &[u8]) -> Origin<'_> {
-        Origin { location: loc(slot), client_id: id }
+        Origin {
+            location: loc(slot),
+            client_id: id,
+        }
     }
 
     #[test]
@@ -185,8 +224,14 @@ mod tests {
         let mut scratch = Vec::new();
         t.register(b"bob", loc(2), &mut scratch, &mut sink);
         let g = t.guards();
-        assert_eq!(t.route_send(&g, origin(1, b"al"), b"bob", b"hi", &mut sink), SendOutcome::Routed);
-        assert_eq!(t.route_send(&g, origin(1, b"al"), b"zed", b"hi", &mut sink), SendOutcome::UnknownId);
+        assert_eq!(
+            t.route_send(&g, origin(1, b"al"), b"bob", b"hi", &mut sink),
+            SendOutcome::Routed
+        );
+        assert_eq!(
+            t.route_send(&g, origin(1, b"al"), b"zed", b"hi", &mut sink),
+            SendOutcome::UnknownId
+        );
         assert_eq!(
             sink.0,
             vec![
@@ -206,13 +251,32 @@ mod tests {
         t.topics.subscribe(b"chat", b"workers", loc(11));
         let g = t.guards();
         let mut sink = VecSink::default();
-        assert_eq!(t.route_publish(&g, origin(1, b"a"), b"chat", b"m", true, &mut sink), 3);
-        let slots: Vec<u32> = sink.0.iter().map(|o| match o { Out::Deliver(s, ..) => *s, _ => 0 }).collect();
+        assert_eq!(
+            t.route_publish(&g, origin(1, b"a"), b"chat", b"m", true, &mut sink),
+            3
+        );
+        let slots: Vec<u32> = sink
+            .0
+            .iter()
+            .map(|o| match o {
+                Out::Deliver(s, ..) => *s,
+                _ => 0,
+            })
+            .collect();
         assert_eq!(slots, [2, 3, 10]);
         sink.0.clear();
-        assert_eq!(t.route_publish(&g, origin(1, b"a"), b"chat", b"m", false, &mut sink), 4);
-        assert!(matches!(sink.0.last(), Some(Out::Deliver(11, ..))), "round robin moves on");
-        assert_eq!(t.route_publish(&g, origin(1, b"a"), b"none", b"m", false, &mut sink), 0);
+        assert_eq!(
+            t.route_publish(&g, origin(1, b"a"), b"chat", b"m", false, &mut sink),
+            4
+        );
+        assert!(
+            matches!(sink.0.last(), Some(Out::Deliver(11, ..))),
+            "round robin moves on"
+        );
+        assert_eq!(
+            t.route_publish(&g, origin(1, b"a"), b"none", b"m", false, &mut sink),
+            0
+        );
     }
 
     #[test]
@@ -223,7 +287,10 @@ mod tests {
         t.presence.watch(b"n1", loc(9));
         t.register(b"n1", loc(1), &mut scratch, &mut sink);
         t.register(b"n1", loc(2), &mut scratch, &mut sink);
-        assert!(!t.unregister(b"n1", loc(1), &mut scratch, &mut sink), "old holder's close is silent");
+        assert!(
+            !t.unregister(b"n1", loc(1), &mut scratch, &mut sink),
+            "old holder's close is silent"
+        );
         assert!(t.unregister(b"n1", loc(2), &mut scratch, &mut sink));
         assert_eq!(
             sink.0,

@@ -42,27 +42,56 @@ pub enum Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionEvent<'a> {
     /// Register `client_id` for this connection, then send WELCOME.
-    Register { client_id: &'a [u8] },
-    Send { target: &'a [u8], payload: &'a [u8] },
-    Publish { topic: &'a [u8], payload: &'a [u8], no_echo: bool },
-    Subscribe { topic: &'a [u8], group: &'a [u8] },
-    Unsubscribe { topic: &'a [u8], group: &'a [u8] },
-    Watch { client_id: &'a [u8] },
-    Unwatch { client_id: &'a [u8] },
+    Register {
+        client_id: &'a [u8],
+    },
+    Send {
+        target: &'a [u8],
+        payload: &'a [u8],
+    },
+    Publish {
+        topic: &'a [u8],
+        payload: &'a [u8],
+        no_echo: bool,
+    },
+    Subscribe {
+        topic: &'a [u8],
+        group: &'a [u8],
+    },
+    Unsubscribe {
+        topic: &'a [u8],
+        group: &'a [u8],
+    },
+    Watch {
+        client_id: &'a [u8],
+    },
+    Unwatch {
+        client_id: &'a [u8],
+    },
     /// Answer a client PING.
-    Pong { nonce: u64 },
+    Pong {
+        nonce: u64,
+    },
     /// Nothing to do (a PONG, or a frame after the close decision).
     None,
     /// Close the connection, sending CLOSE with this reason and text.
-    Close { reason: CloseReason, text: &'static str },
+    Close {
+        reason: CloseReason,
+        text: &'static str,
+    },
 }
 
 /// What the caller must do on a timer tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TickAction {
     None,
-    SendPing { nonce: u64 },
-    Close { reason: CloseReason, text: &'static str },
+    SendPing {
+        nonce: u64,
+    },
+    Close {
+        reason: CloseReason,
+        text: &'static str,
+    },
 }
 
 #[derive(Debug)]
@@ -115,12 +144,27 @@ impl Session {
         }
     }
 
-    fn on_handshake_frame<'a>(&mut self, frame: Frame<'a>, cfg: &SessionConfig) -> SessionEvent<'a> {
-        let Frame::Hello { version, client_id, token } = frame else {
-            return self.closing(CloseReason::BAD_HANDSHAKE, "expected HELLO as the first frame");
+    fn on_handshake_frame<'a>(
+        &mut self,
+        frame: Frame<'a>,
+        cfg: &SessionConfig,
+    ) -> SessionEvent<'a> {
+        let Frame::Hello {
+            version,
+            client_id,
+            token,
+        } = frame
+        else {
+            return self.closing(
+                CloseReason::BAD_HANDSHAKE,
+                "expected HELLO as the first frame",
+            );
         };
         if version != PROTOCOL_VERSION {
-            return self.closing(CloseReason::UNSUPPORTED_VERSION, "unsupported protocol version");
+            return self.closing(
+                CloseReason::UNSUPPORTED_VERSION,
+                "unsupported protocol version",
+            );
         }
         if let Some(expected) = &cfg.token {
             if !constant_time_eq(expected, token) {
@@ -134,9 +178,15 @@ impl Session {
     fn on_open_frame<'a>(&mut self, frame: Frame<'a>) -> SessionEvent<'a> {
         match frame {
             Frame::Send { target, payload } => SessionEvent::Send { target, payload },
-            Frame::Publish { topic, payload, no_echo } => {
-                SessionEvent::Publish { topic, payload, no_echo }
-            }
+            Frame::Publish {
+                topic,
+                payload,
+                no_echo,
+            } => SessionEvent::Publish {
+                topic,
+                payload,
+                no_echo,
+            },
             Frame::Subscribe { topic, group } => SessionEvent::Subscribe { topic, group },
             Frame::Unsubscribe { topic, group } => SessionEvent::Unsubscribe { topic, group },
             Frame::Watch { client_id } => SessionEvent::Watch { client_id },
@@ -148,9 +198,10 @@ impl Session {
             Frame::Welcome { .. }
             | Frame::Deliver { .. }
             | Frame::Presence { .. }
-            | Frame::Error { .. } => {
-                self.closing(CloseReason::PROTOCOL_ERROR, "relay-to-client frame sent by a client")
-            }
+            | Frame::Error { .. } => self.closing(
+                CloseReason::PROTOCOL_ERROR,
+                "relay-to-client frame sent by a client",
+            ),
         }
     }
 
@@ -185,7 +236,9 @@ impl Session {
                 self.pings_unanswered += 1;
                 self.last_ping_ms = now_ms;
                 self.ping_nonce = self.ping_nonce.wrapping_add(1);
-                TickAction::SendPing { nonce: self.ping_nonce }
+                TickAction::SendPing {
+                    nonce: self.ping_nonce,
+                }
             }
         }
     }
@@ -218,7 +271,10 @@ mod tests {
     fn hello_with_right_token_registers() {
         let c = cfg();
         let mut s = Session::new(0, &c);
-        assert_eq!(s.on_frame(hello(b"a", b"tok"), &c), SessionEvent::Register { client_id: b"a" });
+        assert_eq!(
+            s.on_frame(hello(b"a", b"tok"), &c),
+            SessionEvent::Register { client_id: b"a" }
+        );
         assert_eq!(s.phase(), Phase::Open);
     }
 
@@ -227,13 +283,32 @@ mod tests {
         let c = cfg();
         let cases: [(Frame<'_>, CloseReason); 3] = [
             (hello(b"a", b"nope"), CloseReason::AUTH_FAILED),
-            (Frame::Hello { version: 99, client_id: b"a", token: b"tok" }, CloseReason::UNSUPPORTED_VERSION),
-            (Frame::Send { target: b"x", payload: b"" }, CloseReason::BAD_HANDSHAKE),
+            (
+                Frame::Hello {
+                    version: 99,
+                    client_id: b"a",
+                    token: b"tok",
+                },
+                CloseReason::UNSUPPORTED_VERSION,
+            ),
+            (
+                Frame::Send {
+                    target: b"x",
+                    payload: b"",
+                },
+                CloseReason::BAD_HANDSHAKE,
+            ),
         ];
         for (frame, reason) in cases {
             let mut s = Session::new(0, &c);
-            assert!(matches!(s.on_frame(frame, &c), SessionEvent::Close { reason: r, .. } if r == reason));
-            assert_eq!(s.on_frame(hello(b"a", b"tok"), &c), SessionEvent::None, "closed stays closed");
+            assert!(
+                matches!(s.on_frame(frame, &c), SessionEvent::Close { reason: r, .. } if r == reason)
+            );
+            assert_eq!(
+                s.on_frame(hello(b"a", b"tok"), &c),
+                SessionEvent::None,
+                "closed stays closed"
+            );
         }
     }
 
@@ -242,7 +317,13 @@ mod tests {
         let c = cfg();
         let mut s = Session::new(1000, &c);
         assert_eq!(s.on_tick(1099, &c), TickAction::None);
-        assert!(matches!(s.on_tick(1100, &c), TickAction::Close { reason: CloseReason::HANDSHAKE_TIMEOUT, .. }));
+        assert!(matches!(
+            s.on_tick(1100, &c),
+            TickAction::Close {
+                reason: CloseReason::HANDSHAKE_TIMEOUT,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -252,9 +333,19 @@ mod tests {
         s.on_frame(hello(b"a", b"tok"), &c);
         assert_eq!(s.on_tick(999, &c), TickAction::None);
         assert_eq!(s.on_tick(1000, &c), TickAction::SendPing { nonce: 1 });
-        assert_eq!(s.on_tick(1500, &c), TickAction::None, "one ping per interval");
+        assert_eq!(
+            s.on_tick(1500, &c),
+            TickAction::None,
+            "one ping per interval"
+        );
         assert_eq!(s.on_tick(2000, &c), TickAction::SendPing { nonce: 2 });
-        assert!(matches!(s.on_tick(3000, &c), TickAction::Close { reason: CloseReason::HEARTBEAT_TIMEOUT, .. }));
+        assert!(matches!(
+            s.on_tick(3000, &c),
+            TickAction::Close {
+                reason: CloseReason::HEARTBEAT_TIMEOUT,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -275,13 +366,35 @@ mod tests {
         let mut s = Session::new(0, &c);
         s.on_frame(hello(b"a", b"tok"), &c);
         assert_eq!(
-            s.on_frame(Frame::Send { target: b"b", payload: b"p" }, &c),
-            SessionEvent::Send { target: b"b", payload: b"p" }
+            s.on_frame(
+                Frame::Send {
+                    target: b"b",
+                    payload: b"p"
+                },
+                &c
+            ),
+            SessionEvent::Send {
+                target: b"b",
+                payload: b"p"
+            }
         );
-        assert_eq!(s.on_frame(Frame::Ping { nonce: 5 }, &c), SessionEvent::Pong { nonce: 5 });
+        assert_eq!(
+            s.on_frame(Frame::Ping { nonce: 5 }, &c),
+            SessionEvent::Pong { nonce: 5 }
+        );
         assert!(matches!(
-            s.on_frame(Frame::Deliver { sender: b"x", topic: b"", payload: b"" }, &c),
-            SessionEvent::Close { reason: CloseReason::PROTOCOL_ERROR, .. }
+            s.on_frame(
+                Frame::Deliver {
+                    sender: b"x",
+                    topic: b"",
+                    payload: b""
+                },
+                &c
+            ),
+            SessionEvent::Close {
+                reason: CloseReason::PROTOCOL_ERROR,
+                ..
+            }
         ));
     }
 }

@@ -57,9 +57,16 @@ impl TopicEntry {
                 g.members = members.into();
             }
         } else {
-            groups.push(QueueGroup { name: group.into(), members: Box::new([who]), next: AtomicUsize::new(0) });
+            groups.push(QueueGroup {
+                name: group.into(),
+                members: Box::new([who]),
+                next: AtomicUsize::new(0),
+            });
         }
-        TopicEntry { plain: plain.into(), groups: groups.into() }
+        TopicEntry {
+            plain: plain.into(),
+            groups: groups.into(),
+        }
     }
 
     fn with_removed(&self, group: &[u8], who: Location) -> TopicEntry {
@@ -75,7 +82,10 @@ impl TopicEntry {
             }
             groups.retain(|g| !g.members.is_empty());
         }
-        TopicEntry { plain: plain.into(), groups: groups.into() }
+        TopicEntry {
+            plain: plain.into(),
+            groups: groups.into(),
+        }
     }
 
     fn clone_groups(&self) -> Vec<QueueGroup> {
@@ -103,7 +113,10 @@ impl Default for TopicTable {
 
 impl TopicTable {
     pub fn new() -> Self {
-        TopicTable { entries: papaya::HashMap::with_hasher(RandomState::default()), writer: Mutex::new(()) }
+        TopicTable {
+            entries: papaya::HashMap::with_hasher(RandomState::default()),
+            writer: Mutex::new(()),
+        }
     }
 
     pub fn raw_guard(&self) -> papaya::LocalGuard<'_> {
@@ -129,7 +142,11 @@ impl TopicTable {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let guard = self.entries.guard();
         let empty = TopicEntry::default();
-        let current = self.entries.get(topic, &guard).map(|e| &**e).unwrap_or(&empty);
+        let current = self
+            .entries
+            .get(topic, &guard)
+            .map(|e| &**e)
+            .unwrap_or(&empty);
         let next = change(current);
         if next.is_empty() {
             self.entries.remove(topic, &guard);
@@ -153,7 +170,12 @@ mod tests {
     use super::*;
 
     fn loc(slot: u32) -> Location {
-        Location { node: 0, worker: 0, slot, generation: 1 }
+        Location {
+            node: 0,
+            worker: 0,
+            slot,
+            generation: 1,
+        }
     }
 
     #[test]

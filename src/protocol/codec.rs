@@ -24,12 +24,17 @@ pub enum Decoded<'a> {
 /// Decodes the first frame of `buf`. Never panics; checks `max_frame_bytes` from the header.
 pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Decoded<'_>, DecodeError> {
     if buf.len() < HEADER_LEN {
-        return Ok(Decoded::NeedMore { frame_bytes: HEADER_LEN });
+        return Ok(Decoded::NeedMore {
+            frame_bytes: HEADER_LEN,
+        });
     }
     let body_len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as u64;
     let frame_bytes = body_len + HEADER_LEN as u64;
     if frame_bytes > max_frame_bytes as u64 {
-        return Err(DecodeError::FrameTooLarge { frame_bytes, max_frame_bytes });
+        return Err(DecodeError::FrameTooLarge {
+            frame_bytes,
+            max_frame_bytes,
+        });
     }
     let kind = FrameKind::from_u8(buf[4]).ok_or(DecodeError::UnknownKind(buf[4]))?;
     let flags = buf[5];
@@ -42,7 +47,10 @@ pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Decoded<'_>, DecodeE
     }
     let body = &buf[HEADER_LEN..frame_bytes];
     let frame = decode_body(kind, flags, body)?;
-    Ok(Decoded::Frame { frame, consumed: frame_bytes })
+    Ok(Decoded::Frame {
+        frame,
+        consumed: frame_bytes,
+    })
 }
 
 /// Cursor over a frame body; every read is bounds-checked and names the field it reads.
@@ -54,7 +62,10 @@ struct Body<'a> {
 impl<'a> Body<'a> {
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.rest.len() < n {
-            return Err(DecodeError::Truncated { kind: self.kind, field });
+            return Err(DecodeError::Truncated {
+                kind: self.kind,
+                field,
+            });
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
@@ -78,10 +89,17 @@ impl<'a> Body<'a> {
         Ok(u64::from_le_bytes(a))
     }
     /// u8 length prefix then that many bytes; `required` rejects an empty value.
-    fn short_bytes(&mut self, field: &'static str, required: bool) -> Result<&'a [u8], DecodeError> {
+    fn short_bytes(
+        &mut self,
+        field: &'static str,
+        required: bool,
+    ) -> Result<&'a [u8], DecodeError> {
         let len = self.u8(field)? as usize;
         if required && len == 0 {
-            return Err(DecodeError::InvalidField { kind: self.kind, field });
+            return Err(DecodeError::InvalidField {
+                kind: self.kind,
+                field,
+            });
         }
         self.take(len, field)
     }
@@ -92,7 +110,10 @@ impl<'a> Body<'a> {
         if self.rest.is_empty() {
             Ok(())
         } else {
-            Err(DecodeError::TrailingBytes { kind: self.kind, extra: self.rest.len() })
+            Err(DecodeError::TrailingBytes {
+                kind: self.kind,
+                extra: self.rest.len(),
+            })
         }
     }
 }
@@ -105,10 +126,17 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
             let client_id = b.short_bytes("client_id", true)?;
             let token_len = b.u16("token")? as usize;
             if token_len > TOKEN_LEN_MAX {
-                return Err(DecodeError::InvalidField { kind, field: "token" });
+                return Err(DecodeError::InvalidField {
+                    kind,
+                    field: "token",
+                });
             }
             let token = b.take(token_len, "token")?;
-            Frame::Hello { version, client_id, token }
+            Frame::Hello {
+                version,
+                client_id,
+                token,
+            }
         }
         FrameKind::Welcome => Frame::Welcome {
             version: b.u16("version")?,
@@ -117,11 +145,18 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
         },
         FrameKind::Send => {
             let target = b.short_bytes("target", true)?;
-            Frame::Send { target, payload: b.remainder() }
+            Frame::Send {
+                target,
+                payload: b.remainder(),
+            }
         }
         FrameKind::Publish => {
             let topic = b.short_bytes("topic", true)?;
-            Frame::Publish { topic, payload: b.remainder(), no_echo: flags & FLAG_NO_ECHO != 0 }
+            Frame::Publish {
+                topic,
+                payload: b.remainder(),
+                no_echo: flags & FLAG_NO_ECHO != 0,
+            }
         }
         FrameKind::Subscribe | FrameKind::Unsubscribe => {
             let topic = b.short_bytes("topic", true)?;
@@ -132,40 +167,76 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
                 Frame::Unsubscribe { topic, group }
             }
         }
-        FrameKind::Watch => Frame::Watch { client_id: b.short_bytes("client_id", true)? },
-        FrameKind::Unwatch => Frame::Unwatch { client_id: b.short_bytes("client_id", true)? },
+        FrameKind::Watch => Frame::Watch {
+            client_id: b.short_bytes("client_id", true)?,
+        },
+        FrameKind::Unwatch => Frame::Unwatch {
+            client_id: b.short_bytes("client_id", true)?,
+        },
         FrameKind::Deliver => {
             let sender = b.short_bytes("sender", true)?;
             let topic = b.short_bytes("topic", false)?;
-            Frame::Deliver { sender, topic, payload: b.remainder() }
+            Frame::Deliver {
+                sender,
+                topic,
+                payload: b.remainder(),
+            }
         }
         FrameKind::Presence => {
             let online = match b.u8("state")? {
                 0 => false,
                 1 => true,
-                _ => return Err(DecodeError::InvalidField { kind, field: "state" }),
+                _ => {
+                    return Err(DecodeError::InvalidField {
+                        kind,
+                        field: "state",
+                    })
+                }
             };
-            Frame::Presence { online, client_id: b.short_bytes("client_id", true)? }
+            Frame::Presence {
+                online,
+                client_id: b.short_bytes("client_id", true)?,
+            }
         }
-        FrameKind::Ping => Frame::Ping { nonce: b.u64("nonce")? },
-        FrameKind::Pong => Frame::Pong { nonce: b.u64("nonce")? },
+        FrameKind::Ping => Frame::Ping {
+            nonce: b.u64("nonce")?,
+        },
+        FrameKind::Pong => Frame::Pong {
+            nonce: b.u64("nonce")?,
+        },
         FrameKind::Error => {
             let code = ErrorCode(b.u16("code")?);
             let subject = b.short_bytes("subject", false)?;
-            Frame::Error { code, subject, text: b.remainder() }
+            Frame::Error {
+                code,
+                subject,
+                text: b.remainder(),
+            }
         }
         FrameKind::Close => {
             let reason = CloseReason(b.u16("reason")?);
-            Frame::Close { reason, text: b.remainder() }
+            Frame::Close {
+                reason,
+                text: b.remainder(),
+            }
         }
     };
     b.finish()?;
     Ok(frame)
 }
 
-fn check_short(field: &'static str, v: &[u8], max: usize, required: bool) -> Result<(), EncodeError> {
+fn check_short(
+    field: &'static str,
+    v: &[u8],
+    max: usize,
+    required: bool,
+) -> Result<(), EncodeError> {
     if v.len() > max {
-        return Err(EncodeError::FieldTooLong { field, len: v.len(), max });
+        return Err(EncodeError::FieldTooLong {
+            field,
+            len: v.len(),
+            max,
+        });
     }
     if required && v.is_empty() {
         return Err(EncodeError::FieldEmpty { field });
@@ -219,7 +290,9 @@ impl Frame<'_> {
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN
             + match self {
-                Frame::Hello { client_id, token, .. } => 2 + 1 + client_id.len() + 2 + token.len(),
+                Frame::Hello {
+                    client_id, token, ..
+                } => 2 + 1 + client_id.len() + 2 + token.len(),
                 Frame::Welcome { .. } => 2 + 4 + 4,
                 Frame::Send { target, payload } => 1 + target.len() + payload.len(),
                 Frame::Publish { topic, payload, .. } => 1 + topic.len() + payload.len(),
@@ -227,9 +300,11 @@ impl Frame<'_> {
                     2 + topic.len() + group.len()
                 }
                 Frame::Watch { client_id } | Frame::Unwatch { client_id } => 1 + client_id.len(),
-                Frame::Deliver { sender, topic, payload } => {
-                    2 + sender.len() + topic.len() + payload.len()
-                }
+                Frame::Deliver {
+                    sender,
+                    topic,
+                    payload,
+                } => 2 + sender.len() + topic.len() + payload.len(),
                 Frame::Presence { client_id, .. } => 2 + client_id.len(),
                 Frame::Ping { .. } | Frame::Pong { .. } => 8,
                 Frame::Error { subject, text, .. } => 2 + 1 + subject.len() + text.len(),
@@ -248,13 +323,21 @@ impl Frame<'_> {
         };
         put_header(out, len - HEADER_LEN, self.kind(), flags);
         match *self {
-            Frame::Hello { version, client_id, token } => {
+            Frame::Hello {
+                version,
+                client_id,
+                token,
+            } => {
                 out.extend_from_slice(&version.to_le_bytes());
                 put_short(out, client_id);
                 out.extend_from_slice(&(token.len() as u16).to_le_bytes());
                 out.extend_from_slice(token);
             }
-            Frame::Welcome { version, heartbeat_interval_ms, max_frame_bytes } => {
+            Frame::Welcome {
+                version,
+                heartbeat_interval_ms,
+                max_frame_bytes,
+            } => {
                 out.extend_from_slice(&version.to_le_bytes());
                 out.extend_from_slice(&heartbeat_interval_ms.to_le_bytes());
                 out.extend_from_slice(&max_frame_bytes.to_le_bytes());
@@ -272,7 +355,11 @@ impl Frame<'_> {
                 put_short(out, group);
             }
             Frame::Watch { client_id } | Frame::Unwatch { client_id } => put_short(out, client_id),
-            Frame::Deliver { sender, topic, payload } => {
+            Frame::Deliver {
+                sender,
+                topic,
+                payload,
+            } => {
                 put_short(out, sender);
                 put_short(out, topic);
                 out.extend_from_slice(payload);
@@ -284,7 +371,11 @@ impl Frame<'_> {
             Frame::Ping { nonce } | Frame::Pong { nonce } => {
                 out.extend_from_slice(&nonce.to_le_bytes())
             }
-            Frame::Error { code, subject, text } => {
+            Frame::Error {
+                code,
+                subject,
+                text,
+            } => {
                 out.extend_from_slice(&code.0.to_le_bytes());
                 put_short(out, subject);
                 out.extend_from_slice(text);
@@ -300,7 +391,11 @@ impl Frame<'_> {
 
     fn validate(&self) -> Result<(), EncodeError> {
         match *self {
-            Frame::Hello { client_id, token, version: _ } => {
+            Frame::Hello {
+                client_id,
+                token,
+                version: _,
+            } => {
                 check_short("client_id", client_id, CLIENT_ID_LEN_MAX, true)?;
                 check_short("token", token, TOKEN_LEN_MAX, false)
             }
@@ -320,16 +415,21 @@ impl Frame<'_> {
                 check_short("topic", topic, TOPIC_LEN_MAX, false)
             }
             Frame::Error { subject, .. } => check_short("subject", subject, 255, false),
-            Frame::Welcome { .. } | Frame::Ping { .. } | Frame::Pong { .. } | Frame::Close { .. } => {
-                Ok(())
-            }
+            Frame::Welcome { .. }
+            | Frame::Ping { .. }
+            | Frame::Pong { .. }
+            | Frame::Close { .. } => Ok(()),
         }
     }
 }
 
 /// Convenience for tests and control paths: the HELLO this build sends.
 pub fn hello<'a>(client_id: &'a [u8], token: &'a [u8]) -> Frame<'a> {
-    Frame::Hello { version: PROTOCOL_VERSION, client_id, token }
+    Frame::Hello {
+        version: PROTOCOL_VERSION,
+        client_id,
+        token,
+    }
 }
 
 #[cfg(test)]
@@ -352,20 +452,55 @@ mod tests {
     #[test]
     fn every_kind_roundtrips() {
         roundtrip(hello(b"alice", b"secret"));
-        roundtrip(Frame::Welcome { version: 1, heartbeat_interval_ms: 5000, max_frame_bytes: 99 });
-        roundtrip(Frame::Send { target: b"bob", payload: b"hi" });
-        roundtrip(Frame::Publish { topic: b"t", payload: b"", no_echo: true });
-        roundtrip(Frame::Publish { topic: b"t", payload: b"x", no_echo: false });
-        roundtrip(Frame::Subscribe { topic: b"t", group: b"" });
-        roundtrip(Frame::Unsubscribe { topic: b"t", group: b"g" });
+        roundtrip(Frame::Welcome {
+            version: 1,
+            heartbeat_interval_ms: 5000,
+            max_frame_bytes: 99,
+        });
+        roundtrip(Frame::Send {
+            target: b"bob",
+            payload: b"hi",
+        });
+        roundtrip(Frame::Publish {
+            topic: b"t",
+            payload: b"",
+            no_echo: true,
+        });
+        roundtrip(Frame::Publish {
+            topic: b"t",
+            payload: b"x",
+            no_echo: false,
+        });
+        roundtrip(Frame::Subscribe {
+            topic: b"t",
+            group: b"",
+        });
+        roundtrip(Frame::Unsubscribe {
+            topic: b"t",
+            group: b"g",
+        });
         roundtrip(Frame::Watch { client_id: b"w" });
         roundtrip(Frame::Unwatch { client_id: b"w" });
-        roundtrip(Frame::Deliver { sender: b"a", topic: b"", payload: b"p" });
-        roundtrip(Frame::Presence { client_id: b"a", online: true });
+        roundtrip(Frame::Deliver {
+            sender: b"a",
+            topic: b"",
+            payload: b"p",
+        });
+        roundtrip(Frame::Presence {
+            client_id: b"a",
+            online: true,
+        });
         roundtrip(Frame::Ping { nonce: u64::MAX });
         roundtrip(Frame::Pong { nonce: 7 });
-        roundtrip(Frame::Error { code: ErrorCode::UNKNOWN_ID, subject: b"zed", text: b"unknown" });
-        roundtrip(Frame::Close { reason: CloseReason::REPLACED, text: b"replaced" });
+        roundtrip(Frame::Error {
+            code: ErrorCode::UNKNOWN_ID,
+            subject: b"zed",
+            text: b"unknown",
+        });
+        roundtrip(Frame::Close {
+            reason: CloseReason::REPLACED,
+            text: b"replaced",
+        });
     }
 
     #[test]
@@ -373,9 +508,13 @@ mod tests {
         let mut a = Vec::new();
         let mut b = Vec::new();
         encode_deliver(&mut a, b"snd", b"topic", b"payload");
-        Frame::Deliver { sender: b"snd", topic: b"topic", payload: b"payload" }
-            .encode(&mut b)
-            .unwrap();
+        Frame::Deliver {
+            sender: b"snd",
+            topic: b"topic",
+            payload: b"payload",
+        }
+        .encode(&mut b)
+        .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), frame_len_for_deliver(b"snd", b"topic", b"payload"));
     }
@@ -387,10 +526,16 @@ mod tests {
         hdr.extend_from_slice(&[FrameKind::Send as u8, 0]);
         assert_eq!(
             decode(&hdr, 1024),
-            Err(DecodeError::FrameTooLarge { frame_bytes: 2006, max_frame_bytes: 1024 })
+            Err(DecodeError::FrameTooLarge {
+                frame_bytes: 2006,
+                max_frame_bytes: 1024
+            })
         );
         hdr[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode(&hdr, usize::MAX), Ok(Decoded::NeedMore { .. })));
+        assert!(matches!(
+            decode(&hdr, usize::MAX),
+            Ok(Decoded::NeedMore { .. })
+        ));
     }
 
     #[test]
@@ -402,12 +547,24 @@ mod tests {
             v.extend_from_slice(body);
             v
         };
-        assert_eq!(decode(&frame(0x7f, 0, b""), 100), Err(DecodeError::UnknownKind(0x7f)));
-        assert!(matches!(decode(&frame(0x10, 1, b"\x01a"), 100), Err(DecodeError::BadFlags { .. })));
-        assert!(matches!(decode(&frame(0x10, 0, b"\x05ab"), 100), Err(DecodeError::Truncated { .. })));
+        assert_eq!(
+            decode(&frame(0x7f, 0, b""), 100),
+            Err(DecodeError::UnknownKind(0x7f))
+        );
+        assert!(matches!(
+            decode(&frame(0x10, 1, b"\x01a"), 100),
+            Err(DecodeError::BadFlags { .. })
+        ));
+        assert!(matches!(
+            decode(&frame(0x10, 0, b"\x05ab"), 100),
+            Err(DecodeError::Truncated { .. })
+        ));
         assert!(matches!(
             decode(&frame(0x10, 0, b"\x00"), 100),
-            Err(DecodeError::InvalidField { field: "target", .. })
+            Err(DecodeError::InvalidField {
+                field: "target",
+                ..
+            })
         ));
         assert!(matches!(
             decode(&frame(0x30, 0, &[0; 9]), 100),
@@ -423,8 +580,18 @@ mod tests {
     fn encode_refuses_overlong_fields() {
         let long = [b'x'; 256];
         let mut out = Vec::new();
-        assert!(Frame::Send { target: &long, payload: b"" }.encode(&mut out).is_err());
-        assert!(Frame::Send { target: b"", payload: b"" }.encode(&mut out).is_err());
+        assert!(Frame::Send {
+            target: &long,
+            payload: b""
+        }
+        .encode(&mut out)
+        .is_err());
+        assert!(Frame::Send {
+            target: b"",
+            payload: b""
+        }
+        .encode(&mut out)
+        .is_err());
         assert!(out.is_empty());
     }
 }

@@ -142,29 +142,72 @@ impl fmt::Display for CloseReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// Client -> relay, first frame of every connection.
-    Hello { version: u16, client_id: &'a [u8], token: &'a [u8] },
+    Hello {
+        version: u16,
+        client_id: &'a [u8],
+        token: &'a [u8],
+    },
     /// Relay -> client, answer to an accepted HELLO.
-    Welcome { version: u16, heartbeat_interval_ms: u32, max_frame_bytes: u32 },
+    Welcome {
+        version: u16,
+        heartbeat_interval_ms: u32,
+        max_frame_bytes: u32,
+    },
     /// Client -> relay: deliver `payload` to the client registered as `target`.
-    Send { target: &'a [u8], payload: &'a [u8] },
+    Send {
+        target: &'a [u8],
+        payload: &'a [u8],
+    },
     /// Client -> relay: deliver `payload` to every subscriber of `topic` (one per queue group).
-    Publish { topic: &'a [u8], payload: &'a [u8], no_echo: bool },
+    Publish {
+        topic: &'a [u8],
+        payload: &'a [u8],
+        no_echo: bool,
+    },
     /// Client -> relay: subscribe to `topic`, in queue group `group` when it is not empty.
-    Subscribe { topic: &'a [u8], group: &'a [u8] },
-    Unsubscribe { topic: &'a [u8], group: &'a [u8] },
+    Subscribe {
+        topic: &'a [u8],
+        group: &'a [u8],
+    },
+    Unsubscribe {
+        topic: &'a [u8],
+        group: &'a [u8],
+    },
     /// Client -> relay: report online/offline transitions of `client_id`.
-    Watch { client_id: &'a [u8] },
-    Unwatch { client_id: &'a [u8] },
+    Watch {
+        client_id: &'a [u8],
+    },
+    Unwatch {
+        client_id: &'a [u8],
+    },
     /// Relay -> client: a message. `sender` is stamped by the relay; `topic` is empty for SEND.
-    Deliver { sender: &'a [u8], topic: &'a [u8], payload: &'a [u8] },
+    Deliver {
+        sender: &'a [u8],
+        topic: &'a [u8],
+        payload: &'a [u8],
+    },
     /// Relay -> client: a watched id came online or went offline.
-    Presence { client_id: &'a [u8], online: bool },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Presence {
+        client_id: &'a [u8],
+        online: bool,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     /// Relay -> client: a request failed; the connection stays open.
-    Error { code: ErrorCode, subject: &'a [u8], text: &'a [u8] },
+    Error {
+        code: ErrorCode,
+        subject: &'a [u8],
+        text: &'a [u8],
+    },
     /// Either way: the sender closes the connection for `reason`.
-    Close { reason: CloseReason, text: &'a [u8] },
+    Close {
+        reason: CloseReason,
+        text: &'a [u8],
+    },
 }
 
 impl Frame<'_> {
@@ -192,17 +235,26 @@ impl Frame<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
     /// The header announced a frame of `frame_bytes` (header included) above `max_frame_bytes`.
-    FrameTooLarge { frame_bytes: u64, max_frame_bytes: usize },
+    FrameTooLarge {
+        frame_bytes: u64,
+        max_frame_bytes: usize,
+    },
     /// The type byte is not a known [`FrameKind`].
     UnknownKind(u8),
     /// A flag bit is set that this kind does not define.
     BadFlags { kind: FrameKind, flags: u8 },
     /// The body ended inside field `field`.
-    Truncated { kind: FrameKind, field: &'static str },
+    Truncated {
+        kind: FrameKind,
+        field: &'static str,
+    },
     /// The body has bytes after its last field.
     TrailingBytes { kind: FrameKind, extra: usize },
     /// A field is present but its value is invalid (empty id, bad presence state, ...).
-    InvalidField { kind: FrameKind, field: &'static str },
+    InvalidField {
+        kind: FrameKind,
+        field: &'static str,
+    },
 }
 
 impl DecodeError {
@@ -218,8 +270,14 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::FrameTooLarge { frame_bytes, max_frame_bytes } => {
-                write!(f, "frame of {frame_bytes} bytes exceeds max_frame_bytes {max_frame_bytes}")
+            DecodeError::FrameTooLarge {
+                frame_bytes,
+                max_frame_bytes,
+            } => {
+                write!(
+                    f,
+                    "frame of {frame_bytes} bytes exceeds max_frame_bytes {max_frame_bytes}"
+                )
             }
             DecodeError::UnknownKind(k) => write!(f, "unknown frame type 0x{k:02x}"),
             DecodeError::BadFlags { kind, flags } => {
@@ -243,8 +301,14 @@ impl std::error::Error for DecodeError {}
 /// Why a frame could not be encoded (a field longer than its length prefix allows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncodeError {
-    FieldTooLong { field: &'static str, len: usize, max: usize },
-    FieldEmpty { field: &'static str },
+    FieldTooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    FieldEmpty {
+        field: &'static str,
+    },
 }
 
 impl fmt::Display for EncodeError {

@@ -15,7 +15,11 @@ pub struct FrameReader {
 
 impl FrameReader {
     pub fn new(max_frame_bytes: usize) -> Self {
-        FrameReader { buf: Vec::with_capacity(64 * 1024), start: 0, max_frame_bytes }
+        FrameReader {
+            buf: Vec::with_capacity(64 * 1024),
+            start: 0,
+            max_frame_bytes,
+        }
     }
 
     /// Appends received bytes.
@@ -26,7 +30,11 @@ impl FrameReader {
 
     /// Reads once from `src` into spare capacity (at least `min_read` bytes of room). Returns the
     /// byte count, 0 at end of stream.
-    pub fn fill_from<R: std::io::Read>(&mut self, src: &mut R, min_read: usize) -> std::io::Result<usize> {
+    pub fn fill_from<R: std::io::Read>(
+        &mut self,
+        src: &mut R,
+        min_read: usize,
+    ) -> std::io::Result<usize> {
         self.compact();
         let len = self.buf.len();
         let room = min_read.max(4096);

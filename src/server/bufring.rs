@@ -21,7 +21,10 @@ pub struct BufRing {
 impl BufRing {
     /// Allocates and fills the ring; the caller registers it with [`BufRing::register`].
     pub fn new(entries: usize, buffer_bytes: usize, group_id: u16) -> io::Result<BufRing> {
-        assert!(entries.is_power_of_two() && entries <= 32768, "config validation bounds entries");
+        assert!(
+            entries.is_power_of_two() && entries <= 32768,
+            "config validation bounds entries"
+        );
         let ring_bytes = entries * std::mem::size_of::<BufRingEntry>();
         // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
         // result is checked against MAP_FAILED before use.
@@ -58,7 +61,9 @@ impl BufRing {
     pub fn register(&self, submitter: &io_uring::Submitter<'_>) -> io::Result<()> {
         // SAFETY: the ring memory stays mapped until `self` is dropped, and the worker drops its
         // IoUring (which unregisters everything) before its BufRing (field order in Worker).
-        unsafe { submitter.register_buf_ring_with_flags(self.ring as u64, self.entries, self.group_id, 0) }
+        unsafe {
+            submitter.register_buf_ring_with_flags(self.ring as u64, self.entries, self.group_id, 0)
+        }
     }
 
     fn push_entry(&mut self, bid: u16) {
@@ -91,7 +96,12 @@ impl BufRing {
         // kernel does not write into it until it is recycled. The 'static lifetime lets the
         // worker route from it while mutating its own state; the caller keeps the slice no
         // longer than the buffer is held.
-        unsafe { std::slice::from_raw_parts(self.buffers.as_ptr().add(bid as usize * self.buffer_bytes), len) }
+        unsafe {
+            std::slice::from_raw_parts(
+                self.buffers.as_ptr().add(bid as usize * self.buffer_bytes),
+                len,
+            )
+        }
     }
 
     /// Gives buffer `bid` back to the kernel.

@@ -5,6 +5,9 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
+/// (topic, queue group) a connection subscribed to; group empty for a plain subscription.
+pub type Subscription = (Box<[u8]>, Box<[u8]>);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnState {
     Free,
@@ -49,7 +52,7 @@ pub struct Conn {
     /// Text for the final CLOSE frame when it is not a static string (decode errors).
     pub close_text: Option<String>,
     pub close_deadline_ms: u64,
-    pub subscriptions: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub subscriptions: Vec<Subscription>,
     pub watches: Vec<Box<[u8]>>,
 }
 
@@ -74,7 +77,12 @@ pub struct Slab {
 
 impl Slab {
     pub fn new(limit: usize) -> Slab {
-        Slab { conns: Vec::new(), free: Vec::new(), open_count: 0, limit }
+        Slab {
+            conns: Vec::new(),
+            free: Vec::new(),
+            open_count: 0,
+            limit,
+        }
     }
 
     /// Takes a slot for `fd`, or None at the connection limit.

@@ -43,7 +43,13 @@ impl Deliverer<'_> {
     /// Appends `len` bytes written by `write` to a local connection's send buffer, enforcing
     /// the slow-consumer bound. Returns whether it was appended.
     #[inline]
-    fn append_local(&mut self, slot: u32, generation: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    fn append_local(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
         let Some(conn) = self.slab.get_live(slot, generation) else {
             return false;
         };
@@ -72,7 +78,14 @@ impl Deliverer<'_> {
 
     /// Queues a DELIVER whose payload is sent straight from `payload` (no copy): the header
     /// goes into `out`, which is sealed into a segment so stream order is kept.
-    pub fn append_local_shared(&mut self, slot: u32, generation: u32, header_len: usize, header: impl FnOnce(&mut Vec<u8>), payload: Bytes) -> bool {
+    pub fn append_local_shared(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        header_len: usize,
+        header: impl FnOnce(&mut Vec<u8>),
+        payload: Bytes,
+    ) -> bool {
         let total = header_len + payload.len();
         if !self.append_local(slot, generation, total, header) {
             return false;
@@ -90,13 +103,26 @@ impl Deliverer<'_> {
         let payload_len = payload.len();
         let header_len = frame_len_for_deliver(sender, topic, b"");
         let ok = if to.worker == self.worker {
-            self.append_local_shared(to.slot, to.generation, header_len, |out| encode_deliver_header(out, sender, topic, payload_len), payload)
+            self.append_local_shared(
+                to.slot,
+                to.generation,
+                header_len,
+                |out| encode_deliver_header(out, sender, topic, payload_len),
+                payload,
+            )
         } else {
-            self.outboxes[to.worker as usize].append(self.handoff_bytes_max, TAG_SHARED, to.slot, to.generation, 8 + header_len, |out| {
-                let raw = Box::into_raw(Box::new(payload)) as u64;
-                out.extend_from_slice(&raw.to_le_bytes());
-                encode_deliver_header(out, sender, topic, payload_len);
-            })
+            self.outboxes[to.worker as usize].append(
+                self.handoff_bytes_max,
+                TAG_SHARED,
+                to.slot,
+                to.generation,
+                8 + header_len,
+                |out| {
+                    let raw = Box::into_raw(Box::new(payload)) as u64;
+                    out.extend_from_slice(&raw.to_le_bytes());
+                    encode_deliver_header(out, sender, topic, payload_len);
+                },
+            )
         };
         if ok {
             bump(&self.stats.deliveries, 1);
@@ -119,15 +145,24 @@ impl Deliverer<'_> {
 
     /// Appends an already encoded frame handed over by another worker.
     pub fn append_frame_bytes(&mut self, slot: u32, generation: u32, frame: &[u8]) {
-        self.append_local(slot, generation, frame.len(), |out| out.extend_from_slice(frame));
+        self.append_local(slot, generation, frame.len(), |out| {
+            out.extend_from_slice(frame)
+        });
     }
 
     fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) {
         let len = frame.encoded_len();
-        let ok = self.outboxes[to.worker as usize].append(self.handoff_bytes_max, TAG_FRAME, to.slot, to.generation, len, |out| {
-            let ok = frame.encode(out).is_ok();
-            debug_assert!(ok);
-        });
+        let ok = self.outboxes[to.worker as usize].append(
+            self.handoff_bytes_max,
+            TAG_FRAME,
+            to.slot,
+            to.generation,
+            len,
+            |out| {
+                let ok = frame.encode(out).is_ok();
+                debug_assert!(ok);
+            },
+        );
         if !ok {
             bump(&self.stats.handoff_drops, 1);
             self.overloaded = true;
@@ -146,14 +181,21 @@ impl Sink for Deliverer<'_> {
         }
         let len = frame_len_for_deliver(sender, topic, payload);
         if to.worker == self.worker {
-            if self.append_local(to.slot, to.generation, len, |out| encode_deliver(out, sender, topic, payload)) {
+            if self.append_local(to.slot, to.generation, len, |out| {
+                encode_deliver(out, sender, topic, payload)
+            }) {
                 bump(&self.stats.deliveries, 1);
             }
             return;
         }
-        let ok = self.outboxes[to.worker as usize].append(self.handoff_bytes_max, TAG_FRAME, to.slot, to.generation, len, |out| {
-            encode_deliver(out, sender, topic, payload)
-        });
+        let ok = self.outboxes[to.worker as usize].append(
+            self.handoff_bytes_max,
+            TAG_FRAME,
+            to.slot,
+            to.generation,
+            len,
+            |out| encode_deliver(out, sender, topic, payload),
+        );
         if ok {
             bump(&self.stats.deliveries, 1);
         } else {
@@ -182,14 +224,23 @@ impl Sink for Deliverer<'_> {
             });
             return;
         }
-        let ok = self.outboxes[to.worker as usize].append(usize::MAX, TAG_CLOSE, to.slot, to.generation, 2, |out| {
-            out.extend_from_slice(&reason.0.to_le_bytes())
-        });
+        let ok = self.outboxes[to.worker as usize].append(
+            usize::MAX,
+            TAG_CLOSE,
+            to.slot,
+            to.generation,
+            2,
+            |out| out.extend_from_slice(&reason.0.to_le_bytes()),
+        );
         debug_assert!(ok, "close records are never bounded");
     }
 
     fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], text: &'static str) {
-        let frame = Frame::Error { code, subject, text: text.as_bytes() };
+        let frame = Frame::Error {
+            code,
+            subject,
+            text: text.as_bytes(),
+        };
         self.push_frame_local(self.origin_slot, self.origin_generation, &frame);
     }
 }

@@ -52,8 +52,12 @@ impl Mailbox {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Mailbox {
-            inbound: (0..workers).map(|_| ArrayQueue::new(BATCHES_IN_FLIGHT_MAX)).collect(),
-            returns: (0..workers).map(|_| ArrayQueue::new(BATCHES_IN_FLIGHT_MAX)).collect(),
+            inbound: (0..workers)
+                .map(|_| ArrayQueue::new(BATCHES_IN_FLIGHT_MAX))
+                .collect(),
+            returns: (0..workers)
+                .map(|_| ArrayQueue::new(BATCHES_IN_FLIGHT_MAX))
+                .collect(),
             sleeping: AtomicBool::new(false),
             wake_fd: fd,
         })
@@ -113,13 +117,17 @@ impl Outbox {
             return false;
         }
         if self.open.capacity() == 0 {
-            self.open = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BATCH_BYTES_TARGET));
+            self.open = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(BATCH_BYTES_TARGET));
         }
         let start = self.open.len();
         self.open.push(tag);
         self.open.extend_from_slice(&slot.to_le_bytes());
         self.open.extend_from_slice(&generation.to_le_bytes());
-        self.open.extend_from_slice(&(body_len as u32).to_le_bytes());
+        self.open
+            .extend_from_slice(&(body_len as u32).to_le_bytes());
         write_body(&mut self.open);
         debug_assert_eq!(self.open.len() - start, record_len);
         if self.open.len() >= BATCH_BYTES_TARGET {
@@ -184,11 +192,17 @@ pub fn records(batch: &[u8]) -> impl Iterator<Item = Record<'_>> {
             debug_assert!(rest.is_empty(), "torn handoff record");
             return None;
         }
-        let u32_at = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
         let (tag, slot, generation, len) = (rest[0], u32_at(1), u32_at(5), u32_at(9) as usize);
         let body = rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len)?;
         rest = &rest[RECORD_HEADER_LEN + len..];
-        Some(Record { tag, slot, generation, body })
+        Some(Record {
+            tag,
+            slot,
+            generation,
+            body,
+        })
     })
 }
 
@@ -207,8 +221,24 @@ mod tests {
         assert!(out.flush(&queue, &returns));
         let batch = queue.pop().unwrap();
         let got: Vec<Record<'_>> = records(&batch).collect();
-        assert_eq!(got[0], Record { tag: TAG_FRAME, slot: 1, generation: 2, body: b"abc" });
-        assert_eq!(got[1], Record { tag: TAG_CLOSE, slot: 4, generation: 5, body: &[1, 0] });
+        assert_eq!(
+            got[0],
+            Record {
+                tag: TAG_FRAME,
+                slot: 1,
+                generation: 2,
+                body: b"abc"
+            }
+        );
+        assert_eq!(
+            got[1],
+            Record {
+                tag: TAG_CLOSE,
+                slot: 4,
+                generation: 5,
+                body: &[1, 0]
+            }
+        );
         assert_eq!(got.len(), 2);
         assert!(out.is_idle());
     }
@@ -221,7 +251,10 @@ mod tests {
         out.append(1 << 20, TAG_FRAME, 1, 1, 1, |b| b.push(1));
         assert!(out.flush(&queue, &returns));
         out.append(1 << 20, TAG_FRAME, 1, 1, 1, |b| b.push(2));
-        assert!(!out.flush(&queue, &returns), "queue full: batch stays in the backlog");
+        assert!(
+            !out.flush(&queue, &returns),
+            "queue full: batch stays in the backlog"
+        );
         assert!(!out.is_idle());
         queue.pop().unwrap();
         assert!(out.flush(&queue, &returns));

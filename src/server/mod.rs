@@ -71,7 +71,8 @@ const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 impl Server {
     /// Binds, starts the workers and returns once every worker is accepting.
     pub fn start(cfg: Config) -> Result<Server, ServeError> {
-        cfg.validate().map_err(|e| ServeError(format!("invalid config: {e}")))?;
+        cfg.validate()
+            .map_err(|e| ServeError(format!("invalid config: {e}")))?;
         let workers = cfg.worker_count();
         if workers > u16::MAX as usize {
             return Err(ServeError("too many workers".into()));
@@ -98,34 +99,44 @@ impl Server {
             let worker_shared = Arc::clone(&shared);
             let ready = ready_tx.clone();
             let cpu = cpus.get(index).copied().flatten();
-            let spawned = std::thread::Builder::new().name(format!("ringrelay-w{index}")).spawn(move || {
-                if let Some(cpu) = cpu {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                        tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
+            let spawned = std::thread::Builder::new()
+                .name(format!("ringrelay-w{index}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                            tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
+                        }
                     }
-                }
-                match worker::Worker::new(index as u16, listener, worker_shared) {
-                    Ok(w) => {
-                        let _ = ready.send(Ok(()));
-                        w.run()
+                    match worker::Worker::new(index as u16, listener, worker_shared) {
+                        Ok(w) => {
+                            let _ = ready.send(Ok(()));
+                            w.run()
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(ServeError(e.0.clone())));
+                            Err(e)
+                        }
                     }
-                    Err(e) => {
-                        let _ = ready.send(Err(ServeError(e.0.clone())));
-                        Err(e)
-                    }
-                }
-            });
+                });
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
-                    let server = Server { shared, threads, local_addr };
+                    let server = Server {
+                        shared,
+                        threads,
+                        local_addr,
+                    };
                     server.stop_and_join();
                     return Err(ServeError(format!("cannot spawn worker thread: {e}")));
                 }
             }
         }
         drop(ready_tx);
-        let server = Server { shared, threads, local_addr };
+        let server = Server {
+            shared,
+            threads,
+            local_addr,
+        };
         for _ in 0..workers {
             match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
                 Ok(Ok(())) => {}
@@ -161,7 +172,9 @@ impl Server {
     pub fn wait(mut self) -> Result<(), ServeError> {
         let mut first_err = None;
         for t in self.threads.drain(..) {
-            let result = t.join().unwrap_or_else(|_| Err(ServeError("worker thread panicked".into())));
+            let result = t
+                .join()
+                .unwrap_or_else(|_| Err(ServeError("worker thread panicked".into())));
             if let Err(e) = result {
                 // One worker failing takes the node down: the others would serve a partial
                 // shard of the listen port.
@@ -177,7 +190,9 @@ impl Server {
 
     /// A handle that can stop this server from another thread (a signal handler thread).
     pub fn stopper(&self) -> Stopper {
-        Stopper { shared: Arc::clone(&self.shared) }
+        Stopper {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Closes every connection with reason "shutdown", stops the workers and joins them.
@@ -233,18 +248,24 @@ fn worker_cpus(cfg: &Config, workers: usize) -> Vec<Option<usize>> {
     if allowed.is_empty() {
         return vec![None; workers];
     }
-    (0..workers).map(|i| Some(allowed[i % allowed.len()].id)).collect()
+    (0..workers)
+        .map(|i| Some(allowed[i % allowed.len()].id))
+        .collect()
 }
 
 /// Listen backlog: large, since a relay host sees connection storms after a restart; the
 /// kernel caps it at net.core.somaxconn.
 const LISTEN_BACKLOG: i32 = 4096;
 
-fn bind_listeners(addr: SocketAddr, workers: usize) -> Result<(Vec<socket2::Socket>, SocketAddr), ServeError> {
+fn bind_listeners(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(Vec<socket2::Socket>, SocketAddr), ServeError> {
     let mut listeners = Vec::with_capacity(workers);
     let mut bound = addr;
     for _ in 0..workers {
-        let socket = bind_one(bound).map_err(|e| ServeError(format!("cannot listen on {bound}: {e}")))?;
+        let socket =
+            bind_one(bound).map_err(|e| ServeError(format!("cannot listen on {bound}: {e}")))?;
         if listeners.is_empty() {
             bound = socket
                 .local_addr()
@@ -258,7 +279,11 @@ fn bind_listeners(addr: SocketAddr, workers: usize) -> Result<(Vec<socket2::Sock
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;

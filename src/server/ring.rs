@@ -25,14 +25,19 @@ pub fn tag(op: u64, slot: u32, generation: u32) -> u64 {
 
 #[inline]
 pub fn untag(user_data: u64) -> (u64, u32, u32) {
-    (user_data >> 56, ((user_data >> 32) & 0xff_ffff) as u32, user_data as u32)
+    (
+        user_data >> 56,
+        ((user_data >> 32) & 0xff_ffff) as u32,
+        user_data as u32,
+    )
 }
 
 /// Builds a ring with SINGLE_ISSUER + DEFER_TASKRUN (completions run only when this worker
 /// asks, no cross-CPU task work), falling back to COOP_TASKRUN, then to plain, on kernels that
 /// lack them. Must be called on the worker thread that will submit.
 pub fn build_ring() -> Result<(IoUring, &'static str), ServeError> {
-    let attempts: [(&'static str, fn(&mut io_uring::Builder)); 3] = [
+    type Configure = fn(&mut io_uring::Builder);
+    let attempts: [(&'static str, Configure); 3] = [
         ("single_issuer+defer_taskrun", |b| {
             b.setup_single_issuer().setup_defer_taskrun();
         }),
@@ -75,7 +80,10 @@ mod tests {
 
     #[test]
     fn tags_roundtrip() {
-        assert_eq!(untag(tag(OP_SEND, 0xab_cdef, u32::MAX)), (OP_SEND, 0xab_cdef, u32::MAX));
+        assert_eq!(
+            untag(tag(OP_SEND, 0xab_cdef, u32::MAX)),
+            (OP_SEND, 0xab_cdef, u32::MAX)
+        );
         assert_eq!(untag(tag(OP_ACCEPT, 0, 0)), (OP_ACCEPT, 0, 0));
     }
 }

@@ -20,13 +20,18 @@ pub struct WorkerStats {
 /// Single-writer increment.
 #[inline]
 pub fn bump(counter: &AtomicU64, by: u64) {
-    counter.store(counter.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
 }
 
 pub type StatsBlocks = Box<[CachePadded<WorkerStats>]>;
 
 pub fn new_blocks(workers: usize) -> StatsBlocks {
-    (0..workers).map(|_| CachePadded::new(WorkerStats::default())).collect()
+    (0..workers)
+        .map(|_| CachePadded::new(WorkerStats::default()))
+        .collect()
 }
 
 /// Sums every worker's block.

@@ -10,7 +10,9 @@ use super::bufring::BufRing;
 use super::conn::{ConnState, Slab};
 use super::deliver::{Deliverer, PendingClose};
 use super::handoff::{records, Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
-use super::ring::{tag, untag, OP_ACCEPT, OP_CANCEL, OP_RECV, OP_RECV_DIRECT, OP_SEND, OP_TIMER, OP_WAKE};
+use super::ring::{
+    tag, untag, OP_ACCEPT, OP_CANCEL, OP_RECV, OP_RECV_DIRECT, OP_SEND, OP_TIMER, OP_WAKE,
+};
 use super::stats::bump;
 use super::{ServeError, Shared};
 use crate::core::{Location, Origin, SendOutcome, SessionEvent, Sink, TickAction};
@@ -62,13 +64,23 @@ fn tick_ms_for(cfg: &crate::config::Config) -> u64 {
 impl Worker {
     /// Creates the ring (on the calling thread, which must be the worker thread), registers
     /// the buffer ring and arms accept, wake-up and timer.
-    pub fn new(index: u16, listener: socket2::Socket, shared: Arc<Shared>) -> Result<Worker, ServeError> {
+    pub fn new(
+        index: u16,
+        listener: socket2::Socket,
+        shared: Arc<Shared>,
+    ) -> Result<Worker, ServeError> {
         let (ring, mode) = super::ring::build_ring()?;
         let cfg = &shared.config;
         let bufs = BufRing::new(cfg.recv_buffer_count, cfg.recv_buffer_bytes, BUF_GROUP_ID)
-            .map_err(|e| ServeError(format!("worker {index}: cannot allocate receive buffers: {e}")))?;
+            .map_err(|e| {
+                ServeError(format!(
+                    "worker {index}: cannot allocate receive buffers: {e}"
+                ))
+            })?;
         bufs.register(&ring.submitter()).map_err(|e| {
-            ServeError(format!("worker {index}: cannot register the buffer ring (Linux 5.19+ needed): {e}"))
+            ServeError(format!(
+                "worker {index}: cannot register the buffer ring (Linux 5.19+ needed): {e}"
+            ))
         })?;
         tracing::debug!(worker = index, mode, "io_uring ready");
         let tick_ms = tick_ms_for(cfg);
@@ -99,7 +111,9 @@ impl Worker {
         w.arm_accept();
         w.arm_wake();
         w.arm_timer();
-        w.ring.submit().map_err(|e| ServeError(format!("worker {index}: first submit failed: {e}")))?;
+        w.ring
+            .submit()
+            .map_err(|e| ServeError(format!("worker {index}: first submit failed: {e}")))?;
         Ok(w)
     }
 
@@ -113,14 +127,20 @@ impl Worker {
             }
             // Submission queue full: hand what we have to the kernel and retry.
             if let Err(e) = self.ring.submit() {
-                tracing::warn!(worker = self.index, "submit failed while the queue was full: {e}");
+                tracing::warn!(
+                    worker = self.index,
+                    "submit failed while the queue was full: {e}"
+                );
             }
         }
     }
 
     fn arm_accept(&mut self) {
         let fd = self.listener.as_raw_fd();
-        let e = opcode::AcceptMulti::new(types::Fd(fd)).flags(libc::SOCK_CLOEXEC).build().user_data(tag(OP_ACCEPT, 0, 0));
+        let e = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(tag(OP_ACCEPT, 0, 0));
         self.push(e);
         self.accept_armed = true;
     }
@@ -128,13 +148,17 @@ impl Worker {
     fn arm_wake(&mut self) {
         let fd = self.shared.mailboxes[self.index as usize].wake_fd;
         let buf: *mut u64 = &mut *self.wake_buf;
-        let e = opcode::Read::new(types::Fd(fd), buf.cast(), 8).build().user_data(tag(OP_WAKE, 0, 0));
+        let e = opcode::Read::new(types::Fd(fd), buf.cast(), 8)
+            .build()
+            .user_data(tag(OP_WAKE, 0, 0));
         self.push(e);
     }
 
     fn arm_timer(&mut self) {
         let ts: *const types::Timespec = &*self.timer;
-        let e = opcode::Timeout::new(ts).build().user_data(tag(OP_TIMER, 0, 0));
+        let e = opcode::Timeout::new(ts)
+            .build()
+            .user_data(tag(OP_TIMER, 0, 0));
         self.push(e);
     }
 
@@ -191,8 +215,16 @@ impl Worker {
             c.segments.push_back(sealed);
         }
         c.iov.clear();
-        for seg in c.segments.iter().filter(|s| !s.is_empty()).take(IOV_PER_SEND_MAX) {
-            c.iov.push(libc::iovec { iov_base: seg.as_ptr() as *mut libc::c_void, iov_len: seg.len() });
+        for seg in c
+            .segments
+            .iter()
+            .filter(|s| !s.is_empty())
+            .take(IOV_PER_SEND_MAX)
+        {
+            c.iov.push(libc::iovec {
+                iov_base: seg.as_ptr() as *mut libc::c_void,
+                iov_len: seg.len(),
+            });
         }
         c.msghdr.msg_iov = c.iov.as_mut_ptr();
         c.msghdr.msg_iovlen = c.iov.len();
@@ -212,7 +244,8 @@ impl Worker {
             if !self.stopping && self.shared.shutdown.load(Ordering::Acquire) {
                 self.begin_stop();
             }
-            if self.stopping && (self.slab.open_count == 0 || self.now_ms >= self.stop_deadline_ms) {
+            if self.stopping && (self.slab.open_count == 0 || self.now_ms >= self.stop_deadline_ms)
+            {
                 break;
             }
             self.flush_sends();
@@ -220,13 +253,26 @@ impl Worker {
             let shared = Arc::clone(&self.shared);
             let mailbox = &shared.mailboxes[mailbox_index];
             mailbox.sleeping.store(true, Ordering::SeqCst);
-            let want = if mailbox.has_inbound() || !self.pending_closes.is_empty() { 0 } else { 1 };
+            let want = if mailbox.has_inbound() || !self.pending_closes.is_empty() {
+                0
+            } else {
+                1
+            };
             let result = self.ring.submit_and_wait(want);
             mailbox.sleeping.store(false, Ordering::SeqCst);
             match result {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)) => {}
-                Err(e) => return Err(ServeError(format!("worker {}: io_uring_enter failed: {e}", self.index))),
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                    ) => {}
+                Err(e) => {
+                    return Err(ServeError(format!(
+                        "worker {}: io_uring_enter failed: {e}",
+                        self.index
+                    )))
+                }
             }
             self.now_ms = self.clock.elapsed().as_millis() as u64;
             bump(&shared.stats[mailbox_index].loop_iterations, 1);
@@ -272,7 +318,11 @@ impl Worker {
         }
         if result < 0 {
             if result != -libc::ECANCELED && result != -libc::EINVAL {
-                tracing::warn!(worker = self.index, "accept failed: {}", std::io::Error::from_raw_os_error(-result));
+                tracing::warn!(
+                    worker = self.index,
+                    "accept failed: {}",
+                    std::io::Error::from_raw_os_error(-result)
+                );
             }
             return;
         }
@@ -324,7 +374,13 @@ impl Worker {
         } else if result == 0 || (result != -libc::ENOBUFS && result != -libc::ECANCELED) {
             // EOF or a socket error: the peer is gone. (ENOBUFS: ring empty, re-armed below;
             // ECANCELED: stopped by `start_large`, re-armed below as a plain recv.)
-            self.request_close(slot, generation, CloseReason::NORMAL, "peer closed the connection", true);
+            self.request_close(
+                slot,
+                generation,
+                CloseReason::NORMAL,
+                "peer closed the connection",
+                true,
+            );
         }
         let c = &self.slab.conns[slot as usize];
         if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
@@ -343,7 +399,13 @@ impl Worker {
             c.out.clear();
             c.inflight.clear();
             c.inflight_sent = 0;
-            self.request_close(slot, generation, CloseReason::NORMAL, "send failed: peer gone", true);
+            self.request_close(
+                slot,
+                generation,
+                CloseReason::NORMAL,
+                "send failed: peer gone",
+                true,
+            );
         } else {
             if c.iov.is_empty() {
                 c.inflight_sent += result as usize;
@@ -393,12 +455,23 @@ impl Worker {
         let generation = conn.generation;
         let mut client_id = std::mem::take(&mut conn.client_id);
         let guards = shared.tables.guards();
-        let mut ctx = FrameCtx { slot, generation, client_id: &mut client_id, guards: &guards, shared: &shared };
+        let mut ctx = FrameCtx {
+            slot,
+            generation,
+            client_id: &mut client_id,
+            guards: &guards,
+            shared: &shared,
+        };
         let failed = route(self, &mut ctx);
         self.slab.conns[slot as usize].client_id = client_id;
         if std::mem::take(&mut self.overloaded) {
-            let frame = Frame::Error { code: ErrorCode::OVERLOADED, subject: b"", text: b"relay overloaded: messages dropped" };
-            self.deliverer(slot, generation).push_frame_local(slot, generation, &frame);
+            let frame = Frame::Error {
+                code: ErrorCode::OVERLOADED,
+                subject: b"",
+                text: b"relay overloaded: messages dropped",
+            };
+            self.deliverer(slot, generation)
+                .push_frame_local(slot, generation, &frame);
         }
         if let Some(e) = failed {
             tracing::debug!(worker = self.index, slot, "closing connection: {e}");
@@ -409,7 +482,12 @@ impl Worker {
 
     /// Decodes and routes every whole frame of `data`, continuing a frame that straddled the
     /// previous receive buffer (`partial`) and keeping the tail of an unfinished one.
-    fn decode_and_route(&mut self, ctx: &mut FrameCtx<'_, '_>, partial: &mut Vec<u8>, mut data: &[u8]) -> Option<crate::protocol::DecodeError> {
+    fn decode_and_route(
+        &mut self,
+        ctx: &mut FrameCtx<'_, '_>,
+        partial: &mut Vec<u8>,
+        mut data: &[u8],
+    ) -> Option<crate::protocol::DecodeError> {
         let max_frame_bytes = ctx.shared.config.max_frame_bytes;
         if !partial.is_empty() {
             match self.complete_partial(partial, &mut data, max_frame_bytes) {
@@ -456,7 +534,11 @@ impl Worker {
             // Stop the multishot recv; bytes it still delivers are appended by `feed_large`,
             // and its final completion re-arms a plain recv into the buffer.
             let target = tag(OP_RECV, slot, c.generation);
-            let e = opcode::AsyncCancel::new(target).build().user_data(tag(OP_CANCEL, slot, c.generation));
+            let e = opcode::AsyncCancel::new(target).build().user_data(tag(
+                OP_CANCEL,
+                slot,
+                c.generation,
+            ));
             self.push(e);
         }
     }
@@ -464,7 +546,9 @@ impl Worker {
     /// Appends bytes from a receive buffer to a pending large frame; returns what is left.
     fn feed_large<'d>(&mut self, slot: u32, data: &'d [u8]) -> &'d [u8] {
         let c = &mut self.slab.conns[slot as usize];
-        let Some(large) = &mut c.large else { return data };
+        let Some(large) = &mut c.large else {
+            return data;
+        };
         let take = (c.large_frame_bytes - large.len()).min(data.len());
         large.extend_from_slice(&data[..take]);
         c.session.on_bytes_received(self.now_ms);
@@ -498,7 +582,13 @@ impl Worker {
                 }
             }
         } else if result == 0 || (result < 0 && result != -libc::ECANCELED) {
-            self.request_close(slot, generation, CloseReason::NORMAL, "peer closed the connection", true);
+            self.request_close(
+                slot,
+                generation,
+                CloseReason::NORMAL,
+                "peer closed the connection",
+                true,
+            );
         }
         let c = &self.slab.conns[slot as usize];
         if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
@@ -510,27 +600,36 @@ impl Worker {
     /// Routes a large frame whose payload is then queued by reference (zero-copy).
     fn dispatch_large(&mut self, slot: u32, buf: Vec<u8>) {
         let bytes = Bytes::from(buf);
-        self.with_frame_ctx(slot, |w, ctx| match decode(&bytes, ctx.shared.config.max_frame_bytes) {
-            Ok(Decoded::Frame { frame, .. }) => {
-                w.shared_payload = match frame {
-                    Frame::Send { payload, .. } | Frame::Publish { payload, .. } => Some(bytes.slice_ref(payload)),
-                    _ => None,
-                };
-                w.on_frame(ctx, frame);
-                w.shared_payload = None;
-                None
+        self.with_frame_ctx(slot, |w, ctx| {
+            match decode(&bytes, ctx.shared.config.max_frame_bytes) {
+                Ok(Decoded::Frame { frame, .. }) => {
+                    w.shared_payload = match frame {
+                        Frame::Send { payload, .. } | Frame::Publish { payload, .. } => {
+                            Some(bytes.slice_ref(payload))
+                        }
+                        _ => None,
+                    };
+                    w.on_frame(ctx, frame);
+                    w.shared_payload = None;
+                    None
+                }
+                Ok(Decoded::NeedMore { .. }) => {
+                    debug_assert!(false, "a complete large frame decoded as incomplete");
+                    None
+                }
+                Err(e) => Some(e),
             }
-            Ok(Decoded::NeedMore { .. }) => {
-                debug_assert!(false, "a complete large frame decoded as incomplete");
-                None
-            }
-            Err(e) => Some(e),
         });
     }
 
     /// Appends bytes of `data` to a straddling frame. Ok(true) when the frame is complete,
     /// Ok(false) when `data` ran out first.
-    fn complete_partial(&mut self, partial: &mut Vec<u8>, data: &mut &[u8], max_frame_bytes: usize) -> Result<bool, crate::protocol::DecodeError> {
+    fn complete_partial(
+        &mut self,
+        partial: &mut Vec<u8>,
+        data: &mut &[u8],
+        max_frame_bytes: usize,
+    ) -> Result<bool, crate::protocol::DecodeError> {
         loop {
             let need = match decode(partial, max_frame_bytes)? {
                 Decoded::NeedMore { frame_bytes } => frame_bytes,
@@ -567,25 +666,42 @@ impl Worker {
         let shared = ctx.shared;
         let stats = &shared.stats[self.index as usize];
         bump(&stats.frames_in, 1);
-        let location = Location { node: shared.node_id, worker: self.index, slot: ctx.slot, generation: ctx.generation };
-        let event = self.slab.conns[ctx.slot as usize].session.on_frame(frame, &shared.session);
+        let location = Location {
+            node: shared.node_id,
+            worker: self.index,
+            slot: ctx.slot,
+            generation: ctx.generation,
+        };
+        let event = self.slab.conns[ctx.slot as usize]
+            .session
+            .on_frame(frame, &shared.session);
         let tables = &shared.tables;
         let mut scratch = std::mem::take(&mut self.scratch_locations);
         let mut sink = self.deliverer(ctx.slot, ctx.generation);
-        let origin = Origin { location, client_id: ctx.client_id };
+        let origin = Origin {
+            location,
+            client_id: ctx.client_id,
+        };
         match event {
             SessionEvent::Send { target, payload } => {
-                if tables.route_send(ctx.guards, origin, target, payload, &mut sink) == SendOutcome::UnknownId {
+                if tables.route_send(ctx.guards, origin, target, payload, &mut sink)
+                    == SendOutcome::UnknownId
+                {
                     bump(&stats.unknown_id, 1);
                 }
             }
-            SessionEvent::Publish { topic, payload, no_echo } => {
+            SessionEvent::Publish {
+                topic,
+                payload,
+                no_echo,
+            } => {
                 tables.route_publish(ctx.guards, origin, topic, payload, no_echo, &mut sink);
             }
             SessionEvent::Register { client_id } => {
                 let welcome = Frame::Welcome {
                     version: PROTOCOL_VERSION,
-                    heartbeat_interval_ms: shared.config.heartbeat_interval_ms.min(u32::MAX as u64) as u32,
+                    heartbeat_interval_ms: shared.config.heartbeat_interval_ms.min(u32::MAX as u64)
+                        as u32,
                     max_frame_bytes: shared.config.max_frame_bytes as u32,
                 };
                 sink.push_frame_local(ctx.slot, ctx.generation, &welcome);
@@ -601,7 +717,9 @@ impl Worker {
             }
             SessionEvent::Unsubscribe { topic, group } => {
                 tables.topics.unsubscribe(topic, group, location);
-                sink.slab.conns[ctx.slot as usize].subscriptions.retain(|(t, g)| !(&**t == topic && &**g == group));
+                sink.slab.conns[ctx.slot as usize]
+                    .subscriptions
+                    .retain(|(t, g)| !(&**t == topic && &**g == group));
             }
             SessionEvent::Watch { client_id } => {
                 tables.presence.watch(client_id, location);
@@ -612,9 +730,13 @@ impl Worker {
             }
             SessionEvent::Unwatch { client_id } => {
                 tables.presence.unwatch(client_id, location);
-                sink.slab.conns[ctx.slot as usize].watches.retain(|w| &**w != client_id);
+                sink.slab.conns[ctx.slot as usize]
+                    .watches
+                    .retain(|w| &**w != client_id);
             }
-            SessionEvent::Pong { nonce } => sink.push_frame_local(ctx.slot, ctx.generation, &Frame::Pong { nonce }),
+            SessionEvent::Pong { nonce } => {
+                sink.push_frame_local(ctx.slot, ctx.generation, &Frame::Pong { nonce })
+            }
             SessionEvent::None => {}
             SessionEvent::Close { reason, text } => {
                 if reason != CloseReason::NORMAL {
@@ -628,19 +750,44 @@ impl Worker {
         self.overloaded |= overloaded;
     }
 
-    fn request_close(&mut self, slot: u32, generation: u32, reason: CloseReason, text: &'static str, peer_gone: bool) {
+    fn request_close(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        reason: CloseReason,
+        text: &'static str,
+        peer_gone: bool,
+    ) {
         if let Some(c) = self.slab.get_live(slot, generation) {
             c.close_requested = true;
         }
-        self.pending_closes.push(PendingClose { slot, generation, reason, text, peer_gone });
+        self.pending_closes.push(PendingClose {
+            slot,
+            generation,
+            reason,
+            text,
+            peer_gone,
+        });
     }
 
-    fn request_close_with_text(&mut self, slot: u32, generation: u32, reason: CloseReason, text: String) {
+    fn request_close_with_text(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        reason: CloseReason,
+        text: String,
+    ) {
         if let Some(c) = self.slab.get_live(slot, generation) {
             c.close_requested = true;
             c.close_text = Some(text);
         }
-        self.pending_closes.push(PendingClose { slot, generation, reason, text: "", peer_gone: false });
+        self.pending_closes.push(PendingClose {
+            slot,
+            generation,
+            reason,
+            text: "",
+            peer_gone: false,
+        });
     }
 
     fn run_pending_closes(&mut self) {
@@ -655,7 +802,9 @@ impl Worker {
     /// linger timer (or shuts the socket down at once when the peer is gone).
     fn begin_close(&mut self, pc: PendingClose) {
         let shared = Arc::clone(&self.shared);
-        let Some(conn) = self.slab.get_live(pc.slot, pc.generation) else { return };
+        let Some(conn) = self.slab.get_live(pc.slot, pc.generation) else {
+            return;
+        };
         if conn.state != ConnState::Open {
             return;
         }
@@ -665,7 +814,12 @@ impl Worker {
         let subscriptions = std::mem::take(&mut conn.subscriptions);
         let watches = std::mem::take(&mut conn.watches);
         let close_text = conn.close_text.take();
-        let location = Location { node: shared.node_id, worker: self.index, slot: pc.slot, generation: pc.generation };
+        let location = Location {
+            node: shared.node_id,
+            worker: self.index,
+            slot: pc.slot,
+            generation: pc.generation,
+        };
         if pc.reason == CloseReason::SLOW_CONSUMER {
             conn.out.clear();
         }
@@ -689,7 +843,10 @@ impl Worker {
             return;
         }
         let text = close_text.as_deref().unwrap_or(pc.text);
-        let frame = Frame::Close { reason: pc.reason, text: text.as_bytes() };
+        let frame = Frame::Close {
+            reason: pc.reason,
+            text: text.as_bytes(),
+        };
         let _ = frame.encode(&mut conn.out);
         conn.close_deadline_ms = self.now_ms + shared.config.close_linger_ms;
         if !conn.dirty {
@@ -719,7 +876,10 @@ impl Worker {
         }
         close_fd(c.fd);
         self.slab.release(slot);
-        bump(&self.shared.stats[self.index as usize].connections_open, u64::MAX);
+        bump(
+            &self.shared.stats[self.index as usize].connections_open,
+            u64::MAX,
+        );
     }
 
     fn flush_sends(&mut self) {
@@ -758,29 +918,30 @@ impl Worker {
                 for record in records(&batch) {
                     match record.tag {
                         TAG_FRAME => {
-                            self.deliverer(record.slot, record.generation).append_frame_bytes(
-                                record.slot,
-                                record.generation,
-                                record.body,
-                            );
+                            self.deliverer(record.slot, record.generation)
+                                .append_frame_bytes(record.slot, record.generation, record.body);
                         }
                         TAG_SHARED => {
                             let mut raw = [0u8; 8];
                             raw.copy_from_slice(&record.body[..8]);
                             // SAFETY: the producer wrote a pointer from `Box::into_raw(Box<Bytes>)`
                             // into this record, and each record is consumed exactly once, here.
-                            let payload = *unsafe { Box::from_raw(u64::from_le_bytes(raw) as usize as *mut Bytes) };
+                            let payload = *unsafe {
+                                Box::from_raw(u64::from_le_bytes(raw) as usize as *mut Bytes)
+                            };
                             let header = &record.body[8..];
-                            self.deliverer(record.slot, record.generation).append_local_shared(
-                                record.slot,
-                                record.generation,
-                                header.len(),
-                                |out| out.extend_from_slice(header),
-                                payload,
-                            );
+                            self.deliverer(record.slot, record.generation)
+                                .append_local_shared(
+                                    record.slot,
+                                    record.generation,
+                                    header.len(),
+                                    |out| out.extend_from_slice(header),
+                                    payload,
+                                );
                         }
                         TAG_CLOSE => {
-                            let reason = CloseReason(u16::from_le_bytes([record.body[0], record.body[1]]));
+                            let reason =
+                                CloseReason(u16::from_le_bytes([record.body[0], record.body[1]]));
                             self.pending_closes.push(PendingClose {
                                 slot: record.slot,
                                 generation: record.generation,
@@ -805,19 +966,27 @@ impl Worker {
             let c = &mut self.slab.conns[slot as usize];
             let generation = c.generation;
             match c.state {
-                ConnState::Open if !c.close_requested => match c.session.on_tick(self.now_ms, &shared.session) {
-                    TickAction::None => {}
-                    TickAction::SendPing { nonce } => {
-                        self.deliverer(slot, generation).push_frame_local(slot, generation, &Frame::Ping { nonce });
-                    }
-                    TickAction::Close { reason, text } => {
-                        if reason == CloseReason::HANDSHAKE_TIMEOUT {
-                            bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
+                ConnState::Open if !c.close_requested => {
+                    match c.session.on_tick(self.now_ms, &shared.session) {
+                        TickAction::None => {}
+                        TickAction::SendPing { nonce } => {
+                            self.deliverer(slot, generation).push_frame_local(
+                                slot,
+                                generation,
+                                &Frame::Ping { nonce },
+                            );
                         }
-                        self.request_close(slot, generation, reason, text, false);
+                        TickAction::Close { reason, text } => {
+                            if reason == CloseReason::HANDSHAKE_TIMEOUT {
+                                bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
+                            }
+                            self.request_close(slot, generation, reason, text, false);
+                        }
                     }
-                },
-                ConnState::Closing if self.now_ms >= c.close_deadline_ms => self.shutdown_conn(slot),
+                }
+                ConnState::Closing if self.now_ms >= c.close_deadline_ms => {
+                    self.shutdown_conn(slot)
+                }
                 _ => {}
             }
         }
@@ -838,7 +1007,13 @@ impl Worker {
         for slot in 0..self.slab.conns.len() as u32 {
             let c = &self.slab.conns[slot as usize];
             if c.state == ConnState::Open {
-                self.request_close(slot, c.generation, CloseReason::SHUTDOWN, "relay shutting down", false);
+                self.request_close(
+                    slot,
+                    c.generation,
+                    CloseReason::SHUTDOWN,
+                    "relay shutting down",
+                    false,
+                );
             }
         }
     }
@@ -867,13 +1042,21 @@ impl Worker {
             }
         }
         if self.slab.open_count > 0 {
-            tracing::warn!(worker = self.index, open = self.slab.open_count, "connections still busy at exit");
+            tracing::warn!(
+                worker = self.index,
+                open = self.slab.open_count,
+                "connections still busy at exit"
+            );
         }
     }
 }
 
 /// Drops `sent` bytes from the front of the segment queue.
-fn advance_segments(segments: &mut std::collections::VecDeque<Bytes>, segments_bytes: &mut usize, mut sent: usize) {
+fn advance_segments(
+    segments: &mut std::collections::VecDeque<Bytes>,
+    segments_bytes: &mut usize,
+    mut sent: usize,
+) {
     *segments_bytes -= sent;
     while sent > 0 {
         let Some(front) = segments.front_mut() else {
@@ -906,7 +1089,13 @@ fn set_nodelay(fd: RawFd) {
     let one: libc::c_int = 1;
     // SAFETY: passes a pointer to a live c_int of the size given; fd is a socket we own.
     unsafe {
-        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&one as *const libc::c_int).cast(), 4);
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            4,
+        );
     }
 }
 
@@ -920,11 +1109,19 @@ fn close_fd(fd: RawFd) {
 /// At the connection limit: tell the client why (best effort, non-blocking) and close.
 fn refuse_connection(fd: RawFd) {
     let mut out = Vec::new();
-    let frame = Frame::Close { reason: CloseReason::CONNECTION_LIMIT, text: b"connection limit reached" };
+    let frame = Frame::Close {
+        reason: CloseReason::CONNECTION_LIMIT,
+        text: b"connection limit reached",
+    };
     if frame.encode(&mut out).is_ok() {
         // SAFETY: sends from a live buffer of the given length; MSG_DONTWAIT never blocks.
         unsafe {
-            libc::send(fd, out.as_ptr().cast(), out.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+            libc::send(
+                fd,
+                out.as_ptr().cast(),
+                out.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            );
         }
     }
     close_fd(fd);
