@@ -122,6 +122,11 @@ impl Config {
         if self.heartbeat_interval_ms == 0 || self.handshake_timeout_ms == 0 {
             return err("heartbeat_interval_ms and handshake_timeout_ms must be positive");
         }
+        if self.heartbeat_interval_ms > 3_600_000 || self.handshake_timeout_ms > 3_600_000 {
+            return err(
+                "heartbeat_interval_ms and handshake_timeout_ms must be at most 3600000 (1 h)",
+            );
+        }
         if self.heartbeat_misses_max == 0 {
             return err("heartbeat_misses_max must be at least 1");
         }

@@ -78,8 +78,7 @@ impl ErrorCode {
     pub const UNKNOWN_ID: ErrorCode = ErrorCode(1);
     /// The relay dropped a message because an internal bound was full (counted).
     pub const OVERLOADED: ErrorCode = ErrorCode(2);
-    /// The frame is valid but not allowed in this state (for example SEND to oneself is fine,
-    /// but SUBSCRIBE with an empty topic is not).
+    /// Reserved: a well-formed request the relay refuses without closing the connection.
     pub const INVALID_REQUEST: ErrorCode = ErrorCode(3);
 }
 
@@ -109,7 +108,7 @@ impl CloseReason {
     pub const FRAME_TOO_LARGE: CloseReason = CloseReason(9);
     /// The relay is shutting down.
     pub const SHUTDOWN: CloseReason = CloseReason(10);
-    /// The relay has no room for another connection (`connections_max`).
+    /// The worker that accepted the connection is at `connections_per_worker_max`.
     pub const CONNECTION_LIMIT: CloseReason = CloseReason(11);
 
     pub fn name(self) -> &'static str {

@@ -476,7 +476,17 @@ impl Worker {
         if let Some(e) = failed {
             tracing::debug!(worker = self.index, slot, "closing connection: {e}");
             bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
-            self.request_close_with_text(slot, generation, e.close_reason(), e.to_string());
+            // Bytes that do not decode before HELLO was accepted are a bad handshake.
+            let reason = match e {
+                crate::protocol::DecodeError::FrameTooLarge { .. } => e.close_reason(),
+                _ if self.slab.conns[slot as usize].session.phase()
+                    == crate::core::Phase::AwaitingHello =>
+                {
+                    CloseReason::BAD_HANDSHAKE
+                }
+                _ => e.close_reason(),
+            };
+            self.request_close_with_text(slot, generation, reason, e.to_string());
         }
     }
 
