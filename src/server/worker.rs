@@ -803,9 +803,16 @@ impl Worker {
     fn run_pending_closes(&mut self) {
         // Closing may queue more closes (a replaced id's presence, ...); bounded by the number
         // of connections, since each connection closes at most once.
-        while let Some(pc) = self.pending_closes.pop() {
+        // In the order decided (FIFO): the first close decided for a connection is the one
+        // carried out; later ones find it no longer open. Popping from the back let a later
+        // "peer closed" (EOF in the same round, with no final CLOSE frame) override an earlier
+        // protocol-error, replaced or slow-consumer close, and its CLOSE frame was never sent.
+        let mut next = 0;
+        while let Some(&pc) = self.pending_closes.get(next) {
             self.begin_close(pc);
+            next += 1;
         }
+        self.pending_closes.clear();
     }
 
     /// Removes the connection from every table, queues a final CLOSE frame and starts the
