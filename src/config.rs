@@ -51,6 +51,10 @@ pub struct Config {
     pub handoff_bytes_max: usize,
     /// How long a closing connection may take to flush its final CLOSE frame. 1 s.
     pub close_linger_ms: u64,
+    /// Address of the Prometheus metrics endpoint (`/metrics`, `/healthz`), served over HTTP
+    /// by a thread of its own. `None` (the default): no endpoint. Keep it on loopback or a
+    /// management network; it has no authentication.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -71,6 +75,7 @@ impl Default for Config {
             zero_copy_threshold_bytes: 64 * 1024,
             handoff_bytes_max: 16 << 20,
             close_linger_ms: 1_000,
+            metrics: None,
         }
     }
 }
@@ -171,6 +176,9 @@ mod tests {
             cfg.heartbeat_interval_ms,
             Config::default().heartbeat_interval_ms
         );
+        assert_eq!(cfg.metrics, None);
+        let cfg = Config::from_toml_str("metrics = \"127.0.0.1:9400\"\n").unwrap();
+        assert_eq!(cfg.metrics, Some("127.0.0.1:9400".parse().unwrap()));
     }
 
     #[test]

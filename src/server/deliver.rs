@@ -3,10 +3,11 @@
 
 use super::conn::Slab;
 use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
-use super::stats::{bump, WorkerStats};
+use super::stats::{bump, kind_index, WorkerStats};
 use crate::core::{Location, Sink};
 use crate::protocol::{
     encode_deliver, encode_deliver_header, frame_len_for_deliver, CloseReason, ErrorCode, Frame,
+    FrameKind,
 };
 use bytes::Bytes;
 
@@ -48,17 +49,21 @@ impl Deliverer<'_> {
         slot: u32,
         generation: u32,
         len: usize,
+        kind: FrameKind,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
-        let Some(conn) = self.slab.get_live(slot, generation) else {
+        let Some(conn) = self
+            .slab
+            .get_live(slot, generation)
+            .filter(|c| c.accepts_frames())
+        else {
+            bump(&self.stats.stale_drops, 1);
             return false;
         };
-        if !conn.accepts_frames() {
-            return false;
-        }
         if conn.pending_bytes() + len > self.pending_bytes_max {
             conn.close_requested = true;
             bump(&self.stats.slow_consumer_closes, 1);
+            bump(&self.stats.slow_consumer_drops, 1);
             self.pending_closes.push(PendingClose {
                 slot,
                 generation,
@@ -69,6 +74,7 @@ impl Deliverer<'_> {
             return false;
         }
         write(&mut conn.out);
+        bump(&self.stats.frames_out_by_kind[kind_index(kind)], 1);
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
@@ -87,7 +93,7 @@ impl Deliverer<'_> {
         payload: Bytes,
     ) -> bool {
         let total = header_len + payload.len();
-        if !self.append_local(slot, generation, total, header) {
+        if !self.append_local(slot, generation, total, FrameKind::Deliver, header) {
             return false;
         }
         if let Some(conn) = self.slab.get_live(slot, generation) {
@@ -135,7 +141,7 @@ impl Deliverer<'_> {
     /// Appends a control frame (WELCOME, PONG, PING, ERROR, PRESENCE) to a local connection.
     pub fn push_frame_local(&mut self, slot: u32, generation: u32, frame: &Frame<'_>) {
         let len = frame.encoded_len();
-        self.append_local(slot, generation, len, |out| {
+        self.append_local(slot, generation, len, frame.kind(), |out| {
             // Control frames are built from validated fields; an encode error would be a bug
             // and is dropped rather than corrupting the stream.
             let ok = frame.encode(out).is_ok();
@@ -145,7 +151,12 @@ impl Deliverer<'_> {
 
     /// Appends an already encoded frame handed over by another worker.
     pub fn append_frame_bytes(&mut self, slot: u32, generation: u32, frame: &[u8]) {
-        self.append_local(slot, generation, frame.len(), |out| {
+        // Handed-over frames were encoded by this process: the kind byte is valid.
+        let kind = frame
+            .get(4)
+            .and_then(|&b| FrameKind::from_u8(b))
+            .unwrap_or(FrameKind::Deliver);
+        self.append_local(slot, generation, frame.len(), kind, |out| {
             out.extend_from_slice(frame)
         });
     }
@@ -181,7 +192,7 @@ impl Sink for Deliverer<'_> {
         }
         let len = frame_len_for_deliver(sender, topic, payload);
         if to.worker == self.worker {
-            if self.append_local(to.slot, to.generation, len, |out| {
+            if self.append_local(to.slot, to.generation, len, FrameKind::Deliver, |out| {
                 encode_deliver(out, sender, topic, payload)
             }) {
                 bump(&self.stats.deliveries, 1);

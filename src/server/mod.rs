@@ -9,6 +9,7 @@ mod bufring;
 mod conn;
 mod deliver;
 mod handoff;
+pub mod host_probe;
 mod ring;
 mod stats;
 mod worker;
@@ -255,7 +256,7 @@ fn worker_cpus(cfg: &Config, workers: usize) -> Vec<Option<usize>> {
 
 /// Listen backlog: large, since a relay host sees connection storms after a restart; the
 /// kernel caps it at net.core.somaxconn.
-const LISTEN_BACKLOG: i32 = 4096;
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 
 fn bind_listeners(
     addr: SocketAddr,

@@ -1,6 +1,7 @@
 //! Relay counters. Each worker owns one cache-line-padded block and is its only writer, so an
 //! increment is a relaxed load and store with no contention; readers sum the blocks.
 
+use crate::protocol::FrameKind;
 use crossbeam::utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +16,55 @@ pub struct WorkerStats {
     pub protocol_error_closes: AtomicU64,
     pub handoff_drops: AtomicU64,
     pub loop_iterations: AtomicU64,
+    /// Frames decoded from clients, by kind (index: [`kind_index`]).
+    pub frames_in_by_kind: [AtomicU64; KINDS],
+    /// Frames queued to local connections, by kind (DELIVER, control frames, CLOSE).
+    pub frames_out_by_kind: [AtomicU64; KINDS],
+    /// Bytes received (recv completions) and sent (send completions).
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Frames dropped because the destination connection was gone or closing.
+    pub stale_drops: AtomicU64,
+    /// Frames dropped because they would have put a connection over `pending_bytes_max`.
+    pub slow_consumer_drops: AtomicU64,
+    /// Completions processed (sum over loop iterations).
+    pub completions: AtomicU64,
+    /// Loop iterations by completions processed: bucket `i` counts batches of
+    /// `2^(i-1) ..= 2^i - 1` completions (bucket 0: none; the last bucket is open-ended).
+    pub batch_buckets: [AtomicU64; BATCH_BUCKETS],
+}
+
+/// Number of frame kinds counted per kind.
+pub const KINDS: usize = FrameKind::ALL.len();
+
+/// Histogram buckets of completions per loop iteration (see `batch_buckets`).
+pub const BATCH_BUCKETS: usize = 14;
+
+/// Index of `kind` in the per-kind arrays: its position in [`FrameKind::ALL`].
+#[inline]
+pub fn kind_index(kind: FrameKind) -> usize {
+    match kind {
+        FrameKind::Hello => 0,
+        FrameKind::Welcome => 1,
+        FrameKind::Send => 2,
+        FrameKind::Publish => 3,
+        FrameKind::Subscribe => 4,
+        FrameKind::Unsubscribe => 5,
+        FrameKind::Watch => 6,
+        FrameKind::Unwatch => 7,
+        FrameKind::Deliver => 8,
+        FrameKind::Presence => 9,
+        FrameKind::Ping => 10,
+        FrameKind::Pong => 11,
+        FrameKind::Error => 12,
+        FrameKind::Close => 13,
+    }
+}
+
+/// Bucket of `batch_buckets` for a batch of `n` completions: its bit length, capped.
+#[inline]
+pub fn batch_bucket(n: usize) -> usize {
+    ((usize::BITS - n.leading_zeros()) as usize).min(BATCH_BUCKETS - 1)
 }
 
 /// Single-writer increment.
@@ -49,4 +99,25 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.handoff_drops += get(&b.handoff_drops);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_indexes_follow_the_kind_list() {
+        for (i, kind) in FrameKind::ALL.iter().enumerate() {
+            assert_eq!(kind_index(*kind), i);
+        }
+    }
+
+    #[test]
+    fn batch_buckets_are_bit_lengths() {
+        let cases = [(0, 0), (1, 1), (2, 2), (3, 2), (4, 3), (7, 3), (8, 4)];
+        for (n, bucket) in cases {
+            assert_eq!(batch_bucket(n), bucket, "{n}");
+        }
+        assert_eq!(batch_bucket(usize::MAX), BATCH_BUCKETS - 1);
+    }
 }

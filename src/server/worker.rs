@@ -13,10 +13,12 @@ use super::handoff::{records, Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
 use super::ring::{
     tag, untag, OP_ACCEPT, OP_CANCEL, OP_RECV, OP_RECV_DIRECT, OP_SEND, OP_TIMER, OP_WAKE,
 };
-use super::stats::bump;
+use super::stats::{batch_bucket, bump, kind_index};
 use super::{ServeError, Shared};
 use crate::core::{Location, Origin, SendOutcome, SessionEvent, Sink, TickAction};
-use crate::protocol::{decode, CloseReason, Decoded, ErrorCode, Frame, PROTOCOL_VERSION};
+use crate::protocol::{
+    decode, CloseReason, Decoded, ErrorCode, Frame, FrameKind, PROTOCOL_VERSION,
+};
 use bytes::{Buf, Bytes};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::os::fd::{AsRawFd, RawFd};
@@ -278,6 +280,12 @@ impl Worker {
             bump(&shared.stats[mailbox_index].loop_iterations, 1);
             self.completions.clear();
             self.completions.extend(self.ring.completion());
+            let stats = &shared.stats[mailbox_index];
+            bump(&stats.completions, self.completions.len() as u64);
+            bump(
+                &stats.batch_buckets[batch_bucket(self.completions.len())],
+                1,
+            );
             for i in 0..self.completions.len() {
                 let cqe = self.completions[i].clone();
                 self.on_completion(cqe);
@@ -358,6 +366,10 @@ impl Worker {
             self.slab.conns[slot as usize].recv_armed = false;
         }
         if result > 0 {
+            bump(
+                &self.shared.stats[self.index as usize].bytes_in,
+                result as u64,
+            );
             match buffer_id {
                 Some(bid) => {
                     // SAFETY: the completion hands buffer `bid` holding `result` bytes to us; it
@@ -407,6 +419,10 @@ impl Worker {
                 true,
             );
         } else {
+            bump(
+                &self.shared.stats[self.index as usize].bytes_out,
+                result as u64,
+            );
             if c.iov.is_empty() {
                 c.inflight_sent += result as usize;
             } else {
@@ -577,6 +593,12 @@ impl Worker {
             return;
         };
         c.recv_armed = false;
+        if result > 0 {
+            bump(
+                &self.shared.stats[self.index as usize].bytes_in,
+                result as u64,
+            );
+        }
         if result > 0 && c.accepts_frames() {
             if let Some(large) = &mut c.large {
                 let new_len = large.len() + result as usize;
@@ -676,6 +698,7 @@ impl Worker {
         let shared = ctx.shared;
         let stats = &shared.stats[self.index as usize];
         bump(&stats.frames_in, 1);
+        bump(&stats.frames_in_by_kind[kind_index(frame.kind())], 1);
         let location = Location {
             node: shared.node_id,
             worker: self.index,
@@ -864,7 +887,12 @@ impl Worker {
             reason: pc.reason,
             text: text.as_bytes(),
         };
-        let _ = frame.encode(&mut conn.out);
+        if frame.encode(&mut conn.out).is_ok() {
+            bump(
+                &shared.stats[self.index as usize].frames_out_by_kind[kind_index(FrameKind::Close)],
+                1,
+            );
+        }
         conn.close_deadline_ms = self.now_ms + shared.config.close_linger_ms;
         if !conn.dirty {
             conn.dirty = true;
