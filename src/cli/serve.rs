@@ -4,7 +4,7 @@
 use super::signals::TerminationSignals;
 use super::CliFailure;
 use crate::config::Config;
-use crate::server::Server;
+use crate::server::{host_probe, Server};
 use clap::Args;
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Token every client HELLO must carry.
     #[arg(long, value_name = "T")]
     pub token: Option<String>,
+    /// Serve Prometheus metrics and /healthz over HTTP on this address (off by default).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A parsed `--cpus` list, in the order given.
@@ -115,7 +118,33 @@ fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
     if let Some(token) = &args.token {
         cfg.token = Some(token.clone());
     }
+    if let Some(metrics) = args.metrics {
+        cfg.metrics = Some(metrics);
+    }
     cfg
+}
+
+/// Raises the soft limits the relay needs to their hard limits, then logs one warning per
+/// host setting that still limits the relay, naming the `ringrelay-tune` command that fixes it.
+fn check_host(cfg: &Config) {
+    for (setting, result) in host_probe::raise_soft_limits(cfg) {
+        match result {
+            Ok(r) => tracing::info!(
+                setting,
+                from = r.from,
+                to = r.to,
+                "raised soft limit to the hard limit"
+            ),
+            Err(e) => tracing::debug!(setting, "cannot raise soft limit: {e}"),
+        }
+    }
+    let limits = host_probe::ProcessLimits::current();
+    for finding in host_probe::probe(std::path::Path::new("/"), cfg, &limits) {
+        match finding.level {
+            host_probe::Level::Limiting => tracing::warn!("{finding}"),
+            host_probe::Level::Unknown => tracing::debug!("{finding}"),
+        }
+    }
 }
 
 /// Runs the relay until SIGINT/SIGTERM, then shuts it down.
@@ -125,6 +154,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     // and only `wait` below ever sees them.
     let signals = TerminationSignals::block()?;
     let workers = cfg.worker_count();
+    check_host(&cfg);
     let server = Server::start(cfg)?;
     let addr = server.local_addr();
     announce(addr)?;
@@ -165,6 +195,7 @@ mod tests {
             cpus: None,
             config: None,
             token: None,
+            metrics: None,
         }
     }
 
@@ -202,7 +233,9 @@ mod tests {
         flags.workers = Some(2);
         flags.token = Some("flag".into());
         flags.listen = Some("127.0.0.1:0".parse().unwrap());
+        flags.metrics = Some("127.0.0.1:9400".parse().unwrap());
         let cfg = apply_flags(file.clone(), &flags);
+        assert_eq!(cfg.metrics, flags.metrics);
         assert_eq!(
             (cfg.workers, cfg.cpus.clone(), cfg.token.as_deref()),
             (2, None, Some("flag"))

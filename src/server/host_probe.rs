@@ -120,7 +120,10 @@ fn get_limit(resource: Resource) -> Option<Limit> {
         if v == libc::RLIM_INFINITY {
             u64::MAX
         } else {
-            v as u64
+            // rlim_t is u32 on some 32-bit targets.
+            #[allow(clippy::unnecessary_cast)]
+            let v = v as u64;
+            v
         }
     };
     Some(Limit {

@@ -10,6 +10,7 @@ mod conn;
 mod deliver;
 mod handoff;
 pub mod host_probe;
+mod metrics;
 mod ring;
 mod stats;
 mod worker;
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     pub mailboxes: Box<[Mailbox]>,
     pub stats: stats::StatsBlocks,
     pub shutdown: AtomicBool,
+    /// Set once every worker has started; with `shutdown` unset the node accepts clients.
+    pub accepting: AtomicBool,
     pub started: Instant,
 }
 
@@ -64,6 +67,8 @@ pub struct Server {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<Result<(), ServeError>>>,
     local_addr: SocketAddr,
+    /// The metrics endpoint, when configured; stopped when the server is dropped.
+    metrics: Option<metrics::MetricsServer>,
 }
 
 /// How long `start` waits for every worker to report its ring up.
@@ -92,8 +97,14 @@ impl Server {
             mailboxes: mailboxes.into(),
             stats: stats::new_blocks(workers),
             shutdown: AtomicBool::new(false),
+            accepting: AtomicBool::new(false),
             started: Instant::now(),
         });
+        // Bound before the workers start, so a taken port fails the start at once.
+        let mut metrics = match shared.config.metrics {
+            Some(addr) => Some(metrics::MetricsServer::start(addr, Arc::clone(&shared))?),
+            None => None,
+        };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
         let mut threads = Vec::with_capacity(workers);
         for (index, listener) in listeners.into_iter().enumerate() {
@@ -126,6 +137,7 @@ impl Server {
                         shared,
                         threads,
                         local_addr,
+                        metrics: metrics.take(),
                     };
                     server.stop_and_join();
                     return Err(ServeError(format!("cannot spawn worker thread: {e}")));
@@ -137,6 +149,7 @@ impl Server {
             shared,
             threads,
             local_addr,
+            metrics,
         };
         for _ in 0..workers {
             match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
@@ -151,6 +164,7 @@ impl Server {
                 }
             }
         }
+        server.shared.accepting.store(true, Ordering::Release);
         tracing::info!(%local_addr, workers, "relay listening");
         Ok(server)
     }
@@ -158,6 +172,17 @@ impl Server {
     /// The bound client address (the real port when the config said port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound metrics address (the real port when the config said port 0), if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr())
+    }
+
+    /// Whether the node accepts clients: every worker started and shutdown has not begun
+    /// (what `/healthz` reports).
+    pub fn is_ready(&self) -> bool {
+        metrics::is_ready(&self.shared)
     }
 
     pub fn stats(&self) -> StatsSnapshot {

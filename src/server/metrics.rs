@@ -1,0 +1,342 @@
+//! The metrics endpoint: Prometheus text format on `/metrics`, readiness on `/healthz`.
+//!
+//! Off the hot path: an HTTP server thread of its own (`tiny_http`) answers scrapes. Workers
+//! never see it; they only bump their single-writer counters ([`super::stats`]). A scrape
+//! reads every worker's block (relaxed loads) and the table sizes, and `prometheus-client`
+//! encodes them through a custom collector, so nothing is copied or locked on the workers'
+//! side. Counters are read one by one while the workers run, so two related values of one
+//! scrape may be a few events apart.
+
+use super::stats::{WorkerStats, BATCH_BUCKETS, KINDS};
+use super::{ServeError, Shared};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// `type` label values of the per-kind frame counters, in `FrameKind::ALL` order.
+pub const KIND_NAMES: [&str; KINDS] = [
+    "hello",
+    "welcome",
+    "send",
+    "publish",
+    "subscribe",
+    "unsubscribe",
+    "watch",
+    "unwatch",
+    "deliver",
+    "presence",
+    "ping",
+    "pong",
+    "error",
+    "close",
+];
+
+/// The HTTP server thread; stopped and joined on drop.
+pub(crate) struct MetricsServer {
+    http: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and starts the thread answering `/metrics` and `/healthz`.
+    pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<MetricsServer, ServeError> {
+        let http = tiny_http::Server::http(addr)
+            .map_err(|e| ServeError(format!("cannot listen for metrics on {addr}: {e}")))?;
+        let bound = http
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| ServeError("metrics listener has no IP address".into()))?;
+        let http = Arc::new(http);
+        let mut registry = Registry::with_prefix("ringrelay");
+        registry.register_collector(Box::new(RelayCollector {
+            shared: Arc::clone(&shared),
+        }));
+        let server = Arc::clone(&http);
+        let thread = std::thread::Builder::new()
+            .name("ringrelay-metrics".into())
+            .spawn(move || serve(&server, &registry, &shared))
+            .map_err(|e| ServeError(format!("cannot spawn the metrics thread: {e}")))?;
+        tracing::info!(addr = %bound, "metrics endpoint listening");
+        Ok(MetricsServer {
+            http,
+            thread: Some(thread),
+            addr: bound,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.http.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(http: &tiny_http::Server, registry: &Registry, shared: &Shared) {
+    for request in http.incoming_requests() {
+        let path = request.url().split('?').next().unwrap_or("");
+        let response = match (request.method(), path) {
+            (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
+                let mut body = String::with_capacity(8192);
+                match prometheus_client::encoding::prometheus_text::encode(&mut body, registry) {
+                    Ok(()) => text(
+                        200,
+                        body,
+                        prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                    ),
+                    Err(_) => text(500, "encoding failed\n".into(), PLAIN),
+                }
+            }
+            (tiny_http::Method::Get | tiny_http::Method::Head, "/healthz") => {
+                if is_ready(shared) {
+                    text(200, "ready\n".into(), PLAIN)
+                } else {
+                    text(503, "not ready\n".into(), PLAIN)
+                }
+            }
+            (tiny_http::Method::Get | tiny_http::Method::Head, _) => {
+                text(404, "not found: try /metrics or /healthz\n".into(), PLAIN)
+            }
+            _ => text(405, "method not allowed\n".into(), PLAIN),
+        };
+        if let Err(e) = request.respond(response) {
+            tracing::debug!("metrics response failed: {e}");
+        }
+    }
+}
+
+const PLAIN: &str = "text/plain; charset=utf-8";
+
+fn text(
+    status: u16,
+    body: String,
+    content_type: &str,
+) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
+        .expect("static header is valid");
+    tiny_http::Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header)
+}
+
+/// Whether the node accepts clients: every worker started and shutdown has not begun.
+pub(crate) fn is_ready(shared: &Shared) -> bool {
+    shared.accepting.load(Ordering::Acquire) && !shared.shutdown.load(Ordering::Acquire)
+}
+
+/// Reads the workers' counters and the table sizes at scrape time.
+struct RelayCollector {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RelayCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayCollector").finish_non_exhaustive()
+    }
+}
+
+fn load(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+impl RelayCollector {
+    fn blocks(&self) -> impl Iterator<Item = &WorkerStats> {
+        self.shared.stats.iter().map(|b| &**b)
+    }
+
+    /// Sum of one counter over every worker.
+    fn sum(&self, field: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
+        self.blocks()
+            .map(|b| load(field(b)))
+            .fold(0u64, u64::wrapping_add)
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(m)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(m)
+}
+
+/// A counter family with one label; `values` gives (label value, count).
+fn labelled_counter<'v>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'v str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in values {
+        let labels = [(label, value)];
+        ConstCounter::new(count).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for RelayCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.shared;
+        let open = self.sum(|b| &b.connections_open) as i64;
+        gauge(
+            &mut e,
+            "connections_open",
+            "Client connections open now.",
+            open,
+        )?;
+        let accepted = self.sum(|b| &b.connections_accepted);
+        counter(
+            &mut e,
+            "connections_accepted",
+            "Client connections accepted.",
+            accepted,
+        )?;
+        let frames_in: [u64; KINDS] =
+            std::array::from_fn(|k| self.sum(|b| &b.frames_in_by_kind[k]));
+        labelled_counter(
+            &mut e,
+            "frames_in",
+            "Frames received from clients, by frame type.",
+            "type",
+            KIND_NAMES.iter().copied().zip(frames_in),
+        )?;
+        let frames_out: [u64; KINDS] =
+            std::array::from_fn(|k| self.sum(|b| &b.frames_out_by_kind[k]));
+        labelled_counter(
+            &mut e,
+            "frames_out",
+            "Frames queued to client connections, by frame type.",
+            "type",
+            KIND_NAMES.iter().copied().zip(frames_out),
+        )?;
+        counter(
+            &mut e,
+            "bytes_in",
+            "Bytes received from clients.",
+            self.sum(|b| &b.bytes_in),
+        )?;
+        counter(
+            &mut e,
+            "bytes_out",
+            "Bytes sent to clients.",
+            self.sum(|b| &b.bytes_out),
+        )?;
+        counter(
+            &mut e,
+            "deliveries",
+            "Messages routed to a destination (DELIVER frames queued locally or handed to \
+             another worker).",
+            self.sum(|b| &b.deliveries),
+        )?;
+        labelled_counter(
+            &mut e,
+            "drops",
+            "Frames dropped, by reason.",
+            "reason",
+            [
+                ("unknown_id", self.sum(|b| &b.unknown_id)),
+                ("handoff_overload", self.sum(|b| &b.handoff_drops)),
+                ("stale_destination", self.sum(|b| &b.stale_drops)),
+                ("slow_consumer", self.sum(|b| &b.slow_consumer_drops)),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "slow_consumer_closes",
+            "Connections closed for exceeding pending_bytes_max.",
+            self.sum(|b| &b.slow_consumer_closes),
+        )?;
+        counter(
+            &mut e,
+            "protocol_error_closes",
+            "Connections closed for a protocol error, failed handshake or handshake timeout.",
+            self.sum(|b| &b.protocol_error_closes),
+        )?;
+        let workers: Vec<String> = (0..s.stats.len()).map(|w| w.to_string()).collect();
+        labelled_counter(
+            &mut e,
+            "loop_iterations",
+            "io_uring loop iterations, by worker.",
+            "worker",
+            workers
+                .iter()
+                .map(String::as_str)
+                .zip(self.blocks().map(|b| load(&b.loop_iterations))),
+        )?;
+        let mut m = e.encode_descriptor(
+            "loop_completions",
+            "Completions processed per loop iteration (batch size), by worker.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (worker, block) in workers.iter().zip(self.blocks()) {
+            let buckets: [(f64, u64); BATCH_BUCKETS] = std::array::from_fn(|i| {
+                let upper = if i == BATCH_BUCKETS - 1 {
+                    f64::INFINITY
+                } else {
+                    ((1u64 << i) - 1) as f64
+                };
+                (upper, load(&block.batch_buckets[i]))
+            });
+            // Count from the buckets, so the histogram is consistent within one scrape.
+            let count = buckets.iter().map(|b| b.1).sum();
+            let sum = load(&block.completions) as f64;
+            let labels = [("worker", worker.as_str())];
+            m.encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        gauge(
+            &mut e,
+            "registered_clients",
+            "Client ids in the location table of this node.",
+            s.tables.locations.len() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "topics",
+            "Topics with at least one subscriber.",
+            s.tables.topics.len() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "workers",
+            "Worker threads (io_uring loops).",
+            s.stats.len() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "ready",
+            "1 while the node accepts clients (as /healthz), else 0.",
+            is_ready(s) as i64,
+        )?;
+        Ok(())
+    }
+}
