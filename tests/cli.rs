@@ -1,0 +1,277 @@
+//! The real `ringrelay` binary end to end: `serve` announces its address, the client verbs talk
+//! through it, and failures print `ringrelay: ...` with the documented exit statuses.
+//!
+//! Synchronisation is by output lines, presence events and process exits, never by sleeping:
+//! an in-test watcher (a library `Client`) sees a verb's id come online before the test acts
+//! on it.
+
+mod common;
+
+use common::*;
+use ringrelay::client::{Client, Event};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// An in-test client watching `ids` (synchronised: the WATCHes are in the table on return).
+fn watcher(addr: SocketAddr, name: &str, ids: &[&str]) -> Client {
+    let mut w = connect(addr, name);
+    for id in ids {
+        w.watch(id.as_bytes()).unwrap();
+    }
+    assert!(sync(&mut w).is_empty());
+    w
+}
+
+fn expect_presence(w: &mut Client, id: &str, online: bool) {
+    match next_event(w) {
+        Event::Presence {
+            client_id,
+            online: o,
+        } if client_id == id.as_bytes() && o == online => {}
+        other => panic!("expected presence {id} online={online}, got {other:?}"),
+    }
+}
+
+#[test]
+fn serve_prints_its_address_and_exits_cleanly_on_sigterm() {
+    let (mut relay, addr) = serve(&["--workers", "2"]);
+    assert!(addr.ip().is_loopback());
+    assert_ne!(addr.port(), 0, "the announced port is the bound one");
+    let mut a = connect(addr, "a");
+    let mut b = connect(addr, "b");
+    assert_round_trip(&mut a, &mut b);
+    relay.terminate();
+    // Connected clients are told the relay is going away.
+    match next_event(&mut a) {
+        Event::Closed { reason, .. } => {
+            assert_eq!(reason, ringrelay::protocol::CloseReason::SHUTDOWN)
+        }
+        other => panic!("expected Closed(SHUTDOWN), got {other:?}"),
+    }
+    let (status, rest) = relay.wait_exit_within(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "serve exited with {status}; stderr:\n{}",
+        relay.stderr()
+    );
+    assert!(
+        rest.is_empty(),
+        "serve printed more than its address: {rest:?}"
+    );
+}
+
+#[test]
+fn listen_prints_a_sent_payload_and_exits_zero() {
+    let (_relay, addr) = serve(&[]);
+    let server = addr.to_string();
+    let mut w = watcher(addr, "cli-watcher", &["listener"]);
+    let mut listen = Proc::spawn(&[
+        "listen",
+        "--server",
+        &server,
+        "--id",
+        "listener",
+        "--count",
+        "1",
+        "--timeout-ms",
+        "5000",
+    ]);
+    // Registered means listening: `listen` does nothing after HELLO but receive.
+    expect_presence(&mut w, "listener", true);
+    let mut send = Proc::spawn(&[
+        "send",
+        "--server",
+        &server,
+        "--id",
+        "cli-sender",
+        "--to",
+        "listener",
+        "hello from the cli",
+    ]);
+    let (status, out) = send.wait_exit();
+    assert!(
+        status.success(),
+        "send: {status}; stderr:\n{}",
+        send.stderr()
+    );
+    assert!(out.is_empty(), "send printed {out:?}");
+    let (status, out) = listen.wait_exit();
+    assert!(
+        status.success(),
+        "listen: {status}; stderr:\n{}",
+        listen.stderr()
+    );
+    assert_eq!(out, ["hello from the cli"]);
+    // It exited after its one line, so its id went offline.
+    expect_presence(&mut w, "listener", false);
+}
+
+#[test]
+fn send_to_an_unknown_id_exits_two_with_unknown_id() {
+    let (_relay, addr) = serve(&[]);
+    let mut send = Proc::spawn(&[
+        "send",
+        "--server",
+        &addr.to_string(),
+        "--id",
+        "cli-sender",
+        "--to",
+        "nobody",
+        "hi",
+    ]);
+    let (status, out) = send.wait_exit();
+    assert_eq!(status.code(), Some(2), "stderr:\n{}", send.stderr());
+    assert!(out.is_empty());
+    let stderr = send.stderr();
+    assert!(
+        stderr.contains("ringrelay: unknown id nobody"),
+        "stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn sub_prints_two_published_messages_and_exits_zero() {
+    let (_relay, addr) = serve(&[]);
+    let server = addr.to_string();
+    let mut w = watcher(addr, "cli-watcher", &["cli-sub"]);
+    let mut sub = Proc::spawn(&[
+        "sub",
+        "--server",
+        &server,
+        "--id",
+        "cli-sub",
+        "--count",
+        "2",
+        "--timeout-ms",
+        "10000",
+        "news",
+    ]);
+    expect_presence(&mut w, "cli-sub", true);
+    // `sub` subscribes right after its HELLO; its SUBSCRIBE can still be on the way when the
+    // test sees it online. A PUBLISH routed before the SUBSCRIBE reaches nobody (it is dropped,
+    // never delayed), so publish the first message until `sub` prints it.
+    let mut first = None;
+    for _attempt in 0..10 {
+        let mut publish = Proc::spawn(&["pub", "--server", &server, "news", "first"]);
+        let (status, out) = publish.wait_exit();
+        assert!(
+            status.success(),
+            "pub: {status}; stderr:\n{}",
+            publish.stderr()
+        );
+        assert!(out.is_empty());
+        first = sub.next_line_within(Duration::from_secs(1));
+        if first.is_some() {
+            break;
+        }
+    }
+    assert_eq!(first.as_deref(), Some("first"), "stderr:\n{}", sub.stderr());
+    let mut publish = Proc::spawn(&[
+        "pub", "--server", &server, "--id", "cli-pub", "news", "second",
+    ]);
+    let (status, _) = publish.wait_exit();
+    assert!(
+        status.success(),
+        "pub: {status}; stderr:\n{}",
+        publish.stderr()
+    );
+    let (status, rest) = sub.wait_exit();
+    assert!(status.success(), "sub: {status}; stderr:\n{}", sub.stderr());
+    assert_eq!(rest, ["second"]);
+}
+
+#[test]
+fn watch_sees_online_then_offline_for_a_listen_that_runs_and_exits() {
+    let (_relay, addr) = serve(&[]);
+    let server = addr.to_string();
+    let mut w = watcher(addr, "cli-watcher", &["cli-watch", "transient"]);
+    // `watch` sends WATCH right after its HELLO; if the test's `listen` registered before that
+    // WATCH was applied, the watch would miss the online line. The watch's own registration is
+    // seen first, and `listen` is a new process started after that, so a miss needs the watch
+    // process to stall for the whole start-up of another one; if it happens anyway, run again.
+    for attempt in 0..3 {
+        let mut watch = Proc::spawn(&[
+            "watch",
+            "--server",
+            &server,
+            "--id",
+            "cli-watch",
+            "--count",
+            "2",
+            "--timeout-ms",
+            "10000",
+            "transient",
+        ]);
+        expect_presence(&mut w, "cli-watch", true);
+        let mut listen = Proc::spawn(&[
+            "listen",
+            "--server",
+            &server,
+            "--id",
+            "transient",
+            "--timeout-ms",
+            "300",
+        ]);
+        expect_presence(&mut w, "transient", true);
+        let (status, out) = listen.wait_exit();
+        assert!(
+            status.success(),
+            "listen: {status}; stderr:\n{}",
+            listen.stderr()
+        );
+        assert!(out.is_empty(), "listen printed {out:?}");
+        expect_presence(&mut w, "transient", false);
+        match watch.next_line_within(WAIT).as_deref() {
+            Some("online transient") => {
+                let (status, rest) = watch.wait_exit();
+                assert!(
+                    status.success(),
+                    "watch: {status}; stderr:\n{}",
+                    watch.stderr()
+                );
+                assert_eq!(rest, ["offline transient"]);
+                expect_presence(&mut w, "cli-watch", false);
+                return;
+            }
+            other => {
+                eprintln!(
+                    "attempt {attempt}: watch's WATCH came late (first line {other:?}); again"
+                );
+                drop(watch);
+                expect_presence(&mut w, "cli-watch", false);
+            }
+        }
+    }
+    panic!("watch never saw the listen come online");
+}
+
+#[test]
+fn serve_with_a_bad_config_prints_an_error_and_exits_one() {
+    let dir = std::env::temp_dir().join(format!("ringrelay-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unknown_key = dir.join("unknown-key.toml");
+    std::fs::write(&unknown_key, "listne = \"127.0.0.1:0\"\n").unwrap();
+    let bad_bound = dir.join("bad-bound.toml");
+    std::fs::write(
+        &bad_bound,
+        "listen = \"127.0.0.1:0\"\nrecv_buffer_count = 1000\n",
+    )
+    .unwrap();
+    let missing = dir.join("does-not-exist.toml");
+    for (label, path) in [
+        ("unknown key", &unknown_key),
+        ("bad bound", &bad_bound),
+        ("missing file", &missing),
+    ] {
+        let mut serve = Proc::spawn(&["serve", "--config", path.to_str().unwrap()]);
+        let (status, out) = serve.wait_exit();
+        let stderr = serve.stderr();
+        assert_eq!(status.code(), Some(1), "{label}: stderr:\n{stderr}");
+        assert!(out.is_empty(), "{label}: serve printed {out:?}");
+        assert!(
+            stderr.starts_with("ringrelay: "),
+            "{label}: stderr:\n{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,574 @@
+//! Helpers shared by the socket-level integration tests: relays started in-process on port 0,
+//! blocking [`Client`]s with bounded waits, raw TCP connections speaking the codec by hand, and
+//! child processes of the real binary.
+//!
+//! Every wait here is bounded (by [`WAIT`] unless told otherwise) and panics with context when
+//! the bound passes, so a broken relay fails a test instead of hanging it.
+
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use ringrelay::client::{Client, ClientOptions, Event};
+use ringrelay::config::Config;
+use ringrelay::protocol::{
+    hello, CloseReason, ErrorCode, Frame, FrameKind, FrameReader, HEADER_LEN, PROTOCOL_VERSION,
+};
+use ringrelay::server::Server;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Bound on any single wait for something the relay should do promptly.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------------
+// In-process relays and clients
+// ---------------------------------------------------------------------------------------------
+
+/// Two workers on an ephemeral loopback port, every other setting at its default.
+pub fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 2,
+        ..Config::default()
+    }
+}
+
+pub fn start(cfg: Config) -> Server {
+    Server::start(cfg).expect("relay starts")
+}
+
+pub fn start_default() -> Server {
+    start(config())
+}
+
+/// Client options for tests: a blocked write fails after [`WAIT`] instead of hanging.
+pub fn client_options() -> ClientOptions {
+    ClientOptions {
+        write_timeout: Some(WAIT),
+        ..ClientOptions::default()
+    }
+}
+
+/// Connects and registers `id`; once this returns the id is in the location table (the relay
+/// registers the id in the same step that queues WELCOME).
+pub fn connect(addr: SocketAddr, id: &str) -> Client {
+    Client::connect_with(addr, id.as_bytes(), None, client_options())
+        .unwrap_or_else(|e| panic!("client {id} cannot connect: {e}"))
+}
+
+/// The next event within [`WAIT`]; panics on timeout.
+pub fn next_event(c: &mut Client) -> Event {
+    next_event_within(c, WAIT)
+}
+
+pub fn next_event_within(c: &mut Client, wait: Duration) -> Event {
+    let who = String::from_utf8_lossy(c.client_id()).into_owned();
+    match c.recv(wait) {
+        Ok(Some(e)) => e,
+        Ok(None) => panic!("{who}: no event within {wait:?}"),
+        Err(e) => panic!("{who}: recv failed: {e}"),
+    }
+}
+
+/// A delivered message as `(sender, topic, payload)`; panics on any other event.
+pub fn next_message(c: &mut Client) -> (Vec<u8>, Option<Vec<u8>>, Vec<u8>) {
+    match next_event(c) {
+        Event::Message {
+            sender,
+            topic,
+            payload,
+        } => (sender, topic, payload),
+        other => panic!(
+            "{}: expected a message, got {other:?}",
+            String::from_utf8_lossy(c.client_id())
+        ),
+    }
+}
+
+static MARKERS: AtomicU64 = AtomicU64::new(0);
+
+/// Sends a unique marker to the client's own id and waits for it to come back. Frames from one
+/// connection are handled in order, so every request this client made before (SUBSCRIBE, WATCH,
+/// UNSUBSCRIBE, PUBLISH, ...) has been applied to the relay's tables once the marker returns.
+/// Returns the events that arrived before the marker.
+pub fn sync(c: &mut Client) -> Vec<Event> {
+    let marker = format!("__marker-{}", MARKERS.fetch_add(1, Ordering::Relaxed));
+    let me = c.client_id().to_vec();
+    c.send(&me, marker.as_bytes()).unwrap();
+    c.flush().unwrap();
+    let mut before = Vec::new();
+    loop {
+        match next_event(c) {
+            Event::Message {
+                sender,
+                topic: None,
+                payload,
+            } if sender == me && payload == marker.as_bytes() => return before,
+            other => before.push(other),
+        }
+    }
+}
+
+/// Polls `cond` (a counter read, for example) until it holds; panics after [`WAIT`].
+/// Used only for relay counters, which have no event to wait on.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Round trip through the relay between two clients, both ways; panics if it fails.
+pub fn assert_round_trip(a: &mut Client, b: &mut Client) {
+    one_way(a, b);
+    one_way(b, a);
+}
+
+/// `from` sends a unique payload to `to`, which must receive it next.
+pub fn one_way(from: &mut Client, to: &mut Client) {
+    let payload = format!("rt-{}", MARKERS.fetch_add(1, Ordering::Relaxed));
+    let to_id = to.client_id().to_vec();
+    from.send(&to_id, payload.as_bytes()).unwrap();
+    from.flush().unwrap();
+    let (sender, topic, got) = next_message(to);
+    assert_eq!(sender, from.client_id());
+    assert_eq!(topic, None);
+    assert_eq!(got, payload.as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw connections
+// ---------------------------------------------------------------------------------------------
+
+/// A frame received on a raw connection, copied out of the read buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owned {
+    Welcome {
+        version: u16,
+        heartbeat_interval_ms: u32,
+        max_frame_bytes: u32,
+    },
+    Deliver {
+        sender: Vec<u8>,
+        topic: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Presence {
+        client_id: Vec<u8>,
+        online: bool,
+    },
+    Ping(u64),
+    Pong(u64),
+    Error {
+        code: ErrorCode,
+        subject: Vec<u8>,
+    },
+    Close {
+        reason: CloseReason,
+        text: String,
+    },
+    /// A client-to-relay kind (never sent by the relay).
+    Other(FrameKind),
+}
+
+impl Owned {
+    fn from_frame(f: Frame<'_>) -> Owned {
+        match f {
+            Frame::Welcome {
+                version,
+                heartbeat_interval_ms,
+                max_frame_bytes,
+            } => Owned::Welcome {
+                version,
+                heartbeat_interval_ms,
+                max_frame_bytes,
+            },
+            Frame::Deliver {
+                sender,
+                topic,
+                payload,
+            } => Owned::Deliver {
+                sender: sender.to_vec(),
+                topic: topic.to_vec(),
+                payload: payload.to_vec(),
+            },
+            Frame::Presence { client_id, online } => Owned::Presence {
+                client_id: client_id.to_vec(),
+                online,
+            },
+            Frame::Ping { nonce } => Owned::Ping(nonce),
+            Frame::Pong { nonce } => Owned::Pong(nonce),
+            Frame::Error { code, subject, .. } => Owned::Error {
+                code,
+                subject: subject.to_vec(),
+            },
+            Frame::Close { reason, text } => Owned::Close {
+                reason,
+                text: String::from_utf8_lossy(text).into_owned(),
+            },
+            other => Owned::Other(other.kind()),
+        }
+    }
+}
+
+/// What ended a raw connection's stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Orderly end of stream (FIN).
+    Eof,
+    /// The relay reset the connection (it closed with our bytes unread).
+    Reset,
+}
+
+/// A TCP connection to the relay driven frame by frame with the crate's codec.
+pub struct Raw {
+    pub stream: TcpStream,
+    reader: FrameReader,
+}
+
+/// Encodes one frame to bytes.
+pub fn encoded(frame: Frame<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame.encode(&mut out).expect("test frame encodes");
+    out
+}
+
+/// A frame header: `body_len`, `kind`, `flags`.
+pub fn header(body_len: u32, kind: u8, flags: u8) -> Vec<u8> {
+    let mut h = body_len.to_le_bytes().to_vec();
+    h.push(kind);
+    h.push(flags);
+    debug_assert_eq!(h.len(), HEADER_LEN);
+    h
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("raw connect");
+        Raw::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        stream.set_nodelay(true).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        Raw {
+            stream,
+            reader: FrameReader::new(2 << 20),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("raw write");
+    }
+
+    pub fn write_frame(&mut self, frame: Frame<'_>) {
+        let bytes = encoded(frame);
+        self.write(&bytes);
+    }
+
+    /// Sends HELLO for `id` (no token) without waiting.
+    pub fn send_hello(&mut self, id: &str) {
+        self.write_frame(hello(id.as_bytes(), b""));
+    }
+
+    /// HELLO, then waits for WELCOME (PINGs are skipped unanswered).
+    pub fn handshake(&mut self, id: &str) {
+        self.send_hello(id);
+        loop {
+            match self.next_frame() {
+                Ok(Owned::Welcome { version, .. }) => {
+                    assert_eq!(version, PROTOCOL_VERSION);
+                    return;
+                }
+                Ok(Owned::Ping(_)) => {}
+                other => panic!("raw {id}: expected WELCOME, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame within [`WAIT`]; `Err` when the stream ended first. Panics on timeout or
+    /// on bytes that do not decode.
+    pub fn next_frame(&mut self) -> Result<Owned, End> {
+        self.next_frame_by(Instant::now() + WAIT)
+    }
+
+    pub fn next_frame_by(&mut self, deadline: Instant) -> Result<Owned, End> {
+        loop {
+            match self.reader.next_frame() {
+                Ok(Some(f)) => return Ok(Owned::from_frame(f)),
+                Ok(None) => {}
+                Err(e) => panic!("relay sent bytes that do not decode: {e}"),
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !wait.is_zero(),
+                "raw connection: no frame before the deadline"
+            );
+            self.stream.set_read_timeout(Some(wait)).unwrap();
+            match self.reader.fill_from(&mut self.stream, 64 * 1024) {
+                Ok(0) => {
+                    assert_eq!(self.reader.buffered(), 0, "stream ended inside a frame");
+                    return Err(End::Eof);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return Err(End::Reset)
+                }
+                Err(e) => panic!("raw read failed: {e}"),
+            }
+        }
+    }
+
+    /// Reads frames (skipping PING, DELIVER, ERROR and the like) until CLOSE; returns its reason
+    /// and text. Panics if the stream ends first or nothing arrives within `WAIT`.
+    pub fn expect_close(&mut self) -> (CloseReason, String) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.next_frame_by(deadline) {
+                Ok(Owned::Close { reason, text }) => return (reason, text),
+                Ok(_) => {}
+                Err(end) => panic!("stream ended ({end:?}) without a CLOSE frame"),
+            }
+        }
+    }
+
+    /// After a CLOSE: the relay must end the connection (FIN, or a reset because it discarded
+    /// our unread bytes) within [`WAIT`] and send nothing more.
+    pub fn expect_end(&mut self) -> End {
+        match self.next_frame() {
+            Err(end) => end,
+            Ok(f) => panic!("frame after CLOSE: {f:?}"),
+        }
+    }
+
+    pub fn shutdown_write(&self) {
+        self.stream
+            .shutdown(Shutdown::Write)
+            .expect("shutdown(Write)");
+    }
+}
+
+/// Small deterministic generator (xorshift64*) for seeded garbage.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes of the real binary
+// ---------------------------------------------------------------------------------------------
+
+/// A running `ringrelay` process with its stdout lines on a channel and its stderr collected.
+/// Dropping it kills the process (SIGTERM, then SIGKILL if it lingers) and reaps it.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    lines: Receiver<String>,
+    stdout_open: bool,
+    stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ringrelay")
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ringrelay {args:?}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let stderr_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut pipe = stderr_pipe;
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => sink
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+            }
+        });
+        Proc {
+            name: args.join(" "),
+            child,
+            lines,
+            stdout_open: true,
+            stderr,
+            stderr_thread: Some(stderr_thread),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stdout line within `wait`; `None` if stdout closed or the time passed.
+    pub fn next_line_within(&mut self, wait: Duration) -> Option<String> {
+        if !self.stdout_open {
+            return None;
+        }
+        match self.lines.recv_timeout(wait) {
+            Ok(l) => Some(l),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stdout_open = false;
+                None
+            }
+        }
+    }
+
+    /// The next stdout line; panics (with stderr) if none comes within [`WAIT`].
+    pub fn next_line(&mut self) -> String {
+        match self.next_line_within(WAIT) {
+            Some(l) => l,
+            None => panic!(
+                "`ringrelay {}`: no stdout line within {WAIT:?}; stderr:\n{}",
+                self.name,
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Waits (bounded by `wait`) for the process to exit; returns its status and every stdout
+    /// line it printed that was not read yet. Exit is observed as the end of its stdout.
+    pub fn wait_exit_within(&mut self, wait: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + wait;
+        let mut rest = Vec::new();
+        while self.stdout_open {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => rest.push(l),
+                Err(RecvTimeoutError::Disconnected) => self.stdout_open = false,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "`ringrelay {}` did not exit within {wait:?}; stdout so far {rest:?}; stderr:\n{}",
+                    self.name,
+                    self.stderr()
+                ),
+            }
+        }
+        // Stdout is closed: the process has exited (or is about to); reap it, still bounded.
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                if let Some(t) = self.stderr_thread.take() {
+                    let _ = t.join();
+                }
+                return (status, rest);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`ringrelay {}` closed stdout but did not exit",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
+        self.wait_exit_within(WAIT)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on the pid of our own, not yet reaped, child; no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `ringrelay serve --listen 127.0.0.1:0 ...extra`, returning the process and the address from
+/// its `listening ADDR` line.
+pub fn serve(extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut p = Proc::spawn(&args);
+    let line = p.next_line();
+    let addr = line
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+    (p, addr)
+}
