@@ -119,8 +119,10 @@ fn init_logging(default_filter: &str) {
     let filter =
         EnvFilter::try_from_env(LOG_ENV_VAR).unwrap_or_else(|_| EnvFilter::new(default_filter));
     // A second initialisation (only possible in tests) keeps the first subscriber.
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .try_init();
 }
