@@ -1,0 +1,73 @@
+//! Readiness before measuring: a sender sends probe messages until every receiver it must
+//! reach has seen one, so no sleep is needed to let registrations and subscriptions settle.
+//! Probes carry their own mark and are never counted.
+
+use super::receiver::RecvShared;
+use super::sender::send_probe;
+use super::wire::{Dest, Wire};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Time allowed for one sender's receivers to become ready.
+const PROBE_TIME_MAX: Duration = Duration::from_secs(10);
+/// Wait after each probe before sending the next.
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How a probe round ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProbeResult {
+    AllReady,
+    /// Only some receivers saw a probe (acceptable for queue groups).
+    SomeReady {
+        ready: usize,
+        of: usize,
+    },
+}
+
+pub struct ProbeJob<'a, W: Wire> {
+    pub wire: &'a W,
+    pub writer: &'a Mutex<TcpStream>,
+    pub dest: &'a Dest,
+    pub size_bytes: usize,
+    pub receivers: Vec<&'a RecvShared>,
+    /// Error replies seen by the sender's connection (e.g. "unknown id" before registration).
+    pub sender_errors: &'a RecvShared,
+}
+
+pub fn probe<W: Wire>(job: &ProbeJob<'_, W>, any_ok: bool) -> Result<ProbeResult, String> {
+    let start = Instant::now();
+    let ready = || {
+        job.receivers
+            .iter()
+            .filter(|r| r.probe_seen.load(Ordering::Acquire))
+            .count()
+    };
+    let mut probes = 0u64;
+    while start.elapsed() < PROBE_TIME_MAX {
+        send_probe(job.wire, job.writer, job.dest, job.size_bytes)?;
+        probes += 1;
+        let round_end = Instant::now() + PROBE_INTERVAL;
+        while Instant::now() < round_end {
+            if ready() == job.receivers.len() {
+                return Ok(ProbeResult::AllReady);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let n = ready();
+    if any_ok && n > 0 {
+        return Ok(ProbeResult::SomeReady {
+            ready: n,
+            of: job.receivers.len(),
+        });
+    }
+    Err(format!(
+        "{} receivers of {:?} saw none of {probes} probes within {} s ({} error replies to the sender)",
+        job.receivers.len() - n,
+        job.dest,
+        PROBE_TIME_MAX.as_secs(),
+        job.sender_errors.errors.load(Ordering::Acquire)
+    ))
+}
