@@ -117,25 +117,40 @@ impl Deliverer<'_> {
                 payload,
             )
         } else {
-            self.outboxes[to.worker as usize].append(
-                self.handoff_bytes_max,
-                TAG_SHARED,
-                to.slot,
-                to.generation,
-                8 + header_len,
-                |out| {
-                    let raw = Box::into_raw(Box::new(payload)) as u64;
-                    out.extend_from_slice(&raw.to_le_bytes());
-                    encode_deliver_header(out, sender, topic, payload_len);
-                },
-            )
+            self.hand_over(to, TAG_SHARED, 8 + header_len, |out| {
+                let raw = Box::into_raw(Box::new(payload)) as u64;
+                out.extend_from_slice(&raw.to_le_bytes());
+                encode_deliver_header(out, sender, topic, payload_len);
+            })
         };
         if ok {
             bump(&self.stats.deliveries, 1);
-        } else if to.worker != self.worker {
+        }
+    }
+
+    /// Appends a record for the worker that owns `to`; past `handoff_bytes_max` the message is
+    /// dropped, counted, and the sender is told OVERLOADED once per receive.
+    fn hand_over(
+        &mut self,
+        to: Location,
+        tag: u8,
+        body_len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let outbox = &mut self.outboxes[to.worker as usize];
+        let ok = outbox.append(
+            self.handoff_bytes_max,
+            tag,
+            to.slot,
+            to.generation,
+            body_len,
+            write,
+        );
+        if !ok {
             bump(&self.stats.handoff_drops, 1);
             self.overloaded = true;
         }
+        ok
     }
 
     /// Appends a control frame (WELCOME, PONG, PING, ERROR, PRESENCE) to a local connection.
@@ -162,22 +177,10 @@ impl Deliverer<'_> {
     }
 
     fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) {
-        let len = frame.encoded_len();
-        let ok = self.outboxes[to.worker as usize].append(
-            self.handoff_bytes_max,
-            TAG_FRAME,
-            to.slot,
-            to.generation,
-            len,
-            |out| {
-                let ok = frame.encode(out).is_ok();
-                debug_assert!(ok);
-            },
-        );
-        if !ok {
-            bump(&self.stats.handoff_drops, 1);
-            self.overloaded = true;
-        }
+        self.hand_over(to, TAG_FRAME, frame.encoded_len(), |out| {
+            let ok = frame.encode(out).is_ok();
+            debug_assert!(ok);
+        });
     }
 }
 
@@ -199,19 +202,10 @@ impl Sink for Deliverer<'_> {
             }
             return;
         }
-        let ok = self.outboxes[to.worker as usize].append(
-            self.handoff_bytes_max,
-            TAG_FRAME,
-            to.slot,
-            to.generation,
-            len,
-            |out| encode_deliver(out, sender, topic, payload),
-        );
-        if ok {
+        if self.hand_over(to, TAG_FRAME, len, |out| {
+            encode_deliver(out, sender, topic, payload)
+        }) {
             bump(&self.stats.deliveries, 1);
-        } else {
-            bump(&self.stats.handoff_drops, 1);
-            self.overloaded = true;
         }
     }
 

@@ -386,19 +386,9 @@ impl Worker {
         } else if result == 0 || (result != -libc::ENOBUFS && result != -libc::ECANCELED) {
             // EOF or a socket error: the peer is gone. (ENOBUFS: ring empty, re-armed below;
             // ECANCELED: stopped by `start_large`, re-armed below as a plain recv.)
-            self.request_close(
-                slot,
-                generation,
-                CloseReason::NORMAL,
-                "peer closed the connection",
-                true,
-            );
+            self.peer_gone(slot, generation);
         }
-        let c = &self.slab.conns[slot as usize];
-        if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
-            self.arm_recv(slot);
-        }
-        self.maybe_release(slot);
+        self.after_recv(slot);
     }
 
     fn on_send(&mut self, slot: u32, generation: u32, result: i32) {
@@ -614,14 +604,18 @@ impl Worker {
                 }
             }
         } else if result == 0 || (result < 0 && result != -libc::ECANCELED) {
-            self.request_close(
-                slot,
-                generation,
-                CloseReason::NORMAL,
-                "peer closed the connection",
-                true,
-            );
+            self.peer_gone(slot, generation);
         }
+        self.after_recv(slot);
+    }
+
+    fn peer_gone(&mut self, slot: u32, generation: u32) {
+        let text = "peer closed the connection";
+        self.request_close(slot, generation, CloseReason::NORMAL, text, true);
+    }
+
+    /// Re-arms the receive of an open connection whose recv ended; frees a shut-down slot.
+    fn after_recv(&mut self, slot: u32) {
         let c = &self.slab.conns[slot as usize];
         if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
             self.arm_recv(slot);
