@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs the issue's speed matrix: ringrelay (one worker pinned to CPU 0) against nats-server
+# (pinned to CPU 0), load generator on CPU 1, each workload RUNS times, and prints the median
+# of each figure and of the ringrelay/nats ratio. Needs nats-server (apt-get install nats-server)
+# and a release build (cargo build --release). Every run is bounded by --count / --duration-s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+RELAY_CPU=${RELAY_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+NATS_PORT=${NATS_PORT:-4222}
+BIN=./target/release/ringrelay
+OUT=${OUT:-target/compare_nats.jsonl}
+
+command -v nats-server >/dev/null || { echo "nats-server not installed (apt-get install nats-server)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+
+taskset -c "$RELAY_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT" >/dev/null 2>&1 &
+nats_pid=$!
+trap 'kill $nats_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  (exec 3<>/dev/tcp/127.0.0.1/"$NATS_PORT") 2>/dev/null && break
+  sleep 0.1
+done
+
+: > "$OUT"
+workloads=(
+  "unicast-16    --scenario unicast --size 16   --count 5000000"
+  "unicast-128   --scenario unicast --size 128  --count 5000000"
+  "unicast-1024  --scenario unicast --size 1024 --count 2000000"
+  "fanout10-16   --scenario fanout  --size 16   --subscribers 10 --count 1000000"
+  "latency-128   --scenario latency --size 128  --rate 100000 --duration-s 5"
+)
+for w in "${workloads[@]}"; do
+  name=${w%% *}
+  args=${w#* }
+  for run in $(seq "$RUNS"); do
+    echo "== $name run $run" >&2
+    # shellcheck disable=SC2086
+    taskset -c "$LOADGEN_CPU" "$BIN" bench --relay-cpus "$RELAY_CPU" $args \
+      --compare "nats://127.0.0.1:$NATS_PORT" --json 2>/dev/null \
+      | sed "s/^{/{\"workload\":\"$name\",\"run\":$run,/" >> "$OUT"
+  done
+done
+
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def fmt(x, d=0):
+    return "-" if x is None else f"{x:,.{d}f}"
+print(f"{'workload':14} {'target':9} {'msgs/s':>12} {'deliv/s':>12} {'p50 us':>8} {'p99 us':>9} {'p99.9 us':>9} {'cpu-s':>6} {'deliv/cpu-s':>12}")
+for w in dict.fromkeys(r["workload"] for r in rows):
+    med_by = {}
+    for t in ("ringrelay", "nats"):
+        rs = [r for r in rows if r["workload"] == w and r.get("target") == t]
+        m = {k: med([r.get(k) for r in rs]) for k in ("msgs_per_s", "deliveries_per_s", "p50_us", "p99_us", "p999_us", "server_cpu_s", "deliveries_per_cpu_s")}
+        med_by[t] = m
+        print(f"{w:14} {t:9} {fmt(m['msgs_per_s']):>12} {fmt(m['deliveries_per_s']):>12} {fmt(m['p50_us'],1):>8} {fmt(m['p99_us'],1):>9} {fmt(m['p999_us'],1):>9} {fmt(m['server_cpu_s'],2):>6} {fmt(m['deliveries_per_cpu_s']):>12}")
+    # Median of the per-run ratios (each run measured both targets back to back).
+    ratios = []
+    for run in sorted({r["run"] for r in rows if r["workload"] == w}):
+        a = [r for r in rows if r["workload"] == w and r["run"] == run and r.get("target") == "ringrelay"]
+        b = [r for r in rows if r["workload"] == w and r["run"] == run and r.get("target") == "nats"]
+        if a and b and b[0]["deliveries_per_s"]:
+            ratios.append((a[0]["deliveries_per_s"] / b[0]["deliveries_per_s"],
+                           (a[0]["p99_us"] / b[0]["p99_us"]) if a[0].get("p99_us") and b[0].get("p99_us") else None,
+                           (a[0]["p999_us"] / b[0]["p999_us"]) if a[0].get("p999_us") and b[0].get("p999_us") else None))
+    if ratios:
+        print(f"{w:14} ratio     deliveries/s x{med([r[0] for r in ratios]):.2f}"
+              + (f"  p99 x{med([r[1] for r in ratios]):.2f}  p99.9 x{med([r[2] for r in ratios]):.2f}" if ratios[0][1] else "")
+              + f"  (median of {len(ratios)} per-run ratios)")
+PY
