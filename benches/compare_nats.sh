@@ -17,13 +17,17 @@ command -v nats-server >/dev/null || { echo "nats-server not installed (apt-get 
 
 taskset -c "$RELAY_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT" >/dev/null 2>&1 &
 nats_pid=$!
-trap 'kill $nats_pid 2>/dev/null || true' EXIT
+trap 'kill $nats_pid 2>/dev/null || true; rm -f "${relay_config:-}"' EXIT
 for _ in $(seq 50); do
   (exec 3<>/dev/tcp/127.0.0.1/"$NATS_PORT") 2>/dev/null && break
   sleep 0.1
 done
 
 : > "$OUT"
+# Same per-connection outbound bound as nats-server's default max_pending (64 MiB), so neither
+# server closes the load generator's receiver as a slow consumer when it falls behind.
+relay_config=$(mktemp)
+printf 'pending_bytes_max = 67108864\n' > "$relay_config"
 workloads=(
   "unicast-16    --scenario unicast --size 16   --count 5000000"
   "unicast-128   --scenario unicast --size 128  --count 5000000"
@@ -37,9 +41,10 @@ for w in "${workloads[@]}"; do
   for run in $(seq "$RUNS"); do
     echo "== $name run $run" >&2
     # shellcheck disable=SC2086
-    taskset -c "$LOADGEN_CPU" "$BIN" bench --relay-cpus "$RELAY_CPU" $args \
+    taskset -c "$LOADGEN_CPU" "$BIN" bench --relay-cpus "$RELAY_CPU" --relay-config "$relay_config" $args \
       --compare "nats://127.0.0.1:$NATS_PORT" --json 2>/dev/null \
-      | sed "s/^{/{\"workload\":\"$name\",\"run\":$run,/" >> "$OUT"
+      | sed "s/^{/{\"workload\":\"$name\",\"run\":$run,/" >> "$OUT" \
+      || echo "run failed: $name run $run" >&2
   done
 done
 

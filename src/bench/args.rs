@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// Worker threads of the local relay (ignored with --relay-cpus).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub relay_workers: usize,
+    /// TOML config for the local relay (passed as `serve --config FILE`), e.g. to give it the
+    /// same per-connection bound as the server it is compared with.
+    #[arg(long, value_name = "FILE")]
+    pub relay_config: Option<std::path::PathBuf>,
     /// Token sent in HELLO (and as auth_token to NATS).
     #[arg(long)]
     pub token: Option<String>,

@@ -24,7 +24,11 @@ pub struct LocalRelay {
 }
 
 /// The `serve` arguments for the child.
-pub fn serve_args(relay_cpus: Option<&str>, relay_workers: usize) -> Vec<String> {
+pub fn serve_args(
+    relay_cpus: Option<&str>,
+    relay_workers: usize,
+    config: Option<&std::path::Path>,
+) -> Vec<String> {
     let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0"]
         .iter()
         .map(|s| s.to_string())
@@ -32,6 +36,9 @@ pub fn serve_args(relay_cpus: Option<&str>, relay_workers: usize) -> Vec<String>
     match relay_cpus {
         Some(list) => args.extend(["--cpus".to_string(), list.to_string()]),
         None => args.extend(["--workers".to_string(), relay_workers.to_string()]),
+    }
+    if let Some(path) = config {
+        args.extend(["--config".to_string(), path.display().to_string()]);
     }
     args
 }
@@ -47,10 +54,14 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 }
 
 impl LocalRelay {
-    pub fn start(relay_cpus: Option<&str>, relay_workers: usize) -> Result<LocalRelay, String> {
+    pub fn start(
+        relay_cpus: Option<&str>,
+        relay_workers: usize,
+        config: Option<&std::path::Path>,
+    ) -> Result<LocalRelay, String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-        let args = serve_args(relay_cpus, relay_workers);
+        let args = serve_args(relay_cpus, relay_workers, config);
         let mut child = Command::new(&exe)
             .args(&args)
             .stdin(Stdio::null())
@@ -164,11 +175,11 @@ mod tests {
         assert_eq!(parse_listening_line("INFO starting"), None);
         assert_eq!(parse_listening_line("listening nowhere"), None);
         assert_eq!(
-            serve_args(None, 1),
+            serve_args(None, 1, None),
             ["serve", "--listen", "127.0.0.1:0", "--workers", "1"]
         );
         assert_eq!(
-            serve_args(Some("2,3"), 1),
+            serve_args(Some("2,3"), 1, None),
             ["serve", "--listen", "127.0.0.1:0", "--cpus", "2,3"]
         );
     }

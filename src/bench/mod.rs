@@ -48,7 +48,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         let (addr, local) = match &args.server {
             Some(server) => (resolve(server)?, None),
             None => {
-                let relay = LocalRelay::start(args.relay_cpus.as_deref(), args.relay_workers)?;
+                let relay = LocalRelay::start(
+                    args.relay_cpus.as_deref(),
+                    args.relay_workers,
+                    args.relay_config.as_deref(),
+                )?;
                 (relay.addr, Some(relay))
             }
         };
