@@ -18,7 +18,9 @@ relay_pid=
 # threshold 1 KiB = every frame that does not fit the current receive buffer goes zero-copy.
 for path in copy:1073741824 zerocopy:1024; do
   name=${path%%:*}
-  printf 'zero_copy_threshold_bytes = %s\nmax_frame_bytes = 1048576\n' "${path#*:}" > "$work/relay.toml"
+  # A 256 MiB per-connection bound so a load generator that falls behind (its sender and
+  # receiver share one CPU) is not closed as a slow consumer mid-run.
+  printf 'zero_copy_threshold_bytes = %s\npending_bytes_max = 268435456\n' "${path#*:}" > "$work/relay.toml"
   taskset -c "$RELAY_CPU" "$BIN" serve --listen 127.0.0.1:0 --cpus "$RELAY_CPU" --config "$work/relay.toml" \
     > "$work/serve.out" 2>/dev/null &
   relay_pid=$!
@@ -28,7 +30,8 @@ for path in copy:1073741824 zerocopy:1024; do
     count=$(( 2000000000 / size )); [ "$count" -gt 200000 ] && count=200000
     for run in $(seq "$RUNS"); do
       taskset -c "$LOADGEN_CPU" "$BIN" bench --server "$addr" --scenario unicast --size "$size" \
-        --count "$count" --json 2>/dev/null | sed "s/^{/{\"path\":\"$name\",\"run\":$run,/" >> "$work/out.jsonl"
+        --count "$count" --json 2>/dev/null | sed "s/^{/{\"path\":\"$name\",\"run\":$run,/" >> "$work/out.jsonl" \
+        || echo "run failed: $name size $size run $run" >&2
     done
   done
   kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true

@@ -124,6 +124,9 @@ impl Config {
         if !(4096..=(1 << 20)).contains(&self.recv_buffer_bytes) {
             return err("recv_buffer_bytes must be between 4096 and 1048576");
         }
+        if self.zero_copy_threshold_bytes < 1024 {
+            return err("zero_copy_threshold_bytes must be at least 1024 (smaller frames are cheaper to copy)");
+        }
         if self.heartbeat_interval_ms == 0 || self.handshake_timeout_ms == 0 {
             return err("heartbeat_interval_ms and handshake_timeout_ms must be positive");
         }

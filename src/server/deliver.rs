@@ -97,10 +97,15 @@ impl Deliverer<'_> {
             return false;
         }
         if let Some(conn) = self.slab.get_live(slot, generation) {
+            // `out` holds at least the header just written, so the sealed segment is never
+            // empty; an empty segment would make a zero-length send.
             let sealed = Bytes::from(std::mem::take(&mut conn.out));
+            debug_assert!(!sealed.is_empty());
             conn.segments_bytes += sealed.len() + payload.len();
             conn.segments.push_back(sealed);
-            conn.segments.push_back(payload);
+            if !payload.is_empty() {
+                conn.segments.push_back(payload);
+            }
         }
         true
     }
