@@ -20,7 +20,8 @@ for path in copy:1073741824 zerocopy:1024; do
   name=${path%%:*}
   # A 256 MiB per-connection bound so a load generator that falls behind (its sender and
   # receiver share one CPU) is not closed as a slow consumer mid-run.
-  printf 'zero_copy_threshold_bytes = %s\npending_bytes_max = 268435456\n' "${path#*:}" > "$work/relay.toml"
+  printf 'zero_copy_threshold_bytes = %s\nzero_copy_max_bytes = 1073741824\npending_bytes_max = 268435456\nmax_frame_bytes = %s\n' \
+    "${path#*:}" "${MAX_FRAME_BYTES:-4194304}" > "$work/relay.toml"
   taskset -c "$RELAY_CPU" "$BIN" serve --listen 127.0.0.1:0 --cpus "$RELAY_CPU" --config "$work/relay.toml" \
     > "$work/serve.out" 2>/dev/null &
   relay_pid=$!

@@ -1,5 +1,5 @@
-//! Large payloads take the zero-copy path (received into their own buffer, sent on by
-//! reference); this checks they arrive intact and in order with small frames around them, to
+//! Payloads inside the zero-copy band (32..512 KiB here) are received into their own buffer
+//! and sent on by reference, larger ones are copied; this checks they arrive intact and in order with small frames around them, to
 //! local and cross-worker destinations, for direct sends and fan-out.
 
 use ringrelay::client::{Client, Event};
@@ -14,6 +14,7 @@ fn relay() -> Server {
         listen: "127.0.0.1:0".parse().unwrap(),
         workers: 2,
         zero_copy_threshold_bytes: 32 * 1024,
+        zero_copy_max_bytes: 512 * 1024,
         ..Config::default()
     })
     .expect("relay starts")

@@ -10,6 +10,7 @@ mod conn;
 mod deliver;
 mod handoff;
 pub mod host_probe;
+mod large_pool;
 mod metrics;
 mod ring;
 mod stats;

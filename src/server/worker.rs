@@ -53,6 +53,7 @@ pub struct Worker {
     overloaded: bool,
     /// Payload of the large frame being routed (zero-copy path), see `Deliverer`.
     shared_payload: Option<Bytes>,
+    large_pool: super::large_pool::LargePool,
 }
 
 /// Most iovecs one gathered send carries.
@@ -107,6 +108,7 @@ impl Worker {
             stop_deadline_ms: 0,
             overloaded: false,
             shared_payload: None,
+            large_pool: Default::default(),
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -173,7 +175,10 @@ impl Worker {
                 let want = c.large_frame_bytes - large.len();
                 let spare = &mut large.spare_capacity_mut()[..want];
                 let len = want.min(u32::MAX as usize) as u32;
+                // MSG_WAITALL: io_uring retries internally until the whole rest of the
+                // frame is in, so a large frame costs one completion, not one per segment.
                 opcode::Recv::new(types::Fd(c.fd), spare.as_mut_ptr().cast(), len)
+                    .flags(libc::MSG_WAITALL)
                     .build()
                     .user_data(tag(OP_RECV_DIRECT, slot, c.generation))
             }
@@ -524,7 +529,10 @@ impl Worker {
                     data = &data[consumed..];
                 }
                 Ok(Decoded::NeedMore { frame_bytes }) => {
-                    if frame_bytes >= ctx.shared.config.zero_copy_threshold_bytes {
+                    let cfg = &ctx.shared.config;
+                    if (cfg.zero_copy_threshold_bytes..=cfg.zero_copy_max_bytes)
+                        .contains(&frame_bytes)
+                    {
                         self.start_large(ctx.slot, data, frame_bytes);
                     } else {
                         partial.extend_from_slice(data);
@@ -541,8 +549,8 @@ impl Worker {
     /// bytes so far are copied once, the rest is received there by plain recvs, and the
     /// payload is then sent on from that buffer without another copy.
     fn start_large(&mut self, slot: u32, head: &[u8], frame_bytes: usize) {
+        let mut buf = self.large_pool.take(frame_bytes);
         let c = &mut self.slab.conns[slot as usize];
-        let mut buf = Vec::with_capacity(frame_bytes);
         buf.extend_from_slice(head);
         c.large = Some(buf);
         c.large_frame_bytes = frame_bytes;
@@ -625,7 +633,7 @@ impl Worker {
 
     /// Routes a large frame whose payload is then queued by reference (zero-copy).
     fn dispatch_large(&mut self, slot: u32, buf: Vec<u8>) {
-        let bytes = Bytes::from(buf);
+        let bytes = self.large_pool.share(buf);
         self.with_frame_ctx(slot, |w, ctx| {
             match decode(&bytes, ctx.shared.config.max_frame_bytes) {
                 Ok(Decoded::Frame { frame, .. }) => {
