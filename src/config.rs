@@ -45,13 +45,13 @@ pub struct Config {
     pub recv_buffer_bytes: usize,
     /// Frames of at least this many bytes (and at most `zero_copy_max_bytes`) are received
     /// into their own buffer and their payload is sent from it with no copy (gathered send).
-    /// 128 KiB: measured here, the zero-copy path uses 13% less relay CPU per message at
-    /// 128 KiB and 17% less at 256 KiB, and only breaks even at 64 KiB (README "Zero-copy
-    /// threshold").
+    /// 64 KiB: measured here, below it the zero-copy path costs more relay CPU per message than
+    /// copying (+18% at 32 KiB, +55% at 16 KiB); from 64 KiB to 256 KiB it breaks even or wins
+    /// (up to -19%). See README "Zero-copy threshold".
     pub zero_copy_threshold_bytes: usize,
     /// Upper end of the zero-copy band. 256 KiB: above about half the per-core L2 cache the
     /// payload is no longer hot when it is sent, and copying into the (hot, reused) send buffer
-    /// wins: measured +9% CPU per message at 512 KiB and +59% at 1 MiB on the zero-copy path.
+    /// wins: measured +19% CPU per message at 512 KiB and +33% at 1 MiB on the zero-copy path.
     pub zero_copy_max_bytes: usize,
     /// Bytes a worker queues for another worker before further messages are dropped with an
     /// OVERLOADED error to the sender (counted). 16 MiB.
@@ -79,7 +79,7 @@ impl Default for Config {
             connections_per_worker_max: 65_536,
             recv_buffer_count: 1024,
             recv_buffer_bytes: 16 * 1024,
-            zero_copy_threshold_bytes: 128 * 1024,
+            zero_copy_threshold_bytes: 64 * 1024,
             zero_copy_max_bytes: 256 * 1024,
             handoff_bytes_max: 16 << 20,
             close_linger_ms: 1_000,
