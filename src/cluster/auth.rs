@@ -1,0 +1,1 @@
+//! Link authentication (placeholder; being written).

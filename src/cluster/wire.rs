@@ -1,0 +1,1 @@
+//! Link wire codec (placeholder; being written).
