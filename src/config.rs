@@ -62,6 +62,41 @@ pub struct Config {
     /// by a thread of its own. `None` (the default): no endpoint. Keep it on loopback or a
     /// management network; it has no authentication.
     pub metrics: Option<SocketAddr>,
+    /// This node's id in a cluster, 1..=65535. 0 (the default): a standalone relay, no
+    /// cluster links. Ids must be unique in a cluster; they also break epoch ties.
+    pub node_id: u16,
+    /// Address other nodes connect to for cluster links. Required with `node_id`.
+    pub cluster_listen: Option<SocketAddr>,
+    /// The address peers should dial to reach this node (gossiped to every member). Default:
+    /// `cluster_listen`. Set it when peers reach this node through NAT or a proxy.
+    pub cluster_advertise: Option<String>,
+    /// Seed members (HOST:PORT of their `cluster_listen`); knowing one member is enough, the
+    /// rest is learnt from it.
+    pub peers: Vec<String>,
+    /// Shared secret every node of the cluster must hold; links prove it with HMAC-SHA256
+    /// challenge-response (it never crosses the wire). Required with `node_id`.
+    pub cluster_secret: Option<String>,
+    /// Interval of control-link heartbeats. 500 ms: six chances to be heard before
+    /// `cluster_peer_dead_after_ms`.
+    pub cluster_heartbeat_interval_ms: u64,
+    /// A peer not heard from (heartbeats or any control message) for this long is declared
+    /// dead: its clients are purged everywhere and watchers told they are offline. 3000 ms:
+    /// within the 5 s the failure model promises, and longer than a 2 s stall (GC pause,
+    /// SIGSTOP, a VM hiccup), which must not evict a live node.
+    pub cluster_peer_dead_after_ms: u64,
+    /// Interval of digest exchanges that detect and repair divergence of replicated rows.
+    /// 2000 ms: divergence (a lost update) is repaired within a few seconds, at the cost of
+    /// one hash pass over this node's own rows per interval.
+    pub cluster_digest_interval_ms: u64,
+    /// A node becomes ready (sends WELCOME, /healthz 200) once every peer it knows has sent
+    /// its snapshot, or after this long for seeds that cannot be reached. 3000 ms.
+    pub cluster_ready_wait_ms: u64,
+    /// Bytes queued on one data link to a peer before forwarded messages are dropped
+    /// (counted, sender told OVERLOADED). 64 MiB: a link is shared by many clients, so it gets
+    /// more room than one client's `pending_bytes_max`, but a stalled peer cannot grow it
+    /// without bound (and is declared dead by the control lane within
+    /// `cluster_peer_dead_after_ms`).
+    pub link_pending_bytes_max: usize,
 }
 
 impl Default for Config {
@@ -84,6 +119,16 @@ impl Default for Config {
             handoff_bytes_max: 16 << 20,
             close_linger_ms: 1_000,
             metrics: None,
+            node_id: 0,
+            cluster_listen: None,
+            cluster_advertise: None,
+            peers: Vec::new(),
+            cluster_secret: None,
+            cluster_heartbeat_interval_ms: 500,
+            cluster_peer_dead_after_ms: 3_000,
+            cluster_digest_interval_ms: 2_000,
+            cluster_ready_wait_ms: 3_000,
+            link_pending_bytes_max: 64 << 20,
         }
     }
 }
@@ -152,6 +197,27 @@ impl Config {
         if self.connections_per_worker_max == 0 || self.connections_per_worker_max > (1 << 24) {
             return err("connections_per_worker_max must be between 1 and 16777216");
         }
+        if self.node_id != 0 {
+            if self.cluster_listen.is_none() {
+                return err("node_id needs cluster_listen (the address for links from peers)");
+            }
+            if self.cluster_secret.as_deref().is_none_or(str::is_empty) {
+                return err("node_id needs a non-empty cluster_secret");
+            }
+        } else if self.cluster_listen.is_some() || !self.peers.is_empty() {
+            return err("cluster_listen and peers need node_id (1..65535)");
+        }
+        if self.cluster_heartbeat_interval_ms == 0
+            || self.cluster_peer_dead_after_ms < 2 * self.cluster_heartbeat_interval_ms
+        {
+            return err("cluster_peer_dead_after_ms must be at least twice a positive cluster_heartbeat_interval_ms");
+        }
+        if self.cluster_digest_interval_ms == 0 {
+            return err("cluster_digest_interval_ms must be positive");
+        }
+        if self.link_pending_bytes_max < self.max_frame_bytes + 1024 {
+            return err("link_pending_bytes_max must exceed max_frame_bytes");
+        }
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {
                 return err("cpus must list at least one CPU");
@@ -200,5 +266,12 @@ mod tests {
         assert!(Config::from_toml_str("listne = \"127.0.0.1:1\"").is_err());
         assert!(Config::from_toml_str("recv_buffer_count = 1000").is_err());
         assert!(Config::from_toml_str("cpus = []").is_err());
+        assert!(Config::from_toml_str("node_id = 1").is_err(), "no cluster_listen");
+        assert!(Config::from_toml_str("peers = [\"127.0.0.1:1\"]").is_err(), "no node_id");
+        let cfg = Config::from_toml_str(
+            "node_id = 2\ncluster_listen = \"127.0.0.1:7401\"\ncluster_secret = \"s\"\npeers = [\"127.0.0.2:7401\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.peers, vec!["127.0.0.2:7401".to_string()]);
     }
 }

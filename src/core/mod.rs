@@ -1,12 +1,16 @@
 //! The sans-IO core: session state machine, shared tables and routing decisions. No sockets,
 //! clocks or threads here; the I/O layer ([`crate::server`]) drives it.
 
+pub mod epoch;
+pub mod interest;
 pub mod location;
 pub mod presence;
 pub mod router;
 pub mod session;
 pub mod topics;
 
-pub use location::{Location, LocationTable, Registered};
+pub use epoch::EpochClock;
+pub use interest::InterestTable;
+pub use location::{Location, LocationTable, Registered, Row};
 pub use router::{Guards, Origin, SendOutcome, Sink, Tables};
 pub use session::{Phase, Session, SessionConfig, SessionEvent, TickAction};

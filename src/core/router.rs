@@ -1,9 +1,16 @@
 //! Routing decisions (sans-IO): given the shared tables and one client request, decide who
 //! receives what, and tell a [`Sink`] to do it. The I/O layer implements the sink (append to a
-//! local connection's send buffer, or hand over to another worker); tests implement it with a
-//! Vec. Nothing here allocates per message.
+//! local connection's send buffer, hand over to another worker, or forward over the data link
+//! to another node); tests implement it with a Vec. Nothing here allocates per message.
+//!
+//! Cluster rules: a SEND whose row is owned by another node is forwarded to that node only; a
+//! PUBLISH from a local client is forwarded once to each node with plain subscribers and, per
+//! queue group without a usable local member, to one node with members; a message that
+//! arrived from another node is delivered locally only (never forwarded again), so a message
+//! crosses at most one link.
 
-use super::location::{Location, LocationTable, Registered};
+use super::interest::InterestTable;
+use super::location::{Location, LocationTable, Registered, Row};
 use super::presence::PresenceTable;
 use super::topics::TopicTable;
 use crate::protocol::{CloseReason, ErrorCode};
@@ -19,6 +26,19 @@ pub trait Sink {
     fn close(&mut self, to: Location, reason: CloseReason, text: &'static str);
     /// Answer the requesting connection with an ERROR frame.
     fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], text: &'static str);
+    /// Forward a SEND to `node`, which owns the row of `target`.
+    fn forward_send(&mut self, node: u16, sender: &[u8], target: &[u8], payload: &[u8]);
+    /// Forward a PUBLISH to `node`: to its plain subscribers (`group` empty) or to one local
+    /// member of `group` there.
+    fn forward_publish(
+        &mut self,
+        node: u16,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        no_echo: bool,
+        payload: &[u8],
+    );
 }
 
 /// The connection a request came from.
@@ -31,21 +51,27 @@ pub struct Origin<'a> {
 /// The shared routing state of one node.
 #[derive(Default)]
 pub struct Tables {
+    /// This node's id (0 when not clustered): rows of other nodes are forwarded.
+    pub node_id: u16,
     pub locations: LocationTable,
     pub topics: TopicTable,
     pub presence: PresenceTable,
+    /// Topics other nodes subscribe to.
+    pub remote_interest: InterestTable,
 }
 
 /// Epoch guards for one batch of lookups (one per map).
 pub struct Guards<'t> {
     locations: LocalGuard<'t>,
     topics: LocalGuard<'t>,
+    interest: LocalGuard<'t>,
 }
 
 /// Outcome of a SEND, for counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendOutcome {
     Routed,
+    Forwarded,
     UnknownId,
 }
 
@@ -54,11 +80,19 @@ impl Tables {
         Self::default()
     }
 
+    pub fn for_node(node_id: u16) -> Self {
+        Tables {
+            node_id,
+            ..Self::default()
+        }
+    }
+
     /// Guards for a batch; drop them at the end of the batch so memory can be reclaimed.
     pub fn guards(&self) -> Guards<'_> {
         Guards {
             locations: self.locations.raw_guard(),
             topics: self.topics.raw_guard(),
+            interest: self.remote_interest.raw_guard(),
         }
     }
 
@@ -72,9 +106,13 @@ impl Tables {
         sink: &mut impl Sink,
     ) -> SendOutcome {
         match self.locations.get(target, &guards.locations) {
-            Some(to) => {
+            Some(to) if to.node == self.node_id => {
                 sink.deliver(to, origin.client_id, b"", payload);
                 SendOutcome::Routed
+            }
+            Some(to) => {
+                sink.forward_send(to.node, origin.client_id, target, payload);
+                SendOutcome::Forwarded
             }
             None => {
                 sink.error_to_origin(ErrorCode::UNKNOWN_ID, target, "unknown id");
@@ -83,8 +121,30 @@ impl Tables {
         }
     }
 
-    /// Fans out to every plain subscriber and one member per queue group. With `no_echo` the
-    /// publishing connection receives nothing. Returns the number of deliveries.
+    /// A SEND forwarded by another node: delivered if the target is still a client of this
+    /// node, else dropped (it moved or left while the message was on the link). Returns
+    /// whether it was delivered.
+    #[inline]
+    pub fn route_forwarded_send(
+        &self,
+        guards: &Guards<'_>,
+        sender: &[u8],
+        target: &[u8],
+        payload: &[u8],
+        sink: &mut impl Sink,
+    ) -> bool {
+        match self.locations.get(target, &guards.locations) {
+            Some(to) if to.node == self.node_id => {
+                sink.deliver(to, sender, b"", payload);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Fans out to every plain subscriber and one member per queue group, here and on other
+    /// nodes (a local member of a group is preferred). With `no_echo` the publishing
+    /// connection receives nothing. Returns the number of local deliveries.
     #[inline]
     pub fn route_publish(
         &self,
@@ -95,59 +155,184 @@ impl Tables {
         no_echo: bool,
         sink: &mut impl Sink,
     ) -> usize {
-        let Some(entry) = self.topics.get(topic, &guards.topics) else {
-            return 0;
-        };
+        let local = self.topics.get(topic, &guards.topics);
+        let remote = self.remote_interest.get(topic, &guards.interest);
         let exclude = no_echo.then_some(origin.location);
         let mut deliveries = 0;
-        for &to in entry.plain.iter() {
-            if Some(to) != exclude {
-                sink.deliver(to, origin.client_id, topic, payload);
-                deliveries += 1;
+        if let Some(entry) = local {
+            for &to in entry.plain.iter() {
+                if Some(to) != exclude {
+                    sink.deliver(to, origin.client_id, topic, payload);
+                    deliveries += 1;
+                }
+            }
+            for group in entry.groups.iter() {
+                if let Some(to) = group.pick(exclude) {
+                    sink.deliver(to, origin.client_id, topic, payload);
+                    deliveries += 1;
+                } else if let Some(node) = remote
+                    .and_then(|r| r.groups.iter().find(|g| g.name == group.name))
+                    .and_then(|g| g.pick())
+                {
+                    sink.forward_publish(node, origin.client_id, topic, &group.name, no_echo, payload);
+                }
             }
         }
-        for group in entry.groups.iter() {
-            if let Some(to) = group.pick(exclude) {
-                sink.deliver(to, origin.client_id, topic, payload);
-                deliveries += 1;
+        if let Some(remote) = remote {
+            for &node in remote.plain.iter() {
+                sink.forward_publish(node, origin.client_id, topic, b"", no_echo, payload);
+            }
+            for group in remote.groups.iter() {
+                let served_here =
+                    local.is_some_and(|e| e.groups.iter().any(|g| g.name == group.name));
+                if !served_here {
+                    if let Some(node) = group.pick() {
+                        sink.forward_publish(node, origin.client_id, topic, &group.name, no_echo, payload);
+                    }
+                }
             }
         }
         deliveries
     }
 
-    /// Registers `client_id` at `location`: a live holder of the id is closed as "replaced",
-    /// and watchers learn that the id is online. `scratch` is a reused buffer.
+    /// A PUBLISH forwarded by another node: to the local plain subscribers (`group` empty) or
+    /// to one local member of `group`. Returns the number of deliveries.
+    #[inline]
+    pub fn route_forwarded_publish(
+        &self,
+        guards: &Guards<'_>,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        payload: &[u8],
+        sink: &mut impl Sink,
+    ) -> usize {
+        let Some(entry) = self.topics.get(topic, &guards.topics) else {
+            return 0;
+        };
+        if group.is_empty() {
+            for &to in entry.plain.iter() {
+                sink.deliver(to, sender, topic, payload);
+            }
+            return entry.plain.len();
+        }
+        match entry
+            .groups
+            .iter()
+            .find(|g| &*g.name == group)
+            .and_then(|g| g.pick(None))
+        {
+            Some(to) => {
+                sink.deliver(to, sender, topic, payload);
+                1
+            }
+            None => 0,
+        }
+    }
+
+    /// Registers `client_id` at `location` with a fresh `epoch`: an older local holder of the
+    /// id is closed as "replaced", and watchers learn that the id is online. If a newer row
+    /// (from another node) holds the id, this connection is the one replaced. `scratch` is a
+    /// reused buffer.
     pub fn register(
         &self,
         client_id: &[u8],
         location: Location,
+        epoch: u64,
         scratch: &mut Vec<Location>,
         sink: &mut impl Sink,
-    ) {
-        if let Registered::Replaced(old) = self.locations.register(client_id, location) {
-            sink.close(
-                old,
-                CloseReason::REPLACED,
-                "replaced by a newer connection with the same id",
-            );
+    ) -> Registered {
+        let outcome = self.locations.register(client_id, Row { location, epoch });
+        match outcome {
+            Registered::Replaced(old) if old.location.node == self.node_id => {
+                sink.close(
+                    old.location,
+                    CloseReason::REPLACED,
+                    "replaced by a newer connection with the same id",
+                );
+            }
+            Registered::Lost(_) => {
+                sink.close(
+                    location,
+                    CloseReason::REPLACED,
+                    "replaced by a newer connection with the same id on another node",
+                );
+                return outcome;
+            }
+            _ => {}
         }
         self.notify_watchers(client_id, true, scratch, sink);
+        outcome
     }
 
     /// Removes the row of a closing connection (unless a newer registration owns the id) and
-    /// tells watchers it went offline. Returns whether the id went offline.
+    /// tells watchers it went offline. Returns the removed row.
     pub fn unregister(
         &self,
         client_id: &[u8],
         location: Location,
         scratch: &mut Vec<Location>,
         sink: &mut impl Sink,
+    ) -> Option<Row> {
+        let removed = self.locations.remove_if_at(client_id, location)?;
+        self.notify_watchers(client_id, false, scratch, sink);
+        Some(removed)
+    }
+
+    /// Applies a row another node owns: stored if it beats the current row; a local holder it
+    /// beats is closed as "replaced"; watchers learn of a new id.
+    pub fn apply_remote_row(
+        &self,
+        client_id: &[u8],
+        row: Row,
+        scratch: &mut Vec<Location>,
+        sink: &mut impl Sink,
+    ) -> Registered {
+        debug_assert_ne!(row.location.node, self.node_id, "own rows are written locally");
+        let outcome = self.locations.register(client_id, row);
+        match outcome {
+            Registered::New => self.notify_watchers(client_id, true, scratch, sink),
+            Registered::Replaced(old) if old.location.node == self.node_id => sink.close(
+                old.location,
+                CloseReason::REPLACED,
+                "replaced by a newer connection with the same id on another node",
+            ),
+            _ => {}
+        }
+        outcome
+    }
+
+    /// Removes the row `node` registered at `epoch`, if it is still the current one; watchers
+    /// learn the id went offline.
+    pub fn remove_remote_row(
+        &self,
+        client_id: &[u8],
+        node: u16,
+        epoch: u64,
+        scratch: &mut Vec<Location>,
+        sink: &mut impl Sink,
     ) -> bool {
-        if !self.locations.remove_if_at(client_id, location) {
+        if !self.locations.remove_exact(client_id, node, epoch) {
             return false;
         }
         self.notify_watchers(client_id, false, scratch, sink);
         true
+    }
+
+    /// Removes every row of `node` that `keep` rejects (a dead node: keep nothing; a snapshot:
+    /// keep its rows); watchers learn those ids went offline. Returns how many were removed.
+    pub fn purge_node_rows(
+        &self,
+        node: u16,
+        keep: impl FnMut(&[u8], u64) -> bool,
+        scratch: &mut Vec<Location>,
+        sink: &mut impl Sink,
+    ) -> usize {
+        let removed = self.locations.purge_node(node, keep);
+        for id in &removed {
+            self.notify_watchers(id, false, scratch, sink);
+        }
+        removed.len()
     }
 
     fn notify_watchers(
@@ -175,6 +360,8 @@ mod tests {
         Presence(u32, Vec<u8>, bool),
         Close(u32, CloseReason),
         Error(ErrorCode, Vec<u8>),
+        FwdSend(u16, Vec<u8>, Vec<u8>),
+        FwdPub(u16, Vec<u8>, Vec<u8>, bool),
     }
 
     #[derive(Default)]
@@ -199,6 +386,21 @@ mod tests {
         fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], _text: &'static str) {
             self.0.push(Out::Error(code, subject.into()));
         }
+        fn forward_send(&mut self, node: u16, sender: &[u8], target: &[u8], _payload: &[u8]) {
+            self.0.push(Out::FwdSend(node, sender.into(), target.into()));
+        }
+        fn forward_publish(
+            &mut self,
+            node: u16,
+            _sender: &[u8],
+            topic: &[u8],
+            group: &[u8],
+            no_echo: bool,
+            _payload: &[u8],
+        ) {
+            self.0
+                .push(Out::FwdPub(node, topic.into(), group.into(), no_echo));
+        }
     }
 
     fn loc(slot: u32) -> Location {
@@ -222,7 +424,7 @@ mod tests {
         let t = Tables::new();
         let mut sink = VecSink::default();
         let mut scratch = Vec::new();
-        t.register(b"bob", loc(2), &mut scratch, &mut sink);
+        t.register(b"bob", loc(2), 1, &mut scratch, &mut sink);
         let g = t.guards();
         assert_eq!(
             t.route_send(&g, origin(1, b"al"), b"bob", b"hi", &mut sink),
@@ -285,13 +487,13 @@ mod tests {
         let mut sink = VecSink::default();
         let mut scratch = Vec::new();
         t.presence.watch(b"n1", loc(9));
-        t.register(b"n1", loc(1), &mut scratch, &mut sink);
-        t.register(b"n1", loc(2), &mut scratch, &mut sink);
+        t.register(b"n1", loc(1), 1, &mut scratch, &mut sink);
+        t.register(b"n1", loc(2), 2, &mut scratch, &mut sink);
         assert!(
-            !t.unregister(b"n1", loc(1), &mut scratch, &mut sink),
+            t.unregister(b"n1", loc(1), &mut scratch, &mut sink).is_none(),
             "old holder's close is silent"
         );
-        assert!(t.unregister(b"n1", loc(2), &mut scratch, &mut sink));
+        assert!(t.unregister(b"n1", loc(2), &mut scratch, &mut sink).is_some());
         assert_eq!(
             sink.0,
             vec![
@@ -301,5 +503,152 @@ mod tests {
                 Out::Presence(9, b"n1".to_vec(), false),
             ]
         );
+    }
+
+    fn remote_row(node: u16, epoch: u64) -> Row {
+        Row {
+            location: Location::remote(node),
+            epoch,
+        }
+    }
+
+    #[test]
+    fn send_to_a_remote_row_is_forwarded_to_its_node_only() {
+        let t = Tables::for_node(1);
+        let mut sink = VecSink::default();
+        let mut scratch = Vec::new();
+        t.apply_remote_row(b"far", remote_row(3, 10), &mut scratch, &mut sink);
+        let g = t.guards();
+        let mut o = origin(1, b"al");
+        o.location.node = 1;
+        assert_eq!(
+            t.route_send(&g, o, b"far", b"hi", &mut sink),
+            SendOutcome::Forwarded
+        );
+        assert_eq!(
+            sink.0,
+            vec![Out::FwdSend(3, b"al".to_vec(), b"far".to_vec())]
+        );
+        sink.0.clear();
+        assert!(
+            !t.route_forwarded_send(&g, b"x", b"far", b"hi", &mut sink),
+            "a forwarded message is never forwarded again"
+        );
+        assert!(sink.0.is_empty());
+    }
+
+    #[test]
+    fn publish_forwards_once_per_interested_node_and_prefers_local_group_members() {
+        let t = Tables::for_node(1);
+        let mut me = loc(1);
+        me.node = 1;
+        let mut member = loc(5);
+        member.node = 1;
+        t.remote_interest.set(2, b"t", b"", true);
+        t.remote_interest.set(3, b"t", b"", true);
+        t.remote_interest.set(2, b"t", b"q", true);
+        t.remote_interest.set(3, b"t", b"q", true);
+        let o = Origin {
+            location: me,
+            client_id: b"me",
+        };
+        let mut sink = VecSink::default();
+        t.route_publish(&t.guards(), o, b"t", b"m", false, &mut sink);
+        assert_eq!(
+            sink.0,
+            vec![
+                Out::FwdPub(2, b"t".to_vec(), vec![], false),
+                Out::FwdPub(3, b"t".to_vec(), vec![], false),
+                Out::FwdPub(2, b"t".to_vec(), b"q".to_vec(), false),
+            ],
+            "plain to every node, the group to one node"
+        );
+        sink.0.clear();
+        t.topics.subscribe(b"t", b"q", member);
+        for _ in 0..3 {
+            t.route_publish(&t.guards(), o, b"t", b"m", true, &mut sink);
+        }
+        assert!(
+            sink.0
+                .iter()
+                .all(|x| !matches!(x, Out::FwdPub(_, _, g, _) if !g.is_empty())),
+            "a local member takes every group message: {:?}",
+            sink.0
+        );
+        sink.0.clear();
+        // With no-echo and the publisher the only local member, the group goes remote.
+        t.topics.unsubscribe(b"t", b"q", member);
+        t.topics.subscribe(b"t", b"q", me);
+        t.route_publish(&t.guards(), o, b"t", b"m", true, &mut sink);
+        assert!(sink
+            .0
+            .iter()
+            .any(|x| matches!(x, Out::FwdPub(_, _, g, true) if g == b"q")));
+    }
+
+    #[test]
+    fn forwarded_publish_reaches_local_plain_subscribers_or_one_group_member() {
+        let t = Tables::for_node(1);
+        for s in 1..=2 {
+            let mut l = loc(s);
+            l.node = 1;
+            t.topics.subscribe(b"t", b"", l);
+        }
+        for s in 3..=4 {
+            let mut l = loc(s);
+            l.node = 1;
+            t.topics.subscribe(b"t", b"q", l);
+        }
+        let mut sink = VecSink::default();
+        let g = t.guards();
+        assert_eq!(t.route_forwarded_publish(&g, b"x", b"t", b"", b"m", &mut sink), 2);
+        assert_eq!(t.route_forwarded_publish(&g, b"x", b"t", b"q", b"m", &mut sink), 1);
+        assert_eq!(t.route_forwarded_publish(&g, b"x", b"t", b"z", b"m", &mut sink), 0);
+        assert_eq!(sink.0.len(), 3);
+    }
+
+    #[test]
+    fn remote_rows_merge_by_epoch_and_close_the_local_loser() {
+        let t = Tables::for_node(1);
+        let mut sink = VecSink::default();
+        let mut scratch = Vec::new();
+        let mut here = loc(4);
+        here.node = 1;
+        t.presence.watch(b"id", loc(9));
+        assert_eq!(
+            t.register(b"id", here, 5, &mut scratch, &mut sink),
+            Registered::New
+        );
+        // An older remote row loses; a newer one replaces the local holder.
+        assert!(matches!(
+            t.apply_remote_row(b"id", remote_row(2, 4), &mut scratch, &mut sink),
+            Registered::Lost(_)
+        ));
+        assert!(matches!(
+            t.apply_remote_row(b"id", remote_row(2, 6), &mut scratch, &mut sink),
+            Registered::Replaced(_)
+        ));
+        // A local registration older than the remote row loses and is closed.
+        let mut late = loc(6);
+        late.node = 1;
+        assert!(matches!(
+            t.register(b"id", late, 5, &mut scratch, &mut sink),
+            Registered::Lost(_)
+        ));
+        assert!(!t.remove_remote_row(b"id", 2, 5, &mut scratch, &mut sink));
+        assert!(t.remove_remote_row(b"id", 2, 6, &mut scratch, &mut sink));
+        assert_eq!(
+            sink.0,
+            vec![
+                Out::Presence(9, b"id".to_vec(), true),
+                Out::Close(4, CloseReason::REPLACED),
+                Out::Close(6, CloseReason::REPLACED),
+                Out::Presence(9, b"id".to_vec(), false),
+            ]
+        );
+        t.apply_remote_row(b"a", remote_row(3, 1), &mut scratch, &mut sink);
+        t.apply_remote_row(b"b", remote_row(3, 1), &mut scratch, &mut sink);
+        assert_eq!(t.purge_node_rows(3, |id, _| id == b"a", &mut scratch, &mut sink), 1);
+        assert_eq!(t.locations.len(), 1);
     }
 }

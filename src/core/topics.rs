@@ -43,6 +43,15 @@ impl TopicEntry {
         self.plain.is_empty() && self.groups.is_empty()
     }
 
+    /// Whether this entry has subscribers in `group` (empty: plain subscribers).
+    fn serves(&self, group: &[u8]) -> bool {
+        if group.is_empty() {
+            !self.plain.is_empty()
+        } else {
+            self.groups.iter().any(|g| &*g.name == group)
+        }
+    }
+
     fn with_added(&self, group: &[u8], who: Location) -> TopicEntry {
         let mut plain = self.plain.to_vec();
         let mut groups = self.clone_groups();
@@ -129,15 +138,25 @@ impl TopicTable {
         self.entries.get(topic, guard).map(|e| &**e)
     }
 
-    pub fn subscribe(&self, topic: &[u8], group: &[u8], who: Location) {
-        self.update(topic, |e| e.with_added(group, who));
+    /// Adds a subscriber; returns whether it is the first one of (topic, group) on this node
+    /// (the cluster then tells peers about the interest).
+    pub fn subscribe(&self, topic: &[u8], group: &[u8], who: Location) -> bool {
+        self.update(topic, group, |e| e.with_added(group, who))
     }
 
-    pub fn unsubscribe(&self, topic: &[u8], group: &[u8], who: Location) {
-        self.update(topic, |e| e.with_removed(group, who));
+    /// Removes a subscriber; returns whether it was the last one of (topic, group) here.
+    pub fn unsubscribe(&self, topic: &[u8], group: &[u8], who: Location) -> bool {
+        self.update(topic, group, |e| e.with_removed(group, who))
     }
 
-    fn update(&self, topic: &[u8], change: impl FnOnce(&TopicEntry) -> TopicEntry) {
+    /// Applies `change` and returns whether (topic, group) went from no subscriber to some or
+    /// back.
+    fn update(
+        &self,
+        topic: &[u8],
+        group: &[u8],
+        change: impl FnOnce(&TopicEntry) -> TopicEntry,
+    ) -> bool {
         // A poisoned lock only means another writer panicked; the map itself is consistent.
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let guard = self.entries.guard();
@@ -148,11 +167,35 @@ impl TopicTable {
             .map(|e| &**e)
             .unwrap_or(&empty);
         let next = change(current);
+        let flipped = current.serves(group) != next.serves(group);
         if next.is_empty() {
             self.entries.remove(topic, &guard);
         } else {
             self.entries.insert(topic.into(), Arc::new(next), &guard);
         }
+        flipped
+    }
+
+    /// Whether any local connection subscribes to `topic` in `group` (empty: plain).
+    pub fn has_subscribers(&self, topic: &[u8], group: &[u8]) -> bool {
+        let guard = self.entries.guard();
+        self.get(topic, &guard).is_some_and(|e| e.serves(group))
+    }
+
+    /// Every `(topic, group)` with a local subscriber (group empty: plain), for the cluster's
+    /// interest snapshot.
+    pub fn interest(&self) -> Vec<(Box<[u8]>, Box<[u8]>)> {
+        let guard = self.entries.guard();
+        let mut out = Vec::new();
+        for (topic, e) in self.entries.iter(&guard) {
+            if !e.plain.is_empty() {
+                out.push((topic.clone(), Box::from(&b""[..])));
+            }
+            for g in e.groups.iter() {
+                out.push((topic.clone(), g.name.clone()));
+            }
+        }
+        out
     }
 
     /// Number of topics with at least one subscriber.
@@ -181,10 +224,12 @@ mod tests {
     #[test]
     fn subscribe_unsubscribe_and_empty_topics_vanish() {
         let t = TopicTable::new();
-        t.subscribe(b"t", b"", loc(1));
-        t.subscribe(b"t", b"", loc(1));
-        t.subscribe(b"t", b"g", loc(2));
-        t.subscribe(b"t", b"g", loc(3));
+        assert!(t.subscribe(b"t", b"", loc(1)), "first plain subscriber");
+        assert!(!t.subscribe(b"t", b"", loc(1)));
+        assert!(t.subscribe(b"t", b"g", loc(2)), "first member of g");
+        assert!(!t.subscribe(b"t", b"g", loc(3)));
+        assert!(t.has_subscribers(b"t", b"g"));
+        assert_eq!(t.interest().len(), 2);
         {
             let g = t.raw_guard();
             let e = t.get(b"t", &g).unwrap();
@@ -192,9 +237,9 @@ mod tests {
             assert_eq!(e.groups.len(), 1);
             assert_eq!(&*e.groups[0].members, &[loc(2), loc(3)]);
         }
-        t.unsubscribe(b"t", b"", loc(1));
-        t.unsubscribe(b"t", b"g", loc(2));
-        t.unsubscribe(b"t", b"g", loc(3));
+        assert!(t.unsubscribe(b"t", b"", loc(1)), "last plain subscriber");
+        assert!(!t.unsubscribe(b"t", b"g", loc(2)));
+        assert!(t.unsubscribe(b"t", b"g", loc(3)), "last member of g");
         assert!(t.is_empty());
     }
 

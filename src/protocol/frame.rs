@@ -80,6 +80,8 @@ impl ErrorCode {
     pub const OVERLOADED: ErrorCode = ErrorCode(2);
     /// Reserved: a well-formed request the relay refuses without closing the connection.
     pub const INVALID_REQUEST: ErrorCode = ErrorCode(3);
+    /// The id lives on another node that this node has no working link to (dropped).
+    pub const UNREACHABLE: ErrorCode = ErrorCode(4);
 }
 
 /// Reasons carried by CLOSE frames; the sender closes the connection after it.

@@ -54,6 +54,18 @@ pub struct Conn {
     pub close_deadline_ms: u64,
     pub subscriptions: Vec<Subscription>,
     pub watches: Vec<Box<[u8]>>,
+    /// Set when this socket is a data link to or from another node, not a client.
+    pub link: Option<LinkRole>,
+    /// A HELLO accepted while the node was not ready yet: WELCOME and registration wait.
+    pub pending_hello: Option<Box<[u8]>>,
+}
+
+/// A data link's peer and direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkRole {
+    pub node: u16,
+    /// Outbound links carry this worker's forwards; inbound ones bring the peer's.
+    pub outbound: bool,
 }
 
 impl Conn {
@@ -127,6 +139,8 @@ impl Slab {
             close_deadline_ms: 0,
             subscriptions: Vec::new(),
             watches: Vec::new(),
+            link: None,
+            pending_hello: None,
         });
         Some(slot)
     }
@@ -152,6 +166,8 @@ impl Slab {
         c.close_text = None;
         c.subscriptions = Vec::new();
         c.watches = Vec::new();
+        c.link = None;
+        c.pending_hello = None;
         self.free.push(slot);
         self.open_count -= 1;
     }

@@ -9,7 +9,18 @@ use crate::protocol::{
     encode_deliver, encode_deliver_header, frame_len_for_deliver, CloseReason, ErrorCode, Frame,
     FrameKind,
 };
+use crate::cluster::wire::{
+    data_publish_len, data_send_len, encode_data_publish, encode_data_send,
+};
 use bytes::Bytes;
+
+/// This worker's outbound data link to one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkOut {
+    pub node: u16,
+    pub slot: u32,
+    pub generation: u32,
+}
 
 /// A close decided while frames are being processed; carried out after the batch.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +49,9 @@ pub struct Deliverer<'w> {
     /// The payload of the frame being routed, when it was received into its own buffer: it
     /// is then queued by reference instead of copied (zero-copy path).
     pub shared_payload: Option<Bytes>,
+    /// Outbound data links of this worker, one per reachable node.
+    pub links_out: &'w [LinkOut],
+    pub link_pending_bytes_max: usize,
 }
 
 impl Deliverer<'_> {
@@ -181,6 +195,37 @@ impl Deliverer<'_> {
         });
     }
 
+    /// Appends an encoded data-link frame to this worker's link to `node`. Past
+    /// `link_pending_bytes_max`, or with no link, the message is dropped and counted (a link is
+    /// never closed for being slow: the control lane decides whether the peer is alive).
+    #[inline]
+    fn append_link(&mut self, node: u16, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let Some(link) = self.links_out.iter().find(|l| l.node == node).copied() else {
+            bump(&self.stats.forward_drops, 1);
+            return false;
+        };
+        let Some(conn) = self
+            .slab
+            .get_live(link.slot, link.generation)
+            .filter(|c| c.accepts_frames())
+        else {
+            bump(&self.stats.forward_drops, 1);
+            return false;
+        };
+        if conn.pending_bytes() + len > self.link_pending_bytes_max {
+            bump(&self.stats.forward_drops, 1);
+            self.overloaded = true;
+            return false;
+        }
+        write(&mut conn.out);
+        bump(&self.stats.forwarded_out, 1);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(link.slot);
+        }
+        true
+    }
+
     fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) {
         self.hand_over(to, TAG_FRAME, frame.encoded_len(), |out| {
             let ok = frame.encode(out).is_ok();
@@ -243,6 +288,34 @@ impl Sink for Deliverer<'_> {
             |out| out.extend_from_slice(&reason.0.to_le_bytes()),
         );
         debug_assert!(ok, "close records are never bounded");
+    }
+
+    #[inline]
+    fn forward_send(&mut self, node: u16, sender: &[u8], target: &[u8], payload: &[u8]) {
+        let len = data_send_len(sender, target, payload);
+        let linked = self.links_out.iter().any(|l| l.node == node);
+        if !self.append_link(node, len, |out| {
+            encode_data_send(out, sender, target, payload)
+        }) && !linked
+        {
+            self.error_to_origin(ErrorCode::UNREACHABLE, target, "node unreachable");
+        }
+    }
+
+    #[inline]
+    fn forward_publish(
+        &mut self,
+        node: u16,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        no_echo: bool,
+        payload: &[u8],
+    ) {
+        let len = data_publish_len(sender, topic, group, payload);
+        self.append_link(node, len, |out| {
+            encode_data_publish(out, sender, topic, group, no_echo, payload)
+        });
     }
 
     fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], text: &'static str) {

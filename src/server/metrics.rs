@@ -135,7 +135,9 @@ fn text(
 
 /// Whether the node accepts clients: every worker started and shutdown has not begun.
 pub(crate) fn is_ready(shared: &Shared) -> bool {
-    shared.accepting.load(Ordering::Acquire) && !shared.shutdown.load(Ordering::Acquire)
+    shared.accepting.load(Ordering::Acquire)
+        && !shared.shutdown.load(Ordering::Acquire)
+        && shared.lane.is_ready()
 }
 
 /// Reads the workers' counters and the table sizes at scrape time.

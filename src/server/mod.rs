@@ -7,6 +7,7 @@
 
 mod bufring;
 mod conn;
+pub(crate) mod control_lane;
 mod deliver;
 mod handoff;
 pub mod host_probe;
@@ -17,7 +18,8 @@ mod stats;
 mod worker;
 
 use crate::config::Config;
-use crate::core::{SessionConfig, Tables};
+use crate::core::{EpochClock, SessionConfig, Tables};
+use control_lane::ControlLane;
 use handoff::Mailbox;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,7 +56,12 @@ pub(crate) struct Shared {
     pub config: Config,
     pub session: SessionConfig,
     pub node_id: u16,
+    /// Part of a cluster (`node_id` != 0): registrations and interest go to the control lane.
+    pub clustered: bool,
     pub tables: Tables,
+    /// Epochs of local registrations (hybrid logical clock, see `core::epoch`).
+    pub epochs: EpochClock,
+    pub lane: ControlLane,
     pub mailboxes: Box<[Mailbox]>,
     pub stats: stats::StatsBlocks,
     pub shutdown: AtomicBool,
@@ -70,6 +77,13 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The metrics endpoint, when configured; stopped when the server is dropped.
     metrics: Option<metrics::MetricsServer>,
+}
+
+/// Microseconds since the Unix epoch (registration epochs); 0 if the clock is before 1970.
+pub(crate) fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// How long `start` waits for every worker to report its ring up.
@@ -92,9 +106,12 @@ impl Server {
             .map_err(|e| ServeError(format!("cannot create eventfd: {e}")))?;
         let shared = Arc::new(Shared {
             session: SessionConfig::from_config(&cfg),
+            node_id: cfg.node_id,
+            clustered: cfg.node_id != 0,
+            tables: Tables::for_node(cfg.node_id),
+            epochs: EpochClock::new(),
+            lane: ControlLane::new(workers, cfg.node_id != 0),
             config: cfg,
-            node_id: 0,
-            tables: Tables::new(),
             mailboxes: mailboxes.into(),
             stats: stats::new_blocks(workers),
             shutdown: AtomicBool::new(false),

@@ -15,6 +15,14 @@ pub struct WorkerStats {
     pub slow_consumer_closes: AtomicU64,
     pub protocol_error_closes: AtomicU64,
     pub handoff_drops: AtomicU64,
+    /// Messages forwarded to another node over a data link.
+    pub forwarded_out: AtomicU64,
+    /// Forwards dropped: no link to the node, or `link_pending_bytes_max` reached.
+    pub forward_drops: AtomicU64,
+    /// Messages received from other nodes over data links.
+    pub forwarded_in: AtomicU64,
+    /// Forwarded SENDs whose target was no longer a client here (moved or left in flight).
+    pub forwarded_in_stale: AtomicU64,
     pub loop_iterations: AtomicU64,
     /// Frames decoded from clients, by kind (index: [`kind_index`]).
     pub frames_in_by_kind: [AtomicU64; KINDS],

@@ -8,7 +8,8 @@
 
 use super::bufring::BufRing;
 use super::conn::{ConnState, Slab};
-use super::deliver::{Deliverer, PendingClose};
+use super::control_lane::Event;
+use super::deliver::{Deliverer, LinkOut, PendingClose};
 use super::handoff::{records, Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
 use super::ring::{
     tag, untag, OP_ACCEPT, OP_CANCEL, OP_RECV, OP_RECV_DIRECT, OP_SEND, OP_TIMER, OP_WAKE,
@@ -25,6 +26,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
+
+#[path = "worker_links.rs"]
+mod links;
 
 const BUF_GROUP_ID: u16 = 0;
 
@@ -54,6 +58,10 @@ pub struct Worker {
     /// Payload of the large frame being routed (zero-copy path), see `Deliverer`.
     shared_payload: Option<Bytes>,
     large_pool: super::large_pool::LargePool,
+    /// This worker's outbound data links, one per reachable node (cluster only).
+    links_out: Vec<LinkOut>,
+    /// Connections whose HELLO waits for the node to become ready.
+    pending_hellos: usize,
 }
 
 /// Most iovecs one gathered send carries.
@@ -109,6 +117,8 @@ impl Worker {
             overloaded: false,
             shared_payload: None,
             large_pool: Default::default(),
+            links_out: Vec::new(),
+            pending_hellos: 0,
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -260,7 +270,11 @@ impl Worker {
             let shared = Arc::clone(&self.shared);
             let mailbox = &shared.mailboxes[mailbox_index];
             mailbox.sleeping.store(true, Ordering::SeqCst);
-            let want = if mailbox.has_inbound() || !self.pending_closes.is_empty() {
+            let commands = &shared.lane.commands[mailbox_index];
+            let want = if mailbox.has_inbound()
+                || !commands.is_empty()
+                || !self.pending_closes.is_empty()
+            {
                 0
             } else {
                 1
@@ -296,6 +310,10 @@ impl Worker {
                 self.on_completion(cqe);
             }
             self.drain_inbound();
+            self.drain_commands();
+            if self.pending_hellos > 0 && shared.lane.is_ready() {
+                self.welcome_pending();
+            }
             self.run_pending_closes();
         }
         self.finish();
@@ -380,9 +398,13 @@ impl Worker {
                     // SAFETY: the completion hands buffer `bid` holding `result` bytes to us; it
                     // is recycled right below, after the last use of `data`.
                     let data = unsafe { self.bufs.received(bid, result as usize) };
-                    let data = self.feed_large(slot, data);
-                    if !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {
-                        self.on_bytes(slot, data);
+                    if self.slab.conns[slot as usize].link.is_some() {
+                        self.on_link_bytes(slot, data);
+                    } else {
+                        let data = self.feed_large(slot, data);
+                        if !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {
+                            self.on_bytes(slot, data);
+                        }
                     }
                     self.bufs.recycle(bid);
                 }
@@ -693,6 +715,8 @@ impl Worker {
             handoff_bytes_max: cfg.handoff_bytes_max,
             overloaded: false,
             shared_payload: self.shared_payload.clone(),
+            links_out: &self.links_out,
+            link_pending_bytes_max: cfg.link_pending_bytes_max,
         }
     }
 
@@ -717,6 +741,7 @@ impl Worker {
             location,
             client_id: ctx.client_id,
         };
+        let mut held_hello = false;
         match event {
             SessionEvent::Send { target, payload } => {
                 if tables.route_send(ctx.guards, origin, target, payload, &mut sink)
@@ -732,26 +757,35 @@ impl Worker {
             } => {
                 tables.route_publish(ctx.guards, origin, topic, payload, no_echo, &mut sink);
             }
+            SessionEvent::Register { client_id } if !shared.lane.is_ready() => {
+                // Not ready: without the peers' rows this node could not fence a duplicate
+                // id nor route to remote clients. WELCOME waits (see `welcome_pending`).
+                sink.slab.conns[ctx.slot as usize].pending_hello = Some(client_id.into());
+                held_hello = true;
+            }
             SessionEvent::Register { client_id } => {
-                let welcome = Frame::Welcome {
-                    version: PROTOCOL_VERSION,
-                    heartbeat_interval_ms: shared.config.heartbeat_interval_ms.min(u32::MAX as u64)
-                        as u32,
-                    max_frame_bytes: shared.config.max_frame_bytes as u32,
-                };
-                sink.push_frame_local(ctx.slot, ctx.generation, &welcome);
-                tables.register(client_id, location, &mut scratch, &mut sink);
+                register_client(shared, client_id, location, &mut scratch, &mut sink);
                 *ctx.client_id = client_id.into();
             }
             SessionEvent::Subscribe { topic, group } => {
-                tables.topics.subscribe(topic, group, location);
+                if tables.topics.subscribe(topic, group, location) && shared.clustered {
+                    shared.lane.emit(Event::InterestChanged {
+                        topic: topic.into(),
+                        group: group.into(),
+                    });
+                }
                 let subs = &mut sink.slab.conns[ctx.slot as usize].subscriptions;
                 if !subs.iter().any(|(t, g)| &**t == topic && &**g == group) {
                     subs.push((topic.into(), group.into()));
                 }
             }
             SessionEvent::Unsubscribe { topic, group } => {
-                tables.topics.unsubscribe(topic, group, location);
+                if tables.topics.unsubscribe(topic, group, location) && shared.clustered {
+                    shared.lane.emit(Event::InterestChanged {
+                        topic: topic.into(),
+                        group: group.into(),
+                    });
+                }
                 sink.slab.conns[ctx.slot as usize]
                     .subscriptions
                     .retain(|(t, g)| !(&**t == topic && &**g == group));
@@ -783,6 +817,7 @@ impl Worker {
         let overloaded = sink.overloaded;
         self.scratch_locations = scratch;
         self.overloaded |= overloaded;
+        self.pending_hellos += held_hello as usize;
     }
 
     fn request_close(
@@ -856,6 +891,10 @@ impl Worker {
         let subscriptions = std::mem::take(&mut conn.subscriptions);
         let watches = std::mem::take(&mut conn.watches);
         let close_text = conn.close_text.take();
+        let link = conn.link;
+        if conn.pending_hello.take().is_some() {
+            self.pending_hellos -= 1;
+        }
         let location = Location {
             node: shared.node_id,
             worker: self.index,
@@ -867,8 +906,16 @@ impl Worker {
         }
         tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(&client_id), reason = %pc.reason, "closing connection");
         let tables = &shared.tables;
+        if let Some(role) = link {
+            self.forget_link(pc.slot, role);
+        }
         for (topic, group) in &subscriptions {
-            tables.topics.unsubscribe(topic, group, location);
+            if tables.topics.unsubscribe(topic, group, location) && shared.clustered {
+                shared.lane.emit(Event::InterestChanged {
+                    topic: topic.clone(),
+                    group: group.clone(),
+                });
+            }
         }
         for watched in &watches {
             tables.presence.unwatch(watched, location);
@@ -876,11 +923,19 @@ impl Worker {
         let mut scratch = std::mem::take(&mut self.scratch_locations);
         if !client_id.is_empty() {
             let mut sink = self.deliverer(pc.slot, pc.generation);
-            tables.unregister(&client_id, location, &mut scratch, &mut sink);
+            if let Some(row) = tables.unregister(&client_id, location, &mut scratch, &mut sink) {
+                if shared.clustered {
+                    shared.lane.emit(Event::Unregistered {
+                        id: client_id,
+                        epoch: row.epoch,
+                    });
+                }
+            }
         }
         self.scratch_locations = scratch;
         let conn = &mut self.slab.conns[pc.slot as usize];
-        if pc.peer_gone {
+        // Links carry no client CLOSE frame: the peer learns from the socket closing.
+        if pc.peer_gone || link.is_some() {
             self.shutdown_conn(pc.slot);
             return;
         }
@@ -1013,7 +1068,7 @@ impl Worker {
             let c = &mut self.slab.conns[slot as usize];
             let generation = c.generation;
             match c.state {
-                ConnState::Open if !c.close_requested => {
+                ConnState::Open if !c.close_requested && c.link.is_none() => {
                     match c.session.on_tick(self.now_ms, &shared.session) {
                         TickAction::None => {}
                         TickAction::SendPing { nonce } => {
@@ -1124,6 +1179,33 @@ fn advance_segments(
 }
 
 /// Per-receive context for frame handling.
+/// Sends WELCOME and registers `client_id` with a fresh epoch; a registration that lost to a
+/// newer row elsewhere is closed as "replaced" by the router and not announced.
+fn register_client(
+    shared: &Shared,
+    client_id: &[u8],
+    location: Location,
+    scratch: &mut Vec<Location>,
+    sink: &mut Deliverer<'_>,
+) {
+    let welcome = Frame::Welcome {
+        version: PROTOCOL_VERSION,
+        heartbeat_interval_ms: shared.config.heartbeat_interval_ms.min(u32::MAX as u64) as u32,
+        max_frame_bytes: shared.config.max_frame_bytes as u32,
+    };
+    sink.push_frame_local(location.slot, location.generation, &welcome);
+    let epoch = shared.epochs.next(super::wall_us());
+    let outcome = shared
+        .tables
+        .register(client_id, location, epoch, scratch, sink);
+    if shared.clustered && !matches!(outcome, crate::core::Registered::Lost(_)) {
+        shared.lane.emit(Event::Registered {
+            id: client_id.into(),
+            epoch,
+        });
+    }
+}
+
 struct FrameCtx<'a, 'g> {
     slot: u32,
     generation: u32,

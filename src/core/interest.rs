@@ -1,0 +1,215 @@
+//! Remote topic interest: topic -> the other nodes that have subscribers for it.
+//!
+//! A publish reads it lock-free (like [`super::topics`]) to forward one copy to each node with
+//! plain subscribers, and to one node per queue group that has no local member. Written only
+//! by the cluster control thread when a peer reports its first subscribe or last unsubscribe
+//! of a (topic, group), or replaces its whole interest on link-up, or dies.
+
+use foldhash::fast::RandomState;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub struct RemoteGroup {
+    pub name: Box<[u8]>,
+    pub nodes: Box<[u16]>,
+    /// Round-robin cursor over `nodes`; relaxed: fairness only.
+    next: AtomicUsize,
+}
+
+impl RemoteGroup {
+    /// The next node with members of this group, round-robin.
+    pub fn pick(&self) -> Option<u16> {
+        let n = self.nodes.len();
+        if n == 0 {
+            return None;
+        }
+        Some(self.nodes[self.next.fetch_add(1, Ordering::Relaxed) % n])
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RemoteInterest {
+    /// Nodes with plain subscribers, sorted.
+    pub plain: Box<[u16]>,
+    pub groups: Box<[RemoteGroup]>,
+}
+
+impl RemoteInterest {
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.groups.is_empty()
+    }
+
+    fn with(&self, node: u16, group: &[u8], present: bool) -> RemoteInterest {
+        let edit = |nodes: &[u16]| -> Box<[u16]> {
+            let mut v: Vec<u16> = nodes.iter().copied().filter(|&n| n != node).collect();
+            if present {
+                v.push(node);
+                v.sort_unstable();
+            }
+            v.into()
+        };
+        let mut plain = self.plain.clone();
+        let mut groups: Vec<RemoteGroup> = self
+            .groups
+            .iter()
+            .map(|g| RemoteGroup {
+                name: g.name.clone(),
+                nodes: g.nodes.clone(),
+                next: AtomicUsize::new(g.next.load(Ordering::Relaxed)),
+            })
+            .collect();
+        if group.is_empty() {
+            plain = edit(&plain);
+        } else if let Some(g) = groups.iter_mut().find(|g| &*g.name == group) {
+            g.nodes = edit(&g.nodes);
+        } else if present {
+            groups.push(RemoteGroup {
+                name: group.into(),
+                nodes: Box::new([node]),
+                next: AtomicUsize::new(0),
+            });
+        }
+        groups.retain(|g| !g.nodes.is_empty());
+        RemoteInterest {
+            plain,
+            groups: groups.into(),
+        }
+    }
+}
+
+pub struct InterestTable {
+    entries: papaya::HashMap<Box<[u8]>, Arc<RemoteInterest>, RandomState>,
+    writer: Mutex<()>,
+}
+
+impl Default for InterestTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InterestTable {
+    pub fn new() -> Self {
+        InterestTable {
+            entries: papaya::HashMap::with_hasher(RandomState::default()),
+            writer: Mutex::new(()),
+        }
+    }
+
+    pub fn raw_guard(&self) -> papaya::LocalGuard<'_> {
+        self.entries.guard()
+    }
+
+    /// Lock-free lookup.
+    #[inline]
+    pub fn get<'g>(
+        &self,
+        topic: &[u8],
+        guard: &'g impl papaya::Guard,
+    ) -> Option<&'g Arc<RemoteInterest>> {
+        self.entries.get(topic, guard)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that `node` has (or no longer has) subscribers of `topic` in `group` (empty:
+    /// plain subscribers).
+    pub fn set(&self, node: u16, topic: &[u8], group: &[u8], present: bool) {
+        let _w = self.lock();
+        let guard = self.entries.guard();
+        let next = match self.entries.get(topic, &guard) {
+            Some(e) => e.with(node, group, present),
+            None if present => RemoteInterest::default().with(node, group, true),
+            None => return,
+        };
+        if next.is_empty() {
+            self.entries.remove(topic, &guard);
+        } else {
+            self.entries.insert(topic.into(), Arc::new(next), &guard);
+        }
+    }
+
+    /// Forgets every interest of `node` (it died, or is about to send its full interest).
+    pub fn drop_node(&self, node: u16) {
+        let entries: Vec<(Box<[u8]>, Vec<Box<[u8]>>, bool)> = {
+            let guard = self.entries.guard();
+            self.entries
+                .iter(&guard)
+                .map(|(t, e)| {
+                    let groups = e
+                        .groups
+                        .iter()
+                        .filter(|g| g.nodes.contains(&node))
+                        .map(|g| g.name.clone())
+                        .collect();
+                    (t.clone(), groups, e.plain.contains(&node))
+                })
+                .collect()
+        };
+        for (topic, groups, plain) in entries {
+            if plain {
+                self.set(node, &topic, b"", false);
+            }
+            for g in groups {
+                self.set(node, &topic, &g, false);
+            }
+        }
+    }
+
+    /// Every `(topic, group, node)` (status and tests), sorted.
+    pub fn all(&self) -> Vec<(Box<[u8]>, Box<[u8]>, u16)> {
+        let guard = self.entries.guard();
+        let mut out = Vec::new();
+        for (t, e) in self.entries.iter(&guard) {
+            for &n in e.plain.iter() {
+                out.push((t.clone(), Box::from(&b""[..]), n));
+            }
+            for g in e.groups.iter() {
+                for &n in g.nodes.iter() {
+                    out.push((t.clone(), g.name.clone(), n));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_and_drop_node_keep_sorted_sets_and_remove_empty_topics() {
+        let t = InterestTable::new();
+        t.set(3, b"t", b"", true);
+        t.set(2, b"t", b"", true);
+        t.set(2, b"t", b"", true);
+        t.set(2, b"t", b"g", true);
+        t.set(4, b"t", b"g", true);
+        {
+            let g = t.raw_guard();
+            let e = t.get(b"t", &g).unwrap();
+            assert_eq!(&*e.plain, &[2, 3]);
+            let picks: Vec<_> = (0..4).map(|_| e.groups[0].pick().unwrap()).collect();
+            assert_eq!(picks, [2, 4, 2, 4]);
+        }
+        t.drop_node(2);
+        assert_eq!(
+            t.all(),
+            vec![
+                (Box::from(&b"t"[..]), Box::from(&b""[..]), 3),
+                (Box::from(&b"t"[..]), Box::from(&b"g"[..]), 4)
+            ]
+        );
+        t.set(3, b"t", b"", false);
+        t.set(4, b"t", b"g", false);
+        assert!(t.all().is_empty());
+        assert!(t.get(b"t", &t.raw_guard()).is_none());
+        t.set(9, b"none", b"", false);
+        assert!(t.all().is_empty());
+    }
+}
