@@ -8,7 +8,7 @@
 //! a PUBLISH to 10 subscribers makes 10 deliveries per message.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringrelay::core::{Location, Origin, Sink, Tables};
+use ringrelay::core::{Location, Origin, Row, Sink, Tables};
 use ringrelay::protocol::{
     decode, encode_deliver, CloseReason, Decoded, ErrorCode, Frame, MAX_FRAME_BYTES_DEFAULT,
 };
@@ -87,6 +87,19 @@ impl Sink for WorkerSink {
     fn error_to_origin(&mut self, _code: ErrorCode, _subject: &[u8], _text: &'static str) {
         self.errors += 1;
     }
+    fn forward_send(&mut self, _node: u16, _sender: &[u8], _target: &[u8], _payload: &[u8]) {
+        unreachable!("single-node benchmark")
+    }
+    fn forward_publish(
+        &mut self,
+        _node: u16,
+        _sender: &[u8],
+        _topic: &[u8],
+        _group: &[u8],
+        _no_echo: bool,
+        _payload: &[u8],
+    ) {
+    }
 }
 
 /// Decodes and routes every frame of `buf`; returns the number of frames.
@@ -132,7 +145,7 @@ struct Case {
 fn send_case(name: &'static str, registered: u32, targets: u32) -> Case {
     let tables = Tables::new();
     for i in 0..registered {
-        tables.locations.register(&id(i), loc(i));
+        tables.locations.register(&id(i), Row { location: loc(i), epoch: 1 });
     }
     let ids: Vec<Vec<u8>> = (0..targets).map(id).collect();
     let mut buf = Vec::new();
@@ -156,7 +169,7 @@ fn send_case(name: &'static str, registered: u32, targets: u32) -> Case {
 fn publish_case(name: &'static str, subscribers: u32) -> Case {
     let tables = Tables::new();
     for i in 0..subscribers {
-        tables.locations.register(&id(i), loc(i));
+        tables.locations.register(&id(i), Row { location: loc(i), epoch: 1 });
         tables.topics.subscribe(TOPIC, b"", loc(i));
     }
     let mut buf = Vec::new();

@@ -6,7 +6,7 @@
 //! reported time divided by 1024. The churn rate is printed after the churn group.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringrelay::core::{Location, LocationTable};
+use ringrelay::core::{Location, LocationTable, Row};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -33,7 +33,7 @@ fn loc(slot: u32) -> Location {
 fn table() -> LocationTable {
     let t = LocationTable::new();
     for i in 0..ROWS {
-        t.register(&id(i), loc(i));
+        t.register(&id(i), Row { location: loc(i), epoch: 1 });
     }
     assert_eq!(t.len(), ROWS as usize);
     t
@@ -102,8 +102,8 @@ fn lookup_under_churn(c: &mut Criterion) {
             while !stop.load(Ordering::Relaxed) {
                 for (i, cid) in churn_ids.iter().enumerate() {
                     let at = loc(ROWS + i as u32);
-                    t.register(cid, at);
-                    assert!(t.remove_if_at(cid, at));
+                    t.register(cid, Row { location: at, epoch: 1 });
+                    assert!(t.remove_if_at(cid, at).is_some());
                 }
                 done += 2 * CHURN_IDS as u64;
                 ops.store(done, Ordering::Relaxed);
