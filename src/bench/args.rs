@@ -15,6 +15,10 @@ pub enum Scenario {
     Queue,
     /// Open-loop unicast at a fixed rate; latency measured from the intended send time.
     Latency,
+    /// One sender on node A (--server) SENDs to one receiver on node B (--server-b).
+    CrossNode,
+    /// One publisher on node A (--server), K subscribers of one topic on node B (--server-b).
+    CrossNodeFanout,
 }
 
 impl Scenario {
@@ -25,7 +29,14 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Queue => "queue",
             Scenario::Latency => "latency",
+            Scenario::CrossNode => "cross-node",
+            Scenario::CrossNodeFanout => "cross-node-fanout",
         }
+    }
+
+    /// True for the scenarios whose senders and receivers are on two different nodes.
+    pub fn is_cross_node(self) -> bool {
+        matches!(self, Scenario::CrossNode | Scenario::CrossNodeFanout)
     }
 }
 
@@ -33,8 +44,13 @@ impl Scenario {
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Relay to measure (HOST:PORT). Without it a relay is started as a child process on loopback.
+    /// Cross-node scenarios: node A, where the senders connect.
     #[arg(long, value_name = "ADDR")]
     pub server: Option<String>,
+    /// Cross-node scenarios only (and required there): node B of the same cluster (HOST:PORT),
+    /// where the receivers connect.
+    #[arg(long, value_name = "ADDR")]
+    pub server_b: Option<String>,
     /// Workload to run.
     #[arg(long, value_enum, default_value_t = Scenario::Unicast)]
     pub scenario: Scenario,
@@ -57,7 +73,9 @@ pub struct BenchArgs {
     #[arg(long = "duration-s", value_name = "S")]
     pub duration_s: Option<f64>,
     /// Also run the same workload against nats-server at this address (nats://HOST:PORT).
-    #[arg(long, value_name = "nats://ADDR")]
+    /// Cross-node scenarios take two servers joined by a route, `nats://A,nats://B`: senders
+    /// on the first, receivers on the second.
+    #[arg(long, value_name = "nats://ADDR[,nats://ADDR]")]
     pub compare: Option<String>,
     /// Print one JSON object per target per line instead of a table.
     #[arg(long)]
@@ -138,7 +156,71 @@ impl BenchArgs {
         if self.compare_only && self.compare.is_none() {
             return Err("--compare-only needs --compare nats://ADDR".into());
         }
+        self.validate_nodes()
+    }
+
+    /// Checks the node flags: two relay nodes and two nats servers for the cross-node
+    /// scenarios, one of each for the others.
+    fn validate_nodes(&self) -> Result<(), String> {
+        let name = self.scenario.name();
+        let compare = self.compare_urls();
+        if let Some(c) = &self.compare {
+            if compare.iter().flatten().any(|u| u.is_empty()) {
+                return Err(format!("--compare '{c}' has an empty address"));
+            }
+        }
+        if !self.scenario.is_cross_node() {
+            if self.server_b.is_some() {
+                return Err(format!(
+                    "--server-b is only for --scenario cross-node or cross-node-fanout, not {name}"
+                ));
+            }
+            if let Some(urls) = &compare {
+                if urls.len() != 1 {
+                    return Err(format!(
+                        "--compare takes one nats://ADDR for --scenario {name} (two are for the cross-node scenarios)"
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        if !self.compare_only {
+            let (Some(a), Some(b)) = (&self.server, &self.server_b) else {
+                return Err(format!(
+                    "--scenario {name} needs --server A and --server-b B: two relay nodes of one cluster \
+                     (senders connect to A, receivers to B)"
+                ));
+            };
+            if a.trim() == b.trim() {
+                return Err(format!(
+                    "--scenario {name}: --server and --server-b are the same address '{a}'"
+                ));
+            }
+        }
+        if let Some(urls) = &compare {
+            match urls.as_slice() {
+                [a, b] if a == b => {
+                    return Err(format!(
+                        "--scenario {name}: the two --compare servers are the same '{a}'"
+                    ))
+                }
+                [_, _] => {}
+                _ => {
+                    return Err(format!(
+                        "--scenario {name} needs --compare nats://A,nats://B: two nats-servers joined by a route \
+                         (senders on A, receivers on B)"
+                    ))
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The --compare addresses, split at commas (empty entries kept, so validation sees them).
+    pub fn compare_urls(&self) -> Option<Vec<&str>> {
+        self.compare
+            .as_deref()
+            .map(|c| c.split(',').map(str::trim).collect())
     }
 }
 

@@ -1,6 +1,8 @@
 //! Load generator (`ringrelay bench`): runs one workload against the relay (a local child
 //! process unless `--server` is given) and optionally the same workload against nats-server
-//! (`--compare`), then reports throughput, latency and server CPU per target.
+//! (`--compare`), then reports throughput, latency and server CPU per target. The cross-node
+//! scenarios run against two nodes of one cluster (`--server A --server-b B`, and two
+//! nats-servers joined by a route, `--compare nats://A,nats://B`): senders on A, receivers on B.
 //!
 //! Files, one concern each: `args` (flags), `scenario` (who sends what to whom), `wire` (what a
 //! protocol driver provides), `relay_wire` / `nats_wire` (the two drivers), `local_relay` (the
@@ -32,7 +34,7 @@ use local_relay::LocalRelay;
 use nats_wire::{parse_nats_url, NatsWire};
 use relay_wire::RelayWire;
 use report::Row;
-use runner::{run_target, Measured};
+use runner::{run_target, Measured, Target};
 use scenario::Plan;
 use std::net::{SocketAddr, ToSocketAddrs};
 use wire::Wire;
@@ -43,10 +45,40 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let mut rows = Vec::new();
     // A failed target does not hide the other's result: print what was measured, then fail.
     let mut failure = None;
-    if !args.compare_only {
+    if !args.compare_only && args.scenario.is_cross_node() {
+        let token = args.token.clone().unwrap_or_default().into_bytes();
+        let wire_at = |flag: &str, server: &Option<String>| -> Result<RelayWire, String> {
+            let server = server
+                .as_deref()
+                .ok_or_else(|| format!("--scenario {} needs {flag}", args.scenario.name()))?;
+            Ok(RelayWire {
+                addr: resolve(flag, server)?,
+                token: token.clone(),
+            })
+        };
+        let (a, b) = (
+            wire_at("--server", &args.server)?,
+            wire_at("--server-b", &args.server_b)?,
+        );
+        if a.addr == b.addr {
+            return Err(format!(
+                "--server and --server-b both resolve to {}; a cross-node run needs two nodes",
+                a.addr
+            ));
+        }
+        let target = Target {
+            send: &a,
+            recv: &b,
+            server_pids: vec![local_pid(a.addr), local_pid(b.addr)],
+        };
+        match run_one(&target, args) {
+            Ok(row) => rows.push(row),
+            Err(e) => failure = Some(e),
+        }
+    } else if !args.compare_only {
         // The guard lives until the relay run ends, and kills the child on every path.
         let (addr, local) = match &args.server {
-            Some(server) => (resolve(server)?, None),
+            Some(server) => (resolve("--server", server)?, None),
             None => {
                 let relay = LocalRelay::start(
                     args.relay_cpus.as_deref(),
@@ -64,19 +96,46 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             addr,
             token: args.token.clone().unwrap_or_default().into_bytes(),
         };
-        match run_one(&wire, args, pid) {
+        let target = Target {
+            send: &wire,
+            recv: &wire,
+            server_pids: vec![pid],
+        };
+        match run_one(&target, args) {
             Ok(row) => rows.push(row),
             Err(e) => failure = Some(e),
         }
         drop(local);
     }
-    if let Some(url) = &args.compare {
-        let addr = parse_nats_url(url)?;
-        let wire = NatsWire {
-            addr,
-            token: args.token.clone(),
+    if let Some(urls) = args.compare_urls() {
+        // Validation allows two addresses only for the cross-node scenarios: senders on the
+        // first server, receivers on the second.
+        let wires: Vec<NatsWire> = urls
+            .iter()
+            .map(|url| {
+                Ok(NatsWire {
+                    addr: parse_nats_url(url)?,
+                    token: args.token.clone(),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        let (send, recv) = match wires.as_slice() {
+            [one] => (one, one),
+            [a, b] if a.addr == b.addr => {
+                return Err(format!(
+                    "--compare: both servers resolve to {}; a cross-node run needs two",
+                    a.addr
+                ))
+            }
+            [a, b] => (a, b),
+            _ => return Err("--compare takes one or two nats:// addresses".into()),
         };
-        match run_one(&wire, args, local_pid(addr)) {
+        let target = Target {
+            send,
+            recv,
+            server_pids: wires.iter().map(|w| local_pid(w.addr)).collect(),
+        };
+        match run_one(&target, args) {
             Ok(row) => rows.push(row),
             Err(e) => {
                 failure = Some(match failure.take() {
@@ -92,12 +151,12 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     failure.map_or(Ok(()), Err)
 }
 
-fn resolve(server: &str) -> Result<SocketAddr, String> {
+fn resolve(flag: &str, server: &str) -> Result<SocketAddr, String> {
     server
         .to_socket_addrs()
-        .map_err(|e| format!("--server '{server}': {e}"))?
+        .map_err(|e| format!("{flag} '{server}': {e}"))?
         .next()
-        .ok_or_else(|| format!("--server '{server}': no address"))
+        .ok_or_else(|| format!("{flag} '{server}': no address"))
 }
 
 /// The PID of the server when it is a local process on a loopback port.
@@ -109,15 +168,26 @@ fn local_pid(addr: SocketAddr) -> Option<u32> {
     }
 }
 
-fn run_one<W: Wire>(wire: &W, args: &BenchArgs, server_pid: Option<u32>) -> Result<Row, String> {
+/// The target's address for reports: "A" or, across nodes, "A->B".
+fn target_addr<W: Wire>(target: &Target<'_, W>) -> String {
+    let (a, b) = (target.send.addr(), target.recv.addr());
+    if a == b {
+        a.to_string()
+    } else {
+        format!("{a}->{b}")
+    }
+}
+
+fn run_one<W: Wire>(target: &Target<'_, W>, args: &BenchArgs) -> Result<Row, String> {
+    let wire = target.send;
     let tag = format!("bench-{}-{}", std::process::id(), wire.name());
     let plan = scenario::plan(args, &tag)?;
-    let m = run_target(wire, &plan, server_pid)
-        .map_err(|e| format!("{} at {}: {e}", wire.name(), wire.addr()))?;
+    let addr = target_addr(target);
+    let m = run_target(target, &plan).map_err(|e| format!("{} at {addr}: {e}", wire.name()))?;
     for note in &m.notes {
         eprintln!("{}: note: {note}", wire.name());
     }
-    let row = to_row(wire.name(), wire.addr(), &plan, &m);
+    let row = to_row(wire.name(), addr, &plan, &m);
     if m.sent < plan.messages_total() {
         eprintln!(
             "{}: note: the time cap stopped sending after {} of {} messages",
@@ -142,7 +212,7 @@ fn run_one<W: Wire>(wire: &W, args: &BenchArgs, server_pid: Option<u32>) -> Resu
     Ok(row)
 }
 
-fn to_row(target: &str, addr: SocketAddr, plan: &Plan, m: &Measured) -> Row {
+fn to_row(target: &str, addr: String, plan: &Plan, m: &Measured) -> Row {
     let (msgs_per_s, deliveries_per_s) =
         report::rates(m.received, plan.deliveries_per_msg, m.duration_s);
     let [p50_us, p99_us, p999_us] = match m.latency_us {
@@ -151,7 +221,7 @@ fn to_row(target: &str, addr: SocketAddr, plan: &Plan, m: &Measured) -> Row {
     };
     Row {
         target: target.to_string(),
-        addr: addr.to_string(),
+        addr,
         scenario: plan.scenario.name(),
         size: plan.size_bytes,
         sent: m.sent,
@@ -164,6 +234,7 @@ fn to_row(target: &str, addr: SocketAddr, plan: &Plan, m: &Measured) -> Row {
         p99_us,
         p999_us,
         server_cpu_s: m.server_cpu_s,
+        server_cpu_by_node_s: m.server_cpu_by_node_s.clone(),
         deliveries_per_cpu_s: report::per_cpu_s(m.received, m.server_cpu_s),
         errors: m.errors,
     }

@@ -103,6 +103,11 @@ impl Wire for NatsWire {
         Ok(())
     }
 
+    fn encode_ping(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(b"PING\r\n");
+        Ok(())
+    }
+
     fn scanner(&self, max_payload_bytes: usize) -> NatsScanner {
         NatsScanner {
             max_payload_bytes,

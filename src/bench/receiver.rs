@@ -30,6 +30,10 @@ pub struct RecvShared {
     /// Data messages received (probes excluded).
     pub received: AtomicU64,
     pub probe_seen: AtomicBool,
+    /// Probes received so far (the runner waits for them to stop before measuring).
+    pub probes: AtomicU64,
+    /// PONGs received so far (answers to the runner's PINGs).
+    pub pongs: AtomicU64,
     /// Clock time of the last read that brought data messages.
     pub last_recv_ns: AtomicU64,
     /// Error replies from the server so far.
@@ -75,13 +79,13 @@ pub fn receive<S: Scanner>(
         if new_data {
             let now_ns = clock.now_ns();
             let before = received;
-            let mut probe = false;
+            let mut probes = 0u64;
             let used =
                 scanner.scan(
                     &buf[..filled],
                     &mut replies,
                     &mut |payload: &[u8]| match payload.first() {
-                        Some(&MARK_PROBE) => probe = true,
+                        Some(&MARK_PROBE) => probes += 1,
                         first => {
                             received += 1;
                             if let (Some(h), Some(&MARK_DATA), Some(ts)) =
@@ -98,7 +102,8 @@ pub fn receive<S: Scanner>(
                 )?;
             buf.copy_within(used..filled, 0);
             filled -= used;
-            if probe {
+            if probes > 0 {
+                shared.probes.fetch_add(probes, Ordering::AcqRel);
                 shared.probe_seen.store(true, Ordering::Release);
             }
             if received != before {
@@ -106,6 +111,7 @@ pub fn receive<S: Scanner>(
                 shared.last_recv_ns.fetch_max(now_ns, Ordering::AcqRel);
             }
             shared.errors.store(scanner.errors().0, Ordering::Release);
+            shared.pongs.store(scanner.pongs(), Ordering::Release);
             if !replies.is_empty() {
                 conn.write_all(&replies)?;
                 replies.clear();

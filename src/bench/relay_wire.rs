@@ -108,6 +108,12 @@ impl Wire for RelayWire {
             .map_err(|e| format!("encode {dest:?}: {e}"))
     }
 
+    fn encode_ping(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        Frame::Ping { nonce: 0 }
+            .encode(out)
+            .map_err(|e| format!("encode PING: {e}"))
+    }
+
     fn scanner(&self, max_frame_bytes: usize) -> RelayScanner {
         RelayScanner {
             max_frame_bytes,

@@ -21,7 +21,11 @@ pub struct Row {
     pub p50_us: Option<f64>,
     pub p99_us: Option<f64>,
     pub p999_us: Option<f64>,
+    /// CPU seconds of the server; of all its nodes together for cross-node scenarios.
     pub server_cpu_s: Option<f64>,
+    /// Cross-node scenarios: CPU seconds per node, the senders' node first (JSON only then).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_cpu_by_node_s: Vec<Option<f64>>,
     pub deliveries_per_cpu_s: Option<f64>,
     /// Error replies from the server (e.g. unknown id, overloaded).
     pub errors: u64,
@@ -108,9 +112,19 @@ fn cells(r: &Row) -> [String; 12] {
         opt(r.p50_us, 1),
         opt(r.p99_us, 1),
         opt(r.p999_us, 1),
-        opt(r.server_cpu_s, 2),
+        cpu_cell(r),
         opt(r.deliveries_per_cpu_s, 0),
     ]
+}
+
+/// Server CPU seconds; for several nodes the total and the share of each, e.g. "0.90 (0.50+0.40)".
+fn cpu_cell(r: &Row) -> String {
+    let total = opt(r.server_cpu_s, 2);
+    if r.server_cpu_by_node_s.len() < 2 {
+        return total;
+    }
+    let parts: Vec<String> = r.server_cpu_by_node_s.iter().map(|&c| opt(c, 2)).collect();
+    format!("{total} ({})", parts.join("+"))
 }
 
 /// The result table: left-aligned names, right-aligned numbers.
@@ -179,6 +193,7 @@ mod tests {
             p99_us: p99,
             p999_us: p99,
             server_cpu_s: cpu,
+            server_cpu_by_node_s: Vec::new(),
             deliveries_per_cpu_s: per_cpu_s(1000, cpu),
             errors: 0,
         }
@@ -206,6 +221,7 @@ mod tests {
             assert!(v.get(key).is_some(), "missing {key} in {line}");
         }
         assert!(v["p99_us"].is_null() && v["server_cpu_s"].is_null());
+        assert!(v.get("server_cpu_by_node_s").is_none());
         assert_eq!(v["deliveries_per_s"], 2000.0);
         assert!(!line.contains('\n'));
     }
@@ -234,5 +250,22 @@ mod tests {
         assert!(v.get("target").is_none() && v["ratio"] == "ringrelay/nats");
         assert_eq!(rates(1000, 10, 0.5), (200.0, 2000.0));
         assert_eq!(rates(1000, 10, 0.0), (0.0, 0.0));
+    }
+
+    #[test]
+    fn cross_node_rows_show_cpu_per_node() {
+        let mut r = row("ringrelay", 4000.0, None, Some(0.9));
+        r.scenario = "cross-node";
+        r.server_cpu_by_node_s = vec![Some(0.5), Some(0.4)];
+        let t = table(&[r.clone()]);
+        assert!(
+            t.lines().nth(1).unwrap().contains("0.90 (0.50+0.40)"),
+            "{t}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json_line(&r).unwrap()).unwrap();
+        assert_eq!(v["server_cpu_by_node_s"], serde_json::json!([0.5, 0.4]));
+        r.server_cpu_by_node_s = vec![Some(0.5), None];
+        r.server_cpu_s = None;
+        assert!(table(&[r]).contains("- (0.50+-)"));
     }
 }

@@ -1,10 +1,11 @@
 //! Runs one plan against one target: connect and subscribe, start receivers, probe, then the
 //! measured phase (senders + a monitor that stops on completion, loss or the time cap), and
-//! sample the server's CPU around it.
+//! sample the server's CPU around it. A target may be two nodes of a cluster: receivers then
+//! connect to one node and senders to the other, and the CPU of both is sampled.
 
 use super::cpu::process_cpu_s;
 use super::latency::{new_histogram, percentiles_us};
-use super::probe::{probe, ProbeJob, ProbeResult};
+use super::probe::{probe, settle, ProbeJob, ProbeResult};
 use super::progress::Progress;
 use super::receiver::{receive, Clock, RecvOutcome, RecvShared};
 use super::scenario::Plan;
@@ -34,7 +35,10 @@ pub struct Measured {
     /// First send to last receive (the monitor's elapsed time if nothing arrived).
     pub duration_s: f64,
     pub latency_us: Option<[f64; 3]>,
+    /// CPU time of the server (of all nodes, when every node's is known).
     pub server_cpu_s: Option<f64>,
+    /// Per node, when the target has more than one (senders' node first).
+    pub server_cpu_by_node_s: Vec<Option<f64>>,
     /// Error replies the server sent to any benchmark connection in the measured phase.
     pub errors: u64,
     /// Error replies seen before the measured phase (while probing).
@@ -66,22 +70,28 @@ struct Shared {
     senders_done: AtomicUsize,
 }
 
-pub fn run_target<W: Wire>(
-    wire: &W,
-    plan: &Plan,
-    server_pid: Option<u32>,
-) -> Result<Measured, String> {
+/// Where one run's connections go: senders to `send`, receivers to `recv` (the same server
+/// for single-node scenarios), and the server processes whose CPU is sampled.
+pub struct Target<'a, W: Wire> {
+    pub send: &'a W,
+    pub recv: &'a W,
+    /// One entry per server process (None: not a local process).
+    pub server_pids: Vec<Option<u32>>,
+}
+
+pub fn run_target<W: Wire>(target: &Target<'_, W>, plan: &Plan) -> Result<Measured, String> {
+    let (send_wire, recv_wire) = (target.send, target.recv);
     let setup_deadline = Instant::now() + SETUP_TIME_MAX;
     let mut recv_conns = Vec::with_capacity(plan.receivers.len());
     for spec in &plan.receivers {
-        let mut conn = wire.connect(&spec.client_id, setup_deadline)?;
-        wire.subscribe(&mut conn, &spec.sub, setup_deadline)?;
+        let mut conn = recv_wire.connect(&spec.client_id, setup_deadline)?;
+        recv_wire.subscribe(&mut conn, &spec.sub, setup_deadline)?;
         recv_conns.push(conn);
     }
     let send_conns: Vec<Conn> = plan
         .senders
         .iter()
-        .map(|s| wire.connect(&s.client_id, setup_deadline))
+        .map(|s| send_wire.connect(&s.client_id, setup_deadline))
         .collect::<Result<_, _>>()?;
     let writers: Vec<_> = send_conns
         .iter()
@@ -108,14 +118,17 @@ pub fn run_target<W: Wire>(
         let recv_handles: Vec<_> = recv_conns
             .into_iter()
             .zip(&sh.receivers)
-            .map(|(c, rs)| spawn_recv(s, wire, sh, c, rs, record_latency))
+            .map(|(c, rs)| spawn_recv(s, recv_wire, sh, c, rs, record_latency))
             .collect();
         let drain_handles: Vec<_> = send_conns
             .into_iter()
             .zip(&sh.sender_conns)
-            .map(|(c, rs)| spawn_recv(s, wire, sh, c, rs, false))
+            .map(|(c, rs)| spawn_recv(s, send_wire, sh, c, rs, false))
             .collect();
-        let measured = guarded(&sh.stop, measure(s, wire, plan, sh, &writers, server_pid));
+        let measured = guarded(
+            &sh.stop,
+            measure(s, send_wire, plan, sh, &writers, &target.server_pids),
+        );
         sh.stop.store(true, Ordering::Release);
         let mut m = measured?;
         let mut hist = new_histogram()?;
@@ -176,7 +189,7 @@ fn measure<'scope, 'env, W: Wire>(
     plan: &'env Plan,
     sh: &'env Shared,
     writers: &'env [std::sync::Arc<std::sync::Mutex<std::net::TcpStream>>],
-    server_pid: Option<u32>,
+    server_pids: &[Option<u32>],
 ) -> Result<Measured, String> {
     let mut m = Measured::default();
     for (i, spec) in plan.senders.iter().enumerate() {
@@ -199,7 +212,14 @@ fn measure<'scope, 'env, W: Wire>(
         }
     }
     // Errors during probing (e.g. "unknown id" before a registration settled) are not the
-    // measured phase's; they are subtracted from the final count.
+    // measured phase's; they are subtracted from the final count, once the PINGs of `settle`
+    // show that every reply to a probe has arrived.
+    let sync: Vec<_> = writers
+        .iter()
+        .map(|w| &**w)
+        .zip(sh.sender_conns.iter())
+        .collect();
+    m.notes.extend(settle(wire, &sync, &sh.receivers)?);
     let errors_before: u64 = sh
         .receivers
         .iter()
@@ -207,7 +227,13 @@ fn measure<'scope, 'env, W: Wire>(
         .map(|r| r.errors.load(Ordering::Acquire))
         .sum();
     m.errors_before_measure = errors_before;
-    let cpu_before = server_pid.and_then(|pid| process_cpu_s(pid).ok());
+    let cpu_sample = || -> Vec<Option<f64>> {
+        server_pids
+            .iter()
+            .map(|pid| pid.and_then(|p| process_cpu_s(p).ok()))
+            .collect()
+    };
+    let cpu_before = cpu_sample();
     let measure_start = Instant::now();
     // Open-loop senders finish on their schedule (which spans the duration); the deadline only
     // bounds one that fell behind, so it gets a little slack.
@@ -244,8 +270,20 @@ fn measure<'scope, 'env, W: Wire>(
         sh,
         monitor_deadline,
     );
-    let cpu_after = server_pid.and_then(|pid| process_cpu_s(pid).ok());
-    m.server_cpu_s = cpu_before.zip(cpu_after).map(|(b, a)| (a - b).max(0.0));
+    let cpu_after = cpu_sample();
+    let by_node: Vec<Option<f64>> = cpu_before
+        .iter()
+        .zip(&cpu_after)
+        .map(|(b, a)| b.zip(*a).map(|(b, a)| (a - b).max(0.0)))
+        .collect();
+    m.server_cpu_s = if by_node.is_empty() {
+        None
+    } else {
+        by_node.iter().copied().sum()
+    };
+    if by_node.len() > 1 {
+        m.server_cpu_by_node_s = by_node;
+    }
     sh.stop.store(true, Ordering::Release);
     for h in handles {
         m.sent += join(h)?;

@@ -90,7 +90,7 @@ pub fn plan(args: &BenchArgs, tag: &str) -> Result<Plan, String> {
         probe_any_ok: false,
     };
     match args.scenario {
-        Scenario::Unicast | Scenario::Latency => {
+        Scenario::Unicast | Scenario::Latency | Scenario::CrossNode => {
             p.receivers.push(receiver(0, Sub::Direct));
             let mut count = args.count;
             if args.scenario == Scenario::Latency {
@@ -113,7 +113,7 @@ pub fn plan(args: &BenchArgs, tag: &str) -> Result<Plan, String> {
                 ));
             }
         }
-        Scenario::Fanout => {
+        Scenario::Fanout | Scenario::CrossNodeFanout => {
             p.receivers = (0..k)
                 .map(|i| receiver(i, Sub::Topic(topic.clone())))
                 .collect();
@@ -159,6 +159,13 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         bench: BenchArgs,
+    }
+
+    /// Both relay nodes of a cross-node run.
+    const AB: [&str; 4] = ["--server", "127.0.0.1:1", "--server-b", "127.0.0.1:2"];
+
+    fn cat<'a>(parts: &[&[&'a str]]) -> Vec<&'a str> {
+        parts.iter().flat_map(|p| p.iter().copied()).collect()
     }
 
     fn args(extra: &[&str]) -> BenchArgs {
@@ -227,6 +234,33 @@ mod tests {
             (500_000, Duration::from_secs(5))
         );
         assert_eq!(lat.open_loop.unwrap().rate_msgs_per_s, 100_000);
+        let cross = plan(
+            &args(&cat(&[&["--scenario", "cross-node", "--count", "7"], &AB])),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                cross.receivers.len(),
+                cross.senders.len(),
+                cross.deliveries_expected()
+            ),
+            (1, 1, 7)
+        );
+        assert!(matches!(&cross.senders[0].dest, Dest::Client(id) if id == "t-r0"));
+        assert!(cross.open_loop.is_none() && !cross.probe_any_ok);
+        let cf = plan(
+            &args(&cat(&[
+                &["--scenario", "cross-node-fanout", "--count", "10"],
+                &["--subscribers", "4"],
+                &AB,
+            ])),
+            "t",
+        )
+        .unwrap();
+        assert_eq!((cf.receivers.len(), cf.deliveries_expected()), (4, 40));
+        assert_eq!(cf.senders[0].probe_receivers, vec![0, 1, 2, 3]);
+        assert!(matches!(&cf.receivers[3].sub, Sub::Topic(t) if t == "t.topic"));
     }
 
     #[test]
@@ -244,5 +278,49 @@ mod tests {
         assert!(parse(&["--relay-cpus", "3-1"]).is_err());
         assert!(parse(&["--scenario", "bogus"]).is_err());
         assert!(parse(&["--scenario", "fanout", "--subscribers", "0"]).is_err());
+    }
+
+    #[test]
+    fn cross_node_flags_are_checked() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["bench"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.bench.validate())
+        };
+        let nats2 = ["--compare", "nats://127.0.0.1:3,nats://127.0.0.1:4"];
+        for scenario in ["cross-node", "cross-node-fanout"] {
+            let s = ["--scenario", scenario];
+            parse(&cat(&[&s, &AB])).unwrap();
+            parse(&cat(&[&s, &AB, &nats2])).unwrap();
+            // The relay target needs both nodes, unless only nats runs.
+            for partial in [&AB[..2], &AB[2..], &[]] {
+                let err = parse(&cat(&[&s, partial])).unwrap_err();
+                assert!(err.contains("--server-b"), "{err}");
+            }
+            parse(&cat(&[&s, &nats2, &["--compare-only"]])).unwrap();
+            let same = ["--server", "h:1", "--server-b", "h:1"];
+            assert!(parse(&cat(&[&s, &same])).unwrap_err().contains("same"));
+            // nats needs two servers too, distinct and non-empty.
+            for bad in [
+                "nats://127.0.0.1:3",
+                "nats://127.0.0.1:3,nats://127.0.0.1:3",
+                "nats://127.0.0.1:3,",
+                "nats://a:1,nats://b:2,nats://c:3",
+            ] {
+                let err = parse(&cat(&[&s, &AB, &["--compare", bad]])).unwrap_err();
+                assert!(err.contains("--compare"), "{bad}: {err}");
+            }
+        }
+        // --server-b and two nats servers are refused for single-node scenarios.
+        for scenario in ["unicast", "pairs", "fanout", "queue", "latency"] {
+            let s = ["--scenario", scenario, "--size", "16"];
+            let err = parse(&cat(&[&s, &AB])).unwrap_err();
+            assert!(err.contains("--server-b is only for"), "{err}");
+            let err = parse(&cat(&[&s, &nats2])).unwrap_err();
+            assert!(err.contains("one nats://ADDR"), "{err}");
+            parse(&cat(&[&s, &["--compare", "nats://127.0.0.1:3"]])).unwrap();
+        }
     }
 }

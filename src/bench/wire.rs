@@ -166,5 +166,8 @@ pub trait Wire: Clone + Send + Sync + 'static {
     fn subscribe(&self, conn: &mut Conn, sub: &Sub, deadline: Instant) -> Result<(), String>;
     /// Appends one message to `out`.
     fn encode_msg(&self, dest: &Dest, payload: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+    /// Appends a PING; the server answers with a PONG after everything it received before
+    /// (so a PONG on a sender's connection means all replies to earlier messages arrived).
+    fn encode_ping(&self, out: &mut Vec<u8>) -> Result<(), String>;
     fn scanner(&self, max_frame_bytes: usize) -> Self::Scanner;
 }
