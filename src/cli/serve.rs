@@ -34,6 +34,21 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics and /healthz over HTTP on this address (off by default).
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics: Option<SocketAddr>,
+    /// This node's id in a cluster (1..65535); enables the cluster links.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..))]
+    pub node_id: Option<u16>,
+    /// Address for links from other nodes of the cluster.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub cluster_listen: Option<SocketAddr>,
+    /// Cluster members to join through (their --cluster-listen addresses); one is enough.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// Secret shared by every node of the cluster (links prove it with HMAC).
+    #[arg(long, value_name = "S")]
+    pub cluster_secret: Option<String>,
+    /// Address peers should dial to reach this node (default: --cluster-listen).
+    #[arg(long, value_name = "ADDR")]
+    pub cluster_advertise: Option<String>,
 }
 
 /// A parsed `--cpus` list, in the order given.
@@ -121,6 +136,21 @@ fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
     if let Some(metrics) = args.metrics {
         cfg.metrics = Some(metrics);
     }
+    if let Some(node_id) = args.node_id {
+        cfg.node_id = node_id;
+    }
+    if let Some(addr) = args.cluster_listen {
+        cfg.cluster_listen = Some(addr);
+    }
+    if let Some(peers) = &args.peers {
+        cfg.peers = peers.iter().filter(|p| !p.is_empty()).cloned().collect();
+    }
+    if let Some(secret) = &args.cluster_secret {
+        cfg.cluster_secret = Some(secret.clone());
+    }
+    if let Some(addr) = &args.cluster_advertise {
+        cfg.cluster_advertise = Some(addr.clone());
+    }
     cfg
 }
 
@@ -196,6 +226,11 @@ mod tests {
             config: None,
             token: None,
             metrics: None,
+            node_id: None,
+            cluster_listen: None,
+            peers: None,
+            cluster_secret: None,
+            cluster_advertise: None,
         }
     }
 

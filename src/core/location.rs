@@ -55,6 +55,8 @@ impl Row {
 pub enum Registered {
     /// The id was free.
     New,
+    /// The very same row was already there (a snapshot repeating a streamed row).
+    Unchanged,
     /// The id was held by an older row, which must now be closed (if local) as "replaced".
     Replaced(Row),
     /// A newer row already holds the id: the new registration lost and is not stored.
@@ -101,7 +103,7 @@ impl LocationTable {
         let result = self.rows.compute(
             client_id.into(),
             |existing| match existing {
-                Some((_, old)) if *old == row => Operation::Abort(Registered::New),
+                Some((_, old)) if *old == row => Operation::Abort(Registered::Unchanged),
                 Some((_, old)) if !row.beats(old) => Operation::Abort(Registered::Lost(*old)),
                 _ => Operation::Insert(row),
             },

@@ -108,9 +108,15 @@ fn serve(http: &tiny_http::Server, registry: &Registry, shared: &Shared) {
                     text(503, "not ready\n".into(), PLAIN)
                 }
             }
-            (tiny_http::Method::Get | tiny_http::Method::Head, _) => {
-                text(404, "not found: try /metrics or /healthz\n".into(), PLAIN)
+            (tiny_http::Method::Get | tiny_http::Method::Head, "/cluster") => {
+                let with_rows = request.url().contains("rows=1");
+                text(200, cluster_json(shared, with_rows), "application/json")
             }
+            (tiny_http::Method::Get | tiny_http::Method::Head, _) => text(
+                404,
+                "not found: try /metrics, /healthz or /cluster\n".into(),
+                PLAIN,
+            ),
             _ => text(405, "method not allowed\n".into(), PLAIN),
         };
         if let Err(e) = request.respond(response) {
@@ -120,6 +126,42 @@ fn serve(http: &tiny_http::Server, registry: &Registry, shared: &Shared) {
 }
 
 const PLAIN: &str = "text/plain; charset=utf-8";
+
+/// `/cluster`: this node, its peers and (with `?rows=1`) every row of the location table,
+/// sorted by id so two nodes' answers can be compared directly.
+fn cluster_json(shared: &Shared, with_rows: bool) -> String {
+    let members: Vec<serde_json::Value> = shared
+        .cluster_status
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| serde_json::json!({"node_id": m.node_id, "addr": m.addr, "state": m.state}))
+        .collect();
+    let mut doc = serde_json::json!({
+        "node_id": shared.node_id,
+        "ready": is_ready(shared),
+        "members": members,
+        "row_count": shared.tables.locations.len(),
+    });
+    if with_rows {
+        let mut rows = shared.tables.locations.all_rows();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        doc["rows"] = rows
+            .into_iter()
+            .map(|(id, r)| {
+                serde_json::json!({
+                    "id": String::from_utf8_lossy(&id),
+                    "node": r.location.node,
+                    "epoch": r.epoch,
+                })
+            })
+            .collect();
+    }
+    let mut text = doc.to_string();
+    text.push('\n');
+    text
+}
 
 fn text(
     status: u16,

@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     /// Epochs of local registrations (hybrid logical clock, see `core::epoch`).
     pub epochs: EpochClock,
     pub lane: ControlLane,
+    /// Peers as the cluster control thread last saw them (for `/cluster`).
+    pub cluster_status: std::sync::Mutex<Vec<crate::cluster::node::MemberStatus>>,
     pub mailboxes: Box<[Mailbox]>,
     pub stats: stats::StatsBlocks,
     pub shutdown: AtomicBool,
@@ -77,6 +79,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The metrics endpoint, when configured; stopped when the server is dropped.
     metrics: Option<metrics::MetricsServer>,
+    /// The cluster control plane, when `node_id` is set.
+    cluster: Option<crate::cluster::node::ClusterNode>,
 }
 
 /// Microseconds since the Unix epoch (registration epochs); 0 if the clock is before 1970.
@@ -100,6 +104,12 @@ impl Server {
         }
         let cpus = worker_cpus(&cfg, workers);
         let (listeners, local_addr) = bind_listeners(cfg.listen, workers)?;
+        let cluster_listener = match cfg.cluster_listen {
+            Some(addr) if cfg.node_id != 0 => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                ServeError(format!("cannot listen for cluster links on {addr}: {e}"))
+            })?),
+            _ => None,
+        };
         let mailboxes = (0..workers)
             .map(|_| Mailbox::new(workers))
             .collect::<Result<Vec<_>, _>>()
@@ -111,6 +121,7 @@ impl Server {
             tables: Tables::for_node(cfg.node_id),
             epochs: EpochClock::new(),
             lane: ControlLane::new(workers, cfg.node_id != 0),
+            cluster_status: Default::default(),
             config: cfg,
             mailboxes: mailboxes.into(),
             stats: stats::new_blocks(workers),
@@ -156,6 +167,7 @@ impl Server {
                         threads,
                         local_addr,
                         metrics: metrics.take(),
+                        cluster: None,
                     };
                     server.stop_and_join();
                     return Err(ServeError(format!("cannot spawn worker thread: {e}")));
@@ -163,11 +175,12 @@ impl Server {
             }
         }
         drop(ready_tx);
-        let server = Server {
+        let mut server = Server {
             shared,
             threads,
             local_addr,
             metrics,
+            cluster: None,
         };
         for _ in 0..workers {
             match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
@@ -179,6 +192,15 @@ impl Server {
                 Err(_) => {
                     server.stop_and_join();
                     return Err(ServeError("workers did not start within 10 s".into()));
+                }
+            }
+        }
+        if let Some(listener) = cluster_listener {
+            match crate::cluster::node::ClusterNode::start(Arc::clone(&server.shared), listener) {
+                Ok(node) => server.cluster = Some(node),
+                Err(e) => {
+                    server.stop_and_join();
+                    return Err(ServeError(format!("cannot start the cluster threads: {e}")));
                 }
             }
         }
@@ -207,6 +229,12 @@ impl Server {
         stats::snapshot(&self.shared.stats)
     }
 
+    /// Whether the cluster control plane has the snapshots of its peers (always true for a
+    /// standalone relay).
+    pub fn cluster_ready(&self) -> bool {
+        self.shared.lane.is_ready()
+    }
+
     /// Number of client ids registered on this node.
     pub fn registered_clients(&self) -> usize {
         self.shared.tables.locations.len()
@@ -229,6 +257,10 @@ impl Server {
                 first_err.get_or_insert(e);
             }
         }
+        self.shared.shutdown.store(true, Ordering::Release);
+        if let Some(mut c) = self.cluster.take() {
+            c.stop();
+        }
         first_err.map_or(Ok(()), Err)
     }
 
@@ -246,6 +278,9 @@ impl Server {
 
     fn stop_and_join(mut self) {
         self.stopper().stop();
+        if let Some(mut c) = self.cluster.take() {
+            c.stop();
+        }
         for t in self.threads.drain(..) {
             if let Ok(Err(e)) = t.join() {
                 tracing::warn!("worker exited with error: {e}");
@@ -256,6 +291,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(mut c) = self.cluster.take() {
+            self.stopper().stop();
+            c.stop();
+        }
         if !self.threads.is_empty() {
             self.stopper().stop();
             for t in self.threads.drain(..) {

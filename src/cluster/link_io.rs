@@ -1,0 +1,271 @@
+//! Blocking I/O of link handshakes and of the control lane (the control thread's side; data
+//! links are handed to the io_uring workers right after their handshake).
+//!
+//! Handshake, dialer D and acceptor A (PROTOCOL.md "Cluster links"): D sends HELLO; A answers
+//! HELLO and AUTH (its proof over D's nonce); D checks it and sends AUTH; A checks that and
+//! confirms with a HEARTBEAT. D sends nothing else before the confirmation, so an acceptor
+//! never reads past the handshake of a data link it hands to a worker.
+
+use super::auth::{link_mac, mac_is_valid, new_nonce};
+use super::wire::{
+    decode_link, encode_link, refuse_reason_name, ControlMsg, Lane, LinkHello, LinkMsg,
+    LinkRefuse, LINK_VERSION, REFUSE_BAD_SECRET, REFUSE_ID_CLASH, REFUSE_MALFORMED,
+    REFUSE_VERSION,
+};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Bound on a handshake's wall time (connect, then each read/write).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Control messages are at most this big (a 4096-row snapshot chunk is about 1.1 MB at the
+/// longest ids).
+pub const CONTROL_FRAME_BYTES_MAX: usize = 4 << 20;
+
+/// This node's identity on links.
+#[derive(Clone, Debug)]
+pub struct LinkIdentity {
+    pub node_id: u16,
+    pub incarnation: u64,
+    pub advertise: String,
+    pub secret: Vec<u8>,
+}
+
+/// An authenticated link: the socket, the peer's HELLO and bytes read past the handshake.
+pub struct Established {
+    pub stream: TcpStream,
+    pub peer: LinkHello,
+    pub leftover: Vec<u8>,
+}
+
+/// Reads whole link messages from a blocking stream.
+pub struct MessageReader {
+    buf: Vec<u8>,
+}
+
+impl MessageReader {
+    pub fn new(leftover: Vec<u8>) -> Self {
+        MessageReader { buf: leftover }
+    }
+
+    /// The next message; an error on EOF, I/O error or a frame that does not decode.
+    pub fn next(&mut self, stream: &mut TcpStream) -> Result<LinkMsg, String> {
+        loop {
+            match decode_link(&self.buf, CONTROL_FRAME_BYTES_MAX) {
+                Ok(Some((msg, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(msg);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err("peer closed the link".into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    pub fn into_leftover(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+pub fn write_msg(stream: &mut TcpStream, msg: &LinkMsg) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    encode_link(msg, &mut out);
+    stream.write_all(&out)
+}
+
+fn refuse(stream: &mut TcpStream, reason: u16, text: &str) -> String {
+    let _ = write_msg(
+        stream,
+        &LinkMsg::Refuse(LinkRefuse {
+            reason,
+            text: text.into(),
+        }),
+    );
+    let _ = stream.shutdown(Shutdown::Both);
+    format!("{}: {text}", refuse_reason_name(reason))
+}
+
+fn hello(me: &LinkIdentity, lane: Lane, worker: u16, nonce: [u8; 16]) -> LinkMsg {
+    LinkMsg::Hello(LinkHello {
+        version: LINK_VERSION,
+        lane,
+        node_id: me.node_id,
+        incarnation: me.incarnation,
+        worker,
+        nonce,
+        advertise: me.advertise.clone(),
+    })
+}
+
+fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> std::io::Result<()> {
+    stream.set_read_timeout(t)?;
+    stream.set_write_timeout(t)
+}
+
+/// Dials `addr` and authenticates a link of `lane`.
+pub fn dial(
+    addr: &str,
+    lane: Lane,
+    worker: u16,
+    me: &LinkIdentity,
+) -> Result<Established, String> {
+    let target: SocketAddr = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to nothing"))?;
+    let mut stream = TcpStream::connect_timeout(&target, HANDSHAKE_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT)).map_err(|e| e.to_string())?;
+    let our_nonce = new_nonce();
+    write_msg(&mut stream, &hello(me, lane, worker, our_nonce)).map_err(|e| e.to_string())?;
+    let mut reader = MessageReader::new(Vec::new());
+    let peer = match reader.next(&mut stream)? {
+        LinkMsg::Hello(h) => h,
+        LinkMsg::Refuse(r) => {
+            return Err(format!(
+                "{addr} refused the link: {} ({})",
+                refuse_reason_name(r.reason),
+                r.text
+            ))
+        }
+        other => return Err(format!("{addr} answered {other:?} instead of HELLO")),
+    };
+    if peer.node_id == me.node_id {
+        return Err(refuse(&mut stream, REFUSE_ID_CLASH, "same node id as mine"));
+    }
+    let mac = match reader.next(&mut stream)? {
+        LinkMsg::Auth(mac) => mac,
+        LinkMsg::Refuse(r) => return Err(format!("{addr} refused the link: {}", r.text)),
+        _ => return Err(refuse(&mut stream, REFUSE_MALFORMED, "expected AUTH")),
+    };
+    if !mac_is_valid(&me.secret, &our_nonce, &peer.nonce, peer.node_id, &mac) {
+        return Err(refuse(
+            &mut stream,
+            REFUSE_BAD_SECRET,
+            "wrong cluster secret (bad AUTH)",
+        ));
+    }
+    let ours = link_mac(&me.secret, &peer.nonce, &our_nonce, me.node_id);
+    write_msg(&mut stream, &LinkMsg::Auth(ours)).map_err(|e| e.to_string())?;
+    match reader.next(&mut stream)? {
+        LinkMsg::Control(ControlMsg::Heartbeat) => {}
+        LinkMsg::Refuse(r) => {
+            return Err(format!(
+                "{addr} refused the link: {} ({})",
+                refuse_reason_name(r.reason),
+                r.text
+            ))
+        }
+        other => return Err(format!("{addr} sent {other:?} instead of the confirmation")),
+    }
+    set_timeouts(&stream, None).map_err(|e| e.to_string())?;
+    Ok(Established {
+        stream,
+        peer,
+        leftover: reader.into_leftover(),
+    })
+}
+
+/// Runs the acceptor's side of the handshake on a new connection.
+pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, String> {
+    let _ = stream.set_nodelay(true);
+    set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT)).map_err(|e| e.to_string())?;
+    let mut reader = MessageReader::new(Vec::new());
+    let peer = match reader.next(&mut stream) {
+        Ok(LinkMsg::Hello(h)) => h,
+        Ok(_) => return Err(refuse(&mut stream, REFUSE_MALFORMED, "expected HELLO")),
+        Err(e) => return Err(refuse(&mut stream, REFUSE_MALFORMED, &e)),
+    };
+    if peer.version != LINK_VERSION {
+        return Err(refuse(&mut stream, REFUSE_VERSION, "unsupported link version"));
+    }
+    if peer.node_id == me.node_id || peer.node_id == 0 {
+        return Err(refuse(&mut stream, REFUSE_ID_CLASH, "node id clashes with mine"));
+    }
+    let our_nonce = new_nonce();
+    let ours = link_mac(&me.secret, &peer.nonce, &our_nonce, me.node_id);
+    write_msg(&mut stream, &hello(me, peer.lane, 0, our_nonce)).map_err(|e| e.to_string())?;
+    write_msg(&mut stream, &LinkMsg::Auth(ours)).map_err(|e| e.to_string())?;
+    let mac = match reader.next(&mut stream)? {
+        LinkMsg::Auth(mac) => mac,
+        LinkMsg::Refuse(r) => {
+            return Err(format!(
+                "node {} refused the link: {} ({})",
+                peer.node_id,
+                refuse_reason_name(r.reason),
+                r.text
+            ))
+        }
+        _ => return Err(refuse(&mut stream, REFUSE_MALFORMED, "expected AUTH")),
+    };
+    if !mac_is_valid(&me.secret, &our_nonce, &peer.nonce, peer.node_id, &mac) {
+        return Err(refuse(
+            &mut stream,
+            REFUSE_BAD_SECRET,
+            "wrong cluster secret (bad AUTH)",
+        ));
+    }
+    write_msg(&mut stream, &LinkMsg::Control(ControlMsg::Heartbeat))
+        .map_err(|e| e.to_string())?;
+    set_timeouts(&stream, None).map_err(|e| e.to_string())?;
+    Ok(Established {
+        stream,
+        peer,
+        leftover: reader.into_leftover(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn id(node_id: u16, secret: &[u8]) -> LinkIdentity {
+        LinkIdentity {
+            node_id,
+            incarnation: node_id as u64 * 10,
+            advertise: format!("node{node_id}"),
+            secret: secret.to_vec(),
+        }
+    }
+
+    fn handshake(dialer: LinkIdentity, acceptor: LinkIdentity) -> (Result<Established, String>, Result<Established, String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let t = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            accept(s, &acceptor)
+        });
+        let d = dial(&addr, Lane::Control, 0, &dialer);
+        (d, t.join().unwrap())
+    }
+
+    #[test]
+    fn right_secret_links_and_both_sides_learn_the_peer() {
+        let (d, a) = handshake(id(1, b"s"), id(2, b"s"));
+        let (d, a) = (d.unwrap(), a.unwrap());
+        assert_eq!(d.peer.node_id, 2);
+        assert_eq!(a.peer.node_id, 1);
+        assert_eq!(a.peer.advertise, "node1");
+        assert!(d.leftover.is_empty() && a.leftover.is_empty());
+    }
+
+    #[test]
+    fn wrong_secret_or_same_id_is_refused_on_both_sides() {
+        let (d, a) = handshake(id(1, b"s"), id(2, b"other"));
+        assert!(d.err().unwrap().contains("secret"));
+        assert!(a.is_err());
+        let (d, a) = handshake(id(3, b"s"), id(3, b"s"));
+        assert!(d.is_err());
+        assert!(a.err().unwrap().contains("node id"));
+    }
+}
