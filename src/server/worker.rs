@@ -363,7 +363,10 @@ impl Worker {
             return;
         }
         set_nodelay(fd);
-        let session = crate::core::Session::new(self.now_ms, &self.shared.session);
+        // `now_ms` is truncated (and read when the loop woke): start the session's clock at
+        // the next whole millisecond, so its deadlines never come before the configured
+        // timeout has really passed.
+        let session = crate::core::Session::new(self.now_ms + 1, &self.shared.session);
         let Some(slot) = self.slab.insert(fd, session) else {
             refuse_connection(fd);
             return;
