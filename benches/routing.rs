@@ -145,7 +145,13 @@ struct Case {
 fn send_case(name: &'static str, registered: u32, targets: u32) -> Case {
     let tables = Tables::new();
     for i in 0..registered {
-        tables.locations.register(&id(i), Row { location: loc(i), epoch: 1 });
+        tables.locations.register(
+            &id(i),
+            Row {
+                location: loc(i),
+                epoch: 1,
+            },
+        );
     }
     let ids: Vec<Vec<u8>> = (0..targets).map(id).collect();
     let mut buf = Vec::new();
@@ -169,7 +175,13 @@ fn send_case(name: &'static str, registered: u32, targets: u32) -> Case {
 fn publish_case(name: &'static str, subscribers: u32) -> Case {
     let tables = Tables::new();
     for i in 0..subscribers {
-        tables.locations.register(&id(i), Row { location: loc(i), epoch: 1 });
+        tables.locations.register(
+            &id(i),
+            Row {
+                location: loc(i),
+                epoch: 1,
+            },
+        );
         tables.topics.subscribe(TOPIC, b"", loc(i));
     }
     let mut buf = Vec::new();

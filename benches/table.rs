@@ -33,7 +33,13 @@ fn loc(slot: u32) -> Location {
 fn table() -> LocationTable {
     let t = LocationTable::new();
     for i in 0..ROWS {
-        t.register(&id(i), Row { location: loc(i), epoch: 1 });
+        t.register(
+            &id(i),
+            Row {
+                location: loc(i),
+                epoch: 1,
+            },
+        );
     }
     assert_eq!(t.len(), ROWS as usize);
     t
@@ -102,7 +108,13 @@ fn lookup_under_churn(c: &mut Criterion) {
             while !stop.load(Ordering::Relaxed) {
                 for (i, cid) in churn_ids.iter().enumerate() {
                     let at = loc(ROWS + i as u32);
-                    t.register(cid, Row { location: at, epoch: 1 });
+                    t.register(
+                        cid,
+                        Row {
+                            location: at,
+                            epoch: 1,
+                        },
+                    );
                     assert!(t.remove_if_at(cid, at).is_some());
                 }
                 done += 2 * CHURN_IDS as u64;

@@ -201,7 +201,7 @@ impl Config {
             if self.cluster_listen.is_none() {
                 return err("node_id needs cluster_listen (the address for links from peers)");
             }
-            if self.cluster_secret.as_deref().is_none_or(str::is_empty) {
+            if self.cluster_secret.as_deref().unwrap_or("").is_empty() {
                 return err("node_id needs a non-empty cluster_secret");
             }
         } else if self.cluster_listen.is_some() || !self.peers.is_empty() {
@@ -266,8 +266,14 @@ mod tests {
         assert!(Config::from_toml_str("listne = \"127.0.0.1:1\"").is_err());
         assert!(Config::from_toml_str("recv_buffer_count = 1000").is_err());
         assert!(Config::from_toml_str("cpus = []").is_err());
-        assert!(Config::from_toml_str("node_id = 1").is_err(), "no cluster_listen");
-        assert!(Config::from_toml_str("peers = [\"127.0.0.1:1\"]").is_err(), "no node_id");
+        assert!(
+            Config::from_toml_str("node_id = 1").is_err(),
+            "no cluster_listen"
+        );
+        assert!(
+            Config::from_toml_str("peers = [\"127.0.0.1:1\"]").is_err(),
+            "no node_id"
+        );
         let cfg = Config::from_toml_str(
             "node_id = 2\ncluster_listen = \"127.0.0.1:7401\"\ncluster_secret = \"s\"\npeers = [\"127.0.0.2:7401\"]\n",
         )

@@ -8,9 +8,8 @@
 
 use super::auth::{link_mac, mac_is_valid, new_nonce};
 use super::wire::{
-    decode_link, encode_link, refuse_reason_name, ControlMsg, Lane, LinkHello, LinkMsg,
-    LinkRefuse, LINK_VERSION, REFUSE_BAD_SECRET, REFUSE_ID_CLASH, REFUSE_MALFORMED,
-    REFUSE_VERSION,
+    decode_link, encode_link, refuse_reason_name, ControlMsg, Lane, LinkHello, LinkMsg, LinkRefuse,
+    LINK_VERSION, REFUSE_BAD_SECRET, REFUSE_ID_CLASH, REFUSE_MALFORMED, REFUSE_VERSION,
 };
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -110,12 +109,7 @@ fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> std::io::Result<()> 
 }
 
 /// Dials `addr` and authenticates a link of `lane`.
-pub fn dial(
-    addr: &str,
-    lane: Lane,
-    worker: u16,
-    me: &LinkIdentity,
-) -> Result<Established, String> {
+pub fn dial(addr: &str, lane: Lane, worker: u16, me: &LinkIdentity) -> Result<Established, String> {
     let target: SocketAddr = addr
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {addr}: {e}"))?
@@ -186,10 +180,18 @@ pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, S
         Err(e) => return Err(refuse(&mut stream, REFUSE_MALFORMED, &e)),
     };
     if peer.version != LINK_VERSION {
-        return Err(refuse(&mut stream, REFUSE_VERSION, "unsupported link version"));
+        return Err(refuse(
+            &mut stream,
+            REFUSE_VERSION,
+            "unsupported link version",
+        ));
     }
     if peer.node_id == me.node_id || peer.node_id == 0 {
-        return Err(refuse(&mut stream, REFUSE_ID_CLASH, "node id clashes with mine"));
+        return Err(refuse(
+            &mut stream,
+            REFUSE_ID_CLASH,
+            "node id clashes with mine",
+        ));
     }
     let our_nonce = new_nonce();
     let ours = link_mac(&me.secret, &peer.nonce, &our_nonce, me.node_id);
@@ -214,8 +216,7 @@ pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, S
             "wrong cluster secret (bad AUTH)",
         ));
     }
-    write_msg(&mut stream, &LinkMsg::Control(ControlMsg::Heartbeat))
-        .map_err(|e| e.to_string())?;
+    write_msg(&mut stream, &LinkMsg::Control(ControlMsg::Heartbeat)).map_err(|e| e.to_string())?;
     set_timeouts(&stream, None).map_err(|e| e.to_string())?;
     Ok(Established {
         stream,
@@ -238,7 +239,10 @@ mod tests {
         }
     }
 
-    fn handshake(dialer: LinkIdentity, acceptor: LinkIdentity) -> (Result<Established, String>, Result<Established, String>) {
+    fn handshake(
+        dialer: LinkIdentity,
+        acceptor: LinkIdentity,
+    ) -> (Result<Established, String>, Result<Established, String>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let t = std::thread::spawn(move || {

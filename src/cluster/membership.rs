@@ -91,6 +91,19 @@ struct Seed {
     dial: Dial,
 }
 
+/// A control link that just passed its handshake.
+#[derive(Clone, Copy, Debug)]
+pub struct NewLink<'a> {
+    pub link: LinkId,
+    pub node: u16,
+    /// The address the peer advertises.
+    pub addr: &'a str,
+    pub incarnation: u64,
+    pub dialed_by_us: bool,
+    /// The seed address we dialed, when this link answers a seed.
+    pub dialed_seed: Option<&'a str>,
+}
+
 /// What the I/O layer must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -198,17 +211,16 @@ impl Membership {
         }
     }
 
-    /// An authenticated control link to `node` came up. `dialed_by_us` tells its direction.
-    pub fn on_link_up(
-        &mut self,
-        link: LinkId,
-        node: u16,
-        addr: &str,
-        incarnation: u64,
-        dialed_by_us: bool,
-        dialed_seed: Option<&str>,
-        now_ms: u64,
-    ) -> Vec<Action> {
+    /// An authenticated control link came up.
+    pub fn on_link_up(&mut self, new: NewLink<'_>, now_ms: u64) -> Vec<Action> {
+        let NewLink {
+            link,
+            node,
+            addr,
+            incarnation,
+            dialed_by_us,
+            dialed_seed,
+        } = new;
         if let Some(seed) = dialed_seed {
             if let Some(s) = self.seeds.iter_mut().find(|s| s.addr == seed) {
                 s.answered = true;
@@ -362,6 +374,23 @@ mod tests {
         }
     }
 
+    type LinkArgs<'a> = (LinkId, u16, &'a str, u64, bool, Option<&'a str>);
+
+    fn up(m: &mut Membership, a: LinkArgs<'_>, now: u64) -> Vec<Action> {
+        let (link, node, addr, incarnation, dialed_by_us, dialed_seed) = a;
+        m.on_link_up(
+            NewLink {
+                link,
+                node,
+                addr,
+                incarnation,
+                dialed_by_us,
+                dialed_seed,
+            },
+            now,
+        )
+    }
+
     fn dials(actions: &[Action]) -> Vec<String> {
         actions
             .iter()
@@ -381,14 +410,18 @@ mod tests {
         let a = m.on_tick(0);
         assert_eq!(dials(&a), ["a:1"]);
         assert!(!m.is_ready());
-        let a = m.on_link_up(7, 1, "a:1", 11, true, Some("a:1"), 10);
+        let a = up(&mut m, (7, 1, "a:1", 11, true, Some("a:1")), 10);
         assert_eq!(a, vec![Action::LinkAdopted { link: 7, node: 1 }]);
         // A member learnt by gossip must deliver its snapshot too.
         m.learn(3, "c:1", 12);
         m.on_snapshot_received(1);
         assert!(!m.on_tick(20).contains(&Action::Ready), "node 3 pending");
-        assert_eq!(dials(&m.on_tick(21)), Vec::<String>::new(), "dial in flight");
-        m.on_link_up(8, 3, "c:1", 5, true, None, 30);
+        assert_eq!(
+            dials(&m.on_tick(21)),
+            Vec::<String>::new(),
+            "dial in flight"
+        );
+        up(&mut m, (8, 3, "c:1", 5, true, None), 30);
         m.on_snapshot_received(3);
         assert!(m.on_tick(40).contains(&Action::Ready));
     }
@@ -415,7 +448,7 @@ mod tests {
     #[test]
     fn silence_declares_dead_once_but_a_two_second_pause_does_not() {
         let mut m = Membership::new(1, &[], cfg(), 0);
-        m.on_link_up(1, 2, "b:1", 9, true, None, 0);
+        up(&mut m, (1, 2, "b:1", 9, true, None), 0);
         m.on_snapshot_received(2);
         for now in (0..=2000).step_by(100) {
             assert!(!m
@@ -439,14 +472,14 @@ mod tests {
             .any(|a| matches!(a, Action::DeclareDead { .. })));
         assert_eq!(m.peers()[0].state, PeerState::Dead);
         // Dialing goes on; a new link brings it back up.
-        m.on_link_up(2, 2, "b:1", 10, true, None, 6000);
+        up(&mut m, (2, 2, "b:1", 10, true, None), 6000);
         assert!(m.is_up(2));
     }
 
     #[test]
     fn a_broken_link_is_redialed_and_dead_only_after_the_bound() {
         let mut m = Membership::new(1, &[], cfg(), 0);
-        m.on_link_up(1, 2, "b:1", 9, true, None, 0);
+        up(&mut m, (1, 2, "b:1", 9, true, None), 0);
         m.on_link_down(1, 100);
         assert_eq!(dials(&m.on_tick(100)), ["b:1"]);
         m.on_dial_failed("b:1", 110);
@@ -465,16 +498,16 @@ mod tests {
         let mut n1 = Membership::new(1, &[], cfg(), 0);
         let mut n2 = Membership::new(2, &[], cfg(), 0);
         // Link 10: dialed by 1. Link 20: dialed by 2. Arrival orders differ per side.
-        n1.on_link_up(20, 2, "b", 2, false, None, 0);
-        let a = n1.on_link_up(10, 2, "b", 2, true, None, 1);
+        up(&mut n1, (20, 2, "b", 2, false, None), 0);
+        let a = up(&mut n1, (10, 2, "b", 2, true, None), 1);
         assert_eq!(a[0], Action::CloseLink { link: 20 });
-        n2.on_link_up(10, 1, "a", 1, false, None, 0);
-        let a = n2.on_link_up(20, 1, "a", 1, true, None, 1);
+        up(&mut n2, (10, 1, "a", 1, false, None), 0);
+        let a = up(&mut n2, (20, 1, "a", 1, true, None), 1);
         assert_eq!(a, vec![Action::CloseLink { link: 20 }]);
         assert_eq!(n1.current_links(), vec![(2, 10)]);
         assert_eq!(n2.current_links(), vec![(1, 10)]);
         // A restarted peer (new incarnation) replaces the link whatever its direction.
-        let a = n1.on_link_up(30, 2, "b", 3, false, None, 2);
+        let a = up(&mut n1, (30, 2, "b", 3, false, None), 2);
         assert_eq!(a[0], Action::CloseLink { link: 10 });
         assert_eq!(n1.current_links(), vec![(2, 30)]);
         // The old link's late close does not take the peer down.

@@ -12,11 +12,12 @@
 //! behind forwarded data, however busy the data links and workers are.
 
 use super::link_io::{accept, dial, Established, LinkIdentity, MessageReader};
-use super::membership::{Action, LinkId, Membership, MembershipConfig, PeerState};
-use super::replica::{digest_of, interest_snapshot, Reply, Replica};
+use super::membership::{Action, LinkId, Membership, MembershipConfig, NewLink, PeerState};
+use super::replica::{digest_of, interest_snapshot, Replica, Reply};
 use super::wire::{
     encode_link, snapshot_chunks, ControlMsg, InterestChange, Lane, LinkMsg, Member, RowChange,
 };
+use crate::core::topics::TopicGroup;
 use crate::core::{Location, Sink};
 use crate::protocol::{CloseReason, ErrorCode, Frame};
 use crate::server::control_lane::{Command, Event};
@@ -95,10 +96,12 @@ impl ClusterNode {
         let me = LinkIdentity {
             node_id: cfg.node_id,
             incarnation: super::auth::new_incarnation(),
-            advertise: cfg
-                .cluster_advertise
-                .clone()
-                .unwrap_or_else(|| listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            advertise: cfg.cluster_advertise.clone().unwrap_or_else(|| {
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            }),
             secret: cfg.cluster_secret.clone().unwrap_or_default().into_bytes(),
         };
         let (tx, rx) = bounded(INPUTS_MAX);
@@ -154,12 +157,19 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, me: LinkIdentity, tx:
             tracing::warn!("too many link handshakes at once: connection dropped");
             continue;
         }
-        let (shared, me, tx, in_progress) =
-            (Arc::clone(&shared), me.clone(), tx.clone(), Arc::clone(&in_progress));
+        let (shared, me, tx, in_progress) = (
+            Arc::clone(&shared),
+            me.clone(),
+            tx.clone(),
+            Arc::clone(&in_progress),
+        );
         let spawned = std::thread::Builder::new()
             .name("ringrelay-handshake".into())
             .spawn(move || {
-                let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                let peer = stream
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
                 match accept(stream, &me) {
                     Ok(est) if est.peer.lane == Lane::Data => hand_data_link(&shared, est, false),
                     Ok(est) => {
@@ -246,7 +256,7 @@ struct Control {
     next_link: LinkId,
     data_links: HashMap<(u16, u16), DataLink>,
     /// (topic, group) pairs peers were told this node has.
-    advertised: HashSet<(Box<[u8]>, Box<[u8]>)>,
+    advertised: HashSet<TopicGroup>,
     backlog: VecDeque<(usize, Command)>,
     clock: Instant,
     next_digest_ms: u64,
@@ -390,12 +400,14 @@ impl Control {
             },
         );
         let actions = self.membership.on_link_up(
-            link,
-            node,
-            &est.peer.advertise,
-            est.peer.incarnation,
-            dialed,
-            seed,
+            NewLink {
+                link,
+                node,
+                addr: &est.peer.advertise,
+                incarnation: est.peer.incarnation,
+                dialed_by_us: dialed,
+                dialed_seed: seed,
+            },
             now,
         );
         self.run_actions(actions);
@@ -528,7 +540,10 @@ impl Control {
         match l.writer.try_send(out) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                tracing::warn!(node = l.node, "control link stuck (peer not reading): closing it");
+                tracing::warn!(
+                    node = l.node,
+                    "control link stuck (peer not reading): closing it"
+                );
                 self.close_link(link);
             }
             Err(TrySendError::Disconnected(_)) => {}

@@ -11,6 +11,9 @@ use super::wire::{row_hash, ControlMsg, InterestChange, RowChange};
 use crate::core::{EpochClock, Location, Row, Sink, Tables};
 use std::collections::HashMap;
 
+/// One row of a snapshot: (client id, epoch).
+pub type SnapshotRow = (Box<[u8]>, u64);
+
 /// Bound on rows buffered for one unfinished snapshot (a peer's whole client population).
 pub const SNAPSHOT_ROWS_MAX: usize = 16 << 20;
 
@@ -30,7 +33,7 @@ pub enum Reply {
 
 #[derive(Default)]
 pub struct Replica {
-    pending_snapshots: HashMap<u16, Vec<(Box<[u8]>, u64)>>,
+    pending_snapshots: HashMap<u16, Vec<SnapshotRow>>,
     scratch: Vec<Location>,
 }
 
@@ -122,7 +125,7 @@ impl Replica {
         tables: &Tables,
         epochs: &EpochClock,
         node: u16,
-        rows: Vec<(Box<[u8]>, u64)>,
+        rows: Vec<SnapshotRow>,
         sink: &mut impl Sink,
     ) {
         let mut keep: HashMap<&[u8], u64> = HashMap::with_capacity(rows.len());
@@ -253,7 +256,10 @@ mod tests {
             last: true,
             rows: vec![(id("new"), 9)],
         };
-        assert_eq!(r.apply(&t, &clock, 2, last, &mut fx), Reply::SnapshotComplete);
+        assert_eq!(
+            r.apply(&t, &clock, 2, last, &mut fx),
+            Reply::SnapshotComplete
+        );
         let mut ids: Vec<_> = t.locations.rows_of(2).into_iter().map(|(i, _)| i).collect();
         ids.sort();
         assert_eq!(ids, vec![id("new"), id("stays")]);
@@ -282,7 +288,10 @@ mod tests {
         }
         let (rows, hash) = digest_of(&peer, 2);
         let digest = || ControlMsg::Digest { rows, hash };
-        assert_eq!(r.apply(&here, &clock, 2, digest(), &mut fx), Reply::RequestSnapshot);
+        assert_eq!(
+            r.apply(&here, &clock, 2, digest(), &mut fx),
+            Reply::RequestSnapshot
+        );
         r.apply(&here, &clock, 2, snapshot(&[("a", 1), ("b", 2)]), &mut fx);
         assert_eq!(r.apply(&here, &clock, 2, digest(), &mut fx), Reply::None);
     }
@@ -318,7 +327,7 @@ mod tests {
             }],
         };
         r.apply(&t, &clock, 2, interest, &mut fx);
-        assert_eq!(t.remote_interest.all(), vec![(id("u"), id("g"), 2)]);
+        assert_eq!(t.remote_interest.all(), vec![((id("u"), id("g")), 2)]);
         assert_eq!(r.purge_node(&t, 2, &mut fx), 2);
         assert!(t.locations.is_empty());
         assert!(t.remote_interest.all().is_empty());

@@ -53,7 +53,11 @@ mod tests {
         assert!(b > a);
         c.observe(5_000_000);
         assert!(c.next(2_000) > 5_000_000, "a peer ahead of our wall clock");
-        assert_eq!(c.next(9_000_000), 9_000_000, "wall time leads when it is ahead");
+        assert_eq!(
+            c.next(9_000_000),
+            9_000_000,
+            "wall time leads when it is ahead"
+        );
     }
 
     #[test]

@@ -134,7 +134,9 @@ impl InterestTable {
 
     /// Forgets every interest of `node` (it died, or is about to send its full interest).
     pub fn drop_node(&self, node: u16) {
-        let entries: Vec<(Box<[u8]>, Vec<Box<[u8]>>, bool)> = {
+        // (topic, groups the node is in, whether it has plain subscribers there)
+        type NodeEntry = (Box<[u8]>, Vec<Box<[u8]>>, bool);
+        let entries: Vec<NodeEntry> = {
             let guard = self.entries.guard();
             self.entries
                 .iter(&guard)
@@ -160,16 +162,16 @@ impl InterestTable {
     }
 
     /// Every `(topic, group, node)` (status and tests), sorted.
-    pub fn all(&self) -> Vec<(Box<[u8]>, Box<[u8]>, u16)> {
+    pub fn all(&self) -> Vec<(super::topics::TopicGroup, u16)> {
         let guard = self.entries.guard();
         let mut out = Vec::new();
         for (t, e) in self.entries.iter(&guard) {
             for &n in e.plain.iter() {
-                out.push((t.clone(), Box::from(&b""[..]), n));
+                out.push(((t.clone(), Box::from(&b""[..])), n));
             }
             for g in e.groups.iter() {
                 for &n in g.nodes.iter() {
-                    out.push((t.clone(), g.name.clone(), n));
+                    out.push(((t.clone(), g.name.clone()), n));
                 }
             }
         }
@@ -201,8 +203,8 @@ mod tests {
         assert_eq!(
             t.all(),
             vec![
-                (Box::from(&b"t"[..]), Box::from(&b""[..]), 3),
-                (Box::from(&b"t"[..]), Box::from(&b"g"[..]), 4)
+                ((Box::from(&b"t"[..]), Box::from(&b""[..])), 3),
+                ((Box::from(&b"t"[..]), Box::from(&b"g"[..])), 4)
             ]
         );
         t.set(3, b"t", b"", false);

@@ -243,7 +243,10 @@ mod tests {
         }
         let t = LocationTable::new();
         t.register(b"x", row(2, 0, 7));
-        assert_eq!(t.register(b"x", row(1, 0, 7)), Registered::Lost(row(2, 0, 7)));
+        assert_eq!(
+            t.register(b"x", row(1, 0, 7)),
+            Registered::Lost(row(2, 0, 7))
+        );
     }
 
     #[test]

@@ -174,7 +174,14 @@ impl Tables {
                     .and_then(|r| r.groups.iter().find(|g| g.name == group.name))
                     .and_then(|g| g.pick())
                 {
-                    sink.forward_publish(node, origin.client_id, topic, &group.name, no_echo, payload);
+                    sink.forward_publish(
+                        node,
+                        origin.client_id,
+                        topic,
+                        &group.name,
+                        no_echo,
+                        payload,
+                    );
                 }
             }
         }
@@ -187,7 +194,14 @@ impl Tables {
                     local.is_some_and(|e| e.groups.iter().any(|g| g.name == group.name));
                 if !served_here {
                     if let Some(node) = group.pick() {
-                        sink.forward_publish(node, origin.client_id, topic, &group.name, no_echo, payload);
+                        sink.forward_publish(
+                            node,
+                            origin.client_id,
+                            topic,
+                            &group.name,
+                            no_echo,
+                            payload,
+                        );
                     }
                 }
             }
@@ -288,7 +302,10 @@ impl Tables {
         scratch: &mut Vec<Location>,
         sink: &mut impl Sink,
     ) -> Registered {
-        debug_assert_ne!(row.location.node, self.node_id, "own rows are written locally");
+        debug_assert_ne!(
+            row.location.node, self.node_id,
+            "own rows are written locally"
+        );
         let outcome = self.locations.register(client_id, row);
         match outcome {
             Registered::New => self.notify_watchers(client_id, true, scratch, sink),
@@ -387,7 +404,8 @@ mod tests {
             self.0.push(Out::Error(code, subject.into()));
         }
         fn forward_send(&mut self, node: u16, sender: &[u8], target: &[u8], _payload: &[u8]) {
-            self.0.push(Out::FwdSend(node, sender.into(), target.into()));
+            self.0
+                .push(Out::FwdSend(node, sender.into(), target.into()));
         }
         fn forward_publish(
             &mut self,
@@ -490,10 +508,13 @@ mod tests {
         t.register(b"n1", loc(1), 1, &mut scratch, &mut sink);
         t.register(b"n1", loc(2), 2, &mut scratch, &mut sink);
         assert!(
-            t.unregister(b"n1", loc(1), &mut scratch, &mut sink).is_none(),
+            t.unregister(b"n1", loc(1), &mut scratch, &mut sink)
+                .is_none(),
             "old holder's close is silent"
         );
-        assert!(t.unregister(b"n1", loc(2), &mut scratch, &mut sink).is_some());
+        assert!(t
+            .unregister(b"n1", loc(2), &mut scratch, &mut sink)
+            .is_some());
         assert_eq!(
             sink.0,
             vec![
@@ -601,9 +622,18 @@ mod tests {
         }
         let mut sink = VecSink::default();
         let g = t.guards();
-        assert_eq!(t.route_forwarded_publish(&g, b"x", b"t", b"", b"m", &mut sink), 2);
-        assert_eq!(t.route_forwarded_publish(&g, b"x", b"t", b"q", b"m", &mut sink), 1);
-        assert_eq!(t.route_forwarded_publish(&g, b"x", b"t", b"z", b"m", &mut sink), 0);
+        assert_eq!(
+            t.route_forwarded_publish(&g, b"x", b"t", b"", b"m", &mut sink),
+            2
+        );
+        assert_eq!(
+            t.route_forwarded_publish(&g, b"x", b"t", b"q", b"m", &mut sink),
+            1
+        );
+        assert_eq!(
+            t.route_forwarded_publish(&g, b"x", b"t", b"z", b"m", &mut sink),
+            0
+        );
         assert_eq!(sink.0.len(), 3);
     }
 
@@ -648,7 +678,10 @@ mod tests {
         );
         t.apply_remote_row(b"a", remote_row(3, 1), &mut scratch, &mut sink);
         t.apply_remote_row(b"b", remote_row(3, 1), &mut scratch, &mut sink);
-        assert_eq!(t.purge_node_rows(3, |id, _| id == b"a", &mut scratch, &mut sink), 1);
+        assert_eq!(
+            t.purge_node_rows(3, |id, _| id == b"a", &mut scratch, &mut sink),
+            1
+        );
         assert_eq!(t.locations.len(), 1);
     }
 }

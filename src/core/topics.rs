@@ -109,6 +109,9 @@ impl TopicEntry {
     }
 }
 
+/// A (topic, queue group) pair; the group is empty for plain subscribers.
+pub type TopicGroup = (Box<[u8]>, Box<[u8]>);
+
 pub struct TopicTable {
     entries: papaya::HashMap<Box<[u8]>, Arc<TopicEntry>, RandomState>,
     writer: Mutex<()>,
@@ -184,7 +187,7 @@ impl TopicTable {
 
     /// Every `(topic, group)` with a local subscriber (group empty: plain), for the cluster's
     /// interest snapshot.
-    pub fn interest(&self) -> Vec<(Box<[u8]>, Box<[u8]>)> {
+    pub fn interest(&self) -> Vec<TopicGroup> {
         let guard = self.entries.guard();
         let mut out = Vec::new();
         for (topic, e) in self.entries.iter(&guard) {

@@ -44,13 +44,25 @@ pub enum Command {
 /// What a worker tells the control thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Registered { id: Box<[u8]>, epoch: u64 },
-    Unregistered { id: Box<[u8]>, epoch: u64 },
+    Registered {
+        id: Box<[u8]>,
+        epoch: u64,
+    },
+    Unregistered {
+        id: Box<[u8]>,
+        epoch: u64,
+    },
     /// The first local subscriber of (topic, group) arrived or the last one left; the control
     /// thread reads the current state and tells peers if it changed.
-    InterestChanged { topic: Box<[u8]>, group: Box<[u8]> },
+    InterestChanged {
+        topic: Box<[u8]>,
+        group: Box<[u8]>,
+    },
     /// A data link this worker used to send to `node` failed.
-    LinkLost { node: u16, worker: u16 },
+    LinkLost {
+        node: u16,
+        worker: u16,
+    },
 }
 
 pub struct ControlLane {

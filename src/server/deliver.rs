@@ -4,13 +4,13 @@
 use super::conn::Slab;
 use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
 use super::stats::{bump, kind_index, WorkerStats};
+use crate::cluster::wire::{
+    data_publish_len, data_send_len, encode_data_publish, encode_data_send,
+};
 use crate::core::{Location, Sink};
 use crate::protocol::{
     encode_deliver, encode_deliver_header, frame_len_for_deliver, CloseReason, ErrorCode, Frame,
     FrameKind,
-};
-use crate::cluster::wire::{
-    data_publish_len, data_send_len, encode_data_publish, encode_data_send,
 };
 use bytes::Bytes;
 

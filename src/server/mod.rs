@@ -105,9 +105,11 @@ impl Server {
         let cpus = worker_cpus(&cfg, workers);
         let (listeners, local_addr) = bind_listeners(cfg.listen, workers)?;
         let cluster_listener = match cfg.cluster_listen {
-            Some(addr) if cfg.node_id != 0 => Some(std::net::TcpListener::bind(addr).map_err(|e| {
-                ServeError(format!("cannot listen for cluster links on {addr}: {e}"))
-            })?),
+            Some(addr) if cfg.node_id != 0 => {
+                Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                    ServeError(format!("cannot listen for cluster links on {addr}: {e}"))
+                })?)
+            }
             _ => None,
         };
         let mailboxes = (0..workers)

@@ -271,14 +271,13 @@ impl Worker {
             let mailbox = &shared.mailboxes[mailbox_index];
             mailbox.sleeping.store(true, Ordering::SeqCst);
             let commands = &shared.lane.commands[mailbox_index];
-            let want = if mailbox.has_inbound()
-                || !commands.is_empty()
-                || !self.pending_closes.is_empty()
-            {
-                0
-            } else {
-                1
-            };
+            let want =
+                if mailbox.has_inbound() || !commands.is_empty() || !self.pending_closes.is_empty()
+                {
+                    0
+                } else {
+                    1
+                };
             let result = self.ring.submit_and_wait(want);
             mailbox.sleeping.store(false, Ordering::SeqCst);
             match result {

@@ -38,8 +38,7 @@ impl Worker {
         } else {
             partial.extend_from_slice(data);
             let buffered = std::mem::take(&mut partial);
-            let r = self.route_link_frames(slot, generation, &buffered, &mut partial, max);
-            r
+            self.route_link_frames(slot, generation, &buffered, &mut partial, max)
         };
         if let Err(e) = result {
             tracing::warn!(worker = self.index, "closing data link: {e}");
@@ -81,9 +80,9 @@ impl Worker {
                             target,
                             payload,
                         } => {
-                            if !tables.route_forwarded_send(
-                                &guards, sender, target, payload, &mut sink,
-                            ) {
+                            if !tables
+                                .route_forwarded_send(&guards, sender, target, payload, &mut sink)
+                            {
                                 stale += 1;
                             }
                         }
@@ -118,11 +117,9 @@ impl Worker {
         let queue = &shared.lane.commands[self.index as usize];
         while let Some(command) = queue.pop() {
             match command {
-                Command::AdoptLink {
-                    fd,
-                    node,
-                    outbound,
-                } => self.adopt_link(fd.into_raw_fd(), LinkRole { node, outbound }),
+                Command::AdoptLink { fd, node, outbound } => {
+                    self.adopt_link(fd.into_raw_fd(), LinkRole { node, outbound })
+                }
                 Command::CloseLinks { node } => {
                     for slot in 0..self.slab.conns.len() as u32 {
                         let c = &self.slab.conns[slot as usize];
@@ -159,7 +156,11 @@ impl Worker {
         set_nodelay(fd);
         let session = Session::new(self.now_ms, &self.shared.session);
         let Some(slot) = self.slab.insert(fd, session) else {
-            tracing::warn!(worker = self.index, node = role.node, "no slot for a data link");
+            tracing::warn!(
+                worker = self.index,
+                node = role.node,
+                "no slot for a data link"
+            );
             close_fd(fd);
             if role.outbound {
                 self.shared.lane.emit(Event::LinkLost {
@@ -191,7 +192,12 @@ impl Worker {
                 generation,
             });
         }
-        tracing::debug!(worker = self.index, node = role.node, outbound = role.outbound, "data link up");
+        tracing::debug!(
+            worker = self.index,
+            node = role.node,
+            outbound = role.outbound,
+            "data link up"
+        );
         self.arm_recv(slot);
     }
 
