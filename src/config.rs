@@ -204,6 +204,10 @@ impl Config {
             if self.cluster_secret.as_deref().unwrap_or("").is_empty() {
                 return err("node_id needs a non-empty cluster_secret");
             }
+            let unspecified = self.cluster_listen.is_some_and(|a| a.ip().is_unspecified());
+            if unspecified && self.cluster_advertise.is_none() {
+                return err("cluster_listen on a wildcard address needs cluster_advertise (the address peers dial)");
+            }
         } else if self.cluster_listen.is_some() || !self.peers.is_empty() {
             return err("cluster_listen and peers need node_id (1..65535)");
         }

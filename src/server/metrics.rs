@@ -127,6 +127,24 @@ fn serve(http: &tiny_http::Server, registry: &Registry, shared: &Shared) {
 
 const PLAIN: &str = "text/plain; charset=utf-8";
 
+/// `cluster_peers{state=...}`: how many peers are up, connecting or dead.
+fn labelled_gauge_states(
+    e: &mut DescriptorEncoder,
+    peers: &[crate::cluster::node::MemberStatus],
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(
+        "cluster_peers",
+        "Cluster peers known to this node, by state.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for state in ["up", "connecting", "dead"] {
+        let n = peers.iter().filter(|p| p.state == state).count() as i64;
+        m.encode_family(&[("state", state)])?.encode_gauge(&n)?;
+    }
+    Ok(())
+}
+
 /// `/cluster`: this node, its peers and (with `?rows=1`) every row of the location table,
 /// sorted by id so two nodes' answers can be compared directly.
 fn cluster_json(shared: &Shared, with_rows: bool) -> String {
@@ -310,8 +328,28 @@ impl Collector for RelayCollector {
                 ("handoff_overload", self.sum(|b| &b.handoff_drops)),
                 ("stale_destination", self.sum(|b| &b.stale_drops)),
                 ("slow_consumer", self.sum(|b| &b.slow_consumer_drops)),
+                ("forward_no_link_or_full", self.sum(|b| &b.forward_drops)),
+                ("forwarded_target_gone", self.sum(|b| &b.forwarded_in_stale)),
             ],
         )?;
+        counter(
+            &mut e,
+            "forwarded_out",
+            "Messages forwarded to another cluster node over a data link.",
+            self.sum(|b| &b.forwarded_out),
+        )?;
+        counter(
+            &mut e,
+            "forwarded_in",
+            "Messages received from other cluster nodes over data links.",
+            self.sum(|b| &b.forwarded_in),
+        )?;
+        let peers = s
+            .cluster_status
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        labelled_gauge_states(&mut e, &peers)?;
         counter(
             &mut e,
             "slow_consumer_closes",
