@@ -91,6 +91,15 @@ fn refuse(stream: &mut TcpStream, reason: u16, text: &str) -> String {
     format!("{}: {text}", refuse_reason_name(reason))
 }
 
+/// The error for a LINK_REFUSE received from `who`.
+fn refused(who: &str, r: &LinkRefuse) -> String {
+    format!(
+        "{who} refused the link: {} ({})",
+        refuse_reason_name(r.reason),
+        r.text
+    )
+}
+
 fn hello(me: &LinkIdentity, lane: Lane, worker: u16, nonce: [u8; 16]) -> LinkMsg {
     LinkMsg::Hello(LinkHello {
         version: LINK_VERSION,
@@ -124,13 +133,7 @@ pub fn dial(addr: &str, lane: Lane, worker: u16, me: &LinkIdentity) -> Result<Es
     let mut reader = MessageReader::new(Vec::new());
     let peer = match reader.next(&mut stream)? {
         LinkMsg::Hello(h) => h,
-        LinkMsg::Refuse(r) => {
-            return Err(format!(
-                "{addr} refused the link: {} ({})",
-                refuse_reason_name(r.reason),
-                r.text
-            ))
-        }
+        LinkMsg::Refuse(r) => return Err(refused(addr, &r)),
         other => return Err(format!("{addr} answered {other:?} instead of HELLO")),
     };
     if peer.node_id == me.node_id {
@@ -138,7 +141,7 @@ pub fn dial(addr: &str, lane: Lane, worker: u16, me: &LinkIdentity) -> Result<Es
     }
     let mac = match reader.next(&mut stream)? {
         LinkMsg::Auth(mac) => mac,
-        LinkMsg::Refuse(r) => return Err(format!("{addr} refused the link: {}", r.text)),
+        LinkMsg::Refuse(r) => return Err(refused(addr, &r)),
         _ => return Err(refuse(&mut stream, REFUSE_MALFORMED, "expected AUTH")),
     };
     if !mac_is_valid(&me.secret, &our_nonce, &peer.nonce, peer.node_id, &mac) {
@@ -152,13 +155,7 @@ pub fn dial(addr: &str, lane: Lane, worker: u16, me: &LinkIdentity) -> Result<Es
     write_msg(&mut stream, &LinkMsg::Auth(ours)).map_err(|e| e.to_string())?;
     match reader.next(&mut stream)? {
         LinkMsg::Control(ControlMsg::Heartbeat) => {}
-        LinkMsg::Refuse(r) => {
-            return Err(format!(
-                "{addr} refused the link: {} ({})",
-                refuse_reason_name(r.reason),
-                r.text
-            ))
-        }
+        LinkMsg::Refuse(r) => return Err(refused(addr, &r)),
         other => return Err(format!("{addr} sent {other:?} instead of the confirmation")),
     }
     set_timeouts(&stream, None).map_err(|e| e.to_string())?;
@@ -199,14 +196,7 @@ pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, S
     write_msg(&mut stream, &LinkMsg::Auth(ours)).map_err(|e| e.to_string())?;
     let mac = match reader.next(&mut stream)? {
         LinkMsg::Auth(mac) => mac,
-        LinkMsg::Refuse(r) => {
-            return Err(format!(
-                "node {} refused the link: {} ({})",
-                peer.node_id,
-                refuse_reason_name(r.reason),
-                r.text
-            ))
-        }
+        LinkMsg::Refuse(r) => return Err(refused(&format!("node {}", peer.node_id), &r)),
         _ => return Err(refuse(&mut stream, REFUSE_MALFORMED, "expected AUTH")),
     };
     if !mac_is_valid(&me.secret, &our_nonce, &peer.nonce, peer.node_id, &mac) {
