@@ -931,3 +931,109 @@ fn restarted_node_is_ready_only_after_snapshots() {
         ("r2-s".to_string(), None, "after restart".to_string())
     );
 }
+
+/// Control traffic has its own link and thread: while a client floods messages from node 1 to
+/// node 2 for longer than `cluster_peer_dead_after_ms`, neither node is ever declared dead and
+/// a registration made on node 2 mid-flood still reaches node 1's table promptly.
+#[test]
+fn control_lane_keeps_flowing_under_a_data_flood() {
+    let (_block, nodes) = start_cluster(28, 2);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    let mut receiver = n2.connect("flood-rx");
+    n1.wait_row("flood-rx", 2);
+    let flood_for = Duration::from_secs(4);
+    let stop = Arc::new(AtomicBool::new(false));
+    // The sender publishes how many it sent when it stops; the reader drains until it has
+    // them all (or 20 s pass after the stop, which fails below with the counts).
+    let sent_total = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let reader = {
+        let (stop, sent_total) = (Arc::clone(&stop), Arc::clone(&sent_total));
+        std::thread::spawn(move || {
+            let mut got = 0u64;
+            let mut stopped_at = None;
+            loop {
+                if got == sent_total.load(Ordering::Acquire) {
+                    return got;
+                }
+                if stop.load(Ordering::Acquire) {
+                    let t = *stopped_at.get_or_insert_with(Instant::now);
+                    if t.elapsed() > Duration::from_secs(20) {
+                        return got;
+                    }
+                }
+                match receiver.recv(Duration::from_millis(100)) {
+                    Ok(Some(Event::Message { .. })) => got += 1,
+                    Ok(Some(other)) => panic!("receiver got {other:?} during the flood"),
+                    Ok(None) => {}
+                    Err(e) => panic!("receiver failed during the flood: {e}"),
+                }
+            }
+        })
+    };
+    let sender = {
+        let mut s = n1.connect("flood-tx");
+        let (stop, sent_total) = (Arc::clone(&stop), Arc::clone(&sent_total));
+        std::thread::spawn(move || {
+            let payload = [7u8; 512];
+            let mut sent = 0u64;
+            let started = Instant::now();
+            while started.elapsed() < flood_for {
+                for _ in 0..64 {
+                    s.send(b"flood-rx", &payload).expect("flood send");
+                }
+                s.flush().expect("flood flush");
+                sent += 64;
+            }
+            sent_total.store(sent, Ordering::Release);
+            stop.store(true, Ordering::Release);
+            sent
+        })
+    };
+    // Mid-flood: a registration on node 2 must reach node 1 (control lane), and no node may
+    // be declared dead.
+    std::thread::sleep(Duration::from_millis(500)); // let the flood build up: the workload
+    let registered_at = Instant::now();
+    let _late = n2.connect("flood-late");
+    let mut row_seen_after = None;
+    while !stop.load(Ordering::Acquire) {
+        for (me, other) in [(n1, 2u16), (n2, 1u16)] {
+            if let Ok(v) = me.try_cluster(row_seen_after.is_none() && other == 2) {
+                assert_ne!(
+                    v.state_of(other),
+                    Some("dead"),
+                    "declared dead during the flood: {}",
+                    v.raw
+                );
+                if row_seen_after.is_none() && other == 2 && v.has_row("flood-late") {
+                    row_seen_after = Some(registered_at.elapsed());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = sender.join().expect("sender thread");
+    let got = reader.join().expect("reader thread");
+    let seen = row_seen_after.expect("node 1 never saw the row registered mid-flood");
+    assert!(
+        seen < Duration::from_secs(2),
+        "a row registered mid-flood took {seen:?} to reach node 1"
+    );
+    if got != sent {
+        let drops = |host| {
+            http_get(addr(28, host, 7402), "/metrics")
+                .map(|(_, body)| {
+                    body.lines()
+                        .filter(|l| l.contains("drops") || l.contains("forwarded"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default()
+        };
+        panic!(
+            "sent {sent}, received {got}\nnode 1:\n{}\nnode 2:\n{}",
+            drops(1),
+            drops(2)
+        );
+    }
+    assert!(sent > 10_000, "the flood was a flood: {sent} messages");
+}
