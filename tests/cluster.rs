@@ -946,8 +946,14 @@ fn control_lane_keeps_flowing_under_a_data_flood() {
     // The sender publishes how many it sent when it stops; the reader drains until it has
     // them all (or 20 s pass after the stop, which fails below with the counts).
     let sent_total = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    // Received so far: the sender keeps at most `IN_FLIGHT_MAX` messages (4 MiB) ahead of the
+    // reader, so a reader slowed by a loaded machine is never a slow consumer (8 MiB bound),
+    // while the link still carries all the pipeline can move.
+    const IN_FLIGHT_MAX: u64 = 8_000;
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reader = {
         let (stop, sent_total) = (Arc::clone(&stop), Arc::clone(&sent_total));
+        let received = Arc::clone(&received);
         std::thread::spawn(move || {
             let mut got = 0u64;
             let mut stopped_at = None;
@@ -962,7 +968,10 @@ fn control_lane_keeps_flowing_under_a_data_flood() {
                     }
                 }
                 match receiver.recv(Duration::from_millis(100)) {
-                    Ok(Some(Event::Message { .. })) => got += 1,
+                    Ok(Some(Event::Message { .. })) => {
+                        got += 1;
+                        received.store(got, Ordering::Release);
+                    }
                     Ok(Some(other)) => panic!("receiver got {other:?} during the flood"),
                     Ok(None) => {}
                     Err(e) => panic!("receiver failed during the flood: {e}"),
@@ -973,20 +982,26 @@ fn control_lane_keeps_flowing_under_a_data_flood() {
     let sender = {
         let mut s = n1.connect("flood-tx");
         let (stop, sent_total) = (Arc::clone(&stop), Arc::clone(&sent_total));
+        let received = Arc::clone(&received);
         std::thread::spawn(move || {
             let payload = [7u8; 512];
             let mut sent = 0u64;
             let started = Instant::now();
-            while started.elapsed() < flood_for {
-                for _ in 0..64 {
-                    s.send(b"flood-rx", &payload).expect("flood send");
+            let mut outcome = Ok(());
+            while started.elapsed() < flood_for && outcome.is_ok() {
+                if sent - received.load(Ordering::Acquire) > IN_FLIGHT_MAX {
+                    std::thread::yield_now();
+                    continue;
                 }
-                s.flush().expect("flood flush");
+                outcome = (0..64)
+                    .try_for_each(|_| s.send(b"flood-rx", &payload))
+                    .and_then(|()| s.flush());
                 sent += 64;
             }
+            // Always tell the others, even on failure, so nothing waits for a dead sender.
             sent_total.store(sent, Ordering::Release);
             stop.store(true, Ordering::Release);
-            sent
+            outcome.map(|()| sent)
         })
     };
     // Mid-flood: a registration on node 2 must reach node 1 (control lane), and no node may
@@ -995,7 +1010,9 @@ fn control_lane_keeps_flowing_under_a_data_flood() {
     let registered_at = Instant::now();
     let _late = n2.connect("flood-late");
     let mut row_seen_after = None;
+    let give_up = Instant::now() + flood_for + Duration::from_secs(30);
     while !stop.load(Ordering::Acquire) {
+        assert!(Instant::now() < give_up, "the flood never ended");
         for (me, other) in [(n1, 2u16), (n2, 1u16)] {
             if let Ok(v) = me.try_cluster(row_seen_after.is_none() && other == 2) {
                 assert_ne!(
@@ -1011,7 +1028,10 @@ fn control_lane_keeps_flowing_under_a_data_flood() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let sent = sender.join().expect("sender thread");
+    let sent = sender
+        .join()
+        .expect("sender thread")
+        .unwrap_or_else(|e| panic!("the flood's sender failed: {e}"));
     let got = reader.join().expect("reader thread");
     let seen = row_seen_after.expect("node 1 never saw the row registered mid-flood");
     assert!(
