@@ -2,7 +2,7 @@
 //! that walks frame headers in place.
 
 use super::wire::{Conn, Dest, Scanner, Sub, Wire};
-use crate::protocol::{decode, hello, CloseReason, Decoded, Frame, FrameKind, HEADER_LEN};
+use ringrelay::protocol::{decode, hello, CloseReason, Decoded, Frame, FrameKind, HEADER_LEN};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -231,7 +231,7 @@ impl RelayScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{encode_deliver, ErrorCode};
+    use ringrelay::protocol::{encode_deliver, ErrorCode};
 
     fn stream() -> (Vec<u8>, usize) {
         let mut out = Vec::new();

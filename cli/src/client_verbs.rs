@@ -2,9 +2,9 @@
 //! to stdout (flushed per line, nothing else printed there); diagnostics go to stderr.
 
 use super::CliFailure;
-use crate::client::{Client, ClientError, Event};
-use crate::protocol::ErrorCode;
 use clap::Args;
+use ringrelay::client::{Client, ClientError, Event};
+use ringrelay::protocol::ErrorCode;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
-//! The `ringrelay` command line: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`,
-//! `watch`) and `bench`. `src/main.rs` only sets the allocator and calls [`main`].
+//! The `ringrelay` binary: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`, `watch`)
+//! and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is the
+//! `ringrelay` library; this crate adds the command line, logging and the global allocator.
 //!
 //! Errors are printed as `ringrelay: <message>` on stderr; exit status 1 for failures, 2 for
 //! `send` to an unknown id (clap's own usage errors also exit 2).
@@ -42,7 +43,7 @@ pub enum Command {
     /// Print `online ID` / `offline ID` lines for the given client ids.
     Watch(WatchArgs),
     /// Run the load generator against a relay.
-    Bench(crate::bench::BenchArgs),
+    Bench(ringrelay_loadgen::BenchArgs),
 }
 
 /// A failed command: what to print after `ringrelay: ` and the exit status.
@@ -68,8 +69,13 @@ impl<E: std::error::Error> From<E> for CliFailure {
     }
 }
 
+// The binary's allocator: fast, low fragmentation for connection buffers. Never set by the
+// library, so programs embedding it keep their own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Parses the process arguments, runs the command, and returns the exit status.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,7 +115,7 @@ pub fn run(cli: Cli) -> Result<(), CliFailure> {
         }
         Command::Bench(args) => {
             init_logging("info");
-            crate::bench::run(&args).map_err(|e| CliFailure::new(e.to_string()))
+            ringrelay_loadgen::run(&args).map_err(|e| CliFailure::new(e.to_string()))
         }
     }
 }

@@ -7,7 +7,7 @@
 use super::runner::{run_target, Target};
 use super::scenario::plan;
 use super::RelayWire;
-use crate::protocol::{encode_deliver, ErrorCode, Frame, FrameReader};
+use ringrelay::protocol::{encode_deliver, ErrorCode, Frame, FrameReader};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};

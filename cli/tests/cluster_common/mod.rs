@@ -1,4 +1,4 @@
-//! Helpers for the multi-process cluster tests (tests/cluster.rs): relay nodes run as child
+//! Helpers for the multi-process cluster tests (cli/tests/cluster.rs): relay nodes run as child
 //! processes of the real binary, a fault-injecting TCP proxy, a tiny blocking HTTP/1.0 GET and
 //! the `/cluster` JSON view, and bounded waits.
 //!

@@ -3,9 +3,9 @@
 
 use super::signals::TerminationSignals;
 use super::CliFailure;
-use crate::config::Config;
-use crate::server::{host_probe, Server};
 use clap::Args;
+use ringrelay::config::Config;
+use ringrelay::server::{host_probe, Server};
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
