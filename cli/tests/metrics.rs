@@ -182,5 +182,9 @@ fn metrics_are_off_by_default_and_a_taken_port_fails_the_start() {
     })
     .err()
     .expect("start fails on a taken metrics port");
-    assert!(err.0.contains("metrics"), "{err}");
+    assert!(
+        matches!(err, ringrelay::server::ServeError::MetricsListen { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("metrics"), "{err}");
 }

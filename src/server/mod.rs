@@ -5,17 +5,20 @@
 //! up. Workers share only the routing tables (lock-free reads), the handoff mailboxes and
 //! their own counters.
 
-mod bufring;
 mod conn;
 pub(crate) mod control_lane;
 mod deliver;
+mod error;
 mod handoff;
 pub mod host_probe;
 mod large_pool;
 mod metrics;
-mod ring;
 mod stats;
+mod uring;
 mod worker;
+
+pub use error::ServeError;
+pub use uring::leaked_rings;
 
 use crate::config::Config;
 use crate::core::{EpochClock, SessionConfig, Tables};
@@ -27,23 +30,14 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Why the relay could not start or stopped.
-#[derive(Debug)]
-pub struct ServeError(pub String);
-
-impl std::fmt::Display for ServeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for ServeError {}
-
 /// Counters a running relay exposes (cumulative since start, except `connections_open`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub connections_open: u64,
     pub connections_accepted: u64,
     pub frames_in: u64,
+    /// Bytes received from clients and data links.
+    pub bytes_in: u64,
     pub deliveries: u64,
     pub unknown_id: u64,
     pub slow_consumer_closes: u64,
@@ -96,26 +90,24 @@ const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 impl Server {
     /// Binds, starts the workers and returns once every worker is accepting.
     pub fn start(cfg: Config) -> Result<Server, ServeError> {
-        cfg.validate()
-            .map_err(|e| ServeError(format!("invalid config: {e}")))?;
+        cfg.validate()?;
         let workers = cfg.worker_count();
         if workers > u16::MAX as usize {
-            return Err(ServeError("too many workers".into()));
+            return Err(ServeError::TooManyWorkers(workers));
         }
         let cpus = worker_cpus(&cfg, workers);
         let (listeners, local_addr) = bind_listeners(cfg.listen, workers)?;
         let cluster_listener = match cfg.cluster_listen {
-            Some(addr) if cfg.node_id != 0 => {
-                Some(std::net::TcpListener::bind(addr).map_err(|e| {
-                    ServeError(format!("cannot listen for cluster links on {addr}: {e}"))
-                })?)
-            }
+            Some(addr) if cfg.node_id != 0 => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|source| ServeError::ClusterListen { addr, source })?,
+            ),
             _ => None,
         };
         let mailboxes = (0..workers)
             .map(|_| Mailbox::new(workers))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ServeError(format!("cannot create eventfd: {e}")))?;
+            .map_err(|e| ServeError::Resource("create an eventfd", e))?;
         let shared = Arc::new(Shared {
             session: SessionConfig::from_config(&cfg),
             node_id: cfg.node_id,
@@ -155,9 +147,11 @@ impl Server {
                             let _ = ready.send(Ok(()));
                             w.run()
                         }
+                        // The error goes to `start`, which reports it; the thread's result
+                        // then only says that this worker failed.
                         Err(e) => {
-                            let _ = ready.send(Err(ServeError(e.0.clone())));
-                            Err(e)
+                            let _ = ready.send(Err(e));
+                            Err(ServeError::StartTimeout(0).in_worker(index as u16))
                         }
                     }
                 });
@@ -172,7 +166,10 @@ impl Server {
                         cluster: None,
                     };
                     server.stop_and_join();
-                    return Err(ServeError(format!("cannot spawn worker thread: {e}")));
+                    return Err(ServeError::Spawn {
+                        what: "worker",
+                        source: e,
+                    });
                 }
             }
         }
@@ -193,7 +190,7 @@ impl Server {
                 }
                 Err(_) => {
                     server.stop_and_join();
-                    return Err(ServeError("workers did not start within 10 s".into()));
+                    return Err(ServeError::StartTimeout(WORKER_START_TIMEOUT.as_secs()));
                 }
             }
         }
@@ -202,7 +199,10 @@ impl Server {
                 Ok(node) => server.cluster = Some(node),
                 Err(e) => {
                     server.stop_and_join();
-                    return Err(ServeError(format!("cannot start the cluster threads: {e}")));
+                    return Err(ServeError::Spawn {
+                        what: "cluster",
+                        source: e,
+                    });
                 }
             }
         }
@@ -246,9 +246,7 @@ impl Server {
     pub fn wait(mut self) -> Result<(), ServeError> {
         let mut first_err = None;
         for t in self.threads.drain(..) {
-            let result = t
-                .join()
-                .unwrap_or_else(|_| Err(ServeError("worker thread panicked".into())));
+            let result = t.join().unwrap_or(Err(ServeError::Panicked("worker")));
             if let Err(e) = result {
                 // One worker failing takes the node down: the others would serve a partial
                 // shard of the listen port.
@@ -349,14 +347,18 @@ fn bind_listeners(
     let mut listeners = Vec::with_capacity(workers);
     let mut bound = addr;
     for _ in 0..workers {
-        let socket =
-            bind_one(bound).map_err(|e| ServeError(format!("cannot listen on {bound}: {e}")))?;
+        let socket = bind_one(bound).map_err(|source| ServeError::Listen {
+            addr: bound,
+            source,
+        })?;
         if listeners.is_empty() {
             bound = socket
                 .local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .ok_or_else(|| ServeError("listener has no local address".into()))?;
+                .and_then(|a| {
+                    a.as_socket()
+                        .ok_or_else(|| std::io::Error::other("not an IP address"))
+                })
+                .map_err(|source| ServeError::Listen { addr, source })?;
         }
         listeners.push(socket);
     }
