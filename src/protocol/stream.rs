@@ -27,8 +27,9 @@ const PARTIAL_RETAIN_MAX: usize = 64 * 1024;
 
 /// A frame header announced more bytes (header included) than the decoder's bound.
 ///
-/// When the bound is below [`HEADER_LEN`] no frame can fit at all; an incomplete header is then
-/// refused at once with `frame_bytes = HEADER_LEN` (the smallest possible frame).
+/// When the bound is below [`HEADER_LEN`] no frame can fit at all: the first byte of any frame
+/// is then refused, with `frame_bytes = HEADER_LEN` (the smallest possible frame) whatever its
+/// header says, so that nothing is ever buffered beyond the bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameTooLarge {
     /// Whole size of the announced frame, header included (`body_len + 6`, up to 2^32 + 5).
@@ -133,6 +134,13 @@ impl StreamDecoder {
                 self.partial.clear();
             }
         }
+        if self.max_frame_bytes < HEADER_LEN && !(self.partial.is_empty() && data.is_empty()) {
+            // No frame fits, not even a header: refuse the first byte rather than buffer it.
+            return Err(FrameTooLarge {
+                frame_bytes: HEADER_LEN as u64,
+                max: self.max_frame_bytes,
+            });
+        }
         if self.partial.is_empty() {
             self.next_from_chunk(data)
         } else {
@@ -150,8 +158,7 @@ impl StreamDecoder {
             return Ok(None);
         }
         let Some(frame_bytes) = header_frame_bytes(chunk) else {
-            // An incomplete header: buffer it (at most HEADER_LEN - 1 bytes).
-            self.check_partial_header(chunk.len())?;
+            // An incomplete header: buffer it (at most HEADER_LEN - 1 bytes, within the bound).
             self.append(chunk, HEADER_LEN);
             *data = &[];
             return Ok(None);
@@ -182,7 +189,6 @@ impl StreamDecoder {
                 let chunk: &'d [u8] = data;
                 let missing = HEADER_LEN.saturating_sub(self.partial.len());
                 let take = missing.min(chunk.len());
-                self.check_partial_header(self.partial.len() + take)?;
                 let (head, rest) = chunk.split_at(take);
                 self.append(head, HEADER_LEN);
                 *data = rest;
@@ -215,17 +221,6 @@ impl StreamDecoder {
             return Err(too_large);
         }
         usize::try_from(frame_bytes).map_err(|_| too_large)
-    }
-
-    /// Buffering `len` bytes of a header is allowed only while a frame can fit at all.
-    fn check_partial_header(&self, len: usize) -> Result<(), FrameTooLarge> {
-        if len > self.max_frame_bytes {
-            return Err(FrameTooLarge {
-                frame_bytes: HEADER_LEN as u64,
-                max: self.max_frame_bytes,
-            });
-        }
-        Ok(())
     }
 
     /// Appends `bytes` to `partial`, whose frame is `frame_bytes` long (HEADER_LEN while the
@@ -447,22 +442,26 @@ mod tests {
 
     #[test]
     fn bound_below_a_header_refuses_everything() {
-        let mut dec = StreamDecoder::new(3);
-        let mut data = &[0u8, 0][..];
-        assert_eq!(dec.next(&mut data), Ok(None));
-        let mut data = &[0u8, 0][..];
+        let err = FrameTooLarge {
+            frame_bytes: HEADER_LEN as u64,
+            max: 5,
+        };
+        let mut dec = StreamDecoder::new(5);
+        assert_eq!(dec.next(&mut &[][..]), Ok(None));
+        assert_eq!(dec.next(&mut &[0u8][..]), Err(err));
+        assert_eq!(dec.next(&mut &[0u8; 20][..]), Err(err));
+        assert_eq!(dec.buffered(), 0);
+        // Lowered below a header while bytes are buffered: refused even with no new data.
+        let mut dec = StreamDecoder::new(1024);
+        assert_eq!(dec.next(&mut &[1u8, 0][..]), Ok(None));
+        dec.set_max_frame_bytes(0);
         assert_eq!(
-            dec.next(&mut data),
+            dec.next(&mut &[][..]),
             Err(FrameTooLarge {
                 frame_bytes: HEADER_LEN as u64,
-                max: 3
+                max: 0
             })
         );
-        assert!(dec.buffered() <= 3);
-        let mut dec = StreamDecoder::new(0);
-        assert!(dec.next(&mut &[0u8][..]).is_err());
-        assert_eq!(dec.buffered(), 0);
-        assert_eq!(dec.next(&mut &[][..]), Ok(None));
     }
 
     #[test]
