@@ -269,19 +269,17 @@ impl StreamDecoder {
     }
 
     /// Moves the buffered bytes of the unfinished frame out, leaving the decoder empty (the
-    /// server diverts a large frame into a buffer of its own and receives the rest there).
-    /// When the frame's size is known the returned vector has capacity for all of it.
+    /// server diverts a large frame into a buffer of its own and receives the rest there). It
+    /// allocates nothing: the caller reserves room for the rest, [`pending_frame_bytes`] in
+    /// all, if it wants it (reserving what a header announces is the caller's decision).
+    ///
+    /// [`pending_frame_bytes`]: Self::pending_frame_bytes
     pub fn take_buffered(&mut self) -> Vec<u8> {
         if self.returned {
             self.clear();
             return Vec::new();
         }
-        let frame_bytes = self.pending_frame_bytes();
-        let mut bytes = std::mem::take(&mut self.partial);
-        if let Some(frame_bytes) = frame_bytes {
-            bytes.reserve_exact(frame_bytes.saturating_sub(bytes.len()));
-        }
-        bytes
+        std::mem::take(&mut self.partial)
     }
 
     /// Forgets everything buffered (after an error, or to reuse the decoder for a new stream).
@@ -475,7 +473,7 @@ mod tests {
         assert_eq!(dec.buffered(), 100);
         let mut taken = dec.take_buffered();
         assert_eq!(taken, &frame[..100]);
-        assert!(taken.capacity() >= frame.len(), "room for the whole frame");
+        assert!(taken.capacity() < frame.len(), "no hidden reservation");
         assert_eq!((dec.buffered(), dec.pending_frame_bytes()), (0, None));
         taken.extend_from_slice(&frame[100..]);
         assert_eq!(taken, frame);
