@@ -275,6 +275,15 @@ impl fmt::Display for LinkDecodeError {
 
 impl std::error::Error for LinkDecodeError {}
 
+impl From<crate::protocol::FrameTooLarge> for LinkDecodeError {
+    fn from(e: crate::protocol::FrameTooLarge) -> LinkDecodeError {
+        LinkDecodeError::FrameTooLarge {
+            frame_bytes: e.frame_bytes,
+            max: e.max,
+        }
+    }
+}
+
 /// Stable hash of one location row, the unit of a DIGEST: foldhash with a fixed seed over the
 /// id bytes then the epoch. Fixed seed (no per-process randomness) so every node of the same
 /// build computes the same value for the same row; xor of it over a node's rows is
