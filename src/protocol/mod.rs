@@ -5,6 +5,8 @@
 //! input; every malformed shape is a typed [`DecodeError`]. The layout is specified in the
 //! README ("Protocol"); the constants below are the source of truth.
 
+#![forbid(unsafe_code)]
+
 mod codec;
 mod frame;
 mod reader;
