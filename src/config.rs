@@ -3,6 +3,8 @@
 //! Every field can be set in the TOML file (`ringrelay serve --config FILE`); command-line flags
 //! override the file. Units are in the names.
 
+#![forbid(unsafe_code)]
+
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -102,7 +104,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: "127.0.0.1:7400".parse().expect("literal address"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             workers: 0,
             cpus: None,
             token: None,

@@ -25,7 +25,7 @@ use crate::server::Shared;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -83,7 +83,9 @@ enum DataLink {
 pub struct ClusterNode {
     control: Option<JoinHandle<()>>,
     acceptor: Option<JoinHandle<()>>,
-    listener_fd: i32,
+    /// A duplicate of the acceptor's listening socket; [`ClusterNode::stop`] shuts it down to
+    /// wake the blocked accept, then closes it.
+    wake: Option<TcpListener>,
 }
 
 impl ClusterNode {
@@ -105,7 +107,7 @@ impl ClusterNode {
             secret: cfg.cluster_secret.clone().unwrap_or_default().into_bytes(),
         };
         let (tx, rx) = bounded(INPUTS_MAX);
-        let listener_fd = listener.as_raw_fd();
+        let wake = listener.try_clone()?;
         let acceptor = {
             let (shared, me, tx) = (Arc::clone(&shared), me.clone(), tx.clone());
             std::thread::Builder::new()
@@ -118,16 +120,16 @@ impl ClusterNode {
         Ok(ClusterNode {
             control: Some(control),
             acceptor: Some(acceptor),
-            listener_fd,
+            wake: Some(wake),
         })
     }
 
     /// Joins the threads; the caller has set `shared.shutdown`.
     pub fn stop(&mut self) {
-        // SAFETY: shutdown(2) on our listening socket (still open: the acceptor owns it until
-        // it returns) wakes the blocked accept; no memory is involved.
-        unsafe {
-            libc::shutdown(self.listener_fd, libc::SHUT_RDWR);
+        // shutdown(2) acts on the socket, not the descriptor, so shutting down the duplicate
+        // wakes the accept blocked on the original. Best effort, as before.
+        if let Some(wake) = self.wake.take() {
+            let _ = socket2::SockRef::from(&wake).shutdown(Shutdown::Both);
         }
         if let Some(t) = self.control.take() {
             let _ = t.join();

@@ -18,6 +18,8 @@
 //! snapshot, a long interest list) chunks it first so that each frame fits the receiver's
 //! `max_frame_bytes` ([`snapshot_chunks`] does this for snapshots).
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 

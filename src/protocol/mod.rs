@@ -12,6 +12,8 @@
 //! [`decode`]) and cluster links (then `cluster::wire::{decode_link, decode_data}`), which
 //! share the 6-byte header.
 
+#![forbid(unsafe_code)]
+
 mod codec;
 mod frame;
 mod reader;

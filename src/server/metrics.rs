@@ -195,7 +195,7 @@ fn text(
     content_type: &str,
 ) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-        .expect("static header is valid");
+        .expect("content types are ASCII constants, which always make a valid header");
     tiny_http::Response::from_string(body)
         .with_status_code(status)
         .with_header(header)
