@@ -131,30 +131,14 @@ impl Server {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
         let mut threads = Vec::with_capacity(workers);
         for (index, listener) in listeners.into_iter().enumerate() {
-            let worker_shared = Arc::clone(&shared);
-            let ready = ready_tx.clone();
             let cpu = cpus.get(index).copied().flatten();
-            let spawned = std::thread::Builder::new()
-                .name(format!("ringrelay-w{index}"))
-                .spawn(move || {
-                    if let Some(cpu) = cpu {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                            tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
-                        }
-                    }
-                    match worker::Worker::new(index as u16, listener, worker_shared) {
-                        Ok(w) => {
-                            let _ = ready.send(Ok(()));
-                            w.run()
-                        }
-                        // The error goes to `start`, which reports it; the thread's result
-                        // then only says that this worker failed.
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            Err(ServeError::StartTimeout(0).in_worker(index as u16))
-                        }
-                    }
-                });
+            let spawned = spawn_worker(
+                index as u16,
+                listener,
+                Arc::clone(&shared),
+                ready_tx.clone(),
+                cpu,
+            );
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
@@ -181,18 +165,9 @@ impl Server {
             metrics,
             cluster: None,
         };
-        for _ in 0..workers {
-            match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    server.stop_and_join();
-                    return Err(e);
-                }
-                Err(_) => {
-                    server.stop_and_join();
-                    return Err(ServeError::StartTimeout(WORKER_START_TIMEOUT.as_secs()));
-                }
-            }
+        if let Err(e) = wait_until_started(&ready_rx, workers) {
+            server.stop_and_join();
+            return Err(e);
         }
         if let Some(listener) = cluster_listener {
             match crate::cluster::node::ClusterNode::start(Arc::clone(&server.shared), listener) {
@@ -320,6 +295,54 @@ impl Stopper {
             m.wake();
         }
     }
+}
+
+/// Starts worker `index` on its own thread, pinned to `cpu`; it reports on `ready` once its
+/// ring is up (or why it could not start).
+fn spawn_worker(
+    index: u16,
+    listener: socket2::Socket,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<(), ServeError>>,
+    cpu: Option<usize>,
+) -> std::io::Result<JoinHandle<Result<(), ServeError>>> {
+    std::thread::Builder::new()
+        .name(format!("ringrelay-w{index}"))
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                    tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
+                }
+            }
+            match worker::Worker::new(index, listener, shared) {
+                Ok(w) => {
+                    let _ = ready.send(Ok(()));
+                    w.run()
+                }
+                // The error goes to `start`, which reports it; the thread's result then only
+                // says that this worker failed.
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    Err(ServeError::StartTimeout(0).in_worker(index))
+                }
+            }
+        })
+}
+
+/// Waits for `workers` start reports; the first failure, or none within
+/// `WORKER_START_TIMEOUT`, is the error.
+fn wait_until_started(
+    ready: &mpsc::Receiver<Result<(), ServeError>>,
+    workers: usize,
+) -> Result<(), ServeError> {
+    for _ in 0..workers {
+        match ready.recv_timeout(WORKER_START_TIMEOUT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ServeError::StartTimeout(WORKER_START_TIMEOUT.as_secs())),
+        }
+    }
+    Ok(())
 }
 
 /// CPU for each worker: the configured list, else the CPUs this process may run on, in turn.
