@@ -107,10 +107,13 @@ pub enum Completion {
     Wake,
 }
 
-/// The timer and wake-up buffers the kernel reads and writes (boxed: stable addresses).
+/// The timer and wake-up buffers the kernel reads and writes (boxed: stable addresses), and
+/// whether an operation on each is in flight (then it is not rewritten or re-armed).
 struct FixedBufs {
     timer: types::Timespec,
     wake: u64,
+    timer_armed: bool,
+    wake_armed: bool,
 }
 
 pub struct Uring {
@@ -146,6 +149,8 @@ impl Uring {
             fixed: ManuallyDrop::new(Box::new(FixedBufs {
                 timer: types::Timespec::new(),
                 wake: 0,
+                timer_armed: false,
+                wake_armed: false,
             })),
             ops: ManuallyDrop::new(OpTable::default()),
             spare_gathers: Vec::new(),
@@ -205,9 +210,10 @@ impl Uring {
 
     /// Arms an 8-byte read of the wake-up eventfd into the ring's own buffer.
     pub fn read_wake(&mut self, eventfd: RawFd) -> bool {
-        if self.closing {
+        if self.closing || self.fixed.wake_armed {
             return false;
         }
+        self.fixed.wake_armed = true;
         let buf: *mut u64 = &mut self.fixed.wake;
         let e = opcode::Read::new(types::Fd(eventfd), buf.cast(), 8)
             .build()
@@ -218,9 +224,10 @@ impl Uring {
 
     /// Arms the tick timer (one completion after `interval_ms`).
     pub fn timeout(&mut self, interval_ms: u64) -> bool {
-        if self.closing {
+        if self.closing || self.fixed.timer_armed {
             return false;
         }
+        self.fixed.timer_armed = true;
         self.fixed.timer = types::Timespec::new()
             .sec(interval_ms / 1000)
             .nsec(((interval_ms % 1000) * 1_000_000) as u32);
@@ -383,6 +390,7 @@ impl Uring {
             let done = Done {
                 ops: &mut self.ops,
                 pool: &self.pool,
+                fixed: &mut self.fixed,
                 spare_gathers: &mut self.spare_gathers,
             };
             if let Some(c) = done.decode(cqe.user_data(), cqe.result(), cqe.flags()) {
@@ -464,6 +472,7 @@ impl Drop for Uring {
 struct Done<'a> {
     ops: &'a mut OpTable,
     pool: &'a Rc<RecvPool>,
+    fixed: &'a mut FixedBufs,
     #[allow(clippy::vec_box)]
     spare_gathers: &'a mut Vec<Box<Gather>>,
 }
@@ -539,8 +548,14 @@ impl Done<'_> {
                     rest: outgoing,
                 })
             }
-            OP_TIMER => Some(Completion::Timer),
-            OP_WAKE => Some(Completion::Wake),
+            OP_TIMER => {
+                self.fixed.timer_armed = false;
+                Some(Completion::Timer)
+            }
+            OP_WAKE => {
+                self.fixed.wake_armed = false;
+                Some(Completion::Wake)
+            }
             OP_CANCEL => {
                 if let Some(ops) = self.ops.get_mut(slot) {
                     ops.cancels = ops.cancels.saturating_sub(1);
@@ -593,7 +608,9 @@ mod tests {
         };
         u.send(2, 1, stalled.as_raw_fd(), outgoing).unwrap();
         assert!(u.read_wake(wake.as_raw_fd()));
+        assert!(!u.read_wake(wake.as_raw_fd()), "one wake-up read at a time");
         assert!(u.timeout(60_000));
+        assert!(!u.timeout(1), "one timer at a time: its timespec is not rewritten");
         u.submit().unwrap();
         assert_eq!(u.in_flight(), 5);
         assert!(!u.slot_idle(0) && !u.slot_idle(1) && !u.slot_idle(2));
