@@ -382,6 +382,9 @@ impl ControlPlane {
         let reply = self
             .replica
             .apply(tables, epochs, node, msg, &mut OutSink(&mut self.out));
+        for (id, epoch) in self.replica.take_retracted() {
+            self.pending_rows.push(RowChange::Remove { id, epoch });
+        }
         match reply {
             Reply::None => {}
             Reply::SnapshotComplete => {
@@ -1015,6 +1018,41 @@ mod tests {
         assert_eq!(digests(&n.tick(DIGEST_MS)), 1);
         let out = n.msg(DIGEST_MS + 1, 9, ControlMsg::SnapshotRequest);
         assert!(matches!(sent(&out, 9)[..], [ControlMsg::Snapshot { .. }]));
+    }
+
+    /// Found by the simulator (seed 99): node 1's client lost its id to node 2's newer
+    /// registration, which then left; node 3 got node 1's row after both of node 2's
+    /// messages (links reorder) and kept it as a ghost, since node 1 never removed it.
+    #[test]
+    fn an_own_row_replaced_by_a_peer_is_retracted() {
+        let mut n = Node::new(1, &[]);
+        let at = n.register("c", 1, 10);
+        n.link_up(0, 9, 2, LinkOrigin::Accepted);
+        n.link_up(0, 8, 3, LinkOrigin::Accepted);
+        n.tick(1);
+        let newer = ControlMsg::Rows(vec![RowChange::Upsert {
+            id: id("c"),
+            epoch: 20,
+        }]);
+        let out = n.msg(2, 9, newer);
+        let close = WorkerCommand::CloseClient {
+            to: at,
+            reason: CloseReason::REPLACED,
+        };
+        assert!(out.contains(&Output::ToWorker {
+            worker: 0,
+            command: close
+        }));
+        let remove = ControlMsg::Rows(vec![RowChange::Remove {
+            id: id("c"),
+            epoch: 10,
+        }]);
+        let out = n.tick(3);
+        assert!(sent(&out, 8).contains(&remove), "{out:?}");
+        assert!(
+            sent(&out, 9).contains(&remove),
+            "harmless where the newer row is"
+        );
     }
 
     #[test]
