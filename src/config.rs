@@ -3,6 +3,8 @@
 //! Every field can be set in the TOML file (`ringrelay serve --config FILE`); command-line flags
 //! override the file. Units are in the names.
 
+#![forbid(unsafe_code)]
+
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -102,7 +104,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: "127.0.0.1:7400".parse().expect("literal address"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             workers: 0,
             cpus: None,
             token: None,
@@ -134,35 +136,48 @@ impl Default for Config {
 }
 
 /// A config that cannot be used, with the reason.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {}: {source}", path.display())]
+    InFile {
+        path: std::path::PathBuf,
+        source: Box<ConfigError>,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value outside the bounds the relay relies on; the text names the setting and them.
+    #[error("{0}")]
+    Invalid(&'static str),
 }
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads a TOML file; unknown keys are errors (a typo must not silently use a default).
     pub fn from_toml_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
-        Self::from_toml_str(&text)
-            .map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text).map_err(|e| ConfigError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let cfg: Config = toml::from_str(text)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks the bounds that the relay relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |s: &str| Err(ConfigError(s.to_string()));
+        let err = |s: &'static str| Err(ConfigError::Invalid(s));
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > (1 << 30) {
             return err("max_frame_bytes must be between 1024 and 1073741824");
         }

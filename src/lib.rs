@@ -5,10 +5,7 @@
 //! - [`config`]: settings, defaults and the TOML file.
 //! - [`server`]: the relay: io_uring workers driving the sans-IO core.
 //! - [`client`]: blocking Rust client sharing the codec.
-//! - [`bench`]: the load generator behind `ringrelay bench`.
 
-pub mod bench;
-pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use ringrelay::protocol::{
     decode, encode_deliver, frame_len_for_deliver, CloseReason, DecodeError, Decoded, EncodeError,
-    ErrorCode, Frame, FrameKind, FrameReader, CLIENT_ID_LEN_MAX, FLAG_NO_ECHO, HEADER_LEN,
-    MAX_FRAME_BYTES_DEFAULT, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
+    ErrorCode, Frame, FrameKind, FrameReader, StreamDecoder, CLIENT_ID_LEN_MAX, FLAG_NO_ECHO,
+    HEADER_LEN, MAX_FRAME_BYTES_DEFAULT, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
 };
 
 const MAX: usize = MAX_FRAME_BYTES_DEFAULT;
@@ -1231,4 +1231,83 @@ fn protocol_md_worked_examples() {
         }),
         "06 00 00 00 40 00 01 00 03 7a 65 64"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// StreamDecoder (the shared reassembler) against the one-shot decoder
+// ---------------------------------------------------------------------------------------------
+
+/// Feeds `parts` to a StreamDecoder as a client connection would: `decode` on each whole frame,
+/// and on the unfinished frame after each `Ok(None)` (so a bad kind or flags is refused from
+/// the header, PROTOCOL.md 1.2). Also returns the raw frames it cut. Checks after every call
+/// that no more than `max` bytes are buffered.
+fn stream_decode(parts: &[&[u8]], max: usize) -> (Vec<Owned>, Vec<Vec<u8>>, End) {
+    let mut dec = StreamDecoder::new(max);
+    let mut frames = Vec::new();
+    let mut raw_frames = Vec::new();
+    for part in parts {
+        let mut data = *part;
+        loop {
+            match dec.next(&mut data) {
+                Ok(Some(bytes)) => {
+                    let bytes = bytes.to_vec();
+                    assert!(dec.buffered() <= max, "buffered above the bound");
+                    raw_frames.push(bytes.clone());
+                    match decode(&bytes, max) {
+                        Ok(Decoded::Frame { frame, consumed }) => {
+                            assert_eq!(consumed, bytes.len());
+                            frames.push(Owned::from_frame(&frame));
+                        }
+                        Ok(Decoded::NeedMore { .. }) => panic!("a whole frame needs more"),
+                        Err(e) => return (frames, raw_frames, End::Err(e)),
+                    }
+                }
+                Ok(None) => {
+                    assert!(data.is_empty());
+                    assert!(dec.buffered() <= max, "buffered above the bound");
+                    if let Err(e) = decode(dec.pending(), max) {
+                        return (frames, raw_frames, End::Err(e));
+                    }
+                    break;
+                }
+                Err(e) => return (frames, raw_frames, End::Err(e.into())),
+            }
+        }
+    }
+    (frames, raw_frames, End::NeedMore)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Valid frames or garbage, cut anywhere, under a roomy or a tight bound: the StreamDecoder
+    /// gives the same frames and the same end (first error or "need more") as decoding the
+    /// concatenation from the start, and the raw frames it cuts are exactly the stream's.
+    #[test]
+    fn stream_decoder_matches_one_shot_decoding(
+        valid in vec(frame(), 0..12),
+        junk in garbage(),
+        use_junk in any::<bool>(),
+        how in chunking(),
+        small_max in any::<bool>(),
+    ) {
+        let max = if small_max { 64 } else { MAX };
+        let stream = if use_junk {
+            junk
+        } else {
+            valid.iter().flat_map(Owned::encode).collect()
+        };
+        let parts = chunks(&stream, &how);
+        let (want, want_end) = decode_all(&stream, max);
+        let (got, raw_frames, end) = stream_decode(&parts, max);
+        prop_assert_eq!(&got, &want);
+        prop_assert_eq!(&end, &want_end);
+        // The raw frames are consecutive slices of the stream from its start.
+        let joined = raw_frames.concat();
+        prop_assert_eq!(&stream[..joined.len()], &joined[..]);
+        if !use_junk && !small_max {
+            prop_assert_eq!(got, valid);
+            prop_assert_eq!(joined.len(), stream.len());
+        }
+    }
 }

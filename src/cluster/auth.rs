@@ -57,7 +57,8 @@ fn fallback_bytes() -> [u8; 16] {
 
 fn keyed(secret: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length (long ones are hashed), so this cannot fail.
-    <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length")
+    <HmacSha256 as Mac>::new_from_slice(secret)
+        .expect("HMAC accepts keys of any length, so this never fails")
 }
 
 fn link_hmac(secret: &[u8], first: &[u8; 16], second: &[u8; 16], node_id: u16) -> HmacSha256 {

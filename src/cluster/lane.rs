@@ -14,6 +14,8 @@
 //! iteration; when it is full the control thread keeps the command and retries on its next
 //! tick (its own backlog is bounded by the number of connections and links).
 
+#![forbid(unsafe_code)]
+
 use crate::core::Location;
 use crate::protocol::CloseReason;
 use crossbeam::queue::ArrayQueue;

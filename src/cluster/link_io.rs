@@ -8,9 +8,11 @@
 
 use super::auth::{link_mac, mac_is_valid, new_nonce};
 use super::wire::{
-    decode_link, encode_link, refuse_reason_name, ControlMsg, Lane, LinkHello, LinkMsg, LinkRefuse,
-    LINK_VERSION, REFUSE_BAD_SECRET, REFUSE_ID_CLASH, REFUSE_MALFORMED, REFUSE_VERSION,
+    decode_link, encode_link, refuse_reason_name, ControlMsg, Lane, LinkDecodeError, LinkHello,
+    LinkMsg, LinkRefuse, LINK_VERSION, REFUSE_BAD_SECRET, REFUSE_ID_CLASH, REFUSE_MALFORMED,
+    REFUSE_VERSION,
 };
+use crate::protocol::StreamDecoder;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -39,37 +41,61 @@ pub struct Established {
 
 /// Reads whole link messages from a blocking stream.
 pub struct MessageReader {
+    /// Reassembles frames that straddle reads; a frame inside one read is not copied.
+    frames: StreamDecoder,
+    /// The last read (or the handshake's leftover); `buf[start..]` is not yet consumed.
     buf: Vec<u8>,
+    start: usize,
 }
 
 impl MessageReader {
     pub fn new(leftover: Vec<u8>) -> Self {
-        MessageReader { buf: leftover }
+        MessageReader {
+            frames: StreamDecoder::new(CONTROL_FRAME_BYTES_MAX),
+            buf: leftover,
+            start: 0,
+        }
     }
 
     /// The next message; an error on EOF, I/O error or a frame that does not decode.
     pub fn next(&mut self, stream: &mut TcpStream) -> Result<LinkMsg, String> {
         loop {
-            match decode_link(&self.buf, CONTROL_FRAME_BYTES_MAX) {
-                Ok(Some((msg, used))) => {
-                    self.buf.drain(..used);
-                    return Ok(msg);
+            let mut data = self.buf.get(self.start..).unwrap_or_default();
+            let before = data.len();
+            let frame = self.frames.next(&mut data);
+            self.start += before - data.len();
+            match frame.map_err(LinkDecodeError::from) {
+                Ok(Some(frame)) => {
+                    return match decode_link(frame, CONTROL_FRAME_BYTES_MAX) {
+                        Ok(Some((msg, _))) => Ok(msg),
+                        Ok(None) => Err("a whole link frame decoded as incomplete".into()),
+                        Err(e) => Err(e.to_string()),
+                    };
                 }
                 Ok(None) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            let mut chunk = [0u8; 64 * 1024];
-            match stream.read(&mut chunk) {
+            // A bad kind or flags is refused from the header, before the body is waited for.
+            decode_link(self.frames.pending(), CONTROL_FRAME_BYTES_MAX)
+                .map_err(|e| e.to_string())?;
+            self.buf.resize(64 * 1024, 0);
+            self.start = 0;
+            let read = stream.read(&mut self.buf);
+            self.buf.truncate(*read.as_ref().unwrap_or(&0));
+            match read {
                 Ok(0) => return Err("peer closed the link".into()),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.to_string()),
             }
         }
     }
 
-    pub fn into_leftover(self) -> Vec<u8> {
-        self.buf
+    /// Bytes received past the last message returned: an unfinished frame, or unread whole ones.
+    pub fn into_leftover(mut self) -> Vec<u8> {
+        let mut leftover = self.frames.take_buffered();
+        leftover.extend_from_slice(self.buf.get(self.start..).unwrap_or_default());
+        leftover
     }
 }
 

@@ -16,6 +16,8 @@
 //! - The node is ready (once, for good) when every known peer has delivered its snapshot or
 //!   is dead, and every seed has answered or `ready_wait_ms` has passed since start.
 
+#![forbid(unsafe_code)]
+
 pub type LinkId = u64;
 
 #[derive(Clone, Debug)]

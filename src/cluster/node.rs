@@ -102,8 +102,9 @@ struct Link {
 pub struct ClusterNode {
     control: Option<JoinHandle<()>>,
     acceptor: Option<JoinHandle<()>>,
-    /// A second handle on the acceptor's listening socket, to wake its blocked accept.
-    listener: TcpListener,
+    /// A duplicate of the acceptor's listening socket; [`ClusterNode::stop`] shuts it down to
+    /// wake the blocked accept, then closes it.
+    wake: Option<TcpListener>,
 }
 
 impl ClusterNode {
@@ -127,7 +128,7 @@ impl ClusterNode {
         };
         let plane_cfg = ControlConfig::from_config(cfg, me.advertise.clone(), workers);
         let (tx, rx) = bounded(INPUTS_MAX);
-        let wake_handle = listener.try_clone()?;
+        let wake = listener.try_clone()?;
         let acceptor = {
             let (host, me, tx) = (Arc::clone(&host), me.clone(), tx.clone());
             std::thread::Builder::new()
@@ -143,25 +144,28 @@ impl ClusterNode {
         Ok(ClusterNode {
             control: Some(control),
             acceptor: Some(acceptor),
-            listener: wake_handle,
+            wake: Some(wake),
         })
     }
 
-    /// Joins the threads; the caller has set the host's shutdown flag. An error says the
-    /// control thread panicked (already logged).
-    pub fn stop(&mut self) -> Result<(), String> {
-        // shutdown(2) on the listening socket wakes the acceptor's blocked accept.
-        let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Both);
+    /// Joins the threads; the caller has set the host's shutdown flag. An error names the
+    /// thread that panicked (already logged).
+    pub fn stop(&mut self) -> Result<(), &'static str> {
+        // shutdown(2) acts on the socket, not the descriptor, so shutting down the duplicate
+        // wakes the accept blocked on the original. Best effort, as before.
+        if let Some(wake) = self.wake.take() {
+            let _ = socket2::SockRef::from(&wake).shutdown(Shutdown::Both);
+        }
         let mut result = Ok(());
         if let Some(t) = self.control.take() {
             if t.join().is_err() {
-                result = Err("the cluster control thread panicked".to_string());
+                result = Err("cluster control");
             }
         }
         if let Some(t) = self.acceptor.take() {
             if t.join().is_err() {
                 tracing::error!("the cluster acceptor thread panicked");
-                result = Err("the cluster acceptor thread panicked".to_string());
+                result = Err("cluster acceptor");
             }
         }
         result

@@ -7,6 +7,8 @@
 //! has (ghosts left by a partition) disappear. Watchers and replaced local clients are told
 //! through the [`Sink`].
 
+#![forbid(unsafe_code)]
+
 use super::wire::{row_hash, ControlMsg, InterestChange, RowChange};
 use crate::core::{EpochClock, Location, Registered, Row, Sink, Tables};
 use std::collections::HashMap;

@@ -18,6 +18,8 @@
 //! snapshot, a long interest list) chunks it first so that each frame fits the receiver's
 //! `max_frame_bytes` ([`snapshot_chunks`] does this for snapshots).
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
@@ -274,6 +276,15 @@ impl fmt::Display for LinkDecodeError {
 }
 
 impl std::error::Error for LinkDecodeError {}
+
+impl From<crate::protocol::FrameTooLarge> for LinkDecodeError {
+    fn from(e: crate::protocol::FrameTooLarge) -> LinkDecodeError {
+        LinkDecodeError::FrameTooLarge {
+            frame_bytes: e.frame_bytes,
+            max: e.max,
+        }
+    }
+}
 
 /// Stable hash of one location row, the unit of a DIGEST: foldhash with a fixed seed over the
 /// id bytes then the epoch. Fixed seed (no per-process randomness) so every node of the same

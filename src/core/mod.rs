@@ -1,6 +1,8 @@
 //! The sans-IO core: session state machine, shared tables and routing decisions. No sockets,
 //! clocks or threads here; the I/O layer ([`crate::server`]) drives it.
 
+#![forbid(unsafe_code)]
+
 pub mod epoch;
 pub mod interest;
 pub mod location;

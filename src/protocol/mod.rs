@@ -1,19 +1,30 @@
-//! Wire protocol: frame types, the byte codec and an accumulating frame reader.
+//! Wire protocol: frame types, the byte codec, the shared stream reassembler and an
+//! accumulating frame reader.
 //!
 //! Everything here is sans-IO: it takes bytes in and gives frames out (and the reverse), and
 //! never touches sockets, clocks, threads or server state. The decoder never panics on any
-//! input; every malformed shape is a typed [`DecodeError`]. The layout is specified in the
-//! README ("Protocol"); the constants below are the source of truth.
+//! input; every malformed shape is a typed [`DecodeError`]. The layout is specified in
+//! PROTOCOL.md; the constants below are the source of truth.
+//!
+//! [`StreamDecoder`] cuts whole frames (`header + body`) out of a byte stream received in
+//! arbitrary chunks, zero-copy for frames inside one chunk, bounded by `max_frame_bytes` from
+//! the header. It knows nothing about kinds, so it serves both client connections (then
+//! [`decode`]) and cluster links (then `cluster::wire::{decode_link, decode_data}`), which
+//! share the 6-byte header.
+
+#![forbid(unsafe_code)]
 
 mod codec;
 mod frame;
 mod reader;
+mod stream;
 
 pub use codec::{
     decode, encode_deliver, encode_deliver_header, frame_len_for_deliver, hello, Decoded,
 };
 pub use frame::{CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind};
 pub use reader::FrameReader;
+pub use stream::{FrameTooLarge, StreamDecoder};
 
 /// The protocol version spoken by this build. HELLO with any other version is refused with
 /// [`CloseReason::UnsupportedVersion`].

@@ -1,5 +1,6 @@
 //! Per-connection I/O state owned by one worker: socket, session, send buffers, reassembly.
 
+use super::uring::Outgoing;
 use crate::core::Session;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -31,18 +32,19 @@ pub struct Conn {
     /// in stream order before `out`: wire order is inflight, then `segments`, then `out`.
     pub segments: VecDeque<Bytes>,
     pub segments_bytes: usize,
-    /// iovecs of the gathered send in flight (0 when the send in flight is a plain one).
-    pub iov: Vec<libc::iovec>,
-    pub msghdr: Box<libc::msghdr>,
-    /// A large frame being received straight into its own buffer (see `zero_copy_threshold_bytes`).
+    /// A large frame being received straight into its own buffer (see
+    /// `zero_copy_threshold_bytes`); while a direct receive is in flight the ring owns it.
     pub large: Option<Vec<u8>>,
     /// Whole size of the frame `large` is receiving.
     pub large_frame_bytes: usize,
-    /// Frames queued for the next send.
+    /// Frames queued for the next send. Wire order: `unsent`, then `segments`, then `out`.
     pub out: Vec<u8>,
-    /// Frames being sent by the one send in flight; `inflight_sent` bytes are already out.
-    pub inflight: Vec<u8>,
-    pub inflight_sent: usize,
+    /// An emptied send buffer kept for reuse (no allocation per send).
+    pub spare: Vec<u8>,
+    /// What a partial send left over, sent before anything else.
+    pub unsent: Option<Outgoing>,
+    /// Bytes handed to the ring and not yet confirmed sent (in flight or in `unsent`).
+    pub sending_bytes: usize,
     pub send_in_flight: bool,
     pub recv_armed: bool,
     /// Queued in the worker's dirty list (has `out` bytes to send).
@@ -70,7 +72,7 @@ pub struct LinkRole {
 
 impl Conn {
     pub fn pending_bytes(&self) -> usize {
-        self.out.len() + self.inflight.len() - self.inflight_sent + self.segments_bytes
+        self.out.len() + self.sending_bytes + self.segments_bytes
     }
 
     pub fn accepts_frames(&self) -> bool {
@@ -123,14 +125,12 @@ impl Slab {
             partial: Vec::new(),
             segments: VecDeque::new(),
             segments_bytes: 0,
-            iov: Vec::new(),
-            // SAFETY: msghdr is a plain C struct for which all-zero bytes is a valid value.
-            msghdr: Box::new(unsafe { std::mem::zeroed() }),
             large: None,
             large_frame_bytes: 0,
             out: Vec::new(),
-            inflight: Vec::new(),
-            inflight_sent: 0,
+            spare: Vec::new(),
+            unsent: None,
+            sending_bytes: 0,
             send_in_flight: false,
             recv_armed: false,
             dirty: false,
@@ -153,14 +153,14 @@ impl Slab {
         c.state = ConnState::Free;
         c.fd = -1;
         c.client_id = Box::default();
-        for buf in [&mut c.partial, &mut c.out, &mut c.inflight] {
+        for buf in [&mut c.partial, &mut c.out, &mut c.spare] {
             buf.clear();
             buf.shrink_to(64 * 1024);
         }
-        c.inflight_sent = 0;
+        c.unsent = None;
+        c.sending_bytes = 0;
         c.segments.clear();
         c.segments_bytes = 0;
-        c.iov.clear();
         c.large = None;
         c.dirty = false;
         c.close_text = None;

@@ -2,7 +2,7 @@
 //! of the payload) or into the handoff batch for the worker that owns the destination.
 
 use super::conn::Slab;
-use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
+use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME};
 use super::stats::{bump, kind_index, WorkerStats};
 use crate::cluster::wire::{
     data_publish_len, data_send_len, encode_data_publish, encode_data_send,
@@ -136,11 +136,19 @@ impl Deliverer<'_> {
                 payload,
             )
         } else {
-            self.hand_over(to, TAG_SHARED, 8 + header_len, |out| {
-                let raw = Box::into_raw(Box::new(payload)) as u64;
-                out.extend_from_slice(&raw.to_le_bytes());
-                encode_deliver_header(out, sender, topic, payload_len);
-            })
+            let ok = self.outboxes[to.worker as usize].append_shared(
+                self.handoff_bytes_max,
+                to.slot,
+                to.generation,
+                payload,
+                header_len,
+                |out| encode_deliver_header(out, sender, topic, payload_len),
+            );
+            if !ok {
+                bump(&self.stats.handoff_drops, 1);
+                self.overloaded = true;
+            }
+            ok
         };
         if ok {
             bump(&self.stats.deliveries, 1);

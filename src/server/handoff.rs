@@ -11,10 +11,15 @@
 //! (counted, and the sender gets an OVERLOADED error). Order from one producer to one consumer
 //! is FIFO, so messages from one connection to another arrive in order.
 //!
+//! Zero-copy payloads (`TAG_SHARED`) travel beside the bytes, in the batch's `payloads`: the
+//! record carries the payload's index there, never a pointer, and a batch dropped unread drops
+//! its payloads with it.
+//!
 //! Wake-up: a consumer sets `sleeping` before it blocks and then re-checks its queues; a
 //! producer checks `sleeping` after pushing (both SeqCst, Dekker style), so a wake-up is never
 //! lost and an awake worker is never woken with a syscall.
 
+use bytes::Bytes;
 use crossbeam::queue::ArrayQueue;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -29,16 +34,60 @@ pub const BATCH_BYTES_TARGET: usize = 256 * 1024;
 pub const RECORD_HEADER_LEN: usize = 13;
 pub const TAG_FRAME: u8 = 0;
 pub const TAG_CLOSE: u8 = 1;
-/// Body: a `Box<Bytes>` pointer (u64 LE) to a shared payload, then the DELIVER header bytes.
-/// The consumer takes ownership of the box; every record is consumed exactly once.
+/// Body: the index (u32 LE) of a shared payload in the batch's `payloads`, then the DELIVER
+/// header bytes. The consumer takes the payload out; every record is consumed exactly once.
 pub const TAG_SHARED: u8 = 2;
+/// Bytes before the DELIVER header in a `TAG_SHARED` body.
+pub const SHARED_INDEX_LEN: usize = 4;
+
+/// What one queue operation carries from a producer to a consumer: records, and the
+/// zero-copy payloads that `TAG_SHARED` records refer to by index.
+#[derive(Default)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    pub payloads: Vec<Bytes>,
+    /// Bytes of `payloads` (held memory, counted against `handoff_bytes_max` like the records).
+    payload_bytes: usize,
+}
+
+impl Batch {
+    fn with_capacity(bytes: usize) -> Batch {
+        Batch {
+            bytes: Vec::with_capacity(bytes),
+            payloads: Vec::new(),
+            payload_bytes: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Bytes this batch holds: its records and its payloads.
+    pub fn len(&self) -> usize {
+        self.bytes.len() + self.payload_bytes
+    }
+
+    /// Empties the batch for reuse, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.payloads.clear();
+        self.payload_bytes = 0;
+    }
+
+    /// The records, and the payloads `TAG_SHARED` records name by index (the consumer takes
+    /// each out once with `std::mem::take`).
+    pub fn parts(&mut self) -> (&[u8], &mut [Bytes]) {
+        (&self.bytes, &mut self.payloads)
+    }
+}
 
 /// One worker's inbound side, shared with every other worker.
 pub struct Mailbox {
     /// `inbound[s]`: batches from worker `s`.
-    pub inbound: Box<[ArrayQueue<Vec<u8>>]>,
+    pub inbound: Box<[ArrayQueue<Batch>]>,
     /// `returns[d]`: emptied buffers that worker `d` gives back to this worker.
-    pub returns: Box<[ArrayQueue<Vec<u8>>]>,
+    pub returns: Box<[ArrayQueue<Batch>]>,
     pub sleeping: AtomicBool,
     /// eventfd the worker has a read armed on while it sleeps.
     pub wake_fd: RawFd,
@@ -93,10 +142,10 @@ impl Drop for Mailbox {
 /// A producer's outgoing state towards one consumer worker.
 #[derive(Default)]
 pub struct Outbox {
-    open: Vec<u8>,
-    backlog: VecDeque<Vec<u8>>,
+    open: Batch,
+    backlog: VecDeque<Batch>,
     backlog_bytes: usize,
-    spare: Vec<Vec<u8>>,
+    spare: Vec<Batch>,
 }
 
 impl Outbox {
@@ -116,24 +165,30 @@ impl Outbox {
         if self.backlog_bytes + self.open.len() + record_len > handoff_bytes_max {
             return false;
         }
-        if self.open.capacity() == 0 {
-            self.open = self
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(BATCH_BYTES_TARGET));
-        }
-        let start = self.open.len();
-        self.open.push(tag);
-        self.open.extend_from_slice(&slot.to_le_bytes());
-        self.open.extend_from_slice(&generation.to_le_bytes());
-        self.open
-            .extend_from_slice(&(body_len as u32).to_le_bytes());
-        write_body(&mut self.open);
-        debug_assert_eq!(self.open.len() - start, record_len);
+        self.ensure_open();
+        let out = &mut self.open.bytes;
+        let start = out.len();
+        out.push(tag);
+        out.extend_from_slice(&slot.to_le_bytes());
+        out.extend_from_slice(&generation.to_le_bytes());
+        out.extend_from_slice(&(body_len as u32).to_le_bytes());
+        write_body(out);
+        debug_assert_eq!(out.len() - start, record_len);
         if self.open.len() >= BATCH_BYTES_TARGET {
             self.seal();
         }
         true
+    }
+
+    /// Gives the open batch its buffer (a spare one when there is one).
+    fn ensure_open(&mut self) {
+        if self.open.bytes.capacity() == 0 {
+            debug_assert!(self.open.payloads.is_empty());
+            self.open = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Batch::with_capacity(BATCH_BYTES_TARGET));
+        }
     }
 
     fn seal(&mut self) {
@@ -145,7 +200,36 @@ impl Outbox {
     }
 
     /// Pushes sealed batches (and the open one) into `queue`; returns whether any was pushed.
-    pub fn flush(&mut self, queue: &ArrayQueue<Vec<u8>>, returns: &ArrayQueue<Vec<u8>>) -> bool {
+    /// Appends a `TAG_SHARED` record: `payload` rides in the batch, the body carries its index
+    /// and then `header_len` bytes written by `write_header`.
+    pub fn append_shared(
+        &mut self,
+        handoff_bytes_max: usize,
+        slot: u32,
+        generation: u32,
+        payload: Bytes,
+        header_len: usize,
+        write_header: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        // Counted against the bound with its payload: the bytes are held until delivered.
+        let body_len = SHARED_INDEX_LEN + header_len;
+        if self.backlog_bytes + self.open.len() + payload.len() + body_len > handoff_bytes_max {
+            return false;
+        }
+        // The payload goes into the open batch first, so sealing it (in `append`) counts both.
+        self.ensure_open();
+        let index = self.open.payloads.len() as u32;
+        self.open.payload_bytes += payload.len();
+        self.open.payloads.push(payload);
+        let appended = self.append(usize::MAX, TAG_SHARED, slot, generation, body_len, |out| {
+            out.extend_from_slice(&index.to_le_bytes());
+            write_header(out);
+        });
+        debug_assert!(appended, "unbounded appends always succeed");
+        true
+    }
+
+    pub fn flush(&mut self, queue: &ArrayQueue<Batch>, returns: &ArrayQueue<Batch>) -> bool {
         while let Some(buf) = returns.pop() {
             if self.spare.len() < 8 {
                 self.spare.push(buf);
@@ -220,7 +304,7 @@ mod tests {
         assert!(!out.append(40, TAG_FRAME, 1, 2, 20, |b| b.extend_from_slice(&[0; 20])));
         assert!(out.flush(&queue, &returns));
         let batch = queue.pop().unwrap();
-        let got: Vec<Record<'_>> = records(&batch).collect();
+        let got: Vec<Record<'_>> = records(&batch.bytes).collect();
         assert_eq!(
             got[0],
             Record {
@@ -258,6 +342,57 @@ mod tests {
         assert!(!out.is_idle());
         queue.pop().unwrap();
         assert!(out.flush(&queue, &returns));
-        assert_eq!(records(&queue.pop().unwrap()).next().unwrap().body, &[2]);
+        assert_eq!(
+            records(&queue.pop().unwrap().bytes).next().unwrap().body,
+            &[2]
+        );
+    }
+
+    #[test]
+    fn shared_payloads_ride_beside_the_records_and_count_against_the_bound() {
+        let queue = ArrayQueue::new(4);
+        let returns = ArrayQueue::new(4);
+        let mut out = Outbox::default();
+        let payload = Bytes::from(vec![9u8; 100]);
+        assert!(out.append_shared(1000, 3, 4, payload.clone(), 2, |b| b
+            .extend_from_slice(b"hd")));
+        assert!(
+            !out.append_shared(200, 3, 4, payload.clone(), 2, |b| b
+                .extend_from_slice(b"hd")),
+            "the held payload counts against the bound"
+        );
+        assert!(out.flush(&queue, &returns));
+        let mut batch = queue.pop().unwrap();
+        assert_eq!(batch.len(), RECORD_HEADER_LEN + SHARED_INDEX_LEN + 2 + 100);
+        let (bytes, payloads) = batch.parts();
+        let record = records(bytes).next().unwrap();
+        assert_eq!(
+            (record.tag, record.slot, record.generation),
+            (TAG_SHARED, 3, 4)
+        );
+        let index = u32::from_le_bytes(record.body[..4].try_into().unwrap());
+        assert_eq!(&record.body[4..], b"hd");
+        assert_eq!(std::mem::take(&mut payloads[index as usize]), payload);
+        assert!(payloads[index as usize].is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_shared_record_that_seals_the_batch_keeps_its_payload_with_it() {
+        let queue = ArrayQueue::new(4);
+        let returns = ArrayQueue::new(4);
+        let mut out = Outbox::default();
+        let big_header = BATCH_BYTES_TARGET;
+        let payload = Bytes::from_static(b"xyz");
+        assert!(
+            out.append_shared(usize::MAX, 1, 1, payload, big_header, |b| {
+                b.resize(b.len() + big_header, 0)
+            })
+        );
+        assert!(out.open.is_empty(), "the record sealed the batch");
+        assert!(out.flush(&queue, &returns));
+        let mut batch = queue.pop().unwrap();
+        assert_eq!(&batch.parts().1[0][..], b"xyz");
+        assert!(out.is_idle());
+        assert_eq!(out.backlog_bytes, 0);
     }
 }

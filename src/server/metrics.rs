@@ -48,12 +48,17 @@ pub(crate) struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` and starts the thread answering `/metrics` and `/healthz`.
     pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<MetricsServer, ServeError> {
-        let http = tiny_http::Server::http(addr)
-            .map_err(|e| ServeError(format!("cannot listen for metrics on {addr}: {e}")))?;
+        let http = tiny_http::Server::http(addr).map_err(|e| ServeError::MetricsListen {
+            addr,
+            source: std::io::Error::other(e),
+        })?;
         let bound = http
             .server_addr()
             .to_ip()
-            .ok_or_else(|| ServeError("metrics listener has no IP address".into()))?;
+            .ok_or_else(|| ServeError::MetricsListen {
+                addr,
+                source: std::io::Error::other("the listener has no IP address"),
+            })?;
         let http = Arc::new(http);
         let mut registry = Registry::with_prefix("ringrelay");
         registry.register_collector(Box::new(RelayCollector {
@@ -63,7 +68,10 @@ impl MetricsServer {
         let thread = std::thread::Builder::new()
             .name("ringrelay-metrics".into())
             .spawn(move || serve(&server, &registry, &shared))
-            .map_err(|e| ServeError(format!("cannot spawn the metrics thread: {e}")))?;
+            .map_err(|source| ServeError::Spawn {
+                what: "metrics",
+                source,
+            })?;
         tracing::info!(addr = %bound, "metrics endpoint listening");
         Ok(MetricsServer {
             http,
@@ -187,7 +195,7 @@ fn text(
     content_type: &str,
 ) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-        .expect("static header is valid");
+        .expect("content types are ASCII constants, which always make a valid header");
     tiny_http::Response::from_string(body)
         .with_status_code(status)
         .with_header(header)

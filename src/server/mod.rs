@@ -5,16 +5,19 @@
 //! up. Workers share only the routing tables (lock-free reads), the handoff mailboxes and
 //! their own counters.
 
-mod bufring;
 mod conn;
 mod deliver;
+mod error;
 mod handoff;
 pub mod host_probe;
 mod large_pool;
 mod metrics;
-mod ring;
 mod stats;
+mod uring;
 mod worker;
+
+pub use error::ServeError;
+pub use uring::leaked_rings;
 
 use crate::cluster::lane::ControlLane;
 use crate::cluster::node::{ClusterHost, ClusterNode};
@@ -31,23 +34,14 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Why the relay could not start or stopped.
-#[derive(Debug)]
-pub struct ServeError(pub String);
-
-impl std::fmt::Display for ServeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for ServeError {}
-
 /// Counters a running relay exposes (cumulative since start, except `connections_open`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub connections_open: u64,
     pub connections_accepted: u64,
     pub frames_in: u64,
+    /// Bytes received from clients and data links.
+    pub bytes_in: u64,
     pub deliveries: u64,
     pub unknown_id: u64,
     pub slow_consumer_closes: u64,
@@ -100,26 +94,24 @@ const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 impl Server {
     /// Binds, starts the workers and returns once every worker is accepting.
     pub fn start(cfg: Config) -> Result<Server, ServeError> {
-        cfg.validate()
-            .map_err(|e| ServeError(format!("invalid config: {e}")))?;
+        cfg.validate()?;
         let workers = cfg.worker_count();
         if workers > u16::MAX as usize {
-            return Err(ServeError("too many workers".into()));
+            return Err(ServeError::TooManyWorkers(workers));
         }
         let cpus = worker_cpus(&cfg, workers);
         let (listeners, local_addr) = bind_listeners(cfg.listen, workers)?;
         let cluster_listener = match cfg.cluster_listen {
-            Some(addr) if cfg.node_id != 0 => {
-                Some(std::net::TcpListener::bind(addr).map_err(|e| {
-                    ServeError(format!("cannot listen for cluster links on {addr}: {e}"))
-                })?)
-            }
+            Some(addr) if cfg.node_id != 0 => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|source| ServeError::ClusterListen { addr, source })?,
+            ),
             _ => None,
         };
         let mailboxes = (0..workers)
             .map(|_| Mailbox::new(workers))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ServeError(format!("cannot create eventfd: {e}")))?;
+            .map_err(|e| ServeError::Resource("create an eventfd", e))?;
         let shared = Arc::new(Shared {
             session: SessionConfig::from_config(&cfg),
             node_id: cfg.node_id,
@@ -143,28 +135,14 @@ impl Server {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
         let mut threads = Vec::with_capacity(workers);
         for (index, listener) in listeners.into_iter().enumerate() {
-            let worker_shared = Arc::clone(&shared);
-            let ready = ready_tx.clone();
             let cpu = cpus.get(index).copied().flatten();
-            let spawned = std::thread::Builder::new()
-                .name(format!("ringrelay-w{index}"))
-                .spawn(move || {
-                    if let Some(cpu) = cpu {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                            tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
-                        }
-                    }
-                    match worker::Worker::new(index as u16, listener, worker_shared) {
-                        Ok(w) => {
-                            let _ = ready.send(Ok(()));
-                            w.run()
-                        }
-                        Err(e) => {
-                            let _ = ready.send(Err(ServeError(e.0.clone())));
-                            Err(e)
-                        }
-                    }
-                });
+            let spawned = spawn_worker(
+                index as u16,
+                listener,
+                Arc::clone(&shared),
+                ready_tx.clone(),
+                cpu,
+            );
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
@@ -176,7 +154,10 @@ impl Server {
                         cluster: None,
                     };
                     server.stop_and_join();
-                    return Err(ServeError(format!("cannot spawn worker thread: {e}")));
+                    return Err(ServeError::Spawn {
+                        what: "worker",
+                        source: e,
+                    });
                 }
             }
         }
@@ -188,18 +169,9 @@ impl Server {
             metrics,
             cluster: None,
         };
-        for _ in 0..workers {
-            match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    server.stop_and_join();
-                    return Err(e);
-                }
-                Err(_) => {
-                    server.stop_and_join();
-                    return Err(ServeError("workers did not start within 10 s".into()));
-                }
-            }
+        if let Err(e) = wait_until_started(&ready_rx, workers) {
+            server.stop_and_join();
+            return Err(e);
         }
         if let Some(listener) = cluster_listener {
             let shared = Arc::clone(&server.shared);
@@ -207,7 +179,10 @@ impl Server {
                 Ok(node) => server.cluster = Some(node),
                 Err(e) => {
                     server.stop_and_join();
-                    return Err(ServeError(format!("cannot start the cluster threads: {e}")));
+                    return Err(ServeError::Spawn {
+                        what: "cluster",
+                        source: e,
+                    });
                 }
             }
         }
@@ -251,9 +226,7 @@ impl Server {
     pub fn wait(mut self) -> Result<(), ServeError> {
         let mut first_err = None;
         for t in self.threads.drain(..) {
-            let result = t
-                .join()
-                .unwrap_or_else(|_| Err(ServeError("worker thread panicked".into())));
+            let result = t.join().unwrap_or(Err(ServeError::Panicked("worker")));
             if let Err(e) = result {
                 // One worker failing takes the node down: the others would serve a partial
                 // shard of the listen port.
@@ -268,7 +241,7 @@ impl Server {
         if let Some(mut c) = self.cluster.take() {
             if let Err(e) = c.stop() {
                 // The process must exit non-zero: the node stopped for this.
-                first_err.get_or_insert(ServeError(e));
+                first_err.get_or_insert(ServeError::Panicked(e));
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -290,7 +263,7 @@ impl Server {
         self.stopper().stop();
         if let Some(mut c) = self.cluster.take() {
             if let Err(e) = c.stop() {
-                tracing::warn!("cluster stopped with an error: {e}");
+                tracing::warn!("the {e} thread panicked");
             }
         }
         for t in self.threads.drain(..) {
@@ -375,6 +348,54 @@ impl Stopper {
     }
 }
 
+/// Starts worker `index` on its own thread, pinned to `cpu`; it reports on `ready` once its
+/// ring is up (or why it could not start).
+fn spawn_worker(
+    index: u16,
+    listener: socket2::Socket,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<(), ServeError>>,
+    cpu: Option<usize>,
+) -> std::io::Result<JoinHandle<Result<(), ServeError>>> {
+    std::thread::Builder::new()
+        .name(format!("ringrelay-w{index}"))
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                    tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
+                }
+            }
+            match worker::Worker::new(index, listener, shared) {
+                Ok(w) => {
+                    let _ = ready.send(Ok(()));
+                    w.run()
+                }
+                // The error goes to `start`, which reports it; the thread's result then only
+                // says that this worker failed.
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    Err(ServeError::StartTimeout(0).in_worker(index))
+                }
+            }
+        })
+}
+
+/// Waits for `workers` start reports; the first failure, or none within
+/// `WORKER_START_TIMEOUT`, is the error.
+fn wait_until_started(
+    ready: &mpsc::Receiver<Result<(), ServeError>>,
+    workers: usize,
+) -> Result<(), ServeError> {
+    for _ in 0..workers {
+        match ready.recv_timeout(WORKER_START_TIMEOUT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ServeError::StartTimeout(WORKER_START_TIMEOUT.as_secs())),
+        }
+    }
+    Ok(())
+}
+
 /// CPU for each worker: the configured list, else the CPUs this process may run on, in turn.
 fn worker_cpus(cfg: &Config, workers: usize) -> Vec<Option<usize>> {
     if let Some(cpus) = &cfg.cpus {
@@ -400,14 +421,18 @@ fn bind_listeners(
     let mut listeners = Vec::with_capacity(workers);
     let mut bound = addr;
     for _ in 0..workers {
-        let socket =
-            bind_one(bound).map_err(|e| ServeError(format!("cannot listen on {bound}: {e}")))?;
+        let socket = bind_one(bound).map_err(|source| ServeError::Listen {
+            addr: bound,
+            source,
+        })?;
         if listeners.is_empty() {
             bound = socket
                 .local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .ok_or_else(|| ServeError("listener has no local address".into()))?;
+                .and_then(|a| {
+                    a.as_socket()
+                        .ok_or_else(|| std::io::Error::other("not an IP address"))
+                })
+                .map_err(|source| ServeError::Listen { addr, source })?;
         }
         listeners.push(socket);
     }

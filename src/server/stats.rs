@@ -100,6 +100,7 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.connections_open += get(&b.connections_open);
         s.connections_accepted += get(&b.connections_accepted);
         s.frames_in += get(&b.frames_in);
+        s.bytes_in += get(&b.bytes_in);
         s.deliveries += get(&b.deliveries);
         s.unknown_id += get(&b.unknown_id);
         s.slow_consumer_closes += get(&b.slow_consumer_closes);

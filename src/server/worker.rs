@@ -1,27 +1,24 @@
-//! One worker: a thread pinned to a CPU that owns an io_uring loop, a listener, a buffer ring
-//! and a shard of the connections. It drives the sans-IO core (session + router).
+//! One worker: a thread pinned to a CPU that owns an io_uring loop (through [`Uring`], which
+//! owns every buffer the kernel touches), a listener and a shard of the connections. It drives
+//! the sans-IO core (session + router).
 //!
 //! Loop: submit queued sends and handoffs, sleep in `submit_and_wait` (the only syscall per
 //! iteration), then process every completion of the round. Receives decode straight from the
 //! provided buffer; routed frames are appended to destination send buffers; each connection
 //! with bytes queued gets one send at the end of the round (one send in flight per socket).
 
-use super::bufring::BufRing;
 use super::conn::{ConnState, Slab};
 use super::control_lane::Event;
 use super::deliver::{Deliverer, LinkOut, PendingClose};
-use super::handoff::{records, Outbox, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
-use super::ring::{
-    tag, untag, OP_ACCEPT, OP_CANCEL, OP_RECV, OP_RECV_DIRECT, OP_SEND, OP_TIMER, OP_WAKE,
-};
+use super::handoff::{records, Outbox, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
 use super::stats::{batch_bucket, bump, kind_index};
+use super::uring::{Completion, Outgoing, RecvGuard, Uring};
 use super::{ServeError, Shared};
 use crate::core::{Location, Origin, SendOutcome, SessionEvent, Sink, TickAction};
 use crate::protocol::{
     decode, CloseReason, Decoded, ErrorCode, Frame, FrameKind, PROTOCOL_VERSION,
 };
-use bytes::{Buf, Bytes};
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use bytes::Bytes;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,13 +27,13 @@ use std::time::Instant;
 #[path = "worker_links.rs"]
 mod links;
 
-const BUF_GROUP_ID: u16 = 0;
+/// How long shutdown waits for the kernel to finish cancelled operations before it leaks the
+/// ring's memory instead of freeing it.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Worker {
-    // Field order matters: the ring is dropped first, so the kernel releases the buffer ring
-    // and every in-flight operation before the memory they point into is freed.
-    ring: IoUring,
-    bufs: BufRing,
+    /// The ring and every buffer an operation in flight points into.
+    uring: Uring,
     slab: Slab,
     listener: socket2::Socket,
     shared: Arc<Shared>,
@@ -45,9 +42,8 @@ pub struct Worker {
     outboxes: Vec<Outbox>,
     pending_closes: Vec<PendingClose>,
     scratch_locations: Vec<Location>,
-    completions: Vec<cqueue::Entry>,
-    timer: Box<types::Timespec>,
-    wake_buf: Box<u64>,
+    completions: Vec<Completion>,
+    tick_ms: u64,
     accept_armed: bool,
     clock: Instant,
     now_ms: u64,
@@ -64,9 +60,6 @@ pub struct Worker {
     pending_hellos: usize,
 }
 
-/// Most iovecs one gathered send carries.
-const IOV_PER_SEND_MAX: usize = 64;
-
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
 fn tick_ms_for(cfg: &crate::config::Config) -> u64 {
     (cfg.heartbeat_interval_ms.min(cfg.handshake_timeout_ms) / 4).clamp(10, 250)
@@ -80,25 +73,14 @@ impl Worker {
         listener: socket2::Socket,
         shared: Arc<Shared>,
     ) -> Result<Worker, ServeError> {
-        let (ring, mode) = super::ring::build_ring()?;
         let cfg = &shared.config;
-        let bufs = BufRing::new(cfg.recv_buffer_count, cfg.recv_buffer_bytes, BUF_GROUP_ID)
-            .map_err(|e| {
-                ServeError(format!(
-                    "worker {index}: cannot allocate receive buffers: {e}"
-                ))
-            })?;
-        bufs.register(&ring.submitter()).map_err(|e| {
-            ServeError(format!(
-                "worker {index}: cannot register the buffer ring (Linux 5.19+ needed): {e}"
-            ))
-        })?;
-        tracing::debug!(worker = index, mode, "io_uring ready");
+        let uring = Uring::new(cfg.recv_buffer_count, cfg.recv_buffer_bytes)
+            .map_err(|e| e.in_worker(index))?;
+        tracing::debug!(worker = index, mode = uring.mode(), "io_uring ready");
         let tick_ms = tick_ms_for(cfg);
         let workers = shared.mailboxes.len();
         let mut w = Worker {
-            ring,
-            bufs,
+            uring,
             slab: Slab::new(cfg.connections_per_worker_max),
             listener,
             index,
@@ -107,8 +89,7 @@ impl Worker {
             pending_closes: Vec::new(),
             scratch_locations: Vec::new(),
             completions: Vec::with_capacity(4096),
-            timer: Box::new(types::Timespec::new().nsec((tick_ms * 1_000_000) as u32)),
-            wake_buf: Box::new(0),
+            tick_ms,
             accept_armed: false,
             clock: shared.started,
             now_ms: 0,
@@ -125,133 +106,73 @@ impl Worker {
         w.arm_accept();
         w.arm_wake();
         w.arm_timer();
-        w.ring
+        w.uring
             .submit()
-            .map_err(|e| ServeError(format!("worker {index}: first submit failed: {e}")))?;
+            .map_err(|e| ServeError::Enter(e).in_worker(index))?;
         Ok(w)
     }
 
-    fn push(&mut self, entry: squeue::Entry) {
-        loop {
-            // SAFETY: every entry built in this file points only at memory that outlives the
-            // operation: buffers owned by a connection whose slot is not released while the
-            // operation is in flight, or boxed fields of the worker, which outlive the ring.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return;
-            }
-            // Submission queue full: hand what we have to the kernel and retry.
-            if let Err(e) = self.ring.submit() {
-                tracing::warn!(
-                    worker = self.index,
-                    "submit failed while the queue was full: {e}"
-                );
-            }
-        }
-    }
-
     fn arm_accept(&mut self) {
-        let fd = self.listener.as_raw_fd();
-        let e = opcode::AcceptMulti::new(types::Fd(fd))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(tag(OP_ACCEPT, 0, 0));
-        self.push(e);
-        self.accept_armed = true;
+        self.accept_armed = self.uring.accept_multishot(self.listener.as_raw_fd());
     }
 
     fn arm_wake(&mut self) {
         let fd = self.shared.mailboxes[self.index as usize].wake_fd;
-        let buf: *mut u64 = &mut *self.wake_buf;
-        let e = opcode::Read::new(types::Fd(fd), buf.cast(), 8)
-            .build()
-            .user_data(tag(OP_WAKE, 0, 0));
-        self.push(e);
+        self.uring.read_wake(fd);
     }
 
     fn arm_timer(&mut self) {
-        let ts: *const types::Timespec = &*self.timer;
-        let e = opcode::Timeout::new(ts)
-            .build()
-            .user_data(tag(OP_TIMER, 0, 0));
-        self.push(e);
+        self.uring.timeout(self.tick_ms);
     }
 
     fn arm_recv(&mut self, slot: u32) {
         let c = &mut self.slab.conns[slot as usize];
-        c.recv_armed = true;
-        let e = match &mut c.large {
+        c.recv_armed = match c.large.take() {
             // A large frame is pending: receive the rest of it straight into its buffer.
             Some(large) => {
-                let want = c.large_frame_bytes - large.len();
-                let spare = &mut large.spare_capacity_mut()[..want];
-                let len = want.min(u32::MAX as usize) as u32;
-                // MSG_WAITALL: io_uring retries internally until the whole rest of the
-                // frame is in, so a large frame costs one completion, not one per segment.
-                opcode::Recv::new(types::Fd(c.fd), spare.as_mut_ptr().cast(), len)
-                    .flags(libc::MSG_WAITALL)
-                    .build()
-                    .user_data(tag(OP_RECV_DIRECT, slot, c.generation))
+                match self
+                    .uring
+                    .recv_exact(slot, c.generation, c.fd, large, c.large_frame_bytes)
+                {
+                    Ok(()) => true,
+                    Err(large) => {
+                        c.large = Some(large);
+                        false
+                    }
+                }
             }
-            None => opcode::RecvMulti::new(types::Fd(c.fd), BUF_GROUP_ID)
-                .build()
-                .user_data(tag(OP_RECV, slot, c.generation)),
+            None => self.uring.recv_multishot(slot, c.generation, c.fd),
         };
-        self.push(e);
     }
 
+    /// Hands the connection's queued bytes to the ring (one send in flight per socket): what a
+    /// partial send left first, else the zero-copy segments with the frames around them, else
+    /// the send buffer (swapped with the spare one, so nothing is allocated).
     fn submit_send(&mut self, slot: u32) {
         let c = &mut self.slab.conns[slot as usize];
         debug_assert!(!c.send_in_flight);
-        if c.inflight_sent == c.inflight.len() && !c.segments.is_empty() {
-            return self.submit_gathered_send(slot);
-        }
-        if c.inflight_sent == c.inflight.len() {
-            if c.out.is_empty() {
-                return;
+        let outgoing = if let Some(unsent) = c.unsent.take() {
+            unsent
+        } else if !c.segments.is_empty() {
+            if !c.out.is_empty() {
+                let sealed = Bytes::from(std::mem::take(&mut c.out));
+                c.segments_bytes += sealed.len();
+                c.segments.push_back(sealed);
             }
-            c.inflight.clear();
-            c.inflight_sent = 0;
-            std::mem::swap(&mut c.out, &mut c.inflight);
+            c.segments_bytes = 0;
+            Outgoing::Gathered(c.segments.drain(..).collect())
+        } else if !c.out.is_empty() {
+            let bytes = std::mem::replace(&mut c.out, std::mem::take(&mut c.spare));
+            Outgoing::Plain { bytes, offset: 0 }
+        } else {
+            return;
+        };
+        c.sending_bytes = outgoing.remaining_bytes();
+        match self.uring.send(slot, c.generation, c.fd, outgoing) {
+            Ok(()) => c.send_in_flight = true,
+            // Only while shutting down: the bytes will never be sent.
+            Err(_) => c.sending_bytes = 0,
         }
-        let rest = &c.inflight[c.inflight_sent..];
-        let len = rest.len().min(u32::MAX as usize) as u32;
-        let e = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(tag(OP_SEND, slot, c.generation));
-        c.send_in_flight = true;
-        self.push(e);
-    }
-
-    /// One sendmsg over the queued segments (shared payloads and the frames around them).
-    fn submit_gathered_send(&mut self, slot: u32) {
-        let c = &mut self.slab.conns[slot as usize];
-        if !c.out.is_empty() {
-            let sealed = Bytes::from(std::mem::take(&mut c.out));
-            c.segments_bytes += sealed.len();
-            c.segments.push_back(sealed);
-        }
-        c.iov.clear();
-        for seg in c
-            .segments
-            .iter()
-            .filter(|s| !s.is_empty())
-            .take(IOV_PER_SEND_MAX)
-        {
-            c.iov.push(libc::iovec {
-                iov_base: seg.as_ptr() as *mut libc::c_void,
-                iov_len: seg.len(),
-            });
-        }
-        c.msghdr.msg_iov = c.iov.as_mut_ptr();
-        c.msghdr.msg_iovlen = c.iov.len();
-        let msg: *const libc::msghdr = &*c.msghdr;
-        let e = opcode::SendMsg::new(types::Fd(c.fd), msg)
-            .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
-            .user_data(tag(OP_SEND, slot, c.generation));
-        c.send_in_flight = true;
-        self.push(e);
     }
 
     /// Runs until shutdown; returns after every connection is closed.
@@ -278,7 +199,7 @@ impl Worker {
                 } else {
                     1
                 };
-            let result = self.ring.submit_and_wait(want);
+            let result = self.uring.submit_and_wait(want);
             mailbox.sleeping.store(false, Ordering::SeqCst);
             match result {
                 Ok(_) => {}
@@ -288,26 +209,21 @@ impl Worker {
                         Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
                     ) => {}
                 Err(e) => {
-                    return Err(ServeError(format!(
-                        "worker {}: io_uring_enter failed: {e}",
-                        self.index
-                    )))
+                    self.finish();
+                    return Err(ServeError::Enter(e).in_worker(self.index));
                 }
             }
             self.now_ms = self.clock.elapsed().as_millis() as u64;
             bump(&shared.stats[mailbox_index].loop_iterations, 1);
-            self.completions.clear();
-            self.completions.extend(self.ring.completion());
+            let mut completions = std::mem::take(&mut self.completions);
+            self.uring.reap(&mut completions);
             let stats = &shared.stats[mailbox_index];
-            bump(&stats.completions, self.completions.len() as u64);
-            bump(
-                &stats.batch_buckets[batch_bucket(self.completions.len())],
-                1,
-            );
-            for i in 0..self.completions.len() {
-                let cqe = self.completions[i].clone();
-                self.on_completion(cqe);
+            bump(&stats.completions, completions.len() as u64);
+            bump(&stats.batch_buckets[batch_bucket(completions.len())], 1);
+            for completion in completions.drain(..) {
+                self.on_completion(completion);
             }
+            self.completions = completions;
             self.drain_inbound();
             self.drain_commands();
             if self.pending_hellos > 0 && shared.lane.is_ready() {
@@ -319,21 +235,34 @@ impl Worker {
         Ok(())
     }
 
-    fn on_completion(&mut self, cqe: cqueue::Entry) {
-        let (op, slot, generation) = untag(cqe.user_data());
-        match op {
-            OP_ACCEPT => self.on_accept(cqe.result(), cqueue::more(cqe.flags())),
-            OP_RECV => self.on_recv(slot, generation, cqe.result(), cqe.flags()),
-            OP_SEND => self.on_send(slot, generation, cqe.result()),
-            OP_RECV_DIRECT => self.on_recv_direct(slot, generation, cqe.result()),
-            OP_CANCEL => {}
-            OP_TIMER => self.on_tick(),
-            OP_WAKE => {
+    fn on_completion(&mut self, completion: Completion) {
+        match completion {
+            Completion::Accept { result, more } => self.on_accept(result, more),
+            Completion::Recv {
+                slot,
+                generation,
+                result,
+                more,
+                data,
+            } => self.on_recv(slot, generation, result, more, data),
+            Completion::Send {
+                slot,
+                generation,
+                result,
+                rest,
+            } => self.on_send(slot, generation, result, rest),
+            Completion::RecvExact {
+                slot,
+                generation,
+                result,
+                buf,
+            } => self.on_recv_exact(slot, generation, result, buf),
+            Completion::Timer => self.on_tick(),
+            Completion::Wake => {
                 if !self.stopping {
                     self.arm_wake();
                 }
             }
-            _ => debug_assert!(false, "unknown completion tag {op}"),
         }
     }
 
@@ -376,15 +305,18 @@ impl Worker {
         self.arm_recv(slot);
     }
 
-    fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) {
-        let more = cqueue::more(flags);
-        let buffer_id = cqueue::buffer_select(flags);
-        let live = self.slab.get_live(slot, generation).is_some();
-        if !live {
+    /// A multishot receive completion; `data` goes back to the kernel when it is dropped at the
+    /// end of this function, after the last use of its bytes.
+    fn on_recv(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        result: i32,
+        more: bool,
+        data: Option<RecvGuard>,
+    ) {
+        if self.slab.get_live(slot, generation).is_none() {
             debug_assert!(false, "recv completion for a released slot");
-            if let Some(bid) = buffer_id {
-                self.bufs.recycle(bid);
-            }
             return;
         }
         if !more {
@@ -395,11 +327,8 @@ impl Worker {
                 &self.shared.stats[self.index as usize].bytes_in,
                 result as u64,
             );
-            match buffer_id {
-                Some(bid) => {
-                    // SAFETY: the completion hands buffer `bid` holding `result` bytes to us; it
-                    // is recycled right below, after the last use of `data`.
-                    let data = unsafe { self.bufs.received(bid, result as usize) };
+            match &data {
+                Some(data) => {
                     if self.slab.conns[slot as usize].link.is_some() {
                         self.on_link_bytes(slot, data);
                     } else {
@@ -408,7 +337,6 @@ impl Worker {
                             self.on_bytes(slot, data);
                         }
                     }
-                    self.bufs.recycle(bid);
                 }
                 None => debug_assert!(false, "multishot recv completed without a buffer"),
             }
@@ -420,16 +348,17 @@ impl Worker {
         self.after_recv(slot);
     }
 
-    fn on_send(&mut self, slot: u32, generation: u32, result: i32) {
+    fn on_send(&mut self, slot: u32, generation: u32, result: i32, rest: Outgoing) {
         let Some(c) = self.slab.get_live(slot, generation) else {
             debug_assert!(false, "send completion for a released slot");
             return;
         };
         c.send_in_flight = false;
+        c.sending_bytes = 0;
         if result < 0 {
             c.out.clear();
-            c.inflight.clear();
-            c.inflight_sent = 0;
+            c.segments.clear();
+            c.segments_bytes = 0;
             self.request_close(
                 slot,
                 generation,
@@ -442,23 +371,23 @@ impl Worker {
                 &self.shared.stats[self.index as usize].bytes_out,
                 result as u64,
             );
-            if c.iov.is_empty() {
-                c.inflight_sent += result as usize;
-            } else {
-                c.iov.clear();
-                advance_segments(&mut c.segments, &mut c.segments_bytes, result as usize);
+            if !rest.is_empty() {
+                // A partial send: the rest goes out before anything queued since.
+                c.sending_bytes = rest.remaining_bytes();
+                c.unsent = Some(rest);
+            } else if let Outgoing::Plain { mut bytes, .. } = rest {
+                bytes.clear();
+                if bytes.capacity() > c.spare.capacity() {
+                    c.spare = bytes;
+                }
             }
-            if c.inflight_sent < c.inflight.len() || !c.out.is_empty() || !c.segments.is_empty() {
+            if c.unsent.is_some() || !c.out.is_empty() || !c.segments.is_empty() {
                 if !c.dirty {
                     c.dirty = true;
                     self.dirty.push(slot);
                 }
-            } else {
-                c.inflight.clear();
-                c.inflight_sent = 0;
-                if c.state == ConnState::Closing {
-                    self.shutdown_conn(slot);
-                }
+            } else if c.state == ConnState::Closing {
+                self.shutdown_conn(slot);
             }
         }
         self.maybe_release(slot);
@@ -581,13 +510,7 @@ impl Worker {
         if c.recv_armed {
             // Stop the multishot recv; bytes it still delivers are appended by `feed_large`,
             // and its final completion re-arms a plain recv into the buffer.
-            let target = tag(OP_RECV, slot, c.generation);
-            let e = opcode::AsyncCancel::new(target).build().user_data(tag(
-                OP_CANCEL,
-                slot,
-                c.generation,
-            ));
-            self.push(e);
+            self.uring.cancel_recv(slot, c.generation);
         }
     }
 
@@ -608,7 +531,8 @@ impl Worker {
         &data[take..]
     }
 
-    fn on_recv_direct(&mut self, slot: u32, generation: u32, result: i32) {
+    /// A direct receive of a large frame completed; the ring hands its buffer back.
+    fn on_recv_exact(&mut self, slot: u32, generation: u32, result: i32, buf: Vec<u8>) {
         let now_ms = self.now_ms;
         let Some(c) = self.slab.get_live(slot, generation) else {
             debug_assert!(false, "direct recv completion for a released slot");
@@ -622,18 +546,12 @@ impl Worker {
             );
         }
         if result > 0 && c.accepts_frames() {
-            if let Some(large) = &mut c.large {
-                let new_len = large.len() + result as usize;
-                debug_assert!(new_len <= c.large_frame_bytes);
-                // SAFETY: the kernel wrote `result` bytes into the spare capacity the recv was
-                // given (at most `large_frame_bytes - len`), so they are initialised.
-                unsafe { large.set_len(new_len) };
-                c.session.on_bytes_received(now_ms);
-                if new_len == c.large_frame_bytes {
-                    if let Some(buf) = c.large.take() {
-                        self.dispatch_large(slot, buf);
-                    }
-                }
+            c.session.on_bytes_received(now_ms);
+            if buf.len() == c.large_frame_bytes {
+                self.dispatch_large(slot, buf);
+            } else {
+                // MSG_WAITALL returned early (a signal, or the peer paused): receive the rest.
+                c.large = Some(buf);
             }
         } else if result == 0 || (result < 0 && result != -libc::ECANCELED) {
             self.peer_gone(slot, generation);
@@ -978,6 +896,12 @@ impl Worker {
         if c.state != ConnState::ShutDown || c.recv_armed || c.send_in_flight {
             return;
         }
+        // The ring owns the memory of a slot's operations until their completions: a slot is
+        // reused only when the ring agrees nothing of it is in flight.
+        if !self.uring.slot_idle(slot) {
+            debug_assert!(false, "slot {slot} released with an operation in flight");
+            return;
+        }
         close_fd(c.fd);
         self.slab.release(slot);
         bump(
@@ -1019,21 +943,21 @@ impl Worker {
         let me = self.index as usize;
         for (src, queue) in shared.mailboxes[me].inbound.iter().enumerate() {
             while let Some(mut batch) = queue.pop() {
-                for record in records(&batch) {
+                let (bytes, payloads) = batch.parts();
+                for record in records(bytes) {
                     match record.tag {
                         TAG_FRAME => {
                             self.deliverer(record.slot, record.generation)
                                 .append_frame_bytes(record.slot, record.generation, record.body);
                         }
                         TAG_SHARED => {
-                            let mut raw = [0u8; 8];
-                            raw.copy_from_slice(&record.body[..8]);
-                            // SAFETY: the producer wrote a pointer from `Box::into_raw(Box<Bytes>)`
-                            // into this record, and each record is consumed exactly once, here.
-                            let payload = *unsafe {
-                                Box::from_raw(u64::from_le_bytes(raw) as usize as *mut Bytes)
-                            };
-                            let header = &record.body[8..];
+                            let (index, header) = record.body.split_at(SHARED_INDEX_LEN);
+                            let index =
+                                u32::from_le_bytes([index[0], index[1], index[2], index[3]]);
+                            let payload = payloads
+                                .get_mut(index as usize)
+                                .map(std::mem::take)
+                                .unwrap_or_default();
                             self.deliverer(record.slot, record.generation)
                                 .append_local_shared(
                                     record.slot,
@@ -1122,61 +1046,42 @@ impl Worker {
         }
     }
 
-    /// Shuts every remaining socket down and waits (bounded) for the kernel to finish every
-    /// operation that points into worker memory.
+    /// Shuts every remaining socket down, then has the ring cancel every operation and reap
+    /// them all (bounded by `DRAIN_TIMEOUT`; past it the ring leaks its memory rather than free
+    /// what the kernel may still write), then closes the sockets.
     fn finish(&mut self) {
         for slot in 0..self.slab.conns.len() as u32 {
-            self.shutdown_conn(slot);
-        }
-        let give_up = Instant::now() + std::time::Duration::from_secs(2);
-        while self.slab.open_count > 0 && Instant::now() < give_up {
-            let ts = types::Timespec::new().nsec(50_000_000);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            let _ = self.ring.submitter().submit_with_args(1, &args);
-            self.completions.clear();
-            self.completions.extend(self.ring.completion());
-            for i in 0..self.completions.len() {
-                let cqe = self.completions[i].clone();
-                let (op, slot, generation) = untag(cqe.user_data());
-                match op {
-                    OP_RECV => self.on_recv(slot, generation, cqe.result(), cqe.flags()),
-                    OP_SEND => self.on_send(slot, generation, cqe.result()),
-                    _ => {}
+            let c = &mut self.slab.conns[slot as usize];
+            if matches!(c.state, ConnState::Open | ConnState::Closing) {
+                c.state = ConnState::ShutDown;
+                // SAFETY: `fd` is an open socket owned by this slot; shutdown has no memory
+                // effects.
+                unsafe {
+                    libc::shutdown(c.fd, libc::SHUT_RDWR);
                 }
             }
         }
-        if self.slab.open_count > 0 {
-            tracing::warn!(
+        // Completions reaped here hand their buffers back by value; dropping them frees what
+        // the kernel no longer uses.
+        let drained = self.uring.cancel_all_and_drain(DRAIN_TIMEOUT, drop);
+        if !drained {
+            tracing::error!(
                 worker = self.index,
-                open = self.slab.open_count,
-                "connections still busy at exit"
+                in_flight = self.uring.in_flight(),
+                "operations still in flight at exit: their memory is leaked, not freed"
             );
         }
-    }
-}
-
-/// Drops `sent` bytes from the front of the segment queue.
-fn advance_segments(
-    segments: &mut std::collections::VecDeque<Bytes>,
-    segments_bytes: &mut usize,
-    mut sent: usize,
-) {
-    *segments_bytes -= sent;
-    while sent > 0 {
-        let Some(front) = segments.front_mut() else {
-            debug_assert!(false, "sent more bytes than were queued");
-            return;
-        };
-        if front.len() <= sent {
-            sent -= front.len();
-            segments.pop_front();
-        } else {
-            front.advance(sent);
-            sent = 0;
+        let stats = &self.shared.stats[self.index as usize];
+        for slot in 0..self.slab.conns.len() as u32 {
+            let c = &mut self.slab.conns[slot as usize];
+            if c.state != ConnState::Free {
+                c.recv_armed = false;
+                c.send_in_flight = false;
+                close_fd(c.fd);
+                self.slab.release(slot);
+                bump(&stats.connections_open, u64::MAX);
+            }
         }
-    }
-    while segments.front().is_some_and(|s| s.is_empty()) {
-        segments.pop_front();
     }
 }
 

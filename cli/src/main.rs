@@ -1,0 +1,216 @@
+//! The `ringrelay` binary: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`, `watch`)
+//! and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is the
+//! `ringrelay` library; this crate adds the command line, logging and the global allocator.
+//!
+//! Errors are printed as `ringrelay: <message>` on stderr; exit status 1 for failures, 2 for
+//! `send` to an unknown id (clap's own usage errors also exit 2).
+
+mod client_verbs;
+mod serve;
+mod signals;
+
+pub use client_verbs::{ConnArgs, ListenArgs, PubArgs, SendArgs, SubArgs, WatchArgs};
+pub use serve::{parse_cpu_list, CpuList, ServeArgs};
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// Environment variable holding the log filter (tracing-subscriber `EnvFilter` syntax).
+pub const LOG_ENV_VAR: &str = "RINGRELAY_LOG";
+
+/// Thread-per-core io_uring message relay.
+#[derive(Parser, Debug)]
+#[command(name = "ringrelay", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the relay.
+    Serve(ServeArgs),
+    /// Register an id and print every message delivered to it, one per line.
+    Listen(ListenArgs),
+    /// Send one message to a client id.
+    Send(SendArgs),
+    /// Publish one message to a topic.
+    Pub(PubArgs),
+    /// Subscribe to a topic and print every message, one per line.
+    Sub(SubArgs),
+    /// Print `online ID` / `offline ID` lines for the given client ids.
+    Watch(WatchArgs),
+    /// Run the load generator against a relay.
+    Bench(ringrelay_loadgen::BenchArgs),
+}
+
+/// A failed command: what to print after `ringrelay: ` and the exit status.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CliFailure {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+impl CliFailure {
+    /// A failure with exit status 1.
+    pub fn new(message: impl Into<String>) -> CliFailure {
+        CliFailure {
+            message: message.into(),
+            exit_code: 1,
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for CliFailure {
+    fn from(e: E) -> Self {
+        CliFailure::new(e.to_string())
+    }
+}
+
+// The binary's allocator: fast, low fragmentation for connection buffers. Never set by the
+// library, so programs embedding it keep their own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Parses the process arguments, runs the command, and returns the exit status.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let _ = writeln!(std::io::stderr(), "ringrelay: {}", failure.message);
+            ExitCode::from(failure.exit_code)
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> Result<(), CliFailure> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging("info");
+            serve::run(&args)
+        }
+        Command::Listen(args) => {
+            init_logging("warn");
+            client_verbs::listen(&args)
+        }
+        Command::Send(args) => {
+            init_logging("warn");
+            client_verbs::send(&args)
+        }
+        Command::Pub(args) => {
+            init_logging("warn");
+            client_verbs::publish(&args)
+        }
+        Command::Sub(args) => {
+            init_logging("warn");
+            client_verbs::subscribe(&args)
+        }
+        Command::Watch(args) => {
+            init_logging("warn");
+            client_verbs::watch(&args)
+        }
+        Command::Bench(args) => {
+            init_logging("info");
+            ringrelay_loadgen::run(&args).map_err(|e| CliFailure::new(e.to_string()))
+        }
+    }
+}
+
+/// Logs to stderr with the filter from `RINGRELAY_LOG`, else `default_filter`.
+fn init_logging(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_env(LOG_ENV_VAR).unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // A second initialisation (only possible in tests) keeps the first subscriber.
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_verbs_parse_with_defaults() {
+        let cli =
+            Cli::try_parse_from(["ringrelay", "send", "--id", "a", "--to", "b", "hello"]).unwrap();
+        match cli.command {
+            Command::Send(args) => {
+                assert_eq!(args.conn.server, "127.0.0.1:7400");
+                assert_eq!(args.conn.token, None);
+                assert_eq!(
+                    (args.id.as_str(), args.to.as_str(), args.payload.as_str()),
+                    ("a", "b", "hello")
+                );
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "ringrelay",
+            "watch",
+            "--token",
+            "t",
+            "--count",
+            "2",
+            "x",
+            "y",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Watch(args) => {
+                assert_eq!(args.conn.token.as_deref(), Some("t"));
+                assert_eq!(args.ids, vec!["x".to_string(), "y".to_string()]);
+                assert_eq!(args.limits.count, Some(2));
+                assert_eq!(args.limits.timeout_ms, 0);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pub_and_sub_flags_parse() {
+        let cli =
+            Cli::try_parse_from(["ringrelay", "pub", "--no-echo", "--server", "h:1", "t", "p"])
+                .unwrap();
+        assert!(
+            matches!(cli.command, Command::Pub(ref a) if a.no_echo && a.topic == "t" && a.conn.server == "h:1")
+        );
+        let cli = Cli::try_parse_from([
+            "ringrelay",
+            "sub",
+            "--group",
+            "g",
+            "--timeout-ms",
+            "50",
+            "t",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Sub(ref a) if a.group.as_deref() == Some("g") && a.limits.timeout_ms == 50)
+        );
+    }
+
+    #[test]
+    fn serve_rejects_workers_with_cpus_and_bad_lists() {
+        assert!(
+            Cli::try_parse_from(["ringrelay", "serve", "--workers", "2", "--cpus", "0"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["ringrelay", "serve", "--cpus", "3-1"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ringrelay", "serve", "--cpus", "0,2-3", "--token", "t"]).is_ok()
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! `ringrelay serve`: build the config (defaults, then `--config FILE`, then flags), start the
+//! relay, print `listening ADDR`, and run until SIGINT or SIGTERM.
+
+use super::signals::TerminationSignals;
+use super::CliFailure;
+use clap::Args;
+use ringrelay::config::Config;
+use ringrelay::server::{host_probe, Server};
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// Highest CPU index `--cpus` accepts (bounds the list a range can expand to).
+pub const CPU_INDEX_MAX: usize = 4095;
+
+/// Flags of `ringrelay serve`; each one overrides the config file.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Client listen address (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub listen: Option<SocketAddr>,
+    /// Worker threads; 0 means one per available CPU.
+    #[arg(long, value_name = "N", conflicts_with = "cpus")]
+    pub workers: Option<usize>,
+    /// CPUs to pin one worker each to, like `0,2-3`.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+    /// TOML config file (unknown keys are errors).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Token every client HELLO must carry.
+    #[arg(long, value_name = "T")]
+    pub token: Option<String>,
+    /// Serve Prometheus metrics and /healthz over HTTP on this address (off by default).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub metrics: Option<SocketAddr>,
+    /// This node's id in a cluster (1..65535); enables the cluster links.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..))]
+    pub node_id: Option<u16>,
+    /// Address for links from other nodes of the cluster.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub cluster_listen: Option<SocketAddr>,
+    /// Cluster members to join through (their --cluster-listen addresses); one is enough.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// Secret shared by every node of the cluster (links prove it with HMAC).
+    #[arg(long, value_name = "S")]
+    pub cluster_secret: Option<String>,
+    /// Address peers should dial to reach this node (default: --cluster-listen).
+    #[arg(long, value_name = "ADDR")]
+    pub cluster_advertise: Option<String>,
+}
+
+/// A parsed `--cpus` list, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses `0,2-3` style lists: comma-separated CPU indexes or inclusive ranges, no repeats.
+pub fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(format!("empty entry in CPU list '{text}'"));
+        }
+        let (first, last) = match item.split_once('-') {
+            Some((a, b)) => (parse_cpu_index(a)?, parse_cpu_index(b)?),
+            None => {
+                let cpu = parse_cpu_index(item)?;
+                (cpu, cpu)
+            }
+        };
+        if first > last {
+            return Err(format!("CPU range '{item}' runs backwards"));
+        }
+        for cpu in first..=last {
+            if cpus.contains(&cpu) {
+                return Err(format!("CPU {cpu} is listed twice"));
+            }
+            cpus.push(cpu);
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
+fn parse_cpu_index(text: &str) -> Result<usize, String> {
+    let cpu: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{}' is not a CPU index", text.trim()))?;
+    if cpu > CPU_INDEX_MAX {
+        return Err(format!("CPU index {cpu} is above {CPU_INDEX_MAX}"));
+    }
+    Ok(cpu)
+}
+
+/// Accepts `IP:PORT` or `HOST:PORT` (the first resolved address).
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{text}': {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
+/// Defaults, then the file named by `--config`, then the flags; validated.
+pub fn build_config(args: &ServeArgs) -> Result<Config, CliFailure> {
+    let base = match &args.config {
+        Some(path) => Config::from_toml_file(path)?,
+        None => Config::default(),
+    };
+    let cfg = apply_flags(base, args);
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Overrides `cfg` with every flag that was given. `--workers` clears a file's `cpus` and
+/// `--cpus` takes precedence over a file's `workers` (as it does in the config itself).
+fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
+    if let Some(listen) = args.listen {
+        cfg.listen = listen;
+    }
+    if let Some(workers) = args.workers {
+        cfg.workers = workers;
+        cfg.cpus = None;
+    }
+    if let Some(CpuList(cpus)) = &args.cpus {
+        cfg.cpus = Some(cpus.clone());
+    }
+    if let Some(token) = &args.token {
+        cfg.token = Some(token.clone());
+    }
+    if let Some(metrics) = args.metrics {
+        cfg.metrics = Some(metrics);
+    }
+    if let Some(node_id) = args.node_id {
+        cfg.node_id = node_id;
+    }
+    if let Some(addr) = args.cluster_listen {
+        cfg.cluster_listen = Some(addr);
+    }
+    if let Some(peers) = &args.peers {
+        cfg.peers = peers.iter().filter(|p| !p.is_empty()).cloned().collect();
+    }
+    if let Some(secret) = &args.cluster_secret {
+        cfg.cluster_secret = Some(secret.clone());
+    }
+    if let Some(addr) = &args.cluster_advertise {
+        cfg.cluster_advertise = Some(addr.clone());
+    }
+    cfg
+}
+
+/// Raises the soft limits the relay needs to their hard limits, then logs one warning per
+/// host setting that still limits the relay, naming the `ringrelay-tune` command that fixes it.
+fn check_host(cfg: &Config) {
+    for (setting, result) in host_probe::raise_soft_limits(cfg) {
+        match result {
+            Ok(r) => tracing::info!(
+                setting,
+                from = r.from,
+                to = r.to,
+                "raised soft limit to the hard limit"
+            ),
+            Err(e) => tracing::debug!(setting, "cannot raise soft limit: {e}"),
+        }
+    }
+    let limits = host_probe::ProcessLimits::current();
+    for finding in host_probe::probe(std::path::Path::new("/"), cfg, &limits) {
+        match finding.level {
+            host_probe::Level::Limiting => tracing::warn!("{finding}"),
+            host_probe::Level::Unknown => tracing::debug!("{finding}"),
+        }
+    }
+}
+
+/// Runs the relay until SIGINT/SIGTERM, then shuts it down.
+pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
+    let cfg = build_config(args)?;
+    // Block the signals before any worker thread exists, so every thread inherits the mask
+    // and only `wait` below ever sees them.
+    let signals = TerminationSignals::block()?;
+    let workers = cfg.worker_count();
+    check_host(&cfg);
+    let server = Server::start(cfg)?;
+    let addr = server.local_addr();
+    announce(addr)?;
+    tracing::info!(%addr, workers, "relay running");
+    // A signal thread stops the relay; this thread waits for the workers, so a worker that
+    // fails on its own also ends the process (with its error).
+    let stopper = server.stopper();
+    std::thread::Builder::new()
+        .name("ringrelay-signals".into())
+        .spawn(move || {
+            match signals.wait() {
+                Ok(signal) => tracing::info!(signal = signal.name(), "shutting down"),
+                Err(e) => tracing::error!("waiting for signals failed: {e}; shutting down"),
+            }
+            stopper.stop();
+        })
+        .map_err(|e| CliFailure::new(format!("cannot spawn the signal thread: {e}")))?;
+    server.wait()?;
+    Ok(())
+}
+
+/// Prints the single `listening ADDR` line scripts wait for.
+fn announce(addr: SocketAddr) -> Result<(), CliFailure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening {addr}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            listen: None,
+            workers: None,
+            cpus: None,
+            config: None,
+            token: None,
+            metrics: None,
+            node_id: None,
+            cluster_listen: None,
+            peers: None,
+            cluster_secret: None,
+            cluster_advertise: None,
+        }
+    }
+
+    #[test]
+    fn cpu_lists_parse_singles_and_ranges() {
+        assert_eq!(parse_cpu_list("0,2-3"), Ok(CpuList(vec![0, 2, 3])));
+        assert_eq!(parse_cpu_list("5"), Ok(CpuList(vec![5])));
+        assert_eq!(parse_cpu_list(" 1 , 4-4 "), Ok(CpuList(vec![1, 4])));
+        assert_eq!(parse_cpu_list("3,1"), Ok(CpuList(vec![3, 1])));
+    }
+
+    #[test]
+    fn bad_cpu_lists_are_errors_not_panics() {
+        for bad in [
+            "",
+            ",",
+            "0,",
+            "a",
+            "1-",
+            "-1",
+            "3-1",
+            "0-2,1",
+            "1,1",
+            "0-99999999999999999999",
+            "4096",
+        ] {
+            assert!(parse_cpu_list(bad).is_err(), "'{bad}' should be rejected");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = Config::from_toml_str("workers = 3\ncpus = [1]\ntoken = \"file\"\n").unwrap();
+        let mut flags = args();
+        flags.workers = Some(2);
+        flags.token = Some("flag".into());
+        flags.listen = Some("127.0.0.1:0".parse().unwrap());
+        flags.metrics = Some("127.0.0.1:9400".parse().unwrap());
+        let cfg = apply_flags(file.clone(), &flags);
+        assert_eq!(cfg.metrics, flags.metrics);
+        assert_eq!(
+            (cfg.workers, cfg.cpus.clone(), cfg.token.as_deref()),
+            (2, None, Some("flag"))
+        );
+        assert_eq!(cfg.listen.port(), 0);
+
+        let mut flags = args();
+        flags.cpus = Some(CpuList(vec![0, 2]));
+        let cfg = apply_flags(file.clone(), &flags);
+        assert_eq!(cfg.cpus, Some(vec![0, 2]));
+        assert_eq!(cfg.worker_count(), 2);
+
+        assert_eq!(apply_flags(file.clone(), &args()), file);
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let mut flags = args();
+        flags.config = Some(PathBuf::from("/nonexistent/ringrelay.toml"));
+        let err = build_config(&flags).unwrap_err();
+        assert!(
+            err.message.contains("cannot read config"),
+            "{}",
+            err.message
+        );
+        assert_eq!(build_config(&args()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn listen_addresses_resolve() {
+        assert_eq!(parse_listen_addr("127.0.0.1:7400").unwrap().port(), 7400);
+        assert!(parse_listen_addr("not an address").is_err());
+    }
+}

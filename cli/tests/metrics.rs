@@ -1,0 +1,190 @@
+//! The metrics endpoint: a relay started in-process with metrics on 127.0.0.1:0, scraped with a
+//! plain HTTP/1.0 GET over a std TcpStream.
+
+use ringrelay::client::{Client, ClientOptions, Event};
+use ringrelay::config::Config;
+use ringrelay::server::Server;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 2,
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::default()
+    }
+}
+
+/// `GET path` over HTTP/1.0; returns (status, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("metrics endpoint connects");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    (status, body.to_string())
+}
+
+/// The value of the sample `series` (name with labels, exactly as exposed).
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn value(body: &str, series: &str) -> f64 {
+    sample(body, series).unwrap_or_else(|| panic!("no sample {series} in:\n{body}"))
+}
+
+fn connect(addr: SocketAddr, id: &str) -> Client {
+    let options = ClientOptions {
+        write_timeout: Some(WAIT),
+        ..ClientOptions::default()
+    };
+    Client::connect_with(addr, id.as_bytes(), None, options).expect("client connects")
+}
+
+/// Scrapes until `cond` holds on the body (counters are read while workers run).
+fn scrape_until(addr: SocketAddr, what: &str, cond: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(addr, "/metrics");
+        assert_eq!(status, 200);
+        if cond(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn metrics_count_a_round_trip_and_healthz_follows_the_lifecycle() {
+    let server = Server::start(config()).expect("relay starts");
+    let metrics = server.metrics_addr().expect("metrics enabled");
+    assert!(metrics.ip().is_loopback() && metrics.port() != 0);
+    assert_eq!(get(metrics, "/healthz"), (200, "ready\n".into()));
+
+    let mut a = connect(server.local_addr(), "alice");
+    let mut b = connect(server.local_addr(), "bob");
+    a.send(b"bob", b"hello bob").unwrap();
+    a.flush().unwrap();
+    match b.recv(WAIT).unwrap() {
+        Some(Event::Message {
+            sender, payload, ..
+        }) => {
+            assert_eq!(sender, b"alice");
+            assert_eq!(payload, b"hello bob");
+        }
+        other => panic!("bob expected a message, got {other:?}"),
+    }
+    b.send(b"nobody", b"lost").unwrap();
+    b.flush().unwrap();
+
+    let body = scrape_until(metrics, "the unknown-id drop", |body| {
+        sample(body, "ringrelay_drops_total{reason=\"unknown_id\"}").unwrap_or(0.0) >= 1.0
+    });
+    assert!(value(&body, "ringrelay_connections_accepted_total") >= 2.0);
+    assert_eq!(value(&body, "ringrelay_connections_open"), 2.0);
+    assert!(value(&body, "ringrelay_frames_in_total{type=\"send\"}") >= 2.0);
+    assert!(value(&body, "ringrelay_frames_in_total{type=\"hello\"}") >= 2.0);
+    assert!(value(&body, "ringrelay_frames_out_total{type=\"welcome\"}") >= 2.0);
+    assert!(value(&body, "ringrelay_frames_out_total{type=\"deliver\"}") >= 1.0);
+    assert!(value(&body, "ringrelay_frames_out_total{type=\"error\"}") >= 1.0);
+    assert!(value(&body, "ringrelay_deliveries_total") >= 1.0);
+    assert!(value(&body, "ringrelay_bytes_in_total") > 0.0);
+    assert!(value(&body, "ringrelay_bytes_out_total") > 0.0);
+    assert_eq!(value(&body, "ringrelay_registered_clients"), 2.0);
+    assert_eq!(value(&body, "ringrelay_topics"), 0.0);
+    assert_eq!(value(&body, "ringrelay_workers"), 2.0);
+    assert_eq!(value(&body, "ringrelay_ready"), 1.0);
+    for reason in ["handoff_overload", "stale_destination", "slow_consumer"] {
+        let series = format!("ringrelay_drops_total{{reason=\"{reason}\"}}");
+        assert_eq!(value(&body, &series), 0.0);
+    }
+    assert_eq!(value(&body, "ringrelay_slow_consumer_closes_total"), 0.0);
+    assert_eq!(value(&body, "ringrelay_protocol_error_closes_total"), 0.0);
+    // Loop iterations and the batch-size histogram, per worker; the histogram is consistent.
+    let mut iterations = 0.0;
+    for w in ["0", "1"] {
+        iterations += value(
+            &body,
+            &format!("ringrelay_loop_iterations_total{{worker=\"{w}\"}}"),
+        );
+        let count = value(
+            &body,
+            &format!("ringrelay_loop_completions_count{{worker=\"{w}\"}}"),
+        );
+        let inf = value(
+            &body,
+            &format!("ringrelay_loop_completions_bucket{{worker=\"{w}\",le=\"+Inf\"}}"),
+        );
+        assert_eq!(count, inf, "worker {w}");
+        assert!(
+            value(
+                &body,
+                &format!("ringrelay_loop_completions_sum{{worker=\"{w}\"}}")
+            ) >= 0.0
+        );
+    }
+    assert!(iterations >= 1.0);
+    assert!(body.contains("# TYPE ringrelay_loop_completions histogram"));
+    assert!(body.contains("# TYPE ringrelay_frames_in_total counter"));
+
+    assert_eq!(get(metrics, "/nope").0, 404);
+
+    // Shutdown begun: not ready any more, while the endpoint still answers.
+    server.stopper().stop();
+    assert_eq!(get(metrics, "/healthz"), (503, "not ready\n".into()));
+    let (_, body) = get(metrics, "/metrics");
+    assert_eq!(value(&body, "ringrelay_ready"), 0.0);
+    server.wait().expect("clean shutdown");
+    // The endpoint goes away with the server (its accept thread exits just after).
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect_timeout(&metrics, WAIT).is_ok() {
+        assert!(Instant::now() < deadline, "metrics endpoint still up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn metrics_are_off_by_default_and_a_taken_port_fails_the_start() {
+    let server = Server::start(Config {
+        metrics: None,
+        ..config()
+    })
+    .expect("relay starts");
+    assert_eq!(server.metrics_addr(), None);
+    assert!(server.is_ready());
+    server.shutdown();
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = Server::start(Config {
+        metrics: Some(taken.local_addr().unwrap()),
+        ..config()
+    })
+    .err()
+    .expect("start fails on a taken metrics port");
+    assert!(
+        matches!(err, ringrelay::server::ServeError::MetricsListen { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("metrics"), "{err}");
+}

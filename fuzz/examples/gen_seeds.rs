@@ -1,0 +1,269 @@
+//! Writes the seed corpora: `cargo run --example gen_seeds` (from `fuzz/`) rewrites
+//! `corpus/<target>/` with a few small, meaningful inputs per target, all produced by the
+//! library's own encoders. Fuzz runs write what they find elsewhere (`corpus-run/`, ignored).
+
+use ringrelay::cluster::wire::{
+    encode_data_publish, encode_data_send, encode_link, snapshot_chunks, ControlMsg,
+    InterestChange, Lane, LinkHello, LinkMsg, LinkRefuse, Member, RowChange, LINK_VERSION,
+    REFUSE_BAD_SECRET,
+};
+use ringrelay::protocol::{
+    hello, CloseReason, ErrorCode, Frame, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION,
+};
+use ringrelay_fuzz::MAXES;
+use std::fs;
+use std::path::Path;
+
+fn client_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let frames: Vec<(&str, Frame<'_>)> = vec![
+        ("hello", hello(b"alice", b"secret-token")),
+        (
+            "welcome",
+            Frame::Welcome {
+                version: PROTOCOL_VERSION,
+                heartbeat_interval_ms: 5000,
+                max_frame_bytes: MAX_FRAME_BYTES_DEFAULT as u32,
+            },
+        ),
+        (
+            "send",
+            Frame::Send {
+                target: b"bob",
+                payload: b"hi",
+            },
+        ),
+        (
+            "publish_no_echo",
+            Frame::Publish {
+                topic: b"news",
+                payload: b"extra!",
+                no_echo: true,
+            },
+        ),
+        (
+            "subscribe_group",
+            Frame::Subscribe {
+                topic: b"jobs",
+                group: b"workers",
+            },
+        ),
+        (
+            "unsubscribe",
+            Frame::Unsubscribe {
+                topic: b"news",
+                group: b"",
+            },
+        ),
+        ("watch", Frame::Watch { client_id: b"bob" }),
+        ("unwatch", Frame::Unwatch { client_id: b"bob" }),
+        (
+            "deliver",
+            Frame::Deliver {
+                sender: b"alice",
+                topic: b"news",
+                payload: b"extra!",
+            },
+        ),
+        (
+            "presence",
+            Frame::Presence {
+                client_id: b"bob",
+                online: true,
+            },
+        ),
+        ("ping", Frame::Ping { nonce: 42 }),
+        ("pong", Frame::Pong { nonce: 42 }),
+        (
+            "error",
+            Frame::Error {
+                code: ErrorCode::UNKNOWN_ID,
+                subject: b"zed",
+                text: b"unknown id",
+            },
+        ),
+        (
+            "close",
+            Frame::Close {
+                reason: CloseReason::SLOW_CONSUMER,
+                text: b"slow consumer",
+            },
+        ),
+    ];
+    frames
+        .into_iter()
+        .map(|(name, f)| {
+            let mut out = Vec::new();
+            f.encode(&mut out).expect("seed frames are valid");
+            (name, out)
+        })
+        .collect()
+}
+
+fn link_msgs() -> Vec<(&'static str, Vec<u8>)> {
+    let id = |s: &str| -> Box<[u8]> { s.as_bytes().into() };
+    let rows: Vec<(Box<[u8]>, u64)> = (0..5u64).map(|i| (id(&format!("c{i}")), i)).collect();
+    let mut msgs: Vec<(&str, LinkMsg)> = vec![
+        (
+            "link_hello",
+            LinkMsg::Hello(LinkHello {
+                version: LINK_VERSION,
+                lane: Lane::Data,
+                node_id: 2,
+                incarnation: 0x0123_4567_89ab_cdef,
+                worker: 1,
+                nonce: [7; 16],
+                advertise: "10.0.0.2:7401".into(),
+            }),
+        ),
+        ("link_auth", LinkMsg::Auth([0xA5; 32])),
+        (
+            "link_refuse",
+            LinkMsg::Refuse(LinkRefuse {
+                reason: REFUSE_BAD_SECRET,
+                text: "wrong cluster secret".into(),
+            }),
+        ),
+        ("heartbeat", ControlMsg::Heartbeat.into()),
+        ("snapshot_request", ControlMsg::SnapshotRequest.into()),
+        (
+            "members",
+            ControlMsg::Members(vec![
+                Member {
+                    node_id: 1,
+                    addr: "10.0.0.1:7401".into(),
+                },
+                Member {
+                    node_id: 3,
+                    addr: "[::1]:7401".into(),
+                },
+            ])
+            .into(),
+        ),
+        (
+            "rows",
+            ControlMsg::Rows(vec![
+                RowChange::Upsert {
+                    id: id("alice"),
+                    epoch: 17,
+                },
+                RowChange::Remove {
+                    id: id("bob"),
+                    epoch: 18,
+                },
+            ])
+            .into(),
+        ),
+        (
+            "digest",
+            ControlMsg::Digest {
+                rows: 5,
+                hash: 0xdead_beef,
+            }
+            .into(),
+        ),
+        (
+            "interest",
+            ControlMsg::Interest {
+                replace: true,
+                entries: vec![
+                    InterestChange {
+                        present: true,
+                        topic: id("news"),
+                        group: id(""),
+                    },
+                    InterestChange {
+                        present: false,
+                        topic: id("jobs"),
+                        group: id("workers"),
+                    },
+                ],
+            }
+            .into(),
+        ),
+    ];
+    let names = [
+        "snapshot_chunk_first",
+        "snapshot_chunk_mid",
+        "snapshot_chunk_last",
+    ];
+    for (name, chunk) in names.into_iter().zip(snapshot_chunks(&rows, 2)) {
+        msgs.push((name, chunk.into()));
+    }
+    let mut out: Vec<(&str, Vec<u8>)> = msgs
+        .into_iter()
+        .map(|(name, m)| {
+            let mut v = Vec::new();
+            encode_link(&m, &mut v);
+            (name, v)
+        })
+        .collect();
+    let mut send = Vec::new();
+    encode_data_send(&mut send, b"alice", b"bob", b"hi");
+    out.push(("data_send", send));
+    let mut publish = Vec::new();
+    encode_data_publish(&mut publish, b"alice", b"jobs", b"workers", true, b"job 1");
+    out.push(("data_publish", publish));
+    out
+}
+
+/// A stream_decoder input: bound selector, chunk-length spec, stream (see README.md).
+fn stream_input(max: usize, spec: &[u8], stream: &[u8]) -> Vec<u8> {
+    let sel = MAXES
+        .iter()
+        .position(|&m| m == max)
+        .expect("a listed bound") as u8;
+    let mut v = vec![sel, spec.len() as u8];
+    v.extend_from_slice(spec);
+    v.extend_from_slice(stream);
+    v
+}
+
+fn write(dir: &Path, files: &[(&str, Vec<u8>)]) {
+    if dir.exists() {
+        fs::remove_dir_all(dir).expect("remove old seeds");
+    }
+    fs::create_dir_all(dir).expect("create corpus dir");
+    for (name, bytes) in files {
+        fs::write(dir.join(name), bytes).expect("write seed");
+    }
+    println!("{}: {} seeds", dir.display(), files.len());
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let client = client_frames();
+    let links = link_msgs();
+
+    let mut client_seeds = client.clone();
+    client_seeds.push((
+        "hello_then_send",
+        [&client[0].1[..], &client[2].1[..]].concat(),
+    ));
+    write(&root.join("client_codec"), &client_seeds);
+
+    write(&root.join("link_codec"), &links);
+
+    let all_client: Vec<u8> = client.iter().flat_map(|(_, b)| b.clone()).collect();
+    let handshake: Vec<u8> = links[..4].iter().flat_map(|(_, b)| b.clone()).collect();
+    let control: Vec<u8> = links[3..].iter().flat_map(|(_, b)| b.clone()).collect();
+    let half = all_client.len() / 2;
+    let stream_seeds = vec![
+        ("client_whole", stream_input(1 << 20, b"", &all_client)),
+        (
+            "client_split_headers",
+            stream_input(1 << 20, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], &all_client),
+        ),
+        (
+            "client_bound_64",
+            stream_input(64, &[5, 5, 0, 9], &all_client),
+        ),
+        (
+            "client_tail_unfinished",
+            stream_input(1024, &[13, 3], &all_client[..half]),
+        ),
+        ("link_handshake", stream_input(1024, &[3, 7, 2], &handshake)),
+        ("link_control", stream_input(1 << 20, &[4, 15, 1], &control)),
+        ("tiny_bound", stream_input(5, &[2], &client[10].1)),
+    ];
+    write(&root.join("stream_decoder"), &stream_seeds);
+}

@@ -1,0 +1,298 @@
+//! Helpers shared by the fuzz targets and the seed generator: structured inputs built from
+//! `arbitrary` bytes, and checks that more than one target uses.
+
+use arbitrary::{Arbitrary, Result, Unstructured};
+use ringrelay::cluster::wire::{
+    ControlMsg, InterestChange, Lane, LinkHello, LinkMsg, LinkRefuse, Member, RowChange,
+    SHORT_LEN_MAX,
+};
+use ringrelay::protocol::{
+    CloseReason, ErrorCode, Frame, CLIENT_ID_LEN_MAX, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
+};
+
+/// Bounds the targets decode with: below a header, tiny, small, the default, unbounded.
+pub const MAXES: [usize; 7] = [0, 5, 6, 64, 1024, 1 << 20, usize::MAX];
+
+/// An owned client frame with arbitrary field values, valid or not (the encoder must refuse
+/// exactly the invalid ones).
+#[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
+pub enum ArbFrame {
+    Hello {
+        version: u16,
+        client_id: Vec<u8>,
+        token: Vec<u8>,
+    },
+    Welcome {
+        version: u16,
+        heartbeat_interval_ms: u32,
+        max_frame_bytes: u32,
+    },
+    Send {
+        target: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Publish {
+        topic: Vec<u8>,
+        payload: Vec<u8>,
+        no_echo: bool,
+    },
+    Subscribe {
+        topic: Vec<u8>,
+        group: Vec<u8>,
+    },
+    Unsubscribe {
+        topic: Vec<u8>,
+        group: Vec<u8>,
+    },
+    Watch {
+        client_id: Vec<u8>,
+    },
+    Unwatch {
+        client_id: Vec<u8>,
+    },
+    Deliver {
+        sender: Vec<u8>,
+        topic: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Presence {
+        client_id: Vec<u8>,
+        online: bool,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    Error {
+        code: u16,
+        subject: Vec<u8>,
+        text: Vec<u8>,
+    },
+    Close {
+        reason: u16,
+        text: Vec<u8>,
+    },
+}
+
+impl ArbFrame {
+    pub fn as_frame(&self) -> Frame<'_> {
+        match self {
+            ArbFrame::Hello {
+                version,
+                client_id,
+                token,
+            } => Frame::Hello {
+                version: *version,
+                client_id,
+                token,
+            },
+            ArbFrame::Welcome {
+                version,
+                heartbeat_interval_ms,
+                max_frame_bytes,
+            } => Frame::Welcome {
+                version: *version,
+                heartbeat_interval_ms: *heartbeat_interval_ms,
+                max_frame_bytes: *max_frame_bytes,
+            },
+            ArbFrame::Send { target, payload } => Frame::Send { target, payload },
+            ArbFrame::Publish {
+                topic,
+                payload,
+                no_echo,
+            } => Frame::Publish {
+                topic,
+                payload,
+                no_echo: *no_echo,
+            },
+            ArbFrame::Subscribe { topic, group } => Frame::Subscribe { topic, group },
+            ArbFrame::Unsubscribe { topic, group } => Frame::Unsubscribe { topic, group },
+            ArbFrame::Watch { client_id } => Frame::Watch { client_id },
+            ArbFrame::Unwatch { client_id } => Frame::Unwatch { client_id },
+            ArbFrame::Deliver {
+                sender,
+                topic,
+                payload,
+            } => Frame::Deliver {
+                sender,
+                topic,
+                payload,
+            },
+            ArbFrame::Presence { client_id, online } => Frame::Presence {
+                client_id,
+                online: *online,
+            },
+            ArbFrame::Ping { nonce } => Frame::Ping { nonce: *nonce },
+            ArbFrame::Pong { nonce } => Frame::Pong { nonce: *nonce },
+            ArbFrame::Error {
+                code,
+                subject,
+                text,
+            } => Frame::Error {
+                code: ErrorCode(*code),
+                subject,
+                text,
+            },
+            ArbFrame::Close { reason, text } => Frame::Close {
+                reason: CloseReason(*reason),
+                text,
+            },
+        }
+    }
+}
+
+/// Whether the client encoder must accept `f`: the field bounds of PROTOCOL.md section 2,
+/// written out independently of the codec's own `validate`.
+pub fn client_frame_is_valid(f: &Frame<'_>) -> bool {
+    let id = |v: &[u8]| (1..=CLIENT_ID_LEN_MAX).contains(&v.len());
+    let topic = |v: &[u8]| (1..=TOPIC_LEN_MAX).contains(&v.len());
+    let short = |v: &[u8]| v.len() <= 255;
+    match *f {
+        Frame::Hello {
+            client_id, token, ..
+        } => id(client_id) && token.len() <= TOKEN_LEN_MAX,
+        Frame::Send { target, .. } => id(target),
+        Frame::Publish { topic: t, .. } => topic(t),
+        Frame::Subscribe { topic: t, group } | Frame::Unsubscribe { topic: t, group } => {
+            topic(t) && short(group)
+        }
+        Frame::Watch { client_id }
+        | Frame::Unwatch { client_id }
+        | Frame::Presence { client_id, .. } => id(client_id),
+        Frame::Deliver { sender, topic, .. } => id(sender) && short(topic),
+        Frame::Error { subject, .. } => short(subject),
+        Frame::Welcome { .. } | Frame::Ping { .. } | Frame::Pong { .. } | Frame::Close { .. } => {
+            true
+        }
+    }
+}
+
+/// Asserts the length bounds every decoded client frame must respect.
+pub fn assert_client_bounds(f: &Frame<'_>) {
+    assert!(
+        client_frame_is_valid(f),
+        "decoded frame breaks a bound: {f:?}"
+    );
+}
+
+/// Splits `stream` into chunks whose lengths come from `u` (empty chunks included), the last
+/// chunk taking whatever is left.
+pub fn split<'a>(u: &mut Unstructured<'_>, stream: &'a [u8]) -> Vec<&'a [u8]> {
+    let mut chunks = Vec::new();
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let len = match u.arbitrary::<u8>() {
+            // Mostly short chunks (headers split everywhere), now and then a long one.
+            Ok(b) if b < 0xF0 => usize::from(b % 16),
+            Ok(b) => usize::from(b - 0xF0) * 64,
+            Err(_) => rest.len(),
+        };
+        if u.is_empty() {
+            chunks.push(rest);
+            break;
+        }
+        let (head, tail) = rest.split_at(len.min(rest.len()));
+        chunks.push(head);
+        rest = tail;
+    }
+    chunks
+}
+
+/// 0..=255 arbitrary bytes; at least one when `required`.
+pub fn bytes8(u: &mut Unstructured<'_>, required: bool) -> Result<Box<[u8]>> {
+    let len = u.int_in_range(usize::from(required)..=SHORT_LEN_MAX)?;
+    let mut v = u.bytes(len.min(u.len()))?.to_vec();
+    if required && v.is_empty() {
+        v.push(b'x');
+    }
+    Ok(v.into_boxed_slice())
+}
+
+/// An arbitrary string of at most `max` bytes.
+pub fn string(u: &mut Unstructured<'_>, max: usize) -> Result<String> {
+    let s = String::arbitrary(u)?;
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Ok(s[..end].to_string())
+}
+
+fn list<T>(
+    u: &mut Unstructured<'_>,
+    mut item: impl FnMut(&mut Unstructured<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    // At most 64 entries: enough for every shape, cheap to encode.
+    while v.len() < 64 && !u.is_empty() && u.arbitrary::<bool>()? {
+        v.push(item(u)?);
+    }
+    Ok(v)
+}
+
+/// A handshake or control message within the encoder's field bounds (so it must round-trip).
+pub fn arb_link_msg(u: &mut Unstructured<'_>) -> Result<LinkMsg> {
+    Ok(match u.int_in_range(0u8..=9)? {
+        0 => LinkMsg::Hello(LinkHello {
+            version: u.arbitrary()?,
+            lane: if u.arbitrary()? {
+                Lane::Data
+            } else {
+                Lane::Control
+            },
+            node_id: u.arbitrary()?,
+            incarnation: u.arbitrary()?,
+            worker: u.arbitrary()?,
+            nonce: u.arbitrary()?,
+            advertise: string(u, SHORT_LEN_MAX)?,
+        }),
+        1 => LinkMsg::Auth(u.arbitrary()?),
+        2 => LinkMsg::Refuse(LinkRefuse {
+            reason: u.arbitrary()?,
+            text: string(u, usize::from(u16::MAX))?,
+        }),
+        3 => ControlMsg::Heartbeat.into(),
+        4 => ControlMsg::SnapshotRequest.into(),
+        5 => ControlMsg::Members(list(u, |u| {
+            Ok(Member {
+                node_id: u.arbitrary()?,
+                addr: string(u, SHORT_LEN_MAX)?,
+            })
+        })?)
+        .into(),
+        6 => ControlMsg::Rows(list(u, |u| {
+            let id = bytes8(u, true)?;
+            let epoch = u.arbitrary()?;
+            Ok(if u.arbitrary()? {
+                RowChange::Upsert { id, epoch }
+            } else {
+                RowChange::Remove { id, epoch }
+            })
+        })?)
+        .into(),
+        7 => ControlMsg::Snapshot {
+            first: u.arbitrary()?,
+            last: u.arbitrary()?,
+            rows: list(u, |u| Ok((bytes8(u, true)?, u.arbitrary()?)))?,
+        }
+        .into(),
+        8 => ControlMsg::Digest {
+            rows: u.arbitrary()?,
+            hash: u.arbitrary()?,
+        }
+        .into(),
+        _ => ControlMsg::Interest {
+            replace: u.arbitrary()?,
+            entries: list(u, |u| {
+                Ok(InterestChange {
+                    present: u.arbitrary()?,
+                    topic: bytes8(u, true)?,
+                    group: bytes8(u, false)?,
+                })
+            })?,
+        }
+        .into(),
+    })
+}

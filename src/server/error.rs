@@ -1,0 +1,58 @@
+//! Why the relay could not start, or stopped.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// Why the relay could not start, or stopped. Each variant names what failed and carries the
+/// underlying error, so `serve` can print the cause and a caller can match on the kind.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("too many workers: {0} (at most 65535)")]
+    TooManyWorkers(usize),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen for cluster links on {addr}: {source}")]
+    ClusterListen { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen { addr: SocketAddr, source: io::Error },
+    #[error(
+        "io_uring is unavailable: io_uring_setup failed ({source}); kernel.io_uring_disabled = \
+         {disabled}. ringrelay needs io_uring (Linux 6.0 or newer). Fix: {fix}"
+    )]
+    IoUringUnavailable {
+        source: io::Error,
+        disabled: String,
+        fix: &'static str,
+    },
+    #[error("cannot {0}: {1}")]
+    Resource(&'static str, #[source] io::Error),
+    #[error("worker {worker}: {source}")]
+    Worker {
+        worker: u16,
+        #[source]
+        source: Box<ServeError>,
+    },
+    #[error("io_uring_enter failed: {0}")]
+    Enter(#[source] io::Error),
+    #[error("cannot spawn the {what} thread: {source}")]
+    Spawn {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("workers did not start within {0} s")]
+    StartTimeout(u64),
+    #[error("the {0} thread panicked")]
+    Panicked(&'static str),
+}
+
+impl ServeError {
+    /// This error, as seen from worker `worker`.
+    pub fn in_worker(self, worker: u16) -> ServeError {
+        ServeError::Worker {
+            worker,
+            source: Box::new(self),
+        }
+    }
+}

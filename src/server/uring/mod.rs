@@ -1,0 +1,660 @@
+//! The io_uring ownership layer: one [`Uring`] per worker owns the ring, the provided-buffer
+//! ring, the timer and wake-up buffers and every in-flight operation with the memory it points
+//! into. The rest of the server never builds a submission entry.
+//!
+//! The rule it keeps, by construction: **a buffer handed to the kernel stays alive and unmoved
+//! until its completion.**
+//! - Send bytes, gathered segments with their iovecs and msghdr, and direct-receive buffers are
+//!   moved into the slot's entry of the operation table at submission and handed back by value
+//!   in the [`Completion`] ([`ops`]).
+//! - Receive-ring bytes are read only through a [`RecvGuard`], which gives the buffer back to
+//!   the kernel when dropped ([`recv_pool`]).
+//! - The timer and wake-up buffers are boxed fields of the `Uring` itself.
+//! - Every submission counts as in flight until its last completion (a multishot operation
+//!   until the completion without `IORING_CQE_F_MORE`). [`Uring::cancel_all_and_drain`] stops
+//!   new submissions, cancels everything (IORING_OP_ASYNC_CANCEL with
+//!   IORING_ASYNC_CANCEL_ANY) and reaps completions until nothing is in flight. If the kernel
+//!   has not finished by the deadline, dropping the `Uring` **leaks** the ring and every buffer
+//!   (counted in [`leaked_rings`]) instead of freeing memory the kernel may still write.
+
+mod ops;
+mod recv_pool;
+mod setup;
+
+pub use ops::Outgoing;
+pub use recv_pool::RecvGuard;
+
+use super::ServeError;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use ops::{Gather, OpTable, RecvOp, SendOp};
+use recv_pool::RecvPool;
+use std::mem::ManuallyDrop;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Submission queue entries per worker ring; completions get four times as many slots.
+pub const RING_ENTRIES: u32 = 4096;
+/// Most iovecs one gathered send carries (the rest goes in the next send).
+pub const IOV_PER_SEND_MAX: usize = 64;
+/// Buffer group id of the provided-buffer ring.
+const BUF_GROUP_ID: u16 = 0;
+
+const OP_ACCEPT: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_SEND: u64 = 3;
+const OP_TIMER: u64 = 4;
+const OP_WAKE: u64 = 5;
+const OP_RECV_EXACT: u64 = 6;
+const OP_CANCEL: u64 = 7;
+const OP_CANCEL_ALL: u64 = 8;
+
+/// Rings dropped with operations still in flight, whose memory was leaked on purpose.
+static LEAKED_RINGS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many worker rings were leaked because the kernel did not finish their operations in
+/// time at shutdown (0 in a healthy process; tests assert it).
+pub fn leaked_rings() -> usize {
+    LEAKED_RINGS.load(Ordering::Relaxed)
+}
+
+/// user_data layout: op (8 bits) | slot (24 bits) | generation (32 bits).
+#[inline]
+fn tag(op: u64, slot: u32, generation: u32) -> u64 {
+    debug_assert!(slot < (1 << 24));
+    (op << 56) | ((u64::from(slot) & 0xff_ffff) << 32) | u64::from(generation)
+}
+
+#[inline]
+fn untag(user_data: u64) -> (u64, u32, u32) {
+    (
+        user_data >> 56,
+        ((user_data >> 32) & 0xff_ffff) as u32,
+        user_data as u32,
+    )
+}
+
+/// One completion, with whatever memory its operation owned handed back.
+pub enum Completion {
+    Accept {
+        result: i32,
+        more: bool,
+    },
+    /// A multishot receive: `data` holds the bytes when `result > 0`.
+    Recv {
+        slot: u32,
+        generation: u32,
+        result: i32,
+        more: bool,
+        data: Option<RecvGuard>,
+    },
+    /// A direct receive: `buf` has the received bytes appended.
+    RecvExact {
+        slot: u32,
+        generation: u32,
+        result: i32,
+        buf: Vec<u8>,
+    },
+    /// A send: `rest` is what it did not send (empty when all went out).
+    Send {
+        slot: u32,
+        generation: u32,
+        result: i32,
+        rest: Outgoing,
+    },
+    Timer,
+    Wake,
+}
+
+/// The timer and wake-up buffers the kernel reads and writes (boxed: stable addresses).
+struct FixedBufs {
+    timer: types::Timespec,
+    wake: u64,
+}
+
+pub struct Uring {
+    // ManuallyDrop: `Drop` frees these (ring first, so the kernel lets go of the buffer ring
+    // before its memory goes) only when nothing is in flight, and leaks them otherwise.
+    ring: ManuallyDrop<IoUring>,
+    pool: ManuallyDrop<Rc<RecvPool>>,
+    fixed: ManuallyDrop<Box<FixedBufs>>,
+    ops: ManuallyDrop<OpTable>,
+    /// Reused iovec/msghdr boxes of gathered sends (boxed: the kernel holds the msghdr's
+    /// address, which must not move when a send's entry moves).
+    #[allow(clippy::vec_box)]
+    spare_gathers: Vec<Box<Gather>>,
+    /// Submissions whose last completion has not been reaped.
+    in_flight: usize,
+    /// Shutdown began: nothing new is submitted.
+    closing: bool,
+    mode: &'static str,
+}
+
+impl Uring {
+    /// Builds the ring on the calling thread (which must be the one that submits) and registers
+    /// `recv_buffer_count` receive buffers of `recv_buffer_bytes`.
+    pub fn new(recv_buffer_count: usize, recv_buffer_bytes: usize) -> Result<Uring, ServeError> {
+        let (ring, mode) = setup::build_ring(RING_ENTRIES)?;
+        let pool = RecvPool::new(recv_buffer_count, recv_buffer_bytes, BUF_GROUP_ID)
+            .map_err(|e| ServeError::Resource("allocate the receive buffers", e))?;
+        pool.register(&ring.submitter())
+            .map_err(|e| ServeError::Resource("register the buffer ring (Linux 5.19+)", e))?;
+        Ok(Uring {
+            ring: ManuallyDrop::new(ring),
+            pool: ManuallyDrop::new(pool),
+            fixed: ManuallyDrop::new(Box::new(FixedBufs {
+                timer: types::Timespec::new(),
+                wake: 0,
+            })),
+            ops: ManuallyDrop::new(OpTable::default()),
+            spare_gathers: Vec::new(),
+            in_flight: 0,
+            closing: false,
+            mode,
+        })
+    }
+
+    /// Which ring setup the kernel accepted (for the startup log).
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+
+    /// Operations submitted whose last completion has not been reaped.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Whether no receive or send of `slot` is in flight (its slot may then be reused; a
+    /// cancellation in flight points at no memory and names the old generation).
+    pub fn slot_idle(&self, slot: u32) -> bool {
+        self.ops.is_idle(slot)
+    }
+
+    /// Queues `entry`; the caller has made sure every pointer in it stays valid until its
+    /// completion (the memory is owned by `self` or by the operation table).
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built in this module points only at memory owned by this
+            // `Uring` (the fixed buffers, the receive pool, or the operation table entry that
+            // holds the buffer until the completion hands it back), which is freed only when
+            // nothing is in flight and leaked otherwise.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                self.in_flight += 1;
+                return;
+            }
+            // Submission queue full: hand what we have to the kernel and retry.
+            if let Err(e) = self.ring.submit() {
+                tracing::warn!("io_uring submit failed while the queue was full: {e}");
+            }
+        }
+    }
+
+    /// Arms a multishot accept on `listener`.
+    pub fn accept_multishot(&mut self, listener: RawFd) -> bool {
+        if self.closing {
+            return false;
+        }
+        let e = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(tag(OP_ACCEPT, 0, 0));
+        self.push(e);
+        true
+    }
+
+    /// Arms an 8-byte read of the wake-up eventfd into the ring's own buffer.
+    pub fn read_wake(&mut self, eventfd: RawFd) -> bool {
+        if self.closing {
+            return false;
+        }
+        let buf: *mut u64 = &mut self.fixed.wake;
+        let e = opcode::Read::new(types::Fd(eventfd), buf.cast(), 8)
+            .build()
+            .user_data(tag(OP_WAKE, 0, 0));
+        self.push(e);
+        true
+    }
+
+    /// Arms the tick timer (one completion after `interval_ms`).
+    pub fn timeout(&mut self, interval_ms: u64) -> bool {
+        if self.closing {
+            return false;
+        }
+        self.fixed.timer = types::Timespec::new()
+            .sec(interval_ms / 1000)
+            .nsec(((interval_ms % 1000) * 1_000_000) as u32);
+        let ts: *const types::Timespec = &self.fixed.timer;
+        let e = opcode::Timeout::new(ts)
+            .build()
+            .user_data(tag(OP_TIMER, 0, 0));
+        self.push(e);
+        true
+    }
+
+    /// Arms a multishot receive into the buffer ring for `slot`.
+    pub fn recv_multishot(&mut self, slot: u32, generation: u32, fd: RawFd) -> bool {
+        let ops = self.ops.slot_mut(slot);
+        if self.closing || !matches!(ops.recv, RecvOp::Idle) {
+            debug_assert!(
+                self.closing,
+                "a receive is already in flight for slot {slot}"
+            );
+            return false;
+        }
+        ops.recv = RecvOp::Multishot;
+        ops.generation = generation;
+        let e = opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP_ID)
+            .build()
+            .user_data(tag(OP_RECV, slot, generation));
+        self.push(e);
+        true
+    }
+
+    /// Receives the rest of a frame straight into `buf` until it holds `want_bytes`
+    /// (MSG_WAITALL: the kernel retries internally, so a large frame costs one completion).
+    /// Gives `buf` back when it cannot be submitted.
+    pub fn recv_exact(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        fd: RawFd,
+        mut buf: Vec<u8>,
+        want_bytes: usize,
+    ) -> Result<(), Vec<u8>> {
+        let ops = self.ops.slot_mut(slot);
+        if self.closing || !matches!(ops.recv, RecvOp::Idle) || buf.len() >= want_bytes {
+            debug_assert!(self.closing, "recv_exact on a busy slot or a full buffer");
+            return Err(buf);
+        }
+        buf.reserve_exact(want_bytes - buf.len());
+        let len = (want_bytes - buf.len()).min(u32::MAX as usize) as u32;
+        // The Vec's heap memory does not move when the Vec itself is moved into the table.
+        let spare = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        ops.recv = RecvOp::Exact { buf, want_bytes };
+        ops.generation = generation;
+        let e = opcode::Recv::new(types::Fd(fd), spare, len)
+            .flags(libc::MSG_WAITALL)
+            .build()
+            .user_data(tag(OP_RECV_EXACT, slot, generation));
+        self.push(e);
+        Ok(())
+    }
+
+    /// Asks the kernel to stop `slot`'s multishot receive; its final completion follows.
+    pub fn cancel_recv(&mut self, slot: u32, generation: u32) {
+        let ops = self.ops.slot_mut(slot);
+        if self.closing || !matches!(ops.recv, RecvOp::Multishot) {
+            return;
+        }
+        ops.cancels += 1;
+        let e = opcode::AsyncCancel::new(tag(OP_RECV, slot, generation))
+            .build()
+            .user_data(tag(OP_CANCEL, slot, generation));
+        self.push(e);
+    }
+
+    /// Sends `outgoing` on `fd` (one send in flight per slot). Gives it back when it cannot be
+    /// submitted.
+    pub fn send(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        fd: RawFd,
+        outgoing: Outgoing,
+    ) -> Result<(), Outgoing> {
+        if self.closing || self.ops.slot_mut(slot).send.is_some() || outgoing.is_empty() {
+            debug_assert!(self.closing, "send on a busy slot or with nothing to send");
+            return Err(outgoing);
+        }
+        let gather = match &outgoing {
+            Outgoing::Plain { .. } => None,
+            Outgoing::Gathered(segments) => Some(self.gather_for(segments)),
+        };
+        let ops = self.ops.slot_mut(slot);
+        ops.generation = generation;
+        let op = ops.send.insert(SendOp { outgoing, gather });
+        let user_data = tag(OP_SEND, slot, generation);
+        let e = match (&op.outgoing, &op.gather) {
+            (Outgoing::Plain { bytes, offset }, _) => {
+                let rest = &bytes[*offset..];
+                let len = rest.len().min(u32::MAX as usize) as u32;
+                opcode::Send::new(types::Fd(fd), rest.as_ptr(), len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data(user_data)
+            }
+            (Outgoing::Gathered(_), Some(gather)) => {
+                let msg: *const libc::msghdr = &gather.msghdr;
+                opcode::SendMsg::new(types::Fd(fd), msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+                    .user_data(user_data)
+            }
+            (Outgoing::Gathered(_), None) => unreachable!("a gathered send always has its iovecs"),
+        };
+        self.push(e);
+        Ok(())
+    }
+
+    /// An iovec array and msghdr over the first non-empty `segments`.
+    fn gather_for(&mut self, segments: &[bytes::Bytes]) -> Box<Gather> {
+        let mut gather = self.spare_gathers.pop().unwrap_or_else(|| {
+            Box::new(Gather {
+                iov: Vec::with_capacity(IOV_PER_SEND_MAX),
+                // SAFETY: msghdr is a plain C struct for which all-zero bytes is a valid value.
+                msghdr: unsafe { std::mem::zeroed() },
+            })
+        });
+        gather.iov.clear();
+        for seg in segments
+            .iter()
+            .filter(|s| !s.is_empty())
+            .take(IOV_PER_SEND_MAX)
+        {
+            gather.iov.push(libc::iovec {
+                iov_base: seg.as_ptr() as *mut libc::c_void,
+                iov_len: seg.len(),
+            });
+        }
+        gather.msghdr.msg_iov = gather.iov.as_mut_ptr();
+        gather.msghdr.msg_iovlen = gather.iov.len();
+        gather
+    }
+
+    /// Submits queued entries and waits for at least `want` completions.
+    pub fn submit_and_wait(&mut self, want: usize) -> std::io::Result<usize> {
+        self.ring.submit_and_wait(want)
+    }
+
+    /// Submits queued entries without waiting.
+    pub fn submit(&mut self) -> std::io::Result<usize> {
+        self.ring.submit()
+    }
+
+    /// Moves every available completion into `out`, with the memory of finished operations
+    /// handed back.
+    pub fn reap(&mut self, out: &mut Vec<Completion>) {
+        let mut finished = 0;
+        for cqe in self.ring.completion() {
+            if !cqueue::more(cqe.flags()) {
+                finished += 1;
+            }
+            let done = Done {
+                ops: &mut self.ops,
+                pool: &self.pool,
+                spare_gathers: &mut self.spare_gathers,
+            };
+            if let Some(c) = done.decode(cqe.user_data(), cqe.result(), cqe.flags()) {
+                out.push(c);
+            }
+        }
+        debug_assert!(
+            finished <= self.in_flight,
+            "more completions than submissions"
+        );
+        self.in_flight -= finished.min(self.in_flight);
+    }
+
+    /// Shutdown: stops new submissions, cancels every operation in flight and reaps
+    /// completions (passing each to `on_completion`, so owners get their memory back) until
+    /// nothing is in flight or `timeout` passes. Returns whether everything finished; if not,
+    /// dropping this `Uring` leaks its memory rather than free what the kernel may still use.
+    pub fn cancel_all_and_drain(
+        &mut self,
+        timeout: Duration,
+        mut on_completion: impl FnMut(Completion),
+    ) -> bool {
+        const RETRY_CANCEL_EVERY: Duration = Duration::from_millis(200);
+        self.closing = true;
+        let give_up = Instant::now() + timeout;
+        let mut next_cancel = Instant::now();
+        let mut reaped = Vec::new();
+        while self.in_flight > 0 && Instant::now() < give_up {
+            if Instant::now() >= next_cancel {
+                // Cancels every request in flight; repeated in case one was not cancellable
+                // yet (already running) and re-armed nothing since.
+                let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                    .build()
+                    .user_data(tag(OP_CANCEL_ALL, 0, 0));
+                self.push(e);
+                next_cancel = Instant::now() + RETRY_CANCEL_EVERY;
+            }
+            let wait = types::Timespec::new().nsec(20_000_000);
+            let args = types::SubmitArgs::new().timespec(&wait);
+            if let Err(e) = self.ring.submitter().submit_with_args(1, &args) {
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                ) {
+                    tracing::warn!("io_uring_enter failed while draining: {e}");
+                }
+            }
+            self.reap(&mut reaped);
+            reaped.drain(..).for_each(&mut on_completion);
+        }
+        self.in_flight == 0
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        if self.in_flight > 0 {
+            LEAKED_RINGS.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                in_flight = self.in_flight,
+                "io_uring operations still in flight: leaking the ring and its buffers"
+            );
+            return;
+        }
+        // SAFETY: nothing is in flight, so the kernel holds no pointer into this memory; each
+        // field is dropped exactly once, here, and never used again. The ring goes first so the
+        // kernel unregisters the buffer ring before the pool's memory is freed.
+        unsafe {
+            ManuallyDrop::drop(&mut self.ring);
+            ManuallyDrop::drop(&mut self.pool);
+            ManuallyDrop::drop(&mut self.fixed);
+            ManuallyDrop::drop(&mut self.ops);
+        }
+    }
+}
+
+/// Turns raw completions into [`Completion`]s, taking the finished operations' memory out of
+/// the table.
+struct Done<'a> {
+    ops: &'a mut OpTable,
+    pool: &'a Rc<RecvPool>,
+    #[allow(clippy::vec_box)]
+    spare_gathers: &'a mut Vec<Box<Gather>>,
+}
+
+impl Done<'_> {
+    fn decode(self, user_data: u64, result: i32, flags: u32) -> Option<Completion> {
+        let (op, slot, generation) = untag(user_data);
+        let more = cqueue::more(flags);
+        match op {
+            OP_ACCEPT => Some(Completion::Accept { result, more }),
+            OP_RECV => {
+                let data = cqueue::buffer_select(flags)
+                    .map(|bid| self.pool.guard(bid, usize::try_from(result).unwrap_or(0)));
+                if !more {
+                    if let Some(ops) = self.ops.get_mut(slot) {
+                        debug_assert!(matches!(ops.recv, RecvOp::Multishot));
+                        ops.recv = RecvOp::Idle;
+                    }
+                }
+                Some(Completion::Recv {
+                    slot,
+                    generation,
+                    result,
+                    more,
+                    data,
+                })
+            }
+            OP_RECV_EXACT => {
+                let ops = self.ops.get_mut(slot)?;
+                let RecvOp::Exact {
+                    mut buf,
+                    want_bytes,
+                } = std::mem::take(&mut ops.recv)
+                else {
+                    debug_assert!(false, "direct receive completion without its buffer");
+                    return None;
+                };
+                if let Ok(received) = usize::try_from(result) {
+                    let new_len = buf.len() + received;
+                    assert!(new_len <= want_bytes, "the kernel wrote past the receive");
+                    // SAFETY: the kernel wrote `received` bytes into the spare capacity this
+                    // receive was given (at most `want_bytes - len`, checked just above), so
+                    // they are initialised.
+                    unsafe { buf.set_len(new_len) };
+                }
+                Some(Completion::RecvExact {
+                    slot,
+                    generation,
+                    result,
+                    buf,
+                })
+            }
+            OP_SEND => {
+                let ops = self.ops.get_mut(slot)?;
+                let Some(SendOp {
+                    mut outgoing,
+                    gather,
+                }) = ops.send.take()
+                else {
+                    debug_assert!(false, "send completion without its buffer");
+                    return None;
+                };
+                if let Some(gather) = gather {
+                    self.spare_gathers.push(gather);
+                }
+                if let Ok(sent) = usize::try_from(result) {
+                    outgoing.advance(sent);
+                }
+                Some(Completion::Send {
+                    slot,
+                    generation,
+                    result,
+                    rest: outgoing,
+                })
+            }
+            OP_TIMER => Some(Completion::Timer),
+            OP_WAKE => Some(Completion::Wake),
+            OP_CANCEL => {
+                if let Some(ops) = self.ops.get_mut(slot) {
+                    ops.cancels = ops.cancels.saturating_sub(1);
+                }
+                None
+            }
+            OP_CANCEL_ALL => None,
+            _ => {
+                debug_assert!(false, "unknown completion tag {op}");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    /// A socket pair whose first end's send buffer is full, so a send on it stays in flight.
+    fn stalled_pair() -> (UnixStream, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let chunk = [0u8; 4096];
+        while (&a).write(&chunk).is_ok() {}
+        (a, b)
+    }
+
+    #[test]
+    fn cancel_all_reaps_every_operation_and_hands_the_memory_back() {
+        let mut u = Uring::new(16, 4096).unwrap();
+        let (quiet, _quiet_peer) = UnixStream::pair().unwrap();
+        let (direct, _direct_peer) = UnixStream::pair().unwrap();
+        let (stalled, _stalled_peer) = stalled_pair();
+        let (wake, _wake_peer) = UnixStream::pair().unwrap();
+        assert!(u.recv_multishot(0, 1, quiet.as_raw_fd()));
+        u.recv_exact(1, 1, direct.as_raw_fd(), Vec::with_capacity(10), 1000)
+            .unwrap();
+        let outgoing = Outgoing::Plain {
+            bytes: vec![5u8; 1 << 20],
+            offset: 0,
+        };
+        u.send(2, 1, stalled.as_raw_fd(), outgoing).unwrap();
+        assert!(u.read_wake(wake.as_raw_fd()));
+        assert!(u.timeout(60_000));
+        u.submit().unwrap();
+        assert_eq!(u.in_flight(), 5);
+        assert!(!u.slot_idle(0) && !u.slot_idle(1) && !u.slot_idle(2));
+
+        let mut reaped = Vec::new();
+        assert!(u.cancel_all_and_drain(Duration::from_secs(5), |c| reaped.push(c)));
+        assert_eq!(u.in_flight(), 0);
+        assert!(u.slot_idle(0) && u.slot_idle(1) && u.slot_idle(2));
+        let send_back = reaped.iter().any(|c| {
+            matches!(c, Completion::Send { slot: 2, rest, .. } if rest.remaining_bytes() == 1 << 20)
+        });
+        assert!(send_back, "the unsent bytes come back with the completion");
+        let recv_back = reaped.iter().any(
+            |c| matches!(c, Completion::RecvExact { slot: 1, buf, .. } if buf.capacity() >= 1000),
+        );
+        assert!(recv_back, "the direct receive's buffer comes back");
+        assert!(!u.timeout(1), "nothing is submitted once shutdown began");
+        drop(u);
+        assert_eq!(leaked_rings(), 0);
+    }
+
+    #[test]
+    fn a_completed_send_returns_its_buffer_and_a_receive_its_bytes() {
+        let mut u = Uring::new(16, 4096).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let outgoing = Outgoing::Plain {
+            bytes: b"hello".to_vec(),
+            offset: 0,
+        };
+        u.send(0, 7, a.as_raw_fd(), outgoing).unwrap();
+        assert!(u.recv_multishot(1, 3, b.as_raw_fd()));
+        let mut got = Vec::new();
+        let mut received = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while received.len() < 5 && Instant::now() < give_up {
+            u.submit_and_wait(1).unwrap();
+            u.reap(&mut got);
+            for c in got.drain(..) {
+                match c {
+                    Completion::Send {
+                        slot,
+                        generation,
+                        result,
+                        rest,
+                    } => {
+                        assert_eq!((slot, generation, result), (0, 7, 5));
+                        assert!(rest.is_empty());
+                    }
+                    Completion::Recv { slot, data, .. } => {
+                        assert_eq!(slot, 1);
+                        received.extend_from_slice(&data.expect("bytes come in a buffer"));
+                    }
+                    _ => panic!("unexpected completion"),
+                }
+            }
+        }
+        assert_eq!(received, b"hello");
+        assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
+    }
+
+    #[test]
+    fn tags_roundtrip() {
+        assert_eq!(
+            untag(tag(OP_SEND, 0xab_cdef, u32::MAX)),
+            (OP_SEND, 0xab_cdef, u32::MAX)
+        );
+        assert_eq!(untag(tag(OP_ACCEPT, 0, 0)), (OP_ACCEPT, 0, 0));
+    }
+}

@@ -1,0 +1,167 @@
+//! The provided-buffer ring (IORING_REGISTER_PBUF_RING): the kernel picks a free receive buffer
+//! for each multishot recv completion, so idle connections hold no receive memory.
+//!
+//! Ownership: the descriptor ring (mmap'd, shared with the kernel) and the buffers live in one
+//! [`RecvPool`] behind an `Rc`. A completion that names buffer `bid` becomes a [`RecvGuard`],
+//! the only way to read those bytes; dropping the guard gives the buffer back to the kernel.
+//! So a buffer is never read after the kernel may write it again, and the memory cannot be
+//! freed while a guard or the ring ([`super::Uring`], which leaks its reference when the kernel
+//! has not finished) still refers to it.
+
+use io_uring::types::BufRingEntry;
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// Most buffers one ring may have: the kernel's limit for a provided-buffer ring.
+pub const RECV_BUFFERS_MAX: usize = 32768;
+
+pub struct RecvPool {
+    /// Page-aligned ring of `entries` descriptors, shared with the kernel (mmap'd).
+    ring: *mut BufRingEntry,
+    ring_bytes: usize,
+    /// One contiguous allocation holding every buffer (from `Box::into_raw`, freed in Drop).
+    buffers: *mut u8,
+    buffer_bytes: usize,
+    entries: u16,
+    /// Our copy of the tail; published to the kernel with a release store.
+    tail: Cell<u16>,
+    group_id: u16,
+}
+
+// The pool is used on its worker's thread only (`Rc`, `Cell`): it is neither Send nor Sync.
+
+impl RecvPool {
+    /// Allocates and fills the ring; the caller registers it with [`RecvPool::register`].
+    pub fn new(entries: usize, buffer_bytes: usize, group_id: u16) -> io::Result<Rc<RecvPool>> {
+        if !entries.is_power_of_two() || entries > RECV_BUFFERS_MAX || buffer_bytes == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "receive buffers: a power of two up to 32768, each at least one byte",
+            ));
+        }
+        let ring_bytes = entries * std::mem::size_of::<BufRingEntry>();
+        // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
+        // result is checked against MAP_FAILED before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ring_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let buffers = Box::into_raw(vec![0u8; entries * buffer_bytes].into_boxed_slice());
+        let pool = RecvPool {
+            ring: ptr.cast(),
+            ring_bytes,
+            buffers: buffers.cast(),
+            buffer_bytes,
+            entries: entries as u16,
+            tail: Cell::new(0),
+            group_id,
+        };
+        for bid in 0..entries as u16 {
+            pool.push_entry(bid);
+        }
+        pool.publish_tail();
+        Ok(Rc::new(pool))
+    }
+
+    /// Registers the ring with `submitter`'s io_uring instance.
+    pub fn register(&self, submitter: &io_uring::Submitter<'_>) -> io::Result<()> {
+        // SAFETY: the ring memory stays mapped as long as this pool lives, and the pool outlives
+        // the registration: `Uring` drops its ring (which unregisters everything) before its
+        // reference to the pool, or leaks both when operations are still in flight.
+        unsafe {
+            submitter.register_buf_ring_with_flags(self.ring as u64, self.entries, self.group_id, 0)
+        }
+    }
+
+    fn push_entry(&self, bid: u16) {
+        debug_assert!(bid < self.entries);
+        let tail = self.tail.get();
+        let index = (tail & (self.entries - 1)) as usize;
+        let addr = self.buffers as u64 + u64::from(bid) * self.buffer_bytes as u64;
+        // SAFETY: `index < entries`, so the entry lies inside the mapping; the kernel reads only
+        // entries between its head and our published tail, and this one is past the tail.
+        let entry = unsafe { &mut *self.ring.add(index) };
+        entry.set_addr(addr);
+        entry.set_len(self.buffer_bytes as u32);
+        entry.set_bid(bid);
+        self.tail.set(tail.wrapping_add(1));
+    }
+
+    fn publish_tail(&self) {
+        // SAFETY: the ring base is page aligned and initialised; the tail field overlays the
+        // first entry's reserved field, which the kernel reads as an atomic u16.
+        let tail = unsafe { &*(BufRingEntry::tail(self.ring).cast::<AtomicU16>()) };
+        tail.store(self.tail.get(), Ordering::Release);
+    }
+
+    /// Takes buffer `bid`, into which a completion says the kernel wrote `len` bytes.
+    /// Called only by the completion decoder, once per buffer-carrying completion.
+    pub(super) fn guard(self: &Rc<Self>, bid: u16, len: usize) -> RecvGuard {
+        debug_assert!(bid < self.entries && len <= self.buffer_bytes);
+        RecvGuard {
+            pool: Rc::clone(self),
+            bid,
+            len: len.min(self.buffer_bytes),
+        }
+    }
+}
+
+impl Drop for RecvPool {
+    fn drop(&mut self) {
+        // SAFETY: `buffers` came from `Box::into_raw` of a boxed slice of exactly this length
+        // and is freed once, here; the mapping was created in `new` with `ring_bytes` and is
+        // unmapped once. The pool is dropped only when no operation can write into it (see
+        // `Uring`'s drop).
+        unsafe {
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.buffers,
+                self.entries as usize * self.buffer_bytes,
+            )));
+            libc::munmap(self.ring.cast(), self.ring_bytes);
+        }
+    }
+}
+
+/// The bytes of one receive completion. Dropping the guard gives the buffer back to the kernel,
+/// so the bytes can only be read while the kernel cannot write them.
+pub struct RecvGuard {
+    pool: Rc<RecvPool>,
+    bid: u16,
+    len: usize,
+}
+
+impl std::ops::Deref for RecvGuard {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the completion handed buffer `bid` to us with `len <= buffer_bytes` bytes
+        // written; the kernel does not write into it until `Drop` pushes it back to the ring,
+        // which cannot happen while this borrow of the guard lives. The pool (and so the
+        // memory) outlives the guard, which holds a reference to it.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.pool
+                    .buffers
+                    .add(self.bid as usize * self.pool.buffer_bytes),
+                self.len,
+            )
+        }
+    }
+}
+
+impl Drop for RecvGuard {
+    fn drop(&mut self) {
+        self.pool.push_entry(self.bid);
+        self.pool.publish_tail();
+    }
+}
