@@ -21,10 +21,13 @@ struct Owed {
     since_ms: u64,
 }
 
+/// A remote row as (holder, id, owner, epoch).
+type RowKey = (u16, Box<[u8]>, u16, u64);
+
 #[derive(Default)]
 pub struct CheckState {
     /// (holder, id, owner, epoch) -> unpaused milliseconds it has been stale.
-    stale: BTreeMap<(u16, Box<[u8]>, u16, u64), u64>,
+    stale: BTreeMap<RowKey, u64>,
     last_check_ms: u64,
     owed: Vec<Owed>,
     /// (receiver, sender) -> when the receiver last read a message from the sender.
@@ -139,7 +142,7 @@ impl World {
                 // that a partition held back in its host's kernel arrive on the heal and
                 // count as hearing from it (README: "3 s after its last heartbeat").
                 let heard = self.checks.last_heard_ms.get(&(holder, owner)).copied();
-                if self.alive(owner).is_none() && heard.is_some_and(|t| t + elapsed > self.now) {
+                if self.alive(owner).is_none() && heard.is_some_and(|t| t + elapsed >= self.now) {
                     age = 0;
                 }
                 if !self.paused(holder) && !self.paused(owner) {

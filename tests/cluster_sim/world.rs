@@ -412,7 +412,13 @@ impl World {
                         n.ready = true;
                     }
                 }
-                Output::Members(_) => {}
+                Output::Members(members) => {
+                    let states: Vec<String> = members
+                        .iter()
+                        .map(|m| format!("{}{}", m.node_id, &m.state[..1]))
+                        .collect();
+                    self.log(format!("n{id}: members {}", states.join(" ")));
+                }
             }
         }
     }
@@ -641,6 +647,7 @@ impl World {
             self.carry_out(recv_node, outs);
         }
         if fin && self.conns[c].ends[r].open {
+            self.log(format!("n{recv_node}: conn {c} closed by n{sender}"));
             self.conns[c].ends[r].open = false;
             if fin && !self.conns[c].streams[dir].rx_buf.is_empty() {
                 return Err(format!(
