@@ -1,9 +1,11 @@
 //! Deterministic simulation of clusters of 3 to 16 nodes (see `cluster_sim/mod.rs`).
 //!
-//! CI runs a bounded number of seeds. Long runs and replays:
-//!   SIM_SEEDS=5000 cargo test --release --test cluster_sim    (seeds 0..5000)
-//!   SIM_SEED_BASE=100000 SIM_SEEDS=5000 cargo test ...         (another range)
-//!   SIM_SEED=1234 cargo test --release --test cluster_sim      (one seed, exactly replayed)
+//! CI runs a bounded number of seeds. Long runs and replays (add `-- --nocapture` for the
+//! summary line: seeds, simulated hours, slowest convergence):
+//!   SIM_SEEDS=5000 cargo test --release -p ringrelay --test cluster_sim     (seeds 0..5000)
+//!   SIM_SEED_BASE=100000 SIM_SEEDS=5000 cargo test ...                       (another range)
+//!   SIM_SEED=1234 cargo test --release -p ringrelay --test cluster_sim      (one seed, replayed
+//!   exactly; SIM_TRACE_LINES=100000 keeps its whole trace)
 
 #[path = "cluster_sim/mod.rs"]
 mod sim;
@@ -11,8 +13,9 @@ mod sim;
 use sim::{run_seed, Report};
 use std::time::Instant;
 
-/// Seeds of one CI run: about two minutes in release mode on the project's 2-core machine.
-const CI_SEEDS_RELEASE: u64 = 40;
+/// Seeds of one CI run: about two minutes in release mode on the project's 2-core machine
+/// (150 seeds: 126 s wall with the other core busy; about 2 simulated hours).
+const CI_SEEDS_RELEASE: u64 = 150;
 /// A debug build is about 20 times slower: fewer seeds, same code paths.
 const CI_SEEDS_DEBUG: u64 = 3;
 
@@ -71,7 +74,7 @@ fn simulated_clusters_keep_their_invariants() {
                 }
             }
             Err(e) => {
-                eprintln!("{e}\nreplay: SIM_SEED={seed} cargo test --release --test cluster_sim\n");
+                eprintln!("{e}\nreplay: SIM_SEED={seed} cargo test --release -p ringrelay --test cluster_sim\n");
                 failures.push(seed);
             }
         }
