@@ -1,29 +1,33 @@
-//! The cluster control thread (I/O): drives [`Membership`] and [`Replica`] from link sockets
-//! and timers, streams this node's rows and interest to its peers, and dials data links for
-//! the workers.
+//! The cluster control thread (I/O driver): feeds the sans-IO [`ControlPlane`] from link
+//! sockets and timers and carries out its outputs. Every decision lives in the plane; this
+//! file only moves bytes, sockets and threads.
 //!
-//! Threads: one control thread (all decisions, owns every piece of cluster state), one
-//! acceptor (accepts and authenticates links; data links go straight to a worker), and per
-//! control link one reader and one writer. Readers and dialers only pass messages to the
+//! Threads: one control thread (owns the plane), one acceptor (accepts and authenticates
+//! links; data links go straight to a worker), one short-lived thread per dial, and per
+//! control link one reader and one writer. Readers and dialers only pass inputs to the
 //! control thread over a bounded channel; the control thread never blocks on a socket (a
 //! writer whose bounded queue is full means the peer stopped reading: the link is closed).
 //!
 //! Control traffic has its own TCP connection per peer and its own thread, so it never waits
 //! behind forwarded data, however busy the data links and workers are.
+//!
+//! The driver sees the rest of the node only through [`ClusterHost`] (tables, epochs, the
+//! lane to the workers, wake-ups, the shutdown flag, a status sink), so `cluster` never
+//! depends on `server`.
 
-use super::link_io::{accept, dial, Established, LinkIdentity, MessageReader};
-use super::membership::{Action, LinkId, Membership, MembershipConfig, NewLink, PeerState};
-use super::replica::{digest_of, interest_snapshot, Replica, Reply};
-use super::wire::{
-    encode_link, snapshot_chunks, ControlMsg, InterestChange, Lane, LinkMsg, Member, RowChange,
+use super::control::{
+    ControlConfig, ControlPlane, Input, LinkOrigin, MemberStatus, Output, PeerIdentity,
+    WorkerCommand,
 };
-use crate::core::topics::TopicGroup;
-use crate::core::{Location, Sink};
-use crate::protocol::{CloseReason, ErrorCode, Frame};
-use crate::server::control_lane::{Command, Event};
-use crate::server::Shared;
+use super::lane::{Command, ControlLane};
+use super::link_io::{accept, dial, Established, LinkIdentity, MessageReader};
+use super::membership::LinkId;
+use super::wire::{encode_link, Lane, LinkMsg};
+use crate::config::Config;
+use crate::core::{EpochClock, Tables};
+use crate::protocol::Frame;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,16 +39,38 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(5);
 /// Inputs queued for the control thread before readers block (backpressure onto TCP).
 const INPUTS_MAX: usize = 64 * 1024;
-/// Encoded messages queued for one control link's writer before the link is deemed stuck.
+/// Encoded messages queued for one control link's writer before the link is deemed stuck
+/// (full: the link is closed and re-established).
 const WRITER_QUEUE_MAX: usize = 4096;
-/// Rows per SNAPSHOT chunk and per ROWS batch message.
-const ROWS_PER_MESSAGE: usize = 4096;
 /// Handshakes in progress at once on the acceptor; more connections are closed at once.
-const HANDSHAKES_MAX: usize = 64;
-/// Pause before re-dialing a data link that failed.
-const DATA_REDIAL_MS: u64 = 200;
+pub const HANDSHAKES_MAX: usize = 64;
+/// Inputs the control thread takes per round before it runs its timers again.
+const INPUTS_PER_ROUND_MAX: usize = 1024;
 
-enum Input {
+/// What the cluster driver needs from the node it runs in. The server implements it; a test
+/// can implement it with plain fields.
+pub trait ClusterHost: Send + Sync + 'static {
+    /// The node's shared routing tables (the plane writes peers' rows and interest).
+    fn tables(&self) -> &Tables;
+    /// The node's epoch clock (the plane observes peers' epochs).
+    fn epochs(&self) -> &EpochClock;
+    /// Commands to the workers, their events, and the readiness flag.
+    fn lane(&self) -> &ControlLane;
+    /// Wakes `worker` if it sleeps (a command is queued for it).
+    fn wake_worker(&self, worker: usize);
+    /// Wakes every worker even if it is not asleep yet (the node just became ready).
+    fn wake_all_workers(&self);
+    /// Whether the node is shutting down (the driver's threads then exit).
+    fn stopping(&self) -> bool;
+    /// The peers' states changed.
+    fn publish_members(&self, members: Vec<MemberStatus>);
+    /// The control thread died (a panic): the node can no longer keep its table in step
+    /// with its peers, so it must stop saying ready and shut down with an error.
+    fn control_failed(&self);
+}
+
+/// Inputs of the control thread from its helper threads.
+enum Incoming {
     Accepted(Established),
     Dialed {
         addr: String,
@@ -58,7 +84,7 @@ enum Input {
     },
     Msg {
         link: LinkId,
-        msg: ControlMsg,
+        msg: super::wire::ControlMsg,
     },
     LinkDown {
         link: LinkId,
@@ -72,13 +98,6 @@ struct Link {
     writer: Sender<Vec<u8>>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum DataLink {
-    Dialing,
-    Up,
-    RetryAt(u64),
-}
-
 /// A running cluster node; dropping it does not stop it, [`ClusterNode::stop`] does.
 pub struct ClusterNode {
     control: Option<JoinHandle<()>>,
@@ -90,11 +109,12 @@ pub struct ClusterNode {
 
 impl ClusterNode {
     /// Starts the acceptor on `listener` and the control thread.
-    pub(crate) fn start(
-        shared: Arc<Shared>,
+    pub fn start<H: ClusterHost>(
+        host: Arc<H>,
+        cfg: &Config,
         listener: TcpListener,
     ) -> std::io::Result<ClusterNode> {
-        let cfg = &shared.config;
+        let workers = u16::try_from(host.lane().commands.len()).unwrap_or(u16::MAX);
         let me = LinkIdentity {
             node_id: cfg.node_id,
             incarnation: super::auth::new_incarnation(),
@@ -106,17 +126,21 @@ impl ClusterNode {
             }),
             secret: cfg.cluster_secret.clone().unwrap_or_default().into_bytes(),
         };
+        let plane_cfg = ControlConfig::from_config(cfg, me.advertise.clone(), workers);
         let (tx, rx) = bounded(INPUTS_MAX);
         let wake = listener.try_clone()?;
         let acceptor = {
-            let (shared, me, tx) = (Arc::clone(&shared), me.clone(), tx.clone());
+            let (host, me, tx) = (Arc::clone(&host), me.clone(), tx.clone());
             std::thread::Builder::new()
                 .name("ringrelay-accept".into())
-                .spawn(move || accept_loop(listener, shared, me, tx))?
+                .spawn(move || accept_loop(listener, host, me, tx))?
         };
         let control = std::thread::Builder::new()
             .name("ringrelay-cluster".into())
-            .spawn(move || Control::new(shared, me, tx, rx).run())?;
+            .spawn(move || {
+                let _report = PanicReport(Arc::clone(&host));
+                Driver::new(host, me, plane_cfg, tx, rx).run()
+            })?;
         Ok(ClusterNode {
             control: Some(control),
             acceptor: Some(acceptor),
@@ -124,29 +148,95 @@ impl ClusterNode {
         })
     }
 
-    /// Joins the threads; the caller has set `shared.shutdown`.
-    pub fn stop(&mut self) {
+    /// Joins the threads; the caller has set the host's shutdown flag. An error names the
+    /// thread that panicked (already logged).
+    pub fn stop(&mut self) -> Result<(), &'static str> {
         // shutdown(2) acts on the socket, not the descriptor, so shutting down the duplicate
         // wakes the accept blocked on the original. Best effort, as before.
         if let Some(wake) = self.wake.take() {
             let _ = socket2::SockRef::from(&wake).shutdown(Shutdown::Both);
         }
+        let mut result = Ok(());
         if let Some(t) = self.control.take() {
-            let _ = t.join();
+            if t.join().is_err() {
+                result = Err("cluster control");
+            }
         }
         if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
+            if t.join().is_err() {
+                tracing::error!("the cluster acceptor thread panicked");
+                result = Err("cluster acceptor");
+            }
+        }
+        result
+    }
+}
+
+/// Lives on the control thread's stack: if the thread unwinds, the node hears of it at once
+/// (not only when it is joined at shutdown, which a healthy-looking node may never reach).
+struct PanicReport<H: ClusterHost>(Arc<H>);
+
+impl<H: ClusterHost> Drop for PanicReport<H> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the cluster control thread panicked: the node is shutting down");
+            self.0.control_failed();
         }
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>, me: LinkIdentity, tx: Sender<Input>) {
-    let in_progress = Arc::new(AtomicUsize::new(0));
-    while !shared.shutdown.load(Ordering::Acquire) {
+/// Counts the acceptor's handshakes in progress, bounded by `max`.
+#[derive(Clone)]
+struct HandshakeSlots {
+    in_progress: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One handshake's slot: released when dropped, whether the handshake ran, failed, or its
+/// thread never started (a closure that is never run is dropped too).
+struct HandshakeSlot(Arc<AtomicUsize>);
+
+impl HandshakeSlots {
+    fn new(max: usize) -> HandshakeSlots {
+        HandshakeSlots {
+            in_progress: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A slot, or `None` when `max` handshakes are in progress.
+    fn try_acquire(&self) -> Option<HandshakeSlot> {
+        if self.in_progress.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.in_progress.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(HandshakeSlot(Arc::clone(&self.in_progress)))
+    }
+
+    #[cfg(test)]
+    fn in_progress(&self) -> usize {
+        self.in_progress.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn accept_loop<H: ClusterHost>(
+    listener: TcpListener,
+    host: Arc<H>,
+    me: LinkIdentity,
+    tx: Sender<Incoming>,
+) {
+    let slots = HandshakeSlots::new(HANDSHAKES_MAX);
+    while !host.stopping() {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) => {
-                if shared.shutdown.load(Ordering::Acquire) {
+                if host.stopping() {
                     break;
                 }
                 tracing::warn!("cluster accept failed: {e}");
@@ -154,139 +244,90 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, me: LinkIdentity, tx:
                 continue;
             }
         };
-        if in_progress.fetch_add(1, Ordering::AcqRel) >= HANDSHAKES_MAX {
-            in_progress.fetch_sub(1, Ordering::AcqRel);
+        let Some(slot) = slots.try_acquire() else {
             tracing::warn!("too many link handshakes at once: connection dropped");
             continue;
-        }
-        let (shared, me, tx, in_progress) = (
-            Arc::clone(&shared),
-            me.clone(),
-            tx.clone(),
-            Arc::clone(&in_progress),
-        );
+        };
+        let (host, me, tx) = (Arc::clone(&host), me.clone(), tx.clone());
         let spawned = std::thread::Builder::new()
             .name("ringrelay-handshake".into())
             .spawn(move || {
+                let _slot = slot;
                 let peer = stream
                     .peer_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 match accept(stream, &me) {
-                    Ok(est) if est.peer.lane == Lane::Data => hand_data_link(&shared, est, false),
+                    Ok(est) if est.peer.lane == Lane::Data => hand_inbound_data_link(&*host, est),
                     Ok(est) => {
-                        let _ = tx.send(Input::Accepted(est));
+                        let _ = tx.send(Incoming::Accepted(est));
                     }
                     Err(e) => tracing::warn!(%peer, "refused cluster link: {e}"),
                 }
-                in_progress.fetch_sub(1, Ordering::AcqRel);
             });
-        if spawned.is_err() {
-            tracing::warn!("cannot spawn a handshake thread");
+        if let Err(e) = spawned {
+            // The closure (with the stream and the slot) was dropped: both are released.
+            tracing::warn!("cannot spawn a handshake thread: {e}");
         }
     }
 }
 
-/// Gives an authenticated data-link socket to a worker: outbound links to the worker that
-/// dialed them, inbound ones spread by the sending worker's index.
-fn hand_data_link(shared: &Shared, est: Established, outbound: bool) {
-    let workers = shared.lane.commands.len();
+/// Gives an inbound data-link socket to a worker, spread by the sending worker's index.
+fn hand_inbound_data_link(host: &impl ClusterHost, est: Established) {
+    let workers = host.lane().commands.len().max(1);
     let worker = est.peer.worker as usize % workers;
-    let fd = OwnedFd::from(est.stream);
-    push_command(
-        shared,
-        worker,
-        Command::AdoptLink {
-            fd,
-            node: est.peer.node_id,
-            outbound,
-        },
-    );
+    let command = Command::AdoptLink {
+        fd: OwnedFd::from(est.stream),
+        node: est.peer.node_id,
+        outbound: false,
+    };
+    let _ = push_command(host, worker, command);
 }
 
-fn push_command(shared: &Shared, worker: usize, command: Command) -> Option<Command> {
-    let result = shared.lane.commands[worker].push(command);
-    shared.mailboxes[worker].wake();
+/// Queues `command` for `worker` and wakes it; gives the command back when the queue is full.
+fn push_command(host: &impl ClusterHost, worker: usize, command: Command) -> Option<Command> {
+    let Some(queue) = host.lane().commands.get(worker) else {
+        tracing::warn!(worker, "command for a worker that does not exist: dropped");
+        return None;
+    };
+    let result = queue.push(command);
+    host.wake_worker(worker);
     result.err()
 }
 
-/// The control thread's [`Sink`]: presence frames and closes go to the owning worker.
-struct CommandSink<'a> {
-    shared: &'a Shared,
-    backlog: &'a mut VecDeque<(usize, Command)>,
-}
-
-impl CommandSink<'_> {
-    fn push(&mut self, worker: usize, command: Command) {
-        if !self.backlog.is_empty() {
-            self.backlog.push_back((worker, command));
-        } else if let Some(command) = push_command(self.shared, worker, command) {
-            self.backlog.push_back((worker, command));
-        }
-    }
-}
-
-impl Sink for CommandSink<'_> {
-    fn deliver(&mut self, _: Location, _: &[u8], _: &[u8], _: &[u8]) {
-        debug_assert!(false, "the control thread routes no messages");
-    }
-    fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
-        let mut bytes = Vec::new();
-        if (Frame::Presence { client_id, online })
-            .encode(&mut bytes)
-            .is_ok()
-        {
-            self.push(to.worker as usize, Command::Frame { to, bytes });
-        }
-    }
-    fn close(&mut self, to: Location, reason: CloseReason, _text: &'static str) {
-        self.push(to.worker as usize, Command::Close { to, reason });
-    }
-    fn error_to_origin(&mut self, _: ErrorCode, _: &[u8], _: &'static str) {}
-    fn forward_send(&mut self, _: u16, _: &[u8], _: &[u8], _: &[u8]) {}
-    fn forward_publish(&mut self, _: u16, _: &[u8], _: &[u8], _: &[u8], _: bool, _: &[u8]) {}
-}
-
-struct Control {
-    shared: Arc<Shared>,
+struct Driver<H: ClusterHost> {
+    host: Arc<H>,
     me: LinkIdentity,
-    tx: Sender<Input>,
-    rx: Receiver<Input>,
-    membership: Membership,
-    replica: Replica,
+    tx: Sender<Incoming>,
+    rx: Receiver<Incoming>,
+    plane: ControlPlane,
     links: HashMap<LinkId, Link>,
     next_link: LinkId,
-    data_links: HashMap<(u16, u16), DataLink>,
-    /// (topic, group) pairs peers were told this node has.
-    advertised: HashSet<TopicGroup>,
+    /// A data link just dialed, until the plane says whether a worker adopts it.
+    dialed_data: Option<((u16, u16), Established)>,
+    /// Commands a full worker queue refused, retried every tick in order (bounded by the
+    /// connections and links they name).
     backlog: VecDeque<(usize, Command)>,
     clock: Instant,
-    next_digest_ms: u64,
 }
 
-impl Control {
-    fn new(shared: Arc<Shared>, me: LinkIdentity, tx: Sender<Input>, rx: Receiver<Input>) -> Self {
-        let cfg = &shared.config;
-        let mcfg = MembershipConfig {
-            heartbeat_interval_ms: cfg.cluster_heartbeat_interval_ms,
-            dead_after_ms: cfg.cluster_peer_dead_after_ms,
-            ready_wait_ms: cfg.cluster_ready_wait_ms,
-            backoff_min_ms: 100,
-            backoff_max_ms: 1000,
-        };
-        let membership = Membership::new(me.node_id, &cfg.peers, mcfg, 0);
-        Control {
-            next_digest_ms: cfg.cluster_digest_interval_ms,
-            shared,
+impl<H: ClusterHost> Driver<H> {
+    fn new(
+        host: Arc<H>,
+        me: LinkIdentity,
+        cfg: ControlConfig,
+        tx: Sender<Incoming>,
+        rx: Receiver<Incoming>,
+    ) -> Self {
+        Driver {
+            host,
             me,
             tx,
             rx,
-            membership,
-            replica: Replica::new(),
+            plane: ControlPlane::new(cfg, 0),
             links: HashMap::new(),
             next_link: 1,
-            data_links: HashMap::new(),
-            advertised: HashSet::new(),
+            dialed_data: None,
             backlog: VecDeque::new(),
             clock: Instant::now(),
         }
@@ -297,15 +338,15 @@ impl Control {
     }
 
     fn run(mut self) {
-        while !self.shared.shutdown.load(Ordering::Acquire) {
+        while !self.host.stopping() {
             match self.rx.recv_timeout(TICK) {
-                Ok(input) => self.on_input(input),
+                Ok(incoming) => self.on_incoming(incoming),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            for _ in 0..1024 {
+            for _ in 0..INPUTS_PER_ROUND_MAX {
                 match self.rx.try_recv() {
-                    Ok(input) => self.on_input(input),
+                    Ok(incoming) => self.on_incoming(incoming),
                     Err(_) => break,
                 }
             }
@@ -316,427 +357,275 @@ impl Control {
         }
     }
 
-    fn sink(&mut self) -> CommandSink<'_> {
-        CommandSink {
-            shared: &self.shared,
-            backlog: &mut self.backlog,
-        }
+    fn feed(&mut self, input: Input) {
+        let now = self.now_ms();
+        let host = Arc::clone(&self.host);
+        self.plane
+            .on_input(now, input, host.tables(), host.epochs());
+        self.carry_out();
     }
 
-    fn on_input(&mut self, input: Input) {
-        let now = self.now_ms();
-        match input {
-            Input::Accepted(est) => self.adopt_control(est, false, None),
-            Input::Dialed { addr, seed, result } => match result {
-                Ok(est) => self.adopt_control(est, true, seed.then_some(addr.as_str())),
+    fn on_incoming(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Accepted(est) => self.adopt_control(est, LinkOrigin::Accepted),
+            Incoming::Dialed { addr, seed, result } => match result {
+                Ok(est) => self.adopt_control(est, LinkOrigin::Dialed { addr, seed }),
                 Err(e) => {
                     tracing::debug!(%addr, "cluster dial failed: {e}");
                     if e.contains("secret") {
                         tracing::warn!(%addr, "cluster link refused: {e}");
                     }
-                    self.membership.on_dial_failed(&addr, now);
+                    self.feed(Input::DialFailed { addr });
                 }
             },
-            Input::DataDialed {
+            Incoming::DataDialed {
                 node,
                 worker,
                 result,
-            } => match result {
-                Ok(est) if self.membership.is_up(node) && est.peer.node_id == node => {
-                    self.data_links.insert((node, worker), DataLink::Up);
-                    hand_data_link_to(&self.shared, est, worker);
-                }
-                Ok(_) => {
-                    self.data_links.remove(&(node, worker));
-                }
-                Err(e) => {
-                    tracing::debug!(node, worker, "data link dial failed: {e}");
-                    self.data_links
-                        .insert((node, worker), DataLink::RetryAt(now + DATA_REDIAL_MS));
-                }
-            },
-            Input::Msg { link, msg } => self.on_message(link, msg, now),
-            Input::LinkDown { link, why } => {
+            } => {
+                let result = match result {
+                    Ok(est) => {
+                        let peer = est.peer.node_id;
+                        self.dialed_data = Some(((node, worker), est));
+                        Ok(peer)
+                    }
+                    Err(e) => Err(e),
+                };
+                self.feed(Input::DataLinkDialed {
+                    node,
+                    worker,
+                    result,
+                });
+                // Not adopted: dropping the socket closes it.
+                self.dialed_data = None;
+            }
+            Incoming::Msg { link, msg } => self.feed(Input::Message { link, msg }),
+            Incoming::LinkDown { link, why } => {
                 if let Some(l) = self.links.remove(&link) {
                     let _ = l.stream.shutdown(Shutdown::Both);
-                    if self.membership.node_of(link).is_some() {
-                        tracing::info!(node = l.node, "control link down: {why}");
-                        self.replica.forget(l.node);
-                    }
+                    tracing::debug!(node = l.node, link, "control link closed: {why}");
                 }
-                self.membership.on_link_down(link, now);
+                self.feed(Input::LinkDown { link });
             }
         }
     }
 
-    fn adopt_control(&mut self, est: Established, dialed: bool, seed: Option<&str>) {
-        let now = self.now_ms();
+    /// Starts the reader and writer of a new control link, then tells the plane. A link that
+    /// cannot be served counts as a failed dial (so the peer is dialed again).
+    fn adopt_control(&mut self, est: Established, origin: LinkOrigin) {
         let link = self.next_link;
         self.next_link += 1;
         let node = est.peer.node_id;
-        let Ok(reader_stream) = est.stream.try_clone() else {
-            return;
-        };
-        let Ok(writer_stream) = est.stream.try_clone() else {
-            return;
-        };
+        match self.spawn_link_threads(link, &est) {
+            Ok(writer) => {
+                let peer = PeerIdentity {
+                    node_id: node,
+                    incarnation: est.peer.incarnation,
+                    advertise: est.peer.advertise.clone(),
+                };
+                let stream = est.stream;
+                self.links.insert(
+                    link,
+                    Link {
+                        node,
+                        stream,
+                        writer,
+                    },
+                );
+                self.feed(Input::LinkUp { link, peer, origin });
+            }
+            Err(e) => {
+                tracing::warn!(node, "cannot serve a control link: {e}");
+                let _ = est.stream.shutdown(Shutdown::Both);
+                if let LinkOrigin::Dialed { addr, .. } = origin {
+                    self.feed(Input::DialFailed { addr });
+                }
+            }
+        }
+    }
+
+    fn spawn_link_threads(
+        &self,
+        link: LinkId,
+        est: &Established,
+    ) -> std::io::Result<Sender<Vec<u8>>> {
+        let node = est.peer.node_id;
+        let reader_stream = est.stream.try_clone()?;
+        let writer_stream = est.stream.try_clone()?;
         let (wtx, wrx) = bounded::<Vec<u8>>(WRITER_QUEUE_MAX);
         let tx = self.tx.clone();
-        let leftover = est.leftover;
-        let spawned_reader = std::thread::Builder::new()
+        let leftover = est.leftover.clone();
+        std::thread::Builder::new()
             .name(format!("ringrelay-link{node}-r"))
-            .spawn(move || read_loop(link, reader_stream, leftover, tx));
-        let spawned_writer = std::thread::Builder::new()
+            .spawn(move || read_loop(link, reader_stream, leftover, tx))?;
+        // If the writer cannot start, the caller shuts the stream down and the reader ends.
+        std::thread::Builder::new()
             .name(format!("ringrelay-link{node}-w"))
-            .spawn(move || write_loop(writer_stream, wrx));
-        if spawned_reader.is_err() || spawned_writer.is_err() {
-            let _ = est.stream.shutdown(Shutdown::Both);
-            return;
-        }
-        self.links.insert(
-            link,
-            Link {
-                node,
-                stream: est.stream,
-                writer: wtx,
-            },
-        );
-        let actions = self.membership.on_link_up(
-            NewLink {
-                link,
-                node,
-                addr: &est.peer.advertise,
-                incarnation: est.peer.incarnation,
-                dialed_by_us: dialed,
-                dialed_seed: seed,
-            },
-            now,
-        );
-        self.run_actions(actions);
+            .spawn(move || write_loop(writer_stream, wrx))?;
+        Ok(wtx)
     }
 
-    fn on_message(&mut self, link: LinkId, msg: ControlMsg, now: u64) {
-        if let ControlMsg::Members(members) = &msg {
-            for m in members {
-                self.membership.learn(m.node_id, &m.addr, now);
+    fn on_tick(&mut self) {
+        let host = Arc::clone(&self.host);
+        let lane = host.lane();
+        if lane.events_overflowed.swap(false, Ordering::AcqRel) {
+            // What is still queued is stale next to the full resync: drop it.
+            while lane.events.pop().is_some() {}
+            self.feed(Input::EventsOverflowed);
+        } else {
+            let now = self.now_ms();
+            while let Some(event) = lane.events.pop() {
+                self.plane
+                    .on_input(now, Input::Worker(event), host.tables(), host.epochs());
             }
         }
-        // Messages from a link that lost to another one are ignored (the winner carries
-        // the same state).
-        let Some(node) = self.membership.node_of(link) else {
-            return;
-        };
-        self.membership.on_heard(link, now);
-        let shared = Arc::clone(&self.shared);
-        let reply = {
-            let mut sink = CommandSink {
-                shared: &shared,
-                backlog: &mut self.backlog,
-            };
-            self.replica
-                .apply(&shared.tables, &shared.epochs, node, msg, &mut sink)
-        };
-        match reply {
-            Reply::None => {}
-            Reply::SnapshotComplete => {
-                tracing::debug!(node, "snapshot from peer applied");
-                self.membership.on_snapshot_received(node);
-            }
-            Reply::RequestSnapshot => {
-                tracing::info!(node, "digest mismatch: asking for the peer's snapshot");
-                self.send(link, &ControlMsg::SnapshotRequest);
-            }
-            Reply::SendSnapshot => self.send_snapshot(link),
-            Reply::Violation(why) => {
-                tracing::warn!(node, "closing control link: {why}");
-                self.close_link(link);
+        self.plane.on_tick(self.now_ms(), host.tables());
+        self.carry_out();
+        while let Some((worker, command)) = self.backlog.pop_front() {
+            if let Some(command) = push_command(&*host, worker, command) {
+                self.backlog.push_front((worker, command));
+                break;
             }
         }
     }
 
-    fn run_actions(&mut self, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::Dial { addr, node } => self.spawn_dial(addr, node.is_none()),
-                Action::LinkAdopted { link, node } => {
-                    tracing::info!(node, "control link up");
-                    self.send(link, &self.members_msg());
-                    self.send_snapshot(link);
-                    let interest = ControlMsg::Interest {
-                        replace: true,
-                        entries: self
-                            .advertised
-                            .iter()
-                            .map(|(topic, group)| InterestChange {
-                                present: true,
-                                topic: topic.clone(),
-                                group: group.clone(),
-                            })
-                            .collect(),
-                    };
-                    self.send(link, &interest);
-                }
-                Action::CloseLink { link } => self.close_link(link),
-                Action::DeclareDead { node } => self.declare_dead(node),
-                Action::Heartbeat => self.broadcast(&ControlMsg::Heartbeat),
-                Action::Ready => {
-                    tracing::info!(node = self.me.node_id, "cluster node ready");
-                    self.shared.lane.ready.store(true, Ordering::Release);
-                    for m in self.shared.mailboxes.iter() {
-                        m.sleeping.store(true, Ordering::SeqCst);
-                        m.wake();
+    /// Carries out every queued output of the plane, in order.
+    fn carry_out(&mut self) {
+        while let Some(output) = self.plane.poll_output() {
+            match output {
+                Output::Send { link, msg } => self.send(link, msg),
+                Output::CloseLink { link } => {
+                    if let Some(l) = self.links.get(&link) {
+                        let _ = l.stream.shutdown(Shutdown::Both);
                     }
                 }
+                Output::DialControl { addr, seed } => self.spawn_control_dial(addr, seed),
+                Output::DialData { node, worker, addr } => self.spawn_data_dial(node, worker, addr),
+                Output::AdoptDataLink { node, worker } => self.adopt_data_link(node, worker),
+                Output::ToWorker { worker, command } => self.command(worker, command),
+                Output::Ready => {
+                    self.host.lane().ready.store(true, Ordering::Release);
+                    self.host.wake_all_workers();
+                }
+                Output::Members(members) => self.host.publish_members(members),
             }
         }
     }
 
-    fn declare_dead(&mut self, node: u16) {
-        let shared = Arc::clone(&self.shared);
-        let purged = {
-            let mut sink = CommandSink {
-                shared: &shared,
-                backlog: &mut self.backlog,
-            };
-            self.replica.purge_node(&shared.tables, node, &mut sink)
-        };
-        tracing::warn!(node, purged, "peer declared dead: its clients are offline");
-        for w in 0..shared.lane.commands.len() {
-            let mut sink = self.sink();
-            sink.push(w, Command::CloseLinks { node });
-        }
-        self.data_links.retain(|(n, _), _| *n != node);
-    }
-
-    fn members_msg(&self) -> ControlMsg {
-        let mut members = vec![Member {
-            node_id: self.me.node_id,
-            addr: self.me.advertise.clone(),
-        }];
-        members.extend(
-            self.membership
-                .peers()
-                .iter()
-                .filter(|p| p.state != PeerState::Dead)
-                .map(|p| Member {
-                    node_id: p.node,
-                    addr: p.addr.clone(),
-                }),
-        );
-        ControlMsg::Members(members)
-    }
-
-    fn send_snapshot(&mut self, link: LinkId) {
-        let rows = self.shared.tables.locations.rows_of(self.me.node_id);
-        for chunk in snapshot_chunks(&rows, ROWS_PER_MESSAGE) {
-            self.send(link, &chunk);
-        }
-    }
-
-    fn send(&mut self, link: LinkId, msg: &ControlMsg) {
+    fn send(&mut self, link: LinkId, msg: super::wire::ControlMsg) {
         let Some(l) = self.links.get(&link) else {
             return;
         };
         let mut out = Vec::new();
-        encode_link(&LinkMsg::Control(msg.clone()), &mut out);
+        encode_link(&LinkMsg::Control(msg), &mut out);
         match l.writer.try_send(out) {
-            Ok(()) => {}
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => {
                 tracing::warn!(
                     node = l.node,
                     "control link stuck (peer not reading): closing it"
                 );
-                self.close_link(link);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-
-    fn broadcast(&mut self, msg: &ControlMsg) {
-        for (_, link) in self.membership.current_links() {
-            self.send(link, msg);
-        }
-    }
-
-    fn close_link(&mut self, link: LinkId) {
-        if let Some(l) = self.links.get(&link) {
-            let _ = l.stream.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn spawn_dial(&self, addr: String, seed: bool) {
-        let (me, tx) = (self.me.clone(), self.tx.clone());
-        let _ = std::thread::Builder::new()
-            .name("ringrelay-dial".into())
-            .spawn(move || {
-                let result = dial(&addr, Lane::Control, 0, &me);
-                let _ = tx.send(Input::Dialed { addr, seed, result });
-            });
-    }
-
-    fn on_tick(&mut self) {
-        let now = self.now_ms();
-        self.stream_local_changes();
-        let actions = self.membership.on_tick(now);
-        self.run_actions(actions);
-        self.maintain_data_links(now);
-        if now >= self.next_digest_ms {
-            self.next_digest_ms = now + self.shared.config.cluster_digest_interval_ms;
-            let (rows, hash) = digest_of(&self.shared.tables, self.me.node_id);
-            self.broadcast(&ControlMsg::Digest { rows, hash });
-            let members = self.members_msg();
-            self.broadcast(&members);
-        }
-        while let Some((worker, command)) = self.backlog.pop_front() {
-            if let Some(command) = push_command(&self.shared, worker, command) {
-                self.backlog.push_front((worker, command));
-                break;
+                let _ = l.stream.shutdown(Shutdown::Both);
             }
         }
-        self.publish_status();
     }
 
-    /// Drains the workers' events and streams them to every peer in batches.
-    fn stream_local_changes(&mut self) {
-        let shared = Arc::clone(&self.shared);
-        if shared.lane.events_overflowed.swap(false, Ordering::AcqRel) {
-            tracing::warn!("control event queue overflowed: re-sending full snapshots");
-            while shared.lane.events.pop().is_some() {}
-            self.advertised = shared.tables.topics.interest().into_iter().collect();
-            for (_, link) in self.membership.current_links() {
-                self.send_snapshot(link);
-                self.send(link, &interest_snapshot(&shared.tables));
-            }
+    fn adopt_data_link(&mut self, node: u16, worker: u16) {
+        let Some((key, est)) = self.dialed_data.take() else {
+            return;
+        };
+        if key != (node, worker) {
             return;
         }
-        let mut rows = Vec::new();
-        let mut interest = Vec::new();
-        let mut lost = Vec::new();
-        while let Some(event) = shared.lane.events.pop() {
-            match event {
-                Event::Registered { id, epoch } => rows.push(RowChange::Upsert { id, epoch }),
-                Event::Unregistered { id, epoch } => rows.push(RowChange::Remove { id, epoch }),
-                Event::InterestChanged { topic, group } => {
-                    let present = shared.tables.topics.has_subscribers(&topic, &group);
-                    let key = (topic, group);
-                    let changed = if present {
-                        self.advertised.insert(key.clone())
-                    } else {
-                        self.advertised.remove(&key)
-                    };
-                    if changed {
-                        interest.push(InterestChange {
-                            present,
-                            topic: key.0,
-                            group: key.1,
-                        });
-                    }
-                }
-                Event::LinkLost { node, worker } => lost.push((node, worker)),
-            }
-            if rows.len() >= ROWS_PER_MESSAGE {
-                self.broadcast(&ControlMsg::Rows(std::mem::take(&mut rows)));
-            }
-        }
-        if !rows.is_empty() {
-            self.broadcast(&ControlMsg::Rows(rows));
-        }
-        if !interest.is_empty() {
-            self.broadcast(&ControlMsg::Interest {
-                replace: false,
-                entries: interest,
-            });
-        }
-        let now = self.now_ms();
-        for key in lost {
-            self.data_links
-                .insert(key, DataLink::RetryAt(now + DATA_REDIAL_MS));
-        }
-    }
-
-    /// Every up peer gets one outbound data link per local worker.
-    fn maintain_data_links(&mut self, now: u64) {
-        let workers = self.shared.lane.commands.len() as u16;
-        let up: Vec<(u16, String)> = self
-            .membership
-            .peers()
-            .iter()
-            .filter(|p| p.state == PeerState::Up)
-            .map(|p| (p.node, p.addr.clone()))
-            .collect();
-        for (node, addr) in up {
-            for worker in 0..workers {
-                let due = match self.data_links.get(&(node, worker)) {
-                    None => true,
-                    Some(DataLink::RetryAt(t)) => now >= *t,
-                    Some(_) => false,
-                };
-                if !due {
-                    continue;
-                }
-                self.data_links.insert((node, worker), DataLink::Dialing);
-                let (me, tx, addr) = (self.me.clone(), self.tx.clone(), addr.clone());
-                let _ = std::thread::Builder::new()
-                    .name("ringrelay-dial".into())
-                    .spawn(move || {
-                        let result = dial(&addr, Lane::Data, worker, &me);
-                        let _ = tx.send(Input::DataDialed {
-                            node,
-                            worker,
-                            result,
-                        });
-                    });
-            }
-        }
-    }
-
-    fn publish_status(&self) {
-        let status: Vec<MemberStatus> = self
-            .membership
-            .peers()
-            .iter()
-            .map(|p| MemberStatus {
-                node_id: p.node,
-                addr: p.addr.clone(),
-                state: p.state.name(),
-            })
-            .collect();
-        if let Ok(mut s) = self.shared.cluster_status.lock() {
-            if *s != status {
-                *s = status;
-            }
-        }
-    }
-}
-
-/// One peer as `/cluster` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberStatus {
-    pub node_id: u16,
-    pub addr: String,
-    pub state: &'static str,
-}
-
-fn hand_data_link_to(shared: &Shared, est: Established, worker: u16) {
-    let node = est.peer.node_id;
-    let fd = OwnedFd::from(est.stream);
-    let _ = push_command(
-        shared,
-        worker as usize,
-        Command::AdoptLink {
-            fd,
+        let command = Command::AdoptLink {
+            fd: OwnedFd::from(est.stream),
             node,
             outbound: true,
-        },
-    );
+        };
+        // Like the other commands: a full queue keeps it in the backlog, never drops it.
+        self.push(worker as usize, command);
+    }
+
+    fn command(&mut self, worker: u16, command: WorkerCommand) {
+        let command = match command {
+            WorkerCommand::Presence {
+                to,
+                client_id,
+                online,
+            } => {
+                let mut bytes = Vec::new();
+                let frame = Frame::Presence {
+                    client_id: &client_id,
+                    online,
+                };
+                if frame.encode(&mut bytes).is_err() {
+                    return;
+                }
+                Command::Frame { to, bytes }
+            }
+            WorkerCommand::CloseClient { to, reason } => Command::Close { to, reason },
+            WorkerCommand::CloseLinks { node } => Command::CloseLinks { node },
+        };
+        self.push(worker as usize, command);
+    }
+
+    /// Queues a command behind any backlog (commands keep their order).
+    fn push(&mut self, worker: usize, command: Command) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back((worker, command));
+        } else if let Some(command) = push_command(&*self.host, worker, command) {
+            self.backlog.push_back((worker, command));
+        }
+    }
+
+    fn spawn_control_dial(&mut self, addr: String, seed: bool) {
+        let (me, tx, dial_addr) = (self.me.clone(), self.tx.clone(), addr.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ringrelay-dial".into())
+            .spawn(move || {
+                let result = dial(&dial_addr, Lane::Control, 0, &me);
+                let _ = tx.send(Incoming::Dialed {
+                    addr: dial_addr,
+                    seed,
+                    result,
+                });
+            });
+        if let Err(e) = spawned {
+            // Without this the plane would wait for the dial's answer forever.
+            tracing::warn!(%addr, "cannot spawn a dial thread: {e}");
+            self.feed(Input::DialFailed { addr });
+        }
+    }
+
+    fn spawn_data_dial(&mut self, node: u16, worker: u16, addr: String) {
+        let (me, tx) = (self.me.clone(), self.tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ringrelay-dial".into())
+            .spawn(move || {
+                let result = dial(&addr, Lane::Data, worker, &me);
+                let _ = tx.send(Incoming::DataDialed {
+                    node,
+                    worker,
+                    result,
+                });
+            });
+        if let Err(e) = spawned {
+            let result = Err(format!("cannot spawn a dial thread: {e}"));
+            self.feed(Input::DataLinkDialed {
+                node,
+                worker,
+                result,
+            });
+        }
+    }
 }
 
-fn read_loop(link: LinkId, mut stream: TcpStream, leftover: Vec<u8>, tx: Sender<Input>) {
+fn read_loop(link: LinkId, mut stream: TcpStream, leftover: Vec<u8>, tx: Sender<Incoming>) {
     let mut reader = MessageReader::new(leftover);
     let why = loop {
         match reader.next(&mut stream) {
             Ok(LinkMsg::Control(msg)) => {
-                if tx.send(Input::Msg { link, msg }).is_err() {
+                if tx.send(Incoming::Msg { link, msg }).is_err() {
                     break "node stopping".to_string();
                 }
             }
@@ -746,7 +635,7 @@ fn read_loop(link: LinkId, mut stream: TcpStream, leftover: Vec<u8>, tx: Sender<
         }
     };
     let _ = stream.shutdown(Shutdown::Both);
-    let _ = tx.send(Input::LinkDown { link, why });
+    let _ = tx.send(Incoming::LinkDown { link, why });
 }
 
 fn write_loop(mut stream: TcpStream, rx: Receiver<Vec<u8>>) {
@@ -756,5 +645,84 @@ fn write_loop(mut stream: TcpStream, rx: Receiver<Vec<u8>>) {
             let _ = stream.shutdown(Shutdown::Both);
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// A host of plain fields: only the failure flag matters here.
+    struct FakeHost {
+        tables: Tables,
+        epochs: EpochClock,
+        lane: ControlLane,
+        failed: AtomicBool,
+    }
+
+    impl ClusterHost for FakeHost {
+        fn tables(&self) -> &Tables {
+            &self.tables
+        }
+        fn epochs(&self) -> &EpochClock {
+            &self.epochs
+        }
+        fn lane(&self) -> &ControlLane {
+            &self.lane
+        }
+        fn wake_worker(&self, _: usize) {}
+        fn wake_all_workers(&self) {}
+        fn stopping(&self) -> bool {
+            false
+        }
+        fn publish_members(&self, _: Vec<MemberStatus>) {}
+        fn control_failed(&self) {
+            self.failed.store(true, Ordering::Release);
+        }
+    }
+
+    #[test]
+    fn a_panicking_control_thread_is_reported_to_the_host_at_once() {
+        let host = Arc::new(FakeHost {
+            tables: Tables::for_node(1),
+            epochs: EpochClock::new(),
+            lane: ControlLane::new(1, true),
+            failed: AtomicBool::new(false),
+        });
+        let h = Arc::clone(&host);
+        let quiet = std::thread::spawn(move || drop(PanicReport(h)));
+        assert!(quiet.join().is_ok());
+        assert!(
+            !host.failed.load(Ordering::Acquire),
+            "a normal exit is no failure"
+        );
+        let h = Arc::clone(&host);
+        let panicking = std::thread::spawn(move || {
+            let _report = PanicReport(h);
+            panic!("injected");
+        });
+        assert!(panicking.join().is_err());
+        assert!(host.failed.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn handshake_slots_are_bounded_and_released_even_when_the_thread_never_runs() {
+        let slots = HandshakeSlots::new(2);
+        let a = slots.try_acquire().expect("first slot");
+        let b = slots.try_acquire().expect("second slot");
+        assert!(slots.try_acquire().is_none(), "bounded at max");
+        assert_eq!(slots.in_progress(), 2);
+        drop(a);
+        assert_eq!(slots.in_progress(), 1);
+        // What a failed spawn does: the closure owning the slot is dropped, never run.
+        let never_run = move || drop(b);
+        drop(never_run);
+        assert_eq!(slots.in_progress(), 0);
+        let many: Vec<_> = (0..2).map(|_| slots.try_acquire()).collect();
+        assert!(
+            many.iter().all(Option::is_some),
+            "released slots are reusable"
+        );
     }
 }

@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 use super::wire::{row_hash, ControlMsg, InterestChange, RowChange};
-use crate::core::{EpochClock, Location, Row, Sink, Tables};
+use crate::core::{EpochClock, Location, Registered, Row, Sink, Tables};
 use std::collections::HashMap;
 
 /// One row of a snapshot: (client id, epoch).
@@ -37,6 +37,10 @@ pub enum Reply {
 pub struct Replica {
     pending_snapshots: HashMap<u16, Vec<SnapshotRow>>,
     scratch: Vec<Location>,
+    /// This node's own rows that a peer's newer row replaced since the last
+    /// [`Replica::take_retracted`]: their clients are closed without an unregistration of
+    /// their own, so the node must tell its peers to remove them (see `take_retracted`).
+    retracted: Vec<SnapshotRow>,
 }
 
 impl Replica {
@@ -69,7 +73,9 @@ impl Replica {
                                 location: Location::remote(node),
                                 epoch,
                             };
-                            tables.apply_remote_row(&id, row, &mut self.scratch, sink);
+                            let outcome =
+                                tables.apply_remote_row(&id, row, &mut self.scratch, sink);
+                            self.note_replaced(tables, &id, outcome);
                         }
                         RowChange::Remove { id, epoch } => {
                             tables.remove_remote_row(&id, node, epoch, &mut self.scratch, sink);
@@ -137,7 +143,8 @@ impl Replica {
                 location: Location::remote(node),
                 epoch: *epoch,
             };
-            tables.apply_remote_row(id, row, &mut self.scratch, sink);
+            let outcome = tables.apply_remote_row(id, row, &mut self.scratch, sink);
+            self.note_replaced(tables, id, outcome);
             keep.insert(id, *epoch);
         }
         tables.purge_node_rows(
@@ -146,6 +153,22 @@ impl Replica {
             &mut self.scratch,
             sink,
         );
+    }
+
+    fn note_replaced(&mut self, tables: &Tables, id: &[u8], outcome: Registered) {
+        if let Registered::Replaced(old) = outcome {
+            if old.location.node == tables.node_id {
+                self.retracted.push((id.into(), old.epoch));
+            }
+        }
+    }
+
+    /// Own rows replaced by peers' newer rows since the last call. The caller streams them
+    /// as removals: a third node may have received our row after the newer row had already
+    /// come and gone (its links reorder against ours), and without the removal it would keep
+    /// our row, a ghost, until the next digest, or until our death if a partition came first.
+    pub fn take_retracted(&mut self) -> Vec<SnapshotRow> {
+        std::mem::take(&mut self.retracted)
     }
 
     /// A peer was declared dead: its rows and interest go; watchers hear offline.

@@ -138,7 +138,7 @@ const PLAIN: &str = "text/plain; charset=utf-8";
 /// `cluster_peers{state=...}`: how many peers are up, connecting or dead.
 fn labelled_gauge_states(
     e: &mut DescriptorEncoder,
-    peers: &[crate::cluster::node::MemberStatus],
+    peers: &[crate::cluster::MemberStatus],
 ) -> Result<(), std::fmt::Error> {
     let mut m = e.encode_descriptor(
         "cluster_peers",

@@ -6,7 +6,6 @@
 //! their own counters.
 
 mod conn;
-pub(crate) mod control_lane;
 mod deliver;
 mod error;
 mod handoff;
@@ -20,9 +19,14 @@ mod worker;
 pub use error::ServeError;
 pub use uring::leaked_rings;
 
+use crate::cluster::lane::ControlLane;
+use crate::cluster::node::{ClusterHost, ClusterNode};
+use crate::cluster::MemberStatus;
 use crate::config::Config;
 use crate::core::{EpochClock, SessionConfig, Tables};
-use control_lane::ControlLane;
+// The lane's types live in `cluster`; this alias keeps the workers' `super::control_lane`
+// imports working unchanged.
+use crate::cluster::lane as control_lane;
 use handoff::Mailbox;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +61,7 @@ pub(crate) struct Shared {
     pub epochs: EpochClock,
     pub lane: ControlLane,
     /// Peers as the cluster control thread last saw them (for `/cluster`).
-    pub cluster_status: std::sync::Mutex<Vec<crate::cluster::node::MemberStatus>>,
+    pub cluster_status: std::sync::Mutex<Vec<MemberStatus>>,
     pub mailboxes: Box<[Mailbox]>,
     pub stats: stats::StatsBlocks,
     pub shutdown: AtomicBool,
@@ -74,7 +78,7 @@ pub struct Server {
     /// The metrics endpoint, when configured; stopped when the server is dropped.
     metrics: Option<metrics::MetricsServer>,
     /// The cluster control plane, when `node_id` is set.
-    cluster: Option<crate::cluster::node::ClusterNode>,
+    cluster: Option<ClusterNode>,
 }
 
 /// Microseconds since the Unix epoch (registration epochs); 0 if the clock is before 1970.
@@ -170,7 +174,8 @@ impl Server {
             return Err(e);
         }
         if let Some(listener) = cluster_listener {
-            match crate::cluster::node::ClusterNode::start(Arc::clone(&server.shared), listener) {
+            let shared = Arc::clone(&server.shared);
+            match ClusterNode::start(Arc::clone(&shared), &shared.config, listener) {
                 Ok(node) => server.cluster = Some(node),
                 Err(e) => {
                     server.stop_and_join();
@@ -234,7 +239,10 @@ impl Server {
         }
         self.shared.shutdown.store(true, Ordering::Release);
         if let Some(mut c) = self.cluster.take() {
-            c.stop();
+            if let Err(e) = c.stop() {
+                // The process must exit non-zero: the node stopped for this.
+                first_err.get_or_insert(ServeError::Panicked(e));
+            }
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -254,7 +262,9 @@ impl Server {
     fn stop_and_join(mut self) {
         self.stopper().stop();
         if let Some(mut c) = self.cluster.take() {
-            c.stop();
+            if let Err(e) = c.stop() {
+                tracing::warn!("the {e} thread panicked");
+            }
         }
         for t in self.threads.drain(..) {
             if let Ok(Err(e)) = t.join() {
@@ -268,13 +278,54 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut c) = self.cluster.take() {
             self.stopper().stop();
-            c.stop();
+            let _ = c.stop();
         }
         if !self.threads.is_empty() {
             self.stopper().stop();
             for t in self.threads.drain(..) {
                 let _ = t.join();
             }
+        }
+    }
+}
+
+/// The cluster driver's view of the node.
+impl ClusterHost for Shared {
+    fn tables(&self) -> &Tables {
+        &self.tables
+    }
+    fn epochs(&self) -> &EpochClock {
+        &self.epochs
+    }
+    fn lane(&self) -> &ControlLane {
+        &self.lane
+    }
+    fn wake_worker(&self, worker: usize) {
+        if let Some(m) = self.mailboxes.get(worker) {
+            m.wake();
+        }
+    }
+    fn wake_all_workers(&self) {
+        for m in self.mailboxes.iter() {
+            m.sleeping.store(true, Ordering::SeqCst);
+            m.wake();
+        }
+    }
+    fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+    fn publish_members(&self, members: Vec<MemberStatus>) {
+        if let Ok(mut s) = self.cluster_status.lock() {
+            *s = members;
+        }
+    }
+    fn control_failed(&self) {
+        // Shutting down makes `/healthz` say "not ready" at once, and `Server::wait` returns
+        // the control thread's error once the workers have stopped.
+        self.shutdown.store(true, Ordering::Release);
+        for m in self.mailboxes.iter() {
+            m.sleeping.store(true, Ordering::SeqCst);
+            m.wake();
         }
     }
 }

@@ -319,6 +319,8 @@ pub struct NodeSpec {
     pub secret: String,
     /// `--cluster-advertise` (e.g. a proxy in front of this node); `None`: not given.
     pub advertise: Option<SocketAddr>,
+    /// `--workers` (2 unless a test needs many nodes on this 2-core machine).
+    pub workers: usize,
 }
 
 impl NodeSpec {
@@ -329,7 +331,13 @@ impl NodeSpec {
             peers: Vec::new(),
             secret: SECRET.to_string(),
             advertise: None,
+            workers: 2,
         }
+    }
+
+    pub fn workers(mut self, workers: usize) -> NodeSpec {
+        self.workers = workers;
+        self
     }
 
     pub fn peers(mut self, peers: &[SocketAddr]) -> NodeSpec {
@@ -396,12 +404,13 @@ impl Node {
         let client = addr(spec.block, host, CLIENT_PORT);
         let cluster = addr(spec.block, host, CLUSTER_PORT);
         let metrics = addr(spec.block, host, METRICS_PORT);
+        let workers = spec.workers.to_string();
         let mut args: Vec<String> = [
             "serve",
             "--listen",
             &client.to_string(),
             "--workers",
-            "2",
+            &workers,
             "--node-id",
             &spec.id.to_string(),
             "--cluster-listen",

@@ -1,4 +1,6 @@
-//! The lane between the io_uring workers and the cluster control thread.
+//! The lane between the io_uring workers and the cluster control thread. It lives in
+//! `cluster` (not `server`) so the cluster never imports the server: the server's workers use
+//! these types, and the control thread's driver only sees them through [`crate::cluster::node::ClusterHost`].
 //!
 //! Control -> worker: a bounded queue of [`Command`]s per worker (adopt a data link socket,
 //! close the links to a dead node, deliver a presence frame, close a replaced client), with
@@ -11,6 +13,8 @@
 //! to every peer, so nothing is lost for good. The command queue is drained every loop
 //! iteration; when it is full the control thread keeps the command and retries on its next
 //! tick (its own backlog is bounded by the number of connections and links).
+
+#![forbid(unsafe_code)]
 
 use crate::core::Location;
 use crate::protocol::CloseReason;
