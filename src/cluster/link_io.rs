@@ -23,6 +23,70 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// longest ids).
 pub const CONTROL_FRAME_BYTES_MAX: usize = 4 << 20;
 
+/// Why a link handshake or a control-lane read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot resolve {addr}: {source}")]
+    Resolve {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{addr} resolves to nothing")]
+    NoAddress { addr: String },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("link I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer closed the link")]
+    Closed,
+    #[error("bad link frame: {0}")]
+    Decode(#[from] LinkDecodeError),
+    /// The peer sent LINK_REFUSE.
+    #[error("{who} refused the link: {} ({text})", refuse_reason_name(*.code))]
+    RefusedByPeer {
+        who: String,
+        code: u16,
+        text: String,
+    },
+    /// This node refused the peer (and told it so with LINK_REFUSE).
+    #[error("{}: {text}", refuse_reason_name(*.code))]
+    Refused { code: u16, text: String },
+    #[error("{who} sent {got} instead of {expected}")]
+    Unexpected {
+        who: String,
+        got: String,
+        expected: &'static str,
+    },
+}
+
+impl LinkError {
+    /// The two ends do not share the cluster secret (either side refused): an operator error
+    /// worth a warning, unlike a peer that is merely down.
+    pub fn is_bad_secret(&self) -> bool {
+        matches!(
+            self,
+            LinkError::RefusedByPeer {
+                code: REFUSE_BAD_SECRET,
+                ..
+            } | LinkError::Refused {
+                code: REFUSE_BAD_SECRET,
+                ..
+            }
+        )
+    }
+
+    fn unexpected(who: &str, got: &LinkMsg, expected: &'static str) -> LinkError {
+        LinkError::Unexpected {
+            who: who.to_string(),
+            got: format!("{got:?}"),
+            expected,
+        }
+    }
+}
+
 /// This node's identity on links.
 #[derive(Clone, Debug)]
 pub struct LinkIdentity {
@@ -58,7 +122,7 @@ impl MessageReader {
     }
 
     /// The next message; an error on EOF, I/O error or a frame that does not decode.
-    pub fn next(&mut self, stream: &mut TcpStream) -> Result<LinkMsg, String> {
+    pub fn next(&mut self, stream: &mut TcpStream) -> Result<LinkMsg, LinkError> {
         loop {
             let mut data = self.buf.get(self.start..).unwrap_or_default();
             let before = data.len();
@@ -66,27 +130,28 @@ impl MessageReader {
             self.start += before - data.len();
             match frame.map_err(LinkDecodeError::from) {
                 Ok(Some(frame)) => {
-                    return match decode_link(frame, CONTROL_FRAME_BYTES_MAX) {
-                        Ok(Some((msg, _))) => Ok(msg),
-                        Ok(None) => Err("a whole link frame decoded as incomplete".into()),
-                        Err(e) => Err(e.to_string()),
+                    return match decode_link(frame, CONTROL_FRAME_BYTES_MAX)? {
+                        Some((msg, _)) => Ok(msg),
+                        None => Err(LinkDecodeError::Malformed(
+                            "a whole link frame decoded as incomplete",
+                        )
+                        .into()),
                     };
                 }
                 Ok(None) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
             // A bad kind or flags is refused from the header, before the body is waited for.
-            decode_link(self.frames.pending(), CONTROL_FRAME_BYTES_MAX)
-                .map_err(|e| e.to_string())?;
+            decode_link(self.frames.pending(), CONTROL_FRAME_BYTES_MAX)?;
             self.buf.resize(64 * 1024, 0);
             self.start = 0;
             let read = stream.read(&mut self.buf);
             self.buf.truncate(*read.as_ref().unwrap_or(&0));
             match read {
-                Ok(0) => return Err("peer closed the link".into()),
+                Ok(0) => return Err(LinkError::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -105,7 +170,7 @@ pub fn write_msg(stream: &mut TcpStream, msg: &LinkMsg) -> std::io::Result<()> {
     stream.write_all(&out)
 }
 
-fn refuse(stream: &mut TcpStream, reason: u16, text: &str) -> String {
+fn refuse(stream: &mut TcpStream, reason: u16, text: &str) -> LinkError {
     let _ = write_msg(
         stream,
         &LinkMsg::Refuse(LinkRefuse {
@@ -114,16 +179,19 @@ fn refuse(stream: &mut TcpStream, reason: u16, text: &str) -> String {
         }),
     );
     let _ = stream.shutdown(Shutdown::Both);
-    format!("{}: {text}", refuse_reason_name(reason))
+    LinkError::Refused {
+        code: reason,
+        text: text.into(),
+    }
 }
 
 /// The error for a LINK_REFUSE received from `who`.
-fn refused(who: &str, r: &LinkRefuse) -> String {
-    format!(
-        "{who} refused the link: {} ({})",
-        refuse_reason_name(r.reason),
-        r.text
-    )
+fn refused(who: &str, r: &LinkRefuse) -> LinkError {
+    LinkError::RefusedByPeer {
+        who: who.to_string(),
+        code: r.reason,
+        text: r.text.clone(),
+    }
 }
 
 fn hello(me: &LinkIdentity, lane: Lane, worker: u16, nonce: [u8; 16]) -> LinkMsg {
@@ -144,23 +212,35 @@ fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> std::io::Result<()> 
 }
 
 /// Dials `addr` and authenticates a link of `lane`.
-pub fn dial(addr: &str, lane: Lane, worker: u16, me: &LinkIdentity) -> Result<Established, String> {
+pub fn dial(
+    addr: &str,
+    lane: Lane,
+    worker: u16,
+    me: &LinkIdentity,
+) -> Result<Established, LinkError> {
     let target: SocketAddr = addr
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .map_err(|source| LinkError::Resolve {
+            addr: addr.into(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("{addr} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&target, HANDSHAKE_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .ok_or_else(|| LinkError::NoAddress { addr: addr.into() })?;
+    let mut stream = TcpStream::connect_timeout(&target, HANDSHAKE_TIMEOUT).map_err(|source| {
+        LinkError::Connect {
+            addr: addr.into(),
+            source,
+        }
+    })?;
     let _ = stream.set_nodelay(true);
-    set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT)).map_err(|e| e.to_string())?;
+    set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT))?;
     let our_nonce = new_nonce();
-    write_msg(&mut stream, &hello(me, lane, worker, our_nonce)).map_err(|e| e.to_string())?;
+    write_msg(&mut stream, &hello(me, lane, worker, our_nonce))?;
     let mut reader = MessageReader::new(Vec::new());
     let peer = match reader.next(&mut stream)? {
         LinkMsg::Hello(h) => h,
         LinkMsg::Refuse(r) => return Err(refused(addr, &r)),
-        other => return Err(format!("{addr} answered {other:?} instead of HELLO")),
+        other => return Err(LinkError::unexpected(addr, &other, "HELLO")),
     };
     if peer.node_id == me.node_id {
         return Err(refuse(&mut stream, REFUSE_ID_CLASH, "same node id as mine"));
@@ -178,13 +258,13 @@ pub fn dial(addr: &str, lane: Lane, worker: u16, me: &LinkIdentity) -> Result<Es
         ));
     }
     let ours = link_mac(&me.secret, &peer.nonce, &our_nonce, me.node_id);
-    write_msg(&mut stream, &LinkMsg::Auth(ours)).map_err(|e| e.to_string())?;
+    write_msg(&mut stream, &LinkMsg::Auth(ours))?;
     match reader.next(&mut stream)? {
         LinkMsg::Control(ControlMsg::Heartbeat) => {}
         LinkMsg::Refuse(r) => return Err(refused(addr, &r)),
-        other => return Err(format!("{addr} sent {other:?} instead of the confirmation")),
+        other => return Err(LinkError::unexpected(addr, &other, "the confirmation")),
     }
-    set_timeouts(&stream, None).map_err(|e| e.to_string())?;
+    set_timeouts(&stream, None)?;
     Ok(Established {
         stream,
         peer,
@@ -193,14 +273,14 @@ pub fn dial(addr: &str, lane: Lane, worker: u16, me: &LinkIdentity) -> Result<Es
 }
 
 /// Runs the acceptor's side of the handshake on a new connection.
-pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, String> {
+pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, LinkError> {
     let _ = stream.set_nodelay(true);
-    set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT)).map_err(|e| e.to_string())?;
+    set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT))?;
     let mut reader = MessageReader::new(Vec::new());
     let peer = match reader.next(&mut stream) {
         Ok(LinkMsg::Hello(h)) => h,
         Ok(_) => return Err(refuse(&mut stream, REFUSE_MALFORMED, "expected HELLO")),
-        Err(e) => return Err(refuse(&mut stream, REFUSE_MALFORMED, &e)),
+        Err(e) => return Err(refuse(&mut stream, REFUSE_MALFORMED, &e.to_string())),
     };
     if peer.version != LINK_VERSION {
         return Err(refuse(
@@ -218,8 +298,8 @@ pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, S
     }
     let our_nonce = new_nonce();
     let ours = link_mac(&me.secret, &peer.nonce, &our_nonce, me.node_id);
-    write_msg(&mut stream, &hello(me, peer.lane, 0, our_nonce)).map_err(|e| e.to_string())?;
-    write_msg(&mut stream, &LinkMsg::Auth(ours)).map_err(|e| e.to_string())?;
+    write_msg(&mut stream, &hello(me, peer.lane, 0, our_nonce))?;
+    write_msg(&mut stream, &LinkMsg::Auth(ours))?;
     let mac = match reader.next(&mut stream)? {
         LinkMsg::Auth(mac) => mac,
         LinkMsg::Refuse(r) => return Err(refused(&format!("node {}", peer.node_id), &r)),
@@ -232,8 +312,8 @@ pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, S
             "wrong cluster secret (bad AUTH)",
         ));
     }
-    write_msg(&mut stream, &LinkMsg::Control(ControlMsg::Heartbeat)).map_err(|e| e.to_string())?;
-    set_timeouts(&stream, None).map_err(|e| e.to_string())?;
+    write_msg(&mut stream, &LinkMsg::Control(ControlMsg::Heartbeat))?;
+    set_timeouts(&stream, None)?;
     Ok(Established {
         stream,
         peer,
@@ -258,7 +338,10 @@ mod tests {
     fn handshake(
         dialer: LinkIdentity,
         acceptor: LinkIdentity,
-    ) -> (Result<Established, String>, Result<Established, String>) {
+    ) -> (
+        Result<Established, LinkError>,
+        Result<Established, LinkError>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let t = std::thread::spawn(move || {
@@ -282,10 +365,23 @@ mod tests {
     #[test]
     fn wrong_secret_or_same_id_is_refused_on_both_sides() {
         let (d, a) = handshake(id(1, b"s"), id(2, b"other"));
-        assert!(d.err().unwrap().contains("secret"));
+        let d = d.err().unwrap();
+        assert!(d.is_bad_secret(), "{d}");
+        assert!(d.to_string().contains("secret"), "{d}");
         assert!(a.is_err());
         let (d, a) = handshake(id(3, b"s"), id(3, b"s"));
         assert!(d.is_err());
-        assert!(a.err().unwrap().contains("node id"));
+        let a = a.err().unwrap();
+        assert!(
+            matches!(
+                a,
+                LinkError::Refused {
+                    code: REFUSE_ID_CLASH,
+                    ..
+                }
+            ),
+            "{a}"
+        );
+        assert!(a.to_string().contains("node id"), "{a}");
     }
 }

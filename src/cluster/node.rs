@@ -20,7 +20,7 @@ use super::control::{
     WorkerCommand,
 };
 use super::lane::{Command, ControlLane};
-use super::link_io::{accept, dial, Established, LinkIdentity, MessageReader};
+use super::link_io::{accept, dial, Established, LinkError, LinkIdentity, MessageReader};
 use super::membership::LinkId;
 use super::wire::{encode_link, Lane, LinkMsg};
 use crate::config::Config;
@@ -75,12 +75,12 @@ enum Incoming {
     Dialed {
         addr: String,
         seed: bool,
-        result: Result<Established, String>,
+        result: Result<Established, LinkError>,
     },
     DataDialed {
         node: u16,
         worker: u16,
-        result: Result<Established, String>,
+        result: Result<Established, LinkError>,
     },
     Msg {
         link: LinkId,
@@ -372,7 +372,7 @@ impl<H: ClusterHost> Driver<H> {
                 Ok(est) => self.adopt_control(est, LinkOrigin::Dialed { addr, seed }),
                 Err(e) => {
                     tracing::debug!(%addr, "cluster dial failed: {e}");
-                    if e.contains("secret") {
+                    if e.is_bad_secret() {
                         tracing::warn!(%addr, "cluster link refused: {e}");
                     }
                     self.feed(Input::DialFailed { addr });
@@ -389,7 +389,7 @@ impl<H: ClusterHost> Driver<H> {
                         self.dialed_data = Some(((node, worker), est));
                         Ok(peer)
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.to_string()),
                 };
                 self.feed(Input::DataLinkDialed {
                     node,
@@ -631,7 +631,7 @@ fn read_loop(link: LinkId, mut stream: TcpStream, leftover: Vec<u8>, tx: Sender<
             }
             Ok(LinkMsg::Refuse(r)) => break format!("peer refused: {}", r.text),
             Ok(other) => break format!("unexpected {other:?} after the handshake"),
-            Err(e) => break e,
+            Err(e) => break e.to_string(),
         }
     };
     let _ = stream.shutdown(Shutdown::Both);

@@ -610,7 +610,10 @@ mod tests {
         assert!(u.read_wake(wake.as_raw_fd()));
         assert!(!u.read_wake(wake.as_raw_fd()), "one wake-up read at a time");
         assert!(u.timeout(60_000));
-        assert!(!u.timeout(1), "one timer at a time: its timespec is not rewritten");
+        assert!(
+            !u.timeout(1),
+            "one timer at a time: its timespec is not rewritten"
+        );
         u.submit().unwrap();
         assert_eq!(u.in_flight(), 5);
         assert!(!u.slot_idle(0) && !u.slot_idle(1) && !u.slot_idle(2));
