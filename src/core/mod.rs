@@ -1,6 +1,9 @@
 //! The sans-IO core: session state machine, shared tables and routing decisions. No sockets,
 //! clocks or threads here; the I/O layer ([`crate::server`]) drives it.
 
+#![forbid(unsafe_code)]
+
+pub mod engine;
 pub mod epoch;
 pub mod interest;
 pub mod location;
@@ -9,6 +12,7 @@ pub mod router;
 pub mod session;
 pub mod topics;
 
+pub use engine::{ClusterEvent, ConnRelay, Counter, Engine, EngineConfig, Output};
 pub use epoch::EpochClock;
 pub use interest::InterestTable;
 pub use location::{Location, LocationTable, Registered, Row};
