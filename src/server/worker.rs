@@ -8,22 +8,21 @@
 //! with bytes queued gets one send at the end of the round (one send in flight per socket).
 
 use super::conn::{ConnState, Slab};
-use super::control_lane::Event;
 use super::deliver::{Deliverer, LinkOut, PendingClose};
 use super::handoff::{records, Outbox, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
 use super::stats::{batch_bucket, bump, kind_index};
 use super::uring::{Completion, Outgoing, RecvGuard, Uring};
 use super::{ServeError, Shared};
-use crate::core::{Location, Origin, SendOutcome, SessionEvent, Sink, TickAction};
-use crate::protocol::{
-    decode, CloseReason, Decoded, ErrorCode, Frame, FrameKind, PROTOCOL_VERSION,
-};
+use crate::core::{ConnRelay, Engine, Location};
+use crate::protocol::{CloseReason, Frame, FrameKind};
 use bytes::Bytes;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "worker_ingress.rs"]
+mod ingress;
 #[path = "worker_links.rs"]
 mod links;
 
@@ -49,15 +48,14 @@ pub struct Worker {
     now_ms: u64,
     stopping: bool,
     stop_deadline_ms: u64,
-    /// A handoff bound was hit while routing the current receive's frames.
-    overloaded: bool,
     /// Payload of the large frame being routed (zero-copy path), see `Deliverer`.
     shared_payload: Option<Bytes>,
     large_pool: super::large_pool::LargePool,
     /// This worker's outbound data links, one per reachable node (cluster only).
     links_out: Vec<LinkOut>,
-    /// Connections whose HELLO waits for the node to become ready.
-    pending_hellos: usize,
+    /// Connections whose HELLO waits for the node to become ready (slot, generation); an
+    /// entry whose connection closed meanwhile is skipped when they are welcomed.
+    held_hellos: Vec<(u32, u32)>,
 }
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
@@ -95,11 +93,10 @@ impl Worker {
             now_ms: 0,
             stopping: false,
             stop_deadline_ms: 0,
-            overloaded: false,
             shared_payload: None,
             large_pool: Default::default(),
             links_out: Vec::new(),
-            pending_hellos: 0,
+            held_hellos: Vec::new(),
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -226,7 +223,7 @@ impl Worker {
             self.completions = completions;
             self.drain_inbound();
             self.drain_commands();
-            if self.pending_hellos > 0 && shared.lane.is_ready() {
+            if !self.held_hellos.is_empty() && shared.lane.is_ready() {
                 self.welcome_pending();
             }
             self.run_pending_closes();
@@ -294,8 +291,9 @@ impl Worker {
         // `now_ms` is truncated (and read when the loop woke): start the session's clock at
         // the next whole millisecond, so its deadlines never come before the configured
         // timeout has really passed.
-        let session = crate::core::Session::new(self.now_ms + 1, &self.shared.session);
-        let Some(slot) = self.slab.insert(fd, session) else {
+        let relay = ConnRelay::client(self.now_ms + 1, &self.shared.engine.session);
+        let max_frame_bytes = self.shared.config.max_frame_bytes;
+        let Some(slot) = self.slab.insert(fd, relay, max_frame_bytes) else {
             refuse_connection(fd);
             return;
         };
@@ -334,7 +332,7 @@ impl Worker {
                     } else {
                         let data = self.feed_large(slot, data);
                         if !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {
-                            self.on_bytes(slot, data);
+                            self.on_client_bytes(slot, data);
                         }
                     }
                 }
@@ -393,147 +391,10 @@ impl Worker {
         self.maybe_release(slot);
     }
 
-    /// Decodes every frame in `data` (continuing a frame that straddled the previous buffer)
-    /// and routes it.
-    fn on_bytes(&mut self, slot: u32, data: &[u8]) {
-        let now_ms = self.now_ms;
-        self.conn_mut(slot).session.on_bytes_received(now_ms);
-        let mut partial = std::mem::take(&mut self.conn_mut(slot).partial);
-        self.with_frame_ctx(slot, |w, ctx| w.decode_and_route(ctx, &mut partial, data));
-        self.conn_mut(slot).partial = partial;
-    }
-
-    fn conn_mut(&mut self, slot: u32) -> &mut super::conn::Conn {
-        &mut self.slab.conns[slot as usize]
-    }
-
-    /// Runs `route` with the connection's id taken out (so routing can borrow the slab) and
-    /// epoch guards for the batch; afterwards reports overload and closes on a decode error.
-    fn with_frame_ctx(
-        &mut self,
-        slot: u32,
-        route: impl FnOnce(&mut Worker, &mut FrameCtx<'_, '_>) -> Option<crate::protocol::DecodeError>,
-    ) {
-        let shared = Arc::clone(&self.shared);
-        let conn = &mut self.slab.conns[slot as usize];
-        let generation = conn.generation;
-        let mut client_id = std::mem::take(&mut conn.client_id);
-        let guards = shared.tables.guards();
-        let mut ctx = FrameCtx {
-            slot,
-            generation,
-            client_id: &mut client_id,
-            guards: &guards,
-            shared: &shared,
-        };
-        let failed = route(self, &mut ctx);
-        self.slab.conns[slot as usize].client_id = client_id;
-        if std::mem::take(&mut self.overloaded) {
-            let frame = Frame::Error {
-                code: ErrorCode::OVERLOADED,
-                subject: b"",
-                text: b"relay overloaded: messages dropped",
-            };
-            self.deliverer(slot, generation)
-                .push_frame_local(slot, generation, &frame);
-        }
-        if let Some(e) = failed {
-            tracing::debug!(worker = self.index, slot, "closing connection: {e}");
-            bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
-            // Bytes that do not decode before HELLO was accepted are a bad handshake.
-            let reason = match e {
-                crate::protocol::DecodeError::FrameTooLarge { .. } => e.close_reason(),
-                _ if self.slab.conns[slot as usize].session.phase()
-                    == crate::core::Phase::AwaitingHello =>
-                {
-                    CloseReason::BAD_HANDSHAKE
-                }
-                _ => e.close_reason(),
-            };
-            self.request_close_with_text(slot, generation, reason, e.to_string());
-        }
-    }
-
-    /// Decodes and routes every whole frame of `data`, continuing a frame that straddled the
-    /// previous receive buffer (`partial`) and keeping the tail of an unfinished one.
-    fn decode_and_route(
-        &mut self,
-        ctx: &mut FrameCtx<'_, '_>,
-        partial: &mut Vec<u8>,
-        mut data: &[u8],
-    ) -> Option<crate::protocol::DecodeError> {
-        let max_frame_bytes = ctx.shared.config.max_frame_bytes;
-        if !partial.is_empty() {
-            match self.complete_partial(partial, &mut data, max_frame_bytes) {
-                Ok(true) => {
-                    if let Ok(Decoded::Frame { frame, .. }) = decode(partial, max_frame_bytes) {
-                        self.on_frame(ctx, frame);
-                    }
-                    partial.clear();
-                }
-                Ok(false) => return None,
-                Err(e) => return Some(e),
-            }
-        }
-        while !data.is_empty() && self.slab.conns[ctx.slot as usize].accepts_frames() {
-            match decode(data, max_frame_bytes) {
-                Ok(Decoded::Frame { frame, consumed }) => {
-                    self.on_frame(ctx, frame);
-                    data = &data[consumed..];
-                }
-                Ok(Decoded::NeedMore { frame_bytes }) => {
-                    let cfg = &ctx.shared.config;
-                    if (cfg.zero_copy_threshold_bytes..=cfg.zero_copy_max_bytes)
-                        .contains(&frame_bytes)
-                    {
-                        self.start_large(ctx.slot, data, frame_bytes);
-                    } else {
-                        partial.extend_from_slice(data);
-                    }
-                    return None;
-                }
-                Err(e) => return Some(e),
-            }
-        }
-        None
-    }
-
-    /// Switches the connection to receiving one large frame straight into its own buffer: the
-    /// bytes so far are copied once, the rest is received there by plain recvs, and the
-    /// payload is then sent on from that buffer without another copy.
-    fn start_large(&mut self, slot: u32, head: &[u8], frame_bytes: usize) {
-        let mut buf = self.large_pool.take(frame_bytes);
-        let c = &mut self.slab.conns[slot as usize];
-        buf.extend_from_slice(head);
-        c.large = Some(buf);
-        c.large_frame_bytes = frame_bytes;
-        if c.recv_armed {
-            // Stop the multishot recv; bytes it still delivers are appended by `feed_large`,
-            // and its final completion re-arms a plain recv into the buffer.
-            self.uring.cancel_recv(slot, c.generation);
-        }
-    }
-
-    /// Appends bytes from a receive buffer to a pending large frame; returns what is left.
-    fn feed_large<'d>(&mut self, slot: u32, data: &'d [u8]) -> &'d [u8] {
-        let c = &mut self.slab.conns[slot as usize];
-        let Some(large) = &mut c.large else {
-            return data;
-        };
-        let take = (c.large_frame_bytes - large.len()).min(data.len());
-        large.extend_from_slice(&data[..take]);
-        c.session.on_bytes_received(self.now_ms);
-        if large.len() == c.large_frame_bytes {
-            if let Some(buf) = c.large.take() {
-                self.dispatch_large(slot, buf);
-            }
-        }
-        &data[take..]
-    }
-
     /// A direct receive of a large frame completed; the ring hands its buffer back.
     fn on_recv_exact(&mut self, slot: u32, generation: u32, result: i32, buf: Vec<u8>) {
         let now_ms = self.now_ms;
+        let engine = Engine::new(&self.shared.tables, &self.shared.engine);
         let Some(c) = self.slab.get_live(slot, generation) else {
             debug_assert!(false, "direct recv completion for a released slot");
             return;
@@ -546,7 +407,7 @@ impl Worker {
             );
         }
         if result > 0 && c.accepts_frames() {
-            c.session.on_bytes_received(now_ms);
+            engine.on_receive(&mut c.relay, now_ms);
             if buf.len() == c.large_frame_bytes {
                 self.dispatch_large(slot, buf);
             } else {
@@ -573,53 +434,6 @@ impl Worker {
         self.maybe_release(slot);
     }
 
-    /// Routes a large frame whose payload is then queued by reference (zero-copy).
-    fn dispatch_large(&mut self, slot: u32, buf: Vec<u8>) {
-        let bytes = self.large_pool.share(buf);
-        self.with_frame_ctx(slot, |w, ctx| {
-            match decode(&bytes, ctx.shared.config.max_frame_bytes) {
-                Ok(Decoded::Frame { frame, .. }) => {
-                    w.shared_payload = match frame {
-                        Frame::Send { payload, .. } | Frame::Publish { payload, .. } => {
-                            Some(bytes.slice_ref(payload))
-                        }
-                        _ => None,
-                    };
-                    w.on_frame(ctx, frame);
-                    w.shared_payload = None;
-                    None
-                }
-                Ok(Decoded::NeedMore { .. }) => {
-                    debug_assert!(false, "a complete large frame decoded as incomplete");
-                    None
-                }
-                Err(e) => Some(e),
-            }
-        });
-    }
-
-    /// Appends bytes of `data` to a straddling frame. Ok(true) when the frame is complete,
-    /// Ok(false) when `data` ran out first.
-    fn complete_partial(
-        &mut self,
-        partial: &mut Vec<u8>,
-        data: &mut &[u8],
-        max_frame_bytes: usize,
-    ) -> Result<bool, crate::protocol::DecodeError> {
-        loop {
-            let need = match decode(partial, max_frame_bytes)? {
-                Decoded::NeedMore { frame_bytes } => frame_bytes,
-                Decoded::Frame { .. } => return Ok(true),
-            };
-            let take = (need - partial.len()).min(data.len());
-            partial.extend_from_slice(&data[..take]);
-            *data = &data[take..];
-            if partial.len() < need && data.is_empty() {
-                return Ok(false);
-            }
-        }
-    }
-
     fn deliverer(&mut self, origin_slot: u32, origin_generation: u32) -> Deliverer<'_> {
         let cfg = &self.shared.config;
         Deliverer {
@@ -637,107 +451,10 @@ impl Worker {
             shared_payload: self.shared_payload.clone(),
             links_out: &self.links_out,
             link_pending_bytes_max: cfg.link_pending_bytes_max,
+            lane: &self.shared.lane,
+            epochs: &self.shared.epochs,
+            held_hellos: &mut self.held_hellos,
         }
-    }
-
-    fn on_frame(&mut self, ctx: &mut FrameCtx<'_, '_>, frame: Frame<'_>) {
-        let shared = ctx.shared;
-        let stats = &shared.stats[self.index as usize];
-        bump(&stats.frames_in, 1);
-        bump(&stats.frames_in_by_kind[kind_index(frame.kind())], 1);
-        let location = Location {
-            node: shared.node_id,
-            worker: self.index,
-            slot: ctx.slot,
-            generation: ctx.generation,
-        };
-        let event = self.slab.conns[ctx.slot as usize]
-            .session
-            .on_frame(frame, &shared.session);
-        let tables = &shared.tables;
-        let mut scratch = std::mem::take(&mut self.scratch_locations);
-        let mut sink = self.deliverer(ctx.slot, ctx.generation);
-        let origin = Origin {
-            location,
-            client_id: ctx.client_id,
-        };
-        let mut held_hello = false;
-        match event {
-            SessionEvent::Send { target, payload } => {
-                if tables.route_send(ctx.guards, origin, target, payload, &mut sink)
-                    == SendOutcome::UnknownId
-                {
-                    bump(&stats.unknown_id, 1);
-                }
-            }
-            SessionEvent::Publish {
-                topic,
-                payload,
-                no_echo,
-            } => {
-                tables.route_publish(ctx.guards, origin, topic, payload, no_echo, &mut sink);
-            }
-            SessionEvent::Register { client_id } if !shared.lane.is_ready() => {
-                // Not ready: without the peers' rows this node could not fence a duplicate
-                // id nor route to remote clients. WELCOME waits (see `welcome_pending`).
-                sink.slab.conns[ctx.slot as usize].pending_hello = Some(client_id.into());
-                held_hello = true;
-            }
-            SessionEvent::Register { client_id } => {
-                register_client(shared, client_id, location, &mut scratch, &mut sink);
-                *ctx.client_id = client_id.into();
-            }
-            SessionEvent::Subscribe { topic, group } => {
-                if tables.topics.subscribe(topic, group, location) && shared.clustered {
-                    shared.lane.emit(Event::InterestChanged {
-                        topic: topic.into(),
-                        group: group.into(),
-                    });
-                }
-                let subs = &mut sink.slab.conns[ctx.slot as usize].subscriptions;
-                if !subs.iter().any(|(t, g)| &**t == topic && &**g == group) {
-                    subs.push((topic.into(), group.into()));
-                }
-            }
-            SessionEvent::Unsubscribe { topic, group } => {
-                if tables.topics.unsubscribe(topic, group, location) && shared.clustered {
-                    shared.lane.emit(Event::InterestChanged {
-                        topic: topic.into(),
-                        group: group.into(),
-                    });
-                }
-                sink.slab.conns[ctx.slot as usize]
-                    .subscriptions
-                    .retain(|(t, g)| !(&**t == topic && &**g == group));
-            }
-            SessionEvent::Watch { client_id } => {
-                tables.presence.watch(client_id, location);
-                let watches = &mut sink.slab.conns[ctx.slot as usize].watches;
-                if !watches.iter().any(|w| &**w == client_id) {
-                    watches.push(client_id.into());
-                }
-            }
-            SessionEvent::Unwatch { client_id } => {
-                tables.presence.unwatch(client_id, location);
-                sink.slab.conns[ctx.slot as usize]
-                    .watches
-                    .retain(|w| &**w != client_id);
-            }
-            SessionEvent::Pong { nonce } => {
-                sink.push_frame_local(ctx.slot, ctx.generation, &Frame::Pong { nonce })
-            }
-            SessionEvent::None => {}
-            SessionEvent::Close { reason, text } => {
-                if reason != CloseReason::NORMAL {
-                    bump(&stats.protocol_error_closes, 1);
-                }
-                sink.close(location, reason, text);
-            }
-        }
-        let overloaded = sink.overloaded;
-        self.scratch_locations = scratch;
-        self.overloaded |= overloaded;
-        self.pending_hellos += held_hello as usize;
     }
 
     fn request_close(
@@ -757,26 +474,6 @@ impl Worker {
             reason,
             text,
             peer_gone,
-        });
-    }
-
-    fn request_close_with_text(
-        &mut self,
-        slot: u32,
-        generation: u32,
-        reason: CloseReason,
-        text: String,
-    ) {
-        if let Some(c) = self.slab.get_live(slot, generation) {
-            c.close_requested = true;
-            c.close_text = Some(text);
-        }
-        self.pending_closes.push(PendingClose {
-            slot,
-            generation,
-            reason,
-            text: "",
-            peer_gone: false,
         });
     }
 
@@ -806,53 +503,27 @@ impl Worker {
             return;
         }
         conn.state = ConnState::Closing;
-        conn.session.close();
-        let client_id = std::mem::take(&mut conn.client_id);
-        let subscriptions = std::mem::take(&mut conn.subscriptions);
-        let watches = std::mem::take(&mut conn.watches);
+        let mut relay = std::mem::take(&mut conn.relay);
         let close_text = conn.close_text.take();
         let link = conn.link;
-        if conn.pending_hello.take().is_some() {
-            self.pending_hellos -= 1;
-        }
-        let location = Location {
-            node: shared.node_id,
-            worker: self.index,
-            slot: pc.slot,
-            generation: pc.generation,
-        };
         if pc.reason == CloseReason::SLOW_CONSUMER {
             conn.out.clear();
         }
-        tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(&client_id), reason = %pc.reason, "closing connection");
-        let tables = &shared.tables;
+        tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(relay.client_id()), reason = %pc.reason, "closing connection");
         if let Some(role) = link {
             self.forget_link(pc.slot, role);
         }
-        for (topic, group) in &subscriptions {
-            if tables.topics.unsubscribe(topic, group, location) && shared.clustered {
-                shared.lane.emit(Event::InterestChanged {
-                    topic: topic.clone(),
-                    group: group.clone(),
-                });
-            }
-        }
-        for watched in &watches {
-            tables.presence.unwatch(watched, location);
-        }
+        let at = self.location(pc.slot, pc.generation);
+        let engine = Engine::new(&shared.tables, &shared.engine);
         let mut scratch = std::mem::take(&mut self.scratch_locations);
-        if !client_id.is_empty() {
-            let mut sink = self.deliverer(pc.slot, pc.generation);
-            if let Some(row) = tables.unregister(&client_id, location, &mut scratch, &mut sink) {
-                if shared.clustered {
-                    shared.lane.emit(Event::Unregistered {
-                        id: client_id,
-                        epoch: row.epoch,
-                    });
-                }
-            }
-        }
+        engine.on_close(
+            &mut relay,
+            at,
+            &mut scratch,
+            &mut self.deliverer(pc.slot, pc.generation),
+        );
         self.scratch_locations = scratch;
+        self.slab.conns[pc.slot as usize].relay = relay;
         let conn = &mut self.slab.conns[pc.slot as usize];
         // Links carry no client CLOSE frame: the peer learns from the socket closing.
         if pc.peer_gone || link.is_some() {
@@ -995,22 +666,16 @@ impl Worker {
             let generation = c.generation;
             match c.state {
                 ConnState::Open if !c.close_requested && c.link.is_none() => {
-                    match c.session.on_tick(self.now_ms, &shared.session) {
-                        TickAction::None => {}
-                        TickAction::SendPing { nonce } => {
-                            self.deliverer(slot, generation).push_frame_local(
-                                slot,
-                                generation,
-                                &Frame::Ping { nonce },
-                            );
-                        }
-                        TickAction::Close { reason, text } => {
-                            if reason == CloseReason::HANDSHAKE_TIMEOUT {
-                                bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
-                            }
-                            self.request_close(slot, generation, reason, text, false);
-                        }
-                    }
+                    let mut relay = std::mem::take(&mut c.relay);
+                    let at = self.location(slot, generation);
+                    let engine = Engine::new(&shared.tables, &shared.engine);
+                    engine.on_tick(
+                        &mut relay,
+                        at,
+                        self.now_ms,
+                        &mut self.deliverer(slot, generation),
+                    );
+                    self.slab.conns[slot as usize].relay = relay;
                 }
                 ConnState::Closing if self.now_ms >= c.close_deadline_ms => {
                     self.shutdown_conn(slot)
@@ -1083,42 +748,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// Per-receive context for frame handling.
-/// Sends WELCOME and registers `client_id` with a fresh epoch; a registration that lost to a
-/// newer row elsewhere is closed as "replaced" by the router and not announced.
-fn register_client(
-    shared: &Shared,
-    client_id: &[u8],
-    location: Location,
-    scratch: &mut Vec<Location>,
-    sink: &mut Deliverer<'_>,
-) {
-    let welcome = Frame::Welcome {
-        version: PROTOCOL_VERSION,
-        heartbeat_interval_ms: shared.config.heartbeat_interval_ms.min(u32::MAX as u64) as u32,
-        max_frame_bytes: shared.config.max_frame_bytes as u32,
-    };
-    sink.push_frame_local(location.slot, location.generation, &welcome);
-    let epoch = shared.epochs.next(super::wall_us());
-    let outcome = shared
-        .tables
-        .register(client_id, location, epoch, scratch, sink);
-    if shared.clustered && !matches!(outcome, crate::core::Registered::Lost(_)) {
-        shared.lane.emit(Event::Registered {
-            id: client_id.into(),
-            epoch,
-        });
-    }
-}
-
-struct FrameCtx<'a, 'g> {
-    slot: u32,
-    generation: u32,
-    client_id: &'a mut Box<[u8]>,
-    guards: &'a crate::core::Guards<'g>,
-    shared: &'a Shared,
 }
 
 fn set_nodelay(fd: RawFd) {
