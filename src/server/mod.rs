@@ -14,6 +14,7 @@ pub mod host_probe;
 mod large_pool;
 mod metrics;
 mod output;
+mod reassemble;
 mod stats;
 mod uring;
 mod worker;

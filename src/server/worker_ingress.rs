@@ -5,73 +5,17 @@
 //! A child module of `worker`, so it shares the worker's private state.
 
 use super::super::deliver::Deliverer;
+use super::super::reassemble::{reassemble, Reassembled};
 use super::super::stats::{bump, kind_index};
 use super::Worker;
 use crate::cluster::wire::{decode_data, DataFrame, DecodedData};
 use crate::core::{ConnRelay, Engine, Guards, Location};
-use crate::protocol::{decode, CloseReason, DecodeError, Decoded, FrameTooLarge, StreamDecoder};
-use std::ops::RangeInclusive;
+use crate::protocol::{decode, CloseReason, DecodeError, Decoded};
 use std::sync::Arc;
 
 /// Link frames carry a client frame's payload plus ids and topic: this much room on top of
 /// `max_frame_bytes`.
 pub const LINK_FRAME_OVERHEAD_MAX: usize = 1024;
-
-/// Where reassembly of one receive stopped.
-enum Reassembled<'d> {
-    /// Every byte was consumed (an unfinished tail, if any, is buffered in the decoder).
-    Drained,
-    /// The frame handler asked to stop (the connection is closing).
-    Halted,
-    /// An unfinished frame in the diversion band starts at `head`, nothing of it buffered.
-    Divert { head: &'d [u8], frame_bytes: usize },
-}
-
-/// Whole frame size announced by a complete header at the front of `data`.
-fn announced_frame_bytes(data: &[u8]) -> Option<usize> {
-    match *data {
-        [l0, l1, l2, l3, _, _, ..] => usize::try_from(u32::from_le_bytes([l0, l1, l2, l3]))
-            .ok()
-            .and_then(|n| n.checked_add(crate::protocol::HEADER_LEN)),
-        _ => None,
-    }
-}
-
-/// Feeds `data` to `decoder` and hands every whole frame to `on_frame` (false stops). With a
-/// `divert` band, an unfinished frame in it that starts in `data` (nothing buffered) is left
-/// to the caller instead of being copied into the decoder.
-fn reassemble<'d>(
-    decoder: &mut StreamDecoder,
-    mut data: &'d [u8],
-    divert: Option<&RangeInclusive<usize>>,
-    mut on_frame: impl FnMut(&[u8]) -> bool,
-) -> Result<Reassembled<'d>, FrameTooLarge> {
-    loop {
-        if let Some(band) = divert {
-            if decoder.buffered() == 0 {
-                if let Some(frame_bytes) = announced_frame_bytes(data) {
-                    if data.len() < frame_bytes
-                        && band.contains(&frame_bytes)
-                        && frame_bytes <= decoder.max_frame_bytes()
-                    {
-                        return Ok(Reassembled::Divert {
-                            head: data,
-                            frame_bytes,
-                        });
-                    }
-                }
-            }
-        }
-        match decoder.next(&mut data)? {
-            Some(frame) => {
-                if !on_frame(frame) {
-                    return Ok(Reassembled::Halted);
-                }
-            }
-            None => return Ok(Reassembled::Drained),
-        }
-    }
-}
 
 impl Worker {
     pub(super) fn location(&self, slot: u32, generation: u32) -> Location {
