@@ -17,7 +17,6 @@ impl Engine<'_> {
     /// Applies one decoded frame of the connection at `at`. Frames after a close decision are
     /// ignored (the session answers them with nothing).
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     pub fn on_frame(
         &self,
         conn: &mut ConnRelay,
