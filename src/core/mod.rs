@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod epoch;
 pub mod interest;
 pub mod location;
@@ -11,6 +12,7 @@ pub mod router;
 pub mod session;
 pub mod topics;
 
+pub use engine::{ClusterEvent, ConnRelay, Counter, Engine, EngineConfig, Output};
 pub use epoch::EpochClock;
 pub use interest::InterestTable;
 pub use location::{Location, LocationTable, Registered, Row};

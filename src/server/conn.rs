@@ -1,13 +1,12 @@
-//! Per-connection I/O state owned by one worker: socket, session, send buffers, reassembly.
+//! Per-connection I/O state owned by one worker: socket, send buffers, reassembly; the relay's
+//! own per-connection state (session, id, subscriptions) is one field, owned by the engine.
 
 use super::uring::Outgoing;
-use crate::core::Session;
+use crate::core::ConnRelay;
+use crate::protocol::StreamDecoder;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-
-/// (topic, queue group) a connection subscribed to; group empty for a plain subscription.
-pub type Subscription = (Box<[u8]>, Box<[u8]>);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnState {
@@ -23,11 +22,10 @@ pub struct Conn {
     pub fd: RawFd,
     pub generation: u32,
     pub state: ConnState,
-    pub session: Session,
-    /// Registered client id (empty until HELLO is accepted).
-    pub client_id: Box<[u8]>,
-    /// Bytes of a frame that straddles receive buffers (bounded by `max_frame_bytes`).
-    pub partial: Vec<u8>,
+    /// Session, registered id, subscriptions and watches (see `core::engine`).
+    pub relay: ConnRelay,
+    /// Reassembles frames that straddle receive buffers (bounded by its `max_frame_bytes`).
+    pub decoder: StreamDecoder,
     /// Large payloads queued without a copy (shared with the buffer they were received into),
     /// in stream order before `out`: wire order is inflight, then `segments`, then `out`.
     pub segments: VecDeque<Bytes>,
@@ -54,12 +52,8 @@ pub struct Conn {
     /// Text for the final CLOSE frame when it is not a static string (decode errors).
     pub close_text: Option<String>,
     pub close_deadline_ms: u64,
-    pub subscriptions: Vec<Subscription>,
-    pub watches: Vec<Box<[u8]>>,
     /// Set when this socket is a data link to or from another node, not a client.
     pub link: Option<LinkRole>,
-    /// A HELLO accepted while the node was not ready yet: WELCOME and registration wait.
-    pub pending_hello: Option<Box<[u8]>>,
 }
 
 /// A data link's peer and direction.
@@ -99,8 +93,9 @@ impl Slab {
         }
     }
 
-    /// Takes a slot for `fd`, or None at the connection limit.
-    pub fn insert(&mut self, fd: RawFd, session: Session) -> Option<u32> {
+    /// Takes a slot for `fd`, or None at the connection limit. Frames above
+    /// `max_frame_bytes` (header included) close the connection.
+    pub fn insert(&mut self, fd: RawFd, relay: ConnRelay, max_frame_bytes: usize) -> Option<u32> {
         if self.open_count >= self.limit {
             return None;
         }
@@ -111,7 +106,8 @@ impl Slab {
             c.fd = fd;
             c.generation = c.generation.wrapping_add(1);
             c.state = ConnState::Open;
-            c.session = session;
+            c.relay = relay;
+            c.decoder.set_max_frame_bytes(max_frame_bytes);
             c.close_requested = false;
             return Some(slot);
         }
@@ -120,9 +116,8 @@ impl Slab {
             fd,
             generation: 1,
             state: ConnState::Open,
-            session,
-            client_id: Box::default(),
-            partial: Vec::new(),
+            relay,
+            decoder: StreamDecoder::new(max_frame_bytes),
             segments: VecDeque::new(),
             segments_bytes: 0,
             large: None,
@@ -137,10 +132,7 @@ impl Slab {
             close_requested: false,
             close_text: None,
             close_deadline_ms: 0,
-            subscriptions: Vec::new(),
-            watches: Vec::new(),
             link: None,
-            pending_hello: None,
         });
         Some(slot)
     }
@@ -152,8 +144,9 @@ impl Slab {
         debug_assert!(!c.send_in_flight && !c.recv_armed);
         c.state = ConnState::Free;
         c.fd = -1;
-        c.client_id = Box::default();
-        for buf in [&mut c.partial, &mut c.out, &mut c.spare] {
+        c.relay = ConnRelay::default();
+        c.decoder.clear();
+        for buf in [&mut c.out, &mut c.spare] {
             buf.clear();
             buf.shrink_to(64 * 1024);
         }
@@ -164,10 +157,7 @@ impl Slab {
         c.large = None;
         c.dirty = false;
         c.close_text = None;
-        c.subscriptions = Vec::new();
-        c.watches = Vec::new();
         c.link = None;
-        c.pending_hello = None;
         self.free.push(slot);
         self.open_count -= 1;
     }

@@ -52,6 +52,11 @@ pub struct Deliverer<'w> {
     /// Outbound data links of this worker, one per reachable node.
     pub links_out: &'w [LinkOut],
     pub link_pending_bytes_max: usize,
+    /// Where the engine's cluster events go (see `output.rs`).
+    pub lane: &'w super::control_lane::ControlLane,
+    pub epochs: &'w crate::core::EpochClock,
+    /// Connections whose HELLO waits for the node to become ready (slot, generation).
+    pub held_hellos: &'w mut Vec<(u32, u32)>,
 }
 
 impl Deliverer<'_> {

@@ -12,6 +12,8 @@ mod handoff;
 pub mod host_probe;
 mod large_pool;
 mod metrics;
+mod output;
+mod reassemble;
 mod stats;
 mod uring;
 mod worker;
@@ -23,7 +25,7 @@ use crate::cluster::lane::ControlLane;
 use crate::cluster::node::{ClusterHost, ClusterNode};
 use crate::cluster::MemberStatus;
 use crate::config::Config;
-use crate::core::{EpochClock, SessionConfig, Tables};
+use crate::core::{EngineConfig, EpochClock, Tables};
 // The lane's types live in `cluster`; this alias keeps the workers' `super::control_lane`
 // imports working unchanged.
 use crate::cluster::lane as control_lane;
@@ -52,10 +54,9 @@ pub struct StatsSnapshot {
 /// State shared by every worker of one node.
 pub(crate) struct Shared {
     pub config: Config,
-    pub session: SessionConfig,
+    /// The relay engine's settings (session rules, WELCOME fields, clustered).
+    pub engine: EngineConfig,
     pub node_id: u16,
-    /// Part of a cluster (`node_id` != 0): registrations and interest go to the control lane.
-    pub clustered: bool,
     pub tables: Tables,
     /// Epochs of local registrations (hybrid logical clock, see `core::epoch`).
     pub epochs: EpochClock,
@@ -113,9 +114,8 @@ impl Server {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServeError::Resource("create an eventfd", e))?;
         let shared = Arc::new(Shared {
-            session: SessionConfig::from_config(&cfg),
+            engine: EngineConfig::from_config(&cfg),
             node_id: cfg.node_id,
-            clustered: cfg.node_id != 0,
             tables: Tables::for_node(cfg.node_id),
             epochs: EpochClock::new(),
             lane: ControlLane::new(workers, cfg.node_id != 0),

@@ -1,6 +1,13 @@
 //! One worker: a thread pinned to a CPU that owns an io_uring loop (through [`Uring`], which
-//! owns every buffer the kernel touches), a listener and a shard of the connections. It drives
-//! the sans-IO core (session + router).
+//! owns every buffer the kernel touches), a listener and a shard of the connections. A thin
+//! driver: the relay's rules live in the sans-IO [`Engine`] (`core::engine`), which the worker
+//! feeds with frames, closes and ticks, and whose decisions it carries out through its
+//! [`Deliverer`] (`output.rs`).
+//!
+//! Files: this one (state, the loop, ticks, stop), `worker_io.rs` (arming receives, sends,
+//! their completions), `worker_ingress.rs` (one reassembly for clients and data links, the
+//! zero-copy diversion), `worker_lifecycle.rs` (accept, close, release), `worker_handoff.rs`
+//! (draining other workers' handoffs), `worker_links.rs` (data links, control commands).
 //!
 //! Loop: submit queued sends and handoffs, sleep in `submit_and_wait` (the only syscall per
 //! iteration), then process every completion of the round. Receives decode straight from the
@@ -8,22 +15,28 @@
 //! with bytes queued gets one send at the end of the round (one send in flight per socket).
 
 use super::conn::{ConnState, Slab};
-use super::control_lane::Event;
 use super::deliver::{Deliverer, LinkOut, PendingClose};
-use super::handoff::{records, Outbox, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
-use super::stats::{batch_bucket, bump, kind_index};
-use super::uring::{Completion, Outgoing, RecvGuard, Uring};
+use super::handoff::Outbox;
+use super::stats::{batch_bucket, bump};
+use super::uring::{Completion, Uring};
 use super::{ServeError, Shared};
-use crate::core::{Location, Origin, SendOutcome, SessionEvent, Sink, TickAction};
-use crate::protocol::{
-    decode, CloseReason, Decoded, ErrorCode, Frame, FrameKind, PROTOCOL_VERSION,
-};
+use crate::core::{Engine, Location};
+use crate::protocol::CloseReason;
 use bytes::Bytes;
-use std::os::fd::{AsRawFd, RawFd};
+use lifecycle::close_fd;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "worker_handoff.rs"]
+mod handoff;
+#[path = "worker_ingress.rs"]
+mod ingress;
+#[path = "worker_io.rs"]
+mod io;
+#[path = "worker_lifecycle.rs"]
+mod lifecycle;
 #[path = "worker_links.rs"]
 mod links;
 
@@ -49,15 +62,14 @@ pub struct Worker {
     now_ms: u64,
     stopping: bool,
     stop_deadline_ms: u64,
-    /// A handoff bound was hit while routing the current receive's frames.
-    overloaded: bool,
     /// Payload of the large frame being routed (zero-copy path), see `Deliverer`.
     shared_payload: Option<Bytes>,
     large_pool: super::large_pool::LargePool,
     /// This worker's outbound data links, one per reachable node (cluster only).
     links_out: Vec<LinkOut>,
-    /// Connections whose HELLO waits for the node to become ready.
-    pending_hellos: usize,
+    /// Connections whose HELLO waits for the node to become ready (slot, generation); an
+    /// entry whose connection closed meanwhile is skipped when they are welcomed.
+    held_hellos: Vec<(u32, u32)>,
 }
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
@@ -95,11 +107,10 @@ impl Worker {
             now_ms: 0,
             stopping: false,
             stop_deadline_ms: 0,
-            overloaded: false,
             shared_payload: None,
             large_pool: Default::default(),
             links_out: Vec::new(),
-            pending_hellos: 0,
+            held_hellos: Vec::new(),
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -110,69 +121,6 @@ impl Worker {
             .submit()
             .map_err(|e| ServeError::Enter(e).in_worker(index))?;
         Ok(w)
-    }
-
-    fn arm_accept(&mut self) {
-        self.accept_armed = self.uring.accept_multishot(self.listener.as_raw_fd());
-    }
-
-    fn arm_wake(&mut self) {
-        let fd = self.shared.mailboxes[self.index as usize].wake_fd;
-        self.uring.read_wake(fd);
-    }
-
-    fn arm_timer(&mut self) {
-        self.uring.timeout(self.tick_ms);
-    }
-
-    fn arm_recv(&mut self, slot: u32) {
-        let c = &mut self.slab.conns[slot as usize];
-        c.recv_armed = match c.large.take() {
-            // A large frame is pending: receive the rest of it straight into its buffer.
-            Some(large) => {
-                match self
-                    .uring
-                    .recv_exact(slot, c.generation, c.fd, large, c.large_frame_bytes)
-                {
-                    Ok(()) => true,
-                    Err(large) => {
-                        c.large = Some(large);
-                        false
-                    }
-                }
-            }
-            None => self.uring.recv_multishot(slot, c.generation, c.fd),
-        };
-    }
-
-    /// Hands the connection's queued bytes to the ring (one send in flight per socket): what a
-    /// partial send left first, else the zero-copy segments with the frames around them, else
-    /// the send buffer (swapped with the spare one, so nothing is allocated).
-    fn submit_send(&mut self, slot: u32) {
-        let c = &mut self.slab.conns[slot as usize];
-        debug_assert!(!c.send_in_flight);
-        let outgoing = if let Some(unsent) = c.unsent.take() {
-            unsent
-        } else if !c.segments.is_empty() {
-            if !c.out.is_empty() {
-                let sealed = Bytes::from(std::mem::take(&mut c.out));
-                c.segments_bytes += sealed.len();
-                c.segments.push_back(sealed);
-            }
-            c.segments_bytes = 0;
-            Outgoing::Gathered(c.segments.drain(..).collect())
-        } else if !c.out.is_empty() {
-            let bytes = std::mem::replace(&mut c.out, std::mem::take(&mut c.spare));
-            Outgoing::Plain { bytes, offset: 0 }
-        } else {
-            return;
-        };
-        c.sending_bytes = outgoing.remaining_bytes();
-        match self.uring.send(slot, c.generation, c.fd, outgoing) {
-            Ok(()) => c.send_in_flight = true,
-            // Only while shutting down: the bytes will never be sent.
-            Err(_) => c.sending_bytes = 0,
-        }
     }
 
     /// Runs until shutdown; returns after every connection is closed.
@@ -226,7 +174,7 @@ impl Worker {
             self.completions = completions;
             self.drain_inbound();
             self.drain_commands();
-            if self.pending_hellos > 0 && shared.lane.is_ready() {
+            if !self.held_hellos.is_empty() && shared.lane.is_ready() {
                 self.welcome_pending();
             }
             self.run_pending_closes();
@@ -266,360 +214,6 @@ impl Worker {
         }
     }
 
-    fn on_accept(&mut self, result: i32, more: bool) {
-        if !more {
-            self.accept_armed = false;
-            // EMFILE/ENFILE would fail again at once: retry on the next tick instead.
-            let starved = result == -libc::EMFILE || result == -libc::ENFILE;
-            if !self.stopping && !starved {
-                self.arm_accept();
-            }
-        }
-        if result < 0 {
-            if result != -libc::ECANCELED && result != -libc::EINVAL {
-                tracing::warn!(
-                    worker = self.index,
-                    "accept failed: {}",
-                    std::io::Error::from_raw_os_error(-result)
-                );
-            }
-            return;
-        }
-        let fd: RawFd = result;
-        if self.stopping {
-            close_fd(fd);
-            return;
-        }
-        set_nodelay(fd);
-        // `now_ms` is truncated (and read when the loop woke): start the session's clock at
-        // the next whole millisecond, so its deadlines never come before the configured
-        // timeout has really passed.
-        let session = crate::core::Session::new(self.now_ms + 1, &self.shared.session);
-        let Some(slot) = self.slab.insert(fd, session) else {
-            refuse_connection(fd);
-            return;
-        };
-        let stats = &self.shared.stats[self.index as usize];
-        bump(&stats.connections_accepted, 1);
-        bump(&stats.connections_open, 1);
-        self.arm_recv(slot);
-    }
-
-    /// A multishot receive completion; `data` goes back to the kernel when it is dropped at the
-    /// end of this function, after the last use of its bytes.
-    fn on_recv(
-        &mut self,
-        slot: u32,
-        generation: u32,
-        result: i32,
-        more: bool,
-        data: Option<RecvGuard>,
-    ) {
-        if self.slab.get_live(slot, generation).is_none() {
-            debug_assert!(false, "recv completion for a released slot");
-            return;
-        }
-        if !more {
-            self.slab.conns[slot as usize].recv_armed = false;
-        }
-        if result > 0 {
-            bump(
-                &self.shared.stats[self.index as usize].bytes_in,
-                result as u64,
-            );
-            match &data {
-                Some(data) => {
-                    if self.slab.conns[slot as usize].link.is_some() {
-                        self.on_link_bytes(slot, data);
-                    } else {
-                        let data = self.feed_large(slot, data);
-                        if !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {
-                            self.on_bytes(slot, data);
-                        }
-                    }
-                }
-                None => debug_assert!(false, "multishot recv completed without a buffer"),
-            }
-        } else if result == 0 || (result != -libc::ENOBUFS && result != -libc::ECANCELED) {
-            // EOF or a socket error: the peer is gone. (ENOBUFS: ring empty, re-armed below;
-            // ECANCELED: stopped by `start_large`, re-armed below as a plain recv.)
-            self.peer_gone(slot, generation);
-        }
-        self.after_recv(slot);
-    }
-
-    fn on_send(&mut self, slot: u32, generation: u32, result: i32, rest: Outgoing) {
-        let Some(c) = self.slab.get_live(slot, generation) else {
-            debug_assert!(false, "send completion for a released slot");
-            return;
-        };
-        c.send_in_flight = false;
-        c.sending_bytes = 0;
-        if result < 0 {
-            c.out.clear();
-            c.segments.clear();
-            c.segments_bytes = 0;
-            self.request_close(
-                slot,
-                generation,
-                CloseReason::NORMAL,
-                "send failed: peer gone",
-                true,
-            );
-        } else {
-            bump(
-                &self.shared.stats[self.index as usize].bytes_out,
-                result as u64,
-            );
-            if !rest.is_empty() {
-                // A partial send: the rest goes out before anything queued since.
-                c.sending_bytes = rest.remaining_bytes();
-                c.unsent = Some(rest);
-            } else if let Outgoing::Plain { mut bytes, .. } = rest {
-                bytes.clear();
-                if bytes.capacity() > c.spare.capacity() {
-                    c.spare = bytes;
-                }
-            }
-            if c.unsent.is_some() || !c.out.is_empty() || !c.segments.is_empty() {
-                if !c.dirty {
-                    c.dirty = true;
-                    self.dirty.push(slot);
-                }
-            } else if c.state == ConnState::Closing {
-                self.shutdown_conn(slot);
-            }
-        }
-        self.maybe_release(slot);
-    }
-
-    /// Decodes every frame in `data` (continuing a frame that straddled the previous buffer)
-    /// and routes it.
-    fn on_bytes(&mut self, slot: u32, data: &[u8]) {
-        let now_ms = self.now_ms;
-        self.conn_mut(slot).session.on_bytes_received(now_ms);
-        let mut partial = std::mem::take(&mut self.conn_mut(slot).partial);
-        self.with_frame_ctx(slot, |w, ctx| w.decode_and_route(ctx, &mut partial, data));
-        self.conn_mut(slot).partial = partial;
-    }
-
-    fn conn_mut(&mut self, slot: u32) -> &mut super::conn::Conn {
-        &mut self.slab.conns[slot as usize]
-    }
-
-    /// Runs `route` with the connection's id taken out (so routing can borrow the slab) and
-    /// epoch guards for the batch; afterwards reports overload and closes on a decode error.
-    fn with_frame_ctx(
-        &mut self,
-        slot: u32,
-        route: impl FnOnce(&mut Worker, &mut FrameCtx<'_, '_>) -> Option<crate::protocol::DecodeError>,
-    ) {
-        let shared = Arc::clone(&self.shared);
-        let conn = &mut self.slab.conns[slot as usize];
-        let generation = conn.generation;
-        let mut client_id = std::mem::take(&mut conn.client_id);
-        let guards = shared.tables.guards();
-        let mut ctx = FrameCtx {
-            slot,
-            generation,
-            client_id: &mut client_id,
-            guards: &guards,
-            shared: &shared,
-        };
-        let failed = route(self, &mut ctx);
-        self.slab.conns[slot as usize].client_id = client_id;
-        if std::mem::take(&mut self.overloaded) {
-            let frame = Frame::Error {
-                code: ErrorCode::OVERLOADED,
-                subject: b"",
-                text: b"relay overloaded: messages dropped",
-            };
-            self.deliverer(slot, generation)
-                .push_frame_local(slot, generation, &frame);
-        }
-        if let Some(e) = failed {
-            tracing::debug!(worker = self.index, slot, "closing connection: {e}");
-            bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
-            // Bytes that do not decode before HELLO was accepted are a bad handshake.
-            let reason = match e {
-                crate::protocol::DecodeError::FrameTooLarge { .. } => e.close_reason(),
-                _ if self.slab.conns[slot as usize].session.phase()
-                    == crate::core::Phase::AwaitingHello =>
-                {
-                    CloseReason::BAD_HANDSHAKE
-                }
-                _ => e.close_reason(),
-            };
-            self.request_close_with_text(slot, generation, reason, e.to_string());
-        }
-    }
-
-    /// Decodes and routes every whole frame of `data`, continuing a frame that straddled the
-    /// previous receive buffer (`partial`) and keeping the tail of an unfinished one.
-    fn decode_and_route(
-        &mut self,
-        ctx: &mut FrameCtx<'_, '_>,
-        partial: &mut Vec<u8>,
-        mut data: &[u8],
-    ) -> Option<crate::protocol::DecodeError> {
-        let max_frame_bytes = ctx.shared.config.max_frame_bytes;
-        if !partial.is_empty() {
-            match self.complete_partial(partial, &mut data, max_frame_bytes) {
-                Ok(true) => {
-                    if let Ok(Decoded::Frame { frame, .. }) = decode(partial, max_frame_bytes) {
-                        self.on_frame(ctx, frame);
-                    }
-                    partial.clear();
-                }
-                Ok(false) => return None,
-                Err(e) => return Some(e),
-            }
-        }
-        while !data.is_empty() && self.slab.conns[ctx.slot as usize].accepts_frames() {
-            match decode(data, max_frame_bytes) {
-                Ok(Decoded::Frame { frame, consumed }) => {
-                    self.on_frame(ctx, frame);
-                    data = &data[consumed..];
-                }
-                Ok(Decoded::NeedMore { frame_bytes }) => {
-                    let cfg = &ctx.shared.config;
-                    if (cfg.zero_copy_threshold_bytes..=cfg.zero_copy_max_bytes)
-                        .contains(&frame_bytes)
-                    {
-                        self.start_large(ctx.slot, data, frame_bytes);
-                    } else {
-                        partial.extend_from_slice(data);
-                    }
-                    return None;
-                }
-                Err(e) => return Some(e),
-            }
-        }
-        None
-    }
-
-    /// Switches the connection to receiving one large frame straight into its own buffer: the
-    /// bytes so far are copied once, the rest is received there by plain recvs, and the
-    /// payload is then sent on from that buffer without another copy.
-    fn start_large(&mut self, slot: u32, head: &[u8], frame_bytes: usize) {
-        let mut buf = self.large_pool.take(frame_bytes);
-        let c = &mut self.slab.conns[slot as usize];
-        buf.extend_from_slice(head);
-        c.large = Some(buf);
-        c.large_frame_bytes = frame_bytes;
-        if c.recv_armed {
-            // Stop the multishot recv; bytes it still delivers are appended by `feed_large`,
-            // and its final completion re-arms a plain recv into the buffer.
-            self.uring.cancel_recv(slot, c.generation);
-        }
-    }
-
-    /// Appends bytes from a receive buffer to a pending large frame; returns what is left.
-    fn feed_large<'d>(&mut self, slot: u32, data: &'d [u8]) -> &'d [u8] {
-        let c = &mut self.slab.conns[slot as usize];
-        let Some(large) = &mut c.large else {
-            return data;
-        };
-        let take = (c.large_frame_bytes - large.len()).min(data.len());
-        large.extend_from_slice(&data[..take]);
-        c.session.on_bytes_received(self.now_ms);
-        if large.len() == c.large_frame_bytes {
-            if let Some(buf) = c.large.take() {
-                self.dispatch_large(slot, buf);
-            }
-        }
-        &data[take..]
-    }
-
-    /// A direct receive of a large frame completed; the ring hands its buffer back.
-    fn on_recv_exact(&mut self, slot: u32, generation: u32, result: i32, buf: Vec<u8>) {
-        let now_ms = self.now_ms;
-        let Some(c) = self.slab.get_live(slot, generation) else {
-            debug_assert!(false, "direct recv completion for a released slot");
-            return;
-        };
-        c.recv_armed = false;
-        if result > 0 {
-            bump(
-                &self.shared.stats[self.index as usize].bytes_in,
-                result as u64,
-            );
-        }
-        if result > 0 && c.accepts_frames() {
-            c.session.on_bytes_received(now_ms);
-            if buf.len() == c.large_frame_bytes {
-                self.dispatch_large(slot, buf);
-            } else {
-                // MSG_WAITALL returned early (a signal, or the peer paused): receive the rest.
-                c.large = Some(buf);
-            }
-        } else if result == 0 || (result < 0 && result != -libc::ECANCELED) {
-            self.peer_gone(slot, generation);
-        }
-        self.after_recv(slot);
-    }
-
-    fn peer_gone(&mut self, slot: u32, generation: u32) {
-        let text = "peer closed the connection";
-        self.request_close(slot, generation, CloseReason::NORMAL, text, true);
-    }
-
-    /// Re-arms the receive of an open connection whose recv ended; frees a shut-down slot.
-    fn after_recv(&mut self, slot: u32) {
-        let c = &self.slab.conns[slot as usize];
-        if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
-            self.arm_recv(slot);
-        }
-        self.maybe_release(slot);
-    }
-
-    /// Routes a large frame whose payload is then queued by reference (zero-copy).
-    fn dispatch_large(&mut self, slot: u32, buf: Vec<u8>) {
-        let bytes = self.large_pool.share(buf);
-        self.with_frame_ctx(slot, |w, ctx| {
-            match decode(&bytes, ctx.shared.config.max_frame_bytes) {
-                Ok(Decoded::Frame { frame, .. }) => {
-                    w.shared_payload = match frame {
-                        Frame::Send { payload, .. } | Frame::Publish { payload, .. } => {
-                            Some(bytes.slice_ref(payload))
-                        }
-                        _ => None,
-                    };
-                    w.on_frame(ctx, frame);
-                    w.shared_payload = None;
-                    None
-                }
-                Ok(Decoded::NeedMore { .. }) => {
-                    debug_assert!(false, "a complete large frame decoded as incomplete");
-                    None
-                }
-                Err(e) => Some(e),
-            }
-        });
-    }
-
-    /// Appends bytes of `data` to a straddling frame. Ok(true) when the frame is complete,
-    /// Ok(false) when `data` ran out first.
-    fn complete_partial(
-        &mut self,
-        partial: &mut Vec<u8>,
-        data: &mut &[u8],
-        max_frame_bytes: usize,
-    ) -> Result<bool, crate::protocol::DecodeError> {
-        loop {
-            let need = match decode(partial, max_frame_bytes)? {
-                Decoded::NeedMore { frame_bytes } => frame_bytes,
-                Decoded::Frame { .. } => return Ok(true),
-            };
-            let take = (need - partial.len()).min(data.len());
-            partial.extend_from_slice(&data[..take]);
-            *data = &data[take..];
-            if partial.len() < need && data.is_empty() {
-                return Ok(false);
-            }
-        }
-    }
-
     fn deliverer(&mut self, origin_slot: u32, origin_generation: u32) -> Deliverer<'_> {
         let cfg = &self.shared.config;
         Deliverer {
@@ -637,354 +231,9 @@ impl Worker {
             shared_payload: self.shared_payload.clone(),
             links_out: &self.links_out,
             link_pending_bytes_max: cfg.link_pending_bytes_max,
-        }
-    }
-
-    fn on_frame(&mut self, ctx: &mut FrameCtx<'_, '_>, frame: Frame<'_>) {
-        let shared = ctx.shared;
-        let stats = &shared.stats[self.index as usize];
-        bump(&stats.frames_in, 1);
-        bump(&stats.frames_in_by_kind[kind_index(frame.kind())], 1);
-        let location = Location {
-            node: shared.node_id,
-            worker: self.index,
-            slot: ctx.slot,
-            generation: ctx.generation,
-        };
-        let event = self.slab.conns[ctx.slot as usize]
-            .session
-            .on_frame(frame, &shared.session);
-        let tables = &shared.tables;
-        let mut scratch = std::mem::take(&mut self.scratch_locations);
-        let mut sink = self.deliverer(ctx.slot, ctx.generation);
-        let origin = Origin {
-            location,
-            client_id: ctx.client_id,
-        };
-        let mut held_hello = false;
-        match event {
-            SessionEvent::Send { target, payload } => {
-                if tables.route_send(ctx.guards, origin, target, payload, &mut sink)
-                    == SendOutcome::UnknownId
-                {
-                    bump(&stats.unknown_id, 1);
-                }
-            }
-            SessionEvent::Publish {
-                topic,
-                payload,
-                no_echo,
-            } => {
-                tables.route_publish(ctx.guards, origin, topic, payload, no_echo, &mut sink);
-            }
-            SessionEvent::Register { client_id } if !shared.lane.is_ready() => {
-                // Not ready: without the peers' rows this node could not fence a duplicate
-                // id nor route to remote clients. WELCOME waits (see `welcome_pending`).
-                sink.slab.conns[ctx.slot as usize].pending_hello = Some(client_id.into());
-                held_hello = true;
-            }
-            SessionEvent::Register { client_id } => {
-                register_client(shared, client_id, location, &mut scratch, &mut sink);
-                *ctx.client_id = client_id.into();
-            }
-            SessionEvent::Subscribe { topic, group } => {
-                if tables.topics.subscribe(topic, group, location) && shared.clustered {
-                    shared.lane.emit(Event::InterestChanged {
-                        topic: topic.into(),
-                        group: group.into(),
-                    });
-                }
-                let subs = &mut sink.slab.conns[ctx.slot as usize].subscriptions;
-                if !subs.iter().any(|(t, g)| &**t == topic && &**g == group) {
-                    subs.push((topic.into(), group.into()));
-                }
-            }
-            SessionEvent::Unsubscribe { topic, group } => {
-                if tables.topics.unsubscribe(topic, group, location) && shared.clustered {
-                    shared.lane.emit(Event::InterestChanged {
-                        topic: topic.into(),
-                        group: group.into(),
-                    });
-                }
-                sink.slab.conns[ctx.slot as usize]
-                    .subscriptions
-                    .retain(|(t, g)| !(&**t == topic && &**g == group));
-            }
-            SessionEvent::Watch { client_id } => {
-                tables.presence.watch(client_id, location);
-                let watches = &mut sink.slab.conns[ctx.slot as usize].watches;
-                if !watches.iter().any(|w| &**w == client_id) {
-                    watches.push(client_id.into());
-                }
-            }
-            SessionEvent::Unwatch { client_id } => {
-                tables.presence.unwatch(client_id, location);
-                sink.slab.conns[ctx.slot as usize]
-                    .watches
-                    .retain(|w| &**w != client_id);
-            }
-            SessionEvent::Pong { nonce } => {
-                sink.push_frame_local(ctx.slot, ctx.generation, &Frame::Pong { nonce })
-            }
-            SessionEvent::None => {}
-            SessionEvent::Close { reason, text } => {
-                if reason != CloseReason::NORMAL {
-                    bump(&stats.protocol_error_closes, 1);
-                }
-                sink.close(location, reason, text);
-            }
-        }
-        let overloaded = sink.overloaded;
-        self.scratch_locations = scratch;
-        self.overloaded |= overloaded;
-        self.pending_hellos += held_hello as usize;
-    }
-
-    fn request_close(
-        &mut self,
-        slot: u32,
-        generation: u32,
-        reason: CloseReason,
-        text: &'static str,
-        peer_gone: bool,
-    ) {
-        if let Some(c) = self.slab.get_live(slot, generation) {
-            c.close_requested = true;
-        }
-        self.pending_closes.push(PendingClose {
-            slot,
-            generation,
-            reason,
-            text,
-            peer_gone,
-        });
-    }
-
-    fn request_close_with_text(
-        &mut self,
-        slot: u32,
-        generation: u32,
-        reason: CloseReason,
-        text: String,
-    ) {
-        if let Some(c) = self.slab.get_live(slot, generation) {
-            c.close_requested = true;
-            c.close_text = Some(text);
-        }
-        self.pending_closes.push(PendingClose {
-            slot,
-            generation,
-            reason,
-            text: "",
-            peer_gone: false,
-        });
-    }
-
-    fn run_pending_closes(&mut self) {
-        // Closing may queue more closes (a replaced id's presence, ...); bounded by the number
-        // of connections, since each connection closes at most once.
-        // In the order decided (FIFO): the first close decided for a connection is the one
-        // carried out; later ones find it no longer open. Popping from the back let a later
-        // "peer closed" (EOF in the same round, with no final CLOSE frame) override an earlier
-        // protocol-error, replaced or slow-consumer close, and its CLOSE frame was never sent.
-        let mut next = 0;
-        while let Some(&pc) = self.pending_closes.get(next) {
-            self.begin_close(pc);
-            next += 1;
-        }
-        self.pending_closes.clear();
-    }
-
-    /// Removes the connection from every table, queues a final CLOSE frame and starts the
-    /// linger timer (or shuts the socket down at once when the peer is gone).
-    fn begin_close(&mut self, pc: PendingClose) {
-        let shared = Arc::clone(&self.shared);
-        let Some(conn) = self.slab.get_live(pc.slot, pc.generation) else {
-            return;
-        };
-        if conn.state != ConnState::Open {
-            return;
-        }
-        conn.state = ConnState::Closing;
-        conn.session.close();
-        let client_id = std::mem::take(&mut conn.client_id);
-        let subscriptions = std::mem::take(&mut conn.subscriptions);
-        let watches = std::mem::take(&mut conn.watches);
-        let close_text = conn.close_text.take();
-        let link = conn.link;
-        if conn.pending_hello.take().is_some() {
-            self.pending_hellos -= 1;
-        }
-        let location = Location {
-            node: shared.node_id,
-            worker: self.index,
-            slot: pc.slot,
-            generation: pc.generation,
-        };
-        if pc.reason == CloseReason::SLOW_CONSUMER {
-            conn.out.clear();
-        }
-        tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(&client_id), reason = %pc.reason, "closing connection");
-        let tables = &shared.tables;
-        if let Some(role) = link {
-            self.forget_link(pc.slot, role);
-        }
-        for (topic, group) in &subscriptions {
-            if tables.topics.unsubscribe(topic, group, location) && shared.clustered {
-                shared.lane.emit(Event::InterestChanged {
-                    topic: topic.clone(),
-                    group: group.clone(),
-                });
-            }
-        }
-        for watched in &watches {
-            tables.presence.unwatch(watched, location);
-        }
-        let mut scratch = std::mem::take(&mut self.scratch_locations);
-        if !client_id.is_empty() {
-            let mut sink = self.deliverer(pc.slot, pc.generation);
-            if let Some(row) = tables.unregister(&client_id, location, &mut scratch, &mut sink) {
-                if shared.clustered {
-                    shared.lane.emit(Event::Unregistered {
-                        id: client_id,
-                        epoch: row.epoch,
-                    });
-                }
-            }
-        }
-        self.scratch_locations = scratch;
-        let conn = &mut self.slab.conns[pc.slot as usize];
-        // Links carry no client CLOSE frame: the peer learns from the socket closing.
-        if pc.peer_gone || link.is_some() {
-            self.shutdown_conn(pc.slot);
-            return;
-        }
-        let text = close_text.as_deref().unwrap_or(pc.text);
-        let frame = Frame::Close {
-            reason: pc.reason,
-            text: text.as_bytes(),
-        };
-        if frame.encode(&mut conn.out).is_ok() {
-            bump(
-                &shared.stats[self.index as usize].frames_out_by_kind[kind_index(FrameKind::Close)],
-                1,
-            );
-        }
-        conn.close_deadline_ms = self.now_ms + shared.config.close_linger_ms;
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(pc.slot);
-        }
-    }
-
-    fn shutdown_conn(&mut self, slot: u32) {
-        let c = &mut self.slab.conns[slot as usize];
-        if matches!(c.state, ConnState::ShutDown | ConnState::Free) {
-            return;
-        }
-        c.state = ConnState::ShutDown;
-        // SAFETY: `fd` is an open socket owned by this slot; shutdown has no memory effects.
-        unsafe {
-            libc::shutdown(c.fd, libc::SHUT_RDWR);
-        }
-        self.maybe_release(slot);
-    }
-
-    /// Closes the socket and frees the slot once no operation references it.
-    fn maybe_release(&mut self, slot: u32) {
-        let c = &self.slab.conns[slot as usize];
-        if c.state != ConnState::ShutDown || c.recv_armed || c.send_in_flight {
-            return;
-        }
-        // The ring owns the memory of a slot's operations until their completions: a slot is
-        // reused only when the ring agrees nothing of it is in flight.
-        if !self.uring.slot_idle(slot) {
-            debug_assert!(false, "slot {slot} released with an operation in flight");
-            return;
-        }
-        close_fd(c.fd);
-        self.slab.release(slot);
-        bump(
-            &self.shared.stats[self.index as usize].connections_open,
-            u64::MAX,
-        );
-    }
-
-    fn flush_sends(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &slot in &dirty {
-            let c = &mut self.slab.conns[slot as usize];
-            c.dirty = false;
-            if !c.send_in_flight && matches!(c.state, ConnState::Open | ConnState::Closing) {
-                self.submit_send(slot);
-            }
-        }
-        dirty.clear();
-        self.dirty = dirty;
-    }
-
-    fn flush_handoffs(&mut self) {
-        let shared = Arc::clone(&self.shared);
-        let me = self.index as usize;
-        for (dest, outbox) in self.outboxes.iter_mut().enumerate() {
-            if dest == me || outbox.is_idle() {
-                continue;
-            }
-            let target = &shared.mailboxes[dest];
-            if outbox.flush(&target.inbound[me], &shared.mailboxes[me].returns[dest]) {
-                target.wake();
-            }
-        }
-    }
-
-    /// Applies batches other workers handed to this one.
-    fn drain_inbound(&mut self) {
-        let shared = Arc::clone(&self.shared);
-        let me = self.index as usize;
-        for (src, queue) in shared.mailboxes[me].inbound.iter().enumerate() {
-            while let Some(mut batch) = queue.pop() {
-                let (bytes, payloads) = batch.parts();
-                for record in records(bytes) {
-                    match record.tag {
-                        TAG_FRAME => {
-                            self.deliverer(record.slot, record.generation)
-                                .append_frame_bytes(record.slot, record.generation, record.body);
-                        }
-                        TAG_SHARED => {
-                            let (index, header) = record.body.split_at(SHARED_INDEX_LEN);
-                            let index =
-                                u32::from_le_bytes([index[0], index[1], index[2], index[3]]);
-                            let payload = payloads
-                                .get_mut(index as usize)
-                                .map(std::mem::take)
-                                .unwrap_or_default();
-                            self.deliverer(record.slot, record.generation)
-                                .append_local_shared(
-                                    record.slot,
-                                    record.generation,
-                                    header.len(),
-                                    |out| out.extend_from_slice(header),
-                                    payload,
-                                );
-                        }
-                        TAG_CLOSE => {
-                            let reason =
-                                CloseReason(u16::from_le_bytes([record.body[0], record.body[1]]));
-                            self.pending_closes.push(PendingClose {
-                                slot: record.slot,
-                                generation: record.generation,
-                                reason,
-                                text: reason.name(),
-                                peer_gone: false,
-                            });
-                        }
-                        other => debug_assert!(false, "unknown handoff tag {other}"),
-                    }
-                }
-                batch.clear();
-                // The producer's return queue full means it has spares enough: drop this one.
-                let _ = shared.mailboxes[src].returns[me].push(batch);
-            }
+            lane: &self.shared.lane,
+            epochs: &self.shared.epochs,
+            held_hellos: &mut self.held_hellos,
         }
     }
 
@@ -995,22 +244,16 @@ impl Worker {
             let generation = c.generation;
             match c.state {
                 ConnState::Open if !c.close_requested && c.link.is_none() => {
-                    match c.session.on_tick(self.now_ms, &shared.session) {
-                        TickAction::None => {}
-                        TickAction::SendPing { nonce } => {
-                            self.deliverer(slot, generation).push_frame_local(
-                                slot,
-                                generation,
-                                &Frame::Ping { nonce },
-                            );
-                        }
-                        TickAction::Close { reason, text } => {
-                            if reason == CloseReason::HANDSHAKE_TIMEOUT {
-                                bump(&shared.stats[self.index as usize].protocol_error_closes, 1);
-                            }
-                            self.request_close(slot, generation, reason, text, false);
-                        }
-                    }
+                    let mut relay = std::mem::take(&mut c.relay);
+                    let at = self.location(slot, generation);
+                    let engine = Engine::new(&shared.tables, &shared.engine);
+                    engine.on_tick(
+                        &mut relay,
+                        at,
+                        self.now_ms,
+                        &mut self.deliverer(slot, generation),
+                    );
+                    self.slab.conns[slot as usize].relay = relay;
                 }
                 ConnState::Closing if self.now_ms >= c.close_deadline_ms => {
                     self.shutdown_conn(slot)
@@ -1083,82 +326,4 @@ impl Worker {
             }
         }
     }
-}
-
-/// Per-receive context for frame handling.
-/// Sends WELCOME and registers `client_id` with a fresh epoch; a registration that lost to a
-/// newer row elsewhere is closed as "replaced" by the router and not announced.
-fn register_client(
-    shared: &Shared,
-    client_id: &[u8],
-    location: Location,
-    scratch: &mut Vec<Location>,
-    sink: &mut Deliverer<'_>,
-) {
-    let welcome = Frame::Welcome {
-        version: PROTOCOL_VERSION,
-        heartbeat_interval_ms: shared.config.heartbeat_interval_ms.min(u32::MAX as u64) as u32,
-        max_frame_bytes: shared.config.max_frame_bytes as u32,
-    };
-    sink.push_frame_local(location.slot, location.generation, &welcome);
-    let epoch = shared.epochs.next(super::wall_us());
-    let outcome = shared
-        .tables
-        .register(client_id, location, epoch, scratch, sink);
-    if shared.clustered && !matches!(outcome, crate::core::Registered::Lost(_)) {
-        shared.lane.emit(Event::Registered {
-            id: client_id.into(),
-            epoch,
-        });
-    }
-}
-
-struct FrameCtx<'a, 'g> {
-    slot: u32,
-    generation: u32,
-    client_id: &'a mut Box<[u8]>,
-    guards: &'a crate::core::Guards<'g>,
-    shared: &'a Shared,
-}
-
-fn set_nodelay(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: passes a pointer to a live c_int of the size given; fd is a socket we own.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            4,
-        );
-    }
-}
-
-fn close_fd(fd: RawFd) {
-    // SAFETY: fd is owned by the caller and closed exactly once.
-    unsafe {
-        libc::close(fd);
-    }
-}
-
-/// At the connection limit: tell the client why (best effort, non-blocking) and close.
-fn refuse_connection(fd: RawFd) {
-    let mut out = Vec::new();
-    let frame = Frame::Close {
-        reason: CloseReason::CONNECTION_LIMIT,
-        text: b"connection limit reached",
-    };
-    if frame.encode(&mut out).is_ok() {
-        // SAFETY: sends from a live buffer of the given length; MSG_DONTWAIT never blocks.
-        unsafe {
-            libc::send(
-                fd,
-                out.as_ptr().cast(),
-                out.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            );
-        }
-    }
-    close_fd(fd);
 }

@@ -11,106 +11,15 @@ use super::super::conn::LinkRole;
 use super::super::control_lane::{Command, Event};
 use super::super::deliver::{LinkOut, PendingClose};
 use super::super::stats::bump;
-use super::{close_fd, register_client, set_nodelay, Worker};
-use crate::cluster::wire::{decode_data, DataFrame, DecodedData};
-use crate::core::{Location, Session};
+use super::ingress::LINK_FRAME_OVERHEAD_MAX;
+use super::lifecycle::{close_fd, set_nodelay};
+use super::Worker;
+use crate::core::{ConnRelay, Engine};
 use crate::protocol::CloseReason;
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
-/// Link frames carry a client frame's payload plus ids and topic: this much room on top of
-/// `max_frame_bytes`.
-pub const LINK_FRAME_OVERHEAD_MAX: usize = 1024;
-
 impl Worker {
-    /// Decodes the forwarded frames of an inbound data link and delivers them here. Bytes on
-    /// an outbound link (the peer never sends any) are ignored.
-    pub(super) fn on_link_bytes(&mut self, slot: u32, data: &[u8]) {
-        let c = &mut self.slab.conns[slot as usize];
-        if !c.accepts_frames() || c.link.is_some_and(|l| l.outbound) {
-            return;
-        }
-        let generation = c.generation;
-        let mut partial = std::mem::take(&mut c.partial);
-        let max = self.shared.config.max_frame_bytes + LINK_FRAME_OVERHEAD_MAX;
-        let result = if partial.is_empty() {
-            self.route_link_frames(slot, generation, data, &mut partial, max)
-        } else {
-            partial.extend_from_slice(data);
-            let buffered = std::mem::take(&mut partial);
-            self.route_link_frames(slot, generation, &buffered, &mut partial, max)
-        };
-        if let Err(e) = result {
-            tracing::warn!(worker = self.index, "closing data link: {e}");
-            partial.clear();
-            self.request_close(
-                slot,
-                generation,
-                CloseReason::PROTOCOL_ERROR,
-                "bad data link frame",
-                true,
-            );
-        }
-        self.slab.conns[slot as usize].partial = partial;
-    }
-
-    /// Routes every whole frame of `data`; keeps an unfinished tail in `rest`.
-    fn route_link_frames(
-        &mut self,
-        slot: u32,
-        generation: u32,
-        mut data: &[u8],
-        rest: &mut Vec<u8>,
-        max_frame_bytes: usize,
-    ) -> Result<(), crate::cluster::wire::LinkDecodeError> {
-        let shared = Arc::clone(&self.shared);
-        let tables = &shared.tables;
-        let guards = tables.guards();
-        let stats = &shared.stats[self.index as usize];
-        let mut sink = self.deliverer(slot, generation);
-        let mut delivered_in = 0u64;
-        let mut stale = 0u64;
-        loop {
-            match decode_data(data, max_frame_bytes)? {
-                DecodedData::Frame { frame, consumed } => {
-                    delivered_in += 1;
-                    match frame {
-                        DataFrame::Send {
-                            sender,
-                            target,
-                            payload,
-                        } => {
-                            if !tables
-                                .route_forwarded_send(&guards, sender, target, payload, &mut sink)
-                            {
-                                stale += 1;
-                            }
-                        }
-                        DataFrame::Publish {
-                            sender,
-                            topic,
-                            group,
-                            payload,
-                            ..
-                        } => {
-                            tables.route_forwarded_publish(
-                                &guards, sender, topic, group, payload, &mut sink,
-                            );
-                        }
-                    }
-                    data = &data[consumed..];
-                }
-                DecodedData::NeedMore { .. } => {
-                    rest.extend_from_slice(data);
-                    break;
-                }
-            }
-        }
-        bump(&stats.forwarded_in, delivered_in);
-        bump(&stats.forwarded_in_stale, stale);
-        Ok(())
-    }
-
     /// Applies the control thread's commands.
     pub(super) fn drain_commands(&mut self) {
         let shared = Arc::clone(&self.shared);
@@ -154,8 +63,9 @@ impl Worker {
             return;
         }
         set_nodelay(fd);
-        let session = Session::new(self.now_ms, &self.shared.session);
-        let Some(slot) = self.slab.insert(fd, session) else {
+        let relay = ConnRelay::link(self.now_ms, &self.shared.engine.session);
+        let max_frame_bytes = self.shared.config.max_frame_bytes + LINK_FRAME_OVERHEAD_MAX;
+        let Some(slot) = self.slab.insert(fd, relay, max_frame_bytes) else {
             tracing::warn!(
                 worker = self.index,
                 node = role.node,
@@ -216,32 +126,28 @@ impl Worker {
         }
     }
 
-    /// The node became ready: WELCOME and register every held HELLO.
+    /// The node became ready: WELCOME and register every held HELLO, in the order they came.
     pub(super) fn welcome_pending(&mut self) {
         let shared = Arc::clone(&self.shared);
+        let engine = Engine::new(&shared.tables, &shared.engine);
         let mut scratch = std::mem::take(&mut self.scratch_locations);
-        for slot in 0..self.slab.conns.len() as u32 {
-            let c = &mut self.slab.conns[slot as usize];
-            let Some(client_id) = c.pending_hello.take() else {
+        let held = std::mem::take(&mut self.held_hellos);
+        for &(slot, generation) in &held {
+            let Some(c) = self.slab.get_live(slot, generation) else {
                 continue;
             };
-            self.pending_hellos -= 1;
             if !c.accepts_frames() {
                 continue;
             }
-            let generation = c.generation;
-            let location = Location {
-                node: shared.node_id,
-                worker: self.index,
-                slot,
-                generation,
-            };
+            let mut relay = std::mem::take(&mut c.relay);
+            let at = self.location(slot, generation);
             let mut sink = self.deliverer(slot, generation);
-            register_client(&shared, &client_id, location, &mut scratch, &mut sink);
-            let overloaded = sink.overloaded;
-            self.overloaded |= overloaded;
-            self.slab.conns[slot as usize].client_id = client_id;
+            engine.on_ready(&mut relay, at, &mut scratch, &mut sink);
+            engine.end_receive(at, &mut sink);
+            self.slab.conns[slot as usize].relay = relay;
         }
         self.scratch_locations = scratch;
+        self.held_hellos = held;
+        self.held_hellos.clear();
     }
 }

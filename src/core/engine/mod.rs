@@ -1,0 +1,117 @@
+//! The relay engine (sans-IO): the rules the relay applies to one connection's frames, its
+//! close, its timer ticks, and to frames other nodes forward here. It keeps each connection's
+//! relay state ([`ConnRelay`]), reads and writes the shared [`Tables`], and hands every decision
+//! to an [`Output`] the I/O layer implements (a worker queues frames, hands over to other
+//! workers, emits cluster events). No sockets, clocks or threads: time comes in as `now_ms`,
+//! readiness and epochs come from the output.
+//!
+//! Generic over the output (monomorphised, no `dyn`), and nothing on the per-message path
+//! allocates: frames borrow the receive buffer, and only a first subscription, a watch or a
+//! HELLO store owned copies.
+
+mod conn;
+mod frames;
+mod lifecycle;
+mod links;
+#[cfg(test)]
+mod tests;
+
+pub use conn::ConnRelay;
+
+use super::location::Location;
+use super::router::{Sink, Tables};
+use super::session::SessionConfig;
+use crate::protocol::{CloseReason, Frame};
+use std::borrow::Cow;
+
+/// Settings the engine needs, taken from [`crate::config::Config`].
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub session: SessionConfig,
+    /// Part of a cluster: registrations and interest changes are announced as [`ClusterEvent`]s.
+    pub clustered: bool,
+    /// Sent in WELCOME.
+    pub heartbeat_interval_ms: u32,
+    /// Sent in WELCOME.
+    pub max_frame_bytes: u32,
+}
+
+impl EngineConfig {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        EngineConfig {
+            session: SessionConfig::from_config(cfg),
+            clustered: cfg.node_id != 0,
+            heartbeat_interval_ms: cfg.heartbeat_interval_ms.min(u32::MAX as u64) as u32,
+            max_frame_bytes: cfg.max_frame_bytes.min(u32::MAX as usize) as u32,
+        }
+    }
+}
+
+/// A change the cluster control plane must tell peers about. Borrowed: the I/O layer copies
+/// what it keeps (these are rare, per connection, not per message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterEvent<'a> {
+    /// A local client registered `id` with this epoch (not emitted when a newer row elsewhere
+    /// won: that connection is closed as replaced instead).
+    Registered { id: &'a [u8], epoch: u64 },
+    /// The local row of `id` was removed.
+    Unregistered { id: &'a [u8], epoch: u64 },
+    /// The first local subscriber of (topic, group) arrived or the last one left.
+    InterestChanged { topic: &'a [u8], group: &'a [u8] },
+}
+
+/// Counters the engine bumps; the output maps them to its statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// A SEND to an id nobody holds.
+    UnknownId,
+    /// A connection closed for a protocol error (decode error, bad frame, handshake timeout).
+    ProtocolErrorClose,
+    /// A frame forwarded by another node was received.
+    ForwardedIn,
+    /// A forwarded SEND whose target was no longer here.
+    ForwardedInStale,
+}
+
+/// Where the engine's decisions go. Extends the router's [`Sink`] (deliveries, presence,
+/// closes of other connections, errors to the origin, forwards) with what only the engine
+/// decides. Every method is called synchronously while the engine runs.
+pub trait Output: Sink {
+    /// Queue a frame the relay itself produces (WELCOME, PONG, PING, ERROR) to the local
+    /// connection at `to`.
+    fn send_frame_local(&mut self, to: Location, frame: &Frame<'_>);
+    /// Close the connection being driven for its own failure (decode error, handshake or
+    /// heartbeat timeout): nothing more is queued to it.
+    fn close_conn(&mut self, at: Location, reason: CloseReason, text: Cow<'static, str>);
+    fn cluster(&mut self, event: ClusterEvent<'_>);
+    fn count(&mut self, counter: Counter);
+    /// Whether the node may welcome clients (in a cluster: it holds its peers' rows, so it
+    /// can fence duplicate ids and route to remote clients).
+    fn node_ready(&self) -> bool;
+    /// A fresh registration epoch (hybrid logical clock).
+    fn next_epoch(&mut self) -> u64;
+    /// A HELLO is held at `at` until the node is ready; call [`Engine::on_ready`] for it then.
+    fn hello_held(&mut self, at: Location);
+    /// Whether a bound was hit (messages dropped) since the last call; clears it.
+    fn take_overloaded(&mut self) -> bool;
+}
+
+/// The engine: a view of the shared tables and settings, cheap to build where needed.
+/// `scratch` arguments are reused buffers for watcher lists (no allocation per event).
+#[derive(Clone, Copy)]
+pub struct Engine<'t> {
+    pub tables: &'t Tables,
+    pub config: &'t EngineConfig,
+}
+
+impl<'t> Engine<'t> {
+    pub fn new(tables: &'t Tables, config: &'t EngineConfig) -> Self {
+        Engine { tables, config }
+    }
+
+    fn announce_interest(&self, out: &mut impl Output, topic: &[u8], group: &[u8]) {
+        if self.config.clustered {
+            out.cluster(ClusterEvent::InterestChanged { topic, group });
+        }
+    }
+}

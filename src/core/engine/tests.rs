@@ -1,0 +1,682 @@
+//! One test per rule, with a recording [`Output`] and real [`Tables`].
+
+use super::*;
+use crate::core::router::Guards;
+use crate::core::session::Phase;
+use crate::protocol::{DecodeError, ErrorCode, FrameKind};
+
+#[derive(Debug, PartialEq)]
+enum Out {
+    Deliver(u32, Vec<u8>, Vec<u8>, Vec<u8>),
+    Presence(u32, Vec<u8>, bool),
+    Close(u32, CloseReason),
+    CloseConn(u32, CloseReason),
+    Error(ErrorCode, Vec<u8>),
+    FwdSend(u16, Vec<u8>),
+    FwdPub(u16, Vec<u8>),
+    /// A frame the relay produced, by kind (ERROR frames recorded with their code).
+    Local(u32, FrameKind),
+    LocalError(u32, ErrorCode),
+    Registered(Vec<u8>),
+    Unregistered(Vec<u8>),
+    Interest(Vec<u8>, Vec<u8>),
+    Count(Counter),
+    Held(u32),
+}
+
+struct Rec {
+    out: Vec<Out>,
+    ready: bool,
+    overloaded: bool,
+    epoch: u64,
+}
+
+impl Rec {
+    fn new() -> Self {
+        Rec {
+            out: Vec::new(),
+            ready: true,
+            overloaded: false,
+            epoch: 0,
+        }
+    }
+
+    fn take(&mut self) -> Vec<Out> {
+        std::mem::take(&mut self.out)
+    }
+}
+
+impl Sink for Rec {
+    fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
+        self.out.push(Out::Deliver(
+            to.slot,
+            sender.into(),
+            topic.into(),
+            payload.into(),
+        ));
+    }
+    fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
+        self.out
+            .push(Out::Presence(to.slot, client_id.into(), online));
+    }
+    fn close(&mut self, to: Location, reason: CloseReason, _text: &'static str) {
+        self.out.push(Out::Close(to.slot, reason));
+    }
+    fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], _text: &'static str) {
+        self.out.push(Out::Error(code, subject.into()));
+    }
+    fn forward_send(&mut self, node: u16, _sender: &[u8], target: &[u8], _payload: &[u8]) {
+        self.out.push(Out::FwdSend(node, target.into()));
+    }
+    fn forward_publish(
+        &mut self,
+        node: u16,
+        _sender: &[u8],
+        topic: &[u8],
+        _group: &[u8],
+        _no_echo: bool,
+        _payload: &[u8],
+    ) {
+        self.out.push(Out::FwdPub(node, topic.into()));
+    }
+}
+
+impl Output for Rec {
+    fn send_frame_local(&mut self, to: Location, frame: &Frame<'_>) {
+        match frame {
+            Frame::Error { code, .. } => self.out.push(Out::LocalError(to.slot, *code)),
+            _ => self.out.push(Out::Local(to.slot, frame.kind())),
+        }
+    }
+    fn close_conn(&mut self, at: Location, reason: CloseReason, _text: Cow<'static, str>) {
+        self.out.push(Out::CloseConn(at.slot, reason));
+    }
+    fn cluster(&mut self, event: ClusterEvent<'_>) {
+        self.out.push(match event {
+            ClusterEvent::Registered { id, .. } => Out::Registered(id.into()),
+            ClusterEvent::Unregistered { id, .. } => Out::Unregistered(id.into()),
+            ClusterEvent::InterestChanged { topic, group } => {
+                Out::Interest(topic.into(), group.into())
+            }
+        });
+    }
+    fn count(&mut self, counter: Counter) {
+        self.out.push(Out::Count(counter));
+    }
+    fn node_ready(&self) -> bool {
+        self.ready
+    }
+    fn next_epoch(&mut self) -> u64 {
+        self.epoch += 1;
+        self.epoch
+    }
+    fn hello_held(&mut self, at: Location) {
+        self.out.push(Out::Held(at.slot));
+    }
+    fn take_overloaded(&mut self) -> bool {
+        std::mem::take(&mut self.overloaded)
+    }
+}
+
+const NODE: u16 = 1;
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        session: SessionConfig {
+            handshake_timeout_ms: 1000,
+            heartbeat_interval_ms: 100,
+            heartbeat_misses_max: 2,
+            token: None,
+        },
+        clustered: true,
+        heartbeat_interval_ms: 100,
+        max_frame_bytes: 1 << 20,
+    }
+}
+
+fn loc(slot: u32) -> Location {
+    Location {
+        node: NODE,
+        worker: 0,
+        slot,
+        generation: 1,
+    }
+}
+
+/// One relay (tables, settings) and its connections by slot.
+struct Harness {
+    tables: Tables,
+    config: EngineConfig,
+    conns: Vec<ConnRelay>,
+    scratch: Vec<Location>,
+    rec: Rec,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness {
+            tables: Tables::for_node(NODE),
+            config: config(),
+            conns: Vec::new(),
+            scratch: Vec::new(),
+            rec: Rec::new(),
+        }
+    }
+
+    fn connect(&mut self) -> u32 {
+        self.conns.push(ConnRelay::client(0, &self.config.session));
+        self.conns.len() as u32 - 1
+    }
+
+    fn frame(&mut self, slot: u32, frame: Frame<'_>) {
+        let engine = Engine::new(&self.tables, &self.config);
+        let guards: Guards<'_> = self.tables.guards();
+        engine.on_frame(
+            &mut self.conns[slot as usize],
+            loc(slot),
+            &guards,
+            frame,
+            &mut self.scratch,
+            &mut self.rec,
+        );
+    }
+
+    fn hello(&mut self, slot: u32, id: &[u8]) {
+        self.frame(
+            slot,
+            Frame::Hello {
+                version: crate::protocol::PROTOCOL_VERSION,
+                client_id: id,
+                token: b"",
+            },
+        );
+    }
+
+    /// A connection with a registered id; the outputs so far are discarded.
+    fn client(&mut self, id: &[u8]) -> u32 {
+        let slot = self.connect();
+        self.hello(slot, id);
+        self.rec.take();
+        slot
+    }
+
+    fn close(&mut self, slot: u32) {
+        let engine = Engine::new(&self.tables, &self.config);
+        engine.on_close(
+            &mut self.conns[slot as usize],
+            loc(slot),
+            &mut self.scratch,
+            &mut self.rec,
+        );
+    }
+
+    fn tick(&mut self, slot: u32, now_ms: u64) {
+        let engine = Engine::new(&self.tables, &self.config);
+        engine.on_tick(
+            &mut self.conns[slot as usize],
+            loc(slot),
+            now_ms,
+            &mut self.rec,
+        );
+    }
+
+    fn ready(&mut self, slot: u32) {
+        let engine = Engine::new(&self.tables, &self.config);
+        engine.on_ready(
+            &mut self.conns[slot as usize],
+            loc(slot),
+            &mut self.scratch,
+            &mut self.rec,
+        );
+    }
+
+    fn decode_error(&mut self, slot: u32, error: DecodeError) {
+        let engine = Engine::new(&self.tables, &self.config);
+        engine.on_decode_error(
+            &mut self.conns[slot as usize],
+            loc(slot),
+            &error,
+            &mut self.rec,
+        );
+    }
+}
+
+fn sub<'a>(topic: &'a [u8], group: &'a [u8]) -> Frame<'a> {
+    Frame::Subscribe { topic, group }
+}
+
+#[test]
+fn hello_when_ready_sends_welcome_before_registering_and_announcing() {
+    let mut h = Harness::new();
+    let watcher = h.client(b"w");
+    h.frame(watcher, Frame::Watch { client_id: b"bob" });
+    let bob = h.connect();
+    h.hello(bob, b"bob");
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Local(bob, FrameKind::Welcome),
+            Out::Presence(watcher, b"bob".to_vec(), true),
+            Out::Registered(b"bob".to_vec()),
+        ]
+    );
+    assert_eq!(h.conns[bob as usize].client_id(), b"bob");
+}
+
+#[test]
+fn hello_is_held_while_not_ready_then_welcomed_in_order_on_ready() {
+    let mut h = Harness::new();
+    h.rec.ready = false;
+    let a = h.connect();
+    let b = h.connect();
+    h.hello(a, b"a");
+    h.hello(b, b"b");
+    assert_eq!(h.rec.take(), vec![Out::Held(a), Out::Held(b)]);
+    assert!(h.tables.locations.is_empty());
+    h.rec.ready = true;
+    h.ready(a);
+    h.ready(b);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Local(a, FrameKind::Welcome),
+            Out::Registered(b"a".to_vec()),
+            Out::Local(b, FrameKind::Welcome),
+            Out::Registered(b"b".to_vec()),
+        ]
+    );
+    h.ready(a);
+    assert_eq!(h.rec.take(), vec![], "a HELLO is welcomed once");
+}
+
+#[test]
+fn held_hello_of_a_closed_connection_is_never_welcomed() {
+    let mut h = Harness::new();
+    h.rec.ready = false;
+    let a = h.connect();
+    h.hello(a, b"a");
+    h.close(a);
+    h.rec.take();
+    h.rec.ready = true;
+    h.ready(a);
+    assert_eq!(h.rec.take(), vec![]);
+    assert!(!h.conns[a as usize].hello_held());
+}
+
+#[test]
+fn subscribe_twice_stores_once_and_announces_interest_once() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.frame(a, sub(b"t", b""));
+    h.frame(a, sub(b"t", b""));
+    assert_eq!(h.rec.take(), vec![Out::Interest(b"t".to_vec(), vec![])]);
+    assert_eq!(h.conns[a as usize].subscriptions().len(), 1);
+}
+
+#[test]
+fn only_the_last_unsubscribe_announces_interest() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    let b = h.client(b"b");
+    h.frame(a, sub(b"t", b"g"));
+    h.frame(b, sub(b"t", b"g"));
+    h.rec.take();
+    h.frame(
+        a,
+        Frame::Unsubscribe {
+            topic: b"t",
+            group: b"g",
+        },
+    );
+    assert_eq!(h.rec.take(), vec![]);
+    assert!(h.conns[a as usize].subscriptions().is_empty());
+    h.frame(
+        b,
+        Frame::Unsubscribe {
+            topic: b"t",
+            group: b"g",
+        },
+    );
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::Interest(b"t".to_vec(), b"g".to_vec())]
+    );
+}
+
+#[test]
+fn interest_is_not_announced_outside_a_cluster() {
+    let mut h = Harness::new();
+    h.config.clustered = false;
+    let a = h.connect();
+    h.hello(a, b"a");
+    h.frame(a, sub(b"t", b""));
+    assert_eq!(h.rec.take(), vec![Out::Local(a, FrameKind::Welcome)]);
+}
+
+#[test]
+fn watch_twice_stores_once_and_unwatch_forgets() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.frame(a, Frame::Watch { client_id: b"x" });
+    h.frame(a, Frame::Watch { client_id: b"x" });
+    assert_eq!(h.conns[a as usize].watches().len(), 1);
+    h.frame(a, Frame::Unwatch { client_id: b"x" });
+    assert!(h.conns[a as usize].watches().is_empty());
+    h.client(b"x");
+    assert_eq!(
+        h.rec.take(),
+        vec![],
+        "an unwatched id's presence is not sent"
+    );
+}
+
+#[test]
+fn close_removes_subscriptions_watches_and_registration_and_announces_each() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.frame(a, sub(b"t", b""));
+    h.frame(a, sub(b"u", b"g"));
+    h.frame(a, Frame::Watch { client_id: b"x" });
+    h.rec.take();
+    h.close(a);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Interest(b"t".to_vec(), vec![]),
+            Out::Interest(b"u".to_vec(), b"g".to_vec()),
+            Out::Unregistered(b"a".to_vec()),
+        ]
+    );
+    assert!(h.tables.locations.is_empty());
+    assert!(h.tables.topics.is_empty());
+    let x = h.connect();
+    h.hello(x, b"x");
+    assert!(
+        !h.rec.take().iter().any(|o| matches!(o, Out::Presence(..))),
+        "a closed watcher gets no presence"
+    );
+    h.close(a);
+    assert_eq!(h.rec.take(), vec![], "a second close does nothing");
+}
+
+#[test]
+fn watchers_get_offline_when_the_watched_client_closes() {
+    let mut h = Harness::new();
+    let w = h.client(b"w");
+    h.frame(w, Frame::Watch { client_id: b"bob" });
+    let bob = h.client(b"bob");
+    h.close(bob);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Presence(w, b"bob".to_vec(), false),
+            Out::Unregistered(b"bob".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn overloaded_error_is_sent_once_per_receive() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    let engine = Engine::new(&h.tables, &h.config);
+    h.rec.overloaded = true;
+    engine.end_receive(loc(a), &mut h.rec);
+    engine.end_receive(loc(a), &mut h.rec);
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::LocalError(a, ErrorCode::OVERLOADED)]
+    );
+}
+
+#[test]
+fn decode_error_before_hello_closes_as_bad_handshake() {
+    let mut h = Harness::new();
+    let a = h.connect();
+    h.decode_error(a, DecodeError::UnknownKind(0xee));
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::ProtocolErrorClose),
+            Out::CloseConn(a, CloseReason::BAD_HANDSHAKE)
+        ]
+    );
+}
+
+#[test]
+fn decode_error_after_hello_closes_with_the_errors_reason() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.decode_error(a, DecodeError::UnknownKind(0xee));
+    assert_eq!(
+        h.rec.take()[1],
+        Out::CloseConn(a, CloseReason::PROTOCOL_ERROR)
+    );
+}
+
+#[test]
+fn oversized_frame_closes_as_frame_too_large_even_before_hello() {
+    let mut h = Harness::new();
+    let a = h.connect();
+    let error = DecodeError::FrameTooLarge {
+        frame_bytes: 1 << 30,
+        max_frame_bytes: 1 << 20,
+    };
+    h.decode_error(a, error);
+    assert_eq!(
+        h.rec.take()[1],
+        Out::CloseConn(a, CloseReason::FRAME_TOO_LARGE)
+    );
+}
+
+#[test]
+fn frames_after_a_close_decision_are_ignored() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.client(b"b");
+    h.frame(
+        a,
+        Frame::Close {
+            reason: CloseReason::NORMAL,
+            text: b"",
+        },
+    );
+    assert_eq!(h.rec.take(), vec![Out::Close(a, CloseReason::NORMAL)]);
+    h.frame(
+        a,
+        Frame::Send {
+            target: b"b",
+            payload: b"x",
+        },
+    );
+    h.frame(a, sub(b"t", b""));
+    h.frame(a, Frame::Ping { nonce: 1 });
+    assert_eq!(h.rec.take(), vec![]);
+    assert_eq!(h.conns[a as usize].phase(), Phase::Closed);
+}
+
+#[test]
+fn frames_after_a_decode_error_are_ignored() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.decode_error(a, DecodeError::UnknownKind(0xee));
+    h.rec.take();
+    h.frame(a, Frame::Ping { nonce: 1 });
+    assert_eq!(h.rec.take(), vec![]);
+}
+
+#[test]
+fn bad_frame_closes_and_counts_a_protocol_error() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.hello(a, b"a");
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::ProtocolErrorClose),
+            Out::Close(a, CloseReason::BAD_HANDSHAKE)
+        ]
+    );
+}
+
+#[test]
+fn ping_is_answered_with_pong() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.frame(a, Frame::Ping { nonce: 9 });
+    assert_eq!(h.rec.take(), vec![Out::Local(a, FrameKind::Pong)]);
+}
+
+#[test]
+fn tick_pings_an_idle_connection_then_closes_it_after_the_misses() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.tick(a, 50);
+    assert_eq!(h.rec.take(), vec![], "not idle for a whole interval yet");
+    h.tick(a, 100);
+    h.tick(a, 200);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Local(a, FrameKind::Ping),
+            Out::Local(a, FrameKind::Ping)
+        ]
+    );
+    h.tick(a, 300);
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::CloseConn(a, CloseReason::HEARTBEAT_TIMEOUT)]
+    );
+}
+
+#[test]
+fn received_bytes_reset_the_heartbeat() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.tick(a, 100);
+    h.tick(a, 200);
+    Engine::new(&h.tables, &h.config).on_receive(&mut h.conns[a as usize], 250);
+    h.tick(a, 300);
+    h.tick(a, 350);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Local(a, FrameKind::Ping),
+            Out::Local(a, FrameKind::Ping),
+            Out::Local(a, FrameKind::Ping)
+        ]
+    );
+}
+
+#[test]
+fn tick_closes_a_connection_without_hello_and_counts_it() {
+    let mut h = Harness::new();
+    let a = h.connect();
+    h.tick(a, 1000);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::ProtocolErrorClose),
+            Out::CloseConn(a, CloseReason::HANDSHAKE_TIMEOUT)
+        ]
+    );
+}
+
+#[test]
+fn links_are_never_ticked() {
+    let mut h = Harness::new();
+    h.conns.push(ConnRelay::link(0, &h.config.session));
+    h.tick(0, 10_000);
+    assert_eq!(h.rec.take(), vec![]);
+}
+
+#[test]
+fn send_to_an_unknown_id_errors_and_is_counted() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.frame(
+        a,
+        Frame::Send {
+            target: b"nobody",
+            payload: b"x",
+        },
+    );
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Error(ErrorCode::UNKNOWN_ID, b"nobody".to_vec()),
+            Out::Count(Counter::UnknownId)
+        ]
+    );
+}
+
+#[test]
+fn send_and_publish_carry_the_registered_id_as_sender() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    let b = h.client(b"b");
+    h.frame(b, sub(b"t", b""));
+    h.rec.take();
+    h.frame(
+        a,
+        Frame::Send {
+            target: b"b",
+            payload: b"x",
+        },
+    );
+    h.frame(
+        a,
+        Frame::Publish {
+            topic: b"t",
+            payload: b"y",
+            no_echo: false,
+        },
+    );
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Deliver(b, b"a".to_vec(), vec![], b"x".to_vec()),
+            Out::Deliver(b, b"a".to_vec(), b"t".to_vec(), b"y".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn forwarded_send_and_publish_are_delivered_locally_and_never_forwarded() {
+    let mut h = Harness::new();
+    let b = h.client(b"b");
+    h.frame(b, sub(b"t", b""));
+    // Node 2 is interested in "t" and holds "far": a local message would be forwarded there.
+    h.tables.remote_interest.set(2, b"t", b"", true);
+    h.tables.apply_remote_row(
+        b"far",
+        crate::core::location::Row {
+            location: Location {
+                node: 2,
+                worker: 0,
+                slot: 0,
+                generation: 1,
+            },
+            epoch: 1,
+        },
+        &mut h.scratch,
+        &mut h.rec,
+    );
+    h.rec.take();
+    let engine = Engine::new(&h.tables, &h.config);
+    let guards = h.tables.guards();
+    engine.on_forwarded_send(&guards, b"x", b"b", b"1", &mut h.rec);
+    engine.on_forwarded_publish(&guards, b"x", b"t", b"", b"2", &mut h.rec);
+    engine.on_forwarded_send(&guards, b"x", b"far", b"3", &mut h.rec);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::ForwardedIn),
+            Out::Deliver(b, b"x".to_vec(), vec![], b"1".to_vec()),
+            Out::Count(Counter::ForwardedIn),
+            Out::Deliver(b, b"x".to_vec(), b"t".to_vec(), b"2".to_vec()),
+            Out::Count(Counter::ForwardedIn),
+            Out::Count(Counter::ForwardedInStale),
+        ]
+    );
+}

@@ -1,0 +1,90 @@
+//! The worker's side of the engine's [`Output`]: what the relay engine decides beyond routing
+//! (frames the relay produces, own closes, cluster events, counters) carried out on the
+//! worker's [`Deliverer`].
+
+use super::control_lane::Event;
+use super::deliver::{Deliverer, PendingClose};
+use super::stats::bump;
+use crate::core::{ClusterEvent, Counter, Location, Output};
+use crate::protocol::{CloseReason, Frame};
+use std::borrow::Cow;
+
+impl Output for Deliverer<'_> {
+    #[inline]
+    fn send_frame_local(&mut self, to: Location, frame: &Frame<'_>) {
+        self.push_frame_local(to.slot, to.generation, frame);
+    }
+
+    fn close_conn(&mut self, at: Location, reason: CloseReason, text: Cow<'static, str>) {
+        // Nothing more is queued to a connection closing for its own failure.
+        let text = match text {
+            Cow::Borrowed(text) => {
+                if let Some(c) = self.slab.get_live(at.slot, at.generation) {
+                    c.close_requested = true;
+                }
+                text
+            }
+            Cow::Owned(text) => {
+                if let Some(c) = self.slab.get_live(at.slot, at.generation) {
+                    c.close_requested = true;
+                    c.close_text = Some(text);
+                }
+                ""
+            }
+        };
+        self.pending_closes.push(PendingClose {
+            slot: at.slot,
+            generation: at.generation,
+            reason,
+            text,
+            peer_gone: false,
+        });
+    }
+
+    fn cluster(&mut self, event: ClusterEvent<'_>) {
+        // The lane keeps owned copies: these are per connection, not per message.
+        self.lane.emit(match event {
+            ClusterEvent::Registered { id, epoch } => Event::Registered {
+                id: id.into(),
+                epoch,
+            },
+            ClusterEvent::Unregistered { id, epoch } => Event::Unregistered {
+                id: id.into(),
+                epoch,
+            },
+            ClusterEvent::InterestChanged { topic, group } => Event::InterestChanged {
+                topic: topic.into(),
+                group: group.into(),
+            },
+        });
+    }
+
+    #[inline]
+    fn count(&mut self, counter: Counter) {
+        let stats = self.stats;
+        let field = match counter {
+            Counter::UnknownId => &stats.unknown_id,
+            Counter::ProtocolErrorClose => &stats.protocol_error_closes,
+            Counter::ForwardedIn => &stats.forwarded_in,
+            Counter::ForwardedInStale => &stats.forwarded_in_stale,
+        };
+        bump(field, 1);
+    }
+
+    fn node_ready(&self) -> bool {
+        self.lane.is_ready()
+    }
+
+    fn next_epoch(&mut self) -> u64 {
+        self.epochs.next(super::wall_us())
+    }
+
+    fn hello_held(&mut self, at: Location) {
+        self.held_hellos.push((at.slot, at.generation));
+    }
+
+    #[inline]
+    fn take_overloaded(&mut self) -> bool {
+        std::mem::take(&mut self.overloaded)
+    }
+}

@@ -1,0 +1,61 @@
+//! Draining what other workers handed to this one (frames, shared payloads, closes). A child
+//! module of `worker`, so it shares the worker's private state.
+
+use super::super::deliver::PendingClose;
+use super::super::handoff::{records, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
+use super::Worker;
+use crate::protocol::CloseReason;
+use std::sync::Arc;
+
+impl Worker {
+    /// Applies batches other workers handed to this one.
+    pub(super) fn drain_inbound(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let me = self.index as usize;
+        for (src, queue) in shared.mailboxes[me].inbound.iter().enumerate() {
+            while let Some(mut batch) = queue.pop() {
+                let (bytes, payloads) = batch.parts();
+                for record in records(bytes) {
+                    match record.tag {
+                        TAG_FRAME => {
+                            self.deliverer(record.slot, record.generation)
+                                .append_frame_bytes(record.slot, record.generation, record.body);
+                        }
+                        TAG_SHARED => {
+                            let (index, header) = record.body.split_at(SHARED_INDEX_LEN);
+                            let index =
+                                u32::from_le_bytes([index[0], index[1], index[2], index[3]]);
+                            let payload = payloads
+                                .get_mut(index as usize)
+                                .map(std::mem::take)
+                                .unwrap_or_default();
+                            self.deliverer(record.slot, record.generation)
+                                .append_local_shared(
+                                    record.slot,
+                                    record.generation,
+                                    header.len(),
+                                    |out| out.extend_from_slice(header),
+                                    payload,
+                                );
+                        }
+                        TAG_CLOSE => {
+                            let reason =
+                                CloseReason(u16::from_le_bytes([record.body[0], record.body[1]]));
+                            self.pending_closes.push(PendingClose {
+                                slot: record.slot,
+                                generation: record.generation,
+                                reason,
+                                text: reason.name(),
+                                peer_gone: false,
+                            });
+                        }
+                        other => debug_assert!(false, "unknown handoff tag {other}"),
+                    }
+                }
+                batch.clear();
+                // The producer's return queue full means it has spares enough: drop this one.
+                let _ = shared.mailboxes[src].returns[me].push(batch);
+            }
+        }
+    }
+}

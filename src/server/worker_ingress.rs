@@ -1,0 +1,275 @@
+//! Ingress: received bytes to frames to the engine. One reassembly ([`StreamDecoder`]) serves
+//! client connections and data links alike; client frames in the zero-copy band are diverted
+//! into a buffer of their own and received there (see `zero_copy_threshold_bytes`).
+//!
+//! A child module of `worker`, so it shares the worker's private state.
+
+use super::super::deliver::Deliverer;
+use super::super::reassemble::{reassemble, Reassembled};
+use super::super::stats::{bump, kind_index};
+use super::Worker;
+use crate::cluster::wire::{decode_data, DataFrame, DecodedData};
+use crate::core::{ConnRelay, Engine, Guards, Location};
+use crate::protocol::{decode, CloseReason, DecodeError, Decoded};
+use std::sync::Arc;
+
+/// Link frames carry a client frame's payload plus ids and topic: this much room on top of
+/// `max_frame_bytes`.
+pub const LINK_FRAME_OVERHEAD_MAX: usize = 1024;
+
+impl Worker {
+    pub(super) fn location(&self, slot: u32, generation: u32) -> Location {
+        Location {
+            node: self.shared.node_id,
+            worker: self.index,
+            slot,
+            generation,
+        }
+    }
+
+    /// Runs `apply` on a client connection with its relay state moved out (so the sink can
+    /// borrow the slab), epoch guards and the sink for one receive; afterwards closes on a
+    /// decode error and tells the sender OVERLOADED once if messages were dropped.
+    fn with_client_batch(
+        &mut self,
+        slot: u32,
+        apply: impl FnOnce(
+            Engine<'_>,
+            &mut ConnRelay,
+            &Guards<'_>,
+            &mut Vec<Location>,
+            &mut Deliverer<'_>,
+        ) -> Option<DecodeError>,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let engine = Engine::new(&shared.tables, &shared.engine);
+        let generation = self.slab.conns[slot as usize].generation;
+        let at = self.location(slot, generation);
+        let mut relay = std::mem::take(&mut self.slab.conns[slot as usize].relay);
+        engine.on_receive(&mut relay, self.now_ms);
+        let mut scratch = std::mem::take(&mut self.scratch_locations);
+        let guards = shared.tables.guards();
+        let mut sink = self.deliverer(slot, generation);
+        if let Some(e) = apply(engine, &mut relay, &guards, &mut scratch, &mut sink) {
+            tracing::debug!(worker = sink.worker, slot, "closing connection: {e}");
+            engine.on_decode_error(&mut relay, at, &e, &mut sink);
+        }
+        engine.end_receive(at, &mut sink);
+        self.scratch_locations = scratch;
+        self.slab.conns[slot as usize].relay = relay;
+    }
+
+    /// Decodes every whole frame of a client's receive (continuing one that straddled the
+    /// previous buffer) and applies it; diverts a large unfinished frame (zero-copy path).
+    pub(super) fn on_client_bytes(&mut self, slot: u32, data: &[u8]) {
+        let cfg = &self.shared.config;
+        let band = cfg.zero_copy_threshold_bytes..=cfg.zero_copy_max_bytes;
+        let max_frame_bytes = cfg.max_frame_bytes;
+        let mut decoder = std::mem::take(&mut self.slab.conns[slot as usize].decoder);
+        let mut diverted = None;
+        self.with_client_batch(slot, |engine, relay, guards, scratch, sink| {
+            let at = Location {
+                node: engine.tables.node_id,
+                worker: sink.worker,
+                slot,
+                generation: sink.origin_generation,
+            };
+            let stats = sink.stats;
+            let mut failed = None;
+            let result = reassemble(&mut decoder, data, Some(&band), |bytes| {
+                if !sink.slab.conns[slot as usize].accepts_frames() {
+                    return false;
+                }
+                match decode(bytes, max_frame_bytes) {
+                    Ok(Decoded::Frame { frame, .. }) => {
+                        bump(&stats.frames_in, 1);
+                        bump(&stats.frames_in_by_kind[kind_index(frame.kind())], 1);
+                        engine.on_frame(relay, at, guards, frame, scratch, sink);
+                        true
+                    }
+                    Ok(Decoded::NeedMore { .. }) => {
+                        debug_assert!(false, "a whole frame decoded as incomplete");
+                        true
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            });
+            match result {
+                Err(too_large) => failed = Some(too_large.into()),
+                Ok(Reassembled::Divert { head, frame_bytes }) => {
+                    // The header is checked (kind, flags) before the body is waited for.
+                    match decode(head, max_frame_bytes) {
+                        Err(e) => failed = Some(e),
+                        Ok(_) => diverted = Some((head, frame_bytes)),
+                    }
+                }
+                Ok(Reassembled::Drained) => {
+                    // Refuse a bad kind or flags from a buffered header at once.
+                    if let Err(e) = decode(decoder.pending(), max_frame_bytes) {
+                        failed = Some(e);
+                    }
+                }
+                Ok(Reassembled::Halted) => {}
+            }
+            if failed.is_some() {
+                decoder.clear();
+            }
+            failed
+        });
+        let c = &mut self.slab.conns[slot as usize];
+        let open = c.accepts_frames();
+        let buffered_band = decoder
+            .pending_frame_bytes()
+            .filter(|n| open && band.contains(n));
+        c.decoder = decoder;
+        if !open {
+            return;
+        }
+        if let Some((head, frame_bytes)) = diverted {
+            let mut buf = self.large_pool.take(frame_bytes);
+            buf.extend_from_slice(head);
+            self.start_large(slot, buf, frame_bytes);
+        } else if let Some(frame_bytes) = buffered_band {
+            // The frame's start straddled receive buffers: move what the decoder holds.
+            let head = self.slab.conns[slot as usize].decoder.take_buffered();
+            let mut buf = self.large_pool.take(frame_bytes);
+            buf.extend_from_slice(&head);
+            self.start_large(slot, buf, frame_bytes);
+        }
+    }
+
+    /// Switches the connection to receiving one large frame straight into `buf` (which holds
+    /// its first bytes): the rest is received there by plain recvs, and the payload is then
+    /// sent on from that buffer without another copy.
+    fn start_large(&mut self, slot: u32, buf: Vec<u8>, frame_bytes: usize) {
+        let c = &mut self.slab.conns[slot as usize];
+        c.large = Some(buf);
+        c.large_frame_bytes = frame_bytes;
+        if c.recv_armed {
+            // Stop the multishot recv; bytes it still delivers are appended by `feed_large`,
+            // and its final completion re-arms a plain recv into the buffer.
+            self.uring.cancel_recv(slot, c.generation);
+        }
+    }
+
+    /// Appends bytes from a receive buffer to a pending large frame; returns what is left.
+    pub(super) fn feed_large<'d>(&mut self, slot: u32, data: &'d [u8]) -> &'d [u8] {
+        let engine = Engine::new(&self.shared.tables, &self.shared.engine);
+        let c = &mut self.slab.conns[slot as usize];
+        let Some(large) = &mut c.large else {
+            return data;
+        };
+        let take = (c.large_frame_bytes - large.len()).min(data.len());
+        large.extend_from_slice(&data[..take]);
+        engine.on_receive(&mut c.relay, self.now_ms);
+        if large.len() == c.large_frame_bytes {
+            if let Some(buf) = c.large.take() {
+                self.dispatch_large(slot, buf);
+            }
+        }
+        &data[take..]
+    }
+
+    /// Applies a large frame whose payload is then queued by reference (zero-copy).
+    pub(super) fn dispatch_large(&mut self, slot: u32, buf: Vec<u8>) {
+        let bytes = self.large_pool.share(buf);
+        let max_frame_bytes = self.shared.config.max_frame_bytes;
+        self.with_client_batch(slot, |engine, relay, guards, scratch, sink| {
+            match decode(&bytes, max_frame_bytes) {
+                Ok(Decoded::Frame { frame, .. }) => {
+                    bump(&sink.stats.frames_in, 1);
+                    bump(&sink.stats.frames_in_by_kind[kind_index(frame.kind())], 1);
+                    sink.shared_payload = match frame {
+                        crate::protocol::Frame::Send { payload, .. }
+                        | crate::protocol::Frame::Publish { payload, .. } => {
+                            Some(bytes.slice_ref(payload))
+                        }
+                        _ => None,
+                    };
+                    let at = Location {
+                        node: engine.tables.node_id,
+                        worker: sink.worker,
+                        slot,
+                        generation: sink.origin_generation,
+                    };
+                    engine.on_frame(relay, at, guards, frame, scratch, sink);
+                    sink.shared_payload = None;
+                    None
+                }
+                Ok(Decoded::NeedMore { .. }) => {
+                    debug_assert!(false, "a complete large frame decoded as incomplete");
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        });
+    }
+
+    /// Decodes the forwarded frames of an inbound data link and delivers them here (never
+    /// forwarded again). Bytes on an outbound link (the peer never sends any) are ignored.
+    pub(super) fn on_link_bytes(&mut self, slot: u32, data: &[u8]) {
+        let c = &mut self.slab.conns[slot as usize];
+        if !c.accepts_frames() || c.link.is_some_and(|l| l.outbound) {
+            return;
+        }
+        let generation = c.generation;
+        let mut decoder = std::mem::take(&mut c.decoder);
+        let shared = Arc::clone(&self.shared);
+        let engine = Engine::new(&shared.tables, &shared.engine);
+        let max_frame_bytes = decoder.max_frame_bytes();
+        let guards = shared.tables.guards();
+        let mut sink = self.deliverer(slot, generation);
+        let mut failed = None;
+        let result = reassemble(&mut decoder, data, None, |bytes| {
+            match decode_data(bytes, max_frame_bytes) {
+                Ok(DecodedData::Frame { frame, .. }) => match frame {
+                    DataFrame::Send {
+                        sender,
+                        target,
+                        payload,
+                    } => engine.on_forwarded_send(&guards, sender, target, payload, &mut sink),
+                    DataFrame::Publish {
+                        sender,
+                        topic,
+                        group,
+                        payload,
+                        ..
+                    } => engine
+                        .on_forwarded_publish(&guards, sender, topic, group, payload, &mut sink),
+                },
+                Ok(DecodedData::NeedMore { .. }) => {
+                    debug_assert!(false, "a whole link frame decoded as incomplete");
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    return false;
+                }
+            }
+            true
+        });
+        drop(sink);
+        let failed = match result {
+            Err(e) => Some(e.to_string()),
+            Ok(_) => failed.or_else(|| {
+                decode_data(decoder.pending(), max_frame_bytes)
+                    .err()
+                    .map(|e| e.to_string())
+            }),
+        };
+        if let Some(e) = failed {
+            tracing::warn!(worker = self.index, "closing data link: {e}");
+            decoder.clear();
+            self.request_close(
+                slot,
+                generation,
+                CloseReason::PROTOCOL_ERROR,
+                "bad data link frame",
+                true,
+            );
+        }
+        self.slab.conns[slot as usize].decoder = decoder;
+    }
+}

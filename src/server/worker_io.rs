@@ -1,0 +1,236 @@
+//! I/O operations of the worker: arming receives, accept, wake-up and timer; submitting sends
+//! (one in flight per socket); and the completions of receives and sends. A child module of
+//! `worker`, so it shares the worker's private state.
+
+use super::super::conn::ConnState;
+use super::super::stats::bump;
+use super::super::uring::{Outgoing, RecvGuard};
+use super::Worker;
+use crate::core::Engine;
+use crate::protocol::CloseReason;
+use bytes::Bytes;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+impl Worker {
+    pub(super) fn arm_accept(&mut self) {
+        self.accept_armed = self.uring.accept_multishot(self.listener.as_raw_fd());
+    }
+
+    pub(super) fn arm_wake(&mut self) {
+        let fd = self.shared.mailboxes[self.index as usize].wake_fd;
+        self.uring.read_wake(fd);
+    }
+
+    pub(super) fn arm_timer(&mut self) {
+        self.uring.timeout(self.tick_ms);
+    }
+
+    pub(super) fn arm_recv(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        c.recv_armed = match c.large.take() {
+            // A large frame is pending: receive the rest of it straight into its buffer.
+            Some(large) => {
+                match self
+                    .uring
+                    .recv_exact(slot, c.generation, c.fd, large, c.large_frame_bytes)
+                {
+                    Ok(()) => true,
+                    Err(large) => {
+                        c.large = Some(large);
+                        false
+                    }
+                }
+            }
+            None => self.uring.recv_multishot(slot, c.generation, c.fd),
+        };
+    }
+
+    /// Hands the connection's queued bytes to the ring (one send in flight per socket): what a
+    /// partial send left first, else the zero-copy segments with the frames around them, else
+    /// the send buffer (swapped with the spare one, so nothing is allocated).
+    pub(super) fn submit_send(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        debug_assert!(!c.send_in_flight);
+        let outgoing = if let Some(unsent) = c.unsent.take() {
+            unsent
+        } else if !c.segments.is_empty() {
+            if !c.out.is_empty() {
+                let sealed = Bytes::from(std::mem::take(&mut c.out));
+                c.segments_bytes += sealed.len();
+                c.segments.push_back(sealed);
+            }
+            c.segments_bytes = 0;
+            Outgoing::Gathered(c.segments.drain(..).collect())
+        } else if !c.out.is_empty() {
+            let bytes = std::mem::replace(&mut c.out, std::mem::take(&mut c.spare));
+            Outgoing::Plain { bytes, offset: 0 }
+        } else {
+            return;
+        };
+        c.sending_bytes = outgoing.remaining_bytes();
+        match self.uring.send(slot, c.generation, c.fd, outgoing) {
+            Ok(()) => c.send_in_flight = true,
+            // Only while shutting down: the bytes will never be sent.
+            Err(_) => c.sending_bytes = 0,
+        }
+    }
+
+    /// A multishot receive completion; `data` goes back to the kernel when it is dropped at the
+    /// end of this function, after the last use of its bytes.
+    pub(super) fn on_recv(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        result: i32,
+        more: bool,
+        data: Option<RecvGuard>,
+    ) {
+        if self.slab.get_live(slot, generation).is_none() {
+            debug_assert!(false, "recv completion for a released slot");
+            return;
+        }
+        if !more {
+            self.slab.conns[slot as usize].recv_armed = false;
+        }
+        if result > 0 {
+            bump(
+                &self.shared.stats[self.index as usize].bytes_in,
+                result as u64,
+            );
+            match &data {
+                Some(data) => {
+                    if self.slab.conns[slot as usize].link.is_some() {
+                        self.on_link_bytes(slot, data);
+                    } else {
+                        let data = self.feed_large(slot, data);
+                        if !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {
+                            self.on_client_bytes(slot, data);
+                        }
+                    }
+                }
+                None => debug_assert!(false, "multishot recv completed without a buffer"),
+            }
+        } else if result == 0 || (result != -libc::ENOBUFS && result != -libc::ECANCELED) {
+            // EOF or a socket error: the peer is gone. (ENOBUFS: ring empty, re-armed below;
+            // ECANCELED: stopped by `start_large`, re-armed below as a plain recv.)
+            self.peer_gone(slot, generation);
+        }
+        self.after_recv(slot);
+    }
+
+    pub(super) fn on_send(&mut self, slot: u32, generation: u32, result: i32, rest: Outgoing) {
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            debug_assert!(false, "send completion for a released slot");
+            return;
+        };
+        c.send_in_flight = false;
+        c.sending_bytes = 0;
+        if result < 0 {
+            c.out.clear();
+            c.segments.clear();
+            c.segments_bytes = 0;
+            self.request_close(
+                slot,
+                generation,
+                CloseReason::NORMAL,
+                "send failed: peer gone",
+                true,
+            );
+        } else {
+            bump(
+                &self.shared.stats[self.index as usize].bytes_out,
+                result as u64,
+            );
+            if !rest.is_empty() {
+                // A partial send: the rest goes out before anything queued since.
+                c.sending_bytes = rest.remaining_bytes();
+                c.unsent = Some(rest);
+            } else if let Outgoing::Plain { mut bytes, .. } = rest {
+                bytes.clear();
+                if bytes.capacity() > c.spare.capacity() {
+                    c.spare = bytes;
+                }
+            }
+            if c.unsent.is_some() || !c.out.is_empty() || !c.segments.is_empty() {
+                if !c.dirty {
+                    c.dirty = true;
+                    self.dirty.push(slot);
+                }
+            } else if c.state == ConnState::Closing {
+                self.shutdown_conn(slot);
+            }
+        }
+        self.maybe_release(slot);
+    }
+
+    /// A direct receive of a large frame completed; the ring hands its buffer back.
+    pub(super) fn on_recv_exact(&mut self, slot: u32, generation: u32, result: i32, buf: Vec<u8>) {
+        let now_ms = self.now_ms;
+        let engine = Engine::new(&self.shared.tables, &self.shared.engine);
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            debug_assert!(false, "direct recv completion for a released slot");
+            return;
+        };
+        c.recv_armed = false;
+        if result > 0 {
+            bump(
+                &self.shared.stats[self.index as usize].bytes_in,
+                result as u64,
+            );
+        }
+        if result > 0 && c.accepts_frames() {
+            engine.on_receive(&mut c.relay, now_ms);
+            if buf.len() == c.large_frame_bytes {
+                self.dispatch_large(slot, buf);
+            } else {
+                // MSG_WAITALL returned early (a signal, or the peer paused): receive the rest.
+                c.large = Some(buf);
+            }
+        } else if result == 0 || (result < 0 && result != -libc::ECANCELED) {
+            self.peer_gone(slot, generation);
+        }
+        self.after_recv(slot);
+    }
+
+    pub(super) fn peer_gone(&mut self, slot: u32, generation: u32) {
+        let text = "peer closed the connection";
+        self.request_close(slot, generation, CloseReason::NORMAL, text, true);
+    }
+
+    /// Re-arms the receive of an open connection whose recv ended; frees a shut-down slot.
+    pub(super) fn after_recv(&mut self, slot: u32) {
+        let c = &self.slab.conns[slot as usize];
+        if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
+            self.arm_recv(slot);
+        }
+        self.maybe_release(slot);
+    }
+
+    pub(super) fn flush_sends(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            let c = &mut self.slab.conns[slot as usize];
+            c.dirty = false;
+            if !c.send_in_flight && matches!(c.state, ConnState::Open | ConnState::Closing) {
+                self.submit_send(slot);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    pub(super) fn flush_handoffs(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let me = self.index as usize;
+        for (dest, outbox) in self.outboxes.iter_mut().enumerate() {
+            if dest == me || outbox.is_idle() {
+                continue;
+            }
+            let target = &shared.mailboxes[dest];
+            if outbox.flush(&target.inbound[me], &shared.mailboxes[me].returns[dest]) {
+                target.wake();
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Connection lifecycle: accept, close decisions, the close itself (the engine undoes what the
+//! connection added to the shared tables; the final CLOSE frame lingers), shutdown and release
+//! of the slot. A child module of `worker`, so it shares the worker's private state.
+
+use super::super::conn::ConnState;
+use super::super::deliver::PendingClose;
+use super::super::stats::{bump, kind_index};
+use super::Worker;
+use crate::core::{ConnRelay, Engine};
+use crate::protocol::{CloseReason, Frame, FrameKind};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+impl Worker {
+    pub(super) fn on_accept(&mut self, result: i32, more: bool) {
+        if !more {
+            self.accept_armed = false;
+            // EMFILE/ENFILE would fail again at once: retry on the next tick instead.
+            let starved = result == -libc::EMFILE || result == -libc::ENFILE;
+            if !self.stopping && !starved {
+                self.arm_accept();
+            }
+        }
+        if result < 0 {
+            if result != -libc::ECANCELED && result != -libc::EINVAL {
+                tracing::warn!(
+                    worker = self.index,
+                    "accept failed: {}",
+                    std::io::Error::from_raw_os_error(-result)
+                );
+            }
+            return;
+        }
+        let fd: RawFd = result;
+        if self.stopping {
+            close_fd(fd);
+            return;
+        }
+        set_nodelay(fd);
+        // `now_ms` is truncated (and read when the loop woke): start the session's clock at
+        // the next whole millisecond, so its deadlines never come before the configured
+        // timeout has really passed.
+        let relay = ConnRelay::client(self.now_ms + 1, &self.shared.engine.session);
+        let max_frame_bytes = self.shared.config.max_frame_bytes;
+        let Some(slot) = self.slab.insert(fd, relay, max_frame_bytes) else {
+            refuse_connection(fd);
+            return;
+        };
+        let stats = &self.shared.stats[self.index as usize];
+        bump(&stats.connections_accepted, 1);
+        bump(&stats.connections_open, 1);
+        self.arm_recv(slot);
+    }
+
+    pub(super) fn request_close(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        reason: CloseReason,
+        text: &'static str,
+        peer_gone: bool,
+    ) {
+        if let Some(c) = self.slab.get_live(slot, generation) {
+            c.close_requested = true;
+        }
+        self.pending_closes.push(PendingClose {
+            slot,
+            generation,
+            reason,
+            text,
+            peer_gone,
+        });
+    }
+
+    pub(super) fn run_pending_closes(&mut self) {
+        // Closing may queue more closes (a replaced id's presence, ...); bounded by the number
+        // of connections, since each connection closes at most once.
+        // In the order decided (FIFO): the first close decided for a connection is the one
+        // carried out; later ones find it no longer open. Popping from the back let a later
+        // "peer closed" (EOF in the same round, with no final CLOSE frame) override an earlier
+        // protocol-error, replaced or slow-consumer close, and its CLOSE frame was never sent.
+        let mut next = 0;
+        while let Some(&pc) = self.pending_closes.get(next) {
+            self.begin_close(pc);
+            next += 1;
+        }
+        self.pending_closes.clear();
+    }
+
+    /// Removes the connection from every table, queues a final CLOSE frame and starts the
+    /// linger timer (or shuts the socket down at once when the peer is gone).
+    pub(super) fn begin_close(&mut self, pc: PendingClose) {
+        let shared = Arc::clone(&self.shared);
+        let Some(conn) = self.slab.get_live(pc.slot, pc.generation) else {
+            return;
+        };
+        if conn.state != ConnState::Open {
+            return;
+        }
+        conn.state = ConnState::Closing;
+        let mut relay = std::mem::take(&mut conn.relay);
+        let close_text = conn.close_text.take();
+        let link = conn.link;
+        if pc.reason == CloseReason::SLOW_CONSUMER {
+            conn.out.clear();
+        }
+        tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(relay.client_id()), reason = %pc.reason, "closing connection");
+        if let Some(role) = link {
+            self.forget_link(pc.slot, role);
+        }
+        let at = self.location(pc.slot, pc.generation);
+        let engine = Engine::new(&shared.tables, &shared.engine);
+        let mut scratch = std::mem::take(&mut self.scratch_locations);
+        engine.on_close(
+            &mut relay,
+            at,
+            &mut scratch,
+            &mut self.deliverer(pc.slot, pc.generation),
+        );
+        self.scratch_locations = scratch;
+        self.slab.conns[pc.slot as usize].relay = relay;
+        let conn = &mut self.slab.conns[pc.slot as usize];
+        // Links carry no client CLOSE frame: the peer learns from the socket closing.
+        if pc.peer_gone || link.is_some() {
+            self.shutdown_conn(pc.slot);
+            return;
+        }
+        let text = close_text.as_deref().unwrap_or(pc.text);
+        let frame = Frame::Close {
+            reason: pc.reason,
+            text: text.as_bytes(),
+        };
+        if frame.encode(&mut conn.out).is_ok() {
+            bump(
+                &shared.stats[self.index as usize].frames_out_by_kind[kind_index(FrameKind::Close)],
+                1,
+            );
+        }
+        conn.close_deadline_ms = self.now_ms + shared.config.close_linger_ms;
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(pc.slot);
+        }
+    }
+
+    pub(super) fn shutdown_conn(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        if matches!(c.state, ConnState::ShutDown | ConnState::Free) {
+            return;
+        }
+        c.state = ConnState::ShutDown;
+        // SAFETY: `fd` is an open socket owned by this slot; shutdown has no memory effects.
+        unsafe {
+            libc::shutdown(c.fd, libc::SHUT_RDWR);
+        }
+        self.maybe_release(slot);
+    }
+
+    /// Closes the socket and frees the slot once no operation references it.
+    pub(super) fn maybe_release(&mut self, slot: u32) {
+        let c = &self.slab.conns[slot as usize];
+        if c.state != ConnState::ShutDown || c.recv_armed || c.send_in_flight {
+            return;
+        }
+        // The ring owns the memory of a slot's operations until their completions: a slot is
+        // reused only when the ring agrees nothing of it is in flight.
+        if !self.uring.slot_idle(slot) {
+            debug_assert!(false, "slot {slot} released with an operation in flight");
+            return;
+        }
+        close_fd(c.fd);
+        self.slab.release(slot);
+        bump(
+            &self.shared.stats[self.index as usize].connections_open,
+            u64::MAX,
+        );
+    }
+}
+
+pub(super) fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: passes a pointer to a live c_int of the size given; fd is a socket we own.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            4,
+        );
+    }
+}
+
+pub(super) fn close_fd(fd: RawFd) {
+    // SAFETY: fd is owned by the caller and closed exactly once.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// At the connection limit: tell the client why (best effort, non-blocking) and close.
+pub(super) fn refuse_connection(fd: RawFd) {
+    let mut out = Vec::new();
+    let frame = Frame::Close {
+        reason: CloseReason::CONNECTION_LIMIT,
+        text: b"connection limit reached",
+    };
+    if frame.encode(&mut out).is_ok() {
+        // SAFETY: sends from a live buffer of the given length; MSG_DONTWAIT never blocks.
+        unsafe {
+            libc::send(
+                fd,
+                out.as_ptr().cast(),
+                out.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            );
+        }
+    }
+    close_fd(fd);
+}
