@@ -847,6 +847,61 @@ fn sans_io_modules_do_not_import_the_io_layer() {
     );
 }
 
+/// Rule 2b: the library's layers, lowest first. A module may use its own layer and the ones
+/// below, never one above: the server drives the cluster, the engine and the codec; the
+/// cluster's control plane reaches the server only through the `ClusterHost` trait it defines.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "src/protocol/",
+        &[
+            "crate::core",
+            "crate::cluster",
+            "crate::server",
+            "crate::client",
+        ],
+    ),
+    (
+        "src/core/",
+        &["crate::cluster", "crate::server", "crate::client"],
+    ),
+    ("src/cluster/", &["crate::server", "crate::client"]),
+    (
+        "src/config.rs",
+        &[
+            "crate::core",
+            "crate::cluster",
+            "crate::server",
+            "crate::client",
+        ],
+    ),
+];
+
+fn layer_violations(files: &[SourceFile]) -> Vec<String> {
+    let mut v = Vec::new();
+    for file in files {
+        let Some((layer, above)) = LAYERS.iter().find(|(l, _)| file.path.starts_with(l)) else {
+            continue;
+        };
+        for (at, path) in paths_used(file) {
+            if let Some(up) = above.iter().find(|p| path_starts_with(&path, p)) {
+                v.push(format!(
+                    "{}: `{path}` reaches up from {layer} into `{up}`",
+                    file.at(at)
+                ));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn no_layer_imports_a_layer_above_it() {
+    report(
+        "protocol < core < cluster < server: no module names a layer above its own (LAYERS)",
+        &layer_violations(&source_files()),
+    );
+}
+
 #[test]
 fn sans_io_roots_forbid_unsafe_code() {
     let v: Vec<String> = source_files()
@@ -1062,6 +1117,22 @@ mod scanner {
         assert!(unsafe_allowed("src/server/worker.rs"));
         assert!(unsafe_allowed("cli/src/signals.rs"));
         assert!(!unsafe_allowed("cli/src/serve.rs"));
+    }
+
+    #[test]
+    fn layer_rule_catches_a_module_reaching_up() {
+        let up = file(
+            "src/cluster/x.rs",
+            "use crate::server::Shared;\nuse crate::core::Tables;\n",
+        );
+        let v = layer_violations(&[up]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("crate::server"), "{v:?}");
+        let down = file(
+            "src/server/x.rs",
+            "use crate::cluster::node::ClusterNode;\n",
+        );
+        assert!(layer_violations(&[down]).is_empty());
     }
 
     #[test]
