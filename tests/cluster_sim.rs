@@ -14,7 +14,7 @@ use sim::{run_seed, Report};
 use std::time::Instant;
 
 /// Seeds of one CI run: about two minutes in release mode on the project's 2-core machine
-/// (150 seeds: 126 s wall with the other core busy; about 2 simulated hours).
+/// (150 seeds, about 2 simulated hours: 126 to 150 s wall with the other core busy).
 const CI_SEEDS_RELEASE: u64 = 150;
 /// A debug build is about 20 times slower: fewer seeds, same code paths.
 const CI_SEEDS_DEBUG: u64 = 3;

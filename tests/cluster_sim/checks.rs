@@ -9,6 +9,11 @@ use ringrelay::core::Row;
 /// on a node, counting only time when neither the holder nor the owner is paused: the death
 /// bound (`cluster_peer_dead_after_ms`), a tick, and the slow network path.
 pub const STALE_ROW_MS: u64 = 3_000 + 2 * TICK_MS + 300 + 200;
+/// The same when the incarnation that registered the row has died or restarted since: its
+/// late bytes (held back by a partition) or its successor's link-up (whose snapshot a new
+/// partition holds back) count as hearing from the node, so the failure detector may start
+/// once more: two death bounds.
+pub const STALE_ROW_RESTARTED_MS: u64 = 2 * 3_000 + 2 * TICK_MS + 300 + 200;
 /// A watcher of a client of a node that dies hears `offline` within this (death bound plus
 /// slack), plus any time its own node was paused.
 pub const OFFLINE_MS: u64 = 3_000 + 2 * TICK_MS + 300 + 200;
@@ -30,7 +35,8 @@ pub struct CheckState {
     stale: BTreeMap<RowKey, u64>,
     last_check_ms: u64,
     owed: Vec<Owed>,
-    /// (receiver, sender) -> when the receiver last read a message from the sender.
+    /// (receiver, sender) -> when the receiver last read a message from a dead incarnation
+    /// of the sender (late bytes a partition held back).
     pub last_heard_ms: BTreeMap<(u16, u16), u64>,
 }
 
@@ -120,6 +126,16 @@ impl World {
                 .any(|c| c.open && c.node == owner && c.epoch == epoch && *c.id == *id)
     }
 
+    /// Whether the row (owner, id, epoch) was registered by the incarnation of `owner` that
+    /// runs now.
+    fn registered_by_running(&self, owner: u16, id: &[u8], epoch: u64) -> bool {
+        let running = self.alive(owner).map(|n| n.incarnation);
+        self.clients
+            .iter()
+            .find(|c| c.node == owner && c.epoch == epoch && *c.id == *id)
+            .is_some_and(|c| Some(c.incarnation) == running)
+    }
+
     fn paused(&self, id: u16) -> bool {
         self.alive(id).is_some_and(|n| n.paused(self.now))
     }
@@ -138,19 +154,25 @@ impl World {
                 }
                 let key = (holder, id, owner, row.epoch);
                 let mut age = self.checks.stale.get(&key).copied().unwrap_or(0);
-                // The death bound counts from the last message heard: a dead node's bytes
-                // that a partition held back in its host's kernel arrive on the heal and
-                // count as hearing from it (README: "3 s after its last heartbeat").
+                // The death bound counts from the last message heard: a dead incarnation's
+                // bytes that a partition held back in its host's kernel arrive on the heal
+                // and count as hearing from it (README: "3 s after its last heartbeat"),
+                // even if the node has restarted meanwhile.
                 let heard = self.checks.last_heard_ms.get(&(holder, owner)).copied();
-                if self.alive(owner).is_none() && heard.is_some_and(|t| t + elapsed >= self.now) {
+                if heard.is_some_and(|t| t + elapsed >= self.now) {
                     age = 0;
                 }
                 if !self.paused(holder) && !self.paused(owner) {
                     age += elapsed;
                 }
-                if age > STALE_ROW_MS {
+                let bound = if self.registered_by_running(owner, &key.1, key.3) {
+                    STALE_ROW_MS
+                } else {
+                    STALE_ROW_RESTARTED_MS
+                };
+                if age > bound {
                     return Err(format!(
-                        "ghost row on n{holder}: {} owned by n{owner} at epoch {} has had no live registration for {age} ms (bound {STALE_ROW_MS} ms)",
+                        "ghost row on n{holder}: {} owned by n{owner} at epoch {} has had no live registration for {age} ms (bound {bound} ms)",
                         lossy(&key.1),
                         key.3
                     ));
@@ -228,9 +250,12 @@ impl World {
                 if !live.contains(&y) && state == Some(PeerState::Up) {
                     return Err(format!("n{x} sees dead n{y} as up"));
                 }
+                let current = self.alive(y).map(|p| p.incarnation);
                 for w in 0..WORKERS {
-                    if y != x && live.contains(&y) && !n.data_out.contains(&(y, w)) {
-                        return Err(format!("n{x} worker {w} has no data link to n{y}"));
+                    if y != x && live.contains(&y) && n.data_out.get(&(y, w)).copied() != current {
+                        return Err(format!(
+                            "n{x} worker {w} has no data link to the running n{y}"
+                        ));
                     }
                 }
             }

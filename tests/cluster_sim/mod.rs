@@ -115,8 +115,9 @@ pub struct Node {
     /// Control links: link id -> (connection, this node's side).
     pub links: BTreeMap<LinkId, (usize, usize)>,
     pub next_link: LinkId,
-    /// Outbound data links the workers hold: (peer node, local worker).
-    pub data_out: BTreeSet<(u16, u16)>,
+    /// Outbound data links the workers hold: (peer node, local worker) -> the incarnation
+    /// of the peer that answered the dial.
+    pub data_out: BTreeMap<(u16, u16), u64>,
     pub ready: bool,
     pub next_slot: u32,
 }
@@ -134,7 +135,7 @@ impl Node {
             lane: Vec::new(),
             links: BTreeMap::new(),
             next_link: 1,
-            data_out: BTreeSet::new(),
+            data_out: BTreeMap::new(),
             ready: false,
             next_slot: 1,
         }
@@ -202,11 +203,13 @@ pub enum Ev {
         incarnation: u64,
         link: LinkId,
     },
-    /// A data link of `node`'s `worker` to `peer` failed (the worker emits LinkLost).
+    /// A data link of `node`'s `worker` to incarnation `peer_incarnation` of `peer` failed
+    /// (the worker emits LinkLost).
     DataLost {
         node: u16,
         incarnation: u64,
         peer: u16,
+        peer_incarnation: u64,
         worker: u16,
     },
     Chaos,
