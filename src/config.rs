@@ -32,6 +32,10 @@ pub struct Config {
     /// A connection must send a valid HELLO within this time. 5 s: generous for a WAN client,
     /// short enough that idle sockets from scanners do not pile up.
     pub handshake_timeout_ms: u64,
+    /// A frame whose first bytes arrived must be complete within this time, or the connection
+    /// is closed (FRAME_TIMEOUT): a client trickling a frame byte by byte (slow-loris) cannot
+    /// hold a reassembly buffer for ever. 10 s: a whole 1 MiB frame needs only 100 KiB/s.
+    pub frame_complete_timeout_ms: u64,
     /// The relay pings a connection that sent nothing for this long. 5 s.
     pub heartbeat_interval_ms: u64,
     /// Missed pings before the connection is closed and its client reported offline. 3, so a
@@ -99,6 +103,23 @@ pub struct Config {
     /// without bound (and is declared dead by the control lane within
     /// `cluster_peer_dead_after_ms`).
     pub link_pending_bytes_max: usize,
+    /// Distinct (topic, group) subscriptions one connection may hold. 10,000: a server that
+    /// subscribes per room or user it hosts fits, while one connection can neither stall its
+    /// worker (every SUBSCRIBE is O(1)) nor hold more than about 10,000 x 0.6 KB = 6 MB of
+    /// table memory. Past it: ERROR LIMIT_EXCEEDED, then CLOSE on a second refusal.
+    pub subscriptions_per_connection_max: usize,
+    /// Distinct client ids one connection may watch. 10,000, for the same reasons.
+    pub watches_per_connection_max: usize,
+    /// Longest topic accepted in SUBSCRIBE, 1..=255 (the wire's own bound). 255.
+    pub topic_bytes_max: usize,
+    /// Longest queue-group name accepted in SUBSCRIBE, 1..=255. 255.
+    pub group_bytes_max: usize,
+    /// Distinct topics with a local subscriber on this node. 1,000,000 (about 0.6 GB at the
+    /// longest names): far above any real topic space, low enough that a crowd of clients
+    /// subscribing to random names cannot exhaust memory.
+    pub topics_max: usize,
+    /// Distinct client ids watched on this node. 1,000,000, for the same reasons.
+    pub watched_ids_max: usize,
 }
 
 impl Default for Config {
@@ -112,6 +133,7 @@ impl Default for Config {
             pending_bytes_max: 8 << 20,
             handshake_timeout_ms: 5_000,
             heartbeat_interval_ms: 5_000,
+            frame_complete_timeout_ms: 10_000,
             heartbeat_misses_max: 3,
             connections_per_worker_max: 65_536,
             recv_buffer_count: 1024,
@@ -131,6 +153,12 @@ impl Default for Config {
             cluster_digest_interval_ms: 2_000,
             cluster_ready_wait_ms: 3_000,
             link_pending_bytes_max: 64 << 20,
+            subscriptions_per_connection_max: 10_000,
+            watches_per_connection_max: 10_000,
+            topic_bytes_max: crate::protocol::TOPIC_LEN_MAX,
+            group_bytes_max: crate::protocol::TOPIC_LEN_MAX,
+            topics_max: 1_000_000,
+            watched_ids_max: 1_000_000,
         }
     }
 }
@@ -206,6 +234,9 @@ impl Config {
                 "heartbeat_interval_ms and handshake_timeout_ms must be at most 3600000 (1 h)",
             );
         }
+        if !(1..=3_600_000).contains(&self.frame_complete_timeout_ms) {
+            return err("frame_complete_timeout_ms must be between 1 and 3600000 (1 h)");
+        }
         if self.heartbeat_misses_max == 0 {
             return err("heartbeat_misses_max must be at least 1");
         }
@@ -236,6 +267,19 @@ impl Config {
         }
         if self.link_pending_bytes_max < self.max_frame_bytes + 1024 {
             return err("link_pending_bytes_max must exceed max_frame_bytes");
+        }
+        let name_max = crate::protocol::TOPIC_LEN_MAX;
+        if !(1..=name_max).contains(&self.topic_bytes_max)
+            || !(1..=name_max).contains(&self.group_bytes_max)
+        {
+            return err("topic_bytes_max and group_bytes_max must be between 1 and 255");
+        }
+        if self.subscriptions_per_connection_max == 0
+            || self.watches_per_connection_max == 0
+            || self.topics_max == 0
+            || self.watched_ids_max == 0
+        {
+            return err("subscriptions_per_connection_max, watches_per_connection_max, topics_max and watched_ids_max must be positive");
         }
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {

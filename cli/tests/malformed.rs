@@ -9,8 +9,8 @@ use common::*;
 use ringrelay::client::Client;
 use ringrelay::config::Config;
 use ringrelay::protocol::{
-    decode, hello, CloseReason, DecodeError, Decoded, Frame, FrameKind, HEADER_LEN,
-    PROTOCOL_VERSION,
+    decode, hello, payload_bytes_max, CloseReason, DecodeError, Decoded, ErrorCode, Frame,
+    FrameKind, HEADER_LEN, PROTOCOL_VERSION,
 };
 use ringrelay::server::Server;
 use std::time::Instant;
@@ -184,7 +184,9 @@ fn case_oversized_header(f: &mut Fixture) {
             },
         );
     }
-    // The bound itself is allowed: a SEND of exactly MAX_FRAME_BYTES to oneself comes back.
+    // A frame of exactly MAX_FRAME_BYTES is read (no close), but its payload is longer than
+    // any DELIVER can carry within the bound: refused with ERROR PAYLOAD_TOO_LARGE. The largest
+    // payload the relay delivers (PROTOCOL.md 2.1) comes back to its sender.
     let mut raw = f.raw();
     raw.handshake("at-the-bound");
     let target = b"at-the-bound";
@@ -195,15 +197,27 @@ fn case_oversized_header(f: &mut Fixture) {
     };
     assert_eq!(frame.encoded_len(), MAX_FRAME_BYTES);
     raw.write_frame(frame);
+    match raw.next_frame() {
+        Ok(Owned::Error { code, subject }) => {
+            assert_eq!(code, ErrorCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(subject, target);
+        }
+        other => panic!("frame at the bound: expected ERROR PAYLOAD_TOO_LARGE, got {other:?}"),
+    }
+    let largest = vec![7u8; payload_bytes_max(MAX_FRAME_BYTES)];
+    raw.write_frame(Frame::Send {
+        target,
+        payload: &largest,
+    });
     let deadline = Instant::now() + WAIT;
     loop {
         match raw.next_frame_by(deadline) {
             Ok(Owned::Deliver { payload: got, .. }) => {
-                assert_eq!(got, payload);
+                assert_eq!(got, largest);
                 break;
             }
             Ok(Owned::Ping(_)) => {}
-            other => panic!("frame at the bound: expected its DELIVER, got {other:?}"),
+            other => panic!("largest payload: expected its DELIVER, got {other:?}"),
         }
     }
     // An orderly close: the relay answers CLOSE(NORMAL) and ends the stream.

@@ -115,7 +115,14 @@ fn metrics_count_a_round_trip_and_healthz_follows_the_lifecycle() {
     assert_eq!(value(&body, "ringrelay_topics"), 0.0);
     assert_eq!(value(&body, "ringrelay_workers"), 2.0);
     assert_eq!(value(&body, "ringrelay_ready"), 1.0);
-    for reason in ["handoff_overload", "stale_destination", "slow_consumer"] {
+    for reason in [
+        "handoff_overload",
+        "stale_destination",
+        "slow_consumer",
+        "payload_too_large",
+        "link_malformed_forward",
+        "link_closed_with_queue",
+    ] {
         let series = format!("ringrelay_drops_total{{reason=\"{reason}\"}}");
         assert_eq!(value(&body, &series), 0.0);
     }

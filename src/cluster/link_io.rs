@@ -15,10 +15,14 @@ use super::wire::{
 use crate::protocol::StreamDecoder;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Bound on a handshake's wall time (connect, then each read/write).
+/// Bound on a handshake's wall time: the connect, then the whole exchange, however slowly
+/// the peer's bytes trickle in (each read waits only for what is left of it).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on one handshake frame (LINK_HELLO is at most 292 bytes, LINK_AUTH 38; LINK_REFUSE
+/// texts are short): anything larger is refused from its header, before its body is read.
+pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 2048;
 /// Control messages are at most this big (a 4096-row snapshot chunk is about 1.1 MB at the
 /// longest ids).
 pub const CONTROL_FRAME_BYTES_MAX: usize = 4 << 20;
@@ -42,6 +46,8 @@ pub enum LinkError {
     Io(#[from] std::io::Error),
     #[error("peer closed the link")]
     Closed,
+    #[error("handshake not complete within {} ms", HANDSHAKE_TIMEOUT.as_millis())]
+    HandshakeTimeout,
     #[error("bad link frame: {0}")]
     Decode(#[from] LinkDecodeError),
     /// The peer sent LINK_REFUSE.
@@ -110,15 +116,43 @@ pub struct MessageReader {
     /// The last read (or the handshake's leftover); `buf[start..]` is not yet consumed.
     buf: Vec<u8>,
     start: usize,
+    /// Reads fail with [`LinkError::HandshakeTimeout`] from this moment (handshakes only).
+    deadline: Option<Instant>,
 }
 
 impl MessageReader {
+    /// A reader of the control lane (frames up to [`CONTROL_FRAME_BYTES_MAX`]), starting with
+    /// bytes already read past the handshake.
     pub fn new(leftover: Vec<u8>) -> Self {
         MessageReader {
             frames: StreamDecoder::new(CONTROL_FRAME_BYTES_MAX),
             buf: leftover,
             start: 0,
+            deadline: None,
         }
+    }
+
+    /// A reader of one handshake: frames up to [`HANDSHAKE_FRAME_BYTES_MAX`], and every read
+    /// done by `deadline`.
+    fn handshake(deadline: Instant) -> Self {
+        MessageReader {
+            frames: StreamDecoder::new(HANDSHAKE_FRAME_BYTES_MAX),
+            buf: Vec::new(),
+            start: 0,
+            deadline: Some(deadline),
+        }
+    }
+
+    /// Waits for the socket no longer than the deadline allows (none: as the socket is set).
+    fn bound_read(&self, stream: &TcpStream) -> Result<(), LinkError> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LinkError::HandshakeTimeout);
+            }
+            stream.set_read_timeout(Some(left))?;
+        }
+        Ok(())
     }
 
     /// The next message; an error on EOF, I/O error or a frame that does not decode.
@@ -143,6 +177,7 @@ impl MessageReader {
             }
             // A bad kind or flags is refused from the header, before the body is waited for.
             decode_link(self.frames.pending(), CONTROL_FRAME_BYTES_MAX)?;
+            self.bound_read(stream)?;
             self.buf.resize(64 * 1024, 0);
             self.start = 0;
             let read = stream.read(&mut self.buf);
@@ -151,6 +186,15 @@ impl MessageReader {
                 Ok(0) => return Err(LinkError::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if self.deadline.is_some()
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    return Err(LinkError::HandshakeTimeout)
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -236,7 +280,7 @@ pub fn dial(
     set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT))?;
     let our_nonce = new_nonce();
     write_msg(&mut stream, &hello(me, lane, worker, our_nonce))?;
-    let mut reader = MessageReader::new(Vec::new());
+    let mut reader = MessageReader::handshake(Instant::now() + HANDSHAKE_TIMEOUT);
     let peer = match reader.next(&mut stream)? {
         LinkMsg::Hello(h) => h,
         LinkMsg::Refuse(r) => return Err(refused(addr, &r)),
@@ -276,7 +320,7 @@ pub fn dial(
 pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, LinkError> {
     let _ = stream.set_nodelay(true);
     set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT))?;
-    let mut reader = MessageReader::new(Vec::new());
+    let mut reader = MessageReader::handshake(Instant::now() + HANDSHAKE_TIMEOUT);
     let peer = match reader.next(&mut stream) {
         Ok(LinkMsg::Hello(h)) => h,
         Ok(_) => return Err(refuse(&mut stream, REFUSE_MALFORMED, "expected HELLO")),

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod control;
+mod handshake_slots;
 pub mod lane;
 pub mod link_io;
 pub mod membership;

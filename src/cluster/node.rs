@@ -19,6 +19,7 @@ use super::control::{
     ControlConfig, ControlPlane, Input, LinkOrigin, MemberStatus, Output, PeerIdentity,
     WorkerCommand,
 };
+use super::handshake_slots::HandshakeSlots;
 use super::lane::{Command, ControlLane};
 use super::link_io::{accept, dial, Established, LinkError, LinkIdentity, MessageReader};
 use super::membership::LinkId;
@@ -30,7 +31,7 @@ use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendErr
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,8 +43,16 @@ const INPUTS_MAX: usize = 64 * 1024;
 /// Encoded messages queued for one control link's writer before the link is deemed stuck
 /// (full: the link is closed and re-established).
 const WRITER_QUEUE_MAX: usize = 4096;
-/// Handshakes in progress at once on the acceptor; more connections are closed at once.
-pub const HANDSHAKES_MAX: usize = 64;
+/// Handshakes in progress at once on the acceptor; more connections are closed at once. 256:
+/// each is one short-lived thread with a small stack, and every handshake ends within
+/// `HANDSHAKE_TIMEOUT`, so sockets that trickle cannot hold slots for long.
+pub const HANDSHAKES_MAX: usize = 256;
+/// Handshakes in progress from one source address. 32: a joining peer dials its control link
+/// and one data link per worker at once, while one host flooding the port leaves 224 slots to
+/// everyone else.
+pub const HANDSHAKES_PER_SOURCE_MAX: usize = 32;
+/// Stack of a handshake thread: HMAC and a 64 KiB read buffer on the heap need little.
+const HANDSHAKE_THREAD_STACK_BYTES: usize = 256 * 1024;
 /// Inputs the control thread takes per round before it runs its timers again.
 const INPUTS_PER_ROUND_MAX: usize = 1024;
 
@@ -185,56 +194,16 @@ impl<H: ClusterHost> Drop for PanicReport<H> {
     }
 }
 
-/// Counts the acceptor's handshakes in progress, bounded by `max`.
-#[derive(Clone)]
-struct HandshakeSlots {
-    in_progress: Arc<AtomicUsize>,
-    max: usize,
-}
-
-/// One handshake's slot: released when dropped, whether the handshake ran, failed, or its
-/// thread never started (a closure that is never run is dropped too).
-struct HandshakeSlot(Arc<AtomicUsize>);
-
-impl HandshakeSlots {
-    fn new(max: usize) -> HandshakeSlots {
-        HandshakeSlots {
-            in_progress: Arc::new(AtomicUsize::new(0)),
-            max,
-        }
-    }
-
-    /// A slot, or `None` when `max` handshakes are in progress.
-    fn try_acquire(&self) -> Option<HandshakeSlot> {
-        if self.in_progress.fetch_add(1, Ordering::AcqRel) >= self.max {
-            self.in_progress.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(HandshakeSlot(Arc::clone(&self.in_progress)))
-    }
-
-    #[cfg(test)]
-    fn in_progress(&self) -> usize {
-        self.in_progress.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for HandshakeSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 fn accept_loop<H: ClusterHost>(
     listener: TcpListener,
     host: Arc<H>,
     me: LinkIdentity,
     tx: Sender<Incoming>,
 ) {
-    let slots = HandshakeSlots::new(HANDSHAKES_MAX);
+    let slots = HandshakeSlots::new(HANDSHAKES_MAX, HANDSHAKES_PER_SOURCE_MAX);
     while !host.stopping() {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
+        let (stream, source) = match listener.accept() {
+            Ok((s, from)) => (s, from.ip()),
             Err(e) => {
                 if host.stopping() {
                     break;
@@ -244,13 +213,14 @@ fn accept_loop<H: ClusterHost>(
                 continue;
             }
         };
-        let Some(slot) = slots.try_acquire() else {
-            tracing::warn!("too many link handshakes at once: connection dropped");
+        let Some(slot) = slots.try_acquire(source) else {
+            tracing::debug!(%source, "too many link handshakes at once: connection dropped");
             continue;
         };
         let (host, me, tx) = (Arc::clone(&host), me.clone(), tx.clone());
         let spawned = std::thread::Builder::new()
             .name("ringrelay-handshake".into())
+            .stack_size(HANDSHAKE_THREAD_STACK_BYTES)
             .spawn(move || {
                 let _slot = slot;
                 let peer = stream
@@ -704,25 +674,5 @@ mod tests {
         });
         assert!(panicking.join().is_err());
         assert!(host.failed.load(Ordering::Acquire));
-    }
-
-    #[test]
-    fn handshake_slots_are_bounded_and_released_even_when_the_thread_never_runs() {
-        let slots = HandshakeSlots::new(2);
-        let a = slots.try_acquire().expect("first slot");
-        let b = slots.try_acquire().expect("second slot");
-        assert!(slots.try_acquire().is_none(), "bounded at max");
-        assert_eq!(slots.in_progress(), 2);
-        drop(a);
-        assert_eq!(slots.in_progress(), 1);
-        // What a failed spawn does: the closure owning the slot is dropped, never run.
-        let never_run = move || drop(b);
-        drop(never_run);
-        assert_eq!(slots.in_progress(), 0);
-        let many: Vec<_> = (0..2).map(|_| slots.try_acquire()).collect();
-        assert!(
-            many.iter().all(Option::is_some),
-            "released slots are reusable"
-        );
     }
 }

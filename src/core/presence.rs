@@ -1,9 +1,11 @@
 //! Presence watches: watched client id -> the connections that watch it.
 //!
 //! Control path only (WATCH/UNWATCH, registration, close), so a mutex is fine here; the lock
-//! is never taken per message.
+//! is never taken per message. A watched id's list holds one entry per watching connection;
+//! its `contains` scan is bounded by the connections that watch that one id.
 
 use super::location::Location;
+use super::topics::TableFull;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -23,11 +25,26 @@ impl PresenceTable {
     }
 
     pub fn watch(&self, watched: &[u8], watcher: Location) {
+        let _ = self.watch_within(watched, watcher, usize::MAX);
+    }
+
+    /// [`Self::watch`], unless `watched` is new and the table already holds `watched_ids_max`
+    /// ids: then nothing changes and `Err(TableFull)` comes back.
+    pub fn watch_within(
+        &self,
+        watched: &[u8],
+        watcher: Location,
+        watched_ids_max: usize,
+    ) -> Result<(), TableFull> {
         let mut map = self.lock();
+        if !map.contains_key(watched) && map.len() >= watched_ids_max {
+            return Err(TableFull);
+        }
         let list = map.entry(watched.into()).or_default();
         if !list.contains(&watcher) {
             list.push(watcher);
         }
+        Ok(())
     }
 
     pub fn unwatch(&self, watched: &[u8], watcher: Location) {

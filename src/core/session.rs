@@ -13,6 +13,8 @@ pub struct SessionConfig {
     pub handshake_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub heartbeat_misses_max: u32,
+    /// A frame whose first bytes arrived must be complete within this time (slow-loris).
+    pub frame_complete_timeout_ms: u64,
     /// HELLO must carry exactly this token when set.
     pub token: Option<Box<[u8]>>,
 }
@@ -23,6 +25,7 @@ impl SessionConfig {
             handshake_timeout_ms: cfg.handshake_timeout_ms,
             heartbeat_interval_ms: cfg.heartbeat_interval_ms,
             heartbeat_misses_max: cfg.heartbeat_misses_max,
+            frame_complete_timeout_ms: cfg.frame_complete_timeout_ms,
             token: cfg.token.as_ref().map(|t| t.as_bytes().into()),
         }
     }
@@ -102,6 +105,9 @@ pub struct Session {
     last_ping_ms: u64,
     pings_unanswered: u32,
     ping_nonce: u64,
+    /// When the first bytes of the frame still being received arrived (`None`: no frame in
+    /// progress).
+    frame_started_ms: Option<u64>,
 }
 
 impl Session {
@@ -113,6 +119,7 @@ impl Session {
             last_ping_ms: 0,
             pings_unanswered: 0,
             ping_nonce: 0,
+            frame_started_ms: None,
         }
     }
 
@@ -136,6 +143,18 @@ impl Session {
         self.pings_unanswered = 0;
     }
 
+    /// The end of one receive: whether it completed at least one frame, and whether a frame
+    /// is left unfinished. The clock of `frame_complete_timeout_ms` runs from the first bytes
+    /// of the unfinished frame; a completed frame restarts it (the stream moves on).
+    pub fn on_receive_end(&mut self, now_ms: u64, completed_frames: bool, frame_pending: bool) {
+        self.frame_started_ms = match (frame_pending, completed_frames, self.frame_started_ms) {
+            (false, _, _) => None,
+            (true, true, _) | (true, false, None) => Some(now_ms),
+            (true, false, Some(started_ms)) => Some(started_ms),
+        };
+    }
+
+    #[inline]
     pub fn on_frame<'a>(&mut self, frame: Frame<'a>, cfg: &SessionConfig) -> SessionEvent<'a> {
         match self.phase {
             Phase::Closed => SessionEvent::None,
@@ -144,6 +163,7 @@ impl Session {
         }
     }
 
+    #[inline(never)]
     fn on_handshake_frame<'a>(
         &mut self,
         frame: Frame<'a>,
@@ -175,6 +195,7 @@ impl Session {
         SessionEvent::Register { client_id }
     }
 
+    #[inline]
     fn on_open_frame<'a>(&mut self, frame: Frame<'a>) -> SessionEvent<'a> {
         match frame {
             Frame::Send { target, payload } => SessionEvent::Send { target, payload },
@@ -207,6 +228,17 @@ impl Session {
 
     /// Timer tick: handshake deadline and heartbeat.
     pub fn on_tick(&mut self, now_ms: u64, cfg: &SessionConfig) -> TickAction {
+        if self.phase != Phase::Closed {
+            if let Some(started_ms) = self.frame_started_ms {
+                if now_ms.saturating_sub(started_ms) >= cfg.frame_complete_timeout_ms {
+                    self.phase = Phase::Closed;
+                    return TickAction::Close {
+                        reason: CloseReason::FRAME_TIMEOUT,
+                        text: "frame not completed within frame_complete_timeout_ms",
+                    };
+                }
+            }
+        }
         match self.phase {
             Phase::Closed => TickAction::None,
             Phase::AwaitingHello => {
@@ -263,6 +295,7 @@ mod tests {
             handshake_timeout_ms: 100,
             heartbeat_interval_ms: 1000,
             heartbeat_misses_max: 2,
+            frame_complete_timeout_ms: 1000,
             token: Some(b"tok".as_slice().into()),
         }
     }

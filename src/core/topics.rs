@@ -35,7 +35,9 @@ impl QueueGroup {
 #[derive(Debug, Default)]
 pub struct TopicEntry {
     pub plain: Box<[Location]>,
-    pub groups: Box<[QueueGroup]>,
+    /// Shared between an entry and the copy that replaces it: a change rebuilds only the
+    /// group it touches, so a topic with many groups costs one pointer copy per other group.
+    pub groups: Box<[Arc<QueueGroup>]>,
 }
 
 impl TopicEntry {
@@ -54,7 +56,7 @@ impl TopicEntry {
 
     fn with_added(&self, group: &[u8], who: Location) -> TopicEntry {
         let mut plain = self.plain.to_vec();
-        let mut groups = self.clone_groups();
+        let mut groups = self.groups.to_vec();
         if group.is_empty() {
             if !plain.contains(&who) {
                 plain.push(who);
@@ -63,14 +65,14 @@ impl TopicEntry {
             if !g.members.contains(&who) {
                 let mut members = g.members.to_vec();
                 members.push(who);
-                g.members = members.into();
+                *g = Arc::new(g.with_members(members.into()));
             }
         } else {
-            groups.push(QueueGroup {
+            groups.push(Arc::new(QueueGroup {
                 name: group.into(),
                 members: Box::new([who]),
                 next: AtomicUsize::new(0),
-            });
+            }));
         }
         TopicEntry {
             plain: plain.into(),
@@ -84,10 +86,11 @@ impl TopicEntry {
         } else {
             self.plain.to_vec()
         };
-        let mut groups = self.clone_groups();
+        let mut groups = self.groups.to_vec();
         if !group.is_empty() {
             for g in groups.iter_mut().filter(|g| &*g.name == group) {
-                g.members = g.members.iter().copied().filter(|l| *l != who).collect();
+                let members = g.members.iter().copied().filter(|l| *l != who).collect();
+                *g = Arc::new(g.with_members(members));
             }
             groups.retain(|g| !g.members.is_empty());
         }
@@ -96,18 +99,22 @@ impl TopicEntry {
             groups: groups.into(),
         }
     }
+}
 
-    fn clone_groups(&self) -> Vec<QueueGroup> {
-        self.groups
-            .iter()
-            .map(|g| QueueGroup {
-                name: g.name.clone(),
-                members: g.members.clone(),
-                next: AtomicUsize::new(g.next.load(Ordering::Relaxed)),
-            })
-            .collect()
+impl QueueGroup {
+    /// The same group with other members (the round-robin cursor carries over).
+    fn with_members(&self, members: Box<[Location]>) -> QueueGroup {
+        QueueGroup {
+            name: self.name.clone(),
+            members,
+            next: AtomicUsize::new(self.next.load(Ordering::Relaxed)),
+        }
     }
 }
+
+/// A table is at its configured size limit; nothing was added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableFull;
 
 /// A (topic, queue group) pair; the group is empty for plain subscribers.
 pub type TopicGroup = (Box<[u8]>, Box<[u8]>);
@@ -144,24 +151,47 @@ impl TopicTable {
     /// Adds a subscriber; returns whether it is the first one of (topic, group) on this node
     /// (the cluster then tells peers about the interest).
     pub fn subscribe(&self, topic: &[u8], group: &[u8], who: Location) -> bool {
-        self.update(topic, group, |e| e.with_added(group, who))
+        self.subscribe_within(topic, group, who, usize::MAX)
+            .unwrap_or(false)
+    }
+
+    /// [`Self::subscribe`], unless `topic` is new and the table already holds `topics_max`
+    /// topics: then nothing changes and `Err(TableFull)` comes back.
+    pub fn subscribe_within(
+        &self,
+        topic: &[u8],
+        group: &[u8],
+        who: Location,
+        topics_max: usize,
+    ) -> Result<bool, TableFull> {
+        let _writer = self.lock_writer();
+        let guard = self.entries.guard();
+        if self.entries.get(topic, &guard).is_none() && self.entries.len() >= topics_max {
+            return Err(TableFull);
+        }
+        drop(guard);
+        Ok(self.update_locked(topic, group, |e| e.with_added(group, who)))
     }
 
     /// Removes a subscriber; returns whether it was the last one of (topic, group) here.
     pub fn unsubscribe(&self, topic: &[u8], group: &[u8], who: Location) -> bool {
-        self.update(topic, group, |e| e.with_removed(group, who))
+        let _writer = self.lock_writer();
+        self.update_locked(topic, group, |e| e.with_removed(group, who))
     }
 
-    /// Applies `change` and returns whether (topic, group) went from no subscriber to some or
-    /// back.
-    fn update(
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A poisoned lock only means another writer panicked; the map itself is consistent.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `change` (the writer lock is held) and returns whether (topic, group) went
+    /// from no subscriber to some or back.
+    fn update_locked(
         &self,
         topic: &[u8],
         group: &[u8],
         change: impl FnOnce(&TopicEntry) -> TopicEntry,
     ) -> bool {
-        // A poisoned lock only means another writer panicked; the map itself is consistent.
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let guard = self.entries.guard();
         let empty = TopicEntry::default();
         let current = self

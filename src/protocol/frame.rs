@@ -82,6 +82,12 @@ impl ErrorCode {
     pub const INVALID_REQUEST: ErrorCode = ErrorCode(3);
     /// The id lives on another node that this node has no working link to (dropped).
     pub const UNREACHABLE: ErrorCode = ErrorCode(4);
+    /// A SUBSCRIBE or WATCH was refused at a configured limit; the text names the setting.
+    /// A second refusal on the same connection closes it with `LIMIT_EXCEEDED`.
+    pub const LIMIT_EXCEEDED: ErrorCode = ErrorCode(5);
+    /// A SEND or PUBLISH payload was longer than the largest payload the relay delivers
+    /// (`max_frame_bytes` minus [`crate::protocol::DELIVER_OVERHEAD_MAX`]); dropped.
+    pub const PAYLOAD_TOO_LARGE: ErrorCode = ErrorCode(6);
 }
 
 /// Reasons carried by CLOSE frames; the sender closes the connection after it.
@@ -112,6 +118,13 @@ impl CloseReason {
     pub const SHUTDOWN: CloseReason = CloseReason(10);
     /// The worker that accepted the connection is at `connections_per_worker_max`.
     pub const CONNECTION_LIMIT: CloseReason = CloseReason(11);
+    /// The connection was refused at a limit a second time (see ErrorCode `LIMIT_EXCEEDED`).
+    pub const LIMIT_EXCEEDED: CloseReason = CloseReason(12);
+    /// The node was not ready (still joining its cluster) and the connection sent more
+    /// frames after HELLO than the relay holds until WELCOME.
+    pub const NOT_READY: CloseReason = CloseReason(13);
+    /// A frame whose first bytes arrived was not complete within `frame_complete_timeout_ms`.
+    pub const FRAME_TIMEOUT: CloseReason = CloseReason(14);
 
     pub fn name(self) -> &'static str {
         match self.0 {
@@ -127,6 +140,9 @@ impl CloseReason {
             9 => "frame too large",
             10 => "shutdown",
             11 => "connection limit",
+            12 => "limit exceeded",
+            13 => "not ready",
+            14 => "frame timeout",
             _ => "unknown reason",
         }
     }

@@ -18,6 +18,7 @@ mod codec;
 mod frame;
 mod reader;
 mod stream;
+mod walk;
 
 pub use codec::{
     decode, encode_deliver, encode_deliver_header, frame_len_for_deliver, hello, Decoded,
@@ -25,6 +26,7 @@ pub use codec::{
 pub use frame::{CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind};
 pub use reader::FrameReader;
 pub use stream::{FrameTooLarge, StreamDecoder};
+pub use walk::FrameWalk;
 
 /// The protocol version spoken by this build. HELLO with any other version is refused with
 /// [`CloseReason::UnsupportedVersion`].
@@ -44,6 +46,24 @@ pub const CLIENT_ID_LEN_MAX: usize = 255;
 pub const TOPIC_LEN_MAX: usize = 255;
 /// Tokens are at most 1 KiB.
 pub const TOKEN_LEN_MAX: usize = 1024;
+
+/// The largest HELLO on the wire: header, version, the longest id and the longest token with
+/// their lengths (6 + 2 + 1 + 255 + 2 + 1024 = 1290). Before HELLO is accepted the relay
+/// refuses any frame larger than this from its header, so an unauthenticated socket can make
+/// it buffer no more than this.
+pub const HELLO_FRAME_BYTES_MAX: usize = HEADER_LEN + 2 + 1 + CLIENT_ID_LEN_MAX + 2 + TOKEN_LEN_MAX;
+
+/// Bytes a DELIVER adds around its payload at most: the header, the sender id and the topic
+/// with their length bytes (6 + 1 + 255 + 1 + 255). The relay delivers payloads of at most
+/// `max_frame_bytes - DELIVER_OVERHEAD_MAX` bytes, so every DELIVER fits in the frame size it
+/// announced in WELCOME; a longer SEND or PUBLISH payload is refused (ERROR
+/// `PAYLOAD_TOO_LARGE`).
+pub const DELIVER_OVERHEAD_MAX: usize = HEADER_LEN + 1 + CLIENT_ID_LEN_MAX + 1 + TOPIC_LEN_MAX;
+
+/// The largest payload a relay announcing `max_frame_bytes` delivers.
+pub const fn payload_bytes_max(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_sub(DELIVER_OVERHEAD_MAX)
+}
 
 /// PUBLISH flag: do not deliver to the publishing connection (broadcast to all but sender).
 pub const FLAG_NO_ECHO: u8 = 0x01;

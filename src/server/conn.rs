@@ -3,7 +3,7 @@
 
 use super::uring::Outgoing;
 use crate::core::ConnRelay;
-use crate::protocol::StreamDecoder;
+use crate::protocol::{FrameWalk, StreamDecoder};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -54,6 +54,9 @@ pub struct Conn {
     pub close_deadline_ms: u64,
     /// Set when this socket is a data link to or from another node, not a client.
     pub link: Option<LinkRole>,
+    /// Outbound links: where the bytes handed to the kernel so far end in the frame stream
+    /// (mid-frame after a partial send), so the messages a dying link takes can be counted.
+    pub link_walk: FrameWalk,
 }
 
 /// A data link's peer and direction.
@@ -71,6 +74,40 @@ impl Conn {
 
     pub fn accepts_frames(&self) -> bool {
         self.state == ConnState::Open && !self.close_requested
+    }
+
+    /// Takes `sent` bytes off the front of `outgoing` (a send completed). An outbound link
+    /// follows the frame stream through a partial send; a whole batch always ends between
+    /// frames, so a complete send needs no walk.
+    pub fn consume_sent(&mut self, outgoing: &mut Outgoing, sent: usize) {
+        let is_link = self.link.is_some_and(|l| l.outbound);
+        if !is_link {
+            outgoing.advance(sent);
+        } else if sent >= outgoing.remaining_bytes() {
+            outgoing.advance(sent);
+            self.link_walk = FrameWalk::default();
+        } else {
+            let walk = &mut self.link_walk;
+            outgoing.consume(sent, |bytes| {
+                walk.feed(bytes);
+            });
+        }
+    }
+
+    /// Messages queued on this outbound link and not wholly handed to the kernel: the frame a
+    /// partial send left unfinished, and every frame in `in_flight` (a send that came back
+    /// failed), `unsent`, `segments` and `out`, in wire order. 0 for other connections.
+    pub fn queued_link_messages(&self, in_flight: Option<&Outgoing>) -> u64 {
+        if !self.link.is_some_and(|l| l.outbound) {
+            return 0;
+        }
+        let mut walk = self.link_walk;
+        let mut lost = u64::from(!walk.at_boundary());
+        for pending in in_flight.into_iter().chain(self.unsent.as_ref()) {
+            lost += pending.chunks().map(|b| walk.feed(b)).sum::<u64>();
+        }
+        lost += self.segments.iter().map(|b| walk.feed(b)).sum::<u64>();
+        lost + walk.feed(&self.out)
     }
 }
 
@@ -133,6 +170,7 @@ impl Slab {
             close_text: None,
             close_deadline_ms: 0,
             link: None,
+            link_walk: FrameWalk::default(),
         });
         Some(slot)
     }
@@ -158,6 +196,7 @@ impl Slab {
         c.dirty = false;
         c.close_text = None;
         c.link = None;
+        c.link_walk = FrameWalk::default();
         self.free.push(slot);
         self.open_count -= 1;
     }
@@ -169,5 +208,88 @@ impl Slab {
             Some(c) if c.generation == generation && c.state != ConnState::Free => Some(c),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Frame;
+
+    /// `n` frames of different sizes, and the offset where each ends.
+    fn frames(n: usize) -> (Vec<u8>, Vec<usize>) {
+        let mut out = Vec::new();
+        let mut ends = Vec::new();
+        for i in 0..n {
+            let payload = vec![1u8; 3 + i * 7];
+            Frame::Send {
+                target: b"x",
+                payload: &payload,
+            }
+            .encode(&mut out)
+            .unwrap();
+            ends.push(out.len());
+        }
+        (out, ends)
+    }
+
+    fn outbound_link() -> Slab {
+        let mut slab = Slab::new(1);
+        let slot = slab.insert(-1, ConnRelay::default(), 1 << 20).unwrap();
+        slab.conns[slot as usize].link = Some(LinkRole {
+            node: 2,
+            outbound: true,
+        });
+        slab
+    }
+
+    #[test]
+    fn a_dying_link_counts_every_message_not_wholly_sent_whatever_the_partial_sends() {
+        let (batch, ends) = frames(6);
+        let (later, _) = frames(3);
+        for cut in 0..=batch.len() {
+            let mut slab = outbound_link();
+            let c = &mut slab.conns[0];
+            let mut outgoing = Outgoing::Plain {
+                bytes: batch.clone(),
+                offset: 0,
+            };
+            // Two partial sends ending at `cut`, then the rest waits; more frames queued.
+            let first = cut / 2;
+            c.consume_sent(&mut outgoing, first);
+            c.consume_sent(&mut outgoing, cut - first);
+            c.out = later.clone();
+            let wholly_sent = ends.iter().filter(|&&e| e <= cut).count() as u64;
+            let want = 6 - wholly_sent + 3;
+            if cut < batch.len() {
+                c.unsent = Some(outgoing);
+                assert_eq!(c.queued_link_messages(None), want, "cut at {cut}");
+            } else {
+                assert_eq!(c.queued_link_messages(Some(&outgoing)), want);
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_send_in_flight_counts_with_the_segments_and_out() {
+        let (batch, _) = frames(4);
+        let mut slab = outbound_link();
+        let c = &mut slab.conns[0];
+        let in_flight = Outgoing::Gathered(vec![
+            Bytes::copy_from_slice(&batch[..10]),
+            Bytes::copy_from_slice(&batch[10..]),
+        ]);
+        c.segments.push_back(Bytes::from(frames(2).0));
+        c.out = frames(1).0;
+        assert_eq!(c.queued_link_messages(Some(&in_flight)), 4 + 2 + 1);
+        c.link = Some(LinkRole {
+            node: 2,
+            outbound: false,
+        });
+        assert_eq!(
+            c.queued_link_messages(Some(&in_flight)),
+            0,
+            "inbound: nothing"
+        );
     }
 }

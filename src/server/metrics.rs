@@ -274,7 +274,6 @@ fn labelled_counter<'v>(
 
 impl Collector for RelayCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s = &self.shared;
         let open = self.sum(|b| &b.connections_open) as i64;
         gauge(
             &mut e,
@@ -326,8 +325,17 @@ impl Collector for RelayCollector {
              another worker).",
             self.sum(|b| &b.deliveries),
         )?;
+        self.encode_drops_and_links(&mut e)?;
+        self.encode_loops_and_tables(&mut e)
+    }
+}
+
+impl RelayCollector {
+    /// Drops by reason, refusals, cluster forwarding and the closes that count as failures.
+    fn encode_drops_and_links(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.shared;
         labelled_counter(
-            &mut e,
+            e,
             "drops",
             "Frames dropped, by reason.",
             "reason",
@@ -338,16 +346,32 @@ impl Collector for RelayCollector {
                 ("slow_consumer", self.sum(|b| &b.slow_consumer_drops)),
                 ("forward_no_link_or_full", self.sum(|b| &b.forward_drops)),
                 ("forwarded_target_gone", self.sum(|b| &b.forwarded_in_stale)),
+                (
+                    "payload_too_large",
+                    self.sum(|b| &b.payload_too_large_drops),
+                ),
+                (
+                    "link_malformed_forward",
+                    self.sum(|b| &b.link_bad_frame_drops),
+                ),
+                ("link_closed_with_queue", self.sum(|b| &b.link_loss_drops)),
             ],
         )?;
         counter(
-            &mut e,
+            e,
+            "limit_refusals",
+            "SUBSCRIBE and WATCH requests refused at a configured limit (ERROR or CLOSE \
+             LIMIT_EXCEEDED).",
+            self.sum(|b| &b.limit_refusals),
+        )?;
+        counter(
+            e,
             "forwarded_out",
             "Messages forwarded to another cluster node over a data link.",
             self.sum(|b| &b.forwarded_out),
         )?;
         counter(
-            &mut e,
+            e,
             "forwarded_in",
             "Messages received from other cluster nodes over data links.",
             self.sum(|b| &b.forwarded_in),
@@ -357,22 +381,28 @@ impl Collector for RelayCollector {
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default();
-        labelled_gauge_states(&mut e, &peers)?;
+        labelled_gauge_states(e, &peers)?;
         counter(
-            &mut e,
+            e,
             "slow_consumer_closes",
             "Connections closed for exceeding pending_bytes_max.",
             self.sum(|b| &b.slow_consumer_closes),
         )?;
         counter(
-            &mut e,
+            e,
             "protocol_error_closes",
             "Connections closed for a protocol error, failed handshake or handshake timeout.",
             self.sum(|b| &b.protocol_error_closes),
         )?;
+        Ok(())
+    }
+
+    /// Per-worker loop statistics and the sizes of the shared tables.
+    fn encode_loops_and_tables(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.shared;
         let workers: Vec<String> = (0..s.stats.len()).map(|w| w.to_string()).collect();
         labelled_counter(
-            &mut e,
+            e,
             "loop_iterations",
             "io_uring loop iterations, by worker.",
             "worker",
@@ -404,25 +434,25 @@ impl Collector for RelayCollector {
                 .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
         gauge(
-            &mut e,
+            e,
             "registered_clients",
             "Client ids in the location table of this node.",
             s.tables.locations.len() as i64,
         )?;
         gauge(
-            &mut e,
+            e,
             "topics",
             "Topics with at least one subscriber.",
             s.tables.topics.len() as i64,
         )?;
         gauge(
-            &mut e,
+            e,
             "workers",
             "Worker threads (io_uring loops).",
             s.stats.len() as i64,
         )?;
         gauge(
-            &mut e,
+            e,
             "ready",
             "1 while the node accepts clients (as /healthz), else 0.",
             is_ready(s) as i64,

@@ -49,6 +49,14 @@ pub struct StatsSnapshot {
     pub slow_consumer_closes: u64,
     pub protocol_error_closes: u64,
     pub handoff_drops: u64,
+    /// SUBSCRIBEs and WATCHes refused at a configured limit.
+    pub limit_refusals: u64,
+    /// SEND and PUBLISH frames dropped for a payload longer than the relay delivers.
+    pub payload_too_large_drops: u64,
+    /// Forwarded messages dropped for a malformed frame on a data link.
+    pub link_bad_frame_drops: u64,
+    /// Messages queued on an outbound data link when it closed.
+    pub link_loss_drops: u64,
 }
 
 /// State shared by every worker of one node.

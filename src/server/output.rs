@@ -67,6 +67,8 @@ impl Output for Deliverer<'_> {
             Counter::ProtocolErrorClose => &stats.protocol_error_closes,
             Counter::ForwardedIn => &stats.forwarded_in,
             Counter::ForwardedInStale => &stats.forwarded_in_stale,
+            Counter::LimitRefused => &stats.limit_refusals,
+            Counter::PayloadTooLarge => &stats.payload_too_large_drops,
         };
         bump(field, 1);
     }

@@ -10,8 +10,8 @@ use std::ops::RangeInclusive;
 pub enum Reassembled<'d> {
     /// Every byte was consumed (an unfinished tail, if any, is buffered in the decoder).
     Drained,
-    /// The frame handler asked to stop (the connection is closing).
-    Halted,
+    /// The frame handler asked to stop; `rest` is what it did not see of `data`.
+    Halted { rest: &'d [u8] },
     /// An unfinished frame in the diversion band starts at `head`, nothing of it buffered.
     Divert { head: &'d [u8], frame_bytes: usize },
 }
@@ -54,7 +54,7 @@ pub fn reassemble<'d>(
         match decoder.next(&mut data)? {
             Some(frame) => {
                 if !on_frame(frame) {
-                    return Ok(Reassembled::Halted);
+                    return Ok(Reassembled::Halted { rest: data });
                 }
             }
             None => return Ok(Reassembled::Drained),
@@ -154,7 +154,7 @@ mod tests {
             frames += 1;
             false
         });
-        assert!(matches!(r, Ok(Reassembled::Halted)));
+        assert!(matches!(r, Ok(Reassembled::Halted { .. })));
         assert_eq!(frames, 1);
     }
 

@@ -23,6 +23,16 @@ pub struct WorkerStats {
     pub forwarded_in: AtomicU64,
     /// Forwarded SENDs whose target was no longer a client here (moved or left in flight).
     pub forwarded_in_stale: AtomicU64,
+    /// SUBSCRIBEs and WATCHes refused at a configured limit.
+    pub limit_refusals: AtomicU64,
+    /// SEND and PUBLISH frames dropped: payload longer than the relay delivers.
+    pub payload_too_large_drops: AtomicU64,
+    /// Forwarded messages dropped because their frame on a data link was malformed (the
+    /// link stays up).
+    pub link_bad_frame_drops: AtomicU64,
+    /// Messages queued on an outbound data link when it closed (never handed to the kernel,
+    /// or only partly).
+    pub link_loss_drops: AtomicU64,
     pub loop_iterations: AtomicU64,
     /// Frames decoded from clients, by kind (index: [`kind_index`]).
     pub frames_in_by_kind: [AtomicU64; KINDS],
@@ -106,6 +116,10 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.slow_consumer_closes += get(&b.slow_consumer_closes);
         s.protocol_error_closes += get(&b.protocol_error_closes);
         s.handoff_drops += get(&b.handoff_drops);
+        s.limit_refusals += get(&b.limit_refusals);
+        s.payload_too_large_drops += get(&b.payload_too_large_drops);
+        s.link_bad_frame_drops += get(&b.link_bad_frame_drops);
+        s.link_loss_drops += get(&b.link_loss_drops);
     }
     s
 }

@@ -74,7 +74,11 @@ pub struct Worker {
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
 fn tick_ms_for(cfg: &crate::config::Config) -> u64 {
-    (cfg.heartbeat_interval_ms.min(cfg.handshake_timeout_ms) / 4).clamp(10, 250)
+    let shortest_ms = cfg
+        .heartbeat_interval_ms
+        .min(cfg.handshake_timeout_ms)
+        .min(cfg.frame_complete_timeout_ms);
+    (shortest_ms / 4).clamp(10, 250)
 }
 
 impl Worker {
@@ -197,8 +201,8 @@ impl Worker {
                 slot,
                 generation,
                 result,
-                rest,
-            } => self.on_send(slot, generation, result, rest),
+                outgoing,
+            } => self.on_send(slot, generation, result, outgoing),
             Completion::RecvExact {
                 slot,
                 generation,

@@ -8,9 +8,13 @@ use super::super::deliver::Deliverer;
 use super::super::reassemble::{reassemble, Reassembled};
 use super::super::stats::{bump, kind_index};
 use super::Worker;
-use crate::cluster::wire::{decode_data, DataFrame, DecodedData};
+use crate::cluster::wire::{decode_data, DataFrame, DecodedData, LinkDecodeError};
+use crate::core::session::Phase;
 use crate::core::{ConnRelay, Engine, Guards, Location};
-use crate::protocol::{decode, CloseReason, DecodeError, Decoded};
+use crate::protocol::{
+    decode, CloseReason, DecodeError, Decoded, StreamDecoder, HELLO_FRAME_BYTES_MAX,
+};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 /// Link frames carry a client frame's payload plus ids and topic: this much room on top of
@@ -61,62 +65,32 @@ impl Worker {
 
     /// Decodes every whole frame of a client's receive (continuing one that straddled the
     /// previous buffer) and applies it; diverts a large unfinished frame (zero-copy path).
+    /// Until HELLO is accepted the frame bound is [`HELLO_FRAME_BYTES_MAX`] and nothing is
+    /// diverted: an unauthenticated socket can make the relay hold at most one HELLO.
     pub(super) fn on_client_bytes(&mut self, slot: u32, data: &[u8]) {
         let cfg = &self.shared.config;
         let band = cfg.zero_copy_threshold_bytes..=cfg.zero_copy_max_bytes;
         let max_frame_bytes = cfg.max_frame_bytes;
         let mut decoder = std::mem::take(&mut self.slab.conns[slot as usize].decoder);
         let mut diverted = None;
+        let now_ms = self.now_ms;
         self.with_client_batch(slot, |engine, relay, guards, scratch, sink| {
-            let at = Location {
-                node: engine.tables.node_id,
-                worker: sink.worker,
+            let rx = ClientReceive {
                 slot,
-                generation: sink.origin_generation,
+                max_frame_bytes,
+                band: &band,
+                now_ms,
             };
-            let stats = sink.stats;
-            let mut failed = None;
-            let result = reassemble(&mut decoder, data, Some(&band), |bytes| {
-                if !sink.slab.conns[slot as usize].accepts_frames() {
-                    return false;
-                }
-                match decode(bytes, max_frame_bytes) {
-                    Ok(Decoded::Frame { frame, .. }) => {
-                        bump(&stats.frames_in, 1);
-                        bump(&stats.frames_in_by_kind[kind_index(frame.kind())], 1);
-                        engine.on_frame(relay, at, guards, frame, scratch, sink);
-                        true
-                    }
-                    Ok(Decoded::NeedMore { .. }) => {
-                        debug_assert!(false, "a whole frame decoded as incomplete");
-                        true
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
-                }
-            });
-            match result {
-                Err(too_large) => failed = Some(too_large.into()),
-                Ok(Reassembled::Divert { head, frame_bytes }) => {
-                    // The header is checked (kind, flags) before the body is waited for.
-                    match decode(head, max_frame_bytes) {
-                        Err(e) => failed = Some(e),
-                        Ok(_) => diverted = Some((head, frame_bytes)),
-                    }
-                }
-                Ok(Reassembled::Drained) => {
-                    // Refuse a bad kind or flags from a buffered header at once.
-                    if let Err(e) = decode(decoder.pending(), max_frame_bytes) {
-                        failed = Some(e);
-                    }
-                }
-                Ok(Reassembled::Halted) => {}
-            }
-            if failed.is_some() {
-                decoder.clear();
-            }
+            let mut conn = ConnDecode {
+                engine,
+                relay,
+                guards,
+                scratch,
+                sink,
+                decoder: &mut decoder,
+            };
+            let (failed, divert) = conn.decode_receive(&rx, data);
+            diverted = divert;
             failed
         });
         let c = &mut self.slab.conns[slot as usize];
@@ -164,8 +138,10 @@ impl Worker {
         };
         let take = (c.large_frame_bytes - large.len()).min(data.len());
         large.extend_from_slice(&data[..take]);
+        let complete = large.len() == c.large_frame_bytes;
         engine.on_receive(&mut c.relay, self.now_ms);
-        if large.len() == c.large_frame_bytes {
+        engine.on_receive_end(&mut c.relay, self.now_ms, complete, !complete);
+        if complete {
             if let Some(buf) = c.large.take() {
                 self.dispatch_large(slot, buf);
             }
@@ -223,6 +199,7 @@ impl Worker {
         let guards = shared.tables.guards();
         let mut sink = self.deliverer(slot, generation);
         let mut failed = None;
+        let mut bad_frames = 0u64;
         let result = reassemble(&mut decoder, data, None, |bytes| {
             match decode_data(bytes, max_frame_bytes) {
                 Ok(DecodedData::Frame { frame, .. }) => match frame {
@@ -243,6 +220,13 @@ impl Worker {
                 Ok(DecodedData::NeedMore { .. }) => {
                     debug_assert!(false, "a whole link frame decoded as incomplete");
                 }
+                Err(LinkDecodeError::Malformed(what)) => {
+                    // The frame was cut by its header's length, so the stream is still in
+                    // step: drop this one message (counted), keep the link and everyone
+                    // else's forwards on it.
+                    bad_frames += 1;
+                    tracing::debug!(worker = sink.worker, "dropping a malformed forward: {what}");
+                }
                 Err(e) => {
                     failed = Some(e.to_string());
                     return false;
@@ -251,11 +235,16 @@ impl Worker {
             true
         });
         drop(sink);
+        bump(
+            &self.shared.stats[self.index as usize].link_bad_frame_drops,
+            bad_frames,
+        );
         let failed = match result {
             Err(e) => Some(e.to_string()),
             Ok(_) => failed.or_else(|| {
                 decode_data(decoder.pending(), max_frame_bytes)
                     .err()
+                    .filter(|e| !matches!(e, LinkDecodeError::Malformed(_)))
                     .map(|e| e.to_string())
             }),
         };
@@ -271,5 +260,127 @@ impl Worker {
             );
         }
         self.slab.conns[slot as usize].decoder = decoder;
+    }
+}
+
+/// The settings of one client receive.
+struct ClientReceive<'b> {
+    slot: u32,
+    max_frame_bytes: usize,
+    band: &'b RangeInclusive<usize>,
+    now_ms: u64,
+}
+
+/// One client connection while a receive of it is decoded and applied.
+struct ConnDecode<'e, 'r, 's, 'w> {
+    engine: Engine<'e>,
+    relay: &'r mut ConnRelay,
+    guards: &'r Guards<'e>,
+    scratch: &'r mut Vec<Location>,
+    sink: &'r mut Deliverer<'w>,
+    decoder: &'s mut StreamDecoder,
+}
+
+impl ConnDecode<'_, '_, '_, '_> {
+    /// Applies every whole frame of `data`; returns the decode error that must close the
+    /// connection, if any, and an unfinished large frame to divert (its head, its size).
+    fn decode_receive<'d>(
+        &mut self,
+        rx: &ClientReceive<'_>,
+        mut data: &'d [u8],
+    ) -> (Option<DecodeError>, Option<(&'d [u8], usize)>) {
+        let at = Location {
+            node: self.engine.tables.node_id,
+            worker: self.sink.worker,
+            slot: rx.slot,
+            generation: self.sink.origin_generation,
+        };
+        let mut completed_frames = false;
+        let mut failed = None;
+        let mut diverted = None;
+        loop {
+            let awaiting_hello = self.relay.phase() == Phase::AwaitingHello;
+            self.decoder.set_max_frame_bytes(if awaiting_hello {
+                HELLO_FRAME_BYTES_MAX.min(rx.max_frame_bytes)
+            } else {
+                rx.max_frame_bytes
+            });
+            let divert = (!awaiting_hello).then_some(rx.band);
+            let (engine, relay, guards, scratch) = (
+                self.engine,
+                &mut *self.relay,
+                self.guards,
+                &mut *self.scratch,
+            );
+            let sink = &mut *self.sink;
+            let result = reassemble(self.decoder, data, divert, |bytes| {
+                if !sink.slab.conns[rx.slot as usize].accepts_frames() {
+                    return false;
+                }
+                match decode(bytes, rx.max_frame_bytes) {
+                    Ok(Decoded::Frame { frame, .. }) => {
+                        bump(&sink.stats.frames_in, 1);
+                        bump(&sink.stats.frames_in_by_kind[kind_index(frame.kind())], 1);
+                        completed_frames = true;
+                        engine.on_frame(relay, at, guards, frame, scratch, sink);
+                        // HELLO accepted: stop, so the full bound applies to what follows.
+                        !(awaiting_hello && relay.phase() != Phase::AwaitingHello)
+                    }
+                    Ok(Decoded::NeedMore { .. }) => {
+                        debug_assert!(false, "a whole frame decoded as incomplete");
+                        true
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            });
+            match result {
+                Err(too_large) => failed = Some(too_large.into()),
+                Ok(Reassembled::Divert { head, frame_bytes }) => {
+                    // The header is checked (kind, flags) before the body is waited for.
+                    match decode(head, rx.max_frame_bytes) {
+                        Err(e) => failed = Some(e),
+                        Ok(_) => diverted = Some((head, frame_bytes)),
+                    }
+                }
+                Ok(Reassembled::Drained) => failed = self.check_pending_header(at, rx),
+                Ok(Reassembled::Halted { rest }) => {
+                    let open = self.sink.slab.conns[rx.slot as usize].accepts_frames()
+                        && self.relay.phase() == Phase::Open;
+                    if awaiting_hello && open && failed.is_none() {
+                        data = rest;
+                        continue;
+                    }
+                }
+            }
+            break;
+        }
+        if failed.is_some() {
+            self.decoder.clear();
+        }
+        let frame_pending = self.decoder.buffered() > 0 || diverted.is_some();
+        self.engine
+            .on_receive_end(self.relay, rx.now_ms, completed_frames, frame_pending);
+        (failed, diverted)
+    }
+
+    /// Refuses a bad kind or flags from a buffered header at once, and anything but a HELLO
+    /// header before HELLO.
+    fn check_pending_header(
+        &mut self,
+        at: Location,
+        rx: &ClientReceive<'_>,
+    ) -> Option<DecodeError> {
+        let pending = self.decoder.pending();
+        if let Err(e) = decode(pending, rx.max_frame_bytes) {
+            return Some(e);
+        }
+        if let Some(&kind) = pending.get(4) {
+            self.engine
+                .on_partial_header(self.relay, at, kind, &mut *self.sink);
+        }
+        None
     }
 }

@@ -119,14 +119,20 @@ impl Worker {
         self.after_recv(slot);
     }
 
-    pub(super) fn on_send(&mut self, slot: u32, generation: u32, result: i32, rest: Outgoing) {
+    pub(super) fn on_send(&mut self, slot: u32, generation: u32, result: i32, sent: Outgoing) {
         let Some(c) = self.slab.get_live(slot, generation) else {
             debug_assert!(false, "send completion for a released slot");
             return;
         };
         c.send_in_flight = false;
         c.sending_bytes = 0;
+        let mut rest = sent;
+        if let Ok(sent_bytes) = usize::try_from(result) {
+            c.consume_sent(&mut rest, sent_bytes);
+        }
         if result < 0 {
+            self.count_link_loss(slot, Some(&rest));
+            let c = &mut self.slab.conns[slot as usize];
             c.out.clear();
             c.segments.clear();
             c.segments_bytes = 0;
@@ -181,7 +187,9 @@ impl Worker {
         }
         if result > 0 && c.accepts_frames() {
             engine.on_receive(&mut c.relay, now_ms);
-            if buf.len() == c.large_frame_bytes {
+            let complete = buf.len() == c.large_frame_bytes;
+            engine.on_receive_end(&mut c.relay, now_ms, complete, !complete);
+            if complete {
                 self.dispatch_large(slot, buf);
             } else {
                 // MSG_WAITALL returned early (a signal, or the peer paused): receive the rest.

@@ -5,6 +5,7 @@
 use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
 use super::super::stats::{bump, kind_index};
+use super::super::uring::Outgoing;
 use super::Worker;
 use crate::core::{ConnRelay, Engine};
 use crate::protocol::{CloseReason, Frame, FrameKind};
@@ -157,6 +158,26 @@ impl Worker {
     }
 
     /// Closes the socket and frees the slot once no operation references it.
+    /// Counts the messages an outbound data link dies with (see
+    /// [`super::super::conn::Conn::queued_link_messages`]): they were accepted for another
+    /// node and will never reach it. Those already in the kernel's socket buffer are not
+    /// seen here; acknowledged delivery covers them.
+    pub(super) fn count_link_loss(&mut self, slot: u32, in_flight: Option<&Outgoing>) {
+        let lost = self.slab.conns[slot as usize].queued_link_messages(in_flight);
+        if lost > 0 {
+            tracing::warn!(
+                worker = self.index,
+                slot,
+                lost,
+                "data link closed with messages queued"
+            );
+            bump(
+                &self.shared.stats[self.index as usize].link_loss_drops,
+                lost,
+            );
+        }
+    }
+
     pub(super) fn maybe_release(&mut self, slot: u32) {
         let c = &self.slab.conns[slot as usize];
         if c.state != ConnState::ShutDown || c.recv_armed || c.send_in_flight {
@@ -169,6 +190,7 @@ impl Worker {
             return;
         }
         close_fd(c.fd);
+        self.count_link_loss(slot, None);
         self.slab.release(slot);
         bump(
             &self.shared.stats[self.index as usize].connections_open,

@@ -132,6 +132,7 @@ impl Worker {
         let engine = Engine::new(&shared.tables, &shared.engine);
         let mut scratch = std::mem::take(&mut self.scratch_locations);
         let held = std::mem::take(&mut self.held_hellos);
+        let guards = shared.tables.guards();
         for &(slot, generation) in &held {
             let Some(c) = self.slab.get_live(slot, generation) else {
                 continue;
@@ -142,7 +143,7 @@ impl Worker {
             let mut relay = std::mem::take(&mut c.relay);
             let at = self.location(slot, generation);
             let mut sink = self.deliverer(slot, generation);
-            engine.on_ready(&mut relay, at, &mut scratch, &mut sink);
+            engine.on_ready(&mut relay, at, &guards, &mut scratch, &mut sink);
             engine.end_receive(at, &mut sink);
             self.slab.conns[slot as usize].relay = relay;
         }

@@ -90,6 +90,37 @@ pub fn next_message(c: &mut Client) -> (Vec<u8>, Option<Vec<u8>>, Vec<u8>) {
     }
 }
 
+static ALONE: Mutex<()> = Mutex::new(());
+
+/// Held by a test that measures time (a good client's round trip during an attack): such
+/// tests of one binary run one at a time, so they do not measure each other's CPU use on a
+/// two-core machine.
+pub fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `attack` while the good pair `a`, `b` round-trips without pause (at least 10 trips);
+/// returns the slowest round trip.
+pub fn worst_round_trip_during(a: &mut Client, b: &mut Client, attack: impl FnOnce()) -> Duration {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let watchdog = s.spawn(|| {
+            let mut worst = Duration::ZERO;
+            let mut trips = 0u32;
+            while !done.load(Ordering::Relaxed) || trips < 10 {
+                let t = Instant::now();
+                assert_round_trip(a, b);
+                worst = worst.max(t.elapsed());
+                trips += 1;
+            }
+            worst
+        });
+        attack();
+        done.store(true, Ordering::Relaxed);
+        watchdog.join().expect("good pair thread")
+    })
+}
+
 static MARKERS: AtomicU64 = AtomicU64::new(0);
 
 /// Sends a unique marker to the client's own id and waits for it to come back. Frames from one
@@ -261,6 +292,13 @@ impl Raw {
             stream,
             reader: FrameReader::new(2 << 20),
         }
+    }
+
+    /// Decodes what the relay sends with this frame bound (a client enforcing WELCOME's
+    /// `max_frame_bytes`): a larger frame fails the test as bytes that do not decode.
+    pub fn enforce_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        assert_eq!(self.reader.buffered(), 0, "set the bound between frames");
+        self.reader = FrameReader::new(max_frame_bytes);
     }
 
     pub fn write(&mut self, bytes: &[u8]) {

@@ -1,10 +1,14 @@
 //! Rules for the frames of one client connection.
 
+use super::limits::Limit;
 use super::{ClusterEvent, ConnRelay, Counter, Engine, Output};
 use crate::core::location::{Location, Registered};
 use crate::core::router::{Guards, Origin, SendOutcome};
 use crate::core::session::{Phase, SessionEvent};
-use crate::protocol::{CloseReason, DecodeError, ErrorCode, Frame, PROTOCOL_VERSION};
+use crate::core::topics::TableFull;
+use crate::protocol::{
+    decode, CloseReason, DecodeError, Decoded, ErrorCode, Frame, FrameKind, PROTOCOL_VERSION,
+};
 
 impl Engine<'_> {
     /// Bytes arrived on the connection (any bytes prove the peer alive); call once per
@@ -15,7 +19,8 @@ impl Engine<'_> {
     }
 
     /// Applies one decoded frame of the connection at `at`. Frames after a close decision are
-    /// ignored (the session answers them with nothing).
+    /// ignored (the session answers them with nothing); frames after a held HELLO are held
+    /// until it is welcomed (they need the sender's id).
     #[inline]
     pub fn on_frame(
         &self,
@@ -26,9 +31,16 @@ impl Engine<'_> {
         scratch: &mut Vec<Location>,
         out: &mut impl Output,
     ) {
+        if conn.held_hello.is_some() {
+            return self.hold_frame(conn, at, &frame, out);
+        }
         let tables = self.tables;
         match conn.session.on_frame(frame, &self.config.session) {
             SessionEvent::Send { target, payload } => {
+                debug_assert!(!conn.client_id.is_empty(), "routed before registration");
+                if payload.len() > self.config.payload_bytes_max {
+                    return self.refuse_payload(at, target, out);
+                }
                 let origin = Origin {
                     location: at,
                     client_id: &conn.client_id,
@@ -43,6 +55,9 @@ impl Engine<'_> {
                 payload,
                 no_echo,
             } => {
+                if payload.len() > self.config.payload_bytes_max {
+                    return self.refuse_payload(at, topic, out);
+                }
                 let origin = Origin {
                     location: at,
                     client_id: &conn.client_id,
@@ -59,21 +74,17 @@ impl Engine<'_> {
             }
             SessionEvent::Subscribe { topic, group } => self.subscribe(conn, at, topic, group, out),
             SessionEvent::Unsubscribe { topic, group } => {
-                if tables.topics.unsubscribe(topic, group, at) {
+                if conn.subscriptions.remove(topic, group)
+                    && tables.topics.unsubscribe(topic, group, at)
+                {
                     self.announce_interest(out, topic, group);
                 }
-                conn.subscriptions
-                    .retain(|(t, g)| !(&**t == topic && &**g == group));
             }
-            SessionEvent::Watch { client_id } => {
-                tables.presence.watch(client_id, at);
-                if !conn.watches.iter().any(|w| &**w == client_id) {
-                    conn.watches.push(client_id.into());
-                }
-            }
+            SessionEvent::Watch { client_id } => self.watch(conn, at, client_id, out),
             SessionEvent::Unwatch { client_id } => {
-                tables.presence.unwatch(client_id, at);
-                conn.watches.retain(|w| &**w != client_id);
+                if conn.watches.remove(client_id) {
+                    tables.presence.unwatch(client_id, at);
+                }
             }
             SessionEvent::Pong { nonce } => out.send_frame_local(at, &Frame::Pong { nonce }),
             SessionEvent::None => {}
@@ -86,6 +97,55 @@ impl Engine<'_> {
         }
     }
 
+    /// Keeps a frame that came after a held HELLO (copied: it borrows the receive buffer)
+    /// for [`Self::on_ready`]; past `max_frame_bytes` of them the connection is closed with
+    /// NOT_READY rather than buffering without bound.
+    #[cold]
+    #[inline(never)]
+    fn hold_frame(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        frame: &Frame<'_>,
+        out: &mut impl Output,
+    ) {
+        let held_bytes_max = self.config.max_frame_bytes as usize;
+        if conn.held_frames.len() + frame.encoded_len() > held_bytes_max {
+            conn.held_hello = None;
+            conn.held_frames = Vec::new();
+            conn.session.close();
+            let text = "node not ready: more frames before WELCOME than max_frame_bytes";
+            out.close_conn(at, CloseReason::NOT_READY, text.into());
+            return;
+        }
+        // A decoded frame always encodes (its fields passed the same bounds).
+        let encoded = frame.encode(&mut conn.held_frames);
+        debug_assert!(encoded.is_ok());
+    }
+
+    /// Applies the frames held behind a HELLO that has just been welcomed, in order.
+    #[cold]
+    #[inline(never)]
+    fn replay_held(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        guards: &Guards<'_>,
+        scratch: &mut Vec<Location>,
+        out: &mut impl Output,
+    ) {
+        let held = std::mem::take(&mut conn.held_frames);
+        let mut rest = &held[..];
+        while let Ok(Decoded::Frame { frame, consumed }) = decode(rest, held.len()) {
+            self.on_frame(conn, at, guards, frame, scratch, out);
+            rest = &rest[consumed..];
+        }
+        debug_assert!(rest.is_empty(), "held frames re-decode");
+    }
+
+    /// A SUBSCRIBE within the limits is stored on the connection and in the topic table
+    /// (a repeat changes nothing); past a limit it is refused (see [`super::limits`]).
+    #[inline(never)]
     fn subscribe(
         &self,
         conn: &mut ConnRelay,
@@ -94,16 +154,79 @@ impl Engine<'_> {
         group: &[u8],
         out: &mut impl Output,
     ) {
-        if self.tables.topics.subscribe(topic, group, at) {
-            self.announce_interest(out, topic, group);
+        let limits = &self.config.limits;
+        let refused = if topic.len() > limits.topic_bytes_max {
+            Some(Limit::TopicBytes)
+        } else if group.len() > limits.group_bytes_max {
+            Some(Limit::GroupBytes)
+        } else if conn.subscriptions.contains(topic, group) {
+            return;
+        } else if conn.subscriptions.len() >= limits.subscriptions_per_connection_max {
+            Some(Limit::SubscriptionsPerConnection)
+        } else {
+            match self
+                .tables
+                .topics
+                .subscribe_within(topic, group, at, limits.topics_max)
+            {
+                Err(TableFull) => Some(Limit::Topics),
+                Ok(first_here) => {
+                    conn.subscriptions.insert(topic, group);
+                    if first_here {
+                        self.announce_interest(out, topic, group);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(limit) = refused {
+            self.refuse_at_limit(conn, at, limit, topic, out);
         }
-        if !conn
-            .subscriptions
-            .iter()
-            .any(|(t, g)| &**t == topic && &**g == group)
-        {
-            conn.subscriptions.push((topic.into(), group.into()));
+    }
+
+    /// A WATCH within the limits is stored on the connection and in the presence table (a
+    /// repeat changes nothing); past a limit it is refused.
+    #[inline(never)]
+    fn watch(&self, conn: &mut ConnRelay, at: Location, client_id: &[u8], out: &mut impl Output) {
+        let limits = &self.config.limits;
+        if conn.watches.contains(client_id) {
+            return;
         }
+        let refused = if conn.watches.len() >= limits.watches_per_connection_max {
+            Limit::WatchesPerConnection
+        } else {
+            match self
+                .tables
+                .presence
+                .watch_within(client_id, at, limits.watched_ids_max)
+            {
+                Err(TableFull) => Limit::WatchedIds,
+                Ok(()) => {
+                    conn.watches.insert(client_id.into());
+                    return;
+                }
+            }
+        };
+        self.refuse_at_limit(conn, at, refused, client_id, out);
+    }
+
+    /// A SEND or PUBLISH whose payload the relay could not deliver within the frame size it
+    /// announced: dropped, counted, and the sender told (`subject`: the target or topic).
+    #[cold]
+    #[inline(never)]
+    fn refuse_payload(&self, at: Location, subject: &[u8], out: &mut impl Output) {
+        out.count(Counter::PayloadTooLarge);
+        let text = format!(
+            "payload longer than {} bytes (max_frame_bytes minus {} for the DELIVER header)",
+            self.config.payload_bytes_max,
+            crate::protocol::DELIVER_OVERHEAD_MAX
+        );
+        let frame = Frame::Error {
+            code: ErrorCode::PAYLOAD_TOO_LARGE,
+            subject,
+            text: text.as_bytes(),
+        };
+        out.send_frame_local(at, &frame);
     }
 
     /// The stream of the connection at `at` does not decode: close it. Bytes that do not
@@ -126,6 +249,43 @@ impl Engine<'_> {
         out.close_conn(at, reason, error.to_string().into());
     }
 
+    /// The end of one receive of the connection (see [`crate::core::session::Session::on_receive_end`]): starts or
+    /// stops the clock of `frame_complete_timeout_ms`.
+    #[inline]
+    pub fn on_receive_end(
+        &self,
+        conn: &mut ConnRelay,
+        now_ms: u64,
+        completed_frames: bool,
+        frame_pending: bool,
+    ) {
+        conn.session
+            .on_receive_end(now_ms, completed_frames, frame_pending);
+    }
+
+    /// A frame header arrived whose body has not (yet). Before HELLO is accepted anything but a
+    /// HELLO header closes the connection at once (BAD_HANDSHAKE) instead of waiting for a
+    /// body that cannot be a handshake. Returns whether the connection stays open.
+    pub fn on_partial_header(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        kind: u8,
+        out: &mut impl Output,
+    ) -> bool {
+        if conn.session.phase() != Phase::AwaitingHello || kind == FrameKind::Hello as u8 {
+            return true;
+        }
+        conn.session.close();
+        out.count(Counter::ProtocolErrorClose);
+        out.close_conn(
+            at,
+            CloseReason::BAD_HANDSHAKE,
+            "expected HELLO as the first frame".into(),
+        );
+        false
+    }
+
     /// The frames of one receive were applied: a sender whose messages were dropped at a
     /// bound is told OVERLOADED once per receive, not once per dropped message.
     #[inline]
@@ -146,6 +306,7 @@ impl Engine<'_> {
         &self,
         conn: &mut ConnRelay,
         at: Location,
+        guards: &Guards<'_>,
         scratch: &mut Vec<Location>,
         out: &mut impl Output,
     ) {
@@ -154,12 +315,16 @@ impl Engine<'_> {
         };
         if conn.session.phase() == Phase::Open {
             self.register(conn, at, client_id, scratch, out);
+            self.replay_held(conn, at, guards, scratch, out);
+        } else {
+            conn.held_frames = Vec::new();
         }
     }
 
     /// Sends WELCOME, then registers `client_id` with a fresh epoch (WELCOME first: watchers
     /// and senders may reach the client as soon as it is registered). A registration that
     /// lost to a newer row elsewhere is closed as "replaced" by the router and not announced.
+    #[inline(never)]
     fn register(
         &self,
         conn: &mut ConnRelay,

@@ -18,13 +18,14 @@ impl Engine<'_> {
     ) {
         conn.session.close();
         conn.held_hello = None;
+        conn.held_frames = Vec::new();
         let tables = self.tables;
-        for (topic, group) in std::mem::take(&mut conn.subscriptions) {
-            if tables.topics.unsubscribe(&topic, &group, at) {
-                self.announce_interest(out, &topic, &group);
+        for sub in conn.subscriptions.drain() {
+            if tables.topics.unsubscribe(sub.topic(), sub.group(), at) {
+                self.announce_interest(out, sub.topic(), sub.group());
             }
         }
-        for watched in std::mem::take(&mut conn.watches) {
+        for watched in conn.watches.drain() {
             tables.presence.unwatch(&watched, at);
         }
         let client_id = std::mem::take(&mut conn.client_id);
@@ -52,7 +53,8 @@ impl Engine<'_> {
             TickAction::None => {}
             TickAction::SendPing { nonce } => out.send_frame_local(at, &Frame::Ping { nonce }),
             TickAction::Close { reason, text } => {
-                if reason == CloseReason::HANDSHAKE_TIMEOUT {
+                if reason == CloseReason::HANDSHAKE_TIMEOUT || reason == CloseReason::FRAME_TIMEOUT
+                {
                     out.count(Counter::ProtocolErrorClose);
                 }
                 out.close_conn(at, reason, text.into());

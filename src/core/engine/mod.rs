@@ -12,11 +12,13 @@
 mod conn;
 mod frames;
 mod lifecycle;
+mod limits;
 mod links;
 #[cfg(test)]
 mod tests;
 
-pub use conn::ConnRelay;
+pub use conn::{ConnRelay, Subscription, Subscriptions};
+pub use limits::{ClientLimits, Limit};
 
 use super::location::Location;
 use super::router::{Sink, Tables};
@@ -34,6 +36,10 @@ pub struct EngineConfig {
     pub heartbeat_interval_ms: u32,
     /// Sent in WELCOME.
     pub max_frame_bytes: u32,
+    /// The largest SEND or PUBLISH payload relayed: `max_frame_bytes` minus
+    /// [`crate::protocol::DELIVER_OVERHEAD_MAX`], so every DELIVER fits in `max_frame_bytes`.
+    pub payload_bytes_max: usize,
+    pub limits: ClientLimits,
 }
 
 impl EngineConfig {
@@ -43,6 +49,8 @@ impl EngineConfig {
             clustered: cfg.node_id != 0,
             heartbeat_interval_ms: cfg.heartbeat_interval_ms.min(u32::MAX as u64) as u32,
             max_frame_bytes: cfg.max_frame_bytes.min(u32::MAX as usize) as u32,
+            payload_bytes_max: crate::protocol::payload_bytes_max(cfg.max_frame_bytes),
+            limits: ClientLimits::from_config(cfg),
         }
     }
 }
@@ -71,6 +79,11 @@ pub enum Counter {
     ForwardedIn,
     /// A forwarded SEND whose target was no longer here.
     ForwardedInStale,
+    /// A SUBSCRIBE or WATCH refused at a limit.
+    LimitRefused,
+    /// A SEND or PUBLISH dropped because its payload could not be delivered within
+    /// `max_frame_bytes`.
+    PayloadTooLarge,
 }
 
 /// Where the engine's decisions go. Extends the router's [`Sink`] (deliveries, presence,

@@ -96,12 +96,13 @@ pub enum Completion {
         result: i32,
         buf: Vec<u8>,
     },
-    /// A send: `rest` is what it did not send (empty when all went out).
+    /// A send: `outgoing` is what was handed over, as it was; `result` (when not negative)
+    /// says how many of its bytes went out, for the caller to [`Outgoing::consume`].
     Send {
         slot: u32,
         generation: u32,
         result: i32,
-        rest: Outgoing,
+        outgoing: Outgoing,
     },
     Timer,
     Wake,
@@ -527,25 +528,18 @@ impl Done<'_> {
             }
             OP_SEND => {
                 let ops = self.ops.get_mut(slot)?;
-                let Some(SendOp {
-                    mut outgoing,
-                    gather,
-                }) = ops.send.take()
-                else {
+                let Some(SendOp { outgoing, gather }) = ops.send.take() else {
                     debug_assert!(false, "send completion without its buffer");
                     return None;
                 };
                 if let Some(gather) = gather {
                     self.spare_gathers.push(gather);
                 }
-                if let Ok(sent) = usize::try_from(result) {
-                    outgoing.advance(sent);
-                }
                 Some(Completion::Send {
                     slot,
                     generation,
                     result,
-                    rest: outgoing,
+                    outgoing,
                 })
             }
             OP_TIMER => {
@@ -623,7 +617,7 @@ mod tests {
         assert_eq!(u.in_flight(), 0);
         assert!(u.slot_idle(0) && u.slot_idle(1) && u.slot_idle(2));
         let send_back = reaped.iter().any(|c| {
-            matches!(c, Completion::Send { slot: 2, rest, .. } if rest.remaining_bytes() == 1 << 20)
+            matches!(c, Completion::Send { slot: 2, outgoing, .. } if outgoing.remaining_bytes() == 1 << 20)
         });
         assert!(send_back, "the unsent bytes come back with the completion");
         let recv_back = reaped.iter().any(
@@ -676,10 +670,11 @@ mod tests {
                         slot,
                         generation,
                         result,
-                        rest,
+                        mut outgoing,
                     } => {
                         assert_eq!((slot, generation, result), (0, 7, 5));
-                        assert!(rest.is_empty());
+                        outgoing.advance(5);
+                        assert!(outgoing.is_empty());
                     }
                     Completion::Recv { slot, data, .. } => {
                         assert_eq!(slot, 1);

@@ -35,9 +35,27 @@ impl Outgoing {
     }
 
     /// Consumes `sent` bytes from the front.
-    pub fn advance(&mut self, mut sent: usize) {
+    pub fn advance(&mut self, sent: usize) {
+        self.consume(sent, |_| {});
+    }
+
+    /// The bytes not yet sent, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let (plain, gathered): (Option<&[u8]>, &[Bytes]) = match self {
+            Outgoing::Plain { bytes, offset } => (bytes.get(*offset..), &[]),
+            Outgoing::Gathered(segments) => (None, segments),
+        };
+        plain.into_iter().chain(gathered.iter().map(|s| &s[..]))
+    }
+
+    /// Consumes `sent` bytes from the front, showing each consumed piece to `seen` first.
+    pub fn consume(&mut self, mut sent: usize, mut seen: impl FnMut(&[u8])) {
         match self {
-            Outgoing::Plain { bytes, offset } => *offset = (*offset + sent).min(bytes.len()),
+            Outgoing::Plain { bytes, offset } => {
+                let end = (*offset + sent).min(bytes.len());
+                seen(&bytes[*offset..end]);
+                *offset = end;
+            }
             Outgoing::Gathered(segments) => {
                 let mut done = 0;
                 for seg in segments.iter_mut() {
@@ -45,6 +63,7 @@ impl Outgoing {
                         break;
                     }
                     let take = seg.len().min(sent);
+                    seen(&seg[..take]);
                     seg.advance(take);
                     sent -= take;
                     if seg.is_empty() {
