@@ -509,6 +509,14 @@ impl ControlPlane {
                     tracing::info!(node = self.cfg.node_id, "cluster node ready");
                     self.out.push_back(Output::Ready);
                 }
+                Action::IdClash {
+                    node,
+                    kept,
+                    refused,
+                } => tracing::error!(
+                    "two nodes claim node id {node}: {kept} (linked, kept) and {refused} \
+                     (refused); every node of a cluster needs its own node_id"
+                ),
             }
         }
     }

@@ -13,6 +13,10 @@
 //! - A peer not heard from for `dead_after_ms` is declared dead once: its rows and interest are
 //!   purged (by the caller) and its links closed. Dialing continues, so a healed partition or
 //!   a restarted node comes back.
+//! - Node ids are unique: a link from a second node claiming the id of a peer that is up at
+//!   another address (another incarnation, heard from within `dead_after_ms`) is refused and
+//!   reported once per address ([`Action::IdClash`]); gossip never moves an up peer's address.
+//!   A peer that restarts on a new address is accepted once its old incarnation is dead.
 //! - The node is ready (once, for good) when every known peer has delivered its snapshot or
 //!   is dead, and every seed has answered or `ready_wait_ms` has passed since start.
 
@@ -122,7 +126,17 @@ pub enum Action {
     Heartbeat,
     /// The node just became ready.
     Ready,
+    /// A second node claims `node`'s id from `refused` while the one at `kept` is up: its
+    /// link was closed. Reported once per (node, refused address).
+    IdClash {
+        node: u16,
+        kept: String,
+        refused: String,
+    },
 }
+
+/// Id clashes reported at most (one per node and address); more are refused silently.
+const ID_CLASHES_REPORTED_MAX: usize = 64;
 
 pub struct Membership {
     self_id: u16,
@@ -132,6 +146,8 @@ pub struct Membership {
     started_ms: u64,
     next_heartbeat_ms: u64,
     ready: bool,
+    /// (node, address) pairs already reported as an id clash.
+    clashes_reported: Vec<(u16, String)>,
 }
 
 impl Membership {
@@ -150,6 +166,7 @@ impl Membership {
             started_ms: now_ms,
             next_heartbeat_ms: now_ms,
             ready: false,
+            clashes_reported: Vec::new(),
             cfg,
         }
     }
@@ -196,6 +213,9 @@ impl Membership {
             return;
         }
         match self.peer_mut(node) {
+            // An up peer keeps the address it is linked at: a different one for its id is a
+            // restart elsewhere (learnt once it is dead) or a clash, never a move.
+            Some(p) if p.link.is_some() && p.state == PeerState::Up => {}
             Some(p) => {
                 if p.addr != addr {
                     p.addr = addr.to_string();
@@ -229,6 +249,11 @@ impl Membership {
                 s.dial.succeeded();
             }
         }
+        if self.clashes_with_up_peer(node, addr, incarnation, now_ms) {
+            let mut actions = vec![Action::CloseLink { link }];
+            actions.extend(self.report_clash(node, addr));
+            return actions;
+        }
         self.learn(node, addr, now_ms);
         let self_id = self.self_id;
         let Some(p) = self.peer_mut(node) else {
@@ -252,11 +277,44 @@ impl Membership {
             None => {}
         }
         p.link = Some((link, incarnation, preferred));
+        // The adopted link is authoritative for where the peer is now.
+        if p.addr != addr && !addr.is_empty() {
+            p.addr = addr.to_string();
+        }
         p.state = PeerState::Up;
         p.last_heard_ms = now_ms;
         p.snapshot_received = false;
         actions.push(Action::LinkAdopted { link, node });
         actions
+    }
+
+    /// Whether a link from `node` at `addr` (incarnation `incarnation`) comes from a second
+    /// node with the id of a peer that is up at another address.
+    fn clashes_with_up_peer(&self, node: u16, addr: &str, incarnation: u64, now_ms: u64) -> bool {
+        let Some(p) = self.peer(node) else {
+            return false;
+        };
+        let Some((_, current_incarnation, _)) = p.link else {
+            return false;
+        };
+        let alive = now_ms.saturating_sub(p.last_heard_ms) < self.cfg.dead_after_ms;
+        p.state == PeerState::Up && alive && current_incarnation != incarnation && p.addr != addr
+    }
+
+    /// The report of a clash of `node`'s id from `addr`, unless it was reported before.
+    fn report_clash(&mut self, node: u16, addr: &str) -> Option<Action> {
+        let key = (node, addr.to_string());
+        if self.clashes_reported.contains(&key)
+            || self.clashes_reported.len() >= ID_CLASHES_REPORTED_MAX
+        {
+            return None;
+        }
+        self.clashes_reported.push(key);
+        Some(Action::IdClash {
+            node,
+            kept: self.peer(node).map(|p| p.addr.clone()).unwrap_or_default(),
+            refused: addr.to_string(),
+        })
     }
 
     /// A control link closed (EOF, error, or closed by us). Only the current link matters.
@@ -515,5 +573,50 @@ mod tests {
         // The old link's late close does not take the peer down.
         n1.on_link_down(10, 3);
         assert!(n1.is_up(2));
+    }
+
+    #[test]
+    fn a_second_node_with_an_up_peers_id_is_refused_and_reported_once() {
+        let mut m = Membership::new(3, &[], cfg(), 0);
+        let a = up(&mut m, (1, 1, "a:1", 11, true, None), 10);
+        assert_eq!(a, vec![Action::LinkAdopted { link: 1, node: 1 }]);
+        let clash = up(&mut m, (2, 1, "b:1", 22, false, None), 20);
+        assert_eq!(
+            clash,
+            vec![
+                Action::CloseLink { link: 2 },
+                Action::IdClash {
+                    node: 1,
+                    kept: "a:1".into(),
+                    refused: "b:1".into()
+                }
+            ]
+        );
+        let again = up(&mut m, (3, 1, "b:1", 22, false, None), 30);
+        assert_eq!(again, vec![Action::CloseLink { link: 3 }], "reported once");
+        m.learn(1, "b:1", 40);
+        assert_eq!(
+            m.peer(1).unwrap().addr,
+            "a:1",
+            "gossip does not move an up peer"
+        );
+        assert_eq!(m.node_of(1), Some(1), "the first node keeps its link");
+    }
+
+    #[test]
+    fn a_peer_restarting_elsewhere_is_accepted_once_its_old_incarnation_is_dead() {
+        let mut m = Membership::new(3, &[], cfg(), 0);
+        up(&mut m, (1, 1, "a:1", 11, true, None), 10);
+        // Same address, new incarnation: a restart, accepted at once.
+        let a = up(&mut m, (2, 1, "a:1", 12, false, None), 20);
+        assert!(a.contains(&Action::LinkAdopted { link: 2, node: 1 }));
+        // New address while the old incarnation is silent past dead_after_ms: accepted.
+        let later = 20 + cfg().dead_after_ms;
+        let a = up(&mut m, (3, 1, "b:1", 13, false, None), later);
+        assert!(
+            a.contains(&Action::LinkAdopted { link: 3, node: 1 }),
+            "{a:?}"
+        );
+        assert_eq!(m.peer(1).unwrap().addr, "b:1");
     }
 }

@@ -13,6 +13,11 @@ pub enum ServeError {
     TooManyWorkers(usize),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
+    /// Another process (another relay?) listens on the client address. The workers share
+    /// their port with SO_REUSEPORT, so without this check a second relay would start and
+    /// the kernel would split clients between two relays that do not know each other.
+    #[error("cannot listen on {addr}: address in use: another relay (or another program) is listening there")]
+    AddressInUse { addr: SocketAddr },
     #[error("cannot listen for cluster links on {addr}: {source}")]
     ClusterListen { addr: SocketAddr, source: io::Error },
     #[error("cannot listen for metrics on {addr}: {source}")]

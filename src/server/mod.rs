@@ -426,6 +426,7 @@ fn bind_listeners(
     addr: SocketAddr,
     workers: usize,
 ) -> Result<(Vec<socket2::Socket>, SocketAddr), ServeError> {
+    refuse_if_taken(addr)?;
     let mut listeners = Vec::with_capacity(workers);
     let mut bound = addr;
     for _ in 0..workers {
@@ -445,6 +446,32 @@ fn bind_listeners(
         listeners.push(socket);
     }
     Ok((listeners, bound))
+}
+
+/// Binds `addr` once without SO_REUSEPORT, then lets it go: that bind fails while any other
+/// socket listens there (a relay's workers all set SO_REUSEPORT, so a second relay could
+/// otherwise share the port silently). Port 0 needs no check: the kernel picks a free port.
+fn refuse_if_taken(addr: SocketAddr) -> Result<(), ServeError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = || -> std::io::Result<()> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        // SO_REUSEADDR: a port whose old connections linger in TIME_WAIT is free.
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())
+    };
+    match probe() {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(ServeError::AddressInUse { addr })
+        }
+        Err(source) => Err(ServeError::Listen { addr, source }),
+        Ok(()) => Ok(()),
+    }
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
