@@ -81,7 +81,7 @@ const IO_LAYER_PATHS: &[&str] = &[
     "io_uring",
     "libc",
     "socket2",
-    "tiny_http",
+    "httparse",
 ];
 
 /// Rule 2: plain address values under `std::net`; they open no socket, so sans-IO may hold them.

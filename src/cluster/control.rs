@@ -199,6 +199,10 @@ pub struct ControlPlane {
     /// Last status given out, so [`Output::Members`] only comes on a change.
     status: Vec<MemberStatus>,
     out: VecDeque<Output>,
+    /// When membership became ready (every snapshot in); `None` before.
+    membership_ready_ms: Option<u64>,
+    /// [`Output::Ready`] was given: the node welcomes clients (for good).
+    ready: bool,
 }
 
 /// The plane's [`Sink`]: presence and closes become worker commands.
@@ -252,6 +256,8 @@ impl ControlPlane {
             pending_interest: Vec::new(),
             status: Vec::new(),
             out: VecDeque::new(),
+            membership_ready_ms: None,
+            ready: false,
         }
     }
 
@@ -261,7 +267,34 @@ impl ControlPlane {
 
     /// Whether the node became ready (it stays so).
     pub fn is_ready(&self) -> bool {
-        self.membership.is_ready()
+        self.ready
+    }
+
+    /// Ready once membership is (every peer's snapshot is in) and this node's data links to
+    /// every peer that is up are adopted, so a client welcomed now reaches every remote id at
+    /// once; or `ready_wait_ms` after membership was ready, if some data link will not come.
+    fn become_ready_when_linked(&mut self, now_ms: u64) {
+        let Some(since_ms) = self.membership_ready_ms else {
+            return;
+        };
+        if self.ready {
+            return;
+        }
+        let linked = self
+            .membership
+            .peers()
+            .iter()
+            .filter(|p| p.state == PeerState::Up)
+            .all(|p| {
+                (0..self.cfg.workers)
+                    .all(|w| matches!(self.data_links.get(&(p.node, w)), Some(DataLink::Up)))
+            });
+        let waited_out = now_ms >= since_ms.saturating_add(self.cfg.ready_wait_ms);
+        if linked || waited_out {
+            self.ready = true;
+            tracing::info!(node = self.cfg.node_id, linked, "cluster node ready");
+            self.out.push_back(Output::Ready);
+        }
     }
 
     /// The peers as membership sees them.
@@ -303,8 +336,12 @@ impl ControlPlane {
     pub fn on_tick(&mut self, now_ms: u64, tables: &Tables) {
         self.flush_local_changes();
         let actions = self.membership.on_tick(now_ms);
+        if actions.contains(&Action::Ready) {
+            self.membership_ready_ms = Some(now_ms);
+        }
         self.run_actions(actions, tables);
         self.maintain_data_links(now_ms);
+        self.become_ready_when_linked(now_ms);
         if now_ms >= self.next_digest_ms {
             self.next_digest_ms = now_ms + self.cfg.digest_interval_ms;
             let (rows, hash) = digest_of(tables, self.cfg.node_id);
@@ -346,6 +383,7 @@ impl ControlPlane {
             Ok(peer) if peer == node && self.membership.is_up(node) => {
                 self.data_links.insert((node, worker), DataLink::Up);
                 self.out.push_back(Output::AdoptDataLink { node, worker });
+                self.become_ready_when_linked(now);
             }
             // The peer went down meanwhile, or another node answers at its address: dial
             // again on the next tick if it is (still) up.
@@ -505,10 +543,8 @@ impl ControlPlane {
                 Action::CloseLink { link } => self.out.push_back(Output::CloseLink { link }),
                 Action::DeclareDead { node } => self.declare_dead(node, tables),
                 Action::Heartbeat => self.broadcast(&ControlMsg::Heartbeat),
-                Action::Ready => {
-                    tracing::info!(node = self.cfg.node_id, "cluster node ready");
-                    self.out.push_back(Output::Ready);
-                }
+                // Output::Ready waits for the data links (`become_ready_when_linked`).
+                Action::Ready => {}
                 Action::IdClash {
                     node,
                     kept,
@@ -935,8 +971,43 @@ mod tests {
         };
         n.link_up(20, 2, 3, origin);
         n.msg(21, 2, empty_snapshot());
-        assert!(n.tick(22).contains(&Output::Ready));
-        assert!(!n.tick(23).contains(&Output::Ready), "once");
+        // Every snapshot is in; WELCOME still waits for the data links to both peers.
+        assert!(
+            !n.tick(22).contains(&Output::Ready),
+            "data links not up yet"
+        );
+        let mut outputs = Vec::new();
+        for (node, worker) in [(1, 0), (1, 1), (3, 0), (3, 1)] {
+            let dialed = Input::DataLinkDialed {
+                node,
+                worker,
+                result: Ok(node),
+            };
+            outputs = n.input(23, dialed);
+        }
+        assert!(outputs.contains(&Output::Ready), "{outputs:?}");
+        assert!(n.plane.is_ready());
+        assert!(!n.tick(24).contains(&Output::Ready), "once");
+    }
+
+    #[test]
+    fn ready_at_most_ready_wait_ms_after_the_snapshots_when_a_data_link_never_comes() {
+        let mut n = Node::new(2, &["seed"]);
+        n.tick(0);
+        let origin = LinkOrigin::Dialed {
+            addr: "seed".into(),
+            seed: true,
+        };
+        n.link_up(10, 1, 1, origin);
+        n.msg(12, 1, empty_snapshot());
+        assert!(!n.tick(13).contains(&Output::Ready));
+        let wait = n.plane.cfg.ready_wait_ms;
+        // The peer stays alive (heard from), its data link never comes up.
+        for t in (500..wait).step_by(500) {
+            n.msg(13 + t, 1, ControlMsg::Heartbeat);
+        }
+        assert!(!n.tick(13 + wait - 1).contains(&Output::Ready));
+        assert!(n.tick(13 + wait).contains(&Output::Ready));
     }
 
     #[test]

@@ -35,6 +35,37 @@ const FDS_PER_WORKER: u64 = 4;
 /// Descriptors of the process besides workers: stdio, metrics listener, signals, logs.
 const FDS_BASE: u64 = 32;
 
+/// Descriptors a cluster node keeps back from clients: its control and data links to peers
+/// (one control link plus one data link per worker, each way) and their handshakes.
+const FDS_RESERVED_FOR_CLUSTER: u64 = 512;
+/// Descriptors kept back for scrapes of the metrics endpoint.
+const FDS_RESERVED_FOR_METRICS: u64 = 16;
+
+/// Connections one worker may hold: `connections_per_worker_max`, lowered so that every
+/// worker's connections plus the relay's other descriptors fit under the open-files soft limit
+/// `nofile_soft`. Past it a connection is accepted and closed with CLOSE CONNECTION_LIMIT,
+/// instead of accept failing with EMFILE and the client waiting in the kernel's queue with no
+/// answer. `None` (the limit could not be read): the setting as configured.
+pub fn connections_per_worker_effective(cfg: &Config, nofile_soft: Option<u64>) -> usize {
+    let Some(soft) = nofile_soft else {
+        return cfg.connections_per_worker_max;
+    };
+    let workers = cfg.worker_count().max(1) as u64;
+    let cluster = if cfg.node_id != 0 {
+        FDS_RESERVED_FOR_CLUSTER
+    } else {
+        0
+    };
+    let metrics = if cfg.metrics.is_some() {
+        FDS_RESERVED_FOR_METRICS
+    } else {
+        0
+    };
+    let reserve = workers * FDS_PER_WORKER + FDS_BASE + cluster + metrics;
+    let per_worker = usize::try_from(soft.saturating_sub(reserve) / workers).unwrap_or(usize::MAX);
+    per_worker.clamp(1, cfg.connections_per_worker_max)
+}
+
 /// Bytes of one provided-buffer ring entry (`struct io_uring_buf`).
 const BUF_RING_ENTRY_BYTES: u64 = 16;
 const PAGE_BYTES: u64 = 4096;
@@ -483,5 +514,34 @@ mod tests {
     fn the_live_host_can_be_probed() {
         let findings = probe(Path::new("/"), &cfg(), &ProcessLimits::current());
         assert!(findings.len() <= 4);
+    }
+
+    #[test]
+    fn connections_per_worker_fit_under_the_open_files_limit() {
+        let two_workers = Config {
+            workers: 2,
+            ..Config::default()
+        };
+        assert_eq!(connections_per_worker_effective(&two_workers, None), 65_536);
+        assert_eq!(
+            connections_per_worker_effective(&two_workers, Some(1 << 30)),
+            65_536,
+            "a high limit leaves the setting alone"
+        );
+        // 20,000 descriptors less 2 x 4 per worker and 32 for the process, split in two.
+        assert_eq!(
+            connections_per_worker_effective(&two_workers, Some(20_000)),
+            (20_000 - 8 - 32) / 2
+        );
+        let clustered = Config {
+            node_id: 1,
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
+            ..two_workers.clone()
+        };
+        assert_eq!(
+            connections_per_worker_effective(&clustered, Some(20_000)),
+            (20_000 - 8 - 32 - 512 - 16) / 2
+        );
+        assert_eq!(connections_per_worker_effective(&two_workers, Some(10)), 1);
     }
 }

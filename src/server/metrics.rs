@@ -1,12 +1,13 @@
 //! The metrics endpoint: Prometheus text format on `/metrics`, readiness on `/healthz`.
 //!
-//! Off the hot path: an HTTP server thread of its own (`tiny_http`) answers scrapes. Workers
+//! Off the hot path: a thread of its own answers scrapes, one at a time ([`super::http`]). Workers
 //! never see it; they only bump their single-writer counters ([`super::stats`]). A scrape
 //! reads every worker's block (relaxed loads) and the table sizes, and `prometheus-client`
 //! encodes them through a custom collector, so nothing is copied or locked on the workers'
 //! side. Counters are read one by one while the workers run, so two related values of one
 //! scrape may be a few events apart.
 
+use super::http::{self, Request, Response};
 use super::stats::{WorkerStats, BATCH_BUCKETS, KINDS};
 use super::{ServeError, Shared};
 use prometheus_client::collector::Collector;
@@ -15,8 +16,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -40,7 +41,9 @@ pub const KIND_NAMES: [&str; KINDS] = [
 
 /// The HTTP server thread; stopped and joined on drop.
 pub(crate) struct MetricsServer {
-    http: Arc<tiny_http::Server>,
+    /// The listening socket (a clone of the thread's): shut down to wake its accept.
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     addr: SocketAddr,
 }
@@ -48,33 +51,31 @@ pub(crate) struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` and starts the thread answering `/metrics` and `/healthz`.
     pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<MetricsServer, ServeError> {
-        let http = tiny_http::Server::http(addr).map_err(|e| ServeError::MetricsListen {
-            addr,
-            source: std::io::Error::other(e),
-        })?;
-        let bound = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| ServeError::MetricsListen {
-                addr,
-                source: std::io::Error::other("the listener has no IP address"),
-            })?;
-        let http = Arc::new(http);
+        let listen_error = |source| ServeError::MetricsListen { addr, source };
+        let listener = TcpListener::bind(addr).map_err(listen_error)?;
+        let bound = listener.local_addr().map_err(listen_error)?;
+        let thread_listener = listener.try_clone().map_err(listen_error)?;
+        let stop = Arc::new(AtomicBool::new(false));
         let mut registry = Registry::with_prefix("ringrelay");
         registry.register_collector(Box::new(RelayCollector {
             shared: Arc::clone(&shared),
         }));
-        let server = Arc::clone(&http);
+        let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("ringrelay-metrics".into())
-            .spawn(move || serve(&server, &registry, &shared))
+            .spawn(move || {
+                http::serve(&thread_listener, &thread_stop, |request| {
+                    route(request, &registry, &shared)
+                })
+            })
             .map_err(|source| ServeError::Spawn {
                 what: "metrics",
                 source,
             })?;
         tracing::info!(addr = %bound, "metrics endpoint listening");
         Ok(MetricsServer {
-            http,
+            listener,
+            stop,
             thread: Some(thread),
             addr: bound,
         })
@@ -87,53 +88,41 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.http.unblock();
+        self.stop.store(true, Ordering::Release);
+        // Wakes the accept the thread is blocked in (it then sees `stop`).
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Read);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn serve(http: &tiny_http::Server, registry: &Registry, shared: &Shared) {
-    for request in http.incoming_requests() {
-        let path = request.url().split('?').next().unwrap_or("");
-        let response = match (request.method(), path) {
-            (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
-                let mut body = String::with_capacity(8192);
-                match prometheus_client::encoding::prometheus_text::encode(&mut body, registry) {
-                    Ok(()) => text(
-                        200,
-                        body,
-                        prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-                    ),
-                    Err(_) => text(500, "encoding failed\n".into(), PLAIN),
-                }
+fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Response {
+    if request.method != "GET" && request.method != "HEAD" {
+        return http::plain(405, "method not allowed\n");
+    }
+    match request.path {
+        "/metrics" => {
+            let mut body = String::with_capacity(8192);
+            match prometheus_client::encoding::prometheus_text::encode(&mut body, registry) {
+                Ok(()) => Response {
+                    status: 200,
+                    content_type: prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                    body,
+                },
+                Err(_) => http::plain(500, "encoding failed\n"),
             }
-            (tiny_http::Method::Get | tiny_http::Method::Head, "/healthz") => {
-                if is_ready(shared) {
-                    text(200, "ready\n".into(), PLAIN)
-                } else {
-                    text(503, "not ready\n".into(), PLAIN)
-                }
-            }
-            (tiny_http::Method::Get | tiny_http::Method::Head, "/cluster") => {
-                let with_rows = request.url().contains("rows=1");
-                text(200, cluster_json(shared, with_rows), "application/json")
-            }
-            (tiny_http::Method::Get | tiny_http::Method::Head, _) => text(
-                404,
-                "not found: try /metrics, /healthz or /cluster\n".into(),
-                PLAIN,
-            ),
-            _ => text(405, "method not allowed\n".into(), PLAIN),
-        };
-        if let Err(e) = request.respond(response) {
-            tracing::debug!("metrics response failed: {e}");
         }
+        "/healthz" if is_ready(shared) => http::plain(200, "ready\n"),
+        "/healthz" => http::plain(503, "not ready\n"),
+        "/cluster" => Response {
+            status: 200,
+            content_type: "application/json",
+            body: cluster_json(shared, request.query.contains("rows=1")),
+        },
+        _ => http::plain(404, "not found: try /metrics, /healthz or /cluster\n"),
     }
 }
-
-const PLAIN: &str = "text/plain; charset=utf-8";
 
 /// `cluster_peers{state=...}`: how many peers are up, connecting or dead.
 fn labelled_gauge_states(
@@ -187,18 +176,6 @@ fn cluster_json(shared: &Shared, with_rows: bool) -> String {
     let mut text = doc.to_string();
     text.push('\n');
     text
-}
-
-fn text(
-    status: u16,
-    body: String,
-    content_type: &str,
-) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-        .expect("content types are ASCII constants, which always make a valid header");
-    tiny_http::Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header)
 }
 
 /// Whether the node accepts clients: every worker started and shutdown has not begun.

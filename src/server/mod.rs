@@ -10,6 +10,7 @@ mod deliver;
 mod error;
 mod handoff;
 pub mod host_probe;
+mod http;
 mod large_pool;
 mod metrics;
 mod output;
@@ -64,6 +65,8 @@ pub(crate) struct Shared {
     pub config: Config,
     /// The relay engine's settings (session rules, WELCOME fields, clustered).
     pub engine: EngineConfig,
+    /// `connections_per_worker_max` as it applies: lowered to fit the open-files limit.
+    pub connections_per_worker: usize,
     pub node_id: u16,
     pub tables: Tables,
     /// Epochs of local registrations (hybrid logical clock, see `core::epoch`).
@@ -121,8 +124,10 @@ impl Server {
             .map(|_| Mailbox::new(workers))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServeError::Resource("create an eventfd", e))?;
+        let connections_per_worker = connections_per_worker(&cfg);
         let shared = Arc::new(Shared {
             engine: EngineConfig::from_config(&cfg),
+            connections_per_worker,
             node_id: cfg.node_id,
             tables: Tables::for_node(cfg.node_id),
             epochs: EpochClock::new(),
@@ -421,6 +426,23 @@ fn worker_cpus(cfg: &Config, workers: usize) -> Vec<Option<usize>> {
 /// Listen backlog: large, since a relay host sees connection storms after a restart; the
 /// kernel caps it at net.core.somaxconn.
 pub(crate) const LISTEN_BACKLOG: i32 = 4096;
+
+/// `connections_per_worker_max` lowered to fit the process's open-files limit (logged when
+/// it is lowered).
+fn connections_per_worker(cfg: &Config) -> usize {
+    let nofile_soft = host_probe::ProcessLimits::current().nofile.map(|l| l.soft);
+    let effective = host_probe::connections_per_worker_effective(cfg, nofile_soft);
+    if effective < cfg.connections_per_worker_max {
+        tracing::info!(
+            configured = cfg.connections_per_worker_max,
+            effective,
+            nofile = nofile_soft,
+            "connections_per_worker_max lowered to fit the open-files limit; more connections \
+             are closed with CONNECTION_LIMIT"
+        );
+    }
+    effective
+}
 
 fn bind_listeners(
     addr: SocketAddr,

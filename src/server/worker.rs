@@ -97,7 +97,7 @@ impl Worker {
         let workers = shared.mailboxes.len();
         let mut w = Worker {
             uring,
-            slab: Slab::new(cfg.connections_per_worker_max),
+            slab: Slab::new(shared.connections_per_worker),
             listener,
             index,
             dirty: Vec::with_capacity(1024),

@@ -450,7 +450,21 @@ pub fn bin() -> &'static str {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(bin())
+        Proc::spawn_command(Command::new(bin()), args)
+    }
+
+    /// `program ARGS...` with `{bin}` in `args` standing for the binary: for running it under
+    /// a wrapper such as `prlimit --nofile=300:300 -- {bin} serve ...`.
+    pub fn spawn_under(program: &str, args: &[&str]) -> Proc {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|&a| if a == "{bin}" { bin() } else { a })
+            .collect();
+        Proc::spawn_command(Command::new(program), &args)
+    }
+
+    fn spawn_command(mut command: Command, args: &[&str]) -> Proc {
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
