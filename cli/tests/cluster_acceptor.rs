@@ -98,7 +98,9 @@ fn real_peer_joins_while(sources: &[IpAddr], per_source: usize) {
         // The mesh carries messages both ways.
         let mut on_a = connect(a.local_addr(), "on-a");
         let mut on_b = connect(b.local_addr(), "on-b");
+        // Locations replicate over the control link, each way on its own: wait for both.
         wait_until("node 1 learns on-b", || a.registered_clients() == 2);
+        wait_until("node 2 learns on-a", || b.registered_clients() == 2);
         assert_round_trip(&mut on_a, &mut on_b);
         attack.join().unwrap();
         joined
