@@ -3,6 +3,7 @@
 
 use super::conn::Slab;
 use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME};
+use super::link_backlog::{Backlogs, Refused};
 use super::stats::{bump, kind_index, WorkerStats};
 use crate::cluster::wire::{
     data_publish_len, data_send_len, encode_data_publish, encode_data_send,
@@ -20,6 +21,17 @@ pub struct LinkOut {
     pub node: u16,
     pub slot: u32,
     pub generation: u32,
+}
+
+/// What became of a message forwarded to another node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Forward {
+    /// On the node's link, or in its backlog until the link is up.
+    Queued,
+    /// Dropped and counted: the link or its backlog is full, or the link is closing.
+    Dropped,
+    /// No link and no room for another backlog: the sender should hear of it.
+    NoRoute,
 }
 
 /// A close decided while frames are being processed; carried out after the batch.
@@ -51,7 +63,10 @@ pub struct Deliverer<'w> {
     pub shared_payload: Option<Bytes>,
     /// Outbound data links of this worker, one per reachable node.
     pub links_out: &'w [LinkOut],
+    /// Forwards to nodes whose link from this worker is not up yet.
+    pub link_backlogs: &'w mut Backlogs,
     pub link_pending_bytes_max: usize,
+    pub now_ms: u64,
     /// Where the engine's cluster events go (see `output.rs`).
     pub lane: &'w super::control_lane::ControlLane,
     pub epochs: &'w crate::core::EpochClock,
@@ -208,14 +223,14 @@ impl Deliverer<'_> {
         });
     }
 
-    /// Appends an encoded data-link frame to this worker's link to `node`. Past
-    /// `link_pending_bytes_max`, or with no link, the message is dropped and counted (a link is
-    /// never closed for being slow: the control lane decides whether the peer is alive).
+    /// Appends an encoded data-link frame to this worker's link to `node`, or to the node's
+    /// backlog while it has no link (see `link_backlog.rs`). Past `link_pending_bytes_max`
+    /// the message is dropped and counted (a link is never closed for being slow: the control
+    /// lane decides whether the peer is alive).
     #[inline]
-    fn append_link(&mut self, node: u16, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    fn append_link(&mut self, node: u16, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Forward {
         let Some(link) = self.links_out.iter().find(|l| l.node == node).copied() else {
-            bump(&self.stats.forward_drops, 1);
-            return false;
+            return self.append_backlog(node, len, write);
         };
         let Some(conn) = self
             .slab
@@ -223,12 +238,12 @@ impl Deliverer<'_> {
             .filter(|c| c.accepts_frames())
         else {
             bump(&self.stats.forward_drops, 1);
-            return false;
+            return Forward::Dropped;
         };
         if conn.pending_bytes() + len > self.link_pending_bytes_max {
             bump(&self.stats.forward_drops, 1);
             self.overloaded = true;
-            return false;
+            return Forward::Dropped;
         }
         write(&mut conn.out);
         bump(&self.stats.forwarded_out, 1);
@@ -236,7 +251,36 @@ impl Deliverer<'_> {
             conn.dirty = true;
             self.dirty.push(link.slot);
         }
-        true
+        Forward::Queued
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn append_backlog(
+        &mut self,
+        node: u16,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Forward {
+        let bytes_max = self.link_pending_bytes_max;
+        match self
+            .link_backlogs
+            .append(node, self.now_ms, len, bytes_max, write)
+        {
+            Ok(()) => {
+                bump(&self.stats.forwarded_out, 1);
+                Forward::Queued
+            }
+            Err(Refused::Full) => {
+                bump(&self.stats.forward_drops, 1);
+                self.overloaded = true;
+                Forward::Dropped
+            }
+            Err(Refused::TooManyNodes) => {
+                bump(&self.stats.forward_drops, 1);
+                Forward::NoRoute
+            }
+        }
     }
 
     fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) {
@@ -306,11 +350,10 @@ impl Sink for Deliverer<'_> {
     #[inline]
     fn forward_send(&mut self, node: u16, sender: &[u8], target: &[u8], payload: &[u8]) {
         let len = data_send_len(sender, target, payload);
-        let linked = self.links_out.iter().any(|l| l.node == node);
-        if !self.append_link(node, len, |out| {
+        let forward = self.append_link(node, len, |out| {
             encode_data_send(out, sender, target, payload)
-        }) && !linked
-        {
+        });
+        if forward == Forward::NoRoute {
             self.error_to_origin(ErrorCode::UNREACHABLE, target, "node unreachable");
         }
     }
@@ -326,7 +369,7 @@ impl Sink for Deliverer<'_> {
         payload: &[u8],
     ) {
         let len = data_publish_len(sender, topic, group, payload);
-        self.append_link(node, len, |out| {
+        let _ = self.append_link(node, len, |out| {
             encode_data_publish(out, sender, topic, group, no_echo, payload)
         });
     }

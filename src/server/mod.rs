@@ -12,6 +12,7 @@ mod handoff;
 pub mod host_probe;
 mod http;
 mod large_pool;
+mod link_backlog;
 mod metrics;
 mod output;
 mod reassemble;

@@ -67,6 +67,8 @@ pub struct Worker {
     large_pool: super::large_pool::LargePool,
     /// This worker's outbound data links, one per reachable node (cluster only).
     links_out: Vec<LinkOut>,
+    /// Forwards to nodes whose data link from this worker is not up yet.
+    link_backlogs: super::link_backlog::Backlogs,
     /// Connections whose HELLO waits for the node to become ready (slot, generation); an
     /// entry whose connection closed meanwhile is skipped when they are welcomed.
     held_hellos: Vec<(u32, u32)>,
@@ -114,6 +116,7 @@ impl Worker {
             shared_payload: None,
             large_pool: Default::default(),
             links_out: Vec::new(),
+            link_backlogs: Default::default(),
             held_hellos: Vec::new(),
             shared,
         };
@@ -234,7 +237,9 @@ impl Worker {
             overloaded: false,
             shared_payload: self.shared_payload.clone(),
             links_out: &self.links_out,
+            link_backlogs: &mut self.link_backlogs,
             link_pending_bytes_max: cfg.link_pending_bytes_max,
+            now_ms: self.now_ms,
             lane: &self.shared.lane,
             epochs: &self.shared.epochs,
             held_hellos: &mut self.held_hellos,
@@ -264,6 +269,9 @@ impl Worker {
                 }
                 _ => {}
             }
+        }
+        if !self.link_backlogs.is_empty() {
+            self.expire_link_backlogs();
         }
         if !self.accept_armed && !self.stopping {
             self.arm_accept();
@@ -297,6 +305,8 @@ impl Worker {
     /// them all (bounded by `DRAIN_TIMEOUT`; past it the ring leaks its memory rather than free
     /// what the kernel may still write), then closes the sockets.
     fn finish(&mut self) {
+        let backlogged = self.link_backlogs.clear();
+        self.drop_backlogged(backlogged, "the relay stopped before the data link was up");
         for slot in 0..self.slab.conns.len() as u32 {
             let c = &mut self.slab.conns[slot as usize];
             if matches!(c.state, ConnState::Open | ConnState::Closing) {

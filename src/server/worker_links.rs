@@ -30,6 +30,12 @@ impl Worker {
                     self.adopt_link(fd.into_raw_fd(), LinkRole { node, outbound })
                 }
                 Command::CloseLinks { node } => {
+                    if let Some(backlog) = self.link_backlogs.take(node) {
+                        self.drop_backlogged(
+                            backlog.messages,
+                            "peer node dead or its link restarted",
+                        );
+                    }
                     for slot in 0..self.slab.conns.len() as u32 {
                         let c = &self.slab.conns[slot as usize];
                         if c.link.is_some_and(|l| l.node == node) {
@@ -101,6 +107,16 @@ impl Worker {
                 slot,
                 generation,
             });
+            if let Some(backlog) = self.link_backlogs.take(role.node) {
+                // The forwards routed while the link was dialed go first, in their order.
+                let conn = &mut self.slab.conns[slot as usize];
+                debug_assert!(conn.out.is_empty(), "a new slot has nothing queued");
+                conn.out = backlog.bytes;
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(slot);
+                }
+            }
         }
         tracing::debug!(
             worker = self.index,
@@ -109,6 +125,26 @@ impl Worker {
             "data link up"
         );
         self.arm_recv(slot);
+    }
+
+    /// Drops the backlogs whose node got no link within `cluster_peer_dead_after_ms` (by then
+    /// a live node has its links and a dead one has no rows left to route to).
+    pub(super) fn expire_link_backlogs(&mut self) {
+        let wait_ms = self.shared.config.cluster_peer_dead_after_ms;
+        let dropped = self.link_backlogs.expire(self.now_ms, wait_ms);
+        self.drop_backlogged(dropped, "no data link to the node in time");
+    }
+
+    /// Counts forwards dropped from a backlog, with one warning naming why.
+    pub(super) fn drop_backlogged(&mut self, messages: u64, why: &str) {
+        if messages == 0 {
+            return;
+        }
+        tracing::warn!(worker = self.index, messages, "forwards dropped: {why}");
+        bump(
+            &self.shared.stats[self.index as usize].forward_drops,
+            messages,
+        );
     }
 
     /// A closing link: stop forwarding over it and tell the control thread to re-dial.
