@@ -6,9 +6,14 @@
 //! so one queue operation and at most one wake-up carry a whole batch. Emptied batch buffers
 //! go back to their producer over a return queue and are reused: no allocation per message.
 //!
-//! Bounds: each queue holds `BATCHES_IN_FLIGHT_MAX` batches; when it is full the producer keeps
-//! batches in a local backlog up to `handoff_bytes_max` bytes and drops further messages
-//! (counted, and the sender gets an OVERLOADED error). Order from one producer to one consumer
+//! Bounds, per producer->consumer pair: a fixed pool of [`batches_max`] batch buffers (a batch
+//! is allocated only while fewer exist, and returns to its producer after use); and
+//! `handoff_bytes_max` bytes held anywhere between the two: in the open batch, in the
+//! producer's backlog (a queue full), in the queue, and in the consumer's hands until the
+//! batch comes back. Past either bound further messages are dropped (counted, and the sender
+//! gets an OVERLOADED error). So one pair holds at most `handoff_bytes_max` bytes of records and
+//! payloads in buffers of at most `batches_max x BATCH_BYTES_TARGET` capacity (a buffer grown
+//! by one large record is shrunk when it comes back). Order from one producer to one consumer
 //! is FIFO, so messages from one connection to another arrive in order.
 //!
 //! Zero-copy payloads (`TAG_SHARED`) travel beside the bytes, in the batch's `payloads`: the
@@ -25,10 +30,18 @@ use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Batches that may sit in one producer->consumer queue.
-pub const BATCHES_IN_FLIGHT_MAX: usize = 256;
 /// A batch is closed and pushed once it holds this many bytes, so large bursts are split.
 pub const BATCH_BYTES_TARGET: usize = 256 * 1024;
+/// Capacity of a batch allocated for a CLOSE record when the pool is spent (closes are never
+/// refused; they are bounded by the connections that can close).
+const CLOSE_BATCH_BYTES: usize = 256;
+
+/// Batch buffers one producer->consumer pair may have: one per `BATCH_BYTES_TARGET` of
+/// `handoff_bytes_max`, and at least 4 (one open, one in the queue, one being read, one coming
+/// back), so a small bound still flows.
+pub fn batches_max(handoff_bytes_max: usize) -> usize {
+    (handoff_bytes_max / BATCH_BYTES_TARGET).max(4)
+}
 
 /// Record header: tag u8, slot u32, generation u32, len u32.
 pub const RECORD_HEADER_LEN: usize = 13;
@@ -94,19 +107,20 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    pub fn new(workers: usize) -> std::io::Result<Mailbox> {
+    /// Queues sized for twice a pair's pool (see [`batches_max`]), room for the close batches
+    /// beyond it, so a push of a returned batch normally never fails (when it does, the
+    /// consumer keeps the batch and pushes it again later, so its producer's count stays
+    /// exact).
+    pub fn new(workers: usize, handoff_bytes_max: usize) -> std::io::Result<Mailbox> {
+        let capacity = batches_max(handoff_bytes_max) * 2;
         // SAFETY: eventfd has no memory preconditions; the result is checked.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Mailbox {
-            inbound: (0..workers)
-                .map(|_| ArrayQueue::new(BATCHES_IN_FLIGHT_MAX))
-                .collect(),
-            returns: (0..workers)
-                .map(|_| ArrayQueue::new(BATCHES_IN_FLIGHT_MAX))
-                .collect(),
+            inbound: (0..workers).map(|_| ArrayQueue::new(capacity)).collect(),
+            returns: (0..workers).map(|_| ArrayQueue::new(capacity)).collect(),
             sleeping: AtomicBool::new(false),
             wake_fd: fd,
         })
@@ -140,17 +154,39 @@ impl Drop for Mailbox {
 }
 
 /// A producer's outgoing state towards one consumer worker.
-#[derive(Default)]
 pub struct Outbox {
     open: Batch,
     backlog: VecDeque<Batch>,
     backlog_bytes: usize,
+    /// Bytes of the batches pushed to the consumer and not yet returned.
+    outstanding_bytes: usize,
     spare: Vec<Batch>,
+    /// Batches of this pair's pool that exist (open, backlog, queue, consumer, returns, spare).
+    batches_live: usize,
+    batches_max: usize,
 }
 
 impl Outbox {
+    pub fn new(handoff_bytes_max: usize) -> Outbox {
+        Outbox {
+            open: Batch::default(),
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            outstanding_bytes: 0,
+            spare: Vec::new(),
+            batches_live: 0,
+            batches_max: batches_max(handoff_bytes_max),
+        }
+    }
+
+    /// Bytes held between this producer and its consumer.
+    fn held_bytes(&self) -> usize {
+        self.outstanding_bytes + self.backlog_bytes + self.open.len()
+    }
+
     /// Appends one record whose body is written by `write_body` (exactly `body_len` bytes).
-    /// Returns false, writing nothing, when the bound is reached.
+    /// Returns false, writing nothing, when a bound is reached. `handoff_bytes_max` of
+    /// `usize::MAX` (CLOSE records) is never refused.
     #[inline]
     pub fn append(
         &mut self,
@@ -162,10 +198,11 @@ impl Outbox {
         write_body: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
         let record_len = RECORD_HEADER_LEN + body_len;
-        if self.backlog_bytes + self.open.len() + record_len > handoff_bytes_max {
+        if self.held_bytes() + record_len > handoff_bytes_max
+            || !self.ensure_open(handoff_bytes_max == usize::MAX)
+        {
             return false;
         }
-        self.ensure_open();
         let out = &mut self.open.bytes;
         let start = out.len();
         out.push(tag);
@@ -180,15 +217,25 @@ impl Outbox {
         true
     }
 
-    /// Gives the open batch its buffer (a spare one when there is one).
-    fn ensure_open(&mut self) {
-        if self.open.bytes.capacity() == 0 {
-            debug_assert!(self.open.payloads.is_empty());
-            self.open = self
-                .spare
-                .pop()
-                .unwrap_or_else(|| Batch::with_capacity(BATCH_BYTES_TARGET));
+    /// Gives the open batch its buffer: a spare one, else a new one while the pool has room
+    /// (or, for a CLOSE, a small one past it). Returns whether there is an open batch.
+    fn ensure_open(&mut self, unbounded: bool) -> bool {
+        if self.open.bytes.capacity() != 0 {
+            return true;
         }
+        debug_assert!(self.open.payloads.is_empty());
+        if let Some(batch) = self.spare.pop() {
+            self.open = batch;
+        } else if self.batches_live < self.batches_max {
+            self.open = Batch::with_capacity(BATCH_BYTES_TARGET);
+            self.batches_live += 1;
+        } else if unbounded {
+            self.open = Batch::with_capacity(CLOSE_BATCH_BYTES);
+            self.batches_live += 1;
+        } else {
+            return false;
+        }
+        true
     }
 
     fn seal(&mut self) {
@@ -199,7 +246,6 @@ impl Outbox {
         }
     }
 
-    /// Pushes sealed batches (and the open one) into `queue`; returns whether any was pushed.
     /// Appends a `TAG_SHARED` record: `payload` rides in the batch, the body carries its index
     /// and then `header_len` bytes written by `write_header`.
     pub fn append_shared(
@@ -213,11 +259,12 @@ impl Outbox {
     ) -> bool {
         // Counted against the bound with its payload: the bytes are held until delivered.
         let body_len = SHARED_INDEX_LEN + header_len;
-        if self.backlog_bytes + self.open.len() + payload.len() + body_len > handoff_bytes_max {
+        if self.held_bytes() + payload.len() + RECORD_HEADER_LEN + body_len > handoff_bytes_max
+            || !self.ensure_open(false)
+        {
             return false;
         }
         // The payload goes into the open batch first, so sealing it (in `append`) counts both.
-        self.ensure_open();
         let index = self.open.payloads.len() as u32;
         self.open.payload_bytes += payload.len();
         self.open.payloads.push(payload);
@@ -229,12 +276,28 @@ impl Outbox {
         true
     }
 
-    pub fn flush(&mut self, queue: &ArrayQueue<Batch>, returns: &ArrayQueue<Batch>) -> bool {
-        while let Some(buf) = returns.pop() {
-            if self.spare.len() < 8 {
-                self.spare.push(buf);
+    /// Takes back the batches the consumer is done with (they come back as it read them:
+    /// their size is still known, so it leaves `outstanding_bytes`).
+    fn take_returns(&mut self, returns: &ArrayQueue<Batch>) {
+        while let Some(mut batch) = returns.pop() {
+            debug_assert!(self.outstanding_bytes >= batch.len());
+            self.outstanding_bytes = self.outstanding_bytes.saturating_sub(batch.len());
+            batch.clear();
+            if batch.bytes.capacity() > BATCH_BYTES_TARGET * 2 {
+                batch.bytes = Vec::with_capacity(BATCH_BYTES_TARGET);
             }
+            if batch.bytes.capacity() < BATCH_BYTES_TARGET {
+                // A CLOSE batch from past the pool: freed, not kept.
+                self.batches_live -= 1;
+                continue;
+            }
+            self.spare.push(batch);
         }
+    }
+
+    /// Pushes sealed batches (and the open one) into `queue`; returns whether any was pushed.
+    pub fn flush(&mut self, queue: &ArrayQueue<Batch>, returns: &ArrayQueue<Batch>) -> bool {
+        self.take_returns(returns);
         self.seal();
         let mut pushed = false;
         while let Some(batch) = self.backlog.pop_front() {
@@ -242,6 +305,7 @@ impl Outbox {
             match queue.push(batch) {
                 Ok(()) => {
                     self.backlog_bytes -= len;
+                    self.outstanding_bytes += len;
                     pushed = true;
                 }
                 Err(batch) => {
@@ -253,8 +317,9 @@ impl Outbox {
         pushed
     }
 
+    /// Nothing to push and nothing to take back.
     pub fn is_idle(&self) -> bool {
-        self.open.is_empty() && self.backlog.is_empty()
+        self.open.is_empty() && self.backlog.is_empty() && self.outstanding_bytes == 0
     }
 }
 
@@ -298,7 +363,7 @@ mod tests {
     fn records_roundtrip_in_order_and_bound_is_enforced() {
         let queue = ArrayQueue::new(1);
         let returns = ArrayQueue::new(1);
-        let mut out = Outbox::default();
+        let mut out = Outbox::new(1 << 20);
         assert!(out.append(100, TAG_FRAME, 1, 2, 3, |b| b.extend_from_slice(b"abc")));
         assert!(out.append(100, TAG_CLOSE, 4, 5, 2, |b| b.extend_from_slice(&[1, 0])));
         assert!(!out.append(40, TAG_FRAME, 1, 2, 20, |b| b.extend_from_slice(&[0; 20])));
@@ -324,14 +389,14 @@ mod tests {
             }
         );
         assert_eq!(got.len(), 2);
-        assert!(out.is_idle());
+        assert!(out.open.is_empty() && out.backlog.is_empty(), "all pushed");
     }
 
     #[test]
     fn full_queue_keeps_a_backlog_and_drains_it_later() {
         let queue = ArrayQueue::new(1);
         let returns = ArrayQueue::new(1);
-        let mut out = Outbox::default();
+        let mut out = Outbox::new(1 << 20);
         out.append(1 << 20, TAG_FRAME, 1, 1, 1, |b| b.push(1));
         assert!(out.flush(&queue, &returns));
         out.append(1 << 20, TAG_FRAME, 1, 1, 1, |b| b.push(2));
@@ -352,7 +417,7 @@ mod tests {
     fn shared_payloads_ride_beside_the_records_and_count_against_the_bound() {
         let queue = ArrayQueue::new(4);
         let returns = ArrayQueue::new(4);
-        let mut out = Outbox::default();
+        let mut out = Outbox::new(1 << 20);
         let payload = Bytes::from(vec![9u8; 100]);
         assert!(out.append_shared(1000, 3, 4, payload.clone(), 2, |b| b
             .extend_from_slice(b"hd")));
@@ -380,7 +445,7 @@ mod tests {
     fn a_shared_record_that_seals_the_batch_keeps_its_payload_with_it() {
         let queue = ArrayQueue::new(4);
         let returns = ArrayQueue::new(4);
-        let mut out = Outbox::default();
+        let mut out = Outbox::new(1 << 20);
         let big_header = BATCH_BYTES_TARGET;
         let payload = Bytes::from_static(b"xyz");
         assert!(
@@ -392,7 +457,61 @@ mod tests {
         assert!(out.flush(&queue, &returns));
         let mut batch = queue.pop().unwrap();
         assert_eq!(&batch.parts().1[0][..], b"xyz");
-        assert!(out.is_idle());
+        assert!(out.open.is_empty() && out.backlog.is_empty(), "all pushed");
         assert_eq!(out.backlog_bytes, 0);
+    }
+
+    /// What the consumer does with a batch it read: hands it back as it is.
+    fn consume(queue: &ArrayQueue<Batch>, returns: &ArrayQueue<Batch>) {
+        let batch = queue.pop().expect("a batch");
+        returns.push(batch).map_err(|_| ()).expect("room to return");
+    }
+
+    #[test]
+    fn bytes_in_the_queue_and_with_the_consumer_count_until_they_come_back() {
+        let (queue, returns) = (ArrayQueue::new(8), ArrayQueue::new(8));
+        let mut out = Outbox::new(1 << 20);
+        let max = 100;
+        assert!(out.append(max, TAG_FRAME, 1, 1, 50, |b| b.resize(b.len() + 50, 0)));
+        assert!(out.flush(&queue, &returns));
+        assert!(
+            !out.append(max, TAG_FRAME, 1, 1, 50, |b| b.resize(b.len() + 50, 0)),
+            "the pushed batch still holds its bytes"
+        );
+        consume(&queue, &returns);
+        assert!(!out.is_idle(), "a batch is out: flush must take it back");
+        out.flush(&queue, &returns);
+        assert!(out.is_idle());
+        assert!(out.append(max, TAG_FRAME, 1, 1, 50, |b| b.resize(b.len() + 50, 0)));
+    }
+
+    #[test]
+    fn the_batch_pool_is_fixed_and_refills_from_returns() {
+        let (queue, returns) = (ArrayQueue::new(16), ArrayQueue::new(16));
+        let pool = batches_max(1 << 20);
+        let mut out = Outbox::new(1 << 20);
+        let record =
+            |out: &mut Outbox| out.append(usize::MAX - 1, TAG_FRAME, 1, 1, 1, |b| b.push(7));
+        for _ in 0..pool {
+            assert!(record(&mut out));
+            out.flush(&queue, &returns);
+        }
+        assert!(!record(&mut out), "every batch of the pool is out");
+        assert!(
+            out.append(usize::MAX, TAG_CLOSE, 1, 1, 2, |b| b
+                .extend_from_slice(&[1, 0])),
+            "a CLOSE is never refused"
+        );
+        out.flush(&queue, &returns);
+        for _ in 0..=pool {
+            consume(&queue, &returns);
+        }
+        out.flush(&queue, &returns);
+        assert!(out.is_idle());
+        assert_eq!(
+            out.batches_live, pool,
+            "the close batch was freed, the pool kept"
+        );
+        assert!(record(&mut out));
     }
 }

@@ -122,7 +122,7 @@ impl Server {
             _ => None,
         };
         let mailboxes = (0..workers)
-            .map(|_| Mailbox::new(workers))
+            .map(|_| Mailbox::new(workers, cfg.handoff_bytes_max))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServeError::Resource("create an eventfd", e))?;
         let connections_per_worker = connections_per_worker(&cfg);

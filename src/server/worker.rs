@@ -53,6 +53,8 @@ pub struct Worker {
     index: u16,
     dirty: Vec<u32>,
     outboxes: Vec<Outbox>,
+    /// Batches read from another worker whose return queue was full: pushed again later.
+    unreturned: Vec<(usize, super::handoff::Batch)>,
     pending_closes: Vec<PendingClose>,
     scratch_locations: Vec<Location>,
     completions: Vec<Completion>,
@@ -103,7 +105,10 @@ impl Worker {
             listener,
             index,
             dirty: Vec::with_capacity(1024),
-            outboxes: (0..workers).map(|_| Outbox::default()).collect(),
+            outboxes: (0..workers)
+                .map(|_| Outbox::new(cfg.handoff_bytes_max))
+                .collect(),
+            unreturned: Vec::new(),
             pending_closes: Vec::new(),
             scratch_locations: Vec::new(),
             completions: Vec::with_capacity(4096),

@@ -52,10 +52,28 @@ impl Worker {
                         other => debug_assert!(false, "unknown handoff tag {other}"),
                     }
                 }
-                batch.clear();
-                // The producer's return queue full means it has spares enough: drop this one.
-                let _ = shared.mailboxes[src].returns[me].push(batch);
+                // Back to its producer as read (it counts the bytes it held, then clears it).
+                if let Err(batch) = shared.mailboxes[src].returns[me].push(batch) {
+                    self.unreturned.push((src, batch));
+                }
             }
         }
+        self.retry_returns();
+    }
+
+    /// Pushes again the batches whose return queue was full.
+    fn retry_returns(&mut self) {
+        if self.unreturned.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let me = self.index as usize;
+        let mut kept = Vec::new();
+        for (src, batch) in self.unreturned.drain(..) {
+            if let Err(batch) = shared.mailboxes[src].returns[me].push(batch) {
+                kept.push((src, batch));
+            }
+        }
+        self.unreturned = kept;
     }
 }
