@@ -125,6 +125,14 @@ pub struct Config {
     pub topics_max: usize,
     /// Distinct client ids watched on this node. 1,000,000, for the same reasons.
     pub watched_ids_max: usize,
+    /// Subscriptions on this node, all connections together. 4,000,000: a per-connection
+    /// bound times the connection bound would be billions, so the tables need a bound of
+    /// their own; at the longest names a subscription costs about 0.6 KB (the topic table's
+    /// entry and the connection's own copy of the key), so this is at most about 2.4 GB and
+    /// typically a tenth of it. Past it: ERROR LIMIT_EXCEEDED naming it, as for the others.
+    pub subscriptions_max: usize,
+    /// Watches on this node, all connections together. 4,000,000, for the same reasons.
+    pub watches_max: usize,
 }
 
 impl Default for Config {
@@ -164,6 +172,8 @@ impl Default for Config {
             group_bytes_max: crate::protocol::TOPIC_LEN_MAX,
             topics_max: 1_000_000,
             watched_ids_max: 1_000_000,
+            subscriptions_max: 4_000_000,
+            watches_max: 4_000_000,
         }
     }
 }
@@ -283,8 +293,10 @@ impl Config {
             || self.watches_per_connection_max == 0
             || self.topics_max == 0
             || self.watched_ids_max == 0
+            || self.subscriptions_max == 0
+            || self.watches_max == 0
         {
-            return err("subscriptions_per_connection_max, watches_per_connection_max, topics_max and watched_ids_max must be positive");
+            return err("subscriptions_per_connection_max, watches_per_connection_max, topics_max, watched_ids_max, subscriptions_max and watches_max must be positive");
         }
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {

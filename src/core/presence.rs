@@ -5,13 +5,20 @@
 //! its `contains` scan is bounded by the connections that watch that one id.
 
 use super::location::Location;
-use super::topics::TableFull;
+use super::topics::{TableBounds, TableFull};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct PresenceTable {
-    watchers: Mutex<HashMap<Box<[u8]>, Vec<Location>>>,
+    watchers: Mutex<Watchers>,
+}
+
+/// Watched id -> its watchers, and the number of watches of all ids together.
+#[derive(Default)]
+struct Watchers {
+    by_id: HashMap<Box<[u8]>, Vec<Location>>,
+    watches: usize,
 }
 
 impl PresenceTable {
@@ -19,47 +26,61 @@ impl PresenceTable {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<[u8]>, Vec<Location>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watchers> {
         // Poison only means a panic elsewhere; the map is still consistent (single inserts).
         self.watchers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn watch(&self, watched: &[u8], watcher: Location) {
-        let _ = self.watch_within(watched, watcher, usize::MAX);
+        let _ = self.watch_within(watched, watcher, TableBounds::NONE);
     }
 
-    /// [`Self::watch`], unless `watched` is new and the table already holds `watched_ids_max`
-    /// ids: then nothing changes and `Err(TableFull)` comes back.
+    /// [`Self::watch`], unless `watched` is new and the table already holds
+    /// `bounds.keys_max` ids, or it is a new watch and the table holds `bounds.entries_max`
+    /// watches: then nothing changes and `Err(TableFull)` comes back.
     pub fn watch_within(
         &self,
         watched: &[u8],
         watcher: Location,
-        watched_ids_max: usize,
+        bounds: TableBounds,
     ) -> Result<(), TableFull> {
-        let mut map = self.lock();
-        if !map.contains_key(watched) && map.len() >= watched_ids_max {
-            return Err(TableFull);
+        let mut table = self.lock();
+        let table = &mut *table;
+        if !table.by_id.contains_key(watched) && table.by_id.len() >= bounds.keys_max {
+            return Err(TableFull::Keys);
         }
-        let list = map.entry(watched.into()).or_default();
+        if table.watches >= bounds.entries_max {
+            return Err(TableFull::Entries);
+        }
+        let list = table.by_id.entry(watched.into()).or_default();
         if !list.contains(&watcher) {
             list.push(watcher);
+            table.watches += 1;
         }
         Ok(())
     }
 
     pub fn unwatch(&self, watched: &[u8], watcher: Location) {
-        let mut map = self.lock();
-        if let Some(list) = map.get_mut(watched) {
+        let mut table = self.lock();
+        let table = &mut *table;
+        if let Some(list) = table.by_id.get_mut(watched) {
+            let before = list.len();
             list.retain(|l| *l != watcher);
+            table.watches -= before - list.len();
             if list.is_empty() {
-                map.remove(watched);
+                table.by_id.remove(watched);
             }
         }
     }
 
+    /// Watches held, all ids together.
+    pub fn watches(&self) -> usize {
+        self.lock().watches
+    }
+
     /// Appends the watchers of `watched` to `out` (a reused buffer).
     pub fn watchers_of(&self, watched: &[u8], out: &mut Vec<Location>) {
-        if let Some(list) = self.lock().get(watched) {
+        if let Some(list) = self.lock().by_id.get(watched) {
             out.extend_from_slice(list);
         }
     }

@@ -41,6 +41,18 @@ pub struct TopicEntry {
 }
 
 impl TopicEntry {
+    /// Subscribers of `group` (empty: plain subscribers) in this entry.
+    fn members_of(&self, group: &[u8]) -> usize {
+        if group.is_empty() {
+            self.plain.len()
+        } else {
+            self.groups
+                .iter()
+                .find(|g| &*g.name == group)
+                .map_or(0, |g| g.members.len())
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.plain.is_empty() && self.groups.is_empty()
     }
@@ -112,16 +124,36 @@ impl QueueGroup {
     }
 }
 
-/// A table is at its configured size limit; nothing was added.
+/// A table is at one of its configured size limits; nothing was added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TableFull;
+pub enum TableFull {
+    /// A new key (topic, watched id) would pass the bound on distinct keys.
+    Keys,
+    /// A new entry (subscription, watch) would pass the bound on entries of all keys.
+    Entries,
+}
+
+/// Size limits of a table: distinct keys, and entries under all keys together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableBounds {
+    pub keys_max: usize,
+    pub entries_max: usize,
+}
+
+impl TableBounds {
+    pub const NONE: TableBounds = TableBounds {
+        keys_max: usize::MAX,
+        entries_max: usize::MAX,
+    };
+}
 
 /// A (topic, queue group) pair; the group is empty for plain subscribers.
 pub type TopicGroup = (Box<[u8]>, Box<[u8]>);
 
 pub struct TopicTable {
     entries: papaya::HashMap<Box<[u8]>, Arc<TopicEntry>, RandomState>,
-    writer: Mutex<()>,
+    /// Writers' lock, holding the number of subscriptions (all topics and groups).
+    writer: Mutex<usize>,
 }
 
 impl Default for TopicTable {
@@ -134,7 +166,7 @@ impl TopicTable {
     pub fn new() -> Self {
         TopicTable {
             entries: papaya::HashMap::with_hasher(RandomState::default()),
-            writer: Mutex::new(()),
+            writer: Mutex::new(0),
         }
     }
 
@@ -151,43 +183,58 @@ impl TopicTable {
     /// Adds a subscriber; returns whether it is the first one of (topic, group) on this node
     /// (the cluster then tells peers about the interest).
     pub fn subscribe(&self, topic: &[u8], group: &[u8], who: Location) -> bool {
-        self.subscribe_within(topic, group, who, usize::MAX)
+        self.subscribe_within(topic, group, who, TableBounds::NONE)
             .unwrap_or(false)
     }
 
-    /// [`Self::subscribe`], unless `topic` is new and the table already holds `topics_max`
-    /// topics: then nothing changes and `Err(TableFull)` comes back.
+    /// [`Self::subscribe`], unless `topic` is new and the table already holds
+    /// `bounds.keys_max` topics, or it is a new subscription and the table holds
+    /// `bounds.entries_max` of them: then nothing changes and `Err(TableFull)` comes back.
     pub fn subscribe_within(
         &self,
         topic: &[u8],
         group: &[u8],
         who: Location,
-        topics_max: usize,
+        bounds: TableBounds,
     ) -> Result<bool, TableFull> {
-        let _writer = self.lock_writer();
+        let mut subscriptions = self.lock_writer();
         let guard = self.entries.guard();
-        if self.entries.get(topic, &guard).is_none() && self.entries.len() >= topics_max {
-            return Err(TableFull);
+        let current = self.entries.get(topic, &guard);
+        if current.is_none() && self.entries.len() >= bounds.keys_max {
+            return Err(TableFull::Keys);
+        }
+        if *subscriptions >= bounds.entries_max {
+            return Err(TableFull::Entries);
         }
         drop(guard);
-        Ok(self.update_locked(topic, group, |e| e.with_added(group, who)))
+        Ok(self.update_locked(&mut subscriptions, topic, group, |e| {
+            e.with_added(group, who)
+        }))
     }
 
     /// Removes a subscriber; returns whether it was the last one of (topic, group) here.
     pub fn unsubscribe(&self, topic: &[u8], group: &[u8], who: Location) -> bool {
-        let _writer = self.lock_writer();
-        self.update_locked(topic, group, |e| e.with_removed(group, who))
+        let mut subscriptions = self.lock_writer();
+        self.update_locked(&mut subscriptions, topic, group, |e| {
+            e.with_removed(group, who)
+        })
     }
 
-    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+    /// Subscriptions held, all topics and groups together.
+    pub fn subscriptions(&self) -> usize {
+        *self.lock_writer()
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, usize> {
         // A poisoned lock only means another writer panicked; the map itself is consistent.
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `change` (the writer lock is held) and returns whether (topic, group) went
-    /// from no subscriber to some or back.
+    /// Applies `change` (the writer lock is held, `subscriptions` is its count) and returns
+    /// whether (topic, group) went from no subscriber to some or back.
     fn update_locked(
         &self,
+        subscriptions: &mut usize,
         topic: &[u8],
         group: &[u8],
         change: impl FnOnce(&TopicEntry) -> TopicEntry,
@@ -201,6 +248,9 @@ impl TopicTable {
             .unwrap_or(&empty);
         let next = change(current);
         let flipped = current.serves(group) != next.serves(group);
+        *subscriptions = (*subscriptions + next.members_of(group))
+            .checked_sub(current.members_of(group))
+            .expect("the subscription count covers every subscriber");
         if next.is_empty() {
             self.entries.remove(topic, &guard);
         } else {

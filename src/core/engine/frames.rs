@@ -167,9 +167,10 @@ impl Engine<'_> {
             match self
                 .tables
                 .topics
-                .subscribe_within(topic, group, at, limits.topics_max)
+                .subscribe_within(topic, group, at, limits.topic_table())
             {
-                Err(TableFull) => Some(Limit::Topics),
+                Err(TableFull::Keys) => Some(Limit::Topics),
+                Err(TableFull::Entries) => Some(Limit::Subscriptions),
                 Ok(first_here) => {
                     conn.subscriptions.insert(topic, group);
                     if first_here {
@@ -198,9 +199,10 @@ impl Engine<'_> {
             match self
                 .tables
                 .presence
-                .watch_within(client_id, at, limits.watched_ids_max)
+                .watch_within(client_id, at, limits.presence_table())
             {
-                Err(TableFull) => Limit::WatchedIds,
+                Err(TableFull::Keys) => Limit::WatchedIds,
+                Err(TableFull::Entries) => Limit::Watches,
                 Ok(()) => {
                     conn.watches.insert(client_id.into());
                     return;

@@ -5,6 +5,7 @@
 
 use super::{ConnRelay, Counter, Engine, Output};
 use crate::core::location::Location;
+use crate::core::topics::TableBounds;
 use crate::protocol::{CloseReason, ErrorCode, Frame};
 
 /// The limits the engine enforces per connection and on the node's shared tables.
@@ -22,6 +23,10 @@ pub struct ClientLimits {
     pub topics_max: usize,
     /// Distinct client ids watched on this node (all connections together).
     pub watched_ids_max: usize,
+    /// Subscriptions on this node, all connections, topics and groups together.
+    pub subscriptions_max: usize,
+    /// Watches on this node, all connections and ids together.
+    pub watches_max: usize,
 }
 
 impl ClientLimits {
@@ -33,6 +38,8 @@ impl ClientLimits {
             group_bytes_max: cfg.group_bytes_max,
             topics_max: cfg.topics_max,
             watched_ids_max: cfg.watched_ids_max,
+            subscriptions_max: cfg.subscriptions_max,
+            watches_max: cfg.watches_max,
         }
     }
 }
@@ -46,6 +53,26 @@ pub enum Limit {
     GroupBytes,
     Topics,
     WatchedIds,
+    Subscriptions,
+    Watches,
+}
+
+impl ClientLimits {
+    /// Bounds of the node's topic table.
+    pub fn topic_table(&self) -> TableBounds {
+        TableBounds {
+            keys_max: self.topics_max,
+            entries_max: self.subscriptions_max,
+        }
+    }
+
+    /// Bounds of the node's presence table.
+    pub fn presence_table(&self) -> TableBounds {
+        TableBounds {
+            keys_max: self.watched_ids_max,
+            entries_max: self.watches_max,
+        }
+    }
 }
 
 impl Limit {
@@ -58,6 +85,8 @@ impl Limit {
             Limit::GroupBytes => "group_bytes_max",
             Limit::Topics => "topics_max",
             Limit::WatchedIds => "watched_ids_max",
+            Limit::Subscriptions => "subscriptions_max",
+            Limit::Watches => "watches_max",
         }
     }
 
@@ -69,6 +98,8 @@ impl Limit {
             Limit::GroupBytes => limits.group_bytes_max,
             Limit::Topics => limits.topics_max,
             Limit::WatchedIds => limits.watched_ids_max,
+            Limit::Subscriptions => limits.subscriptions_max,
+            Limit::Watches => limits.watches_max,
         }
     }
 }

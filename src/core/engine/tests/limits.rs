@@ -258,3 +258,74 @@ fn payload_that_would_not_fit_a_deliver_is_refused_and_counted() {
         "the largest DELIVER fits exactly"
     );
 }
+
+#[test]
+fn subscriptions_max_bounds_the_node_even_on_topics_it_already_holds() {
+    let mut h = Harness::new();
+    let clients: Vec<u32> = (0..3).map(|i| h.client(&topic(100 + i))).collect();
+    // 3 clients x 3 topics would be 9 subscriptions on 3 topics; the node holds 7.
+    for &c in &clients[..2] {
+        for i in 0..3 {
+            h.frame(c, sub(&topic(i), b""));
+        }
+    }
+    h.frame(clients[2], sub(b"t0", b""));
+    h.rec.take();
+    assert_eq!(h.tables.topics.subscriptions(), 7);
+    h.frame(clients[2], sub(b"t1", b""));
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::LimitRefused),
+            Out::LocalError(clients[2], ErrorCode::LIMIT_EXCEEDED),
+        ]
+    );
+    // Unsubscribing and closing give the room back, exactly.
+    h.frame(clients[0], unsub(b"t0", b""));
+    h.frame(clients[2], sub(b"t1", b""));
+    h.rec.take();
+    assert_eq!(h.tables.topics.subscriptions(), 7);
+    h.close(clients[1]);
+    assert_eq!(h.tables.topics.subscriptions(), 4);
+    for c in [clients[0], clients[2]] {
+        h.close(c);
+    }
+    assert_eq!(h.tables.topics.subscriptions(), 0);
+    assert!(h.tables.topics.is_empty());
+}
+
+#[test]
+fn watches_max_bounds_the_node_even_on_ids_already_watched() {
+    let mut h = Harness::new();
+    let clients: Vec<u32> = (0..3).map(|i| h.client(&topic(100 + i))).collect();
+    let watch = |h: &mut Harness, c: u32, i: usize| {
+        h.frame(
+            c,
+            Frame::Watch {
+                client_id: &topic(i),
+            },
+        )
+    };
+    for &c in &clients[..2] {
+        for i in 0..3 {
+            watch(&mut h, c, i);
+        }
+    }
+    watch(&mut h, clients[2], 0);
+    h.rec.take();
+    assert_eq!(h.tables.presence.watches(), 7);
+    watch(&mut h, clients[2], 1);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::LimitRefused),
+            Out::LocalError(clients[2], ErrorCode::LIMIT_EXCEEDED),
+        ]
+    );
+    h.close(clients[0]);
+    h.rec.take();
+    assert_eq!(h.tables.presence.watches(), 4);
+    watch(&mut h, clients[2], 1);
+    assert_eq!(h.rec.take(), vec![]);
+    assert_eq!(h.tables.presence.watches(), 5);
+}

@@ -143,6 +143,8 @@ fn config() -> EngineConfig {
             group_bytes_max: 4,
             topics_max: 5,
             watched_ids_max: 5,
+            subscriptions_max: 7,
+            watches_max: 7,
         },
     }
 }
