@@ -29,6 +29,23 @@ pub struct Config {
     /// several hundred milliseconds of a fast consumer's traffic, so bursts pass, while 10,000
     /// stuck consumers cannot exhaust memory unnoticed (each is closed at its bound).
     pub pending_bytes_max: usize,
+    /// Bytes queued to all of one worker's clients together. Past it a message is dropped
+    /// (counted: `worker_queues_full`) and its sender told OVERLOADED, while each consumer still
+    /// meets `pending_bytes_max` on its own. 512 MiB (64 consumers at their own bound at once),
+    /// lowered to fit `memory_max_bytes` (see `Config::memory_budget`): with 65,536 connections
+    /// of 8 MiB each a worker could otherwise queue 512 GiB.
+    pub pending_bytes_per_worker_max: usize,
+    /// Bytes of unfinished frames all of one worker's clients may hold together. Past it the
+    /// connection whose frame would add more is closed (CLOSE LIMIT_EXCEEDED naming it). 256 MiB,
+    /// lowered to fit `memory_max_bytes`: 256 clients each halfway through a 1 MiB frame, while
+    /// a crowd of slow senders cannot hold a frame each.
+    pub reassembly_bytes_per_worker_max: usize,
+    /// The most memory the relay may need: `serve` refuses settings whose worst case
+    /// (`Config::memory_budget`, logged at start) is larger, after lowering the bounds left at
+    /// their defaults to fit. `None` (the default): half of the host's memory (or of the
+    /// cgroup's limit, if lower): the rest is for the kernel's socket buffers, which grow with
+    /// the same traffic and are not counted here, the page cache and the host's other processes.
+    pub memory_max_bytes: Option<u64>,
     /// A connection must send a valid HELLO within this time. 5 s: generous for a WAN client,
     /// short enough that idle sockets from scanners do not pile up.
     pub handshake_timeout_ms: u64,
@@ -102,6 +119,11 @@ pub struct Config {
     /// A node becomes ready (sends WELCOME, /healthz 200) once every peer it knows has sent
     /// its snapshot, or after this long for seeds that cannot be reached. 3000 ms.
     pub cluster_ready_wait_ms: u64,
+    /// Nodes a cluster may have, this one included. A node learns at most this many (a peer
+    /// past it is refused with an error naming the setting), and the memory budget counts data
+    /// links, link backlogs and replicated rows for this many. 16: a relay mesh is small (each
+    /// node links to every other from every worker); raise it for a larger cluster.
+    pub cluster_nodes_max: usize,
     /// Bytes queued on one data link to a peer before forwarded messages are dropped
     /// (counted, sender told OVERLOADED). 64 MiB: a link is shared by many clients, so it gets
     /// more room than one client's `pending_bytes_max`, but a stalled peer cannot grow it
@@ -125,13 +147,15 @@ pub struct Config {
     pub topics_max: usize,
     /// Distinct client ids watched on this node. 1,000,000, for the same reasons.
     pub watched_ids_max: usize,
-    /// Subscriptions on this node, all connections together. 4,000,000: a per-connection
+    /// Subscriptions on this node, all connections together. 2,000,000: a per-connection
     /// bound times the connection bound would be billions, so the tables need a bound of
     /// their own; at the longest names a subscription costs about 0.6 KB (the topic table's
-    /// entry and the connection's own copy of the key), so this is at most about 2.4 GB and
-    /// typically a tenth of it. Past it: ERROR LIMIT_EXCEEDED naming it, as for the others.
+    /// entry and the connection's own copy of the key), so this is at most about 1.2 GB, and
+    /// as much again on every peer that replicates the interest. Lowered to fit
+    /// `memory_max_bytes`. Past it: ERROR LIMIT_EXCEEDED naming it, as for the others.
     pub subscriptions_max: usize,
-    /// Watches on this node, all connections together. 4,000,000, for the same reasons.
+    /// Watches on this node, all connections together. 1,000,000 (about 0.3 GB), for the same
+    /// reasons.
     pub watches_max: usize,
 }
 
@@ -154,6 +178,9 @@ impl Default for Config {
             zero_copy_threshold_bytes: 64 * 1024,
             zero_copy_max_bytes: 256 * 1024,
             handoff_bytes_max: 64 << 20,
+            pending_bytes_per_worker_max: 512 << 20,
+            reassembly_bytes_per_worker_max: 256 << 20,
+            memory_max_bytes: None,
             close_linger_ms: 1_000,
             metrics: None,
             node_id: 0,
@@ -166,14 +193,15 @@ impl Default for Config {
             cluster_digest_interval_ms: 2_000,
             cluster_ready_wait_ms: 3_000,
             link_pending_bytes_max: 64 << 20,
+            cluster_nodes_max: 16,
             subscriptions_per_connection_max: 10_000,
             watches_per_connection_max: 10_000,
             topic_bytes_max: crate::protocol::TOPIC_LEN_MAX,
             group_bytes_max: crate::protocol::TOPIC_LEN_MAX,
             topics_max: 1_000_000,
             watched_ids_max: 1_000_000,
-            subscriptions_max: 4_000_000,
-            watches_max: 4_000_000,
+            subscriptions_max: 2_000_000,
+            watches_max: 1_000_000,
         }
     }
 }
@@ -279,6 +307,18 @@ impl Config {
         }
         if self.cluster_digest_interval_ms == 0 {
             return err("cluster_digest_interval_ms must be positive");
+        }
+        if !(2..=usize::from(u16::MAX)).contains(&self.cluster_nodes_max) {
+            return err("cluster_nodes_max must be between 2 and 65535");
+        }
+        if self.pending_bytes_per_worker_max < self.pending_bytes_max {
+            return err("pending_bytes_per_worker_max must be at least pending_bytes_max");
+        }
+        if self.reassembly_bytes_per_worker_max < self.max_frame_bytes {
+            return err("reassembly_bytes_per_worker_max must be at least max_frame_bytes");
+        }
+        if self.memory_max_bytes.is_some_and(|m| m < 64 << 20) {
+            return err("memory_max_bytes must be at least 67108864 (64 MiB)");
         }
         if self.link_pending_bytes_max < self.max_frame_bytes + 1024 {
             return err("link_pending_bytes_max must exceed max_frame_bytes");

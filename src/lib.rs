@@ -10,5 +10,6 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod memory_budget;
 pub mod protocol;
 pub mod server;

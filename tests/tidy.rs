@@ -873,6 +873,15 @@ const LAYERS: &[(&str, &[&str])] = &[
             "crate::client",
         ],
     ),
+    (
+        "src/memory_budget.rs",
+        &[
+            "crate::core",
+            "crate::cluster",
+            "crate::server",
+            "crate::client",
+        ],
+    ),
 ];
 
 fn layer_violations(files: &[SourceFile]) -> Vec<String> {

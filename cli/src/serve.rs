@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Address peers should dial to reach this node (default: --cluster-listen).
     #[arg(long, value_name = "ADDR")]
     pub cluster_advertise: Option<String>,
+    /// Print the memory budget of these settings on this host (every store's worst case, and
+    /// what is lowered to fit memory_max_bytes), then exit without serving.
+    #[arg(long)]
+    pub print_budget: bool,
 }
 
 /// A parsed `--cpus` list, in the order given.
@@ -180,6 +184,11 @@ fn check_host(cfg: &Config) {
 /// Runs the relay until SIGINT/SIGTERM, then shuts it down.
 pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     let cfg = build_config(args)?;
+    if args.print_budget {
+        let plan = ringrelay::server::MemoryPlan::for_host(&cfg)?;
+        print!("{}", plan.report());
+        return Ok(());
+    }
     // Block the signals before any worker thread exists, so every thread inherits the mask
     // and only `wait` below ever sees them.
     let signals = TerminationSignals::block()?;
@@ -231,6 +240,7 @@ mod tests {
             peers: None,
             cluster_secret: None,
             cluster_advertise: None,
+            print_budget: false,
         }
     }
 

@@ -55,6 +55,8 @@ pub struct ControlConfig {
     pub backoff_max_ms: u64,
     pub data_redial_ms: u64,
     pub rows_per_message: usize,
+    /// Nodes the cluster may have, this one included (`cluster_nodes_max`).
+    pub nodes_max: usize,
 }
 
 impl ControlConfig {
@@ -73,6 +75,7 @@ impl ControlConfig {
             backoff_max_ms: BACKOFF_MAX_MS,
             data_redial_ms: DATA_REDIAL_MS,
             rows_per_message: ROWS_PER_MESSAGE,
+            nodes_max: cfg.cluster_nodes_max,
         }
     }
 }
@@ -244,6 +247,7 @@ impl ControlPlane {
             ready_wait_ms: cfg.ready_wait_ms,
             backoff_min_ms: cfg.backoff_min_ms,
             backoff_max_ms: cfg.backoff_max_ms,
+            nodes_max: cfg.nodes_max,
         };
         ControlPlane {
             membership: Membership::new(cfg.node_id, &cfg.seeds, mcfg, now_ms),
@@ -675,6 +679,7 @@ mod tests {
             backoff_max_ms: BACKOFF_MAX_MS,
             data_redial_ms: DATA_REDIAL_MS,
             rows_per_message: 2,
+            nodes_max: 16,
         }
     }
 

@@ -31,6 +31,8 @@ pub struct MembershipConfig {
     pub ready_wait_ms: u64,
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
+    /// Nodes the cluster may have, this one included: peers past it are never learnt.
+    pub nodes_max: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +150,8 @@ pub struct Membership {
     ready: bool,
     /// (node, address) pairs already reported as an id clash.
     clashes_reported: Vec<(u16, String)>,
+    /// Nodes already reported as refused at `nodes_max`.
+    refusals_reported: Vec<u16>,
 }
 
 impl Membership {
@@ -167,6 +171,7 @@ impl Membership {
             next_heartbeat_ms: now_ms,
             ready: false,
             clashes_reported: Vec::new(),
+            refusals_reported: Vec::new(),
             cfg,
         }
     }
@@ -212,6 +217,7 @@ impl Membership {
         if node == self.self_id || node == 0 || addr.is_empty() {
             return;
         }
+        let full = self.peers.len() + 1 >= self.cfg.nodes_max;
         match self.peer_mut(node) {
             // An up peer keeps the address it is linked at: a different one for its id is a
             // restart elsewhere (learnt once it is dead) or a clash, never a move.
@@ -220,6 +226,9 @@ impl Membership {
                 if p.addr != addr {
                     p.addr = addr.to_string();
                 }
+            }
+            None if full => {
+                self.report_too_many(node, addr);
             }
             None => self.peers.push(Peer {
                 node,
@@ -231,6 +240,24 @@ impl Membership {
                 dial: Dial::new(now_ms),
             }),
         }
+    }
+
+    /// One error line per node refused at `nodes_max` (at most [`ID_CLASHES_REPORTED_MAX`]).
+    #[cold]
+    fn report_too_many(&mut self, node: u16, addr: &str) {
+        if self.refusals_reported.contains(&node)
+            || self.refusals_reported.len() >= ID_CLASHES_REPORTED_MAX
+        {
+            return;
+        }
+        self.refusals_reported.push(node);
+        tracing::error!(
+            node,
+            addr,
+            nodes_max = self.cfg.nodes_max,
+            "node refused: the cluster already has cluster_nodes_max nodes; raise \
+             cluster_nodes_max on every node to admit it"
+        );
     }
 
     /// An authenticated control link came up.
@@ -431,6 +458,7 @@ mod tests {
             ready_wait_ms: 3000,
             backoff_min_ms: 100,
             backoff_max_ms: 1000,
+            nodes_max: 16,
         }
     }
 
@@ -459,6 +487,29 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn peers_past_nodes_max_are_never_learnt_and_their_links_are_closed() {
+        let mut m = Membership::new(
+            1,
+            &[],
+            MembershipConfig {
+                nodes_max: 3,
+                ..cfg()
+            },
+            0,
+        );
+        m.learn(2, "b:1", 0);
+        m.learn(3, "c:1", 0);
+        m.learn(4, "d:1", 0);
+        let known: Vec<u16> = m.peers().iter().map(|p| p.node).collect();
+        assert_eq!(known, [2, 3], "this node and two peers make three");
+        let actions = up(&mut m, (9, 4, "d:1", 1, false, None), 10);
+        assert_eq!(actions, vec![Action::CloseLink { link: 9 }]);
+        assert!(!m.is_up(4));
+        m.learn(3, "c:2", 20);
+        assert_eq!(m.peers().len(), 2, "a known peer is still updated");
     }
 
     #[test]

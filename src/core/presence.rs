@@ -66,7 +66,7 @@ impl PresenceTable {
         if let Some(list) = table.by_id.get_mut(watched) {
             let before = list.len();
             list.retain(|l| *l != watcher);
-            table.watches -= before - list.len();
+            table.watches = table.watches.saturating_sub(before - list.len());
             if list.is_empty() {
                 table.by_id.remove(watched);
             }

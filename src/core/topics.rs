@@ -248,9 +248,12 @@ impl TopicTable {
             .unwrap_or(&empty);
         let next = change(current);
         let flipped = current.serves(group) != next.serves(group);
-        *subscriptions = (*subscriptions + next.members_of(group))
-            .checked_sub(current.members_of(group))
-            .expect("the subscription count covers every subscriber");
+        let sum = *subscriptions + next.members_of(group);
+        debug_assert!(
+            sum >= current.members_of(group),
+            "invariant: the count covers them"
+        );
+        *subscriptions = sum.saturating_sub(current.members_of(group));
         if next.is_empty() {
             self.entries.remove(topic, &guard);
         } else {

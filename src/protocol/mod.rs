@@ -25,7 +25,7 @@ pub use codec::{
 };
 pub use frame::{CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind};
 pub use reader::FrameReader;
-pub use stream::{FrameTooLarge, StreamDecoder};
+pub use stream::{FrameTooLarge, StreamDecoder, PARTIAL_RETAIN_MAX};
 pub use walk::FrameWalk;
 
 /// The protocol version spoken by this build. HELLO with any other version is refused with

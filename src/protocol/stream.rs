@@ -23,7 +23,8 @@ use std::fmt;
 
 /// A buffer that held a straddling frame of more than this many bytes is released instead of
 /// kept for the next one, so an idle connection does not pin the memory of its largest frame.
-const PARTIAL_RETAIN_MAX: usize = 64 * 1024;
+/// 16 KiB: one receive buffer's worth, so an idle connection pins little.
+pub const PARTIAL_RETAIN_MAX: usize = 16 * 1024;
 
 /// A frame header announced more bytes (header included) than the decoder's bound.
 ///
@@ -274,6 +275,16 @@ impl StreamDecoder {
     /// all, if it wants it (reserving what a header announces is the caller's decision).
     ///
     /// [`pending_frame_bytes`]: Self::pending_frame_bytes
+    /// Memory this decoder holds for an unfinished frame (its buffer's capacity while it
+    /// holds bytes; an empty buffer keeps at most [`PARTIAL_RETAIN_MAX`], counted apart).
+    pub fn held_bytes(&self) -> usize {
+        if self.partial.is_empty() {
+            0
+        } else {
+            self.partial.capacity()
+        }
+    }
+
     pub fn take_buffered(&mut self) -> Vec<u8> {
         if self.returned {
             self.clear();
@@ -282,9 +293,14 @@ impl StreamDecoder {
         std::mem::take(&mut self.partial)
     }
 
-    /// Forgets everything buffered (after an error, or to reuse the decoder for a new stream).
+    /// Forgets everything buffered (after an error, or to reuse the decoder for a new stream),
+    /// keeping at most [`PARTIAL_RETAIN_MAX`] of buffer.
     pub fn clear(&mut self) {
-        self.partial.clear();
+        if self.partial.capacity() > PARTIAL_RETAIN_MAX {
+            self.partial = Vec::new();
+        } else {
+            self.partial.clear();
+        }
         self.returned = false;
     }
 }

@@ -33,7 +33,7 @@ pub struct Conn {
     /// A large frame being received straight into its own buffer (see
     /// `zero_copy_threshold_bytes`); while a direct receive is in flight the ring owns it.
     pub large: Option<Vec<u8>>,
-    /// Whole size of the frame `large` is receiving.
+    /// Whole size of the frame `large` is receiving (0: none; reset when it is dispatched).
     pub large_frame_bytes: usize,
     /// Frames queued for the next send. Wire order: `unsent`, then `segments`, then `out`.
     pub out: Vec<u8>,
@@ -67,9 +67,17 @@ pub struct LinkRole {
     pub outbound: bool,
 }
 
+pub use crate::memory_budget::SEND_BUFFER_RETAIN_BYTES;
+
 impl Conn {
     pub fn pending_bytes(&self) -> usize {
         self.out.len() + self.sending_bytes + self.segments_bytes
+    }
+
+    /// Memory held for this connection's unfinished frames: the decoder's buffer, a large
+    /// frame's own buffer, and frames held behind a HELLO that waits for the node to be ready.
+    pub fn reassembly_bytes(&self) -> usize {
+        self.decoder.held_bytes() + self.large_frame_bytes + self.relay.held_bytes()
     }
 
     pub fn accepts_frames(&self) -> bool {
@@ -118,6 +126,12 @@ pub struct Slab {
     free: Vec<u32>,
     pub open_count: usize,
     limit: usize,
+    /// Sum of [`Conn::pending_bytes`] over client connections (data links have their own
+    /// bound), held against `pending_bytes_per_worker_max`.
+    pub client_pending_bytes: usize,
+    /// Sum of [`Conn::reassembly_bytes`] over client connections, held against
+    /// `reassembly_bytes_per_worker_max`.
+    pub client_reassembly_bytes: usize,
 }
 
 impl Slab {
@@ -127,6 +141,8 @@ impl Slab {
             free: Vec::new(),
             open_count: 0,
             limit,
+            client_pending_bytes: 0,
+            client_reassembly_bytes: 0,
         }
     }
 
@@ -175,24 +191,58 @@ impl Slab {
         Some(slot)
     }
 
+    /// Brings [`Self::client_pending_bytes`] in step after the pending bytes of the connection
+    /// in `slot` changed from `before` (nothing for a data link).
+    #[inline]
+    pub fn repend(&mut self, slot: u32, before: usize) {
+        let c = &self.conns[slot as usize];
+        if c.link.is_none() {
+            let now = c.pending_bytes();
+            let sum = self.client_pending_bytes + now;
+            debug_assert!(sum >= before, "invariant: the sum covers this connection");
+            self.client_pending_bytes = sum.saturating_sub(before);
+        }
+    }
+
+    /// Brings [`Self::client_reassembly_bytes`] in step after the reassembly bytes of the
+    /// connection in `slot` changed from `before` (nothing for a data link).
+    pub fn reheld(&mut self, slot: u32, before: usize) {
+        let c = &self.conns[slot as usize];
+        if c.link.is_none() {
+            let now = c.reassembly_bytes();
+            let sum = self.client_reassembly_bytes + now;
+            debug_assert!(sum >= before, "invariant: the sum covers this connection");
+            self.client_reassembly_bytes = sum.saturating_sub(before);
+        }
+    }
+
     /// Returns a slot to the free list; buffers keep their capacity only up to a small bound so
     /// a burst on one connection does not pin memory forever.
     pub fn release(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
         debug_assert!(!c.send_in_flight && !c.recv_armed);
+        if c.link.is_none() {
+            debug_assert!(self.client_pending_bytes >= c.pending_bytes());
+            debug_assert!(self.client_reassembly_bytes >= c.reassembly_bytes());
+            self.client_pending_bytes = self.client_pending_bytes.saturating_sub(c.pending_bytes());
+            self.client_reassembly_bytes = self
+                .client_reassembly_bytes
+                .saturating_sub(c.reassembly_bytes());
+        }
         c.state = ConnState::Free;
         c.fd = -1;
         c.relay = ConnRelay::default();
         c.decoder.clear();
         for buf in [&mut c.out, &mut c.spare] {
             buf.clear();
-            buf.shrink_to(64 * 1024);
+            buf.shrink_to(SEND_BUFFER_RETAIN_BYTES);
         }
         c.unsent = None;
         c.sending_bytes = 0;
         c.segments.clear();
         c.segments_bytes = 0;
         c.large = None;
+        c.large_frame_bytes = 0;
         c.dirty = false;
         c.close_text = None;
         c.link = None;
@@ -214,6 +264,17 @@ impl Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_slot_fits_the_state_the_memory_budget_counts() {
+        // CONNECTION_STATE_BYTES counts the slot with room for its list entries and the
+        // allocator's rounding: the slot itself must stay within half of it.
+        let slot = std::mem::size_of::<Conn>();
+        assert!(
+            slot <= crate::memory_budget::CONNECTION_STATE_BYTES / 2,
+            "Conn is {slot} bytes"
+        );
+    }
     use crate::protocol::Frame;
 
     /// `n` frames of different sizes, and the offset where each ends.

@@ -55,6 +55,8 @@ pub struct Deliverer<'w> {
     pub origin_slot: u32,
     pub origin_generation: u32,
     pub pending_bytes_max: usize,
+    /// Bound on the bytes queued to all of this worker's clients together.
+    pub pending_bytes_per_worker_max: usize,
     pub handoff_bytes_max: usize,
     /// A handoff bound was hit while routing this origin's frames.
     pub overloaded: bool,
@@ -94,6 +96,7 @@ impl Deliverer<'_> {
             bump(&self.stats.stale_drops, 1);
             return false;
         };
+        debug_assert!(conn.link.is_none(), "links are written by append_link");
         if conn.pending_bytes() + len > self.pending_bytes_max {
             conn.close_requested = true;
             bump(&self.stats.slow_consumer_closes, 1);
@@ -107,6 +110,16 @@ impl Deliverer<'_> {
             });
             return false;
         }
+        if self.slab.client_pending_bytes + len > self.pending_bytes_per_worker_max {
+            // The worker's queues together are at their bound: this message is dropped and
+            // its sender told OVERLOADED; the consumers that hold the bytes meet their own
+            // bound (above) if they do not drain.
+            bump(&self.stats.worker_pending_drops, 1);
+            self.overloaded = true;
+            return false;
+        }
+        let conn = &mut self.slab.conns[slot as usize];
+        self.slab.client_pending_bytes += len;
         write(&mut conn.out);
         bump(&self.stats.frames_out_by_kind[kind_index(kind)], 1);
         if !conn.dirty {
@@ -135,6 +148,7 @@ impl Deliverer<'_> {
             // empty; an empty segment would make a zero-length send.
             let sealed = Bytes::from(std::mem::take(&mut conn.out));
             debug_assert!(!sealed.is_empty());
+            // `append_local` counted header and payload in `client_pending_bytes`.
             conn.segments_bytes += sealed.len() + payload.len();
             conn.segments.push_back(sealed);
             if !payload.is_empty() {

@@ -66,6 +66,28 @@ pub fn connections_per_worker_effective(cfg: &Config, nofile_soft: Option<u64>) 
     per_worker.clamp(1, cfg.connections_per_worker_max)
 }
 
+/// The memory this process may use: the host's (`MemTotal`), or its cgroup's limit when that
+/// is lower (a container). `None` when neither can be read.
+pub fn memory_available_bytes() -> Option<u64> {
+    let host = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_total_bytes(&text));
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    match (host, cgroup) {
+        (Some(h), Some(c)) => Some(h.min(c)),
+        (h, c) => h.or(c),
+    }
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Bytes of one provided-buffer ring entry (`struct io_uring_buf`).
 const BUF_RING_ENTRY_BYTES: u64 = 16;
 const PAGE_BYTES: u64 = 4096;
@@ -343,6 +365,13 @@ fn read_sysctl(root: &Path, key: &str) -> Sysctl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mem_total_is_read_in_bytes() {
+        let text = "MemTotal:       24562756 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total_bytes(text), Some(24_562_756 * 1024));
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+    }
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use crossbeam::queue::ArrayQueue;
 use std::sync::Arc;
 
-/// Buffers kept per worker.
-pub const BUFFERS_MAX: usize = 16;
+/// Buffers kept per worker (the memory budget counts them).
+pub const BUFFERS_MAX: usize = crate::memory_budget::LARGE_BUFFERS_PER_WORKER;
 
 pub struct LargePool {
     /// Buffers given back by whichever worker dropped the last reference.

@@ -9,10 +9,6 @@
 //! the link is up, or the node has been declared dead and its rows purged); what it holds when
 //! it expires, or when the node is declared dead, is dropped and counted.
 
-/// Nodes one worker holds backlogs for at once. Far above a real cluster's size; a forward to
-/// one more node with no link is refused (the sender gets UNREACHABLE).
-pub const BACKLOGS_MAX: usize = 256;
-
 /// Forwards queued for one node.
 #[derive(Debug)]
 pub struct Backlog {
@@ -29,16 +25,27 @@ pub struct Backlog {
 pub enum Refused {
     /// The node's backlog would pass `link_pending_bytes_max`.
     Full,
-    /// [`BACKLOGS_MAX`] nodes already have a backlog.
+    /// Every other node of a cluster of `cluster_nodes_max` already has a backlog (a node
+    /// the membership cannot hold): the sender gets UNREACHABLE.
     TooManyNodes,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Backlogs {
     entries: Vec<Backlog>,
+    /// Backlogs held at once: one per other node of the largest cluster.
+    nodes_max: usize,
 }
 
 impl Backlogs {
+    /// Backlogs for the other nodes of a cluster of at most `cluster_nodes_max`.
+    pub fn new(cluster_nodes_max: usize) -> Backlogs {
+        Backlogs {
+            entries: Vec::new(),
+            nodes_max: cluster_nodes_max.saturating_sub(1),
+        }
+    }
+
     /// Queues `len` bytes written by `write` for `node`.
     pub fn append(
         &mut self,
@@ -50,7 +57,7 @@ impl Backlogs {
     ) -> Result<(), Refused> {
         let at = match self.entries.iter().position(|b| b.node == node) {
             Some(at) => at,
-            None if self.entries.len() >= BACKLOGS_MAX => return Err(Refused::TooManyNodes),
+            None if self.entries.len() >= self.nodes_max => return Err(Refused::TooManyNodes),
             None => {
                 self.entries.push(Backlog {
                     node,
@@ -105,6 +112,8 @@ impl Backlogs {
 mod tests {
     use super::*;
 
+    const NODES: usize = 8;
+
     fn push(b: &mut Backlogs, node: u16, now_ms: u64, bytes: &[u8]) -> Result<(), Refused> {
         b.append(node, now_ms, bytes.len(), 8, |out| {
             out.extend_from_slice(bytes)
@@ -113,7 +122,7 @@ mod tests {
 
     #[test]
     fn forwards_queue_per_node_in_order_and_are_taken_whole() {
-        let mut b = Backlogs::default();
+        let mut b = Backlogs::new(NODES);
         push(&mut b, 2, 0, b"ab").unwrap();
         push(&mut b, 3, 0, b"x").unwrap();
         push(&mut b, 2, 1, b"cd").unwrap();
@@ -126,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_backlog_past_its_byte_bound_refuses_and_keeps_what_it_has() {
-        let mut b = Backlogs::default();
+        let mut b = Backlogs::new(NODES);
         push(&mut b, 2, 0, b"12345").unwrap();
         assert_eq!(push(&mut b, 2, 0, b"6789"), Err(Refused::Full));
         push(&mut b, 2, 0, b"678").unwrap();
@@ -135,12 +144,12 @@ mod tests {
 
     #[test]
     fn nodes_past_the_count_bound_are_refused() {
-        let mut b = Backlogs::default();
-        for node in 0..BACKLOGS_MAX as u16 {
+        let mut b = Backlogs::new(NODES);
+        for node in 0..NODES as u16 - 1 {
             push(&mut b, node, 0, b"m").unwrap();
         }
         assert_eq!(
-            push(&mut b, BACKLOGS_MAX as u16, 0, b"m"),
+            push(&mut b, NODES as u16, 0, b"m"),
             Err(Refused::TooManyNodes)
         );
         push(&mut b, 0, 0, b"m").unwrap();
@@ -148,7 +157,7 @@ mod tests {
 
     #[test]
     fn backlogs_expire_from_their_first_message_and_report_what_they_held() {
-        let mut b = Backlogs::default();
+        let mut b = Backlogs::new(NODES);
         push(&mut b, 2, 100, b"a").unwrap();
         push(&mut b, 2, 900, b"b").unwrap();
         push(&mut b, 3, 500, b"c").unwrap();

@@ -319,6 +319,7 @@ impl RelayCollector {
             [
                 ("unknown_id", self.sum(|b| &b.unknown_id)),
                 ("handoff_overload", self.sum(|b| &b.handoff_drops)),
+                ("worker_queues_full", self.sum(|b| &b.worker_pending_drops)),
                 ("stale_destination", self.sum(|b| &b.stale_drops)),
                 ("slow_consumer", self.sum(|b| &b.slow_consumer_drops)),
                 ("forward_no_link_or_full", self.sum(|b| &b.forward_drops)),
@@ -338,7 +339,7 @@ impl RelayCollector {
             e,
             "limit_refusals",
             "SUBSCRIBE and WATCH requests refused at a configured limit (ERROR or CLOSE \
-             LIMIT_EXCEEDED).",
+             LIMIT_EXCEEDED), and connections closed at reassembly_bytes_per_worker_max.",
             self.sum(|b| &b.limit_refusals),
         )?;
         counter(

@@ -28,6 +28,7 @@ use crate::cluster::node::{ClusterHost, ClusterNode};
 use crate::cluster::MemberStatus;
 use crate::config::Config;
 use crate::core::{EngineConfig, EpochClock, Tables};
+use crate::memory_budget;
 // The lane's types live in `cluster`; this alias keeps the workers' `super::control_lane`
 // imports working unchanged.
 use crate::cluster::lane as control_lane;
@@ -51,6 +52,8 @@ pub struct StatsSnapshot {
     pub slow_consumer_closes: u64,
     pub protocol_error_closes: u64,
     pub handoff_drops: u64,
+    /// Messages dropped at `pending_bytes_per_worker_max`.
+    pub worker_pending_drops: u64,
     /// SUBSCRIBEs and WATCHes refused at a configured limit.
     pub limit_refusals: u64,
     /// SEND and PUBLISH frames dropped for a payload longer than the relay delivers.
@@ -112,6 +115,7 @@ impl Server {
         if workers > u16::MAX as usize {
             return Err(ServeError::TooManyWorkers(workers));
         }
+        let cfg = fit_to_memory(cfg)?;
         let cpus = worker_cpus(&cfg, workers);
         let (listeners, local_addr) = bind_listeners(cfg.listen, workers)?;
         let cluster_listener = match cfg.cluster_listen {
@@ -427,6 +431,102 @@ fn worker_cpus(cfg: &Config, workers: usize) -> Vec<Option<usize>> {
 /// Listen backlog: large, since a relay host sees connection storms after a restart; the
 /// kernel caps it at net.core.somaxconn.
 pub(crate) const LISTEN_BACKLOG: i32 = 4096;
+
+/// The settings as they will apply on this host: the bounds left at their defaults lowered to
+/// fit `memory_max_bytes` (default: half the host's memory).
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    pub config: Config,
+    pub workers: usize,
+    /// What was lowered.
+    pub changes: Vec<memory_budget::Fitted>,
+    /// `None`: the host's memory could not be read and no `memory_max_bytes` was set.
+    pub memory_max_bytes: Option<u64>,
+}
+
+impl MemoryPlan {
+    /// Fits `cfg` (validated) to this host; settings that cannot fit are refused.
+    pub fn for_host(cfg: &Config) -> Result<MemoryPlan, ServeError> {
+        let workers = cfg.worker_count();
+        let memory_max_bytes = cfg
+            .memory_max_bytes
+            .or_else(|| host_probe::memory_available_bytes().map(|m| m / 2));
+        let Some(max) = memory_max_bytes else {
+            return Ok(MemoryPlan {
+                config: cfg.clone(),
+                workers,
+                changes: Vec::new(),
+                memory_max_bytes,
+            });
+        };
+        let (config, changes) = cfg
+            .fit_to_memory(workers, max)
+            .map_err(|e| ServeError::OverBudget(Box::new(e)))?;
+        Ok(MemoryPlan {
+            config,
+            workers,
+            changes,
+            memory_max_bytes,
+        })
+    }
+
+    pub fn budget(&self) -> memory_budget::MemoryBudget {
+        self.config.memory_budget_for(self.workers)
+    }
+
+    /// The budget, what was lowered to fit and the limit, as `serve --print-budget` shows it.
+    pub fn report(&self) -> String {
+        let mut text = self.budget().to_string();
+        match self.memory_max_bytes {
+            Some(max) => text.push_str(&format!(
+                "memory_max_bytes: {} ({})\n",
+                memory_budget::human(max),
+                if self.config.memory_max_bytes.is_some() {
+                    "set"
+                } else {
+                    "half of the host's memory"
+                }
+            )),
+            None => text.push_str("memory_max_bytes: unknown (the host's memory cannot be read)\n"),
+        }
+        for c in &self.changes {
+            text.push_str(&format!(
+                "lowered to fit: {} {} -> {}\n",
+                c.setting, c.from, c.to
+            ));
+        }
+        text
+    }
+}
+
+/// [`MemoryPlan::for_host`], logged.
+fn fit_to_memory(cfg: Config) -> Result<Config, ServeError> {
+    let plan = MemoryPlan::for_host(&cfg)?;
+    for change in &plan.changes {
+        tracing::info!(
+            setting = change.setting,
+            from = change.from,
+            to = change.to,
+            "lowered to fit memory_max_bytes"
+        );
+    }
+    let budget = plan.budget();
+    match plan.memory_max_bytes {
+        Some(max) => tracing::info!(
+            budget = %memory_budget::human(budget.total_bytes()),
+            memory_max = %memory_budget::human(max),
+            "memory budget: the worst case of the settings (`ringrelay serve --print-budget` \
+             lists it)"
+        ),
+        None => tracing::warn!(
+            budget = %memory_budget::human(budget.total_bytes()),
+            "cannot read the host's memory size: the memory budget is not enforced; set \
+             memory_max_bytes"
+        ),
+    }
+    tracing::debug!("{budget}");
+    Ok(plan.config)
+}
 
 /// `connections_per_worker_max` lowered to fit the process's open-files limit (logged when
 /// it is lowered).

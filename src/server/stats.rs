@@ -15,6 +15,9 @@ pub struct WorkerStats {
     pub slow_consumer_closes: AtomicU64,
     pub protocol_error_closes: AtomicU64,
     pub handoff_drops: AtomicU64,
+    /// Messages dropped because this worker's client queues together were at
+    /// `pending_bytes_per_worker_max`.
+    pub worker_pending_drops: AtomicU64,
     /// Messages forwarded to another node over a data link.
     pub forwarded_out: AtomicU64,
     /// Forwards dropped: no link to the node, or `link_pending_bytes_max` reached.
@@ -116,6 +119,7 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.slow_consumer_closes += get(&b.slow_consumer_closes);
         s.protocol_error_closes += get(&b.protocol_error_closes);
         s.handoff_drops += get(&b.handoff_drops);
+        s.worker_pending_drops += get(&b.worker_pending_drops);
         s.limit_refusals += get(&b.limit_refusals);
         s.payload_too_large_drops += get(&b.payload_too_large_drops);
         s.link_bad_frame_drops += get(&b.link_bad_frame_drops);

@@ -121,7 +121,7 @@ impl Worker {
             shared_payload: None,
             large_pool: Default::default(),
             links_out: Vec::new(),
-            link_backlogs: Default::default(),
+            link_backlogs: super::link_backlog::Backlogs::new(cfg.cluster_nodes_max),
             held_hellos: Vec::new(),
             shared,
         };
@@ -238,6 +238,7 @@ impl Worker {
             origin_slot,
             origin_generation,
             pending_bytes_max: cfg.pending_bytes_max,
+            pending_bytes_per_worker_max: cfg.pending_bytes_per_worker_max,
             handoff_bytes_max: cfg.handoff_bytes_max,
             overloaded: false,
             shared_payload: self.shared_payload.clone(),
@@ -258,6 +259,7 @@ impl Worker {
             let generation = c.generation;
             match c.state {
                 ConnState::Open if !c.close_requested && c.link.is_none() => {
+                    let before = c.reassembly_bytes();
                     let mut relay = std::mem::take(&mut c.relay);
                     let at = self.location(slot, generation);
                     let engine = Engine::new(&shared.tables, &shared.engine);
@@ -268,6 +270,7 @@ impl Worker {
                         &mut self.deliverer(slot, generation),
                     );
                     self.slab.conns[slot as usize].relay = relay;
+                    self.slab.reheld(slot, before);
                 }
                 ConnState::Closing if self.now_ms >= c.close_deadline_ms => {
                     self.shutdown_conn(slot)

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// Link frames carry a client frame's payload plus ids and topic: this much room on top of
 /// `max_frame_bytes`.
-pub const LINK_FRAME_OVERHEAD_MAX: usize = 1024;
+pub use crate::memory_budget::LINK_FRAME_OVERHEAD_MAX;
 
 impl Worker {
     pub(super) fn location(&self, slot: u32, generation: u32) -> Location {
@@ -68,6 +68,34 @@ impl Worker {
     /// Until HELLO is accepted the frame bound is [`HELLO_FRAME_BYTES_MAX`] and nothing is
     /// diverted: an unauthenticated socket can make the relay hold at most one HELLO.
     pub(super) fn on_client_bytes(&mut self, slot: u32, data: &[u8]) {
+        let c = &self.slab.conns[slot as usize];
+        let (generation, before) = (c.generation, c.reassembly_bytes());
+        self.decode_client_bytes(slot, data);
+        debug_assert_eq!(self.slab.conns[slot as usize].generation, generation);
+        self.slab.reheld(slot, before);
+        let held = self.slab.conns[slot as usize].reassembly_bytes();
+        let max = self.shared.config.reassembly_bytes_per_worker_max;
+        if held > 0 && self.slab.client_reassembly_bytes > max {
+            self.refuse_reassembly(slot, generation);
+        }
+    }
+
+    /// The worker's unfinished frames together passed `reassembly_bytes_per_worker_max`: the
+    /// connection whose frame would grow them further is closed (its bytes are released at
+    /// once; the others keep theirs).
+    #[cold]
+    fn refuse_reassembly(&mut self, slot: u32, generation: u32) {
+        bump(&self.shared.stats[self.index as usize].limit_refusals, 1);
+        self.request_close(
+            slot,
+            generation,
+            CloseReason::LIMIT_EXCEEDED,
+            "reassembly_bytes_per_worker_max reached: too many unfinished frames on this worker",
+            false,
+        );
+    }
+
+    fn decode_client_bytes(&mut self, slot: u32, data: &[u8]) {
         let cfg = &self.shared.config;
         let band = cfg.zero_copy_threshold_bytes..=cfg.zero_copy_max_bytes;
         let max_frame_bytes = cfg.max_frame_bytes;
@@ -151,6 +179,14 @@ impl Worker {
 
     /// Applies a large frame whose payload is then queued by reference (zero-copy).
     pub(super) fn dispatch_large(&mut self, slot: u32, buf: Vec<u8>) {
+        let c = &mut self.slab.conns[slot as usize];
+        let before = c.reassembly_bytes();
+        c.large_frame_bytes = 0;
+        self.apply_large(slot, buf);
+        self.slab.reheld(slot, before);
+    }
+
+    fn apply_large(&mut self, slot: u32, buf: Vec<u8>) {
         let bytes = self.large_pool.share(buf);
         let max_frame_bytes = self.shared.config.max_frame_bytes;
         self.with_client_batch(slot, |engine, relay, guards, scratch, sink| {

@@ -2,7 +2,7 @@
 //! (one in flight per socket); and the completions of receives and sends. A child module of
 //! `worker`, so it shares the worker's private state.
 
-use super::super::conn::ConnState;
+use super::super::conn::{ConnState, SEND_BUFFER_RETAIN_BYTES};
 use super::super::stats::bump;
 use super::super::uring::{Outgoing, RecvGuard};
 use super::Worker;
@@ -69,10 +69,14 @@ impl Worker {
             return;
         };
         c.sending_bytes = outgoing.remaining_bytes();
+        let before = c.pending_bytes();
         match self.uring.send(slot, c.generation, c.fd, outgoing) {
             Ok(()) => c.send_in_flight = true,
             // Only while shutting down: the bytes will never be sent.
-            Err(_) => c.sending_bytes = 0,
+            Err(_) => {
+                c.sending_bytes = 0;
+                self.slab.repend(slot, before);
+            }
         }
     }
 
@@ -124,6 +128,7 @@ impl Worker {
             debug_assert!(false, "send completion for a released slot");
             return;
         };
+        let before = c.pending_bytes();
         c.send_in_flight = false;
         c.sending_bytes = 0;
         let mut rest = sent;
@@ -136,6 +141,7 @@ impl Worker {
             c.out.clear();
             c.segments.clear();
             c.segments_bytes = 0;
+            self.slab.repend(slot, before);
             self.request_close(
                 slot,
                 generation,
@@ -154,10 +160,14 @@ impl Worker {
                 c.unsent = Some(rest);
             } else if let Outgoing::Plain { mut bytes, .. } = rest {
                 bytes.clear();
-                if bytes.capacity() > c.spare.capacity() {
+                if bytes.capacity() > c.spare.capacity()
+                    && bytes.capacity() <= SEND_BUFFER_RETAIN_BYTES
+                {
                     c.spare = bytes;
                 }
             }
+            self.slab.repend(slot, before);
+            let c = &mut self.slab.conns[slot as usize];
             if c.unsent.is_some() || !c.out.is_empty() || !c.segments.is_empty() {
                 if !c.dirty {
                     c.dirty = true;

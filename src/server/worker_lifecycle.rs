@@ -98,13 +98,19 @@ impl Worker {
         if conn.state != ConnState::Open {
             return;
         }
+        let reassembly_before = conn.reassembly_bytes();
         conn.state = ConnState::Closing;
         let mut relay = std::mem::take(&mut conn.relay);
         let close_text = conn.close_text.take();
         let link = conn.link;
         if pc.reason == CloseReason::SLOW_CONSUMER {
+            let before = conn.pending_bytes();
             conn.out.clear();
+            self.slab.repend(pc.slot, before);
         }
+        // A closing connection takes no more frames: what it held of one is freed now, not
+        // after the linger (counted once the relay state is back, below).
+        self.slab.conns[pc.slot as usize].decoder.clear();
         tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(relay.client_id()), reason = %pc.reason, "closing connection");
         if let Some(role) = link {
             self.forget_link(pc.slot, role);
@@ -120,6 +126,7 @@ impl Worker {
         );
         self.scratch_locations = scratch;
         self.slab.conns[pc.slot as usize].relay = relay;
+        self.slab.reheld(pc.slot, reassembly_before);
         let conn = &mut self.slab.conns[pc.slot as usize];
         // Links carry no client CLOSE frame: the peer learns from the socket closing.
         if pc.peer_gone || link.is_some() {
@@ -131,7 +138,11 @@ impl Worker {
             reason: pc.reason,
             text: text.as_bytes(),
         };
-        if frame.encode(&mut conn.out).is_ok() {
+        let before = conn.pending_bytes();
+        let encoded = frame.encode(&mut conn.out).is_ok();
+        self.slab.repend(pc.slot, before);
+        let conn = &mut self.slab.conns[pc.slot as usize];
+        if encoded {
             bump(
                 &shared.stats[self.index as usize].frames_out_by_kind[kind_index(FrameKind::Close)],
                 1,

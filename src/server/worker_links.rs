@@ -176,12 +176,14 @@ impl Worker {
             if !c.accepts_frames() {
                 continue;
             }
+            let before = c.reassembly_bytes();
             let mut relay = std::mem::take(&mut c.relay);
             let at = self.location(slot, generation);
             let mut sink = self.deliverer(slot, generation);
             engine.on_ready(&mut relay, at, &guards, &mut scratch, &mut sink);
             engine.end_receive(at, &mut sink);
             self.slab.conns[slot as usize].relay = relay;
+            self.slab.reheld(slot, before);
         }
         self.scratch_locations = scratch;
         self.held_hellos = held;

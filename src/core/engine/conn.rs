@@ -113,6 +113,12 @@ pub struct ConnRelay {
 }
 
 impl ConnRelay {
+    /// Memory held for frames that wait behind a held HELLO (counted with the worker's
+    /// unfinished frames).
+    pub fn held_bytes(&self) -> usize {
+        self.held_frames.capacity() + self.held_hello.as_ref().map_or(0, |h| h.len())
+    }
+
     /// A client connection accepted at `now_ms`.
     pub fn client(now_ms: u64, cfg: &SessionConfig) -> Self {
         ConnRelay {
