@@ -5,7 +5,7 @@
 //! by the cluster control thread when a peer reports its first subscribe or last unsubscribe
 //! of a (topic, group), or replaces its whole interest on link-up, or dies.
 
-use foldhash::fast::RandomState;
+use super::table_hasher::TableHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -79,7 +79,7 @@ impl RemoteInterest {
 }
 
 pub struct InterestTable {
-    entries: papaya::HashMap<Box<[u8]>, Arc<RemoteInterest>, RandomState>,
+    entries: papaya::HashMap<Box<[u8]>, Arc<RemoteInterest>, TableHasher>,
     writer: Mutex<()>,
 }
 
@@ -92,7 +92,7 @@ impl Default for InterestTable {
 impl InterestTable {
     pub fn new() -> Self {
         InterestTable {
-            entries: papaya::HashMap::with_hasher(RandomState::default()),
+            entries: papaya::HashMap::with_hasher(TableHasher::default()),
             writer: Mutex::new(()),
         }
     }

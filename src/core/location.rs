@@ -10,7 +10,7 @@
 //! with the same winner. Only the owner of a row removes it, and a removal names the exact
 //! `(node, epoch)` it removes, so a late removal never deletes a newer registration.
 
-use foldhash::fast::RandomState;
+use super::table_hasher::TableHasher;
 use papaya::{Compute, Operation};
 
 /// Where a client's connection lives. `generation` tells a reused connection slot apart from
@@ -64,7 +64,7 @@ pub enum Registered {
 }
 
 pub struct LocationTable {
-    rows: papaya::HashMap<Box<[u8]>, Row, RandomState>,
+    rows: papaya::HashMap<Box<[u8]>, Row, TableHasher>,
 }
 
 impl Default for LocationTable {
@@ -76,7 +76,7 @@ impl Default for LocationTable {
 impl LocationTable {
     pub fn new() -> Self {
         LocationTable {
-            rows: papaya::HashMap::with_capacity_and_hasher(1024, RandomState::default()),
+            rows: papaya::HashMap::with_capacity_and_hasher(1024, TableHasher::default()),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod location;
 pub mod presence;
 pub mod router;
 pub mod session;
+mod table_hasher;
 pub mod topics;
 
 pub use engine::{ClusterEvent, ConnRelay, Counter, Engine, EngineConfig, Output};

@@ -5,7 +5,7 @@
 //! entry copy-on-write; they are control traffic, never on the message path.
 
 use super::location::Location;
-use foldhash::fast::RandomState;
+use super::table_hasher::TableHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -151,7 +151,7 @@ impl TableBounds {
 pub type TopicGroup = (Box<[u8]>, Box<[u8]>);
 
 pub struct TopicTable {
-    entries: papaya::HashMap<Box<[u8]>, Arc<TopicEntry>, RandomState>,
+    entries: papaya::HashMap<Box<[u8]>, Arc<TopicEntry>, TableHasher>,
     /// Writers' lock, holding the number of subscriptions (all topics and groups).
     writer: Mutex<usize>,
 }
@@ -165,7 +165,7 @@ impl Default for TopicTable {
 impl TopicTable {
     pub fn new() -> Self {
         TopicTable {
-            entries: papaya::HashMap::with_hasher(RandomState::default()),
+            entries: papaya::HashMap::with_hasher(TableHasher::default()),
             writer: Mutex::new(0),
         }
     }
@@ -177,6 +177,18 @@ impl TopicTable {
     /// Lock-free lookup for a publish.
     #[inline]
     pub fn get<'g>(&self, topic: &[u8], guard: &'g impl papaya::Guard) -> Option<&'g TopicEntry> {
+        self.entries.get(topic, guard).map(|e| &**e)
+    }
+
+    /// The lookup of the control path (SUBSCRIBE, UNSUBSCRIBE, checks): one out-of-line call
+    /// site, so the message path's lookups ([`Self::get`] and the location table's, which
+    /// share the map's code) are the ones the compiler inlines.
+    #[inline(never)]
+    fn entry_cold<'g>(
+        &self,
+        topic: &[u8],
+        guard: &'g impl papaya::Guard,
+    ) -> Option<&'g TopicEntry> {
         self.entries.get(topic, guard).map(|e| &**e)
     }
 
@@ -199,7 +211,7 @@ impl TopicTable {
     ) -> Result<bool, TableFull> {
         let mut subscriptions = self.lock_writer();
         let guard = self.entries.guard();
-        let current = self.entries.get(topic, &guard);
+        let current = self.entry_cold(topic, &guard);
         if current.is_none() && self.entries.len() >= bounds.keys_max {
             return Err(TableFull::Keys);
         }
@@ -241,11 +253,7 @@ impl TopicTable {
     ) -> bool {
         let guard = self.entries.guard();
         let empty = TopicEntry::default();
-        let current = self
-            .entries
-            .get(topic, &guard)
-            .map(|e| &**e)
-            .unwrap_or(&empty);
+        let current = self.entry_cold(topic, &guard).unwrap_or(&empty);
         let next = change(current);
         let flipped = current.serves(group) != next.serves(group);
         let sum = *subscriptions + next.members_of(group);
@@ -265,7 +273,8 @@ impl TopicTable {
     /// Whether any local connection subscribes to `topic` in `group` (empty: plain).
     pub fn has_subscribers(&self, topic: &[u8], group: &[u8]) -> bool {
         let guard = self.entries.guard();
-        self.get(topic, &guard).is_some_and(|e| e.serves(group))
+        self.entry_cold(topic, &guard)
+            .is_some_and(|e| e.serves(group))
     }
 
     /// Every `(topic, group)` with a local subscriber (group empty: plain), for the cluster's

@@ -43,6 +43,9 @@ pub struct Conn {
     pub unsent: Option<Outgoing>,
     /// Bytes handed to the ring and not yet confirmed sent (in flight or in `unsent`).
     pub sending_bytes: usize,
+    /// Capacity beyond [`SEND_BUFFER_RETAIN_BYTES`] of the send buffer the ring holds (in
+    /// flight, or left in `unsent` by a partial send).
+    pub in_flight_extra: usize,
     pub send_in_flight: bool,
     pub recv_armed: bool,
     /// Queued in the worker's dirty list (has `out` bytes to send).
@@ -69,9 +72,39 @@ pub struct LinkRole {
 
 pub use crate::memory_budget::SEND_BUFFER_RETAIN_BYTES;
 
+/// Capacity of a send buffer beyond what every connection may keep (counted per worker).
+#[inline]
+pub fn extra_capacity(capacity: usize) -> usize {
+    capacity.saturating_sub(SEND_BUFFER_RETAIN_BYTES)
+}
+
 impl Conn {
     pub fn pending_bytes(&self) -> usize {
         self.out.len() + self.sending_bytes + self.segments_bytes
+    }
+
+    /// What this connection's output holds against `pending_bytes_per_worker_max`: its queued
+    /// bytes and its send buffers' capacity beyond the retained size (a buffer grown by a
+    /// burst is kept while the connection is busy, so there is no allocation per send, and
+    /// shrunk once it is idle).
+    pub fn accounted_bytes(&self) -> usize {
+        self.pending_bytes()
+            + extra_capacity(self.out.capacity())
+            + extra_capacity(self.spare.capacity())
+            + self.in_flight_extra
+    }
+
+    /// An idle connection gives back the capacity its send buffers grew to. Returns whether
+    /// there was any.
+    pub fn shrink_idle_buffers(&mut self) -> bool {
+        let idle = !self.send_in_flight && self.unsent.is_none() && self.out.is_empty();
+        if !idle || extra_capacity(self.out.capacity()) + extra_capacity(self.spare.capacity()) == 0
+        {
+            return false;
+        }
+        self.out.shrink_to(SEND_BUFFER_RETAIN_BYTES);
+        self.spare.shrink_to(SEND_BUFFER_RETAIN_BYTES);
+        true
     }
 
     /// Memory held for this connection's unfinished frames: the decoder's buffer, a large
@@ -126,7 +159,7 @@ pub struct Slab {
     free: Vec<u32>,
     pub open_count: usize,
     limit: usize,
-    /// Sum of [`Conn::pending_bytes`] over client connections (data links have their own
+    /// Sum of [`Conn::accounted_bytes`] over client connections (data links have their own
     /// bound), held against `pending_bytes_per_worker_max`.
     pub client_pending_bytes: usize,
     /// Sum of [`Conn::reassembly_bytes`] over client connections, held against
@@ -179,6 +212,7 @@ impl Slab {
             spare: Vec::new(),
             unsent: None,
             sending_bytes: 0,
+            in_flight_extra: 0,
             send_in_flight: false,
             recv_armed: false,
             dirty: false,
@@ -191,13 +225,13 @@ impl Slab {
         Some(slot)
     }
 
-    /// Brings [`Self::client_pending_bytes`] in step after the pending bytes of the connection
-    /// in `slot` changed from `before` (nothing for a data link).
+    /// Brings [`Self::client_pending_bytes`] in step after the accounted bytes of the
+    /// connection in `slot` changed from `before` (nothing for a data link).
     #[inline]
     pub fn repend(&mut self, slot: u32, before: usize) {
         let c = &self.conns[slot as usize];
         if c.link.is_none() {
-            let now = c.pending_bytes();
+            let now = c.accounted_bytes();
             let sum = self.client_pending_bytes + now;
             debug_assert!(sum >= before, "invariant: the sum covers this connection");
             self.client_pending_bytes = sum.saturating_sub(before);
@@ -222,9 +256,11 @@ impl Slab {
         let c = &mut self.conns[slot as usize];
         debug_assert!(!c.send_in_flight && !c.recv_armed);
         if c.link.is_none() {
-            debug_assert!(self.client_pending_bytes >= c.pending_bytes());
+            debug_assert!(self.client_pending_bytes >= c.accounted_bytes());
             debug_assert!(self.client_reassembly_bytes >= c.reassembly_bytes());
-            self.client_pending_bytes = self.client_pending_bytes.saturating_sub(c.pending_bytes());
+            self.client_pending_bytes = self
+                .client_pending_bytes
+                .saturating_sub(c.accounted_bytes());
             self.client_reassembly_bytes = self
                 .client_reassembly_bytes
                 .saturating_sub(c.reassembly_bytes());
@@ -239,6 +275,7 @@ impl Slab {
         }
         c.unsent = None;
         c.sending_bytes = 0;
+        c.in_flight_extra = 0;
         c.segments.clear();
         c.segments_bytes = 0;
         c.large = None;

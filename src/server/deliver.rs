@@ -1,7 +1,7 @@
 //! The worker's [`Sink`]: routed frames go into a local connection's send buffer (the one copy
 //! of the payload) or into the handoff batch for the worker that owns the destination.
 
-use super::conn::Slab;
+use super::conn::{extra_capacity, Slab};
 use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME};
 use super::link_backlog::{Backlogs, Refused};
 use super::stats::{bump, kind_index, WorkerStats};
@@ -88,6 +88,8 @@ impl Deliverer<'_> {
         kind: FrameKind,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
+        let worker_full = kind == FrameKind::Deliver
+            && self.slab.client_pending_bytes + len > self.pending_bytes_per_worker_max;
         let Some(conn) = self
             .slab
             .get_live(slot, generation)
@@ -98,35 +100,54 @@ impl Deliverer<'_> {
         };
         debug_assert!(conn.link.is_none(), "links are written by append_link");
         if conn.pending_bytes() + len > self.pending_bytes_max {
-            conn.close_requested = true;
-            bump(&self.stats.slow_consumer_closes, 1);
-            bump(&self.stats.slow_consumer_drops, 1);
-            self.pending_closes.push(PendingClose {
-                slot,
-                generation,
-                reason: CloseReason::SLOW_CONSUMER,
-                text: "slow consumer: pending_bytes_max exceeded",
-                peer_gone: false,
-            });
+            self.close_slow_consumer(slot, generation);
             return false;
         }
-        if self.slab.client_pending_bytes + len > self.pending_bytes_per_worker_max {
-            // The worker's queues together are at their bound: this message is dropped and
-            // its sender told OVERLOADED; the consumers that hold the bytes meet their own
-            // bound (above) if they do not drain.
-            bump(&self.stats.worker_pending_drops, 1);
-            self.overloaded = true;
+        if worker_full {
+            self.drop_worker_full();
             return false;
         }
-        let conn = &mut self.slab.conns[slot as usize];
-        self.slab.client_pending_bytes += len;
+        let capacity = conn.out.capacity();
         write(&mut conn.out);
+        // A buffer that grew counts its capacity beyond the retained size.
+        let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
         bump(&self.stats.frames_out_by_kind[kind_index(kind)], 1);
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
         }
+        self.slab.client_pending_bytes += len + grown;
         true
+    }
+
+    /// The connection in `slot` would pass `pending_bytes_max`: it is closed as a slow
+    /// consumer and the message dropped.
+    #[cold]
+    #[inline(never)]
+    fn close_slow_consumer(&mut self, slot: u32, generation: u32) {
+        if let Some(conn) = self.slab.get_live(slot, generation) {
+            conn.close_requested = true;
+        }
+        bump(&self.stats.slow_consumer_closes, 1);
+        bump(&self.stats.slow_consumer_drops, 1);
+        self.pending_closes.push(PendingClose {
+            slot,
+            generation,
+            reason: CloseReason::SLOW_CONSUMER,
+            text: "slow consumer: pending_bytes_max exceeded",
+            peer_gone: false,
+        });
+    }
+
+    /// The worker's queues together are at `pending_bytes_per_worker_max`: this message is
+    /// dropped and its sender told OVERLOADED; the consumers that hold the bytes meet their own
+    /// bound if they do not drain. Control frames (that ERROR among them) are small and bounded
+    /// per connection, so they still pass.
+    #[cold]
+    #[inline(never)]
+    fn drop_worker_full(&mut self) {
+        bump(&self.stats.worker_pending_drops, 1);
+        self.overloaded = true;
     }
 
     /// Queues a DELIVER whose payload is sent straight from `payload` (no copy): the header
@@ -144,6 +165,7 @@ impl Deliverer<'_> {
             return false;
         }
         if let Some(conn) = self.slab.get_live(slot, generation) {
+            let before = conn.accounted_bytes();
             // `out` holds at least the header just written, so the sealed segment is never
             // empty; an empty segment would make a zero-length send.
             let sealed = Bytes::from(std::mem::take(&mut conn.out));
@@ -154,6 +176,7 @@ impl Deliverer<'_> {
             if !payload.is_empty() {
                 conn.segments.push_back(payload);
             }
+            self.slab.repend(slot, before);
         }
         true
     }

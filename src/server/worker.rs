@@ -271,6 +271,11 @@ impl Worker {
                     );
                     self.slab.conns[slot as usize].relay = relay;
                     self.slab.reheld(slot, before);
+                    let c = &mut self.slab.conns[slot as usize];
+                    let accounted = c.accounted_bytes();
+                    if c.shrink_idle_buffers() {
+                        self.slab.repend(slot, accounted);
+                    }
                 }
                 ConnState::Closing if self.now_ms >= c.close_deadline_ms => {
                     self.shutdown_conn(slot)

@@ -2,7 +2,7 @@
 //! (one in flight per socket); and the completions of receives and sends. A child module of
 //! `worker`, so it shares the worker's private state.
 
-use super::super::conn::{ConnState, SEND_BUFFER_RETAIN_BYTES};
+use super::super::conn::{extra_capacity, ConnState};
 use super::super::stats::bump;
 use super::super::uring::{Outgoing, RecvGuard};
 use super::Worker;
@@ -52,6 +52,7 @@ impl Worker {
     pub(super) fn submit_send(&mut self, slot: u32) {
         let c = &mut self.slab.conns[slot as usize];
         debug_assert!(!c.send_in_flight);
+        let before = c.accounted_bytes();
         let outgoing = if let Some(unsent) = c.unsent.take() {
             unsent
         } else if !c.segments.is_empty() {
@@ -64,20 +65,21 @@ impl Worker {
             Outgoing::Gathered(c.segments.drain(..).collect())
         } else if !c.out.is_empty() {
             let bytes = std::mem::replace(&mut c.out, std::mem::take(&mut c.spare));
+            c.in_flight_extra = extra_capacity(bytes.capacity());
             Outgoing::Plain { bytes, offset: 0 }
         } else {
             return;
         };
         c.sending_bytes = outgoing.remaining_bytes();
-        let before = c.pending_bytes();
         match self.uring.send(slot, c.generation, c.fd, outgoing) {
             Ok(()) => c.send_in_flight = true,
             // Only while shutting down: the bytes will never be sent.
             Err(_) => {
                 c.sending_bytes = 0;
-                self.slab.repend(slot, before);
+                c.in_flight_extra = 0;
             }
         }
+        self.slab.repend(slot, before);
     }
 
     /// A multishot receive completion; `data` goes back to the kernel when it is dropped at the
@@ -128,7 +130,7 @@ impl Worker {
             debug_assert!(false, "send completion for a released slot");
             return;
         };
-        let before = c.pending_bytes();
+        let before = c.accounted_bytes();
         c.send_in_flight = false;
         c.sending_bytes = 0;
         let mut rest = sent;
@@ -141,6 +143,7 @@ impl Worker {
             c.out.clear();
             c.segments.clear();
             c.segments_bytes = 0;
+            c.in_flight_extra = 0;
             self.slab.repend(slot, before);
             self.request_close(
                 slot,
@@ -158,12 +161,13 @@ impl Worker {
                 // A partial send: the rest goes out before anything queued since.
                 c.sending_bytes = rest.remaining_bytes();
                 c.unsent = Some(rest);
-            } else if let Outgoing::Plain { mut bytes, .. } = rest {
-                bytes.clear();
-                if bytes.capacity() > c.spare.capacity()
-                    && bytes.capacity() <= SEND_BUFFER_RETAIN_BYTES
-                {
-                    c.spare = bytes;
+            } else {
+                c.in_flight_extra = 0;
+                if let Outgoing::Plain { mut bytes, .. } = rest {
+                    bytes.clear();
+                    if bytes.capacity() > c.spare.capacity() {
+                        c.spare = bytes;
+                    }
                 }
             }
             self.slab.repend(slot, before);

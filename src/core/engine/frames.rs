@@ -74,18 +74,10 @@ impl Engine<'_> {
             }
             SessionEvent::Subscribe { topic, group } => self.subscribe(conn, at, topic, group, out),
             SessionEvent::Unsubscribe { topic, group } => {
-                if conn.subscriptions.remove(topic, group)
-                    && tables.topics.unsubscribe(topic, group, at)
-                {
-                    self.announce_interest(out, topic, group);
-                }
+                self.unsubscribe(conn, at, topic, group, out)
             }
             SessionEvent::Watch { client_id } => self.watch(conn, at, client_id, out),
-            SessionEvent::Unwatch { client_id } => {
-                if conn.watches.remove(client_id) {
-                    tables.presence.unwatch(client_id, at);
-                }
-            }
+            SessionEvent::Unwatch { client_id } => self.unwatch(conn, at, client_id),
             SessionEvent::Pong { nonce } => out.send_frame_local(at, &Frame::Pong { nonce }),
             SessionEvent::None => {}
             SessionEvent::Close { reason, text } => {
@@ -94,6 +86,33 @@ impl Engine<'_> {
                 }
                 out.close(at, reason, text);
             }
+        }
+    }
+
+    /// An UNSUBSCRIBE: out of line, like every rule off the message path, so the message
+    /// path's table lookups stay inlined.
+    #[cold]
+    #[inline(never)]
+    fn unsubscribe(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        topic: &[u8],
+        group: &[u8],
+        out: &mut impl Output,
+    ) {
+        if conn.subscriptions.remove(topic, group)
+            && self.tables.topics.unsubscribe(topic, group, at)
+        {
+            self.announce_interest(out, topic, group);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unwatch(&self, conn: &mut ConnRelay, at: Location, client_id: &[u8]) {
+        if conn.watches.remove(client_id) {
+            self.tables.presence.unwatch(client_id, at);
         }
     }
 
