@@ -3,13 +3,14 @@
 //! announcing a huge first frame is closed from the header, and a crowd trickling frames after
 //! HELLO (slow-loris) is closed at `frame_complete_timeout_ms`. A good client on the same
 //! worker keeps round trips under 50 ms throughout, and the relay's resident memory grows by
-//! far less than what the attackers announced.
+//! far less than what the attackers announced and stays within its memory budget. A HELLO
+//! trickled byte by byte is closed at the handshake timeout.
 
 mod common;
 
 use common::*;
 use ringrelay::client::Client;
-use ringrelay::protocol::{CloseReason, Frame, FrameKind, HELLO_FRAME_BYTES_MAX};
+use ringrelay::protocol::{hello, CloseReason, Frame, FrameKind, HELLO_FRAME_BYTES_MAX};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,14 +22,7 @@ const RSS_GROWTH_MAX_KIB: u64 = 96 * 1024;
 
 /// The relay binary with one worker (attackers and the good pair share it).
 fn relay(extra_config: &str) -> (Proc, SocketAddr) {
-    let dir = std::env::temp_dir().join(format!("rr-slow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{}.toml", extra_config.len()));
-    std::fs::write(
-        &path,
-        format!("listen = \"127.0.0.1:0\"\nworkers = 1\n{extra_config}"),
-    )
-    .unwrap();
+    let path = config_file(extra_config);
     let mut serve = Proc::spawn(&["serve", "--config", path.to_str().unwrap()]);
     let line = serve.next_line();
     let addr = line
@@ -37,6 +31,58 @@ fn relay(extra_config: &str) -> (Proc, SocketAddr) {
         .parse()
         .unwrap();
     (serve, addr)
+}
+
+fn config_file(extra_config: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rr-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.toml", extra_config.len()));
+    std::fs::write(
+        &path,
+        format!("listen = \"127.0.0.1:0\"\nworkers = 1\n{extra_config}"),
+    )
+    .unwrap();
+    path
+}
+
+/// The memory budget (`serve --print-budget`) of the relay `relay(extra_config)` starts, in
+/// KiB, rounded up from its printed figure.
+fn budget_kib(extra_config: &str) -> u64 {
+    let path = config_file(extra_config);
+    let mut p = Proc::spawn(&[
+        "serve",
+        "--config",
+        path.to_str().unwrap(),
+        "--print-budget",
+    ]);
+    let (status, out) = p.wait_exit();
+    assert!(status.success(), "{}", p.stderr());
+    let first = out.first().expect("a budget line");
+    let figure = first
+        .strip_prefix("memory budget: ")
+        .and_then(|rest| rest.split(" with ").next())
+        .unwrap_or_else(|| panic!("unexpected budget line {first:?}"));
+    let (value, unit) = figure.split_once(' ').expect("value and unit");
+    let value: f64 = value.parse().expect("a number");
+    let kib = match unit {
+        "KiB" => 1.0,
+        "MiB" => 1024.0,
+        "GiB" => 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0,
+        other => panic!("unit {other}"),
+    };
+    ((value + 0.1) * kib) as u64
+}
+
+/// The relay's peak resident memory stayed within its memory budget (the budget's worst case
+/// is far larger than what these attacks can reach; the tighter bound is `RSS_GROWTH_MAX_KIB`).
+fn assert_within_budget(serve: &Proc, extra_config: &str) {
+    let peak = rss_kib(serve.pid(), "VmHWM:");
+    let budget = budget_kib(extra_config);
+    assert!(
+        peak <= budget,
+        "peak {peak} KiB over the budget {budget} KiB"
+    );
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -83,6 +129,30 @@ fn a_thousand_unauthenticated_sockets_announcing_a_huge_frame_are_closed_from_th
     );
     let growth = rss_kib(serve.pid(), "VmHWM:").saturating_sub(rss_before);
     assert!(growth < RSS_GROWTH_MAX_KIB, "relay grew by {growth} KiB");
+    assert_within_budget(&serve, "");
+}
+
+#[test]
+fn a_hello_trickled_byte_by_byte_is_closed_at_the_handshake_timeout() {
+    let _alone = alone();
+    let config = "handshake_timeout_ms = 1000\n";
+    let (_serve, addr) = relay(config);
+    let frame = encoded(hello(b"trickler", b""));
+    let mut raw = Raw::connect(addr);
+    let started = Instant::now();
+    // One byte every 100 ms for 900 ms: bytes keep coming, the HELLO never completes.
+    for &byte in &frame[..9] {
+        raw.write(&[byte]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (reason, text) = raw.expect_close();
+    assert_eq!(reason, CloseReason::HANDSHAKE_TIMEOUT, "{text}");
+    // Within the timeout (1 s, plus slack for a loaded machine), not when the bytes stop.
+    let after = started.elapsed();
+    assert!(
+        after < Duration::from_millis(2000),
+        "closed after {after:?}"
+    );
 }
 
 #[test]
@@ -141,4 +211,5 @@ fn slow_loris_frames_after_hello_are_closed_at_frame_complete_timeout() {
     );
     let growth = rss_kib(serve.pid(), "VmHWM:").saturating_sub(rss_before);
     assert!(growth < RSS_GROWTH_MAX_KIB, "relay grew by {growth} KiB");
+    assert_within_budget(&serve, "frame_complete_timeout_ms = 1000\n");
 }
