@@ -315,7 +315,7 @@ impl Config {
     /// The first `count` bounds (of those left at their defaults) times `s`, each at least its
     /// floor.
     fn scaled(&self, s: f64, count: usize) -> (Config, Vec<Fitted>) {
-        let defaults = Config::default();
+        let mut defaults = Config::default();
         let mut out = self.clone();
         let mut fitted = Vec::new();
         let frame = self.max_frame_bytes;
@@ -351,7 +351,7 @@ impl Config {
             ),
         ];
         for (setting, field, floor) in fields.into_iter().take(count) {
-            let default = *field(&mut defaults.clone());
+            let default = *field(&mut defaults);
             let value = field(&mut out);
             if *value != default || default <= floor {
                 continue;
