@@ -24,7 +24,8 @@ use crate::protocol::{PARTIAL_RETAIN_MAX, TOPIC_LEN_MAX};
 pub const SEND_BUFFER_RETAIN_BYTES: usize = 16 * 1024;
 
 /// One connection's own state: the slot (`Conn` and its relay state, at most 1 KiB, checked by
-/// a test), its entries in the worker's lists and the allocator's rounding.
+/// a test), its entries in the worker's lists, its slot in the kernel's descriptor table (8 B,
+/// reserved at startup) and the allocator's rounding.
 pub const CONNECTION_STATE_BYTES: usize = 2048;
 
 /// One row of the client-location table at the longest id (255 bytes), with its map entry.

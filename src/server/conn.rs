@@ -152,6 +152,10 @@ impl Conn {
     }
 }
 
+/// Slots reserved up front (at most 65,536 x ~0.5 KiB = 32 MiB of address space); past it
+/// the slab grows by doubling.
+const SLOTS_RESERVED_MAX: usize = 65_536;
+
 /// Slab of connections with a free list; slot numbers are stable for a connection's life and
 /// generations tell successive users of one slot apart.
 pub struct Slab {
@@ -170,7 +174,10 @@ pub struct Slab {
 impl Slab {
     pub fn new(limit: usize) -> Slab {
         Slab {
-            conns: Vec::new(),
+            // Reserved (address space only; pages are touched as slots are first used): growing
+            // by doubling copied every connection into freshly faulted memory in the middle of
+            // an accept burst, stalling the worker for milliseconds each time.
+            conns: Vec::with_capacity(limit.min(SLOTS_RESERVED_MAX)),
             free: Vec::new(),
             open_count: 0,
             limit,

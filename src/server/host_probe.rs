@@ -66,6 +66,22 @@ pub fn connections_per_worker_effective(cfg: &Config, nofile_soft: Option<u64>) 
     per_worker.clamp(1, cfg.connections_per_worker_max)
 }
 
+/// The most descriptors the relay holds with `cfg` when each worker may hold
+/// `connections_per_worker` connections: those connections and the reserve of
+/// [`connections_per_worker_effective`], capped by the open-files soft limit.
+pub fn descriptors_max(cfg: &Config, connections_per_worker: usize) -> u64 {
+    let workers = cfg.worker_count().max(1) as u64;
+    let reserve =
+        workers * FDS_PER_WORKER + FDS_BASE + FDS_RESERVED_FOR_CLUSTER + FDS_RESERVED_FOR_METRICS;
+    let want = workers
+        .saturating_mul(connections_per_worker as u64)
+        .saturating_add(reserve);
+    match ProcessLimits::current().nofile {
+        Some(limit) => want.min(limit.soft),
+        None => want,
+    }
+}
+
 /// The memory this process may use: the host's (`MemTotal`), or its cgroup's limit when that
 /// is lower (a container). `None` when neither can be read.
 pub fn memory_available_bytes() -> Option<u64> {

@@ -8,6 +8,7 @@
 mod conn;
 mod deliver;
 mod error;
+mod fd_table;
 mod handoff;
 pub mod host_probe;
 mod http;
@@ -129,7 +130,7 @@ impl Server {
             .map(|_| Mailbox::new(workers, cfg.handoff_bytes_max))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServeError::Resource("create an eventfd", e))?;
-        let connections_per_worker = connections_per_worker(&cfg);
+        let connections_per_worker = connections_per_worker(&cfg, &listeners);
         let shared = Arc::new(Shared {
             engine: EngineConfig::from_config(&cfg),
             connections_per_worker,
@@ -529,8 +530,8 @@ fn fit_to_memory(cfg: Config) -> Result<Config, ServeError> {
 }
 
 /// `connections_per_worker_max` lowered to fit the process's open-files limit (logged when
-/// it is lowered).
-fn connections_per_worker(cfg: &Config) -> usize {
+/// it is lowered); the descriptor table is grown to hold them all (see [`fd_table`]).
+fn connections_per_worker(cfg: &Config, listeners: &[socket2::Socket]) -> usize {
     let nofile_soft = host_probe::ProcessLimits::current().nofile.map(|l| l.soft);
     let effective = host_probe::connections_per_worker_effective(cfg, nofile_soft);
     if effective < cfg.connections_per_worker_max {
@@ -540,6 +541,12 @@ fn connections_per_worker(cfg: &Config) -> usize {
             nofile = nofile_soft,
             "connections_per_worker_max lowered to fit the open-files limit; more connections \
              are closed with CONNECTION_LIMIT"
+        );
+    }
+    if let Some(first) = listeners.first() {
+        fd_table::reserve(
+            host_probe::descriptors_max(cfg, effective),
+            std::os::fd::AsRawFd::as_raw_fd(first),
         );
     }
     effective
