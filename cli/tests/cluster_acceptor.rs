@@ -23,7 +23,11 @@ fn free_port(ip: [u8; 4]) -> SocketAddr {
 }
 
 fn node(id: u16, listen: SocketAddr, peers: &[SocketAddr]) -> Server {
-    start(Config {
+    start(node_config(id, listen, peers))
+}
+
+fn node_config(id: u16, listen: SocketAddr, peers: &[SocketAddr]) -> Config {
+    Config {
         workers: 1,
         node_id: id,
         cluster_listen: Some(listen),
@@ -32,7 +36,7 @@ fn node(id: u16, listen: SocketAddr, peers: &[SocketAddr]) -> Server {
         // Ready must come from the peer's snapshot, not from giving up on it.
         cluster_ready_wait_ms: 30_000,
         ..config()
-    })
+    }
 }
 
 /// A socket from `source` to `target` that sent the first byte of a LINK_HELLO header.
@@ -110,6 +114,7 @@ fn real_peer_joins_while(sources: &[IpAddr], per_source: usize) {
         "the peer waited {joined:?}: it should not wait for the attackers' handshakes to time out"
     );
     assert_all_closed_by_the_deadline(socks, since);
+    assert_process_within_budget(&node_config(1, a_addr, &[]));
 }
 
 #[test]

@@ -37,13 +37,14 @@ fn malformed_send(target: &[u8], payload: &[u8]) -> Vec<u8> {
 #[test]
 fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering() {
     let cluster_listen = free_port();
-    let relay = start(Config {
+    let cfg = Config {
         node_id: 1,
         cluster_listen: Some(cluster_listen),
         cluster_secret: Some(SECRET.into()),
         workers: 1,
         ..config()
-    });
+    };
+    let relay = start(cfg.clone());
     wait_until("the node is ready", || relay.cluster_ready());
     let mut target = connect(relay.local_addr(), "target");
     target.subscribe(b"news").unwrap();
@@ -116,4 +117,5 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
         other => panic!("the node ended the data link: {other:?}"),
     }
     assert_eq!(relay.stats().protocol_error_closes, 0);
+    assert_process_within_budget(&cfg);
 }

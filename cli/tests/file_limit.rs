@@ -35,20 +35,17 @@ fn past_the_open_files_limit_every_connection_is_answered_and_healthz_still_work
     let _alone = alone();
     let metrics = free_port().to_string();
     let nofile = format!("--nofile={NOFILE}:{NOFILE}");
+    let serve_args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--metrics",
+        &metrics,
+    ];
     let mut serve = Proc::spawn_under(
         "prlimit",
-        &[
-            &nofile,
-            "--",
-            "{bin}",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--metrics",
-            &metrics,
-        ],
+        &[&[nofile.as_str(), "--", "{bin}", "serve"][..], &serve_args].concat(),
     );
     let line = serve.next_line();
     let addr: SocketAddr = line
@@ -87,4 +84,5 @@ fn past_the_open_files_limit_every_connection_is_answered_and_healthz_still_work
         "{}",
         serve.stderr()
     );
+    assert_peak_within_printed_budget(serve.pid(), &serve_args);
 }

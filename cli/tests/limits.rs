@@ -85,6 +85,7 @@ fn subscribe_flood_is_refused_at_the_limit_while_a_good_client_keeps_its_round_t
         "good round trip took {worst:?}"
     );
     assert_eq!(relay.stats().limit_refusals, 2);
+    assert_process_within_budget(&one_worker());
 }
 
 #[test]
@@ -105,6 +106,7 @@ fn watch_flood_is_refused_at_the_limit_while_a_good_client_keeps_its_round_trip(
         "good round trip took {worst:?}"
     );
     assert_eq!(relay.stats().limit_refusals, 2);
+    assert_process_within_budget(&one_worker());
 }
 
 #[test]
@@ -182,4 +184,5 @@ fn largest_payload_arrives_within_the_welcome_frame_size_and_a_longer_one_is_ref
         Ok(Owned::Deliver { payload, .. }) => assert_eq!(payload, b"after"),
         other => panic!("expected DELIVER, got {other:?}"),
     }
+    assert_process_within_budget(&config());
 }

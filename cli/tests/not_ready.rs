@@ -14,19 +14,23 @@ const READY_WAIT_MS: u64 = 1_500;
 
 /// A node whose only seed never answers: it stays not ready for `cluster_ready_wait_ms`.
 fn joining_node() -> ringrelay::server::Server {
+    start(joining_config())
+}
+
+fn joining_config() -> Config {
     // A port that was free a moment ago and has no listener now.
     let silent_seed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    start(Config {
+    Config {
         node_id: 1,
         cluster_listen: Some("127.0.0.1:0".parse().unwrap()),
         cluster_secret: Some("s".into()),
         peers: vec![silent_seed.to_string()],
         cluster_ready_wait_ms: READY_WAIT_MS,
         ..config()
-    })
+    }
 }
 
 #[test]
@@ -70,4 +74,5 @@ fn frames_pipelined_after_hello_wait_for_welcome_and_carry_the_sender() {
             other => panic!("expected DELIVER, got {other:?}"),
         }
     }
+    assert_process_within_budget(&joining_config());
 }

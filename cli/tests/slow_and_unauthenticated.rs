@@ -45,53 +45,11 @@ fn config_file(extra_config: &str) -> std::path::PathBuf {
     path
 }
 
-/// The memory budget (`serve --print-budget`) of the relay `relay(extra_config)` starts, in
-/// KiB, rounded up from its printed figure.
-fn budget_kib(extra_config: &str) -> u64 {
-    let path = config_file(extra_config);
-    let mut p = Proc::spawn(&[
-        "serve",
-        "--config",
-        path.to_str().unwrap(),
-        "--print-budget",
-    ]);
-    let (status, out) = p.wait_exit();
-    assert!(status.success(), "{}", p.stderr());
-    let first = out.first().expect("a budget line");
-    let figure = first
-        .strip_prefix("memory budget: ")
-        .and_then(|rest| rest.split(" with ").next())
-        .unwrap_or_else(|| panic!("unexpected budget line {first:?}"));
-    let (value, unit) = figure.split_once(' ').expect("value and unit");
-    let value: f64 = value.parse().expect("a number");
-    let kib = match unit {
-        "KiB" => 1.0,
-        "MiB" => 1024.0,
-        "GiB" => 1024.0 * 1024.0,
-        "TiB" => 1024.0 * 1024.0 * 1024.0,
-        other => panic!("unit {other}"),
-    };
-    ((value + 0.1) * kib) as u64
-}
-
 /// The relay's peak resident memory stayed within its memory budget (the budget's worst case
 /// is far larger than what these attacks can reach; the tighter bound is `RSS_GROWTH_MAX_KIB`).
 fn assert_within_budget(serve: &Proc, extra_config: &str) {
-    let peak = rss_kib(serve.pid(), "VmHWM:");
-    let budget = budget_kib(extra_config);
-    assert!(
-        peak <= budget,
-        "peak {peak} KiB over the budget {budget} KiB"
-    );
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+    let path = config_file(extra_config);
+    assert_peak_within_printed_budget(serve.pid(), &["--config", path.to_str().unwrap()]);
 }
 
 /// [`worst_round_trip_during`] with a fresh good pair on the relay at `addr`.
@@ -105,7 +63,7 @@ fn worst_round_trip_at(addr: SocketAddr, attack: impl FnOnce()) -> Duration {
 fn a_thousand_unauthenticated_sockets_announcing_a_huge_frame_are_closed_from_the_header() {
     let _alone = alone();
     let (serve, addr) = relay("");
-    let rss_before = rss_kib(serve.pid(), "VmRSS:");
+    let rss_before = status_kib(serve.pid(), "VmRSS:");
     let announced: u32 = 1 << 20;
     let mut first = header(announced - 6, FrameKind::Hello as u8, 0);
     first.extend_from_slice(&[0u8; 1024]);
@@ -127,7 +85,7 @@ fn a_thousand_unauthenticated_sockets_announcing_a_huge_frame_are_closed_from_th
         worst < GOOD_ROUND_TRIP_MAX,
         "good round trip took {worst:?}"
     );
-    let growth = rss_kib(serve.pid(), "VmHWM:").saturating_sub(rss_before);
+    let growth = status_kib(serve.pid(), "VmHWM:").saturating_sub(rss_before);
     assert!(growth < RSS_GROWTH_MAX_KIB, "relay grew by {growth} KiB");
     assert_within_budget(&serve, "");
 }
@@ -172,7 +130,7 @@ fn a_frame_other_than_hello_is_refused_from_its_header_before_hello() {
 fn slow_loris_frames_after_hello_are_closed_at_frame_complete_timeout() {
     let _alone = alone();
     let (serve, addr) = relay("frame_complete_timeout_ms = 1000\n");
-    let rss_before = rss_kib(serve.pid(), "VmRSS:");
+    let rss_before = status_kib(serve.pid(), "VmRSS:");
     let payload = vec![7u8; 1 << 19];
     let mut frame = encoded(Frame::Send {
         target: b"nobody",
@@ -209,7 +167,7 @@ fn slow_loris_frames_after_hello_are_closed_at_frame_complete_timeout() {
         worst < GOOD_ROUND_TRIP_MAX,
         "good round trip took {worst:?}"
     );
-    let growth = rss_kib(serve.pid(), "VmHWM:").saturating_sub(rss_before);
+    let growth = status_kib(serve.pid(), "VmHWM:").saturating_sub(rss_before);
     assert!(growth < RSS_GROWTH_MAX_KIB, "relay grew by {growth} KiB");
     assert_within_budget(&serve, "frame_complete_timeout_ms = 1000\n");
 }

@@ -121,6 +121,67 @@ pub fn worst_round_trip_during(a: &mut Client, b: &mut Client, attack: impl FnOn
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Memory: the relay's resident memory against its memory budget
+// ---------------------------------------------------------------------------------------------
+
+/// A `kB` field of /proc/`pid`/status (`VmRSS:`, `VmHWM:` for the peak), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+}
+
+/// The memory budget, in KiB (rounded up from its printed figure), of the relay that
+/// `ringrelay serve <args>` starts: its `--print-budget` line.
+pub fn printed_budget_kib(args: &[&str]) -> u64 {
+    let mut p = Proc::spawn(&[&["serve"], args, &["--print-budget"]].concat());
+    let (status, out) = p.wait_exit();
+    assert!(status.success(), "{}", p.stderr());
+    let first = out.first().expect("a budget line");
+    let figure = first
+        .strip_prefix("memory budget: ")
+        .and_then(|rest| rest.split(" with ").next())
+        .unwrap_or_else(|| panic!("unexpected budget line {first:?}"));
+    let (value, unit) = figure.split_once(' ').expect("value and unit");
+    let value: f64 = value.parse().expect("a number");
+    let kib = match unit {
+        "KiB" => 1.0,
+        "MiB" => 1024.0,
+        "GiB" => 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0,
+        other => panic!("unit {other}"),
+    };
+    ((value + 0.1) * kib) as u64
+}
+
+/// The peak resident memory of the relay process `pid`, started as `serve <args>`, is within
+/// the budget `serve <args> --print-budget` states.
+pub fn assert_peak_within_printed_budget(pid: u32, args: &[&str]) {
+    let peak = status_kib(pid, "VmHWM:");
+    let budget = printed_budget_kib(args);
+    assert!(
+        peak <= budget,
+        "peak {peak} KiB over the budget {budget} KiB"
+    );
+}
+
+/// For a relay running inside this test process (`Server::start(cfg)`): the whole process's
+/// peak resident memory (the relay's and the test's own) is within the budget the relay plans
+/// for `cfg` on this host, the figure `serve` logs and enforces.
+pub fn assert_process_within_budget(cfg: &Config) {
+    let plan = ringrelay::server::MemoryPlan::for_host(cfg).expect("the settings fit");
+    let budget_kib = plan.budget().total_bytes() / 1024;
+    let peak = status_kib(std::process::id(), "VmHWM:");
+    assert!(
+        peak <= budget_kib,
+        "peak {peak} KiB over the budget {budget_kib} KiB"
+    );
+}
+
 static MARKERS: AtomicU64 = AtomicU64::new(0);
 
 /// Sends a unique marker to the client's own id and waits for it to come back. Frames from one
