@@ -119,8 +119,9 @@ pub struct Config {
     /// A node becomes ready (sends WELCOME, /healthz 200) once every peer it knows has sent
     /// its snapshot, or after this long for seeds that cannot be reached. 3000 ms.
     pub cluster_ready_wait_ms: u64,
-    /// Nodes a cluster may have, this one included. A node learns at most this many (a peer
-    /// past it is refused with an error naming the setting), and the memory budget counts data
+    /// Nodes a cluster may have, this one included. A node learns at most this many (at the
+    /// bound a new node takes the place of the peer dead the longest; with none dead it is
+    /// refused with an error naming the setting), and the memory budget counts data
     /// links, link backlogs and replicated rows for this many. 16: a relay mesh is small (each
     /// node links to every other from every worker); raise it for a larger cluster.
     pub cluster_nodes_max: usize,

@@ -218,6 +218,10 @@ impl Membership {
             return;
         }
         let full = self.peers.len() + 1 >= self.cfg.nodes_max;
+        if full && self.peer(node).is_none() && !self.forget_longest_dead(node) {
+            self.report_too_many(node, addr);
+            return;
+        }
         match self.peer_mut(node) {
             // An up peer keeps the address it is linked at: a different one for its id is a
             // restart elsewhere (learnt once it is dead) or a clash, never a move.
@@ -226,9 +230,6 @@ impl Membership {
                 if p.addr != addr {
                     p.addr = addr.to_string();
                 }
-            }
-            None if full => {
-                self.report_too_many(node, addr);
             }
             None => self.peers.push(Peer {
                 node,
@@ -240,6 +241,32 @@ impl Membership {
                 dial: Dial::new(now_ms),
             }),
         }
+    }
+
+    /// At `nodes_max`, makes room for `newcomer` by forgetting the peer that has been dead the
+    /// longest (its rows and interest were dropped when it was declared dead; if it comes back
+    /// it is learnt again like any new node). Live and connecting peers are never forgotten, so
+    /// dead nodes do not use up the bound for ever. Returns whether room was made.
+    #[cold]
+    fn forget_longest_dead(&mut self, newcomer: u16) -> bool {
+        let Some(index) = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.state == PeerState::Dead && p.link.is_none())
+            .min_by_key(|(_, p)| p.last_heard_ms)
+            .map(|(i, _)| i)
+        else {
+            return false;
+        };
+        let gone = self.peers.swap_remove(index);
+        tracing::info!(
+            node = gone.node,
+            addr = %gone.addr,
+            newcomer,
+            "forgot a dead node to admit a new one at cluster_nodes_max"
+        );
+        true
     }
 
     /// One error line per node refused at `nodes_max` (at most [`ID_CLASHES_REPORTED_MAX`]).
@@ -510,6 +537,39 @@ mod tests {
         assert!(!m.is_up(4));
         m.learn(3, "c:2", 20);
         assert_eq!(m.peers().len(), 2, "a known peer is still updated");
+    }
+
+    #[test]
+    fn at_nodes_max_a_new_node_replaces_the_longest_dead_peer_never_a_live_one() {
+        let mut m = Membership::new(
+            1,
+            &[],
+            MembershipConfig {
+                nodes_max: 4,
+                ..cfg()
+            },
+            0,
+        );
+        m.learn(2, "b:1", 0);
+        m.learn(3, "c:1", 0);
+        m.learn(4, "d:1", 0);
+        up(&mut m, (10, 4, "d:1", 1, true, None), 0);
+        // Nodes 2 and 3 never answer; node 4 keeps talking.
+        m.on_heard(10, 2000);
+        m.on_heard(10, 3500);
+        let actions = m.on_tick(3500);
+        assert!(actions.contains(&Action::DeclareDead { node: 2 }));
+        assert!(actions.contains(&Action::DeclareDead { node: 3 }));
+        assert!(m.is_up(4));
+        m.learn(5, "e:1", 3600);
+        m.learn(6, "f:1", 3600);
+        let mut known: Vec<u16> = m.peers().iter().map(|p| p.node).collect();
+        known.sort_unstable();
+        assert_eq!(known, [4, 5, 6], "both dead peers made room");
+        // Every peer is live or connecting now: the next node is refused.
+        m.learn(7, "g:1", 3700);
+        assert!(m.peers().iter().all(|p| p.node != 7));
+        assert_eq!(m.peers().len(), 3);
     }
 
     #[test]
