@@ -864,6 +864,11 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["crate::cluster", "crate::server", "crate::client"],
     ),
     ("src/cluster/", &["crate::server", "crate::client"]),
+    // The client speaks the wire protocol only: it never reaches into the relay.
+    (
+        "src/client/",
+        &["crate::core", "crate::cluster", "crate::server"],
+    ),
     (
         "src/config.rs",
         &[

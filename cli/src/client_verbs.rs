@@ -1,46 +1,84 @@
-//! The client verbs: `listen`, `send`, `pub`, `sub`, `watch`. Payload and presence lines go
-//! to stdout (flushed per line, nothing else printed there); diagnostics go to stderr.
+//! The client verbs: `listen`, `send`, `pub`, `sub`, `watch`, `chat`. What arrives goes to
+//! stdout in the chosen `--format` (flushed per message, nothing else printed there);
+//! diagnostics go to stderr. Every verb uses a [`Session`]: a list of relays, and reconnection
+//! after a lost connection.
+//!
+//! Exit status: 0 done (`--count` reached; without `--count`, the timeout passed after at least
+//! one message); 1 failure (bad input, refused request); 2 `send` to an unknown id, or a usage
+//! error; 3 the timeout passed before `--count` messages (without `--count`: before any); 4 no
+//! relay (none reachable within `--connect-timeout-ms`, or the connection was lost and could
+//! not be replaced, or the relay closed it for good).
 
+use super::payload::{payloads, stdin, PayloadSource};
+use super::render::{write_event, Format};
 use super::CliFailure;
 use clap::Args;
-use ringrelay::client::{Client, ClientError, Event};
-use ringrelay::protocol::ErrorCode;
-use std::io::{self, Write};
+use ringrelay::client::{ClientError, ClientOptions, Event, Session, SessionOptions};
+use ringrelay::protocol::{payload_bytes_max, ErrorCode};
+use std::io::{self, BufRead};
 use std::time::{Duration, Instant};
 
-/// Relay address used when `--server` is not given.
+/// Relay address used when neither `--server` nor `RINGRELAY_SERVER` is given.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:7400";
 
-/// How long `send` waits for an ERROR about its message (the relay does not acknowledge
-/// deliveries, so silence within this window means the target was known).
-const SEND_ERROR_WAIT_MS: u64 = 200;
+/// Environment variable with the relay list (as `--server`).
+pub const SERVER_ENV_VAR: &str = "RINGRELAY_SERVER";
+
+/// Exit status: `send` to an unknown id.
+pub const EXIT_UNKNOWN_ID: u8 = 2;
+/// Exit status: the timeout passed before `--count` messages arrived.
+pub const EXIT_TIMEOUT: u8 = 3;
+/// Exit status: no relay could be reached, or the connection was lost for good.
+pub const EXIT_NO_RELAY: u8 = 4;
+
+/// How long `send` waits for the relay to confirm it handled the messages.
+const SEND_CONFIRM_WAIT: Duration = Duration::from_secs(5);
 
 /// Longest single `recv` wait when there is no deadline (the loop just waits again).
 const IDLE_RECV_SLICE: Duration = Duration::from_secs(60);
 
+/// The largest frame the CLI reads: the relay's own upper bound on `max_frame_bytes` (every
+/// DELIVER fits in what the relay announces).
+const READ_FRAME_BYTES_MAX: usize = 1 << 30;
+
 /// Where to connect and how to authenticate.
 #[derive(Args, Debug, Clone)]
 pub struct ConnArgs {
-    /// Relay address.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// Relays, comma-separated HOST:PORT, tried in turn; after a lost connection the next one
+    /// is used.
+    #[arg(
+        long,
+        value_name = "ADDR[,ADDR...]",
+        env = SERVER_ENV_VAR,
+        default_value = DEFAULT_SERVER,
+        value_delimiter = ',',
+        value_parser = parse_server,
+    )]
+    pub server: Vec<String>,
     /// Token sent in HELLO.
     #[arg(long, value_name = "T")]
     pub token: Option<String>,
+    /// How long to keep trying to reach a relay, at the start and after a lost connection.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
 }
 
 /// When a receiving verb stops.
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
-    /// Exit after this many lines (default: no limit).
+    /// Exit after this many messages (or presence lines for `watch`); default: no limit.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Exit after this much total wall time; 0 means no timeout.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub timeout_ms: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(after_help = "Example:\n  ringrelay listen --id bob --count 1")]
 pub struct ListenArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -52,6 +90,11 @@ pub struct ListenArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Examples:\n  ringrelay send --id alice --to bob 'hello bob'\n  \
+                        ringrelay send --id alice --to bob @photo.jpg\n  \
+                        seq 1 100 | ringrelay send --id alice --to bob --count 100 -"
+)]
 pub struct SendArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -61,25 +104,36 @@ pub struct SendArgs {
     /// Client id to deliver to.
     #[arg(long, value_name = "TARGET")]
     pub to: String,
-    /// Message payload.
+    /// Send one message per line of standard input, at most N (the payload must be `-`).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// The payload: the text itself, `-` for standard input, or `@FILE` (bytes as they are).
     pub payload: String,
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(after_help = "Examples:\n  ringrelay pub news 'hello everyone'\n  \
+                        tail -f app.log | ringrelay pub --count 1000000 logs -")]
 pub struct PubArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Client id to register (default `pub-<pid>`).
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
-    /// Do not deliver to this connection even if it subscribes.
+    /// Do not deliver to this client's own subscriptions (only useful with `chat`, or a
+    /// program holding the same id).
     #[arg(long)]
     pub no_echo: bool,
+    /// Publish one message per line of standard input, at most N (the payload must be `-`).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
     pub topic: String,
+    /// The payload: the text itself, `-` for standard input, or `@FILE` (bytes as they are).
     pub payload: String,
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(after_help = "Example:\n  ringrelay sub --format json news")]
 pub struct SubArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -95,6 +149,7 @@ pub struct SubArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(after_help = "Example:\n  ringrelay watch alice bob")]
 pub struct WatchArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -108,107 +163,164 @@ pub struct WatchArgs {
     pub ids: Vec<String>,
 }
 
+/// `--server` entries: HOST:PORT (a host name or an address, IPv6 in brackets).
+fn parse_server(arg: &str) -> Result<String, String> {
+    let arg = arg.trim();
+    let port = arg
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty())
+        .map(|(_, port)| port);
+    match port.map(str::parse::<u16>) {
+        Some(Ok(p)) if p != 0 => Ok(arg.to_string()),
+        _ => Err(format!(
+            "expected HOST:PORT (for example 127.0.0.1:7400), got '{arg}'"
+        )),
+    }
+}
+
 /// `ringrelay listen`.
 pub fn listen(args: &ListenArgs) -> Result<(), CliFailure> {
-    let mut client = connect(&args.conn, &args.id)?;
-    print_lines(&mut client, &args.limits, payload_line)?;
-    client.close()?;
+    let mut session = connect(&args.conn, &args.id)?;
+    print_events(&mut session, &args.limits, false)?;
+    let _ = session.close();
     Ok(())
 }
 
 /// `ringrelay send`: exit status 2 when the relay reports the target unknown.
 pub fn send(args: &SendArgs) -> Result<(), CliFailure> {
-    let mut client = connect(&args.conn, &args.id)?;
-    client.send(args.to.as_bytes(), args.payload.as_bytes())?;
-    client.flush()?;
-    let deadline = Instant::now() + Duration::from_millis(SEND_ERROR_WAIT_MS);
-    while let Some(wait) = time_left(Some(deadline)) {
-        match client.recv(wait)? {
-            Some(Event::Error { code, .. }) if code == ErrorCode::UNKNOWN_ID => {
-                let _ = client.close();
-                return Err(CliFailure {
-                    message: format!("unknown id {}", args.to),
-                    exit_code: 2,
-                });
-            }
-            Some(Event::Error { text, .. }) => {
-                let _ = client.close();
-                return Err(CliFailure::new(format!(
-                    "relay refused the message: {text}"
-                )));
-            }
-            Some(Event::Closed { reason, text }) => {
-                return Err(ClientError::Closed { reason, text }.into())
-            }
-            Some(_) | None => {}
-        }
+    let source = PayloadSource::parse(&args.payload);
+    let mut session = connect(&args.conn, &args.id)?;
+    let max = payload_bytes_max(session.relay_max_frame_bytes());
+    let messages = payloads(&source, args.count, max, &mut stdin())?;
+    for payload in &messages {
+        session
+            .send(args.to.as_bytes(), payload)
+            .map_err(no_relay)?;
     }
-    client.close()?;
+    confirm(&mut session, &args.to)?;
+    let _ = session.close();
     Ok(())
 }
 
 /// `ringrelay pub`.
 pub fn publish(args: &PubArgs) -> Result<(), CliFailure> {
     let id = id_or_default(&args.id, "pub");
-    let mut client = connect(&args.conn, &id)?;
-    if args.no_echo {
-        client.publish_no_echo(args.topic.as_bytes(), args.payload.as_bytes())?;
-    } else {
-        client.publish(args.topic.as_bytes(), args.payload.as_bytes())?;
+    let source = PayloadSource::parse(&args.payload);
+    let mut session = connect(&args.conn, &id)?;
+    let max = payload_bytes_max(session.relay_max_frame_bytes());
+    let messages = payloads(&source, args.count, max, &mut stdin())?;
+    for payload in &messages {
+        let topic = args.topic.as_bytes();
+        let sent = if args.no_echo {
+            session.publish_no_echo(topic, payload)
+        } else {
+            session.publish(topic, payload)
+        };
+        sent.map_err(no_relay)?;
     }
-    client.flush()?;
-    client.close()?;
+    confirm(&mut session, &args.topic)?;
+    let _ = session.close();
     Ok(())
 }
 
 /// `ringrelay sub`.
 pub fn subscribe(args: &SubArgs) -> Result<(), CliFailure> {
     let id = id_or_default(&args.id, "sub");
-    let mut client = connect(&args.conn, &id)?;
+    let mut session = connect(&args.conn, &id)?;
     let group = args.group.as_deref().unwrap_or_default();
-    client.subscribe_group(args.topic.as_bytes(), group.as_bytes())?;
-    print_lines(&mut client, &args.limits, payload_line)?;
-    client.close()?;
+    session
+        .subscribe_group(args.topic.as_bytes(), group.as_bytes())
+        .map_err(no_relay)?;
+    print_events(&mut session, &args.limits, false)?;
+    let _ = session.close();
     Ok(())
 }
 
 /// `ringrelay watch`.
 pub fn watch(args: &WatchArgs) -> Result<(), CliFailure> {
     let id = id_or_default(&args.id, "watch");
-    let mut client = connect(&args.conn, &id)?;
+    let mut session = connect(&args.conn, &id)?;
     for watched in &args.ids {
-        client.watch(watched.as_bytes())?;
+        session.watch(watched.as_bytes()).map_err(no_relay)?;
     }
-    print_lines(&mut client, &args.limits, presence_line)?;
-    client.close()?;
+    print_events(&mut session, &args.limits, true)?;
+    let _ = session.close();
     Ok(())
 }
 
-fn connect(conn: &ConnArgs, id: &str) -> Result<Client, CliFailure> {
-    let token = conn.token.as_deref().map(str::as_bytes);
-    Ok(Client::connect(conn.server.as_str(), id.as_bytes(), token)?)
+/// A session to the relays of `conn`, registered as `id`.
+pub fn connect(conn: &ConnArgs, id: &str) -> Result<Session, CliFailure> {
+    let opts = SessionOptions {
+        servers: conn.server.clone(),
+        token: conn.token.as_ref().map(|t| t.as_bytes().to_vec()),
+        reconnect_timeout: Duration::from_millis(conn.connect_timeout_ms),
+        client: ClientOptions {
+            max_frame_bytes: READ_FRAME_BYTES_MAX,
+            ..ClientOptions::default()
+        },
+        ..SessionOptions::default()
+    };
+    Session::connect(id.as_bytes(), opts).map_err(no_relay)
 }
 
-fn id_or_default(id: &Option<String>, verb: &str) -> String {
+/// A client error that ends the verb: exit status 4 when it means no relay, else 1. A refused
+/// connection gets a hint that the relay may not be running.
+pub fn no_relay(e: ClientError) -> CliFailure {
+    let exit_code = match &e {
+        ClientError::Connect { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Io(_)
+        | ClientError::Disconnected
+        | ClientError::Closed { .. } => EXIT_NO_RELAY,
+        _ => 1,
+    };
+    let mut message = e.to_string();
+    if let ClientError::Connect { source, .. } = &e {
+        if source.kind() == io::ErrorKind::ConnectionRefused {
+            message.push_str(
+                " (is the relay running? `ringrelay serve` starts one; --server or \
+                 RINGRELAY_SERVER name another)",
+            );
+        }
+    }
+    CliFailure { message, exit_code }
+}
+
+/// Waits until the relay has handled everything sent (a PING/PONG round trip: frames of one
+/// connection are handled in order), failing on an ERROR about `what`.
+fn confirm(session: &mut Session, what: &str) -> Result<(), CliFailure> {
+    let events = session.round_trip(SEND_CONFIRM_WAIT).map_err(no_relay)?;
+    for event in events {
+        match event {
+            Event::Error { code, .. } if code == ErrorCode::UNKNOWN_ID => {
+                return Err(CliFailure {
+                    message: format!("unknown id {what}"),
+                    exit_code: EXIT_UNKNOWN_ID,
+                });
+            }
+            Event::Error { text, .. } => {
+                return Err(CliFailure::new(format!(
+                    "relay refused the message: {text}"
+                )));
+            }
+            Event::Reconnected { server } => {
+                return Err(CliFailure {
+                    message: format!(
+                        "the connection was lost before the relay confirmed the messages \
+                         (now connected to {server}); some may not have been sent"
+                    ),
+                    exit_code: EXIT_NO_RELAY,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+pub fn id_or_default(id: &Option<String>, verb: &str) -> String {
     id.clone()
         .unwrap_or_else(|| format!("{verb}-{}", std::process::id()))
-}
-
-fn payload_line(event: &Event) -> Option<String> {
-    match event {
-        Event::Message { payload, .. } => Some(String::from_utf8_lossy(payload).into_owned()),
-        _ => None,
-    }
-}
-
-fn presence_line(event: &Event) -> Option<String> {
-    match event {
-        Event::Presence { client_id, online } => {
-            let state = if *online { "online" } else { "offline" };
-            Some(format!("{state} {}", String::from_utf8_lossy(client_id)))
-        }
-        _ => None,
-    }
 }
 
 /// Time until `deadline` (`None`: a long idle slice); `None` once the deadline has passed.
@@ -219,12 +331,13 @@ fn time_left(deadline: Option<Instant>) -> Option<Duration> {
     }
 }
 
-/// Prints `line_for(event)` for each event it maps, until `limits` says stop. A closed stdout
-/// (for example `| head -1`) ends the loop quietly.
-fn print_lines(
-    client: &mut Client,
+/// Prints what arrives in `limits.format` until `limits` says stop: messages (or, with
+/// `presence`, presence changes). A closed stdout (for example `| head -1`) ends the loop
+/// quietly. Returns the exit status's reason as an error (timeout: 3, lost relay: 4).
+pub fn print_events(
+    session: &mut Session,
     limits: &LimitArgs,
-    line_for: fn(&Event) -> Option<String>,
+    presence: bool,
 ) -> Result<(), CliFailure> {
     let deadline = match limits.timeout_ms {
         0 => None,
@@ -234,41 +347,94 @@ fn print_lines(
     let mut printed: u64 = 0;
     while limits.count.map_or(true, |n| printed < n) {
         let Some(wait) = time_left(deadline) else {
-            return Ok(());
+            return timed_out(printed, limits.count);
         };
-        let Some(event) = client.recv(wait)? else {
+        let Some(event) = session.recv(wait).map_err(no_relay)? else {
             continue;
         };
-        if let Some(line) = line_for(&event) {
-            match write_line(&mut stdout, &line) {
+        let shown = match &event {
+            Event::Message { .. } if !presence => true,
+            Event::Presence { .. } if presence => true,
+            _ => false,
+        };
+        if shown {
+            match write_event(&mut stdout, limits.format, &event) {
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-                other => other?,
+                Err(e) => return Err(CliFailure::new(format!("cannot write output: {e}"))),
+                Ok(_) => {}
             }
             printed += 1;
             continue;
         }
-        match event {
-            Event::Closed { reason, text } => {
-                return Err(ClientError::Closed { reason, text }.into())
-            }
-            Event::Error {
-                code,
-                subject,
-                text,
-            } => tracing::warn!(
-                code = code.0,
-                subject = %String::from_utf8_lossy(&subject),
-                "relay error: {text}"
-            ),
-            _ => {}
-        }
+        report(event)?;
     }
     Ok(())
 }
 
-fn write_line(out: &mut impl Write, line: &str) -> io::Result<()> {
-    writeln!(out, "{line}")?;
-    out.flush()
+/// Events a verb does not print: diagnostics on stderr, or the end of the session.
+pub fn report(event: Event) -> Result<(), CliFailure> {
+    match event {
+        Event::Closed { reason, text } => Err(no_relay(ClientError::Closed { reason, text })),
+        Event::Error {
+            code,
+            subject,
+            text,
+        } => {
+            tracing::warn!(
+                code = code.0,
+                subject = %String::from_utf8_lossy(&subject),
+                "relay error: {text}"
+            );
+            Ok(())
+        }
+        Event::Reconnected { server } => {
+            tracing::warn!("connection lost; reconnected to {server}");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The timeout passed: success only without `--count` and after at least one message.
+fn timed_out(printed: u64, count: Option<u64>) -> Result<(), CliFailure> {
+    if count.is_none() && printed > 0 {
+        return Ok(());
+    }
+    let wanted = count.map_or_else(|| "any".to_string(), |n| n.to_string());
+    Err(CliFailure {
+        message: format!("timed out after {printed} of {wanted} messages"),
+        exit_code: EXIT_TIMEOUT,
+    })
+}
+
+/// Reads lines of `input` on a thread of its own and hands them over a channel (ends with
+/// the input); bounded, so a fast producer waits for the relay.
+pub fn lines_of(
+    input: impl BufRead + Send + 'static,
+) -> std::sync::mpsc::Receiver<io::Result<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    std::thread::spawn(move || {
+        let mut input = input;
+        loop {
+            let mut line = Vec::new();
+            match input.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    if tx.send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    rx
 }
 
 #[cfg(test)]
@@ -276,25 +442,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_render_payloads_and_presence() {
-        let msg = Event::Message {
-            sender: b"a".to_vec(),
-            topic: None,
-            payload: b"hi \xff".to_vec(),
-        };
-        assert_eq!(payload_line(&msg).as_deref(), Some("hi \u{fffd}"));
-        assert_eq!(presence_line(&msg), None);
-        let online = Event::Presence {
-            client_id: b"bob".to_vec(),
-            online: true,
-        };
-        let offline = Event::Presence {
-            client_id: b"bob".to_vec(),
-            online: false,
-        };
-        assert_eq!(presence_line(&online).as_deref(), Some("online bob"));
-        assert_eq!(presence_line(&offline).as_deref(), Some("offline bob"));
-        assert_eq!(payload_line(&online), None);
+    fn servers_must_be_host_and_port_and_the_error_echoes_the_input() {
+        assert_eq!(parse_server("h:1").unwrap(), "h:1");
+        assert_eq!(parse_server("[::1]:7400").unwrap(), "[::1]:7400");
+        let err = parse_server("127.0.0.1").unwrap_err();
+        assert!(err.contains("'127.0.0.1'"), "{err}");
+        assert!(parse_server(":7400").is_err());
+        assert!(parse_server("h:0").is_err());
+        assert!(parse_server("h:x").is_err());
+    }
+
+    #[test]
+    fn timeouts_succeed_only_without_count_and_after_a_message() {
+        assert!(timed_out(1, None).is_ok());
+        assert_eq!(timed_out(0, None).unwrap_err().exit_code, EXIT_TIMEOUT);
+        assert_eq!(timed_out(2, Some(3)).unwrap_err().exit_code, EXIT_TIMEOUT);
+    }
+
+    #[test]
+    fn lost_relays_exit_4_and_refusals_carry_a_hint() {
+        let refused = no_relay(ClientError::Connect {
+            addr: "127.0.0.1:1".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        });
+        assert_eq!(refused.exit_code, EXIT_NO_RELAY);
+        assert!(refused.message.contains("is the relay running?"));
+        assert_eq!(no_relay(ClientError::Disconnected).exit_code, EXIT_NO_RELAY);
     }
 
     #[test]

@@ -1,14 +1,20 @@
-//! The `ringrelay` binary: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`, `watch`)
-//! and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is the
-//! `ringrelay` library; this crate adds the command line, logging and the global allocator.
+//! The `ringrelay` binary: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`, `watch`,
+//! `chat`) and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is
+//! the `ringrelay` library; this crate adds the command line, logging and the global
+//! allocator.
 //!
-//! Errors are printed as `ringrelay: <message>` on stderr; exit status 1 for failures, 2 for
-//! `send` to an unknown id (clap's own usage errors also exit 2).
+//! Errors are printed as `ringrelay: <message>` on stderr. Exit status (also in `--help`): 1
+//! for failures, 2 for `send` to an unknown id and for usage errors, 3 for a receiving verb's
+//! timeout before `--count`, 4 when no relay can be reached or the connection is lost for good.
 
+mod chat;
 mod client_verbs;
+mod payload;
+mod render;
 mod serve;
 mod signals;
 
+pub use chat::ChatArgs;
 pub use client_verbs::{ConnArgs, ListenArgs, PubArgs, SendArgs, SubArgs, WatchArgs};
 pub use serve::{parse_cpu_list, CpuList, ServeArgs};
 
@@ -20,13 +26,36 @@ use tracing_subscriber::EnvFilter;
 /// Environment variable holding the log filter (tracing-subscriber `EnvFilter` syntax).
 pub const LOG_ENV_VAR: &str = "RINGRELAY_LOG";
 
+/// `--version`: the package version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("RINGRELAY_BUILD_COMMIT"),
+    ")"
+);
+
 /// Thread-per-core io_uring message relay.
 #[derive(Parser, Debug)]
-#[command(name = "ringrelay", version, about)]
+#[command(name = "ringrelay", version = VERSION, about, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The end of `ringrelay --help`: environment and exit status.
+const AFTER_HELP: &str = "\
+Environment:
+  RINGRELAY_SERVER  relays for the client verbs, as --server (comma-separated HOST:PORT)
+  RINGRELAY_LOG     log filter, e.g. debug or ringrelay=trace (default: info for serve,
+                    warn for the client verbs)
+
+Exit status:
+  0  done (a receiving verb: --count reached, or its timeout after at least one message)
+  1  failure (bad input, a refused request, a relay that cannot start)
+  2  send to an unknown id; a usage error
+  3  a receiving verb's --timeout-ms passed before --count messages (without --count: any)
+  4  no relay: none reachable within --connect-timeout-ms, or the connection was lost and
+     could not be replaced";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -34,14 +63,16 @@ pub enum Command {
     Serve(ServeArgs),
     /// Register an id and print every message delivered to it, one per line.
     Listen(ListenArgs),
-    /// Send one message to a client id.
+    /// Send a message (or one per input line) to a client id; confirmed by the relay.
     Send(SendArgs),
-    /// Publish one message to a topic.
+    /// Publish a message (or one per input line) to a topic.
     Pub(PubArgs),
     /// Subscribe to a topic and print every message, one per line.
     Sub(SubArgs),
-    /// Print `online ID` / `offline ID` lines for the given client ids.
+    /// Print each id's present state, then `online ID` / `offline ID` as it changes.
     Watch(WatchArgs),
+    /// Chat on a topic: typed lines go to everyone else subscribed, theirs are printed.
+    Chat(ChatArgs),
     /// Run the load generator against a relay.
     Bench(ringrelay_loadgen::BenchArgs),
 }
@@ -113,6 +144,10 @@ pub fn run(cli: Cli) -> Result<(), CliFailure> {
             init_logging("warn");
             client_verbs::watch(&args)
         }
+        Command::Chat(args) => {
+            init_logging("warn");
+            chat::chat(&args)
+        }
         Command::Bench(args) => {
             init_logging("info");
             ringrelay_loadgen::run(&args).map_err(|e| CliFailure::new(e.to_string()))
@@ -149,7 +184,8 @@ mod tests {
             Cli::try_parse_from(["ringrelay", "send", "--id", "a", "--to", "b", "hello"]).unwrap();
         match cli.command {
             Command::Send(args) => {
-                assert_eq!(args.conn.server, "127.0.0.1:7400");
+                assert_eq!(args.conn.server, ["127.0.0.1:7400"]);
+                assert_eq!(args.conn.connect_timeout_ms, 10_000);
                 assert_eq!(args.conn.token, None);
                 assert_eq!(
                     (args.id.as_str(), args.to.as_str(), args.payload.as_str()),
@@ -186,7 +222,7 @@ mod tests {
             Cli::try_parse_from(["ringrelay", "pub", "--no-echo", "--server", "h:1", "t", "p"])
                 .unwrap();
         assert!(
-            matches!(cli.command, Command::Pub(ref a) if a.no_echo && a.topic == "t" && a.conn.server == "h:1")
+            matches!(cli.command, Command::Pub(ref a) if a.no_echo && a.topic == "t" && a.conn.server == ["h:1"])
         );
         let cli = Cli::try_parse_from([
             "ringrelay",

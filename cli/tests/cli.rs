@@ -18,7 +18,15 @@ fn watcher(addr: SocketAddr, name: &str, ids: &[&str]) -> Client {
     for id in ids {
         w.watch(id.as_bytes()).unwrap();
     }
-    assert!(sync(&mut w).is_empty());
+    // The relay answers each WATCH with the id's present state: none is registered yet.
+    let answers: Vec<Event> = ids
+        .iter()
+        .map(|id| Event::Presence {
+            client_id: id.as_bytes().to_vec(),
+            online: false,
+        })
+        .collect();
+    assert_eq!(sync(&mut w), answers);
     w
 }
 
@@ -101,7 +109,7 @@ fn listen_prints_a_sent_payload_and_exits_zero() {
         "listen: {status}; stderr:\n{}",
         listen.stderr()
     );
-    assert_eq!(out, ["hello from the cli"]);
+    assert_eq!(out, ["cli-sender: hello from the cli"]);
     // It exited after its one line, so its id went offline.
     expect_presence(&mut w, "listener", false);
 }
@@ -152,7 +160,9 @@ fn sub_prints_two_published_messages_and_exits_zero() {
     // never delayed), so publish the first message until `sub` prints it.
     let mut first = None;
     for _attempt in 0..10 {
-        let mut publish = Proc::spawn(&["pub", "--server", &server, "news", "first"]);
+        let mut publish = Proc::spawn(&[
+            "pub", "--server", &server, "--id", "cli-pub", "news", "first",
+        ]);
         let (status, out) = publish.wait_exit();
         assert!(
             status.success(),
@@ -165,7 +175,12 @@ fn sub_prints_two_published_messages_and_exits_zero() {
             break;
         }
     }
-    assert_eq!(first.as_deref(), Some("first"), "stderr:\n{}", sub.stderr());
+    assert_eq!(
+        first.as_deref(),
+        Some("cli-pub on news: first"),
+        "stderr:\n{}",
+        sub.stderr()
+    );
     let mut publish = Proc::spawn(&[
         "pub", "--server", &server, "--id", "cli-pub", "news", "second",
     ]);
@@ -177,7 +192,7 @@ fn sub_prints_two_published_messages_and_exits_zero() {
     );
     let (status, rest) = sub.wait_exit();
     assert!(status.success(), "sub: {status}; stderr:\n{}", sub.stderr());
-    assert_eq!(rest, ["second"]);
+    assert_eq!(rest, ["cli-pub on news: second"]);
 }
 
 #[test]
@@ -185,64 +200,54 @@ fn watch_sees_online_then_offline_for_a_listen_that_runs_and_exits() {
     let (_relay, addr) = serve(&[]);
     let server = addr.to_string();
     let mut w = watcher(addr, "cli-watcher", &["cli-watch", "transient"]);
-    // `watch` sends WATCH right after its HELLO; if the test's `listen` registered before that
-    // WATCH was applied, the watch would miss the online line. The watch's own registration is
-    // seen first, and `listen` is a new process started after that, so a miss needs the watch
-    // process to stall for the whole start-up of another one; if it happens anyway, run again.
-    for attempt in 0..3 {
-        let mut watch = Proc::spawn(&[
-            "watch",
-            "--server",
-            &server,
-            "--id",
-            "cli-watch",
-            "--count",
-            "2",
-            "--timeout-ms",
-            "10000",
-            "transient",
-        ]);
-        expect_presence(&mut w, "cli-watch", true);
-        let mut listen = Proc::spawn(&[
-            "listen",
-            "--server",
-            &server,
-            "--id",
-            "transient",
-            "--timeout-ms",
-            "300",
-        ]);
-        expect_presence(&mut w, "transient", true);
-        let (status, out) = listen.wait_exit();
-        assert!(
-            status.success(),
-            "listen: {status}; stderr:\n{}",
-            listen.stderr()
-        );
-        assert!(out.is_empty(), "listen printed {out:?}");
-        expect_presence(&mut w, "transient", false);
-        match watch.next_line_within(WAIT).as_deref() {
-            Some("online transient") => {
-                let (status, rest) = watch.wait_exit();
-                assert!(
-                    status.success(),
-                    "watch: {status}; stderr:\n{}",
-                    watch.stderr()
-                );
-                assert_eq!(rest, ["offline transient"]);
-                expect_presence(&mut w, "cli-watch", false);
-                return;
-            }
-            other => {
-                eprintln!(
-                    "attempt {attempt}: watch's WATCH came late (first line {other:?}); again"
-                );
-                drop(watch);
-                expect_presence(&mut w, "cli-watch", false);
-            }
-        }
-    }
-    panic!("watch never saw the listen come online");
+    let mut watch = Proc::spawn(&[
+        "watch",
+        "--server",
+        &server,
+        "--id",
+        "cli-watch",
+        "--count",
+        "3",
+        "--timeout-ms",
+        "10000",
+        "transient",
+    ]);
+    // The relay answers the WATCH with the present state: once that line is out, the WATCH is
+    // in place and no change can be missed.
+    assert_eq!(
+        watch.next_line_within(WAIT).as_deref(),
+        Some("offline transient"),
+        "stderr:\n{}",
+        watch.stderr()
+    );
+    expect_presence(&mut w, "cli-watch", true);
+    let mut listen = Proc::spawn(&[
+        "listen",
+        "--server",
+        &server,
+        "--id",
+        "transient",
+        "--timeout-ms",
+        "300",
+    ]);
+    expect_presence(&mut w, "transient", true);
+    let (status, out) = listen.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "listen's timeout with nothing received: {status}; stderr:\n{}",
+        listen.stderr()
+    );
+    assert!(out.is_empty(), "listen printed {out:?}");
+    expect_presence(&mut w, "transient", false);
+    let (status, rest) = watch.wait_exit();
+    assert!(
+        status.success(),
+        "watch: {status}; stderr:\n{}",
+        watch.stderr()
+    );
+    assert_eq!(rest, ["online transient", "offline transient"]);
+    expect_presence(&mut w, "cli-watch", false);
 }
 
 #[test]
@@ -274,4 +279,45 @@ fn serve_with_a_bad_config_prints_an_error_and_exits_one() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn version_names_the_commit_and_help_documents_environment_exit_status_and_examples() {
+    let mut version = Proc::spawn(&["--version"]);
+    let (status, out) = version.wait_exit();
+    assert!(status.success());
+    let line = out.first().expect("a version line");
+    assert!(
+        line.starts_with(&format!("ringrelay {} (", env!("CARGO_PKG_VERSION")))
+            && (line.contains("(commit ") || line.contains("(unknown commit)")),
+        "{line}"
+    );
+    let mut help = Proc::spawn(&["--help"]);
+    let (status, out) = help.wait_exit();
+    assert!(status.success());
+    let text = out.join("\n");
+    for needle in [
+        "RINGRELAY_SERVER",
+        "RINGRELAY_LOG",
+        "Exit status:",
+        "  4  no relay",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+    let mut help = Proc::spawn(&["send", "--help"]);
+    let (status, out) = help.wait_exit();
+    assert!(status.success());
+    let text = out.join("\n");
+    for needle in [
+        "[default: 127.0.0.1:7400]",
+        "[env: RINGRELAY_SERVER=",
+        "[default: 10000]",
+        "Examples:",
+        "ringrelay send --id alice --to bob",
+    ] {
+        assert!(
+            text.contains(needle),
+            "send --help lacks {needle:?}:\n{text}"
+        );
+    }
 }

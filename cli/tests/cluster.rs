@@ -18,27 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// Starts `n` nodes in `block`: node 1 with no peers, the others with node 1 as their only
-/// seed (so they learn each other by gossip), holding the block's claim. Returns once every node's /healthz is 200 and
-/// every node lists all the others as "up".
-fn start_cluster(block: u8, n: u16) -> (BlockClaim, Vec<Node>) {
-    let claim = claim_block(block);
-    let first = Node::start(NodeSpec::new(block, 1));
-    let seed = first.cluster;
-    let mut nodes = vec![first];
-    for k in 2..=n {
-        nodes.push(Node::start(NodeSpec::new(block, k).peers(&[seed])));
-    }
-    for node in &nodes {
-        node.wait_ready(WAIT);
-    }
-    for node in &nodes {
-        let others: Vec<u16> = (1..=n).filter(|&k| k != node.id).collect();
-        node.wait_up(&others);
-    }
-    (claim, nodes)
-}
-
 fn presence(id: &str, online: bool) -> Event {
     Event::Presence {
         client_id: id.as_bytes().to_vec(),
@@ -461,7 +440,11 @@ fn three_nodes_send_fanout_queue_broadcast_presence() {
     {
         let mut w = n1.connect("watcher");
         w.watch(b"w-x").unwrap();
-        assert!(sync(&mut w).is_empty());
+        assert_eq!(
+            sync(&mut w),
+            [presence("w-x", false)],
+            "the present state first"
+        );
         let x = n3.connect("w-x");
         assert_eq!(next_event(&mut w), presence("w-x", true));
         x.close().unwrap();
@@ -480,7 +463,11 @@ fn node_kill_is_detected_and_rows_purged() {
     let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut w = n1.connect("k-watcher");
     w.watch(b"k3-a").unwrap();
-    assert!(sync(&mut w).is_empty());
+    assert_eq!(
+        sync(&mut w),
+        [presence("k3-a", false)],
+        "the present state first"
+    );
     let mut k1 = n1.connect("k1-a");
     let _k3a = n3.connect("k3-a");
     let _k3b = n3.connect("k3-b");

@@ -96,6 +96,27 @@ pub fn claim_block(block: u8) -> BlockClaim {
     BlockClaim { _file: file }
 }
 
+/// Starts `n` nodes in `block`: node 1 with no peers, the others with node 1 as their only
+/// seed (so they learn each other by gossip), holding the block's claim. Returns once every
+/// node's /healthz is 200 and every node lists all the others as "up".
+pub fn start_cluster(block: u8, n: u16) -> (BlockClaim, Vec<Node>) {
+    let claim = claim_block(block);
+    let first = Node::start(NodeSpec::new(block, 1));
+    let seed = first.cluster;
+    let mut nodes = vec![first];
+    for k in 2..=n {
+        nodes.push(Node::start(NodeSpec::new(block, k).peers(&[seed])));
+    }
+    for node in &nodes {
+        node.wait_ready(WAIT);
+    }
+    for node in &nodes {
+        let others: Vec<u16> = (1..=n).filter(|&k| k != node.id).collect();
+        node.wait_up(&others);
+    }
+    (claim, nodes)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bounded waits
 // ---------------------------------------------------------------------------------------------

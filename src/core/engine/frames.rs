@@ -204,8 +204,11 @@ impl Engine<'_> {
         }
     }
 
-    /// A WATCH within the limits is stored on the connection and in the presence table (a
-    /// repeat changes nothing); past a limit it is refused.
+    /// A WATCH within the limits is stored on the connection and in the presence table, and
+    /// answered at once with the id's present state (a PRESENCE frame, online or offline,
+    /// cluster-wide from the location table), so the watcher never has to guess what happened
+    /// before it watched; a repeat changes nothing and sends nothing. Past a limit it is
+    /// refused.
     #[inline(never)]
     fn watch(&self, conn: &mut ConnRelay, at: Location, client_id: &[u8], out: &mut impl Output) {
         let limits = &self.config.limits;
@@ -224,6 +227,8 @@ impl Engine<'_> {
                 Err(TableFull::Entries) => Limit::Watches,
                 Ok(()) => {
                     conn.watches.insert(client_id.into());
+                    let online = self.tables.locations.row(client_id).is_some();
+                    out.presence(at, client_id, online);
                     return;
                 }
             }

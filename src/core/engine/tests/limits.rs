@@ -121,6 +121,11 @@ fn watch_past_the_per_connection_limit_errors_then_closes() {
             },
         );
     }
+    assert_eq!(
+        h.rec.take(),
+        offline_answers(a, 0..3),
+        "each new watch is answered"
+    );
     h.frame(a, Frame::Watch { client_id: b"t0" });
     assert_eq!(h.rec.take(), vec![], "a repeat is no new watch");
     h.frame(a, Frame::Watch { client_id: b"t3" });
@@ -158,10 +163,11 @@ fn watched_ids_max_bounds_the_node() {
             },
         );
     }
+    h.rec.take();
     h.frame(b, Frame::Watch { client_id: b"t0" });
     assert_eq!(
         h.rec.take(),
-        vec![],
+        offline_answers(b, 0..1),
         "an id already watched takes no new room"
     );
     h.frame(b, Frame::Watch { client_id: b"t9" });
@@ -202,7 +208,11 @@ fn a_closed_connection_gives_its_room_back() {
     let c = h.client(b"c");
     h.frame(c, Frame::Watch { client_id: b"t20" });
     h.frame(c, Frame::Watch { client_id: b"t21" });
-    assert_eq!(h.rec.take(), vec![], "a's three watched ids were released");
+    assert_eq!(
+        h.rec.take(),
+        offline_answers(c, 20..22),
+        "a's three watched ids were released"
+    );
 }
 
 #[test]
@@ -326,6 +336,11 @@ fn watches_max_bounds_the_node_even_on_ids_already_watched() {
     h.rec.take();
     assert_eq!(h.tables.presence.watches(), 4);
     watch(&mut h, clients[2], 1);
-    assert_eq!(h.rec.take(), vec![]);
+    assert_eq!(h.rec.take(), offline_answers(clients[2], 1..2));
     assert_eq!(h.tables.presence.watches(), 5);
+}
+
+/// What the WATCHes of `ids` (`topic(i)`, none of them online) from `conn` are answered with.
+fn offline_answers(conn: u32, ids: std::ops::Range<usize>) -> Vec<Out> {
+    ids.map(|i| Out::Presence(conn, topic(i), false)).collect()
 }

@@ -271,6 +271,11 @@ fn hello_when_ready_sends_welcome_before_registering_and_announcing() {
     let mut h = Harness::new();
     let watcher = h.client(b"w");
     h.frame(watcher, Frame::Watch { client_id: b"bob" });
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::Presence(watcher, b"bob".to_vec(), false)],
+        "a WATCH is answered with the id's present state"
+    );
     let bob = h.connect();
     h.hello(bob, b"bob");
     assert_eq!(
@@ -282,6 +287,20 @@ fn hello_when_ready_sends_welcome_before_registering_and_announcing() {
         ]
     );
     assert_eq!(h.conns[bob as usize].client_id(), b"bob");
+}
+
+#[test]
+fn watch_of_an_online_id_is_answered_online_and_a_repeat_with_nothing() {
+    let mut h = Harness::new();
+    let _bob = h.client(b"bob");
+    let watcher = h.client(b"w");
+    h.rec.take();
+    h.frame(watcher, Frame::Watch { client_id: b"bob" });
+    h.frame(watcher, Frame::Watch { client_id: b"bob" });
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::Presence(watcher, b"bob".to_vec(), true)]
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! Blocking Rust client for the relay, over a plain [`std::net::TcpStream`], sharing the codec.
+//! [`Client`] is one connection; [`Session`] wraps it with a list of relays and reconnects.
 //!
 //! Outbound frames are batched in a write buffer until [`Client::flush`] (or until the buffer
 //! passes [`ClientOptions::write_buffer_bytes`]); control operations (subscribe, watch, ...)
@@ -8,6 +9,10 @@
 //! The relay pings idle connections; the client answers those pings inside [`Client::recv`].
 //! A client that never calls `recv` for longer than the relay's heartbeat bound (by default
 //! about 20 s) is evicted.
+
+mod session;
+
+pub use session::{Session, SessionOptions};
 
 use crate::protocol::{
     hello, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, FrameReader,
@@ -75,6 +80,10 @@ pub enum Event {
     },
     /// The relay closed the connection; every later call fails with [`ClientError::Closed`].
     Closed { reason: CloseReason, text: String },
+    /// Only from a [`Session`]: the connection was lost and the session is connected again, to
+    /// `server`, with its id, subscriptions and watches registered there. Messages for this
+    /// client while it was away, and frames queued but not yet written, were lost.
+    Reconnected { server: String },
 }
 
 /// Why a client operation failed.
@@ -84,6 +93,8 @@ pub enum ClientError {
     Connect { addr: String, source: io::Error },
     /// The relay did not answer HELLO with WELCOME within the connect timeout.
     Timeout { waited_ms: u64 },
+    /// The relay did not answer a [`Client::round_trip`] PING within its timeout.
+    NoAnswer { waited_ms: u64 },
     /// A socket read or write failed; the connection is no longer usable.
     Io(io::Error),
     /// A field is empty or longer than the protocol allows (nothing was queued).
@@ -116,6 +127,9 @@ impl fmt::Display for ClientError {
                     f,
                     "relay did not complete the handshake within {waited_ms} ms"
                 )
+            }
+            ClientError::NoAnswer { waited_ms } => {
+                write!(f, "relay did not answer a PING within {waited_ms} ms")
             }
             ClientError::Io(e) => write!(f, "connection I/O failed: {e}"),
             ClientError::Encode(e) => write!(f, "invalid request: {e}"),
@@ -169,12 +183,12 @@ enum State {
 enum Inbound {
     Event(Event),
     Ping(u64),
+    Pong(u64),
     Welcome {
         version: u16,
         max_frame_bytes: u32,
         heartbeat_interval_ms: u32,
     },
-    Ignore,
     Unexpected(FrameKind),
 }
 
@@ -195,6 +209,8 @@ pub struct Client {
     relay_max_frame_bytes: usize,
     heartbeat_interval_ms: u32,
     state: State,
+    /// Nonce of the last [`Client::round_trip`] PING.
+    last_ping_nonce: u64,
 }
 
 impl Client {
@@ -234,6 +250,7 @@ impl Client {
             heartbeat_interval_ms: 0,
             opts,
             state: State::Open,
+            last_ping_nonce: 0,
         };
         client.write_out()?;
         client.await_welcome(started, deadline)?;
@@ -331,6 +348,48 @@ impl Client {
             }
             if let Fill::DeadlinePassed = self.fill(deadline)? {
                 return Ok(None);
+            }
+        }
+    }
+
+    /// Flushes queued frames, sends a PING and waits up to `timeout` for its PONG. Once it
+    /// arrives the relay has handled every frame this client sent before it (frames of one
+    /// connection are handled in order): an ERROR about one of them has arrived too. Returns
+    /// the events that arrived meanwhile, in order. A CLOSE ends the wait with
+    /// [`ClientError::Closed`]; no answer in time, with [`ClientError::NoAnswer`].
+    pub fn round_trip(&mut self, timeout: Duration) -> Result<Vec<Event>, ClientError> {
+        self.check_open()?;
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout);
+        self.last_ping_nonce = self.last_ping_nonce.wrapping_add(1);
+        let nonce = self.last_ping_nonce;
+        Frame::Ping { nonce }
+            .encode(&mut self.write_buf)
+            .map_err(ClientError::Encode)?;
+        self.write_out()?;
+        let mut events = Vec::new();
+        loop {
+            while let Some(inbound) = self.next_inbound()? {
+                match inbound {
+                    Inbound::Pong(n) if n == nonce => return Ok(events),
+                    Inbound::Pong(_) => {}
+                    Inbound::Ping(n) => self.answer_ping(n)?,
+                    Inbound::Event(Event::Closed { reason, text }) => {
+                        self.mark_closed(reason, &text);
+                        return Err(ClientError::Closed { reason, text });
+                    }
+                    Inbound::Event(event) => events.push(event),
+                    Inbound::Welcome { .. } => {
+                        return Err(self.fail(ClientError::UnexpectedFrame(FrameKind::Welcome)))
+                    }
+                    Inbound::Unexpected(kind) => {
+                        return Err(self.fail(ClientError::UnexpectedFrame(kind)))
+                    }
+                }
+            }
+            if let Fill::DeadlinePassed = self.fill(deadline)? {
+                let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                return Err(ClientError::NoAnswer { waited_ms });
             }
         }
     }
@@ -456,7 +515,7 @@ impl Client {
                     return Ok(Some(event));
                 }
                 Inbound::Ping(nonce) => self.answer_ping(nonce)?,
-                Inbound::Ignore => {}
+                Inbound::Pong(_) => {}
                 Inbound::Welcome { .. } => {
                     return Err(self.fail(ClientError::UnexpectedFrame(FrameKind::Welcome)))
                 }
@@ -499,7 +558,7 @@ impl Client {
                         return Err(ClientError::Closed { reason, text });
                     }
                     Inbound::Ping(nonce) => self.answer_ping(nonce)?,
-                    Inbound::Ignore => {}
+                    Inbound::Pong(_) => {}
                     Inbound::Event(event) => {
                         return Err(self.fail(ClientError::UnexpectedFrame(event_kind(&event))))
                     }
@@ -663,7 +722,7 @@ fn classify(frame: Frame<'_>) -> Inbound {
             text: lossy(text),
         }),
         Frame::Ping { nonce } => Inbound::Ping(nonce),
-        Frame::Pong { .. } => Inbound::Ignore,
+        Frame::Pong { nonce } => Inbound::Pong(nonce),
         Frame::Welcome {
             version,
             heartbeat_interval_ms,
@@ -683,6 +742,8 @@ fn event_kind(event: &Event) -> FrameKind {
         Event::Presence { .. } => FrameKind::Presence,
         Event::Error { .. } => FrameKind::Error,
         Event::Closed { .. } => FrameKind::Close,
+        // Never read from a connection (a session makes it); WELCOME is the nearest kind.
+        Event::Reconnected { .. } => FrameKind::Welcome,
     }
 }
 
