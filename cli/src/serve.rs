@@ -5,10 +5,11 @@ use super::signals::TerminationSignals;
 use super::CliFailure;
 use clap::Args;
 use ringrelay::config::Config;
-use ringrelay::server::{host_probe, Server};
+use ringrelay::server::{host_probe, Server, Stopper};
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Highest CPU index `--cpus` accepts (bounds the list a range can expand to).
 pub const CPU_INDEX_MAX: usize = 4095;
@@ -190,27 +191,49 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
         return Ok(());
     }
     // Block the signals before any worker thread exists, so every thread inherits the mask
-    // and only `wait` below ever sees them.
+    // and only the signal thread ever sees them.
     let signals = TerminationSignals::block()?;
     let workers = cfg.worker_count();
     check_host(&cfg);
-    let server = Server::start(cfg)?;
-    let addr = server.local_addr();
-    announce(addr)?;
-    tracing::info!(%addr, workers, "relay running");
-    // A signal thread stops the relay; this thread waits for the workers, so a worker that
-    // fails on its own also ends the process (with its error).
-    let stopper = server.stopper();
+    // The signal thread runs from before the start: a signal while the relay starts (which
+    // can take a while with many workers) ends the process at once, since no client has been
+    // told anything yet; once it runs, a signal stops it cleanly. This thread waits for the
+    // workers, so a worker that fails on its own also ends the process (with its error).
+    let running: Arc<Mutex<Option<Stopper>>> = Arc::default();
+    let slot = Arc::clone(&running);
     std::thread::Builder::new()
         .name("ringrelay-signals".into())
         .spawn(move || {
-            match signals.wait() {
-                Ok(signal) => tracing::info!(signal = signal.name(), "shutting down"),
-                Err(e) => tracing::error!("waiting for signals failed: {e}; shutting down"),
+            let signal = match signals.wait() {
+                Ok(signal) => Some(signal),
+                Err(e) => {
+                    tracing::error!("waiting for signals failed: {e}; shutting down");
+                    None
+                }
+            };
+            let stopper = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match (stopper, signal) {
+                (Some(stopper), signal) => {
+                    tracing::info!(signal = signal.map(|s| s.name()), "shutting down");
+                    stopper.stop();
+                }
+                (None, Some(signal)) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "ringrelay: {} during start-up: stopped",
+                        signal.name()
+                    );
+                    std::process::exit(128 + signal.number());
+                }
+                (None, None) => {}
             }
-            stopper.stop();
         })
         .map_err(|e| CliFailure::new(format!("cannot spawn the signal thread: {e}")))?;
+    let server = Server::start(cfg)?;
+    let addr = server.local_addr();
+    *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(server.stopper());
+    announce(addr)?;
+    tracing::info!(%addr, workers, "relay running");
     server.wait()?;
     Ok(())
 }

@@ -18,6 +18,14 @@ impl TerminationSignal {
             TerminationSignal::Terminate => "SIGTERM",
         }
     }
+
+    /// The signal's number (for the conventional exit status 128 + number).
+    pub fn number(self) -> i32 {
+        match self {
+            TerminationSignal::Interrupt => libc::SIGINT,
+            TerminationSignal::Terminate => libc::SIGTERM,
+        }
+    }
 }
 
 /// SIGINT and SIGTERM, blocked in the calling thread (and every thread it spawns later).

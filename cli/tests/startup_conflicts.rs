@@ -100,3 +100,29 @@ fn two_nodes_with_one_id_are_refused_with_one_line_naming_both_addresses() {
         node_c.stderr()
     );
 }
+
+#[test]
+fn workers_past_the_cpus_and_cpus_that_do_not_exist_are_refused_at_once_with_the_reason() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let too_many = (cpus * 4 + 1).to_string();
+    let started = Instant::now();
+    let mut serve = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", &too_many]);
+    let (status, out) = serve.wait_exit();
+    let stderr = serve.stderr();
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(out.is_empty(), "{out:?}");
+    assert!(
+        stderr.contains(&format!("too many workers: {too_many} for {cpus} CPUs")),
+        "stderr:\n{stderr}"
+    );
+    assert!(started.elapsed() < WAIT, "refused before starting anything");
+
+    let mut serve = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--cpus", "4095"]);
+    let (status, _) = serve.wait_exit();
+    let stderr = serve.stderr();
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("CPU 4095 is not one this process may run on (allowed: 0"),
+        "stderr:\n{stderr}"
+    );
+}

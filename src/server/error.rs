@@ -13,6 +13,18 @@ pub enum ServeError {
     OverBudget(Box<crate::memory_budget::OverBudget>),
     #[error("too many workers: {0} (at most 65535)")]
     TooManyWorkers(usize),
+    #[error(
+        "too many workers: {workers} for {cpus} CPUs (at most {max}, {per_cpu} per CPU): the \
+         relay runs one worker per core, and more only contend for the CPUs and slow the start"
+    )]
+    WorkersPastCpus {
+        workers: usize,
+        cpus: usize,
+        max: usize,
+        per_cpu: usize,
+    },
+    #[error("CPU {cpu} is not one this process may run on (allowed: {allowed})")]
+    NoSuchCpu { cpu: usize, allowed: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     /// Another process (another relay?) listens on the client address. The workers share
@@ -24,15 +36,8 @@ pub enum ServeError {
     ClusterListen { addr: SocketAddr, source: io::Error },
     #[error("cannot listen for metrics on {addr}: {source}")]
     MetricsListen { addr: SocketAddr, source: io::Error },
-    #[error(
-        "io_uring is unavailable: io_uring_setup failed ({source}); kernel.io_uring_disabled = \
-         {disabled}. ringrelay needs io_uring (Linux 6.0 or newer). Fix: {fix}"
-    )]
-    IoUringUnavailable {
-        source: io::Error,
-        disabled: String,
-        fix: &'static str,
-    },
+    #[error("io_uring is unavailable: io_uring_setup failed ({source}). Fix: {fix}")]
+    IoUringUnavailable { source: io::Error, fix: String },
     #[error("cannot {0}: {1}")]
     Resource(&'static str, #[source] io::Error),
     #[error("worker {worker}: {source}")]

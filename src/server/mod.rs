@@ -116,6 +116,7 @@ impl Server {
         if workers > u16::MAX as usize {
             return Err(ServeError::TooManyWorkers(workers));
         }
+        check_cpus(&cfg, workers)?;
         let cfg = fit_to_memory(cfg)?;
         let cpus = worker_cpus(&cfg, workers);
         let (listeners, local_addr) = bind_listeners(cfg.listen, workers)?;
@@ -411,6 +412,42 @@ fn wait_until_started(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(ServeError::StartTimeout(WORKER_START_TIMEOUT.as_secs())),
         }
+    }
+    Ok(())
+}
+
+/// Workers per CPU `start` accepts. The relay is thread-per-core, so one is right; up to 4 lets
+/// a small test machine run a few nodes or workers; far more only contend for the CPUs and
+/// make the start slow (every worker builds its ring and buffers).
+pub const WORKERS_PER_CPU_MAX: usize = 4;
+
+/// Refuses `cpus` naming a CPU this process may not run on, and more than
+/// [`WORKERS_PER_CPU_MAX`] workers per available CPU.
+fn check_cpus(cfg: &Config, workers: usize) -> Result<(), ServeError> {
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    if let (Some(cpus), false) = (&cfg.cpus, allowed.is_empty()) {
+        if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+            let allowed = allowed
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            return Err(ServeError::NoSuchCpu { cpu, allowed });
+        }
+    }
+    let available = std::thread::available_parallelism().map_or(allowed.len().max(1), |n| n.get());
+    let max = available.saturating_mul(WORKERS_PER_CPU_MAX);
+    if workers > max {
+        return Err(ServeError::WorkersPastCpus {
+            workers,
+            cpus: available,
+            max,
+            per_cpu: WORKERS_PER_CPU_MAX,
+        });
     }
     Ok(())
 }
