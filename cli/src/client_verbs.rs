@@ -107,6 +107,10 @@ pub struct SendArgs {
     /// Send one message per line of standard input, at most N (the payload must be `-`).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Wait (up to --connect-timeout-ms) until TARGET is online before sending, instead of
+    /// failing with `unknown id`: for scripts that start the receiver just before.
+    #[arg(long)]
+    pub wait_for_target: bool,
     /// The payload: the text itself, `-` for standard input, or `@FILE` (bytes as they are).
     pub payload: String,
 }
@@ -192,6 +196,10 @@ pub fn send(args: &SendArgs) -> Result<(), CliFailure> {
     let mut session = connect(&args.conn, &args.id)?;
     let max = payload_bytes_max(session.relay_max_frame_bytes());
     let messages = payloads(&source, args.count, max, &mut stdin())?;
+    if args.wait_for_target {
+        let bound = Duration::from_millis(args.conn.connect_timeout_ms);
+        await_online(&mut session, &args.to, bound)?;
+    }
     for payload in &messages {
         session
             .send(args.to.as_bytes(), payload)
@@ -316,6 +324,29 @@ fn confirm(session: &mut Session, what: &str) -> Result<(), CliFailure> {
         }
     }
     Ok(())
+}
+
+/// Waits until `id` is online (the relay answers a WATCH with the present state first), at
+/// most `bound`; exit status 2 when it never comes.
+fn await_online(session: &mut Session, id: &str, bound: Duration) -> Result<(), CliFailure> {
+    session.watch(id.as_bytes()).map_err(no_relay)?;
+    let deadline = Instant::now() + bound;
+    loop {
+        let Some(wait) = time_left(Some(deadline)) else {
+            return Err(CliFailure {
+                message: format!("{id} did not come online within {} ms", bound.as_millis()),
+                exit_code: EXIT_UNKNOWN_ID,
+            });
+        };
+        match session.recv(wait).map_err(no_relay)? {
+            Some(Event::Presence { client_id, online }) if client_id == id.as_bytes() && online => {
+                return session.unwatch(id.as_bytes()).map_err(no_relay);
+            }
+            Some(Event::Presence { .. }) => {}
+            Some(other) => report(other)?,
+            None => {}
+        }
+    }
 }
 
 pub fn id_or_default(id: &Option<String>, verb: &str) -> String {
