@@ -5,12 +5,12 @@
 
 #![forbid(unsafe_code)]
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
 
 /// All relay settings. `Default` gives the documented defaults.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Client listen address. Default 127.0.0.1:7400: loopback until the operator opens it up.
@@ -241,6 +241,18 @@ impl Config {
         })
     }
 
+    /// The settings as JSON, with the secrets (`token`, `cluster_secret`) shown only as
+    /// `"(set)"`: for `serve --check-config` and the metrics endpoint's `/config`.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        for secret in ["token", "cluster_secret"] {
+            if let Some(v) = value.get_mut(secret).filter(|v| !v.is_null()) {
+                *v = serde_json::Value::from("(set)");
+            }
+        }
+        value
+    }
+
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text)?;
         cfg.validate()?;
@@ -362,6 +374,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacted_json_shows_every_setting_but_never_a_secret() {
+        let cfg = Config {
+            token: Some("hunter2".into()),
+            cluster_secret: Some("s3cret".into()),
+            ..Config::default()
+        };
+        let json = cfg.redacted_json();
+        assert_eq!(json["token"], "(set)");
+        assert_eq!(json["cluster_secret"], "(set)");
+        assert_eq!(json["max_frame_bytes"], cfg.max_frame_bytes);
+        assert_eq!(json["listen"], "127.0.0.1:7400");
+        assert!(!json.to_string().contains("hunter2"));
+        assert!(Config::default().redacted_json()["token"].is_null());
+    }
 
     #[test]
     fn defaults_are_valid_and_toml_overrides_them() {

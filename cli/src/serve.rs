@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// what is lowered to fit memory_max_bytes), then exit without serving.
     #[arg(long)]
     pub print_budget: bool,
+    /// Read and check the settings, print the effective ones (JSON, secrets redacted, bounds
+    /// as lowered for this host's memory and open-files limit) and the memory budget, then
+    /// exit: 0 when the relay would start with them, 1 when not. Starts nothing.
+    #[arg(long, conflicts_with = "print_budget")]
+    pub check_config: bool,
 }
 
 /// A parsed `--cpus` list, in the order given.
@@ -190,6 +195,9 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
         print!("{}", plan.report());
         return Ok(());
     }
+    if args.check_config {
+        return check_config(&cfg);
+    }
     // Block the signals before any worker thread exists, so every thread inherits the mask
     // and only the signal thread ever sees them.
     let signals = TerminationSignals::block()?;
@@ -238,6 +246,22 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     Ok(())
 }
 
+/// `serve --check-config`: the effective settings and the budget, or why they cannot serve.
+fn check_config(cfg: &Config) -> Result<(), CliFailure> {
+    let plan = ringrelay::server::MemoryPlan::for_host(cfg)?;
+    let mut effective = plan.config.clone();
+    let nofile = host_probe::ProcessLimits::current().nofile.map(|l| l.soft);
+    effective.connections_per_worker_max =
+        host_probe::connections_per_worker_effective(&effective, nofile);
+    let json = serde_json::to_string_pretty(&effective.redacted_json())
+        .map_err(|e| CliFailure::new(format!("cannot print the settings: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{json}")?;
+    write!(stdout, "{}", plan.report())?;
+    writeln!(stdout, "config ok")?;
+    Ok(())
+}
+
 /// Prints the single `listening ADDR` line scripts wait for.
 fn announce(addr: SocketAddr) -> Result<(), CliFailure> {
     let mut stdout = std::io::stdout().lock();
@@ -264,6 +288,7 @@ mod tests {
             cluster_secret: None,
             cluster_advertise: None,
             print_budget: false,
+            check_config: false,
         }
     }
 

@@ -321,3 +321,48 @@ fn version_names_the_commit_and_help_documents_environment_exit_status_and_examp
         );
     }
 }
+
+#[test]
+fn check_config_prints_the_effective_settings_and_budget_and_starts_nothing() {
+    let mut check = Proc::spawn(&[
+        "serve",
+        "--check-config",
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        "hunter2",
+    ]);
+    let (status, out) = check.wait_exit();
+    assert!(status.success(), "stderr:\n{}", check.stderr());
+    let text = out.join("\n");
+    let json_end = text.find("\n}").expect("a JSON object") + 2;
+    let json: serde_json::Value = serde_json::from_str(&text[..json_end]).expect("JSON");
+    assert_eq!(json["listen"], "127.0.0.1:0");
+    assert_eq!(json["token"], "(set)");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("memory budget: "), "{text}");
+    assert_eq!(out.last().map(String::as_str), Some("config ok"));
+    assert!(!check.stderr().contains("listening"), "it started nothing");
+
+    let mut bad = Proc::spawn(&["serve", "--check-config", "--workers", "1", "--cpus", "0"]);
+    let (status, _) = bad.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "conflicting flags are a usage error"
+    );
+    let dir = std::env::temp_dir().join(format!("rr-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "max_frame_bytes = 10\n").unwrap();
+    let mut bad = Proc::spawn(&[
+        "serve",
+        "--check-config",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    let (status, out) = bad.wait_exit();
+    assert_eq!(status.code(), Some(1), "stderr:\n{}", bad.stderr());
+    assert!(out.is_empty(), "{out:?}");
+    assert!(bad.stderr().contains("max_frame_bytes"), "{}", bad.stderr());
+}

@@ -117,5 +117,10 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
         other => panic!("the node ended the data link: {other:?}"),
     }
     assert_eq!(relay.stats().protocol_error_closes, 0);
+    // The data link counts as a link, not as a client connection.
+    assert_eq!(
+        (relay.stats().links_open, relay.stats().connections_open),
+        (1, 1)
+    );
     assert_process_within_budget(&cfg);
 }

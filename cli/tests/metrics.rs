@@ -195,3 +195,34 @@ fn metrics_are_off_by_default_and_a_taken_port_fails_the_start() {
     );
     assert!(err.to_string().contains("metrics"), "{err}");
 }
+
+#[test]
+fn config_shows_the_effective_settings_with_secrets_redacted() {
+    let server = Server::start(Config {
+        token: Some("hunter2".into()),
+        ..config()
+    })
+    .expect("relay starts");
+    let metrics = server.metrics_addr().expect("metrics enabled");
+    let (status, body) = get(metrics, "/config");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["token"], "(set)");
+    assert!(!body.contains("hunter2"), "{body}");
+    assert_eq!(json["workers"], 2);
+    assert_eq!(json["max_frame_bytes"], Config::default().max_frame_bytes);
+    // The bound as it applies on this host (lowered to the open-files limit or memory).
+    let applied = json["connections_per_worker_max"].as_u64().unwrap();
+    assert!(applied >= 1 && applied <= Config::default().connections_per_worker_max as u64);
+    // Client connections and cluster links are separate gauges.
+    let _client = ringrelay::client::Client::connect(
+        server.local_addr(),
+        b"counted",
+        Some(b"hunter2".as_slice()),
+    )
+    .expect("client connects with the token");
+    let body = scrape_until(metrics, "one client connection", |b| {
+        sample(b, "ringrelay_connections_open").is_some_and(|v| v == 1.0)
+    });
+    assert_eq!(sample(&body, "ringrelay_cluster_links_open"), Some(0.0));
+}

@@ -115,13 +115,31 @@ fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Respons
         }
         "/healthz" if is_ready(shared) => http::plain(200, "ready\n"),
         "/healthz" => http::plain(503, "not ready\n"),
+        "/config" => Response {
+            status: 200,
+            content_type: "application/json",
+            body: config_json(shared),
+        },
         "/cluster" => Response {
             status: 200,
             content_type: "application/json",
             body: cluster_json(shared, request.query.contains("rows=1")),
         },
-        _ => http::plain(404, "not found: try /metrics, /healthz or /cluster\n"),
+        _ => http::plain(
+            404,
+            "not found: try /metrics, /healthz, /config or /cluster\n",
+        ),
     }
+}
+
+/// The settings the relay runs with (after fitting memory and the open-files limit), secrets
+/// redacted.
+fn config_json(shared: &Shared) -> String {
+    let mut effective = shared.config.clone();
+    effective.connections_per_worker_max = shared.connections_per_worker;
+    let mut body = effective.redacted_json().to_string();
+    body.push('\n');
+    body
 }
 
 /// `cluster_peers{state=...}`: how many peers are up, connecting or dead.
@@ -255,8 +273,16 @@ impl Collector for RelayCollector {
         gauge(
             &mut e,
             "connections_open",
-            "Client connections open now.",
+            "Client connections open now (cluster data links are cluster_links_open).",
             open,
+        )?;
+        let links = self.sum(|b| &b.links_open) as i64;
+        gauge(
+            &mut e,
+            "cluster_links_open",
+            "Cluster data links open now, to and from other nodes (one per worker and peer \
+             each way).",
+            links,
         )?;
         let accepted = self.sum(|b| &b.connections_accepted);
         counter(

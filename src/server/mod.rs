@@ -43,7 +43,10 @@ use std::time::{Duration, Instant};
 /// Counters a running relay exposes (cumulative since start, except `connections_open`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
+    /// Client connections open now.
     pub connections_open: u64,
+    /// Cluster data links open now (to and from other nodes).
+    pub links_open: u64,
     pub connections_accepted: u64,
     pub frames_in: u64,
     /// Bytes received from clients and data links.

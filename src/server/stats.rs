@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Default)]
 pub struct WorkerStats {
+    /// Client connections open now (cluster data links are in `links_open`).
     pub connections_open: AtomicU64,
+    /// Data links to and from other nodes open now.
+    pub links_open: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub frames_in: AtomicU64,
     pub deliveries: AtomicU64,
@@ -111,6 +114,7 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
     for b in blocks.iter() {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         s.connections_open += get(&b.connections_open);
+        s.links_open += get(&b.links_open);
         s.connections_accepted += get(&b.connections_accepted);
         s.frames_in += get(&b.frames_in);
         s.bytes_in += get(&b.bytes_in);

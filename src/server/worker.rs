@@ -348,8 +348,9 @@ impl Worker {
                 c.recv_armed = false;
                 c.send_in_flight = false;
                 close_fd(c.fd);
+                let was_link = c.link.is_some();
                 self.slab.release(slot);
-                bump(&stats.connections_open, u64::MAX);
+                bump(lifecycle::open_gauge(stats, was_link), u64::MAX);
             }
         }
     }

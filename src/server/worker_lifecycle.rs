@@ -4,7 +4,7 @@
 
 use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
-use super::super::stats::{bump, kind_index};
+use super::super::stats::{bump, kind_index, WorkerStats};
 use super::super::uring::Outgoing;
 use super::Worker;
 use crate::core::{ConnRelay, Engine};
@@ -201,12 +201,20 @@ impl Worker {
             return;
         }
         close_fd(c.fd);
+        let was_link = c.link.is_some();
         self.count_link_loss(slot, None);
         self.slab.release(slot);
-        bump(
-            &self.shared.stats[self.index as usize].connections_open,
-            u64::MAX,
-        );
+        let stats = &self.shared.stats[self.index as usize];
+        bump(open_gauge(stats, was_link), u64::MAX);
+    }
+}
+
+/// The gauge a connection counts in while open: data links apart from client connections.
+pub(super) fn open_gauge(stats: &WorkerStats, link: bool) -> &std::sync::atomic::AtomicU64 {
+    if link {
+        &stats.links_open
+    } else {
+        &stats.connections_open
     }
 }
 

@@ -89,7 +89,7 @@ impl Worker {
         let generation = self.slab.conns[slot as usize].generation;
         self.slab.conns[slot as usize].link = Some(role);
         let stats = &self.shared.stats[self.index as usize];
-        bump(&stats.connections_open, 1);
+        bump(&stats.links_open, 1);
         if role.outbound {
             // A newer link to the same node replaces the old one (its control link restarted).
             if let Some(old) = self.links_out.iter().position(|l| l.node == role.node) {
