@@ -1,7 +1,8 @@
 //! Relay settings: defaults with their reasons, and the TOML config file.
 //!
 //! Every field can be set in the TOML file (`ringrelay serve --config FILE`); command-line flags
-//! override the file. Units are in the names.
+//! override the file. Units are in the names; sizes (`..._bytes`, `..._bytes_max`) take a
+//! number of bytes or a string with a binary unit, like `"64KiB"` or `"8MiB"`.
 
 #![forbid(unsafe_code)]
 
@@ -24,27 +25,32 @@ pub struct Config {
     pub token: Option<String>,
     /// Bound on one frame, header included. 1 MiB: room for bulk payloads while one
     /// connection can never make the relay buffer more than that for an unfinished frame.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub max_frame_bytes: usize,
     /// Outbound bytes queued per connection before it is closed as a slow consumer. 8 MiB:
     /// several hundred milliseconds of a fast consumer's traffic, so bursts pass, while 10,000
     /// stuck consumers cannot exhaust memory unnoticed (each is closed at its bound).
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub pending_bytes_max: usize,
     /// Bytes queued to all of one worker's clients together. Past it a message is dropped
     /// (counted: `worker_queues_full`) and its sender told OVERLOADED, while each consumer still
     /// meets `pending_bytes_max` on its own. 512 MiB (64 consumers at their own bound at once),
     /// lowered to fit `memory_max_bytes` (see `Config::memory_budget`): with 65,536 connections
     /// of 8 MiB each a worker could otherwise queue 512 GiB.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub pending_bytes_per_worker_max: usize,
     /// Bytes of unfinished frames all of one worker's clients may hold together. Past it the
     /// connection whose frame would add more is closed (CLOSE LIMIT_EXCEEDED naming it). 256 MiB,
     /// lowered to fit `memory_max_bytes`: 256 clients each halfway through a 1 MiB frame, while
     /// a crowd of slow senders cannot hold a frame each.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub reassembly_bytes_per_worker_max: usize,
     /// The most memory the relay may need: `serve` refuses settings whose worst case
     /// (`Config::memory_budget`, logged at start) is larger, after lowering the bounds left at
     /// their defaults to fit. `None` (the default): half of the host's memory (or of the
     /// cgroup's limit, if lower): the rest is for the kernel's socket buffers, which grow with
     /// the same traffic and are not counted here, the page cache and the host's other processes.
+    #[serde(deserialize_with = "crate::byte_size::option_u64_field")]
     pub memory_max_bytes: Option<u64>,
     /// A connection must send a valid HELLO within this time. 5 s: generous for a WAN client,
     /// short enough that idle sockets from scanners do not pile up.
@@ -65,16 +71,19 @@ pub struct Config {
     pub recv_buffer_count: usize,
     /// Size of each receive buffer. 16 KiB: a recv of a busy connection fills a buffer with
     /// hundreds of small frames while 1024 of them cost only 16 MiB per worker.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub recv_buffer_bytes: usize,
     /// Frames of at least this many bytes (and at most `zero_copy_max_bytes`) are received
     /// into their own buffer and their payload is sent from it with no copy (gathered send).
     /// 64 KiB: measured here, below it the zero-copy path costs more relay CPU per message than
     /// copying (+18% at 32 KiB, +55% at 16 KiB); from 64 KiB to 256 KiB it breaks even or wins
     /// (up to -19%). See README "Zero-copy threshold".
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub zero_copy_threshold_bytes: usize,
     /// Upper end of the zero-copy band. 256 KiB: above about half the per-core L2 cache the
     /// payload is no longer hot when it is sent, and copying into the (hot, reused) send buffer
     /// wins: measured +19% CPU per message at 512 KiB and +33% at 1 MiB on the zero-copy path.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub zero_copy_max_bytes: usize,
     /// Bytes one worker may hold for another (its open batch, its backlog, batches in the
     /// queue and batches the other is reading, until they come back) before further messages
@@ -83,6 +92,7 @@ pub struct Config {
     /// queued batches were counted (16 MiB of backlog plus 256 queued batches of 256 KiB), and
     /// measured: an unpinned two-worker fan-out of 1 M messages to 10 subscribers delivers all
     /// 10 M with 64 MiB, and drops about 3% (OVERLOADED) with 16 MiB.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub handoff_bytes_max: usize,
     /// How long a closing connection may take to flush its final CLOSE frame. 1 s.
     pub close_linger_ms: u64,
@@ -130,6 +140,7 @@ pub struct Config {
     /// more room than one client's `pending_bytes_max`, but a stalled peer cannot grow it
     /// without bound (and is declared dead by the control lane within
     /// `cluster_peer_dead_after_ms`).
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub link_pending_bytes_max: usize,
     /// Distinct (topic, group) subscriptions one connection may hold. 10,000: a server that
     /// subscribes per room or user it hosts fits, while one connection can neither stall its
@@ -139,8 +150,10 @@ pub struct Config {
     /// Distinct client ids one connection may watch. 10,000, for the same reasons.
     pub watches_per_connection_max: usize,
     /// Longest topic accepted in SUBSCRIBE, 1..=255 (the wire's own bound). 255.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub topic_bytes_max: usize,
     /// Longest queue-group name accepted in SUBSCRIBE, 1..=255. 255.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub group_bytes_max: usize,
     /// Distinct topics with a local subscriber on this node. 1,000,000 (about 0.6 GB at the
     /// longest names): far above any real topic space, low enough that a crowd of clients
@@ -374,6 +387,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_ambiguous_ones() {
+        let cfg = Config::from_toml_str(
+            "max_frame_bytes = \"2MiB\"\npending_bytes_max = \"64 MiB\"\nmemory_max_bytes = \"8GiB\"\nrecv_buffer_bytes = 16384\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.max_frame_bytes, 2 << 20);
+        assert_eq!(cfg.pending_bytes_max, 64 << 20);
+        assert_eq!(cfg.memory_max_bytes, Some(8 << 30));
+        assert_eq!(cfg.recv_buffer_bytes, 16384);
+        let err = Config::from_toml_str("pending_bytes_max = \"64MB\"\n").unwrap_err();
+        assert!(err.to_string().contains("KiB"), "{err}");
+        assert!(Config::from_toml_str("max_frame_bytes = -5\n").is_err());
+    }
 
     #[test]
     fn redacted_json_shows_every_setting_but_never_a_secret() {

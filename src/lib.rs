@@ -2,10 +2,11 @@
 //!
 //! Module map (see README "Architecture"):
 //! - [`protocol`]: wire frames and codec (sans-IO, never panics on input).
-//! - [`config`]: settings, defaults and the TOML file.
+//! - [`config`]: settings, defaults and the TOML file ([`byte_size`]: sizes with units).
 //! - [`server`]: the relay: io_uring workers driving the sans-IO core.
 //! - [`client`]: blocking Rust client sharing the codec.
 
+pub mod byte_size;
 pub mod client;
 pub mod cluster;
 pub mod config;

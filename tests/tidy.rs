@@ -879,6 +879,15 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "src/byte_size.rs",
+        &[
+            "crate::core",
+            "crate::cluster",
+            "crate::server",
+            "crate::client",
+        ],
+    ),
+    (
         "src/memory_budget.rs",
         &[
             "crate::core",
