@@ -226,3 +226,32 @@ fn config_shows_the_effective_settings_with_secrets_redacted() {
     });
     assert_eq!(sample(&body, "ringrelay_cluster_links_open"), Some(0.0));
 }
+
+#[test]
+fn subscriptions_lists_topics_in_pages_with_their_subscribers_and_groups() {
+    let server = Server::start(config()).expect("relay starts");
+    let metrics = server.metrics_addr().expect("metrics enabled");
+    let mut c = connect(server.local_addr(), "subscriber");
+    for topic in ["alpha", "beta", "gamma"] {
+        c.subscribe(topic.as_bytes()).unwrap();
+    }
+    c.subscribe_group(b"beta", b"workers").unwrap();
+    // Applied once the client's own round trip comes back (frames are handled in order).
+    c.round_trip(WAIT).unwrap();
+    let (status, body) = get(metrics, "/subscriptions?limit=2");
+    assert_eq!(status, 200, "{body}");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(first["topics_total"], 3);
+    assert_eq!(first["subscriptions_total"], 4);
+    assert_eq!(first["topics"][0]["topic"], "alpha");
+    assert_eq!(first["topics"][1]["topic"], "beta");
+    assert_eq!(first["topics"][1]["subscribers"], 1);
+    assert_eq!(first["topics"][1]["groups"][0]["group"], "workers");
+    assert_eq!(first["topics"][1]["groups"][0]["members"], 1);
+    assert_eq!(first["next_after"], "beta");
+    let (_, body) = get(metrics, "/subscriptions?limit=2&after=beta");
+    let second: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(second["topics"].as_array().unwrap().len(), 1);
+    assert_eq!(second["topics"][0]["topic"], "gamma");
+    assert!(second["next_after"].is_null(), "the last page");
+}

@@ -147,6 +147,16 @@ impl TableBounds {
     };
 }
 
+/// A topic's subscribers on this node, for operator views.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSummary {
+    pub topic: Box<[u8]>,
+    /// Plain subscribers.
+    pub plain: usize,
+    /// Queue groups and their members.
+    pub groups: Vec<(Box<[u8]>, usize)>,
+}
+
 /// A (topic, queue group) pair; the group is empty for plain subscribers.
 pub type TopicGroup = (Box<[u8]>, Box<[u8]>);
 
@@ -293,6 +303,44 @@ impl TopicTable {
         out
     }
 
+    /// Up to `limit` topics whose names sort after `after` (bytewise), in order, with their
+    /// subscriber counts: one page of the operator's `/subscriptions` view. One pass over the
+    /// table, keeping at most `limit` names (memory O(limit), time O(topics x log limit)).
+    pub fn page(&self, after: &[u8], limit: usize) -> Vec<TopicSummary> {
+        let guard = self.entries.guard();
+        let mut smallest: std::collections::BinaryHeap<&[u8]> =
+            std::collections::BinaryHeap::with_capacity(limit + 1);
+        for (topic, _) in self.entries.iter(&guard) {
+            let name: &[u8] = topic;
+            if name <= after || limit == 0 {
+                continue;
+            }
+            if smallest.len() < limit {
+                smallest.push(name);
+            } else if smallest.peek().is_some_and(|&largest| name < largest) {
+                smallest.pop();
+                smallest.push(name);
+            }
+        }
+        let mut names = smallest.into_vec();
+        names.sort_unstable();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let e = self.entries.get(name, &guard)?;
+                Some(TopicSummary {
+                    topic: name.into(),
+                    plain: e.plain.len(),
+                    groups: e
+                        .groups
+                        .iter()
+                        .map(|g| (g.name.clone(), g.members.len()))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
     /// Number of topics with at least one subscriber.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -314,6 +362,33 @@ mod tests {
             slot,
             generation: 1,
         }
+    }
+
+    #[test]
+    fn pages_list_topics_in_order_after_a_name_with_their_counts() {
+        let t = TopicTable::new();
+        for (i, name) in [b"d", b"a", b"c", b"b", b"e"].iter().enumerate() {
+            t.subscribe(&name[..], b"", loc(i as u32));
+        }
+        t.subscribe(b"c", b"workers", loc(9));
+        t.subscribe(b"c", b"workers", loc(10));
+        let names = |p: Vec<TopicSummary>| -> Vec<Vec<u8>> {
+            p.into_iter().map(|s| s.topic.to_vec()).collect()
+        };
+        assert_eq!(names(t.page(b"", 2)), [b"a".to_vec(), b"b".to_vec()]);
+        let page = t.page(b"b", 2);
+        assert_eq!(
+            page[0],
+            TopicSummary {
+                topic: Box::from(&b"c"[..]),
+                plain: 1,
+                groups: vec![(Box::from(&b"workers"[..]), 2)],
+            }
+        );
+        assert_eq!(names(page), [b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(names(t.page(b"d", 10)), [b"e".to_vec()]);
+        assert!(t.page(b"e", 10).is_empty());
+        assert!(t.page(b"", 0).is_empty());
     }
 
     #[test]

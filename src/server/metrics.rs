@@ -115,6 +115,11 @@ fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Respons
         }
         "/healthz" if is_ready(shared) => http::plain(200, "ready\n"),
         "/healthz" => http::plain(503, "not ready\n"),
+        "/subscriptions" => Response {
+            status: 200,
+            content_type: "application/json",
+            body: subscriptions_json(shared, request.query),
+        },
         "/config" => Response {
             status: 200,
             content_type: "application/json",
@@ -127,9 +132,86 @@ fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Respons
         },
         _ => http::plain(
             404,
-            "not found: try /metrics, /healthz, /config or /cluster\n",
+            "not found: try /metrics, /healthz, /config, /subscriptions or /cluster\n",
         ),
     }
+}
+
+/// Topics one `/subscriptions` page lists by default, and at most (`limit=`): a page is built
+/// in one pass over the topic table and stays small.
+const SUBSCRIPTIONS_PAGE_DEFAULT: usize = 100;
+const SUBSCRIPTIONS_PAGE_MAX: usize = 1000;
+
+/// `/subscriptions?after=TOPIC&limit=N`: this node's topics in byte order after `after`, each
+/// with its plain subscribers and queue groups, and `next_after` for the next page (`null` on
+/// the last). Topic names are shown as UTF-8 (invalid bytes replaced).
+fn subscriptions_json(shared: &Shared, query: &str) -> String {
+    let after = query_value(query, "after").unwrap_or_default();
+    let limit = query_value(query, "limit")
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok())
+        .unwrap_or(SUBSCRIPTIONS_PAGE_DEFAULT)
+        .clamp(1, SUBSCRIPTIONS_PAGE_MAX);
+    let topics = &shared.tables.topics;
+    let page = topics.page(&after, limit);
+    let next_after = (page.len() == limit)
+        .then(|| {
+            page.last()
+                .map(|t| String::from_utf8_lossy(&t.topic).into_owned())
+        })
+        .flatten();
+    let listed: Vec<serde_json::Value> = page
+        .iter()
+        .map(|t| {
+            let groups: Vec<serde_json::Value> = t
+                .groups
+                .iter()
+                .map(
+                    |(g, n)| serde_json::json!({"group": String::from_utf8_lossy(g), "members": n}),
+                )
+                .collect();
+            serde_json::json!({
+                "topic": String::from_utf8_lossy(&t.topic),
+                "subscribers": t.plain,
+                "groups": groups,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "topics_total": topics.len(),
+        "subscriptions_total": topics.subscriptions(),
+        "topics": listed,
+        "next_after": next_after,
+    });
+    let mut text = doc.to_string();
+    text.push('\n');
+    text
+}
+
+/// The percent-decoded value of `key` in a query string (`a=1&b=x%20y`), if present.
+fn query_value(query: &str, key: &str) -> Option<Vec<u8>> {
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(out)
 }
 
 /// The settings the relay runs with (after fitting memory and the open-files limit), secrets
@@ -462,5 +544,20 @@ impl RelayCollector {
             is_ready(s) as i64,
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_value;
+
+    #[test]
+    fn query_values_are_found_by_key_and_percent_decoded() {
+        let q = "limit=5&after=a%20b%2Fc+d&x=%zz%4";
+        assert_eq!(query_value(q, "limit").as_deref(), Some(&b"5"[..]));
+        assert_eq!(query_value(q, "after").as_deref(), Some(&b"a b/c d"[..]));
+        assert_eq!(query_value(q, "x").as_deref(), Some(&b"%zz%4"[..]));
+        assert_eq!(query_value(q, "missing"), None);
+        assert_eq!(query_value("", "after"), None);
     }
 }
