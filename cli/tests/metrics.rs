@@ -255,3 +255,43 @@ fn subscriptions_lists_topics_in_pages_with_their_subscribers_and_groups() {
     assert_eq!(second["topics"][0]["topic"], "gamma");
     assert!(second["next_after"].is_null(), "the last page");
 }
+
+#[test]
+fn connections_lists_each_client_with_its_address_worker_and_counts_in_pages() {
+    let server = Server::start(config()).expect("relay starts");
+    let metrics = server.metrics_addr().expect("metrics enabled");
+    let mut clients: Vec<Client> = (0..3)
+        .map(|i| connect(server.local_addr(), &format!("conn-{i}")))
+        .collect();
+    clients[1].subscribe(b"t1").unwrap();
+    clients[1].subscribe(b"t2").unwrap();
+    clients[1].watch(b"conn-0").unwrap();
+    for c in clients.iter_mut() {
+        c.round_trip(WAIT).unwrap();
+    }
+    let (status, body) = get(metrics, "/connections?limit=2");
+    assert_eq!(status, 200, "{body}");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(first["connections_total"], 3);
+    assert!(first["workers_missing"].as_array().unwrap().is_empty());
+    let mut listed: Vec<serde_json::Value> = first["connections"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2);
+    let next = first["next_after"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let (_, body) = get(metrics, &format!("/connections?limit=2&after={next}"));
+    let second: serde_json::Value = serde_json::from_str(&body).unwrap();
+    listed.extend(second["connections"].as_array().unwrap().iter().cloned());
+    assert!(second["next_after"].is_null(), "the last page: {body}");
+    assert_eq!(listed.len(), 3);
+    let by_id = |id: &str| listed.iter().find(|c| c["id"] == id).unwrap().clone();
+    let busy = by_id("conn-1");
+    assert_eq!(busy["subscriptions"], 2);
+    assert_eq!(busy["watches"], 1);
+    let local = clients[1].local_addr().unwrap().to_string();
+    assert_eq!(busy["peer"], local.as_str());
+    assert!(busy["worker"].as_u64().unwrap() < 2);
+    assert!(busy["age_ms"].as_u64().is_some());
+    assert_eq!(by_id("conn-0")["subscriptions"], 0);
+}

@@ -55,6 +55,8 @@ pub struct Conn {
     /// Text for the final CLOSE frame when it is not a static string (decode errors).
     pub close_text: Option<String>,
     pub close_deadline_ms: u64,
+    /// When the connection was accepted (the worker's clock, ms), for `/connections`.
+    pub opened_ms: u64,
     /// Set when this socket is a data link to or from another node, not a client.
     pub link: Option<LinkRole>,
     /// Outbound links: where the bytes handed to the kernel so far end in the frame stream
@@ -226,6 +228,7 @@ impl Slab {
             close_requested: false,
             close_text: None,
             close_deadline_ms: 0,
+            opened_ms: 0,
             link: None,
             link_walk: FrameWalk::default(),
         });

@@ -115,6 +115,11 @@ fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Respons
         }
         "/healthz" if is_ready(shared) => http::plain(200, "ready\n"),
         "/healthz" => http::plain(503, "not ready\n"),
+        "/connections" => Response {
+            status: 200,
+            content_type: "application/json",
+            body: connections_json(shared, request.query),
+        },
         "/subscriptions" => Response {
             status: 200,
             content_type: "application/json",
@@ -132,7 +137,8 @@ fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Respons
         },
         _ => http::plain(
             404,
-            "not found: try /metrics, /healthz, /config, /subscriptions or /cluster\n",
+            "not found: try /metrics, /healthz, /config, /connections, /subscriptions or \
+             /cluster\n",
         ),
     }
 }
@@ -181,6 +187,79 @@ fn subscriptions_json(shared: &Shared, query: &str) -> String {
         "subscriptions_total": topics.subscriptions(),
         "topics": listed,
         "next_after": next_after,
+    });
+    let mut text = doc.to_string();
+    text.push('\n');
+    text
+}
+
+/// `/connections?after=W:S&limit=N`: the node's client connections in (worker, slot) order
+/// after the cursor, each with id, peer address, worker, pending bytes, subscription and
+/// watch counts and age; `next_after` names the next page (`null` on the last). Workers that
+/// did not answer in time are listed in `workers_missing`.
+fn connections_json(shared: &Shared, query: &str) -> String {
+    use super::listing::{self, ListingRequest};
+    let after = query_value(query, "after").and_then(|v| listing::parse_cursor(&v));
+    let limit = query_value(query, "limit")
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok())
+        .unwrap_or(listing::PAGE_DEFAULT)
+        .clamp(1, listing::PAGE_MAX);
+    let mut waiting = Vec::new();
+    for (w, slot) in shared.listings.iter().enumerate() {
+        let after_slot = match after {
+            Some((aw, _)) if (w as u16) < aw => continue,
+            Some((aw, s)) if w as u16 == aw => Some(s),
+            _ => None,
+        };
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        slot.put(ListingRequest {
+            after_slot,
+            limit,
+            reply,
+        });
+        if let Some(m) = shared.mailboxes.get(w) {
+            m.sleeping.store(true, Ordering::SeqCst);
+            m.wake();
+        }
+        waiting.push((w, rx));
+    }
+    let mut pages = Vec::new();
+    let mut missing = Vec::new();
+    for (w, rx) in waiting {
+        match listing::await_page(&rx) {
+            Some(page) => pages.push(page),
+            None => missing.push(w),
+        }
+    }
+    let page = listing::merge(pages, limit);
+    let next_after = (page.len() == limit)
+        .then(|| page.last().map(|c| format!("{}:{}", c.worker, c.slot)))
+        .flatten();
+    let listed: Vec<serde_json::Value> = page
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": String::from_utf8_lossy(&c.client_id),
+                "peer": c.peer.map(|p| p.to_string()),
+                "worker": c.worker,
+                "slot": c.slot,
+                "pending_bytes": c.pending_bytes,
+                "subscriptions": c.subscriptions,
+                "watches": c.watches,
+                "age_ms": c.age_ms,
+            })
+        })
+        .collect();
+    let open: u64 = shared
+        .stats
+        .iter()
+        .map(|b| b.connections_open.load(Ordering::Relaxed))
+        .sum();
+    let doc = serde_json::json!({
+        "connections_total": open,
+        "connections": listed,
+        "next_after": next_after,
+        "workers_missing": missing,
     });
     let mut text = doc.to_string();
     text.push('\n');

@@ -14,6 +14,7 @@ pub mod host_probe;
 mod http;
 mod large_pool;
 mod link_backlog;
+mod listing;
 mod metrics;
 mod output;
 mod reassemble;
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     /// Peers as the cluster control thread last saw them (for `/cluster`).
     pub cluster_status: std::sync::Mutex<Vec<MemberStatus>>,
     pub mailboxes: Box<[Mailbox]>,
+    /// Each worker's slot for the operator's `/connections` request.
+    pub listings: Box<[listing::ListingSlot]>,
     pub stats: stats::StatsBlocks,
     pub shutdown: AtomicBool,
     /// Set once every worker has started; with `shutdown` unset the node accepts clients.
@@ -130,10 +133,7 @@ impl Server {
             ),
             _ => None,
         };
-        let mailboxes = (0..workers)
-            .map(|_| Mailbox::new(workers, cfg.handoff_bytes_max))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ServeError::Resource("create an eventfd", e))?;
+        let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
         let connections_per_worker = connections_per_worker(&cfg, &listeners);
         let shared = Arc::new(Shared {
             engine: EngineConfig::from_config(&cfg),
@@ -145,6 +145,7 @@ impl Server {
             cluster_status: Default::default(),
             config: cfg,
             mailboxes: mailboxes.into(),
+            listings: (0..workers).map(|_| Default::default()).collect(),
             stats: stats::new_blocks(workers),
             shutdown: AtomicBool::new(false),
             accepting: AtomicBool::new(false),
@@ -417,6 +418,14 @@ fn wait_until_started(
         }
     }
     Ok(())
+}
+
+/// One handoff mailbox per worker (each with its wake-up eventfd).
+fn mailboxes(workers: usize, handoff_bytes_max: usize) -> Result<Vec<Mailbox>, ServeError> {
+    (0..workers)
+        .map(|_| Mailbox::new(workers, handoff_bytes_max))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServeError::Resource("create an eventfd", e))
 }
 
 /// Workers per CPU `start` accepts. The relay is thread-per-core, so one is right; up to 4 lets

@@ -39,6 +39,8 @@ mod io;
 mod lifecycle;
 #[path = "worker_links.rs"]
 mod links;
+#[path = "worker_listing.rs"]
+mod listing;
 
 /// How long shutdown waits for the kernel to finish cancelled operations before it leaks the
 /// ring's memory instead of freeing it.
@@ -186,6 +188,9 @@ impl Worker {
             self.completions = completions;
             self.drain_inbound();
             self.drain_commands();
+            if let Some(request) = shared.listings[mailbox_index].take() {
+                self.answer_listing(request);
+            }
             if !self.held_hellos.is_empty() && shared.lane.is_ready() {
                 self.welcome_pending();
             }

@@ -47,6 +47,7 @@ impl Worker {
             refuse_connection(fd);
             return;
         };
+        self.slab.conns[slot as usize].opened_ms = self.now_ms;
         let stats = &self.shared.stats[self.index as usize];
         bump(&stats.connections_accepted, 1);
         bump(&stats.connections_open, 1);
