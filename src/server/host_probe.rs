@@ -51,6 +51,16 @@ pub fn connections_per_worker_effective(cfg: &Config, nofile_soft: Option<u64>) 
         return cfg.connections_per_worker_max;
     };
     let workers = cfg.worker_count().max(1) as u64;
+    let per_worker =
+        usize::try_from(soft.saturating_sub(fds_reserved(cfg)) / workers).unwrap_or(usize::MAX);
+    per_worker.clamp(1, cfg.connections_per_worker_max)
+}
+
+/// Descriptors the relay holds besides client connections: per worker (ring, eventfd,
+/// listener), the base (stdio, metrics listener, files), and reserves for the cluster's links
+/// and for metrics scrapes when those are on.
+fn fds_reserved(cfg: &Config) -> u64 {
+    let workers = cfg.worker_count().max(1) as u64;
     let cluster = if cfg.node_id != 0 {
         FDS_RESERVED_FOR_CLUSTER
     } else {
@@ -61,9 +71,7 @@ pub fn connections_per_worker_effective(cfg: &Config, nofile_soft: Option<u64>) 
     } else {
         0
     };
-    let reserve = workers * FDS_PER_WORKER + FDS_BASE + cluster + metrics;
-    let per_worker = usize::try_from(soft.saturating_sub(reserve) / workers).unwrap_or(usize::MAX);
-    per_worker.clamp(1, cfg.connections_per_worker_max)
+    workers * FDS_PER_WORKER + FDS_BASE + cluster + metrics
 }
 
 /// The most descriptors the relay holds with `cfg` when each worker may hold
@@ -71,11 +79,9 @@ pub fn connections_per_worker_effective(cfg: &Config, nofile_soft: Option<u64>) 
 /// [`connections_per_worker_effective`], capped by the open-files soft limit.
 pub fn descriptors_max(cfg: &Config, connections_per_worker: usize) -> u64 {
     let workers = cfg.worker_count().max(1) as u64;
-    let reserve =
-        workers * FDS_PER_WORKER + FDS_BASE + FDS_RESERVED_FOR_CLUSTER + FDS_RESERVED_FOR_METRICS;
     let want = workers
         .saturating_mul(connections_per_worker as u64)
-        .saturating_add(reserve);
+        .saturating_add(fds_reserved(cfg));
     match ProcessLimits::current().nofile {
         Some(limit) => want.min(limit.soft),
         None => want,

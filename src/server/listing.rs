@@ -78,8 +78,8 @@ pub fn parse_cursor(text: &[u8]) -> Option<(u16, u32)> {
 
 /// Merges the workers' pages (each sorted by slot) into one page of `limit` in
 /// `(worker, slot)` order.
-pub fn merge(mut pages: Vec<Vec<ConnectionInfo>>, limit: usize) -> Vec<ConnectionInfo> {
-    let mut all: Vec<ConnectionInfo> = pages.drain(..).flatten().collect();
+pub fn merge(pages: Vec<Vec<ConnectionInfo>>, limit: usize) -> Vec<ConnectionInfo> {
+    let mut all: Vec<ConnectionInfo> = pages.into_iter().flatten().collect();
     all.sort_unstable_by_key(|c| (c.worker, c.slot));
     all.truncate(limit);
     all

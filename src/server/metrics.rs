@@ -153,10 +153,7 @@ const SUBSCRIPTIONS_PAGE_MAX: usize = 1000;
 /// the last). Topic names are shown as UTF-8 (invalid bytes replaced).
 fn subscriptions_json(shared: &Shared, query: &str) -> String {
     let after = query_value(query, "after").unwrap_or_default();
-    let limit = query_value(query, "limit")
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok())
-        .unwrap_or(SUBSCRIPTIONS_PAGE_DEFAULT)
-        .clamp(1, SUBSCRIPTIONS_PAGE_MAX);
+    let limit = page_limit(query, SUBSCRIPTIONS_PAGE_DEFAULT, SUBSCRIPTIONS_PAGE_MAX);
     let topics = &shared.tables.topics;
     let page = topics.page(&after, limit);
     let next_after = (page.len() == limit)
@@ -200,10 +197,7 @@ fn subscriptions_json(shared: &Shared, query: &str) -> String {
 fn connections_json(shared: &Shared, query: &str) -> String {
     use super::listing::{self, ListingRequest};
     let after = query_value(query, "after").and_then(|v| listing::parse_cursor(&v));
-    let limit = query_value(query, "limit")
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok())
-        .unwrap_or(listing::PAGE_DEFAULT)
-        .clamp(1, listing::PAGE_MAX);
+    let limit = page_limit(query, listing::PAGE_DEFAULT, listing::PAGE_MAX);
     let mut waiting = Vec::new();
     for (w, slot) in shared.listings.iter().enumerate() {
         let after_slot = match after {
@@ -264,6 +258,15 @@ fn connections_json(shared: &Shared, query: &str) -> String {
     let mut text = doc.to_string();
     text.push('\n');
     text
+}
+
+/// The page size a listing's query asks for (`limit=`), `default` when absent or unreadable,
+/// kept within 1..=`max`.
+fn page_limit(query: &str, default: usize, max: usize) -> usize {
+    query_value(query, "limit")
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok())
+        .unwrap_or(default)
+        .clamp(1, max)
 }
 
 /// The percent-decoded value of `key` in a query string (`a=1&b=x%20y`), if present.
