@@ -83,8 +83,20 @@ fn run_block(dir: &Path, block: &str) -> (Option<i32>, String, String) {
         libc::kill(-(child.id() as i32), libc::SIGKILL);
     }
     let _ = child.wait();
+    wait_until_group_gone(child.id() as i32);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     (status.and_then(|s| s.code()), read(&out), read(&err))
+}
+
+/// Waits (at most 5 s) until no process of group `pgid` is left, so that the next block finds
+/// the ports free: relays the block started are orphans after bash exits, and are reaped by
+/// init once the SIGKILL has taken them down.
+fn wait_until_group_gone(pgid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // SAFETY: kill(2) with signal 0 only checks that the group exists; nothing is shared.
+    while unsafe { libc::kill(-pgid, 0) } == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn readme() -> String {
