@@ -289,7 +289,7 @@ fn one_run(run: usize) -> RunResult {
         workers: 1,
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         node_id: 1,
-        cluster_listen: Some(cluster_addr),
+        cluster_listen: Some(cluster_addr.into()),
         cluster_secret: Some(SECRET.into()),
         ..Config::default()
     };

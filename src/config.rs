@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::endpoint::Endpoint;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,7 +17,7 @@ use std::path::Path;
 pub struct Config {
     /// Client listen address. Default 127.0.0.1:7400: loopback until the operator opens it up.
     /// Port 0 picks a free port (every worker then shares the one the first worker got).
-    pub listen: SocketAddr,
+    pub listen: Endpoint,
     /// Worker threads (one io_uring loop each). 0 means one per CPU the process may run on.
     pub workers: usize,
     /// CPUs to pin workers to, one worker per entry; overrides `workers` when set.
@@ -99,12 +100,12 @@ pub struct Config {
     /// Address of the Prometheus metrics endpoint (`/metrics`, `/healthz`), served over HTTP
     /// by a thread of its own. `None` (the default): no endpoint. Keep it on loopback or a
     /// management network; it has no authentication.
-    pub metrics: Option<SocketAddr>,
+    pub metrics: Option<Endpoint>,
     /// This node's id in a cluster, 1..=65535. 0 (the default): a standalone relay, no
     /// cluster links. Ids must be unique in a cluster; they also break epoch ties.
     pub node_id: u16,
     /// Address other nodes connect to for cluster links. Required with `node_id`.
-    pub cluster_listen: Option<SocketAddr>,
+    pub cluster_listen: Option<Endpoint>,
     /// The address peers should dial to reach this node (gossiped to every member). Default:
     /// `cluster_listen`. Set it when peers reach this node through NAT or a proxy.
     pub cluster_advertise: Option<String>,
@@ -176,7 +177,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            listen: Endpoint::Addr(SocketAddr::from(([127, 0, 0, 1], 7400))),
             workers: 0,
             cpus: None,
             token: None,
@@ -239,6 +240,9 @@ pub enum ConfigError {
     /// A value outside the bounds the relay relies on; the text names the setting and them.
     #[error("{0}")]
     Invalid(&'static str),
+    /// A cluster address that is not HOST:PORT; `why` echoes it.
+    #[error("{setting}: {why}")]
+    Address { setting: &'static str, why: String },
 }
 
 impl Config {
@@ -252,6 +256,16 @@ impl Config {
             path: path.to_path_buf(),
             source: Box::new(e),
         })
+    }
+
+    /// The cluster addresses given as text, each with its setting's name: they are dialled
+    /// (or gossiped to peers that dial them), so each must be HOST:PORT.
+    fn dialled_addresses(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let advertise = self
+            .cluster_advertise
+            .iter()
+            .map(|a| ("cluster_advertise", a.as_str()));
+        advertise.chain(self.peers.iter().map(|p| ("peers", p.as_str())))
     }
 
     /// The settings as JSON, with the secrets (`token`, `cluster_secret`) shown only as
@@ -312,31 +326,7 @@ impl Config {
         if self.connections_per_worker_max == 0 || self.connections_per_worker_max > (1 << 24) {
             return err("connections_per_worker_max must be between 1 and 16777216");
         }
-        if self.node_id != 0 {
-            if self.cluster_listen.is_none() {
-                return err("node_id needs cluster_listen (the address for links from peers)");
-            }
-            if self.cluster_secret.as_deref().unwrap_or("").is_empty() {
-                return err("node_id needs a non-empty cluster_secret");
-            }
-            let unspecified = self.cluster_listen.is_some_and(|a| a.ip().is_unspecified());
-            if unspecified && self.cluster_advertise.is_none() {
-                return err("cluster_listen on a wildcard address needs cluster_advertise (the address peers dial)");
-            }
-        } else if self.cluster_listen.is_some() || !self.peers.is_empty() {
-            return err("cluster_listen and peers need node_id (1..65535)");
-        }
-        if self.cluster_heartbeat_interval_ms == 0
-            || self.cluster_peer_dead_after_ms < 2 * self.cluster_heartbeat_interval_ms
-        {
-            return err("cluster_peer_dead_after_ms must be at least twice a positive cluster_heartbeat_interval_ms");
-        }
-        if self.cluster_digest_interval_ms == 0 {
-            return err("cluster_digest_interval_ms must be positive");
-        }
-        if !(2..=usize::from(u16::MAX)).contains(&self.cluster_nodes_max) {
-            return err("cluster_nodes_max must be between 2 and 65535");
-        }
+        self.validate_cluster()?;
         if self.pending_bytes_per_worker_max < self.pending_bytes_max {
             return err("pending_bytes_per_worker_max must be at least pending_bytes_max");
         }
@@ -368,6 +358,43 @@ impl Config {
             if cpus.is_empty() {
                 return err("cpus must list at least one CPU");
             }
+        }
+        Ok(())
+    }
+
+    /// The cluster settings: present together, addresses dialable, timers consistent.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let err = |s: &'static str| Err(ConfigError::Invalid(s));
+        if self.node_id != 0 {
+            if self.cluster_listen.is_none() {
+                return err("node_id needs cluster_listen (the address for links from peers)");
+            }
+            if self.cluster_secret.as_deref().unwrap_or("").is_empty() {
+                return err("node_id needs a non-empty cluster_secret");
+            }
+            let unspecified = (self.cluster_listen.as_ref().and_then(Endpoint::ip))
+                .is_some_and(|ip| ip.is_unspecified());
+            if unspecified && self.cluster_advertise.is_none() {
+                return err("cluster_listen on a wildcard address needs cluster_advertise (the address peers dial)");
+            }
+            for (setting, text) in self.dialled_addresses() {
+                if let Err(why) = text.parse::<Endpoint>() {
+                    return Err(ConfigError::Address { setting, why });
+                }
+            }
+        } else if self.cluster_listen.is_some() || !self.peers.is_empty() {
+            return err("cluster_listen and peers need node_id (1..65535)");
+        }
+        if self.cluster_heartbeat_interval_ms == 0
+            || self.cluster_peer_dead_after_ms < 2 * self.cluster_heartbeat_interval_ms
+        {
+            return err("cluster_peer_dead_after_ms must be at least twice a positive cluster_heartbeat_interval_ms");
+        }
+        if self.cluster_digest_interval_ms == 0 {
+            return err("cluster_digest_interval_ms must be positive");
+        }
+        if !(2..=usize::from(u16::MAX)).contains(&self.cluster_nodes_max) {
+            return err("cluster_nodes_max must be between 2 and 65535");
         }
         Ok(())
     }

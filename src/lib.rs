@@ -11,6 +11,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod endpoint;
 pub mod memory_budget;
 pub mod protocol;
 pub mod server;

@@ -888,6 +888,15 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "src/endpoint.rs",
+        &[
+            "crate::core",
+            "crate::cluster",
+            "crate::server",
+            "crate::client",
+        ],
+    ),
+    (
         "src/memory_budget.rs",
         &[
             "crate::core",

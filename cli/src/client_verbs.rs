@@ -14,6 +14,7 @@ use super::render::{write_event, Format};
 use super::CliFailure;
 use clap::Args;
 use ringrelay::client::{ClientError, ClientOptions, Event, Session, SessionOptions};
+use ringrelay::endpoint::Endpoint;
 use ringrelay::protocol::{payload_bytes_max, ErrorCode};
 use std::io::{self, BufRead};
 use std::time::{Duration, Instant};
@@ -167,19 +168,14 @@ pub struct WatchArgs {
     pub ids: Vec<String>,
 }
 
-/// `--server` entries: HOST:PORT (a host name or an address, IPv6 in brackets).
+/// `--server` entries: HOST:PORT (a host name or an address, IPv6 in brackets), by the parser
+/// `serve` and the config file use; port 0 is refused (it cannot be dialled).
 fn parse_server(arg: &str) -> Result<String, String> {
-    let arg = arg.trim();
-    let port = arg
-        .rsplit_once(':')
-        .filter(|(host, _)| !host.is_empty())
-        .map(|(_, port)| port);
-    match port.map(str::parse::<u16>) {
-        Some(Ok(p)) if p != 0 => Ok(arg.to_string()),
-        _ => Err(format!(
-            "expected HOST:PORT (for example 127.0.0.1:7400), got '{arg}'"
-        )),
+    let endpoint: Endpoint = arg.parse()?;
+    if endpoint.port() == 0 {
+        return Err(format!("'{arg}' has port 0, which cannot be dialled"));
     }
+    Ok(endpoint.to_string())
 }
 
 /// `ringrelay listen`.

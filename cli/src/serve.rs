@@ -5,9 +5,10 @@ use super::signals::TerminationSignals;
 use super::CliFailure;
 use clap::Args;
 use ringrelay::config::Config;
+use ringrelay::endpoint::Endpoint;
 use ringrelay::server::{host_probe, Server, Stopper};
 use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -17,9 +18,9 @@ pub const CPU_INDEX_MAX: usize = 4095;
 /// Flags of `ringrelay serve`; each one overrides the config file.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Client listen address (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
-    pub listen: Option<SocketAddr>,
+    /// Client listen address, HOST:PORT (port 0 picks a free port) [default: 127.0.0.1:7400]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<Endpoint>,
     /// Worker threads; 0 means one per available CPU.
     #[arg(long, value_name = "N", conflicts_with = "cpus")]
     pub workers: Option<usize>,
@@ -33,22 +34,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "T")]
     pub token: Option<String>,
     /// Serve Prometheus metrics and /healthz over HTTP on this address (off by default).
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
-    pub metrics: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<Endpoint>,
     /// This node's id in a cluster (1..65535); enables the cluster links.
     #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..))]
     pub node_id: Option<u16>,
     /// Address for links from other nodes of the cluster.
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
-    pub cluster_listen: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR")]
+    pub cluster_listen: Option<Endpoint>,
     /// Cluster members to join through (their --cluster-listen addresses); one is enough.
-    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',', value_parser = parse_dialled)]
     pub peers: Option<Vec<String>>,
     /// Secret shared by every node of the cluster (links prove it with HMAC).
     #[arg(long, value_name = "S")]
     pub cluster_secret: Option<String>,
     /// Address peers should dial to reach this node (default: --cluster-listen).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_dialled)]
     pub cluster_advertise: Option<String>,
     /// Print the memory budget of these settings on this host (every store's worst case, and
     /// what is lowered to fit memory_max_bytes), then exit without serving.
@@ -103,17 +104,13 @@ fn parse_cpu_index(text: &str) -> Result<usize, String> {
     Ok(cpu)
 }
 
-/// Accepts `IP:PORT` or `HOST:PORT` (the first resolved address).
-fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
+/// A peer or advertised address: checked by the same parser as the config file (empty entries
+/// of a list, as in `--peers a:1,`, are dropped later), kept as text for the cluster to dial.
+fn parse_dialled(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Ok(String::new());
     }
-    let mut addrs = text
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{text}': {e}"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("'{text}' resolves to no address"))
+    text.parse::<Endpoint>().map(|e| e.to_string())
 }
 
 /// Defaults, then the file named by `--config`, then the flags; validated.
@@ -130,8 +127,8 @@ pub fn build_config(args: &ServeArgs) -> Result<Config, CliFailure> {
 /// Overrides `cfg` with every flag that was given. `--workers` clears a file's `cpus` and
 /// `--cpus` takes precedence over a file's `workers` (as it does in the config itself).
 fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
-    if let Some(listen) = args.listen {
-        cfg.listen = listen;
+    if let Some(listen) = &args.listen {
+        cfg.listen = listen.clone();
     }
     if let Some(workers) = args.workers {
         cfg.workers = workers;
@@ -143,14 +140,14 @@ fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
     if let Some(token) = &args.token {
         cfg.token = Some(token.clone());
     }
-    if let Some(metrics) = args.metrics {
-        cfg.metrics = Some(metrics);
+    if let Some(metrics) = &args.metrics {
+        cfg.metrics = Some(metrics.clone());
     }
     if let Some(node_id) = args.node_id {
         cfg.node_id = node_id;
     }
-    if let Some(addr) = args.cluster_listen {
-        cfg.cluster_listen = Some(addr);
+    if let Some(addr) = &args.cluster_listen {
+        cfg.cluster_listen = Some(addr.clone());
     }
     if let Some(peers) = &args.peers {
         cfg.peers = peers.iter().filter(|p| !p.is_empty()).cloned().collect();
@@ -273,6 +270,7 @@ fn announce(addr: SocketAddr) -> Result<(), CliFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::FromArgMatches;
 
     fn args() -> ServeArgs {
         ServeArgs {
@@ -358,8 +356,25 @@ mod tests {
     }
 
     #[test]
-    fn listen_addresses_resolve() {
-        assert_eq!(parse_listen_addr("127.0.0.1:7400").unwrap().port(), 7400);
-        assert!(parse_listen_addr("not an address").is_err());
+    fn flags_and_the_file_take_the_same_addresses() {
+        let file = Config::from_toml_str("listen = \"localhost:7400\"\n").unwrap();
+        let flag = ServeArgs::augment_args(clap::Command::new("t"))
+            .try_get_matches_from(["t", "--listen", "localhost:7400"])
+            .unwrap();
+        let flag = ServeArgs::from_arg_matches(&flag).unwrap();
+        assert_eq!(flag.listen.as_ref(), Some(&file.listen));
+        for bad in ["127.0.0.1", "localhost", "a b:1"] {
+            let toml = format!("listen = \"{bad}\"\n");
+            let from_file = Config::from_toml_str(&toml).unwrap_err().to_string();
+            let from_flag = ServeArgs::augment_args(clap::Command::new("t"))
+                .try_get_matches_from(["t", "--listen", bad])
+                .unwrap_err()
+                .to_string();
+            let why = bad.parse::<Endpoint>().unwrap_err();
+            assert!(from_file.contains(&why), "{from_file}");
+            assert!(from_flag.contains(&why), "{from_flag}");
+        }
+        assert!(parse_dialled("127.0.0.1").is_err());
+        assert_eq!(parse_dialled("").unwrap(), "");
     }
 }

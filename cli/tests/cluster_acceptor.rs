@@ -30,7 +30,7 @@ fn node_config(id: u16, listen: SocketAddr, peers: &[SocketAddr]) -> Config {
     Config {
         workers: 1,
         node_id: id,
-        cluster_listen: Some(listen),
+        cluster_listen: Some(listen.into()),
         cluster_secret: Some("acceptor-test".into()),
         peers: peers.iter().map(|p| p.to_string()).collect(),
         // Ready must come from the peer's snapshot, not from giving up on it.

@@ -39,7 +39,7 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
     let cluster_listen = free_port();
     let cfg = Config {
         node_id: 1,
-        cluster_listen: Some(cluster_listen),
+        cluster_listen: Some(cluster_listen.into()),
         cluster_secret: Some(SECRET.into()),
         workers: 1,
         ..config()

@@ -184,7 +184,7 @@ fn metrics_are_off_by_default_and_a_taken_port_fails_the_start() {
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let err = Server::start(Config {
-        metrics: Some(taken.local_addr().unwrap()),
+        metrics: Some(taken.local_addr().unwrap().into()),
         ..config()
     })
     .err()

@@ -25,6 +25,12 @@ pub enum ServeError {
     },
     #[error("CPU {cpu} is not one this process may run on (allowed: {allowed})")]
     NoSuchCpu { cpu: usize, allowed: String },
+    #[error("cannot resolve {setting} = {endpoint}: {source}")]
+    Resolve {
+        setting: &'static str,
+        endpoint: String,
+        source: io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     /// Another process (another relay?) listens on the client address. The workers share

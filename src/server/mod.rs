@@ -18,6 +18,7 @@ mod listing;
 mod metrics;
 mod output;
 mod reassemble;
+mod resolve;
 mod stats;
 mod uring;
 mod worker;
@@ -125,14 +126,9 @@ impl Server {
         check_cpus(&cfg, workers)?;
         let cfg = fit_to_memory(cfg)?;
         let cpus = worker_cpus(&cfg, workers);
-        let (listeners, local_addr) = bind_listeners(cfg.listen, workers)?;
-        let cluster_listener = match cfg.cluster_listen {
-            Some(addr) if cfg.node_id != 0 => Some(
-                std::net::TcpListener::bind(addr)
-                    .map_err(|source| ServeError::ClusterListen { addr, source })?,
-            ),
-            _ => None,
-        };
+        let (listeners, local_addr) =
+            bind_listeners(resolve::resolve("listen", &cfg.listen)?, workers)?;
+        let cluster_listener = bind_cluster_listener(&cfg)?;
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
         let connections_per_worker = connections_per_worker(&cfg, &listeners);
         let shared = Arc::new(Shared {
@@ -152,8 +148,11 @@ impl Server {
             started: Instant::now(),
         });
         // Bound before the workers start, so a taken port fails the start at once.
-        let mut metrics = match shared.config.metrics {
-            Some(addr) => Some(metrics::MetricsServer::start(addr, Arc::clone(&shared))?),
+        let mut metrics = match &shared.config.metrics {
+            Some(endpoint) => {
+                let addr = resolve::resolve("metrics", endpoint)?;
+                Some(metrics::MetricsServer::start(addr, Arc::clone(&shared))?)
+            }
             None => None,
         };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
@@ -599,6 +598,18 @@ fn connections_per_worker(cfg: &Config, listeners: &[socket2::Socket]) -> usize 
         );
     }
     effective
+}
+
+/// The listener for links from peers, when this relay is a cluster node.
+fn bind_cluster_listener(cfg: &Config) -> Result<Option<std::net::TcpListener>, ServeError> {
+    let endpoint = match &cfg.cluster_listen {
+        Some(endpoint) if cfg.node_id != 0 => endpoint,
+        _ => return Ok(None),
+    };
+    let addr = resolve::resolve("cluster_listen", endpoint)?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|source| ServeError::ClusterListen { addr, source })?;
+    Ok(Some(listener))
 }
 
 fn bind_listeners(
