@@ -280,6 +280,72 @@ fn check_json_matches_golden_file() {
     assert_eq!(f.run(&["check", "--json"]).stdout, want);
 }
 
+/// Installs a stand-in relay at `usr/bin/ringrelay` under the fixture that prints `needs` for
+/// `serve --print-host-needs` and records its arguments in `relay-args`.
+fn fake_relay(f: &Fixture, needs: &str) {
+    let args = f.dir.join("relay-args");
+    f.file(
+        "usr/bin/ringrelay",
+        &format!(
+            "#!/bin/sh\necho \"$@\" > '{}'\necho '{needs}'\n",
+            args.display()
+        ),
+    );
+    let bin = f.dir.join("usr/bin/ringrelay");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn check_holds_the_limits_to_what_the_relay_says_it_needs() {
+    let f = host("needs", false);
+    f.file("etc/ringrelay/ringrelay.toml", "workers = 2\n");
+    fake_relay(
+        &f,
+        r#"{"limit.nofile":1000,"limit.memlock":32768,"net.core.somaxconn":4096}"#,
+    );
+    let run = f.run(&["check"]);
+    // 1024 open files and 8 MiB locked cover those needs: only io_uring_disabled is off.
+    assert!(
+        run.stdout
+            .contains("required settings off: kernel.io_uring_disabled\n"),
+        "{}",
+        run.stdout
+    );
+    let rows = check_json(&f);
+    for key in ["limit.nofile", "limit.memlock"] {
+        assert_eq!(row(&rows, key)["ok"], true, "{}", row(&rows, key));
+    }
+    assert!(row(&rows, "limit.memlock")["current"]
+        .as_str()
+        .unwrap()
+        .ends_with("the relay needs 32768"));
+    // The relay was asked about the config file of the host.
+    let asked = f.read("relay-args");
+    let config = f.dir.join("etc/ringrelay/ringrelay.toml");
+    assert_eq!(
+        asked.trim(),
+        format!("serve --print-host-needs --config {}", config.display())
+    );
+}
+
+#[test]
+fn without_a_relay_to_ask_check_holds_the_limits_to_the_recommended_values_and_says_so() {
+    let f = host("no-relay", false);
+    let rows = check_json(&f);
+    let memlock = row(&rows, "limit.memlock");
+    assert_eq!(memlock["ok"], false, "{memlock}");
+    assert!(memlock["current"]
+        .as_str()
+        .unwrap()
+        .contains("no ringrelay binary found (--relay BIN names one); held to 67108864"));
+    fake_relay(&f, "not json");
+    let rows = check_json(&f);
+    assert!(row(&rows, "limit.nofile")["current"]
+        .as_str()
+        .unwrap()
+        .contains("printed no JSON; held to 1048576"));
+}
+
 #[test]
 fn check_exit_status_follows_required_settings() {
     let untuned = host("exit-untuned", false);

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// exit: 0 when the relay would start with them, 1 when not. Starts nothing.
     #[arg(long, conflicts_with = "print_budget")]
     pub check_config: bool,
+    /// Print, as one JSON object, the least value of each host setting these settings need
+    /// (`limit.nofile`, `limit.memlock`, `net.core.somaxconn`), then exit: what
+    /// `ringrelay-tune check` compares the host against, so the two never disagree.
+    #[arg(long, conflicts_with_all = ["print_budget", "check_config"])]
+    pub print_host_needs: bool,
 }
 
 /// A parsed `--cpus` list, in the order given.
@@ -195,6 +200,14 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     if args.check_config {
         return check_config(&cfg);
     }
+    if args.print_host_needs {
+        let needs: serde_json::Map<String, serde_json::Value> = host_probe::needs(&cfg)
+            .into_iter()
+            .map(|(key, least)| (key.to_string(), least.into()))
+            .collect();
+        println!("{}", serde_json::Value::Object(needs));
+        return Ok(());
+    }
     // Block the signals before any worker thread exists, so every thread inherits the mask
     // and only the signal thread ever sees them.
     let signals = TerminationSignals::block()?;
@@ -287,6 +300,7 @@ mod tests {
             cluster_advertise: None,
             print_budget: false,
             check_config: false,
+            print_host_needs: false,
         }
     }
 

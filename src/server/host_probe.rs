@@ -221,6 +221,18 @@ pub fn memlock_need(cfg: &Config) -> u64 {
     cfg.worker_count() as u64 * ring.div_ceil(PAGE_BYTES) * PAGE_BYTES
 }
 
+/// The least value of each host setting the relay needs with `cfg`, by `ringrelay-tune check`
+/// key: the one source of these thresholds. The start-up probe warns below them, and
+/// `ringrelay-tune check` asks the binary for them (`serve --print-host-needs`), so the two
+/// cannot disagree; the tool's larger recommended values are what `persist` writes.
+pub fn needs(cfg: &Config) -> [(&'static str, u64); 3] {
+    [
+        ("limit.nofile", nofile_need(cfg)),
+        ("limit.memlock", memlock_need(cfg)),
+        ("net.core.somaxconn", super::LISTEN_BACKLOG as u64),
+    ]
+}
+
 /// What raising a soft limit did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Raised {
@@ -330,7 +342,7 @@ pub fn probe(root: &Path, cfg: &Config, limits: &ProcessLimits) -> Vec<Finding> 
         Sysctl::Unreadable(why) => findings.push(unknown("kernel.io_uring_disabled", &why)),
     }
 
-    let backlog = super::LISTEN_BACKLOG as u64;
+    let backlog = needs(cfg)[2].1;
     match sysctl("net.core.somaxconn") {
         Sysctl::Value(v) if v < backlog => findings.push(Finding {
             setting: "net.core.somaxconn",

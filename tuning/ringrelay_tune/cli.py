@@ -28,6 +28,12 @@ def parse_args(argv):
                         help="prefix for every path read or written (default /: this machine)")
     common.add_argument("--iface", action="append", default=[], metavar="IF",
                         help="only this NIC (repeatable; default: every NIC with a device)")
+    common.add_argument("--relay", metavar="BIN",
+                        help="the ringrelay binary that says what the relay needs (default: "
+                             "/usr/bin/ringrelay, /usr/local/bin/ringrelay, then PATH)")
+    common.add_argument("--config", metavar="FILE",
+                        help="the relay's config file the needs are computed for (default: "
+                             "/etc/ringrelay/ringrelay.toml when it exists)")
     p = argparse.ArgumentParser(prog="ringrelay-tune", description=(
         "Check and tune a host for ringrelay. The verb defaults to check. See tuning/README.md."))
     sub = p.add_subparsers(dest="verb", metavar="VERB")
@@ -48,7 +54,7 @@ def parse_args(argv):
     args = list(argv)
     i, verb_at = 0, None
     while i < len(args):
-        if args[i] in ("--root", "--iface"):
+        if args[i] in ("--root", "--iface", "--relay", "--config"):
             i += 2
             continue
         if args[i] in VERBS:
@@ -304,7 +310,7 @@ def main(argv):
     args = parse_args(argv)
     if args.verb is None:
         return 2
-    ctx = Context(Root(args.root), args.iface)
+    ctx = Context(Root(args.root), args.iface, args.relay, args.config)
     if not ctx.root.isdir("/"):
         err("--root %s is not a directory" % args.root)
         return 2

@@ -13,6 +13,7 @@ cpufreq, no NIC, one CPU) are ok with a current value starting with "n/a".
 """
 import shlex
 
+from . import needs as relay_needs
 from .cpus import physical_nics, plan_cpus
 from .fsroot import cpus_of, format_cpulist, format_mask, mask_of, parse_cpulist, parse_mask
 
@@ -71,10 +72,15 @@ class Note:
 class Context:
     """Reads shared by several settings, computed once per run."""
 
-    def __init__(self, root, ifaces=None):
+    def __init__(self, root, ifaces=None, relay=None, relay_config=None):
         self.root = root
         self.ifaces = ifaces or None
+        self.relay, self.relay_config = relay, relay_config
         self._cache = {}
+
+    def relay_needs(self):
+        """(needs by setting key, None), or (None, why unknown): see needs.py."""
+        return self._memo("needs", lambda: relay_needs.ask(self.root, self.relay, self.relay_config))
 
     def _memo(self, key, fn):
         if key not in self._cache:
@@ -292,25 +298,35 @@ class Limit(Setting):
         self.want, self.accept, self.recommended = want, accept, shown
         self.severity, self.reason = severity, reason
 
-    def good(self, v):
-        return v is not None and v >= self.accept
+    def threshold(self, ctx):
+        """(least acceptable value, how it was chosen): what the relay says it needs, or the
+        recommended value when the relay cannot be asked."""
+        needs, why = ctx.relay_needs()
+        if needs is not None and self.key in needs:
+            return needs[self.key], "the relay needs %d" % needs[self.key]
+        return self.accept, "%s; held to %s" % (why or "the relay names no need", _show_limit(self.accept))
 
     def status(self, ctx):
+        least, basis = self.threshold(ctx)
+
+        def good(v):
+            return v is not None and v >= least
+
         unit = _parse_limit(ctx.unit_directive(RELAY_UNIT, self.directive))
-        persisted = "yes" if self.good(unit) else "no"
+        persisted = "yes" if good(unit) else "no"
         pids = ctx.pids_named("ringrelay")
         if pids:
             have = _proc_limit(ctx, pids[0], self.label)
-            ok = None if have is None else self.good(have)
+            ok = None if have is None else good(have)
             current = "%s (ringrelay pid %d)" % (_show_limit(have), pids[0])
         else:
             own = _proc_limit(ctx, "self", self.label)
-            if self.good(unit) or self.good(own):
+            if good(unit) or good(own):
                 ok = True
             else:
                 ok = None if own is None else False
             current = "self %s, unit %s" % (_show_limit(own), "unset" if unit is None else _show_limit(unit))
-        return Status(current, ok, persisted, "" if ok else self.fix)
+        return Status("%s; %s" % (current, basis), ok, persisted, "" if ok else self.fix)
 
     def actions(self, ctx):
         if self.status(ctx).ok is False:
@@ -586,14 +602,16 @@ def catalogue(ctx):
                "ringrelay is built on io_uring; 1 or 2 make io_uring_setup fail (kernel 6.6+)."),
         Sysctl("fs.nr_open", "1048576", "min", REQUIRED,
                "Upper bound for any process's open-files limit; LimitNOFILE cannot exceed it."),
+        # `accept` is used only when the relay binary cannot say what it needs (needs.py).
         Limit("limit.nofile", "Max open files", "LimitNOFILE", 1048576, 1048576, "1048576",
-              REQUIRED, "One descriptor per client connection: 65,536 connections per worker by "
-              "default need far more than the usual 1024."),
+              REQUIRED, "One descriptor per client connection; ok when the limit covers what "
+              "the relay needs with its config (`ringrelay serve --print-host-needs`); persist "
+              "writes 1048576 so the connection bound, not the limit, decides."),
         Limit("limit.memlock", "Max locked memory", "LimitMEMLOCK", INFINITY, 64 << 20,
-              "unlimited (at least 67108864 accepted)", REQUIRED,
-              "io_uring rings and registered buffer rings are locked memory (charged to "
-              "RLIMIT_MEMLOCK on kernels before 5.12); the 8 MiB default runs out with a few "
-              "workers."),
+              "unlimited", REQUIRED,
+              "Each worker pins its provided-buffer ring (16 B per recv buffer); ok when the "
+              "limit covers what the relay needs with its config (`ringrelay serve "
+              "--print-host-needs`); persist writes unlimited."),
         Sysctl("net.core.somaxconn", "65535", "min", RECOMMENDED,
                "Caps the listen backlog; after a relay restart thousands of clients reconnect at "
                "once and an overflowing accept queue drops their SYNs (1 s retry)."),
