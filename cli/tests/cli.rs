@@ -69,6 +69,32 @@ fn serve_prints_its_address_and_exits_cleanly_on_sigterm() {
 }
 
 #[test]
+fn sigint_at_any_moment_of_the_start_up_ends_serve_promptly() {
+    // The moments vary from before the signal thread exists to after the workers run; the
+    // sleeps choose the moment, they wait for nothing.
+    for delay_ms in [0u64, 1, 3, 10, 30, 100, 300] {
+        let relay = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "4"]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: kill(2) on the pid of our own, not yet reaped, child; no memory effects.
+        unsafe {
+            libc::kill(relay.pid() as i32, libc::SIGINT);
+        }
+        let mut relay = relay;
+        let (status, _) = relay.wait_exit_within(Duration::from_secs(5));
+        use std::os::unix::process::ExitStatusExt;
+        // 0: it had started and stopped cleanly; 130 (128 + SIGINT): it was starting;
+        // killed by SIGINT: the signal came before the relay set up its handling.
+        let honoured =
+            matches!(status.code(), Some(0) | Some(130)) || status.signal() == Some(libc::SIGINT);
+        assert!(
+            honoured,
+            "SIGINT after {delay_ms} ms: {status}; stderr:\n{}",
+            relay.stderr()
+        );
+    }
+}
+
+#[test]
 fn listen_prints_a_sent_payload_and_exits_zero() {
     let (_relay, addr) = serve(&[]);
     let server = addr.to_string();
