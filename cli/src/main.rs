@@ -179,6 +179,21 @@ mod tests {
     }
 
     #[test]
+    fn every_verb_shows_an_example_in_its_help() {
+        for verb in Cli::command().get_subcommands() {
+            let after = verb
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                after.contains("Example"),
+                "`ringrelay {} --help` has no example",
+                verb.get_name()
+            );
+        }
+    }
+
+    #[test]
     fn client_verbs_parse_with_defaults() {
         let cli =
             Cli::try_parse_from(["ringrelay", "send", "--id", "a", "--to", "b", "hello"]).unwrap();

@@ -17,11 +17,24 @@ pub const CPU_INDEX_MAX: usize = 4095;
 
 /// Flags of `ringrelay serve`; each one overrides the config file.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = "\
+Every setting has a documented default (src/config.rs, README \"Configuration\"); a TOML file
+may set any of them and the flags override it. Addresses are HOST:PORT, IP:PORT or [IPv6]:PORT.
+
+Examples:
+  ringrelay serve                                   # 127.0.0.1:7400, one worker per CPU
+  ringrelay serve --listen 0.0.0.0:7400 --token T --metrics 127.0.0.1:7402
+  ringrelay serve --config /etc/ringrelay/ringrelay.toml --check-config
+  ringrelay serve --node-id 2 --cluster-listen 10.0.0.2:7401 --cluster-secret S \\
+                  --peers 10.0.0.1:7401             # a cluster node
+
+Stops cleanly on SIGINT or SIGTERM (clients get CLOSE SHUTDOWN); a signal during start-up ends
+it with status 128 + the signal. Logs go to stderr, filtered by RINGRELAY_LOG (default info).")]
 pub struct ServeArgs {
     /// Client listen address, HOST:PORT (port 0 picks a free port) [default: 127.0.0.1:7400]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<Endpoint>,
-    /// Worker threads; 0 means one per available CPU.
+    /// Worker threads; 0 means one per available CPU [default: 0]
     #[arg(long, value_name = "N", conflicts_with = "cpus")]
     pub workers: Option<usize>,
     /// CPUs to pin one worker each to, like `0,2-3`.

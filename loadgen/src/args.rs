@@ -42,6 +42,11 @@ impl Scenario {
 
 /// Flags of `ringrelay bench`.
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+Examples:
+  ringrelay bench --scenario unicast --size 16       # against a relay it starts itself
+  ringrelay bench --scenario fanout --server 127.0.0.1:7400 --json
+  ringrelay bench --scenario unicast --size 16 --compare nats://127.0.0.1:4222")]
 pub struct BenchArgs {
     /// Relay to measure (HOST:PORT). Without it a relay is started as a child process on loopback.
     /// Cross-node scenarios: node A, where the senders connect.
