@@ -6,6 +6,13 @@
 //! flush at once. Inbound bytes are read in large chunks into a [`FrameReader`], so a burst of
 //! small messages costs one `read` syscall, not one per message.
 //!
+//! A relay that falls silent (its host frozen or cut off, so no FIN or RST ever comes) is found
+//! while the client waits to read: after one heartbeat interval (announced in WELCOME, 5 s by
+//! default) with no byte from the relay the client sends a PING, and when another interval
+//! passes with still nothing, the wait fails with [`ClientError::RelaySilent`] (a [`Session`]
+//! then moves to another relay). A live relay always answers within that: it pings an idle
+//! client every interval and answers a PING at once.
+//!
 //! The relay pings idle connections; the client answers those pings inside [`Client::recv`].
 //! A client that never calls `recv` for longer than the relay's heartbeat bound (by default
 //! about 20 s) is evicted.
@@ -114,6 +121,9 @@ pub enum ClientError {
     Closed { reason: CloseReason, text: String },
     /// The connection ended without a CLOSE (end of stream, or an earlier fatal error).
     Disconnected,
+    /// Nothing came from the relay for two heartbeat intervals, the second after a PING of
+    /// ours (see the module docs): it is presumed gone, and the connection is closed.
+    RelaySilent { silent_ms: u64 },
 }
 
 impl fmt::Display for ClientError {
@@ -155,6 +165,10 @@ impl fmt::Display for ClientError {
                 write!(f, "relay closed the connection: {reason} ({text})")
             }
             ClientError::Disconnected => f.write_str("connection to the relay was lost"),
+            ClientError::RelaySilent { silent_ms } => write!(
+                f,
+                "relay silent for {silent_ms} ms, not even answering a PING: presumed gone"
+            ),
         }
     }
 }
@@ -209,8 +223,12 @@ pub struct Client {
     relay_max_frame_bytes: usize,
     heartbeat_interval_ms: u32,
     state: State,
-    /// Nonce of the last [`Client::round_trip`] PING.
+    /// Nonce of the last PING this client sent ([`Client::round_trip`] or a liveness probe).
     last_ping_nonce: u64,
+    /// When a byte last came from the relay.
+    last_heard: Instant,
+    /// When the liveness probe (a PING after an interval of silence) went out, if one is out.
+    probe_sent: Option<Instant>,
 }
 
 impl Client {
@@ -251,6 +269,8 @@ impl Client {
             opts,
             state: State::Open,
             last_ping_nonce: 0,
+            last_heard: started,
+            probe_sent: None,
         };
         client.write_out()?;
         client.await_welcome(started, deadline)?;
@@ -590,25 +610,66 @@ impl Client {
 
     /// Reads once into the frame reader, waiting at most until `deadline` (`None`: forever).
     fn fill(&mut self, deadline: Option<Instant>) -> Result<Fill, ClientError> {
-        let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let result = match wait {
+        let now = Instant::now();
+        let wake = match (deadline, self.liveness_check_at()) {
+            (Some(d), Some(c)) => Some(d.min(c)),
+            (d, c) => d.or(c),
+        };
+        let result = match wake.map(|w| w.saturating_duration_since(now)) {
             Some(Duration::ZERO) => self.read_nonblocking(),
-            _ => self.read_blocking(wait),
+            wait => self.read_blocking(wait),
         };
         match result {
             Ok(0) => Err(self.fail(ClientError::Disconnected)),
-            Ok(_) => Ok(Fill::Progress),
+            Ok(_) => {
+                self.last_heard = Instant::now();
+                self.probe_sent = None;
+                Ok(Fill::Progress)
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
             Err(e) if is_timeout(&e) => {
-                let passed = deadline.is_some_and(|d| Instant::now() >= d);
-                Ok(if passed {
-                    Fill::DeadlinePassed
-                } else {
-                    Fill::Progress
-                })
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Ok(Fill::DeadlinePassed);
+                }
+                self.check_liveness(now)?;
+                Ok(Fill::Progress)
             }
             Err(e) => Err(self.fail(ClientError::Io(e))),
         }
+    }
+
+    /// When the relay's silence next needs looking at; `None` before WELCOME.
+    fn liveness_check_at(&self) -> Option<Instant> {
+        let interval = Duration::from_millis(u64::from(self.heartbeat_interval_ms));
+        if interval.is_zero() {
+            return None;
+        }
+        Some(self.probe_sent.unwrap_or(self.last_heard) + interval)
+    }
+
+    /// After an interval of silence, probes the relay with a PING; after another with no
+    /// answer, gives the connection up.
+    fn check_liveness(&mut self, now: Instant) -> Result<(), ClientError> {
+        let Some(check_at) = self.liveness_check_at() else {
+            return Ok(());
+        };
+        if now < check_at {
+            return Ok(());
+        }
+        if self.probe_sent.is_some() {
+            let silent_ms = now.duration_since(self.last_heard).as_millis() as u64;
+            return Err(self.fail(ClientError::RelaySilent { silent_ms }));
+        }
+        self.last_ping_nonce = self.last_ping_nonce.wrapping_add(1);
+        Frame::Ping {
+            nonce: self.last_ping_nonce,
+        }
+        .encode(&mut self.write_buf)
+        .map_err(ClientError::Encode)?;
+        self.write_out()?;
+        self.probe_sent = Some(now);
+        Ok(())
     }
 
     fn read_blocking(&mut self, wait: Option<Duration>) -> io::Result<usize> {
@@ -882,6 +943,71 @@ mod tests {
             "{result:?}"
         );
         tx.send(()).unwrap();
+        relay.join().unwrap();
+    }
+
+    /// WELCOME with a short heartbeat interval, so silence is noticed quickly.
+    fn welcome_with_heartbeat(heartbeat_interval_ms: u32) -> Frame<'static> {
+        Frame::Welcome {
+            version: PROTOCOL_VERSION,
+            heartbeat_interval_ms,
+            max_frame_bytes: 4096,
+        }
+    }
+
+    #[test]
+    fn a_relay_that_falls_silent_is_probed_with_a_ping_then_given_up() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (addr, relay) = fake_relay(move |mut r| {
+            r.next_frame_bytes();
+            r.send(welcome_with_heartbeat(100));
+            // The probe comes; the relay stays silent until the client has given up.
+            let probe = r.next_frame_bytes();
+            assert!(matches!(decode_one(&probe), Frame::Ping { .. }));
+            let _ = rx.recv_timeout(IO_BOUND);
+        });
+        let mut client = Client::connect(addr, b"alice", None).unwrap();
+        let started = Instant::now();
+        match client.recv(IO_BOUND) {
+            Err(ClientError::RelaySilent { silent_ms }) => assert!(silent_ms >= 200, "{silent_ms}"),
+            other => panic!("expected RelaySilent, got {other:?}"),
+        }
+        assert!(started.elapsed() < IO_BOUND);
+        tx.send(()).unwrap();
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn a_relay_that_answers_the_probes_keeps_the_connection() {
+        let (addr, relay) = fake_relay(|mut r| {
+            r.next_frame_bytes();
+            r.send(welcome_with_heartbeat(50));
+            // Answer every probe until the client leaves; count them.
+            let mut probes = 0;
+            loop {
+                let mut pongs = Vec::new();
+                while let Some(frame) = r.reader.next_frame().unwrap() {
+                    match frame {
+                        Frame::Ping { nonce } => pongs.push(nonce),
+                        Frame::Close { .. } => {}
+                        other => panic!("expected PING probes, got {other:?}"),
+                    }
+                }
+                for nonce in pongs {
+                    probes += 1;
+                    r.send(Frame::Pong { nonce });
+                }
+                if r.reader.fill_from(&mut r.stream, 4096).unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            assert!(probes >= 3, "{probes} probes");
+        });
+        let mut client = Client::connect(addr, b"alice", None).unwrap();
+        // Probes go out every 50 ms and are answered: nothing surfaces, and recv ends at its
+        // deadline with the connection still open.
+        assert!(matches!(client.recv(Duration::from_millis(400)), Ok(None)));
+        client.close().unwrap();
         relay.join().unwrap();
     }
 

@@ -351,7 +351,8 @@ fn is_lost(e: &ClientError) -> bool {
         ClientError::Io(_)
         | ClientError::Disconnected
         | ClientError::Timeout { .. }
-        | ClientError::NoAnswer { .. } => true,
+        | ClientError::NoAnswer { .. }
+        | ClientError::RelaySilent { .. } => true,
         ClientError::Closed { reason, .. } => reconnects_after(*reason),
         _ => false,
     }
