@@ -1,7 +1,8 @@
 //! The reconnecting client ([`Session`]) against a real three-node cluster: the node a session
 //! is connected to is killed (SIGKILL), and the session reconnects to another node, registers
 //! its id, subscription and watch there, and receives direct and topic messages again within
-//! [`RECEIVING_AGAIN_MAX`] of the kill (the bound the README documents).
+//! [`RECEIVING_AGAIN_MAX`] of the kill (the bound the README documents); the same when the
+//! node is frozen instead (SIGSTOP), within [`RECEIVING_AGAIN_AFTER_FREEZE_MAX`].
 
 mod cluster_common;
 
@@ -21,6 +22,21 @@ const RECEIVING_AGAIN_MAX: Duration = Duration::from_secs(5);
 
 #[test]
 fn a_session_whose_node_is_killed_receives_again_through_another_node() {
+    fails_over(|node| node.kill(), RECEIVING_AGAIN_MAX);
+}
+
+/// A frozen node (SIGSTOP: no FIN, no RST, no answer) is given up once it has been silent for
+/// two heartbeat intervals of the relay (5 s each by default), then as after a kill.
+const RECEIVING_AGAIN_AFTER_FREEZE_MAX: Duration = Duration::from_secs(15);
+
+#[test]
+fn a_session_whose_node_freezes_receives_again_through_another_node() {
+    fails_over(|node| node.sigstop(), RECEIVING_AGAIN_AFTER_FREEZE_MAX);
+}
+
+/// Connects a session to node 2 of three, receiving direct and topic messages from a sender
+/// on node 1; `fail`s node 2; checks the session receives both through node 3 within `bound`.
+fn fails_over(fail: impl FnOnce(&Node), bound: Duration) {
     let (_claim, nodes) = start_cluster(BLOCK, 3);
     let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
     let servers = [n2.client, n3.client, n1.client].map(|a| a.to_string());
@@ -56,16 +72,13 @@ fn a_session_whose_node_is_killed_receives_again_through_another_node() {
         // Before the kill: both kinds arrive through node 2.
         wait_for_both(&mut session, Instant::now() + WAIT);
 
-        n2.kill();
-        let killed = Instant::now();
+        fail(n2);
+        let failed_at = Instant::now();
         let mut reconnected = None;
-        let deadline = killed + RECEIVING_AGAIN_MAX;
+        let deadline = failed_at + bound;
         while reconnected.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no reconnection within {RECEIVING_AGAIN_MAX:?}"
-            );
+            assert!(!left.is_zero(), "no reconnection within {bound:?}");
             if let Some(Event::Reconnected { server }) = session.recv(left).unwrap() {
                 reconnected = Some(server);
             }
@@ -74,16 +87,14 @@ fn a_session_whose_node_is_killed_receives_again_through_another_node() {
         assert_eq!(server, servers[1], "the next server in the list");
         assert_eq!(session.server(), servers[1]);
         wait_for_both(&mut session, deadline);
-        let again = killed.elapsed();
-        assert!(
-            again < RECEIVING_AGAIN_MAX,
-            "receiving again after {again:?}"
-        );
+        let again = failed_at.elapsed();
+        assert!(again < bound, "receiving again after {again:?}");
         assert_eq!(session.reconnects(), 1);
         stop.store(true, Ordering::Relaxed);
         sender.join().unwrap();
     });
     session.close().unwrap();
+    n2.kill();
 }
 
 /// Receives until a direct message and a topic message from "sender" have both arrived.
