@@ -6,6 +6,7 @@
 //! - [`server`]: the relay: io_uring workers driving the sans-IO core.
 //! - [`client`]: blocking Rust client sharing the codec.
 
+pub mod ack;
 pub mod byte_size;
 pub mod client;
 pub mod cluster;

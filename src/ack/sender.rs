@@ -1,0 +1,480 @@
+//! The sending side of acknowledged delivery: sequence numbers per target, a bounded window
+//! of unacknowledged messages kept for retransmission, the retransmission triggers, and the
+//! end of every message as confirmed or failed.
+//!
+//! Retransmission is driven by events first: the sender's own reconnection
+//! ([`AckSender::on_reconnected`]: the whole window again, through whichever relay it is now
+//! on), the target coming online ([`AckSender::on_presence_online`]), and a gap the receiver
+//! reports (an acknowledgement with `gap` set). A timer per message is the backstop: its RTO
+//! is four smoothed round trips (bounded by `rto_min_ms` and `rto_max_ms`), doubled at each
+//! attempt, with ±20 % jitter so that many senders do not retransmit in step.
+//!
+//! Every message ends as exactly one [`AckEvent`]: `Confirmed`, or `Failed` with its reason
+//! once `ack_timeout_ms` has passed since it was first sent or `attempts_max` sends went
+//! unanswered. Invariant, checked after every operation: `sent == confirmed + failed +
+//! in_flight`.
+
+use super::rtt::RttEstimator;
+use crate::protocol::ErrorCode;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SenderConfig {
+    /// Unacknowledged messages per target before `send` refuses with `WindowFull`. 1,024:
+    /// enough to keep a fast path busy (cf. JetStream's MaxAckPending 1,000); at most
+    /// [`super::WINDOW_SEQS`], the receiver's de-duplication window.
+    pub window_msgs_max: u32,
+    /// Payload bytes kept for retransmission, over every target, before `send` refuses with
+    /// `BytesFull`. 64 MiB: the sender's memory bound for acked traffic.
+    pub window_bytes_max: usize,
+    /// Targets with a sequence number in this session. 65,536; each costs about 100 bytes.
+    /// Past it `send` to a new target refuses with `TargetsFull` (numbers cannot be reused
+    /// within an epoch; a new session starts a new epoch).
+    pub targets_max: usize,
+    /// A message not confirmed this long after it was first sent fails. 30 s.
+    pub ack_timeout_ms: u64,
+    /// ...and so does one sent this many times without confirmation. 12: with the RTO
+    /// doubling from 50 ms to its 5 s cap, about 30 s too.
+    pub attempts_max: u32,
+    /// RTO bounds. 50 ms: above a loopback or LAN round trip with the receiver's 1 ms ack
+    /// delay. 5 s: a message is tried at least every 5 s while it may still succeed.
+    pub rto_min_ms: u64,
+    pub rto_max_ms: u64,
+    /// RTO before any round trip was measured. 200 ms.
+    pub rto_initial_ms: u64,
+    /// Fail a message at once when the relay answers it with an ERROR (unknown id,
+    /// unreachable, overloaded) instead of trying again until the timeout. Off by default:
+    /// the target may come online or become reachable.
+    pub fail_on_error: bool,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            window_msgs_max: 1024,
+            window_bytes_max: 64 << 20,
+            targets_max: 65_536,
+            ack_timeout_ms: 30_000,
+            attempts_max: 12,
+            rto_min_ms: 50,
+            rto_max_ms: 5_000,
+            rto_initial_ms: 200,
+            fail_on_error: false,
+        }
+    }
+}
+
+/// Why `send` refused; each is backpressure: try again once messages are confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendRefused {
+    WindowFull,
+    BytesFull,
+    TargetsFull,
+}
+
+/// What made a message go out again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    Reconnect,
+    Presence,
+    Gap,
+    Timer,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 4] = [
+        Trigger::Reconnect,
+        Trigger::Presence,
+        Trigger::Gap,
+        Trigger::Timer,
+    ];
+}
+
+/// Why a message failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailReason {
+    /// Not confirmed within `ack_timeout_ms`; `last_error` is the relay's last ERROR for it.
+    Timeout { last_error: Option<ErrorCode> },
+    /// `attempts_max` sends went unconfirmed.
+    AttemptsExhausted { last_error: Option<ErrorCode> },
+    /// The relay answered with this ERROR and `fail_on_error` is set.
+    Refused(ErrorCode),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AckEvent {
+    Confirmed {
+        target: Vec<u8>,
+        seq: u64,
+    },
+    Failed {
+        target: Vec<u8>,
+        seq: u64,
+        reason: FailReason,
+    },
+}
+
+/// A message to write: SEND with the ACKED flag, `(epoch, seq)` and `payload`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub target: Vec<u8>,
+    pub epoch: u64,
+    pub seq: u64,
+    pub payload: Bytes,
+    /// `None` for the first send.
+    pub retransmit: Option<Trigger>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    pub sent: u64,
+    pub confirmed: u64,
+    pub failed_timeout: u64,
+    pub failed_attempts: u64,
+    pub failed_refused: u64,
+    pub in_flight: u64,
+    pub retransmitted: [u64; 4],
+    pub acks_stale: u64,
+}
+
+impl SenderStats {
+    pub fn failed(&self) -> u64 {
+        self.failed_timeout + self.failed_attempts + self.failed_refused
+    }
+
+    pub fn retransmitted_by(&self, trigger: Trigger) -> u64 {
+        self.retransmitted[trigger as usize]
+    }
+}
+
+#[derive(Debug)]
+struct InFlight {
+    seq: u64,
+    payload: Bytes,
+    first_sent_ms: u64,
+    last_sent_ms: u64,
+    /// When the timer sends it again (or fails it).
+    due_ms: u64,
+    attempts: u32,
+    last_error: Option<ErrorCode>,
+}
+
+#[derive(Debug, Default)]
+struct Flow {
+    /// The last sequence number given out (numbers start at 1).
+    last_seq: u64,
+    /// In sequence order.
+    unacked: VecDeque<InFlight>,
+}
+
+#[derive(Debug)]
+pub struct AckSender {
+    cfg: SenderConfig,
+    epoch: u64,
+    flows: HashMap<Vec<u8>, Flow>,
+    bytes_in_flight: usize,
+    rtt: RttEstimator,
+    jitter_state: u64,
+    out: VecDeque<Transmit>,
+    events: VecDeque<AckEvent>,
+    stats: SenderStats,
+}
+
+impl AckSender {
+    /// `epoch` must be random per session (the receiver keys its de-duplication by it);
+    /// `jitter_seed` seeds the RTO jitter.
+    pub fn new(cfg: SenderConfig, epoch: u64, jitter_seed: u64) -> AckSender {
+        assert!(cfg.window_msgs_max >= 1 && u64::from(cfg.window_msgs_max) <= super::WINDOW_SEQS);
+        assert!(cfg.rto_min_ms >= 1 && cfg.rto_min_ms <= cfg.rto_max_ms);
+        AckSender {
+            rtt: RttEstimator::new(cfg.rto_initial_ms * 1000),
+            cfg,
+            epoch,
+            flows: HashMap::new(),
+            bytes_in_flight: 0,
+            jitter_state: jitter_seed | 1,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: SenderStats::default(),
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// Gives `payload` to `target` a sequence number and queues it; refuses when a bound is
+    /// reached (nothing queued then).
+    pub fn send(&mut self, target: &[u8], payload: Bytes, now_ms: u64) -> Result<u64, SendRefused> {
+        if self.bytes_in_flight + payload.len() > self.cfg.window_bytes_max {
+            return Err(SendRefused::BytesFull);
+        }
+        if !self.flows.contains_key(target) && self.flows.len() >= self.cfg.targets_max {
+            return Err(SendRefused::TargetsFull);
+        }
+        let flow = self.flows.entry(target.to_vec()).or_default();
+        if flow.unacked.len() >= self.cfg.window_msgs_max as usize {
+            return Err(SendRefused::WindowFull);
+        }
+        flow.last_seq += 1;
+        let seq = flow.last_seq;
+        self.bytes_in_flight += payload.len();
+        let rto = rto_ms(&self.cfg, &self.rtt, &mut self.jitter_state, 1);
+        flow.unacked.push_back(InFlight {
+            seq,
+            payload: payload.clone(),
+            first_sent_ms: now_ms,
+            last_sent_ms: now_ms,
+            due_ms: now_ms + rto.min(self.cfg.ack_timeout_ms),
+            attempts: 1,
+            last_error: None,
+        });
+        self.out.push_back(Transmit {
+            target: target.to_vec(),
+            epoch: self.epoch,
+            seq,
+            payload,
+            retransmit: None,
+        });
+        self.stats.sent += 1;
+        self.stats.in_flight += 1;
+        self.check_invariant();
+        Ok(seq)
+    }
+
+    /// An acknowledgement from `from` (the target of the messages) for `epoch`.
+    pub fn on_ack(
+        &mut self,
+        from: &[u8],
+        epoch: u64,
+        upto: u64,
+        runs: &[(u64, u64)],
+        gap: bool,
+        now_ms: u64,
+    ) {
+        let Some(flow) = self.flows.get_mut(from).filter(|_| epoch == self.epoch) else {
+            self.stats.acks_stale += 1;
+            return;
+        };
+        // The window is in sequence order: the cumulative part comes off the front, and only
+        // selective runs need a pass over the rest.
+        let mut confirmed = Vec::new();
+        while flow.unacked.front().is_some_and(|m| m.seq <= upto) {
+            confirmed.extend(flow.unacked.pop_front());
+        }
+        if !runs.is_empty() {
+            let in_runs = |seq: u64| runs.iter().any(|&(a, b)| a <= seq && seq <= b);
+            let mut kept = VecDeque::with_capacity(flow.unacked.len());
+            for m in flow.unacked.drain(..) {
+                if in_runs(m.seq) {
+                    confirmed.push(m);
+                } else {
+                    kept.push_back(m);
+                }
+            }
+            flow.unacked = kept;
+        }
+        for m in confirmed {
+            // Karn: only a message sent once gives a round-trip sample.
+            if m.attempts == 1 {
+                self.rtt
+                    .sample(now_ms.saturating_sub(m.first_sent_ms) * 1000);
+            }
+            self.bytes_in_flight -= m.payload.len();
+            self.stats.confirmed += 1;
+            self.stats.in_flight -= 1;
+            self.events.push_back(AckEvent::Confirmed {
+                target: from.to_vec(),
+                seq: m.seq,
+            });
+        }
+        if gap {
+            // Everything still unacknowledged below the highest taken number is missing; with
+            // no runs (an ordered receiver), everything from `upto + 1` is.
+            let highest = runs.iter().map(|&(_, b)| b).max().unwrap_or(u64::MAX);
+            let holdoff = self
+                .rtt
+                .smoothed_us()
+                .map_or(self.cfg.rto_min_ms, |us| (us / 1000).max(1));
+            self.resend(from, Trigger::Gap, now_ms, |m| {
+                m.seq < highest && now_ms.saturating_sub(m.last_sent_ms) >= holdoff
+            });
+        }
+        self.check_invariant();
+    }
+
+    /// The relay answered message `(epoch, seq)` to `target` with ERROR `code`.
+    pub fn on_error(&mut self, target: &[u8], epoch: u64, seq: u64, code: ErrorCode) {
+        if epoch != self.epoch {
+            self.stats.acks_stale += 1;
+            return;
+        }
+        let fail = self.cfg.fail_on_error;
+        let Some(flow) = self.flows.get_mut(target) else {
+            return;
+        };
+        let Some(index) = flow.unacked.iter().position(|m| m.seq == seq) else {
+            return;
+        };
+        if !fail {
+            // Tried again by the timer (or sooner, when the target comes online).
+            flow.unacked[index].last_error = Some(code);
+        } else if let Some(m) = flow.unacked.remove(index) {
+            self.finish_failed(target, m, FailReason::Refused(code));
+        }
+        self.check_invariant();
+    }
+
+    /// This session has a new connection: everything unacknowledged goes again.
+    pub fn on_reconnected(&mut self, now_ms: u64) {
+        let targets: Vec<Vec<u8>> = self.flows.keys().cloned().collect();
+        for target in targets {
+            self.resend(&target, Trigger::Reconnect, now_ms, |_| true);
+        }
+    }
+
+    /// `target` came online: what it has not acknowledged goes again.
+    pub fn on_presence_online(&mut self, target: &[u8], now_ms: u64) {
+        self.resend(target, Trigger::Presence, now_ms, |_| true);
+    }
+
+    /// The earliest timer, if any message is in flight. Scans the flows with messages in
+    /// flight (their earliest due time, `unacked` is short for most).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.flows
+            .values()
+            .flat_map(|f| f.unacked.iter().map(|m| m.due_ms))
+            .min()
+    }
+
+    /// Sends again, or fails, every message whose timer has expired by `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let targets: Vec<Vec<u8>> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.unacked.iter().any(|m| m.due_ms <= now_ms))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for target in targets {
+            self.expire(&target, now_ms);
+            self.resend(&target, Trigger::Timer, now_ms, |m| m.due_ms <= now_ms);
+        }
+        self.check_invariant();
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<AckEvent> {
+        self.events.pop_front()
+    }
+
+    /// Fails the messages of `target` past their timeout or attempts.
+    fn expire(&mut self, target: &[u8], now_ms: u64) {
+        let Some(flow) = self.flows.get_mut(target) else {
+            return;
+        };
+        let (timeout, attempts_max) = (self.cfg.ack_timeout_ms, self.cfg.attempts_max);
+        let mut kept = VecDeque::with_capacity(flow.unacked.len());
+        let mut failed = Vec::new();
+        for m in flow.unacked.drain(..) {
+            let reason = if now_ms.saturating_sub(m.first_sent_ms) >= timeout {
+                Some(FailReason::Timeout {
+                    last_error: m.last_error,
+                })
+            } else if m.attempts >= attempts_max && m.due_ms <= now_ms {
+                Some(FailReason::AttemptsExhausted {
+                    last_error: m.last_error,
+                })
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => failed.push((m, reason)),
+                None => kept.push_back(m),
+            }
+        }
+        flow.unacked = kept;
+        for (m, reason) in failed {
+            self.finish_failed(target, m, reason);
+        }
+    }
+
+    fn finish_failed(&mut self, target: &[u8], m: InFlight, reason: FailReason) {
+        self.bytes_in_flight -= m.payload.len();
+        self.stats.in_flight -= 1;
+        match reason {
+            FailReason::Timeout { .. } => self.stats.failed_timeout += 1,
+            FailReason::AttemptsExhausted { .. } => self.stats.failed_attempts += 1,
+            FailReason::Refused(_) => self.stats.failed_refused += 1,
+        }
+        self.events.push_back(AckEvent::Failed {
+            target: target.to_vec(),
+            seq: m.seq,
+            reason,
+        });
+    }
+
+    /// Queues again the messages of `target` that `pick` selects.
+    fn resend(
+        &mut self,
+        target: &[u8],
+        trigger: Trigger,
+        now_ms: u64,
+        pick: impl Fn(&InFlight) -> bool,
+    ) {
+        let Some(flow) = self.flows.get_mut(target) else {
+            return;
+        };
+        for m in flow.unacked.iter_mut().filter(|m| pick(m)) {
+            m.attempts += 1;
+            m.last_sent_ms = now_ms;
+            let rto = rto_ms(&self.cfg, &self.rtt, &mut self.jitter_state, m.attempts);
+            m.due_ms = (now_ms + rto).min(m.first_sent_ms + self.cfg.ack_timeout_ms);
+            self.stats.retransmitted[trigger as usize] += 1;
+            self.out.push_back(Transmit {
+                target: target.to_vec(),
+                epoch: self.epoch,
+                seq: m.seq,
+                payload: m.payload.clone(),
+                retransmit: Some(trigger),
+            });
+        }
+    }
+
+    fn check_invariant(&self) {
+        let s = &self.stats;
+        debug_assert_eq!(s.sent, s.confirmed + s.failed() + s.in_flight);
+        debug_assert_eq!(
+            s.in_flight as usize,
+            self.flows.values().map(|f| f.unacked.len()).sum::<usize>()
+        );
+    }
+}
+
+/// The RTO for a message on its `attempts`-th send: 4 × smoothed RTT, bounded, doubled per
+/// earlier attempt, ±20 % jitter (`jitter_state` is a xorshift64 state: jitter needs no
+/// strong generator).
+fn rto_ms(cfg: &SenderConfig, rtt: &RttEstimator, jitter_state: &mut u64, attempts: u32) -> u64 {
+    let base = (rtt.rto_us() / 1000).clamp(cfg.rto_min_ms, cfg.rto_max_ms);
+    let backed_off = base
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(16))
+        .min(cfg.rto_max_ms);
+    let mut x = *jitter_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *jitter_state = x;
+    let spread = backed_off / 5;
+    (backed_off - spread + x % (2 * spread + 1)).max(1)
+}

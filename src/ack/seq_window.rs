@@ -1,0 +1,212 @@
+//! Which sequence numbers of one (sender, epoch) a receiver has taken: the highest contiguous
+//! one, `upto`, and a bitmap of the [`WINDOW_SEQS`] numbers above it. Sequence numbers start
+//! at 1, so a fresh window has `upto = 0`. 136 bytes per window, whatever the traffic.
+
+/// How far above the highest contiguous sequence number a receiver records arrivals. The
+/// sender never has more than its window (`window_msgs_max`, at most this) unacknowledged, so
+/// a live sender's numbers always fall inside.
+pub const WINDOW_SEQS: u64 = 1024;
+const WORDS: usize = (WINDOW_SEQS / 64) as usize;
+
+/// What [`SeqWindow::accept`] made of a sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// Not seen before: deliver it.
+    New,
+    /// Seen before (or 0, which no sender uses): drop it, and acknowledge again.
+    Duplicate,
+    /// More than [`WINDOW_SEQS`] above `upto`: not recorded; the sender will send it again.
+    BeyondWindow,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeqWindow {
+    upto: u64,
+    /// Bit `i` (word `i / 64`, bit `i % 64`) set: `upto + 1 + i` was taken.
+    above: [u64; WORDS],
+}
+
+impl Default for SeqWindow {
+    fn default() -> Self {
+        SeqWindow {
+            upto: 0,
+            above: [0; WORDS],
+        }
+    }
+}
+
+impl SeqWindow {
+    /// The highest sequence number below which every one was taken.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        if seq <= self.upto {
+            return true;
+        }
+        let offset = seq - self.upto - 1;
+        offset < WINDOW_SEQS && self.bit(offset as usize)
+    }
+
+    /// Records `seq` unless it was taken before or lies beyond the window.
+    pub fn accept(&mut self, seq: u64) -> Accept {
+        if seq <= self.upto {
+            return Accept::Duplicate;
+        }
+        let offset = seq - self.upto - 1;
+        if offset >= WINDOW_SEQS {
+            return Accept::BeyondWindow;
+        }
+        let offset = offset as usize;
+        if self.bit(offset) {
+            return Accept::Duplicate;
+        }
+        self.above[offset / 64] |= 1 << (offset % 64);
+        self.advance();
+        Accept::New
+    }
+
+    /// True when something above `upto + 1` was taken while `upto + 1` was not: a gap.
+    pub fn has_gap(&self) -> bool {
+        self.above.iter().any(|&w| w != 0)
+    }
+
+    /// The runs of taken numbers above `upto`, lowest first, as inclusive `(first, last)`
+    /// pairs; at most `runs_max` of them.
+    pub fn runs(&self, runs_max: usize) -> Vec<(u64, u64)> {
+        let mut runs = Vec::new();
+        let mut offset = 0usize;
+        while offset < WINDOW_SEQS as usize && runs.len() < runs_max {
+            if !self.bit(offset) {
+                offset += 1;
+                continue;
+            }
+            let first = offset;
+            while offset < WINDOW_SEQS as usize && self.bit(offset) {
+                offset += 1;
+            }
+            let seq = |o: usize| self.upto + 1 + o as u64;
+            runs.push((seq(first), seq(offset - 1)));
+        }
+        runs
+    }
+
+    fn bit(&self, offset: usize) -> bool {
+        self.above[offset / 64] & (1 << (offset % 64)) != 0
+    }
+
+    /// Moves `upto` over the taken numbers just above it, shifting the bitmap down.
+    fn advance(&mut self) {
+        let mut shift = 0usize;
+        for &word in &self.above {
+            let ones = word.trailing_ones() as usize;
+            shift += ones;
+            if ones < 64 {
+                break;
+            }
+        }
+        if shift == 0 {
+            return;
+        }
+        self.upto += shift as u64;
+        let (words, bits) = (shift / 64, shift % 64);
+        for i in 0..WORDS {
+            let low = self.above.get(i + words).copied().unwrap_or(0);
+            let high = self.above.get(i + words + 1).copied().unwrap_or(0);
+            self.above[i] = if bits == 0 {
+                low
+            } else {
+                (low >> bits) | (high << (64 - bits))
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The naive model: the set of taken numbers.
+    fn model_upto(taken: &BTreeSet<u64>) -> u64 {
+        let mut upto = 0;
+        while taken.contains(&(upto + 1)) {
+            upto += 1;
+        }
+        upto
+    }
+
+    #[test]
+    fn in_order_numbers_advance_upto_and_repeats_are_duplicates() {
+        let mut w = SeqWindow::default();
+        assert_eq!(w.accept(0), Accept::Duplicate);
+        for seq in 1..=3000 {
+            assert_eq!(w.accept(seq), Accept::New);
+            assert_eq!(w.upto(), seq);
+            assert!(!w.has_gap());
+        }
+        assert_eq!(w.accept(2999), Accept::Duplicate);
+        assert_eq!(w.accept(3000 + WINDOW_SEQS + 1), Accept::BeyondWindow);
+        assert_eq!(w.accept(3000 + WINDOW_SEQS), Accept::New);
+        assert_eq!(w.runs(8), vec![(4024, 4024)]);
+    }
+
+    #[test]
+    fn gaps_are_runs_until_filled_then_upto_jumps() {
+        let mut w = SeqWindow::default();
+        for seq in [2, 3, 5, 70, 71, 200] {
+            assert_eq!(w.accept(seq), Accept::New);
+        }
+        assert_eq!(w.upto(), 0);
+        assert!(w.has_gap());
+        assert_eq!(w.runs(8), vec![(2, 3), (5, 5), (70, 71), (200, 200)]);
+        assert_eq!(w.runs(2), vec![(2, 3), (5, 5)]);
+        assert_eq!(w.accept(1), Accept::New);
+        assert_eq!(w.upto(), 3);
+        assert_eq!(w.accept(4), Accept::New);
+        assert_eq!(w.upto(), 5);
+        for seq in 6..70 {
+            w.accept(seq);
+        }
+        assert_eq!(w.upto(), 71);
+        assert_eq!(w.runs(8), vec![(200, 200)]);
+    }
+
+    #[test]
+    fn any_arrival_order_agrees_with_the_set_model() {
+        // A deterministic shuffle of 1..=N with repeats, checked step by step.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..60 {
+            let n = 50 + round * 23;
+            let mut w = SeqWindow::default();
+            let mut taken = BTreeSet::new();
+            for step in 0..n * 3 {
+                let seq = 1 + next() % n;
+                let upto = model_upto(&taken);
+                let want = if taken.contains(&seq) {
+                    Accept::Duplicate
+                } else if seq - upto > WINDOW_SEQS {
+                    Accept::BeyondWindow
+                } else {
+                    taken.insert(seq);
+                    Accept::New
+                };
+                assert_eq!(w.accept(seq), want, "seq {seq}");
+                assert_eq!(w.upto(), model_upto(&taken));
+                if step % 16 != 0 {
+                    continue;
+                }
+                for probe in 1..=n {
+                    assert_eq!(w.contains(probe), taken.contains(&probe));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The sender's bounds, triggers and failures, and the two ends together over a simulated
+//! path that loses, duplicates, delays, reorders and cuts: nothing confirmed is lost, nothing
+//! is delivered twice, and every message ends confirmed or failed.
+
+use super::*;
+use crate::protocol::ErrorCode;
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn sender(cfg: SenderConfig) -> AckSender {
+    AckSender::new(cfg, 0xE90C, 7)
+}
+
+fn transmits(s: &mut AckSender) -> Vec<Transmit> {
+    std::iter::from_fn(|| s.poll_transmit()).collect()
+}
+
+fn events(s: &mut AckSender) -> Vec<AckEvent> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn payload(n: usize) -> Bytes {
+    Bytes::from(vec![b'x'; n])
+}
+
+#[test]
+fn sequence_numbers_are_dense_per_target_and_start_at_1() {
+    let mut s = sender(SenderConfig::default());
+    assert_eq!(s.send(b"b", payload(1), 0), Ok(1));
+    assert_eq!(s.send(b"b", payload(1), 0), Ok(2));
+    assert_eq!(s.send(b"c", payload(1), 0), Ok(1));
+    let sent = transmits(&mut s);
+    assert_eq!(sent.len(), 3);
+    assert!(sent
+        .iter()
+        .all(|t| t.epoch == 0xE90C && t.retransmit.is_none()));
+    assert_eq!(s.stats().in_flight, 3);
+}
+
+#[test]
+fn a_full_window_or_byte_budget_or_target_table_refuses_without_queueing() {
+    let mut s = sender(SenderConfig {
+        window_msgs_max: 2,
+        window_bytes_max: 10,
+        targets_max: 2,
+        ..SenderConfig::default()
+    });
+    s.send(b"b", payload(1), 0).unwrap();
+    s.send(b"b", payload(1), 0).unwrap();
+    assert_eq!(s.send(b"b", payload(1), 0), Err(SendRefused::WindowFull));
+    assert_eq!(s.send(b"c", payload(9), 0), Err(SendRefused::BytesFull));
+    s.send(b"c", payload(1), 0).unwrap();
+    assert_eq!(s.send(b"d", payload(1), 0), Err(SendRefused::TargetsFull));
+    assert_eq!(s.stats().sent, 3);
+    // An acknowledgement frees the window: the next number follows on.
+    s.on_ack(b"b", 0xE90C, 2, &[], false, 1);
+    assert_eq!(s.send(b"b", payload(1), 1), Ok(3));
+}
+
+#[test]
+fn cumulative_and_selective_acknowledgements_confirm_exactly_what_they_name() {
+    let mut s = sender(SenderConfig::default());
+    for _ in 0..6 {
+        s.send(b"b", payload(4), 0).unwrap();
+    }
+    s.on_ack(b"b", 0xE90C, 2, &[(4, 5)], false, 3);
+    let confirmed: Vec<u64> = events(&mut s)
+        .into_iter()
+        .map(|e| match e {
+            AckEvent::Confirmed { seq, .. } => seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(confirmed, vec![1, 2, 4, 5]);
+    assert_eq!(s.stats().in_flight, 2);
+    assert_eq!(s.rtt().smoothed_us(), Some(3_000));
+    // A stale epoch or an unknown target changes nothing.
+    s.on_ack(b"b", 1, 6, &[], false, 4);
+    s.on_ack(b"zz", 0xE90C, 6, &[], false, 4);
+    assert_eq!(s.stats().acks_stale, 2);
+    assert_eq!(s.stats().in_flight, 2);
+}
+
+#[test]
+fn a_reported_gap_sends_the_missing_messages_below_the_highest_taken() {
+    let mut s = sender(SenderConfig::default());
+    for _ in 0..5 {
+        s.send(b"b", payload(1), 0).unwrap();
+    }
+    transmits(&mut s);
+    s.on_ack(b"b", 0xE90C, 1, &[(4, 4)], true, 60);
+    let again: Vec<(u64, Option<Trigger>)> = transmits(&mut s)
+        .iter()
+        .map(|t| (t.seq, t.retransmit))
+        .collect();
+    assert_eq!(
+        again,
+        vec![(2, Some(Trigger::Gap)), (3, Some(Trigger::Gap))]
+    );
+    assert_eq!(s.stats().retransmitted_by(Trigger::Gap), 2);
+}
+
+#[test]
+fn reconnection_and_presence_send_the_window_again() {
+    let mut s = sender(SenderConfig::default());
+    s.send(b"b", payload(1), 0).unwrap();
+    s.send(b"c", payload(1), 0).unwrap();
+    transmits(&mut s);
+    s.on_reconnected(5);
+    assert_eq!(transmits(&mut s).len(), 2);
+    s.on_presence_online(b"c", 6);
+    let again = transmits(&mut s);
+    assert_eq!((again.len(), again[0].target.as_slice()), (1, &b"c"[..]));
+    assert_eq!(s.stats().retransmitted_by(Trigger::Reconnect), 2);
+    assert_eq!(s.stats().retransmitted_by(Trigger::Presence), 1);
+}
+
+#[test]
+fn the_timer_backs_off_then_fails_the_message_with_its_last_error() {
+    let mut s = sender(SenderConfig {
+        attempts_max: 3,
+        ..SenderConfig::default()
+    });
+    s.send(b"b", payload(1), 0).unwrap();
+    transmits(&mut s);
+    s.on_error(b"b", 0xE90C, 1, ErrorCode::UNKNOWN_ID);
+    let mut fired = Vec::new();
+    while let Some(due) = s.poll_timeout() {
+        s.handle_timeout(due);
+        fired.push(due);
+        transmits(&mut s);
+    }
+    // Initial RTO 200 ms ±20 %, then doubled ±20 %; the third expiry fails it.
+    assert_eq!(fired.len(), 3, "{fired:?}");
+    assert!((160..=240).contains(&fired[0]), "{fired:?}");
+    assert!(fired[1] - fired[0] >= 320, "{fired:?}");
+    assert_eq!(
+        events(&mut s),
+        vec![AckEvent::Failed {
+            target: b"b".to_vec(),
+            seq: 1,
+            reason: FailReason::AttemptsExhausted {
+                last_error: Some(ErrorCode::UNKNOWN_ID)
+            }
+        }]
+    );
+    let st = s.stats();
+    assert_eq!((st.sent, st.failed(), st.in_flight), (1, 1, 0));
+}
+
+#[test]
+fn a_message_fails_at_the_ack_timeout_whatever_its_attempts() {
+    let mut s = sender(SenderConfig {
+        ack_timeout_ms: 1_000,
+        ..SenderConfig::default()
+    });
+    s.send(b"b", payload(1), 0).unwrap();
+    let mut last = 0;
+    while let Some(due) = s.poll_timeout() {
+        assert!(due <= 1_000, "no timer past the timeout: {due}");
+        s.handle_timeout(due);
+        last = due;
+    }
+    assert_eq!(last, 1_000);
+    assert!(matches!(
+        events(&mut s)[..],
+        [AckEvent::Failed {
+            reason: FailReason::Timeout { last_error: None },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn with_fail_on_error_an_error_fails_the_message_at_once() {
+    let mut s = sender(SenderConfig {
+        fail_on_error: true,
+        ..SenderConfig::default()
+    });
+    s.send(b"b", payload(1), 0).unwrap();
+    s.send(b"b", payload(1), 0).unwrap();
+    s.on_error(b"b", 0xE90C, 2, ErrorCode::UNKNOWN_ID);
+    assert_eq!(
+        events(&mut s),
+        vec![AckEvent::Failed {
+            target: b"b".to_vec(),
+            seq: 2,
+            reason: FailReason::Refused(ErrorCode::UNKNOWN_ID)
+        }]
+    );
+    assert_eq!(s.stats().in_flight, 1);
+}
+
+/// A deterministic path between one sender and one receiver: each message or ack is lost,
+/// duplicated or delayed (so reordered) at the given odds, and during cuts everything is
+/// lost; at the end of each cut the sender learns it reconnected.
+struct Path {
+    state: u64,
+    loss_pct: u64,
+    dup_pct: u64,
+    delay_max_ms: u64,
+    /// (from, to) ms.
+    cuts: Vec<(u64, u64)>,
+}
+
+impl Path {
+    fn roll(&mut self, below: u64) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % below.max(1)
+    }
+
+    fn cut_at(&self, now: u64) -> bool {
+        self.cuts.iter().any(|&(a, b)| a <= now && now < b)
+    }
+
+    /// The arrival times of one thing sent at `now` (none, one or two).
+    fn arrivals(&mut self, now: u64) -> Vec<u64> {
+        if self.cut_at(now) || self.roll(100) < self.loss_pct {
+            return Vec::new();
+        }
+        let copies = if self.roll(100) < self.dup_pct { 2 } else { 1 };
+        (0..copies)
+            .map(|_| now + self.roll(self.delay_max_ms + 1))
+            .collect()
+    }
+}
+
+/// What one simulated run ended with.
+struct Outcome {
+    confirmed: BTreeSet<u64>,
+    failed: BTreeSet<u64>,
+    delivered: Vec<u64>,
+    stats: SenderStats,
+    receiver: ReceiverStats,
+}
+
+fn simulate(messages: u64, mut path: Path, ordered: bool, ack_timeout_ms: u64) -> Outcome {
+    let mut s = sender(SenderConfig {
+        window_msgs_max: 64,
+        ack_timeout_ms,
+        attempts_max: u32::MAX,
+        ..SenderConfig::default()
+    });
+    let mut r = AckReceiver::new(ReceiverConfig {
+        ordered,
+        ..ReceiverConfig::default()
+    });
+    let mut to_receiver: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut to_sender: BTreeMap<u64, Vec<AckOut>> = BTreeMap::new();
+    let (mut next, mut out) = (
+        1u64,
+        Outcome {
+            confirmed: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            delivered: Vec::new(),
+            stats: SenderStats::default(),
+            receiver: ReceiverStats::default(),
+        },
+    );
+    // Bounded: every message has ended by then (sends stop once all are numbered).
+    for now in 0..SIMULATED_MS_MAX {
+        if path.cuts.iter().any(|&(_, b)| b == now) {
+            s.on_reconnected(now);
+        }
+        while next <= messages && s.send(b"b", payload(8), now).is_ok() {
+            next += 1;
+        }
+        s.handle_timeout(now);
+        while let Some(t) = s.poll_transmit() {
+            for at in path.arrivals(now) {
+                to_receiver.entry(at).or_default().push(t.seq);
+            }
+        }
+        for seq in to_receiver.remove(&now).unwrap_or_default() {
+            if r.on_message(b"a", 0xE90C, seq, now) == Verdict::Deliver {
+                out.delivered.push(seq);
+            }
+        }
+        r.handle_timeout(now);
+        while let Some(ack) = r.poll_ack() {
+            for at in path.arrivals(now) {
+                to_sender.entry(at).or_default().push(ack.clone());
+            }
+        }
+        for ack in to_sender.remove(&now).unwrap_or_default() {
+            s.on_ack(b"b", ack.epoch, ack.upto, &ack.runs, ack.gap, now);
+        }
+        while let Some(e) = s.poll_event() {
+            match e {
+                AckEvent::Confirmed { seq, .. } => assert!(out.confirmed.insert(seq)),
+                AckEvent::Failed { seq, .. } => assert!(out.failed.insert(seq)),
+            }
+        }
+        if next > messages && s.stats().in_flight == 0 {
+            break;
+        }
+    }
+    out.stats = s.stats().clone();
+    out.receiver = r.stats();
+    out
+}
+
+const SIMULATED_MS_MAX: u64 = 200_000;
+
+fn assert_nothing_lost_or_doubled(o: &Outcome, messages: u64) {
+    let delivered: BTreeSet<u64> = o.delivered.iter().copied().collect();
+    assert_eq!(
+        delivered.len(),
+        o.delivered.len(),
+        "a message delivered twice"
+    );
+    assert!(
+        o.confirmed.is_subset(&delivered),
+        "confirmed but never delivered"
+    );
+    assert!(
+        delivered.iter().all(|&s| (1..=messages).contains(&s)),
+        "unexpected"
+    );
+    let st = &o.stats;
+    assert_eq!(st.sent, st.confirmed + st.failed() + st.in_flight);
+    assert_eq!(st.in_flight, 0, "every message ended");
+    assert_eq!(st.sent, messages);
+}
+
+#[test]
+fn over_a_lossy_duplicating_reordering_path_every_message_is_delivered_once_and_confirmed() {
+    for seed in 1..=20u64 {
+        let path = Path {
+            state: seed * 0x9E37_79B9,
+            loss_pct: 10,
+            dup_pct: 10,
+            delay_max_ms: 5,
+            cuts: vec![(300, 450), (900, 1_000)],
+        };
+        let o = simulate(2_000, path, false, 60_000);
+        assert_nothing_lost_or_doubled(&o, 2_000);
+        assert_eq!(o.confirmed.len(), 2_000, "seed {seed}: all confirmed");
+        assert!(o.stats.retransmitted_by(Trigger::Reconnect) > 0);
+        assert!(o.receiver.duplicates_suppressed > 0);
+    }
+}
+
+#[test]
+fn in_ordered_mode_each_sender_s_messages_arrive_in_sequence() {
+    for seed in 1..=10u64 {
+        let path = Path {
+            state: seed * 0x51_7CC1,
+            loss_pct: 5,
+            dup_pct: 5,
+            delay_max_ms: 4,
+            cuts: vec![(200, 260)],
+        };
+        let o = simulate(1_000, path, true, 60_000);
+        assert_nothing_lost_or_doubled(&o, 1_000);
+        assert_eq!(o.delivered, (1..=1_000).collect::<Vec<u64>>());
+    }
+}
+
+#[test]
+fn a_path_that_never_heals_fails_every_message_with_a_reason_and_loses_none() {
+    let path = Path {
+        state: 3,
+        loss_pct: 0,
+        dup_pct: 0,
+        delay_max_ms: 0,
+        cuts: vec![(3, u64::MAX)],
+    };
+    let o = simulate(500, path, false, 2_000);
+    assert_nothing_lost_or_doubled(&o, 500);
+    assert_eq!(o.confirmed.len() + o.failed.len(), 500);
+    assert!(!o.failed.is_empty());
+}
