@@ -12,6 +12,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod cpu_list;
 pub mod endpoint;
 pub mod memory_budget;
 pub mod protocol;

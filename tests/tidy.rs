@@ -898,6 +898,15 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "src/cpu_list.rs",
+        &[
+            "crate::core",
+            "crate::cluster",
+            "crate::server",
+            "crate::client",
+        ],
+    ),
+    (
         "src/endpoint.rs",
         &[
             "crate::core",

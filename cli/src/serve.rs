@@ -12,9 +12,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// Highest CPU index `--cpus` accepts (bounds the list a range can expand to).
-pub const CPU_INDEX_MAX: usize = 4095;
-
 /// Flags of `ringrelay serve`; each one overrides the config file.
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
@@ -84,42 +81,9 @@ pub struct ServeArgs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
 
-/// Parses `0,2-3` style lists: comma-separated CPU indexes or inclusive ranges, no repeats.
+/// Parses `0,2-3` style lists (`ringrelay::cpu_list`).
 pub fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
-    let mut cpus = Vec::new();
-    for item in text.split(',').map(str::trim) {
-        if item.is_empty() {
-            return Err(format!("empty entry in CPU list '{text}'"));
-        }
-        let (first, last) = match item.split_once('-') {
-            Some((a, b)) => (parse_cpu_index(a)?, parse_cpu_index(b)?),
-            None => {
-                let cpu = parse_cpu_index(item)?;
-                (cpu, cpu)
-            }
-        };
-        if first > last {
-            return Err(format!("CPU range '{item}' runs backwards"));
-        }
-        for cpu in first..=last {
-            if cpus.contains(&cpu) {
-                return Err(format!("CPU {cpu} is listed twice"));
-            }
-            cpus.push(cpu);
-        }
-    }
-    Ok(CpuList(cpus))
-}
-
-fn parse_cpu_index(text: &str) -> Result<usize, String> {
-    let cpu: usize = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{}' is not a CPU index", text.trim()))?;
-    if cpu > CPU_INDEX_MAX {
-        return Err(format!("CPU index {cpu} is above {CPU_INDEX_MAX}"));
-    }
-    Ok(cpu)
+    ringrelay::cpu_list::parse(text).map(CpuList)
 }
 
 /// A peer or advertised address: checked by the same parser as the config file (empty entries

@@ -122,7 +122,34 @@ fn workers_past_the_cpus_and_cpus_that_do_not_exist_are_refused_at_once_with_the
     let stderr = serve.stderr();
     assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
     assert!(
-        stderr.contains("CPU 4095 is not one this process may run on (allowed: 0"),
+        stderr.contains("CPU 4095 does not exist or is outside this process's cpuset (possible: 0"),
         "stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn serve_started_under_a_narrower_affinity_may_still_pin_workers_to_other_cpus() {
+    // `ringrelay bench --relay-cpus 0` run under `taskset -c 1` starts its relay so: the
+    // inherited mask is CPU 1 only, the worker goes to CPU 0. (On a one-CPU host both are 0.)
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let last = (cpus - 1).to_string();
+    let mut relay = Proc::spawn_under(
+        "taskset",
+        &[
+            "-c",
+            &last,
+            "{bin}",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cpus",
+            "0",
+        ],
+    );
+    let line = relay.next_line();
+    assert!(
+        line.starts_with("listening "),
+        "{line}; stderr:\n{}",
+        relay.stderr()
     );
 }

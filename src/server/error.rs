@@ -23,8 +23,8 @@ pub enum ServeError {
         max: usize,
         per_cpu: usize,
     },
-    #[error("CPU {cpu} is not one this process may run on (allowed: {allowed})")]
-    NoSuchCpu { cpu: usize, allowed: String },
+    #[error("CPU {cpu} does not exist or is outside this process's cpuset (possible: {possible})")]
+    NoSuchCpu { cpu: usize, possible: String },
     #[error("cannot resolve {setting} = {endpoint}: {source}")]
     Resolve {
         setting: &'static str,

@@ -432,35 +432,51 @@ fn mailboxes(workers: usize, handoff_bytes_max: usize) -> Result<Vec<Mailbox>, S
 /// make the start slow (every worker builds its ring and buffers).
 pub const WORKERS_PER_CPU_MAX: usize = 4;
 
-/// Refuses `cpus` naming a CPU this process may not run on, and more than
-/// [`WORKERS_PER_CPU_MAX`] workers per available CPU.
+/// Refuses `cpus` naming a CPU that does not exist or lies outside this process's cpuset,
+/// and more than [`WORKERS_PER_CPU_MAX`] workers per CPU.
 fn check_cpus(cfg: &Config, workers: usize) -> Result<(), ServeError> {
-    let allowed: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    if let (Some(cpus), false) = (&cfg.cpus, allowed.is_empty()) {
-        if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
-            let allowed = allowed
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            return Err(ServeError::NoSuchCpu { cpu, allowed });
+    let possible = possible_cpus();
+    if let (Some(cpus), Some(possible)) = (&cfg.cpus, &possible) {
+        if let Some(&cpu) = cpus.iter().find(|c| !possible.contains(c)) {
+            let possible = crate::cpu_list::format(possible);
+            return Err(ServeError::NoSuchCpu { cpu, possible });
         }
     }
-    let available = std::thread::available_parallelism().map_or(allowed.len().max(1), |n| n.get());
-    let max = available.saturating_mul(WORKERS_PER_CPU_MAX);
+    // Pinned workers may use every CPU of the cpuset; unpinned ones run where this process may.
+    let cpus = match (&cfg.cpus, &possible) {
+        (Some(_), Some(possible)) => possible.len(),
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let max = cpus.saturating_mul(WORKERS_PER_CPU_MAX);
     if workers > max {
         return Err(ServeError::WorkersPastCpus {
             workers,
-            cpus: available,
+            cpus,
             max,
             per_cpu: WORKERS_PER_CPU_MAX,
         });
     }
     Ok(())
+}
+
+/// The CPUs this process could be placed on: its cgroup's effective cpuset (cgroup v2), else
+/// the online CPUs; `None` when neither can be read. Not the current affinity mask: a relay
+/// started under `taskset -c 1` (as `ringrelay bench` starts its own) may still pin a worker
+/// to CPU 0; the cpuset, not the inherited mask, is the limit.
+fn possible_cpus() -> Option<Vec<usize>> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let cgroup_cpuset = read("/proc/self/cgroup").and_then(|text| {
+        let path = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))?
+            .trim()
+            .to_string();
+        read(&format!("/sys/fs/cgroup{path}/cpuset.cpus.effective"))
+    });
+    let list = cgroup_cpuset
+        .filter(|l| !l.trim().is_empty())
+        .or_else(|| read("/sys/devices/system/cpu/online"))?;
+    crate::cpu_list::parse(&list).ok()
 }
 
 /// CPU for each worker: the configured list, else the CPUs this process may run on, in turn.
