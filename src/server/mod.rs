@@ -116,7 +116,8 @@ pub(crate) fn wall_us() -> u64 {
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Server {
-    /// Binds, starts the workers and returns once every worker is accepting.
+    /// Binds, starts the workers and returns once every worker is up; only then do they
+    /// accept (connections that come earlier wait in the listen backlog).
     pub fn start(cfg: Config) -> Result<Server, ServeError> {
         cfg.validate()?;
         let workers = cfg.worker_count();
@@ -209,7 +210,9 @@ impl Server {
                 }
             }
         }
+        // Every worker is up: now they accept (each arms its accept when it sees this).
         server.shared.accepting.store(true, Ordering::Release);
+        server.shared.wake_all_workers();
         tracing::info!(%local_addr, workers, "relay listening");
         Ok(server)
     }

@@ -62,6 +62,8 @@ pub struct Worker {
     completions: Vec<Completion>,
     tick_ms: u64,
     accept_armed: bool,
+    /// Set once every worker is up (`shared.accepting`): from then on accept stays armed.
+    accept_started: bool,
     clock: Instant,
     now_ms: u64,
     stopping: bool,
@@ -116,6 +118,7 @@ impl Worker {
             completions: Vec::with_capacity(4096),
             tick_ms,
             accept_armed: false,
+            accept_started: false,
             clock: shared.started,
             now_ms: 0,
             stopping: false,
@@ -128,7 +131,9 @@ impl Worker {
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
-        w.arm_accept();
+        // No accept yet: the loop arms it once every worker is up (`shared.accepting`), so no
+        // client is served by a relay that is still starting (and a signal during start-up
+        // can end the process without leaving anyone's messages behind).
         w.arm_wake();
         w.arm_timer();
         w.uring
@@ -143,6 +148,12 @@ impl Worker {
         loop {
             if !self.stopping && self.shared.shutdown.load(Ordering::Acquire) {
                 self.begin_stop();
+            }
+            if !self.accept_started && self.shared.accepting.load(Ordering::Acquire) {
+                self.accept_started = true;
+                if !self.stopping {
+                    self.arm_accept();
+                }
             }
             if self.stopping && (self.slab.open_count == 0 || self.now_ms >= self.stop_deadline_ms)
             {
@@ -291,7 +302,7 @@ impl Worker {
         if !self.link_backlogs.is_empty() {
             self.expire_link_backlogs();
         }
-        if !self.accept_armed && !self.stopping {
+        if self.accept_started && !self.accept_armed && !self.stopping {
             self.arm_accept();
         }
         self.arm_timer();
