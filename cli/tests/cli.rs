@@ -73,13 +73,9 @@ fn sigint_at_any_moment_of_the_start_up_ends_serve_promptly() {
     // The moments vary from before the signal thread exists to after the workers run; the
     // sleeps choose the moment, they wait for nothing.
     for delay_ms in [0u64, 1, 3, 10, 30, 100, 300] {
-        let relay = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "4"]);
+        let mut relay = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "4"]);
         std::thread::sleep(Duration::from_millis(delay_ms));
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child; no memory effects.
-        unsafe {
-            libc::kill(relay.pid() as i32, libc::SIGINT);
-        }
-        let mut relay = relay;
+        relay.signal(libc::SIGINT);
         let (status, _) = relay.wait_exit_within(Duration::from_secs(5));
         use std::os::unix::process::ExitStatusExt;
         // 0: it had started and stopped cleanly; 130 (128 + SIGINT): it was starting;

@@ -342,7 +342,7 @@ pub fn probe(root: &Path, cfg: &Config, limits: &ProcessLimits) -> Vec<Finding> 
         Sysctl::Unreadable(why) => findings.push(unknown("kernel.io_uring_disabled", &why)),
     }
 
-    let backlog = needs(cfg)[2].1;
+    let backlog = super::LISTEN_BACKLOG as u64;
     match sysctl("net.core.somaxconn") {
         Sysctl::Value(v) if v < backlog => findings.push(Finding {
             setting: "net.core.somaxconn",

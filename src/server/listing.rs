@@ -55,7 +55,7 @@ impl ListingSlot {
         self.pending.store(true, Ordering::Release);
     }
 
-    /// The request waiting for this worker, if any: one relaxed load when there is none.
+    /// The request waiting for this worker, if any: one atomic load when there is none.
     #[inline]
     pub fn take(&self) -> Option<ListingRequest> {
         if !self.pending.load(Ordering::Acquire) {
