@@ -7,7 +7,8 @@ use ringrelay::cluster::wire::{
     SHORT_LEN_MAX,
 };
 use ringrelay::protocol::{
-    CloseReason, ErrorCode, Frame, CLIENT_ID_LEN_MAX, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
+    AckFields, AckRuns, CloseReason, ErrorCode, Frame, MsgId, CLIENT_ID_LEN_MAX, TOKEN_LEN_MAX,
+    TOPIC_LEN_MAX,
 };
 
 /// Bounds the targets decode with: below a header, tiny, small, the default, unbounded.
@@ -74,6 +75,36 @@ pub enum ArbFrame {
         reason: u16,
         text: Vec<u8>,
     },
+    SendAcked {
+        target: Vec<u8>,
+        epoch: u64,
+        seq: u64,
+        payload: Vec<u8>,
+    },
+    DeliverAcked {
+        sender: Vec<u8>,
+        topic: Vec<u8>,
+        epoch: u64,
+        seq: u64,
+        payload: Vec<u8>,
+    },
+    ErrorAcked {
+        code: u16,
+        subject: Vec<u8>,
+        epoch: u64,
+        seq: u64,
+        text: Vec<u8>,
+    },
+    /// ACK (`receipt` false) or RECEIPT; `runs` as on the wire (runs that are not whole,
+    /// ordered and at most 16 become no runs: `AckRuns` cannot hold them).
+    Ack {
+        receipt: bool,
+        who: Vec<u8>,
+        epoch: u64,
+        upto: u64,
+        gap: bool,
+        runs: Vec<u8>,
+    },
 }
 
 impl ArbFrame {
@@ -135,6 +166,69 @@ impl ArbFrame {
                 subject,
                 text,
             },
+            ArbFrame::SendAcked {
+                target,
+                epoch,
+                seq,
+                payload,
+            } => Frame::SendAcked {
+                target,
+                id: MsgId {
+                    epoch: *epoch,
+                    seq: *seq,
+                },
+                payload,
+            },
+            ArbFrame::DeliverAcked {
+                sender,
+                topic,
+                epoch,
+                seq,
+                payload,
+            } => Frame::DeliverAcked {
+                sender,
+                topic,
+                id: MsgId {
+                    epoch: *epoch,
+                    seq: *seq,
+                },
+                payload,
+            },
+            ArbFrame::ErrorAcked {
+                code,
+                subject,
+                epoch,
+                seq,
+                text,
+            } => Frame::ErrorAcked {
+                code: ErrorCode(*code),
+                subject,
+                id: MsgId {
+                    epoch: *epoch,
+                    seq: *seq,
+                },
+                text,
+            },
+            ArbFrame::Ack {
+                receipt,
+                who,
+                epoch,
+                upto,
+                gap,
+                runs,
+            } => {
+                let ack = AckFields {
+                    epoch: *epoch,
+                    upto: *upto,
+                    gap: *gap,
+                    runs: AckRuns::from_wire(runs).unwrap_or_default(),
+                };
+                if *receipt {
+                    Frame::Receipt { from: who, ack }
+                } else {
+                    Frame::Ack { to: who, ack }
+                }
+            }
             ArbFrame::Close { reason, text } => Frame::Close {
                 reason: CloseReason(*reason),
                 text,
@@ -149,6 +243,7 @@ pub fn client_frame_is_valid(f: &Frame<'_>) -> bool {
     let id = |v: &[u8]| (1..=CLIENT_ID_LEN_MAX).contains(&v.len());
     let topic = |v: &[u8]| (1..=TOPIC_LEN_MAX).contains(&v.len());
     let short = |v: &[u8]| v.len() <= 255;
+    let seq = |m: MsgId| m.seq >= 1;
     match *f {
         Frame::Hello {
             client_id, token, ..
@@ -163,6 +258,19 @@ pub fn client_frame_is_valid(f: &Frame<'_>) -> bool {
         | Frame::Presence { client_id, .. } => id(client_id),
         Frame::Deliver { sender, topic, .. } => id(sender) && short(topic),
         Frame::Error { subject, .. } => short(subject),
+        Frame::SendAcked {
+            target, id: msg, ..
+        } => id(target) && seq(msg),
+        Frame::DeliverAcked {
+            sender,
+            topic,
+            id: msg,
+            ..
+        } => id(sender) && short(topic) && seq(msg),
+        Frame::ErrorAcked {
+            subject, id: msg, ..
+        } => short(subject) && seq(msg),
+        Frame::Ack { to: who, .. } | Frame::Receipt { from: who, .. } => id(who),
         Frame::Welcome { .. } | Frame::Ping { .. } | Frame::Pong { .. } | Frame::Close { .. } => {
             true
         }

@@ -216,10 +216,19 @@ impl Session {
             Frame::Pong { .. } => SessionEvent::None,
             Frame::Close { .. } => self.closing(CloseReason::NORMAL, "closed by client"),
             Frame::Hello { .. } => self.closing(CloseReason::BAD_HANDSHAKE, "HELLO sent twice"),
+            // Acknowledged delivery is protocol version 2, which this relay does not speak
+            // yet (a HELLO of version 2 is refused): a version-1 connection may not use it.
+            Frame::SendAcked { .. } | Frame::Ack { .. } => self.closing(
+                CloseReason::PROTOCOL_ERROR,
+                "acknowledged delivery (ACKED flag, ACK) needs protocol version 2",
+            ),
             Frame::Welcome { .. }
             | Frame::Deliver { .. }
+            | Frame::DeliverAcked { .. }
+            | Frame::Receipt { .. }
             | Frame::Presence { .. }
-            | Frame::Error { .. } => self.closing(
+            | Frame::Error { .. }
+            | Frame::ErrorAcked { .. } => self.closing(
                 CloseReason::PROTOCOL_ERROR,
                 "relay-to-client frame sent by a client",
             ),
@@ -429,5 +438,40 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn acknowledged_delivery_on_a_version_1_connection_is_a_protocol_error() {
+        let c = cfg();
+        let id = crate::protocol::MsgId { epoch: 1, seq: 1 };
+        let ack = crate::protocol::AckFields {
+            epoch: 1,
+            upto: 1,
+            gap: false,
+            runs: Default::default(),
+        };
+        let frames = [
+            Frame::SendAcked {
+                target: b"b",
+                id,
+                payload: b"p",
+            },
+            Frame::Ack { to: b"b", ack },
+            Frame::Receipt { from: b"b", ack },
+        ];
+        for frame in frames {
+            let mut s = Session::new(0, &c);
+            s.on_frame(hello(b"a", b"tok"), &c);
+            assert!(
+                matches!(
+                    s.on_frame(frame, &c),
+                    SessionEvent::Close {
+                        reason: CloseReason::PROTOCOL_ERROR,
+                        ..
+                    }
+                ),
+                "{frame:?}"
+            );
+        }
     }
 }

@@ -6,9 +6,12 @@
 //!
 //! The size bound is checked from the header alone, before any body byte is buffered.
 
-use super::frame::{CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind};
+use super::frame::{
+    AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, MsgId,
+};
 use super::{
-    CLIENT_ID_LEN_MAX, FLAG_NO_ECHO, HEADER_LEN, PROTOCOL_VERSION, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
+    ACK_RUNS_MAX, CLIENT_ID_LEN_MAX, FLAG_ACKED, FLAG_GAP, FLAG_NO_ECHO, HEADER_LEN,
+    PROTOCOL_VERSION, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
 };
 
 /// Result of one decode attempt on the front of a buffer.
@@ -103,6 +106,38 @@ impl<'a> Body<'a> {
         }
         self.take(len, field)
     }
+    /// `epoch: u64`, `seq: u64`; a `seq` of 0 is invalid (numbers start at 1).
+    fn msg_id(&mut self) -> Result<MsgId, DecodeError> {
+        let epoch = self.u64("epoch")?;
+        let seq = self.u64("seq")?;
+        if seq == 0 {
+            return Err(DecodeError::InvalidField {
+                kind: self.kind,
+                field: "seq",
+            });
+        }
+        Ok(MsgId { epoch, seq })
+    }
+    /// `epoch: u64`, `upto: u64`, `run_count: u8`, then the runs (16 bytes each).
+    fn ack_fields(&mut self, gap: bool) -> Result<AckFields<'a>, DecodeError> {
+        let epoch = self.u64("epoch")?;
+        let upto = self.u64("upto")?;
+        let count = self.u8("run_count")? as usize;
+        let invalid = DecodeError::InvalidField {
+            kind: self.kind,
+            field: "runs",
+        };
+        if count > ACK_RUNS_MAX {
+            return Err(invalid);
+        }
+        let runs = AckRuns::from_wire(self.take(count * 16, "runs")?).ok_or(invalid)?;
+        Ok(AckFields {
+            epoch,
+            upto,
+            gap,
+            runs,
+        })
+    }
     fn remainder(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.rest)
     }
@@ -143,12 +178,8 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
             heartbeat_interval_ms: b.u32("heartbeat_interval_ms")?,
             max_frame_bytes: b.u32("max_frame_bytes")?,
         },
-        FrameKind::Send => {
-            let target = b.short_bytes("target", true)?;
-            Frame::Send {
-                target,
-                payload: b.remainder(),
-            }
+        FrameKind::Send | FrameKind::Ack | FrameKind::Receipt => {
+            decode_addressed(kind, flags, &mut b)?
         }
         FrameKind::Publish => {
             let topic = b.short_bytes("topic", true)?;
@@ -173,15 +204,7 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
         FrameKind::Unwatch => Frame::Unwatch {
             client_id: b.short_bytes("client_id", true)?,
         },
-        FrameKind::Deliver => {
-            let sender = b.short_bytes("sender", true)?;
-            let topic = b.short_bytes("topic", false)?;
-            Frame::Deliver {
-                sender,
-                topic,
-                payload: b.remainder(),
-            }
-        }
+        FrameKind::Deliver | FrameKind::Error => decode_addressed(kind, flags, &mut b)?,
         FrameKind::Presence => {
             let online = match b.u8("state")? {
                 0 => false,
@@ -204,15 +227,6 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
         FrameKind::Pong => Frame::Pong {
             nonce: b.u64("nonce")?,
         },
-        FrameKind::Error => {
-            let code = ErrorCode(b.u16("code")?);
-            let subject = b.short_bytes("subject", false)?;
-            Frame::Error {
-                code,
-                subject,
-                text: b.remainder(),
-            }
-        }
         FrameKind::Close => {
             let reason = CloseReason(b.u16("reason")?);
             Frame::Close {
@@ -223,6 +237,82 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
     };
     b.finish()?;
     Ok(frame)
+}
+
+/// The bodies of the kinds that address a client (SEND, ACK, RECEIPT, DELIVER, ERROR), with
+/// their version-2 forms.
+#[inline]
+fn decode_addressed<'a>(
+    kind: FrameKind,
+    flags: u8,
+    b: &mut Body<'a>,
+) -> Result<Frame<'a>, DecodeError> {
+    Ok(match kind {
+        FrameKind::Send => {
+            let target = b.short_bytes("target", true)?;
+            if flags & FLAG_ACKED != 0 {
+                let id = b.msg_id()?;
+                Frame::SendAcked {
+                    target,
+                    id,
+                    payload: b.remainder(),
+                }
+            } else {
+                Frame::Send {
+                    target,
+                    payload: b.remainder(),
+                }
+            }
+        }
+        FrameKind::Ack => Frame::Ack {
+            to: b.short_bytes("to", true)?,
+            ack: b.ack_fields(flags & FLAG_GAP != 0)?,
+        },
+        FrameKind::Receipt => Frame::Receipt {
+            from: b.short_bytes("from", true)?,
+            ack: b.ack_fields(flags & FLAG_GAP != 0)?,
+        },
+        FrameKind::Deliver => {
+            let sender = b.short_bytes("sender", true)?;
+            let topic = b.short_bytes("topic", false)?;
+            if flags & FLAG_ACKED != 0 {
+                let id = b.msg_id()?;
+                Frame::DeliverAcked {
+                    sender,
+                    topic,
+                    id,
+                    payload: b.remainder(),
+                }
+            } else {
+                Frame::Deliver {
+                    sender,
+                    topic,
+                    payload: b.remainder(),
+                }
+            }
+        }
+        FrameKind::Error => {
+            let code = ErrorCode(b.u16("code")?);
+            let subject = b.short_bytes("subject", false)?;
+            if flags & FLAG_ACKED != 0 {
+                let id = b.msg_id()?;
+                Frame::ErrorAcked {
+                    code,
+                    subject,
+                    id,
+                    text: b.remainder(),
+                }
+            } else {
+                Frame::Error {
+                    code,
+                    subject,
+                    text: b.remainder(),
+                }
+            }
+        }
+        // Not reached: decode_body calls this for the kinds above only.
+        other => return Err(DecodeError::UnknownKind(other as u8)),
+    })
 }
 
 fn check_short(
@@ -249,6 +339,19 @@ fn put_header(out: &mut Vec<u8>, body_len: usize, kind: FrameKind, flags: u8) {
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.push(kind as u8);
     out.push(flags);
+}
+
+fn put_msg_id(out: &mut Vec<u8>, id: MsgId) {
+    out.extend_from_slice(&id.epoch.to_le_bytes());
+    out.extend_from_slice(&id.seq.to_le_bytes());
+}
+
+/// Sequence numbers start at 1; the decoder refuses 0, so the encoder does too.
+fn check_seq(id: MsgId) -> Result<(), EncodeError> {
+    if id.seq == 0 {
+        return Err(EncodeError::FieldEmpty { field: "seq" });
+    }
+    Ok(())
 }
 
 #[inline]
@@ -295,6 +398,19 @@ impl Frame<'_> {
                 } => 2 + 1 + client_id.len() + 2 + token.len(),
                 Frame::Welcome { .. } => 2 + 4 + 4,
                 Frame::Send { target, payload } => 1 + target.len() + payload.len(),
+                Frame::SendAcked {
+                    target, payload, ..
+                } => 1 + target.len() + 16 + payload.len(),
+                Frame::Ack { to: id, ack } | Frame::Receipt { from: id, ack } => {
+                    1 + id.len() + 8 + 8 + 1 + ack.runs.as_wire().len()
+                }
+                Frame::DeliverAcked {
+                    sender,
+                    topic,
+                    payload,
+                    ..
+                } => 2 + sender.len() + topic.len() + 16 + payload.len(),
+                Frame::ErrorAcked { subject, text, .. } => 2 + 1 + subject.len() + 16 + text.len(),
                 Frame::Publish { topic, payload, .. } => 1 + topic.len() + payload.len(),
                 Frame::Subscribe { topic, group } | Frame::Unsubscribe { topic, group } => {
                     2 + topic.len() + group.len()
@@ -319,6 +435,10 @@ impl Frame<'_> {
         out.reserve(len);
         let flags = match self {
             Frame::Publish { no_echo: true, .. } => FLAG_NO_ECHO,
+            Frame::SendAcked { .. } | Frame::DeliverAcked { .. } | Frame::ErrorAcked { .. } => {
+                FLAG_ACKED
+            }
+            Frame::Ack { ack, .. } | Frame::Receipt { ack, .. } if ack.gap => FLAG_GAP,
             _ => 0,
         };
         put_header(out, len - HEADER_LEN, self.kind(), flags);
@@ -346,6 +466,11 @@ impl Frame<'_> {
                 put_short(out, target);
                 out.extend_from_slice(payload);
             }
+            Frame::SendAcked { .. }
+            | Frame::Ack { .. }
+            | Frame::Receipt { .. }
+            | Frame::DeliverAcked { .. }
+            | Frame::ErrorAcked { .. } => self.put_version_2_body(out),
             Frame::Publish { topic, payload, .. } => {
                 put_short(out, topic);
                 out.extend_from_slice(payload);
@@ -389,6 +514,51 @@ impl Frame<'_> {
         Ok(())
     }
 
+    /// The bodies of the version-2 kinds (section 12 of PROTOCOL.md).
+    fn put_version_2_body(&self, out: &mut Vec<u8>) {
+        match *self {
+            Frame::SendAcked {
+                target,
+                id,
+                payload,
+            } => {
+                put_short(out, target);
+                put_msg_id(out, id);
+                out.extend_from_slice(payload);
+            }
+            Frame::Ack { to: who, ack } | Frame::Receipt { from: who, ack } => {
+                put_short(out, who);
+                out.extend_from_slice(&ack.epoch.to_le_bytes());
+                out.extend_from_slice(&ack.upto.to_le_bytes());
+                out.push(ack.runs.len() as u8);
+                out.extend_from_slice(ack.runs.as_wire());
+            }
+            Frame::DeliverAcked {
+                sender,
+                topic,
+                id,
+                payload,
+            } => {
+                put_short(out, sender);
+                put_short(out, topic);
+                put_msg_id(out, id);
+                out.extend_from_slice(payload);
+            }
+            Frame::ErrorAcked {
+                code,
+                subject,
+                id,
+                text,
+            } => {
+                out.extend_from_slice(&code.0.to_le_bytes());
+                put_short(out, subject);
+                put_msg_id(out, id);
+                out.extend_from_slice(text);
+            }
+            _ => {}
+        }
+    }
+
     fn validate(&self) -> Result<(), EncodeError> {
         match *self {
             Frame::Hello {
@@ -400,6 +570,23 @@ impl Frame<'_> {
                 check_short("token", token, TOKEN_LEN_MAX, false)
             }
             Frame::Send { target, .. } => check_short("target", target, CLIENT_ID_LEN_MAX, true),
+            Frame::SendAcked { target, id, .. } => {
+                check_short("target", target, CLIENT_ID_LEN_MAX, true)?;
+                check_seq(id)
+            }
+            Frame::Ack { to, .. } => check_short("to", to, CLIENT_ID_LEN_MAX, true),
+            Frame::Receipt { from, .. } => check_short("from", from, CLIENT_ID_LEN_MAX, true),
+            Frame::DeliverAcked {
+                sender, topic, id, ..
+            } => {
+                check_short("sender", sender, CLIENT_ID_LEN_MAX, true)?;
+                check_short("topic", topic, TOPIC_LEN_MAX, false)?;
+                check_seq(id)
+            }
+            Frame::ErrorAcked { subject, id, .. } => {
+                check_short("subject", subject, 255, false)?;
+                check_seq(id)
+            }
             Frame::Publish { topic, .. } => check_short("topic", topic, TOPIC_LEN_MAX, true),
             Frame::Subscribe { topic, group } | Frame::Unsubscribe { topic, group } => {
                 check_short("topic", topic, TOPIC_LEN_MAX, true)?;
@@ -552,7 +739,7 @@ mod tests {
             Err(DecodeError::UnknownKind(0x7f))
         );
         assert!(matches!(
-            decode(&frame(0x10, 1, b"\x01a"), 100),
+            decode(&frame(0x10, 2, b"\x01a"), 100),
             Err(DecodeError::BadFlags { .. })
         ));
         assert!(matches!(

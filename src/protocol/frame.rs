@@ -14,8 +14,10 @@ pub enum FrameKind {
     Unsubscribe = 0x13,
     Watch = 0x14,
     Unwatch = 0x15,
+    Ack = 0x16,
     Deliver = 0x20,
     Presence = 0x21,
+    Receipt = 0x22,
     Ping = 0x30,
     Pong = 0x31,
     Error = 0x40,
@@ -23,7 +25,7 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 14] = [
+    pub const ALL: [FrameKind; 16] = [
         FrameKind::Hello,
         FrameKind::Welcome,
         FrameKind::Send,
@@ -38,6 +40,9 @@ impl FrameKind {
         FrameKind::Pong,
         FrameKind::Error,
         FrameKind::Close,
+        // Version 2, after the others so that per-kind counters keep their indexes.
+        FrameKind::Ack,
+        FrameKind::Receipt,
     ];
 
     pub fn from_u8(byte: u8) -> Option<FrameKind> {
@@ -50,8 +55,10 @@ impl FrameKind {
             0x13 => FrameKind::Unsubscribe,
             0x14 => FrameKind::Watch,
             0x15 => FrameKind::Unwatch,
+            0x16 => FrameKind::Ack,
             0x20 => FrameKind::Deliver,
             0x21 => FrameKind::Presence,
+            0x22 => FrameKind::Receipt,
             0x30 => FrameKind::Ping,
             0x31 => FrameKind::Pong,
             0x40 => FrameKind::Error,
@@ -64,6 +71,8 @@ impl FrameKind {
     pub(crate) fn allowed_flags(self) -> u8 {
         match self {
             FrameKind::Publish => super::FLAG_NO_ECHO,
+            FrameKind::Send | FrameKind::Deliver | FrameKind::Error => super::FLAG_ACKED,
+            FrameKind::Ack | FrameKind::Receipt => super::FLAG_GAP,
             _ => 0,
         }
     }
@@ -154,6 +163,71 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// The identity of an acknowledged message (protocol version 2): the sending session's random
+/// `epoch` and the message's number towards its target, counting from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MsgId {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+/// What an ACK or RECEIPT says (protocol version 2): of the messages numbered in `epoch`,
+/// every one up to `upto` arrived, and so did each run in `runs`; with `gap`, one is
+/// missing below a run and should be sent again now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AckFields<'a> {
+    pub epoch: u64,
+    pub upto: u64,
+    pub gap: bool,
+    pub runs: AckRuns<'a>,
+}
+
+/// Inclusive runs of sequence numbers, 16 bytes each on the wire (`first: u64`,
+/// `last: u64`, little-endian), at most [`super::ACK_RUNS_MAX`]; borrowed, like every byte
+/// field of a decoded frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AckRuns<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> AckRuns<'a> {
+    /// Runs already laid out as on the wire; `None` unless whole runs with `first <= last`.
+    pub fn from_wire(bytes: &'a [u8]) -> Option<AckRuns<'a>> {
+        let runs = AckRuns { bytes };
+        let whole = bytes.len() % 16 == 0 && runs.len() <= super::ACK_RUNS_MAX;
+        (whole && runs.iter().all(|(first, last)| first <= last)).then_some(runs)
+    }
+
+    /// Lays `runs` out as on the wire into `out` (cleared first), for [`Self::from_wire`].
+    pub fn write_wire(runs: &[(u64, u64)], out: &mut Vec<u8>) {
+        out.clear();
+        for &(first, last) in runs {
+            out.extend_from_slice(&first.to_le_bytes());
+            out.extend_from_slice(&last.to_le_bytes());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len() / 16
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn as_wire(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + 'a {
+        self.bytes.chunks_exact(16).map(|run| {
+            let (first, last) = run.split_at(8);
+            let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+            (word(first), word(last))
+        })
+    }
+}
+
 /// A decoded frame. Byte fields borrow from the buffer the frame was decoded from, so decoding
 /// allocates nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +255,17 @@ pub enum Frame<'a> {
         payload: &'a [u8],
         no_echo: bool,
     },
+    /// Client -> relay (version 2): SEND with the ACKED flag, an acknowledged message.
+    SendAcked {
+        target: &'a [u8],
+        id: MsgId,
+        payload: &'a [u8],
+    },
+    /// Client -> relay (version 2): acknowledgement of messages of the client `to`.
+    Ack {
+        to: &'a [u8],
+        ack: AckFields<'a>,
+    },
     /// Client -> relay: subscribe to `topic`, in queue group `group` when it is not empty.
     Subscribe {
         topic: &'a [u8],
@@ -203,6 +288,18 @@ pub enum Frame<'a> {
         topic: &'a [u8],
         payload: &'a [u8],
     },
+    /// Relay -> client (version 2): DELIVER with the ACKED flag; the receiver acknowledges it.
+    DeliverAcked {
+        sender: &'a [u8],
+        topic: &'a [u8],
+        id: MsgId,
+        payload: &'a [u8],
+    },
+    /// Relay -> client (version 2): an ACK from the client `from` for this client's messages.
+    Receipt {
+        from: &'a [u8],
+        ack: AckFields<'a>,
+    },
     /// Relay -> client: a watched id came online or went offline.
     Presence {
         client_id: &'a [u8],
@@ -220,6 +317,14 @@ pub enum Frame<'a> {
         subject: &'a [u8],
         text: &'a [u8],
     },
+    /// Relay -> client (version 2): ERROR with the ACKED flag, about the acknowledged message
+    /// `id`.
+    ErrorAcked {
+        code: ErrorCode,
+        subject: &'a [u8],
+        id: MsgId,
+        text: &'a [u8],
+    },
     /// Either way: the sender closes the connection for `reason`.
     Close {
         reason: CloseReason,
@@ -232,7 +337,11 @@ impl Frame<'_> {
         match self {
             Frame::Hello { .. } => FrameKind::Hello,
             Frame::Welcome { .. } => FrameKind::Welcome,
-            Frame::Send { .. } => FrameKind::Send,
+            Frame::Send { .. } | Frame::SendAcked { .. } => FrameKind::Send,
+            Frame::Ack { .. } => FrameKind::Ack,
+            Frame::DeliverAcked { .. } => FrameKind::Deliver,
+            Frame::Receipt { .. } => FrameKind::Receipt,
+            Frame::ErrorAcked { .. } => FrameKind::Error,
             Frame::Publish { .. } => FrameKind::Publish,
             Frame::Subscribe { .. } => FrameKind::Subscribe,
             Frame::Unsubscribe { .. } => FrameKind::Unsubscribe,

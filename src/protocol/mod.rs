@@ -23,7 +23,9 @@ mod walk;
 pub use codec::{
     decode, encode_deliver, encode_deliver_header, frame_len_for_deliver, hello, Decoded,
 };
-pub use frame::{CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind};
+pub use frame::{
+    AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, MsgId,
+};
 pub use reader::FrameReader;
 pub use stream::{FrameTooLarge, StreamDecoder, PARTIAL_RETAIN_MAX};
 pub use walk::FrameWalk;
@@ -67,3 +69,11 @@ pub const fn payload_bytes_max(max_frame_bytes: usize) -> usize {
 
 /// PUBLISH flag: do not deliver to the publishing connection (broadcast to all but sender).
 pub const FLAG_NO_ECHO: u8 = 0x01;
+/// SEND, DELIVER, ERROR flag (version 2): the frame carries a [`MsgId`] (`epoch: u64`,
+/// `seq: u64`) after its addressing fields: an acknowledged message, or an error about one.
+pub const FLAG_ACKED: u8 = 0x01;
+/// ACK, RECEIPT flag: a gap is reported; send the missing messages now.
+pub const FLAG_GAP: u8 = 0x01;
+/// Runs one ACK or RECEIPT may carry. 16: an acknowledgement covers the few gaps a change of
+/// path leaves; the sender sends again whatever lies between the runs.
+pub const ACK_RUNS_MAX: usize = 16;

@@ -37,6 +37,8 @@ pub const KIND_NAMES: [&str; KINDS] = [
     "pong",
     "error",
     "close",
+    "ack",
+    "receipt",
 ];
 
 /// The HTTP server thread; stopped and joined on drop.

@@ -82,6 +82,8 @@ pub fn kind_index(kind: FrameKind) -> usize {
         FrameKind::Pong => 11,
         FrameKind::Error => 12,
         FrameKind::Close => 13,
+        FrameKind::Ack => 14,
+        FrameKind::Receipt => 15,
     }
 }
 
