@@ -86,7 +86,6 @@ enum Owned {
     },
     DeliverAcked {
         sender: Vec<u8>,
-        topic: Vec<u8>,
         id: MsgId,
         payload: Vec<u8>,
     },
@@ -181,12 +180,10 @@ impl Owned {
             },
             Owned::DeliverAcked {
                 sender,
-                topic,
                 id,
                 payload,
             } => Frame::DeliverAcked {
                 sender,
-                topic,
                 id: *id,
                 payload,
             },
@@ -212,13 +209,17 @@ impl Owned {
                 let ack = AckFields {
                     epoch: *epoch,
                     upto: *upto,
-                    gap: *gap,
                     runs: AckRuns::from_wire(runs).expect("generated runs are whole and ordered"),
                 };
+                let gap = *gap;
                 if *receipt {
-                    Frame::Receipt { from: who, ack }
+                    Frame::Receipt {
+                        from: who,
+                        gap,
+                        ack,
+                    }
                 } else {
-                    Frame::Ack { to: who, ack }
+                    Frame::Ack { to: who, gap, ack }
                 }
             }
         }
@@ -311,12 +312,10 @@ impl Owned {
             },
             Frame::DeliverAcked {
                 sender,
-                topic,
                 id,
                 payload,
             } => Owned::DeliverAcked {
                 sender: v(sender),
-                topic: v(topic),
                 id,
                 payload: v(payload),
             },
@@ -331,12 +330,17 @@ impl Owned {
                 id,
                 text: v(text),
             },
-            Frame::Ack { to: who, ack } | Frame::Receipt { from: who, ack } => Owned::Ack {
+            Frame::Ack { to: who, gap, ack }
+            | Frame::Receipt {
+                from: who,
+                gap,
+                ack,
+            } => Owned::Ack {
                 receipt: matches!(f, Frame::Receipt { .. }),
                 who: v(who),
                 epoch: ack.epoch,
                 upto: ack.upto,
-                gap: ack.gap,
+                gap,
                 runs: v(ack.runs.as_wire()),
             },
         }
@@ -442,13 +446,10 @@ fn frame() -> impl Strategy<Value = Owned> {
             id,
             payload
         }),
-        (id(), short_optional(), msg_id(), payload()).prop_map(|(sender, topic, id, payload)| {
-            Owned::DeliverAcked {
-                sender,
-                topic,
-                id,
-                payload,
-            }
+        (id(), msg_id(), payload()).prop_map(|(sender, id, payload)| Owned::DeliverAcked {
+            sender,
+            id,
+            payload
         }),
         (any::<u16>(), short_optional(), msg_id(), payload()).prop_map(
             |(code, subject, id, text)| Owned::ErrorAcked {
@@ -1581,4 +1582,10 @@ fn ack_runs_must_be_whole_ordered_and_at_most_the_maximum() {
         decode(&ack(0, &[(6, 7)]), MAX),
         Err(DecodeError::TrailingBytes { extra: 16, .. })
     ));
+}
+
+#[test]
+fn a_frame_value_stays_56_bytes_so_the_message_path_copies_no_more_than_before() {
+    let size = std::mem::size_of::<Frame<'_>>();
+    assert!(size <= 56, "{size} bytes");
 }

@@ -83,7 +83,6 @@ pub enum ArbFrame {
     },
     DeliverAcked {
         sender: Vec<u8>,
-        topic: Vec<u8>,
         epoch: u64,
         seq: u64,
         payload: Vec<u8>,
@@ -181,13 +180,11 @@ impl ArbFrame {
             },
             ArbFrame::DeliverAcked {
                 sender,
-                topic,
                 epoch,
                 seq,
                 payload,
             } => Frame::DeliverAcked {
                 sender,
-                topic,
                 id: MsgId {
                     epoch: *epoch,
                     seq: *seq,
@@ -220,13 +217,17 @@ impl ArbFrame {
                 let ack = AckFields {
                     epoch: *epoch,
                     upto: *upto,
-                    gap: *gap,
                     runs: AckRuns::from_wire(runs).unwrap_or_default(),
                 };
+                let gap = *gap;
                 if *receipt {
-                    Frame::Receipt { from: who, ack }
+                    Frame::Receipt {
+                        from: who,
+                        gap,
+                        ack,
+                    }
                 } else {
-                    Frame::Ack { to: who, ack }
+                    Frame::Ack { to: who, gap, ack }
                 }
             }
             ArbFrame::Close { reason, text } => Frame::Close {
@@ -262,11 +263,8 @@ pub fn client_frame_is_valid(f: &Frame<'_>) -> bool {
             target, id: msg, ..
         } => id(target) && seq(msg),
         Frame::DeliverAcked {
-            sender,
-            topic,
-            id: msg,
-            ..
-        } => id(sender) && short(topic) && seq(msg),
+            sender, id: msg, ..
+        } => id(sender) && seq(msg),
         Frame::ErrorAcked {
             subject, id: msg, ..
         } => short(subject) && seq(msg),

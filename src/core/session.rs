@@ -447,7 +447,6 @@ mod tests {
         let ack = crate::protocol::AckFields {
             epoch: 1,
             upto: 1,
-            gap: false,
             runs: Default::default(),
         };
         let frames = [
@@ -456,8 +455,16 @@ mod tests {
                 id,
                 payload: b"p",
             },
-            Frame::Ack { to: b"b", ack },
-            Frame::Receipt { from: b"b", ack },
+            Frame::Ack {
+                to: b"b",
+                gap: false,
+                ack,
+            },
+            Frame::Receipt {
+                from: b"b",
+                gap: true,
+                ack,
+            },
         ];
         for frame in frames {
             let mut s = Session::new(0, &c);

@@ -119,7 +119,7 @@ impl<'a> Body<'a> {
         Ok(MsgId { epoch, seq })
     }
     /// `epoch: u64`, `upto: u64`, `run_count: u8`, then the runs (16 bytes each).
-    fn ack_fields(&mut self, gap: bool) -> Result<AckFields<'a>, DecodeError> {
+    fn ack_fields(&mut self) -> Result<AckFields<'a>, DecodeError> {
         let epoch = self.u64("epoch")?;
         let upto = self.u64("upto")?;
         let count = self.u8("run_count")? as usize;
@@ -131,12 +131,7 @@ impl<'a> Body<'a> {
             return Err(invalid);
         }
         let runs = AckRuns::from_wire(self.take(count * 16, "runs")?).ok_or(invalid)?;
-        Ok(AckFields {
-            epoch,
-            upto,
-            gap,
-            runs,
-        })
+        Ok(AckFields { epoch, upto, runs })
     }
     fn remainder(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.rest)
@@ -178,9 +173,21 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
             heartbeat_interval_ms: b.u32("heartbeat_interval_ms")?,
             max_frame_bytes: b.u32("max_frame_bytes")?,
         },
-        FrameKind::Send | FrameKind::Ack | FrameKind::Receipt => {
-            decode_addressed(kind, flags, &mut b)?
-        }
+        // The message path: a plain SEND (and, in clients, DELIVER) decodes inline.
+        FrameKind::Send if flags == 0 => Frame::Send {
+            target: b.short_bytes("target", true)?,
+            payload: b.remainder(),
+        },
+        FrameKind::Deliver if flags == 0 => Frame::Deliver {
+            sender: b.short_bytes("sender", true)?,
+            topic: b.short_bytes("topic", false)?,
+            payload: b.remainder(),
+        },
+        FrameKind::Send
+        | FrameKind::Ack
+        | FrameKind::Receipt
+        | FrameKind::Deliver
+        | FrameKind::Error => decode_addressed(kind, flags, &mut b)?,
         FrameKind::Publish => {
             let topic = b.short_bytes("topic", true)?;
             Frame::Publish {
@@ -204,7 +211,6 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
         FrameKind::Unwatch => Frame::Unwatch {
             client_id: b.short_bytes("client_id", true)?,
         },
-        FrameKind::Deliver | FrameKind::Error => decode_addressed(kind, flags, &mut b)?,
         FrameKind::Presence => {
             let online = match b.u8("state")? {
                 0 => false,
@@ -239,9 +245,10 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
     Ok(frame)
 }
 
-/// The bodies of the kinds that address a client (SEND, ACK, RECEIPT, DELIVER, ERROR), with
-/// their version-2 forms.
-#[inline]
+/// The bodies of ERROR, ACK, RECEIPT and the version-2 forms of SEND and DELIVER (plain SEND
+/// and DELIVER decode inline in [`decode_body`]); out of line, off the message path.
+#[cold]
+#[inline(never)]
 fn decode_addressed<'a>(
     kind: FrameKind,
     flags: u8,
@@ -266,20 +273,27 @@ fn decode_addressed<'a>(
         }
         FrameKind::Ack => Frame::Ack {
             to: b.short_bytes("to", true)?,
-            ack: b.ack_fields(flags & FLAG_GAP != 0)?,
+            gap: flags & FLAG_GAP != 0,
+            ack: b.ack_fields()?,
         },
         FrameKind::Receipt => Frame::Receipt {
             from: b.short_bytes("from", true)?,
-            ack: b.ack_fields(flags & FLAG_GAP != 0)?,
+            gap: flags & FLAG_GAP != 0,
+            ack: b.ack_fields()?,
         },
         FrameKind::Deliver => {
             let sender = b.short_bytes("sender", true)?;
             let topic = b.short_bytes("topic", false)?;
             if flags & FLAG_ACKED != 0 {
+                if !topic.is_empty() {
+                    return Err(DecodeError::InvalidField {
+                        kind,
+                        field: "topic",
+                    });
+                }
                 let id = b.msg_id()?;
                 Frame::DeliverAcked {
                     sender,
-                    topic,
                     id,
                     payload: b.remainder(),
                 }
@@ -401,15 +415,12 @@ impl Frame<'_> {
                 Frame::SendAcked {
                     target, payload, ..
                 } => 1 + target.len() + 16 + payload.len(),
-                Frame::Ack { to: id, ack } | Frame::Receipt { from: id, ack } => {
+                Frame::Ack { to: id, ack, .. } | Frame::Receipt { from: id, ack, .. } => {
                     1 + id.len() + 8 + 8 + 1 + ack.runs.as_wire().len()
                 }
                 Frame::DeliverAcked {
-                    sender,
-                    topic,
-                    payload,
-                    ..
-                } => 2 + sender.len() + topic.len() + 16 + payload.len(),
+                    sender, payload, ..
+                } => 2 + sender.len() + 16 + payload.len(),
                 Frame::ErrorAcked { subject, text, .. } => 2 + 1 + subject.len() + 16 + text.len(),
                 Frame::Publish { topic, payload, .. } => 1 + topic.len() + payload.len(),
                 Frame::Subscribe { topic, group } | Frame::Unsubscribe { topic, group } => {
@@ -438,7 +449,7 @@ impl Frame<'_> {
             Frame::SendAcked { .. } | Frame::DeliverAcked { .. } | Frame::ErrorAcked { .. } => {
                 FLAG_ACKED
             }
-            Frame::Ack { ack, .. } | Frame::Receipt { ack, .. } if ack.gap => FLAG_GAP,
+            Frame::Ack { gap: true, .. } | Frame::Receipt { gap: true, .. } => FLAG_GAP,
             _ => 0,
         };
         put_header(out, len - HEADER_LEN, self.kind(), flags);
@@ -526,7 +537,7 @@ impl Frame<'_> {
                 put_msg_id(out, id);
                 out.extend_from_slice(payload);
             }
-            Frame::Ack { to: who, ack } | Frame::Receipt { from: who, ack } => {
+            Frame::Ack { to: who, ack, .. } | Frame::Receipt { from: who, ack, .. } => {
                 put_short(out, who);
                 out.extend_from_slice(&ack.epoch.to_le_bytes());
                 out.extend_from_slice(&ack.upto.to_le_bytes());
@@ -535,12 +546,11 @@ impl Frame<'_> {
             }
             Frame::DeliverAcked {
                 sender,
-                topic,
                 id,
                 payload,
             } => {
                 put_short(out, sender);
-                put_short(out, topic);
+                put_short(out, b"");
                 put_msg_id(out, id);
                 out.extend_from_slice(payload);
             }
@@ -576,11 +586,8 @@ impl Frame<'_> {
             }
             Frame::Ack { to, .. } => check_short("to", to, CLIENT_ID_LEN_MAX, true),
             Frame::Receipt { from, .. } => check_short("from", from, CLIENT_ID_LEN_MAX, true),
-            Frame::DeliverAcked {
-                sender, topic, id, ..
-            } => {
+            Frame::DeliverAcked { sender, id, .. } => {
                 check_short("sender", sender, CLIENT_ID_LEN_MAX, true)?;
-                check_short("topic", topic, TOPIC_LEN_MAX, false)?;
                 check_seq(id)
             }
             Frame::ErrorAcked { subject, id, .. } => {
