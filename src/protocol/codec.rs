@@ -41,7 +41,7 @@ pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Decoded<'_>, DecodeE
     }
     let kind = FrameKind::from_u8(buf[4]).ok_or(DecodeError::UnknownKind(buf[4]))?;
     let flags = buf[5];
-    if flags & !kind.allowed_flags() != 0 {
+    if flags & !super::frame::ALLOWED_FLAGS_BY_BYTE[kind as usize] != 0 {
         return Err(DecodeError::BadFlags { kind, flags });
     }
     let frame_bytes = frame_bytes as usize; // <= max_frame_bytes, so it fits.
@@ -150,6 +150,14 @@ impl<'a> Body<'a> {
 
 fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, DecodeError> {
     let mut b = Body { kind, rest: body };
+    // The message path first: a plain SEND, before the match over every kind.
+    if kind == FrameKind::Send && flags == 0 {
+        let target = b.short_bytes("target", true)?;
+        return Ok(Frame::Send {
+            target,
+            payload: b.remainder(),
+        });
+    }
     let frame = match kind {
         FrameKind::Hello => {
             let version = b.u16("version")?;
@@ -174,10 +182,6 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
             max_frame_bytes: b.u32("max_frame_bytes")?,
         },
         // The message path: a plain SEND (and, in clients, DELIVER) decodes inline.
-        FrameKind::Send if flags == 0 => Frame::Send {
-            target: b.short_bytes("target", true)?,
-            payload: b.remainder(),
-        },
         FrameKind::Deliver if flags == 0 => Frame::Deliver {
             sender: b.short_bytes("sender", true)?,
             topic: b.short_bytes("topic", false)?,

@@ -64,6 +64,17 @@ impl FrameKind {
     }
 }
 
+/// [`FrameKind::allowed_flags`] by kind byte (the table's index is the kind's wire value).
+pub(crate) const ALLOWED_FLAGS_BY_BYTE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < FrameKind::ALL.len() {
+        table[FrameKind::ALL[i] as usize] = FrameKind::ALL[i].allowed_flags();
+        i += 1;
+    }
+    table
+};
+
 /// [`FrameKind::from_u8`] as a table, built from [`FrameKind::ALL`] at compile time.
 const KIND_BY_BYTE: [Option<FrameKind>; 256] = {
     let mut table = [None; 256];
