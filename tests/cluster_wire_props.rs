@@ -6,10 +6,13 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use ringrelay::cluster::wire::{
-    decode_data, decode_link, encode_data_publish, encode_data_send, encode_link, snapshot_chunks,
-    ControlMsg, DataFrame, DecodedData, InterestChange, Lane, LinkDecodeError, LinkHello, LinkMsg,
-    LinkRefuse, Member, RowChange, HEADER_LEN, LINK_VERSION,
+    decode_data, decode_link, encode_data_ack, encode_data_publish, encode_data_send,
+    encode_data_send_acked, encode_link, snapshot_chunks, ControlMsg, DataFrame, DecodedData,
+    InterestChange, Lane, LinkDecodeError, LinkHello, LinkMsg, LinkRefuse, Member, RowChange,
+    HEADER_LEN, LINK_VERSION,
 };
+
+use ringrelay::protocol::{AckFields, AckRuns, MsgId};
 
 const MAX: usize = 1 << 24;
 
@@ -106,6 +109,20 @@ enum OwnedData {
         no_echo: bool,
         payload: Vec<u8>,
     },
+    SendAcked {
+        sender: Vec<u8>,
+        target: Vec<u8>,
+        id: MsgId,
+        payload: Vec<u8>,
+    },
+    Ack {
+        from: Vec<u8>,
+        to: Vec<u8>,
+        gap: bool,
+        epoch: u64,
+        upto: u64,
+        runs: Vec<(u64, u64)>,
+    },
 }
 
 impl OwnedData {
@@ -123,6 +140,30 @@ impl OwnedData {
                 no_echo,
                 payload,
             } => encode_data_publish(out, sender, topic, group, *no_echo, payload),
+            OwnedData::SendAcked {
+                sender,
+                target,
+                id,
+                payload,
+            } => encode_data_send_acked(out, sender, target, *id, payload),
+            OwnedData::Ack {
+                from,
+                to,
+                gap,
+                epoch,
+                upto,
+                runs,
+            } => {
+                let mut wire = Vec::new();
+                AckRuns::write_wire(runs, &mut wire);
+                let runs = AckRuns::from_wire(&wire).expect("generated runs are valid");
+                let ack = AckFields {
+                    epoch: *epoch,
+                    upto: *upto,
+                    runs,
+                };
+                encode_data_ack(out, from, to, *gap, &ack)
+            }
         }
     }
 
@@ -149,6 +190,25 @@ impl OwnedData {
                 group: group.to_vec(),
                 no_echo,
                 payload: payload.to_vec(),
+            },
+            DataFrame::SendAcked {
+                sender,
+                target,
+                id,
+                payload,
+            } => OwnedData::SendAcked {
+                sender: sender.to_vec(),
+                target: target.to_vec(),
+                id,
+                payload: payload.to_vec(),
+            },
+            DataFrame::Ack { from, to, gap, ack } => OwnedData::Ack {
+                from: from.to_vec(),
+                to: to.to_vec(),
+                gap,
+                epoch: ack.epoch,
+                upto: ack.upto,
+                runs: ack.runs.iter().collect(),
             },
         }
     }
@@ -178,6 +238,43 @@ fn data_frame() -> impl Strategy<Value = OwnedData> {
                     group,
                     no_echo,
                     payload,
+                }
+            }),
+        (
+            bytes(1),
+            bytes(1),
+            any::<u64>(),
+            1..=u64::MAX,
+            vec(any::<u8>(), 0..600)
+        )
+            .prop_map(|(sender, target, epoch, seq, payload)| {
+                OwnedData::SendAcked {
+                    sender,
+                    target,
+                    id: MsgId { epoch, seq },
+                    payload,
+                }
+            }),
+        (
+            bytes(1),
+            bytes(1),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+            vec((any::<u64>(), any::<u64>()), 0..=16)
+        )
+            .prop_map(|(from, to, gap, epoch, upto, pairs)| {
+                let runs = pairs
+                    .into_iter()
+                    .map(|(a, b)| (a.min(b), a.max(b)))
+                    .collect();
+                OwnedData::Ack {
+                    from,
+                    to,
+                    gap,
+                    epoch,
+                    upto,
+                    runs,
                 }
             }),
     ]

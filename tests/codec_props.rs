@@ -1357,12 +1357,17 @@ fn protocol_md_worked_examples() {
             .collect::<Vec<_>>()
             .join(" ")
     }
+    let hello_v1 = |client_id, token| Frame::Hello {
+        version: 1,
+        client_id,
+        token,
+    };
     assert_eq!(
-        hex(ringrelay::protocol::hello(b"alice", b"s3cret")),
+        hex(hello_v1(b"alice", b"s3cret")),
         "10 00 00 00 01 00 01 00 05 61 6c 69 63 65 06 00 73 33 63 72 65 74"
     );
     assert_eq!(
-        hex(ringrelay::protocol::hello(b"alice", b"")),
+        hex(hello_v1(b"alice", b"")),
         "0a 00 00 00 01 00 01 00 05 61 6c 69 63 65 00 00"
     );
     assert_eq!(

@@ -7,13 +7,17 @@
 //! one message); 1 failure (bad input, refused request); 2 `send` to an unknown id, or a usage
 //! error; 3 the timeout passed before `--count` messages (without `--count`: before any); 4 no
 //! relay (none reachable within `--connect-timeout-ms`, or the connection was lost and could
-//! not be replaced, or the relay closed it for good).
+//! not be replaced, or the relay closed it for good); 5 `send --ack`: a message failed (not
+//! acknowledged in time, or refused), with its reason.
 
 use super::payload::{payloads, stdin, PayloadSource};
 use super::render::{write_event, Format};
 use super::CliFailure;
 use clap::Args;
-use ringrelay::client::{ClientError, ClientOptions, Event, Session, SessionOptions};
+use ringrelay::client::{
+    AckedSession, AckedSessionOptions, AckedStats, ClientError, ClientOptions, Event, Session,
+    SessionOptions,
+};
 use ringrelay::endpoint::Endpoint;
 use ringrelay::protocol::{payload_bytes_max, ErrorCode};
 use std::io::{self, BufRead};
@@ -31,6 +35,8 @@ pub const EXIT_UNKNOWN_ID: u8 = 2;
 pub const EXIT_TIMEOUT: u8 = 3;
 /// Exit status: no relay could be reached, or the connection was lost for good.
 pub const EXIT_NO_RELAY: u8 = 4;
+/// Exit status: `send --ack`: at least one message failed.
+pub const EXIT_ACK_FAILED: u8 = 5;
 
 /// How long `send` waits for the relay to confirm it handled the messages.
 const SEND_CONFIRM_WAIT: Duration = Duration::from_secs(5);
@@ -79,7 +85,9 @@ pub struct LimitArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = "Example:\n  ringrelay listen --id bob --count 1")]
+#[command(after_help = "Example:\n  ringrelay listen --id bob --count 1\n\n\
+                        Acknowledged messages (`send --ack`) are acknowledged and printed once \
+                        each.")]
 pub struct ListenArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -112,6 +120,14 @@ pub struct SendArgs {
     /// failing with `unknown id`: for scripts that start the receiver just before.
     #[arg(long)]
     pub wait_for_target: bool,
+    /// Acknowledged delivery: wait until TARGET's client has each message (exit 0), or until
+    /// it fails (exit 5 with the reason); sent again on loss, and to a TARGET that is not
+    /// online yet once it comes online. Counters are printed on stderr at the end.
+    #[arg(long)]
+    pub ack: bool,
+    /// With --ack: a message not acknowledged within this time fails.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, requires = "ack")]
+    pub ack_timeout_ms: u64,
     /// The payload: the text itself, `-` for standard input, or `@FILE` (bytes as they are).
     pub payload: String,
 }
@@ -178,16 +194,24 @@ fn parse_server(arg: &str) -> Result<String, String> {
     Ok(endpoint.to_string())
 }
 
-/// `ringrelay listen`.
+/// `ringrelay listen`: acknowledges acknowledged messages and prints each once; their
+/// counters go to stderr at the end if any came.
 pub fn listen(args: &ListenArgs) -> Result<(), CliFailure> {
-    let mut session = connect(&args.conn, &args.id)?;
-    print_events(&mut session, &args.limits, false)?;
-    let _ = session.close();
-    Ok(())
+    let mut session = connect_acked(&args.conn, &args.id, AckedSessionOptions::default())?;
+    let printed = print_events(&mut session, &args.limits, false);
+    if let Ok(stats) = session.close() {
+        if stats.receiver.delivered + stats.receiver.duplicates_suppressed > 0 {
+            eprintln!("{}", receiver_summary(&stats));
+        }
+    }
+    printed
 }
 
 /// `ringrelay send`: exit status 2 when the relay reports the target unknown.
 pub fn send(args: &SendArgs) -> Result<(), CliFailure> {
+    if args.ack {
+        return super::acked_send::send_acked(args);
+    }
     let source = PayloadSource::parse(&args.payload);
     let mut session = connect(&args.conn, &args.id)?;
     let max = payload_bytes_max(session.relay_max_frame_bytes());
@@ -254,7 +278,13 @@ pub fn watch(args: &WatchArgs) -> Result<(), CliFailure> {
 
 /// A session to the relays of `conn`, registered as `id`.
 pub fn connect(conn: &ConnArgs, id: &str) -> Result<Session, CliFailure> {
-    let opts = SessionOptions {
+    Session::connect(id.as_bytes(), session_options(conn)).map_err(no_relay)
+}
+
+/// The session settings of `conn`: its relays, token and reconnect bound; frames up to the
+/// relay's own upper bound.
+fn session_options(conn: &ConnArgs) -> SessionOptions {
+    SessionOptions {
         servers: conn.server.clone(),
         token: conn.token.as_ref().map(|t| t.as_bytes().to_vec()),
         reconnect_timeout: Duration::from_millis(conn.connect_timeout_ms),
@@ -263,8 +293,43 @@ pub fn connect(conn: &ConnArgs, id: &str) -> Result<Session, CliFailure> {
             ..ClientOptions::default()
         },
         ..SessionOptions::default()
-    };
-    Session::connect(id.as_bytes(), opts).map_err(no_relay)
+    }
+}
+
+/// An acknowledged-delivery session to the relays of `conn`, registered as `id`.
+pub fn connect_acked(
+    conn: &ConnArgs,
+    id: &str,
+    mut opts: AckedSessionOptions,
+) -> Result<AckedSession, CliFailure> {
+    opts.session = session_options(conn);
+    AckedSession::connect(id.as_bytes(), opts).map_err(no_relay)
+}
+
+/// The receiving side's counters, one line.
+pub fn receiver_summary(stats: &AckedStats) -> String {
+    let r = &stats.receiver;
+    format!(
+        "acked: delivered {} once each, duplicates suppressed {}, acks sent {} (gap reports {})",
+        r.delivered, r.duplicates_suppressed, r.acks_sent, r.gap_reports_sent
+    )
+}
+
+/// What the receiving verbs read from: a plain or an acknowledged-delivery session.
+pub trait Receive {
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError>;
+}
+
+impl Receive for Session {
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
+        Session::recv(self, timeout)
+    }
+}
+
+impl Receive for AckedSession {
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
+        AckedSession::recv(self, timeout)
+    }
 }
 
 /// A client error that ends the verb: exit status 4 when it means no relay, else 1. A refused
@@ -362,7 +427,7 @@ fn time_left(deadline: Option<Instant>) -> Option<Duration> {
 /// `presence`, presence changes). A closed stdout (for example `| head -1`) ends the loop
 /// quietly. Returns the exit status's reason as an error (timeout: 3, lost relay: 4).
 pub fn print_events(
-    session: &mut Session,
+    session: &mut impl Receive,
     limits: &LimitArgs,
     presence: bool,
 ) -> Result<(), CliFailure> {
@@ -378,6 +443,17 @@ pub fn print_events(
         };
         let Some(event) = session.recv(wait).map_err(no_relay)? else {
             continue;
+        };
+        // An acknowledged message prints as a direct message (it was de-duplicated already).
+        let event = match event {
+            Event::AckedMessage {
+                sender, payload, ..
+            } => Event::Message {
+                sender,
+                topic: None,
+                payload,
+            },
+            other => other,
         };
         let shown = match &event {
             Event::Message { .. } if !presence => true,

@@ -7,6 +7,7 @@
 //! for failures, 2 for `send` to an unknown id and for usage errors, 3 for a receiving verb's
 //! timeout before `--count`, 4 when no relay can be reached or the connection is lost for good.
 
+mod acked_send;
 mod chat;
 mod client_verbs;
 mod payload;

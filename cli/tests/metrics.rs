@@ -122,6 +122,8 @@ fn metrics_count_a_round_trip_and_healthz_follows_the_lifecycle() {
         "payload_too_large",
         "link_malformed_forward",
         "link_closed_with_queue",
+        "ack_for_unknown_id",
+        "acked_to_version_1",
     ] {
         let series = format!("ringrelay_drops_total{{reason=\"{reason}\"}}");
         assert_eq!(value(&body, &series), 0.0);

@@ -7,9 +7,10 @@
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use ringrelay::cluster::wire::{
-    data_publish_len, data_send_len, decode_data, decode_link, encode_data_publish,
-    encode_data_send, encode_link, snapshot_chunks, ControlMsg, DataFrame, DecodedData,
-    LinkDecodeError, LinkMsg, HEADER_LEN, LINK_VERSION,
+    data_ack_len, data_publish_len, data_send_acked_len, data_send_len, decode_data, decode_link,
+    encode_data_ack, encode_data_publish, encode_data_send, encode_data_send_acked, encode_link,
+    snapshot_chunks, ControlMsg, DataFrame, DecodedData, LinkDecodeError, LinkMsg, HEADER_LEN,
+    LINK_VERSION,
 };
 use ringrelay_fuzz::{arb_link_msg, bytes8, MAXES};
 
@@ -106,6 +107,22 @@ fn data_stream(data: &[u8], max: usize) {
                         assert!(!sender.is_empty() && !topic.is_empty());
                         encode_data_publish(&mut out, sender, topic, group, no_echo, payload);
                         assert_eq!(out.len(), data_publish_len(sender, topic, group, payload));
+                    }
+                    DataFrame::SendAcked {
+                        sender,
+                        target,
+                        id,
+                        payload,
+                    } => {
+                        assert!(!sender.is_empty() && !target.is_empty() && id.seq != 0);
+                        encode_data_send_acked(&mut out, sender, target, id, payload);
+                        assert_eq!(out.len(), data_send_acked_len(sender, target, payload));
+                    }
+                    DataFrame::Ack { from, to, gap, ack } => {
+                        assert!(!from.is_empty() && !to.is_empty());
+                        assert!(ack.runs.iter().all(|(first, last)| first <= last));
+                        encode_data_ack(&mut out, from, to, gap, &ack);
+                        assert_eq!(out.len(), data_ack_len(from, to, &ack));
                     }
                 }
                 // The data lane is canonical: the same bytes come back.

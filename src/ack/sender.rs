@@ -98,8 +98,46 @@ pub enum FailReason {
     Timeout { last_error: Option<ErrorCode> },
     /// `attempts_max` sends went unconfirmed.
     AttemptsExhausted { last_error: Option<ErrorCode> },
-    /// The relay answered with this ERROR and `fail_on_error` is set.
+    /// The relay answered with this ERROR and `fail_on_error` is set, or the ERROR says
+    /// that sending again cannot help (the payload is too large for the relay).
     Refused(ErrorCode),
+    /// The application closed the session with the message still unacknowledged.
+    Closed,
+}
+
+impl std::fmt::Display for FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let last = |f: &mut std::fmt::Formatter<'_>, e: &Option<ErrorCode>| match e {
+            Some(code) => write!(f, " (the relay's last error: {})", error_name(*code)),
+            None => Ok(()),
+        };
+        match self {
+            FailReason::Timeout { last_error } => {
+                f.write_str("not acknowledged within ack_timeout_ms")?;
+                last(f, last_error)
+            }
+            FailReason::AttemptsExhausted { last_error } => {
+                f.write_str("not acknowledged after ack_attempts_max sends")?;
+                last(f, last_error)
+            }
+            FailReason::Refused(code) => write!(f, "refused by the relay: {}", error_name(*code)),
+            FailReason::Closed => f.write_str("session closed before acknowledgement"),
+        }
+    }
+}
+
+/// A short name for a relay error code, for failure reasons.
+pub fn error_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::UNKNOWN_ID => "unknown id",
+        ErrorCode::OVERLOADED => "overloaded",
+        ErrorCode::INVALID_REQUEST => "invalid request",
+        ErrorCode::UNREACHABLE => "unreachable",
+        ErrorCode::LIMIT_EXCEEDED => "limit exceeded",
+        ErrorCode::PAYLOAD_TOO_LARGE => "payload too large",
+        ErrorCode::ACK_UNSUPPORTED => "target cannot acknowledge (protocol version 1)",
+        _ => "unknown error code",
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +171,7 @@ pub struct SenderStats {
     pub failed_timeout: u64,
     pub failed_attempts: u64,
     pub failed_refused: u64,
+    pub failed_closed: u64,
     pub in_flight: u64,
     pub retransmitted: [u64; 4],
     pub acks_stale: u64,
@@ -140,7 +179,7 @@ pub struct SenderStats {
 
 impl SenderStats {
     pub fn failed(&self) -> u64 {
-        self.failed_timeout + self.failed_attempts + self.failed_refused
+        self.failed_timeout + self.failed_attempts + self.failed_refused + self.failed_closed
     }
 
     pub fn retransmitted_by(&self, trigger: Trigger) -> u64 {
@@ -318,7 +357,13 @@ impl AckSender {
             self.stats.acks_stale += 1;
             return;
         }
-        let fail = self.cfg.fail_on_error;
+        // A payload the relay cannot carry, or a target that cannot acknowledge, fails at
+        // once: sending it again cannot help.
+        let fail = self.cfg.fail_on_error
+            || matches!(
+                code,
+                ErrorCode::PAYLOAD_TOO_LARGE | ErrorCode::ACK_UNSUPPORTED
+            );
         let Some(flow) = self.flows.get_mut(target) else {
             return;
         };
@@ -331,6 +376,27 @@ impl AckSender {
         } else if let Some(m) = flow.unacked.remove(index) {
             self.finish_failed(target, m, FailReason::Refused(code));
         }
+        self.check_invariant();
+    }
+
+    /// Messages to `target` not yet confirmed or failed.
+    pub fn in_flight_to(&self, target: &[u8]) -> usize {
+        self.flows.get(target).map_or(0, |f| f.unacked.len())
+    }
+
+    /// The session ends: every message still in flight fails with [`FailReason::Closed`].
+    pub fn abandon_all(&mut self) {
+        let targets: Vec<Vec<u8>> = self.flows.keys().cloned().collect();
+        for target in targets {
+            let Some(flow) = self.flows.get_mut(&target) else {
+                continue;
+            };
+            let left = std::mem::take(&mut flow.unacked);
+            for m in left {
+                self.finish_failed(&target, m, FailReason::Closed);
+            }
+        }
+        self.out.clear();
         self.check_invariant();
     }
 
@@ -417,6 +483,7 @@ impl AckSender {
             FailReason::Timeout { .. } => self.stats.failed_timeout += 1,
             FailReason::AttemptsExhausted { .. } => self.stats.failed_attempts += 1,
             FailReason::Refused(_) => self.stats.failed_refused += 1,
+            FailReason::Closed => self.stats.failed_closed += 1,
         }
         self.events.push_back(AckEvent::Failed {
             target: target.to_vec(),

@@ -17,13 +17,17 @@
 //! A client that never calls `recv` for longer than the relay's heartbeat bound (by default
 //! about 20 s) is evicted.
 
+mod acked;
 mod session;
 
+pub use acked::{AckedSendError, AckedSession, AckedSessionOptions, AckedStats};
 pub use session::{Session, SessionOptions};
 
+use crate::ack::{AckOut, FailReason};
 use crate::protocol::{
-    hello, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, FrameReader,
-    MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION,
+    hello, AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind,
+    FrameReader, MsgId, ACKED_VERSION_MIN, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_MIN,
 };
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -91,6 +95,41 @@ pub enum Event {
     /// `server`, with its id, subscriptions and watches registered there. Messages for this
     /// client while it was away, and frames queued but not yet written, were lost.
     Reconnected { server: String },
+    /// An acknowledged message (protocol version 2). From a [`Client`] or [`Session`] as it
+    /// arrived (the application acknowledges it with [`Client::ack`]); from an
+    /// [`AckedSession`] once per message, acknowledged by the session.
+    AckedMessage {
+        sender: Vec<u8>,
+        id: MsgId,
+        payload: Vec<u8>,
+    },
+    /// Only from a [`Client`] or [`Session`]: client `from` acknowledges this client's
+    /// messages of `epoch` up to `upto` and in `runs` (an [`AckedSession`] consumes these).
+    Receipt {
+        from: Vec<u8>,
+        gap: bool,
+        epoch: u64,
+        upto: u64,
+        runs: Vec<(u64, u64)>,
+    },
+    /// Only from a [`Client`] or [`Session`]: the relay could not route acknowledged message
+    /// `id` to `subject` (an [`AckedSession`] consumes these).
+    AckedError {
+        code: ErrorCode,
+        subject: Vec<u8>,
+        id: MsgId,
+        text: String,
+    },
+    /// Only from an [`AckedSession`]: message `seq` to `target` was delivered to the
+    /// target's application.
+    Confirmed { target: Vec<u8>, seq: u64 },
+    /// Only from an [`AckedSession`]: message `seq` to `target` failed for `reason`; it may
+    /// or may not have been delivered (its acknowledgement may be what was lost).
+    Failed {
+        target: Vec<u8>,
+        seq: u64,
+        reason: FailReason,
+    },
 }
 
 /// Why a client operation failed.
@@ -115,7 +154,8 @@ pub enum ClientError {
     Protocol(DecodeError),
     /// The relay sent a frame kind it never sends to clients (or at the wrong time).
     UnexpectedFrame(FrameKind),
-    /// The WELCOME named a protocol version this build does not speak.
+    /// The WELCOME named a protocol version this build does not speak, or acknowledged
+    /// delivery was used with a relay that speaks version 1.
     UnsupportedVersion(u16),
     /// The relay closed the connection (during the handshake, or earlier as an event).
     Closed { reason: CloseReason, text: String },
@@ -156,7 +196,8 @@ impl fmt::Display for ClientError {
             }
             ClientError::UnsupportedVersion(v) => write!(
                 f,
-                "relay speaks protocol version {v}, this client speaks {PROTOCOL_VERSION}"
+                "relay speaks protocol version {v}; this needs {PROTOCOL_VERSION_MIN} to \
+                 {PROTOCOL_VERSION} (acknowledged delivery: {ACKED_VERSION_MIN} or later)"
             ),
             ClientError::Closed { reason, text } if text.is_empty() => {
                 write!(f, "relay closed the connection: {reason}")
@@ -222,6 +263,8 @@ pub struct Client {
     client_id: Vec<u8>,
     relay_max_frame_bytes: usize,
     heartbeat_interval_ms: u32,
+    /// The protocol version the relay's WELCOME answered.
+    version: u16,
     state: State,
     /// Nonce of the last PING this client sent ([`Client::round_trip`] or a liveness probe).
     last_ping_nonce: u64,
@@ -266,6 +309,7 @@ impl Client {
             client_id: client_id.to_vec(),
             relay_max_frame_bytes: 0,
             heartbeat_interval_ms: 0,
+            version: 0,
             opts,
             state: State::Open,
             last_ping_nonce: 0,
@@ -305,6 +349,57 @@ impl Client {
     /// Queues a direct message to the client registered as `target`.
     pub fn send(&mut self, target: &[u8], payload: &[u8]) -> Result<(), ClientError> {
         self.queue(Frame::Send { target, payload })
+    }
+
+    /// The protocol version agreed with the relay (from WELCOME).
+    pub fn protocol_version(&self) -> u16 {
+        self.version
+    }
+
+    /// Queues an acknowledged message `id` to `target` (the low-level form: an
+    /// [`AckedSession`] numbers, keeps and retransmits messages itself). Fails with
+    /// [`ClientError::UnsupportedVersion`] on a relay that speaks protocol version 1.
+    pub fn send_acked(
+        &mut self,
+        target: &[u8],
+        id: MsgId,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.check_acks()?;
+        self.queue(Frame::SendAcked {
+            target,
+            id,
+            payload,
+        })
+    }
+
+    /// Queues an acknowledgement to `ack.sender` (low-level form, as [`Self::send_acked`]).
+    pub fn ack(&mut self, ack: &AckOut) -> Result<(), ClientError> {
+        self.check_acks()?;
+        let mut wire = Vec::with_capacity(ack.runs.len() * 16);
+        AckRuns::write_wire(&ack.runs, &mut wire);
+        let runs =
+            AckRuns::from_wire(&wire).ok_or(ClientError::Encode(EncodeError::FieldTooLong {
+                field: "runs",
+                len: ack.runs.len(),
+                max: crate::protocol::ACK_RUNS_MAX,
+            }))?;
+        self.queue(Frame::Ack {
+            to: &ack.sender,
+            gap: ack.gap,
+            ack: AckFields {
+                epoch: ack.epoch,
+                upto: ack.upto,
+                runs,
+            },
+        })
+    }
+
+    fn check_acks(&self) -> Result<(), ClientError> {
+        if self.version < ACKED_VERSION_MIN {
+            return Err(ClientError::UnsupportedVersion(self.version));
+        }
+        Ok(())
     }
 
     /// Queues a message to every subscriber of `topic`, this client included.
@@ -600,9 +695,10 @@ impl Client {
         max_frame_bytes: u32,
         heartbeat_interval_ms: u32,
     ) -> Result<(), ClientError> {
-        if version != PROTOCOL_VERSION {
+        if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&version) {
             return Err(self.fail(ClientError::UnsupportedVersion(version)));
         }
+        self.version = version;
         self.relay_max_frame_bytes = usize::try_from(max_frame_bytes).unwrap_or(usize::MAX);
         self.heartbeat_interval_ms = heartbeat_interval_ms;
         Ok(())
@@ -765,6 +861,33 @@ fn classify(frame: Frame<'_>) -> Inbound {
             topic: (!topic.is_empty()).then(|| topic.to_vec()),
             payload: payload.to_vec(),
         }),
+        Frame::DeliverAcked {
+            sender,
+            id,
+            payload,
+        } => Inbound::Event(Event::AckedMessage {
+            sender: sender.to_vec(),
+            id,
+            payload: payload.to_vec(),
+        }),
+        Frame::Receipt { from, gap, ack } => Inbound::Event(Event::Receipt {
+            from: from.to_vec(),
+            gap,
+            epoch: ack.epoch,
+            upto: ack.upto,
+            runs: ack.runs.iter().collect(),
+        }),
+        Frame::ErrorAcked {
+            code,
+            subject,
+            id,
+            text,
+        } => Inbound::Event(Event::AckedError {
+            code,
+            subject: subject.to_vec(),
+            id,
+            text: lossy(text),
+        }),
         Frame::Presence { client_id, online } => Inbound::Event(Event::Presence {
             client_id: client_id.to_vec(),
             online,
@@ -799,9 +922,12 @@ fn classify(frame: Frame<'_>) -> Inbound {
 
 fn event_kind(event: &Event) -> FrameKind {
     match event {
-        Event::Message { .. } => FrameKind::Deliver,
+        Event::Message { .. } | Event::AckedMessage { .. } => FrameKind::Deliver,
         Event::Presence { .. } => FrameKind::Presence,
-        Event::Error { .. } => FrameKind::Error,
+        Event::Error { .. } | Event::AckedError { .. } => FrameKind::Error,
+        Event::Receipt { .. } => FrameKind::Receipt,
+        // Made by an acked session, never read; RECEIPT is the nearest kind.
+        Event::Confirmed { .. } | Event::Failed { .. } => FrameKind::Receipt,
         Event::Closed { .. } => FrameKind::Close,
         // Never read from a connection (a session makes it); WELCOME is the nearest kind.
         Event::Reconnected { .. } => FrameKind::Welcome,

@@ -167,6 +167,25 @@ impl Session {
         self.restored(|c| c.unwatch(client_id))
     }
 
+    /// Queues an acknowledged message (low-level: an [`super::AckedSession`] numbers and
+    /// retransmits). If the connection is lost the session reconnects; the message is not
+    /// written, and the sender's retransmission on [`Event::Reconnected`] covers it.
+    pub fn send_acked(
+        &mut self,
+        target: &[u8],
+        id: crate::protocol::MsgId,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.restored(|c| c.send_acked(target, id, payload))
+    }
+
+    /// Queues an acknowledgement (low-level, as [`Self::send_acked`]); one lost with the
+    /// connection is made good by the next (acknowledgements are cumulative) or by the
+    /// sender's retransmission, which is acknowledged at once.
+    pub fn ack(&mut self, ack: &crate::ack::AckOut) -> Result<(), ClientError> {
+        self.restored(|c| c.ack(ack))
+    }
+
     /// Writes every queued frame. If the connection is lost on the way, the session reconnects
     /// and the frames not yet written are lost (the next event is [`Event::Reconnected`]).
     pub fn flush(&mut self) -> Result<(), ClientError> {

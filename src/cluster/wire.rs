@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::protocol::{AckFields, AckRuns, MsgId};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
@@ -62,6 +63,14 @@ pub const INTEREST_REPLACE: u8 = 0x01;
 /// FWD_PUBLISH flag: do not deliver to the sending client (it is on another node anyway, but
 /// the flag travels so queue-group and echo rules stay those of the original PUBLISH).
 pub const PUBLISH_NO_ECHO: u8 = 0x01;
+/// FWD_SEND flag: an acknowledged SEND; `epoch: u64` and `seq: u64` follow the target.
+pub const SEND_ACKED: u8 = 0x01;
+/// FWD_SEND flag: not a message but an ACK of `sender` for `target`, routed to it as a
+/// RECEIPT; the body's rest is the acknowledgement (`epoch`, `upto`, `run_count`, runs). A
+/// node that predates acknowledged delivery drops such a frame as malformed and keeps the link.
+pub const SEND_IS_ACK: u8 = 0x02;
+/// FWD_SEND flag, with `SEND_IS_ACK` only: the ACK reports a gap.
+pub const SEND_ACK_GAP: u8 = 0x04;
 
 /// LINK_REFUSE reason: the peer's mac did not verify.
 pub const REFUSE_BAD_SECRET: u16 = 1;
@@ -218,6 +227,20 @@ pub enum DataFrame<'a> {
         target: &'a [u8],
         payload: &'a [u8],
     },
+    /// An acknowledged SEND (client protocol version 2).
+    SendAcked {
+        sender: &'a [u8],
+        target: &'a [u8],
+        id: MsgId,
+        payload: &'a [u8],
+    },
+    /// The ACK of client `from` for client `to`, delivered to it as a RECEIPT.
+    Ack {
+        from: &'a [u8],
+        to: &'a [u8],
+        gap: bool,
+        ack: AckFields<'a>,
+    },
     Publish {
         sender: &'a [u8],
         topic: &'a [u8],
@@ -337,6 +360,7 @@ fn allowed_flags(kind: u8) -> u8 {
         SNAPSHOT => SNAPSHOT_FIRST | SNAPSHOT_LAST,
         INTEREST => INTEREST_REPLACE,
         FWD_PUBLISH => PUBLISH_NO_ECHO,
+        FWD_SEND => SEND_ACKED | SEND_IS_ACK | SEND_ACK_GAP,
         _ => 0,
     }
 }
@@ -763,7 +787,9 @@ pub fn decode_data(buf: &[u8], max_frame_bytes: usize) -> Result<DecodedData<'_>
         } => (kind, flags, body, frame_bytes),
     };
     let mut b = Body { rest: body };
-    let frame = if kind == FWD_SEND {
+    let frame = if kind == FWD_SEND && flags != 0 {
+        decode_data_acked(flags, b)?
+    } else if kind == FWD_SEND {
         DataFrame::Send {
             sender: b.bytes8("FWD_SEND sender", true)?,
             target: b.bytes8("FWD_SEND target", true)?,
@@ -779,6 +805,88 @@ pub fn decode_data(buf: &[u8], max_frame_bytes: usize) -> Result<DecodedData<'_>
         }
     };
     Ok(DecodedData::Frame { frame, consumed })
+}
+
+/// FWD_SEND with flags: an acknowledged SEND or an ACK (out of line: the plain SEND stays
+/// the short path).
+#[inline(never)]
+fn decode_data_acked(flags: u8, mut b: Body<'_>) -> Result<DataFrame<'_>, LinkDecodeError> {
+    let sender = b.bytes8("FWD_SEND sender", true)?;
+    let target = b.bytes8("FWD_SEND target", true)?;
+    let epoch = b.u64("FWD_SEND epoch")?;
+    match flags {
+        SEND_ACKED => {
+            let seq = b.u64("FWD_SEND seq")?;
+            if seq == 0 {
+                return Err(LinkDecodeError::Malformed("FWD_SEND seq 0"));
+            }
+            Ok(DataFrame::SendAcked {
+                sender,
+                target,
+                id: MsgId { epoch, seq },
+                payload: b.remainder(),
+            })
+        }
+        f if f & !SEND_ACK_GAP == SEND_IS_ACK => {
+            let upto = b.u64("FWD_SEND ack upto")?;
+            let count = usize::from(b.u8("FWD_SEND ack run_count")?);
+            let runs = b.take(count.saturating_mul(16), "FWD_SEND ack runs")?;
+            let runs =
+                AckRuns::from_wire(runs).ok_or(LinkDecodeError::Malformed("FWD_SEND ack runs"))?;
+            b.finish()?;
+            Ok(DataFrame::Ack {
+                from: sender,
+                to: target,
+                gap: flags & SEND_ACK_GAP != 0,
+                ack: AckFields { epoch, upto, runs },
+            })
+        }
+        _ => Err(LinkDecodeError::Malformed("FWD_SEND flag combination")),
+    }
+}
+
+/// Whole size on the wire of an acknowledged FWD_SEND frame.
+#[inline]
+pub fn data_send_acked_len(sender: &[u8], target: &[u8], payload: &[u8]) -> usize {
+    data_send_len(sender, target, payload) + 16
+}
+
+/// Appends an acknowledged FWD_SEND frame (bounds as [`encode_data_send`]).
+pub fn encode_data_send_acked(
+    out: &mut Vec<u8>,
+    sender: &[u8],
+    target: &[u8],
+    id: MsgId,
+    payload: &[u8],
+) {
+    debug_assert!(id.seq != 0, "sequence numbers start at 1");
+    let body_len = short_len(sender) + short_len(target) + 16 + payload.len();
+    out.reserve(HEADER_LEN + body_len);
+    put_header(out, body_len, FWD_SEND, SEND_ACKED);
+    put_bytes8(out, sender);
+    put_bytes8(out, target);
+    out.extend_from_slice(&id.epoch.to_le_bytes());
+    out.extend_from_slice(&id.seq.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Whole size on the wire of a FWD_SEND frame carrying an ACK.
+pub fn data_ack_len(from: &[u8], to: &[u8], ack: &AckFields<'_>) -> usize {
+    HEADER_LEN + short_len(from) + short_len(to) + 8 + 8 + 1 + ack.runs.as_wire().len()
+}
+
+/// Appends a FWD_SEND frame carrying the ACK of `from` for `to` (bounds as
+/// [`encode_data_send`]; `ack` was decoded, so its runs are valid).
+pub fn encode_data_ack(out: &mut Vec<u8>, from: &[u8], to: &[u8], gap: bool, ack: &AckFields<'_>) {
+    let len = data_ack_len(from, to, ack);
+    let flags = SEND_IS_ACK | if gap { SEND_ACK_GAP } else { 0 };
+    put_header(out, len - HEADER_LEN, FWD_SEND, flags);
+    put_bytes8(out, from);
+    put_bytes8(out, to);
+    out.extend_from_slice(&ack.epoch.to_le_bytes());
+    out.extend_from_slice(&ack.upto.to_le_bytes());
+    out.push(ack.runs.len() as u8);
+    out.extend_from_slice(ack.runs.as_wire());
 }
 
 /// Whole size on the wire of a FWD_SEND frame.

@@ -17,5 +17,5 @@ pub use engine::{ClusterEvent, ConnRelay, Counter, Engine, EngineConfig, Output}
 pub use epoch::EpochClock;
 pub use interest::InterestTable;
 pub use location::{Location, LocationTable, Registered, Row};
-pub use router::{Guards, Origin, SendOutcome, Sink, Tables};
+pub use router::{AckSink, AckedDelivery, Guards, Origin, SendOutcome, Sink, Tables};
 pub use session::{Phase, Session, SessionConfig, SessionEvent, TickAction};

@@ -16,6 +16,9 @@ use super::topics::TopicTable;
 use crate::protocol::{CloseReason, ErrorCode};
 use papaya::LocalGuard;
 
+mod acked;
+pub use acked::{AckSink, AckedDelivery};
+
 /// Where routed frames go. Every method must be cheap: it runs once per delivery.
 pub trait Sink {
     /// Deliver a DELIVER frame to the connection at `to`.

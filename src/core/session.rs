@@ -5,7 +5,9 @@
 //! and the heartbeat (ping a connection idle for `heartbeat_interval_ms`, close it after
 //! `heartbeat_misses_max` unanswered pings). It never touches sockets, clocks or tables.
 
-use crate::protocol::{CloseReason, Frame, PROTOCOL_VERSION};
+use crate::protocol::{
+    AckFields, CloseReason, Frame, MsgId, ACKED_VERSION_MIN, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+};
 
 /// The session settings taken from [`crate::config::Config`].
 #[derive(Clone, Debug)]
@@ -51,6 +53,18 @@ pub enum SessionEvent<'a> {
     Send {
         target: &'a [u8],
         payload: &'a [u8],
+    },
+    /// An acknowledged SEND (version 2).
+    SendAcked {
+        target: &'a [u8],
+        id: MsgId,
+        payload: &'a [u8],
+    },
+    /// An acknowledgement for the client `to` (version 2), routed to it as a RECEIPT.
+    Ack {
+        to: &'a [u8],
+        gap: bool,
+        ack: AckFields<'a>,
     },
     Publish {
         topic: &'a [u8],
@@ -100,6 +114,8 @@ pub enum TickAction {
 #[derive(Debug)]
 pub struct Session {
     phase: Phase,
+    /// The protocol version of the accepted HELLO (0 before).
+    version: u16,
     handshake_deadline_ms: u64,
     last_rx_ms: u64,
     last_ping_ms: u64,
@@ -114,6 +130,7 @@ impl Session {
     pub fn new(now_ms: u64, cfg: &SessionConfig) -> Session {
         Session {
             phase: Phase::AwaitingHello,
+            version: 0,
             handshake_deadline_ms: now_ms.saturating_add(cfg.handshake_timeout_ms),
             last_rx_ms: now_ms,
             last_ping_ms: 0,
@@ -125,6 +142,19 @@ impl Session {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// The protocol version the client's HELLO asked for and WELCOME answers (0 before
+    /// HELLO was accepted).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// Whether the connection speaks acknowledged delivery (may be sent acknowledged
+    /// DELIVERs and RECEIPTs).
+    #[inline]
+    pub fn acks(&self) -> bool {
+        self.version >= ACKED_VERSION_MIN
     }
 
     /// Marks the session closed (the caller decided to close for its own reason).
@@ -180,7 +210,7 @@ impl Session {
                 "expected HELLO as the first frame",
             );
         };
-        if version != PROTOCOL_VERSION {
+        if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&version) {
             return self.closing(
                 CloseReason::UNSUPPORTED_VERSION,
                 "unsupported protocol version",
@@ -192,6 +222,7 @@ impl Session {
             }
         }
         self.phase = Phase::Open;
+        self.version = version;
         SessionEvent::Register { client_id }
     }
 
@@ -216,8 +247,16 @@ impl Session {
             Frame::Pong { .. } => SessionEvent::None,
             Frame::Close { .. } => self.closing(CloseReason::NORMAL, "closed by client"),
             Frame::Hello { .. } => self.closing(CloseReason::BAD_HANDSHAKE, "HELLO sent twice"),
-            // Acknowledged delivery is protocol version 2, which this relay does not speak
-            // yet (a HELLO of version 2 is refused): a version-1 connection may not use it.
+            Frame::SendAcked {
+                target,
+                id,
+                payload,
+            } if self.acks() => SessionEvent::SendAcked {
+                target,
+                id,
+                payload,
+            },
+            Frame::Ack { to, gap, ack } if self.acks() => SessionEvent::Ack { to, gap, ack },
             Frame::SendAcked { .. } | Frame::Ack { .. } => self.closing(
                 CloseReason::PROTOCOL_ERROR,
                 "acknowledged delivery (ACKED flag, ACK) needs protocol version 2",
@@ -468,7 +507,9 @@ mod tests {
         ];
         for frame in frames {
             let mut s = Session::new(0, &c);
-            s.on_frame(hello(b"a", b"tok"), &c);
+            s.on_frame(hello_v(1), &c);
+            assert_eq!(s.version(), 1);
+            assert!(!s.acks());
             assert!(
                 matches!(
                     s.on_frame(frame, &c),
@@ -480,5 +521,89 @@ mod tests {
                 "{frame:?}"
             );
         }
+    }
+
+    fn hello_v(version: u16) -> Frame<'static> {
+        Frame::Hello {
+            version,
+            client_id: b"a",
+            token: b"tok",
+        }
+    }
+
+    #[test]
+    fn each_version_from_the_oldest_to_the_newest_is_accepted_and_no_other() {
+        let c = cfg();
+        for version in [0, PROTOCOL_VERSION + 1, u16::MAX] {
+            let mut s = Session::new(0, &c);
+            assert!(matches!(
+                s.on_frame(hello_v(version), &c),
+                SessionEvent::Close {
+                    reason: CloseReason::UNSUPPORTED_VERSION,
+                    ..
+                }
+            ));
+        }
+        for version in PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION {
+            let mut s = Session::new(0, &c);
+            assert_eq!(
+                s.on_frame(hello_v(version), &c),
+                SessionEvent::Register { client_id: b"a" }
+            );
+            assert_eq!(s.version(), version);
+        }
+    }
+
+    #[test]
+    fn a_version_2_connection_sends_acknowledged_messages_and_acks() {
+        let c = cfg();
+        let mut s = Session::new(0, &c);
+        s.on_frame(hello_v(2), &c);
+        assert!(s.acks());
+        let id = MsgId { epoch: 7, seq: 3 };
+        let send = Frame::SendAcked {
+            target: b"b",
+            id,
+            payload: b"p",
+        };
+        assert_eq!(
+            s.on_frame(send, &c),
+            SessionEvent::SendAcked {
+                target: b"b",
+                id,
+                payload: b"p"
+            }
+        );
+        let ack = AckFields {
+            epoch: 7,
+            upto: 3,
+            runs: Default::default(),
+        };
+        let frame = Frame::Ack {
+            to: b"b",
+            gap: true,
+            ack,
+        };
+        assert_eq!(
+            s.on_frame(frame, &c),
+            SessionEvent::Ack {
+                to: b"b",
+                gap: true,
+                ack
+            }
+        );
+        // A RECEIPT goes relay to client only, whatever the version.
+        let receipt = Frame::Receipt {
+            from: b"b",
+            gap: false,
+            ack,
+        };
+        assert!(matches!(
+            s.on_frame(receipt, &c),
+            SessionEvent::Close {
+                reason: CloseReason::PROTOCOL_ERROR,
+                ..
+            }
+        ));
     }
 }

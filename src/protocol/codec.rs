@@ -406,6 +406,37 @@ pub fn encode_deliver_header(out: &mut Vec<u8>, sender: &[u8], topic: &[u8], pay
     put_short(out, topic);
 }
 
+/// Whole size on the wire of a DELIVER with the ACKED flag (empty topic, message id).
+#[inline]
+pub fn frame_len_for_deliver_acked(sender: &[u8], payload_len: usize) -> usize {
+    HEADER_LEN + 2 + sender.len() + 16 + payload_len
+}
+
+/// Hot-path encoder for an acknowledged DELIVER (as [`encode_deliver`]).
+#[inline]
+pub fn encode_deliver_acked(out: &mut Vec<u8>, sender: &[u8], id: MsgId, payload: &[u8]) {
+    out.reserve(frame_len_for_deliver_acked(sender, payload.len()));
+    encode_deliver_acked_header(out, sender, id, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Everything of an acknowledged DELIVER but its payload (as [`encode_deliver_header`]).
+#[inline]
+pub fn encode_deliver_acked_header(
+    out: &mut Vec<u8>,
+    sender: &[u8],
+    id: MsgId,
+    payload_len: usize,
+) {
+    debug_assert!(!sender.is_empty() && sender.len() <= CLIENT_ID_LEN_MAX);
+    debug_assert!(id.seq != 0, "sequence numbers start at 1");
+    let body_len = 2 + sender.len() + 16 + payload_len;
+    put_header(out, body_len, FrameKind::Deliver, FLAG_ACKED);
+    put_short(out, sender);
+    put_short(out, b"");
+    put_msg_id(out, id);
+}
+
 impl Frame<'_> {
     /// Number of bytes [`Frame::encode`] appends.
     pub fn encoded_len(&self) -> usize {

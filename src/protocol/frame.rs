@@ -105,6 +105,9 @@ impl ErrorCode {
     /// A SEND or PUBLISH payload was longer than the largest payload the relay delivers
     /// (`max_frame_bytes` minus [`crate::protocol::DELIVER_OVERHEAD_MAX`]); dropped.
     pub const PAYLOAD_TOO_LARGE: ErrorCode = ErrorCode(6);
+    /// An acknowledged SEND reached a target whose connection speaks protocol version 1,
+    /// which cannot acknowledge: dropped (it would never be confirmed).
+    pub const ACK_UNSUPPORTED: ErrorCode = ErrorCode(7);
 }
 
 /// Reasons carried by CLOSE frames; the sender closes the connection after it.

@@ -21,7 +21,8 @@ mod stream;
 mod walk;
 
 pub use codec::{
-    decode, encode_deliver, encode_deliver_header, frame_len_for_deliver, hello, Decoded,
+    decode, encode_deliver, encode_deliver_acked, encode_deliver_acked_header,
+    encode_deliver_header, frame_len_for_deliver, frame_len_for_deliver_acked, hello, Decoded,
 };
 pub use frame::{
     AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, MsgId,
@@ -30,9 +31,17 @@ pub use reader::FrameReader;
 pub use stream::{FrameTooLarge, StreamDecoder, PARTIAL_RETAIN_MAX};
 pub use walk::FrameWalk;
 
-/// The protocol version spoken by this build. HELLO with any other version is refused with
-/// [`CloseReason::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this build speaks, and the one its client sends in HELLO.
+/// Version 2 adds acknowledged delivery (PROTOCOL.md section 12).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest version the relay still accepts: HELLO with a version from this to
+/// [`PROTOCOL_VERSION`] is answered with WELCOME of the same version, any other is refused with
+/// [`CloseReason::UNSUPPORTED_VERSION`]. Version 1 is version 2 without acknowledged delivery.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+
+/// The first version with acknowledged delivery (ACKED flag, ACK, RECEIPT).
+pub const ACKED_VERSION_MIN: u16 = 2;
 
 /// Bytes in every frame header: `body_len: u32 LE`, `kind: u8`, `flags: u8`.
 pub const HEADER_LEN: usize = 6;

@@ -6,12 +6,14 @@ use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME};
 use super::link_backlog::{Backlogs, Refused};
 use super::stats::{bump, kind_index, WorkerStats};
 use crate::cluster::wire::{
-    data_publish_len, data_send_len, encode_data_publish, encode_data_send,
+    data_ack_len, data_publish_len, data_send_acked_len, data_send_len, encode_data_ack,
+    encode_data_publish, encode_data_send, encode_data_send_acked,
 };
-use crate::core::{Location, Sink};
+use crate::core::{AckSink, AckedDelivery, Location, Sink};
 use crate::protocol::{
-    encode_deliver, encode_deliver_header, frame_len_for_deliver, CloseReason, ErrorCode, Frame,
-    FrameKind,
+    encode_deliver, encode_deliver_acked, encode_deliver_acked_header, encode_deliver_header,
+    frame_len_for_deliver, frame_len_for_deliver_acked, AckFields, CloseReason, ErrorCode, Frame,
+    FrameKind, MsgId, FLAG_ACKED,
 };
 use bytes::Bytes;
 
@@ -184,14 +186,23 @@ impl Deliverer<'_> {
     fn deliver_shared(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: Bytes) {
         let payload_len = payload.len();
         let header_len = frame_len_for_deliver(sender, topic, b"");
+        self.deliver_shared_with(to, payload, header_len, |out| {
+            encode_deliver_header(out, sender, topic, payload_len)
+        });
+    }
+
+    /// Queues a DELIVER (plain or acknowledged: `header` writes it) whose payload goes out
+    /// from the buffer it was received into, here or through the owner's handoff. Returns
+    /// whether it was queued.
+    fn deliver_shared_with(
+        &mut self,
+        to: Location,
+        payload: Bytes,
+        header_len: usize,
+        header: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
         let ok = if to.worker == self.worker {
-            self.append_local_shared(
-                to.slot,
-                to.generation,
-                header_len,
-                |out| encode_deliver_header(out, sender, topic, payload_len),
-                payload,
-            )
+            self.append_local_shared(to.slot, to.generation, header_len, header, payload)
         } else {
             let ok = self.outboxes[to.worker as usize].append_shared(
                 self.handoff_bytes_max,
@@ -199,7 +210,7 @@ impl Deliverer<'_> {
                 to.generation,
                 payload,
                 header_len,
-                |out| encode_deliver_header(out, sender, topic, payload_len),
+                header,
             );
             if !ok {
                 bump(&self.stats.handoff_drops, 1);
@@ -210,6 +221,40 @@ impl Deliverer<'_> {
         if ok {
             bump(&self.stats.deliveries, 1);
         }
+        ok
+    }
+
+    /// The payload of the frame being routed, when it was received into its own buffer.
+    #[inline]
+    fn shared(&self, payload: &[u8]) -> Option<Bytes> {
+        let shared = self.shared_payload.as_ref()?;
+        (shared.as_ptr() == payload.as_ptr() && shared.len() == payload.len())
+            .then(|| shared.clone())
+    }
+
+    /// Whether the local connection at (`slot`, `generation`) must not receive `frame` (an
+    /// encoded frame, or its head): an acknowledged DELIVER or a RECEIPT for a connection that
+    /// speaks protocol version 1. Such a frame is dropped and counted.
+    pub fn refuses_acked(&mut self, slot: u32, generation: u32, frame: &[u8]) -> bool {
+        let acked = match (frame.get(4), frame.get(5)) {
+            (Some(&kind), Some(&flags)) if kind == FrameKind::Deliver as u8 => {
+                flags & FLAG_ACKED != 0
+            }
+            (Some(&kind), _) => kind == FrameKind::Receipt as u8,
+            _ => false,
+        };
+        if !acked || self.conn_acks(slot, generation) != Some(false) {
+            return false;
+        }
+        bump(&self.stats.acked_to_version_1_drops, 1);
+        true
+    }
+
+    /// Whether the live connection at (`slot`, `generation`) speaks acknowledged delivery
+    /// (`None`: it is gone).
+    fn conn_acks(&mut self, slot: u32, generation: u32) -> Option<bool> {
+        let conn = self.slab.get_live(slot, generation)?;
+        Some(conn.relay.acks())
     }
 
     /// Appends a record for the worker that owns `to`; past `handoff_bytes_max` the message is
@@ -250,6 +295,9 @@ impl Deliverer<'_> {
 
     /// Appends an already encoded frame handed over by another worker.
     pub fn append_frame_bytes(&mut self, slot: u32, generation: u32, frame: &[u8]) {
+        if self.refuses_acked(slot, generation, frame) {
+            return;
+        }
         // Handed-over frames were encoded by this process: the kind byte is valid.
         let kind = frame
             .get(4)
@@ -331,11 +379,8 @@ impl Deliverer<'_> {
 impl Sink for Deliverer<'_> {
     #[inline]
     fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
-        if let Some(shared) = &self.shared_payload {
-            if shared.as_ptr() == payload.as_ptr() && shared.len() == payload.len() {
-                let shared = shared.clone();
-                return self.deliver_shared(to, sender, topic, shared);
-            }
+        if let Some(shared) = self.shared(payload) {
+            return self.deliver_shared(to, sender, topic, shared);
         }
         let len = frame_len_for_deliver(sender, topic, payload);
         if to.worker == self.worker {
@@ -418,5 +463,108 @@ impl Sink for Deliverer<'_> {
             text: text.as_bytes(),
         };
         self.push_frame_local(self.origin_slot, self.origin_generation, &frame);
+    }
+}
+
+impl AckSink for Deliverer<'_> {
+    fn deliver_acked(
+        &mut self,
+        to: Location,
+        sender: &[u8],
+        id: MsgId,
+        payload: &[u8],
+    ) -> AckedDelivery {
+        let here = to.worker == self.worker;
+        if here && self.conn_acks(to.slot, to.generation) == Some(false) {
+            bump(&self.stats.acked_to_version_1_drops, 1);
+            return AckedDelivery::Unsupported;
+        }
+        let header_len = frame_len_for_deliver_acked(sender, 0);
+        let ok = if let Some(shared) = self.shared(payload) {
+            let payload_len = shared.len();
+            self.deliver_shared_with(to, shared, header_len, |out| {
+                encode_deliver_acked_header(out, sender, id, payload_len)
+            })
+        } else {
+            let len = header_len + payload.len();
+            let write = |out: &mut Vec<u8>| encode_deliver_acked(out, sender, id, payload);
+            let ok = if here {
+                self.append_local(to.slot, to.generation, len, FrameKind::Deliver, write)
+            } else {
+                self.hand_over(to, TAG_FRAME, len, write)
+            };
+            if ok {
+                bump(&self.stats.deliveries, 1);
+            }
+            ok
+        };
+        if ok {
+            AckedDelivery::Queued
+        } else {
+            AckedDelivery::Dropped
+        }
+    }
+
+    fn receipt(&mut self, to: Location, from: &[u8], gap: bool, ack: &AckFields<'_>) {
+        let frame = Frame::Receipt {
+            from,
+            gap,
+            ack: *ack,
+        };
+        if to.worker != self.worker {
+            return self.push_frame_remote(to, &frame);
+        }
+        if self.conn_acks(to.slot, to.generation) == Some(false) {
+            bump(&self.stats.acked_to_version_1_drops, 1);
+            return;
+        }
+        self.push_frame_local(to.slot, to.generation, &frame);
+    }
+
+    fn error_to_origin_acked(
+        &mut self,
+        code: ErrorCode,
+        subject: &[u8],
+        id: MsgId,
+        text: &'static str,
+    ) {
+        let frame = Frame::ErrorAcked {
+            code,
+            subject,
+            id,
+            text: text.as_bytes(),
+        };
+        self.push_frame_local(self.origin_slot, self.origin_generation, &frame);
+    }
+
+    fn forward_send_acked(
+        &mut self,
+        node: u16,
+        sender: &[u8],
+        target: &[u8],
+        id: MsgId,
+        payload: &[u8],
+    ) {
+        let len = data_send_acked_len(sender, target, payload);
+        let forward = self.append_link(node, len, |out| {
+            encode_data_send_acked(out, sender, target, id, payload)
+        });
+        match forward {
+            Forward::Queued => {}
+            Forward::Dropped => self.error_to_origin_acked(
+                ErrorCode::OVERLOADED,
+                target,
+                id,
+                "dropped at a relay bound",
+            ),
+            Forward::NoRoute => {
+                self.error_to_origin_acked(ErrorCode::UNREACHABLE, target, id, "node unreachable")
+            }
+        }
+    }
+
+    fn forward_ack(&mut self, node: u16, from: &[u8], to: &[u8], gap: bool, ack: &AckFields<'_>) {
+        let len = data_ack_len(from, to, ack);
+        let _ = self.append_link(node, len, |out| encode_data_ack(out, from, to, gap, ack));
     }
 }

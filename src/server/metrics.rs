@@ -525,6 +525,11 @@ impl RelayCollector {
                     self.sum(|b| &b.link_bad_frame_drops),
                 ),
                 ("link_closed_with_queue", self.sum(|b| &b.link_loss_drops)),
+                ("ack_for_unknown_id", self.sum(|b| &b.ack_unroutable_drops)),
+                (
+                    "acked_to_version_1",
+                    self.sum(|b| &b.acked_to_version_1_drops),
+                ),
             ],
         )?;
         counter(

@@ -69,6 +69,7 @@ impl Output for Deliverer<'_> {
             Counter::ForwardedInStale => &stats.forwarded_in_stale,
             Counter::LimitRefused => &stats.limit_refusals,
             Counter::PayloadTooLarge => &stats.payload_too_large_drops,
+            Counter::AckUnroutable => &stats.ack_unroutable_drops,
         };
         bump(field, 1);
     }

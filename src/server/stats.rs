@@ -36,6 +36,10 @@ pub struct WorkerStats {
     /// Forwarded messages dropped because their frame on a data link was malformed (the
     /// link stays up).
     pub link_bad_frame_drops: AtomicU64,
+    /// ACKs dropped: the client they acknowledge is not registered (it left).
+    pub ack_unroutable_drops: AtomicU64,
+    /// Acknowledged messages and RECEIPTs dropped: the destination speaks protocol version 1.
+    pub acked_to_version_1_drops: AtomicU64,
     /// Messages queued on an outbound data link when it closed (never handed to the kernel,
     /// or only partly).
     pub link_loss_drops: AtomicU64,

@@ -29,14 +29,16 @@ impl Worker {
                                 .get_mut(index as usize)
                                 .map(std::mem::take)
                                 .unwrap_or_default();
-                            self.deliverer(record.slot, record.generation)
-                                .append_local_shared(
+                            let mut sink = self.deliverer(record.slot, record.generation);
+                            if !sink.refuses_acked(record.slot, record.generation, header) {
+                                sink.append_local_shared(
                                     record.slot,
                                     record.generation,
                                     header.len(),
                                     |out| out.extend_from_slice(header),
                                     payload,
                                 );
+                            }
                         }
                         TAG_CLOSE => {
                             let reason =

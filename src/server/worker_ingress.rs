@@ -244,6 +244,16 @@ impl Worker {
                         target,
                         payload,
                     } => engine.on_forwarded_send(&guards, sender, target, payload, &mut sink),
+                    DataFrame::SendAcked {
+                        sender,
+                        target,
+                        id,
+                        payload,
+                    } => engine
+                        .on_forwarded_send_acked(&guards, sender, target, id, payload, &mut sink),
+                    DataFrame::Ack { from, to, gap, ack } => {
+                        engine.on_forwarded_ack(&guards, from, to, gap, &ack, &mut sink)
+                    }
                     DataFrame::Publish {
                         sender,
                         topic,

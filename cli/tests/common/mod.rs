@@ -391,6 +391,26 @@ impl Raw {
         }
     }
 
+    /// HELLO of protocol version 1 (a client that predates acknowledged delivery), then waits
+    /// for its WELCOME, which must answer version 1.
+    pub fn handshake_v1(&mut self, id: &str) {
+        self.write_frame(Frame::Hello {
+            version: 1,
+            client_id: id.as_bytes(),
+            token: b"",
+        });
+        loop {
+            match self.next_frame() {
+                Ok(Owned::Welcome { version, .. }) => {
+                    assert_eq!(version, 1);
+                    return;
+                }
+                Ok(Owned::Ping(_)) => {}
+                other => panic!("raw {id}: expected WELCOME, got {other:?}"),
+            }
+        }
+    }
+
     /// The next frame within [`WAIT`]; `Err` when the stream ended first. Panics on timeout or
     /// on bytes that do not decode.
     pub fn next_frame(&mut self) -> Result<Owned, End> {
@@ -511,7 +531,12 @@ pub fn bin() -> &'static str {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
-        Proc::spawn_command(Command::new(bin()), args)
+        Proc::spawn_command(Command::new(bin()), args, None)
+    }
+
+    /// As [`Proc::spawn`], with `input` as standard input (then closed).
+    pub fn spawn_with_stdin(args: &[&str], input: &[u8]) -> Proc {
+        Proc::spawn_command(Command::new(bin()), args, Some(input))
     }
 
     /// `program ARGS...` with `{bin}` in `args` standing for the binary: for running it under
@@ -521,17 +546,26 @@ impl Proc {
             .iter()
             .map(|&a| if a == "{bin}" { bin() } else { a })
             .collect();
-        Proc::spawn_command(Command::new(program), &args)
+        Proc::spawn_command(Command::new(program), &args, None)
     }
 
-    fn spawn_command(mut command: Command, args: &[&str]) -> Proc {
+    fn spawn_command(mut command: Command, args: &[&str], input: Option<&[u8]>) -> Proc {
+        let stdin = if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         let mut child = command
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run ringrelay {args:?}: {e}"));
+        if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+            // Small inputs: the pipe buffer holds them, so this never waits on the child.
+            pipe.write_all(input).expect("write the child's stdin");
+        }
         let stdout = child.stdout.take().unwrap();
         let stderr_pipe = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();

@@ -145,6 +145,13 @@ impl ConnRelay {
         self.session.phase()
     }
 
+    /// Whether the client speaks acknowledged delivery (protocol version 2 or later), so it
+    /// may be sent acknowledged DELIVERs and RECEIPTs.
+    #[inline]
+    pub fn acks(&self) -> bool {
+        self.session.acks()
+    }
+
     pub fn client_id(&self) -> &[u8] {
         &self.client_id
     }

@@ -6,9 +6,7 @@ use crate::core::location::{Location, Registered};
 use crate::core::router::{Guards, Origin, SendOutcome};
 use crate::core::session::{Phase, SessionEvent};
 use crate::core::topics::TableFull;
-use crate::protocol::{
-    decode, CloseReason, DecodeError, Decoded, ErrorCode, Frame, FrameKind, PROTOCOL_VERSION,
-};
+use crate::protocol::{decode, CloseReason, DecodeError, Decoded, ErrorCode, Frame, FrameKind};
 
 impl Engine<'_> {
     /// Bytes arrived on the connection (any bytes prove the peer alive); call once per
@@ -50,6 +48,12 @@ impl Engine<'_> {
                     out.count(Counter::UnknownId);
                 }
             }
+            SessionEvent::SendAcked {
+                target,
+                id,
+                payload,
+            } => self.send_acked(conn, at, guards, target, id, payload, out),
+            SessionEvent::Ack { to, gap, ack } => self.ack(conn, at, guards, to, gap, &ack, out),
             SessionEvent::Publish {
                 topic,
                 payload,
@@ -359,8 +363,9 @@ impl Engine<'_> {
         scratch: &mut Vec<Location>,
         out: &mut impl Output,
     ) {
+        // WELCOME answers the version the client asked for (the session accepted it).
         let welcome = Frame::Welcome {
-            version: PROTOCOL_VERSION,
+            version: conn.session.version(),
             heartbeat_interval_ms: self.config.heartbeat_interval_ms,
             max_frame_bytes: self.config.max_frame_bytes,
         };

@@ -3,6 +3,7 @@
 
 use super::{Counter, Engine, Output};
 use crate::core::router::Guards;
+use crate::protocol::{AckFields, MsgId};
 
 impl Engine<'_> {
     /// A SEND forwarded by another node; dropped (and counted stale) if the target moved or
@@ -40,5 +41,47 @@ impl Engine<'_> {
         out.count(Counter::ForwardedIn);
         self.tables
             .route_forwarded_publish(guards, sender, topic, group, payload, out);
+    }
+
+    /// An acknowledged SEND forwarded by another node; dropped (and counted stale) if the
+    /// target moved or left, or cannot take it: its sender's library sends it again.
+    #[inline(never)]
+    pub fn on_forwarded_send_acked(
+        &self,
+        guards: &Guards<'_>,
+        sender: &[u8],
+        target: &[u8],
+        id: MsgId,
+        payload: &[u8],
+        out: &mut impl Output,
+    ) {
+        out.count(Counter::ForwardedIn);
+        if !self
+            .tables
+            .route_forwarded_send_acked(guards, sender, target, id, payload, out)
+        {
+            out.count(Counter::ForwardedInStale);
+        }
+    }
+
+    /// An ACK forwarded by another node, for a client of this node (dropped and counted stale
+    /// if it left).
+    #[inline(never)]
+    pub fn on_forwarded_ack(
+        &self,
+        guards: &Guards<'_>,
+        from: &[u8],
+        to: &[u8],
+        gap: bool,
+        ack: &AckFields<'_>,
+        out: &mut impl Output,
+    ) {
+        out.count(Counter::ForwardedIn);
+        if !self
+            .tables
+            .route_forwarded_ack(guards, from, to, gap, ack, out)
+        {
+            out.count(Counter::ForwardedInStale);
+        }
     }
 }

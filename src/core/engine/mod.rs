@@ -9,6 +9,7 @@
 //! allocates: frames borrow the receive buffer, and only a first subscription, a watch or a
 //! HELLO store owned copies.
 
+mod acked;
 mod conn;
 mod frames;
 mod lifecycle;
@@ -21,7 +22,7 @@ pub use conn::{ConnRelay, Subscription, Subscriptions};
 pub use limits::{ClientLimits, Limit};
 
 use super::location::Location;
-use super::router::{Sink, Tables};
+use super::router::{AckSink, Tables};
 use super::session::SessionConfig;
 use crate::protocol::{CloseReason, Frame};
 use std::borrow::Cow;
@@ -84,12 +85,14 @@ pub enum Counter {
     /// A SEND or PUBLISH dropped because its payload could not be delivered within
     /// `max_frame_bytes`.
     PayloadTooLarge,
+    /// An ACK for an id nobody holds (its sender left): dropped.
+    AckUnroutable,
 }
 
-/// Where the engine's decisions go. Extends the router's [`Sink`] (deliveries, presence,
+/// Where the engine's decisions go. Extends the router's [`AckSink`] (deliveries, presence,
 /// closes of other connections, errors to the origin, forwards) with what only the engine
 /// decides. Every method is called synchronously while the engine runs.
-pub trait Output: Sink {
+pub trait Output: AckSink {
     /// Queue a frame the relay itself produces (WELCOME, PONG, PING, ERROR) to the local
     /// connection at `to`.
     fn send_frame_local(&mut self, to: Location, frame: &Frame<'_>);

@@ -1,10 +1,11 @@
 //! One test per rule, with a recording [`Output`] and real [`Tables`].
 
 use super::*;
-use crate::core::router::Guards;
+use crate::core::router::{AckedDelivery, Guards, Sink};
 use crate::core::session::Phase;
-use crate::protocol::{DecodeError, ErrorCode, FrameKind};
+use crate::protocol::{AckFields, DecodeError, ErrorCode, FrameKind, MsgId};
 
+mod acked;
 mod limits;
 mod not_ready;
 
@@ -25,10 +26,19 @@ enum Out {
     Interest(Vec<u8>, Vec<u8>),
     Count(Counter),
     Held(u32),
+    Welcome(u32, u16),
+    DeliverAcked(u32, Vec<u8>, MsgId, Vec<u8>),
+    Receipt(u32, Vec<u8>, bool, u64),
+    ErrorAcked(ErrorCode, Vec<u8>, MsgId),
+    LocalErrorAcked(u32, ErrorCode, MsgId),
+    FwdSendAcked(u16, Vec<u8>, MsgId),
+    FwdAck(u16, Vec<u8>, Vec<u8>, u64),
 }
 
 struct Rec {
     out: Vec<Out>,
+    /// Slots whose client speaks protocol version 1 (as the worker would find them).
+    version_1: Vec<u32>,
     ready: bool,
     overloaded: bool,
     epoch: u64,
@@ -38,6 +48,7 @@ impl Rec {
     fn new() -> Self {
         Rec {
             out: Vec::new(),
+            version_1: Vec::new(),
             ready: true,
             overloaded: false,
             epoch: 0,
@@ -84,10 +95,64 @@ impl Sink for Rec {
     }
 }
 
+impl AckSink for Rec {
+    fn deliver_acked(
+        &mut self,
+        to: Location,
+        sender: &[u8],
+        id: MsgId,
+        payload: &[u8],
+    ) -> AckedDelivery {
+        if self.version_1.contains(&to.slot) {
+            return AckedDelivery::Unsupported;
+        }
+        self.out.push(Out::DeliverAcked(
+            to.slot,
+            sender.into(),
+            id,
+            payload.into(),
+        ));
+        AckedDelivery::Queued
+    }
+    fn receipt(&mut self, to: Location, from: &[u8], gap: bool, ack: &AckFields<'_>) {
+        self.out
+            .push(Out::Receipt(to.slot, from.into(), gap, ack.upto));
+    }
+    fn error_to_origin_acked(
+        &mut self,
+        code: ErrorCode,
+        subject: &[u8],
+        id: MsgId,
+        _text: &'static str,
+    ) {
+        self.out.push(Out::ErrorAcked(code, subject.into(), id));
+    }
+    fn forward_send_acked(
+        &mut self,
+        node: u16,
+        _sender: &[u8],
+        target: &[u8],
+        id: MsgId,
+        _payload: &[u8],
+    ) {
+        self.out.push(Out::FwdSendAcked(node, target.into(), id));
+    }
+    fn forward_ack(&mut self, node: u16, from: &[u8], to: &[u8], _gap: bool, ack: &AckFields<'_>) {
+        self.out
+            .push(Out::FwdAck(node, from.into(), to.into(), ack.upto));
+    }
+}
+
 impl Output for Rec {
     fn send_frame_local(&mut self, to: Location, frame: &Frame<'_>) {
         match frame {
             Frame::Error { code, .. } => self.out.push(Out::LocalError(to.slot, *code)),
+            Frame::ErrorAcked { code, id, .. } => {
+                self.out.push(Out::LocalErrorAcked(to.slot, *code, *id))
+            }
+            Frame::Welcome { version, .. } if *version != crate::protocol::PROTOCOL_VERSION => {
+                self.out.push(Out::Welcome(to.slot, *version))
+            }
             _ => self.out.push(Out::Local(to.slot, frame.kind())),
         }
     }

@@ -1,0 +1,414 @@
+//! Acknowledged delivery for applications: a [`Session`] (reconnecting, any relay of the
+//! cluster) driving the sans-IO [`AckSender`] and [`AckReceiver`] of [`crate::ack`].
+//!
+//! - [`AckedSession::send`] numbers a message for its target and keeps it until the target's
+//!   library acknowledges it; it refuses with [`AckedSendError::WouldBlock`] when the window
+//!   to that target (`window_msgs_max`) or the bytes kept (`window_bytes_max`) are full:
+//!   backpressure, never unbounded memory. Receive to make room.
+//! - [`AckedSession::recv`] drives everything: it writes (re)transmissions and
+//!   acknowledgements, runs the timers, and returns the application's events: each acked
+//!   message once ([`Event::AckedMessage`], de-duplicated), [`Event::Confirmed`] and
+//!   [`Event::Failed`] for each message sent, and the plain events of a [`Session`].
+//! - Retransmission: on [`Event::Reconnected`] (the whole window, through the new relay), when
+//!   a target that was unknown or unreachable comes online (the session watches it while it
+//!   has messages in flight to it, at most `auto_watches_max` targets), on a gap the receiver
+//!   reports, and on the backstop timer.
+//! - [`AckedSession::stats`] has the counters that show nothing was lost: `sent == confirmed +
+//!   failed + in_flight` at every moment, with the failures by reason.
+//!
+//! Time is an [`Instant`] taken when the session starts; the sans-IO parts see milliseconds
+//! since then.
+
+use super::{ClientError, Event, Session, SessionOptions};
+use crate::ack::{
+    AckEvent, AckReceiver, AckSender, ReceiverConfig, ReceiverStats, RttEstimator, SendRefused,
+    SenderConfig, SenderStats, Verdict,
+};
+use crate::protocol::{ErrorCode, MsgId};
+use bytes::Bytes;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Tunables of an [`AckedSession`]. `Default` gives the documented values (no servers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckedSessionOptions {
+    pub session: SessionOptions,
+    /// Window, timeout, attempts and RTO bounds (see [`SenderConfig`]).
+    pub sender: SenderConfig,
+    /// Order, acknowledgement pacing and the sender bound (see [`ReceiverConfig`]).
+    pub receiver: ReceiverConfig,
+    /// Targets watched at once so that their coming online triggers a retransmission. 16:
+    /// well under the relay's `watches_per_connection_max`, which the application's own
+    /// watches share; past it the timer alone retransmits.
+    pub auto_watches_max: usize,
+}
+
+impl Default for AckedSessionOptions {
+    fn default() -> Self {
+        AckedSessionOptions {
+            session: SessionOptions::default(),
+            sender: SenderConfig::default(),
+            receiver: ReceiverConfig::default(),
+            auto_watches_max: 16,
+        }
+    }
+}
+
+/// Why [`AckedSession::send`] did not take a message.
+#[derive(Debug)]
+pub enum AckedSendError {
+    /// A bound is full (backpressure): receive, so acknowledgements make room, and retry.
+    WouldBlock(SendRefused),
+    /// The payload cannot be sent to this relay (too large), or the session is gone.
+    Client(ClientError),
+}
+
+impl fmt::Display for AckedSendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AckedSendError::WouldBlock(SendRefused::WindowFull) => {
+                f.write_str("window to this target full (window_msgs_max): receive and retry")
+            }
+            AckedSendError::WouldBlock(SendRefused::BytesFull) => {
+                f.write_str("bytes kept for retransmission full (window_bytes_max)")
+            }
+            AckedSendError::WouldBlock(SendRefused::TargetsFull) => {
+                f.write_str("too many targets in this session (targets_max)")
+            }
+            AckedSendError::Client(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AckedSendError {}
+
+impl From<ClientError> for AckedSendError {
+    fn from(e: ClientError) -> Self {
+        AckedSendError::Client(e)
+    }
+}
+
+/// The counters of an [`AckedSession`].
+#[derive(Clone, Debug)]
+pub struct AckedStats {
+    pub sender: SenderStats,
+    pub receiver: ReceiverStats,
+    /// Acknowledgement round trips (from first send to confirmation; see [`RttEstimator`]).
+    pub rtt: RttEstimator,
+}
+
+/// A reconnecting session with acknowledged delivery. See the module docs.
+#[derive(Debug)]
+pub struct AckedSession {
+    session: Session,
+    sender: AckSender,
+    receiver: AckReceiver,
+    started: Instant,
+    /// Events for the application, in order.
+    events: VecDeque<Event>,
+    /// Ids the application watches (their presence events are its own).
+    user_watches: HashSet<Vec<u8>>,
+    /// Targets this session watches for retransmission.
+    auto_watches: HashSet<Vec<u8>>,
+    auto_watches_max: usize,
+    payload_bytes_max: usize,
+}
+
+impl AckedSession {
+    /// Connects as [`Session::connect`], with a fresh random epoch for its messages.
+    pub fn connect(id: &[u8], opts: AckedSessionOptions) -> Result<AckedSession, ClientError> {
+        let session = Session::connect(id, opts.session)?;
+        let mut seed = [0u8; 16];
+        let _ = getrandom::fill(&mut seed);
+        let epoch = u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()) | 1;
+        let jitter_seed = u64::from_le_bytes(seed[8..].try_into().unwrap_or_default());
+        let payload_bytes_max = crate::protocol::payload_bytes_max(session.relay_max_frame_bytes());
+        Ok(AckedSession {
+            session,
+            sender: AckSender::new(opts.sender, epoch, jitter_seed),
+            receiver: AckReceiver::new(opts.receiver),
+            started: Instant::now(),
+            events: VecDeque::new(),
+            user_watches: HashSet::new(),
+            auto_watches: HashSet::new(),
+            auto_watches_max: opts.auto_watches_max,
+            payload_bytes_max,
+        })
+    }
+
+    /// The epoch this session numbers its messages in.
+    pub fn epoch(&self) -> u64 {
+        self.sender.epoch()
+    }
+
+    /// The plain session underneath (for subscriptions and best-effort sends; watch through
+    /// [`Self::watch`] so the session's own watches do not cancel yours).
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// Sends `payload` to `target`, acknowledged; returns its sequence number. The message
+    /// ends as exactly one [`Event::Confirmed`] or [`Event::Failed`] from [`Self::recv`].
+    pub fn send(
+        &mut self,
+        target: &[u8],
+        payload: impl Into<Bytes>,
+    ) -> Result<u64, AckedSendError> {
+        let payload = payload.into();
+        if payload.len() > self.payload_bytes_max {
+            return Err(AckedSendError::Client(ClientError::FrameTooLarge {
+                frame_bytes: payload.len(),
+                max_frame_bytes: self.payload_bytes_max,
+            }));
+        }
+        let seq = self
+            .sender
+            .send(target, payload, self.now_ms())
+            .map_err(AckedSendError::WouldBlock)?;
+        self.transmit()?;
+        Ok(seq)
+    }
+
+    /// Watches `client_id` for the application (presence events come from [`Self::recv`]).
+    pub fn watch(&mut self, client_id: &[u8]) -> Result<(), ClientError> {
+        self.user_watches.insert(client_id.to_vec());
+        if self.auto_watches.contains(client_id) {
+            return Ok(());
+        }
+        self.session.watch(client_id)
+    }
+
+    /// Stops the application's watch of `client_id` (the session may go on watching it for
+    /// retransmission; its events are then not handed out).
+    pub fn unwatch(&mut self, client_id: &[u8]) -> Result<(), ClientError> {
+        self.user_watches.remove(client_id);
+        if self.auto_watches.contains(client_id) {
+            return Ok(());
+        }
+        self.session.unwatch(client_id)
+    }
+
+    /// Writes everything queued (messages, retransmissions, acknowledgements).
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        self.drive()?;
+        self.session.flush()
+    }
+
+    /// Waits up to `timeout` for the next event for the application, driving timers,
+    /// retransmissions and acknowledgements meanwhile. `Duration::ZERO` polls once.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drive()?;
+            if let Some(event) = self.events.pop_front() {
+                return Ok(Some(event));
+            }
+            self.session.flush()?;
+            let now = Instant::now();
+            let wait = self.next_timer().map_or(deadline, |t| t.min(deadline));
+            let got = self.session.recv(wait.saturating_duration_since(now))?;
+            match got {
+                Some(event) => self.on_event(event)?,
+                None if Instant::now() >= deadline => {
+                    self.drive()?;
+                    return Ok(self.events.pop_front());
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Receives until every message sent is confirmed or failed, or `timeout` passes;
+    /// events for the application meanwhile are kept for [`Self::recv`]. Returns whether
+    /// nothing is left in flight.
+    pub fn drain(&mut self, timeout: Duration) -> Result<bool, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut kept = VecDeque::new();
+        while self.sender.stats().in_flight > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Some(event) = self.recv(left)? {
+                kept.push_back(event);
+            }
+        }
+        kept.append(&mut self.events);
+        self.events = kept;
+        Ok(self.sender.stats().in_flight == 0)
+    }
+
+    /// The counters (see [`AckedStats`]).
+    pub fn stats(&self) -> AckedStats {
+        AckedStats {
+            sender: self.sender.stats().clone(),
+            receiver: self.receiver.stats(),
+            rtt: self.sender.rtt().clone(),
+        }
+    }
+
+    /// Closes the session. Messages still in flight fail with `Closed` (counted; call
+    /// [`Self::drain`] first to wait for them); acknowledgements owed are written first.
+    /// Returns the final counters.
+    pub fn close(mut self) -> Result<AckedStats, ClientError> {
+        let now = self.now_ms();
+        self.receiver
+            .handle_timeout(now.saturating_add(u64::MAX / 4));
+        self.write_acks()?;
+        self.sender.abandon_all();
+        let stats = self.stats();
+        self.session.close()?;
+        Ok(stats)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// When the earliest timer of the sender or receiver is due.
+    fn next_timer(&self) -> Option<Instant> {
+        let due_ms = match (self.sender.poll_timeout(), self.receiver.poll_timeout()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(self.started + Duration::from_millis(due_ms))
+    }
+
+    /// Runs the timers that are due, writes what they and earlier events queued, and turns
+    /// the sender's outcomes into events.
+    fn drive(&mut self) -> Result<(), ClientError> {
+        let now = self.now_ms();
+        if self.sender.poll_timeout().is_some_and(|t| t <= now) {
+            self.sender.handle_timeout(now);
+        }
+        if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
+            self.receiver.handle_timeout(now);
+        }
+        self.transmit()?;
+        self.write_acks()?;
+        while let Some(outcome) = self.sender.poll_event() {
+            let (target, event) = match outcome {
+                AckEvent::Confirmed { target, seq } => {
+                    (target.clone(), Event::Confirmed { target, seq })
+                }
+                AckEvent::Failed {
+                    target,
+                    seq,
+                    reason,
+                } => (
+                    target.clone(),
+                    Event::Failed {
+                        target,
+                        seq,
+                        reason,
+                    },
+                ),
+            };
+            self.events.push_back(event);
+            self.unwatch_if_done(&target)?;
+        }
+        Ok(())
+    }
+
+    fn transmit(&mut self) -> Result<(), ClientError> {
+        while let Some(t) = self.sender.poll_transmit() {
+            let id = MsgId {
+                epoch: t.epoch,
+                seq: t.seq,
+            };
+            self.session.send_acked(&t.target, id, &t.payload)?;
+        }
+        Ok(())
+    }
+
+    fn write_acks(&mut self) -> Result<(), ClientError> {
+        while let Some(ack) = self.receiver.poll_ack() {
+            self.session.ack(&ack)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one event of the session; queues what the application must see.
+    fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
+        let now = self.now_ms();
+        match event {
+            Event::AckedMessage {
+                sender,
+                id,
+                payload,
+            } => {
+                let verdict = self.receiver.on_message(&sender, id.epoch, id.seq, now);
+                if verdict == Verdict::Deliver {
+                    self.events.push_back(Event::AckedMessage {
+                        sender,
+                        id,
+                        payload,
+                    });
+                }
+            }
+            Event::Receipt {
+                from,
+                gap,
+                epoch,
+                upto,
+                runs,
+            } => self.sender.on_ack(&from, epoch, upto, &runs, gap, now),
+            Event::AckedError {
+                code, subject, id, ..
+            } => {
+                self.sender.on_error(&subject, id.epoch, id.seq, code);
+                if matches!(code, ErrorCode::UNKNOWN_ID | ErrorCode::UNREACHABLE) {
+                    self.auto_watch(&subject)?;
+                }
+            }
+            Event::Presence { client_id, online } => {
+                if online {
+                    self.sender.on_presence_online(&client_id, now);
+                }
+                if !self.auto_watches.contains(&client_id) || self.user_watches.contains(&client_id)
+                {
+                    self.events.push_back(Event::Presence { client_id, online });
+                }
+            }
+            Event::Reconnected { server } => {
+                self.sender.on_reconnected(now);
+                self.events.push_back(Event::Reconnected { server });
+            }
+            Event::Error { code, subject, .. }
+                if code == ErrorCode::LIMIT_EXCEEDED && self.auto_watches.contains(&subject) =>
+            {
+                // The relay refused one of our watches: watch no more targets (a second
+                // refusal would close the connection); the timer still retransmits.
+                self.auto_watches.remove(&subject);
+                self.auto_watches_max = 0;
+            }
+            other => self.events.push_back(other),
+        }
+        Ok(())
+    }
+
+    /// Watches `target` (unknown or unreachable now) so that its coming online sends again
+    /// what it has not acknowledged.
+    fn auto_watch(&mut self, target: &[u8]) -> Result<(), ClientError> {
+        if self.auto_watches.contains(target) || self.auto_watches.len() >= self.auto_watches_max {
+            return Ok(());
+        }
+        self.auto_watches.insert(target.to_vec());
+        if self.user_watches.contains(target) {
+            return Ok(());
+        }
+        self.session.watch(target)
+    }
+
+    /// Stops watching `target` for retransmission once nothing to it is in flight.
+    fn unwatch_if_done(&mut self, target: &[u8]) -> Result<(), ClientError> {
+        if self.sender.in_flight_to(target) > 0 || !self.auto_watches.remove(target) {
+            return Ok(());
+        }
+        if self.user_watches.contains(target) {
+            return Ok(());
+        }
+        self.session.unwatch(target)
+    }
+}
