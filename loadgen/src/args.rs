@@ -46,7 +46,8 @@ impl Scenario {
 Examples:
   ringrelay bench --scenario unicast --size 16       # against a relay it starts itself
   ringrelay bench --scenario fanout --server 127.0.0.1:7400 --json
-  ringrelay bench --scenario unicast --size 16 --compare nats://127.0.0.1:4222")]
+  ringrelay bench --scenario unicast --size 16 --compare nats://127.0.0.1:4222
+  ringrelay bench --ack --size 16 --compare nats://127.0.0.1:4222   # nats-server -js")]
 pub struct BenchArgs {
     /// Relay to measure (HOST:PORT). Without it a relay is started as a child process on loopback.
     /// Cross-node scenarios: node A, where the senders connect.
@@ -98,6 +99,12 @@ pub struct BenchArgs {
     /// Token sent in HELLO (and as auth_token to NATS).
     #[arg(long)]
     pub token: Option<String>,
+    /// Acknowledged delivery (unicast only): ringrelay's end-to-end acknowledged sessions,
+    /// and with --compare nats-server's JetStream (a memory stream, PubAcks awaited
+    /// asynchronously, a consumer acking each message). Latency columns are the
+    /// acknowledgement round trip (send to confirmation).
+    #[arg(long)]
+    pub ack: bool,
     /// Test aid: skip the ringrelay target and run only the --compare target.
     #[arg(long, hide = true)]
     pub compare_only: bool,
@@ -157,6 +164,12 @@ impl BenchArgs {
         }
         if let Some(list) = &self.relay_cpus {
             parse_cpu_list(list)?;
+        }
+        if self.ack && self.scenario != Scenario::Unicast {
+            return Err(format!(
+                "--ack measures one-to-one delivery: use it with --scenario unicast, not {}",
+                self.scenario.name()
+            ));
         }
         if self.compare_only && self.compare.is_none() {
             return Err("--compare-only needs --compare nats://ADDR".into());
@@ -266,6 +279,20 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_is_for_the_unicast_scenario_only() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().bench.validate();
+        assert!(parse(&["bench", "--ack"]).is_ok());
+        let err = parse(&["bench", "--ack", "--scenario", "fanout"]).unwrap_err();
+        assert!(err.contains("--scenario unicast"), "{err}");
+    }
 
     #[test]
     fn cpu_lists_parse_ranges_and_reject_junk() {

@@ -10,8 +10,10 @@
 //! threads), `latency` (histograms, open-loop schedule), `cpu` (/proc accounting), `progress`
 //! and `report` (output).
 
+mod acked;
 mod args;
 mod cpu;
+mod jetstream;
 mod latency;
 mod local_relay;
 mod nats_wire;
@@ -42,6 +44,9 @@ use wire::Wire;
 /// Runs the load generator; the error is printed by the binary.
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     args.validate()?;
+    if args.ack {
+        return run_acked(args);
+    }
     let mut rows = Vec::new();
     // A failed target does not hide the other's result: print what was measured, then fail.
     let mut failure = None;
@@ -77,17 +82,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         }
     } else if !args.compare_only {
         // The guard lives until the relay run ends, and kills the child on every path.
-        let (addr, local) = match &args.server {
-            Some(server) => (resolve("--server", server)?, None),
-            None => {
-                let relay = LocalRelay::start(
-                    args.relay_cpus.as_deref(),
-                    args.relay_workers,
-                    args.relay_config.as_deref(),
-                )?;
-                (relay.addr, Some(relay))
-            }
-        };
+        let (addr, local) = relay_at(args)?;
         let pid = local
             .as_ref()
             .map(LocalRelay::pid)
@@ -149,6 +144,22 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         print_report(&rows, args.json)?;
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// The relay to measure: `--server`, or a local child relay started now (killed when the
+/// returned guard drops).
+fn relay_at(args: &BenchArgs) -> Result<(SocketAddr, Option<LocalRelay>), String> {
+    match &args.server {
+        Some(server) => Ok((resolve("--server", server)?, None)),
+        None => {
+            let relay = LocalRelay::start(
+                args.relay_cpus.as_deref(),
+                args.relay_workers,
+                args.relay_config.as_deref(),
+            )?;
+            Ok((relay.addr, Some(relay)))
+        }
+    }
 }
 
 fn resolve(flag: &str, server: &str) -> Result<SocketAddr, String> {
@@ -258,4 +269,85 @@ fn print_report(rows: &[Row], json: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `--ack`: acknowledged one-to-one delivery on ringrelay and, with --compare, JetStream.
+fn run_acked(args: &BenchArgs) -> Result<(), String> {
+    let mut rows = Vec::new();
+    let mut failure = None;
+    let tag = format!("bench-{}", std::process::id());
+    let duration = args.duration()?;
+    if !args.compare_only {
+        let (addr, local) = relay_at(args)?;
+        let job = acked::AckedJob {
+            addr,
+            token: args.token.clone().unwrap_or_default().into_bytes(),
+            size_bytes: args.size_bytes,
+            count: args.count,
+            duration,
+            server_pid: local
+                .as_ref()
+                .map(LocalRelay::pid)
+                .or_else(|| local_pid(addr)),
+            tag: tag.clone(),
+        };
+        match acked::run_relay(&job) {
+            Ok(m) => rows.push(acked_row("ringrelay", addr, args, &m)),
+            Err(e) => failure = Some(format!("ringrelay at {addr}: {e}")),
+        }
+        drop(local);
+    }
+    if let Some(urls) = args.compare_urls() {
+        let addr = parse_nats_url(urls.first().copied().unwrap_or_default())?;
+        let job = jetstream::JetStreamJob {
+            addr,
+            token: args.token.clone(),
+            size_bytes: args.size_bytes,
+            count: args.count,
+            duration,
+            server_pid: local_pid(addr),
+            tag,
+        };
+        match jetstream::run(&job) {
+            Ok(m) => rows.push(acked_row("nats", addr, args, &m)),
+            Err(e) => {
+                let e = format!("nats JetStream at {addr}: {e}");
+                failure = Some(failure.map_or(e.clone(), |f| format!("{f}; {e}")));
+            }
+        }
+    }
+    if !rows.is_empty() {
+        print_report(&rows, args.json)?;
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+fn acked_row(target: &str, addr: SocketAddr, args: &BenchArgs, m: &Measured) -> Row {
+    for note in &m.notes {
+        eprintln!("{target}: note: {note}");
+    }
+    let (msgs_per_s, deliveries_per_s) = report::rates(m.received, 1, m.duration_s);
+    let [p50_us, p99_us, p999_us] = match m.latency_us {
+        Some([a, b, c]) => [Some(a), Some(b), Some(c)],
+        None => [None; 3],
+    };
+    Row {
+        target: target.to_string(),
+        addr: addr.to_string(),
+        scenario: "unicast-acked",
+        size: args.size_bytes,
+        sent: m.sent,
+        received: m.received,
+        expected: m.sent,
+        duration_s: m.duration_s,
+        msgs_per_s,
+        deliveries_per_s,
+        p50_us,
+        p99_us,
+        p999_us,
+        server_cpu_s: m.server_cpu_s,
+        server_cpu_by_node_s: Vec::new(),
+        deliveries_per_cpu_s: report::per_cpu_s(m.received, m.server_cpu_s),
+        errors: m.errors,
+    }
 }

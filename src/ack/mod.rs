@@ -10,7 +10,8 @@
 //! - [`AckReceiver`] (in the receiving client): de-duplicates by (sender, epoch, seq) with a
 //!   [`SeqWindow`] per sender, and produces the coalesced acknowledgements.
 //!
-//! Both take events and `now` (milliseconds on any monotonic clock) and give out what to
+//! Both take events and `now_us` (microseconds on any monotonic clock; settings are in
+//! milliseconds) and give out what to
 //! transmit and what happened; the client library moves the bytes. Nothing here reads a
 //! clock, a socket or a random source.
 

@@ -92,10 +92,10 @@ struct Peer {
     window: SeqWindow,
     unacked_msgs: u32,
     /// When the coalesced acknowledgement is due.
-    ack_due_ms: Option<u64>,
+    ack_due_us: Option<u64>,
     /// When the current gap is to be reported.
-    gap_due_ms: Option<u64>,
-    last_active_ms: u64,
+    gap_due_us: Option<u64>,
+    last_active_us: u64,
 }
 
 type Key = (Vec<u8>, u64);
@@ -131,8 +131,8 @@ impl AckReceiver {
         self.peers.len()
     }
 
-    /// An acked message `seq` of `sender`'s `epoch` arrived at `now_ms`.
-    pub fn on_message(&mut self, sender: &[u8], epoch: u64, seq: u64, now_ms: u64) -> Verdict {
+    /// An acked message `seq` of `sender`'s `epoch` arrived at `now_us`.
+    pub fn on_message(&mut self, sender: &[u8], epoch: u64, seq: u64, now_us: u64) -> Verdict {
         let key = (sender.to_vec(), epoch);
         if !self.peers.contains_key(&key) && self.peers.len() >= self.cfg.senders_max {
             self.evict_idle();
@@ -141,32 +141,32 @@ impl AckReceiver {
         let peer = self.peers.entry(key.clone()).or_insert_with(|| Peer {
             window: SeqWindow::default(),
             unacked_msgs: 0,
-            ack_due_ms: None,
-            gap_due_ms: None,
-            last_active_ms: now_ms,
+            ack_due_us: None,
+            gap_due_us: None,
+            last_active_us: now_us,
         });
-        peer.last_active_ms = now_ms;
+        peer.last_active_us = now_us;
         let next = peer.window.upto() + 1;
         let accept = if cfg.ordered && seq > next && !peer.window.contains(seq) {
             Accept::BeyondWindow
         } else {
             peer.window.accept(seq)
         };
-        let was_armed = peer.ack_due_ms.is_some() || peer.gap_due_ms.is_some();
+        let was_armed = peer.ack_due_us.is_some() || peer.gap_due_us.is_some();
         let verdict = match accept {
             Accept::New => {
                 self.stats.delivered += 1;
                 peer.unacked_msgs += 1;
                 if peer.unacked_msgs >= cfg.ack_every_msgs {
-                    peer.ack_due_ms = Some(now_ms);
-                } else if peer.ack_due_ms.is_none() {
-                    peer.ack_due_ms = Some(now_ms + cfg.ack_delay_ms);
+                    peer.ack_due_us = Some(now_us);
+                } else if peer.ack_due_us.is_none() {
+                    peer.ack_due_us = Some(now_us + cfg.ack_delay_ms * 1000);
                 }
                 Verdict::Deliver
             }
             Accept::Duplicate => {
                 self.stats.duplicates_suppressed += 1;
-                peer.ack_due_ms = Some(now_ms);
+                peer.ack_due_us = Some(now_us);
                 Verdict::Duplicate
             }
             Accept::BeyondWindow => {
@@ -175,12 +175,12 @@ impl AckReceiver {
             }
         };
         let gap = peer.window.has_gap() || accept == Accept::BeyondWindow;
-        match (gap, peer.gap_due_ms) {
-            (true, None) => peer.gap_due_ms = Some(now_ms + cfg.nak_delay_ms),
-            (false, Some(_)) => peer.gap_due_ms = None,
+        match (gap, peer.gap_due_us) {
+            (true, None) => peer.gap_due_us = Some(now_us + cfg.nak_delay_ms * 1000),
+            (false, Some(_)) => peer.gap_due_us = None,
             _ => {}
         }
-        let armed = peer.ack_due_ms.is_some() || peer.gap_due_ms.is_some();
+        let armed = peer.ack_due_us.is_some() || peer.gap_due_us.is_some();
         if armed && !was_armed {
             self.armed.push(key);
         }
@@ -192,19 +192,19 @@ impl AckReceiver {
         self.armed
             .iter()
             .filter_map(|k| self.peers.get(k))
-            .filter_map(|p| min_opt(p.ack_due_ms, p.gap_due_ms))
+            .filter_map(|p| min_opt(p.ack_due_us, p.gap_due_us))
             .min()
     }
 
-    /// Sends the acknowledgements and gap reports due by `now_ms`.
-    pub fn handle_timeout(&mut self, now_ms: u64) {
+    /// Sends the acknowledgements and gap reports due by `now_us`.
+    pub fn handle_timeout(&mut self, now_us: u64) {
         let mut still_armed = Vec::with_capacity(self.armed.len());
         for key in std::mem::take(&mut self.armed) {
             let Some(peer) = self.peers.get_mut(&key) else {
                 continue;
             };
-            let gap_due = peer.gap_due_ms.is_some_and(|d| d <= now_ms);
-            let ack_due = peer.ack_due_ms.is_some_and(|d| d <= now_ms);
+            let gap_due = peer.gap_due_us.is_some_and(|d| d <= now_us);
+            let ack_due = peer.ack_due_us.is_some_and(|d| d <= now_us);
             if gap_due || ack_due {
                 let runs = peer.window.runs(self.cfg.runs_max);
                 self.out.push_back(AckOut {
@@ -216,14 +216,14 @@ impl AckReceiver {
                 });
                 self.stats.acks_sent += 1;
                 peer.unacked_msgs = 0;
-                peer.ack_due_ms = None;
+                peer.ack_due_us = None;
                 if gap_due {
                     self.stats.gap_reports_sent += 1;
                     // Report a lasting gap again only after another delay.
-                    peer.gap_due_ms = Some(now_ms + self.cfg.nak_delay_ms.max(1) * 8);
+                    peer.gap_due_us = Some(now_us + self.cfg.nak_delay_ms.max(1) * 8 * 1000);
                 }
             }
-            if peer.ack_due_ms.is_some() || peer.gap_due_ms.is_some() {
+            if peer.ack_due_us.is_some() || peer.gap_due_us.is_some() {
                 still_armed.push(key);
             }
         }
@@ -237,13 +237,13 @@ impl AckReceiver {
 
     /// Forgets the eighth of the senders idle the longest (at least one).
     fn evict_idle(&mut self) {
-        let mut ages: Vec<u64> = self.peers.values().map(|p| p.last_active_ms).collect();
+        let mut ages: Vec<u64> = self.peers.values().map(|p| p.last_active_us).collect();
         let count = (ages.len() / 8).max(1);
         let (_, cutoff, _) = ages.select_nth_unstable(count - 1);
         let cutoff = *cutoff;
         let mut left = count;
         self.peers.retain(|_, p| {
-            if left > 0 && p.last_active_ms <= cutoff {
+            if left > 0 && p.last_active_us <= cutoff {
                 left -= 1;
                 false
             } else {
@@ -267,6 +267,9 @@ fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// Microseconds in a millisecond: the tests speak in milliseconds.
+    const MS: u64 = 1000;
+
     fn drain(r: &mut AckReceiver) -> Vec<AckOut> {
         std::iter::from_fn(|| r.poll_ack()).collect()
     }
@@ -275,20 +278,20 @@ mod tests {
     fn acks_are_coalesced_every_32_messages_or_after_the_delay() {
         let mut r = AckReceiver::new(ReceiverConfig::default());
         for seq in 1..=31 {
-            assert_eq!(r.on_message(b"a", 7, seq, 100), Verdict::Deliver);
+            assert_eq!(r.on_message(b"a", 7, seq, 100 * MS), Verdict::Deliver);
         }
-        assert_eq!(r.poll_timeout(), Some(101));
-        r.handle_timeout(100);
+        assert_eq!(r.poll_timeout(), Some(101 * MS));
+        r.handle_timeout(100 * MS);
         assert!(drain(&mut r).is_empty(), "not due before the delay");
-        assert_eq!(r.on_message(b"a", 7, 32, 100), Verdict::Deliver);
-        assert_eq!(r.poll_timeout(), Some(100));
-        r.handle_timeout(100);
+        assert_eq!(r.on_message(b"a", 7, 32, 100 * MS), Verdict::Deliver);
+        assert_eq!(r.poll_timeout(), Some(100 * MS));
+        r.handle_timeout(100 * MS);
         let acks = drain(&mut r);
         assert_eq!(acks.len(), 1);
         assert_eq!((acks[0].upto, acks[0].gap), (32, false));
         assert_eq!(r.poll_timeout(), None);
-        r.on_message(b"a", 7, 33, 200);
-        r.handle_timeout(201);
+        r.on_message(b"a", 7, 33, 200 * MS);
+        r.handle_timeout(201 * MS);
         assert_eq!(drain(&mut r)[0].upto, 33);
         assert_eq!(r.stats().acks_sent, 2);
     }
@@ -297,14 +300,14 @@ mod tests {
     fn duplicates_are_suppressed_and_acknowledged_at_once() {
         let mut r = AckReceiver::new(ReceiverConfig::default());
         r.on_message(b"a", 7, 1, 0);
-        r.handle_timeout(1);
+        r.handle_timeout(MS);
         drain(&mut r);
-        assert_eq!(r.on_message(b"a", 7, 1, 5), Verdict::Duplicate);
-        assert_eq!(r.poll_timeout(), Some(5));
-        r.handle_timeout(5);
+        assert_eq!(r.on_message(b"a", 7, 1, 5 * MS), Verdict::Duplicate);
+        assert_eq!(r.poll_timeout(), Some(5 * MS));
+        r.handle_timeout(5 * MS);
         assert_eq!(drain(&mut r)[0].upto, 1);
         // Another epoch of the same sender is another stream.
-        assert_eq!(r.on_message(b"a", 8, 1, 5), Verdict::Deliver);
+        assert_eq!(r.on_message(b"a", 8, 1, 5 * MS), Verdict::Deliver);
         assert_eq!(r.stats().duplicates_suppressed, 1);
         assert_eq!(r.senders(), 2);
     }
@@ -315,17 +318,17 @@ mod tests {
         r.on_message(b"a", 1, 1, 0);
         r.on_message(b"a", 1, 3, 0);
         r.on_message(b"a", 1, 4, 0);
-        r.handle_timeout(1);
+        r.handle_timeout(MS);
         let acks = drain(&mut r);
         assert_eq!((acks[0].upto, acks[0].gap), (1, false));
         assert_eq!(acks[0].runs, vec![(3, 4)]);
-        r.handle_timeout(2);
+        r.handle_timeout(2 * MS);
         let acks = drain(&mut r);
         assert_eq!((acks[0].upto, acks[0].gap), (1, true));
         assert_eq!(r.stats().gap_reports_sent, 1);
         // Filled before the next report: nothing more is reported.
-        r.on_message(b"a", 1, 2, 3);
-        r.handle_timeout(50);
+        r.on_message(b"a", 1, 2, 3 * MS);
+        r.handle_timeout(50 * MS);
         let acks = drain(&mut r);
         assert_eq!((acks[0].upto, acks[0].gap), (4, false));
         assert_eq!(r.poll_timeout(), None);
@@ -351,14 +354,14 @@ mod tests {
             ..ReceiverConfig::default()
         });
         for k in 0..16u64 {
-            r.on_message(format!("s{k}").as_bytes(), 1, 1, k);
+            r.on_message(format!("s{k}").as_bytes(), 1, 1, k * MS);
         }
         assert_eq!(r.senders(), 16);
-        r.on_message(b"new", 1, 1, 100);
+        r.on_message(b"new", 1, 1, 100 * MS);
         assert_eq!(r.senders(), 15, "two forgotten (16 / 8), one added");
         assert_eq!(r.stats().evictions, 2);
         // The two oldest went: s0 and s1 are new again, s2 still a duplicate.
-        assert_eq!(r.on_message(b"s2", 1, 1, 101), Verdict::Duplicate);
-        assert_eq!(r.on_message(b"s0", 1, 1, 101), Verdict::Deliver);
+        assert_eq!(r.on_message(b"s2", 1, 1, 101 * MS), Verdict::Duplicate);
+        assert_eq!(r.on_message(b"s0", 1, 1, 101 * MS), Verdict::Deliver);
     }
 }

@@ -191,10 +191,10 @@ impl SenderStats {
 struct InFlight {
     seq: u64,
     payload: Bytes,
-    first_sent_ms: u64,
-    last_sent_ms: u64,
+    first_sent_us: u64,
+    last_sent_us: u64,
     /// When the timer sends it again (or fails it).
-    due_ms: u64,
+    due_us: u64,
     attempts: u32,
     last_error: Option<ErrorCode>,
 }
@@ -218,6 +218,10 @@ pub struct AckSender {
     out: VecDeque<Transmit>,
     events: VecDeque<AckEvent>,
     stats: SenderStats,
+    /// At most the earliest due time of any message in flight (exact after a timer pass;
+    /// lowered as messages are sent and sent again, never raised in between), so polling the
+    /// timer costs nothing per message.
+    timer_floor_us: u64,
 }
 
 impl AckSender {
@@ -236,6 +240,7 @@ impl AckSender {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: SenderStats::default(),
+            timer_floor_us: u64::MAX,
         }
     }
 
@@ -253,7 +258,7 @@ impl AckSender {
 
     /// Gives `payload` to `target` a sequence number and queues it; refuses when a bound is
     /// reached (nothing queued then).
-    pub fn send(&mut self, target: &[u8], payload: Bytes, now_ms: u64) -> Result<u64, SendRefused> {
+    pub fn send(&mut self, target: &[u8], payload: Bytes, now_us: u64) -> Result<u64, SendRefused> {
         if self.bytes_in_flight + payload.len() > self.cfg.window_bytes_max {
             return Err(SendRefused::BytesFull);
         }
@@ -267,13 +272,15 @@ impl AckSender {
         flow.last_seq += 1;
         let seq = flow.last_seq;
         self.bytes_in_flight += payload.len();
-        let rto = rto_ms(&self.cfg, &self.rtt, &mut self.jitter_state, 1);
+        let rto = rto_us(&self.cfg, &self.rtt, &mut self.jitter_state, 1);
+        let due_us = now_us + rto.min(self.cfg.ack_timeout_ms * 1000);
+        self.timer_floor_us = self.timer_floor_us.min(due_us);
         flow.unacked.push_back(InFlight {
             seq,
             payload: payload.clone(),
-            first_sent_ms: now_ms,
-            last_sent_ms: now_ms,
-            due_ms: now_ms + rto.min(self.cfg.ack_timeout_ms),
+            first_sent_us: now_us,
+            last_sent_us: now_us,
+            due_us,
             attempts: 1,
             last_error: None,
         });
@@ -298,7 +305,7 @@ impl AckSender {
         upto: u64,
         runs: &[(u64, u64)],
         gap: bool,
-        now_ms: u64,
+        now_us: u64,
     ) {
         let Some(flow) = self.flows.get_mut(from).filter(|_| epoch == self.epoch) else {
             self.stats.acks_stale += 1;
@@ -325,8 +332,7 @@ impl AckSender {
         for m in confirmed {
             // Karn: only a message sent once gives a round-trip sample.
             if m.attempts == 1 {
-                self.rtt
-                    .sample(now_ms.saturating_sub(m.first_sent_ms) * 1000);
+                self.rtt.sample(now_us.saturating_sub(m.first_sent_us));
             }
             self.bytes_in_flight -= m.payload.len();
             self.stats.confirmed += 1;
@@ -343,9 +349,9 @@ impl AckSender {
             let holdoff = self
                 .rtt
                 .smoothed_us()
-                .map_or(self.cfg.rto_min_ms, |us| (us / 1000).max(1));
-            self.resend(from, Trigger::Gap, now_ms, |m| {
-                m.seq < highest && now_ms.saturating_sub(m.last_sent_ms) >= holdoff
+                .map_or(self.cfg.rto_min_ms * 1000, |us| us.max(1000));
+            self.resend(from, Trigger::Gap, now_us, |m| {
+                m.seq < highest && now_us.saturating_sub(m.last_sent_us) >= holdoff
             });
         }
         self.check_invariant();
@@ -401,39 +407,45 @@ impl AckSender {
     }
 
     /// This session has a new connection: everything unacknowledged goes again.
-    pub fn on_reconnected(&mut self, now_ms: u64) {
+    pub fn on_reconnected(&mut self, now_us: u64) {
         let targets: Vec<Vec<u8>> = self.flows.keys().cloned().collect();
         for target in targets {
-            self.resend(&target, Trigger::Reconnect, now_ms, |_| true);
+            self.resend(&target, Trigger::Reconnect, now_us, |_| true);
         }
     }
 
     /// `target` came online: what it has not acknowledged goes again.
-    pub fn on_presence_online(&mut self, target: &[u8], now_ms: u64) {
-        self.resend(target, Trigger::Presence, now_ms, |_| true);
+    pub fn on_presence_online(&mut self, target: &[u8], now_us: u64) {
+        self.resend(target, Trigger::Presence, now_us, |_| true);
     }
 
-    /// The earliest timer, if any message is in flight. Scans the flows with messages in
-    /// flight (their earliest due time, `unacked` is short for most).
+    /// When to call [`Self::handle_timeout`], if any message is in flight: at most the
+    /// earliest due time (a call that finds nothing due makes it exact).
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.flows
-            .values()
-            .flat_map(|f| f.unacked.iter().map(|m| m.due_ms))
-            .min()
+        (self.stats.in_flight > 0).then_some(self.timer_floor_us)
     }
 
-    /// Sends again, or fails, every message whose timer has expired by `now_ms`.
-    pub fn handle_timeout(&mut self, now_ms: u64) {
+    /// Sends again, or fails, every message whose timer has expired by `now_us`.
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        if now_us < self.timer_floor_us {
+            return;
+        }
         let targets: Vec<Vec<u8>> = self
             .flows
             .iter()
-            .filter(|(_, f)| f.unacked.iter().any(|m| m.due_ms <= now_ms))
+            .filter(|(_, f)| f.unacked.iter().any(|m| m.due_us <= now_us))
             .map(|(t, _)| t.clone())
             .collect();
         for target in targets {
-            self.expire(&target, now_ms);
-            self.resend(&target, Trigger::Timer, now_ms, |m| m.due_ms <= now_ms);
+            self.expire(&target, now_us);
+            self.resend(&target, Trigger::Timer, now_us, |m| m.due_us <= now_us);
         }
+        self.timer_floor_us = self
+            .flows
+            .values()
+            .flat_map(|f| f.unacked.iter().map(|m| m.due_us))
+            .min()
+            .unwrap_or(u64::MAX);
         self.check_invariant();
     }
 
@@ -446,19 +458,19 @@ impl AckSender {
     }
 
     /// Fails the messages of `target` past their timeout or attempts.
-    fn expire(&mut self, target: &[u8], now_ms: u64) {
+    fn expire(&mut self, target: &[u8], now_us: u64) {
         let Some(flow) = self.flows.get_mut(target) else {
             return;
         };
-        let (timeout, attempts_max) = (self.cfg.ack_timeout_ms, self.cfg.attempts_max);
+        let (timeout_us, attempts_max) = (self.cfg.ack_timeout_ms * 1000, self.cfg.attempts_max);
         let mut kept = VecDeque::with_capacity(flow.unacked.len());
         let mut failed = Vec::new();
         for m in flow.unacked.drain(..) {
-            let reason = if now_ms.saturating_sub(m.first_sent_ms) >= timeout {
+            let reason = if now_us.saturating_sub(m.first_sent_us) >= timeout_us {
                 Some(FailReason::Timeout {
                     last_error: m.last_error,
                 })
-            } else if m.attempts >= attempts_max && m.due_ms <= now_ms {
+            } else if m.attempts >= attempts_max && m.due_us <= now_us {
                 Some(FailReason::AttemptsExhausted {
                     last_error: m.last_error,
                 })
@@ -497,7 +509,7 @@ impl AckSender {
         &mut self,
         target: &[u8],
         trigger: Trigger,
-        now_ms: u64,
+        now_us: u64,
         pick: impl Fn(&InFlight) -> bool,
     ) {
         let Some(flow) = self.flows.get_mut(target) else {
@@ -505,9 +517,10 @@ impl AckSender {
         };
         for m in flow.unacked.iter_mut().filter(|m| pick(m)) {
             m.attempts += 1;
-            m.last_sent_ms = now_ms;
-            let rto = rto_ms(&self.cfg, &self.rtt, &mut self.jitter_state, m.attempts);
-            m.due_ms = (now_ms + rto).min(m.first_sent_ms + self.cfg.ack_timeout_ms);
+            m.last_sent_us = now_us;
+            let rto = rto_us(&self.cfg, &self.rtt, &mut self.jitter_state, m.attempts);
+            m.due_us = (now_us + rto).min(m.first_sent_us + self.cfg.ack_timeout_ms * 1000);
+            self.timer_floor_us = self.timer_floor_us.min(m.due_us);
             self.stats.retransmitted[trigger as usize] += 1;
             self.out.push_back(Transmit {
                 target: target.to_vec(),
@@ -532,11 +545,12 @@ impl AckSender {
 /// The RTO for a message on its `attempts`-th send: 4 × smoothed RTT, bounded, doubled per
 /// earlier attempt, ±20 % jitter (`jitter_state` is a xorshift64 state: jitter needs no
 /// strong generator).
-fn rto_ms(cfg: &SenderConfig, rtt: &RttEstimator, jitter_state: &mut u64, attempts: u32) -> u64 {
-    let base = (rtt.rto_us() / 1000).clamp(cfg.rto_min_ms, cfg.rto_max_ms);
+fn rto_us(cfg: &SenderConfig, rtt: &RttEstimator, jitter_state: &mut u64, attempts: u32) -> u64 {
+    let (min_us, max_us) = (cfg.rto_min_ms * 1000, cfg.rto_max_ms * 1000);
+    let base = rtt.rto_us().clamp(min_us, max_us);
     let backed_off = base
         .saturating_mul(1u64 << attempts.saturating_sub(1).min(16))
-        .min(cfg.rto_max_ms);
+        .min(max_us);
     let mut x = *jitter_state;
     x ^= x << 13;
     x ^= x >> 7;

@@ -7,6 +7,9 @@ use crate::protocol::ErrorCode;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Microseconds in a millisecond: the tests speak in milliseconds.
+const MS: u64 = 1000;
+
 fn sender(cfg: SenderConfig) -> AckSender {
     AckSender::new(cfg, 0xE90C, 7)
 }
@@ -53,8 +56,8 @@ fn a_full_window_or_byte_budget_or_target_table_refuses_without_queueing() {
     assert_eq!(s.send(b"d", payload(1), 0), Err(SendRefused::TargetsFull));
     assert_eq!(s.stats().sent, 3);
     // An acknowledgement frees the window: the next number follows on.
-    s.on_ack(b"b", 0xE90C, 2, &[], false, 1);
-    assert_eq!(s.send(b"b", payload(1), 1), Ok(3));
+    s.on_ack(b"b", 0xE90C, 2, &[], false, MS);
+    assert_eq!(s.send(b"b", payload(1), MS), Ok(3));
 }
 
 #[test]
@@ -63,7 +66,7 @@ fn cumulative_and_selective_acknowledgements_confirm_exactly_what_they_name() {
     for _ in 0..6 {
         s.send(b"b", payload(4), 0).unwrap();
     }
-    s.on_ack(b"b", 0xE90C, 2, &[(4, 5)], false, 3);
+    s.on_ack(b"b", 0xE90C, 2, &[(4, 5)], false, 3 * MS);
     let confirmed: Vec<u64> = events(&mut s)
         .into_iter()
         .map(|e| match e {
@@ -75,8 +78,8 @@ fn cumulative_and_selective_acknowledgements_confirm_exactly_what_they_name() {
     assert_eq!(s.stats().in_flight, 2);
     assert_eq!(s.rtt().smoothed_us(), Some(3_000));
     // A stale epoch or an unknown target changes nothing.
-    s.on_ack(b"b", 1, 6, &[], false, 4);
-    s.on_ack(b"zz", 0xE90C, 6, &[], false, 4);
+    s.on_ack(b"b", 1, 6, &[], false, 4 * MS);
+    s.on_ack(b"zz", 0xE90C, 6, &[], false, 4 * MS);
     assert_eq!(s.stats().acks_stale, 2);
     assert_eq!(s.stats().in_flight, 2);
 }
@@ -88,7 +91,7 @@ fn a_reported_gap_sends_the_missing_messages_below_the_highest_taken() {
         s.send(b"b", payload(1), 0).unwrap();
     }
     transmits(&mut s);
-    s.on_ack(b"b", 0xE90C, 1, &[(4, 4)], true, 60);
+    s.on_ack(b"b", 0xE90C, 1, &[(4, 4)], true, 60 * MS);
     let again: Vec<(u64, Option<Trigger>)> = transmits(&mut s)
         .iter()
         .map(|t| (t.seq, t.retransmit))
@@ -106,9 +109,9 @@ fn reconnection_and_presence_send_the_window_again() {
     s.send(b"b", payload(1), 0).unwrap();
     s.send(b"c", payload(1), 0).unwrap();
     transmits(&mut s);
-    s.on_reconnected(5);
+    s.on_reconnected(5 * MS);
     assert_eq!(transmits(&mut s).len(), 2);
-    s.on_presence_online(b"c", 6);
+    s.on_presence_online(b"c", 6 * MS);
     let again = transmits(&mut s);
     assert_eq!((again.len(), again[0].target.as_slice()), (1, &b"c"[..]));
     assert_eq!(s.stats().retransmitted_by(Trigger::Reconnect), 2);
@@ -132,8 +135,8 @@ fn the_timer_backs_off_then_fails_the_message_with_its_last_error() {
     }
     // Initial RTO 200 ms ±20 %, then doubled ±20 %; the third expiry fails it.
     assert_eq!(fired.len(), 3, "{fired:?}");
-    assert!((160..=240).contains(&fired[0]), "{fired:?}");
-    assert!(fired[1] - fired[0] >= 320, "{fired:?}");
+    assert!((160 * MS..=240 * MS).contains(&fired[0]), "{fired:?}");
+    assert!(fired[1] - fired[0] >= 320 * MS, "{fired:?}");
     assert_eq!(
         events(&mut s),
         vec![AckEvent::Failed {
@@ -157,11 +160,11 @@ fn a_message_fails_at_the_ack_timeout_whatever_its_attempts() {
     s.send(b"b", payload(1), 0).unwrap();
     let mut last = 0;
     while let Some(due) = s.poll_timeout() {
-        assert!(due <= 1_000, "no timer past the timeout: {due}");
+        assert!(due <= 1_000 * MS, "no timer past the timeout: {due}");
         s.handle_timeout(due);
         last = due;
     }
-    assert_eq!(last, 1_000);
+    assert_eq!(last, 1_000 * MS);
     assert!(matches!(
         events(&mut s)[..],
         [AckEvent::Failed {
@@ -262,30 +265,30 @@ fn simulate(messages: u64, mut path: Path, ordered: bool, ack_timeout_ms: u64) -
     // Bounded: every message has ended by then (sends stop once all are numbered).
     for now in 0..SIMULATED_MS_MAX {
         if path.cuts.iter().any(|&(_, b)| b == now) {
-            s.on_reconnected(now);
+            s.on_reconnected(now * MS);
         }
-        while next <= messages && s.send(b"b", payload(8), now).is_ok() {
+        while next <= messages && s.send(b"b", payload(8), now * MS).is_ok() {
             next += 1;
         }
-        s.handle_timeout(now);
+        s.handle_timeout(now * MS);
         while let Some(t) = s.poll_transmit() {
             for at in path.arrivals(now) {
                 to_receiver.entry(at).or_default().push(t.seq);
             }
         }
         for seq in to_receiver.remove(&now).unwrap_or_default() {
-            if r.on_message(b"a", 0xE90C, seq, now) == Verdict::Deliver {
+            if r.on_message(b"a", 0xE90C, seq, now * MS) == Verdict::Deliver {
                 out.delivered.push(seq);
             }
         }
-        r.handle_timeout(now);
+        r.handle_timeout(now * MS);
         while let Some(ack) = r.poll_ack() {
             for at in path.arrivals(now) {
                 to_sender.entry(at).or_default().push(ack.clone());
             }
         }
         for ack in to_sender.remove(&now).unwrap_or_default() {
-            s.on_ack(b"b", ack.epoch, ack.upto, &ack.runs, ack.gap, now);
+            s.on_ack(b"b", ack.epoch, ack.upto, &ack.runs, ack.gap, now * MS);
         }
         while let Some(e) = s.poll_event() {
             match e {

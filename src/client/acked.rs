@@ -16,7 +16,7 @@
 //! - [`AckedSession::stats`] has the counters that show nothing was lost: `sent == confirmed +
 //!   failed + in_flight` at every moment, with the failures by reason.
 //!
-//! Time is an [`Instant`] taken when the session starts; the sans-IO parts see milliseconds
+//! Time is an [`Instant`] taken when the session starts; the sans-IO parts see microseconds
 //! since then.
 
 use super::{ClientError, Event, Session, SessionOptions};
@@ -164,7 +164,7 @@ impl AckedSession {
         }
         let seq = self
             .sender
-            .send(target, payload, self.now_ms())
+            .send(target, payload, self.now_us())
             .map_err(AckedSendError::WouldBlock)?;
         self.transmit()?;
         Ok(seq)
@@ -252,7 +252,7 @@ impl AckedSession {
     /// [`Self::drain`] first to wait for them); acknowledgements owed are written first.
     /// Returns the final counters.
     pub fn close(mut self) -> Result<AckedStats, ClientError> {
-        let now = self.now_ms();
+        let now = self.now_us();
         self.receiver
             .handle_timeout(now.saturating_add(u64::MAX / 4));
         self.write_acks()?;
@@ -262,23 +262,23 @@ impl AckedSession {
         Ok(stats)
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// When the earliest timer of the sender or receiver is due.
     fn next_timer(&self) -> Option<Instant> {
-        let due_ms = match (self.sender.poll_timeout(), self.receiver.poll_timeout()) {
+        let due_us = match (self.sender.poll_timeout(), self.receiver.poll_timeout()) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };
-        Some(self.started + Duration::from_millis(due_ms))
+        Some(self.started + Duration::from_micros(due_us))
     }
 
     /// Runs the timers that are due, writes what they and earlier events queued, and turns
     /// the sender's outcomes into events.
     fn drive(&mut self) -> Result<(), ClientError> {
-        let now = self.now_ms();
+        let now = self.now_us();
         if self.sender.poll_timeout().is_some_and(|t| t <= now) {
             self.sender.handle_timeout(now);
         }
@@ -331,7 +331,7 @@ impl AckedSession {
 
     /// Applies one event of the session; queues what the application must see.
     fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
-        let now = self.now_ms();
+        let now = self.now_us();
         match event {
             Event::AckedMessage {
                 sender,

@@ -1,0 +1,235 @@
+//! `bench --ack`: acknowledged one-to-one delivery, measured as users get it. On ringrelay the
+//! sender and the receiver are the library's [`AckedSession`]s (end-to-end acknowledgements,
+//! retransmission and de-duplication in the clients); the sender keeps its window full and the
+//! run ends when every message is confirmed (or failed). Measured: confirmed messages per
+//! second from the first send to the last confirmation, the acknowledgement round trip of
+//! each message (first send to confirmation), and the relay's CPU.
+
+use super::cpu::process_cpu_s;
+use super::latency::{new_histogram, percentiles_us};
+use super::runner::Measured;
+use bytes::Bytes;
+use ringrelay::client::{
+    AckedSendError, AckedSession, AckedSessionOptions, ClientOptions, Event, SessionOptions,
+};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Bound on connecting and on the receiver coming online.
+const SETUP_TIME_MAX: Duration = Duration::from_secs(10);
+/// After the time cap, messages in flight get this long to end before the run stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// One acknowledged run's settings.
+pub struct AckedJob {
+    pub addr: SocketAddr,
+    pub token: Vec<u8>,
+    pub size_bytes: usize,
+    pub count: u64,
+    pub duration: Duration,
+    pub server_pid: Option<u32>,
+    pub tag: String,
+}
+
+fn options(job: &AckedJob) -> AckedSessionOptions {
+    AckedSessionOptions {
+        session: SessionOptions {
+            servers: vec![job.addr.to_string()],
+            token: (!job.token.is_empty()).then(|| job.token.clone()),
+            reconnect_timeout: SETUP_TIME_MAX,
+            client: ClientOptions {
+                write_timeout: Some(Duration::from_secs(10)),
+                ..ClientOptions::default()
+            },
+            ..SessionOptions::default()
+        },
+        ..AckedSessionOptions::default()
+    }
+}
+
+/// Runs `job` against a ringrelay: a receiving session on one thread, the sending session on
+/// this one.
+pub fn run_relay(job: &AckedJob) -> Result<Measured, String> {
+    let rx_id = format!("{}-ack-rx", job.tag);
+    let tx_id = format!("{}-ack-tx", job.tag);
+    let mut rx = AckedSession::connect(rx_id.as_bytes(), options(job))
+        .map_err(|e| format!("{rx_id}: {e}"))?;
+    let mut tx = AckedSession::connect(tx_id.as_bytes(), options(job))
+        .map_err(|e| format!("{tx_id}: {e}"))?;
+    await_online(&mut tx, &rx_id)?;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let receiver = scope.spawn(|| receive(&mut rx, &stop));
+        let sent = send(job, &mut tx, &rx_id);
+        stop.store(true, Ordering::Release);
+        let delivered = receiver
+            .join()
+            .map_err(|_| "the receiving thread panicked".to_string())??;
+        let mut m = sent?;
+        if delivered < m.sent - m.errors {
+            m.notes.push(format!(
+                "the receiver's application got {delivered} of {} confirmed messages",
+                m.sent - m.errors
+            ));
+        }
+        Ok(m)
+    })
+}
+
+/// Waits until `id` is registered (a WATCH is answered with the present state).
+fn await_online(tx: &mut AckedSession, id: &str) -> Result<(), String> {
+    tx.watch(id.as_bytes()).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + SETUP_TIME_MAX;
+    while Instant::now() < deadline {
+        if let Some(Event::Presence { online: true, .. }) = tx
+            .recv(Duration::from_millis(50))
+            .map_err(|e| e.to_string())?
+        {
+            return tx.unwatch(id.as_bytes()).map_err(|e| e.to_string());
+        }
+    }
+    Err(format!("{id} did not come online"))
+}
+
+/// The receiver: takes messages until told to stop; returns how many its application got.
+fn receive(rx: &mut AckedSession, stop: &AtomicBool) -> Result<u64, String> {
+    let mut delivered = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        match rx
+            .recv(Duration::from_millis(5))
+            .map_err(|e| e.to_string())?
+        {
+            Some(Event::AckedMessage { .. }) => delivered += 1,
+            Some(Event::Closed { text, .. }) => return Err(format!("receiver closed: {text}")),
+            _ => {}
+        }
+    }
+    // Acknowledge what is owed before leaving (close writes due acknowledgements).
+    Ok(delivered)
+}
+
+/// The sender: keeps the window full until `count` messages are out, then waits for them.
+/// `Measured::sent` counts the messages that ended (confirmed or failed), `errors` the failed.
+fn send(job: &AckedJob, tx: &mut AckedSession, target: &str) -> Result<Measured, String> {
+    let payload = Bytes::from(super::sender::payload(
+        super::wire::MARK_DATA,
+        job.size_bytes,
+    ));
+    let window = ringrelay::ack::SenderConfig::default().window_msgs_max as usize;
+    // Send time of each message in flight, by sequence number modulo the window.
+    let mut sent_at_ns = vec![0u64; window];
+    let mut hist = new_histogram()?;
+    let cpu_before = job.server_pid.map(process_cpu_s).transpose()?;
+    let started = Instant::now();
+    let cap = started + job.duration;
+    let (mut next, mut confirmed, mut failed) = (0u64, 0u64, 0u64);
+    let mut last_end = started;
+    while confirmed + failed < next || next < job.count {
+        let now = Instant::now();
+        if now >= cap + DRAIN_GRACE {
+            break;
+        }
+        while next < job.count && now < cap {
+            match tx.send(target.as_bytes(), payload.clone()) {
+                Ok(seq) => {
+                    sent_at_ns[seq as usize % window] = ns_since(started);
+                    next += 1;
+                }
+                Err(AckedSendError::WouldBlock(_)) => break,
+                Err(AckedSendError::Client(e)) => return Err(e.to_string()),
+            }
+        }
+        tx.flush().map_err(|e| e.to_string())?;
+        let wait = if next < job.count && Instant::now() < cap {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        };
+        while let Some(event) = tx.recv(wait).map_err(|e| e.to_string())? {
+            match event {
+                Event::Confirmed { seq, .. } => {
+                    confirmed += 1;
+                    let rtt = ns_since(started).saturating_sub(sent_at_ns[seq as usize % window]);
+                    hist.saturating_record(rtt.max(1));
+                    last_end = Instant::now();
+                }
+                Event::Failed { .. } => {
+                    failed += 1;
+                    last_end = Instant::now();
+                }
+                _ => {}
+            }
+            if wait > Duration::ZERO {
+                break;
+            }
+        }
+    }
+    let cpu_after = job.server_pid.map(process_cpu_s).transpose()?;
+    let server_cpu_s = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
+    let mut notes = Vec::new();
+    let stats = tx.stats().sender;
+    if stats.in_flight > 0 || failed > 0 {
+        notes.push(format!(
+            "{} messages still in flight at the end, {failed} failed",
+            stats.in_flight
+        ));
+    }
+    let retransmitted: u64 = stats.retransmitted.iter().sum();
+    if retransmitted > 0 {
+        notes.push(format!("{retransmitted} retransmissions"));
+    }
+    Ok(Measured {
+        sent: confirmed + failed,
+        received: confirmed,
+        duration_s: last_end.duration_since(started).as_secs_f64(),
+        latency_us: percentiles_us(&hist),
+        server_cpu_s,
+        server_cpu_by_node_s: vec![server_cpu_s],
+        errors: failed,
+        errors_before_measure: 0,
+        last_error: None,
+        notes,
+    })
+}
+
+fn ns_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringrelay::config::Config;
+    use ringrelay::server::Server;
+
+    #[test]
+    fn an_acked_run_confirms_every_message_and_measures_the_round_trip() {
+        let server = Server::start(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            ..Config::default()
+        })
+        .unwrap();
+        let job = AckedJob {
+            addr: server.local_addr(),
+            token: Vec::new(),
+            size_bytes: 16,
+            count: 20_000,
+            duration: Duration::from_secs(20),
+            server_pid: Some(std::process::id()),
+            tag: "acked-test".into(),
+        };
+        let m = run_relay(&job).unwrap();
+        assert_eq!(
+            (m.sent, m.received, m.errors),
+            (20_000, 20_000, 0),
+            "{:?}",
+            m.notes
+        );
+        assert!(m.duration_s > 0.0);
+        let [p50, p99, p999] = m.latency_us.expect("round trips recorded");
+        assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999);
+        assert!(m.server_cpu_s.is_some());
+    }
+}
