@@ -15,9 +15,12 @@ OUT=${OUT:-target/compare_nats.jsonl}
 command -v nats-server >/dev/null || { echo "nats-server not installed (apt-get install nats-server)" >&2; exit 1; }
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 
-taskset -c "$RELAY_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT" >/dev/null 2>&1 &
+# JetStream on (-js) for the acknowledged workloads: memory streams only, so its store
+# directory stays empty; core NATS publish/subscribe does not go through it.
+js_store=$(mktemp -d)
+taskset -c "$RELAY_CPU" nats-server -js -sd "$js_store" -a 127.0.0.1 -p "$NATS_PORT" >/dev/null 2>&1 &
 nats_pid=$!
-trap 'kill $nats_pid 2>/dev/null || true; rm -f "${relay_config:-}"' EXIT
+trap 'kill $nats_pid 2>/dev/null || true; rm -rf "${relay_config:-}" "$js_store"' EXIT
 for _ in $(seq 50); do
   (exec 3<>/dev/tcp/127.0.0.1/"$NATS_PORT") 2>/dev/null && break
   sleep 0.1
@@ -34,7 +37,15 @@ workloads=(
   "unicast-1024  --scenario unicast --size 1024 --count 2000000"
   "fanout10-16   --scenario fanout  --size 16   --subscribers 10 --count 1000000"
   "latency-128   --scenario latency --size 128  --rate 100000 --duration-s 5"
+  "acked-16      --ack --size 16   --count 2000000"
+  "acked-1024    --ack --size 1024 --count 1000000"
 )
+# WORKLOADS=acked runs only the workloads whose name starts with it.
+if [ -n "${WORKLOADS:-}" ]; then
+  kept=()
+  for w in "${workloads[@]}"; do [[ $w == "$WORKLOADS"* ]] && kept+=("$w"); done
+  workloads=("${kept[@]}")
+fi
 for w in "${workloads[@]}"; do
   name=${w%% *}
   args=${w#* }
@@ -77,4 +88,10 @@ for w in dict.fromkeys(r["workload"] for r in rows):
         print(f"{w:14} ratio     deliveries/s x{med([r[0] for r in ratios]):.2f}"
               + (f"  p99 x{med([r[1] for r in ratios]):.2f}  p99.9 x{med([r[2] for r in ratios]):.2f}" if ratios[0][1] else "")
               + f"  (median of {len(ratios)} per-run ratios)")
+# Acknowledged against best effort, ringrelay only (the 50 % and 70 % bars).
+for acked, plain in (("acked-16", "unicast-16"), ("acked-1024", "unicast-1024")):
+    a = med([r["msgs_per_s"] for r in rows if r["workload"] == acked and r.get("target") == "ringrelay"])
+    b = med([r["msgs_per_s"] for r in rows if r["workload"] == plain and r.get("target") == "ringrelay"])
+    if a and b:
+        print(f"ringrelay {acked} / {plain}: {a / b:.1%} of best-effort msgs/s")
 PY

@@ -27,7 +27,6 @@ pub fn send_acked(args: &SendArgs) -> Result<(), CliFailure> {
     let mut session = connect_acked(&args.conn, &args.id, opts)?;
     let max = payload_bytes_max(session.session().relay_max_frame_bytes());
     let messages = payloads(&source, args.count, max, &mut stdin())?;
-    let deadline = Instant::now() + Duration::from_millis(args.ack_timeout_ms) + FINISH_SLACK;
     let mut outcome = Outcome::default();
     for payload in messages {
         let mut payload = Some(payload);
@@ -44,7 +43,14 @@ pub fn send_acked(args: &SendArgs) -> Result<(), CliFailure> {
         }
     }
     session.flush().map_err(no_relay)?;
+    // Every message has its own timeout from when it was sent; the last one was sent now.
+    let wait = Duration::from_millis(args.ack_timeout_ms).saturating_add(FINISH_SLACK);
+    let deadline = Instant::now().checked_add(wait);
     while session.stats().sender.in_flight > 0 {
+        let Some(deadline) = deadline else {
+            outcome.take_one(&mut session, FINISH_SLACK)?;
+            continue;
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;

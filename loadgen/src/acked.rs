@@ -125,8 +125,12 @@ fn send(job: &AckedJob, tx: &mut AckedSession, target: &str) -> Result<Measured,
     let cap = started + job.duration;
     let (mut next, mut confirmed, mut failed) = (0u64, 0u64, 0u64);
     let mut last_end = started;
-    while confirmed + failed < next || next < job.count {
+    loop {
         let now = Instant::now();
+        let sending = next < job.count && now < cap;
+        if confirmed + failed >= next && !sending {
+            break;
+        }
         if now >= cap + DRAIN_GRACE {
             break;
         }

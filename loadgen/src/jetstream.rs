@@ -224,6 +224,8 @@ struct Live {
     stop: AtomicBool,
     published: AtomicU64,
     pub_acked: AtomicU64,
+    /// PubAcks that carried an error (the publish was refused).
+    refused: AtomicU64,
     consumed: AtomicU64,
     last_end_ns: AtomicU64,
 }
@@ -239,6 +241,7 @@ fn measure(
         stop: AtomicBool::new(false),
         published: AtomicU64::new(0),
         pub_acked: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
         consumed: AtomicU64::new(0),
         last_end_ns: AtomicU64::new(0),
     };
@@ -278,7 +281,7 @@ fn measure(
         latency_us: percentiles_us(&hist),
         server_cpu_s: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
         server_cpu_by_node_s: Vec::new(),
-        errors: 0,
+        errors: live.refused.load(Ordering::Acquire),
         errors_before_measure: 0,
         last_error: None,
         notes,
@@ -343,6 +346,7 @@ fn read_pub_acks(
     let mut stop_seen_at = None;
     loop {
         let mut acked = 0u64;
+        let mut refused = 0u64;
         let now_ns = ns_since(started);
         let used = scan(&conn.pending, &mut replies, |buf, m| {
             let n = buf[m.subject.clone()]
@@ -351,8 +355,9 @@ fn read_pub_acks(
                 .and_then(|t| std::str::from_utf8(t).ok())
                 .and_then(|t| t.parse::<u64>().ok());
             if let Some(n) = n {
-                if buf[m.payload].windows(8).any(|w| w == b"\"error\"") {
-                    return;
+                // A refused publish is answered too: it ends (and frees its slot), counted.
+                if buf[m.payload].windows(7).any(|w| w == b"\"error\"") {
+                    refused += 1;
                 }
                 let at = sent_at_ns[(n % OUTSTANDING_MAX) as usize].load(Ordering::Acquire);
                 hist.saturating_record(now_ns.saturating_sub(at).max(1));
@@ -363,6 +368,9 @@ fn read_pub_acks(
         if !replies.is_empty() {
             conn.write_all(&replies)?;
             replies.clear();
+        }
+        if refused > 0 {
+            live.refused.fetch_add(refused, Ordering::AcqRel);
         }
         if acked > 0 {
             let total = live.pub_acked.fetch_add(acked, Ordering::AcqRel) + acked;

@@ -95,6 +95,9 @@ struct Peer {
     ack_due_us: Option<u64>,
     /// When the current gap is to be reported.
     gap_due_us: Option<u64>,
+    /// Reports of the current gap so far: each waits twice as long as the one before (a gap
+    /// its sender gave up on, having failed that message, is not reported forever).
+    gap_reports: u32,
     last_active_us: u64,
 }
 
@@ -113,6 +116,10 @@ pub struct AckReceiver {
 impl AckReceiver {
     pub fn new(cfg: ReceiverConfig) -> AckReceiver {
         assert!(cfg.senders_max > 0 && cfg.ack_every_msgs > 0 && cfg.runs_max > 0);
+        assert!(
+            cfg.runs_max <= crate::protocol::ACK_RUNS_MAX,
+            "an ACK carries at most ACK_RUNS_MAX runs"
+        );
         AckReceiver {
             cfg,
             peers: HashMap::new(),
@@ -143,6 +150,7 @@ impl AckReceiver {
             unacked_msgs: 0,
             ack_due_us: None,
             gap_due_us: None,
+            gap_reports: 0,
             last_active_us: now_us,
         });
         peer.last_active_us = now_us;
@@ -177,7 +185,10 @@ impl AckReceiver {
         let gap = peer.window.has_gap() || accept == Accept::BeyondWindow;
         match (gap, peer.gap_due_us) {
             (true, None) => peer.gap_due_us = Some(now_us + cfg.nak_delay_ms * 1000),
-            (false, Some(_)) => peer.gap_due_us = None,
+            (false, Some(_)) => {
+                peer.gap_due_us = None;
+                peer.gap_reports = 0;
+            }
             _ => {}
         }
         let armed = peer.ack_due_us.is_some() || peer.gap_due_us.is_some();
@@ -219,8 +230,12 @@ impl AckReceiver {
                 peer.ack_due_us = None;
                 if gap_due {
                     self.stats.gap_reports_sent += 1;
-                    // Report a lasting gap again only after another delay.
-                    peer.gap_due_us = Some(now_us + self.cfg.nak_delay_ms.max(1) * 8 * 1000);
+                    // Report a lasting gap again only after another delay, doubled each time
+                    // (16 ms, 32 ms, ... up to about 16 s with the defaults).
+                    let backoff = 1u64 << peer.gap_reports.min(10);
+                    peer.gap_reports += 1;
+                    let delay_us = self.cfg.nak_delay_ms.max(1) * 8 * 1000 * backoff;
+                    peer.gap_due_us = Some(now_us + delay_us);
                 }
             }
             if peer.ack_due_us.is_some() || peer.gap_due_us.is_some() {

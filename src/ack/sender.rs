@@ -153,7 +153,9 @@ pub enum AckEvent {
     },
 }
 
-/// A message to write: SEND with the ACKED flag, `(epoch, seq)` and `payload`.
+/// A message to write: SEND with the ACKED flag, `(epoch, seq)` and `payload`. These are the
+/// wire's numbers: the session's epoch and the application's number until a message to the
+/// target fails, then a fresh epoch numbered from 1 (see `Flow`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     pub target: Vec<u8>,
@@ -189,7 +191,12 @@ impl SenderStats {
 
 #[derive(Debug)]
 struct InFlight {
+    /// The number the application knows (dense per target from 1, across epochs).
     seq: u64,
+    /// The numbering stream it went out in, and that stream's first number minus one: on the
+    /// wire it is `(epoch, seq - base)`.
+    epoch: u64,
+    base: u64,
     payload: Bytes,
     first_sent_us: u64,
     last_sent_us: u64,
@@ -199,12 +206,32 @@ struct InFlight {
     last_error: Option<ErrorCode>,
 }
 
-#[derive(Debug, Default)]
+/// What is sent to one target. Numbering restarts in a fresh epoch after a message fails:
+/// the receiver's window cannot move past a number that will never come, and would in the
+/// end hold back everything 1,024 numbers above it.
+#[derive(Debug)]
 struct Flow {
     /// The last sequence number given out (numbers start at 1).
     last_seq: u64,
-    /// In sequence order.
+    /// The epoch new messages go out in (the session's until a message fails) and its base.
+    epoch: u64,
+    base: u64,
+    /// In sequence order (older epochs first).
     unacked: VecDeque<InFlight>,
+}
+
+impl Flow {
+    /// Whether messages of `epoch` may still be acknowledged here.
+    fn knows(&self, epoch: u64) -> bool {
+        epoch == self.epoch || self.unacked.iter().any(|m| m.epoch == epoch)
+    }
+}
+
+impl InFlight {
+    /// Its number on the wire.
+    fn wire_seq(&self) -> u64 {
+        self.seq - self.base
+    }
 }
 
 #[derive(Debug)]
@@ -244,6 +271,7 @@ impl AckSender {
         }
     }
 
+    /// The session's epoch: the first numbering stream of every target.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -265,7 +293,13 @@ impl AckSender {
         if !self.flows.contains_key(target) && self.flows.len() >= self.cfg.targets_max {
             return Err(SendRefused::TargetsFull);
         }
-        let flow = self.flows.entry(target.to_vec()).or_default();
+        let epoch = self.epoch;
+        let flow = self.flows.entry(target.to_vec()).or_insert_with(|| Flow {
+            last_seq: 0,
+            epoch,
+            base: 0,
+            unacked: VecDeque::new(),
+        });
         if flow.unacked.len() >= self.cfg.window_msgs_max as usize {
             return Err(SendRefused::WindowFull);
         }
@@ -275,8 +309,11 @@ impl AckSender {
         let rto = rto_us(&self.cfg, &self.rtt, &mut self.jitter_state, 1);
         let due_us = now_us + rto.min(self.cfg.ack_timeout_ms * 1000);
         self.timer_floor_us = self.timer_floor_us.min(due_us);
+        let (flow_epoch, base) = (flow.epoch, flow.base);
         flow.unacked.push_back(InFlight {
             seq,
+            epoch: flow_epoch,
+            base,
             payload: payload.clone(),
             first_sent_us: now_us,
             last_sent_us: now_us,
@@ -286,8 +323,8 @@ impl AckSender {
         });
         self.out.push_back(Transmit {
             target: target.to_vec(),
-            epoch: self.epoch,
-            seq,
+            epoch: flow_epoch,
+            seq: seq - base,
             payload,
             retransmit: None,
         });
@@ -307,21 +344,29 @@ impl AckSender {
         gap: bool,
         now_us: u64,
     ) {
-        let Some(flow) = self.flows.get_mut(from).filter(|_| epoch == self.epoch) else {
+        let Some(flow) = self.flows.get_mut(from).filter(|f| f.knows(epoch)) else {
             self.stats.acks_stale += 1;
             return;
         };
         // The window is in sequence order: the cumulative part comes off the front, and only
-        // selective runs need a pass over the rest.
+        // selective runs (or messages of another epoch in front) need a pass over the rest.
         let mut confirmed = Vec::new();
-        while flow.unacked.front().is_some_and(|m| m.seq <= upto) {
+        while flow
+            .unacked
+            .front()
+            .is_some_and(|m| m.epoch == epoch && m.wire_seq() <= upto)
+        {
             confirmed.extend(flow.unacked.pop_front());
         }
-        if !runs.is_empty() {
-            let in_runs = |seq: u64| runs.iter().any(|&(a, b)| a <= seq && seq <= b);
+        let mixed = flow.unacked.front().is_some_and(|m| m.epoch != epoch);
+        if !runs.is_empty() || mixed {
+            let taken = |m: &InFlight| {
+                let seq = m.wire_seq();
+                m.epoch == epoch && (seq <= upto || runs.iter().any(|&(a, b)| a <= seq && seq <= b))
+            };
             let mut kept = VecDeque::with_capacity(flow.unacked.len());
             for m in flow.unacked.drain(..) {
-                if in_runs(m.seq) {
+                if taken(&m) {
                     confirmed.push(m);
                 } else {
                     kept.push_back(m);
@@ -351,7 +396,9 @@ impl AckSender {
                 .smoothed_us()
                 .map_or(self.cfg.rto_min_ms * 1000, |us| us.max(1000));
             self.resend(from, Trigger::Gap, now_us, |m| {
-                m.seq < highest && now_us.saturating_sub(m.last_sent_us) >= holdoff
+                m.epoch == epoch
+                    && m.wire_seq() < highest
+                    && now_us.saturating_sub(m.last_sent_us) >= holdoff
             });
         }
         self.check_invariant();
@@ -359,10 +406,6 @@ impl AckSender {
 
     /// The relay answered message `(epoch, seq)` to `target` with ERROR `code`.
     pub fn on_error(&mut self, target: &[u8], epoch: u64, seq: u64, code: ErrorCode) {
-        if epoch != self.epoch {
-            self.stats.acks_stale += 1;
-            return;
-        }
         // A payload the relay cannot carry, or a target that cannot acknowledge, fails at
         // once: sending it again cannot help.
         let fail = self.cfg.fail_on_error
@@ -371,9 +414,15 @@ impl AckSender {
                 ErrorCode::PAYLOAD_TOO_LARGE | ErrorCode::ACK_UNSUPPORTED
             );
         let Some(flow) = self.flows.get_mut(target) else {
+            self.stats.acks_stale += 1;
             return;
         };
-        let Some(index) = flow.unacked.iter().position(|m| m.seq == seq) else {
+        let Some(index) = flow
+            .unacked
+            .iter()
+            .position(|m| m.epoch == epoch && m.wire_seq() == seq)
+        else {
+            self.stats.acks_stale += 1;
             return;
         };
         if !fail {
@@ -381,6 +430,7 @@ impl AckSender {
             flow.unacked[index].last_error = Some(code);
         } else if let Some(m) = flow.unacked.remove(index) {
             self.finish_failed(target, m, FailReason::Refused(code));
+            self.renumber(target);
         }
         self.check_invariant();
     }
@@ -483,8 +533,28 @@ impl AckSender {
             }
         }
         flow.unacked = kept;
+        let any_failed = !failed.is_empty();
         for (m, reason) in failed {
             self.finish_failed(target, m, reason);
+        }
+        if any_failed {
+            self.renumber(target);
+        }
+    }
+
+    /// A message to `target` failed: new messages to it are numbered from 1 in a fresh epoch,
+    /// so the receiver's window is not held back by the number that will never come. Those
+    /// still in flight keep their epoch and numbers.
+    fn renumber(&mut self, target: &[u8]) {
+        let mut x = self.jitter_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter_state = x;
+        if let Some(flow) = self.flows.get_mut(target) {
+            // Any value but the current one; the receiver keys its windows by (sender, epoch).
+            flow.epoch = if x == flow.epoch { x ^ 1 } else { x };
+            flow.base = flow.last_seq;
         }
     }
 
@@ -524,8 +594,8 @@ impl AckSender {
             self.stats.retransmitted[trigger as usize] += 1;
             self.out.push_back(Transmit {
                 target: target.to_vec(),
-                epoch: self.epoch,
-                seq: m.seq,
+                epoch: m.epoch,
+                seq: m.wire_seq(),
                 payload: m.payload.clone(),
                 retransmit: Some(trigger),
             });

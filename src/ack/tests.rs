@@ -376,3 +376,80 @@ fn a_path_that_never_heals_fails_every_message_with_a_reason_and_loses_none() {
     assert_eq!(o.confirmed.len() + o.failed.len(), 500);
     assert!(!o.failed.is_empty());
 }
+
+#[test]
+fn after_a_failure_new_messages_go_in_a_fresh_epoch_and_the_stream_never_stalls() {
+    let mut s = sender(SenderConfig {
+        ack_timeout_ms: 100,
+        window_msgs_max: 64,
+        ..SenderConfig::default()
+    });
+    let mut r = AckReceiver::new(ReceiverConfig::default());
+    // Message 1 is lost every time until it fails.
+    s.send(b"b", payload(1), 0).unwrap();
+    let mut now = 0;
+    while s.stats().failed() == 0 {
+        transmits(&mut s);
+        now = s.poll_timeout().expect("a timer while in flight");
+        s.handle_timeout(now);
+    }
+    assert_eq!(events(&mut s).len(), 1);
+    // Far more than the receiver's window of numbers follows, all delivered and confirmed.
+    let (total, mut next, mut confirmed) = (3_000u64, 0u64, Vec::new());
+    while (confirmed.len() as u64) < total {
+        while next < total && s.send(b"b", payload(1), now).is_ok() {
+            next += 1;
+        }
+        for t in transmits(&mut s) {
+            assert_ne!(t.epoch, 0xE90C, "numbered in a fresh epoch");
+            assert_eq!(
+                r.on_message(b"a", t.epoch, t.seq, now),
+                Verdict::Deliver,
+                "{t:?}"
+            );
+        }
+        now += MS;
+        r.handle_timeout(now);
+        while let Some(a) = r.poll_ack() {
+            s.on_ack(b"b", a.epoch, a.upto, &a.runs, a.gap, now);
+        }
+        for e in events(&mut s) {
+            match e {
+                AckEvent::Confirmed { seq, .. } => confirmed.push(seq),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            now < 60_000 * MS,
+            "stalled at {} confirmed",
+            confirmed.len()
+        );
+    }
+    // The application's numbers stay dense across epochs: 2 onwards, after the failed 1.
+    assert_eq!(confirmed, (2..=total + 1).collect::<Vec<u64>>());
+    let st = s.stats();
+    assert_eq!(
+        (st.sent, st.confirmed, st.failed(), st.in_flight),
+        (total + 1, total, 1, 0)
+    );
+}
+
+#[test]
+fn a_gap_its_sender_abandoned_is_reported_less_and_less_often() {
+    let mut r = AckReceiver::new(ReceiverConfig::default());
+    r.on_message(b"a", 1, 2, 0);
+    let mut reports = Vec::new();
+    let mut now = 0;
+    while now < 2_000 * MS {
+        now = r.poll_timeout().expect("a gap stays armed");
+        r.handle_timeout(now);
+        while let Some(a) = r.poll_ack() {
+            if a.gap {
+                reports.push(now);
+            }
+        }
+    }
+    // 16 ms, then doubled each time: a handful in two seconds, not one every 16 ms.
+    assert!((5..=9).contains(&reports.len()), "{reports:?}");
+    assert!(reports.windows(2).all(|w| w[1] - w[0] >= 16 * MS));
+}

@@ -113,6 +113,8 @@ pub struct AckedSession {
     auto_watches: HashSet<Vec<u8>>,
     auto_watches_max: usize,
     payload_bytes_max: usize,
+    /// A write error met while queueing in `send`, returned by the next call that can fail.
+    deferred: Option<ClientError>,
 }
 
 impl AckedSession {
@@ -134,6 +136,7 @@ impl AckedSession {
             auto_watches: HashSet::new(),
             auto_watches_max: opts.auto_watches_max,
             payload_bytes_max,
+            deferred: None,
         })
     }
 
@@ -166,7 +169,11 @@ impl AckedSession {
             .sender
             .send(target, payload, self.now_us())
             .map_err(AckedSendError::WouldBlock)?;
-        self.transmit()?;
+        // The message is numbered and kept: it ends as an event whatever happens now, so a
+        // write error is reported by the next call instead of as this message's failure.
+        if let Err(e) = self.transmit() {
+            self.deferred.get_or_insert(e);
+        }
         Ok(seq)
     }
 
@@ -278,6 +285,9 @@ impl AckedSession {
     /// Runs the timers that are due, writes what they and earlier events queued, and turns
     /// the sender's outcomes into events.
     fn drive(&mut self) -> Result<(), ClientError> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         let now = self.now_us();
         if self.sender.poll_timeout().is_some_and(|t| t <= now) {
             self.sender.handle_timeout(now);
@@ -358,7 +368,10 @@ impl AckedSession {
                 code, subject, id, ..
             } => {
                 self.sender.on_error(&subject, id.epoch, id.seq, code);
-                if matches!(code, ErrorCode::UNKNOWN_ID | ErrorCode::UNREACHABLE) {
+                let absent = matches!(code, ErrorCode::UNKNOWN_ID | ErrorCode::UNREACHABLE);
+                // Watched only while something to it is in flight (else nothing would end
+                // the watch).
+                if absent && self.sender.in_flight_to(&subject) > 0 {
                     self.auto_watch(&subject)?;
                 }
             }
@@ -382,6 +395,11 @@ impl AckedSession {
                 // refusal would close the connection); the timer still retransmits.
                 self.auto_watches.remove(&subject);
                 self.auto_watches_max = 0;
+                if !self.user_watches.contains(&subject) {
+                    // Out of the session's watch list too, or a reconnection would ask again
+                    // and the relay's second refusal would close the connection.
+                    self.session.unwatch(&subject)?;
+                }
             }
             other => self.events.push_back(other),
         }

@@ -25,7 +25,7 @@ pub use session::{Session, SessionOptions};
 
 use crate::ack::{AckOut, FailReason};
 use crate::protocol::{
-    hello, AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind,
+    AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind,
     FrameReader, MsgId, ACKED_VERSION_MIN, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION,
     PROTOCOL_VERSION_MIN,
 };
@@ -285,19 +285,63 @@ impl Client {
     }
 
     /// Like [`Client::connect`] with explicit options.
+    ///
+    /// The HELLO asks for protocol version 2; a relay that predates it refuses with
+    /// UNSUPPORTED_VERSION, and the client then connects again asking for version 1 (no
+    /// acknowledged delivery: [`Self::send_acked`] then fails with
+    /// [`ClientError::UnsupportedVersion`]).
     pub fn connect_with(
         addr: impl ToSocketAddrs,
         client_id: &[u8],
         token: Option<&[u8]>,
         opts: ClientOptions,
     ) -> Result<Client, ClientError> {
+        let addrs = resolve(addr)?;
         let started = Instant::now();
         let deadline = started.checked_add(opts.connect_timeout);
+        let first = Self::connect_speaking(
+            &addrs,
+            client_id,
+            token,
+            opts.clone(),
+            PROTOCOL_VERSION,
+            deadline,
+        );
+        match first {
+            Err(ClientError::Closed {
+                reason: CloseReason::UNSUPPORTED_VERSION,
+                ..
+            }) => Self::connect_speaking(
+                &addrs,
+                client_id,
+                token,
+                opts,
+                PROTOCOL_VERSION_MIN,
+                deadline,
+            ),
+            other => other,
+        }
+    }
+
+    /// Connects and asks for protocol `version` in HELLO.
+    fn connect_speaking(
+        addrs: &[SocketAddr],
+        client_id: &[u8],
+        token: Option<&[u8]>,
+        opts: ClientOptions,
+        version: u16,
+        deadline: Option<Instant>,
+    ) -> Result<Client, ClientError> {
+        let started = Instant::now();
         let mut hello_bytes = Vec::new();
-        hello(client_id, token.unwrap_or_default())
-            .encode(&mut hello_bytes)
-            .map_err(ClientError::Encode)?;
-        let stream = connect_tcp(addr, deadline)?;
+        Frame::Hello {
+            version,
+            client_id,
+            token: token.unwrap_or_default(),
+        }
+        .encode(&mut hello_bytes)
+        .map_err(ClientError::Encode)?;
+        let stream = connect_tcp(addrs, deadline)?;
         stream.set_nodelay(true).map_err(ClientError::Io)?;
         stream
             .set_write_timeout(opts.write_timeout)
@@ -809,25 +853,23 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Connects to the first address of `addr` that accepts before `deadline`.
-fn connect_tcp(
-    addr: impl ToSocketAddrs,
-    deadline: Option<Instant>,
-) -> Result<TcpStream, ClientError> {
-    let addrs: Vec<SocketAddr> = match addr.to_socket_addrs() {
-        Ok(it) => it.collect(),
-        Err(source) => {
-            return Err(ClientError::Connect {
-                addr: "relay address".into(),
-                source,
-            })
-        }
-    };
+/// The addresses `addr` resolves to.
+fn resolve(addr: impl ToSocketAddrs) -> Result<Vec<SocketAddr>, ClientError> {
+    addr.to_socket_addrs()
+        .map(Iterator::collect)
+        .map_err(|source| ClientError::Connect {
+            addr: "relay address".into(),
+            source,
+        })
+}
+
+/// Connects to the first of `addrs` that accepts before `deadline`.
+fn connect_tcp(addrs: &[SocketAddr], deadline: Option<Instant>) -> Result<TcpStream, ClientError> {
     let label = addrs
         .first()
         .map_or_else(|| "relay address".to_string(), |a| a.to_string());
     let mut last_err = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
-    for sock_addr in &addrs {
+    for sock_addr in addrs {
         let attempt = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
             Some(Duration::ZERO) => {
                 Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
@@ -937,7 +979,7 @@ fn event_kind(event: &Event) -> FrameKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{decode, Decoded};
+    use crate::protocol::{decode, hello, Decoded};
     use std::net::TcpListener;
     use std::thread::{self, JoinHandle};
 
@@ -1029,6 +1071,45 @@ mod tests {
         assert_eq!(client.relay_max_frame_bytes(), 4096);
         assert_eq!(client.heartbeat_interval_ms(), 5000);
         assert!(client.stream.nodelay().unwrap());
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn a_relay_that_speaks_only_version_1_is_asked_again_with_version_1() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let relay = thread::spawn(move || {
+            let mut first = FakeRelay::accept(&listener);
+            assert_eq!(first.next_frame_bytes(), encoded(hello(b"c", b"")));
+            first.send(Frame::Close {
+                reason: CloseReason::UNSUPPORTED_VERSION,
+                text: b"unsupported protocol version",
+            });
+            drop(first);
+            let mut second = FakeRelay::accept(&listener);
+            let v1 = Frame::Hello {
+                version: 1,
+                client_id: b"c",
+                token: b"",
+            };
+            assert_eq!(second.next_frame_bytes(), encoded(v1));
+            second.send(Frame::Welcome {
+                version: 1,
+                heartbeat_interval_ms: 5000,
+                max_frame_bytes: 4096,
+            });
+            let _ = done_rx.recv_timeout(IO_BOUND);
+        });
+        let mut client = Client::connect(addr, b"c", None).unwrap();
+        assert_eq!(client.protocol_version(), 1);
+        let id = MsgId { epoch: 1, seq: 1 };
+        assert!(matches!(
+            client.send_acked(b"x", id, b"p"),
+            Err(ClientError::UnsupportedVersion(1))
+        ));
+        client.send(b"x", b"plain messages still go").unwrap();
+        done_tx.send(()).unwrap();
         relay.join().unwrap();
     }
 

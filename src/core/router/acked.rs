@@ -96,7 +96,8 @@ impl Tables {
 
     /// An acknowledged SEND another node forwarded: delivered if the target is still a
     /// client of this node, else dropped (the sender's timer or the target's presence sends
-    /// it again). Returns whether it was handed to the target's connection.
+    /// it again). Returns false when it is stale: no longer a client here, or dropped at a
+    /// bound.
     #[inline]
     pub fn route_forwarded_send_acked(
         &self,
@@ -108,8 +109,9 @@ impl Tables {
         sink: &mut impl AckSink,
     ) -> bool {
         match self.locations.get(target, &guards.locations) {
+            // A version-1 target is a drop the sink counted already, not a stale forward.
             Some(to) if to.node == self.node_id => {
-                sink.deliver_acked(to, sender, id, payload) == AckedDelivery::Queued
+                sink.deliver_acked(to, sender, id, payload) != AckedDelivery::Dropped
             }
             _ => false,
         }
