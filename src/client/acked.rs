@@ -205,20 +205,23 @@ impl AckedSession {
     /// Waits up to `timeout` for the next event for the application, driving timers,
     /// retransmissions and acknowledgements meanwhile. `Duration::ZERO` polls once.
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
-        let deadline = Instant::now() + timeout;
+        // One clock read per event: the clock was a sixth of the client's time when every
+        // step read it.
+        let mut now = Instant::now();
+        let deadline = now + timeout;
         loop {
-            self.drive()?;
+            self.drive_at(now)?;
             if let Some(event) = self.events.pop_front() {
                 return Ok(Some(event));
             }
             self.session.flush()?;
-            let now = Instant::now();
             let wait = self.next_timer().map_or(deadline, |t| t.min(deadline));
             let got = self.session.recv(wait.saturating_duration_since(now))?;
+            now = Instant::now();
             match got {
-                Some(event) => self.on_event(event)?,
-                None if Instant::now() >= deadline => {
-                    self.drive()?;
+                Some(event) => self.on_event(event, self.us_at(now))?,
+                None if now >= deadline => {
+                    self.drive_at(now)?;
                     return Ok(self.events.pop_front());
                 }
                 None => {}
@@ -270,7 +273,12 @@ impl AckedSession {
     }
 
     fn now_us(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+        self.us_at(Instant::now())
+    }
+
+    /// `at` in the sans-IO parts' clock: microseconds since the session started.
+    fn us_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_micros()).unwrap_or(u64::MAX)
     }
 
     /// When the earliest timer of the sender or receiver is due.
@@ -285,10 +293,15 @@ impl AckedSession {
     /// Runs the timers that are due, writes what they and earlier events queued, and turns
     /// the sender's outcomes into events.
     fn drive(&mut self) -> Result<(), ClientError> {
+        self.drive_at(Instant::now())
+    }
+
+    /// [`Self::drive`] at the time `at`, already read.
+    fn drive_at(&mut self, at: Instant) -> Result<(), ClientError> {
         if let Some(e) = self.deferred.take() {
             return Err(e);
         }
-        let now = self.now_us();
+        let now = self.us_at(at);
         if self.sender.poll_timeout().is_some_and(|t| t <= now) {
             self.sender.handle_timeout(now);
         }
@@ -340,8 +353,7 @@ impl AckedSession {
     }
 
     /// Applies one event of the session; queues what the application must see.
-    fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
-        let now = self.now_us();
+    fn on_event(&mut self, event: Event, now: u64) -> Result<(), ClientError> {
         match event {
             Event::AckedMessage {
                 sender,

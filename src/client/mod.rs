@@ -265,6 +265,8 @@ pub struct Client {
     heartbeat_interval_ms: u32,
     /// The protocol version the relay's WELCOME answered.
     version: u16,
+    /// The socket is in non-blocking mode (see `set_nonblocking`).
+    nonblocking: bool,
     state: State,
     /// Nonce of the last PING this client sent ([`Client::round_trip`] or a liveness probe).
     last_ping_nonce: u64,
@@ -354,6 +356,7 @@ impl Client {
             relay_max_frame_bytes: 0,
             heartbeat_interval_ms: 0,
             version: 0,
+            nonblocking: false,
             opts,
             state: State::Open,
             last_ping_nonce: 0,
@@ -500,13 +503,17 @@ impl Client {
     /// Relay pings are answered here and never surface. `Duration::ZERO` polls once.
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
         self.check_open()?;
+        // A buffered event needs no clock.
+        if let Some(event) = self.next_event()? {
+            return Ok(Some(event));
+        }
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            if let Some(event) = self.next_event()? {
-                return Ok(Some(event));
-            }
             if let Fill::DeadlinePassed = self.fill(deadline)? {
                 return Ok(None);
+            }
+            if let Some(event) = self.next_event()? {
+                return Ok(Some(event));
             }
         }
     }
@@ -618,7 +625,9 @@ impl Client {
         if self.write_buf.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.write_buf);
+        let result = self
+            .set_nonblocking(false)
+            .and_then(|()| self.stream.write_all(&self.write_buf));
         self.write_buf.clear();
         result.map_err(|e| self.fail(ClientError::Io(e)))
     }
@@ -755,20 +764,24 @@ impl Client {
             (Some(d), Some(c)) => Some(d.min(c)),
             (d, c) => d.or(c),
         };
-        let result = match wake.map(|w| w.saturating_duration_since(now)) {
+        let wait = wake.map(|w| w.saturating_duration_since(now));
+        let result = match wait {
             Some(Duration::ZERO) => self.read_nonblocking(),
             wait => self.read_blocking(wait),
         };
+        // A read that did not wait ended at `now`, near enough.
+        let after = |waited: bool| if waited { Instant::now() } else { now };
+        let waited = wait != Some(Duration::ZERO);
         match result {
             Ok(0) => Err(self.fail(ClientError::Disconnected)),
             Ok(_) => {
-                self.last_heard = Instant::now();
+                self.last_heard = after(waited);
                 self.probe_sent = None;
                 Ok(Fill::Progress)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
             Err(e) if is_timeout(&e) => {
-                let now = Instant::now();
+                let now = after(waited);
                 if deadline.is_some_and(|d| now >= d) {
                     return Ok(Fill::DeadlinePassed);
                 }
@@ -813,18 +826,27 @@ impl Client {
     }
 
     fn read_blocking(&mut self, wait: Option<Duration>) -> io::Result<usize> {
+        self.set_nonblocking(false)?;
         self.stream.set_read_timeout(wait)?;
         self.reader
             .fill_from(&mut self.stream, self.opts.read_chunk_bytes)
     }
 
     fn read_nonblocking(&mut self) -> io::Result<usize> {
-        self.stream.set_nonblocking(true)?;
-        let result = self
-            .reader
-            .fill_from(&mut self.stream, self.opts.read_chunk_bytes);
-        self.stream.set_nonblocking(false)?;
-        result
+        self.set_nonblocking(true)?;
+        self.reader
+            .fill_from(&mut self.stream, self.opts.read_chunk_bytes)
+    }
+
+    /// Puts the socket in (non-)blocking mode unless it is already: the mode stays between
+    /// calls, so a client polling with `recv(Duration::ZERO)` does not pay two ioctls per
+    /// poll. Writes and waits switch back to blocking.
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        if self.nonblocking != nonblocking {
+            self.stream.set_nonblocking(nonblocking)?;
+            self.nonblocking = nonblocking;
+        }
+        Ok(())
     }
 
     /// Discards inbound bytes until the relay closes its side or the linger time passes.
@@ -833,7 +855,10 @@ impl Client {
         let mut scratch = [0u8; 4096];
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
-            if wait.is_zero() || self.stream.set_read_timeout(Some(wait)).is_err() {
+            if wait.is_zero()
+                || self.set_nonblocking(false).is_err()
+                || self.stream.set_read_timeout(Some(wait)).is_err()
+            {
                 return;
             }
             match self.stream.read(&mut scratch) {
