@@ -106,7 +106,8 @@ type Key = (Vec<u8>, u64);
 #[derive(Debug)]
 pub struct AckReceiver {
     cfg: ReceiverConfig,
-    peers: HashMap<Key, Peer>,
+    /// Keyed with foldhash (seeded per process), as the sender's flows.
+    peers: HashMap<Key, Peer, foldhash::fast::RandomState>,
     /// Peers with a deadline armed (acknowledgement or gap report), checked by the timer.
     armed: Vec<Key>,
     out: std::collections::VecDeque<AckOut>,
@@ -122,7 +123,7 @@ impl AckReceiver {
         );
         AckReceiver {
             cfg,
-            peers: HashMap::new(),
+            peers: HashMap::default(),
             armed: Vec::new(),
             out: Default::default(),
             stats: ReceiverStats::default(),

@@ -238,7 +238,8 @@ impl InFlight {
 pub struct AckSender {
     cfg: SenderConfig,
     epoch: u64,
-    flows: HashMap<Vec<u8>, Flow>,
+    /// Keyed with foldhash (seeded per process): SipHash was a visible part of each send.
+    flows: HashMap<Vec<u8>, Flow, foldhash::fast::RandomState>,
     bytes_in_flight: usize,
     rtt: RttEstimator,
     jitter_state: u64,
@@ -261,7 +262,7 @@ impl AckSender {
             rtt: RttEstimator::new(cfg.rto_initial_ms * 1000),
             cfg,
             epoch,
-            flows: HashMap::new(),
+            flows: HashMap::default(),
             bytes_in_flight: 0,
             jitter_state: jitter_seed | 1,
             out: VecDeque::new(),
@@ -293,13 +294,18 @@ impl AckSender {
         if !self.flows.contains_key(target) && self.flows.len() >= self.cfg.targets_max {
             return Err(SendRefused::TargetsFull);
         }
-        let epoch = self.epoch;
-        let flow = self.flows.entry(target.to_vec()).or_insert_with(|| Flow {
-            last_seq: 0,
-            epoch,
-            base: 0,
-            unacked: VecDeque::new(),
-        });
+        if !self.flows.contains_key(target) {
+            let flow = Flow {
+                last_seq: 0,
+                epoch: self.epoch,
+                base: 0,
+                unacked: VecDeque::new(),
+            };
+            self.flows.insert(target.to_vec(), flow);
+        }
+        let flow = self.flows.get_mut(target).expect(
+            "invariant: the flow of `target` always exists here (inserted above if missing)",
+        );
         if flow.unacked.len() >= self.cfg.window_msgs_max as usize {
             return Err(SendRefused::WindowFull);
         }

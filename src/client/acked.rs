@@ -311,25 +311,26 @@ impl AckedSession {
         self.transmit()?;
         self.write_acks()?;
         while let Some(outcome) = self.sender.poll_event() {
-            let (target, event) = match outcome {
-                AckEvent::Confirmed { target, seq } => {
-                    (target.clone(), Event::Confirmed { target, seq })
-                }
+            let event = match outcome {
+                AckEvent::Confirmed { target, seq } => Event::Confirmed { target, seq },
                 AckEvent::Failed {
                     target,
                     seq,
                     reason,
-                } => (
-                    target.clone(),
-                    Event::Failed {
-                        target,
-                        seq,
-                        reason,
-                    },
-                ),
+                } => Event::Failed {
+                    target,
+                    seq,
+                    reason,
+                },
             };
+            // Only a target watched for retransmission needs looking at (no copy otherwise).
+            if !self.auto_watches.is_empty() {
+                if let Event::Confirmed { target, .. } | Event::Failed { target, .. } = &event {
+                    let target = target.clone();
+                    self.unwatch_if_done(&target)?;
+                }
+            }
             self.events.push_back(event);
-            self.unwatch_if_done(&target)?;
         }
         Ok(())
     }
