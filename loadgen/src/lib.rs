@@ -224,8 +224,20 @@ fn run_one<W: Wire>(target: &Target<'_, W>, args: &BenchArgs) -> Result<Row, Str
 }
 
 fn to_row(target: &str, addr: String, plan: &Plan, m: &Measured) -> Row {
+    let what = (
+        plan.scenario.name(),
+        plan.size_bytes,
+        plan.deliveries_per_msg,
+    );
+    row(target, addr, what, m)
+}
+
+/// The report row of a measurement: `what` is (scenario name, payload size, deliveries per
+/// message).
+fn row(target: &str, addr: String, what: (&'static str, usize, u64), m: &Measured) -> Row {
+    let (scenario, size, deliveries_per_msg) = what;
     let (msgs_per_s, deliveries_per_s) =
-        report::rates(m.received, plan.deliveries_per_msg, m.duration_s);
+        report::rates(m.received, deliveries_per_msg, m.duration_s);
     let [p50_us, p99_us, p999_us] = match m.latency_us {
         Some([a, b, c]) => [Some(a), Some(b), Some(c)],
         None => [None; 3],
@@ -233,11 +245,11 @@ fn to_row(target: &str, addr: String, plan: &Plan, m: &Measured) -> Row {
     Row {
         target: target.to_string(),
         addr,
-        scenario: plan.scenario.name(),
-        size: plan.size_bytes,
+        scenario,
+        size,
         sent: m.sent,
         received: m.received,
-        expected: m.sent * plan.deliveries_per_msg,
+        expected: m.sent * deliveries_per_msg,
         duration_s: m.duration_s,
         msgs_per_s,
         deliveries_per_s,
@@ -326,28 +338,10 @@ fn acked_row(target: &str, addr: SocketAddr, args: &BenchArgs, m: &Measured) -> 
     for note in &m.notes {
         eprintln!("{target}: note: {note}");
     }
-    let (msgs_per_s, deliveries_per_s) = report::rates(m.received, 1, m.duration_s);
-    let [p50_us, p99_us, p999_us] = match m.latency_us {
-        Some([a, b, c]) => [Some(a), Some(b), Some(c)],
-        None => [None; 3],
-    };
-    Row {
-        target: target.to_string(),
-        addr: addr.to_string(),
-        scenario: "unicast-acked",
-        size: args.size_bytes,
-        sent: m.sent,
-        received: m.received,
-        expected: m.sent,
-        duration_s: m.duration_s,
-        msgs_per_s,
-        deliveries_per_s,
-        p50_us,
-        p99_us,
-        p999_us,
-        server_cpu_s: m.server_cpu_s,
-        server_cpu_by_node_s: Vec::new(),
-        deliveries_per_cpu_s: report::per_cpu_s(m.received, m.server_cpu_s),
-        errors: m.errors,
-    }
+    row(
+        target,
+        addr.to_string(),
+        ("unicast-acked", args.size_bytes, 1),
+        m,
+    )
 }
