@@ -188,9 +188,10 @@ fn acked_messages_cross_a_cluster_and_acks_come_back_over_the_link() {
     let (_claim, nodes) = cluster_common::start_cluster(31, 2);
     let mut a = acked(nodes[0].client, "west");
     let mut b = acked(nodes[1].client, "east");
-    // Both rows replicated before the first send.
+    // Both rows replicated before the first send: a cluster converging, so the cluster
+    // tests' bound, not `common::WAIT` (5 s).
     for node in &nodes {
-        cluster_common::wait_for("rows replicated", WAIT, || {
+        cluster_common::wait_for("rows replicated", cluster_common::WAIT, || {
             let (_, body) = cluster_common::http_get(node.metrics, "/cluster?rows=1").ok()?;
             let view = cluster_common::ClusterView::parse(&body).ok()?;
             (view.has_row("west") && view.has_row("east")).then_some(())

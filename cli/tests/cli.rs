@@ -9,8 +9,9 @@ mod common;
 
 use common::*;
 use ringrelay::client::{Client, Event};
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
 /// An in-test client watching `ids` (synchronised: the WATCHes are in the table on return).
 fn watcher(addr: SocketAddr, name: &str, ids: &[&str]) -> Client {
@@ -30,8 +31,10 @@ fn watcher(addr: SocketAddr, name: &str, ids: &[&str]) -> Client {
     w
 }
 
+/// The next event of `w` is `id`'s presence. Bounded by [`SLOW_WAIT`]: the change follows a
+/// verb's process starting or exiting.
 fn expect_presence(w: &mut Client, id: &str, online: bool) {
-    match next_event(w) {
+    match next_event_within(w, SLOW_WAIT) {
         Event::Presence {
             client_id,
             online: o,
@@ -104,7 +107,7 @@ fn listen_prints_a_sent_payload_and_exits_zero() {
         "--count",
         "1",
         "--timeout-ms",
-        "5000",
+        "20000",
     ]);
     // Registered means listening: `listen` does nothing after HELLO but receive.
     expect_presence(&mut w, "listener", true);
@@ -159,9 +162,54 @@ fn send_to_an_unknown_id_exits_two_with_unknown_id() {
     );
 }
 
+/// A loopback port free a moment ago (for `serve --metrics`).
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Polls the relay's `/subscriptions` (metrics endpoint `metrics`) until `topic` has a plain
+/// subscriber; panics after [`SLOW_WAIT`].
+fn await_subscriber(metrics: SocketAddr, topic: &str) {
+    let deadline = Instant::now() + SLOW_WAIT;
+    loop {
+        let body = TcpStream::connect_timeout(&metrics, WAIT)
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(WAIT))?;
+                write!(s, "GET /subscriptions HTTP/1.0\r\nHost: {metrics}\r\n\r\n")?;
+                let mut raw = String::new();
+                s.read_to_string(&mut raw)?;
+                Ok(raw)
+            })
+            .ok()
+            .and_then(|raw| Some(raw.split_once("\r\n\r\n")?.1.to_string()));
+        let subscribed = body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .is_some_and(|json| {
+                json["topics"].as_array().is_some_and(|topics| {
+                    topics
+                        .iter()
+                        .any(|t| t["topic"] == topic && t["subscribers"].as_u64() >= Some(1))
+                })
+            });
+        if subscribed {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no subscriber to {topic:?} listed; last answer: {body:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn sub_prints_two_published_messages_and_exits_zero() {
-    let (_relay, addr) = serve(&[]);
+    let metrics = free_port();
+    let (_relay, addr) = serve(&["--metrics", &metrics.to_string()]);
     let server = addr.to_string();
     let mut w = watcher(addr, "cli-watcher", &["cli-sub"]);
     let mut sub = Proc::spawn(&[
@@ -173,17 +221,17 @@ fn sub_prints_two_published_messages_and_exits_zero() {
         "--count",
         "2",
         "--timeout-ms",
-        "10000",
+        "20000",
         "news",
     ]);
     expect_presence(&mut w, "cli-sub", true);
     // `sub` subscribes right after its HELLO; its SUBSCRIBE can still be on the way when the
-    // test sees it online. A PUBLISH routed before the SUBSCRIBE reaches nobody (it is dropped,
-    // never delayed), so publish the first message until `sub` prints it.
-    let mut first = None;
-    for _attempt in 0..10 {
+    // test sees it online, and a PUBLISH routed before the SUBSCRIBE reaches nobody (it is
+    // dropped, never delayed): wait until the relay lists the subscription.
+    await_subscriber(metrics, "news");
+    for payload in ["first", "second"] {
         let mut publish = Proc::spawn(&[
-            "pub", "--server", &server, "--id", "cli-pub", "news", "first",
+            "pub", "--server", &server, "--id", "cli-pub", "news", payload,
         ]);
         let (status, out) = publish.wait_exit();
         assert!(
@@ -192,29 +240,10 @@ fn sub_prints_two_published_messages_and_exits_zero() {
             publish.stderr()
         );
         assert!(out.is_empty());
-        first = sub.next_line_within(Duration::from_secs(1));
-        if first.is_some() {
-            break;
-        }
     }
-    assert_eq!(
-        first.as_deref(),
-        Some("cli-pub on news: first"),
-        "stderr:\n{}",
-        sub.stderr()
-    );
-    let mut publish = Proc::spawn(&[
-        "pub", "--server", &server, "--id", "cli-pub", "news", "second",
-    ]);
-    let (status, _) = publish.wait_exit();
-    assert!(
-        status.success(),
-        "pub: {status}; stderr:\n{}",
-        publish.stderr()
-    );
-    let (status, rest) = sub.wait_exit();
+    let (status, out) = sub.wait_exit();
     assert!(status.success(), "sub: {status}; stderr:\n{}", sub.stderr());
-    assert_eq!(rest, ["cli-pub on news: second"]);
+    assert_eq!(out, ["cli-pub on news: first", "cli-pub on news: second"]);
 }
 
 #[test]
@@ -237,7 +266,7 @@ fn watch_sees_online_then_offline_for_a_listen_that_runs_and_exits() {
     // The relay answers the WATCH with the present state: once that line is out, the WATCH is
     // in place and no change can be missed.
     assert_eq!(
-        watch.next_line_within(WAIT).as_deref(),
+        watch.next_line_within(SLOW_WAIT).as_deref(),
         Some("offline transient"),
         "stderr:\n{}",
         watch.stderr()

@@ -14,9 +14,11 @@ fn watch_for_online(addr: SocketAddr, id: &str) -> Client {
     w
 }
 
+/// Waits for `id` to come online; bounded by [`SLOW_WAIT`], as the verb registering it is a
+/// process starting up.
 fn await_online(w: &mut Client, id: &str) {
     loop {
-        match next_event(w) {
+        match next_event_within(w, SLOW_WAIT) {
             Event::Presence { client_id, online } if client_id == id.as_bytes() && online => return,
             Event::Presence { .. } => {}
             other => panic!("watcher: unexpected {other:?}"),

@@ -40,10 +40,11 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A watcher that has seen `id` come online (the verb registering it is listening).
+/// A watcher that has seen `id` come online (the verb registering it is listening). Bounded
+/// by [`SLOW_WAIT`]: the verb is a process starting up.
 fn await_online(w: &mut Client, id: &str) {
     loop {
-        match next_event(w) {
+        match next_event_within(w, SLOW_WAIT) {
             Event::Presence { client_id, online } if client_id == id.as_bytes() && online => return,
             Event::Presence { .. } => {}
             other => panic!("unexpected {other:?}"),

@@ -102,9 +102,14 @@ fn real_peer_joins_while(sources: &[IpAddr], per_source: usize) {
         // The mesh carries messages both ways.
         let mut on_a = connect(a.local_addr(), "on-a");
         let mut on_b = connect(b.local_addr(), "on-b");
-        // Locations replicate over the control link, each way on its own: wait for both.
-        wait_until("node 1 learns on-b", || a.registered_clients() == 2);
-        wait_until("node 2 learns on-a", || b.registered_clients() == 2);
+        // Locations replicate over the control link, each way on its own: wait for both (a
+        // cluster converging under the attack: bounded by SLOW_WAIT, not WAIT).
+        wait_until_within("node 1 learns on-b", SLOW_WAIT, || {
+            a.registered_clients() == 2
+        });
+        wait_until_within("node 2 learns on-a", SLOW_WAIT, || {
+            b.registered_clients() == 2
+        });
         assert_round_trip(&mut on_a, &mut on_b);
         attack.join().unwrap();
         joined

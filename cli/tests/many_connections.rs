@@ -136,8 +136,15 @@ fn ten_thousand_concurrent_connections_each_receive_their_message() {
     }
     let started = Instant::now();
     let deadline = started + TOTAL_BOUND;
+    // No heartbeat within the run: the relay PINGs a connection idle for
+    // `heartbeat_interval_ms` (5 s by default), and a run on a loaded machine can take longer
+    // than that from a client's HELLO to its last check, so a PING (legitimately) arriving
+    // with a client's message or at the end would fail the "nothing more" and "idle" checks,
+    // and clients this test does not read for a while would be closed for missed PINGs.
+    let config = std::env::temp_dir().join(format!("rr-many-{}.toml", std::process::id()));
+    std::fs::write(&config, "heartbeat_interval_ms = 3600000\n").unwrap();
     // The relay inherits the raised limit.
-    let (mut relay, addr) = serve(&["--workers", "2"]);
+    let (mut relay, addr) = serve(&["--workers", "2", "--config", config.to_str().unwrap()]);
 
     // Connect all, then HELLO all, then WELCOME all.
     let mut conns: Vec<Conn> = (0..CLIENTS)
@@ -223,4 +230,5 @@ fn ten_thousand_concurrent_connections_each_receive_their_message() {
         "relay exited with {status}: {}",
         relay.stderr()
     );
+    let _ = std::fs::remove_file(config);
 }

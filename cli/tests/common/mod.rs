@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 /// Bound on any single wait for something the relay should do promptly.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Bound on a wait that includes starting a process of the real binary (its first line, its
+/// exit) or a cluster converging (links, replicated rows): on a loaded two-core machine, with
+/// a release build running beside the tests, these take far longer than [`WAIT`] at times.
+pub const SLOW_WAIT: Duration = Duration::from_secs(20);
+
 // ---------------------------------------------------------------------------------------------
 // In-process relays and clients
 // ---------------------------------------------------------------------------------------------
@@ -208,8 +213,13 @@ pub fn sync(c: &mut Client) -> Vec<Event> {
 
 /// Polls `cond` (a counter read, for example) until it holds; panics after [`WAIT`].
 /// Used only for relay counters, which have no event to wait on.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_within(what, WAIT, cond)
+}
+
+/// [`wait_until`] with its own bound (for example [`SLOW_WAIT`] for a cluster converging).
+pub fn wait_until_within(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(2));
@@ -625,12 +635,13 @@ impl Proc {
         }
     }
 
-    /// The next stdout line; panics (with stderr) if none comes within [`WAIT`].
+    /// The next stdout line; panics (with stderr) if none comes within [`SLOW_WAIT`] (the
+    /// first line of a process comes after its start-up).
     pub fn next_line(&mut self) -> String {
-        match self.next_line_within(WAIT) {
+        match self.next_line_within(SLOW_WAIT) {
             Some(l) => l,
             None => panic!(
-                "`ringrelay {}`: no stdout line within {WAIT:?}; stderr:\n{}",
+                "`ringrelay {}`: no stdout line within {SLOW_WAIT:?}; stderr:\n{}",
                 self.name,
                 self.stderr()
             ),
@@ -671,8 +682,9 @@ impl Proc {
         }
     }
 
+    /// [`Proc::wait_exit_within`] [`SLOW_WAIT`]: the process may still be starting up.
     pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
-        self.wait_exit_within(WAIT)
+        self.wait_exit_within(SLOW_WAIT)
     }
 
     pub fn stderr(&self) -> String {
