@@ -9,7 +9,9 @@ mod common;
 
 use common::*;
 use ringrelay::ack::{FailReason, Trigger};
-use ringrelay::client::{AckedSession, AckedSessionOptions, AckedStats, Event, SessionOptions};
+use ringrelay::client::{
+    AckedSession, AckedSessionOptions, AckedStats, Event, SessionOptions, RECV_MANY_EVENTS_MAX,
+};
 use ringrelay::config::Config;
 use ringrelay::protocol::ErrorCode;
 use std::collections::HashSet;
@@ -69,7 +71,11 @@ fn exchange(from: &mut AckedSession, to: &mut AckedSession, target: &str, count:
         to.flush().unwrap();
         while let Some(event) = from.recv(Duration::from_millis(1)).unwrap() {
             match event {
-                Event::Confirmed { .. } => confirmed += 1,
+                Event::Confirmed {
+                    first_seq,
+                    last_seq,
+                    ..
+                } => confirmed += last_seq - first_seq + 1,
                 other => panic!("sender: unexpected {other:?}"),
             }
         }
@@ -97,6 +103,87 @@ fn acked_messages_are_delivered_once_and_confirmed_on_one_worker_and_across_work
         assert_eq!(sb.receiver.delivered, 5_000);
         assert!(sa.rtt.smoothed_us().is_some(), "round trips were measured");
     }
+}
+
+#[test]
+fn batches_deliver_each_message_once_and_confirm_every_number_in_ranges_within_the_bound() {
+    let relay = start_default();
+    let addr = relay.local_addr();
+    let (mut a, mut b) = (acked(addr, "batch-a"), acked(addr, "batch-b"));
+    const COUNT: usize = 20_000;
+    let payloads: Vec<bytes::Bytes> = (0..COUNT as u64)
+        .map(|n| bytes::Bytes::copy_from_slice(&n.to_le_bytes()))
+        .collect();
+    let deadline = Instant::now() + EXCHANGE;
+    let (mut next, mut confirmed) = (0usize, 0usize);
+    let mut confirmed_seqs = vec![false; COUNT + 1];
+    let mut delivered = Vec::with_capacity(COUNT);
+    let mut events = Vec::new();
+    while confirmed < COUNT || delivered.len() < COUNT {
+        assert!(
+            Instant::now() < deadline,
+            "not done in {EXCHANGE:?}: {next} sent"
+        );
+        if next < COUNT {
+            match a.send_many(b"batch-b", &payloads[next..]) {
+                Ok((first, taken)) => {
+                    assert_eq!(first, next as u64 + 1, "numbers follow on across batches");
+                    assert!(taken >= 1);
+                    next += taken;
+                }
+                Err(ringrelay::client::AckedSendError::WouldBlock(_)) => {}
+                Err(e) => panic!("send_many: {e}"),
+            }
+        }
+        events.clear();
+        let got = b.recv_many(Duration::from_millis(1), &mut events).unwrap();
+        assert_eq!(got, events.len());
+        assert!(got <= RECV_MANY_EVENTS_MAX, "{got} events in one batch");
+        for event in events.drain(..) {
+            match event {
+                Event::AckedMessage { payload, .. } => {
+                    delivered.push(u64::from_le_bytes(payload.try_into().unwrap()))
+                }
+                other => panic!("receiver: unexpected {other:?}"),
+            }
+        }
+        a.recv_many(Duration::from_millis(1), &mut events).unwrap();
+        for event in events.drain(..) {
+            match event {
+                Event::Confirmed {
+                    first_seq,
+                    last_seq,
+                    ..
+                } => {
+                    assert!(1 <= first_seq && first_seq <= last_seq && last_seq <= next as u64);
+                    for seq in first_seq..=last_seq {
+                        let seen = std::mem::replace(&mut confirmed_seqs[seq as usize], true);
+                        assert!(!seen, "{seq} confirmed twice");
+                        confirmed += 1;
+                    }
+                }
+                other => panic!("sender: unexpected {other:?}"),
+            }
+        }
+    }
+    delivered.sort_unstable();
+    assert_eq!(
+        delivered,
+        (0..COUNT as u64).collect::<Vec<_>>(),
+        "once each"
+    );
+    let (sa, sb) = (a.close().unwrap(), b.close().unwrap());
+    assert_balanced(&sa);
+    assert_eq!(
+        (sa.sender.confirmed, sa.sender.in_flight),
+        (COUNT as u64, 0)
+    );
+    assert_eq!(sb.receiver.delivered, COUNT as u64);
+    assert!(
+        sb.receiver.acks_sent < COUNT as u64 / 16,
+        "acknowledgements coalesced: {} for {COUNT} messages",
+        sb.receiver.acks_sent
+    );
 }
 
 #[test]
@@ -128,7 +215,8 @@ fn a_message_to_an_absent_target_is_sent_again_when_the_target_comes_online() {
                 event,
                 Event::Confirmed {
                     target: b"late".to_vec(),
-                    seq: 1
+                    first_seq: 1,
+                    last_seq: 1,
                 }
             );
             confirmed = true;

@@ -147,8 +147,15 @@ fn run_sender(
     let mut failure_reasons = Vec::new();
     let mut next: u64 = 0;
     let mut on_event = |event: Event| match event {
-        Event::Confirmed { target, seq } => {
-            confirmed.set(number(receiver_index(&target), seq));
+        Event::Confirmed {
+            target,
+            first_seq,
+            last_seq,
+        } => {
+            let r = receiver_index(&target);
+            for seq in first_seq..=last_seq {
+                confirmed.set(number(r, seq));
+            }
         }
         Event::Failed { reason, .. } => {
             failed += 1;

@@ -25,8 +25,8 @@ mod seq_window;
 pub use receiver::{AckOut, AckReceiver, ReceiverConfig, ReceiverStats, Verdict};
 pub use rtt::{RttEstimator, RTT_BUCKETS};
 pub use sender::{
-    error_name, AckEvent, AckSender, FailReason, SendRefused, SenderConfig, SenderStats, Transmit,
-    Trigger,
+    error_name, AckEvent, AckSender, FailReason, Numbered, SendRefused, SenderConfig, SenderStats,
+    Transmit, Trigger,
 };
 pub use seq_window::{Accept, SeqWindow, WINDOW_SEQS};
 

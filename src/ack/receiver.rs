@@ -101,7 +101,19 @@ struct Peer {
     last_active_us: u64,
 }
 
-type Key = (Vec<u8>, u64);
+/// A peer's key: its epoch (8 bytes, little endian), then its sender id. One byte string, so
+/// a lookup borrows it as `[u8]` from a reused buffer instead of allocating a key per message.
+type Key = Box<[u8]>;
+
+fn key_parts(key: &[u8]) -> (&[u8], u64) {
+    let (epoch, sender) = key.split_at(8);
+    let epoch = u64::from_le_bytes(
+        epoch
+            .try_into()
+            .expect("invariant: a peer key always starts with its 8-byte epoch"),
+    );
+    (sender, epoch)
+}
 
 #[derive(Debug)]
 pub struct AckReceiver {
@@ -112,6 +124,8 @@ pub struct AckReceiver {
     armed: Vec<Key>,
     out: std::collections::VecDeque<AckOut>,
     stats: ReceiverStats,
+    /// The key of the message being taken, rebuilt in place for each.
+    lookup: Vec<u8>,
 }
 
 impl AckReceiver {
@@ -127,6 +141,7 @@ impl AckReceiver {
             armed: Vec::new(),
             out: Default::default(),
             stats: ReceiverStats::default(),
+            lookup: Vec::new(),
         }
     }
 
@@ -141,62 +156,39 @@ impl AckReceiver {
 
     /// An acked message `seq` of `sender`'s `epoch` arrived at `now_us`.
     pub fn on_message(&mut self, sender: &[u8], epoch: u64, seq: u64, now_us: u64) -> Verdict {
-        let key = (sender.to_vec(), epoch);
-        if !self.peers.contains_key(&key) && self.peers.len() >= self.cfg.senders_max {
+        self.lookup.clear();
+        self.lookup.extend_from_slice(&epoch.to_le_bytes());
+        self.lookup.extend_from_slice(sender);
+        if let Some(peer) = self.peers.get_mut(self.lookup.as_slice()) {
+            // One lookup for a sender heard from before (the common case).
+            let arrival = Arrival {
+                key: &self.lookup,
+                seq,
+                now_us,
+            };
+            return take(peer, &self.cfg, &mut self.stats, &mut self.armed, arrival);
+        }
+        if self.peers.len() >= self.cfg.senders_max {
             self.evict_idle();
         }
-        let cfg = &self.cfg;
-        let peer = self.peers.entry(key.clone()).or_insert_with(|| Peer {
+        let peer = Peer {
             window: SeqWindow::default(),
             unacked_msgs: 0,
             ack_due_us: None,
             gap_due_us: None,
             gap_reports: 0,
             last_active_us: now_us,
-        });
-        peer.last_active_us = now_us;
-        let next = peer.window.upto() + 1;
-        let accept = if cfg.ordered && seq > next && !peer.window.contains(seq) {
-            Accept::BeyondWindow
-        } else {
-            peer.window.accept(seq)
         };
-        let was_armed = peer.ack_due_us.is_some() || peer.gap_due_us.is_some();
-        let verdict = match accept {
-            Accept::New => {
-                self.stats.delivered += 1;
-                peer.unacked_msgs += 1;
-                if peer.unacked_msgs >= cfg.ack_every_msgs {
-                    peer.ack_due_us = Some(now_us);
-                } else if peer.ack_due_us.is_none() {
-                    peer.ack_due_us = Some(now_us + cfg.ack_delay_ms * 1000);
-                }
-                Verdict::Deliver
-            }
-            Accept::Duplicate => {
-                self.stats.duplicates_suppressed += 1;
-                peer.ack_due_us = Some(now_us);
-                Verdict::Duplicate
-            }
-            Accept::BeyondWindow => {
-                self.stats.held += 1;
-                Verdict::Held
-            }
+        let peer = self
+            .peers
+            .entry(self.lookup.as_slice().into())
+            .or_insert(peer);
+        let arrival = Arrival {
+            key: &self.lookup,
+            seq,
+            now_us,
         };
-        let gap = peer.window.has_gap() || accept == Accept::BeyondWindow;
-        match (gap, peer.gap_due_us) {
-            (true, None) => peer.gap_due_us = Some(now_us + cfg.nak_delay_ms * 1000),
-            (false, Some(_)) => {
-                peer.gap_due_us = None;
-                peer.gap_reports = 0;
-            }
-            _ => {}
-        }
-        let armed = peer.ack_due_us.is_some() || peer.gap_due_us.is_some();
-        if armed && !was_armed {
-            self.armed.push(key);
-        }
-        verdict
+        take(peer, &self.cfg, &mut self.stats, &mut self.armed, arrival)
     }
 
     /// The earliest deadline armed, if any.
@@ -219,9 +211,10 @@ impl AckReceiver {
             let ack_due = peer.ack_due_us.is_some_and(|d| d <= now_us);
             if gap_due || ack_due {
                 let runs = peer.window.runs(self.cfg.runs_max);
+                let (sender, epoch) = key_parts(&key);
                 self.out.push_back(AckOut {
-                    sender: key.0.clone(),
-                    epoch: key.1,
+                    sender: sender.to_vec(),
+                    epoch,
                     upto: peer.window.upto(),
                     runs,
                     gap: gap_due,
@@ -270,6 +263,67 @@ impl AckReceiver {
         let peers = &self.peers;
         self.armed.retain(|k| peers.contains_key(k));
     }
+}
+
+/// Message `seq` arriving at `now_us` from the peer whose key is `key`.
+struct Arrival<'a> {
+    key: &'a [u8],
+    seq: u64,
+    now_us: u64,
+}
+
+/// Records an arrival at `peer` and arms its deadlines.
+fn take(
+    peer: &mut Peer,
+    cfg: &ReceiverConfig,
+    stats: &mut ReceiverStats,
+    armed: &mut Vec<Key>,
+    arrival: Arrival<'_>,
+) -> Verdict {
+    let Arrival { key, seq, now_us } = arrival;
+    peer.last_active_us = now_us;
+    let next = peer.window.upto() + 1;
+    let accept = if cfg.ordered && seq > next && !peer.window.contains(seq) {
+        Accept::BeyondWindow
+    } else {
+        peer.window.accept(seq)
+    };
+    let was_armed = peer.ack_due_us.is_some() || peer.gap_due_us.is_some();
+    let verdict = match accept {
+        Accept::New => {
+            stats.delivered += 1;
+            peer.unacked_msgs += 1;
+            if peer.unacked_msgs >= cfg.ack_every_msgs {
+                peer.ack_due_us = Some(now_us);
+            } else if peer.ack_due_us.is_none() {
+                peer.ack_due_us = Some(now_us + cfg.ack_delay_ms * 1000);
+            }
+            Verdict::Deliver
+        }
+        Accept::Duplicate => {
+            stats.duplicates_suppressed += 1;
+            peer.ack_due_us = Some(now_us);
+            Verdict::Duplicate
+        }
+        Accept::BeyondWindow => {
+            stats.held += 1;
+            Verdict::Held
+        }
+    };
+    let gap = peer.window.has_gap() || accept == Accept::BeyondWindow;
+    match (gap, peer.gap_due_us) {
+        (true, None) => peer.gap_due_us = Some(now_us + cfg.nak_delay_ms * 1000),
+        (false, Some(_)) => {
+            peer.gap_due_us = None;
+            peer.gap_reports = 0;
+        }
+        _ => {}
+    }
+    let now_armed = peer.ack_due_us.is_some() || peer.gap_due_us.is_some();
+    if now_armed && !was_armed {
+        armed.push(key.into());
+    }
+    verdict
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {

@@ -140,11 +140,15 @@ pub fn error_name(code: ErrorCode) -> &'static str {
     }
 }
 
+/// How a message ended. Confirmations come as ranges: one acknowledgement confirms many
+/// messages, and an event per message would cost more than the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AckEvent {
+    /// Messages `first_seq..=last_seq` to `target`, every one of them, were delivered.
     Confirmed {
         target: Vec<u8>,
-        seq: u64,
+        first_seq: u64,
+        last_seq: u64,
     },
     Failed {
         target: Vec<u8>,
@@ -158,12 +162,25 @@ pub enum AckEvent {
 /// target fails, then a fresh epoch numbered from 1 (see `Flow`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    pub target: Vec<u8>,
+    /// Shared with the sender's flow (no copy per message).
+    pub target: Bytes,
     pub epoch: u64,
     pub seq: u64,
     pub payload: Bytes,
     /// `None` for the first send.
     pub retransmit: Option<Trigger>,
+}
+
+/// A message [`AckSender::number`] took: write it now as SEND with the ACKED flag,
+/// `(epoch, wire_seq)`, to `target`, with `payload`.
+#[derive(Debug)]
+pub struct Numbered<'a> {
+    /// The number the application knows (dense per target from 1).
+    pub seq: u64,
+    pub epoch: u64,
+    pub wire_seq: u64,
+    pub target: &'a Bytes,
+    pub payload: &'a Bytes,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -211,6 +228,8 @@ struct InFlight {
 /// end hold back everything 1,024 numbers above it.
 #[derive(Debug)]
 struct Flow {
+    /// The target, for the transmits (a reference count per message, not a copy).
+    target: Bytes,
     /// The last sequence number given out (numbers start at 1).
     last_seq: u64,
     /// The epoch new messages go out in (the session's until a message fails) and its base.
@@ -238,8 +257,13 @@ impl InFlight {
 pub struct AckSender {
     cfg: SenderConfig,
     epoch: u64,
-    /// Keyed with foldhash (seeded per process): SipHash was a visible part of each send.
-    flows: HashMap<Vec<u8>, Flow, foldhash::fast::RandomState>,
+    /// One per target, never removed (numbers cannot be reused within an epoch), found by
+    /// `flow_index` (foldhash, seeded per process: SipHash was a visible part of each send)
+    /// or, for a run of messages to one target, by `last_flow` without hashing.
+    flows: Vec<Flow>,
+    flow_index: HashMap<Vec<u8>, usize, foldhash::fast::RandomState>,
+    /// The flow found last (0 when there is none: `flows` is then empty).
+    last_flow: usize,
     bytes_in_flight: usize,
     rtt: RttEstimator,
     jitter_state: u64,
@@ -262,7 +286,9 @@ impl AckSender {
             rtt: RttEstimator::new(cfg.rto_initial_ms * 1000),
             cfg,
             epoch,
-            flows: HashMap::default(),
+            flows: Vec::new(),
+            flow_index: HashMap::default(),
+            last_flow: 0,
             bytes_in_flight: 0,
             jitter_state: jitter_seed | 1,
             out: VecDeque::new(),
@@ -285,27 +311,54 @@ impl AckSender {
         &self.rtt
     }
 
-    /// Gives `payload` to `target` a sequence number and queues it; refuses when a bound is
-    /// reached (nothing queued then).
+    /// Gives `payload` to `target` a sequence number and queues it for
+    /// [`Self::poll_transmit`]; refuses when a bound is reached (nothing queued then).
     pub fn send(&mut self, target: &[u8], payload: Bytes, now_us: u64) -> Result<u64, SendRefused> {
+        let numbered = self.number(target, payload, now_us)?;
+        let transmit = Transmit {
+            target: numbered.target.clone(),
+            epoch: numbered.epoch,
+            seq: numbered.wire_seq,
+            payload: numbered.payload.clone(),
+            retransmit: None,
+        };
+        let seq = numbered.seq;
+        self.out.push_back(transmit);
+        self.check_invariant();
+        Ok(seq)
+    }
+
+    /// As [`Self::send`], but queues nothing: the caller writes the message now, from the
+    /// [`Numbered`] it gets back (no copy of the target or payload per message). Refuses when
+    /// a bound is reached (nothing kept then).
+    pub fn number(
+        &mut self,
+        target: &[u8],
+        payload: Bytes,
+        now_us: u64,
+    ) -> Result<Numbered<'_>, SendRefused> {
         if self.bytes_in_flight + payload.len() > self.cfg.window_bytes_max {
             return Err(SendRefused::BytesFull);
         }
-        if !self.flows.contains_key(target) && self.flows.len() >= self.cfg.targets_max {
-            return Err(SendRefused::TargetsFull);
-        }
-        if !self.flows.contains_key(target) {
-            let flow = Flow {
-                last_seq: 0,
-                epoch: self.epoch,
-                base: 0,
-                unacked: VecDeque::new(),
-            };
-            self.flows.insert(target.to_vec(), flow);
-        }
-        let flow = self.flows.get_mut(target).expect(
-            "invariant: the flow of `target` always exists here (inserted above if missing)",
-        );
+        let index = match self.find(target) {
+            Some(index) => index,
+            None => {
+                if self.flows.len() >= self.cfg.targets_max {
+                    return Err(SendRefused::TargetsFull);
+                }
+                self.flows.push(Flow {
+                    target: Bytes::copy_from_slice(target),
+                    last_seq: 0,
+                    epoch: self.epoch,
+                    base: 0,
+                    unacked: VecDeque::new(),
+                });
+                self.flow_index
+                    .insert(target.to_vec(), self.flows.len() - 1);
+                self.flows.len() - 1
+            }
+        };
+        let flow = &mut self.flows[index];
         if flow.unacked.len() >= self.cfg.window_msgs_max as usize {
             return Err(SendRefused::WindowFull);
         }
@@ -315,29 +368,33 @@ impl AckSender {
         let rto = rto_us(&self.cfg, &self.rtt, &mut self.jitter_state, 1);
         let due_us = now_us + rto.min(self.cfg.ack_timeout_ms * 1000);
         self.timer_floor_us = self.timer_floor_us.min(due_us);
-        let (flow_epoch, base) = (flow.epoch, flow.base);
+        let (epoch, base) = (flow.epoch, flow.base);
         flow.unacked.push_back(InFlight {
             seq,
-            epoch: flow_epoch,
+            epoch,
             base,
-            payload: payload.clone(),
+            payload,
             first_sent_us: now_us,
             last_sent_us: now_us,
             due_us,
             attempts: 1,
             last_error: None,
         });
-        self.out.push_back(Transmit {
-            target: target.to_vec(),
-            epoch: flow_epoch,
-            seq: seq - base,
-            payload,
-            retransmit: None,
-        });
         self.stats.sent += 1;
         self.stats.in_flight += 1;
-        self.check_invariant();
-        Ok(seq)
+        let s = &self.stats;
+        debug_assert_eq!(s.sent, s.confirmed + s.failed() + s.in_flight);
+        let kept = flow
+            .unacked
+            .back()
+            .expect("invariant: the message was always pushed just above");
+        Ok(Numbered {
+            seq,
+            epoch,
+            wire_seq: seq - base,
+            target: &flow.target,
+            payload: &kept.payload,
+        })
     }
 
     /// An acknowledgement from `from` (the target of the messages) for `epoch`.
@@ -350,10 +407,11 @@ impl AckSender {
         gap: bool,
         now_us: u64,
     ) {
-        let Some(flow) = self.flows.get_mut(from).filter(|f| f.knows(epoch)) else {
+        let Some(index) = self.find(from).filter(|&i| self.flows[i].knows(epoch)) else {
             self.stats.acks_stale += 1;
             return;
         };
+        let flow = &mut self.flows[index];
         // The window is in sequence order: the cumulative part comes off the front, and only
         // selective runs (or messages of another epoch in front) need a pass over the rest.
         let mut confirmed = Vec::new();
@@ -380,6 +438,9 @@ impl AckSender {
             }
             flow.unacked = kept;
         }
+        // In sequence order (the front first, then the rest in order): consecutive numbers
+        // make one event.
+        let mut range: Option<(u64, u64)> = None;
         for m in confirmed {
             // Karn: only a message sent once gives a round-trip sample.
             if m.attempts == 1 {
@@ -388,10 +449,17 @@ impl AckSender {
             self.bytes_in_flight -= m.payload.len();
             self.stats.confirmed += 1;
             self.stats.in_flight -= 1;
-            self.events.push_back(AckEvent::Confirmed {
-                target: from.to_vec(),
-                seq: m.seq,
-            });
+            range = match range {
+                Some((first, last)) if last + 1 == m.seq => Some((first, m.seq)),
+                Some(done) => {
+                    self.push_confirmed(from, done);
+                    Some((m.seq, m.seq))
+                }
+                None => Some((m.seq, m.seq)),
+            };
+        }
+        if let Some(done) = range {
+            self.push_confirmed(from, done);
         }
         if gap {
             // Everything still unacknowledged below the highest taken number is missing; with
@@ -419,10 +487,11 @@ impl AckSender {
                 code,
                 ErrorCode::PAYLOAD_TOO_LARGE | ErrorCode::ACK_UNSUPPORTED
             );
-        let Some(flow) = self.flows.get_mut(target) else {
+        let Some(flow_index) = self.find(target) else {
             self.stats.acks_stale += 1;
             return;
         };
+        let flow = &mut self.flows[flow_index];
         let Some(index) = flow
             .unacked
             .iter()
@@ -443,17 +512,16 @@ impl AckSender {
 
     /// Messages to `target` not yet confirmed or failed.
     pub fn in_flight_to(&self, target: &[u8]) -> usize {
-        self.flows.get(target).map_or(0, |f| f.unacked.len())
+        self.flow_index
+            .get(target)
+            .map_or(0, |&i| self.flows[i].unacked.len())
     }
 
     /// The session ends: every message still in flight fails with [`FailReason::Closed`].
     pub fn abandon_all(&mut self) {
-        let targets: Vec<Vec<u8>> = self.flows.keys().cloned().collect();
-        for target in targets {
-            let Some(flow) = self.flows.get_mut(&target) else {
-                continue;
-            };
-            let left = std::mem::take(&mut flow.unacked);
+        for index in 0..self.flows.len() {
+            let target = self.flows[index].target.clone();
+            let left = std::mem::take(&mut self.flows[index].unacked);
             for m in left {
                 self.finish_failed(&target, m, FailReason::Closed);
             }
@@ -464,8 +532,8 @@ impl AckSender {
 
     /// This session has a new connection: everything unacknowledged goes again.
     pub fn on_reconnected(&mut self, now_us: u64) {
-        let targets: Vec<Vec<u8>> = self.flows.keys().cloned().collect();
-        for target in targets {
+        for index in 0..self.flows.len() {
+            let target = self.flows[index].target.clone();
             self.resend(&target, Trigger::Reconnect, now_us, |_| true);
         }
     }
@@ -486,11 +554,11 @@ impl AckSender {
         if now_us < self.timer_floor_us {
             return;
         }
-        let targets: Vec<Vec<u8>> = self
+        let targets: Vec<Bytes> = self
             .flows
             .iter()
-            .filter(|(_, f)| f.unacked.iter().any(|m| m.due_us <= now_us))
-            .map(|(t, _)| t.clone())
+            .filter(|f| f.unacked.iter().any(|m| m.due_us <= now_us))
+            .map(|f| f.target.clone())
             .collect();
         for target in targets {
             self.expire(&target, now_us);
@@ -498,7 +566,7 @@ impl AckSender {
         }
         self.timer_floor_us = self
             .flows
-            .values()
+            .iter()
             .flat_map(|f| f.unacked.iter().map(|m| m.due_us))
             .min()
             .unwrap_or(u64::MAX);
@@ -515,9 +583,10 @@ impl AckSender {
 
     /// Fails the messages of `target` past their timeout or attempts.
     fn expire(&mut self, target: &[u8], now_us: u64) {
-        let Some(flow) = self.flows.get_mut(target) else {
+        let Some(index) = self.find(target) else {
             return;
         };
+        let flow = &mut self.flows[index];
         let (timeout_us, attempts_max) = (self.cfg.ack_timeout_ms * 1000, self.cfg.attempts_max);
         let mut kept = VecDeque::with_capacity(flow.unacked.len());
         let mut failed = Vec::new();
@@ -557,11 +626,35 @@ impl AckSender {
         x ^= x >> 7;
         x ^= x << 17;
         self.jitter_state = x;
-        if let Some(flow) = self.flows.get_mut(target) {
+        if let Some(index) = self.find(target) {
+            let flow = &mut self.flows[index];
             // Any value but the current one; the receiver keys its windows by (sender, epoch).
             flow.epoch = if x == flow.epoch { x ^ 1 } else { x };
             flow.base = flow.last_seq;
         }
+    }
+
+    /// The index of `target`'s flow: the last one found if it is the same target (a run of
+    /// messages to one target costs no hashing), else through the index.
+    fn find(&mut self, target: &[u8]) -> Option<usize> {
+        if self
+            .flows
+            .get(self.last_flow)
+            .is_some_and(|f| f.target[..] == *target)
+        {
+            return Some(self.last_flow);
+        }
+        let index = *self.flow_index.get(target)?;
+        self.last_flow = index;
+        Some(index)
+    }
+
+    fn push_confirmed(&mut self, target: &[u8], (first_seq, last_seq): (u64, u64)) {
+        self.events.push_back(AckEvent::Confirmed {
+            target: target.to_vec(),
+            first_seq,
+            last_seq,
+        });
     }
 
     fn finish_failed(&mut self, target: &[u8], m: InFlight, reason: FailReason) {
@@ -588,9 +681,11 @@ impl AckSender {
         now_us: u64,
         pick: impl Fn(&InFlight) -> bool,
     ) {
-        let Some(flow) = self.flows.get_mut(target) else {
+        let Some(index) = self.find(target) else {
             return;
         };
+        let flow = &mut self.flows[index];
+        let target = flow.target.clone();
         for m in flow.unacked.iter_mut().filter(|m| pick(m)) {
             m.attempts += 1;
             m.last_sent_us = now_us;
@@ -599,7 +694,7 @@ impl AckSender {
             self.timer_floor_us = self.timer_floor_us.min(m.due_us);
             self.stats.retransmitted[trigger as usize] += 1;
             self.out.push_back(Transmit {
-                target: target.to_vec(),
+                target: target.clone(),
                 epoch: m.epoch,
                 seq: m.wire_seq(),
                 payload: m.payload.clone(),
@@ -613,7 +708,7 @@ impl AckSender {
         debug_assert_eq!(s.sent, s.confirmed + s.failed() + s.in_flight);
         debug_assert_eq!(
             s.in_flight as usize,
-            self.flows.values().map(|f| f.unacked.len()).sum::<usize>()
+            self.flows.iter().map(|f| f.unacked.len()).sum::<usize>()
         );
     }
 }

@@ -54,6 +54,11 @@ impl SeqWindow {
         if seq <= self.upto {
             return Accept::Duplicate;
         }
+        // The common case, in order with no gap: nothing above to shift down.
+        if seq == self.upto + 1 && !self.has_gap() {
+            self.upto = seq;
+            return Accept::New;
+        }
         let offset = seq - self.upto - 1;
         if offset >= WINDOW_SEQS {
             return Accept::BeyondWindow;
@@ -77,19 +82,35 @@ impl SeqWindow {
     pub fn runs(&self, runs_max: usize) -> Vec<(u64, u64)> {
         let mut runs = Vec::new();
         let mut offset = 0usize;
-        while offset < WINDOW_SEQS as usize && runs.len() < runs_max {
-            if !self.bit(offset) {
-                offset += 1;
-                continue;
-            }
-            let first = offset;
-            while offset < WINDOW_SEQS as usize && self.bit(offset) {
-                offset += 1;
-            }
+        while runs.len() < runs_max {
+            // Whole words at a time: the first taken bit at or after `offset`, then the first
+            // free one after it (an empty window costs WORDS steps, not WINDOW_SEQS).
+            let Some(first) = self.next_with(offset, true) else {
+                break;
+            };
+            let end = self.next_with(first, false).unwrap_or(WINDOW_SEQS as usize);
             let seq = |o: usize| self.upto + 1 + o as u64;
-            runs.push((seq(first), seq(offset - 1)));
+            runs.push((seq(first), seq(end - 1)));
+            offset = end;
         }
         runs
+    }
+
+    /// The first offset at or after `from` whose bit is `taken`, if any below WINDOW_SEQS.
+    fn next_with(&self, from: usize, taken: bool) -> Option<usize> {
+        let mut word_index = from / 64;
+        // Bits below `from` in its word are masked out of the search.
+        let mut mask = u64::MAX << (from % 64);
+        while word_index < WORDS {
+            let word = self.above[word_index];
+            let wanted = if taken { word } else { !word } & mask;
+            if wanted != 0 {
+                return Some(word_index * 64 + wanted.trailing_zeros() as usize);
+            }
+            word_index += 1;
+            mask = u64::MAX;
+        }
+        None
     }
 
     fn bit(&self, offset: usize) -> bool {
@@ -135,6 +156,31 @@ mod tests {
             upto += 1;
         }
         upto
+    }
+
+    /// The naive model of `runs`: maximal stretches of taken numbers above `upto`.
+    fn model_runs(taken: &BTreeSet<u64>, upto: u64) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &seq in taken.range(upto + 1..) {
+            match runs.last_mut() {
+                Some((_, last)) if *last + 1 == seq => *last = seq,
+                _ => runs.push((seq, seq)),
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn runs_reach_the_top_of_the_window_and_stop_at_runs_max() {
+        let mut w = SeqWindow::default();
+        for seq in (WINDOW_SEQS - 70)..=WINDOW_SEQS {
+            assert_eq!(w.accept(seq), Accept::New);
+        }
+        assert_eq!(w.accept(WINDOW_SEQS + 1), Accept::BeyondWindow);
+        w.accept(65);
+        assert_eq!(w.runs(8), vec![(65, 65), (WINDOW_SEQS - 70, WINDOW_SEQS)]);
+        assert_eq!(w.runs(1), vec![(65, 65)]);
+        assert!(SeqWindow::default().runs(8).is_empty());
     }
 
     #[test]
@@ -206,6 +252,7 @@ mod tests {
                 for probe in 1..=n {
                     assert_eq!(w.contains(probe), taken.contains(&probe));
                 }
+                assert_eq!(w.runs(usize::MAX), model_runs(&taken, w.upto()));
             }
         }
     }

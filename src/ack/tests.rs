@@ -41,6 +41,37 @@ fn sequence_numbers_are_dense_per_target_and_start_at_1() {
 }
 
 #[test]
+fn number_keeps_the_message_for_retransmission_but_queues_no_transmit() {
+    let mut s = sender(SenderConfig::default());
+    s.send(b"c", payload(1), 0).unwrap();
+    transmits(&mut s);
+    for want in 1..=3u64 {
+        let n = s.number(b"b", Bytes::from_static(b"hello"), 0).unwrap();
+        assert_eq!((n.seq, n.epoch, n.wire_seq), (want, 0xE90C, want));
+        assert_eq!((&n.target[..], &n.payload[..]), (&b"b"[..], &b"hello"[..]));
+    }
+    assert!(
+        transmits(&mut s).is_empty(),
+        "the caller writes numbered messages"
+    );
+    assert_eq!(s.stats().in_flight, 4);
+    // Kept: a reconnection sends them again, in order, with the one to "c".
+    s.on_reconnected(MS);
+    let again: Vec<(Vec<u8>, u64)> = transmits(&mut s)
+        .into_iter()
+        .map(|t| (t.target.to_vec(), t.seq))
+        .collect();
+    assert_eq!(again.len(), 4);
+    assert!(again.contains(&(b"c".to_vec(), 1)));
+    let to_b: Vec<u64> = again
+        .iter()
+        .filter(|(t, _)| t == b"b")
+        .map(|(_, seq)| *seq)
+        .collect();
+    assert_eq!(to_b, vec![1, 2, 3]);
+}
+
+#[test]
 fn a_full_window_or_byte_budget_or_target_table_refuses_without_queueing() {
     let mut s = sender(SenderConfig {
         window_msgs_max: 2,
@@ -67,14 +98,22 @@ fn cumulative_and_selective_acknowledgements_confirm_exactly_what_they_name() {
         s.send(b"b", payload(4), 0).unwrap();
     }
     s.on_ack(b"b", 0xE90C, 2, &[(4, 5)], false, 3 * MS);
-    let confirmed: Vec<u64> = events(&mut s)
+    let confirmed: Vec<(u64, u64)> = events(&mut s)
         .into_iter()
         .map(|e| match e {
-            AckEvent::Confirmed { seq, .. } => seq,
+            AckEvent::Confirmed {
+                first_seq,
+                last_seq,
+                ..
+            } => (first_seq, last_seq),
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(confirmed, vec![1, 2, 4, 5]);
+    assert_eq!(
+        confirmed,
+        vec![(1, 2), (4, 5)],
+        "consecutive numbers in one event"
+    );
     assert_eq!(s.stats().in_flight, 2);
     assert_eq!(s.rtt().smoothed_us(), Some(3_000));
     // A stale epoch or an unknown target changes nothing.
@@ -113,7 +152,7 @@ fn reconnection_and_presence_send_the_window_again() {
     assert_eq!(transmits(&mut s).len(), 2);
     s.on_presence_online(b"c", 6 * MS);
     let again = transmits(&mut s);
-    assert_eq!((again.len(), again[0].target.as_slice()), (1, &b"c"[..]));
+    assert_eq!((again.len(), &again[0].target[..]), (1, &b"c"[..]));
     assert_eq!(s.stats().retransmitted_by(Trigger::Reconnect), 2);
     assert_eq!(s.stats().retransmitted_by(Trigger::Presence), 1);
 }
@@ -292,7 +331,15 @@ fn simulate(messages: u64, mut path: Path, ordered: bool, ack_timeout_ms: u64) -
         }
         while let Some(e) = s.poll_event() {
             match e {
-                AckEvent::Confirmed { seq, .. } => assert!(out.confirmed.insert(seq)),
+                AckEvent::Confirmed {
+                    first_seq,
+                    last_seq,
+                    ..
+                } => {
+                    for seq in first_seq..=last_seq {
+                        assert!(out.confirmed.insert(seq));
+                    }
+                }
                 AckEvent::Failed { seq, .. } => assert!(out.failed.insert(seq)),
             }
         }
@@ -415,7 +462,11 @@ fn after_a_failure_new_messages_go_in_a_fresh_epoch_and_the_stream_never_stalls(
         }
         for e in events(&mut s) {
             match e {
-                AckEvent::Confirmed { seq, .. } => confirmed.push(seq),
+                AckEvent::Confirmed {
+                    first_seq,
+                    last_seq,
+                    ..
+                } => confirmed.extend(first_seq..=last_seq),
                 other => panic!("{other:?}"),
             }
         }

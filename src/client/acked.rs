@@ -4,11 +4,15 @@
 //! - [`AckedSession::send`] numbers a message for its target and keeps it until the target's
 //!   library acknowledges it; it refuses with [`AckedSendError::WouldBlock`] when the window
 //!   to that target (`window_msgs_max`) or the bytes kept (`window_bytes_max`) are full:
-//!   backpressure, never unbounded memory. Receive to make room.
+//!   backpressure, never unbounded memory. Receive to make room. [`AckedSession::send_many`]
+//!   sends a batch at one reading of the clock.
 //! - [`AckedSession::recv`] drives everything: it writes (re)transmissions and
 //!   acknowledgements, runs the timers, and returns the application's events: each acked
-//!   message once ([`Event::AckedMessage`], de-duplicated), [`Event::Confirmed`] and
-//!   [`Event::Failed`] for each message sent, and the plain events of a [`Session`].
+//!   message once ([`Event::AckedMessage`], de-duplicated), every message sent ended by one
+//!   [`Event::Confirmed`] (a range of numbers: one acknowledgement confirms many) or one
+//!   [`Event::Failed`], and the plain events of a [`Session`]. [`AckedSession::recv_many`]
+//!   returns everything one read brought, handled at one reading of the clock, with the
+//!   acknowledgements it owes written at once: the way to receive at a high rate.
 //! - Retransmission: on [`Event::Reconnected`] (the whole window, through the new relay), when
 //!   a target that was unknown or unreachable comes online (the session watches it while it
 //!   has messages in flight to it, at most `auto_watches_max` targets), on a gap the receiver
@@ -29,6 +33,10 @@ use bytes::Bytes;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
+
+/// At most this many events from one [`AckedSession::recv_many`]: a bound on the batch when
+/// messages keep arriving. 4,096: four windows of confirmations or messages.
+pub const RECV_MANY_EVENTS_MAX: usize = 4096;
 
 /// Tunables of an [`AckedSession`]. `Default` gives the documented values (no servers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,26 +160,69 @@ impl AckedSession {
     }
 
     /// Sends `payload` to `target`, acknowledged; returns its sequence number. The message
-    /// ends as exactly one [`Event::Confirmed`] or [`Event::Failed`] from [`Self::recv`].
+    /// ends in exactly one [`Event::Confirmed`] (whose range holds its number) or one
+    /// [`Event::Failed`] from [`Self::recv`].
     pub fn send(
         &mut self,
         target: &[u8],
         payload: impl Into<Bytes>,
     ) -> Result<u64, AckedSendError> {
-        let payload = payload.into();
+        let now_us = self.now_us();
+        self.send_at(target, payload.into(), now_us)
+    }
+
+    /// Sends the `payloads` to `target` in order, as [`Self::send`] each, at one reading of
+    /// the clock, until a bound is full; returns the first sequence number and how many were
+    /// taken (their numbers follow on; `(0, 0)` for no payloads). Refuses as `send` when it
+    /// cannot take the first.
+    pub fn send_many(
+        &mut self,
+        target: &[u8],
+        payloads: &[Bytes],
+    ) -> Result<(u64, usize), AckedSendError> {
+        let now_us = self.now_us();
+        let (mut first, mut taken) = (None, 0);
+        for payload in payloads {
+            match self.send_at(target, payload.clone(), now_us) {
+                Ok(seq) => {
+                    first.get_or_insert(seq);
+                    taken += 1;
+                }
+                // Those taken are reported; the error comes again on the next call.
+                Err(_) if taken > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((first.unwrap_or(0), taken))
+    }
+
+    fn send_at(
+        &mut self,
+        target: &[u8],
+        payload: Bytes,
+        now_us: u64,
+    ) -> Result<u64, AckedSendError> {
         if payload.len() > self.payload_bytes_max {
             return Err(AckedSendError::Client(ClientError::FrameTooLarge {
                 frame_bytes: payload.len(),
                 max_frame_bytes: self.payload_bytes_max,
             }));
         }
-        let seq = self
+        let numbered = self
             .sender
-            .send(target, payload, self.now_us())
+            .number(target, payload, now_us)
             .map_err(AckedSendError::WouldBlock)?;
+        let id = MsgId {
+            epoch: numbered.epoch,
+            seq: numbered.wire_seq,
+        };
+        let seq = numbered.seq;
         // The message is numbered and kept: it ends as an event whatever happens now, so a
         // write error is reported by the next call instead of as this message's failure.
-        if let Err(e) = self.transmit() {
+        if let Err(e) = self
+            .session
+            .send_acked(numbered.target, id, numbered.payload)
+        {
             self.deferred.get_or_insert(e);
         }
         Ok(seq)
@@ -219,7 +270,11 @@ impl AckedSession {
             let got = self.session.recv(wait.saturating_duration_since(now))?;
             now = Instant::now();
             match got {
-                Some(event) => self.on_event(event, self.us_at(now))?,
+                Some(event) => {
+                    if let Some(event) = self.on_event(event, self.us_at(now))? {
+                        self.events.push_back(event);
+                    }
+                }
                 None if now >= deadline => {
                     self.drive_at(now)?;
                     return Ok(self.events.pop_front());
@@ -227,6 +282,44 @@ impl AckedSession {
                 None => {}
             }
         }
+    }
+
+    /// As [`Self::recv`], then everything else that is ready without waiting, up to
+    /// [`RECV_MANY_EVENTS_MAX`] events, appended to `events` in order; returns how many.
+    /// The events of one read are handled at one reading of the clock, and the
+    /// acknowledgements they make go out in one write at the end: the way to receive at a
+    /// high rate.
+    pub fn recv_many(
+        &mut self,
+        timeout: Duration,
+        events: &mut Vec<Event>,
+    ) -> Result<usize, ClientError> {
+        let Some(first) = self.recv(timeout)? else {
+            return Ok(0);
+        };
+        let before = events.len();
+        events.push(first);
+        // Events already waiting come first; then the session's, each handled as it comes.
+        let waiting = self.events.len().min(RECV_MANY_EVENTS_MAX - 1);
+        events.extend(self.events.drain(..waiting));
+        let now = Instant::now();
+        let now_us = self.us_at(now);
+        while events.len() - before < RECV_MANY_EVENTS_MAX {
+            let Some(event) = self.session.recv(Duration::ZERO)? else {
+                break;
+            };
+            if let Some(event) = self.on_event(event, now_us)? {
+                events.push(event);
+            }
+        }
+        self.drive_at(now)?;
+        self.session.flush()?;
+        // What the timers and acknowledgements ended; any beyond the bound stay for the
+        // next call.
+        let room = (before + RECV_MANY_EVENTS_MAX).saturating_sub(events.len());
+        let more = self.events.len().min(room);
+        events.extend(self.events.drain(..more));
+        Ok(events.len() - before)
     }
 
     /// Receives until every message sent is confirmed or failed, or `timeout` passes;
@@ -312,7 +405,15 @@ impl AckedSession {
         self.write_acks()?;
         while let Some(outcome) = self.sender.poll_event() {
             let event = match outcome {
-                AckEvent::Confirmed { target, seq } => Event::Confirmed { target, seq },
+                AckEvent::Confirmed {
+                    target,
+                    first_seq,
+                    last_seq,
+                } => Event::Confirmed {
+                    target,
+                    first_seq,
+                    last_seq,
+                },
                 AckEvent::Failed {
                     target,
                     seq,
@@ -353,22 +454,20 @@ impl AckedSession {
         Ok(())
     }
 
-    /// Applies one event of the session; queues what the application must see.
-    fn on_event(&mut self, event: Event, now: u64) -> Result<(), ClientError> {
-        match event {
+    /// Applies one event of the session; returns what the application must see of it.
+    fn on_event(&mut self, event: Event, now: u64) -> Result<Option<Event>, ClientError> {
+        let for_application = match event {
             Event::AckedMessage {
                 sender,
                 id,
                 payload,
             } => {
                 let verdict = self.receiver.on_message(&sender, id.epoch, id.seq, now);
-                if verdict == Verdict::Deliver {
-                    self.events.push_back(Event::AckedMessage {
-                        sender,
-                        id,
-                        payload,
-                    });
-                }
+                (verdict == Verdict::Deliver).then_some(Event::AckedMessage {
+                    sender,
+                    id,
+                    payload,
+                })
             }
             Event::Receipt {
                 from,
@@ -376,7 +475,10 @@ impl AckedSession {
                 epoch,
                 upto,
                 runs,
-            } => self.sender.on_ack(&from, epoch, upto, &runs, gap, now),
+            } => {
+                self.sender.on_ack(&from, epoch, upto, &runs, gap, now);
+                None
+            }
             Event::AckedError {
                 code, subject, id, ..
             } => {
@@ -387,19 +489,19 @@ impl AckedSession {
                 if absent && self.sender.in_flight_to(&subject) > 0 {
                     self.auto_watch(&subject)?;
                 }
+                None
             }
             Event::Presence { client_id, online } => {
                 if online {
                     self.sender.on_presence_online(&client_id, now);
                 }
-                if !self.auto_watches.contains(&client_id) || self.user_watches.contains(&client_id)
-                {
-                    self.events.push_back(Event::Presence { client_id, online });
-                }
+                let ours = self.auto_watches.contains(&client_id)
+                    && !self.user_watches.contains(&client_id);
+                (!ours).then_some(Event::Presence { client_id, online })
             }
             Event::Reconnected { server } => {
                 self.sender.on_reconnected(now);
-                self.events.push_back(Event::Reconnected { server });
+                Some(Event::Reconnected { server })
             }
             Event::Error { code, subject, .. }
                 if code == ErrorCode::LIMIT_EXCEEDED && self.auto_watches.contains(&subject) =>
@@ -413,10 +515,11 @@ impl AckedSession {
                     // and the relay's second refusal would close the connection.
                     self.session.unwatch(&subject)?;
                 }
+                None
             }
-            other => self.events.push_back(other),
-        }
-        Ok(())
+            other => Some(other),
+        };
+        Ok(for_application)
     }
 
     /// Watches `target` (unknown or unreachable now) so that its coming online sends again

@@ -20,7 +20,9 @@
 mod acked;
 mod session;
 
-pub use acked::{AckedSendError, AckedSession, AckedSessionOptions, AckedStats};
+pub use acked::{
+    AckedSendError, AckedSession, AckedSessionOptions, AckedStats, RECV_MANY_EVENTS_MAX,
+};
 pub use session::{Session, SessionOptions};
 
 use crate::ack::{AckOut, FailReason};
@@ -120,9 +122,14 @@ pub enum Event {
         id: MsgId,
         text: String,
     },
-    /// Only from an [`AckedSession`]: message `seq` to `target` was delivered to the
-    /// target's application.
-    Confirmed { target: Vec<u8>, seq: u64 },
+    /// Only from an [`AckedSession`]: messages `first_seq..=last_seq` to `target`, every one
+    /// of them, were delivered to the target's application. One acknowledgement confirms many
+    /// messages, so they come as a range.
+    Confirmed {
+        target: Vec<u8>,
+        first_seq: u64,
+        last_seq: u64,
+    },
     /// Only from an [`AckedSession`]: message `seq` to `target` failed for `reason`; it may
     /// or may not have been delivered (its acknowledgement may be what was lost).
     Failed {
