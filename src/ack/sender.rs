@@ -412,15 +412,27 @@ impl AckSender {
             return;
         };
         let flow = &mut self.flows[index];
+        let mut confirming = Confirming {
+            rtt: &mut self.rtt,
+            stats: &mut self.stats,
+            bytes_in_flight: &mut self.bytes_in_flight,
+            events: &mut self.events,
+            target: from,
+            now_us,
+            range: None,
+        };
         // The window is in sequence order: the cumulative part comes off the front, and only
         // selective runs (or messages of another epoch in front) need a pass over the rest.
-        let mut confirmed = Vec::new();
         while flow
             .unacked
             .front()
             .is_some_and(|m| m.epoch == epoch && m.wire_seq() <= upto)
         {
-            confirmed.extend(flow.unacked.pop_front());
+            confirming.take(
+                flow.unacked
+                    .pop_front()
+                    .expect("invariant: the front was always just seen"),
+            );
         }
         let mixed = flow.unacked.front().is_some_and(|m| m.epoch != epoch);
         if !runs.is_empty() || mixed {
@@ -431,36 +443,14 @@ impl AckSender {
             let mut kept = VecDeque::with_capacity(flow.unacked.len());
             for m in flow.unacked.drain(..) {
                 if taken(&m) {
-                    confirmed.push(m);
+                    confirming.take(m);
                 } else {
                     kept.push_back(m);
                 }
             }
             flow.unacked = kept;
         }
-        // In sequence order (the front first, then the rest in order): consecutive numbers
-        // make one event.
-        let mut range: Option<(u64, u64)> = None;
-        for m in confirmed {
-            // Karn: only a message sent once gives a round-trip sample.
-            if m.attempts == 1 {
-                self.rtt.sample(now_us.saturating_sub(m.first_sent_us));
-            }
-            self.bytes_in_flight -= m.payload.len();
-            self.stats.confirmed += 1;
-            self.stats.in_flight -= 1;
-            range = match range {
-                Some((first, last)) if last + 1 == m.seq => Some((first, m.seq)),
-                Some(done) => {
-                    self.push_confirmed(from, done);
-                    Some((m.seq, m.seq))
-                }
-                None => Some((m.seq, m.seq)),
-            };
-        }
-        if let Some(done) = range {
-            self.push_confirmed(from, done);
-        }
+        confirming.finish();
         if gap {
             // Everything still unacknowledged below the highest taken number is missing; with
             // no runs (an ordered receiver), everything from `upto + 1` is.
@@ -649,14 +639,6 @@ impl AckSender {
         Some(index)
     }
 
-    fn push_confirmed(&mut self, target: &[u8], (first_seq, last_seq): (u64, u64)) {
-        self.events.push_back(AckEvent::Confirmed {
-            target: target.to_vec(),
-            first_seq,
-            last_seq,
-        });
-    }
-
     fn finish_failed(&mut self, target: &[u8], m: InFlight, reason: FailReason) {
         self.bytes_in_flight -= m.payload.len();
         self.stats.in_flight -= 1;
@@ -710,6 +692,53 @@ impl AckSender {
             s.in_flight as usize,
             self.flows.iter().map(|f| f.unacked.len()).sum::<usize>()
         );
+    }
+}
+
+/// Confirms messages of one acknowledgement as they come off the window, in sequence order:
+/// consecutive numbers make one event.
+struct Confirming<'a> {
+    rtt: &'a mut RttEstimator,
+    stats: &'a mut SenderStats,
+    bytes_in_flight: &'a mut usize,
+    events: &'a mut VecDeque<AckEvent>,
+    target: &'a [u8],
+    now_us: u64,
+    /// The range of numbers confirmed and not yet given out as an event.
+    range: Option<(u64, u64)>,
+}
+
+impl Confirming<'_> {
+    fn take(&mut self, m: InFlight) {
+        // Karn: only a message sent once gives a round-trip sample.
+        if m.attempts == 1 {
+            self.rtt.sample(self.now_us.saturating_sub(m.first_sent_us));
+        }
+        *self.bytes_in_flight -= m.payload.len();
+        self.stats.confirmed += 1;
+        self.stats.in_flight -= 1;
+        self.range = match self.range {
+            Some((first, last)) if last + 1 == m.seq => Some((first, m.seq)),
+            Some(done) => {
+                self.push(done);
+                Some((m.seq, m.seq))
+            }
+            None => Some((m.seq, m.seq)),
+        };
+    }
+
+    fn push(&mut self, (first_seq, last_seq): (u64, u64)) {
+        self.events.push_back(AckEvent::Confirmed {
+            target: self.target.to_vec(),
+            first_seq,
+            last_seq,
+        });
+    }
+
+    fn finish(mut self) {
+        if let Some(done) = self.range.take() {
+            self.push(done);
+        }
     }
 }
 

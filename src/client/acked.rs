@@ -304,9 +304,15 @@ impl AckedSession {
         events.extend(self.events.drain(..waiting));
         let now = Instant::now();
         let now_us = self.us_at(now);
+        // What the reads so far brought, then another read without waiting, until a read
+        // finds nothing or the bound is reached.
         while events.len() - before < RECV_MANY_EVENTS_MAX {
-            let Some(event) = self.session.recv(Duration::ZERO)? else {
-                break;
+            let event = match self.session.recv_buffered()? {
+                Some(event) => event,
+                None => match self.session.recv(Duration::ZERO)? {
+                    Some(event) => event,
+                    None => break,
+                },
             };
             if let Some(event) = self.on_event(event, now_us)? {
                 events.push(event);
