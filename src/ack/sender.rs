@@ -9,7 +9,8 @@
 //! is four smoothed round trips (bounded by `rto_min_ms` and `rto_max_ms`), doubled at each
 //! attempt, with ±20 % jitter so that many senders do not retransmit in step.
 //!
-//! Every message ends as exactly one [`AckEvent`]: `Confirmed`, or `Failed` with its reason
+//! Every message ends in exactly one [`AckEvent`]: a `Confirmed` range holding its number
+//! (one per run of consecutive numbers an acknowledgement confirms), or `Failed` with its reason
 //! once `ack_timeout_ms` has passed since it was first sent or `attempts_max` sends went
 //! unanswered. Invariant, checked after every operation: `sent == confirmed + failed +
 //! in_flight`.
@@ -28,7 +29,8 @@ pub struct SenderConfig {
     /// Payload bytes kept for retransmission, over every target, before `send` refuses with
     /// `BytesFull`. 64 MiB: the sender's memory bound for acked traffic.
     pub window_bytes_max: usize,
-    /// Targets with a sequence number in this session. 65,536; each costs about 100 bytes.
+    /// Targets with a sequence number in this session. 65,536; each costs about 150 bytes
+    /// plus twice the target's length (the flow and its index both hold it).
     /// Past it `send` to a new target refuses with `TargetsFull` (numbers cannot be reused
     /// within an epoch; a new session starts a new epoch).
     pub targets_max: usize,

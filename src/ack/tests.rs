@@ -22,6 +22,21 @@ fn events(s: &mut AckSender) -> Vec<AckEvent> {
     std::iter::from_fn(|| s.poll_event()).collect()
 }
 
+/// The events so far, which must all be confirmations, as (first, last) ranges.
+fn confirmed_ranges(s: &mut AckSender) -> Vec<(u64, u64)> {
+    events(s)
+        .into_iter()
+        .map(|e| match e {
+            AckEvent::Confirmed {
+                first_seq,
+                last_seq,
+                ..
+            } => (first_seq, last_seq),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
 fn payload(n: usize) -> Bytes {
     Bytes::from(vec![b'x'; n])
 }
@@ -98,19 +113,8 @@ fn cumulative_and_selective_acknowledgements_confirm_exactly_what_they_name() {
         s.send(b"b", payload(4), 0).unwrap();
     }
     s.on_ack(b"b", 0xE90C, 2, &[(4, 5)], false, 3 * MS);
-    let confirmed: Vec<(u64, u64)> = events(&mut s)
-        .into_iter()
-        .map(|e| match e {
-            AckEvent::Confirmed {
-                first_seq,
-                last_seq,
-                ..
-            } => (first_seq, last_seq),
-            other => panic!("{other:?}"),
-        })
-        .collect();
     assert_eq!(
-        confirmed,
+        confirmed_ranges(&mut s),
         vec![(1, 2), (4, 5)],
         "consecutive numbers in one event"
     );
@@ -422,6 +426,37 @@ fn a_path_that_never_heals_fails_every_message_with_a_reason_and_loses_none() {
     assert_nothing_lost_or_doubled(&o, 500);
     assert_eq!(o.confirmed.len() + o.failed.len(), 500);
     assert!(!o.failed.is_empty());
+}
+
+#[test]
+fn confirmed_ranges_never_span_a_failed_number_or_two_epochs() {
+    let mut s = sender(SenderConfig {
+        fail_on_error: true,
+        ..SenderConfig::default()
+    });
+    for _ in 1..=3 {
+        s.send(b"b", payload(1), 0).unwrap();
+    }
+    s.on_error(b"b", 0xE90C, 2, ErrorCode::UNKNOWN_ID);
+    assert!(matches!(
+        events(&mut s)[..],
+        [AckEvent::Failed { seq: 2, .. }]
+    ));
+    transmits(&mut s);
+    // 4 and 5 go in a fresh epoch as its 1 and 2, behind 1 and 3 of the first.
+    s.send(b"b", payload(1), 0).unwrap();
+    s.send(b"b", payload(1), 0).unwrap();
+    let fresh = transmits(&mut s);
+    let epoch = fresh[0].epoch;
+    assert_eq!((fresh[0].seq, fresh[1].seq), (1, 2));
+    // The fresh epoch's acknowledgement takes 4 and 5 from behind the first epoch's.
+    s.on_ack(b"b", epoch, 2, &[], false, MS);
+    assert_eq!(confirmed_ranges(&mut s), vec![(4, 5)]);
+    // The first epoch's takes 1 and 3: two ranges, 2 having failed.
+    s.on_ack(b"b", 0xE90C, 3, &[], false, MS);
+    assert_eq!(confirmed_ranges(&mut s), vec![(1, 1), (3, 3)]);
+    let st = s.stats();
+    assert_eq!((st.confirmed, st.failed(), st.in_flight), (4, 1, 0));
 }
 
 #[test]

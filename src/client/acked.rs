@@ -11,7 +11,7 @@
 //!   message once ([`Event::AckedMessage`], de-duplicated), every message sent ended by one
 //!   [`Event::Confirmed`] (a range of numbers: one acknowledgement confirms many) or one
 //!   [`Event::Failed`], and the plain events of a [`Session`]. [`AckedSession::recv_many`]
-//!   returns everything one read brought, handled at one reading of the clock, with the
+//!   returns what is ready without waiting, handled at one reading of the clock, with the
 //!   acknowledgements it owes written at once: the way to receive at a high rate.
 //! - Retransmission: on [`Event::Reconnected`] (the whole window, through the new relay), when
 //!   a target that was unknown or unreachable comes online (the session watches it while it
@@ -192,6 +192,11 @@ impl AckedSession {
                 Err(_) if taken > 0 => break,
                 Err(e) => return Err(e),
             }
+            if self.deferred.is_some() {
+                // The connection failed (and a reconnection was tried): stop here rather
+                // than try again for every payload left; the next call reports it.
+                break;
+            }
         }
         Ok((first.unwrap_or(0), taken))
     }
@@ -284,11 +289,14 @@ impl AckedSession {
         }
     }
 
-    /// As [`Self::recv`], then everything else that is ready without waiting, up to
-    /// [`RECV_MANY_EVENTS_MAX`] events, appended to `events` in order; returns how many.
-    /// The events of one read are handled at one reading of the clock, and the
-    /// acknowledgements they make go out in one write at the end: the way to receive at a
-    /// high rate.
+    /// As [`Self::recv`], then everything else that is ready without waiting (what was read,
+    /// and further reads while they find bytes), up to [`RECV_MANY_EVENTS_MAX`] events and as
+    /// many frames, appended to `events`; returns how many. The frames of a batch are handled
+    /// at one reading of the clock, and the acknowledgements they make go out in one write at
+    /// the end: the way to receive at a high rate. Order: the session's events as they came;
+    /// the confirmations and failures its acknowledgements and errors ended come after them,
+    /// at the end of the batch. An error met once events were appended is returned by the
+    /// next call, so no appended event is lost to it.
     pub fn recv_many(
         &mut self,
         timeout: Duration,
@@ -302,11 +310,24 @@ impl AckedSession {
         // Events already waiting come first; then the session's, each handled as it comes.
         let waiting = self.events.len().min(RECV_MANY_EVENTS_MAX - 1);
         events.extend(self.events.drain(..waiting));
-        let now = Instant::now();
-        let now_us = self.us_at(now);
-        // What the reads so far brought, then another read without waiting, until a read
-        // finds nothing or the bound is reached.
-        while events.len() - before < RECV_MANY_EVENTS_MAX {
+        if let Err(e) = self.take_ready(events, before) {
+            self.deferred.get_or_insert(e);
+        }
+        // What the timers and acknowledgements ended; any beyond the bound stay for the
+        // next call.
+        let room = (before + RECV_MANY_EVENTS_MAX).saturating_sub(events.len());
+        let more = self.events.len().min(room);
+        events.extend(self.events.drain(..more));
+        Ok(events.len() - before)
+    }
+
+    /// The rest of [`Self::recv_many`]'s batch: frames ready without waiting, then the timers
+    /// and the write of what they all owe.
+    fn take_ready(&mut self, events: &mut Vec<Event>, before: usize) -> Result<(), ClientError> {
+        let mut now = Instant::now();
+        let mut now_us = self.us_at(now);
+        let mut frames = 0usize;
+        while frames < RECV_MANY_EVENTS_MAX && events.len() - before < RECV_MANY_EVENTS_MAX {
             let event = match self.session.recv_buffered()? {
                 Some(event) => event,
                 None => match self.session.recv(Duration::ZERO)? {
@@ -314,18 +335,22 @@ impl AckedSession {
                     None => break,
                 },
             };
+            frames += 1;
+            let ends_batch = matches!(event, Event::Closed { .. });
+            if matches!(event, Event::Reconnected { .. }) {
+                // Reconnecting may have taken seconds: retransmission times start from now.
+                now = Instant::now();
+                now_us = self.us_at(now);
+            }
             if let Some(event) = self.on_event(event, now_us)? {
                 events.push(event);
             }
+            if ends_batch {
+                break;
+            }
         }
         self.drive_at(now)?;
-        self.session.flush()?;
-        // What the timers and acknowledgements ended; any beyond the bound stay for the
-        // next call.
-        let room = (before + RECV_MANY_EVENTS_MAX).saturating_sub(events.len());
-        let more = self.events.len().min(room);
-        events.extend(self.events.drain(..more));
-        Ok(events.len() - before)
+        self.session.flush()
     }
 
     /// Receives until every message sent is confirmed or failed, or `timeout` passes;

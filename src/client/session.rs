@@ -203,8 +203,10 @@ impl Session {
         self.settle(got)
     }
 
-    /// The next event already read, if any, as [`Client::recv_buffered`]: no read, no clock.
-    /// `Ok(None)` while there is no connection (the next [`Self::recv`] makes one).
+    /// The next event already read, if any, as [`Client::recv_buffered`]: no read and no
+    /// wait, unless that event is the loss of the connection, which is replaced here as in
+    /// [`Self::recv`]. `Ok(None)` while there is no connection (the next [`Self::recv`]
+    /// makes one).
     pub fn recv_buffered(&mut self) -> Result<Option<Event>, ClientError> {
         if let Some(event) = self.pending.pop_front() {
             return Ok(Some(event));
