@@ -1154,6 +1154,68 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_that_ends_in_a_close_keeps_its_events_and_the_error_comes_next() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (addr, relay) = fake_relay(move |mut r| {
+            r.handshake(b"rx");
+            // Three acked messages and a CLOSE that ends the session, in one write.
+            let mut out = Vec::new();
+            for seq in 1..=3 {
+                let deliver = Frame::DeliverAcked {
+                    sender: b"tx",
+                    id: MsgId { epoch: 9, seq },
+                    payload: b"m",
+                };
+                deliver.encode(&mut out).unwrap();
+            }
+            let close = Frame::Close {
+                reason: CloseReason::NORMAL,
+                text: b"bye",
+            };
+            close.encode(&mut out).unwrap();
+            r.stream.write_all(&out).unwrap();
+            let _ = done_rx.recv_timeout(IO_BOUND);
+        });
+        let opts = AckedSessionOptions {
+            session: SessionOptions {
+                servers: vec![addr.to_string()],
+                ..SessionOptions::default()
+            },
+            ..AckedSessionOptions::default()
+        };
+        let mut session = AckedSession::connect(b"rx", opts).unwrap();
+        let (mut events, deadline) = (Vec::new(), Instant::now() + IO_BOUND);
+        let error = loop {
+            assert!(Instant::now() < deadline, "no error after {events:?}");
+            let before = events.len();
+            match session.recv_many(Duration::from_millis(10), &mut events) {
+                Ok(n) => assert_eq!(events.len(), before + n),
+                Err(e) => {
+                    // What a batch appended comes with Ok: a caller that stops at the first
+                    // error (`?`) has seen it all.
+                    assert_eq!(events.len(), before, "an Err appends nothing");
+                    break e;
+                }
+            }
+        };
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::AckedMessage { id, .. } => Some(id.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3], "every message handed out: {events:?}");
+        assert!(
+            matches!(events.last(), Some(Event::Closed { .. })),
+            "{events:?}"
+        );
+        assert!(matches!(error, ClientError::Closed { .. }), "{error:?}");
+        done_tx.send(()).unwrap();
+        relay.join().unwrap();
+    }
+
+    #[test]
     fn close_during_handshake_is_an_error_with_the_reason() {
         let (addr, relay) = fake_relay(|mut r| {
             r.next_frame_bytes();
