@@ -60,41 +60,6 @@ fn send_delivers_payload_with_the_sender_stamped_by_the_relay() {
 }
 
 #[test]
-fn recv_buffered_hands_out_only_what_was_read_and_loses_nothing() {
-    let relay = start_default();
-    let addr = relay.local_addr();
-    let (mut from, mut to) = (connect(addr, "buffered-from"), connect(addr, "buffered-to"));
-    assert!(to.recv_buffered().unwrap().is_none(), "nothing read yet");
-    for n in 0..50u32 {
-        from.send(b"buffered-to", &n.to_le_bytes()).unwrap();
-    }
-    from.flush().unwrap();
-    // recv reads; recv_buffered takes what that read brought; recv again when it runs dry.
-    let (mut got, mut from_buffer) = (Vec::new(), 0);
-    while got.len() < 50 {
-        let event = match to.recv_buffered().unwrap() {
-            Some(event) => {
-                from_buffer += 1;
-                event
-            }
-            None => next_event(&mut to),
-        };
-        got.push(event);
-    }
-    // 50 frames of 30-odd bytes: a read brings more than one, and the rest come buffered.
-    assert!(from_buffer > 0, "recv_buffered handed out none of them");
-    let want: Vec<Event> = (0..50u32)
-        .map(|n| msg("buffered-from", None, &n.to_le_bytes()))
-        .collect();
-    assert_eq!(got, want, "every message once, in order");
-    assert!(to.recv_buffered().unwrap().is_none(), "all taken");
-    // A later message is still read by recv: recv_buffered consumed nothing it did not return.
-    from.send(b"buffered-to", b"later").unwrap();
-    from.flush().unwrap();
-    assert_eq!(next_event(&mut to), msg("buffered-from", None, b"later"));
-}
-
-#[test]
 fn send_to_an_unknown_id_returns_unknown_id_error_and_is_counted() {
     let relay = start_default();
     let mut a = connect(relay.local_addr(), "asker");

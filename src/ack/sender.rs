@@ -461,7 +461,7 @@ impl AckSender {
                 .rtt
                 .smoothed_us()
                 .map_or(self.cfg.rto_min_ms * 1000, |us| us.max(1000));
-            self.resend(from, Trigger::Gap, now_us, |m| {
+            self.resend(index, Trigger::Gap, now_us, |m| {
                 m.epoch == epoch
                     && m.wire_seq() < highest
                     && now_us.saturating_sub(m.last_sent_us) >= holdoff
@@ -496,8 +496,8 @@ impl AckSender {
             // Tried again by the timer (or sooner, when the target comes online).
             flow.unacked[index].last_error = Some(code);
         } else if let Some(m) = flow.unacked.remove(index) {
-            self.finish_failed(target, m, FailReason::Refused(code));
-            self.renumber(target);
+            self.finish_failed(flow_index, m, FailReason::Refused(code));
+            self.renumber(flow_index);
         }
         self.check_invariant();
     }
@@ -512,10 +512,9 @@ impl AckSender {
     /// The session ends: every message still in flight fails with [`FailReason::Closed`].
     pub fn abandon_all(&mut self) {
         for index in 0..self.flows.len() {
-            let target = self.flows[index].target.clone();
             let left = std::mem::take(&mut self.flows[index].unacked);
             for m in left {
-                self.finish_failed(&target, m, FailReason::Closed);
+                self.finish_failed(index, m, FailReason::Closed);
             }
         }
         self.out.clear();
@@ -525,14 +524,15 @@ impl AckSender {
     /// This session has a new connection: everything unacknowledged goes again.
     pub fn on_reconnected(&mut self, now_us: u64) {
         for index in 0..self.flows.len() {
-            let target = self.flows[index].target.clone();
-            self.resend(&target, Trigger::Reconnect, now_us, |_| true);
+            self.resend(index, Trigger::Reconnect, now_us, |_| true);
         }
     }
 
     /// `target` came online: what it has not acknowledged goes again.
     pub fn on_presence_online(&mut self, target: &[u8], now_us: u64) {
-        self.resend(target, Trigger::Presence, now_us, |_| true);
+        if let Some(index) = self.find(target) {
+            self.resend(index, Trigger::Presence, now_us, |_| true);
+        }
     }
 
     /// When to call [`Self::handle_timeout`], if any message is in flight: at most the
@@ -546,15 +546,11 @@ impl AckSender {
         if now_us < self.timer_floor_us {
             return;
         }
-        let targets: Vec<Bytes> = self
-            .flows
-            .iter()
-            .filter(|f| f.unacked.iter().any(|m| m.due_us <= now_us))
-            .map(|f| f.target.clone())
-            .collect();
-        for target in targets {
-            self.expire(&target, now_us);
-            self.resend(&target, Trigger::Timer, now_us, |m| m.due_us <= now_us);
+        for index in 0..self.flows.len() {
+            if self.flows[index].unacked.iter().any(|m| m.due_us <= now_us) {
+                self.expire(index, now_us);
+                self.resend(index, Trigger::Timer, now_us, |m| m.due_us <= now_us);
+            }
         }
         self.timer_floor_us = self
             .flows
@@ -573,11 +569,8 @@ impl AckSender {
         self.events.pop_front()
     }
 
-    /// Fails the messages of `target` past their timeout or attempts.
-    fn expire(&mut self, target: &[u8], now_us: u64) {
-        let Some(index) = self.find(target) else {
-            return;
-        };
+    /// Fails the messages of flow `index` past their timeout or attempts.
+    fn expire(&mut self, index: usize, now_us: u64) {
         let flow = &mut self.flows[index];
         let (timeout_us, attempts_max) = (self.cfg.ack_timeout_ms * 1000, self.cfg.attempts_max);
         let mut kept = VecDeque::with_capacity(flow.unacked.len());
@@ -602,28 +595,26 @@ impl AckSender {
         flow.unacked = kept;
         let any_failed = !failed.is_empty();
         for (m, reason) in failed {
-            self.finish_failed(target, m, reason);
+            self.finish_failed(index, m, reason);
         }
         if any_failed {
-            self.renumber(target);
+            self.renumber(index);
         }
     }
 
-    /// A message to `target` failed: new messages to it are numbered from 1 in a fresh epoch,
+    /// A message of flow `index` failed: new messages to it are numbered from 1 in a fresh epoch,
     /// so the receiver's window is not held back by the number that will never come. Those
     /// still in flight keep their epoch and numbers.
-    fn renumber(&mut self, target: &[u8]) {
+    fn renumber(&mut self, index: usize) {
         let mut x = self.jitter_state;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         self.jitter_state = x;
-        if let Some(index) = self.find(target) {
-            let flow = &mut self.flows[index];
-            // Any value but the current one; the receiver keys its windows by (sender, epoch).
-            flow.epoch = if x == flow.epoch { x ^ 1 } else { x };
-            flow.base = flow.last_seq;
-        }
+        let flow = &mut self.flows[index];
+        // Any value but the current one; the receiver keys its windows by (sender, epoch).
+        flow.epoch = if x == flow.epoch { x ^ 1 } else { x };
+        flow.base = flow.last_seq;
     }
 
     /// The index of `target`'s flow: the last one found if it is the same target (a run of
@@ -641,7 +632,7 @@ impl AckSender {
         Some(index)
     }
 
-    fn finish_failed(&mut self, target: &[u8], m: InFlight, reason: FailReason) {
+    fn finish_failed(&mut self, index: usize, m: InFlight, reason: FailReason) {
         self.bytes_in_flight -= m.payload.len();
         self.stats.in_flight -= 1;
         match reason {
@@ -651,25 +642,21 @@ impl AckSender {
             FailReason::Closed => self.stats.failed_closed += 1,
         }
         self.events.push_back(AckEvent::Failed {
-            target: target.to_vec(),
+            target: self.flows[index].target.to_vec(),
             seq: m.seq,
             reason,
         });
     }
 
-    /// Queues again the messages of `target` that `pick` selects.
+    /// Queues again the messages of flow `index` that `pick` selects.
     fn resend(
         &mut self,
-        target: &[u8],
+        index: usize,
         trigger: Trigger,
         now_us: u64,
         pick: impl Fn(&InFlight) -> bool,
     ) {
-        let Some(index) = self.find(target) else {
-            return;
-        };
         let flow = &mut self.flows[index];
-        let target = flow.target.clone();
         for m in flow.unacked.iter_mut().filter(|m| pick(m)) {
             m.attempts += 1;
             m.last_sent_us = now_us;
@@ -678,7 +665,7 @@ impl AckSender {
             self.timer_floor_us = self.timer_floor_us.min(m.due_us);
             self.stats.retransmitted[trigger as usize] += 1;
             self.out.push_back(Transmit {
-                target: target.clone(),
+                target: flow.target.clone(),
                 epoch: m.epoch,
                 seq: m.wire_seq(),
                 payload: m.payload.clone(),

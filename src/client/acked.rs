@@ -328,12 +328,10 @@ impl AckedSession {
         let mut now_us = self.us_at(now);
         let mut frames = 0usize;
         while frames < RECV_MANY_EVENTS_MAX && events.len() - before < RECV_MANY_EVENTS_MAX {
-            let event = match self.session.recv_buffered()? {
-                Some(event) => event,
-                None => match self.session.recv(Duration::ZERO)? {
-                    Some(event) => event,
-                    None => break,
-                },
+            // What was read comes first with no read and no clock; then a read that does
+            // not wait.
+            let Some(event) = self.session.recv(Duration::ZERO)? else {
+                break;
             };
             frames += 1;
             let ends_batch = matches!(event, Event::Closed { .. });

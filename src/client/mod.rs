@@ -525,14 +525,6 @@ impl Client {
         }
     }
 
-    /// The next event among the bytes already read, if any: no read and no clock (pings are
-    /// answered on the way). With [`Self::recv`] once a batch is drained, a way to take
-    /// events as fast as they come.
-    pub fn recv_buffered(&mut self) -> Result<Option<Event>, ClientError> {
-        self.check_open()?;
-        self.next_event()
-    }
-
     /// Flushes queued frames, sends a PING and waits up to `timeout` for its PONG. Once it
     /// arrives the relay has handled every frame this client sent before it (frames of one
     /// connection are handled in order): an ERROR about one of them has arrived too. Returns

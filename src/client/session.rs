@@ -199,32 +199,7 @@ impl Session {
         if let Some(event) = self.pending.pop_front() {
             return Ok(Some(event));
         }
-        let got = self.connected()?.recv(timeout);
-        self.settle(got)
-    }
-
-    /// The next event already read, if any, as [`Client::recv_buffered`]: no read and no
-    /// wait, unless that event is the loss of the connection, which is replaced here as in
-    /// [`Self::recv`]. `Ok(None)` while there is no connection (the next [`Self::recv`]
-    /// makes one).
-    pub fn recv_buffered(&mut self) -> Result<Option<Event>, ClientError> {
-        if let Some(event) = self.pending.pop_front() {
-            return Ok(Some(event));
-        }
-        let Some(client) = self.client.as_mut() else {
-            return Ok(None);
-        };
-        let got = client.recv_buffered();
-        self.settle(got)
-    }
-
-    /// What a receive on the connection gave: a lost connection, or a CLOSE that allows it,
-    /// is replaced here and reported as [`Event::Reconnected`].
-    fn settle(
-        &mut self,
-        got: Result<Option<Event>, ClientError>,
-    ) -> Result<Option<Event>, ClientError> {
-        match got {
+        match self.connected()?.recv(timeout) {
             Ok(Some(Event::Closed { reason, text })) if reconnects_after(reason) => {
                 self.replace(ClientError::Closed { reason, text })?;
                 Ok(self.pending.pop_front())
