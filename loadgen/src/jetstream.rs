@@ -20,7 +20,7 @@ const SETUP_TIME_MAX: Duration = Duration::from_secs(10);
 /// After the time cap, messages in flight get this long to end before the run stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// PubAcks outstanding at most: ringrelay's per-target window, so both keep as much in flight.
-const OUTSTANDING_MAX: u64 = 1024;
+const OUTSTANDING_MAX: u64 = 4096;
 /// Bytes read per `read` call.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 

@@ -26,7 +26,7 @@ pub use receiver::{AckOut, AckReceiver, ReceiverConfig, ReceiverStats, Verdict};
 pub use rtt::{RttEstimator, RTT_BUCKETS};
 pub use sender::{
     error_name, AckEvent, AckSender, FailReason, Numbered, SendRefused, SenderConfig, SenderStats,
-    Transmit, Trigger,
+    Transmit, Trigger, KEPT_MSG_OVERHEAD_BYTES,
 };
 pub use seq_window::{Accept, SeqWindow, WINDOW_SEQS};
 

@@ -6,7 +6,8 @@
 //! eighth of the entries idle the longest is forgotten (counted in `evictions`). A sender
 //! forgotten that way and then retransmitting old messages could see them delivered twice;
 //! that needs more than `senders_max` senders active within one sender's retransmission
-//! time, and the bound is sized well above that (65,536 by default: about 13 MiB).
+//! time, and the bound is sized well above that (65,536 by default: about 13 MiB, with 512
+//! bytes more for each sender while a gap in its numbers lasts).
 //!
 //! Acknowledgements are cumulative (`upto`) with the runs above it, sent once
 //! [`ReceiverConfig::ack_every_msgs`] messages of a sender are unacknowledged or
@@ -89,6 +90,7 @@ pub struct ReceiverStats {
 
 #[derive(Debug)]
 struct Peer {
+    key: Key,
     window: SeqWindow,
     unacked_msgs: u32,
     /// When the coalesced acknowledgement is due.
@@ -118,10 +120,17 @@ fn key_parts(key: &[u8]) -> (&[u8], u64) {
 #[derive(Debug)]
 pub struct AckReceiver {
     cfg: ReceiverConfig,
-    /// Keyed with foldhash (seeded per process), as the sender's flows.
-    peers: HashMap<Key, Peer, foldhash::fast::RandomState>,
-    /// Peers with a deadline armed (acknowledgement or gap report), checked by the timer.
-    armed: Vec<Key>,
+    /// The senders heard from, in no order.
+    peers: Vec<Peer>,
+    /// Where each peer is in `peers`, by key; foldhash (seeded per process), as the sender's
+    /// flows.
+    index: HashMap<Key, usize, foldhash::fast::RandomState>,
+    /// The peer of the last message: messages come in runs from one sender, and a run needs
+    /// no hashing.
+    last: usize,
+    /// Peers (indexes into `peers`) with a deadline armed (acknowledgement or gap report),
+    /// checked by the timer.
+    armed: Vec<usize>,
     out: std::collections::VecDeque<AckOut>,
     stats: ReceiverStats,
     /// The key of the message being taken, rebuilt in place for each.
@@ -137,7 +146,9 @@ impl AckReceiver {
         );
         AckReceiver {
             cfg,
-            peers: HashMap::default(),
+            peers: Vec::new(),
+            index: HashMap::default(),
+            last: 0,
             armed: Vec::new(),
             out: Default::default(),
             stats: ReceiverStats::default(),
@@ -156,62 +167,67 @@ impl AckReceiver {
 
     /// An acked message `seq` of `sender`'s `epoch` arrived at `now_us`.
     pub fn on_message(&mut self, sender: &[u8], epoch: u64, seq: u64, now_us: u64) -> Verdict {
+        let index = match self.peers.get(self.last) {
+            Some(peer) if key_is(&peer.key, sender, epoch) => self.last,
+            _ => self.find_or_add(sender, epoch, now_us),
+        };
+        self.last = index;
+        let peer = &mut self.peers[index];
+        take(
+            peer,
+            index,
+            &self.cfg,
+            &mut self.stats,
+            &mut self.armed,
+            seq,
+            now_us,
+        )
+    }
+
+    /// The index of the peer `(sender, epoch)`, added if new (forgetting idle ones at the
+    /// bound).
+    fn find_or_add(&mut self, sender: &[u8], epoch: u64, now_us: u64) -> usize {
         self.lookup.clear();
         self.lookup.extend_from_slice(&epoch.to_le_bytes());
         self.lookup.extend_from_slice(sender);
-        if let Some(peer) = self.peers.get_mut(self.lookup.as_slice()) {
-            // One lookup for a sender heard from before (the common case).
-            let arrival = Arrival {
-                key: &self.lookup,
-                seq,
-                now_us,
-            };
-            return take(peer, &self.cfg, &mut self.stats, &mut self.armed, arrival);
+        if let Some(&index) = self.index.get(self.lookup.as_slice()) {
+            return index;
         }
         if self.peers.len() >= self.cfg.senders_max {
             self.evict_idle();
         }
-        let peer = Peer {
+        let key: Key = self.lookup.as_slice().into();
+        self.index.insert(key.clone(), self.peers.len());
+        self.peers.push(Peer {
+            key,
             window: SeqWindow::default(),
             unacked_msgs: 0,
             ack_due_us: None,
             gap_due_us: None,
             gap_reports: 0,
             last_active_us: now_us,
-        };
-        let peer = self
-            .peers
-            .entry(self.lookup.as_slice().into())
-            .or_insert(peer);
-        let arrival = Arrival {
-            key: &self.lookup,
-            seq,
-            now_us,
-        };
-        take(peer, &self.cfg, &mut self.stats, &mut self.armed, arrival)
+        });
+        self.peers.len() - 1
     }
 
     /// The earliest deadline armed, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
         self.armed
             .iter()
-            .filter_map(|k| self.peers.get(k))
-            .filter_map(|p| min_opt(p.ack_due_us, p.gap_due_us))
+            .filter_map(|&i| min_opt(self.peers[i].ack_due_us, self.peers[i].gap_due_us))
             .min()
     }
 
     /// Sends the acknowledgements and gap reports due by `now_us`.
     pub fn handle_timeout(&mut self, now_us: u64) {
         let mut still_armed = Vec::with_capacity(self.armed.len());
-        for key in std::mem::take(&mut self.armed) {
-            let Some(peer) = self.peers.get_mut(&key) else {
-                continue;
-            };
+        for index in std::mem::take(&mut self.armed) {
+            let peer = &mut self.peers[index];
             let gap_due = peer.gap_due_us.is_some_and(|d| d <= now_us);
             let ack_due = peer.ack_due_us.is_some_and(|d| d <= now_us);
             if gap_due || ack_due {
                 let runs = peer.window.runs(self.cfg.runs_max);
-                let (sender, epoch) = key_parts(&key);
+                let (sender, epoch) = key_parts(&peer.key);
                 self.out.push_back(AckOut {
                     sender: sender.to_vec(),
                     epoch,
@@ -233,7 +249,7 @@ impl AckReceiver {
                 }
             }
             if peer.ack_due_us.is_some() || peer.gap_due_us.is_some() {
-                still_armed.push(key);
+                still_armed.push(index);
             }
         }
         self.armed = still_armed;
@@ -244,14 +260,15 @@ impl AckReceiver {
         self.out.pop_front()
     }
 
-    /// Forgets the eighth of the senders idle the longest (at least one).
+    /// Forgets the eighth of the senders idle the longest (at least one). Indexes change:
+    /// the index, the armed list and the last peer are made again.
     fn evict_idle(&mut self) {
-        let mut ages: Vec<u64> = self.peers.values().map(|p| p.last_active_us).collect();
+        let mut ages: Vec<u64> = self.peers.iter().map(|p| p.last_active_us).collect();
         let count = (ages.len() / 8).max(1);
         let (_, cutoff, _) = ages.select_nth_unstable(count - 1);
         let cutoff = *cutoff;
         let mut left = count;
-        self.peers.retain(|_, p| {
+        self.peers.retain(|p| {
             if left > 0 && p.last_active_us <= cutoff {
                 left -= 1;
                 false
@@ -260,27 +277,34 @@ impl AckReceiver {
             }
         });
         self.stats.evictions += (count - left) as u64;
-        let peers = &self.peers;
-        self.armed.retain(|k| peers.contains_key(k));
+        self.index.clear();
+        self.armed.clear();
+        for (i, peer) in self.peers.iter().enumerate() {
+            self.index.insert(peer.key.clone(), i);
+            if peer.ack_due_us.is_some() || peer.gap_due_us.is_some() {
+                self.armed.push(i);
+            }
+        }
+        self.last = usize::MAX;
     }
 }
 
-/// Message `seq` arriving at `now_us` from the peer whose key is `key`.
-struct Arrival<'a> {
-    key: &'a [u8],
-    seq: u64,
-    now_us: u64,
+/// Whether `key` is the peer `(sender, epoch)`'s.
+fn key_is(key: &[u8], sender: &[u8], epoch: u64) -> bool {
+    key.len() == 8 + sender.len() && key[..8] == epoch.to_le_bytes() && &key[8..] == sender
 }
 
-/// Records an arrival at `peer` and arms its deadlines.
+/// Records the arrival of message `seq` at `now_us` at `peer` (at `index`) and arms its
+/// deadlines.
 fn take(
     peer: &mut Peer,
+    index: usize,
     cfg: &ReceiverConfig,
     stats: &mut ReceiverStats,
-    armed: &mut Vec<Key>,
-    arrival: Arrival<'_>,
+    armed: &mut Vec<usize>,
+    seq: u64,
+    now_us: u64,
 ) -> Verdict {
-    let Arrival { key, seq, now_us } = arrival;
     peer.last_active_us = now_us;
     let next = peer.window.upto() + 1;
     let accept = if cfg.ordered && seq > next && !peer.window.contains(seq) {
@@ -321,7 +345,7 @@ fn take(
     }
     let now_armed = peer.ack_due_us.is_some() || peer.gap_due_us.is_some();
     if now_armed && !was_armed {
-        armed.push(key.into());
+        armed.push(index);
     }
     verdict
 }

@@ -22,12 +22,14 @@ use std::collections::{HashMap, VecDeque};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SenderConfig {
-    /// Unacknowledged messages per target before `send` refuses with `WindowFull`. 1,024:
-    /// enough to keep a fast path busy (cf. JetStream's MaxAckPending 1,000); at most
-    /// [`super::WINDOW_SEQS`], the receiver's de-duplication window.
+    /// Unacknowledged messages per target before `send` refuses with `WindowFull`. 4,096,
+    /// [`super::WINDOW_SEQS`], the receiver's de-duplication window: a sender sends at most a
+    /// window per acknowledgement round trip, and with 1,024 a fast one was held to a third
+    /// of the path's rate on loopback (JetStream's MaxAckPending is 1,000).
     pub window_msgs_max: u32,
-    /// Payload bytes kept for retransmission, over every target, before `send` refuses with
-    /// `BytesFull`. 64 MiB: the sender's memory bound for acked traffic.
+    /// Bytes kept for retransmission, over every target, before `send` refuses with
+    /// `BytesFull`: each message's payload plus [`KEPT_MSG_OVERHEAD_BYTES`] of bookkeeping.
+    /// 64 MiB: the sender's memory bound for acked traffic (about 640,000 empty messages).
     pub window_bytes_max: usize,
     /// Targets with a sequence number in this session. 65,536; each costs about 150 bytes
     /// plus twice the target's length (the flow and its index both hold it).
@@ -54,7 +56,7 @@ pub struct SenderConfig {
 impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig {
-            window_msgs_max: 1024,
+            window_msgs_max: 4096,
             window_bytes_max: 64 << 20,
             targets_max: 65_536,
             ack_timeout_ms: 30_000,
@@ -208,6 +210,10 @@ impl SenderStats {
     }
 }
 
+/// What keeping one message costs besides its payload, counted against
+/// [`SenderConfig::window_bytes_max`] so that the bound holds for tiny payloads too.
+pub const KEPT_MSG_OVERHEAD_BYTES: usize = std::mem::size_of::<InFlight>();
+
 #[derive(Debug)]
 struct InFlight {
     /// The number the application knows (dense per target from 1, across epochs).
@@ -227,7 +233,7 @@ struct InFlight {
 
 /// What is sent to one target. Numbering restarts in a fresh epoch after a message fails:
 /// the receiver's window cannot move past a number that will never come, and would in the
-/// end hold back everything 1,024 numbers above it.
+/// end hold back everything [`super::WINDOW_SEQS`] numbers above it.
 #[derive(Debug)]
 struct Flow {
     /// The target, for the transmits (a reference count per message, not a copy).
@@ -339,7 +345,7 @@ impl AckSender {
         payload: Bytes,
         now_us: u64,
     ) -> Result<Numbered<'_>, SendRefused> {
-        if self.bytes_in_flight + payload.len() > self.cfg.window_bytes_max {
+        if self.bytes_in_flight + kept_bytes(&payload) > self.cfg.window_bytes_max {
             return Err(SendRefused::BytesFull);
         }
         let index = match self.find(target) {
@@ -366,7 +372,7 @@ impl AckSender {
         }
         flow.last_seq += 1;
         let seq = flow.last_seq;
-        self.bytes_in_flight += payload.len();
+        self.bytes_in_flight += kept_bytes(&payload);
         let rto = rto_us(&self.cfg, &self.rtt, &mut self.jitter_state, 1);
         let due_us = now_us + rto.min(self.cfg.ack_timeout_ms * 1000);
         self.timer_floor_us = self.timer_floor_us.min(due_us);
@@ -425,16 +431,13 @@ impl AckSender {
         };
         // The window is in sequence order: the cumulative part comes off the front, and only
         // selective runs (or messages of another epoch in front) need a pass over the rest.
-        while flow
+        let cumulative = flow
             .unacked
-            .front()
-            .is_some_and(|m| m.epoch == epoch && m.wire_seq() <= upto)
-        {
-            confirming.take(
-                flow.unacked
-                    .pop_front()
-                    .expect("invariant: the front was always just seen"),
-            );
+            .iter()
+            .take_while(|m| m.epoch == epoch && m.wire_seq() <= upto)
+            .count();
+        for m in flow.unacked.drain(..cumulative) {
+            confirming.take(m);
         }
         let mixed = flow.unacked.front().is_some_and(|m| m.epoch != epoch);
         if !runs.is_empty() || mixed {
@@ -633,7 +636,7 @@ impl AckSender {
     }
 
     fn finish_failed(&mut self, index: usize, m: InFlight, reason: FailReason) {
-        self.bytes_in_flight -= m.payload.len();
+        self.bytes_in_flight -= kept_bytes(&m.payload);
         self.stats.in_flight -= 1;
         match reason {
             FailReason::Timeout { .. } => self.stats.failed_timeout += 1,
@@ -697,13 +700,18 @@ struct Confirming<'a> {
     range: Option<(u64, u64)>,
 }
 
+/// What keeping a message with `payload` counts against the byte bound.
+fn kept_bytes(payload: &Bytes) -> usize {
+    payload.len() + KEPT_MSG_OVERHEAD_BYTES
+}
+
 impl Confirming<'_> {
     fn take(&mut self, m: InFlight) {
         // Karn: only a message sent once gives a round-trip sample.
         if m.attempts == 1 {
             self.rtt.sample(self.now_us.saturating_sub(m.first_sent_us));
         }
-        *self.bytes_in_flight -= m.payload.len();
+        *self.bytes_in_flight -= kept_bytes(&m.payload);
         self.stats.confirmed += 1;
         self.stats.in_flight -= 1;
         self.range = match self.range {
@@ -746,5 +754,8 @@ fn rto_us(cfg: &SenderConfig, rtt: &RttEstimator, jitter_state: &mut u64, attemp
     x ^= x << 17;
     *jitter_state = x;
     let spread = backed_off / 5;
-    (backed_off - spread + x % (2 * spread + 1)).max(1)
+    // `x` scaled into 0..=2 * spread by a multiply, not a division (a division per message
+    // was a fifth of numbering one).
+    let offset = ((u128::from(x) * u128::from(2 * spread + 1)) >> 64) as u64;
+    (backed_off - spread + offset).max(1)
 }

@@ -90,14 +90,17 @@ fn number_keeps_the_message_for_retransmission_but_queues_no_transmit() {
 fn a_full_window_or_byte_budget_or_target_table_refuses_without_queueing() {
     let mut s = sender(SenderConfig {
         window_msgs_max: 2,
-        window_bytes_max: 10,
+        // Four 1-byte messages fit, bookkeeping included.
+        window_bytes_max: 4 * (1 + KEPT_MSG_OVERHEAD_BYTES),
         targets_max: 2,
         ..SenderConfig::default()
     });
     s.send(b"b", payload(1), 0).unwrap();
     s.send(b"b", payload(1), 0).unwrap();
     assert_eq!(s.send(b"b", payload(1), 0), Err(SendRefused::WindowFull));
-    assert_eq!(s.send(b"c", payload(9), 0), Err(SendRefused::BytesFull));
+    // Two are kept: a payload the size of the room left does not fit with its bookkeeping.
+    let room = 2 * (1 + KEPT_MSG_OVERHEAD_BYTES);
+    assert_eq!(s.send(b"c", payload(room), 0), Err(SendRefused::BytesFull));
     s.send(b"c", payload(1), 0).unwrap();
     assert_eq!(s.send(b"d", payload(1), 0), Err(SendRefused::TargetsFull));
     assert_eq!(s.stats().sent, 3);

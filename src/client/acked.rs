@@ -106,6 +106,55 @@ pub struct AckedStats {
     pub rtt: RttEstimator,
 }
 
+/// One event from [`AckedSession::recv_with`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// An acked message for the application (once per message), borrowed from the session's
+    /// read buffer for the length of the call.
+    AckedMessage {
+        sender: &'a [u8],
+        id: MsgId,
+        payload: &'a [u8],
+    },
+    /// Any other event (never [`Event::AckedMessage`]).
+    Event(Event),
+}
+
+impl Incoming<'_> {
+    /// The event, owned (an acked message copied into an [`Event::AckedMessage`]).
+    pub fn into_event(self) -> Event {
+        match self {
+            Incoming::AckedMessage {
+                sender,
+                id,
+                payload,
+            } => Event::AckedMessage {
+                sender: sender.to_vec(),
+                id,
+                payload: payload.to_vec(),
+            },
+            Incoming::Event(event) => event,
+        }
+    }
+}
+
+/// Hands an owned `event` to `each`: an acked message as the borrowed kind, like those taken
+/// from the read buffer.
+fn hand(each: &mut impl FnMut(Incoming<'_>), event: Event) {
+    match event {
+        Event::AckedMessage {
+            sender,
+            id,
+            payload,
+        } => each(Incoming::AckedMessage {
+            sender: &sender,
+            id,
+            payload: &payload,
+        }),
+        other => each(Incoming::Event(other)),
+    }
+}
+
 /// A reconnecting session with acknowledged delivery. See the module docs.
 #[derive(Debug)]
 pub struct AckedSession {
@@ -296,40 +345,79 @@ impl AckedSession {
     /// the end: the way to receive at a high rate. Order: the session's events as they came;
     /// the confirmations and failures its acknowledgements and errors ended come after them,
     /// at the end of the batch. An error met once events were appended is returned by the
-    /// next call, so no appended event is lost to it.
+    /// next call, so no appended event is lost to it. [`Self::recv_with`] is the same batch
+    /// without a copy of each message.
     pub fn recv_many(
         &mut self,
         timeout: Duration,
         events: &mut Vec<Event>,
     ) -> Result<usize, ClientError> {
+        self.recv_with(timeout, |incoming| events.push(incoming.into_event()))
+    }
+
+    /// As [`Self::recv_many`], handing each event to `each` as it is taken instead of
+    /// appending it: acked messages borrowed from the session's read buffer (no copy and no
+    /// allocation per message), every other event owned. Returns how many `each` got.
+    pub fn recv_with(
+        &mut self,
+        timeout: Duration,
+        mut each: impl FnMut(Incoming<'_>),
+    ) -> Result<usize, ClientError> {
         let Some(first) = self.recv(timeout)? else {
             return Ok(0);
         };
-        let before = events.len();
-        events.push(first);
+        hand(&mut each, first);
+        let mut handed = 1;
         // Events already waiting come first; then the session's, each handled as it comes.
-        let waiting = self.events.len().min(RECV_MANY_EVENTS_MAX - 1);
-        events.extend(self.events.drain(..waiting));
-        if let Err(e) = self.take_ready(events, before) {
+        handed += self.hand_waiting(&mut each, RECV_MANY_EVENTS_MAX - handed);
+        if let Err(e) = self.take_ready(&mut each, &mut handed) {
             self.deferred.get_or_insert(e);
         }
         // What the timers and acknowledgements ended; any beyond the bound stay for the
         // next call.
-        let room = (before + RECV_MANY_EVENTS_MAX).saturating_sub(events.len());
-        let more = self.events.len().min(room);
-        events.extend(self.events.drain(..more));
-        Ok(events.len() - before)
+        handed += self.hand_waiting(&mut each, RECV_MANY_EVENTS_MAX.saturating_sub(handed));
+        Ok(handed)
     }
 
-    /// The rest of [`Self::recv_many`]'s batch: frames ready without waiting, then the timers
+    /// Hands up to `max` of the events waiting to `each`; returns how many.
+    fn hand_waiting(&mut self, each: &mut impl FnMut(Incoming<'_>), max: usize) -> usize {
+        let count = self.events.len().min(max);
+        for event in self.events.drain(..count) {
+            hand(each, event);
+        }
+        count
+    }
+
+    /// The rest of [`Self::recv_with`]'s batch: frames ready without waiting, then the timers
     /// and the write of what they all owe.
-    fn take_ready(&mut self, events: &mut Vec<Event>, before: usize) -> Result<(), ClientError> {
+    fn take_ready(
+        &mut self,
+        each: &mut impl FnMut(Incoming<'_>),
+        handed: &mut usize,
+    ) -> Result<(), ClientError> {
         let mut now = Instant::now();
         let mut now_us = self.us_at(now);
         let mut frames = 0usize;
-        while frames < RECV_MANY_EVENTS_MAX && events.len() - before < RECV_MANY_EVENTS_MAX {
-            // What was read comes first with no read and no clock; then a read that does
-            // not wait.
+        while frames < RECV_MANY_EVENTS_MAX && *handed < RECV_MANY_EVENTS_MAX {
+            // Acked messages already read, borrowed where they lie: the common case.
+            let budget = (RECV_MANY_EVENTS_MAX - frames).min(RECV_MANY_EVENTS_MAX - *handed);
+            let (receiver, mut delivered) = (&mut self.receiver, 0);
+            let taken = self.session.take_acked(budget, |sender, id, payload| {
+                if receiver.on_message(sender, id.epoch, id.seq, now_us) == Verdict::Deliver {
+                    each(Incoming::AckedMessage {
+                        sender,
+                        id,
+                        payload,
+                    });
+                    delivered += 1;
+                }
+            })?;
+            frames += taken;
+            *handed += delivered;
+            if taken == budget {
+                break;
+            }
+            // Any other frame, or a read that does not wait.
             let Some(event) = self.session.recv(Duration::ZERO)? else {
                 break;
             };
@@ -341,7 +429,8 @@ impl AckedSession {
                 now_us = self.us_at(now);
             }
             if let Some(event) = self.on_event(event, now_us)? {
-                events.push(event);
+                hand(each, event);
+                *handed += 1;
             }
             if ends_batch {
                 break;

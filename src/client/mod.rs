@@ -21,7 +21,7 @@ mod acked;
 mod session;
 
 pub use acked::{
-    AckedSendError, AckedSession, AckedSessionOptions, AckedStats, RECV_MANY_EVENTS_MAX,
+    AckedSendError, AckedSession, AckedSessionOptions, AckedStats, Incoming, RECV_MANY_EVENTS_MAX,
 };
 pub use session::{Session, SessionOptions};
 
@@ -420,11 +420,13 @@ impl Client {
         payload: &[u8],
     ) -> Result<(), ClientError> {
         self.check_acks()?;
-        self.queue(Frame::SendAcked {
-            target,
-            id,
-            payload,
-        })
+        self.check_open()?;
+        // The per-message frame of acked traffic: encoded without the generic dispatch.
+        let frame_bytes = crate::protocol::frame_len_for_send_acked(target, payload.len());
+        self.check_frame_bytes(frame_bytes)?;
+        crate::protocol::encode_send_acked(&mut self.write_buf, target, id, payload)
+            .map_err(ClientError::Encode)?;
+        self.write_out_if_full()
     }
 
     /// Queues an acknowledgement to `ack.sender` (low-level form, as [`Self::send_acked`]).
@@ -605,16 +607,26 @@ impl Client {
 
     fn queue(&mut self, frame: Frame<'_>) -> Result<(), ClientError> {
         self.check_open()?;
-        let frame_bytes = frame.encoded_len();
+        self.check_frame_bytes(frame.encoded_len())?;
+        frame
+            .encode(&mut self.write_buf)
+            .map_err(ClientError::Encode)?;
+        self.write_out_if_full()
+    }
+
+    /// Refuses a frame the relay would refuse as too large.
+    fn check_frame_bytes(&self, frame_bytes: usize) -> Result<(), ClientError> {
         if frame_bytes > self.relay_max_frame_bytes {
             return Err(ClientError::FrameTooLarge {
                 frame_bytes,
                 max_frame_bytes: self.relay_max_frame_bytes,
             });
         }
-        frame
-            .encode(&mut self.write_buf)
-            .map_err(ClientError::Encode)?;
+        Ok(())
+    }
+
+    /// Writes the queued frames once they reach `write_buffer_bytes`.
+    fn write_out_if_full(&mut self) -> Result<(), ClientError> {
         if self.write_buf.len() >= self.opts.write_buffer_bytes {
             self.write_out()?;
         }
@@ -700,6 +712,32 @@ impl Client {
             }
         }
         Ok(None)
+    }
+
+    /// Hands the acked messages at the front of what was read to `on_acked`, borrowed from the
+    /// read buffer (no copy, no allocation), up to `max` of them; stops at a frame of another
+    /// kind (left for [`Self::recv`]) or a frame not wholly read. Returns how many it handed.
+    pub(crate) fn take_acked(
+        &mut self,
+        max: usize,
+        mut on_acked: impl FnMut(&[u8], MsgId, &[u8]),
+    ) -> Result<usize, ClientError> {
+        self.check_open()?;
+        let mut taken = 0;
+        while taken < max {
+            let wanted = |frame: &Frame<'_>| matches!(frame, Frame::DeliverAcked { .. });
+            match self.reader.next_frame_if(wanted) {
+                Ok(Some(Frame::DeliverAcked {
+                    sender,
+                    id,
+                    payload,
+                })) => on_acked(sender, id, payload),
+                Ok(_) => break,
+                Err(e) => return Err(self.fail_protocol(e)),
+            }
+            taken += 1;
+        }
+        Ok(taken)
     }
 
     fn answer_ping(&mut self, nonce: u64) -> Result<(), ClientError> {
@@ -1145,6 +1183,17 @@ mod tests {
         relay.join().unwrap();
     }
 
+    /// An acked session's options with `addr` its only relay.
+    fn acked_options(addr: SocketAddr) -> AckedSessionOptions {
+        AckedSessionOptions {
+            session: SessionOptions {
+                servers: vec![addr.to_string()],
+                ..SessionOptions::default()
+            },
+            ..AckedSessionOptions::default()
+        }
+    }
+
     #[test]
     fn a_batch_that_ends_in_a_close_keeps_its_events_and_the_error_comes_next() {
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -1168,14 +1217,7 @@ mod tests {
             r.stream.write_all(&out).unwrap();
             let _ = done_rx.recv_timeout(IO_BOUND);
         });
-        let opts = AckedSessionOptions {
-            session: SessionOptions {
-                servers: vec![addr.to_string()],
-                ..SessionOptions::default()
-            },
-            ..AckedSessionOptions::default()
-        };
-        let mut session = AckedSession::connect(b"rx", opts).unwrap();
+        let mut session = AckedSession::connect(b"rx", acked_options(addr)).unwrap();
         let (mut events, deadline) = (Vec::new(), Instant::now() + IO_BOUND);
         let error = loop {
             assert!(Instant::now() < deadline, "no error after {events:?}");
@@ -1203,6 +1245,83 @@ mod tests {
             "{events:?}"
         );
         assert!(matches!(error, ClientError::Closed { .. }), "{error:?}");
+        done_tx.send(()).unwrap();
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn recv_with_hands_out_each_message_once_in_order_with_the_other_events() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (addr, relay) = fake_relay(move |mut r| {
+            r.handshake(b"rx");
+            // Messages 1 and 2, a presence event, 2 again (a retransmission) and 3, in one
+            // write: the session hands out 1, 2, the presence and 3, and acknowledges up to 3.
+            let mut out = Vec::new();
+            let deliver = |seq, out: &mut Vec<u8>| {
+                let payload = format!("m{seq}");
+                Frame::DeliverAcked {
+                    sender: b"tx",
+                    id: MsgId { epoch: 9, seq },
+                    payload: payload.as_bytes(),
+                }
+                .encode(out)
+                .unwrap();
+            };
+            deliver(1, &mut out);
+            deliver(2, &mut out);
+            let presence = Frame::Presence {
+                client_id: b"tx",
+                online: true,
+            };
+            presence.encode(&mut out).unwrap();
+            deliver(2, &mut out);
+            deliver(3, &mut out);
+            r.stream.write_all(&out).unwrap();
+            // The acknowledgement comes back (at once: a duplicate was seen).
+            let ack = r.next_frame_bytes();
+            match decode_one(&ack) {
+                Frame::Ack { to, ack, .. } => {
+                    assert_eq!(to, b"tx");
+                    assert_eq!((ack.epoch, ack.upto), (9, 3));
+                }
+                other => panic!("expected an ACK, got {other:?}"),
+            }
+            let _ = done_rx.recv_timeout(IO_BOUND);
+        });
+        let mut session = AckedSession::connect(b"rx", acked_options(addr)).unwrap();
+        let (mut seen, deadline) = (Vec::new(), Instant::now() + IO_BOUND);
+        while seen.len() < 4 && Instant::now() < deadline {
+            let before = seen.len();
+            let n = session
+                .recv_with(Duration::from_millis(10), |incoming| {
+                    seen.push(match incoming {
+                        Incoming::AckedMessage {
+                            sender,
+                            id,
+                            payload,
+                        } => format!("{} {} {}", lossy(sender), id.seq, lossy(payload)),
+                        Incoming::Event(event) => format!("{event:?}"),
+                    })
+                })
+                .unwrap();
+            assert_eq!(seen.len(), before + n, "the count is what was handed out");
+        }
+        assert_eq!(
+            seen,
+            vec![
+                "tx 1 m1".to_string(),
+                "tx 2 m2".to_string(),
+                format!(
+                    "{:?}",
+                    Event::Presence {
+                        client_id: b"tx".to_vec(),
+                        online: true
+                    }
+                ),
+                "tx 3 m3".to_string(),
+            ]
+        );
+        assert_eq!(session.stats().receiver.duplicates_suppressed, 1);
         done_tx.send(()).unwrap();
         relay.join().unwrap();
     }

@@ -212,6 +212,29 @@ impl Session {
         }
     }
 
+    /// As [`Client::take_acked`]: the acked messages already read, borrowed, while no other
+    /// event waits before them. A connection lost on the way is replaced as in [`Self::recv`]
+    /// (the next event is then [`Event::Reconnected`]).
+    pub(crate) fn take_acked(
+        &mut self,
+        max: usize,
+        on_acked: impl FnMut(&[u8], crate::protocol::MsgId, &[u8]),
+    ) -> Result<usize, ClientError> {
+        if !self.pending.is_empty() {
+            return Ok(0);
+        }
+        let Some(client) = self.client.as_mut() else {
+            return Ok(0);
+        };
+        match client.take_acked(max, on_acked) {
+            Err(e) if is_lost(&e) => {
+                self.replace(e)?;
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+
     /// As [`Client::round_trip`]: once it returns, the relay has handled everything this
     /// session sent before. Events already waiting come first in the list. If the connection
     /// was lost on the way, the session reconnects and the list ends with

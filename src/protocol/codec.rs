@@ -437,6 +437,33 @@ pub fn encode_deliver_acked_header(
     put_msg_id(out, id);
 }
 
+/// Whole size on the wire of a SEND with the ACKED flag.
+#[inline]
+pub fn frame_len_for_send_acked(target: &[u8], payload_len: usize) -> usize {
+    HEADER_LEN + 1 + target.len() + 16 + payload_len
+}
+
+/// Hot-path encoder for an acknowledged SEND, the client's per-message frame: what
+/// `Frame::SendAcked { .. }.encode` appends, with the same checks, without the dispatch on
+/// the frame's kind. On error nothing is appended.
+#[inline]
+pub fn encode_send_acked(
+    out: &mut Vec<u8>,
+    target: &[u8],
+    id: MsgId,
+    payload: &[u8],
+) -> Result<(), EncodeError> {
+    check_short("target", target, CLIENT_ID_LEN_MAX, true)?;
+    check_seq(id)?;
+    out.reserve(frame_len_for_send_acked(target, payload.len()));
+    let body_len = 1 + target.len() + 16 + payload.len();
+    put_header(out, body_len, FrameKind::Send, FLAG_ACKED);
+    put_short(out, target);
+    put_msg_id(out, id);
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
 impl Frame<'_> {
     /// Number of bytes [`Frame::encode`] appends.
     pub fn encoded_len(&self) -> usize {
@@ -746,6 +773,36 @@ mod tests {
         .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), frame_len_for_deliver(b"snd", b"topic", b"payload"));
+    }
+
+    #[test]
+    fn hot_path_send_acked_matches_generic_encoder_and_checks_alike() {
+        let id = MsgId { epoch: 9, seq: 3 };
+        for (target, payload) in [(&b"bob"[..], &b"hi"[..]), (&[7u8; 255][..], &b""[..])] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            encode_send_acked(&mut a, target, id, payload).unwrap();
+            let frame = Frame::SendAcked {
+                target,
+                id,
+                payload,
+            };
+            frame.encode(&mut b).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a.len(), frame_len_for_send_acked(target, payload.len()));
+        }
+        let zero = MsgId { epoch: 9, seq: 0 };
+        for (target, id) in [(&b""[..], id), (&[7u8; 256][..], id), (&b"bob"[..], zero)] {
+            let mut a = vec![1u8];
+            let generic = Frame::SendAcked {
+                target,
+                id,
+                payload: b"x",
+            }
+            .encode(&mut Vec::new());
+            assert_eq!(encode_send_acked(&mut a, target, id, b"x"), generic);
+            assert!(generic.is_err());
+            assert_eq!(a, vec![1u8], "nothing appended on error");
+        }
     }
 
     #[test]

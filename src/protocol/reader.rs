@@ -74,6 +74,21 @@ impl FrameReader {
         }
     }
 
+    /// As [`Self::next_frame`], but the frame is taken only if `wanted` says so; otherwise it
+    /// stays for the next call and `Ok(None)` is returned, as when more bytes are needed.
+    pub fn next_frame_if(
+        &mut self,
+        wanted: impl FnOnce(&Frame<'_>) -> bool,
+    ) -> Result<Option<Frame<'_>>, DecodeError> {
+        match decode(&self.buf[self.start..self.end], self.max_frame_bytes)? {
+            Decoded::Frame { frame, consumed } if wanted(&frame) => {
+                self.start += consumed;
+                Ok(Some(frame))
+            }
+            Decoded::Frame { .. } | Decoded::NeedMore { .. } => Ok(None),
+        }
+    }
+
     /// Moves the unread bytes to the front.
     fn compact(&mut self) {
         if self.start == 0 {
