@@ -6,8 +6,9 @@
 //! eighth of the entries idle the longest is forgotten (counted in `evictions`). A sender
 //! forgotten that way and then retransmitting old messages could see them delivered twice;
 //! that needs more than `senders_max` senders active within one sender's retransmission
-//! time, and the bound is sized well above that (65,536 by default: about 13 MiB, with 512
-//! bytes more for each sender while a gap in its numbers lasts).
+//! time, and the bound is sized well above that (65,536 by default: about 13 MiB, and 512
+//! bytes more for each sender while a gap in its numbers lasts: 45 MiB if every one of them
+//! held a gap at once).
 //!
 //! Acknowledgements are cumulative (`upto`) with the runs above it, sent once
 //! [`ReceiverConfig::ack_every_msgs`] messages of a sender are unacknowledged or
@@ -457,5 +458,16 @@ mod tests {
         // The two oldest went: s0 and s1 are new again, s2 still a duplicate.
         assert_eq!(r.on_message(b"s2", 1, 1, 101 * MS), Verdict::Duplicate);
         assert_eq!(r.on_message(b"s0", 1, 1, 101 * MS), Verdict::Deliver);
+        // Deadlines armed before the eviction still fire for the senders kept (their places
+        // moved), and a forgotten one owes nothing.
+        assert!(r.poll_timeout().is_some());
+        r.handle_timeout(1000 * MS);
+        let acked: std::collections::BTreeSet<Vec<u8>> =
+            drain(&mut r).into_iter().map(|a| a.sender).collect();
+        for kept in [&b"new"[..], b"s0", b"s2", b"s15"] {
+            assert!(acked.contains(kept), "{:?} in {acked:?}", kept);
+        }
+        assert!(!acked.contains(&b"s1"[..]), "{acked:?}");
+        assert_eq!(r.poll_timeout(), None);
     }
 }

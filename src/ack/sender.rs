@@ -29,7 +29,7 @@ pub struct SenderConfig {
     pub window_msgs_max: u32,
     /// Bytes kept for retransmission, over every target, before `send` refuses with
     /// `BytesFull`: each message's payload plus [`KEPT_MSG_OVERHEAD_BYTES`] of bookkeeping.
-    /// 64 MiB: the sender's memory bound for acked traffic (about 640,000 empty messages).
+    /// 64 MiB: the sender's memory bound for acked traffic (about 760,000 empty messages).
     pub window_bytes_max: usize,
     /// Targets with a sequence number in this session. 65,536; each costs about 150 bytes
     /// plus twice the target's length (the flow and its index both hold it).

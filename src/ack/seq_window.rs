@@ -245,8 +245,11 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for round in 0..60 {
-            let n = 50 + round * 23;
+        // Small ranges, probed often; then ranges past the window, probed now and then.
+        let rounds = (0..60)
+            .map(|round| (50 + round * 23, 16))
+            .chain([(5_000, 512), (9_000, 512)]);
+        for (n, probe_every) in rounds {
             let mut w = SeqWindow::default();
             let mut taken = BTreeSet::new();
             for step in 0..n * 3 {
@@ -262,9 +265,10 @@ mod tests {
                 };
                 assert_eq!(w.accept(seq), want, "seq {seq}");
                 assert_eq!(w.upto(), model_upto(&taken));
-                if step % 16 != 0 {
+                if step % probe_every != 0 {
                     continue;
                 }
+                assert_eq!(w.has_gap(), !w.runs(usize::MAX).is_empty());
                 for probe in 1..=n {
                     assert_eq!(w.contains(probe), taken.contains(&probe));
                 }

@@ -480,7 +480,8 @@ fn after_a_failure_new_messages_go_in_a_fresh_epoch_and_the_stream_never_stalls(
     }
     assert_eq!(events(&mut s).len(), 1);
     // Far more than the receiver's window of numbers follows, all delivered and confirmed.
-    let (total, mut next, mut confirmed) = (3_000u64, 0u64, Vec::new());
+    let total = 3 * WINDOW_SEQS;
+    let (mut next, mut confirmed) = (0u64, Vec::new());
     while (confirmed.len() as u64) < total {
         while next < total && s.send(b"b", payload(1), now).is_ok() {
             next += 1;

@@ -35,7 +35,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 /// At most this many events from one [`AckedSession::recv_many`]: a bound on the batch when
-/// messages keep arriving. 4,096: four windows of confirmations or messages.
+/// messages keep arriving. 4,096: a window's worth of messages (`window_msgs_max`), and
+/// far more confirmations (each a range).
 pub const RECV_MANY_EVENTS_MAX: usize = 4096;
 
 /// Tunables of an [`AckedSession`]. `Default` gives the documented values (no servers).
@@ -401,7 +402,8 @@ impl AckedSession {
         while frames < RECV_MANY_EVENTS_MAX && *handed < RECV_MANY_EVENTS_MAX {
             // Acked messages already read, borrowed where they lie: the common case.
             let budget = (RECV_MANY_EVENTS_MAX - frames).min(RECV_MANY_EVENTS_MAX - *handed);
-            let (receiver, mut delivered) = (&mut self.receiver, 0);
+            let receiver = &mut self.receiver;
+            // Counted as handed out, so that an error after some of them counts them too.
             let taken = self.session.take_acked(budget, |sender, id, payload| {
                 if receiver.on_message(sender, id.epoch, id.seq, now_us) == Verdict::Deliver {
                     each(Incoming::AckedMessage {
@@ -409,11 +411,10 @@ impl AckedSession {
                         id,
                         payload,
                     });
-                    delivered += 1;
+                    *handed += 1;
                 }
             })?;
             frames += taken;
-            *handed += delivered;
             if taken == budget {
                 break;
             }
