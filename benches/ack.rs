@@ -67,7 +67,8 @@ fn receiver(c: &mut Criterion) {
         let mut next_seq = 1u64;
         let mut now_us = 0u64;
         g.bench_function(BenchmarkId::from_parameter(size), |b| {
-            // The buffer of DELIVERs is made outside the timing: the next numbers each time.
+            // The buffer of DELIVERs is made and freed outside the timing: the next numbers
+            // each time.
             let make = || {
                 let mut buf = Vec::new();
                 for seq in next_seq..next_seq + BATCH_MSGS {
@@ -77,9 +78,9 @@ fn receiver(c: &mut Criterion) {
                 next_seq += BATCH_MSGS;
                 buf
             };
-            b.iter_batched(
+            b.iter_batched_ref(
                 make,
-                |buf| {
+                |buf: &mut Vec<u8>| {
                     now_us += 100;
                     let mut at = 0;
                     while let Ok(Decoded::Frame { frame, consumed }) =
