@@ -400,6 +400,14 @@ impl Client {
         self.heartbeat_interval_ms
     }
 
+    /// When this client next needs a [`Self::recv`] call even if nothing arrives: the time
+    /// its liveness check of the relay is due (see the module docs). An event loop that
+    /// polls the socket itself ([`AsRawFd`](std::os::fd::AsRawFd)) and calls `recv(Duration::ZERO)` when it is
+    /// readable sleeps no later than this. `None` when no check is due (no heartbeat).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.liveness_check_at()
+    }
+
     /// Queues a direct message to the client registered as `target`.
     pub fn send(&mut self, target: &[u8], payload: &[u8]) -> Result<(), ClientError> {
         self.queue(Frame::Send { target, payload })
@@ -827,10 +835,12 @@ impl Client {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
             Err(e) if is_timeout(&e) => {
                 let now = after(waited);
+                // Before the deadline test, so a caller that only polls (`recv(ZERO)` from
+                // an event loop) still finds a silent relay.
+                self.check_liveness(now)?;
                 if deadline.is_some_and(|d| now >= d) {
                     return Ok(Fill::DeadlinePassed);
                 }
-                self.check_liveness(now)?;
                 Ok(Fill::Progress)
             }
             Err(e) => Err(self.fail(ClientError::Io(e))),
@@ -913,6 +923,14 @@ impl Client {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// The socket, for an event loop that waits for it to become readable and then calls
+/// [`Client::recv`] with `Duration::ZERO`. Reading or writing it directly breaks the framing.
+impl std::os::fd::AsRawFd for Client {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.stream)
     }
 }
 
@@ -1393,6 +1411,40 @@ mod tests {
             other => panic!("expected RelaySilent, got {other:?}"),
         }
         assert!(started.elapsed() < IO_BOUND);
+        tx.send(()).unwrap();
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn an_event_loop_that_only_polls_at_next_deadline_finds_a_silent_relay() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (addr, relay) = fake_relay(move |mut r| {
+            r.next_frame_bytes();
+            r.send(welcome_with_heartbeat(100));
+            let probe = r.next_frame_bytes();
+            assert!(matches!(decode_one(&probe), Frame::Ping { .. }));
+            let _ = rx.recv_timeout(IO_BOUND);
+        });
+        let mut client = Client::connect(addr, b"alice", None).unwrap();
+        let started = Instant::now();
+        // The host's loop, with a silent socket: its timer fires at `next_deadline`, and it
+        // polls with `recv(ZERO)`, which never waits.
+        let outcome = loop {
+            assert!(
+                started.elapsed() < IO_BOUND,
+                "the silence was never noticed"
+            );
+            let deadline = client.next_deadline().expect("a heartbeat was announced");
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            match client.recv(Duration::ZERO) {
+                Ok(None) => continue,
+                other => break other,
+            }
+        };
+        match outcome {
+            Err(ClientError::RelaySilent { silent_ms }) => assert!(silent_ms >= 200, "{silent_ms}"),
+            other => panic!("expected RelaySilent, got {other:?}"),
+        }
         tx.send(()).unwrap();
         relay.join().unwrap();
     }

@@ -111,6 +111,22 @@ impl Session {
         self.reconnects
     }
 
+    /// The current connection's socket, for an event loop (see [`Client`]'s `AsRawFd`);
+    /// `None` between a lost connection and the next call, which reconnects.
+    pub fn as_raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.client.as_ref().map(Client::as_raw_fd)
+    }
+
+    /// As [`Client::next_deadline`]: when the session next needs a `recv` call even if
+    /// nothing arrives. Events already waiting (a reconnection) make it now.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.pending.is_empty() || self.client.is_none() {
+            return Some(Instant::now());
+        }
+        self.client.as_ref().and_then(Client::next_deadline)
+    }
+
     /// The largest frame the current relay accepts (from its WELCOME).
     pub fn relay_max_frame_bytes(&self) -> usize {
         self.client

@@ -1,0 +1,433 @@
+//! `ringrelay_client`: a connection to a relay (a list of them, reconnecting as the Rust
+//! `Session` does) driven by a thread of its own.
+//!
+//! - **Threads.** Every call may come from any thread; calls on one client are serialised by
+//!   one lock, held for the length of the call. The client's thread holds it only while it
+//!   reads from the socket, never while a callback runs.
+//! - **Receiving.** Callback mode (`on_event` set): the client's thread calls it for each
+//!   event in order. Queue mode: events wait for `ringrelay_client_drain` on the host's
+//!   thread; `ringrelay_client_fd` is readable while any wait.
+//! - **Inside a callback** of a client, sending on it works; closing or freeing it, or
+//!   draining it again, returns `RINGRELAY_STATUS_IN_CALLBACK`.
+
+mod driver;
+pub mod event;
+pub mod ops;
+pub mod options;
+mod queue;
+mod wake;
+
+use crate::boundary::{
+    bytes_arg, guard, in_callback_of, refuse_in_callback_of, str_arg, write_out,
+};
+use crate::status::{ringrelay_status, Failure};
+use driver::HandleAddr;
+use event::{ringrelay_event, Item};
+use options::{ringrelay_client_options, ringrelay_event_callback};
+use queue::EventQueue;
+use ringrelay::client::{ClientOptions, Event, Session, SessionOptions};
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wake::WakeFd;
+
+/// A client (opaque). Made by `ringrelay_client_connect`, freed by `ringrelay_client_free`.
+#[allow(non_camel_case_types)]
+pub struct ringrelay_client {
+    shared: Arc<Shared>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the host's threads and the client's thread share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    /// Set by a send (with `auto_flush`), a flush that read events, and close.
+    pub(crate) wake: WakeFd,
+    pub(crate) mode: Mode,
+    pub(crate) stopping: AtomicBool,
+    auto_flush: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    /// `None` once closed.
+    pub(crate) session: Option<Session>,
+    /// Why the client ended, once it has: every later call fails with it.
+    pub(crate) ended: Option<Failure>,
+    /// Frames were queued since the client's thread last wrote (auto flush).
+    pub(crate) unflushed: bool,
+    /// Events a flush's round trip read, for the client's thread to hand out first.
+    pub(crate) pending: VecDeque<Event>,
+}
+
+impl State {
+    /// The session, unless the client was closed or has ended (then why, as a failure).
+    fn open_session(&mut self) -> Result<&mut Session, Failure> {
+        if let Some(ended) = &self.ended {
+            return Err(Failure::new(ended.status, ended.text.clone()));
+        }
+        self.session
+            .as_mut()
+            .ok_or_else(|| Failure::new(ringrelay_status::Closed, "the client is closed"))
+    }
+}
+
+/// The host's userdata pointer, carried to the client's thread.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UserData(pub(crate) *mut c_void);
+
+// SAFETY: the library never dereferences it; the header tells the host that callbacks run on
+// the client's thread, so the host gives a pointer it may use there.
+unsafe impl Send for UserData {}
+// SAFETY: as for Send: the library only passes the pointer back to the host.
+unsafe impl Sync for UserData {}
+
+#[derive(Debug)]
+pub(crate) enum Mode {
+    Callback {
+        on_event: unsafe extern "C" fn(*mut c_void, *mut ringrelay_client, *const ringrelay_event),
+        userdata: UserData,
+    },
+    Queue(EventQueue),
+}
+
+impl ringrelay_client {
+    /// The client behind a handle from C.
+    ///
+    /// # Safety
+    /// Unless NULL, `client` is a live handle from `ringrelay_client_connect`.
+    unsafe fn from_c<'a>(client: *const ringrelay_client) -> Result<&'a ringrelay_client, Failure> {
+        // SAFETY: the caller's promise.
+        unsafe { client.as_ref() }.ok_or_else(|| Failure::invalid("client is NULL"))
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, Failure> {
+        self.shared.state.lock().map_err(|_| {
+            Failure::new(
+                ringrelay_status::Panic,
+                "the client is unusable after a panic inside it",
+            )
+        })
+    }
+
+    /// Runs `op` on the open session; with `auto_flush`, asks the client's thread to write.
+    fn with_session(
+        &self,
+        op: impl FnOnce(&mut Session) -> Result<(), ringrelay::client::ClientError>,
+    ) -> Result<(), Failure> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        op(state.open_session()?)?;
+        if self.shared.auto_flush && !state.unflushed {
+            state.unflushed = true;
+            self.shared.wake.set();
+        }
+        Ok(())
+    }
+
+    /// Stops the client's thread, then closes the session (CLOSE NORMAL to the relay).
+    fn close(&self) -> Result<(), Failure> {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.wake.set();
+        if let Mode::Queue(queue) = &self.shared.mode {
+            queue.wake_waiters();
+        }
+        let driver = self.driver.lock().ok().and_then(|mut d| d.take());
+        if let Some(driver) = driver {
+            let _ = driver.join();
+        }
+        let mut state = self.lock()?;
+        let session = state.session.take();
+        state
+            .ended
+            .get_or_insert_with(|| Failure::new(ringrelay_status::Closed, "the client is closed"));
+        drop(state);
+        match session {
+            Some(session) => session.close().map_err(Failure::from),
+            None => Ok(()),
+        }
+    }
+}
+
+fn session_options(
+    servers: &str,
+    token: &[u8],
+    opts: &ringrelay_client_options,
+) -> Result<SessionOptions, Failure> {
+    let servers: Vec<String> = servers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    if servers.is_empty() {
+        return Err(Failure::invalid("the server list is empty"));
+    }
+    Ok(SessionOptions {
+        servers,
+        token: (!token.is_empty()).then(|| token.to_vec()),
+        reconnect_timeout: opts.reconnect_timeout(),
+        client: ClientOptions {
+            connect_timeout: opts.connect_timeout(),
+            ..ClientOptions::default()
+        },
+        ..SessionOptions::default()
+    })
+}
+
+fn mode(opts: &ringrelay_client_options) -> Result<Mode, Failure> {
+    Ok(match opts.on_event {
+        Some(on_event) => Mode::Callback {
+            on_event,
+            userdata: UserData(opts.userdata),
+        },
+        None => Mode::Queue(EventQueue::new(
+            opts.queue_events_max as usize,
+            usize::try_from(opts.queue_bytes_max).unwrap_or(usize::MAX),
+            new_wake_fd()?,
+        )),
+    })
+}
+
+fn new_wake_fd() -> Result<WakeFd, Failure> {
+    WakeFd::new().map_err(|e| Failure::new(ringrelay_status::Resource, format!("eventfd: {e}")))
+}
+
+/// Connects to the first relay of `servers` that answers and registers `id` there, then starts
+/// the client's thread. `*out` receives the client on success (and is left alone on failure).
+///
+/// - `servers`: NUL-terminated, comma-separated `HOST:PORT` list, tried in turn (and again
+///   after a lost connection, starting after the one lost).
+/// - `id`, `id_len`: the client id, 1 to 255 bytes (any bytes).
+/// - `token`, `token_len`: the relay's token, or NULL and 0 for none.
+/// - `opts`: NULL for the defaults, or options filled by `ringrelay_client_options_init`.
+///
+/// Blocks until registered or until `reconnect_timeout_ms` passes. Callable from any thread,
+/// but not inside a callback of a node this library runs.
+///
+/// # Safety
+/// Pointers as documented: `servers` a NUL-terminated string, `id` `id_len` readable bytes,
+/// `token` `token_len` readable bytes or NULL with 0, `opts` NULL or a filled options struct,
+/// `out` a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn ringrelay_client_connect(
+    servers: *const c_char,
+    id: *const u8,
+    id_len: usize,
+    token: *const u8,
+    token_len: usize,
+    opts: *const ringrelay_client_options,
+    out: *mut *mut ringrelay_client,
+) -> ringrelay_status {
+    guard(|| {
+        // SAFETY: the caller's promises for each argument.
+        let (servers, id, token, opts) = unsafe {
+            (
+                str_arg(servers, "servers")?,
+                bytes_arg(id, id_len, "id")?,
+                bytes_arg(token, token_len, "token")?,
+                ringrelay_client_options::read(opts)?,
+            )
+        };
+        if out.is_null() {
+            return Err(Failure::invalid("out is NULL"));
+        }
+        if id.is_empty() {
+            return Err(Failure::invalid("the client id is empty"));
+        }
+        let session = Session::connect(id, session_options(servers, token, &opts)?)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                session: Some(session),
+                ended: None,
+                unflushed: false,
+                pending: VecDeque::new(),
+            }),
+            wake: new_wake_fd()?,
+            mode: mode(&opts)?,
+            stopping: AtomicBool::new(false),
+            auto_flush: opts.auto_flush,
+        });
+        let handle = Box::into_raw(Box::new(ringrelay_client {
+            shared: Arc::clone(&shared),
+            driver: Mutex::new(None),
+        }));
+        let addr = HandleAddr(handle as usize);
+        let spawned = std::thread::Builder::new()
+            .name("ringrelay-client".into())
+            .spawn(move || driver::run(shared, addr));
+        // SAFETY: `handle` came from Box::into_raw just above and is not shared yet (the
+        // thread only carries its address).
+        let client = unsafe { Box::from_raw(handle) };
+        let driver = spawned.map_err(|e| {
+            Failure::new(
+                ringrelay_status::Resource,
+                format!("cannot start a thread: {e}"),
+            )
+        })?;
+        if let Ok(mut slot) = client.driver.lock() {
+            *slot = Some(driver);
+        }
+        // SAFETY: the caller's promise about `out`.
+        unsafe { write_out(out, Box::into_raw(client), "out") }
+    })
+}
+
+impl Drop for ringrelay_client {
+    /// Whatever path frees a client stops its thread first, so no callback ever sees a freed
+    /// handle.
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Closes the client: stops its thread (no callback runs after this returns), sends CLOSE to
+/// the relay, and waits briefly (at most 250 ms) for the relay to close its side. The handle
+/// stays valid until `ringrelay_client_free`; every other call on it then fails with
+/// `RINGRELAY_STATUS_CLOSED`. Closing twice is not an error. Events still in the queue are
+/// dropped.
+///
+/// Not allowed inside this client's callbacks (returns `RINGRELAY_STATUS_IN_CALLBACK`: the
+/// callback's thread is the one being stopped).
+///
+/// # Safety
+/// Unless NULL, `client` is a live client.
+#[no_mangle]
+pub unsafe extern "C" fn ringrelay_client_close(client: *mut ringrelay_client) -> ringrelay_status {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let c = unsafe { ringrelay_client::from_c(client)? };
+        refuse_in_callback_of(client as *const c_void, "ringrelay_client_close")?;
+        c.close()
+    })
+}
+
+/// Closes the client as `ringrelay_client_close` does (if not closed yet) and frees it. NULL is
+/// ignored. The handle must not be used again, by any thread.
+///
+/// Not allowed inside this client's callbacks: returns `RINGRELAY_STATUS_IN_CALLBACK` and
+/// frees nothing (free it from another place once the callback has returned).
+///
+/// # Safety
+/// Unless NULL, `client` is a live client that no other thread is using or will use.
+#[no_mangle]
+pub unsafe extern "C" fn ringrelay_client_free(client: *mut ringrelay_client) -> ringrelay_status {
+    guard(|| {
+        if client.is_null() {
+            return Ok(());
+        }
+        refuse_in_callback_of(client as *const c_void, "ringrelay_client_free")?;
+        // SAFETY: a live client is a Box from `ringrelay_client_connect`, freed once (the
+        // caller's promise); dropping it closes it first.
+        let owned = unsafe { Box::from_raw(client) };
+        let closed = owned.close();
+        drop(owned);
+        closed
+    })
+}
+
+/// The descriptor a host event loop (epoll, libuv, asio, an io_uring read) watches in queue
+/// mode: readable while events wait for `ringrelay_client_drain`. Owned by the client (do not
+/// close it, read it or write it); valid until `ringrelay_client_free`. -1 in callback mode or
+/// for NULL.
+///
+/// # Safety
+/// Unless NULL, `client` is a live client.
+#[no_mangle]
+pub unsafe extern "C" fn ringrelay_client_fd(client: *const ringrelay_client) -> i32 {
+    crate::boundary::guard_value(-1, || {
+        // SAFETY: the caller's promise.
+        match unsafe { ringrelay_client::from_c(client) } {
+            Ok(c) => match &c.shared.mode {
+                Mode::Queue(queue) => queue.fd.raw(),
+                Mode::Callback { .. } => -1,
+            },
+            Err(_) => -1,
+        }
+    })
+}
+
+/// Queue mode: calls `on_event(userdata, client, event)` on this thread for up to `max` waiting
+/// events, in order, and writes how many to `*drained` (when not NULL). Returns at once when
+/// none wait (it never waits). Each event is borrowed until `on_event` returns
+/// (`ringrelay_event_retain` keeps one longer). Inside `on_event`, sending on the client
+/// works; draining, closing or freeing it returns `RINGRELAY_STATUS_IN_CALLBACK`.
+///
+/// `RINGRELAY_STATUS_BAD_STATE` in callback mode. After the client ends, the events before its
+/// end (the last a CLOSED event) can still be drained.
+///
+/// # Safety
+/// Unless NULL, `client` is a live client; `on_event` is a valid function; `drained` is NULL or
+/// a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn ringrelay_client_drain(
+    client: *mut ringrelay_client,
+    on_event: ringrelay_event_callback,
+    userdata: *mut c_void,
+    max: usize,
+    drained: *mut usize,
+) -> ringrelay_status {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let c = unsafe { ringrelay_client::from_c(client)? };
+        let on_event = on_event.ok_or_else(|| Failure::invalid("on_event is NULL"))?;
+        let Mode::Queue(queue) = &c.shared.mode else {
+            return Err(Failure::new(
+                ringrelay_status::BadState,
+                "the client has an event callback: there is no queue to drain",
+            ));
+        };
+        refuse_in_callback_of(client as *const c_void, "ringrelay_client_drain")?;
+        let mut items: VecDeque<Item> = VecDeque::new();
+        queue.take(max, &mut items);
+        let count = items.len();
+        in_callback_of(client as *const c_void, || {
+            for item in &items {
+                let view = ringrelay_event::view(item);
+                // SAFETY: the host's callback, called as documented: its userdata, the live
+                // client, an event valid for the call.
+                unsafe { on_event(userdata, client, &view) };
+            }
+        });
+        if !drained.is_null() {
+            // SAFETY: not NULL, and the caller promises a writable `size_t`.
+            unsafe { drained.write(count) };
+        }
+        Ok(())
+    })
+}
+
+/// Writes every queued message to the relay. With `timeout_ms` > 0 it also waits (up to that
+/// long) until the relay has handled them: a PING/PONG round trip, after which an ERROR about
+/// any of them has arrived (and is handed out as an event). `RINGRELAY_STATUS_TIMEOUT` when the
+/// answer did not come in time. Allowed inside callbacks.
+///
+/// # Safety
+/// Unless NULL, `client` is a live client.
+#[no_mangle]
+pub unsafe extern "C" fn ringrelay_client_flush(
+    client: *mut ringrelay_client,
+    timeout_ms: u32,
+) -> ringrelay_status {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let c = unsafe { ringrelay_client::from_c(client)? };
+        let mut state = c.lock()?;
+        let state = &mut *state;
+        state.unflushed = false;
+        let session = state.open_session()?;
+        if timeout_ms == 0 {
+            return session.flush().map_err(Failure::from);
+        }
+        let events = session.round_trip(Duration::from_millis(u64::from(timeout_ms)))?;
+        if !events.is_empty() {
+            state.pending.extend(events);
+            c.shared.wake.set();
+        }
+        Ok(())
+    })
+}

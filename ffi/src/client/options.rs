@@ -1,0 +1,122 @@
+//! `ringrelay_client_options`: the tunables of a client, a struct that can grow without
+//! breaking programs built against an older header (it starts with its own size).
+
+use super::event::ringrelay_event;
+use super::ringrelay_client;
+use crate::boundary::guard_value;
+use crate::status::Failure;
+use std::ffi::c_void;
+use std::mem::{size_of, MaybeUninit};
+use std::time::Duration;
+
+/// A function the library calls with an event: `userdata` as given, the client the event is
+/// for, and the event, borrowed until the function returns.
+#[allow(non_camel_case_types)]
+pub type ringrelay_event_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        client: *mut ringrelay_client,
+        event: *const ringrelay_event,
+    ),
+>;
+
+/// Options of `ringrelay_client_connect`. Fill it with `ringrelay_client_options_init`, then
+/// change fields: a later version of the library may add fields at the end, and reads only the
+/// first `struct_size` bytes, so a program built against this header keeps working.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ringrelay_client_options {
+    /// `sizeof(ringrelay_client_options)`, set by `ringrelay_client_options_init`.
+    pub struct_size: u32,
+    /// Bound on one connection attempt (TCP connect plus the handshake). Default 5000 ms.
+    pub connect_timeout_ms: u32,
+    /// How long the client looks for a relay of its list, at connect and after a lost
+    /// connection, before it gives up. Default 10000 ms: longer than a cluster takes to notice
+    /// a dead node (3 s by default) and a relay takes to restart.
+    pub reconnect_timeout_ms: u32,
+    /// Queue mode (no `on_event`): most events waiting to be drained. When the queue is full
+    /// the client stops reading from the relay until the host drains (the relay then buffers,
+    /// and closes a consumer that stays behind as SLOW_CONSUMER). Default 65536.
+    pub queue_events_max: u32,
+    /// Queue mode: most bytes (ids, topics, payloads) waiting to be drained; the same policy
+    /// when full. Default 67108864 (64 MiB).
+    pub queue_bytes_max: u64,
+    /// Whether the client's own thread writes queued messages soon after they are queued
+    /// (true, the default), or only `ringrelay_client_flush` and a full write buffer do
+    /// (false: the fastest for a host that sends in bursts and flushes after each).
+    pub auto_flush: bool,
+    /// Callback mode when set: the client's thread calls it for every event, in order, never
+    /// two at once. When NULL, events wait in a queue for `ringrelay_client_drain`.
+    pub on_event: ringrelay_event_callback,
+    /// Passed to `on_event` as is; the library never reads it.
+    pub userdata: *mut c_void,
+}
+
+impl Default for ringrelay_client_options {
+    fn default() -> Self {
+        ringrelay_client_options {
+            struct_size: size_of::<ringrelay_client_options>() as u32,
+            connect_timeout_ms: 5_000,
+            reconnect_timeout_ms: 10_000,
+            queue_events_max: 65_536,
+            queue_bytes_max: 64 << 20,
+            auto_flush: true,
+            on_event: None,
+            userdata: std::ptr::null_mut(),
+        }
+    }
+}
+
+impl ringrelay_client_options {
+    /// The options `opts` names: the defaults overlaid with its first `struct_size` bytes.
+    ///
+    /// # Safety
+    /// Unless NULL, `opts` points to at least `opts->struct_size` readable bytes holding a
+    /// prefix of this struct as a program built against some version of the header laid it out.
+    pub(crate) unsafe fn read(opts: *const ringrelay_client_options) -> Result<Self, Failure> {
+        let mut out = MaybeUninit::new(Self::default());
+        if opts.is_null() {
+            // SAFETY: initialised just above.
+            return Ok(unsafe { out.assume_init() });
+        }
+        // SAFETY: `struct_size` is the first field, present in every version of the struct.
+        let given = unsafe { opts.cast::<u32>().read_unaligned() } as usize;
+        if given < size_of::<u32>() {
+            return Err(Failure::invalid(format!(
+                "options struct_size is {given}: call ringrelay_client_options_init first"
+            )));
+        }
+        let n = given.min(size_of::<Self>());
+        // SAFETY: the caller promises `given` readable bytes; `n <= given` and `n` fits in
+        // `out`. Every field is plain data (integers, a bool, pointers) that the C program
+        // wrote as its own header declares it, so any prefix leaves `out` a valid value.
+        unsafe {
+            std::ptr::copy_nonoverlapping(opts.cast::<u8>(), out.as_mut_ptr().cast::<u8>(), n);
+            Ok(out.assume_init())
+        }
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.connect_timeout_ms.max(1)))
+    }
+
+    pub(crate) fn reconnect_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.reconnect_timeout_ms.max(1)))
+    }
+}
+
+/// Fills `*opts` with the defaults and sets `struct_size`. NULL is ignored. Callable from any
+/// thread.
+///
+/// # Safety
+/// Unless NULL, `opts` points to a writable `ringrelay_client_options`.
+#[no_mangle]
+pub unsafe extern "C" fn ringrelay_client_options_init(opts: *mut ringrelay_client_options) {
+    guard_value((), || {
+        if !opts.is_null() {
+            // SAFETY: not NULL, and the caller promises a writable struct.
+            unsafe { opts.write(ringrelay_client_options::default()) };
+        }
+    })
+}
