@@ -184,6 +184,18 @@ typedef struct ringrelay_client ringrelay_client;
 typedef struct ringrelay_event ringrelay_event;
 
 /**
+ * A node (opaque). Made by `ringrelay_node_start`, freed by `ringrelay_node_free`.
+ */
+typedef struct ringrelay_node ringrelay_node;
+
+/**
+ * Node settings (opaque). Made by `ringrelay_node_config_new`, freed by
+ * `ringrelay_node_config_free`; `ringrelay_node_start` copies what it needs, so the config may
+ * be freed (or reused for another node) once it returns.
+ */
+typedef struct ringrelay_node_config ringrelay_node_config;
+
+/**
  * A function the library calls with an event: `userdata` as given, the client the event is
  * for, and the event, borrowed until the function returns.
  */
@@ -192,8 +204,8 @@ typedef void (*ringrelay_event_callback)(void *userdata,
                                          const ringrelay_event *event);
 
 /**
- * Options of `ringrelay_client_connect`. Fill it with `ringrelay_client_options_init`, then
- * change fields: a later version of the library may add fields at the end, and reads only the
+ * Options of `ringrelay_client_connect`. Fill it with
+ * `ringrelay_client_options_init(&opts, sizeof opts)`, then change fields: a later version of the library may add fields at the end, and reads only the
  * first `struct_size` bytes, so a program built against this header keeps working.
  */
 typedef struct {
@@ -237,7 +249,68 @@ typedef struct {
      * Passed to `on_event` as is; the library never reads it.
      */
     void *userdata;
+    /**
+     * Acked mode: `ringrelay_client_send_acked` works, and every acked message ends in a
+     * CONFIRMED or FAILED event; acked messages from others arrive as ACKED_MESSAGE events and
+     * are acknowledged by the library once it has read them for the application: right
+     * before the callback runs, or, in queue mode, when queued (so drain before closing:
+     * events still queued at close were acknowledged). Needs a relay that speaks protocol
+     * version 2. Default false.
+     */
+    bool acked;
 } ringrelay_client_options;
+
+/**
+ * Counters of a node. Set `struct_size` to `sizeof(ringrelay_node_stats)` before
+ * `ringrelay_node_get_stats`: a later library fills only that many bytes, so a program built
+ * against this header keeps working.
+ */
+typedef struct {
+    uint32_t struct_size;
+    /**
+     * Client ids registered on this node now.
+     */
+    uint64_t registered_clients;
+    /**
+     * Client connections open now (local clients included).
+     */
+    uint64_t connections_open;
+    /**
+     * Cluster data links open now.
+     */
+    uint64_t links_open;
+    uint64_t connections_accepted;
+    uint64_t frames_in;
+    uint64_t bytes_in;
+    uint64_t deliveries;
+    /**
+     * Sends to an id registered nowhere.
+     */
+    uint64_t unknown_id;
+    uint64_t slow_consumer_closes;
+    uint64_t protocol_error_closes;
+} ringrelay_node_stats;
+
+/**
+ * Decides whether a client may register: `id`, its `token` (empty when none), and `peer`
+ * (`"IP:PORT"`, or `"local"`), NUL-terminated. Returns true to allow.
+ */
+typedef bool (*ringrelay_authorize_fn)(void *userdata,
+                                       const uint8_t *id,
+                                       size_t id_len,
+                                       const uint8_t *token,
+                                       size_t token_len,
+                                       const char *peer);
+
+/**
+ * Told that client `id` registered on the node (`online` true) or its registration ended.
+ */
+typedef void (*ringrelay_presence_fn)(void *userdata, const uint8_t *id, size_t id_len, bool online);
+
+/**
+ * Gets one log line of the node: `level` 1 error, 2 warn, 3 info, 4 debug, 5 trace.
+ */
+typedef void (*ringrelay_log_fn)(void *userdata, uint32_t level, const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -282,14 +355,18 @@ ringrelay_status ringrelay_client_connect(const char *servers,
                                           ringrelay_client **out);
 
 /**
- * Closes the client: stops its thread (no callback runs after this returns), sends CLOSE to
- * the relay, and waits briefly (at most 250 ms) for the relay to close its side. The handle
- * stays valid until `ringrelay_client_free`; every other call on it then fails with
- * `RINGRELAY_STATUS_CLOSED`. Closing twice is not an error. Events still in the queue are
- * dropped.
+ * Closes the client: stops its thread (no callback runs after this returns, even for a
+ * concurrent close), sends CLOSE to the relay, and waits up to 250 ms for the relay to close
+ * its side. Stopping the thread waits for a callback that is running, and, during a
+ * reconnection, for the connection attempt under way (up to `connect_timeout_ms`). The handle
+ * stays valid until `ringrelay_client_free`; requests on it then fail with
+ * `RINGRELAY_STATUS_CLOSED`, while events already in the queue can still be drained. Events
+ * the client's thread had read but not yet handed out are dropped (in acked mode they were
+ * acknowledged: let the queue or callbacks catch up before closing). Closing twice is not an
+ * error.
  *
- * Not allowed inside this client's callbacks (returns `RINGRELAY_STATUS_IN_CALLBACK`: the
- * callback's thread is the one being stopped).
+ * Not allowed inside this client's callbacks, nor anywhere on its thread (returns
+ * `RINGRELAY_STATUS_IN_CALLBACK`: that thread is the one being stopped).
  *
  * # Safety
  * Unless NULL, `client` is a live client.
@@ -340,10 +417,12 @@ ringrelay_status ringrelay_client_drain(ringrelay_client *client,
                                         size_t *drained);
 
 /**
- * Writes every queued message to the relay. With `timeout_ms` > 0 it also waits (up to that
- * long) until the relay has handled them: a PING/PONG round trip, after which an ERROR about
- * any of them has arrived (and is handed out as an event). `RINGRELAY_STATUS_TIMEOUT` when the
- * answer did not come in time. Allowed inside callbacks.
+ * Writes every queued message to the relay. With `timeout_ms` > 0 it also waits, up to that
+ * long: in plain mode until the relay has handled them (a PING/PONG round trip, after which
+ * an ERROR about any of them has arrived and is handed out as an event); in acked mode until
+ * every acked message sent so far has ended (its CONFIRMED or FAILED events follow).
+ * `RINGRELAY_STATUS_TIMEOUT` when that did not happen in time. Allowed inside callbacks, but
+ * events read meanwhile are handed out only after the callback returns.
  *
  * # Safety
  * Unless NULL, `client` is a live client.
@@ -543,13 +622,184 @@ ringrelay_status ringrelay_client_unwatch(ringrelay_client *client,
                                           size_t id_len);
 
 /**
- * Fills `*opts` with the defaults and sets `struct_size`. NULL is ignored. Callable from any
- * thread.
+ * Acked mode (`opts.acked`): sends `payload` to `target` with acknowledged delivery and
+ * writes its sequence number to `*seq` (when not NULL). The message then ends in exactly one
+ * event: CONFIRMED (a range holding its number: it reached the target's application) or
+ * FAILED (it may or may not have). `RINGRELAY_STATUS_WOULD_BLOCK` when the window to this
+ * target (4,096 messages) or the bytes kept for retransmission are full: let events come (the
+ * acknowledgements make room) and retry. `RINGRELAY_STATUS_BAD_STATE` in plain mode. The
+ * payload is copied (kept until confirmed). Callable from any thread and inside callbacks.
  *
  * # Safety
- * Unless NULL, `opts` points to a writable `ringrelay_client_options`.
+ * As `ringrelay_client_send`; `seq` is NULL or a writable `uint64_t`.
  */
-void ringrelay_client_options_init(ringrelay_client_options *opts);
+ringrelay_status ringrelay_client_send_acked(ringrelay_client *client,
+                                             const uint8_t *target,
+                                             size_t target_len,
+                                             const uint8_t *payload,
+                                             size_t payload_len,
+                                             uint64_t *seq);
+
+/**
+ * Fills `*opts` with the defaults: its first `size` bytes, where `size` is
+ * `sizeof(ringrelay_client_options)` as the caller's header declares it (so a program built
+ * against an older, smaller struct is never written past its end); `struct_size` is set to
+ * what was filled. NULL is ignored. Callable from any thread.
+ *
+ * # Safety
+ * Unless NULL, `opts` points to `size` writable bytes.
+ */
+void ringrelay_client_options_init(ringrelay_client_options *opts, size_t size);
+
+/**
+ * Starts a node with `config`'s settings and hooks; returns once it accepts clients. `*out`
+ * receives the node. The config is not kept: free or change it afterwards as you like.
+ * Fails with `RINGRELAY_STATUS_CONFIG`, `_LISTEN`, `_IO_URING_UNAVAILABLE` or `_RESOURCE`
+ * (the reason in the last error). Not allowed inside a hook.
+ *
+ * # Safety
+ * `config` is a live config; `out` points to a writable pointer.
+ */
+ringrelay_status ringrelay_node_start(ringrelay_node_config *config, ringrelay_node **out);
+
+/**
+ * Stops the node: new connections are refused, every connection is closed with SHUTDOWN and
+ * given at most `drain_ms` to take what was queued for it, then the node's threads are
+ * joined. Local clients see their connection end (a CLOSED event). Stopping a stopped node
+ * is not an error. Not allowed inside a hook.
+ *
+ * # Safety
+ * Unless NULL, `node` is a live node.
+ */
+ringrelay_status ringrelay_node_stop(ringrelay_node *node, uint32_t drain_ms);
+
+/**
+ * Stops the node if it runs (with a drain of 500 ms) and frees it. NULL is ignored. Clients
+ * of the node (local or not) stay valid objects, to be freed by their own calls.
+ *
+ * # Safety
+ * Unless NULL, `node` is a live node that no other thread uses or will use.
+ */
+ringrelay_status ringrelay_node_free(ringrelay_node *node);
+
+/**
+ * The address the node listens on for clients, `"IP:PORT"` (the real port when `listen`
+ * said port 0), as a NUL-terminated string owned by the node and valid until
+ * `ringrelay_node_free`. NULL for NULL.
+ *
+ * # Safety
+ * Unless NULL, `node` is a live node.
+ */
+const char *ringrelay_node_listen_addr(const ringrelay_node *node);
+
+/**
+ * Fills `*stats` (its first `stats->struct_size` bytes) with the node's counters.
+ *
+ * # Safety
+ * `node` is a live node; `stats` points to a writable struct whose `struct_size` is set.
+ */
+ringrelay_status ringrelay_node_get_stats(const ringrelay_node *node, ringrelay_node_stats *stats);
+
+/**
+ * Attaches a client with id `id` to the node inside this process, with no TCP socket: the same
+ * client API as `ringrelay_client_connect` (callback or queue mode from `opts`), and the node
+ * serves it as any other client (token check, authorize hook with peer `"local"`, every
+ * delivery kind, cluster-wide). It never reconnects: when the node stops, it gets a CLOSED
+ * event. `*out` receives the client; free it with `ringrelay_client_free`. Not allowed inside
+ * a hook.
+ *
+ * # Safety
+ * `node` is a live node; `id` points to `id_len` readable bytes; `token` to `token_len` (or
+ * NULL with 0); `opts` is NULL or filled by `ringrelay_client_options_init`; `out` points to a
+ * writable pointer.
+ */
+ringrelay_status ringrelay_node_local_client(ringrelay_node *node,
+                                             const uint8_t *id,
+                                             size_t id_len,
+                                             const uint8_t *token,
+                                             size_t token_len,
+                                             const ringrelay_client_options *opts,
+                                             ringrelay_client **out);
+
+/**
+ * Makes a config with every setting at its default (as a relay with an empty config file, but
+ * workers are never pinned to CPUs unless `cpus` is set). `*out` receives it.
+ *
+ * # Safety
+ * `out` points to a writable pointer.
+ */
+ringrelay_status ringrelay_node_config_new(ringrelay_node_config **out);
+
+/**
+ * Frees a config (and the hooks' userdata through their `drop` functions, unless a node
+ * started from it still uses them). NULL is ignored.
+ *
+ * # Safety
+ * Unless NULL, `config` is a live config, not used again.
+ */
+void ringrelay_node_config_free(ringrelay_node_config *config);
+
+/**
+ * Sets one setting by its key in the relay's TOML file (README, "Configuration"), with the
+ * value as text: `"listen"` `"127.0.0.1:7000"`, `"workers"` `"2"`, `"cpus"` `"[0, 1]"`,
+ * `"token"` `"secret"`. The value is read as TOML first and as a plain string when the
+ * setting refuses that. `RINGRELAY_STATUS_CONFIG` (and the reason in the last error) when the
+ * key is unknown or the value is refused; the config is then unchanged.
+ *
+ * # Safety
+ * `config` is a live config; `key` and `value` are NUL-terminated strings.
+ */
+ringrelay_status ringrelay_node_config_set(ringrelay_node_config *config,
+                                           const char *key,
+                                           const char *value);
+
+/**
+ * Asks `authorize(userdata, id, id_len, token, token_len, peer)` at every client HELLO that
+ * passed the token check; false refuses the client (CLOSE AUTH_FAILED). `peer` is
+ * `"IP:PORT"`, or `"local"` for a local client. It runs on a worker thread, for one client at
+ * a time per worker but on several workers at once, so it must be quick and thread-safe, and
+ * should call no ringrelay function but `ringrelay_status_str`, `ringrelay_last_error` and
+ * `ringrelay_version*`: every call that returns a `ringrelay_status` is refused there with
+ * `RINGRELAY_STATUS_IN_CALLBACK` (most could wait on the worker that waits for the hook). `drop(userdata)`, when
+ * not NULL, runs once the last node started from this config is freed (or the config, if none
+ * was started). Set before `ringrelay_node_start`; NULL `authorize` removes the hook.
+ *
+ * # Safety
+ * `config` is a live config; the functions are valid for as long as a node uses them.
+ */
+ringrelay_status ringrelay_node_config_set_authorize(ringrelay_node_config *config,
+                                                     ringrelay_authorize_fn authorize,
+                                                     void *userdata,
+                                                     void (*drop)(void*));
+
+/**
+ * Tells `presence(userdata, id, id_len, online)` when a client id registers on this node
+ * (`online` true) and when that registration ends (false). Runs on a worker thread, with the
+ * rules of `ringrelay_node_config_set_authorize`.
+ *
+ * # Safety
+ * As `ringrelay_node_config_set_authorize`.
+ */
+ringrelay_status ringrelay_node_config_set_presence(ringrelay_node_config *config,
+                                                    ringrelay_presence_fn presence,
+                                                    void *userdata,
+                                                    void (*drop)(void*));
+
+/**
+ * Sends the node's log lines at `max_level` or more severe (1 error, 2 warn, 3 info, 4 debug,
+ * 5 trace) to `log(userdata, level, message)`, a NUL-terminated line valid during the call.
+ * Without it the node logs nothing (the library installs no logger of its own). Runs on the
+ * node's worker threads and on the thread that calls `ringrelay_node_start`, with the rules
+ * of `ringrelay_node_config_set_authorize`.
+ *
+ * # Safety
+ * As `ringrelay_node_config_set_authorize`.
+ */
+ringrelay_status ringrelay_node_config_set_log(ringrelay_node_config *config,
+                                               ringrelay_log_fn log,
+                                               void *userdata,
+                                               void (*drop)(void*),
+                                               uint32_t max_level);
 
 /**
  * The status's name, as a static NUL-terminated string (`"RINGRELAY_STATUS_OK"`); an unknown

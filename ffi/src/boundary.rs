@@ -16,11 +16,26 @@ thread_local! {
     /// The object whose callback this thread is running (NULL: none), so a call that would
     /// deadlock or free it under its own feet is refused with `RINGRELAY_STATUS_IN_CALLBACK`.
     static IN_CALLBACK_OF: Cell<*const c_void> = const { Cell::new(std::ptr::null()) };
+    /// This thread runs a node's hook (on a worker): every call but the status, error and
+    /// version ones is refused, since most could wait on the worker that waits for the hook.
+    static IN_NODE_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `body` (a call into a host's node hook) marked as such on this thread.
+pub(crate) fn in_node_hook<T>(body: impl FnOnce() -> T) -> T {
+    let outer = IN_NODE_HOOK.with(|h| h.replace(true));
+    let result = body();
+    IN_NODE_HOOK.with(|h| h.set(outer));
+    result
 }
 
 /// Runs an export's body: `Ok` gives `RINGRELAY_STATUS_OK`; a failure or a panic gives its
 /// status and leaves its words in the last error.
 pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> ringrelay_status {
+    if IN_NODE_HOOK.with(Cell::get) {
+        set_last_error("ringrelay calls are not allowed inside a node hook");
+        return ringrelay_status::InCallback;
+    }
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => ringrelay_status::Ok,
         Ok(Err(failure)) => {

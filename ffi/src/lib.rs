@@ -9,10 +9,12 @@
 //!
 //! Modules: [`status`] (the result codes and the error mapping), [`boundary`] (panics, the last
 //! error, argument checks), [`version`], [`client`] (connect, send, receive by callback or
-//! queue, the client's thread).
+//! queue, the client's thread), [`node`] (an embedded node: config by TOML keys, hooks,
+//! start/stop, local clients, stats).
 
 pub mod boundary;
 pub mod client;
+pub mod node;
 pub mod status;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;

@@ -7,7 +7,10 @@ mod support;
 
 use ringrelay::config::Config;
 use ringrelay::server::Server;
-use support::{assert_passed, build_c, run, test_source};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use support::{assert_passed, build_c, run, sanitized, test_source, workspace_dir, Lines};
 
 fn relay() -> Server {
     Server::start(Config {
@@ -46,4 +49,120 @@ fn c_panic_in_the_library_comes_back_as_a_status() {
         return;
     };
     assert_passed(&run(&exe, &[]), "panic");
+}
+
+/// Builds `ffi/tests/c/<name>.c` and runs it with `args` (the program starts its own node).
+fn run_alone(name: &str, args: &[&str]) {
+    let Some(exe) = build_c(name, &[test_source(&format!("{name}.c"))], "cc", "c11") else {
+        return;
+    };
+    assert_passed(&run(&exe, args), name);
+}
+
+#[test]
+fn c_embedded_node_serves_two_local_clients_and_a_remote_one() {
+    run_alone("node_local", &[]);
+}
+
+#[test]
+fn c_embedded_node_authorize_hook_refuses_one_id() {
+    run_alone("node_authorize", &[]);
+}
+
+/// More than one window (4,096) of acked messages, so the window fills at least once.
+const ACKED_MESSAGES: &str = "20000";
+
+#[test]
+fn c_acked_sends_are_all_confirmed_and_delivered_once_in_order() {
+    run_alone("acked", &[ACKED_MESSAGES]);
+}
+
+/// Start/stop cycles of an embedded node with clients attached, leak-checked.
+const NODE_CYCLES: &str = "1000";
+
+#[test]
+fn c_embedded_node_survives_start_stop_cycles_without_leaks() {
+    run_alone("node_cycles", &[NODE_CYCLES]);
+}
+
+fn example(path: &str) -> PathBuf {
+    workspace_dir().join("examples").join(path)
+}
+
+/// The README's example: a C server embedding a node hosts a chat room; each line a client
+/// types reaches everyone in the room but that client (the server too, as a local client).
+#[test]
+fn c_chat_server_example_relays_each_line_to_everyone_but_the_sender() {
+    let Some(server_exe) = build_c("chat_server", &[example("c/chat_server.c")], "cc", "c11")
+    else {
+        return;
+    };
+    let Some(client_exe) = build_c("chat_client", &[example("c/client.c")], "cc", "c11") else {
+        return;
+    };
+    let mut server = sanitized(&server_exe, &["127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("chat_server starts");
+    let mut server_lines = Lines::of(server.stdout.take().unwrap());
+    let listening = server_lines.until("listening on", |l| l.starts_with("listening on "));
+    let addr = listening.trim_start_matches("listening on ").to_string();
+
+    // Bob joins and waits for two lines; Alice says two and leaves.
+    let mut bob = sanitized(&client_exe, &[&addr, "bob", "2"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("client starts");
+    let mut bob_lines = Lines::of(bob.stdout.take().unwrap());
+    bob_lines.until("ready", |l| l == "ready");
+    drop(bob.stdin.take()); // Bob types nothing.
+    let mut alice = sanitized(&client_exe, &[&addr, "alice", "0"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("client starts");
+    let mut alice_in = alice.stdin.take().unwrap();
+    alice_in.write_all(b"hello\nworld\n").unwrap();
+    drop(alice_in);
+    let alice_out = support::finish(alice);
+    assert!(alice_out.status.success(), "alice: {alice_out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&alice_out.stdout).trim(),
+        "ready",
+        "alice hears no echo"
+    );
+
+    bob_lines.until("from alice", |l| l == "alice: hello");
+    bob_lines.until("from alice", |l| l == "alice: world");
+    let bob_out = support::finish(bob);
+    assert!(
+        bob_out.status.success(),
+        "bob: {bob_out:?} {:?}",
+        bob_lines.seen
+    );
+
+    server_lines.until("the room's line", |l| l == "alice: world");
+    drop(server.stdin.take());
+    let server_out = support::finish(server);
+    let lines = server_lines.rest();
+    assert!(server_out.status.success(), "chat_server: {server_out:?}");
+    for expected in [
+        "* server online",
+        "* bob online",
+        "* alice online",
+        "alice: hello",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected:?} not in {lines:?}"
+        );
+    }
+}
+
+/// The C++ example: RAII handles over the C API, two local clients of an embedded node.
+#[test]
+fn cpp_example_embeds_a_node_with_raii_handles() {
+    let Some(exe) = build_c("embed_cpp", &[example("cpp/embed.cpp")], "c++", "c++17") else {
+        return;
+    };
+    assert_passed(&run(&exe, &[]), "embed");
 }

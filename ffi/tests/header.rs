@@ -105,7 +105,7 @@ const USES_THE_HEADER: &str = r#"
 #include "ringrelay.h"
 int main(void) {
     ringrelay_client_options opts;
-    ringrelay_client_options_init(&opts);
+    ringrelay_client_options_init(&opts, sizeof opts);
     ringrelay_status s = RINGRELAY_STATUS_OK;
     (void)ringrelay_status_str(s);
     return (int)(RINGRELAY_VERSION_NUMBER - RINGRELAY_VERSION_NUMBER);

@@ -178,13 +178,19 @@ pub struct AckedSession {
 impl AckedSession {
     /// Connects as [`Session::connect`], with a fresh random epoch for its messages.
     pub fn connect(id: &[u8], opts: AckedSessionOptions) -> Result<AckedSession, ClientError> {
-        let session = Session::connect(id, opts.session)?;
+        let session = Session::connect(id, opts.session.clone())?;
+        Ok(Self::over(session, opts))
+    }
+
+    /// Acknowledged delivery over `session`, a session already connected (a local client of
+    /// an embedded node, [`Session::over_client`]); `opts.session` is not used.
+    pub fn over(session: Session, opts: AckedSessionOptions) -> AckedSession {
         let mut seed = [0u8; 16];
         let _ = getrandom::fill(&mut seed);
         let epoch = u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()) | 1;
         let jitter_seed = u64::from_le_bytes(seed[8..].try_into().unwrap_or_default());
         let payload_bytes_max = crate::protocol::payload_bytes_max(session.relay_max_frame_bytes());
-        Ok(AckedSession {
+        AckedSession {
             session,
             sender: AckSender::new(opts.sender, epoch, jitter_seed),
             receiver: AckReceiver::new(opts.receiver),
@@ -195,7 +201,25 @@ impl AckedSession {
             auto_watches_max: opts.auto_watches_max,
             payload_bytes_max,
             deferred: None,
-        })
+        }
+    }
+
+    /// The session's socket, for an event loop (see [`Session::as_raw_fd`]).
+    pub fn as_raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.session.as_raw_fd()
+    }
+
+    /// When this session next needs a `recv` call even if nothing arrives: the earliest of its
+    /// retransmission and acknowledgement timers and the connection's liveness check; now when
+    /// events wait.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.events.is_empty() || self.deferred.is_some() {
+            return Some(Instant::now());
+        }
+        match (self.next_timer(), self.session.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The epoch this session numbers its messages in.

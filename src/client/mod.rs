@@ -19,11 +19,12 @@
 
 mod acked;
 mod session;
+mod transport;
 
 pub use acked::{
     AckedSendError, AckedSession, AckedSessionOptions, AckedStats, Incoming, RECV_MANY_EVENTS_MAX,
 };
-pub use session::{Session, SessionOptions};
+pub use session::{CancelFlag, Session, SessionOptions, CANCEL_CHECK_INTERVAL};
 
 use crate::ack::{AckOut, FailReason};
 use crate::protocol::{
@@ -35,6 +36,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
+use transport::Transport;
 
 /// Room a DELIVER needs beyond the SEND/PUBLISH it came from (sender id and topic prefixes).
 const DELIVER_SLACK_BYTES: usize = 512;
@@ -263,7 +265,7 @@ enum Fill {
 /// A blocking connection to the relay. See the module docs.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Transport,
     reader: FrameReader,
     write_buf: Vec<u8>,
     opts: ClientOptions,
@@ -352,6 +354,42 @@ impl Client {
         .map_err(ClientError::Encode)?;
         let stream = connect_tcp(addrs, deadline)?;
         stream.set_nodelay(true).map_err(ClientError::Io)?;
+        let at = (started, deadline);
+        Self::handshake(Transport::Tcp(stream), client_id, hello_bytes, opts, at)
+    }
+
+    /// Connects over `stream`, one end of a Unix socket pair whose other end a node in this
+    /// process serves ([`crate::server::Server::connect_local`]): HELLO, then WELCOME within
+    /// `opts.connect_timeout`, as [`Self::connect_with`] over TCP.
+    pub fn connect_local(
+        stream: std::os::unix::net::UnixStream,
+        client_id: &[u8],
+        token: Option<&[u8]>,
+        opts: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let started = Instant::now();
+        let deadline = started.checked_add(opts.connect_timeout);
+        let mut hello_bytes = Vec::new();
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            client_id,
+            token: token.unwrap_or_default(),
+        }
+        .encode(&mut hello_bytes)
+        .map_err(ClientError::Encode)?;
+        let at = (started, deadline);
+        Self::handshake(Transport::Unix(stream), client_id, hello_bytes, opts, at)
+    }
+
+    /// Writes the encoded HELLO over `stream` and waits for WELCOME until `deadline` (the
+    /// attempt began at `started`).
+    fn handshake(
+        stream: Transport,
+        client_id: &[u8],
+        hello_bytes: Vec<u8>,
+        opts: ClientOptions,
+        (started, deadline): (Instant, Option<Instant>),
+    ) -> Result<Client, ClientError> {
         stream
             .set_write_timeout(opts.write_timeout)
             .map_err(ClientError::Io)?;
@@ -382,12 +420,12 @@ impl Client {
 
     /// The local address of the connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        self.stream.addr(true)
     }
 
     /// The relay's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        self.stream.addr(false)
     }
 
     /// The largest frame the relay accepts (from WELCOME).
@@ -591,7 +629,15 @@ impl Client {
         }
         .encode(&mut self.write_buf)
         .map_err(ClientError::Encode)?;
-        self.write_out()?;
+        if let Err(e) = self.write_out() {
+            // The relay went away first (it closed, or the connection broke while we said
+            // goodbye): the connection is closed either way.
+            let _ = self.stream.shutdown(Shutdown::Both);
+            return match e {
+                ClientError::Io(_) | ClientError::Disconnected => Ok(()),
+                other => Err(other),
+            };
+        }
         if let Err(e) = self.stream.shutdown(Shutdown::Write) {
             if e.kind() != io::ErrorKind::NotConnected {
                 return Err(ClientError::Io(e));
@@ -1158,7 +1204,7 @@ mod tests {
         assert_eq!(client.client_id(), b"alice");
         assert_eq!(client.relay_max_frame_bytes(), 4096);
         assert_eq!(client.heartbeat_interval_ms(), 5000);
-        assert!(client.stream.nodelay().unwrap());
+        assert!(matches!(&client.stream, Transport::Tcp(s) if s.nodelay().unwrap()));
         relay.join().unwrap();
     }
 

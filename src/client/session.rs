@@ -21,6 +21,8 @@ use super::{Client, ClientError, ClientOptions, Event};
 use crate::protocol::CloseReason;
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Tunables of a [`Session`]. `Default` gives the documented values (no servers).
@@ -40,7 +42,37 @@ pub struct SessionOptions {
     pub backoff_max: Duration,
     /// Options of each connection; its `connect_timeout` bounds one attempt.
     pub client: ClientOptions,
+    /// Set from another thread to end a reconnection in progress: the session stops looking
+    /// before its next attempt, and during a backoff wait within [`CANCEL_CHECK_INTERVAL`],
+    /// with [`ClientError::Disconnected`]. `None` (default): never cancelled.
+    pub cancel: Option<CancelFlag>,
 }
+
+/// How often a backoff wait looks at [`SessionOptions::cancel`].
+pub const CANCEL_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A flag shared with the thread that may cancel a session's reconnection.
+#[derive(Clone, Debug, Default)]
+pub struct CancelFlag(pub Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Two flags are equal when they are the same flag.
+impl PartialEq for CancelFlag {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CancelFlag {}
 
 impl Default for SessionOptions {
     fn default() -> Self {
@@ -51,6 +83,7 @@ impl Default for SessionOptions {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             client: ClientOptions::default(),
+            cancel: None,
         }
     }
 }
@@ -63,6 +96,8 @@ pub struct Session {
     opts: SessionOptions,
     /// Index in `opts.servers` of the relay connected to.
     current: usize,
+    /// False for a session over a given connection ([`Self::over_client`]): a loss ends it.
+    reconnects_allowed: bool,
     subscriptions: BTreeSet<(Vec<u8>, Vec<u8>)>,
     watches: BTreeSet<Vec<u8>>,
     /// Events to hand out before reading more (a reconnection).
@@ -85,6 +120,7 @@ impl Session {
             client: None,
             id: id.to_vec(),
             current: opts.servers.len() - 1,
+            reconnects_allowed: true,
             opts,
             subscriptions: BTreeSet::new(),
             watches: BTreeSet::new(),
@@ -94,6 +130,28 @@ impl Session {
         };
         session.establish()?;
         Ok(session)
+    }
+
+    /// A session over `client`, a connection already made (a local client of an embedded
+    /// node, [`Client::connect_local`]), named `server` in events. It never reconnects: a lost
+    /// connection ends it with the error that lost it. Subscriptions and watches are tracked as
+    /// in any session.
+    pub fn over_client(client: Client, server: &str) -> Session {
+        Session {
+            id: client.client_id().to_vec(),
+            client: Some(client),
+            current: 0,
+            reconnects_allowed: false,
+            opts: SessionOptions {
+                servers: vec![server.to_string()],
+                ..SessionOptions::default()
+            },
+            subscriptions: BTreeSet::new(),
+            watches: BTreeSet::new(),
+            pending: VecDeque::new(),
+            reconnects: 0,
+            jitter: Jitter::new(),
+        }
     }
 
     /// The id this session registers.
@@ -281,6 +339,9 @@ impl Session {
 
     /// The open connection; after a failed reconnection, tries again (bounded as always).
     fn connected(&mut self) -> Result<&mut Client, ClientError> {
+        if self.client.is_none() && !self.reconnects_allowed {
+            return Err(ClientError::Disconnected);
+        }
         if self.client.is_none() {
             self.establish()?;
             self.reconnects += 1;
@@ -319,6 +380,10 @@ impl Session {
 
     /// Drops the lost connection and connects again; queues [`Event::Reconnected`].
     fn replace(&mut self, lost: ClientError) -> Result<(), ClientError> {
+        if !self.reconnects_allowed {
+            self.client = None;
+            return Err(lost);
+        }
         tracing::info!(
             server = self.server(),
             "connection lost ({lost}); reconnecting"
@@ -334,6 +399,9 @@ impl Session {
         let servers = self.opts.servers.len();
         let mut attempts: u32 = 0;
         loop {
+            if self.cancelled() {
+                return Err(ClientError::Disconnected);
+            }
             self.current = (self.current + 1) % servers;
             let mut client_opts = self.opts.client.clone();
             let left = deadline.saturating_duration_since(Instant::now());
@@ -372,8 +440,26 @@ impl Session {
                 if now + wait >= deadline {
                     return Err(err);
                 }
-                std::thread::sleep(wait);
+                self.back_off(now + wait);
             }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.opts
+            .cancel
+            .as_ref()
+            .is_some_and(CancelFlag::is_cancelled)
+    }
+
+    /// Waits until `until`, or less once the session is cancelled.
+    fn back_off(&self, until: Instant) {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.cancelled() {
+                return;
+            }
+            std::thread::sleep(left.min(CANCEL_CHECK_INTERVAL));
         }
     }
 

@@ -43,6 +43,8 @@ pub enum Command {
     Frame { to: Location, bytes: Vec<u8> },
     /// Close a local connection (a newer registration of its id won on another node).
     Close { to: Location, reason: CloseReason },
+    /// Serve this socket as a client connection (a local client of an embedded node).
+    AdoptClient { fd: OwnedFd },
 }
 
 /// What a worker tells the control thread.

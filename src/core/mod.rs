@@ -18,4 +18,6 @@ pub use epoch::EpochClock;
 pub use interest::InterestTable;
 pub use location::{Location, LocationTable, Registered, Row};
 pub use router::{AckSink, AckedDelivery, Guards, Origin, SendOutcome, Sink, Tables};
-pub use session::{Phase, Session, SessionConfig, SessionEvent, TickAction};
+pub use session::{
+    AuthorizeFn, Authorizer, Phase, Session, SessionConfig, SessionEvent, TickAction,
+};

@@ -8,6 +8,24 @@
 use crate::protocol::{
     AckFields, CloseReason, Frame, MsgId, ACKED_VERSION_MIN, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A host's decision on each client that passed the token check: allow `client_id` with
+/// `token` from `peer` (`None`: a local client of an embedded node, with no network address)?
+/// Called on a worker thread at every HELLO, so it must be quick. The entry point per-id
+/// authorization uses.
+pub type AuthorizeFn = dyn Fn(&[u8], &[u8], Option<SocketAddr>) -> bool + Send + Sync;
+
+/// A shared [`AuthorizeFn`].
+#[derive(Clone)]
+pub struct Authorizer(pub Arc<AuthorizeFn>);
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authorizer(..)")
+    }
+}
 
 /// The session settings taken from [`crate::config::Config`].
 #[derive(Clone, Debug)]
@@ -19,6 +37,8 @@ pub struct SessionConfig {
     pub frame_complete_timeout_ms: u64,
     /// HELLO must carry exactly this token when set.
     pub token: Option<Box<[u8]>>,
+    /// Asked after the token check; a refusal closes with AUTH_FAILED.
+    pub authorize: Option<Authorizer>,
 }
 
 impl SessionConfig {
@@ -29,6 +49,7 @@ impl SessionConfig {
             heartbeat_misses_max: cfg.heartbeat_misses_max,
             frame_complete_timeout_ms: cfg.frame_complete_timeout_ms,
             token: cfg.token.as_ref().map(|t| t.as_bytes().into()),
+            authorize: None,
         }
     }
 }
@@ -184,11 +205,17 @@ impl Session {
         };
     }
 
+    /// The session's answer to one frame from a client at `peer` (`None`: a local client).
     #[inline]
-    pub fn on_frame<'a>(&mut self, frame: Frame<'a>, cfg: &SessionConfig) -> SessionEvent<'a> {
+    pub fn on_frame<'a>(
+        &mut self,
+        frame: Frame<'a>,
+        cfg: &SessionConfig,
+        peer: Option<SocketAddr>,
+    ) -> SessionEvent<'a> {
         match self.phase {
             Phase::Closed => SessionEvent::None,
-            Phase::AwaitingHello => self.on_handshake_frame(frame, cfg),
+            Phase::AwaitingHello => self.on_handshake_frame(frame, cfg, peer),
             Phase::Open => self.on_open_frame(frame),
         }
     }
@@ -198,6 +225,7 @@ impl Session {
         &mut self,
         frame: Frame<'a>,
         cfg: &SessionConfig,
+        peer: Option<SocketAddr>,
     ) -> SessionEvent<'a> {
         let Frame::Hello {
             version,
@@ -219,6 +247,11 @@ impl Session {
         if let Some(expected) = &cfg.token {
             if !constant_time_eq(expected, token) {
                 return self.closing(CloseReason::AUTH_FAILED, "token does not match");
+            }
+        }
+        if let Some(authorize) = &cfg.authorize {
+            if !(authorize.0)(client_id, token, peer) {
+                return self.closing(CloseReason::AUTH_FAILED, "refused by the host");
             }
         }
         self.phase = Phase::Open;
@@ -345,7 +378,40 @@ mod tests {
             heartbeat_misses_max: 2,
             frame_complete_timeout_ms: 1000,
             token: Some(b"tok".as_slice().into()),
+            authorize: None,
         }
+    }
+
+    #[test]
+    fn the_host_authorize_hook_sees_id_token_and_peer_and_may_refuse() {
+        let peer: SocketAddr = "127.0.0.7:4000".parse().unwrap();
+        let c = SessionConfig {
+            authorize: Some(Authorizer(Arc::new(move |id, token, from| {
+                assert_eq!(token, b"tok");
+                id == b"allowed" && from == Some(peer)
+            }))),
+            ..cfg()
+        };
+        let mut s = Session::new(0, &c);
+        assert_eq!(
+            s.on_frame(hello(b"allowed", b"tok"), &c, Some(peer)),
+            SessionEvent::Register {
+                client_id: b"allowed"
+            }
+        );
+        let mut s = Session::new(0, &c);
+        assert_eq!(
+            s.on_frame(hello(b"refused", b"tok"), &c, Some(peer)),
+            SessionEvent::Close {
+                reason: CloseReason::AUTH_FAILED,
+                text: "refused by the host"
+            }
+        );
+        let mut s = Session::new(0, &c);
+        assert!(matches!(
+            s.on_frame(hello(b"allowed", b"tok"), &c, None),
+            SessionEvent::Close { .. }
+        ));
     }
 
     #[test]
@@ -353,7 +419,7 @@ mod tests {
         let c = cfg();
         let mut s = Session::new(0, &c);
         assert_eq!(
-            s.on_frame(hello(b"a", b"tok"), &c),
+            s.on_frame(hello(b"a", b"tok"), &c, None),
             SessionEvent::Register { client_id: b"a" }
         );
         assert_eq!(s.phase(), Phase::Open);
@@ -383,10 +449,10 @@ mod tests {
         for (frame, reason) in cases {
             let mut s = Session::new(0, &c);
             assert!(
-                matches!(s.on_frame(frame, &c), SessionEvent::Close { reason: r, .. } if r == reason)
+                matches!(s.on_frame(frame, &c, None), SessionEvent::Close { reason: r, .. } if r == reason)
             );
             assert_eq!(
-                s.on_frame(hello(b"a", b"tok"), &c),
+                s.on_frame(hello(b"a", b"tok"), &c, None),
                 SessionEvent::None,
                 "closed stays closed"
             );
@@ -411,7 +477,7 @@ mod tests {
     fn idle_connection_is_pinged_then_closed_after_misses() {
         let c = cfg();
         let mut s = Session::new(0, &c);
-        s.on_frame(hello(b"a", b"tok"), &c);
+        s.on_frame(hello(b"a", b"tok"), &c, None);
         assert_eq!(s.on_tick(999, &c), TickAction::None);
         assert_eq!(s.on_tick(1000, &c), TickAction::SendPing { nonce: 1 });
         assert_eq!(
@@ -433,7 +499,7 @@ mod tests {
     fn any_traffic_resets_the_heartbeat() {
         let c = cfg();
         let mut s = Session::new(0, &c);
-        s.on_frame(hello(b"a", b"tok"), &c);
+        s.on_frame(hello(b"a", b"tok"), &c, None);
         assert_eq!(s.on_tick(1000, &c), TickAction::SendPing { nonce: 1 });
         assert_eq!(s.on_tick(2000, &c), TickAction::SendPing { nonce: 2 });
         s.on_bytes_received(2100);
@@ -445,14 +511,15 @@ mod tests {
     fn client_frames_map_to_events_and_relay_frames_are_refused() {
         let c = cfg();
         let mut s = Session::new(0, &c);
-        s.on_frame(hello(b"a", b"tok"), &c);
+        s.on_frame(hello(b"a", b"tok"), &c, None);
         assert_eq!(
             s.on_frame(
                 Frame::Send {
                     target: b"b",
                     payload: b"p"
                 },
-                &c
+                &c,
+                None
             ),
             SessionEvent::Send {
                 target: b"b",
@@ -460,7 +527,7 @@ mod tests {
             }
         );
         assert_eq!(
-            s.on_frame(Frame::Ping { nonce: 5 }, &c),
+            s.on_frame(Frame::Ping { nonce: 5 }, &c, None),
             SessionEvent::Pong { nonce: 5 }
         );
         assert!(matches!(
@@ -470,7 +537,8 @@ mod tests {
                     topic: b"",
                     payload: b""
                 },
-                &c
+                &c,
+                None
             ),
             SessionEvent::Close {
                 reason: CloseReason::PROTOCOL_ERROR,
@@ -507,12 +575,12 @@ mod tests {
         ];
         for frame in frames {
             let mut s = Session::new(0, &c);
-            s.on_frame(hello_v(1), &c);
+            s.on_frame(hello_v(1), &c, None);
             assert_eq!(s.version(), 1);
             assert!(!s.acks());
             assert!(
                 matches!(
-                    s.on_frame(frame, &c),
+                    s.on_frame(frame, &c, None),
                     SessionEvent::Close {
                         reason: CloseReason::PROTOCOL_ERROR,
                         ..
@@ -537,7 +605,7 @@ mod tests {
         for version in [0, PROTOCOL_VERSION + 1, u16::MAX] {
             let mut s = Session::new(0, &c);
             assert!(matches!(
-                s.on_frame(hello_v(version), &c),
+                s.on_frame(hello_v(version), &c, None),
                 SessionEvent::Close {
                     reason: CloseReason::UNSUPPORTED_VERSION,
                     ..
@@ -547,7 +615,7 @@ mod tests {
         for version in PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION {
             let mut s = Session::new(0, &c);
             assert_eq!(
-                s.on_frame(hello_v(version), &c),
+                s.on_frame(hello_v(version), &c, None),
                 SessionEvent::Register { client_id: b"a" }
             );
             assert_eq!(s.version(), version);
@@ -558,7 +626,7 @@ mod tests {
     fn a_version_2_connection_sends_acknowledged_messages_and_acks() {
         let c = cfg();
         let mut s = Session::new(0, &c);
-        s.on_frame(hello_v(2), &c);
+        s.on_frame(hello_v(2), &c, None);
         assert!(s.acks());
         let id = MsgId { epoch: 7, seq: 3 };
         let send = Frame::SendAcked {
@@ -567,7 +635,7 @@ mod tests {
             payload: b"p",
         };
         assert_eq!(
-            s.on_frame(send, &c),
+            s.on_frame(send, &c, None),
             SessionEvent::SendAcked {
                 target: b"b",
                 id,
@@ -585,7 +653,7 @@ mod tests {
             ack,
         };
         assert_eq!(
-            s.on_frame(frame, &c),
+            s.on_frame(frame, &c, None),
             SessionEvent::Ack {
                 to: b"b",
                 gap: true,
@@ -599,7 +667,7 @@ mod tests {
             ack,
         };
         assert!(matches!(
-            s.on_frame(receipt, &c),
+            s.on_frame(receipt, &c, None),
             SessionEvent::Close {
                 reason: CloseReason::PROTOCOL_ERROR,
                 ..

@@ -76,6 +76,10 @@ pub struct Deliverer<'w> {
     pub epochs: &'w crate::core::EpochClock,
     /// Connections whose HELLO waits for the node to become ready (slot, generation).
     pub held_hellos: &'w mut Vec<(u32, u32)>,
+    /// The lane takes cluster events only when clustered.
+    pub clustered: bool,
+    /// The embedding host's presence hook.
+    pub presence: Option<&'w super::PresenceFn>,
 }
 
 impl Deliverer<'_> {

@@ -10,6 +10,7 @@ mod deliver;
 mod error;
 mod fd_table;
 mod handoff;
+mod hooks;
 pub mod host_probe;
 mod http;
 mod large_pool;
@@ -24,6 +25,7 @@ mod uring;
 mod worker;
 
 pub use error::ServeError;
+pub use hooks::{PresenceFn, ServerOptions};
 pub use uring::leaked_rings;
 
 use crate::cluster::lane::ControlLane;
@@ -92,6 +94,15 @@ pub(crate) struct Shared {
     /// Set once every worker has started; with `shutdown` unset the node accepts clients.
     pub accepting: AtomicBool,
     pub started: Instant,
+    /// The embedding host's presence hook (`ServerOptions::presence`).
+    pub presence: Option<Arc<PresenceFn>>,
+    /// The embedding host's log dispatcher for the node's threads (`ServerOptions::log`).
+    pub log: Option<tracing::Dispatch>,
+    /// Which worker the next local client goes to (round robin).
+    pub next_local_worker: std::sync::atomic::AtomicUsize,
+    /// How long stopping workers let closing connections drain, in ms; `u64::MAX`: the
+    /// default, `close_linger_ms` + 500 ([`Server::shutdown_within`] sets it).
+    pub stop_grace_ms: std::sync::atomic::AtomicU64,
 }
 
 /// A running relay. Dropping it shuts it down.
@@ -119,6 +130,20 @@ impl Server {
     /// Binds, starts the workers and returns once every worker is up; only then do they
     /// accept (connections that come earlier wait in the listen backlog).
     pub fn start(cfg: Config) -> Result<Server, ServeError> {
+        Self::start_with(cfg, ServerOptions::default())
+    }
+
+    /// As [`Self::start`], with the options of a node embedded in a host process.
+    pub fn start_with(cfg: Config, opts: ServerOptions) -> Result<Server, ServeError> {
+        match opts.log.clone() {
+            Some(dispatch) => {
+                tracing::dispatcher::with_default(&dispatch, || Self::start_inner(cfg, opts))
+            }
+            None => Self::start_inner(cfg, opts),
+        }
+    }
+
+    fn start_inner(cfg: Config, opts: ServerOptions) -> Result<Server, ServeError> {
         cfg.validate()?;
         let workers = cfg.worker_count();
         if workers > u16::MAX as usize {
@@ -126,28 +151,13 @@ impl Server {
         }
         check_cpus(&cfg, workers)?;
         let cfg = fit_to_memory(cfg)?;
-        let cpus = worker_cpus(&cfg, workers);
+        let cpus = worker_cpus(&cfg, workers, opts.pin_workers_by_default);
         let (listeners, local_addr) =
             bind_listeners(resolve::resolve("listen", &cfg.listen)?, workers)?;
         let cluster_listener = bind_cluster_listener(&cfg)?;
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
         let connections_per_worker = connections_per_worker(&cfg, &listeners);
-        let shared = Arc::new(Shared {
-            engine: EngineConfig::from_config(&cfg),
-            connections_per_worker,
-            node_id: cfg.node_id,
-            tables: Tables::for_node(cfg.node_id),
-            epochs: EpochClock::new(),
-            lane: ControlLane::new(workers, cfg.node_id != 0),
-            cluster_status: Default::default(),
-            config: cfg,
-            mailboxes: mailboxes.into(),
-            listings: (0..workers).map(|_| Default::default()).collect(),
-            stats: stats::new_blocks(workers),
-            shutdown: AtomicBool::new(false),
-            accepting: AtomicBool::new(false),
-            started: Instant::now(),
-        });
+        let shared = new_shared(cfg, opts, workers, mailboxes, connections_per_worker);
         // Bound before the workers start, so a taken port fails the start at once.
         let mut metrics = match &shared.config.metrics {
             Some(endpoint) => {
@@ -243,6 +253,32 @@ impl Server {
         self.shared.lane.is_ready()
     }
 
+    /// A client connection to this node inside the process, with no TCP: one end of a Unix
+    /// socket pair is served by a worker exactly as an accepted connection (HELLO, then the
+    /// protocol), the other is returned for a [`crate::client::Client`]. Workers take local
+    /// clients in turn. Fails when the node is stopping or a worker's command queue is full.
+    pub fn connect_local(&self) -> std::io::Result<std::os::unix::net::UnixStream> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the node is stopping",
+            ));
+        }
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let workers = self.shared.lane.commands.len();
+        let worker = self.shared.next_local_worker.fetch_add(1, Relaxed) % workers;
+        let command = control_lane::Command::AdoptClient { fd: theirs.into() };
+        if self.shared.lane.commands[worker].push(command).is_err() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "the worker's command queue is full",
+            ));
+        }
+        self.shared.wake_worker(worker);
+        Ok(ours)
+    }
+
     /// Number of client ids registered on this node.
     pub fn registered_clients(&self) -> usize {
         self.shared.tables.locations.len()
@@ -282,6 +318,14 @@ impl Server {
 
     /// Closes every connection with reason "shutdown", stops the workers and joins them.
     pub fn shutdown(self) {
+        self.stop_and_join();
+    }
+
+    /// As [`Self::shutdown`], giving connections at most `drain` to take what was queued for
+    /// them and to see the CLOSE (instead of `close_linger_ms` + 500 ms).
+    pub fn shutdown_within(self, drain: Duration) {
+        let ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX - 1);
+        self.shared.stop_grace_ms.store(ms, Ordering::Release);
         self.stop_and_join();
     }
 
@@ -374,6 +418,39 @@ impl Stopper {
     }
 }
 
+/// The state every worker of a new node shares.
+fn new_shared(
+    cfg: Config,
+    opts: ServerOptions,
+    workers: usize,
+    mailboxes: Vec<Mailbox>,
+    connections_per_worker: usize,
+) -> Arc<Shared> {
+    let mut engine = EngineConfig::from_config(&cfg);
+    engine.session.authorize = opts.authorize;
+    engine.local_presence = opts.presence.is_some();
+    Arc::new(Shared {
+        engine,
+        connections_per_worker,
+        node_id: cfg.node_id,
+        tables: Tables::for_node(cfg.node_id),
+        epochs: EpochClock::new(),
+        lane: ControlLane::new(workers, cfg.node_id != 0),
+        cluster_status: Default::default(),
+        config: cfg,
+        mailboxes: mailboxes.into(),
+        listings: (0..workers).map(|_| Default::default()).collect(),
+        stats: stats::new_blocks(workers),
+        shutdown: AtomicBool::new(false),
+        accepting: AtomicBool::new(false),
+        started: Instant::now(),
+        presence: opts.presence,
+        log: opts.log,
+        next_local_worker: Default::default(),
+        stop_grace_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
+    })
+}
+
 /// Starts worker `index` on its own thread, pinned to `cpu`; it reports on `ready` once its
 /// ring is up (or why it could not start).
 fn spawn_worker(
@@ -391,6 +468,7 @@ fn spawn_worker(
                     tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
                 }
             }
+            let _log = shared.log.as_ref().map(tracing::dispatcher::set_default);
             match worker::Worker::new(index, listener, shared) {
                 Ok(w) => {
                     let _ = ready.send(Ok(()));
@@ -483,9 +561,12 @@ fn possible_cpus() -> Option<Vec<usize>> {
 }
 
 /// CPU for each worker: the configured list, else the CPUs this process may run on, in turn.
-fn worker_cpus(cfg: &Config, workers: usize) -> Vec<Option<usize>> {
+fn worker_cpus(cfg: &Config, workers: usize, pin_by_default: bool) -> Vec<Option<usize>> {
     if let Some(cpus) = &cfg.cpus {
         return cpus.iter().map(|&c| Some(c)).collect();
+    }
+    if !pin_by_default {
+        return vec![None; workers];
     }
     let allowed = core_affinity::get_core_ids().unwrap_or_default();
     if allowed.is_empty() {

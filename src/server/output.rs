@@ -42,6 +42,16 @@ impl Output for Deliverer<'_> {
     }
 
     fn cluster(&mut self, event: ClusterEvent<'_>) {
+        if let Some(presence) = self.presence {
+            match event {
+                ClusterEvent::Registered { id, .. } => presence(id, true),
+                ClusterEvent::Unregistered { id, .. } => presence(id, false),
+                ClusterEvent::InterestChanged { .. } => {}
+            }
+        }
+        if !self.clustered {
+            return;
+        }
         // The lane keeps owned copies: these are per connection, not per message.
         self.lane.emit(match event {
             ClusterEvent::Registered { id, epoch } => Event::Registered {

@@ -265,6 +265,8 @@ impl Worker {
             lane: &self.shared.lane,
             epochs: &self.shared.epochs,
             held_hellos: &mut self.held_hellos,
+            clustered: self.shared.engine.clustered,
+            presence: self.shared.presence.as_deref(),
         }
     }
 
@@ -310,7 +312,11 @@ impl Worker {
 
     fn begin_stop(&mut self) {
         self.stopping = true;
-        self.stop_deadline_ms = self.now_ms + self.shared.config.close_linger_ms + 500;
+        let grace_ms = match self.shared.stop_grace_ms.load(Ordering::Acquire) {
+            u64::MAX => self.shared.config.close_linger_ms + 500,
+            ms => ms,
+        };
+        self.stop_deadline_ms = self.now_ms + grace_ms;
         // SAFETY: shutting down our own listening socket makes the pending multishot accept
         // complete; it has no memory effects.
         unsafe {

@@ -33,15 +33,34 @@ impl Worker {
             return;
         }
         let fd: RawFd = result;
+        set_nodelay(fd);
+        // The peer address costs a syscall: looked up only for a host's authorize hook. A
+        // TCP client whose address cannot be read (it already reset) is not served: the hook
+        // must never mistake it for a local client (peer `None`).
+        let peer = match self.shared.engine.session.authorize {
+            Some(_) => match peer_addr(fd) {
+                Some(peer) => Some(peer),
+                None => {
+                    close_fd(fd);
+                    return;
+                }
+            },
+            None => None,
+        };
+        self.adopt_client(fd, peer);
+    }
+
+    /// Serves `fd` as a new client connection from `peer` (accepted, or a local client).
+    pub(super) fn adopt_client(&mut self, fd: RawFd, peer: Option<std::net::SocketAddr>) {
         if self.stopping {
             close_fd(fd);
             return;
         }
-        set_nodelay(fd);
         // `now_ms` is truncated (and read when the loop woke): start the session's clock at
         // the next whole millisecond, so its deadlines never come before the configured
         // timeout has really passed.
-        let relay = ConnRelay::client(self.now_ms + 1, &self.shared.engine.session);
+        let session_cfg = &self.shared.engine.session;
+        let relay = ConnRelay::client_from(self.now_ms + 1, session_cfg, peer);
         let max_frame_bytes = self.shared.config.max_frame_bytes;
         let Some(slot) = self.slab.insert(fd, relay, max_frame_bytes) else {
             refuse_connection(fd);
@@ -217,6 +236,15 @@ pub(super) fn open_gauge(stats: &WorkerStats, link: bool) -> &std::sync::atomic:
     } else {
         &stats.connections_open
     }
+}
+
+/// The address at the other end of accepted socket `fd` (`None` when the kernel cannot say).
+fn peer_addr(fd: RawFd) -> Option<std::net::SocketAddr> {
+    // SAFETY: `fd` is an open socket this worker owns for the length of the call; `SockRef`
+    // borrows it without taking ownership or closing it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let sock = socket2::SockRef::from(&borrowed);
+    sock.peer_addr().ok().and_then(|a| a.as_socket())
 }
 
 pub(super) fn set_nodelay(fd: RawFd) {

@@ -10,13 +10,13 @@ use super::event::{ringrelay_event, Item};
 use super::wake::poll_two;
 use super::{ringrelay_client, Mode, Shared, State};
 use crate::boundary::{in_callback_of, panic_text};
-use crate::status::{closed_status, Failure};
-use ringrelay::client::Event;
+use crate::status::{client_status, closed_status, Failure};
+use ringrelay::client::{ClientError, Event};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Most events read in one turn before they are handed out (bounds the time the lock is held
 /// and the batch's memory).
@@ -45,13 +45,18 @@ pub(crate) fn run(shared: Arc<Shared>, handle: HandleAddr) {
     let mut batch = VecDeque::with_capacity(BATCH_EVENTS_MAX);
     let outcome = catch_unwind(AssertUnwindSafe(|| turns(&shared, handle, &mut batch)));
     if let Err(panic) = outcome {
-        let failure = Failure::new(
-            crate::status::ringrelay_status::Panic,
-            format!("panic in the client's thread: {}", panic_text(&*panic)),
-        );
+        let text = format!("panic in the client's thread: {}", panic_text(&*panic));
+        let status = crate::status::ringrelay_status::Panic;
+        // Calls fail from now on (the state may be poisoned: then they say so), and the host
+        // hears of it as the client's last event.
         if let Ok(mut state) = shared.state.lock() {
-            state.ended.get_or_insert(failure);
+            state
+                .ended
+                .get_or_insert(Failure::new(status, text.clone()));
         }
+        batch.clear();
+        batch.push_back(Item::Ended(Failure::new(status, text)));
+        let _ = catch_unwind(AssertUnwindSafe(|| hand_out(&shared, handle, &mut batch)));
     }
 }
 
@@ -86,46 +91,55 @@ fn read_turn(shared: &Shared, state: &mut State, batch: &mut VecDeque<Item>) -> 
     if shared.stopping.load(Ordering::Acquire) || state.ended.is_some() {
         return Turn::Stop;
     }
-    let Some(session) = state.session.as_mut() else {
+    let Some(link) = state.link.as_mut() else {
         return Turn::Stop;
     };
     if std::mem::take(&mut state.unflushed) {
-        if let Err(e) = session.flush() {
-            return end(state, batch, Failure::from(e));
+        if let Err(e) = link.flush() {
+            return end(state, batch, e);
         }
     }
     batch.extend(state.pending.drain(..).map(Item::Event));
     while batch.len() < BATCH_EVENTS_MAX {
-        match session.recv(Duration::ZERO) {
-            Ok(Some(Event::Closed { reason, text })) => {
-                let failure = Failure::new(
-                    closed_status(reason),
-                    format!("relay closed the connection: {reason} ({text})"),
-                );
-                batch.push_back(Item::Event(Event::Closed { reason, text }));
-                state.ended = Some(failure);
-                return Turn::Stop;
-            }
-            Ok(Some(event)) => batch.push_back(Item::Event(event)),
-            Ok(None) => break,
-            Err(e) => return end(state, batch, Failure::from(e)),
+        let before = batch.len();
+        match link.read_ready(batch, BATCH_EVENTS_MAX - before) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return end(state, batch, e),
+        }
+        // A CLOSE from the relay ends the client (the acked session may add its confirmations
+        // and failures after it).
+        let closed = batch.iter().skip(before).find_map(|item| match item {
+            Item::Event(Event::Closed { reason, text }) => Some((*reason, text.clone())),
+            _ => None,
+        });
+        if let Some((reason, text)) = closed {
+            let failure = Failure::new(
+                closed_status(reason),
+                format!("relay closed the connection: {reason} ({text})"),
+            );
+            state.ended = Some(failure);
+            return Turn::Stop;
         }
     }
     if batch.len() >= BATCH_EVENTS_MAX {
         return Turn::Dispatch;
     }
     Turn::Sleep {
-        socket: session.as_raw_fd(),
-        deadline: session.next_deadline(),
+        socket: link.as_raw_fd(),
+        deadline: link.next_deadline(),
     }
 }
 
-/// The client ended with `failure`: it is the last event, and what later calls return.
-fn end(state: &mut State, batch: &mut VecDeque<Item>, failure: Failure) -> Turn {
-    batch.push_back(Item::Ended(Failure::new(
-        failure.status,
-        failure.text.clone(),
-    )));
+/// The client ended with `error`: it is the last event, and what later calls return. A CLOSE
+/// from the relay that ended it (a local client of a stopping node) keeps its reason.
+fn end(state: &mut State, batch: &mut VecDeque<Item>, error: ClientError) -> Turn {
+    let failure = Failure::new(client_status(&error), error.to_string());
+    let item = match error {
+        ClientError::Closed { reason, text } => Item::Event(Event::Closed { reason, text }),
+        _ => Item::Ended(Failure::new(failure.status, failure.text.clone())),
+    };
+    batch.push_back(item);
     state.ended = Some(failure);
     Turn::Stop
 }

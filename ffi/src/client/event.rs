@@ -90,8 +90,19 @@ pub struct ringrelay_event {
     online: bool,
     seq_first: u64,
     seq_last: u64,
-    /// A retained copy owns the bytes its spans point into; a borrowed view does not.
-    owned: Option<Box<[u8]>>,
+    /// A retained copy owns the bytes its spans point into (a leaked `Box<[u8]>`, freed by
+    /// `Drop`: held raw, so moving the event never invalidates the spans); a borrowed view does
+    /// not.
+    owned: Option<*mut [u8]>,
+}
+
+impl Drop for ringrelay_event {
+    fn drop(&mut self) {
+        if let Some(bytes) = self.owned.take() {
+            // SAFETY: `owned` is set only by `retained`, from Box::into_raw, and taken once.
+            drop(unsafe { Box::from_raw(bytes) });
+        }
+    }
 }
 
 /// What the receive path hands to C: an event from the relay, or the end of the client.
@@ -253,24 +264,31 @@ impl ringrelay_event {
                 self.text.bytes(),
             ]
         };
-        let owned: Box<[u8]> = parts.concat().into_boxed_slice();
+        let owned: *mut [u8] = Box::into_raw(parts.concat().into_boxed_slice());
+        let base = owned.cast::<u8>().cast_const();
         let mut at = 0;
         let mut next = |len: usize| {
-            let span = Span::of(&owned[at..at + len]);
+            // SAFETY: `at + len` never passes the concatenation's length (the parts in order).
+            let ptr = unsafe { base.add(at) };
             at += len;
-            span
+            Span { ptr, len }
         };
         let client_id = next(parts[0].len());
         let topic = next(parts[1].len());
         let payload = next(parts[2].len());
         let text = next(parts[3].len());
         ringrelay_event {
+            kind: self.kind,
             client_id,
             topic: self.topic.map(|_| topic),
             payload,
             text,
+            code: self.code,
+            status: self.status,
+            online: self.online,
+            seq_first: self.seq_first,
+            seq_last: self.seq_last,
             owned: Some(owned),
-            ..*self
         }
     }
 }

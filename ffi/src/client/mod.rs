@@ -12,6 +12,7 @@
 
 mod driver;
 pub mod event;
+mod link;
 pub mod ops;
 pub mod options;
 mod queue;
@@ -23,9 +24,12 @@ use crate::boundary::{
 use crate::status::{ringrelay_status, Failure};
 use driver::HandleAddr;
 use event::{ringrelay_event, Item};
+pub(crate) use link::Link;
 use options::{ringrelay_client_options, ringrelay_event_callback};
 use queue::EventQueue;
-use ringrelay::client::{ClientOptions, Event, Session, SessionOptions};
+use ringrelay::client::{
+    AckedSession, AckedSessionOptions, CancelFlag, ClientOptions, Event, Session, SessionOptions,
+};
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,13 +53,18 @@ pub(crate) struct Shared {
     pub(crate) wake: WakeFd,
     pub(crate) mode: Mode,
     pub(crate) stopping: AtomicBool,
+    /// Ends a reconnection in progress when the client closes (it holds the lock meanwhile).
+    cancel: CancelFlag,
     auto_flush: bool,
+    /// The client's own thread: closing from it (from any callback it runs, nested or not)
+    /// would join itself.
+    driver_thread: std::sync::OnceLock<std::thread::ThreadId>,
 }
 
 #[derive(Debug)]
 pub(crate) struct State {
     /// `None` once closed.
-    pub(crate) session: Option<Session>,
+    pub(crate) link: Option<Link>,
     /// Why the client ended, once it has: every later call fails with it.
     pub(crate) ended: Option<Failure>,
     /// Frames were queued since the client's thread last wrote (auto flush).
@@ -65,14 +74,21 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// The session, unless the client was closed or has ended (then why, as a failure).
-    fn open_session(&mut self) -> Result<&mut Session, Failure> {
+    /// The link, unless the client was closed or has ended (then why, as a failure).
+    fn open_link(&mut self) -> Result<&mut Link, Failure> {
+        self.open_parts().map(|(link, _)| link)
+    }
+
+    /// The link and the events waiting for the client's thread, unless closed or ended.
+    fn open_parts(&mut self) -> Result<(&mut Link, &mut VecDeque<Event>), Failure> {
         if let Some(ended) = &self.ended {
             return Err(Failure::new(ended.status, ended.text.clone()));
         }
-        self.session
+        let link = self
+            .link
             .as_mut()
-            .ok_or_else(|| Failure::new(ringrelay_status::Closed, "the client is closed"))
+            .ok_or_else(|| Failure::new(ringrelay_status::Closed, "the client is closed"))?;
+        Ok((link, &mut self.pending))
     }
 }
 
@@ -114,17 +130,25 @@ impl ringrelay_client {
         })
     }
 
-    /// Runs `op` on the open session; with `auto_flush`, asks the client's thread to write.
-    fn with_session(
-        &self,
-        op: impl FnOnce(&mut Session) -> Result<(), ringrelay::client::ClientError>,
-    ) -> Result<(), Failure> {
+    /// Runs `op` on the open link; with `auto_flush`, asks the client's thread to write.
+    fn with_link<T>(&self, op: impl FnOnce(&mut Link) -> Result<T, Failure>) -> Result<T, Failure> {
         let mut state = self.lock()?;
         let state = &mut *state;
-        op(state.open_session()?)?;
+        let out = op(state.open_link()?)?;
         if self.shared.auto_flush && !state.unflushed {
             state.unflushed = true;
             self.shared.wake.set();
+        }
+        Ok(out)
+    }
+
+    /// Fails with IN_CALLBACK on the client's own thread (inside any callback it runs).
+    fn refuse_on_own_thread(&self, call: &str) -> Result<(), Failure> {
+        if self.shared.driver_thread.get() == Some(&std::thread::current().id()) {
+            return Err(Failure::new(
+                ringrelay_status::InCallback,
+                format!("{call} is not allowed inside a callback of the same object"),
+            ));
         }
         Ok(())
     }
@@ -132,22 +156,25 @@ impl ringrelay_client {
     /// Stops the client's thread, then closes the session (CLOSE NORMAL to the relay).
     fn close(&self) -> Result<(), Failure> {
         self.shared.stopping.store(true, Ordering::Release);
+        self.shared.cancel.cancel();
         self.shared.wake.set();
         if let Mode::Queue(queue) = &self.shared.mode {
             queue.wake_waiters();
         }
-        let driver = self.driver.lock().ok().and_then(|mut d| d.take());
-        if let Some(driver) = driver {
-            let _ = driver.join();
+        // Held through the join: a second close waits here until no callback can run.
+        if let Ok(mut driver) = self.driver.lock() {
+            if let Some(driver) = driver.take() {
+                let _ = driver.join();
+            }
         }
         let mut state = self.lock()?;
-        let session = state.session.take();
+        let link = state.link.take();
         state
             .ended
             .get_or_insert_with(|| Failure::new(ringrelay_status::Closed, "the client is closed"));
         drop(state);
-        match session {
-            Some(session) => session.close().map_err(Failure::from),
+        match link {
+            Some(link) => link.close().map_err(Failure::from),
             None => Ok(()),
         }
     }
@@ -175,6 +202,7 @@ fn session_options(
             connect_timeout: opts.connect_timeout(),
             ..ClientOptions::default()
         },
+        cancel: Some(CancelFlag::default()),
         ..SessionOptions::default()
     })
 }
@@ -195,6 +223,91 @@ fn mode(opts: &ringrelay_client_options) -> Result<Mode, Failure> {
 
 fn new_wake_fd() -> Result<WakeFd, Failure> {
     WakeFd::new().map_err(|e| Failure::new(ringrelay_status::Resource, format!("eventfd: {e}")))
+}
+
+/// The arguments every way of making a client shares: a non-empty id, a token (maybe empty),
+/// the options, and an output pointer that is not NULL.
+///
+/// # Safety
+/// `id` and `token` point to their lengths in readable bytes (or NULL with 0); `opts` is NULL
+/// or a filled options struct.
+pub(crate) unsafe fn identity_args<'a>(
+    (id, id_len): (*const u8, usize),
+    (token, token_len): (*const u8, usize),
+    opts: *const ringrelay_client_options,
+    out: *mut *mut ringrelay_client,
+) -> Result<(&'a [u8], &'a [u8], ringrelay_client_options), Failure> {
+    // SAFETY: the caller's promises.
+    let (id, token, opts) = unsafe {
+        (
+            bytes_arg(id, id_len, "id")?,
+            bytes_arg(token, token_len, "token")?,
+            ringrelay_client_options::read(opts)?,
+        )
+    };
+    if out.is_null() {
+        return Err(Failure::invalid("out is NULL"));
+    }
+    if id.is_empty() {
+        return Err(Failure::invalid("the client id is empty"));
+    }
+    Ok((id, token, opts))
+}
+
+/// Starts the client's thread over a connected `session`; the client is ready to hand out.
+pub(crate) fn start(
+    link: Link,
+    cancel: CancelFlag,
+    opts: &ringrelay_client_options,
+) -> Result<*mut ringrelay_client, Failure> {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            link: Some(link),
+            ended: None,
+            unflushed: false,
+            pending: VecDeque::new(),
+        }),
+        wake: new_wake_fd()?,
+        mode: mode(opts)?,
+        stopping: AtomicBool::new(false),
+        cancel,
+        auto_flush: opts.auto_flush,
+        driver_thread: std::sync::OnceLock::new(),
+    });
+    // From here on the client lives behind this raw pointer (as C will hold it), never behind
+    // a Box, until `ringrelay_client_free` has stopped the thread that also uses it.
+    let handle = Box::into_raw(Box::new(ringrelay_client {
+        shared: Arc::clone(&shared),
+        driver: Mutex::new(None),
+    }));
+    let addr = HandleAddr(handle as usize);
+    let spawned = std::thread::Builder::new()
+        .name("ringrelay-client".into())
+        .spawn(move || driver::run(shared, addr));
+    let driver = match spawned {
+        Ok(driver) => driver,
+        Err(e) => {
+            // SAFETY: `handle` came from Box::into_raw above and no thread has its address.
+            drop(unsafe { Box::from_raw(handle) });
+            return Err(Failure::new(
+                ringrelay_status::Resource,
+                format!("cannot start a thread: {e}"),
+            ));
+        }
+    };
+    let _ = shared_of(handle).driver_thread.set(driver.thread().id());
+    // SAFETY: `handle` is live (made above, freed only by `ringrelay_client_free`); a shared
+    // reference is all the driver thread uses too.
+    if let Ok(mut slot) = unsafe { &*handle }.driver.lock() {
+        *slot = Some(driver);
+    }
+    Ok(handle)
+}
+
+/// The shared state of a live handle.
+fn shared_of<'a>(handle: *mut ringrelay_client) -> &'a Shared {
+    // SAFETY: only called with a handle `start` just made, which nothing frees meanwhile.
+    unsafe { &(*handle).shared }
 }
 
 /// Connects to the first relay of `servers` that answers and registers `id` there, then starts
@@ -225,55 +338,24 @@ pub unsafe extern "C" fn ringrelay_client_connect(
 ) -> ringrelay_status {
     guard(|| {
         // SAFETY: the caller's promises for each argument.
-        let (servers, id, token, opts) = unsafe {
-            (
-                str_arg(servers, "servers")?,
-                bytes_arg(id, id_len, "id")?,
-                bytes_arg(token, token_len, "token")?,
-                ringrelay_client_options::read(opts)?,
-            )
+        let servers = unsafe { str_arg(servers, "servers")? };
+        // SAFETY: as above.
+        let (id, token, opts) =
+            unsafe { identity_args((id, id_len), (token, token_len), opts, out)? };
+        let session_opts = session_options(servers, token, &opts)?;
+        let cancel = session_opts.cancel.clone().unwrap_or_default();
+        let link = if opts.acked {
+            let acked_opts = AckedSessionOptions {
+                session: session_opts,
+                ..AckedSessionOptions::default()
+            };
+            Link::Acked(Box::new(AckedSession::connect(id, acked_opts)?))
+        } else {
+            Link::Plain(Box::new(Session::connect(id, session_opts)?))
         };
-        if out.is_null() {
-            return Err(Failure::invalid("out is NULL"));
-        }
-        if id.is_empty() {
-            return Err(Failure::invalid("the client id is empty"));
-        }
-        let session = Session::connect(id, session_options(servers, token, &opts)?)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                session: Some(session),
-                ended: None,
-                unflushed: false,
-                pending: VecDeque::new(),
-            }),
-            wake: new_wake_fd()?,
-            mode: mode(&opts)?,
-            stopping: AtomicBool::new(false),
-            auto_flush: opts.auto_flush,
-        });
-        let handle = Box::into_raw(Box::new(ringrelay_client {
-            shared: Arc::clone(&shared),
-            driver: Mutex::new(None),
-        }));
-        let addr = HandleAddr(handle as usize);
-        let spawned = std::thread::Builder::new()
-            .name("ringrelay-client".into())
-            .spawn(move || driver::run(shared, addr));
-        // SAFETY: `handle` came from Box::into_raw just above and is not shared yet (the
-        // thread only carries its address).
-        let client = unsafe { Box::from_raw(handle) };
-        let driver = spawned.map_err(|e| {
-            Failure::new(
-                ringrelay_status::Resource,
-                format!("cannot start a thread: {e}"),
-            )
-        })?;
-        if let Ok(mut slot) = client.driver.lock() {
-            *slot = Some(driver);
-        }
-        // SAFETY: the caller's promise about `out`.
-        unsafe { write_out(out, Box::into_raw(client), "out") }
+        let client = start(link, cancel, &opts)?;
+        // SAFETY: the caller's promise about `out` (checked not NULL).
+        unsafe { write_out(out, client, "out") }
     })
 }
 
@@ -285,14 +367,18 @@ impl Drop for ringrelay_client {
     }
 }
 
-/// Closes the client: stops its thread (no callback runs after this returns), sends CLOSE to
-/// the relay, and waits briefly (at most 250 ms) for the relay to close its side. The handle
-/// stays valid until `ringrelay_client_free`; every other call on it then fails with
-/// `RINGRELAY_STATUS_CLOSED`. Closing twice is not an error. Events still in the queue are
-/// dropped.
+/// Closes the client: stops its thread (no callback runs after this returns, even for a
+/// concurrent close), sends CLOSE to the relay, and waits up to 250 ms for the relay to close
+/// its side. Stopping the thread waits for a callback that is running, and, during a
+/// reconnection, for the connection attempt under way (up to `connect_timeout_ms`). The handle
+/// stays valid until `ringrelay_client_free`; requests on it then fail with
+/// `RINGRELAY_STATUS_CLOSED`, while events already in the queue can still be drained. Events
+/// the client's thread had read but not yet handed out are dropped (in acked mode they were
+/// acknowledged: let the queue or callbacks catch up before closing). Closing twice is not an
+/// error.
 ///
-/// Not allowed inside this client's callbacks (returns `RINGRELAY_STATUS_IN_CALLBACK`: the
-/// callback's thread is the one being stopped).
+/// Not allowed inside this client's callbacks, nor anywhere on its thread (returns
+/// `RINGRELAY_STATUS_IN_CALLBACK`: that thread is the one being stopped).
 ///
 /// # Safety
 /// Unless NULL, `client` is a live client.
@@ -302,6 +388,7 @@ pub unsafe extern "C" fn ringrelay_client_close(client: *mut ringrelay_client) -
         // SAFETY: the caller's promise.
         let c = unsafe { ringrelay_client::from_c(client)? };
         refuse_in_callback_of(client as *const c_void, "ringrelay_client_close")?;
+        c.refuse_on_own_thread("ringrelay_client_close")?;
         c.close()
     })
 }
@@ -321,11 +408,14 @@ pub unsafe extern "C" fn ringrelay_client_free(client: *mut ringrelay_client) ->
             return Ok(());
         }
         refuse_in_callback_of(client as *const c_void, "ringrelay_client_free")?;
-        // SAFETY: a live client is a Box from `ringrelay_client_connect`, freed once (the
-        // caller's promise); dropping it closes it first.
-        let owned = unsafe { Box::from_raw(client) };
-        let closed = owned.close();
-        drop(owned);
+        // SAFETY: the caller's promise: a live client no other thread uses now.
+        let c = unsafe { ringrelay_client::from_c(client)? };
+        c.refuse_on_own_thread("ringrelay_client_free")?;
+        // Stops the thread first: afterwards nothing but this call holds the handle.
+        let closed = c.close();
+        // SAFETY: a live client is a Box from `start`, freed once (the caller's promise), and
+        // its thread has stopped, so no reference to it remains.
+        drop(unsafe { Box::from_raw(client) });
         closed
     })
 }
@@ -401,10 +491,12 @@ pub unsafe extern "C" fn ringrelay_client_drain(
     })
 }
 
-/// Writes every queued message to the relay. With `timeout_ms` > 0 it also waits (up to that
-/// long) until the relay has handled them: a PING/PONG round trip, after which an ERROR about
-/// any of them has arrived (and is handed out as an event). `RINGRELAY_STATUS_TIMEOUT` when the
-/// answer did not come in time. Allowed inside callbacks.
+/// Writes every queued message to the relay. With `timeout_ms` > 0 it also waits, up to that
+/// long: in plain mode until the relay has handled them (a PING/PONG round trip, after which
+/// an ERROR about any of them has arrived and is handed out as an event); in acked mode until
+/// every acked message sent so far has ended (its CONFIRMED or FAILED events follow).
+/// `RINGRELAY_STATUS_TIMEOUT` when that did not happen in time. Allowed inside callbacks, but
+/// events read meanwhile are handed out only after the callback returns.
 ///
 /// # Safety
 /// Unless NULL, `client` is a live client.
@@ -419,14 +511,19 @@ pub unsafe extern "C" fn ringrelay_client_flush(
         let mut state = c.lock()?;
         let state = &mut *state;
         state.unflushed = false;
-        let session = state.open_session()?;
+        let (link, pending) = state.open_parts()?;
         if timeout_ms == 0 {
-            return session.flush().map_err(Failure::from);
+            return link.flush().map_err(Failure::from);
         }
-        let events = session.round_trip(Duration::from_millis(u64::from(timeout_ms)))?;
-        if !events.is_empty() {
-            state.pending.extend(events);
-            c.shared.wake.set();
+        let timeout = Duration::from_millis(u64::from(timeout_ms));
+        let settled = link.settle(timeout, pending)?;
+        // Events the wait read (or left in the acked session) are handed out by the thread.
+        c.shared.wake.set();
+        if !settled {
+            return Err(Failure::new(
+                ringrelay_status::Timeout,
+                format!("not settled within {timeout_ms} ms"),
+            ));
         }
         Ok(())
     })

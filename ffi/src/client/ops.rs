@@ -2,9 +2,10 @@
 //! frame (control requests are written at once); `auto_flush` or `ringrelay_client_flush`
 //! writes messages.
 
-use super::ringrelay_client;
+use super::{ringrelay_client, Link};
 use crate::boundary::{bytes_arg, guard};
-use crate::status::ringrelay_status;
+use crate::status::{ringrelay_status, Failure};
+use ringrelay::client::AckedSendError;
 use ringrelay::client::{ClientError, Session};
 
 /// A byte argument from C: pointer, length, and its name for the error text.
@@ -31,12 +32,26 @@ unsafe fn request(
                 bytes_arg(second.0, second.1, second.2)?,
             )
         };
-        c.with_session(|s| op(s, a, b))
+        c.with_link(|link| op(link.session(), a, b).map_err(Failure::from))
     })
 }
 
-/// No second argument.
-const NONE: BytesArg<'static> = (std::ptr::null(), 0, "");
+/// WATCH or UNWATCH `id` (an acked client keeps its own watches apart from the host's).
+///
+/// # Safety
+/// As [`request`].
+unsafe fn watch(client: *const ringrelay_client, id: BytesArg<'_>, on: bool) -> ringrelay_status {
+    guard(|| {
+        // SAFETY: the caller's promises, passed on.
+        let (c, id) = unsafe {
+            (
+                ringrelay_client::from_c(client)?,
+                bytes_arg(id.0, id.1, id.2)?,
+            )
+        };
+        c.with_link(|link| link.watch(id, on).map_err(Failure::from))
+    })
+}
 
 /// Sends `payload` to the client registered as `target`, wherever in the cluster it is
 /// connected. Queued; an unknown target comes back later as an ERROR event
@@ -159,7 +174,7 @@ pub unsafe extern "C" fn ringrelay_client_watch(
     id_len: usize,
 ) -> ringrelay_status {
     // SAFETY: the caller's promises, passed on.
-    unsafe { request(client, (id, id_len, "id"), NONE, |s, id, _| s.watch(id)) }
+    unsafe { watch(client, (id, id_len, "id"), true) }
 }
 
 /// Stops the PRESENCE events `ringrelay_client_watch` asked for.
@@ -173,5 +188,55 @@ pub unsafe extern "C" fn ringrelay_client_unwatch(
     id_len: usize,
 ) -> ringrelay_status {
     // SAFETY: the caller's promises, passed on.
-    unsafe { request(client, (id, id_len, "id"), NONE, |s, id, _| s.unwatch(id)) }
+    unsafe { watch(client, (id, id_len, "id"), false) }
+}
+
+/// Acked mode (`opts.acked`): sends `payload` to `target` with acknowledged delivery and
+/// writes its sequence number to `*seq` (when not NULL). The message then ends in exactly one
+/// event: CONFIRMED (a range holding its number: it reached the target's application) or
+/// FAILED (it may or may not have). `RINGRELAY_STATUS_WOULD_BLOCK` when the window to this
+/// target (4,096 messages) or the bytes kept for retransmission are full: let events come (the
+/// acknowledgements make room) and retry. `RINGRELAY_STATUS_BAD_STATE` in plain mode. The
+/// payload is copied (kept until confirmed). Callable from any thread and inside callbacks.
+///
+/// # Safety
+/// As `ringrelay_client_send`; `seq` is NULL or a writable `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn ringrelay_client_send_acked(
+    client: *mut ringrelay_client,
+    target: *const u8,
+    target_len: usize,
+    payload: *const u8,
+    payload_len: usize,
+    seq: *mut u64,
+) -> ringrelay_status {
+    guard(|| {
+        // SAFETY: the caller's promises.
+        let (c, target, payload) = unsafe {
+            (
+                ringrelay_client::from_c(client)?,
+                bytes_arg(target, target_len, "target")?,
+                bytes_arg(payload, payload_len, "payload")?,
+            )
+        };
+        let number = c.with_link(|link| match link {
+            Link::Acked(acked) => acked
+                .send(target, bytes::Bytes::copy_from_slice(payload))
+                .map_err(|e| match e {
+                    AckedSendError::WouldBlock(_) => {
+                        Failure::new(ringrelay_status::WouldBlock, e.to_string())
+                    }
+                    AckedSendError::Client(e) => Failure::from(e),
+                }),
+            Link::Plain(_) => Err(Failure::new(
+                ringrelay_status::BadState,
+                "acked sends need a client connected with opts.acked set",
+            )),
+        })?;
+        if !seq.is_null() {
+            // SAFETY: not NULL, and the caller promises a writable `uint64_t`.
+            unsafe { seq.write(number) };
+        }
+        Ok(())
+    })
 }

@@ -20,8 +20,8 @@ pub type ringrelay_event_callback = Option<
     ),
 >;
 
-/// Options of `ringrelay_client_connect`. Fill it with `ringrelay_client_options_init`, then
-/// change fields: a later version of the library may add fields at the end, and reads only the
+/// Options of `ringrelay_client_connect`. Fill it with
+/// `ringrelay_client_options_init(&opts, sizeof opts)`, then change fields: a later version of the library may add fields at the end, and reads only the
 /// first `struct_size` bytes, so a program built against this header keeps working.
 #[allow(non_camel_case_types)]
 #[repr(C)]
@@ -51,6 +51,13 @@ pub struct ringrelay_client_options {
     pub on_event: ringrelay_event_callback,
     /// Passed to `on_event` as is; the library never reads it.
     pub userdata: *mut c_void,
+    /// Acked mode: `ringrelay_client_send_acked` works, and every acked message ends in a
+    /// CONFIRMED or FAILED event; acked messages from others arrive as ACKED_MESSAGE events and
+    /// are acknowledged by the library once it has read them for the application: right
+    /// before the callback runs, or, in queue mode, when queued (so drain before closing:
+    /// events still queued at close were acknowledged). Needs a relay that speaks protocol
+    /// version 2. Default false.
+    pub acked: bool,
 }
 
 impl Default for ringrelay_client_options {
@@ -64,6 +71,7 @@ impl Default for ringrelay_client_options {
             auto_flush: true,
             on_event: None,
             userdata: std::ptr::null_mut(),
+            acked: false,
         }
     }
 }
@@ -87,7 +95,9 @@ impl ringrelay_client_options {
                 "options struct_size is {given}: call ringrelay_client_options_init first"
             )));
         }
-        let n = given.min(size_of::<Self>());
+        // Only whole fields: a size that ends inside one (a corrupt or foreign struct) must
+        // not leave half a pointer behind.
+        let n = whole_fields_within(given.min(size_of::<Self>()));
         // SAFETY: the caller promises `given` readable bytes; `n <= given` and `n` fits in
         // `out`. Every field is plain data (integers, a bool, pointers) that the C program
         // wrote as its own header declares it, so any prefix leaves `out` a valid value.
@@ -106,17 +116,53 @@ impl ringrelay_client_options {
     }
 }
 
-/// Fills `*opts` with the defaults and sets `struct_size`. NULL is ignored. Callable from any
-/// thread.
+/// The largest prefix of the struct, at most `n` bytes, that ends at the end of a field.
+fn whole_fields_within(n: usize) -> usize {
+    use std::mem::offset_of;
+    type O = ringrelay_client_options;
+    let ends = [
+        offset_of!(O, struct_size) + size_of::<u32>(),
+        offset_of!(O, connect_timeout_ms) + size_of::<u32>(),
+        offset_of!(O, reconnect_timeout_ms) + size_of::<u32>(),
+        offset_of!(O, queue_events_max) + size_of::<u32>(),
+        offset_of!(O, queue_bytes_max) + size_of::<u64>(),
+        offset_of!(O, auto_flush) + size_of::<bool>(),
+        offset_of!(O, on_event) + size_of::<ringrelay_event_callback>(),
+        offset_of!(O, userdata) + size_of::<*mut c_void>(),
+        offset_of!(O, acked) + size_of::<bool>(),
+    ];
+    ends.into_iter().filter(|&end| end <= n).max().unwrap_or(0)
+}
+
+/// Fills `*opts` with the defaults: its first `size` bytes, where `size` is
+/// `sizeof(ringrelay_client_options)` as the caller's header declares it (so a program built
+/// against an older, smaller struct is never written past its end); `struct_size` is set to
+/// what was filled. NULL is ignored. Callable from any thread.
 ///
 /// # Safety
-/// Unless NULL, `opts` points to a writable `ringrelay_client_options`.
+/// Unless NULL, `opts` points to `size` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn ringrelay_client_options_init(opts: *mut ringrelay_client_options) {
+pub unsafe extern "C" fn ringrelay_client_options_init(
+    opts: *mut ringrelay_client_options,
+    size: usize,
+) {
     guard_value((), || {
-        if !opts.is_null() {
-            // SAFETY: not NULL, and the caller promises a writable struct.
-            unsafe { opts.write(ringrelay_client_options::default()) };
+        if opts.is_null() {
+            return;
         }
+        let n = whole_fields_within(size.min(size_of::<ringrelay_client_options>()));
+        let defaults = ringrelay_client_options {
+            struct_size: n as u32,
+            ..Default::default()
+        };
+        // SAFETY: the caller promises `size` writable bytes at `opts`; `n <= size`, and `n`
+        // bytes of `defaults` are readable.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&defaults as *const ringrelay_client_options).cast::<u8>(),
+                opts.cast::<u8>(),
+                n,
+            )
+        };
     })
 }

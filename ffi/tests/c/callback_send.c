@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
     counter_init(&replies);
 
     ringrelay_client_options opts;
-    ringrelay_client_options_init(&opts);
+    ringrelay_client_options_init(&opts, sizeof opts);
     opts.on_event = on_echo;
     opts.userdata = &e;
     ringrelay_client *echo = NULL;

@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
     CHECK(full > 0 && strstr(err, "empty") != NULL);
     CHECK(ringrelay_last_error(NULL, 0) == full);
     ringrelay_client_options brief;
-    ringrelay_client_options_init(&brief);
+    ringrelay_client_options_init(&brief, sizeof brief);
     brief.reconnect_timeout_ms = 200; /* no relay listens on port 1: give up soon */
     CHECK(ringrelay_client_connect("127.0.0.1:1", ID("x"), NULL, 0, &brief, &never) ==
           RINGRELAY_STATUS_CONNECT_FAILED);
@@ -111,7 +111,7 @@ int main(int argc, char **argv) {
     counter_init(&s.errors);
     s.kept = NULL;
     ringrelay_client_options opts;
-    ringrelay_client_options_init(&opts);
+    ringrelay_client_options_init(&opts, sizeof opts);
     opts.on_event = on_event;
     opts.userdata = &s;
     ringrelay_client *cb = NULL;

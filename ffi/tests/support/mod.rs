@@ -57,6 +57,21 @@ pub fn staged() -> &'static Staged {
         let link = lib_dir.join("libringrelay.so");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("libringrelay.so.0", &link).unwrap();
+        // The header and the pkg-config file, as an install lays them out.
+        let prefix = profile.join("capi");
+        std::fs::create_dir_all(prefix.join("include")).unwrap();
+        std::fs::copy(
+            workspace_dir().join("include/ringrelay.h"),
+            prefix.join("include/ringrelay.h"),
+        )
+        .unwrap();
+        let template =
+            std::fs::read_to_string(workspace_dir().join("ffi/ringrelay.pc.in")).unwrap();
+        let pc = template
+            .replace("@PREFIX@", &prefix.to_string_lossy())
+            .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+        std::fs::create_dir_all(lib_dir.join("pkgconfig")).unwrap();
+        std::fs::write(lib_dir.join("pkgconfig/ringrelay.pc"), pc).unwrap();
         Staged {
             lib_dir,
             include_dir: workspace_dir().join("include"),
@@ -148,10 +163,10 @@ pub fn test_source(file: &str) -> PathBuf {
     workspace_dir().join("ffi/tests/c").join(file)
 }
 
-/// Runs `exe` with `args` under the sanitizers' options (leak checking on), killed after
-/// [`RUN_TIME_MAX`]; returns its output.
-pub fn run(exe: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(exe)
+/// `exe` with `args`, under the sanitizers' options (leak checking on), output piped.
+pub fn sanitized(exe: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(exe);
+    command
         .args(args)
         .env(
             "ASAN_OPTIONS",
@@ -159,9 +174,21 @@ pub fn run(exe: &Path, args: &[&str]) -> Output {
         )
         .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `exe` with `args` under the sanitizers' options (leak checking on), killed after
+/// [`RUN_TIME_MAX`]; returns its output.
+pub fn run(exe: &Path, args: &[&str]) -> Output {
+    let child = sanitized(exe, args)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    finish(child)
+}
+
+/// Waits for `child` to exit, killing it after [`RUN_TIME_MAX`]; returns its output.
+pub fn finish(mut child: std::process::Child) -> Output {
     let started = Instant::now();
     // A child process has no completion to await from the standard library but its exit:
     // poll it, coarsely, up to the bound.
@@ -184,4 +211,53 @@ pub fn assert_passed(out: &Output, name: &str) {
         "{name} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
+}
+
+/// The lines a child prints, read on a thread of their own so a test can wait for one.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn of(out: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most [`RUN_TIME_MAX`]) for a line that `wanted` accepts; returns it.
+    pub fn until(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + RUN_TIME_MAX;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line {what} came; lines so far: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Every line until the child closes its output.
+    pub fn rest(mut self) -> Vec<String> {
+        while let Ok(line) = self.rx.recv_timeout(RUN_TIME_MAX) {
+            self.seen.push(line);
+        }
+        self.seen
+    }
 }

@@ -110,6 +110,9 @@ pub struct ConnRelay {
     pub(super) held_frames: Vec<u8>,
     /// A link connection: carries forwarded frames, has no session rules (no ticks).
     pub(super) link: bool,
+    /// The client's address, when the host's authorize hook wants it (`None`: not looked up,
+    /// or a local client of an embedded node).
+    pub(super) peer: Option<std::net::SocketAddr>,
 }
 
 impl ConnRelay {
@@ -130,6 +133,19 @@ impl ConnRelay {
             held_hello: None,
             held_frames: Vec::new(),
             link: false,
+            peer: None,
+        }
+    }
+
+    /// A client connection accepted at `now_ms` from `peer` (for the authorize hook).
+    pub fn client_from(
+        now_ms: u64,
+        cfg: &SessionConfig,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
+        ConnRelay {
+            peer,
+            ..Self::client(now_ms, cfg)
         }
     }
 
@@ -182,6 +198,7 @@ impl Default for ConnRelay {
             heartbeat_misses_max: 0,
             frame_complete_timeout_ms: 0,
             token: None,
+            authorize: None,
         };
         let mut relay = ConnRelay::client(0, &cfg);
         relay.session.close();

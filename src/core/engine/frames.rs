@@ -33,7 +33,10 @@ impl Engine<'_> {
             return self.hold_frame(conn, at, &frame, out);
         }
         let tables = self.tables;
-        match conn.session.on_frame(frame, &self.config.session) {
+        match conn
+            .session
+            .on_frame(frame, &self.config.session, conn.peer)
+        {
             SessionEvent::Send { target, payload } => {
                 debug_assert!(!conn.client_id.is_empty(), "routed before registration");
                 if payload.len() > self.config.payload_bytes_max {
@@ -372,7 +375,7 @@ impl Engine<'_> {
         out.send_frame_local(at, &welcome);
         let epoch = out.next_epoch();
         let outcome = self.tables.register(&client_id, at, epoch, scratch, out);
-        if self.config.clustered && !matches!(outcome, Registered::Lost(_)) {
+        if self.config.announces_registrations() && !matches!(outcome, Registered::Lost(_)) {
             out.cluster(ClusterEvent::Registered {
                 id: &client_id,
                 epoch,

@@ -33,7 +33,7 @@ impl Engine<'_> {
             return;
         }
         if let Some(row) = tables.unregister(&client_id, at, scratch, out) {
-            if self.config.clustered {
+            if self.config.announces_registrations() {
                 out.cluster(ClusterEvent::Unregistered {
                     id: &client_id,
                     epoch: row.epoch,

@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub session: SessionConfig,
     /// Part of a cluster: registrations and interest changes are announced as [`ClusterEvent`]s.
     pub clustered: bool,
+    /// Registrations are announced even when not clustered (an embedded node's presence hook).
+    pub local_presence: bool,
     /// Sent in WELCOME.
     pub heartbeat_interval_ms: u32,
     /// Sent in WELCOME.
@@ -44,10 +46,16 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// Whether registrations and their ends go out as [`ClusterEvent`]s.
+    pub fn announces_registrations(&self) -> bool {
+        self.clustered || self.local_presence
+    }
+
     pub fn from_config(cfg: &crate::config::Config) -> Self {
         EngineConfig {
             session: SessionConfig::from_config(cfg),
             clustered: cfg.node_id != 0,
+            local_presence: false,
             heartbeat_interval_ms: cfg.heartbeat_interval_ms.min(u32::MAX as u64) as u32,
             max_frame_bytes: cfg.max_frame_bytes.min(u32::MAX as usize) as u32,
             payload_bytes_max: crate::protocol::payload_bytes_max(cfg.max_frame_bytes),

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The C API's speed against the Rust client's, in one run: 16 B messages from a sender to a
+# receiver through a relay (one worker pinned to CPU 0; clients on CPU 1), RUNS times each,
+# alternating; prints the medians and the C/Rust ratio. Then a node embedded in the C program:
+# its local client receiving against a TCP client of the same node. Every run is bounded by
+# COUNT messages and a 30 s wait.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-5}
+COUNT=${COUNT:-2000000}
+RELAY_CPU=${RELAY_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PORT=${PORT:-7455}
+
+cargo build --release -p ringrelay-cli -p ringrelay-ffi --examples >/dev/null 2>&1 \
+  || cargo build --release -p ringrelay-cli -p ringrelay-ffi --examples
+libs=$(rustc --crate-type staticlib --print native-static-libs -o /tmp/rr_empty.a - </dev/null 2>&1 \
+  | sed -n 's/.*native-static-libs: //p')
+c_bench=target/release/c_client_rate
+# shellcheck disable=SC2086
+cc -std=c11 -O2 -Iinclude ffi/benches/c_client_rate.c target/release/libringrelay_ffi.a $libs -o "$c_bench"
+rust_bench=target/release/examples/rust_client_rate
+
+taskset -c "$RELAY_CPU" target/release/ringrelay serve --listen "127.0.0.1:$PORT" --workers 1 \
+  >/dev/null 2>&1 &
+relay_pid=$!
+trap 'kill $relay_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
+  sleep 0.1
+done
+
+rate() { sed -n 's/^msgs_per_sec \([0-9]*\).*/\1/p'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+c_runs=() rust_runs=() local_runs=() tcp_runs=()
+for run in $(seq "$RUNS"); do
+  c_runs+=("$(taskset -c "$CLIENT_CPU" "$c_bench" "127.0.0.1:$PORT" "$COUNT" | rate)")
+  rust_runs+=("$(taskset -c "$CLIENT_CPU" "$rust_bench" "127.0.0.1:$PORT" "$COUNT" | rate)")
+  # The embedded node's worker and the clients share the machine's CPUs, as in a host process.
+  local_runs+=("$("$c_bench" - "$COUNT" local | rate)")
+  tcp_runs+=("$("$c_bench" - "$COUNT" embedded-tcp | rate)")
+  echo "run $run: c ${c_runs[-1]} rust ${rust_runs[-1]} local ${local_runs[-1]} embedded-tcp ${tcp_runs[-1]}" >&2
+done
+c=$(printf '%s\n' "${c_runs[@]}" | median)
+rust=$(printf '%s\n' "${rust_runs[@]}" | median)
+local_rx=$(printf '%s\n' "${local_runs[@]}" | median)
+tcp_rx=$(printf '%s\n' "${tcp_runs[@]}" | median)
+echo "16 B through a relay, medians of $RUNS: C API $c msgs/s, Rust client $rust msgs/s, C/Rust $(awk -v a="$c" -v b="$rust" 'BEGIN { printf "%.2f", a / b }')"
+echo "embedded node, medians of $RUNS: local receiver $local_rx msgs/s, TCP receiver $tcp_rx msgs/s, local/TCP $(awk -v a="$local_rx" -v b="$tcp_rx" 'BEGIN { printf "%.2f", a / b }')"

@@ -1,0 +1,109 @@
+/* client: a chat client for examples/c/chat_server.c, and an example of a host event loop:
+ * it waits with poll(2) on standard input and on ringrelay_client_fd() (queue mode), and
+ * drains events on its own thread.
+ *
+ * Usage: client SERVERS ID [EXPECT]
+ *   SERVERS  comma-separated HOST:PORT list (the client moves to another if one fails)
+ *   ID       this client's id in the room
+ *   EXPECT   once standard input ends, keep receiving until this many lines came (default 0),
+ *            for at most 10 s
+ * Prints "ready" once in the room, then "SENDER: LINE" for each line of the others.
+ *
+ * Build: cc -std=c11 client.c $(pkg-config --cflags --libs --static ringrelay) */
+#define _POSIX_C_SOURCE 200809L
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ringrelay.h"
+
+static long received = 0;
+
+static void on_event(void *userdata, ringrelay_client *client, const ringrelay_event *ev) {
+    (void)userdata;
+    (void)client;
+    size_t from_len = 0, len = 0;
+    switch (ringrelay_event_get_kind(ev)) {
+    case RINGRELAY_EVENT_KIND_MESSAGE: {
+        const uint8_t *from = ringrelay_event_get_client_id(ev, &from_len);
+        const uint8_t *line = ringrelay_event_get_payload(ev, &len);
+        printf("%.*s: %.*s\n", (int)from_len, (const char *)from, (int)len, (const char *)line);
+        received++;
+        break;
+    }
+    case RINGRELAY_EVENT_KIND_RECONNECTED: {
+        const uint8_t *server = ringrelay_event_get_text(ev, &len);
+        printf("* reconnected to %.*s\n", (int)len, (const char *)server);
+        break;
+    }
+    case RINGRELAY_EVENT_KIND_CLOSED: {
+        const uint8_t *why = ringrelay_event_get_text(ev, &len);
+        printf("* closed: %.*s\n", (int)len, (const char *)why);
+        break;
+    }
+    default:
+        break;
+    }
+    fflush(stdout);
+}
+
+static int fail(const char *what, ringrelay_status status) {
+    char err[512];
+    ringrelay_last_error(err, sizeof err);
+    fprintf(stderr, "client: %s: %s (%s)\n", what, ringrelay_status_str(status), err);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: client SERVERS ID [EXPECT]\n");
+        return 2;
+    }
+    long expect = argc > 3 ? strtol(argv[3], NULL, 10) : 0;
+    ringrelay_client *c = NULL;
+    ringrelay_status s = ringrelay_client_connect(argv[1], (const uint8_t *)argv[2],
+                                                  strlen(argv[2]), NULL, 0, NULL, &c);
+    if (s != RINGRELAY_STATUS_OK) return fail("connect", s);
+    if ((s = ringrelay_client_subscribe(c, (const uint8_t *)"chat", 4, NULL, 0)) !=
+            RINGRELAY_STATUS_OK ||
+        (s = ringrelay_client_flush(c, 5000)) != RINGRELAY_STATUS_OK) {
+        ringrelay_client_free(c);
+        return fail("join", s);
+    }
+    printf("ready\n");
+    fflush(stdout);
+    /* Unbuffered: a line poll(2) saw is read at once, none waits in stdio's buffer. */
+    setvbuf(stdin, NULL, _IONBF, 0);
+
+    struct pollfd fds[2] = {{.fd = ringrelay_client_fd(c), .events = POLLIN, .revents = 0},
+                            {.fd = STDIN_FILENO, .events = POLLIN, .revents = 0}};
+    int stdin_open = 1;
+    int idle_ms = 0;
+    char line[1024];
+    while (stdin_open || (received < expect && idle_ms < 10000)) {
+        int n = poll(fds, stdin_open ? 2 : 1, 100);
+        if (n == 0) idle_ms += stdin_open ? 0 : 100;
+        if (fds[0].revents & POLLIN) {
+            s = ringrelay_client_drain(c, on_event, NULL, 256, NULL);
+            if (s != RINGRELAY_STATUS_OK) break;
+        }
+        if (stdin_open && (fds[1].revents & (POLLIN | POLLHUP))) {
+            if (fgets(line, sizeof line, stdin) == NULL) {
+                stdin_open = 0;
+                /* Everything said so far has reached the relay before we may leave. */
+                ringrelay_client_flush(c, 5000);
+                continue;
+            }
+            size_t len = strcspn(line, "\n");
+            s = ringrelay_client_publish_no_echo(c, (const uint8_t *)"chat", 4,
+                                                 (const uint8_t *)line, len);
+            if (s != RINGRELAY_STATUS_OK) break;
+        }
+    }
+    ringrelay_client_free(c);
+    if (s != RINGRELAY_STATUS_OK) return fail("chat", s);
+    return received >= expect ? 0 : 3;
+}

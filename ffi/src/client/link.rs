@@ -1,0 +1,120 @@
+//! What a client drives: a plain session (best effort, as the Rust `Session`) or an acked one
+//! (`AckedSession`: every acked message ends CONFIRMED or FAILED). One enum, so the client's
+//! thread and calls treat both alike.
+
+use super::event::Item;
+use ringrelay::client::{AckedSession, ClientError, Event, Session};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub(crate) enum Link {
+    Plain(Box<Session>),
+    Acked(Box<AckedSession>),
+}
+
+impl Link {
+    /// The plain session: for best-effort sends, topics and subscriptions.
+    pub(crate) fn session(&mut self) -> &mut Session {
+        match self {
+            Link::Plain(s) => s,
+            Link::Acked(a) => a.session(),
+        }
+    }
+
+    pub(crate) fn watch(&mut self, id: &[u8], on: bool) -> Result<(), ClientError> {
+        match (self, on) {
+            (Link::Plain(s), true) => s.watch(id),
+            (Link::Plain(s), false) => s.unwatch(id),
+            // The acked session watches targets of its own; it keeps the two apart.
+            (Link::Acked(a), true) => a.watch(id),
+            (Link::Acked(a), false) => a.unwatch(id),
+        }
+    }
+
+    /// Reads what is ready without waiting into `batch`, up to `max` events; `Ok(0)` when
+    /// nothing was.
+    pub(crate) fn read_ready(
+        &mut self,
+        batch: &mut VecDeque<Item>,
+        max: usize,
+    ) -> Result<usize, ClientError> {
+        match self {
+            Link::Plain(s) => {
+                let mut n = 0;
+                while n < max {
+                    let Some(event) = s.recv(Duration::ZERO)? else {
+                        break;
+                    };
+                    let closed = matches!(event, Event::Closed { .. });
+                    batch.push_back(Item::Event(event));
+                    n += 1;
+                    if closed {
+                        break;
+                    }
+                }
+                Ok(n)
+            }
+            // Up to RECV_MANY_EVENTS_MAX per call, timers and acknowledgements included.
+            Link::Acked(a) => a.recv_with(Duration::ZERO, |incoming| {
+                batch.push_back(Item::Event(incoming.into_event()));
+            }),
+        }
+    }
+
+    /// Writes everything queued (for the acked session: with its timers and acknowledgements).
+    pub(crate) fn flush(&mut self) -> Result<(), ClientError> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Acked(a) => a.flush(),
+        }
+    }
+
+    /// Writes everything queued and waits up to `timeout`: for a plain session until the relay
+    /// has handled it all (events read meanwhile go to `pending`); for an acked one until every
+    /// acked message sent has ended (its events stay in the session for the client's thread).
+    /// Returns whether that happened in time.
+    pub(crate) fn settle(
+        &mut self,
+        timeout: Duration,
+        pending: &mut VecDeque<Event>,
+    ) -> Result<bool, ClientError> {
+        match self {
+            Link::Plain(s) => match s.round_trip(timeout) {
+                Ok(events) => {
+                    pending.extend(events);
+                    Ok(true)
+                }
+                Err(ClientError::NoAnswer { .. }) => Ok(false),
+                Err(e) => Err(e),
+            },
+            Link::Acked(a) => {
+                a.flush()?;
+                a.drain(timeout)
+            }
+        }
+    }
+
+    pub(crate) fn as_raw_fd(&self) -> Option<i32> {
+        match self {
+            Link::Plain(s) => s.as_raw_fd(),
+            Link::Acked(a) => a.as_raw_fd(),
+        }
+    }
+
+    /// When the client's thread must look again even if nothing arrives.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            Link::Plain(s) => s.next_deadline(),
+            Link::Acked(a) => a.next_deadline(),
+        }
+    }
+
+    /// Says goodbye to the relay (acked: messages still in flight fail as closed).
+    pub(crate) fn close(self) -> Result<(), ClientError> {
+        match self {
+            Link::Plain(s) => s.close(),
+            Link::Acked(a) => a.close().map(|_| ()),
+        }
+    }
+}
