@@ -768,6 +768,34 @@ impl Client {
         Ok(None)
     }
 
+    /// Hands the messages (DELIVER) at the front of what was read to `on_message` as
+    /// `(sender, topic, payload)`, borrowed from the read buffer (no copy, no allocation; the
+    /// topic is `None` for a direct send), up to `max` of them; stops at a frame of another
+    /// kind (left for [`Self::recv`]) or a frame not wholly read. Returns how many it handed.
+    /// An event loop receives at a high rate with this and [`Self::recv`] for the rest.
+    pub fn take_messages(
+        &mut self,
+        max: usize,
+        mut on_message: impl FnMut(&[u8], Option<&[u8]>, &[u8]),
+    ) -> Result<usize, ClientError> {
+        self.check_open()?;
+        let mut taken = 0;
+        while taken < max {
+            let wanted = |frame: &Frame<'_>| matches!(frame, Frame::Deliver { .. });
+            match self.reader.next_frame_if(wanted) {
+                Ok(Some(Frame::Deliver {
+                    sender,
+                    topic,
+                    payload,
+                })) => on_message(sender, (!topic.is_empty()).then_some(topic), payload),
+                Ok(_) => break,
+                Err(e) => return Err(self.fail_protocol(e)),
+            }
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
     /// Hands the acked messages at the front of what was read to `on_acked`, borrowed from the
     /// read buffer (no copy, no allocation), up to `max` of them; stops at a frame of another
     /// kind (left for [`Self::recv`]) or a frame not wholly read. Returns how many it handed.

@@ -286,6 +286,29 @@ impl Session {
         }
     }
 
+    /// As [`Client::take_messages`]: the messages already read, borrowed, while no other event
+    /// waits before them (a reconnection). A connection lost on the way is replaced as in
+    /// [`Self::recv`] (the next event is then [`Event::Reconnected`]).
+    pub fn take_messages(
+        &mut self,
+        max: usize,
+        on_message: impl FnMut(&[u8], Option<&[u8]>, &[u8]),
+    ) -> Result<usize, ClientError> {
+        if !self.pending.is_empty() {
+            return Ok(0);
+        }
+        let Some(client) = self.client.as_mut() else {
+            return Ok(0);
+        };
+        match client.take_messages(max, on_message) {
+            Err(e) if is_lost(&e) => {
+                self.replace(e)?;
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+
     /// As [`Client::take_acked`]: the acked messages already read, borrowed, while no other
     /// event waits before them. A connection lost on the way is replaced as in [`Self::recv`]
     /// (the next event is then [`Event::Reconnected`]).

@@ -123,6 +123,11 @@ pub(crate) fn wall_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Send and receive buffer of each end of a local client's socket pair: 4 MiB, what TCP
+/// autotuning reaches on loopback by default (`tcp_wmem` max), so a local client is not
+/// slower than a TCP one.
+const LOCAL_SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
 /// How long `start` waits for every worker to report its ring up.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -266,6 +271,13 @@ impl Server {
             ));
         }
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        // Unix sockets do not autotune their buffers as TCP does: give both ends room for
+        // bursts (the kernel caps it at net.core.wmem_max / rmem_max).
+        for end in [&ours, &theirs] {
+            let sock = socket2::SockRef::from(end);
+            sock.set_send_buffer_size(LOCAL_SOCKET_BUFFER_BYTES)?;
+            sock.set_recv_buffer_size(LOCAL_SOCKET_BUFFER_BYTES)?;
+        }
         let workers = self.shared.lane.commands.len();
         let worker = self.shared.next_local_worker.fetch_add(1, Relaxed) % workers;
         let command = control_lane::Command::AdoptClient { fd: theirs.into() };

@@ -56,17 +56,22 @@ pub(crate) fn run(shared: Arc<Shared>, handle: HandleAddr) {
         }
         batch.clear();
         batch.push_back(Item::Ended(Failure::new(status, text)));
-        let _ = catch_unwind(AssertUnwindSafe(|| hand_out(&shared, handle, &mut batch)));
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            hand_out(&shared, handle, &mut batch, &[])
+        }));
     }
 }
 
 fn turns(shared: &Shared, handle: HandleAddr, batch: &mut VecDeque<Item>) {
+    // The bytes of the batch's messages, reused from turn to turn.
+    let mut arena = Vec::new();
     loop {
         let turn = match shared.state.lock() {
-            Ok(mut state) => read_turn(shared, &mut state, batch),
+            Ok(mut state) => read_turn(shared, &mut state, batch, &mut arena),
             Err(_) => Turn::Stop,
         };
-        hand_out(shared, handle, batch);
+        hand_out(shared, handle, batch, &arena);
+        arena.clear();
         match turn {
             Turn::Dispatch => {}
             Turn::Stop => return,
@@ -87,7 +92,12 @@ fn turns(shared: &Shared, handle: HandleAddr, batch: &mut VecDeque<Item>) {
 
 /// One turn under the lock: the write asked for, events a flush read, then what the socket
 /// holds, into `batch`.
-fn read_turn(shared: &Shared, state: &mut State, batch: &mut VecDeque<Item>) -> Turn {
+fn read_turn(
+    shared: &Shared,
+    state: &mut State,
+    batch: &mut VecDeque<Item>,
+    arena: &mut Vec<u8>,
+) -> Turn {
     if shared.stopping.load(Ordering::Acquire) || state.ended.is_some() {
         return Turn::Stop;
     }
@@ -102,7 +112,7 @@ fn read_turn(shared: &Shared, state: &mut State, batch: &mut VecDeque<Item>) -> 
     batch.extend(state.pending.drain(..).map(Item::Event));
     while batch.len() < BATCH_EVENTS_MAX {
         let before = batch.len();
-        match link.read_ready(batch, BATCH_EVENTS_MAX - before) {
+        match link.read_ready(batch, arena, BATCH_EVENTS_MAX - before) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => return end(state, batch, e),
@@ -145,9 +155,16 @@ fn end(state: &mut State, batch: &mut VecDeque<Item>, error: ClientError) -> Tur
 }
 
 /// Hands the batch out: each event to the callback, or all into the queue.
-fn hand_out(shared: &Shared, handle: HandleAddr, batch: &mut VecDeque<Item>) {
+fn hand_out(shared: &Shared, handle: HandleAddr, batch: &mut VecDeque<Item>, arena: &[u8]) {
     match &shared.mode {
         Mode::Queue(queue) => {
+            // Queued items outlive the arena: they take their bytes along.
+            let count = batch.len();
+            for _ in 0..count {
+                if let Some(item) = batch.pop_front() {
+                    batch.push_back(item.owned(arena));
+                }
+            }
             queue.push_all(batch, &shared.stopping);
             // Left over only when the client is closing: nobody will drain them.
             batch.clear();
@@ -156,7 +173,7 @@ fn hand_out(shared: &Shared, handle: HandleAddr, batch: &mut VecDeque<Item>) {
             let client = handle.0 as *mut ringrelay_client;
             in_callback_of(client as *const _, || {
                 for item in batch.drain(..) {
-                    let view = ringrelay_event::view(&item);
+                    let view = ringrelay_event::view(&item, arena);
                     // SAFETY: `on_event` is the host's callback, called as the header
                     // documents: its userdata, the live client handle (the handle outlives
                     // this thread: free joins it first), and an event valid for the call.

@@ -109,11 +109,59 @@ impl Drop for ringrelay_event {
 #[derive(Debug)]
 pub(crate) enum Item {
     Event(Event),
+    /// A message whose bytes were copied into the batch's arena (no allocation of its own):
+    /// sender, then topic (`None`: a direct send), then payload, from `at`, with these lengths.
+    Message {
+        at: usize,
+        sender: usize,
+        topic: Option<usize>,
+        payload: usize,
+    },
     /// The client ended without a CLOSED event from the relay (lost, and not replaced).
     Ended(Failure),
 }
 
 impl Item {
+    /// Appends a message to `arena` and returns the item that names it there.
+    pub(crate) fn message_in(
+        arena: &mut Vec<u8>,
+        sender: &[u8],
+        topic: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Item {
+        let at = arena.len();
+        arena.extend_from_slice(sender);
+        arena.extend_from_slice(topic.unwrap_or_default());
+        arena.extend_from_slice(payload);
+        Item::Message {
+            at,
+            sender: sender.len(),
+            topic: topic.map(<[u8]>::len),
+            payload: payload.len(),
+        }
+    }
+
+    /// The item with its own bytes (an arena message becomes an owned one), for the queue.
+    pub(crate) fn owned(self, arena: &[u8]) -> Item {
+        match self {
+            Item::Message {
+                at,
+                sender,
+                topic,
+                payload,
+            } => {
+                let topic_at = at + sender;
+                let payload_at = topic_at + topic.unwrap_or(0);
+                Item::Event(Event::Message {
+                    sender: arena[at..topic_at].to_vec(),
+                    topic: topic.map(|len| arena[topic_at..topic_at + len].to_vec()),
+                    payload: arena[payload_at..payload_at + payload].to_vec(),
+                })
+            }
+            other => other,
+        }
+    }
+
     /// Bytes it holds, for the queue's byte bound.
     pub(crate) fn bytes(&self) -> usize {
         const ITEM_OVERHEAD_BYTES: usize = 64;
@@ -127,6 +175,12 @@ impl Item {
                 Item::Event(Event::AckedMessage {
                     sender, payload, ..
                 }) => sender.len() + payload.len(),
+                Item::Message {
+                    sender,
+                    topic,
+                    payload,
+                    ..
+                } => sender + topic.unwrap_or(0) + payload,
                 Item::Event(_) => 0,
                 Item::Ended(f) => f.text.len(),
             }
@@ -150,11 +204,26 @@ impl ringrelay_event {
         }
     }
 
-    /// A borrowed view of `item`, valid while `item` lives and is not changed.
-    pub(crate) fn view(item: &Item) -> ringrelay_event {
+    /// A borrowed view of `item` (whose arena bytes, if any, are in `arena`), valid while both
+    /// live and are not changed.
+    pub(crate) fn view(item: &Item, arena: &[u8]) -> ringrelay_event {
         use ringrelay_event_kind as K;
         let event = match item {
             Item::Event(event) => event,
+            &Item::Message {
+                at,
+                sender,
+                topic,
+                payload,
+            } => {
+                let topic_at = at + sender;
+                let payload_at = topic_at + topic.unwrap_or(0);
+                let mut ev = Self::blank(K::Message);
+                ev.client_id = Span::of(&arena[at..topic_at]);
+                ev.topic = topic.map(|len| Span::of(&arena[topic_at..topic_at + len]));
+                ev.payload = Span::of(&arena[payload_at..payload_at + payload]);
+                return ev;
+            }
             Item::Ended(failure) => {
                 let mut ev = Self::blank(K::Closed);
                 ev.text = Span::of(failure.text.as_bytes());

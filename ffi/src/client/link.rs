@@ -33,16 +33,25 @@ impl Link {
     }
 
     /// Reads what is ready without waiting into `batch`, up to `max` events; `Ok(0)` when
-    /// nothing was.
+    /// nothing was. Messages of a plain session are copied into `arena` (no allocation per
+    /// message).
     pub(crate) fn read_ready(
         &mut self,
         batch: &mut VecDeque<Item>,
+        arena: &mut Vec<u8>,
         max: usize,
     ) -> Result<usize, ClientError> {
         match self {
             Link::Plain(s) => {
                 let mut n = 0;
                 while n < max {
+                    n += s.take_messages(max - n, |sender, topic, payload| {
+                        batch.push_back(Item::message_in(arena, sender, topic, payload));
+                    })?;
+                    if n >= max {
+                        break;
+                    }
+                    // Another kind of frame, or nothing read yet: one event, maybe a read.
                     let Some(event) = s.recv(Duration::ZERO)? else {
                         break;
                     };

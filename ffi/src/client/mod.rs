@@ -477,7 +477,7 @@ pub unsafe extern "C" fn ringrelay_client_drain(
         let count = items.len();
         in_callback_of(client as *const c_void, || {
             for item in &items {
-                let view = ringrelay_event::view(item);
+                let view = ringrelay_event::view(item, &[]);
                 // SAFETY: the host's callback, called as documented: its userdata, the live
                 // client, an event valid for the call.
                 unsafe { on_event(userdata, client, &view) };
