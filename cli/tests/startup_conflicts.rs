@@ -10,10 +10,17 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    let [addr] = free_ports();
+    addr
+}
+
+/// `N` distinct free ports: every listener is held until all are chosen (one dropped at once
+/// lets the kernel hand the same port out again, which made two of a test's nodes share one).
+fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap())
 }
 
 /// `ringrelay serve` with one worker; `args` may set `--listen` (default: a free port).
@@ -47,8 +54,7 @@ fn a_second_serve_on_a_held_address_is_refused_with_the_reason() {
 #[test]
 fn two_nodes_with_one_id_are_refused_with_one_line_naming_both_addresses() {
     let secret = ["--cluster-secret", "dup-test"];
-    let (a, b, c) = (free_port(), free_port(), free_port());
-    let (a, b, c) = (a.to_string(), b.to_string(), c.to_string());
+    let [a, b, c] = free_ports().map(|p| p.to_string());
     let _node_a = serve(&[&["--node-id", "1", "--cluster-listen", &a], &secret[..]].concat());
     let node_c = serve(
         &[
