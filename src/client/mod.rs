@@ -778,22 +778,17 @@ impl Client {
         max: usize,
         mut on_message: impl FnMut(&[u8], Option<&[u8]>, &[u8]),
     ) -> Result<usize, ClientError> {
-        self.check_open()?;
-        let mut taken = 0;
-        while taken < max {
-            let wanted = |frame: &Frame<'_>| matches!(frame, Frame::Deliver { .. });
-            match self.reader.next_frame_if(wanted) {
-                Ok(Some(Frame::Deliver {
-                    sender,
-                    topic,
-                    payload,
-                })) => on_message(sender, (!topic.is_empty()).then_some(topic), payload),
-                Ok(_) => break,
-                Err(e) => return Err(self.fail_protocol(e)),
+        let wanted = |frame: &Frame<'_>| matches!(frame, Frame::Deliver { .. });
+        self.take_frames(max, wanted, |frame| {
+            if let Frame::Deliver {
+                sender,
+                topic,
+                payload,
+            } = frame
+            {
+                on_message(sender, (!topic.is_empty()).then_some(topic), payload);
             }
-            taken += 1;
-        }
-        Ok(taken)
+        })
     }
 
     /// Hands the acked messages at the front of what was read to `on_acked`, borrowed from the
@@ -804,17 +799,34 @@ impl Client {
         max: usize,
         mut on_acked: impl FnMut(&[u8], MsgId, &[u8]),
     ) -> Result<usize, ClientError> {
+        let wanted = |frame: &Frame<'_>| matches!(frame, Frame::DeliverAcked { .. });
+        self.take_frames(max, wanted, |frame| {
+            if let Frame::DeliverAcked {
+                sender,
+                id,
+                payload,
+            } = frame
+            {
+                on_acked(sender, id, payload);
+            }
+        })
+    }
+
+    /// Hands up to `max` frames at the front of what was read, while `wanted` accepts them, to
+    /// `on_frame`, borrowed from the read buffer; stops at another frame (left for
+    /// [`Self::recv`]) or one not wholly read. Returns how many it handed.
+    fn take_frames(
+        &mut self,
+        max: usize,
+        wanted: impl Fn(&Frame<'_>) -> bool,
+        mut on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<usize, ClientError> {
         self.check_open()?;
         let mut taken = 0;
         while taken < max {
-            let wanted = |frame: &Frame<'_>| matches!(frame, Frame::DeliverAcked { .. });
-            match self.reader.next_frame_if(wanted) {
-                Ok(Some(Frame::DeliverAcked {
-                    sender,
-                    id,
-                    payload,
-                })) => on_acked(sender, id, payload),
-                Ok(_) => break,
+            match self.reader.next_frame_if(&wanted) {
+                Ok(Some(frame)) => on_frame(frame),
+                Ok(None) => break,
                 Err(e) => return Err(self.fail_protocol(e)),
             }
             taken += 1;

@@ -294,19 +294,7 @@ impl Session {
         max: usize,
         on_message: impl FnMut(&[u8], Option<&[u8]>, &[u8]),
     ) -> Result<usize, ClientError> {
-        if !self.pending.is_empty() {
-            return Ok(0);
-        }
-        let Some(client) = self.client.as_mut() else {
-            return Ok(0);
-        };
-        match client.take_messages(max, on_message) {
-            Err(e) if is_lost(&e) => {
-                self.replace(e)?;
-                Ok(0)
-            }
-            other => other,
-        }
+        self.take_read(|client| client.take_messages(max, on_message))
     }
 
     /// As [`Client::take_acked`]: the acked messages already read, borrowed, while no other
@@ -317,13 +305,22 @@ impl Session {
         max: usize,
         on_acked: impl FnMut(&[u8], crate::protocol::MsgId, &[u8]),
     ) -> Result<usize, ClientError> {
+        self.take_read(|client| client.take_acked(max, on_acked))
+    }
+
+    /// Runs `take` (a borrowed take of frames already read) on the connection while no event
+    /// waits before them; a connection lost on the way is replaced as in [`Self::recv`].
+    fn take_read(
+        &mut self,
+        take: impl FnOnce(&mut Client) -> Result<usize, ClientError>,
+    ) -> Result<usize, ClientError> {
         if !self.pending.is_empty() {
             return Ok(0);
         }
         let Some(client) = self.client.as_mut() else {
             return Ok(0);
         };
-        match client.take_acked(max, on_acked) {
+        match take(client) {
             Err(e) if is_lost(&e) => {
                 self.replace(e)?;
                 Ok(0)
