@@ -252,9 +252,11 @@ typedef struct {
     /**
      * Acked mode: `ringrelay_client_send_acked` works, and every acked message ends in a
      * CONFIRMED or FAILED event; acked messages from others arrive as ACKED_MESSAGE events and
-     * are acknowledged by the library once it has read them for the application: right
-     * before the callback runs, or, in queue mode, when queued (so drain before closing:
-     * events still queued at close were acknowledged). Needs a relay that speaks protocol
+     * are acknowledged by the library only once handed out: after the callback returned for
+     * them, or, in queue mode, after `ringrelay_client_drain` handed them out. Acked messages
+     * still queued at close are not acknowledged: their senders send them again to this id's
+     * next connection (or see them FAILED), so nothing is confirmed that the host never saw;
+     * drain before closing to avoid receiving them twice. Needs a relay that speaks protocol
      * version 2. Default false.
      */
     bool acked;
@@ -361,9 +363,10 @@ ringrelay_status ringrelay_client_connect(const char *servers,
  * reconnection, for the connection attempt under way (up to `connect_timeout_ms`). The handle
  * stays valid until `ringrelay_client_free`; requests on it then fail with
  * `RINGRELAY_STATUS_CLOSED`, while events already in the queue can still be drained. Events
- * the client's thread had read but not yet handed out are dropped (in acked mode they were
- * acknowledged: let the queue or callbacks catch up before closing). Closing twice is not an
- * error.
+ * the client's thread had read but not yet queued are dropped. In acked mode, acked messages
+ * handed out are acknowledged before the CLOSE; if any acked message is still queued (or was
+ * dropped), none of the unacknowledged ones are: their senders send them again to this id's
+ * next connection. Closing twice is not an error.
  *
  * Not allowed inside this client's callbacks, nor anywhere on its thread (returns
  * `RINGRELAY_STATUS_IN_CALLBACK`: that thread is the one being stopped).
@@ -399,7 +402,8 @@ int32_t ringrelay_client_fd(const ringrelay_client *client);
 /**
  * Queue mode: calls `on_event(userdata, client, event)` on this thread for up to `max` waiting
  * events, in order, and writes how many to `*drained` (when not NULL). Returns at once when
- * none wait (it never waits). Each event is borrowed until `on_event` returns
+ * none wait (it never waits). In acked mode, the acked messages drained are acknowledged
+ * once `on_event` has returned for them. Each event is borrowed until `on_event` returns
  * (`ringrelay_event_retain` keeps one longer). Inside `on_event`, sending on the client
  * works; draining, closing or freeing it returns `RINGRELAY_STATUS_IN_CALLBACK`.
  *

@@ -228,6 +228,61 @@ fn a_message_to_an_absent_target_is_sent_again_when_the_target_comes_online() {
 }
 
 #[test]
+fn a_message_read_but_never_handed_out_is_not_confirmed_and_reaches_the_ids_next_session() {
+    let relay = start_default();
+    let addr = relay.local_addr();
+    let mut sender = acked(addr, "sender");
+    let mut first = acked(addr, "receiver");
+    // A message of the receiver's own in flight to nobody keeps its `drain` reading: what it
+    // reads for the application is kept, not handed out.
+    first.send(b"nobody", b"x".to_vec()).unwrap();
+    for i in 0..5u8 {
+        sender.send(b"receiver", vec![i]).unwrap();
+    }
+    sender.flush().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while first.stats().receiver.delivered < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the receiver did not read the five"
+        );
+        assert!(!first.drain(Duration::from_millis(5)).unwrap());
+    }
+    // Read, never handed out: never acknowledged (the sender's retransmissions meet the
+    // receiver's de-duplication, and its acknowledgements wait too).
+    assert!(!sender.drain(Duration::from_millis(300)).unwrap());
+    assert_eq!(sender.stats().sender.confirmed, 0);
+    first.close().unwrap();
+
+    let mut next = acked(addr, "receiver");
+    let deadline = Instant::now() + EXCHANGE;
+    let mut got = HashSet::new();
+    while got.len() < 5 {
+        assert!(Instant::now() < deadline, "the next session got {got:?}");
+        if let Some(Event::AckedMessage { payload, .. }) =
+            next.recv(Duration::from_millis(5)).unwrap()
+        {
+            got.insert(payload);
+        }
+        sender.recv(Duration::ZERO).unwrap();
+    }
+    // Handed out now: acknowledged as the receiver goes on receiving, so all five are
+    // confirmed.
+    let deadline = Instant::now() + EXCHANGE;
+    while !sender.drain(Duration::from_millis(5)).unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "not confirmed: {:?}",
+            sender.stats()
+        );
+        assert_eq!(next.recv(Duration::from_millis(1)).unwrap(), None);
+    }
+    let stats = sender.close().unwrap();
+    assert_balanced(&stats);
+    assert_eq!((stats.sender.confirmed, stats.sender.failed()), (5, 0));
+}
+
+#[test]
 fn a_message_to_a_version_1_client_fails_at_once_with_its_reason() {
     // One worker: the refusal is immediate when the target's connection is on the sender's
     // worker (on another worker the relay drops and counts it, and the sender's timeout ends it).

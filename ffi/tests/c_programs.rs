@@ -44,6 +44,11 @@ fn c_callbacks_send_from_inside_and_cannot_free_their_own_client() {
 }
 
 #[test]
+fn c_acked_messages_left_in_the_queue_at_close_are_not_confirmed_but_sent_again() {
+    run_against_relay("acked_queue_close");
+}
+
+#[test]
 fn c_panic_in_the_library_comes_back_as_a_status() {
     let Some(exe) = build_c("panic", &[test_source("panic.c")], "cc", "c11") else {
         return;

@@ -17,6 +17,12 @@
 //!   a target that was unknown or unreachable comes online (the session watches it while it
 //!   has messages in flight to it, at most `auto_watches_max` targets), on a gap the receiver
 //!   reports, and on the backstop timer.
+//! - Acknowledgement follows hand-out: an acknowledgement is written only while no acked
+//!   message the session has read waits to be handed out, so a message is never confirmed to
+//!   its sender unseen. A message [`AckedSession::recv`] returned is acknowledged on the next
+//!   call (so one lost with the process is sent again); one [`AckedSession::recv_with`] handed
+//!   to its closure, when the call ends. [`AckedSession::hold_acks`] lets a layer that queues
+//!   events further (the C API) release them itself, once its own hand-out is done.
 //! - [`AckedSession::stats`] has the counters that show nothing was lost: `sent == confirmed +
 //!   failed + in_flight` at every moment, with the failures by reason.
 //!
@@ -25,8 +31,8 @@
 
 use super::{ClientError, Event, Session, SessionOptions};
 use crate::ack::{
-    AckEvent, AckReceiver, AckSender, ReceiverConfig, ReceiverStats, RttEstimator, SendRefused,
-    SenderConfig, SenderStats, Verdict,
+    AckEvent, AckOut, AckReceiver, AckSender, ReceiverConfig, ReceiverStats, RttEstimator,
+    SendRefused, SenderConfig, SenderStats, Verdict,
 };
 use crate::protocol::{ErrorCode, MsgId};
 use bytes::Bytes;
@@ -173,6 +179,12 @@ pub struct AckedSession {
     payload_bytes_max: usize,
     /// A write error met while queueing in `send`, returned by the next call that can fail.
     deferred: Option<ClientError>,
+    /// Acknowledgements made, not yet written: they wait while an acked message they cover
+    /// waits in `events` (see the module docs). Each is cumulative, so a later one for the
+    /// same sender supersedes an earlier; bounded by what one call makes.
+    held_acks: Vec<AckOut>,
+    /// Set by [`AckedSession::hold_acks`]: `held_acks` wait for [`AckedSession::take_acks`].
+    acks_held_by_caller: bool,
 }
 
 impl AckedSession {
@@ -201,6 +213,8 @@ impl AckedSession {
             auto_watches_max: opts.auto_watches_max,
             payload_bytes_max,
             deferred: None,
+            held_acks: Vec::new(),
+            acks_held_by_caller: false,
         }
     }
 
@@ -344,22 +358,35 @@ impl AckedSession {
             if let Some(event) = self.events.pop_front() {
                 return Ok(Some(event));
             }
-            self.session.flush()?;
-            let wait = self.next_timer().map_or(deadline, |t| t.min(deadline));
-            let got = self.session.recv(wait.saturating_duration_since(now))?;
-            now = Instant::now();
-            match got {
-                Some(event) => {
-                    if let Some(event) = self.on_event(event, self.us_at(now))? {
-                        self.events.push_back(event);
-                    }
-                }
-                None if now >= deadline => {
-                    self.drive_at(now)?;
-                    return Ok(self.events.pop_front());
-                }
-                None => {}
+            let timed_out;
+            (now, timed_out) = self.read_one(now, deadline)?;
+            if timed_out {
+                self.drive_at(now)?;
+                return Ok(self.events.pop_front());
             }
+        }
+    }
+
+    /// One step of waiting: writes what is queued, waits until the next timer or `deadline`
+    /// for an event of the session, and applies it (into `events` if the application must
+    /// see it). Returns the time it ended at, and whether `deadline` passed with nothing.
+    fn read_one(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<(Instant, bool), ClientError> {
+        self.session.flush()?;
+        let wait = self.next_timer().map_or(deadline, |t| t.min(deadline));
+        let got = self.session.recv(wait.saturating_duration_since(now))?;
+        let now = Instant::now();
+        match got {
+            Some(event) => {
+                if let Some(event) = self.on_event(event, self.us_at(now))? {
+                    self.events.push_back(event);
+                }
+                Ok((now, false))
+            }
+            None => Ok((now, now >= deadline)),
         }
     }
 
@@ -466,23 +493,51 @@ impl AckedSession {
     }
 
     /// Receives until every message sent is confirmed or failed, or `timeout` passes;
-    /// events for the application meanwhile are kept for [`Self::recv`]. Returns whether
-    /// nothing is left in flight.
+    /// events for the application meanwhile are kept for [`Self::recv`] (and the acked
+    /// messages among them are not acknowledged until handed out). Returns whether nothing is
+    /// left in flight.
     pub fn drain(&mut self, timeout: Duration) -> Result<bool, ClientError> {
-        let deadline = Instant::now() + timeout;
-        let mut kept = VecDeque::new();
-        while self.sender.stats().in_flight > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+        let mut now = Instant::now();
+        let deadline = now + timeout;
+        loop {
+            self.drive_at(now)?;
+            if self.sender.stats().in_flight == 0 {
+                return Ok(true);
             }
-            if let Some(event) = self.recv(left)? {
-                kept.push_back(event);
+            let timed_out;
+            (now, timed_out) = self.read_one(now, deadline)?;
+            if timed_out {
+                return Ok(false);
             }
         }
-        kept.append(&mut self.events);
-        self.events = kept;
-        Ok(self.sender.stats().in_flight == 0)
+    }
+
+    /// Keeps acknowledgements in the session (`true`) until [`Self::take_acks`] takes them
+    /// and [`Self::release_acks`] writes them: for a layer that hands events out later than
+    /// this session does (a queue the application drains), so that a message is acknowledged
+    /// only once the application has it. `false` (the default) writes them as the module docs
+    /// say.
+    pub fn hold_acks(&mut self, hold: bool) {
+        self.acks_held_by_caller = hold;
+    }
+
+    /// Appends to `into` the acknowledgements due for the messages handed out so far (none
+    /// while an acked message waits in the session to be handed out). With
+    /// [`Self::hold_acks`] on, the caller writes them with [`Self::release_acks`] once it has
+    /// handed out every message this session gave it before this call.
+    pub fn take_acks(&mut self, into: &mut Vec<AckOut>) {
+        self.poll_acks();
+        if !self.holds_acked_message() {
+            into.append(&mut self.held_acks);
+        }
+    }
+
+    /// Writes acknowledgements from [`Self::take_acks`] (queued; written by the next flush).
+    pub fn release_acks(&mut self, acks: &[AckOut]) -> Result<(), ClientError> {
+        for ack in acks {
+            self.session.ack(ack)?;
+        }
+        Ok(())
     }
 
     /// The counters (see [`AckedStats`]).
@@ -495,8 +550,10 @@ impl AckedSession {
     }
 
     /// Closes the session. Messages still in flight fail with `Closed` (counted; call
-    /// [`Self::drain`] first to wait for them); acknowledgements owed are written first.
-    /// Returns the final counters.
+    /// [`Self::drain`] first to wait for them); acknowledgements owed for what was handed out
+    /// are written first, unless an acked message read still waits to be handed out (then
+    /// none are: its sender sends again, to this id's next session, rather than confirm a
+    /// message nobody saw) or [`Self::hold_acks`] is on. Returns the final counters.
     pub fn close(mut self) -> Result<AckedStats, ClientError> {
         let now = self.now_us();
         self.receiver
@@ -590,11 +647,31 @@ impl AckedSession {
         Ok(())
     }
 
+    /// Writes the acknowledgements made, unless an acked message they cover still waits to be
+    /// handed out, or the caller holds them ([`Self::hold_acks`]): then they wait.
     fn write_acks(&mut self) -> Result<(), ClientError> {
-        while let Some(ack) = self.receiver.poll_ack() {
+        self.poll_acks();
+        if self.acks_held_by_caller || self.held_acks.is_empty() || self.holds_acked_message() {
+            return Ok(());
+        }
+        for ack in self.held_acks.drain(..) {
             self.session.ack(&ack)?;
         }
         Ok(())
+    }
+
+    /// Moves the acknowledgements the receiver made into `held_acks`.
+    fn poll_acks(&mut self) {
+        while let Some(ack) = self.receiver.poll_ack() {
+            self.held_acks.push(ack);
+        }
+    }
+
+    /// Whether an acked message waits in `events`, not yet handed out.
+    fn holds_acked_message(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, Event::AckedMessage { .. }))
     }
 
     /// Applies one event of the session; returns what the application must see of it.

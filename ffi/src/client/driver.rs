@@ -132,6 +132,7 @@ fn read_turn(
             return Turn::Stop;
         }
     }
+    link.take_acks(batch);
     if batch.len() >= BATCH_EVENTS_MAX {
         return Turn::Dispatch;
     }
@@ -165,21 +166,28 @@ fn hand_out(shared: &Shared, handle: HandleAddr, batch: &mut VecDeque<Item>, are
                     batch.push_back(item.owned(arena));
                 }
             }
-            queue.push_all(batch, &shared.stopping);
-            // Left over only when the client is closing: nobody will drain them.
-            batch.clear();
+            let mut release_now = Vec::new();
+            queue.push_all(batch, &shared.stopping, &mut release_now);
+            shared.release_acks(&release_now);
         }
         Mode::Callback { on_event, userdata } => {
             let client = handle.0 as *mut ringrelay_client;
+            let mut handed_out = Vec::new();
             in_callback_of(client as *const _, || {
                 for item in batch.drain(..) {
-                    let view = ringrelay_event::view(&item, arena);
+                    let Some(view) = ringrelay_event::view(&item, arena) else {
+                        if let Item::Acks(acks) = item {
+                            handed_out.extend(acks);
+                        }
+                        continue;
+                    };
                     // SAFETY: `on_event` is the host's callback, called as the header
                     // documents: its userdata, the live client handle (the handle outlives
                     // this thread: free joins it first), and an event valid for the call.
                     unsafe { on_event(userdata.0, client, &view) };
                 }
             });
+            shared.release_acks(&handed_out);
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::boundary::{guard, guard_value, write_out};
 use crate::status::{closed_status, ringrelay_status, Failure};
-use ringrelay::ack::FailReason;
+use ringrelay::ack::{AckOut, FailReason};
 use ringrelay::client::Event;
 use std::ptr;
 
@@ -119,6 +119,9 @@ pub(crate) enum Item {
     },
     /// The client ended without a CLOSED event from the relay (lost, and not replaced).
     Ended(Failure),
+    /// Acked mode: acknowledgements for the acked messages before it, written once those are
+    /// handed out. Never shown to the host, and never first in the queue.
+    Acks(Vec<AckOut>),
 }
 
 impl Item {
@@ -183,6 +186,7 @@ impl Item {
                 } => sender + topic.unwrap_or(0) + payload,
                 Item::Event(_) => 0,
                 Item::Ended(f) => f.text.len(),
+                Item::Acks(acks) => acks.len() * size_of::<AckOut>(),
             }
     }
 }
@@ -205,10 +209,11 @@ impl ringrelay_event {
     }
 
     /// A borrowed view of `item` (whose arena bytes, if any, are in `arena`), valid while both
-    /// live and are not changed.
-    pub(crate) fn view(item: &Item, arena: &[u8]) -> ringrelay_event {
+    /// live and are not changed; `None` for an item the host never sees ([`Item::Acks`]).
+    pub(crate) fn view(item: &Item, arena: &[u8]) -> Option<ringrelay_event> {
         use ringrelay_event_kind as K;
         let event = match item {
+            Item::Acks(_) => return None,
             Item::Event(event) => event,
             &Item::Message {
                 at,
@@ -222,17 +227,17 @@ impl ringrelay_event {
                 ev.client_id = Span::of(&arena[at..topic_at]);
                 ev.topic = topic.map(|len| Span::of(&arena[topic_at..topic_at + len]));
                 ev.payload = Span::of(&arena[payload_at..payload_at + payload]);
-                return ev;
+                return Some(ev);
             }
             Item::Ended(failure) => {
                 let mut ev = Self::blank(K::Closed);
                 ev.text = Span::of(failure.text.as_bytes());
                 ev.code = RINGRELAY_CLOSE_REASON_NONE;
                 ev.status = failure.status;
-                return ev;
+                return Some(ev);
             }
         };
-        match event {
+        Some(match event {
             Event::Message {
                 sender,
                 topic,
@@ -269,7 +274,7 @@ impl ringrelay_event {
                 ev
             }
             other => Self::view_more(other),
-        }
+        })
     }
 
     /// The rest of [`Self::view`]: reconnection and the acked kinds.

@@ -3,6 +3,7 @@
 //! thread and calls treat both alike.
 
 use super::event::Item;
+use ringrelay::ack::AckOut;
 use ringrelay::client::{AckedSession, ClientError, Event, Session};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -14,6 +15,34 @@ pub(crate) enum Link {
 }
 
 impl Link {
+    /// An acked link whose acknowledgements wait for the client's hand-out (see
+    /// [`Link::take_acks`]).
+    pub(crate) fn acked(mut session: AckedSession) -> Link {
+        session.hold_acks(true);
+        Link::Acked(Box::new(session))
+    }
+
+    /// Acked mode: appends to `batch` the acknowledgements due for the messages read so far,
+    /// as one item after them; it is released once they are handed out (after their callbacks,
+    /// or once drained from the queue).
+    pub(crate) fn take_acks(&mut self, batch: &mut VecDeque<Item>) {
+        if let Link::Acked(a) = self {
+            let mut acks = Vec::new();
+            a.take_acks(&mut acks);
+            if !acks.is_empty() {
+                batch.push_back(Item::Acks(acks));
+            }
+        }
+    }
+
+    /// Writes acknowledgements from [`Link::take_acks`] once their messages are handed out.
+    pub(crate) fn release_acks(&mut self, acks: &[AckOut]) -> Result<(), ClientError> {
+        match self {
+            Link::Plain(_) => Ok(()),
+            Link::Acked(a) => a.release_acks(acks),
+        }
+    }
+
     /// The plain session: for best-effort sends, topics and subscriptions.
     pub(crate) fn session(&mut self) -> &mut Session {
         match self {
@@ -119,11 +148,17 @@ impl Link {
         }
     }
 
-    /// Says goodbye to the relay (acked: messages still in flight fail as closed).
-    pub(crate) fn close(self) -> Result<(), ClientError> {
+    /// Says goodbye to the relay (acked: messages still in flight fail as closed). With
+    /// `all_handed_out`, every acked message read was handed out: the acknowledgements owed
+    /// are written first. Without, none are: the senders send again (to this id's next
+    /// session) what the host never saw.
+    pub(crate) fn close(self, all_handed_out: bool) -> Result<(), ClientError> {
         match self {
             Link::Plain(s) => s.close(),
-            Link::Acked(a) => a.close().map(|_| ()),
+            Link::Acked(mut a) => {
+                a.hold_acks(!all_handed_out);
+                a.close().map(|_| ())
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ use event::{ringrelay_event, Item};
 pub(crate) use link::Link;
 use options::{ringrelay_client_options, ringrelay_event_callback};
 use queue::EventQueue;
+use ringrelay::ack::AckOut;
 use ringrelay::client::{
     AckedSession, AckedSessionOptions, CancelFlag, ClientOptions, Event, Session, SessionOptions,
 };
@@ -71,6 +72,31 @@ pub(crate) struct State {
     pub(crate) unflushed: bool,
     /// Events a flush's round trip read, for the client's thread to hand out first.
     pub(crate) pending: VecDeque<Event>,
+}
+
+impl Shared {
+    /// Acked mode: writes acknowledgements whose messages the host now has (written by the
+    /// client's thread, even without `auto_flush`). Nothing when the client has closed or
+    /// ended (its senders then send again), nor when the write fails (the client's thread
+    /// meets that failure on its next read).
+    pub(crate) fn release_acks(&self, acks: &[AckOut]) {
+        if acks.is_empty() {
+            return;
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let state = &mut *state;
+        if state.ended.is_some() {
+            return;
+        }
+        if let Some(link) = state.link.as_mut() {
+            if link.release_acks(acks).is_ok() && !state.unflushed {
+                state.unflushed = true;
+                self.wake.set();
+            }
+        }
+    }
 }
 
 impl State {
@@ -167,6 +193,11 @@ impl ringrelay_client {
                 let _ = driver.join();
             }
         }
+        // Acked messages still queued (or dropped) were never seen: not acknowledged.
+        let all_handed_out = match &self.shared.mode {
+            Mode::Callback { .. } => true,
+            Mode::Queue(queue) => queue.all_handed_out(),
+        };
         let mut state = self.lock()?;
         let link = state.link.take();
         state
@@ -174,7 +205,7 @@ impl ringrelay_client {
             .get_or_insert_with(|| Failure::new(ringrelay_status::Closed, "the client is closed"));
         drop(state);
         match link {
-            Some(link) => link.close().map_err(Failure::from),
+            Some(link) => link.close(all_handed_out).map_err(Failure::from),
             None => Ok(()),
         }
     }
@@ -349,7 +380,7 @@ pub unsafe extern "C" fn ringrelay_client_connect(
                 session: session_opts,
                 ..AckedSessionOptions::default()
             };
-            Link::Acked(Box::new(AckedSession::connect(id, acked_opts)?))
+            Link::acked(AckedSession::connect(id, acked_opts)?)
         } else {
             Link::Plain(Box::new(Session::connect(id, session_opts)?))
         };
@@ -373,9 +404,10 @@ impl Drop for ringrelay_client {
 /// reconnection, for the connection attempt under way (up to `connect_timeout_ms`). The handle
 /// stays valid until `ringrelay_client_free`; requests on it then fail with
 /// `RINGRELAY_STATUS_CLOSED`, while events already in the queue can still be drained. Events
-/// the client's thread had read but not yet handed out are dropped (in acked mode they were
-/// acknowledged: let the queue or callbacks catch up before closing). Closing twice is not an
-/// error.
+/// the client's thread had read but not yet queued are dropped. In acked mode, acked messages
+/// handed out are acknowledged before the CLOSE; if any acked message is still queued (or was
+/// dropped), none of the unacknowledged ones are: their senders send them again to this id's
+/// next connection. Closing twice is not an error.
 ///
 /// Not allowed inside this client's callbacks, nor anywhere on its thread (returns
 /// `RINGRELAY_STATUS_IN_CALLBACK`: that thread is the one being stopped).
@@ -443,7 +475,8 @@ pub unsafe extern "C" fn ringrelay_client_fd(client: *const ringrelay_client) ->
 
 /// Queue mode: calls `on_event(userdata, client, event)` on this thread for up to `max` waiting
 /// events, in order, and writes how many to `*drained` (when not NULL). Returns at once when
-/// none wait (it never waits). Each event is borrowed until `on_event` returns
+/// none wait (it never waits). In acked mode, the acked messages drained are acknowledged
+/// once `on_event` has returned for them. Each event is borrowed until `on_event` returns
 /// (`ringrelay_event_retain` keeps one longer). Inside `on_event`, sending on the client
 /// works; draining, closing or freeing it returns `RINGRELAY_STATUS_IN_CALLBACK`.
 ///
@@ -474,15 +507,23 @@ pub unsafe extern "C" fn ringrelay_client_drain(
         refuse_in_callback_of(client as *const c_void, "ringrelay_client_drain")?;
         let mut items: VecDeque<Item> = VecDeque::new();
         queue.take(max, &mut items);
-        let count = items.len();
+        let mut count = 0;
         in_callback_of(client as *const c_void, || {
             for item in &items {
-                let view = ringrelay_event::view(item, &[]);
+                let Some(view) = ringrelay_event::view(item, &[]) else {
+                    continue;
+                };
+                count += 1;
                 // SAFETY: the host's callback, called as documented: its userdata, the live
                 // client, an event valid for the call.
                 unsafe { on_event(userdata, client, &view) };
             }
         });
+        for item in items {
+            if let Item::Acks(acks) = item {
+                c.shared.release_acks(&acks);
+            }
+        }
         if !drained.is_null() {
             // SAFETY: not NULL, and the caller promises a writable `size_t`.
             unsafe { drained.write(count) };

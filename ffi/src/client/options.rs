@@ -53,9 +53,11 @@ pub struct ringrelay_client_options {
     pub userdata: *mut c_void,
     /// Acked mode: `ringrelay_client_send_acked` works, and every acked message ends in a
     /// CONFIRMED or FAILED event; acked messages from others arrive as ACKED_MESSAGE events and
-    /// are acknowledged by the library once it has read them for the application: right
-    /// before the callback runs, or, in queue mode, when queued (so drain before closing:
-    /// events still queued at close were acknowledged). Needs a relay that speaks protocol
+    /// are acknowledged by the library only once handed out: after the callback returned for
+    /// them, or, in queue mode, after `ringrelay_client_drain` handed them out. Acked messages
+    /// still queued at close are not acknowledged: their senders send them again to this id's
+    /// next connection (or see them FAILED), so nothing is confirmed that the host never saw;
+    /// drain before closing to avoid receiving them twice. Needs a relay that speaks protocol
     /// version 2. Default false.
     pub acked: bool,
 }

@@ -291,7 +291,7 @@ pub unsafe extern "C" fn ringrelay_node_local_client(
         let client = Client::connect_local(stream, id, token, client_opts)?;
         let session = Session::over_client(client, "local");
         let link = match opts.acked {
-            true => Link::Acked(Box::new(AckedSession::over(session, Default::default()))),
+            true => Link::acked(AckedSession::over(session, Default::default())),
             false => Link::Plain(Box::new(session)),
         };
         let client = crate::client::start(link, Default::default(), &opts)?;

@@ -33,19 +33,7 @@ static void on_receiver(void *userdata, ringrelay_client *client, const ringrela
 static void on_sender(void *userdata, ringrelay_client *client, const ringrelay_event *ev) {
     acked_state *s = (acked_state *)userdata;
     (void)client;
-    uint64_t first = 0, last = 0;
-    switch (ringrelay_event_get_kind(ev)) {
-    case RINGRELAY_EVENT_KIND_CONFIRMED:
-        ringrelay_event_get_seq(ev, &first, &last);
-        CHECK(last >= first);
-        counter_add(&s->confirmed, (long)(last - first + 1));
-        break;
-    case RINGRELAY_EVENT_KIND_FAILED:
-        counter_add(&s->failed, 1);
-        break;
-    default:
-        break;
-    }
+    count_outcome(ev, &s->confirmed, &s->failed);
 }
 
 int main(int argc, char **argv) {

@@ -81,6 +81,24 @@ static inline int bytes_eq(const uint8_t *ptr, size_t len, const char *s) {
     return len == strlen(s) && (len == 0 || memcmp(ptr, s, len) == 0);
 }
 
+/* An acked sender's outcome events: adds the messages a CONFIRMED event covers to `confirmed`,
+ * and 1 to `failed` for a FAILED event; ignores the other kinds. */
+static inline void count_outcome(const ringrelay_event *ev, counter *confirmed, counter *failed) {
+    uint64_t first = 0, last = 0;
+    switch (ringrelay_event_get_kind(ev)) {
+    case RINGRELAY_EVENT_KIND_CONFIRMED:
+        ringrelay_event_get_seq(ev, &first, &last);
+        CHECK(last >= first);
+        counter_add(confirmed, (long)(last - first + 1));
+        break;
+    case RINGRELAY_EVENT_KIND_FAILED:
+        counter_add(failed, 1);
+        break;
+    default:
+        break;
+    }
+}
+
 #define ID(s) (const uint8_t *)(s), strlen(s)
 
 #endif
