@@ -3,11 +3,11 @@
  * (auto_flush off), as the Rust client bench does; the receiver counts in its callback.
  * Prints "msgs_per_sec N" (from the first send to the last message received).
  *
- * Usage: c_client_rate SERVERS COUNT [MODE]
+ * Usage: c_client_rate SERVERS COUNT [MODE [WORKER_CPU]]
  *   MODE "relay" (default): both clients connect to SERVERS over TCP;
  *   "local": the relay is a node embedded in this process (SERVERS is ignored), the receiver
  *   is its local client and the sender connects over TCP; "embedded-tcp": the same node, both
- *   over TCP (the baseline of "local").
+ *   over TCP (the baseline of "local"). WORKER_CPU (embedded modes) pins the node's worker.
  * Run by benches/compare_c_client.sh. */
 #define _POSIX_C_SOURCE 200809L
 
@@ -62,6 +62,9 @@ int main(int argc, char **argv) {
         must(ringrelay_node_config_new(&cfg), "config");
         must(ringrelay_node_config_set(cfg, "listen", "127.0.0.1:0"), "listen");
         must(ringrelay_node_config_set(cfg, "workers", "1"), "workers");
+        /* WORKER_CPU pins the node's worker there (run the program under taskset elsewhere),
+         * so the worker and the clients do not take turns on one CPU. */
+        if (argc > 4) must(ringrelay_node_config_set(cfg, "cpus", argv[4]), "cpus");
         must(ringrelay_node_start(cfg, &node), "start");
         ringrelay_node_config_free(cfg);
         servers = ringrelay_node_listen_addr(node);

@@ -47,14 +47,7 @@ fn a_c_program_builds_with_pkg_config_flags_alone_and_runs() {
     };
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pkg_config");
     std::fs::create_dir_all(&dir).unwrap();
-    let source = dir.join("version.c");
-    std::fs::write(
-        &source,
-        "#include <stdio.h>\n#include <ringrelay.h>\n\
-         int main(void) { printf(\"%s\\n\", ringrelay_version());\n\
-         return ringrelay_version_number() == RINGRELAY_VERSION_NUMBER ? 0 : 1; }\n",
-    )
-    .unwrap();
+    let source = support::test_source("version.c");
     let exe = dir.join("version");
     // The libdir holds libringrelay.so and .a, and the linker prefers the .so for
     // -lringrelay: name the archive, so the link is the static one Libs.private serves.
