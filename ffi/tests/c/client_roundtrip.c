@@ -1,6 +1,7 @@
 /* A client round trip through a relay: one client in callback mode, one in queue mode polled
  * through ringrelay_client_fd(). Direct sends, topics, a queue group, publish without echo,
- * presence, an ERROR for an unknown id, argument errors, retained events.
+ * presence, an ERROR for an unknown id, argument errors, retained events, and drain, close
+ * and free refused inside the drain's own callback.
  * Usage: client_roundtrip HOST:PORT */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, poll under -std=c11 */
 
@@ -42,13 +43,22 @@ static void on_event(void *userdata, ringrelay_client *client, const ringrelay_e
 }
 
 typedef struct {
-    int direct, topic, group, own_echo;
+    int direct, topic, group, own_echo, own_loud;
+    int refused_inside; /* drain, close and free refused inside the drain's own callback */
 } drained;
 
 static void on_drained(void *userdata, ringrelay_client *client, const ringrelay_event *ev) {
     drained *d = (drained *)userdata;
-    (void)client;
     size_t len = 0, tlen = 0;
+    if (!d->refused_inside) {
+        /* Inside the drain's callback: draining again, closing or freeing the same client is
+         * refused (no recursion, no freed handle under the running drain). */
+        CHECK(ringrelay_client_drain(client, on_drained, d, 1, NULL) ==
+              RINGRELAY_STATUS_IN_CALLBACK);
+        CHECK(ringrelay_client_close(client) == RINGRELAY_STATUS_IN_CALLBACK);
+        CHECK(ringrelay_client_free(client) == RINGRELAY_STATUS_IN_CALLBACK);
+        d->refused_inside = 1;
+    }
     if (ringrelay_event_get_kind(ev) != RINGRELAY_EVENT_KIND_MESSAGE) return;
     const uint8_t *p = ringrelay_event_get_payload(ev, &len);
     const uint8_t *t = ringrelay_event_get_topic(ev, &tlen);
@@ -61,7 +71,11 @@ static void on_drained(void *userdata, ringrelay_client *client, const ringrelay
     } else if (bytes_eq(t, tlen, "jobs")) {
         d->group++;
     } else if (bytes_eq(t, tlen, "quiet")) {
-        d->own_echo++;
+        /* "hush" was published without echo: it must never come back to its sender. "loud",
+         * published after it with echo, must: one publisher's messages to one subscriber keep
+         * their order, so an echoed "hush" would arrive before "loud". */
+        if (bytes_eq(p, len, "hush")) d->own_echo++;
+        if (bytes_eq(p, len, "loud")) d->own_loud++;
     }
 }
 
@@ -78,7 +92,7 @@ static void drain_until(ringrelay_client *q, drained *d, int (*done)(const drain
 }
 
 static int got_first(const drained *d) { return d->direct == 1 && d->topic == 1; }
-static int got_group(const drained *d) { return d->group == 3; }
+static int got_group(const drained *d) { return d->group == 3 && d->own_loud == 1; }
 
 int main(int argc, char **argv) {
     CHECK(argc == 2);
@@ -132,12 +146,14 @@ int main(int argc, char **argv) {
     OK(ringrelay_client_send(cb, ID("queue-client"), ID("to-queue")));
     OK(ringrelay_client_publish(cb, ID("news"), ID("headline")));
     OK(ringrelay_client_flush(cb, 0));
-    drained d = {0, 0, 0, 0};
+    drained d = {0, 0, 0, 0, 0, 0};
     drain_until(q, &d, got_first);
+    CHECK(d.refused_inside);
 
     /* The group has one member: it gets every message. No echo: never back to the sender. */
     for (int i = 0; i < 3; i++) OK(ringrelay_client_publish(cb, ID("jobs"), ID("job")));
     OK(ringrelay_client_publish_no_echo(q, ID("quiet"), ID("hush")));
+    OK(ringrelay_client_publish(q, ID("quiet"), ID("loud")));
     OK(ringrelay_client_flush(q, WAIT_MS));
     OK(ringrelay_client_flush(cb, WAIT_MS));
     drain_until(q, &d, got_group);

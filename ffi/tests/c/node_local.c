@@ -19,6 +19,14 @@ static void inbox_init(inbox *b) {
     b->last[0] = 0;
 }
 
+/* Whether the last message `b` got was `payload`. */
+static int inbox_last_is(inbox *b, const char *payload) {
+    pthread_mutex_lock(&b->lock);
+    int same = strcmp(b->last, payload) == 0;
+    pthread_mutex_unlock(&b->lock);
+    return same;
+}
+
 static void inbox_destroy(inbox *b) {
     counter_destroy(&b->got);
     counter_destroy(&b->presence);
@@ -123,18 +131,22 @@ int main(void) {
     CHECK(strcmp(b.last, "a to b") == 0 && strcmp(r.last, "a to remote") == 0);
     CHECK(strcmp(a.last, "remote to a") == 0);
 
-    /* A topic with a local and a remote subscriber; publish without echo from a subscriber. */
+    /* A topic with a local and a remote subscriber; publish without echo from a subscriber:
+     * the remote gets it, its sender does not. b's next publish, with echo, comes back to b,
+     * and one publisher's messages keep their order: an echo of the first would come before. */
     OK(ringrelay_client_subscribe(lb, ID("room"), NULL, 0));
     OK(ringrelay_client_subscribe(remote, ID("room"), NULL, 0));
     OK(ringrelay_client_flush(lb, WAIT_MS));
     OK(ringrelay_client_flush(remote, WAIT_MS));
     OK(ringrelay_client_publish_no_echo(lb, ID("room"), ID("hello room")));
-    CHECK(counter_wait(&r.got, 2));
-    CHECK(strcmp(r.last, "hello room") == 0);
+    OK(ringrelay_client_publish(lb, ID("room"), ID("b loud")));
+    CHECK(counter_wait(&r.got, 3));
+    CHECK(inbox_last_is(&r, "b loud"));
+    CHECK(counter_wait(&b.got, 2));
+    CHECK(inbox_last_is(&b, "b loud") && counter_get(&b.got) == 2);
     OK(ringrelay_client_publish(la, ID("room"), ID("from a")));
-    CHECK(counter_wait(&r.got, 3) && counter_wait(&b.got, 2));
-    OK(ringrelay_client_flush(lb, WAIT_MS)); /* b's own no-echo publish never came back */
-    CHECK(counter_get(&b.got) == 2);
+    CHECK(counter_wait(&r.got, 4) && counter_wait(&b.got, 3));
+    CHECK(inbox_last_is(&b, "from a"));
 
     /* Presence of a local client, as a remote watcher sees it. */
     OK(ringrelay_client_watch(remote, ID("local-b")));
