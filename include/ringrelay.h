@@ -748,7 +748,9 @@ void ringrelay_node_config_free(ringrelay_node_config *config);
  * value as text: `"listen"` `"127.0.0.1:7000"`, `"workers"` `"2"`, `"cpus"` `"[0, 1]"`,
  * `"token"` `"secret"`. The value is read as TOML first and as a plain string when the
  * setting refuses that. `RINGRELAY_STATUS_CONFIG` (and the reason in the last error) when the
- * key is unknown or the value is refused; the config is then unchanged.
+ * key is unknown or the value is not of the setting's type; the config is then unchanged.
+ * Bounds and the rules between settings (`node_id` needs `cluster_listen`) are checked by
+ * `ringrelay_node_start`, so keys can be set in any order.
  *
  * # Safety
  * `config` is a live config; `key` and `value` are NUL-terminated strings.
@@ -792,9 +794,10 @@ ringrelay_status ringrelay_node_config_set_presence(ringrelay_node_config *confi
 /**
  * Sends the node's log lines at `max_level` or more severe (1 error, 2 warn, 3 info, 4 debug,
  * 5 trace) to `log(userdata, level, message)`, a NUL-terminated line valid during the call.
- * Without it the node logs nothing (the library installs no logger of its own). Runs on the
- * node's worker threads and on the thread that calls `ringrelay_node_start`, with the rules
- * of `ringrelay_node_config_set_authorize`.
+ * Without it the node logs nothing (the library installs no logger of its own). Runs on every
+ * thread of the node (workers, cluster links, the metrics endpoint) and on the threads that
+ * call `ringrelay_node_start` and `ringrelay_node_stop`, with the rules of
+ * `ringrelay_node_config_set_authorize`.
  *
  * # Safety
  * As `ringrelay_node_config_set_authorize`.

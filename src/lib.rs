@@ -17,3 +17,4 @@ pub mod endpoint;
 pub mod memory_budget;
 pub mod protocol;
 pub mod server;
+pub(crate) mod spawn;

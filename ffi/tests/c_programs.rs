@@ -70,6 +70,11 @@ fn c_embedded_node_serves_two_local_clients_and_a_remote_one() {
 }
 
 #[test]
+fn c_embedded_node_log_hook_hears_the_cluster_and_metrics_threads() {
+    run_alone("node_log", &[]);
+}
+
+#[test]
 fn c_embedded_node_authorize_hook_refuses_one_id() {
     run_alone("node_authorize", &[]);
 }

@@ -27,6 +27,7 @@ use super::wire::{encode_link, Lane, LinkMsg};
 use crate::config::Config;
 use crate::core::{EpochClock, Tables};
 use crate::protocol::Frame;
+use crate::spawn::SpawnLogged;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -142,11 +143,11 @@ impl ClusterNode {
             let (host, me, tx) = (Arc::clone(&host), me.clone(), tx.clone());
             std::thread::Builder::new()
                 .name("ringrelay-accept".into())
-                .spawn(move || accept_loop(listener, host, me, tx))?
+                .spawn_logged(move || accept_loop(listener, host, me, tx))?
         };
         let control = std::thread::Builder::new()
             .name("ringrelay-cluster".into())
-            .spawn(move || {
+            .spawn_logged(move || {
                 let _report = PanicReport(Arc::clone(&host));
                 Driver::new(host, me, plane_cfg, tx, rx).run()
             })?;
@@ -221,7 +222,7 @@ fn accept_loop<H: ClusterHost>(
         let spawned = std::thread::Builder::new()
             .name("ringrelay-handshake".into())
             .stack_size(HANDSHAKE_THREAD_STACK_BYTES)
-            .spawn(move || {
+            .spawn_logged(move || {
                 let _slot = slot;
                 let peer = stream
                     .peer_addr()
@@ -427,11 +428,11 @@ impl<H: ClusterHost> Driver<H> {
         let leftover = est.leftover.clone();
         std::thread::Builder::new()
             .name(format!("ringrelay-link{node}-r"))
-            .spawn(move || read_loop(link, reader_stream, leftover, tx))?;
+            .spawn_logged(move || read_loop(link, reader_stream, leftover, tx))?;
         // If the writer cannot start, the caller shuts the stream down and the reader ends.
         std::thread::Builder::new()
             .name(format!("ringrelay-link{node}-w"))
-            .spawn(move || write_loop(writer_stream, wrx))?;
+            .spawn_logged(move || write_loop(writer_stream, wrx))?;
         Ok(wtx)
     }
 
@@ -552,7 +553,7 @@ impl<H: ClusterHost> Driver<H> {
         let (me, tx, dial_addr) = (self.me.clone(), self.tx.clone(), addr.clone());
         let spawned = std::thread::Builder::new()
             .name("ringrelay-dial".into())
-            .spawn(move || {
+            .spawn_logged(move || {
                 let result = dial(&dial_addr, Lane::Control, 0, &me);
                 let _ = tx.send(Incoming::Dialed {
                     addr: dial_addr,
@@ -571,7 +572,7 @@ impl<H: ClusterHost> Driver<H> {
         let (me, tx) = (self.me.clone(), self.tx.clone());
         let spawned = std::thread::Builder::new()
             .name("ringrelay-dial".into())
-            .spawn(move || {
+            .spawn_logged(move || {
                 let result = dial(&addr, Lane::Data, worker, &me);
                 let _ = tx.send(Incoming::DataDialed {
                     node,

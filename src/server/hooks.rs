@@ -19,8 +19,8 @@ pub struct ServerOptions {
     pub authorize: Option<Authorizer>,
     /// Told of this node's registrations; see [`PresenceFn`].
     pub presence: Option<Arc<PresenceFn>>,
-    /// The `tracing` dispatcher of the node's worker threads (and of `start` itself), instead
-    /// of the process's global one.
+    /// The `tracing` dispatcher of every thread of the node (workers, metrics, cluster links;
+    /// see [`crate::spawn`]) and of `start` itself, instead of the process's global one.
     pub log: Option<tracing::Dispatch>,
 }
 

@@ -10,6 +10,7 @@
 use super::http::{self, Request, Response};
 use super::stats::{WorkerStats, BATCH_BUCKETS, KINDS};
 use super::{ServeError, Shared};
+use crate::spawn::SpawnLogged;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -65,7 +66,7 @@ impl MetricsServer {
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("ringrelay-metrics".into())
-            .spawn(move || {
+            .spawn_logged(move || {
                 http::serve(&thread_listener, &thread_stop, |request| {
                     route(request, &registry, &shared)
                 })

@@ -34,6 +34,7 @@ use crate::cluster::MemberStatus;
 use crate::config::Config;
 use crate::core::{EngineConfig, EpochClock, Tables};
 use crate::memory_budget;
+use crate::spawn::SpawnLogged;
 // The lane's types live in `cluster`; this alias keeps the workers' `super::control_lane`
 // imports working unchanged.
 use crate::cluster::lane as control_lane;
@@ -96,8 +97,6 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// The embedding host's presence hook (`ServerOptions::presence`).
     pub presence: Option<Arc<PresenceFn>>,
-    /// The embedding host's log dispatcher for the node's threads (`ServerOptions::log`).
-    pub log: Option<tracing::Dispatch>,
     /// Which worker the next local client goes to (round robin).
     pub next_local_worker: std::sync::atomic::AtomicUsize,
     /// How long stopping workers let closing connections drain, in ms; `u64::MAX`: the
@@ -457,7 +456,6 @@ fn new_shared(
         accepting: AtomicBool::new(false),
         started: Instant::now(),
         presence: opts.presence,
-        log: opts.log,
         next_local_worker: Default::default(),
         stop_grace_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
     })
@@ -474,13 +472,13 @@ fn spawn_worker(
 ) -> std::io::Result<JoinHandle<Result<(), ServeError>>> {
     std::thread::Builder::new()
         .name(format!("ringrelay-w{index}"))
-        .spawn(move || {
+        // `start` runs under the host's log dispatcher, if any: the worker logs there too.
+        .spawn_logged(move || {
             if let Some(cpu) = cpu {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
                     tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
                 }
             }
-            let _log = shared.log.as_ref().map(tracing::dispatcher::set_default);
             match worker::Worker::new(index, listener, shared) {
                 Ok(w) => {
                     let _ = ready.send(Ok(()));

@@ -20,11 +20,23 @@ pub struct ringrelay_node_config {
 }
 
 impl ringrelay_node_config {
-    /// The relay configuration the keys make (defaults for the rest).
+    /// The relay configuration the keys make (defaults for the rest), checked whole.
     pub(crate) fn config(&self) -> Result<Config, Failure> {
-        let text = toml::to_string(&self.table)
-            .map_err(|e| Failure::new(ringrelay_status::Config, e.to_string()))?;
-        Config::from_toml_str(&text)
+        Config::from_toml_str(&self.text()?)
+            .map_err(|e| Failure::new(ringrelay_status::Config, e.to_string()))
+    }
+
+    /// Whether the keys make a configuration: each known, each of its type. The rules between
+    /// settings (`node_id` needs `cluster_listen`) wait for `config`, at start, so keys can be
+    /// set in any order.
+    fn parses(&self) -> Result<(), Failure> {
+        toml::from_str::<Config>(&self.text()?)
+            .map(|_| ())
+            .map_err(|e| Failure::new(ringrelay_status::Config, e.to_string()))
+    }
+
+    fn text(&self) -> Result<String, Failure> {
+        toml::to_string(&self.table)
             .map_err(|e| Failure::new(ringrelay_status::Config, e.to_string()))
     }
 
@@ -41,7 +53,7 @@ impl ringrelay_node_config {
             .chain([toml::Value::String(value.into())])
         {
             self.table.insert(key.to_string(), candidate);
-            match self.config() {
+            match self.parses() {
                 Ok(_) => return Ok(()),
                 Err(e) => last_error = Some(e),
             }
@@ -107,7 +119,9 @@ pub unsafe extern "C" fn ringrelay_node_config_free(config: *mut ringrelay_node_
 /// value as text: `"listen"` `"127.0.0.1:7000"`, `"workers"` `"2"`, `"cpus"` `"[0, 1]"`,
 /// `"token"` `"secret"`. The value is read as TOML first and as a plain string when the
 /// setting refuses that. `RINGRELAY_STATUS_CONFIG` (and the reason in the last error) when the
-/// key is unknown or the value is refused; the config is then unchanged.
+/// key is unknown or the value is not of the setting's type; the config is then unchanged.
+/// Bounds and the rules between settings (`node_id` needs `cluster_listen`) are checked by
+/// `ringrelay_node_start`, so keys can be set in any order.
 ///
 /// # Safety
 /// `config` is a live config; `key` and `value` are NUL-terminated strings.
@@ -180,9 +194,10 @@ pub unsafe extern "C" fn ringrelay_node_config_set_presence(
 
 /// Sends the node's log lines at `max_level` or more severe (1 error, 2 warn, 3 info, 4 debug,
 /// 5 trace) to `log(userdata, level, message)`, a NUL-terminated line valid during the call.
-/// Without it the node logs nothing (the library installs no logger of its own). Runs on the
-/// node's worker threads and on the thread that calls `ringrelay_node_start`, with the rules
-/// of `ringrelay_node_config_set_authorize`.
+/// Without it the node logs nothing (the library installs no logger of its own). Runs on every
+/// thread of the node (workers, cluster links, the metrics endpoint) and on the threads that
+/// call `ringrelay_node_start` and `ringrelay_node_stop`, with the rules of
+/// `ringrelay_node_config_set_authorize`.
 ///
 /// # Safety
 /// As `ringrelay_node_config_set_authorize`.

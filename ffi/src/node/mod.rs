@@ -32,6 +32,8 @@ pub struct ringrelay_node {
     listen_addr: String,
     /// Keeps the hooks (and so their userdata) alive while the node may call them.
     _hooks: hooks::Hooks,
+    /// The log hook's dispatcher: stopping logs through it too, on the host's thread.
+    log: Option<tracing::Dispatch>,
 }
 
 /// Counters of a node. Set `struct_size` to `sizeof(ringrelay_node_stats)` before
@@ -105,7 +107,12 @@ impl ringrelay_node {
     fn stop(&self, drain: Duration) {
         let server = self.server.lock().ok().and_then(|mut s| s.take());
         if let Some(server) = server {
-            server.shutdown_within(drain);
+            match &self.log {
+                Some(log) => {
+                    tracing::dispatcher::with_default(log, || server.shutdown_within(drain))
+                }
+                None => server.shutdown_within(drain),
+            }
         }
     }
 }
@@ -130,11 +137,14 @@ pub unsafe extern "C" fn ringrelay_node_start(
         }
         let cfg = config.config()?;
         let hooks = config.hooks.clone();
-        let server = Server::start_with(cfg, hooks.server_options()).map_err(serve_failure)?;
+        let options = hooks.server_options();
+        let log = options.log.clone();
+        let server = Server::start_with(cfg, options).map_err(serve_failure)?;
         let node = Box::new(ringrelay_node {
             listen_addr: format!("{}\0", server.local_addr()),
             server: Mutex::new(Some(server)),
             _hooks: hooks,
+            log,
         });
         // SAFETY: the caller's promise about `out` (checked not NULL above).
         unsafe { write_out(out, Box::into_raw(node), "out") }
