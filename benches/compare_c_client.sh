@@ -2,8 +2,8 @@
 # The C API's speed against the Rust client's, in one run: 16 B messages from a sender to a
 # receiver through a relay (one worker pinned to CPU 0; clients on CPU 1), RUNS times each,
 # alternating; prints the medians and the C/Rust ratio. Then a node embedded in the C program:
-# its local client receiving against a TCP client of the same node. Every run is bounded by
-# COUNT messages and a 30 s wait.
+# its local client receiving against a TCP client of the same node (rate, and the receiving
+# thread's CPU time per message). Every run is bounded by COUNT messages and a 30 s wait.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
@@ -32,18 +32,24 @@ done
 
 rate() { sed -n 's/^msgs_per_sec \([0-9]*\).*/\1/p'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-c_runs=() rust_runs=() local_runs=() tcp_runs=()
+cpu() { sed -n 's/^rx_cpu_ns_per_msg \([0-9.]*\).*/\1/p'; }
+c_runs=() rust_runs=() local_runs=() tcp_runs=() local_cpu=() tcp_cpu=()
 for run in $(seq "$RUNS"); do
   c_runs+=("$(taskset -c "$CLIENT_CPU" "$c_bench" "127.0.0.1:$PORT" "$COUNT" | rate)")
   rust_runs+=("$(taskset -c "$CLIENT_CPU" "$rust_bench" "127.0.0.1:$PORT" "$COUNT" | rate)")
-  # The embedded node's worker and the clients share the machine's CPUs, as in a host process.
-  local_runs+=("$("$c_bench" - "$COUNT" local | rate)")
-  tcp_runs+=("$("$c_bench" - "$COUNT" embedded-tcp | rate)")
-  echo "run $run: c ${c_runs[-1]} rust ${rust_runs[-1]} local ${local_runs[-1]} embedded-tcp ${tcp_runs[-1]}" >&2
+  # The embedded node: its worker pinned to RELAY_CPU, the clients on CLIENT_CPU, as above.
+  out=$(taskset -c "$CLIENT_CPU" "$c_bench" - "$COUNT" local "[$RELAY_CPU]")
+  local_runs+=("$(rate <<<"$out")") local_cpu+=("$(cpu <<<"$out")")
+  out=$(taskset -c "$CLIENT_CPU" "$c_bench" - "$COUNT" embedded-tcp "[$RELAY_CPU]")
+  tcp_runs+=("$(rate <<<"$out")") tcp_cpu+=("$(cpu <<<"$out")")
+  echo "run $run: c ${c_runs[-1]} rust ${rust_runs[-1]} local ${local_runs[-1]} (${local_cpu[-1]} ns/msg) embedded-tcp ${tcp_runs[-1]} (${tcp_cpu[-1]} ns/msg)" >&2
 done
 c=$(printf '%s\n' "${c_runs[@]}" | median)
 rust=$(printf '%s\n' "${rust_runs[@]}" | median)
 local_rx=$(printf '%s\n' "${local_runs[@]}" | median)
 tcp_rx=$(printf '%s\n' "${tcp_runs[@]}" | median)
+local_ns=$(printf '%s\n' "${local_cpu[@]}" | median)
+tcp_ns=$(printf '%s\n' "${tcp_cpu[@]}" | median)
 echo "16 B through a relay, medians of $RUNS: C API $c msgs/s, Rust client $rust msgs/s, C/Rust $(awk -v a="$c" -v b="$rust" 'BEGIN { printf "%.2f", a / b }')"
 echo "embedded node, medians of $RUNS: local receiver $local_rx msgs/s, TCP receiver $tcp_rx msgs/s, local/TCP $(awk -v a="$local_rx" -v b="$tcp_rx" 'BEGIN { printf "%.2f", a / b }')"
+echo "embedded node, receiving thread's CPU per message, medians of $RUNS: local $local_ns ns, TCP $tcp_ns ns, TCP/local $(awk -v a="$tcp_ns" -v b="$local_ns" 'BEGIN { printf "%.2f", a / b }')"

@@ -20,6 +20,26 @@
 #define RINGRELAY_CLOSE_REASON_NONE 4294967295
 
 /**
+ * `ringrelay_event_get_code` of a FAILED event: not confirmed within `acked_timeout_ms`.
+ */
+#define RINGRELAY_FAIL_REASON_TIMEOUT 0
+
+/**
+ * ...sent as many times as allowed without confirmation.
+ */
+#define RINGRELAY_FAIL_REASON_ATTEMPTS_EXHAUSTED 1
+
+/**
+ * ...refused by the relay or the target (a target that does not speak acked delivery).
+ */
+#define RINGRELAY_FAIL_REASON_REFUSED 2
+
+/**
+ * ...still in flight when the client closed.
+ */
+#define RINGRELAY_FAIL_REASON_CLOSED 3
+
+/**
  * The result of a call. `RINGRELAY_STATUS_OK` (0) is success; every other value is a failure,
  * and `ringrelay_last_error` then has the reason in words.
  */
@@ -164,8 +184,8 @@ enum ringrelay_event_kind
      */
     RINGRELAY_EVENT_KIND_CONFIRMED = 6,
     /**
-     * Acked mode: message `seq_first` to `client_id` failed (`code`, `text` say why); it may
-     * or may not have been delivered.
+     * Acked mode: message `seq_first` to `client_id` failed; `code` says why (one of
+     * `RINGRELAY_FAIL_REASON_*`). It may or may not have been delivered.
      */
     RINGRELAY_EVENT_KIND_FAILED = 7,
 };
@@ -260,6 +280,12 @@ typedef struct {
      * version 2. Default false.
      */
     bool acked;
+    /**
+     * Acked mode: an acked message not CONFIRMED this long after it was first sent ends in a
+     * FAILED event (sent again meanwhile, as the relay and the target allow). Default 30000
+     * ms: longer than a cluster takes to notice a dead node and a client takes to reconnect.
+     */
+    uint32_t acked_timeout_ms;
 } ringrelay_client_options;
 
 /**

@@ -1,7 +1,9 @@
 /* The C client's message rate: a sender and a receiver, both through the C API, 16 B
  * messages through a relay. The sender queues bursts of BURST messages and flushes after each
  * (auto_flush off), as the Rust client bench does; the receiver counts in its callback.
- * Prints "msgs_per_sec N" (from the first send to the last message received).
+ * Prints "msgs_per_sec N" (from the first send to the last message received) and
+ * "rx_cpu_ns_per_msg N" (the receiving thread's CPU time per message: its cost, apart from how
+ * the CPUs were shared).
  *
  * Usage: c_client_rate SERVERS COUNT [MODE [WORKER_CPU]]
  *   MODE "relay" (default): both clients connect to SERVERS over TCP;
@@ -23,12 +25,25 @@
 #define PAYLOAD_BYTES 16
 
 static atomic_long received;
+static long expected;
+/* The receiving thread's CPU time (CLOCK_THREAD_CPUTIME_ID) at the first and the last message:
+ * what receiving costs, apart from how the CPUs were shared. Written by that thread only, read
+ * after it is done. */
+static double rx_cpu_first_s, rx_cpu_last_s;
+
+static double thread_cpu_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 static void on_event(void *userdata, ringrelay_client *client, const ringrelay_event *ev) {
     (void)userdata;
     (void)client;
     if (ringrelay_event_get_kind(ev) == RINGRELAY_EVENT_KIND_MESSAGE) {
-        atomic_fetch_add_explicit(&received, 1, memory_order_relaxed);
+        long n = atomic_fetch_add_explicit(&received, 1, memory_order_relaxed) + 1;
+        if (n == 1) rx_cpu_first_s = thread_cpu_s();
+        if (n == expected) rx_cpu_last_s = thread_cpu_s();
     }
 }
 
@@ -52,6 +67,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     long count = strtol(argv[2], NULL, 10);
+    expected = count;
     const char *mode = argc > 3 ? argv[3] : "relay";
     int local = strcmp(mode, "local") == 0;
     int embedded = local || strcmp(mode, "embedded-tcp") == 0;
@@ -108,6 +124,9 @@ int main(int argc, char **argv) {
     double elapsed = now_s() - started;
     long got = atomic_load(&received);
     printf("msgs_per_sec %.0f received %ld of %ld\n", (double)got / elapsed, got, count);
+    if (got == count && count > 1) {
+        printf("rx_cpu_ns_per_msg %.1f\n", (rx_cpu_last_s - rx_cpu_first_s) * 1e9 / (double)(count - 1));
+    }
     ringrelay_client_free(tx);
     ringrelay_client_free(rx);
     ringrelay_node_free(node);

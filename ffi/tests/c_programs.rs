@@ -44,7 +44,7 @@ fn c_callbacks_send_from_inside_and_cannot_free_their_own_client() {
 }
 
 #[test]
-fn c_acked_messages_left_in_the_queue_at_close_are_not_confirmed_but_sent_again() {
+fn c_acked_messages_queued_at_close_are_sent_again_and_a_missing_target_times_out() {
     run_against_relay("acked_queue_close");
 }
 

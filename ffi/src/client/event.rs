@@ -35,13 +35,21 @@ pub enum ringrelay_event_kind {
     /// Acked mode: every message to `client_id` with a sequence number in
     /// `seq_first..=seq_last` was delivered to the target's application.
     Confirmed = 6,
-    /// Acked mode: message `seq_first` to `client_id` failed (`code`, `text` say why); it may
-    /// or may not have been delivered.
+    /// Acked mode: message `seq_first` to `client_id` failed; `code` says why (one of
+    /// `RINGRELAY_FAIL_REASON_*`). It may or may not have been delivered.
     Failed = 7,
 }
 
 /// `ringrelay_event_get_code` of a CLOSED event no relay explained (the connection was lost).
 pub const RINGRELAY_CLOSE_REASON_NONE: u32 = 0xFFFF_FFFF;
+/// `ringrelay_event_get_code` of a FAILED event: not confirmed within `acked_timeout_ms`.
+pub const RINGRELAY_FAIL_REASON_TIMEOUT: u32 = 0;
+/// ...sent as many times as allowed without confirmation.
+pub const RINGRELAY_FAIL_REASON_ATTEMPTS_EXHAUSTED: u32 = 1;
+/// ...refused by the relay or the target (a target that does not speak acked delivery).
+pub const RINGRELAY_FAIL_REASON_REFUSED: u32 = 2;
+/// ...still in flight when the client closed.
+pub const RINGRELAY_FAIL_REASON_CLOSED: u32 = 3;
 
 /// A byte range an event points at.
 #[derive(Clone, Copy, Debug)]
@@ -371,10 +379,10 @@ impl ringrelay_event {
 /// 2 the relay refused it, 3 the client closed with it unacknowledged.
 fn fail_code(reason: &FailReason) -> u32 {
     match reason {
-        FailReason::Timeout { .. } => 0,
-        FailReason::AttemptsExhausted { .. } => 1,
-        FailReason::Refused(_) => 2,
-        FailReason::Closed => 3,
+        FailReason::Timeout { .. } => RINGRELAY_FAIL_REASON_TIMEOUT,
+        FailReason::AttemptsExhausted { .. } => RINGRELAY_FAIL_REASON_ATTEMPTS_EXHAUSTED,
+        FailReason::Refused(_) => RINGRELAY_FAIL_REASON_REFUSED,
+        FailReason::Closed => RINGRELAY_FAIL_REASON_CLOSED,
     }
 }
 

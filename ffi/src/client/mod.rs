@@ -28,9 +28,7 @@ pub(crate) use link::Link;
 use options::{ringrelay_client_options, ringrelay_event_callback};
 use queue::EventQueue;
 use ringrelay::ack::AckOut;
-use ringrelay::client::{
-    AckedSession, AckedSessionOptions, CancelFlag, ClientOptions, Event, Session, SessionOptions,
-};
+use ringrelay::client::{AckedSession, CancelFlag, ClientOptions, Event, Session, SessionOptions};
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -376,11 +374,7 @@ pub unsafe extern "C" fn ringrelay_client_connect(
         let session_opts = session_options(servers, token, &opts)?;
         let cancel = session_opts.cancel.clone().unwrap_or_default();
         let link = if opts.acked {
-            let acked_opts = AckedSessionOptions {
-                session: session_opts,
-                ..AckedSessionOptions::default()
-            };
-            Link::acked(AckedSession::connect(id, acked_opts)?)
+            Link::acked(AckedSession::connect(id, opts.acked_session(session_opts))?)
         } else {
             Link::Plain(Box::new(Session::connect(id, session_opts)?))
         };

@@ -5,6 +5,8 @@ use super::event::ringrelay_event;
 use super::ringrelay_client;
 use crate::boundary::guard_value;
 use crate::status::Failure;
+use ringrelay::ack::SenderConfig;
+use ringrelay::client::{AckedSessionOptions, SessionOptions};
 use std::ffi::c_void;
 use std::mem::{size_of, MaybeUninit};
 use std::time::Duration;
@@ -60,6 +62,10 @@ pub struct ringrelay_client_options {
     /// drain before closing to avoid receiving them twice. Needs a relay that speaks protocol
     /// version 2. Default false.
     pub acked: bool,
+    /// Acked mode: an acked message not CONFIRMED this long after it was first sent ends in a
+    /// FAILED event (sent again meanwhile, as the relay and the target allow). Default 30000
+    /// ms: longer than a cluster takes to notice a dead node and a client takes to reconnect.
+    pub acked_timeout_ms: u32,
 }
 
 impl Default for ringrelay_client_options {
@@ -74,6 +80,7 @@ impl Default for ringrelay_client_options {
             on_event: None,
             userdata: std::ptr::null_mut(),
             acked: false,
+            acked_timeout_ms: 30_000,
         }
     }
 }
@@ -116,6 +123,24 @@ impl ringrelay_client_options {
     pub(crate) fn reconnect_timeout(&self) -> Duration {
         Duration::from_millis(u64::from(self.reconnect_timeout_ms.max(1)))
     }
+
+    /// The acked session's options over `session`: the timeout is `acked_timeout_ms`, and the
+    /// attempts are enough that the timeout, not their count, ends a message (one attempt at
+    /// least every `rto_max_ms` until then).
+    pub(crate) fn acked_session(&self, session: SessionOptions) -> AckedSessionOptions {
+        let defaults = SenderConfig::default();
+        let timeout_ms = u64::from(self.acked_timeout_ms.max(1));
+        let attempts = defaults.attempts_max as u64 + timeout_ms / defaults.rto_max_ms.max(1);
+        AckedSessionOptions {
+            session,
+            sender: SenderConfig {
+                ack_timeout_ms: timeout_ms,
+                attempts_max: u32::try_from(attempts).unwrap_or(u32::MAX),
+                ..defaults
+            },
+            ..AckedSessionOptions::default()
+        }
+    }
 }
 
 /// The largest prefix of the struct, at most `n` bytes, that ends at the end of a field.
@@ -132,6 +157,7 @@ fn whole_fields_within(n: usize) -> usize {
         offset_of!(O, on_event) + size_of::<ringrelay_event_callback>(),
         offset_of!(O, userdata) + size_of::<*mut c_void>(),
         offset_of!(O, acked) + size_of::<bool>(),
+        offset_of!(O, acked_timeout_ms) + size_of::<u32>(),
     ];
     ends.into_iter().filter(|&end| end <= n).max().unwrap_or(0)
 }

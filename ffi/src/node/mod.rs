@@ -16,7 +16,7 @@ use crate::client::options::ringrelay_client_options;
 use crate::client::{identity_args, ringrelay_client, Link};
 use crate::status::{ringrelay_status, Failure};
 use config::{config_mut, ringrelay_node_config};
-use ringrelay::client::{AckedSession, Client, ClientOptions, Session};
+use ringrelay::client::{AckedSession, Client, ClientOptions, Session, SessionOptions};
 use ringrelay::server::{ServeError, Server};
 use std::ffi::c_char;
 use std::mem::size_of;
@@ -301,7 +301,10 @@ pub unsafe extern "C" fn ringrelay_node_local_client(
         let client = Client::connect_local(stream, id, token, client_opts)?;
         let session = Session::over_client(client, "local");
         let link = match opts.acked {
-            true => Link::acked(AckedSession::over(session, Default::default())),
+            true => Link::acked(AckedSession::over(
+                session,
+                opts.acked_session(SessionOptions::default()),
+            )),
             false => Link::Plain(Box::new(session)),
         };
         let client = crate::client::start(link, Default::default(), &opts)?;

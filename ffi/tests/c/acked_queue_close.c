@@ -1,7 +1,9 @@
 /* Acked mode in queue mode: an acked message is acknowledged only once the host has drained
  * it. A receiver drains one message of ten and closes: the sender sees none of the other nine
  * confirmed meanwhile, and sends them again to the id's next connection, which gets every one;
- * in the end all ten are CONFIRMED and none FAILED. Usage: acked_queue_close HOST:PORT */
+ * in the end all ten are CONFIRMED and none FAILED. And a message to an id that never comes
+ * ends FAILED with RINGRELAY_FAIL_REASON_TIMEOUT after `acked_timeout_ms`.
+ * Usage: acked_queue_close HOST:PORT */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, poll under -std=c11 */
 
 #include <poll.h>
@@ -19,6 +21,35 @@ typedef struct {
     int seen[MESSAGES]; /* times each "m<i>" was handed out */
     long distinct;
 } receiver_state;
+
+static counter timed_out; /* FAILED events with the timeout's code */
+
+static void on_timeout_sender(void *userdata, ringrelay_client *client, const ringrelay_event *ev) {
+    (void)userdata;
+    (void)client;
+    if (ringrelay_event_get_kind(ev) != RINGRELAY_EVENT_KIND_FAILED) return;
+    CHECK(ringrelay_event_get_code(ev) == RINGRELAY_FAIL_REASON_TIMEOUT);
+    counter_add(&timed_out, 1);
+}
+
+/* A message to nobody, with a 200 ms timeout, fails as timed out; flush then finds nothing in
+ * flight. */
+static void check_timeout(const char *servers) {
+    counter_init(&timed_out);
+    ringrelay_client_options opts;
+    ringrelay_client_options_init(&opts, sizeof opts);
+    opts.acked = true;
+    opts.acked_timeout_ms = 200;
+    opts.on_event = on_timeout_sender;
+    ringrelay_client *c = NULL;
+    OK(ringrelay_client_connect(servers, ID("impatient"), NULL, 0, &opts, &c));
+    uint64_t seq = 0;
+    OK(ringrelay_client_send_acked(c, ID("never-here"), ID("anyone?"), &seq));
+    OK(ringrelay_client_flush(c, WAIT_MS));
+    CHECK(counter_wait(&timed_out, 1));
+    OK(ringrelay_client_free(c));
+    counter_destroy(&timed_out);
+}
 
 static void on_sender(void *userdata, ringrelay_client *client, const ringrelay_event *ev) {
     sender_state *s = (sender_state *)userdata;
@@ -122,6 +153,7 @@ int main(int argc, char **argv) {
     OK(ringrelay_client_free(rx2));
     counter_destroy(&tx_state.confirmed);
     counter_destroy(&tx_state.failed);
+    check_timeout(servers);
     puts("PASS acked_queue_close");
     return 0;
 }
