@@ -50,6 +50,38 @@ static void on_event(void *userdata, ringrelay_client *client, const ringrelay_e
     fflush(stdout);
 }
 
+/* Standard input as it arrives: whole lines go to the room, a partial one waits for the rest
+ * (poll(2) said readable, so read(2) never blocks here, and events keep being drained). */
+typedef struct {
+    char bytes[4096];
+    size_t len;
+} line_buffer;
+
+static ringrelay_status say(ringrelay_client *c, const char *line, size_t len) {
+    return ringrelay_client_publish_no_echo(c, (const uint8_t *)"chat", 4, (const uint8_t *)line,
+                                            len);
+}
+
+/* Publishes every complete line in `in` and keeps the partial tail; a line longer than the
+ * buffer goes out in pieces of the buffer's size. */
+static ringrelay_status say_lines(ringrelay_client *c, line_buffer *in) {
+    size_t start = 0;
+    ringrelay_status s = RINGRELAY_STATUS_OK;
+    for (size_t i = 0; i < in->len && s == RINGRELAY_STATUS_OK; i++) {
+        if (in->bytes[i] == '\n') {
+            s = say(c, in->bytes + start, i - start);
+            start = i + 1;
+        }
+    }
+    memmove(in->bytes, in->bytes + start, in->len - start);
+    in->len -= start;
+    if (s == RINGRELAY_STATUS_OK && in->len == sizeof in->bytes) {
+        s = say(c, in->bytes, in->len);
+        in->len = 0;
+    }
+    return s;
+}
+
 static int fail(const char *what, ringrelay_status status) {
     char err[512];
     ringrelay_last_error(err, sizeof err);
@@ -75,14 +107,12 @@ int main(int argc, char **argv) {
     }
     printf("ready\n");
     fflush(stdout);
-    /* Unbuffered: a line poll(2) saw is read at once, none waits in stdio's buffer. */
-    setvbuf(stdin, NULL, _IONBF, 0);
 
     struct pollfd fds[2] = {{.fd = ringrelay_client_fd(c), .events = POLLIN, .revents = 0},
                             {.fd = STDIN_FILENO, .events = POLLIN, .revents = 0}};
     int stdin_open = 1;
     int idle_ms = 0;
-    char line[1024];
+    line_buffer in = {.len = 0};
     while (stdin_open || (received < expect && idle_ms < 10000)) {
         int n = poll(fds, stdin_open ? 2 : 1, 100);
         if (n == 0) idle_ms += stdin_open ? 0 : 100;
@@ -91,16 +121,17 @@ int main(int argc, char **argv) {
             if (s != RINGRELAY_STATUS_OK) break;
         }
         if (stdin_open && (fds[1].revents & (POLLIN | POLLHUP))) {
-            if (fgets(line, sizeof line, stdin) == NULL) {
+            ssize_t got = read(STDIN_FILENO, in.bytes + in.len, sizeof in.bytes - in.len);
+            if (got <= 0) {
+                /* The end of input (a last line without its newline is said too). */
+                if (in.len > 0 && (s = say(c, in.bytes, in.len)) != RINGRELAY_STATUS_OK) break;
                 stdin_open = 0;
                 /* Everything said so far has reached the relay before we may leave. */
                 ringrelay_client_flush(c, 5000);
                 continue;
             }
-            size_t len = strcspn(line, "\n");
-            s = ringrelay_client_publish_no_echo(c, (const uint8_t *)"chat", 4,
-                                                 (const uint8_t *)line, len);
-            if (s != RINGRELAY_STATUS_OK) break;
+            in.len += (size_t)got;
+            if ((s = say_lines(c, &in)) != RINGRELAY_STATUS_OK) break;
         }
     }
     ringrelay_client_free(c);

@@ -118,8 +118,10 @@ fn c_chat_server_example_relays_each_line_to_everyone_but_the_sender() {
     let listening = server_lines.until("listening on", |l| l.starts_with("listening on "));
     let addr = listening.trim_start_matches("listening on ").to_string();
 
-    // Bob joins and waits for two lines; Alice says two and leaves.
-    let mut bob = sanitized(&client_exe, &[&addr, "bob", "2"])
+    // Bob joins and waits for three lines; Alice says three and leaves. Her second line comes
+    // in two writes with Bob's first line heard in between (a partial line waits for its
+    // end), and her last has no newline (said at the end of input).
+    let mut bob = sanitized(&client_exe, &[&addr, "bob", "3"])
         .stdin(Stdio::piped())
         .spawn()
         .expect("client starts");
@@ -131,7 +133,10 @@ fn c_chat_server_example_relays_each_line_to_everyone_but_the_sender() {
         .spawn()
         .expect("client starts");
     let mut alice_in = alice.stdin.take().unwrap();
-    alice_in.write_all(b"hello\nworld\n").unwrap();
+    alice_in.write_all(b"hello\nwor").unwrap();
+    alice_in.flush().unwrap();
+    bob_lines.until("from alice", |l| l == "alice: hello");
+    alice_in.write_all(b"ld\nbye").unwrap();
     drop(alice_in);
     let alice_out = support::finish(alice);
     assert!(alice_out.status.success(), "alice: {alice_out:?}");
@@ -141,8 +146,13 @@ fn c_chat_server_example_relays_each_line_to_everyone_but_the_sender() {
         "alice hears no echo"
     );
 
-    bob_lines.until("from alice", |l| l == "alice: hello");
     bob_lines.until("from alice", |l| l == "alice: world");
+    bob_lines.until("from alice", |l| l == "alice: bye");
+    assert!(
+        !bob_lines.seen.iter().any(|l| l == "alice: wor"),
+        "a partial line was said before its end: {:?}",
+        bob_lines.seen
+    );
     let bob_out = support::finish(bob);
     assert!(
         bob_out.status.success(),
