@@ -79,6 +79,26 @@ pub struct AckOut {
     pub gap: bool,
 }
 
+impl AckOut {
+    /// Adds `newer` to `held`, acknowledgements waiting to be written: an acknowledgement is
+    /// cumulative, so a newer one for the same sender and epoch takes the older one's place
+    /// (keeping its gap report). `held` thus never holds more than one per sender: it stays
+    /// bounded by `senders_max` however long it waits.
+    pub fn coalesce_into(held: &mut Vec<AckOut>, newer: AckOut) {
+        match held
+            .iter_mut()
+            .find(|old| old.epoch == newer.epoch && old.sender == newer.sender)
+        {
+            Some(old) => {
+                let gap = old.gap || newer.gap;
+                *old = newer;
+                old.gap = gap;
+            }
+            None => held.push(newer),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReceiverStats {
     pub delivered: u64,

@@ -543,3 +543,27 @@ fn a_gap_its_sender_abandoned_is_reported_less_and_less_often() {
     assert!((5..=9).contains(&reports.len()), "{reports:?}");
     assert!(reports.windows(2).all(|w| w[1] - w[0] >= 16 * MS));
 }
+
+#[test]
+fn coalescing_keeps_one_acknowledgement_per_sender_and_epoch_the_newest_with_any_gap_report() {
+    let ack = |sender: &[u8], epoch: u64, upto: u64, gap: bool| AckOut {
+        sender: sender.to_vec(),
+        epoch,
+        upto,
+        runs: vec![],
+        gap,
+    };
+    let mut held = Vec::new();
+    AckOut::coalesce_into(&mut held, ack(b"a", 1, 10, true));
+    AckOut::coalesce_into(&mut held, ack(b"b", 1, 5, false));
+    AckOut::coalesce_into(&mut held, ack(b"a", 2, 3, false));
+    AckOut::coalesce_into(&mut held, ack(b"a", 1, 20, false));
+    assert_eq!(
+        held,
+        vec![
+            ack(b"a", 1, 20, true),
+            ack(b"b", 1, 5, false),
+            ack(b"a", 2, 3, false)
+        ]
+    );
+}

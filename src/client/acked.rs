@@ -180,8 +180,8 @@ pub struct AckedSession {
     /// A write error met while queueing in `send`, returned by the next call that can fail.
     deferred: Option<ClientError>,
     /// Acknowledgements made, not yet written: they wait while an acked message they cover
-    /// waits in `events` (see the module docs). Each is cumulative, so a later one for the
-    /// same sender supersedes an earlier; bounded by what one call makes.
+    /// waits in `events` (see the module docs). At most one per sender
+    /// ([`AckOut::coalesce_into`]).
     held_acks: Vec<AckOut>,
     /// Set by [`AckedSession::hold_acks`]: `held_acks` wait for [`AckedSession::take_acks`].
     acks_held_by_caller: bool,
@@ -663,7 +663,7 @@ impl AckedSession {
     /// Moves the acknowledgements the receiver made into `held_acks`.
     fn poll_acks(&mut self) {
         while let Some(ack) = self.receiver.poll_ack() {
-            self.held_acks.push(ack);
+            AckOut::coalesce_into(&mut self.held_acks, ack);
         }
     }
 

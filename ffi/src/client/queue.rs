@@ -6,7 +6,9 @@
 //! They wait behind those messages and go with the drain that takes the last of them, so an
 //! acked message is acknowledged only once the host has drained it; acknowledgements that
 //! find no event waiting are released at once. They are never first in the queue, so a
-//! readable `fd` always means events wait.
+//! readable `fd` always means events wait, and never two in a row (they merge, one
+//! acknowledgement per sender), so their count and size are bounded by the events' and by
+//! the receiver's `senders_max`.
 
 use super::event::Item;
 use super::wake::WakeFd;
@@ -63,6 +65,11 @@ impl EventQueue {
             if let Item::Acks(acks) = item {
                 if state.events == 0 {
                     release_now.extend(acks);
+                } else if let Some(Item::Acks(last)) = state.items.back_mut() {
+                    // No event since: one item, at most one acknowledgement per sender.
+                    for ack in acks {
+                        AckOut::coalesce_into(last, ack);
+                    }
                 } else {
                     state.items.push_back(Item::Acks(acks));
                 }
