@@ -284,6 +284,8 @@ typedef struct {
      * Acked mode: an acked message not CONFIRMED this long after it was first sent ends in a
      * FAILED event (sent again meanwhile, as the relay and the target allow). Default 30000
      * ms: longer than a cluster takes to notice a dead node and a client takes to reconnect.
+     * 0 also means the default (the field sits where older versions of the struct had
+     * padding).
      */
     uint32_t acked_timeout_ms;
 } ringrelay_client_options;
@@ -450,9 +452,11 @@ ringrelay_status ringrelay_client_drain(ringrelay_client *client,
  * Writes every queued message to the relay. With `timeout_ms` > 0 it also waits, up to that
  * long: in plain mode until the relay has handled them (a PING/PONG round trip, after which
  * an ERROR about any of them has arrived and is handed out as an event); in acked mode until
- * every acked message sent so far has ended (its CONFIRMED or FAILED events follow).
- * `RINGRELAY_STATUS_TIMEOUT` when that did not happen in time. Allowed inside callbacks, but
- * events read meanwhile are handed out only after the callback returns.
+ * every acked message sent so far has ended (its CONFIRMED or FAILED events follow; the
+ * client's thread goes on handing events out meanwhile). `RINGRELAY_STATUS_TIMEOUT` when that
+ * did not happen in time. Allowed inside callbacks, but there events read meanwhile are handed
+ * out only after the callback returns (in acked mode, acked messages to this client that come
+ * meanwhile are acknowledged only then, so a peer flushing towards it waits as long).
  *
  * # Safety
  * Unless NULL, `client` is a live client.

@@ -12,6 +12,7 @@
  * Build: cc -std=c11 client.c $(pkg-config --cflags --libs --static ringrelay) */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,7 @@ int main(int argc, char **argv) {
         }
         if (stdin_open && (fds[1].revents & (POLLIN | POLLHUP))) {
             ssize_t got = read(STDIN_FILENO, in.bytes + in.len, sizeof in.bytes - in.len);
+            if (got < 0 && errno == EINTR) continue;
             if (got <= 0) {
                 /* The end of input (a last line without its newline is said too). */
                 if (in.len > 0 && (s = say(c, in.bytes, in.len)) != RINGRELAY_STATUS_OK) break;

@@ -44,7 +44,7 @@ fn c_callbacks_send_from_inside_and_cannot_free_their_own_client() {
 }
 
 #[test]
-fn c_acked_messages_queued_at_close_are_sent_again_and_a_missing_target_times_out() {
+fn c_acked_queued_messages_are_sent_again_after_close_timeouts_fail_and_mutual_flushes_settle() {
     run_against_relay("acked_queue_close");
 }
 
@@ -70,7 +70,7 @@ fn c_embedded_node_serves_two_local_clients_and_a_remote_one() {
 }
 
 #[test]
-fn c_embedded_node_log_hook_hears_the_cluster_and_metrics_threads() {
+fn c_embedded_node_log_hook_hears_the_cluster_control_thread() {
     run_alone("node_log", &[]);
 }
 

@@ -82,7 +82,7 @@ pub struct AckOut {
 impl AckOut {
     /// Adds `newer` to `held`, acknowledgements waiting to be written: an acknowledgement is
     /// cumulative, so a newer one for the same sender and epoch takes the older one's place
-    /// (keeping its gap report). `held` thus never holds more than one per sender: it stays
+    /// (keeping its gap report while the newer one still shows a gap, runs above `upto`). `held` thus never holds more than one per sender: it stays
     /// bounded by `senders_max` however long it waits.
     pub fn coalesce_into(held: &mut Vec<AckOut>, newer: AckOut) {
         match held
@@ -90,7 +90,8 @@ impl AckOut {
             .find(|old| old.epoch == newer.epoch && old.sender == newer.sender)
         {
             Some(old) => {
-                let gap = old.gap || newer.gap;
+                // A gap reported earlier stands while the newer one still shows one.
+                let gap = newer.gap || (old.gap && !newer.runs.is_empty());
                 *old = newer;
                 old.gap = gap;
             }

@@ -545,25 +545,27 @@ fn a_gap_its_sender_abandoned_is_reported_less_and_less_often() {
 }
 
 #[test]
-fn coalescing_keeps_one_acknowledgement_per_sender_and_epoch_the_newest_with_any_gap_report() {
-    let ack = |sender: &[u8], epoch: u64, upto: u64, gap: bool| AckOut {
+fn coalescing_keeps_one_acknowledgement_per_sender_and_epoch_the_newest_with_a_standing_gap() {
+    let ack = |sender: &[u8], epoch: u64, upto: u64, runs: &[(u64, u64)], gap: bool| AckOut {
         sender: sender.to_vec(),
         epoch,
         upto,
-        runs: vec![],
+        runs: runs.to_vec(),
         gap,
     };
     let mut held = Vec::new();
-    AckOut::coalesce_into(&mut held, ack(b"a", 1, 10, true));
-    AckOut::coalesce_into(&mut held, ack(b"b", 1, 5, false));
-    AckOut::coalesce_into(&mut held, ack(b"a", 2, 3, false));
-    AckOut::coalesce_into(&mut held, ack(b"a", 1, 20, false));
+    AckOut::coalesce_into(&mut held, ack(b"a", 1, 10, &[(12, 12)], true));
+    AckOut::coalesce_into(&mut held, ack(b"b", 1, 5, &[(7, 7)], true));
+    AckOut::coalesce_into(&mut held, ack(b"a", 2, 3, &[], false));
+    // a's gap is still there (a run above upto): its report stands. b's closed: it goes.
+    AckOut::coalesce_into(&mut held, ack(b"a", 1, 20, &[(22, 23)], false));
+    AckOut::coalesce_into(&mut held, ack(b"b", 1, 9, &[], false));
     assert_eq!(
         held,
         vec![
-            ack(b"a", 1, 20, true),
-            ack(b"b", 1, 5, false),
-            ack(b"a", 2, 3, false)
+            ack(b"a", 1, 20, &[(22, 23)], true),
+            ack(b"b", 1, 9, &[], false),
+            ack(b"a", 2, 3, &[], false)
         ]
     );
 }

@@ -169,8 +169,11 @@ pub struct AckedSession {
     sender: AckSender,
     receiver: AckReceiver,
     started: Instant,
-    /// Events for the application, in order.
+    /// Events for the application, in order. Only through `push_event` and `pop_event`, which
+    /// keep `acked_waiting`.
     events: VecDeque<Event>,
+    /// The acked messages in `events`: while any wait, no acknowledgement is written.
+    acked_waiting: usize,
     /// Ids the application watches (their presence events are its own).
     user_watches: HashSet<Vec<u8>>,
     /// Targets this session watches for retransmission.
@@ -208,6 +211,7 @@ impl AckedSession {
             receiver: AckReceiver::new(opts.receiver),
             started: Instant::now(),
             events: VecDeque::new(),
+            acked_waiting: 0,
             user_watches: HashSet::new(),
             auto_watches: HashSet::new(),
             auto_watches_max: opts.auto_watches_max,
@@ -227,7 +231,9 @@ impl AckedSession {
     /// retransmission and acknowledgement timers and the connection's liveness check; now when
     /// events wait.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.events.is_empty() || self.deferred.is_some() {
+        let acks_to_write =
+            !self.held_acks.is_empty() && !self.acks_held_by_caller && !self.holds_acked_message();
+        if !self.events.is_empty() || self.deferred.is_some() || acks_to_write {
             return Some(Instant::now());
         }
         match (self.next_timer(), self.session.next_deadline()) {
@@ -355,14 +361,14 @@ impl AckedSession {
         let deadline = now + timeout;
         loop {
             self.drive_at(now)?;
-            if let Some(event) = self.events.pop_front() {
+            if let Some(event) = self.pop_event() {
                 return Ok(Some(event));
             }
             let timed_out;
             (now, timed_out) = self.read_one(now, deadline)?;
             if timed_out {
                 self.drive_at(now)?;
-                return Ok(self.events.pop_front());
+                return Ok(self.pop_event());
             }
         }
     }
@@ -382,7 +388,7 @@ impl AckedSession {
         match got {
             Some(event) => {
                 if let Some(event) = self.on_event(event, self.us_at(now))? {
-                    self.events.push_back(event);
+                    self.push_event(event);
                 }
                 Ok((now, false))
             }
@@ -434,8 +440,10 @@ impl AckedSession {
     /// Hands up to `max` of the events waiting to `each`; returns how many.
     fn hand_waiting(&mut self, each: &mut impl FnMut(Incoming<'_>), max: usize) -> usize {
         let count = self.events.len().min(max);
-        for event in self.events.drain(..count) {
-            hand(each, event);
+        for _ in 0..count {
+            if let Some(event) = self.pop_event() {
+                hand(each, event);
+            }
         }
         count
     }
@@ -540,6 +548,11 @@ impl AckedSession {
         Ok(())
     }
 
+    /// Messages sent and not yet confirmed or failed.
+    pub fn in_flight(&self) -> u64 {
+        self.sender.stats().in_flight
+    }
+
     /// The counters (see [`AckedStats`]).
     pub fn stats(&self) -> AckedStats {
         AckedStats {
@@ -631,7 +644,7 @@ impl AckedSession {
                     self.unwatch_if_done(&target)?;
                 }
             }
-            self.events.push_back(event);
+            self.push_event(event);
         }
         Ok(())
     }
@@ -669,9 +682,26 @@ impl AckedSession {
 
     /// Whether an acked message waits in `events`, not yet handed out.
     fn holds_acked_message(&self) -> bool {
-        self.events
-            .iter()
-            .any(|e| matches!(e, Event::AckedMessage { .. }))
+        self.acked_waiting > 0
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if matches!(event, Event::AckedMessage { .. }) {
+            self.acked_waiting += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    fn pop_event(&mut self) -> Option<Event> {
+        let event = self.events.pop_front()?;
+        if matches!(event, Event::AckedMessage { .. }) {
+            debug_assert!(
+                self.acked_waiting > 0,
+                "acked_waiting counts the acked events"
+            );
+            self.acked_waiting -= 1;
+        }
+        Some(event)
     }
 
     /// Applies one event of the session; returns what the application must see of it.

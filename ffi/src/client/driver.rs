@@ -54,6 +54,9 @@ pub(crate) fn run(shared: Arc<Shared>, handle: HandleAddr) {
                 .ended
                 .get_or_insert(Failure::new(status, text.clone()));
         }
+        if batch.iter().any(|item| !matches!(item, Item::Acks(_))) {
+            shared.events_lost.store(true, Ordering::Release);
+        }
         batch.clear();
         batch.push_back(Item::Ended(Failure::new(status, text)));
         let _ = catch_unwind(AssertUnwindSafe(|| {
@@ -72,6 +75,10 @@ fn turns(shared: &Shared, handle: HandleAddr, batch: &mut VecDeque<Item>) {
         };
         hand_out(shared, handle, batch, &arena);
         arena.clear();
+        if shared.flush_waiters.load(Ordering::SeqCst) > 0 {
+            // An acked flush waits for confirmations this turn may have read.
+            shared.progress.notify_all();
+        }
         match turn {
             Turn::Dispatch => {}
             Turn::Stop => return,

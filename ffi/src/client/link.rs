@@ -133,6 +133,18 @@ impl Link {
         }
     }
 
+    /// Acked messages sent and not yet confirmed or failed (0 for a plain session).
+    pub(crate) fn in_flight(&self) -> u64 {
+        match self {
+            Link::Plain(_) => 0,
+            Link::Acked(a) => a.in_flight(),
+        }
+    }
+
+    pub(crate) fn is_acked(&self) -> bool {
+        matches!(self, Link::Acked(_))
+    }
+
     pub(crate) fn as_raw_fd(&self) -> Option<i32> {
         match self {
             Link::Plain(s) => s.as_raw_fd(),

@@ -31,8 +31,8 @@ use ringrelay::ack::AckOut;
 use ringrelay::client::{AckedSession, CancelFlag, ClientOptions, Event, Session, SessionOptions};
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wake::WakeFd;
@@ -52,6 +52,14 @@ pub(crate) struct Shared {
     pub(crate) wake: WakeFd,
     pub(crate) mode: Mode,
     pub(crate) stopping: AtomicBool,
+    /// Events the client's thread had read were dropped unseen (a panic in it): acked ones
+    /// among them must not be acknowledged at close.
+    pub(crate) events_lost: AtomicBool,
+    /// Host threads waiting in an acked flush for `progress`.
+    pub(crate) flush_waiters: AtomicUsize,
+    /// Notified by the client's thread after each turn while `flush_waiters` is not 0 (used
+    /// with `state`'s lock).
+    pub(crate) progress: Condvar,
     /// Ends a reconnection in progress when the client closes (it holds the lock meanwhile).
     cancel: CancelFlag,
     auto_flush: bool,
@@ -166,15 +174,56 @@ impl ringrelay_client {
         Ok(out)
     }
 
+    /// Whether the caller is the client's own thread (inside any callback it runs).
+    fn on_own_thread(&self) -> bool {
+        self.shared.driver_thread.get() == Some(&std::thread::current().id())
+    }
+
     /// Fails with IN_CALLBACK on the client's own thread (inside any callback it runs).
     fn refuse_on_own_thread(&self, call: &str) -> Result<(), Failure> {
-        if self.shared.driver_thread.get() == Some(&std::thread::current().id()) {
+        if self.on_own_thread() {
             return Err(Failure::new(
                 ringrelay_status::InCallback,
                 format!("{call} is not allowed inside a callback of the same object"),
             ));
         }
         Ok(())
+    }
+
+    /// Acked mode, off the client's thread: writes what is queued and waits up to `timeout`
+    /// until no acked message is in flight, without holding the lock while it waits, so the
+    /// client's thread goes on reading and handing events out (and so acknowledging them:
+    /// two clients flushing to each other both settle).
+    fn settle_acked(&self, timeout: Duration) -> Result<(), Failure> {
+        let deadline = std::time::Instant::now() + timeout;
+        self.shared.flush_waiters.fetch_add(1, Ordering::SeqCst);
+        let settled = (|| {
+            let mut state = self.lock()?;
+            loop {
+                let link = state.open_link()?;
+                link.flush()?;
+                if link.in_flight() == 0 {
+                    return Ok(true);
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                self.shared.wake.set();
+                state = match self.shared.progress.wait_timeout(state, left) {
+                    Ok((state, _)) => state,
+                    Err(_) => return Err(Failure::new(ringrelay_status::Panic, "poisoned")),
+                };
+            }
+        })();
+        self.shared.flush_waiters.fetch_sub(1, Ordering::SeqCst);
+        match settled? {
+            true => Ok(()),
+            false => Err(Failure::new(
+                ringrelay_status::Timeout,
+                format!("not settled within {} ms", timeout.as_millis()),
+            )),
+        }
     }
 
     /// Stops the client's thread, then closes the session (CLOSE NORMAL to the relay).
@@ -192,10 +241,11 @@ impl ringrelay_client {
             }
         }
         // Acked messages still queued (or dropped) were never seen: not acknowledged.
-        let all_handed_out = match &self.shared.mode {
-            Mode::Callback { .. } => true,
-            Mode::Queue(queue) => queue.all_handed_out(),
-        };
+        let all_handed_out = !self.shared.events_lost.load(Ordering::Acquire)
+            && match &self.shared.mode {
+                Mode::Callback { .. } => true,
+                Mode::Queue(queue) => queue.all_handed_out(),
+            };
         let mut state = self.lock()?;
         let link = state.link.take();
         state
@@ -299,6 +349,9 @@ pub(crate) fn start(
         wake: new_wake_fd()?,
         mode: mode(opts)?,
         stopping: AtomicBool::new(false),
+        events_lost: AtomicBool::new(false),
+        flush_waiters: AtomicUsize::new(0),
+        progress: Condvar::new(),
         cancel,
         auto_flush: opts.auto_flush,
         driver_thread: std::sync::OnceLock::new(),
@@ -513,11 +566,14 @@ pub unsafe extern "C" fn ringrelay_client_drain(
                 unsafe { on_event(userdata, client, &view) };
             }
         });
+        let mut handed_out = Vec::new();
         for item in items {
             if let Item::Acks(acks) = item {
-                c.shared.release_acks(&acks);
+                handed_out.extend(acks);
             }
         }
+        queue.finish_drain(&mut handed_out);
+        c.shared.release_acks(&handed_out);
         if !drained.is_null() {
             // SAFETY: not NULL, and the caller promises a writable `size_t`.
             unsafe { drained.write(count) };
@@ -529,9 +585,11 @@ pub unsafe extern "C" fn ringrelay_client_drain(
 /// Writes every queued message to the relay. With `timeout_ms` > 0 it also waits, up to that
 /// long: in plain mode until the relay has handled them (a PING/PONG round trip, after which
 /// an ERROR about any of them has arrived and is handed out as an event); in acked mode until
-/// every acked message sent so far has ended (its CONFIRMED or FAILED events follow).
-/// `RINGRELAY_STATUS_TIMEOUT` when that did not happen in time. Allowed inside callbacks, but
-/// events read meanwhile are handed out only after the callback returns.
+/// every acked message sent so far has ended (its CONFIRMED or FAILED events follow; the
+/// client's thread goes on handing events out meanwhile). `RINGRELAY_STATUS_TIMEOUT` when that
+/// did not happen in time. Allowed inside callbacks, but there events read meanwhile are handed
+/// out only after the callback returns (in acked mode, acked messages to this client that come
+/// meanwhile are acknowledged only then, so a peer flushing towards it waits as long).
 ///
 /// # Safety
 /// Unless NULL, `client` is a live client.
@@ -543,14 +601,18 @@ pub unsafe extern "C" fn ringrelay_client_flush(
     guard(|| {
         // SAFETY: the caller's promise.
         let c = unsafe { ringrelay_client::from_c(client)? };
-        let mut state = c.lock()?;
-        let state = &mut *state;
+        let mut guard = c.lock()?;
+        let state = &mut *guard;
         state.unflushed = false;
         let (link, pending) = state.open_parts()?;
         if timeout_ms == 0 {
             return link.flush().map_err(Failure::from);
         }
         let timeout = Duration::from_millis(u64::from(timeout_ms));
+        if link.is_acked() && !c.on_own_thread() {
+            drop(guard);
+            return c.settle_acked(timeout);
+        }
         let settled = link.settle(timeout, pending)?;
         // Events the wait read (or left in the acked session) are handed out by the thread.
         c.shared.wake.set();

@@ -65,6 +65,8 @@ pub struct ringrelay_client_options {
     /// Acked mode: an acked message not CONFIRMED this long after it was first sent ends in a
     /// FAILED event (sent again meanwhile, as the relay and the target allow). Default 30000
     /// ms: longer than a cluster takes to notice a dead node and a client takes to reconnect.
+    /// 0 also means the default (the field sits where older versions of the struct had
+    /// padding).
     pub acked_timeout_ms: u32,
 }
 
@@ -129,7 +131,11 @@ impl ringrelay_client_options {
     /// least every `rto_max_ms` until then).
     pub(crate) fn acked_session(&self, session: SessionOptions) -> AckedSessionOptions {
         let defaults = SenderConfig::default();
-        let timeout_ms = u64::from(self.acked_timeout_ms.max(1));
+        let timeout_ms = match self.acked_timeout_ms {
+            0 => ringrelay_client_options::default().acked_timeout_ms,
+            ms => ms,
+        };
+        let timeout_ms = u64::from(timeout_ms);
         let attempts = defaults.attempts_max as u64 + timeout_ms / defaults.rto_max_ms.max(1);
         AckedSessionOptions {
             session,

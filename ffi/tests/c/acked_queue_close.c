@@ -1,8 +1,10 @@
 /* Acked mode in queue mode: an acked message is acknowledged only once the host has drained
  * it. A receiver drains one message of ten and closes: the sender sees none of the other nine
  * confirmed meanwhile, and sends them again to the id's next connection, which gets every one;
- * in the end all ten are CONFIRMED and none FAILED. And a message to an id that never comes
- * ends FAILED with RINGRELAY_FAIL_REASON_TIMEOUT after `acked_timeout_ms`.
+ * in the end all ten are CONFIRMED and none FAILED. A message to an id that never comes ends
+ * FAILED with RINGRELAY_FAIL_REASON_TIMEOUT after `acked_timeout_ms`. Two clients that flush
+ * towards each other at once both settle (a waiting flush does not stop its client from
+ * handing events out, and so from acknowledging them).
  * Usage: acked_queue_close HOST:PORT */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, poll under -std=c11 */
 
@@ -49,6 +51,47 @@ static void check_timeout(const char *servers) {
     CHECK(counter_wait(&timed_out, 1));
     OK(ringrelay_client_free(c));
     counter_destroy(&timed_out);
+}
+
+typedef struct {
+    ringrelay_client *client;
+    ringrelay_status flushed;
+} flusher;
+
+static void *flush_thread(void *arg) {
+    flusher *f = (flusher *)arg;
+    f->flushed = ringrelay_client_flush(f->client, WAIT_MS);
+    return NULL;
+}
+
+static void ignore_events(void *userdata, ringrelay_client *client, const ringrelay_event *ev) {
+    (void)userdata;
+    (void)client;
+    (void)ev;
+}
+
+static void check_mutual_flush(const char *servers) {
+    ringrelay_client_options opts;
+    ringrelay_client_options_init(&opts, sizeof opts);
+    opts.acked = true;
+    opts.on_event = ignore_events;
+    ringrelay_client *a = NULL, *b = NULL;
+    OK(ringrelay_client_connect(servers, ID("mutual-a"), NULL, 0, &opts, &a));
+    OK(ringrelay_client_connect(servers, ID("mutual-b"), NULL, 0, &opts, &b));
+    for (int i = 0; i < 100; i++) {
+        uint64_t seq = 0;
+        OK(ringrelay_client_send_acked(a, ID("mutual-b"), ID("to b"), &seq));
+        OK(ringrelay_client_send_acked(b, ID("mutual-a"), ID("to a"), &seq));
+    }
+    flusher fa = {a, RINGRELAY_STATUS_PANIC}, fb = {b, RINGRELAY_STATUS_PANIC};
+    pthread_t ta, tb;
+    CHECK(pthread_create(&ta, NULL, flush_thread, &fa) == 0);
+    CHECK(pthread_create(&tb, NULL, flush_thread, &fb) == 0);
+    CHECK(pthread_join(ta, NULL) == 0 && pthread_join(tb, NULL) == 0);
+    CHECK(fa.flushed == RINGRELAY_STATUS_OK);
+    CHECK(fb.flushed == RINGRELAY_STATUS_OK);
+    OK(ringrelay_client_free(a));
+    OK(ringrelay_client_free(b));
 }
 
 static void on_sender(void *userdata, ringrelay_client *client, const ringrelay_event *ev) {
@@ -154,6 +197,7 @@ int main(int argc, char **argv) {
     counter_destroy(&tx_state.confirmed);
     counter_destroy(&tx_state.failed);
     check_timeout(servers);
+    check_mutual_flush(servers);
     puts("PASS acked_queue_close");
     return 0;
 }

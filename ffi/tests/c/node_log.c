@@ -1,6 +1,6 @@
-/* The log hook hears every thread of an embedded node, not only its workers: a one-node
- * cluster's control thread ("cluster node ready"), the metrics endpoint, and the stop on the
- * host's thread. Usage: node_log */
+/* The log hook hears the threads an embedded node starts, not only its workers: a one-node
+ * cluster's control thread logs "cluster node ready" through it (and start, on the host's
+ * thread, "metrics endpoint listening"). Usage: node_log */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 
 #include "check.h"
@@ -15,8 +15,9 @@ static void on_log(void *userdata, uint32_t level, const char *message) {
     CHECK(level >= 1 && level <= 3);
     CHECK(message != NULL);
     if (strstr(message, "cluster node ready") != NULL) {
-        counter_add(&cluster_ready, 1);
+        /* Counted first: main reads it once it sees `cluster_ready`. */
         if (!pthread_equal(pthread_self(), main_thread)) counter_add(&from_node_thread, 1);
+        counter_add(&cluster_ready, 1);
     }
     if (strstr(message, "metrics endpoint listening") != NULL) counter_add(&metrics_lines, 1);
 }
