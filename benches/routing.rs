@@ -173,7 +173,17 @@ fn send_case(name: &'static str, registered: u32, targets: u32) -> Case {
 }
 
 fn publish_case(name: &'static str, subscribers: u32) -> Case {
+    publish_case_with_patterns(name, subscribers, &[])
+}
+
+/// [`publish_case`] with `patterns` also subscribed (by the connection of slot 0): patterns
+/// that cannot match show what they cost a publish (the trie walk); matching ones add a
+/// delivery each only to connections not already served.
+fn publish_case_with_patterns(name: &'static str, subscribers: u32, patterns: &[Vec<u8>]) -> Case {
     let tables = Tables::new();
+    for p in patterns {
+        tables.topics.subscribe(p, b"", loc(0));
+    }
     for i in 0..subscribers {
         tables.locations.register(
             &id(i),
@@ -203,11 +213,31 @@ fn publish_case(name: &'static str, subscribers: u32) -> Case {
     }
 }
 
+/// `topic` with its last token replaced by `wildcard` (`a.b` -> `a.*`), or `wildcard` alone.
+fn pattern_of(topic: &[u8], wildcard: &[u8]) -> Vec<u8> {
+    match topic.iter().rposition(|&b| b == b'.') {
+        Some(dot) => [&topic[..=dot], wildcard].concat(),
+        None => wildcard.to_vec(),
+    }
+}
+
 fn routing(c: &mut Criterion) {
     let cases = [
         send_case("send16_to_64_ids", 64, 64),
         send_case("send16_to_64_of_100k_ids", 100_000, 64),
         publish_case("publish16_to_10_subs", 10),
+        publish_case_with_patterns(
+            "publish16_to_10_subs_10k_other_patterns",
+            10,
+            &(0..10_000)
+                .map(|i| format!("other.{i}.*").into_bytes())
+                .collect::<Vec<_>>(),
+        ),
+        publish_case_with_patterns(
+            "publish16_to_10_subs_and_2_matching_patterns",
+            10,
+            &[pattern_of(TOPIC, b"*"), pattern_of(TOPIC, b">")],
+        ),
     ];
     // The sending connection: not a subscriber, so no echo filtering applies.
     let origin = Origin {

@@ -158,7 +158,9 @@ pub struct Config {
     pub group_bytes_max: usize,
     /// Distinct topics with a local subscriber on this node. 1,000,000 (about 0.6 GB at the
     /// longest names): far above any real topic space, low enough that a crowd of clients
-    /// subscribing to random names cannot exhaust memory.
+    /// subscribing to random names cannot exhaust memory. A pattern takes one place per token
+    /// it does not share with another pattern (a node of the subject index costs at most what
+    /// a topic does).
     pub topics_max: usize,
     /// Distinct client ids watched on this node. 1,000,000, for the same reasons.
     pub watched_ids_max: usize,

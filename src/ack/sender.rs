@@ -140,6 +140,7 @@ pub fn error_name(code: ErrorCode) -> &'static str {
         ErrorCode::LIMIT_EXCEEDED => "limit exceeded",
         ErrorCode::PAYLOAD_TOO_LARGE => "payload too large",
         ErrorCode::ACK_UNSUPPORTED => "target cannot acknowledge (protocol version 1)",
+        ErrorCode::INVALID_SUBJECT => "invalid subject",
         _ => "unknown error code",
     }
 }

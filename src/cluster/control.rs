@@ -20,7 +20,10 @@
 use super::lane::Event;
 use super::membership::{Action, LinkId, Membership, MembershipConfig, NewLink, PeerState};
 use super::replica::{digest_of, interest_snapshot, Replica, Reply};
-use super::wire::{snapshot_chunks, ControlMsg, InterestChange, Member, RowChange};
+use super::wire::{
+    interest_chunks, snapshot_chunks, ControlMsg, InterestChange, Member, RowChange,
+    INTEREST_ENTRIES_PER_MESSAGE,
+};
 use crate::config::Config;
 use crate::core::topics::TopicGroup;
 use crate::core::{EpochClock, Location, Sink, Tables};
@@ -493,7 +496,9 @@ impl ControlPlane {
         self.advertised = tables.topics.interest().into_iter().collect();
         for (_, link) in self.membership.current_links() {
             self.send_snapshot(link, tables);
-            self.send(link, interest_snapshot(tables));
+            for msg in interest_snapshot(tables) {
+                self.send(link, msg);
+            }
         }
         for state in self.data_links.values_mut() {
             if *state == DataLink::Up {
@@ -509,10 +514,9 @@ impl ControlPlane {
         }
         if !self.pending_interest.is_empty() {
             let entries = std::mem::take(&mut self.pending_interest);
-            self.broadcast(&ControlMsg::Interest {
-                replace: false,
-                entries,
-            });
+            for msg in interest_chunks(entries, false, INTEREST_ENTRIES_PER_MESSAGE) {
+                self.broadcast(&msg);
+            }
         }
     }
 
@@ -536,13 +540,9 @@ impl ControlPlane {
                             group: group.clone(),
                         })
                         .collect();
-                    self.send(
-                        link,
-                        ControlMsg::Interest {
-                            replace: true,
-                            entries,
-                        },
-                    );
+                    for msg in interest_chunks(entries, true, INTEREST_ENTRIES_PER_MESSAGE) {
+                        self.send(link, msg);
+                    }
                 }
                 Action::CloseLink { link } => self.out.push_back(Output::CloseLink { link }),
                 Action::DeclareDead { node } => self.declare_dead(node, tables),

@@ -9,7 +9,9 @@
 
 #![forbid(unsafe_code)]
 
-use super::wire::{row_hash, ControlMsg, InterestChange, RowChange};
+use super::wire::{
+    interest_chunks, row_hash, ControlMsg, InterestChange, RowChange, INTEREST_ENTRIES_PER_MESSAGE,
+};
 use crate::core::{EpochClock, Location, Registered, Row, Sink, Tables};
 use std::collections::HashMap;
 
@@ -188,21 +190,20 @@ pub fn digest_of(tables: &Tables, node: u16) -> (u64, u64) {
     (rows.len() as u64, hash)
 }
 
-/// This node's full interest as an INTEREST message with REPLACE.
-pub fn interest_snapshot(tables: &Tables) -> ControlMsg {
-    ControlMsg::Interest {
-        replace: true,
-        entries: tables
-            .topics
-            .interest()
-            .into_iter()
-            .map(|(topic, group)| InterestChange {
-                present: true,
-                topic,
-                group,
-            })
-            .collect(),
-    }
+/// This node's full interest as INTEREST messages, the first with REPLACE (chunked, so any
+/// number of subscriptions fits the control frame cap).
+pub fn interest_snapshot(tables: &Tables) -> impl Iterator<Item = ControlMsg> {
+    let entries = tables
+        .topics
+        .interest()
+        .into_iter()
+        .map(|(topic, group)| InterestChange {
+            present: true,
+            topic,
+            group,
+        })
+        .collect();
+    interest_chunks(entries, true, INTEREST_ENTRIES_PER_MESSAGE)
 }
 
 #[cfg(test)]

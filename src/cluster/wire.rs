@@ -27,7 +27,9 @@ use std::hash::{BuildHasher, Hasher};
 /// Bytes in every frame header: `body_len: u32 LE`, `kind: u8`, `flags: u8`.
 pub const HEADER_LEN: usize = 6;
 /// The link protocol version this build speaks (first byte of a LINK_HELLO body).
-pub const LINK_VERSION: u8 = 1;
+/// Version 2: topics in INTEREST may be patterns (`a.*`, `a.>`), which a version-1 node would
+/// take for literal topics and so miss messages; the versions refuse each other's links.
+pub const LINK_VERSION: u8 = 2;
 
 /// Handshake: first message of each side on both lanes.
 pub const LINK_HELLO: u8 = 0x80;
@@ -337,6 +339,40 @@ pub fn snapshot_chunks(
             last: i + 1 == chunks,
             rows: rows.get(start..end).unwrap_or(&[]).to_vec(),
         }
+    })
+}
+
+/// (topic or pattern, group) entries per INTEREST message: at the longest topic and group
+/// (255 bytes each, 513 bytes an entry) a full message is 2.1 MB, half the control frame cap
+/// (`link_io::CONTROL_FRAME_BYTES_MAX`, 4 MiB), however many subscriptions a node holds.
+pub const INTEREST_ENTRIES_PER_MESSAGE: usize = 4096;
+
+/// Splits interest changes into INTEREST messages of at most `entries_per_chunk` entries (0 is
+/// taken as 1). With `replace`, the first message carries REPLACE (the receiver forgets the
+/// sender's interest, then applies it) and the others add to it; an empty REPLACE is one
+/// message with no entries, so the receiver still learns that the sender has no interest.
+pub fn interest_chunks(
+    entries: Vec<InterestChange>,
+    replace: bool,
+    entries_per_chunk: usize,
+) -> impl Iterator<Item = ControlMsg> {
+    let per = entries_per_chunk.max(1);
+    let mut entries = entries.into_iter().peekable();
+    let mut first = true;
+    std::iter::from_fn(move || {
+        if !first && entries.peek().is_none() {
+            return None;
+        }
+        let chunk: Vec<InterestChange> = entries.by_ref().take(per).collect();
+        if chunk.is_empty() && !replace {
+            return None;
+        }
+        let msg = ControlMsg::Interest {
+            replace: replace && first,
+            entries: chunk,
+        };
+        first = false;
+        Some(msg)
     })
 }
 
@@ -1377,7 +1413,7 @@ mod tests {
     #[test]
     fn hello_of_another_version_still_decodes_for_refusal() {
         let v2 = LinkHello {
-            version: 2,
+            version: LINK_VERSION + 1,
             ..hello(Lane::Control)
         };
         let mut out = Vec::new();
@@ -1389,7 +1425,7 @@ mod tests {
             decode_link(&out, MAX),
             Ok(Some((LinkMsg::Hello(v2), out.len())))
         );
-        // Version 1 must be exact.
+        // This build's version must be exact.
         out[HEADER_LEN] = LINK_VERSION;
         assert!(decode_link(&out, MAX).is_err());
     }
@@ -1404,6 +1440,48 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn interest_chunks_replace_on_the_first_only_and_the_longest_fit_the_cap() {
+        let entry = |i: usize| InterestChange {
+            present: true,
+            topic: format!("{i:0>255}").into_bytes().into(),
+            group: vec![b'g'; 255].into(),
+        };
+        let n = 2 * INTEREST_ENTRIES_PER_MESSAGE + 1;
+        let entries: Vec<InterestChange> = (0..n).map(entry).collect();
+        let chunks: Vec<ControlMsg> =
+            interest_chunks(entries.clone(), true, INTEREST_ENTRIES_PER_MESSAGE).collect();
+        assert_eq!(chunks.len(), 3);
+        let mut all = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            let ControlMsg::Interest { replace, entries } = c else {
+                panic!("not an interest message")
+            };
+            assert_eq!(*replace, i == 0, "REPLACE on the first chunk only");
+            let msg = LinkMsg::Control(c.clone());
+            assert!(
+                msg.encoded_len() <= crate::cluster::link_io::CONTROL_FRAME_BYTES_MAX,
+                "a full chunk of the longest entries fits the control frame cap"
+            );
+            all.extend(entries.iter().cloned());
+        }
+        assert_eq!(all, entries);
+        let changes: Vec<ControlMsg> =
+            interest_chunks(entries, false, INTEREST_ENTRIES_PER_MESSAGE).collect();
+        assert!(changes
+            .iter()
+            .all(|c| matches!(c, ControlMsg::Interest { replace: false, .. })));
+        assert_eq!(
+            interest_chunks(Vec::new(), true, 10).collect::<Vec<_>>(),
+            vec![ControlMsg::Interest {
+                replace: true,
+                entries: vec![]
+            }],
+            "an empty full interest still replaces"
+        );
+        assert_eq!(interest_chunks(Vec::new(), false, 10).count(), 0);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! by the cluster control thread when a peer reports its first subscribe or last unsubscribe
 //! of a (topic, group), or replaces its whole interest on link-up, or dies.
 
+use super::pattern_trie::PatternTrie;
+use super::subject::is_pattern;
 use super::table_hasher::TableHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,29 @@ impl RemoteGroup {
         }
         Some(self.nodes[self.next.fetch_add(1, Ordering::Relaxed) % n])
     }
+}
+
+/// Picks one node among the nodes of `groups` together (one group name under every pattern
+/// and topic a subject matched), round-robin on the first group's cursor.
+pub fn pick_node_among(groups: &[&RemoteGroup]) -> Option<u16> {
+    let [first, rest @ ..] = groups else {
+        return None;
+    };
+    if rest.is_empty() {
+        return first.pick();
+    }
+    let total: usize = groups.iter().map(|g| g.nodes.len()).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut i = first.next.fetch_add(1, Ordering::Relaxed) % total;
+    for g in groups {
+        if i < g.nodes.len() {
+            return Some(g.nodes[i]);
+        }
+        i -= g.nodes.len();
+    }
+    None
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +105,8 @@ impl RemoteInterest {
 
 pub struct InterestTable {
     entries: papaya::HashMap<Box<[u8]>, Arc<RemoteInterest>, TableHasher>,
+    /// Interest in patterns (a peer checked them before it announced them).
+    patterns: PatternTrie<RemoteInterest>,
     writer: Mutex<()>,
 }
 
@@ -93,12 +120,40 @@ impl InterestTable {
     pub fn new() -> Self {
         InterestTable {
             entries: papaya::HashMap::with_hasher(TableHasher::default()),
+            patterns: PatternTrie::default(),
             writer: Mutex::new(()),
         }
     }
 
     pub fn raw_guard(&self) -> papaya::LocalGuard<'_> {
         self.entries.guard()
+    }
+
+    /// The guard of the pattern trie (a map of its own).
+    pub fn patterns_guard(&self) -> papaya::LocalGuard<'_> {
+        self.patterns.guard()
+    }
+
+    /// Whether any peer announced interest in a pattern (relaxed, as [`super::topics`]).
+    #[inline]
+    pub fn has_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// Calls `matched` with the interest in the exact topic `subject`, then in each pattern
+    /// that matches it, each once.
+    pub fn for_each_match<'g>(
+        &self,
+        subject: &[u8],
+        guard: &'g impl papaya::Guard,
+        patterns_guard: &'g impl papaya::Guard,
+        mut matched: impl FnMut(&'g RemoteInterest),
+    ) {
+        if let Some(e) = self.entries.get(subject, guard) {
+            matched(e);
+        }
+        self.patterns
+            .for_each_match(subject, patterns_guard, matched);
     }
 
     /// Lock-free lookup.
@@ -119,17 +174,41 @@ impl InterestTable {
     /// plain subscribers).
     pub fn set(&self, node: u16, topic: &[u8], group: &[u8], present: bool) {
         let _w = self.lock();
-        let guard = self.entries.guard();
-        let next = match self.entries.get(topic, &guard) {
+        let (guard, patterns_guard) = (self.entries.guard(), self.patterns.guard());
+        let pattern = is_pattern(topic);
+        let current = if pattern {
+            self.patterns.get(topic, &patterns_guard)
+        } else {
+            self.entries.get(topic, &guard).map(|e| &**e)
+        };
+        let next = match current {
             Some(e) => e.with(node, group, present),
             None if present => RemoteInterest::default().with(node, group, true),
             None => return,
         };
-        if next.is_empty() {
-            self.entries.remove(topic, &guard);
-        } else {
+        let next = (!next.is_empty()).then_some(next);
+        if pattern {
+            self.patterns.set(topic, next);
+        } else if let Some(next) = next {
             self.entries.insert(topic.into(), Arc::new(next), &guard);
+        } else {
+            self.entries.remove(topic, &guard);
         }
+    }
+
+    /// Every topic and pattern with its interest (control path).
+    fn each<'g>(
+        &self,
+        guard: &'g impl papaya::Guard,
+        patterns_guard: &'g impl papaya::Guard,
+    ) -> Vec<(Box<[u8]>, &'g RemoteInterest)> {
+        let mut all: Vec<(Box<[u8]>, &'g RemoteInterest)> = self
+            .entries
+            .iter(guard)
+            .map(|(t, e)| (t.clone(), &**e))
+            .collect();
+        all.extend(self.patterns.patterns(patterns_guard));
+        all
     }
 
     /// Forgets every interest of `node` (it died, or is about to send its full interest).
@@ -137,9 +216,9 @@ impl InterestTable {
         // (topic, groups the node is in, whether it has plain subscribers there)
         type NodeEntry = (Box<[u8]>, Vec<Box<[u8]>>, bool);
         let entries: Vec<NodeEntry> = {
-            let guard = self.entries.guard();
-            self.entries
-                .iter(&guard)
+            let (guard, patterns_guard) = (self.entries.guard(), self.patterns.guard());
+            self.each(&guard, &patterns_guard)
+                .into_iter()
                 .map(|(t, e)| {
                     let groups = e
                         .groups
@@ -147,7 +226,7 @@ impl InterestTable {
                         .filter(|g| g.nodes.contains(&node))
                         .map(|g| g.name.clone())
                         .collect();
-                    (t.clone(), groups, e.plain.contains(&node))
+                    (t, groups, e.plain.contains(&node))
                 })
                 .collect()
         };
@@ -163,9 +242,9 @@ impl InterestTable {
 
     /// Every `(topic, group, node)` (status and tests), sorted.
     pub fn all(&self) -> Vec<(super::topics::TopicGroup, u16)> {
-        let guard = self.entries.guard();
+        let (guard, patterns_guard) = (self.entries.guard(), self.patterns.guard());
         let mut out = Vec::new();
-        for (t, e) in self.entries.iter(&guard) {
+        for (t, e) in self.each(&guard, &patterns_guard) {
             for &n in e.plain.iter() {
                 out.push(((t.clone(), Box::from(&b""[..])), n));
             }

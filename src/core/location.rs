@@ -16,7 +16,7 @@ use papaya::{Compute, Operation};
 /// Where a client's connection lives. `generation` tells a reused connection slot apart from
 /// the connection that held it before, so a stale row or queued message never reaches a new
 /// client. For a row owned by another node only `node` is meaningful.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Location {
     pub node: u16,
     pub worker: u16,

@@ -7,9 +7,11 @@ pub mod engine;
 pub mod epoch;
 pub mod interest;
 pub mod location;
+pub mod pattern_trie;
 pub mod presence;
 pub mod router;
 pub mod session;
+pub mod subject;
 mod table_hasher;
 pub mod topics;
 

@@ -9,12 +9,13 @@
 //! arrived from another node is delivered locally only (never forwarded again), so a message
 //! crosses at most one link.
 
-use super::interest::InterestTable;
+use super::interest::{pick_node_among, InterestTable, RemoteGroup};
 use super::location::{Location, LocationTable, Registered, Row};
 use super::presence::PresenceTable;
-use super::topics::TopicTable;
+use super::topics::{pick_among, QueueGroup, TopicTable};
 use crate::protocol::{CloseReason, ErrorCode};
 use papaya::LocalGuard;
+use smallvec::SmallVec;
 
 mod acked;
 pub use acked::{AckSink, AckedDelivery};
@@ -67,7 +68,9 @@ pub struct Tables {
 pub struct Guards<'t> {
     locations: LocalGuard<'t>,
     topics: LocalGuard<'t>,
+    topic_patterns: LocalGuard<'t>,
     interest: LocalGuard<'t>,
+    interest_patterns: LocalGuard<'t>,
 }
 
 /// Outcome of a SEND, for counters.
@@ -95,7 +98,9 @@ impl Tables {
         Guards {
             locations: self.locations.raw_guard(),
             topics: self.topics.raw_guard(),
+            topic_patterns: self.topics.patterns_guard(),
             interest: self.remote_interest.raw_guard(),
+            interest_patterns: self.remote_interest.patterns_guard(),
         }
     }
 
@@ -158,6 +163,9 @@ impl Tables {
         no_echo: bool,
         sink: &mut impl Sink,
     ) -> usize {
+        if self.topics.has_patterns() || self.remote_interest.has_patterns() {
+            return self.route_publish_matched(guards, origin, topic, payload, no_echo, sink);
+        }
         let local = self.topics.get(topic, &guards.topics);
         let remote = self.remote_interest.get(topic, &guards.interest);
         let exclude = no_echo.then_some(origin.location);
@@ -224,6 +232,10 @@ impl Tables {
         payload: &[u8],
         sink: &mut impl Sink,
     ) -> usize {
+        if self.topics.has_patterns() {
+            return self
+                .route_forwarded_publish_matched(guards, sender, topic, group, payload, sink);
+        }
         let Some(entry) = self.topics.get(topic, &guards.topics) else {
             return 0;
         };
@@ -245,6 +257,114 @@ impl Tables {
             }
             None => 0,
         }
+    }
+
+    /// [`Self::route_publish`] while patterns exist: every subscription that matches `topic`
+    /// (the exact topic and each pattern) counts, with the rules of one delivery per
+    /// connection, one member per queue group name (merged across the matches), one forward
+    /// per node with plain interest, and one node per remote group name not served here.
+    #[inline(never)]
+    fn route_publish_matched(
+        &self,
+        guards: &Guards<'_>,
+        origin: Origin<'_>,
+        topic: &[u8],
+        payload: &[u8],
+        no_echo: bool,
+        sink: &mut impl Sink,
+    ) -> usize {
+        let exclude = no_echo.then_some(origin.location);
+        let mut plain: SmallVec<[Location; 32]> = SmallVec::new();
+        let mut groups: SmallVec<[&QueueGroup; 8]> = SmallVec::new();
+        self.topics
+            .for_each_match(topic, &guards.topics, &guards.topic_patterns, |e| {
+                plain.extend_from_slice(&e.plain);
+                groups.extend(e.groups.iter().map(|g| &**g));
+            });
+        let mut remote_plain: SmallVec<[u16; 16]> = SmallVec::new();
+        let mut remote_groups: SmallVec<[&RemoteGroup; 8]> = SmallVec::new();
+        self.remote_interest.for_each_match(
+            topic,
+            &guards.interest,
+            &guards.interest_patterns,
+            |e| {
+                remote_plain.extend_from_slice(&e.plain);
+                remote_groups.extend(e.groups.iter());
+            },
+        );
+        plain.sort_unstable();
+        plain.dedup();
+        let mut deliveries = 0;
+        for &to in plain.iter().filter(|&&to| Some(to) != exclude) {
+            sink.deliver(to, origin.client_id, topic, payload);
+            deliveries += 1;
+        }
+        groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        remote_groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for run in groups.chunk_by(|a, b| a.name == b.name) {
+            let name = &run[0].name;
+            if let Some(to) = pick_among(run, exclude) {
+                sink.deliver(to, origin.client_id, topic, payload);
+                deliveries += 1;
+            } else if let Some(node) = pick_node_among(named(&remote_groups, name)) {
+                sink.forward_publish(node, origin.client_id, topic, name, no_echo, payload);
+            }
+        }
+        remote_plain.sort_unstable();
+        remote_plain.dedup();
+        for &node in remote_plain.iter() {
+            sink.forward_publish(node, origin.client_id, topic, b"", no_echo, payload);
+        }
+        for run in remote_groups.chunk_by(|a, b| a.name == b.name) {
+            let name = &run[0].name;
+            let served_here = groups.iter().any(|g| g.name == *name);
+            if !served_here {
+                if let Some(node) = pick_node_among(run) {
+                    sink.forward_publish(node, origin.client_id, topic, name, no_echo, payload);
+                }
+            }
+        }
+        deliveries
+    }
+
+    /// [`Self::route_forwarded_publish`] while local patterns exist: the plain subscribers of
+    /// every matching subscription (once per connection), or one member of `group` merged
+    /// across them.
+    #[inline(never)]
+    fn route_forwarded_publish_matched(
+        &self,
+        guards: &Guards<'_>,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        payload: &[u8],
+        sink: &mut impl Sink,
+    ) -> usize {
+        let mut plain: SmallVec<[Location; 32]> = SmallVec::new();
+        let mut groups: SmallVec<[&QueueGroup; 8]> = SmallVec::new();
+        self.topics
+            .for_each_match(topic, &guards.topics, &guards.topic_patterns, |e| {
+                if group.is_empty() {
+                    plain.extend_from_slice(&e.plain);
+                } else {
+                    groups.extend(e.groups.iter().filter(|g| &*g.name == group).map(|g| &**g));
+                }
+            });
+        if !group.is_empty() {
+            return match pick_among(&groups, None) {
+                Some(to) => {
+                    sink.deliver(to, sender, topic, payload);
+                    1
+                }
+                None => 0,
+            };
+        }
+        plain.sort_unstable();
+        plain.dedup();
+        for &to in plain.iter() {
+            sink.deliver(to, sender, topic, payload);
+        }
+        plain.len()
     }
 
     /// Registers `client_id` at `location` with a fresh `epoch`: an older local holder of the
@@ -370,12 +490,21 @@ impl Tables {
     }
 }
 
+/// The run of `groups` (sorted by name) named `name`.
+fn named<'a, 'g>(groups: &'a [&'g RemoteGroup], name: &[u8]) -> &'a [&'g RemoteGroup] {
+    let start = groups.partition_point(|g| &*g.name < name);
+    let end = start + groups[start..].partition_point(|g| &*g.name == name);
+    &groups[start..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    mod patterns;
+
     #[derive(Debug, PartialEq)]
-    enum Out {
+    pub(super) enum Out {
         Deliver(u32, Vec<u8>, Vec<u8>, Vec<u8>),
         Presence(u32, Vec<u8>, bool),
         Close(u32, CloseReason),
@@ -385,7 +514,7 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct VecSink(Vec<Out>);
+    pub(super) struct VecSink(pub(super) Vec<Out>);
 
     impl Sink for VecSink {
         fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
@@ -424,7 +553,7 @@ mod tests {
         }
     }
 
-    fn loc(slot: u32) -> Location {
+    pub(super) fn loc(slot: u32) -> Location {
         Location {
             node: 0,
             worker: (slot % 2) as u16,
@@ -433,7 +562,7 @@ mod tests {
         }
     }
 
-    fn origin(slot: u32, id: &[u8]) -> Origin<'_> {
+    pub(super) fn origin(slot: u32, id: &[u8]) -> Origin<'_> {
         Origin {
             location: loc(slot),
             client_id: id,

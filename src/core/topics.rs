@@ -3,8 +3,13 @@
 //! Readers (every PUBLISH) are lock-free: they load an immutable [`TopicEntry`] from papaya.
 //! Writers (SUBSCRIBE/UNSUBSCRIBE, connection close) are serialised by a mutex and replace the
 //! entry copy-on-write; they are control traffic, never on the message path.
+//!
+//! Literal topics live in one exact map (one lookup per publish); patterns (`a.*`, `a.>`,
+//! [`super::subject`]) in a [`PatternTrie`], walked only while it holds any.
 
 use super::location::Location;
+use super::pattern_trie::PatternTrie;
+use super::subject::is_pattern;
 use super::table_hasher::TableHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,33 @@ pub struct QueueGroup {
     pub members: Box<[Location]>,
     /// Round-robin cursor; relaxed is enough: fairness, not correctness, depends on it.
     next: AtomicUsize,
+}
+
+/// Picks one member among the members of `groups` together (the groups of one name under
+/// every subscription a subject matched, as NATS merges queue subscriptions by name),
+/// round-robin on the first group's cursor, skipping `exclude` when another member exists.
+pub fn pick_among(groups: &[&QueueGroup], exclude: Option<Location>) -> Option<Location> {
+    let [first, rest @ ..] = groups else {
+        return None;
+    };
+    if rest.is_empty() {
+        return first.pick(exclude);
+    }
+    let total: usize = groups.iter().map(|g| g.members.len()).sum();
+    for _ in 0..total {
+        let mut i = first.next.fetch_add(1, Ordering::Relaxed) % total;
+        for g in groups {
+            if i < g.members.len() {
+                let m = g.members[i];
+                if Some(m) != exclude {
+                    return Some(m);
+                }
+                break;
+            }
+            i -= g.members.len();
+        }
+    }
+    None
 }
 
 impl QueueGroup {
@@ -162,6 +194,8 @@ pub type TopicGroup = (Box<[u8]>, Box<[u8]>);
 
 pub struct TopicTable {
     entries: papaya::HashMap<Box<[u8]>, Arc<TopicEntry>, TableHasher>,
+    /// Entries of patterns (checked by the engine before they get here).
+    patterns: PatternTrie<TopicEntry>,
     /// Writers' lock, holding the number of subscriptions (all topics and groups).
     writer: Mutex<usize>,
 }
@@ -176,12 +210,41 @@ impl TopicTable {
     pub fn new() -> Self {
         TopicTable {
             entries: papaya::HashMap::with_hasher(TableHasher::default()),
+            patterns: PatternTrie::default(),
             writer: Mutex::new(0),
         }
     }
 
     pub fn raw_guard(&self) -> papaya::LocalGuard<'_> {
         self.entries.guard()
+    }
+
+    /// The guard of the pattern trie (a map of its own).
+    pub fn patterns_guard(&self) -> papaya::LocalGuard<'_> {
+        self.patterns.guard()
+    }
+
+    /// Whether any pattern has a subscriber (a relaxed load: a publish racing the first
+    /// pattern subscription may miss it, as it may miss any racing subscription).
+    #[inline]
+    pub fn has_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// Calls `matched` with the entry of every subscription that matches `subject`: the exact
+    /// topic, then each matching pattern, each once.
+    pub fn for_each_match<'g>(
+        &self,
+        subject: &[u8],
+        guard: &'g impl papaya::Guard,
+        patterns_guard: &'g impl papaya::Guard,
+        mut matched: impl FnMut(&'g TopicEntry),
+    ) {
+        if let Some(e) = self.entries.get(subject, guard) {
+            matched(e);
+        }
+        self.patterns
+            .for_each_match(subject, patterns_guard, matched);
     }
 
     /// Lock-free lookup for a publish.
@@ -220,15 +283,17 @@ impl TopicTable {
         bounds: TableBounds,
     ) -> Result<bool, TableFull> {
         let mut subscriptions = self.lock_writer();
-        let guard = self.entries.guard();
-        let current = self.entry_cold(topic, &guard);
-        if current.is_none() && self.entries.len() >= bounds.keys_max {
+        let keys_added = if is_pattern(topic) {
+            self.patterns.nodes_to_add(topic)
+        } else {
+            usize::from(!self.has_entry(topic))
+        };
+        if keys_added > 0 && self.keys().saturating_add(keys_added) > bounds.keys_max {
             return Err(TableFull::Keys);
         }
         if *subscriptions >= bounds.entries_max {
             return Err(TableFull::Entries);
         }
-        drop(guard);
         Ok(self.update_locked(&mut subscriptions, topic, group, |e| {
             e.with_added(group, who)
         }))
@@ -262,8 +327,11 @@ impl TopicTable {
         change: impl FnOnce(&TopicEntry) -> TopicEntry,
     ) -> bool {
         let guard = self.entries.guard();
+        let patterns_guard = self.patterns.guard();
         let empty = TopicEntry::default();
-        let current = self.entry_cold(topic, &guard).unwrap_or(&empty);
+        let current = self
+            .entry_any(topic, &guard, &patterns_guard)
+            .unwrap_or(&empty);
         let next = change(current);
         let flipped = current.serves(group) != next.serves(group);
         let sum = *subscriptions + next.members_of(group);
@@ -272,32 +340,57 @@ impl TopicTable {
             "invariant: the count covers them"
         );
         *subscriptions = sum.saturating_sub(current.members_of(group));
-        if next.is_empty() {
-            self.entries.remove(topic, &guard);
-        } else {
+        let next = (!next.is_empty()).then_some(next);
+        if is_pattern(topic) {
+            self.patterns.set(topic, next);
+        } else if let Some(next) = next {
             self.entries.insert(topic.into(), Arc::new(next), &guard);
+        } else {
+            self.entries.remove(topic, &guard);
         }
         flipped
     }
 
-    /// Whether any local connection subscribes to `topic` in `group` (empty: plain).
+    /// The entry of exactly `topic`, a literal topic or a pattern (control path).
+    fn entry_any<'g>(
+        &self,
+        topic: &[u8],
+        guard: &'g impl papaya::Guard,
+        patterns_guard: &'g impl papaya::Guard,
+    ) -> Option<&'g TopicEntry> {
+        if is_pattern(topic) {
+            self.patterns.get(topic, patterns_guard)
+        } else {
+            self.entry_cold(topic, guard)
+        }
+    }
+
+    fn has_entry(&self, topic: &[u8]) -> bool {
+        let (guard, patterns_guard) = (self.entries.guard(), self.patterns.guard());
+        self.entry_any(topic, &guard, &patterns_guard).is_some()
+    }
+
+    /// Whether any local connection subscribes to `topic` (a literal topic or a pattern) in
+    /// `group` (empty: plain).
     pub fn has_subscribers(&self, topic: &[u8], group: &[u8]) -> bool {
-        let guard = self.entries.guard();
-        self.entry_cold(topic, &guard)
+        let (guard, patterns_guard) = (self.entries.guard(), self.patterns.guard());
+        self.entry_any(topic, &guard, &patterns_guard)
             .is_some_and(|e| e.serves(group))
     }
 
     /// Every `(topic, group)` with a local subscriber (group empty: plain), for the cluster's
     /// interest snapshot.
     pub fn interest(&self) -> Vec<TopicGroup> {
-        let guard = self.entries.guard();
+        let (guard, patterns_guard) = (self.entries.guard(), self.patterns.guard());
+        let patterns = self.patterns.patterns(&patterns_guard);
+        let literal = self.entries.iter(&guard).map(|(t, e)| (&**t, &**e));
         let mut out = Vec::new();
-        for (topic, e) in self.entries.iter(&guard) {
+        for (topic, e) in literal.chain(patterns.iter().map(|(t, e)| (&**t, *e))) {
             if !e.plain.is_empty() {
-                out.push((topic.clone(), Box::from(&b""[..])));
+                out.push((topic.into(), Box::from(&b""[..])));
             }
             for g in e.groups.iter() {
-                out.push((topic.clone(), g.name.clone()));
+                out.push((topic.into(), g.name.clone()));
             }
         }
         out
@@ -307,11 +400,12 @@ impl TopicTable {
     /// subscriber counts: one page of the operator's `/subscriptions` view. One pass over the
     /// table, keeping at most `limit` names (memory O(limit), time O(topics x log limit)).
     pub fn page(&self, after: &[u8], limit: usize) -> Vec<TopicSummary> {
-        let guard = self.entries.guard();
+        let (guard, patterns_guard) = (self.entries.guard(), self.patterns.guard());
         let mut smallest: std::collections::BinaryHeap<&[u8]> =
             std::collections::BinaryHeap::with_capacity(limit + 1);
-        for (topic, _) in self.entries.iter(&guard) {
-            let name: &[u8] = topic;
+        let patterns = self.patterns.patterns(&patterns_guard);
+        let literal = self.entries.iter(&guard).map(|(t, _)| &**t);
+        for name in literal.chain(patterns.iter().map(|(t, _)| &**t)) {
             if name <= after || limit == 0 {
                 continue;
             }
@@ -327,7 +421,7 @@ impl TopicTable {
         names
             .into_iter()
             .filter_map(|name| {
-                let e = self.entries.get(name, &guard)?;
+                let e = self.entry_any(name, &guard, &patterns_guard)?;
                 Some(TopicSummary {
                     topic: name.into(),
                     plain: e.plain.len(),
@@ -341,13 +435,20 @@ impl TopicTable {
             .collect()
     }
 
-    /// Number of topics with at least one subscriber.
+    /// Number of topics and patterns with at least one subscriber.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.patterns.len()
+    }
+
+    /// Keys held, what `topics_max` bounds: each topic, and each node of the pattern trie (a
+    /// pattern takes one per token it does not share with another pattern), so that the
+    /// memory a key costs is bounded by one topic's (`memory_budget::TOPIC_BYTES`).
+    pub fn keys(&self) -> usize {
+        self.entries.len() + self.patterns.node_count().saturating_sub(1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }
 

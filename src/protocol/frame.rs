@@ -108,6 +108,9 @@ impl ErrorCode {
     /// An acknowledged SEND reached a target whose connection speaks protocol version 1,
     /// which cannot acknowledge: dropped (it would never be confirmed).
     pub const ACK_UNSUPPORTED: ErrorCode = ErrorCode(7);
+    /// A SUBSCRIBE named a pattern that is not well formed (an empty token, or `>` before
+    /// the last token; PROTOCOL.md section 8.2); nothing was subscribed.
+    pub const INVALID_SUBJECT: ErrorCode = ErrorCode(8);
 }
 
 /// Reasons carried by CLOSE frames; the sender closes the connection after it.

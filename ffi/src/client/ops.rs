@@ -120,9 +120,11 @@ pub unsafe extern "C" fn ringrelay_client_publish_no_echo(
     unsafe { request(client, topic, payload, |s, t, p| s.publish_no_echo(t, p)) }
 }
 
-/// Subscribes to `topic`. With a `group` (not NULL, length > 0), joins that queue group on the
-/// topic: each message goes to one member of the group. Written at once; restored after a
-/// reconnection.
+/// Subscribes to `topic`, which may be a pattern: a token `*` matches one token, a last token
+/// `>` the rest (`orders.*`, `orders.>`; PROTOCOL.md section 8.2); a malformed pattern comes
+/// back as a `RINGRELAY_EVENT_KIND_ERROR` event with code 8 (INVALID_SUBJECT). With a `group`
+/// (not NULL, length > 0), joins that queue group on the topic: each message goes to one member
+/// of the group. Written at once; restored after a reconnection.
 ///
 /// # Safety
 /// As `ringrelay_client_send`, for `topic` and `group`.

@@ -5,6 +5,7 @@ use super::{ClusterEvent, ConnRelay, Counter, Engine, Output};
 use crate::core::location::{Location, Registered};
 use crate::core::router::{Guards, Origin, SendOutcome};
 use crate::core::session::{Phase, SessionEvent};
+use crate::core::subject::{check_pattern, is_pattern};
 use crate::core::topics::TableFull;
 use crate::protocol::{decode, CloseReason, DecodeError, Decoded, ErrorCode, Frame, FrameKind};
 
@@ -181,6 +182,17 @@ impl Engine<'_> {
         out: &mut impl Output,
     ) {
         let limits = &self.config.limits;
+        if is_pattern(topic) {
+            if let Err(e) = check_pattern(topic) {
+                let frame = Frame::Error {
+                    code: ErrorCode::INVALID_SUBJECT,
+                    subject: topic,
+                    text: e.text().as_bytes(),
+                };
+                out.send_frame_local(at, &frame);
+                return;
+            }
+        }
         let refused = if topic.len() > limits.topic_bytes_max {
             Some(Limit::TopicBytes)
         } else if group.len() > limits.group_bytes_max {

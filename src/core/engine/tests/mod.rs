@@ -8,6 +8,7 @@ use crate::protocol::{AckFields, DecodeError, ErrorCode, FrameKind, MsgId};
 mod acked;
 mod limits;
 mod not_ready;
+mod patterns;
 
 #[derive(Debug, PartialEq)]
 enum Out {
