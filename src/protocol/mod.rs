@@ -16,6 +16,7 @@
 
 mod codec;
 mod frame;
+pub mod nats;
 mod reader;
 mod stream;
 mod walk;

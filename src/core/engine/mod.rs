@@ -15,6 +15,7 @@ mod frames;
 mod lifecycle;
 mod limits;
 mod links;
+pub mod nats;
 #[cfg(test)]
 mod tests;
 

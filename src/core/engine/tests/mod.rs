@@ -7,6 +7,7 @@ use crate::protocol::{AckFields, DecodeError, ErrorCode, FrameKind, MsgId};
 
 mod acked;
 mod limits;
+mod nats;
 mod not_ready;
 mod patterns;
 
@@ -34,6 +35,8 @@ enum Out {
     LocalErrorAcked(u32, ErrorCode, MsgId),
     FwdSendAcked(u16, Vec<u8>, MsgId),
     FwdAck(u16, Vec<u8>, Vec<u8>, u64),
+    /// NATS protocol bytes the NATS rules queued for a slot.
+    Nats(u32, Vec<u8>),
 }
 
 struct Rec {

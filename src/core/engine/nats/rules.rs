@@ -1,0 +1,251 @@
+//! The rules for a NATS connection's operations: each becomes what the engine does for the
+//! equivalent native frame, plus the NATS answers (+OK in verbose mode, PONG, `-ERR`).
+
+use super::subs::Inserted;
+use super::{NatsConn, NATS_ID_PREFIX};
+use crate::core::engine::{ConnRelay, Counter, Engine, Output};
+use crate::core::location::Location;
+use crate::core::router::Guards;
+use crate::core::session::Phase;
+use crate::protocol::nats::encode::{write_err, OK, PONG};
+use crate::protocol::nats::{subject, ClientOp, ConnectOptions};
+use crate::protocol::{CloseReason, Frame, PROTOCOL_VERSION_MIN, TOPIC_LEN_MAX};
+
+/// Where the NATS rules' decisions go: the engine's [`Output`], plus NATS lines for the
+/// connection being driven.
+pub trait NatsOutput: Output {
+    /// Queue NATS protocol bytes (+OK, PONG, -ERR) to the local connection at `to`.
+    fn send_nats_local(&mut self, to: Location, bytes: &[u8]);
+}
+
+/// The `-ERR` texts of nats-server for what these rules refuse without closing.
+const INVALID_SUBJECT: &str = "Invalid Subject";
+const INVALID_PUBLISH_SUBJECT: &str = "Invalid Publish Subject";
+const TOO_MANY_SUBSCRIPTIONS: &str = "Maximum Subscriptions Exceeded";
+
+/// One NATS operation being applied: the connection and where the decisions go.
+pub struct NatsCall<'c, 'g, O> {
+    pub conn: &'c mut ConnRelay,
+    pub nats: &'c mut NatsConn,
+    pub at: Location,
+    pub guards: &'c Guards<'g>,
+    pub scratch: &'c mut Vec<Location>,
+    pub out: &'c mut O,
+}
+
+impl<O: NatsOutput> NatsCall<'_, '_, O> {
+    fn err(&mut self, text: &str) {
+        let mut line = Vec::with_capacity(text.len() + 9);
+        write_err(&mut line, text);
+        self.out.send_nats_local(self.at, &line);
+    }
+
+    fn ok_if_verbose(&mut self) {
+        if self.nats.verbose() && self.conn.phase() != Phase::Closed {
+            self.out.send_nats_local(self.at, OK);
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason, err_text: &'static str) {
+        self.conn.session.close();
+        if reason != CloseReason::NORMAL {
+            self.out.count(Counter::ProtocolErrorClose);
+        }
+        self.out.close_conn(self.at, reason, err_text.into());
+    }
+}
+
+impl Engine<'_> {
+    /// Applies one NATS operation. Returns whether the connection goes on (false once a close
+    /// was decided: the rest of the receive is dropped).
+    pub fn on_nats_op<O: NatsOutput>(
+        &self,
+        call: &mut NatsCall<'_, '_, O>,
+        op: ClientOp<'_>,
+    ) -> bool {
+        match op {
+            ClientOp::Connect { json } => self.nats_connect(call, json),
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.nats_publish(call, subject, reply, b"", payload),
+            ClientOp::Hpub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                if !call.nats.options.as_ref().is_some_and(|o| o.headers) {
+                    // nats-server closes a client that sends HPUB without announcing headers.
+                    call.close(CloseReason::PROTOCOL_ERROR, "Parser Error");
+                } else {
+                    self.nats_publish(call, subject, reply, headers, payload);
+                }
+            }
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.nats_subscribe(call, subject, queue, sid),
+            ClientOp::Unsub { sid, max_msgs } => self.nats_unsubscribe(call, sid, max_msgs),
+            ClientOp::Ping => call.out.send_nats_local(call.at, PONG),
+            // Any bytes prove the peer alive (the session counts them): nothing else to do.
+            ClientOp::Pong | ClientOp::Ignored => {}
+            // nats-server closes a client that sends -ERR, without an answer.
+            ClientOp::ClientError => call.close(CloseReason::NORMAL, ""),
+        }
+        call.conn.phase() != Phase::Closed
+    }
+
+    /// The first CONNECT registers the connection (a HELLO with a generated id and the
+    /// CONNECT's `auth_token`, so the engine's token check and handshake apply); a later one
+    /// only changes the options, as in nats-server.
+    fn nats_connect<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, json: &[u8]) {
+        let options = match ConnectOptions::parse(json) {
+            Ok(options) => options,
+            Err(e) => return call.close(CloseReason::PROTOCOL_ERROR, e.err_text()),
+        };
+        let first = call.nats.options.is_none();
+        let token = options.auth_token.clone().unwrap_or_default();
+        call.nats.options = Some(options);
+        if first {
+            self.nats_hello(call, token.as_bytes());
+        }
+        call.ok_if_verbose();
+    }
+
+    /// An operation other than CONNECT, PING or PONG before CONNECT: nats-server applies its
+    /// default options (no token: refused by the engine when one is required).
+    fn nats_implicit_connect<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>) {
+        if call.nats.options.is_none() {
+            call.nats.options = Some(ConnectOptions::default());
+            self.nats_hello(call, b"");
+        }
+    }
+
+    fn nats_hello<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, token: &[u8]) {
+        let at = call.at;
+        let mut client_id = NATS_ID_PREFIX.to_vec();
+        client_id.extend_from_slice(
+            format!("{}.{}.{}.{}", at.node, at.worker, at.slot, at.generation).as_bytes(),
+        );
+        let hello = Frame::Hello {
+            // Version 1: a NATS client never acknowledges, so acked SENDs to it are refused.
+            version: PROTOCOL_VERSION_MIN,
+            client_id: &client_id,
+            token,
+        };
+        self.nats_frame(call, hello);
+    }
+
+    /// Applies the native frame an operation stands for.
+    fn nats_frame<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, frame: Frame<'_>) {
+        self.on_frame(
+            call.conn,
+            call.at,
+            call.guards,
+            frame,
+            call.scratch,
+            call.out,
+        );
+    }
+
+    /// PUB and HPUB. A subject that nats-server refuses gets its `-ERR` (the connection
+    /// stays); so does one longer than a topic may be ([`TOPIC_LEN_MAX`]), which no
+    /// subscription could hold.
+    ///
+    /// The reply subject and the headers are not carried yet: they are the next step of the
+    /// NATS front (messages that carry them through the router, the handoff and the links),
+    /// and no listener serves NATS until then.
+    fn nats_publish<O: NatsOutput>(
+        &self,
+        call: &mut NatsCall<'_, '_, O>,
+        topic: &[u8],
+        _reply: &[u8],
+        _headers: &[u8],
+        payload: &[u8],
+    ) {
+        self.nats_implicit_connect(call);
+        if !subject::valid_publish(topic) || topic.len() > TOPIC_LEN_MAX {
+            return call.err(INVALID_PUBLISH_SUBJECT);
+        }
+        let publish = Frame::Publish {
+            topic,
+            payload,
+            no_echo: !call.nats.echo(),
+        };
+        self.nats_frame(call, publish);
+        call.ok_if_verbose();
+    }
+
+    /// SUB: the engine subscribes the first sid of each (subject, queue); its refusals (a
+    /// limit) reach the client as `-ERR` through the translation and undo the sid.
+    fn nats_subscribe<O: NatsOutput>(
+        &self,
+        call: &mut NatsCall<'_, '_, O>,
+        topic: &[u8],
+        queue: &[u8],
+        sid: &[u8],
+    ) {
+        self.nats_implicit_connect(call);
+        if !subject::valid_subscribe(topic) {
+            return call.err(INVALID_SUBJECT);
+        }
+        let sids_max = self.config.limits.subscriptions_per_connection_max;
+        match call.nats.subs.insert(sid, topic, queue, sids_max) {
+            Inserted::Full => return call.err(TOO_MANY_SUBSCRIPTIONS),
+            Inserted::Duplicate | Inserted::Shared => {}
+            Inserted::First => {
+                let frame = Frame::Subscribe {
+                    topic,
+                    group: queue,
+                };
+                self.nats_frame(call, frame);
+                if !call.conn.subscriptions().contains(topic, queue) {
+                    call.nats.subs.remove(sid);
+                    return;
+                }
+            }
+        }
+        call.ok_if_verbose();
+    }
+
+    /// UNSUB: at once, or after `max_msgs` deliveries in all; the engine unsubscribes when
+    /// the last sid of a (subject, queue) goes. An unknown sid is not an error.
+    fn nats_unsubscribe<O: NatsOutput>(
+        &self,
+        call: &mut NatsCall<'_, '_, O>,
+        sid: &[u8],
+        max_msgs: Option<u64>,
+    ) {
+        self.nats_implicit_connect(call);
+        let now = match max_msgs {
+            Some(max) => call.nats.subs.limit(sid, max),
+            None => true,
+        };
+        if now {
+            self.nats_remove_sid(call, sid);
+        }
+        call.ok_if_verbose();
+    }
+
+    fn nats_remove_sid<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, sid: &[u8]) {
+        if let Some((topic, group)) = call.nats.subs.remove(sid) {
+            let frame = Frame::Unsubscribe {
+                topic: &topic,
+                group: &group,
+            };
+            self.nats_frame(call, frame);
+        }
+    }
+
+    /// Removes the sids that reached their `UNSUB` maximum while messages were written to
+    /// the connection (see [`NatsConn::expired`]).
+    pub fn expire_nats_sids<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>) {
+        let expired = std::mem::take(&mut call.nats.expired);
+        for sid in &expired {
+            self.nats_remove_sid(call, sid);
+        }
+    }
+}

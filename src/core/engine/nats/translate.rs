@@ -1,0 +1,110 @@
+//! What the engine sends a NATS connection, in NATS: a DELIVER becomes one MSG per matching
+//! sid (HMSG when the message has headers and the client announced them), a relay PING a
+//! NATS PING, an ERROR or CLOSE nats-server's `-ERR` text; WELCOME, PRESENCE and the other
+//! native-only frames have no NATS form and are not written.
+
+use super::NatsConn;
+use crate::protocol::nats::encode::{write_err, MsgHead, MSG_END, PING};
+use crate::protocol::{CloseReason, ErrorCode, Frame};
+
+/// A message as a NATS connection receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatsMessage<'a> {
+    pub subject: &'a [u8],
+    /// Empty: no reply subject.
+    pub reply: &'a [u8],
+    /// Empty: no headers.
+    pub headers: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl NatsConn {
+    /// Appends one MSG (or HMSG) per sid `message` goes to (see
+    /// [`super::NatsSubs::for_each_target`]; `group` is the queue group the engine picked this
+    /// connection for, empty for a plain delivery). Returns how many were written. Headers
+    /// go only to a client that announced them; to another, the message goes without them.
+    pub fn write_message(
+        &mut self,
+        out: &mut Vec<u8>,
+        message: &NatsMessage<'_>,
+        group: &[u8],
+    ) -> usize {
+        let headers = if self.options.as_ref().is_some_and(|o| o.headers) {
+            message.headers
+        } else {
+            b""
+        };
+        self.subs
+            .for_each_target(message.subject, group, &mut self.expired, |sid| {
+                let head = MsgHead {
+                    subject: message.subject,
+                    sid,
+                    reply: message.reply,
+                    headers,
+                    payload_len: message.payload.len(),
+                };
+                out.reserve(head.message_len());
+                head.write(out);
+                out.extend_from_slice(message.payload);
+                out.extend_from_slice(MSG_END);
+            })
+    }
+
+    /// Appends the NATS form of a frame the engine queued for this connection, if it has one.
+    pub fn write_frame(&mut self, out: &mut Vec<u8>, frame: &Frame<'_>) {
+        match *frame {
+            Frame::Deliver { topic, payload, .. } => {
+                let message = NatsMessage {
+                    subject: topic,
+                    reply: b"",
+                    headers: b"",
+                    payload,
+                };
+                self.write_message(out, &message, b"");
+            }
+            Frame::Ping { .. } => out.extend_from_slice(PING),
+            Frame::Error { code, .. } => {
+                if let Some(text) = error_err_text(code) {
+                    write_err(out, text);
+                }
+            }
+            Frame::Close { reason, text } => {
+                let text = std::str::from_utf8(text).unwrap_or("");
+                if let Some(text) = close_err_text(reason, text) {
+                    write_err(out, text);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `-ERR` for an ERROR frame the engine sends, if a NATS client should see one. A NATS
+/// client closes its connection on an `-ERR` text it does not know, so errors without a
+/// nats-server equivalent (a message dropped at a bound: counted in the metrics) are not
+/// written.
+fn error_err_text(code: ErrorCode) -> Option<&'static str> {
+    match code {
+        ErrorCode::LIMIT_EXCEEDED => Some("Maximum Subscriptions Exceeded"),
+        ErrorCode::INVALID_SUBJECT => Some("Invalid Subject"),
+        _ => None,
+    }
+}
+
+/// The `-ERR` text that goes before the relay closes a NATS connection for `reason` (`text`
+/// is the close's own text, which the NATS rules set to nats-server's wording); `None`: the
+/// connection closes without one, as nats-server's would.
+pub fn close_err_text(reason: CloseReason, text: &str) -> Option<&str> {
+    Some(match reason {
+        CloseReason::NORMAL | CloseReason::SHUTDOWN => return None,
+        CloseReason::AUTH_FAILED => "Authorization Violation",
+        CloseReason::HEARTBEAT_TIMEOUT => "Stale Connection",
+        CloseReason::SLOW_CONSUMER => "Slow Consumer",
+        CloseReason::HANDSHAKE_TIMEOUT => "Authentication Timeout",
+        CloseReason::FRAME_TOO_LARGE => "Maximum Payload Violation",
+        CloseReason::CONNECTION_LIMIT => "maximum connections exceeded",
+        CloseReason::LIMIT_EXCEEDED => "Maximum Subscriptions Exceeded",
+        _ if text.is_empty() => return None,
+        _ => text,
+    })
+}
