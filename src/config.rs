@@ -18,6 +18,10 @@ pub struct Config {
     /// Client listen address. Default 127.0.0.1:7400: loopback until the operator opens it up.
     /// Port 0 picks a free port (every worker then shares the one the first worker got).
     pub listen: Endpoint,
+    /// NATS client listen address (the NATS text protocol, for existing NATS clients; README
+    /// "NATS clients"). `None` (the default): off. The same workers serve it, with the same
+    /// bounds; `4222` is the port NATS clients try by default.
+    pub nats_listen: Option<Endpoint>,
     /// Worker threads (one io_uring loop each). 0 means one per CPU the process may run on.
     pub workers: usize,
     /// CPUs to pin workers to, one worker per entry; overrides `workers` when set.
@@ -180,6 +184,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Endpoint::Addr(SocketAddr::from(([127, 0, 0, 1], 7400))),
+            nats_listen: None,
             workers: 0,
             cpus: None,
             token: None,

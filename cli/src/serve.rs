@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Client listen address, HOST:PORT (port 0 picks a free port) [default: 127.0.0.1:7400]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<Endpoint>,
+    /// Also serve NATS clients (the NATS text protocol) on this address, like
+    /// 127.0.0.1:4222 (off by default)
+    #[arg(long, value_name = "ADDR")]
+    pub nats_listen: Option<Endpoint>,
     /// Worker threads; 0 means one per available CPU [default: 0]
     #[arg(long, value_name = "N", conflicts_with = "cpus")]
     pub workers: Option<usize>,
@@ -111,6 +115,9 @@ pub fn build_config(args: &ServeArgs) -> Result<Config, CliFailure> {
 fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
     if let Some(listen) = &args.listen {
         cfg.listen = listen.clone();
+    }
+    if let Some(nats_listen) = &args.nats_listen {
+        cfg.nats_listen = Some(nats_listen.clone());
     }
     if let Some(workers) = args.workers {
         cfg.workers = workers;
@@ -227,7 +234,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     let server = Server::start(cfg)?;
     let addr = server.local_addr();
     *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(server.stopper());
-    announce(addr)?;
+    announce(addr, server.nats_addr())?;
     tracing::info!(%addr, workers, "relay running");
     server.wait()?;
     Ok(())
@@ -249,9 +256,13 @@ fn check_config(cfg: &Config) -> Result<(), CliFailure> {
     Ok(())
 }
 
-/// Prints the single `listening ADDR` line scripts wait for.
-fn announce(addr: SocketAddr) -> Result<(), CliFailure> {
+/// Prints the `listening ADDR` line scripts wait for (after `nats listening ADDR` when NATS
+/// clients are served, so the line scripts wait for still comes last).
+fn announce(addr: SocketAddr, nats: Option<SocketAddr>) -> Result<(), CliFailure> {
     let mut stdout = std::io::stdout().lock();
+    if let Some(nats) = nats {
+        writeln!(stdout, "nats listening {nats}")?;
+    }
     writeln!(stdout, "listening {addr}")?;
     stdout.flush()?;
     Ok(())
@@ -265,6 +276,7 @@ mod tests {
     fn args() -> ServeArgs {
         ServeArgs {
             listen: None,
+            nats_listen: None,
             workers: None,
             cpus: None,
             config: None,

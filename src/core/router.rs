@@ -24,6 +24,21 @@ pub use acked::{AckSink, AckedDelivery};
 pub trait Sink {
     /// Deliver a DELIVER frame to the connection at `to`.
     fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]);
+    /// Deliver to the connection at `to` as the member of queue group `group` picked for
+    /// this message. A native DELIVER does not say why it came, so by default this is
+    /// [`Self::deliver`]; a NATS connection writes it to one sid of that group only.
+    #[inline]
+    fn deliver_group(
+        &mut self,
+        to: Location,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        payload: &[u8],
+    ) {
+        let _ = group;
+        self.deliver(to, sender, topic, payload);
+    }
     /// Tell the watcher at `to` that `client_id` went online or offline.
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool);
     /// Close the connection at `to` (for example "replaced").
@@ -179,7 +194,7 @@ impl Tables {
             }
             for group in entry.groups.iter() {
                 if let Some(to) = group.pick(exclude) {
-                    sink.deliver(to, origin.client_id, topic, payload);
+                    sink.deliver_group(to, origin.client_id, topic, &group.name, payload);
                     deliveries += 1;
                 } else if let Some(node) = remote
                     .and_then(|r| r.groups.iter().find(|g| g.name == group.name))
@@ -252,7 +267,7 @@ impl Tables {
             .and_then(|g| g.pick(None))
         {
             Some(to) => {
-                sink.deliver(to, sender, topic, payload);
+                sink.deliver_group(to, sender, topic, group, payload);
                 1
             }
             None => 0,
@@ -304,7 +319,7 @@ impl Tables {
         for run in groups.chunk_by(|a, b| a.name == b.name) {
             let name = &run[0].name;
             if let Some(to) = pick_among(run, exclude) {
-                sink.deliver(to, origin.client_id, topic, payload);
+                sink.deliver_group(to, origin.client_id, topic, name, payload);
                 deliveries += 1;
             } else if let Some(node) = pick_node_among(named(&remote_groups, name)) {
                 sink.forward_publish(node, origin.client_id, topic, name, no_echo, payload);
@@ -353,7 +368,7 @@ impl Tables {
         if !group.is_empty() {
             return match pick_among(&groups, None) {
                 Some(to) => {
-                    sink.deliver(to, sender, topic, payload);
+                    sink.deliver_group(to, sender, topic, group, payload);
                     1
                 }
                 None => 0,

@@ -2,6 +2,7 @@
 //! own per-connection state (session, id, subscriptions) is one field, owned by the engine.
 
 use super::uring::Outgoing;
+use crate::core::engine::nats::NatsConn;
 use crate::core::ConnRelay;
 use crate::protocol::{FrameWalk, StreamDecoder};
 use bytes::Bytes;
@@ -59,6 +60,9 @@ pub struct Conn {
     pub opened_ms: u64,
     /// Set when this socket is a data link to or from another node, not a client.
     pub link: Option<LinkRole>,
+    /// Set when the client speaks the NATS protocol (accepted on `nats_listen`): its
+    /// operations are parsed by its reader and what the engine sends it is written as NATS.
+    pub nats: Option<Box<NatsConn>>,
     /// Outbound links: where the bytes handed to the kernel so far end in the frame stream
     /// (mid-frame after a partial send), so the messages a dying link takes can be counted.
     pub link_walk: FrameWalk,
@@ -112,7 +116,10 @@ impl Conn {
     /// Memory held for this connection's unfinished frames: the decoder's buffer, a large
     /// frame's own buffer, and frames held behind a HELLO that waits for the node to be ready.
     pub fn reassembly_bytes(&self) -> usize {
-        self.decoder.held_bytes() + self.large_frame_bytes + self.relay.held_bytes()
+        self.decoder.held_bytes()
+            + self.large_frame_bytes
+            + self.relay.held_bytes()
+            + self.nats.as_ref().map_or(0, |n| n.reader.held_bytes())
     }
 
     pub fn accepts_frames(&self) -> bool {
@@ -230,6 +237,7 @@ impl Slab {
             close_deadline_ms: 0,
             opened_ms: 0,
             link: None,
+            nats: None,
             link_walk: FrameWalk::default(),
         });
         Some(slot)
@@ -293,6 +301,7 @@ impl Slab {
         c.dirty = false;
         c.close_text = None;
         c.link = None;
+        c.nats = None;
         c.link_walk = FrameWalk::default();
         self.free.push(slot);
         self.open_count -= 1;

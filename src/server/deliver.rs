@@ -2,7 +2,7 @@
 //! of the payload) or into the handoff batch for the worker that owns the destination.
 
 use super::conn::{extra_capacity, Slab};
-use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME};
+use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME, TAG_GROUP_SHARED, TAG_SHARED};
 use super::link_backlog::{Backlogs, Refused};
 use super::stats::{bump, kind_index, WorkerStats};
 use crate::cluster::wire::{
@@ -130,7 +130,7 @@ impl Deliverer<'_> {
     /// consumer and the message dropped.
     #[cold]
     #[inline(never)]
-    fn close_slow_consumer(&mut self, slot: u32, generation: u32) {
+    pub(super) fn close_slow_consumer(&mut self, slot: u32, generation: u32) {
         if let Some(conn) = self.slab.get_live(slot, generation) {
             conn.close_requested = true;
         }
@@ -151,7 +151,7 @@ impl Deliverer<'_> {
     /// per connection, so they still pass.
     #[cold]
     #[inline(never)]
-    fn drop_worker_full(&mut self) {
+    pub(super) fn drop_worker_full(&mut self) {
         bump(&self.stats.worker_pending_drops, 1);
         self.overloaded = true;
     }
@@ -187,20 +187,28 @@ impl Deliverer<'_> {
         true
     }
 
-    fn deliver_shared(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: Bytes) {
+    fn deliver_shared(
+        &mut self,
+        to: Location,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        payload: Bytes,
+    ) {
         let payload_len = payload.len();
         let header_len = frame_len_for_deliver(sender, topic, b"");
-        self.deliver_shared_with(to, payload, header_len, |out| {
+        self.deliver_shared_with(to, group, payload, header_len, |out| {
             encode_deliver_header(out, sender, topic, payload_len)
         });
     }
 
     /// Queues a DELIVER (plain or acknowledged: `header` writes it) whose payload goes out
-    /// from the buffer it was received into, here or through the owner's handoff. Returns
-    /// whether it was queued.
+    /// from the buffer it was received into, here or through the owner's handoff (with the
+    /// queue `group` it was picked for, if any). Returns whether it was queued.
     fn deliver_shared_with(
         &mut self,
         to: Location,
+        group: &[u8],
         payload: Bytes,
         header_len: usize,
         header: impl FnOnce(&mut Vec<u8>),
@@ -208,13 +216,23 @@ impl Deliverer<'_> {
         let ok = if to.worker == self.worker {
             self.append_local_shared(to.slot, to.generation, header_len, header, payload)
         } else {
+            let (tag, group_len) = match group.len() {
+                0 => (TAG_SHARED, 0),
+                n => (TAG_GROUP_SHARED, 1 + n),
+            };
             let ok = self.outboxes[to.worker as usize].append_shared(
                 self.handoff_bytes_max,
-                to.slot,
-                to.generation,
+                tag,
+                (to.slot, to.generation),
                 payload,
-                header_len,
-                header,
+                group_len + header_len,
+                |out| {
+                    if group_len > 0 {
+                        out.push(group.len() as u8);
+                        out.extend_from_slice(group);
+                    }
+                    header(out)
+                },
             );
             if !ok {
                 bump(&self.stats.handoff_drops, 1);
@@ -288,6 +306,9 @@ impl Deliverer<'_> {
 
     /// Appends a control frame (WELCOME, PONG, PING, ERROR, PRESENCE) to a local connection.
     pub fn push_frame_local(&mut self, slot: u32, generation: u32, frame: &Frame<'_>) {
+        if self.is_nats(slot, generation) {
+            return self.push_frame_nats(slot, generation, frame);
+        }
         let len = frame.encoded_len();
         self.append_local(slot, generation, len, frame.kind(), |out| {
             // Control frames are built from validated fields; an encode error would be a bug
@@ -301,6 +322,9 @@ impl Deliverer<'_> {
     pub fn append_frame_bytes(&mut self, slot: u32, generation: u32, frame: &[u8]) {
         if self.refuses_acked(slot, generation, frame) {
             return;
+        }
+        if self.is_nats(slot, generation) {
+            return self.append_frame_bytes_nats(slot, generation, b"", frame);
         }
         // Handed-over frames were encoded by this process: the kind byte is valid.
         let kind = frame
@@ -380,26 +404,64 @@ impl Deliverer<'_> {
     }
 }
 
+impl Deliverer<'_> {
+    /// A DELIVER to `to`, here or through its worker's handoff; `group` is the queue group it
+    /// was picked for (empty: a plain delivery), which only a NATS connection uses.
+    #[inline]
+    fn deliver_in(
+        &mut self,
+        to: Location,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        payload: &[u8],
+    ) {
+        let here = to.worker == self.worker;
+        if here && self.is_nats(to.slot, to.generation) {
+            self.deliver_nats(to.slot, to.generation, topic, group, payload);
+            return;
+        }
+        if let Some(shared) = self.shared(payload) {
+            return self.deliver_shared(to, sender, topic, group, shared);
+        }
+        let len = frame_len_for_deliver(sender, topic, payload);
+        let ok = if here {
+            self.append_local(to.slot, to.generation, len, FrameKind::Deliver, |out| {
+                encode_deliver(out, sender, topic, payload)
+            })
+        } else if group.is_empty() {
+            self.hand_over(to, TAG_FRAME, len, |out| {
+                encode_deliver(out, sender, topic, payload)
+            })
+        } else {
+            self.hand_over(to, TAG_GROUP_FRAME, 1 + group.len() + len, |out| {
+                out.push(group.len() as u8);
+                out.extend_from_slice(group);
+                encode_deliver(out, sender, topic, payload)
+            })
+        };
+        if ok {
+            bump(&self.stats.deliveries, 1);
+        }
+    }
+}
+
 impl Sink for Deliverer<'_> {
     #[inline]
     fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
-        if let Some(shared) = self.shared(payload) {
-            return self.deliver_shared(to, sender, topic, shared);
-        }
-        let len = frame_len_for_deliver(sender, topic, payload);
-        if to.worker == self.worker {
-            if self.append_local(to.slot, to.generation, len, FrameKind::Deliver, |out| {
-                encode_deliver(out, sender, topic, payload)
-            }) {
-                bump(&self.stats.deliveries, 1);
-            }
-            return;
-        }
-        if self.hand_over(to, TAG_FRAME, len, |out| {
-            encode_deliver(out, sender, topic, payload)
-        }) {
-            bump(&self.stats.deliveries, 1);
-        }
+        self.deliver_in(to, sender, topic, b"", payload);
+    }
+
+    #[inline]
+    fn deliver_group(
+        &mut self,
+        to: Location,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        payload: &[u8],
+    ) {
+        self.deliver_in(to, sender, topic, group, payload);
     }
 
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
@@ -486,7 +548,7 @@ impl AckSink for Deliverer<'_> {
         let header_len = frame_len_for_deliver_acked(sender, 0);
         let ok = if let Some(shared) = self.shared(payload) {
             let payload_len = shared.len();
-            self.deliver_shared_with(to, shared, header_len, |out| {
+            self.deliver_shared_with(to, b"", shared, header_len, |out| {
                 encode_deliver_acked_header(out, sender, id, payload_len)
             })
         } else {

@@ -52,6 +52,22 @@ pub const TAG_CLOSE: u8 = 1;
 pub const TAG_SHARED: u8 = 2;
 /// Bytes before the DELIVER header in a `TAG_SHARED` body.
 pub const SHARED_INDEX_LEN: usize = 4;
+/// A DELIVER to the member picked in a queue group: the body is `[group_len u8][group]`, then
+/// the frame (a NATS connection writes it to one sid of that group).
+pub const TAG_GROUP_FRAME: u8 = 3;
+/// `TAG_SHARED` for a queue-group pick: `[index u32][group_len u8][group]`, then the header.
+pub const TAG_GROUP_SHARED: u8 = 4;
+
+/// Splits a `TAG_GROUP_*` body (after the shared index, if any) into the group and the rest.
+pub fn split_group(body: &[u8]) -> (&[u8], &[u8]) {
+    match body.split_first() {
+        Some((&len, rest)) if rest.len() >= len as usize => rest.split_at(len as usize),
+        _ => {
+            debug_assert!(false, "torn group record");
+            (b"", b"")
+        }
+    }
+}
 
 /// What one queue operation carries from a producer to a consumer: records, and the
 /// zero-copy payloads that `TAG_SHARED` records refer to by index.
@@ -246,13 +262,13 @@ impl Outbox {
         }
     }
 
-    /// Appends a `TAG_SHARED` record: `payload` rides in the batch, the body carries its index
-    /// and then `header_len` bytes written by `write_header`.
+    /// Appends a `TAG_SHARED` (or `TAG_GROUP_SHARED`) record: `payload` rides in the batch,
+    /// the body carries its index and then `header_len` bytes written by `write_header`.
     pub fn append_shared(
         &mut self,
         handoff_bytes_max: usize,
-        slot: u32,
-        generation: u32,
+        tag: u8,
+        (slot, generation): (u32, u32),
         payload: Bytes,
         header_len: usize,
         write_header: impl FnOnce(&mut Vec<u8>),
@@ -268,7 +284,7 @@ impl Outbox {
         let index = self.open.payloads.len() as u32;
         self.open.payload_bytes += payload.len();
         self.open.payloads.push(payload);
-        let appended = self.append(usize::MAX, TAG_SHARED, slot, generation, body_len, |out| {
+        let appended = self.append(usize::MAX, tag, slot, generation, body_len, |out| {
             out.extend_from_slice(&index.to_le_bytes());
             write_header(out);
         });
@@ -419,10 +435,12 @@ mod tests {
         let returns = ArrayQueue::new(4);
         let mut out = Outbox::new(1 << 20);
         let payload = Bytes::from(vec![9u8; 100]);
-        assert!(out.append_shared(1000, 3, 4, payload.clone(), 2, |b| b
-            .extend_from_slice(b"hd")));
         assert!(
-            !out.append_shared(200, 3, 4, payload.clone(), 2, |b| b
+            out.append_shared(1000, TAG_SHARED, (3, 4), payload.clone(), 2, |b| b
+                .extend_from_slice(b"hd"))
+        );
+        assert!(
+            !out.append_shared(200, TAG_SHARED, (3, 4), payload.clone(), 2, |b| b
                 .extend_from_slice(b"hd")),
             "the held payload counts against the bound"
         );
@@ -449,7 +467,7 @@ mod tests {
         let big_header = BATCH_BYTES_TARGET;
         let payload = Bytes::from_static(b"xyz");
         assert!(
-            out.append_shared(usize::MAX, 1, 1, payload, big_header, |b| {
+            out.append_shared(usize::MAX, TAG_SHARED, (1, 1), payload, big_header, |b| {
                 b.resize(b.len() + big_header, 0)
             })
         );

@@ -7,6 +7,7 @@
 
 mod conn;
 mod deliver;
+mod deliver_nats;
 mod error;
 mod fd_table;
 mod handoff;
@@ -109,6 +110,8 @@ pub struct Server {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<Result<(), ServeError>>>,
     local_addr: SocketAddr,
+    /// Where NATS clients connect, when `nats_listen` is set.
+    nats_addr: Option<SocketAddr>,
     /// The metrics endpoint, when configured; stopped when the server is dropped.
     metrics: Option<metrics::MetricsServer>,
     /// The cluster control plane, when `node_id` is set.
@@ -158,6 +161,14 @@ impl Server {
         let cpus = worker_cpus(&cfg, workers, opts.pin_workers_by_default);
         let (listeners, local_addr) =
             bind_listeners(resolve::resolve("listen", &cfg.listen)?, workers)?;
+        let (nats_listeners, nats_addr) = match &cfg.nats_listen {
+            Some(endpoint) => {
+                let (sockets, addr) =
+                    bind_listeners(resolve::resolve("nats_listen", endpoint)?, workers)?;
+                (sockets.into_iter().map(Some).collect(), Some(addr))
+            }
+            None => ((0..workers).map(|_| None).collect::<Vec<_>>(), None),
+        };
         let cluster_listener = bind_cluster_listener(&cfg)?;
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
         let connections_per_worker = connections_per_worker(&cfg, &listeners);
@@ -172,11 +183,12 @@ impl Server {
         };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
         let mut threads = Vec::with_capacity(workers);
-        for (index, listener) in listeners.into_iter().enumerate() {
+        let worker_listeners = listeners.into_iter().zip(nats_listeners);
+        for (index, (client, nats)) in worker_listeners.enumerate() {
             let cpu = cpus.get(index).copied().flatten();
             let spawned = spawn_worker(
                 index as u16,
-                listener,
+                worker::WorkerListeners { client, nats },
                 Arc::clone(&shared),
                 ready_tx.clone(),
                 cpu,
@@ -188,6 +200,7 @@ impl Server {
                         shared,
                         threads,
                         local_addr,
+                        nats_addr,
                         metrics: metrics.take(),
                         cluster: None,
                     };
@@ -204,6 +217,7 @@ impl Server {
             shared,
             threads,
             local_addr,
+            nats_addr,
             metrics,
             cluster: None,
         };
@@ -228,12 +242,20 @@ impl Server {
         server.shared.accepting.store(true, Ordering::Release);
         server.shared.wake_all_workers();
         tracing::info!(%local_addr, workers, "relay listening");
+        if let Some(nats_addr) = nats_addr {
+            tracing::info!(%nats_addr, "NATS clients served");
+        }
         Ok(server)
     }
 
     /// The bound client address (the real port when the config said port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound NATS address (the real port when the config said port 0), if enabled.
+    pub fn nats_addr(&self) -> Option<SocketAddr> {
+        self.nats_addr
     }
 
     /// The bound metrics address (the real port when the config said port 0), if enabled.
@@ -465,7 +487,7 @@ fn new_shared(
 /// ring is up (or why it could not start).
 fn spawn_worker(
     index: u16,
-    listener: socket2::Socket,
+    listeners: worker::WorkerListeners,
     shared: Arc<Shared>,
     ready: mpsc::Sender<Result<(), ServeError>>,
     cpu: Option<usize>,
@@ -479,7 +501,7 @@ fn spawn_worker(
                     tracing::warn!(worker = index, cpu, "could not pin worker to CPU");
                 }
             }
-            match worker::Worker::new(index, listener, shared) {
+            match worker::Worker::new(index, listeners, shared) {
                 Ok(w) => {
                     let _ = ready.send(Ok(()));
                     w.run()

@@ -41,16 +41,30 @@ mod lifecycle;
 mod links;
 #[path = "worker_listing.rs"]
 mod listing;
+#[path = "worker_nats.rs"]
+mod nats;
 
 /// How long shutdown waits for the kernel to finish cancelled operations before it leaks the
 /// ring's memory instead of freeing it.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The `which` of the client listener's accepts.
+pub const LISTENER_CLIENT: u32 = 0;
+/// The `which` of the NATS listener's accepts.
+pub const LISTENER_NATS: u32 = 1;
+
+/// A worker's listening sockets (SO_REUSEPORT: every worker has its own on each address).
+pub struct WorkerListeners {
+    pub client: socket2::Socket,
+    /// On `nats_listen`, when set: its connections speak the NATS protocol.
+    pub nats: Option<socket2::Socket>,
+}
+
 pub struct Worker {
     /// The ring and every buffer an operation in flight points into.
     uring: Uring,
     slab: Slab,
-    listener: socket2::Socket,
+    listeners: WorkerListeners,
     shared: Arc<Shared>,
     index: u16,
     dirty: Vec<u32>,
@@ -62,6 +76,7 @@ pub struct Worker {
     completions: Vec<Completion>,
     tick_ms: u64,
     accept_armed: bool,
+    nats_accept_armed: bool,
     /// Set once every worker is up (`shared.accepting`): from then on accept stays armed.
     accept_started: bool,
     clock: Instant,
@@ -94,7 +109,7 @@ impl Worker {
     /// the buffer ring and arms accept, wake-up and timer.
     pub fn new(
         index: u16,
-        listener: socket2::Socket,
+        listeners: WorkerListeners,
         shared: Arc<Shared>,
     ) -> Result<Worker, ServeError> {
         let cfg = &shared.config;
@@ -106,7 +121,7 @@ impl Worker {
         let mut w = Worker {
             uring,
             slab: Slab::new(shared.connections_per_worker),
-            listener,
+            listeners,
             index,
             dirty: Vec::with_capacity(1024),
             outboxes: (0..workers)
@@ -118,6 +133,7 @@ impl Worker {
             completions: Vec::with_capacity(4096),
             tick_ms,
             accept_armed: false,
+            nats_accept_armed: false,
             accept_started: false,
             clock: shared.started,
             now_ms: 0,
@@ -213,7 +229,11 @@ impl Worker {
 
     fn on_completion(&mut self, completion: Completion) {
         match completion {
-            Completion::Accept { result, more } => self.on_accept(result, more),
+            Completion::Accept {
+                listener,
+                result,
+                more,
+            } => self.on_accept(listener, result, more),
             Completion::Recv {
                 slot,
                 generation,
@@ -289,6 +309,7 @@ impl Worker {
                     );
                     self.slab.conns[slot as usize].relay = relay;
                     self.slab.reheld(slot, before);
+                    self.expire_nats_sids(slot);
                     let c = &mut self.slab.conns[slot as usize];
                     let accounted = c.accounted_bytes();
                     if c.shrink_idle_buffers() {
@@ -304,7 +325,7 @@ impl Worker {
         if !self.link_backlogs.is_empty() {
             self.expire_link_backlogs();
         }
-        if self.accept_started && !self.accept_armed && !self.stopping {
+        if self.accept_started && !self.accepts_armed() && !self.stopping {
             self.arm_accept();
         }
         self.arm_timer();
@@ -317,10 +338,13 @@ impl Worker {
             ms => ms,
         };
         self.stop_deadline_ms = self.now_ms + grace_ms;
-        // SAFETY: shutting down our own listening socket makes the pending multishot accept
-        // complete; it has no memory effects.
-        unsafe {
-            libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        let nats = self.listeners.nats.as_ref();
+        for listener in std::iter::once(&self.listeners.client).chain(nats) {
+            // SAFETY: shutting down our own listening socket makes the pending multishot
+            // accept complete; it has no memory effects.
+            unsafe {
+                libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR);
+            }
         }
         for slot in 0..self.slab.conns.len() as u32 {
             let c = &self.slab.conns[slot as usize];

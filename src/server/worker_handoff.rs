@@ -2,9 +2,13 @@
 //! module of `worker`, so it shares the worker's private state.
 
 use super::super::deliver::PendingClose;
-use super::super::handoff::{records, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FRAME, TAG_SHARED};
+use super::super::handoff::{
+    records, split_group, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME,
+    TAG_GROUP_SHARED, TAG_SHARED,
+};
 use super::Worker;
 use crate::protocol::CloseReason;
+use bytes::Bytes;
 use std::sync::Arc;
 
 impl Worker {
@@ -21,24 +25,40 @@ impl Worker {
                             self.deliverer(record.slot, record.generation)
                                 .append_frame_bytes(record.slot, record.generation, record.body);
                         }
-                        TAG_SHARED => {
-                            let (index, header) = record.body.split_at(SHARED_INDEX_LEN);
+                        TAG_GROUP_FRAME => {
+                            let (group, frame) = split_group(record.body);
+                            let mut sink = self.deliverer(record.slot, record.generation);
+                            if sink.is_nats(record.slot, record.generation) {
+                                sink.append_frame_bytes_nats(
+                                    record.slot,
+                                    record.generation,
+                                    group,
+                                    frame,
+                                );
+                            } else {
+                                sink.append_frame_bytes(record.slot, record.generation, frame);
+                            }
+                        }
+                        TAG_SHARED | TAG_GROUP_SHARED => {
+                            let (index, rest) = record.body.split_at(SHARED_INDEX_LEN);
                             let index =
                                 u32::from_le_bytes([index[0], index[1], index[2], index[3]]);
+                            let (group, header) = if record.tag == TAG_GROUP_SHARED {
+                                split_group(rest)
+                            } else {
+                                (&b""[..], rest)
+                            };
                             let payload = payloads
                                 .get_mut(index as usize)
                                 .map(std::mem::take)
                                 .unwrap_or_default();
-                            let mut sink = self.deliverer(record.slot, record.generation);
-                            if !sink.refuses_acked(record.slot, record.generation, header) {
-                                sink.append_local_shared(
-                                    record.slot,
-                                    record.generation,
-                                    header.len(),
-                                    |out| out.extend_from_slice(header),
-                                    payload,
-                                );
-                            }
+                            self.append_shared_record(
+                                record.slot,
+                                record.generation,
+                                group,
+                                header,
+                                payload,
+                            );
                         }
                         TAG_CLOSE => {
                             let reason =
@@ -61,6 +81,33 @@ impl Worker {
             }
         }
         self.retry_returns();
+    }
+
+    /// A DELIVER whose payload another worker handed over apart (zero-copy): queued by
+    /// reference to a native connection, written as NATS (a copy) to a NATS one.
+    fn append_shared_record(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        group: &[u8],
+        header: &[u8],
+        payload: Bytes,
+    ) {
+        let mut sink = self.deliverer(slot, generation);
+        if sink.refuses_acked(slot, generation, header) {
+            return;
+        }
+        if sink.is_nats(slot, generation) {
+            sink.append_shared_nats(slot, generation, group, header, &payload);
+            return;
+        }
+        sink.append_local_shared(
+            slot,
+            generation,
+            header.len(),
+            |out| out.extend_from_slice(header),
+            payload,
+        );
     }
 
     /// Pushes again the batches whose return queue was full.

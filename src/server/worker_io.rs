@@ -5,7 +5,7 @@
 use super::super::conn::{extra_capacity, ConnState};
 use super::super::stats::bump;
 use super::super::uring::{Outgoing, RecvGuard};
-use super::Worker;
+use super::{Worker, LISTENER_CLIENT, LISTENER_NATS};
 use crate::core::Engine;
 use crate::protocol::CloseReason;
 use bytes::Bytes;
@@ -13,8 +13,21 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 impl Worker {
+    /// Arms the multishot accept of each listener that has none armed.
     pub(super) fn arm_accept(&mut self) {
-        self.accept_armed = self.uring.accept_multishot(self.listener.as_raw_fd());
+        if !self.accept_armed {
+            let fd = self.listeners.client.as_raw_fd();
+            self.accept_armed = self.uring.accept_multishot(fd, LISTENER_CLIENT);
+        }
+        if let (Some(nats), false) = (&self.listeners.nats, self.nats_accept_armed) {
+            let fd = nats.as_raw_fd();
+            self.nats_accept_armed = self.uring.accept_multishot(fd, LISTENER_NATS);
+        }
+    }
+
+    /// Whether every listener has its accept armed.
+    pub(super) fn accepts_armed(&self) -> bool {
+        self.accept_armed && (self.listeners.nats.is_none() || self.nats_accept_armed)
     }
 
     pub(super) fn arm_wake(&mut self) {
@@ -106,8 +119,13 @@ impl Worker {
             );
             match &data {
                 Some(data) => {
-                    if self.slab.conns[slot as usize].link.is_some() {
+                    let c = &self.slab.conns[slot as usize];
+                    if c.link.is_some() {
                         self.on_link_bytes(slot, data);
+                    } else if c.nats.is_some() {
+                        if c.accepts_frames() {
+                            self.on_nats_bytes(slot, data);
+                        }
                     } else {
                         let data = self.feed_large(slot, data);
                         if !data.is_empty() && self.slab.conns[slot as usize].accepts_frames() {

@@ -6,16 +6,20 @@ use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
 use super::super::stats::{bump, kind_index, WorkerStats};
 use super::super::uring::Outgoing;
-use super::Worker;
+use super::{Worker, LISTENER_NATS};
 use crate::core::{ConnRelay, Engine};
 use crate::protocol::{CloseReason, Frame, FrameKind};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
 impl Worker {
-    pub(super) fn on_accept(&mut self, result: i32, more: bool) {
+    pub(super) fn on_accept(&mut self, listener: u32, result: i32, more: bool) {
         if !more {
-            self.accept_armed = false;
+            if listener == LISTENER_NATS {
+                self.nats_accept_armed = false;
+            } else {
+                self.accept_armed = false;
+            }
             // EMFILE/ENFILE would fail again at once: retry on the next tick instead.
             let starved = result == -libc::EMFILE || result == -libc::ENFILE;
             if !self.stopping && !starved {
@@ -47,11 +51,17 @@ impl Worker {
             },
             None => None,
         };
-        self.adopt_client(fd, peer);
+        self.adopt_client(fd, peer, listener == LISTENER_NATS);
     }
 
-    /// Serves `fd` as a new client connection from `peer` (accepted, or a local client).
-    pub(super) fn adopt_client(&mut self, fd: RawFd, peer: Option<std::net::SocketAddr>) {
+    /// Serves `fd` as a new client connection from `peer` (accepted, or a local client);
+    /// `nats`: accepted on `nats_listen`, it speaks NATS and gets INFO at once.
+    pub(super) fn adopt_client(
+        &mut self,
+        fd: RawFd,
+        peer: Option<std::net::SocketAddr>,
+        nats: bool,
+    ) {
         if self.stopping {
             close_fd(fd);
             return;
@@ -67,6 +77,9 @@ impl Worker {
             return;
         };
         self.slab.conns[slot as usize].opened_ms = self.now_ms;
+        if nats {
+            self.greet_nats(slot);
+        }
         let stats = &self.shared.stats[self.index as usize];
         bump(&stats.connections_accepted, 1);
         bump(&stats.connections_open, 1);
@@ -159,7 +172,14 @@ impl Worker {
             text: text.as_bytes(),
         };
         let before = conn.pending_bytes();
-        let encoded = frame.encode(&mut conn.out).is_ok();
+        let encoded = match &mut conn.nats {
+            // A NATS client gets nats-server's -ERR for the reason, or nothing.
+            Some(nats) => {
+                nats.write_frame(&mut conn.out, &frame);
+                true
+            }
+            None => frame.encode(&mut conn.out).is_ok(),
+        };
         self.slab.repend(pc.slot, before);
         let conn = &mut self.slab.conns[pc.slot as usize];
         if encoded {

@@ -51,7 +51,7 @@ impl Worker {
                         &bytes,
                     );
                 }
-                Command::AdoptClient { fd } => self.adopt_client(fd.into_raw_fd(), None),
+                Command::AdoptClient { fd } => self.adopt_client(fd.into_raw_fd(), None, false),
                 Command::Close { to, reason } => self.pending_closes.push(PendingClose {
                     slot: to.slot,
                     generation: to.generation,

@@ -23,7 +23,6 @@ pub struct ServerInfo<'a> {
     pub client_id: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
-    pub client_ip: &'a str,
 }
 
 /// Appends `INFO <json>\r\n`.
@@ -210,7 +209,6 @@ mod tests {
             max_payload: 1024,
             client_id: 7,
             auth_required: false,
-            client_ip: "127.0.0.1",
         };
         write_info(&mut out, &info);
         let text = String::from_utf8(out).unwrap();

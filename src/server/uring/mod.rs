@@ -78,6 +78,8 @@ fn untag(user_data: u64) -> (u64, u32, u32) {
 /// One completion, with whatever memory its operation owned handed back.
 pub enum Completion {
     Accept {
+        /// Which of the worker's listeners (the value given to `accept_multishot`).
+        listener: u32,
         result: i32,
         more: bool,
     },
@@ -196,15 +198,15 @@ impl Uring {
         }
     }
 
-    /// Arms a multishot accept on `listener`.
-    pub fn accept_multishot(&mut self, listener: RawFd) -> bool {
+    /// Arms a multishot accept on `listener`; its completions carry `which`.
+    pub fn accept_multishot(&mut self, listener: RawFd, which: u32) -> bool {
         if self.closing {
             return false;
         }
         let e = opcode::AcceptMulti::new(types::Fd(listener))
             .flags(libc::SOCK_CLOEXEC)
             .build()
-            .user_data(tag(OP_ACCEPT, 0, 0));
+            .user_data(tag(OP_ACCEPT, which, 0));
         self.push(e);
         true
     }
@@ -483,7 +485,11 @@ impl Done<'_> {
         let (op, slot, generation) = untag(user_data);
         let more = cqueue::more(flags);
         match op {
-            OP_ACCEPT => Some(Completion::Accept { result, more }),
+            OP_ACCEPT => Some(Completion::Accept {
+                listener: slot,
+                result,
+                more,
+            }),
             OP_RECV => {
                 let data = cqueue::buffer_select(flags)
                     .map(|bid| self.pool.guard(bid, usize::try_from(result).unwrap_or(0)));

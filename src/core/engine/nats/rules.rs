@@ -8,7 +8,7 @@ use crate::core::location::Location;
 use crate::core::router::Guards;
 use crate::core::session::Phase;
 use crate::protocol::nats::encode::{write_err, OK, PONG};
-use crate::protocol::nats::{subject, ClientOp, ConnectOptions};
+use crate::protocol::nats::{subject, ClientOp, ConnectOptions, NatsError};
 use crate::protocol::{CloseReason, Frame, PROTOCOL_VERSION_MIN, TOPIC_LEN_MAX};
 
 /// Where the NATS rules' decisions go: the engine's [`Output`], plus NATS lines for the
@@ -16,6 +16,10 @@ use crate::protocol::{CloseReason, Frame, PROTOCOL_VERSION_MIN, TOPIC_LEN_MAX};
 pub trait NatsOutput: Output {
     /// Queue NATS protocol bytes (+OK, PONG, -ERR) to the local connection at `to`.
     fn send_nats_local(&mut self, to: Location, bytes: &[u8]);
+    /// The NATS state of the local connection at `at` (`None`: not a live NATS connection).
+    /// It stays where the output keeps it, because writing a message to the connection
+    /// (its own publish, with echo) needs its sids while a rule runs.
+    fn nats_conn(&mut self, at: Location) -> Option<&mut NatsConn>;
 }
 
 /// The `-ERR` texts of nats-server for what these rules refuse without closing.
@@ -26,14 +30,29 @@ const TOO_MANY_SUBSCRIPTIONS: &str = "Maximum Subscriptions Exceeded";
 /// One NATS operation being applied: the connection and where the decisions go.
 pub struct NatsCall<'c, 'g, O> {
     pub conn: &'c mut ConnRelay,
-    pub nats: &'c mut NatsConn,
     pub at: Location,
     pub guards: &'c Guards<'g>,
     pub scratch: &'c mut Vec<Location>,
     pub out: &'c mut O,
+    /// Stands in for missing NATS state (see [`Self::nats`]).
+    pub orphan: Option<NatsConn>,
 }
 
 impl<O: NatsOutput> NatsCall<'_, '_, O> {
+    /// The connection's NATS state. It always exists while a rule runs for it (the worker
+    /// drives only live NATS connections); a default stands in otherwise, so a broken
+    /// caller loses that operation's effect, never the relay.
+    fn nats(&mut self) -> &mut NatsConn {
+        let at = self.at;
+        match self.out.nats_conn(at) {
+            Some(nats) => nats,
+            None => {
+                debug_assert!(false, "a NATS rule for a connection without NATS state");
+                self.orphan.get_or_insert_with(Default::default)
+            }
+        }
+    }
+
     fn err(&mut self, text: &str) {
         let mut line = Vec::with_capacity(text.len() + 9);
         write_err(&mut line, text);
@@ -41,7 +60,7 @@ impl<O: NatsOutput> NatsCall<'_, '_, O> {
     }
 
     fn ok_if_verbose(&mut self) {
-        if self.nats.verbose() && self.conn.phase() != Phase::Closed {
+        if self.nats().verbose() && self.conn.phase() != Phase::Closed {
             self.out.send_nats_local(self.at, OK);
         }
     }
@@ -76,7 +95,7 @@ impl Engine<'_> {
                 headers,
                 payload,
             } => {
-                if !call.nats.options.as_ref().is_some_and(|o| o.headers) {
+                if !call.nats().options.as_ref().is_some_and(|o| o.headers) {
                     // nats-server closes a client that sends HPUB without announcing headers.
                     call.close(CloseReason::PROTOCOL_ERROR, "Parser Error");
                 } else {
@@ -106,9 +125,9 @@ impl Engine<'_> {
             Ok(options) => options,
             Err(e) => return call.close(CloseReason::PROTOCOL_ERROR, e.err_text()),
         };
-        let first = call.nats.options.is_none();
+        let first = call.nats().options.is_none();
         let token = options.auth_token.clone().unwrap_or_default();
-        call.nats.options = Some(options);
+        call.nats().options = Some(options);
         if first {
             self.nats_hello(call, token.as_bytes());
         }
@@ -118,8 +137,8 @@ impl Engine<'_> {
     /// An operation other than CONNECT, PING or PONG before CONNECT: nats-server applies its
     /// default options (no token: refused by the engine when one is required).
     fn nats_implicit_connect<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>) {
-        if call.nats.options.is_none() {
-            call.nats.options = Some(ConnectOptions::default());
+        if call.nats().options.is_none() {
+            call.nats().options = Some(ConnectOptions::default());
             self.nats_hello(call, b"");
         }
     }
@@ -170,13 +189,14 @@ impl Engine<'_> {
         if !subject::valid_publish(topic) || topic.len() > TOPIC_LEN_MAX {
             return call.err(INVALID_PUBLISH_SUBJECT);
         }
+        // +OK before the message, as nats-server writes it (the client may be a subscriber).
+        call.ok_if_verbose();
         let publish = Frame::Publish {
             topic,
             payload,
-            no_echo: !call.nats.echo(),
+            no_echo: !call.nats().echo(),
         };
         self.nats_frame(call, publish);
-        call.ok_if_verbose();
     }
 
     /// SUB: the engine subscribes the first sid of each (subject, queue); its refusals (a
@@ -193,7 +213,7 @@ impl Engine<'_> {
             return call.err(INVALID_SUBJECT);
         }
         let sids_max = self.config.limits.subscriptions_per_connection_max;
-        match call.nats.subs.insert(sid, topic, queue, sids_max) {
+        match call.nats().subs.insert(sid, topic, queue, sids_max) {
             Inserted::Full => return call.err(TOO_MANY_SUBSCRIPTIONS),
             Inserted::Duplicate | Inserted::Shared => {}
             Inserted::First => {
@@ -203,7 +223,7 @@ impl Engine<'_> {
                 };
                 self.nats_frame(call, frame);
                 if !call.conn.subscriptions().contains(topic, queue) {
-                    call.nats.subs.remove(sid);
+                    call.nats().subs.remove(sid);
                     return;
                 }
             }
@@ -221,7 +241,7 @@ impl Engine<'_> {
     ) {
         self.nats_implicit_connect(call);
         let now = match max_msgs {
-            Some(max) => call.nats.subs.limit(sid, max),
+            Some(max) => call.nats().subs.limit(sid, max),
             None => true,
         };
         if now {
@@ -231,7 +251,7 @@ impl Engine<'_> {
     }
 
     fn nats_remove_sid<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, sid: &[u8]) {
-        if let Some((topic, group)) = call.nats.subs.remove(sid) {
+        if let Some((topic, group)) = call.nats().subs.remove(sid) {
             let frame = Frame::Unsubscribe {
                 topic: &topic,
                 group: &group,
@@ -240,10 +260,21 @@ impl Engine<'_> {
         }
     }
 
+    /// The connection's bytes are not NATS ([`NatsError`]): it is closed after nats-server's
+    /// `-ERR` for the error (an over-long payload as FRAME_TOO_LARGE, the rest as
+    /// PROTOCOL_ERROR).
+    pub fn on_nats_error<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, error: &NatsError) {
+        let reason = match error {
+            NatsError::PayloadTooLarge { .. } => CloseReason::FRAME_TOO_LARGE,
+            _ => CloseReason::PROTOCOL_ERROR,
+        };
+        call.close(reason, error.err_text());
+    }
+
     /// Removes the sids that reached their `UNSUB` maximum while messages were written to
     /// the connection (see [`NatsConn::expired`]).
     pub fn expire_nats_sids<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>) {
-        let expired = std::mem::take(&mut call.nats.expired);
+        let expired = std::mem::take(&mut call.nats().expired);
         for sid in &expired {
             self.nats_remove_sid(call, sid);
         }

@@ -165,7 +165,10 @@ impl NatsSubs {
         let literal = self.literal.get(subject).into_iter().flatten();
         for sid in literal.chain(self.patterns.iter()) {
             if let Some(sub) = self.by_sid.get(&**sid) {
-                let wanted = *sub.queue == *group
+                // A sid at its maximum waits for its removal and gets nothing more.
+                let open = !matches!(sub.max_msgs, Some(max) if sub.delivered.get() >= max);
+                let wanted = open
+                    && *sub.queue == *group
                     && (!is_pattern(&sub.subject) || matches(&sub.subject, subject));
                 if wanted {
                     found.push((sid, sub));

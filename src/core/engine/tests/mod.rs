@@ -41,6 +41,8 @@ enum Out {
 
 struct Rec {
     out: Vec<Out>,
+    /// NATS connections' state by slot (see `nats.rs`).
+    nats: std::collections::HashMap<u32, crate::core::engine::nats::NatsConn>,
     /// Slots whose client speaks protocol version 1 (as the worker would find them).
     version_1: Vec<u32>,
     ready: bool,
@@ -52,6 +54,7 @@ impl Rec {
     fn new() -> Self {
         Rec {
             out: Vec::new(),
+            nats: Default::default(),
             version_1: Vec::new(),
             ready: true,
             overloaded: false,

@@ -11,6 +11,9 @@ impl NatsOutput for Rec {
     fn send_nats_local(&mut self, to: Location, bytes: &[u8]) {
         self.out.push(Out::Nats(to.slot, bytes.into()));
     }
+    fn nats_conn(&mut self, at: Location) -> Option<&mut NatsConn> {
+        self.nats.get_mut(&at.slot)
+    }
 }
 
 fn nats_out(slot: u32, text: &str) -> Out {
@@ -22,49 +25,52 @@ impl Harness {
     fn with_call<R>(
         &mut self,
         slot: u32,
-        nats: &mut NatsConn,
         f: impl FnOnce(Engine<'_>, &mut NatsCall<'_, '_, Rec>) -> R,
     ) -> R {
+        self.rec.nats.entry(slot).or_default();
         let engine = Engine::new(&self.tables, &self.config);
         let guards: Guards<'_> = self.tables.guards();
         let mut call = NatsCall {
             conn: &mut self.conns[slot as usize],
-            nats,
             at: loc(slot),
             guards: &guards,
             scratch: &mut self.scratch,
             out: &mut self.rec,
+            orphan: None,
         };
         f(engine, &mut call)
     }
 
+    /// The NATS state of the connection in `slot`.
+    fn state(&mut self, slot: u32) -> &mut NatsConn {
+        self.rec.nats.entry(slot).or_default()
+    }
+
     /// Feeds `bytes` to the NATS connection in `slot`.
-    fn nats(&mut self, slot: u32, nats: &mut NatsConn, bytes: &[u8]) -> Result<Fed, NatsError> {
-        let mut reader = std::mem::take(&mut nats.reader);
-        let fed = self.with_call(slot, nats, |engine, call| {
+    fn nats(&mut self, slot: u32, bytes: &[u8]) -> Result<Fed, NatsError> {
+        let mut reader = std::mem::take(&mut self.state(slot).reader);
+        let fed = self.with_call(slot, |engine, call| {
             reader.feed(bytes, 1024, |op| engine.on_nats_op(call, op))
         });
-        nats.reader = reader;
+        self.state(slot).reader = reader;
         fed
     }
 
     /// Feeds `bytes`, every operation of which is whole and applied.
-    fn nats_ok(&mut self, slot: u32, nats: &mut NatsConn, bytes: &[u8]) {
-        assert_eq!(self.nats(slot, nats, bytes), Ok(Fed::Drained));
+    fn nats_ok(&mut self, slot: u32, bytes: &[u8]) {
+        assert_eq!(self.nats(slot, bytes), Ok(Fed::Drained));
     }
 
-    fn expire(&mut self, slot: u32, nats: &mut NatsConn) {
-        self.with_call(slot, nats, |engine, call| engine.expire_nats_sids(call));
+    fn expire(&mut self, slot: u32) {
+        self.with_call(slot, |engine, call| engine.expire_nats_sids(call));
     }
 
     /// A NATS connection after `CONNECT {"verbose":false}`; outputs discarded.
-    fn nats_client(&mut self) -> (u32, NatsConn) {
+    fn nats_client(&mut self) -> u32 {
         let slot = self.connect();
-        let mut nats = NatsConn::default();
-        let fed = self.nats(slot, &mut nats, b"CONNECT {\"verbose\":false}\r\n");
-        assert_eq!(fed, Ok(Fed::Drained));
+        self.nats_ok(slot, b"CONNECT {\"verbose\":false}\r\n");
         self.rec.take();
-        (slot, nats)
+        slot
     }
 }
 
@@ -90,10 +96,8 @@ fn written(nats: &mut NatsConn, outs: &[Out], slot: u32) -> String {
 fn connect_registers_a_generated_id_once_and_verbose_answers_ok() {
     let mut h = Harness::new();
     let slot = h.connect();
-    let mut nats = NatsConn::default();
     h.nats_ok(
         slot,
-        &mut nats,
         b"CONNECT {}\r\nPING\r\nCONNECT {\"verbose\":false}\r\nPING\r\n",
     );
     let id = format!("nats.{NODE}.0.{slot}.1").into_bytes();
@@ -122,8 +126,7 @@ fn connect_registers_a_generated_id_once_and_verbose_answers_ok() {
 fn an_operation_before_connect_takes_the_defaults_unless_a_token_is_required() {
     let mut h = Harness::new();
     let slot = h.connect();
-    let mut nats = NatsConn::default();
-    h.nats_ok(slot, &mut nats, b"SUB foo 1\r\n");
+    h.nats_ok(slot, b"SUB foo 1\r\n");
     let out = h.rec.take();
     assert!(out.contains(&nats_out(slot, "+OK\r\n")));
     assert_eq!(h.conns[slot as usize].subscriptions().len(), 1);
@@ -131,20 +134,14 @@ fn an_operation_before_connect_takes_the_defaults_unless_a_token_is_required() {
     let mut h = Harness::new();
     h.config.session.token = Some(b"secret"[..].into());
     let slot = h.connect();
-    let mut nats = NatsConn::default();
-    assert_eq!(
-        h.nats(slot, &mut nats, b"SUB foo 1\r\nPING\r\n"),
-        Ok(Fed::Stopped)
-    );
+    assert_eq!(h.nats(slot, b"SUB foo 1\r\nPING\r\n"), Ok(Fed::Stopped));
     assert!(h
         .rec
         .take()
         .contains(&Out::Close(slot, CloseReason::AUTH_FAILED)));
     let slot = h.connect();
-    let mut nats = NatsConn::default();
     h.nats_ok(
         slot,
-        &mut nats,
         b"CONNECT {\"auth_token\":\"secret\",\"verbose\":false}\r\n",
     );
     assert_eq!(h.conns[slot as usize].phase(), Phase::Open);
@@ -153,12 +150,8 @@ fn an_operation_before_connect_takes_the_defaults_unless_a_token_is_required() {
 #[test]
 fn sids_share_one_engine_subscription_per_subject_and_queue() {
     let mut h = Harness::new();
-    let (slot, mut nats) = h.nats_client();
-    h.nats_ok(
-        slot,
-        &mut nats,
-        b"SUB foo 1\r\nSUB foo 2\r\nSUB foo q 3\r\n",
-    );
+    let slot = h.nats_client();
+    h.nats_ok(slot, b"SUB foo 1\r\nSUB foo 2\r\nSUB foo q 3\r\n");
     assert_eq!(
         h.rec.take(),
         vec![
@@ -167,9 +160,9 @@ fn sids_share_one_engine_subscription_per_subject_and_queue() {
         ]
     );
     assert_eq!(h.conns[slot as usize].subscriptions().len(), 2);
-    h.nats_ok(slot, &mut nats, b"UNSUB 1\r\nUNSUB 99\r\n");
+    h.nats_ok(slot, b"UNSUB 1\r\nUNSUB 99\r\n");
     assert_eq!(h.rec.take(), vec![], "sid 2 still holds foo");
-    h.nats_ok(slot, &mut nats, b"UNSUB 2\r\n");
+    h.nats_ok(slot, b"UNSUB 2\r\n");
     assert_eq!(h.rec.take(), vec![Out::Interest(b"foo".to_vec(), vec![])]);
     assert_eq!(h.conns[slot as usize].subscriptions().len(), 1);
 }
@@ -177,39 +170,32 @@ fn sids_share_one_engine_subscription_per_subject_and_queue() {
 #[test]
 fn a_publish_becomes_one_msg_per_matching_sid_and_echo_off_skips_the_publisher() {
     let mut h = Harness::new();
-    let (sub, mut sub_nats) = h.nats_client();
-    h.nats_ok(
-        sub,
-        &mut sub_nats,
-        b"SUB foo.* 1\r\nSUB foo.bar 2\r\nSUB x 3\r\n",
-    );
-    let (publisher, mut pub_nats) = h.nats_client();
-    h.nats_ok(publisher, &mut pub_nats, b"PUB foo.bar 2\r\nhi\r\n");
+    let sub = h.nats_client();
+    h.nats_ok(sub, b"SUB foo.* 1\r\nSUB foo.bar 2\r\nSUB x 3\r\n");
+    let publisher = h.nats_client();
+    h.nats_ok(publisher, b"PUB foo.bar 2\r\nhi\r\n");
     let out = h.rec.take();
     assert_eq!(
-        written(&mut sub_nats, &out, sub),
+        written(h.state(sub), &out, sub),
         "MSG foo.bar 1 2\r\nhi\r\nMSG foo.bar 2 2\r\nhi\r\n"
     );
 
     let slot = h.connect();
-    let mut quiet = NatsConn::default();
     h.nats_ok(
         slot,
-        &mut quiet,
         b"CONNECT {\"verbose\":false,\"echo\":false}\r\nSUB foo.bar 1\r\nPUB foo.bar 1\r\nx\r\n",
     );
     let out = h.rec.take();
-    assert_eq!(written(&mut quiet, &out, slot), "");
-    assert!(written(&mut sub_nats, &out, sub).starts_with("MSG foo.bar 1 1\r\nx\r\n"));
+    assert_eq!(written(h.state(slot), &out, slot), "");
+    assert!(written(h.state(sub), &out, sub).starts_with("MSG foo.bar 1 1\r\nx\r\n"));
 }
 
 #[test]
 fn bad_subjects_get_nats_servers_errors_and_the_connection_stays() {
     let mut h = Harness::new();
-    let (slot, mut nats) = h.nats_client();
+    let slot = h.nats_client();
     let fed = h.nats(
         slot,
-        &mut nats,
         b"SUB foo..bar 1\r\nSUB foo.>.x 2\r\nPUB foo.* 1\r\nx\r\nPUB a. 1\r\nx\r\nPING\r\n",
     );
     assert_eq!(fed, Ok(Fed::Drained));
@@ -223,33 +209,29 @@ fn bad_subjects_get_nats_servers_errors_and_the_connection_stays() {
             nats_out(slot, "PONG\r\n"),
         ]
     );
-    assert!(nats.subs.is_empty());
+    assert!(h.state(slot).subs.is_empty());
 }
 
 #[test]
 fn sids_past_the_connection_bound_are_refused_without_closing() {
     let mut h = Harness::new();
-    let (slot, mut nats) = h.nats_client();
+    let slot = h.nats_client();
     // subscriptions_per_connection_max is 3 in the test settings.
-    h.nats_ok(
-        slot,
-        &mut nats,
-        b"SUB a 1\r\nSUB a 2\r\nSUB a 3\r\nSUB a 4\r\n",
-    );
+    h.nats_ok(slot, b"SUB a 1\r\nSUB a 2\r\nSUB a 3\r\nSUB a 4\r\n");
     let out = h.rec.take();
     assert_eq!(
         out.last(),
         Some(&nats_out(slot, "-ERR 'Maximum Subscriptions Exceeded'\r\n"))
     );
-    assert_eq!(nats.subs.len(), 3);
+    assert_eq!(h.state(slot).subs.len(), 3);
     assert_ne!(h.conns[slot as usize].phase(), Phase::Closed);
 }
 
 #[test]
 fn unsub_with_a_maximum_ends_the_sid_after_that_many_messages() {
     let mut h = Harness::new();
-    let (slot, mut nats) = h.nats_client();
-    h.nats_ok(slot, &mut nats, b"SUB foo 1\r\nUNSUB 1 2\r\n");
+    let slot = h.nats_client();
+    h.nats_ok(slot, b"SUB foo 1\r\nUNSUB 1 2\r\n");
     h.rec.take();
     let message = NatsMessage {
         subject: b"foo",
@@ -258,25 +240,28 @@ fn unsub_with_a_maximum_ends_the_sid_after_that_many_messages() {
         payload: b"m",
     };
     let mut wire = Vec::new();
-    assert_eq!(nats.write_message(&mut wire, &message, b""), 1);
-    assert_eq!(nats.write_message(&mut wire, &message, b""), 1);
-    assert_eq!(nats.expired.len(), 1);
-    h.expire(slot, &mut nats);
+    assert_eq!(h.state(slot).write_message(&mut wire, &message, b""), 1);
+    assert_eq!(h.state(slot).write_message(&mut wire, &message, b""), 1);
+    assert_eq!(h.state(slot).expired.len(), 1);
+    assert_eq!(
+        h.state(slot).write_message(&mut wire, &message, b""),
+        0,
+        "nothing more before the sid is removed"
+    );
+    h.expire(slot);
     assert_eq!(h.rec.take(), vec![Out::Interest(b"foo".to_vec(), vec![])]);
-    assert_eq!(nats.write_message(&mut wire, &message, b""), 0);
+    assert_eq!(h.state(slot).write_message(&mut wire, &message, b""), 0);
     assert_eq!(wire, b"MSG foo 1 1\r\nm\r\nMSG foo 1 1\r\nm\r\n");
 }
 
 #[test]
 fn headers_are_written_only_to_clients_that_announced_them() {
     let mut h = Harness::new();
-    let (slot, mut plain) = h.nats_client();
-    h.nats_ok(slot, &mut plain, b"SUB foo 1\r\n");
-    let slot = h.connect();
-    let mut with_headers = NatsConn::default();
+    let plain = h.nats_client();
+    h.nats_ok(plain, b"SUB foo 1\r\n");
+    let with_headers = h.connect();
     h.nats_ok(
-        slot,
-        &mut with_headers,
+        with_headers,
         b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB foo 9\r\n",
     );
     let message = NatsMessage {
@@ -286,22 +271,19 @@ fn headers_are_written_only_to_clients_that_announced_them() {
         payload: b"hi",
     };
     let mut wire = Vec::new();
-    plain.write_message(&mut wire, &message, b"");
+    h.state(plain).write_message(&mut wire, &message, b"");
     assert_eq!(wire, b"MSG foo 1 r.1 2\r\nhi\r\n");
     wire.clear();
-    with_headers.write_message(&mut wire, &message, b"");
+    h.state(with_headers)
+        .write_message(&mut wire, &message, b"");
     assert_eq!(wire, b"HMSG foo 9 r.1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
 }
 
 #[test]
 fn protocol_breaches_close_with_nats_servers_texts() {
     let mut h = Harness::new();
-    let (slot, mut nats) = h.nats_client();
-    let fed = h.nats(
-        slot,
-        &mut nats,
-        b"HPUB foo 12 12\r\nNATS/1.0\r\n\r\n\r\nPING\r\n",
-    );
+    let slot = h.nats_client();
+    let fed = h.nats(slot, b"HPUB foo 12 12\r\nNATS/1.0\r\n\r\n\r\nPING\r\n");
     assert_eq!(fed, Ok(Fed::Stopped), "HPUB without headers announced");
     assert!(h
         .rec
@@ -309,18 +291,14 @@ fn protocol_breaches_close_with_nats_servers_texts() {
         .contains(&Out::CloseConn(slot, CloseReason::PROTOCOL_ERROR)));
 
     let slot = h.connect();
-    let mut nats = NatsConn::default();
-    assert_eq!(
-        h.nats(slot, &mut nats, b"CONNECT {bad\r\n"),
-        Ok(Fed::Stopped)
-    );
+    assert_eq!(h.nats(slot, b"CONNECT {bad\r\n"), Ok(Fed::Stopped));
     assert!(h
         .rec
         .take()
         .contains(&Out::CloseConn(slot, CloseReason::PROTOCOL_ERROR)));
 
-    let (slot, mut nats) = h.nats_client();
-    assert_eq!(h.nats(slot, &mut nats, b"-ERR 'x'\r\n"), Ok(Fed::Stopped));
+    let slot = h.nats_client();
+    assert_eq!(h.nats(slot, b"-ERR 'x'\r\n"), Ok(Fed::Stopped));
     assert_eq!(
         h.rec.take(),
         vec![Out::CloseConn(slot, CloseReason::NORMAL)]

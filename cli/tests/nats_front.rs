@@ -1,0 +1,372 @@
+//! The NATS front over real sockets (`nats_listen`): INFO, CONNECT, PUB/SUB/UNSUB with one MSG
+//! per matching sid, wildcards and queue groups across workers, NATS and native clients
+//! reaching each other, nats-server's -ERR texts, and the heartbeat as NATS PING.
+//!
+//! Each test waits for events, never sleeps: a subscriber knows it has everything when a
+//! marker published last by the same sender arrives (order from one sender to one receiver
+//! holds on any mix of workers).
+
+mod common;
+
+use common::{config, connect, next_message, start, sync, WAIT};
+use ringrelay::config::Config;
+use ringrelay::server::Server;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+fn nats_config() -> Config {
+    Config {
+        nats_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..config()
+    }
+}
+
+fn nats_addr(server: &Server) -> SocketAddr {
+    server.nats_addr().expect("nats_listen is set")
+}
+
+/// A NATS client speaking the protocol by hand: lines and MSG payloads, every read bounded
+/// by [`WAIT`].
+struct Nats {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+/// One thing the relay sent.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    Msg {
+        subject: String,
+        sid: String,
+        reply: Option<String>,
+        payload: Vec<u8>,
+    },
+    Other(String),
+}
+
+impl Nats {
+    /// Connects and reads INFO (returned as JSON).
+    fn open(addr: SocketAddr) -> (Nats, serde_json::Value) {
+        let stream = TcpStream::connect(addr).expect("connect to the NATS port");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let writer = stream.try_clone().unwrap();
+        let mut nats = Nats {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let info = match nats.next() {
+            Line::Other(line) => line,
+            other => panic!("expected INFO first, got {other:?}"),
+        };
+        let json = info.strip_prefix("INFO ").expect("INFO line");
+        (nats, serde_json::from_str(json).expect("INFO is JSON"))
+    }
+
+    /// Connects, sends `CONNECT {"verbose":false}` and waits for the PONG of a PING.
+    fn connected(addr: SocketAddr) -> Nats {
+        let (mut nats, _) = Nats::open(addr);
+        nats.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
+        nats.expect("PONG");
+        nats
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write to the relay");
+    }
+
+    /// The next line or message; panics at EOF or after [`WAIT`].
+    fn next(&mut self) -> Line {
+        self.try_next().expect("the relay closed the connection")
+    }
+
+    /// The next line or message; `None` at EOF.
+    fn try_next(&mut self) -> Option<Line> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("read from the relay: {e}"),
+        }
+        let line = line
+            .strip_suffix("\r\n")
+            .expect("lines end with CRLF")
+            .to_string();
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields[0] != "MSG" {
+            return Some(Line::Other(line));
+        }
+        let (reply, size) = match fields.len() {
+            4 => (None, fields[3]),
+            5 => (Some(fields[3].to_string()), fields[4]),
+            _ => panic!("malformed MSG line {line:?}"),
+        };
+        let mut payload = vec![0; size.parse::<usize>().unwrap() + 2];
+        self.reader.read_exact(&mut payload).unwrap();
+        assert_eq!(payload.split_off(payload.len() - 2), b"\r\n");
+        Some(Line::Msg {
+            subject: fields[1].to_string(),
+            sid: fields[2].to_string(),
+            reply,
+            payload,
+        })
+    }
+
+    fn expect(&mut self, want: &str) {
+        assert_eq!(self.next(), Line::Other(want.to_string()));
+    }
+
+    /// MSGs per sid until one arrives on `marker_sid` (which is not counted).
+    fn count_until_marker(&mut self, marker_sid: &str) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no marker within {WAIT:?}");
+            match self.next() {
+                Line::Msg { sid, .. } if sid == marker_sid => return counts,
+                Line::Msg { sid, .. } => *counts.entry(sid).or_default() += 1,
+                Line::Other(line) => panic!("unexpected {line:?}"),
+            }
+        }
+    }
+
+    /// Reads until the relay closes the connection; returns what came before.
+    fn until_closed(&mut self) -> Vec<Line> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.try_next() {
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+fn other(line: &str) -> Line {
+    Line::Other(line.to_string())
+}
+
+#[test]
+fn info_announces_headers_and_max_payload_and_pub_sub_round_trips() {
+    let server = start(nats_config());
+    let (mut nats, info) = Nats::open(nats_addr(&server));
+    assert_eq!(info["proto"], 1);
+    assert_eq!(info["headers"], true);
+    assert_eq!(info["port"], nats_addr(&server).port());
+    assert_eq!(
+        info["max_payload"].as_u64(),
+        Some(ringrelay::protocol::payload_bytes_max(Config::default().max_frame_bytes) as u64)
+    );
+    assert!(info.get("auth_required").is_none());
+    nats.send(b"CONNECT {\"verbose\":true}\r\nSUB foo 1\r\nPUB foo 5\r\nhello\r\nPING\r\n");
+    for want in ["+OK", "+OK", "+OK"] {
+        nats.expect(want);
+    }
+    assert_eq!(
+        nats.next(),
+        Line::Msg {
+            subject: "foo".into(),
+            sid: "1".into(),
+            reply: None,
+            payload: b"hello".to_vec()
+        }
+    );
+    nats.expect("PONG");
+}
+
+#[test]
+fn every_matching_sid_gets_a_msg_and_a_queue_group_gets_each_message_once_across_workers() {
+    let server = start(nats_config());
+    let addr = nats_addr(&server);
+    let mut a = Nats::connected(addr);
+    a.send(b"SUB orders.* 1\r\nSUB orders.eu 2\r\nSUB orders.> q 3\r\nSUB done 9\r\nPING\r\n");
+    a.expect("PONG");
+    // Members of the same queue group on several connections (two workers serve them).
+    let mut members: Vec<Nats> = (0..3).map(|_| Nats::connected(addr)).collect();
+    for m in &mut members {
+        m.send(b"SUB orders.eu q 7\r\nSUB done 9\r\nPING\r\n");
+        m.expect("PONG");
+    }
+    let mut publisher = Nats::connected(addr);
+    let messages = 60;
+    for i in 0..messages {
+        publisher.send(format!("PUB orders.eu 2\r\n{:02}\r\n", i % 100).as_bytes());
+    }
+    publisher.send(b"PUB done 0\r\n\r\nPING\r\n");
+    publisher.expect("PONG");
+
+    let counts = a.count_until_marker("9");
+    assert_eq!(counts.get("1"), Some(&messages), "orders.* matches");
+    assert_eq!(counts.get("2"), Some(&messages), "orders.eu matches");
+    let mut queue_total = counts.get("3").copied().unwrap_or(0);
+    for m in &mut members {
+        let c = m.count_until_marker("9");
+        queue_total += c.get("7").copied().unwrap_or(0);
+    }
+    assert_eq!(
+        queue_total, messages,
+        "each message once in the queue group"
+    );
+}
+
+#[test]
+fn unsub_with_a_maximum_and_echo_off() {
+    let server = start(nats_config());
+    let addr = nats_addr(&server);
+    let mut quiet = Nats::connected(addr);
+    quiet
+        .send(b"CONNECT {\"verbose\":false,\"echo\":false}\r\nSUB t 1\r\nPUB t 1\r\nx\r\nPING\r\n");
+    quiet.expect("PONG");
+    let mut n = Nats::connected(addr);
+    n.send(b"SUB t 1\r\nUNSUB 1 2\r\nSUB done 9\r\nPING\r\n");
+    n.expect("PONG");
+    let mut p = Nats::connected(addr);
+    p.send(b"PUB t 1\r\na\r\nPUB t 1\r\nb\r\nPUB t 1\r\nc\r\nPUB done 0\r\n\r\n");
+    assert_eq!(n.count_until_marker("9").get("1"), Some(&2));
+    // The echo-less client got the others' messages, never its own.
+    let got = quiet.count_until_marker_or_payloads();
+    assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+}
+
+impl Nats {
+    /// Payloads on sid 1 until a PONG (after a PING sent now).
+    fn count_until_marker_or_payloads(&mut self) -> Vec<Vec<u8>> {
+        // The publisher's messages may still be crossing workers: wait for all three.
+        let mut payloads = Vec::new();
+        while payloads.len() < 3 {
+            match self.next() {
+                Line::Msg { payload, .. } => payloads.push(payload),
+                Line::Other(line) => panic!("unexpected {line:?}"),
+            }
+        }
+        self.send(b"PING\r\n");
+        self.expect("PONG");
+        payloads
+    }
+}
+
+#[test]
+fn nats_and_native_clients_reach_each_other() {
+    let server = start(nats_config());
+    let mut native = connect(server.local_addr(), "native-1");
+    native.subscribe(b"news.eu").unwrap();
+    sync(&mut native);
+    let mut nats = Nats::connected(nats_addr(&server));
+    nats.send(b"SUB news.* 4\r\nPING\r\n");
+    nats.expect("PONG");
+    nats.send(b"PUB news.eu 4\r\nfrom\r\n");
+    let (sender, topic, payload) = next_message(&mut native);
+    assert!(sender.starts_with(b"nats."), "sender {sender:?}");
+    assert_eq!(topic.as_deref(), Some(&b"news.eu"[..]));
+    assert_eq!(payload, b"from");
+    assert_eq!(
+        nats.next(),
+        Line::Msg {
+            subject: "news.eu".into(),
+            sid: "4".into(),
+            reply: None,
+            payload: b"from".to_vec()
+        },
+        "its own message, echo on"
+    );
+    native.publish(b"news.us", b"native").unwrap();
+    native.flush().unwrap();
+    assert_eq!(
+        nats.next(),
+        Line::Msg {
+            subject: "news.us".into(),
+            sid: "4".into(),
+            reply: None,
+            payload: b"native".to_vec()
+        }
+    );
+}
+
+#[test]
+fn refusals_keep_the_connection_and_breaches_close_it_with_nats_server_texts() {
+    let server = start(nats_config());
+    let addr = nats_addr(&server);
+    let mut n = Nats::connected(addr);
+    n.send(b"SUB a..b 1\r\nPUB a.* 1\r\nx\r\nPING\r\n");
+    n.expect("-ERR 'Invalid Subject'");
+    n.expect("-ERR 'Invalid Publish Subject'");
+    n.expect("PONG");
+
+    let cases: [(&[u8], &str); 4] = [
+        (b"FOO\r\n", "-ERR 'Unknown Protocol Operation'"),
+        (
+            b"PUB foo 3\r\nabcd\r\n",
+            "-ERR 'Unknown Protocol Operation'",
+        ),
+        (b"PUB foo 99999999\r\n", "-ERR 'Maximum Payload Violation'"),
+        (b"SUB foo\r\n", "-ERR 'Parser Error'"),
+    ];
+    for (bytes, err) in cases {
+        let mut n = Nats::connected(addr);
+        n.send(bytes);
+        assert_eq!(n.until_closed(), vec![other(err)], "{bytes:?}");
+    }
+    let mut endless = Nats::connected(addr);
+    let mut line = b"PUB ".to_vec();
+    line.resize(5000, b'a');
+    endless.send(&line);
+    assert_eq!(
+        endless.until_closed(),
+        vec![other("-ERR 'maximum control line exceeded'")]
+    );
+}
+
+#[test]
+fn a_required_token_is_the_connect_auth_token() {
+    let server = start(Config {
+        token: Some("sesame".into()),
+        ..nats_config()
+    });
+    let addr = nats_addr(&server);
+    let (mut n, info) = Nats::open(addr);
+    assert_eq!(info["auth_required"], true);
+    n.send(b"CONNECT {\"verbose\":false,\"auth_token\":\"wrong\"}\r\nPING\r\n");
+    assert_eq!(
+        n.until_closed(),
+        vec![other("-ERR 'Authorization Violation'")]
+    );
+    let (mut n, _) = Nats::open(addr);
+    n.send(b"SUB foo 1\r\n");
+    assert_eq!(
+        n.until_closed(),
+        vec![other("-ERR 'Authorization Violation'")],
+        "an operation before CONNECT has no token"
+    );
+    let (mut n, _) = Nats::open(addr);
+    n.send(b"CONNECT {\"verbose\":false,\"auth_token\":\"sesame\"}\r\nPING\r\n");
+    n.expect("PONG");
+}
+
+#[test]
+fn the_heartbeat_is_a_nats_ping_and_a_silent_client_is_stale() {
+    let server = start(Config {
+        heartbeat_interval_ms: 100,
+        heartbeat_misses_max: 2,
+        ..nats_config()
+    });
+    let addr = nats_addr(&server);
+    let mut alive = Nats::connected(addr);
+    for _ in 0..3 {
+        alive.expect("PING");
+        alive.send(b"PONG\r\n");
+    }
+    // Still open after three heartbeats (past the stale bound): its PING is answered.
+    alive.send(b"PING\r\n");
+    loop {
+        match alive.next() {
+            Line::Other(l) if l == "PING" => alive.send(b"PONG\r\n"),
+            Line::Other(l) if l == "PONG" => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(alive);
+    let mut silent = Nats::connected(addr);
+    let lines = silent.until_closed();
+    assert_eq!(lines.last(), Some(&other("-ERR 'Stale Connection'")));
+    assert!(lines[..lines.len() - 1].iter().all(|l| *l == other("PING")));
+}

@@ -1,0 +1,199 @@
+//! The worker's output to NATS connections: what the engine sends a connection accepted on
+//! `nats_listen` is written in NATS (see `core::engine::nats`, translate.rs) into its send
+//! buffer, under the same bounds as native frames (`pending_bytes_max`, then "slow
+//! consumer"; `pending_bytes_per_worker_max`, then dropped and the sender told).
+
+use super::conn::extra_capacity;
+use super::deliver::Deliverer;
+use super::stats::{bump, kind_index};
+use crate::core::engine::nats::{NatsConn, NatsMessage, NatsOutput};
+use crate::core::Location;
+use crate::protocol::{decode, Decoded, Frame, FrameKind, HEADER_LEN};
+
+impl Deliverer<'_> {
+    /// Whether the live connection at (`slot`, `generation`) speaks NATS.
+    #[inline]
+    pub fn is_nats(&self, slot: u32, generation: u32) -> bool {
+        self.slab
+            .conns
+            .get(slot as usize)
+            .is_some_and(|c| c.generation == generation && c.nats.is_some())
+    }
+
+    /// Appends what `write` writes for a NATS connection (it returns how many messages it
+    /// wrote; 0 for a control line). Past `pending_bytes_max` the bytes are taken back and
+    /// the connection closed as a slow consumer; messages past
+    /// `pending_bytes_per_worker_max` are taken back and dropped. Returns whether anything
+    /// was kept.
+    fn append_nats(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        kind: FrameKind,
+        write: impl FnOnce(&mut NatsConn, &mut Vec<u8>) -> usize,
+    ) -> bool {
+        let worker_pending_bytes = self.slab.client_pending_bytes;
+        let Some(conn) = self
+            .slab
+            .get_live(slot, generation)
+            .filter(|c| c.accepts_frames())
+        else {
+            bump(&self.stats.stale_drops, 1);
+            return false;
+        };
+        let Some(nats) = conn.nats.as_deref_mut() else {
+            debug_assert!(false, "append_nats on a native connection");
+            return false;
+        };
+        let (start, capacity) = (conn.out.len(), conn.out.capacity());
+        let messages = write(nats, &mut conn.out);
+        let len = conn.out.len() - start;
+        if len == 0 {
+            return false;
+        }
+        if conn.pending_bytes() > self.pending_bytes_max {
+            conn.out.truncate(start);
+            self.close_slow_consumer(slot, generation);
+            return false;
+        }
+        if messages > 0 && worker_pending_bytes + len > self.pending_bytes_per_worker_max {
+            conn.out.truncate(start);
+            self.drop_worker_full();
+            return false;
+        }
+        let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
+        bump(
+            &self.stats.frames_out_by_kind[kind_index(kind)],
+            messages.max(1) as u64,
+        );
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+        self.slab.client_pending_bytes += len + grown;
+        true
+    }
+
+    /// A message for a local NATS connection: one MSG per sid it goes to (`group`: the queue
+    /// group it was picked for, empty for a plain delivery).
+    pub fn deliver_nats(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        topic: &[u8],
+        group: &[u8],
+        payload: &[u8],
+    ) -> bool {
+        let message = NatsMessage {
+            subject: topic,
+            reply: b"",
+            headers: b"",
+            payload,
+        };
+        let ok = self.append_nats(slot, generation, FrameKind::Deliver, |nats, out| {
+            nats.write_message(out, &message, group)
+        });
+        if ok {
+            bump(&self.stats.deliveries, 1);
+        }
+        ok
+    }
+
+    /// A frame the relay produced (PING, ERROR, ...) for a local NATS connection, written
+    /// in NATS when it has a NATS form.
+    pub fn push_frame_nats(&mut self, slot: u32, generation: u32, frame: &Frame<'_>) {
+        if let Frame::Deliver { topic, payload, .. } = *frame {
+            self.deliver_nats(slot, generation, topic, b"", payload);
+            return;
+        }
+        self.append_nats(slot, generation, frame.kind(), |nats, out| {
+            nats.write_frame(out, frame);
+            0
+        });
+    }
+
+    /// An encoded frame another worker handed over for a local NATS connection.
+    pub fn append_frame_bytes_nats(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        group: &[u8],
+        bytes: &[u8],
+    ) {
+        match decode(bytes, usize::MAX) {
+            Ok(Decoded::Frame {
+                frame: Frame::Deliver { topic, payload, .. },
+                ..
+            }) => {
+                self.deliver_nats(slot, generation, topic, group, payload);
+            }
+            Ok(Decoded::Frame { frame, .. }) => self.push_frame_nats(slot, generation, &frame),
+            // Handed-over frames were encoded by this process.
+            _ => debug_assert!(false, "a handed-over frame does not decode"),
+        }
+    }
+
+    /// A DELIVER handed over with its payload apart (zero-copy) for a local NATS connection:
+    /// the header names the topic.
+    pub fn append_shared_nats(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        group: &[u8],
+        header: &[u8],
+        payload: &[u8],
+    ) {
+        match deliver_header_topic(header) {
+            Some(topic) => {
+                self.deliver_nats(slot, generation, topic, group, payload);
+            }
+            None => debug_assert!(false, "a handed-over DELIVER header does not parse"),
+        }
+    }
+}
+
+/// The topic of an encoded plain DELIVER header (`[len u32][kind][flags][sender_len u8]
+/// [sender][topic_len u8][topic]`, the payload apart).
+fn deliver_header_topic(header: &[u8]) -> Option<&[u8]> {
+    let body = header.get(HEADER_LEN..)?;
+    let (&sender_len, rest) = body.split_first()?;
+    let (&topic_len, rest) = rest.get(sender_len as usize..)?.split_first()?;
+    rest.get(..topic_len as usize)
+}
+
+impl NatsOutput for Deliverer<'_> {
+    fn nats_conn(&mut self, at: Location) -> Option<&mut NatsConn> {
+        self.slab
+            .get_live(at.slot, at.generation)?
+            .nats
+            .as_deref_mut()
+    }
+
+    fn send_nats_local(&mut self, to: Location, bytes: &[u8]) {
+        // Counted as the native frames they stand for: -ERR as ERROR, +OK and PONG as PONG.
+        let kind = if bytes.first() == Some(&b'-') {
+            FrameKind::Error
+        } else {
+            FrameKind::Pong
+        };
+        self.append_nats(to.slot, to.generation, kind, |_, out| {
+            out.extend_from_slice(bytes);
+            0
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::encode_deliver_header;
+
+    #[test]
+    fn the_topic_of_a_deliver_header() {
+        let mut header = Vec::new();
+        encode_deliver_header(&mut header, b"sender", b"news.eu", 42);
+        assert_eq!(deliver_header_topic(&header), Some(&b"news.eu"[..]));
+        assert_eq!(deliver_header_topic(&header[..header.len() - 1]), None);
+        assert_eq!(deliver_header_topic(b""), None);
+    }
+}

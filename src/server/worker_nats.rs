@@ -1,0 +1,140 @@
+//! NATS connections on the worker: INFO when one is accepted, its operations to the engine
+//! as they arrive (see `core::engine::nats`). A child module of `worker`, so it shares the
+//! worker's private state.
+
+use super::super::deliver::Deliverer;
+use super::super::stats::{bump, kind_index};
+use super::Worker;
+use crate::core::engine::nats::{NatsCall, NatsConn, NatsOutput};
+use crate::core::Engine;
+use crate::protocol::nats::encode::{write_info, ServerInfo};
+use crate::protocol::nats::{ClientOp, PROTO_LEVEL};
+use crate::protocol::FrameKind;
+use std::sync::Arc;
+
+/// The NATS operations counted as the native frames they stand for (`frames_in_by_kind`).
+fn counted_kind(op: &ClientOp<'_>) -> FrameKind {
+    match op {
+        ClientOp::Connect { .. } => FrameKind::Hello,
+        ClientOp::Pub { .. } | ClientOp::Hpub { .. } => FrameKind::Publish,
+        ClientOp::Sub { .. } => FrameKind::Subscribe,
+        ClientOp::Unsub { .. } => FrameKind::Unsubscribe,
+        ClientOp::Ping => FrameKind::Ping,
+        _ => FrameKind::Pong,
+    }
+}
+
+impl Worker {
+    /// Makes the new connection in `slot` a NATS one and queues its INFO.
+    pub(super) fn greet_nats(&mut self, slot: u32) {
+        let shared = Arc::clone(&self.shared);
+        let generation = self.slab.conns[slot as usize].generation;
+        self.slab.conns[slot as usize].nats = Some(Box::default());
+        let bound = self
+            .listeners
+            .nats
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .and_then(|a| a.as_socket());
+        let server_id = format!("ringrelay-{}", shared.node_id);
+        let host = bound.map(|a| a.ip().to_string()).unwrap_or_default();
+        let info = ServerInfo {
+            server_id: &server_id,
+            server_name: &server_id,
+            version: env!("CARGO_PKG_VERSION"),
+            proto: PROTO_LEVEL,
+            host: &host,
+            port: bound.map_or(0, |a| a.port()),
+            headers: true,
+            max_payload: shared.engine.payload_bytes_max,
+            client_id: (u64::from(self.index) << 48)
+                | (u64::from(generation) << 20)
+                | u64::from(slot),
+            auth_required: shared.engine.session.token.is_some(),
+        };
+        let mut line = Vec::with_capacity(256);
+        write_info(&mut line, &info);
+        let at = self.location(slot, generation);
+        self.deliverer(slot, generation).send_nats_local(at, &line);
+    }
+
+    /// Runs `f` with the engine and a [`NatsCall`] for the connection in `slot` (its relay
+    /// state moved out meanwhile, so the output can borrow the slab).
+    fn with_nats_call<R>(
+        &mut self,
+        slot: u32,
+        f: impl FnOnce(Engine<'_>, &mut NatsCall<'_, '_, Deliverer<'_>>) -> R,
+    ) -> R {
+        let generation = self.slab.conns[slot as usize].generation;
+        let mut relay = std::mem::take(&mut self.slab.conns[slot as usize].relay);
+        let shared = Arc::clone(&self.shared);
+        let engine = Engine::new(&shared.tables, &shared.engine);
+        let at = self.location(slot, generation);
+        let mut scratch = std::mem::take(&mut self.scratch_locations);
+        let guards = shared.tables.guards();
+        let mut sink = self.deliverer(slot, generation);
+        let mut call = NatsCall {
+            conn: &mut relay,
+            at,
+            guards: &guards,
+            scratch: &mut scratch,
+            out: &mut sink,
+            orphan: None,
+        };
+        let result = f(engine, &mut call);
+        self.scratch_locations = scratch;
+        self.slab.conns[slot as usize].relay = relay;
+        result
+    }
+
+    /// Applies every whole NATS operation of a receive of the connection in `slot`.
+    pub(super) fn on_nats_bytes(&mut self, slot: u32, data: &[u8]) {
+        let c = &mut self.slab.conns[slot as usize];
+        let before = c.reassembly_bytes();
+        let Some(nats) = c.nats.as_deref_mut() else {
+            return;
+        };
+        let mut reader = std::mem::take(&mut nats.reader);
+        let now_ms = self.now_ms;
+        let payload_bytes_max = self.shared.engine.payload_bytes_max;
+        self.with_nats_call(slot, |engine, call| {
+            let stats = call.out.stats;
+            engine.on_receive(call.conn, now_ms);
+            engine.expire_nats_sids(call);
+            let mut completed = false;
+            let fed = reader.feed(data, payload_bytes_max, |op| {
+                bump(&stats.frames_in, 1);
+                bump(&stats.frames_in_by_kind[kind_index(counted_kind(&op))], 1);
+                completed = true;
+                engine.on_nats_op(call, op)
+            });
+            if let Err(e) = fed {
+                tracing::debug!(
+                    worker = call.at.worker,
+                    slot,
+                    "closing NATS connection: {e}"
+                );
+                engine.on_nats_error(call, &e);
+                reader.clear();
+            }
+            engine.end_receive(call.at, call.out);
+            engine.on_receive_end(call.conn, now_ms, completed, reader.held_bytes() > 0);
+        });
+        if let Some(nats) = self.slab.conns[slot as usize].nats.as_deref_mut() {
+            nats.reader = reader;
+        }
+        self.slab.reheld(slot, before);
+    }
+
+    /// Removes the sids of the NATS connection in `slot` that reached their `UNSUB` maximum
+    /// (on the tick, so a connection that sends nothing more is tidied too).
+    pub(super) fn expire_nats_sids(&mut self, slot: u32) {
+        let c = &self.slab.conns[slot as usize];
+        if c.nats
+            .as_deref()
+            .is_some_and(|n: &NatsConn| !n.expired.is_empty())
+        {
+            self.with_nats_call(slot, |engine, call| engine.expire_nats_sids(call));
+        }
+    }
+}
