@@ -8,13 +8,11 @@
 
 mod common;
 
-use common::{config, connect, next_message, start, sync, WAIT};
+use common::nats_wire::{other, Line, Nats};
+use common::{config, connect, next_message, start, sync};
 use ringrelay::config::Config;
 use ringrelay::server::Server;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Instant;
+use std::net::SocketAddr;
 
 fn nats_config() -> Config {
     Config {
@@ -25,125 +23,6 @@ fn nats_config() -> Config {
 
 fn nats_addr(server: &Server) -> SocketAddr {
     server.nats_addr().expect("nats_listen is set")
-}
-
-/// A NATS client speaking the protocol by hand: lines and MSG payloads, every read bounded
-/// by [`WAIT`].
-struct Nats {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-/// One thing the relay sent.
-#[derive(Debug, PartialEq, Eq)]
-enum Line {
-    Msg {
-        subject: String,
-        sid: String,
-        reply: Option<String>,
-        payload: Vec<u8>,
-    },
-    Other(String),
-}
-
-impl Nats {
-    /// Connects and reads INFO (returned as JSON).
-    fn open(addr: SocketAddr) -> (Nats, serde_json::Value) {
-        let stream = TcpStream::connect(addr).expect("connect to the NATS port");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        let writer = stream.try_clone().unwrap();
-        let mut nats = Nats {
-            reader: BufReader::new(stream),
-            writer,
-        };
-        let info = match nats.next() {
-            Line::Other(line) => line,
-            other => panic!("expected INFO first, got {other:?}"),
-        };
-        let json = info.strip_prefix("INFO ").expect("INFO line");
-        (nats, serde_json::from_str(json).expect("INFO is JSON"))
-    }
-
-    /// Connects, sends `CONNECT {"verbose":false}` and waits for the PONG of a PING.
-    fn connected(addr: SocketAddr) -> Nats {
-        let (mut nats, _) = Nats::open(addr);
-        nats.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
-        nats.expect("PONG");
-        nats
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("write to the relay");
-    }
-
-    /// The next line or message; panics at EOF or after [`WAIT`].
-    fn next(&mut self) -> Line {
-        self.try_next().expect("the relay closed the connection")
-    }
-
-    /// The next line or message; `None` at EOF.
-    fn try_next(&mut self) -> Option<Line> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-            Err(e) => panic!("read from the relay: {e}"),
-        }
-        let line = line
-            .strip_suffix("\r\n")
-            .expect("lines end with CRLF")
-            .to_string();
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields[0] != "MSG" {
-            return Some(Line::Other(line));
-        }
-        let (reply, size) = match fields.len() {
-            4 => (None, fields[3]),
-            5 => (Some(fields[3].to_string()), fields[4]),
-            _ => panic!("malformed MSG line {line:?}"),
-        };
-        let mut payload = vec![0; size.parse::<usize>().unwrap() + 2];
-        self.reader.read_exact(&mut payload).unwrap();
-        assert_eq!(payload.split_off(payload.len() - 2), b"\r\n");
-        Some(Line::Msg {
-            subject: fields[1].to_string(),
-            sid: fields[2].to_string(),
-            reply,
-            payload,
-        })
-    }
-
-    fn expect(&mut self, want: &str) {
-        assert_eq!(self.next(), Line::Other(want.to_string()));
-    }
-
-    /// MSGs per sid until one arrives on `marker_sid` (which is not counted).
-    fn count_until_marker(&mut self, marker_sid: &str) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no marker within {WAIT:?}");
-            match self.next() {
-                Line::Msg { sid, .. } if sid == marker_sid => return counts,
-                Line::Msg { sid, .. } => *counts.entry(sid).or_default() += 1,
-                Line::Other(line) => panic!("unexpected {line:?}"),
-            }
-        }
-    }
-
-    /// Reads until the relay closes the connection; returns what came before.
-    fn until_closed(&mut self) -> Vec<Line> {
-        let mut lines = Vec::new();
-        while let Some(line) = self.try_next() {
-            lines.push(line);
-        }
-        lines
-    }
-}
-
-fn other(line: &str) -> Line {
-    Line::Other(line.to_string())
 }
 
 #[test]

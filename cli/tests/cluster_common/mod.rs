@@ -3,7 +3,7 @@
 //! the `/cluster` JSON view, and bounded waits.
 //!
 //! Addresses: every test owns the block 127.0.N.0/24 (distinct N per test); node K listens on
-//! 127.0.N.K with ports [`CLIENT_PORT`], [`CLUSTER_PORT`], [`METRICS_PORT`]; a proxy in front of
+//! 127.0.N.K with ports [`CLIENT_PORT`], [`CLUSTER_PORT`], [`METRICS_PORT`], [`NATS_PORT`]; a proxy in front of
 //! node K listens on 127.0.N.(PROXY_HOST_BASE + K):[`CLUSTER_PORT`].
 //!
 //! Every wait is bounded and panics with context (the last `/cluster` body, the node logs)
@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 pub const CLIENT_PORT: u16 = 7400;
 pub const CLUSTER_PORT: u16 = 7401;
 pub const METRICS_PORT: u16 = 7402;
+/// Every node also serves NATS clients here.
+pub const NATS_PORT: u16 = 7403;
 /// A proxy in front of node K listens on host `PROXY_HOST_BASE + K` of the test's block.
 pub const PROXY_HOST_BASE: u8 = 10;
 pub const SECRET: &str = "s3cret";
@@ -388,6 +390,8 @@ pub struct Node {
     pub client: SocketAddr,
     pub cluster: SocketAddr,
     pub metrics: SocketAddr,
+    /// The NATS port (`--nats-listen`).
+    pub nats: SocketAddr,
     /// Where other nodes reach this one (the proxy in front of it, or `cluster`).
     pub advertise: SocketAddr,
     args: Vec<String>,
@@ -425,6 +429,7 @@ impl Node {
         let client = addr(spec.block, host, CLIENT_PORT);
         let cluster = addr(spec.block, host, CLUSTER_PORT);
         let metrics = addr(spec.block, host, METRICS_PORT);
+        let nats = addr(spec.block, host, NATS_PORT);
         let workers = spec.workers.to_string();
         let mut args: Vec<String> = [
             "serve",
@@ -440,6 +445,8 @@ impl Node {
             &spec.secret,
             "--metrics",
             &metrics.to_string(),
+            "--nats-listen",
+            &nats.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -461,6 +468,7 @@ impl Node {
             client,
             cluster,
             metrics,
+            nats,
             advertise: spec.advertise.unwrap_or(cluster),
             args,
             log,
@@ -471,7 +479,7 @@ impl Node {
     }
 
     fn spawn(&self) {
-        for a in [self.client, self.cluster, self.metrics] {
+        for a in [self.client, self.cluster, self.metrics, self.nats] {
             wait_free(a);
         }
         let mut log = OpenOptions::new()

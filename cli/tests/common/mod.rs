@@ -8,6 +8,8 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod nats_wire;
+
 use ringrelay::client::{Client, ClientOptions, Event};
 use ringrelay::config::Config;
 use ringrelay::protocol::{
