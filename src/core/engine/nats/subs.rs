@@ -5,6 +5,7 @@
 //! picked for.
 
 use crate::core::subject::{is_pattern, matches};
+use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -17,14 +18,29 @@ pub type SubjectQueue = (Bytes, Bytes);
 /// One `SUB`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatsSub {
-    pub subject: Box<[u8]>,
+    pub sid: Bytes,
+    pub subject: Bytes,
     /// Empty for a plain subscription.
-    pub queue: Box<[u8]>,
+    pub queue: Bytes,
     /// When set, the sid ends after this many deliveries in all (`UNSUB <sid> <max>`).
     pub max_msgs: Option<u64>,
     pub delivered: Cell<u64>,
     /// Creation order: MSGs for one message go out in the order the sids were made.
     order: u64,
+}
+
+impl NatsSub {
+    /// Whether it still takes messages (a sid at its maximum waits for its removal).
+    fn open(&self) -> bool {
+        !matches!(self.max_msgs, Some(max) if self.delivered.get() >= max)
+    }
+
+    /// Whether it belongs to queue `group` (empty: plain). Empty names are told apart
+    /// without a call to `memcmp`, which cost a quarter of a NATS fan-out's CPU (`perf`).
+    #[inline]
+    fn in_group(&self, group: &[u8]) -> bool {
+        self.queue.len() == group.len() && (group.is_empty() || *self.queue == *group)
+    }
 }
 
 /// What [`NatsSubs::insert`] did.
@@ -40,16 +56,22 @@ pub enum Inserted {
     Full,
 }
 
-/// The subscriptions of one NATS connection, bounded by `sids_max`.
+type Map<K, V> = HashMap<K, V, RandomState>;
+
+/// The subscriptions of one NATS connection, bounded by `sids_max`. The subscriptions live in
+/// a slab; a delivery finds the sids of a literal subject with one lookup and reads them by
+/// index (no hashing of sids on the message path).
 #[derive(Debug, Default)]
 pub struct NatsSubs {
-    by_sid: HashMap<Box<[u8]>, NatsSub>,
-    /// Sids of literal subjects, by subject: a delivery finds them with one lookup.
-    literal: HashMap<Bytes, SmallVec<[Bytes; 1]>>,
-    /// Sids of patterns: a delivery checks each (a connection holds few).
-    patterns: Vec<Box<[u8]>>,
+    slab: Vec<Option<NatsSub>>,
+    free: Vec<u32>,
+    by_sid: Map<Bytes, u32>,
+    /// Slab indexes of literal subjects' sids, by subject.
+    literal: Map<Bytes, SmallVec<[u32; 2]>>,
+    /// Slab indexes of patterns' sids: a delivery checks each (a connection holds few).
+    patterns: Vec<u32>,
     /// Sids per (subject, queue): the engine's subscription lives while this is above 0.
-    per_pair: HashMap<SubjectQueue, u32>,
+    per_pair: Map<SubjectQueue, u32>,
     next_order: u64,
     /// Rotates the choice among one connection's sids of one queue group.
     queue_turn: Cell<u64>,
@@ -64,8 +86,12 @@ impl NatsSubs {
         self.by_sid.is_empty()
     }
 
+    fn at(&self, index: u32) -> Option<&NatsSub> {
+        self.slab.get(index as usize).and_then(Option::as_ref)
+    }
+
     pub fn get(&self, sid: &[u8]) -> Option<&NatsSub> {
-        self.by_sid.get(sid)
+        self.at(*self.by_sid.get(sid)?)
     }
 
     /// Every distinct (subject, queue) held, for the engine's release at close.
@@ -87,6 +113,7 @@ impl NatsSubs {
             return Inserted::Full;
         }
         let sub = NatsSub {
+            sid: sid.into(),
             subject: subject.into(),
             queue: queue.into(),
             max_msgs: None,
@@ -94,15 +121,22 @@ impl NatsSubs {
             order: self.next_order,
         };
         self.next_order += 1;
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slab[index as usize] = Some(sub);
+                index
+            }
+            None => {
+                self.slab.push(Some(sub));
+                (self.slab.len() - 1) as u32
+            }
+        };
         if is_pattern(subject) {
-            self.patterns.push(sid.into());
+            self.patterns.push(index);
         } else {
-            self.literal
-                .entry(subject.into())
-                .or_default()
-                .push(sid.into());
+            self.literal.entry(subject.into()).or_default().push(index);
         }
-        self.by_sid.insert(sid.into(), sub);
+        self.by_sid.insert(sid.into(), index);
         let count = self
             .per_pair
             .entry((subject.into(), queue.into()))
@@ -118,12 +152,14 @@ impl NatsSubs {
     /// Removes `sid`; returns its (subject, queue) when it was the pair's last sid (the engine
     /// must unsubscribe), `None` otherwise or when the sid is unknown.
     pub fn remove(&mut self, sid: &[u8]) -> Option<SubjectQueue> {
-        let sub = self.by_sid.remove(sid)?;
+        let index = self.by_sid.remove(sid)?;
+        let sub = self.slab.get_mut(index as usize)?.take()?;
+        self.free.push(index);
         if is_pattern(&sub.subject) {
-            self.patterns.retain(|s| &**s != sid);
-        } else if let Some(sids) = self.literal.get_mut(&sub.subject) {
-            sids.retain(|s| &**s != sid);
-            if sids.is_empty() {
+            self.patterns.retain(|&i| i != index);
+        } else if let Some(indexes) = self.literal.get_mut(&sub.subject) {
+            indexes.retain(|&mut i| i != index);
+            if indexes.is_empty() {
                 self.literal.remove(&sub.subject);
             }
         }
@@ -140,7 +176,10 @@ impl NatsSubs {
     /// `UNSUB <sid> <max>`: the sid ends once it has `max` deliveries in all. Returns
     /// whether it has them already (the caller removes it now).
     pub fn limit(&mut self, sid: &[u8], max: u64) -> bool {
-        match self.by_sid.get_mut(sid) {
+        let Some(&index) = self.by_sid.get(sid) else {
+            return false;
+        };
+        match self.slab.get_mut(index as usize).and_then(Option::as_mut) {
             Some(sub) => {
                 sub.max_msgs = Some(max);
                 sub.delivered.get() >= max
@@ -161,34 +200,37 @@ impl NatsSubs {
         expired: &mut Vec<Box<[u8]>>,
         mut write: impl FnMut(&[u8]),
     ) -> usize {
-        let mut found: SmallVec<[(&[u8], &NatsSub); 4]> = SmallVec::new();
-        let literal = self.literal.get(subject).into_iter().flatten();
-        for sid in literal.chain(self.patterns.iter()) {
-            if let Some(sub) = self.by_sid.get(&**sid) {
-                // A sid at its maximum waits for its removal and gets nothing more.
-                let open = !matches!(sub.max_msgs, Some(max) if sub.delivered.get() >= max);
-                let wanted = open
-                    && *sub.queue == *group
-                    && (!is_pattern(&sub.subject) || matches(&sub.subject, subject));
-                if wanted {
-                    found.push((sid, sub));
-                }
+        let mut found: SmallVec<[&NatsSub; 4]> = SmallVec::new();
+        let literal = self.literal.get(subject).map_or(&[][..], |v| &v[..]);
+        for &index in literal {
+            if let Some(sub) = self.at(index).filter(|s| s.open() && s.in_group(group)) {
+                found.push(sub);
             }
         }
-        found.sort_unstable_by_key(|&(_, sub)| sub.order);
-        if !group.is_empty() && found.len() > 1 {
-            let turn = self.queue_turn.get();
-            self.queue_turn.set(turn.wrapping_add(1));
-            let one = found[(turn % found.len() as u64) as usize];
-            found.clear();
-            found.push(one);
+        for &index in &self.patterns {
+            let matching = self
+                .at(index)
+                .filter(|s| s.open() && s.in_group(group) && matches(&s.subject, subject));
+            if let Some(sub) = matching {
+                found.push(sub);
+            }
         }
-        for &(sid, sub) in found.iter() {
-            write(sid);
+        if found.len() > 1 {
+            found.sort_unstable_by_key(|sub| sub.order);
+            if !group.is_empty() {
+                let turn = self.queue_turn.get();
+                self.queue_turn.set(turn.wrapping_add(1));
+                let one = found[(turn % found.len() as u64) as usize];
+                found.clear();
+                found.push(one);
+            }
+        }
+        for sub in found.iter() {
+            write(&sub.sid);
             let delivered = sub.delivered.get() + 1;
             sub.delivered.set(delivered);
             if sub.max_msgs.is_some_and(|max| delivered >= max) {
-                expired.push(sid.into());
+                expired.push(sub.sid.clone());
             }
         }
         found.len()
@@ -196,9 +238,10 @@ impl NatsSubs {
 
     /// Bytes this table holds (approximately: keys and values, not the maps' slack).
     pub fn held_bytes(&self) -> usize {
-        self.by_sid
+        self.slab
             .iter()
-            .map(|(sid, s)| 2 * sid.len() + s.subject.len() + s.queue.len() + 64)
+            .flatten()
+            .map(|s| 2 * s.sid.len() + 2 * s.subject.len() + s.queue.len() + 96)
             .sum()
     }
 }
