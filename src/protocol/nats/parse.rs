@@ -142,6 +142,11 @@ pub fn parse(buf: &[u8], payload_bytes_max: usize) -> Result<Parsed<'_>, NatsErr
     let name_end = line.iter().position(|&b| is_blank(b)).unwrap_or(line.len());
     let (name, rest) = line.split_at(name_end);
     let op = match_name(name)?;
+    // nats-server's parser wants a blank after the name of an operation with arguments: a
+    // line that ends right after it is no operation at all.
+    if rest.is_empty() && matches!(op, b"PUB" | b"HPUB" | b"SUB" | b"UNSUB") {
+        return Err(NatsError::UnknownOperation);
+    }
     let args = trim_blank(rest);
     let done = |op| {
         Ok(Parsed::Op {
@@ -494,7 +499,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_nats_server_text() {
-        let cases: [(&[u8], NatsError); 9] = [
+        let cases: [(&[u8], NatsError); 10] = [
             (b"FOO\r\n", NatsError::UnknownOperation),
             (b"FO", NatsError::UnknownOperation),
             (b"PUB foo 3\r\nabcd\r\n", NatsError::UnknownOperation),
@@ -508,7 +513,8 @@ mod tests {
             (b"PUB foo\r\n", NatsError::BadArguments { op: "PUB" }),
             (b"PUB foo -1\r\n", NatsError::BadArguments { op: "PUB" }),
             (b"SUB foo\r\n", NatsError::BadArguments { op: "SUB" }),
-            (b"UNSUB\r\n", NatsError::BadArguments { op: "UNSUB" }),
+            (b"UNSUB\r\n", NatsError::UnknownOperation),
+            (b"UNSUB \r\n", NatsError::BadArguments { op: "UNSUB" }),
             (b"CONNECT\r\n", NatsError::BadArguments { op: "CONNECT" }),
         ];
         for (buf, want) in cases {
