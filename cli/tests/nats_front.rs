@@ -249,3 +249,38 @@ fn the_heartbeat_is_a_nats_ping_and_a_silent_client_is_stale() {
     assert_eq!(lines.last(), Some(&other("-ERR 'Stale Connection'")));
     assert!(lines[..lines.len() - 1].iter().all(|l| *l == other("PING")));
 }
+
+#[test]
+fn before_connect_a_payload_is_bounded_like_a_hello_and_after_it_by_max_payload() {
+    let server = start(Config {
+        token: Some("sesame".into()),
+        ..nats_config()
+    });
+    let addr = nats_addr(&server);
+    let (mut n, _) = Nats::open(addr);
+    // An unauthenticated socket cannot make the relay hold a large payload.
+    n.send(b"PUB x 5000\r\n");
+    assert_eq!(
+        n.until_closed(),
+        vec![other("-ERR 'Maximum Payload Violation'")]
+    );
+    // CONNECT and a large PUB in one write: the bound grows as soon as CONNECT is accepted.
+    let (mut n, _) = Nats::open(addr);
+    let payload = vec![b'p'; 100_000];
+    let mut bytes =
+        b"CONNECT {\"verbose\":false,\"auth_token\":\"sesame\"}\r\nSUB big 1\r\n".to_vec();
+    bytes.extend_from_slice(format!("PUB big {}\r\n", payload.len()).as_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(b"\r\nPING\r\n");
+    n.send(&bytes);
+    assert_eq!(
+        n.next(),
+        Line::Msg {
+            subject: "big".into(),
+            sid: "1".into(),
+            reply: None,
+            payload
+        }
+    );
+    n.expect("PONG");
+}

@@ -84,7 +84,7 @@ impl Worker {
     /// connection whose frame would grow them further is closed (its bytes are released at
     /// once; the others keep theirs).
     #[cold]
-    fn refuse_reassembly(&mut self, slot: u32, generation: u32) {
+    pub(super) fn refuse_reassembly(&mut self, slot: u32, generation: u32) {
         bump(&self.shared.stats[self.index as usize].limit_refusals, 1);
         self.request_close(
             slot,

@@ -6,10 +6,12 @@ use super::super::deliver::Deliverer;
 use super::super::stats::{bump, kind_index};
 use super::Worker;
 use crate::core::engine::nats::{NatsCall, NatsConn, NatsOutput};
+use crate::core::session::Phase;
 use crate::core::Engine;
 use crate::protocol::nats::encode::{write_info, ServerInfo};
 use crate::protocol::nats::{ClientOp, PROTO_LEVEL};
-use crate::protocol::FrameKind;
+use crate::protocol::{FrameKind, HELLO_FRAME_BYTES_MAX};
+use std::cell::Cell;
 use std::sync::Arc;
 
 /// The NATS operations counted as the native frames they stand for (`frames_in_by_kind`).
@@ -87,27 +89,43 @@ impl Worker {
         result
     }
 
-    /// Applies every whole NATS operation of a receive of the connection in `slot`.
+    /// Applies every whole NATS operation of a receive of the connection in `slot`. Until
+    /// CONNECT is accepted an operation's payload is bounded by [`HELLO_FRAME_BYTES_MAX`], as
+    /// a native connection's frames are before HELLO: an unauthenticated socket makes the
+    /// relay hold at most one control line and that much. What the worker's connections hold
+    /// of unfinished operations together is bounded by `reassembly_bytes_per_worker_max`, as
+    /// for native frames.
     pub(super) fn on_nats_bytes(&mut self, slot: u32, data: &[u8]) {
         let c = &mut self.slab.conns[slot as usize];
-        let before = c.reassembly_bytes();
+        let (generation, before) = (c.generation, c.reassembly_bytes());
+        let open_bound = self.shared.engine.payload_bytes_max;
+        let bound_in = |phase: Phase| match phase {
+            Phase::Open => open_bound,
+            _ => HELLO_FRAME_BYTES_MAX.min(open_bound),
+        };
+        let bound = Cell::new(bound_in(c.relay.phase()));
         let Some(nats) = c.nats.as_deref_mut() else {
             return;
         };
         let mut reader = std::mem::take(&mut nats.reader);
         let now_ms = self.now_ms;
-        let payload_bytes_max = self.shared.engine.payload_bytes_max;
         self.with_nats_call(slot, |engine, call| {
             let stats = call.out.stats;
             engine.on_receive(call.conn, now_ms);
             engine.expire_nats_sids(call);
             let mut completed = false;
-            let fed = reader.feed(data, payload_bytes_max, |op| {
-                bump(&stats.frames_in, 1);
-                bump(&stats.frames_in_by_kind[kind_index(counted_kind(&op))], 1);
-                completed = true;
-                engine.on_nats_op(call, op)
-            });
+            let fed = reader.feed_bounded(
+                data,
+                || bound.get(),
+                |op| {
+                    bump(&stats.frames_in, 1);
+                    bump(&stats.frames_in_by_kind[kind_index(counted_kind(&op))], 1);
+                    completed = true;
+                    let go_on = engine.on_nats_op(call, op);
+                    bound.set(bound_in(call.conn.phase()));
+                    go_on
+                },
+            );
             if let Err(e) = fed {
                 tracing::debug!(
                     worker = call.at.worker,
@@ -124,6 +142,11 @@ impl Worker {
             nats.reader = reader;
         }
         self.slab.reheld(slot, before);
+        let held = self.slab.conns[slot as usize].reassembly_bytes();
+        let max = self.shared.config.reassembly_bytes_per_worker_max;
+        if held > 0 && self.slab.client_reassembly_bytes > max {
+            self.refuse_reassembly(slot, generation);
+        }
     }
 
     /// Removes the sids of the NATS connection in `slot` that reached their `UNSUB` maximum

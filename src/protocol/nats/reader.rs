@@ -42,12 +42,23 @@ impl NatsReader {
     /// operation; what came before it was applied.
     pub fn feed(
         &mut self,
-        mut data: &[u8],
+        data: &[u8],
         payload_bytes_max: usize,
+        apply: impl FnMut(ClientOp<'_>) -> bool,
+    ) -> Result<Fed, NatsError> {
+        self.feed_bounded(data, || payload_bytes_max, apply)
+    }
+
+    /// [`Self::feed`] with the payload bound read before each operation (it may change with
+    /// what an operation did: a connection's bound grows once its CONNECT is accepted).
+    pub fn feed_bounded(
+        &mut self,
+        mut data: &[u8],
+        payload_bytes_max: impl Fn() -> usize,
         mut apply: impl FnMut(ClientOp<'_>) -> bool,
     ) -> Result<Fed, NatsError> {
         while !self.held.is_empty() {
-            match parse(&self.held, payload_bytes_max)? {
+            match parse(&self.held, payload_bytes_max())? {
                 Parsed::Op { op, consumed } => {
                     debug_assert_eq!(consumed, self.held.len(), "held bytes are one operation");
                     let go_on = apply(op);
@@ -67,7 +78,7 @@ impl NatsReader {
             }
         }
         loop {
-            match parse(data, payload_bytes_max)? {
+            match parse(data, payload_bytes_max())? {
                 Parsed::Op { op, consumed } => {
                     if !apply(op) {
                         return Ok(Fed::Stopped);
