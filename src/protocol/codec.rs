@@ -406,6 +406,15 @@ pub fn encode_deliver_header(out: &mut Vec<u8>, sender: &[u8], topic: &[u8], pay
     put_short(out, topic);
 }
 
+/// The topic of a DELIVER header written by [`encode_deliver_header`] (the payload apart);
+/// `None` when `header` is not one.
+pub fn deliver_header_topic(header: &[u8]) -> Option<&[u8]> {
+    let body = header.get(HEADER_LEN..)?;
+    let (&sender_len, rest) = body.split_first()?;
+    let (&topic_len, rest) = rest.get(sender_len as usize..)?.split_first()?;
+    rest.get(..topic_len as usize)
+}
+
 /// Whole size on the wire of a DELIVER with the ACKED flag (empty topic, message id).
 #[inline]
 pub fn frame_len_for_deliver_acked(sender: &[u8], payload_len: usize) -> usize {
@@ -691,6 +700,15 @@ pub fn hello<'a>(client_id: &'a [u8], token: &'a [u8]) -> Frame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_topic_of_a_deliver_header() {
+        let mut header = Vec::new();
+        encode_deliver_header(&mut header, b"sender", b"news.eu", 42);
+        assert_eq!(deliver_header_topic(&header), Some(&b"news.eu"[..]));
+        assert_eq!(deliver_header_topic(&header[..header.len() - 1]), None);
+        assert_eq!(deliver_header_topic(b""), None);
+    }
 
     fn roundtrip(f: Frame<'_>) {
         let mut out = Vec::new();

@@ -22,9 +22,9 @@ mod stream;
 mod walk;
 
 pub use codec::{
-    decode, encode_deliver, encode_deliver_acked, encode_deliver_acked_header,
-    encode_deliver_header, encode_send_acked, frame_len_for_deliver, frame_len_for_deliver_acked,
-    frame_len_for_send_acked, hello, Decoded,
+    decode, deliver_header_topic, encode_deliver, encode_deliver_acked,
+    encode_deliver_acked_header, encode_deliver_header, encode_send_acked, frame_len_for_deliver,
+    frame_len_for_deliver_acked, frame_len_for_send_acked, hello, Decoded,
 };
 pub use frame::{
     AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, MsgId,

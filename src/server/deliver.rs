@@ -318,13 +318,14 @@ impl Deliverer<'_> {
         });
     }
 
-    /// Appends an already encoded frame handed over by another worker.
-    pub fn append_frame_bytes(&mut self, slot: u32, generation: u32, frame: &[u8]) {
+    /// Appends an already encoded frame handed over by another worker (`group`: the queue
+    /// group a DELIVER was picked for, empty otherwise).
+    pub fn append_frame_bytes(&mut self, slot: u32, generation: u32, group: &[u8], frame: &[u8]) {
         if self.refuses_acked(slot, generation, frame) {
             return;
         }
         if self.is_nats(slot, generation) {
-            return self.append_frame_bytes_nats(slot, generation, b"", frame);
+            return self.append_frame_bytes_nats(slot, generation, group, frame);
         }
         // Handed-over frames were encoded by this process: the kind byte is valid.
         let kind = frame

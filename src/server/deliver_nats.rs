@@ -8,7 +8,7 @@ use super::deliver::Deliverer;
 use super::stats::{bump, kind_index};
 use crate::core::engine::nats::{NatsConn, NatsMessage, NatsOutput};
 use crate::core::Location;
-use crate::protocol::{decode, Decoded, Frame, FrameKind, HEADER_LEN};
+use crate::protocol::{decode, deliver_header_topic, Decoded, Frame, FrameKind};
 
 impl Deliverer<'_> {
     /// Whether the live connection at (`slot`, `generation`) speaks NATS.
@@ -152,15 +152,6 @@ impl Deliverer<'_> {
     }
 }
 
-/// The topic of an encoded plain DELIVER header (`[len u32][kind][flags][sender_len u8]
-/// [sender][topic_len u8][topic]`, the payload apart).
-fn deliver_header_topic(header: &[u8]) -> Option<&[u8]> {
-    let body = header.get(HEADER_LEN..)?;
-    let (&sender_len, rest) = body.split_first()?;
-    let (&topic_len, rest) = rest.get(sender_len as usize..)?.split_first()?;
-    rest.get(..topic_len as usize)
-}
-
 impl NatsOutput for Deliverer<'_> {
     fn nats_conn(&mut self, at: Location) -> Option<&mut NatsConn> {
         self.slab
@@ -180,20 +171,5 @@ impl NatsOutput for Deliverer<'_> {
             out.extend_from_slice(bytes);
             0
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::encode_deliver_header;
-
-    #[test]
-    fn the_topic_of_a_deliver_header() {
-        let mut header = Vec::new();
-        encode_deliver_header(&mut header, b"sender", b"news.eu", 42);
-        assert_eq!(deliver_header_topic(&header), Some(&b"news.eu"[..]));
-        assert_eq!(deliver_header_topic(&header[..header.len() - 1]), None);
-        assert_eq!(deliver_header_topic(b""), None);
     }
 }

@@ -23,21 +23,17 @@ impl Worker {
                     match record.tag {
                         TAG_FRAME => {
                             self.deliverer(record.slot, record.generation)
-                                .append_frame_bytes(record.slot, record.generation, record.body);
+                                .append_frame_bytes(
+                                    record.slot,
+                                    record.generation,
+                                    b"",
+                                    record.body,
+                                );
                         }
                         TAG_GROUP_FRAME => {
                             let (group, frame) = split_group(record.body);
-                            let mut sink = self.deliverer(record.slot, record.generation);
-                            if sink.is_nats(record.slot, record.generation) {
-                                sink.append_frame_bytes_nats(
-                                    record.slot,
-                                    record.generation,
-                                    group,
-                                    frame,
-                                );
-                            } else {
-                                sink.append_frame_bytes(record.slot, record.generation, frame);
-                            }
+                            self.deliverer(record.slot, record.generation)
+                                .append_frame_bytes(record.slot, record.generation, group, frame);
                         }
                         TAG_SHARED | TAG_GROUP_SHARED => {
                             let (index, rest) = record.body.split_at(SHARED_INDEX_LEN);

@@ -48,6 +48,7 @@ impl Worker {
                     self.deliverer(to.slot, to.generation).append_frame_bytes(
                         to.slot,
                         to.generation,
+                        b"",
                         &bytes,
                     );
                 }

@@ -48,9 +48,4 @@ impl NatsConn {
     pub fn verbose(&self) -> bool {
         self.options.as_ref().is_some_and(|o| o.verbose)
     }
-
-    /// Memory this connection's NATS state holds (sids and an unfinished operation).
-    pub fn held_bytes(&self) -> usize {
-        self.subs.held_bytes() + self.reader.held_bytes()
-    }
 }

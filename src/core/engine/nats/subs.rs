@@ -90,15 +90,6 @@ impl NatsSubs {
         self.slab.get(index as usize).and_then(Option::as_ref)
     }
 
-    pub fn get(&self, sid: &[u8]) -> Option<&NatsSub> {
-        self.at(*self.by_sid.get(sid)?)
-    }
-
-    /// Every distinct (subject, queue) held, for the engine's release at close.
-    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.per_pair.keys().map(|(s, q)| (&**s, &**q))
-    }
-
     pub fn insert(
         &mut self,
         sid: &[u8],
@@ -235,15 +226,6 @@ impl NatsSubs {
         }
         found.len()
     }
-
-    /// Bytes this table holds (approximately: keys and values, not the maps' slack).
-    pub fn held_bytes(&self) -> usize {
-        self.slab
-            .iter()
-            .flatten()
-            .map(|s| 2 * s.sid.len() + 2 * s.subject.len() + s.queue.len() + 96)
-            .sum()
-    }
 }
 
 #[cfg(test)]
@@ -305,7 +287,7 @@ mod tests {
         assert!(subs.limit(b"2", 1), "already past its maximum");
         assert_eq!(subs.remove(b"2"), Some((b"foo"[..].into(), b""[..].into())));
         assert_eq!(subs.remove(b"2"), None);
-        assert!(subs.is_empty() && subs.pairs().next().is_none());
+        assert!(subs.is_empty() && subs.per_pair.is_empty());
     }
 
     #[test]
