@@ -132,10 +132,12 @@ fn cases() -> Vec<Case> {
             &[QUIET, b"PUB o.g 1\r\nx\r\nPING\r\n"],
             open(b"PONG\r\n"),
         ),
+        // One sid per subject: nats-server orders two sids of one subject at random (a CI
+        // run saw 2 before 1), and the protocol promises no order between sids.
         case(
-            "one msg per matching sid in order",
-            &[QUIET, b"SUB o.h 1\r\nSUB o.h 2\r\nSUB o.* 3\r\nPUB o.h 1\r\nx\r\nPING\r\n"],
-            open(b"MSG o.h 1 1\r\nx\r\nMSG o.h 2 1\r\nx\r\nMSG o.h 3 1\r\nx\r\nPONG\r\n"),
+            "one msg per matching sid",
+            &[QUIET, b"SUB o.h 1\r\nSUB o.* 3\r\nPUB o.h 1\r\nx\r\nPING\r\n"],
+            open(b"MSG o.h 1 1\r\nx\r\nMSG o.h 3 1\r\nx\r\nPONG\r\n"),
         ),
         case(
             "a sid used twice is one subscription",
