@@ -4,7 +4,9 @@
 //! Run: `cargo bench --bench codec`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringrelay::protocol::{decode, encode_deliver, Decoded, Frame, MAX_FRAME_BYTES_DEFAULT};
+use ringrelay::protocol::{
+    decode, encode_deliver, Decoded, Frame, Message, MAX_FRAME_BYTES_DEFAULT,
+};
 use std::time::Duration;
 
 const MAX: usize = MAX_FRAME_BYTES_DEFAULT;
@@ -81,12 +83,8 @@ fn encode_deliver_bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(size), &payload, |b, payload| {
             b.iter(|| {
                 out.clear();
-                encode_deliver(
-                    &mut out,
-                    black_box(SENDER),
-                    black_box(b""),
-                    black_box(payload),
-                );
+                let message = Message::plain(black_box(SENDER), black_box(b""), black_box(payload));
+                encode_deliver(&mut out, &message);
                 black_box(out.len())
             })
         });

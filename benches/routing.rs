@@ -10,7 +10,8 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringrelay::core::{Location, Origin, Row, Sink, Tables};
 use ringrelay::protocol::{
-    decode, encode_deliver, CloseReason, Decoded, ErrorCode, Frame, MAX_FRAME_BYTES_DEFAULT,
+    decode, encode_deliver, CloseReason, Decoded, ErrorCode, Frame, Message,
+    MAX_FRAME_BYTES_DEFAULT,
 };
 use std::time::Duration;
 
@@ -67,7 +68,7 @@ impl WorkerSink {
 
 impl Sink for WorkerSink {
     #[inline]
-    fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
+    fn deliver(&mut self, to: Location, message: &Message<'_>) {
         let slot = to.slot as usize;
         if self.generation.get(slot) != Some(&to.generation) {
             return;
@@ -76,7 +77,7 @@ impl Sink for WorkerSink {
         if out.is_empty() {
             self.dirty.push(to.slot);
         }
-        encode_deliver(out, sender, topic, payload);
+        encode_deliver(out, message);
         self.deliveries += 1;
     }
 
@@ -87,19 +88,10 @@ impl Sink for WorkerSink {
     fn error_to_origin(&mut self, _code: ErrorCode, _subject: &[u8], _text: &'static str) {
         self.errors += 1;
     }
-    fn forward_send(&mut self, _node: u16, _sender: &[u8], _target: &[u8], _payload: &[u8]) {
+    fn forward_send(&mut self, _node: u16, _target: &[u8], _message: &Message<'_>) {
         unreachable!("single-node benchmark")
     }
-    fn forward_publish(
-        &mut self,
-        _node: u16,
-        _sender: &[u8],
-        _topic: &[u8],
-        _group: &[u8],
-        _no_echo: bool,
-        _payload: &[u8],
-    ) {
-    }
+    fn forward_publish(&mut self, _: u16, _: &Message<'_>, _: &[u8], _: bool) {}
 }
 
 /// Decodes and routes every frame of `buf`; returns the number of frames.
@@ -115,14 +107,16 @@ fn route_batch(tables: &Tables, origin: Origin<'_>, buf: &[u8], sink: &mut Worke
                 frames += 1;
                 match frame {
                     Frame::Send { target, payload } => {
-                        tables.route_send(&guards, origin, target, payload, sink);
+                        let message = Message::plain(origin.client_id, b"", payload);
+                        tables.route_send(&guards, target, &message, sink);
                     }
                     Frame::Publish {
                         topic,
                         payload,
                         no_echo,
                     } => {
-                        tables.route_publish(&guards, origin, topic, payload, no_echo, sink);
+                        let message = Message::plain(origin.client_id, topic, payload);
+                        tables.route_publish(&guards, origin.location, &message, no_echo, sink);
                     }
                     other => panic!("unexpected frame {other:?}"),
                 }

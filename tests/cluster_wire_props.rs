@@ -12,7 +12,7 @@ use ringrelay::cluster::wire::{
     HEADER_LEN, LINK_VERSION,
 };
 
-use ringrelay::protocol::{AckFields, AckRuns, MsgId};
+use ringrelay::protocol::{AckFields, AckRuns, Message, MsgId};
 
 const MAX: usize = 1 << 24;
 
@@ -97,17 +97,15 @@ fn link_msg() -> impl Strategy<Value = LinkMsg> {
 /// Owned mirror of [`DataFrame`], so generated frames outlive no buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum OwnedData {
+    /// `topic` always empty; `reply` and `headers` empty when absent.
     Send {
-        sender: Vec<u8>,
         target: Vec<u8>,
-        payload: Vec<u8>,
+        message: OwnedMessage,
     },
     Publish {
-        sender: Vec<u8>,
-        topic: Vec<u8>,
         group: Vec<u8>,
         no_echo: bool,
-        payload: Vec<u8>,
+        message: OwnedMessage,
     },
     SendAcked {
         sender: Vec<u8>,
@@ -125,21 +123,48 @@ enum OwnedData {
     },
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OwnedMessage {
+    sender: Vec<u8>,
+    topic: Vec<u8>,
+    reply: Vec<u8>,
+    headers: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl OwnedMessage {
+    fn borrowed(&self) -> Message<'_> {
+        Message {
+            sender: &self.sender,
+            topic: &self.topic,
+            reply: &self.reply,
+            headers: &self.headers,
+            payload: &self.payload,
+        }
+    }
+
+    fn owned(m: &Message<'_>) -> OwnedMessage {
+        OwnedMessage {
+            sender: m.sender.to_vec(),
+            topic: m.topic.to_vec(),
+            reply: m.reply.to_vec(),
+            headers: m.headers.to_vec(),
+            payload: m.payload.to_vec(),
+        }
+    }
+}
+
 impl OwnedData {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            OwnedData::Send {
-                sender,
-                target,
-                payload,
-            } => encode_data_send(out, sender, target, payload),
+            OwnedData::Send { target, message } => {
+                encode_data_send(out, target, &message.borrowed())
+            }
             OwnedData::Publish {
-                sender,
-                topic,
                 group,
                 no_echo,
-                payload,
-            } => encode_data_publish(out, sender, topic, group, *no_echo, payload),
+                message,
+            } => encode_data_publish(out, &message.borrowed(), group, *no_echo),
             OwnedData::SendAcked {
                 sender,
                 target,
@@ -169,27 +194,18 @@ impl OwnedData {
 
     fn from_frame(f: DataFrame<'_>) -> OwnedData {
         match f {
-            DataFrame::Send {
-                sender,
-                target,
-                payload,
-            } => OwnedData::Send {
-                sender: sender.to_vec(),
+            DataFrame::Send { target, message } => OwnedData::Send {
                 target: target.to_vec(),
-                payload: payload.to_vec(),
+                message: OwnedMessage::owned(&message),
             },
             DataFrame::Publish {
-                sender,
-                topic,
                 group,
                 no_echo,
-                payload,
+                message,
             } => OwnedData::Publish {
-                sender: sender.to_vec(),
-                topic: topic.to_vec(),
                 group: group.to_vec(),
                 no_echo,
-                payload: payload.to_vec(),
+                message: OwnedMessage::owned(&message),
             },
             DataFrame::SendAcked {
                 sender,
@@ -216,30 +232,32 @@ impl OwnedData {
 
 fn data_frame() -> impl Strategy<Value = OwnedData> {
     let bytes = |min: usize| vec(any::<u8>(), min..=255);
-    prop_oneof![
-        (bytes(1), bytes(1), vec(any::<u8>(), 0..600)).prop_map(|(sender, target, payload)| {
-            OwnedData::Send {
-                sender,
-                target,
-                payload,
-            }
-        }),
+    // A reply topic and headers in about half the messages each (empty: absent).
+    let message = |topic_min: usize| {
         (
             bytes(1),
-            bytes(1),
-            bytes(0),
-            any::<bool>(),
-            vec(any::<u8>(), 0..600)
+            bytes(topic_min).prop_map(move |t| if topic_min == 0 { Vec::new() } else { t }),
+            prop_oneof![Just(Vec::new()), bytes(1)],
+            prop_oneof![Just(Vec::new()), vec(any::<u8>(), 1..300)],
+            vec(any::<u8>(), 0..600),
         )
-            .prop_map(|(sender, topic, group, no_echo, payload)| {
-                OwnedData::Publish {
-                    sender,
-                    topic,
-                    group,
-                    no_echo,
-                    payload,
-                }
-            }),
+            .prop_map(|(sender, topic, reply, headers, payload)| OwnedMessage {
+                sender,
+                topic,
+                reply,
+                headers,
+                payload,
+            })
+    };
+    prop_oneof![
+        (bytes(1), message(0)).prop_map(|(target, message)| OwnedData::Send { target, message }),
+        (bytes(0), any::<bool>(), message(1)).prop_map(|(group, no_echo, message)| {
+            OwnedData::Publish {
+                group,
+                no_echo,
+                message,
+            }
+        }),
         (
             bytes(1),
             bytes(1),

@@ -8,10 +8,11 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use ringrelay::protocol::{
-    decode, encode_deliver, frame_len_for_deliver, AckFields, AckRuns, CloseReason, DecodeError,
-    Decoded, EncodeError, ErrorCode, Frame, FrameKind, FrameReader, MsgId, StreamDecoder,
-    ACK_RUNS_MAX, CLIENT_ID_LEN_MAX, FLAG_ACKED, FLAG_GAP, FLAG_NO_ECHO, HEADER_LEN,
-    MAX_FRAME_BYTES_DEFAULT, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
+    decode, encode_deliver, encode_publish_extended, encode_send_extended, frame_len_for_deliver,
+    publish_extended_len, send_extended_len, AckFields, AckRuns, CloseReason, DecodeError, Decoded,
+    EncodeError, ErrorCode, Frame, FrameKind, FrameReader, Message, MsgId, StreamDecoder,
+    ACK_RUNS_MAX, CLIENT_ID_LEN_MAX, FLAG_ACKED, FLAG_GAP, FLAG_HEADERS, FLAG_NO_ECHO, FLAG_REPLY,
+    HEADER_LEN, MAX_FRAME_BYTES_DEFAULT, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
 };
 
 const MAX: usize = MAX_FRAME_BYTES_DEFAULT;
@@ -94,6 +95,17 @@ enum Owned {
         subject: Vec<u8>,
         id: MsgId,
         text: Vec<u8>,
+    },
+    /// Version 3's SEND, PUBLISH or DELIVER with a reply topic or headers (`kind`; `head` is
+    /// the target or the topic; `sender` is empty but in DELIVER).
+    Extended {
+        kind: FrameKind,
+        sender: Vec<u8>,
+        head: Vec<u8>,
+        reply: Vec<u8>,
+        headers: Vec<u8>,
+        payload: Vec<u8>,
+        no_echo: bool,
     },
     /// ACK (`receipt` false: `who` is `to`) or RECEIPT (`who` is `from`); runs as on the wire.
     Ack {
@@ -198,6 +210,8 @@ impl Owned {
                 id: *id,
                 text,
             },
+            // Only the decoder makes an extended frame: see `encode_into`.
+            Owned::Extended { .. } => unreachable!("extended frames are encoded by encode_into"),
             Owned::Ack {
                 receipt,
                 who,
@@ -301,6 +315,23 @@ impl Owned {
                 reason: reason.0,
                 text: v(text),
             },
+            Frame::Extended(extended) => {
+                let fields = extended.fields();
+                let m = fields.message;
+                Owned::Extended {
+                    kind: extended.kind(),
+                    sender: v(m.sender),
+                    head: if extended.kind() == FrameKind::Send {
+                        v(fields.target)
+                    } else {
+                        v(m.topic)
+                    },
+                    reply: v(m.reply),
+                    headers: v(m.headers),
+                    payload: v(m.payload),
+                    no_echo: fields.no_echo,
+                }
+            }
             Frame::SendAcked {
                 target,
                 id,
@@ -348,11 +379,53 @@ impl Owned {
 
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.as_frame()
-            .encode(&mut out)
-            .expect("generated frames respect the field limits");
-        assert_eq!(out.len(), self.as_frame().encoded_len());
+        self.encode_into(&mut out);
         out
+    }
+
+    /// Appends the frame: through [`Frame::encode`], or version 3's encoders for an extended
+    /// one (no frame value can be made of one but by decoding).
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        let Owned::Extended {
+            kind,
+            sender,
+            head,
+            reply,
+            headers,
+            payload,
+            no_echo,
+        } = self
+        else {
+            let frame = self.as_frame();
+            frame
+                .encode(out)
+                .expect("generated frames respect the field limits");
+            assert_eq!(out.len() - start, frame.encoded_len());
+            return;
+        };
+        let mut message = Message {
+            sender,
+            topic: head,
+            reply,
+            headers,
+            payload,
+        };
+        match kind {
+            FrameKind::Send => {
+                message.topic = b"";
+                encode_send_extended(out, head, &message).expect("a valid SEND");
+                assert_eq!(out.len() - start, send_extended_len(head, &message));
+            }
+            FrameKind::Publish => {
+                encode_publish_extended(out, &message, *no_echo).expect("a valid PUBLISH");
+                assert_eq!(out.len() - start, publish_extended_len(&message));
+            }
+            _ => {
+                encode_deliver(out, &message);
+                assert_eq!(out.len() - start, frame_len_for_deliver(&message));
+            }
+        }
     }
 }
 
@@ -402,6 +475,35 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// A version-3 SEND, PUBLISH or DELIVER: a reply topic, headers, or both.
+fn extended() -> impl Strategy<Value = Owned> {
+    let kind = prop_oneof![
+        Just(FrameKind::Send),
+        Just(FrameKind::Publish),
+        Just(FrameKind::Deliver)
+    ];
+    let reply_and_headers = prop_oneof![
+        (topic(), Just(Vec::new())),
+        (Just(Vec::new()), vec(any::<u8>(), 1..300)),
+        (topic(), vec(any::<u8>(), 1..300)),
+    ];
+    (kind, id(), reply_and_headers, payload(), any::<bool>()).prop_map(
+        |(kind, name, (reply, headers), payload, no_echo)| {
+            let deliver = kind == FrameKind::Deliver;
+            Owned::Extended {
+                kind,
+                sender: if deliver { name.clone() } else { Vec::new() },
+                // A DELIVER's topic may be empty (a SEND); a target or topic may not.
+                head: if deliver { Vec::new() } else { name },
+                reply,
+                headers,
+                payload,
+                no_echo: no_echo && kind == FrameKind::Publish,
+            }
+        },
+    )
+}
+
 /// Any valid frame of any kind.
 fn frame() -> impl Strategy<Value = Owned> {
     prop_oneof![
@@ -441,6 +543,7 @@ fn frame() -> impl Strategy<Value = Owned> {
             }
         }),
         (any::<u16>(), payload()).prop_map(|(reason, text)| Owned::Close { reason, text }),
+        extended(),
         (id(), msg_id(), payload()).prop_map(|(target, id, payload)| Owned::SendAcked {
             target,
             id,
@@ -676,7 +779,7 @@ proptest! {
     fn chunked_stream_roundtrips(frames in vec(frame(), 0..16), how in chunking()) {
         let mut stream = Vec::new();
         for f in &frames {
-            f.as_frame().encode(&mut stream).unwrap();
+            f.encode_into(&mut stream);
         }
         let parts = chunks(&stream, &how);
         prop_assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), stream.len());
@@ -797,11 +900,12 @@ proptest! {
     #[test]
     fn encode_deliver_matches_generic(sender in id(), topic in short_optional(), p in payload()) {
         let mut hot = vec![0xEE; 3]; // appends after existing content
-        encode_deliver(&mut hot, &sender, &topic, &p);
+        let message = Message::plain(&sender, &topic, &p);
+        encode_deliver(&mut hot, &message);
         let mut generic = vec![0xEE; 3];
         Frame::Deliver { sender: &sender, topic: &topic, payload: &p }.encode(&mut generic).unwrap();
         prop_assert_eq!(&hot, &generic);
-        prop_assert_eq!(hot.len() - 3, frame_len_for_deliver(&sender, &topic, &p));
+        prop_assert_eq!(hot.len() - 3, frame_len_for_deliver(&message));
     }
 }
 
@@ -989,8 +1093,9 @@ fn unknown_kinds() {
 /// The flag bits PROTOCOL.md section 4 defines for the kind byte `kind`.
 fn allowed_flags(kind: u8) -> u8 {
     match FrameKind::from_u8(kind) {
-        Some(FrameKind::Publish) => FLAG_NO_ECHO,
-        Some(FrameKind::Send | FrameKind::Deliver | FrameKind::Error) => FLAG_ACKED,
+        Some(FrameKind::Publish) => FLAG_NO_ECHO | FLAG_REPLY | FLAG_HEADERS,
+        Some(FrameKind::Send | FrameKind::Deliver) => FLAG_ACKED | FLAG_REPLY | FLAG_HEADERS,
+        Some(FrameKind::Error) => FLAG_ACKED,
         Some(FrameKind::Ack | FrameKind::Receipt) => FLAG_GAP,
         _ => 0,
     }
@@ -1004,7 +1109,11 @@ fn undefined_flags() {
             // An otherwise empty body: flags are checked from the header, before the body.
             let bytes = raw(kind as u8, flags, b"");
             let result = decode(&bytes, MAX);
-            if flags & !allowed != 0 {
+            // ACKED does not combine with version 3's REPLY and HEADERS (section 13).
+            let acked = matches!(kind, FrameKind::Send | FrameKind::Deliver)
+                && flags & FLAG_ACKED != 0
+                && flags & (FLAG_REPLY | FLAG_HEADERS) != 0;
+            if flags & !allowed != 0 || acked {
                 assert_eq!(
                     result,
                     Err(DecodeError::BadFlags { kind, flags }),
@@ -1395,7 +1504,7 @@ fn protocol_md_worked_examples() {
         deliver
     );
     let mut hot = Vec::new();
-    encode_deliver(&mut hot, b"alice", b"", b"hi");
+    encode_deliver(&mut hot, &Message::plain(b"alice", b"", b"hi"));
     assert_eq!(
         hot.iter()
             .map(|b| format!("{b:02x}"))

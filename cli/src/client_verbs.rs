@@ -452,6 +452,8 @@ pub fn print_events(
                 sender,
                 topic: None,
                 payload,
+                reply: None,
+                headers: None,
             },
             other => other,
         };

@@ -1,10 +1,11 @@
-//! The `ringrelay` binary: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`, `watch`,
-//! `chat`) and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is
+//! The `ringrelay` binary: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`, `req`,
+//! `reply`, `watch`, `chat`) and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is
 //! the `ringrelay` library; this crate adds the command line, logging and the global
 //! allocator.
 //!
 //! Errors are printed as `ringrelay: <message>` on stderr. Exit status (also in `--help`): 1
-//! for failures, 2 for `send` to an unknown id and for usage errors, 3 for a receiving verb's
+//! for failures, 2 for `send` to an unknown id, a request nobody subscribes to, and usage
+//! errors, 3 for a receiving verb's
 //! timeout before `--count`, 4 when no relay can be reached or the connection is lost for good.
 
 mod acked_send;
@@ -12,11 +13,13 @@ mod chat;
 mod client_verbs;
 mod payload;
 mod render;
+mod request_verbs;
 mod serve;
 mod signals;
 
 pub use chat::ChatArgs;
 pub use client_verbs::{ConnArgs, ListenArgs, PubArgs, SendArgs, SubArgs, WatchArgs};
+pub use request_verbs::{ReplyArgs, ReqArgs};
 pub use serve::{parse_cpu_list, CpuList, ServeArgs};
 
 use clap::{Parser, Subcommand};
@@ -53,8 +56,9 @@ Environment:
 Exit status:
   0  done (a receiving verb: --count reached, or its timeout after at least one message)
   1  failure (bad input, a refused request, a relay that cannot start)
-  2  send to an unknown id; a usage error
-  3  a receiving verb's --timeout-ms passed before --count messages (without --count: any)
+  2  send to an unknown id; req to a topic nobody subscribes to; a usage error
+  3  a receiving verb's --timeout-ms passed before --count messages (without --count: any);
+     req: no answer within --timeout-ms
   4  no relay: none reachable within --connect-timeout-ms, or the connection was lost and
      could not be replaced";
 
@@ -70,6 +74,10 @@ pub enum Command {
     Pub(PubArgs),
     /// Subscribe to a topic and print every message, one per line.
     Sub(SubArgs),
+    /// Publish a request (with a reply topic) and print the first answer.
+    Req(ReqArgs),
+    /// Answer requests on a topic: publish an answer to each request's reply topic.
+    Reply(ReplyArgs),
     /// Print each id's present state, then `online ID` / `offline ID` as it changes.
     Watch(WatchArgs),
     /// Chat on a topic: typed lines go to everyone else subscribed, theirs are printed.
@@ -144,6 +152,14 @@ pub fn run(cli: Cli) -> Result<(), CliFailure> {
         Command::Watch(args) => {
             init_logging("warn");
             client_verbs::watch(&args)
+        }
+        Command::Req(args) => {
+            init_logging("warn");
+            request_verbs::request(&args)
+        }
+        Command::Reply(args) => {
+            init_logging("warn");
+            request_verbs::reply(&args)
         }
         Command::Chat(args) => {
             init_logging("warn");

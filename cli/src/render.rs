@@ -18,7 +18,8 @@ use std::io::{self, Write};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// One escaped line per message: `SENDER: PAYLOAD`, `SENDER on TOPIC: PAYLOAD`.
+    /// One escaped line per message: `SENDER: PAYLOAD`, `SENDER on TOPIC: PAYLOAD`, with
+    /// ` reply REPLY` and ` headers HEADERS` before the colon when the message has them.
     Text,
     /// One JSON object per line (sender, topic, payload, receive time).
     Json,
@@ -35,12 +36,22 @@ pub fn write_event(out: &mut impl Write, format: Format, event: &Event) -> io::R
                 sender,
                 topic,
                 payload,
+                reply,
+                headers,
             },
         ) => {
             let mut line = escape(sender);
             if let Some(topic) = topic {
                 line.push_str(" on ");
                 line.push_str(&escape(topic));
+            }
+            if let Some(reply) = reply {
+                line.push_str(" reply ");
+                line.push_str(&escape(reply));
+            }
+            if let Some(headers) = headers {
+                line.push_str(" headers ");
+                line.push_str(&escape(headers));
             }
             line.push_str(": ");
             line.push_str(&escape(payload));
@@ -96,6 +107,8 @@ fn json_of(event: &Event, received_at_us: u64) -> serde_json::Value {
             sender,
             topic,
             payload,
+            reply,
+            headers,
         } => {
             let (payload, encoding) = match std::str::from_utf8(payload) {
                 Ok(text) => (text.to_string(), "utf8"),
@@ -108,6 +121,8 @@ fn json_of(event: &Event, received_at_us: u64) -> serde_json::Value {
                 "event": "message",
                 "sender": String::from_utf8_lossy(sender),
                 "topic": topic.as_ref().map(|t| String::from_utf8_lossy(t)),
+                "reply": reply.as_ref().map(|r| String::from_utf8_lossy(r)),
+                "headers": headers.as_ref().map(|h| String::from_utf8_lossy(h)),
                 "payload": payload,
                 "payload_encoding": encoding,
                 "received_at_us": received_at_us,
@@ -139,6 +154,8 @@ mod tests {
             sender: b"alice".to_vec(),
             topic: topic.map(<[u8]>::to_vec),
             payload: payload.to_vec(),
+            reply: None,
+            headers: None,
         }
     }
 

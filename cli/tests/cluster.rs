@@ -323,6 +323,8 @@ fn three_nodes_send_fanout_queue_broadcast_presence() {
                         sender,
                         topic,
                         payload,
+                        reply: None,
+                        headers: None,
                     }) => {
                         let payload = lossy(&payload);
                         if payload == "q-fence" {

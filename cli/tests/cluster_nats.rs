@@ -31,7 +31,7 @@ fn await_route(publisher: &mut Nats, subject: &str, subscriber: &mut Nats) {
         match subscriber.next() {
             Line::Msg { payload, .. } if payload == b"fence" => return,
             Line::Msg { .. } => {}
-            Line::Other(line) => panic!("unexpected {line:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
 }

@@ -10,6 +10,7 @@ use ringrelay::client::Event;
 use ringrelay::cluster::link_io::{dial, LinkIdentity};
 use ringrelay::cluster::wire::{encode_data_publish, encode_data_send, Lane, HEADER_LEN};
 use ringrelay::config::Config;
+use ringrelay::protocol::Message;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -27,7 +28,7 @@ fn free_port() -> std::net::SocketAddr {
 /// header's length covers the body) but malformed (a sender is required).
 fn malformed_send(target: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::new();
-    encode_data_send(&mut frame, b"x", target, payload);
+    encode_data_send(&mut frame, target, &Message::plain(b"x", b"", payload));
     // Body: sender (len 1, "x"), target, payload. A zero length leaves one stray byte that the
     // decoder reads as the target's length: still inside the frame, and refused.
     frame[HEADER_LEN] = 0;
@@ -60,15 +61,33 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
         .expect("the data link handshake succeeds")
         .stream;
     let mut bytes = Vec::new();
-    encode_data_send(&mut bytes, b"remote-a", b"target", b"first");
+    encode_data_send(
+        &mut bytes,
+        b"target",
+        &Message::plain(b"remote-a", b"", b"first"),
+    );
     bytes.extend(malformed_send(b"target", b"lost"));
-    encode_data_publish(&mut bytes, b"remote-b", b"news", b"", false, b"second");
+    encode_data_publish(
+        &mut bytes,
+        &Message::plain(b"remote-b", b"news", b"second"),
+        b"",
+        false,
+    );
     // A publish with a flag bit its kind does not define is framed but malformed too.
     let mut bad_publish = Vec::new();
-    encode_data_publish(&mut bad_publish, b"remote-b", b"news", b"", false, b"lost");
+    encode_data_publish(
+        &mut bad_publish,
+        &Message::plain(b"remote-b", b"news", b"lost"),
+        b"",
+        false,
+    );
     bad_publish[HEADER_LEN - 1] |= 0x80;
     bytes.extend(bad_publish);
-    encode_data_send(&mut bytes, b"remote-a", b"target", b"third");
+    encode_data_send(
+        &mut bytes,
+        b"target",
+        &Message::plain(b"remote-a", b"", b"third"),
+    );
     link.write_all(&bytes).unwrap();
 
     let mut got = Vec::new();
@@ -78,6 +97,8 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
                 sender,
                 topic,
                 payload,
+                reply: None,
+                headers: None,
             } => got.push((sender, topic, payload)),
             other => panic!("unexpected {other:?}"),
         }
@@ -101,7 +122,11 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
     // The link is still up: a forward written now is delivered, and the node has not closed
     // its end.
     let mut more = Vec::new();
-    encode_data_send(&mut more, b"remote-a", b"target", b"after");
+    encode_data_send(
+        &mut more,
+        b"target",
+        &Message::plain(b"remote-a", b"", b"after"),
+    );
     link.write_all(&more).unwrap();
     let (sender, _, payload) = next_message(&mut target);
     assert_eq!((sender, payload), (b"remote-a".to_vec(), b"after".to_vec()));

@@ -38,6 +38,8 @@ fn next_message(c: &mut Client) -> (Vec<u8>, Option<Vec<u8>>, Vec<u8>) {
                 sender,
                 topic,
                 payload,
+                reply: None,
+                headers: None,
             } => return (sender, topic, payload),
             Event::Presence { .. } => continue,
             other => panic!("unexpected event {other:?}"),

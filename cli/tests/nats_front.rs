@@ -115,7 +115,7 @@ impl Nats {
         while payloads.len() < 3 {
             match self.next() {
                 Line::Msg { payload, .. } => payloads.push(payload),
-                Line::Other(line) => panic!("unexpected {line:?}"),
+                other => panic!("unexpected {other:?}"),
             }
         }
         self.send(b"PING\r\n");

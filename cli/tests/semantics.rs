@@ -21,6 +21,8 @@ fn msg(sender: &str, topic: Option<&str>, payload: &[u8]) -> Event {
         sender: sender.as_bytes().to_vec(),
         topic: topic.map(|t| t.as_bytes().to_vec()),
         payload: payload.to_vec(),
+        reply: None,
+        headers: None,
     }
 }
 

@@ -8,7 +8,8 @@ use ringrelay::cluster::wire::{
     REFUSE_BAD_SECRET,
 };
 use ringrelay::protocol::{
-    hello, CloseReason, ErrorCode, Frame, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION,
+    encode_deliver, encode_publish_extended, encode_send_extended, hello, CloseReason, ErrorCode,
+    Frame, Message, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION,
 };
 use ringrelay_fuzz::MAXES;
 use std::fs;
@@ -89,14 +90,37 @@ fn client_frames() -> Vec<(&'static str, Vec<u8>)> {
             },
         ),
     ];
-    frames
+    let mut seeds: Vec<(&str, Vec<u8>)> = frames
         .into_iter()
         .map(|(name, f)| {
             let mut out = Vec::new();
             f.encode(&mut out).expect("seed frames are valid");
             (name, out)
         })
-        .collect()
+        .collect();
+    // Version 3's forms, written by their own encoders (no frame value makes one).
+    let request = Message {
+        sender: b"alice",
+        topic: b"time.now",
+        reply: b"_INBOX.a1.1",
+        headers: b"NATS/1.0\r\nTrace: 1\r\n\r\n",
+        payload: b"?",
+    };
+    let mut publish_request = Vec::new();
+    encode_publish_extended(&mut publish_request, &request, false).expect("a valid PUBLISH");
+    seeds.push(("publish_request", publish_request));
+    let direct = Message {
+        topic: b"",
+        headers: b"",
+        ..request
+    };
+    let mut send_with_reply = Vec::new();
+    encode_send_extended(&mut send_with_reply, b"bob", &direct).expect("a valid SEND");
+    seeds.push(("send_with_reply", send_with_reply));
+    let mut deliver_with_headers = Vec::new();
+    encode_deliver(&mut deliver_with_headers, &request);
+    seeds.push(("deliver_with_headers", deliver_with_headers));
+    seeds
 }
 
 fn link_msgs() -> Vec<(&'static str, Vec<u8>)> {
@@ -198,11 +222,26 @@ fn link_msgs() -> Vec<(&'static str, Vec<u8>)> {
         })
         .collect();
     let mut send = Vec::new();
-    encode_data_send(&mut send, b"alice", b"bob", b"hi");
+    encode_data_send(&mut send, b"bob", &Message::plain(b"alice", b"", b"hi"));
     out.push(("data_send", send));
     let mut publish = Vec::new();
-    encode_data_publish(&mut publish, b"alice", b"jobs", b"workers", true, b"job 1");
+    encode_data_publish(
+        &mut publish,
+        &Message::plain(b"alice", b"jobs", b"job 1"),
+        b"workers",
+        true,
+    );
     out.push(("data_publish", publish));
+    let request = Message {
+        sender: b"alice",
+        topic: b"time.now",
+        reply: b"_INBOX.a1.1",
+        headers: b"NATS/1.0\r\n\r\n",
+        payload: b"?",
+    };
+    let mut publish_request = Vec::new();
+    encode_data_publish(&mut publish_request, &request, b"", false);
+    out.push(("data_publish_request", publish_request));
     out
 }
 

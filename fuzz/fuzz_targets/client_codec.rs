@@ -5,14 +5,15 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use ringrelay::protocol::{decode, DecodeError, Decoded, HEADER_LEN};
-use ringrelay_fuzz::{assert_client_bounds, client_frame_is_valid, ArbFrame, MAXES};
+use ringrelay::protocol::{decode, DecodeError, Decoded, Frame, FrameKind, HEADER_LEN};
+use ringrelay_fuzz::{assert_client_bounds, client_frame_is_valid, ArbExtended, ArbFrame, MAXES};
 
 fuzz_target!(|data: &[u8]| {
     for max in MAXES {
         decode_stream(data, max);
     }
     structured(data);
+    structured_extended(data);
 });
 
 /// Decodes frame after frame from the front of `data` until an error or "need more".
@@ -91,6 +92,44 @@ fn structured(data: &[u8]) {
                     frame,
                     consumed: wire.len()
                 })
+            );
+        }
+    }
+}
+
+/// A structured version-3 SEND, PUBLISH or DELIVER: its encoder refuses exactly the invalid
+/// ones, and what it encodes decodes to an extended frame with the same fields.
+fn structured_extended(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(arb) = ArbExtended::arbitrary(&mut u) else {
+        return;
+    };
+    let mut out = vec![0xEE];
+    match arb.encode(&mut out) {
+        Err(e) => {
+            assert!(!arb.is_valid(), "valid extended frame refused: {e}");
+            assert_eq!(out, [0xEE], "a refused frame appends nothing");
+        }
+        Ok(()) => {
+            assert!(arb.is_valid(), "invalid extended frame encoded");
+            let wire = &out[1..];
+            let Ok(Decoded::Frame {
+                frame: Frame::Extended(extended),
+                consumed,
+            }) = decode(wire, usize::MAX)
+            else {
+                panic!("an encoded extended frame does not decode as one");
+            };
+            assert_eq!(consumed, wire.len());
+            assert_eq!(extended.kind(), arb.kind());
+            let fields = extended.fields();
+            assert_eq!(fields.message, arb.message());
+            if arb.kind() == FrameKind::Send {
+                assert_eq!(fields.target, &arb.head[..]);
+            }
+            assert_eq!(
+                fields.no_echo,
+                arb.no_echo && arb.kind() == FrameKind::Publish
             );
         }
     }

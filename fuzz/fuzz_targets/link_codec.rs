@@ -12,6 +12,7 @@ use ringrelay::cluster::wire::{
     snapshot_chunks, ControlMsg, DataFrame, DecodedData, LinkDecodeError, LinkMsg, HEADER_LEN,
     LINK_VERSION,
 };
+use ringrelay::protocol::Message;
 use ringrelay_fuzz::{arb_link_msg, bytes8, MAXES};
 
 fuzz_target!(|data: &[u8]| {
@@ -88,25 +89,26 @@ fn data_stream(data: &[u8], max: usize) {
                 assert!(consumed >= HEADER_LEN && consumed <= buf.len() && consumed <= max);
                 let mut out = Vec::new();
                 match frame {
-                    DataFrame::Send {
-                        sender,
-                        target,
-                        payload,
-                    } => {
-                        assert!(!sender.is_empty() && !target.is_empty());
-                        encode_data_send(&mut out, sender, target, payload);
-                        assert_eq!(out.len(), data_send_len(sender, target, payload));
+                    DataFrame::Send { target, message } => {
+                        assert!(!message.sender.is_empty() && !target.is_empty());
+                        assert!(message.topic.is_empty() && message.reply.len() <= 255);
+                        encode_data_send(&mut out, target, &message);
+                        assert_eq!(out.len(), data_send_len(target, &message));
+                        assert_eq!(&out[..], &buf[..consumed], "FWD_SEND re-encodes as it came");
                     }
                     DataFrame::Publish {
-                        sender,
-                        topic,
                         group,
                         no_echo,
-                        payload,
+                        message,
                     } => {
-                        assert!(!sender.is_empty() && !topic.is_empty());
-                        encode_data_publish(&mut out, sender, topic, group, no_echo, payload);
-                        assert_eq!(out.len(), data_publish_len(sender, topic, group, payload));
+                        assert!(!message.sender.is_empty() && !message.topic.is_empty());
+                        encode_data_publish(&mut out, &message, group, no_echo);
+                        assert_eq!(out.len(), data_publish_len(&message, group));
+                        assert_eq!(
+                            &out[..],
+                            &buf[..consumed],
+                            "FWD_PUBLISH re-encodes as it came"
+                        );
                     }
                     DataFrame::SendAcked {
                         sender,
@@ -173,32 +175,37 @@ fn structured(data: &[u8]) {
         }
         assert_eq!(&all, rows);
     }
-    let (Ok(sender), Ok(target), Ok(group), Ok(payload)) = (
+    let (Ok(sender), Ok(target), Ok(group), Ok(reply), Ok(headers), Ok(payload)) = (
         bytes8(&mut u, true),
         bytes8(&mut u, true),
         bytes8(&mut u, false),
+        bytes8(&mut u, false),
+        u.arbitrary::<&[u8]>(),
         u.arbitrary::<&[u8]>(),
     ) else {
         return;
     };
-    let mut out = Vec::new();
-    encode_data_send(&mut out, &sender, &target, payload);
-    let send_len = out.len();
-    encode_data_publish(
-        &mut out,
-        &sender,
-        &target,
-        &group,
-        payload.len() % 2 == 0,
+    let direct = Message {
+        sender: &sender,
+        topic: b"",
+        reply: &reply,
+        headers,
         payload,
-    );
+    };
+    let published = Message {
+        topic: &target,
+        ..direct
+    };
+    let mut out = Vec::new();
+    encode_data_send(&mut out, &target, &direct);
+    let send_len = out.len();
+    encode_data_publish(&mut out, &published, &group, payload.len() % 2 == 0);
     assert_eq!(
         decode_data(&out, usize::MAX),
         Ok(DecodedData::Frame {
             frame: DataFrame::Send {
-                sender: &sender,
                 target: &target,
-                payload
+                message: direct
             },
             consumed: send_len
         })
@@ -207,11 +214,9 @@ fn structured(data: &[u8]) {
         decode_data(&out[send_len..], usize::MAX),
         Ok(DecodedData::Frame {
             frame: DataFrame::Publish {
-                sender: &sender,
-                topic: &target,
                 group: &group,
                 no_echo: payload.len() % 2 == 0,
-                payload
+                message: published
             },
             consumed: out.len() - send_len
         })

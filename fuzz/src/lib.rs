@@ -7,7 +7,8 @@ use ringrelay::cluster::wire::{
     SHORT_LEN_MAX,
 };
 use ringrelay::protocol::{
-    AckFields, AckRuns, CloseReason, ErrorCode, Frame, MsgId, CLIENT_ID_LEN_MAX, TOKEN_LEN_MAX,
+    encode_deliver, encode_publish_extended, encode_send_extended, AckFields, AckRuns, CloseReason,
+    EncodeError, ErrorCode, Frame, FrameKind, Message, MsgId, CLIENT_ID_LEN_MAX, TOKEN_LEN_MAX,
     TOPIC_LEN_MAX,
 };
 
@@ -238,6 +239,79 @@ impl ArbFrame {
     }
 }
 
+/// Version 3's SEND (`kind` 0), PUBLISH (1) or DELIVER (else) with arbitrary fields, valid
+/// or not, written by version 3's encoders (no frame value can be made of one but by
+/// decoding).
+#[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
+pub struct ArbExtended {
+    pub kind: u8,
+    pub sender: Vec<u8>,
+    /// SEND's target, PUBLISH's and DELIVER's topic.
+    pub head: Vec<u8>,
+    pub reply: Vec<u8>,
+    pub headers: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub no_echo: bool,
+}
+
+impl ArbExtended {
+    pub fn kind(&self) -> FrameKind {
+        match self.kind {
+            0 => FrameKind::Send,
+            1 => FrameKind::Publish,
+            _ => FrameKind::Deliver,
+        }
+    }
+
+    /// The message it carries, as its decoded frame gives it back.
+    pub fn message(&self) -> Message<'_> {
+        let kind = self.kind();
+        Message {
+            sender: if kind == FrameKind::Deliver {
+                &self.sender
+            } else {
+                b""
+            },
+            topic: if kind == FrameKind::Send {
+                b""
+            } else {
+                &self.head
+            },
+            reply: &self.reply,
+            headers: &self.headers,
+            payload: &self.payload,
+        }
+    }
+
+    /// Appends it with version 3's encoder for its kind. The DELIVER encoder is the relay's
+    /// hot path and checks nothing (the relay passes it validated fields only): an invalid
+    /// DELIVER is refused here by the bounds of PROTOCOL.md, for the same error shape.
+    pub fn encode(&self, out: &mut Vec<u8>) -> std::result::Result<(), EncodeError> {
+        let message = self.message();
+        match self.kind() {
+            FrameKind::Send => encode_send_extended(out, &self.head, &message),
+            FrameKind::Publish => encode_publish_extended(out, &message, self.no_echo),
+            _ if self.is_valid() => {
+                encode_deliver(out, &message);
+                Ok(())
+            }
+            _ => Err(EncodeError::FieldEmpty { field: "deliver" }),
+        }
+    }
+
+    /// Whether its fields keep the bounds of PROTOCOL.md section 13.
+    pub fn is_valid(&self) -> bool {
+        let short = |v: &[u8]| v.len() <= 255;
+        let addressed = match self.kind() {
+            FrameKind::Send => (1..=CLIENT_ID_LEN_MAX).contains(&self.head.len()),
+            FrameKind::Publish => (1..=TOPIC_LEN_MAX).contains(&self.head.len()),
+            _ => (1..=CLIENT_ID_LEN_MAX).contains(&self.sender.len()) && short(&self.head),
+        };
+        let extended = !self.reply.is_empty() || !self.headers.is_empty();
+        addressed && short(&self.reply) && extended
+    }
+}
+
 /// Whether the client encoder must accept `f`: the field bounds of PROTOCOL.md section 2,
 /// written out independently of the codec's own `validate`.
 pub fn client_frame_is_valid(f: &Frame<'_>) -> bool {
@@ -269,6 +343,17 @@ pub fn client_frame_is_valid(f: &Frame<'_>) -> bool {
             subject, id: msg, ..
         } => short(subject) && seq(msg),
         Frame::Ack { to: who, .. } | Frame::Receipt { from: who, .. } => id(who),
+        // Version 3: a reply topic of at most 255 bytes, headers, and one of the two at least.
+        Frame::Extended(extended) => {
+            let fields = extended.fields();
+            let m = fields.message;
+            let addressed = match extended.kind() {
+                FrameKind::Send => id(fields.target) && m.topic.is_empty(),
+                FrameKind::Publish => topic(m.topic),
+                _ => id(m.sender) && short(m.topic),
+            };
+            addressed && short(m.reply) && !(m.reply.is_empty() && m.headers.is_empty())
+        }
         Frame::Welcome { .. } | Frame::Ping { .. } | Frame::Pong { .. } | Frame::Close { .. } => {
             true
         }

@@ -7,7 +7,7 @@
 use super::runner::{run_target, Target};
 use super::scenario::plan;
 use super::RelayWire;
-use ringrelay::protocol::{encode_deliver, ErrorCode, Frame, FrameReader};
+use ringrelay::protocol::{encode_deliver, ErrorCode, Frame, FrameReader, Message};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -123,7 +123,7 @@ fn serve(mut stream: TcpStream, routes: Arc<Mutex<Routes>>, node: usize) {
                     };
                     out.clear();
                     match &to {
-                        Some(_) => encode_deliver(&mut out, &me, b"", payload),
+                        Some(_) => encode_deliver(&mut out, &Message::plain(&me, b"", payload)),
                         None => Frame::Error {
                             code: ErrorCode::UNKNOWN_ID,
                             subject: target,
@@ -163,7 +163,7 @@ fn serve(mut stream: TcpStream, routes: Arc<Mutex<Routes>>, node: usize) {
                         t
                     };
                     out.clear();
-                    encode_deliver(&mut out, &me, topic, payload);
+                    encode_deliver(&mut out, &Message::plain(&me, topic, payload));
                     for to in targets {
                         let _ = to.lock().unwrap().write_all(&out);
                     }

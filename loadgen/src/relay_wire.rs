@@ -231,18 +231,17 @@ impl RelayScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringrelay::protocol::{encode_deliver, ErrorCode};
+    use ringrelay::protocol::{encode_deliver, ErrorCode, Message};
 
     fn stream() -> (Vec<u8>, usize) {
         let mut out = Vec::new();
         let mut msgs = 0;
         for i in 0..50u32 {
             let payload = format!("D{i}");
+            let topic: &[u8] = if i % 2 == 0 { b"" } else { b"topic" };
             encode_deliver(
                 &mut out,
-                b"sender-a",
-                if i % 2 == 0 { b"" } else { b"topic" },
-                payload.as_bytes(),
+                &Message::plain(b"sender-a", topic, payload.as_bytes()),
             );
             msgs += 1;
             if i % 7 == 0 {
@@ -338,7 +337,7 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("slow consumer"), "{err}");
         let mut big = Vec::new();
-        encode_deliver(&mut big, b"s", b"", &[0u8; 100]);
+        encode_deliver(&mut big, &Message::plain(b"s", b"", &[0u8; 100]));
         assert!(scanner
             .scan(&big[..HEADER_LEN], &mut Vec::new(), &mut |_| {})
             .is_err());

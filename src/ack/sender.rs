@@ -141,6 +141,7 @@ pub fn error_name(code: ErrorCode) -> &'static str {
         ErrorCode::PAYLOAD_TOO_LARGE => "payload too large",
         ErrorCode::ACK_UNSUPPORTED => "target cannot acknowledge (protocol version 1)",
         ErrorCode::INVALID_SUBJECT => "invalid subject",
+        ErrorCode::NO_RESPONDERS => "no responders",
         _ => "unknown error code",
     }
 }

@@ -28,9 +28,10 @@ pub use session::{CancelFlag, Session, SessionOptions, CANCEL_CHECK_INTERVAL};
 
 use crate::ack::{AckOut, FailReason};
 use crate::protocol::{
+    encode_publish_extended, encode_send_extended, publish_extended_len, send_extended_len,
     AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind,
-    FrameReader, MsgId, ACKED_VERSION_MIN, MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION,
-    PROTOCOL_VERSION_MIN,
+    FrameReader, Message, MsgId, ACKED_VERSION_MIN, EXTENDED_VERSION_MIN, MAX_FRAME_BYTES_DEFAULT,
+    PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -79,10 +80,14 @@ impl Default for ClientOptions {
 /// Something the relay told this client (owned, so it outlives the receive buffer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A delivered message; `topic` is `None` for a direct SEND.
+    /// A delivered message; `topic` is `None` for a direct SEND. `reply` (the topic answers
+    /// go to) and `headers` (a header block, from a NATS client for example) are `None` when
+    /// the message has none; only protocol version 3 carries them.
     Message {
         sender: Vec<u8>,
         topic: Option<Vec<u8>>,
+        reply: Option<Vec<u8>>,
+        headers: Option<Vec<u8>>,
         payload: Vec<u8>,
     },
     /// A watched client id came online or went offline.
@@ -297,10 +302,11 @@ impl Client {
 
     /// Like [`Client::connect`] with explicit options.
     ///
-    /// The HELLO asks for protocol version 2; a relay that predates it refuses with
-    /// UNSUPPORTED_VERSION, and the client then connects again asking for version 1 (no
-    /// acknowledged delivery: [`Self::send_acked`] then fails with
-    /// [`ClientError::UnsupportedVersion`]).
+    /// The HELLO asks for protocol version 3; a relay that predates it refuses with
+    /// UNSUPPORTED_VERSION, and the client then connects again asking for the version before
+    /// (2, then 1). What the agreed version lacks fails with
+    /// [`ClientError::UnsupportedVersion`]: reply topics and headers below 3
+    /// ([`Self::publish_with`]), acknowledged delivery below 2 ([`Self::send_acked`]).
     pub fn connect_with(
         addr: impl ToSocketAddrs,
         client_id: &[u8],
@@ -310,27 +316,17 @@ impl Client {
         let addrs = resolve(addr)?;
         let started = Instant::now();
         let deadline = started.checked_add(opts.connect_timeout);
-        let first = Self::connect_speaking(
-            &addrs,
-            client_id,
-            token,
-            opts.clone(),
-            PROTOCOL_VERSION,
-            deadline,
-        );
-        match first {
-            Err(ClientError::Closed {
-                reason: CloseReason::UNSUPPORTED_VERSION,
-                ..
-            }) => Self::connect_speaking(
-                &addrs,
-                client_id,
-                token,
-                opts,
-                PROTOCOL_VERSION_MIN,
-                deadline,
-            ),
-            other => other,
+        let mut version = PROTOCOL_VERSION;
+        loop {
+            let attempt =
+                Self::connect_speaking(&addrs, client_id, token, opts.clone(), version, deadline);
+            match attempt {
+                Err(ClientError::Closed {
+                    reason: CloseReason::UNSUPPORTED_VERSION,
+                    ..
+                }) if version > PROTOCOL_VERSION_MIN => version -= 1,
+                other => return other,
+            }
         }
     }
 
@@ -497,6 +493,66 @@ impl Client {
         })
     }
 
+    /// Queues a message to every subscriber of `topic` with a `reply` topic (where answers
+    /// should go; empty: none) and `headers` (empty: none). Needs protocol version 3, else
+    /// [`ClientError::UnsupportedVersion`]. A relay answers a message with a reply topic
+    /// that reaches no subscriber anywhere with [`Event::Error`] `NO_RESPONDERS`.
+    pub fn publish_with(
+        &mut self,
+        topic: &[u8],
+        reply: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        if reply.is_empty() && headers.is_empty() {
+            return self.publish(topic, payload);
+        }
+        self.check_extended()?;
+        let message = Message {
+            sender: b"",
+            topic,
+            reply,
+            headers,
+            payload,
+        };
+        self.queue_encoded(publish_extended_len(&message), |out| {
+            encode_publish_extended(out, &message, false)
+        })
+    }
+
+    /// Queues a direct message to `target` with a `reply` topic and `headers` (as
+    /// [`Self::publish_with`]; no NO_RESPONDERS: an unknown target is UNKNOWN_ID).
+    pub fn send_with(
+        &mut self,
+        target: &[u8],
+        reply: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        if reply.is_empty() && headers.is_empty() {
+            return self.send(target, payload);
+        }
+        self.check_extended()?;
+        let message = Message {
+            sender: b"",
+            topic: b"",
+            reply,
+            headers,
+            payload,
+        };
+        self.queue_encoded(send_extended_len(target, &message), |out| {
+            encode_send_extended(out, target, &message)
+        })
+    }
+
+    /// A reply topic or headers need protocol version 3.
+    fn check_extended(&self) -> Result<(), ClientError> {
+        if self.version < EXTENDED_VERSION_MIN {
+            return Err(ClientError::UnsupportedVersion(self.version));
+        }
+        Ok(())
+    }
+
     fn check_acks(&self) -> Result<(), ClientError> {
         if self.version < ACKED_VERSION_MIN {
             return Err(ClientError::UnsupportedVersion(self.version));
@@ -660,11 +716,18 @@ impl Client {
     }
 
     fn queue(&mut self, frame: Frame<'_>) -> Result<(), ClientError> {
+        self.queue_encoded(frame.encoded_len(), |out| frame.encode(out))
+    }
+
+    /// Queues the `frame_bytes` bytes `encode` appends (nothing on its error).
+    fn queue_encoded(
+        &mut self,
+        frame_bytes: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+    ) -> Result<(), ClientError> {
         self.check_open()?;
-        self.check_frame_bytes(frame.encoded_len())?;
-        frame
-            .encode(&mut self.write_buf)
-            .map_err(ClientError::Encode)?;
+        self.check_frame_bytes(frame_bytes)?;
+        encode(&mut self.write_buf).map_err(ClientError::Encode)?;
         self.write_out_if_full()
     }
 
@@ -768,7 +831,8 @@ impl Client {
         Ok(None)
     }
 
-    /// Hands the messages (DELIVER) at the front of what was read to `on_message` as
+    /// Hands the plain messages (DELIVER without reply topic or headers) at the front of what
+    /// was read to `on_message` as
     /// `(sender, topic, payload)`, borrowed from the read buffer (no copy, no allocation; the
     /// topic is `None` for a direct send), up to `max` of them; stops at a frame of another
     /// kind (left for [`Self::recv`]) or a frame not wholly read. Returns how many it handed.
@@ -1068,15 +1132,19 @@ fn lossy(bytes: &[u8]) -> String {
 
 fn classify(frame: Frame<'_>) -> Inbound {
     match frame {
-        Frame::Deliver {
-            sender,
-            topic,
-            payload,
-        } => Inbound::Event(Event::Message {
-            sender: sender.to_vec(),
-            topic: (!topic.is_empty()).then(|| topic.to_vec()),
-            payload: payload.to_vec(),
-        }),
+        Frame::Deliver { .. } | Frame::Extended(_) => {
+            let Some(message) = frame.message() else {
+                return Inbound::Unexpected(frame.kind());
+            };
+            let present = |field: &[u8]| (!field.is_empty()).then(|| field.to_vec());
+            Inbound::Event(Event::Message {
+                sender: message.sender.to_vec(),
+                topic: present(message.topic),
+                reply: present(message.reply),
+                headers: present(message.headers),
+                payload: message.payload.to_vec(),
+            })
+        }
         Frame::DeliverAcked {
             sender,
             id,
@@ -1249,18 +1317,24 @@ mod tests {
     }
 
     #[test]
-    fn a_relay_that_speaks_only_version_1_is_asked_again_with_version_1() {
+    fn a_relay_that_speaks_only_version_1_is_asked_again_with_each_older_version() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let relay = thread::spawn(move || {
-            let mut first = FakeRelay::accept(&listener);
-            assert_eq!(first.next_frame_bytes(), encoded(hello(b"c", b"")));
-            first.send(Frame::Close {
-                reason: CloseReason::UNSUPPORTED_VERSION,
-                text: b"unsupported protocol version",
-            });
-            drop(first);
+            for refused in [PROTOCOL_VERSION, 2] {
+                let mut relay = FakeRelay::accept(&listener);
+                let asked = Frame::Hello {
+                    version: refused,
+                    client_id: b"c",
+                    token: b"",
+                };
+                assert_eq!(relay.next_frame_bytes(), encoded(asked));
+                relay.send(Frame::Close {
+                    reason: CloseReason::UNSUPPORTED_VERSION,
+                    text: b"unsupported protocol version",
+                });
+            }
             let mut second = FakeRelay::accept(&listener);
             let v1 = Frame::Hello {
                 version: 1,
@@ -1280,6 +1354,10 @@ mod tests {
         let id = MsgId { epoch: 1, seq: 1 };
         assert!(matches!(
             client.send_acked(b"x", id, b"p"),
+            Err(ClientError::UnsupportedVersion(1))
+        ));
+        assert!(matches!(
+            client.publish_with(b"t", b"reply.here", b"", b"p"),
             Err(ClientError::UnsupportedVersion(1))
         ));
         client.send(b"x", b"plain messages still go").unwrap();
@@ -1588,7 +1666,9 @@ mod tests {
             Some(Event::Message {
                 sender: b"alice".to_vec(),
                 topic: None,
-                payload: b"hi".to_vec()
+                payload: b"hi".to_vec(),
+                reply: None,
+                headers: None,
             })
         );
         relay.join().unwrap();
@@ -1631,7 +1711,9 @@ mod tests {
                 Event::Message {
                     sender: b"a".to_vec(),
                     topic: Some(b"news".to_vec()),
-                    payload: b"1".to_vec()
+                    payload: b"1".to_vec(),
+                    reply: None,
+                    headers: None,
                 },
                 Event::Presence {
                     client_id: b"carol".to_vec(),

@@ -207,6 +207,30 @@ impl Session {
         self.retried(|c| c.publish(topic, payload))
     }
 
+    /// Queues a message to `topic`'s subscribers with a `reply` topic and `headers` (empty:
+    /// none; see [`Client::publish_with`]).
+    pub fn publish_with(
+        &mut self,
+        topic: &[u8],
+        reply: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.retried(|c| c.publish_with(topic, reply, headers, payload))
+    }
+
+    /// Queues a direct message to `target` with a `reply` topic and `headers` (see
+    /// [`Client::send_with`]).
+    pub fn send_with(
+        &mut self,
+        target: &[u8],
+        reply: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.retried(|c| c.send_with(target, reply, headers, payload))
+    }
+
     /// Queues a message to `topic`'s subscribers except this session.
     pub fn publish_no_echo(&mut self, topic: &[u8], payload: &[u8]) -> Result<(), ClientError> {
         self.retried(|c| c.publish_no_echo(topic, payload))

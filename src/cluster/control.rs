@@ -27,7 +27,7 @@ use super::wire::{
 use crate::config::Config;
 use crate::core::topics::TopicGroup;
 use crate::core::{EpochClock, Location, Sink, Tables};
-use crate::protocol::{CloseReason, ErrorCode};
+use crate::protocol::{CloseReason, ErrorCode, Message};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Rows per SNAPSHOT chunk and per ROWS batch message (a 4096-row chunk stays far below the
@@ -215,7 +215,7 @@ pub struct ControlPlane {
 struct OutSink<'a>(&'a mut VecDeque<Output>);
 
 impl Sink for OutSink<'_> {
-    fn deliver(&mut self, _: Location, _: &[u8], _: &[u8], _: &[u8]) {
+    fn deliver(&mut self, _: Location, _: &Message<'_>) {
         debug_assert!(false, "the control plane routes no messages");
     }
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
@@ -237,8 +237,8 @@ impl Sink for OutSink<'_> {
         });
     }
     fn error_to_origin(&mut self, _: ErrorCode, _: &[u8], _: &'static str) {}
-    fn forward_send(&mut self, _: u16, _: &[u8], _: &[u8], _: &[u8]) {}
-    fn forward_publish(&mut self, _: u16, _: &[u8], _: &[u8], _: &[u8], _: bool, _: &[u8]) {}
+    fn forward_send(&mut self, _: u16, _: &[u8], _: &Message<'_>) {}
+    fn forward_publish(&mut self, _: u16, _: &Message<'_>, _: &[u8], _: bool) {}
 }
 
 impl ControlPlane {

@@ -218,7 +218,7 @@ mod tests {
     }
 
     impl Sink for Effects {
-        fn deliver(&mut self, _: Location, _: &[u8], _: &[u8], _: &[u8]) {
+        fn deliver(&mut self, _: Location, _: &crate::protocol::Message<'_>) {
             unreachable!()
         }
         fn presence(&mut self, _to: Location, id: &[u8], online: bool) {
@@ -230,10 +230,10 @@ mod tests {
         fn error_to_origin(&mut self, _: ErrorCode, _: &[u8], _: &'static str) {
             unreachable!()
         }
-        fn forward_send(&mut self, _: u16, _: &[u8], _: &[u8], _: &[u8]) {
+        fn forward_send(&mut self, _: u16, _: &[u8], _: &crate::protocol::Message<'_>) {
             unreachable!()
         }
-        fn forward_publish(&mut self, _: u16, _: &[u8], _: &[u8], _: &[u8], _: bool, _: &[u8]) {
+        fn forward_publish(&mut self, _: u16, _: &crate::protocol::Message<'_>, _: &[u8], _: bool) {
             unreachable!()
         }
     }

@@ -20,7 +20,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::protocol::{AckFields, AckRuns, MsgId};
+use crate::protocol::{AckFields, AckRuns, Message, MsgId};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
@@ -28,8 +28,10 @@ use std::hash::{BuildHasher, Hasher};
 pub const HEADER_LEN: usize = 6;
 /// The link protocol version this build speaks (first byte of a LINK_HELLO body).
 /// Version 2: topics in INTEREST may be patterns (`a.*`, `a.>`), which a version-1 node would
-/// take for literal topics and so miss messages; the versions refuse each other's links.
-pub const LINK_VERSION: u8 = 2;
+/// take for literal topics and so miss messages. Version 3: forwarded messages may carry a
+/// reply topic and headers (flags `*_REPLY`, `*_HEADERS`), which a version-2 node would drop
+/// as malformed. Different versions refuse each other's links.
+pub const LINK_VERSION: u8 = 3;
 
 /// Handshake: first message of each side on both lanes.
 pub const LINK_HELLO: u8 = 0x80;
@@ -73,6 +75,16 @@ pub const SEND_ACKED: u8 = 0x01;
 pub const SEND_IS_ACK: u8 = 0x02;
 /// FWD_SEND flag, with `SEND_IS_ACK` only: the ACK reports a gap.
 pub const SEND_ACK_GAP: u8 = 0x04;
+/// FWD_SEND flag (version 3, not with the flags above): a reply topic (`bytes8`, 1 to 255
+/// bytes) follows the target.
+pub const SEND_REPLY: u8 = 0x08;
+/// FWD_SEND flag (as [`SEND_REPLY`]): headers (`u32` length, 1 or more bytes) follow the
+/// target and the reply topic.
+pub const SEND_HEADERS: u8 = 0x10;
+/// FWD_PUBLISH flag (version 3): a reply topic follows the group (as [`SEND_REPLY`]).
+pub const PUBLISH_REPLY: u8 = 0x02;
+/// FWD_PUBLISH flag (version 3): headers follow the group and the reply topic.
+pub const PUBLISH_HEADERS: u8 = 0x04;
 
 /// LINK_REFUSE reason: the peer's mac did not verify.
 pub const REFUSE_BAD_SECRET: u16 = 1;
@@ -224,10 +236,10 @@ impl From<ControlMsg> for LinkMsg {
 /// A data-lane frame, borrowed from the receive buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataFrame<'a> {
+    /// A SEND of `message` (its topic empty) to the client registered as `target`.
     Send {
-        sender: &'a [u8],
         target: &'a [u8],
-        payload: &'a [u8],
+        message: Message<'a>,
     },
     /// An acknowledged SEND (client protocol version 2).
     SendAcked {
@@ -243,14 +255,13 @@ pub enum DataFrame<'a> {
         gap: bool,
         ack: AckFields<'a>,
     },
+    /// A PUBLISH of `message`.
     Publish {
-        sender: &'a [u8],
-        topic: &'a [u8],
         /// Empty: deliver to the receiving node's plain subscribers; else to exactly one local
         /// member of this queue group.
         group: &'a [u8],
         no_echo: bool,
-        payload: &'a [u8],
+        message: Message<'a>,
     },
 }
 
@@ -395,8 +406,8 @@ fn allowed_flags(kind: u8) -> u8 {
     match kind {
         SNAPSHOT => SNAPSHOT_FIRST | SNAPSHOT_LAST,
         INTEREST => INTEREST_REPLACE,
-        FWD_PUBLISH => PUBLISH_NO_ECHO,
-        FWD_SEND => SEND_ACKED | SEND_IS_ACK | SEND_ACK_GAP,
+        FWD_PUBLISH => PUBLISH_NO_ECHO | PUBLISH_REPLY | PUBLISH_HEADERS,
+        FWD_SEND => SEND_ACKED | SEND_IS_ACK | SEND_ACK_GAP | SEND_REPLY | SEND_HEADERS,
         _ => 0,
     }
 }
@@ -507,6 +518,29 @@ impl<'a> Body<'a> {
     /// body can hold, so a lying count cannot make the decoder allocate beyond the frame size.
     fn capacity(&self, count: usize, min_entry: usize) -> usize {
         count.min(self.rest.len() / min_entry.max(1))
+    }
+    /// Version 3's fields after the addressing ones: the reply topic (`bytes8`, 1 to 255
+    /// bytes) when `reply`, then headers (`u32` length, 1 or more bytes) when `headers`.
+    fn extensions(
+        &mut self,
+        reply: bool,
+        headers: bool,
+    ) -> Result<(&'a [u8], &'a [u8]), LinkDecodeError> {
+        let reply = if reply {
+            self.bytes8("reply", true)?
+        } else {
+            b""
+        };
+        let headers = if headers {
+            let len = self.u32("headers")? as usize;
+            if len == 0 {
+                return Err(LinkDecodeError::Malformed("empty headers"));
+            }
+            self.take(len, "headers")?
+        } else {
+            b""
+        };
+        Ok((reply, headers))
     }
     fn remainder(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.rest)
@@ -823,21 +857,38 @@ pub fn decode_data(buf: &[u8], max_frame_bytes: usize) -> Result<DecodedData<'_>
         } => (kind, flags, body, frame_bytes),
     };
     let mut b = Body { rest: body };
-    let frame = if kind == FWD_SEND && flags != 0 {
+    let frame = if kind == FWD_SEND && flags & (SEND_ACKED | SEND_IS_ACK | SEND_ACK_GAP) != 0 {
         decode_data_acked(flags, b)?
     } else if kind == FWD_SEND {
+        let sender = b.bytes8("FWD_SEND sender", true)?;
+        let target = b.bytes8("FWD_SEND target", true)?;
+        let (reply, headers) = b.extensions(flags & SEND_REPLY != 0, flags & SEND_HEADERS != 0)?;
         DataFrame::Send {
-            sender: b.bytes8("FWD_SEND sender", true)?,
-            target: b.bytes8("FWD_SEND target", true)?,
-            payload: b.remainder(),
+            target,
+            message: Message {
+                sender,
+                topic: b"",
+                reply,
+                headers,
+                payload: b.remainder(),
+            },
         }
     } else {
+        let sender = b.bytes8("FWD_PUBLISH sender", true)?;
+        let topic = b.bytes8("FWD_PUBLISH topic", true)?;
+        let group = b.bytes8("FWD_PUBLISH group", false)?;
+        let (reply, headers) =
+            b.extensions(flags & PUBLISH_REPLY != 0, flags & PUBLISH_HEADERS != 0)?;
         DataFrame::Publish {
-            sender: b.bytes8("FWD_PUBLISH sender", true)?,
-            topic: b.bytes8("FWD_PUBLISH topic", true)?,
-            group: b.bytes8("FWD_PUBLISH group", false)?,
+            group,
             no_echo: flags & PUBLISH_NO_ECHO != 0,
-            payload: b.remainder(),
+            message: Message {
+                sender,
+                topic,
+                reply,
+                headers,
+                payload: b.remainder(),
+            },
         }
     };
     Ok(DecodedData::Frame { frame, consumed })
@@ -847,6 +898,9 @@ pub fn decode_data(buf: &[u8], max_frame_bytes: usize) -> Result<DecodedData<'_>
 /// the short path).
 #[inline(never)]
 fn decode_data_acked(flags: u8, mut b: Body<'_>) -> Result<DataFrame<'_>, LinkDecodeError> {
+    if flags & (SEND_REPLY | SEND_HEADERS) != 0 {
+        return Err(LinkDecodeError::Malformed("FWD_SEND flag combination"));
+    }
     let sender = b.bytes8("FWD_SEND sender", true)?;
     let target = b.bytes8("FWD_SEND target", true)?;
     let epoch = b.u64("FWD_SEND epoch")?;
@@ -884,7 +938,7 @@ fn decode_data_acked(flags: u8, mut b: Body<'_>) -> Result<DataFrame<'_>, LinkDe
 /// Whole size on the wire of an acknowledged FWD_SEND frame.
 #[inline]
 pub fn data_send_acked_len(sender: &[u8], target: &[u8], payload: &[u8]) -> usize {
-    data_send_len(sender, target, payload) + 16
+    HEADER_LEN + short_len(sender) + short_len(target) + 16 + payload.len()
 }
 
 /// Appends an acknowledged FWD_SEND frame (bounds as [`encode_data_send`]).
@@ -925,80 +979,78 @@ pub fn encode_data_ack(out: &mut Vec<u8>, from: &[u8], to: &[u8], gap: bool, ack
     out.extend_from_slice(ack.runs.as_wire());
 }
 
-/// Whole size on the wire of a FWD_SEND frame.
+/// Whole size on the wire of a FWD_SEND frame of `message` to `target`.
 #[inline]
-pub fn data_send_len(sender: &[u8], target: &[u8], payload: &[u8]) -> usize {
-    HEADER_LEN + short_len(sender) + short_len(target) + payload.len()
+pub fn data_send_len(target: &[u8], message: &Message<'_>) -> usize {
+    HEADER_LEN
+        + short_len(message.sender)
+        + short_len(target)
+        + message.extension_len()
+        + message.payload.len()
 }
 
-/// Appends a FWD_SEND frame. The caller guarantees `sender` and `target` are 1..=255 bytes
-/// (validated when the client frame was decoded); debug builds assert it.
+/// Appends a FWD_SEND frame of `message` to `target`. The caller guarantees the sender and
+/// `target` are 1..=255 bytes and the reply topic at most 255 (validated when the client
+/// frame was decoded); debug builds assert it.
 #[inline]
-pub fn encode_data_send(out: &mut Vec<u8>, sender: &[u8], target: &[u8], payload: &[u8]) {
-    out.reserve(data_send_len(sender, target, payload));
-    encode_data_send_header(out, sender, target, payload.len());
-    out.extend_from_slice(payload);
-}
-
-/// Appends everything of a FWD_SEND frame but its `payload_len` payload bytes, which the caller
-/// sends right after (zero-copy: the payload leaves from the buffer it arrived in).
-#[inline]
-pub fn encode_data_send_header(
-    out: &mut Vec<u8>,
-    sender: &[u8],
-    target: &[u8],
-    payload_len: usize,
-) {
-    debug_assert!(!sender.is_empty() && sender.len() <= SHORT_LEN_MAX);
+pub fn encode_data_send(out: &mut Vec<u8>, target: &[u8], message: &Message<'_>) {
+    debug_assert!(!message.sender.is_empty() && message.sender.len() <= SHORT_LEN_MAX);
     debug_assert!(!target.is_empty() && target.len() <= SHORT_LEN_MAX);
-    let body_len = short_len(sender) + short_len(target) + payload_len;
-    put_header(out, body_len, FWD_SEND, 0);
-    put_bytes8(out, sender);
+    let len = data_send_len(target, message);
+    out.reserve(len);
+    let flags = extension_flags(message, SEND_REPLY, SEND_HEADERS);
+    put_header(out, len - HEADER_LEN, FWD_SEND, flags);
+    put_bytes8(out, message.sender);
     put_bytes8(out, target);
+    message.put_extensions(out);
+    out.extend_from_slice(message.payload);
 }
 
-/// Whole size on the wire of a FWD_PUBLISH frame.
+/// Whole size on the wire of a FWD_PUBLISH frame of `message` for `group`.
 #[inline]
-pub fn data_publish_len(sender: &[u8], topic: &[u8], group: &[u8], payload: &[u8]) -> usize {
-    HEADER_LEN + short_len(sender) + short_len(topic) + short_len(group) + payload.len()
+pub fn data_publish_len(message: &Message<'_>, group: &[u8]) -> usize {
+    HEADER_LEN
+        + short_len(message.sender)
+        + short_len(message.topic)
+        + short_len(group)
+        + message.extension_len()
+        + message.payload.len()
 }
 
-/// Appends a FWD_PUBLISH frame. The caller guarantees `sender` and `topic` are 1..=255 bytes
-/// and `group` at most 255 (empty: plain subscribers); debug builds assert it.
+/// Appends a FWD_PUBLISH frame of `message` for `group` (empty: plain subscribers). The
+/// caller guarantees the sender and topic are 1..=255 bytes and `group` and the reply topic
+/// at most 255; debug builds assert it.
 #[inline]
-pub fn encode_data_publish(
-    out: &mut Vec<u8>,
-    sender: &[u8],
-    topic: &[u8],
-    group: &[u8],
-    no_echo: bool,
-    payload: &[u8],
-) {
-    out.reserve(data_publish_len(sender, topic, group, payload));
-    encode_data_publish_header(out, sender, topic, group, no_echo, payload.len());
-    out.extend_from_slice(payload);
-}
-
-/// Appends everything of a FWD_PUBLISH frame but its `payload_len` payload bytes (zero-copy,
-/// as [`encode_data_send_header`]).
-#[inline]
-pub fn encode_data_publish_header(
-    out: &mut Vec<u8>,
-    sender: &[u8],
-    topic: &[u8],
-    group: &[u8],
-    no_echo: bool,
-    payload_len: usize,
-) {
-    debug_assert!(!sender.is_empty() && sender.len() <= SHORT_LEN_MAX);
-    debug_assert!(!topic.is_empty() && topic.len() <= SHORT_LEN_MAX);
+pub fn encode_data_publish(out: &mut Vec<u8>, message: &Message<'_>, group: &[u8], no_echo: bool) {
+    debug_assert!(!message.sender.is_empty() && message.sender.len() <= SHORT_LEN_MAX);
+    debug_assert!(!message.topic.is_empty() && message.topic.len() <= SHORT_LEN_MAX);
     debug_assert!(group.len() <= SHORT_LEN_MAX);
-    let body_len = short_len(sender) + short_len(topic) + short_len(group) + payload_len;
-    let flags = if no_echo { PUBLISH_NO_ECHO } else { 0 };
-    put_header(out, body_len, FWD_PUBLISH, flags);
-    put_bytes8(out, sender);
-    put_bytes8(out, topic);
+    let len = data_publish_len(message, group);
+    out.reserve(len);
+    let no_echo = if no_echo { PUBLISH_NO_ECHO } else { 0 };
+    let flags = extension_flags(message, PUBLISH_REPLY, PUBLISH_HEADERS) | no_echo;
+    put_header(out, len - HEADER_LEN, FWD_PUBLISH, flags);
+    put_bytes8(out, message.sender);
+    put_bytes8(out, message.topic);
     put_bytes8(out, group);
+    message.put_extensions(out);
+    out.extend_from_slice(message.payload);
+}
+
+/// The flags (`reply_flag`, `headers_flag` of the frame's kind) for what `message` carries.
+#[inline]
+fn extension_flags(message: &Message<'_>, reply_flag: u8, headers_flag: u8) -> u8 {
+    let reply = if message.reply.is_empty() {
+        0
+    } else {
+        reply_flag
+    };
+    let headers = if message.headers.is_empty() {
+        0
+    } else {
+        headers_flag
+    };
+    reply | headers
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1205,21 +1257,19 @@ mod tests {
     #[test]
     fn data_frames_roundtrip_and_lengths_match() {
         let mut out = Vec::new();
-        encode_data_send(&mut out, b"alice", b"bob", b"hi");
-        assert_eq!(out.len(), data_send_len(b"alice", b"bob", b"hi"));
+        let hi = Message::plain(b"alice", b"", b"hi");
+        encode_data_send(&mut out, b"bob", &hi);
+        assert_eq!(out.len(), data_send_len(b"bob", &hi));
         let send_len = out.len();
-        encode_data_publish(&mut out, b"alice", b"news", b"g", true, b"");
-        assert_eq!(
-            out.len() - send_len,
-            data_publish_len(b"alice", b"news", b"g", b"")
-        );
+        let news = Message::plain(b"alice", b"news", b"");
+        encode_data_publish(&mut out, &news, b"g", true);
+        assert_eq!(out.len() - send_len, data_publish_len(&news, b"g"));
         assert_eq!(
             decode_data(&out, MAX),
             Ok(DecodedData::Frame {
                 frame: DataFrame::Send {
-                    sender: b"alice",
                     target: b"bob",
-                    payload: b"hi"
+                    message: hi
                 },
                 consumed: send_len
             })
@@ -1228,58 +1278,93 @@ mod tests {
             decode_data(&out[send_len..], MAX),
             Ok(DecodedData::Frame {
                 frame: DataFrame::Publish {
-                    sender: b"alice",
-                    topic: b"news",
                     group: b"g",
                     no_echo: true,
-                    payload: b""
+                    message: news
                 },
                 consumed: out.len() - send_len
             })
         );
-        let mut plain = Vec::new();
-        encode_data_publish(&mut plain, b"s", b"t", b"", false, b"payload");
-        assert!(matches!(
-            decode_data(&plain, MAX),
-            Ok(DecodedData::Frame {
-                frame: DataFrame::Publish {
-                    group: b"",
-                    no_echo: false,
-                    payload: b"payload",
-                    ..
-                },
-                ..
-            })
-        ));
     }
 
     #[test]
-    fn header_variants_match_full_encoders() {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        encode_data_send(&mut a, b"s", b"t", b"xyz");
-        encode_data_send_header(&mut b, b"s", b"t", 3);
-        b.extend_from_slice(b"xyz");
-        assert_eq!(a, b);
-        a.clear();
-        b.clear();
-        encode_data_publish(&mut a, b"s", b"t", b"g", true, b"xyz");
-        encode_data_publish_header(&mut b, b"s", b"t", b"g", true, 3);
-        b.extend_from_slice(b"xyz");
-        assert_eq!(a, b);
+    fn reply_topics_and_headers_cross_a_link_in_both_data_kinds() {
+        let request = Message {
+            sender: b"s",
+            topic: b"t",
+            reply: b"_INBOX.x.1",
+            headers: b"NATS/1.0\r\nk: v\r\n\r\n",
+            payload: b"payload",
+        };
+        for message in [
+            request,
+            Message {
+                headers: b"",
+                ..request
+            },
+            Message {
+                reply: b"",
+                ..request
+            },
+        ] {
+            let mut out = Vec::new();
+            encode_data_publish(&mut out, &message, b"", false);
+            assert_eq!(out.len(), data_publish_len(&message, b""));
+            let Ok(DecodedData::Frame {
+                frame: DataFrame::Publish { message: got, .. },
+                consumed,
+            }) = decode_data(&out, MAX)
+            else {
+                panic!("FWD_PUBLISH does not decode");
+            };
+            assert_eq!((got, consumed), (message, out.len()));
+            let direct = Message {
+                topic: b"",
+                ..message
+            };
+            out.clear();
+            encode_data_send(&mut out, b"bob", &direct);
+            assert_eq!(out.len(), data_send_len(b"bob", &direct));
+            assert_eq!(
+                decode_data(&out, MAX),
+                Ok(DecodedData::Frame {
+                    frame: DataFrame::Send {
+                        target: b"bob",
+                        message: direct
+                    },
+                    consumed: out.len()
+                })
+            );
+        }
+        // Empty extension fields announced by their flags are malformed, and the extension
+        // flags do not combine with an acknowledged SEND.
+        let mut out = Vec::new();
+        put_header(&mut out, 6, FWD_PUBLISH, PUBLISH_REPLY);
+        out.extend_from_slice(b"\x01s\x01t\x00");
+        out.push(0);
+        assert!(decode_data(&out, MAX).is_err());
+        out.clear();
+        put_header(&mut out, 4 + 16, FWD_SEND, SEND_ACKED | SEND_REPLY);
+        out.extend_from_slice(b"\x01s\x01t");
+        out.extend_from_slice(&[1; 16]);
+        assert_eq!(
+            decode_data(&out, MAX),
+            Err(LinkDecodeError::Malformed("FWD_SEND flag combination"))
+        );
     }
 
     #[test]
     fn worked_example_bytes() {
         // The FWD_SEND example in PROTOCOL.md "Cluster links".
         let mut out = Vec::new();
-        encode_data_send(&mut out, b"alice", b"bob", b"hi");
+        encode_data_send(&mut out, b"bob", &Message::plain(b"alice", b"", b"hi"));
         assert_eq!(out, b"\x0c\x00\x00\x00\xa0\x00\x05alice\x03bobhi".to_vec());
     }
 
     #[test]
     fn lanes_are_enforced() {
         let mut data = Vec::new();
-        encode_data_send(&mut data, b"a", b"b", b"");
+        encode_data_send(&mut data, b"b", &Message::plain(b"a", b"", b""));
         assert_eq!(
             decode_link(&data, MAX),
             Err(LinkDecodeError::WrongLane(FWD_SEND))

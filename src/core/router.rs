@@ -13,7 +13,7 @@ use super::interest::{pick_node_among, InterestTable, RemoteGroup};
 use super::location::{Location, LocationTable, Registered, Row};
 use super::presence::PresenceTable;
 use super::topics::{pick_among, QueueGroup, TopicTable};
-use crate::protocol::{CloseReason, ErrorCode};
+use crate::protocol::{CloseReason, ErrorCode, Message};
 use papaya::LocalGuard;
 use smallvec::SmallVec;
 
@@ -22,22 +22,16 @@ pub use acked::{AckSink, AckedDelivery};
 
 /// Where routed frames go. Every method must be cheap: it runs once per delivery.
 pub trait Sink {
-    /// Deliver a DELIVER frame to the connection at `to`.
-    fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]);
+    /// Deliver `message` to the connection at `to` (each destination writes it in its own
+    /// protocol).
+    fn deliver(&mut self, to: Location, message: &Message<'_>);
     /// Deliver to the connection at `to` as the member of queue group `group` picked for
     /// this message. A native DELIVER does not say why it came, so by default this is
     /// [`Self::deliver`]; a NATS connection writes it to one sid of that group only.
     #[inline]
-    fn deliver_group(
-        &mut self,
-        to: Location,
-        sender: &[u8],
-        topic: &[u8],
-        group: &[u8],
-        payload: &[u8],
-    ) {
+    fn deliver_group(&mut self, to: Location, message: &Message<'_>, group: &[u8]) {
         let _ = group;
-        self.deliver(to, sender, topic, payload);
+        self.deliver(to, message);
     }
     /// Tell the watcher at `to` that `client_id` went online or offline.
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool);
@@ -45,19 +39,27 @@ pub trait Sink {
     fn close(&mut self, to: Location, reason: CloseReason, text: &'static str);
     /// Answer the requesting connection with an ERROR frame.
     fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], text: &'static str);
-    /// Forward a SEND to `node`, which owns the row of `target`.
-    fn forward_send(&mut self, node: u16, sender: &[u8], target: &[u8], payload: &[u8]);
-    /// Forward a PUBLISH to `node`: to its plain subscribers (`group` empty) or to one local
-    /// member of `group` there.
-    fn forward_publish(
-        &mut self,
-        node: u16,
-        sender: &[u8],
-        topic: &[u8],
-        group: &[u8],
-        no_echo: bool,
-        payload: &[u8],
-    );
+    /// Forward a SEND of `message` to `node`, which owns the row of `target`.
+    fn forward_send(&mut self, node: u16, target: &[u8], message: &Message<'_>);
+    /// Forward a PUBLISH of `message` to `node`: to its plain subscribers (`group` empty) or
+    /// to one local member of `group` there.
+    fn forward_publish(&mut self, node: u16, message: &Message<'_>, group: &[u8], no_echo: bool);
+}
+
+/// Whom a PUBLISH reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fanout {
+    /// Deliveries to connections of this node.
+    pub deliveries: usize,
+    /// Forwards to other nodes (each to a node with a matching subscription).
+    pub forwards: usize,
+}
+
+impl Fanout {
+    /// No subscriber anywhere in the cluster took the message (NATS "no responders").
+    pub fn reached_nobody(&self) -> bool {
+        self.deliveries == 0 && self.forwards == 0
+    }
 }
 
 /// The connection a request came from.
@@ -119,22 +121,23 @@ impl Tables {
         }
     }
 
+    /// A SEND of `message` to the client registered as `target`: delivered here, forwarded
+    /// to the node that owns the row, or answered UNKNOWN_ID.
     #[inline]
     pub fn route_send(
         &self,
         guards: &Guards<'_>,
-        origin: Origin<'_>,
         target: &[u8],
-        payload: &[u8],
+        message: &Message<'_>,
         sink: &mut impl Sink,
     ) -> SendOutcome {
         match self.locations.get(target, &guards.locations) {
             Some(to) if to.node == self.node_id => {
-                sink.deliver(to, origin.client_id, b"", payload);
+                sink.deliver(to, message);
                 SendOutcome::Routed
             }
             Some(to) => {
-                sink.forward_send(to.node, origin.client_id, target, payload);
+                sink.forward_send(to.node, target, message);
                 SendOutcome::Forwarded
             }
             None => {
@@ -151,88 +154,76 @@ impl Tables {
     pub fn route_forwarded_send(
         &self,
         guards: &Guards<'_>,
-        sender: &[u8],
         target: &[u8],
-        payload: &[u8],
+        message: &Message<'_>,
         sink: &mut impl Sink,
     ) -> bool {
         match self.locations.get(target, &guards.locations) {
             Some(to) if to.node == self.node_id => {
-                sink.deliver(to, sender, b"", payload);
+                sink.deliver(to, message);
                 true
             }
             _ => false,
         }
     }
 
-    /// Fans out to every plain subscriber and one member per queue group, here and on other
-    /// nodes (a local member of a group is preferred). With `no_echo` the publishing
-    /// connection receives nothing. Returns the number of local deliveries.
+    /// Fans `message` out to every plain subscriber of its topic and one member per queue
+    /// group, here and on other nodes (a local member of a group is preferred). With
+    /// `no_echo` the publishing connection (`from`) receives nothing.
     #[inline]
     pub fn route_publish(
         &self,
         guards: &Guards<'_>,
-        origin: Origin<'_>,
-        topic: &[u8],
-        payload: &[u8],
+        from: Location,
+        message: &Message<'_>,
         no_echo: bool,
         sink: &mut impl Sink,
-    ) -> usize {
+    ) -> Fanout {
         if self.topics.has_patterns() || self.remote_interest.has_patterns() {
-            return self.route_publish_matched(guards, origin, topic, payload, no_echo, sink);
+            return self.route_publish_matched(guards, from, message, no_echo, sink);
         }
+        let topic = message.topic;
         let local = self.topics.get(topic, &guards.topics);
         let remote = self.remote_interest.get(topic, &guards.interest);
-        let exclude = no_echo.then_some(origin.location);
-        let mut deliveries = 0;
+        let exclude = no_echo.then_some(from);
+        let mut fanout = Fanout::default();
         if let Some(entry) = local {
             for &to in entry.plain.iter() {
                 if Some(to) != exclude {
-                    sink.deliver(to, origin.client_id, topic, payload);
-                    deliveries += 1;
+                    sink.deliver(to, message);
+                    fanout.deliveries += 1;
                 }
             }
             for group in entry.groups.iter() {
                 if let Some(to) = group.pick(exclude) {
-                    sink.deliver_group(to, origin.client_id, topic, &group.name, payload);
-                    deliveries += 1;
+                    sink.deliver_group(to, message, &group.name);
+                    fanout.deliveries += 1;
                 } else if let Some(node) = remote
                     .and_then(|r| r.groups.iter().find(|g| g.name == group.name))
                     .and_then(|g| g.pick())
                 {
-                    sink.forward_publish(
-                        node,
-                        origin.client_id,
-                        topic,
-                        &group.name,
-                        no_echo,
-                        payload,
-                    );
+                    sink.forward_publish(node, message, &group.name, no_echo);
+                    fanout.forwards += 1;
                 }
             }
         }
         if let Some(remote) = remote {
             for &node in remote.plain.iter() {
-                sink.forward_publish(node, origin.client_id, topic, b"", no_echo, payload);
+                sink.forward_publish(node, message, b"", no_echo);
+                fanout.forwards += 1;
             }
             for group in remote.groups.iter() {
                 let served_here =
                     local.is_some_and(|e| e.groups.iter().any(|g| g.name == group.name));
                 if !served_here {
                     if let Some(node) = group.pick() {
-                        sink.forward_publish(
-                            node,
-                            origin.client_id,
-                            topic,
-                            &group.name,
-                            no_echo,
-                            payload,
-                        );
+                        sink.forward_publish(node, message, &group.name, no_echo);
+                        fanout.forwards += 1;
                     }
                 }
             }
         }
-        deliveries
+        fanout
     }
 
     /// A PUBLISH forwarded by another node: to the local plain subscribers (`group` empty) or
@@ -241,22 +232,19 @@ impl Tables {
     pub fn route_forwarded_publish(
         &self,
         guards: &Guards<'_>,
-        sender: &[u8],
-        topic: &[u8],
+        message: &Message<'_>,
         group: &[u8],
-        payload: &[u8],
         sink: &mut impl Sink,
     ) -> usize {
         if self.topics.has_patterns() {
-            return self
-                .route_forwarded_publish_matched(guards, sender, topic, group, payload, sink);
+            return self.route_forwarded_publish_matched(guards, message, group, sink);
         }
-        let Some(entry) = self.topics.get(topic, &guards.topics) else {
+        let Some(entry) = self.topics.get(message.topic, &guards.topics) else {
             return 0;
         };
         if group.is_empty() {
             for &to in entry.plain.iter() {
-                sink.deliver(to, sender, topic, payload);
+                sink.deliver(to, message);
             }
             return entry.plain.len();
         }
@@ -267,14 +255,14 @@ impl Tables {
             .and_then(|g| g.pick(None))
         {
             Some(to) => {
-                sink.deliver_group(to, sender, topic, group, payload);
+                sink.deliver_group(to, message, group);
                 1
             }
             None => 0,
         }
     }
 
-    /// [`Self::route_publish`] while patterns exist: every subscription that matches `topic`
+    /// [`Self::route_publish`] while patterns exist: every subscription that matches the topic
     /// (the exact topic and each pattern) counts, with the rules of one delivery per
     /// connection, one member per queue group name (merged across the matches), one forward
     /// per node with plain interest, and one node per remote group name not served here.
@@ -282,13 +270,13 @@ impl Tables {
     fn route_publish_matched(
         &self,
         guards: &Guards<'_>,
-        origin: Origin<'_>,
-        topic: &[u8],
-        payload: &[u8],
+        from: Location,
+        message: &Message<'_>,
         no_echo: bool,
         sink: &mut impl Sink,
-    ) -> usize {
-        let exclude = no_echo.then_some(origin.location);
+    ) -> Fanout {
+        let topic = message.topic;
+        let exclude = no_echo.then_some(from);
         let mut plain: SmallVec<[Location; 32]> = SmallVec::new();
         let mut groups: SmallVec<[&QueueGroup; 8]> = SmallVec::new();
         self.topics
@@ -309,37 +297,40 @@ impl Tables {
         );
         plain.sort_unstable();
         plain.dedup();
-        let mut deliveries = 0;
+        let mut fanout = Fanout::default();
         for &to in plain.iter().filter(|&&to| Some(to) != exclude) {
-            sink.deliver(to, origin.client_id, topic, payload);
-            deliveries += 1;
+            sink.deliver(to, message);
+            fanout.deliveries += 1;
         }
         groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         remote_groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         for run in groups.chunk_by(|a, b| a.name == b.name) {
             let name = &run[0].name;
             if let Some(to) = pick_among(run, exclude) {
-                sink.deliver_group(to, origin.client_id, topic, name, payload);
-                deliveries += 1;
+                sink.deliver_group(to, message, name);
+                fanout.deliveries += 1;
             } else if let Some(node) = pick_node_among(named(&remote_groups, name)) {
-                sink.forward_publish(node, origin.client_id, topic, name, no_echo, payload);
+                sink.forward_publish(node, message, name, no_echo);
+                fanout.forwards += 1;
             }
         }
         remote_plain.sort_unstable();
         remote_plain.dedup();
         for &node in remote_plain.iter() {
-            sink.forward_publish(node, origin.client_id, topic, b"", no_echo, payload);
+            sink.forward_publish(node, message, b"", no_echo);
+            fanout.forwards += 1;
         }
         for run in remote_groups.chunk_by(|a, b| a.name == b.name) {
             let name = &run[0].name;
             let served_here = groups.iter().any(|g| g.name == *name);
             if !served_here {
                 if let Some(node) = pick_node_among(run) {
-                    sink.forward_publish(node, origin.client_id, topic, name, no_echo, payload);
+                    sink.forward_publish(node, message, name, no_echo);
+                    fanout.forwards += 1;
                 }
             }
         }
-        deliveries
+        fanout
     }
 
     /// [`Self::route_forwarded_publish`] while local patterns exist: the plain subscribers of
@@ -349,16 +340,14 @@ impl Tables {
     fn route_forwarded_publish_matched(
         &self,
         guards: &Guards<'_>,
-        sender: &[u8],
-        topic: &[u8],
+        message: &Message<'_>,
         group: &[u8],
-        payload: &[u8],
         sink: &mut impl Sink,
     ) -> usize {
         let mut plain: SmallVec<[Location; 32]> = SmallVec::new();
         let mut groups: SmallVec<[&QueueGroup; 8]> = SmallVec::new();
         self.topics
-            .for_each_match(topic, &guards.topics, &guards.topic_patterns, |e| {
+            .for_each_match(message.topic, &guards.topics, &guards.topic_patterns, |e| {
                 if group.is_empty() {
                     plain.extend_from_slice(&e.plain);
                 } else {
@@ -368,7 +357,7 @@ impl Tables {
         if !group.is_empty() {
             return match pick_among(&groups, None) {
                 Some(to) => {
-                    sink.deliver_group(to, sender, topic, group, payload);
+                    sink.deliver_group(to, message, group);
                     1
                 }
                 None => 0,
@@ -377,7 +366,7 @@ impl Tables {
         plain.sort_unstable();
         plain.dedup();
         for &to in plain.iter() {
-            sink.deliver(to, sender, topic, payload);
+            sink.deliver(to, message);
         }
         plain.len()
     }
@@ -532,12 +521,12 @@ mod tests {
     pub(super) struct VecSink(pub(super) Vec<Out>);
 
     impl Sink for VecSink {
-        fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
+        fn deliver(&mut self, to: Location, m: &Message<'_>) {
             self.0.push(Out::Deliver(
                 to.slot,
-                sender.into(),
-                topic.into(),
-                payload.into(),
+                m.sender.into(),
+                m.topic.into(),
+                m.payload.into(),
             ));
         }
         fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
@@ -550,22 +539,56 @@ mod tests {
         fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], _text: &'static str) {
             self.0.push(Out::Error(code, subject.into()));
         }
-        fn forward_send(&mut self, node: u16, sender: &[u8], target: &[u8], _payload: &[u8]) {
+        fn forward_send(&mut self, node: u16, target: &[u8], m: &Message<'_>) {
             self.0
-                .push(Out::FwdSend(node, sender.into(), target.into()));
+                .push(Out::FwdSend(node, m.sender.into(), target.into()));
         }
-        fn forward_publish(
-            &mut self,
-            node: u16,
-            _sender: &[u8],
-            topic: &[u8],
-            group: &[u8],
-            no_echo: bool,
-            _payload: &[u8],
-        ) {
+        fn forward_publish(&mut self, node: u16, m: &Message<'_>, group: &[u8], no_echo: bool) {
             self.0
-                .push(Out::FwdPub(node, topic.into(), group.into(), no_echo));
+                .push(Out::FwdPub(node, m.topic.into(), group.into(), no_echo));
         }
+    }
+
+    /// [`Tables::route_send`] of a plain message from `origin`.
+    pub(super) fn send(
+        t: &Tables,
+        g: &Guards<'_>,
+        origin: Origin<'_>,
+        target: &[u8],
+        payload: &[u8],
+        sink: &mut VecSink,
+    ) -> SendOutcome {
+        let message = Message::plain(origin.client_id, b"", payload);
+        t.route_send(g, target, &message, sink)
+    }
+
+    /// [`Tables::route_publish`] of a plain message from `origin`; the local deliveries.
+    pub(super) fn publish(
+        t: &Tables,
+        g: &Guards<'_>,
+        origin: Origin<'_>,
+        topic: &[u8],
+        payload: &[u8],
+        no_echo: bool,
+        sink: &mut VecSink,
+    ) -> usize {
+        let message = Message::plain(origin.client_id, topic, payload);
+        t.route_publish(g, origin.location, &message, no_echo, sink)
+            .deliveries
+    }
+
+    /// [`Tables::route_forwarded_publish`] of a plain message.
+    pub(super) fn forwarded_publish(
+        t: &Tables,
+        g: &Guards<'_>,
+        sender: &[u8],
+        topic: &[u8],
+        group: &[u8],
+        payload: &[u8],
+        sink: &mut VecSink,
+    ) -> usize {
+        let message = Message::plain(sender, topic, payload);
+        t.route_forwarded_publish(g, &message, group, sink)
     }
 
     pub(super) fn loc(slot: u32) -> Location {
@@ -592,11 +615,11 @@ mod tests {
         t.register(b"bob", loc(2), 1, &mut scratch, &mut sink);
         let g = t.guards();
         assert_eq!(
-            t.route_send(&g, origin(1, b"al"), b"bob", b"hi", &mut sink),
+            send(&t, &g, origin(1, b"al"), b"bob", b"hi", &mut sink),
             SendOutcome::Routed
         );
         assert_eq!(
-            t.route_send(&g, origin(1, b"al"), b"zed", b"hi", &mut sink),
+            send(&t, &g, origin(1, b"al"), b"zed", b"hi", &mut sink),
             SendOutcome::UnknownId
         );
         assert_eq!(
@@ -619,7 +642,7 @@ mod tests {
         let g = t.guards();
         let mut sink = VecSink::default();
         assert_eq!(
-            t.route_publish(&g, origin(1, b"a"), b"chat", b"m", true, &mut sink),
+            publish(&t, &g, origin(1, b"a"), b"chat", b"m", true, &mut sink),
             3
         );
         let slots: Vec<u32> = sink
@@ -633,7 +656,7 @@ mod tests {
         assert_eq!(slots, [2, 3, 10]);
         sink.0.clear();
         assert_eq!(
-            t.route_publish(&g, origin(1, b"a"), b"chat", b"m", false, &mut sink),
+            publish(&t, &g, origin(1, b"a"), b"chat", b"m", false, &mut sink),
             4
         );
         assert!(
@@ -641,7 +664,7 @@ mod tests {
             "round robin moves on"
         );
         assert_eq!(
-            t.route_publish(&g, origin(1, b"a"), b"none", b"m", false, &mut sink),
+            publish(&t, &g, origin(1, b"a"), b"none", b"m", false, &mut sink),
             0
         );
     }
@@ -690,7 +713,7 @@ mod tests {
         let mut o = origin(1, b"al");
         o.location.node = 1;
         assert_eq!(
-            t.route_send(&g, o, b"far", b"hi", &mut sink),
+            send(&t, &g, o, b"far", b"hi", &mut sink),
             SendOutcome::Forwarded
         );
         assert_eq!(
@@ -699,7 +722,7 @@ mod tests {
         );
         sink.0.clear();
         assert!(
-            !t.route_forwarded_send(&g, b"x", b"far", b"hi", &mut sink),
+            !t.route_forwarded_send(&g, b"far", &Message::plain(b"x", b"", b"hi"), &mut sink),
             "a forwarded message is never forwarded again"
         );
         assert!(sink.0.is_empty());
@@ -721,7 +744,7 @@ mod tests {
             client_id: b"me",
         };
         let mut sink = VecSink::default();
-        t.route_publish(&t.guards(), o, b"t", b"m", false, &mut sink);
+        publish(&t, &t.guards(), o, b"t", b"m", false, &mut sink);
         assert_eq!(
             sink.0,
             vec![
@@ -734,7 +757,7 @@ mod tests {
         sink.0.clear();
         t.topics.subscribe(b"t", b"q", member);
         for _ in 0..3 {
-            t.route_publish(&t.guards(), o, b"t", b"m", true, &mut sink);
+            publish(&t, &t.guards(), o, b"t", b"m", true, &mut sink);
         }
         assert!(
             sink.0
@@ -747,7 +770,7 @@ mod tests {
         // With no-echo and the publisher the only local member, the group goes remote.
         t.topics.unsubscribe(b"t", b"q", member);
         t.topics.subscribe(b"t", b"q", me);
-        t.route_publish(&t.guards(), o, b"t", b"m", true, &mut sink);
+        publish(&t, &t.guards(), o, b"t", b"m", true, &mut sink);
         assert!(sink
             .0
             .iter()
@@ -770,15 +793,15 @@ mod tests {
         let mut sink = VecSink::default();
         let g = t.guards();
         assert_eq!(
-            t.route_forwarded_publish(&g, b"x", b"t", b"", b"m", &mut sink),
+            forwarded_publish(&t, &g, b"x", b"t", b"", b"m", &mut sink),
             2
         );
         assert_eq!(
-            t.route_forwarded_publish(&g, b"x", b"t", b"q", b"m", &mut sink),
+            forwarded_publish(&t, &g, b"x", b"t", b"q", b"m", &mut sink),
             1
         );
         assert_eq!(
-            t.route_forwarded_publish(&g, b"x", b"t", b"z", b"m", &mut sink),
+            forwarded_publish(&t, &g, b"x", b"t", b"z", b"m", &mut sink),
             0
         );
         assert_eq!(sink.0.len(), 3);

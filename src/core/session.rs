@@ -6,7 +6,8 @@
 //! `heartbeat_misses_max` unanswered pings). It never touches sockets, clocks or tables.
 
 use crate::protocol::{
-    AckFields, CloseReason, Frame, MsgId, ACKED_VERSION_MIN, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    AckFields, CloseReason, Extended, ExtendedFields, Frame, FrameKind, MsgId, ACKED_VERSION_MIN,
+    EXTENDED_VERSION_MIN, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,8 +72,11 @@ pub enum SessionEvent<'a> {
     Register {
         client_id: &'a [u8],
     },
+    /// A SEND; `reply` and `headers` (version 3) are empty when absent.
     Send {
         target: &'a [u8],
+        reply: &'a [u8],
+        headers: &'a [u8],
         payload: &'a [u8],
     },
     /// An acknowledged SEND (version 2).
@@ -87,8 +91,11 @@ pub enum SessionEvent<'a> {
         gap: bool,
         ack: AckFields<'a>,
     },
+    /// A PUBLISH; `reply` and `headers` (version 3) are empty when absent.
     Publish {
         topic: &'a [u8],
+        reply: &'a [u8],
+        headers: &'a [u8],
         payload: &'a [u8],
         no_echo: bool,
     },
@@ -178,6 +185,13 @@ impl Session {
         self.version >= ACKED_VERSION_MIN
     }
 
+    /// Whether the connection speaks version 3: it may send and receive messages with a
+    /// reply topic and headers.
+    #[inline]
+    pub fn extended(&self) -> bool {
+        self.version >= EXTENDED_VERSION_MIN
+    }
+
     /// Marks the session closed (the caller decided to close for its own reason).
     pub fn close(&mut self) {
         self.phase = Phase::Closed;
@@ -262,16 +276,26 @@ impl Session {
     #[inline]
     fn on_open_frame<'a>(&mut self, frame: Frame<'a>) -> SessionEvent<'a> {
         match frame {
-            Frame::Send { target, payload } => SessionEvent::Send { target, payload },
+            Frame::Send { target, payload } => SessionEvent::Send {
+                target,
+                reply: b"",
+                headers: b"",
+                payload,
+            },
             Frame::Publish {
                 topic,
                 payload,
                 no_echo,
             } => SessionEvent::Publish {
                 topic,
+                reply: b"",
+                headers: b"",
                 payload,
                 no_echo,
             },
+            Frame::Extended(extended) if extended.kind() != FrameKind::Deliver => {
+                self.on_extended(extended)
+            }
             Frame::Subscribe { topic, group } => SessionEvent::Subscribe { topic, group },
             Frame::Unsubscribe { topic, group } => SessionEvent::Unsubscribe { topic, group },
             Frame::Watch { client_id } => SessionEvent::Watch { client_id },
@@ -297,6 +321,7 @@ impl Session {
             Frame::Welcome { .. }
             | Frame::Deliver { .. }
             | Frame::DeliverAcked { .. }
+            | Frame::Extended(_)
             | Frame::Receipt { .. }
             | Frame::Presence { .. }
             | Frame::Error { .. }
@@ -304,6 +329,39 @@ impl Session {
                 CloseReason::PROTOCOL_ERROR,
                 "relay-to-client frame sent by a client",
             ),
+        }
+    }
+
+    /// Version 3's SEND or PUBLISH with a reply topic or headers.
+    #[cold]
+    #[inline(never)]
+    fn on_extended<'a>(&mut self, extended: Extended<'a>) -> SessionEvent<'a> {
+        if !self.extended() {
+            return self.closing(
+                CloseReason::PROTOCOL_ERROR,
+                "reply topics and headers (flags REPLY, HEADERS) need protocol version 3",
+            );
+        }
+        let ExtendedFields {
+            target,
+            message,
+            no_echo,
+        } = extended.fields();
+        if extended.kind() == FrameKind::Send {
+            SessionEvent::Send {
+                target,
+                reply: message.reply,
+                headers: message.headers,
+                payload: message.payload,
+            }
+        } else {
+            SessionEvent::Publish {
+                topic: message.topic,
+                reply: message.reply,
+                headers: message.headers,
+                payload: message.payload,
+                no_echo,
+            }
         }
     }
 
@@ -523,6 +581,8 @@ mod tests {
             ),
             SessionEvent::Send {
                 target: b"b",
+                reply: b"",
+                headers: b"",
                 payload: b"p"
             }
         );

@@ -6,13 +6,17 @@
 //!
 //! The size bound is checked from the header alone, before any body byte is buffered.
 
+use super::extended::{Extended, ExtendedFields};
 use super::frame::{
     AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, MsgId,
 };
 use super::{
-    ACK_RUNS_MAX, CLIENT_ID_LEN_MAX, FLAG_ACKED, FLAG_GAP, FLAG_NO_ECHO, HEADER_LEN,
-    PROTOCOL_VERSION, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
+    Message, ACK_RUNS_MAX, CLIENT_ID_LEN_MAX, FLAG_ACKED, FLAG_GAP, FLAG_HEADERS, FLAG_NO_ECHO,
+    FLAG_REPLY, HEADER_LEN, PROTOCOL_VERSION, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
 };
+
+/// The flags of version 3's extensions.
+const EXTENSION_FLAGS: u8 = FLAG_REPLY | FLAG_HEADERS;
 
 /// Result of one decode attempt on the front of a buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -133,6 +137,47 @@ impl<'a> Body<'a> {
         let runs = AckRuns::from_wire(self.take(count * 16, "runs")?).ok_or(invalid)?;
         Ok(AckFields { epoch, upto, runs })
     }
+    /// HELLO's body: `version: u16`, `client_id: short+`, `token` (`u16` length, at most
+    /// [`TOKEN_LEN_MAX`] bytes).
+    fn hello(&mut self) -> Result<Frame<'a>, DecodeError> {
+        let version = self.u16("version")?;
+        let client_id = self.short_bytes("client_id", true)?;
+        let token_len = self.u16("token")? as usize;
+        if token_len > TOKEN_LEN_MAX {
+            return Err(DecodeError::InvalidField {
+                kind: self.kind,
+                field: "token",
+            });
+        }
+        let token = self.take(token_len, "token")?;
+        Ok(Frame::Hello {
+            version,
+            client_id,
+            token,
+        })
+    }
+    /// Version 3's fields after the addressing ones: `reply: short+` with flag REPLY, then
+    /// `headers: u32` length and 1 or more bytes with flag HEADERS (empty when absent).
+    fn extensions(&mut self, flags: u8) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
+        let reply = if flags & FLAG_REPLY != 0 {
+            self.short_bytes("reply", true)?
+        } else {
+            b""
+        };
+        let headers = if flags & FLAG_HEADERS != 0 {
+            let len = self.u32("headers")? as usize;
+            if len == 0 {
+                return Err(DecodeError::InvalidField {
+                    kind: self.kind,
+                    field: "headers",
+                });
+            }
+            self.take(len, "headers")?
+        } else {
+            b""
+        };
+        Ok((reply, headers))
+    }
     fn remainder(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.rest)
     }
@@ -159,23 +204,7 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
         });
     }
     let frame = match kind {
-        FrameKind::Hello => {
-            let version = b.u16("version")?;
-            let client_id = b.short_bytes("client_id", true)?;
-            let token_len = b.u16("token")? as usize;
-            if token_len > TOKEN_LEN_MAX {
-                return Err(DecodeError::InvalidField {
-                    kind,
-                    field: "token",
-                });
-            }
-            let token = b.take(token_len, "token")?;
-            Frame::Hello {
-                version,
-                client_id,
-                token,
-            }
-        }
+        FrameKind::Hello => b.hello()?,
         FrameKind::Welcome => Frame::Welcome {
             version: b.u16("version")?,
             heartbeat_interval_ms: b.u32("heartbeat_interval_ms")?,
@@ -187,6 +216,12 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
             topic: b.short_bytes("topic", false)?,
             payload: b.remainder(),
         },
+        FrameKind::Send | FrameKind::Publish | FrameKind::Deliver
+            if flags & EXTENSION_FLAGS != 0 =>
+        {
+            read_extended(kind, flags, body)?;
+            return Ok(Frame::Extended(Extended::validated(kind, flags, body)));
+        }
         FrameKind::Send
         | FrameKind::Ack
         | FrameKind::Receipt
@@ -333,7 +368,7 @@ fn decode_addressed<'a>(
     })
 }
 
-fn check_short(
+pub(super) fn check_short(
     field: &'static str,
     v: &[u8],
     max: usize,
@@ -353,7 +388,7 @@ fn check_short(
 }
 
 #[inline]
-fn put_header(out: &mut Vec<u8>, body_len: usize, kind: FrameKind, flags: u8) {
+pub(super) fn put_header(out: &mut Vec<u8>, body_len: usize, kind: FrameKind, flags: u8) {
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.push(kind as u8);
     out.push(flags);
@@ -373,37 +408,77 @@ fn check_seq(id: MsgId) -> Result<(), EncodeError> {
 }
 
 #[inline]
-fn put_short(out: &mut Vec<u8>, v: &[u8]) {
+pub(super) fn put_short(out: &mut Vec<u8>, v: &[u8]) {
     out.push(v.len() as u8);
     out.extend_from_slice(v);
 }
 
-/// Whole size on the wire of a DELIVER frame.
-#[inline]
-pub fn frame_len_for_deliver(sender: &[u8], topic: &[u8], payload: &[u8]) -> usize {
-    HEADER_LEN + 2 + sender.len() + topic.len() + payload.len()
+/// Reads (and so validates) the body of version 3's SEND, PUBLISH or DELIVER: the
+/// addressing fields, `reply: short+` with flag REPLY, `headers: u32` length and 1 or more
+/// bytes with flag HEADERS, the payload. ACKED does not combine with REPLY or HEADERS.
+pub(super) fn read_extended(
+    kind: FrameKind,
+    flags: u8,
+    body: &[u8],
+) -> Result<ExtendedFields<'_>, DecodeError> {
+    // Bit 0 is ACKED for SEND and DELIVER, NO_ECHO for PUBLISH.
+    if kind != FrameKind::Publish && flags & FLAG_ACKED != 0 {
+        return Err(DecodeError::BadFlags { kind, flags });
+    }
+    let mut b = Body { kind, rest: body };
+    let mut fields = ExtendedFields::default();
+    match kind {
+        FrameKind::Send => fields.target = b.short_bytes("target", true)?,
+        FrameKind::Publish => fields.message.topic = b.short_bytes("topic", true)?,
+        _ => {
+            fields.message.sender = b.short_bytes("sender", true)?;
+            fields.message.topic = b.short_bytes("topic", false)?;
+        }
+    }
+    let (reply, headers) = b.extensions(flags)?;
+    fields.message.reply = reply;
+    fields.message.headers = headers;
+    fields.message.payload = b.remainder();
+    fields.no_echo = kind == FrameKind::Publish && flags & FLAG_NO_ECHO != 0;
+    Ok(fields)
 }
 
-/// Hot-path encoder for DELIVER. The caller guarantees `sender` is 1..=255 bytes and `topic`
-/// at most 255 (both were validated when decoded or registered); debug builds assert it.
+/// Bytes of a DELIVER of `message` before its payload.
 #[inline]
-pub fn encode_deliver(out: &mut Vec<u8>, sender: &[u8], topic: &[u8], payload: &[u8]) {
-    out.reserve(frame_len_for_deliver(sender, topic, payload));
-    encode_deliver_header(out, sender, topic, payload.len());
-    out.extend_from_slice(payload);
+pub fn deliver_header_len(message: &Message<'_>) -> usize {
+    HEADER_LEN + 2 + message.sender.len() + message.topic.len() + message.extension_len()
 }
 
-/// Appends everything of a DELIVER frame but its payload of `payload_len` bytes, which the
-/// caller sends right after (zero-copy path: the payload goes out from the buffer it was
-/// received into).
+/// Whole size on the wire of the DELIVER of `message`.
 #[inline]
-pub fn encode_deliver_header(out: &mut Vec<u8>, sender: &[u8], topic: &[u8], payload_len: usize) {
+pub fn frame_len_for_deliver(message: &Message<'_>) -> usize {
+    deliver_header_len(message) + message.payload.len()
+}
+
+/// Hot-path encoder for DELIVER (version 3's form when `message` has a reply topic or
+/// headers: the caller strips them for an older connection). The caller guarantees the
+/// sender is 1..=255 bytes and topic and reply at most 255 (validated when decoded or
+/// registered); debug builds assert it.
+#[inline]
+pub fn encode_deliver(out: &mut Vec<u8>, message: &Message<'_>) {
+    out.reserve(frame_len_for_deliver(message));
+    encode_deliver_header(out, message, message.payload.len());
+    out.extend_from_slice(message.payload);
+}
+
+/// Appends everything of a DELIVER frame of `message` but its payload of `payload_len` bytes,
+/// which the caller sends right after (zero-copy path: the payload goes out from the buffer
+/// it was received into).
+#[inline]
+pub fn encode_deliver_header(out: &mut Vec<u8>, message: &Message<'_>, payload_len: usize) {
+    let Message { sender, topic, .. } = *message;
     debug_assert!(!sender.is_empty() && sender.len() <= CLIENT_ID_LEN_MAX);
     debug_assert!(topic.len() <= TOPIC_LEN_MAX);
-    let body_len = 2 + sender.len() + topic.len() + payload_len;
-    put_header(out, body_len, FrameKind::Deliver, 0);
+    let body_len = 2 + sender.len() + topic.len() + message.extension_len() + payload_len;
+    put_header(out, body_len, FrameKind::Deliver, message.extension_flags());
     put_short(out, sender);
     put_short(out, topic);
+    message.put_extensions(out);
 }
 
 /// The topic of a DELIVER header written by [`encode_deliver_header`] (the payload apart);
@@ -494,6 +569,7 @@ impl Frame<'_> {
                 } => 2 + sender.len() + 16 + payload.len(),
                 Frame::ErrorAcked { subject, text, .. } => 2 + 1 + subject.len() + 16 + text.len(),
                 Frame::Publish { topic, payload, .. } => 1 + topic.len() + payload.len(),
+                Frame::Extended(extended) => extended.body().len(),
                 Frame::Subscribe { topic, group } | Frame::Unsubscribe { topic, group } => {
                     2 + topic.len() + group.len()
                 }
@@ -521,6 +597,7 @@ impl Frame<'_> {
                 FLAG_ACKED
             }
             Frame::Ack { gap: true, .. } | Frame::Receipt { gap: true, .. } => FLAG_GAP,
+            Frame::Extended(extended) => extended.flags(),
             _ => 0,
         };
         put_header(out, len - HEADER_LEN, self.kind(), flags);
@@ -553,6 +630,7 @@ impl Frame<'_> {
             | Frame::Receipt { .. }
             | Frame::DeliverAcked { .. }
             | Frame::ErrorAcked { .. } => self.put_version_2_body(out),
+            Frame::Extended(extended) => out.extend_from_slice(extended.body()),
             Frame::Publish { topic, payload, .. } => {
                 put_short(out, topic);
                 out.extend_from_slice(payload);
@@ -680,10 +758,29 @@ impl Frame<'_> {
                 check_short("topic", topic, TOPIC_LEN_MAX, false)
             }
             Frame::Error { subject, .. } => check_short("subject", subject, 255, false),
+            // Validated when it was decoded (the only way to make one).
+            Frame::Extended(_) => Ok(()),
             Frame::Welcome { .. }
             | Frame::Ping { .. }
             | Frame::Pong { .. }
             | Frame::Close { .. } => Ok(()),
+        }
+    }
+}
+
+impl<'a> Frame<'a> {
+    /// The message a DELIVER (plain or version 3) carries; `None` for any other frame.
+    pub fn message(&self) -> Option<Message<'a>> {
+        match *self {
+            Frame::Deliver {
+                sender,
+                topic,
+                payload,
+            } => Some(Message::plain(sender, topic, payload)),
+            Frame::Extended(extended) if extended.kind() == FrameKind::Deliver => {
+                Some(extended.fields().message)
+            }
+            _ => None,
         }
     }
 }
@@ -704,7 +801,7 @@ mod tests {
     #[test]
     fn the_topic_of_a_deliver_header() {
         let mut header = Vec::new();
-        encode_deliver_header(&mut header, b"sender", b"news.eu", 42);
+        encode_deliver_header(&mut header, &Message::plain(b"sender", b"news.eu", b""), 42);
         assert_eq!(deliver_header_topic(&header), Some(&b"news.eu"[..]));
         assert_eq!(deliver_header_topic(&header[..header.len() - 1]), None);
         assert_eq!(deliver_header_topic(b""), None);
@@ -781,7 +878,8 @@ mod tests {
     fn hot_path_deliver_matches_generic_encoder() {
         let mut a = Vec::new();
         let mut b = Vec::new();
-        encode_deliver(&mut a, b"snd", b"topic", b"payload");
+        let plain = Message::plain(b"snd", b"topic", b"payload");
+        encode_deliver(&mut a, &plain);
         Frame::Deliver {
             sender: b"snd",
             topic: b"topic",
@@ -790,7 +888,23 @@ mod tests {
         .encode(&mut b)
         .unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.len(), frame_len_for_deliver(b"snd", b"topic", b"payload"));
+        assert_eq!(a.len(), frame_len_for_deliver(&plain));
+        let extended = Message {
+            reply: b"_INBOX.1",
+            headers: b"NATS/1.0\r\n\r\n",
+            ..plain
+        };
+        let mut a = Vec::new();
+        encode_deliver(&mut a, &extended);
+        assert_eq!(a.len(), frame_len_for_deliver(&extended));
+        assert_eq!(a[5], FLAG_REPLY | FLAG_HEADERS);
+        let Ok(Decoded::Frame { frame, consumed }) = decode(&a, 1 << 20) else {
+            panic!("a version-3 DELIVER does not decode");
+        };
+        assert_eq!((frame.message(), consumed), (Some(extended), a.len()));
+        let mut b = Vec::new();
+        frame.encode(&mut b).unwrap();
+        assert_eq!(a, b, "an extended frame re-encodes as it came");
     }
 
     #[test]
@@ -856,9 +970,39 @@ mod tests {
             Err(DecodeError::UnknownKind(0x7f))
         );
         assert!(matches!(
-            decode(&frame(0x10, 2, b"\x01a"), 100),
+            decode(&frame(0x10, 0x08, b"\x01a"), 100),
             Err(DecodeError::BadFlags { .. })
         ));
+        // Version 3's flags: ACKED does not combine with them, and the fields they announce
+        // must be there and not empty.
+        assert!(matches!(
+            decode(&frame(0x10, FLAG_ACKED | FLAG_REPLY, b"\x01a"), 100),
+            Err(DecodeError::BadFlags { .. })
+        ));
+        assert_eq!(
+            decode(&frame(0x11, FLAG_REPLY, b"\x01t\x00"), 100),
+            Err(DecodeError::InvalidField {
+                kind: FrameKind::Publish,
+                field: "reply"
+            })
+        );
+        assert_eq!(
+            decode(
+                &frame(0x20, FLAG_HEADERS, b"\x01s\x00\x00\x00\x00\x00"),
+                100
+            ),
+            Err(DecodeError::InvalidField {
+                kind: FrameKind::Deliver,
+                field: "headers"
+            })
+        );
+        assert_eq!(
+            decode(&frame(0x10, FLAG_HEADERS, b"\x01a\x09\x00\x00\x00abc"), 100),
+            Err(DecodeError::Truncated {
+                kind: FrameKind::Send,
+                field: "headers"
+            })
+        );
         assert!(matches!(
             decode(&frame(0x10, 0, b"\x05ab"), 100),
             Err(DecodeError::Truncated { .. })

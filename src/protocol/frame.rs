@@ -1,5 +1,6 @@
 //! Frame values (borrowed from the bytes they were decoded from) and typed errors.
 
+use super::Extended;
 use std::fmt;
 
 /// One-byte frame type on the wire.
@@ -56,8 +57,11 @@ impl FrameKind {
     #[inline]
     pub(crate) const fn allowed_flags(self) -> u8 {
         match self {
-            FrameKind::Publish => super::FLAG_NO_ECHO,
-            FrameKind::Send | FrameKind::Deliver | FrameKind::Error => super::FLAG_ACKED,
+            FrameKind::Publish => super::FLAG_NO_ECHO | super::FLAG_REPLY | super::FLAG_HEADERS,
+            FrameKind::Send | FrameKind::Deliver => {
+                super::FLAG_ACKED | super::FLAG_REPLY | super::FLAG_HEADERS
+            }
+            FrameKind::Error => super::FLAG_ACKED,
             FrameKind::Ack | FrameKind::Receipt => super::FLAG_GAP,
             _ => 0,
         }
@@ -111,6 +115,9 @@ impl ErrorCode {
     /// A SUBSCRIBE named a pattern that is not well formed (an empty token, or `>` before
     /// the last token; PROTOCOL.md section 8.2); nothing was subscribed.
     pub const INVALID_SUBJECT: ErrorCode = ErrorCode(8);
+    /// A PUBLISH with a reply topic (version 3) reached no subscriber anywhere in the
+    /// cluster: no answer can come. `subject` is the topic; the message went nowhere.
+    pub const NO_RESPONDERS: ErrorCode = ErrorCode(9);
 }
 
 /// Reasons carried by CLOSE frames; the sender closes the connection after it.
@@ -303,6 +310,10 @@ pub enum Frame<'a> {
         topic: &'a [u8],
         payload: &'a [u8],
     },
+    /// Version 3: a SEND, PUBLISH or DELIVER with a reply topic or headers (flags REPLY,
+    /// HEADERS), read through [`Extended`] (kept as its validated body so that a frame value
+    /// stays small).
+    Extended(Extended<'a>),
     /// Relay -> client (version 2): DELIVER with the ACKED flag; the receiver acknowledges it.
     /// Acknowledged messages are sent by id, so the wire's `topic` field is always empty (and
     /// not kept here: it would make every frame value 16 bytes larger).
@@ -355,6 +366,7 @@ impl Frame<'_> {
             Frame::Hello { .. } => FrameKind::Hello,
             Frame::Welcome { .. } => FrameKind::Welcome,
             Frame::Send { .. } | Frame::SendAcked { .. } => FrameKind::Send,
+            Frame::Extended(extended) => extended.kind(),
             Frame::Ack { .. } => FrameKind::Ack,
             Frame::DeliverAcked { .. } => FrameKind::Deliver,
             Frame::Receipt { .. } => FrameKind::Receipt,

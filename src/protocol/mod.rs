@@ -15,27 +15,35 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod extended;
 mod frame;
+mod message;
 pub mod nats;
 mod reader;
 mod stream;
 mod walk;
 
 pub use codec::{
-    decode, deliver_header_topic, encode_deliver, encode_deliver_acked,
+    decode, deliver_header_len, deliver_header_topic, encode_deliver, encode_deliver_acked,
     encode_deliver_acked_header, encode_deliver_header, encode_send_acked, frame_len_for_deliver,
     frame_len_for_deliver_acked, frame_len_for_send_acked, hello, Decoded,
+};
+pub use extended::{
+    encode_publish_extended, encode_send_extended, publish_extended_len, send_extended_len,
+    Extended, ExtendedFields,
 };
 pub use frame::{
     AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, MsgId,
 };
+pub use message::Message;
 pub use reader::FrameReader;
 pub use stream::{FrameTooLarge, StreamDecoder, PARTIAL_RETAIN_MAX};
 pub use walk::FrameWalk;
 
 /// The newest protocol version this build speaks, and the one its client sends in HELLO.
-/// Version 2 adds acknowledged delivery (PROTOCOL.md section 12).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 2 adds acknowledged delivery (PROTOCOL.md section 12), version 3 reply topics and
+/// headers (section 13).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest version the relay still accepts: HELLO with a version from this to
 /// [`PROTOCOL_VERSION`] is answered with WELCOME of the same version, any other is refused with
@@ -44,6 +52,10 @@ pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
 /// The first version with acknowledged delivery (ACKED flag, ACK, RECEIPT).
 pub const ACKED_VERSION_MIN: u16 = 2;
+
+/// The first version whose DELIVER may carry a reply topic and headers (flags REPLY,
+/// HEADERS). An older connection receives such a message without them.
+pub const EXTENDED_VERSION_MIN: u16 = 3;
 
 /// Bytes in every frame header: `body_len: u32 LE`, `kind: u8`, `flags: u8`.
 pub const HEADER_LEN: usize = 6;
@@ -66,12 +78,14 @@ pub const TOKEN_LEN_MAX: usize = 1024;
 /// it buffer no more than this.
 pub const HELLO_FRAME_BYTES_MAX: usize = HEADER_LEN + 2 + 1 + CLIENT_ID_LEN_MAX + 2 + TOKEN_LEN_MAX;
 
-/// Bytes a DELIVER adds around its payload at most: the header, the sender id and the topic
-/// with their length bytes (6 + 1 + 255 + 1 + 255). The relay delivers payloads of at most
-/// `max_frame_bytes - DELIVER_OVERHEAD_MAX` bytes, so every DELIVER fits in the frame size it
-/// announced in WELCOME; a longer SEND or PUBLISH payload is refused (ERROR
+/// Bytes a DELIVER adds around its payload and headers at most: the header, the sender id,
+/// the topic and the reply topic with their length bytes, and the headers' length
+/// (6 + 1 + 255 + 1 + 255 + 1 + 255 + 4 = 778). The relay delivers payloads (with their
+/// headers) of at most `max_frame_bytes - DELIVER_OVERHEAD_MAX` bytes, so every DELIVER fits in
+/// the frame size it announced in WELCOME; a longer SEND or PUBLISH is refused (ERROR
 /// `PAYLOAD_TOO_LARGE`).
-pub const DELIVER_OVERHEAD_MAX: usize = HEADER_LEN + 1 + CLIENT_ID_LEN_MAX + 1 + TOPIC_LEN_MAX;
+pub const DELIVER_OVERHEAD_MAX: usize =
+    HEADER_LEN + 1 + CLIENT_ID_LEN_MAX + 1 + TOPIC_LEN_MAX + 1 + TOPIC_LEN_MAX + 4;
 
 /// The largest payload a relay announcing `max_frame_bytes` delivers.
 pub const fn payload_bytes_max(max_frame_bytes: usize) -> usize {
@@ -83,6 +97,12 @@ pub const FLAG_NO_ECHO: u8 = 0x01;
 /// SEND, DELIVER, ERROR flag (version 2): the frame carries a [`MsgId`] (`epoch: u64`,
 /// `seq: u64`) after its addressing fields: an acknowledged message, or an error about one.
 pub const FLAG_ACKED: u8 = 0x01;
+/// SEND, PUBLISH, DELIVER flag (version 3): a reply topic (`reply: short+`) follows the
+/// addressing fields.
+pub const FLAG_REPLY: u8 = 0x02;
+/// SEND, PUBLISH, DELIVER flag (version 3): a header block (`headers: u32` length, then 1 or
+/// more bytes) follows the addressing fields and the reply topic.
+pub const FLAG_HEADERS: u8 = 0x04;
 /// ACK, RECEIPT flag: a gap is reported; send the missing messages now.
 pub const FLAG_GAP: u8 = 0x01;
 /// Runs one ACK or RECEIPT may carry. 16: an acknowledgement covers the few gaps a change of

@@ -11,9 +11,10 @@ use crate::cluster::wire::{
 };
 use crate::core::{AckSink, AckedDelivery, Location, Sink};
 use crate::protocol::{
-    encode_deliver, encode_deliver_acked, encode_deliver_acked_header, encode_deliver_header,
-    frame_len_for_deliver, frame_len_for_deliver_acked, AckFields, CloseReason, ErrorCode, Frame,
-    FrameKind, MsgId, FLAG_ACKED,
+    decode, deliver_header_len, encode_deliver, encode_deliver_acked, encode_deliver_acked_header,
+    encode_deliver_header, frame_len_for_deliver, frame_len_for_deliver_acked, AckFields,
+    CloseReason, Decoded, ErrorCode, Frame, FrameKind, Message, MsgId, FLAG_ACKED, FLAG_HEADERS,
+    FLAG_REPLY,
 };
 use bytes::Bytes;
 
@@ -190,15 +191,14 @@ impl Deliverer<'_> {
     fn deliver_shared(
         &mut self,
         to: Location,
-        sender: &[u8],
-        topic: &[u8],
+        message: &Message<'_>,
         group: &[u8],
         payload: Bytes,
     ) {
         let payload_len = payload.len();
-        let header_len = frame_len_for_deliver(sender, topic, b"");
+        let header_len = deliver_header_len(message);
         self.deliver_shared_with(to, group, payload, header_len, |out| {
-            encode_deliver_header(out, sender, topic, payload_len)
+            encode_deliver_header(out, message, payload_len)
         });
     }
 
@@ -273,10 +273,18 @@ impl Deliverer<'_> {
     }
 
     /// Whether the live connection at (`slot`, `generation`) speaks acknowledged delivery
-    /// (`None`: it is gone).
+    /// (`None`: it is gone). A NATS connection does not.
     fn conn_acks(&mut self, slot: u32, generation: u32) -> Option<bool> {
         let conn = self.slab.get_live(slot, generation)?;
-        Some(conn.relay.acks())
+        Some(conn.nats.is_none() && conn.relay.acks())
+    }
+
+    /// Whether the live native connection at (`slot`, `generation`) takes version 3's DELIVER
+    /// with a reply topic and headers.
+    fn conn_extended(&mut self, slot: u32, generation: u32) -> bool {
+        self.slab
+            .get_live(slot, generation)
+            .is_some_and(|c| c.relay.extended())
     }
 
     /// Appends a record for the worker that owns `to`; past `handoff_bytes_max` the message is
@@ -327,6 +335,13 @@ impl Deliverer<'_> {
         if self.is_nats(slot, generation) {
             return self.append_frame_bytes_nats(slot, generation, group, frame);
         }
+        let extended = frame.get(4) == Some(&(FrameKind::Deliver as u8))
+            && frame
+                .get(5)
+                .is_some_and(|&f| f & (FLAG_REPLY | FLAG_HEADERS) != 0);
+        if extended && !self.conn_extended(slot, generation) {
+            return self.append_stripped(slot, generation, frame);
+        }
         // Handed-over frames were encoded by this process: the kind byte is valid.
         let kind = frame
             .get(4)
@@ -335,6 +350,30 @@ impl Deliverer<'_> {
         self.append_local(slot, generation, frame.len(), kind, |out| {
             out.extend_from_slice(frame)
         });
+    }
+
+    /// A version-3 DELIVER handed over for a connection of an older version: it goes without
+    /// its reply topic and headers.
+    #[cold]
+    #[inline(never)]
+    fn append_stripped(&mut self, slot: u32, generation: u32, frame: &[u8]) {
+        let Ok(Decoded::Frame { frame, .. }) = decode(frame, usize::MAX) else {
+            // Handed-over frames were encoded by this process.
+            debug_assert!(false, "a handed-over DELIVER does not decode");
+            return;
+        };
+        let Some(message) = frame.message() else {
+            debug_assert!(false, "a handed-over DELIVER is not one");
+            return;
+        };
+        let message = message.without_extensions();
+        self.append_local(
+            slot,
+            generation,
+            frame_len_for_deliver(&message),
+            FrameKind::Deliver,
+            |out| encode_deliver(out, &message),
+        );
     }
 
     /// Appends an encoded data-link frame to this worker's link to `node`, or to the node's
@@ -406,39 +445,69 @@ impl Deliverer<'_> {
 }
 
 impl Deliverer<'_> {
-    /// A DELIVER to `to`, here or through its worker's handoff; `group` is the queue group it
-    /// was picked for (empty: a plain delivery), which only a NATS connection uses.
+    /// A DELIVER of `message` to `to`, here or through its worker's handoff; `group` is the
+    /// queue group it was picked for (empty: a plain delivery), which only a NATS connection
+    /// uses.
     #[inline]
-    fn deliver_in(
-        &mut self,
-        to: Location,
-        sender: &[u8],
-        topic: &[u8],
-        group: &[u8],
-        payload: &[u8],
-    ) {
+    fn deliver_in(&mut self, to: Location, message: &Message<'_>, group: &[u8]) {
         let here = to.worker == self.worker;
-        if here && self.is_nats(to.slot, to.generation) {
-            self.deliver_nats(to.slot, to.generation, topic, group, payload);
-            return;
+        if message.is_extended() || (here && self.is_nats(to.slot, to.generation)) {
+            return self.deliver_in_its_protocol(to, message, group);
         }
-        if let Some(shared) = self.shared(payload) {
-            return self.deliver_shared(to, sender, topic, group, shared);
+        if let Some(shared) = self.shared(message.payload) {
+            return self.deliver_shared(to, message, group, shared);
         }
-        let len = frame_len_for_deliver(sender, topic, payload);
         let ok = if here {
+            let len = frame_len_for_deliver(message);
             self.append_local(to.slot, to.generation, len, FrameKind::Deliver, |out| {
-                encode_deliver(out, sender, topic, payload)
+                encode_deliver(out, message)
             })
-        } else if group.is_empty() {
-            self.hand_over(to, TAG_FRAME, len, |out| {
-                encode_deliver(out, sender, topic, payload)
-            })
+        } else {
+            self.hand_over_deliver(to, message, group)
+        };
+        if ok {
+            bump(&self.stats.deliveries, 1);
+        }
+    }
+
+    /// Hands the DELIVER of `message` to the worker that owns `to` (with the queue `group` it
+    /// was picked for, if any).
+    #[inline]
+    fn hand_over_deliver(&mut self, to: Location, message: &Message<'_>, group: &[u8]) -> bool {
+        let len = frame_len_for_deliver(message);
+        if group.is_empty() {
+            self.hand_over(to, TAG_FRAME, len, |out| encode_deliver(out, message))
         } else {
             self.hand_over(to, TAG_GROUP_FRAME, 1 + group.len() + len, |out| {
                 out.push(group.len() as u8);
                 out.extend_from_slice(group);
-                encode_deliver(out, sender, topic, payload)
+                encode_deliver(out, message)
+            })
+        }
+    }
+
+    /// A message that not every destination writes alike: to a local NATS connection (MSG or
+    /// HMSG), or with a reply topic or headers (a version-3 DELIVER, without them for an older
+    /// connection). Another worker's connection is handed the whole version-3 DELIVER, and
+    /// its worker writes it so (see [`Self::append_frame_bytes`]). Copied, never zero-copy.
+    #[cold]
+    #[inline(never)]
+    fn deliver_in_its_protocol(&mut self, to: Location, message: &Message<'_>, group: &[u8]) {
+        let ok = if to.worker != self.worker {
+            self.hand_over_deliver(to, message, group)
+        } else if self.is_nats(to.slot, to.generation) {
+            // Counted by deliver_nats.
+            self.deliver_nats(to.slot, to.generation, message, group);
+            false
+        } else {
+            let message = if self.conn_extended(to.slot, to.generation) {
+                *message
+            } else {
+                message.without_extensions()
+            };
+            let len = frame_len_for_deliver(&message);
+            self.append_local(to.slot, to.generation, len, FrameKind::Deliver, |out| {
+                encode_deliver(out, &message)
             })
         };
         if ok {
@@ -449,20 +518,13 @@ impl Deliverer<'_> {
 
 impl Sink for Deliverer<'_> {
     #[inline]
-    fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
-        self.deliver_in(to, sender, topic, b"", payload);
+    fn deliver(&mut self, to: Location, message: &Message<'_>) {
+        self.deliver_in(to, message, b"");
     }
 
     #[inline]
-    fn deliver_group(
-        &mut self,
-        to: Location,
-        sender: &[u8],
-        topic: &[u8],
-        group: &[u8],
-        payload: &[u8],
-    ) {
-        self.deliver_in(to, sender, topic, group, payload);
+    fn deliver_group(&mut self, to: Location, message: &Message<'_>, group: &[u8]) {
+        self.deliver_in(to, message, group);
     }
 
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
@@ -497,29 +559,19 @@ impl Sink for Deliverer<'_> {
     }
 
     #[inline]
-    fn forward_send(&mut self, node: u16, sender: &[u8], target: &[u8], payload: &[u8]) {
-        let len = data_send_len(sender, target, payload);
-        let forward = self.append_link(node, len, |out| {
-            encode_data_send(out, sender, target, payload)
-        });
+    fn forward_send(&mut self, node: u16, target: &[u8], message: &Message<'_>) {
+        let len = data_send_len(target, message);
+        let forward = self.append_link(node, len, |out| encode_data_send(out, target, message));
         if forward == Forward::NoRoute {
             self.error_to_origin(ErrorCode::UNREACHABLE, target, "node unreachable");
         }
     }
 
     #[inline]
-    fn forward_publish(
-        &mut self,
-        node: u16,
-        sender: &[u8],
-        topic: &[u8],
-        group: &[u8],
-        no_echo: bool,
-        payload: &[u8],
-    ) {
-        let len = data_publish_len(sender, topic, group, payload);
+    fn forward_publish(&mut self, node: u16, message: &Message<'_>, group: &[u8], no_echo: bool) {
+        let len = data_publish_len(message, group);
         let _ = self.append_link(node, len, |out| {
-            encode_data_publish(out, sender, topic, group, no_echo, payload)
+            encode_data_publish(out, message, group, no_echo)
         });
     }
 

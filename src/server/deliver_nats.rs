@@ -6,9 +6,9 @@
 use super::conn::extra_capacity;
 use super::deliver::Deliverer;
 use super::stats::{bump, kind_index};
-use crate::core::engine::nats::{NatsConn, NatsMessage, NatsOutput};
+use crate::core::engine::nats::{NatsConn, NatsOutput};
 use crate::core::Location;
-use crate::protocol::{decode, deliver_header_topic, Decoded, Frame, FrameKind};
+use crate::protocol::{decode, deliver_header_topic, Decoded, Frame, FrameKind, Message};
 
 impl Deliverer<'_> {
     /// Whether the live connection at (`slot`, `generation`) speaks NATS.
@@ -80,18 +80,11 @@ impl Deliverer<'_> {
         &mut self,
         slot: u32,
         generation: u32,
-        topic: &[u8],
+        message: &Message<'_>,
         group: &[u8],
-        payload: &[u8],
     ) -> bool {
-        let message = NatsMessage {
-            subject: topic,
-            reply: b"",
-            headers: b"",
-            payload,
-        };
         let ok = self.append_nats(slot, generation, FrameKind::Deliver, |nats, out| {
-            nats.write_message(out, &message, group)
+            nats.write_message(out, message, group)
         });
         if ok {
             bump(&self.stats.deliveries, 1);
@@ -102,8 +95,8 @@ impl Deliverer<'_> {
     /// A frame the relay produced (PING, ERROR, ...) for a local NATS connection, written
     /// in NATS when it has a NATS form.
     pub fn push_frame_nats(&mut self, slot: u32, generation: u32, frame: &Frame<'_>) {
-        if let Frame::Deliver { topic, payload, .. } = *frame {
-            self.deliver_nats(slot, generation, topic, b"", payload);
+        if let Some(message) = frame.message() {
+            self.deliver_nats(slot, generation, &message, b"");
             return;
         }
         self.append_nats(slot, generation, frame.kind(), |nats, out| {
@@ -121,13 +114,12 @@ impl Deliverer<'_> {
         bytes: &[u8],
     ) {
         match decode(bytes, usize::MAX) {
-            Ok(Decoded::Frame {
-                frame: Frame::Deliver { topic, payload, .. },
-                ..
-            }) => {
-                self.deliver_nats(slot, generation, topic, group, payload);
-            }
-            Ok(Decoded::Frame { frame, .. }) => self.push_frame_nats(slot, generation, &frame),
+            Ok(Decoded::Frame { frame, .. }) => match frame.message() {
+                Some(message) => {
+                    self.deliver_nats(slot, generation, &message, group);
+                }
+                None => self.push_frame_nats(slot, generation, &frame),
+            },
             // Handed-over frames were encoded by this process.
             _ => debug_assert!(false, "a handed-over frame does not decode"),
         }
@@ -145,7 +137,9 @@ impl Deliverer<'_> {
     ) {
         match deliver_header_topic(header) {
             Some(topic) => {
-                self.deliver_nats(slot, generation, topic, group, payload);
+                // A NATS connection is not told the sender.
+                let message = Message::plain(b"", topic, payload);
+                self.deliver_nats(slot, generation, &message, group);
             }
             None => debug_assert!(false, "a handed-over DELIVER header does not parse"),
         }

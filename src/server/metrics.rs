@@ -542,6 +542,13 @@ impl RelayCollector {
         )?;
         counter(
             e,
+            "no_responders",
+            "Requests (a PUBLISH with a reply topic, a NATS request) that reached no subscriber \
+             anywhere in the cluster, answered at once (ERROR NO_RESPONDERS, or NATS's 503).",
+            self.sum(|b| &b.no_responders),
+        )?;
+        counter(
+            e,
             "forwarded_out",
             "Messages forwarded to another cluster node over a data link.",
             self.sum(|b| &b.forwarded_out),

@@ -78,6 +78,7 @@ impl Output for Deliverer<'_> {
             Counter::ForwardedIn => &stats.forwarded_in,
             Counter::ForwardedInStale => &stats.forwarded_in_stale,
             Counter::LimitRefused => &stats.limit_refusals,
+            Counter::NoResponders => &stats.no_responders,
             Counter::PayloadTooLarge => &stats.payload_too_large_drops,
             Counter::AckUnroutable => &stats.ack_unroutable_drops,
         };

@@ -31,6 +31,8 @@ pub struct WorkerStats {
     pub forwarded_in_stale: AtomicU64,
     /// SUBSCRIBEs and WATCHes refused at a configured limit.
     pub limit_refusals: AtomicU64,
+    /// Requests that reached no subscriber anywhere (answered "no responders").
+    pub no_responders: AtomicU64,
     /// SEND and PUBLISH frames dropped: payload longer than the relay delivers.
     pub payload_too_large_drops: AtomicU64,
     /// Forwarded messages dropped because their frame on a data link was malformed (the

@@ -239,11 +239,9 @@ impl Worker {
         let result = reassemble(&mut decoder, data, None, |bytes| {
             match decode_data(bytes, max_frame_bytes) {
                 Ok(DecodedData::Frame { frame, .. }) => match frame {
-                    DataFrame::Send {
-                        sender,
-                        target,
-                        payload,
-                    } => engine.on_forwarded_send(&guards, sender, target, payload, &mut sink),
+                    DataFrame::Send { target, message } => {
+                        engine.on_forwarded_send(&guards, target, &message, &mut sink)
+                    }
                     DataFrame::SendAcked {
                         sender,
                         target,
@@ -254,14 +252,9 @@ impl Worker {
                     DataFrame::Ack { from, to, gap, ack } => {
                         engine.on_forwarded_ack(&guards, from, to, gap, &ack, &mut sink)
                     }
-                    DataFrame::Publish {
-                        sender,
-                        topic,
-                        group,
-                        payload,
-                        ..
-                    } => engine
-                        .on_forwarded_publish(&guards, sender, topic, group, payload, &mut sink),
+                    DataFrame::Publish { group, message, .. } => {
+                        engine.on_forwarded_publish(&guards, &message, group, &mut sink)
+                    }
                 },
                 Ok(DecodedData::NeedMore { .. }) => {
                     debug_assert!(false, "a whole link frame decoded as incomplete");

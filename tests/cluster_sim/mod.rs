@@ -87,7 +87,7 @@ pub struct WorkerSink {
 }
 
 impl Sink for WorkerSink {
-    fn deliver(&mut self, _: Location, _: &[u8], _: &[u8], _: &[u8]) {}
+    fn deliver(&mut self, _: Location, _: &ringrelay::protocol::Message<'_>) {}
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
         self.presence.push((to, client_id.into(), online));
     }
@@ -95,8 +95,9 @@ impl Sink for WorkerSink {
         self.closes.push(to);
     }
     fn error_to_origin(&mut self, _: ErrorCode, _: &[u8], _: &'static str) {}
-    fn forward_send(&mut self, _: u16, _: &[u8], _: &[u8], _: &[u8]) {}
-    fn forward_publish(&mut self, _: u16, _: &[u8], _: &[u8], _: &[u8], _: bool, _: &[u8]) {}
+    fn forward_send(&mut self, _: u16, _: &[u8], _: &ringrelay::protocol::Message<'_>) {}
+    fn forward_publish(&mut self, _: u16, _: &ringrelay::protocol::Message<'_>, _: &[u8], _: bool) {
+    }
 }
 
 /// One running node incarnation.

@@ -714,6 +714,8 @@ pub fn next_message(c: &mut Client) -> (String, Option<String>, String) {
             sender,
             topic,
             payload,
+            reply: None,
+            headers: None,
         } => (lossy(&sender), topic.map(|t| lossy(&t)), lossy(&payload)),
         other => panic!("{}: expected a message, got {other:?}", who(c)),
     }
@@ -768,6 +770,8 @@ pub fn sync(c: &mut Client) -> Vec<Event> {
                 sender,
                 topic: None,
                 payload,
+                reply: None,
+                headers: None,
             })) if sender == me && payload == marker.as_bytes() => return before,
             Ok(Some(e)) => before.push(e),
             Ok(None) => {}

@@ -90,6 +90,8 @@ pub fn next_message(c: &mut Client) -> (Vec<u8>, Option<Vec<u8>>, Vec<u8>) {
             sender,
             topic,
             payload,
+            reply: None,
+            headers: None,
         } => (sender, topic, payload),
         other => panic!(
             "{}: expected a message, got {other:?}",
@@ -332,6 +334,8 @@ pub fn sync(c: &mut Client) -> Vec<Event> {
                 sender,
                 topic: None,
                 payload,
+                reply: None,
+                headers: None,
             } if sender == me && payload == marker.as_bytes() => return before,
             other => before.push(other),
         }

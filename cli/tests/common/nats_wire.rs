@@ -23,6 +23,14 @@ pub enum Line {
         reply: Option<String>,
         payload: Vec<u8>,
     },
+    /// A message with headers (HMSG).
+    Hmsg {
+        subject: String,
+        sid: String,
+        reply: Option<String>,
+        headers: Vec<u8>,
+        payload: Vec<u8>,
+    },
     Other(String),
 }
 
@@ -75,6 +83,9 @@ impl Nats {
             .expect("lines end with CRLF")
             .to_string();
         let fields: Vec<&str> = line.split(' ').collect();
+        if fields[0] == "HMSG" {
+            return Some(self.hmsg(&line, &fields));
+        }
         if fields[0] != "MSG" {
             return Some(Line::Other(line));
         }
@@ -94,6 +105,27 @@ impl Nats {
         })
     }
 
+    /// The rest of an HMSG whose control line is `line` (`fields`, split at spaces).
+    fn hmsg(&mut self, line: &str, fields: &[&str]) -> Line {
+        let (reply, header_len, total_len) = match fields.len() {
+            5 => (None, fields[3], fields[4]),
+            6 => (Some(fields[3].to_string()), fields[4], fields[5]),
+            _ => panic!("malformed HMSG line {line:?}"),
+        };
+        let header_len: usize = header_len.parse().unwrap();
+        let mut bytes = vec![0; total_len.parse::<usize>().unwrap() + 2];
+        self.reader.read_exact(&mut bytes).unwrap();
+        assert_eq!(bytes.split_off(bytes.len() - 2), b"\r\n");
+        let payload = bytes.split_off(header_len);
+        Line::Hmsg {
+            subject: fields[1].to_string(),
+            sid: fields[2].to_string(),
+            reply,
+            headers: bytes,
+            payload,
+        }
+    }
+
     pub fn expect(&mut self, want: &str) {
         assert_eq!(self.next(), Line::Other(want.to_string()));
     }
@@ -107,7 +139,7 @@ impl Nats {
             match self.next() {
                 Line::Msg { sid, .. } if sid == marker_sid => return counts,
                 Line::Msg { sid, .. } => *counts.entry(sid).or_default() += 1,
-                Line::Other(line) => panic!("unexpected {line:?}"),
+                other => panic!("unexpected {other:?}"),
             }
         }
     }

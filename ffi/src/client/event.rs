@@ -166,6 +166,8 @@ impl Item {
                 Item::Event(Event::Message {
                     sender: arena[at..topic_at].to_vec(),
                     topic: topic.map(|len| arena[topic_at..topic_at + len].to_vec()),
+                    reply: None,
+                    headers: None,
                     payload: arena[payload_at..payload_at + payload].to_vec(),
                 })
             }
@@ -182,7 +184,15 @@ impl Item {
                     sender,
                     topic,
                     payload,
-                }) => sender.len() + topic.as_ref().map_or(0, Vec::len) + payload.len(),
+                    reply,
+                    headers,
+                }) => {
+                    sender.len()
+                        + topic.as_ref().map_or(0, Vec::len)
+                        + reply.as_ref().map_or(0, Vec::len)
+                        + headers.as_ref().map_or(0, Vec::len)
+                        + payload.len()
+                }
                 Item::Event(Event::AckedMessage {
                     sender, payload, ..
                 }) => sender.len() + payload.len(),
@@ -250,7 +260,9 @@ impl ringrelay_event {
                 sender,
                 topic,
                 payload,
+                ..
             } => {
+                // The C API does not expose reply topics and headers yet.
                 let mut ev = Self::blank(K::Message);
                 ev.client_id = Span::of(sender);
                 ev.topic = topic.as_deref().map(Span::of);

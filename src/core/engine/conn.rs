@@ -168,6 +168,13 @@ impl ConnRelay {
         self.session.acks()
     }
 
+    /// Whether the client speaks version 3, so it may be sent DELIVERs with a reply topic and
+    /// headers.
+    #[inline]
+    pub fn extended(&self) -> bool {
+        self.session.extended()
+    }
+
     pub fn client_id(&self) -> &[u8] {
         &self.client_id
     }

@@ -3,11 +3,13 @@
 use super::limits::Limit;
 use super::{ClusterEvent, ConnRelay, Counter, Engine, Output};
 use crate::core::location::{Location, Registered};
-use crate::core::router::{Guards, Origin, SendOutcome};
+use crate::core::router::{Fanout, Guards, SendOutcome};
 use crate::core::session::{Phase, SessionEvent};
 use crate::core::subject::{check_pattern, is_pattern};
 use crate::core::topics::TableFull;
-use crate::protocol::{decode, CloseReason, DecodeError, Decoded, ErrorCode, Frame, FrameKind};
+use crate::protocol::{
+    decode, CloseReason, DecodeError, Decoded, EncodeError, ErrorCode, Frame, FrameKind, Message,
+};
 
 impl Engine<'_> {
     /// Bytes arrived on the connection (any bytes prove the peer alive); call once per
@@ -33,24 +35,25 @@ impl Engine<'_> {
         if conn.held_hello.is_some() {
             return self.hold_frame(conn, at, &frame, out);
         }
-        let tables = self.tables;
         match conn
             .session
             .on_frame(frame, &self.config.session, conn.peer)
         {
-            SessionEvent::Send { target, payload } => {
+            SessionEvent::Send {
+                target,
+                reply,
+                headers,
+                payload,
+            } => {
                 debug_assert!(!conn.client_id.is_empty(), "routed before registration");
-                if payload.len() > self.config.payload_bytes_max {
-                    return self.refuse_payload(at, target, out);
-                }
-                let origin = Origin {
-                    location: at,
-                    client_id: &conn.client_id,
+                let message = Message {
+                    sender: &conn.client_id,
+                    topic: b"",
+                    reply,
+                    headers,
+                    payload,
                 };
-                if tables.route_send(guards, origin, target, payload, out) == SendOutcome::UnknownId
-                {
-                    out.count(Counter::UnknownId);
-                }
+                self.send(at, guards, target, &message, out);
             }
             SessionEvent::SendAcked {
                 target,
@@ -60,17 +63,22 @@ impl Engine<'_> {
             SessionEvent::Ack { to, gap, ack } => self.ack(conn, at, guards, to, gap, &ack, out),
             SessionEvent::Publish {
                 topic,
+                reply,
+                headers,
                 payload,
                 no_echo,
             } => {
-                if payload.len() > self.config.payload_bytes_max {
-                    return self.refuse_payload(at, topic, out);
-                }
-                let origin = Origin {
-                    location: at,
-                    client_id: &conn.client_id,
+                let message = Message {
+                    sender: &conn.client_id,
+                    topic,
+                    reply,
+                    headers,
+                    payload,
                 };
-                tables.route_publish(guards, origin, topic, payload, no_echo, out);
+                let fanout = self.publish(at, guards, &message, no_echo, out);
+                if fanout.is_some_and(|f| f.reached_nobody()) && !reply.is_empty() {
+                    self.no_responders(at, topic, out);
+                }
             }
             SessionEvent::Register { client_id } => {
                 if out.node_ready() {
@@ -136,8 +144,30 @@ impl Engine<'_> {
         frame: &Frame<'_>,
         out: &mut impl Output,
     ) {
+        // A decoded frame always encodes (its fields passed the same bounds).
+        self.hold_encoded(
+            conn,
+            at,
+            frame.encoded_len(),
+            |held| frame.encode(held),
+            out,
+        );
+    }
+
+    /// Keeps the frame of `frame_bytes` bytes that `encode` appends behind a held HELLO (see
+    /// [`Self::hold_frame`]).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn hold_encoded(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        frame_bytes: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+        out: &mut impl Output,
+    ) {
         let held_bytes_max = self.config.max_frame_bytes as usize;
-        if conn.held_frames.len() + frame.encoded_len() > held_bytes_max {
+        if conn.held_frames.len() + frame_bytes > held_bytes_max {
             conn.held_hello = None;
             conn.held_frames = Vec::new();
             conn.session.close();
@@ -145,9 +175,8 @@ impl Engine<'_> {
             out.close_conn(at, CloseReason::NOT_READY, text.into());
             return;
         }
-        // A decoded frame always encodes (its fields passed the same bounds).
-        let encoded = frame.encode(&mut conn.held_frames);
-        debug_assert!(encoded.is_ok());
+        let encoded = encode(&mut conn.held_frames);
+        debug_assert!(encoded.is_ok(), "held frames are valid");
     }
 
     /// Applies the frames held behind a HELLO that has just been welcomed, in order.
@@ -255,6 +284,59 @@ impl Engine<'_> {
         self.refuse_at_limit(conn, at, refused, client_id, out);
     }
 
+    /// A SEND of `message` (from the connection at `at`) to the client registered as
+    /// `target`; `None` when its payload is refused.
+    #[inline]
+    pub(super) fn send(
+        &self,
+        at: Location,
+        guards: &Guards<'_>,
+        target: &[u8],
+        message: &Message<'_>,
+        out: &mut impl Output,
+    ) -> Option<SendOutcome> {
+        if message.carried_bytes() > self.config.payload_bytes_max {
+            self.refuse_payload(at, target, out);
+            return None;
+        }
+        let outcome = self.tables.route_send(guards, target, message, out);
+        if outcome == SendOutcome::UnknownId {
+            out.count(Counter::UnknownId);
+        }
+        Some(outcome)
+    }
+
+    /// A PUBLISH of `message` by the connection at `at`; `None` when its payload is refused.
+    #[inline]
+    pub(super) fn publish(
+        &self,
+        at: Location,
+        guards: &Guards<'_>,
+        message: &Message<'_>,
+        no_echo: bool,
+        out: &mut impl Output,
+    ) -> Option<Fanout> {
+        if message.carried_bytes() > self.config.payload_bytes_max {
+            self.refuse_payload(at, message.topic, out);
+            return None;
+        }
+        Some(self.tables.route_publish(guards, at, message, no_echo, out))
+    }
+
+    /// A version-3 PUBLISH with a reply topic reached no subscriber anywhere: its sender is
+    /// told at once rather than waiting for an answer that cannot come.
+    #[cold]
+    #[inline(never)]
+    fn no_responders(&self, at: Location, topic: &[u8], out: &mut impl Output) {
+        out.count(Counter::NoResponders);
+        let frame = Frame::Error {
+            code: ErrorCode::NO_RESPONDERS,
+            subject: topic,
+            text: b"no responders: no subscriber anywhere",
+        };
+        out.send_frame_local(at, &frame);
+    }
+
     /// A SEND or PUBLISH whose payload the relay could not deliver within the frame size it
     /// announced: dropped, counted, and the sender told (`subject`: the target or topic).
     #[cold]
@@ -262,7 +344,7 @@ impl Engine<'_> {
     fn refuse_payload(&self, at: Location, subject: &[u8], out: &mut impl Output) {
         out.count(Counter::PayloadTooLarge);
         let text = format!(
-            "payload longer than {} bytes (max_frame_bytes minus {} for the DELIVER header)",
+            "payload and headers longer than {} bytes (max_frame_bytes minus {} for the DELIVER header)",
             self.config.payload_bytes_max,
             crate::protocol::DELIVER_OVERHEAD_MAX
         );

@@ -3,7 +3,7 @@
 
 use super::{Counter, Engine, Output};
 use crate::core::router::Guards;
-use crate::protocol::{AckFields, MsgId};
+use crate::protocol::{AckFields, Message, MsgId};
 
 impl Engine<'_> {
     /// A SEND forwarded by another node; dropped (and counted stale) if the target moved or
@@ -12,15 +12,14 @@ impl Engine<'_> {
     pub fn on_forwarded_send(
         &self,
         guards: &Guards<'_>,
-        sender: &[u8],
         target: &[u8],
-        payload: &[u8],
+        message: &Message<'_>,
         out: &mut impl Output,
     ) {
         out.count(Counter::ForwardedIn);
         if !self
             .tables
-            .route_forwarded_send(guards, sender, target, payload, out)
+            .route_forwarded_send(guards, target, message, out)
         {
             out.count(Counter::ForwardedInStale);
         }
@@ -32,15 +31,13 @@ impl Engine<'_> {
     pub fn on_forwarded_publish(
         &self,
         guards: &Guards<'_>,
-        sender: &[u8],
-        topic: &[u8],
+        message: &Message<'_>,
         group: &[u8],
-        payload: &[u8],
         out: &mut impl Output,
     ) {
         out.count(Counter::ForwardedIn);
         self.tables
-            .route_forwarded_publish(guards, sender, topic, group, payload, out);
+            .route_forwarded_publish(guards, message, group, out);
     }
 
     /// An acknowledged SEND forwarded by another node; dropped (and counted stale) if the

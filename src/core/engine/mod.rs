@@ -96,6 +96,8 @@ pub enum Counter {
     PayloadTooLarge,
     /// An ACK for an id nobody holds (its sender left): dropped.
     AckUnroutable,
+    /// A request (a message with a reply topic) reached no subscriber anywhere.
+    NoResponders,
 }
 
 /// Where the engine's decisions go. Extends the router's [`AckSink`] (deliveries, presence,

@@ -16,7 +16,7 @@ mod translate;
 
 pub use rules::{NatsCall, NatsOutput};
 pub use subs::{Inserted, NatsSub, NatsSubs};
-pub use translate::{close_err_text, NatsMessage};
+pub use translate::close_err_text;
 
 use crate::protocol::nats::{ConnectOptions, NatsReader};
 
@@ -24,6 +24,11 @@ use crate::protocol::nats::{ConnectOptions, NatsReader};
 /// <generation>`): unique on the node while the connection lives, so two NATS clients never
 /// replace each other, whatever names they give.
 pub const NATS_ID_PREFIX: &[u8] = b"nats.";
+
+/// The subjects under which a NATS client reaches a client by id: a publish to
+/// `_RR.ID.<id>` is a SEND to `<id>` (a native client's, or a NATS connection's generated
+/// id), with its reply subject and headers.
+pub const DIRECT_SUBJECT_PREFIX: &[u8] = b"_RR.ID.";
 
 /// One NATS connection's protocol state.
 #[derive(Debug, Default)]
@@ -47,5 +52,13 @@ impl NatsConn {
 
     pub fn verbose(&self) -> bool {
         self.options.as_ref().is_some_and(|o| o.verbose)
+    }
+
+    /// Whether a request that reaches no subscriber is answered with the 503 status message
+    /// (CONNECT `no_responders`, which needs `headers`).
+    pub fn no_responders(&self) -> bool {
+        self.options
+            .as_ref()
+            .is_some_and(|o| o.no_responders && o.headers)
     }
 }

@@ -2,14 +2,17 @@
 //! equivalent native frame, plus the NATS answers (+OK in verbose mode, PONG, `-ERR`).
 
 use super::subs::Inserted;
-use super::{NatsConn, NATS_ID_PREFIX};
+use super::{NatsConn, DIRECT_SUBJECT_PREFIX, NATS_ID_PREFIX};
 use crate::core::engine::{ConnRelay, Counter, Engine, Output};
 use crate::core::location::Location;
-use crate::core::router::Guards;
+use crate::core::router::{Guards, SendOutcome};
 use crate::core::session::Phase;
-use crate::protocol::nats::encode::{write_err, OK, PONG};
+use crate::protocol::nats::encode::{write_err, NO_RESPONDERS_HEADERS, OK, PONG};
 use crate::protocol::nats::{subject, ClientOp, ConnectOptions, NatsError};
-use crate::protocol::{CloseReason, Frame, PROTOCOL_VERSION_MIN, TOPIC_LEN_MAX};
+use crate::protocol::{
+    encode_publish_extended, encode_send_extended, publish_extended_len, send_extended_len,
+    CloseReason, Frame, Message, CLIENT_ID_LEN_MAX, PROTOCOL_VERSION, TOPIC_LEN_MAX,
+};
 
 /// Where the NATS rules' decisions go: the engine's [`Output`], plus NATS lines for the
 /// connection being driven.
@@ -150,8 +153,9 @@ impl Engine<'_> {
             format!("{}.{}.{}.{}", at.node, at.worker, at.slot, at.generation).as_bytes(),
         );
         let hello = Frame::Hello {
-            // Version 1: a NATS client never acknowledges, so acked SENDs to it are refused.
-            version: PROTOCOL_VERSION_MIN,
+            // The newest version, for reply subjects and headers. A NATS connection never
+            // acknowledges: the output refuses acknowledged messages to it.
+            version: PROTOCOL_VERSION,
             client_id: &client_id,
             token,
         };
@@ -171,32 +175,107 @@ impl Engine<'_> {
     }
 
     /// PUB and HPUB. A subject that nats-server refuses gets its `-ERR` (the connection
-    /// stays); so does one longer than a topic may be ([`TOPIC_LEN_MAX`]), which no
-    /// subscription could hold.
-    ///
-    /// The reply subject and the headers are not carried yet: they are the next step of the
-    /// NATS front (messages that carry them through the router, the handoff and the links),
-    /// and no listener serves NATS until then.
+    /// stays); so does a subject or reply subject longer than a topic may be
+    /// ([`TOPIC_LEN_MAX`]). A subject under [`DIRECT_SUBJECT_PREFIX`] is a SEND to the id
+    /// after it; any other a PUBLISH. A request (a reply subject) that reaches no subscriber
+    /// anywhere is answered with the 503 status message when the client asked for that
+    /// (CONNECT `no_responders`).
     fn nats_publish<O: NatsOutput>(
         &self,
         call: &mut NatsCall<'_, '_, O>,
         topic: &[u8],
-        _reply: &[u8],
-        _headers: &[u8],
+        reply: &[u8],
+        headers: &[u8],
         payload: &[u8],
     ) {
         self.nats_implicit_connect(call);
-        if !subject::valid_publish(topic) || topic.len() > TOPIC_LEN_MAX {
+        if !subject::valid_publish(topic)
+            || topic.len() > TOPIC_LEN_MAX
+            || reply.len() > TOPIC_LEN_MAX
+        {
             return call.err(INVALID_PUBLISH_SUBJECT);
         }
         // +OK before the message, as nats-server writes it (the client may be a subscriber).
         call.ok_if_verbose();
-        let publish = Frame::Publish {
-            topic,
+        let direct = topic
+            .strip_prefix(DIRECT_SUBJECT_PREFIX)
+            .filter(|id| id.len() <= CLIENT_ID_LEN_MAX);
+        let no_echo = !call.nats().echo();
+        let mut message = Message {
+            sender: b"",
+            topic: if direct.is_some() { b"" } else { topic },
+            reply,
+            headers,
             payload,
-            no_echo: !call.nats().echo(),
         };
-        self.nats_frame(call, publish);
+        if call.conn.held_hello.is_some() {
+            // Not registered yet: kept until the node is ready, as native frames are.
+            return self.hold_nats_publish(call, direct, &message, no_echo);
+        }
+        if call.conn.phase() != Phase::Open {
+            return;
+        }
+        message.sender = call.conn.client_id();
+        let reached_nobody = match direct {
+            Some(target) => {
+                let sent = self.send(call.at, call.guards, target, &message, call.out);
+                sent == Some(SendOutcome::UnknownId)
+            }
+            None => {
+                let fanout = self.publish(call.at, call.guards, &message, no_echo, call.out);
+                fanout.is_some_and(|f| f.reached_nobody())
+            }
+        };
+        if reached_nobody && !reply.is_empty() && call.nats().no_responders() {
+            call.out.count(Counter::NoResponders);
+            let status = Message {
+                sender: call.conn.client_id(),
+                topic: reply,
+                reply: b"",
+                headers: NO_RESPONDERS_HEADERS,
+                payload: b"",
+            };
+            call.out.deliver(call.at, &status);
+        }
+    }
+
+    /// A PUB or HPUB behind a held HELLO, kept as the native frame it stands for.
+    #[cold]
+    #[inline(never)]
+    fn hold_nats_publish<O: NatsOutput>(
+        &self,
+        call: &mut NatsCall<'_, '_, O>,
+        direct: Option<&[u8]>,
+        message: &Message<'_>,
+        no_echo: bool,
+    ) {
+        let (conn, at) = (&mut *call.conn, call.at);
+        match direct {
+            _ if !message.is_extended() => {
+                let frame = match direct {
+                    Some(target) => Frame::Send {
+                        target,
+                        payload: message.payload,
+                    },
+                    None => Frame::Publish {
+                        topic: message.topic,
+                        payload: message.payload,
+                        no_echo,
+                    },
+                };
+                self.hold_encoded(conn, at, frame.encoded_len(), |h| frame.encode(h), call.out);
+            }
+            Some(target) => {
+                let len = send_extended_len(target, message);
+                let encode = |h: &mut Vec<u8>| encode_send_extended(h, target, message);
+                self.hold_encoded(conn, at, len, encode, call.out);
+            }
+            None => {
+                let len = publish_extended_len(message);
+                let encode = |h: &mut Vec<u8>| encode_publish_extended(h, message, no_echo);
+                self.hold_encoded(conn, at, len, encode, call.out);
+            }
+        }
     }
 
     /// SUB: the engine subscribes the first sid of each (subject, queue); its refusals (a

@@ -5,18 +5,7 @@
 
 use super::NatsConn;
 use crate::protocol::nats::encode::{write_err, MsgHead, MSG_END, PING};
-use crate::protocol::{CloseReason, ErrorCode, Frame};
-
-/// A message as a NATS connection receives it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NatsMessage<'a> {
-    pub subject: &'a [u8],
-    /// Empty: no reply subject.
-    pub reply: &'a [u8],
-    /// Empty: no headers.
-    pub headers: &'a [u8],
-    pub payload: &'a [u8],
-}
+use crate::protocol::{CloseReason, ErrorCode, Frame, Message};
 
 impl NatsConn {
     /// Appends one MSG (or HMSG) per sid `message` goes to (see
@@ -26,7 +15,7 @@ impl NatsConn {
     pub fn write_message(
         &mut self,
         out: &mut Vec<u8>,
-        message: &NatsMessage<'_>,
+        message: &Message<'_>,
         group: &[u8],
     ) -> usize {
         let headers = if self.options.as_ref().is_some_and(|o| o.headers) {
@@ -35,9 +24,9 @@ impl NatsConn {
             b""
         };
         self.subs
-            .for_each_target(message.subject, group, &mut self.expired, |sid| {
+            .for_each_target(message.topic, group, &mut self.expired, |sid| {
                 let head = MsgHead {
-                    subject: message.subject,
+                    subject: message.topic,
                     sid,
                     reply: message.reply,
                     headers,
@@ -53,14 +42,10 @@ impl NatsConn {
     /// Appends the NATS form of a frame the engine queued for this connection, if it has one.
     pub fn write_frame(&mut self, out: &mut Vec<u8>, frame: &Frame<'_>) {
         match *frame {
-            Frame::Deliver { topic, payload, .. } => {
-                let message = NatsMessage {
-                    subject: topic,
-                    reply: b"",
-                    headers: b"",
-                    payload,
-                };
-                self.write_message(out, &message, b"");
+            Frame::Deliver { .. } | Frame::Extended(_) => {
+                if let Some(message) = frame.message() {
+                    self.write_message(out, &message, b"");
+                }
             }
             Frame::Ping { .. } => out.extend_from_slice(PING),
             Frame::Error { code, .. } => {

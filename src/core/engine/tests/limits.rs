@@ -262,7 +262,15 @@ fn payload_that_would_not_fit_a_deliver_is_refused_and_counted() {
     );
     let longest_sender = [b'x'; crate::protocol::CLIENT_ID_LEN_MAX];
     let longest_topic = [b'y'; crate::protocol::TOPIC_LEN_MAX];
-    let deliver = crate::protocol::frame_len_for_deliver(&longest_sender, &longest_topic, &fits);
+    // With the longest reply topic too, and one byte of the payload's bound as headers.
+    let largest = crate::protocol::Message {
+        sender: &longest_sender,
+        topic: &longest_topic,
+        reply: &longest_topic,
+        headers: b"h",
+        payload: &fits[1..],
+    };
+    let deliver = crate::protocol::frame_len_for_deliver(&largest);
     assert_eq!(
         deliver, h.config.max_frame_bytes as usize,
         "the largest DELIVER fits exactly"

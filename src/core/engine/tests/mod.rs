@@ -3,13 +3,14 @@
 use super::*;
 use crate::core::router::{AckedDelivery, Guards, Sink};
 use crate::core::session::Phase;
-use crate::protocol::{AckFields, DecodeError, ErrorCode, FrameKind, MsgId};
+use crate::protocol::{AckFields, DecodeError, ErrorCode, FrameKind, Message, MsgId};
 
 mod acked;
 mod limits;
 mod nats;
 mod not_ready;
 mod patterns;
+mod requests;
 
 #[derive(Debug, PartialEq)]
 enum Out {
@@ -37,6 +38,9 @@ enum Out {
     FwdAck(u16, Vec<u8>, Vec<u8>, u64),
     /// NATS protocol bytes the NATS rules queued for a slot.
     Nats(u32, Vec<u8>),
+    /// Follows the `Deliver` of a message with a reply topic or headers: (slot, reply,
+    /// headers).
+    Extensions(u32, Vec<u8>, Vec<u8>),
 }
 
 struct Rec {
@@ -68,13 +72,17 @@ impl Rec {
 }
 
 impl Sink for Rec {
-    fn deliver(&mut self, to: Location, sender: &[u8], topic: &[u8], payload: &[u8]) {
+    fn deliver(&mut self, to: Location, m: &Message<'_>) {
         self.out.push(Out::Deliver(
             to.slot,
-            sender.into(),
-            topic.into(),
-            payload.into(),
+            m.sender.into(),
+            m.topic.into(),
+            m.payload.into(),
         ));
+        if m.is_extended() {
+            self.out
+                .push(Out::Extensions(to.slot, m.reply.into(), m.headers.into()));
+        }
     }
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {
         self.out
@@ -86,19 +94,11 @@ impl Sink for Rec {
     fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], _text: &'static str) {
         self.out.push(Out::Error(code, subject.into()));
     }
-    fn forward_send(&mut self, node: u16, _sender: &[u8], target: &[u8], _payload: &[u8]) {
+    fn forward_send(&mut self, node: u16, target: &[u8], _: &Message<'_>) {
         self.out.push(Out::FwdSend(node, target.into()));
     }
-    fn forward_publish(
-        &mut self,
-        node: u16,
-        _sender: &[u8],
-        topic: &[u8],
-        _group: &[u8],
-        _no_echo: bool,
-        _payload: &[u8],
-    ) {
-        self.out.push(Out::FwdPub(node, topic.into()));
+    fn forward_publish(&mut self, node: u16, m: &Message<'_>, _group: &[u8], _no_echo: bool) {
+        self.out.push(Out::FwdPub(node, m.topic.into()));
     }
 }
 
@@ -770,9 +770,12 @@ fn forwarded_send_and_publish_are_delivered_locally_and_never_forwarded() {
     h.rec.take();
     let engine = Engine::new(&h.tables, &h.config);
     let guards = h.tables.guards();
-    engine.on_forwarded_send(&guards, b"x", b"b", b"1", &mut h.rec);
-    engine.on_forwarded_publish(&guards, b"x", b"t", b"", b"2", &mut h.rec);
-    engine.on_forwarded_send(&guards, b"x", b"far", b"3", &mut h.rec);
+    let one = Message::plain(b"x", b"", b"1");
+    engine.on_forwarded_send(&guards, b"b", &one, &mut h.rec);
+    let two = Message::plain(b"x", b"t", b"2");
+    engine.on_forwarded_publish(&guards, &two, b"", &mut h.rec);
+    let three = Message::plain(b"x", b"", b"3");
+    engine.on_forwarded_send(&guards, b"far", &three, &mut h.rec);
     assert_eq!(
         h.rec.take(),
         vec![

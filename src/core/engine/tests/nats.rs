@@ -4,8 +4,9 @@
 //! it; what the engine sends back is written as NATS lines.
 
 use super::*;
-use crate::core::engine::nats::{NatsCall, NatsConn, NatsMessage, NatsOutput};
+use crate::core::engine::nats::{NatsCall, NatsConn, NatsOutput};
 use crate::protocol::nats::{Fed, NatsError};
+use crate::protocol::Message;
 
 impl NatsOutput for Rec {
     fn send_nats_local(&mut self, to: Location, bytes: &[u8]) {
@@ -47,7 +48,7 @@ impl Harness {
     }
 
     /// Feeds `bytes` to the NATS connection in `slot`.
-    fn nats(&mut self, slot: u32, bytes: &[u8]) -> Result<Fed, NatsError> {
+    pub(super) fn nats(&mut self, slot: u32, bytes: &[u8]) -> Result<Fed, NatsError> {
         let mut reader = std::mem::take(&mut self.state(slot).reader);
         let fed = self.with_call(slot, |engine, call| {
             reader.feed(bytes, 1024, |op| engine.on_nats_op(call, op))
@@ -57,7 +58,7 @@ impl Harness {
     }
 
     /// Feeds `bytes`, every operation of which is whole and applied.
-    fn nats_ok(&mut self, slot: u32, bytes: &[u8]) {
+    pub(super) fn nats_ok(&mut self, slot: u32, bytes: &[u8]) {
         assert_eq!(self.nats(slot, bytes), Ok(Fed::Drained));
     }
 
@@ -66,7 +67,7 @@ impl Harness {
     }
 
     /// A NATS connection after `CONNECT {"verbose":false}`; outputs discarded.
-    fn nats_client(&mut self) -> u32 {
+    pub(super) fn nats_client(&mut self) -> u32 {
         let slot = self.connect();
         self.nats_ok(slot, b"CONNECT {\"verbose\":false}\r\n");
         self.rec.take();
@@ -233,12 +234,7 @@ fn unsub_with_a_maximum_ends_the_sid_after_that_many_messages() {
     let slot = h.nats_client();
     h.nats_ok(slot, b"SUB foo 1\r\nUNSUB 1 2\r\n");
     h.rec.take();
-    let message = NatsMessage {
-        subject: b"foo",
-        reply: b"",
-        headers: b"",
-        payload: b"m",
-    };
+    let message = Message::plain(b"", b"foo", b"m");
     let mut wire = Vec::new();
     assert_eq!(h.state(slot).write_message(&mut wire, &message, b""), 1);
     assert_eq!(h.state(slot).write_message(&mut wire, &message, b""), 1);
@@ -264,8 +260,9 @@ fn headers_are_written_only_to_clients_that_announced_them() {
         with_headers,
         b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB foo 9\r\n",
     );
-    let message = NatsMessage {
-        subject: b"foo",
+    let message = Message {
+        sender: b"",
+        topic: b"foo",
         reply: b"r.1",
         headers: b"NATS/1.0\r\n\r\n",
         payload: b"hi",

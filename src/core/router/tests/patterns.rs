@@ -2,7 +2,7 @@
 //! of its subscriptions match, queue groups merged by name across matches, one forward per
 //! node, and a forwarded publish matched again on the receiving node.
 
-use super::{loc, origin, Out, VecSink};
+use super::{forwarded_publish, loc, origin, publish, Out, VecSink};
 use crate::core::router::Tables;
 
 fn delivered_slots(sink: &VecSink) -> Vec<u32> {
@@ -30,7 +30,7 @@ fn a_connection_matching_a_topic_and_two_patterns_gets_one_delivery() {
     let g = t.guards();
     let mut sink = VecSink::default();
     assert_eq!(
-        t.route_publish(&g, origin(9, b"p"), b"a.b", b"m", false, &mut sink),
+        publish(&t, &g, origin(9, b"p"), b"a.b", b"m", false, &mut sink),
         2
     );
     assert_eq!(delivered_slots(&sink), [1, 2]);
@@ -40,7 +40,7 @@ fn a_connection_matching_a_topic_and_two_patterns_gets_one_delivery() {
     );
     sink.0.clear();
     assert_eq!(
-        t.route_publish(&g, origin(9, b"p"), b"a.b.c", b"m", false, &mut sink),
+        publish(&t, &g, origin(9, b"p"), b"a.b.c", b"m", false, &mut sink),
         1,
         "only `a.>` matches three tokens"
     );
@@ -54,7 +54,7 @@ fn no_echo_excludes_the_publisher_from_pattern_matches_too() {
     t.topics.subscribe(b"chat.>", b"", loc(2));
     let g = t.guards();
     let mut sink = VecSink::default();
-    t.route_publish(&g, origin(1, b"p"), b"chat.room", b"m", true, &mut sink);
+    publish(&t, &g, origin(1, b"p"), b"chat.room", b"m", true, &mut sink);
     assert_eq!(delivered_slots(&sink), [2]);
 }
 
@@ -71,7 +71,7 @@ fn queue_groups_of_one_name_under_several_matches_deliver_once_round_robin() {
     for _ in 0..6 {
         sink.0.clear();
         assert_eq!(
-            t.route_publish(&g, origin(9, b"p"), b"jobs.run", b"m", false, &mut sink),
+            publish(&t, &g, origin(9, b"p"), b"jobs.run", b"m", false, &mut sink),
             2,
             "one member of `w`, one of `other`"
         );
@@ -94,7 +94,7 @@ fn a_publish_is_forwarded_once_to_each_node_with_a_matching_pattern_only() {
     t.remote_interest.set(6, b"a.>", b"g", true);
     let g = t.guards();
     let mut sink = VecSink::default();
-    t.route_publish(&g, origin(9, b"p"), b"a.b", b"m", false, &mut sink);
+    publish(&t, &g, origin(9, b"p"), b"a.b", b"m", false, &mut sink);
     let mut plain: Vec<u16> = sink
         .0
         .iter()
@@ -124,7 +124,7 @@ fn a_local_member_of_a_group_under_a_pattern_keeps_the_message_here() {
     t.remote_interest.set(2, b"jobs.*", b"w", true);
     let g = t.guards();
     let mut sink = VecSink::default();
-    t.route_publish(&g, origin(9, b"p"), b"jobs.x", b"m", false, &mut sink);
+    publish(&t, &g, origin(9, b"p"), b"jobs.x", b"m", false, &mut sink);
     assert_eq!(sink.0.len(), 1);
     assert_eq!(delivered_slots(&sink), [1]);
 }
@@ -140,13 +140,13 @@ fn a_forwarded_publish_is_matched_against_local_patterns() {
     let g = t.guards();
     let mut sink = VecSink::default();
     assert_eq!(
-        t.route_forwarded_publish(&g, b"p", b"a.b", b"", b"m", &mut sink),
+        forwarded_publish(&t, &g, b"p", b"a.b", b"", b"m", &mut sink),
         2
     );
     assert_eq!(delivered_slots(&sink), [1, 2]);
     sink.0.clear();
     assert_eq!(
-        t.route_forwarded_publish(&g, b"p", b"a.b", b"g", b"m", &mut sink),
+        forwarded_publish(&t, &g, b"p", b"a.b", b"g", b"m", &mut sink),
         1
     );
     let slot = delivered_slots(&sink)[0];
