@@ -20,6 +20,12 @@
 //! client's reason. `reconnect` runs against real `ringrelay serve` nodes
 //! (`cluster_common`). Every wait is bounded; a client process is killed after
 //! [`CHILD_BOUND`].
+//!
+//! A subscription is known to be in place on the server once a message its connection
+//! publishes to a fresh inbox subscribed after it comes back (a round trip in that
+//! connection's order). nats.c's flush (PING/PONG in the same write buffer) is such a barrier;
+//! async-nats's flush only writes out its buffer, and nats-py's writes its PING ahead of
+//! commands still queued for its flusher task, so those two use the round trip.
 
 mod cluster_common;
 
@@ -113,7 +119,7 @@ fn read_lines(from: impl Read + Send + 'static, log: Arc<Mutex<String>>) -> Rece
     rx
 }
 
-/// Waits (bounded by `bound`) for a line of `lines` that starts with `prefix`; returns the rest.
+/// Waits (bounded by `bound`) for a line of `lines` holding `prefix`; returns what follows it.
 fn line_after(lines: &Receiver<String>, prefix: &str, bound: Duration) -> Result<String, String> {
     let deadline = Instant::now() + bound;
     loop {
@@ -285,7 +291,7 @@ impl ClientKind {
                 let program = nats_c_program()?;
                 run_process(Command::new(program), scenario, urls, on_connected)
             }
-            ClientKind::AsyncNats => rust::run(scenario, urls, on_connected),
+            ClientKind::AsyncNats => with_async_nats::run(scenario, urls, on_connected),
         }
     }
 
@@ -432,7 +438,7 @@ fn run_process(
 // The scenarios with async-nats
 // ---------------------------------------------------------------------------------------------
 
-mod rust {
+mod with_async_nats {
     use super::*;
     use async_nats::{Client, Event, RequestErrorKind};
     use bytes::Bytes;
@@ -930,7 +936,6 @@ fn reconnect_across_the_cluster(client: ClientKind, block: u8) {
         Ok(())
     };
     let outcome = client.run("reconnect", &urls, &mut kill);
-    println!("{} on the cluster: {outcome:?}", client.name());
     let detail = outcome.unwrap_or_else(|reason| {
         panic!(
             "{}: reconnect failed (node killed: {killed:?}): {reason}",
