@@ -88,3 +88,126 @@ fn a_nats_publish_reaches_nats_and_native_subscribers_on_another_node() {
         }
     }
 }
+
+/// Answers every request the NATS `responder` (subscribed to `svc.time` as sid 3) gets, with
+/// headers `Served-By: 1` and payload `noon`, until a request with payload `stop`: it then
+/// unsubscribes and returns how many it answered. Each request must carry `Hop: 2`.
+fn answer_requests(mut responder: Nats) -> usize {
+    let answer = "NATS/1.0\r\nServed-By: 1\r\n\r\n";
+    let mut answered = 0;
+    loop {
+        match responder.next() {
+            Line::Hmsg {
+                reply: Some(reply),
+                headers,
+                payload,
+                ..
+            } => {
+                if payload == b"stop" {
+                    responder.send(b"UNSUB 3\r\nPING\r\n");
+                    while responder.next() != Line::Other("PONG".into()) {}
+                    return answered;
+                }
+                assert!(
+                    String::from_utf8_lossy(&headers).contains("Hop: 2"),
+                    "the request's headers crossed the link: {headers:?}"
+                );
+                responder.send(
+                    format!(
+                        "HPUB {reply} {} {}\r\n{answer}noon\r\n",
+                        answer.len(),
+                        answer.len() + 4
+                    )
+                    .as_bytes(),
+                );
+                answered += 1;
+            }
+            Line::Other(line) if line == "PING" => responder.send(b"PONG\r\n"),
+            other => panic!("responder: unexpected {other:?}"),
+        }
+    }
+}
+
+/// A request from `requester` (subscribed to `_INBOX.c.*`) to `svc.time` with `payload` and
+/// the header `Hop: 2`, on the reply subject `_INBOX.c.<n>`.
+fn send_request(requester: &mut Nats, n: usize, payload: &str) -> String {
+    let headers = "NATS/1.0\r\nHop: 2\r\n\r\n";
+    let reply = format!("_INBOX.c.{n}");
+    requester.send(
+        format!(
+            "HPUB svc.time {reply} {} {}\r\n{headers}{payload}\r\n",
+            headers.len(),
+            headers.len() + payload.len()
+        )
+        .as_bytes(),
+    );
+    reply
+}
+
+fn is_no_responders(line: &Line, reply: &str) -> bool {
+    matches!(line, Line::Hmsg { subject, headers, payload, .. }
+        if subject == reply && headers.starts_with(b"NATS/1.0 503") && payload.is_empty())
+}
+
+#[test]
+fn a_request_crosses_nodes_with_its_headers_and_no_responders_sees_the_whole_cluster() {
+    let (_block, nodes) = start_cluster(39, 2);
+    let (mut responder, _) = Nats::open(nodes[0].nats);
+    responder.send(b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB svc.time 3\r\nPING\r\n");
+    responder.expect("PONG");
+    let responder = std::thread::spawn(move || answer_requests(responder));
+    let (mut requester, _) = Nats::open(nodes[1].nats);
+    requester.send(
+        b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\n\
+          SUB _INBOX.c.* 1\r\nPING\r\n",
+    );
+    requester.expect("PONG");
+    // The answers are published on node 1: the requester's inbox interest must be there
+    // first, or an answer reaches nobody (as any publish before the subscription is known).
+    let mut prober = Nats::connected(nodes[0].nats);
+    await_route(&mut prober, "_INBOX.c.probe", &mut requester);
+    // Until the responder's interest reaches node 2, a request has no responders anywhere
+    // node 2 knows of: the 503 comes back at once and the next request goes.
+    let deadline = Instant::now() + WAIT;
+    let mut n = 0;
+    loop {
+        assert!(Instant::now() < deadline, "no answer within {WAIT:?}");
+        n += 1;
+        let reply = send_request(&mut requester, n, "?");
+        let line = requester.next();
+        if is_no_responders(&line, &reply) {
+            continue;
+        }
+        match line {
+            Line::Hmsg {
+                subject,
+                headers,
+                payload,
+                ..
+            } => {
+                assert_eq!(subject, reply);
+                assert!(String::from_utf8_lossy(&headers).contains("Served-By: 1"));
+                assert_eq!(payload, b"noon");
+                break;
+            }
+            other => panic!("requester: unexpected {other:?}"),
+        }
+    }
+    n += 1;
+    send_request(&mut requester, n, "stop");
+    assert!(responder.join().unwrap() >= 1);
+    // Once the unsubscription reaches node 2, requests have no responders again. Until then a
+    // request is forwarded to node 1, which has nobody: no answer comes, and the next one goes
+    // after a short wait for it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "no 503 within {WAIT:?}");
+        n += 1;
+        let reply = send_request(&mut requester, n, "?");
+        match requester.next_within(Duration::from_millis(50)) {
+            Some(line) if is_no_responders(&line, &reply) => break,
+            Some(other) => panic!("requester: unexpected {other:?}"),
+            None => {}
+        }
+    }
+}
