@@ -51,6 +51,9 @@ const fn case(name: &'static str, script: &'static [&'static [u8]], expect: Expe
 }
 
 const QUIET: &[u8] = b"CONNECT {\"verbose\":false}\r\n";
+const HEADERS: &[u8] = b"CONNECT {\"verbose\":false,\"headers\":true}\r\n";
+const NO_RESPONDERS: &[u8] =
+    b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\n";
 const PARSER_ERROR: &str = "a clear error before the close costs nothing; nats-server 2.9 \
                             closes without one";
 
@@ -188,6 +191,75 @@ fn cases() -> Vec<Case> {
             "headers",
             &[b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB h.a 1\r\nPUB h.a 1\r\nx\r\nPING\r\n"],
             open(b"MSG h.a 1 1\r\nx\r\nPONG\r\n"),
+        ),
+        // --- Reply subjects, headers, no responders ---
+        case(
+            "pub with a reply subject",
+            &[QUIET, b"SUB r.a 1\r\nPUB r.a inbox.1 2\r\nhi\r\nPING\r\n"],
+            open(b"MSG r.a 1 inbox.1 2\r\nhi\r\nPONG\r\n"),
+        ),
+        case(
+            "hpub arrives as hmsg",
+            &[
+                HEADERS,
+                b"SUB r.b 1\r\nHPUB r.b 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n",
+            ],
+            open(b"HMSG r.b 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPONG\r\n"),
+        ),
+        case(
+            "hpub with a reply subject and a header line",
+            &[
+                HEADERS,
+                b"SUB r.c 1\r\nHPUB r.c inbox.2 18 20\r\nNATS/1.0\r\nA: b\r\n\r\nhi\r\nPING\r\n",
+            ],
+            open(b"HMSG r.c 1 inbox.2 18 20\r\nNATS/1.0\r\nA: b\r\n\r\nhi\r\nPONG\r\n"),
+        ),
+        case(
+            "hpub split across writes",
+            &[
+                HEADERS,
+                b"SUB r.d 1\r\nHPUB r.d 12 1",
+                b"4\r\nNATS/1.",
+                b"0\r\n\r\nhi\r\nPING\r\n",
+            ],
+            open(b"HMSG r.d 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPONG\r\n"),
+        ),
+        case(
+            "a request nobody subscribes to gets the 503 status",
+            &[
+                NO_RESPONDERS,
+                b"SUB _INBOX.x.* 1\r\nPUB r.nobody _INBOX.x.1 1\r\n?\r\nPING\r\n",
+            ],
+            open(b"HMSG _INBOX.x.1 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\nPONG\r\n"),
+        ),
+        case(
+            "an hpub request nobody subscribes to gets the 503 status",
+            &[
+                NO_RESPONDERS,
+                b"SUB _INBOX.y.* 1\r\nHPUB r.nobody _INBOX.y.1 12 13\r\nNATS/1.0\r\n\r\n?\r\nPING\r\n",
+            ],
+            open(b"HMSG _INBOX.y.1 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\nPONG\r\n"),
+        ),
+        case(
+            "a request with a subscriber is delivered, no 503",
+            &[
+                NO_RESPONDERS,
+                b"SUB _INBOX.z.* 1\r\nSUB r.e 2\r\nPUB r.e _INBOX.z.1 1\r\n?\r\nPING\r\n",
+            ],
+            open(b"MSG r.e 2 _INBOX.z.1 1\r\n?\r\nPONG\r\n"),
+        ),
+        case(
+            "no 503 without no_responders",
+            &[
+                HEADERS,
+                b"SUB _INBOX.w.* 1\r\nPUB r.nobody _INBOX.w.1 1\r\n?\r\nPING\r\n",
+            ],
+            open(b"PONG\r\n"),
+        ),
+        case(
+            "no 503 for a publish without a reply subject",
+            &[NO_RESPONDERS, b"PUB r.nobody 1\r\n?\r\nPING\r\n"],
+            open(b"PONG\r\n"),
         ),
         // --- UNSUB ---
         case(
