@@ -76,7 +76,7 @@ impl Engine<'_> {
                     payload,
                 };
                 let fanout = self.publish(at, guards, &message, no_echo, out);
-                if fanout.is_some_and(|f| f.reached_nobody()) && !reply.is_empty() {
+                if !reply.is_empty() && fanout.is_some_and(|f| f.reached_nobody()) {
                     self.no_responders(at, topic, out);
                 }
             }
