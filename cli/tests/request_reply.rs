@@ -357,3 +357,35 @@ fn the_req_verb_exits_two_at_once_when_nobody_subscribes_and_three_when_nobody_a
     assert_eq!(status.code(), Some(3), "stderr:\n{}", req.stderr());
     assert!(req.stderr().contains("no answer"), "{}", req.stderr());
 }
+
+#[test]
+fn a_native_send_to_a_nats_connections_id_arrives_on_its_rr_id_subject() {
+    let server = start(nats_config());
+    let mut nats = Nats::connected(server.nats_addr().unwrap());
+    nats.send(b"SUB _RR.ID.> 1\r\nPING\r\n");
+    nats.expect("PONG");
+    // The NATS connection's generated id, as a native client sees it: the sender of its
+    // messages.
+    let mut native = connect(server.local_addr(), "native");
+    native.subscribe(b"who").unwrap();
+    sync(&mut native);
+    nats.send(b"PUB who 2\r\nme\r\n");
+    let id = match next_event(&mut native) {
+        Event::Message { sender, .. } => sender,
+        other => panic!("expected the NATS client's message, got {other:?}"),
+    };
+    native
+        .send_with(&id, b"answers.here", b"", b"direct")
+        .unwrap();
+    native.flush().unwrap();
+    let subject = format!("_RR.ID.{}", String::from_utf8_lossy(&id));
+    assert_eq!(
+        nats.next(),
+        Line::Msg {
+            subject,
+            sid: "1".into(),
+            reply: Some("answers.here".into()),
+            payload: b"direct".to_vec(),
+        }
+    );
+}

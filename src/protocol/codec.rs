@@ -48,6 +48,15 @@ pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Decoded<'_>, DecodeE
     if flags & !super::frame::ALLOWED_FLAGS_BY_BYTE[kind as usize] != 0 {
         return Err(DecodeError::BadFlags { kind, flags });
     }
+    // ACKED (bit 0 of SEND and DELIVER; NO_ECHO for PUBLISH) with REPLY or HEADERS is refused
+    // from the header too.
+    if flags > FLAG_ACKED
+        && flags & FLAG_ACKED != 0
+        && flags & EXTENSION_FLAGS != 0
+        && kind != FrameKind::Publish
+    {
+        return Err(DecodeError::BadFlags { kind, flags });
+    }
     let frame_bytes = frame_bytes as usize; // <= max_frame_bytes, so it fits.
     if buf.len() < frame_bytes {
         return Ok(Decoded::NeedMore { frame_bytes });
@@ -977,6 +986,12 @@ mod tests {
         // must be there and not empty.
         assert!(matches!(
             decode(&frame(0x10, FLAG_ACKED | FLAG_REPLY, b"\x01a"), 100),
+            Err(DecodeError::BadFlags { .. })
+        ));
+        // From the header alone, before the body arrived.
+        let header = [0x40, 0, 0, 0, 0x20, FLAG_ACKED | FLAG_HEADERS];
+        assert!(matches!(
+            decode(&header, 100),
             Err(DecodeError::BadFlags { .. })
         ));
         assert_eq!(

@@ -451,8 +451,14 @@ impl Deliverer<'_> {
     #[inline]
     fn deliver_in(&mut self, to: Location, message: &Message<'_>, group: &[u8]) {
         let here = to.worker == self.worker;
-        if message.is_extended() || (here && self.is_nats(to.slot, to.generation)) {
+        if message.is_extended() {
             return self.deliver_in_its_protocol(to, message, group);
+        }
+        if here && self.is_nats(to.slot, to.generation) {
+            if self.deliver_nats(to.slot, to.generation, message, group) {
+                bump(&self.stats.deliveries, 1);
+            }
+            return;
         }
         if let Some(shared) = self.shared(message.payload) {
             return self.deliver_shared(to, message, group, shared);
@@ -496,9 +502,7 @@ impl Deliverer<'_> {
         let ok = if to.worker != self.worker {
             self.hand_over_deliver(to, message, group)
         } else if self.is_nats(to.slot, to.generation) {
-            // Counted by deliver_nats.
-            self.deliver_nats(to.slot, to.generation, message, group);
-            false
+            self.deliver_nats(to.slot, to.generation, message, group)
         } else {
             let message = if self.conn_extended(to.slot, to.generation) {
                 *message

@@ -6,7 +6,7 @@
 use super::conn::extra_capacity;
 use super::deliver::Deliverer;
 use super::stats::{bump, kind_index};
-use crate::core::engine::nats::{NatsConn, NatsOutput};
+use crate::core::engine::nats::{NatsConn, NatsOutput, DIRECT_SUBJECT_PREFIX};
 use crate::core::Location;
 use crate::protocol::{decode, deliver_header_topic, Decoded, Frame, FrameKind, Message};
 
@@ -75,7 +75,8 @@ impl Deliverer<'_> {
     }
 
     /// A message for a local NATS connection: one MSG per sid it goes to (`group`: the queue
-    /// group it was picked for, empty for a plain delivery).
+    /// group it was picked for, empty for a plain delivery). Returns whether anything was
+    /// written; the caller counts the delivery (the worker that routed it, once).
     pub fn deliver_nats(
         &mut self,
         slot: u32,
@@ -83,13 +84,32 @@ impl Deliverer<'_> {
         message: &Message<'_>,
         group: &[u8],
     ) -> bool {
-        let ok = self.append_nats(slot, generation, FrameKind::Deliver, |nats, out| {
-            nats.write_message(out, message, group)
-        });
-        if ok {
-            bump(&self.stats.deliveries, 1);
+        if message.topic.is_empty() {
+            return self.deliver_nats_direct(slot, generation, message);
         }
-        ok
+        self.append_nats(slot, generation, FrameKind::Deliver, |nats, out| {
+            nats.write_message(out, message, group)
+        })
+    }
+
+    /// A direct message (a SEND to the connection's generated id): written on the subject
+    /// `_RR.ID.<its id>`, to the sids that match it.
+    #[cold]
+    #[inline(never)]
+    fn deliver_nats_direct(&mut self, slot: u32, generation: u32, message: &Message<'_>) -> bool {
+        let Some(conn) = self.slab.get_live(slot, generation) else {
+            bump(&self.stats.stale_drops, 1);
+            return false;
+        };
+        let mut subject = DIRECT_SUBJECT_PREFIX.to_vec();
+        subject.extend_from_slice(conn.relay.client_id());
+        let direct = Message {
+            topic: &subject,
+            ..*message
+        };
+        self.append_nats(slot, generation, FrameKind::Deliver, |nats, out| {
+            nats.write_message(out, &direct, b"")
+        })
     }
 
     /// A frame the relay produced (PING, ERROR, ...) for a local NATS connection, written

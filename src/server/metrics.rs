@@ -544,7 +544,8 @@ impl RelayCollector {
             e,
             "no_responders",
             "Requests (a PUBLISH with a reply topic, a NATS request) that reached no subscriber \
-             anywhere in the cluster, answered at once (ERROR NO_RESPONDERS, or NATS's 503).",
+             anywhere in the cluster; answered at once with ERROR NO_RESPONDERS, or NATS's 503 \
+             status to a client that asked for it.",
             self.sum(|b| &b.no_responders),
         )?;
         counter(

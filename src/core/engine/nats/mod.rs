@@ -27,7 +27,8 @@ pub const NATS_ID_PREFIX: &[u8] = b"nats.";
 
 /// The subjects under which a NATS client reaches a client by id: a publish to
 /// `_RR.ID.<id>` is a SEND to `<id>` (a native client's, or a NATS connection's generated
-/// id), with its reply subject and headers.
+/// id), with its reply subject and headers. A NATS connection receives the SENDs to its own
+/// id on `_RR.ID.<its id>`, if one of its subscriptions matches that subject.
 pub const DIRECT_SUBJECT_PREFIX: &[u8] = b"_RR.ID.";
 
 /// One NATS connection's protocol state.

@@ -226,8 +226,19 @@ impl Engine<'_> {
                 fanout.is_some_and(|f| f.reached_nobody())
             }
         };
-        if reached_nobody && !reply.is_empty() && call.nats().no_responders() {
-            call.out.count(Counter::NoResponders);
+        if !reply.is_empty() && reached_nobody {
+            self.nats_no_responders(call, reply);
+        }
+    }
+
+    /// A request reached no subscriber anywhere: counted, as native ones are, and answered
+    /// with nats-server's 503 status message on its reply subject when the client asked for
+    /// that (CONNECT `no_responders`).
+    #[cold]
+    #[inline(never)]
+    fn nats_no_responders<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, reply: &[u8]) {
+        call.out.count(Counter::NoResponders);
+        if call.nats().no_responders() {
             let status = Message {
                 sender: call.conn.client_id(),
                 topic: reply,

@@ -12,14 +12,27 @@ impl NatsConn {
     /// [`super::NatsSubs::for_each_target`]; `group` is the queue group the engine picked this
     /// connection for, empty for a plain delivery). Returns how many were written. Headers
     /// go only to a client that announced them; to another, the message goes without them.
+    ///
+    /// A native client's topic or reply topic may hold any byte, a NATS control line may not:
+    /// a message whose topic cannot be a subject on the line (empty, or with a blank or a
+    /// control byte, which would end the field or the line) is not written, and such a reply
+    /// topic is left out, so a publisher can never forge lines in a NATS client's stream.
     pub fn write_message(
         &mut self,
         out: &mut Vec<u8>,
         message: &Message<'_>,
         group: &[u8],
     ) -> usize {
+        if message.topic.is_empty() || !fits_control_line(message.topic) {
+            return 0;
+        }
         let headers = if self.options.as_ref().is_some_and(|o| o.headers) {
             message.headers
+        } else {
+            b""
+        };
+        let reply = if fits_control_line(message.reply) {
+            message.reply
         } else {
             b""
         };
@@ -28,7 +41,7 @@ impl NatsConn {
                 let head = MsgHead {
                     subject: message.topic,
                     sid,
-                    reply: message.reply,
+                    reply,
                     headers,
                     payload_len: message.payload.len(),
                 };
@@ -62,6 +75,13 @@ impl NatsConn {
             _ => {}
         }
     }
+}
+
+/// Whether `bytes` holds no byte that would end a field or the line of a NATS control line: no
+/// blank and no control byte (an empty reply topic, none, passes).
+#[inline]
+fn fits_control_line(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b > b' ' && b != 0x7f)
 }
 
 /// The `-ERR` for an ERROR frame the engine sends, if a NATS client should see one. A NATS

@@ -277,6 +277,28 @@ fn headers_are_written_only_to_clients_that_announced_them() {
 }
 
 #[test]
+fn a_topic_or_reply_topic_that_cannot_stand_in_a_control_line_never_reaches_the_wire() {
+    let mut h = Harness::new();
+    let slot = h.nats_client();
+    h.nats_ok(slot, b"SUB > 1\r\n");
+    let mut wire = Vec::new();
+    // Native topics may hold any byte; `>` matches a token with a blank in it.
+    let forged = Message::plain(b"", b"a b\r\n-ERR 'x'", b"m");
+    assert_eq!(h.state(slot).write_message(&mut wire, &forged, b""), 0);
+    let direct = Message::plain(b"", b"", b"m");
+    assert_eq!(h.state(slot).write_message(&mut wire, &direct, b""), 0);
+    let reply_forged = Message {
+        reply: b"r 1\r\nMSG x",
+        ..Message::plain(b"", b"ok", b"m")
+    };
+    assert_eq!(
+        h.state(slot).write_message(&mut wire, &reply_forged, b""),
+        1
+    );
+    assert_eq!(wire, b"MSG ok 1 1\r\nm\r\n", "the reply topic is left out");
+}
+
+#[test]
 fn protocol_breaches_close_with_nats_servers_texts() {
     let mut h = Harness::new();
     let slot = h.nats_client();

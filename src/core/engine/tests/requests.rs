@@ -166,7 +166,11 @@ fn a_nats_request_that_reaches_nobody_gets_the_503_status_only_when_it_asked() {
     h.nats_ok(not_asked, b"SUB i.b.* 1\r\n");
     h.rec.take();
     h.nats_ok(not_asked, b"PUB nobody.home i.b.1 1\r\n?\r\n");
-    assert_eq!(h.rec.take(), vec![]);
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::Count(Counter::NoResponders)],
+        "counted, not answered"
+    );
 }
 
 #[test]
