@@ -44,8 +44,9 @@ for i in $(seq "$PAIRS"); do
     relay=17510
     nats=4310
     if [ "$t" = B ]; then relay=17511; nats=4311; fi
-    # The run against the native port is discarded; the NATS run is the figure.
-    taskset -c 1 "$B" bench --server "127.0.0.1:$relay" "$@" \
+    # The run against the native port is discarded; the NATS run is the figure. OLD_BIN's
+    # load generator drives both (a newer one may speak a protocol version OLD_BIN refuses).
+    taskset -c 1 "$A" bench --server "127.0.0.1:$relay" "$@" \
       --compare "nats://127.0.0.1:$nats" --json 2>/dev/null \
       | sed "s/^{/{\"ab\":\"$t\",\"pair\":$i,/" >> "$out"
   done

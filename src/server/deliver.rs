@@ -451,14 +451,9 @@ impl Deliverer<'_> {
     #[inline]
     fn deliver_in(&mut self, to: Location, message: &Message<'_>, group: &[u8]) {
         let here = to.worker == self.worker;
-        if message.is_extended() {
+        // Out of line (measured: inlining the NATS writer here slowed both paths).
+        if message.is_extended() || (here && self.is_nats(to.slot, to.generation)) {
             return self.deliver_in_its_protocol(to, message, group);
-        }
-        if here && self.is_nats(to.slot, to.generation) {
-            if self.deliver_nats(to.slot, to.generation, message, group) {
-                bump(&self.stats.deliveries, 1);
-            }
-            return;
         }
         if let Some(shared) = self.shared(message.payload) {
             return self.deliver_shared(to, message, group, shared);

@@ -184,6 +184,14 @@ impl NatsSubs {
     /// (taking turns). Each one counts a delivery; a sid that reaches its maximum is pushed to
     /// `expired` (the caller removes it). Returns how many sids were written. Allocates
     /// nothing unless more than 4 sids match or a sid expires.
+    /// Whether any sid is a pattern (`*`, `>`): only a pattern can match a topic that is not
+    /// a valid NATS subject (a native topic with a blank in a token).
+    #[inline]
+    pub fn has_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    #[inline]
     pub fn for_each_target(
         &self,
         subject: &[u8],

@@ -23,7 +23,11 @@ impl NatsConn {
         message: &Message<'_>,
         group: &[u8],
     ) -> usize {
-        if message.topic.is_empty() || !fits_control_line(message.topic) {
+        // A literal sid is a valid subject, so only a pattern can match a topic that is not;
+        // the check runs only then (not on the message path of literal subscriptions).
+        if message.topic.is_empty()
+            || (self.subs.has_patterns() && !fits_control_line(message.topic))
+        {
             return 0;
         }
         let headers = if self.options.as_ref().is_some_and(|o| o.headers) {
