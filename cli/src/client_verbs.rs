@@ -416,7 +416,7 @@ pub fn id_or_default(id: &Option<String>, verb: &str) -> String {
 }
 
 /// Time until `deadline` (`None`: a long idle slice); `None` once the deadline has passed.
-fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
     match deadline {
         None => Some(IDLE_RECV_SLICE),
         Some(d) => Some(d.saturating_duration_since(Instant::now())).filter(|w| !w.is_zero()),
@@ -501,7 +501,7 @@ pub fn report(event: Event) -> Result<(), CliFailure> {
 }
 
 /// The timeout passed: success only without `--count` and after at least one message.
-fn timed_out(printed: u64, count: Option<u64>) -> Result<(), CliFailure> {
+pub fn timed_out(printed: u64, count: Option<u64>) -> Result<(), CliFailure> {
     if count.is_none() && printed > 0 {
         return Ok(());
     }

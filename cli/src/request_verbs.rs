@@ -4,7 +4,8 @@
 //! a request nobody subscribes to with ERROR NO_RESPONDERS at once.
 
 use super::client_verbs::{
-    connect, id_or_default, no_relay, report, ConnArgs, LimitArgs, EXIT_TIMEOUT, EXIT_UNKNOWN_ID,
+    connect, id_or_default, no_relay, report, time_left, timed_out, ConnArgs, LimitArgs,
+    EXIT_TIMEOUT, EXIT_UNKNOWN_ID,
 };
 use super::payload::{payloads, PayloadSource};
 use super::render::{write_event, Format};
@@ -109,15 +110,14 @@ fn await_answer(
     inbox: &str,
     timeout_ms: u64,
 ) -> Result<Event, CliFailure> {
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms));
     loop {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        if wait.is_zero() {
+        let Some(wait) = time_left(deadline) else {
             return Err(CliFailure {
                 message: format!("no answer to {topic} within {timeout_ms} ms"),
                 exit_code: EXIT_TIMEOUT,
             });
-        }
+        };
         match session.recv(wait).map_err(no_relay)? {
             Some(answer @ Event::Message { .. }) if is_on(&answer, inbox) => return Ok(answer),
             Some(Event::Error { code, .. }) if code == ErrorCode::NO_RESPONDERS => {
@@ -213,16 +213,9 @@ fn serve_requests(
     let mut stdout = io::stdout().lock();
     let mut handled: u64 = 0;
     while limits.count.map_or(true, |n| handled < n) {
-        let wait = match deadline {
-            None => Duration::from_secs(60),
-            Some(d) => d.saturating_duration_since(Instant::now()),
+        let Some(wait) = time_left(deadline) else {
+            return timed_out(handled, limits.count);
         };
-        if wait.is_zero() {
-            return Err(CliFailure {
-                message: format!("timed out after {handled} requests"),
-                exit_code: EXIT_TIMEOUT,
-            });
-        }
         let Some(event) = session.recv(wait).map_err(no_relay)? else {
             continue;
         };
