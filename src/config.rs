@@ -26,8 +26,13 @@ pub struct Config {
     pub workers: usize,
     /// CPUs to pin workers to, one worker per entry; overrides `workers` when set.
     pub cpus: Option<Vec<usize>>,
-    /// Token that HELLO must carry; `None` accepts any token.
+    /// Token that HELLO must carry; `None` accepts any token. With `credentials_file` too, a
+    /// client that presents it comes in unrestricted (an administrator's shortcut).
     pub token: Option<String>,
+    /// A credentials file (TOML): named entries with a hashed secret, the ids each may
+    /// register and what each may send, publish, subscribe to and watch (README "Credentials
+    /// and permissions"). Read at start; a bad file stops the start.
+    pub credentials_file: Option<std::path::PathBuf>,
     /// Bound on one frame, header included. 1 MiB: room for bulk payloads while one
     /// connection can never make the relay buffer more than that for an unfinished frame.
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
@@ -188,6 +193,7 @@ impl Default for Config {
             workers: 0,
             cpus: None,
             token: None,
+            credentials_file: None,
             max_frame_bytes: crate::protocol::MAX_FRAME_BYTES_DEFAULT,
             pending_bytes_max: 8 << 20,
             handshake_timeout_ms: 5_000,

@@ -1,5 +1,5 @@
 //! The `ringrelay` binary: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`, `req`,
-//! `reply`, `watch`, `chat`) and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is
+//! `reply`, `watch`, `chat`), `passwd` and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is
 //! the `ringrelay` library; this crate adds the command line, logging and the global
 //! allocator.
 //!
@@ -11,6 +11,7 @@
 mod acked_send;
 mod chat;
 mod client_verbs;
+mod passwd;
 mod payload;
 mod render;
 mod request_verbs;
@@ -19,6 +20,7 @@ mod signals;
 
 pub use chat::ChatArgs;
 pub use client_verbs::{ConnArgs, ListenArgs, PubArgs, SendArgs, SubArgs, WatchArgs};
+pub use passwd::PasswdArgs;
 pub use request_verbs::{ReplyArgs, ReqArgs};
 pub use serve::{parse_cpu_list, CpuList, ServeArgs};
 
@@ -84,6 +86,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// Run the load generator against a relay.
     Bench(ringrelay_loadgen::BenchArgs),
+    /// Hash a secret (read from stdin) for a credentials file's `secret_hash`.
+    Passwd(PasswdArgs),
 }
 
 /// A failed command: what to print after `ringrelay: ` and the exit status.
@@ -169,6 +173,7 @@ pub fn run(cli: Cli) -> Result<(), CliFailure> {
             init_logging("info");
             ringrelay_loadgen::run(&args).map_err(|e| CliFailure::new(e.to_string()))
         }
+        Command::Passwd(args) => passwd::passwd(&args),
     }
 }
 

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Token every client HELLO must carry.
     #[arg(long, value_name = "T")]
     pub token: Option<String>,
+    /// Credentials file (TOML): entries with a hashed secret, the ids each may register and
+    /// what each may send, publish, subscribe to and watch (`ringrelay passwd` makes entries).
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
     /// Serve Prometheus metrics and /healthz over HTTP on this address (off by default).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<Endpoint>,
@@ -128,6 +132,9 @@ fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
     }
     if let Some(token) = &args.token {
         cfg.token = Some(token.clone());
+    }
+    if let Some(path) = &args.credentials_file {
+        cfg.credentials_file = Some(path.clone());
     }
     if let Some(metrics) = &args.metrics {
         cfg.metrics = Some(metrics.clone());
@@ -281,6 +288,7 @@ mod tests {
             cpus: None,
             config: None,
             token: None,
+            credentials_file: None,
             metrics: None,
             node_id: None,
             cluster_listen: None,

@@ -45,6 +45,9 @@ pub enum Command {
     Close { to: Location, reason: CloseReason },
     /// Serve this socket as a client connection (a local client of an embedded node).
     AdoptClient { fd: OwnedFd },
+    /// The verifier thread's outcome for a HELLO held on this worker (not from the control
+    /// thread: the verifier uses the same queue and wake-up).
+    Verified(Box<crate::core::credentials::Verified>),
 }
 
 /// What a worker tells the control thread.

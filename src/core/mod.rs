@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod credentials;
 pub mod engine;
 pub mod epoch;
 pub mod interest;

@@ -1,10 +1,12 @@
 //! Per-connection session state machine (sans-IO).
 //!
 //! Takes decoded frames and the current time in, gives [`SessionEvent`]s and [`TickAction`]s
-//! out. It owns the handshake (HELLO within `handshake_timeout_ms`, version and token checks)
+//! out. It owns the handshake (HELLO within `handshake_timeout_ms`, version, token and
+//! credentials checks through [`Gate`])
 //! and the heartbeat (ping a connection idle for `heartbeat_interval_ms`, close it after
 //! `heartbeat_misses_max` unanswered pings). It never touches sockets, clocks or tables.
 
+use crate::core::credentials::{Admission, Entry, Gate};
 use crate::protocol::{
     AckFields, CloseReason, Extended, ExtendedFields, Frame, FrameKind, MsgId, ACKED_VERSION_MIN,
     EXTENDED_VERSION_MIN, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
@@ -28,6 +30,14 @@ impl std::fmt::Debug for Authorizer {
     }
 }
 
+/// A HELLO that names a credentials entry `name` with its `secret`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello<'a> {
+    pub client_id: &'a [u8],
+    pub name: &'a str,
+    pub secret: &'a [u8],
+}
+
 /// The session settings taken from [`crate::config::Config`].
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -36,8 +46,8 @@ pub struct SessionConfig {
     pub heartbeat_misses_max: u32,
     /// A frame whose first bytes arrived must be complete within this time (slow-loris).
     pub frame_complete_timeout_ms: u64,
-    /// HELLO must carry exactly this token when set.
-    pub token: Option<Box<[u8]>>,
+    /// What HELLO's token is checked against: the shared token and the credentials.
+    pub gate: Gate,
     /// Asked after the token check; a refusal closes with AUTH_FAILED.
     pub authorize: Option<Authorizer>,
 }
@@ -49,7 +59,7 @@ impl SessionConfig {
             heartbeat_interval_ms: cfg.heartbeat_interval_ms,
             heartbeat_misses_max: cfg.heartbeat_misses_max,
             frame_complete_timeout_ms: cfg.frame_complete_timeout_ms,
-            token: cfg.token.as_ref().map(|t| t.as_bytes().into()),
+            gate: Gate::new(cfg.token.as_ref().map(|t| t.as_bytes()), None),
             authorize: None,
         }
     }
@@ -66,12 +76,18 @@ pub enum Phase {
 }
 
 /// What the caller must do with one received frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionEvent<'a> {
-    /// Register `client_id` for this connection, then send WELCOME.
+    /// Register `client_id` for this connection, then send WELCOME. `entry`: the credentials
+    /// entry it came in with, whose permissions bind it (`None`: unrestricted); the caller
+    /// checks that the entry may register the id.
     Register {
         client_id: &'a [u8],
+        entry: Option<Arc<Entry>>,
     },
+    /// HELLO named a credentials entry: its secret must be verified (off the worker) before
+    /// its id is registered or refused.
+    Verify(Hello<'a>),
     /// A SEND; `reply` and `headers` (version 3) are empty when absent.
     Send {
         target: &'a [u8],
@@ -258,10 +274,9 @@ impl Session {
                 "unsupported protocol version",
             );
         }
-        if let Some(expected) = &cfg.token {
-            if !constant_time_eq(expected, token) {
-                return self.closing(CloseReason::AUTH_FAILED, "token does not match");
-            }
+        let admission = cfg.gate.admit(token);
+        if let Admission::Refused(reason) = admission {
+            return self.closing(CloseReason::AUTH_FAILED, reason);
         }
         if let Some(authorize) = &cfg.authorize {
             if !(authorize.0)(client_id, token, peer) {
@@ -270,7 +285,21 @@ impl Session {
         }
         self.phase = Phase::Open;
         self.version = version;
-        SessionEvent::Register { client_id }
+        match admission {
+            Admission::Verify { name, secret } => SessionEvent::Verify(Hello {
+                client_id,
+                name,
+                secret,
+            }),
+            Admission::Entry(entry) => SessionEvent::Register {
+                client_id,
+                entry: Some(entry),
+            },
+            Admission::Open | Admission::Refused(_) => SessionEvent::Register {
+                client_id,
+                entry: None,
+            },
+        }
     }
 
     #[inline]
@@ -415,15 +444,6 @@ impl Session {
     }
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much of a token
-/// matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,7 +455,7 @@ mod tests {
             heartbeat_interval_ms: 1000,
             heartbeat_misses_max: 2,
             frame_complete_timeout_ms: 1000,
-            token: Some(b"tok".as_slice().into()),
+            gate: Gate::new(Some(b"tok"), None),
             authorize: None,
         }
     }
@@ -454,7 +474,8 @@ mod tests {
         assert_eq!(
             s.on_frame(hello(b"allowed", b"tok"), &c, Some(peer)),
             SessionEvent::Register {
-                client_id: b"allowed"
+                client_id: b"allowed",
+                entry: None
             }
         );
         let mut s = Session::new(0, &c);
@@ -478,7 +499,10 @@ mod tests {
         let mut s = Session::new(0, &c);
         assert_eq!(
             s.on_frame(hello(b"a", b"tok"), &c, None),
-            SessionEvent::Register { client_id: b"a" }
+            SessionEvent::Register {
+                client_id: b"a",
+                entry: None
+            }
         );
         assert_eq!(s.phase(), Phase::Open);
     }
@@ -676,7 +700,10 @@ mod tests {
             let mut s = Session::new(0, &c);
             assert_eq!(
                 s.on_frame(hello_v(version), &c, None),
-                SessionEvent::Register { client_id: b"a" }
+                SessionEvent::Register {
+                    client_id: b"a",
+                    entry: None
+                }
             );
             assert_eq!(s.version(), version);
         }

@@ -118,6 +118,10 @@ impl ErrorCode {
     /// A PUBLISH with a reply topic (version 3) reached no subscriber anywhere in the
     /// cluster: no answer can come. `subject` is the topic; the message went nowhere.
     pub const NO_RESPONDERS: ErrorCode = ErrorCode(9);
+    /// A SEND, PUBLISH, SUBSCRIBE or WATCH outside the permissions of the credentials entry
+    /// the client came in with; `subject` names the target, topic or pattern. Nothing was
+    /// sent, subscribed or watched; the connection stays open.
+    pub const PERMISSION_DENIED: ErrorCode = ErrorCode(10);
 }
 
 /// Reasons carried by CLOSE frames; the sender closes the connection after it.

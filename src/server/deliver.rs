@@ -81,6 +81,8 @@ pub struct Deliverer<'w> {
     pub clustered: bool,
     /// The embedding host's presence hook.
     pub presence: Option<&'w super::PresenceFn>,
+    /// Where HELLOs that name a credentials entry are verified.
+    pub verifier: &'w mut super::verifier::VerifiedSecrets,
 }
 
 impl Deliverer<'_> {

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 pub enum ServeError {
     #[error("invalid config: {0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("credentials file {path}: {reason}")]
+    Credentials { path: String, reason: String },
     #[error("{0}")]
     OverBudget(Box<crate::memory_budget::OverBudget>),
     #[error("too many workers: {0} (at most 65535)")]

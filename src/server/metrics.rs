@@ -550,6 +550,21 @@ impl RelayCollector {
         )?;
         counter(
             e,
+            "permission_denied",
+            "SEND, PUBLISH, SUBSCRIBE and WATCH frames (and their NATS equivalents) refused \
+             because the client's credentials entry does not permit them (ERROR \
+             PERMISSION_DENIED; the connection stays open).",
+            self.sum(|b| &b.permission_denials),
+        )?;
+        counter(
+            e,
+            "auth_failures",
+            "HELLOs (and NATS CONNECTs) refused for their token, their credentials or an id \
+             their credentials entry may not register (CLOSE AUTH_FAILED).",
+            self.sum(|b| &b.auth_failures),
+        )?;
+        counter(
+            e,
             "forwarded_out",
             "Messages forwarded to another cluster node over a data link.",
             self.sum(|b| &b.forwarded_out),

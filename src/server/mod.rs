@@ -6,6 +6,7 @@
 //! their own counters.
 
 mod conn;
+mod credentials_file;
 mod deliver;
 mod deliver_nats;
 mod error;
@@ -23,6 +24,7 @@ mod reassemble;
 mod resolve;
 mod stats;
 mod uring;
+mod verifier;
 mod worker;
 
 pub use error::ServeError;
@@ -33,6 +35,7 @@ use crate::cluster::lane::ControlLane;
 use crate::cluster::node::{ClusterHost, ClusterNode};
 use crate::cluster::MemberStatus;
 use crate::config::Config;
+use crate::core::credentials::Credentials;
 use crate::core::{EngineConfig, EpochClock, Tables};
 use crate::memory_budget;
 use crate::spawn::SpawnLogged;
@@ -72,6 +75,10 @@ pub struct StatsSnapshot {
     pub link_bad_frame_drops: u64,
     /// Messages queued on an outbound data link when it closed.
     pub link_loss_drops: u64,
+    /// Frames refused outside the client's permissions (ERROR PERMISSION_DENIED).
+    pub permission_denials: u64,
+    /// HELLOs refused for their token or credentials (CLOSE AUTH_FAILED).
+    pub auth_failures: u64,
 }
 
 /// State shared by every worker of one node.
@@ -103,6 +110,8 @@ pub(crate) struct Shared {
     /// How long stopping workers let closing connections drain, in ms; `u64::MAX`: the
     /// default, `close_linger_ms` + 500 ([`Server::shutdown_within`] sets it).
     pub stop_grace_ms: std::sync::atomic::AtomicU64,
+    /// The verifier thread's queue, when a credentials file is in force.
+    pub verify_jobs: Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
 }
 
 /// A running relay. Dropping it shuts it down.
@@ -116,6 +125,9 @@ pub struct Server {
     metrics: Option<metrics::MetricsServer>,
     /// The cluster control plane, when `node_id` is set.
     cluster: Option<ClusterNode>,
+    /// The thread that verifies credentials off the workers, when a credentials file is in
+    /// force.
+    verifier: Option<JoinHandle<()>>,
 }
 
 /// Microseconds since the Unix epoch (registration epochs); 0 if the clock is before 1970.
@@ -161,66 +173,66 @@ impl Server {
         let cpus = worker_cpus(&cfg, workers, opts.pin_workers_by_default);
         let (listeners, local_addr) =
             bind_listeners(resolve::resolve("listen", &cfg.listen)?, workers)?;
-        let (nats_listeners, nats_addr) = match &cfg.nats_listen {
-            Some(endpoint) => {
-                let (sockets, addr) =
-                    bind_listeners(resolve::resolve("nats_listen", endpoint)?, workers)?;
-                (sockets.into_iter().map(Some).collect(), Some(addr))
-            }
-            None => ((0..workers).map(|_| None).collect::<Vec<_>>(), None),
-        };
+        let (nats_listeners, nats_addr) = bind_nats_listeners(&cfg, workers)?;
         let cluster_listener = bind_cluster_listener(&cfg)?;
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
         let connections_per_worker = connections_per_worker(&cfg, &listeners);
-        let shared = new_shared(cfg, opts, workers, mailboxes, connections_per_worker);
+        let (credentials, verify_jobs, verify_queue) = credentials_parts(&cfg)?;
+        let shared = new_shared(
+            cfg,
+            opts,
+            NewShared {
+                workers,
+                mailboxes,
+                connections_per_worker,
+                credentials,
+                verify_jobs,
+            },
+        );
         // Bound before the workers start, so a taken port fails the start at once.
-        let mut metrics = match &shared.config.metrics {
+        let metrics = match &shared.config.metrics {
             Some(endpoint) => {
                 let addr = resolve::resolve("metrics", endpoint)?;
                 Some(metrics::MetricsServer::start(addr, Arc::clone(&shared))?)
             }
             None => None,
         };
+        let mut server = Server {
+            shared,
+            threads: Vec::with_capacity(workers),
+            local_addr,
+            nats_addr,
+            metrics,
+            cluster: None,
+            verifier: None,
+        };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
-        let mut threads = Vec::with_capacity(workers);
         let worker_listeners = listeners.into_iter().zip(nats_listeners);
         for (index, (client, nats)) in worker_listeners.enumerate() {
             let cpu = cpus.get(index).copied().flatten();
             let spawned = spawn_worker(
                 index as u16,
                 worker::WorkerListeners { client, nats },
-                Arc::clone(&shared),
+                Arc::clone(&server.shared),
                 ready_tx.clone(),
                 cpu,
             );
             match spawned {
-                Ok(handle) => threads.push(handle),
-                Err(e) => {
-                    let server = Server {
-                        shared,
-                        threads,
-                        local_addr,
-                        nats_addr,
-                        metrics: metrics.take(),
-                        cluster: None,
-                    };
+                Ok(handle) => server.threads.push(handle),
+                Err(source) => {
                     server.stop_and_join();
                     return Err(ServeError::Spawn {
                         what: "worker",
-                        source: e,
+                        source,
                     });
                 }
             }
         }
         drop(ready_tx);
-        let mut server = Server {
-            shared,
-            threads,
-            local_addr,
-            nats_addr,
-            metrics,
-            cluster: None,
-        };
+        if let Err(e) = server.start_verifier(verify_queue) {
+            server.stop_and_join();
+            return Err(e);
+        }
         if let Err(e) = wait_until_started(&ready_rx, workers) {
             server.stop_and_join();
             return Err(e);
@@ -333,6 +345,7 @@ impl Server {
             }
         }
         self.shared.shutdown.store(true, Ordering::Release);
+        self.join_verifier();
         if let Some(mut c) = self.cluster.take() {
             if let Err(e) = c.stop() {
                 // The process must exit non-zero: the node stopped for this.
@@ -364,6 +377,7 @@ impl Server {
 
     fn stop_and_join(mut self) {
         self.stopper().stop();
+        self.join_verifier();
         if let Some(mut c) = self.cluster.take() {
             if let Err(e) = c.stop() {
                 tracing::warn!("the {e} thread panicked");
@@ -377,8 +391,79 @@ impl Server {
     }
 }
 
+/// One NATS listener per worker when `nats_listen` is set (else `None` for each), and the
+/// bound address.
+#[allow(clippy::type_complexity)]
+fn bind_nats_listeners(
+    cfg: &Config,
+    workers: usize,
+) -> Result<(Vec<Option<socket2::Socket>>, Option<SocketAddr>), ServeError> {
+    Ok(match &cfg.nats_listen {
+        Some(endpoint) => {
+            let (sockets, addr) =
+                bind_listeners(resolve::resolve("nats_listen", endpoint)?, workers)?;
+            (sockets.into_iter().map(Some).collect(), Some(addr))
+        }
+        None => ((0..workers).map(|_| None).collect(), None),
+    })
+}
+
+/// The credentials in force (read from `credentials_file`) and the verifier's queue.
+#[allow(clippy::type_complexity)]
+fn credentials_parts(
+    cfg: &Config,
+) -> Result<
+    (
+        Option<Arc<Credentials>>,
+        Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
+        crossbeam::channel::Receiver<verifier::VerifyJob>,
+    ),
+    ServeError,
+> {
+    let credentials = match &cfg.credentials_file {
+        Some(path) => Some(Arc::new(credentials_file::read(path)?)),
+        None => None,
+    };
+    let (jobs, queue) = verifier::queue();
+    let jobs = credentials.is_some().then_some(jobs);
+    Ok((credentials, jobs, queue))
+}
+
+impl Server {
+    /// Starts the thread that verifies credentials, when they are in force.
+    fn start_verifier(
+        &mut self,
+        queue: crossbeam::channel::Receiver<verifier::VerifyJob>,
+    ) -> Result<(), ServeError> {
+        if self.shared.verify_jobs.is_none() {
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let handle = std::thread::Builder::new()
+            .name("ringrelay-verify".into())
+            .spawn_logged(move || verifier::run(shared, queue))
+            .map_err(|source| ServeError::Spawn {
+                what: "verifier",
+                source,
+            })?;
+        self.verifier = Some(handle);
+        Ok(())
+    }
+
+    /// Joins the verifier thread (it sees the shutdown flag within 100 ms).
+    fn join_verifier(&mut self) {
+        if let Some(handle) = self.verifier.take() {
+            self.shared.shutdown.store(true, Ordering::Release);
+            if handle.join().is_err() {
+                tracing::warn!("the credentials verifier thread panicked");
+            }
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
+        self.join_verifier();
         if let Some(mut c) = self.cluster.take() {
             self.stopper().stop();
             let _ = c.stop();
@@ -451,15 +536,26 @@ impl Stopper {
     }
 }
 
-/// The state every worker of a new node shares.
-fn new_shared(
-    cfg: Config,
-    opts: ServerOptions,
+/// What [`new_shared`] takes beyond the settings and options.
+struct NewShared {
     workers: usize,
     mailboxes: Vec<Mailbox>,
     connections_per_worker: usize,
-) -> Arc<Shared> {
+    credentials: Option<Arc<Credentials>>,
+    verify_jobs: Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
+}
+
+/// The state every worker of a new node shares.
+fn new_shared(cfg: Config, opts: ServerOptions, parts: NewShared) -> Arc<Shared> {
+    let NewShared {
+        workers,
+        mailboxes,
+        connections_per_worker,
+        credentials,
+        verify_jobs,
+    } = parts;
     let mut engine = EngineConfig::from_config(&cfg);
+    engine.session.gate.credentials = credentials;
     engine.session.authorize = opts.authorize;
     engine.local_presence = opts.presence.is_some();
     Arc::new(Shared {
@@ -480,6 +576,7 @@ fn new_shared(
         presence: opts.presence,
         next_local_worker: Default::default(),
         stop_grace_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
+        verify_jobs,
     })
 }
 

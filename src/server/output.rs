@@ -5,6 +5,7 @@
 use super::control_lane::Event;
 use super::deliver::{Deliverer, PendingClose};
 use super::stats::bump;
+use crate::core::credentials::Verification;
 use crate::core::{ClusterEvent, Counter, Location, Output};
 use crate::protocol::{CloseReason, Frame};
 use std::borrow::Cow;
@@ -79,6 +80,8 @@ impl Output for Deliverer<'_> {
             Counter::ForwardedInStale => &stats.forwarded_in_stale,
             Counter::LimitRefused => &stats.limit_refusals,
             Counter::NoResponders => &stats.no_responders,
+            Counter::PermissionDenied => &stats.permission_denials,
+            Counter::AuthFailed => &stats.auth_failures,
             Counter::PayloadTooLarge => &stats.payload_too_large_drops,
             Counter::AckUnroutable => &stats.ack_unroutable_drops,
         };
@@ -95,6 +98,10 @@ impl Output for Deliverer<'_> {
 
     fn hello_held(&mut self, at: Location) {
         self.held_hellos.push((at.slot, at.generation));
+    }
+
+    fn verify_secret(&mut self, at: Location, name: &str, secret: &[u8]) -> Verification {
+        self.verifier.verify(at, name, secret)
     }
 
     #[inline]

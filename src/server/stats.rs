@@ -33,6 +33,10 @@ pub struct WorkerStats {
     pub limit_refusals: AtomicU64,
     /// Requests that reached no subscriber anywhere (answered "no responders").
     pub no_responders: AtomicU64,
+    /// SEND, PUBLISH, SUBSCRIBE and WATCH frames refused outside the client's permissions.
+    pub permission_denials: AtomicU64,
+    /// HELLOs refused for their token or credentials (closed AUTH_FAILED).
+    pub auth_failures: AtomicU64,
     /// SEND and PUBLISH frames dropped: payload longer than the relay delivers.
     pub payload_too_large_drops: AtomicU64,
     /// Forwarded messages dropped because their frame on a data link was malformed (the
@@ -136,6 +140,8 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.payload_too_large_drops += get(&b.payload_too_large_drops);
         s.link_bad_frame_drops += get(&b.link_bad_frame_drops);
         s.link_loss_drops += get(&b.link_loss_drops);
+        s.permission_denials += get(&b.permission_denials);
+        s.auth_failures += get(&b.auth_failures);
     }
     s
 }

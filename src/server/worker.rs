@@ -93,6 +93,8 @@ pub struct Worker {
     /// Connections whose HELLO waits for the node to become ready (slot, generation); an
     /// entry whose connection closed meanwhile is skipped when they are welcomed.
     held_hellos: Vec<(u32, u32)>,
+    /// Verifications of credentials: the queue to the verifier and the secrets verified.
+    verified: super::verifier::VerifiedSecrets,
 }
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
@@ -144,6 +146,11 @@ impl Worker {
             links_out: Vec::new(),
             link_backlogs: super::link_backlog::Backlogs::new(cfg.cluster_nodes_max),
             held_hellos: Vec::new(),
+            verified: super::verifier::VerifiedSecrets::new(
+                index,
+                shared.verify_jobs.clone(),
+                shared.engine.session.gate.credentials.clone(),
+            ),
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -287,6 +294,7 @@ impl Worker {
             held_hellos: &mut self.held_hellos,
             clustered: self.shared.engine.clustered,
             presence: self.shared.presence.as_deref(),
+            verifier: &mut self.verified,
         }
     }
 

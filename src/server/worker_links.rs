@@ -9,12 +9,14 @@
 
 use super::super::conn::LinkRole;
 use super::super::control_lane::{Command, Event};
+use super::super::deliver::Deliverer;
 use super::super::deliver::{LinkOut, PendingClose};
 use super::super::stats::bump;
 use super::ingress::LINK_FRAME_OVERHEAD_MAX;
 use super::lifecycle::{close_fd, set_nodelay};
 use super::Worker;
-use crate::core::{ConnRelay, Engine};
+use crate::core::credentials::Verified;
+use crate::core::{ConnRelay, Engine, Guards, Location};
 use crate::protocol::CloseReason;
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
@@ -53,6 +55,7 @@ impl Worker {
                     );
                 }
                 Command::AdoptClient { fd } => self.adopt_client(fd.into_raw_fd(), None, false),
+                Command::Verified(verified) => self.apply_verified(*verified),
                 Command::Close { to, reason } => self.pending_closes.push(PendingClose {
                     slot: to.slot,
                     generation: to.generation,
@@ -166,29 +169,67 @@ impl Worker {
 
     /// The node became ready: WELCOME and register every held HELLO, in the order they came.
     pub(super) fn welcome_pending(&mut self) {
-        let shared = Arc::clone(&self.shared);
-        let engine = Engine::new(&shared.tables, &shared.engine);
-        let mut scratch = std::mem::take(&mut self.scratch_locations);
         let held = std::mem::take(&mut self.held_hellos);
-        let guards = shared.tables.guards();
         for &(slot, generation) in &held {
-            let Some(c) = self.slab.get_live(slot, generation) else {
-                continue;
-            };
-            if !c.accepts_frames() {
-                continue;
-            }
-            let before = c.reassembly_bytes();
-            let mut relay = std::mem::take(&mut c.relay);
-            let at = self.location(slot, generation);
-            let mut sink = self.deliverer(slot, generation);
-            engine.on_ready(&mut relay, at, &guards, &mut scratch, &mut sink);
-            engine.end_receive(at, &mut sink);
-            self.slab.conns[slot as usize].relay = relay;
-            self.slab.reheld(slot, before);
+            self.drive_held(
+                slot,
+                generation,
+                |engine, relay, at, guards, scratch, sink| {
+                    engine.on_ready(relay, at, guards, scratch, sink)
+                },
+            );
         }
-        self.scratch_locations = scratch;
         self.held_hellos = held;
         self.held_hellos.clear();
+    }
+
+    /// The verifier's outcome for a HELLO held here: remembered if the secret verified, then
+    /// applied to the connection if it is still open.
+    fn apply_verified(&mut self, verified: Verified) {
+        self.verified.remember(&verified);
+        let Verified { at, outcome, .. } = verified;
+        self.drive_held(
+            at.slot,
+            at.generation,
+            |engine, relay, at, guards, scratch, sink| {
+                engine.on_verified(relay, at, outcome, guards, scratch, sink)
+            },
+        );
+    }
+
+    /// Runs `rule` on the live, open connection at (`slot`, `generation`), whose HELLO is
+    /// held, with the engine and a sink; a closed or reused slot is skipped.
+    fn drive_held(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        rule: impl FnOnce(
+            &Engine<'_>,
+            &mut ConnRelay,
+            Location,
+            &Guards<'_>,
+            &mut Vec<Location>,
+            &mut Deliverer<'_>,
+        ),
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let engine = Engine::new(&shared.tables, &shared.engine);
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            return;
+        };
+        if !c.accepts_frames() {
+            return;
+        }
+        let before = c.reassembly_bytes();
+        let mut relay = std::mem::take(&mut c.relay);
+        let at = self.location(slot, generation);
+        let mut scratch = std::mem::take(&mut self.scratch_locations);
+        let guards = shared.tables.guards();
+        let mut sink = self.deliverer(slot, generation);
+        rule(&engine, &mut relay, at, &guards, &mut scratch, &mut sink);
+        engine.end_receive(at, &mut sink);
+        self.slab.conns[slot as usize].relay = relay;
+        self.slab.reheld(slot, before);
+        self.scratch_locations = scratch;
     }
 }

@@ -52,7 +52,7 @@ impl Worker {
             client_id: (u64::from(self.index) << 48)
                 | (u64::from(generation) << 20)
                 | u64::from(slot),
-            auth_required: shared.engine.session.token.is_some(),
+            auth_required: !shared.engine.session.gate.is_open(),
         };
         let mut line = Vec::with_capacity(256);
         write_info(&mut line, &info);

@@ -2,6 +2,7 @@
 
 use super::limits::Limit;
 use super::{ClusterEvent, ConnRelay, Counter, Engine, Output};
+use crate::core::credentials::{Action, Entry};
 use crate::core::location::{Location, Registered};
 use crate::core::router::{Fanout, Guards, SendOutcome};
 use crate::core::session::{Phase, SessionEvent};
@@ -46,6 +47,9 @@ impl Engine<'_> {
                 payload,
             } => {
                 debug_assert!(!conn.client_id.is_empty(), "routed before registration");
+                if !self.permitted(&mut conn.grant, at, Action::Send, target, out) {
+                    return;
+                }
                 let message = Message {
                     sender: &conn.client_id,
                     topic: b"",
@@ -59,7 +63,11 @@ impl Engine<'_> {
                 target,
                 id,
                 payload,
-            } => self.send_acked(conn, at, guards, target, id, payload, out),
+            } => {
+                if self.permitted(&mut conn.grant, at, Action::Send, target, out) {
+                    self.send_acked(conn, at, guards, target, id, payload, out)
+                }
+            }
             SessionEvent::Ack { to, gap, ack } => self.ack(conn, at, guards, to, gap, &ack, out),
             SessionEvent::Publish {
                 topic,
@@ -68,6 +76,9 @@ impl Engine<'_> {
                 payload,
                 no_echo,
             } => {
+                if !self.permitted(&mut conn.grant, at, Action::Publish, topic, out) {
+                    return;
+                }
                 let message = Message {
                     sender: &conn.client_id,
                     topic,
@@ -80,13 +91,9 @@ impl Engine<'_> {
                     self.no_responders(at, topic, out);
                 }
             }
-            SessionEvent::Register { client_id } => {
-                if out.node_ready() {
-                    self.register(conn, at, client_id.into(), scratch, out);
-                } else {
-                    conn.held_hello = Some(client_id.into());
-                    out.hello_held(at);
-                }
+            SessionEvent::Verify(hello) => self.verify_hello(conn, at, hello, guards, scratch, out),
+            SessionEvent::Register { client_id, entry } => {
+                self.on_register(conn, at, client_id, entry, scratch, out)
             }
             SessionEvent::Subscribe { topic, group } => self.subscribe(conn, at, topic, group, out),
             SessionEvent::Unsubscribe { topic, group } => {
@@ -97,11 +104,37 @@ impl Engine<'_> {
             SessionEvent::Pong { nonce } => out.send_frame_local(at, &Frame::Pong { nonce }),
             SessionEvent::None => {}
             SessionEvent::Close { reason, text } => {
+                if reason == CloseReason::AUTH_FAILED {
+                    out.count(Counter::AuthFailed);
+                }
                 if reason != CloseReason::NORMAL {
                     out.count(Counter::ProtocolErrorClose);
                 }
                 out.close(at, reason, text);
             }
+        }
+    }
+
+    /// A HELLO accepted by the session: welcomed and registered if its entry (if any) may
+    /// register the id and the node is ready; held until the node is ready otherwise.
+    #[inline(never)]
+    fn on_register(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        client_id: &[u8],
+        entry: Option<std::sync::Arc<Entry>>,
+        scratch: &mut Vec<Location>,
+        out: &mut impl Output,
+    ) {
+        if !self.admit_entry(conn, at, client_id, entry, out) {
+            return;
+        }
+        if out.node_ready() {
+            self.register(conn, at, client_id.into(), scratch, out);
+        } else {
+            conn.held_hello = Some(client_id.into());
+            out.hello_held(at);
         }
     }
 
@@ -222,6 +255,9 @@ impl Engine<'_> {
                 return;
             }
         }
+        if !self.permitted(&mut conn.grant, at, Action::Subscribe, topic, out) {
+            return;
+        }
         let refused = if topic.len() > limits.topic_bytes_max {
             Some(Limit::TopicBytes)
         } else if group.len() > limits.group_bytes_max {
@@ -261,6 +297,9 @@ impl Engine<'_> {
     fn watch(&self, conn: &mut ConnRelay, at: Location, client_id: &[u8], out: &mut impl Output) {
         let limits = &self.config.limits;
         if conn.watches.contains(client_id) {
+            return;
+        }
+        if !self.permitted(&mut conn.grant, at, Action::Watch, client_id, out) {
             return;
         }
         let refused = if conn.watches.len() >= limits.watches_per_connection_max {
@@ -437,6 +476,9 @@ impl Engine<'_> {
         scratch: &mut Vec<Location>,
         out: &mut impl Output,
     ) {
+        if conn.verifying {
+            return;
+        }
         let Some(client_id) = conn.held_hello.take() else {
             return;
         };

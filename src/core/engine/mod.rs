@@ -10,6 +10,7 @@
 //! HELLO store owned copies.
 
 mod acked;
+mod auth;
 mod conn;
 mod frames;
 mod lifecycle;
@@ -98,6 +99,11 @@ pub enum Counter {
     AckUnroutable,
     /// A request (a message with a reply topic) reached no subscriber anywhere.
     NoResponders,
+    /// A SEND, PUBLISH, SUBSCRIBE or WATCH outside the connection's permissions: refused
+    /// with ERROR PERMISSION_DENIED, the connection stays open.
+    PermissionDenied,
+    /// A HELLO refused for its token or credentials (closed AUTH_FAILED).
+    AuthFailed,
 }
 
 /// Where the engine's decisions go. Extends the router's [`AckSink`] (deliveries, presence,
@@ -119,6 +125,15 @@ pub trait Output: AckSink {
     fn next_epoch(&mut self) -> u64;
     /// A HELLO is held at `at` until the node is ready; call [`Engine::on_ready`] for it then.
     fn hello_held(&mut self, at: Location);
+    /// Verify `secret` against credentials entry `name` for the HELLO held at `at`, off the
+    /// worker (it takes tens of milliseconds); call [`Engine::on_verified`] with the outcome.
+    /// It may also decide at once (a secret it verified before, or a full queue).
+    fn verify_secret(
+        &mut self,
+        at: Location,
+        name: &str,
+        secret: &[u8],
+    ) -> crate::core::credentials::Verification;
     /// Whether a bound was hit (messages dropped) since the last call; clears it.
     fn take_overloaded(&mut self) -> bool;
 }

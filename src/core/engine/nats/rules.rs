@@ -3,6 +3,7 @@
 
 use super::subs::Inserted;
 use super::{NatsConn, DIRECT_SUBJECT_PREFIX, NATS_ID_PREFIX};
+use crate::core::credentials::Action;
 use crate::core::engine::{ConnRelay, Counter, Engine, Output};
 use crate::core::location::Location;
 use crate::core::router::{Guards, SendOutcome};
@@ -111,6 +112,11 @@ impl Engine<'_> {
                 sid,
             } => self.nats_subscribe(call, subject, queue, sid),
             ClientOp::Unsub { sid, max_msgs } => self.nats_unsubscribe(call, sid, max_msgs),
+            // Behind a held HELLO a PING waits its turn: its PONG tells the client that what
+            // it sent before was applied (NATS clients flush this way).
+            ClientOp::Ping if call.conn.held_hello.is_some() => {
+                self.nats_frame(call, Frame::Ping { nonce: 0 })
+            }
             ClientOp::Ping => call.out.send_nats_local(call.at, PONG),
             // Any bytes prove the peer alive (the session counts them): nothing else to do.
             ClientOp::Pong | ClientOp::Ignored => {}
@@ -129,7 +135,12 @@ impl Engine<'_> {
             Err(e) => return call.close(CloseReason::PROTOCOL_ERROR, e.err_text()),
         };
         let first = call.nats().options.is_none();
-        let token = options.auth_token.clone().unwrap_or_default();
+        // A user and password name a credentials entry and its secret, as NAME:SECRET does
+        // in a native HELLO's token.
+        let token = match (&options.user, &options.auth_token) {
+            (Some(user), _) => format!("{user}:{}", options.pass.as_deref().unwrap_or_default()),
+            (None, token) => token.clone().unwrap_or_default(),
+        };
         call.nats().options = Some(options);
         if first {
             self.nats_hello(call, token.as_bytes());
@@ -152,6 +163,7 @@ impl Engine<'_> {
         client_id.extend_from_slice(
             format!("{}.{}.{}.{}", at.node, at.worker, at.slot, at.generation).as_bytes(),
         );
+        call.conn.id_generated = true;
         let hello = Frame::Hello {
             // The newest version, for reply subjects and headers. A NATS connection never
             // acknowledges: the output refuses acknowledged messages to it.
@@ -213,6 +225,13 @@ impl Engine<'_> {
             return self.hold_nats_publish(call, direct, &message, no_echo);
         }
         if call.conn.phase() != Phase::Open {
+            return;
+        }
+        let (action, subject) = match direct {
+            Some(target) => (Action::Send, target),
+            None => (Action::Publish, topic),
+        };
+        if !self.permitted(&mut call.conn.grant, call.at, action, subject, call.out) {
             return;
         }
         message.sender = call.conn.client_id();

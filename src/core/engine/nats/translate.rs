@@ -4,7 +4,7 @@
 //! native-only frames have no NATS form and are not written.
 
 use super::NatsConn;
-use crate::protocol::nats::encode::{write_err, MsgHead, MSG_END, PING};
+use crate::protocol::nats::encode::{write_err, MsgHead, MSG_END, PING, PONG};
 use crate::protocol::{CloseReason, ErrorCode, Frame, Message};
 
 impl NatsConn {
@@ -65,6 +65,21 @@ impl NatsConn {
                 }
             }
             Frame::Ping { .. } => out.extend_from_slice(PING),
+            // The answer to a client's PING that waited behind a held HELLO.
+            Frame::Pong { .. } => out.extend_from_slice(PONG),
+            Frame::Error {
+                code: ErrorCode::PERMISSION_DENIED,
+                subject,
+                text,
+            } if fits_control_line(subject) => {
+                // nats-server's wording, `Permissions Violation for Publish to "subject"`,
+                // which NATS clients report without closing.
+                let mut line = text.to_vec();
+                line.extend_from_slice(b" \"");
+                line.extend_from_slice(subject);
+                line.push(b'"');
+                write_err(out, &String::from_utf8_lossy(&line));
+            }
             Frame::Error { code, .. } => {
                 if let Some(text) = error_err_text(code) {
                     write_err(out, text);

@@ -6,6 +6,7 @@ use crate::core::session::Phase;
 use crate::protocol::{AckFields, DecodeError, ErrorCode, FrameKind, Message, MsgId};
 
 mod acked;
+mod auth;
 mod limits;
 mod nats;
 mod not_ready;
@@ -28,6 +29,8 @@ enum Out {
     Unregistered(Vec<u8>),
     Interest(Vec<u8>, Vec<u8>),
     Count(Counter),
+    /// A secret to verify off the worker, for the HELLO held at the slot.
+    Verify(u32, String, Vec<u8>),
     Held(u32),
     Welcome(u32, u16),
     DeliverAcked(u32, Vec<u8>, MsgId, Vec<u8>),
@@ -188,6 +191,16 @@ impl Output for Rec {
     fn hello_held(&mut self, at: Location) {
         self.out.push(Out::Held(at.slot));
     }
+    fn verify_secret(
+        &mut self,
+        at: Location,
+        name: &str,
+        secret: &[u8],
+    ) -> crate::core::credentials::Verification {
+        self.out
+            .push(Out::Verify(at.slot, name.into(), secret.into()));
+        crate::core::credentials::Verification::Pending
+    }
     fn take_overloaded(&mut self) -> bool {
         std::mem::take(&mut self.overloaded)
     }
@@ -202,7 +215,7 @@ fn config() -> EngineConfig {
             heartbeat_interval_ms: 100,
             heartbeat_misses_max: 2,
             frame_complete_timeout_ms: 1000,
-            token: None,
+            gate: crate::core::credentials::Gate::default(),
             authorize: None,
         },
         clustered: true,

@@ -133,7 +133,7 @@ fn an_operation_before_connect_takes_the_defaults_unless_a_token_is_required() {
     assert_eq!(h.conns[slot as usize].subscriptions().len(), 1);
 
     let mut h = Harness::new();
-    h.config.session.token = Some(b"secret"[..].into());
+    h.config.session.gate = crate::core::credentials::Gate::new(Some(b"secret"), None);
     let slot = h.connect();
     assert_eq!(h.nats(slot, b"SUB foo 1\r\nPING\r\n"), Ok(Fed::Stopped));
     assert!(h
