@@ -171,6 +171,21 @@ mod tests {
     }
 
     #[test]
+    fn only_secrets_typed_on_the_command_line_are_reported_as_such() {
+        use clap::CommandFactory;
+        let matches = crate::Cli::command()
+            .try_get_matches_from(["ringrelay", "serve", "--token", "t", "--workers", "1"])
+            .unwrap();
+        let (_, serve) = matches.subcommand().unwrap();
+        assert_eq!(given_on_command_line(serve), ["--token"]);
+        let matches = crate::Cli::command()
+            .try_get_matches_from(["ringrelay", "serve", "--token-file", "/t"])
+            .unwrap();
+        let (_, serve) = matches.subcommand().unwrap();
+        assert!(given_on_command_line(serve).is_empty());
+    }
+
+    #[test]
     fn a_secret_file_is_read_whole() {
         let path = std::env::temp_dir().join(format!("rr-secret-{}", std::process::id()));
         std::fs::write(&path, "s3cret\n").unwrap();

@@ -407,6 +407,35 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_flag_replaces_the_files_value_or_file() {
+        let file =
+            Config::from_toml_str("token = \"toml\"\ncluster_secret_file = \"/c\"\n").unwrap();
+        let mut flags = args();
+        flags.token_file = Some(PathBuf::from("/t"));
+        flags.cluster_secret = Some("flag".into());
+        flags.metrics_token_file = Some(PathBuf::from("/m"));
+        let cfg = apply_flags(file, &flags);
+        assert_eq!(
+            (cfg.token, cfg.token_file),
+            (None, flags.token_file.clone())
+        );
+        assert_eq!(
+            (cfg.cluster_secret.as_deref(), cfg.cluster_secret_file),
+            (Some("flag"), None)
+        );
+        assert_eq!(cfg.metrics_token_file, flags.metrics_token_file.clone());
+        flags.token = Some("both".into());
+        let err = build_config(&flags).unwrap_err().message;
+        assert_eq!(
+            err, "RINGRELAY_TOKEN and --token-file are both set: give one",
+            "not typed on the command line, so it came from the environment"
+        );
+        flags.secrets_on_command_line = vec!["--token"];
+        let err = build_config(&flags).unwrap_err().message;
+        assert!(err.starts_with("--token and --token-file"), "{err}");
+    }
+
+    #[test]
     fn missing_config_file_is_an_error() {
         let mut flags = args();
         flags.config = Some(PathBuf::from("/nonexistent/ringrelay.toml"));

@@ -322,3 +322,48 @@ fn a_metrics_listener_beyond_loopback_without_a_token_is_warned_about() {
         "on loopback: {stderr}"
     );
 }
+
+#[test]
+fn nodes_link_with_the_cluster_secret_from_a_file_and_from_the_environment() {
+    let dir = scratch("cluster");
+    let file = secret_file(&dir, "cluster-secret", "shared-by-both\n", 0o600);
+    let (cluster1, metrics2) = (free_port().to_string(), free_port());
+    let (node1, _) = serve(&[
+        "--node-id",
+        "1",
+        "--cluster-listen",
+        &cluster1,
+        "--cluster-secret-file",
+        &file,
+    ]);
+    let (node2, _) = serve_with_env(
+        &[
+            "--node-id",
+            "2",
+            "--cluster-listen",
+            &free_port().to_string(),
+            "--peers",
+            &cluster1,
+            "--metrics",
+            &metrics2.to_string(),
+        ],
+        &[("RINGRELAY_CLUSTER_SECRET", "shared-by-both")],
+    );
+    wait_until_within("node 2 to list node 1 as up", SLOW_WAIT, || {
+        get(metrics2, "/cluster", None)
+            .ok()
+            .and_then(|(_, _, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|json| json["members"].as_array().cloned())
+            .is_some_and(|members| {
+                members
+                    .iter()
+                    .any(|m| m["node_id"] == 1 && m["state"] == "up")
+            })
+    });
+    for (name, node) in [("node 1", node1), ("node 2", node2)] {
+        let stderr = stop(node);
+        assert!(!stderr.contains(ARGV_WARNING), "{name}: {stderr}");
+        assert!(!stderr.contains("shared-by-both"), "{name}: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
