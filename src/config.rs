@@ -510,11 +510,24 @@ mod tests {
         let cfg = Config {
             token: Some("hunter2".into()),
             cluster_secret: Some("s3cret".into()),
+            metrics_token: Some("scrape-me".into()),
+            metrics_token_file: None,
             ..Config::default()
         };
         let json = cfg.redacted_json();
         assert_eq!(json["token"], "(set)");
         assert_eq!(json["cluster_secret"], "(set)");
+        assert_eq!(json["metrics_token"], "(set)");
+        assert!(!json.to_string().contains("scrape-me"));
+        let with_file = Config {
+            token_file: Some("/etc/ringrelay/token".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            with_file.redacted_json()["token_file"],
+            "/etc/ringrelay/token",
+            "paths are shown"
+        );
         assert_eq!(json["max_frame_bytes"], cfg.max_frame_bytes);
         assert_eq!(json["listen"], "127.0.0.1:7400");
         assert!(!json.to_string().contains("hunter2"));
