@@ -3,13 +3,16 @@
 //! Every field can be set in the TOML file (`ringrelay serve --config FILE`); command-line flags
 //! override the file. Units are in the names; sizes (`..._bytes`, `..._bytes_max`) take a
 //! number of bytes or a string with a binary unit, like `"64KiB"` or `"8MiB"`.
+//!
+//! Each secret (`token`, `cluster_secret`, `metrics_token`) may instead name a file that holds
+//! it (`token_file`, ...); [`Config::read_secret_files`] reads them (in `crate::secret_files`).
 
 #![forbid(unsafe_code)]
 
 use crate::endpoint::Endpoint;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// All relay settings. `Default` gives the documented defaults.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -26,13 +29,20 @@ pub struct Config {
     pub workers: usize,
     /// CPUs to pin workers to, one worker per entry; overrides `workers` when set.
     pub cpus: Option<Vec<usize>>,
-    /// Token that HELLO must carry; `None` accepts any token. With `credentials_file` too, a
-    /// client that presents it comes in unrestricted (an administrator's shortcut).
+    /// Token that HELLO must carry; `None` accepts any token, and an empty one is refused
+    /// (it would look set while admitting whoever sends an empty token). Give it here or in
+    /// `token_file`, not both. With `credentials_file` too, a client that presents it comes
+    /// in unrestricted (an administrator's shortcut).
     pub token: Option<String>,
+    /// A file holding `token`: its contents less one trailing newline. Keeps the secret out
+    /// of a config file that is shared or checked in, and out of the command line, where every
+    /// local user can read it (/proc/PID/cmdline). Read when `serve` starts
+    /// ([`Config::read_secret_files`]); `Server::start` refuses a file not read.
+    pub token_file: Option<PathBuf>,
     /// A credentials file (TOML): named entries with a hashed secret, the ids each may
     /// register and what each may send, publish, subscribe to and watch (README "Credentials
     /// and permissions"). Read at start; a bad file stops the start.
-    pub credentials_file: Option<std::path::PathBuf>,
+    pub credentials_file: Option<PathBuf>,
     /// Bound on one frame, header included. 1 MiB: room for bulk payloads while one
     /// connection can never make the relay buffer more than that for an unfinished frame.
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
@@ -106,10 +116,18 @@ pub struct Config {
     pub handoff_bytes_max: usize,
     /// How long a closing connection may take to flush its final CLOSE frame. 1 s.
     pub close_linger_ms: u64,
-    /// Address of the Prometheus metrics endpoint (`/metrics`, `/healthz`), served over HTTP
-    /// by a thread of its own. `None` (the default): no endpoint. Keep it on loopback or a
-    /// management network; it has no authentication.
+    /// Address of the Prometheus metrics endpoint (`/metrics`, `/healthz`, `/config`,
+    /// `/connections`, `/subscriptions`, `/cluster`), served over HTTP by a thread of its own.
+    /// `None` (the default): no endpoint. Without `metrics_token`, keep it on loopback or a
+    /// management network: anyone who reaches it reads client ids and addresses, and a
+    /// non-loopback address is warned about at start.
     pub metrics: Option<Endpoint>,
+    /// Bearer token every metrics request but `/healthz` must carry (`Authorization: Bearer
+    /// <token>`, else 401); compared in constant time. `None` (the default): no
+    /// authentication. The admin endpoints to come (credentials reload) take the same token.
+    pub metrics_token: Option<String>,
+    /// A file holding `metrics_token`, as `token_file` holds `token`.
+    pub metrics_token_file: Option<PathBuf>,
     /// This node's id in a cluster, 1..=65535. 0 (the default): a standalone relay, no
     /// cluster links. Ids must be unique in a cluster; they also break epoch ties.
     pub node_id: u16,
@@ -122,8 +140,12 @@ pub struct Config {
     /// rest is learnt from it.
     pub peers: Vec<String>,
     /// Shared secret every node of the cluster must hold; links prove it with HMAC-SHA256
-    /// challenge-response (it never crosses the wire). Required with `node_id`.
+    /// challenge-response (it never crosses the wire). Required with `node_id`, here or in
+    /// `cluster_secret_file`. It authenticates a link only at its handshake: the frames after
+    /// it are neither signed nor encrypted, so run links on a trusted network.
     pub cluster_secret: Option<String>,
+    /// A file holding `cluster_secret`, as `token_file` holds `token`.
+    pub cluster_secret_file: Option<PathBuf>,
     /// Interval of control-link heartbeats. 500 ms: six chances to be heard before
     /// `cluster_peer_dead_after_ms`.
     pub cluster_heartbeat_interval_ms: u64,
@@ -193,6 +215,7 @@ impl Default for Config {
             workers: 0,
             cpus: None,
             token: None,
+            token_file: None,
             credentials_file: None,
             max_frame_bytes: crate::protocol::MAX_FRAME_BYTES_DEFAULT,
             pending_bytes_max: 8 << 20,
@@ -211,11 +234,14 @@ impl Default for Config {
             memory_max_bytes: None,
             close_linger_ms: 1_000,
             metrics: None,
+            metrics_token: None,
+            metrics_token_file: None,
             node_id: 0,
             cluster_listen: None,
             cluster_advertise: None,
             peers: Vec::new(),
             cluster_secret: None,
+            cluster_secret_file: None,
             cluster_heartbeat_interval_ms: 500,
             cluster_peer_dead_after_ms: 3_000,
             cluster_digest_interval_ms: 2_000,
@@ -256,6 +282,13 @@ pub enum ConfigError {
     /// A cluster address that is not HOST:PORT; `why` echoes it.
     #[error("{setting}: {why}")]
     Address { setting: &'static str, why: String },
+    /// A secret's file (`token_file`, ...) that cannot be used: unreadable, or empty.
+    #[error("{setting} {}: {why}", path.display())]
+    SecretFile {
+        setting: &'static str,
+        path: PathBuf,
+        why: String,
+    },
 }
 
 impl Config {
@@ -281,11 +314,12 @@ impl Config {
         advertise.chain(self.peers.iter().map(|p| ("peers", p.as_str())))
     }
 
-    /// The settings as JSON, with the secrets (`token`, `cluster_secret`) shown only as
-    /// `"(set)"`: for `serve --check-config` and the metrics endpoint's `/config`.
+    /// The settings as JSON, with the secrets (`token`, `cluster_secret`, `metrics_token`)
+    /// shown only as `"(set)"`: for `serve --check-config` and the metrics endpoint's
+    /// `/config`. The `..._file` settings are paths and shown as they are.
     pub fn redacted_json(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        for secret in ["token", "cluster_secret"] {
+        for secret in ["token", "cluster_secret", "metrics_token"] {
             if let Some(v) = value.get_mut(secret).filter(|v| !v.is_null()) {
                 *v = serde_json::Value::from("(set)");
             }
@@ -339,6 +373,7 @@ impl Config {
         if self.connections_per_worker_max == 0 || self.connections_per_worker_max > (1 << 24) {
             return err("connections_per_worker_max must be between 1 and 16777216");
         }
+        self.validate_secrets()?;
         self.validate_cluster()?;
         if self.pending_bytes_per_worker_max < self.pending_bytes_max {
             return err("pending_bytes_per_worker_max must be at least pending_bytes_max");
@@ -375,6 +410,39 @@ impl Config {
         Ok(())
     }
 
+    /// Each secret: not empty, and given as a value or as a file, not both.
+    pub(crate) fn validate_secrets(&self) -> Result<(), ConfigError> {
+        let err = |s: &'static str| Err(ConfigError::Invalid(s));
+        for (value, file, both, empty) in [
+            (
+                &self.token,
+                &self.token_file,
+                "token and token_file are both set: give one",
+                "token must not be empty (leave it unset to accept any token)",
+            ),
+            (
+                &self.cluster_secret,
+                &self.cluster_secret_file,
+                "cluster_secret and cluster_secret_file are both set: give one",
+                "cluster_secret must not be empty",
+            ),
+            (
+                &self.metrics_token,
+                &self.metrics_token_file,
+                "metrics_token and metrics_token_file are both set: give one",
+                "metrics_token must not be empty (leave it unset for no authentication)",
+            ),
+        ] {
+            if value.is_some() && file.is_some() {
+                return err(both);
+            }
+            if value.as_deref() == Some("") {
+                return err(empty);
+            }
+        }
+        Ok(())
+    }
+
     /// The cluster settings: present together, addresses dialable, timers consistent.
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let err = |s: &'static str| Err(ConfigError::Invalid(s));
@@ -382,8 +450,8 @@ impl Config {
             if self.cluster_listen.is_none() {
                 return err("node_id needs cluster_listen (the address for links from peers)");
             }
-            if self.cluster_secret.as_deref().unwrap_or("").is_empty() {
-                return err("node_id needs a non-empty cluster_secret");
+            if self.cluster_secret.is_none() && self.cluster_secret_file.is_none() {
+                return err("node_id needs a non-empty cluster_secret (or cluster_secret_file)");
             }
             let unspecified = (self.cluster_listen.as_ref().and_then(Endpoint::ip))
                 .is_some_and(|ip| ip.is_unspecified());
@@ -448,11 +516,24 @@ mod tests {
         let cfg = Config {
             token: Some("hunter2".into()),
             cluster_secret: Some("s3cret".into()),
+            metrics_token: Some("scrape-me".into()),
+            metrics_token_file: None,
             ..Config::default()
         };
         let json = cfg.redacted_json();
         assert_eq!(json["token"], "(set)");
         assert_eq!(json["cluster_secret"], "(set)");
+        assert_eq!(json["metrics_token"], "(set)");
+        assert!(!json.to_string().contains("scrape-me"));
+        let with_file = Config {
+            token_file: Some("/etc/ringrelay/token".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            with_file.redacted_json()["token_file"],
+            "/etc/ringrelay/token",
+            "paths are shown"
+        );
         assert_eq!(json["max_frame_bytes"], cfg.max_frame_bytes);
         assert_eq!(json["listen"], "127.0.0.1:7400");
         assert!(!json.to_string().contains("hunter2"));

@@ -2,7 +2,8 @@
 //!
 //! Module map (see README "Architecture"):
 //! - [`protocol`]: wire frames and codec (sans-IO, never panics on input).
-//! - [`config`]: settings, defaults and the TOML file ([`byte_size`]: sizes with units).
+//! - [`config`]: settings, defaults and the TOML file ([`byte_size`]: sizes with units;
+//!   [`secret_files`]: secrets read from files).
 //! - [`server`]: the relay: io_uring workers driving the sans-IO core.
 //! - [`client`]: blocking Rust client sharing the codec.
 
@@ -16,5 +17,6 @@ pub mod cpu_list;
 pub mod endpoint;
 pub mod memory_budget;
 pub mod protocol;
+pub mod secret_files;
 pub mod server;
 pub(crate) mod spawn;

@@ -15,6 +15,7 @@ mod passwd;
 mod payload;
 mod render;
 mod request_verbs;
+mod secrets;
 mod serve;
 mod signals;
 
@@ -24,7 +25,7 @@ pub use passwd::PasswdArgs;
 pub use request_verbs::{ReplyArgs, ReqArgs};
 pub use serve::{parse_cpu_list, CpuList, ServeArgs};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -67,7 +68,7 @@ Exit status:
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the relay.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Register an id and print every message delivered to it, one per line.
     Listen(ListenArgs),
     /// Send a message (or one per input line) to a client id; confirmed by the relay.
@@ -120,14 +121,25 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Parses the process arguments, runs the command, and returns the exit status.
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(with_value_sources(cli, &matches)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let _ = writeln!(std::io::stderr(), "ringrelay: {}", failure.message);
             ExitCode::from(failure.exit_code)
         }
     }
+}
+
+/// Notes what only the matches know, not the parsed values: which secret flags of `serve`
+/// came from the command line rather than their environment variables.
+fn with_value_sources(mut cli: Cli, matches: &clap::ArgMatches) -> Cli {
+    if let (Command::Serve(args), Some(("serve", serve))) = (&mut cli.command, matches.subcommand())
+    {
+        args.secrets_on_command_line = secrets::given_on_command_line(serve);
+    }
+    cli
 }
 
 /// Runs one parsed command.

@@ -1,6 +1,7 @@
 //! `ringrelay serve`: build the config (defaults, then `--config FILE`, then flags), start the
 //! relay, print `listening ADDR`, and run until SIGINT or SIGTERM.
 
+use super::secrets;
 use super::signals::TerminationSignals;
 use super::CliFailure;
 use clap::Args;
@@ -18,11 +19,18 @@ use std::sync::{Arc, Mutex};
 Every setting has a documented default (src/config.rs, README \"Configuration\"); a TOML file
 may set any of them and the flags override it. Addresses are HOST:PORT, IP:PORT or [IPv6]:PORT.
 
+Secrets (the client token, the cluster secret, the metrics token) come from a file
+(--token-file, token_file in the TOML file; the file's contents less one trailing newline) or
+the environment (RINGRELAY_TOKEN, RINGRELAY_CLUSTER_SECRET, RINGRELAY_METRICS_TOKEN); flags and
+environment override the TOML file. --token and --cluster-secret work too, but every local
+user can read the command line (/proc/PID/cmdline), so they log a warning.
+
 Examples:
   ringrelay serve                                   # 127.0.0.1:7400, one worker per CPU
-  ringrelay serve --listen 0.0.0.0:7400 --token T --metrics 127.0.0.1:7402
+  ringrelay serve --listen 0.0.0.0:7400 --token-file /etc/ringrelay/token \\
+                  --metrics 127.0.0.1:7402
   ringrelay serve --config /etc/ringrelay/ringrelay.toml --check-config
-  ringrelay serve --node-id 2 --cluster-listen 10.0.0.2:7401 --cluster-secret S \\
+  RINGRELAY_CLUSTER_SECRET=S ringrelay serve --node-id 2 --cluster-listen 10.0.0.2:7401 \\
                   --peers 10.0.0.1:7401             # a cluster node
 
 Stops cleanly on SIGINT or SIGTERM (clients get CLOSE SHUTDOWN); a signal during start-up ends
@@ -44,9 +52,18 @@ pub struct ServeArgs {
     /// TOML config file (unknown keys are errors).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Token every client HELLO must carry.
-    #[arg(long, value_name = "T")]
+    /// Token every client HELLO must carry. On the command line every local user can read it
+    /// (/proc/PID/cmdline): prefer --token-file or the environment variable.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "RINGRELAY_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
+    /// File holding the token every client HELLO must carry (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Credentials file (TOML): entries with a hashed secret, the ids each may register and
     /// what each may send, publish, subscribe to and watch (`ringrelay passwd` makes entries).
     #[arg(long, value_name = "FILE")]
@@ -54,6 +71,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics and /healthz over HTTP on this address (off by default).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<Endpoint>,
+    /// File holding the bearer token every metrics request but /healthz must carry (or the
+    /// token itself in the environment variable RINGRELAY_METRICS_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// This node's id in a cluster (1..65535); enables the cluster links.
     #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..))]
     pub node_id: Option<u16>,
@@ -63,9 +84,18 @@ pub struct ServeArgs {
     /// Cluster members to join through (their --cluster-listen addresses); one is enough.
     #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',', value_parser = parse_dialled)]
     pub peers: Option<Vec<String>>,
-    /// Secret shared by every node of the cluster (links prove it with HMAC).
-    #[arg(long, value_name = "S")]
+    /// Secret shared by every node of the cluster (links prove it with HMAC). On the command
+    /// line every local user can read it: prefer --cluster-secret-file or the environment.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "RINGRELAY_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
     pub cluster_secret: Option<String>,
+    /// File holding the cluster secret (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Address peers should dial to reach this node (default: --cluster-listen).
     #[arg(long, value_name = "ADDR", value_parser = parse_dialled)]
     pub cluster_advertise: Option<String>,
@@ -83,6 +113,11 @@ pub struct ServeArgs {
     /// `ringrelay-tune check` compares the host against, so the two never disagree.
     #[arg(long, conflicts_with_all = ["print_budget", "check_config"])]
     pub print_host_needs: bool,
+    /// The secret flags given on the command line itself, not by their environment variables
+    /// (`--token`, `--cluster-secret`): warned about at start. Filled from the parsed matches
+    /// (`secrets::given_on_command_line`), which know where each value came from.
+    #[arg(skip)]
+    pub secrets_on_command_line: Vec<&'static str>,
 }
 
 /// A parsed `--cpus` list, in the order given.
@@ -103,13 +138,20 @@ fn parse_dialled(text: &str) -> Result<String, String> {
     text.parse::<Endpoint>().map(|e| e.to_string())
 }
 
-/// Defaults, then the file named by `--config`, then the flags; validated.
+/// Defaults, then the file named by `--config`, then the flags and the secrets' environment
+/// variables, then the secret files read; validated.
 pub fn build_config(args: &ServeArgs) -> Result<Config, CliFailure> {
     let base = match &args.config {
         Some(path) => Config::from_toml_file(path)?,
         None => Config::default(),
     };
+    secrets::check_secret_flags(args).map_err(CliFailure::new)?;
     let cfg = apply_flags(base, args);
+    let metrics_token = std::env::var_os(secrets::METRICS_TOKEN_ENV);
+    let cfg =
+        secrets::apply_metrics_token_env(cfg, metrics_token, args.metrics_token_file.is_some())
+            .map_err(CliFailure::new)?;
+    let cfg = cfg.read_secret_files(secrets::read_secret_file)?;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -132,12 +174,21 @@ fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
     }
     if let Some(token) = &args.token {
         cfg.token = Some(token.clone());
+        cfg.token_file = None;
+    }
+    if let Some(path) = &args.token_file {
+        cfg.token_file = Some(path.clone());
+        cfg.token = None;
     }
     if let Some(path) = &args.credentials_file {
         cfg.credentials_file = Some(path.clone());
     }
     if let Some(metrics) = &args.metrics {
         cfg.metrics = Some(metrics.clone());
+    }
+    if let Some(path) = &args.metrics_token_file {
+        cfg.metrics_token_file = Some(path.clone());
+        cfg.metrics_token = None;
     }
     if let Some(node_id) = args.node_id {
         cfg.node_id = node_id;
@@ -150,6 +201,11 @@ fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
     }
     if let Some(secret) = &args.cluster_secret {
         cfg.cluster_secret = Some(secret.clone());
+        cfg.cluster_secret_file = None;
+    }
+    if let Some(path) = &args.cluster_secret_file {
+        cfg.cluster_secret_file = Some(path.clone());
+        cfg.cluster_secret = None;
     }
     if let Some(addr) = &args.cluster_advertise {
         cfg.cluster_advertise = Some(addr.clone());
@@ -182,6 +238,7 @@ fn check_host(cfg: &Config) {
 
 /// Runs the relay until SIGINT/SIGTERM, then shuts it down.
 pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
+    secrets::warn_about_command_line(&args.secrets_on_command_line);
     let cfg = build_config(args)?;
     if args.print_budget {
         let plan = ringrelay::server::MemoryPlan::for_host(&cfg)?;
@@ -288,16 +345,20 @@ mod tests {
             cpus: None,
             config: None,
             token: None,
+            token_file: None,
             credentials_file: None,
             metrics: None,
+            metrics_token_file: None,
             node_id: None,
             cluster_listen: None,
             peers: None,
             cluster_secret: None,
+            cluster_secret_file: None,
             cluster_advertise: None,
             print_budget: false,
             check_config: false,
             print_host_needs: false,
+            secrets_on_command_line: Vec::new(),
         }
     }
 
@@ -351,6 +412,35 @@ mod tests {
         assert_eq!(cfg.worker_count(), 2);
 
         assert_eq!(apply_flags(file.clone(), &args()), file);
+    }
+
+    #[test]
+    fn a_secret_flag_replaces_the_files_value_or_file() {
+        let file =
+            Config::from_toml_str("token = \"toml\"\ncluster_secret_file = \"/c\"\n").unwrap();
+        let mut flags = args();
+        flags.token_file = Some(PathBuf::from("/t"));
+        flags.cluster_secret = Some("flag".into());
+        flags.metrics_token_file = Some(PathBuf::from("/m"));
+        let cfg = apply_flags(file, &flags);
+        assert_eq!(
+            (cfg.token, cfg.token_file),
+            (None, flags.token_file.clone())
+        );
+        assert_eq!(
+            (cfg.cluster_secret.as_deref(), cfg.cluster_secret_file),
+            (Some("flag"), None)
+        );
+        assert_eq!(cfg.metrics_token_file, flags.metrics_token_file.clone());
+        flags.token = Some("both".into());
+        let err = build_config(&flags).unwrap_err().message;
+        assert_eq!(
+            err, "RINGRELAY_TOKEN and --token-file are both set: give one",
+            "not typed on the command line, so it came from the environment"
+        );
+        flags.secrets_on_command_line = vec!["--token"];
+        let err = build_config(&flags).unwrap_err().message;
+        assert!(err.starts_with("--token and --token-file"), "{err}");
     }
 
     #[test]

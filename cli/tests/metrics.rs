@@ -21,9 +21,18 @@ fn config() -> Config {
 
 /// `GET path` over HTTP/1.0; returns (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = get_with_auth(addr, path, None);
+    (status, body)
+}
+
+/// `GET path` with an `Authorization` header when given; returns (status, head, body).
+fn get_with_auth(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String, String) {
     let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("metrics endpoint connects");
     s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("response read");
     let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
@@ -32,7 +41,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    (status, body.to_string())
+    (status, head.to_string(), body.to_string())
 }
 
 /// The value of the sample `series` (name with labels, exactly as exposed).
@@ -319,4 +328,76 @@ fn connections_lists_each_client_with_its_address_worker_and_counts_in_pages() {
     assert!(busy["worker"].as_u64().unwrap() < 2);
     assert!(busy["age_ms"].as_u64().is_some());
     assert_eq!(by_id("conn-0")["subscriptions"], 0);
+}
+
+#[test]
+fn a_metrics_token_guards_every_endpoint_but_healthz() {
+    let server = Server::start(Config {
+        metrics_token: Some("scrape-s3cret".into()),
+        ..config()
+    })
+    .expect("relay starts");
+    let metrics = server.metrics_addr().expect("metrics enabled");
+    assert_eq!(get(metrics, "/healthz"), (200, "ready\n".into()));
+    let paths = [
+        "/metrics",
+        "/config",
+        "/connections",
+        "/subscriptions",
+        "/cluster?rows=1",
+        "/unknown",
+    ];
+    let refused = [
+        None,
+        Some("Bearer scrape-s3cre"),
+        Some("Bearer scrape-s3cret2"),
+        Some("Bearer SCRAPE-S3CRET"),
+        Some("Basic scrape-s3cret"),
+        Some("scrape-s3cret"),
+        Some("Bearer"),
+    ];
+    for path in paths {
+        for auth in refused {
+            let (status, head, body) = get_with_auth(metrics, path, auth);
+            assert_eq!(status, 401, "{path} with {auth:?}: {body}");
+            assert!(head.contains("\r\nWWW-Authenticate: Bearer\r\n"), "{head}");
+            assert!(!body.contains("ringrelay_"), "{body}");
+        }
+        let (status, _, body) = get_with_auth(metrics, path, Some("Bearer scrape-s3cret"));
+        let expected = if path == "/unknown" { 404 } else { 200 };
+        assert_eq!(status, expected, "{path}: {body}");
+    }
+    let (_, _, body) = get_with_auth(metrics, "/metrics", Some("bearer scrape-s3cret"));
+    assert!(body.contains("ringrelay_connections_open"), "{body}");
+    let (_, _, config) = get_with_auth(metrics, "/config", Some("Bearer scrape-s3cret"));
+    assert!(config.contains("\"metrics_token\":\"(set)\""), "{config}");
+    assert!(!config.contains("scrape-s3cret"), "{config}");
+}
+
+#[test]
+fn cluster_lists_rows_only_for_the_rows_key_itself() {
+    let server = Server::start(config()).expect("relay starts");
+    let metrics = server.metrics_addr().expect("metrics enabled");
+    let _client = connect(server.local_addr(), "listed-id");
+    let rows = |query: &str| {
+        let (status, body) = get(metrics, &format!("/cluster{query}"));
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(json["row_count"], 1, "{body}");
+        json.get("rows").cloned()
+    };
+    for query in ["?rows=1", "?rows=true", "?a=b&rows=1"] {
+        let listed = rows(query).unwrap_or_else(|| panic!("{query} lists no rows"));
+        assert_eq!(listed[0]["id"], "listed-id", "{query}");
+    }
+    for query in [
+        "",
+        "?norows=1",
+        "?rows=0",
+        "?xrows=1&rows_=1",
+        "?a=rows=1",
+        "?rows",
+    ] {
+        assert_eq!(rows(query), None, "{query} must not list rows");
+    }
 }

@@ -13,6 +13,13 @@ pub enum ServeError {
     Credentials { path: String, reason: String },
     #[error("{0}")]
     OverBudget(Box<crate::memory_budget::OverBudget>),
+    /// A secret file setting (`token_file`, ...) that was not read into its value: started
+    /// anyway, the relay would run without that secret.
+    #[error(
+        "invalid config: {0} is set but was not read: call Config::read_secret_files before \
+         Server::start (ringrelay serve does)"
+    )]
+    UnreadSecretFile(&'static str),
     #[error("too many workers: {0} (at most 65535)")]
     TooManyWorkers(usize),
     #[error(

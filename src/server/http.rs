@@ -7,8 +7,8 @@
 //!
 //! Serial answers suit scrapes and health probes (a few per second, each answered in well
 //! under a millisecond); a client that connects and says nothing delays the others by at most
-//! the deadline. The endpoint has no authentication: keep it on loopback or a management
-//! network.
+//! the deadline. Authentication is the handler's: it sees the `Authorization` header
+//! ([`Request::authorization`]) and may answer with a `WWW-Authenticate` challenge.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -31,6 +31,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The query string (after `?`), empty when there is none.
     pub query: &'a str,
+    /// The `Authorization` header's value; `None` when there is none or it is not UTF-8.
+    pub authorization: Option<&'a str>,
 }
 
 /// What the handler answers.
@@ -38,6 +40,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// A `WWW-Authenticate` header's value (with a 401).
+    pub www_authenticate: Option<&'static str>,
 }
 
 /// Accepts and answers connections on `listener` until `stop` is set (the caller then wakes
@@ -84,10 +88,12 @@ fn answer(mut stream: TcpStream, handle: &mut impl FnMut(&Request) -> Response) 
                 let (method, target) = (request.method.unwrap_or(""), request.path.unwrap_or(""));
                 let (path, query) = target.split_once('?').unwrap_or((target, ""));
                 let head_only = method == "HEAD";
+                let authorization = header(request.headers, "authorization");
                 let mut response = handle(&Request {
                     method,
                     path,
                     query,
+                    authorization,
                 });
                 if head_only {
                     response.body.clear();
@@ -103,8 +109,12 @@ fn answer(mut stream: TcpStream, handle: &mut impl FnMut(&Request) -> Response) 
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(100));
     let _ = stream.set_write_timeout(Some(left));
+    let challenge = response
+        .www_authenticate
+        .map(|c| format!("WWW-Authenticate: {c}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
         response.status,
         reason(response.status),
         response.content_type,
@@ -115,12 +125,29 @@ fn answer(mut stream: TcpStream, handle: &mut impl FnMut(&Request) -> Response) 
         .and_then(|()| stream.write_all(response.body.as_bytes()));
 }
 
+/// The value of the header `name` (case-insensitive; the first, if repeated), if UTF-8.
+fn header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a str> {
+    let found = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?;
+    std::str::from_utf8(found.value).ok()
+}
+
 /// A plain-text response.
 pub fn plain(status: u16, body: &str) -> Response {
     Response {
         status,
         content_type: "text/plain; charset=utf-8",
         body: body.into(),
+        www_authenticate: None,
+    }
+}
+
+/// A JSON response with status 200.
+pub fn json(body: String) -> Response {
+    Response {
+        status: 200,
+        content_type: "application/json",
+        body,
+        www_authenticate: None,
     }
 }
 
@@ -128,6 +155,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -157,8 +185,12 @@ mod tests {
             let stop = Arc::new(AtomicBool::new(false));
             let (l, s) = (listener.try_clone().unwrap(), Arc::clone(&stop));
             let thread = std::thread::spawn(move || {
-                serve(&l, &s, |r| {
-                    plain(200, &format!("{} {}?{}", r.method, r.path, r.query))
+                serve(&l, &s, |r| match r.authorization {
+                    Some(auth) => Response {
+                        www_authenticate: Some("Bearer"),
+                        ..plain(401, auth)
+                    },
+                    None => plain(200, &format!("{} {}?{}", r.method, r.path, r.query)),
                 })
             });
             Running {
@@ -201,6 +233,17 @@ mod tests {
             head.ends_with("Connection: close\r\n\r\n"),
             "no body for HEAD: {head}"
         );
+    }
+
+    #[test]
+    fn the_authorization_header_reaches_the_handler_and_a_challenge_the_client() {
+        let server = Running::start();
+        let out = server.ask(b"GET /x HTTP/1.1\r\nHost: a\r\nauthorization: Bearer t0k\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{out}");
+        assert!(out.contains("\r\nWWW-Authenticate: Bearer\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\nBearer t0k"), "{out}");
+        let open = server.ask(b"GET /x HTTP/1.1\r\n\r\n");
+        assert!(!open.contains("WWW-Authenticate"), "{open}");
     }
 
     #[test]

@@ -6,8 +6,14 @@
 //! encodes them through a custom collector, so nothing is copied or locked on the workers'
 //! side. Counters are read one by one while the workers run, so two related values of one
 //! scrape may be a few events apart.
+//!
+//! With `metrics_token` set, every path but `/healthz` needs `Authorization: Bearer <token>`
+//! ([`super::metrics_auth`]); without one, a listener other hosts can reach is warned about at
+//! start.
 
 use super::http::{self, Request, Response};
+use super::metrics_auth::{self, BearerToken};
+use super::query;
 use super::stats::{WorkerStats, BATCH_BUCKETS, KINDS};
 use super::{ServeError, Shared};
 use crate::spawn::SpawnLogged;
@@ -63,19 +69,31 @@ impl MetricsServer {
         registry.register_collector(Box::new(RelayCollector {
             shared: Arc::clone(&shared),
         }));
+        let token = shared.config.metrics_token.as_deref().map(BearerToken::new);
+        let authenticated = token.is_some();
+        if let Some(warning) = metrics_auth::exposure_warning(bound, authenticated) {
+            tracing::warn!("{warning}");
+        }
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("ringrelay-metrics".into())
             .spawn_logged(move || {
                 http::serve(&thread_listener, &thread_stop, |request| {
-                    route(request, &registry, &shared)
+                    match refusal(request, token.as_ref()) {
+                        Some(refused) => refused,
+                        None => route(request, &registry, &shared),
+                    }
                 })
             })
             .map_err(|source| ServeError::Spawn {
                 what: "metrics",
                 source,
             })?;
-        tracing::info!(addr = %bound, "metrics endpoint listening");
+        tracing::info!(
+            addr = %bound,
+            authenticated,
+            "metrics endpoint listening"
+        );
         Ok(MetricsServer {
             listener,
             stop,
@@ -100,6 +118,22 @@ impl Drop for MetricsServer {
     }
 }
 
+/// The 401 for a request without the right bearer token, when there is a token; `None` lets
+/// the request through (no token configured, the open `/healthz`, or the right token).
+fn refusal(request: &Request<'_>, token: Option<&BearerToken>) -> Option<Response> {
+    let token = token?;
+    if request.path == metrics_auth::OPEN_PATH || token.admits(request.authorization) {
+        return None;
+    }
+    Some(Response {
+        www_authenticate: Some(metrics_auth::CHALLENGE),
+        ..http::plain(
+            401,
+            "unauthorized: send Authorization: Bearer <metrics_token>\n",
+        )
+    })
+}
+
 fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Response {
     if request.method != "GET" && request.method != "HEAD" {
         return http::plain(405, "method not allowed\n");
@@ -112,32 +146,17 @@ fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Respons
                     status: 200,
                     content_type: prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
                     body,
+                    www_authenticate: None,
                 },
                 Err(_) => http::plain(500, "encoding failed\n"),
             }
         }
         "/healthz" if is_ready(shared) => http::plain(200, "ready\n"),
         "/healthz" => http::plain(503, "not ready\n"),
-        "/connections" => Response {
-            status: 200,
-            content_type: "application/json",
-            body: connections_json(shared, request.query),
-        },
-        "/subscriptions" => Response {
-            status: 200,
-            content_type: "application/json",
-            body: subscriptions_json(shared, request.query),
-        },
-        "/config" => Response {
-            status: 200,
-            content_type: "application/json",
-            body: config_json(shared),
-        },
-        "/cluster" => Response {
-            status: 200,
-            content_type: "application/json",
-            body: cluster_json(shared, request.query.contains("rows=1")),
-        },
+        "/connections" => http::json(connections_json(shared, request.query)),
+        "/subscriptions" => http::json(subscriptions_json(shared, request.query)),
+        "/config" => http::json(config_json(shared)),
+        "/cluster" => http::json(cluster_json(shared, query::flag(request.query, "rows"))),
         _ => http::plain(
             404,
             "not found: try /metrics, /healthz, /config, /connections, /subscriptions or \
@@ -155,7 +174,7 @@ const SUBSCRIPTIONS_PAGE_MAX: usize = 1000;
 /// with its plain subscribers and queue groups, and `next_after` for the next page (`null` on
 /// the last). Topic names are shown as UTF-8 (invalid bytes replaced).
 fn subscriptions_json(shared: &Shared, query: &str) -> String {
-    let after = query_value(query, "after").unwrap_or_default();
+    let after = query::value(query, "after").unwrap_or_default();
     let limit = page_limit(query, SUBSCRIPTIONS_PAGE_DEFAULT, SUBSCRIPTIONS_PAGE_MAX);
     let topics = &shared.tables.topics;
     let page = topics.page(&after, limit);
@@ -199,7 +218,7 @@ fn subscriptions_json(shared: &Shared, query: &str) -> String {
 /// did not answer in time are listed in `workers_missing`.
 fn connections_json(shared: &Shared, query: &str) -> String {
     use super::listing::{self, ListingRequest};
-    let after = query_value(query, "after").and_then(|v| listing::parse_cursor(&v));
+    let after = query::value(query, "after").and_then(|v| listing::parse_cursor(&v));
     let limit = page_limit(query, listing::PAGE_DEFAULT, listing::PAGE_MAX);
     let mut waiting = Vec::new();
     for (w, slot) in shared.listings.iter().enumerate() {
@@ -266,37 +285,10 @@ fn connections_json(shared: &Shared, query: &str) -> String {
 /// The page size a listing's query asks for (`limit=`), `default` when absent or unreadable,
 /// kept within 1..=`max`.
 fn page_limit(query: &str, default: usize, max: usize) -> usize {
-    query_value(query, "limit")
+    query::value(query, "limit")
         .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok())
         .unwrap_or(default)
         .clamp(1, max)
-}
-
-/// The percent-decoded value of `key` in a query string (`a=1&b=x%20y`), if present.
-fn query_value(query: &str, key: &str) -> Option<Vec<u8>> {
-    let raw = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?;
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Some(out)
 }
 
 /// The settings the relay runs with (after fitting memory and the open-files limit), secrets
@@ -327,7 +319,7 @@ fn labelled_gauge_states(
     Ok(())
 }
 
-/// `/cluster`: this node, its peers and (with `?rows=1`) every row of the location table,
+/// `/cluster`: this node, its peers and (with `?rows=1` or `?rows=true`) every row of the location table,
 /// sorted by id so two nodes' answers can be compared directly.
 fn cluster_json(shared: &Shared, with_rows: bool) -> String {
     let members: Vec<serde_json::Value> = shared
@@ -657,20 +649,5 @@ impl RelayCollector {
             is_ready(s) as i64,
         )?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::query_value;
-
-    #[test]
-    fn query_values_are_found_by_key_and_percent_decoded() {
-        let q = "limit=5&after=a%20b%2Fc+d&x=%zz%4";
-        assert_eq!(query_value(q, "limit").as_deref(), Some(&b"5"[..]));
-        assert_eq!(query_value(q, "after").as_deref(), Some(&b"a b/c d"[..]));
-        assert_eq!(query_value(q, "x").as_deref(), Some(&b"%zz%4"[..]));
-        assert_eq!(query_value(q, "missing"), None);
-        assert_eq!(query_value("", "after"), None);
     }
 }

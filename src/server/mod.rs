@@ -19,7 +19,9 @@ mod large_pool;
 mod link_backlog;
 mod listing;
 mod metrics;
+mod metrics_auth;
 mod output;
+mod query;
 mod reassemble;
 mod resolve;
 mod stats;
@@ -163,6 +165,9 @@ impl Server {
     }
 
     fn start_inner(cfg: Config, opts: ServerOptions) -> Result<Server, ServeError> {
+        if let Some(setting) = cfg.unread_secret_file() {
+            return Err(ServeError::UnreadSecretFile(setting));
+        }
         cfg.validate()?;
         let workers = cfg.worker_count();
         if workers > u16::MAX as usize {

@@ -395,6 +395,9 @@ pub struct Node {
     /// Where other nodes reach this one (the proxy in front of it, or `cluster`).
     pub advertise: SocketAddr,
     args: Vec<String>,
+    /// The cluster secret, passed in `RINGRELAY_CLUSTER_SECRET` (not on the command line,
+    /// where every local user could read it).
+    secret: String,
     log: PathBuf,
     child: Mutex<Option<Child>>,
 }
@@ -441,8 +444,6 @@ impl Node {
             &spec.id.to_string(),
             "--cluster-listen",
             &cluster.to_string(),
-            "--cluster-secret",
-            &spec.secret,
             "--metrics",
             &metrics.to_string(),
             "--nats-listen",
@@ -471,6 +472,7 @@ impl Node {
             nats,
             advertise: spec.advertise.unwrap_or(cluster),
             args,
+            secret: spec.secret,
             log,
             child: Mutex::new(None),
         };
@@ -490,6 +492,7 @@ impl Node {
         let err = log.try_clone().expect("clone the log handle");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringrelay"));
         cmd.args(&self.args)
+            .env("RINGRELAY_CLUSTER_SECRET", &self.secret)
             .env(
                 "RINGRELAY_LOG",
                 std::env::var("RINGRELAY_CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".into()),

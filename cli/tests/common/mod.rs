@@ -675,6 +675,21 @@ impl Proc {
         Proc::spawn_command(Command::new(bin()), args, None)
     }
 
+    /// As [`Proc::spawn`], with the environment variables `env` set and the relay's secret
+    /// variables (`RINGRELAY_TOKEN`, ...) of the test's own environment removed.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(bin());
+        for secret in [
+            "RINGRELAY_TOKEN",
+            "RINGRELAY_CLUSTER_SECRET",
+            "RINGRELAY_METRICS_TOKEN",
+        ] {
+            command.env_remove(secret);
+        }
+        command.envs(env.iter().copied());
+        Proc::spawn_command(command, args, None)
+    }
+
     /// As [`Proc::spawn`], with `input` as standard input (then closed).
     pub fn spawn_with_stdin(args: &[&str], input: &[u8]) -> Proc {
         Proc::spawn_command(Command::new(bin()), args, Some(input))
@@ -856,9 +871,14 @@ impl Drop for Proc {
 /// `ringrelay serve --listen 127.0.0.1:0 ...extra`, returning the process and the address from
 /// its `listening ADDR` line.
 pub fn serve(extra: &[&str]) -> (Proc, SocketAddr) {
+    serve_with_env(extra, &[])
+}
+
+/// As [`serve`], with the environment variables `env` ([`Proc::spawn_with_env`]).
+pub fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let mut p = Proc::spawn(&args);
+    let mut p = Proc::spawn_with_env(&args, env);
     let line = p.next_line();
     let addr = line
         .strip_prefix("listening ")

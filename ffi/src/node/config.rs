@@ -20,9 +20,11 @@ pub struct ringrelay_node_config {
 }
 
 impl ringrelay_node_config {
-    /// The relay configuration the keys make (defaults for the rest), checked whole.
+    /// The relay configuration the keys make (defaults for the rest), checked whole, with
+    /// the secrets of `token_file` and the like read from their files.
     pub(crate) fn config(&self) -> Result<Config, Failure> {
         Config::from_toml_str(&self.text()?)
+            .and_then(|c| c.read_secret_files(|_, path| std::fs::read_to_string(path)))
             .map_err(|e| Failure::new(ringrelay_status::Config, e.to_string()))
     }
 

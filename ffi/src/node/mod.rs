@@ -67,7 +67,8 @@ fn serve_failure(e: ServeError) -> Failure {
         | ServeError::OverBudget(_)
         | ServeError::TooManyWorkers(_)
         | ServeError::WorkersPastCpus { .. }
-        | ServeError::NoSuchCpu { .. } => S::Config,
+        | ServeError::NoSuchCpu { .. }
+        | ServeError::UnreadSecretFile(_) => S::Config,
         ServeError::Resolve { .. }
         | ServeError::Listen { .. }
         | ServeError::AddressInUse { .. }

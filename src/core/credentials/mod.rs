@@ -204,7 +204,9 @@ pub fn digest(bytes: &[u8]) -> [u8; 32] {
 /// Compares two digests without an early exit: fixed length, so neither the time nor an
 /// early length mismatch tells how much of a secret matched or how long it is.
 pub fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // Kept opaque so the compiler cannot turn the fold into an early-exit comparison.
+    std::hint::black_box(difference) == 0
 }
 
 /// What one admitted connection may do: its entry, and the verdicts of its message path.
