@@ -1,13 +1,13 @@
 //! `ringrelay serve`: build the config (defaults, then `--config FILE`, then flags), start the
-//! relay, print `listening ADDR`, and run until SIGINT or SIGTERM.
+//! relay, print `listening ADDR`, and run until SIGINT or SIGTERM (SIGHUP reloads the credentials).
 
 use super::secrets;
-use super::signals::TerminationSignals;
+use super::signals::{ServeSignals, Signal};
 use super::CliFailure;
 use clap::Args;
 use ringrelay::config::Config;
 use ringrelay::endpoint::Endpoint;
-use ringrelay::server::{host_probe, Server, Stopper};
+use ringrelay::server::{host_probe, Reloader, Server, Stopper};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -258,50 +258,68 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     }
     // Block the signals before any worker thread exists, so every thread inherits the mask
     // and only the signal thread ever sees them.
-    let signals = TerminationSignals::block()?;
+    let signals = ServeSignals::block()?;
     let workers = cfg.worker_count();
     check_host(&cfg);
     // The signal thread runs from before the start: a signal while the relay starts (which
     // can take a while with many workers) ends the process at once, since no client has been
     // told anything yet; once it runs, a signal stops it cleanly. This thread waits for the
     // workers, so a worker that fails on its own also ends the process (with its error).
-    let running: Arc<Mutex<Option<Stopper>>> = Arc::default();
+    let running: Arc<Mutex<Option<(Stopper, Reloader)>>> = Arc::default();
     let slot = Arc::clone(&running);
     std::thread::Builder::new()
         .name("ringrelay-signals".into())
-        .spawn(move || {
-            let signal = match signals.wait() {
-                Ok(signal) => Some(signal),
-                Err(e) => {
-                    tracing::error!("waiting for signals failed: {e}; shutting down");
-                    None
-                }
-            };
-            let stopper = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-            match (stopper, signal) {
-                (Some(stopper), signal) => {
-                    tracing::info!(signal = signal.map(|s| s.name()), "shutting down");
-                    stopper.stop();
-                }
-                (None, Some(signal)) => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "ringrelay: {} during start-up: stopped",
-                        signal.name()
-                    );
-                    std::process::exit(128 + signal.number());
-                }
-                (None, None) => {}
-            }
-        })
-        .map_err(|e| CliFailure::new(format!("cannot spawn the signal thread: {e}")))?;
+        .spawn(move || handle_signals(&signals, &slot))
+        .map_err(|e| CliFailure::new(format!("cannot start the signal thread: {e}")))?;
     let server = Server::start(cfg)?;
     let addr = server.local_addr();
-    *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(server.stopper());
+    *running.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((server.stopper(), server.reloader()));
     announce(addr, server.nats_addr())?;
     tracing::info!(%addr, workers, "relay running");
     server.wait()?;
     Ok(())
+}
+
+/// The signal thread: SIGHUP reloads the credentials (the relay logs the outcome), SIGINT or
+/// SIGTERM stops the relay, or ends the process at once while it is still starting (no client
+/// has been told anything yet).
+fn handle_signals(signals: &ServeSignals, running: &Mutex<Option<(Stopper, Reloader)>>) {
+    let signal = loop {
+        match signals.wait() {
+            Ok(Signal::Reload) => {
+                let handles = running.lock().unwrap_or_else(|p| p.into_inner());
+                match &*handles {
+                    // The relay logs the outcome, and why a file was refused.
+                    Some((_, reloader)) => {
+                        let _ = reloader.reload();
+                    }
+                    None => tracing::warn!("SIGHUP during start-up: nothing reloaded"),
+                }
+            }
+            Ok(Signal::Stop(signal)) => break Some(signal),
+            Err(e) => {
+                tracing::error!("waiting for signals failed: {e}; shutting down");
+                break None;
+            }
+        }
+    };
+    let handles = running.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (handles, signal) {
+        (Some((stopper, _)), signal) => {
+            tracing::info!(signal = signal.map(|s| s.name()), "shutting down");
+            stopper.stop();
+        }
+        (None, Some(signal)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "ringrelay: {} during start-up: stopped",
+                signal.name()
+            );
+            std::process::exit(128 + signal.number());
+        }
+        (None, None) => {}
+    }
 }
 
 /// `serve --check-config`: the effective settings and the budget, or why they cannot serve.

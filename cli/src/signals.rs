@@ -1,5 +1,6 @@
-//! Synchronous SIGINT/SIGTERM handling with `pthread_sigmask` + `sigwait`: no async signal
-//! handler runs, so no code is restricted to async-signal-safe calls.
+//! Synchronous SIGINT/SIGTERM/SIGHUP handling with `pthread_sigmask` + `sigwait`: no async
+//! signal handler runs, so no code is restricted to async-signal-safe calls. SIGINT and
+//! SIGTERM stop the relay; SIGHUP reloads its credentials.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -28,16 +29,26 @@ impl TerminationSignal {
     }
 }
 
-/// SIGINT and SIGTERM, blocked in the calling thread (and every thread it spawns later).
-pub struct TerminationSignals {
+/// What [`ServeSignals::wait`] received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT or SIGTERM: stop.
+    Stop(TerminationSignal),
+    /// SIGHUP: reload.
+    Reload,
+}
+
+/// SIGINT, SIGTERM and SIGHUP, blocked in the calling thread (and every thread it spawns
+/// later).
+pub struct ServeSignals {
     set: libc::sigset_t,
 }
 
-impl TerminationSignals {
+impl ServeSignals {
     /// Blocks SIGINT and SIGTERM in the calling thread. Call it before spawning threads so they
     /// inherit the mask; otherwise the default action could kill the process from another
-    /// thread before [`TerminationSignals::wait`] sees the signal.
-    pub fn block() -> io::Result<TerminationSignals> {
+    /// thread before [`ServeSignals::wait`] sees the signal.
+    pub fn block() -> io::Result<ServeSignals> {
         let set = termination_set()?;
         // SAFETY: `set` is an initialised sigset_t (from sigemptyset/sigaddset) that outlives
         // the call; a null `oldset` is allowed and means "do not report the old mask".
@@ -45,11 +56,11 @@ impl TerminationSignals {
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
-        Ok(TerminationSignals { set })
+        Ok(ServeSignals { set })
     }
 
-    /// Blocks until SIGINT or SIGTERM is pending, consumes it and says which.
-    pub fn wait(&self) -> io::Result<TerminationSignal> {
+    /// Blocks until SIGINT, SIGTERM or SIGHUP is pending, consumes it and says which.
+    pub fn wait(&self) -> io::Result<Signal> {
         loop {
             let mut signal: libc::c_int = 0;
             // SAFETY: `self.set` is an initialised sigset_t and `signal` is a valid, writable
@@ -59,8 +70,9 @@ impl TerminationSignals {
                 return Err(io::Error::from_raw_os_error(rc));
             }
             match signal {
-                libc::SIGINT => return Ok(TerminationSignal::Interrupt),
-                libc::SIGTERM => return Ok(TerminationSignal::Terminate),
+                libc::SIGINT => return Ok(Signal::Stop(TerminationSignal::Interrupt)),
+                libc::SIGTERM => return Ok(Signal::Stop(TerminationSignal::Terminate)),
+                libc::SIGHUP => return Ok(Signal::Reload),
                 _ => continue,
             }
         }
@@ -76,6 +88,7 @@ fn termination_set() -> io::Result<libc::sigset_t> {
         if libc::sigemptyset(set.as_mut_ptr()) != 0
             || libc::sigaddset(set.as_mut_ptr(), libc::SIGINT) != 0
             || libc::sigaddset(set.as_mut_ptr(), libc::SIGTERM) != 0
+            || libc::sigaddset(set.as_mut_ptr(), libc::SIGHUP) != 0
         {
             return Err(io::Error::last_os_error());
         }
@@ -91,7 +104,7 @@ mod tests {
     fn a_blocked_signal_raised_in_this_thread_is_returned_by_wait() {
         // Own thread, so the test harness's other threads keep their signal mask.
         let result = std::thread::spawn(|| {
-            let signals = TerminationSignals::block()?;
+            let signals = ServeSignals::block()?;
             // SAFETY: raise() has no memory-safety preconditions; SIGTERM is blocked in this
             // thread, so it stays pending for sigwait instead of terminating the process.
             if unsafe { libc::raise(libc::SIGTERM) } != 0 {
@@ -101,6 +114,6 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(result.unwrap(), TerminationSignal::Terminate);
+        assert_eq!(result.unwrap(), Signal::Stop(TerminationSignal::Terminate));
     }
 }

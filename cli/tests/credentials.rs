@@ -19,28 +19,36 @@ use std::path::PathBuf;
 /// A credentials file in a fresh directory: entry `game` (secret `pw`) may register
 /// `game-*`, send to `lobby-*`, publish and subscribe under `game.` except `game.admin.`.
 fn credentials_file() -> PathBuf {
+    let path = scratch_dir().join("credentials.toml");
+    std::fs::write(&path, credentials_text("game-*")).unwrap();
+    path
+}
+
+/// The file's text, with entry `game`'s id glob given.
+fn credentials_text(ids: &str) -> String {
+    let hash = hash_secret(b"pw", &[9; SALT_BYTES]).unwrap();
+    format!(
+        r#"
+[[entry]]
+name = "game"
+secret_hash = "{hash}"
+ids = ["{ids}"]
+send = {{ allow = ["lobby-*"] }}
+publish = {{ allow = ["game.>"], deny = ["game.admin.>"] }}
+subscribe = {{ allow = ["game.>"] }}
+watch = {{ allow = [] }}
+"#
+    )
+}
+
+fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "ringrelay-credentials-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let hash = hash_secret(b"pw", &[9; SALT_BYTES]).unwrap();
-    let text = format!(
-        r#"
-[[entry]]
-name = "game"
-secret_hash = "{hash}"
-ids = ["game-*"]
-send = {{ allow = ["lobby-*"] }}
-publish = {{ allow = ["game.>"], deny = ["game.admin.>"] }}
-subscribe = {{ allow = ["game.>"] }}
-watch = {{ allow = [] }}
-"#
-    );
-    let path = dir.join("credentials.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    dir
 }
 
 /// A relay with the credentials file, the shared token `admin`, and a NATS port.
@@ -180,4 +188,111 @@ fn a_nats_user_and_password_name_the_entry_and_a_denied_publish_gets_a_permissio
     let mut line = String::new();
     lines.read_line(&mut line).unwrap();
     assert_eq!(line, "-ERR 'Authorization Violation'\r\n");
+}
+
+#[test]
+fn a_reload_closes_a_client_its_entry_no_longer_allows_and_keeps_the_others_flowing() {
+    let path = credentials_file();
+    let relay = start(Config {
+        token: Some("admin".into()),
+        credentials_file: Some(path.clone()),
+        ..config()
+    });
+    let addr = relay.local_addr();
+    let mut dropped = connect_as(addr, "game-1", "game:pw").unwrap();
+    let mut kept = connect_as(addr, "game-2", "game:pw").unwrap();
+    let mut lobby = connect_as(addr, "lobby-1", "admin").unwrap();
+    // Messages in flight from a client that stays allowed, across the reload.
+    const MESSAGES: usize = 20_000;
+    for i in 0..MESSAGES / 2 {
+        kept.send(b"lobby-1", format!("m{i}").as_bytes()).unwrap();
+    }
+    std::fs::write(&path, credentials_text("game-2*")).unwrap();
+    let reloaded = relay.reloader().reload().expect("the new file loads");
+    assert_eq!(reloaded.credentials_entries, Some(1));
+    for i in MESSAGES / 2..MESSAGES {
+        kept.send(b"lobby-1", format!("m{i}").as_bytes()).unwrap();
+    }
+    kept.flush().unwrap();
+    for i in 0..MESSAGES {
+        let (sender, _, payload) = next_message(&mut lobby);
+        assert_eq!(
+            (sender, payload),
+            (b"game-2".to_vec(), format!("m{i}").into_bytes())
+        );
+    }
+    match next_event(&mut dropped) {
+        Event::Closed { reason, text } => {
+            assert_eq!(reason, CloseReason::AUTH_FAILED);
+            assert!(text.contains("no longer among the ids"), "{text}");
+        }
+        other => panic!("expected a close, got {other:?}"),
+    }
+    one_way(&mut kept, &mut lobby);
+    // A client of the narrowed entry is refused from now on.
+    let text = refused_reason(connect_as(addr, "game-1", "game:pw"));
+    assert!(text.contains("not among the ids"), "{text}");
+}
+
+#[test]
+fn a_bad_file_is_refused_by_sighup_and_the_admin_endpoint_and_the_old_one_stays_in_force() {
+    let path = credentials_file();
+    let path_arg = path.to_str().unwrap();
+    let (relay, addr) = serve(&[
+        "--workers",
+        "1",
+        "--credentials-file",
+        path_arg,
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let mut game = connect_as(addr, "game-1", "game:pw").unwrap();
+    std::fs::write(&path, "[[entry]]\nname = 3\n").unwrap();
+    // SAFETY: kill() with a valid pid and signal number has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(relay.pid() as i32, libc::SIGHUP) }, 0);
+    wait_until("the refusal is logged", || {
+        relay
+            .stderr()
+            .contains("reload refused, the credentials in force stay")
+    });
+    assert_round_trip_self(&mut game);
+    let text = relay.stderr();
+    let metrics: SocketAddr = text
+        .lines()
+        .filter(|l| l.contains("metrics endpoint listening"))
+        .find_map(|l| l.split("addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in {text}"));
+    let (status, body) = post(metrics, "/reload");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("credentials file"), "{body}");
+    std::fs::write(&path, credentials_text("game-*")).unwrap();
+    let (status, body) = post(metrics, "/reload");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "credentials reloaded: 1 entries in force\n")
+    );
+    assert_round_trip_self(&mut game);
+}
+
+/// A PUBLISH on a topic the client subscribes to comes back: the connection is open and
+/// relayed under its permissions.
+fn assert_round_trip_self(c: &mut Client) {
+    c.subscribe(b"game.self").unwrap();
+    c.publish(b"game.self", b"self").unwrap();
+    c.flush().unwrap();
+    let (_, _, payload) = next_message(c);
+    assert_eq!(payload, b"self");
+}
+
+/// `POST path` over HTTP/1.0; returns (status, body).
+fn post(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "POST {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut s, &mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
 }

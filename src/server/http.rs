@@ -11,7 +11,7 @@
 //! ([`Request::authorization`]) and may answer with a `WWW-Authenticate` challenge.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub struct Request<'a> {
     pub query: &'a str,
     /// The `Authorization` header's value; `None` when there is none or it is not UTF-8.
     pub authorization: Option<&'a str>,
+    /// Where the request came from.
+    pub peer: SocketAddr,
 }
 
 /// What the handler answers.
@@ -54,7 +56,7 @@ pub fn serve(
     let mut last_warning: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
-            Ok((stream, _)) => answer(stream, &mut handle),
+            Ok((stream, peer)) => answer(stream, peer, &mut handle),
             Err(_) if stop.load(Ordering::Acquire) => return,
             Err(e) => {
                 if !last_warning.is_some_and(|t| t.elapsed() < ACCEPT_WARNING_INTERVAL) {
@@ -68,7 +70,7 @@ pub fn serve(
 }
 
 /// Reads one request head within the deadline, answers it, closes the connection.
-fn answer(mut stream: TcpStream, handle: &mut impl FnMut(&Request) -> Response) {
+fn answer(mut stream: TcpStream, peer: SocketAddr, handle: &mut impl FnMut(&Request) -> Response) {
     let deadline = Instant::now() + REQUEST_DEADLINE;
     let mut buf = [0u8; REQUEST_HEAD_BYTES_MAX];
     let mut len = 0;
@@ -94,6 +96,7 @@ fn answer(mut stream: TcpStream, handle: &mut impl FnMut(&Request) -> Response) 
                     path,
                     query,
                     authorization,
+                    peer,
                 });
                 if head_only {
                     response.body.clear();
@@ -156,8 +159,10 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

@@ -81,6 +81,9 @@ impl MetricsServer {
                 http::serve(&thread_listener, &thread_stop, |request| {
                     match refusal(request, token.as_ref()) {
                         Some(refused) => refused,
+                        None if request.path == RELOAD_PATH => {
+                            admin_reload(request, &shared, authenticated)
+                        }
                         None => route(request, &registry, &shared),
                     }
                 })
@@ -132,6 +135,33 @@ fn refusal(request: &Request<'_>, token: Option<&BearerToken>) -> Option<Respons
             "unauthorized: send Authorization: Bearer <metrics_token>\n",
         )
     })
+}
+
+/// The admin endpoint that reloads the credentials (as SIGHUP does).
+const RELOAD_PATH: &str = "/reload";
+
+/// `POST /reload`. Without a metrics token it answers loopback clients only: a listener bound
+/// to a wider address for Prometheus must not let the network reload the relay's credentials.
+fn admin_reload(request: &Request<'_>, shared: &Arc<Shared>, authenticated: bool) -> Response {
+    if request.method != "POST" {
+        return http::plain(405, "method not allowed: POST /reload\n");
+    }
+    if !authenticated && !request.peer.ip().is_loopback() {
+        return http::plain(
+            403,
+            "forbidden: /reload answers loopback clients only unless metrics_token is set\n",
+        );
+    }
+    let reloader = super::Reloader {
+        shared: Arc::clone(shared),
+    };
+    match reloader.reload() {
+        Ok(done) => http::plain(200, &format!("{done}\n")),
+        Err(e) => http::plain(
+            422,
+            &format!("reload refused, the credentials in force stay: {e}\n"),
+        ),
+    }
 }
 
 fn route(request: &Request<'_>, registry: &Registry, shared: &Shared) -> Response {

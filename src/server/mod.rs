@@ -23,6 +23,7 @@ mod metrics_auth;
 mod output;
 mod query;
 mod reassemble;
+mod reload;
 mod resolve;
 mod stats;
 mod uring;
@@ -31,13 +32,14 @@ mod worker;
 
 pub use error::ServeError;
 pub use hooks::{PresenceFn, ServerOptions};
+pub use reload::{Reloaded, Reloader};
 pub use uring::leaked_rings;
 
 use crate::cluster::lane::ControlLane;
 use crate::cluster::node::{ClusterHost, ClusterNode};
 use crate::cluster::MemberStatus;
 use crate::config::Config;
-use crate::core::credentials::Credentials;
+use crate::core::credentials::CredentialsInForce;
 use crate::core::{EngineConfig, EpochClock, Tables};
 use crate::memory_budget;
 use crate::spawn::SpawnLogged;
@@ -360,6 +362,13 @@ impl Server {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// A handle that reloads this server's credentials from another thread (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// A handle that can stop this server from another thread (a signal handler thread).
     pub fn stopper(&self) -> Stopper {
         Stopper {
@@ -419,14 +428,16 @@ fn credentials_parts(
     cfg: &Config,
 ) -> Result<
     (
-        Option<Arc<Credentials>>,
+        Option<Arc<CredentialsInForce>>,
         Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
         crossbeam::channel::Receiver<verifier::VerifyJob>,
     ),
     ServeError,
 > {
     let credentials = match &cfg.credentials_file {
-        Some(path) => Some(Arc::new(credentials_file::read(path)?)),
+        Some(path) => Some(Arc::new(CredentialsInForce::new(credentials_file::read(
+            path,
+        )?))),
         None => None,
     };
     let (jobs, queue) = verifier::queue();
@@ -546,7 +557,7 @@ struct NewShared {
     workers: usize,
     mailboxes: Vec<Mailbox>,
     connections_per_worker: usize,
-    credentials: Option<Arc<Credentials>>,
+    credentials: Option<Arc<CredentialsInForce>>,
     verify_jobs: Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
 }
 

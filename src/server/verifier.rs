@@ -19,7 +19,9 @@ use super::control_lane::Command;
 use super::Shared;
 use crate::cluster::node::ClusterHost;
 use crate::core::credentials::file::ENTRIES_MAX;
-use crate::core::credentials::{digests_equal, Credentials, Entry, Verification, Verified};
+use crate::core::credentials::{
+    digests_equal, Credentials, CredentialsInForce, Entry, Verification, Verified,
+};
 use crate::core::Location;
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use hmac::{Hmac, Mac};
@@ -86,7 +88,7 @@ pub fn run(shared: Arc<Shared>, jobs: Receiver<VerifyJob>) {
 pub struct VerifiedSecrets {
     worker: u16,
     jobs: Option<Sender<VerifyJob>>,
-    credentials: Option<Arc<Credentials>>,
+    credentials: Option<Arc<CredentialsInForce>>,
     key: [u8; 32],
     /// The key came from the OS's randomness; without it nothing is remembered (the digests
     /// would be guessable).
@@ -98,7 +100,7 @@ impl VerifiedSecrets {
     pub fn new(
         worker: u16,
         jobs: Option<Sender<VerifyJob>>,
-        credentials: Option<Arc<Credentials>>,
+        credentials: Option<Arc<CredentialsInForce>>,
     ) -> VerifiedSecrets {
         let mut key = [0; 32];
         let keyed = getrandom::fill(&mut key).is_ok();
@@ -126,6 +128,7 @@ impl VerifiedSecrets {
         let (Some(jobs), Some(credentials)) = (&self.jobs, &self.credentials) else {
             return Verification::Done(Err("credentials are not in force on this node"));
         };
+        let credentials = credentials.current();
         let digest = self.digest(name, secret);
         if let (Some(current), Some((entry, remembered))) =
             (credentials.entry(name), self.by_name.get(name))
@@ -137,7 +140,7 @@ impl VerifiedSecrets {
         let job = VerifyJob {
             worker: self.worker,
             at,
-            credentials: Arc::clone(credentials),
+            credentials: Arc::clone(&credentials),
             name: name.into(),
             secret: secret.into(),
             digest,

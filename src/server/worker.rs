@@ -95,6 +95,8 @@ pub struct Worker {
     held_hellos: Vec<(u32, u32)>,
     /// Verifications of credentials: the queue to the verifier and the secrets verified.
     verified: super::verifier::VerifiedSecrets,
+    /// The credentials' reload generation this worker's connections were last checked at.
+    credentials_generation: u64,
 }
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
@@ -151,6 +153,7 @@ impl Worker {
                 shared.verify_jobs.clone(),
                 shared.engine.session.gate.credentials.clone(),
             ),
+            credentials_generation: 0,
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -298,8 +301,19 @@ impl Worker {
         }
     }
 
+    /// Whether the credentials were reloaded since the last tick (then every connection that
+    /// came in with an entry is checked against the entries in force now).
+    fn credentials_reloaded(&mut self) -> bool {
+        let Some(credentials) = &self.shared.engine.session.gate.credentials else {
+            return false;
+        };
+        let generation = credentials.generation();
+        generation != std::mem::replace(&mut self.credentials_generation, generation)
+    }
+
     fn on_tick(&mut self) {
         let shared = Arc::clone(&self.shared);
+        let reloaded = self.credentials_reloaded();
         for slot in 0..self.slab.conns.len() as u32 {
             let c = &mut self.slab.conns[slot as usize];
             let generation = c.generation;
@@ -309,12 +323,12 @@ impl Worker {
                     let mut relay = std::mem::take(&mut c.relay);
                     let at = self.location(slot, generation);
                     let engine = Engine::new(&shared.tables, &shared.engine);
-                    engine.on_tick(
-                        &mut relay,
-                        at,
-                        self.now_ms,
-                        &mut self.deliverer(slot, generation),
-                    );
+                    let now_ms = self.now_ms;
+                    let mut sink = self.deliverer(slot, generation);
+                    engine.on_tick(&mut relay, at, now_ms, &mut sink);
+                    if reloaded {
+                        engine.on_credentials_reloaded(&mut relay, at, &mut sink);
+                    }
                     self.slab.conns[slot as usize].relay = relay;
                     self.slab.reheld(slot, before);
                     self.expire_nats_sids(slot);

@@ -22,7 +22,8 @@ pub use verdicts::Action;
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use verdicts::Verdicts;
 
 /// What an entry may do.
@@ -140,20 +141,60 @@ pub enum Admission<'t> {
     Refused(&'static str),
 }
 
+/// The credentials in force, replaced whole by a reload. Read at each HELLO (never on the
+/// message path: a connection keeps the entry it came in with in its [`Grant`]); `generation`
+/// tells the workers a reload happened, so they re-check their connections.
+#[derive(Debug)]
+pub struct CredentialsInForce {
+    current: RwLock<Arc<Credentials>>,
+    generation: AtomicU64,
+}
+
+impl CredentialsInForce {
+    pub fn new(credentials: Credentials) -> CredentialsInForce {
+        CredentialsInForce {
+            current: RwLock::new(Arc::new(credentials)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Credentials> {
+        // A panic while holding the lock leaves the value whole (a swap of one Arc).
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts `credentials` in force and returns the new generation.
+    pub fn replace(&self, credentials: Credentials) -> u64 {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(credentials);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// How many reloads there were.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
 /// What the relay checks a HELLO's token against.
 #[derive(Debug, Default, Clone)]
 pub struct Gate {
     /// SHA-256 of the shared token, if one is set.
     shared_token: Option<[u8; 32]>,
-    pub credentials: Option<Arc<Credentials>>,
+    pub credentials: Option<Arc<CredentialsInForce>>,
 }
 
 impl Gate {
-    pub fn new(shared_token: Option<&[u8]>, credentials: Option<Arc<Credentials>>) -> Gate {
+    pub fn new(shared_token: Option<&[u8]>, credentials: Option<Arc<CredentialsInForce>>) -> Gate {
         Gate {
             shared_token: shared_token.map(digest),
             credentials,
         }
+    }
+
+    /// The entry named `name` in the credentials in force.
+    pub fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        let credentials = self.credentials.as_ref()?.current();
+        credentials.entry(name).cloned()
     }
 
     /// Whether any check is configured (else every HELLO is [`Admission::Open`]).
@@ -173,6 +214,7 @@ impl Gate {
         let Some(credentials) = &self.credentials else {
             return Admission::Refused("token does not match");
         };
+        let credentials = credentials.current();
         if token.is_empty() {
             return match &credentials.anonymous {
                 Some(entry) => Admission::Entry(Arc::clone(entry)),

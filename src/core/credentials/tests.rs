@@ -99,7 +99,9 @@ fn the_shared_token_opens_and_anything_else_is_refused_without_credentials() {
 
 #[test]
 fn with_credentials_a_token_names_an_entry_and_its_secret() {
-    let creds = Arc::new(Credentials::from_toml_str(&file_with(GAME)).unwrap());
+    let creds = Arc::new(CredentialsInForce::new(
+        Credentials::from_toml_str(&file_with(GAME)).unwrap(),
+    ));
     let gate = Gate::new(Some(b"admin-token"), Some(creds));
     assert!(matches!(gate.admit(b"admin-token"), Admission::Open));
     match gate.admit(b"game:p:w") {
@@ -115,7 +117,9 @@ fn an_empty_token_takes_the_anonymous_entry_when_the_file_names_one() {
     let text = format!(
         "anonymous = \"guest\"\n{GAME}\n[[entry]]\nname = \"guest\"\nids = [\"guest-*\"]\npublish = {{ allow = [] }}\n"
     );
-    let creds = Arc::new(Credentials::from_toml_str(&file_with(&text)).unwrap());
+    let creds = Arc::new(CredentialsInForce::new(
+        Credentials::from_toml_str(&file_with(&text)).unwrap(),
+    ));
     let gate = Gate::new(None, Some(creds));
     match gate.admit(b"") {
         Admission::Entry(entry) => {

@@ -9,6 +9,12 @@ use crate::core::session::{Hello, Phase};
 use crate::protocol::{CloseReason, ErrorCode, Frame};
 use std::sync::Arc;
 
+const RELOADED_DURING_CHECK: &str =
+    "credentials were reloaded while the secret was checked: connect again";
+const ENTRY_REMOVED: &str = "credentials entry removed by a reload";
+const ID_NO_LONGER_ALLOWED: &str =
+    "id no longer among the ids its credentials entry may register, after a reload";
+
 const ID_NOT_ALLOWED: &str = "HELLO's id is not among the ids this credentials entry may register";
 
 impl Engine<'_> {
@@ -94,6 +100,12 @@ impl Engine<'_> {
             Ok(entry) => entry,
             Err(reason) => return self.refuse_hello(conn, at, reason, out),
         };
+        // The secret was checked against the entry in force when it was queued; a reload
+        // since may have changed or removed it.
+        let current = self.config.session.gate.entry(&entry.name);
+        if !current.is_some_and(|current| Arc::ptr_eq(&current, &entry)) {
+            return self.refuse_hello(conn, at, RELOADED_DURING_CHECK, out);
+        }
         let id = conn.held_hello.as_deref().unwrap_or_default();
         if !conn.id_generated && !entry.may_register(id) {
             return self.refuse_hello(conn, at, ID_NOT_ALLOWED, out);
@@ -141,5 +153,42 @@ impl Engine<'_> {
         conn.session.close();
         out.count(Counter::AuthFailed);
         out.close_conn(at, CloseReason::AUTH_FAILED, reason.into());
+    }
+
+    /// The credentials were reloaded: an open connection that came in with an entry takes the
+    /// entry of the same name in force now (its new permissions), or is closed with
+    /// AUTH_FAILED and the reason when that entry is gone or may no longer register its id.
+    /// Connections without an entry (the shared token) are left alone.
+    #[cold]
+    #[inline(never)]
+    pub fn on_credentials_reloaded(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        out: &mut impl Output,
+    ) {
+        let Some(grant) = &conn.grant else {
+            return;
+        };
+        if conn.session.phase() != Phase::Open {
+            return;
+        }
+        let refusal = match self.config.session.gate.entry(&grant.entry.name) {
+            None => ENTRY_REMOVED,
+            Some(entry)
+                if conn.id_generated
+                    || entry
+                        .may_register(conn.held_hello.as_deref().unwrap_or(&conn.client_id)) =>
+            {
+                if !Arc::ptr_eq(&entry, &grant.entry) {
+                    conn.grant = Some(Box::new(Grant::new(entry)));
+                }
+                return;
+            }
+            Some(_) => ID_NO_LONGER_ALLOWED,
+        };
+        conn.session.close();
+        out.count(Counter::AuthFailed);
+        out.close_conn(at, CloseReason::AUTH_FAILED, refusal.into());
     }
 }

@@ -5,11 +5,16 @@
 
 use super::*;
 use crate::core::credentials::secret::{hash_secret, SALT_BYTES};
-use crate::core::credentials::{Credentials, Entry, Gate};
+use crate::core::credentials::{Credentials, CredentialsInForce, Entry, Gate};
 use std::sync::{Arc, OnceLock};
 
 /// One entry for game servers, one anonymous entry that may only subscribe.
-fn credentials() -> Arc<Credentials> {
+fn credentials() -> Credentials {
+    credentials_with("game-*", "game.>")
+}
+
+/// As [`credentials`], with entry `game`'s id glob and publish allow pattern given.
+fn credentials_with(ids: &str, publish: &str) -> Credentials {
     static HASH: OnceLock<String> = OnceLock::new();
     let hash = HASH.get_or_init(|| {
         hash_secret(b"pw", &[3; SALT_BYTES]).expect("hashing a short secret cannot fail")
@@ -20,9 +25,9 @@ anonymous = "guest"
 [[entry]]
 name = "game"
 secret_hash = "{hash}"
-ids = ["game-*"]
+ids = ["{ids}"]
 send = {{ allow = ["lobby-*"] }}
-publish = {{ allow = ["game.>"], deny = ["game.admin.>"] }}
+publish = {{ allow = ["{publish}"], deny = ["game.admin.>"] }}
 subscribe = {{ allow = ["game.>"] }}
 watch = {{ allow = ["game-*"] }}
 [[entry]]
@@ -32,18 +37,18 @@ publish = {{ allow = [] }}
 send = {{ allow = [] }}
 "#
     );
-    Arc::new(Credentials::from_toml_str(&text).expect("the test file is always valid"))
+    Credentials::from_toml_str(&text).expect("the test file is always valid")
 }
 
-fn game_entry(creds: &Credentials) -> Arc<Entry> {
-    let entry = creds.entry("game");
-    Arc::clone(entry.expect("the test file always has entry game"))
+fn game_entry(creds: &CredentialsInForce) -> Arc<Entry> {
+    let entry = creds.current().entry("game").cloned();
+    entry.expect("the test file always has entry game")
 }
 
-fn harness() -> (Harness, Arc<Credentials>) {
+fn harness() -> (Harness, Arc<CredentialsInForce>) {
     let mut h = Harness::new();
     h.config.limits.topic_bytes_max = 64;
-    let creds = credentials();
+    let creds = Arc::new(CredentialsInForce::new(credentials()));
     h.config.session.gate = Gate::new(Some(b"admin"), Some(Arc::clone(&creds)));
     (h, creds)
 }
@@ -82,7 +87,7 @@ impl Harness {
     }
 
     /// A client of entry `game` registered as `id`.
-    fn game_client(&mut self, creds: &Credentials, id: &[u8]) -> u32 {
+    fn game_client(&mut self, creds: &CredentialsInForce, id: &[u8]) -> u32 {
         let slot = self.connect();
         self.hello_with(slot, id, b"game:pw");
         let entry = game_entry(creds);
@@ -315,6 +320,80 @@ fn a_nats_user_and_password_name_an_entry_its_id_is_not_checked_and_a_ping_waits
         .position(|o| *o == Out::Local(slot, FrameKind::Pong));
     assert!(denied.is_some() && pong > denied, "{out:?}");
     assert_eq!(h.conns[slot as usize].phase(), Phase::Open);
+}
+
+impl Harness {
+    fn reloaded(&mut self, slot: u32) {
+        let engine = Engine::new(&self.tables, &self.config);
+        engine.on_credentials_reloaded(&mut self.conns[slot as usize], loc(slot), &mut self.rec);
+    }
+}
+
+#[test]
+fn a_reload_gives_open_connections_their_entrys_new_permissions() {
+    let (mut h, creds) = harness();
+    let game = h.game_client(&creds, b"game-1");
+    h.frame(game, publish(b"game.move"));
+    assert_eq!(h.rec.take(), vec![]);
+    creds.replace(credentials_with("game-*", "chat.>"));
+    h.reloaded(game);
+    h.frame(game, publish(b"game.move"));
+    h.frame(game, publish(b"chat.hi"));
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::PermissionDenied),
+            Out::LocalError(game, ErrorCode::PERMISSION_DENIED)
+        ],
+        "the cached verdict of the old entry is gone with it"
+    );
+    assert_eq!(h.conns[game as usize].phase(), Phase::Open);
+}
+
+#[test]
+fn a_reload_closes_a_client_whose_entry_is_gone_or_may_no_longer_register_its_id() {
+    let (mut h, creds) = harness();
+    let game = h.game_client(&creds, b"game-1");
+    let admin = h.admin_client(b"admin-1");
+    creds.replace(credentials_with("game-2*", "game.>"));
+    h.reloaded(game);
+    h.reloaded(admin);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::AuthFailed),
+            Out::CloseConn(game, CloseReason::AUTH_FAILED)
+        ],
+        "the shared token's client is left alone"
+    );
+
+    let (mut h, creds) = harness();
+    let game = h.game_client(&creds, b"game-1");
+    let text = "[[entry]]\nname = \"other\"\nids = [\"*\"]\nsecret_hash = \"$argon2id$v=19$m=19456,t=2,p=1$q7ZRrbDKNZgHbgX3N2mUgg$7yYSZ7i6Uwq8R4MzSK0XxWoWPH3ZE9E3pP5V0ssf1i4\"\n";
+    creds.replace(Credentials::from_toml_str(text).expect("the text is always valid"));
+    h.reloaded(game);
+    assert!(h
+        .rec
+        .take()
+        .contains(&Out::CloseConn(game, CloseReason::AUTH_FAILED)));
+}
+
+#[test]
+fn a_secret_checked_against_an_entry_a_reload_replaced_is_refused() {
+    let (mut h, creds) = harness();
+    let game = h.connect();
+    h.hello_with(game, b"game-1", b"game:pw");
+    let checked = game_entry(&creds);
+    creds.replace(credentials());
+    h.rec.take();
+    h.verified(game, Ok(checked));
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::AuthFailed),
+            Out::CloseConn(game, CloseReason::AUTH_FAILED)
+        ]
+    );
 }
 
 fn sub_frame(topic: &[u8]) -> Frame<'_> {
