@@ -85,6 +85,11 @@ impl Credentials {
         self.entries.get(name)
     }
 
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
+        self.entries.values()
+    }
+
     /// Verifies `secret` against entry `name`: the expensive step (Argon2), for a thread that
     /// may block for tens of milliseconds. An unknown name costs a verification too, against
     /// a hash no secret matches, so the time taken does not tell names apart.
