@@ -183,18 +183,21 @@ impl Worker {
         self.held_hellos.clear();
     }
 
-    /// The verifier's outcome for a HELLO held here: remembered if the secret verified, then
-    /// applied to the connection if it is still open.
+    /// The verifier's outcome for a HELLO held here, and for the HELLOs with the same name and
+    /// secret that waited on it: remembered if the secret verified, then applied to each
+    /// connection still open.
     fn apply_verified(&mut self, verified: Verified) {
-        self.verified.remember(&verified);
-        let Verified { at, outcome, .. } = verified;
-        self.drive_held(
-            at.slot,
-            at.generation,
-            |engine, relay, at, guards, scratch, sink| {
-                engine.on_verified(relay, at, outcome, guards, scratch, sink)
-            },
-        );
+        let waiters = self.verified.settle(&verified);
+        for at in std::iter::once(verified.at).chain(waiters) {
+            let outcome = verified.outcome.clone();
+            self.drive_held(
+                at.slot,
+                at.generation,
+                |engine, relay, at, guards, scratch, sink| {
+                    engine.on_verified(relay, at, outcome, guards, scratch, sink)
+                },
+            );
+        }
     }
 
     /// Runs `rule` on the live, open connection at (`slot`, `generation`), whose HELLO is
