@@ -68,6 +68,12 @@ enum Owned {
     Ping {
         nonce: u64,
     },
+    Challenge {
+        nonce: [u8; 32],
+    },
+    Proof {
+        signature: [u8; 64],
+    },
     Pong {
         nonce: u64,
     },
@@ -167,6 +173,8 @@ impl Owned {
                 online: *online,
             },
             Owned::Ping { nonce } => Frame::Ping { nonce: *nonce },
+            Owned::Challenge { nonce } => Frame::Challenge { nonce },
+            Owned::Proof { signature } => Frame::Proof { signature },
             Owned::Pong { nonce } => Frame::Pong { nonce: *nonce },
             Owned::Error {
                 code,
@@ -301,6 +309,10 @@ impl Owned {
                 online,
             },
             Frame::Ping { nonce } => Owned::Ping { nonce },
+            Frame::Challenge { nonce } => Owned::Challenge { nonce: *nonce },
+            Frame::Proof { signature } => Owned::Proof {
+                signature: *signature,
+            },
             Frame::Pong { nonce } => Owned::Pong { nonce },
             Frame::Error {
                 code,
@@ -534,6 +546,10 @@ fn frame() -> impl Strategy<Value = Owned> {
         }),
         (id(), any::<bool>()).prop_map(|(client_id, online)| Owned::Presence { client_id, online }),
         any::<u64>().prop_map(|nonce| Owned::Ping { nonce }),
+        any::<[u8; 32]>().prop_map(|nonce| Owned::Challenge { nonce }),
+        proptest::collection::vec(any::<u8>(), 64).prop_map(|bytes| Owned::Proof {
+            signature: bytes.try_into().expect("the vector always has 64 bytes"),
+        }),
         any::<u64>().prop_map(|nonce| Owned::Pong { nonce }),
         (any::<u16>(), short_optional(), payload()).prop_map(|(code, subject, text)| {
             Owned::Error {

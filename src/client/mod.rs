@@ -1322,7 +1322,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let relay = thread::spawn(move || {
-            for refused in [PROTOCOL_VERSION, 2] {
+            for refused in (2..=PROTOCOL_VERSION).rev() {
                 let mut relay = FakeRelay::accept(&listener);
                 let asked = Frame::Hello {
                     version: refused,

@@ -9,10 +9,14 @@
 use crate::core::credentials::{Admission, Entry, Gate};
 use crate::protocol::{
     AckFields, CloseReason, Extended, ExtendedFields, Frame, FrameKind, MsgId, ACKED_VERSION_MIN,
-    EXTENDED_VERSION_MIN, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    EXTENDED_VERSION_MIN, KEY_PROOF_VERSION_MIN, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The answer to a PROOF that no CHALLENGE asked for.
+const PROOF_WITHOUT_CHALLENGE: &str =
+    "PROOF without a CHALLENGE (only a version-4 HELLO naming a public-key entry is challenged)";
 
 /// A host's decision on each client that passed the token check: allow `client_id` with
 /// `token` from `peer` (`None`: a local client of an embedded node, with no network address)?
@@ -69,6 +73,9 @@ impl SessionConfig {
 pub enum Phase {
     /// Connected, no valid HELLO yet.
     AwaitingHello,
+    /// HELLO named a public-key entry and was answered with CHALLENGE: the PROOF is due
+    /// within the handshake timeout, like HELLO was.
+    AwaitingProof,
     /// HELLO accepted; the client id is registered by the caller.
     Open,
     /// A close was decided; further frames are ignored.
@@ -88,6 +95,16 @@ pub enum SessionEvent<'a> {
     /// HELLO named a credentials entry: its secret must be verified (off the worker) before
     /// its id is registered or refused.
     Verify(Hello<'a>),
+    /// HELLO (version 4) named a public-key entry: send CHALLENGE with a fresh nonce, hold
+    /// the HELLO and the frames after it until the PROOF.
+    Challenge {
+        client_id: &'a [u8],
+        entry: Arc<Entry>,
+    },
+    /// The PROOF answering the CHALLENGE: verify `signature` against the entry's key.
+    Proof {
+        signature: &'a [u8; 64],
+    },
     /// A SEND; `reply` and `headers` (version 3) are empty when absent.
     Send {
         target: &'a [u8],
@@ -246,6 +263,7 @@ impl Session {
         match self.phase {
             Phase::Closed => SessionEvent::None,
             Phase::AwaitingHello => self.on_handshake_frame(frame, cfg, peer),
+            Phase::AwaitingProof => self.on_proof_frame(frame),
             Phase::Open => self.on_open_frame(frame),
         }
     }
@@ -263,6 +281,9 @@ impl Session {
             token,
         } = frame
         else {
+            if let Frame::Proof { .. } = frame {
+                return self.closing(CloseReason::BAD_HANDSHAKE, PROOF_WITHOUT_CHALLENGE);
+            }
             return self.closing(
                 CloseReason::BAD_HANDSHAKE,
                 "expected HELLO as the first frame",
@@ -278,6 +299,12 @@ impl Session {
         if let Admission::Refused(reason) = admission {
             return self.closing(CloseReason::AUTH_FAILED, reason);
         }
+        if matches!(admission, Admission::Challenge(_)) && version < KEY_PROOF_VERSION_MIN {
+            return self.closing(
+                CloseReason::AUTH_FAILED,
+                "public-key entries need protocol version 4",
+            );
+        }
         if let Some(authorize) = &cfg.authorize {
             if !(authorize.0)(client_id, token, peer) {
                 return self.closing(CloseReason::AUTH_FAILED, "refused by the host");
@@ -286,6 +313,10 @@ impl Session {
         self.phase = Phase::Open;
         self.version = version;
         match admission {
+            Admission::Challenge(entry) => {
+                self.phase = Phase::AwaitingProof;
+                SessionEvent::Challenge { client_id, entry }
+            }
             Admission::Verify { name, secret } => SessionEvent::Verify(Hello {
                 client_id,
                 name,
@@ -299,6 +330,28 @@ impl Session {
                 client_id,
                 entry: None,
             },
+        }
+    }
+
+    /// The frame after CHALLENGE: the caller holds every other frame until the PROOF, so
+    /// anything else reaching here is a bad handshake.
+    #[cold]
+    #[inline(never)]
+    fn on_proof_frame<'a>(&mut self, frame: Frame<'a>) -> SessionEvent<'a> {
+        match frame {
+            Frame::Proof { signature } => SessionEvent::Proof { signature },
+            _ => self.closing(
+                CloseReason::BAD_HANDSHAKE,
+                "expected PROOF answering CHALLENGE",
+            ),
+        }
+    }
+
+    /// The PROOF verified: the session is open (the caller goes on as for a verified
+    /// secret).
+    pub fn on_proof_accepted(&mut self) {
+        if self.phase == Phase::AwaitingProof {
+            self.phase = Phase::Open;
         }
     }
 
@@ -333,6 +386,9 @@ impl Session {
             Frame::Pong { .. } => SessionEvent::None,
             Frame::Close { .. } => self.closing(CloseReason::NORMAL, "closed by client"),
             Frame::Hello { .. } => self.closing(CloseReason::BAD_HANDSHAKE, "HELLO sent twice"),
+            Frame::Proof { .. } => {
+                self.closing(CloseReason::BAD_HANDSHAKE, PROOF_WITHOUT_CHALLENGE)
+            }
             Frame::SendAcked {
                 target,
                 id,
@@ -348,6 +404,7 @@ impl Session {
                 "acknowledged delivery (ACKED flag, ACK) needs protocol version 2",
             ),
             Frame::Welcome { .. }
+            | Frame::Challenge { .. }
             | Frame::Deliver { .. }
             | Frame::DeliverAcked { .. }
             | Frame::Extended(_)
@@ -409,12 +466,17 @@ impl Session {
         }
         match self.phase {
             Phase::Closed => TickAction::None,
-            Phase::AwaitingHello => {
+            Phase::AwaitingHello | Phase::AwaitingProof => {
                 if now_ms >= self.handshake_deadline_ms {
+                    let text = if self.phase == Phase::AwaitingHello {
+                        "no HELLO within handshake_timeout_ms"
+                    } else {
+                        "no PROOF within handshake_timeout_ms"
+                    };
                     self.phase = Phase::Closed;
                     TickAction::Close {
                         reason: CloseReason::HANDSHAKE_TIMEOUT,
-                        text: "no HELLO within handshake_timeout_ms",
+                        text,
                     }
                 } else {
                     TickAction::None

@@ -146,6 +146,14 @@ impl<'a> Body<'a> {
         let runs = AckRuns::from_wire(self.take(count * 16, "runs")?).ok_or(invalid)?;
         Ok(AckFields { epoch, upto, runs })
     }
+    /// A fixed-size field (CHALLENGE's nonce, PROOF's signature).
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<&'a [u8; N], DecodeError> {
+        let bytes = self.take(N, field)?;
+        bytes.try_into().map_err(|_| DecodeError::InvalidField {
+            kind: self.kind,
+            field,
+        })
+    }
     /// HELLO's body: `version: u16`, `client_id: short+`, `token` (`u16` length, at most
     /// [`TOKEN_LEN_MAX`] bytes).
     fn hello(&mut self) -> Result<Frame<'a>, DecodeError> {
@@ -214,6 +222,12 @@ fn decode_body(kind: FrameKind, flags: u8, body: &[u8]) -> Result<Frame<'_>, Dec
     }
     let frame = match kind {
         FrameKind::Hello => b.hello()?,
+        FrameKind::Challenge => Frame::Challenge {
+            nonce: b.array("nonce")?,
+        },
+        FrameKind::Proof => Frame::Proof {
+            signature: b.array("signature")?,
+        },
         FrameKind::Welcome => Frame::Welcome {
             version: b.u16("version")?,
             heartbeat_interval_ms: b.u32("heartbeat_interval_ms")?,
@@ -566,6 +580,8 @@ impl Frame<'_> {
                     client_id, token, ..
                 } => 2 + 1 + client_id.len() + 2 + token.len(),
                 Frame::Welcome { .. } => 2 + 4 + 4,
+                Frame::Challenge { nonce } => nonce.len(),
+                Frame::Proof { signature } => signature.len(),
                 Frame::Send { target, payload } => 1 + target.len() + payload.len(),
                 Frame::SendAcked {
                     target, payload, ..
@@ -630,6 +646,8 @@ impl Frame<'_> {
                 out.extend_from_slice(&heartbeat_interval_ms.to_le_bytes());
                 out.extend_from_slice(&max_frame_bytes.to_le_bytes());
             }
+            Frame::Challenge { nonce } => out.extend_from_slice(nonce),
+            Frame::Proof { signature } => out.extend_from_slice(signature),
             Frame::Send { target, payload } => {
                 put_short(out, target);
                 out.extend_from_slice(payload);
@@ -770,6 +788,8 @@ impl Frame<'_> {
             // Validated when it was decoded (the only way to make one).
             Frame::Extended(_) => Ok(()),
             Frame::Welcome { .. }
+            | Frame::Challenge { .. }
+            | Frame::Proof { .. }
             | Frame::Ping { .. }
             | Frame::Pong { .. }
             | Frame::Close { .. } => Ok(()),
@@ -872,6 +892,10 @@ mod tests {
         });
         roundtrip(Frame::Ping { nonce: u64::MAX });
         roundtrip(Frame::Pong { nonce: 7 });
+        roundtrip(Frame::Challenge { nonce: &[9; 32] });
+        roundtrip(Frame::Proof {
+            signature: &[8; 64],
+        });
         roundtrip(Frame::Error {
             code: ErrorCode::UNKNOWN_ID,
             subject: b"zed",

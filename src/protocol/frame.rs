@@ -9,6 +9,8 @@ use std::fmt;
 pub enum FrameKind {
     Hello = 0x01,
     Welcome = 0x02,
+    Challenge = 0x03,
+    Proof = 0x04,
     Send = 0x10,
     Publish = 0x11,
     Subscribe = 0x12,
@@ -26,7 +28,7 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 16] = [
+    pub const ALL: [FrameKind; 18] = [
         FrameKind::Hello,
         FrameKind::Welcome,
         FrameKind::Send,
@@ -44,6 +46,9 @@ impl FrameKind {
         // Version 2, after the others so that per-kind counters keep their indexes.
         FrameKind::Ack,
         FrameKind::Receipt,
+        // Version 4.
+        FrameKind::Challenge,
+        FrameKind::Proof,
     ];
 
     /// The kind of type byte `byte`: one table load per frame (a chain of comparisons cost
@@ -268,6 +273,15 @@ pub enum Frame<'a> {
         heartbeat_interval_ms: u32,
         max_frame_bytes: u32,
     },
+    /// Relay -> client (version 4): HELLO named a public-key entry; sign this nonce.
+    Challenge {
+        nonce: &'a [u8; 32],
+    },
+    /// Client -> relay (version 4): the Ed25519 signature of
+    /// `"ringrelay-hello-v4\0" || nonce || client_id` by the entry's key.
+    Proof {
+        signature: &'a [u8; 64],
+    },
     /// Client -> relay: deliver `payload` to the client registered as `target`.
     Send {
         target: &'a [u8],
@@ -369,6 +383,8 @@ impl Frame<'_> {
         match self {
             Frame::Hello { .. } => FrameKind::Hello,
             Frame::Welcome { .. } => FrameKind::Welcome,
+            Frame::Challenge { .. } => FrameKind::Challenge,
+            Frame::Proof { .. } => FrameKind::Proof,
             Frame::Send { .. } | Frame::SendAcked { .. } => FrameKind::Send,
             Frame::Extended(extended) => extended.kind(),
             Frame::Ack { .. } => FrameKind::Ack,

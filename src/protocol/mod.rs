@@ -42,8 +42,8 @@ pub use walk::FrameWalk;
 
 /// The newest protocol version this build speaks, and the one its client sends in HELLO.
 /// Version 2 adds acknowledged delivery (PROTOCOL.md section 12), version 3 reply topics and
-/// headers (section 13).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// headers (section 13), version 4 public-key credentials (CHALLENGE, PROOF; section 14).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest version the relay still accepts: HELLO with a version from this to
 /// [`PROTOCOL_VERSION`] is answered with WELCOME of the same version, any other is refused with
@@ -56,6 +56,9 @@ pub const ACKED_VERSION_MIN: u16 = 2;
 /// The first version whose DELIVER may carry a reply topic and headers (flags REPLY,
 /// HEADERS). An older connection receives such a message without them.
 pub const EXTENDED_VERSION_MIN: u16 = 3;
+
+/// The first version that answers a public-key entry's HELLO with CHALLENGE (section 14).
+pub const KEY_PROOF_VERSION_MIN: u16 = 4;
 
 /// Bytes in every frame header: `body_len: u32 LE`, `kind: u8`, `flags: u8`.
 pub const HEADER_LEN: usize = 6;

@@ -46,6 +46,8 @@ pub const KIND_NAMES: [&str; KINDS] = [
     "close",
     "ack",
     "receipt",
+    "challenge",
+    "proof",
 ];
 
 /// The HTTP server thread; stopped and joined on drop.

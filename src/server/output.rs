@@ -108,4 +108,9 @@ impl Output for Deliverer<'_> {
     fn take_overloaded(&mut self) -> bool {
         std::mem::take(&mut self.overloaded)
     }
+
+    fn challenge_nonce(&mut self) -> Option<[u8; 32]> {
+        let mut nonce = [0; 32];
+        getrandom::fill(&mut nonce).ok().map(|()| nonce)
+    }
 }

@@ -94,6 +94,8 @@ pub fn kind_index(kind: FrameKind) -> usize {
         FrameKind::Close => 13,
         FrameKind::Ack => 14,
         FrameKind::Receipt => 15,
+        FrameKind::Challenge => 16,
+        FrameKind::Proof => 17,
     }
 }
 

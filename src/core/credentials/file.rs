@@ -13,7 +13,15 @@
 //! publish = { allow = ["game.>"], deny = ["game.admin.>"] }   # topics (NATS patterns)
 //! subscribe = { allow = ["game.>", "_INBOX.>"] }
 //! watch = { allow = [] }         # nobody: an empty allow list permits nothing
+//!
+//! [[entry]]
+//! name = "sensor"                # HELLO's token is "sensor" (protocol version 4)
+//! public_key = "ed25519:..."     # `ringrelay keygen`; or a NATS nkey user key "U..."
+//! ids = ["sensor-*"]
 //! ```
+//!
+//! An entry has exactly one of `secret_hash` and `public_key` (only the anonymous entry has
+//! neither); two entries may not share a public key.
 
 use super::rule::{Rule, PATTERNS_PER_LIST_MAX};
 use super::{Credentials, Entry, Permissions};
@@ -52,6 +60,7 @@ struct FileDoc {
 struct EntryDoc {
     name: String,
     secret_hash: Option<String>,
+    public_key: Option<String>,
     ids: Vec<String>,
     #[serde(default)]
     send: RuleDoc,
@@ -89,9 +98,18 @@ impl Credentials {
             )));
         }
         let mut entries = HashMap::with_capacity(doc.entry.len());
+        let mut keys = HashMap::new();
         for entry in doc.entry {
             let name = entry.name.clone();
             let entry = parse_entry(entry, doc.anonymous.as_deref())?;
+            if let Some(key) = entry.public_key {
+                if let Some(other) = keys.insert(key, name.clone()) {
+                    return Err(CredentialsError::Entry {
+                        entry: name,
+                        reason: format!("public_key: entry {other:?} has the same key"),
+                    });
+                }
+            }
             if entries.insert(name.clone(), Arc::new(entry)).is_some() {
                 return Err(CredentialsError::File(format!(
                     "two entries are named {name:?}"
@@ -122,13 +140,24 @@ fn parse_entry(doc: EntryDoc, anonymous: Option<&str>) -> Result<Entry, Credenti
             "a name has no ':' (it separates name and secret in HELLO's token) and no control character".into(),
         ));
     }
-    if let Some(hash) = &doc.secret_hash {
-        super::secret::check_hash(hash).map_err(|e| fail(format!("secret_hash: {e}")))?;
-    } else if anonymous != Some(name.as_str()) {
-        return Err(fail(
-            "has no secret_hash, so no client could use it (only the anonymous entry may go without)".into(),
-        ));
-    }
+    let public_key = match (&doc.secret_hash, &doc.public_key) {
+        (Some(_), Some(_)) => {
+            return Err(fail(
+                "has both secret_hash and public_key: an entry has exactly one".into(),
+            ))
+        }
+        (Some(hash), None) => {
+            super::secret::check_hash(hash).map_err(|e| fail(format!("secret_hash: {e}")))?;
+            None
+        }
+        (None, Some(key)) => {
+            Some(super::public_key::parse(key).map_err(|e| fail(format!("public_key: {e}")))?)
+        }
+        (None, None) if anonymous == Some(name.as_str()) => None,
+        (None, None) => return Err(fail(
+            "has neither secret_hash nor public_key, so no client could use it (only the anonymous entry may go without)".into(),
+        )),
+    };
     if doc.ids.is_empty() {
         return Err(fail(
             "ids is empty: the entry could register no id (use [\"*\"] for any)".into(),
@@ -154,6 +183,7 @@ fn parse_entry(doc: EntryDoc, anonymous: Option<&str>) -> Result<Entry, Credenti
     Ok(Entry {
         name: doc.name.clone().into(),
         secret_hash: doc.secret_hash.map(Into::into),
+        public_key,
         ids: ids.into_boxed_slice(),
         permissions,
     })

@@ -6,12 +6,14 @@
 //! ([`rule`]). [`Gate::admit`] decides a HELLO's token: the shared token (the `token` setting,
 //! compared in constant time over SHA-256 digests) lets a client in unrestricted; with
 //! credentials, a token `NAME:SECRET` is verified against entry NAME (expensive, so the I/O
-//! layer does it off the worker), and an empty token takes the `anonymous` entry if the file
+//! layer does it off the worker), a token `NAME` naming an entry with a public key is answered
+//! with a nonce to sign ([`public_key`], protocol version 4), and an empty token takes the `anonymous` entry if the file
 //! names one. An admitted connection holds a [`Grant`]: the entry and a bounded cache of the
 //! verdicts on its message path ([`verdicts`]).
 
 pub mod file;
 pub mod id_glob;
+pub mod public_key;
 pub mod rule;
 pub mod secret;
 pub mod verdicts;
@@ -43,8 +45,11 @@ pub struct Permissions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub name: Box<str>,
-    /// Argon2 PHC string; `None` only for the anonymous entry.
+    /// Argon2 PHC string; `None` for the anonymous entry and for a public-key entry.
     secret_hash: Option<Box<str>>,
+    /// The Ed25519 public key a client proves it holds (protocol version 4, NATS nkeys);
+    /// an entry has this or `secret_hash`, never both.
+    pub public_key: Option<[u8; public_key::PUBLIC_KEY_LEN]>,
     /// Globs of the ids the entry may register.
     ids: Box<[Box<[u8]>]>,
     pub permissions: Permissions,
@@ -61,6 +66,8 @@ impl Entry {
 #[derive(Debug)]
 pub struct Credentials {
     entries: HashMap<String, Arc<Entry>>,
+    /// The entries with a public key, by key: a NATS nkey CONNECT names the key, not the entry.
+    by_public_key: HashMap<[u8; public_key::PUBLIC_KEY_LEN], Arc<Entry>>,
     anonymous: Option<Arc<Entry>>,
 }
 
@@ -70,7 +77,28 @@ pub const REFUSED_SECRET: &str = "credentials refused: name or secret does not m
 
 impl Credentials {
     fn new(entries: HashMap<String, Arc<Entry>>, anonymous: Option<Arc<Entry>>) -> Credentials {
-        Credentials { entries, anonymous }
+        let by_public_key = entries
+            .values()
+            .filter_map(|entry| Some((entry.public_key?, Arc::clone(entry))))
+            .collect();
+        Credentials {
+            entries,
+            by_public_key,
+            anonymous,
+        }
+    }
+
+    /// The entry whose public key is `key`.
+    pub fn entry_by_public_key(
+        &self,
+        key: &[u8; public_key::PUBLIC_KEY_LEN],
+    ) -> Option<&Arc<Entry>> {
+        self.by_public_key.get(key)
+    }
+
+    /// Whether some entry has a public key (a NATS INFO then carries a nonce to sign).
+    pub fn has_public_keys(&self) -> bool {
+        !self.by_public_key.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -142,6 +170,9 @@ pub enum Admission<'t> {
     /// `secret` must be verified against entry `name` (off the worker) before the HELLO is
     /// welcomed or refused.
     Verify { name: &'t str, secret: &'t [u8] },
+    /// The token names an entry with a public key: the client must sign a nonce of the
+    /// relay's (CHALLENGE, PROOF; protocol version 4) before it is welcomed or refused.
+    Challenge(Arc<Entry>),
     /// Refused, with the reason the client is told.
     Refused(&'static str),
 }
@@ -229,6 +260,13 @@ impl Gate {
             };
         }
         let Some(colon) = token.iter().position(|&b| b == b':') else {
+            let key_entry = std::str::from_utf8(token)
+                .ok()
+                .and_then(|name| credentials.entry(name))
+                .filter(|entry| entry.public_key.is_some());
+            if let Some(entry) = key_entry {
+                return Admission::Challenge(Arc::clone(entry));
+            }
             return Admission::Refused(
                 "token does not match, and is not NAME:SECRET of a credentials entry",
             );

@@ -3,8 +3,16 @@ use super::*;
 
 fn file_with(entries: &str) -> String {
     let hash = hash_secret(b"pw", &[1; SALT_BYTES]).unwrap();
-    entries.replace("HASH", &hash)
+    let key = public_key::encode_ed25519(&[3; 32]);
+    entries.replace("HASH", &hash).replace("KEY", &key)
 }
+
+const SENSOR: &str = r#"
+[[entry]]
+name = "sensor"
+public_key = "KEY"
+ids = ["sensor-*"]
+"#;
 
 const GAME: &str = r#"
 [[entry]]
@@ -60,7 +68,17 @@ fn a_secret_is_verified_and_a_wrong_one_or_unknown_name_refused_alike() {
 #[test]
 fn bad_files_are_refused_naming_the_entry_and_field() {
     let cases = [
-        ("[[entry]]\nname = \"a\"\nids = [\"*\"]\n", "no secret_hash"),
+        ("[[entry]]\nname = \"a\"\nids = [\"*\"]\n", "neither secret_hash nor public_key"),
+        (
+            "[[entry]]\nname = \"a\"\nsecret_hash = \"HASH\"\npublic_key = \"KEY\"\nids = [\"*\"]\n",
+            "both secret_hash and public_key",
+        ),
+        ("[[entry]]\nname = \"a\"\npublic_key = \"ed25519:AAAA\"\nids = [\"*\"]\n", "public_key: \"ed25519:AAAA\": 3 bytes"),
+        ("[[entry]]\nname = \"a\"\npublic_key = \"UAAA\"\nids = [\"*\"]\n", "public_key: \"UAAA\""),
+        (
+            "[[entry]]\nname = \"a\"\npublic_key = \"KEY\"\nids = [\"*\"]\n[[entry]]\nname = \"b\"\npublic_key = \"KEY\"\nids = [\"*\"]\n",
+            "entry \"b\": public_key: entry \"a\" has the same key",
+        ),
         ("[[entry]]\nname = \"a:b\"\nsecret_hash = \"HASH\"\nids = [\"*\"]\n", "no ':'"),
         ("[[entry]]\nname = \"a\"\nsecret_hash = \"pw\"\nids = [\"*\"]\n", "secret_hash"),
         ("[[entry]]\nname = \"a\"\nsecret_hash = \"HASH\"\nids = []\n", "ids is empty"),
@@ -128,4 +146,36 @@ fn an_empty_token_takes_the_anonymous_entry_when_the_file_names_one() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_public_key_entry_is_found_by_name_and_by_key_and_challenged() {
+    let nkey = public_key::encode_nkey_user(&[4; 32]);
+    let text = format!(
+        "{SENSOR}\n[[entry]]\nname = \"nats\"\npublic_key = \"{nkey}\"\nids = [\"*\"]\n{GAME}"
+    );
+    let creds = Credentials::from_toml_str(&file_with(&text)).unwrap();
+    assert!(creds.has_public_keys());
+    assert_eq!(creds.entry("sensor").unwrap().public_key, Some([3; 32]));
+    assert_eq!(
+        creds.entry_by_public_key(&[4; 32]).unwrap().name.as_ref(),
+        "nats"
+    );
+    assert!(creds.entry_by_public_key(&[5; 32]).is_none());
+    assert_eq!(
+        creds.verify_secret("sensor", b"").unwrap_err(),
+        REFUSED_SECRET,
+        "a key entry has no secret"
+    );
+    let gate = Gate::new(None, Some(Arc::new(CredentialsInForce::new(creds))));
+    assert!(
+        matches!(gate.admit(b"sensor"), Admission::Challenge(e) if e.name.as_ref() == "sensor")
+    );
+    assert!(
+        matches!(gate.admit(b"game"), Admission::Refused(_)),
+        "no key: no challenge"
+    );
+    assert!(matches!(gate.admit(b"nobody"), Admission::Refused(_)));
+    let without = Credentials::from_toml_str(&file_with(GAME)).unwrap();
+    assert!(!without.has_public_keys());
 }

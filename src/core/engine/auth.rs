@@ -141,7 +141,7 @@ impl Engine<'_> {
         true
     }
 
-    fn refuse_hello(
+    pub(super) fn refuse_hello(
         &self,
         conn: &mut ConnRelay,
         at: Location,

@@ -12,6 +12,12 @@ use crate::protocol::{
     decode, CloseReason, DecodeError, Decoded, EncodeError, ErrorCode, Frame, FrameKind, Message,
 };
 
+/// Whether `frame` is the PROOF a held HELLO's CHALLENGE waits for (every other frame
+/// behind a held HELLO is held).
+fn answers_challenge(conn: &ConnRelay, frame: &Frame<'_>) -> bool {
+    conn.challenge.is_some() && matches!(frame, Frame::Proof { .. })
+}
+
 impl Engine<'_> {
     /// Bytes arrived on the connection (any bytes prove the peer alive); call once per
     /// receive, before its frames.
@@ -33,7 +39,7 @@ impl Engine<'_> {
         scratch: &mut Vec<Location>,
         out: &mut impl Output,
     ) {
-        if conn.held_hello.is_some() {
+        if conn.held_hello.is_some() && !answers_challenge(conn, &frame) {
             return self.hold_frame(conn, at, &frame, out);
         }
         match conn
@@ -92,6 +98,12 @@ impl Engine<'_> {
                 }
             }
             SessionEvent::Verify(hello) => self.verify_hello(conn, at, hello, guards, scratch, out),
+            SessionEvent::Challenge { client_id, entry } => {
+                self.challenge_hello(conn, at, client_id, entry, out)
+            }
+            SessionEvent::Proof { signature } => {
+                self.on_proof(conn, at, signature, guards, scratch, out)
+            }
             SessionEvent::Register { client_id, entry } => {
                 self.on_register(conn, at, client_id, entry, scratch, out)
             }
@@ -476,7 +488,7 @@ impl Engine<'_> {
         scratch: &mut Vec<Location>,
         out: &mut impl Output,
     ) {
-        if conn.verifying {
+        if conn.verifying || conn.challenge.is_some() {
             return;
         }
         let Some(client_id) = conn.held_hello.take() else {

@@ -13,6 +13,7 @@ mod acked;
 mod auth;
 mod conn;
 mod frames;
+mod key_proof;
 mod lifecycle;
 mod limits;
 mod links;
@@ -136,6 +137,9 @@ pub trait Output: AckSink {
     ) -> crate::core::credentials::Verification;
     /// Whether a bound was hit (messages dropped) since the last call; clears it.
     fn take_overloaded(&mut self) -> bool;
+    /// A fresh random nonce for a CHALLENGE (the I/O layer draws it from the OS; the core
+    /// makes no random numbers). `None`: none could be drawn, the HELLO is refused.
+    fn challenge_nonce(&mut self) -> Option<[u8; 32]>;
 }
 
 /// The engine: a view of the shared tables and settings, cheap to build where needed.

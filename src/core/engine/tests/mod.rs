@@ -7,6 +7,7 @@ use crate::protocol::{AckFields, DecodeError, ErrorCode, FrameKind, Message, Msg
 
 mod acked;
 mod auth;
+mod key_proof;
 mod limits;
 mod nats;
 mod not_ready;
@@ -55,6 +56,9 @@ struct Rec {
     ready: bool,
     overloaded: bool,
     epoch: u64,
+    /// The nonce of the next CHALLENGE (the I/O layer draws one from the OS); `None`: none
+    /// could be drawn.
+    nonce: Option<[u8; 32]>,
 }
 
 impl Rec {
@@ -66,6 +70,7 @@ impl Rec {
             ready: true,
             overloaded: false,
             epoch: 0,
+            nonce: Some([0x5a; 32]),
         }
     }
 
@@ -203,6 +208,9 @@ impl Output for Rec {
     }
     fn take_overloaded(&mut self) -> bool {
         std::mem::take(&mut self.overloaded)
+    }
+    fn challenge_nonce(&mut self) -> Option<[u8; 32]> {
+        self.nonce
     }
 }
 

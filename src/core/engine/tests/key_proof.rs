@@ -1,0 +1,215 @@
+//! Public-key credentials (protocol version 4): a HELLO naming a key entry is answered with
+//! CHALLENGE and held with the frames after it; a PROOF signing this connection's nonce and
+//! id is welcomed like a verified secret; a bad, replayed or unasked-for PROOF, an old
+//! version and a late PROOF are refused.
+
+use super::*;
+use crate::core::credentials::public_key::{encode_ed25519, hello_proof_message};
+use crate::core::credentials::{Credentials, CredentialsInForce, Gate};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use std::sync::Arc;
+
+fn key_pair(seed: u8) -> Ed25519KeyPair {
+    Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).expect("a 32-byte seed is always a key")
+}
+
+/// Entry `sensor` holds key 1's public key and may register `sensor-*`.
+fn harness() -> Harness {
+    let public: [u8; 32] = key_pair(1)
+        .public_key()
+        .as_ref()
+        .try_into()
+        .expect("an ed25519 public key always has 32 bytes");
+    let text = format!(
+        "[[entry]]\nname = \"sensor\"\npublic_key = \"{}\"\nids = [\"sensor-*\"]\npublish = {{ allow = [\"s.>\"] }}\n",
+        encode_ed25519(&public)
+    );
+    let creds = Credentials::from_toml_str(&text).expect("the test file is always valid");
+    let mut h = Harness::new();
+    let creds = Arc::new(CredentialsInForce::new(creds));
+    h.config.session.gate = Gate::new(Some(b"admin"), Some(creds));
+    h
+}
+
+impl Harness {
+    fn key_hello(&mut self, slot: u32, version: u16, id: &[u8]) {
+        let hello = Frame::Hello {
+            version,
+            client_id: id,
+            token: b"sensor",
+        };
+        self.frame(slot, hello);
+    }
+
+    /// A client that came in with the shared token (unrestricted).
+    fn client_with_token(&mut self, id: &[u8], token: &[u8]) -> u32 {
+        let slot = self.connect();
+        let hello = Frame::Hello {
+            version: 4,
+            client_id: id,
+            token,
+        };
+        self.frame(slot, hello);
+        self.rec.take();
+        slot
+    }
+
+    fn proof(&mut self, slot: u32, signature: &[u8]) {
+        let signature: &[u8; 64] = signature
+            .try_into()
+            .expect("an ed25519 signature always has 64 bytes");
+        self.frame(slot, Frame::Proof { signature });
+    }
+}
+
+/// Key `seed`'s proof for `nonce` and `id`.
+fn sign(seed: u8, nonce: &[u8; 32], id: &[u8]) -> Vec<u8> {
+    let message = hello_proof_message(nonce, id);
+    key_pair(seed).sign(&message).as_ref().to_vec()
+}
+
+fn refused(slot: u32) -> Vec<Out> {
+    vec![
+        Out::Count(Counter::AuthFailed),
+        Out::CloseConn(slot, CloseReason::AUTH_FAILED),
+    ]
+}
+
+#[test]
+fn a_good_proof_is_welcomed_and_the_held_frames_follow() {
+    let mut h = harness();
+    let listener = h.client_with_token(b"sub", b"admin");
+    h.frame(listener, sub(b"s.t", b""));
+    h.rec.take();
+    let sensor = h.connect();
+    h.key_hello(sensor, 4, b"sensor-1");
+    h.frame(
+        sensor,
+        Frame::Publish {
+            topic: b"s.t",
+            payload: b"p",
+            no_echo: false,
+        },
+    );
+    assert_eq!(h.rec.take(), vec![Out::Local(sensor, FrameKind::Challenge)]);
+    assert_eq!(h.conns[sensor as usize].phase(), Phase::AwaitingProof);
+    h.proof(sensor, &sign(1, &[0x5a; 32], b"sensor-1"));
+    let out = h.rec.take();
+    assert_eq!(out[0], Out::Local(sensor, FrameKind::Welcome));
+    assert!(out.contains(&Out::Deliver(
+        listener,
+        b"sensor-1".to_vec(),
+        b"s.t".to_vec(),
+        b"p".to_vec()
+    )));
+    assert_eq!(h.conns[sensor as usize].entry_name(), Some("sensor"));
+    assert_eq!(h.conns[sensor as usize].phase(), Phase::Open);
+}
+
+#[test]
+fn a_wrong_key_or_a_proof_for_another_id_is_refused() {
+    let mut h = harness();
+    for (seed, signed_id) in [(2, &b"sensor-1"[..]), (1, b"sensor-2")] {
+        let slot = h.connect();
+        h.key_hello(slot, 4, b"sensor-1");
+        h.rec.take();
+        h.proof(slot, &sign(seed, &[0x5a; 32], signed_id));
+        assert_eq!(h.rec.take(), refused(slot));
+        assert!(h.tables.locations.row(b"sensor-1").is_none());
+    }
+}
+
+#[test]
+fn a_proof_captured_from_another_connection_does_not_verify_against_a_new_nonce() {
+    let mut h = harness();
+    let first = h.connect();
+    h.rec.nonce = Some([1; 32]);
+    h.key_hello(first, 4, b"sensor-1");
+    let captured = sign(1, &[1; 32], b"sensor-1");
+    h.proof(first, &captured);
+    assert_eq!(h.rec.take()[1], Out::Local(first, FrameKind::Welcome));
+    let replay = h.connect();
+    h.rec.nonce = Some([2; 32]);
+    h.key_hello(replay, 4, b"sensor-1");
+    h.rec.take();
+    h.proof(replay, &captured);
+    assert_eq!(h.rec.take(), refused(replay));
+}
+
+#[test]
+fn a_key_entry_with_an_older_version_is_refused_and_never_challenged() {
+    let mut h = harness();
+    for version in 1..4 {
+        let slot = h.connect();
+        h.key_hello(slot, version, b"sensor-1");
+        let out = h.rec.take();
+        assert!(
+            out.contains(&Out::Close(slot, CloseReason::AUTH_FAILED)),
+            "{out:?}"
+        );
+        assert!(!out.contains(&Out::Local(slot, FrameKind::Challenge)));
+    }
+}
+
+#[test]
+fn a_proof_nobody_asked_for_is_a_bad_handshake() {
+    let mut h = harness();
+    let after_token = h.client_with_token(b"x", b"admin");
+    let first = h.connect();
+    h.proof(first, &[0; 64]);
+    h.proof(after_token, &[0; 64]);
+    let out = h.rec.take();
+    assert!(out.contains(&Out::Close(first, CloseReason::BAD_HANDSHAKE)));
+    assert!(out.contains(&Out::Close(after_token, CloseReason::BAD_HANDSHAKE)));
+}
+
+#[test]
+fn no_proof_within_the_handshake_timeout_closes_the_connection() {
+    let mut h = harness();
+    let slot = h.connect();
+    h.key_hello(slot, 4, b"sensor-1");
+    h.rec.take();
+    h.tick(slot, 999);
+    assert_eq!(h.rec.take(), vec![]);
+    h.tick(slot, 1000);
+    assert_eq!(
+        h.rec.take(),
+        vec![
+            Out::Count(Counter::ProtocolErrorClose),
+            Out::CloseConn(slot, CloseReason::HANDSHAKE_TIMEOUT)
+        ]
+    );
+}
+
+#[test]
+fn an_id_outside_the_entrys_patterns_or_no_nonce_is_refused() {
+    let mut h = harness();
+    let slot = h.connect();
+    h.key_hello(slot, 4, b"lobby-1");
+    h.proof(slot, &sign(1, &[0x5a; 32], b"lobby-1"));
+    assert_eq!(h.rec.take()[1..], refused(slot));
+    h.rec.nonce = None;
+    let slot = h.connect();
+    h.key_hello(slot, 4, b"sensor-1");
+    assert_eq!(h.rec.take(), refused(slot));
+}
+
+#[test]
+fn a_proof_while_the_node_is_not_ready_holds_the_hello_until_it_is() {
+    let mut h = harness();
+    h.rec.ready = false;
+    let slot = h.connect();
+    h.key_hello(slot, 4, b"sensor-1");
+    h.rec.take();
+    h.ready(slot);
+    assert_eq!(
+        h.rec.take(),
+        vec![],
+        "a challenged HELLO is not welcomed by readiness"
+    );
+    h.proof(slot, &sign(1, &[0x5a; 32], b"sensor-1"));
+    assert_eq!(h.rec.take(), vec![Out::Held(slot)]);
+    h.rec.ready = true;
+    h.ready(slot);
+    assert_eq!(h.rec.take()[0], Out::Local(slot, FrameKind::Welcome));
+}
