@@ -67,6 +67,13 @@ pub enum ArbFrame {
     Pong {
         nonce: u64,
     },
+    /// Version 4.
+    Challenge {
+        nonce: [u8; 32],
+    },
+    Proof {
+        signature: [u8; 64],
+    },
     Error {
         code: u16,
         subject: Vec<u8>,
@@ -157,6 +164,8 @@ impl ArbFrame {
             },
             ArbFrame::Ping { nonce } => Frame::Ping { nonce: *nonce },
             ArbFrame::Pong { nonce } => Frame::Pong { nonce: *nonce },
+            ArbFrame::Challenge { nonce } => Frame::Challenge { nonce },
+            ArbFrame::Proof { signature } => Frame::Proof { signature },
             ArbFrame::Error {
                 code,
                 subject,
@@ -354,9 +363,12 @@ pub fn client_frame_is_valid(f: &Frame<'_>) -> bool {
             };
             addressed && short(m.reply) && !(m.reply.is_empty() && m.headers.is_empty())
         }
-        Frame::Welcome { .. } | Frame::Ping { .. } | Frame::Pong { .. } | Frame::Close { .. } => {
-            true
-        }
+        Frame::Welcome { .. }
+        | Frame::Challenge { .. }
+        | Frame::Proof { .. }
+        | Frame::Ping { .. }
+        | Frame::Pong { .. }
+        | Frame::Close { .. } => true,
     }
 }
 
