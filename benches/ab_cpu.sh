@@ -9,6 +9,11 @@
 #       --scenario fanout --size 16 --subscribers 10 --count 2000000
 #
 # Default workload: 16 B one-to-one, 10,000,000 messages. Every run is bounded by --count.
+# CONFIG_B=FILE gives B's relay its own config file (A keeps the default one, which sets only
+# pending_bytes_max), and B_ARGS="..." adds bench arguments to B's runs only: for comparing one
+# build with and without a setting, e.g. credentials:
+#   CONFIG_B=creds.toml B_ARGS="--token bench:pw" benches/ab_cpu.sh target/release/ringrelay \
+#       target/release/ringrelay
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 A=$1
@@ -21,11 +26,19 @@ cfg=$(mktemp)
 trap 'rm -f "$out" "$cfg"' EXIT
 # As compare_nats.sh: nats-server's default max_pending, so no run closes a slow consumer.
 printf 'pending_bytes_max = 67108864\n' > "$cfg"
+cfg_b=${CONFIG_B:-$cfg}
+read -r -a b_args <<< "${B_ARGS:-}"
 for i in $(seq "$PAIRS"); do
   for t in A B; do
     bin=$A
-    [ "$t" = B ] && bin=$B
-    taskset -c 1 "$bin" bench --relay-cpus 0 --relay-config "$cfg" "$@" --json 2>/dev/null \
+    config=$cfg
+    extra=()
+    if [ "$t" = B ]; then
+      bin=$B
+      config=$cfg_b
+      extra=("${b_args[@]}")
+    fi
+    taskset -c 1 "$bin" bench --relay-cpus 0 --relay-config "$config" "$@" "${extra[@]}" --json 2>/dev/null \
       | sed "s/^{/{\"ab\":\"$t\",\"pair\":$i,/" >> "$out"
   done
 done

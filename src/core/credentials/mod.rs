@@ -41,6 +41,29 @@ pub struct Permissions {
     pub watch: Rule,
 }
 
+impl Permissions {
+    /// The rule that decides `action`.
+    #[inline]
+    pub fn rule(&self, action: Action) -> &Rule {
+        match action {
+            Action::Send => &self.send,
+            Action::Publish => &self.publish,
+            Action::Subscribe => &self.subscribe,
+            Action::Watch => &self.watch,
+        }
+    }
+
+    /// The rules' own decision, uncached: ids (SEND, WATCH) match as globs, topics (PUBLISH,
+    /// SUBSCRIBE) as NATS subjects.
+    pub fn permits(&self, action: Action, subject: &[u8]) -> bool {
+        let rule = self.rule(action);
+        match action {
+            Action::Send | Action::Watch => rule.permits_id(subject),
+            Action::Publish | Action::Subscribe => rule.permits_subject(subject),
+        }
+    }
+}
+
 /// One entry of the credentials file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -313,23 +336,25 @@ impl Grant {
     /// Whether the connection may SEND to `target` (decided once per target while cached).
     #[inline]
     pub fn permits_send(&mut self, target: &[u8]) -> bool {
-        let rule = &self.entry.permissions.send;
-        rule.is_open()
-            || self
-                .verdicts
-                .get_or_insert_with(Default::default)
-                .get_or_decide(Action::Send, target, |t| rule.permits_id(t))
+        self.cached(Action::Send, target, Rule::permits_id)
     }
 
     /// Whether the connection may PUBLISH on `topic` (decided once per topic while cached).
     #[inline]
     pub fn permits_publish(&mut self, topic: &[u8]) -> bool {
-        let rule = &self.entry.permissions.publish;
+        self.cached(Action::Publish, topic, Rule::permits_subject)
+    }
+
+    /// The message path's check: an open rule costs one branch; otherwise the verdict cache
+    /// answers, deciding with the rule on a miss.
+    #[inline]
+    fn cached(&mut self, action: Action, subject: &[u8], decide: fn(&Rule, &[u8]) -> bool) -> bool {
+        let rule = self.entry.permissions.rule(action);
         rule.is_open()
             || self
                 .verdicts
                 .get_or_insert_with(Default::default)
-                .get_or_decide(Action::Publish, topic, |t| rule.permits_subject(t))
+                .get_or_decide(action, subject, |s| decide(rule, s))
     }
 
     /// Whether the connection may do `action` on `subject`.
@@ -345,12 +370,12 @@ impl Grant {
 
     /// Whether the connection may SUBSCRIBE to `topic` (a pattern or a literal topic).
     pub fn permits_subscribe(&self, topic: &[u8]) -> bool {
-        self.entry.permissions.subscribe.permits_subject(topic)
+        self.entry.permissions.permits(Action::Subscribe, topic)
     }
 
     /// Whether the connection may WATCH `id`.
     pub fn permits_watch(&self, id: &[u8]) -> bool {
-        self.entry.permissions.watch.permits_id(id)
+        self.entry.permissions.permits(Action::Watch, id)
     }
 }
 

@@ -25,6 +25,13 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 4] = [
+        Action::Send,
+        Action::Publish,
+        Action::Subscribe,
+        Action::Watch,
+    ];
+
     /// The text of the ERROR PERMISSION_DENIED that refuses it (the subject follows), worded
     /// as nats-server's `-ERR`, which the NATS front writes as is.
     pub fn denied_text(self) -> &'static str {

@@ -187,8 +187,6 @@ impl Engine<'_> {
             }
             Some(_) => ID_NO_LONGER_ALLOWED,
         };
-        conn.session.close();
-        out.count(Counter::AuthFailed);
-        out.close_conn(at, CloseReason::AUTH_FAILED, refusal.into());
+        self.refuse_hello(conn, at, refusal, out);
     }
 }

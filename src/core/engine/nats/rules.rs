@@ -331,7 +331,11 @@ impl Engine<'_> {
                     group: queue,
                 };
                 self.nats_frame(call, frame);
-                if !call.conn.subscriptions().contains(topic, queue) {
+                // Behind a held HELLO the SUBSCRIBE waits with it: the sid stays, and the
+                // engine subscribes when the HELLO is welcomed (a refusal then is told with
+                // -ERR; the sid stays until UNSUB).
+                let held = call.conn.hello_held();
+                if !held && !call.conn.subscriptions().contains(topic, queue) {
                     call.nats().subs.remove(sid);
                     return;
                 }

@@ -399,3 +399,23 @@ fn a_secret_checked_against_an_entry_a_reload_replaced_is_refused() {
 fn sub_frame(topic: &[u8]) -> Frame<'_> {
     sub(topic, b"")
 }
+
+#[test]
+fn a_nats_sub_behind_a_held_hello_keeps_its_sid_and_gets_the_messages() {
+    let (mut h, creds) = harness();
+    let slot = h.connect();
+    h.nats_ok(
+        slot,
+        b"CONNECT {\"user\":\"game\",\"pass\":\"pw\",\"verbose\":false}\r\nSUB game.move 7\r\n",
+    );
+    h.verified(slot, Ok(game_entry(&creds)));
+    h.rec.take();
+    assert_eq!(h.conns[slot as usize].subscriptions().len(), 1);
+    let publisher = h.admin_client(b"pub");
+    h.frame(publisher, publish(b"game.move"));
+    let out = h.rec.take();
+    assert_eq!(
+        super::nats::written(h.state(slot), &out, slot),
+        "MSG game.move 7 1\r\np\r\n"
+    );
+}

@@ -43,7 +43,7 @@ impl Harness {
     }
 
     /// The NATS state of the connection in `slot`.
-    fn state(&mut self, slot: u32) -> &mut NatsConn {
+    pub(super) fn state(&mut self, slot: u32) -> &mut NatsConn {
         self.rec.nats.entry(slot).or_default()
     }
 
@@ -76,7 +76,7 @@ impl Harness {
 }
 
 /// The MSG lines `frames` (the deliveries recorded for `slot`) make on `nats`.
-fn written(nats: &mut NatsConn, outs: &[Out], slot: u32) -> String {
+pub(super) fn written(nats: &mut NatsConn, outs: &[Out], slot: u32) -> String {
     let mut wire = Vec::new();
     for out in outs {
         if let Out::Deliver(to, sender, topic, payload) = out {
