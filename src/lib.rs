@@ -6,6 +6,7 @@
 //!   [`secret_files`]: secrets read from files).
 //! - [`server`]: the relay: io_uring workers driving the sans-IO core.
 //! - [`client`]: blocking Rust client sharing the codec.
+//! - [`tls`]: TLS handshakes (rustls, off the workers) and the in-place record layer.
 
 pub mod ack;
 pub mod byte_size;
@@ -20,3 +21,4 @@ pub mod protocol;
 pub mod secret_files;
 pub mod server;
 pub(crate) mod spawn;
+pub mod tls;

@@ -1,0 +1,351 @@
+//! One TLS connection after its handshake: the two record keys, and rustls's
+//! `KernelConnection`, which derives the next keys at a KeyUpdate. Sans-IO: bytes in, bytes
+//! out.
+//!
+//! Receive ([`TlsSession::open`]): the records wholly inside a received buffer are opened in
+//! place into one contiguous plaintext at its front; a record cut by the buffer's end is kept
+//! (ciphertext, at most one record) and finished by the next buffer. Send
+//! ([`TlsSession::seal`]): plaintext encoded behind a header reserved by
+//! [`TlsSession::reserve_record`] is sealed where it lies; a KeyUpdate the session owes
+//! (asked by the peer, or the key near its limit) follows the records it seals.
+
+use super::record::{
+    check_header, seal_all, ContentType, RecordError, RecordKey, RECORD_HEADER_LEN,
+};
+use rustls::client::ClientConnectionData;
+use rustls::kernel::KernelConnection;
+use rustls::server::ServerConnectionData;
+use rustls::ExtractedSecrets;
+use std::ops::Range;
+
+/// Handshake message type of KeyUpdate (RFC 8446 section 4.6.3).
+const KEY_UPDATE: u8 = 24;
+/// Handshake message type of NewSessionTicket (section 4.6.1).
+const NEW_SESSION_TICKET: u8 = 4;
+/// Alert description of close_notify.
+const CLOSE_NOTIFY: u8 = 0;
+/// Send our KeyUpdate once the key has fewer records left than this: far more than one
+/// flush seals (a flush is bounded by `pending_bytes_max`, 2^20 records are 16 GiB), so the
+/// limit itself is never reached.
+const REKEY_MARGIN_RECORDS: u64 = 1 << 20;
+
+/// rustls's post-handshake state of either side.
+enum Kernel {
+    Server(KernelConnection<ServerConnectionData>),
+    Client(KernelConnection<ClientConnectionData>),
+}
+
+impl Kernel {
+    fn update_rx(&mut self) -> Result<RecordKey, SessionError> {
+        let (seq, secrets) = match self {
+            Kernel::Server(k) => k.update_rx_secret(),
+            Kernel::Client(k) => k.update_rx_secret(),
+        }
+        .map_err(|e| SessionError::KeyUpdate(e.to_string()))?;
+        Ok(RecordKey::new(seq, secrets)?)
+    }
+
+    fn update_tx(&mut self) -> Result<RecordKey, SessionError> {
+        let (seq, secrets) = match self {
+            Kernel::Server(k) => k.update_tx_secret(),
+            Kernel::Client(k) => k.update_tx_secret(),
+        }
+        .map_err(|e| SessionError::KeyUpdate(e.to_string()))?;
+        Ok(RecordKey::new(seq, secrets)?)
+    }
+}
+
+/// Why a TLS connection must close.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Record(#[from] RecordError),
+    #[error("the peer sent TLS alert {0}")]
+    Alert(u8),
+    #[error("KeyUpdate failed: {0}")]
+    KeyUpdate(String),
+    #[error("post-handshake message refused: {0}")]
+    Handshake(&'static str),
+}
+
+/// What one [`TlsSession::open`] produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// Plaintext of a record that the previous buffers began and this one ended; it comes
+    /// before `in_place`. Read it with [`TlsSession::carried`].
+    pub carried: Option<Range<usize>>,
+    /// Bytes of plaintext now at the front of the buffer.
+    pub in_place: usize,
+    /// The peer sent close_notify: nothing more will come (bytes after it are ignored).
+    pub peer_closed: bool,
+}
+
+pub struct TlsSession {
+    kernel: Kernel,
+    tx: RecordKey,
+    rx: RecordKey,
+    /// The start of a record cut by the end of a received buffer (ciphertext).
+    partial: Vec<u8>,
+    /// The last completed partial record, opened: `Opened::carried` indexes it.
+    carried: Vec<u8>,
+    /// A KeyUpdate is owed: the peer asked for one, or the send key nears its limit.
+    key_update_due: bool,
+    /// Set once close_notify arrived.
+    peer_closed: bool,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("tx", &self.tx)
+            .field("rx", &self.rx)
+            .field("partial", &self.partial.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSession {
+    pub(super) fn server(
+        secrets: ExtractedSecrets,
+        kernel: KernelConnection<ServerConnectionData>,
+    ) -> Result<TlsSession, SessionError> {
+        TlsSession::new(secrets, Kernel::Server(kernel))
+    }
+
+    pub(super) fn client(
+        secrets: ExtractedSecrets,
+        kernel: KernelConnection<ClientConnectionData>,
+    ) -> Result<TlsSession, SessionError> {
+        TlsSession::new(secrets, Kernel::Client(kernel))
+    }
+
+    fn new(secrets: ExtractedSecrets, kernel: Kernel) -> Result<TlsSession, SessionError> {
+        let (tx_seq, tx) = secrets.tx;
+        let (rx_seq, rx) = secrets.rx;
+        Ok(TlsSession {
+            kernel,
+            tx: RecordKey::new(tx_seq, tx)?,
+            rx: RecordKey::new(rx_seq, rx)?,
+            partial: Vec::new(),
+            carried: Vec::new(),
+            key_update_due: false,
+            peer_closed: false,
+        })
+    }
+
+    /// Bytes held for a record cut by the end of a receive (counted as reassembly).
+    pub fn partial_bytes(&self) -> usize {
+        self.partial.len() + self.carried.capacity()
+    }
+
+    /// Frees what an idle connection does not need.
+    pub fn shrink(&mut self) {
+        if self.partial.is_empty() {
+            self.partial = Vec::new();
+        }
+        self.carried = Vec::new();
+    }
+
+    /// The plaintext `Opened::carried` names.
+    pub fn carried(&self, range: Range<usize>) -> &[u8] {
+        &self.carried[range]
+    }
+
+    /// Opens the records in `buf` (received ciphertext) in place. The plaintext is
+    /// `Opened::carried` (if any) followed by `buf[..Opened::in_place]`.
+    pub fn open(&mut self, buf: &mut [u8]) -> Result<Opened, SessionError> {
+        let mut opened = Opened::default();
+        if self.peer_closed {
+            return Ok(Opened {
+                peer_closed: true,
+                ..Opened::default()
+            });
+        }
+        let mut at = 0;
+        if !self.partial.is_empty() {
+            at = self.fill_partial(buf)?;
+            if self.record_len_held()? != Some(self.partial.len()) {
+                return Ok(opened);
+            }
+            opened.carried = self.open_partial()?;
+            if self.peer_closed {
+                opened.peer_closed = true;
+                return Ok(opened);
+            }
+        }
+        let mut to = 0;
+        while buf.len() - at >= RECORD_HEADER_LEN {
+            let header: &[u8; RECORD_HEADER_LEN] = buf[at..at + RECORD_HEADER_LEN]
+                .try_into()
+                .map_err(|_| RecordError::TooLarge(0))?;
+            let end = at + RECORD_HEADER_LEN + check_header(header)?;
+            if end > buf.len() {
+                break;
+            }
+            let (content, plaintext) = self.rx.open_within(buf, to, at)?;
+            if content == ContentType::ApplicationData {
+                to = plaintext.end;
+            } else {
+                self.on_control(content, &buf[plaintext])?;
+                if self.peer_closed {
+                    opened.in_place = to;
+                    opened.peer_closed = true;
+                    return Ok(opened);
+                }
+            }
+            at = end;
+        }
+        if at < buf.len() {
+            let tail = &buf[at..];
+            if tail.len() >= RECORD_HEADER_LEN {
+                let header: &[u8; RECORD_HEADER_LEN] = tail[..RECORD_HEADER_LEN]
+                    .try_into()
+                    .map_err(|_| RecordError::TooLarge(0))?;
+                check_header(header)?;
+            }
+            self.partial.extend_from_slice(tail);
+        }
+        opened.in_place = to;
+        Ok(opened)
+    }
+
+    /// Copies into `partial` what it lacks of its record (the header first), from the front
+    /// of `buf`; returns how many bytes of `buf` it took.
+    fn fill_partial(&mut self, buf: &[u8]) -> Result<usize, SessionError> {
+        let mut taken = 0;
+        if self.partial.len() < RECORD_HEADER_LEN {
+            taken = (RECORD_HEADER_LEN - self.partial.len()).min(buf.len());
+            self.partial.extend_from_slice(&buf[..taken]);
+        }
+        if let Some(record_len) = self.record_len_held()? {
+            let more = (record_len - self.partial.len()).min(buf.len() - taken);
+            self.partial.extend_from_slice(&buf[taken..taken + more]);
+            taken += more;
+        }
+        Ok(taken)
+    }
+
+    /// The whole length of the record `partial` begins, once its header is in.
+    fn record_len_held(&self) -> Result<Option<usize>, SessionError> {
+        let Some(header) = self.partial.first_chunk::<RECORD_HEADER_LEN>() else {
+            return Ok(None);
+        };
+        Ok(Some(RECORD_HEADER_LEN + check_header(header)?))
+    }
+
+    /// Opens the whole record in `partial`; its plaintext (if data) becomes `carried`.
+    fn open_partial(&mut self) -> Result<Option<Range<usize>>, SessionError> {
+        std::mem::swap(&mut self.partial, &mut self.carried);
+        self.partial.clear();
+        let (content, plaintext) = self.rx.open_within(&mut self.carried, 0, 0)?;
+        if content == ContentType::ApplicationData {
+            return Ok(Some(plaintext));
+        }
+        let control = self.carried[plaintext].to_vec();
+        self.on_control(content, &control)?;
+        Ok(None)
+    }
+
+    /// A handshake message or an alert after the handshake.
+    #[cold]
+    fn on_control(&mut self, content: ContentType, body: &[u8]) -> Result<(), SessionError> {
+        if content == ContentType::Alert {
+            return match body {
+                [_, CLOSE_NOTIFY] => {
+                    self.peer_closed = true;
+                    Ok(())
+                }
+                [_, description] => Err(SessionError::Alert(*description)),
+                _ => Err(SessionError::Handshake("malformed alert")),
+            };
+        }
+        let mut rest = body;
+        while !rest.is_empty() {
+            let Some(&[kind, a, b, c]) = rest.first_chunk::<4>() else {
+                return Err(SessionError::Handshake(
+                    "handshake message cut across records",
+                ));
+            };
+            let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+            let Some(message) = rest.get(4..4 + len) else {
+                return Err(SessionError::Handshake(
+                    "handshake message cut across records",
+                ));
+            };
+            match (kind, &self.kernel) {
+                (KEY_UPDATE, _) => self.on_key_update(message, rest.len() == 4 + len)?,
+                (NEW_SESSION_TICKET, Kernel::Client(_)) => {
+                    if let Kernel::Client(k) = &mut self.kernel {
+                        k.handle_new_session_ticket(message)
+                            .map_err(|e| SessionError::KeyUpdate(e.to_string()))?;
+                    }
+                }
+                _ => return Err(SessionError::Handshake("unexpected handshake message")),
+            }
+            rest = &rest[4 + len..];
+        }
+        Ok(())
+    }
+
+    fn on_key_update(&mut self, message: &[u8], ends_record: bool) -> Result<(), SessionError> {
+        // A KeyUpdate must end its record (RFC 8446 5.1): what follows uses the new key.
+        if !ends_record {
+            return Err(SessionError::Handshake(
+                "KeyUpdate not at the end of its record",
+            ));
+        }
+        match message {
+            [0] => {}
+            [1] => self.key_update_due = true,
+            _ => return Err(SessionError::Handshake("malformed KeyUpdate")),
+        }
+        self.rx = self.kernel.update_rx()?;
+        Ok(())
+    }
+
+    /// Appends a reserved record header to `out` and returns where the record starts: the
+    /// plaintext appended after it is sealed by [`TlsSession::seal`].
+    pub fn reserve_record(out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+        start
+    }
+
+    /// Seals `out[start..]` (a reserved header then plaintext, any length) as records in
+    /// place, then the KeyUpdate the session owes, if any, under the old key.
+    pub fn seal(&mut self, out: &mut Vec<u8>, start: usize) -> Result<(), SessionError> {
+        if out.len() == start + RECORD_HEADER_LEN {
+            out.truncate(start);
+        } else {
+            seal_all(&mut self.tx, out, start, ContentType::ApplicationData)?;
+        }
+        if self.key_update_due || self.tx.records_left() < REKEY_MARGIN_RECORDS {
+            let at = TlsSession::reserve_record(out);
+            // KeyUpdate, 1 byte body: update_not_requested.
+            out.extend_from_slice(&[KEY_UPDATE, 0, 0, 1, 0]);
+            self.tx.seal(out, at, ContentType::Handshake)?;
+            self.tx = self.kernel.update_tx()?;
+            self.key_update_due = false;
+        }
+        Ok(())
+    }
+
+    /// Appends a sealed close_notify alert: the last record this side sends.
+    pub fn seal_close_notify(&mut self, out: &mut Vec<u8>) -> Result<(), SessionError> {
+        let at = TlsSession::reserve_record(out);
+        out.extend_from_slice(&[1, CLOSE_NOTIFY]);
+        self.tx.seal(out, at, ContentType::Alert)?;
+        Ok(())
+    }
+
+    /// Whether the peer sent close_notify.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Makes the session owe a KeyUpdate, as the key's limit would.
+    #[cfg(test)]
+    pub(super) fn owe_key_update(&mut self) {
+        self.key_update_due = true;
+    }
+}

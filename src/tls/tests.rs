@@ -1,0 +1,398 @@
+//! The record layer and handshake driver against rustls's own buffered connections, in
+//! memory: what one side seals the other opens, both ways, through KeyUpdates and arbitrary
+//! receive splits; every certificate failure is refused with its own reason.
+
+use super::config::{client_config, server_config, ClientCertificates, Tickets};
+use super::test_pki::{Leaf, Pki};
+use super::*;
+use proptest::prelude::*;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, Connection, ServerConnection};
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+fn identity(leaf: &Leaf) -> Identity {
+    Identity::from_pem(
+        Origin::memory("tls_cert_file"),
+        leaf.cert_pem.as_bytes(),
+        Origin::memory("tls_key_file"),
+        leaf.key_pem.as_bytes(),
+    )
+    .expect("test pair")
+}
+
+fn anchors(pem: &str) -> TrustAnchors {
+    TrustAnchors::from_pem(Origin::memory("tls_ca_file"), pem.as_bytes()).expect("test CA")
+}
+
+fn localhost() -> ServerName<'static> {
+    ServerName::try_from("localhost").expect("a valid name")
+}
+
+/// Runs `ours` against rustls's `theirs` until our side is done (or fails); `theirs` may
+/// still hold bytes to write (its tickets) afterwards.
+fn handshake(mut ours: Handshake, theirs: &mut Connection) -> Result<Established, Failure> {
+    for _ in 0..32 {
+        let progress = ours.advance();
+        let out = ours.outgoing().to_vec();
+        ours.consume_outgoing(out.len());
+        let mut reader: &[u8] = &out;
+        while !reader.is_empty() {
+            theirs.read_tls(&mut reader).expect("in memory");
+        }
+        // Their error (an alert they received or a refusal) shows in their next write.
+        let _ = theirs.process_new_packets();
+        if progress? == Progress::Done {
+            return ours.finish();
+        }
+        let mut wire = Vec::new();
+        while theirs.wants_write() {
+            theirs.write_tls(&mut wire).expect("in memory");
+        }
+        ours.receive(&wire)?;
+    }
+    panic!("the handshake did not finish in 32 rounds");
+}
+
+fn their_bytes(theirs: &mut Connection) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while theirs.wants_write() {
+        theirs.write_tls(&mut wire).expect("in memory");
+    }
+    wire
+}
+
+/// Feeds `wire` (records we sealed) to rustls and reads its plaintext.
+fn they_read(theirs: &mut Connection, wire: &[u8]) -> Vec<u8> {
+    let mut reader = wire;
+    let mut plain = Vec::new();
+    while !reader.is_empty() {
+        theirs.read_tls(&mut reader).expect("in memory");
+        theirs
+            .process_new_packets()
+            .expect("rustls accepts our records");
+        // Drained as it comes: rustls bounds the plaintext it buffers.
+        let _ = theirs.reader().read_to_end(&mut plain);
+    }
+    plain
+}
+
+/// Opens `wire` in our session in chunks of the given sizes (cycled), collecting plaintext.
+fn we_read(session: &mut TlsSession, wire: &[u8], chunks: &[usize]) -> Vec<u8> {
+    let mut plain = Vec::new();
+    let mut at = 0;
+    let mut i = 0;
+    while at < wire.len() {
+        let n = chunks[i % chunks.len()].max(1).min(wire.len() - at);
+        i += 1;
+        let mut buf = wire[at..at + n].to_vec();
+        let opened = session
+            .open(&mut buf)
+            .expect("our session opens rustls's records");
+        if let Some(range) = opened.carried {
+            plain.extend_from_slice(session.carried(range));
+        }
+        plain.extend_from_slice(&buf[..opened.in_place]);
+        at += n;
+    }
+    plain
+}
+
+/// We seal `plaintext` as one flush.
+fn we_write(session: &mut TlsSession, plaintext: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let at = TlsSession::reserve_record(&mut out);
+    out.extend_from_slice(plaintext);
+    session.seal(&mut out, at).expect("seal");
+    out
+}
+
+/// Our listener's configuration without client certificates.
+fn server_without_client_auth(pki: &Pki) -> Arc<rustls::ServerConfig> {
+    server_config(
+        &identity(&pki.server),
+        &ClientCertificates::NotAsked,
+        Tickets::Client,
+    )
+    .expect("server config")
+}
+
+struct Pair {
+    ours: TlsSession,
+    theirs: Connection,
+    early: Vec<u8>,
+}
+
+/// Our server, rustls's client (which writes `early` with its last flight).
+fn our_server(pki: &Pki, early: &[u8]) -> Pair {
+    let server = server_without_client_auth(pki);
+    let client = client_config(&anchors(&pki.ca_pem), None).expect("client config");
+    let mut theirs =
+        Connection::Client(ClientConnection::new(client, localhost()).expect("rustls client"));
+    theirs.writer().write_all(early).expect("buffered");
+    let established =
+        handshake(Handshake::server(server).expect("server"), &mut theirs).expect("handshake");
+    let mut ours = established.session;
+    let mut early_plaintext = established.early_plaintext;
+    let mut leftover = established.leftover;
+    early_plaintext.extend(we_read(&mut ours, &leftover.split_off(0), &[usize::MAX]));
+    Pair {
+        ours,
+        theirs,
+        early: early_plaintext,
+    }
+}
+
+/// Our client, rustls's server.
+fn our_client(pki: &Pki) -> Pair {
+    let server = server_without_client_auth(pki);
+    let client = client_config(&anchors(&pki.ca_pem), None).expect("client config");
+    let mut theirs = Connection::Server(ServerConnection::new(server).expect("rustls server"));
+    let established = handshake(
+        Handshake::client(client, localhost()).expect("client"),
+        &mut theirs,
+    )
+    .expect("handshake");
+    let mut ours = established.session;
+    // The server's session tickets come after the handshake: our session takes them.
+    let tickets = their_bytes(&mut theirs);
+    let mut leftover = established.leftover;
+    leftover.extend_from_slice(&tickets);
+    assert!(we_read(&mut ours, &leftover, &[7]).is_empty());
+    Pair {
+        ours,
+        theirs,
+        early: Vec::new(),
+    }
+}
+
+#[test]
+fn our_server_and_rustls_client_exchange_data_both_ways_with_data_in_the_last_flight() {
+    let pki = Pki::new();
+    let mut pair = our_server(&pki, b"sent-with-finished|");
+    assert_eq!(pair.early, b"sent-with-finished|");
+    pair.theirs
+        .writer()
+        .write_all(b"hello relay")
+        .expect("buffered");
+    let wire = their_bytes(&mut pair.theirs);
+    assert_eq!(we_read(&mut pair.ours, &wire, &[3, 1, 100]), b"hello relay");
+    let wire = we_write(&mut pair.ours, b"hello client");
+    assert_eq!(they_read(&mut pair.theirs, &wire), b"hello client");
+}
+
+#[test]
+fn our_client_and_rustls_server_exchange_data_both_ways() {
+    let pki = Pki::new();
+    let mut pair = our_client(&pki);
+    let wire = we_write(&mut pair.ours, b"from our client");
+    assert_eq!(they_read(&mut pair.theirs, &wire), b"from our client");
+    pair.theirs
+        .writer()
+        .write_all(b"from rustls")
+        .expect("buffered");
+    let wire = their_bytes(&mut pair.theirs);
+    assert_eq!(
+        we_read(&mut pair.ours, &wire, &[usize::MAX]),
+        b"from rustls"
+    );
+}
+
+#[test]
+fn a_flush_longer_than_a_record_is_sealed_as_several_in_place() {
+    let pki = Pki::new();
+    let mut pair = our_server(&pki, b"");
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let wire = we_write(&mut pair.ours, &big);
+    assert_eq!(wire.len(), big.len() + 7 * record::RECORD_OVERHEAD);
+    assert_eq!(they_read(&mut pair.theirs, &wire), big);
+}
+
+#[test]
+fn key_updates_from_either_side_keep_the_stream_readable() {
+    let pki = Pki::new();
+    let mut pair = our_server(&pki, b"");
+    // Theirs asks for an update: we rekey our receive key, and owe ours.
+    pair.theirs
+        .refresh_traffic_keys()
+        .expect("rustls key update");
+    pair.theirs
+        .writer()
+        .write_all(b"after their update")
+        .expect("buffered");
+    let wire = their_bytes(&mut pair.theirs);
+    assert_eq!(we_read(&mut pair.ours, &wire, &[5]), b"after their update");
+    // Our next flush carries our KeyUpdate after its data; rustls follows it.
+    let wire = we_write(&mut pair.ours, b"first");
+    assert_eq!(they_read(&mut pair.theirs, &wire), b"first");
+    let wire = we_write(&mut pair.ours, b"under the new key");
+    assert_eq!(they_read(&mut pair.theirs, &wire), b"under the new key");
+    // Ours on our own (as the confidentiality limit would make us).
+    pair.ours.owe_key_update();
+    let mut wire = we_write(&mut pair.ours, b"a");
+    wire.extend(we_write(&mut pair.ours, b"b"));
+    assert_eq!(they_read(&mut pair.theirs, &wire), b"ab");
+}
+
+#[test]
+fn a_tampered_record_fails_authentication() {
+    let pki = Pki::new();
+    let mut pair = our_server(&pki, b"");
+    pair.theirs
+        .writer()
+        .write_all(b"do not touch")
+        .expect("buffered");
+    let mut wire = their_bytes(&mut pair.theirs);
+    let last = wire.len() - 3;
+    wire[last] ^= 1;
+    let error = pair.ours.open(&mut wire).unwrap_err();
+    assert_eq!(
+        error,
+        SessionError::Record(record::RecordError::BadRecordMac)
+    );
+}
+
+#[test]
+fn close_notify_ends_the_stream_and_a_fatal_alert_is_an_error() {
+    let pki = Pki::new();
+    let mut pair = our_server(&pki, b"");
+    pair.theirs
+        .writer()
+        .write_all(b"last words")
+        .expect("buffered");
+    pair.theirs.send_close_notify();
+    let mut wire = their_bytes(&mut pair.theirs);
+    let opened = pair.ours.open(&mut wire).expect("open");
+    assert!(opened.peer_closed);
+    assert_eq!(&wire[..opened.in_place], b"last words");
+    // Ours the other way.
+    let mut out = Vec::new();
+    pair.ours.seal_close_notify(&mut out).expect("seal");
+    let mut reader: &[u8] = &out;
+    pair.theirs.read_tls(&mut reader).expect("in memory");
+    let state = pair.theirs.process_new_packets().expect("rustls reads it");
+    assert!(state.peer_has_closed());
+}
+
+#[test]
+fn garbage_after_the_handshake_is_refused_not_panicked_on() {
+    let pki = Pki::new();
+    let mut pair = our_server(&pki, b"");
+    for bytes in [
+        vec![22u8, 3, 3, 0, 5, 1, 2, 3, 4, 5],
+        vec![23, 3, 3, 0xff, 0xff],
+        vec![23, 3, 3, 0, 4, 1, 2, 3, 4],
+    ] {
+        let mut buf = bytes.clone();
+        assert!(pair.ours.open(&mut buf).is_err(), "{bytes:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// However the kernel splits the stream into receives, the plaintext is the same.
+    #[test]
+    fn any_split_of_the_stream_opens_to_the_same_plaintext(
+        messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..8),
+        chunks in proptest::collection::vec(1usize..6000, 1..8),
+    ) {
+        let pki = PKI.with(|p| p.clone());
+        let mut pair = our_server(&pki, b"");
+        let mut expected = Vec::new();
+        for m in &messages {
+            pair.theirs.writer().write_all(m).expect("buffered");
+            expected.extend_from_slice(m);
+        }
+        let wire = their_bytes(&mut pair.theirs);
+        prop_assert_eq!(we_read(&mut pair.ours, &wire, &chunks), expected);
+    }
+}
+
+thread_local! {
+    static PKI: Arc<Pki> = Arc::new(Pki::new());
+}
+
+/// A server of ours requiring client certificates from the CA, against rustls's client
+/// presenting `cert`: our side's failure and theirs.
+fn mutual(pki: &Pki, cert: Option<&Leaf>, their_ca: &str) -> (Option<Failure>, Option<String>) {
+    let server = server_config(
+        &identity(&pki.server),
+        &ClientCertificates::Required(anchors(&pki.ca_pem)),
+        Tickets::None,
+    )
+    .expect("server config");
+    let id = cert.map(identity);
+    let client = client_config(&anchors(their_ca), id.as_ref()).expect("client config");
+    let mut theirs =
+        Connection::Client(ClientConnection::new(client, localhost()).expect("rustls client"));
+    let ours = handshake(Handshake::server(server).expect("server"), &mut theirs);
+    let their_error = theirs.process_new_packets().err().map(|e| e.to_string());
+    (ours.err(), their_error)
+}
+
+#[test]
+fn each_certificate_failure_is_refused_with_its_own_reason() {
+    let pki = Pki::new();
+    let (ours, _) = mutual(&pki, Some(&pki.client), &pki.ca_pem);
+    assert!(
+        ours.is_none(),
+        "a good client certificate is accepted: {ours:?}"
+    );
+    let cases = [
+        (None, "no_client_cert"),
+        (Some(&pki.expired), "expired"),
+        (Some(&pki.foreign), "unknown_ca"),
+    ];
+    for (cert, label) in cases {
+        let (ours, _) = mutual(&pki, cert, &pki.ca_pem);
+        let failure = ours.expect("refused");
+        assert_eq!(failure.label, label, "{failure}");
+    }
+    // The client does not trust our server: we learn it from its alert.
+    let (ours, theirs) = mutual(&pki, Some(&pki.client), &pki.other_ca_pem);
+    assert_eq!(ours.expect("refused").label, "rejected_by_peer");
+    assert!(theirs.expect("their error").contains("UnknownIssuer"));
+}
+
+#[test]
+fn a_plaintext_client_on_a_tls_port_is_named() {
+    let pki = Pki::new();
+    let server = server_without_client_auth(&pki);
+    let mut hs = Handshake::server(server).expect("server");
+    let failure = hs.receive(b"\x00\x00\x00\x10HELLO").unwrap_err();
+    assert_eq!(failure.label, "not_tls");
+}
+
+#[test]
+fn two_blocking_streams_carry_a_megabyte_each_way_and_close_cleanly() {
+    let pki = Pki::new();
+    let server = server_config(
+        &identity(&pki.server),
+        &ClientCertificates::Required(anchors(&pki.ca_pem)),
+        Tickets::Client,
+    )
+    .expect("server config");
+    let client_id = identity(&pki.client);
+    let client = client_config(&anchors(&pki.ca_pem), Some(&client_id)).expect("client config");
+    let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let expected = data.clone();
+    let echo = std::thread::spawn(move || {
+        let mut stream = TlsStream::accept(b, server).expect("server handshake");
+        let mut got = vec![0; expected.len()];
+        stream.read_exact(&mut got).expect("read a megabyte");
+        assert!(got == expected, "the server read what the client wrote");
+        stream.write_all(&got).expect("write it back");
+        stream.close().expect("close_notify");
+    });
+    let mut stream = TlsStream::connect(a, client, localhost()).expect("client handshake");
+    stream.write_all(&data).expect("write a megabyte");
+    stream.flush().expect("flush");
+    let mut back = vec![0; data.len()];
+    stream.read_exact(&mut back).expect("read it back");
+    assert!(back == data, "the echo is what was sent");
+    let mut rest = Vec::new();
+    assert_eq!(stream.read_to_end(&mut rest).expect("clean end"), 0);
+    echo.join().expect("the echo thread never panics");
+}
