@@ -25,6 +25,30 @@ pub struct Config {
     /// "NATS clients"). `None` (the default): off. The same workers serve it, with the same
     /// bounds; `4222` is the port NATS clients try by default.
     pub nats_listen: Option<Endpoint>,
+    /// TLS client listen address (the native protocol over TLS 1.3; README "TLS"). `None`
+    /// (the default): off. It runs beside `listen`, which stays plaintext (point `listen` at
+    /// loopback to serve remote clients over TLS only). Needs `tls_cert_file` and
+    /// `tls_key_file`.
+    pub tls_listen: Option<Endpoint>,
+    /// The TLS listener's certificate chain (PEM, leaf first).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to; needed when
+    /// `tls_client_auth` is `optional` or `required`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Whether TLS clients must present a certificate: `none` (the default: clients prove
+    /// who they are with HELLO's token or credentials), `optional`, or `required` (mutual
+    /// TLS: a client without a certificate from `tls_ca_file` never reaches HELLO).
+    pub tls_client_auth: crate::tls::ClientAuth,
+    /// Threads that run TLS handshakes, off the workers. 1: a handshake costs about a
+    /// millisecond of CPU, so one thread completes some thousand a second, and reconnect
+    /// storms do not take CPU from the workers' traffic beyond one core.
+    pub tls_handshake_threads: usize,
+    /// Handshakes one thread runs at once; beyond it the listen backlog waits. 256: a burst
+    /// of reconnecting clients is served in turn while silent sockets (each held at most
+    /// `handshake_timeout_ms`) cannot take every place.
+    pub tls_handshakes_per_thread_max: usize,
     /// Worker threads (one io_uring loop each). 0 means one per CPU the process may run on.
     pub workers: usize,
     /// CPUs to pin workers to, one worker per entry; overrides `workers` when set.
@@ -212,6 +236,13 @@ impl Default for Config {
         Config {
             listen: Endpoint::Addr(SocketAddr::from(([127, 0, 0, 1], 7400))),
             nats_listen: None,
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
+            tls_client_auth: crate::tls::ClientAuth::None,
+            tls_handshake_threads: 1,
+            tls_handshakes_per_thread_max: 256,
             workers: 0,
             cpus: None,
             token: None,
@@ -279,6 +310,9 @@ pub enum ConfigError {
     /// A value outside the bounds the relay relies on; the text names the setting and them.
     #[error("{0}")]
     Invalid(&'static str),
+    /// A TLS file that cannot be used (unreadable, no certificate, a key that does not match).
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsConfigError),
     /// A cluster address that is not HOST:PORT; `why` echoes it.
     #[error("{setting}: {why}")]
     Address { setting: &'static str, why: String },
@@ -375,6 +409,7 @@ impl Config {
         }
         self.validate_secrets()?;
         self.validate_cluster()?;
+        self.validate_tls()?;
         if self.pending_bytes_per_worker_max < self.pending_bytes_max {
             return err("pending_bytes_per_worker_max must be at least pending_bytes_max");
         }
@@ -444,6 +479,51 @@ impl Config {
     }
 
     /// The cluster settings: present together, addresses dialable, timers consistent.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let err = |s: &'static str| Err(ConfigError::Invalid(s));
+        if self.tls_listen.is_some()
+            && (self.tls_cert_file.is_none() || self.tls_key_file.is_none())
+        {
+            return err("tls_listen needs tls_cert_file and tls_key_file");
+        }
+        if self.tls_client_auth != crate::tls::ClientAuth::None && self.tls_ca_file.is_none() {
+            return err("tls_client_auth asks for client certificates: set tls_ca_file, the CA they must chain to");
+        }
+        if !(1..=64).contains(&self.tls_handshake_threads) {
+            return err("tls_handshake_threads must be between 1 and 64");
+        }
+        if !(1..=65_536).contains(&self.tls_handshakes_per_thread_max) {
+            return err("tls_handshakes_per_thread_max must be between 1 and 65536");
+        }
+        Ok(())
+    }
+
+    /// The TLS listener's configuration, read from its files (`None` without `tls_listen`).
+    /// Called at start, so a bad file stops the start with the setting and the cause.
+    pub fn tls_server_config(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+        use crate::tls::config::{server_config, Tickets};
+        use crate::tls::{ClientCertificates, Identity, TrustAnchors};
+        let (Some(_), Some(cert), Some(key)) =
+            (&self.tls_listen, &self.tls_cert_file, &self.tls_key_file)
+        else {
+            return Ok(None);
+        };
+        let identity = Identity::from_files("tls_cert_file", cert, "tls_key_file", key)?;
+        let anchors = match &self.tls_ca_file {
+            Some(path) => Some(TrustAnchors::from_file("tls_ca_file", path)?),
+            None => None,
+        };
+        let clients = ClientCertificates::from_setting(
+            self.tls_client_auth,
+            anchors,
+            "tls_client_auth",
+            "tls_ca_file",
+        )?;
+        Ok(Some(server_config(&identity, &clients, Tickets::Client)?))
+    }
+
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let err = |s: &'static str| Err(ConfigError::Invalid(s));
         if self.node_id != 0 {

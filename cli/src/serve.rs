@@ -118,6 +118,60 @@ pub struct ServeArgs {
     /// (`secrets::given_on_command_line`), which know where each value came from.
     #[arg(skip)]
     pub secrets_on_command_line: Vec<&'static str>,
+    #[command(flatten)]
+    pub tls: TlsServeArgs,
+}
+
+/// The TLS client listener (README "TLS").
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct TlsServeArgs {
+    /// Also serve clients over TLS 1.3 on this address, like 0.0.0.0:7443 (off by default;
+    /// needs --tls-cert-file and --tls-key-file)
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Option<Endpoint>,
+    /// The TLS listener's certificate chain (PEM, leaf first)
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificates: none, optional, or required (mutual TLS; needs --tls-ca-file)
+    /// [default: none]
+    #[arg(long, value_name = "POLICY", value_parser = parse_client_auth)]
+    pub tls_client_auth: Option<ringrelay::tls::ClientAuth>,
+}
+
+fn parse_client_auth(text: &str) -> Result<ringrelay::tls::ClientAuth, String> {
+    use ringrelay::tls::ClientAuth;
+    match text {
+        "none" => Ok(ClientAuth::None),
+        "optional" => Ok(ClientAuth::Optional),
+        "required" => Ok(ClientAuth::Required),
+        other => Err(format!("{other:?}: expected none, optional or required")),
+    }
+}
+
+/// Overrides the TLS settings with the flags given.
+fn apply_tls_flags(mut cfg: Config, tls: &TlsServeArgs) -> Config {
+    if let Some(listen) = &tls.tls_listen {
+        cfg.tls_listen = Some(listen.clone());
+    }
+    for (flag, setting) in [
+        (&tls.tls_cert_file, &mut cfg.tls_cert_file),
+        (&tls.tls_key_file, &mut cfg.tls_key_file),
+        (&tls.tls_ca_file, &mut cfg.tls_ca_file),
+    ] {
+        if let Some(path) = flag {
+            *setting = Some(path.clone());
+        }
+    }
+    if let Some(auth) = tls.tls_client_auth {
+        cfg.tls_client_auth = auth;
+    }
+    cfg
 }
 
 /// A parsed `--cpus` list, in the order given.
@@ -158,7 +212,8 @@ pub fn build_config(args: &ServeArgs) -> Result<Config, CliFailure> {
 
 /// Overrides `cfg` with every flag that was given. `--workers` clears a file's `cpus` and
 /// `--cpus` takes precedence over a file's `workers` (as it does in the config itself).
-fn apply_flags(mut cfg: Config, args: &ServeArgs) -> Config {
+fn apply_flags(cfg: Config, args: &ServeArgs) -> Config {
+    let mut cfg = apply_tls_flags(cfg, &args.tls);
     if let Some(listen) = &args.listen {
         cfg.listen = listen.clone();
     }
@@ -275,7 +330,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     let addr = server.local_addr();
     *running.lock().unwrap_or_else(|p| p.into_inner()) =
         Some((server.stopper(), server.reloader()));
-    announce(addr, server.nats_addr())?;
+    announce(addr, server.nats_addr(), server.tls_addr())?;
     tracing::info!(%addr, workers, "relay running");
     server.wait()?;
     Ok(())
@@ -338,12 +393,19 @@ fn check_config(cfg: &Config) -> Result<(), CliFailure> {
     Ok(())
 }
 
-/// Prints the `listening ADDR` line scripts wait for (after `nats listening ADDR` when NATS
-/// clients are served, so the line scripts wait for still comes last).
-fn announce(addr: SocketAddr, nats: Option<SocketAddr>) -> Result<(), CliFailure> {
+/// Prints the `listening ADDR` line scripts wait for (after `nats listening ADDR` and `tls
+/// listening ADDR` when those are served, so the line scripts wait for still comes last).
+fn announce(
+    addr: SocketAddr,
+    nats: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+) -> Result<(), CliFailure> {
     let mut stdout = std::io::stdout().lock();
     if let Some(nats) = nats {
         writeln!(stdout, "nats listening {nats}")?;
+    }
+    if let Some(tls) = tls {
+        writeln!(stdout, "tls listening {tls}")?;
     }
     writeln!(stdout, "listening {addr}")?;
     stdout.flush()?;
@@ -377,6 +439,7 @@ mod tests {
             check_config: false,
             print_host_needs: false,
             secrets_on_command_line: Vec::new(),
+            tls: Default::default(),
         }
     }
 

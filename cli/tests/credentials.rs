@@ -253,7 +253,7 @@ fn a_bad_file_is_refused_by_sighup_and_the_admin_endpoint_and_the_old_one_stays_
     wait_until("the refusal is logged", || {
         relay
             .stderr()
-            .contains("reload refused, the credentials in force stay")
+            .contains("reload refused, the credentials and certificates in force stay")
     });
     assert_round_trip_self(&mut game);
     let text = relay.stderr();

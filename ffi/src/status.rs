@@ -146,7 +146,7 @@ pub(crate) fn client_status(e: &ClientError) -> ringrelay_status {
     match e {
         ClientError::Encode(_) => S::InvalidArgument,
         ClientError::FrameTooLarge { .. } => S::FrameTooLarge,
-        ClientError::Connect { .. } => S::ConnectFailed,
+        ClientError::Connect { .. } | ClientError::Tls { .. } => S::ConnectFailed,
         ClientError::Timeout { .. } | ClientError::NoAnswer { .. } => S::Timeout,
         ClientError::Io(_) | ClientError::Disconnected | ClientError::RelaySilent { .. } => {
             S::Disconnected

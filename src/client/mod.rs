@@ -37,6 +37,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
+pub use transport::ClientTls;
 use transport::Transport;
 
 /// Room a DELIVER needs beyond the SEND/PUBLISH it came from (sender id and topic prefixes).
@@ -62,6 +63,8 @@ pub struct ClientOptions {
     /// How long [`Client::close`] waits for the relay to close its side after our CLOSE.
     /// Default 250 ms.
     pub close_linger: Duration,
+    /// Dial over TLS (to the relay's `tls_listen`); `None` (default): plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -73,6 +76,7 @@ impl Default for ClientOptions {
             max_frame_bytes: MAX_FRAME_BYTES_DEFAULT + DELIVER_SLACK_BYTES,
             write_timeout: None,
             close_linger: Duration::from_millis(250),
+            tls: None,
         }
     }
 }
@@ -178,6 +182,9 @@ pub enum ClientError {
     /// Nothing came from the relay for two heartbeat intervals, the second after a PING of
     /// ours (see the module docs): it is presumed gone, and the connection is closed.
     RelaySilent { silent_ms: u64 },
+    /// The TLS handshake failed: `reason` says why (the relay's certificate is not from the
+    /// CA trusted, or names another host; the relay refused ours; ...).
+    Tls { reason: String },
 }
 
 impl fmt::Display for ClientError {
@@ -196,6 +203,9 @@ impl fmt::Display for ClientError {
                 write!(f, "relay did not answer a PING within {waited_ms} ms")
             }
             ClientError::Io(e) => write!(f, "connection I/O failed: {e}"),
+            ClientError::Tls { reason } => {
+                write!(f, "TLS handshake with the relay failed: {reason}")
+            }
             ClientError::Encode(e) => write!(f, "invalid request: {e}"),
             ClientError::FrameTooLarge {
                 frame_bytes,
@@ -351,7 +361,37 @@ impl Client {
         let stream = connect_tcp(addrs, deadline)?;
         stream.set_nodelay(true).map_err(ClientError::Io)?;
         let at = (started, deadline);
-        Self::handshake(Transport::Tcp(stream), client_id, hello_bytes, opts, at)
+        let transport = match &opts.tls {
+            Some(tls) => Self::tls_handshake(tls, stream, deadline)?,
+            None => Transport::Tcp(stream),
+        };
+        Self::handshake(transport, client_id, hello_bytes, opts, at)
+    }
+
+    /// The TLS handshake, within what is left of the connect timeout.
+    fn tls_handshake(
+        tls: &ClientTls,
+        stream: std::net::TcpStream,
+        deadline: Option<Instant>,
+    ) -> Result<Transport, ClientError> {
+        let left = deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        });
+        let addr = stream.peer_addr().map_err(ClientError::Io)?;
+        stream.set_read_timeout(left).map_err(ClientError::Io)?;
+        stream.set_write_timeout(left).map_err(ClientError::Io)?;
+        let started = Instant::now();
+        tls.connect(stream, addr).map_err(|e| {
+            if is_timeout(&e) {
+                let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                ClientError::Timeout { waited_ms }
+            } else {
+                ClientError::Tls {
+                    reason: e.to_string(),
+                }
+            }
+        })
     }
 
     /// Connects over `stream`, one end of a Unix socket pair whose other end a node in this

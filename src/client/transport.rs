@@ -1,5 +1,8 @@
-//! The byte stream under a [`super::Client`]: TCP to a relay, or one end of a Unix socket pair
-//! to a node in the same process (`Server::connect_local`).
+//! The byte stream under a [`super::Client`]: TCP to a relay, TLS over TCP to a relay's
+//! `tls_listen`, or one end of a Unix socket pair to a node in the same process
+//! (`Server::connect_local`).
+
+use crate::tls::TlsStream;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -10,13 +13,97 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) enum Transport {
     Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
     Unix(UnixStream),
+}
+
+/// What a client needs to dial a relay over TLS.
+#[derive(Clone)]
+pub struct ClientTls {
+    config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name the relay's certificate must carry; `None`: the IP address dialed.
+    server_name: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ClientTls {
+    fn eq(&self, other: &ClientTls) -> bool {
+        std::sync::Arc::ptr_eq(&self.config, &other.config) && self.server_name == other.server_name
+    }
+}
+
+impl Eq for ClientTls {}
+
+impl ClientTls {
+    /// Trusts the CA certificates in `ca_file` (PEM); presents `identity` (certificate and
+    /// key files) if the relay asks for one (`tls_client_auth`). `server_name`: what the
+    /// relay's certificate must name (a DNS name or an IP address); `None`: the IP address
+    /// dialed.
+    pub fn new(
+        ca_file: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+        server_name: Option<&str>,
+    ) -> Result<ClientTls, crate::tls::TlsConfigError> {
+        let anchors = crate::tls::TrustAnchors::from_file("--tls-ca-file", ca_file)?;
+        let identity = match identity {
+            Some((cert, key)) => Some(crate::tls::Identity::from_files(
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+            )?),
+            None => None,
+        };
+        let config = crate::tls::config::client_config(&anchors, identity.as_ref())?;
+        let server_name = match server_name {
+            Some(name) => Some(
+                rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| {
+                    crate::tls::TlsConfigError::Setting(format!("--tls-server-name {name:?}: {e}"))
+                })?,
+            ),
+            None => None,
+        };
+        Ok(ClientTls {
+            config,
+            server_name,
+        })
+    }
+
+    /// From a rustls configuration built by the caller (an embedding program, a test).
+    pub fn from_config(
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: Option<rustls::pki_types::ServerName<'static>>,
+    ) -> ClientTls {
+        ClientTls {
+            config,
+            server_name,
+        }
+    }
+
+    /// The TLS handshake over `stream` (connected to `addr`), bounded by the stream's
+    /// timeouts.
+    pub(crate) fn connect(&self, stream: TcpStream, addr: SocketAddr) -> io::Result<Transport> {
+        let name = self
+            .server_name
+            .clone()
+            .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
+        let tls = TlsStream::connect(stream, std::sync::Arc::clone(&self.config), name)?;
+        Ok(Transport::Tls(Box::new(tls)))
+    }
 }
 
 impl Transport {
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.shutdown(how),
+            Transport::Tls(s) => s.get_ref().shutdown(how),
             Transport::Unix(s) => s.shutdown(how),
         }
     }
@@ -24,6 +111,7 @@ impl Transport {
     pub(crate) fn set_read_timeout(&self, wait: Option<Duration>) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.set_read_timeout(wait),
+            Transport::Tls(s) => s.get_ref().set_read_timeout(wait),
             Transport::Unix(s) => s.set_read_timeout(wait),
         }
     }
@@ -31,6 +119,7 @@ impl Transport {
     pub(crate) fn set_write_timeout(&self, wait: Option<Duration>) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.set_write_timeout(wait),
+            Transport::Tls(s) => s.get_ref().set_write_timeout(wait),
             Transport::Unix(s) => s.set_write_timeout(wait),
         }
     }
@@ -38,6 +127,7 @@ impl Transport {
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.set_nonblocking(nonblocking),
+            Transport::Tls(s) => s.get_ref().set_nonblocking(nonblocking),
             Transport::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
@@ -47,6 +137,8 @@ impl Transport {
         match (self, local) {
             (Transport::Tcp(s), true) => s.local_addr(),
             (Transport::Tcp(s), false) => s.peer_addr(),
+            (Transport::Tls(s), true) => s.get_ref().local_addr(),
+            (Transport::Tls(s), false) => s.get_ref().peer_addr(),
             (Transport::Unix(_), _) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "a local connection to an embedded node has no network address",
@@ -59,6 +151,7 @@ impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
             Transport::Unix(s) => s.read(buf),
         }
     }
@@ -69,6 +162,12 @@ impl Write for Transport {
         match self {
             // std writes TCP with MSG_NOSIGNAL.
             Transport::Tcp(s) => s.write(buf),
+            // Sealed and written at once: the client batches its frames before it writes,
+            // so each write is one flush of records.
+            Transport::Tls(s) => s
+                .write_all(buf)
+                .and_then(|()| s.flush())
+                .map(|()| buf.len()),
             // MSG_NOSIGNAL here too: in a C host, which does not ignore SIGPIPE as a Rust
             // program does, a write to a node that stopped must fail with EPIPE, not kill the
             // process (older std releases wrote Unix sockets without the flag).
@@ -87,6 +186,7 @@ impl AsRawFd for Transport {
     fn as_raw_fd(&self) -> RawFd {
         match self {
             Transport::Tcp(s) => s.as_raw_fd(),
+            Transport::Tls(s) => s.get_ref().as_raw_fd(),
             Transport::Unix(s) => s.as_raw_fd(),
         }
     }

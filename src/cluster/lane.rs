@@ -45,6 +45,14 @@ pub enum Command {
     Close { to: Location, reason: CloseReason },
     /// Serve this socket as a client connection (a local client of an embedded node).
     AdoptClient { fd: OwnedFd },
+    /// Serve this socket as a client connection whose TLS handshake a handshake thread
+    /// completed (`nats`: it came in on the NATS TLS listener).
+    AdoptTls {
+        fd: OwnedFd,
+        peer: Option<std::net::SocketAddr>,
+        nats: bool,
+        tls: Box<crate::tls::Established>,
+    },
     /// The verifier thread's outcome for a HELLO held on this worker (not from the control
     /// thread: the verifier uses the same queue and wake-up).
     Verified(Box<crate::core::credentials::Verified>),

@@ -1,6 +1,7 @@
 //! Per-connection I/O state owned by one worker: socket, send buffers, reassembly; the relay's
 //! own per-connection state (session, id, subscriptions) is one field, owned by the engine.
 
+use super::tls_conn::TlsConn;
 use super::uring::Outgoing;
 use crate::core::engine::nats::NatsConn;
 use crate::core::ConnRelay;
@@ -66,6 +67,9 @@ pub struct Conn {
     /// Outbound links: where the bytes handed to the kernel so far end in the frame stream
     /// (mid-frame after a partial send), so the messages a dying link takes can be counted.
     pub link_walk: FrameWalk,
+    /// Set when the connection came in on a TLS listener: what is received is opened and what
+    /// is sent sealed by its record layer (see `tls_conn.rs`).
+    pub tls: Option<Box<TlsConn>>,
 }
 
 /// A data link's peer and direction.
@@ -120,6 +124,33 @@ impl Conn {
             + self.large_frame_bytes
             + self.relay.held_bytes()
             + self.nats.as_ref().map_or(0, |n| n.reader.held_bytes())
+            + self.tls.as_ref().map_or(0, |t| t.session.partial_bytes())
+    }
+
+    /// Makes `out` ready for plaintext: on a TLS connection, an open record with room (a
+    /// no-op otherwise). Every writer of `out` calls it first.
+    #[inline]
+    pub fn tls_reserve(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.reserve(&mut self.out);
+        }
+    }
+
+    /// Takes back what was appended to `out` from `start` (a message refused after it was
+    /// written); a TLS record opened there is forgotten with it.
+    pub fn truncate_out(&mut self, start: usize) {
+        self.out.truncate(start);
+        if let Some(tls) = &mut self.tls {
+            tls.forget_open_from(start);
+        }
+    }
+
+    /// Seals what `out` holds (before it goes to the ring).
+    #[inline]
+    pub fn tls_seal(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.seal(&mut self.out);
+        }
     }
 
     pub fn accepts_frames(&self) -> bool {
@@ -239,6 +270,7 @@ impl Slab {
             link: None,
             nats: None,
             link_walk: FrameWalk::default(),
+            tls: None,
         });
         Some(slot)
     }
@@ -303,6 +335,7 @@ impl Slab {
         c.link = None;
         c.nats = None;
         c.link_walk = FrameWalk::default();
+        c.tls = None;
         self.free.push(slot);
         self.open_count -= 1;
     }

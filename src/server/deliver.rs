@@ -116,8 +116,12 @@ impl Deliverer<'_> {
             self.drop_worker_full();
             return false;
         }
-        let capacity = conn.out.capacity();
+        let (start, capacity) = (conn.out.len(), conn.out.capacity());
+        conn.tls_reserve();
         write(&mut conn.out);
+        // The bytes `out` grew by: `len`, plus a TLS record's header and the sealing of a full
+        // record before it.
+        let added = conn.out.len() - start;
         // A buffer that grew counts its capacity beyond the retained size.
         let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
         bump(&self.stats.frames_out_by_kind[kind_index(kind)], 1);
@@ -125,7 +129,7 @@ impl Deliverer<'_> {
             conn.dirty = true;
             self.dirty.push(slot);
         }
-        self.slab.client_pending_bytes += len + grown;
+        self.slab.client_pending_bytes += added + grown;
         true
     }
 
@@ -170,6 +174,14 @@ impl Deliverer<'_> {
         payload: Bytes,
     ) -> bool {
         let total = header_len + payload.len();
+        if self.is_tls(slot, generation) {
+            // Sealed with this connection's keys: the payload is copied behind the header,
+            // the one copy it takes on a TLS connection.
+            return self.append_local(slot, generation, total, FrameKind::Deliver, |out| {
+                header(out);
+                out.extend_from_slice(&payload);
+            });
+        }
         if !self.append_local(slot, generation, total, FrameKind::Deliver, header) {
             return false;
         }
@@ -246,6 +258,14 @@ impl Deliverer<'_> {
             bump(&self.stats.deliveries, 1);
         }
         ok
+    }
+
+    /// Whether the local connection at (`slot`, `generation`) speaks TLS.
+    #[inline]
+    fn is_tls(&mut self, slot: u32, generation: u32) -> bool {
+        self.slab
+            .get_live(slot, generation)
+            .is_some_and(|c| c.tls.is_some())
     }
 
     /// The payload of the frame being routed, when it was received into its own buffer.

@@ -41,23 +41,26 @@ impl Deliverer<'_> {
             bump(&self.stats.stale_drops, 1);
             return false;
         };
+        let (start, capacity) = (conn.out.len(), conn.out.capacity());
+        conn.tls_reserve();
+        let reserved = conn.out.len();
         let Some(nats) = conn.nats.as_deref_mut() else {
             debug_assert!(false, "append_nats on a native connection");
             return false;
         };
-        let (start, capacity) = (conn.out.len(), conn.out.capacity());
         let messages = write(nats, &mut conn.out);
-        let len = conn.out.len() - start;
-        if len == 0 {
+        if conn.out.len() == reserved {
+            conn.truncate_out(start);
             return false;
         }
+        let len = conn.out.len() - start;
         if conn.pending_bytes() > self.pending_bytes_max {
-            conn.out.truncate(start);
+            conn.truncate_out(start);
             self.close_slow_consumer(slot, generation);
             return false;
         }
         if messages > 0 && worker_pending_bytes + len > self.pending_bytes_per_worker_max {
-            conn.out.truncate(start);
+            conn.truncate_out(start);
             self.drop_worker_full();
             return false;
         }

@@ -161,7 +161,7 @@ fn admin_reload(request: &Request<'_>, shared: &Arc<Shared>, authenticated: bool
         Ok(done) => http::plain(200, &format!("{done}\n")),
         Err(e) => http::plain(
             422,
-            &format!("reload refused, the credentials in force stay: {e}\n"),
+            &format!("reload refused, the credentials and certificates in force stay: {e}\n"),
         ),
     }
 }
@@ -587,6 +587,7 @@ impl RelayCollector {
              their credentials entry may not register (CLOSE AUTH_FAILED).",
             self.sum(|b| &b.auth_failures),
         )?;
+        self.encode_tls(e)?;
         counter(
             e,
             "forwarded_out",
@@ -618,6 +619,35 @@ impl RelayCollector {
             self.sum(|b| &b.protocol_error_closes),
         )?;
         Ok(())
+    }
+
+    /// TLS handshakes completed and failed (by reason).
+    fn encode_tls(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tls = &self.shared.tls_stats;
+        counter(
+            e,
+            "tls_handshakes",
+            "TLS handshakes completed on the TLS listeners (off the workers).",
+            load(&tls.handshakes),
+        )?;
+        labelled_counter(
+            e,
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by reason (no_client_cert, unknown_ca, expired, \
+             not_tls, timeout, ...); each is logged at debug with the peer.",
+            "reason",
+            super::tls_pool::FAILURE_LABELS
+                .iter()
+                .copied()
+                .zip(tls.failures.iter().map(load)),
+        )?;
+        counter(
+            e,
+            "tls_handover_drops",
+            "Connections whose TLS handshake completed but that no worker could take (its \
+             command queue full); closed.",
+            load(&tls.handover_drops),
+        )
     }
 
     /// Per-worker loop statistics and the sizes of the shared tables.

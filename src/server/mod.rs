@@ -26,6 +26,8 @@ mod reassemble;
 mod reload;
 mod resolve;
 mod stats;
+mod tls_conn;
+mod tls_pool;
 mod uring;
 mod verifier;
 mod worker;
@@ -116,6 +118,11 @@ pub(crate) struct Shared {
     pub stop_grace_ms: std::sync::atomic::AtomicU64,
     /// The verifier thread's queue, when a credentials file is in force.
     pub verify_jobs: Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
+    /// TLS handshakes and their failures, by reason.
+    pub tls_stats: tls_pool::TlsStats,
+    /// The TLS listener's configuration (`None` without `tls_listen`); read at each accept,
+    /// replaced by a reload.
+    pub tls_config: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
 }
 
 /// A running relay. Dropping it shuts it down.
@@ -132,6 +139,8 @@ pub struct Server {
     /// The thread that verifies credentials off the workers, when a credentials file is in
     /// force.
     verifier: Option<JoinHandle<()>>,
+    /// The TLS listener and its handshake threads, when `tls_listen` is set.
+    tls: Option<tls_pool::TlsListener>,
 }
 
 /// Microseconds since the Unix epoch (registration epochs); 0 if the clock is before 1970.
@@ -167,21 +176,14 @@ impl Server {
     }
 
     fn start_inner(cfg: Config, opts: ServerOptions) -> Result<Server, ServeError> {
-        if let Some(setting) = cfg.unread_secret_file() {
-            return Err(ServeError::UnreadSecretFile(setting));
-        }
-        cfg.validate()?;
-        let workers = cfg.worker_count();
-        if workers > u16::MAX as usize {
-            return Err(ServeError::TooManyWorkers(workers));
-        }
-        check_cpus(&cfg, workers)?;
+        let workers = checked_workers(&cfg)?;
         let cfg = fit_to_memory(cfg)?;
         let cpus = worker_cpus(&cfg, workers, opts.pin_workers_by_default);
         let (listeners, local_addr) =
             bind_listeners(resolve::resolve("listen", &cfg.listen)?, workers)?;
         let (nats_listeners, nats_addr) = bind_nats_listeners(&cfg, workers)?;
         let cluster_listener = bind_cluster_listener(&cfg)?;
+        let (tls, tls_config) = tls_pool::TlsListener::bind(&cfg)?.unzip();
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
         let connections_per_worker = connections_per_worker(&cfg, &listeners);
         let (credentials, verify_jobs, verify_queue) = credentials_parts(&cfg)?;
@@ -194,6 +196,7 @@ impl Server {
                 connections_per_worker,
                 credentials,
                 verify_jobs,
+                tls_config,
             },
         );
         // Bound before the workers start, so a taken port fails the start at once.
@@ -212,6 +215,7 @@ impl Server {
             metrics,
             cluster: None,
             verifier: None,
+            tls,
         };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
         let worker_listeners = listeners.into_iter().zip(nats_listeners);
@@ -261,6 +265,10 @@ impl Server {
         server.shared.accepting.store(true, Ordering::Release);
         server.shared.wake_all_workers();
         tracing::info!(%local_addr, workers, "relay listening");
+        if let Err(e) = server.start_tls() {
+            server.stop_and_join();
+            return Err(e);
+        }
         if let Some(nats_addr) = nats_addr {
             tracing::info!(%nats_addr, "NATS clients served");
         }
@@ -275,6 +283,25 @@ impl Server {
     /// The bound NATS address (the real port when the config said port 0), if enabled.
     pub fn nats_addr(&self) -> Option<SocketAddr> {
         self.nats_addr
+    }
+
+    /// The bound TLS client address (the real port when the config said port 0), if enabled.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|t| t.addr())
+    }
+
+    /// TLS handshakes completed, and those failed for `reason` (a label of
+    /// `ringrelay_tls_handshake_failures_total`, such as `unknown_ca` or `not_tls`).
+    pub fn tls_handshakes(&self, reason: Option<&str>) -> u64 {
+        let tls = &self.shared.tls_stats;
+        let counter = match reason {
+            None => &tls.handshakes,
+            Some(label) => match tls_pool::FAILURE_LABELS.iter().position(|&l| l == label) {
+                Some(i) => &tls.failures[i],
+                None => return 0,
+            },
+        };
+        counter.load(Ordering::Relaxed)
     }
 
     /// The bound metrics address (the real port when the config said port 0), if enabled.
@@ -405,6 +432,20 @@ impl Server {
     }
 }
 
+/// The number of workers of a config that passes every check made before binding.
+fn checked_workers(cfg: &Config) -> Result<usize, ServeError> {
+    if let Some(setting) = cfg.unread_secret_file() {
+        return Err(ServeError::UnreadSecretFile(setting));
+    }
+    cfg.validate()?;
+    let workers = cfg.worker_count();
+    if workers > u16::MAX as usize {
+        return Err(ServeError::TooManyWorkers(workers));
+    }
+    check_cpus(cfg, workers)?;
+    Ok(workers)
+}
+
 /// One NATS listener per worker when `nats_listen` is set (else `None` for each), and the
 /// bound address.
 #[allow(clippy::type_complexity)]
@@ -466,8 +507,22 @@ impl Server {
         Ok(())
     }
 
-    /// Joins the verifier thread (it sees the shutdown flag within 100 ms).
+    /// Starts the TLS handshake threads, when `tls_listen` is set (once the workers accept).
+    fn start_tls(&mut self) -> Result<(), ServeError> {
+        if let Some(tls) = &mut self.tls {
+            tls.spawn(&self.shared)?;
+            tracing::info!(tls_addr = %tls.addr(), "TLS clients served");
+        }
+        Ok(())
+    }
+
+    /// Joins the verifier and TLS handshake threads (they see the shutdown flag within
+    /// 100 ms).
     fn join_verifier(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            self.shared.shutdown.store(true, Ordering::Release);
+            tls.join();
+        }
         if let Some(handle) = self.verifier.take() {
             self.shared.shutdown.store(true, Ordering::Release);
             if handle.join().is_err() {
@@ -559,6 +614,7 @@ struct NewShared {
     connections_per_worker: usize,
     credentials: Option<Arc<CredentialsInForce>>,
     verify_jobs: Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The state every worker of a new node shares.
@@ -569,6 +625,7 @@ fn new_shared(cfg: Config, opts: ServerOptions, parts: NewShared) -> Arc<Shared>
         connections_per_worker,
         credentials,
         verify_jobs,
+        tls_config,
     } = parts;
     let mut engine = EngineConfig::from_config(&cfg);
     engine.session.gate.credentials = credentials;
@@ -593,6 +650,8 @@ fn new_shared(cfg: Config, opts: ServerOptions, parts: NewShared) -> Arc<Shared>
         next_local_worker: Default::default(),
         stop_grace_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
         verify_jobs,
+        tls_stats: Default::default(),
+        tls_config: std::sync::RwLock::new(tls_config),
     })
 }
 

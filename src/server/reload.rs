@@ -1,5 +1,5 @@
 //! Reloading what a running node may reload without dropping connections: the credentials
-//! file (and, when TLS lands, the certificates). Asked by SIGHUP (the binary) or by
+//! file and the TLS listener's certificate, key and CA. Asked by SIGHUP (the binary) or by
 //! `POST /reload` on the metrics endpoint. A file that does not load is refused whole and the
 //! credentials in force stay; a loaded one replaces them at once for new HELLOs, and each
 //! worker re-checks its open connections at its next tick (within 250 ms): a client whose
@@ -15,14 +15,21 @@ use std::sync::Arc;
 pub struct Reloaded {
     /// Entries of the credentials now in force (`None`: no credentials file is configured).
     pub credentials_entries: Option<usize>,
+    /// The TLS listener's files were read again: new handshakes use them (connections open
+    /// keep the keys they have).
+    pub tls: bool,
 }
 
 impl std::fmt::Display for Reloaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.credentials_entries {
-            Some(n) => write!(f, "credentials reloaded: {n} entries in force"),
-            None => f.write_str("nothing to reload: no credentials_file is configured"),
+            Some(n) => write!(f, "credentials reloaded: {n} entries in force")?,
+            None => f.write_str("no credentials_file is configured")?,
         }
+        if self.tls {
+            f.write_str("; TLS certificate, key and CA reloaded")?;
+        }
+        Ok(())
     }
 }
 
@@ -40,25 +47,39 @@ impl Reloader {
         let result = reload(&self.shared);
         match &result {
             Ok(done) => tracing::info!("{done}"),
-            Err(e) => tracing::error!("reload refused, the credentials in force stay: {e}"),
+            Err(e) => tracing::error!(
+                "reload refused, the credentials and certificates in force stay: {e}"
+            ),
         }
         result
     }
 }
 
+/// Reads every file first and replaces nothing unless all of them load: a reload is
+/// refused whole.
 fn reload(shared: &Shared) -> Result<Reloaded, ServeError> {
-    let (Some(path), Some(in_force)) = (
+    let credentials = match (
         &shared.config.credentials_file,
         &shared.engine.session.gate.credentials,
-    ) else {
-        return Ok(Reloaded {
-            credentials_entries: None,
-        });
+    ) {
+        (Some(path), Some(in_force)) => Some((credentials_file::read(path)?, in_force)),
+        _ => None,
     };
-    let credentials = credentials_file::read(path)?;
-    let entries = credentials.len();
-    in_force.replace(credentials);
+    let tls = shared.config.tls_server_config()?;
+    let credentials_entries = credentials.map(|(credentials, in_force)| {
+        let entries = credentials.len();
+        in_force.replace(credentials);
+        entries
+    });
+    let tls_reloaded = tls.is_some();
+    if let Some(config) = tls {
+        match shared.tls_config.write() {
+            Ok(mut in_force) => *in_force = Some(config),
+            Err(poisoned) => *poisoned.into_inner() = Some(config),
+        }
+    }
     Ok(Reloaded {
-        credentials_entries: Some(entries),
+        credentials_entries,
+        tls: tls_reloaded,
     })
 }

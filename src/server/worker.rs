@@ -43,6 +43,8 @@ mod links;
 mod listing;
 #[path = "worker_nats.rs"]
 mod nats;
+#[path = "worker_tls.rs"]
+mod tls;
 
 /// How long shutdown waits for the kernel to finish cancelled operations before it leaks the
 /// ring's memory instead of freeing it.

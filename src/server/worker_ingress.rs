@@ -97,7 +97,13 @@ impl Worker {
 
     fn decode_client_bytes(&mut self, slot: u32, data: &[u8]) {
         let cfg = &self.shared.config;
-        let band = cfg.zero_copy_threshold_bytes..=cfg.zero_copy_max_bytes;
+        // Zero-copy receive reads the socket straight into a frame's buffer: not for TLS,
+        // whose bytes must be opened first (an empty band diverts nothing).
+        #[allow(clippy::reversed_empty_ranges)]
+        let band = match self.slab.conns[slot as usize].tls {
+            None => cfg.zero_copy_threshold_bytes..=cfg.zero_copy_max_bytes,
+            Some(_) => 1..=0,
+        };
         let max_frame_bytes = cfg.max_frame_bytes;
         let mut decoder = std::mem::take(&mut self.slab.conns[slot as usize].decoder);
         let mut diverted = None;

@@ -66,6 +66,17 @@ impl Worker {
         let c = &mut self.slab.conns[slot as usize];
         debug_assert!(!c.send_in_flight);
         let before = c.accounted_bytes();
+        c.tls_seal();
+        if let Some(failed) = c.tls.as_mut().and_then(|t| t.failed.take()) {
+            tracing::warn!(
+                worker = self.index,
+                slot,
+                "TLS: {failed}; connection dropped"
+            );
+            self.slab.repend(slot, before);
+            return self.shutdown_conn(slot);
+        }
+        let c = &mut self.slab.conns[slot as usize];
         let outgoing = if let Some(unsent) = c.unsent.take() {
             unsent
         } else if !c.segments.is_empty() {
@@ -103,7 +114,7 @@ impl Worker {
         generation: u32,
         result: i32,
         more: bool,
-        data: Option<RecvGuard>,
+        mut data: Option<RecvGuard>,
     ) {
         if self.slab.get_live(slot, generation).is_none() {
             debug_assert!(false, "recv completion for a released slot");
@@ -117,10 +128,12 @@ impl Worker {
                 &self.shared.stats[self.index as usize].bytes_in,
                 result as u64,
             );
-            match &data {
+            match &mut data {
                 Some(data) => {
                     let c = &self.slab.conns[slot as usize];
-                    if c.link.is_some() {
+                    if c.tls.is_some() {
+                        self.on_tls_bytes(slot, generation, data);
+                    } else if c.link.is_some() {
                         self.on_link_bytes(slot, data);
                     } else if c.nats.is_some() {
                         if c.accepts_frames() {

@@ -61,10 +61,10 @@ impl Worker {
         fd: RawFd,
         peer: Option<std::net::SocketAddr>,
         nats: bool,
-    ) {
+    ) -> Option<u32> {
         if self.stopping {
             close_fd(fd);
-            return;
+            return None;
         }
         // `now_ms` is truncated (and read when the loop woke): start the session's clock at
         // the next whole millisecond, so its deadlines never come before the configured
@@ -74,7 +74,7 @@ impl Worker {
         let max_frame_bytes = self.shared.config.max_frame_bytes;
         let Some(slot) = self.slab.insert(fd, relay, max_frame_bytes) else {
             refuse_connection(fd);
-            return;
+            return None;
         };
         self.slab.conns[slot as usize].opened_ms = self.now_ms;
         if nats {
@@ -84,6 +84,7 @@ impl Worker {
         bump(&stats.connections_accepted, 1);
         bump(&stats.connections_open, 1);
         self.arm_recv(slot);
+        Some(slot)
     }
 
     pub(super) fn request_close(
@@ -136,7 +137,12 @@ impl Worker {
         let mut relay = std::mem::take(&mut conn.relay);
         let close_text = conn.close_text.take();
         let link = conn.link;
-        if pc.reason == CloseReason::SLOW_CONSUMER {
+        // A TLS connection's queued records are sealed in sequence: dropping them would leave
+        // a gap the peer cannot read past, so a slow TLS consumer is shut down without a
+        // final CLOSE (it was not reading anyway).
+        let peer_gone =
+            pc.peer_gone || (pc.reason == CloseReason::SLOW_CONSUMER && conn.tls.is_some());
+        if pc.reason == CloseReason::SLOW_CONSUMER && conn.tls.is_none() {
             let before = conn.pending_bytes();
             conn.out.clear();
             self.slab.repend(pc.slot, before);
@@ -162,7 +168,7 @@ impl Worker {
         self.slab.reheld(pc.slot, reassembly_before);
         let conn = &mut self.slab.conns[pc.slot as usize];
         // Links carry no client CLOSE frame: the peer learns from the socket closing.
-        if pc.peer_gone || link.is_some() {
+        if peer_gone || link.is_some() {
             self.shutdown_conn(pc.slot);
             return;
         }
@@ -171,7 +177,8 @@ impl Worker {
             reason: pc.reason,
             text: text.as_bytes(),
         };
-        let before = conn.pending_bytes();
+        let before = conn.accounted_bytes();
+        conn.tls_reserve();
         let encoded = match &mut conn.nats {
             // A NATS client gets nats-server's -ERR for the reason, or nothing.
             Some(nats) => {
@@ -180,6 +187,9 @@ impl Worker {
             }
             None => frame.encode(&mut conn.out).is_ok(),
         };
+        if let Some(tls) = &mut conn.tls {
+            tls.seal_close(&mut conn.out);
+        }
         self.slab.repend(pc.slot, before);
         let conn = &mut self.slab.conns[pc.slot as usize];
         if encoded {

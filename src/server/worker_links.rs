@@ -54,7 +54,15 @@ impl Worker {
                         &bytes,
                     );
                 }
-                Command::AdoptClient { fd } => self.adopt_client(fd.into_raw_fd(), None, false),
+                Command::AdoptClient { fd } => {
+                    self.adopt_client(fd.into_raw_fd(), None, false);
+                }
+                Command::AdoptTls {
+                    fd,
+                    peer,
+                    nats,
+                    tls,
+                } => self.adopt_tls(fd.into_raw_fd(), peer, nats, *tls),
                 Command::Verified(verified) => self.apply_verified(*verified),
                 Command::Close { to, reason } => self.pending_closes.push(PendingClose {
                     slot: to.slot,

@@ -35,7 +35,7 @@ pub fn failure(error: &Error) -> Failure {
     match error {
         Error::NoCertificatesPresented => Failure::new(
             "no_client_cert",
-            "the peer sent no certificate, and one is required",
+            "the peer sent no certificate, and one is required (NoCertificatesPresented)",
         ),
         Error::InvalidCertificate(cert) => certificate_failure(cert),
         Error::AlertReceived(alert) => alert_failure(*alert),
@@ -56,13 +56,15 @@ fn certificate_failure(error: &CertificateError) -> Failure {
     match error {
         CertificateError::UnknownIssuer => Failure::new(
             "unknown_ca",
-            "the peer's certificate is not issued by the trusted CA (tls_ca_file / cluster_tls_ca_file)",
+            "the peer's certificate is not issued by a CA this side trusts (UnknownIssuer)",
         ),
-        CertificateError::Expired => Failure::new("expired", "the peer's certificate has expired"),
+        CertificateError::Expired => {
+            Failure::new("expired", "the peer's certificate has expired (Expired)")
+        }
         CertificateError::ExpiredContext { not_after, .. } => Failure::new(
             "expired",
             format!(
-                "the peer's certificate expired at {} (seconds since the epoch)",
+                "the peer's certificate expired at {} (seconds since the epoch; Expired)",
                 not_after.as_secs()
             ),
         ),
@@ -71,7 +73,7 @@ fn certificate_failure(error: &CertificateError) -> Failure {
         }
         CertificateError::BadSignature => Failure::new(
             "bad_signature",
-            "the peer's certificate does not verify with the CA's key (a CA of the same name, reissued?)",
+            "the peer's certificate does not verify with the CA's key (a CA of the same name, reissued?; BadSignature)",
         ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             Failure::new(

@@ -17,6 +17,8 @@ use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::ExtractedSecrets;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Handshake message type of KeyUpdate (RFC 8446 section 4.6.3).
 const KEY_UPDATE: u8 = 24;
@@ -35,9 +37,22 @@ enum Kernel {
     Client(KernelConnection<ClientConnectionData>),
 }
 
-impl Kernel {
-    fn update_rx(&mut self) -> Result<RecordKey, SessionError> {
-        let (seq, secrets) = match self {
+/// What both halves of a session share: rustls's key schedule (locked only at a KeyUpdate,
+/// so the two halves can live on two threads) and whether the peer asked for a KeyUpdate.
+struct KeySchedule {
+    kernel: Mutex<Kernel>,
+    /// The receiver saw the peer ask for a KeyUpdate; the sender sends ours.
+    key_update_due: AtomicBool,
+}
+
+impl KeySchedule {
+    fn kernel(&self) -> std::sync::MutexGuard<'_, Kernel> {
+        // Nothing panics while holding it; a poisoned lock still holds a usable schedule.
+        self.kernel.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update_rx(&self) -> Result<RecordKey, SessionError> {
+        let (seq, secrets) = match &mut *self.kernel() {
             Kernel::Server(k) => k.update_rx_secret(),
             Kernel::Client(k) => k.update_rx_secret(),
         }
@@ -45,8 +60,8 @@ impl Kernel {
         Ok(RecordKey::new(seq, secrets)?)
     }
 
-    fn update_tx(&mut self) -> Result<RecordKey, SessionError> {
-        let (seq, secrets) = match self {
+    fn update_tx(&self) -> Result<RecordKey, SessionError> {
+        let (seq, secrets) = match &mut *self.kernel() {
             Kernel::Server(k) => k.update_tx_secret(),
             Kernel::Client(k) => k.update_tx_secret(),
         }
@@ -60,7 +75,7 @@ impl Kernel {
 pub enum SessionError {
     #[error("{0}")]
     Record(#[from] RecordError),
-    #[error("the peer sent TLS alert {0}")]
+    #[error("the peer sent TLS alert {:?}", rustls::AlertDescription::from(*.0))]
     Alert(u8),
     #[error("KeyUpdate failed: {0}")]
     KeyUpdate(String),
@@ -80,26 +95,54 @@ pub struct Opened {
     pub peer_closed: bool,
 }
 
+/// One TLS connection: its receiving and sending halves (see [`TlsSession::split`]).
 pub struct TlsSession {
-    kernel: Kernel,
-    tx: RecordKey,
+    pub receiver: TlsReceiver,
+    pub sender: TlsSender,
+}
+
+/// Opens what the peer sends.
+pub struct TlsReceiver {
     rx: RecordKey,
     /// The start of a record cut by the end of a received buffer (ciphertext).
     partial: Vec<u8>,
     /// The last completed partial record, opened: `Opened::carried` indexes it.
     carried: Vec<u8>,
-    /// A KeyUpdate is owed: the peer asked for one, or the send key nears its limit.
-    key_update_due: bool,
     /// Set once close_notify arrived.
     peer_closed: bool,
+    keys: Arc<KeySchedule>,
+}
+
+/// Seals what this side sends.
+pub struct TlsSender {
+    tx: RecordKey,
+    /// This side owes a KeyUpdate of its own (tests set it).
+    key_update_due: bool,
+    keys: Arc<KeySchedule>,
 }
 
 impl std::fmt::Debug for TlsSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSession")
-            .field("tx", &self.tx)
+            .field("receiver", &self.receiver)
+            .field("sender", &self.sender)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TlsReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsReceiver")
             .field("rx", &self.rx)
             .field("partial", &self.partial.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TlsSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSender")
+            .field("tx", &self.tx)
             .finish_non_exhaustive()
     }
 }
@@ -122,17 +165,83 @@ impl TlsSession {
     fn new(secrets: ExtractedSecrets, kernel: Kernel) -> Result<TlsSession, SessionError> {
         let (tx_seq, tx) = secrets.tx;
         let (rx_seq, rx) = secrets.rx;
+        let keys = Arc::new(KeySchedule {
+            kernel: Mutex::new(kernel),
+            key_update_due: AtomicBool::new(false),
+        });
         Ok(TlsSession {
-            kernel,
-            tx: RecordKey::new(tx_seq, tx)?,
-            rx: RecordKey::new(rx_seq, rx)?,
-            partial: Vec::new(),
-            carried: Vec::new(),
-            key_update_due: false,
-            peer_closed: false,
+            receiver: TlsReceiver {
+                rx: RecordKey::new(rx_seq, rx)?,
+                partial: Vec::new(),
+                carried: Vec::new(),
+                peer_closed: false,
+                keys: Arc::clone(&keys),
+            },
+            sender: TlsSender {
+                tx: RecordKey::new(tx_seq, tx)?,
+                key_update_due: false,
+                keys,
+            },
         })
     }
 
+    /// The two halves, for a connection read on one thread and written on another.
+    pub fn split(self) -> (TlsReceiver, TlsSender) {
+        (self.receiver, self.sender)
+    }
+
+    /// See [`TlsReceiver::partial_bytes`].
+    pub fn partial_bytes(&self) -> usize {
+        self.receiver.partial_bytes()
+    }
+
+    /// See [`TlsReceiver::open`].
+    pub fn open(&mut self, buf: &mut [u8]) -> Result<Opened, SessionError> {
+        self.receiver.open(buf)
+    }
+
+    /// See [`TlsReceiver::carried`].
+    pub fn carried(&self, range: Range<usize>) -> &[u8] {
+        self.receiver.carried(range)
+    }
+
+    /// See [`TlsReceiver::take_carried`].
+    pub fn take_carried(&mut self) -> Vec<u8> {
+        self.receiver.take_carried()
+    }
+
+    pub fn restore_carried(&mut self, carried: Vec<u8>) {
+        self.receiver.restore_carried(carried)
+    }
+
+    /// Whether the peer sent close_notify.
+    pub fn peer_closed(&self) -> bool {
+        self.receiver.peer_closed
+    }
+
+    /// See [`TlsSender::reserve_record`].
+    pub fn reserve_record(out: &mut Vec<u8>) -> usize {
+        TlsSender::reserve_record(out)
+    }
+
+    /// See [`TlsSender::seal`].
+    pub fn seal(&mut self, out: &mut Vec<u8>, start: usize) -> Result<(), SessionError> {
+        self.sender.seal(out, start)
+    }
+
+    /// See [`TlsSender::seal_close_notify`].
+    pub fn seal_close_notify(&mut self, out: &mut Vec<u8>) -> Result<(), SessionError> {
+        self.sender.seal_close_notify(out)
+    }
+
+    /// Makes the session owe a KeyUpdate, as the key's limit would.
+    #[cfg(test)]
+    pub(super) fn owe_key_update(&mut self) {
+        self.sender.key_update_due = true;
+    }
+}
+
+impl TlsReceiver {
     /// Bytes held for a record cut by the end of a receive (counted as reassembly).
     pub fn partial_bytes(&self) -> usize {
         self.partial.len() + self.carried.capacity()
@@ -149,6 +258,17 @@ impl TlsSession {
     /// The plaintext `Opened::carried` names.
     pub fn carried(&self, range: Range<usize>) -> &[u8] {
         &self.carried[range]
+    }
+
+    /// Lends the buffer `Opened::carried` indexes (so its plaintext can be handed on while
+    /// the session is borrowed elsewhere); give it back with [`TlsSession::restore_carried`]
+    /// to keep its capacity.
+    pub fn take_carried(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.carried)
+    }
+
+    pub fn restore_carried(&mut self, carried: Vec<u8>) {
+        self.carried = carried;
     }
 
     /// Opens the records in `buf` (received ciphertext) in place. The plaintext is
@@ -272,14 +392,16 @@ impl TlsSession {
                     "handshake message cut across records",
                 ));
             };
-            match (kind, &self.kernel) {
-                (KEY_UPDATE, _) => self.on_key_update(message, rest.len() == 4 + len)?,
-                (NEW_SESSION_TICKET, Kernel::Client(_)) => {
-                    if let Kernel::Client(k) = &mut self.kernel {
-                        k.handle_new_session_ticket(message)
-                            .map_err(|e| SessionError::KeyUpdate(e.to_string()))?;
+            match kind {
+                KEY_UPDATE => self.on_key_update(message, rest.len() == 4 + len)?,
+                NEW_SESSION_TICKET => match &mut *self.keys.kernel() {
+                    Kernel::Client(k) => k
+                        .handle_new_session_ticket(message)
+                        .map_err(|e| SessionError::KeyUpdate(e.to_string()))?,
+                    Kernel::Server(_) => {
+                        return Err(SessionError::Handshake("NewSessionTicket from a client"))
                     }
-                }
+                },
                 _ => return Err(SessionError::Handshake("unexpected handshake message")),
             }
             rest = &rest[4 + len..];
@@ -296,13 +418,20 @@ impl TlsSession {
         }
         match message {
             [0] => {}
-            [1] => self.key_update_due = true,
+            [1] => self.keys.key_update_due.store(true, Ordering::Relaxed),
             _ => return Err(SessionError::Handshake("malformed KeyUpdate")),
         }
-        self.rx = self.kernel.update_rx()?;
+        self.rx = self.keys.update_rx()?;
         Ok(())
     }
 
+    /// Whether the peer sent close_notify.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+}
+
+impl TlsSender {
     /// Appends a reserved record header to `out` and returns where the record starts: the
     /// plaintext appended after it is sealed by [`TlsSession::seal`].
     pub fn reserve_record(out: &mut Vec<u8>) -> usize {
@@ -319,33 +448,24 @@ impl TlsSession {
         } else {
             seal_all(&mut self.tx, out, start, ContentType::ApplicationData)?;
         }
-        if self.key_update_due || self.tx.records_left() < REKEY_MARGIN_RECORDS {
-            let at = TlsSession::reserve_record(out);
+        let asked = self.keys.key_update_due.load(Ordering::Relaxed);
+        if asked || self.key_update_due || self.tx.records_left() < REKEY_MARGIN_RECORDS {
+            let at = TlsSender::reserve_record(out);
             // KeyUpdate, 1 byte body: update_not_requested.
             out.extend_from_slice(&[KEY_UPDATE, 0, 0, 1, 0]);
             self.tx.seal(out, at, ContentType::Handshake)?;
-            self.tx = self.kernel.update_tx()?;
+            self.tx = self.keys.update_tx()?;
             self.key_update_due = false;
+            self.keys.key_update_due.store(false, Ordering::Relaxed);
         }
         Ok(())
     }
 
     /// Appends a sealed close_notify alert: the last record this side sends.
     pub fn seal_close_notify(&mut self, out: &mut Vec<u8>) -> Result<(), SessionError> {
-        let at = TlsSession::reserve_record(out);
+        let at = TlsSender::reserve_record(out);
         out.extend_from_slice(&[1, CLOSE_NOTIFY]);
         self.tx.seal(out, at, ContentType::Alert)?;
         Ok(())
-    }
-
-    /// Whether the peer sent close_notify.
-    pub fn peer_closed(&self) -> bool {
-        self.peer_closed
-    }
-
-    /// Makes the session owe a KeyUpdate, as the key's limit would.
-    #[cfg(test)]
-    pub(super) fn owe_key_update(&mut self) {
-        self.key_update_due = true;
     }
 }

@@ -176,6 +176,23 @@ impl std::ops::Deref for RecvGuard {
     }
 }
 
+/// Mutable access lets a TLS connection open its records where they were received.
+impl std::ops::DerefMut for RecvGuard {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `deref`: the kernel does not write buffer `bid` until `Drop` gives it
+        // back, and no other guard names `bid` (the kernel hands a buffer out once until it is
+        // returned), so this exclusive borrow of the one guard is the only access to the bytes.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.pool
+                    .buffers
+                    .add(self.bid as usize * self.pool.buffer_bytes),
+                self.len,
+            )
+        }
+    }
+}
+
 impl Drop for RecvGuard {
     fn drop(&mut self) {
         self.pool.push_entry(self.bid);

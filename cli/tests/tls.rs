@@ -1,0 +1,228 @@
+//! TLS over real sockets: the client listener's handshakes run off the workers and its data
+//! path is the workers' in-place record layer. Certificates are made by the test (rcgen).
+
+mod common;
+
+use common::{client_options, config, next_event, next_message, wait_until, WAIT};
+use ringrelay::client::{Client, ClientError, ClientOptions, ClientTls, Event};
+use ringrelay::config::Config;
+use ringrelay::server::Server;
+use ringrelay::tls::test_pki::Pki;
+use ringrelay::tls::ClientAuth;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+
+struct Relay {
+    server: Server,
+    dir: PathBuf,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Relay {
+    fn tls_addr(&self) -> SocketAddr {
+        self.server.tls_addr().expect("tls_listen is set")
+    }
+}
+
+/// A relay with a plaintext and a TLS listener, its certificates from a fresh PKI.
+fn relay(pki: &Pki, tag: &str, auth: ClientAuth, tune: impl FnOnce(&mut Config)) -> Relay {
+    let dir = pki.write_to_temp_dir(tag);
+    let mut cfg = Config {
+        tls_listen: Some("127.0.0.1:0".parse().expect("an address")),
+        tls_cert_file: Some(dir.join("server.pem")),
+        tls_key_file: Some(dir.join("server.key")),
+        tls_ca_file: Some(dir.join("ca.pem")),
+        tls_client_auth: auth,
+        ..config()
+    };
+    tune(&mut cfg);
+    let server = Server::start(cfg).expect("relay starts");
+    Relay { server, dir }
+}
+
+fn tls_options(dir: &Path, cert: Option<&str>) -> ClientOptions {
+    let cert_files = cert.map(|name| {
+        (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        )
+    });
+    let identity = cert_files.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    let tls = ClientTls::new(&dir.join("ca.pem"), identity, Some("localhost")).expect("client TLS");
+    ClientOptions {
+        tls: Some(tls),
+        ..client_options()
+    }
+}
+
+fn connect_tls(relay: &Relay, id: &str, cert: Option<&str>) -> Result<Client, ClientError> {
+    Client::connect_with(
+        relay.tls_addr(),
+        id.as_bytes(),
+        None,
+        tls_options(&relay.dir, cert),
+    )
+}
+
+#[test]
+fn a_tls_client_and_a_plaintext_client_exchange_small_and_large_messages() {
+    let pki = Pki::new();
+    let relay = relay(&pki, "exchange", ClientAuth::None, |_| {});
+    let mut secure = connect_tls(&relay, "secure", None).expect("TLS client connects");
+    let mut plain = common::connect(relay.server.local_addr(), "plain");
+    // Small, then larger than one TLS record, then in the zero-copy band (received and sent
+    // from its own buffer on the plaintext side).
+    for len in [16usize, 40_000, 200_000] {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        secure.send(b"plain", &payload).expect("send");
+        secure.flush().expect("flush");
+        assert_eq!(
+            next_message(&mut plain),
+            (b"secure".to_vec(), None, payload.clone())
+        );
+        plain.send(b"secure", &payload).expect("send");
+        plain.flush().expect("flush");
+        assert_eq!(
+            next_message(&mut secure),
+            (b"plain".to_vec(), None, payload)
+        );
+    }
+}
+
+#[test]
+fn thousands_of_messages_between_tls_clients_arrive_in_order_across_workers() {
+    let pki = Pki::new();
+    let relay = relay(&pki, "order", ClientAuth::None, |_| {});
+    let mut a = connect_tls(&relay, "a", None).expect("a connects");
+    // Two workers: connections are handed out in turn, so a and b sit on different ones.
+    let mut b = connect_tls(&relay, "b", None).expect("b connects");
+    let count = 5_000u32;
+    for i in 0..count {
+        a.send(b"b", &i.to_be_bytes()).expect("send");
+    }
+    a.flush().expect("flush");
+    for i in 0..count {
+        let (_, _, payload) = next_message(&mut b);
+        assert_eq!(payload, i.to_be_bytes(), "message {i}");
+    }
+}
+
+#[test]
+fn mutual_tls_admits_a_client_certificate_from_the_ca_and_names_each_refusal() {
+    let pki = Pki::new();
+    let relay = relay(&pki, "mutual", ClientAuth::Required, |_| {});
+    let mut good = connect_tls(&relay, "good", Some("client")).expect("a certificate from the CA");
+    good.round_trip(WAIT).expect("the connection works");
+    for (cert, cause) in [
+        (None, "CertificateRequired"),
+        (Some("expired"), "CertificateExpired"),
+        (Some("foreign"), "UnknownCA"),
+    ] {
+        // TLS 1.3: the client's handshake is complete before the relay checks its
+        // certificate, so the refusal (an alert naming the cause) can come at HELLO.
+        let outcome = connect_tls(&relay, "bad", cert);
+        let text = match outcome {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{cert:?} was admitted"),
+        };
+        assert!(text.contains(cause), "{cert:?}: {text}");
+    }
+    for label in ["no_client_cert", "expired", "unknown_ca"] {
+        wait_until(label, || relay.server.tls_handshakes(Some(label)) == 1);
+    }
+}
+
+#[test]
+fn a_client_that_does_not_trust_the_relay_certificate_says_so() {
+    let pki = Pki::new();
+    let relay = relay(&pki, "untrusted", ClientAuth::None, |_| {});
+    let tls =
+        ClientTls::new(&relay.dir.join("other-ca.pem"), None, Some("localhost")).expect("tls");
+    let opts = ClientOptions {
+        tls: Some(tls),
+        ..client_options()
+    };
+    let error = Client::connect_with(relay.tls_addr(), b"x", None, opts).unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Tls { reason } if reason.contains("UnknownIssuer")),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_plaintext_client_on_the_tls_port_is_closed_and_counted_without_hurting_others() {
+    let pki = Pki::new();
+    let relay = relay(&pki, "plaintext", ClientAuth::None, |_| {});
+    let mut raw = TcpStream::connect(relay.tls_addr()).expect("connect");
+    raw.set_read_timeout(Some(WAIT)).expect("timeout");
+    std::io::Write::write_all(
+        &mut raw,
+        &common::encoded(ringrelay::protocol::hello(b"p", b"")),
+    )
+    .expect("write");
+    let mut rest = Vec::new();
+    // Closed (EOF, or a reset as the HELLO was never read), never left open to time out.
+    if let Err(e) = raw.read_to_end(&mut rest) {
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    }
+    assert!(
+        rest.is_empty(),
+        "nothing is sent to a plaintext client: {rest:?}"
+    );
+    wait_until("the refusal is counted", || {
+        relay.server.tls_handshakes(Some("not_tls")) == 1
+    });
+    let mut good = connect_tls(&relay, "good", None).expect("others still connect");
+    good.round_trip(WAIT).expect("and work");
+    assert_eq!(relay.server.tls_handshakes(None), 1);
+}
+
+#[test]
+fn silent_sockets_on_the_tls_port_are_closed_at_the_handshake_timeout_and_do_not_block_others() {
+    let pki = Pki::new();
+    let relay = relay(&pki, "silent", ClientAuth::None, |cfg| {
+        cfg.handshake_timeout_ms = 500;
+        cfg.tls_handshakes_per_thread_max = 64;
+    });
+    let silent: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(relay.tls_addr()).expect("connect"))
+        .collect();
+    // While they hold places, a real client still completes its handshake.
+    let mut good = connect_tls(&relay, "good", None).expect("a client beside 40 silent sockets");
+    good.round_trip(WAIT).expect("works");
+    wait_until("the 40 timeouts are counted", || {
+        relay.server.tls_handshakes(Some("timeout")) == 40
+    });
+    for mut s in silent {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut buf = [0u8; 16];
+        // EOF (or a reset) once the handshake timeout passed: never a hang.
+        match s.read(&mut buf) {
+            Ok(n) => assert_eq!(n, 0, "nothing but the close"),
+            Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "closed in time"),
+        }
+    }
+}
+
+#[test]
+fn a_closing_relay_sends_its_close_through_tls() {
+    let pki = Pki::new();
+    let relay = relay(&pki, "close", ClientAuth::None, |_| {});
+    let mut first = connect_tls(&relay, "same", None).expect("first");
+    let _second = connect_tls(&relay, "same", None).expect("second takes the id");
+    match next_event(&mut first) {
+        Event::Closed { reason, .. } => {
+            assert_eq!(reason, ringrelay::protocol::CloseReason::REPLACED)
+        }
+        other => panic!("expected CLOSE REPLACED, got {other:?}"),
+    }
+    wait_until("the first connection is gone", || {
+        relay.server.stats().connections_open == 1
+    });
+}
