@@ -13,7 +13,9 @@
 
 pub mod file;
 pub mod id_glob;
-pub mod public_key;
+/// The keys are wire-protocol matters (the client signs with them too); re-exported here,
+/// where the credentials file names them.
+pub use crate::protocol::public_key;
 pub mod rule;
 pub mod secret;
 pub mod verdicts;
