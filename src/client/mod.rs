@@ -187,8 +187,8 @@ pub enum ClientError {
     /// Nothing came from the relay for two heartbeat intervals, the second after a PING of
     /// ours (see the module docs): it is presumed gone, and the connection is closed.
     RelaySilent { silent_ms: u64 },
-    /// The relay answered HELLO with CHALLENGE (the token names a public-key entry) and no
-    /// [`ClientOptions::signing_key`] is set to answer it.
+    /// The relay answered HELLO with CHALLENGE (the token is a NAME alone, taken as a
+    /// public-key entry's) and no [`ClientOptions::signing_key`] is set to answer it.
     KeyRequired,
 }
 
@@ -237,8 +237,9 @@ impl fmt::Display for ClientError {
                 "relay silent for {silent_ms} ms, not even answering a PING: presumed gone"
             ),
             ClientError::KeyRequired => f.write_str(
-                "relay asked for a public-key PROOF (CHALLENGE): the token names a public-key \
-                 entry, and no signing key (key file) was given",
+                "relay asked for a public-key PROOF (CHALLENGE): the token is a NAME alone, \
+                 which the relay takes as a public-key entry's, and no signing key (key file) \
+                 was given; give the entry's key, or check the token",
             ),
         }
     }

@@ -15,6 +15,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The answer to a PROOF that no CHALLENGE asked for.
+/// A NAME alone as the token below version 4: the same text whatever NAME is (a key entry,
+/// another entry, no entry), so the answer does not tell them apart.
+const NAME_NEEDS_VERSION_4: &str = "token does not match, and is not NAME:SECRET of a \
+     credentials entry (a public-key entry's NAME alone needs protocol version 4)";
 const PROOF_WITHOUT_CHALLENGE: &str =
     "PROOF without a CHALLENGE (only a version-4 HELLO naming a public-key entry is challenged)";
 
@@ -99,7 +103,9 @@ pub enum SessionEvent<'a> {
     /// the HELLO and the frames after it until the PROOF.
     Challenge {
         client_id: &'a [u8],
-        entry: Arc<Entry>,
+        /// `None`: no public-key entry has that name (challenged all the same, never
+        /// admitted: see [`Admission::Challenge`]).
+        entry: Option<Arc<Entry>>,
     },
     /// The PROOF answering the CHALLENGE: verify `signature` against the entry's key.
     Proof {
@@ -300,10 +306,7 @@ impl Session {
             return self.closing(CloseReason::AUTH_FAILED, reason);
         }
         if matches!(admission, Admission::Challenge(_)) && version < KEY_PROOF_VERSION_MIN {
-            return self.closing(
-                CloseReason::AUTH_FAILED,
-                "public-key entries need protocol version 4",
-            );
+            return self.closing(CloseReason::AUTH_FAILED, NAME_NEEDS_VERSION_4);
         }
         if let Some(authorize) = &cfg.authorize {
             if !(authorize.0)(client_id, token, peer) {

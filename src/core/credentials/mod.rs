@@ -195,9 +195,12 @@ pub enum Admission<'t> {
     /// `secret` must be verified against entry `name` (off the worker) before the HELLO is
     /// welcomed or refused.
     Verify { name: &'t str, secret: &'t [u8] },
-    /// The token names an entry with a public key: the client must sign a nonce of the
-    /// relay's (CHALLENGE, PROOF; protocol version 4) before it is welcomed or refused.
-    Challenge(Arc<Entry>),
+    /// The token is a NAME alone and some entry has a public key: the client must sign a
+    /// nonce of the relay's (CHALLENGE, PROOF; protocol version 4) before it is welcomed or
+    /// refused. `None`: no public-key entry has that name; the client is challenged all the
+    /// same and its PROOF refused with the text a bad proof gets, so that a HELLO cannot
+    /// probe which names are key entries.
+    Challenge(Option<Arc<Entry>>),
     /// Refused, with the reason the client is told.
     Refused(&'static str),
 }
@@ -285,16 +288,16 @@ impl Gate {
             };
         }
         let Some(colon) = token.iter().position(|&b| b == b':') else {
+            if !credentials.has_public_keys() {
+                return Admission::Refused(
+                    "token does not match, and is not NAME:SECRET of a credentials entry",
+                );
+            }
             let key_entry = std::str::from_utf8(token)
                 .ok()
                 .and_then(|name| credentials.entry(name))
                 .filter(|entry| entry.public_key.is_some());
-            if let Some(entry) = key_entry {
-                return Admission::Challenge(Arc::clone(entry));
-            }
-            return Admission::Refused(
-                "token does not match, and is not NAME:SECRET of a credentials entry",
-            );
+            return Admission::Challenge(key_entry.cloned());
         };
         match std::str::from_utf8(&token[..colon]) {
             Ok(name) => Admission::Verify {

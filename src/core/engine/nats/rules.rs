@@ -12,7 +12,7 @@ use crate::protocol::nats::encode::{write_err, NO_RESPONDERS_HEADERS, OK, PONG};
 use crate::protocol::nats::{subject, ClientOp, ConnectOptions, NatsError};
 use crate::protocol::{
     encode_publish_extended, encode_send_extended, publish_extended_len, send_extended_len,
-    CloseReason, Frame, Message, CLIENT_ID_LEN_MAX, PROTOCOL_VERSION, TOPIC_LEN_MAX,
+    CloseReason, Frame, Message, CLIENT_ID_LEN_MAX, EXTENDED_VERSION_MIN, TOPIC_LEN_MAX,
 };
 
 /// Where the NATS rules' decisions go: the engine's [`Output`], plus NATS lines for the
@@ -165,9 +165,10 @@ impl Engine<'_> {
         );
         call.conn.id_generated = true;
         let hello = Frame::Hello {
-            // The newest version, for reply subjects and headers. A NATS connection never
+            // Version 3, for reply subjects and headers; not 4: a NATS client cannot answer
+            // CHALLENGE (its key proof is CONNECT's nkey and sig). A NATS connection never
             // acknowledges: the output refuses acknowledged messages to it.
-            version: PROTOCOL_VERSION,
+            version: EXTENDED_VERSION_MIN,
             client_id: &client_id,
             token,
         };

@@ -213,3 +213,60 @@ fn a_proof_while_the_node_is_not_ready_holds_the_hello_until_it_is() {
     h.ready(slot);
     assert_eq!(h.rec.take()[0], Out::Local(slot, FrameKind::Welcome));
 }
+
+/// A NAME alone that is no public-key entry is challenged as a key entry is, and its PROOF
+/// refused with the text a wrong key's gets (even one that verifies against the decoy's key),
+/// so the answers do not tell key entries from other names; below version 4 both get one
+/// text too. The shared token is still admitted first.
+#[test]
+fn a_name_that_is_no_key_entry_is_challenged_and_refused_like_a_wrong_key() {
+    let mut h = harness();
+    let wrong_key = h.connect();
+    h.key_hello(wrong_key, 4, b"sensor-1");
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::Local(wrong_key, FrameKind::Challenge)]
+    );
+    h.proof(wrong_key, &sign(2, &[0x5a; 32], b"sensor-1"));
+    assert_eq!(h.rec.take(), refused(wrong_key));
+    let unknown = h.connect();
+    let hello = Frame::Hello {
+        version: 4,
+        client_id: b"sensor-1",
+        token: b"nobody",
+    };
+    h.frame(unknown, hello);
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::Local(unknown, FrameKind::Challenge)]
+    );
+    assert_eq!(h.conns[unknown as usize].phase(), Phase::AwaitingProof);
+    // Key 1 is both sensor's and the decoy's: a proof that verifies is refused all the same.
+    h.proof(unknown, &sign(1, &[0x5a; 32], b"sensor-1"));
+    assert_eq!(h.rec.take(), refused(unknown));
+    assert!(h.tables.locations.row(b"sensor-1").is_none());
+    let texts = std::mem::take(&mut h.rec.close_texts);
+    assert_eq!(texts.len(), 2);
+    assert_eq!(
+        texts[0], texts[1],
+        "one text for a wrong key and an unknown name"
+    );
+    for token in [&b"sensor"[..], b"nobody"] {
+        let slot = h.connect();
+        let hello = Frame::Hello {
+            version: 3,
+            client_id: b"sensor-1",
+            token,
+        };
+        h.frame(slot, hello);
+        assert!(h
+            .rec
+            .take()
+            .contains(&Out::Close(slot, CloseReason::AUTH_FAILED)));
+    }
+    let texts = std::mem::take(&mut h.rec.close_texts);
+    assert_eq!(texts.len(), 2);
+    assert_eq!(texts[0], texts[1], "one text below version 4 too");
+    let admin = h.client_with_token(b"admin-1", b"admin");
+    assert_eq!(h.conns[admin as usize].phase(), Phase::Open);
+}
