@@ -31,6 +31,15 @@ fn harness() -> Harness {
     h
 }
 
+/// The harness with a shared-token client `sub` subscribed to `s.t` (its slot).
+fn harness_with_listener() -> (Harness, u32) {
+    let mut h = harness();
+    let listener = h.client_with_token(b"sub", b"admin");
+    h.frame(listener, sub(b"s.t", b""));
+    h.rec.take();
+    (h, listener)
+}
+
 impl Harness {
     fn key_hello(&mut self, slot: u32, version: u16, id: &[u8]) {
         let hello = Frame::Hello {
@@ -77,10 +86,7 @@ fn refused(slot: u32) -> Vec<Out> {
 
 #[test]
 fn a_good_proof_is_welcomed_and_the_held_frames_follow() {
-    let mut h = harness();
-    let listener = h.client_with_token(b"sub", b"admin");
-    h.frame(listener, sub(b"s.t", b""));
-    h.rec.take();
+    let (mut h, listener) = harness_with_listener();
     let sensor = h.connect();
     h.key_hello(sensor, 4, b"sensor-1");
     h.frame(
@@ -269,4 +275,40 @@ fn a_name_that_is_no_key_entry_is_challenged_and_refused_like_a_wrong_key() {
     assert_eq!(texts[0], texts[1], "one text below version 4 too");
     let admin = h.client_with_token(b"admin-1", b"admin");
     assert_eq!(h.conns[admin as usize].phase(), Phase::Open);
+}
+
+/// Frames flooded after HELLO, before the PROOF, are held up to `max_frame_bytes` only; past
+/// that the connection is closed NOT_READY with a text saying the PROOF is what they waited
+/// for (not that the node is not ready), and nothing held is applied.
+#[test]
+fn a_flood_before_the_proof_is_bounded_and_the_close_says_so() {
+    let (mut h, _listener) = harness_with_listener();
+    let slot = h.connect();
+    h.key_hello(slot, 4, b"sensor-1");
+    assert_eq!(h.rec.take(), vec![Out::Local(slot, FrameKind::Challenge)]);
+    let payload = vec![b'p'; 64 * 1024];
+    let max_frames = (h.config.max_frame_bytes as usize) / payload.len() + 2;
+    let closed_after = (1..=max_frames).find(|_| {
+        let publish = Frame::Publish {
+            topic: b"s.t",
+            payload: &payload,
+            no_echo: false,
+        };
+        h.frame(slot, publish);
+        !h.rec.out.is_empty()
+    });
+    assert!(closed_after.is_some(), "closed within {max_frames} frames");
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::CloseConn(slot, CloseReason::NOT_READY)]
+    );
+    let text = h.rec.close_texts.pop().unwrap_or_default();
+    assert!(text.contains("before the PROOF"), "{text}");
+    assert!(!text.contains("not ready"), "{text}");
+    assert_eq!(h.conns[slot as usize].held_bytes(), 0);
+    h.proof(slot, &sign(1, &[0x5a; 32], b"sensor-1"));
+    assert!(
+        !h.rec.take().iter().any(|o| matches!(o, Out::Deliver(..))),
+        "nothing held is applied"
+    );
 }
