@@ -350,6 +350,18 @@ impl Session {
         }
     }
 
+    /// A HELLO whose key was proven with it (a NATS CONNECT's `nkey` and `sig`), at
+    /// `version`: the session is open (the caller goes on as for a verified secret). `false`
+    /// when the session is past its HELLO.
+    pub fn open_with_proven_key(&mut self, version: u16) -> bool {
+        if self.phase != Phase::AwaitingHello {
+            return false;
+        }
+        self.phase = Phase::Open;
+        self.version = version;
+        true
+    }
+
     /// The PROOF verified: the session is open (the caller goes on as for a verified
     /// secret).
     pub fn on_proof_accepted(&mut self) {

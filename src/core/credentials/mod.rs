@@ -261,6 +261,23 @@ impl Gate {
         credentials.entry(name).cloned()
     }
 
+    /// Whether the credentials in force have a public-key entry (a NATS INFO then carries a
+    /// nonce for an nkey to sign).
+    pub fn has_public_keys(&self) -> bool {
+        self.credentials
+            .as_ref()
+            .is_some_and(|c| c.current().has_public_keys())
+    }
+
+    /// The entry whose public key is `key`, in the credentials in force.
+    pub fn entry_by_public_key(
+        &self,
+        key: &[u8; public_key::PUBLIC_KEY_LEN],
+    ) -> Option<Arc<Entry>> {
+        let credentials = self.credentials.as_ref()?.current();
+        credentials.entry_by_public_key(key).cloned()
+    }
+
     /// Whether any check is configured (else every HELLO is [`Admission::Open`]).
     pub fn is_open(&self) -> bool {
         self.shared_token.is_none() && self.credentials.is_none()

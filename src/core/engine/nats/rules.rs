@@ -26,6 +26,15 @@ pub trait NatsOutput: Output {
     fn nats_conn(&mut self, at: Location) -> Option<&mut NatsConn>;
 }
 
+/// The id the relay gives the NATS connection at `at` (a NATS client names none).
+pub(super) fn nats_client_id(at: Location) -> Vec<u8> {
+    let mut client_id = NATS_ID_PREFIX.to_vec();
+    client_id.extend_from_slice(
+        format!("{}.{}.{}.{}", at.node, at.worker, at.slot, at.generation).as_bytes(),
+    );
+    client_id
+}
+
 /// The `-ERR` texts of nats-server for what these rules refuse without closing.
 const INVALID_SUBJECT: &str = "Invalid Subject";
 const INVALID_PUBLISH_SUBJECT: &str = "Invalid Publish Subject";
@@ -135,6 +144,15 @@ impl Engine<'_> {
             Err(e) => return call.close(CloseReason::PROTOCOL_ERROR, e.err_text()),
         };
         let first = call.nats().options.is_none();
+        // An nkey answers the INFO's nonce; without a nonce (no key entries) it is ignored,
+        // as nats-server ignores it when it has no nkeys.
+        let nonce = first.then(|| call.nats().nonce.take()).flatten();
+        if let (Some(nonce), Some(nkey)) = (nonce, options.nkey.clone()) {
+            let sig = options.sig.clone().unwrap_or_default();
+            call.nats().options = Some(options);
+            self.nats_connect_nkey(call, &nkey, &sig, &nonce);
+            return call.ok_if_verbose();
+        }
         // A user and password name a credentials entry and its secret, as NAME:SECRET does
         // in a native HELLO's token.
         let token = match (&options.user, &options.auth_token) {
@@ -158,11 +176,7 @@ impl Engine<'_> {
     }
 
     fn nats_hello<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, token: &[u8]) {
-        let at = call.at;
-        let mut client_id = NATS_ID_PREFIX.to_vec();
-        client_id.extend_from_slice(
-            format!("{}.{}.{}.{}", at.node, at.worker, at.slot, at.generation).as_bytes(),
-        );
+        let client_id = nats_client_id(call.at);
         call.conn.id_generated = true;
         let hello = Frame::Hello {
             // Version 3, for reply subjects and headers; not 4: a NATS client cannot answer

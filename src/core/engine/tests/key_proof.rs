@@ -312,3 +312,43 @@ fn a_flood_before_the_proof_is_bounded_and_the_close_says_so() {
         "nothing held is applied"
     );
 }
+
+/// A NATS CONNECT with `nkey` and `sig` for `nonce`, signed by key `seed`.
+fn nkey_connect(seed: u8, nonce: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let public: [u8; 32] = key_pair(seed)
+        .public_key()
+        .as_ref()
+        .try_into()
+        .expect("an ed25519 public key always has 32 bytes");
+    let nkey = crate::core::credentials::public_key::encode_nkey_user(&public);
+    let signature = key_pair(seed).sign(nonce.as_bytes());
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.as_ref());
+    format!("CONNECT {{\"verbose\":false,\"nkey\":\"{nkey}\",\"sig\":\"{sig}\"}}\r\n").into_bytes()
+}
+
+/// NATS nkeys: CONNECT's `nkey` and `sig` of this connection's INFO nonce admit the entry
+/// with that key (its permissions bind); a wrong key, or a CONNECT captured from another
+/// connection (another nonce), is refused AUTH_FAILED.
+#[test]
+fn a_nats_nkey_signing_this_connections_nonce_is_admitted_and_a_replay_is_not() {
+    let mut h = harness();
+    let slot = h.connect();
+    h.state(slot).nonce = Some("nonce-one".into());
+    let captured = nkey_connect(1, "nonce-one");
+    h.nats_ok(slot, &captured);
+    assert_eq!(h.conns[slot as usize].phase(), Phase::Open);
+    assert_eq!(h.conns[slot as usize].entry_name(), Some("sensor"));
+    assert!(h.state(slot).nonce.is_none(), "a nonce is used once");
+    h.rec.take();
+    for (nonce, connect) in [
+        ("nonce-two", captured),
+        ("nonce-three", nkey_connect(2, "nonce-three")),
+    ] {
+        let slot = h.connect();
+        h.state(slot).nonce = Some(nonce.into());
+        let _ = h.nats(slot, &connect);
+        assert_eq!(h.rec.take(), refused(slot));
+        assert_ne!(h.conns[slot as usize].phase(), Phase::Open);
+    }
+}
