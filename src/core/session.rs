@@ -19,6 +19,8 @@ use std::sync::Arc;
 /// another entry, no entry), so the answer does not tell them apart.
 const NAME_NEEDS_VERSION_4: &str = "token does not match, and is not NAME:SECRET of a \
      credentials entry (a public-key entry's NAME alone needs protocol version 4)";
+/// The AUTH_FAILED text of a HELLO the host's authorize hook refuses.
+pub const REFUSED_BY_HOST: &str = "refused by the host";
 const PROOF_WITHOUT_CHALLENGE: &str =
     "PROOF without a CHALLENGE (only a version-4 HELLO naming a public-key entry is challenged)";
 
@@ -310,7 +312,7 @@ impl Session {
         }
         if let Some(authorize) = &cfg.authorize {
             if !(authorize.0)(client_id, token, peer) {
-                return self.closing(CloseReason::AUTH_FAILED, "refused by the host");
+                return self.closing(CloseReason::AUTH_FAILED, REFUSED_BY_HOST);
             }
         }
         self.phase = Phase::Open;

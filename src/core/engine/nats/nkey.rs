@@ -9,6 +9,7 @@ use super::rules::{nats_client_id, NatsCall, NatsOutput};
 use crate::core::credentials::public_key::{decode_nkey_user, verify, SIGNATURE_LEN};
 use crate::core::credentials::Entry;
 use crate::core::engine::Engine;
+use crate::core::session::REFUSED_BY_HOST;
 use crate::protocol::EXTENDED_VERSION_MIN;
 use base64::Engine as _;
 use std::sync::Arc;
@@ -31,14 +32,29 @@ impl Engine<'_> {
         sig: &str,
         nonce: &str,
     ) {
+        let client_id = nats_client_id(call.at);
         let entry = self.nkey_entry(nkey, sig, nonce);
+        // The host's authorize hook, as for any HELLO its credentials admit: the token it
+        // sees is the nkey.
+        let host_refuses = entry.is_some()
+            && self
+                .config
+                .session
+                .authorize
+                .as_ref()
+                .is_some_and(|authorize| {
+                    !(authorize.0)(&client_id, nkey.as_bytes(), call.conn.peer)
+                });
         call.conn.id_generated = true;
         // A NATS connection speaks version 3 (see `nats_hello`).
         if !call.conn.session.open_with_proven_key(EXTENDED_VERSION_MIN) {
             return;
         }
-        call.conn.held_hello = Some(nats_client_id(call.at).into());
+        call.conn.held_hello = Some(client_id.into());
         match entry {
+            Some(_) if host_refuses => {
+                self.refuse_hello(call.conn, call.at, REFUSED_BY_HOST, call.out)
+            }
             Some(entry) => {
                 call.conn.verifying = true;
                 let (guards, scratch) = (call.guards, &mut *call.scratch);

@@ -352,3 +352,32 @@ fn a_nats_nkey_signing_this_connections_nonce_is_admitted_and_a_replay_is_not() 
         assert_ne!(h.conns[slot as usize].phase(), Phase::Open);
     }
 }
+
+/// The host's authorize hook sees an nkey CONNECT (its token: the nkey) and may refuse it, as
+/// it may any HELLO.
+#[test]
+fn the_host_may_refuse_a_nats_nkey_the_credentials_admit() {
+    let mut h = harness();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_by_hook = Arc::clone(&seen);
+    h.config.session.authorize = Some(crate::core::session::Authorizer(Arc::new(
+        move |_id: &[u8], token: &[u8], _peer| {
+            seen_by_hook
+                .lock()
+                .expect("the hook never panics holding it")
+                .push(token.to_vec());
+            false
+        },
+    )));
+    let slot = h.connect();
+    h.state(slot).nonce = Some("nonce-one".into());
+    let _ = h.nats(slot, &nkey_connect(1, "nonce-one"));
+    assert_eq!(h.rec.take(), refused(slot));
+    assert_eq!(
+        h.rec.close_texts,
+        [crate::core::session::REFUSED_BY_HOST.to_string()]
+    );
+    let seen = seen.lock().expect("the hook never panics holding it");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].starts_with(b"U"), "the hook sees the nkey");
+}
