@@ -511,3 +511,61 @@ fn a_nats_nkey_signing_the_info_nonce_gets_in_and_a_replayed_connect_does_not() 
     lines.read_line(&mut line).unwrap();
     assert_eq!(line, "-ERR 'Authorization Violation'\r\n");
 }
+
+/// The binary end to end: `keygen` writes a private key file only its owner may read (never
+/// over an existing one) and prints the public key in both forms, `keygen --public` prints
+/// them again, and `send --key-file --name` gets in as the entry with that key.
+#[test]
+fn keygen_writes_a_private_key_and_send_gets_in_with_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    let key_path = scratch_dir().join("sensor.key");
+    let _ = std::fs::remove_file(&key_path);
+    let key_file = key_path.to_str().unwrap();
+    let keygen = |args: &[&str]| {
+        Command::new(bin())
+            .arg("keygen")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let made = keygen(&["--out", key_file]);
+    assert!(made.status.success(), "{made:?}");
+    let printed = String::from_utf8(made.stdout).unwrap();
+    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let key = SigningKey::from_file(&key_path).unwrap();
+    assert!(printed.starts_with(&format!("public_key = \"{}\"", key.public_key_ed25519())));
+    assert!(printed.contains(&key.public_key_nkey()), "{printed}");
+    let again = keygen(&["--out", key_file]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not overwritten"));
+    assert_eq!(
+        SigningKey::from_file(&key_path).unwrap(),
+        key,
+        "the key is kept"
+    );
+    let public = keygen(&["--public", key_file]);
+    assert_eq!(String::from_utf8(public.stdout).unwrap(), printed);
+
+    let relay = key_relay(&key);
+    let addr = relay.local_addr().to_string();
+    let mut lobby = connect_as(relay.local_addr(), "lobby-1", "admin").unwrap();
+    let sent = Command::new(bin())
+        .args([
+            "send",
+            "--server",
+            &addr,
+            "--key-file",
+            key_file,
+            "--name",
+            "sensor",
+        ])
+        .args(["--id", "sensor-1", "--to", "lobby-1", "hello"])
+        .env_remove("RINGRELAY_TOKEN")
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{sent:?}");
+    let (sender, _, payload) = next_message(&mut lobby);
+    assert_eq!((sender, payload), (b"sensor-1".to_vec(), b"hello".to_vec()));
+}
