@@ -22,7 +22,7 @@ const NAME_NEEDS_VERSION_4: &str = "token does not match, and is not NAME:SECRET
 /// The AUTH_FAILED text of a HELLO the host's authorize hook refuses.
 pub const REFUSED_BY_HOST: &str = "refused by the host";
 const PROOF_WITHOUT_CHALLENGE: &str =
-    "PROOF without a CHALLENGE (only a version-4 HELLO naming a public-key entry is challenged)";
+    "PROOF without a CHALLENGE (only a version-4 HELLO whose token is a NAME alone is challenged)";
 
 /// A host's decision on each client that passed the token check: allow `client_id` with
 /// `token` from `peer` (`None`: a local client of an embedded node, with no network address)?
@@ -79,7 +79,7 @@ impl SessionConfig {
 pub enum Phase {
     /// Connected, no valid HELLO yet.
     AwaitingHello,
-    /// HELLO named a public-key entry and was answered with CHALLENGE: the PROOF is due
+    /// HELLO's token was a NAME alone and was answered with CHALLENGE: the PROOF is due
     /// within the handshake timeout, like HELLO was.
     AwaitingProof,
     /// HELLO accepted; the client id is registered by the caller.
@@ -101,8 +101,8 @@ pub enum SessionEvent<'a> {
     /// HELLO named a credentials entry: its secret must be verified (off the worker) before
     /// its id is registered or refused.
     Verify(Hello<'a>),
-    /// HELLO (version 4) named a public-key entry: send CHALLENGE with a fresh nonce, hold
-    /// the HELLO and the frames after it until the PROOF.
+    /// HELLO (version 4) was a NAME alone, of a public-key entry or (a decoy) not: send
+    /// CHALLENGE with a fresh nonce, hold the HELLO and the frames after it until the PROOF.
     Challenge {
         client_id: &'a [u8],
         /// `None`: no public-key entry has that name (challenged all the same, never
