@@ -12,15 +12,18 @@
 
 use super::payload::{payloads, stdin, PayloadSource};
 use super::render::{write_event, Format};
+use super::secrets::read_private_file;
 use super::CliFailure;
 use clap::Args;
 use ringrelay::client::{
     AckedSession, AckedSessionOptions, AckedStats, ClientError, ClientOptions, Event, Session,
-    SessionOptions,
+    SessionOptions, SigningKey,
 };
 use ringrelay::endpoint::Endpoint;
 use ringrelay::protocol::{payload_bytes_max, ErrorCode};
 use std::io::{self, BufRead};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Relay address used when neither `--server` nor `RINGRELAY_SERVER` is given.
@@ -29,8 +32,16 @@ pub const DEFAULT_SERVER: &str = "127.0.0.1:7400";
 /// Environment variable with the relay list (as `--server`).
 pub const SERVER_ENV_VAR: &str = "RINGRELAY_SERVER";
 
+/// Environment variable with the token (as `--token`, out of /proc/PID/cmdline).
+pub const TOKEN_ENV_VAR: &str = "RINGRELAY_TOKEN";
+
 /// Exit status: `send` to an unknown id.
 pub const EXIT_UNKNOWN_ID: u8 = 2;
+/// Exit status: a usage error (flags that contradict each other).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Who should own a client's secret files, as a warning about their mode says.
+const CLIENT_USER: &str = "the user the client runs as";
 /// Exit status: the timeout passed before `--count` messages arrived.
 pub const EXIT_TIMEOUT: u8 = 3;
 /// Exit status: no relay could be reached, or the connection was lost for good.
@@ -62,9 +73,24 @@ pub struct ConnArgs {
         value_parser = parse_server,
     )]
     pub server: Vec<String>,
-    /// Token sent in HELLO.
-    #[arg(long, value_name = "T")]
+    /// Token sent in HELLO: the shared token, or NAME:SECRET of a credentials entry. On the
+    /// command line every local user can read it (ps): prefer --token-file or RINGRELAY_TOKEN.
+    #[arg(long, value_name = "T", env = TOKEN_ENV_VAR, hide_env_values = true)]
     pub token: Option<String>,
+    /// File holding the token (one line; a trailing newline is not part of it).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Private key file of a public-key credentials entry (`ringrelay keygen`): HELLO carries
+    /// the entry's --name and the client signs the relay's challenge. No token is then sent.
+    #[arg(long, value_name = "FILE", requires = "name")]
+    pub key_file: Option<PathBuf>,
+    /// Name of the public-key credentials entry whose key --key-file holds.
+    #[arg(long, value_name = "NAME", requires = "key_file")]
+    pub name: Option<String>,
+    /// `--token` was typed on the command line (not taken from RINGRELAY_TOKEN): warned
+    /// about, as `serve` does.
+    #[arg(skip)]
+    pub token_on_command_line: bool,
     /// How long to keep trying to reach a relay, at the start and after a lost connection.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub connect_timeout_ms: u64,
@@ -278,22 +304,82 @@ pub fn watch(args: &WatchArgs) -> Result<(), CliFailure> {
 
 /// A session to the relays of `conn`, registered as `id`.
 pub fn connect(conn: &ConnArgs, id: &str) -> Result<Session, CliFailure> {
-    Session::connect(id.as_bytes(), session_options(conn)).map_err(no_relay)
+    Session::connect(id.as_bytes(), session_options(conn)?).map_err(no_relay)
 }
 
-/// The session settings of `conn`: its relays, token and reconnect bound; frames up to the
-/// relay's own upper bound.
-fn session_options(conn: &ConnArgs) -> SessionOptions {
-    SessionOptions {
+/// The session settings of `conn`: its relays, token (or entry name and key) and reconnect
+/// bound; frames up to the relay's own upper bound.
+fn session_options(conn: &ConnArgs) -> Result<SessionOptions, CliFailure> {
+    let (token, signing_key) = credentials(conn)?;
+    Ok(SessionOptions {
         servers: conn.server.clone(),
-        token: conn.token.as_ref().map(|t| t.as_bytes().to_vec()),
+        token,
         reconnect_timeout: Duration::from_millis(conn.connect_timeout_ms),
         client: ClientOptions {
             max_frame_bytes: READ_FRAME_BYTES_MAX,
+            signing_key,
             ..ClientOptions::default()
         },
         ..SessionOptions::default()
+    })
+}
+
+/// HELLO's token, and the key that answers a CHALLENGE (with `--key-file`).
+type HelloCredentials = (Option<Vec<u8>>, Option<Arc<SigningKey>>);
+
+/// What HELLO carries: the token (`--token`, `RINGRELAY_TOKEN` or `--token-file`), or the
+/// entry name with its key (`--name`, `--key-file`). Two of them at once is a usage error
+/// naming where each came from; a token typed on the command line is warned about.
+fn credentials(conn: &ConnArgs) -> Result<HelloCredentials, CliFailure> {
+    let token_source = match conn.token_on_command_line {
+        true => "--token",
+        false => TOKEN_ENV_VAR,
+    };
+    let usage = |message: String| CliFailure {
+        message,
+        exit_code: EXIT_USAGE,
+    };
+    if conn.token.is_some() && conn.token_file.is_some() {
+        return Err(usage(format!(
+            "{token_source} and --token-file are both set: give one"
+        )));
     }
+    if let (Some(path), Some(name)) = (&conn.key_file, &conn.name) {
+        if conn.token.is_some() || conn.token_file.is_some() {
+            let other = match conn.token_file {
+                Some(_) => "--token-file",
+                None => token_source,
+            };
+            return Err(usage(format!(
+                "--key-file and {other} are both set: a key client sends its entry's --name, \
+                 no token"
+            )));
+        }
+        let text = read_private_file("--key-file", path, CLIENT_USER)
+            .map_err(|e| CliFailure::new(format!("cannot read {}: {e}", path.display())))?;
+        let key = SigningKey::parse(&text)
+            .map_err(|e| CliFailure::new(format!("--key-file {}: {e}", path.display())))?;
+        return Ok((Some(name.as_bytes().to_vec()), Some(Arc::new(key))));
+    }
+    if conn.token_on_command_line {
+        tracing::warn!(
+            "--token was given on the command line, where every local user can read it \
+             (/proc/PID/cmdline, ps); use --token-file FILE or {TOKEN_ENV_VAR} instead"
+        );
+    }
+    if let Some(path) = &conn.token_file {
+        let text = read_private_file("--token-file", path, CLIENT_USER)
+            .map_err(|e| CliFailure::new(format!("cannot read {}: {e}", path.display())))?;
+        let token = ringrelay::secret_files::secret_in_file_text(&text);
+        if token.is_empty() {
+            return Err(CliFailure::new(format!(
+                "{} holds no token",
+                path.display()
+            )));
+        }
+        return Ok((Some(token.as_bytes().to_vec()), None));
+    }
+    Ok((conn.token.as_ref().map(|t| t.as_bytes().to_vec()), None))
 }
 
 /// An acknowledged-delivery session to the relays of `conn`, registered as `id`.
@@ -302,7 +388,7 @@ pub fn connect_acked(
     id: &str,
     mut opts: AckedSessionOptions,
 ) -> Result<AckedSession, CliFailure> {
-    opts.session = session_options(conn);
+    opts.session = session_options(conn)?;
     AckedSession::connect(id.as_bytes(), opts).map_err(no_relay)
 }
 
@@ -555,6 +641,71 @@ mod tests {
         assert!(parse_server(":7400").is_err());
         assert!(parse_server("h:0").is_err());
         assert!(parse_server("h:x").is_err());
+    }
+
+    fn conn_args(args: &[&str]) -> ConnArgs {
+        use clap::{CommandFactory, FromArgMatches};
+        let argv = [&["ringrelay", "watch"], args, &["someone"]].concat();
+        let matches = crate::Cli::command().try_get_matches_from(argv).unwrap();
+        let (_, verb) = matches.subcommand().unwrap();
+        let mut conn = ConnArgs::from_arg_matches(verb).unwrap();
+        conn.token_on_command_line = verb.value_source("token").is_some();
+        conn
+    }
+
+    #[test]
+    fn a_key_file_sends_the_entry_name_and_carries_the_key() {
+        let dir = std::env::temp_dir().join(format!("rr-conn-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k");
+        let key = SigningKey::generate().unwrap();
+        std::fs::write(&path, key.file_text()).unwrap();
+        let file = path.to_str().unwrap();
+        let (token, signing_key) =
+            credentials(&conn_args(&["--key-file", file, "--name", "sensor"])).unwrap();
+        assert_eq!(token.as_deref(), Some(b"sensor".as_slice()));
+        assert_eq!(signing_key.as_deref(), Some(&key));
+        let both = credentials(&conn_args(&[
+            "--key-file",
+            file,
+            "--name",
+            "s",
+            "--token",
+            "t",
+        ]));
+        let both = both.unwrap_err();
+        assert_eq!(both.exit_code, EXIT_USAGE);
+        assert!(
+            both.message.contains("--key-file and --token"),
+            "{}",
+            both.message
+        );
+        std::fs::write(&path, "not a key").unwrap();
+        let bad = credentials(&conn_args(&["--key-file", file, "--name", "s"])).unwrap_err();
+        assert!(bad.message.contains("ed25519-seed:"), "{}", bad.message);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_token_file_is_read_and_conflicts_with_a_token() {
+        let dir = std::env::temp_dir().join(format!("rr-conn-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t");
+        std::fs::write(&path, "game:s3cret\n").unwrap();
+        let file = path.to_str().unwrap();
+        let (token, key) = credentials(&conn_args(&["--token-file", file])).unwrap();
+        assert_eq!(token.as_deref(), Some(b"game:s3cret".as_slice()));
+        assert!(key.is_none());
+        let both = credentials(&conn_args(&["--token-file", file, "--token", "t"])).unwrap_err();
+        assert!(
+            both.message.contains("--token and --token-file"),
+            "{}",
+            both.message
+        );
+        use clap::Parser;
+        let name_alone = crate::Cli::try_parse_from(["ringrelay", "watch", "--name", "n", "x"]);
+        assert!(name_alone.is_err(), "--name needs --key-file");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

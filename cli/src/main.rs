@@ -1,5 +1,5 @@
 //! The `ringrelay` binary: `serve`, the client verbs (`listen`, `send`, `pub`, `sub`, `req`,
-//! `reply`, `watch`, `chat`), `passwd` and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is
+//! `reply`, `watch`, `chat`), `passwd`, `keygen` and `bench` (the load generator crate, `ringrelay-loadgen`). The relay itself is
 //! the `ringrelay` library; this crate adds the command line, logging and the global
 //! allocator.
 //!
@@ -11,6 +11,7 @@
 mod acked_send;
 mod chat;
 mod client_verbs;
+mod keygen;
 mod passwd;
 mod payload;
 mod render;
@@ -21,6 +22,7 @@ mod signals;
 
 pub use chat::ChatArgs;
 pub use client_verbs::{ConnArgs, ListenArgs, PubArgs, SendArgs, SubArgs, WatchArgs};
+pub use keygen::KeygenArgs;
 pub use passwd::PasswdArgs;
 pub use request_verbs::{ReplyArgs, ReqArgs};
 pub use serve::{parse_cpu_list, CpuList, ServeArgs};
@@ -89,6 +91,7 @@ pub enum Command {
     Bench(ringrelay_loadgen::BenchArgs),
     /// Hash a secret (read from stdin) for a credentials file's `secret_hash`.
     Passwd(PasswdArgs),
+    Keygen(KeygenArgs),
 }
 
 /// A failed command: what to print after `ringrelay: ` and the exit status.
@@ -139,7 +142,28 @@ fn with_value_sources(mut cli: Cli, matches: &clap::ArgMatches) -> Cli {
     {
         args.secrets_on_command_line = secrets::given_on_command_line(serve);
     }
+    if let (Some(conn), Some((_, verb))) = (cli.command.conn_mut(), matches.subcommand()) {
+        let source = verb.value_source("token");
+        conn.token_on_command_line = source == Some(clap::parser::ValueSource::CommandLine);
+    }
     cli
+}
+
+impl Command {
+    /// The connection settings of a client verb.
+    fn conn_mut(&mut self) -> Option<&mut ConnArgs> {
+        match self {
+            Command::Listen(args) => Some(&mut args.conn),
+            Command::Send(args) => Some(&mut args.conn),
+            Command::Pub(args) => Some(&mut args.conn),
+            Command::Sub(args) => Some(&mut args.conn),
+            Command::Req(args) => Some(&mut args.conn),
+            Command::Reply(args) => Some(&mut args.conn),
+            Command::Watch(args) => Some(&mut args.conn),
+            Command::Chat(args) => Some(&mut args.conn),
+            Command::Serve(_) | Command::Bench(_) | Command::Passwd(_) | Command::Keygen(_) => None,
+        }
+    }
 }
 
 /// Runs one parsed command.
@@ -186,6 +210,7 @@ pub fn run(cli: Cli) -> Result<(), CliFailure> {
             ringrelay_loadgen::run(&args).map_err(|e| CliFailure::new(e.to_string()))
         }
         Command::Passwd(args) => passwd::passwd(&args),
+        Command::Keygen(args) => keygen::keygen(&args),
     }
 }
 

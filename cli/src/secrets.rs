@@ -128,12 +128,18 @@ pub fn apply_metrics_token_env(
 /// others may read it, as ssh does for a private key. The mode is the open file's, so it is the
 /// file that was read.
 pub fn read_secret_file(setting: &'static str, path: &Path) -> std::io::Result<String> {
+    read_private_file(setting, path, "the user the relay runs as")
+}
+
+/// Reads the file of a secret `setting` (a token, a key), warning when group or others may
+/// read it; `owner` says who should own it instead.
+pub fn read_private_file(setting: &str, path: &Path, owner: &str) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mode = file.metadata()?.permissions().mode();
     if mode & 0o044 != 0 {
         tracing::warn!(
             "{setting} {} is readable by group or others (mode {:04o}): anyone in them can \
-             read the secret; chmod 600 it, owned by the user the relay runs as",
+             read the secret; chmod 600 it, owned by {owner}",
             path.display(),
             mode & 0o7777
         );

@@ -3,7 +3,9 @@
 //! a reason for a wrong secret or an id its entry may not register (so it cannot take over
 //! another client's id), and is told PERMISSION_DENIED, naming the subject, for a frame
 //! outside its permissions while its connection stays open. NATS clients come in with a user
-//! and password.
+//! and password. Public-key entries: a client with the entry's key gets in by signing the
+//! relay's nonce (native CHALLENGE and PROOF, NATS nkey and sig), a wrong key or a replayed
+//! proof is refused.
 
 mod common;
 
@@ -15,6 +17,7 @@ use ringrelay::protocol::{CloseReason, ErrorCode};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A credentials file in a fresh directory: entry `game` (secret `pw`) may register
 /// `game-*`, send to `lobby-*`, publish and subscribe under `game.` except `game.admin.`.
@@ -68,6 +71,13 @@ fn connect_as(addr: SocketAddr, id: &str, token: &str) -> Result<Client, ClientE
         Some(token.as_bytes()),
         client_options(),
     )
+}
+
+/// The next line the relay writes on a NATS connection (its read timeout bounds the wait).
+fn read_line(lines: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    line
 }
 
 fn refused_reason(result: Result<Client, ClientError>) -> String {
@@ -166,11 +176,7 @@ fn a_nats_user_and_password_name_the_entry_and_a_denied_publish_gets_a_permissio
     stream
         .write_all(b"CONNECT {\"user\":\"game\",\"pass\":\"pw\",\"verbose\":false}\r\nPUB game.admin.x 1\r\nx\r\nPING\r\n")
         .unwrap();
-    let mut read = || {
-        let mut line = String::new();
-        lines.read_line(&mut line).unwrap();
-        line
-    };
+    let mut read = || read_line(&mut lines);
     assert_eq!(
         read(),
         "-ERR 'Permissions Violation for Publish to \"game.admin.x\"'\r\n"
@@ -295,4 +301,271 @@ fn post(addr: SocketAddr, path: &str) -> (u16, String) {
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public-key entries
+// ---------------------------------------------------------------------------------------------
+
+use ringrelay::client::{ClientOptions, SigningKey};
+use ringrelay::protocol::{hello, Decoded, Frame, FrameReader};
+
+/// A relay whose credentials file has, beside `game`, entry `sensor` with `key`'s public key
+/// (in its nkey form), which may register `sensor-*`, send to `lobby-*` and publish nothing;
+/// shared token
+/// `admin`; a NATS port.
+fn key_relay(key: &SigningKey) -> ringrelay::server::Server {
+    let path = scratch_dir().join("key-credentials.toml");
+    let text = format!(
+        "{}\n[[entry]]\nname = \"sensor\"\npublic_key = \"{}\"\nids = [\"sensor-*\"]\n\
+         send = {{ allow = [\"lobby-*\"] }}\npublish = {{ allow = [] }}\n",
+        credentials_text("game-*"),
+        key.public_key_nkey()
+    );
+    std::fs::write(&path, text).unwrap();
+    start(Config {
+        token: Some("admin".into()),
+        credentials_file: Some(path),
+        nats_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..config()
+    })
+}
+
+fn connect_with_key(
+    addr: SocketAddr,
+    id: &str,
+    key: &Arc<SigningKey>,
+) -> Result<Client, ClientError> {
+    let opts = ClientOptions {
+        signing_key: Some(Arc::clone(key)),
+        ..client_options()
+    };
+    Client::connect_with(addr, id.as_bytes(), Some(b"sensor"), opts)
+}
+
+#[test]
+fn a_key_client_gets_in_and_sends_and_a_wrong_key_or_none_is_refused_with_the_reason() {
+    let key = Arc::new(SigningKey::generate().unwrap());
+    let relay = key_relay(&key);
+    let addr = relay.local_addr();
+    let mut sensor = connect_with_key(addr, "sensor-1", &key).expect("the entry's key gets in");
+    let mut lobby = connect_as(addr, "lobby-1", "admin").unwrap();
+    one_way(&mut sensor, &mut lobby);
+    let wrong = Arc::new(SigningKey::generate().unwrap());
+    let text = refused_reason(connect_with_key(addr, "sensor-2", &wrong));
+    assert!(text.contains("PROOF refused"), "{text}");
+    let unknown = Client::connect_with(addr, b"sensor-3", Some(b"nobody"), {
+        ClientOptions {
+            signing_key: Some(Arc::clone(&key)),
+            ..client_options()
+        }
+    });
+    assert_eq!(
+        refused_reason(unknown),
+        text,
+        "an unknown name: the same answer"
+    );
+    let keyless = connect_as(addr, "sensor-4", "sensor");
+    assert!(
+        matches!(keyless, Err(ClientError::KeyRequired)),
+        "{keyless:?}"
+    );
+    one_way(&mut sensor, &mut lobby);
+}
+
+/// A connection spoken frame by frame, reading whole frames within [`WAIT`].
+struct RawConn {
+    stream: TcpStream,
+    reader: FrameReader,
+}
+
+impl RawConn {
+    fn connect(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        RawConn {
+            stream,
+            reader: FrameReader::new(1 << 20),
+        }
+    }
+
+    fn send(&mut self, frame: Frame<'_>) {
+        let mut bytes = Vec::new();
+        frame.encode(&mut bytes).unwrap();
+        self.stream.write_all(&bytes).unwrap();
+    }
+
+    /// The next frame the relay sends, as its bytes (PINGs skipped).
+    fn next_frame_bytes(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(frame) = self.reader.next_frame().unwrap() {
+                if matches!(frame, Frame::Ping { .. }) {
+                    continue;
+                }
+                let mut bytes = Vec::new();
+                frame.encode(&mut bytes).unwrap();
+                return bytes;
+            }
+            let n = self.reader.fill_from(&mut self.stream, 4096).unwrap();
+            assert!(n > 0, "the relay closed before the frame");
+        }
+    }
+
+    /// HELLO (version 4) as `id` with token `sensor`; the CHALLENGE's nonce.
+    fn hello_for_challenge(&mut self, id: &[u8]) -> [u8; 32] {
+        self.send(hello(id, b"sensor"));
+        let bytes = self.next_frame_bytes();
+        match decode_frame(&bytes) {
+            Frame::Challenge { nonce } => *nonce,
+            other => panic!("expected CHALLENGE, got {other:?}"),
+        }
+    }
+}
+
+fn decode_frame(bytes: &[u8]) -> Frame<'_> {
+    match ringrelay::protocol::decode(bytes, 1 << 20).unwrap() {
+        Decoded::Frame { frame, .. } => frame,
+        other => panic!("not a whole frame: {other:?}"),
+    }
+}
+
+#[test]
+fn a_proof_captured_on_one_connection_and_replayed_on_another_is_refused() {
+    let key = SigningKey::generate().unwrap();
+    let relay = key_relay(&key);
+    let addr = relay.local_addr();
+    let mut first = RawConn::connect(addr);
+    let nonce = first.hello_for_challenge(b"sensor-1");
+    let captured = key.sign_hello(&nonce, b"sensor-1");
+    first.send(Frame::Proof {
+        signature: &captured,
+    });
+    let welcome = first.next_frame_bytes();
+    assert!(
+        matches!(decode_frame(&welcome), Frame::Welcome { .. }),
+        "the proof's own connection is welcomed"
+    );
+    let mut replay = RawConn::connect(addr);
+    let other_nonce = replay.hello_for_challenge(b"sensor-1");
+    assert_ne!(other_nonce, nonce, "a fresh nonce per connection");
+    replay.send(Frame::Proof {
+        signature: &captured,
+    });
+    let close = replay.next_frame_bytes();
+    match decode_frame(&close) {
+        Frame::Close { reason, text } => {
+            assert_eq!(reason, CloseReason::AUTH_FAILED);
+            let text = String::from_utf8_lossy(text);
+            assert!(text.contains("PROOF refused"), "{text}");
+        }
+        other => panic!("expected CLOSE, got {other:?}"),
+    }
+}
+
+/// NATS nkeys over a real socket: INFO carries a nonce; CONNECT `nkey` and `sig` (base64url)
+/// of that nonce gets in under the entry's permissions; the same CONNECT on another
+/// connection (another nonce) is an Authorization Violation.
+#[test]
+fn a_nats_nkey_signing_the_info_nonce_gets_in_and_a_replayed_connect_does_not() {
+    use base64::Engine as _;
+    let key = SigningKey::generate().unwrap();
+    let relay = key_relay(&key);
+    let nats = relay.nats_addr().unwrap();
+    let open = |nats: SocketAddr| {
+        let stream = TcpStream::connect(nats).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut lines = BufReader::new(stream.try_clone().unwrap());
+        let mut info = String::new();
+        lines.read_line(&mut info).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(info.trim_start_matches("INFO ").trim()).unwrap();
+        let nonce = json["nonce"]
+            .as_str()
+            .expect("INFO carries a nonce")
+            .to_string();
+        (stream, lines, nonce)
+    };
+    let (mut stream, mut lines, nonce) = open(nats);
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(nonce.as_bytes()));
+    let connect = format!(
+        "CONNECT {{\"nkey\":\"{}\",\"sig\":\"{sig}\",\"verbose\":false}}\r\n",
+        key.public_key_nkey()
+    );
+    stream
+        .write_all(format!("{connect}PUB _INBOX.x 1\r\nx\r\nPING\r\n").as_bytes())
+        .unwrap();
+    let mut read = || read_line(&mut lines);
+    assert_eq!(
+        read(),
+        "-ERR 'Permissions Violation for Publish to \"_INBOX.x\"'\r\n",
+        "in, under the entry's permissions (sensor may not publish)"
+    );
+    assert_eq!(read(), "PONG\r\n");
+
+    let (mut replay, mut lines, other_nonce) = open(nats);
+    assert_ne!(other_nonce, nonce);
+    replay
+        .write_all(format!("{connect}PING\r\n").as_bytes())
+        .unwrap();
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "-ERR 'Authorization Violation'\r\n");
+}
+
+/// The binary end to end: `keygen` writes a private key file only its owner may read (never
+/// over an existing one) and prints the public key in both forms, `keygen --public` prints
+/// them again, and `send --key-file --name` gets in as the entry with that key.
+#[test]
+fn keygen_writes_a_private_key_and_send_gets_in_with_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    let key_path = scratch_dir().join("sensor.key");
+    let _ = std::fs::remove_file(&key_path);
+    let key_file = key_path.to_str().unwrap();
+    let keygen = |args: &[&str]| {
+        Command::new(bin())
+            .arg("keygen")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let made = keygen(&["--out", key_file]);
+    assert!(made.status.success(), "{made:?}");
+    let printed = String::from_utf8(made.stdout).unwrap();
+    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let key = SigningKey::from_file(&key_path).unwrap();
+    assert!(printed.starts_with(&format!("public_key = \"{}\"", key.public_key_ed25519())));
+    assert!(printed.contains(&key.public_key_nkey()), "{printed}");
+    let again = keygen(&["--out", key_file]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not overwritten"));
+    assert_eq!(
+        SigningKey::from_file(&key_path).unwrap(),
+        key,
+        "the key is kept"
+    );
+    let public = keygen(&["--public", key_file]);
+    assert_eq!(String::from_utf8(public.stdout).unwrap(), printed);
+
+    let relay = key_relay(&key);
+    let addr = relay.local_addr().to_string();
+    let mut lobby = connect_as(relay.local_addr(), "lobby-1", "admin").unwrap();
+    let sent = Command::new(bin())
+        .args([
+            "send",
+            "--server",
+            &addr,
+            "--key-file",
+            key_file,
+            "--name",
+            "sensor",
+        ])
+        .args(["--id", "sensor-1", "--to", "lobby-1", "hello"])
+        .env_remove("RINGRELAY_TOKEN")
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{sent:?}");
+    let (sender, _, payload) = next_message(&mut lobby);
+    assert_eq!((sender, payload), (b"sensor-1".to_vec(), b"hello".to_vec()));
 }

@@ -154,6 +154,7 @@ pub(crate) fn client_status(e: &ClientError) -> ringrelay_status {
         ClientError::Protocol(_) | ClientError::UnexpectedFrame(_) => S::Protocol,
         ClientError::UnsupportedVersion(_) => S::UnsupportedVersion,
         ClientError::Closed { reason, .. } => closed_status(*reason),
+        ClientError::KeyRequired => S::AuthFailed,
     }
 }
 

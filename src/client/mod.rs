@@ -19,23 +19,26 @@
 
 mod acked;
 mod session;
+mod signing_key;
 mod transport;
 
 pub use acked::{
     AckedSendError, AckedSession, AckedSessionOptions, AckedStats, Incoming, RECV_MANY_EVENTS_MAX,
 };
 pub use session::{CancelFlag, Session, SessionOptions, CANCEL_CHECK_INTERVAL};
+pub use signing_key::SigningKey;
 
 use crate::ack::{AckOut, FailReason};
 use crate::protocol::{
     encode_publish_extended, encode_send_extended, publish_extended_len, send_extended_len,
     AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind,
-    FrameReader, Message, MsgId, ACKED_VERSION_MIN, EXTENDED_VERSION_MIN, MAX_FRAME_BYTES_DEFAULT,
-    PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    FrameReader, Message, MsgId, ACKED_VERSION_MIN, EXTENDED_VERSION_MIN, KEY_PROOF_VERSION_MIN,
+    MAX_FRAME_BYTES_DEFAULT, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use transport::ClientTls;
 use transport::Transport;
@@ -65,6 +68,11 @@ pub struct ClientOptions {
     pub close_linger: Duration,
     /// Dial over TLS (to the relay's `tls_listen`); `None` (default): plain TCP.
     pub tls: Option<ClientTls>,
+    /// The private key of a public-key credentials entry (PROTOCOL.md section 14). When set,
+    /// the token given to `connect` is the entry's NAME, and the client answers the relay's
+    /// CHALLENGE with a PROOF within `connect_timeout` (protocol version 4 is then required).
+    /// `None` (default): a CHALLENGE fails the connect with [`ClientError::KeyRequired`].
+    pub signing_key: Option<Arc<SigningKey>>,
 }
 
 impl Default for ClientOptions {
@@ -77,6 +85,7 @@ impl Default for ClientOptions {
             write_timeout: None,
             close_linger: Duration::from_millis(250),
             tls: None,
+            signing_key: None,
         }
     }
 }
@@ -185,6 +194,9 @@ pub enum ClientError {
     /// The TLS handshake failed: `reason` says why (the relay's certificate is not from the
     /// CA trusted, or names another host; the relay refused ours; ...).
     Tls { reason: String },
+    /// The relay answered HELLO with CHALLENGE (the token is a NAME alone, taken as a
+    /// public-key entry's) and no [`ClientOptions::signing_key`] is set to answer it.
+    KeyRequired,
 }
 
 impl fmt::Display for ClientError {
@@ -234,6 +246,11 @@ impl fmt::Display for ClientError {
                 f,
                 "relay silent for {silent_ms} ms, not even answering a PING: presumed gone"
             ),
+            ClientError::KeyRequired => f.write_str(
+                "relay asked for a public-key PROOF (CHALLENGE): the token is a NAME alone, \
+                 which the relay takes as a public-key entry's, and no signing key (key file) \
+                 was given; give the entry's key, or check the token",
+            ),
         }
     }
 }
@@ -263,6 +280,7 @@ enum Inbound {
     Event(Event),
     Ping(u64),
     Pong(u64),
+    Challenge([u8; 32]),
     Welcome {
         version: u16,
         max_frame_bytes: u32,
@@ -298,6 +316,8 @@ pub struct Client {
     last_heard: Instant,
     /// When the liveness probe (a PING after an interval of silence) went out, if one is out.
     probe_sent: Option<Instant>,
+    /// The relay's CHALLENGE was answered (a second one is a protocol error).
+    proof_sent: bool,
 }
 
 impl Client {
@@ -327,6 +347,11 @@ impl Client {
         let started = Instant::now();
         let deadline = started.checked_add(opts.connect_timeout);
         let mut version = PROTOCOL_VERSION;
+        // A key proves itself only at version 4: no older version is worth asking.
+        let version_min = match opts.signing_key {
+            Some(_) => KEY_PROOF_VERSION_MIN,
+            None => PROTOCOL_VERSION_MIN,
+        };
         loop {
             let attempt =
                 Self::connect_speaking(&addrs, client_id, token, opts.clone(), version, deadline);
@@ -334,7 +359,7 @@ impl Client {
                 Err(ClientError::Closed {
                     reason: CloseReason::UNSUPPORTED_VERSION,
                     ..
-                }) if version > PROTOCOL_VERSION_MIN => version -= 1,
+                }) if version > version_min => version -= 1,
                 other => return other,
             }
         }
@@ -443,6 +468,7 @@ impl Client {
             last_ping_nonce: 0,
             last_heard: started,
             probe_sent: None,
+            proof_sent: false,
         };
         client.write_out()?;
         client.await_welcome(started, deadline)?;
@@ -699,6 +725,9 @@ impl Client {
                     Inbound::Welcome { .. } => {
                         return Err(self.fail(ClientError::UnexpectedFrame(FrameKind::Welcome)))
                     }
+                    Inbound::Challenge(_) => {
+                        return Err(self.fail(ClientError::UnexpectedFrame(FrameKind::Challenge)))
+                    }
                     Inbound::Unexpected(kind) => {
                         return Err(self.fail(ClientError::UnexpectedFrame(kind)))
                     }
@@ -863,6 +892,9 @@ impl Client {
                 Inbound::Welcome { .. } => {
                     return Err(self.fail(ClientError::UnexpectedFrame(FrameKind::Welcome)))
                 }
+                Inbound::Challenge(_) => {
+                    return Err(self.fail(ClientError::UnexpectedFrame(FrameKind::Challenge)))
+                }
                 Inbound::Unexpected(kind) => {
                     return Err(self.fail(ClientError::UnexpectedFrame(kind)))
                 }
@@ -945,6 +977,25 @@ impl Client {
         self.write_out()
     }
 
+    /// Answers CHALLENGE with PROOF: the signature of its nonce and our HELLO's id (once:
+    /// the key is taken, so a second CHALLENGE is an unexpected frame).
+    fn answer_challenge(&mut self, nonce: &[u8; 32]) -> Result<(), ClientError> {
+        if self.proof_sent {
+            return Err(self.fail(ClientError::UnexpectedFrame(FrameKind::Challenge)));
+        }
+        let Some(key) = self.opts.signing_key.as_ref() else {
+            return Err(self.fail(ClientError::KeyRequired));
+        };
+        let signature = key.sign_hello(nonce, &self.client_id);
+        Frame::Proof {
+            signature: &signature,
+        }
+        .encode(&mut self.write_buf)
+        .map_err(ClientError::Encode)?;
+        self.proof_sent = true;
+        self.write_out()
+    }
+
     fn await_welcome(
         &mut self,
         started: Instant,
@@ -970,6 +1021,7 @@ impl Client {
                     }
                     Inbound::Ping(nonce) => self.answer_ping(nonce)?,
                     Inbound::Pong(_) => {}
+                    Inbound::Challenge(nonce) => self.answer_challenge(&nonce)?,
                     Inbound::Event(event) => {
                         return Err(self.fail(ClientError::UnexpectedFrame(event_kind(&event))))
                     }
@@ -1231,6 +1283,7 @@ fn classify(frame: Frame<'_>) -> Inbound {
         }),
         Frame::Ping { nonce } => Inbound::Ping(nonce),
         Frame::Pong { nonce } => Inbound::Pong(nonce),
+        Frame::Challenge { nonce } => Inbound::Challenge(*nonce),
         Frame::Welcome {
             version,
             heartbeat_interval_ms,
@@ -1906,6 +1959,177 @@ mod tests {
             Client::connect(addr, b"", None),
             Err(ClientError::Encode(_))
         ));
+    }
+
+    /// Relay side of a public-key handshake: HELLO (version 4, `id`, token `name`), then
+    /// CHALLENGE with `nonce`; returns whether the PROOF verifies against `public_key`.
+    fn challenge(
+        r: &mut FakeRelay,
+        id: &[u8],
+        name: &[u8],
+        nonce: [u8; 32],
+        key: [u8; 32],
+    ) -> bool {
+        let hello = Frame::Hello {
+            version: KEY_PROOF_VERSION_MIN,
+            client_id: id,
+            token: name,
+        };
+        assert_eq!(r.next_frame_bytes(), encoded(hello));
+        r.send(Frame::Challenge { nonce: &nonce });
+        let proof = r.next_frame_bytes();
+        let Frame::Proof { signature } = decode_one(&proof) else {
+            panic!("expected PROOF: {proof:?}");
+        };
+        let message = crate::protocol::public_key::hello_proof_message(&nonce, id);
+        crate::protocol::public_key::verify(&key, &message, signature)
+    }
+
+    fn key_options(key: &Arc<SigningKey>) -> ClientOptions {
+        ClientOptions {
+            signing_key: Some(Arc::clone(key)),
+            connect_timeout: IO_BOUND,
+            ..ClientOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_challenge_is_answered_with_the_keys_signature_of_the_nonce_and_id() {
+        let key = Arc::new(SigningKey::generate().unwrap());
+        let public_key = key.public_key();
+        let (addr, relay) = fake_relay(move |mut r| {
+            assert!(challenge(
+                &mut r,
+                b"sensor-1",
+                b"sensor",
+                [7; 32],
+                public_key
+            ));
+            r.send(welcome());
+        });
+        let opts = key_options(&key);
+        let client = Client::connect_with(addr, b"sensor-1", Some(b"sensor"), opts).unwrap();
+        assert_eq!(client.protocol_version(), PROTOCOL_VERSION);
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn a_challenge_without_a_key_is_a_clear_error_not_a_hang() {
+        let (addr, relay) = fake_relay(|mut r| {
+            let _ = r.next_frame_bytes();
+            r.send(Frame::Challenge { nonce: &[1; 32] });
+        });
+        let opts = ClientOptions {
+            connect_timeout: IO_BOUND,
+            ..ClientOptions::default()
+        };
+        let started = Instant::now();
+        let err = Client::connect_with(addr, b"c", Some(b"sensor"), opts).unwrap_err();
+        assert!(matches!(err, ClientError::KeyRequired), "{err}");
+        assert!(err.to_string().contains("key file"), "{err}");
+        assert!(started.elapsed() < IO_BOUND, "answered at once");
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn a_second_challenge_is_an_unexpected_frame() {
+        let key = Arc::new(SigningKey::generate().unwrap());
+        let public_key = key.public_key();
+        let (addr, relay) = fake_relay(move |mut r| {
+            assert!(challenge(&mut r, b"c", b"sensor", [7; 32], public_key));
+            r.send(Frame::Challenge { nonce: &[8; 32] });
+        });
+        let err = Client::connect_with(addr, b"c", Some(b"sensor"), key_options(&key)).unwrap_err();
+        assert!(
+            matches!(err, ClientError::UnexpectedFrame(FrameKind::Challenge)),
+            "{err}"
+        );
+        relay.join().unwrap();
+    }
+
+    #[test]
+    fn a_key_client_does_not_fall_back_below_version_4() {
+        let key = Arc::new(SigningKey::generate().unwrap());
+        let (addr, relay) = fake_relay(|mut r| {
+            let _ = r.next_frame_bytes();
+            r.send(Frame::Close {
+                reason: CloseReason::UNSUPPORTED_VERSION,
+                text: b"unsupported protocol version",
+            });
+        });
+        let err = Client::connect_with(addr, b"c", Some(b"sensor"), key_options(&key)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Closed {
+                    reason: CloseReason::UNSUPPORTED_VERSION,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        relay.join().unwrap();
+    }
+
+    /// A reconnecting session proves the key again on the next relay connection, with that
+    /// connection's nonce.
+    #[test]
+    fn a_session_proves_its_key_on_every_reconnect() {
+        let key = Arc::new(SigningKey::generate().unwrap());
+        let public_key = key.public_key();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let relay = thread::spawn(move || {
+            for (round, nonce) in [[1u8; 32], [2; 32]].into_iter().enumerate() {
+                let mut r = FakeRelay::accept(&listener);
+                assert!(
+                    challenge(&mut r, b"s", b"sensor", nonce, public_key),
+                    "round {round}"
+                );
+                r.send(welcome());
+                if round == 0 {
+                    r.send(Frame::Close {
+                        reason: CloseReason::SHUTDOWN,
+                        text: b"restarting",
+                    });
+                } else {
+                    r.send(Frame::Deliver {
+                        sender: b"x",
+                        topic: b"",
+                        payload: b"after reconnect",
+                    });
+                    let _ = done_rx.recv_timeout(IO_BOUND);
+                }
+            }
+        });
+        let opts = SessionOptions {
+            servers: vec![addr.to_string()],
+            token: Some(b"sensor".to_vec()),
+            client: key_options(&key),
+            ..SessionOptions::default()
+        };
+        let mut session = Session::connect(b"s", opts).unwrap();
+        let deadline = Instant::now() + IO_BOUND;
+        let mut events = Vec::new();
+        while !events
+            .iter()
+            .any(|e| matches!(e, Event::Message { payload, .. } if payload == b"after reconnect"))
+        {
+            assert!(Instant::now() < deadline, "no message after {events:?}");
+            if let Some(event) = session.recv(Duration::from_millis(50)).unwrap() {
+                events.push(event);
+            }
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Reconnected { .. })),
+            "{events:?}"
+        );
+        done_tx.send(()).unwrap();
+        drop(session);
+        relay.join().unwrap();
     }
 
     #[test]

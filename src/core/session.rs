@@ -15,8 +15,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The answer to a PROOF that no CHALLENGE asked for.
+/// A NAME alone as the token below version 4: the same text whatever NAME is (a key entry,
+/// another entry, no entry), so the answer does not tell them apart.
+const NAME_NEEDS_VERSION_4: &str = "token does not match, and is not NAME:SECRET of a \
+     credentials entry (a public-key entry's NAME alone needs protocol version 4)";
+/// The AUTH_FAILED text of a HELLO the host's authorize hook refuses.
+pub const REFUSED_BY_HOST: &str = "refused by the host";
 const PROOF_WITHOUT_CHALLENGE: &str =
-    "PROOF without a CHALLENGE (only a version-4 HELLO naming a public-key entry is challenged)";
+    "PROOF without a CHALLENGE (only a version-4 HELLO whose token is a NAME alone is challenged)";
 
 /// A host's decision on each client that passed the token check: allow `client_id` with
 /// `token` from `peer` (`None`: a local client of an embedded node, with no network address)?
@@ -73,7 +79,7 @@ impl SessionConfig {
 pub enum Phase {
     /// Connected, no valid HELLO yet.
     AwaitingHello,
-    /// HELLO named a public-key entry and was answered with CHALLENGE: the PROOF is due
+    /// HELLO's token was a NAME alone and was answered with CHALLENGE: the PROOF is due
     /// within the handshake timeout, like HELLO was.
     AwaitingProof,
     /// HELLO accepted; the client id is registered by the caller.
@@ -95,11 +101,13 @@ pub enum SessionEvent<'a> {
     /// HELLO named a credentials entry: its secret must be verified (off the worker) before
     /// its id is registered or refused.
     Verify(Hello<'a>),
-    /// HELLO (version 4) named a public-key entry: send CHALLENGE with a fresh nonce, hold
-    /// the HELLO and the frames after it until the PROOF.
+    /// HELLO (version 4) was a NAME alone, of a public-key entry or (a decoy) not: send
+    /// CHALLENGE with a fresh nonce, hold the HELLO and the frames after it until the PROOF.
     Challenge {
         client_id: &'a [u8],
-        entry: Arc<Entry>,
+        /// `None`: no public-key entry has that name (challenged all the same, never
+        /// admitted: see [`Admission::Challenge`]).
+        entry: Option<Arc<Entry>>,
     },
     /// The PROOF answering the CHALLENGE: verify `signature` against the entry's key.
     Proof {
@@ -300,14 +308,11 @@ impl Session {
             return self.closing(CloseReason::AUTH_FAILED, reason);
         }
         if matches!(admission, Admission::Challenge(_)) && version < KEY_PROOF_VERSION_MIN {
-            return self.closing(
-                CloseReason::AUTH_FAILED,
-                "public-key entries need protocol version 4",
-            );
+            return self.closing(CloseReason::AUTH_FAILED, NAME_NEEDS_VERSION_4);
         }
         if let Some(authorize) = &cfg.authorize {
             if !(authorize.0)(client_id, token, peer) {
-                return self.closing(CloseReason::AUTH_FAILED, "refused by the host");
+                return self.closing(CloseReason::AUTH_FAILED, REFUSED_BY_HOST);
             }
         }
         self.phase = Phase::Open;
@@ -345,6 +350,18 @@ impl Session {
                 "expected PROOF answering CHALLENGE",
             ),
         }
+    }
+
+    /// A HELLO whose key was proven with it (a NATS CONNECT's `nkey` and `sig`), at
+    /// `version`: the session is open (the caller goes on as for a verified secret). `false`
+    /// when the session is past its HELLO.
+    pub fn open_with_proven_key(&mut self, version: u16) -> bool {
+        if self.phase != Phase::AwaitingHello {
+            return false;
+        }
+        self.phase = Phase::Open;
+        self.version = version;
+        true
     }
 
     /// The PROOF verified: the session is open (the caller goes on as for a verified

@@ -273,7 +273,8 @@ pub enum Frame<'a> {
         heartbeat_interval_ms: u32,
         max_frame_bytes: u32,
     },
-    /// Relay -> client (version 4): HELLO named a public-key entry; sign this nonce.
+    /// Relay -> client (version 4): HELLO's token is a NAME alone, taken as a public-key
+    /// entry's; sign this nonce.
     Challenge {
         nonce: &'a [u8; 32],
     },

@@ -19,6 +19,7 @@ mod extended;
 mod frame;
 mod message;
 pub mod nats;
+pub mod public_key;
 mod reader;
 mod stream;
 mod walk;

@@ -26,12 +26,34 @@ fn counted_kind(op: &ClientOp<'_>) -> FrameKind {
     }
 }
 
+/// A fresh nonce for a NATS INFO, for an nkey client to sign: 32 bytes from the OS (as
+/// [`crate::core::Output::challenge_nonce`] draws a CHALLENGE's), in base64url without
+/// padding, as nats-server writes its nonce. `None` when the OS has no randomness to give:
+/// the INFO then carries no nonce and an nkey CONNECT is refused as one without a token.
+fn nats_nonce() -> Option<Box<str>> {
+    use base64::Engine as _;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).ok()?;
+    Some(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(raw)
+            .into(),
+    )
+}
+
 impl Worker {
     /// Makes the new connection in `slot` a NATS one and queues its INFO.
     pub(super) fn greet_nats(&mut self, slot: u32) {
         let shared = Arc::clone(&self.shared);
         let generation = self.slab.conns[slot as usize].generation;
-        self.slab.conns[slot as usize].nats = Some(Box::default());
+        let nonce = match shared.engine.session.gate.has_public_keys() {
+            true => nats_nonce(),
+            false => None,
+        };
+        self.slab.conns[slot as usize].nats = Some(Box::new(NatsConn {
+            nonce: nonce.clone(),
+            ..NatsConn::default()
+        }));
         let bound = self
             .listeners
             .nats
@@ -53,6 +75,7 @@ impl Worker {
                 | (u64::from(generation) << 20)
                 | u64::from(slot),
             auth_required: !shared.engine.session.gate.is_open(),
+            nonce: nonce.as_deref(),
         };
         let mut line = Vec::with_capacity(256);
         write_info(&mut line, &info);

@@ -13,7 +13,9 @@
 
 pub mod file;
 pub mod id_glob;
-pub mod public_key;
+/// The keys are wire-protocol matters (the client signs with them too); re-exported here,
+/// where the credentials file names them.
+pub use crate::protocol::public_key;
 pub mod rule;
 pub mod secret;
 pub mod verdicts;
@@ -193,9 +195,12 @@ pub enum Admission<'t> {
     /// `secret` must be verified against entry `name` (off the worker) before the HELLO is
     /// welcomed or refused.
     Verify { name: &'t str, secret: &'t [u8] },
-    /// The token names an entry with a public key: the client must sign a nonce of the
-    /// relay's (CHALLENGE, PROOF; protocol version 4) before it is welcomed or refused.
-    Challenge(Arc<Entry>),
+    /// The token is a NAME alone and some entry has a public key: the client must sign a
+    /// nonce of the relay's (CHALLENGE, PROOF; protocol version 4) before it is welcomed or
+    /// refused. `None`: no public-key entry has that name; the client is challenged all the
+    /// same and its PROOF refused with the text a bad proof gets, so that a HELLO cannot
+    /// probe which names are key entries.
+    Challenge(Option<Arc<Entry>>),
     /// Refused, with the reason the client is told.
     Refused(&'static str),
 }
@@ -256,6 +261,23 @@ impl Gate {
         credentials.entry(name).cloned()
     }
 
+    /// Whether the credentials in force have a public-key entry (a NATS INFO then carries a
+    /// nonce for an nkey to sign).
+    pub fn has_public_keys(&self) -> bool {
+        self.credentials
+            .as_ref()
+            .is_some_and(|c| c.current().has_public_keys())
+    }
+
+    /// The entry whose public key is `key`, in the credentials in force.
+    pub fn entry_by_public_key(
+        &self,
+        key: &[u8; public_key::PUBLIC_KEY_LEN],
+    ) -> Option<Arc<Entry>> {
+        let credentials = self.credentials.as_ref()?.current();
+        credentials.entry_by_public_key(key).cloned()
+    }
+
     /// Whether any check is configured (else every HELLO is [`Admission::Open`]).
     pub fn is_open(&self) -> bool {
         self.shared_token.is_none() && self.credentials.is_none()
@@ -283,16 +305,16 @@ impl Gate {
             };
         }
         let Some(colon) = token.iter().position(|&b| b == b':') else {
+            if !credentials.has_public_keys() {
+                return Admission::Refused(
+                    "token does not match, and is not NAME:SECRET of a credentials entry",
+                );
+            }
             let key_entry = std::str::from_utf8(token)
                 .ok()
                 .and_then(|name| credentials.entry(name))
                 .filter(|entry| entry.public_key.is_some());
-            if let Some(entry) = key_entry {
-                return Admission::Challenge(Arc::clone(entry));
-            }
-            return Admission::Refused(
-                "token does not match, and is not NAME:SECRET of a credentials entry",
-            );
+            return Admission::Challenge(key_entry.cloned());
         };
         match std::str::from_utf8(&token[..colon]) {
             Ok(name) => Admission::Verify {

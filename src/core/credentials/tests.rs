@@ -169,13 +169,20 @@ fn a_public_key_entry_is_found_by_name_and_by_key_and_challenged() {
     );
     let gate = Gate::new(None, Some(Arc::new(CredentialsInForce::new(creds))));
     assert!(
-        matches!(gate.admit(b"sensor"), Admission::Challenge(e) if e.name.as_ref() == "sensor")
+        matches!(gate.admit(b"sensor"), Admission::Challenge(Some(e)) if e.name.as_ref() == "sensor")
     );
+    // Any other NAME alone is challenged too, with no entry: names cannot be probed.
     assert!(
-        matches!(gate.admit(b"game"), Admission::Refused(_)),
-        "no key: no challenge"
+        matches!(gate.admit(b"game"), Admission::Challenge(None)),
+        "a secret entry's name alone: a decoy challenge"
     );
-    assert!(matches!(gate.admit(b"nobody"), Admission::Refused(_)));
+    assert!(matches!(gate.admit(b"nobody"), Admission::Challenge(None)));
+    assert!(matches!(gate.admit(b"\xff"), Admission::Challenge(None)));
     let without = Credentials::from_toml_str(&file_with(GAME)).unwrap();
     assert!(!without.has_public_keys());
+    let gate = Gate::new(None, Some(Arc::new(CredentialsInForce::new(without))));
+    assert!(
+        matches!(gate.admit(b"nobody"), Admission::Refused(_)),
+        "no key entry at all: a NAME alone is refused at once"
+    );
 }

@@ -18,6 +18,15 @@ fn answers_challenge(conn: &ConnRelay, frame: &Frame<'_>) -> bool {
     conn.challenge.is_some() && matches!(frame, Frame::Proof { .. })
 }
 
+/// The close texts of a connection whose frames held behind its HELLO passed
+/// `max_frame_bytes`, by what they were waiting for.
+const HELD_PAST_BOUND_BEFORE_PROOF: &str =
+    "more frames after HELLO than max_frame_bytes before the PROOF answering CHALLENGE: send \
+     PROOF first";
+const HELD_PAST_BOUND_WHILE_VERIFYING: &str =
+    "more frames after HELLO than max_frame_bytes while its secret was being checked";
+const HELD_PAST_BOUND_NOT_READY: &str =
+    "node not ready: more frames before WELCOME than max_frame_bytes";
 impl Engine<'_> {
     /// Bytes arrived on the connection (any bytes prove the peer alive); call once per
     /// receive, before its frames.
@@ -213,10 +222,16 @@ impl Engine<'_> {
     ) {
         let held_bytes_max = self.config.max_frame_bytes as usize;
         if conn.held_frames.len() + frame_bytes > held_bytes_max {
+            // Said as it is: what the frames wait for (a PROOF, a secret's check, the node).
+            let text = match (&conn.challenge, conn.verifying) {
+                (Some(_), _) => HELD_PAST_BOUND_BEFORE_PROOF,
+                (None, true) => HELD_PAST_BOUND_WHILE_VERIFYING,
+                (None, false) => HELD_PAST_BOUND_NOT_READY,
+            };
             conn.held_hello = None;
             conn.held_frames = Vec::new();
+            conn.challenge = None;
             conn.session.close();
-            let text = "node not ready: more frames before WELCOME than max_frame_bytes";
             out.close_conn(at, CloseReason::NOT_READY, text.into());
             return;
         }

@@ -15,18 +15,27 @@ use std::sync::Arc;
 const NO_NONCE: &str = "the relay could not draw a random nonce: connect again";
 const BAD_PROOF: &str =
     "PROOF refused: not the entry's key's signature of this connection's nonce and HELLO's id";
+/// What a PROOF answering a decoy CHALLENGE (no public-key entry of that name) is verified
+/// against, so that it costs what a real one does; it is refused whatever the outcome. (The
+/// public key of PROTOCOL.md's worked example, whose seed is public: never admitted.)
+const DECOY_PUBLIC_KEY: [u8; 32] = [
+    0x8a, 0x88, 0xe3, 0xdd, 0x74, 0x09, 0xf1, 0x95, 0xfd, 0x52, 0xdb, 0x2d, 0x3c, 0xba, 0x5d, 0x72,
+    0xca, 0x67, 0x09, 0xbf, 0x1d, 0x94, 0x12, 0x1b, 0xf3, 0x74, 0x88, 0x01, 0xb4, 0x0f, 0x6f, 0x5c,
+];
 
 /// The CHALLENGE a connection's PROOF must answer.
 #[derive(Debug)]
 pub(crate) struct Challenge {
     nonce: [u8; 32],
-    /// The entry HELLO named, as in force then.
-    entry: Arc<Entry>,
+    /// The entry HELLO named, as in force then; `None`: a decoy (no public-key entry of
+    /// that name), refused whatever the PROOF.
+    entry: Option<Arc<Entry>>,
 }
 
 impl Engine<'_> {
-    /// HELLO named a public-key entry: hold it (and the frames after it, as for a secret
-    /// being verified) and send CHALLENGE with a fresh nonce.
+    /// HELLO named a public-key entry (or, as a decoy, a name that is none): hold it (and
+    /// the frames after it, as for a secret being verified) and send CHALLENGE with a fresh
+    /// nonce.
     #[cold]
     #[inline(never)]
     pub(super) fn challenge_hello(
@@ -34,7 +43,7 @@ impl Engine<'_> {
         conn: &mut ConnRelay,
         at: Location,
         client_id: &[u8],
-        entry: Arc<Entry>,
+        entry: Option<Arc<Entry>>,
         out: &mut impl Output,
     ) {
         let Some(nonce) = out.challenge_nonce() else {
@@ -65,15 +74,14 @@ impl Engine<'_> {
         };
         let id = conn.held_hello.as_deref().unwrap_or_default();
         let message = hello_proof_message(&challenge.nonce, id);
-        let proven = challenge
-            .entry
-            .public_key
-            .is_some_and(|key| verify(&key, &message, signature));
-        if !proven {
+        let key = challenge.entry.as_ref().and_then(|entry| entry.public_key);
+        // A decoy costs one verification too, so the time taken does not tell it apart.
+        let verified = verify(&key.unwrap_or(DECOY_PUBLIC_KEY), &message, signature);
+        let (Some(entry), Some(_), true) = (challenge.entry, key, verified) else {
             return self.refuse_hello(conn, at, BAD_PROOF, out);
-        }
+        };
         conn.session.on_proof_accepted();
         conn.verifying = true;
-        self.on_verified(conn, at, Ok(challenge.entry), guards, scratch, out);
+        self.on_verified(conn, at, Ok(entry), guards, scratch, out);
     }
 }

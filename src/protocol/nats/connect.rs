@@ -20,6 +20,10 @@ pub struct ConnectOptions {
     pub auth_token: Option<String>,
     pub user: Option<String>,
     pub pass: Option<String>,
+    /// An nkey user public key (`U...`): the client proves it with `sig`, its signature of
+    /// the INFO's `nonce` (the nonce string's bytes), in base64url without padding.
+    pub nkey: Option<String>,
+    pub sig: Option<String>,
     /// The connection's name: the sender id native clients see, when it is a valid id.
     pub name: Option<String>,
     pub lang: Option<String>,
@@ -38,6 +42,8 @@ impl Default for ConnectOptions {
             auth_token: None,
             user: None,
             pass: None,
+            nkey: None,
+            sig: None,
             name: None,
             lang: None,
             version: None,
@@ -102,12 +108,16 @@ mod tests {
         let o = ConnectOptions::parse(
             br#"{"verbose":false,"echo":false,"headers":true,"no_responders":true,
                 "name":"svc","lang":"python3","version":"2.16.0","protocol":1,
-                "auth_token":"t","future":[1,{"x":2}]}"#,
+                "auth_token":"t","future":[1,{"x":2}],"nkey":"UABC","sig":"c2ln"}"#,
         )
         .unwrap();
         assert!(!o.verbose && !o.echo && o.headers && o.no_responders);
         assert_eq!(o.name.as_deref(), Some("svc"));
         assert_eq!(o.auth_token.as_deref(), Some("t"));
+        assert_eq!(
+            (o.nkey.as_deref(), o.sig.as_deref()),
+            (Some("UABC"), Some("c2ln"))
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct ServerInfo<'a> {
     pub client_id: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    /// What an nkey client signs (CONNECT `sig`): fresh per connection, sent only when some
+    /// credentials entry has a public key, as nats-server sends it only when nkeys exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<&'a str>,
 }
 
 /// Appends `INFO <json>\r\n`.
@@ -209,6 +213,7 @@ mod tests {
             max_payload: 1024,
             client_id: 7,
             auth_required: false,
+            nonce: None,
         };
         write_info(&mut out, &info);
         let text = String::from_utf8(out).unwrap();
@@ -216,5 +221,15 @@ mod tests {
         assert!(text.ends_with("}\r\n"));
         assert!(text.contains("\"max_payload\":1024"));
         assert!(!text.contains("auth_required"));
+        assert!(!text.contains("nonce"));
+        let mut out = Vec::new();
+        let with_nonce = ServerInfo {
+            auth_required: true,
+            nonce: Some("bm9uY2U"),
+            ..info
+        };
+        write_info(&mut out, &with_nonce);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"nonce\":\"bm9uY2U\""), "{text}");
     }
 }

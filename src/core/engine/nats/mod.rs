@@ -10,6 +10,7 @@
 //! deadline, heartbeat), the same tables, limits and slow-consumer bound. What differs is
 //! the codec at both ends, which is why the state here sits beside [`super::ConnRelay`].
 
+mod nkey;
 mod rules;
 mod subs;
 mod translate;
@@ -43,6 +44,9 @@ pub struct NatsConn {
     /// Sids that reached their `UNSUB` maximum while messages were written; the worker
     /// removes them through [`crate::core::Engine::expire_nats_sids`] after the batch.
     pub expired: Vec<Box<[u8]>>,
+    /// The nonce its INFO carried, for CONNECT's `nkey` and `sig` (taken by the first
+    /// CONNECT); `None`: the INFO carried none.
+    pub nonce: Option<Box<str>>,
 }
 
 impl NatsConn {

@@ -12,7 +12,7 @@ use crate::protocol::nats::encode::{write_err, NO_RESPONDERS_HEADERS, OK, PONG};
 use crate::protocol::nats::{subject, ClientOp, ConnectOptions, NatsError};
 use crate::protocol::{
     encode_publish_extended, encode_send_extended, publish_extended_len, send_extended_len,
-    CloseReason, Frame, Message, CLIENT_ID_LEN_MAX, PROTOCOL_VERSION, TOPIC_LEN_MAX,
+    CloseReason, Frame, Message, CLIENT_ID_LEN_MAX, EXTENDED_VERSION_MIN, TOPIC_LEN_MAX,
 };
 
 /// Where the NATS rules' decisions go: the engine's [`Output`], plus NATS lines for the
@@ -24,6 +24,15 @@ pub trait NatsOutput: Output {
     /// It stays where the output keeps it, because writing a message to the connection
     /// (its own publish, with echo) needs its sids while a rule runs.
     fn nats_conn(&mut self, at: Location) -> Option<&mut NatsConn>;
+}
+
+/// The id the relay gives the NATS connection at `at` (a NATS client names none).
+pub(super) fn nats_client_id(at: Location) -> Vec<u8> {
+    let mut client_id = NATS_ID_PREFIX.to_vec();
+    client_id.extend_from_slice(
+        format!("{}.{}.{}.{}", at.node, at.worker, at.slot, at.generation).as_bytes(),
+    );
+    client_id
 }
 
 /// The `-ERR` texts of nats-server for what these rules refuse without closing.
@@ -135,6 +144,15 @@ impl Engine<'_> {
             Err(e) => return call.close(CloseReason::PROTOCOL_ERROR, e.err_text()),
         };
         let first = call.nats().options.is_none();
+        // An nkey answers the INFO's nonce; without a nonce (no key entries) it is ignored,
+        // as nats-server ignores it when it has no nkeys.
+        let nonce = first.then(|| call.nats().nonce.take()).flatten();
+        if let (Some(nonce), Some(nkey)) = (nonce, options.nkey.clone()) {
+            let sig = options.sig.clone().unwrap_or_default();
+            call.nats().options = Some(options);
+            self.nats_connect_nkey(call, &nkey, &sig, &nonce);
+            return call.ok_if_verbose();
+        }
         // A user and password name a credentials entry and its secret, as NAME:SECRET does
         // in a native HELLO's token.
         let token = match (&options.user, &options.auth_token) {
@@ -158,16 +176,13 @@ impl Engine<'_> {
     }
 
     fn nats_hello<O: NatsOutput>(&self, call: &mut NatsCall<'_, '_, O>, token: &[u8]) {
-        let at = call.at;
-        let mut client_id = NATS_ID_PREFIX.to_vec();
-        client_id.extend_from_slice(
-            format!("{}.{}.{}.{}", at.node, at.worker, at.slot, at.generation).as_bytes(),
-        );
+        let client_id = nats_client_id(call.at);
         call.conn.id_generated = true;
         let hello = Frame::Hello {
-            // The newest version, for reply subjects and headers. A NATS connection never
+            // Version 3, for reply subjects and headers; not 4: a NATS client cannot answer
+            // CHALLENGE (its key proof is CONNECT's nkey and sig). A NATS connection never
             // acknowledges: the output refuses acknowledged messages to it.
-            version: PROTOCOL_VERSION,
+            version: EXTENDED_VERSION_MIN,
             client_id: &client_id,
             token,
         };

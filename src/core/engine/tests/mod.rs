@@ -59,6 +59,8 @@ struct Rec {
     /// The nonce of the next CHALLENGE (the I/O layer draws one from the OS); `None`: none
     /// could be drawn.
     nonce: Option<[u8; 32]>,
+    /// The texts of the closes recorded in `out`, in order.
+    close_texts: Vec<String>,
 }
 
 impl Rec {
@@ -71,6 +73,7 @@ impl Rec {
             overloaded: false,
             epoch: 0,
             nonce: Some([0x5a; 32]),
+            close_texts: Vec::new(),
         }
     }
 
@@ -96,7 +99,8 @@ impl Sink for Rec {
         self.out
             .push(Out::Presence(to.slot, client_id.into(), online));
     }
-    fn close(&mut self, to: Location, reason: CloseReason, _text: &'static str) {
+    fn close(&mut self, to: Location, reason: CloseReason, text: &'static str) {
+        self.close_texts.push(text.into());
         self.out.push(Out::Close(to.slot, reason));
     }
     fn error_to_origin(&mut self, code: ErrorCode, subject: &[u8], _text: &'static str) {
@@ -171,7 +175,8 @@ impl Output for Rec {
             _ => self.out.push(Out::Local(to.slot, frame.kind())),
         }
     }
-    fn close_conn(&mut self, at: Location, reason: CloseReason, _text: Cow<'static, str>) {
+    fn close_conn(&mut self, at: Location, reason: CloseReason, text: Cow<'static, str>) {
+        self.close_texts.push(text.into_owned());
         self.out.push(Out::CloseConn(at.slot, reason));
     }
     fn cluster(&mut self, event: ClusterEvent<'_>) {

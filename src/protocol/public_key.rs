@@ -68,6 +68,45 @@ pub fn encode_nkey_user(key: &[u8; PUBLIC_KEY_LEN]) -> String {
     base32_encode(&raw)
 }
 
+/// nkeys' prefix byte of a seed (`S`: 18 << 3).
+const NKEY_SEED_PREFIX_BYTE: u8 = 18 << 3;
+/// Bytes of an Ed25519 private key's seed.
+pub const SEED_LEN: usize = 32;
+
+/// `seed` as a NATS nkey user seed (`SU...`, what `nsc` and the NATS clients read): the seed
+/// prefix and the user prefix packed into two bytes, the 32 bytes, a CRC-16, in base32.
+pub fn encode_nkey_user_seed(seed: &[u8; SEED_LEN]) -> String {
+    let mut raw = Vec::with_capacity(2 + SEED_LEN + 2);
+    raw.push(NKEY_SEED_PREFIX_BYTE | (NKEY_USER_PREFIX_BYTE >> 5));
+    raw.push((NKEY_USER_PREFIX_BYTE & 31) << 3);
+    raw.extend_from_slice(seed);
+    let crc = crc16(&raw);
+    raw.extend_from_slice(&crc.to_le_bytes());
+    base32_encode(&raw)
+}
+
+/// The 32-byte seed of a NATS nkey user seed (`SU` + 56 base32 characters).
+pub fn decode_nkey_user_seed(text: &str) -> Result<[u8; SEED_LEN], String> {
+    let raw = base32_decode(text.as_bytes()).ok_or("not base32 (A-Z, 2-7)")?;
+    if raw.len() != 2 + SEED_LEN + 2 {
+        return Err("not the length of an nkey seed (58 characters)".into());
+    }
+    let (body, crc) = raw.split_at(2 + SEED_LEN);
+    if raw[0] & 0xf8 != NKEY_SEED_PREFIX_BYTE {
+        return Err("not an nkey seed (it starts with S)".into());
+    }
+    let prefix = ((raw[0] & 7) << 5) | (raw[1] >> 3);
+    if prefix != NKEY_USER_PREFIX_BYTE {
+        return Err("not a user nkey seed (it starts with SU)".into());
+    }
+    if crc16(body).to_le_bytes() != crc {
+        return Err("the nkey seed's checksum does not match".into());
+    }
+    let mut seed = [0; SEED_LEN];
+    seed.copy_from_slice(&body[2..]);
+    Ok(seed)
+}
+
 /// `key` as the file's `ed25519:<base64>` form.
 pub fn encode_ed25519(key: &[u8; PUBLIC_KEY_LEN]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(key);
@@ -172,6 +211,40 @@ mod tests {
             (wrong_crc.as_str(), "checksum"),
         ] {
             let error = parse(text).unwrap_err();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+    }
+
+    /// The user seed of the NATS client libraries' test data (nats.py, nkeys.rb), whose public
+    /// key is [`NATS_USER_KEY`].
+    const NATS_USER_SEED: &str = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU";
+
+    #[test]
+    fn a_real_nkey_seed_makes_its_public_key_and_signs_as_nkeys_does() {
+        use ring::signature::KeyPair;
+        let seed = decode_nkey_user_seed(NATS_USER_SEED).unwrap();
+        assert_eq!(encode_nkey_user_seed(&seed), NATS_USER_SEED);
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+        let key: [u8; 32] = pair.public_key().as_ref().try_into().unwrap();
+        assert_eq!(encode_nkey_user(&key), NATS_USER_KEY);
+        // nkeys.rb's spec: this nonce's signature, in standard base64.
+        let signature = pair.sign(b"PXoWU7zWAMt75FY");
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.encode(signature.as_ref()),
+            "ZaAiVDgB5CeYoXoQ7cBCmq+ZllzUnGUoDVb8C7PilWvCs8XKfUchAUhz2P4BYAF++Dg3w05CqyQFRDiGL6LrDw=="
+        );
+    }
+
+    #[test]
+    fn bad_nkey_seeds_are_refused_with_the_reason() {
+        let mut wrong_crc = NATS_USER_SEED.to_string();
+        wrong_crc.replace_range(10..11, if &wrong_crc[10..11] == "A" { "B" } else { "A" });
+        for (text, reason) in [
+            (wrong_crc.as_str(), "checksum"),
+            (NATS_USER_KEY, "length"),
+            ("SU!", "base32"),
+        ] {
+            let error = decode_nkey_user_seed(text).unwrap_err();
             assert!(error.contains(reason), "{text}: {error}");
         }
     }
