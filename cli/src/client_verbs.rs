@@ -16,8 +16,8 @@ use super::secrets::read_private_file;
 use super::CliFailure;
 use clap::Args;
 use ringrelay::client::{
-    AckedSession, AckedSessionOptions, AckedStats, ClientError, ClientOptions, Event, Session,
-    SessionOptions, SigningKey,
+    AckedSession, AckedSessionOptions, AckedStats, ClientError, ClientOptions, ClientTls, Event,
+    Session, SessionOptions, SigningKey,
 };
 use ringrelay::endpoint::Endpoint;
 use ringrelay::protocol::{payload_bytes_max, ErrorCode};
@@ -94,6 +94,27 @@ pub struct ConnArgs {
     /// How long to keep trying to reach a relay, at the start and after a lost connection.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub connect_timeout_ms: u64,
+    #[command(flatten)]
+    pub tls: TlsConnArgs,
+}
+
+/// TLS to the relay's `tls_listen` port.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsConnArgs {
+    /// Dial over TLS, trusting the CA certificates in FILE (PEM) for the relay's certificate.
+    #[arg(long, value_name = "FILE", env = "RINGRELAY_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented when the relay asks for one
+    /// (`tls_client_auth`); needs --tls-key-file.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key_file", "tls_ca_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert-file.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The name the relay's certificate must carry. Default: the host of the first --server
+    /// when it is a DNS name, else the IP address dialed.
+    #[arg(long, value_name = "NAME", requires = "tls_ca_file")]
+    pub tls_server_name: Option<String>,
 }
 
 /// When a receiving verb stops.
@@ -318,10 +339,44 @@ fn session_options(conn: &ConnArgs) -> Result<SessionOptions, CliFailure> {
         client: ClientOptions {
             max_frame_bytes: READ_FRAME_BYTES_MAX,
             signing_key,
+            tls: client_tls(&conn.tls, &conn.server)?,
             ..ClientOptions::default()
         },
         ..SessionOptions::default()
     })
+}
+
+/// The TLS settings of `--tls-*`, or `None` for plain TCP. A file that does not load is an
+/// error naming the flag and the file.
+fn client_tls(tls: &TlsConnArgs, servers: &[String]) -> Result<Option<ClientTls>, CliFailure> {
+    let Some(ca_file) = &tls.tls_ca_file else {
+        return Ok(None);
+    };
+    let identity = match (&tls.tls_cert_file, &tls.tls_key_file) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => None,
+    };
+    let server_name = tls
+        .tls_server_name
+        .clone()
+        .or_else(|| servers.first().and_then(|s| dns_host(s)));
+    ClientTls::new(ca_file, identity, server_name.as_deref())
+        .map(Some)
+        .map_err(|e| CliFailure {
+            message: e.to_string(),
+            exit_code: EXIT_USAGE,
+        })
+}
+
+/// The host of `HOST:PORT` when it is a DNS name (not an IP address, bracketed or not).
+fn dns_host(server: &str) -> Option<String> {
+    let (host, _port) = server.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(_) => None,
+        Err(_) if host.is_empty() => None,
+        Err(_) => Some(host.to_string()),
+    }
 }
 
 /// HELLO's token, and the key that answers a CHALLENGE (with `--key-file`).
@@ -651,6 +706,18 @@ mod tests {
         let mut conn = ConnArgs::from_arg_matches(verb).unwrap();
         conn.token_on_command_line = verb.value_source("token").is_some();
         conn
+    }
+
+    #[test]
+    fn the_tls_server_name_defaults_to_a_dns_host_never_an_ip() {
+        assert_eq!(
+            dns_host("relay1.example:7443").as_deref(),
+            Some("relay1.example")
+        );
+        assert_eq!(dns_host("localhost:7443").as_deref(), Some("localhost"));
+        assert_eq!(dns_host("10.0.0.1:7443"), None);
+        assert_eq!(dns_host("[::1]:7443"), None);
+        assert_eq!(dns_host(":7443"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{client_options, config, next_event, next_message, wait_until, WAIT};
+use common::{client_options, config, next_event, next_message, wait_until, Proc, WAIT};
 use ringrelay::client::{Client, ClientError, ClientOptions, ClientTls, Event};
 use ringrelay::config::Config;
 use ringrelay::server::Server;
@@ -225,4 +225,118 @@ fn a_closing_relay_sends_its_close_through_tls() {
     wait_until("the first connection is gone", || {
         relay.server.stats().connections_open == 1
     });
+}
+
+/// `ringrelay serve` with a TLS listener (mutual TLS when `auth` is `required`): the process
+/// and the TLS address it printed first.
+fn serve_tls(dir: &Path, auth: &str) -> (Proc, SocketAddr) {
+    let file = |name: &str| {
+        dir.join(name)
+            .to_str()
+            .expect("a UTF-8 temp path")
+            .to_string()
+    };
+    let mut relay = Proc::spawn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert-file",
+        &file("server.pem"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-file",
+        &file("ca.pem"),
+        "--tls-client-auth",
+        auth,
+    ]);
+    let line = relay.next_line();
+    let addr = line
+        .strip_prefix("tls listening ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("expected the TLS address first, got {line:?}"));
+    let line = relay.next_line();
+    assert!(line.starts_with("listening "), "{line:?}");
+    (relay, addr)
+}
+
+#[test]
+fn the_cli_verbs_talk_through_mutual_tls_and_name_a_missing_certificate() {
+    let pki = Pki::new();
+    let dir = pki.write_to_temp_dir("cli-verbs");
+    let (_relay, addr) = serve_tls(&dir, "required");
+    let server = addr.to_string();
+    let file = |name: &str| {
+        dir.join(name)
+            .to_str()
+            .expect("a UTF-8 temp path")
+            .to_string()
+    };
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
+    let tls_args = [
+        "--server",
+        &server,
+        "--tls-ca-file",
+        &ca,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-server-name",
+        "localhost",
+    ];
+    let mut listen_args = vec!["listen", "--id", "tls-listener", "--count", "1"];
+    listen_args.extend_from_slice(&["--timeout-ms", "20000"]);
+    listen_args.extend_from_slice(&tls_args);
+    // A watcher over TLS sees the listener come online before anything is sent to it.
+    let mut watcher = Client::connect_with(
+        addr,
+        b"tls-watcher",
+        None,
+        tls_options(&dir, Some("client")),
+    )
+    .expect("the watcher connects over mutual TLS");
+    watcher.watch(b"tls-listener").expect("WATCH is sent");
+    let mut listen = Proc::spawn(&listen_args);
+    loop {
+        if let Event::Presence { online: true, .. } = next_event(&mut watcher) {
+            break;
+        }
+    }
+    let mut send_args = vec!["send", "--id", "tls-sender", "--to", "tls-listener"];
+    send_args.extend_from_slice(&tls_args);
+    send_args.push("over tls");
+    let mut send = Proc::spawn(&send_args);
+    let (status, _) = send.wait_exit();
+    assert!(status.success(), "send: {}", send.stderr());
+    let (status, out) = listen.wait_exit();
+    assert!(status.success(), "listen: {}", listen.stderr());
+    assert_eq!(out, ["tls-sender: over tls"]);
+
+    // Without a client certificate the relay refuses the handshake, and the CLI says so.
+    let mut bare = Proc::spawn(&[
+        "send",
+        "--server",
+        &server,
+        "--tls-ca-file",
+        &ca,
+        "--tls-server-name",
+        "localhost",
+        "--connect-timeout-ms",
+        "300",
+        "--id",
+        "no-cert",
+        "--to",
+        "tls-listener",
+        "x",
+    ]);
+    let (status, _) = bare.wait_exit();
+    assert!(!status.success());
+    let stderr = bare.stderr();
+    assert!(
+        stderr.to_lowercase().contains("certificate"),
+        "stderr:\n{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
