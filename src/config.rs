@@ -30,6 +30,16 @@ pub struct Config {
     /// loopback to serve remote clients over TLS only). Needs `tls_cert_file` and
     /// `tls_key_file`.
     pub tls_listen: Option<Endpoint>,
+    /// NATS TLS listen address (the NATS protocol over TLS 1.3, with the certificate, CA
+    /// and `tls_client_auth` of `tls_listen`). `None` (the default): off. NATS clients are
+    /// greeted as nats-server greets them: INFO in clear with `tls_required`, then the
+    /// handshake (see `nats_tls_handshake_first`).
+    pub nats_tls_listen: Option<Endpoint>,
+    /// The TLS handshake comes first on `nats_tls_listen`, INFO after it over TLS
+    /// (nats-server's `handshake_first`; clients set up with `tls_first`). Default false:
+    /// every NATS client understands INFO first, and a client that dials TLS first sends a
+    /// ClientHello the INFO-first port refuses as `not_tls`.
+    pub nats_tls_handshake_first: bool,
     /// The TLS listener's certificate chain (PEM, leaf first).
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of `tls_cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
@@ -237,6 +247,8 @@ impl Default for Config {
             listen: Endpoint::Addr(SocketAddr::from(([127, 0, 0, 1], 7400))),
             nats_listen: None,
             tls_listen: None,
+            nats_tls_listen: None,
+            nats_tls_handshake_first: false,
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_file: None,
@@ -478,13 +490,16 @@ impl Config {
         Ok(())
     }
 
-    /// The cluster settings: present together, addresses dialable, timers consistent.
+    /// The TLS settings: a listener has its certificate and key, client certificates a CA,
+    /// the thread bounds are sane.
     fn validate_tls(&self) -> Result<(), ConfigError> {
         let err = |s: &'static str| Err(ConfigError::Invalid(s));
-        if self.tls_listen.is_some()
-            && (self.tls_cert_file.is_none() || self.tls_key_file.is_none())
-        {
+        let no_pair = self.tls_cert_file.is_none() || self.tls_key_file.is_none();
+        if self.tls_listen.is_some() && no_pair {
             return err("tls_listen needs tls_cert_file and tls_key_file");
+        }
+        if self.nats_tls_listen.is_some() && no_pair {
+            return err("nats_tls_listen needs tls_cert_file and tls_key_file");
         }
         if self.tls_client_auth != crate::tls::ClientAuth::None && self.tls_ca_file.is_none() {
             return err("tls_client_auth asks for client certificates: set tls_ca_file, the CA they must chain to");
@@ -498,15 +513,16 @@ impl Config {
         Ok(())
     }
 
-    /// The TLS listener's configuration, read from its files (`None` without `tls_listen`).
+    /// The TLS listeners' configuration, read from its files (`None` without `tls_listen`
+    /// or `nats_tls_listen`).
     /// Called at start, so a bad file stops the start with the setting and the cause.
     pub fn tls_server_config(
         &self,
     ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
         use crate::tls::config::{server_config, Tickets};
         use crate::tls::{ClientCertificates, Identity, TrustAnchors};
-        let (Some(_), Some(cert), Some(key)) =
-            (&self.tls_listen, &self.tls_cert_file, &self.tls_key_file)
+        let listening = self.tls_listen.is_some() || self.nats_tls_listen.is_some();
+        let (true, Some(cert), Some(key)) = (listening, &self.tls_cert_file, &self.tls_key_file)
         else {
             return Ok(None);
         };

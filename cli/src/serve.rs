@@ -9,7 +9,6 @@ use ringrelay::config::Config;
 use ringrelay::endpoint::Endpoint;
 use ringrelay::server::{host_probe, Reloader, Server, Stopper};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -142,6 +141,14 @@ pub struct TlsServeArgs {
     /// [default: none]
     #[arg(long, value_name = "POLICY", value_parser = parse_client_auth)]
     pub tls_client_auth: Option<ringrelay::tls::ClientAuth>,
+    /// Also serve NATS clients over TLS on this address, like 0.0.0.0:4443 (INFO in clear,
+    /// then TLS, as nats-server does; the certificate flags of --tls-listen)
+    #[arg(long, value_name = "ADDR")]
+    pub nats_tls_listen: Option<Endpoint>,
+    /// On --nats-tls-listen, the TLS handshake first, then INFO (nats-server's
+    /// handshake_first; for clients set up with tls_first)
+    #[arg(long)]
+    pub nats_tls_handshake_first: bool,
 }
 
 fn parse_client_auth(text: &str) -> Result<ringrelay::tls::ClientAuth, String> {
@@ -158,6 +165,12 @@ fn parse_client_auth(text: &str) -> Result<ringrelay::tls::ClientAuth, String> {
 fn apply_tls_flags(mut cfg: Config, tls: &TlsServeArgs) -> Config {
     if let Some(listen) = &tls.tls_listen {
         cfg.tls_listen = Some(listen.clone());
+    }
+    if let Some(listen) = &tls.nats_tls_listen {
+        cfg.nats_tls_listen = Some(listen.clone());
+    }
+    if tls.nats_tls_handshake_first {
+        cfg.nats_tls_handshake_first = true;
     }
     for (flag, setting) in [
         (&tls.tls_cert_file, &mut cfg.tls_cert_file),
@@ -330,7 +343,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliFailure> {
     let addr = server.local_addr();
     *running.lock().unwrap_or_else(|p| p.into_inner()) =
         Some((server.stopper(), server.reloader()));
-    announce(addr, server.nats_addr(), server.tls_addr())?;
+    announce(&server)?;
     tracing::info!(%addr, workers, "relay running");
     server.wait()?;
     Ok(())
@@ -393,20 +406,21 @@ fn check_config(cfg: &Config) -> Result<(), CliFailure> {
     Ok(())
 }
 
-/// Prints the `listening ADDR` line scripts wait for (after `nats listening ADDR` and `tls
-/// listening ADDR` when those are served, so the line scripts wait for still comes last).
-fn announce(
-    addr: SocketAddr,
-    nats: Option<SocketAddr>,
-    tls: Option<SocketAddr>,
-) -> Result<(), CliFailure> {
+/// Prints the `listening ADDR` line scripts wait for (after `nats listening ADDR`, `tls
+/// listening ADDR` and `nats tls listening ADDR` when those are served, so the line scripts
+/// wait for still comes last).
+fn announce(server: &Server) -> Result<(), CliFailure> {
     let mut stdout = std::io::stdout().lock();
-    if let Some(nats) = nats {
+    if let Some(nats) = server.nats_addr() {
         writeln!(stdout, "nats listening {nats}")?;
     }
-    if let Some(tls) = tls {
+    if let Some(tls) = server.tls_addr() {
         writeln!(stdout, "tls listening {tls}")?;
     }
+    if let Some(nats_tls) = server.nats_tls_addr() {
+        writeln!(stdout, "nats tls listening {nats_tls}")?;
+    }
+    let addr = server.local_addr();
     writeln!(stdout, "listening {addr}")?;
     stdout.flush()?;
     Ok(())

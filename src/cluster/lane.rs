@@ -46,16 +46,29 @@ pub enum Command {
     /// Serve this socket as a client connection (a local client of an embedded node).
     AdoptClient { fd: OwnedFd },
     /// Serve this socket as a client connection whose TLS handshake a handshake thread
-    /// completed (`nats`: it came in on the NATS TLS listener).
+    /// completed.
     AdoptTls {
         fd: OwnedFd,
         peer: Option<std::net::SocketAddr>,
-        nats: bool,
+        greeting: TlsGreeting,
         tls: Box<crate::tls::Established>,
     },
     /// The verifier thread's outcome for a HELLO held on this worker (not from the control
     /// thread: the verifier uses the same queue and wake-up).
     Verified(Box<crate::core::credentials::Verified>),
+}
+
+/// How the protocol of a connection handed over after its TLS handshake starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsGreeting {
+    /// The native protocol: the client speaks first.
+    Native,
+    /// NATS with the handshake first: the worker sends INFO (`bound`: the listener's
+    /// address), sealed like everything else.
+    NatsInfoDue { bound: Option<std::net::SocketAddr> },
+    /// NATS, INFO sent in clear before the handshake, with this nonce (an nkey CONNECT signs
+    /// it).
+    NatsInfoSent { nonce: Option<Box<str>> },
 }
 
 /// What a worker tells the control thread.

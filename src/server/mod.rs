@@ -20,6 +20,7 @@ mod link_backlog;
 mod listing;
 mod metrics;
 mod metrics_auth;
+mod nats_info;
 mod output;
 mod query;
 mod reassemble;
@@ -120,8 +121,8 @@ pub(crate) struct Shared {
     pub verify_jobs: Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
     /// TLS handshakes and their failures, by reason.
     pub tls_stats: tls_pool::TlsStats,
-    /// The TLS listener's configuration (`None` without `tls_listen`); read at each accept,
-    /// replaced by a reload.
+    /// The TLS listeners' configuration (`None` without `tls_listen` or `nats_tls_listen`);
+    /// read at each accept, replaced by a reload.
     pub tls_config: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
 }
 
@@ -139,8 +140,8 @@ pub struct Server {
     /// The thread that verifies credentials off the workers, when a credentials file is in
     /// force.
     verifier: Option<JoinHandle<()>>,
-    /// The TLS listener and its handshake threads, when `tls_listen` is set.
-    tls: Option<tls_pool::TlsListener>,
+    /// The TLS listeners (`tls_listen`, `nats_tls_listen`) and their handshake threads.
+    tls: Vec<tls_pool::TlsListener>,
 }
 
 /// Microseconds since the Unix epoch (registration epochs); 0 if the clock is before 1970.
@@ -183,7 +184,7 @@ impl Server {
             bind_listeners(resolve::resolve("listen", &cfg.listen)?, workers)?;
         let (nats_listeners, nats_addr) = bind_nats_listeners(&cfg, workers)?;
         let cluster_listener = bind_cluster_listener(&cfg)?;
-        let (tls, tls_config) = tls_pool::TlsListener::bind(&cfg)?.unzip();
+        let (tls, tls_config) = tls_pool::TlsListener::bind_all(&cfg)?;
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
         let connections_per_worker = connections_per_worker(&cfg, &listeners);
         let (credentials, verify_jobs, verify_queue) = credentials_parts(&cfg)?;
@@ -287,7 +288,22 @@ impl Server {
 
     /// The bound TLS client address (the real port when the config said port 0), if enabled.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls.as_ref().map(|t| t.addr())
+        self.tls_listener_addr(|p| p == tls_pool::TlsProtocol::Native)
+    }
+
+    /// The bound NATS TLS address (the real port when the config said port 0), if enabled.
+    pub fn nats_tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener_addr(|p| matches!(p, tls_pool::TlsProtocol::Nats { .. }))
+    }
+
+    fn tls_listener_addr(
+        &self,
+        protocol: impl Fn(tls_pool::TlsProtocol) -> bool,
+    ) -> Option<SocketAddr> {
+        self.tls
+            .iter()
+            .find(|t| protocol(t.protocol()))
+            .map(|t| t.addr())
     }
 
     /// TLS handshakes completed, and those failed for `reason` (a label of
@@ -507,11 +523,18 @@ impl Server {
         Ok(())
     }
 
-    /// Starts the TLS handshake threads, when `tls_listen` is set (once the workers accept).
+    /// Starts the TLS listeners' handshake threads (once the workers accept).
     fn start_tls(&mut self) -> Result<(), ServeError> {
-        if let Some(tls) = &mut self.tls {
+        for tls in &mut self.tls {
             tls.spawn(&self.shared)?;
-            tracing::info!(tls_addr = %tls.addr(), "TLS clients served");
+            match tls.protocol() {
+                tls_pool::TlsProtocol::Native => {
+                    tracing::info!(tls_addr = %tls.addr(), "TLS clients served")
+                }
+                tls_pool::TlsProtocol::Nats { handshake_first } => {
+                    tracing::info!(nats_tls_addr = %tls.addr(), handshake_first, "NATS TLS clients served")
+                }
+            }
         }
         Ok(())
     }
@@ -519,7 +542,7 @@ impl Server {
     /// Joins the verifier and TLS handshake threads (they see the shutdown flag within
     /// 100 ms).
     fn join_verifier(&mut self) {
-        if let Some(tls) = &mut self.tls {
+        for tls in &mut self.tls {
             self.shared.shutdown.store(true, Ordering::Release);
             tls.join();
         }

@@ -9,9 +9,10 @@
 //! must finish within `handshake_timeout_ms` (as HELLO must), so silent sockets cannot hold
 //! the places. A failure is logged (debug) with its reason and counted by reason.
 
+use super::nats_info::{info_line, nats_nonce, Greeting};
 use super::ClusterHost;
 use super::Shared;
-use crate::cluster::lane::Command;
+use crate::cluster::lane::{Command, TlsGreeting};
 use crate::tls::{Established, Failure, Handshake, Progress};
 use rustls::ServerConfig;
 use std::io::{ErrorKind, Read, Write};
@@ -62,11 +63,26 @@ impl TlsStats {
     }
 }
 
+/// What a TLS listener's connections speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsProtocol {
+    Native,
+    /// NATS: INFO in clear, then the handshake (`handshake_first`: the handshake first, then
+    /// INFO over TLS, for clients set up that way).
+    Nats {
+        handshake_first: bool,
+    },
+}
+
+/// NATS client ids of INFOs written by handshake threads: the top 16 bits are a worker
+/// index no node has, so they never equal a worker's (`start_nats`).
+const POOL_CLIENT_ID_BASE: u64 = 0xffff << 48;
+
 /// What one handshake thread serves.
 pub struct Acceptor {
     pub listener: TcpListener,
-    /// Connections speak NATS (the NATS TLS listener).
-    pub nats: bool,
+    pub bound: SocketAddr,
+    pub protocol: TlsProtocol,
     pub handshakes_max: usize,
     pub timeout: Duration,
 }
@@ -74,6 +90,7 @@ pub struct Acceptor {
 struct InProgress {
     sock: TcpStream,
     peer: SocketAddr,
+    greeting: TlsGreeting,
     handshake: Handshake,
     deadline: Instant,
     /// The handshake is complete; what it still has to send is being sent.
@@ -129,8 +146,11 @@ pub fn run(shared: Arc<Shared>, acceptor: Acceptor) {
                     // Keep `fds` aligned with `live` for the rest of this round.
                     fds.swap_remove(i + 1);
                     match outcome {
-                        Step::Finished => hand_over(&shared, &acceptor, h),
+                        Step::Finished => hand_over(&shared, h),
                         Step::Failed(failure) => {
+                            if failure.label == "not_tls" {
+                                tell_not_tls(&acceptor, &h);
+                            }
                             shared.tls_stats.failed(&failure);
                             tracing::debug!(peer = %h.peer, reason = failure.label, "TLS handshake failed: {failure}");
                         }
@@ -141,7 +161,7 @@ pub fn run(shared: Arc<Shared>, acceptor: Acceptor) {
         }
         if accepting && fds[0].revents != 0 {
             if let Some(config) = config() {
-                accept_ready(&acceptor, &config, &mut live, now);
+                accept_ready(&shared, &acceptor, &config, &mut live, now);
             }
         }
     }
@@ -162,8 +182,52 @@ fn pollfd(fd: i32, read: bool, write: bool) -> libc::pollfd {
     }
 }
 
+/// A NATS client that wrote in clear after the INFO that asked for TLS is told so, as
+/// nats-server tells it (best effort: the socket is closed next).
+fn tell_not_tls(acceptor: &Acceptor, h: &InProgress) {
+    if let TlsProtocol::Nats {
+        handshake_first: false,
+    } = acceptor.protocol
+    {
+        let _ = (&h.sock).write(b"-ERR 'Secure Connection - TLS Required'\r\n");
+    }
+}
+
+/// The greeting of a new connection: for NATS with INFO first, the INFO is written now, in
+/// clear (a fresh socket's send buffer always takes its few hundred bytes; if it does not,
+/// `None`: the connection is dropped).
+fn greet(shared: &Shared, acceptor: &Acceptor, sock: &TcpStream) -> Option<TlsGreeting> {
+    static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(0);
+    match acceptor.protocol {
+        TlsProtocol::Native => Some(TlsGreeting::Native),
+        TlsProtocol::Nats {
+            handshake_first: true,
+        } => Some(TlsGreeting::NatsInfoDue {
+            bound: Some(acceptor.bound),
+        }),
+        TlsProtocol::Nats {
+            handshake_first: false,
+        } => {
+            let nonce = nats_nonce(shared);
+            let greeting = Greeting {
+                bound: Some(acceptor.bound),
+                client_id: POOL_CLIENT_ID_BASE
+                    | (NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed) & ((1 << 48) - 1)),
+                nonce: nonce.as_deref(),
+                tls_required: true,
+            };
+            let line = info_line(shared, &greeting);
+            match (&*sock).write(&line) {
+                Ok(n) if n == line.len() => Some(TlsGreeting::NatsInfoSent { nonce }),
+                _ => None,
+            }
+        }
+    }
+}
+
 /// Accepts what the listener holds, up to the bound.
 fn accept_ready(
+    shared: &Shared,
     acceptor: &Acceptor,
     config: &Arc<ServerConfig>,
     live: &mut Vec<InProgress>,
@@ -182,10 +246,14 @@ fn accept_ready(
             continue;
         }
         let _ = sock.set_nodelay(true);
+        let Some(greeting) = greet(shared, acceptor, &sock) else {
+            continue;
+        };
         match Handshake::server(Arc::clone(config)) {
             Ok(handshake) => live.push(InProgress {
                 sock,
                 peer,
+                greeting,
                 handshake,
                 deadline: now + acceptor.timeout,
                 done: false,
@@ -268,7 +336,7 @@ fn send_outgoing(h: &mut InProgress) -> std::io::Result<()> {
 }
 
 /// Gives a connection whose handshake finished to a worker (round robin).
-fn hand_over(shared: &Shared, acceptor: &Acceptor, h: InProgress) {
+fn hand_over(shared: &Shared, h: InProgress) {
     let established: Established = match h.handshake.finish() {
         Ok(established) => established,
         Err(failure) => {
@@ -286,7 +354,7 @@ fn hand_over(shared: &Shared, acceptor: &Acceptor, h: InProgress) {
     let command = Command::AdoptTls {
         fd: OwnedFd::from(h.sock),
         peer: Some(h.peer),
-        nats: acceptor.nats,
+        greeting: h.greeting,
         tls: Box::new(established),
     };
     if shared.lane.commands[worker].push(command).is_err() {
@@ -305,43 +373,70 @@ fn hand_over(shared: &Shared, acceptor: &Acceptor, h: InProgress) {
 pub struct TlsListener {
     listener: TcpListener,
     addr: SocketAddr,
-    nats: bool,
+    protocol: TlsProtocol,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl TlsListener {
-    /// Reads the TLS files and binds `tls_listen` (`None` without it): before the workers
-    /// start, so a bad file or a taken port fails the start at once. Returns the listener's
-    /// configuration too (kept in `Shared`, where a reload replaces it).
-    pub fn bind(
+    /// Reads the TLS files and binds `tls_listen` and `nats_tls_listen` (those set): before
+    /// the workers start, so a bad file or a taken port fails the start at once. Returns the
+    /// listeners' configuration too (kept in `Shared`, where a reload replaces it).
+    pub fn bind_all(
         cfg: &crate::config::Config,
-    ) -> Result<Option<(TlsListener, Arc<ServerConfig>)>, super::ServeError> {
-        let (Some(endpoint), Some(config)) = (&cfg.tls_listen, cfg.tls_server_config()?) else {
-            return Ok(None);
+    ) -> Result<(Vec<TlsListener>, Option<Arc<ServerConfig>>), super::ServeError> {
+        let Some(config) = cfg.tls_server_config()? else {
+            return Ok((Vec::new(), None));
         };
-        let addr = super::resolve::resolve("tls_listen", endpoint)?;
+        let wanted = [
+            ("tls_listen", &cfg.tls_listen, TlsProtocol::Native),
+            (
+                "nats_tls_listen",
+                &cfg.nats_tls_listen,
+                TlsProtocol::Nats {
+                    handshake_first: cfg.nats_tls_handshake_first,
+                },
+            ),
+        ];
+        let mut listeners = Vec::new();
+        for (setting, endpoint, protocol) in wanted {
+            if let Some(endpoint) = endpoint {
+                listeners.push(TlsListener::bind(setting, endpoint, protocol)?);
+            }
+        }
+        Ok((listeners, Some(config)))
+    }
+
+    fn bind(
+        setting: &'static str,
+        endpoint: &crate::endpoint::Endpoint,
+        protocol: TlsProtocol,
+    ) -> Result<TlsListener, super::ServeError> {
+        let addr = super::resolve::resolve(setting, endpoint)?;
         let (mut sockets, addr) = super::bind_listeners(addr, 1)?;
         let listener: TcpListener =
             sockets
                 .pop()
                 .map(Into::into)
                 .ok_or(super::ServeError::Config(
-                    crate::config::ConfigError::Invalid("tls_listen: no socket bound"),
+                    crate::config::ConfigError::Invalid("a TLS listener bound no socket"),
                 ))?;
         listener
             .set_nonblocking(true)
             .map_err(|source| super::ServeError::Listen { addr, source })?;
-        let listener = TlsListener {
+        Ok(TlsListener {
             listener,
             addr,
-            nats: false,
+            protocol,
             threads: Vec::new(),
-        };
-        Ok(Some((listener, config)))
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub fn protocol(&self) -> TlsProtocol {
+        self.protocol
     }
 
     /// Starts the handshake threads (once the workers accept).
@@ -355,13 +450,18 @@ impl TlsListener {
             };
             let acceptor = Acceptor {
                 listener: self.listener.try_clone().map_err(spawn_error)?,
-                nats: self.nats,
+                bound: self.addr,
+                protocol: self.protocol,
                 handshakes_max: cfg.tls_handshakes_per_thread_max,
                 timeout: Duration::from_millis(cfg.handshake_timeout_ms),
             };
             let shared = Arc::clone(shared);
+            let name = match self.protocol {
+                TlsProtocol::Native => format!("ringrelay-tls-{i}"),
+                TlsProtocol::Nats { .. } => format!("ringrelay-nats-tls-{i}"),
+            };
             let handle = std::thread::Builder::new()
-                .name(format!("ringrelay-tls-{i}"))
+                .name(name)
                 .spawn_logged(move || run(shared, acceptor))
                 .map_err(spawn_error)?;
             self.threads.push(handle);

@@ -6,6 +6,7 @@ use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
 use super::super::stats::{bump, kind_index, WorkerStats};
 use super::super::uring::Outgoing;
+use super::nats::NatsStart;
 use super::{Worker, LISTENER_NATS};
 use crate::core::{ConnRelay, Engine};
 use crate::protocol::{CloseReason, Frame, FrameKind};
@@ -51,7 +52,17 @@ impl Worker {
             },
             None => None,
         };
-        self.adopt_client(fd, peer, listener == LISTENER_NATS);
+        if let Some(slot) = self.adopt_client(fd, peer) {
+            if listener == LISTENER_NATS {
+                let bound = self
+                    .listeners
+                    .nats
+                    .as_ref()
+                    .and_then(|l| l.local_addr().ok())
+                    .and_then(|a| a.as_socket());
+                self.start_nats(slot, NatsStart::Greet { bound, tls: false });
+            }
+        }
     }
 
     /// Serves `fd` as a new client connection from `peer` (accepted, or a local client);
@@ -60,7 +71,6 @@ impl Worker {
         &mut self,
         fd: RawFd,
         peer: Option<std::net::SocketAddr>,
-        nats: bool,
     ) -> Option<u32> {
         if self.stopping {
             close_fd(fd);
@@ -77,9 +87,6 @@ impl Worker {
             return None;
         };
         self.slab.conns[slot as usize].opened_ms = self.now_ms;
-        if nats {
-            self.greet_nats(slot);
-        }
         let stats = &self.shared.stats[self.index as usize];
         bump(&stats.connections_accepted, 1);
         bump(&stats.connections_open, 1);

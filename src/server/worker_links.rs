@@ -55,14 +55,14 @@ impl Worker {
                     );
                 }
                 Command::AdoptClient { fd } => {
-                    self.adopt_client(fd.into_raw_fd(), None, false);
+                    self.adopt_client(fd.into_raw_fd(), None);
                 }
                 Command::AdoptTls {
                     fd,
                     peer,
-                    nats,
+                    greeting,
                     tls,
-                } => self.adopt_tls(fd.into_raw_fd(), peer, nats, *tls),
+                } => self.adopt_tls(fd.into_raw_fd(), peer, greeting, *tls),
                 Command::Verified(verified) => self.apply_verified(*verified),
                 Command::Close { to, reason } => self.pending_closes.push(PendingClose {
                     slot: to.slot,

@@ -3,15 +3,16 @@
 //! worker's private state.
 
 use super::super::deliver::Deliverer;
+use super::super::nats_info::{info_line, nats_nonce, Greeting};
 use super::super::stats::{bump, kind_index};
 use super::Worker;
 use crate::core::engine::nats::{NatsCall, NatsConn, NatsOutput};
 use crate::core::session::Phase;
 use crate::core::Engine;
-use crate::protocol::nats::encode::{write_info, ServerInfo};
-use crate::protocol::nats::{ClientOp, PROTO_LEVEL};
+use crate::protocol::nats::ClientOp;
 use crate::protocol::{FrameKind, HELLO_FRAME_BYTES_MAX};
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The NATS operations counted as the native frames they stand for (`frames_in_by_kind`).
@@ -26,59 +27,43 @@ fn counted_kind(op: &ClientOp<'_>) -> FrameKind {
     }
 }
 
-/// A fresh nonce for a NATS INFO, for an nkey client to sign: 32 bytes from the OS (as
-/// [`crate::core::Output::challenge_nonce`] draws a CHALLENGE's), in base64url without
-/// padding, as nats-server writes its nonce. `None` when the OS has no randomness to give:
-/// the INFO then carries no nonce and an nkey CONNECT is refused as one without a token.
-fn nats_nonce() -> Option<Box<str>> {
-    use base64::Engine as _;
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).ok()?;
-    Some(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(raw)
-            .into(),
-    )
+/// How a NATS connection starts on its worker.
+pub(in crate::server) enum NatsStart {
+    /// Send INFO (`bound`: the listener's address; `tls`: the connection is TLS already).
+    Greet {
+        bound: Option<SocketAddr>,
+        tls: bool,
+    },
+    /// INFO went out before the TLS handshake, with this nonce.
+    Greeted { nonce: Option<Box<str>> },
 }
 
 impl Worker {
-    /// Makes the new connection in `slot` a NATS one and queues its INFO.
-    pub(super) fn greet_nats(&mut self, slot: u32) {
+    /// Makes the new connection in `slot` a NATS one and, unless a handshake thread has sent
+    /// it, queues its INFO (sealed when the connection is TLS).
+    pub(in crate::server) fn start_nats(&mut self, slot: u32, start: NatsStart) {
         let shared = Arc::clone(&self.shared);
         let generation = self.slab.conns[slot as usize].generation;
-        let nonce = match shared.engine.session.gate.has_public_keys() {
-            true => nats_nonce(),
-            false => None,
+        let (nonce, greet) = match start {
+            NatsStart::Greet { bound, tls } => (nats_nonce(&shared), Some((bound, tls))),
+            NatsStart::Greeted { nonce } => (nonce, None),
         };
         self.slab.conns[slot as usize].nats = Some(Box::new(NatsConn {
             nonce: nonce.clone(),
             ..NatsConn::default()
         }));
-        let bound = self
-            .listeners
-            .nats
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .and_then(|a| a.as_socket());
-        let server_id = format!("ringrelay-{}", shared.node_id);
-        let host = bound.map(|a| a.ip().to_string()).unwrap_or_default();
-        let info = ServerInfo {
-            server_id: &server_id,
-            server_name: &server_id,
-            version: env!("CARGO_PKG_VERSION"),
-            proto: PROTO_LEVEL,
-            host: &host,
-            port: bound.map_or(0, |a| a.port()),
-            headers: true,
-            max_payload: shared.engine.payload_bytes_max,
+        let Some((bound, tls_required)) = greet else {
+            return;
+        };
+        let greeting = Greeting {
+            bound,
             client_id: (u64::from(self.index) << 48)
                 | (u64::from(generation) << 20)
                 | u64::from(slot),
-            auth_required: !shared.engine.session.gate.is_open(),
             nonce: nonce.as_deref(),
+            tls_required,
         };
-        let mut line = Vec::with_capacity(256);
-        write_info(&mut line, &info);
+        let line = info_line(&shared, &greeting);
         let at = self.location(slot, generation);
         self.deliverer(slot, generation).send_nats_local(at, &line);
     }

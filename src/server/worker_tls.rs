@@ -4,7 +4,9 @@
 //! module of `worker`, so it shares the worker's private state.
 
 use super::super::tls_conn::TlsConn;
+use super::nats::NatsStart;
 use super::Worker;
+use crate::cluster::lane::TlsGreeting;
 use crate::protocol::CloseReason;
 use crate::tls::Established;
 use std::os::fd::RawFd;
@@ -84,10 +86,10 @@ impl Worker {
         &mut self,
         fd: RawFd,
         peer: Option<std::net::SocketAddr>,
-        nats: bool,
+        greeting: TlsGreeting,
         established: Established,
     ) {
-        let Some(slot) = self.adopt_client(fd, peer, nats) else {
+        let Some(slot) = self.adopt_client(fd, peer) else {
             return;
         };
         let Established {
@@ -97,17 +99,20 @@ impl Worker {
         } = established;
         let c = &mut self.slab.conns[slot as usize];
         let generation = c.generation;
-        // The NATS greeting written by adopt_client went to `out` as plaintext, before
-        // the session was set: it is sealed now, as the first record.
-        let before = c.accounted_bytes();
-        let mut tls = Box::new(TlsConn::new(session));
-        if !c.out.is_empty() {
-            let greeting = std::mem::take(&mut c.out);
-            tls.reserve(&mut c.out);
-            c.out.extend_from_slice(&greeting);
+        debug_assert!(
+            c.out.is_empty(),
+            "invariant: nothing is queued before TLS is set"
+        );
+        c.tls = Some(Box::new(TlsConn::new(session)));
+        match greeting {
+            TlsGreeting::Native => {}
+            TlsGreeting::NatsInfoDue { bound } => {
+                self.start_nats(slot, NatsStart::Greet { bound, tls: true })
+            }
+            TlsGreeting::NatsInfoSent { nonce } => {
+                self.start_nats(slot, NatsStart::Greeted { nonce })
+            }
         }
-        c.tls = Some(tls);
-        self.slab.repend(slot, before);
         if !early_plaintext.is_empty() {
             self.on_plaintext(slot, &early_plaintext);
         }

@@ -23,6 +23,9 @@ pub struct ServerInfo<'a> {
     pub client_id: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    /// The client must upgrade to TLS after this INFO (or has done it before: TLS first).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
     /// What an nkey client signs (CONNECT `sig`): fresh per connection, sent only when some
     /// credentials entry has a public key, as nats-server sends it only when nkeys exist.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,6 +216,7 @@ mod tests {
             max_payload: 1024,
             client_id: 7,
             auth_required: false,
+            tls_required: false,
             nonce: None,
         };
         write_info(&mut out, &info);
@@ -222,14 +226,17 @@ mod tests {
         assert!(text.contains("\"max_payload\":1024"));
         assert!(!text.contains("auth_required"));
         assert!(!text.contains("nonce"));
+        assert!(!text.contains("tls_required"));
         let mut out = Vec::new();
         let with_nonce = ServerInfo {
             auth_required: true,
+            tls_required: true,
             nonce: Some("bm9uY2U"),
             ..info
         };
         write_info(&mut out, &with_nonce);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"nonce\":\"bm9uY2U\""), "{text}");
+        assert!(text.contains("\"tls_required\":true"), "{text}");
     }
 }
