@@ -37,6 +37,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 pub struct AckedJob {
     pub addr: SocketAddr,
     pub token: Vec<u8>,
+    /// Dial the relay's `tls_listen` (`--tls-ca-file`).
+    pub tls: Option<ringrelay::client::ClientTls>,
     pub size_bytes: usize,
     pub count: u64,
     pub duration: Duration,
@@ -52,6 +54,7 @@ fn options(job: &AckedJob) -> AckedSessionOptions {
             reconnect_timeout: SETUP_TIME_MAX,
             client: ClientOptions {
                 write_timeout: Some(Duration::from_secs(10)),
+                tls: job.tls.clone(),
                 ..ClientOptions::default()
             },
             ..SessionOptions::default()
@@ -309,6 +312,7 @@ mod tests {
         let job = AckedJob {
             addr: server.local_addr(),
             token: Vec::new(),
+            tls: None,
             size_bytes: 16,
             count: 20_000,
             duration: Duration::from_secs(20),

@@ -1,5 +1,6 @@
 //! Command-line flags of `ringrelay bench` and their validation.
 
+use super::transport::TlsSuite;
 use std::time::Duration;
 
 /// Workload shapes the load generator can run.
@@ -105,6 +106,19 @@ pub struct BenchArgs {
     /// acknowledgement round trip (send to confirmation).
     #[arg(long)]
     pub ack: bool,
+    /// Dial every connection over TLS, trusting the CA certificates in this PEM file: the
+    /// relay's `tls_listen` (give it as --server) and, with --compare, a nats-server with a
+    /// `tls` block (INFO in plaintext, then the handshake).
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The name the servers' certificates must carry (with --tls-ca-file).
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub tls_server_name: String,
+    /// The TLS 1.3 cipher suite offered first (with --tls-ca-file). The relay (rustls) takes
+    /// the client's first choice; nats-server (Go) prefers AES-128-GCM, so the default has
+    /// both run the same cipher.
+    #[arg(long, value_enum, default_value_t = TlsSuite::Aes128Gcm)]
+    pub tls_suite: TlsSuite,
     /// Test aid: skip the ringrelay target and run only the --compare target.
     #[arg(long, hide = true)]
     pub compare_only: bool,
@@ -170,6 +184,13 @@ impl BenchArgs {
                 "--ack measures one-to-one delivery: use it with --scenario unicast, not {}",
                 self.scenario.name()
             ));
+        }
+        if self.tls_ca_file.is_some() && self.server.is_none() && !self.compare_only {
+            return Err(
+                "--tls-ca-file needs --server ADDR: the relay's tls_listen (the relay started \
+                 without --server listens in plaintext only)"
+                    .into(),
+            );
         }
         if self.compare_only && self.compare.is_none() {
             return Err("--compare-only needs --compare nats://ADDR".into());

@@ -191,6 +191,7 @@ fn bench(extra: &[&str]) -> (super::scenario::Plan, super::runner::Measured) {
     let wire = RelayWire {
         addr: start(),
         token: Vec::new(),
+        tls: None,
     };
     let p = plan(&args, "fake").unwrap();
     let target = Target {
@@ -227,6 +228,7 @@ fn bench_cross(extra: &[&str]) -> (super::scenario::Plan, super::runner::Measure
     let wire = |addr| RelayWire {
         addr,
         token: Vec::new(),
+        tls: None,
     };
     let (wa, wb) = (wire(nodes[0]), wire(nodes[1]));
     let p = plan(&args, "fake-x").unwrap();

@@ -27,6 +27,7 @@ const READ_CHUNK_BYTES: usize = 256 * 1024;
 pub struct JetStreamJob {
     pub addr: std::net::SocketAddr,
     pub token: Option<String>,
+    pub tls: Option<super::transport::LoadTls>,
     pub size_bytes: usize,
     pub count: u64,
     pub duration: Duration,
@@ -169,6 +170,7 @@ pub fn run(job: &JetStreamJob) -> Result<Measured, String> {
     let wire = NatsWire {
         addr: job.addr,
         token: job.token.clone(),
+        tls: job.tls.clone(),
     };
     let deadline = Instant::now() + SETUP_TIME_MAX;
     let name = job.tag.replace(['.', '-'], "_");
@@ -296,7 +298,7 @@ fn ns_since(start: Instant) -> u64 {
 /// outstanding (waiting for them asynchronously, as nats clients' PublishAsync does).
 fn publish(
     job: &JetStreamJob,
-    writer: &std::sync::Mutex<std::net::TcpStream>,
+    writer: &std::sync::Mutex<super::transport::WriteHalf>,
     subject: &str,
     inbox: &str,
     live: &Live,

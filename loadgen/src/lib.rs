@@ -25,10 +25,13 @@ mod report;
 mod runner;
 mod scenario;
 mod sender;
+mod transport;
 mod wire;
 
 #[cfg(test)]
 mod fake_relay;
+#[cfg(test)]
+mod tls_runs;
 
 pub use args::{parse_cpu_list, BenchArgs, Scenario};
 
@@ -39,111 +42,136 @@ use report::Row;
 use runner::{run_target, Measured, Target};
 use scenario::Plan;
 use std::net::{SocketAddr, ToSocketAddrs};
+use transport::LoadTls;
 use wire::Wire;
 
 /// Runs the load generator; the error is printed by the binary.
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     args.validate()?;
+    let tls = match &args.tls_ca_file {
+        Some(ca) => Some(LoadTls::from_files(
+            ca,
+            &args.tls_server_name,
+            args.tls_suite,
+        )?),
+        None => None,
+    };
     if args.ack {
-        return run_acked(args);
+        return run_acked(args, tls.as_ref());
     }
     let mut rows = Vec::new();
     // A failed target does not hide the other's result: print what was measured, then fail.
     let mut failure = None;
-    if !args.compare_only && args.scenario.is_cross_node() {
-        let token = args.token.clone().unwrap_or_default().into_bytes();
-        let wire_at = |flag: &str, server: &Option<String>| -> Result<RelayWire, String> {
-            let server = server
-                .as_deref()
-                .ok_or_else(|| format!("--scenario {} needs {flag}", args.scenario.name()))?;
-            Ok(RelayWire {
-                addr: resolve(flag, server)?,
-                token: token.clone(),
-            })
+    if !args.compare_only {
+        let measured = if args.scenario.is_cross_node() {
+            run_cross_node(args, tls.as_ref())
+        } else {
+            run_relay(args, tls.as_ref())
         };
-        let (a, b) = (
-            wire_at("--server", &args.server)?,
-            wire_at("--server-b", &args.server_b)?,
-        );
-        if a.addr == b.addr {
-            return Err(format!(
-                "--server and --server-b both resolve to {}; a cross-node run needs two nodes",
-                a.addr
-            ));
-        }
-        let target = Target {
-            send: &a,
-            recv: &b,
-            server_pids: vec![local_pid(a.addr), local_pid(b.addr)],
-        };
-        match run_one(&target, args) {
+        match measured {
             Ok(row) => rows.push(row),
             Err(e) => failure = Some(e),
         }
-    } else if !args.compare_only {
-        // The guard lives until the relay run ends, and kills the child on every path.
-        let (addr, local) = relay_at(args)?;
-        let pid = local
-            .as_ref()
-            .map(LocalRelay::pid)
-            .or_else(|| local_pid(addr));
-        let wire = RelayWire {
-            addr,
-            token: args.token.clone().unwrap_or_default().into_bytes(),
-        };
-        let target = Target {
-            send: &wire,
-            recv: &wire,
-            server_pids: vec![pid],
-        };
-        match run_one(&target, args) {
-            Ok(row) => rows.push(row),
-            Err(e) => failure = Some(e),
-        }
-        drop(local);
     }
     if let Some(urls) = args.compare_urls() {
-        // Validation allows two addresses only for the cross-node scenarios: senders on the
-        // first server, receivers on the second.
-        let wires: Vec<NatsWire> = urls
-            .iter()
-            .map(|url| {
-                Ok(NatsWire {
-                    addr: parse_nats_url(url)?,
-                    token: args.token.clone(),
-                })
+        if let Err(e) = run_compare(args, &urls, tls.as_ref()).map(|row| rows.push(row)) {
+            failure = Some(match failure.take() {
+                Some(f) => format!("{f}; {e}"),
+                None => e,
             })
-            .collect::<Result<_, String>>()?;
-        let (send, recv) = match wires.as_slice() {
-            [one] => (one, one),
-            [a, b] if a.addr == b.addr => {
-                return Err(format!(
-                    "--compare: both servers resolve to {}; a cross-node run needs two",
-                    a.addr
-                ))
-            }
-            [a, b] => (a, b),
-            _ => return Err("--compare takes one or two nats:// addresses".into()),
-        };
-        let target = Target {
-            send,
-            recv,
-            server_pids: wires.iter().map(|w| local_pid(w.addr)).collect(),
-        };
-        match run_one(&target, args) {
-            Ok(row) => rows.push(row),
-            Err(e) => {
-                failure = Some(match failure.take() {
-                    Some(f) => format!("{f}; {e}"),
-                    None => e,
-                })
-            }
         }
     }
     if !rows.is_empty() {
         print_report(&rows, args.json)?;
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// The cross-node scenarios on ringrelay: senders on --server, receivers on --server-b.
+fn run_cross_node(args: &BenchArgs, tls: Option<&LoadTls>) -> Result<Row, String> {
+    let token = args.token.clone().unwrap_or_default().into_bytes();
+    let wire_at = |flag: &str, server: &Option<String>| -> Result<RelayWire, String> {
+        let server = server
+            .as_deref()
+            .ok_or_else(|| format!("--scenario {} needs {flag}", args.scenario.name()))?;
+        Ok(RelayWire {
+            addr: resolve(flag, server)?,
+            token: token.clone(),
+            tls: tls.cloned(),
+        })
+    };
+    let (a, b) = (
+        wire_at("--server", &args.server)?,
+        wire_at("--server-b", &args.server_b)?,
+    );
+    if a.addr == b.addr {
+        return Err(format!(
+            "--server and --server-b both resolve to {}; a cross-node run needs two nodes",
+            a.addr
+        ));
+    }
+    let target = Target {
+        send: &a,
+        recv: &b,
+        server_pids: vec![local_pid(a.addr), local_pid(b.addr)],
+    };
+    run_one(&target, args)
+}
+
+/// One relay (--server, or a local one started for the run).
+fn run_relay(args: &BenchArgs, tls: Option<&LoadTls>) -> Result<Row, String> {
+    // The guard lives until the relay run ends, and kills the child on every path.
+    let (addr, local) = relay_at(args)?;
+    let pid = local
+        .as_ref()
+        .map(LocalRelay::pid)
+        .or_else(|| local_pid(addr));
+    let wire = RelayWire {
+        addr,
+        token: args.token.clone().unwrap_or_default().into_bytes(),
+        tls: tls.cloned(),
+    };
+    let target = Target {
+        send: &wire,
+        recv: &wire,
+        server_pids: vec![pid],
+    };
+    let row = run_one(&target, args);
+    drop(local);
+    row
+}
+
+/// The same workload on nats-server (--compare).
+fn run_compare(args: &BenchArgs, urls: &[&str], tls: Option<&LoadTls>) -> Result<Row, String> {
+    // Validation allows two addresses only for the cross-node scenarios: senders on the
+    // first server, receivers on the second.
+    let wires: Vec<NatsWire> = urls
+        .iter()
+        .map(|url| {
+            Ok(NatsWire {
+                addr: parse_nats_url(url)?,
+                token: args.token.clone(),
+                tls: tls.cloned(),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let (send, recv) = match wires.as_slice() {
+        [one] => (one, one),
+        [a, b] if a.addr == b.addr => {
+            return Err(format!(
+                "--compare: both servers resolve to {}; a cross-node run needs two",
+                a.addr
+            ))
+        }
+        [a, b] => (a, b),
+        _ => return Err("--compare takes one or two nats:// addresses".into()),
+    };
+    let target = Target {
+        send,
+        recv,
+        server_pids: wires.iter().map(|w| local_pid(w.addr)).collect(),
+    };
+    run_one(&target, args)
 }
 
 /// The relay to measure: `--server`, or a local child relay started now (killed when the
@@ -284,7 +312,7 @@ fn print_report(rows: &[Row], json: bool) -> Result<(), String> {
 }
 
 /// `--ack`: acknowledged one-to-one delivery on ringrelay and, with --compare, JetStream.
-fn run_acked(args: &BenchArgs) -> Result<(), String> {
+fn run_acked(args: &BenchArgs, tls: Option<&LoadTls>) -> Result<(), String> {
     let mut rows = Vec::new();
     let mut failure = None;
     let tag = format!("bench-{}", std::process::id());
@@ -294,6 +322,12 @@ fn run_acked(args: &BenchArgs) -> Result<(), String> {
         let job = acked::AckedJob {
             addr,
             token: args.token.clone().unwrap_or_default().into_bytes(),
+            tls: tls.map(|t| {
+                ringrelay::client::ClientTls::from_config(
+                    std::sync::Arc::clone(&t.config),
+                    Some(t.server_name.clone()),
+                )
+            }),
             size_bytes: args.size_bytes,
             count: args.count,
             duration,
@@ -314,6 +348,7 @@ fn run_acked(args: &BenchArgs) -> Result<(), String> {
         let job = jetstream::JetStreamJob {
             addr,
             token: args.token.clone(),
+            tls: tls.cloned(),
             size_bytes: args.size_bytes,
             count: args.count,
             duration,

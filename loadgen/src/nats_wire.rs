@@ -1,8 +1,9 @@
 //! The nats-server side, text protocol: INFO/CONNECT/PING handshake, SUB (with queue group),
 //! PUB encoding, and an in-place MSG scanner.
 
-use super::wire::{Conn, Dest, Scanner, Sub, Wire};
-use std::io::Write;
+use super::transport::LoadTls;
+use super::wire::{dial, Conn, Dest, Scanner, Sub, Wire};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Instant;
 
@@ -15,6 +16,9 @@ const PAYLOAD_BYTES_MAX: usize = 64 << 20;
 pub struct NatsWire {
     pub addr: SocketAddr,
     pub token: Option<String>,
+    /// TLS on every connection (`--tls-ca-file`): after the server's INFO, which comes in
+    /// plaintext, as nats-server expects.
+    pub tls: Option<LoadTls>,
 }
 
 /// Parses "nats://HOST:PORT" (or a bare "HOST:PORT") into a socket address.
@@ -43,7 +47,14 @@ impl Wire for NatsWire {
     }
 
     fn connect(&self, client_id: &str, deadline: Instant) -> Result<Conn, String> {
-        let mut conn = Conn::open(self.addr, client_id)?;
+        let mut conn = match &self.tls {
+            None => Conn::open(self.addr, client_id, None)?,
+            Some(tls) => {
+                let mut sock = dial(self.addr)?;
+                let info = read_info_line(&mut sock, client_id, deadline)?;
+                Conn::over(sock, client_id, Some(tls), info)?
+            }
+        };
         conn.max_frame_bytes = PAYLOAD_BYTES_MAX;
         let mut opts = serde_json::json!({
             "verbose": false, "pedantic": false, "echo": false, "name": client_id, "lang": "rust",
@@ -117,6 +128,48 @@ impl Wire for NatsWire {
             saw_info: false,
         }
     }
+}
+
+/// Reads the server's first line, INFO, in plaintext (nothing follows it until the client
+/// starts TLS), and checks that the server expects TLS.
+fn read_info_line(
+    sock: &mut std::net::TcpStream,
+    client_id: &str,
+    deadline: Instant,
+) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        if line.len() > LINE_BYTES_MAX {
+            return Err(format!(
+                "{client_id}: INFO line longer than {LINE_BYTES_MAX} bytes"
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{client_id}: no INFO from the server"));
+        }
+        // One byte at a time: what follows INFO is the TLS handshake, not ours to read.
+        match sock.read(&mut byte) {
+            Ok(0) => return Err(format!("{client_id}: the server closed before INFO")),
+            Ok(n) => line.extend_from_slice(&byte[..n]),
+            Err(e) if super::wire::is_timeout(&e) => {}
+            Err(e) => return Err(format!("{client_id}: read INFO: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&line);
+    if !text.starts_with("INFO ") {
+        return Err(format!(
+            "{client_id}: expected INFO, got {:?}",
+            text.trim_end()
+        ));
+    }
+    if !text.contains("\"tls_required\":true") {
+        return Err(format!(
+            "{client_id}: --tls-ca-file given but the server's INFO does not require TLS: {}",
+            text.trim_end()
+        ));
+    }
+    Ok(line)
 }
 
 /// Finds MSG/HMSG payloads; answers PING; counts PONG and -ERR.
@@ -238,6 +291,7 @@ mod tests {
         let wire = NatsWire {
             addr: "127.0.0.1:4222".parse().unwrap(),
             token: None,
+            tls: None,
         };
         let mut scanner = wire.scanner(1 << 20);
         let (mut carry, mut replies, mut msgs) = (Vec::new(), Vec::new(), Vec::new());
@@ -284,6 +338,7 @@ mod tests {
         let wire = NatsWire {
             addr: "127.0.0.1:4222".parse().unwrap(),
             token: None,
+            tls: None,
         };
         let mut s = wire.scanner(100);
         for bad in [
@@ -312,6 +367,7 @@ mod tests {
         let wire = NatsWire {
             addr: "127.0.0.1:4222".parse().unwrap(),
             token: None,
+            tls: None,
         };
         let mut out = Vec::new();
         wire.encode_msg(&Dest::Topic("t.x".into()), b"Dab", &mut out)

@@ -5,7 +5,6 @@
 use super::receiver::RecvShared;
 use super::sender::send_probe;
 use super::wire::{Dest, Wire};
-use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ pub enum ProbeResult {
 
 pub struct ProbeJob<'a, W: Wire> {
     pub wire: &'a W,
-    pub writer: &'a Mutex<TcpStream>,
+    pub writer: &'a Mutex<super::transport::WriteHalf>,
     pub dest: &'a Dest,
     pub size_bytes: usize,
     pub receivers: Vec<&'a RecvShared>,
@@ -85,7 +84,7 @@ const PROBE_DRAIN_MAX: Duration = Duration::from_secs(2);
 /// arriving at the receivers. Returns notes for what did not settle in time.
 pub fn settle<W: Wire>(
     wire: &W,
-    senders: &[(&Mutex<TcpStream>, &RecvShared)],
+    senders: &[(&Mutex<super::transport::WriteHalf>, &RecvShared)],
     receivers: &[RecvShared],
 ) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();

@@ -1,6 +1,7 @@
 //! The ringrelay side: HELLO/WELCOME, SUBSCRIBE, SEND/PUBLISH encoding, and a DELIVER scanner
 //! that walks frame headers in place.
 
+use super::transport::LoadTls;
 use super::wire::{Conn, Dest, Scanner, Sub, Wire};
 use ringrelay::protocol::{decode, hello, CloseReason, Decoded, Frame, FrameKind, HEADER_LEN};
 use std::net::SocketAddr;
@@ -10,6 +11,8 @@ use std::time::Instant;
 pub struct RelayWire {
     pub addr: SocketAddr,
     pub token: Vec<u8>,
+    /// TLS on every connection (`--tls-ca-file`).
+    pub tls: Option<LoadTls>,
 }
 
 impl Wire for RelayWire {
@@ -24,7 +27,7 @@ impl Wire for RelayWire {
     }
 
     fn connect(&self, client_id: &str, deadline: Instant) -> Result<Conn, String> {
-        let mut conn = Conn::open(self.addr, client_id)?;
+        let mut conn = Conn::open(self.addr, client_id, self.tls.as_ref())?;
         let mut out = Vec::new();
         hello(client_id.as_bytes(), &self.token)
             .encode(&mut out)
@@ -272,6 +275,7 @@ mod tests {
         let mut scanner = RelayWire {
             addr: "127.0.0.1:1".parse().unwrap(),
             token: vec![],
+            tls: None,
         }
         .scanner(1 << 20);
         let (mut carry, mut replies, mut got) = (Vec::new(), Vec::new(), Vec::new());
@@ -323,6 +327,7 @@ mod tests {
         let mut scanner = RelayWire {
             addr: "127.0.0.1:1".parse().unwrap(),
             token: vec![],
+            tls: None,
         }
         .scanner(64);
         let mut close = Vec::new();

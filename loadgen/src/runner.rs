@@ -188,7 +188,7 @@ fn measure<'scope, 'env, W: Wire>(
     wire: &'env W,
     plan: &'env Plan,
     sh: &'env Shared,
-    writers: &'env [std::sync::Arc<std::sync::Mutex<std::net::TcpStream>>],
+    writers: &'env [std::sync::Arc<std::sync::Mutex<super::transport::WriteHalf>>],
     server_pids: &[Option<u32>],
 ) -> Result<Measured, String> {
     let mut m = Measured::default();

@@ -4,7 +4,6 @@
 use super::latency::{due_count, intended_ns};
 use super::receiver::Clock;
 use super::wire::{write_locked, Dest, Wire, MARK_DATA, MARK_PROBE};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -39,7 +38,7 @@ impl Default for SendShared {
 /// One sender's job.
 pub struct SendJob<'a, W: Wire> {
     pub wire: &'a W,
-    pub writer: &'a Mutex<TcpStream>,
+    pub writer: &'a Mutex<super::transport::WriteHalf>,
     pub dest: &'a Dest,
     pub size_bytes: usize,
     pub count: u64,
@@ -59,7 +58,7 @@ pub fn payload(mark: u8, size_bytes: usize) -> Vec<u8> {
 /// Sends one probe message.
 pub fn send_probe<W: Wire>(
     wire: &W,
-    writer: &Mutex<TcpStream>,
+    writer: &Mutex<super::transport::WriteHalf>,
     dest: &Dest,
     size_bytes: usize,
 ) -> Result<(), String> {

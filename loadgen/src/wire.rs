@@ -2,7 +2,8 @@
 //! streaming scanner that finds message payloads in received bytes. Implemented by the relay
 //! driver and the NATS driver, so both targets run the same workload code.
 
-use std::io::{Read, Write};
+use super::transport::{plain_halves, LoadTls, ReadHalf, WriteHalf};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ pub const MARK_PROBE: u8 = b'P';
 
 /// Read timeout on every socket, so loops can check their stop flag and deadline.
 pub const READ_TIMEOUT: Duration = Duration::from_millis(50);
+/// Bound on a TLS handshake (the read timeout is this long meanwhile).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a message goes.
 #[derive(Clone, Debug)]
@@ -40,37 +43,66 @@ pub enum Sub {
 pub struct Conn {
     pub client_id: String,
     /// Read side.
-    pub stream: TcpStream,
+    pub stream: ReadHalf,
     /// Write side, shared by the thread sending messages and the one answering pings.
-    pub writer: Arc<Mutex<TcpStream>>,
+    pub writer: Arc<Mutex<WriteHalf>>,
     /// Bytes read past the handshake, to be scanned first.
     pub pending: Vec<u8>,
     /// Largest frame the server accepts or may send.
     pub max_frame_bytes: usize,
 }
 
+/// Connects with a bounded timeout and sets the options every benchmark socket uses.
+pub fn dial(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("set_nodelay: {e}"))?;
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .map_err(|e| format!("set_read_timeout: {e}"))?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| format!("set_write_timeout: {e}"))?;
+    Ok(stream)
+}
+
 impl Conn {
-    /// Connects with a bounded timeout and sets the options every benchmark socket uses.
-    pub fn open(addr: SocketAddr, client_id: &str) -> Result<Conn, String> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("set_nodelay: {e}"))?;
-        stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .map_err(|e| format!("set_read_timeout: {e}"))?;
-        stream
-            .set_write_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| format!("set_write_timeout: {e}"))?;
-        let writer = stream
-            .try_clone()
-            .map_err(|e| format!("clone socket: {e}"))?;
+    /// Connects (and with `tls` completes the TLS handshake).
+    pub fn open(addr: SocketAddr, client_id: &str, tls: Option<&LoadTls>) -> Result<Conn, String> {
+        Conn::over(dial(addr)?, client_id, tls, Vec::new())
+    }
+
+    /// A connection over `sock` from [`dial`]: TLS from here on with `tls`. `pending`: bytes
+    /// already read (in plaintext), scanned first.
+    pub fn over(
+        sock: TcpStream,
+        client_id: &str,
+        tls: Option<&LoadTls>,
+        pending: Vec<u8>,
+    ) -> Result<Conn, String> {
+        let (stream, writer) = match tls {
+            None => plain_halves(sock).map_err(|e| format!("clone socket: {e}"))?,
+            Some(tls) => {
+                let timeout = |t| {
+                    sock.set_read_timeout(Some(t))
+                        .map_err(|e| format!("set_read_timeout: {e}"))
+                };
+                timeout(HANDSHAKE_TIMEOUT)?;
+                let peer = sock.peer_addr().map_err(|e| format!("peer address: {e}"))?;
+                let halves = tls
+                    .handshake(sock.try_clone().map_err(|e| format!("clone socket: {e}"))?)
+                    .map_err(|e| format!("{client_id}: TLS handshake with {peer}: {e}"))?;
+                timeout(READ_TIMEOUT)?;
+                halves
+            }
+        };
         Ok(Conn {
             client_id: client_id.to_string(),
             stream,
             writer: Arc::new(Mutex::new(writer)),
-            pending: Vec::new(),
+            pending,
             max_frame_bytes: 1 << 20,
         })
     }
@@ -123,11 +155,11 @@ impl Conn {
 }
 
 /// Writes under a lock; a poisoned lock is reported, not unwrapped.
-pub fn write_locked(writer: &Mutex<TcpStream>, bytes: &[u8]) -> Result<(), String> {
+pub fn write_locked(writer: &Mutex<WriteHalf>, bytes: &[u8]) -> Result<(), String> {
     let mut guard = writer
         .lock()
         .map_err(|_| "socket writer lock poisoned".to_string())?;
-    guard.write_all(bytes).map_err(|e| format!("write: {e}"))
+    guard.send(bytes).map_err(|e| format!("write: {e}"))
 }
 
 pub fn is_timeout(e: &std::io::Error) -> bool {

@@ -7,11 +7,13 @@
 //! records are decrypted where the kernel wrote them; rustls's unbuffered API would copy
 //! both ways. [`config`] builds rustls's configurations from PEM files; [`reason`] turns
 //! handshake failures into sentences; [`stream`] is a blocking stream for the threads that
-//! serve one connection (the Rust client, cluster control lanes, tests).
+//! serve one connection (the Rust client, the load generator, cluster control lanes, tests),
+//! and [`halves`] its two directions, which it splits into for two threads.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod halves;
 pub mod handshake;
 pub mod reason;
 pub mod record;
@@ -21,6 +23,7 @@ pub mod stream;
 pub mod test_pki;
 
 pub use config::{ClientAuth, ClientCertificates, Identity, Origin, TlsConfigError, TrustAnchors};
+pub use halves::{TlsReader, TlsWriter};
 pub use handshake::{Established, Handshake, Progress};
 pub use reason::Failure;
 pub use session::{Opened, SessionError, TlsSession};

@@ -11,6 +11,7 @@
 
 use super::record::{
     check_header, seal_all, ContentType, RecordError, RecordKey, RECORD_HEADER_LEN,
+    RECORD_PLAINTEXT_MAX, TAG_LEN,
 };
 use rustls::client::ClientConnectionData;
 use rustls::kernel::KernelConnection;
@@ -245,6 +246,19 @@ impl TlsReceiver {
     /// Bytes held for a record cut by the end of a receive (counted as reassembly).
     pub fn partial_bytes(&self) -> usize {
         self.partial.len() + self.carried.capacity()
+    }
+
+    /// The most plaintext the record cut by the end of the last buffer can yield (0: none is
+    /// cut): room a reader may keep in front of the next buffer for `Opened::carried`.
+    pub fn cut_plaintext_max(&self) -> usize {
+        match self.partial.first_chunk::<RECORD_HEADER_LEN>() {
+            None if self.partial.is_empty() => 0,
+            None => RECORD_PLAINTEXT_MAX,
+            // The body less the content type byte and the tag.
+            Some(header) => check_header(header).map_or(RECORD_PLAINTEXT_MAX, |body| {
+                body.saturating_sub(1 + TAG_LEN)
+            }),
+        }
     }
 
     /// Frees what an idle connection does not need.

@@ -1,39 +1,30 @@
 //! A blocking TLS stream over any `Read + Write` (a `TcpStream`): the handshake driven to
-//! completion, then [`TlsSession`]'s record layer. For the threads that talk TLS one
-//! connection at a time: the Rust client, the load generator, cluster control lanes, tests.
+//! completion, then [`super::TlsSession`]'s record layer. For the threads that talk TLS one
+//! connection at a time: the Rust client, the load generator, cluster control lanes, tests;
+//! [`TlsStream::split`] gives a reading and a writing half for two threads.
 //! Socket timeouts are the caller's (`set_read_timeout` on the `TcpStream` bounds the
 //! handshake too).
 
+use super::halves::{Inbound, Outbound, TlsReader, TlsWriter};
 use super::handshake::{Established, Handshake, Progress};
 use super::reason::Failure;
-use super::record::{RECORD_CIPHERTEXT_MAX, RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX};
-use super::session::TlsSession;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
-
-/// Bytes read from the socket at a time: one whole record of the largest size.
-const READ_CHUNK_BYTES: usize = RECORD_HEADER_LEN + RECORD_CIPHERTEXT_MAX;
 
 pub struct TlsStream<S> {
     sock: S,
-    session: TlsSession,
-    /// Ciphertext read, opened in place.
-    received: Vec<u8>,
-    /// Plaintext not yet returned by `read`, from `plain_at`.
-    plain: Vec<u8>,
-    plain_at: usize,
-    /// Records being written: sealed ones, then the open one from `open_at`.
-    out: Vec<u8>,
-    open_at: Option<usize>,
-    peer_closed: bool,
+    inbound: Inbound,
+    outbound: Outbound,
 }
 
 impl<S> std::fmt::Debug for TlsStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsStream")
-            .field("session", &self.session)
+            .field("inbound", &self.inbound)
+            .field("outbound", &self.outbound)
             .finish_non_exhaustive()
     }
 }
@@ -103,21 +94,12 @@ impl<S: Read + Write> TlsStream<S> {
             early_plaintext,
             leftover,
         } = established;
-        let mut stream = TlsStream {
+        let (receiver, sender) = session.split();
+        Ok(TlsStream {
             sock,
-            session,
-            received: Vec::new(),
-            plain: early_plaintext,
-            plain_at: 0,
-            out: Vec::new(),
-            open_at: None,
-            peer_closed: false,
-        };
-        if !leftover.is_empty() {
-            let mut leftover = leftover;
-            stream.open_received(&mut leftover)?;
-        }
-        Ok(stream)
+            inbound: Inbound::new(receiver, early_plaintext, leftover)?,
+            outbound: Outbound::new(sender),
+        })
     }
 
     pub fn get_ref(&self) -> &S {
@@ -130,96 +112,56 @@ impl<S: Read + Write> TlsStream<S> {
 
     /// Plaintext received and not yet read: `read` returns it without touching the socket.
     pub fn buffered(&self) -> usize {
-        self.plain.len() - self.plain_at
-    }
-
-    /// Opens `ciphertext` and appends its plaintext to what `read` returns.
-    fn open_received(&mut self, ciphertext: &mut [u8]) -> io::Result<()> {
-        let opened = self
-            .session
-            .open(ciphertext)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        if self.plain_at == self.plain.len() {
-            self.plain.clear();
-            self.plain_at = 0;
-        }
-        if let Some(range) = opened.carried {
-            self.plain.extend_from_slice(self.session.carried(range));
-        }
-        self.plain.extend_from_slice(&ciphertext[..opened.in_place]);
-        self.peer_closed |= opened.peer_closed;
-        Ok(())
+        self.inbound.buffered()
     }
 
     /// Sends close_notify (after what was written): the peer reads the end of the stream.
     pub fn close(&mut self) -> io::Result<()> {
-        self.seal_open()?;
-        self.session
-            .seal_close_notify(&mut self.out)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        self.send_out()
+        self.outbound.close(&mut self.sock)
     }
 
-    fn seal_open(&mut self) -> io::Result<()> {
-        if let Some(at) = self.open_at.take() {
-            self.session
-                .seal(&mut self.out, at)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-        }
-        Ok(())
+    /// Sends all of `buf` now, with anything written before it, in as few records as fit.
+    pub fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.outbound.send(&mut self.sock, buf)
     }
 
-    fn send_out(&mut self) -> io::Result<()> {
-        self.sock.write_all(&self.out)?;
-        self.out.clear();
-        self.sock.flush()
+    /// The reading and the writing half, each over its own handle of the connection
+    /// (`write_sock`: another handle of `self`'s socket, such as a `try_clone`), for a
+    /// connection read on one thread and written on another. Written and not flushed stays
+    /// with the writer; received and not read, with the reader.
+    pub fn split_with(self, write_sock: S) -> (TlsReader<S>, TlsWriter<S>) {
+        let reader = TlsReader {
+            sock: self.sock,
+            inbound: self.inbound,
+        };
+        let writer = TlsWriter {
+            sock: write_sock,
+            outbound: self.outbound,
+        };
+        (reader, writer)
+    }
+}
+
+impl TlsStream<TcpStream> {
+    /// [`TlsStream::split_with`] a `try_clone` of the socket.
+    pub fn split(self) -> io::Result<(TlsReader<TcpStream>, TlsWriter<TcpStream>)> {
+        let write_sock = self.sock.try_clone()?;
+        Ok(self.split_with(write_sock))
     }
 }
 
 impl<S: Read + Write> Read for TlsStream<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.buffered() == 0 && !self.peer_closed {
-            self.received.resize(READ_CHUNK_BYTES, 0);
-            let n = self.sock.read(&mut self.received)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer closed without TLS close_notify (truncated?)",
-                ));
-            }
-            let mut received = std::mem::take(&mut self.received);
-            let opened = self.open_received(&mut received[..n]);
-            self.received = received;
-            opened?;
-        }
-        let n = buf.len().min(self.buffered());
-        buf[..n].copy_from_slice(&self.plain[self.plain_at..self.plain_at + n]);
-        self.plain_at += n;
-        Ok(n)
+        self.inbound.read(&mut self.sock, buf)
     }
 }
 
 impl<S: Read + Write> Write for TlsStream<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let at = match self.open_at {
-            Some(at) => at,
-            None => {
-                let at = TlsSession::reserve_record(&mut self.out);
-                self.open_at = Some(at);
-                at
-            }
-        };
-        let room = RECORD_PLAINTEXT_MAX - (self.out.len() - at - RECORD_HEADER_LEN);
-        let n = buf.len().min(room);
-        self.out.extend_from_slice(&buf[..n]);
-        if n == room {
-            self.flush()?;
-        }
-        Ok(n)
+        self.outbound.write(&mut self.sock, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.seal_open()?;
-        self.send_out()
+        self.outbound.flush(&mut self.sock)
     }
 }

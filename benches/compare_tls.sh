@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# TLS against plaintext, in one run (issue 14 item 6): one ringrelay (one worker, pinned to CPU
+# 0) with a plaintext listener and a TLS listener, nats-server pinned to CPU 0 twice (plaintext,
+# and TLS from a config file with a tls block), load generator on CPU 1. Each workload runs
+# RUNS times, plaintext then TLS back to back; prints the medians and the ratios TLS/plaintext
+# (ringrelay, nats) and ringrelay-TLS / nats-TLS. The CA and the server certificate are made
+# with openssl in a temporary directory (as in README "#### TLS"). Needs nats-server
+# (apt-get install nats-server) and a release build (cargo build --release --workspace); BIN
+# overrides the binary. Every run is bounded by --count and --duration-s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+RELAY_CPU=${RELAY_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+RELAY_PORT=${RELAY_PORT:-7400}
+RELAY_TLS_PORT=${RELAY_TLS_PORT:-7443}
+NATS_PORT=${NATS_PORT:-4222}
+NATS_TLS_PORT=${NATS_TLS_PORT:-4443}
+TARGET_DIR=${CARGO_TARGET_DIR:-./target}
+BIN=${BIN:-$TARGET_DIR/release/ringrelay}
+OUT=${OUT:-$TARGET_DIR/compare_tls.jsonl}
+DURATION_S=${DURATION_S:-30}
+
+command -v nats-server >/dev/null || { echo "nats-server not installed (apt-get install nats-server)" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "openssl not installed" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "build first: cargo build --release --workspace (or set BIN)" >&2; exit 1; }
+
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# A CA and a server certificate for localhost and 127.0.0.1.
+(
+  cd "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=bench CA" -keyout ca.key -out ca.pem
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+    -keyout server.key -out server.csr
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile server.ext -out server.pem
+  chmod 600 ca.key server.key
+) >/dev/null 2>&1 || { echo "openssl could not make the certificates" >&2; exit 1; }
+
+# Same per-connection outbound bound as nats-server's default max_pending (64 MiB), as in
+# compare_nats.sh.
+printf 'pending_bytes_max = 67108864\n' > "$dir/relay.toml"
+cat > "$dir/nats-tls.conf" <<EOF
+host: 127.0.0.1
+port: $NATS_TLS_PORT
+tls {
+  cert_file: "$dir/server.pem"
+  key_file: "$dir/server.key"
+  timeout: 5
+}
+EOF
+
+taskset -c "$RELAY_CPU" "$BIN" serve --cpus "$RELAY_CPU" --config "$dir/relay.toml" \
+  --listen "127.0.0.1:$RELAY_PORT" --tls-listen "127.0.0.1:$RELAY_TLS_PORT" \
+  --tls-cert-file "$dir/server.pem" --tls-key-file "$dir/server.key" >"$dir/relay.log" 2>&1 &
+pids+=($!)
+taskset -c "$RELAY_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$dir/nats.log" 2>&1 &
+pids+=($!)
+taskset -c "$RELAY_CPU" nats-server -c "$dir/nats-tls.conf" >"$dir/nats-tls.log" 2>&1 &
+pids+=($!)
+for port in "$RELAY_PORT" "$RELAY_TLS_PORT" "$NATS_PORT" "$NATS_TLS_PORT"; do
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && continue 2
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$port; logs:" >&2
+  cat "$dir"/*.log >&2
+  exit 1
+done
+
+: > "$OUT"
+workloads=(
+  "unicast-16    --scenario unicast --size 16   --count 5000000"
+  "unicast-1024  --scenario unicast --size 1024 --count 2000000"
+)
+# WORKLOADS=unicast-16 runs only the workloads whose name starts with it.
+if [ -n "${WORKLOADS:-}" ]; then
+  kept=()
+  for w in "${workloads[@]}"; do [[ $w == "$WORKLOADS"* ]] && kept+=("$w"); done
+  workloads=("${kept[@]}")
+fi
+for w in "${workloads[@]}"; do
+  name=${w%% *}
+  args=${w#* }
+  for run in $(seq "$RUNS"); do
+    for mode in plain tls; do
+      echo "== $name run $run $mode" >&2
+      if [ "$mode" = plain ]; then
+        targets=(--server "127.0.0.1:$RELAY_PORT" --compare "nats://127.0.0.1:$NATS_PORT")
+      else
+        targets=(--server "127.0.0.1:$RELAY_TLS_PORT" --compare "nats://127.0.0.1:$NATS_TLS_PORT"
+          --tls-ca-file "$dir/ca.pem" --tls-server-name localhost)
+      fi
+      # shellcheck disable=SC2086
+      taskset -c "$LOADGEN_CPU" "$BIN" bench $args --duration-s "$DURATION_S" "${targets[@]}" \
+        --json 2>"$dir/bench.err" \
+        | sed "s/^{/{\"workload\":\"$name\",\"run\":$run,\"mode\":\"$mode\",/" >> "$OUT" \
+        || { echo "run failed: $name run $run $mode" >&2; cat "$dir/bench.err" >&2; }
+      # The load generator's notes and warnings (not its progress lines).
+      tr '\r' '\n' < "$dir/bench.err" | grep -aE '(note|warning|error)' >&2 || true
+    done
+  done
+done
+
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def fmt(x, d=0):
+    return "-" if x is None else f"{x:,.{d}f}"
+def pick(w, run, mode, target):
+    rs = [r for r in rows if r["workload"] == w and r["run"] == run and r["mode"] == mode and r.get("target") == target]
+    return rs[0] if rs else None
+print(f"{'workload':13} {'target':9} {'mode':5} {'msgs/s':>12} {'p50 us':>8} {'p99 us':>9} {'cpu-s':>6} {'msgs/cpu-s':>11}")
+for w in dict.fromkeys(r["workload"] for r in rows):
+    runs = sorted({r["run"] for r in rows if r["workload"] == w})
+    for t in ("ringrelay", "nats"):
+        for mode in ("plain", "tls"):
+            rs = [r for r in (pick(w, run, mode, t) for run in runs) if r]
+            m = {k: med([r.get(k) for r in rs]) for k in ("msgs_per_s", "p50_us", "p99_us", "server_cpu_s", "deliveries_per_cpu_s")}
+            print(f"{w:13} {t:9} {mode:5} {fmt(m['msgs_per_s']):>12} {fmt(m['p50_us'],1):>8} {fmt(m['p99_us'],1):>9} {fmt(m['server_cpu_s'],2):>6} {fmt(m['deliveries_per_cpu_s']):>11}")
+    # Medians of the per-run ratios (each run measured all four back to back).
+    def ratio(a, b):
+        xs = []
+        for run in runs:
+            x, y = pick(w, run, *a), pick(w, run, *b)
+            if x and y and y["msgs_per_s"]:
+                xs.append(x["msgs_per_s"] / y["msgs_per_s"])
+        return med(xs), len(xs)
+    for label, a, b in (
+        ("ringrelay TLS / plaintext", ("tls", "ringrelay"), ("plain", "ringrelay")),
+        ("nats TLS / plaintext", ("tls", "nats"), ("plain", "nats")),
+        ("ringrelay-TLS / nats-TLS", ("tls", "ringrelay"), ("tls", "nats")),
+        ("ringrelay / nats (plaintext)", ("plain", "ringrelay"), ("plain", "nats")),
+    ):
+        r, n = ratio(a, b)
+        if r is not None:
+            print(f"{w:13} {label:29} x{r:.2f}  ({r:.1%}; median of {n} per-run ratios)")
+PY
