@@ -28,6 +28,7 @@
 
 use ringrelay::cluster::auth::new_incarnation;
 use ringrelay::cluster::link_io::{accept, dial, Established, LinkIdentity};
+use ringrelay::cluster::link_stream::LinkStream;
 use ringrelay::cluster::wire::{encode_link, snapshot_chunks, ControlMsg, Lane, RowChange};
 use ringrelay::config::Config;
 use ringrelay::server::Server;
@@ -100,7 +101,7 @@ impl FakePeer {
                 }
             }
             for est in held {
-                let _ = est.stream.shutdown(Shutdown::Both);
+                est.stream.shutdown();
             }
         });
         (addr, handle)
@@ -114,6 +115,7 @@ impl FakePeer {
             incarnation: new_incarnation(),
             advertise: String::new(),
             secret: SECRET.as_bytes().to_vec(),
+            tls: None,
         };
         let (advertise, acceptor) = Self::data_acceptor(me.clone(), Arc::clone(&stop));
         // The acceptor thread got a copy without the address; only the HELLO needs it.
@@ -121,7 +123,9 @@ impl FakePeer {
         let est = dial(cluster_addr, Lane::Control, 0, &me)
             .unwrap_or_else(|e| panic!("control dial to {cluster_addr} failed: {e}"));
         let link_up = Instant::now();
-        let control = est.stream;
+        let LinkStream::Plain(control) = est.stream else {
+            panic!("a link without cluster TLS is plaintext");
+        };
         let _ = control.set_write_timeout(Some(DEADLINE));
         let mut reader = control.try_clone().expect("clone control stream");
         let writer = Arc::new(Mutex::new(

@@ -176,10 +176,21 @@ pub struct Config {
     /// Shared secret every node of the cluster must hold; links prove it with HMAC-SHA256
     /// challenge-response (it never crosses the wire). Required with `node_id`, here or in
     /// `cluster_secret_file`. It authenticates a link only at its handshake: the frames after
-    /// it are neither signed nor encrypted, so run links on a trusted network.
+    /// it are neither signed nor encrypted unless `cluster_tls_*` is set (else run links on a
+    /// trusted network).
     pub cluster_secret: Option<String>,
     /// A file holding `cluster_secret`, as `token_file` holds `token`.
     pub cluster_secret_file: Option<PathBuf>,
+    /// Mutual TLS on every cluster link (README "TLS"): this node's certificate chain
+    /// (PEM), presented when it dials and when it accepts. Set with `cluster_tls_key_file`
+    /// and `cluster_tls_ca_file`, or none of them (links in clear, authenticated only at
+    /// their handshake).
+    pub cluster_tls_cert_file: Option<PathBuf>,
+    /// The private key of `cluster_tls_cert_file`.
+    pub cluster_tls_key_file: Option<PathBuf>,
+    /// The cluster's CA: a peer's certificate must chain to it (both directions), and a
+    /// dialed peer's must name the host dialed (its advertise address or seed).
+    pub cluster_tls_ca_file: Option<PathBuf>,
     /// Interval of control-link heartbeats. 500 ms: six chances to be heard before
     /// `cluster_peer_dead_after_ms`.
     pub cluster_heartbeat_interval_ms: u64,
@@ -284,6 +295,9 @@ impl Default for Config {
             cluster_advertise: None,
             peers: Vec::new(),
             cluster_secret: None,
+            cluster_tls_cert_file: None,
+            cluster_tls_key_file: None,
+            cluster_tls_ca_file: None,
             cluster_secret_file: None,
             cluster_heartbeat_interval_ms: 500,
             cluster_peer_dead_after_ms: 3_000,
@@ -501,6 +515,15 @@ impl Config {
         if self.nats_tls_listen.is_some() && no_pair {
             return err("nats_tls_listen needs tls_cert_file and tls_key_file");
         }
+        let cluster_files = [
+            &self.cluster_tls_cert_file,
+            &self.cluster_tls_key_file,
+            &self.cluster_tls_ca_file,
+        ];
+        let set = cluster_files.iter().filter(|f| f.is_some()).count();
+        if set != 0 && set != cluster_files.len() {
+            return err("cluster TLS needs cluster_tls_cert_file, cluster_tls_key_file and cluster_tls_ca_file together");
+        }
         if self.tls_client_auth != crate::tls::ClientAuth::None && self.tls_ca_file.is_none() {
             return err("tls_client_auth asks for client certificates: set tls_ca_file, the CA they must chain to");
         }
@@ -538,6 +561,25 @@ impl Config {
             "tls_ca_file",
         )?;
         Ok(Some(server_config(&identity, &clients, Tickets::Client)?))
+    }
+
+    /// Cluster links' mutual TLS, read from its files (`None` without them). Called at
+    /// start, so a bad file stops the start with the setting and the cause.
+    pub fn cluster_tls(&self) -> Result<Option<crate::tls::config::ClusterTls>, ConfigError> {
+        use crate::tls::{Identity, TrustAnchors};
+        let (Some(cert), Some(key), Some(ca)) = (
+            &self.cluster_tls_cert_file,
+            &self.cluster_tls_key_file,
+            &self.cluster_tls_ca_file,
+        ) else {
+            return Ok(None);
+        };
+        let identity =
+            Identity::from_files("cluster_tls_cert_file", cert, "cluster_tls_key_file", key)?;
+        let anchors = TrustAnchors::from_file("cluster_tls_ca_file", ca)?;
+        Ok(Some(crate::tls::config::ClusterTls::new(
+            &identity, anchors,
+        )?))
     }
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {

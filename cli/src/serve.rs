@@ -149,6 +149,16 @@ pub struct TlsServeArgs {
     /// handshake_first; for clients set up with tls_first)
     #[arg(long)]
     pub nats_tls_handshake_first: bool,
+    /// Mutual TLS on cluster links: this node's certificate chain (PEM), presented to every
+    /// peer (with --cluster-tls-key-file and --cluster-tls-ca-file)
+    #[arg(long, value_name = "FILE")]
+    pub cluster_tls_cert_file: Option<PathBuf>,
+    /// The private key of --cluster-tls-cert-file (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub cluster_tls_key_file: Option<PathBuf>,
+    /// The cluster's CA (PEM): every peer's certificate must chain to it
+    #[arg(long, value_name = "FILE")]
+    pub cluster_tls_ca_file: Option<PathBuf>,
 }
 
 fn parse_client_auth(text: &str) -> Result<ringrelay::tls::ClientAuth, String> {
@@ -176,6 +186,9 @@ fn apply_tls_flags(mut cfg: Config, tls: &TlsServeArgs) -> Config {
         (&tls.tls_cert_file, &mut cfg.tls_cert_file),
         (&tls.tls_key_file, &mut cfg.tls_key_file),
         (&tls.tls_ca_file, &mut cfg.tls_ca_file),
+        (&tls.cluster_tls_cert_file, &mut cfg.cluster_tls_cert_file),
+        (&tls.cluster_tls_key_file, &mut cfg.cluster_tls_key_file),
+        (&tls.cluster_tls_ca_file, &mut cfg.cluster_tls_ca_file),
     ] {
         if let Some(path) = flag {
             *setting = Some(path.clone());

@@ -56,6 +56,7 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
         incarnation: 1,
         advertise: free_port().to_string(),
         secret: SECRET.as_bytes().to_vec(),
+        tls: None,
     };
     let mut link = dial(&cluster_listen.to_string(), Lane::Data, 0, &me)
         .expect("the data link handshake succeeds")
@@ -130,7 +131,8 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
     link.write_all(&more).unwrap();
     let (sender, _, payload) = next_message(&mut target);
     assert_eq!((sender, payload), (b"remote-a".to_vec(), b"after".to_vec()));
-    link.set_read_timeout(Some(Duration::from_millis(100)))
+    link.socket()
+        .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let mut buf = [0u8; 64];
     match link.read(&mut buf) {

@@ -36,6 +36,9 @@ pub enum Command {
         fd: OwnedFd,
         node: u16,
         outbound: bool,
+        /// With `cluster_tls_*`: the link's session and the plaintext received past the
+        /// link handshake.
+        tls: Option<Box<crate::tls::Established>>,
     },
     /// `node` is dead or its control link restarted: close every data link to or from it.
     CloseLinks { node: u16 },

@@ -7,14 +7,16 @@
 //! never reads past the handshake of a data link it hands to a worker.
 
 use super::auth::{link_mac, mac_is_valid, new_nonce};
+use super::link_stream::{LinkStream, TimedRead};
 use super::wire::{
     decode_link, encode_link, refuse_reason_name, ControlMsg, Lane, LinkDecodeError, LinkHello,
     LinkMsg, LinkRefuse, LINK_VERSION, REFUSE_BAD_SECRET, REFUSE_ID_CLASH, REFUSE_MALFORMED,
     REFUSE_VERSION,
 };
 use crate::protocol::StreamDecoder;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use crate::tls::config::ClusterTls;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 /// Bound on a handshake's wall time: the connect, then the whole exchange, however slowly
@@ -46,6 +48,10 @@ pub enum LinkError {
     Io(#[from] std::io::Error),
     #[error("peer closed the link")]
     Closed,
+    /// The TLS handshake of the link failed (the peer's certificate is not from the cluster
+    /// CA, names another host, or the peer refused ours).
+    #[error("TLS with {who} failed: {reason}")]
+    Tls { who: String, reason: String },
     #[error("handshake not complete within {} ms", HANDSHAKE_TIMEOUT.as_millis())]
     HandshakeTimeout,
     #[error("bad link frame: {0}")]
@@ -100,11 +106,13 @@ pub struct LinkIdentity {
     pub incarnation: u64,
     pub advertise: String,
     pub secret: Vec<u8>,
+    /// Mutual TLS on every link (`cluster_tls_*`); `None`: links in clear.
+    pub tls: Option<ClusterTls>,
 }
 
-/// An authenticated link: the socket, the peer's HELLO and bytes read past the handshake.
+/// An authenticated link: the stream, the peer's HELLO and bytes read past the handshake.
 pub struct Established {
-    pub stream: TcpStream,
+    pub stream: LinkStream,
     pub peer: LinkHello,
     pub leftover: Vec<u8>,
 }
@@ -145,6 +153,7 @@ impl MessageReader {
 
     /// Waits for the socket no longer than the deadline allows (none: as the socket is set).
     fn bound_read(&self, stream: &TcpStream) -> Result<(), LinkError> {
+        // With no deadline the socket is as it was set (the control lane: no timeout).
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -156,7 +165,7 @@ impl MessageReader {
     }
 
     /// The next message; an error on EOF, I/O error or a frame that does not decode.
-    pub fn next(&mut self, stream: &mut TcpStream) -> Result<LinkMsg, LinkError> {
+    pub fn next(&mut self, stream: &mut impl TimedRead) -> Result<LinkMsg, LinkError> {
         loop {
             let mut data = self.buf.get(self.start..).unwrap_or_default();
             let before = data.len();
@@ -177,7 +186,7 @@ impl MessageReader {
             }
             // A bad kind or flags is refused from the header, before the body is waited for.
             decode_link(self.frames.pending(), CONTROL_FRAME_BYTES_MAX)?;
-            self.bound_read(stream)?;
+            self.bound_read(stream.socket())?;
             self.buf.resize(64 * 1024, 0);
             self.start = 0;
             let read = stream.read(&mut self.buf);
@@ -208,13 +217,14 @@ impl MessageReader {
     }
 }
 
-pub fn write_msg(stream: &mut TcpStream, msg: &LinkMsg) -> std::io::Result<()> {
+pub fn write_msg(stream: &mut impl Write, msg: &LinkMsg) -> std::io::Result<()> {
     let mut out = Vec::new();
     encode_link(msg, &mut out);
-    stream.write_all(&out)
+    stream.write_all(&out)?;
+    stream.flush()
 }
 
-fn refuse(stream: &mut TcpStream, reason: u16, text: &str) -> LinkError {
+fn refuse(stream: &mut LinkStream, reason: u16, text: &str) -> LinkError {
     let _ = write_msg(
         stream,
         &LinkMsg::Refuse(LinkRefuse {
@@ -222,7 +232,7 @@ fn refuse(stream: &mut TcpStream, reason: u16, text: &str) -> LinkError {
             text: text.into(),
         }),
     );
-    let _ = stream.shutdown(Shutdown::Both);
+    stream.shutdown();
     LinkError::Refused {
         code: reason,
         text: text.into(),
@@ -270,14 +280,20 @@ pub fn dial(
         })?
         .next()
         .ok_or_else(|| LinkError::NoAddress { addr: addr.into() })?;
-    let mut stream = TcpStream::connect_timeout(&target, HANDSHAKE_TIMEOUT).map_err(|source| {
+    let sock = TcpStream::connect_timeout(&target, HANDSHAKE_TIMEOUT).map_err(|source| {
         LinkError::Connect {
             addr: addr.into(),
             source,
         }
     })?;
-    let _ = stream.set_nodelay(true);
-    set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT))?;
+    let _ = sock.set_nodelay(true);
+    set_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))?;
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut stream = LinkStream::dial(sock, me.tls.as_ref(), host).map_err(|e| LinkError::Tls {
+        who: addr.into(),
+        reason: e.to_string(),
+    })?;
     let our_nonce = new_nonce();
     write_msg(&mut stream, &hello(me, lane, worker, our_nonce))?;
     let mut reader = MessageReader::handshake(Instant::now() + HANDSHAKE_TIMEOUT);
@@ -308,7 +324,7 @@ pub fn dial(
         LinkMsg::Refuse(r) => return Err(refused(addr, &r)),
         other => return Err(LinkError::unexpected(addr, &other, "the confirmation")),
     }
-    set_timeouts(&stream, None)?;
+    set_timeouts(stream.socket(), None)?;
     Ok(Established {
         stream,
         peer,
@@ -317,9 +333,16 @@ pub fn dial(
 }
 
 /// Runs the acceptor's side of the handshake on a new connection.
-pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, LinkError> {
-    let _ = stream.set_nodelay(true);
-    set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT))?;
+pub fn accept(sock: TcpStream, me: &LinkIdentity) -> Result<Established, LinkError> {
+    let _ = sock.set_nodelay(true);
+    set_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))?;
+    let who = sock
+        .peer_addr()
+        .map_or_else(|_| "a peer".to_string(), |a| a.to_string());
+    let mut stream = LinkStream::accept(sock, me.tls.as_ref()).map_err(|e| LinkError::Tls {
+        who,
+        reason: e.to_string(),
+    })?;
     let mut reader = MessageReader::handshake(Instant::now() + HANDSHAKE_TIMEOUT);
     let peer = match reader.next(&mut stream) {
         Ok(LinkMsg::Hello(h)) => h,
@@ -357,7 +380,7 @@ pub fn accept(mut stream: TcpStream, me: &LinkIdentity) -> Result<Established, L
         ));
     }
     write_msg(&mut stream, &LinkMsg::Control(ControlMsg::Heartbeat))?;
-    set_timeouts(&stream, None)?;
+    set_timeouts(stream.socket(), None)?;
     Ok(Established {
         stream,
         peer,
@@ -376,6 +399,7 @@ mod tests {
             incarnation: node_id as u64 * 10,
             advertise: format!("node{node_id}"),
             secret: secret.to_vec(),
+            tls: None,
         }
     }
 

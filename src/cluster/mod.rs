@@ -17,6 +17,7 @@ pub mod control;
 mod handshake_slots;
 pub mod lane;
 pub mod link_io;
+pub mod link_stream;
 pub mod membership;
 pub mod node;
 pub mod replica;

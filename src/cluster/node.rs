@@ -22,12 +22,14 @@ use super::control::{
 use super::handshake_slots::HandshakeSlots;
 use super::lane::{Command, ControlLane};
 use super::link_io::{accept, dial, Established, LinkError, LinkIdentity, MessageReader};
+use super::link_stream::{LinkReader, LinkWriter};
 use super::membership::LinkId;
 use super::wire::{encode_link, Lane, LinkMsg};
 use crate::config::Config;
 use crate::core::{EpochClock, Tables};
 use crate::protocol::Frame;
 use crate::spawn::SpawnLogged;
+use crate::tls::config::ClusterTls;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -118,11 +120,13 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
-    /// Starts the acceptor on `listener` and the control thread.
+    /// Starts the acceptor on `listener` and the control thread; `tls`: mutual TLS on every
+    /// link (`cluster_tls_*`).
     pub fn start<H: ClusterHost>(
         host: Arc<H>,
         cfg: &Config,
         listener: TcpListener,
+        tls: Option<ClusterTls>,
     ) -> std::io::Result<ClusterNode> {
         let workers = u16::try_from(host.lane().commands.len()).unwrap_or(u16::MAX);
         let me = LinkIdentity {
@@ -135,6 +139,7 @@ impl ClusterNode {
                     .unwrap_or_default()
             }),
             secret: cfg.cluster_secret.clone().unwrap_or_default().into_bytes(),
+            tls,
         };
         let plane_cfg = ControlConfig::from_config(cfg, me.advertise.clone(), workers);
         let (tx, rx) = bounded(INPUTS_MAX);
@@ -247,12 +252,35 @@ fn accept_loop<H: ClusterHost>(
 fn hand_inbound_data_link(host: &impl ClusterHost, est: Established) {
     let workers = host.lane().commands.len().max(1);
     let worker = est.peer.worker as usize % workers;
-    let command = Command::AdoptLink {
-        fd: OwnedFd::from(est.stream),
-        node: est.peer.node_id,
-        outbound: false,
+    let node = est.peer.node_id;
+    let Some(command) = data_link_command(est, false) else {
+        return;
     };
-    let _ = push_command(host, worker, command);
+    if push_command(host, worker, command).is_some() {
+        tracing::warn!(
+            node,
+            worker,
+            "worker's command queue full: inbound data link dropped"
+        );
+    }
+}
+
+/// The command that hands a data link to a worker (`None`, logged, when a TLS stream cannot
+/// be taken apart: it never holds unsent bytes after the handshake).
+fn data_link_command(est: Established, outbound: bool) -> Option<Command> {
+    let node = est.peer.node_id;
+    match est.stream.hand_over(est.leftover) {
+        Ok((sock, tls)) => Some(Command::AdoptLink {
+            fd: OwnedFd::from(sock),
+            node,
+            outbound,
+            tls,
+        }),
+        Err(e) => {
+            tracing::warn!(node, "cannot hand a data link to a worker: {e}");
+            None
+        }
+    }
 }
 
 /// Queues `command` for `worker` and wakes it; gives the command back when the queue is full.
@@ -387,14 +415,14 @@ impl<H: ClusterHost> Driver<H> {
         let link = self.next_link;
         self.next_link += 1;
         let node = est.peer.node_id;
-        match self.spawn_link_threads(link, &est) {
-            Ok(writer) => {
-                let peer = PeerIdentity {
-                    node_id: node,
-                    incarnation: est.peer.incarnation,
-                    advertise: est.peer.advertise.clone(),
-                };
-                let stream = est.stream;
+        let peer = PeerIdentity {
+            node_id: node,
+            incarnation: est.peer.incarnation,
+            advertise: est.peer.advertise.clone(),
+        };
+        let stream = est.stream.socket().try_clone();
+        match stream.and_then(|stream| Ok((self.spawn_link_threads(link, node, est)?, stream))) {
+            Ok((writer, stream)) => {
                 self.links.insert(
                     link,
                     Link {
@@ -406,8 +434,8 @@ impl<H: ClusterHost> Driver<H> {
                 self.feed(Input::LinkUp { link, peer, origin });
             }
             Err(e) => {
+                // The threads that were spawned end with the stream (dropped, so closed).
                 tracing::warn!(node, "cannot serve a control link: {e}");
-                let _ = est.stream.shutdown(Shutdown::Both);
                 if let LinkOrigin::Dialed { addr, .. } = origin {
                     self.feed(Input::DialFailed { addr });
                 }
@@ -418,14 +446,13 @@ impl<H: ClusterHost> Driver<H> {
     fn spawn_link_threads(
         &self,
         link: LinkId,
-        est: &Established,
+        node: u16,
+        est: Established,
     ) -> std::io::Result<Sender<Vec<u8>>> {
-        let node = est.peer.node_id;
-        let reader_stream = est.stream.try_clone()?;
-        let writer_stream = est.stream.try_clone()?;
+        let (reader_stream, writer_stream) = est.stream.split()?;
         let (wtx, wrx) = bounded::<Vec<u8>>(WRITER_QUEUE_MAX);
         let tx = self.tx.clone();
-        let leftover = est.leftover.clone();
+        let leftover = est.leftover;
         std::thread::Builder::new()
             .name(format!("ringrelay-link{node}-r"))
             .spawn_logged(move || read_loop(link, reader_stream, leftover, tx))?;
@@ -508,10 +535,8 @@ impl<H: ClusterHost> Driver<H> {
         if key != (node, worker) {
             return;
         }
-        let command = Command::AdoptLink {
-            fd: OwnedFd::from(est.stream),
-            node,
-            outbound: true,
+        let Some(command) = data_link_command(est, true) else {
+            return;
         };
         // Like the other commands: a full queue keeps it in the backlog, never drops it.
         self.push(worker as usize, command);
@@ -591,7 +616,7 @@ impl<H: ClusterHost> Driver<H> {
     }
 }
 
-fn read_loop(link: LinkId, mut stream: TcpStream, leftover: Vec<u8>, tx: Sender<Incoming>) {
+fn read_loop(link: LinkId, mut stream: LinkReader, leftover: Vec<u8>, tx: Sender<Incoming>) {
     let mut reader = MessageReader::new(leftover);
     let why = loop {
         match reader.next(&mut stream) {
@@ -605,15 +630,14 @@ fn read_loop(link: LinkId, mut stream: TcpStream, leftover: Vec<u8>, tx: Sender<
             Err(e) => break e.to_string(),
         }
     };
-    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.socket().shutdown(Shutdown::Both);
     let _ = tx.send(Incoming::LinkDown { link, why });
 }
 
-fn write_loop(mut stream: TcpStream, rx: Receiver<Vec<u8>>) {
-    use std::io::Write;
+fn write_loop(mut stream: LinkWriter, rx: Receiver<Vec<u8>>) {
     while let Ok(bytes) = rx.recv() {
-        if stream.write_all(&bytes).is_err() {
-            let _ = stream.shutdown(Shutdown::Both);
+        if stream.send(&bytes).is_err() {
+            let _ = stream.socket().shutdown(Shutdown::Both);
             break;
         }
     }

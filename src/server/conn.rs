@@ -153,6 +153,14 @@ impl Conn {
         }
     }
 
+    /// Queues a link's backlog (whole frames routed while it was dialed) as the first bytes.
+    pub fn take_backlog(&mut self, bytes: Vec<u8>) {
+        match &mut self.tls {
+            Some(tls) => tls.append_chunked(&mut self.out, &bytes),
+            None => self.out = bytes,
+        }
+    }
+
     pub fn accepts_frames(&self) -> bool {
         self.state == ConnState::Open && !self.close_requested
     }
@@ -162,7 +170,11 @@ impl Conn {
     /// frames, so a complete send needs no walk.
     pub fn consume_sent(&mut self, outgoing: &mut Outgoing, sent: usize) {
         let is_link = self.link.is_some_and(|l| l.outbound);
-        if !is_link {
+        if let Some(tls) = self.tls.as_mut().filter(|_| is_link) {
+            // Ciphertext: the link's ledger follows the stream instead of a frame walk.
+            tls.link_sent(sent);
+            outgoing.advance(sent);
+        } else if !is_link {
             outgoing.advance(sent);
         } else if sent >= outgoing.remaining_bytes() {
             outgoing.advance(sent);
@@ -181,6 +193,9 @@ impl Conn {
     pub fn queued_link_messages(&self, in_flight: Option<&Outgoing>) -> u64 {
         if !self.link.is_some_and(|l| l.outbound) {
             return 0;
+        }
+        if let Some(tls) = &self.tls {
+            return tls.link_messages_lost(&self.out);
         }
         let mut walk = self.link_walk;
         let mut lost = u64::from(!walk.at_boundary());

@@ -420,6 +420,7 @@ impl Deliverer<'_> {
             self.overloaded = true;
             return Forward::Dropped;
         }
+        conn.tls_reserve();
         write(&mut conn.out);
         bump(&self.stats.forwarded_out, 1);
         if !conn.dirty {

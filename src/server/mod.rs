@@ -133,6 +133,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// Where NATS clients connect, when `nats_listen` is set.
     nats_addr: Option<SocketAddr>,
+    /// The bound cluster address, on a clustered node.
+    cluster_addr: Option<SocketAddr>,
     /// The metrics endpoint, when configured; stopped when the server is dropped.
     metrics: Option<metrics::MetricsServer>,
     /// The cluster control plane, when `node_id` is set.
@@ -185,6 +187,8 @@ impl Server {
         let (nats_listeners, nats_addr) = bind_nats_listeners(&cfg, workers)?;
         let cluster_listener = bind_cluster_listener(&cfg)?;
         let (tls, tls_config) = tls_pool::TlsListener::bind_all(&cfg)?;
+        // Read before anything starts, so a bad file stops the start naming the setting.
+        let cluster_tls = cfg.cluster_tls()?;
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
         let connections_per_worker = connections_per_worker(&cfg, &listeners);
         let (credentials, verify_jobs, verify_queue) = credentials_parts(&cfg)?;
@@ -213,6 +217,7 @@ impl Server {
             threads: Vec::with_capacity(workers),
             local_addr,
             nats_addr,
+            cluster_addr: None,
             metrics,
             cluster: None,
             verifier: None,
@@ -250,16 +255,9 @@ impl Server {
             return Err(e);
         }
         if let Some(listener) = cluster_listener {
-            let shared = Arc::clone(&server.shared);
-            match ClusterNode::start(Arc::clone(&shared), &shared.config, listener) {
-                Ok(node) => server.cluster = Some(node),
-                Err(e) => {
-                    server.stop_and_join();
-                    return Err(ServeError::Spawn {
-                        what: "cluster",
-                        source: e,
-                    });
-                }
+            if let Err(e) = server.start_cluster(listener, cluster_tls) {
+                server.stop_and_join();
+                return Err(e);
             }
         }
         // Every worker is up: now they accept (each arms its accept when it sees this).
@@ -284,6 +282,11 @@ impl Server {
     /// The bound NATS address (the real port when the config said port 0), if enabled.
     pub fn nats_addr(&self) -> Option<SocketAddr> {
         self.nats_addr
+    }
+
+    /// The bound cluster address (the real port when the config said port 0), if clustered.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster_addr
     }
 
     /// The bound TLS client address (the real port when the config said port 0), if enabled.
@@ -520,6 +523,24 @@ impl Server {
                 source,
             })?;
         self.verifier = Some(handle);
+        Ok(())
+    }
+
+    /// Starts the cluster node (its acceptor on `listener` and its control thread).
+    fn start_cluster(
+        &mut self,
+        listener: std::net::TcpListener,
+        tls: Option<crate::tls::config::ClusterTls>,
+    ) -> Result<(), ServeError> {
+        let shared = Arc::clone(&self.shared);
+        self.cluster_addr = listener.local_addr().ok();
+        let node = ClusterNode::start(Arc::clone(&shared), &shared.config, listener, tls).map_err(
+            |source| ServeError::Spawn {
+                what: "cluster",
+                source,
+            },
+        )?;
+        self.cluster = Some(node);
         Ok(())
     }
 

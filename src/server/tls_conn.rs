@@ -8,8 +8,10 @@
 //! into `out` is the only copy, and the ciphertext that a partial send leaves is resent,
 //! never resealed.
 
-use crate::tls::record::RECORD_PLAINTEXT_MAX;
+use crate::protocol::FrameWalk;
+use crate::tls::record::{RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX};
 use crate::tls::{SessionError, TlsSession};
+use std::collections::VecDeque;
 
 pub struct TlsConn {
     pub session: TlsSession,
@@ -17,6 +19,8 @@ pub struct TlsConn {
     open_at: Option<usize>,
     /// Sealing failed (a KeyUpdate the key schedule refused): the connection must close.
     pub failed: Option<SessionError>,
+    /// Outbound data links only.
+    ledger: Option<Box<LinkLedger>>,
 }
 
 impl TlsConn {
@@ -25,6 +29,7 @@ impl TlsConn {
             session,
             open_at: None,
             failed: None,
+            ledger: None,
         }
     }
 
@@ -47,8 +52,15 @@ impl TlsConn {
     pub fn seal(&mut self, out: &mut Vec<u8>) {
         if let Some(at) = self.open_at.take() {
             debug_assert!(at < out.len(), "invariant: the open record is in out");
+            let messages = match &mut self.ledger {
+                Some(ledger) => ledger.sealing(&out[at + RECORD_HEADER_LEN..]),
+                None => 0,
+            };
             if let Err(e) = self.session.seal(out, at) {
                 self.failed.get_or_insert(e);
+            }
+            if let Some(ledger) = &mut self.ledger {
+                ledger.sealed(out.len() - at, messages);
             }
         }
     }
@@ -68,5 +80,171 @@ impl TlsConn {
         if let Err(e) = self.session.seal_close_notify(out) {
             self.failed.get_or_insert(e);
         }
+    }
+}
+
+/// Sealed stretches of ciphertext an outbound TLS link can hold before the oldest are
+/// merged (a merged stretch counts its messages lost until its end is sent: an over-count
+/// in the rare case of a link dying with more than this many sends unfinished).
+const LEDGER_STRETCHES_MAX: usize = 4096;
+
+/// An outbound TLS link's account of its messages, so a dying link counts those it takes
+/// with it. The send buffer holds ciphertext, which cannot be walked for frames: each
+/// stretch is counted as it is sealed (its whole frames; a frame cut across records belongs
+/// to the one it ends in), and a stretch is done once its last byte is sent (a record cut by
+/// a partial send is useless to the peer, so its messages are lost whole).
+#[derive(Debug, Default)]
+pub struct LinkLedger {
+    /// Frame boundaries in the plaintext sealed so far.
+    walk: FrameWalk,
+    /// (end of the stretch in the ciphertext stream, messages it completes), oldest first.
+    stretches: VecDeque<(u64, u64)>,
+    sealed_bytes: u64,
+    sent_bytes: u64,
+}
+
+impl LinkLedger {
+    /// The frames `plaintext` completes (a walk counts the frames that begin).
+    fn sealing(&mut self, plaintext: &[u8]) -> u64 {
+        let mid_frame_before = !self.walk.at_boundary();
+        let began = self.walk.feed(plaintext);
+        let mid_frame_after = !self.walk.at_boundary();
+        began + u64::from(mid_frame_before) - u64::from(mid_frame_after)
+    }
+
+    fn sealed(&mut self, ciphertext_bytes: usize, messages: u64) {
+        self.sealed_bytes += ciphertext_bytes as u64;
+        let full = self.stretches.len() >= LEDGER_STRETCHES_MAX;
+        match self.stretches.back_mut() {
+            Some(last) if full => *last = (self.sealed_bytes, last.1 + messages),
+            _ => self.stretches.push_back((self.sealed_bytes, messages)),
+        }
+    }
+
+    /// `bytes` more of the ciphertext stream reached the kernel.
+    pub fn sent(&mut self, bytes: usize) {
+        self.sent_bytes += bytes as u64;
+        while self
+            .stretches
+            .front()
+            .is_some_and(|&(end, _)| end <= self.sent_bytes)
+        {
+            self.stretches.pop_front();
+        }
+    }
+
+    /// Messages not wholly sent: in sealed stretches not sent to their end, and in the open
+    /// record's plaintext (`open`), a frame cut at its end included.
+    fn lost(&self, open: &[u8]) -> u64 {
+        let mut walk = self.walk;
+        let sealed: u64 = self.stretches.iter().map(|&(_, messages)| messages).sum();
+        // A frame begun in the sealed stretches and not finished there is in none of them.
+        sealed + u64::from(!walk.at_boundary()) + walk.feed(open)
+    }
+}
+
+impl TlsConn {
+    /// Keeps a [`LinkLedger`] (an outbound data link).
+    pub fn count_link_messages(&mut self) {
+        self.ledger = Some(Box::default());
+    }
+
+    pub fn link_sent(&mut self, bytes: usize) {
+        if let Some(ledger) = &mut self.ledger {
+            ledger.sent(bytes);
+        }
+    }
+
+    /// Messages an outbound link dies with (see [`LinkLedger`]); `out` is the send buffer.
+    pub fn link_messages_lost(&self, out: &[u8]) -> u64 {
+        let open = match self.open_at {
+            Some(at) => out.get(at + RECORD_HEADER_LEN..).unwrap_or_default(),
+            None => &[],
+        };
+        self.ledger.as_ref().map_or(0, |ledger| ledger.lost(open))
+    }
+
+    /// Appends `bytes` (a backlog of whole frames, any length) as records' plaintext.
+    pub fn append_chunked(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+        for chunk in bytes.chunks(RECORD_PLAINTEXT_MAX) {
+            self.reserve(out);
+            out.extend_from_slice(chunk);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Frame;
+
+    /// `n` whole frames of growing size.
+    fn frames(n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let payload = vec![7u8; 5 + i * 11];
+            Frame::Send {
+                target: b"peer",
+                payload: &payload,
+            }
+            .encode(&mut out)
+            .unwrap();
+        }
+        out
+    }
+
+    /// Seals `plaintext` as one stretch of `ciphertext` bytes.
+    fn seal(ledger: &mut LinkLedger, plaintext: &[u8], ciphertext: usize) {
+        let messages = ledger.sealing(plaintext);
+        ledger.sealed(ciphertext, messages);
+    }
+
+    #[test]
+    fn a_stretch_counts_until_its_last_byte_is_sent_and_a_cut_frame_belongs_where_it_ends() {
+        let bytes = frames(5);
+        let mut ledger = LinkLedger::default();
+        // Records cut the stream mid-frame: 3 frames end in the first, 2 in the second.
+        let first_frame_end = frames(3).len();
+        let cut = first_frame_end + 4;
+        seal(&mut ledger, &bytes[..cut], 100);
+        assert_eq!(ledger.lost(&[]), 3 + 1, "3 whole and one begun");
+        seal(&mut ledger, &bytes[cut..], 80);
+        assert_eq!(ledger.lost(&[]), 5);
+        ledger.sent(99);
+        assert_eq!(ledger.lost(&[]), 5, "a record one byte short is lost whole");
+        ledger.sent(1);
+        assert_eq!(ledger.lost(&[]), 2);
+        ledger.sent(80);
+        assert_eq!(ledger.lost(&[]), 0);
+    }
+
+    #[test]
+    fn the_open_record_counts_its_frames_and_a_frame_it_cuts() {
+        let mut ledger = LinkLedger::default();
+        let bytes = frames(4);
+        seal(&mut ledger, &bytes[..frames(1).len()], 50);
+        ledger.sent(50);
+        let open = &bytes[frames(1).len()..bytes.len() - 3];
+        assert_eq!(ledger.lost(open), 3, "two whole frames and the cut one");
+    }
+
+    #[test]
+    fn past_the_bound_stretches_merge_and_still_count_every_message() {
+        let mut ledger = LinkLedger::default();
+        let one = frames(1);
+        for _ in 0..LEDGER_STRETCHES_MAX + 10 {
+            seal(&mut ledger, &one, 10);
+        }
+        assert_eq!(ledger.stretches.len(), LEDGER_STRETCHES_MAX);
+        let total = (LEDGER_STRETCHES_MAX + 10) as u64;
+        assert_eq!(ledger.lost(&[]), total);
+        ledger.sent(10 * (LEDGER_STRETCHES_MAX - 1));
+        assert_eq!(
+            ledger.lost(&[]),
+            11,
+            "the merged last stretch waits for its end"
+        );
+        ledger.sent(10 * 11);
+        assert_eq!(ledger.lost(&[]), 0);
     }
 }

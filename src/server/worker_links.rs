@@ -12,12 +12,14 @@ use super::super::control_lane::{Command, Event};
 use super::super::deliver::Deliverer;
 use super::super::deliver::{LinkOut, PendingClose};
 use super::super::stats::bump;
+use super::super::tls_conn::TlsConn;
 use super::ingress::LINK_FRAME_OVERHEAD_MAX;
 use super::lifecycle::{close_fd, set_nodelay};
 use super::Worker;
 use crate::core::credentials::Verified;
 use crate::core::{ConnRelay, Engine, Guards, Location};
 use crate::protocol::CloseReason;
+use crate::tls::Established;
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
@@ -28,9 +30,12 @@ impl Worker {
         let queue = &shared.lane.commands[self.index as usize];
         while let Some(command) = queue.pop() {
             match command {
-                Command::AdoptLink { fd, node, outbound } => {
-                    self.adopt_link(fd.into_raw_fd(), LinkRole { node, outbound })
-                }
+                Command::AdoptLink {
+                    fd,
+                    node,
+                    outbound,
+                    tls,
+                } => self.adopt_link(fd.into_raw_fd(), LinkRole { node, outbound }, tls),
                 Command::CloseLinks { node } => {
                     if let Some(backlog) = self.link_backlogs.take(node) {
                         self.drop_backlogged(
@@ -76,7 +81,7 @@ impl Worker {
     }
 
     /// Takes over an authenticated data-link socket from the control thread.
-    fn adopt_link(&mut self, fd: i32, role: LinkRole) {
+    fn adopt_link(&mut self, fd: i32, role: LinkRole, tls: Option<Box<Established>>) {
         if self.stopping {
             close_fd(fd);
             return;
@@ -101,6 +106,26 @@ impl Worker {
         };
         let generation = self.slab.conns[slot as usize].generation;
         self.slab.conns[slot as usize].link = Some(role);
+        let early_plaintext = match tls {
+            Some(tls) => {
+                let Established {
+                    session,
+                    early_plaintext,
+                    leftover,
+                } = *tls;
+                debug_assert!(
+                    leftover.is_empty(),
+                    "invariant: a link's stream opened it all"
+                );
+                let mut tls = Box::new(TlsConn::new(session));
+                if role.outbound {
+                    tls.count_link_messages();
+                }
+                self.slab.conns[slot as usize].tls = Some(tls);
+                early_plaintext
+            }
+            None => Vec::new(),
+        };
         let stats = &self.shared.stats[self.index as usize];
         bump(&stats.links_open, 1);
         if role.outbound {
@@ -124,7 +149,7 @@ impl Worker {
                 // The forwards routed while the link was dialed go first, in their order.
                 let conn = &mut self.slab.conns[slot as usize];
                 debug_assert!(conn.out.is_empty(), "a new slot has nothing queued");
-                conn.out = backlog.bytes;
+                conn.take_backlog(backlog.bytes);
                 if !conn.dirty {
                     conn.dirty = true;
                     self.dirty.push(slot);
@@ -138,6 +163,9 @@ impl Worker {
             "data link up"
         );
         self.arm_recv(slot);
+        if !early_plaintext.is_empty() {
+            self.on_link_bytes(slot, &early_plaintext);
+        }
     }
 
     /// Drops the backlogs whose node got no link within `cluster_peer_dead_after_ms` (by then

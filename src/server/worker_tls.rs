@@ -67,13 +67,16 @@ impl Worker {
         }
     }
 
-    /// Plaintext of a TLS connection: a NATS client's or a native client's bytes.
+    /// Plaintext of a TLS connection: a data link's, a NATS client's or a native client's
+    /// bytes.
     fn on_plaintext(&mut self, slot: u32, bytes: &[u8]) {
         let c = &self.slab.conns[slot as usize];
         if !c.accepts_frames() {
             return;
         }
-        if c.nats.is_some() {
+        if c.link.is_some() {
+            self.on_link_bytes(slot, bytes);
+        } else if c.nats.is_some() {
             self.on_nats_bytes(slot, bytes);
         } else {
             self.on_client_bytes(slot, bytes);

@@ -310,6 +310,26 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// Mutual TLS on cluster links: each node dials as a client and accepts as a server with
+/// the same certificate, and each side's peer must present one from the cluster's CA.
+#[derive(Clone, Debug)]
+pub struct ClusterTls {
+    pub client: Arc<ClientConfig>,
+    pub server: Arc<ServerConfig>,
+}
+
+impl ClusterTls {
+    pub fn new(
+        identity: &Identity,
+        cluster_ca: TrustAnchors,
+    ) -> Result<ClusterTls, TlsConfigError> {
+        let client = client_config(&cluster_ca, Some(identity))?;
+        let peers = ClientCertificates::Required(cluster_ca);
+        let server = server_config(identity, &peers, Tickets::None)?;
+        Ok(ClusterTls { client, server })
+    }
+}
+
 /// The crypto provider of every configuration (named once, so no process-wide default is
 /// consulted: that would be ambiguous if any crate in the graph enabled aws-lc-rs).
 fn provider() -> rustls::crypto::CryptoProvider {

@@ -73,6 +73,13 @@ impl Inbound {
         self.plain.len() - self.plain_at
     }
 
+    /// The session and the plaintext received and not yet read (its partial record stays
+    /// in the session).
+    pub(super) fn into_parts(self) -> (TlsReceiver, Vec<u8>) {
+        let unread = self.plain.get(self.plain_at..).unwrap_or_default().to_vec();
+        (self.session, unread)
+    }
+
     /// Opens `ciphertext` and appends its plaintext to what `read` returns.
     fn open_buffered(&mut self, ciphertext: &mut [u8]) -> io::Result<()> {
         let opened = self.session.open(ciphertext).map_err(session_error)?;
@@ -159,6 +166,14 @@ pub(super) struct Outbound {
     /// Records being written: sealed ones, then the open one from `open_at`.
     out: Vec<u8>,
     open_at: Option<usize>,
+}
+
+impl Outbound {
+    /// The session, once everything written has been sent (`None` while bytes are unsent:
+    /// they would be lost).
+    pub(super) fn into_session(self) -> Option<TlsSender> {
+        (self.out.is_empty() && self.open_at.is_none()).then_some(self.session)
+    }
 }
 
 impl std::fmt::Debug for Outbound {

@@ -191,6 +191,11 @@ impl TlsSession {
         (self.receiver, self.sender)
     }
 
+    /// The halves of one connection together again.
+    pub fn join(receiver: TlsReceiver, sender: TlsSender) -> TlsSession {
+        TlsSession { receiver, sender }
+    }
+
     /// See [`TlsReceiver::partial_bytes`].
     pub fn partial_bytes(&self) -> usize {
         self.receiver.partial_bytes()

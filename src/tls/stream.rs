@@ -8,6 +8,7 @@
 use super::halves::{Inbound, Outbound, TlsReader, TlsWriter};
 use super::handshake::{Established, Handshake, Progress};
 use super::reason::Failure;
+use super::session::TlsSession;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use std::io::{self, Read, Write};
@@ -139,6 +140,19 @@ impl<S: Read + Write> TlsStream<S> {
             outbound: self.outbound,
         };
         (reader, writer)
+    }
+}
+
+impl<S> TlsStream<S> {
+    /// Takes the stream apart to hand the connection to a worker's record layer: the
+    /// socket, the session, and the plaintext received and not yet read. An error when
+    /// something written is still unsent (flush first).
+    pub fn into_parts(self) -> io::Result<(S, TlsSession, Vec<u8>)> {
+        let sender = self.outbound.into_session().ok_or_else(|| {
+            io::Error::other("TLS stream taken apart with unsent bytes (flush first)")
+        })?;
+        let (receiver, unread) = self.inbound.into_parts();
+        Ok((self.sock, TlsSession::join(receiver, sender), unread))
     }
 }
 
