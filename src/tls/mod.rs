@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(any(test, feature = "test-session"))]
+mod fixed;
 pub mod handshake;
 pub mod reason;
 pub mod record;
