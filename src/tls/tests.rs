@@ -359,6 +359,9 @@ fn a_record_cut_anywhere_is_held_in_one_buffer_of_its_own_size() {
         server.partial_bytes() <= one_record,
         "only the finished record's buffer"
     );
+    // What a worker's tick does: the finished record's buffer is given back.
+    server.receiver.shrink();
+    assert_eq!(server.partial_bytes(), 0);
 }
 
 proptest! {
