@@ -26,7 +26,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-targets=(client_codec stream_decoder link_codec nats_codec credentials)
+targets=(client_codec stream_decoder link_codec nats_codec credentials tls_record)
 echo "fuzz: building ${targets[*]}"
 cargo fuzz build
 

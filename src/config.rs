@@ -162,6 +162,11 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// A file holding `metrics_token`, as `token_file` holds `token`.
     pub metrics_token_file: Option<PathBuf>,
+    /// Serve the metrics endpoint over HTTPS (TLS 1.3) with `tls_cert_file` and
+    /// `tls_key_file`, reloaded with them, so the bearer token and the answers (client ids,
+    /// addresses) never cross the network in clear. `false` (the default): plain HTTP, what
+    /// a scraper on loopback expects. Needs `metrics`, `tls_cert_file` and `tls_key_file`.
+    pub metrics_tls: bool,
     /// This node's id in a cluster, 1..=65535. 0 (the default): a standalone relay, no
     /// cluster links. Ids must be unique in a cluster; they also break epoch ties.
     pub node_id: u16,
@@ -290,6 +295,7 @@ impl Default for Config {
             metrics: None,
             metrics_token: None,
             metrics_token_file: None,
+            metrics_tls: false,
             node_id: 0,
             cluster_listen: None,
             cluster_advertise: None,
@@ -527,6 +533,12 @@ impl Config {
         if self.tls_client_auth != crate::tls::ClientAuth::None && self.tls_ca_file.is_none() {
             return err("tls_client_auth asks for client certificates: set tls_ca_file, the CA they must chain to");
         }
+        if self.metrics_tls && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
+            return err("metrics_tls needs tls_cert_file and tls_key_file (the certificate the metrics endpoint presents)");
+        }
+        if self.metrics_tls && self.metrics.is_none() {
+            return err("metrics_tls needs metrics (the metrics endpoint's address)");
+        }
         if !(1..=64).contains(&self.tls_handshake_threads) {
             return err("tls_handshake_threads must be between 1 and 64");
         }
@@ -579,6 +591,27 @@ impl Config {
         let anchors = TrustAnchors::from_file("cluster_tls_ca_file", ca)?;
         Ok(Some(crate::tls::config::ClusterTls::new(
             &identity, anchors,
+        )?))
+    }
+
+    /// The metrics endpoint's TLS configuration, read from `tls_cert_file` and `tls_key_file`
+    /// (`None` without `metrics_tls`). No client certificates are asked for: a scrape proves
+    /// itself with `metrics_token`. Called at start and at each reload.
+    pub fn metrics_tls_server_config(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+        use crate::tls::config::{server_config, Tickets};
+        use crate::tls::{ClientCertificates, Identity};
+        let (true, Some(cert), Some(key)) =
+            (self.metrics_tls, &self.tls_cert_file, &self.tls_key_file)
+        else {
+            return Ok(None);
+        };
+        let identity = Identity::from_files("tls_cert_file", cert, "tls_key_file", key)?;
+        Ok(Some(server_config(
+            &identity,
+            &ClientCertificates::NotAsked,
+            Tickets::Client,
         )?))
     }
 
@@ -695,6 +728,33 @@ mod tests {
         assert_eq!(cfg.metrics, None);
         let cfg = Config::from_toml_str("metrics = \"127.0.0.1:9400\"\n").unwrap();
         assert_eq!(cfg.metrics, Some("127.0.0.1:9400".parse().unwrap()));
+    }
+
+    #[test]
+    fn metrics_tls_needs_the_endpoint_and_the_certificate_files() {
+        let metrics = "metrics = \"127.0.0.1:9400\"\n";
+        let files =
+            "tls_cert_file = \"/nonexistent/c.pem\"\ntls_key_file = \"/nonexistent/k.pem\"\n";
+        let err = Config::from_toml_str(&format!("{metrics}metrics_tls = true\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("metrics_tls needs tls_cert_file and tls_key_file"),
+            "{err}"
+        );
+        let err = Config::from_toml_str(&format!("{files}metrics_tls = true\n")).unwrap_err();
+        assert!(
+            err.to_string().contains("metrics_tls needs metrics"),
+            "{err}"
+        );
+        let cfg = Config::from_toml_str(&format!("{metrics}{files}metrics_tls = true\n")).unwrap();
+        assert!(cfg.metrics_tls);
+        // The files are read at start (and at each reload): one missing names its setting.
+        let err = cfg.metrics_tls_server_config().unwrap_err();
+        assert!(err.to_string().contains("tls_cert_file"), "{err}");
+        assert!(matches!(
+            Config::default().metrics_tls_server_config(),
+            Ok(None)
+        ));
     }
 
     #[test]

@@ -15,6 +15,8 @@
 
 use crate::config::Config;
 use crate::protocol::{PARTIAL_RETAIN_MAX, TOPIC_LEN_MAX};
+use crate::tls::handshake::HANDSHAKE_BYTES_MAX;
+use crate::tls::record::{RECORD_CIPHERTEXT_MAX, RECORD_HEADER_LEN};
 
 /// Send buffer capacity every connection may keep for reuse (two buffers: the one being filled
 /// and its spare). A buffer grown past it by a burst is kept while the connection is busy (no
@@ -60,6 +62,26 @@ pub const LINK_FRAME_OVERHEAD_MAX: usize = 1024;
 /// bookkeeping. An estimate: these queues are bounded by count (lane 65,536 events, writer 4,096
 /// messages), not by bytes.
 pub const CONTROL_BYTES_PER_PEER: usize = 64 << 20;
+
+/// A TLS connection's own state on its worker, beyond a plaintext one's: the boxed `TlsConn`
+/// (the session's two record keys, ring's expanded AEAD keys held inline) and rustls's key
+/// schedule behind it (what derives the keys of a KeyUpdate). Measured by
+/// `tests/tls_memory.rs` with a counting allocator: 1,232 B inline (`TlsSession`) + 64 B of
+/// `TlsConn`'s own + 816 B behind it = 2,112 B; 4 KiB leaves room for the allocator's rounding
+/// and rustls versions whose key schedule is larger (the test fails past it).
+pub const TLS_CONNECTION_STATE_BYTES: usize = 4096;
+
+/// The record buffers a TLS connection may hold between receives
+/// (`TlsReceiver::partial_bytes`): the ciphertext of a record cut by the end of a receive, and
+/// the buffer of the last such record finished (kept for the next one, given back at each
+/// worker tick), each allocated for one record at most: 5 + 16,640 bytes.
+pub const TLS_RECORD_BUFFERS_BYTES: usize = 2 * (RECORD_HEADER_LEN + RECORD_CIPHERTEXT_MAX);
+
+/// One handshake in progress on a handshake thread: what it may buffer from its peer
+/// (`HANDSHAKE_BYTES_MAX`, 64 KiB) and rustls's handshake state with our flight to send:
+/// measured by `tests/tls_memory.rs` at 11 KiB with a one-certificate chain; 32 KiB leaves
+/// room for a chain of several certificates.
+pub const TLS_HANDSHAKE_BYTES: usize = HANDSHAKE_BYTES_MAX + (32 << 10);
 
 /// Bounds `fit_to_memory` lowers first: those of the stores that grow with clients.
 const SCALED_FIRST: usize = 7;
@@ -231,10 +253,44 @@ impl Config {
                 ),
             },
         ];
+        if self.tls_listen.is_some() {
+            lines.extend(self.tls_lines(w));
+        }
         if self.node_id != 0 {
             lines.extend(self.cluster_lines(w));
         }
         MemoryBudget { workers: w, lines }
+    }
+
+    /// With a TLS listener: every connection counted as TLS (any may be), and the handshakes
+    /// in progress on the handshake threads.
+    fn tls_lines(&self, w: usize) -> [BudgetLine; 2] {
+        let per_connection = TLS_CONNECTION_STATE_BYTES + TLS_RECORD_BUFFERS_BYTES;
+        [
+            BudgetLine {
+                what: "TLS connections",
+                bytes: mul(&[w, self.connections_per_worker_max, per_connection]),
+                formula: format!(
+                    "workers x connections_per_worker_max x {per_connection} B (session and \
+                     keys {TLS_CONNECTION_STATE_BYTES} B; a record cut across receives and the \
+                     last one's buffer, {TLS_RECORD_BUFFERS_BYTES} B), each connection counted \
+                     as TLS"
+                ),
+            },
+            BudgetLine {
+                what: "TLS handshakes",
+                bytes: mul(&[
+                    self.tls_handshake_threads,
+                    self.tls_handshakes_per_thread_max,
+                    TLS_HANDSHAKE_BYTES,
+                ]),
+                formula: format!(
+                    "tls_handshake_threads x tls_handshakes_per_thread_max x \
+                     {TLS_HANDSHAKE_BYTES} B (what a handshake may buffer from its peer, \
+                     {HANDSHAKE_BYTES_MAX} B, and rustls's state)"
+                ),
+            },
+        ]
     }
 
     fn cluster_lines(&self, w: usize) -> [BudgetLine; 3] {
@@ -388,6 +444,12 @@ mod tests {
         .memory_budget_for(2);
         assert_eq!(clustered.lines.len(), 11);
         assert!(clustered.total_bytes() > standalone.total_bytes());
+        let with_tls = Config {
+            tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Config::default()
+        }
+        .memory_budget_for(2);
+        assert_eq!(with_tls.lines.len(), 10);
         let text = standalone.to_string();
         assert!(text.contains("client send queues"), "{text}");
     }
@@ -409,6 +471,35 @@ mod tests {
             .find(|l| l.what == "handoff between workers")
             .unwrap();
         assert_eq!(handoff.bytes, 0, "one worker hands nothing over");
+    }
+
+    #[test]
+    fn tls_counts_each_connection_and_each_handshake_in_progress() {
+        let cfg = Config {
+            tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+            connections_per_worker_max: 1000,
+            tls_handshake_threads: 2,
+            tls_handshakes_per_thread_max: 10,
+            ..Config::default()
+        };
+        let budget = cfg.memory_budget_for(3);
+        let line = |what| budget.lines.iter().find(|l| l.what == what).unwrap().bytes;
+        // Session and keys, and two buffers of one whole record (5 + 16,640 bytes) each.
+        assert_eq!(TLS_RECORD_BUFFERS_BYTES, 33_290);
+        let per_connection = (TLS_CONNECTION_STATE_BYTES + TLS_RECORD_BUFFERS_BYTES) as u64;
+        assert_eq!(line("TLS connections"), 3 * 1000 * per_connection);
+        assert_eq!(line("TLS handshakes"), 2 * 10 * TLS_HANDSHAKE_BYTES as u64);
+        let without = Config {
+            tls_listen: None,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            budget.total_bytes() - without.memory_budget_for(3).total_bytes(),
+            line("TLS connections") + line("TLS handshakes")
+        );
+        assert!(budget
+            .to_string()
+            .contains("each connection counted as TLS"));
     }
 
     #[test]

@@ -159,6 +159,10 @@ pub struct TlsServeArgs {
     /// The cluster's CA (PEM): every peer's certificate must chain to it
     #[arg(long, value_name = "FILE")]
     pub cluster_tls_ca_file: Option<PathBuf>,
+    /// Serve the metrics endpoint (--metrics) over HTTPS with --tls-cert-file and
+    /// --tls-key-file (reloaded with them) instead of plain HTTP
+    #[arg(long)]
+    pub metrics_tls: bool,
 }
 
 fn parse_client_auth(text: &str) -> Result<ringrelay::tls::ClientAuth, String> {
@@ -196,6 +200,9 @@ fn apply_tls_flags(mut cfg: Config, tls: &TlsServeArgs) -> Config {
     }
     if let Some(auth) = tls.tls_client_auth {
         cfg.tls_client_auth = auth;
+    }
+    if tls.metrics_tls {
+        cfg.metrics_tls = true;
     }
     cfg
 }
@@ -520,6 +527,14 @@ mod tests {
         assert_eq!(cfg.worker_count(), 2);
 
         assert_eq!(apply_flags(file.clone(), &args()), file);
+    }
+
+    #[test]
+    fn metrics_tls_flag_turns_on_https_for_the_metrics_endpoint() {
+        let mut flags = args();
+        assert!(!apply_flags(Config::default(), &flags).metrics_tls);
+        flags.tls.metrics_tls = true;
+        assert!(apply_flags(Config::default(), &flags).metrics_tls);
     }
 
     #[test]

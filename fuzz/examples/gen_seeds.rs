@@ -305,4 +305,40 @@ fn main() {
         ("tiny_bound", stream_input(5, &[2], &client[10].1)),
     ];
     write(&root.join("stream_decoder"), &stream_seeds);
+
+    write(&root.join("tls_record"), &tls_record_seeds());
+}
+
+/// tls_record inputs (see README.md): garbage with a valid header, a plaintext client, a
+/// header too long; round trips with a KeyUpdate and a close, one with a corrupted byte.
+fn tls_record_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut forged = vec![0, 3, 1, 2, 9, 23, 3, 3, 0, 40];
+    forged.extend_from_slice(&[0x5a; 40]);
+    let mut plaintext = vec![1, 0];
+    plaintext.extend_from_slice(b"GET /metrics HTTP/1.1\r\n\r\n");
+    // mode 3: ChaCha20, round trip. Three flushes: [len][bytes][repeat][key update].
+    let mut flushes = vec![3, 3, 5];
+    flushes.extend_from_slice(b"hello");
+    flushes.extend_from_slice(&[1, 0, 4]);
+    flushes.extend_from_slice(b"abcd");
+    flushes.extend_from_slice(&[63, 1, 1, b'z', 0, 0]);
+    let round_trip =
+        |close: &[u8], corrupt: &[u8], cuts: &[u8]| [&flushes[..], close, corrupt, cuts].concat();
+    vec![
+        ("garbage_forged_record", forged),
+        ("garbage_plaintext_http", plaintext),
+        (
+            "garbage_too_long",
+            vec![0, 1, 2, 23, 3, 3, 0x41, 0x05, 1, 2, 3],
+        ),
+        (
+            "round_trip_key_update_close",
+            round_trip(&[1, 3, 1, 2, 3], &[0], &[1, 2, 3, 4, 5, 0xC1, 7, 0xD0]),
+        ),
+        ("round_trip_no_close", round_trip(&[0], &[0], &[0xFF])),
+        (
+            "round_trip_corrupted",
+            round_trip(&[1, 0], &[1, 0, 0, 0, 40, 1], &[17, 31, 2]),
+        ),
+    ]
 }

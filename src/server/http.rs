@@ -9,16 +9,28 @@
 //! under a millisecond); a client that connects and says nothing delays the others by at most
 //! the deadline. Authentication is the handler's: it sees the `Authorization` header
 //! ([`Request::authorization`]) and may answer with a `WWW-Authenticate` challenge.
+//!
+//! With a TLS configuration (`metrics_tls`) each connection is HTTPS: the handshake
+//! ([`TlsStream`], blocking) runs within the same deadline as the request, every read and
+//! write bounded by what is left of it, so a silent or trickling TLS client holds the thread
+//! no longer than a plaintext one.
 
-use std::io::{Read, Write};
+use crate::tls::handshake::TLS_HANDSHAKE_RECORD;
+use crate::tls::TlsStream;
+use rustls::ServerConfig;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes of a request head (request line and headers) at most: scrapes send a few hundred.
 pub const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
-/// Time one connection gets to send its request and read the answer.
+/// Time one connection gets for its TLS handshake (with `metrics_tls`), to send its request
+/// and to read the answer.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(1);
+/// Time an answer gets to be written even when reading its request took the whole deadline.
+const ANSWER_WRITE_MIN: Duration = Duration::from_millis(100);
 /// Pause after an accept failed for lack of descriptors or memory.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// At most one warning about failing accepts per this long.
@@ -47,16 +59,28 @@ pub struct Response {
 }
 
 /// Accepts and answers connections on `listener` until `stop` is set (the caller then wakes
-/// a blocked accept by shutting the listener down).
+/// a blocked accept by shutting the listener down). `tls` is asked at each accept: with a
+/// configuration the connection is answered over TLS (the handshake within the same
+/// deadline), so a reload's new certificate serves the next connection.
 pub fn serve(
     listener: &TcpListener,
     stop: &AtomicBool,
+    tls: impl Fn() -> Option<Arc<ServerConfig>>,
     mut handle: impl FnMut(&Request) -> Response,
 ) {
     let mut last_warning: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
-            Ok((stream, peer)) => answer(stream, peer, &mut handle),
+            Ok((stream, peer)) => {
+                let conn = Deadlined {
+                    sock: stream,
+                    deadline: Instant::now() + REQUEST_DEADLINE,
+                };
+                match tls() {
+                    Some(config) => answer_tls(conn, peer, config, &mut handle),
+                    None => answer(conn, peer, &mut handle),
+                }
+            }
             Err(_) if stop.load(Ordering::Acquire) => return,
             Err(e) => {
                 if !last_warning.is_some_and(|t| t.elapsed() < ACCEPT_WARNING_INTERVAL) {
@@ -69,17 +93,115 @@ pub fn serve(
     }
 }
 
+/// A connection whose every read and write ends by `deadline`: the socket's timeout is set
+/// to what is left before each, so a peer that trickles bytes cannot stretch its turn.
+struct Deadlined {
+    sock: TcpStream,
+    deadline: Instant,
+}
+
+impl Deadlined {
+    fn left(&self) -> io::Result<Duration> {
+        match self.deadline.saturating_duration_since(Instant::now()) {
+            left if left.is_zero() => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request deadline passed",
+            )),
+            left => Ok(left),
+        }
+    }
+
+    /// The first byte the peer sent, without taking it.
+    fn peek_first(&self) -> io::Result<u8> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        let mut first = [0u8; 1];
+        match self.sock.peek(&mut first)? {
+            0 => Err(io::ErrorKind::UnexpectedEof.into()),
+            _ => Ok(first[0]),
+        }
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+/// A connection answered in plain HTTP or over TLS.
+trait Conn: Read + Write {
+    fn deadlined(&mut self) -> &mut Deadlined;
+    /// Sends what is buffered and ends the stream (over TLS, with close_notify).
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+impl Conn for Deadlined {
+    fn deadlined(&mut self) -> &mut Deadlined {
+        self
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+impl Conn for TlsStream<Deadlined> {
+    fn deadlined(&mut self) -> &mut Deadlined {
+        self.get_mut()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.close()
+    }
+}
+
+/// The handshake, then the request over TLS, all within the connection's deadline. A peer
+/// whose first byte is not a TLS handshake record (a plaintext HTTP client) is answered 400
+/// in plain HTTP, saying what the endpoint speaks.
+fn answer_tls(
+    mut conn: Deadlined,
+    peer: SocketAddr,
+    config: Arc<ServerConfig>,
+    handle: &mut impl FnMut(&Request) -> Response,
+) {
+    match conn.peek_first() {
+        Ok(TLS_HANDSHAKE_RECORD) => {}
+        Ok(_) => {
+            // Take what the client sent (its request head, as a rule) so closing the socket
+            // does not reset the connection before the answer is read.
+            let _ = conn.read(&mut [0u8; REQUEST_HEAD_BYTES_MAX]);
+            let refusal = plain(
+                400,
+                "this endpoint speaks HTTPS (metrics_tls): use https://\n",
+            );
+            return respond(&mut conn, refusal);
+        }
+        Err(_) => return,
+    }
+    match TlsStream::accept(conn, config) {
+        Ok(tls) => answer(tls, peer, handle),
+        Err(e) => tracing::debug!(%peer, "metrics endpoint: TLS handshake failed: {e}"),
+    }
+}
+
 /// Reads one request head within the deadline, answers it, closes the connection.
-fn answer(mut stream: TcpStream, peer: SocketAddr, handle: &mut impl FnMut(&Request) -> Response) {
-    let deadline = Instant::now() + REQUEST_DEADLINE;
+fn answer<C: Conn>(mut conn: C, peer: SocketAddr, handle: &mut impl FnMut(&Request) -> Response) {
     let mut buf = [0u8; REQUEST_HEAD_BYTES_MAX];
     let mut len = 0;
     let response = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match stream.read(&mut buf[len..]) {
+        match conn.read(&mut buf[len..]) {
             Ok(0) | Err(_) => return,
             Ok(n) => len += n,
         }
@@ -108,10 +230,15 @@ fn answer(mut stream: TcpStream, peer: SocketAddr, handle: &mut impl FnMut(&Requ
             Err(_) => break plain(400, "bad request\n"),
         }
     };
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(100));
-    let _ = stream.set_write_timeout(Some(left));
+    respond(&mut conn, response);
+}
+
+/// Writes `response` and ends the connection. The answer gets at least
+/// [`ANSWER_WRITE_MIN`] even when reading the request took the whole deadline.
+fn respond<C: Conn>(conn: &mut C, response: Response) {
+    let at_least = Instant::now() + ANSWER_WRITE_MIN;
+    let deadlined = conn.deadlined();
+    deadlined.deadline = deadlined.deadline.max(at_least);
     let challenge = response
         .www_authenticate
         .map(|c| format!("WWW-Authenticate: {c}\r\n"))
@@ -123,9 +250,10 @@ fn answer(mut stream: TcpStream, peer: SocketAddr, handle: &mut impl FnMut(&Requ
         response.content_type,
         response.body.len()
     );
-    let _ = stream
+    let _ = conn
         .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(response.body.as_bytes()));
+        .and_then(|()| conn.write_all(response.body.as_bytes()))
+        .and_then(|()| conn.finish());
 }
 
 /// The value of the header `name` (case-insensitive; the first, if repeated), if UTF-8.
@@ -173,7 +301,26 @@ fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::tls::config::{client_config, server_config, Tickets};
+    use crate::tls::test_pki::Pki;
+    use crate::tls::{ClientCertificates, Identity, Origin, TrustAnchors};
+    use std::sync::RwLock;
+
+    fn server_tls(pki: &Pki) -> Arc<ServerConfig> {
+        let identity = Identity::from_pem(
+            Origin::memory("tls_cert_file"),
+            pki.server.cert_pem.as_bytes(),
+            Origin::memory("tls_key_file"),
+            pki.server.key_pem.as_bytes(),
+        )
+        .unwrap();
+        server_config(&identity, &ClientCertificates::NotAsked, Tickets::Client).unwrap()
+    }
+
+    fn client_tls(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+        let anchors = TrustAnchors::from_pem(Origin::memory("tls_ca_file"), ca_pem.as_bytes());
+        client_config(&anchors.unwrap(), None).unwrap()
+    }
 
     /// A server on a loopback port answering `path?query` as the body; stopped on drop.
     struct Running {
@@ -185,12 +332,18 @@ mod tests {
 
     impl Running {
         fn start() -> Running {
+            Running::serving(Arc::new(RwLock::new(None)))
+        }
+
+        /// Answers over TLS with whatever configuration `tls` holds at each accept.
+        fn serving(tls: Arc<RwLock<Option<Arc<ServerConfig>>>>) -> Running {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let stop = Arc::new(AtomicBool::new(false));
             let (l, s) = (listener.try_clone().unwrap(), Arc::clone(&stop));
             let thread = std::thread::spawn(move || {
-                serve(&l, &s, |r| match r.authorization {
+                let in_force = || tls.read().unwrap().clone();
+                serve(&l, &s, in_force, |r| match r.authorization {
                     Some(auth) => Response {
                         www_authenticate: Some("Bearer"),
                         ..plain(401, auth)
@@ -204,6 +357,23 @@ mod tests {
                 listener,
                 thread: Some(thread),
             }
+        }
+
+        /// `request` over TLS, trusting `client`'s CA; the answer, or why the handshake failed.
+        fn ask_tls(
+            &self,
+            client: &Arc<rustls::ClientConfig>,
+            request: &[u8],
+        ) -> io::Result<String> {
+            let s = TcpStream::connect(self.addr)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = TlsStream::connect(s, Arc::clone(client), name)?;
+            tls.write_all(request)?;
+            tls.flush()?;
+            let mut out = String::new();
+            tls.read_to_string(&mut out)?;
+            Ok(out)
         }
 
         fn ask(&self, request: &[u8]) -> String {
@@ -268,5 +438,71 @@ mod tests {
             .ask(b"GET / HTTP/1.0\r\n\r\n")
             .starts_with("HTTP/1.1 200 "));
         assert!(t.elapsed() < REQUEST_DEADLINE + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn https_answers_scrapes_from_the_rust_tls_client() {
+        let pki = Pki::new();
+        let server = Running::serving(Arc::new(RwLock::new(Some(server_tls(&pki)))));
+        let client = client_tls(&pki.ca_pem);
+        for path in ["/metrics", "/healthz"] {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let out = server.ask_tls(&client, request.as_bytes()).unwrap();
+            assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+            assert!(out.ends_with(&format!("\r\n\r\nGET {path}?")), "{out}");
+        }
+        let out = server
+            .ask_tls(
+                &client,
+                b"GET /x HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n",
+            )
+            .unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 401 "),
+            "the header crosses TLS: {out}"
+        );
+        let stranger = client_tls(&pki.other_ca_pem);
+        assert!(server
+            .ask_tls(&stranger, b"GET / HTTP/1.0\r\n\r\n")
+            .is_err());
+    }
+
+    #[test]
+    fn a_new_certificate_serves_the_next_connection() {
+        let (old, new) = (Pki::new(), Pki::new());
+        let in_force = Arc::new(RwLock::new(Some(server_tls(&old))));
+        let server = Running::serving(Arc::clone(&in_force));
+        let request = b"GET /healthz HTTP/1.0\r\n\r\n";
+        assert!(server.ask_tls(&client_tls(&old.ca_pem), request).is_ok());
+        *in_force.write().unwrap() = Some(server_tls(&new));
+        let out = server.ask_tls(&client_tls(&new.ca_pem), request).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(server.ask_tls(&client_tls(&old.ca_pem), request).is_err());
+    }
+
+    #[test]
+    fn plaintext_and_silent_clients_of_the_tls_port_are_bounded_and_the_next_is_served() {
+        let pki = Pki::new();
+        let server = Running::serving(Arc::new(RwLock::new(Some(server_tls(&pki)))));
+        let client = client_tls(&pki.ca_pem);
+        // Plain HTTP to the HTTPS port: told so, in plain HTTP.
+        let out = server.ask(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(out.contains("speaks HTTPS"), "{out}");
+        // One that says nothing, one that stops inside its ClientHello: each holds the
+        // thread at most the deadline, then the next client is served.
+        let _silent = TcpStream::connect(server.addr).unwrap();
+        let mut stalled = TcpStream::connect(server.addr).unwrap();
+        stalled.write_all(&[22, 3, 1, 0, 200, 1]).unwrap();
+        let t = Instant::now();
+        let out = server
+            .ask_tls(&client, b"GET /healthz HTTP/1.0\r\n\r\n")
+            .unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(
+            t.elapsed() < 2 * REQUEST_DEADLINE + Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -25,7 +25,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 /// `type` label values of the per-kind frame counters, in `FrameKind::ALL` order.
@@ -76,19 +76,27 @@ impl MetricsServer {
         if let Some(warning) = metrics_auth::exposure_warning(bound, authenticated) {
             tracing::warn!("{warning}");
         }
+        // Read from its files now, so a bad one stops the start; a reload replaces it.
+        let tls_config = shared.config.metrics_tls_server_config()?;
+        let tls = tls_config.is_some();
+        *write_lock(&shared.metrics_tls_config) = tls_config;
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("ringrelay-metrics".into())
             .spawn_logged(move || {
-                http::serve(&thread_listener, &thread_stop, |request| {
-                    match refusal(request, token.as_ref()) {
+                let in_force = || read_lock(&shared.metrics_tls_config).clone();
+                http::serve(
+                    &thread_listener,
+                    &thread_stop,
+                    in_force,
+                    |request| match refusal(request, token.as_ref()) {
                         Some(refused) => refused,
                         None if request.path == RELOAD_PATH => {
                             admin_reload(request, &shared, authenticated)
                         }
                         None => route(request, &registry, &shared),
-                    }
-                })
+                    },
+                )
             })
             .map_err(|source| ServeError::Spawn {
                 what: "metrics",
@@ -97,6 +105,7 @@ impl MetricsServer {
         tracing::info!(
             addr = %bound,
             authenticated,
+            tls,
             "metrics endpoint listening"
         );
         Ok(MetricsServer {
@@ -121,6 +130,17 @@ impl Drop for MetricsServer {
             let _ = t.join();
         }
     }
+}
+
+/// A lock's value; a poisoned lock still holds a usable configuration (nothing panics while
+/// holding it).
+pub(crate) fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// See [`read_lock`].
+pub(crate) fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The 401 for a request without the right bearer token, when there is a token; `None` lets
@@ -711,5 +731,65 @@ impl RelayCollector {
             is_ready(s) as i64,
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::server::Server;
+    use crate::tls::config::client_config;
+    use crate::tls::test_pki::Pki;
+    use crate::tls::{Origin, TlsStream, TrustAnchors};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// `GET path` over HTTPS, trusting `ca_pem`: the answer, or why the handshake failed.
+    fn get_https(addr: SocketAddr, ca_pem: &str, path: &str) -> std::io::Result<String> {
+        let anchors = TrustAnchors::from_pem(Origin::memory("ca"), ca_pem.as_bytes()).unwrap();
+        let client = client_config(&anchors, None).unwrap();
+        let sock = TcpStream::connect(addr)?;
+        sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = TlsStream::connect(sock, Arc::clone(&client), name)?;
+        write!(tls, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+        tls.flush()?;
+        let mut out = String::new();
+        tls.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn metrics_tls_serves_the_node_certificate_and_a_reload_replaces_it() {
+        let (pki, renewed) = (Pki::new(), Pki::new());
+        let dir = pki.write_to_temp_dir("metrics-tls");
+        let server = Server::start(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
+            metrics_tls: true,
+            tls_cert_file: Some(dir.join("server.pem")),
+            tls_key_file: Some(dir.join("server.key")),
+            ..Config::default()
+        })
+        .expect("relay starts");
+        let addr = server.metrics_addr().expect("metrics enabled");
+        let out = get_https(addr, &pki.ca_pem, "/healthz").unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(out.ends_with("\r\n\r\nready\n"), "{out}");
+        let out = get_https(addr, &pki.ca_pem, "/metrics").unwrap();
+        assert!(out.contains("ringrelay_"), "{out}");
+        // New files, then a reload: the next connection gets the new certificate.
+        std::fs::write(dir.join("server.pem"), &renewed.server.cert_pem).unwrap();
+        std::fs::write(dir.join("server.key"), &renewed.server.key_pem).unwrap();
+        let reloaded = server.reloader().reload().expect("the new files load");
+        assert!(reloaded.tls, "{reloaded}");
+        let out = get_https(addr, &renewed.ca_pem, "/healthz").unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(get_https(addr, &pki.ca_pem, "/healthz").is_err());
+        drop(server);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -124,6 +124,9 @@ pub(crate) struct Shared {
     /// The TLS listeners' configuration (`None` without `tls_listen` or `nats_tls_listen`);
     /// read at each accept, replaced by a reload.
     pub tls_config: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
+    /// The metrics endpoint's TLS configuration (`None` without `metrics_tls`); set when the
+    /// endpoint starts, read at each accept, replaced by a reload.
+    pub metrics_tls_config: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
 }
 
 /// A running relay. Dropping it shuts it down.
@@ -696,6 +699,7 @@ fn new_shared(cfg: Config, opts: ServerOptions, parts: NewShared) -> Arc<Shared>
         verify_jobs,
         tls_stats: Default::default(),
         tls_config: std::sync::RwLock::new(tls_config),
+        metrics_tls_config: std::sync::RwLock::new(None),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Reloading what a running node may reload without dropping connections: the credentials
-//! file and the TLS listener's certificate, key and CA. Asked by SIGHUP (the binary) or by
+//! file and the TLS listener's certificate, key and CA (and, with `metrics_tls`, the metrics
+//! endpoint's certificate). Asked by SIGHUP (the binary) or by
 //! `POST /reload` on the metrics endpoint. A file that does not load is refused whole and the
 //! credentials in force stay; a loaded one replaces them at once for new HELLOs, and each
 //! worker re-checks its open connections at its next tick (within 250 ms): a client whose
@@ -15,8 +16,8 @@ use std::sync::Arc;
 pub struct Reloaded {
     /// Entries of the credentials now in force (`None`: no credentials file is configured).
     pub credentials_entries: Option<usize>,
-    /// The TLS listener's files were read again: new handshakes use them (connections open
-    /// keep the keys they have).
+    /// The TLS listener's files (and the metrics endpoint's, with `metrics_tls`) were read
+    /// again: new handshakes use them (connections open keep the keys they have).
     pub tls: bool,
 }
 
@@ -66,12 +67,16 @@ fn reload(shared: &Shared) -> Result<Reloaded, ServeError> {
         _ => None,
     };
     let tls = shared.config.tls_server_config()?;
+    let metrics_tls = shared.config.metrics_tls_server_config()?;
     let credentials_entries = credentials.map(|(credentials, in_force)| {
         let entries = credentials.len();
         in_force.replace(credentials);
         entries
     });
-    let tls_reloaded = tls.is_some();
+    let tls_reloaded = tls.is_some() || metrics_tls.is_some();
+    if let Some(config) = metrics_tls {
+        *super::metrics::write_lock(&shared.metrics_tls_config) = Some(config);
+    }
     if let Some(config) = tls {
         match shared.tls_config.write() {
             Ok(mut in_force) => *in_force = Some(config),

@@ -247,4 +247,11 @@ mod tests {
         ledger.sent(10 * 11);
         assert_eq!(ledger.lost(&[]), 0);
     }
+
+    #[test]
+    fn a_tls_connection_adds_at_most_64_bytes_to_its_session() {
+        // tests/tls_memory.rs measures the session and counts 64 bytes for these fields.
+        let own = std::mem::size_of::<TlsConn>() - std::mem::size_of::<TlsSession>();
+        assert!(own <= 64, "{own}");
+    }
 }

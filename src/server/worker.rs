@@ -331,7 +331,14 @@ impl Worker {
                     if reloaded {
                         engine.on_credentials_reloaded(&mut relay, at, &mut sink);
                     }
-                    self.slab.conns[slot as usize].relay = relay;
+                    let c = &mut self.slab.conns[slot as usize];
+                    c.relay = relay;
+                    // The buffer of the last TLS record cut across receives is kept for the
+                    // next one; each tick gives it back (a connection still receiving makes
+                    // one allocation per tick for it), so idle connections hold none.
+                    if let Some(tls) = &mut c.tls {
+                        tls.session.receiver.shrink();
+                    }
                     self.slab.reheld(slot, before);
                     self.expire_nats_sids(slot);
                     let c = &mut self.slab.conns[slot as usize];

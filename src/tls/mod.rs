@@ -14,6 +14,8 @@
 
 pub mod config;
 pub mod halves;
+#[cfg(any(test, feature = "test-session"))]
+mod fixed;
 pub mod handshake;
 pub mod reason;
 pub mod record;

@@ -36,6 +36,9 @@ const REKEY_MARGIN_RECORDS: u64 = 1 << 20;
 enum Kernel {
     Server(KernelConnection<ServerConnectionData>),
     Client(KernelConnection<ClientConnectionData>),
+    /// A session made from given traffic secrets, without a handshake (tests, fuzzing).
+    #[cfg(any(test, feature = "test-session"))]
+    Fixed(super::fixed::FixedSchedule),
 }
 
 /// What both halves of a session share: rustls's key schedule (locked only at a KeyUpdate,
@@ -56,6 +59,8 @@ impl KeySchedule {
         let (seq, secrets) = match &mut *self.kernel() {
             Kernel::Server(k) => k.update_rx_secret(),
             Kernel::Client(k) => k.update_rx_secret(),
+            #[cfg(any(test, feature = "test-session"))]
+            Kernel::Fixed(k) => k.update_rx_secret(),
         }
         .map_err(|e| SessionError::KeyUpdate(e.to_string()))?;
         Ok(RecordKey::new(seq, secrets)?)
@@ -65,6 +70,8 @@ impl KeySchedule {
         let (seq, secrets) = match &mut *self.kernel() {
             Kernel::Server(k) => k.update_tx_secret(),
             Kernel::Client(k) => k.update_tx_secret(),
+            #[cfg(any(test, feature = "test-session"))]
+            Kernel::Fixed(k) => k.update_tx_secret(),
         }
         .map_err(|e| SessionError::KeyUpdate(e.to_string()))?;
         Ok(RecordKey::new(seq, secrets)?)
@@ -163,6 +170,7 @@ impl TlsSession {
         TlsSession::new(secrets, Kernel::Client(kernel))
     }
 
+    /// A session with traffic secrets derived by rustls, whose KeyUpdates `kernel` derives.
     fn new(secrets: ExtractedSecrets, kernel: Kernel) -> Result<TlsSession, SessionError> {
         let (tx_seq, tx) = secrets.tx;
         let (rx_seq, rx) = secrets.rx;
@@ -240,15 +248,28 @@ impl TlsSession {
         self.sender.seal_close_notify(out)
     }
 
-    /// Makes the session owe a KeyUpdate, as the key's limit would.
-    #[cfg(test)]
-    pub(super) fn owe_key_update(&mut self) {
+    /// A session whose KeyUpdates `kernel` derives (a session made without a handshake).
+    #[cfg(any(test, feature = "test-session"))]
+    pub(super) fn fixed(
+        secrets: ExtractedSecrets,
+        kernel: super::fixed::FixedSchedule,
+    ) -> Result<TlsSession, SessionError> {
+        TlsSession::new(secrets, Kernel::Fixed(kernel))
+    }
+
+    /// Makes the session owe a KeyUpdate, as the key's limit would: the next
+    /// [`TlsSession::seal`] sends one after its records. For tests and fuzzing.
+    #[cfg(any(test, feature = "test-session"))]
+    pub fn owe_key_update(&mut self) {
         self.sender.key_update_due = true;
     }
 }
 
 impl TlsReceiver {
-    /// Bytes held for a record cut by the end of a receive (counted as reassembly).
+    /// Bytes held for a record cut by the end of a receive (counted as reassembly): the
+    /// ciphertext of the record begun, and the buffer of the last one finished. Each buffer
+    /// is allocated for one record at most, so this never exceeds twice
+    /// [`RECORD_HEADER_LEN`] + [`super::record::RECORD_CIPHERTEXT_MAX`] (33,290 bytes).
     pub fn partial_bytes(&self) -> usize {
         self.partial.len() + self.carried.capacity()
     }
@@ -336,11 +357,10 @@ impl TlsReceiver {
         }
         if at < buf.len() {
             let tail = &buf[at..];
-            if tail.len() >= RECORD_HEADER_LEN {
-                let header: &[u8; RECORD_HEADER_LEN] = tail[..RECORD_HEADER_LEN]
-                    .try_into()
-                    .map_err(|_| RecordError::TooLarge(0))?;
-                check_header(header)?;
+            if let Some(header) = tail.first_chunk::<RECORD_HEADER_LEN>() {
+                // Room for the whole record at once: the buffer never grows past one record.
+                self.partial
+                    .reserve_exact(RECORD_HEADER_LEN + check_header(header)?);
             }
             self.partial.extend_from_slice(tail);
         }
@@ -357,6 +377,7 @@ impl TlsReceiver {
             self.partial.extend_from_slice(&buf[..taken]);
         }
         if let Some(record_len) = self.record_len_held()? {
+            self.partial.reserve_exact(record_len - self.partial.len());
             let more = (record_len - self.partial.len()).min(buf.len() - taken);
             self.partial.extend_from_slice(&buf[taken..taken + more]);
             taken += more;
@@ -419,6 +440,12 @@ impl TlsReceiver {
                         .map_err(|e| SessionError::KeyUpdate(e.to_string()))?,
                     Kernel::Server(_) => {
                         return Err(SessionError::Handshake("NewSessionTicket from a client"))
+                    }
+                    #[cfg(any(test, feature = "test-session"))]
+                    Kernel::Fixed(_) => {
+                        return Err(SessionError::Handshake(
+                            "NewSessionTicket on a session without a handshake",
+                        ))
                     }
                 },
                 _ => return Err(SessionError::Handshake("unexpected handshake message")),

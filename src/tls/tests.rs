@@ -288,6 +288,82 @@ fn garbage_after_the_handshake_is_refused_not_panicked_on() {
     }
 }
 
+#[test]
+fn a_pair_from_fixed_secrets_round_trips_through_key_updates_both_ways() {
+    use rustls::CipherSuite;
+    for suite in [
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    ] {
+        let (mut client, mut server) =
+            TlsSession::pair_from_secrets(suite, &[1; 48], &[2; 48]).expect("a supported suite");
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
+        let mut wire = we_write(&mut client, &big);
+        client.owe_key_update();
+        wire.extend(we_write(&mut client, b"then the update"));
+        wire.extend(we_write(&mut client, b"under the new key"));
+        let mut expected = big.clone();
+        expected.extend_from_slice(b"then the updateunder the new key");
+        assert_eq!(we_read(&mut server, &wire, &[3, 16_000, 1]), expected);
+        server.owe_key_update();
+        let mut back = we_write(&mut server, b"reply");
+        back.extend(we_write(&mut server, b" after ours"));
+        assert_eq!(we_read(&mut client, &back, &[2]), b"reply after ours");
+        // Another pair's keys open nothing of this one's.
+        let (_, mut stranger) =
+            TlsSession::pair_from_secrets(suite, &[3; 48], &[2; 48]).expect("a supported suite");
+        let mut wire = we_write(&mut client, b"not yours");
+        assert_eq!(
+            stranger.open(&mut wire).unwrap_err(),
+            SessionError::Record(record::RecordError::BadRecordMac)
+        );
+    }
+    let unsupported =
+        TlsSession::pair_from_secrets(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256, &[1], &[2]);
+    assert_eq!(
+        unsupported.err(),
+        Some(SessionError::Record(record::RecordError::UnsupportedSuite))
+    );
+}
+
+#[test]
+fn a_record_cut_anywhere_is_held_in_one_buffer_of_its_own_size() {
+    let (mut client, mut server) = TlsSession::pair_from_secrets(
+        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        &[1; 32],
+        &[2; 32],
+    )
+    .expect("a supported suite");
+    let full = vec![b'x'; record::RECORD_PLAINTEXT_MAX];
+    let one_record = record::RECORD_PLAINTEXT_MAX + record::RECORD_OVERHEAD;
+    let mut wire = we_write(&mut client, &full);
+    wire.extend(we_write(&mut client, &full));
+    assert_eq!(wire.len(), 2 * one_record);
+    // Three bytes (no header yet), then a byte at a time up to one short of the first record.
+    let mut buf = wire[..3].to_vec();
+    assert_eq!(server.open(&mut buf).expect("a prefix"), Opened::default());
+    for at in 3..one_record - 1 {
+        let mut buf = wire[at..at + 1].to_vec();
+        assert_eq!(server.open(&mut buf).expect("a prefix").in_place, 0);
+        assert_eq!(server.partial_bytes(), at + 1);
+    }
+    // The rest of the first record and most of the second: one finished, one held.
+    let mut buf = wire[one_record - 1..wire.len() - 1].to_vec();
+    let opened = server.open(&mut buf).expect("the first record");
+    assert_eq!(opened.carried.map(|r| r.len()), Some(full.len()));
+    assert_eq!(server.partial_bytes(), 2 * one_record - 1);
+    let mut buf = wire[wire.len() - 1..].to_vec();
+    let opened = server.open(&mut buf).expect("the second record");
+    assert_eq!(opened.carried.map(|r| r.len()), Some(full.len()));
+    assert!(
+        server.partial_bytes() <= one_record,
+        "only the finished record's buffer"
+    );
+    // What a worker's tick does: the finished record's buffer is given back.
+    server.receiver.shrink();
+    assert_eq!(server.partial_bytes(), 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
