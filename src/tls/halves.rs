@@ -216,14 +216,22 @@ impl Outbound {
     /// Seals `buf` whole (as many records as it takes) and sends it with what was written
     /// before: one socket write for a burst of frames.
     pub(super) fn send<S: Write>(&mut self, sock: &mut S, buf: &[u8]) -> io::Result<()> {
-        let at = match self.open_at.take() {
-            Some(at) => at,
-            None => TlsSender::reserve_record(&mut self.out),
-        };
-        self.out.extend_from_slice(buf);
-        self.session
-            .seal(&mut self.out, at)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let mut rest = buf;
+        // A record at a time, each copied behind its header and sealed while it is in cache
+        // (one whole copy then a spread over records would move the bytes twice).
+        while !rest.is_empty() || self.open_at.is_some() {
+            let at = match self.open_at.take() {
+                Some(at) => at,
+                None => TlsSender::reserve_record(&mut self.out),
+            };
+            let room = RECORD_PLAINTEXT_MAX - (self.out.len() - at - RECORD_HEADER_LEN);
+            let (now, later) = rest.split_at(rest.len().min(room));
+            self.out.extend_from_slice(now);
+            self.session
+                .seal(&mut self.out, at)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            rest = later;
+        }
         self.send_out(sock)
     }
 

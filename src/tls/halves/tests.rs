@@ -80,13 +80,25 @@ fn split_halves_read_and_write_on_two_threads_over_tcp() {
     let (mut reader, mut writer) = stream.split().expect("split");
     let sender = std::thread::spawn(move || {
         let mut at = 0;
-        for size in [1, 100, 5000, 16384, 16385, 70_000].iter().cycle() {
+        // Sends, flushed writes, and writes left in an open record that the next send or
+        // flush seals.
+        let steps = [
+            (1, 'w'),
+            (100, 's'),
+            (5000, 'o'),
+            (16384, 's'),
+            (16385, 'w'),
+            (9, 'o'),
+        ];
+        for &(size, how) in steps.iter().chain(&[(70_000, 'o'), (20_000, 's')]).cycle() {
             let end = (at + size).min(data.len());
-            if size % 2 == 0 {
-                writer.send(&data[at..end]).expect("send");
-            } else {
-                writer.write_all(&data[at..end]).expect("write");
-                writer.flush().expect("flush");
+            match how {
+                's' => writer.send(&data[at..end]).expect("send"),
+                'o' => writer.write_all(&data[at..end]).expect("write"),
+                _ => {
+                    writer.write_all(&data[at..end]).expect("write");
+                    writer.flush().expect("flush");
+                }
             }
             at = end;
             if at == data.len() {
