@@ -13,9 +13,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod halves;
 #[cfg(any(test, feature = "test-session"))]
 mod fixed;
+pub mod halves;
 pub mod handshake;
 pub mod reason;
 pub mod record;
