@@ -290,10 +290,13 @@ pub fn dial(
     set_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))?;
     let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let mut stream = LinkStream::dial(sock, me.tls.as_ref(), host).map_err(|e| LinkError::Tls {
-        who: addr.into(),
-        reason: e.to_string(),
-    })?;
+    let mut stream =
+        LinkStream::dial(sock, me.tls.as_ref(), host, HANDSHAKE_TIMEOUT).map_err(|e| {
+            LinkError::Tls {
+                who: addr.into(),
+                reason: e.to_string(),
+            }
+        })?;
     let our_nonce = new_nonce();
     write_msg(&mut stream, &hello(me, lane, worker, our_nonce))?;
     let mut reader = MessageReader::handshake(Instant::now() + HANDSHAKE_TIMEOUT);
@@ -339,9 +342,11 @@ pub fn accept(sock: TcpStream, me: &LinkIdentity) -> Result<Established, LinkErr
     let who = sock
         .peer_addr()
         .map_or_else(|_| "a peer".to_string(), |a| a.to_string());
-    let mut stream = LinkStream::accept(sock, me.tls.as_ref()).map_err(|e| LinkError::Tls {
-        who,
-        reason: e.to_string(),
+    let mut stream = LinkStream::accept(sock, me.tls.as_ref(), HANDSHAKE_TIMEOUT).map_err(|e| {
+        LinkError::Tls {
+            who,
+            reason: e.to_string(),
+        }
     })?;
     let mut reader = MessageReader::handshake(Instant::now() + HANDSHAKE_TIMEOUT);
     let peer = match reader.next(&mut stream) {

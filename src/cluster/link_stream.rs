@@ -4,11 +4,12 @@
 
 use crate::tls::config::ClusterTls;
 use crate::tls::halves::{TlsReader, TlsWriter};
-use crate::tls::TlsStream;
+use crate::tls::stream::drive;
+use crate::tls::{Failure, Handshake, TlsStream};
 use rustls::pki_types::ServerName;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub enum LinkStream {
     Plain(TcpStream),
@@ -21,8 +22,14 @@ pub type HandOver = (TcpStream, Option<Box<crate::tls::Established>>);
 
 impl LinkStream {
     /// Dials TLS over `sock` when `tls` is set: the peer's certificate must chain to the
-    /// cluster CA and name `host` (the host of the address dialed).
-    pub fn dial(sock: TcpStream, tls: Option<&ClusterTls>, host: &str) -> io::Result<LinkStream> {
+    /// cluster CA and name `host` (the host of the address dialed). The TLS handshake must
+    /// finish within `timeout` as a whole.
+    pub fn dial(
+        mut sock: TcpStream,
+        tls: Option<&ClusterTls>,
+        host: &str,
+        timeout: Duration,
+    ) -> io::Result<LinkStream> {
         let Some(tls) = tls else {
             return Ok(LinkStream::Plain(sock));
         };
@@ -32,20 +39,30 @@ impl LinkStream {
                 format!("{host:?} cannot be checked against a certificate: {e}"),
             )
         })?;
-        let stream = TlsStream::connect(sock, Arc::clone(&tls.client), name)?;
-        Ok(LinkStream::Tls(Box::new(stream)))
+        let handshake = Handshake::client(tls.client(), name).map_err(failed)?;
+        let established = drive(handshake, &mut Deadlined::new(&mut sock, timeout))?;
+        Ok(LinkStream::Tls(Box::new(TlsStream::over(
+            sock,
+            established,
+        )?)))
     }
 
     /// Accepts TLS over `sock` when `tls` is set: the dialer must present a certificate
-    /// from the cluster CA.
-    pub fn accept(sock: TcpStream, tls: Option<&ClusterTls>) -> io::Result<LinkStream> {
-        match tls {
-            None => Ok(LinkStream::Plain(sock)),
-            Some(tls) => Ok(LinkStream::Tls(Box::new(TlsStream::accept(
-                sock,
-                Arc::clone(&tls.server),
-            )?))),
-        }
+    /// from the cluster CA. The TLS handshake must finish within `timeout` as a whole.
+    pub fn accept(
+        mut sock: TcpStream,
+        tls: Option<&ClusterTls>,
+        timeout: Duration,
+    ) -> io::Result<LinkStream> {
+        let Some(tls) = tls else {
+            return Ok(LinkStream::Plain(sock));
+        };
+        let handshake = Handshake::server(tls.server()).map_err(failed)?;
+        let established = drive(handshake, &mut Deadlined::new(&mut sock, timeout))?;
+        Ok(LinkStream::Tls(Box::new(TlsStream::over(
+            sock,
+            established,
+        )?)))
     }
 
     pub fn socket(&self) -> &TcpStream {
@@ -186,5 +203,129 @@ impl TimedRead for LinkReader {
 impl TimedRead for TcpStream {
     fn socket(&self) -> &TcpStream {
         self
+    }
+}
+
+/// A handshake that could not begin (the configuration refused it) as an I/O error.
+fn failed(failure: Failure) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, failure.text)
+}
+
+/// A socket whose reads all end by one deadline: a TLS handshake trickled a byte at a time
+/// is bounded as a whole, not per read, so a handshake thread (and its slot) is never held
+/// longer than the timeout.
+struct Deadlined<'a> {
+    sock: &'a mut TcpStream,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl<'a> Deadlined<'a> {
+    fn new(sock: &'a mut TcpStream, timeout: Duration) -> Deadlined<'a> {
+        Deadlined {
+            sock,
+            deadline: Instant::now() + timeout,
+            timeout,
+        }
+    }
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "TLS handshake not complete within {} ms",
+                    self.timeout.as_millis()
+                ),
+            ));
+        }
+        self.sock.set_read_timeout(Some(left))?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::test_pki::Pki;
+    use crate::tls::{Identity, Origin, TrustAnchors};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn cluster_tls(pki: &Pki) -> ClusterTls {
+        let identity = Identity::from_pem(
+            Origin::memory("cluster_tls_cert_file"),
+            pki.server.cert_pem.as_bytes(),
+            Origin::memory("cluster_tls_key_file"),
+            pki.server.key_pem.as_bytes(),
+        )
+        .expect("the test PKI's pair always loads");
+        let ca =
+            TrustAnchors::from_pem(Origin::memory("cluster_tls_ca_file"), pki.ca_pem.as_bytes())
+                .expect("the test PKI's CA always loads");
+        ClusterTls::new(&identity, ca).expect("a configuration from the test PKI always builds")
+    }
+
+    #[test]
+    fn a_tls_handshake_trickled_a_byte_at_a_time_times_out_as_a_whole() {
+        let tls = cluster_tls(&Pki::new());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let trickler = {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut sock = TcpStream::connect(addr).unwrap();
+                // A handshake record announcing 300 bytes, then one byte per 100 ms: each
+                // read is answered well within the timeout, the handshake never ends. Bounded
+                // at 100 bytes (10 s) should the deadline not hold.
+                let _ = sock.write_all(&[22, 3, 1, 1, 44]);
+                for _ in 0..100 {
+                    if done.load(Ordering::Acquire) || sock.write_all(&[1]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let (sock, _) = listener.accept().unwrap();
+        let started = Instant::now();
+        let e = match LinkStream::accept(sock, Some(&tls), Duration::from_millis(700)) {
+            Ok(_) => panic!("a handshake that never completes was accepted"),
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+        done.store(true, Ordering::Release);
+        trickler.join().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("within 700 ms"), "{e}");
+        // Per-read timeouts alone would wait for the trickler's 10 s.
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+
+    #[test]
+    fn a_replaced_configuration_is_in_force_for_every_clone() {
+        let (first, second) = (Pki::new(), Pki::new());
+        let tls = cluster_tls(&first);
+        let clone = tls.clone();
+        let before = clone.server();
+        tls.replace(&cluster_tls(&second));
+        assert!(!Arc::ptr_eq(&before, &clone.server()));
+        assert!(Arc::ptr_eq(&tls.server(), &clone.server()));
+        assert!(Arc::ptr_eq(&tls.client(), &clone.client()));
     }
 }
