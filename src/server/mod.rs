@@ -127,6 +127,9 @@ pub(crate) struct Shared {
     /// The metrics endpoint's TLS configuration (`None` without `metrics_tls`); set when the
     /// endpoint starts, read at each accept, replaced by a reload.
     pub metrics_tls_config: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
+    /// Cluster links' mutual TLS (`None` without `cluster_tls_*`); shared with the cluster
+    /// node's acceptor and dialers, replaced in place by a reload.
+    pub cluster_tls: Option<crate::tls::config::ClusterTls>,
 }
 
 /// A running relay. Dropping it shuts it down.
@@ -205,6 +208,7 @@ impl Server {
                 credentials,
                 verify_jobs,
                 tls_config,
+                cluster_tls,
             },
         );
         // Bound before the workers start, so a taken port fails the start at once.
@@ -258,7 +262,7 @@ impl Server {
             return Err(e);
         }
         if let Some(listener) = cluster_listener {
-            if let Err(e) = server.start_cluster(listener, cluster_tls) {
+            if let Err(e) = server.start_cluster(listener) {
                 server.stop_and_join();
                 return Err(e);
             }
@@ -530,12 +534,9 @@ impl Server {
     }
 
     /// Starts the cluster node (its acceptor on `listener` and its control thread).
-    fn start_cluster(
-        &mut self,
-        listener: std::net::TcpListener,
-        tls: Option<crate::tls::config::ClusterTls>,
-    ) -> Result<(), ServeError> {
+    fn start_cluster(&mut self, listener: std::net::TcpListener) -> Result<(), ServeError> {
         let shared = Arc::clone(&self.shared);
+        let tls = shared.cluster_tls.clone();
         self.cluster_addr = listener.local_addr().ok();
         let node = ClusterNode::start(Arc::clone(&shared), &shared.config, listener, tls).map_err(
             |source| ServeError::Spawn {
@@ -662,6 +663,7 @@ struct NewShared {
     credentials: Option<Arc<CredentialsInForce>>,
     verify_jobs: Option<crossbeam::channel::Sender<verifier::VerifyJob>>,
     tls_config: Option<Arc<rustls::ServerConfig>>,
+    cluster_tls: Option<crate::tls::config::ClusterTls>,
 }
 
 /// The state every worker of a new node shares.
@@ -673,6 +675,7 @@ fn new_shared(cfg: Config, opts: ServerOptions, parts: NewShared) -> Arc<Shared>
         credentials,
         verify_jobs,
         tls_config,
+        cluster_tls,
     } = parts;
     let mut engine = EngineConfig::from_config(&cfg);
     engine.session.gate.credentials = credentials;
@@ -700,6 +703,7 @@ fn new_shared(cfg: Config, opts: ServerOptions, parts: NewShared) -> Arc<Shared>
         tls_stats: Default::default(),
         tls_config: std::sync::RwLock::new(tls_config),
         metrics_tls_config: std::sync::RwLock::new(None),
+        cluster_tls,
     })
 }
 

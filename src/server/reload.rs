@@ -1,6 +1,8 @@
 //! Reloading what a running node may reload without dropping connections: the credentials
-//! file and the TLS listener's certificate, key and CA (and, with `metrics_tls`, the metrics
-//! endpoint's certificate). Asked by SIGHUP (the binary) or by
+//! file, the TLS listeners' certificate, key and CA (and, with `metrics_tls`, the metrics
+//! endpoint's certificate), and the cluster links' certificate, key and CA (`cluster_tls_*`:
+//! links already open keep their sessions, links established later use the new files).
+//! Asked by SIGHUP (the binary) or by
 //! `POST /reload` on the metrics endpoint. A file that does not load is refused whole and the
 //! credentials in force stay; a loaded one replaces them at once for new HELLOs, and each
 //! worker re-checks its open connections at its next tick (within 250 ms): a client whose
@@ -19,6 +21,9 @@ pub struct Reloaded {
     /// The TLS listener's files (and the metrics endpoint's, with `metrics_tls`) were read
     /// again: new handshakes use them (connections open keep the keys they have).
     pub tls: bool,
+    /// The cluster links' files were read again: links dialed or accepted from now on use
+    /// them.
+    pub cluster_tls: bool,
 }
 
 impl std::fmt::Display for Reloaded {
@@ -29,6 +34,9 @@ impl std::fmt::Display for Reloaded {
         }
         if self.tls {
             f.write_str("; TLS certificate, key and CA reloaded")?;
+        }
+        if self.cluster_tls {
+            f.write_str("; cluster TLS certificate, key and CA reloaded")?;
         }
         Ok(())
     }
@@ -68,6 +76,12 @@ fn reload(shared: &Shared) -> Result<Reloaded, ServeError> {
     };
     let tls = shared.config.tls_server_config()?;
     let metrics_tls = shared.config.metrics_tls_server_config()?;
+    // Only a node started with cluster TLS reloads it: links do not switch between clear
+    // and TLS while the node runs.
+    let cluster_tls = match &shared.cluster_tls {
+        Some(in_force) => shared.config.cluster_tls()?.map(|newer| (in_force, newer)),
+        None => None,
+    };
     let credentials_entries = credentials.map(|(credentials, in_force)| {
         let entries = credentials.len();
         in_force.replace(credentials);
@@ -83,8 +97,13 @@ fn reload(shared: &Shared) -> Result<Reloaded, ServeError> {
             Err(poisoned) => *poisoned.into_inner() = Some(config),
         }
     }
+    let cluster_tls_reloaded = cluster_tls.is_some();
+    if let Some((in_force, newer)) = cluster_tls {
+        in_force.replace(&newer);
+    }
     Ok(Reloaded {
         credentials_entries,
         tls: tls_reloaded,
+        cluster_tls: cluster_tls_reloaded,
     })
 }

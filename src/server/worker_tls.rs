@@ -7,6 +7,7 @@ use super::super::tls_conn::TlsConn;
 use super::nats::NatsStart;
 use super::Worker;
 use crate::cluster::lane::TlsGreeting;
+use crate::core::Engine;
 use crate::protocol::CloseReason;
 use crate::tls::Established;
 use std::os::fd::RawFd;
@@ -44,8 +45,25 @@ impl Worker {
         if opened.in_place > 0 {
             self.on_plaintext(slot, &data[..opened.in_place]);
         }
+        self.clock_cut_record(slot, generation);
         if opened.peer_closed {
             self.peer_gone(slot, generation);
+        }
+    }
+
+    /// A record cut by the end of the receive is a frame begun: `frame_complete_timeout_ms`
+    /// runs from the receive that left it cut (a record that trickles in a byte at a time,
+    /// never yielding plaintext, would otherwise hold up to 16 KiB for ever). Data links are
+    /// watched by their heartbeats instead.
+    fn clock_cut_record(&mut self, slot: u32, generation: u32) {
+        let engine = Engine::new(&self.shared.tables, &self.shared.engine);
+        let now_ms = self.now_ms;
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            return;
+        };
+        let cut = c.tls.as_ref().is_some_and(|t| t.session.record_cut());
+        if cut && c.link.is_none() && c.accepts_frames() {
+            engine.on_receive_end(&mut c.relay, now_ms, false, true);
         }
     }
 

@@ -312,10 +312,20 @@ pub fn client_config(
 
 /// Mutual TLS on cluster links: each node dials as a client and accepts as a server with
 /// the same certificate, and each side's peer must present one from the cluster's CA.
+///
+/// Clones share the configuration in force: [`ClusterTls::replace`] (a reload) changes it
+/// for the acceptor and every later dial at once. Links already open keep the session they
+/// have; a link that is re-established handshakes with the new files.
 #[derive(Clone, Debug)]
 pub struct ClusterTls {
-    pub client: Arc<ClientConfig>,
-    pub server: Arc<ServerConfig>,
+    in_force: Arc<std::sync::RwLock<ClusterConfigs>>,
+}
+
+/// The two sides of [`ClusterTls`], replaced together.
+#[derive(Clone, Debug)]
+struct ClusterConfigs {
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
 }
 
 impl ClusterTls {
@@ -323,10 +333,49 @@ impl ClusterTls {
         identity: &Identity,
         cluster_ca: TrustAnchors,
     ) -> Result<ClusterTls, TlsConfigError> {
+        Ok(ClusterTls {
+            in_force: Arc::new(std::sync::RwLock::new(ClusterConfigs::new(
+                identity, cluster_ca,
+            )?)),
+        })
+    }
+
+    /// The dialing side's configuration in force.
+    pub fn client(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.read().client)
+    }
+
+    /// The accepting side's configuration in force.
+    pub fn server(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.read().server)
+    }
+
+    /// Puts `newer`'s configuration in force for this handle and every clone of it.
+    pub fn replace(&self, newer: &ClusterTls) {
+        let configs = newer.read().clone();
+        // A poisoned lock held two Arcs being swapped: either value is whole, so go on.
+        match self.in_force.write() {
+            Ok(mut in_force) => *in_force = configs,
+            Err(poisoned) => *poisoned.into_inner() = configs,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ClusterConfigs> {
+        self.in_force
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl ClusterConfigs {
+    fn new(
+        identity: &Identity,
+        cluster_ca: TrustAnchors,
+    ) -> Result<ClusterConfigs, TlsConfigError> {
         let client = client_config(&cluster_ca, Some(identity))?;
         let peers = ClientCertificates::Required(cluster_ca);
         let server = server_config(identity, &peers, Tickets::None)?;
-        Ok(ClusterTls { client, server })
+        Ok(ClusterConfigs { client, server })
     }
 }
 

@@ -209,6 +209,12 @@ impl TlsSession {
         self.receiver.partial_bytes()
     }
 
+    /// Whether the last receive ended inside a record: its first bytes are held until the
+    /// rest arrives (the worker runs `frame_complete_timeout_ms` on it).
+    pub fn record_cut(&self) -> bool {
+        self.receiver.cut_plaintext_max() > 0
+    }
+
     /// See [`TlsReceiver::open`].
     pub fn open(&mut self, buf: &mut [u8]) -> Result<Opened, SessionError> {
         self.receiver.open(buf)
