@@ -15,6 +15,8 @@
 #   CONFIG_B=creds.toml B_ARGS="--token bench:pw" benches/ab_cpu.sh target/release/ringrelay \
 #       target/release/ringrelay
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 [ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 A=$1
 B=$2
@@ -23,9 +25,9 @@ shift 2
 PAIRS=${PAIRS:-8}
 out=$(mktemp)
 cfg=$(mktemp)
-trap 'rm -f "$out" "$cfg"' EXIT
+remove_on_exit "$out" "$cfg"
 # As compare_nats.sh: nats-server's default max_pending, so no run closes a slow consumer.
-printf 'pending_bytes_max = 67108864\n' > "$cfg"
+write_relay_config "$cfg"
 cfg_b=${CONFIG_B:-$cfg}
 read -r -a b_args <<< "${B_ARGS:-}"
 for i in $(seq "$PAIRS"); do
@@ -39,20 +41,16 @@ for i in $(seq "$PAIRS"); do
       extra=("${b_args[@]}")
     fi
     taskset -c 1 "$bin" bench --relay-cpus 0 --relay-config "$config" "$@" "${extra[@]}" --json 2>/dev/null \
-      | sed "s/^{/{\"ab\":\"$t\",\"pair\":$i,/" >> "$out"
+      | tag_rows ab "$t" pair "$i" >> "$out"
   done
 done
-python3 - "$out" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+summarize "$out" <<'PY'
 ns = lambda r: r["server_cpu_s"] / r["received"] * 1e9
 for t in ("A", "B"):
     xs = [ns(r) for r in rows if r["ab"] == t]
     print(f"{t}: relay CPU ns/delivery median {statistics.median(xs):.1f} over {len(xs)} runs: "
           + " ".join(f"{x:.0f}" for x in xs))
-pairs = {}
-for r in rows:
-    pairs.setdefault(r["pair"], {})[r["ab"]] = ns(r)
-ratios = [p["B"] / p["A"] for p in pairs.values() if "A" in p and "B" in p]
+series = lambda t: {r["pair"]: ns(r) for r in rows if r["ab"] == t}
+ratios = paired(series("B"), series("A"))
 print(f"B vs A: median of {len(ratios)} paired ratios {100 * (statistics.median(ratios) - 1):+.1f}%")
 PY

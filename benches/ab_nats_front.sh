@@ -10,6 +10,8 @@
 #
 # Default workload: 16 B one-to-one, 2,000,000 messages. Every run is bounded by --count.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 [ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 A=$1
 B=$2
@@ -18,25 +20,12 @@ shift 2
 PAIRS=${PAIRS:-5}
 out=$(mktemp)
 cfg=$(mktemp)
+remove_on_exit "$out" "$cfg"
 # As compare_nats_front.sh: nats-server's default max_pending, so no run closes a consumer.
-printf 'pending_bytes_max = 67108864\n' > "$cfg"
+write_relay_config "$cfg"
 
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
-
-"$A" serve --cpus 0 --config "$cfg" --listen 127.0.0.1:17510 --nats-listen 127.0.0.1:4310 \
-  >/dev/null 2>&1 &
-pid_a=$!
-"$B" serve --cpus 0 --config "$cfg" --listen 127.0.0.1:17511 --nats-listen 127.0.0.1:4311 \
-  >/dev/null 2>&1 &
-pid_b=$!
-trap 'kill $pid_a $pid_b 2>/dev/null || true; rm -f "$out" "$cfg"' EXIT
+start_bg /dev/null "$A" serve --cpus 0 --config "$cfg" --listen 127.0.0.1:17510 --nats-listen 127.0.0.1:4310
+start_bg /dev/null "$B" serve --cpus 0 --config "$cfg" --listen 127.0.0.1:17511 --nats-listen 127.0.0.1:4311
 for port in 4310 4311; do wait_port "$port"; done
 
 for i in $(seq "$PAIRS"); do
@@ -48,13 +37,11 @@ for i in $(seq "$PAIRS"); do
     # load generator drives both (a newer one may speak a protocol version OLD_BIN refuses).
     taskset -c 1 "$A" bench --server "127.0.0.1:$relay" "$@" \
       --compare "nats://127.0.0.1:$nats" --json 2>/dev/null \
-      | sed "s/^{/{\"ab\":\"$t\",\"pair\":$i,/" >> "$out"
+      | tag_rows ab "$t" pair "$i" >> "$out"
   done
 done
 
-python3 - "$out" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+summarize "$out" <<'PY'
 nats = [r for r in rows if r.get("target") == "nats"]
 def series(t, key):
     return {r["pair"]: r[key] for r in nats if r["ab"] == t and r.get(key)}
@@ -64,6 +51,6 @@ for t in ("A", "B"):
     print(f"{t}: NATS port deliveries/s median {statistics.median(d.values()):,.0f}, "
           f"per relay CPU-s {statistics.median(c.values()):,.0f} over {len(d)} runs")
 a, b = series("A", "deliveries_per_s"), series("B", "deliveries_per_s")
-ratios = [b[p] / a[p] for p in a if p in b]
+ratios = paired(b, a)
 print(f"B vs A: median of {len(ratios)} paired deliveries/s ratios x{statistics.median(ratios):.3f}")
 PY

@@ -5,6 +5,8 @@
 # its local client receiving against a TCP client of the same node (rate, and the receiving
 # thread's CPU time per message). Every run is bounded by COUNT messages and a 30 s wait.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 COUNT=${COUNT:-2000000}
@@ -12,8 +14,7 @@ RELAY_CPU=${RELAY_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-7455}
 
-cargo build --release -p ringrelay-cli -p ringrelay-ffi --examples >/dev/null 2>&1 \
-  || cargo build --release -p ringrelay-cli -p ringrelay-ffi --examples
+build_release -p ringrelay-cli -p ringrelay-ffi --examples
 libs=$(rustc --crate-type staticlib --print native-static-libs -o /tmp/rr_empty.a - </dev/null 2>&1 \
   | sed -n 's/.*native-static-libs: //p')
 c_bench=target/release/c_client_rate
@@ -21,17 +22,10 @@ c_bench=target/release/c_client_rate
 cc -std=c11 -O2 -Iinclude ffi/benches/c_client_rate.c target/release/libringrelay_ffi.a $libs -o "$c_bench"
 rust_bench=target/release/examples/rust_client_rate
 
-taskset -c "$RELAY_CPU" target/release/ringrelay serve --listen "127.0.0.1:$PORT" --workers 1 \
-  >/dev/null 2>&1 &
-relay_pid=$!
-trap 'kill $relay_pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
-  sleep 0.1
-done
+start_pinned "$RELAY_CPU" /dev/null target/release/ringrelay serve --listen "127.0.0.1:$PORT" --workers 1
+wait_port "$PORT" 50 || true
 
 rate() { sed -n 's/^msgs_per_sec \([0-9]*\).*/\1/p'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 cpu() { sed -n 's/^rx_cpu_ns_per_msg \([0-9.]*\).*/\1/p'; }
 c_runs=() rust_runs=() local_runs=() tcp_runs=() local_cpu=() tcp_cpu=()
 for run in $(seq "$RUNS"); do
@@ -50,6 +44,6 @@ local_rx=$(printf '%s\n' "${local_runs[@]}" | median)
 tcp_rx=$(printf '%s\n' "${tcp_runs[@]}" | median)
 local_ns=$(printf '%s\n' "${local_cpu[@]}" | median)
 tcp_ns=$(printf '%s\n' "${tcp_cpu[@]}" | median)
-echo "16 B through a relay, medians of $RUNS: C API $c msgs/s, Rust client $rust msgs/s, C/Rust $(awk -v a="$c" -v b="$rust" 'BEGIN { printf "%.2f", a / b }')"
-echo "embedded node, medians of $RUNS: local receiver $local_rx msgs/s, TCP receiver $tcp_rx msgs/s, local/TCP $(awk -v a="$local_rx" -v b="$tcp_rx" 'BEGIN { printf "%.2f", a / b }')"
-echo "embedded node, receiving thread's CPU per message, medians of $RUNS: local $local_ns ns, TCP $tcp_ns ns, TCP/local $(awk -v a="$tcp_ns" -v b="$local_ns" 'BEGIN { printf "%.2f", a / b }')"
+echo "16 B through a relay, medians of $RUNS: C API $c msgs/s, Rust client $rust msgs/s, C/Rust $(ratio "$c" "$rust")"
+echo "embedded node, medians of $RUNS: local receiver $local_rx msgs/s, TCP receiver $tcp_rx msgs/s, local/TCP $(ratio "$local_rx" "$tcp_rx")"
+echo "embedded node, receiving thread's CPU per message, medians of $RUNS: local $local_ns ns, TCP $tcp_ns ns, TCP/local $(ratio "$tcp_ns" "$local_ns")"

@@ -4,6 +4,8 @@
 # of each figure and of the ringrelay/nats ratio. Needs nats-server (apt-get install nats-server)
 # and a release build (cargo build --release). Every run is bounded by --count / --duration-s.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 RELAY_CPU=${RELAY_CPU:-0}
@@ -12,25 +14,22 @@ NATS_PORT=${NATS_PORT:-4222}
 BIN=./target/release/ringrelay
 OUT=${OUT:-target/compare_nats.jsonl}
 
-command -v nats-server >/dev/null || { echo "nats-server not installed (apt-get install nats-server)" >&2; exit 1; }
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+need_nats_server nats-server
+need_built "$BIN" "cargo build --release"
 
 # JetStream on (-js) for the acknowledged workloads: memory streams only, so its store
 # directory stays empty; core NATS publish/subscribe does not go through it.
 js_store=$(mktemp -d)
-taskset -c "$RELAY_CPU" nats-server -js -sd "$js_store" -a 127.0.0.1 -p "$NATS_PORT" >/dev/null 2>&1 &
-nats_pid=$!
-trap 'kill $nats_pid 2>/dev/null || true; rm -rf "${relay_config:-}" "$js_store"' EXIT
-for _ in $(seq 50); do
-  (exec 3<>/dev/tcp/127.0.0.1/"$NATS_PORT") 2>/dev/null && break
-  sleep 0.1
-done
+remove_on_exit "$js_store"
+start_nats_server "$RELAY_CPU" "$NATS_PORT" /dev/null -js -sd "$js_store"
+wait_port "$NATS_PORT" 50 || true
 
 : > "$OUT"
 # Same per-connection outbound bound as nats-server's default max_pending (64 MiB), so neither
 # server closes the load generator's receiver as a slow consumer when it falls behind.
 relay_config=$(mktemp)
-printf 'pending_bytes_max = 67108864\n' > "$relay_config"
+remove_on_exit "$relay_config"
+write_relay_config "$relay_config"
 workloads=(
   "unicast-16    --scenario unicast --size 16   --count 5000000"
   "unicast-128   --scenario unicast --size 128  --count 5000000"
@@ -41,34 +40,23 @@ workloads=(
   "acked-1024    --ack --size 1024 --count 1000000"
 )
 # WORKLOADS=acked runs only the workloads whose name starts with it.
-if [ -n "${WORKLOADS:-}" ]; then
-  kept=()
-  for w in "${workloads[@]}"; do [[ $w == "$WORKLOADS"* ]] && kept+=("$w"); done
-  workloads=("${kept[@]}")
-fi
-for w in "${workloads[@]}"; do
-  name=${w%% *}
-  args=${w#* }
-  for run in $(seq "$RUNS"); do
-    echo "== $name run $run" >&2
-    # shellcheck disable=SC2086
-    taskset -c "$LOADGEN_CPU" "$BIN" bench --relay-cpus "$RELAY_CPU" --relay-config "$relay_config" $args \
-      --compare "nats://127.0.0.1:$NATS_PORT" --json 2>/dev/null \
-      | sed "s/^{/{\"workload\":\"$name\",\"run\":$run,/" >> "$OUT" \
-      || echo "run failed: $name run $run" >&2
-  done
-done
+mapfile -t workloads < <(select_workloads "${workloads[@]}")
 
-python3 - "$OUT" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-def fmt(x, d=0):
-    return "-" if x is None else f"{x:,.{d}f}"
+# run_one NAME RUN ARGS...: one bench run, both targets back to back.
+run_one() {
+  local name=$1 run=$2
+  shift 2
+  echo "== $name run $run" >&2
+  taskset -c "$LOADGEN_CPU" "$BIN" bench --relay-cpus "$RELAY_CPU" --relay-config "$relay_config" "$@" \
+    --compare "nats://127.0.0.1:$NATS_PORT" --json 2>/dev/null \
+    | tag_rows workload "$name" run "$run" >> "$OUT" \
+    || echo "run failed: $name run $run" >&2
+}
+for_each_run run_one "${workloads[@]}"
+
+summarize "$OUT" <<'PY'
 print(f"{'workload':14} {'target':9} {'msgs/s':>12} {'deliv/s':>12} {'p50 us':>8} {'p99 us':>9} {'p99.9 us':>9} {'cpu-s':>6} {'deliv/cpu-s':>12}")
-for w in dict.fromkeys(r["workload"] for r in rows):
+for w in workload_names():
     med_by = {}
     for t in ("ringrelay", "nats"):
         rs = [r for r in rows if r["workload"] == w and r.get("target") == t]
@@ -77,13 +65,13 @@ for w in dict.fromkeys(r["workload"] for r in rows):
         print(f"{w:14} {t:9} {fmt(m['msgs_per_s']):>12} {fmt(m['deliveries_per_s']):>12} {fmt(m['p50_us'],1):>8} {fmt(m['p99_us'],1):>9} {fmt(m['p999_us'],1):>9} {fmt(m['server_cpu_s'],2):>6} {fmt(m['deliveries_per_cpu_s']):>12}")
     # Median of the per-run ratios (each run measured both targets back to back).
     ratios = []
-    for run in sorted({r["run"] for r in rows if r["workload"] == w}):
-        a = [r for r in rows if r["workload"] == w and r["run"] == run and r.get("target") == "ringrelay"]
-        b = [r for r in rows if r["workload"] == w and r["run"] == run and r.get("target") == "nats"]
-        if a and b and b[0]["deliveries_per_s"]:
-            ratios.append((a[0]["deliveries_per_s"] / b[0]["deliveries_per_s"],
-                           (a[0]["p99_us"] / b[0]["p99_us"]) if a[0].get("p99_us") and b[0].get("p99_us") else None,
-                           (a[0]["p999_us"] / b[0]["p999_us"]) if a[0].get("p999_us") and b[0].get("p999_us") else None))
+    for run in runs_of(w):
+        a = first(workload=w, run=run, target="ringrelay")
+        b = first(workload=w, run=run, target="nats")
+        if a and b and b["deliveries_per_s"]:
+            ratios.append((a["deliveries_per_s"] / b["deliveries_per_s"],
+                           (a["p99_us"] / b["p99_us"]) if a.get("p99_us") and b.get("p99_us") else None,
+                           (a["p999_us"] / b["p999_us"]) if a.get("p999_us") and b.get("p999_us") else None))
     if ratios:
         print(f"{w:14} ratio     deliveries/s x{med([r[0] for r in ratios]):.2f}"
               + (f"  p99 x{med([r[1] for r in ratios]):.2f}  p99.9 x{med([r[2] for r in ratios]):.2f}" if ratios[0][1] else "")

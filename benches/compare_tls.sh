@@ -8,6 +8,8 @@
 # (apt-get install nats-server) and a release build (cargo build --release --workspace); BIN
 # overrides the binary. Every run is bounded by --count and --duration-s.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 RELAY_CPU=${RELAY_CPU:-0}
@@ -21,18 +23,12 @@ BIN=${BIN:-$TARGET_DIR/release/ringrelay}
 OUT=${OUT:-$TARGET_DIR/compare_tls.jsonl}
 DURATION_S=${DURATION_S:-30}
 
-command -v nats-server >/dev/null || { echo "nats-server not installed (apt-get install nats-server)" >&2; exit 1; }
-command -v openssl >/dev/null || { echo "openssl not installed" >&2; exit 1; }
-[ -x "$BIN" ] || { echo "build first: cargo build --release --workspace (or set BIN)" >&2; exit 1; }
+need_nats_server nats-server
+need_cmd openssl "openssl not installed"
+need_built "$BIN" "cargo build --release --workspace (or set BIN)"
 
 dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+remove_on_exit "$dir"
 
 # A CA and a server certificate for localhost and 127.0.0.1.
 (
@@ -49,7 +45,7 @@ trap cleanup EXIT
 
 # Same per-connection outbound bound as nats-server's default max_pending (64 MiB), as in
 # compare_nats.sh.
-printf 'pending_bytes_max = 67108864\n' > "$dir/relay.toml"
+write_relay_config "$dir/relay.toml"
 cat > "$dir/nats-tls.conf" <<EOF
 host: 127.0.0.1
 port: $NATS_TLS_PORT
@@ -60,22 +56,13 @@ tls {
 }
 EOF
 
-taskset -c "$RELAY_CPU" "$BIN" serve --cpus "$RELAY_CPU" --config "$dir/relay.toml" \
+start_pinned "$RELAY_CPU" "$dir/relay.log" "$BIN" serve --cpus "$RELAY_CPU" --config "$dir/relay.toml" \
   --listen "127.0.0.1:$RELAY_PORT" --tls-listen "127.0.0.1:$RELAY_TLS_PORT" \
-  --tls-cert-file "$dir/server.pem" --tls-key-file "$dir/server.key" >"$dir/relay.log" 2>&1 &
-pids+=($!)
-taskset -c "$RELAY_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$dir/nats.log" 2>&1 &
-pids+=($!)
-taskset -c "$RELAY_CPU" nats-server -c "$dir/nats-tls.conf" >"$dir/nats-tls.log" 2>&1 &
-pids+=($!)
+  --tls-cert-file "$dir/server.pem" --tls-key-file "$dir/server.key"
+start_nats_server "$RELAY_CPU" "$NATS_PORT" "$dir/nats.log"
+start_pinned "$RELAY_CPU" "$dir/nats-tls.log" nats-server -c "$dir/nats-tls.conf"
 for port in "$RELAY_PORT" "$RELAY_TLS_PORT" "$NATS_PORT" "$NATS_TLS_PORT"; do
-  for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && continue 2
-    sleep 0.1
-  done
-  echo "nothing listens on 127.0.0.1:$port; logs:" >&2
-  cat "$dir"/*.log >&2
-  exit 1
+  wait_port "$port" || { echo "logs:" >&2; cat "$dir"/*.log >&2; exit 1; }
 done
 
 : > "$OUT"
@@ -84,48 +71,36 @@ workloads=(
   "unicast-1024  --scenario unicast --size 1024 --count 2000000"
 )
 # WORKLOADS=unicast-16 runs only the workloads whose name starts with it.
-if [ -n "${WORKLOADS:-}" ]; then
-  kept=()
-  for w in "${workloads[@]}"; do [[ $w == "$WORKLOADS"* ]] && kept+=("$w"); done
-  workloads=("${kept[@]}")
-fi
-for w in "${workloads[@]}"; do
-  name=${w%% *}
-  args=${w#* }
-  for run in $(seq "$RUNS"); do
-    for mode in plain tls; do
-      echo "== $name run $run $mode" >&2
-      if [ "$mode" = plain ]; then
-        targets=(--server "127.0.0.1:$RELAY_PORT" --compare "nats://127.0.0.1:$NATS_PORT")
-      else
-        targets=(--server "127.0.0.1:$RELAY_TLS_PORT" --compare "nats://127.0.0.1:$NATS_TLS_PORT"
-          --tls-ca-file "$dir/ca.pem" --tls-server-name localhost)
-      fi
-      # shellcheck disable=SC2086
-      taskset -c "$LOADGEN_CPU" "$BIN" bench $args --duration-s "$DURATION_S" "${targets[@]}" \
-        --json 2>"$dir/bench.err" \
-        | sed "s/^{/{\"workload\":\"$name\",\"run\":$run,\"mode\":\"$mode\",/" >> "$OUT" \
-        || { echo "run failed: $name run $run $mode" >&2; cat "$dir/bench.err" >&2; }
-      # The load generator's notes and warnings (not its progress lines).
-      tr '\r' '\n' < "$dir/bench.err" | grep -aE '(note|warning|error)' >&2 || true
-    done
-  done
-done
+mapfile -t workloads < <(select_workloads "${workloads[@]}")
 
-python3 - "$OUT" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-def fmt(x, d=0):
-    return "-" if x is None else f"{x:,.{d}f}"
+# run_one NAME RUN ARGS...: the workload in plaintext, then over TLS (each against both).
+run_one() {
+  local name=$1 run=$2 mode targets
+  shift 2
+  for mode in plain tls; do
+    echo "== $name run $run $mode" >&2
+    if [ "$mode" = plain ]; then
+      targets=(--server "127.0.0.1:$RELAY_PORT" --compare "nats://127.0.0.1:$NATS_PORT")
+    else
+      targets=(--server "127.0.0.1:$RELAY_TLS_PORT" --compare "nats://127.0.0.1:$NATS_TLS_PORT"
+        --tls-ca-file "$dir/ca.pem" --tls-server-name localhost)
+    fi
+    taskset -c "$LOADGEN_CPU" "$BIN" bench "$@" --duration-s "$DURATION_S" "${targets[@]}" \
+      --json 2>"$dir/bench.err" \
+      | tag_rows workload "$name" run "$run" mode "$mode" >> "$OUT" \
+      || { echo "run failed: $name run $run $mode" >&2; cat "$dir/bench.err" >&2; }
+    # The load generator's notes and warnings (not its progress lines).
+    tr '\r' '\n' < "$dir/bench.err" | grep -aE '(note|warning|error)' >&2 || true
+  done
+}
+for_each_run run_one "${workloads[@]}"
+
+summarize "$OUT" <<'PY'
 def pick(w, run, mode, target):
-    rs = [r for r in rows if r["workload"] == w and r["run"] == run and r["mode"] == mode and r.get("target") == target]
-    return rs[0] if rs else None
+    return first(workload=w, run=run, mode=mode, target=target)
 print(f"{'workload':13} {'target':9} {'mode':5} {'msgs/s':>12} {'p50 us':>8} {'p99 us':>9} {'cpu-s':>6} {'msgs/cpu-s':>11}")
-for w in dict.fromkeys(r["workload"] for r in rows):
-    runs = sorted({r["run"] for r in rows if r["workload"] == w})
+for w in workload_names():
+    runs = runs_of(w)
     for t in ("ringrelay", "nats"):
         for mode in ("plain", "tls"):
             rs = [r for r in (pick(w, run, mode, t) for run in runs) if r]

@@ -3,16 +3,17 @@
 # choose `zero_copy_threshold_bytes`. The relay (one worker) is pinned to RELAY_CPU, the load
 # generator to LOADGEN_CPU; each (path, size) is run RUNS times and the median is printed.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 RELAY_CPU=${RELAY_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SIZES=${SIZES:-"4096 8192 16384 32768 65536 131072 262144"}
 BIN=./target/release/ringrelay
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+need_built "$BIN" "cargo build --release"
 work=$(mktemp -d)
-trap 'kill "$relay_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-relay_pid=
+remove_on_exit "$work"
 
 # threshold 1 GiB = never zero-copy (every payload is copied once into the send buffer);
 # threshold 1 KiB = every frame that does not fit the current receive buffer goes zero-copy.
@@ -25,22 +26,22 @@ for path in copy:1073741824 zerocopy:1024; do
   taskset -c "$RELAY_CPU" "$BIN" serve --listen 127.0.0.1:0 --cpus "$RELAY_CPU" --config "$work/relay.toml" \
     > "$work/serve.out" 2>/dev/null &
   relay_pid=$!
+  kill_on_exit "$relay_pid"
   for _ in $(seq 100); do grep -q '^listening ' "$work/serve.out" && break; sleep 0.05; done
   addr=$(sed -n 's/^listening //p' "$work/serve.out")
   for size in $SIZES; do
     count=$(( 2000000000 / size )); [ "$count" -gt 200000 ] && count=200000
     for run in $(seq "$RUNS"); do
       taskset -c "$LOADGEN_CPU" "$BIN" bench --server "$addr" --scenario unicast --size "$size" \
-        --count "$count" --json 2>/dev/null | sed "s/^{/{\"path\":\"$name\",\"run\":$run,/" >> "$work/out.jsonl" \
+        --count "$count" --json 2>/dev/null | tag_rows path "$name" run "$run" >> "$work/out.jsonl" \
         || echo "run failed: $name size $size run $run" >&2
     done
   done
-  kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
+  stop "$relay_pid"
 done
 
-python3 - "$work/out.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip() and '"target"' in l]
+summarize "$work/out.jsonl" <<'PY'
+rows = [r for r in rows if "target" in r]
 print(f"{'size':>8} {'path':9} {'msgs/s':>10} {'MB/s':>8} {'relay cpu us/msg':>17}")
 for size in sorted({r["size"] for r in rows}):
     for path in ("copy", "zerocopy"):

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::tls_pki::PkiDir;
 use common::{config, connect, next_event, wait_until};
 use ringrelay::client::{Client, Event};
 use ringrelay::cluster::link_io::{dial, LinkError, LinkIdentity};
@@ -16,7 +17,7 @@ use ringrelay::tls::config::ClusterTls;
 use ringrelay::tls::test_pki::Pki;
 use ringrelay::tls::{Identity, TrustAnchors};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const SECRET: &str = "cluster-tls-test";
 
@@ -27,22 +28,14 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The PKI's files, plus `node2.pem`/`node2.key`: a second node certificate from the CA.
-fn pki_dir(tag: &str) -> Dir {
+fn pki_dir(tag: &str) -> PkiDir {
     let pki = Pki::new();
-    let dir = pki.write_to_temp_dir(tag);
+    let dir = PkiDir::write(&pki, tag);
     let node2 = pki.issue(&["127.0.0.1"]);
     std::fs::write(dir.join("node2.pem"), node2.cert_pem).unwrap();
     std::fs::write(dir.join("node2.key"), node2.key_pem).unwrap();
-    Dir(dir)
+    dir
 }
 
 /// A node with mutual TLS on its links, presenting `cert` (`server` or `node2`).

@@ -5,47 +5,23 @@
 
 mod common;
 
-use common::config;
+use common::tls_pki::TlsRelay;
+use common::WAIT;
 use futures_util::StreamExt;
-use ringrelay::config::Config;
-use ringrelay::server::Server;
 use ringrelay::tls::test_pki::Pki;
 use ringrelay::tls::ClientAuth;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-/// Bound on one wait for something the relay does promptly.
-const WAIT: Duration = Duration::from_secs(5);
-
-struct Relay {
-    server: Server,
-    dir: PathBuf,
+fn relay(tag: &str, handshake_first: bool, auth: ClientAuth) -> TlsRelay {
+    TlsRelay::start(&Pki::new(), tag, auth, |cfg| {
+        cfg.nats_tls_listen = Some("127.0.0.1:0".parse().expect("an address"));
+        cfg.nats_tls_handshake_first = handshake_first;
+    })
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn relay(tag: &str, handshake_first: bool, auth: ClientAuth) -> Relay {
-    let dir = Pki::new().write_to_temp_dir(tag);
-    let cfg = Config {
-        nats_tls_listen: Some("127.0.0.1:0".parse().expect("an address")),
-        nats_tls_handshake_first: handshake_first,
-        tls_cert_file: Some(dir.join("server.pem")),
-        tls_key_file: Some(dir.join("server.key")),
-        tls_ca_file: Some(dir.join("ca.pem")),
-        tls_client_auth: auth,
-        ..config()
-    };
-    let server = Server::start(cfg).expect("relay starts");
-    Relay { server, dir }
-}
-
-impl Relay {
+impl TlsRelay {
     fn addr(&self) -> SocketAddr {
         self.server.nats_tls_addr().expect("nats_tls_listen is set")
     }

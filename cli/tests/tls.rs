@@ -3,47 +3,28 @@
 
 mod common;
 
-use common::{client_options, config, next_event, next_message, wait_until, Proc, WAIT};
+use common::tls_pki::{PkiDir, TlsRelay};
+use common::{client_options, next_event, next_message, wait_until, Proc, WAIT};
 use ringrelay::client::{Client, ClientError, ClientOptions, ClientTls, Event};
 use ringrelay::config::Config;
-use ringrelay::server::Server;
 use ringrelay::tls::test_pki::Pki;
 use ringrelay::tls::ClientAuth;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-struct Relay {
-    server: Server,
-    dir: PathBuf,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Relay {
+impl TlsRelay {
     fn tls_addr(&self) -> SocketAddr {
         self.server.tls_addr().expect("tls_listen is set")
     }
 }
 
 /// A relay with a plaintext and a TLS listener, its certificates from a fresh PKI.
-fn relay(pki: &Pki, tag: &str, auth: ClientAuth, tune: impl FnOnce(&mut Config)) -> Relay {
-    let dir = pki.write_to_temp_dir(tag);
-    let mut cfg = Config {
-        tls_listen: Some("127.0.0.1:0".parse().expect("an address")),
-        tls_cert_file: Some(dir.join("server.pem")),
-        tls_key_file: Some(dir.join("server.key")),
-        tls_ca_file: Some(dir.join("ca.pem")),
-        tls_client_auth: auth,
-        ..config()
-    };
-    tune(&mut cfg);
-    let server = Server::start(cfg).expect("relay starts");
-    Relay { server, dir }
+fn relay(pki: &Pki, tag: &str, auth: ClientAuth, tune: impl FnOnce(&mut Config)) -> TlsRelay {
+    TlsRelay::start(pki, tag, auth, |cfg| {
+        cfg.tls_listen = Some("127.0.0.1:0".parse().expect("an address"));
+        tune(cfg);
+    })
 }
 
 fn tls_options(dir: &Path, cert: Option<&str>) -> ClientOptions {
@@ -61,7 +42,7 @@ fn tls_options(dir: &Path, cert: Option<&str>) -> ClientOptions {
     }
 }
 
-fn connect_tls(relay: &Relay, id: &str, cert: Option<&str>) -> Result<Client, ClientError> {
+fn connect_tls(relay: &TlsRelay, id: &str, cert: Option<&str>) -> Result<Client, ClientError> {
     Client::connect_with(
         relay.tls_addr(),
         id.as_bytes(),
@@ -264,7 +245,7 @@ fn serve_tls(dir: &Path, auth: &str) -> (Proc, SocketAddr) {
 #[test]
 fn the_cli_verbs_talk_through_mutual_tls_and_name_a_missing_certificate() {
     let pki = Pki::new();
-    let dir = pki.write_to_temp_dir("cli-verbs");
+    let dir = PkiDir::write(&pki, "cli-verbs");
     let (_relay, addr) = serve_tls(&dir, "required");
     let server = addr.to_string();
     let file = |name: &str| {
@@ -338,5 +319,4 @@ fn the_cli_verbs_talk_through_mutual_tls_and_name_a_missing_certificate() {
         stderr.to_lowercase().contains("certificate"),
         "stderr:\n{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

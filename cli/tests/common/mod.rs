@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod nats_wire;
+pub mod tls_pki;
 
 use ringrelay::client::{Client, ClientOptions, Event};
 use ringrelay::config::Config;
