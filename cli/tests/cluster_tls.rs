@@ -173,3 +173,66 @@ fn a_node_outside_the_cluster_ca_a_node_not_trusting_it_and_a_plaintext_node_are
     dial(&target.to_string(), Lane::Control, 0, &dialer(Some(member)))
         .expect("a certificate from the cluster CA is accepted");
 }
+
+#[test]
+fn a_reload_puts_rotated_cluster_certificates_in_force_for_new_links_and_refuses_a_bad_file() {
+    let dir = pki_dir("cluster-reload");
+    let n1 = node(1, &dir, "server", &[]);
+    let target = cluster_addr(&n1);
+    let ca = TrustAnchors::from_file("ca", &dir.join("ca.pem")).unwrap();
+    let other_ca = TrustAnchors::from_file("ca", &dir.join("other-ca.pem")).unwrap();
+    let old_member = || ClusterTls::new(&identity(&dir, "node2"), ca.clone()).unwrap();
+    let new_member = || ClusterTls::new(&identity(&dir, "foreign"), other_ca.clone()).unwrap();
+    dial(
+        &target.to_string(),
+        Lane::Control,
+        0,
+        &dialer(Some(old_member())),
+    )
+    .expect("before the rotation, a member of the old CA gets in");
+    dial_error(target, &dialer(Some(new_member())));
+
+    // Rotation: the node's files now hold a certificate of the new CA and trust only it.
+    for (from, to) in [
+        ("foreign.pem", "server.pem"),
+        ("foreign.key", "server.key"),
+        ("other-ca.pem", "ca.pem"),
+    ] {
+        std::fs::copy(dir.join(from), dir.join(to)).unwrap();
+    }
+    let reloaded = n1.reloader().reload().expect("the rotated files load");
+    assert!(reloaded.cluster_tls, "{reloaded}");
+    assert!(
+        reloaded
+            .to_string()
+            .contains("cluster TLS certificate, key and CA reloaded"),
+        "{reloaded}"
+    );
+    dial(
+        &target.to_string(),
+        Lane::Control,
+        0,
+        &dialer(Some(new_member())),
+    )
+    .expect("after the rotation, a member of the new CA gets in");
+    let e = dial_error(target, &dialer(Some(old_member())));
+    assert!(
+        matches!(&e, LinkError::Tls { reason, .. } if reason.contains("UnknownIssuer")),
+        "the old member no longer trusts the node's certificate: {e}"
+    );
+
+    // A CA file that does not load refuses the reload whole: the rotated files stay.
+    std::fs::write(dir.join("ca.pem"), "not a certificate").unwrap();
+    let e = n1
+        .reloader()
+        .reload()
+        .expect_err("a bad CA file is refused");
+    assert!(e.to_string().contains("cluster_tls_ca_file"), "{e}");
+    dial(
+        &target.to_string(),
+        Lane::Control,
+        0,
+        &dialer(Some(new_member())),
+    )
+    .expect("the configuration in force before the bad reload stays");
+}

@@ -320,3 +320,47 @@ fn the_cli_verbs_talk_through_mutual_tls_and_name_a_missing_certificate() {
         "stderr:\n{stderr}"
     );
 }
+
+#[test]
+fn a_tls_record_left_unfinished_is_closed_at_frame_complete_timeout() {
+    use ringrelay::protocol::{hello, CloseReason, Frame, FrameReader};
+    use ringrelay::tls::{config::client_config, Origin, TlsStream, TrustAnchors};
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    let pki = Pki::new();
+    let relay = relay(&pki, "cut-record", ClientAuth::None, |cfg| {
+        cfg.frame_complete_timeout_ms = 600;
+    });
+    let sock = TcpStream::connect(relay.tls_addr()).expect("connect");
+    sock.set_read_timeout(Some(WAIT)).expect("timeout");
+    let raw = sock.try_clone().expect("a second handle");
+    let anchors = TrustAnchors::from_pem(Origin::memory("ca"), pki.ca_pem.as_bytes()).unwrap();
+    let name = "localhost".try_into().expect("a DNS name");
+    let mut tls = TlsStream::connect(sock, client_config(&anchors, None).unwrap(), name)
+        .expect("TLS handshake");
+    tls.write_all(&common::encoded(hello(b"cut", b""))).unwrap();
+    tls.flush().unwrap();
+    let mut frames = FrameReader::new(1 << 20);
+    let mut next = |tls: &mut TlsStream<TcpStream>| loop {
+        match frames.next_frame().expect("the relay's frames decode") {
+            Some(Frame::Welcome { .. }) => return None,
+            Some(Frame::Close { reason, .. }) => return Some(reason),
+            Some(_) => {}
+            None => {
+                let n = frames.fill_from(tls, 64 << 10).expect("read within WAIT");
+                assert_ne!(n, 0, "the stream ended without a CLOSE");
+            }
+        }
+    };
+    assert_eq!(next(&mut tls), None, "WELCOME first");
+    // The first bytes of a record announcing 4 KiB, written under the TLS layer: the relay
+    // holds them and can open nothing until the rest comes, which it never does.
+    let started = Instant::now();
+    (&raw).write_all(&[23, 3, 3, 0x10, 0x00, 1, 2, 3]).unwrap();
+    assert_eq!(next(&mut tls), Some(CloseReason::FRAME_TIMEOUT));
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "closed before frame_complete_timeout_ms"
+    );
+}
