@@ -15,14 +15,17 @@ need_built "$BIN" "cargo build --release"
 work=$(mktemp -d)
 remove_on_exit "$work"
 
-# threshold 1 GiB = never zero-copy (every payload is copied once into the send buffer);
-# threshold 1 KiB = every frame that does not fit the current receive buffer goes zero-copy.
-for path in copy:1073741824 zerocopy:1024; do
+# The band's top is the largest frame (zero_copy_max_bytes also sizes the memory budget, so it
+# cannot be "infinite"). threshold = max_frame_bytes: never zero-copy for the sizes measured
+# (every payload is copied once into the send buffer); threshold 1 KiB: every frame that does
+# not fit the current receive buffer goes zero-copy.
+max_frame=${MAX_FRAME_BYTES:-4194304}
+for path in "copy:$max_frame" zerocopy:1024; do
   name=${path%%:*}
   # A 256 MiB per-connection bound so a load generator that falls behind (its sender and
   # receiver share one CPU) is not closed as a slow consumer mid-run.
-  printf 'zero_copy_threshold_bytes = %s\nzero_copy_max_bytes = 1073741824\npending_bytes_max = 268435456\nmax_frame_bytes = %s\n' \
-    "${path#*:}" "${MAX_FRAME_BYTES:-4194304}" > "$work/relay.toml"
+  printf 'zero_copy_threshold_bytes = %s\nzero_copy_max_bytes = %s\npending_bytes_max = 268435456\nmax_frame_bytes = %s\n' \
+    "${path#*:}" "$max_frame" "$max_frame" > "$work/relay.toml"
   taskset -c "$RELAY_CPU" "$BIN" serve --listen 127.0.0.1:0 --cpus "$RELAY_CPU" --config "$work/relay.toml" \
     > "$work/serve.out" 2>/dev/null &
   relay_pid=$!
