@@ -127,6 +127,15 @@ pub struct Config {
     /// hundreds of small frames while 1024 of them cost only 16 MiB per worker.
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub recv_buffer_bytes: usize,
+    /// Receive buffers per worker for TLS connections (a second ring, allocated only when a
+    /// TLS listener or cluster TLS is configured). 256: the same 16 MiB per worker as the
+    /// plaintext ring.
+    pub tls_recv_buffer_count: usize,
+    /// Size of each TLS receive buffer. 64 KiB: a whole TLS record is 16,406 bytes, so in a
+    /// 16 KiB buffer every full record is cut in two and copied once more to be opened; a
+    /// 64 KiB buffer holds three whole and cuts at most one.
+    #[serde(deserialize_with = "crate::byte_size::usize_field")]
+    pub tls_recv_buffer_bytes: usize,
     /// Frames of at least this many bytes (and at most `zero_copy_max_bytes`) are received
     /// into their own buffer and their payload is sent from it with no copy (gathered send).
     /// 64 KiB: measured here, below it the zero-copy path costs more relay CPU per message than
@@ -285,6 +294,8 @@ impl Default for Config {
             connections_per_worker_max: 65_536,
             recv_buffer_count: 1024,
             recv_buffer_bytes: 16 * 1024,
+            tls_recv_buffer_count: 256,
+            tls_recv_buffer_bytes: 64 * 1024,
             zero_copy_threshold_bytes: 64 * 1024,
             zero_copy_max_bytes: 256 * 1024,
             handoff_bytes_max: 64 << 20,
@@ -415,6 +426,14 @@ impl Config {
         }
         if !(4096..=(1 << 20)).contains(&self.recv_buffer_bytes) {
             return err("recv_buffer_bytes must be between 4096 and 1048576");
+        }
+        if !self.tls_recv_buffer_count.is_power_of_two()
+            || !(16..=32768).contains(&self.tls_recv_buffer_count)
+        {
+            return err("tls_recv_buffer_count must be a power of two between 16 and 32768");
+        }
+        if !(4096..=(1 << 20)).contains(&self.tls_recv_buffer_bytes) {
+            return err("tls_recv_buffer_bytes must be between 4096 and 1048576");
         }
         if self.zero_copy_max_bytes < self.zero_copy_threshold_bytes {
             return err("zero_copy_max_bytes must be at least zero_copy_threshold_bytes");
@@ -573,6 +592,20 @@ impl Config {
             "tls_ca_file",
         )?;
         Ok(Some(server_config(&identity, &clients, Tickets::Client)?))
+    }
+
+    /// Whether any connection may speak TLS: a client or NATS TLS listener, or cluster TLS
+    /// (then the workers keep a receive ring for TLS connections).
+    pub fn tls_anywhere(&self) -> bool {
+        self.tls_listen.is_some()
+            || self.nats_tls_listen.is_some()
+            || self.cluster_tls_cert_file.is_some()
+    }
+
+    /// The TLS connections' receive ring, `(count, bytes)`, when any connection may speak TLS.
+    pub fn tls_recv_buffers(&self) -> Option<(usize, usize)> {
+        self.tls_anywhere()
+            .then_some((self.tls_recv_buffer_count, self.tls_recv_buffer_bytes))
     }
 
     /// Cluster links' mutual TLS, read from its files (`None` without them). Called at

@@ -253,8 +253,15 @@ impl Config {
                 ),
             },
         ];
-        if self.tls_listen.is_some() {
+        if self.tls_listen.is_some() || self.nats_tls_listen.is_some() {
             lines.extend(self.tls_lines(w));
+        }
+        if let Some((count, bytes)) = self.tls_recv_buffers() {
+            lines.push(BudgetLine {
+                what: "TLS receive buffers",
+                bytes: mul(&[w, count, bytes]),
+                formula: "workers x tls_recv_buffer_count x tls_recv_buffer_bytes".into(),
+            });
         }
         if self.node_id != 0 {
             lines.extend(self.cluster_lines(w));
@@ -449,7 +456,7 @@ mod tests {
             ..Config::default()
         }
         .memory_budget_for(2);
-        assert_eq!(with_tls.lines.len(), 10);
+        assert_eq!(with_tls.lines.len(), 11);
         let text = standalone.to_string();
         assert!(text.contains("client send queues"), "{text}");
     }
@@ -493,9 +500,28 @@ mod tests {
             tls_listen: None,
             ..cfg.clone()
         };
+        assert_eq!(line("TLS receive buffers"), 3 * 256 * 64 * 1024);
         assert_eq!(
             budget.total_bytes() - without.memory_budget_for(3).total_bytes(),
-            line("TLS connections") + line("TLS handshakes")
+            line("TLS connections") + line("TLS handshakes") + line("TLS receive buffers")
+        );
+        // A NATS TLS listener costs the same; cluster TLS alone only the receive ring.
+        let nats = Config {
+            nats_tls_listen: cfg.tls_listen.clone(),
+            tls_listen: None,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            nats.memory_budget_for(3).total_bytes(),
+            budget.total_bytes()
+        );
+        let links = Config {
+            cluster_tls_cert_file: Some("node.pem".into()),
+            ..without.clone()
+        };
+        assert_eq!(
+            links.memory_budget_for(3).total_bytes() - without.memory_budget_for(3).total_bytes(),
+            line("TLS receive buffers")
         );
         assert!(budget
             .to_string()

@@ -217,8 +217,10 @@ pub fn nofile_need(cfg: &Config) -> u64 {
 /// Locked bytes the relay's buffer rings need with `cfg`: each worker's ring rounded up to
 /// whole pages.
 pub fn memlock_need(cfg: &Config) -> u64 {
-    let ring = cfg.recv_buffer_count as u64 * BUF_RING_ENTRY_BYTES;
-    cfg.worker_count() as u64 * ring.div_ceil(PAGE_BYTES) * PAGE_BYTES
+    let ring =
+        |count: usize| (count as u64 * BUF_RING_ENTRY_BYTES).div_ceil(PAGE_BYTES) * PAGE_BYTES;
+    let tls_ring = cfg.tls_recv_buffers().map_or(0, |(count, _)| ring(count));
+    cfg.worker_count() as u64 * (ring(cfg.recv_buffer_count) + tls_ring)
 }
 
 /// The least value of each host setting the relay needs with `cfg`, by `ringrelay-tune check`

@@ -119,8 +119,11 @@ impl Worker {
         shared: Arc<Shared>,
     ) -> Result<Worker, ServeError> {
         let cfg = &shared.config;
-        let uring = Uring::new(cfg.recv_buffer_count, cfg.recv_buffer_bytes)
-            .map_err(|e| e.in_worker(index))?;
+        let uring = Uring::new(
+            (cfg.recv_buffer_count, cfg.recv_buffer_bytes),
+            cfg.tls_recv_buffers(),
+        )
+        .map_err(|e| e.in_worker(index))?;
         tracing::debug!(worker = index, mode = uring.mode(), "io_uring ready");
         let tick_ms = tick_ms_for(cfg);
         let workers = shared.mailboxes.len();

@@ -55,7 +55,9 @@ impl Worker {
                     }
                 }
             }
-            None => self.uring.recv_multishot(slot, c.generation, c.fd),
+            None => self
+                .uring
+                .recv_multishot(slot, c.generation, c.fd, c.tls.is_some()),
         };
     }
 

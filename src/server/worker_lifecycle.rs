@@ -5,6 +5,7 @@
 use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
 use super::super::stats::{bump, kind_index, WorkerStats};
+use super::super::tls_conn::TlsConn;
 use super::super::uring::Outgoing;
 use super::nats::NatsStart;
 use super::{Worker, LISTENER_NATS};
@@ -52,7 +53,7 @@ impl Worker {
             },
             None => None,
         };
-        if let Some(slot) = self.adopt_client(fd, peer) {
+        if let Some(slot) = self.adopt_client(fd, peer, None) {
             if listener == LISTENER_NATS {
                 let bound = self
                     .listeners
@@ -66,11 +67,13 @@ impl Worker {
     }
 
     /// Serves `fd` as a new client connection from `peer` (accepted, or a local client);
-    /// `nats`: accepted on `nats_listen`, it speaks NATS and gets INFO at once.
+    /// `tls`: its session, when a handshake thread completed its TLS handshake (set before
+    /// the first receive is armed, so it receives into the TLS ring).
     pub(super) fn adopt_client(
         &mut self,
         fd: RawFd,
         peer: Option<std::net::SocketAddr>,
+        tls: Option<Box<TlsConn>>,
     ) -> Option<u32> {
         if self.stopping {
             close_fd(fd);
@@ -87,6 +90,7 @@ impl Worker {
             return None;
         };
         self.slab.conns[slot as usize].opened_ms = self.now_ms;
+        self.slab.conns[slot as usize].tls = tls;
         let stats = &self.shared.stats[self.index as usize];
         bump(&stats.connections_accepted, 1);
         bump(&stats.connections_open, 1);

@@ -60,7 +60,7 @@ impl Worker {
                     );
                 }
                 Command::AdoptClient { fd } => {
-                    self.adopt_client(fd.into_raw_fd(), None);
+                    self.adopt_client(fd.into_raw_fd(), None, None);
                 }
                 Command::AdoptTls {
                     fd,

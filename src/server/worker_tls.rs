@@ -110,21 +110,16 @@ impl Worker {
         greeting: TlsGreeting,
         established: Established,
     ) {
-        let Some(slot) = self.adopt_client(fd, peer) else {
-            return;
-        };
         let Established {
             session,
             early_plaintext,
             mut leftover,
         } = established;
-        let c = &mut self.slab.conns[slot as usize];
-        let generation = c.generation;
-        debug_assert!(
-            c.out.is_empty(),
-            "invariant: nothing is queued before TLS is set"
-        );
-        c.tls = Some(Box::new(TlsConn::new(session)));
+        let tls = Box::new(TlsConn::new(session));
+        let Some(slot) = self.adopt_client(fd, peer, Some(tls)) else {
+            return;
+        };
+        let generation = self.slab.conns[slot as usize].generation;
         match greeting {
             TlsGreeting::Native => {}
             TlsGreeting::NatsInfoDue { bound } => {

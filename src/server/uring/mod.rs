@@ -40,6 +40,8 @@ pub const RING_ENTRIES: u32 = 4096;
 pub const IOV_PER_SEND_MAX: usize = 64;
 /// Buffer group id of the provided-buffer ring.
 const BUF_GROUP_ID: u16 = 0;
+/// Buffer group id of the TLS connections' ring (larger buffers, see [`RecvPools`]).
+const TLS_BUF_GROUP_ID: u16 = 1;
 
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
@@ -49,6 +51,8 @@ const OP_WAKE: u64 = 5;
 const OP_RECV_EXACT: u64 = 6;
 const OP_CANCEL: u64 = 7;
 const OP_CANCEL_ALL: u64 = 8;
+/// A multishot receive into the TLS ring: the op names the pool its buffers come from.
+const OP_RECV_TLS: u64 = 9;
 
 /// Rings dropped with operations still in flight, whose memory was leaked on purpose.
 static LEAKED_RINGS: AtomicUsize = AtomicUsize::new(0);
@@ -61,6 +65,15 @@ pub fn leaked_rings() -> usize {
 
 /// user_data layout: op (8 bits) | slot (24 bits) | generation (32 bits).
 #[inline]
+/// The buffer group and the op of a multishot receive into the TLS ring or the other one.
+fn multishot_group(tls: bool) -> (u16, u64) {
+    if tls {
+        (TLS_BUF_GROUP_ID, OP_RECV_TLS)
+    } else {
+        (BUF_GROUP_ID, OP_RECV)
+    }
+}
+
 fn tag(op: u64, slot: u32, generation: u32) -> u64 {
     debug_assert!(slot < (1 << 24));
     (op << 56) | ((u64::from(slot) & 0xff_ffff) << 32) | u64::from(generation)
@@ -123,7 +136,7 @@ pub struct Uring {
     // ManuallyDrop: `Drop` frees these (ring first, so the kernel lets go of the buffer ring
     // before its memory goes) only when nothing is in flight, and leaks them otherwise.
     ring: ManuallyDrop<IoUring>,
-    pool: ManuallyDrop<Rc<RecvPool>>,
+    pools: ManuallyDrop<RecvPools>,
     fixed: ManuallyDrop<Box<FixedBufs>>,
     ops: ManuallyDrop<OpTable>,
     /// Reused iovec/msghdr boxes of gathered sends (boxed: the kernel holds the msghdr's
@@ -137,18 +150,36 @@ pub struct Uring {
     mode: &'static str,
 }
 
+/// The receive buffer rings: every connection's, and with TLS a second one of larger buffers
+/// for TLS connections (a whole TLS record is 16,406 bytes: in 16 KiB buffers every full record
+/// would be cut in two and copied once more to be opened).
+struct RecvPools {
+    plain: Rc<RecvPool>,
+    tls: Option<Rc<RecvPool>>,
+}
+
+/// How many receive buffers of what size a ring registers: `(count, bytes)`.
+pub type RecvBuffers = (usize, usize);
+
 impl Uring {
     /// Builds the ring on the calling thread (which must be the one that submits) and registers
-    /// `recv_buffer_count` receive buffers of `recv_buffer_bytes`.
-    pub fn new(recv_buffer_count: usize, recv_buffer_bytes: usize) -> Result<Uring, ServeError> {
+    /// `recv.0` receive buffers of `recv.1` bytes, and `tls_recv`'s for TLS connections.
+    pub fn new(recv: RecvBuffers, tls_recv: Option<RecvBuffers>) -> Result<Uring, ServeError> {
         let (ring, mode) = setup::build_ring(RING_ENTRIES)?;
-        let pool = RecvPool::new(recv_buffer_count, recv_buffer_bytes, BUF_GROUP_ID)
-            .map_err(|e| ServeError::Resource("allocate the receive buffers", e))?;
-        pool.register(&ring.submitter())
-            .map_err(|e| ServeError::Resource("register the buffer ring (Linux 5.19+)", e))?;
+        let pool = |(count, bytes): RecvBuffers, group| {
+            let pool = RecvPool::new(count, bytes, group)
+                .map_err(|e| ServeError::Resource("allocate the receive buffers", e))?;
+            pool.register(&ring.submitter())
+                .map_err(|e| ServeError::Resource("register the buffer ring (Linux 5.19+)", e))?;
+            Ok::<_, ServeError>(pool)
+        };
+        let pools = RecvPools {
+            plain: pool(recv, BUF_GROUP_ID)?,
+            tls: tls_recv.map(|r| pool(r, TLS_BUF_GROUP_ID)).transpose()?,
+        };
         Ok(Uring {
             ring: ManuallyDrop::new(ring),
-            pool: ManuallyDrop::new(pool),
+            pools: ManuallyDrop::new(pools),
             fixed: ManuallyDrop::new(Box::new(FixedBufs {
                 timer: types::Timespec::new(),
                 wake: 0,
@@ -242,8 +273,9 @@ impl Uring {
         true
     }
 
-    /// Arms a multishot receive into the buffer ring for `slot`.
-    pub fn recv_multishot(&mut self, slot: u32, generation: u32, fd: RawFd) -> bool {
+    /// Arms a multishot receive into the buffer ring for `slot`: the TLS ring when `tls` and
+    /// the ring has one.
+    pub fn recv_multishot(&mut self, slot: u32, generation: u32, fd: RawFd, tls: bool) -> bool {
         let ops = self.ops.slot_mut(slot);
         if self.closing || !matches!(ops.recv, RecvOp::Idle) {
             debug_assert!(
@@ -252,11 +284,13 @@ impl Uring {
             );
             return false;
         }
-        ops.recv = RecvOp::Multishot;
+        let tls = tls && self.pools.tls.is_some();
+        ops.recv = RecvOp::Multishot { tls };
         ops.generation = generation;
-        let e = opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP_ID)
+        let (group, op) = multishot_group(tls);
+        let e = opcode::RecvMulti::new(types::Fd(fd), group)
             .build()
-            .user_data(tag(OP_RECV, slot, generation));
+            .user_data(tag(op, slot, generation));
         self.push(e);
         true
     }
@@ -294,11 +328,15 @@ impl Uring {
     /// Asks the kernel to stop `slot`'s multishot receive; its final completion follows.
     pub fn cancel_recv(&mut self, slot: u32, generation: u32) {
         let ops = self.ops.slot_mut(slot);
-        if self.closing || !matches!(ops.recv, RecvOp::Multishot) {
+        let RecvOp::Multishot { tls } = ops.recv else {
+            return;
+        };
+        if self.closing {
             return;
         }
         ops.cancels += 1;
-        let e = opcode::AsyncCancel::new(tag(OP_RECV, slot, generation))
+        let (_, op) = multishot_group(tls);
+        let e = opcode::AsyncCancel::new(tag(op, slot, generation))
             .build()
             .user_data(tag(OP_CANCEL, slot, generation));
         self.push(e);
@@ -392,7 +430,7 @@ impl Uring {
             }
             let done = Done {
                 ops: &mut self.ops,
-                pool: &self.pool,
+                pools: &self.pools,
                 fixed: &mut self.fixed,
                 spare_gathers: &mut self.spare_gathers,
             };
@@ -463,7 +501,7 @@ impl Drop for Uring {
         // kernel unregisters the buffer ring before the pool's memory is freed.
         unsafe {
             ManuallyDrop::drop(&mut self.ring);
-            ManuallyDrop::drop(&mut self.pool);
+            ManuallyDrop::drop(&mut self.pools);
             ManuallyDrop::drop(&mut self.fixed);
             ManuallyDrop::drop(&mut self.ops);
         }
@@ -474,7 +512,7 @@ impl Drop for Uring {
 /// the table.
 struct Done<'a> {
     ops: &'a mut OpTable,
-    pool: &'a Rc<RecvPool>,
+    pools: &'a RecvPools,
     fixed: &'a mut FixedBufs,
     #[allow(clippy::vec_box)]
     spare_gathers: &'a mut Vec<Box<Gather>>,
@@ -490,12 +528,19 @@ impl Done<'_> {
                 result,
                 more,
             }),
-            OP_RECV => {
+            OP_RECV | OP_RECV_TLS => {
+                // The op, not the connection's state, names the pool: the buffer goes back to
+                // the ring it came from even when its connection is gone.
+                let pool = match (op, &self.pools.tls) {
+                    (OP_RECV_TLS, Some(tls)) => tls,
+                    _ => &self.pools.plain,
+                };
+                debug_assert!(op == OP_RECV || self.pools.tls.is_some());
                 let data = cqueue::buffer_select(flags)
-                    .map(|bid| self.pool.guard(bid, usize::try_from(result).unwrap_or(0)));
+                    .map(|bid| pool.guard(bid, usize::try_from(result).unwrap_or(0)));
                 if !more {
                     if let Some(ops) = self.ops.get_mut(slot) {
-                        debug_assert!(matches!(ops.recv, RecvOp::Multishot));
+                        debug_assert!(matches!(ops.recv, RecvOp::Multishot { .. }));
                         ops.recv = RecvOp::Idle;
                     }
                 }
@@ -594,12 +639,12 @@ mod tests {
     fn cancel_all_reaps_every_operation_and_hands_the_memory_back() {
         let _serial = RING_DROPS.lock();
         let leaked_before = leaked_rings();
-        let mut u = Uring::new(16, 4096).unwrap();
+        let mut u = Uring::new((16, 4096), None).unwrap();
         let (quiet, _quiet_peer) = UnixStream::pair().unwrap();
         let (direct, _direct_peer) = UnixStream::pair().unwrap();
         let (stalled, _stalled_peer) = stalled_pair();
         let (wake, _wake_peer) = UnixStream::pair().unwrap();
-        assert!(u.recv_multishot(0, 1, quiet.as_raw_fd()));
+        assert!(u.recv_multishot(0, 1, quiet.as_raw_fd(), false));
         u.recv_exact(1, 1, direct.as_raw_fd(), Vec::with_capacity(10), 1000)
             .unwrap();
         let outgoing = Outgoing::Plain {
@@ -645,9 +690,9 @@ mod tests {
     fn dropped_with_an_operation_in_flight_the_ring_leaks_instead_of_freeing() {
         let _serial = RING_DROPS.lock();
         let leaked_before = leaked_rings();
-        let mut u = Uring::new(16, 4096).unwrap();
+        let mut u = Uring::new((16, 4096), None).unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
-        assert!(u.recv_multishot(0, 1, a.as_raw_fd()));
+        assert!(u.recv_multishot(0, 1, a.as_raw_fd(), false));
         u.submit().unwrap();
         assert_eq!(u.in_flight(), 1);
         drop(u);
@@ -656,14 +701,14 @@ mod tests {
 
     #[test]
     fn a_completed_send_returns_its_buffer_and_a_receive_its_bytes() {
-        let mut u = Uring::new(16, 4096).unwrap();
+        let mut u = Uring::new((16, 4096), None).unwrap();
         let (a, b) = UnixStream::pair().unwrap();
         let outgoing = Outgoing::Plain {
             bytes: b"hello".to_vec(),
             offset: 0,
         };
         u.send(0, 7, a.as_raw_fd(), outgoing).unwrap();
-        assert!(u.recv_multishot(1, 3, b.as_raw_fd()));
+        assert!(u.recv_multishot(1, 3, b.as_raw_fd(), false));
         let mut got = Vec::new();
         let mut received = Vec::new();
         let give_up = Instant::now() + Duration::from_secs(5);
@@ -691,6 +736,49 @@ mod tests {
             }
         }
         assert_eq!(received, b"hello");
+        assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
+    }
+
+    /// Receives on `fd` (armed as `tls` or not) until `want` bytes came; returns the size of
+    /// each buffer the kernel filled.
+    fn receive_sizes(u: &mut Uring, fd: RawFd, tls: bool, want: usize) -> Vec<usize> {
+        assert!(u.recv_multishot(2, 1, fd, tls));
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while sizes.iter().sum::<usize>() < want && Instant::now() < give_up {
+            u.submit_and_wait(1).unwrap();
+            u.reap(&mut got);
+            for c in got.drain(..) {
+                if let Completion::Recv { data: Some(d), .. } = c {
+                    sizes.push(d.len());
+                }
+            }
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), want, "every byte arrives");
+        sizes
+    }
+
+    #[test]
+    fn tls_connections_receive_into_the_larger_ring_and_others_into_the_plain_one() {
+        use std::io::Write;
+        let mut u = Uring::new((16, 4096), Some((16, 65536))).unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let bytes = vec![7u8; 48 << 10];
+        a.write_all(&bytes).unwrap();
+        let tls = receive_sizes(&mut u, b.as_raw_fd(), true, bytes.len());
+        assert!(tls.iter().any(|&n| n > 4096), "{tls:?}");
+        assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
+        let mut u = Uring::new((16, 4096), Some((16, 65536))).unwrap();
+        a.write_all(&bytes).unwrap();
+        let plain = receive_sizes(&mut u, b.as_raw_fd(), false, bytes.len());
+        assert!(plain.iter().all(|&n| n <= 4096), "{plain:?}");
+        assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
+        // Without a TLS ring a TLS connection receives into the plain one.
+        let mut u = Uring::new((16, 4096), None).unwrap();
+        a.write_all(&bytes).unwrap();
+        let fallback = receive_sizes(&mut u, b.as_raw_fd(), true, bytes.len());
+        assert!(fallback.iter().all(|&n| n <= 4096), "{fallback:?}");
         assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
     }
 

@@ -94,8 +94,9 @@ pub struct Gather {
 pub enum RecvOp {
     #[default]
     Idle,
-    /// A multishot recv into the provided-buffer ring (memory owned by the pool).
-    Multishot,
+    /// A multishot recv into a provided-buffer ring (memory owned by the pool): the TLS
+    /// connections' ring when `tls`.
+    Multishot { tls: bool },
     /// A plain recv of the rest of a frame straight into this buffer (`len()` bytes are in;
     /// the kernel writes into the spare capacity up to `want_bytes`).
     Exact { buf: Vec<u8>, want_bytes: usize },
@@ -182,7 +183,7 @@ mod tests {
     fn a_slot_is_idle_only_without_operations() {
         let mut table = OpTable::default();
         assert!(table.is_idle(7), "unknown slots are idle");
-        table.slot_mut(7).recv = RecvOp::Multishot;
+        table.slot_mut(7).recv = RecvOp::Multishot { tls: false };
         assert!(!table.is_idle(7));
         table.slot_mut(7).recv = RecvOp::Idle;
         table.slot_mut(7).cancels = 1;
