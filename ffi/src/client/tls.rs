@@ -150,7 +150,7 @@ unsafe fn build(
     let config = client_config(&anchors, identity.as_ref()).map_err(refused)?;
     let name = match server_name {
         Some(name) => Some(name),
-        None => default_server_name(servers)?,
+        None => default_server_name(servers),
     };
     Ok(Some(ClientTls::from_config(config, name)))
 }
@@ -163,8 +163,8 @@ fn server_name(name: &str) -> Result<ServerName, Failure> {
 }
 
 /// The host every entry of `servers` names (`HOST:PORT`, `[V6]:PORT`), if they all name the
-/// same one; `None` (the IP address dialed) otherwise.
-fn default_server_name(servers: &[String]) -> Result<Option<ServerName>, Failure> {
+/// same one and it is a DNS name or an IP address; `None` (the IP address dialed) otherwise.
+fn default_server_name(servers: &[String]) -> Option<ServerName> {
     let host = |server: &str| -> String {
         let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
         host.trim_start_matches('[')
@@ -172,13 +172,11 @@ fn default_server_name(servers: &[String]) -> Result<Option<ServerName>, Failure
             .to_string()
     };
     let mut hosts = servers.iter().map(|s| host(s));
-    let Some(first) = hosts.next() else {
-        return Ok(None);
-    };
+    let first = hosts.next()?;
     if hosts.any(|h| h != first) {
-        return Ok(None);
+        return None;
     }
-    server_name(&first).map(Some)
+    ServerName::try_from(first).ok()
 }
 
 /// Where the last `tls_*` field ends: a struct filled with a smaller size (by a program built
@@ -403,4 +401,28 @@ pub unsafe extern "C" fn ringrelay_client_options_set_tls_server_name(
 ) -> ringrelay_status {
     // SAFETY: the caller's promises.
     guard(|| unsafe { set(opts, |o| o.tls_server_name = name) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{default_server_name, ServerName};
+
+    fn name(servers: &[&str]) -> Option<ServerName> {
+        default_server_name(&servers.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_default_server_name_is_the_one_host_of_the_list_else_the_address_dialed() {
+        let dns = |n: &str| ServerName::try_from(n.to_string()).ok();
+        assert_eq!(name(&["relay.example:7000"]), dns("relay.example"));
+        assert_eq!(
+            name(&["relay.example:7000", "relay.example:7001"]),
+            dns("relay.example")
+        );
+        assert_eq!(name(&["127.0.0.1:7000"]), dns("127.0.0.1"));
+        assert_eq!(name(&["[::1]:7000"]), dns("::1"));
+        assert_eq!(name(&["a.example:7000", "b.example:7000"]), None);
+        assert_eq!(name(&["not a name:7000"]), None);
+        assert_eq!(name(&[]), None);
+    }
 }
