@@ -135,6 +135,12 @@ enum ringrelay_status
      * has an event callback).
      */
     RINGRELAY_STATUS_BAD_STATE = 20,
+    /**
+     * The TLS handshake with the relay failed: its certificate is not from the CA trusted
+     * (`tls_ca_file`), or does not name the server (`tls_server_name`), or the relay refused
+     * the client's certificate.
+     */
+    RINGRELAY_STATUS_TLS = 21,
 };
 #ifndef __cplusplus
 typedef uint32_t ringrelay_status;
@@ -288,6 +294,55 @@ typedef struct {
      * padding).
      */
     uint32_t acked_timeout_ms;
+    /**
+     * TLS: the CA certificates (PEM file) the relay's certificate must chain to. Set, or
+     * `tls_ca_pem`, the client dials TLS 1.3; neither (the default, NULL), plain TCP. Set it
+     * with `ringrelay_client_options_set_tls_ca_file`, which checks the file at once; the
+     * string is borrowed, and read again by each connect.
+     */
+    const char *tls_ca_file;
+    /**
+     * TLS: the CA certificates as PEM in memory (`tls_ca_pem_len` bytes, borrowed), instead
+     * of `tls_ca_file`. Set with `ringrelay_client_options_set_tls_ca_pem`.
+     */
+    const uint8_t *tls_ca_pem;
+    /**
+     * The length of `tls_ca_pem`.
+     */
+    size_t tls_ca_pem_len;
+    /**
+     * Mutual TLS: the client's certificate chain (PEM file, leaf first), presented when the
+     * relay asks (`tls_client_auth`). Needs its key; set both or neither. Set with
+     * `ringrelay_client_options_set_tls_cert_file`.
+     */
+    const char *tls_cert_file;
+    /**
+     * Mutual TLS: the certificate chain as PEM in memory, instead of `tls_cert_file`.
+     */
+    const uint8_t *tls_cert_pem;
+    /**
+     * The length of `tls_cert_pem`.
+     */
+    size_t tls_cert_pem_len;
+    /**
+     * Mutual TLS: the private key of the client's certificate (PEM file: PKCS#8, PKCS#1 or
+     * SEC1). Set with `ringrelay_client_options_set_tls_key_file`.
+     */
+    const char *tls_key_file;
+    /**
+     * Mutual TLS: the private key as PEM in memory, instead of `tls_key_file`.
+     */
+    const uint8_t *tls_key_pem;
+    /**
+     * The length of `tls_key_pem`.
+     */
+    size_t tls_key_pem_len;
+    /**
+     * TLS: the name the relay's certificate must carry (a DNS name or an IP address). NULL
+     * (the default): the host of the server list when every entry names the same host,
+     * else the IP address dialed. Set with `ringrelay_client_options_set_tls_server_name`.
+     */
+    const char *tls_server_name;
 } ringrelay_client_options;
 
 /**
@@ -367,6 +422,16 @@ size_t ringrelay_last_error(char *buf, size_t len);
  * - `id`, `id_len`: the client id, 1 to 255 bytes (any bytes).
  * - `token`, `token_len`: the relay's token, or NULL and 0 for none.
  * - `opts`: NULL for the defaults, or options filled by `ringrelay_client_options_init`.
+ *   With a CA set (`ringrelay_client_options_set_tls_ca_file` or `..._pem`), every
+ *   connection is TLS 1.3 to the relays' `tls_listen`, checked against that CA and
+ *   `tls_server_name`; without, plain TCP.
+ *
+ * TLS: `RINGRELAY_STATUS_CONFIG` when a `tls_*` setting is refused (a file that cannot be
+ * read or holds no certificate or key, a key that is not the certificate's, a certificate
+ * without its key or TLS settings without a CA), before anything is dialed;
+ * `RINGRELAY_STATUS_TLS` when a relay's handshake fails (its certificate is not from the CA
+ * or does not name the server, or it refused the client's): that is not retried on the
+ * other relays of the list. `ringrelay_last_error` says which and why.
  *
  * Blocks until registered or until `reconnect_timeout_ms` passes. Callable from any thread,
  * but not inside a callback of a node this library runs.
@@ -688,6 +753,103 @@ ringrelay_status ringrelay_client_send_acked(ringrelay_client *client,
 void ringrelay_client_options_init(ringrelay_client_options *opts, size_t size);
 
 /**
+ * Sets `tls_ca_file`: the client dials TLS 1.3 and trusts the CA certificates in the PEM
+ * file at `path` (and no other: the system's roots are not used). NULL clears it (plain TCP
+ * unless `tls_ca_pem` is set); setting it clears `tls_ca_pem`. The file is read at once to
+ * check it, and again by each `ringrelay_client_connect`.
+ *
+ * `RINGRELAY_STATUS_CONFIG` when the file cannot be read, holds no certificate, or holds one
+ * that cannot be a trust anchor (the options are then unchanged, and `ringrelay_last_error`
+ * names the setting, the file and the reason); `RINGRELAY_STATUS_INVALID_ARGUMENT` when
+ * `opts` is NULL, was filled for an older header, or `path` is not UTF-8. Callable from any
+ * thread.
+ *
+ * # Safety
+ * `opts` points to options filled by `ringrelay_client_options_init`; `path` is NULL or a
+ * NUL-terminated string that stays valid until the last connect with these options returns.
+ */
+ringrelay_status ringrelay_client_options_set_tls_ca_file(ringrelay_client_options *opts,
+                                                          const char *path);
+
+/**
+ * As `ringrelay_client_options_set_tls_ca_file`, with the CA certificates as PEM in memory:
+ * `pem_len` bytes at `pem`, borrowed (not copied) until the last connect with these options
+ * returns. NULL or 0 clears it; setting it clears `tls_ca_file`.
+ *
+ * # Safety
+ * `opts` as for `ringrelay_client_options_set_tls_ca_file`; `pem` is NULL or points to
+ * `pem_len` readable bytes that stay valid and unchanged that long.
+ */
+ringrelay_status ringrelay_client_options_set_tls_ca_pem(ringrelay_client_options *opts,
+                                                         const uint8_t *pem,
+                                                         size_t pem_len);
+
+/**
+ * Mutual TLS: sets `tls_cert_file`, the client's certificate chain (PEM file, leaf first),
+ * presented when the relay asks for one (its `tls_client_auth`). Set the key too
+ * (`ringrelay_client_options_set_tls_key_file` or `..._pem`): both or neither, else
+ * `ringrelay_client_connect` fails with `RINGRELAY_STATUS_CONFIG`. NULL clears it; setting it
+ * clears `tls_cert_pem`.
+ *
+ * `RINGRELAY_STATUS_CONFIG` when the file cannot be read, or, with the key already set, when
+ * the pair does not hold a certificate and its key (`ringrelay_last_error` says which);
+ * the options are then unchanged. Otherwise as `ringrelay_client_options_set_tls_ca_file`.
+ *
+ * # Safety
+ * As `ringrelay_client_options_set_tls_ca_file`.
+ */
+ringrelay_status ringrelay_client_options_set_tls_cert_file(ringrelay_client_options *opts,
+                                                            const char *path);
+
+/**
+ * As `ringrelay_client_options_set_tls_cert_file`, with the chain as PEM in memory, borrowed
+ * as in `ringrelay_client_options_set_tls_ca_pem`. Setting it clears `tls_cert_file`.
+ *
+ * # Safety
+ * As `ringrelay_client_options_set_tls_ca_pem`.
+ */
+ringrelay_status ringrelay_client_options_set_tls_cert_pem(ringrelay_client_options *opts,
+                                                           const uint8_t *pem,
+                                                           size_t pem_len);
+
+/**
+ * Mutual TLS: sets `tls_key_file`, the private key of the client's certificate (PEM file:
+ * PKCS#8, PKCS#1 or SEC1). With the certificate already set, a key that is not the
+ * certificate's is refused here with `RINGRELAY_STATUS_CONFIG` ("the private key does not
+ * match the certificate"). NULL clears it; setting it clears `tls_key_pem`. Otherwise as
+ * `ringrelay_client_options_set_tls_cert_file`.
+ *
+ * # Safety
+ * As `ringrelay_client_options_set_tls_ca_file`.
+ */
+ringrelay_status ringrelay_client_options_set_tls_key_file(ringrelay_client_options *opts,
+                                                           const char *path);
+
+/**
+ * As `ringrelay_client_options_set_tls_key_file`, with the key as PEM in memory, borrowed as
+ * in `ringrelay_client_options_set_tls_ca_pem`. Setting it clears `tls_key_file`.
+ *
+ * # Safety
+ * As `ringrelay_client_options_set_tls_ca_pem`.
+ */
+ringrelay_status ringrelay_client_options_set_tls_key_pem(ringrelay_client_options *opts,
+                                                          const uint8_t *pem,
+                                                          size_t pem_len);
+
+/**
+ * Sets `tls_server_name`: the name the relay's certificate must carry, a DNS name
+ * (`"relay.example.com"`) or an IP address. NULL (the default) names the host of the server
+ * list when every entry has the same host, else the IP address dialed.
+ * `RINGRELAY_STATUS_CONFIG` when `name` is neither a DNS name nor an IP address. Borrowed as
+ * the file setters' `path`.
+ *
+ * # Safety
+ * As `ringrelay_client_options_set_tls_ca_file`, `name` for `path`.
+ */
+ringrelay_status ringrelay_client_options_set_tls_server_name(ringrelay_client_options *opts,
+                                                              const char *name);
+
+/**
  * Starts a node with `config`'s settings and hooks; returns once it accepts clients. `*out`
  * receives the node. The config is not kept: free or change it afterwards as you like.
  * Fails with `RINGRELAY_STATUS_CONFIG`, `_LISTEN`, `_IO_URING_UNAVAILABLE` or `_RESOURCE`
@@ -741,7 +903,7 @@ ringrelay_status ringrelay_node_get_stats(const ringrelay_node *node, ringrelay_
  * client API as `ringrelay_client_connect` (callback or queue mode from `opts`), and the node
  * serves it as any other client (token check, authorize hook with peer `"local"`, every
  * delivery kind, cluster-wide). It never reconnects: when the node stops, it gets a CLOSED
- * event. `*out` receives the client; free it with `ringrelay_client_free`. Not allowed inside
+ * event. The `tls_*` options are not used: the client is in the same process. `*out` receives the client; free it with `ringrelay_client_free`. Not allowed inside
  * a hook.
  *
  * # Safety

@@ -58,11 +58,15 @@ pub enum ringrelay_status {
     /// The call does not fit the object's state or mode (for example draining a client that
     /// has an event callback).
     BadState = 20,
+    /// The TLS handshake with the relay failed: its certificate is not from the CA trusted
+    /// (`tls_ca_file`), or does not name the server (`tls_server_name`), or the relay refused
+    /// the client's certificate.
+    Tls = 21,
 }
 
 impl ringrelay_status {
     /// Every status, in value order (for the string table and the tests).
-    pub const ALL: [ringrelay_status; 21] = [
+    pub const ALL: [ringrelay_status; 22] = [
         Self::Ok,
         Self::InvalidArgument,
         Self::Panic,
@@ -84,6 +88,7 @@ impl ringrelay_status {
         Self::NodeStopped,
         Self::NodeFailed,
         Self::BadState,
+        Self::Tls,
     ];
 
     /// The name, NUL-terminated, as C spells it.
@@ -110,6 +115,7 @@ impl ringrelay_status {
             Self::NodeStopped => "RINGRELAY_STATUS_NODE_STOPPED\0",
             Self::NodeFailed => "RINGRELAY_STATUS_NODE_FAILED\0",
             Self::BadState => "RINGRELAY_STATUS_BAD_STATE\0",
+            Self::Tls => "RINGRELAY_STATUS_TLS\0",
         }
     }
 }
@@ -146,7 +152,8 @@ pub(crate) fn client_status(e: &ClientError) -> ringrelay_status {
     match e {
         ClientError::Encode(_) => S::InvalidArgument,
         ClientError::FrameTooLarge { .. } => S::FrameTooLarge,
-        ClientError::Connect { .. } | ClientError::Tls { .. } => S::ConnectFailed,
+        ClientError::Connect { .. } => S::ConnectFailed,
+        ClientError::Tls { .. } => S::Tls,
         ClientError::Timeout { .. } | ClientError::NoAnswer { .. } => S::Timeout,
         ClientError::Io(_) | ClientError::Disconnected | ClientError::RelaySilent { .. } => {
             S::Disconnected

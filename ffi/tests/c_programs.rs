@@ -38,6 +38,33 @@ fn c_client_round_trip_by_callback_and_by_queue() {
     run_against_relay("client_roundtrip");
 }
 
+/// A relay whose TLS listener asks every client for a certificate from a fresh PKI's CA; the
+/// program gets the TLS address and the PKI's directory.
+#[test]
+fn c_clients_exchange_messages_over_mutual_tls_and_a_foreign_ca_is_refused() {
+    let Some(exe) = build_c("client_tls", &[test_source("client_tls.c")], "cc", "c11") else {
+        return;
+    };
+    let pki = ringrelay::tls::test_pki::Pki::new();
+    let dir = pki.write_to_temp_dir("ffi-c-client-tls");
+    let server = Server::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 1,
+        tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls_cert_file: Some(dir.join("server.pem")),
+        tls_key_file: Some(dir.join("server.key")),
+        tls_ca_file: Some(dir.join("ca.pem")),
+        tls_client_auth: ringrelay::tls::ClientAuth::Required,
+        ..Config::default()
+    })
+    .expect("relay starts");
+    let addr = server.tls_addr().expect("tls_listen is set").to_string();
+    let out = run(&exe, &[&addr, dir.to_str().expect("temp paths are UTF-8")]);
+    server.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_passed(&out, "client_tls");
+}
+
 #[test]
 fn c_callbacks_send_from_inside_and_cannot_free_their_own_client() {
     run_against_relay("callback_send");

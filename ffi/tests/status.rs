@@ -6,7 +6,7 @@ use std::ffi::CStr;
 
 #[test]
 fn status_values_never_change() {
-    let pinned: [(ringrelay_status, u32); 21] = [
+    let pinned: [(ringrelay_status, u32); 22] = [
         (ringrelay_status::Ok, 0),
         (ringrelay_status::InvalidArgument, 1),
         (ringrelay_status::Panic, 2),
@@ -28,6 +28,7 @@ fn status_values_never_change() {
         (ringrelay_status::NodeStopped, 18),
         (ringrelay_status::NodeFailed, 19),
         (ringrelay_status::BadState, 20),
+        (ringrelay_status::Tls, 21),
     ];
     for (status, value) in pinned {
         assert_eq!(status as u32, value, "{status:?}");
@@ -46,7 +47,8 @@ fn status_str_is_the_c_name_and_unknown_values_are_named_unknown() {
     };
     assert_eq!(name(0), "RINGRELAY_STATUS_OK");
     assert_eq!(name(20), "RINGRELAY_STATUS_BAD_STATE");
-    assert_eq!(name(21), "RINGRELAY_STATUS_UNKNOWN");
+    assert_eq!(name(21), "RINGRELAY_STATUS_TLS");
+    assert_eq!(name(22), "RINGRELAY_STATUS_UNKNOWN");
     assert_eq!(name(u32::MAX), "RINGRELAY_STATUS_UNKNOWN");
     let header = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -403,7 +403,9 @@ fn certificates(
     Ok(chain)
 }
 
-fn read_pem_file(origin: &Origin, path: &Path) -> Result<Vec<u8>, TlsConfigError> {
+/// The bytes of the PEM file at `path` (at most [`PEM_FILE_BYTES_MAX`]), an error naming
+/// `origin` when it cannot be read.
+pub fn read_pem_file(origin: &Origin, path: &Path) -> Result<Vec<u8>, TlsConfigError> {
     let fail = |reason: String| TlsConfigError::Read {
         origin: origin.clone(),
         reason,

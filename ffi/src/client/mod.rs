@@ -16,6 +16,7 @@ mod link;
 pub mod ops;
 pub mod options;
 mod queue;
+pub mod tls;
 mod wake;
 
 use crate::boundary::{
@@ -400,6 +401,16 @@ fn shared_of<'a>(handle: *mut ringrelay_client) -> &'a Shared {
 /// - `id`, `id_len`: the client id, 1 to 255 bytes (any bytes).
 /// - `token`, `token_len`: the relay's token, or NULL and 0 for none.
 /// - `opts`: NULL for the defaults, or options filled by `ringrelay_client_options_init`.
+///   With a CA set (`ringrelay_client_options_set_tls_ca_file` or `..._pem`), every
+///   connection is TLS 1.3 to the relays' `tls_listen`, checked against that CA and
+///   `tls_server_name`; without, plain TCP.
+///
+/// TLS: `RINGRELAY_STATUS_CONFIG` when a `tls_*` setting is refused (a file that cannot be
+/// read or holds no certificate or key, a key that is not the certificate's, a certificate
+/// without its key or TLS settings without a CA), before anything is dialed;
+/// `RINGRELAY_STATUS_TLS` when a relay's handshake fails (its certificate is not from the CA
+/// or does not name the server, or it refused the client's): that is not retried on the
+/// other relays of the list. `ringrelay_last_error` says which and why.
 ///
 /// Blocks until registered or until `reconnect_timeout_ms` passes. Callable from any thread,
 /// but not inside a callback of a node this library runs.
@@ -424,7 +435,9 @@ pub unsafe extern "C" fn ringrelay_client_connect(
         // SAFETY: as above.
         let (id, token, opts) =
             unsafe { identity_args((id, id_len), (token, token_len), opts, out)? };
-        let session_opts = session_options(servers, token, &opts)?;
+        let mut session_opts = session_options(servers, token, &opts)?;
+        // SAFETY: the caller's promise about `opts`, whose `tls_*` fields are part of it.
+        session_opts.client.tls = unsafe { tls::client_tls(&opts, &session_opts.servers)? };
         let cancel = session_opts.cancel.clone().unwrap_or_default();
         let link = if opts.acked {
             Link::acked(AckedSession::connect(id, opts.acked_session(session_opts))?)

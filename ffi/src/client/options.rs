@@ -7,7 +7,7 @@ use crate::boundary::guard_value;
 use crate::status::Failure;
 use ringrelay::ack::SenderConfig;
 use ringrelay::client::{AckedSessionOptions, SessionOptions};
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void};
 use std::mem::{size_of, MaybeUninit};
 use std::time::Duration;
 
@@ -68,6 +68,35 @@ pub struct ringrelay_client_options {
     /// 0 also means the default (the field sits where older versions of the struct had
     /// padding).
     pub acked_timeout_ms: u32,
+    /// TLS: the CA certificates (PEM file) the relay's certificate must chain to. Set, or
+    /// `tls_ca_pem`, the client dials TLS 1.3; neither (the default, NULL), plain TCP. Set it
+    /// with `ringrelay_client_options_set_tls_ca_file`, which checks the file at once; the
+    /// string is borrowed, and read again by each connect.
+    pub tls_ca_file: *const c_char,
+    /// TLS: the CA certificates as PEM in memory (`tls_ca_pem_len` bytes, borrowed), instead
+    /// of `tls_ca_file`. Set with `ringrelay_client_options_set_tls_ca_pem`.
+    pub tls_ca_pem: *const u8,
+    /// The length of `tls_ca_pem`.
+    pub tls_ca_pem_len: usize,
+    /// Mutual TLS: the client's certificate chain (PEM file, leaf first), presented when the
+    /// relay asks (`tls_client_auth`). Needs its key; set both or neither. Set with
+    /// `ringrelay_client_options_set_tls_cert_file`.
+    pub tls_cert_file: *const c_char,
+    /// Mutual TLS: the certificate chain as PEM in memory, instead of `tls_cert_file`.
+    pub tls_cert_pem: *const u8,
+    /// The length of `tls_cert_pem`.
+    pub tls_cert_pem_len: usize,
+    /// Mutual TLS: the private key of the client's certificate (PEM file: PKCS#8, PKCS#1 or
+    /// SEC1). Set with `ringrelay_client_options_set_tls_key_file`.
+    pub tls_key_file: *const c_char,
+    /// Mutual TLS: the private key as PEM in memory, instead of `tls_key_file`.
+    pub tls_key_pem: *const u8,
+    /// The length of `tls_key_pem`.
+    pub tls_key_pem_len: usize,
+    /// TLS: the name the relay's certificate must carry (a DNS name or an IP address). NULL
+    /// (the default): the host of the server list when every entry names the same host,
+    /// else the IP address dialed. Set with `ringrelay_client_options_set_tls_server_name`.
+    pub tls_server_name: *const c_char,
 }
 
 impl Default for ringrelay_client_options {
@@ -83,6 +112,16 @@ impl Default for ringrelay_client_options {
             userdata: std::ptr::null_mut(),
             acked: false,
             acked_timeout_ms: 30_000,
+            tls_ca_file: std::ptr::null(),
+            tls_ca_pem: std::ptr::null(),
+            tls_ca_pem_len: 0,
+            tls_cert_file: std::ptr::null(),
+            tls_cert_pem: std::ptr::null(),
+            tls_cert_pem_len: 0,
+            tls_key_file: std::ptr::null(),
+            tls_key_pem: std::ptr::null(),
+            tls_key_pem_len: 0,
+            tls_server_name: std::ptr::null(),
         }
     }
 }
@@ -150,7 +189,7 @@ impl ringrelay_client_options {
 }
 
 /// The largest prefix of the struct, at most `n` bytes, that ends at the end of a field.
-fn whole_fields_within(n: usize) -> usize {
+pub(crate) fn whole_fields_within(n: usize) -> usize {
     use std::mem::offset_of;
     type O = ringrelay_client_options;
     let ends = [
@@ -164,6 +203,16 @@ fn whole_fields_within(n: usize) -> usize {
         offset_of!(O, userdata) + size_of::<*mut c_void>(),
         offset_of!(O, acked) + size_of::<bool>(),
         offset_of!(O, acked_timeout_ms) + size_of::<u32>(),
+        offset_of!(O, tls_ca_file) + size_of::<*const c_char>(),
+        offset_of!(O, tls_ca_pem) + size_of::<*const u8>(),
+        offset_of!(O, tls_ca_pem_len) + size_of::<usize>(),
+        offset_of!(O, tls_cert_file) + size_of::<*const c_char>(),
+        offset_of!(O, tls_cert_pem) + size_of::<*const u8>(),
+        offset_of!(O, tls_cert_pem_len) + size_of::<usize>(),
+        offset_of!(O, tls_key_file) + size_of::<*const c_char>(),
+        offset_of!(O, tls_key_pem) + size_of::<*const u8>(),
+        offset_of!(O, tls_key_pem_len) + size_of::<usize>(),
+        offset_of!(O, tls_server_name) + size_of::<*const c_char>(),
     ];
     ends.into_iter().filter(|&end| end <= n).max().unwrap_or(0)
 }

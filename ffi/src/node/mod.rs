@@ -262,7 +262,7 @@ pub unsafe extern "C" fn ringrelay_node_get_stats(
 /// client API as `ringrelay_client_connect` (callback or queue mode from `opts`), and the node
 /// serves it as any other client (token check, authorize hook with peer `"local"`, every
 /// delivery kind, cluster-wide). It never reconnects: when the node stops, it gets a CLOSED
-/// event. `*out` receives the client; free it with `ringrelay_client_free`. Not allowed inside
+/// event. The `tls_*` options are not used: the client is in the same process. `*out` receives the client; free it with `ringrelay_client_free`. Not allowed inside
 /// a hook.
 ///
 /// # Safety
