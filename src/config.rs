@@ -51,6 +51,13 @@ pub struct Config {
     /// who they are with HELLO's token or credentials), `optional`, or `required` (mutual
     /// TLS: a client without a certificate from `tls_ca_file` never reaches HELLO).
     pub tls_client_auth: crate::tls::ClientAuth,
+    /// The oldest TLS version the client and NATS TLS listeners and the metrics endpoint
+    /// accept: `"1.3"` (the default) or `"1.2"` (for clients that cannot speak 1.3; TLS 1.3
+    /// is still preferred). 1.3 by default because TLS 1.2 has no KeyUpdate: a connection
+    /// with an AES-GCM suite closes after 2^24 records its key sealed (rustls's limit), it
+    /// costs one more round trip per handshake, and its suite list is longer to get right.
+    /// Cluster links are TLS 1.3 whatever this says (both ends are ours).
+    pub tls_min_version: crate::tls::TlsVersion,
     /// Threads that run TLS handshakes, off the workers. 1: a handshake costs about a
     /// millisecond of CPU, so one thread completes some thousand a second, and reconnect
     /// storms do not take CPU from the workers' traffic beyond one core.
@@ -269,6 +276,7 @@ impl Default for Config {
             tls_key_file: None,
             tls_ca_file: None,
             tls_client_auth: crate::tls::ClientAuth::None,
+            tls_min_version: crate::tls::TlsVersion::Tls13,
             tls_handshake_threads: 1,
             tls_handshakes_per_thread_max: 256,
             workers: 0,
@@ -539,6 +547,9 @@ impl Config {
         if self.metrics_tls && self.metrics.is_none() {
             return err("metrics_tls needs metrics (the metrics endpoint's address)");
         }
+        if self.tls_min_version == crate::tls::TlsVersion::Tls12 {
+            return err("tls_min_version = \"1.2\" is not supported yet: the record layer speaks TLS 1.3 only (use \"1.3\")");
+        }
         if !(1..=64).contains(&self.tls_handshake_threads) {
             return err("tls_handshake_threads must be between 1 and 64");
         }
@@ -554,7 +565,7 @@ impl Config {
     pub fn tls_server_config(
         &self,
     ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
-        use crate::tls::config::{server_config, Tickets};
+        use crate::tls::config::{server_config_from, Tickets};
         use crate::tls::{ClientCertificates, Identity, TrustAnchors};
         let listening = self.tls_listen.is_some() || self.nats_tls_listen.is_some();
         let (true, Some(cert), Some(key)) = (listening, &self.tls_cert_file, &self.tls_key_file)
@@ -572,7 +583,12 @@ impl Config {
             "tls_client_auth",
             "tls_ca_file",
         )?;
-        Ok(Some(server_config(&identity, &clients, Tickets::Client)?))
+        Ok(Some(server_config_from(
+            &identity,
+            &clients,
+            Tickets::Client,
+            self.tls_min_version,
+        )?))
     }
 
     /// Cluster links' mutual TLS, read from its files (`None` without them). Called at
@@ -600,7 +616,7 @@ impl Config {
     pub fn metrics_tls_server_config(
         &self,
     ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
-        use crate::tls::config::{server_config, Tickets};
+        use crate::tls::config::{server_config_from, Tickets};
         use crate::tls::{ClientCertificates, Identity};
         let (true, Some(cert), Some(key)) =
             (self.metrics_tls, &self.tls_cert_file, &self.tls_key_file)
@@ -608,10 +624,11 @@ impl Config {
             return Ok(None);
         };
         let identity = Identity::from_files("tls_cert_file", cert, "tls_key_file", key)?;
-        Ok(Some(server_config(
+        Ok(Some(server_config_from(
             &identity,
             &ClientCertificates::NotAsked,
             Tickets::Client,
+            self.tls_min_version,
         )?))
     }
 
@@ -755,6 +772,18 @@ mod tests {
             Config::default().metrics_tls_server_config(),
             Ok(None)
         ));
+    }
+
+    #[test]
+    fn tls_min_version_is_1_3_by_default_and_takes_only_known_versions() {
+        use crate::tls::TlsVersion;
+        assert_eq!(Config::default().tls_min_version, TlsVersion::Tls13);
+        let cfg = Config::from_toml_str("tls_min_version = \"1.3\"\n").unwrap();
+        assert_eq!(cfg.tls_min_version, TlsVersion::Tls13);
+        let err = Config::from_toml_str("tls_min_version = \"1.1\"\n").unwrap_err();
+        assert!(err.to_string().contains("1.1"), "{err}");
+        let err = Config::from_toml_str("tls_min_version = \"1.2\"\n").unwrap_err();
+        assert!(err.to_string().contains("tls_min_version"), "{err}");
     }
 
     #[test]

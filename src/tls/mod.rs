@@ -24,7 +24,9 @@ pub mod stream;
 #[cfg(any(test, feature = "test-pki"))]
 pub mod test_pki;
 
-pub use config::{ClientAuth, ClientCertificates, Identity, Origin, TlsConfigError, TrustAnchors};
+pub use config::{
+    ClientAuth, ClientCertificates, Identity, Origin, TlsConfigError, TlsVersion, TrustAnchors,
+};
 pub use halves::{TlsReader, TlsWriter};
 pub use handshake::{Established, Handshake, Progress};
 pub use reason::Failure;
