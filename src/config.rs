@@ -25,15 +25,15 @@ pub struct Config {
     /// "NATS clients"). `None` (the default): off. The same workers serve it, with the same
     /// bounds; `4222` is the port NATS clients try by default.
     pub nats_listen: Option<Endpoint>,
-    /// TLS client listen address (the native protocol over TLS 1.3; README "TLS"). `None`
-    /// (the default): off. It runs beside `listen`, which stays plaintext (point `listen` at
-    /// loopback to serve remote clients over TLS only). Needs `tls_cert_file` and
-    /// `tls_key_file`.
+    /// TLS client listen address (the native protocol over TLS 1.3, or 1.2 per
+    /// `tls_min_version`; README "TLS"). `None` (the default): off. It runs beside `listen`,
+    /// which stays plaintext (point `listen` at loopback to serve remote clients over TLS
+    /// only). Needs `tls_cert_file` and `tls_key_file`.
     pub tls_listen: Option<Endpoint>,
-    /// NATS TLS listen address (the NATS protocol over TLS 1.3, with the certificate, CA
-    /// and `tls_client_auth` of `tls_listen`). `None` (the default): off. NATS clients are
-    /// greeted as nats-server greets them: INFO in clear with `tls_required`, then the
-    /// handshake (see `nats_tls_handshake_first`).
+    /// NATS TLS listen address (the NATS protocol over TLS 1.3 or per `tls_min_version`, with
+    /// the certificate, CA and `tls_client_auth` of `tls_listen`). `None` (the default): off.
+    /// NATS clients are greeted as nats-server greets them: INFO in clear with
+    /// `tls_required`, then the handshake (see `nats_tls_handshake_first`).
     pub nats_tls_listen: Option<Endpoint>,
     /// The TLS handshake comes first on `nats_tls_listen`, INFO after it over TLS
     /// (nats-server's `handshake_first`; clients set up with `tls_first`). Default false:
@@ -169,7 +169,7 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// A file holding `metrics_token`, as `token_file` holds `token`.
     pub metrics_token_file: Option<PathBuf>,
-    /// Serve the metrics endpoint over HTTPS (TLS 1.3) with `tls_cert_file` and
+    /// Serve the metrics endpoint over HTTPS (TLS 1.3, or per `tls_min_version`) with `tls_cert_file` and
     /// `tls_key_file`, reloaded with them, so the bearer token and the answers (client ids,
     /// addresses) never cross the network in clear. `false` (the default): plain HTTP, what
     /// a scraper on loopback expects. Needs `metrics`, `tls_cert_file` and `tls_key_file`.
@@ -547,9 +547,6 @@ impl Config {
         if self.metrics_tls && self.metrics.is_none() {
             return err("metrics_tls needs metrics (the metrics endpoint's address)");
         }
-        if self.tls_min_version == crate::tls::TlsVersion::Tls12 {
-            return err("tls_min_version = \"1.2\" is not supported yet: the record layer speaks TLS 1.3 only (use \"1.3\")");
-        }
         if !(1..=64).contains(&self.tls_handshake_threads) {
             return err("tls_handshake_threads must be between 1 and 64");
         }
@@ -782,8 +779,8 @@ mod tests {
         assert_eq!(cfg.tls_min_version, TlsVersion::Tls13);
         let err = Config::from_toml_str("tls_min_version = \"1.1\"\n").unwrap_err();
         assert!(err.to_string().contains("1.1"), "{err}");
-        let err = Config::from_toml_str("tls_min_version = \"1.2\"\n").unwrap_err();
-        assert!(err.to_string().contains("tls_min_version"), "{err}");
+        let cfg = Config::from_toml_str("tls_min_version = \"1.2\"\n").unwrap();
+        assert_eq!(cfg.tls_min_version, TlsVersion::Tls12);
     }
 
     #[test]

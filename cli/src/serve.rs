@@ -124,8 +124,8 @@ pub struct ServeArgs {
 /// The TLS client listener (README "TLS").
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct TlsServeArgs {
-    /// Also serve clients over TLS 1.3 on this address, like 0.0.0.0:7443 (off by default;
-    /// needs --tls-cert-file and --tls-key-file)
+    /// Also serve clients over TLS 1.3 (or 1.2, see --tls-min-version) on this address, like
+    /// 0.0.0.0:7443 (off by default; needs --tls-cert-file and --tls-key-file)
     #[arg(long, value_name = "ADDR")]
     pub tls_listen: Option<Endpoint>,
     /// The TLS listener's certificate chain (PEM, leaf first)
