@@ -25,15 +25,15 @@ pub struct Config {
     /// "NATS clients"). `None` (the default): off. The same workers serve it, with the same
     /// bounds; `4222` is the port NATS clients try by default.
     pub nats_listen: Option<Endpoint>,
-    /// TLS client listen address (the native protocol over TLS 1.3; README "TLS"). `None`
-    /// (the default): off. It runs beside `listen`, which stays plaintext (point `listen` at
-    /// loopback to serve remote clients over TLS only). Needs `tls_cert_file` and
-    /// `tls_key_file`.
+    /// TLS client listen address (the native protocol over TLS 1.3, or 1.2 per
+    /// `tls_min_version`; README "TLS"). `None` (the default): off. It runs beside `listen`,
+    /// which stays plaintext (point `listen` at loopback to serve remote clients over TLS
+    /// only). Needs `tls_cert_file` and `tls_key_file`.
     pub tls_listen: Option<Endpoint>,
-    /// NATS TLS listen address (the NATS protocol over TLS 1.3, with the certificate, CA
-    /// and `tls_client_auth` of `tls_listen`). `None` (the default): off. NATS clients are
-    /// greeted as nats-server greets them: INFO in clear with `tls_required`, then the
-    /// handshake (see `nats_tls_handshake_first`).
+    /// NATS TLS listen address (the NATS protocol over TLS 1.3 or per `tls_min_version`, with
+    /// the certificate, CA and `tls_client_auth` of `tls_listen`). `None` (the default): off.
+    /// NATS clients are greeted as nats-server greets them: INFO in clear with
+    /// `tls_required`, then the handshake (see `nats_tls_handshake_first`).
     pub nats_tls_listen: Option<Endpoint>,
     /// The TLS handshake comes first on `nats_tls_listen`, INFO after it over TLS
     /// (nats-server's `handshake_first`; clients set up with `tls_first`). Default false:
@@ -51,6 +51,13 @@ pub struct Config {
     /// who they are with HELLO's token or credentials), `optional`, or `required` (mutual
     /// TLS: a client without a certificate from `tls_ca_file` never reaches HELLO).
     pub tls_client_auth: crate::tls::ClientAuth,
+    /// The oldest TLS version the client and NATS TLS listeners and the metrics endpoint
+    /// accept: `"1.3"` (the default) or `"1.2"` (for clients that cannot speak 1.3; TLS 1.3
+    /// is still preferred). 1.3 by default because TLS 1.2 has no KeyUpdate: a connection
+    /// with an AES-GCM suite closes after 2^24 records its key sealed (rustls's limit), it
+    /// costs one more round trip per handshake, and its suite list is longer to get right.
+    /// Cluster links are TLS 1.3 whatever this says (both ends are ours).
+    pub tls_min_version: crate::tls::TlsVersion,
     /// Threads that run TLS handshakes, off the workers. 1: a handshake costs about a
     /// millisecond of CPU, so one thread completes some thousand a second, and reconnect
     /// storms do not take CPU from the workers' traffic beyond one core.
@@ -171,7 +178,7 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// A file holding `metrics_token`, as `token_file` holds `token`.
     pub metrics_token_file: Option<PathBuf>,
-    /// Serve the metrics endpoint over HTTPS (TLS 1.3) with `tls_cert_file` and
+    /// Serve the metrics endpoint over HTTPS (TLS 1.3, or per `tls_min_version`) with `tls_cert_file` and
     /// `tls_key_file`, reloaded with them, so the bearer token and the answers (client ids,
     /// addresses) never cross the network in clear. `false` (the default): plain HTTP, what
     /// a scraper on loopback expects. Needs `metrics`, `tls_cert_file` and `tls_key_file`.
@@ -278,6 +285,7 @@ impl Default for Config {
             tls_key_file: None,
             tls_ca_file: None,
             tls_client_auth: crate::tls::ClientAuth::None,
+            tls_min_version: crate::tls::TlsVersion::Tls13,
             tls_handshake_threads: 1,
             tls_handshakes_per_thread_max: 256,
             workers: 0,
@@ -573,7 +581,7 @@ impl Config {
     pub fn tls_server_config(
         &self,
     ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
-        use crate::tls::config::{server_config, Tickets};
+        use crate::tls::config::{server_config_from, Tickets};
         use crate::tls::{ClientCertificates, Identity, TrustAnchors};
         let listening = self.tls_listen.is_some() || self.nats_tls_listen.is_some();
         let (true, Some(cert), Some(key)) = (listening, &self.tls_cert_file, &self.tls_key_file)
@@ -591,7 +599,12 @@ impl Config {
             "tls_client_auth",
             "tls_ca_file",
         )?;
-        Ok(Some(server_config(&identity, &clients, Tickets::Client)?))
+        Ok(Some(server_config_from(
+            &identity,
+            &clients,
+            Tickets::Client,
+            self.tls_min_version,
+        )?))
     }
 
     /// Whether any connection may speak TLS: a client or NATS TLS listener, or cluster TLS
@@ -633,7 +646,7 @@ impl Config {
     pub fn metrics_tls_server_config(
         &self,
     ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
-        use crate::tls::config::{server_config, Tickets};
+        use crate::tls::config::{server_config_from, Tickets};
         use crate::tls::{ClientCertificates, Identity};
         let (true, Some(cert), Some(key)) =
             (self.metrics_tls, &self.tls_cert_file, &self.tls_key_file)
@@ -641,10 +654,11 @@ impl Config {
             return Ok(None);
         };
         let identity = Identity::from_files("tls_cert_file", cert, "tls_key_file", key)?;
-        Ok(Some(server_config(
+        Ok(Some(server_config_from(
             &identity,
             &ClientCertificates::NotAsked,
             Tickets::Client,
+            self.tls_min_version,
         )?))
     }
 
@@ -788,6 +802,18 @@ mod tests {
             Config::default().metrics_tls_server_config(),
             Ok(None)
         ));
+    }
+
+    #[test]
+    fn tls_min_version_is_1_3_by_default_and_takes_only_known_versions() {
+        use crate::tls::TlsVersion;
+        assert_eq!(Config::default().tls_min_version, TlsVersion::Tls13);
+        let cfg = Config::from_toml_str("tls_min_version = \"1.3\"\n").unwrap();
+        assert_eq!(cfg.tls_min_version, TlsVersion::Tls13);
+        let err = Config::from_toml_str("tls_min_version = \"1.1\"\n").unwrap_err();
+        assert!(err.to_string().contains("1.1"), "{err}");
+        let cfg = Config::from_toml_str("tls_min_version = \"1.2\"\n").unwrap();
+        assert_eq!(cfg.tls_min_version, TlsVersion::Tls12);
     }
 
     #[test]

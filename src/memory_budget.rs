@@ -74,7 +74,9 @@ pub const TLS_CONNECTION_STATE_BYTES: usize = 4096;
 /// The record buffers a TLS connection may hold between receives
 /// (`TlsReceiver::partial_bytes`): the ciphertext of a record cut by the end of a receive, and
 /// the buffer of the last such record finished (kept for the next one, given back at each
-/// worker tick), each allocated for one record at most: 5 + 16,640 bytes.
+/// worker tick), each allocated for one record at most: 5 + 16,640 bytes. True for TLS 1.2 too:
+/// its AEAD records are at most 2^14 + 24 bytes of body (the record layer refuses a longer
+/// header, which no valid record has, though RFC 5246 allows 2^14 + 2048).
 pub const TLS_RECORD_BUFFERS_BYTES: usize = 2 * (RECORD_HEADER_LEN + RECORD_CIPHERTEXT_MAX);
 
 /// One handshake in progress on a handshake thread: what it may buffer from its peer

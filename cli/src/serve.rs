@@ -124,8 +124,8 @@ pub struct ServeArgs {
 /// The TLS client listener (README "TLS").
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct TlsServeArgs {
-    /// Also serve clients over TLS 1.3 on this address, like 0.0.0.0:7443 (off by default;
-    /// needs --tls-cert-file and --tls-key-file)
+    /// Also serve clients over TLS 1.3 (or 1.2, see --tls-min-version) on this address, like
+    /// 0.0.0.0:7443 (off by default; needs --tls-cert-file and --tls-key-file)
     #[arg(long, value_name = "ADDR")]
     pub tls_listen: Option<Endpoint>,
     /// The TLS listener's certificate chain (PEM, leaf first)
@@ -141,6 +141,10 @@ pub struct TlsServeArgs {
     /// [default: none]
     #[arg(long, value_name = "POLICY", value_parser = parse_client_auth)]
     pub tls_client_auth: Option<ringrelay::tls::ClientAuth>,
+    /// The oldest TLS version --tls-listen, --nats-tls-listen and --metrics-tls accept: 1.3,
+    /// or 1.2 for clients that cannot speak 1.3 (cluster links stay 1.3) [default: 1.3]
+    #[arg(long, value_name = "VERSION", value_parser = ringrelay::tls::TlsVersion::parse)]
+    pub tls_min_version: Option<ringrelay::tls::TlsVersion>,
     /// Also serve NATS clients over TLS on this address, like 0.0.0.0:4443 (INFO in clear,
     /// then TLS, as nats-server does; the certificate flags of --tls-listen)
     #[arg(long, value_name = "ADDR")]
@@ -200,6 +204,9 @@ fn apply_tls_flags(mut cfg: Config, tls: &TlsServeArgs) -> Config {
     }
     if let Some(auth) = tls.tls_client_auth {
         cfg.tls_client_auth = auth;
+    }
+    if let Some(min) = tls.tls_min_version {
+        cfg.tls_min_version = min;
     }
     if tls.metrics_tls {
         cfg.metrics_tls = true;

@@ -310,7 +310,8 @@ fn main() {
 }
 
 /// tls_record inputs (see README.md): garbage with a valid header, a plaintext client, a
-/// header too long; round trips with a KeyUpdate and a close, one with a corrupted byte.
+/// header too long; round trips with a KeyUpdate and a close, one with a corrupted byte; TLS 1.2
+/// garbage and a round trip.
 fn tls_record_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut forged = vec![0, 3, 1, 2, 9, 23, 3, 3, 0, 40];
     forged.extend_from_slice(&[0x5a; 40]);
@@ -324,6 +325,7 @@ fn tls_record_seeds() -> Vec<(&'static str, Vec<u8>)> {
     flushes.extend_from_slice(&[63, 1, 1, b'z', 0, 0]);
     let round_trip =
         |close: &[u8], corrupt: &[u8], cuts: &[u8]| [&flushes[..], close, corrupt, cuts].concat();
+    let tls12_forged = [&[4][..], &forged[1..]].concat();
     vec![
         ("garbage_forged_record", forged),
         ("garbage_plaintext_http", plaintext),
@@ -339,6 +341,16 @@ fn tls_record_seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "round_trip_corrupted",
             round_trip(&[1, 0], &[1, 0, 0, 0, 40, 1], &[17, 31, 2]),
+        ),
+        // mode bit 2: TLS 1.2 (4: AES-256-GCM, garbage; 7: ChaCha20, round trip).
+        ("tls12_garbage_forged_record", tls12_forged),
+        (
+            "tls12_round_trip_close",
+            [
+                &[7][..],
+                &round_trip(&[1, 3, 1, 2, 3], &[0], &[1, 2, 3, 4, 5, 0xC1, 7, 0xD0])[1..],
+            ]
+            .concat(),
         ),
     ]
 }

@@ -1,14 +1,14 @@
-//! The TLS 1.3 record layer's receive side (`TlsReceiver::open`: records opened in place, a
+//! The record layer's receive side (TLS 1.3 and TLS 1.2) (`TlsReceiver::open`: records opened in place, a
 //! record cut by the end of a receive kept and finished by the next one), on a session made
 //! from fixed traffic secrets (`TlsSession::pair_from_secrets`, feature `test-session`).
 //!
 //! Input: `[mode]` then the rest. Bit 0 of `mode` picks the suite (AES-256-GCM or
-//! ChaCha20-Poly1305); bit 1 the check:
+//! ChaCha20-Poly1305); bit 2 the version (TLS 1.3 or 1.2); bit 1 the check:
 //!
 //! - garbage (bit 1 clear): `[n][n cut bytes][bytes]`, the bytes cut into chunks as
 //!   `stream_decoder` cuts its stream, opened one chunk after the other. No chunk yields
 //!   plaintext; the first header is refused exactly when its fifth byte arrives if
-//!   `check_header` refuses it (with that error), else the first record is refused as
+//!   `Protection::check_header` refuses it (with that error), else the first record is refused as
 //!   forged (`BadRecordMac`) exactly when its last byte arrives (forging a tag is taken to be
 //!   impossible); until then every call succeeds and holds exactly the bytes given.
 //! - round trip (bit 1 set): up to 16 plaintext flushes (`[len u8][bytes][repeat u8][key
@@ -23,9 +23,9 @@
 
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use ringrelay::tls::record::{check_header, RecordError, RECORD_CIPHERTEXT_MAX, RECORD_HEADER_LEN};
+use ringrelay::tls::record::{Protection, RecordError, RECORD_CIPHERTEXT_MAX, RECORD_HEADER_LEN};
 use ringrelay::tls::session::TlsReceiver;
-use ringrelay::tls::{SessionError, TlsSession};
+use ringrelay::tls::{SessionError, TlsSession, TlsVersion};
 use ringrelay_fuzz::split;
 use rustls::CipherSuite;
 
@@ -41,17 +41,22 @@ fuzz_target!(|data: &[u8]| {
     } else {
         CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
     };
-    let (client, server) = TlsSession::pair_from_secrets(suite, &[7; 48], &[9; 48])
+    let (version, protection) = match (mode & 4 == 0, mode & 1 == 0) {
+        (true, _) => (TlsVersion::Tls13, Protection::Tls13),
+        (false, true) => (TlsVersion::Tls12, Protection::Tls12Gcm),
+        (false, false) => (TlsVersion::Tls12, Protection::Tls12Chacha),
+    };
+    let (client, server) = TlsSession::pair_from_secrets_for(suite, &[7; 48], &[9; 48], version)
         .expect("both suites are supported");
     let (receiver, _) = server.split();
     if mode & 2 == 0 {
-        garbage(receiver, rest);
+        garbage(receiver, protection, rest);
     } else {
         round_trip(client, receiver, &mut Unstructured::new(rest));
     }
 });
 
-fn garbage(mut receiver: TlsReceiver, data: &[u8]) {
+fn garbage(mut receiver: TlsReceiver, protection: Protection, data: &[u8]) {
     let [n, rest @ ..] = data else {
         return;
     };
@@ -60,7 +65,7 @@ fn garbage(mut receiver: TlsReceiver, data: &[u8]) {
     // Where the first refusal must come, and which.
     let expected = stream
         .first_chunk::<RECORD_HEADER_LEN>()
-        .map(|header| match check_header(header) {
+        .map(|header| match protection.check_header(header) {
             Err(e) => (RECORD_HEADER_LEN, e),
             Ok(len) => (RECORD_HEADER_LEN + len, RecordError::BadRecordMac),
         })
@@ -106,7 +111,7 @@ fn seal_flushes(
             client.owe_key_update();
         }
         let plaintext = bytes.repeat(repeat);
-        let at = TlsSession::reserve_record(&mut wire);
+        let at = client.reserve_record(&mut wire);
         wire.extend_from_slice(&plaintext);
         client
             .seal(&mut wire, at)

@@ -51,6 +51,22 @@ impl ClientTls {
         identity: Option<(&std::path::Path, &std::path::Path)>,
         server_name: Option<&str>,
     ) -> Result<ClientTls, crate::tls::TlsConfigError> {
+        ClientTls::with_min_version(
+            ca_file,
+            identity,
+            server_name,
+            crate::tls::TlsVersion::Tls13,
+        )
+    }
+
+    /// As [`ClientTls::new`], accepting TLS `min` and newer: `Tls12` for a relay reached
+    /// through something that speaks only TLS 1.2 (a ringrelay listener always speaks 1.3).
+    pub fn with_min_version(
+        ca_file: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+        server_name: Option<&str>,
+        min: crate::tls::TlsVersion,
+    ) -> Result<ClientTls, crate::tls::TlsConfigError> {
         let anchors = crate::tls::TrustAnchors::from_file("--tls-ca-file", ca_file)?;
         let identity = match identity {
             Some((cert, key)) => Some(crate::tls::Identity::from_files(
@@ -61,7 +77,7 @@ impl ClientTls {
             )?),
             None => None,
         };
-        let config = crate::tls::config::client_config(&anchors, identity.as_ref())?;
+        let config = crate::tls::config::client_config_from(&anchors, identity.as_ref(), min)?;
         let server_name = match server_name {
             Some(name) => Some(
                 rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| {

@@ -2,14 +2,14 @@
 //! and the record being filled in the send buffer.
 //!
 //! Send: every writer of a TLS connection's `out` calls [`TlsConn::reserve`] first, so `out`
-//! is always sealed records followed by at most one open record (its header reserved, its
-//! plaintext the frames encoded since). A record is sealed when it has reached 16 KiB (at the
+//! is always sealed records followed by at most one open record (its prefix reserved: the
+//! header, and in TLS 1.2 AES-GCM the explicit nonce; its plaintext the frames encoded since). A record is sealed when it has reached 16 KiB (at the
 //! next reserve) or when the buffer is handed to the ring, in place: the frame's one copy
 //! into `out` is the only copy, and the ciphertext that a partial send leaves is resent,
 //! never resealed.
 
 use crate::protocol::FrameWalk;
-use crate::tls::record::{RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX};
+use crate::tls::record::RECORD_PLAINTEXT_MAX;
 use crate::tls::{SessionError, TlsSession};
 use std::collections::VecDeque;
 
@@ -41,9 +41,9 @@ impl TlsConn {
             Some(at) if out.len() - at < RECORD_PLAINTEXT_MAX => {}
             Some(_) => {
                 self.seal(out);
-                self.open_at = Some(TlsSession::reserve_record(out));
+                self.open_at = Some(self.session.reserve_record(out));
             }
-            None => self.open_at = Some(TlsSession::reserve_record(out)),
+            None => self.open_at = Some(self.session.reserve_record(out)),
         }
     }
 
@@ -52,8 +52,9 @@ impl TlsConn {
     pub fn seal(&mut self, out: &mut Vec<u8>) {
         if let Some(at) = self.open_at.take() {
             debug_assert!(at < out.len(), "invariant: the open record is in out");
+            let prefix = self.session.record_prefix_len();
             let messages = match &mut self.ledger {
-                Some(ledger) => ledger.sealing(&out[at + RECORD_HEADER_LEN..]),
+                Some(ledger) => ledger.sealing(&out[at + prefix..]),
                 None => 0,
             };
             if let Err(e) = self.session.seal(out, at) {
@@ -158,7 +159,9 @@ impl TlsConn {
     /// Messages an outbound link dies with (see [`LinkLedger`]); `out` is the send buffer.
     pub fn link_messages_lost(&self, out: &[u8]) -> u64 {
         let open = match self.open_at {
-            Some(at) => out.get(at + RECORD_HEADER_LEN..).unwrap_or_default(),
+            Some(at) => out
+                .get(at + self.session.record_prefix_len()..)
+                .unwrap_or_default(),
             None => &[],
         };
         self.ledger.as_ref().map_or(0, |ledger| ledger.lost(open))

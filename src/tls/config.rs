@@ -34,6 +34,49 @@ pub enum ClientAuth {
     Required,
 }
 
+/// The oldest TLS version a listener accepts (`tls_min_version`). TLS 1.3 is always offered;
+/// `1.2` adds TLS 1.2 with the ECDHE AEAD suites rustls offers (AES-GCM, ChaCha20-Poly1305),
+/// for clients that cannot speak 1.3.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[default]
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    /// The setting's text: `1.2` or `1.3`.
+    pub fn parse(text: &str) -> Result<TlsVersion, String> {
+        match text {
+            "1.2" => Ok(TlsVersion::Tls12),
+            "1.3" => Ok(TlsVersion::Tls13),
+            other => Err(format!("{other:?}: expected 1.2 or 1.3")),
+        }
+    }
+
+    /// The versions rustls may negotiate, newest first.
+    fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static FROM_1_2: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static ONLY_1_3: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            TlsVersion::Tls12 => &FROM_1_2,
+            TlsVersion::Tls13 => &ONLY_1_3,
+        }
+    }
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        })
+    }
+}
+
 /// Where PEM bytes came from, for error messages: the setting and the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -247,16 +290,26 @@ pub enum Tickets {
     None,
 }
 
-/// The configuration of a TLS listener (or of a node accepting cluster links).
+/// The configuration of a TLS listener (or of a node accepting cluster links): TLS 1.3 only.
 pub fn server_config(
     identity: &Identity,
     clients: &ClientCertificates,
     tickets: Tickets,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    server_config_from(identity, clients, tickets, TlsVersion::Tls13)
+}
+
+/// The configuration of a TLS listener that accepts TLS `min` and newer.
+pub fn server_config_from(
+    identity: &Identity,
+    clients: &ClientCertificates,
+    tickets: Tickets,
+    min: TlsVersion,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let provider = Arc::new(provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsConfigError::Setting(format!("TLS 1.3 with ring: {e}")))?;
+        .with_protocol_versions(min.versions())
+        .map_err(|e| TlsConfigError::Setting(format!("TLS {min} and newer with ring: {e}")))?;
     let verifier = |anchors: &TrustAnchors, optional: bool| {
         let builder = WebPkiClientVerifier::builder_with_provider(
             Arc::clone(&anchors.roots),
@@ -291,14 +344,23 @@ pub fn server_config(
 }
 
 /// The configuration of a dialing side: the server's certificate must chain to `anchors`;
-/// `identity` is presented when the server asks (cluster links, mutual TLS).
+/// `identity` is presented when the server asks (cluster links, mutual TLS). TLS 1.3 only.
 pub fn client_config(
     anchors: &TrustAnchors,
     identity: Option<&Identity>,
 ) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    client_config_from(anchors, identity, TlsVersion::Tls13)
+}
+
+/// The configuration of a dialing side that accepts TLS `min` and newer (1.3 is preferred).
+pub fn client_config_from(
+    anchors: &TrustAnchors,
+    identity: Option<&Identity>,
+    min: TlsVersion,
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let builder = ClientConfig::builder_with_provider(Arc::new(provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TlsConfigError::Setting(format!("TLS 1.3 with ring: {e}")))?
+        .with_protocol_versions(min.versions())
+        .map_err(|e| TlsConfigError::Setting(format!("TLS {min} and newer with ring: {e}")))?
         .with_root_certificates(Arc::clone(&anchors.roots));
     let mut config = match identity {
         Some(id) => builder

@@ -1,10 +1,11 @@
-//! Both ends of a TLS 1.3 session made from given traffic secrets, without a handshake: the
+//! Both ends of a TLS 1.3 (or 1.2) session made from given traffic secrets, without a handshake: the
 //! record layer in memory, for tests and the `tls_record` fuzz target (feature
 //! `test-session`; never a way to talk to a peer). Keys and IVs are derived from a traffic
 //! secret as RFC 8446 section 7.3 states, and each KeyUpdate derives the next secret as
 //! section 7.2 does (`HKDF-Expand-Label(secret, "traffic upd", "", Hash.length)`), so the two
 //! ends stay in step through KeyUpdates as a handshaken session's do.
 
+use super::config::TlsVersion;
 use super::session::{SessionError, TlsSession};
 use ring::hkdf;
 use rustls::crypto::cipher::{AeadKey, Iv};
@@ -122,6 +123,18 @@ impl TlsSession {
         client_secret: &[u8],
         server_secret: &[u8],
     ) -> Result<(TlsSession, TlsSession), SessionError> {
+        TlsSession::pair_from_secrets_for(suite, client_secret, server_secret, TlsVersion::Tls13)
+    }
+
+    /// As [`TlsSession::pair_from_secrets`], the records protected as `version` protects them
+    /// (TLS 1.2: the same keys and IVs, no KeyUpdate; `suite` still names the AEAD by its
+    /// TLS 1.3 suite).
+    pub fn pair_from_secrets_for(
+        suite: CipherSuite,
+        client_secret: &[u8],
+        server_secret: &[u8],
+        version: TlsVersion,
+    ) -> Result<(TlsSession, TlsSession), SessionError> {
         let suite = Suite::of(suite).ok_or(super::record::RecordError::UnsupportedSuite)?;
         let end = |tx: &[u8], rx: &[u8]| {
             let keys = |secret| {
@@ -138,7 +151,7 @@ impl TlsSession {
                 tx: tx.to_vec(),
                 rx: rx.to_vec(),
             };
-            TlsSession::fixed(secrets, schedule)
+            TlsSession::fixed(secrets, schedule, version)
         };
         Ok((
             end(client_secret, server_secret)?,

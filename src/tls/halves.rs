@@ -199,12 +199,12 @@ impl Outbound {
         let at = match self.open_at {
             Some(at) => at,
             None => {
-                let at = TlsSender::reserve_record(&mut self.out);
+                let at = self.session.reserve_record(&mut self.out);
                 self.open_at = Some(at);
                 at
             }
         };
-        let room = RECORD_PLAINTEXT_MAX - (self.out.len() - at - RECORD_HEADER_LEN);
+        let room = RECORD_PLAINTEXT_MAX - (self.out.len() - at - self.session.record_prefix_len());
         let n = buf.len().min(room);
         self.out.extend_from_slice(&buf[..n]);
         if n == room {
@@ -222,9 +222,10 @@ impl Outbound {
         while !rest.is_empty() || self.open_at.is_some() {
             let at = match self.open_at.take() {
                 Some(at) => at,
-                None => TlsSender::reserve_record(&mut self.out),
+                None => self.session.reserve_record(&mut self.out),
             };
-            let room = RECORD_PLAINTEXT_MAX - (self.out.len() - at - RECORD_HEADER_LEN);
+            let room =
+                RECORD_PLAINTEXT_MAX - (self.out.len() - at - self.session.record_prefix_len());
             let (now, later) = rest.split_at(rest.len().min(room));
             self.out.extend_from_slice(now);
             self.session

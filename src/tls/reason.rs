@@ -2,7 +2,7 @@
 //! `tls_handshake_failures_total{reason}` metric. rustls's own texts name the TLS mechanism
 //! ("invalid peer certificate: UnknownIssuer"); these name the setting or the certificate.
 
-use rustls::{AlertDescription, CertificateError, Error};
+use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible};
 
 /// A failed handshake: a metric label and the sentence logged and (where the protocol
 /// allows) sent to the peer.
@@ -39,10 +39,22 @@ pub fn failure(error: &Error) -> Failure {
         ),
         Error::InvalidCertificate(cert) => certificate_failure(cert),
         Error::AlertReceived(alert) => alert_failure(*alert),
+        Error::PeerIncompatible(
+            why @ (PeerIncompatible::SupportedVersionsExtensionRequired
+            | PeerIncompatible::Tls12NotOfferedOrEnabled
+            | PeerIncompatible::Tls12NotOffered),
+        ) => Failure::new(
+            "incompatible",
+            format!(
+                "no TLS version in common: the peer does not offer TLS 1.3, and TLS 1.2 is \
+                 accepted only by client listeners set to tls_min_version = \"1.2\" ({why:?})"
+            ),
+        ),
         Error::PeerIncompatible(why) => Failure::new(
             "incompatible",
             format!(
-                "no TLS version or cipher suite in common (the relay speaks TLS 1.3 only): {why:?}"
+                "no TLS version or cipher suite in common (the relay speaks TLS 1.3, and 1.2 \
+                 where tls_min_version = \"1.2\"): {why:?}"
             ),
         ),
         Error::InvalidMessage(why) => {
@@ -101,7 +113,8 @@ fn alert_failure(alert: AlertDescription) -> Failure {
             "the peer refused our certificate (wrong key?)"
         }
         AlertDescription::ProtocolVersion | AlertDescription::HandshakeFailure => {
-            "the peer has no TLS version or cipher suite in common with us (TLS 1.3 only)"
+            "the peer has no TLS version or cipher suite in common with us (TLS 1.3, or 1.2 where \
+             tls_min_version = \"1.2\")"
         }
         _ => return Failure::new("rejected_by_peer", format!("the peer sent alert {alert:?}")),
     };

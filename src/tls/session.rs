@@ -8,10 +8,14 @@
 //! ([`TlsSession::seal`]): plaintext encoded behind a header reserved by
 //! [`TlsSession::reserve_record`] is sealed where it lies; a KeyUpdate the session owes
 //! (asked by the peer, or the key near its limit) follows the records it seals.
+//!
+//! TLS 1.2 sessions (listeners with `tls_min_version = "1.2"`) have no KeyUpdate: a key that
+//! reaches its confidentiality limit closes the connection (as rustls does), and a handshake
+//! record from the peer (a renegotiation) closes it too.
 
+use super::config::TlsVersion;
 use super::record::{
-    check_header, seal_all, ContentType, RecordError, RecordKey, RECORD_HEADER_LEN,
-    RECORD_PLAINTEXT_MAX, TAG_LEN,
+    seal_all, ContentType, RecordError, RecordKey, RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX,
 };
 use rustls::client::ClientConnectionData;
 use rustls::kernel::KernelConnection;
@@ -31,6 +35,15 @@ const CLOSE_NOTIFY: u8 = 0;
 /// flush seals (a flush is bounded by `pending_bytes_max`, 2^20 records are 16 GiB), so the
 /// limit itself is never reached.
 const REKEY_MARGIN_RECORDS: u64 = 1 << 20;
+
+/// The version rustls negotiated, as the record layer knows it.
+fn negotiated(version: rustls::ProtocolVersion) -> Result<TlsVersion, SessionError> {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => Ok(TlsVersion::Tls13),
+        rustls::ProtocolVersion::TLSv1_2 => Ok(TlsVersion::Tls12),
+        _ => Err(RecordError::UnsupportedSuite.into()),
+    }
+}
 
 /// rustls's post-handshake state of either side.
 enum Kernel {
@@ -89,6 +102,8 @@ pub enum SessionError {
     KeyUpdate(String),
     #[error("post-handshake message refused: {0}")]
     Handshake(&'static str),
+    #[error("the peer began a TLS 1.2 renegotiation (a handshake after the handshake), which is refused")]
+    Renegotiation,
 }
 
 /// What one [`TlsSession::open`] produced.
@@ -160,34 +175,47 @@ impl TlsSession {
         secrets: ExtractedSecrets,
         kernel: KernelConnection<ServerConnectionData>,
     ) -> Result<TlsSession, SessionError> {
-        TlsSession::new(secrets, Kernel::Server(kernel))
+        let version = negotiated(kernel.protocol_version())?;
+        TlsSession::new(secrets, Kernel::Server(kernel), version)
     }
 
     pub(super) fn client(
         secrets: ExtractedSecrets,
         kernel: KernelConnection<ClientConnectionData>,
     ) -> Result<TlsSession, SessionError> {
-        TlsSession::new(secrets, Kernel::Client(kernel))
+        let version = negotiated(kernel.protocol_version())?;
+        TlsSession::new(secrets, Kernel::Client(kernel), version)
     }
 
-    /// A session with traffic secrets derived by rustls, whose KeyUpdates `kernel` derives.
-    fn new(secrets: ExtractedSecrets, kernel: Kernel) -> Result<TlsSession, SessionError> {
+    /// A session of `version` with traffic secrets derived by rustls, whose KeyUpdates
+    /// `kernel` derives (TLS 1.3).
+    fn new(
+        secrets: ExtractedSecrets,
+        kernel: Kernel,
+        version: TlsVersion,
+    ) -> Result<TlsSession, SessionError> {
         let (tx_seq, tx) = secrets.tx;
         let (rx_seq, rx) = secrets.rx;
+        let mut rx = RecordKey::for_version(rx_seq, rx, version)?;
+        if version == TlsVersion::Tls12 {
+            // rustls opens past a TLS 1.2 peer's limit too: the failure, if any, is the
+            // peer's; only what this side seals is bounded.
+            rx = rx.without_limit();
+        }
         let keys = Arc::new(KeySchedule {
             kernel: Mutex::new(kernel),
             key_update_due: AtomicBool::new(false),
         });
         Ok(TlsSession {
             receiver: TlsReceiver {
-                rx: RecordKey::new(rx_seq, rx)?,
+                rx,
                 partial: Vec::new(),
                 carried: Vec::new(),
                 peer_closed: false,
                 keys: Arc::clone(&keys),
             },
             sender: TlsSender {
-                tx: RecordKey::new(tx_seq, tx)?,
+                tx: RecordKey::for_version(tx_seq, tx, version)?,
                 key_update_due: false,
                 keys,
             },
@@ -240,8 +268,24 @@ impl TlsSession {
     }
 
     /// See [`TlsSender::reserve_record`].
-    pub fn reserve_record(out: &mut Vec<u8>) -> usize {
-        TlsSender::reserve_record(out)
+    #[inline]
+    pub fn reserve_record(&self, out: &mut Vec<u8>) -> usize {
+        self.sender.reserve_record(out)
+    }
+
+    /// See [`TlsSender::record_prefix_len`].
+    #[inline]
+    pub fn record_prefix_len(&self) -> usize {
+        self.sender.record_prefix_len()
+    }
+
+    /// The version this session speaks.
+    pub fn version(&self) -> TlsVersion {
+        if self.sender.tx.protection().is_tls12() {
+            TlsVersion::Tls12
+        } else {
+            TlsVersion::Tls13
+        }
     }
 
     /// See [`TlsSender::seal`].
@@ -259,8 +303,9 @@ impl TlsSession {
     pub(super) fn fixed(
         secrets: ExtractedSecrets,
         kernel: super::fixed::FixedSchedule,
+        version: TlsVersion,
     ) -> Result<TlsSession, SessionError> {
-        TlsSession::new(secrets, Kernel::Fixed(kernel))
+        TlsSession::new(secrets, Kernel::Fixed(kernel), version)
     }
 
     /// Makes the session owe a KeyUpdate, as the key's limit would: the next
@@ -283,13 +328,14 @@ impl TlsReceiver {
     /// The most plaintext the record cut by the end of the last buffer can yield (0: none is
     /// cut): room a reader may keep in front of the next buffer for `Opened::carried`.
     pub fn cut_plaintext_max(&self) -> usize {
+        let protection = self.rx.protection();
         match self.partial.first_chunk::<RECORD_HEADER_LEN>() {
             None if self.partial.is_empty() => 0,
             None => RECORD_PLAINTEXT_MAX,
-            // The body less the content type byte and the tag.
-            Some(header) => check_header(header).map_or(RECORD_PLAINTEXT_MAX, |body| {
-                body.saturating_sub(1 + TAG_LEN)
-            }),
+            // The body less the explicit nonce, the content type byte and the tag.
+            Some(header) => protection
+                .check_header(header)
+                .map_or(RECORD_PLAINTEXT_MAX, |body| protection.content_max(body)),
         }
     }
 
@@ -344,7 +390,7 @@ impl TlsReceiver {
             let header: &[u8; RECORD_HEADER_LEN] = buf[at..at + RECORD_HEADER_LEN]
                 .try_into()
                 .map_err(|_| RecordError::TooLarge(0))?;
-            let end = at + RECORD_HEADER_LEN + check_header(header)?;
+            let end = at + RECORD_HEADER_LEN + self.rx.protection().check_header(header)?;
             if end > buf.len() {
                 break;
             }
@@ -365,8 +411,8 @@ impl TlsReceiver {
             let tail = &buf[at..];
             if let Some(header) = tail.first_chunk::<RECORD_HEADER_LEN>() {
                 // Room for the whole record at once: the buffer never grows past one record.
-                self.partial
-                    .reserve_exact(RECORD_HEADER_LEN + check_header(header)?);
+                let body = self.rx.protection().check_header(header)?;
+                self.partial.reserve_exact(RECORD_HEADER_LEN + body);
             }
             self.partial.extend_from_slice(tail);
         }
@@ -396,7 +442,9 @@ impl TlsReceiver {
         let Some(header) = self.partial.first_chunk::<RECORD_HEADER_LEN>() else {
             return Ok(None);
         };
-        Ok(Some(RECORD_HEADER_LEN + check_header(header)?))
+        Ok(Some(
+            RECORD_HEADER_LEN + self.rx.protection().check_header(header)?,
+        ))
     }
 
     /// Opens the whole record in `partial`; its plaintext (if data) becomes `carried`.
@@ -424,6 +472,10 @@ impl TlsReceiver {
                 [_, description] => Err(SessionError::Alert(*description)),
                 _ => Err(SessionError::Handshake("malformed alert")),
             };
+        }
+        if self.rx.protection().is_tls12() {
+            // TLS 1.2 has no post-handshake messages: a handshake is a renegotiation.
+            return Err(SessionError::Renegotiation);
         }
         let mut rest = body;
         while !rest.is_empty() {
@@ -484,25 +536,39 @@ impl TlsReceiver {
 }
 
 impl TlsSender {
-    /// Appends a reserved record header to `out` and returns where the record starts: the
-    /// plaintext appended after it is sealed by [`TlsSession::seal`].
-    pub fn reserve_record(out: &mut Vec<u8>) -> usize {
+    /// Appends a record's reserved prefix ([`TlsSender::record_prefix_len`] bytes) to `out`
+    /// and returns where the record starts: the plaintext appended after it is sealed by
+    /// [`TlsSession::seal`].
+    #[inline]
+    pub fn reserve_record(&self, out: &mut Vec<u8>) -> usize {
         let start = out.len();
-        out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+        out.resize(start + self.record_prefix_len(), 0);
         start
     }
 
-    /// Seals `out[start..]` (a reserved header then plaintext, any length) as records in
-    /// place, then the KeyUpdate the session owes, if any, under the old key.
+    /// Bytes reserved before each record's plaintext: the header (5), and in TLS 1.2 with
+    /// AES-GCM the explicit nonce (8).
+    #[inline]
+    pub fn record_prefix_len(&self) -> usize {
+        self.tx.protection().prefix_len()
+    }
+
+    /// Seals `out[start..]` (a reserved prefix then plaintext, any length) as records in
+    /// place, then the KeyUpdate the session owes, if any, under the old key. On an error
+    /// `out` is cut back to `start`: no plaintext is left where ciphertext would be sent.
     pub fn seal(&mut self, out: &mut Vec<u8>, start: usize) -> Result<(), SessionError> {
-        if out.len() == start + RECORD_HEADER_LEN {
+        if out.len() == start + self.record_prefix_len() {
             out.truncate(start);
-        } else {
-            seal_all(&mut self.tx, out, start, ContentType::ApplicationData)?;
+        } else if let Err(e) = seal_all(&mut self.tx, out, start, ContentType::ApplicationData) {
+            out.truncate(start);
+            return Err(e.into());
+        }
+        if self.tx.protection().is_tls12() {
+            return Ok(());
         }
         let asked = self.keys.key_update_due.load(Ordering::Relaxed);
         if asked || self.key_update_due || self.tx.records_left() < REKEY_MARGIN_RECORDS {
-            let at = TlsSender::reserve_record(out);
+            let at = self.reserve_record(out);
             // KeyUpdate, 1 byte body: update_not_requested.
             out.extend_from_slice(&[KEY_UPDATE, 0, 0, 1, 0]);
             self.tx.seal(out, at, ContentType::Handshake)?;
@@ -515,7 +581,7 @@ impl TlsSender {
 
     /// Appends a sealed close_notify alert: the last record this side sends.
     pub fn seal_close_notify(&mut self, out: &mut Vec<u8>) -> Result<(), SessionError> {
-        let at = TlsSender::reserve_record(out);
+        let at = self.reserve_record(out);
         out.extend_from_slice(&[1, CLOSE_NOTIFY]);
         self.tx.seal(out, at, ContentType::Alert)?;
         Ok(())

@@ -148,3 +148,30 @@ impl Pki {
 }
 
 static NEXT_DIR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Pki {
+    /// A rustls client configuration that trusts the CA and speaks only TLS 1.2 with `suite`
+    /// (a client that cannot speak 1.3). Secrets are extractable, so ringrelay's client can
+    /// run it, and a test can forge its records.
+    pub fn tls12_only_client(
+        &self,
+        suite: rustls::CipherSuite,
+    ) -> std::sync::Arc<rustls::ClientConfig> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.retain(|s| s.suite() == suite);
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots
+                .add(cert.expect("rcgen's PEM cannot fail to parse"))
+                .expect("rcgen's CA cannot be refused");
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.into())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("ring always offers TLS 1.2 suites")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.enable_secret_extraction = true;
+        std::sync::Arc::new(config)
+    }
+}

@@ -101,7 +101,7 @@ fn we_read(session: &mut TlsSession, wire: &[u8], chunks: &[usize]) -> Vec<u8> {
 /// We seal `plaintext` as one flush.
 fn we_write(session: &mut TlsSession, plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let at = TlsSession::reserve_record(&mut out);
+    let at = session.reserve_record(&mut out);
     out.extend_from_slice(plaintext);
     session.seal(&mut out, at).expect("seal");
     out
@@ -471,4 +471,236 @@ fn two_blocking_streams_carry_a_megabyte_each_way_and_close_cleanly() {
     let mut rest = Vec::new();
     assert_eq!(stream.read_to_end(&mut rest).expect("clean end"), 0);
     echo.join().expect("the echo thread never panics");
+}
+
+// TLS 1.2 (listeners with tls_min_version = "1.2"): our session against rustls's own TLS 1.2
+// record layer, for each suite the record layer speaks.
+
+/// The TLS 1.2 suites rustls's ring provider offers for the test PKI's ECDSA keys.
+const TLS12_SUITES: [rustls::CipherSuite; 3] = [
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+fn server_from(pki: &Pki, min: TlsVersion) -> Arc<rustls::ServerConfig> {
+    config::server_config_from(
+        &identity(&pki.server),
+        &ClientCertificates::NotAsked,
+        Tickets::Client,
+        min,
+    )
+    .expect("server config")
+}
+
+/// Our server (`tls_min_version = "1.2"`), rustls's TLS 1.2-only client with `suite`.
+fn our_tls12_server(pki: &Pki, suite: rustls::CipherSuite) -> (TlsSession, ClientConnection) {
+    let client = pki.tls12_only_client(suite);
+    let mut theirs =
+        Connection::Client(ClientConnection::new(client, localhost()).expect("rustls client"));
+    let server = server_from(pki, TlsVersion::Tls12);
+    let established =
+        handshake(Handshake::server(server).expect("server"), &mut theirs).expect("handshake");
+    assert!(established.leftover.is_empty() && established.early_plaintext.is_empty());
+    let Connection::Client(theirs) = theirs else {
+        unreachable!("made a client")
+    };
+    assert_eq!(
+        theirs.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(
+        theirs.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(suite)
+    );
+    (established.session, theirs)
+}
+
+#[test]
+fn tls12_each_suite_exchanges_data_both_ways_with_rustls_split_and_multi_record() {
+    let pki = Pki::new();
+    let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    for suite in TLS12_SUITES {
+        let (mut ours, theirs) = our_tls12_server(&pki, suite);
+        assert_eq!(ours.version(), TlsVersion::Tls12, "{suite:?}");
+        let gcm = suite != rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256;
+        let prefix = record::RECORD_HEADER_LEN + if gcm { 8 } else { 0 };
+        assert_eq!(ours.record_prefix_len(), prefix, "{suite:?}");
+        let mut theirs = Connection::Client(theirs);
+        // Theirs to ours, read in odd pieces: records cut across reads.
+        theirs.writer().write_all(b"hello relay").expect("buffered");
+        theirs.writer().write_all(&big).expect("buffered");
+        let wire = their_bytes(&mut theirs);
+        let mut expected = b"hello relay".to_vec();
+        expected.extend_from_slice(&big);
+        assert_eq!(we_read(&mut ours, &wire, &[3, 1, 100, 7000]), expected);
+        // Ours to theirs: one record, then 40 KB spread over three records in place.
+        let wire = we_write(&mut ours, b"hello client");
+        assert_eq!(wire.len(), b"hello client".len() + prefix + 16, "{suite:?}");
+        assert_eq!(they_read(&mut theirs, &wire), b"hello client");
+        let wire = we_write(&mut ours, &big);
+        assert_eq!(wire.len(), big.len() + 3 * (prefix + 16), "{suite:?}");
+        assert_eq!(they_read(&mut theirs, &wire), big);
+        // close_notify both ways.
+        let mut out = Vec::new();
+        ours.seal_close_notify(&mut out).expect("close_notify");
+        let mut reader: &[u8] = &out;
+        theirs.read_tls(&mut reader).expect("in memory");
+        let state = theirs.process_new_packets().expect("rustls accepts it");
+        assert!(state.peer_has_closed(), "{suite:?}");
+        theirs.send_close_notify();
+        let mut wire = their_bytes(&mut theirs);
+        assert!(ours.open(&mut wire).expect("close_notify").peer_closed);
+    }
+}
+
+#[test]
+fn tls12_our_client_and_rustls_server_exchange_data() {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let pki = Pki::new();
+    for suite in TLS12_SUITES {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.retain(|s| s.suite() == suite);
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("TLS 1.2 with ring")
+            .with_no_client_auth()
+            .with_single_cert(
+                CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("test chain"),
+                PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).expect("test key"),
+            )
+            .expect("server");
+        let client = config::client_config_from(&anchors(&pki.ca_pem), None, TlsVersion::Tls12)
+            .expect("client config");
+        let mut theirs =
+            Connection::Server(ServerConnection::new(Arc::new(server)).expect("rustls server"));
+        let established = handshake(
+            Handshake::client(client, localhost()).expect("client"),
+            &mut theirs,
+        )
+        .expect("handshake");
+        let mut ours = established.session;
+        assert_eq!(ours.version(), TlsVersion::Tls12);
+        let mut leftover = established.leftover;
+        leftover.extend(their_bytes(&mut theirs));
+        assert!(we_read(&mut ours, &leftover, &[5]).is_empty());
+        let wire = we_write(&mut ours, b"from our client");
+        assert_eq!(they_read(&mut theirs, &wire), b"from our client");
+        theirs.writer().write_all(b"from rustls").expect("buffered");
+        let wire = their_bytes(&mut theirs);
+        assert_eq!(we_read(&mut ours, &wire, &[2]), b"from rustls", "{suite:?}");
+    }
+}
+
+#[test]
+fn tls12_a_tampered_record_is_refused() {
+    let pki = Pki::new();
+    for suite in TLS12_SUITES {
+        let (mut ours, theirs) = our_tls12_server(&pki, suite);
+        let mut theirs = Connection::Client(theirs);
+        theirs.writer().write_all(b"untouched").expect("buffered");
+        let mut wire = their_bytes(&mut theirs);
+        // The explicit nonce (GCM), then the ciphertext, then the tag: each is covered.
+        for at in [6, 14, wire.len() - 1] {
+            let (mut copy, _) = our_tls12_server(&pki, suite);
+            let mut tampered = wire.clone();
+            tampered[at] ^= 1;
+            assert_eq!(
+                copy.open(&mut tampered),
+                Err(SessionError::Record(record::RecordError::BadRecordMac)),
+                "{suite:?} byte {at}"
+            );
+        }
+        // The header's type is authenticated too (an alert posing as data).
+        let mut retyped = wire.clone();
+        retyped[0] = 21;
+        let (mut copy, _) = our_tls12_server(&pki, suite);
+        assert_eq!(
+            copy.open(&mut retyped),
+            Err(SessionError::Record(record::RecordError::BadRecordMac))
+        );
+        let opened = ours.open(&mut wire).expect("the original opens");
+        assert_eq!(&wire[..opened.in_place], b"untouched");
+    }
+}
+
+#[test]
+fn tls12_a_renegotiation_closes_with_its_reason() {
+    let pki = Pki::new();
+    for suite in TLS12_SUITES {
+        let (mut ours, theirs) = our_tls12_server(&pki, suite);
+        // The client's own key seals a ClientHello after the handshake, as a renegotiating
+        // client would.
+        let secrets = theirs.dangerous_extract_secrets().expect("extractable");
+        let (seq, tx) = secrets.tx;
+        let mut key = record::RecordKey::for_version(seq, tx, TlsVersion::Tls12).expect("key");
+        let mut wire = vec![0; key.protection().prefix_len()];
+        wire.extend_from_slice(&[1, 0, 0, 2, 3, 3]);
+        key.seal(&mut wire, 0, record::ContentType::Handshake)
+            .expect("seal");
+        let err = ours.open(&mut wire).expect_err("refused");
+        assert_eq!(err, SessionError::Renegotiation);
+        assert!(err.to_string().contains("renegotiation"), "{err}");
+    }
+}
+
+#[test]
+fn tls12_a_key_at_its_confidentiality_limit_refuses_to_seal_and_says_why() {
+    use rustls::crypto::cipher::{AeadKey, Iv};
+    let limit = 1u64 << 24;
+    let secrets = rustls::ConnectionTrafficSecrets::Aes256Gcm {
+        key: AeadKey::from([7; 32]),
+        iv: Iv::from([9; 12]),
+    };
+    let mut key =
+        record::RecordKey::for_version(limit - 1, secrets, TlsVersion::Tls12).expect("key");
+    assert_eq!(key.records_left(), 1);
+    let mut out = vec![0; key.protection().prefix_len()];
+    out.extend_from_slice(b"last");
+    key.seal(&mut out, 0, record::ContentType::ApplicationData)
+        .expect("the last record under the limit");
+    let mut more = vec![0; key.protection().prefix_len()];
+    more.extend_from_slice(b"one too many");
+    let err = key
+        .seal(&mut more, 0, record::ContentType::ApplicationData)
+        .expect_err("past the limit");
+    assert_eq!(err, record::RecordError::Tls12KeyExhausted(limit));
+    assert!(err.to_string().contains("TLS 1.2"), "{err}");
+}
+
+#[test]
+fn tls12_records_fit_the_buffers_sized_for_tls13() {
+    use record::Protection;
+    for p in [Protection::Tls12Gcm, Protection::Tls12Chacha] {
+        let body = record::RECORD_PLAINTEXT_MAX + p.overhead() - record::RECORD_HEADER_LEN;
+        assert!(body <= record::RECORD_CIPHERTEXT_MAX);
+        let [hi, lo] = (body as u16).to_be_bytes();
+        assert_eq!(p.check_header(&[23, 3, 3, hi, lo]), Ok(body));
+        let [hi, lo] = (body as u16 + 1).to_be_bytes();
+        assert_eq!(
+            p.check_header(&[23, 3, 3, hi, lo]),
+            Err(record::RecordError::TooLarge(body + 1)),
+            "a longer body cannot hold at most 2^14 bytes of plaintext"
+        );
+        assert!(
+            p.check_header(&[20, 3, 3, 0, 40]).is_err(),
+            "no ChangeCipherSpec"
+        );
+    }
+}
+
+#[test]
+fn a_tls13_only_listener_refuses_a_tls12_client_naming_the_version() {
+    let pki = Pki::new();
+    let client = pki.tls12_only_client(TLS12_SUITES[0]);
+    let mut theirs =
+        Connection::Client(ClientConnection::new(client, localhost()).expect("rustls client"));
+    let server = server_from(&pki, TlsVersion::Tls13);
+    let failure =
+        handshake(Handshake::server(server).expect("server"), &mut theirs).expect_err("refused");
+    assert_eq!(failure.label, "incompatible");
+    assert!(failure.text.contains("TLS 1.3"), "{failure}");
+    assert!(failure.text.contains("tls_min_version"), "{failure}");
 }
