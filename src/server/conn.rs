@@ -365,6 +365,25 @@ impl Slab {
     }
 }
 
+/// Test frames for this module's and `tls_conn`'s tests: `n` SEND frames of growing size
+/// (the first `k` of `n` are always `send_frames(k)`), and the offset where each ends.
+#[cfg(test)]
+pub(super) fn send_frames(n: usize) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::new();
+    let mut ends = Vec::new();
+    for i in 0..n {
+        let payload = vec![1u8; 3 + i * 7];
+        crate::protocol::Frame::Send {
+            target: b"x",
+            payload: &payload,
+        }
+        .encode(&mut out)
+        .expect("a small SEND frame always encodes");
+        ends.push(out.len());
+    }
+    (out, ends)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,24 +398,7 @@ mod tests {
             "Conn is {slot} bytes"
         );
     }
-    use crate::protocol::Frame;
-
-    /// `n` frames of different sizes, and the offset where each ends.
-    fn frames(n: usize) -> (Vec<u8>, Vec<usize>) {
-        let mut out = Vec::new();
-        let mut ends = Vec::new();
-        for i in 0..n {
-            let payload = vec![1u8; 3 + i * 7];
-            Frame::Send {
-                target: b"x",
-                payload: &payload,
-            }
-            .encode(&mut out)
-            .unwrap();
-            ends.push(out.len());
-        }
-        (out, ends)
-    }
+    use super::send_frames as frames;
 
     fn outbound_link() -> Slab {
         let mut slab = Slab::new(1);

@@ -179,21 +179,10 @@ impl TlsConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Frame;
 
     /// `n` whole frames of growing size.
     fn frames(n: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for i in 0..n {
-            let payload = vec![7u8; 5 + i * 11];
-            Frame::Send {
-                target: b"peer",
-                payload: &payload,
-            }
-            .encode(&mut out)
-            .unwrap();
-        }
-        out
+        super::super::conn::send_frames(n).0
     }
 
     /// Seals `plaintext` as one stretch of `ciphertext` bytes.
