@@ -1,42 +1,23 @@
 //! `tls_min_version` over real sockets: a client that speaks only TLS 1.2 is refused by a
 //! listener at the default ("1.3") with a reason naming the version, and with "1.2" it
 //! connects and exchanges messages through the relay (the workers' TLS 1.2 record layer, each
-//! suite). Certificates are made by the test (rcgen). Its own minimal setup: cli/tests/tls.rs
-//! has the rest of the TLS scaffolding.
+//! suite). Certificates are made by the test (rcgen).
 
 mod common;
 
-use common::{client_options, config, next_message};
+use common::tls_pki::TlsRelay;
+use common::{client_options, next_message};
 use ringrelay::client::{Client, ClientError, ClientOptions, ClientTls};
-use ringrelay::config::Config;
-use ringrelay::server::Server;
 use ringrelay::tls::test_pki::Pki;
-use ringrelay::tls::TlsVersion;
+use ringrelay::tls::{ClientAuth, TlsVersion};
 use rustls::pki_types::ServerName;
-use std::path::PathBuf;
 
-struct Relay {
-    server: Server,
-    dir: PathBuf,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn relay(pki: &Pki, tag: &str, min: TlsVersion) -> Relay {
-    let dir = pki.write_to_temp_dir(tag);
-    let cfg = Config {
-        tls_listen: Some("127.0.0.1:0".parse().expect("an address")),
-        tls_cert_file: Some(dir.join("server.pem")),
-        tls_key_file: Some(dir.join("server.key")),
-        tls_min_version: min,
-        ..config()
-    };
-    let server = Server::start(cfg).expect("relay starts");
-    Relay { server, dir }
+/// A relay with a TLS listener at `min`, its certificates from `pki`.
+fn relay(pki: &Pki, tag: &str, min: TlsVersion) -> TlsRelay {
+    TlsRelay::start(pki, tag, ClientAuth::None, |cfg| {
+        cfg.tls_listen = Some("127.0.0.1:0".parse().expect("an address"));
+        cfg.tls_min_version = min;
+    })
 }
 
 /// Client options whose TLS speaks only 1.2, with `suite` (the Rust client's record layer
