@@ -93,6 +93,25 @@ pub struct Config {
     /// stuck consumers cannot exhaust memory unnoticed (each is closed at its bound).
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub pending_bytes_max: usize,
+    /// Longest pause of a producer's reads while a queue it feeds is full (README "Flow
+    /// control"): a client's queue at a quarter of `pending_bytes_max`, a data link's at a
+    /// quarter of `link_pending_bytes_max`, stalls the connections that feed it until it
+    /// drains below an eighth or this passes. A client's queue stalls for at most this much per
+    /// episode in all. 250 ms: longer than a consumer's scheduling hiccup or a garbage
+    /// collector's pause (the consumer catches up and nobody loses anything), short enough that
+    /// a consumer that stopped reading costs the producers of a fan-out one quarter second.
+    pub stall_ms_max: u64,
+    /// How long a client's queue may stay above `pending_bytes_max` before it is closed as a
+    /// slow consumer (checked every tick, so up to 250 ms later). A queue that would pass
+    /// twice `pending_bytes_max` closes it at once. 2,000 ms: a consumer that falls behind
+    /// for a moment after its producers' stall ran out catches up without losing its
+    /// connection, and one that stopped reading gives its memory back within seconds.
+    pub slow_consumer_grace_ms: u64,
+    /// Interval over which the ERRORs sent to one connection about the same (code, subject)
+    /// are coalesced into one that carries their count (PROTOCOL.md section 7.1). 1,000 ms: a
+    /// sender flooding an unknown id hears of it at once and then once a second, instead of
+    /// once per message.
+    pub error_interval_ms: u64,
     /// Bytes queued to all of one worker's clients together. Past it a message is dropped
     /// (counted: `worker_queues_full`) and its sender told OVERLOADED, while each consumer still
     /// meets `pending_bytes_max` on its own. 512 MiB (64 consumers at their own bound at once),
@@ -295,6 +314,9 @@ impl Default for Config {
             credentials_file: None,
             max_frame_bytes: crate::protocol::MAX_FRAME_BYTES_DEFAULT,
             pending_bytes_max: 8 << 20,
+            stall_ms_max: 250,
+            slow_consumer_grace_ms: 2_000,
+            error_interval_ms: 1_000,
             handshake_timeout_ms: 5_000,
             heartbeat_interval_ms: 5_000,
             frame_complete_timeout_ms: 10_000,
@@ -459,6 +481,15 @@ impl Config {
         }
         if !(1..=3_600_000).contains(&self.frame_complete_timeout_ms) {
             return err("frame_complete_timeout_ms must be between 1 and 3600000 (1 h)");
+        }
+        if !(1..=60_000).contains(&self.stall_ms_max) {
+            return err("stall_ms_max must be between 1 and 60000 (1 min)");
+        }
+        if self.slow_consumer_grace_ms > 3_600_000 {
+            return err("slow_consumer_grace_ms must be at most 3600000 (1 h)");
+        }
+        if !(1..=3_600_000).contains(&self.error_interval_ms) {
+            return err("error_interval_ms must be between 1 and 3600000 (1 h)");
         }
         if self.heartbeat_misses_max == 0 {
             return err("heartbeat_misses_max must be at least 1");

@@ -206,11 +206,12 @@ impl Config {
                 what: "client send queues",
                 bytes: mul(&[
                     w,
-                    self.pending_bytes_per_worker_max + 2 * self.pending_bytes_max,
+                    self.pending_bytes_per_worker_max + 4 * self.pending_bytes_max,
                 ]),
                 formula: "workers x (pending_bytes_per_worker_max, which counts queued bytes \
-                          and the buffers' capacity beyond the retained 16 KiB, + 2 x \
-                          pending_bytes_max: the buffer that grows past it)"
+                          and the buffers' capacity beyond the retained 16 KiB, + 4 x \
+                          pending_bytes_max: the buffer that grows past it, a connection \
+                          holding up to twice pending_bytes_max)"
                     .into(),
             },
             BudgetLine {

@@ -1,10 +1,12 @@
 //! The metrics endpoint: a relay started in-process with metrics on 127.0.0.1:0, scraped with a
 //! plain HTTP/1.0 GET over a std TcpStream.
 
+mod common;
+
+use common::http_get_with_auth as get_with_auth;
 use ringrelay::client::{Client, ClientOptions, Event};
 use ringrelay::config::Config;
 use ringrelay::server::Server;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -21,27 +23,7 @@ fn config() -> Config {
 
 /// `GET path` over HTTP/1.0; returns (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let (status, _, body) = get_with_auth(addr, path, None);
-    (status, body)
-}
-
-/// `GET path` with an `Authorization` header when given; returns (status, head, body).
-fn get_with_auth(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String, String) {
-    let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("metrics endpoint connects");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let auth = auth
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    (status, head.to_string(), body.to_string())
+    common::http_get(addr, path)
 }
 
 /// The value of the sample `series` (name with labels, exactly as exposed).

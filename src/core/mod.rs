@@ -6,6 +6,8 @@
 pub mod credentials;
 pub mod engine;
 pub mod epoch;
+pub mod error_ledger;
+pub mod flow;
 pub mod interest;
 pub mod location;
 pub mod pattern_trie;

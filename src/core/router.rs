@@ -33,6 +33,23 @@ pub trait Sink {
         let _ = group;
         self.deliver(to, message);
     }
+    /// Deliver `message` to every connection of `to` but `skip` (a PUBLISH's plain
+    /// subscribers); returns how many. A sink may write the message once for all the
+    /// destinations one worker owns.
+    #[inline]
+    fn deliver_each(
+        &mut self,
+        to: &[Location],
+        skip: Option<Location>,
+        message: &Message<'_>,
+    ) -> usize {
+        let mut delivered = 0;
+        for &to in to.iter().filter(|&&to| Some(to) != skip) {
+            self.deliver(to, message);
+            delivered += 1;
+        }
+        delivered
+    }
     /// Tell the watcher at `to` that `client_id` went online or offline.
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool);
     /// Close the connection at `to` (for example "replaced").
@@ -188,12 +205,7 @@ impl Tables {
         let exclude = no_echo.then_some(from);
         let mut fanout = Fanout::default();
         if let Some(entry) = local {
-            for &to in entry.plain.iter() {
-                if Some(to) != exclude {
-                    sink.deliver(to, message);
-                    fanout.deliveries += 1;
-                }
-            }
+            fanout.deliveries += sink.deliver_each(&entry.plain, exclude, message);
             for group in entry.groups.iter() {
                 if let Some(to) = group.pick(exclude) {
                     sink.deliver_group(to, message, &group.name);
@@ -243,10 +255,7 @@ impl Tables {
             return 0;
         };
         if group.is_empty() {
-            for &to in entry.plain.iter() {
-                sink.deliver(to, message);
-            }
-            return entry.plain.len();
+            return sink.deliver_each(&entry.plain, None, message);
         }
         match entry
             .groups
@@ -298,10 +307,7 @@ impl Tables {
         plain.sort_unstable();
         plain.dedup();
         let mut fanout = Fanout::default();
-        for &to in plain.iter().filter(|&&to| Some(to) != exclude) {
-            sink.deliver(to, message);
-            fanout.deliveries += 1;
-        }
+        fanout.deliveries += sink.deliver_each(&plain, exclude, message);
         groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         remote_groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         for run in groups.chunk_by(|a, b| a.name == b.name) {
@@ -365,10 +371,7 @@ impl Tables {
         }
         plain.sort_unstable();
         plain.dedup();
-        for &to in plain.iter() {
-            sink.deliver(to, message);
-        }
-        plain.len()
+        sink.deliver_each(&plain, None, message)
     }
 
     /// Registers `client_id` at `location` with a fresh `epoch`: an older local holder of the

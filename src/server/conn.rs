@@ -4,6 +4,8 @@
 use super::tls_conn::TlsConn;
 use super::uring::Outgoing;
 use crate::core::engine::nats::NatsConn;
+use crate::core::error_ledger::ErrorLedger;
+use crate::core::flow::Backlog;
 use crate::core::ConnRelay;
 use crate::protocol::{FrameWalk, StreamDecoder};
 use bytes::Bytes;
@@ -70,6 +72,14 @@ pub struct Conn {
     /// Set when the connection came in on a TLS listener: what is received is opened and what
     /// is sent sealed by its record layer (see `tls_conn.rs`).
     pub tls: Option<Box<TlsConn>>,
+    /// Flow control of this connection's outbound queue (see `core::flow`).
+    pub backlog: Backlog,
+    /// Its producer side: reads are paused (the worker's stall list says until when); the
+    /// receive is not re-armed meanwhile.
+    pub reads_paused: bool,
+    /// ERRORs sent to it recently, for coalescing (see `core::error_ledger`); allocated at
+    /// its first ERROR and given back once a quiet interval passes.
+    pub errors: Option<Box<ErrorLedger>>,
 }
 
 /// A data link's peer and direction.
@@ -257,6 +267,7 @@ impl Slab {
             c.relay = relay;
             c.decoder.set_max_frame_bytes(max_frame_bytes);
             c.close_requested = false;
+            debug_assert!(!c.reads_paused && !c.backlog.congested() && c.errors.is_none());
             return Some(slot);
         }
         let slot = self.conns.len() as u32;
@@ -286,6 +297,9 @@ impl Slab {
             nats: None,
             link_walk: FrameWalk::default(),
             tls: None,
+            backlog: Backlog::default(),
+            reads_paused: false,
+            errors: None,
         });
         Some(slot)
     }
@@ -351,6 +365,9 @@ impl Slab {
         c.nats = None;
         c.link_walk = FrameWalk::default();
         c.tls = None;
+        c.backlog = Backlog::default();
+        c.reads_paused = false;
+        c.errors = None;
         self.free.push(slot);
         self.open_count -= 1;
     }

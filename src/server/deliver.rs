@@ -9,6 +9,8 @@ use crate::cluster::wire::{
     data_ack_len, data_publish_len, data_send_acked_len, data_send_len, encode_data_ack,
     encode_data_publish, encode_data_send, encode_data_send_acked,
 };
+use crate::core::error_ledger::{summary_text, ErrorVerdict};
+use crate::core::flow::{Admit, FlowLimits, StallOn};
 use crate::core::{AckSink, AckedDelivery, Location, Sink};
 use crate::protocol::{
     decode, deliver_header_len, encode_deliver, encode_deliver_acked, encode_deliver_acked_header,
@@ -57,10 +59,23 @@ pub struct Deliverer<'w> {
     pub worker: u16,
     pub origin_slot: u32,
     pub origin_generation: u32,
-    pub pending_bytes_max: usize,
+    /// Flow control of client queues and of data links (see `core::flow`).
+    pub client_flow: FlowLimits,
+    pub link_flow: FlowLimits,
+    /// Every worker's congestion board: whether a connection stalls its producers.
+    pub boards: &'w [super::congestion::CongestionBoard],
+    /// This worker's connections whose board word is set (cleared when their episode ends or
+    /// its stall budget is spent).
+    pub congested: &'w mut Vec<(u32, u32)>,
+    /// A queue fed by this origin's messages is full: the origin's reads are to be paused
+    /// until the given time at the latest (the first such queue of the batch). Carried out by
+    /// the worker after the batch, for a connection that reads (not for handoff records).
+    pub stall: Option<(StallOn, u64)>,
     /// Bound on the bytes queued to all of this worker's clients together.
     pub pending_bytes_per_worker_max: usize,
     pub handoff_bytes_max: usize,
+    /// Interval of the ERROR coalescing (`error_interval_ms`).
+    pub error_interval_ms: u64,
     /// A handoff bound was hit while routing this origin's frames.
     pub overloaded: bool,
     /// The payload of the frame being routed, when it was received into its own buffer: it
@@ -70,7 +85,6 @@ pub struct Deliverer<'w> {
     pub links_out: &'w [LinkOut],
     /// Forwards to nodes whose link from this worker is not up yet.
     pub link_backlogs: &'w mut Backlogs,
-    pub link_pending_bytes_max: usize,
     pub now_ms: u64,
     /// Where the engine's cluster events go (see `output.rs`).
     pub lane: &'w super::control_lane::ControlLane,
@@ -108,14 +122,18 @@ impl Deliverer<'_> {
             return false;
         };
         debug_assert!(conn.link.is_none(), "links are written by append_link");
-        if conn.pending_bytes() + len > self.pending_bytes_max {
-            self.close_slow_consumer(slot, generation);
+        let admit = conn
+            .backlog
+            .admit(&self.client_flow, conn.pending_bytes(), len, self.now_ms);
+        if admit != Admit::Queue && !self.admit_congested(slot, generation, kind, admit) {
             return false;
         }
         if worker_full {
             self.drop_worker_full();
             return false;
         }
+        // Live: checked above, and nothing since released a slot.
+        let conn = &mut self.slab.conns[slot as usize];
         let (start, capacity) = (conn.out.len(), conn.out.capacity());
         conn.tls_reserve();
         write(&mut conn.out);
@@ -133,11 +151,101 @@ impl Deliverer<'_> {
         true
     }
 
-    /// The connection in `slot` would pass `pending_bytes_max`: it is closed as a slow
-    /// consumer and the message dropped.
+    /// Carries out a verdict other than `Queue` for a local connection; returns whether the
+    /// message is still queued.
     #[cold]
     #[inline(never)]
-    pub(super) fn close_slow_consumer(&mut self, slot: u32, generation: u32) {
+    pub(super) fn admit_congested(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        kind: FrameKind,
+        admit: Admit,
+    ) -> bool {
+        match admit {
+            Admit::Queue => true,
+            Admit::Stall { until_ms } => {
+                self.congested_here(slot, generation, until_ms);
+                true
+            }
+            Admit::Refuse => {
+                self.refuse_at_ceiling(slot, generation, kind);
+                false
+            }
+        }
+    }
+
+    /// A message of `kind` would take the connection in `slot` past its ceiling (twice
+    /// `pending_bytes_max`): it is closed as a slow consumer and the message dropped; an
+    /// ERROR is dropped and counted instead (a sender is never closed for errors it did not
+    /// read).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refuse_at_ceiling(&mut self, slot: u32, generation: u32, kind: FrameKind) {
+        if kind == FrameKind::Error {
+            bump(&self.stats.error_drops, 1);
+        } else {
+            self.close_slow_consumer(
+                slot,
+                generation,
+                "slow consumer: its queue would pass twice pending_bytes_max",
+            );
+        }
+    }
+
+    /// The local connection at (`slot`, `generation`) reached its high watermark: its
+    /// producers stall until `until_ms` at the latest. This batch's origin is one; producers
+    /// on other workers see it on this worker's board.
+    fn congested_here(&mut self, slot: u32, generation: u32, until_ms: u64) {
+        self.want_stall(
+            StallOn::Queue {
+                worker: self.worker,
+                slot,
+                generation,
+            },
+            until_ms,
+        );
+        let board = &self.boards[self.worker as usize];
+        if !board.stalls(slot, generation) {
+            board.set(slot, generation, true);
+            self.congested.push((slot, generation));
+        }
+    }
+
+    /// The origin of this batch is to stall on `on` until `until_ms` at the latest (the first
+    /// queue it filled is the one it waits for).
+    #[inline]
+    fn want_stall(&mut self, on: StallOn, until_ms: u64) {
+        if self.stall.is_none() {
+            self.stall = Some((on, until_ms));
+        }
+    }
+
+    /// After a handoff to `to`: the origin stalls when `to` stalls its producers (its board
+    /// word) or the handoff queue to its worker is half full.
+    #[inline]
+    fn after_handoff(&mut self, to: Location) {
+        let worker = to.worker as usize;
+        if self.boards[worker].stalls(to.slot, to.generation) {
+            let on = StallOn::Queue {
+                worker: to.worker,
+                slot: to.slot,
+                generation: to.generation,
+            };
+            self.want_stall(on, self.now_ms + self.client_flow.stall_ms_max);
+        } else if self.outboxes[worker].held_bytes() >= self.handoff_bytes_max / 2 {
+            self.want_stall(
+                StallOn::Handoff(to.worker),
+                self.now_ms + self.client_flow.stall_ms_max,
+            );
+        }
+    }
+
+    /// The connection in `slot` is closed as a slow consumer (`text` says which bound) and
+    /// the message dropped.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn close_slow_consumer(&mut self, slot: u32, generation: u32, text: &'static str) {
         if let Some(conn) = self.slab.get_live(slot, generation) {
             conn.close_requested = true;
         }
@@ -147,7 +255,7 @@ impl Deliverer<'_> {
             slot,
             generation,
             reason: CloseReason::SLOW_CONSUMER,
-            text: "slow consumer: pending_bytes_max exceeded",
+            text,
             peer_gone: false,
         });
     }
@@ -248,7 +356,9 @@ impl Deliverer<'_> {
                     header(out)
                 },
             );
-            if !ok {
+            if ok {
+                self.after_handoff(to);
+            } else {
                 bump(&self.stats.handoff_drops, 1);
                 self.overloaded = true;
             }
@@ -327,7 +437,9 @@ impl Deliverer<'_> {
             body_len,
             write,
         );
-        if !ok {
+        if ok {
+            self.after_handoff(to);
+        } else {
             bump(&self.stats.handoff_drops, 1);
             self.overloaded = true;
         }
@@ -335,10 +447,80 @@ impl Deliverer<'_> {
     }
 
     /// Appends a control frame (WELCOME, PONG, PING, ERROR, PRESENCE) to a local connection.
+    /// A native connection's ERRORs are coalesced (see `core::error_ledger`), and the counts
+    /// it is owed are sent before a PONG.
     pub fn push_frame_local(&mut self, slot: u32, generation: u32, frame: &Frame<'_>) {
         if self.is_nats(slot, generation) {
             return self.push_frame_nats(slot, generation, frame);
         }
+        match frame {
+            Frame::Error {
+                code,
+                subject,
+                text,
+            } if !self.admit_error(slot, generation, *code, subject, text) => return,
+            Frame::Pong { .. } => self.flush_errors(slot, generation, true),
+            _ => {}
+        }
+        self.append_control(slot, generation, frame);
+    }
+
+    /// Whether an ERROR to a native connection is sent now (else it was counted for a later
+    /// summary, or dropped at the ledger's bound).
+    fn admit_error(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        code: ErrorCode,
+        subject: &[u8],
+        text: &[u8],
+    ) -> bool {
+        let now_ms = self.now_ms;
+        let Some(conn) = self.slab.get_live(slot, generation) else {
+            return false;
+        };
+        let ledger = conn.errors.get_or_insert_with(Default::default);
+        match ledger.admit(code, subject, text, now_ms) {
+            ErrorVerdict::Send => true,
+            ErrorVerdict::Coalesced => {
+                bump(&self.stats.errors_coalesced, 1);
+                false
+            }
+            ErrorVerdict::Dropped => {
+                bump(&self.stats.error_drops, 1);
+                false
+            }
+        }
+    }
+
+    /// Sends the summaries a native connection is owed: those whose interval ended, or all of
+    /// them (`all`, before a PONG). Gives the ledger back once it is empty.
+    pub fn flush_errors(&mut self, slot: u32, generation: u32, all: bool) {
+        let (now_ms, interval_ms) = (self.now_ms, self.error_interval_ms);
+        let Some(mut ledger) = self
+            .slab
+            .get_live(slot, generation)
+            .and_then(|c| c.errors.take())
+        else {
+            return;
+        };
+        let mut text = Vec::new();
+        let empty = ledger.flush(now_ms, interval_ms, all, |summary| {
+            summary_text(&mut text, summary.text, summary.repeats);
+            let frame = Frame::Error {
+                code: summary.code,
+                subject: summary.subject,
+                text: &text,
+            };
+            self.append_control(slot, generation, &frame);
+        });
+        if let Some(c) = self.slab.get_live(slot, generation).filter(|_| !empty) {
+            c.errors = Some(ledger);
+        }
+    }
+
+    /// Appends a control frame to a native connection, past the ERROR ledger.
+    fn append_control(&mut self, slot: u32, generation: u32, frame: &Frame<'_>) {
         let len = frame.encoded_len();
         self.append_local(slot, generation, len, frame.kind(), |out| {
             // Control frames are built from validated fields; an encode error would be a bug
@@ -415,7 +597,10 @@ impl Deliverer<'_> {
             bump(&self.stats.forward_drops, 1);
             return Forward::Dropped;
         };
-        if conn.pending_bytes() + len > self.link_pending_bytes_max {
+        let admit = conn
+            .backlog
+            .admit(&self.link_flow, conn.pending_bytes(), len, self.now_ms);
+        if admit == Admit::Refuse {
             bump(&self.stats.forward_drops, 1);
             self.overloaded = true;
             return Forward::Dropped;
@@ -426,6 +611,15 @@ impl Deliverer<'_> {
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(link.slot);
+        }
+        if let Admit::Stall { until_ms } = admit {
+            // A link stalls this worker's producers only: no board word.
+            let on = StallOn::Queue {
+                worker: self.worker,
+                slot: link.slot,
+                generation: link.generation,
+            };
+            self.want_stall(on, until_ms);
         }
         Forward::Queued
     }
@@ -438,7 +632,7 @@ impl Deliverer<'_> {
         len: usize,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Forward {
-        let bytes_max = self.link_pending_bytes_max;
+        let bytes_max = self.link_flow.ceiling_bytes;
         match self
             .link_backlogs
             .append(node, self.now_ms, len, bytes_max, write)
@@ -491,6 +685,26 @@ impl Deliverer<'_> {
         };
         if ok {
             bump(&self.stats.deliveries, 1);
+        }
+    }
+
+    /// Adds `to` to the fan-out record of `message` for its worker (opening it with the
+    /// DELIVER frame for the first subscriber there).
+    #[inline]
+    fn fan_out(&mut self, to: Location, message: &Message<'_>) {
+        let len = frame_len_for_deliver(message);
+        let ok = self.outboxes[to.worker as usize].append_fanout(
+            self.handoff_bytes_max,
+            (to.slot, to.generation),
+            len,
+            |out| encode_deliver(out, message),
+        );
+        if ok {
+            bump(&self.stats.deliveries, 1);
+            self.after_handoff(to);
+        } else {
+            bump(&self.stats.handoff_drops, 1);
+            self.overloaded = true;
         }
     }
 
@@ -547,6 +761,32 @@ impl Sink for Deliverer<'_> {
     #[inline]
     fn deliver_group(&mut self, to: Location, message: &Message<'_>, group: &[u8]) {
         self.deliver_in(to, message, group);
+    }
+
+    /// A PUBLISH's plain subscribers: those on another worker share one fan-out record per
+    /// worker (the payload crosses once per worker, not once per subscriber), unless the
+    /// payload goes out by reference anyway (zero-copy).
+    fn deliver_each(
+        &mut self,
+        to: &[Location],
+        skip: Option<Location>,
+        message: &Message<'_>,
+    ) -> usize {
+        let by_reference = self.shared(message.payload).is_some();
+        let (mut delivered, mut fanned_out) = (0, false);
+        for &to in to.iter().filter(|&&to| Some(to) != skip) {
+            delivered += 1;
+            if to.worker == self.worker || by_reference {
+                self.deliver_in(to, message, b"");
+            } else {
+                fanned_out = true;
+                self.fan_out(to, message);
+            }
+        }
+        if fanned_out {
+            self.outboxes.iter_mut().for_each(Outbox::end_fanout);
+        }
+        delivered
     }
 
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {

@@ -1,12 +1,13 @@
 //! The worker's output to NATS connections: what the engine sends a connection accepted on
 //! `nats_listen` is written in NATS (see `core::engine::nats`, translate.rs) into its send
-//! buffer, under the same bounds as native frames (`pending_bytes_max`, then "slow
-//! consumer"; `pending_bytes_per_worker_max`, then dropped and the sender told).
+//! buffer, under the same flow control and bounds as native frames (`core::flow`;
+//! `pending_bytes_per_worker_max`, then dropped and the sender told).
 
 use super::conn::extra_capacity;
 use super::deliver::Deliverer;
 use super::stats::{bump, kind_index};
 use crate::core::engine::nats::{NatsConn, NatsOutput, DIRECT_SUBJECT_PREFIX};
+use crate::core::flow::Admit;
 use crate::core::Location;
 use crate::protocol::{decode, deliver_header_topic, Decoded, Frame, FrameKind, Message};
 
@@ -21,8 +22,8 @@ impl Deliverer<'_> {
     }
 
     /// Appends what `write` writes for a NATS connection (it returns how many messages it
-    /// wrote; 0 for a control line). Past `pending_bytes_max` the bytes are taken back and
-    /// the connection closed as a slow consumer; messages past
+    /// wrote; 0 for a control line). Past the ceiling of its queue the bytes are taken back
+    /// and the connection closed as a slow consumer; messages past
     /// `pending_bytes_per_worker_max` are taken back and dropped. Returns whether anything
     /// was kept.
     fn append_nats(
@@ -41,6 +42,7 @@ impl Deliverer<'_> {
             bump(&self.stats.stale_drops, 1);
             return false;
         };
+        let pending_before = conn.pending_bytes();
         let (start, capacity) = (conn.out.len(), conn.out.capacity());
         conn.tls_reserve();
         let reserved = conn.out.len();
@@ -54,11 +56,17 @@ impl Deliverer<'_> {
             return false;
         }
         let len = conn.out.len() - start;
-        if conn.pending_bytes() > self.pending_bytes_max {
+        let admit = conn
+            .backlog
+            .admit(&self.client_flow, pending_before, len, self.now_ms);
+        if admit == Admit::Refuse {
             conn.truncate_out(start);
-            self.close_slow_consumer(slot, generation);
+        }
+        if admit != Admit::Queue && !self.admit_congested(slot, generation, kind, admit) {
             return false;
         }
+        // Live: checked above, and nothing since released a slot.
+        let conn = &mut self.slab.conns[slot as usize];
         if messages > 0 && worker_pending_bytes + len > self.pending_bytes_per_worker_max {
             conn.truncate_out(start);
             self.drop_worker_full();

@@ -57,6 +57,29 @@ pub const SHARED_INDEX_LEN: usize = 4;
 pub const TAG_GROUP_FRAME: u8 = 3;
 /// `TAG_SHARED` for a queue-group pick: `[index u32][group_len u8][group]`, then the header.
 pub const TAG_GROUP_SHARED: u8 = 4;
+/// One frame for several connections of the consumer (a PUBLISH's subscribers on that
+/// worker): the header's `generation` is the frame's length, the body is the frame followed by
+/// `(slot u32, generation u32)` per destination. The payload crosses once per worker, not once
+/// per subscriber.
+pub const TAG_FANOUT: u8 = 5;
+/// Bytes one more destination adds to a `TAG_FANOUT` record.
+pub const FANOUT_DESTINATION_LEN: usize = 8;
+
+/// The frame and the destinations of a `TAG_FANOUT` record.
+pub fn split_fanout<'a>(record: &Record<'a>) -> (&'a [u8], impl Iterator<Item = (u32, u32)> + 'a) {
+    let frame_len = (record.generation as usize).min(record.body.len());
+    let (frame, destinations) = record.body.split_at(frame_len);
+    debug_assert_eq!(
+        destinations.len() % FANOUT_DESTINATION_LEN,
+        0,
+        "torn fan-out record"
+    );
+    let u32_at = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let destinations = destinations
+        .chunks_exact(FANOUT_DESTINATION_LEN)
+        .map(move |d| (u32_at(&d[..4]), u32_at(&d[4..])));
+    (frame, destinations)
+}
 
 /// Splits a `TAG_GROUP_*` body (after the shared index, if any) into the group and the rest.
 pub fn split_group(body: &[u8]) -> (&[u8], &[u8]) {
@@ -180,6 +203,8 @@ pub struct Outbox {
     /// Batches of this pair's pool that exist (open, backlog, queue, consumer, returns, spare).
     batches_live: usize,
     batches_max: usize,
+    /// Where the `TAG_FANOUT` record being written starts in the open batch.
+    fanout_at: Option<usize>,
 }
 
 impl Outbox {
@@ -192,11 +217,12 @@ impl Outbox {
             spare: Vec::new(),
             batches_live: 0,
             batches_max: batches_max(handoff_bytes_max),
+            fanout_at: None,
         }
     }
 
     /// Bytes held between this producer and its consumer.
-    fn held_bytes(&self) -> usize {
+    pub fn held_bytes(&self) -> usize {
         self.outstanding_bytes + self.backlog_bytes + self.open.len()
     }
 
@@ -210,6 +236,30 @@ impl Outbox {
         tag: u8,
         slot: u32,
         generation: u32,
+        body_len: usize,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        debug_assert!(self.fanout_at.is_none(), "a record inside a fan-out record");
+        let appended = self.append_unsealed(
+            handoff_bytes_max,
+            tag,
+            (slot, generation),
+            body_len,
+            write_body,
+        );
+        if appended && self.open.len() >= BATCH_BYTES_TARGET {
+            self.seal();
+        }
+        appended
+    }
+
+    /// [`Self::append`] without sealing a full batch.
+    #[inline]
+    fn append_unsealed(
+        &mut self,
+        handoff_bytes_max: usize,
+        tag: u8,
+        (slot, generation): (u32, u32),
         body_len: usize,
         write_body: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
@@ -227,10 +277,53 @@ impl Outbox {
         out.extend_from_slice(&(body_len as u32).to_le_bytes());
         write_body(out);
         debug_assert_eq!(out.len() - start, record_len);
-        if self.open.len() >= BATCH_BYTES_TARGET {
+        true
+    }
+
+    /// Adds the destination (`slot`, `generation`) to the fan-out record being written, or
+    /// opens one with the frame `write_frame` writes (exactly `frame_len` bytes). Returns
+    /// false, writing nothing, when a bound is reached. [`Self::end_fanout`] closes the record.
+    pub fn append_fanout(
+        &mut self,
+        handoff_bytes_max: usize,
+        (slot, generation): (u32, u32),
+        frame_len: usize,
+        write_frame: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let Some(at) = self.fanout_at else {
+            let body_len = frame_len + FANOUT_DESTINATION_LEN;
+            let opened = self.append_unsealed(
+                handoff_bytes_max,
+                TAG_FANOUT,
+                (0, frame_len as u32),
+                body_len,
+                |out| {
+                    write_frame(out);
+                    out.extend_from_slice(&slot.to_le_bytes());
+                    out.extend_from_slice(&generation.to_le_bytes());
+                },
+            );
+            if opened {
+                self.fanout_at = Some(self.open.bytes.len() - RECORD_HEADER_LEN - body_len);
+            }
+            return opened;
+        };
+        if self.held_bytes() + FANOUT_DESTINATION_LEN > handoff_bytes_max {
+            return false;
+        }
+        let out = &mut self.open.bytes;
+        out.extend_from_slice(&slot.to_le_bytes());
+        out.extend_from_slice(&generation.to_le_bytes());
+        let len = (out.len() - at - RECORD_HEADER_LEN) as u32;
+        out[at + 9..at + RECORD_HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+        true
+    }
+
+    /// Closes the fan-out record being written, if any.
+    pub fn end_fanout(&mut self) {
+        if self.fanout_at.take().is_some() && self.open.len() >= BATCH_BYTES_TARGET {
             self.seal();
         }
-        true
     }
 
     /// Gives the open batch its buffer: a spare one, else a new one while the pool has room
@@ -313,6 +406,7 @@ impl Outbox {
 
     /// Pushes sealed batches (and the open one) into `queue`; returns whether any was pushed.
     pub fn flush(&mut self, queue: &ArrayQueue<Batch>, returns: &ArrayQueue<Batch>) -> bool {
+        debug_assert!(self.fanout_at.is_none(), "a fan-out record left open");
         self.take_returns(returns);
         self.seal();
         let mut pushed = false;
@@ -406,6 +500,61 @@ mod tests {
         );
         assert_eq!(got.len(), 2);
         assert!(out.open.is_empty() && out.backlog.is_empty(), "all pushed");
+    }
+
+    #[test]
+    fn a_fan_out_record_carries_its_frame_once_and_every_destination() {
+        let queue = ArrayQueue::new(1);
+        let returns = ArrayQueue::new(1);
+        let mut out = Outbox::new(1 << 20);
+        let frame = [9u8; 2048];
+        for slot in 0..200 {
+            assert!(out.append_fanout(1 << 20, (slot, slot + 1), 2048, |b| {
+                b.extend_from_slice(&frame)
+            }));
+        }
+        out.end_fanout();
+        assert!(out.append(1 << 20, TAG_FRAME, 7, 7, 1, |b| b.push(1)));
+        assert_eq!(
+            out.held_bytes(),
+            2 * RECORD_HEADER_LEN + 2048 + 200 * FANOUT_DESTINATION_LEN + 1,
+            "the payload is held once"
+        );
+        assert!(out.flush(&queue, &returns));
+        let batch = queue.pop().unwrap();
+        let got: Vec<Record<'_>> = records(&batch.bytes).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].tag, TAG_FANOUT);
+        let (body, destinations) = split_fanout(&got[0]);
+        assert_eq!(body, frame);
+        let destinations: Vec<(u32, u32)> = destinations.collect();
+        assert_eq!(
+            destinations,
+            (0..200).map(|s| (s, s + 1)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            (got[1].tag, got[1].slot, got[1].body),
+            (TAG_FRAME, 7, &[1u8][..])
+        );
+    }
+
+    #[test]
+    fn a_fan_out_stops_taking_destinations_at_the_bound() {
+        let mut out = Outbox::new(1 << 20);
+        let bound = RECORD_HEADER_LEN + 100 + 3 * FANOUT_DESTINATION_LEN;
+        let write = |b: &mut Vec<u8>| b.extend_from_slice(&[1; 100]);
+        assert!(out.append_fanout(bound, (1, 1), 100, write));
+        assert!(out.append_fanout(bound, (2, 1), 100, write));
+        assert!(out.append_fanout(bound, (3, 1), 100, write));
+        assert!(!out.append_fanout(bound, (4, 1), 100, write));
+        out.end_fanout();
+        assert_eq!(out.held_bytes(), bound);
+        // A new message opens a new record.
+        assert!(
+            !out.append_fanout(bound, (4, 1), 100, write),
+            "no room for its frame"
+        );
+        assert!(out.fanout_at.is_none());
     }
 
     #[test]

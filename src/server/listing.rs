@@ -29,6 +29,9 @@ pub struct ConnectionInfo {
     pub peer: Option<SocketAddr>,
     /// Bytes queued for the client (and buffer capacity held beyond the retained size).
     pub pending_bytes: usize,
+    /// Bytes queued for the client alone: what flow control compares with its watermarks
+    /// and `pending_bytes_max`.
+    pub queued_bytes: usize,
     pub subscriptions: usize,
     pub watches: usize,
     pub age_ms: u64,
@@ -101,6 +104,7 @@ mod tests {
             client_id: Vec::new(),
             peer: None,
             pending_bytes: 0,
+            queued_bytes: 0,
             subscriptions: 0,
             watches: 0,
             age_ms: 0,

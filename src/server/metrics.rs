@@ -312,6 +312,7 @@ fn connections_json(shared: &Shared, query: &str) -> String {
                 "worker": c.worker,
                 "slot": c.slot,
                 "pending_bytes": c.pending_bytes,
+                "queued_bytes": c.queued_bytes,
                 "subscriptions": c.subscriptions,
                 "watches": c.watches,
                 "age_ms": c.age_ms,
@@ -629,9 +630,11 @@ impl RelayCollector {
         counter(
             e,
             "slow_consumer_closes",
-            "Connections closed for exceeding pending_bytes_max.",
+            "Connections closed as slow consumers: above pending_bytes_max for longer than \
+             slow_consumer_grace_ms, or at twice pending_bytes_max.",
             self.sum(|b| &b.slow_consumer_closes),
         )?;
+        self.encode_flow(e)?;
         counter(
             e,
             "protocol_error_closes",
@@ -639,6 +642,41 @@ impl RelayCollector {
             self.sum(|b| &b.protocol_error_closes),
         )?;
         Ok(())
+    }
+
+    /// Flow control: producer stalls and their time, ERRORs coalesced and dropped.
+    fn encode_flow(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        counter(
+            e,
+            "producer_stalls",
+            "Times a producer's reads were paused because a queue it feeds (a client's, a data \
+             link's, or the handoff to another worker) was full.",
+            self.sum(|b| &b.producer_stalls),
+        )?;
+        counter(
+            e,
+            "producer_stall_milliseconds",
+            "Time producers spent paused, in milliseconds, summed over the stalls.",
+            self.sum(|b| &b.producer_stall_ms),
+        )?;
+        counter(
+            e,
+            "producer_stall_timeouts",
+            "Stalls that ran to stall_ms_max because the queue did not drain in time.",
+            self.sum(|b| &b.producer_stall_timeouts),
+        )?;
+        counter(
+            e,
+            "errors_coalesced",
+            "ERRORs folded into a later summary ERROR that carries their count.",
+            self.sum(|b| &b.errors_coalesced),
+        )?;
+        counter(
+            e,
+            "error_drops",
+            "ERRORs dropped: the connection's error ledger was full, or its queue at its ceiling.",
+            self.sum(|b| &b.error_drops),
+        )
     }
 
     /// TLS handshakes completed and failed (by reason).

@@ -5,6 +5,7 @@
 //! up. Workers share only the routing tables (lock-free reads), the handoff mailboxes and
 //! their own counters.
 
+mod congestion;
 mod conn;
 mod credentials_file;
 mod deliver;
@@ -86,6 +87,14 @@ pub struct StatsSnapshot {
     pub permission_denials: u64,
     /// HELLOs refused for their token or credentials (CLOSE AUTH_FAILED).
     pub auth_failures: u64,
+    /// Producers paused because a queue they feed was full, and those whose pause ran to
+    /// `stall_ms_max`.
+    pub producer_stalls: u64,
+    pub producer_stall_ms: u64,
+    pub producer_stall_timeouts: u64,
+    /// ERRORs folded into a summary, and ERRORs dropped (see `core::error_ledger`).
+    pub errors_coalesced: u64,
+    pub error_drops: u64,
 }
 
 /// State shared by every worker of one node.
@@ -103,6 +112,8 @@ pub(crate) struct Shared {
     /// Peers as the cluster control thread last saw them (for `/cluster`).
     pub cluster_status: std::sync::Mutex<Vec<MemberStatus>>,
     pub mailboxes: Box<[Mailbox]>,
+    /// Each worker's congestion board: which of its connections stall their producers.
+    pub boards: Box<[congestion::CongestionBoard]>,
     /// Each worker's slot for the operator's `/connections` request.
     pub listings: Box<[listing::ListingSlot]>,
     pub stats: stats::StatsBlocks,
@@ -691,6 +702,9 @@ fn new_shared(cfg: Config, opts: ServerOptions, parts: NewShared) -> Arc<Shared>
         cluster_status: Default::default(),
         config: cfg,
         mailboxes: mailboxes.into(),
+        boards: (0..workers)
+            .map(|_| congestion::CongestionBoard::new(connections_per_worker))
+            .collect(),
         listings: (0..workers).map(|_| Default::default()).collect(),
         stats: stats::new_blocks(workers),
         shutdown: AtomicBool::new(false),

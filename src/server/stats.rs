@@ -59,8 +59,19 @@ pub struct WorkerStats {
     pub bytes_out: AtomicU64,
     /// Frames dropped because the destination connection was gone or closing.
     pub stale_drops: AtomicU64,
-    /// Frames dropped because they would have put a connection over `pending_bytes_max`.
+    /// Frames dropped because they would have put a connection past its ceiling (twice
+    /// `pending_bytes_max`; the connection is closed with them).
     pub slow_consumer_drops: AtomicU64,
+    /// Producers whose reads were paused because a queue they feed was full (`core::flow`).
+    pub producer_stalls: AtomicU64,
+    /// Their paused time in all, in milliseconds.
+    pub producer_stall_ms: AtomicU64,
+    /// Stalls that ran to `stall_ms_max` (the queue did not drain in time).
+    pub producer_stall_timeouts: AtomicU64,
+    /// ERRORs counted into a later summary instead of being sent (`core::error_ledger`).
+    pub errors_coalesced: AtomicU64,
+    /// ERRORs dropped: the connection's ledger was full, or its queue at its ceiling.
+    pub error_drops: AtomicU64,
     /// Completions processed (sum over loop iterations).
     pub completions: AtomicU64,
     /// Loop iterations by completions processed: bucket `i` counts batches of
@@ -144,6 +155,11 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.link_loss_drops += get(&b.link_loss_drops);
         s.permission_denials += get(&b.permission_denials);
         s.auth_failures += get(&b.auth_failures);
+        s.producer_stalls += get(&b.producer_stalls);
+        s.producer_stall_ms += get(&b.producer_stall_ms);
+        s.producer_stall_timeouts += get(&b.producer_stall_timeouts);
+        s.errors_coalesced += get(&b.errors_coalesced);
+        s.error_drops += get(&b.error_drops);
     }
     s
 }

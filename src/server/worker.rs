@@ -20,6 +20,7 @@ use super::handoff::Outbox;
 use super::stats::{batch_bucket, bump};
 use super::uring::{Completion, Uring};
 use super::{ServeError, Shared};
+use crate::core::flow::FlowLimits;
 use crate::core::{Engine, Location};
 use crate::protocol::CloseReason;
 use bytes::Bytes;
@@ -29,6 +30,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "worker_flow.rs"]
+mod flow;
 #[path = "worker_handoff.rs"]
 mod handoff;
 #[path = "worker_ingress.rs"]
@@ -99,6 +102,13 @@ pub struct Worker {
     verified: super::verifier::VerifiedSecrets,
     /// The credentials' reload generation this worker's connections were last checked at.
     credentials_generation: u64,
+    /// Flow control of client queues and of data links (see `core::flow`).
+    client_flow: FlowLimits,
+    link_flow: FlowLimits,
+    /// Producers whose reads are paused.
+    stalled: Vec<flow::Stalled>,
+    /// This worker's connections whose congestion-board word is set.
+    congested: Vec<(u32, u32)>,
 }
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
@@ -159,6 +169,14 @@ impl Worker {
                 shared.engine.session.gate.credentials.clone(),
             ),
             credentials_generation: 0,
+            client_flow: FlowLimits::for_clients(
+                cfg.pending_bytes_max,
+                cfg.stall_ms_max,
+                cfg.slow_consumer_grace_ms,
+            ),
+            link_flow: FlowLimits::for_links(cfg.link_pending_bytes_max, cfg.stall_ms_max),
+            stalled: Vec::new(),
+            congested: Vec::new(),
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -203,7 +221,7 @@ impl Worker {
                 } else {
                     1
                 };
-            let result = self.uring.submit_and_wait(want);
+            let result = self.uring.submit_and_wait(want, self.flow_wait_ms());
             mailbox.sleeping.store(false, Ordering::SeqCst);
             match result {
                 Ok(_) => {}
@@ -229,6 +247,9 @@ impl Worker {
             }
             self.completions = completions;
             self.drain_inbound();
+            if !self.stalled.is_empty() || !self.congested.is_empty() {
+                self.flow_round();
+            }
             self.drain_commands();
             if let Some(request) = shared.listings[mailbox_index].take() {
                 self.answer_listing(request);
@@ -288,14 +309,18 @@ impl Worker {
             worker: self.index,
             origin_slot,
             origin_generation,
-            pending_bytes_max: cfg.pending_bytes_max,
+            client_flow: self.client_flow,
+            link_flow: self.link_flow,
+            boards: &self.shared.boards,
+            congested: &mut self.congested,
+            stall: None,
+            error_interval_ms: cfg.error_interval_ms,
             pending_bytes_per_worker_max: cfg.pending_bytes_per_worker_max,
             handoff_bytes_max: cfg.handoff_bytes_max,
             overloaded: false,
             shared_payload: self.shared_payload.clone(),
             links_out: &self.links_out,
             link_backlogs: &mut self.link_backlogs,
-            link_pending_bytes_max: cfg.link_pending_bytes_max,
             now_ms: self.now_ms,
             lane: &self.shared.lane,
             epochs: &self.shared.epochs,
@@ -334,6 +359,7 @@ impl Worker {
                     if reloaded {
                         engine.on_credentials_reloaded(&mut relay, at, &mut sink);
                     }
+                    sink.flush_errors(slot, generation, false);
                     let c = &mut self.slab.conns[slot as usize];
                     c.relay = relay;
                     // The buffer of the last TLS record cut across receives is kept for the
@@ -343,6 +369,7 @@ impl Worker {
                         tls.session.receiver.shrink();
                     }
                     self.slab.reheld(slot, before);
+                    self.close_if_overdue(slot);
                     self.expire_nats_sids(slot);
                     let c = &mut self.slab.conns[slot as usize];
                     let accounted = c.accounted_bytes();

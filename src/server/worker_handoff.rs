@@ -3,8 +3,8 @@
 
 use super::super::deliver::PendingClose;
 use super::super::handoff::{
-    records, split_group, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME,
-    TAG_GROUP_SHARED, TAG_SHARED,
+    records, split_fanout, split_group, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FANOUT, TAG_FRAME,
+    TAG_GROUP_FRAME, TAG_GROUP_SHARED, TAG_SHARED,
 };
 use super::Worker;
 use crate::protocol::CloseReason;
@@ -29,6 +29,13 @@ impl Worker {
                                     b"",
                                     record.body,
                                 );
+                        }
+                        TAG_FANOUT => {
+                            let (frame, destinations) = split_fanout(&record);
+                            for (slot, generation) in destinations {
+                                self.deliverer(slot, generation)
+                                    .append_frame_bytes(slot, generation, b"", frame);
+                            }
                         }
                         TAG_GROUP_FRAME => {
                             let (group, frame) = split_group(record.body);

@@ -33,7 +33,8 @@ impl Worker {
 
     /// Runs `apply` on a client connection with its relay state moved out (so the sink can
     /// borrow the slab), epoch guards and the sink for one receive; afterwards closes on a
-    /// decode error and tells the sender OVERLOADED once if messages were dropped.
+    /// decode error, tells the sender OVERLOADED once if messages were dropped, and pauses its
+    /// reads if a queue it fed is full.
     fn with_client_batch(
         &mut self,
         slot: u32,
@@ -59,8 +60,10 @@ impl Worker {
             engine.on_decode_error(&mut relay, at, &e, &mut sink);
         }
         engine.end_receive(at, &mut sink);
+        let stall = sink.stall.take();
         self.scratch_locations = scratch;
         self.slab.conns[slot as usize].relay = relay;
+        self.stall_reads(slot, generation, stall);
     }
 
     /// Decodes every whole frame of a client's receive (continuing one that straddled the
@@ -279,7 +282,9 @@ impl Worker {
             }
             true
         });
+        let stall = sink.stall.take();
         drop(sink);
+        self.stall_reads(slot, generation, stall);
         bump(
             &self.shared.stats[self.index as usize].link_bad_frame_drops,
             bad_frames,

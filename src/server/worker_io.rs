@@ -205,6 +205,11 @@ impl Worker {
             }
             self.slab.repend(slot, before);
             let c = &mut self.slab.conns[slot as usize];
+            let limits = match c.link {
+                Some(_) => &self.link_flow,
+                None => &self.client_flow,
+            };
+            c.backlog.drained(limits, c.pending_bytes());
             if c.unsent.is_some() || !c.out.is_empty() || !c.segments.is_empty() {
                 if !c.dirty {
                     c.dirty = true;
@@ -253,10 +258,11 @@ impl Worker {
         self.request_close(slot, generation, CloseReason::NORMAL, text, true);
     }
 
-    /// Re-arms the receive of an open connection whose recv ended; frees a shut-down slot.
+    /// Re-arms the receive of an open connection whose recv ended (unless its reads are
+    /// paused, see `worker_flow.rs`); frees a shut-down slot.
     pub(super) fn after_recv(&mut self, slot: u32) {
         let c = &self.slab.conns[slot as usize];
-        if !c.recv_armed && c.state == ConnState::Open && !c.close_requested {
+        if !c.recv_armed && c.state == ConnState::Open && !c.close_requested && !c.reads_paused {
             self.arm_recv(slot);
         }
         self.maybe_release(slot);

@@ -26,6 +26,7 @@ impl Worker {
                 client_id: c.relay.client_id().to_vec(),
                 peer: peer_of(c.fd),
                 pending_bytes: c.accounted_bytes(),
+                queued_bytes: c.pending_bytes(),
                 subscriptions: c.relay.subscriptions().len(),
                 watches: c.relay.watches().len(),
                 age_ms: self.now_ms.saturating_sub(c.opened_ms),

@@ -92,8 +92,10 @@ impl Worker {
             orphan: None,
         };
         let result = f(engine, &mut call);
+        let stall = sink.stall.take();
         self.scratch_locations = scratch;
         self.slab.conns[slot as usize].relay = relay;
+        self.stall_reads(slot, generation, stall);
         result
     }
 

@@ -376,6 +376,35 @@ pub fn one_way(from: &mut Client, to: &mut Client) {
     assert_eq!(got, payload.as_bytes());
 }
 
+/// `GET path` over HTTP/1.0 (a relay's metrics endpoint); returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with_auth(addr, path, None);
+    (status, body)
+}
+
+/// `GET path` with an `Authorization` header when given; returns (status, head, body).
+pub fn http_get_with_auth(
+    addr: SocketAddr,
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("metrics endpoint connects");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    (status, head.to_string(), body.to_string())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw connections
 // ---------------------------------------------------------------------------------------------
@@ -458,6 +487,10 @@ pub enum End {
     Eof,
     /// The relay reset the connection (it closed with our bytes unread).
     Reset,
+    /// The stream ended inside a frame: the relay gave up on a consumer that did not read
+    /// within `close_linger_ms`, with part of a frame in the kernel's buffers (only
+    /// [`Raw::next_frame_or_cut`] returns it).
+    Cut,
 }
 
 /// A TCP connection to the relay driven frame by frame with the crate's codec.
@@ -560,6 +593,14 @@ impl Raw {
     }
 
     pub fn next_frame_by(&mut self, deadline: Instant) -> Result<Owned, End> {
+        let next = self.next_frame_or_cut(deadline);
+        assert_ne!(next, Err(End::Cut), "stream ended inside a frame");
+        next
+    }
+
+    /// [`Self::next_frame_by`] for a consumer the relay may have given up on: a stream that
+    /// ends inside a frame is [`End::Cut`].
+    pub fn next_frame_or_cut(&mut self, deadline: Instant) -> Result<Owned, End> {
         loop {
             match self.reader.next_frame() {
                 Ok(Some(f)) => return Ok(Owned::from_frame(f)),
@@ -573,10 +614,8 @@ impl Raw {
             );
             self.stream.set_read_timeout(Some(wait)).unwrap();
             match self.reader.fill_from(&mut self.stream, 64 * 1024) {
-                Ok(0) => {
-                    assert_eq!(self.reader.buffered(), 0, "stream ended inside a frame");
-                    return Err(End::Eof);
-                }
+                Ok(0) if self.reader.buffered() > 0 => return Err(End::Cut),
+                Ok(0) => return Err(End::Eof),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)

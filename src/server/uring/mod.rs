@@ -410,9 +410,25 @@ impl Uring {
         gather
     }
 
-    /// Submits queued entries and waits for at least `want` completions.
-    pub fn submit_and_wait(&mut self, want: usize) -> std::io::Result<usize> {
-        self.ring.submit_and_wait(want)
+    /// Submits queued entries and waits for at least `want` completions, or at most
+    /// `timeout_ms` when given (then an expired wait is `Ok(0)`; Linux 5.11's EXT_ARG, which
+    /// every kernel with multishot receives has).
+    pub fn submit_and_wait(
+        &mut self,
+        want: usize,
+        timeout_ms: Option<u64>,
+    ) -> std::io::Result<usize> {
+        let Some(ms) = timeout_ms.filter(|_| want > 0) else {
+            return self.ring.submit_and_wait(want);
+        };
+        let ts = types::Timespec::new()
+            .sec(ms / 1000)
+            .nsec(((ms % 1000) * 1_000_000) as u32);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(want, &args) {
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(0),
+            other => other,
+        }
     }
 
     /// Submits queued entries without waiting.
@@ -713,7 +729,7 @@ mod tests {
         let mut received = Vec::new();
         let give_up = Instant::now() + Duration::from_secs(5);
         while received.len() < 5 && Instant::now() < give_up {
-            u.submit_and_wait(1).unwrap();
+            u.submit_and_wait(1, None).unwrap();
             u.reap(&mut got);
             for c in got.drain(..) {
                 match c {
@@ -747,7 +763,7 @@ mod tests {
         let mut sizes = Vec::new();
         let give_up = Instant::now() + Duration::from_secs(5);
         while sizes.iter().sum::<usize>() < want && Instant::now() < give_up {
-            u.submit_and_wait(1).unwrap();
+            u.submit_and_wait(1, None).unwrap();
             u.reap(&mut got);
             for c in got.drain(..) {
                 if let Completion::Recv { data: Some(d), .. } = c {

@@ -1,0 +1,304 @@
+//! Flow control over real sockets on one node (README "Flow control"): a consumer that falls
+//! behind for a moment slows the producer that feeds it instead of being closed, across
+//! workers; one that stops reading for good is closed once it has stayed above
+//! `pending_bytes_max` for `slow_consumer_grace_ms`, while the producer and the other consumer
+//! carry on. The same across two nodes is `flow_control_cluster.rs`.
+
+mod common;
+#[path = "shared/paced_reader.rs"]
+mod paced_reader;
+
+use common::*;
+use paced_reader::{numbered_payload, spawn_paced_reader, Pauses};
+use ringrelay::client::{Client, Event};
+use ringrelay::config::Config;
+use ringrelay::protocol::ErrorCode;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const PAYLOAD: usize = 1024;
+
+fn relay_config() -> Config {
+    Config {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..config()
+    }
+}
+
+/// The `/connections` entry of `id`, once every worker answered.
+fn listed(metrics: SocketAddr, id: &str) -> Option<serde_json::Value> {
+    let (status, body) = http_get(metrics, "/connections?limit=1000");
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    page["connections"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+}
+
+fn worker_of(metrics: SocketAddr, id: &str) -> u64 {
+    let mut entry = None;
+    wait_until(&format!("{id} listed"), || {
+        entry = listed(metrics, id);
+        entry.is_some()
+    });
+    entry.and_then(|c| c["worker"].as_u64()).expect("a worker")
+}
+
+/// A sender on a worker other than `other_worker`'s: SO_REUSEPORT spreads connections by
+/// their ports, so a few tries find one.
+fn sender_on_another_worker(addr: SocketAddr, metrics: SocketAddr, other_worker: u64) -> Client {
+    for attempt in 0..64 {
+        let id = format!("sender-{attempt}");
+        let client = connect(addr, &id);
+        if worker_of(metrics, &id) != other_worker {
+            return client;
+        }
+    }
+    panic!("64 connections all landed on worker {other_worker}");
+}
+
+/// Sends `n` numbered messages of [`PAYLOAD`] bytes to `to` as fast as the relay takes them,
+/// in 64 KiB writes.
+fn blast(sender: &mut Client, to: &[u8], n: u64) {
+    let mut payload = vec![0x5a; PAYLOAD];
+    for i in 0..n {
+        numbered_payload(&mut payload, i);
+        sender.send(to, &payload).expect("send");
+        if i % 64 == 63 {
+            sender.flush().expect("flush");
+        }
+    }
+    sender.flush().expect("flush");
+}
+
+/// The run of issue 15: two workers, a sender blasting 1 KiB messages to one receiver on the
+/// other worker whose reading thread stops for 20 ms five times. Every message arrives in
+/// order, nobody is closed, the sender hears no error, and the relay did hold the sender back
+/// (its queue for the receiver reached the high watermark).
+#[test]
+fn a_receiver_paused_for_20_ms_at_a_time_gets_every_message_and_nobody_is_closed() {
+    const N: u64 = 300_000;
+    let relay = start(relay_config());
+    let (addr, metrics) = (relay.local_addr(), relay.metrics_addr().expect("metrics"));
+    let pauses = Pauses {
+        every: N / 6,
+        count: 5,
+        pause: Duration::from_millis(20),
+    };
+    let reader = spawn_paced_reader(addr, "receiver", None, N, pauses, Duration::from_secs(120));
+    let receiver_worker = worker_of(metrics, "receiver");
+    let mut sender = sender_on_another_worker(addr, metrics, receiver_worker);
+    let started = Instant::now();
+    blast(&mut sender, b"receiver", N);
+    let errors = sync(&mut sender);
+    assert!(
+        errors.is_empty(),
+        "the sender heard {} events, first {:?}",
+        errors.len(),
+        errors.first()
+    );
+    let got = reader.join().expect("the reader thread");
+    eprintln!(
+        "{N} messages of {PAYLOAD} B in {:?}: {got:?}",
+        started.elapsed()
+    );
+    assert_eq!(got, Ok(N));
+    let stats = relay.stats();
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+    assert!(
+        stats.producer_stalls > 0,
+        "the receiver's queue never reached its high watermark: {stats:?}"
+    );
+}
+
+/// A subscriber that stops reading for good: its queue stalls the producer once, for at most
+/// `stall_ms_max`; it is closed as a slow consumer once it has stayed above
+/// `pending_bytes_max` for `slow_consumer_grace_ms` (give or take one tick, at most 250 ms);
+/// and the other subscriber of the same topic gets every message while the producer
+/// publishes at its own pace throughout.
+#[test]
+fn a_subscriber_that_stops_reading_is_closed_after_its_grace_while_the_others_carry_on() {
+    const N: u64 = 12_800;
+    const BATCH: u64 = 64;
+    const GRACE_MS: u64 = 500;
+    const STALL_MS: u64 = 100;
+    const TICK_MS: u64 = 250;
+    let pending_bytes_max = 2 << 20;
+    let relay = start(Config {
+        pending_bytes_max,
+        slow_consumer_grace_ms: GRACE_MS,
+        stall_ms_max: STALL_MS,
+        ..relay_config()
+    });
+    let (addr, metrics) = (relay.local_addr(), relay.metrics_addr().expect("metrics"));
+    // The stuck subscriber: a tiny receive buffer, subscribed, then never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect_timeout(&addr.into(), WAIT).unwrap();
+    let mut stuck = Raw::from_stream(std::net::TcpStream::from(socket));
+    stuck.handshake("stuck");
+    stuck.write_frame(ringrelay::protocol::Frame::Subscribe {
+        topic: b"feed",
+        group: b"",
+    });
+    stuck.write_frame(ringrelay::protocol::Frame::Ping { nonce: 7 });
+    assert_eq!(stuck.next_frame(), Ok(Owned::Pong(7)));
+    let no_pauses = Pauses {
+        every: u64::MAX,
+        count: 0,
+        pause: Duration::ZERO,
+    };
+    let reader = spawn_paced_reader(addr, "reader", Some("feed"), N, no_pauses, WAIT * 4);
+    let mut producer = connect(addr, "producer");
+
+    // The producer publishes about 2 MB/s: the kernel's socket buffers take the first few
+    // megabytes for the stuck subscriber; from passing pending_bytes_max its queue needs
+    // about a second to reach its ceiling (twice the bound), so the grace decides.
+    let (mut over_at, mut closed_at) = (None, None);
+    let mut payload = vec![0x33; PAYLOAD];
+    let started = Instant::now();
+    for batch in 0..N / BATCH {
+        for i in batch * BATCH..(batch + 1) * BATCH {
+            numbered_payload(&mut payload, i);
+            producer.publish(b"feed", &payload).expect("publish");
+        }
+        producer
+            .flush()
+            .expect("the producer is never blocked for long");
+        // The workload's pace, and the observation of the stuck queue meanwhile.
+        let next_batch = started + Duration::from_millis(30 * (batch + 1));
+        while Instant::now() < next_batch {
+            let now = Instant::now();
+            if closed_at.is_none() && relay.stats().slow_consumer_closes > 0 {
+                closed_at = Some(now);
+            }
+            let queued = || listed(metrics, "stuck").and_then(|c| c["queued_bytes"].as_u64());
+            if over_at.is_none() && queued().is_some_and(|q| q > pending_bytes_max as u64) {
+                over_at = Some(now);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let over_at = over_at.expect("the stuck queue passed pending_bytes_max");
+    let closed_at = closed_at.expect("the stuck subscriber was closed");
+    let above_ms = closed_at.duration_since(over_at).as_millis() as u64;
+    eprintln!("closed {above_ms} ms after its queue was seen above pending_bytes_max");
+    assert!(
+        (GRACE_MS - 50..=GRACE_MS + TICK_MS + 100).contains(&above_ms),
+        "closed {above_ms} ms after passing pending_bytes_max (grace {GRACE_MS} ms)"
+    );
+    assert_eq!(reader.join().expect("the reader thread"), Ok(N));
+    let stats = relay.stats();
+    assert_eq!(stats.slow_consumer_closes, 1, "{stats:?}");
+    assert!(
+        stats.producer_stall_ms <= STALL_MS + 50,
+        "the producer was stalled {} ms in all for one stuck subscriber (stall_ms_max \
+         {STALL_MS}): {stats:?}",
+        stats.producer_stall_ms
+    );
+    assert!(sync(&mut producer).is_empty());
+}
+
+/// The sender of issue 15's runs, whose receiver is gone: it floods an id that is registered
+/// nowhere and reads nothing. It is sent one ERROR for the id at once and then one per
+/// `error_interval_ms` carrying how many it stands for; a PING still finds every error
+/// reported before its PONG; and it is never closed for the errors it did not read.
+#[test]
+fn a_sender_flooding_an_unknown_id_gets_coalesced_errors_with_their_count_and_stays_open() {
+    const N: u64 = 200_000;
+    let relay = start(relay_config());
+    let mut sender = connect(relay.local_addr(), "flooder");
+    let payload = [1u8; 64];
+    for i in 0..N {
+        sender.send(b"nobody", &payload).expect("send");
+        if i % 256 == 255 {
+            sender
+                .flush()
+                .expect("the sender is never blocked for long");
+        }
+    }
+    let events = sender.round_trip(WAIT).expect("a PING's PONG");
+    let mut reported = 0u64;
+    for (i, event) in events.iter().enumerate() {
+        let Event::Error {
+            code,
+            subject,
+            text,
+        } = event
+        else {
+            panic!("the flooder got {event:?}");
+        };
+        assert_eq!(
+            (*code, subject.as_slice()),
+            (ErrorCode::UNKNOWN_ID, &b"nobody"[..])
+        );
+        reported += match text.strip_prefix("unknown id") {
+            Some("") if i == 0 => 1,
+            Some(rest) => rest
+                .strip_prefix("; ")
+                .and_then(|r| r.strip_suffix(" more"))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("a summary's text: {text:?}")),
+            None => panic!("an ERROR's text: {text:?}"),
+        };
+    }
+    assert_eq!(reported, N, "the ERRORs account for every SEND: {events:?}");
+    assert!(
+        events.len() <= 12,
+        "{} ERROR frames for one id within seconds",
+        events.len()
+    );
+    let stats = relay.stats();
+    // All but the first were folded into summaries.
+    assert_eq!(stats.errors_coalesced, N - 1, "{stats:?}");
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+    assert_eq!(stats.unknown_id, N, "{stats:?}");
+}
+
+/// Issue 15's fan-out burst: 100 publishes of 2 KiB to 200 subscribers spread over two
+/// workers, with the queue between the workers bounded at 4 MiB. The subscribers on the
+/// other worker share one copy of each payload in that queue (2 KiB plus 8 bytes per
+/// subscriber, about 1 MB for the burst instead of 20), so all 20,000 deliveries arrive.
+#[test]
+fn a_burst_of_publishes_to_200_subscribers_across_workers_loses_nothing() {
+    const SUBSCRIBERS: usize = 200;
+    const PUBLISHES: u64 = 100;
+    let relay = start(Config {
+        handoff_bytes_max: 4 << 20,
+        ..relay_config()
+    });
+    let addr = relay.local_addr();
+    let mut subscribers: Vec<Client> = (0..SUBSCRIBERS)
+        .map(|i| {
+            let mut c = connect(addr, &format!("sub-{i}"));
+            c.subscribe(b"burst").expect("subscribe");
+            c
+        })
+        .collect();
+    for c in subscribers.iter_mut() {
+        assert!(sync(c).is_empty());
+    }
+    let mut publisher = connect(addr, "burster");
+    let mut payload = vec![0x77; 2048];
+    for i in 0..PUBLISHES {
+        numbered_payload(&mut payload, i);
+        publisher.publish(b"burst", &payload).expect("publish");
+    }
+    publisher.flush().expect("flush");
+    for c in subscribers.iter_mut() {
+        for i in 0..PUBLISHES {
+            let (sender, topic, got) = next_message(c);
+            assert_eq!(
+                (sender.as_slice(), topic.as_deref()),
+                (&b"burster"[..], Some(&b"burst"[..]))
+            );
+            assert_eq!(got[..8], i.to_le_bytes(), "message {i}");
+        }
+    }
+    assert!(sync(&mut publisher).is_empty());
+    let stats = relay.stats();
+    assert_eq!(stats.handoff_drops, 0, "{stats:?}");
+}

@@ -1,0 +1,211 @@
+//! Flow control (sans-IO): a queue of outbound bytes (a client's, or a data link's) tells the
+//! worker when to pause the producers that feed it, when they may go on, and when the consumer
+//! behind it is closed as slow. The worker keeps one [`Backlog`] per connection and carries
+//! out what it answers; the clock is the caller's `now_ms`.
+//!
+//! The policy (README "Flow control", PROTOCOL.md section 8.7):
+//! - A queue at or above its high watermark *stalls* the producers that feed it: the worker
+//!   stops reading their connections until the queue drains below the low watermark or the
+//!   stall runs out (`stall_ms_max`), whichever comes first.
+//! - A client's queue stalls producers for at most `stall_ms_max` per congestion episode (from
+//!   reaching the high watermark to draining below the low one): one consumer that stopped
+//!   reading costs a producer that much once, and nobody else anything.
+//! - A data link's queue has no such budget: a link is the way to a whole node and is never
+//!   "slow", so every producer that feeds a full link is stalled, each stall for at most
+//!   `stall_ms_max`; only a message that would pass the link's bound is dropped (counted, and
+//!   the sender told OVERLOADED).
+//! - A client whose queue stays above `pending_bytes_max` for longer than
+//!   `slow_consumer_grace_ms` is closed as a slow consumer; one whose queue would pass the
+//!   ceiling (twice `pending_bytes_max`) is closed at once, the connection's memory bound.
+
+/// Sentinel of a [`Backlog`] instant that is not set.
+const UNSET_MS: u64 = u64::MAX;
+
+/// The bounds of one kind of queue (clients, or data links), from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowLimits {
+    /// High watermark: a queue at or above it stalls its producers.
+    pub stall_at_bytes: usize,
+    /// Low watermark: a congestion episode ends once the queue is below it.
+    pub resume_below_bytes: usize,
+    /// A queue above it for longer than `grace_ms` closes its consumer.
+    pub pending_bytes_max: usize,
+    /// A message that would take the queue past it is refused (the memory bound).
+    pub ceiling_bytes: usize,
+    /// Longest stall of a producer.
+    pub stall_ms_max: u64,
+    /// How long a queue may stay above `pending_bytes_max` (`u64::MAX`: for ever).
+    pub grace_ms: u64,
+    /// Whether an episode's stalls are limited to `stall_ms_max` in all (clients), or each
+    /// stall on its own (data links).
+    pub episode_budget: bool,
+}
+
+impl FlowLimits {
+    /// A client's queue: stalls from a quarter of `pending_bytes_max`, resumes below an
+    /// eighth, closed past twice it at once or above it for `grace_ms`.
+    pub fn for_clients(pending_bytes_max: usize, stall_ms_max: u64, grace_ms: u64) -> FlowLimits {
+        FlowLimits {
+            stall_at_bytes: pending_bytes_max / 4,
+            resume_below_bytes: pending_bytes_max / 8,
+            pending_bytes_max,
+            ceiling_bytes: pending_bytes_max.saturating_mul(2),
+            stall_ms_max,
+            grace_ms,
+            episode_budget: true,
+        }
+    }
+
+    /// A data link's queue: stalls from a quarter of `link_pending_bytes_max`, resumes below
+    /// an eighth, refuses past it, never closed for being behind.
+    pub fn for_links(link_pending_bytes_max: usize, stall_ms_max: u64) -> FlowLimits {
+        FlowLimits {
+            stall_at_bytes: link_pending_bytes_max / 4,
+            resume_below_bytes: link_pending_bytes_max / 8,
+            pending_bytes_max: link_pending_bytes_max,
+            ceiling_bytes: link_pending_bytes_max,
+            stall_ms_max,
+            grace_ms: u64::MAX,
+            episode_budget: false,
+        }
+    }
+}
+
+/// What to do with a message offered to a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Queue it.
+    Queue,
+    /// Queue it, and stall its producer until `until_ms` at the latest.
+    Stall { until_ms: u64 },
+    /// It would pass the ceiling: refuse it (a client is closed, a link drops it).
+    Refuse,
+}
+
+/// One queue's congestion state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backlog {
+    /// When the queue reached the high watermark in this episode (`UNSET_MS`: no episode).
+    congested_at_ms: u64,
+    /// When the queue passed `pending_bytes_max` (`UNSET_MS`: it is not above).
+    over_at_ms: u64,
+}
+
+impl Default for Backlog {
+    fn default() -> Backlog {
+        Backlog {
+            congested_at_ms: UNSET_MS,
+            over_at_ms: UNSET_MS,
+        }
+    }
+}
+
+impl Backlog {
+    /// A message of `len` bytes offered to the queue, which holds `pending_bytes`.
+    #[inline]
+    pub fn admit(
+        &mut self,
+        limits: &FlowLimits,
+        pending_bytes: usize,
+        len: usize,
+        now_ms: u64,
+    ) -> Admit {
+        let after = pending_bytes.saturating_add(len);
+        if after < limits.stall_at_bytes {
+            return Admit::Queue;
+        }
+        self.admit_congested(limits, after, now_ms)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn admit_congested(&mut self, limits: &FlowLimits, after: usize, now_ms: u64) -> Admit {
+        if after > limits.ceiling_bytes {
+            return Admit::Refuse;
+        }
+        if after > limits.pending_bytes_max && self.over_at_ms == UNSET_MS {
+            self.over_at_ms = now_ms;
+        }
+        if self.congested_at_ms == UNSET_MS {
+            self.congested_at_ms = now_ms;
+        }
+        match self.stall_ends_ms(limits, now_ms) {
+            Some(until_ms) => Admit::Stall { until_ms },
+            None => Admit::Queue,
+        }
+    }
+
+    /// The queue now holds `pending_bytes` (it was sent from). Returns whether a congestion
+    /// episode ended (its producers may go on).
+    #[inline]
+    pub fn drained(&mut self, limits: &FlowLimits, pending_bytes: usize) -> bool {
+        if pending_bytes <= limits.pending_bytes_max {
+            self.over_at_ms = UNSET_MS;
+        }
+        let ended = self.congested_at_ms != UNSET_MS && pending_bytes < limits.resume_below_bytes;
+        if ended {
+            self.congested_at_ms = UNSET_MS;
+        }
+        ended
+    }
+
+    /// Whether the queue is in a congestion episode.
+    pub fn congested(&self) -> bool {
+        self.congested_at_ms != UNSET_MS
+    }
+
+    /// Until when a producer that feeds the queue now is stalled; `None` when it is not (no
+    /// episode, or the episode's budget is spent).
+    pub fn stall_ends_ms(&self, limits: &FlowLimits, now_ms: u64) -> Option<u64> {
+        if self.congested_at_ms == UNSET_MS {
+            return None;
+        }
+        if !limits.episode_budget {
+            return Some(now_ms.saturating_add(limits.stall_ms_max));
+        }
+        let until_ms = self.congested_at_ms.saturating_add(limits.stall_ms_max);
+        (now_ms < until_ms).then_some(until_ms)
+    }
+
+    /// Whether producers stalled on this queue stay stalled.
+    pub fn stalls(&self, limits: &FlowLimits, now_ms: u64) -> bool {
+        self.stall_ends_ms(limits, now_ms).is_some()
+    }
+
+    /// Whether the consumer has stayed above `pending_bytes_max` past its grace.
+    pub fn overdue(&self, limits: &FlowLimits, now_ms: u64) -> bool {
+        self.over_at_ms != UNSET_MS && now_ms.saturating_sub(self.over_at_ms) > limits.grace_ms
+    }
+}
+
+/// What a stalled producer waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallOn {
+    /// A connection's queue: a client's on any worker, or a data link's on this one.
+    Queue {
+        worker: u16,
+        slot: u32,
+        generation: u32,
+    },
+    /// The handoff queue to another worker.
+    Handoff(u16),
+}
+
+/// A producer whose reads are paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stall {
+    pub on: StallOn,
+    pub since_ms: u64,
+    /// The stall ends then at the latest.
+    pub until_ms: u64,
+}
+
+impl Stall {
+    /// Whether the stall is over at `now_ms`, given whether what it waits for still stalls.
+    pub fn over(&self, now_ms: u64, still_stalls: bool) -> bool {
+        now_ms >= self.until_ms || !still_stalls
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+use super::*;
+
+const MAX: usize = 8 << 20;
+const STALL_MS: u64 = 250;
+const GRACE_MS: u64 = 2_000;
+
+fn clients() -> FlowLimits {
+    FlowLimits::for_clients(MAX, STALL_MS, GRACE_MS)
+}
+
+fn links() -> FlowLimits {
+    FlowLimits::for_links(MAX, STALL_MS)
+}
+
+#[test]
+fn a_queue_below_its_high_watermark_queues_without_stalling() {
+    let mut b = Backlog::default();
+    assert_eq!(b.admit(&clients(), 0, MAX / 4 - 1, 5), Admit::Queue);
+    assert!(!b.congested());
+    assert!(!b.stalls(&clients(), 5));
+}
+
+#[test]
+fn reaching_the_high_watermark_stalls_the_producer_until_the_episode_budget_ends() {
+    let mut b = Backlog::default();
+    assert_eq!(
+        b.admit(&clients(), MAX / 4 - 10, 10, 100),
+        Admit::Stall { until_ms: 350 }
+    );
+    // Later producers in the same episode get what is left of the budget.
+    assert_eq!(
+        b.admit(&clients(), MAX / 4, 10, 300),
+        Admit::Stall { until_ms: 350 }
+    );
+    assert!(b.stalls(&clients(), 349));
+    // Spent: the consumer no longer stalls anyone, and its messages are still queued.
+    assert!(!b.stalls(&clients(), 350));
+    assert_eq!(b.admit(&clients(), MAX / 4, 10, 350), Admit::Queue);
+    assert!(b.congested());
+}
+
+#[test]
+fn an_episode_ends_below_the_low_watermark_not_before() {
+    let l = clients();
+    let mut b = Backlog::default();
+    b.admit(&l, MAX / 4, 1, 0);
+    assert!(
+        !b.drained(&l, MAX / 8),
+        "the low watermark itself is not below it"
+    );
+    assert!(b.congested());
+    assert!(b.drained(&l, MAX / 8 - 1));
+    assert!(!b.congested());
+    assert!(!b.drained(&l, 0), "an episode ends once");
+    // A new episode gets a whole budget again.
+    assert_eq!(
+        b.admit(&l, MAX / 4, 1, 1_000),
+        Admit::Stall { until_ms: 1_250 }
+    );
+}
+
+#[test]
+fn a_consumer_is_overdue_only_after_staying_above_pending_bytes_max_past_its_grace() {
+    let l = clients();
+    let mut b = Backlog::default();
+    assert_eq!(
+        b.admit(&l, MAX, 1, 1_000),
+        Admit::Stall {
+            until_ms: 1_000 + STALL_MS
+        }
+    );
+    assert!(!b.overdue(&l, 1_000 + GRACE_MS));
+    assert!(b.overdue(&l, 1_001 + GRACE_MS));
+    // Draining to the bound forgives it; the episode goes on above the low watermark.
+    let mut b2 = Backlog::default();
+    b2.admit(&l, MAX, 1, 1_000);
+    assert!(!b2.drained(&l, MAX));
+    assert!(!b2.overdue(&l, 10_000));
+    assert!(b2.congested());
+}
+
+#[test]
+fn a_message_past_the_ceiling_is_refused() {
+    let l = clients();
+    let mut b = Backlog::default();
+    assert_eq!(
+        b.admit(&l, 2 * MAX - 10, 10, 0),
+        Admit::Stall { until_ms: 250 }
+    );
+    assert_eq!(b.admit(&l, 2 * MAX - 10, 11, 0), Admit::Refuse);
+    assert_eq!(b.admit(&l, usize::MAX, 1, 0), Admit::Refuse);
+}
+
+#[test]
+fn a_link_stalls_each_producer_anew_and_refuses_past_its_bound_without_closing() {
+    let l = links();
+    let mut b = Backlog::default();
+    assert_eq!(b.admit(&l, MAX / 4, 0, 10), Admit::Stall { until_ms: 260 });
+    // No episode budget: a producer arriving much later is stalled again.
+    assert_eq!(
+        b.admit(&l, MAX / 2, 0, 10_000),
+        Admit::Stall { until_ms: 10_250 }
+    );
+    assert!(b.stalls(&l, 1_000_000));
+    assert_eq!(b.admit(&l, MAX, 1, 10_000), Admit::Refuse);
+    assert!(!b.overdue(&l, u64::MAX - 1), "a link is never slow");
+}
+
+#[test]
+fn a_stall_is_over_at_its_deadline_or_when_its_queue_stops_stalling() {
+    let s = Stall {
+        on: StallOn::Handoff(1),
+        since_ms: 0,
+        until_ms: 100,
+    };
+    assert!(!s.over(99, true));
+    assert!(s.over(100, true));
+    assert!(s.over(5, false));
+}
+
+/// Every sequence of offers and drains over a small range keeps the invariants: a stall never
+/// outlasts the episode's budget, an episode exists whenever the queue stalled someone and
+/// has not drained below the low watermark, and nothing past the ceiling is queued.
+#[test]
+fn invariants_hold_over_every_short_sequence_of_offers_and_drains() {
+    let l = FlowLimits::for_clients(64, 10, 20);
+    // Each step: offer `n` bytes at time t (n > 0) or drain to `-n` (n <= 0).
+    let steps: Vec<i64> = (-64..=64).step_by(8).collect();
+    for a in &steps {
+        for b in &steps {
+            for c in &steps {
+                let mut backlog = Backlog::default();
+                let mut pending: i64 = 0;
+                let mut episode_start: Option<u64> = None;
+                for (t, &step) in [*a, *b, *c].iter().enumerate() {
+                    let now = t as u64 * 7;
+                    if step > 0 {
+                        match backlog.admit(&l, pending as usize, step as usize, now) {
+                            Admit::Refuse => assert!(pending + step > 128),
+                            verdict => {
+                                pending += step;
+                                assert!(pending <= 128);
+                                if pending >= 16 && episode_start.is_none() {
+                                    episode_start = Some(now);
+                                }
+                                if let Admit::Stall { until_ms } = verdict {
+                                    let start = episode_start.expect("a stall has an episode");
+                                    assert_eq!(until_ms, start + 10);
+                                    assert!(now < until_ms);
+                                }
+                            }
+                        }
+                    } else {
+                        pending = pending.min(-step);
+                        if backlog.drained(&l, pending as usize) {
+                            assert!(pending < 8);
+                            episode_start = None;
+                        }
+                    }
+                    assert_eq!(backlog.congested(), episode_start.is_some());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Flow control on the worker (the policy is `core::flow`): pausing a producer's reads when a
+//! queue it feeds is full, resuming them, ending the stalls of consumers whose episode ended
+//! or whose budget is spent, and closing consumers that stayed above `pending_bytes_max` past
+//! their grace. A child module of `worker`, so it shares the worker's private state.
+
+use super::super::conn::ConnState;
+use super::super::deliver::PendingClose;
+use super::super::stats::bump;
+use super::Worker;
+use crate::core::flow::{FlowLimits, Stall, StallOn};
+use crate::protocol::CloseReason;
+
+/// A producer whose reads are paused.
+#[derive(Clone, Copy, Debug)]
+pub struct Stalled {
+    pub slot: u32,
+    pub generation: u32,
+    pub stall: Stall,
+}
+
+/// While anything is stalled, the loop looks again this often: a queue on another worker, or
+/// the handoff to it, drains there and nothing wakes this worker for it.
+pub const STALL_POLL_MS: u64 = 1;
+
+impl Worker {
+    /// The flow limits of the connection in `slot`: a data link's or a client's.
+    fn flow_of(&self, slot: u32) -> &FlowLimits {
+        match self.slab.conns[slot as usize].link {
+            Some(_) => &self.link_flow,
+            None => &self.client_flow,
+        }
+    }
+
+    /// Pauses the reads of the producer at (`slot`, `generation`) as its batch asked (see
+    /// `Deliverer::stall`): its multishot receive is cancelled and not re-armed until the stall
+    /// ends. Bytes the kernel already delivered are still handled.
+    pub(super) fn stall_reads(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        stall: Option<(StallOn, u64)>,
+    ) {
+        let Some((on, until_ms)) = stall else {
+            return;
+        };
+        let now_ms = self.now_ms;
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            return;
+        };
+        if c.reads_paused || !c.accepts_frames() {
+            return;
+        }
+        c.reads_paused = true;
+        if c.recv_armed {
+            self.uring.cancel_recv(slot, generation);
+        }
+        self.stalled.push(Stalled {
+            slot,
+            generation,
+            stall: Stall {
+                on,
+                since_ms: now_ms,
+                until_ms,
+            },
+        });
+        bump(&self.shared.stats[self.index as usize].producer_stalls, 1);
+    }
+
+    /// How long the loop may sleep: `None` (until a completion) unless something is stalled.
+    pub(super) fn flow_wait_ms(&self) -> Option<u64> {
+        (!self.stalled.is_empty() || !self.congested.is_empty()).then_some(STALL_POLL_MS)
+    }
+
+    /// Once per loop iteration while anything is stalled: consumers that no longer stall
+    /// their producers leave the board, and producers whose stall is over read again.
+    pub(super) fn flow_round(&mut self) {
+        if !self.congested.is_empty() {
+            self.end_congestion();
+        }
+        let mut i = 0;
+        while i < self.stalled.len() {
+            let Stalled {
+                slot,
+                generation,
+                stall,
+            } = self.stalled[i];
+            let live = self
+                .slab
+                .get_live(slot, generation)
+                .is_some_and(|c| c.state == ConnState::Open);
+            if live && !stall.over(self.now_ms, self.still_stalls(stall.on)) {
+                i += 1;
+                continue;
+            }
+            self.stalled.swap_remove(i);
+            self.resume_reads(slot, generation, stall);
+        }
+    }
+
+    /// Whether what a stall waits for still stalls its producers.
+    fn still_stalls(&mut self, on: StallOn) -> bool {
+        let now_ms = self.now_ms;
+        match on {
+            StallOn::Queue {
+                worker,
+                slot,
+                generation,
+            } if worker == self.index => {
+                let limits = self.flow_of(slot).to_owned();
+                self.slab
+                    .get_live(slot, generation)
+                    .is_some_and(|c| c.backlog.stalls(&limits, now_ms))
+            }
+            StallOn::Queue {
+                worker,
+                slot,
+                generation,
+            } => self.shared.boards[worker as usize].stalls(slot, generation),
+            StallOn::Handoff(worker) => {
+                let held = self.outboxes[worker as usize].held_bytes();
+                held >= self.shared.config.handoff_bytes_max / 4
+            }
+        }
+    }
+
+    fn resume_reads(&mut self, slot: u32, generation: u32, stall: Stall) {
+        let stats = &self.shared.stats[self.index as usize];
+        bump(
+            &stats.producer_stall_ms,
+            self.now_ms.saturating_sub(stall.since_ms),
+        );
+        if self.now_ms >= stall.until_ms {
+            bump(&stats.producer_stall_timeouts, 1);
+        }
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            return;
+        };
+        c.reads_paused = false;
+        if c.state == ConnState::Open {
+            self.after_recv(slot);
+        }
+    }
+
+    /// Consumers of this worker whose episode ended or whose stall budget is spent leave the
+    /// board (producers on other workers see it at their next look).
+    fn end_congestion(&mut self) {
+        let now_ms = self.now_ms;
+        let board = &self.shared.boards[self.index as usize];
+        let (slab, limits) = (&self.slab, &self.client_flow);
+        self.congested.retain(|&(slot, generation)| {
+            let stalls = slab.conns.get(slot as usize).is_some_and(|c| {
+                c.generation == generation
+                    && c.state == ConnState::Open
+                    && c.backlog.stalls(limits, now_ms)
+            });
+            if !stalls {
+                board.set(slot, generation, false);
+            }
+            stalls
+        });
+    }
+
+    /// At a tick: a client that stayed above `pending_bytes_max` for longer than
+    /// `slow_consumer_grace_ms` is closed as a slow consumer.
+    pub(super) fn close_if_overdue(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        if c.link.is_some() || !c.backlog.overdue(&self.client_flow, self.now_ms) {
+            return;
+        }
+        c.close_requested = true;
+        bump(
+            &self.shared.stats[self.index as usize].slow_consumer_closes,
+            1,
+        );
+        self.pending_closes.push(PendingClose {
+            slot,
+            generation: c.generation,
+            reason: CloseReason::SLOW_CONSUMER,
+            text: "slow consumer: above pending_bytes_max for longer than slow_consumer_grace_ms",
+            peer_gone: false,
+        });
+    }
+}
