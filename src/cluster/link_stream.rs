@@ -230,20 +230,38 @@ impl<'a> Deadlined<'a> {
     }
 }
 
+impl Deadlined<'_> {
+    fn timed_out(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "TLS handshake not complete within {} ms",
+                self.timeout.as_millis()
+            ),
+        )
+    }
+}
+
 impl Read for Deadlined<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "TLS handshake not complete within {} ms",
-                    self.timeout.as_millis()
-                ),
-            ));
+            return Err(self.timed_out());
         }
         self.sock.set_read_timeout(Some(left))?;
-        self.sock.read(buf)
+        match self.sock.read(buf) {
+            // A read that waits out the rest of the deadline ends in EAGAIN on Linux (in
+            // TimedOut elsewhere): that is the handshake's deadline, and says so.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(self.timed_out())
+            }
+            other => other,
+        }
     }
 }
 
@@ -315,6 +333,22 @@ mod tests {
         assert!(e.to_string().contains("within 700 ms"), "{e}");
         // Per-read timeouts alone would wait for the trickler's 10 s.
         assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+
+    #[test]
+    fn a_silent_peer_times_out_with_the_handshake_deadline_named() {
+        let pki = Pki::new();
+        let tls = cluster_tls(&pki);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Connected and silent: the accept's only read waits out the whole deadline.
+        let _silent = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (sock, _) = listener.accept().unwrap();
+        let e = match LinkStream::accept(sock, Some(&tls), Duration::from_millis(100)) {
+            Ok(_) => panic!("a peer that never spoke was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("within 100 ms"), "{e}");
     }
 
     #[test]

@@ -468,11 +468,15 @@ impl Session {
         }
     }
 
-    /// Timer tick: handshake deadline and heartbeat.
+    /// Timer tick: handshake deadline, unfinished frame and heartbeat.
+    ///
+    /// `now_ms` is a clock truncated to whole milliseconds, so a start read as `t` may be as
+    /// late as `t + 0.999`: a deadline has passed only once `now_ms` exceeds it, which keeps
+    /// every timeout at least its full length (never up to 1 ms short).
     pub fn on_tick(&mut self, now_ms: u64, cfg: &SessionConfig) -> TickAction {
         if self.phase != Phase::Closed {
             if let Some(started_ms) = self.frame_started_ms {
-                if now_ms.saturating_sub(started_ms) >= cfg.frame_complete_timeout_ms {
+                if now_ms.saturating_sub(started_ms) > cfg.frame_complete_timeout_ms {
                     self.phase = Phase::Closed;
                     return TickAction::Close {
                         reason: CloseReason::FRAME_TIMEOUT,
@@ -484,7 +488,7 @@ impl Session {
         match self.phase {
             Phase::Closed => TickAction::None,
             Phase::AwaitingHello | Phase::AwaitingProof => {
-                if now_ms >= self.handshake_deadline_ms {
+                if now_ms > self.handshake_deadline_ms {
                     let text = if self.phase == Phase::AwaitingHello {
                         "no HELLO within handshake_timeout_ms"
                     } else {
@@ -621,17 +625,54 @@ mod tests {
     }
 
     #[test]
-    fn handshake_timeout_fires_at_the_deadline_only() {
+    fn handshake_timeout_fires_only_once_its_full_length_has_passed() {
         let c = cfg();
         let mut s = Session::new(1000, &c);
-        assert_eq!(s.on_tick(1099, &c), TickAction::None);
-        assert!(matches!(
+        assert_eq!(
             s.on_tick(1100, &c),
+            TickAction::None,
+            "the clock may be 0.999 ms behind"
+        );
+        assert!(matches!(
+            s.on_tick(1101, &c),
             TickAction::Close {
                 reason: CloseReason::HANDSHAKE_TIMEOUT,
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_unfinished_frame_is_closed_only_once_its_full_timeout_has_passed() {
+        let c = SessionConfig {
+            heartbeat_interval_ms: 60_000,
+            ..cfg()
+        };
+        let mut s = Session::new(0, &c);
+        s.on_frame(hello(b"a", b"tok"), &c, None);
+        s.on_receive_end(200, false, true);
+        s.on_receive_end(700, false, true);
+        assert_eq!(
+            s.on_tick(1200, &c),
+            TickAction::None,
+            "runs from the first bytes"
+        );
+        assert!(matches!(
+            s.on_tick(1201, &c),
+            TickAction::Close {
+                reason: CloseReason::FRAME_TIMEOUT,
+                ..
+            }
+        ));
+        let mut restarted = Session::new(0, &c);
+        restarted.on_frame(hello(b"a", b"tok"), &c, None);
+        restarted.on_receive_end(200, false, true);
+        restarted.on_receive_end(700, true, true);
+        assert_eq!(
+            restarted.on_tick(1201, &c),
+            TickAction::None,
+            "a completed frame restarts the clock"
+        );
     }
 
     #[test]

@@ -703,7 +703,7 @@ fn received_bytes_reset_the_heartbeat() {
 fn tick_closes_a_connection_without_hello_and_counts_it() {
     let mut h = Harness::new();
     let a = h.connect();
-    h.tick(a, 1000);
+    h.tick(a, 1001);
     assert_eq!(
         h.rec.take(),
         vec![
