@@ -63,23 +63,29 @@ measure() {
   echo "$before $after"
 }
 
+# run_server RUN NAME KIND PORT CMD...: starts one server, measures it, stops it, reports the
+# run, and leaves the bytes per idle connection in $per_conn (no subshell, so the server
+# started here is still killed on exit should the measurement fail).
+per_conn=
+run_server() {
+  local run=$1 name=$2 kind=$3 port=$4 pid before after
+  shift 4
+  start_bg /dev/null "$@"
+  pid=$(last_started)
+  wait_port "$port"
+  read -r before after <<< "$(measure "$kind" "$port" "$pid")"
+  stop "$pid"
+  per_conn=$(( (after - before) * 1024 / CONNECTIONS ))
+  echo "run $run $name: RSS ${before} KiB -> ${after} KiB, $per_conn B per idle connection"
+}
+
 relay_rows=() nats_rows=()
 for run in $(seq "$RUNS"); do
-  start_bg /dev/null "$BIN" serve --listen "127.0.0.1:$RELAY_PORT"
-  relay=$(last_started)
-  wait_port "$RELAY_PORT"
-  read -r before after <<< "$(measure relay "$RELAY_PORT" "$relay")"
-  stop "$relay"
-  relay_rows+=("$(( (after - before) * 1024 / CONNECTIONS ))")
-  echo "run $run ringrelay: RSS ${before} KiB -> ${after} KiB, $(( (after - before) * 1024 / CONNECTIONS )) B per idle connection"
-
-  start_bg /dev/null nats-server -a 127.0.0.1 -p "$NATS_PORT" -c "$nats_config"
-  nats=$(last_started)
-  wait_port "$NATS_PORT"
-  read -r before after <<< "$(measure nats "$NATS_PORT" "$nats")"
-  stop "$nats"
-  nats_rows+=("$(( (after - before) * 1024 / CONNECTIONS ))")
-  echo "run $run nats-server: RSS ${before} KiB -> ${after} KiB, $(( (after - before) * 1024 / CONNECTIONS )) B per idle connection"
+  run_server "$run" ringrelay relay "$RELAY_PORT" "$BIN" serve --listen "127.0.0.1:$RELAY_PORT"
+  relay_rows+=("$per_conn")
+  run_server "$run" nats-server nats "$NATS_PORT" \
+    nats-server -a 127.0.0.1 -p "$NATS_PORT" -c "$nats_config"
+  nats_rows+=("$per_conn")
 done
 relay_median=$(printf '%s\n' "${relay_rows[@]}" | median)
 nats_median=$(printf '%s\n' "${nats_rows[@]}" | median)

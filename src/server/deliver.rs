@@ -60,8 +60,8 @@ pub struct Deliverer<'w> {
     pub origin_slot: u32,
     pub origin_generation: u32,
     /// Flow control of client queues and of data links (see `core::flow`).
-    pub client_flow: FlowLimits,
-    pub link_flow: FlowLimits,
+    pub client_flow: &'w FlowLimits,
+    pub link_flow: &'w FlowLimits,
     /// Every worker's congestion board: whether a connection stalls its producers.
     pub boards: &'w [super::congestion::CongestionBoard],
     /// This worker's connections whose board word is set (cleared when their episode ends or
@@ -124,7 +124,7 @@ impl Deliverer<'_> {
         debug_assert!(conn.link.is_none(), "links are written by append_link");
         let admit = conn
             .backlog
-            .admit(&self.client_flow, conn.pending_bytes(), len, self.now_ms);
+            .admit(self.client_flow, conn.pending_bytes(), len, self.now_ms);
         if admit != Admit::Queue && !self.admit_congested(slot, generation, kind, admit) {
             return false;
         }
@@ -599,7 +599,7 @@ impl Deliverer<'_> {
         };
         let admit = conn
             .backlog
-            .admit(&self.link_flow, conn.pending_bytes(), len, self.now_ms);
+            .admit(self.link_flow, conn.pending_bytes(), len, self.now_ms);
         if admit == Admit::Refuse {
             bump(&self.stats.forward_drops, 1);
             self.overloaded = true;

@@ -58,7 +58,7 @@ impl Deliverer<'_> {
         let len = conn.out.len() - start;
         let admit = conn
             .backlog
-            .admit(&self.client_flow, pending_before, len, self.now_ms);
+            .admit(self.client_flow, pending_before, len, self.now_ms);
         if admit == Admit::Refuse {
             conn.truncate_out(start);
         }

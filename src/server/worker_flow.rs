@@ -7,7 +7,7 @@ use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
 use super::super::stats::bump;
 use super::Worker;
-use crate::core::flow::{FlowLimits, Stall, StallOn};
+use crate::core::flow::{Stall, StallOn};
 use crate::protocol::CloseReason;
 
 /// A producer whose reads are paused.
@@ -23,14 +23,6 @@ pub struct Stalled {
 pub const STALL_POLL_MS: u64 = 1;
 
 impl Worker {
-    /// The flow limits of the connection in `slot`: a data link's or a client's.
-    fn flow_of(&self, slot: u32) -> &FlowLimits {
-        match self.slab.conns[slot as usize].link {
-            Some(_) => &self.link_flow,
-            None => &self.client_flow,
-        }
-    }
-
     /// Pauses the reads of the producer at (`slot`, `generation`) as its batch asked (see
     /// `Deliverer::stall`): its multishot receive is cancelled and not re-armed until the stall
     /// ends. Bytes the kernel already delivered are still handled.
@@ -106,10 +98,15 @@ impl Worker {
                 slot,
                 generation,
             } if worker == self.index => {
-                let limits = self.flow_of(slot).to_owned();
-                self.slab
-                    .get_live(slot, generation)
-                    .is_some_and(|c| c.backlog.stalls(&limits, now_ms))
+                let (client_flow, link_flow) = (&self.client_flow, &self.link_flow);
+                self.slab.get_live(slot, generation).is_some_and(|c| {
+                    let limits = if c.link.is_some() {
+                        link_flow
+                    } else {
+                        client_flow
+                    };
+                    c.backlog.stalls(limits, now_ms)
+                })
             }
             StallOn::Queue {
                 worker,
