@@ -5,7 +5,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use ringrelay::protocol::{decode, DecodeError, Decoded, Frame, FrameKind, HEADER_LEN};
+use ringrelay::protocol::{
+    decode, plain_send, DecodeError, Decoded, Frame, FrameKind, HEADER_LEN,
+};
 use ringrelay_fuzz::{assert_client_bounds, client_frame_is_valid, ArbExtended, ArbFrame, MAXES};
 
 fuzz_target!(|data: &[u8]| {
@@ -23,6 +25,12 @@ fn decode_stream(data: &[u8], max: usize) {
         match decode(buf, max) {
             Ok(Decoded::Frame { frame, consumed }) => {
                 assert!(consumed >= HEADER_LEN && consumed <= buf.len() && consumed <= max);
+                // The receive loop's message lane finds exactly the plain SENDs.
+                let lane = match frame {
+                    Frame::Send { target, payload } if buf[5] == 0 => Some((target, payload)),
+                    _ => None,
+                };
+                assert_eq!(plain_send(&buf[..consumed]), lane);
                 assert_client_bounds(&frame);
                 // The codec is canonical (flags, booleans and lengths each have one encoding,
                 // every body is consumed exactly), so re-encoding gives back the same bytes.
@@ -54,6 +62,15 @@ fn decode_stream(data: &[u8], max: usize) {
             }
             Err(e) => {
                 let _ = e.to_string();
+                // A frame `decode` refuses is never taken by the message lane (but for its
+                // size: the lane sees only frames the StreamDecoder bounded already).
+                let too_large = matches!(e, DecodeError::FrameTooLarge { .. });
+                if let Some(head) = buf.get(..HEADER_LEN).filter(|_| !too_large) {
+                    let said = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                    if let Some(whole) = buf.get(..HEADER_LEN + said) {
+                        assert_eq!(plain_send(whole), None);
+                    }
+                }
                 if let DecodeError::FrameTooLarge {
                     frame_bytes,
                     max_frame_bytes,

@@ -28,6 +28,27 @@ pub enum Decoded<'a> {
     NeedMore { frame_bytes: usize },
 }
 
+/// The message lane of the decoder: `(target, payload)` when `frame` (one whole frame, as a
+/// [`crate::protocol::StreamDecoder`] yields it) is a plain SEND (no flags) that [`decode`]
+/// would accept; `None` for anything else, which then goes through `decode` (and any error
+/// is named there). The frame's size is not checked here: the `StreamDecoder` that cut it
+/// out bounded it by `max_frame_bytes` already. Inlined into the receive loop, so the most common frame is parsed
+/// without building a [`Frame`].
+#[inline(always)]
+pub fn plain_send(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+    let body = frame.get(HEADER_LEN..)?;
+    if frame[4] != FrameKind::Send as u8 || frame[5] != 0 {
+        return None;
+    }
+    let body_len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    let (&target_len, rest) = body.split_first()?;
+    let target_len = target_len as usize;
+    if body_len != body.len() || target_len == 0 || rest.len() < target_len {
+        return None;
+    }
+    Some(rest.split_at(target_len))
+}
+
 /// Decodes the first frame of `buf`. Never panics; checks `max_frame_bytes` from the header.
 pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Decoded<'_>, DecodeError> {
     if buf.len() < HEADER_LEN {
@@ -826,6 +847,54 @@ pub fn hello<'a>(client_id: &'a [u8], token: &'a [u8]) -> Frame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `plain_send` must say of `frame`: the SEND `decode` finds when the frame is
+    /// exactly one whole frame without flags, nothing otherwise.
+    fn plain_send_by_decode(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+        match decode(frame, 1 << 20) {
+            Ok(Decoded::Frame {
+                frame: Frame::Send { target, payload },
+                consumed,
+            }) if consumed == frame.len() && frame[5] == 0 => Some((target, payload)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_message_lane_agrees_with_decode_on_every_small_frame() {
+        let bodies: [&[u8]; 8] = [
+            b"",
+            &[0],
+            &[0, b'p'],
+            &[1],
+            &[1, b'a'],
+            &[1, b'a', b'p', b'q'],
+            &[2, b'a'],
+            &[3, b'a', b'b', b'c'],
+        ];
+        let mut checked = 0;
+        for kind in 0..=u8::MAX {
+            for flags in [0u8, 1, 2, 4, 0x80] {
+                for body in bodies {
+                    // Lengths that say the body, one short of it and one past it.
+                    for said in [body.len(), body.len().wrapping_sub(1), body.len() + 1] {
+                        let mut frame = (said as u32).to_le_bytes().to_vec();
+                        frame.extend_from_slice(&[kind, flags]);
+                        frame.extend_from_slice(body);
+                        assert_eq!(
+                            plain_send(&frame),
+                            plain_send_by_decode(&frame),
+                            "{frame:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 256 * 5 * 8 * 3);
+        assert_eq!(plain_send(b""), None);
+        assert_eq!(plain_send(&[1, 0, 0, 0, FrameKind::Send as u8]), None);
+    }
 
     #[test]
     fn the_topic_of_a_deliver_header() {

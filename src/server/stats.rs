@@ -87,7 +87,7 @@ pub const BATCH_BUCKETS: usize = 14;
 
 /// Index of `kind` in the per-kind arrays: its position in [`FrameKind::ALL`].
 #[inline]
-pub fn kind_index(kind: FrameKind) -> usize {
+pub const fn kind_index(kind: FrameKind) -> usize {
     match kind {
         FrameKind::Hello => 0,
         FrameKind::Welcome => 1,

@@ -12,7 +12,8 @@ use crate::cluster::wire::{decode_data, DataFrame, DecodedData, LinkDecodeError}
 use crate::core::session::Phase;
 use crate::core::{ConnRelay, Engine, Guards, Location};
 use crate::protocol::{
-    decode, CloseReason, DecodeError, Decoded, StreamDecoder, HELLO_FRAME_BYTES_MAX,
+    decode, plain_send, CloseReason, DecodeError, Decoded, FrameKind, StreamDecoder,
+    HELLO_FRAME_BYTES_MAX,
 };
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -20,6 +21,9 @@ use std::sync::Arc;
 /// Link frames carry a client frame's payload plus ids and topic: this much room on top of
 /// `max_frame_bytes`.
 pub use crate::memory_budget::LINK_FRAME_OVERHEAD_MAX;
+
+/// The per-kind counter of SEND frames.
+const SEND_KIND: usize = kind_index(FrameKind::Send);
 
 impl Worker {
     pub(super) fn location(&self, slot: u32, generation: u32) -> Location {
@@ -366,6 +370,13 @@ impl ConnDecode<'_, '_, '_, '_> {
             let result = reassemble(self.decoder, data, divert, |bytes| {
                 if !sink.slab.conns[rx.slot as usize].accepts_frames() {
                     return false;
+                }
+                if let Some((target, payload)) = plain_send(bytes) {
+                    bump(&sink.stats.frames_in, 1);
+                    bump(&sink.stats.frames_in_by_kind[SEND_KIND], 1);
+                    completed_frames = true;
+                    engine.on_plain_send(relay, at, guards, target, payload, scratch, sink);
+                    return !(awaiting_hello && relay.phase() != Phase::AwaitingHello);
                 }
                 match decode(bytes, rx.max_frame_bytes) {
                     Ok(Decoded::Frame { frame, .. }) => {

@@ -60,20 +60,7 @@ impl Engine<'_> {
                 reply,
                 headers,
                 payload,
-            } => {
-                debug_assert!(!conn.client_id.is_empty(), "routed before registration");
-                if !self.permitted(&mut conn.grant, at, Action::Send, target, out) {
-                    return;
-                }
-                let message = Message {
-                    sender: &conn.client_id,
-                    topic: b"",
-                    reply,
-                    headers,
-                    payload,
-                };
-                self.send(at, guards, target, &message, out);
-            }
+            } => self.client_send(conn, at, guards, target, reply, headers, payload, out),
             SessionEvent::SendAcked {
                 target,
                 id,
@@ -134,6 +121,56 @@ impl Engine<'_> {
                 out.close(at, reason, text);
             }
         }
+    }
+
+    /// A plain SEND (no flags) of the connection at `at`, from [`crate::protocol::plain_send`]:
+    /// the message lane, which skips building a `Frame` and asking the session when the
+    /// connection is open; anything else about the connection takes [`Self::on_frame`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_plain_send(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        guards: &Guards<'_>,
+        target: &[u8],
+        payload: &[u8],
+        scratch: &mut Vec<Location>,
+        out: &mut impl Output,
+    ) {
+        if conn.held_hello.is_some() || conn.phase() != Phase::Open {
+            let frame = Frame::Send { target, payload };
+            return self.on_frame(conn, at, guards, frame, scratch, out);
+        }
+        self.client_send(conn, at, guards, target, b"", b"", payload, out);
+    }
+
+    /// A SEND of an open connection, from either lane.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn client_send(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        guards: &Guards<'_>,
+        target: &[u8],
+        reply: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+        out: &mut impl Output,
+    ) {
+        debug_assert!(!conn.client_id.is_empty(), "routed before registration");
+        if !self.permitted(&mut conn.grant, at, Action::Send, target, out) {
+            return;
+        }
+        let message = Message {
+            sender: &conn.client_id,
+            topic: b"",
+            reply,
+            headers,
+            payload,
+        };
+        self.send(at, guards, target, &message, out);
     }
 
     /// A HELLO accepted by the session: welcomed and registered if its entry (if any) may
