@@ -13,6 +13,7 @@ pub mod location;
 pub mod pattern_trie;
 pub mod presence;
 pub mod router;
+pub mod send_memo;
 pub mod session;
 pub mod subject;
 mod table_hasher;
@@ -23,6 +24,7 @@ pub use epoch::EpochClock;
 pub use interest::InterestTable;
 pub use location::{Location, LocationTable, Registered, Row};
 pub use router::{AckSink, AckedDelivery, Guards, Origin, SendOutcome, Sink, Tables};
+pub use send_memo::SendMemo;
 pub use session::{
     AuthorizeFn, Authorizer, Phase, Session, SessionConfig, SessionEvent, TickAction,
 };

@@ -12,6 +12,7 @@
 use super::interest::{pick_node_among, InterestTable, RemoteGroup};
 use super::location::{Location, LocationTable, Registered, Row};
 use super::presence::PresenceTable;
+use super::send_memo::SendMemo;
 use super::topics::{pick_among, QueueGroup, TopicTable};
 use crate::protocol::{CloseReason, ErrorCode, Message};
 use papaya::LocalGuard;
@@ -148,7 +149,43 @@ impl Tables {
         message: &Message<'_>,
         sink: &mut impl Sink,
     ) -> SendOutcome {
-        match self.locations.get(target, &guards.locations) {
+        let to = self.locations.get(target, &guards.locations);
+        self.send_to(to, target, message, sink)
+    }
+
+    /// [`Self::route_send`] for a receive's stream of SENDs: the table is read only when
+    /// `target` is not the id `memo` remembers (see [`SendMemo`]).
+    #[inline(always)]
+    pub fn route_send_memo(
+        &self,
+        guards: &Guards<'_>,
+        memo: &mut SendMemo,
+        target: &[u8],
+        message: &Message<'_>,
+        sink: &mut impl Sink,
+    ) -> SendOutcome {
+        let to = match memo.get(target) {
+            Some(to) => Some(to),
+            None => {
+                let to = self.locations.get(target, &guards.locations);
+                if let Some(to) = to {
+                    memo.put(target, to);
+                }
+                to
+            }
+        };
+        self.send_to(to, target, message, sink)
+    }
+
+    #[inline(always)]
+    fn send_to(
+        &self,
+        to: Option<Location>,
+        target: &[u8],
+        message: &Message<'_>,
+        sink: &mut impl Sink,
+    ) -> SendOutcome {
+        match to {
             Some(to) if to.node == self.node_id => {
                 sink.deliver(to, message);
                 SendOutcome::Routed

@@ -10,7 +10,7 @@ use super::super::stats::{bump, kind_index};
 use super::Worker;
 use crate::cluster::wire::{decode_data, DataFrame, DecodedData, LinkDecodeError};
 use crate::core::session::Phase;
-use crate::core::{ConnRelay, Engine, Guards, Location};
+use crate::core::{ConnRelay, Engine, Guards, Location, SendMemo};
 use crate::protocol::{
     decode, plain_send, CloseReason, DecodeError, Decoded, FrameKind, StreamDecoder,
     HELLO_FRAME_BYTES_MAX,
@@ -352,6 +352,8 @@ impl ConnDecode<'_, '_, '_, '_> {
         let mut completed_frames = false;
         let mut failed = None;
         let mut diverted = None;
+        // For this receive only (see `SendMemo`).
+        let mut memo = SendMemo::default();
         loop {
             let awaiting_hello = self.relay.phase() == Phase::AwaitingHello;
             self.decoder.set_max_frame_bytes(if awaiting_hello {
@@ -375,7 +377,8 @@ impl ConnDecode<'_, '_, '_, '_> {
                     bump(&sink.stats.frames_in, 1);
                     bump(&sink.stats.frames_in_by_kind[SEND_KIND], 1);
                     completed_frames = true;
-                    engine.on_plain_send(relay, at, guards, target, payload, scratch, sink);
+                    let memo = &mut memo;
+                    engine.on_plain_send(relay, at, guards, memo, target, payload, scratch, sink);
                     return !(awaiting_hello && relay.phase() != Phase::AwaitingHello);
                 }
                 match decode(bytes, rx.max_frame_bytes) {

@@ -5,6 +5,7 @@ use super::{ClusterEvent, ConnRelay, Counter, Engine, Output};
 use crate::core::credentials::{Action, Entry};
 use crate::core::location::{Location, Registered};
 use crate::core::router::{Fanout, Guards, SendOutcome};
+use crate::core::send_memo::SendMemo;
 use crate::core::session::{Phase, SessionEvent};
 use crate::core::subject::{check_pattern, is_pattern};
 use crate::core::topics::TableFull;
@@ -60,7 +61,10 @@ impl Engine<'_> {
                 reply,
                 headers,
                 payload,
-            } => self.client_send(conn, at, guards, target, reply, headers, payload, out),
+            } => {
+                let memo = &mut SendMemo::default();
+                self.client_send(conn, at, guards, memo, target, reply, headers, payload, out)
+            }
             SessionEvent::SendAcked {
                 target,
                 id,
@@ -133,6 +137,7 @@ impl Engine<'_> {
         conn: &mut ConnRelay,
         at: Location,
         guards: &Guards<'_>,
+        memo: &mut SendMemo,
         target: &[u8],
         payload: &[u8],
         scratch: &mut Vec<Location>,
@@ -142,7 +147,7 @@ impl Engine<'_> {
             let frame = Frame::Send { target, payload };
             return self.on_frame(conn, at, guards, frame, scratch, out);
         }
-        self.client_send(conn, at, guards, target, b"", b"", payload, out);
+        self.client_send(conn, at, guards, memo, target, b"", b"", payload, out);
     }
 
     /// A SEND of an open connection, from either lane.
@@ -153,6 +158,7 @@ impl Engine<'_> {
         conn: &mut ConnRelay,
         at: Location,
         guards: &Guards<'_>,
+        memo: &mut SendMemo,
         target: &[u8],
         reply: &[u8],
         headers: &[u8],
@@ -170,7 +176,7 @@ impl Engine<'_> {
             headers,
             payload,
         };
-        self.send(at, guards, target, &message, out);
+        self.send(at, guards, memo, target, &message, out);
     }
 
     /// A HELLO accepted by the session: welcomed and registered if its entry (if any) may
@@ -394,6 +400,7 @@ impl Engine<'_> {
         &self,
         at: Location,
         guards: &Guards<'_>,
+        memo: &mut SendMemo,
         target: &[u8],
         message: &Message<'_>,
         out: &mut impl Output,
@@ -402,7 +409,9 @@ impl Engine<'_> {
             self.refuse_payload(at, target, out);
             return None;
         }
-        let outcome = self.tables.route_send(guards, target, message, out);
+        let outcome = self
+            .tables
+            .route_send_memo(guards, memo, target, message, out);
         if outcome == SendOutcome::UnknownId {
             out.count(Counter::UnknownId);
         }

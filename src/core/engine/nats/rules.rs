@@ -7,6 +7,7 @@ use crate::core::credentials::Action;
 use crate::core::engine::{ConnRelay, Counter, Engine, Output};
 use crate::core::location::Location;
 use crate::core::router::{Guards, SendOutcome};
+use crate::core::send_memo::SendMemo;
 use crate::core::session::Phase;
 use crate::protocol::nats::encode::{write_err, NO_RESPONDERS_HEADERS, OK, PONG};
 use crate::protocol::nats::{subject, ClientOp, ConnectOptions, NatsError};
@@ -252,7 +253,8 @@ impl Engine<'_> {
         message.sender = call.conn.client_id();
         let reached_nobody = match direct {
             Some(target) => {
-                let sent = self.send(call.at, call.guards, target, &message, call.out);
+                let memo = &mut SendMemo::default();
+                let sent = self.send(call.at, call.guards, memo, target, &message, call.out);
                 sent == Some(SendOutcome::UnknownId)
             }
             None => {

@@ -9,6 +9,7 @@ mod acked;
 mod auth;
 mod key_proof;
 mod limits;
+mod message_lane;
 mod nats;
 mod not_ready;
 mod patterns;

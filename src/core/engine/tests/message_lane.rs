@@ -1,0 +1,111 @@
+//! The message lane (`Engine::on_plain_send` with a receive's `SendMemo`) routes a plain SEND
+//! exactly as `on_frame` routes the same frame.
+
+use super::*;
+use crate::core::SendMemo;
+
+fn send<'a>(target: &'a [u8], payload: &'a [u8]) -> Frame<'a> {
+    Frame::Send { target, payload }
+}
+
+impl Harness {
+    /// One receive of plain SENDs from `slot` through the message lane (one memo for all).
+    fn plain_sends(&mut self, slot: u32, sends: &[(&[u8], &[u8])]) {
+        let engine = Engine::new(&self.tables, &self.config);
+        let guards: Guards<'_> = self.tables.guards();
+        let mut memo = SendMemo::default();
+        for (target, payload) in sends {
+            engine.on_plain_send(
+                &mut self.conns[slot as usize],
+                loc(slot),
+                &guards,
+                &mut memo,
+                target,
+                payload,
+                &mut self.scratch,
+                &mut self.rec,
+            );
+        }
+    }
+}
+
+/// The outputs of `sends` from a fresh relay with clients a, b and c, through the lane or
+/// through `on_frame`, and the slot of a.
+fn outputs(sends: &[(&[u8], &[u8])], lane: bool) -> Vec<Out> {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    h.client(b"b");
+    h.client(b"c");
+    if lane {
+        h.plain_sends(a, sends);
+    } else {
+        for (target, payload) in sends {
+            h.frame(a, send(target, payload));
+        }
+    }
+    h.rec.take()
+}
+
+#[test]
+fn a_receive_of_plain_sends_is_routed_as_the_same_send_frames() {
+    let sends: [(&[u8], &[u8]); 7] = [
+        (b"b", b"1"),
+        (b"b", b"2"),
+        (b"c", b"3"),
+        (b"nobody", b"4"),
+        (b"b", b"5"),
+        (b"nobody", b"6"),
+        (b"c", b"7"),
+    ];
+    let through_lane = outputs(&sends, true);
+    assert_eq!(through_lane, outputs(&sends, false));
+    let delivered = through_lane
+        .iter()
+        .filter(|o| matches!(o, Out::Deliver(..)))
+        .count();
+    assert_eq!(delivered, 5, "every SEND to a present id is delivered");
+}
+
+#[test]
+fn a_plain_send_before_hello_is_refused_as_a_send_frame_is() {
+    let refused = |lane: bool| {
+        let mut h = Harness::new();
+        h.client(b"b");
+        let a = h.connect();
+        if lane {
+            h.plain_sends(a, &[(b"b", b"1")]);
+        } else {
+            h.frame(a, send(b"b", b"1"));
+        }
+        h.rec.take()
+    };
+    let through_lane = refused(true);
+    assert_eq!(through_lane, refused(false));
+    assert!(
+        through_lane
+            .iter()
+            .any(|o| matches!(o, Out::Close(_, _) | Out::CloseConn(_, _))),
+        "closed: {through_lane:?}"
+    );
+}
+
+#[test]
+fn the_next_receive_follows_a_target_that_moved() {
+    let mut h = Harness::new();
+    let a = h.client(b"a");
+    let b_first = h.client(b"b");
+    h.plain_sends(a, &[(b"b", b"1")]);
+    h.close(b_first);
+    let b_again = h.client(b"b");
+    h.rec.take();
+    h.plain_sends(a, &[(b"b", b"2")]);
+    assert_eq!(
+        h.rec.take(),
+        vec![Out::Deliver(
+            b_again,
+            b"a".to_vec(),
+            Vec::new(),
+            b"2".to_vec()
+        )]
+    );
+}
