@@ -162,6 +162,52 @@ fn nats_and_native_clients_reach_each_other() {
 }
 
 #[test]
+fn one_publish_reaches_native_and_nats_subscribers_of_one_worker_each_in_its_protocol() {
+    // One worker: the publisher's fan-out copies one encoded DELIVER to each native
+    // subscriber and writes a MSG for the NATS one.
+    let server = start(Config {
+        workers: 1,
+        ..nats_config()
+    });
+    let mut natives: Vec<_> = ["native-a", "native-b"]
+        .into_iter()
+        .map(|id| {
+            let mut c = connect(server.local_addr(), id);
+            c.subscribe(b"fan").unwrap();
+            sync(&mut c);
+            c
+        })
+        .collect();
+    let mut nats = Nats::connected(nats_addr(&server));
+    nats.send(b"SUB fan 7\r\nPING\r\n");
+    nats.expect("PONG");
+    let mut publisher = connect(server.local_addr(), "publisher");
+    for payload in [&b"one"[..], b"two", b"three"] {
+        publisher.publish(b"fan", payload).unwrap();
+    }
+    publisher.flush().unwrap();
+    for native in &mut natives {
+        for payload in [&b"one"[..], b"two", b"three"] {
+            let (sender, topic, got) = next_message(native);
+            assert_eq!(sender, b"publisher");
+            assert_eq!(topic.as_deref(), Some(&b"fan"[..]));
+            assert_eq!(got, payload);
+        }
+    }
+    for payload in [&b"one"[..], b"two", b"three"] {
+        assert_eq!(
+            nats.next(),
+            Line::Msg {
+                subject: "fan".into(),
+                sid: "7".into(),
+                reply: None,
+                payload: payload.to_vec()
+            }
+        );
+    }
+}
+
+#[test]
 fn refusals_keep_the_connection_and_breaches_close_it_with_nats_server_texts() {
     let server = start(nats_config());
     let addr = nats_addr(&server);

@@ -81,6 +81,9 @@ pub struct Deliverer<'w> {
     /// The payload of the frame being routed, when it was received into its own buffer: it
     /// is then queued by reference instead of copied (zero-copy path).
     pub shared_payload: Option<Bytes>,
+    /// The DELIVER frame of the PUBLISH being fanned out, encoded once and copied to each
+    /// local subscriber (kept by the worker, so its capacity is reused).
+    pub fanout_frame: &'w mut Vec<u8>,
     /// Outbound data links of this worker, one per reachable node.
     pub links_out: &'w [LinkOut],
     /// Forwards to nodes whose link from this worker is not up yet.
@@ -688,6 +691,22 @@ impl Deliverer<'_> {
         }
     }
 
+    /// Appends an encoded DELIVER (a plain message's, see `deliver_each`) to the native local
+    /// connection at `to`.
+    #[inline]
+    fn deliver_copy(&mut self, to: Location, frame: &[u8]) {
+        let ok = self.append_local(
+            to.slot,
+            to.generation,
+            frame.len(),
+            FrameKind::Deliver,
+            |out| out.extend_from_slice(frame),
+        );
+        if ok {
+            bump(&self.stats.deliveries, 1);
+        }
+    }
+
     /// Adds `to` to the fan-out record of `message` for its worker (opening it with the
     /// DELIVER frame for the first subscriber there).
     #[inline]
@@ -773,16 +792,26 @@ impl Sink for Deliverer<'_> {
         message: &Message<'_>,
     ) -> usize {
         let by_reference = self.shared(message.payload).is_some();
+        // Native local subscribers of a plain message all get the same DELIVER: encoded once.
+        let mut frame = std::mem::take(self.fanout_frame);
+        frame.clear();
+        let copies = !by_reference && !message.is_extended();
         let (mut delivered, mut fanned_out) = (0, false);
         for &to in to.iter().filter(|&&to| Some(to) != skip) {
             delivered += 1;
-            if to.worker == self.worker || by_reference {
-                self.deliver_in(to, message, b"");
-            } else {
+            if to.worker != self.worker && !by_reference {
                 fanned_out = true;
                 self.fan_out(to, message);
+            } else if copies && !self.is_nats(to.slot, to.generation) {
+                if frame.is_empty() {
+                    encode_deliver(&mut frame, message);
+                }
+                self.deliver_copy(to, &frame);
+            } else {
+                self.deliver_in(to, message, b"");
             }
         }
+        *self.fanout_frame = frame;
         if fanned_out {
             self.outboxes.iter_mut().for_each(Outbox::end_fanout);
         }
