@@ -60,6 +60,20 @@ fn sender_on_another_worker(addr: SocketAddr, metrics: SocketAddr, other_worker:
     panic!("64 connections all landed on worker {other_worker}");
 }
 
+/// The stuck subscriber "stuck": a tiny receive buffer, subscribed to `topic` (in `group`),
+/// and then it reads nothing unless the test makes it.
+fn stuck_subscriber(addr: SocketAddr, topic: &[u8], group: &[u8]) -> Raw {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect_timeout(&addr.into(), WAIT).unwrap();
+    let mut stuck = Raw::from_stream(std::net::TcpStream::from(socket));
+    stuck.handshake("stuck");
+    stuck.write_frame(ringrelay::protocol::Frame::Subscribe { topic, group });
+    stuck.write_frame(ringrelay::protocol::Frame::Ping { nonce: 7 });
+    assert_eq!(stuck.next_frame(), Ok(Owned::Pong(7)));
+    stuck
+}
+
 /// Sends `n` numbered messages of [`PAYLOAD`] bytes to `to` as fast as the relay takes them,
 /// in 64 KiB writes.
 fn blast(sender: &mut Client, to: &[u8], n: u64) {
@@ -134,18 +148,8 @@ fn a_subscriber_that_stops_reading_is_closed_after_its_grace_while_the_others_ca
         ..relay_config()
     });
     let (addr, metrics) = (relay.local_addr(), relay.metrics_addr().expect("metrics"));
-    // The stuck subscriber: a tiny receive buffer, subscribed, then never reads.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect_timeout(&addr.into(), WAIT).unwrap();
-    let mut stuck = Raw::from_stream(std::net::TcpStream::from(socket));
-    stuck.handshake("stuck");
-    stuck.write_frame(ringrelay::protocol::Frame::Subscribe {
-        topic: b"feed",
-        group: b"",
-    });
-    stuck.write_frame(ringrelay::protocol::Frame::Ping { nonce: 7 });
-    assert_eq!(stuck.next_frame(), Ok(Owned::Pong(7)));
+    // Held open and never read.
+    let _stuck = stuck_subscriber(addr, b"feed", b"");
     let no_pauses = Pauses {
         every: u64::MAX,
         count: 0,
@@ -301,4 +305,80 @@ fn a_burst_of_publishes_to_200_subscribers_across_workers_loses_nothing() {
     assert!(sync(&mut publisher).is_empty());
     let stats = relay.stats();
     assert_eq!(stats.handoff_drops, 0, "{stats:?}");
+}
+
+/// A queue group whose one member stops reading: once that member's queue is congested the
+/// group's picks pass over it, so the producer is held back for at most one stall and the
+/// other member takes the rest at full speed; nobody is closed, and when the stuck member
+/// reads again it finds exactly what it was given. Every message reaches one member once.
+#[test]
+fn a_queue_group_passes_over_a_member_that_stopped_reading() {
+    const N: u64 = 20_000;
+    const STALL_MS: u64 = 100;
+    let relay = start(Config {
+        // One worker: both members' queues are the picking worker's own.
+        workers: 1,
+        pending_bytes_max: 2 << 20,
+        slow_consumer_grace_ms: 500,
+        stall_ms_max: STALL_MS,
+        ..relay_config()
+    });
+    let addr = relay.local_addr();
+    let mut stuck = stuck_subscriber(addr, b"work", b"g");
+    // The reading member; a plain subscription to "done" tells it the producer finished
+    // (after every message of the group, on the same queue).
+    let mut reader = connect(addr, "reader");
+    reader.subscribe_group(b"work", b"g").unwrap();
+    reader.subscribe(b"done").unwrap();
+    sync(&mut reader);
+    let reading = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        loop {
+            let (_, topic, payload) = next_message(&mut reader);
+            if topic.as_deref() == Some(&b"done"[..]) {
+                return got;
+            }
+            got.push(u64::from_le_bytes(payload[..8].try_into().unwrap()));
+        }
+    });
+    let mut producer = connect(addr, "producer");
+    let mut payload = vec![0x44; PAYLOAD];
+    for i in 0..N {
+        numbered_payload(&mut payload, i);
+        producer.publish(b"work", &payload).expect("publish");
+        if i % 64 == 63 {
+            producer.flush().expect("flush");
+        }
+    }
+    producer.publish(b"done", b"").expect("publish");
+    producer.flush().expect("flush");
+    let mut seen = reading.join().expect("the reader thread");
+    let stats = relay.stats();
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+    assert!(
+        stats.producer_stall_ms <= STALL_MS + 100,
+        "the producer was stalled {} ms for one stuck member (stall_ms_max {STALL_MS})",
+        stats.producer_stall_ms
+    );
+    // The stuck member reads again: what it was given is there, and nothing more.
+    let given = N - seen.len() as u64;
+    assert!(
+        given > 0 && given < N / 4,
+        "the stuck member was given {given} of {N}"
+    );
+    let deadline = Instant::now() + WAIT;
+    while (seen.len() as u64) < N {
+        match stuck.next_frame_by(deadline) {
+            Ok(Owned::Deliver { payload, .. }) => {
+                seen.push(u64::from_le_bytes(payload[..8].try_into().unwrap()))
+            }
+            Ok(Owned::Ping(nonce)) => stuck.write_frame(ringrelay::protocol::Frame::Pong { nonce }),
+            other => panic!("stuck member: {other:?} after {} messages", seen.len()),
+        }
+    }
+    seen.sort_unstable();
+    assert!(
+        seen.iter().copied().eq(0..N),
+        "every message reached exactly one member"
+    );
 }

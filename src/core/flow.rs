@@ -154,6 +154,18 @@ impl Backlog {
         self.congested_at_ms != UNSET_MS
     }
 
+    /// How the queue stands for a queue group's pick (see [`Congestion`]).
+    #[inline]
+    pub fn congestion(&self, limits: &FlowLimits, now_ms: u64) -> Congestion {
+        if !self.congested() {
+            Congestion::Clear
+        } else if self.over_at_ms == UNSET_MS && self.stalls(limits, now_ms) {
+            Congestion::Stalling
+        } else {
+            Congestion::Behind
+        }
+    }
+
     /// Until when a producer that feeds the queue now is stalled; `None` when it is not (no
     /// episode, or the episode's budget is spent).
     pub fn stall_ends_ms(&self, limits: &FlowLimits, now_ms: u64) -> Option<u64> {
@@ -176,6 +188,19 @@ impl Backlog {
     pub fn overdue(&self, limits: &FlowLimits, now_ms: u64) -> bool {
         self.over_at_ms != UNSET_MS && now_ms.saturating_sub(self.over_at_ms) > limits.grace_ms
     }
+}
+
+/// A queue's state as a queue group's pick sees it, best first: a group message goes to a
+/// `Clear` member when there is one; else to a `Stalling` one (a consumer in a congestion
+/// episode, still below `pending_bytes_max`, whose stall budget is not spent: the producer
+/// waits for it to drain, as for any full queue); a `Behind` member (above
+/// `pending_bytes_max`, or its episode outlasted `stall_ms_max`: a consumer that is not
+/// keeping up) only when every member is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Congestion {
+    Clear,
+    Stalling,
+    Behind,
 }
 
 /// What a stalled producer waits for.

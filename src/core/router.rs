@@ -9,6 +9,7 @@
 //! arrived from another node is delivered locally only (never forwarded again), so a message
 //! crosses at most one link.
 
+use super::flow::Congestion;
 use super::interest::{pick_node_among, InterestTable, RemoteGroup};
 use super::location::{Location, LocationTable, Registered, Row};
 use super::presence::PresenceTable;
@@ -50,6 +51,13 @@ pub trait Sink {
             delivered += 1;
         }
         delivered
+    }
+    /// How congested the queue of the connection at `to` is: a queue group's pick prefers
+    /// the least congested member (see [`Congestion`]).
+    #[inline]
+    fn congestion(&self, to: Location) -> Congestion {
+        let _ = to;
+        Congestion::Clear
     }
     /// Tell the watcher at `to` that `client_id` went online or offline.
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool);
@@ -244,7 +252,7 @@ impl Tables {
         if let Some(entry) = local {
             fanout.deliveries += sink.deliver_each(&entry.plain, exclude, message);
             for group in entry.groups.iter() {
-                if let Some(to) = group.pick(exclude) {
+                if let Some(to) = group.pick(exclude, |m| sink.congestion(m)) {
                     sink.deliver_group(to, message, &group.name);
                     fanout.deliveries += 1;
                 } else if let Some(node) = remote
@@ -298,7 +306,7 @@ impl Tables {
             .groups
             .iter()
             .find(|g| &*g.name == group)
-            .and_then(|g| g.pick(None))
+            .and_then(|g| g.pick(None, |m| sink.congestion(m)))
         {
             Some(to) => {
                 sink.deliver_group(to, message, group);
@@ -349,7 +357,7 @@ impl Tables {
         remote_groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         for run in groups.chunk_by(|a, b| a.name == b.name) {
             let name = &run[0].name;
-            if let Some(to) = pick_among(run, exclude) {
+            if let Some(to) = pick_among(run, exclude, |m| sink.congestion(m)) {
                 sink.deliver_group(to, message, name);
                 fanout.deliveries += 1;
             } else if let Some(node) = pick_node_among(named(&remote_groups, name)) {
@@ -398,7 +406,7 @@ impl Tables {
                 }
             });
         if !group.is_empty() {
-            return match pick_among(&groups, None) {
+            return match pick_among(&groups, None, |m| sink.congestion(m)) {
                 Some(to) => {
                     sink.deliver_group(to, message, group);
                     1

@@ -7,6 +7,7 @@
 //! Literal topics live in one exact map (one lookup per publish); patterns (`a.*`, `a.>`,
 //! [`super::subject`]) in a [`PatternTrie`], walked only while it holds any.
 
+use super::flow::Congestion;
 use super::location::Location;
 use super::pattern_trie::PatternTrie;
 use super::subject::is_pattern;
@@ -24,21 +25,28 @@ pub struct QueueGroup {
 
 /// Picks one member among the members of `groups` together (the groups of one name under
 /// every subscription a subject matched, as NATS merges queue subscriptions by name),
-/// round-robin on the first group's cursor, skipping `exclude` when another member exists.
-pub fn pick_among(groups: &[&QueueGroup], exclude: Option<Location>) -> Option<Location> {
+/// round-robin on the first group's cursor, skipping `exclude` when another member exists
+/// and preferring the least congested member (see [`QueueGroup::pick`]).
+pub fn pick_among(
+    groups: &[&QueueGroup],
+    exclude: Option<Location>,
+    congestion: impl Fn(Location) -> Congestion,
+) -> Option<Location> {
     let [first, rest @ ..] = groups else {
         return None;
     };
     if rest.is_empty() {
-        return first.pick(exclude);
+        return first.pick(exclude, congestion);
     }
     let total: usize = groups.iter().map(|g| g.members.len()).sum();
-    for _ in 0..total {
-        let mut i = first.next.fetch_add(1, Ordering::Relaxed) % total;
+    let mut best = Best::default();
+    let start = first.next.fetch_add(1, Ordering::Relaxed);
+    for k in 0..total {
+        let mut i = start.wrapping_add(k) % total;
         for g in groups {
             if i < g.members.len() {
                 let m = g.members[i];
-                if Some(m) != exclude {
+                if Some(m) != exclude && best.offer(m, congestion(m)) {
                     return Some(m);
                 }
                 break;
@@ -46,21 +54,54 @@ pub fn pick_among(groups: &[&QueueGroup], exclude: Option<Location>) -> Option<L
             i -= g.members.len();
         }
     }
-    None
+    best.member
+}
+
+/// The least congested member offered so far (the first of equals: round-robin order).
+#[derive(Default)]
+struct Best {
+    member: Option<Location>,
+    congestion: Option<Congestion>,
+}
+
+impl Best {
+    /// Offers `m`; returns whether it is `Clear` (nothing can beat it: take it now).
+    #[inline]
+    fn offer(&mut self, m: Location, congestion: Congestion) -> bool {
+        if congestion == Congestion::Clear {
+            return true;
+        }
+        if !matches!(self.congestion, Some(c) if c <= congestion) {
+            self.member = Some(m);
+            self.congestion = Some(congestion);
+        }
+        false
+    }
 }
 
 impl QueueGroup {
-    /// Picks the next member round-robin, skipping `exclude` when another member exists.
-    pub fn pick(&self, exclude: Option<Location>) -> Option<Location> {
+    /// Picks the next member round-robin, skipping `exclude` when another member exists and
+    /// passing over congested members while a less congested one exists (the flow control's
+    /// view, see [`Congestion`]): a member that stopped reading then neither receives more nor
+    /// stalls the producer while the others can take the message. The common case, a clear
+    /// member first, costs one cursor step and one look.
+    pub fn pick(
+        &self,
+        exclude: Option<Location>,
+        congestion: impl Fn(Location) -> Congestion,
+    ) -> Option<Location> {
         let n = self.members.len();
-        for _ in 0..n {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-            let m = self.members[i];
-            if Some(m) != exclude {
+        let mut best = Best::default();
+        // One step of the cursor per pick, however many members are looked at: round-robin
+        // holds among equally congested members too.
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let m = self.members[start.wrapping_add(k) % n];
+            if Some(m) != exclude && best.offer(m, congestion(m)) {
                 return Some(m);
             }
         }
-        None
+        best.member
     }
 }
 
@@ -465,6 +506,45 @@ mod tests {
         }
     }
 
+    fn group(slots: &[u32]) -> QueueGroup {
+        QueueGroup {
+            name: Box::from(&b"g"[..]),
+            members: slots.iter().map(|&s| loc(s)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn a_pick_passes_over_congested_members_while_a_less_congested_one_exists() {
+        let g = group(&[1, 2, 3]);
+        let rank = |m: Location| match m.slot {
+            1 => Congestion::Behind,
+            2 => Congestion::Stalling,
+            _ => Congestion::Clear,
+        };
+        for _ in 0..6 {
+            assert_eq!(g.pick(None, rank), Some(loc(3)), "the clear member");
+        }
+        assert_eq!(
+            g.pick(Some(loc(3)), rank),
+            Some(loc(2)),
+            "a stalling member before one that is behind"
+        );
+        let all_behind = |_| Congestion::Behind;
+        let picks: Vec<u32> = (0..3)
+            .map(|_| g.pick(None, all_behind).unwrap().slot)
+            .collect();
+        let mut sorted = picks.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [1, 2, 3], "round-robin among equals: {picks:?}");
+        let only = group(&[4]);
+        assert_eq!(only.pick(Some(loc(4)), all_behind), None, "excluded");
+        let merged = [&group(&[1, 2]), &group(&[3])];
+        for _ in 0..4 {
+            assert_eq!(pick_among(&merged, None, rank), Some(loc(3)));
+        }
+    }
+
     #[test]
     fn pages_list_topics_in_order_after_a_name_with_their_counts() {
         let t = TopicTable::new();
@@ -522,10 +602,15 @@ mod tests {
         }
         let g = t.raw_guard();
         let group = &t.get(b"t", &g).unwrap().groups[0];
-        let picks: Vec<u32> = (0..6).map(|_| group.pick(None).unwrap().slot).collect();
+        let picks: Vec<u32> = (0..6)
+            .map(|_| group.pick(None, |_| Congestion::Clear).unwrap().slot)
+            .collect();
         assert_eq!(picks, [1, 2, 3, 1, 2, 3]);
         for _ in 0..6 {
-            assert_ne!(group.pick(Some(loc(2))), Some(loc(2)));
+            assert_ne!(
+                group.pick(Some(loc(2)), |_| Congestion::Clear),
+                Some(loc(2))
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::cluster::wire::{
     encode_data_publish, encode_data_send, encode_data_send_acked,
 };
 use crate::core::error_ledger::{summary_text, ErrorVerdict};
-use crate::core::flow::{Admit, FlowLimits, StallOn};
+use crate::core::flow::{Admit, Congestion, FlowLimits, StallOn};
 use crate::core::{AckSink, AckedDelivery, Location, Sink};
 use crate::protocol::{
     decode, deliver_header_len, encode_deliver, encode_deliver_acked, encode_deliver_acked_header,
@@ -816,6 +816,30 @@ impl Sink for Deliverer<'_> {
             self.outboxes.iter_mut().for_each(Outbox::end_fanout);
         }
         delivered
+    }
+
+    /// A connection here is judged by its backlog (see `Backlog::congestion`); one on
+    /// another worker is `Stalling` while its board word is set and `Clear` otherwise (the
+    /// board does not tell a member whose stall budget is spent from a clear one).
+    #[inline]
+    fn congestion(&self, to: Location) -> Congestion {
+        if to.worker != self.worker {
+            let stalls = self
+                .boards
+                .get(to.worker as usize)
+                .is_some_and(|b| b.stalls(to.slot, to.generation));
+            return if stalls {
+                Congestion::Stalling
+            } else {
+                Congestion::Clear
+            };
+        }
+        match self.slab.conns.get(to.slot as usize) {
+            Some(c) if c.generation == to.generation => {
+                c.backlog.congestion(self.client_flow, self.now_ms)
+            }
+            _ => Congestion::Clear,
+        }
     }
 
     fn presence(&mut self, to: Location, client_id: &[u8], online: bool) {

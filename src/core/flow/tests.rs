@@ -163,3 +163,30 @@ fn invariants_hold_over_every_short_sequence_of_offers_and_drains() {
         }
     }
 }
+
+#[test]
+fn a_queue_group_sees_a_queue_clear_then_stalling_then_behind() {
+    let l = clients();
+    let mut b = Backlog::default();
+    assert_eq!(b.congestion(&l, 0), Congestion::Clear);
+    b.admit(&l, MAX / 4, 10, 100);
+    assert_eq!(
+        b.congestion(&l, 100),
+        Congestion::Stalling,
+        "in its episode"
+    );
+    assert_eq!(
+        b.congestion(&l, 100 + STALL_MS),
+        Congestion::Behind,
+        "its stall budget is spent"
+    );
+    let mut over = Backlog::default();
+    over.admit(&l, MAX, 10, 100);
+    assert_eq!(
+        over.congestion(&l, 100),
+        Congestion::Behind,
+        "above pending_bytes_max, whatever the budget"
+    );
+    over.drained(&l, MAX / 8 - 1);
+    assert_eq!(over.congestion(&l, 100), Congestion::Clear, "drained");
+}
