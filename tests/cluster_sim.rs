@@ -2,10 +2,12 @@
 //!
 //! CI runs a bounded number of seeds. Long runs and replays (add `-- --nocapture` for the
 //! summary line: seeds, simulated hours, slowest convergence):
-//!   SIM_SEEDS=5000 cargo test --release -p ringrelay --test cluster_sim     (seeds 0..5000)
-//!   SIM_SEED_BASE=100000 SIM_SEEDS=5000 cargo test ...                       (another range)
-//!   SIM_SEED=1234 cargo test --release -p ringrelay --test cluster_sim      (one seed, replayed
-//!   exactly; SIM_TRACE_LINES=100000 keeps its whole trace)
+//!   SIM_SEEDS=5000 cargo test --profile test-release -p ringrelay --test cluster_sim
+//!     (seeds 0..5000)
+//!   SIM_SEED_BASE=100000 SIM_SEEDS=5000 cargo test ...
+//!     (another range)
+//!   SIM_SEED=1234 cargo test --profile test-release -p ringrelay --test cluster_sim
+//!     (one seed, replayed exactly; SIM_TRACE_LINES=100000 keeps its whole trace)
 
 #[path = "cluster_sim/mod.rs"]
 mod sim;
@@ -74,7 +76,7 @@ fn simulated_clusters_keep_their_invariants() {
                 }
             }
             Err(e) => {
-                eprintln!("{e}\nreplay: SIM_SEED={seed} cargo test --release -p ringrelay --test cluster_sim\n");
+                eprintln!("{e}\nreplay: SIM_SEED={seed} cargo test --profile test-release -p ringrelay --test cluster_sim\n");
                 failures.push(seed);
             }
         }

@@ -12,8 +12,9 @@
 //! `sent == confirmed + failed + in_flight` with nothing in flight at the end.
 //!
 //! CI runs at least `ACKED_FAULTS_MESSAGES` (default 1,000,000) messages and at least one full
-//! round of faults; a long run: `ACKED_FAULTS_SECS=1200 cargo test --release -p ringrelay-cli
-//! --test acked_faults -- --nocapture` keeps faulting and sending for that long.
+//! round of faults; a long run: `ACKED_FAULTS_SECS=1200 cargo test --profile test-release
+//! -p ringrelay-cli --test acked_faults -- --nocapture` keeps faulting and sending for that
+//! long.
 
 mod cluster_common;
 mod common;

@@ -5,12 +5,12 @@
 //! the extracted tree.
 //!
 //! `cargo test` holds the build directory while this runs, so nothing here may build:
-//! `cargo deb --no-build` packages `<target>/release/ringrelay`, the binary cargo built for
-//! this run (`CARGO_TARGET_DIR` points cargo-deb at the directory that holds it, and the
-//! packaged binary's GNU build id must be the same). The package is built once per run into
-//! `<target>/package-test/` and shared by the tests. cargo-deb and dpkg-deb must be installed
-//! (`cargo install cargo-deb --locked`, as .ci/run does): a missing one fails the tests with
-//! that instruction, it never skips them. Every child process is bounded by [`BOUND`].
+//! `cargo deb --no-build --profile <profile>` packages `<target>/<profile>/ringrelay`, the
+//! binary cargo built for this run (`CARGO_TARGET_DIR` points cargo-deb at the directory that
+//! holds it, and the packaged binary's GNU build id must be the same). The package is built
+//! once per run into `<target>/package-test/` and shared by the tests. cargo-deb and dpkg-deb
+//! must be installed (`cargo install cargo-deb --locked`, as .ci/run does): a missing one fails
+//! the tests with that instruction, it never skips them. Every child process is bounded by [`BOUND`].
 //!
 //! Not done: `dpkg --root DIR -i`, which runs the maintainer scripts chrooted into DIR (a whole
 //! system would have to be there) or, with `--force-script-chrootless`, on this machine.
@@ -151,21 +151,26 @@ fn require_cargo_deb() {
 }
 
 fn build() -> Package {
-    let release = bin().parent().unwrap();
-    assert_eq!(
-        release.file_name().and_then(|n| n.to_str()),
-        Some("release"),
-        "cargo-deb packages target/release/ringrelay, but the binary under test is {}: run \
-         this test with `cargo test --release`",
+    let profile_dir = bin().parent().unwrap();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("the binary under test always lies in <target>/<profile>/");
+    assert_ne!(
+        profile,
+        "debug",
+        "cargo-deb packages an optimised binary, but the binary under test is {}: run this \
+         test with the README's `cargo test --profile test-release` (or `--release`)",
         bin().display()
     );
-    let target = release.parent().unwrap();
+    let target = profile_dir.parent().unwrap();
     require_cargo_deb();
     let dir = target.join("package-test");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     ok(cargo()
-        .args(["deb", "-p", "ringrelay-cli", "--no-build", "--output"])
+        .args(["deb", "-p", "ringrelay-cli", "--no-build"])
+        .args(["--profile", profile, "--output"])
         .arg(&dir)
         .env("CARGO_TARGET_DIR", target)
         .current_dir(workspace()));
