@@ -206,12 +206,13 @@ impl Config {
                 what: "client send queues",
                 bytes: mul(&[
                     w,
-                    self.pending_bytes_per_worker_max + 4 * self.pending_bytes_max,
+                    self.pending_bytes_per_worker_max + 6 * self.pending_bytes_max,
                 ]),
                 formula: "workers x (pending_bytes_per_worker_max, which counts queued bytes \
-                          and the buffers' capacity beyond the retained 16 KiB, + 4 x \
+                          and the buffers' capacity beyond the retained 16 KiB, + 6 x \
                           pending_bytes_max: the buffer that grows past it, a connection \
-                          holding up to twice pending_bytes_max)"
+                          holding up to three times pending_bytes_max while its producers \
+                          are stalled)"
                     .into(),
             },
             BudgetLine {

@@ -313,17 +313,31 @@ fn a_burst_of_publishes_to_200_subscribers_across_workers_loses_nothing() {
 /// reads again it finds exactly what it was given. Every message reaches one member once.
 #[test]
 fn a_queue_group_passes_over_a_member_that_stopped_reading() {
-    const N: u64 = 20_000;
-    const STALL_MS: u64 = 100;
+    // One worker: both members' queues are the picking worker's own.
+    queue_group_with_a_stuck_member(1, false);
+}
+
+/// The same with the stuck member on another worker than the producer: the picking worker
+/// sees the member on its worker's congestion board, which keeps it marked behind after its
+/// stall budget is spent, so the picks still pass over it and it is not closed.
+#[test]
+fn a_queue_group_passes_over_a_stuck_member_on_another_worker_after_its_stall() {
+    queue_group_with_a_stuck_member(2, true);
+}
+
+fn queue_group_with_a_stuck_member(workers: usize, producer_elsewhere: bool) {
+    // The stuck member's socket and its queue up to the high watermark take about 5,000 of
+    // these before its picks are passed over; an even share would be N/2.
+    const N: u64 = 40_000;
+    const STALL_MS: u64 = 250;
     let relay = start(Config {
-        // One worker: both members' queues are the picking worker's own.
-        workers: 1,
+        workers,
         pending_bytes_max: 2 << 20,
         slow_consumer_grace_ms: 500,
         stall_ms_max: STALL_MS,
         ..relay_config()
     });
-    let addr = relay.local_addr();
+    let (addr, metrics) = (relay.local_addr(), relay.metrics_addr().expect("metrics"));
     let mut stuck = stuck_subscriber(addr, b"work", b"g");
     // The reading member; a plain subscription to "done" tells it the producer finished
     // (after every message of the group, on the same queue).
@@ -341,7 +355,11 @@ fn a_queue_group_passes_over_a_member_that_stopped_reading() {
             got.push(u64::from_le_bytes(payload[..8].try_into().unwrap()));
         }
     });
-    let mut producer = connect(addr, "producer");
+    let mut producer = if producer_elsewhere {
+        sender_on_another_worker(addr, metrics, worker_of(metrics, "stuck"))
+    } else {
+        connect(addr, "producer")
+    };
     let mut payload = vec![0x44; PAYLOAD];
     for i in 0..N {
         numbered_payload(&mut payload, i);

@@ -17,6 +17,10 @@
 //! - A client whose queue stays above `pending_bytes_max` for longer than
 //!   `slow_consumer_grace_ms` is closed as a slow consumer; one whose queue would pass the
 //!   ceiling (twice `pending_bytes_max`) is closed at once, the connection's memory bound.
+//!   While its producers are stalled within the episode's budget, the ceiling is higher by
+//!   `in_flight_bytes_max`: messages already on their way when the stall began (the rest of a
+//!   producer's receive, a handoff queue from another worker) do not close a consumer for
+//!   the relay's own latency.
 
 /// Sentinel of a [`Backlog`] instant that is not set.
 const UNSET_MS: u64 = u64::MAX;
@@ -32,6 +36,9 @@ pub struct FlowLimits {
     pub pending_bytes_max: usize,
     /// A message that would take the queue past it is refused (the memory bound).
     pub ceiling_bytes: usize,
+    /// While the queue stalls its producers (within the episode's budget), a message may take
+    /// it this far past `ceiling_bytes`: it was in flight when the stall began.
+    pub in_flight_bytes_max: usize,
     /// Longest stall of a producer.
     pub stall_ms_max: u64,
     /// How long a queue may stay above `pending_bytes_max` (`u64::MAX`: for ever).
@@ -43,13 +50,15 @@ pub struct FlowLimits {
 
 impl FlowLimits {
     /// A client's queue: stalls from a quarter of `pending_bytes_max`, resumes below an
-    /// eighth, closed past twice it at once or above it for `grace_ms`.
+    /// eighth, closed past twice it at once (three times while its producers are stalled, for
+    /// messages in flight) or above it for `grace_ms`.
     pub fn for_clients(pending_bytes_max: usize, stall_ms_max: u64, grace_ms: u64) -> FlowLimits {
         FlowLimits {
             stall_at_bytes: pending_bytes_max / 4,
             resume_below_bytes: pending_bytes_max / 8,
             pending_bytes_max,
             ceiling_bytes: pending_bytes_max.saturating_mul(2),
+            in_flight_bytes_max: pending_bytes_max,
             stall_ms_max,
             grace_ms,
             episode_budget: true,
@@ -64,6 +73,8 @@ impl FlowLimits {
             resume_below_bytes: link_pending_bytes_max / 8,
             pending_bytes_max: link_pending_bytes_max,
             ceiling_bytes: link_pending_bytes_max,
+            // A forward past the bound is dropped and its sender told, never a close.
+            in_flight_bytes_max: 0,
             stall_ms_max,
             grace_ms: u64::MAX,
             episode_budget: false,
@@ -121,7 +132,12 @@ impl Backlog {
     #[inline(never)]
     fn admit_congested(&mut self, limits: &FlowLimits, after: usize, now_ms: u64) -> Admit {
         if after > limits.ceiling_bytes {
-            return Admit::Refuse;
+            let in_flight = self.congested_at_ms != UNSET_MS
+                && self.stalls(limits, now_ms)
+                && after - limits.ceiling_bytes <= limits.in_flight_bytes_max;
+            if !in_flight {
+                return Admit::Refuse;
+            }
         }
         if after > limits.pending_bytes_max && self.over_at_ms == UNSET_MS {
             self.over_at_ms = now_ms;

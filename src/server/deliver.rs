@@ -1,6 +1,7 @@
 //! The worker's [`Sink`]: routed frames go into a local connection's send buffer (the one copy
 //! of the payload) or into the handoff batch for the worker that owns the destination.
 
+use super::congestion::{CongestionBoard, Standing};
 use super::conn::{extra_capacity, Slab};
 use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME, TAG_GROUP_SHARED, TAG_SHARED};
 use super::link_backlog::{Backlogs, Refused};
@@ -63,7 +64,7 @@ pub struct Deliverer<'w> {
     pub client_flow: &'w FlowLimits,
     pub link_flow: &'w FlowLimits,
     /// Every worker's congestion board: whether a connection stalls its producers.
-    pub boards: &'w [super::congestion::CongestionBoard],
+    pub boards: &'w [CongestionBoard],
     /// This worker's connections whose board word is set (cleared when their episode ends or
     /// its stall budget is spent).
     pub congested: &'w mut Vec<(u32, u32)>,
@@ -209,9 +210,16 @@ impl Deliverer<'_> {
             until_ms,
         );
         let board = &self.boards[self.worker as usize];
-        if !board.stalls(slot, generation) {
-            board.set(slot, generation, true);
-            self.congested.push((slot, generation));
+        let was = board.standing(slot, generation);
+        if !was.stalls {
+            let stalls = Standing {
+                stalls: true,
+                behind: was.behind,
+            };
+            board.set(slot, generation, stalls);
+            if was == Standing::CLEAR {
+                self.congested.push((slot, generation));
+            }
         }
     }
 
@@ -824,15 +832,12 @@ impl Sink for Deliverer<'_> {
     #[inline]
     fn congestion(&self, to: Location) -> Congestion {
         if to.worker != self.worker {
-            let stalls = self
+            return self
                 .boards
                 .get(to.worker as usize)
-                .is_some_and(|b| b.stalls(to.slot, to.generation));
-            return if stalls {
-                Congestion::Stalling
-            } else {
-                Congestion::Clear
-            };
+                .map_or(Congestion::Clear, |b| {
+                    b.standing(to.slot, to.generation).congestion()
+                });
         }
         match self.slab.conns.get(to.slot as usize) {
             Some(c) if c.generation == to.generation => {

@@ -1,13 +1,15 @@
 //! Flow control on the worker (the policy is `core::flow`): pausing a producer's reads when a
-//! queue it feeds is full, resuming them, ending the stalls of consumers whose episode ended
-//! or whose budget is spent, and closing consumers that stayed above `pending_bytes_max` past
-//! their grace. A child module of `worker`, so it shares the worker's private state.
+//! queue it feeds is full, resuming them, keeping the congestion board true to consumers
+//! whose episode ended or whose budget is spent, and closing consumers that stayed above
+//! `pending_bytes_max` past their grace. A child module of `worker`, so it shares the
+//! worker's private state.
 
+use super::super::congestion::Standing;
 use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
 use super::super::stats::bump;
 use super::Worker;
-use crate::core::flow::{Stall, StallOn};
+use crate::core::flow::{Congestion, Stall, StallOn};
 use crate::protocol::CloseReason;
 
 /// A producer whose reads are paused.
@@ -58,9 +60,17 @@ impl Worker {
         bump(&self.shared.stats[self.index as usize].producer_stalls, 1);
     }
 
-    /// How long the loop may sleep: `None` (until a completion) unless something is stalled.
+    /// How long the loop may sleep: `None` (until a completion) unless something is stalled
+    /// (a producer here, or a consumer here that stalls producers). A consumer that is only
+    /// behind is looked at again by the completions that drain it.
     pub(super) fn flow_wait_ms(&self) -> Option<u64> {
-        (!self.stalled.is_empty() || !self.congested.is_empty()).then_some(STALL_POLL_MS)
+        let board = &self.shared.boards[self.index as usize];
+        let stalling = || {
+            self.congested
+                .iter()
+                .any(|&(slot, generation)| board.stalls(slot, generation))
+        };
+        (!self.stalled.is_empty() || stalling()).then_some(STALL_POLL_MS)
     }
 
     /// Once per loop iteration while anything is stalled: consumers that no longer stall
@@ -138,22 +148,27 @@ impl Worker {
         }
     }
 
-    /// Consumers of this worker whose episode ended or whose stall budget is spent leave the
-    /// board (producers on other workers see it at their next look).
+    /// The board follows this worker's congested consumers: one whose stall budget is spent
+    /// no longer stalls producers but stays marked behind while its episode lasts (queue
+    /// groups on other workers pass over it); one whose episode ended, or that closed, leaves
+    /// the board.
     fn end_congestion(&mut self) {
         let now_ms = self.now_ms;
         let board = &self.shared.boards[self.index as usize];
         let (slab, limits) = (&self.slab, &self.client_flow);
         self.congested.retain(|&(slot, generation)| {
-            let stalls = slab.conns.get(slot as usize).is_some_and(|c| {
-                c.generation == generation
-                    && c.state == ConnState::Open
-                    && c.backlog.stalls(limits, now_ms)
-            });
-            if !stalls {
-                board.set(slot, generation, false);
+            let now = slab
+                .conns
+                .get(slot as usize)
+                .filter(|c| c.generation == generation && c.state == ConnState::Open)
+                .map_or(Standing::CLEAR, |c| Standing {
+                    stalls: c.backlog.stalls(limits, now_ms),
+                    behind: c.backlog.congestion(limits, now_ms) == Congestion::Behind,
+                });
+            if now != board.standing(slot, generation) {
+                board.set(slot, generation, now);
             }
-            stalls
+            now != Standing::CLEAR
         });
     }
 

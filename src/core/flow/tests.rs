@@ -83,12 +83,35 @@ fn a_consumer_is_overdue_only_after_staying_above_pending_bytes_max_past_its_gra
 fn a_message_past_the_ceiling_is_refused() {
     let l = clients();
     let mut b = Backlog::default();
+    assert_eq!(b.admit(&l, 2 * MAX, 1, 0), Admit::Refuse, "no episode yet");
     assert_eq!(
         b.admit(&l, 2 * MAX - 10, 10, 0),
         Admit::Stall { until_ms: 250 }
     );
-    assert_eq!(b.admit(&l, 2 * MAX - 10, 11, 0), Admit::Refuse);
     assert_eq!(b.admit(&l, usize::MAX, 1, 0), Admit::Refuse);
+}
+
+/// While the producers are stalled, what was already on its way may pass the ceiling by
+/// `in_flight_bytes_max` (`pending_bytes_max` for clients); once the budget is spent, or for a
+/// link, the ceiling is the bound.
+#[test]
+fn messages_in_flight_at_a_stall_may_pass_the_ceiling_until_the_budget_is_spent() {
+    let l = clients();
+    assert_eq!(l.in_flight_bytes_max, MAX);
+    let mut b = Backlog::default();
+    assert_eq!(b.admit(&l, MAX / 4, 0, 0), Admit::Stall { until_ms: 250 });
+    assert_eq!(b.admit(&l, 2 * MAX, 1, 100), Admit::Stall { until_ms: 250 });
+    assert_eq!(
+        b.admit(&l, 3 * MAX - 1, 1, 249),
+        Admit::Stall { until_ms: 250 }
+    );
+    assert_eq!(b.admit(&l, 3 * MAX, 1, 249), Admit::Refuse);
+    assert_eq!(b.admit(&l, 2 * MAX, 1, 250), Admit::Refuse, "budget spent");
+    assert_eq!(b.admit(&l, 2 * MAX - 1, 1, 250), Admit::Queue);
+    let (l, mut b) = (links(), Backlog::default());
+    assert_eq!(l.in_flight_bytes_max, 0);
+    assert_eq!(b.admit(&l, MAX / 4, 0, 0), Admit::Stall { until_ms: 250 });
+    assert_eq!(b.admit(&l, MAX, 1, 0), Admit::Refuse);
 }
 
 #[test]
@@ -120,12 +143,13 @@ fn a_stall_is_over_at_its_deadline_or_when_its_queue_stops_stalling() {
 
 /// Every sequence of offers and drains over a small range keeps the invariants: a stall never
 /// outlasts the episode's budget, an episode exists whenever the queue stalled someone and
-/// has not drained below the low watermark, and nothing past the ceiling is queued.
+/// has not drained below the low watermark, nothing past the ceiling is queued but while the
+/// producers are stalled, and nothing past the ceiling and the in-flight room at all.
 #[test]
 fn invariants_hold_over_every_short_sequence_of_offers_and_drains() {
     let l = FlowLimits::for_clients(64, 10, 20);
     // Each step: offer `n` bytes at time t (n > 0) or drain to `-n` (n <= 0).
-    let steps: Vec<i64> = (-64..=64).step_by(8).collect();
+    let steps: Vec<i64> = (-64..=128).step_by(8).collect();
     for a in &steps {
         for b in &steps {
             for c in &steps {
@@ -136,10 +160,18 @@ fn invariants_hold_over_every_short_sequence_of_offers_and_drains() {
                     let now = t as u64 * 7;
                     if step > 0 {
                         match backlog.admit(&l, pending as usize, step as usize, now) {
-                            Admit::Refuse => assert!(pending + step > 128),
+                            Admit::Refuse => assert!(
+                                pending + step > 128 + 64
+                                    || (pending + step > 128
+                                        && episode_start.map_or(true, |t| now >= t + 10))
+                            ),
                             verdict => {
                                 pending += step;
-                                assert!(pending <= 128);
+                                assert!(pending <= 128 + 64);
+                                if pending > 128 {
+                                    let start = episode_start.expect("past the ceiling stalls");
+                                    assert!(now < start + 10, "past the ceiling after the budget");
+                                }
                                 if pending >= 16 && episode_start.is_none() {
                                     episode_start = Some(now);
                                 }
