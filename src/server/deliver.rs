@@ -3,7 +3,10 @@
 
 use super::congestion::{CongestionBoard, Standing};
 use super::conn::{extra_capacity, Slab};
-use super::handoff::{Outbox, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME, TAG_GROUP_SHARED, TAG_SHARED};
+use super::handoff::{
+    run_frames, split_run, Outbox, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME, TAG_GROUP_SHARED,
+    TAG_SHARED,
+};
 use super::link_backlog::{Backlogs, Refused};
 use super::stats::{bump, kind_index, WorkerStats};
 use crate::cluster::wire::{
@@ -136,7 +139,21 @@ impl Deliverer<'_> {
             self.drop_worker_full();
             return false;
         }
-        // Live: checked above, and nothing since released a slot.
+        self.write_local(slot, kind, 1, write);
+        true
+    }
+
+    /// Writes `frames` frames of `kind` (written by `write`) to the send buffer of the live
+    /// local connection in `slot`, whose bounds the caller checked, and counts them.
+    #[inline(always)]
+    fn write_local(
+        &mut self,
+        slot: u32,
+        kind: FrameKind,
+        frames: u64,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        // Live: checked by the caller, and nothing since released a slot.
         let conn = &mut self.slab.conns[slot as usize];
         let (start, capacity) = (conn.out.len(), conn.out.capacity());
         conn.tls_reserve();
@@ -146,13 +163,12 @@ impl Deliverer<'_> {
         let added = conn.out.len() - start;
         // A buffer that grew counts its capacity beyond the retained size.
         let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
-        bump(&self.stats.frames_out_by_kind[kind_index(kind)], 1);
+        bump(&self.stats.frames_out_by_kind[kind_index(kind)], frames);
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
         }
         self.slab.client_pending_bytes += added + grown;
-        true
     }
 
     /// Carries out a verdict other than `Queue` for a local connection; returns whether the
@@ -448,13 +464,7 @@ impl Deliverer<'_> {
             body_len,
             write,
         );
-        if ok {
-            self.after_handoff(to);
-        } else {
-            bump(&self.stats.handoff_drops, 1);
-            self.overloaded = true;
-        }
-        ok
+        self.handed(to, ok)
     }
 
     /// Appends a control frame (WELCOME, PONG, PING, ERROR, PRESENCE) to a local connection.
@@ -565,6 +575,42 @@ impl Deliverer<'_> {
         self.append_local(slot, generation, frame.len(), kind, |out| {
             out.extend_from_slice(frame)
         });
+    }
+
+    /// A run of plain DELIVERs handed over by another worker (see `TAG_DELIVERS`). A native
+    /// connection whose queue stays below its high watermark with the whole run takes it with
+    /// one copy; otherwise (a NATS connection, a queue the run would congest, a worker at
+    /// `pending_bytes_per_worker_max`, a connection gone) each frame gets the verdict it
+    /// would get alone.
+    pub fn append_delivers(&mut self, slot: u32, generation: u32, body: &[u8]) {
+        let (count, frames) = split_run(body);
+        if !self.append_run(slot, generation, count, frames) {
+            for frame in run_frames(frames) {
+                self.append_frame_bytes(slot, generation, b"", frame);
+            }
+        }
+    }
+
+    /// The one-copy case of [`Self::append_delivers`]; returns false, writing nothing, when
+    /// the run must go frame by frame.
+    #[inline]
+    fn append_run(&mut self, slot: u32, generation: u32, count: u32, frames: &[u8]) -> bool {
+        if self.slab.client_pending_bytes + frames.len() > self.pending_bytes_per_worker_max {
+            return false;
+        }
+        let stall_at_bytes = self.client_flow.stall_at_bytes;
+        let fits = self.slab.get_live(slot, generation).is_some_and(|c| {
+            c.accepts_frames()
+                && c.nats.is_none()
+                && c.pending_bytes() + frames.len() < stall_at_bytes
+        });
+        if fits {
+            debug_assert!(self.slab.conns[slot as usize].link.is_none());
+            self.write_local(slot, FrameKind::Deliver, u64::from(count), |out| {
+                out.extend_from_slice(frames)
+            });
+        }
+        fits
     }
 
     /// A version-3 DELIVER handed over for a connection of an older version: it goes without
@@ -691,12 +737,44 @@ impl Deliverer<'_> {
             self.append_local(to.slot, to.generation, len, FrameKind::Deliver, |out| {
                 encode_deliver(out, message)
             })
+        } else if group.is_empty() {
+            self.hand_over_plain(to, message)
         } else {
             self.hand_over_deliver(to, message, group)
         };
         if ok {
             bump(&self.stats.deliveries, 1);
         }
+    }
+
+    /// Hands a plain DELIVER (no acknowledgement, reply topic or headers) to another worker,
+    /// in a run with the ones before it for the same connection (see `TAG_DELIVERS`).
+    #[inline]
+    fn hand_over_plain(&mut self, to: Location, message: &Message<'_>) -> bool {
+        debug_assert!(!message.is_extended());
+        let len = frame_len_for_deliver(message);
+        let outbox = &mut self.outboxes[to.worker as usize];
+        let ok = outbox.append_deliver(
+            self.handoff_bytes_max,
+            (to.slot, to.generation),
+            len,
+            |out| encode_deliver(out, message),
+        );
+        self.handed(to, ok)
+    }
+
+    /// After an append to another worker's outbox: when it took the message, the origin may
+    /// have to stall on `to`; when not, the message is dropped, counted, and the sender told
+    /// OVERLOADED. Returns `ok`.
+    #[inline]
+    fn handed(&mut self, to: Location, ok: bool) -> bool {
+        if ok {
+            self.after_handoff(to);
+        } else {
+            bump(&self.stats.handoff_drops, 1);
+            self.overloaded = true;
+        }
+        ok
     }
 
     /// Appends an encoded DELIVER (a plain message's, see `deliver_each`) to the native local

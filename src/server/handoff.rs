@@ -64,6 +64,40 @@ pub const TAG_GROUP_SHARED: u8 = 4;
 pub const TAG_FANOUT: u8 = 5;
 /// Bytes one more destination adds to a `TAG_FANOUT` record.
 pub const FANOUT_DESTINATION_LEN: usize = 8;
+/// A run of plain DELIVER frames (no acknowledgement, reply topic or headers) for one
+/// connection: the body is the frame count (u32 LE), then the frames back to back. The
+/// producer extends the run while its records for that connection follow each other in the
+/// open batch, so the consumer takes a burst of SENDs with one lookup and one copy.
+pub const TAG_DELIVERS: u8 = 6;
+/// Bytes before the frames in a `TAG_DELIVERS` body.
+pub const RUN_COUNT_LEN: usize = 4;
+
+/// The frame count and the frames of a `TAG_DELIVERS` body.
+pub fn split_run(body: &[u8]) -> (u32, &[u8]) {
+    match body.split_first_chunk::<RUN_COUNT_LEN>() {
+        Some((count, frames)) => (u32::from_le_bytes(*count), frames),
+        None => {
+            debug_assert!(false, "torn run record");
+            (0, b"")
+        }
+    }
+}
+
+/// The frames of a run, one by one (each is a whole native frame: its header's length says
+/// where the next starts).
+pub fn run_frames(mut frames: &[u8]) -> impl Iterator<Item = &[u8]> {
+    use crate::protocol::HEADER_LEN;
+    std::iter::from_fn(move || {
+        let header = frames.get(..HEADER_LEN)?;
+        let body_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let Some((frame, rest)) = frames.split_at_checked(HEADER_LEN + body_len as usize) else {
+            debug_assert!(false, "torn frame in a run");
+            return None;
+        };
+        frames = rest;
+        Some(frame)
+    })
+}
 
 /// The frame and the destinations of a `TAG_FANOUT` record.
 pub fn split_fanout<'a>(record: &Record<'a>) -> (&'a [u8], impl Iterator<Item = (u32, u32)> + 'a) {
@@ -205,6 +239,9 @@ pub struct Outbox {
     batches_max: usize,
     /// Where the `TAG_FANOUT` record being written starts in the open batch.
     fanout_at: Option<usize>,
+    /// The `TAG_DELIVERS` record that ends the open batch: where it starts and for which
+    /// (slot, generation). Any other record, or sealing the batch, ends the run.
+    run_at: Option<(usize, u32, u32)>,
 }
 
 impl Outbox {
@@ -218,6 +255,7 @@ impl Outbox {
             batches_live: 0,
             batches_max: batches_max(handoff_bytes_max),
             fanout_at: None,
+            run_at: None,
         }
     }
 
@@ -269,6 +307,7 @@ impl Outbox {
         {
             return false;
         }
+        self.run_at = None;
         let out = &mut self.open.bytes;
         let start = out.len();
         out.push(tag);
@@ -319,6 +358,58 @@ impl Outbox {
         true
     }
 
+    /// Appends a plain DELIVER frame (`write_frame` writes exactly `frame_len` bytes) for
+    /// (`slot`, `generation`): to the run that ends the open batch when it is that
+    /// connection's, else as a new run. Returns false, writing nothing, when a bound is reached.
+    #[inline]
+    pub fn append_deliver(
+        &mut self,
+        handoff_bytes_max: usize,
+        (slot, generation): (u32, u32),
+        frame_len: usize,
+        write_frame: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        debug_assert!(self.fanout_at.is_none(), "a record inside a fan-out record");
+        match self.run_at {
+            Some((at, s, g)) if (s, g) == (slot, generation) => {
+                if self.held_bytes() + frame_len > handoff_bytes_max {
+                    return false;
+                }
+                let out = &mut self.open.bytes;
+                let start = out.len();
+                write_frame(out);
+                debug_assert_eq!(out.len() - start, frame_len);
+                let body = at + RECORD_HEADER_LEN;
+                let len = (out.len() - body) as u32;
+                out[at + 9..body].copy_from_slice(&len.to_le_bytes());
+                let count_at = body..body + RUN_COUNT_LEN;
+                let (count, _) = split_run(&out[count_at.clone()]);
+                out[count_at].copy_from_slice(&(count + 1).to_le_bytes());
+            }
+            _ => {
+                let opened = self.append_unsealed(
+                    handoff_bytes_max,
+                    TAG_DELIVERS,
+                    (slot, generation),
+                    RUN_COUNT_LEN + frame_len,
+                    |out| {
+                        out.extend_from_slice(&1u32.to_le_bytes());
+                        write_frame(out);
+                    },
+                );
+                if !opened {
+                    return false;
+                }
+                let at = self.open.bytes.len() - RECORD_HEADER_LEN - RUN_COUNT_LEN - frame_len;
+                self.run_at = Some((at, slot, generation));
+            }
+        }
+        if self.open.len() >= BATCH_BYTES_TARGET {
+            self.seal();
+        }
+        true
+    }
+
     /// Closes the fan-out record being written, if any.
     pub fn end_fanout(&mut self) {
         if self.fanout_at.take().is_some() && self.open.len() >= BATCH_BYTES_TARGET {
@@ -348,6 +439,7 @@ impl Outbox {
     }
 
     fn seal(&mut self) {
+        self.run_at = None;
         if !self.open.is_empty() {
             let batch = std::mem::take(&mut self.open);
             self.backlog_bytes += batch.len();
@@ -680,5 +772,88 @@ mod tests {
             "the close batch was freed, the pool kept"
         );
         assert!(record(&mut out));
+    }
+
+    /// A native frame of `body` bytes whose body is `fill`.
+    fn frame(fill: u8, body: usize) -> Vec<u8> {
+        let mut f = (body as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&[crate::protocol::FrameKind::Deliver as u8, 0]);
+        f.extend(std::iter::repeat(fill).take(body));
+        f
+    }
+
+    fn run_of(record: &Record<'_>) -> (u32, Vec<Vec<u8>>) {
+        assert_eq!(record.tag, TAG_DELIVERS);
+        let (count, frames) = split_run(record.body);
+        (count, run_frames(frames).map(<[u8]>::to_vec).collect())
+    }
+
+    #[test]
+    fn delivers_for_one_connection_in_a_row_share_one_run_record() {
+        let (queue, returns) = (ArrayQueue::new(4), ArrayQueue::new(4));
+        let mut out = Outbox::new(1 << 20);
+        let deliver = |out: &mut Outbox, to: (u32, u32), f: &[u8]| {
+            out.append_deliver(1 << 20, to, f.len(), |b| b.extend_from_slice(f))
+        };
+        let (a, b, c) = (frame(1, 3), frame(2, 0), frame(3, 9));
+        assert!(deliver(&mut out, (1, 1), &a));
+        assert!(deliver(&mut out, (1, 1), &b));
+        assert!(deliver(&mut out, (1, 1), &c));
+        assert!(
+            deliver(&mut out, (1, 2), &a),
+            "another generation: a new run"
+        );
+        assert!(out.append(1 << 20, TAG_CLOSE, 9, 9, 2, |b| b
+            .extend_from_slice(&[1, 0])));
+        assert!(
+            deliver(&mut out, (1, 2), &b),
+            "after another record: a new run"
+        );
+        out.flush(&queue, &returns);
+        assert!(
+            deliver(&mut out, (1, 2), &c),
+            "in the next batch: a new run"
+        );
+        out.flush(&queue, &returns);
+        let first = queue.pop().unwrap();
+        let got: Vec<Record<'_>> = records(&first.bytes).collect();
+        assert_eq!(got.len(), 4);
+        assert_eq!((got[0].slot, got[0].generation), (1, 1));
+        assert_eq!(run_of(&got[0]), (3, vec![a.clone(), b.clone(), c.clone()]));
+        assert_eq!(run_of(&got[1]), (1, vec![a.clone()]));
+        assert_eq!(got[2].tag, TAG_CLOSE);
+        assert_eq!(run_of(&got[3]), (1, vec![b.clone()]));
+        let second = queue.pop().unwrap();
+        let got: Vec<Record<'_>> = records(&second.bytes).collect();
+        assert_eq!(run_of(&got[0]), (1, vec![c.clone()]));
+    }
+
+    #[test]
+    fn a_run_stops_growing_at_the_bound_and_seals_at_the_batch_target() {
+        let (queue, returns) = (ArrayQueue::new(8), ArrayQueue::new(8));
+        let f = frame(7, 1000);
+        let mut out = Outbox::new(1 << 20);
+        let held_before = out.held_bytes();
+        assert!(out.append_deliver(2_100, (3, 3), f.len(), |b| b.extend_from_slice(&f)));
+        assert!(out.append_deliver(2_100, (3, 3), f.len(), |b| b.extend_from_slice(&f)));
+        assert!(
+            !out.append_deliver(2_100, (3, 3), f.len(), |b| b.extend_from_slice(&f)),
+            "a third frame would pass the bound"
+        );
+        assert_eq!(
+            out.held_bytes() - held_before,
+            RECORD_HEADER_LEN + 4 + 2 * f.len()
+        );
+        let mut sent = 2;
+        while out.backlog.is_empty() {
+            assert!(out.append_deliver(1 << 20, (3, 3), f.len(), |b| b.extend_from_slice(&f)));
+            sent += 1;
+        }
+        assert!(out.run_at.is_none(), "sealing ends the run");
+        out.flush(&queue, &returns);
+        let batch = queue.pop().unwrap();
+        let (count, frames) = run_of(&records(&batch.bytes).next().unwrap());
+        assert_eq!((count as usize, frames.len()), (sent, sent));
+        assert!(frames.iter().all(|x| *x == f));
     }
 }

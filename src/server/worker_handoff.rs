@@ -3,8 +3,8 @@
 
 use super::super::deliver::PendingClose;
 use super::super::handoff::{
-    records, split_fanout, split_group, SHARED_INDEX_LEN, TAG_CLOSE, TAG_FANOUT, TAG_FRAME,
-    TAG_GROUP_FRAME, TAG_GROUP_SHARED, TAG_SHARED,
+    records, split_fanout, split_group, SHARED_INDEX_LEN, TAG_CLOSE, TAG_DELIVERS, TAG_FANOUT,
+    TAG_FRAME, TAG_GROUP_FRAME, TAG_GROUP_SHARED, TAG_SHARED,
 };
 use super::Worker;
 use crate::protocol::CloseReason;
@@ -29,6 +29,10 @@ impl Worker {
                                     b"",
                                     record.body,
                                 );
+                        }
+                        TAG_DELIVERS => {
+                            self.deliverer(record.slot, record.generation)
+                                .append_delivers(record.slot, record.generation, record.body);
                         }
                         TAG_FANOUT => {
                             let (frame, destinations) = split_fanout(&record);
