@@ -19,8 +19,34 @@ use std::sync::{Arc, Mutex};
 pub struct QueueGroup {
     pub name: Box<[u8]>,
     pub members: Box<[Location]>,
-    /// Round-robin cursor; relaxed is enough: fairness, not correctness, depends on it.
+    /// Round-robin cursor, kept below the member count. Stepped with a relaxed load and store,
+    /// not a read-modify-write: fairness, not correctness, depends on it, and two workers
+    /// picking at once at worst start at the same member (the pick still passes over a
+    /// congested one). A locked increment cost more than the rest of the pick.
     next: AtomicUsize,
+}
+
+/// Takes one step of a round-robin cursor over `n` members (n > 0) and returns where this
+/// pick starts.
+#[inline]
+fn step(cursor: &AtomicUsize, n: usize) -> usize {
+    let start = cursor.load(Ordering::Relaxed);
+    // A group rebuilt smaller keeps its cursor (see `with_members`): wrap it here.
+    let start = if start < n { start } else { 0 };
+    let next = if start + 1 < n { start + 1 } else { 0 };
+    cursor.store(next, Ordering::Relaxed);
+    start
+}
+
+/// The index `k` places after `start` among `n` (both below `n`).
+#[inline]
+fn after(start: usize, k: usize, n: usize) -> usize {
+    let i = start + k;
+    if i < n {
+        i
+    } else {
+        i - n
+    }
 }
 
 /// Picks one member among the members of `groups` together (the groups of one name under
@@ -39,10 +65,13 @@ pub fn pick_among(
         return first.pick(exclude, congestion);
     }
     let total: usize = groups.iter().map(|g| g.members.len()).sum();
+    if total == 0 {
+        return None;
+    }
     let mut best = Best::default();
-    let start = first.next.fetch_add(1, Ordering::Relaxed);
+    let start = step(&first.next, total);
     for k in 0..total {
-        let mut i = start.wrapping_add(k) % total;
+        let mut i = after(start, k, total);
         for g in groups {
             if i < g.members.len() {
                 let m = g.members[i];
@@ -91,12 +120,15 @@ impl QueueGroup {
         congestion: impl Fn(Location) -> Congestion,
     ) -> Option<Location> {
         let n = self.members.len();
+        if n == 0 {
+            return None;
+        }
         let mut best = Best::default();
         // One step of the cursor per pick, however many members are looked at: round-robin
         // holds among equally congested members too.
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = step(&self.next, n);
         for k in 0..n {
-            let m = self.members[start.wrapping_add(k) % n];
+            let m = self.members[after(start, k, n)];
             if Some(m) != exclude && best.offer(m, congestion(m)) {
                 return Some(m);
             }
@@ -612,5 +644,30 @@ mod tests {
                 Some(loc(2))
             );
         }
+    }
+
+    #[test]
+    fn a_group_rebuilt_smaller_wraps_its_cursor_and_merged_groups_round_robin_together() {
+        let big = group(&[1, 2, 3, 4, 5]);
+        for _ in 0..4 {
+            big.pick(None, |_| Congestion::Clear);
+        }
+        let small = big.with_members([loc(1), loc(2)].into());
+        let picks: Vec<u32> = (0..4)
+            .map(|_| small.pick(None, |_| Congestion::Clear).unwrap().slot)
+            .collect();
+        assert_eq!(picks, [1, 2, 1, 2], "the cursor (4) wrapped to the start");
+        let empty = group(&[]);
+        assert_eq!(empty.pick(None, |_| Congestion::Clear), None);
+        let (a, b) = (group(&[1, 2]), group(&[3]));
+        let merged = [&a, &b];
+        let picks: Vec<u32> = (0..6)
+            .map(|_| {
+                pick_among(&merged, None, |_| Congestion::Clear)
+                    .unwrap()
+                    .slot
+            })
+            .collect();
+        assert_eq!(picks, [1, 2, 3, 1, 2, 3]);
     }
 }
