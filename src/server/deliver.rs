@@ -66,10 +66,11 @@ pub struct Deliverer<'w> {
     /// Flow control of client queues and of data links (see `core::flow`).
     pub client_flow: &'w FlowLimits,
     pub link_flow: &'w FlowLimits,
-    /// Every worker's congestion board: whether a connection stalls its producers.
+    /// Every worker's congestion board: whether a connection stalls its producers, and
+    /// whether it is behind.
     pub boards: &'w [CongestionBoard],
     /// This worker's connections whose board word is set (cleared when their episode ends or
-    /// its stall budget is spent).
+    /// they close; past the stall budget the word says only "behind").
     pub congested: &'w mut Vec<(u32, u32)>,
     /// A queue fed by this origin's messages is full: the origin's reads are to be paused
     /// until the given time at the latest (the first such queue of the batch). Carried out by
