@@ -906,8 +906,8 @@ impl Sink for Deliverer<'_> {
     }
 
     /// A connection here is judged by its backlog (see `Backlog::congestion`); one on
-    /// another worker is `Stalling` while its board word is set and `Clear` otherwise (the
-    /// board does not tell a member whose stall budget is spent from a clear one).
+    /// another worker by its worker's board, which that worker updates each loop iteration:
+    /// `Behind` while marked behind, else `Stalling` while it stalls producers, else `Clear`.
     #[inline]
     fn congestion(&self, to: Location) -> Congestion {
         if to.worker != self.worker {
