@@ -384,13 +384,7 @@ impl Deliverer<'_> {
                     header(out)
                 },
             );
-            if ok {
-                self.after_handoff(to);
-            } else {
-                bump(&self.stats.handoff_drops, 1);
-                self.overloaded = true;
-            }
-            ok
+            self.handed(to, ok)
         };
         if ok {
             bump(&self.stats.deliveries, 1);
@@ -805,12 +799,8 @@ impl Deliverer<'_> {
             len,
             |out| encode_deliver(out, message),
         );
-        if ok {
+        if self.handed(to, ok) {
             bump(&self.stats.deliveries, 1);
-            self.after_handoff(to);
-        } else {
-            bump(&self.stats.handoff_drops, 1);
-            self.overloaded = true;
         }
     }
 

@@ -99,6 +99,13 @@ pub fn run_frames(mut frames: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Sets the length field of the record that starts at `at` and ends `out` (a record being
+/// extended in place: a fan-out's destinations, a run's frames).
+fn set_record_len(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - RECORD_HEADER_LEN) as u32;
+    out[at + 9..at + RECORD_HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+}
+
 /// The frame and the destinations of a `TAG_FANOUT` record.
 pub fn split_fanout<'a>(record: &Record<'a>) -> (&'a [u8], impl Iterator<Item = (u32, u32)> + 'a) {
     let frame_len = (record.generation as usize).min(record.body.len());
@@ -353,8 +360,7 @@ impl Outbox {
         let out = &mut self.open.bytes;
         out.extend_from_slice(&slot.to_le_bytes());
         out.extend_from_slice(&generation.to_le_bytes());
-        let len = (out.len() - at - RECORD_HEADER_LEN) as u32;
-        out[at + 9..at + RECORD_HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+        set_record_len(out, at);
         true
     }
 
@@ -379,9 +385,8 @@ impl Outbox {
                 let start = out.len();
                 write_frame(out);
                 debug_assert_eq!(out.len() - start, frame_len);
+                set_record_len(out, at);
                 let body = at + RECORD_HEADER_LEN;
-                let len = (out.len() - body) as u32;
-                out[at + 9..body].copy_from_slice(&len.to_le_bytes());
                 let count_at = body..body + RUN_COUNT_LEN;
                 let (count, _) = split_run(&out[count_at.clone()]);
                 out[count_at].copy_from_slice(&(count + 1).to_le_bytes());
