@@ -22,7 +22,8 @@ use crate::tls::record::{RECORD_CIPHERTEXT_MAX, RECORD_HEADER_LEN};
 /// and its spare). A buffer grown past it by a burst is kept while the connection is busy (no
 /// allocation per send; measured: dropping it after each send cost the 16-byte SEND path 3%)
 /// with its extra capacity counted against `pending_bytes_per_worker_max`, and shrunk at the
-/// first timer tick that finds the connection idle. 16 KiB: a whole batch of small frames.
+/// first timer tick that finds the connection idle and without a send since the tick before.
+/// 16 KiB: a whole batch of small frames.
 pub const SEND_BUFFER_RETAIN_BYTES: usize = 16 * 1024;
 
 /// One connection's own state: the slot (`Conn` and its relay state, at most 1 KiB, checked by

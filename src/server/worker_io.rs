@@ -98,7 +98,10 @@ impl Worker {
         };
         c.sending_bytes = outgoing.remaining_bytes();
         match self.uring.send(slot, c.generation, c.fd, outgoing) {
-            Ok(()) => c.send_in_flight = true,
+            Ok(()) => {
+                c.send_in_flight = true;
+                c.sent_since_tick = true;
+            }
             // Only while shutting down: the bytes will never be sent.
             Err(_) => {
                 c.sending_bytes = 0;
