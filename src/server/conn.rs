@@ -242,6 +242,9 @@ pub struct Slab {
     /// Sum of [`Conn::reassembly_bytes`] over client connections, held against
     /// `reassembly_bytes_per_worker_max`.
     pub client_reassembly_bytes: usize,
+    /// Bytes written into client send buffers since the worker last submitted sends (see
+    /// `ROUND_OUTPUT_BYTES_MAX`).
+    pub round_out_bytes: usize,
 }
 
 impl Slab {
@@ -255,6 +258,7 @@ impl Slab {
             open_count: 0,
             limit,
             client_pending_bytes: 0,
+            round_out_bytes: 0,
             client_reassembly_bytes: 0,
         }
     }

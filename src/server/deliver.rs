@@ -170,6 +170,7 @@ impl Deliverer<'_> {
             self.dirty.push(slot);
         }
         self.slab.client_pending_bytes += added + grown;
+        self.slab.round_out_bytes += added;
     }
 
     /// Carries out a verdict other than `Queue` for a local connection; returns whether the

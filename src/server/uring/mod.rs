@@ -438,7 +438,7 @@ impl Uring {
 
     /// Moves every available completion into `out`, with the memory of finished operations
     /// handed back.
-    pub fn reap(&mut self, out: &mut Vec<Completion>) {
+    pub fn reap(&mut self, out: &mut impl Extend<Completion>) {
         let mut finished = 0;
         for cqe in self.ring.completion() {
             if !cqueue::more(cqe.flags()) {
@@ -451,7 +451,7 @@ impl Uring {
                 spare_gathers: &mut self.spare_gathers,
             };
             if let Some(c) = done.decode(cqe.user_data(), cqe.result(), cqe.flags()) {
-                out.push(c);
+                out.extend(Some(c));
             }
         }
         debug_assert!(
