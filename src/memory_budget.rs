@@ -52,8 +52,9 @@ pub const WATCHED_ID_BYTES: usize = TOPIC_LEN_MAX + 96;
 /// One replicated interest row (topic, group, node) of a peer at the longest names.
 pub const INTEREST_ROW_BYTES: usize = 2 * TOPIC_LEN_MAX + 96;
 
-/// Buffers of the zero-copy path one worker keeps for reuse, and as many again waiting to be
-/// returned to it (see `server/large_pool.rs`).
+/// Buffers of the zero-copy path one worker keeps for reuse (see `server/large_pool.rs`); a
+/// buffer it let go lives on only as long as frames queued elsewhere, and counted there,
+/// still refer to it.
 pub const LARGE_BUFFERS_PER_WORKER: usize = 16;
 
 /// Room a data-link frame takes beyond a client frame's payload (ids and topic).
@@ -228,10 +229,9 @@ impl Config {
             },
             BudgetLine {
                 what: "zero-copy frame buffers",
-                bytes: mul(&[w, 2 * LARGE_BUFFERS_PER_WORKER, self.zero_copy_max_bytes]),
+                bytes: mul(&[w, LARGE_BUFFERS_PER_WORKER, self.zero_copy_max_bytes]),
                 formula: format!(
-                    "workers x {} x zero_copy_max_bytes (kept for reuse and on their way back)",
-                    2 * LARGE_BUFFERS_PER_WORKER
+                    "workers x {LARGE_BUFFERS_PER_WORKER} x zero_copy_max_bytes (kept for reuse)"
                 ),
             },
             BudgetLine {

@@ -8,7 +8,7 @@ use crate::core::error_ledger::ErrorLedger;
 use crate::core::flow::Backlog;
 use crate::core::ConnRelay;
 use crate::protocol::{FrameWalk, StreamDecoder};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
@@ -36,7 +36,7 @@ pub struct Conn {
     pub segments_bytes: usize,
     /// A large frame being received straight into its own buffer (see
     /// `zero_copy_threshold_bytes`); while a direct receive is in flight the ring owns it.
-    pub large: Option<Vec<u8>>,
+    pub large: Option<BytesMut>,
     /// Whole size of the frame `large` is receiving (0: none; reset when it is dispatched).
     pub large_frame_bytes: usize,
     /// Frames queued for the next send. Wire order: `unsent`, then `segments`, then `out`.

@@ -1,80 +1,53 @@
 //! Reusable receive buffers for large frames (the zero-copy path).
 //!
 //! A large frame is received straight into one of these buffers and its payload is then sent
-//! on by reference, to every destination, from that same memory. When the last reference is
-//! sent, the buffer goes back to the pool of the worker that received it (from whichever worker
-//! sent it last), so steady large-message traffic reuses memory that is already faulted in
-//! instead of allocating and touching fresh pages for every frame.
+//! on by reference, to every destination, from that same memory. The worker that received it
+//! keeps a handle on each buffer (an empty `BytesMut` sharing its allocation with the frames
+//! frozen from it); once every reference to those frames is gone, from whichever worker sent
+//! them last, the handle reclaims the whole buffer in place. So steady large-message traffic
+//! reuses memory that is already faulted in, and a frame costs no allocation: only the first
+//! frame received into a buffer allocates its shared header (`bytes`' reference count).
 //!
-//! Bound: at most `BUFFERS_MAX` buffers wait in a pool, so a pool holds at most
-//! `BUFFERS_MAX x max_frame_bytes` (16 MiB per worker with the defaults); a buffer returned to
-//! a full pool is freed.
+//! Bound: the worker keeps at most `BUFFERS_MAX` handles, the most recently used; the buffer of
+//! a handle let go is freed when its last frame is sent. A frame arriving while every kept
+//! buffer is still referenced gets a buffer of its own.
 
-use bytes::Bytes;
-use crossbeam::queue::ArrayQueue;
-use std::sync::Arc;
+use bytes::{Bytes, BytesMut};
 
 /// Buffers kept per worker (the memory budget counts them).
 pub const BUFFERS_MAX: usize = crate::memory_budget::LARGE_BUFFERS_PER_WORKER;
 
+#[derive(Default)]
 pub struct LargePool {
-    /// Buffers given back by whichever worker dropped the last reference.
-    free: Arc<ArrayQueue<Vec<u8>>>,
-    /// The owning worker's stack: the most recently returned buffer is reused first, since its
-    /// memory is the most likely to still be in cache.
-    stack: Vec<Vec<u8>>,
-}
-
-impl Default for LargePool {
-    fn default() -> Self {
-        LargePool {
-            free: Arc::new(ArrayQueue::new(BUFFERS_MAX)),
-            stack: Vec::new(),
-        }
-    }
+    /// Handles on this worker's buffers, the most recently used last.
+    kept: Vec<BytesMut>,
 }
 
 impl LargePool {
-    /// An empty buffer with room for `frame_bytes`.
-    pub fn take(&mut self, frame_bytes: usize) -> Vec<u8> {
-        while let Some(buf) = self.free.pop() {
-            self.stack.push(buf);
+    /// An empty buffer with room for `frame_bytes`: a kept one whose frames are all gone (or
+    /// with that much room left beyond them), else a new one.
+    pub fn take(&mut self, frame_bytes: usize) -> BytesMut {
+        // Most recently used first: its memory is the likeliest to still be in cache. A
+        // handle that cannot take the frame is left as it was.
+        match self
+            .kept
+            .iter_mut()
+            .rposition(|handle| handle.try_reclaim(frame_bytes))
+        {
+            Some(i) => self.kept.remove(i),
+            None => BytesMut::with_capacity(frame_bytes),
         }
-        self.stack.truncate(BUFFERS_MAX);
-        match self.stack.pop() {
-            Some(mut buf) => {
-                buf.clear();
-                buf.reserve_exact(frame_bytes);
-                buf
-            }
-            None => Vec::with_capacity(frame_bytes),
+    }
+
+    /// Shares a filled buffer: returns its bytes, frozen, and keeps a handle on the buffer for
+    /// the next frame (letting go of the least recently used one when `BUFFERS_MAX` are kept).
+    pub fn share(&mut self, mut buf: BytesMut) -> Bytes {
+        let frame = buf.split().freeze();
+        if self.kept.len() == BUFFERS_MAX {
+            self.kept.remove(0);
         }
-    }
-
-    /// Shares a filled buffer; it comes back to this pool when the last reference drops.
-    pub fn share(&self, buf: Vec<u8>) -> Bytes {
-        Bytes::from_owner(Pooled {
-            buf,
-            home: Arc::clone(&self.free),
-        })
-    }
-}
-
-struct Pooled {
-    buf: Vec<u8>,
-    home: Arc<ArrayQueue<Vec<u8>>>,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        // A full pool frees the buffer instead (the bound above).
-        let _ = self.home.push(std::mem::take(&mut self.buf));
+        self.kept.push(buf);
+        frame
     }
 }
 
@@ -83,7 +56,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_return_when_the_last_reference_drops() {
+    fn a_buffer_is_reused_once_the_last_reference_to_its_frame_drops() {
         let mut pool = LargePool::default();
         let mut buf = pool.take(1000);
         buf.extend_from_slice(&[7; 1000]);
@@ -92,10 +65,51 @@ mod tests {
         let slice = shared.slice(10..20);
         drop(shared);
         assert_eq!(&slice[..], &[7; 10]);
-        assert!(pool.free.is_empty(), "still referenced");
+        let other = pool.take(1000);
+        assert_ne!(other.as_ptr(), ptr, "still referenced: a buffer of its own");
+        drop(other);
         drop(slice);
         let again = pool.take(500);
         assert_eq!(again.as_ptr(), ptr, "the same memory is reused");
         assert!(again.is_empty());
+        assert!(again.capacity() >= 1000);
+    }
+
+    #[test]
+    fn the_most_recently_used_free_buffer_is_taken_first_and_at_most_the_bound_kept() {
+        let mut pool = LargePool::default();
+        let (mut ptrs, mut frames) = (Vec::new(), Vec::new());
+        for _ in 0..BUFFERS_MAX + 3 {
+            // Every frame still referenced: each takes a new buffer.
+            let mut buf = pool.take(64);
+            buf.extend_from_slice(&[1; 64]);
+            ptrs.push(buf.as_ptr());
+            frames.push(pool.share(buf));
+        }
+        assert_eq!(
+            pool.kept.len(),
+            BUFFERS_MAX,
+            "the oldest handles were let go"
+        );
+        drop(frames);
+        let first = pool.take(64);
+        assert_eq!(first.as_ptr(), *ptrs.last().unwrap(), "the newest first");
+        let second = pool.take(64);
+        assert_eq!(second.as_ptr(), ptrs[ptrs.len() - 2]);
+    }
+
+    #[test]
+    fn a_frame_larger_than_every_free_buffer_gets_a_new_one() {
+        let mut pool = LargePool::default();
+        let mut buf = pool.take(100);
+        buf.extend_from_slice(&[1; 100]);
+        drop(pool.share(buf));
+        let big = pool.take(10_000);
+        assert!(big.capacity() >= 10_000);
+        assert_eq!(
+            pool.kept.len(),
+            1,
+            "the small one stays kept for small frames"
+        );
     }
 }

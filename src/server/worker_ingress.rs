@@ -15,6 +15,7 @@ use crate::protocol::{
     decode, plain_send, CloseReason, DecodeError, Decoded, FrameKind, StreamDecoder,
     HELLO_FRAME_BYTES_MAX,
 };
+use bytes::BytesMut;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -159,7 +160,7 @@ impl Worker {
     /// Switches the connection to receiving one large frame straight into `buf` (which holds
     /// its first bytes): the rest is received there by plain recvs, and the payload is then
     /// sent on from that buffer without another copy.
-    fn start_large(&mut self, slot: u32, buf: Vec<u8>, frame_bytes: usize) {
+    fn start_large(&mut self, slot: u32, buf: BytesMut, frame_bytes: usize) {
         let c = &mut self.slab.conns[slot as usize];
         c.large = Some(buf);
         c.large_frame_bytes = frame_bytes;
@@ -191,7 +192,7 @@ impl Worker {
     }
 
     /// Applies a large frame whose payload is then queued by reference (zero-copy).
-    pub(super) fn dispatch_large(&mut self, slot: u32, buf: Vec<u8>) {
+    pub(super) fn dispatch_large(&mut self, slot: u32, buf: BytesMut) {
         let c = &mut self.slab.conns[slot as usize];
         let before = c.reassembly_bytes();
         c.large_frame_bytes = 0;
@@ -199,7 +200,7 @@ impl Worker {
         self.slab.reheld(slot, before);
     }
 
-    fn apply_large(&mut self, slot: u32, buf: Vec<u8>) {
+    fn apply_large(&mut self, slot: u32, buf: BytesMut) {
         let bytes = self.large_pool.share(buf);
         let max_frame_bytes = self.shared.config.max_frame_bytes;
         self.with_client_batch(slot, |engine, relay, guards, scratch, sink| {

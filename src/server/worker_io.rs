@@ -8,7 +8,7 @@ use super::super::uring::{Outgoing, RecvGuard};
 use super::{Worker, LISTENER_CLIENT, LISTENER_NATS};
 use crate::core::Engine;
 use crate::protocol::CloseReason;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
@@ -226,7 +226,7 @@ impl Worker {
     }
 
     /// A direct receive of a large frame completed; the ring hands its buffer back.
-    pub(super) fn on_recv_exact(&mut self, slot: u32, generation: u32, result: i32, buf: Vec<u8>) {
+    pub(super) fn on_recv_exact(&mut self, slot: u32, generation: u32, result: i32, buf: BytesMut) {
         let now_ms = self.now_ms;
         let engine = Engine::new(&self.shared.tables, &self.shared.engine);
         let Some(c) = self.slab.get_live(slot, generation) else {

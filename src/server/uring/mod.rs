@@ -25,6 +25,7 @@ pub use ops::Outgoing;
 pub use recv_pool::RecvGuard;
 
 use super::ServeError;
+use bytes::BytesMut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use ops::{Gather, OpTable, RecvOp, SendOp};
 use recv_pool::RecvPool;
@@ -109,7 +110,7 @@ pub enum Completion {
         slot: u32,
         generation: u32,
         result: i32,
-        buf: Vec<u8>,
+        buf: BytesMut,
     },
     /// A send: `outgoing` is what was handed over, as it was; `result` (when not negative)
     /// says how many of its bytes went out, for the caller to [`Outgoing::consume`].
@@ -303,17 +304,17 @@ impl Uring {
         slot: u32,
         generation: u32,
         fd: RawFd,
-        mut buf: Vec<u8>,
+        mut buf: BytesMut,
         want_bytes: usize,
-    ) -> Result<(), Vec<u8>> {
+    ) -> Result<(), BytesMut> {
         let ops = self.ops.slot_mut(slot);
         if self.closing || !matches!(ops.recv, RecvOp::Idle) || buf.len() >= want_bytes {
             debug_assert!(self.closing, "recv_exact on a busy slot or a full buffer");
             return Err(buf);
         }
-        buf.reserve_exact(want_bytes - buf.len());
+        buf.reserve(want_bytes - buf.len());
         let len = (want_bytes - buf.len()).min(u32::MAX as usize) as u32;
-        // The Vec's heap memory does not move when the Vec itself is moved into the table.
+        // The buffer's heap memory does not move when its handle is moved into the table.
         let spare = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
         ops.recv = RecvOp::Exact { buf, want_bytes };
         ops.generation = generation;
@@ -661,7 +662,7 @@ mod tests {
         let (stalled, _stalled_peer) = stalled_pair();
         let (wake, _wake_peer) = UnixStream::pair().unwrap();
         assert!(u.recv_multishot(0, 1, quiet.as_raw_fd(), false));
-        u.recv_exact(1, 1, direct.as_raw_fd(), Vec::with_capacity(10), 1000)
+        u.recv_exact(1, 1, direct.as_raw_fd(), BytesMut::with_capacity(10), 1000)
             .unwrap();
         let outgoing = Outgoing::Plain {
             bytes: vec![5u8; 1 << 20],

@@ -7,7 +7,7 @@
 //! memory is stable while the table grows: buffers are heap allocations owned through
 //! `Vec`/`Bytes`/`Box`, never stored inline in the table.
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// What a connection has to send, handed to the ring by value and given back by the completion
 /// with the sent bytes consumed.
@@ -99,7 +99,7 @@ pub enum RecvOp {
     Multishot { tls: bool },
     /// A plain recv of the rest of a frame straight into this buffer (`len()` bytes are in;
     /// the kernel writes into the spare capacity up to `want_bytes`).
-    Exact { buf: Vec<u8>, want_bytes: usize },
+    Exact { buf: BytesMut, want_bytes: usize },
 }
 
 /// The operations of one slot.
