@@ -21,9 +21,9 @@ use crate::tls::record::{RECORD_CIPHERTEXT_MAX, RECORD_HEADER_LEN};
 /// Send buffer capacity every connection may keep for reuse (two buffers: the one being filled
 /// and its spare). A buffer grown past it by a burst is kept while the connection is busy (no
 /// allocation per send; measured: dropping it after each send cost the 16-byte SEND path 3%)
-/// with its extra capacity counted against `pending_bytes_per_worker_max`, and shrunk at the
-/// first timer tick that finds the connection idle and without a send since the tick before.
-/// 16 KiB: a whole batch of small frames.
+/// with its extra capacity counted against `pending_bytes_per_worker_max`, and shrunk at a
+/// timer tick: to this size once the connection is idle, to twice its largest send of the
+/// tick while busy (see `Conn::shrink_send_buffers`). 16 KiB: a whole batch of small frames.
 pub const SEND_BUFFER_RETAIN_BYTES: usize = 16 * 1024;
 
 /// One connection's own state: the slot (`Conn` and its relay state, at most 1 KiB, checked by
@@ -52,9 +52,10 @@ pub const WATCHED_ID_BYTES: usize = TOPIC_LEN_MAX + 96;
 /// One replicated interest row (topic, group, node) of a peer at the longest names.
 pub const INTEREST_ROW_BYTES: usize = 2 * TOPIC_LEN_MAX + 96;
 
-/// Buffers of the zero-copy path one worker keeps for reuse (see `server/large_pool.rs`); a
-/// buffer it let go lives on only as long as frames queued elsewhere, and counted there,
-/// still refer to it.
+/// Buffers of the zero-copy path one worker keeps for reuse (see `server/large_pool.rs`). A
+/// buffer it let go lives on only as long as frames queued elsewhere still refer to it; those
+/// count their own length there, not the whole buffer behind them (up to
+/// `zero_copy_max_bytes`), which this budget does not cover.
 pub const LARGE_BUFFERS_PER_WORKER: usize = 16;
 
 /// Room a data-link frame takes beyond a client frame's payload (ids and topic).

@@ -51,9 +51,9 @@ pub struct Conn {
     /// flight, or left in `unsent` by a partial send).
     pub in_flight_extra: usize,
     pub send_in_flight: bool,
-    /// A send was handed to the ring since the last timer tick: the connection is busy, and
-    /// its grown send buffers are kept (see [`Conn::shrink_idle_buffers`]).
-    pub sent_since_tick: bool,
+    /// The largest send handed to the ring since the last timer tick (0: none), which sizes
+    /// the send buffers kept (see [`Conn::shrink_send_buffers`]).
+    pub sent_peak_bytes: usize,
     pub recv_armed: bool,
     /// Queued in the worker's dirty list (has `out` bytes to send).
     pub dirty: bool,
@@ -117,22 +117,32 @@ impl Conn {
             + self.in_flight_extra
     }
 
-    /// Called once per timer tick: a connection that sent nothing since the last tick and has
-    /// nothing queued gives back the capacity its send buffers grew to. Returns whether there
-    /// was any. (Shrinking a connection that is merely between two sends made it grow its
-    /// buffers again right after, from pages the kernel zeroes: measured, 6% of the relay's
-    /// CPU in a steady fan-out.)
-    pub fn shrink_idle_buffers(&mut self) -> bool {
-        let sent_recently = std::mem::take(&mut self.sent_since_tick);
-        let idle =
-            !sent_recently && !self.send_in_flight && self.unsent.is_none() && self.out.is_empty();
-        if !idle || extra_capacity(self.out.capacity()) + extra_capacity(self.spare.capacity()) == 0
-        {
-            return false;
+    /// Called once per timer tick: gives back send buffer capacity the connection no longer
+    /// needs, from buffers that hold nothing. Idle (no send since the last tick, nothing queued
+    /// or in flight): everything beyond [`SEND_BUFFER_RETAIN_BYTES`]. Busy: what is beyond
+    /// twice its largest send of the tick, once a buffer is over four times that, so a
+    /// buffer that doubled to fit the connection's rounds is kept and a trickle after a burst
+    /// does not keep the burst's buffers. (Shrinking every connection found without bytes
+    /// queued at the tick made busy ones grow again right after, from pages the kernel
+    /// zeroes: measured, 6% of the relay's CPU in a steady fan-out.) Returns whether any
+    /// capacity was given back.
+    pub fn shrink_send_buffers(&mut self) -> bool {
+        let peak = std::mem::take(&mut self.sent_peak_bytes);
+        let idle = peak == 0 && !self.send_in_flight && self.unsent.is_none();
+        let (keep, shrink_above) = if idle {
+            (SEND_BUFFER_RETAIN_BYTES, SEND_BUFFER_RETAIN_BYTES)
+        } else {
+            let keep = SEND_BUFFER_RETAIN_BYTES.max(peak.saturating_mul(2));
+            (keep, keep.saturating_mul(2))
+        };
+        let mut shrunk = false;
+        for buf in [&mut self.out, &mut self.spare] {
+            if buf.is_empty() && buf.capacity() > shrink_above {
+                buf.shrink_to(keep);
+                shrunk = true;
+            }
         }
-        self.out.shrink_to(SEND_BUFFER_RETAIN_BYTES);
-        self.spare.shrink_to(SEND_BUFFER_RETAIN_BYTES);
-        true
+        shrunk
     }
 
     /// Memory held for this connection's unfinished frames: the decoder's buffer, a large
@@ -242,8 +252,8 @@ pub struct Slab {
     /// Sum of [`Conn::reassembly_bytes`] over client connections, held against
     /// `reassembly_bytes_per_worker_max`.
     pub client_reassembly_bytes: usize,
-    /// Bytes written into client send buffers since the worker last submitted sends (see
-    /// `ROUND_OUTPUT_BYTES_MAX`).
+    /// Bytes written into send buffers (clients, NATS clients and data links) in this loop
+    /// round (see `ROUND_OUTPUT_BYTES_MAX`).
     pub round_out_bytes: usize,
 }
 
@@ -299,7 +309,7 @@ impl Slab {
             sending_bytes: 0,
             in_flight_extra: 0,
             send_in_flight: false,
-            sent_since_tick: false,
+            sent_peak_bytes: 0,
             recv_armed: false,
             dirty: false,
             close_requested: false,
@@ -368,7 +378,7 @@ impl Slab {
         c.unsent = None;
         c.sending_bytes = 0;
         c.in_flight_extra = 0;
-        c.sent_since_tick = false;
+        c.sent_peak_bytes = 0;
         c.segments.clear();
         c.segments_bytes = 0;
         c.large = None;
@@ -492,28 +502,42 @@ mod tests {
     }
 
     #[test]
-    fn grown_send_buffers_are_given_back_only_after_a_whole_tick_without_sends() {
+    fn busy_connections_keep_buffers_that_fit_their_sends_and_idle_ones_give_them_back() {
         let mut slab = Slab::new(1);
         let slot = slab.insert(-1, ConnRelay::default(), 1 << 20).unwrap();
         let c = &mut slab.conns[slot as usize];
-        let grown = 4 * SEND_BUFFER_RETAIN_BYTES;
-        c.out.reserve(grown);
-        c.spare.reserve(grown);
-        // Busy: a send went out during this tick, though nothing is queued at the tick.
-        c.sent_since_tick = true;
-        assert!(!c.shrink_idle_buffers(), "a send since the last tick");
+        let round = 3 * SEND_BUFFER_RETAIN_BYTES;
+        c.out.reserve(2 * round);
+        c.spare.reserve(2 * round);
+        let grown = c.out.capacity().min(c.spare.capacity());
+        // Busy: sends of `round` bytes this tick, though nothing is queued at the tick.
+        c.sent_peak_bytes = round;
+        assert!(!c.shrink_send_buffers(), "buffers that fit the sends");
         assert!(c.out.capacity() >= grown && c.spare.capacity() >= grown);
-        // Something queued, or a send in flight: never shrunk.
+        // A trickle after the burst: beyond twice its sends is given back.
+        c.sent_peak_bytes = 100;
         c.out.push(0);
-        assert!(!c.shrink_idle_buffers(), "bytes queued");
+        assert!(c.shrink_send_buffers(), "the empty spare");
+        assert!(
+            c.out.capacity() >= grown,
+            "a buffer holding bytes is left alone"
+        );
+        assert_eq!(extra_capacity(c.spare.capacity()), 0);
         c.out.clear();
+        // No send this tick but one still in flight: busy, shrunk only past 2 x 16 KiB.
         c.send_in_flight = true;
-        assert!(!c.shrink_idle_buffers(), "a send in flight");
+        c.spare
+            .reserve(SEND_BUFFER_RETAIN_BYTES + SEND_BUFFER_RETAIN_BYTES / 2);
+        assert!(c.shrink_send_buffers(), "the grown out");
+        assert!(
+            extra_capacity(c.spare.capacity()) > 0,
+            "below the busy threshold"
+        );
         c.send_in_flight = false;
-        // A whole tick without a send, nothing queued: given back, once.
-        assert!(c.shrink_idle_buffers());
+        // A whole tick without a send, nothing queued or in flight: all given back, once.
+        assert!(c.shrink_send_buffers());
         assert_eq!(extra_capacity(c.out.capacity()), 0);
         assert_eq!(extra_capacity(c.spare.capacity()), 0);
-        assert!(!c.shrink_idle_buffers(), "nothing left to give back");
+        assert!(!c.shrink_send_buffers(), "nothing left to give back");
     }
 }

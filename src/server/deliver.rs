@@ -659,12 +659,15 @@ impl Deliverer<'_> {
             return Forward::Dropped;
         }
         conn.tls_reserve();
+        let start = conn.out.len();
         write(&mut conn.out);
+        let written = conn.out.len() - start;
         bump(&self.stats.forwarded_out, 1);
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(link.slot);
         }
+        self.slab.round_out_bytes += written;
         if let Admit::Stall { until_ms } = admit {
             // A link stalls this worker's producers only: no board word.
             let on = StallOn::Queue {

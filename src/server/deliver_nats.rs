@@ -82,6 +82,7 @@ impl Deliverer<'_> {
             self.dirty.push(slot);
         }
         self.slab.client_pending_bytes += len + grown;
+        self.slab.round_out_bytes += len;
         true
     }
 

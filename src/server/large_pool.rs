@@ -9,8 +9,10 @@
 //! frame received into a buffer allocates its shared header (`bytes`' reference count).
 //!
 //! Bound: the worker keeps at most `BUFFERS_MAX` handles, the most recently used; the buffer of
-//! a handle let go is freed when its last frame is sent. A frame arriving while every kept
-//! buffer is still referenced gets a buffer of its own.
+//! a handle let go is freed when the last reference to its frames is dropped. A frame arriving
+//! while no kept buffer has room for it gets a new buffer. A kept buffer with room left beyond
+//! the frames still referenced takes the next frame there, so one allocation may hold several
+//! frames.
 
 use bytes::{Bytes, BytesMut};
 

@@ -724,7 +724,7 @@ impl RelayCollector {
         )?;
         let mut m = e.encode_descriptor(
             "loop_completions",
-            "Completions processed per loop iteration (batch size), by worker.",
+            "Completions reaped per loop iteration (batch size), by worker.",
             None,
             MetricType::Histogram,
         )?;

@@ -72,9 +72,9 @@ pub struct WorkerStats {
     pub errors_coalesced: AtomicU64,
     /// ERRORs dropped: the connection's ledger was full, or its queue at its ceiling.
     pub error_drops: AtomicU64,
-    /// Completions processed (sum over loop iterations).
+    /// Completions reaped (sum over loop iterations).
     pub completions: AtomicU64,
-    /// Loop iterations by completions processed: bucket `i` counts batches of
+    /// Loop iterations by completions reaped: bucket `i` counts batches of
     /// `2^(i-1) ..= 2^i - 1` completions (bucket 0: none; the last bucket is open-ended).
     pub batch_buckets: [AtomicU64; BATCH_BUCKETS],
 }

@@ -10,7 +10,8 @@
 //! (draining other workers' handoffs), `worker_links.rs` (data links, control commands).
 //!
 //! Loop: submit queued sends and handoffs, sleep in `submit_and_wait` (the only syscall per
-//! iteration), then process every completion of the round. Receives decode straight from the
+//! iteration), then process the completions reaped, in order, until the round has written
+//! `ROUND_OUTPUT_BYTES_MAX` (the rest open the next round). Receives decode straight from the
 //! provided buffer; routed frames are appended to destination send buffers; each connection
 //! with bytes queued gets one send at the end of the round (one send in flight per socket).
 
@@ -54,13 +55,15 @@ mod tls;
 /// ring's memory instead of freeing it.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Bytes a loop iteration (a round) writes into send buffers before it stops handling the
-/// completions it reaped and submits the sends: the rest wait for the next round, in order. A
-/// sender that keeps a worker busy made rounds of 12 MB (fan-out to 10 at 16 B), written and
-/// then read back by the kernel's copy from beyond the CPU's caches, and held off sends,
-/// handoffs and timers for as long; measured at 256 KiB against unbounded: fan-out 10 x 16 B
-/// -6.5% relay CPU per delivery, 1->1 16 B -2.8%, 1->1 1 KiB -6.1% (128 KiB: +7% fan-out;
-/// 512 KiB, 4 MiB: within the noise of 256 KiB).
+/// Bytes a loop iteration (a round) writes into send buffers (clients and data links) before
+/// it stops handling the completions it reaped and submits the sends: the rest wait for the
+/// next round, in order. A sender that keeps a worker busy made rounds of 12 MB (fan-out to 10
+/// at 16 B), written and then read back by the kernel's copy from beyond the CPU's caches.
+/// Measured with `benches/ab_cpu.sh` against unbounded rounds (paired medians of 6): fan-out
+/// 10 x 16 B -5.8%, 1->1 16 B -11.2%, 1->1 1 KiB -4.3%; 128 KiB was 7% slower than 256 KiB
+/// on fan-out, 512 KiB and 4 MiB within the noise of it. While completions are left, the
+/// worker does not wait for new ones (so timer ticks and new receives come once they are
+/// handled, as they did when a round handled everything it reaped).
 const ROUND_OUTPUT_BYTES_MAX: usize = 256 * 1024;
 
 /// The `which` of the client listener's accepts.
@@ -92,8 +95,9 @@ pub struct Worker {
     fanout_frame: Vec<u8>,
     /// Completions reaped and not yet handled, in the order they came: a round stops taking
     /// them once it has written `ROUND_OUTPUT_BYTES_MAX`, and the next round starts with the
-    /// rest. Bounded: each receive left here holds one of the ring's provided buffers, and a
-    /// receive that finds none left ends and is re-armed when handled.
+    /// rest. Bounded: a receive left here holds one of the ring's provided buffers (a receive
+    /// that finds none left ends, and is re-armed when handled); any other completion is one
+    /// per operation in flight (an accept holds its new socket until handled).
     completions: VecDeque<Completion>,
     tick_ms: u64,
     accept_armed: bool,
@@ -399,7 +403,7 @@ impl Worker {
                     self.expire_nats_sids(slot);
                     let c = &mut self.slab.conns[slot as usize];
                     let accounted = c.accounted_bytes();
-                    if c.shrink_idle_buffers() {
+                    if c.shrink_send_buffers() {
                         self.slab.repend(slot, accounted);
                     }
                 }
@@ -452,7 +456,7 @@ impl Worker {
     /// what the kernel may still write), then closes the sockets.
     fn finish(&mut self) {
         // Completions the last round left are handled like any other (an accepted socket is
-        // adopted, then shut down and closed with the rest below; receive buffers go back).
+        // closed at once while stopping; receive buffers go back to the ring).
         while let Some(completion) = self.completions.pop_front() {
             self.on_completion(completion);
         }

@@ -100,7 +100,7 @@ impl Worker {
         match self.uring.send(slot, c.generation, c.fd, outgoing) {
             Ok(()) => {
                 c.send_in_flight = true;
-                c.sent_since_tick = true;
+                c.sent_peak_bytes = c.sent_peak_bytes.max(c.sending_bytes);
             }
             // Only while shutting down: the bytes will never be sent.
             Err(_) => {

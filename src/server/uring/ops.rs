@@ -3,9 +3,11 @@
 //! Every buffer the kernel reads or writes for a connection is owned by that connection's entry
 //! here from submission until the completion, which hands it back by value: a send's bytes (or
 //! its gathered segments with their iovec array and msghdr), a direct receive's buffer. Nothing
-//! else holds them meanwhile, so nothing can free, move or reuse them early. An entry's
-//! memory is stable while the table grows: buffers are heap allocations owned through
-//! `Vec`/`Bytes`/`Box`, never stored inline in the table.
+//! else holds them meanwhile, so nothing can free, move or reuse them early. (A direct
+//! receive's `BytesMut` may share its allocation with earlier frames frozen from it, which are
+//! only read, and never the region it receives into; its reference keeps the allocation
+//! alive.) An entry's memory is stable while the table grows: buffers are heap allocations
+//! owned through `Vec`/`BytesMut`/`Bytes`/`Box`, never stored inline in the table.
 
 use bytes::{Buf, Bytes, BytesMut};
 
