@@ -7,12 +7,16 @@
 //! `-Zsanitizer=address`), where a buffer freed while the kernel or the relay still used it, or
 //! memory left behind, fails the run.
 
+#[path = "../cli/tests/shared/stop_bound.rs"]
+mod stop_bound;
+
 use ringrelay::config::Config;
 use ringrelay::protocol::{hello, Decoded, Frame, HEADER_LEN};
 use ringrelay::server::{leaked_rings, Server, StatsSnapshot};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+use stop_bound::stopped_within_bound;
 
 const ROUNDS: usize = 100;
 /// A payload inside the default zero-copy band (64 KiB to 256 KiB): it is received straight
@@ -36,6 +40,9 @@ fn encoded(frame: Frame<'_>) -> Vec<u8> {
 fn client(addr: SocketAddr, id: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The sender writes megabytes before anything reads them: bounded, so that a relay that
+    // stops reading fails the test instead of hanging it.
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(&encoded(hello(id.as_bytes(), b""))).unwrap();
     let mut buf = vec![0u8; 256];
     let mut have = 0;
@@ -124,7 +131,9 @@ fn one_round(round: usize) {
     );
 
     let started = Instant::now();
-    server.shutdown();
+    stopped_within_bound(&format!("round {round}: server.shutdown()"), move || {
+        server.shutdown()
+    });
     let took = started.elapsed();
     assert!(
         took < STOP_WITHIN,

@@ -5,9 +5,12 @@
 //! node is frozen instead (SIGSTOP), within [`RECEIVING_AGAIN_AFTER_FREEZE_MAX`].
 
 mod cluster_common;
+#[path = "shared/set_on_drop.rs"]
+mod set_on_drop;
 
 use cluster_common::*;
 use ringrelay::client::{Client, Event, Session, SessionOptions};
+use set_on_drop::SetOnDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -69,6 +72,10 @@ fn fails_over(fail: impl FnOnce(&Node), bound: Duration) {
             }
         });
 
+        // Stops the sender however this scope ends: a failed assertion below is reported
+        // instead of the scope waiting for the sender for ever.
+        let stop_sender = SetOnDrop(&stop);
+
         // Before the kill: both kinds arrive through node 2.
         wait_for_both(&mut session, Instant::now() + WAIT);
 
@@ -90,7 +97,7 @@ fn fails_over(fail: impl FnOnce(&Node), bound: Duration) {
         let again = failed_at.elapsed();
         assert!(again < bound, "receiving again after {again:?}");
         assert_eq!(session.reconnects(), 1);
-        stop.store(true, Ordering::Relaxed);
+        drop(stop_sender);
         sender.join().unwrap();
     });
     session.close().unwrap();

@@ -11,6 +11,10 @@ use ringrelay::client::Event;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// Bound on the responder thread of the request test: the test's two waits for the cluster
+/// (each [`WAIT`]) and a generous margin.
+const RESPONDER_BOUND: Duration = Duration::from_secs(3 * WAIT.as_secs());
+
 /// Publishes to `subject` from `publisher` until `subscriber` receives it (its interest has
 /// reached the publisher's node; bounded by [`WAIT`]), then drains the subscriber up to a
 /// fence on the same subject.
@@ -92,10 +96,19 @@ fn a_nats_publish_reaches_nats_and_native_subscribers_on_another_node() {
 /// Answers every request the NATS `responder` (subscribed to `svc.time` as sid 3) gets, with
 /// headers `Served-By: 1` and payload `noon`, until a request with payload `stop`: it then
 /// unsubscribes and returns how many it answered. Each request must carry `Hop: 2`.
+///
+/// Bounded by [`RESPONDER_BOUND`] overall (heartbeat PINGs would otherwise keep it reading
+/// for ever), so that a `stop` that never arrives fails the test at the join instead of
+/// hanging it.
 fn answer_requests(mut responder: Nats) -> usize {
     let answer = "NATS/1.0\r\nServed-By: 1\r\n\r\n";
+    let deadline = Instant::now() + RESPONDER_BOUND;
     let mut answered = 0;
     loop {
+        assert!(
+            Instant::now() < deadline,
+            "responder: no stop request within {RESPONDER_BOUND:?} ({answered} answered)"
+        );
         match responder.next() {
             Line::Hmsg {
                 reply: Some(reply),
@@ -105,7 +118,12 @@ fn answer_requests(mut responder: Nats) -> usize {
             } => {
                 if payload == b"stop" {
                     responder.send(b"UNSUB 3\r\nPING\r\n");
-                    while responder.next() != Line::Other("PONG".into()) {}
+                    while responder.next() != Line::Other("PONG".into()) {
+                        assert!(
+                            Instant::now() < deadline,
+                            "responder: no PONG after UNSUB within {RESPONDER_BOUND:?}"
+                        );
+                    }
                     return answered;
                 }
                 assert!(

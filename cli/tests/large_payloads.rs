@@ -2,12 +2,27 @@
 //! and sent on by reference, larger ones are copied; this checks they arrive intact and in order with small frames around them, to
 //! local and cross-worker destinations, for direct sends and fan-out.
 
-use ringrelay::client::{Client, Event};
+#[path = "shared/stop_bound.rs"]
+mod stop_bound;
+
+use ringrelay::client::{Client, ClientOptions, Event};
 use ringrelay::config::Config;
 use ringrelay::server::Server;
 use std::time::Duration;
+use stop_bound::stopped_within_bound;
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// Connects `id` with every blocking write bounded by [`WAIT`]: megabytes are queued before
+/// anything reads them, so a relay that stops reading fails the test at the write instead of
+/// hanging it.
+fn connect(addr: std::net::SocketAddr, id: &[u8]) -> Client {
+    let options = ClientOptions {
+        write_timeout: Some(WAIT),
+        ..ClientOptions::default()
+    };
+    Client::connect_with(addr, id, None, options).unwrap()
+}
 
 fn relay() -> Server {
     Server::start(Config {
@@ -53,9 +68,9 @@ fn large_and_small_payloads_arrive_intact_and_in_order() {
     let addr = server.local_addr();
     // Enough receivers that both workers own some (SO_REUSEPORT spreads by 4-tuple hash).
     let mut receivers: Vec<Client> = (0..6)
-        .map(|i| Client::connect(addr, format!("rx{i}").as_bytes(), None).unwrap())
+        .map(|i| connect(addr, format!("rx{i}").as_bytes()))
         .collect();
-    let mut sender = Client::connect(addr, b"tx", None).unwrap();
+    let mut sender = connect(addr, b"tx");
     let sizes = [10, 40_000, 7, 300_000, 1_000_000 - 64, 33, 65_536];
     for i in 0..receivers.len() {
         let target = format!("rx{i}");
@@ -78,7 +93,7 @@ fn large_and_small_payloads_arrive_intact_and_in_order() {
             );
         }
     }
-    server.shutdown();
+    stopped_within_bound("server.shutdown()", move || server.shutdown());
 }
 
 #[test]
@@ -86,7 +101,7 @@ fn large_publish_fans_out_by_reference_to_every_subscriber() {
     let server = relay();
     let addr = server.local_addr();
     let mut subs: Vec<Client> = (0..5)
-        .map(|i| Client::connect(addr, format!("s{i}").as_bytes(), None).unwrap())
+        .map(|i| connect(addr, format!("s{i}").as_bytes()))
         .collect();
     for s in subs.iter_mut() {
         s.subscribe(b"big").unwrap();
@@ -97,7 +112,7 @@ fn large_publish_fans_out_by_reference_to_every_subscriber() {
         s.flush().unwrap();
         assert_eq!(next_message(s).2, b"marker");
     }
-    let mut publisher = Client::connect(addr, b"pub", None).unwrap();
+    let mut publisher = connect(addr, b"pub");
     for k in 0..4u8 {
         publisher
             .publish(b"big", &payload(k, 200_000 + k as usize))
@@ -115,5 +130,5 @@ fn large_publish_fans_out_by_reference_to_every_subscriber() {
             );
         }
     }
-    server.shutdown();
+    stopped_within_bound("server.shutdown()", move || server.shutdown());
 }

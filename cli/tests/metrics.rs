@@ -2,6 +2,8 @@
 //! plain HTTP/1.0 GET over a std TcpStream.
 
 mod common;
+#[path = "shared/stop_bound.rs"]
+mod stop_bound;
 
 use common::http_get_with_auth as get_with_auth;
 use ringrelay::client::{Client, ClientOptions, Event};
@@ -9,6 +11,7 @@ use ringrelay::config::Config;
 use ringrelay::server::Server;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
+use stop_bound::stopped_within_bound;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -162,7 +165,7 @@ fn metrics_count_a_round_trip_and_healthz_follows_the_lifecycle() {
     assert_eq!(get(metrics, "/healthz"), (503, "not ready\n".into()));
     let (_, body) = get(metrics, "/metrics");
     assert_eq!(value(&body, "ringrelay_ready"), 0.0);
-    server.wait().expect("clean shutdown");
+    stopped_within_bound("server.wait()", move || server.wait()).expect("clean shutdown");
     // The endpoint goes away with the server (its accept thread exits just after).
     let deadline = Instant::now() + WAIT;
     while TcpStream::connect_timeout(&metrics, WAIT).is_ok() {
@@ -180,7 +183,7 @@ fn metrics_are_off_by_default_and_a_taken_port_fails_the_start() {
     .expect("relay starts");
     assert_eq!(server.metrics_addr(), None);
     assert!(server.is_ready());
-    server.shutdown();
+    stopped_within_bound("server.shutdown()", move || server.shutdown());
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let err = Server::start(Config {

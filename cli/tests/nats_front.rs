@@ -9,10 +9,11 @@
 mod common;
 
 use common::nats_wire::{other, Line, Nats};
-use common::{config, connect, next_message, start, sync};
+use common::{config, connect, next_message, start, sync, WAIT};
 use ringrelay::config::Config;
 use ringrelay::server::Server;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 fn nats_config() -> Config {
     Config {
@@ -280,9 +281,16 @@ fn the_heartbeat_is_a_nats_ping_and_a_silent_client_is_stale() {
         alive.expect("PING");
         alive.send(b"PONG\r\n");
     }
-    // Still open after three heartbeats (past the stale bound): its PING is answered.
+    // Still open after three heartbeats (past the stale bound): its PING is answered. The
+    // relay PINGs every 100 ms meanwhile, so this loop is bounded by a deadline (far past the
+    // PONG's expected milliseconds) for a missing PONG to fail the test instead of hanging it.
     alive.send(b"PING\r\n");
+    let deadline = Instant::now() + WAIT;
     loop {
+        assert!(
+            Instant::now() < deadline,
+            "no PONG to the client's PING within {WAIT:?}"
+        );
         match alive.next() {
             Line::Other(l) if l == "PING" => alive.send(b"PONG\r\n"),
             Line::Other(l) if l == "PONG" => break,
@@ -291,7 +299,9 @@ fn the_heartbeat_is_a_nats_ping_and_a_silent_client_is_stale() {
     }
     drop(alive);
     let mut silent = Nats::connected(addr);
-    let lines = silent.until_closed();
+    // Stale after about three heartbeats (300 ms); bounded by WAIT, over ten times that, so
+    // that a relay that keeps PINGing a silent client fails the test instead of hanging it.
+    let lines = silent.until_closed_by(Instant::now() + WAIT);
     assert_eq!(lines.last(), Some(&other("-ERR 'Stale Connection'")));
     assert!(lines[..lines.len() - 1].iter().all(|l| *l == other("PING")));
 }

@@ -48,6 +48,15 @@ fn options(dir: &Path, tls_first: bool, cert: bool) -> async_nats::ConnectOption
     options
 }
 
+/// Awaits `step` for at most [`WAIT`]: async-nats's subscribe, publish and flush have no
+/// timeout of their own, so a relay that stops answering fails the test, naming `what`,
+/// instead of hanging it.
+async fn within<T>(what: &str, step: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, step)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {WAIT:?}"))
+}
+
 /// Publishes `count` messages on one connection and receives them, in order, on another.
 async fn pubsub(url: &str, make: impl Fn() -> async_nats::ConnectOptions, count: usize) {
     let connect = |options: async_nats::ConnectOptions| async move {
@@ -58,23 +67,28 @@ async fn pubsub(url: &str, make: impl Fn() -> async_nats::ConnectOptions, count:
     };
     let subscriber = connect(make()).await;
     let publisher = connect(make()).await;
-    let mut sub = subscriber.subscribe("tls.topic").await.expect("SUB");
+    let mut sub = within("SUB", subscriber.subscribe("tls.topic"))
+        .await
+        .expect("SUB");
     // A round trip on the subscriber's own connection puts the SUB in place first.
     let inbox = subscriber.new_inbox();
-    let mut ready = subscriber.subscribe(inbox.clone()).await.expect("SUB");
-    subscriber.publish(inbox, "x".into()).await.expect("PUB");
+    let mut ready = within("SUB", subscriber.subscribe(inbox.clone()))
+        .await
+        .expect("SUB");
+    within("PUB", subscriber.publish(inbox, "x".into()))
+        .await
+        .expect("PUB");
     tokio::time::timeout(WAIT, ready.next())
         .await
         .expect("the barrier within the bound")
         .expect("a message");
     for i in 0..count {
         let payload = vec![b'a' + (i % 26) as u8; 1 + i % 3000];
-        publisher
-            .publish("tls.topic", payload.into())
+        within("PUB", publisher.publish("tls.topic", payload.into()))
             .await
             .expect("PUB");
     }
-    publisher.flush().await.expect("flush");
+    within("flush", publisher.flush()).await.expect("flush");
     for i in 0..count {
         let message = tokio::time::timeout(WAIT, sub.next())
             .await

@@ -210,11 +210,14 @@ fn an_older_client_receives_requests_without_reply_topic_and_headers_from_any_wo
             raw
         })
         .collect();
-    // Each old subscriber's SUBSCRIBE is applied once its own PING is answered.
+    // Each old subscriber's SUBSCRIBE is applied once its own PING is answered. One
+    // deadline per wait, not one per frame, so that the relay's own PINGs without the PONG
+    // fail the test instead of hanging it.
     for raw in &mut olds {
         raw.write_frame(ringrelay::protocol::Frame::Ping { nonce: 1 });
+        let deadline = Instant::now() + WAIT;
         loop {
-            match raw.next_frame() {
+            match raw.next_frame_by(deadline) {
                 Ok(Owned::Pong(1)) => break,
                 Ok(Owned::Ping(_)) => {}
                 other => panic!("expected PONG, got {other:?}"),
@@ -227,8 +230,10 @@ fn an_older_client_receives_requests_without_reply_topic_and_headers_from_any_wo
         .unwrap();
     requester.flush().unwrap();
     for raw in &mut olds {
+        // Bounded overall like the PONG above: PINGs alone do not keep the wait going.
+        let deadline = Instant::now() + WAIT;
         loop {
-            match raw.next_frame() {
+            match raw.next_frame_by(deadline) {
                 Ok(Owned::Deliver {
                     sender,
                     topic,

@@ -10,7 +10,7 @@ use common::*;
 use ringrelay::client::Event;
 use ringrelay::config::Config;
 use ringrelay::protocol::{CloseReason, ErrorCode, Frame, HEADER_LEN};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const FRAME_MAX: usize = 64 * 1024;
 const PAYLOAD: usize = 60 * 1024;
@@ -109,8 +109,11 @@ fn unfinished_frames_past_the_worker_bound_close_the_sender_that_adds_more() {
             target: me.as_bytes(),
             payload: b"still here",
         });
+        // One deadline for the wait, not one per frame, so that the relay's PINGs without
+        // the message fail the test instead of hanging it.
+        let deadline = Instant::now() + WAIT;
         loop {
-            match s.next_frame() {
+            match s.next_frame_by(deadline) {
                 Ok(Owned::Deliver { payload, .. }) => {
                     assert_eq!(payload, b"still here");
                     break;

@@ -102,8 +102,8 @@ unsafe extern "C" fn on_event(
     _client: *mut ringrelay_client,
     event: *const ringrelay_event,
 ) {
-    // SAFETY: `userdata` is the test's sender, alive until the client is freed; `event` is
-    // live during the call.
+    // SAFETY: `userdata` is a sender from `channel`, which lives for the rest of the process;
+    // `event` is live during the call.
     unsafe {
         let tx = &*(userdata as *const SyncSender<Vec<u8>>);
         if ringrelay_event_get_kind(event) == ringrelay_event_kind::Message as u32 {
@@ -119,14 +119,14 @@ fn connect(
     servers: &str,
     id: &str,
     opts: &mut ringrelay_client_options,
-    tx: &SyncSender<Vec<u8>>,
+    tx: &'static SyncSender<Vec<u8>>,
 ) -> Result<*mut ringrelay_client, (ringrelay_status, String)> {
     opts.on_event = Some(on_event);
     opts.userdata = tx as *const SyncSender<Vec<u8>> as *mut c_void;
     let servers = CString::new(servers).expect("no NUL");
     let mut client = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `tx` outlives the client (the tests free
-    // it first).
+    // SAFETY: every pointer is valid for the call; `tx` is never freed, so it outlives the
+    // client even when a failed assertion unwinds before the client is freed.
     let status = unsafe {
         ringrelay_client_connect(
             servers.as_ptr(),
@@ -164,8 +164,13 @@ fn free(client: *mut ringrelay_client) {
     assert_eq!(status, ringrelay_status::Ok);
 }
 
-fn channel() -> (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) {
-    sync_channel(64)
+/// A channel for [`on_event`]. Its sender is leaked (a few bytes per test): a client's threads
+/// call `on_event` with it until the client is freed, and a failed assertion before `free`
+/// unwinds the test's locals while those threads still run, so a sender on the stack would be
+/// used after it is gone.
+fn channel() -> (&'static SyncSender<Vec<u8>>, Receiver<Vec<u8>>) {
+    let (tx, rx) = sync_channel(64);
+    (Box::leak(Box::new(tx)), rx)
 }
 
 #[test]
@@ -221,9 +226,9 @@ fn two_clients_with_mutual_tls_exchange_messages_and_a_foreign_ca_is_refused() {
     }
     let (tx_a, rx_a) = channel();
     let (tx_b, rx_b) = channel();
-    let a = connect(&addr, "tls-a", &mut by_files, &tx_a).expect("a connects over TLS");
+    let a = connect(&addr, "tls-a", &mut by_files, tx_a).expect("a connects over TLS");
     // The server list names 127.0.0.1 alone: that is the default server name.
-    let b = connect(&addr, "tls-b", &mut in_memory, &tx_b).expect("b connects over TLS");
+    let b = connect(&addr, "tls-b", &mut in_memory, tx_b).expect("b connects over TLS");
     let large = vec![7u8; 100_000];
     send(a, "tls-b", b"hello over tls");
     send(a, "tls-b", &large);
@@ -247,7 +252,7 @@ fn two_clients_with_mutual_tls_exchange_messages_and_a_foreign_ca_is_refused() {
     let status = unsafe { ringrelay_client_options_set_tls_ca_file(&mut foreign, other_ca) };
     assert_eq!(status, ringrelay_status::Ok);
     let (tx, _rx) = channel();
-    let (status, text) = connect(&addr, "tls-c", &mut foreign, &tx).expect_err("refused");
+    let (status, text) = connect(&addr, "tls-c", &mut foreign, tx).expect_err("refused");
     assert_eq!(status, ringrelay_status::Tls, "{text}");
     assert!(
         text.contains("TLS handshake") && text.contains("certificate"),
@@ -258,7 +263,7 @@ fn two_clients_with_mutual_tls_exchange_messages_and_a_foreign_ca_is_refused() {
     let mut plain = options();
     plain.connect_timeout_ms = 500;
     plain.reconnect_timeout_ms = 500;
-    assert!(connect(&addr, "plain", &mut plain, &tx).is_err());
+    assert!(connect(&addr, "plain", &mut plain, tx).is_err());
     relay.shutdown();
 }
 
@@ -335,7 +340,7 @@ fn connect_refuses_a_certificate_without_its_key_and_tls_settings_without_a_ca()
     let (tx, _rx) = channel();
     // Nothing listens on port 1: a connect that got past the settings would fail otherwise.
     let refused = |opts: &mut ringrelay_client_options, words: &str| {
-        let (status, text) = connect("127.0.0.1:1", "x", opts, &tx).expect_err("refused");
+        let (status, text) = connect("127.0.0.1:1", "x", opts, tx).expect_err("refused");
         assert_eq!(status, ringrelay_status::Config, "{text}");
         assert!(text.contains(words), "{text:?} lacks {words:?}");
     };

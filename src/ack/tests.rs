@@ -10,6 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Microseconds in a millisecond: the tests speak in milliseconds.
 const MS: u64 = 1000;
 
+/// Bound on the timer expiries a simulated-time loop handles: far more than any test expects
+/// (a handful), so that a timer that keeps firing without the awaited outcome fails the test
+/// instead of looping for ever.
+const TIMER_FIRINGS_MAX: usize = 10_000;
+
 fn sender(cfg: SenderConfig) -> AckSender {
     AckSender::new(cfg, 0xE90C, 7)
 }
@@ -175,6 +180,11 @@ fn the_timer_backs_off_then_fails_the_message_with_its_last_error() {
     s.on_error(b"b", 0xE90C, 1, ErrorCode::UNKNOWN_ID);
     let mut fired = Vec::new();
     while let Some(due) = s.poll_timeout() {
+        assert!(
+            fired.len() < TIMER_FIRINGS_MAX,
+            "the message did not fail after {TIMER_FIRINGS_MAX} expiries (the last at {:?})",
+            fired.last()
+        );
         s.handle_timeout(due);
         fired.push(due);
         transmits(&mut s);
@@ -205,7 +215,14 @@ fn a_message_fails_at_the_ack_timeout_whatever_its_attempts() {
     });
     s.send(b"b", payload(1), 0).unwrap();
     let mut last = 0;
+    let mut firings = 0;
     while let Some(due) = s.poll_timeout() {
+        firings += 1;
+        assert!(
+            firings <= TIMER_FIRINGS_MAX,
+            "the message did not fail at the ack timeout after {TIMER_FIRINGS_MAX} expiries \
+             (the last at {due})"
+        );
         assert!(due <= 1_000 * MS, "no timer past the timeout: {due}");
         s.handle_timeout(due);
         last = due;
@@ -473,7 +490,13 @@ fn after_a_failure_new_messages_go_in_a_fresh_epoch_and_the_stream_never_stalls(
     // Message 1 is lost every time until it fails.
     s.send(b"b", payload(1), 0).unwrap();
     let mut now = 0;
+    let mut firings = 0;
     while s.stats().failed() == 0 {
+        firings += 1;
+        assert!(
+            firings <= TIMER_FIRINGS_MAX,
+            "message 1 did not fail after {TIMER_FIRINGS_MAX} expiries (now {now})"
+        );
         transmits(&mut s);
         now = s.poll_timeout().expect("a timer while in flight");
         s.handle_timeout(now);
@@ -530,7 +553,13 @@ fn a_gap_its_sender_abandoned_is_reported_less_and_less_often() {
     r.on_message(b"a", 1, 2, 0);
     let mut reports = Vec::new();
     let mut now = 0;
+    let mut firings = 0;
     while now < 2_000 * MS {
+        firings += 1;
+        assert!(
+            firings <= TIMER_FIRINGS_MAX,
+            "simulated time did not reach 2 s in {TIMER_FIRINGS_MAX} expiries (now {now})"
+        );
         now = r.poll_timeout().expect("a gap stays armed");
         r.handle_timeout(now);
         while let Some(a) = r.poll_ack() {

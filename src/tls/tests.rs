@@ -452,6 +452,14 @@ fn two_blocking_streams_carry_a_megabyte_each_way_and_close_cleanly() {
     let client_id = identity(&pki.client);
     let client = client_config(&anchors(&pki.ca_pem), Some(&client_id)).expect("client config");
     let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    // Every blocking read and write bounded (far past what a megabyte over a socket pair
+    // takes), so that a side that stops reading or writing fails the test instead of hanging
+    // it.
+    for end in [&a, &b] {
+        let wait = Some(std::time::Duration::from_secs(10));
+        end.set_read_timeout(wait).expect("read timeout");
+        end.set_write_timeout(wait).expect("write timeout");
+    }
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
     let expected = data.clone();
     let echo = std::thread::spawn(move || {

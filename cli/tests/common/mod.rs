@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 pub mod nats_wire;
+#[path = "../shared/set_on_drop.rs"]
+pub mod set_on_drop;
 pub mod tls_pki;
 
 use ringrelay::client::{Client, ClientOptions, Event};
@@ -18,6 +20,7 @@ use ringrelay::protocol::{
     HELLO_FRAME_BYTES_MAX, PROTOCOL_VERSION,
 };
 use ringrelay::server::Server;
+use set_on_drop::SetOnDrop;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -142,8 +145,12 @@ pub fn worst_round_trip_during(a: &mut Client, b: &mut Client, attack: impl FnOn
             }
             worst
         });
-        attack();
-        done.store(true, Ordering::Relaxed);
+        {
+            // Set even when the attack panics, so that the watchdog stops and the panic is
+            // reported instead of the scope waiting for the watchdog for ever.
+            let _stop_watchdog = SetOnDrop(&done);
+            attack();
+        }
         watchdog.join().expect("good pair thread")
     })
 }
@@ -205,16 +212,21 @@ pub fn worst_round_trip_during_flood(addr: SocketAddr, frames: &[u8], setting: &
     raw.handshake("flooder");
     worst_round_trip_at(addr, || {
         flood_while(&mut raw, frames, |raw| {
-            expect_refused_then_closed(raw, setting)
+            expect_refused_then_closed(raw, setting);
         });
     })
 }
 
-/// The attacker gets one ERROR LIMIT_EXCEEDED naming `setting`, then CLOSE LIMIT_EXCEEDED.
-fn expect_refused_then_closed(raw: &mut Raw, setting: &str) {
+/// The attacker gets one ERROR LIMIT_EXCEEDED naming `setting`, then CLOSE LIMIT_EXCEEDED;
+/// returns how many answers (PRESENCE) came before them. Bounded by [`SLOW_WAIT`] overall
+/// (thousands of answers may come first), so that a relay that keeps answering without ever
+/// refusing fails the test instead of hanging it.
+pub fn expect_refused_then_closed(raw: &mut Raw, setting: &str) -> usize {
+    let deadline = Instant::now() + SLOW_WAIT;
     let mut errors = 0;
+    let mut answers = 0;
     loop {
-        match raw.next_frame() {
+        match raw.next_frame_by(deadline) {
             Ok(Owned::Error { code, .. }) => {
                 assert_eq!(code, ErrorCode::LIMIT_EXCEEDED);
                 errors += 1;
@@ -228,11 +240,13 @@ fn expect_refused_then_closed(raw: &mut Raw, setting: &str) {
                 break;
             }
             // The present state each accepted WATCH is answered with.
-            Ok(Owned::Ping(_) | Owned::Presence { .. }) => {}
-            other => panic!("expected ERROR then CLOSE, got {other:?}"),
+            Ok(Owned::Presence { .. }) => answers += 1,
+            Ok(Owned::Ping(_)) => {}
+            other => panic!("expected ERROR then CLOSE after {answers} answers, got {other:?}"),
         }
     }
     assert_eq!(errors, 1, "one ERROR before the CLOSE");
+    answers
 }
 
 /// A thousand unauthenticated sockets at `addr` each announce a 1 MiB first frame (a HELLO
@@ -328,9 +342,19 @@ pub fn sync(c: &mut Client) -> Vec<Event> {
     let me = c.client_id().to_vec();
     c.send(&me, marker.as_bytes()).unwrap();
     c.flush().unwrap();
+    // One deadline for the whole wait, not one per event: a stream of other events (PINGs,
+    // errors) would otherwise keep it going for ever instead of failing the test.
+    let deadline = Instant::now() + WAIT;
     let mut before = Vec::new();
     loop {
-        match next_event(c) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "{}: sync marker did not come back within {WAIT:?} ({} events before it)",
+            String::from_utf8_lossy(&me),
+            before.len()
+        );
+        match next_event_within(c, left) {
             Event::Message {
                 sender,
                 topic: None,
@@ -551,11 +575,13 @@ impl Raw {
         self.write_frame(hello(id.as_bytes(), b""));
     }
 
-    /// HELLO, then waits for WELCOME (PINGs are skipped unanswered).
+    /// HELLO, then waits for WELCOME (PINGs are skipped unanswered). One deadline for the
+    /// whole wait, so that PINGs without a WELCOME fail the test instead of hanging it.
     pub fn handshake(&mut self, id: &str) {
         self.send_hello(id);
+        let deadline = Instant::now() + WAIT;
         loop {
-            match self.next_frame() {
+            match self.next_frame_by(deadline) {
                 Ok(Owned::Welcome { version, .. }) => {
                     assert_eq!(version, PROTOCOL_VERSION);
                     return;
@@ -567,15 +593,16 @@ impl Raw {
     }
 
     /// HELLO of protocol version 1 (a client that predates acknowledged delivery), then waits
-    /// for its WELCOME, which must answer version 1.
+    /// for its WELCOME, which must answer version 1; bounded like [`Self::handshake`].
     pub fn handshake_v1(&mut self, id: &str) {
         self.write_frame(Frame::Hello {
             version: 1,
             client_id: id.as_bytes(),
             token: b"",
         });
+        let deadline = Instant::now() + WAIT;
         loop {
-            match self.next_frame() {
+            match self.next_frame_by(deadline) {
                 Ok(Owned::Welcome { version, .. }) => {
                     assert_eq!(version, 1);
                     return;

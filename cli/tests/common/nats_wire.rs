@@ -7,6 +7,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// Bound on [`Nats::until_closed`]: far more than any close the tests expect takes (they come
+/// within milliseconds, or a few heartbeats), so only a relay that never closes reaches it.
+pub const UNTIL_CLOSED_BOUND: Duration = Duration::from_secs(20);
+
 /// A NATS client speaking the protocol by hand: lines and MSG payloads, every read bounded
 /// by [`WAIT`].
 pub struct Nats {
@@ -39,6 +43,9 @@ impl Nats {
     pub fn open(addr: SocketAddr) -> (Nats, serde_json::Value) {
         let stream = TcpStream::connect(addr).expect("connect to the NATS port");
         stream.set_read_timeout(Some(WAIT)).unwrap();
+        // Bounded like the reads (the clone shares the socket's timeouts), so that a relay
+        // that stops reading fails the test at a blocked write instead of hanging it.
+        stream.set_write_timeout(Some(WAIT)).unwrap();
         let writer = stream.try_clone().unwrap();
         let mut nats = Nats {
             reader: BufReader::new(stream),
@@ -144,11 +151,27 @@ impl Nats {
         }
     }
 
-    /// Reads until the relay closes the connection; returns what came before.
+    /// Reads until the relay closes the connection; returns what came before. Panics if the
+    /// connection is still open after [`UNTIL_CLOSED_BOUND`].
     pub fn until_closed(&mut self) -> Vec<Line> {
+        self.until_closed_by(Instant::now() + UNTIL_CLOSED_BOUND)
+    }
+
+    /// [`Self::until_closed`], giving up at `deadline`: a relay that keeps the connection
+    /// open (answering each read within [`WAIT`], with heartbeat PINGs for example) fails the
+    /// test instead of hanging it. The deadline is checked between lines, so the wait ends at
+    /// most [`WAIT`] after it.
+    pub fn until_closed_by(&mut self, deadline: Instant) -> Vec<Line> {
         let mut lines = Vec::new();
         while let Some(line) = self.try_next() {
             lines.push(line);
+            assert!(
+                Instant::now() < deadline,
+                "the relay did not close the connection by the deadline; it sent {} lines, \
+                 the last {:?}",
+                lines.len(),
+                lines.last()
+            );
         }
         lines
     }

@@ -640,6 +640,10 @@ mod tests {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
+    /// Longest single wait for a completion in the loops below, which check their give-up
+    /// deadline between waits.
+    const WAIT_SLICE_MS: u64 = 100;
+
     /// Tests that drop rings and read the global leak counter run one at a time.
     static RING_DROPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -730,7 +734,9 @@ mod tests {
         let mut received = Vec::new();
         let give_up = Instant::now() + Duration::from_secs(5);
         while received.len() < 5 && Instant::now() < give_up {
-            u.submit_and_wait(1, None).unwrap();
+            // A bounded wait, so that the give-up deadline is checked even when no
+            // completion comes: a lost completion fails the test instead of hanging it.
+            u.submit_and_wait(1, Some(WAIT_SLICE_MS)).unwrap();
             u.reap(&mut got);
             for c in got.drain(..) {
                 match c {
@@ -764,7 +770,9 @@ mod tests {
         let mut sizes = Vec::new();
         let give_up = Instant::now() + Duration::from_secs(5);
         while sizes.iter().sum::<usize>() < want && Instant::now() < give_up {
-            u.submit_and_wait(1, None).unwrap();
+            // A bounded wait, so that the give-up deadline is checked even when no
+            // completion comes: a lost completion fails the test instead of hanging it.
+            u.submit_and_wait(1, Some(WAIT_SLICE_MS)).unwrap();
             u.reap(&mut got);
             for c in got.drain(..) {
                 if let Completion::Recv { data: Some(d), .. } = c {

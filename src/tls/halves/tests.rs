@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let pki = Pki::new();
@@ -28,6 +29,32 @@ fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
         server,
         client_config(&anchors, None).expect("client config"),
     )
+}
+
+/// Bound on every blocking read and write of these tests' sockets: far past what a few
+/// megabytes over loopback take, so that a peer that stops reading or writing fails the test
+/// instead of hanging it.
+const SOCKET_WAIT: Duration = Duration::from_secs(10);
+
+/// Bounds the reads and writes of a TCP socket by [`SOCKET_WAIT`].
+fn bounded_tcp(sock: TcpStream) -> TcpStream {
+    sock.set_read_timeout(Some(SOCKET_WAIT))
+        .expect("read timeout");
+    sock.set_write_timeout(Some(SOCKET_WAIT))
+        .expect("write timeout");
+    sock
+}
+
+/// Bounds the reads and writes of both ends of a socket pair by [`SOCKET_WAIT`].
+fn bounded_pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    for end in [&a, &b] {
+        end.set_read_timeout(Some(SOCKET_WAIT))
+            .expect("read timeout");
+        end.set_write_timeout(Some(SOCKET_WAIT))
+            .expect("write timeout");
+    }
+    (a, b)
 }
 
 fn localhost() -> ServerName<'static> {
@@ -63,7 +90,8 @@ fn split_halves_read_and_write_on_two_threads_over_tcp() {
     // its writer sends each piece back whole.
     let echo = std::thread::spawn(move || {
         let (sock, _) = listener.accept().expect("accept");
-        let stream = TlsStream::accept(sock, server).expect("server handshake");
+        // The split halves share the socket, and so its timeouts.
+        let stream = TlsStream::accept(bounded_tcp(sock), server).expect("server handshake");
         let (mut reader, mut writer) = stream.split().expect("split");
         let mut buf = vec![0; 1000];
         loop {
@@ -75,7 +103,7 @@ fn split_halves_read_and_write_on_two_threads_over_tcp() {
         }
         writer.close().expect("close_notify");
     });
-    let sock = TcpStream::connect(addr).expect("connect");
+    let sock = bounded_tcp(TcpStream::connect(addr).expect("connect"));
     let stream = TlsStream::connect(sock, client, localhost()).expect("client handshake");
     let (mut reader, mut writer) = stream.split().expect("split");
     let sender = std::thread::spawn(move || {
@@ -144,7 +172,7 @@ impl Write for Chopped {
 /// of `buf_len` bytes from a socket that returns `pieces`.
 fn round_trip(data: &[u8], pieces: &[usize], buf_len: usize) -> Vec<u8> {
     let (server, client) = configs();
-    let (a, b) = UnixStream::pair().expect("socketpair");
+    let (a, b) = bounded_pair();
     let sent = data.to_vec();
     let writer = std::thread::spawn(move || {
         let mut stream = TlsStream::accept(b, server).expect("server handshake");
