@@ -183,7 +183,12 @@ pub struct Config {
     /// 10 M with 64 MiB, and drops about 3% (OVERLOADED) with 16 MiB.
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub handoff_bytes_max: usize,
-    /// How long a closing connection may take to flush its final CLOSE frame. 1 s.
+    /// How long a closed connection's socket is kept, from the close: its final CLOSE frame
+    /// flushing, then the socket lingering (write side shut, the peer's bytes read and
+    /// discarded) until the peer has acknowledged every byte or shut its own side, whichever
+    /// comes first. 1 s: many round trips on any network, and short enough that a client
+    /// which neither reads nor closes holds its slot briefly; past it the socket is closed
+    /// (reset if the peer's bytes are unread).
     pub close_linger_ms: u64,
     /// Address of the Prometheus metrics endpoint (`/metrics`, `/healthz`, `/config`,
     /// `/connections`, `/subscriptions`, `/cluster`), served over HTTP by a thread of its own.

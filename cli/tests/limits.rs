@@ -1,8 +1,9 @@
 //! The limits of one client, over real sockets (PROTOCOL.md sections 2.1 and 2.2): floods of
 //! SUBSCRIBE and WATCH are refused at their limits (ERROR, then CLOSE) while a good client on
 //! the same worker keeps its round trips going (the 50 ms figure is measured by the benchmark
-//! `attack_round_trip`); a payload is relayed only when its DELIVER
-//! fits the frame size WELCOME announced.
+//! `attack_round_trip`); a flooder that writes on after its close and reads late still gets
+//! the ERROR and CLOSE that say why (the relay lingers instead of resetting the connection);
+//! a payload is relayed only when its DELIVER fits the frame size WELCOME announced.
 
 mod common;
 
@@ -123,4 +124,47 @@ fn largest_payload_arrives_within_the_welcome_frame_size_and_a_longer_one_is_ref
         other => panic!("expected DELIVER, got {other:?}"),
     }
     assert_process_within_budget(&config());
+}
+
+/// Flood rounds (600 KB each) the late reader writes. The relay decides its close a quarter
+/// into the first; more than the sockets' buffers hold (a relay that stopped reading at the
+/// close reset the connection after 6 to 9 rounds).
+const LATE_READER_FLOOD_ROUNDS: usize = 32;
+
+#[test]
+fn a_flooder_that_writes_on_after_its_close_and_reads_late_still_gets_its_error_and_close() {
+    // A linger far longer than the flood takes to write: the socket closes because the peer
+    // has everything, not because its time is up.
+    let relay = start(Config {
+        close_linger_ms: 20_000,
+        ..one_worker()
+    });
+    let frames = watch_flood_frames();
+    // A small receive buffer: most of the relay's answers wait in the relay's socket, not in
+    // this one, while the flooder writes.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect_timeout(&relay.local_addr().into(), WAIT)
+        .unwrap();
+    let mut raw = Raw::from_stream(sock.into());
+    raw.handshake("flooder");
+    let mut writer = raw.stream.try_clone().unwrap();
+    let rounds_written = std::thread::spawn(move || {
+        (0..LATE_READER_FLOOD_ROUNDS)
+            .take_while(|_| std::io::Write::write_all(&mut writer, &frames).is_ok())
+            .count()
+    })
+    .join()
+    .unwrap();
+    // The relay read (and discarded) what came after the close instead of resetting the
+    // connection with its answers unsent.
+    assert_eq!(rounds_written, LATE_READER_FLOOD_ROUNDS);
+    // Every WATCH accepted was answered, and the reason for the close arrived.
+    let answers = expect_refused_then_closed(&mut raw, "watches_per_connection_max");
+    assert_eq!(answers, one_worker().watches_per_connection_max);
+    // The relay frees the connection once the flooder has everything, long before the
+    // linger's 20 s (the flooder's socket stays open).
+    wait_until("the lingering connection is freed", || {
+        relay.stats().connections_open == 0
+    });
 }

@@ -16,8 +16,15 @@ use std::os::fd::RawFd;
 pub enum ConnState {
     Free,
     Open,
-    /// A close was decided: a final CLOSE frame is flushing until `close_deadline_ms`.
+    /// A close was decided: a final CLOSE frame is flushing until `close_deadline_ms`. What
+    /// the peer still sends is read and discarded (see `Lingering`).
     Closing,
+    /// The final frames are all with the kernel and the write side is shut (its FIN follows
+    /// them). The socket stays open, reading and discarding, until the peer has acknowledged
+    /// every byte, the peer's own FIN arrives, or `close_deadline_ms` passes. Closing at once
+    /// would, with the peer's bytes unread, make the kernel answer with a reset that discards
+    /// whatever the peer has not yet received, the CLOSE frame that says why among it.
+    Lingering,
     /// shutdown(2) was called; waiting for in-flight operations before close(2).
     ShutDown,
 }
@@ -55,6 +62,8 @@ pub struct Conn {
     /// the send buffers kept (see [`Conn::shrink_send_buffers`]).
     pub sent_peak_bytes: usize,
     pub recv_armed: bool,
+    /// The peer's FIN arrived while closing: nothing more to read and discard.
+    pub peer_eof: bool,
     /// Queued in the worker's dirty list (has `out` bytes to send).
     pub dirty: bool,
     /// A close was requested for this batch; no more frames are queued for it.
@@ -289,6 +298,7 @@ impl Slab {
             c.relay = relay;
             c.decoder.set_max_frame_bytes(max_frame_bytes);
             c.close_requested = false;
+            c.peer_eof = false;
             debug_assert!(!c.reads_paused && !c.backlog.congested() && c.errors.is_none());
             return Some(slot);
         }
@@ -311,6 +321,7 @@ impl Slab {
             send_in_flight: false,
             sent_peak_bytes: 0,
             recv_armed: false,
+            peer_eof: false,
             dirty: false,
             close_requested: false,
             close_text: None,

@@ -42,6 +42,8 @@ mod ingress;
 mod io;
 #[path = "worker_lifecycle.rs"]
 mod lifecycle;
+#[path = "worker_linger.rs"]
+mod linger;
 #[path = "worker_links.rs"]
 mod links;
 #[path = "worker_listing.rs"]
@@ -129,6 +131,11 @@ pub struct Worker {
     stalled: Vec<flow::Stalled>,
     /// This worker's connections whose congestion-board word is set.
     congested: Vec<(u32, u32)>,
+    /// Closed connections whose socket lingers (slot, generation), see `worker_linger.rs`;
+    /// bounded by the connections.
+    lingering: Vec<(u32, u32)>,
+    /// When lingering sockets are next asked whether their peer has everything.
+    linger_poll_at_ms: u64,
 }
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
@@ -198,6 +205,8 @@ impl Worker {
             link_flow: FlowLimits::for_links(cfg.link_pending_bytes_max, cfg.stall_ms_max),
             stalled: Vec::new(),
             congested: Vec::new(),
+            lingering: Vec::new(),
+            linger_poll_at_ms: 0,
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -244,7 +253,11 @@ impl Worker {
             } else {
                 1
             };
-            let result = self.uring.submit_and_wait(want, self.flow_wait_ms());
+            let wait_ms = match (self.flow_wait_ms(), self.linger_wait_ms()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let result = self.uring.submit_and_wait(want, wait_ms);
             mailbox.sleeping.store(false, Ordering::SeqCst);
             match result {
                 Ok(_) => {}
@@ -278,6 +291,9 @@ impl Worker {
             self.drain_inbound();
             if !self.stalled.is_empty() || !self.congested.is_empty() {
                 self.flow_round();
+            }
+            if !self.lingering.is_empty() {
+                self.linger_round();
             }
             self.drain_commands();
             if let Some(request) = shared.listings[mailbox_index].take() {
@@ -407,7 +423,7 @@ impl Worker {
                         self.slab.repend(slot, accounted);
                     }
                 }
-                ConnState::Closing if self.now_ms >= c.close_deadline_ms => {
+                ConnState::Closing | ConnState::Lingering if self.now_ms >= c.close_deadline_ms => {
                     self.shutdown_conn(slot)
                 }
                 _ => {}
@@ -464,7 +480,10 @@ impl Worker {
         self.drop_backlogged(backlogged, "the relay stopped before the data link was up");
         for slot in 0..self.slab.conns.len() as u32 {
             let c = &mut self.slab.conns[slot as usize];
-            if matches!(c.state, ConnState::Open | ConnState::Closing) {
+            if matches!(
+                c.state,
+                ConnState::Open | ConnState::Closing | ConnState::Lingering
+            ) {
                 c.state = ConnState::ShutDown;
                 // SAFETY: `fd` is an open socket owned by this slot; shutdown has no memory
                 // effects.

@@ -133,9 +133,12 @@ impl Worker {
                 &self.shared.stats[self.index as usize].bytes_in,
                 result as u64,
             );
+            let c = &self.slab.conns[slot as usize];
             match &mut data {
+                // A closed connection's bytes are read only to be discarded (a lingering
+                // close, see `worker_linger.rs`).
+                Some(_) if c.state != ConnState::Open => {}
                 Some(data) => {
-                    let c = &self.slab.conns[slot as usize];
                     if c.tls.is_some() {
                         self.on_tls_bytes(slot, generation, data);
                     } else if c.link.is_some() {
@@ -181,13 +184,13 @@ impl Worker {
             c.segments_bytes = 0;
             c.in_flight_extra = 0;
             self.slab.repend(slot, before);
-            self.request_close(
-                slot,
-                generation,
-                CloseReason::NORMAL,
-                "send failed: peer gone",
-                true,
-            );
+            if self.slab.conns[slot as usize].state == ConnState::Open {
+                let text = "send failed: peer gone";
+                self.request_close(slot, generation, CloseReason::NORMAL, text, true);
+            } else {
+                // Its final frames cannot reach the peer: nothing to linger for.
+                self.shutdown_conn(slot);
+            }
         } else {
             bump(
                 &self.shared.stats[self.index as usize].bytes_out,
@@ -219,7 +222,7 @@ impl Worker {
                     self.dirty.push(slot);
                 }
             } else if c.state == ConnState::Closing {
-                self.shutdown_conn(slot);
+                self.begin_linger(slot);
             }
         }
         self.maybe_release(slot);
@@ -256,16 +259,37 @@ impl Worker {
         self.after_recv(slot);
     }
 
+    /// The peer's FIN or a socket error: an open connection is closed without a final frame;
+    /// a closing one reads no more, and one lingering is closed now.
     pub(super) fn peer_gone(&mut self, slot: u32, generation: u32) {
-        let text = "peer closed the connection";
-        self.request_close(slot, generation, CloseReason::NORMAL, text, true);
+        let Some(c) = self.slab.get_live(slot, generation) else {
+            return;
+        };
+        match c.state {
+            ConnState::Open => {
+                let text = "peer closed the connection";
+                self.request_close(slot, generation, CloseReason::NORMAL, text, true);
+            }
+            ConnState::Closing => c.peer_eof = true,
+            ConnState::Lingering => {
+                c.peer_eof = true;
+                self.shutdown_conn(slot);
+            }
+            ConnState::ShutDown | ConnState::Free => {}
+        }
     }
 
     /// Re-arms the receive of an open connection whose recv ended (unless its reads are
-    /// paused, see `worker_flow.rs`); frees a shut-down slot.
+    /// paused, see `worker_flow.rs`) and of a closed one until the peer's FIN (its bytes are
+    /// discarded); frees a shut-down slot.
     pub(super) fn after_recv(&mut self, slot: u32) {
         let c = &self.slab.conns[slot as usize];
-        if !c.recv_armed && c.state == ConnState::Open && !c.close_requested && !c.reads_paused {
+        let wanted = match c.state {
+            ConnState::Open => !c.close_requested && !c.reads_paused,
+            ConnState::Closing | ConnState::Lingering => !c.peer_eof,
+            ConnState::ShutDown | ConnState::Free => false,
+        };
+        if wanted && !c.recv_armed {
             self.arm_recv(slot);
         }
         self.maybe_release(slot);
@@ -278,6 +302,11 @@ impl Worker {
             c.dirty = false;
             if !c.send_in_flight && matches!(c.state, ConnState::Open | ConnState::Closing) {
                 self.submit_send(slot);
+                let c = &self.slab.conns[slot as usize];
+                // A close with no final frame (a NATS client may get none) lingers at once.
+                if c.state == ConnState::Closing && !c.send_in_flight {
+                    self.begin_linger(slot);
+                }
             }
         }
         dirty.clear();

@@ -160,7 +160,10 @@ impl Worker {
         }
         // A closing connection takes no more frames: what it held of one is freed now, not
         // after the linger (counted once the relay state is back, below).
-        self.slab.conns[pc.slot as usize].decoder.clear();
+        let conn = &mut self.slab.conns[pc.slot as usize];
+        conn.decoder.clear();
+        conn.large = None;
+        conn.large_frame_bytes = 0;
         tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(relay.client_id()), reason = %pc.reason, "closing connection");
         if let Some(role) = link {
             self.forget_link(pc.slot, role);
@@ -214,6 +217,9 @@ impl Worker {
             conn.dirty = true;
             self.dirty.push(pc.slot);
         }
+        // What the peer still sends is read and discarded until the socket is closed (paused
+        // reads included): see `worker_linger.rs`.
+        self.after_recv(pc.slot);
     }
 
     pub(super) fn shutdown_conn(&mut self, slot: u32) {

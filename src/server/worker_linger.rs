@@ -1,0 +1,89 @@
+//! The end of a close (a lingering close): once a closing connection's final frames are all
+//! with the kernel, its write side is shut and the socket stays open, reading and discarding
+//! what the peer still sends, until the peer has what was sent. A child module of `worker`.
+//!
+//! Why: closing a socket whose receive queue holds unread bytes makes the kernel send a reset
+//! at once, and a reset discards everything of ours the peer has not yet received. A client
+//! refused at a limit while it is still writing (a flood) and reading slowly lost its ERROR
+//! and CLOSE that way, with the reason for the close.
+//!
+//! The socket is closed at the first of: the peer acknowledged every byte and the FIN (the
+//! kernel's send queue is empty: it is all in the peer's receive queue, which a reset does not
+//! discard on Linux); the peer's own FIN or an error; `close_linger_ms` after the close was
+//! decided. Acknowledgements raise no event, so lingering sockets are polled every
+//! [`LINGER_POLL_MS`], one `ioctl` each, while there are any.
+
+use super::super::conn::ConnState;
+use super::Worker;
+
+/// How often lingering sockets are asked whether the peer has acknowledged everything (at
+/// most; a round that comes sooner for other work does not ask again). 5 ms: a closed client
+/// holds its slot little longer than the round trip that acknowledges its last bytes, and a
+/// thousand sockets closing at once cost a thousand `ioctl`s per 5 ms, for at most
+/// `close_linger_ms`.
+pub(super) const LINGER_POLL_MS: u64 = 5;
+
+impl Worker {
+    /// The connection's final frames are all with the kernel: shuts its write side (the FIN
+    /// follows them) and closes it once the peer has them.
+    pub(super) fn begin_linger(&mut self, slot: u32) {
+        let c = &mut self.slab.conns[slot as usize];
+        debug_assert_eq!(c.state, ConnState::Closing);
+        c.state = ConnState::Lingering;
+        // SAFETY: `fd` is an open socket owned by this slot; shutdown has no memory effects.
+        unsafe {
+            libc::shutdown(c.fd, libc::SHUT_WR);
+        }
+        if c.peer_eof || unacknowledged_bytes(c.fd) == Some(0) {
+            return self.shutdown_conn(slot);
+        }
+        self.lingering.push((slot, c.generation));
+    }
+
+    /// Closes the lingering sockets whose peer has everything, whose peer closed, or whose
+    /// time is up; at most once per [`LINGER_POLL_MS`].
+    pub(super) fn linger_round(&mut self) {
+        if self.now_ms < self.linger_poll_at_ms {
+            return;
+        }
+        let now_ms = self.now_ms;
+        self.linger_poll_at_ms = now_ms + LINGER_POLL_MS;
+        let mut i = 0;
+        while i < self.lingering.len() {
+            let (slot, generation) = self.lingering[i];
+            let done = match self.slab.get_live(slot, generation) {
+                Some(c) if c.state == ConnState::Lingering => {
+                    c.peer_eof
+                        || now_ms >= c.close_deadline_ms
+                        || unacknowledged_bytes(c.fd) == Some(0)
+                }
+                // Already shut down (the peer's FIN, the tick, stopping).
+                _ => {
+                    self.lingering.swap_remove(i);
+                    continue;
+                }
+            };
+            if done {
+                self.lingering.swap_remove(i);
+                self.shutdown_conn(slot);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// How long the loop may wait for events while sockets linger.
+    pub(super) fn linger_wait_ms(&self) -> Option<u64> {
+        (!self.lingering.is_empty()).then_some(LINGER_POLL_MS)
+    }
+}
+
+/// Bytes sent on socket `fd` that its peer has not acknowledged, FIN included (`SIOCOUTQ`);
+/// `None` if the kernel cannot say.
+fn unacknowledged_bytes(fd: std::os::fd::RawFd) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int through the pointer, which points to a live c_int;
+    // `fd` is an open socket owned by the caller's slot.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then_some(queued.max(0) as usize)
+}
