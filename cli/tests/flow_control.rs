@@ -268,8 +268,23 @@ fn a_sender_flooding_an_unknown_id_gets_coalesced_errors_with_their_count_and_st
 /// subscriber, about 1 MB for the burst instead of 20), so all 20,000 deliveries arrive.
 #[test]
 fn a_burst_of_publishes_to_200_subscribers_across_workers_loses_nothing() {
+    fan_out_burst(2048, 100);
+}
+
+/// The same with payloads in the zero-copy band (64 KiB, the default threshold): each goes to
+/// the other worker by reference, once per batch however many of its subscribers are there
+/// (counted per subscriber, one publish to the hundred or so on the other worker would hold
+/// 6.4 MB of the 4 MiB bound, and most deliveries were refused).
+#[test]
+fn a_burst_of_large_publishes_to_200_subscribers_across_workers_loses_nothing() {
+    let large = Config::default().zero_copy_threshold_bytes;
+    fan_out_burst(large, 10);
+}
+
+/// `publishes` publishes of `payload_bytes` to 200 subscribers over two workers whose queue
+/// between them is bounded at 4 MiB: every delivery arrives, none is dropped at the queue.
+fn fan_out_burst(payload_bytes: usize, publishes: u64) {
     const SUBSCRIBERS: usize = 200;
-    const PUBLISHES: u64 = 100;
     let relay = start(Config {
         handoff_bytes_max: 4 << 20,
         ..relay_config()
@@ -286,20 +301,21 @@ fn a_burst_of_publishes_to_200_subscribers_across_workers_loses_nothing() {
         assert!(sync(c).is_empty());
     }
     let mut publisher = connect(addr, "burster");
-    let mut payload = vec![0x77; 2048];
-    for i in 0..PUBLISHES {
+    let mut payload = vec![0x77; payload_bytes];
+    for i in 0..publishes {
         numbered_payload(&mut payload, i);
         publisher.publish(b"burst", &payload).expect("publish");
     }
     publisher.flush().expect("flush");
     for c in subscribers.iter_mut() {
-        for i in 0..PUBLISHES {
+        for i in 0..publishes {
             let (sender, topic, got) = next_message(c);
             assert_eq!(
                 (sender.as_slice(), topic.as_deref()),
                 (&b"burster"[..], Some(&b"burst"[..]))
             );
             assert_eq!(got[..8], i.to_le_bytes(), "message {i}");
+            assert_eq!(got.len(), payload_bytes, "message {i}");
         }
     }
     assert!(sync(&mut publisher).is_empty());

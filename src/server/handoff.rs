@@ -168,10 +168,18 @@ impl Batch {
         self.payload_bytes = 0;
     }
 
-    /// The records, and the payloads `TAG_SHARED` records name by index (the consumer takes
-    /// each out once with `std::mem::take`).
-    pub fn parts(&mut self) -> (&[u8], &mut [Bytes]) {
-        (&self.bytes, &mut self.payloads)
+    /// The records, and the payloads `TAG_SHARED` records name by index (several records may
+    /// name one; the consumer clones it for each, then drops the batch's references with
+    /// [`Self::release_payloads`]).
+    pub fn parts(&self) -> (&[u8], &[Bytes]) {
+        (&self.bytes, &self.payloads)
+    }
+
+    /// Drops the batch's references to its payloads once its records are applied (so a
+    /// payload's buffer is free for reuse as soon as its last DELIVER is sent), keeping the
+    /// count its producer takes back.
+    pub fn release_payloads(&mut self) {
+        self.payloads.clear();
     }
 }
 
@@ -453,7 +461,10 @@ impl Outbox {
     }
 
     /// Appends a `TAG_SHARED` (or `TAG_GROUP_SHARED`) record: `payload` rides in the batch,
-    /// the body carries its index and then `header_len` bytes written by `write_header`.
+    /// the body carries its index and then `header_len` bytes written by `write_header`. The
+    /// records of one fan-out share one payload: a record whose payload is the one the open
+    /// batch took last names that one again, so a payload is carried and counted once per
+    /// batch, not once per subscriber.
     pub fn append_shared(
         &mut self,
         handoff_bytes_max: usize,
@@ -463,17 +474,25 @@ impl Outbox {
         header_len: usize,
         write_header: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
-        // Counted against the bound with its payload: the bytes are held until delivered.
+        let again =
+            self.open.payloads.last().is_some_and(|last| {
+                last.as_ptr() == payload.as_ptr() && last.len() == payload.len()
+            });
+        // Counted against the bound with its payload (once): the bytes are held until
+        // delivered.
+        let payload_bytes = if again { 0 } else { payload.len() };
         let body_len = SHARED_INDEX_LEN + header_len;
-        if self.held_bytes() + payload.len() + RECORD_HEADER_LEN + body_len > handoff_bytes_max
+        if self.held_bytes() + payload_bytes + RECORD_HEADER_LEN + body_len > handoff_bytes_max
             || !self.ensure_open(false)
         {
             return false;
         }
         // The payload goes into the open batch first, so sealing it (in `append`) counts both.
-        let index = self.open.payloads.len() as u32;
-        self.open.payload_bytes += payload.len();
-        self.open.payloads.push(payload);
+        if !again {
+            self.open.payload_bytes += payload.len();
+            self.open.payloads.push(payload);
+        }
+        let index = self.open.payloads.len() as u32 - 1;
         let appended = self.append(usize::MAX, tag, slot, generation, body_len, |out| {
             out.extend_from_slice(&index.to_le_bytes());
             write_header(out);
@@ -685,8 +704,9 @@ mod tests {
             out.append_shared(1000, TAG_SHARED, (3, 4), payload.clone(), 2, |b| b
                 .extend_from_slice(b"hd"))
         );
+        let another = Bytes::from(vec![9u8; 100]);
         assert!(
-            !out.append_shared(200, TAG_SHARED, (3, 4), payload.clone(), 2, |b| b
+            !out.append_shared(200, TAG_SHARED, (3, 4), another, 2, |b| b
                 .extend_from_slice(b"hd")),
             "the held payload counts against the bound"
         );
@@ -701,8 +721,53 @@ mod tests {
         );
         let index = u32::from_le_bytes(record.body[..4].try_into().unwrap());
         assert_eq!(&record.body[4..], b"hd");
-        assert_eq!(std::mem::take(&mut payloads[index as usize]), payload);
-        assert!(payloads[index as usize].is_empty(), "taken once");
+        assert_eq!(payloads[index as usize], payload);
+        let before = batch.len();
+        batch.release_payloads();
+        assert!(
+            batch.parts().1.is_empty(),
+            "the batch's references are dropped"
+        );
+        assert_eq!(
+            batch.len(),
+            before,
+            "its producer still takes back what it counted"
+        );
+    }
+
+    #[test]
+    fn the_records_of_one_fan_out_carry_and_count_their_payload_once_per_batch() {
+        let queue = ArrayQueue::new(4);
+        let returns = ArrayQueue::new(4);
+        let mut out = Outbox::new(1 << 20);
+        let payload = Bytes::from(vec![9u8; 1000]);
+        let other = Bytes::from(vec![8u8; 1000]);
+        let record_bytes = RECORD_HEADER_LEN + SHARED_INDEX_LEN + 2;
+        // Room for one payload and 50 records: 50 subscribers of one publish fit, where
+        // counting the payload per subscriber would refuse the second.
+        let bound = 1000 + 50 * record_bytes;
+        for slot in 0..50 {
+            assert!(
+                out.append_shared(bound, TAG_SHARED, (slot, 1), payload.clone(), 2, |b| b
+                    .extend_from_slice(b"hd")),
+                "subscriber {slot}"
+            );
+        }
+        assert!(
+            !out.append_shared(bound, TAG_SHARED, (50, 1), other.clone(), 2, |b| b
+                .extend_from_slice(b"hd")),
+            "another payload counts again"
+        );
+        assert!(out.flush(&queue, &returns));
+        let batch = queue.pop().unwrap();
+        assert_eq!(batch.len(), bound);
+        let (bytes, payloads) = batch.parts();
+        assert_eq!(payloads.len(), 1);
+        for record in records(bytes) {
+            let index = u32::from_le_bytes(record.body[..4].try_into().unwrap());
+            assert_eq!(payloads[index as usize], payload);
+        }
+        assert_eq!(records(bytes).count(), 50);
     }
 
     #[test]
@@ -719,7 +784,7 @@ mod tests {
         );
         assert!(out.open.is_empty(), "the record sealed the batch");
         assert!(out.flush(&queue, &returns));
-        let mut batch = queue.pop().unwrap();
+        let batch = queue.pop().unwrap();
         assert_eq!(&batch.parts().1[0][..], b"xyz");
         assert!(out.open.is_empty() && out.backlog.is_empty(), "all pushed");
         assert_eq!(out.backlog_bytes, 0);

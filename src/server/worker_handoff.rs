@@ -55,10 +55,7 @@ impl Worker {
                             } else {
                                 (&b""[..], rest)
                             };
-                            let payload = payloads
-                                .get_mut(index as usize)
-                                .map(std::mem::take)
-                                .unwrap_or_default();
+                            let payload = payloads.get(index as usize).cloned().unwrap_or_default();
                             self.append_shared_record(
                                 record.slot,
                                 record.generation,
@@ -81,6 +78,7 @@ impl Worker {
                         other => debug_assert!(false, "unknown handoff tag {other}"),
                     }
                 }
+                batch.release_payloads();
                 // Back to its producer as read (it counts the bytes it held, then clears it).
                 if let Err(batch) = shared.mailboxes[src].returns[me].push(batch) {
                     self.unreturned.push((src, batch));
