@@ -186,9 +186,10 @@ pub struct Config {
     /// How long a closed connection's socket is kept, from the close: its final CLOSE frame
     /// flushing, then the socket lingering (write side shut, the peer's bytes read and
     /// discarded) until the peer has acknowledged every byte or shut its own side, whichever
-    /// comes first. 1 s: many round trips on any network, and short enough that a client
-    /// which neither reads nor closes holds its slot briefly; past it the socket is closed
-    /// (reset if the peer's bytes are unread).
+    /// comes first (the connection keeps its slot, and counts as open, until then). 1 s: many
+    /// round trips on any network, and short enough that a client which neither reads nor
+    /// closes holds its slot briefly; past it the socket is closed (reset if the peer's bytes
+    /// are unread).
     pub close_linger_ms: u64,
     /// Address of the Prometheus metrics endpoint (`/metrics`, `/healthz`, `/config`,
     /// `/connections`, `/subscriptions`, `/cluster`), served over HTTP by a thread of its own.

@@ -405,6 +405,13 @@ impl Slab {
         c.errors = None;
         self.free.push(slot);
         self.open_count -= 1;
+        debug_assert!(
+            self.open_count > 0
+                || (self.client_pending_bytes == 0 && self.client_reassembly_bytes == 0),
+            "invariant: with no connection left the running sums are 0 (pending {}, reassembly {})",
+            self.client_pending_bytes,
+            self.client_reassembly_bytes
+        );
     }
 
     /// The connection at `slot` if it still has `generation` (else it was closed and reused).

@@ -48,7 +48,8 @@ pub const RECORD_HEADER_LEN: usize = 13;
 pub const TAG_FRAME: u8 = 0;
 pub const TAG_CLOSE: u8 = 1;
 /// Body: the index (u32 LE) of a shared payload in the batch's `payloads`, then the DELIVER
-/// header bytes. The consumer takes the payload out; every record is consumed exactly once.
+/// header bytes. Several records may name one payload (a fan-out's subscribers on the
+/// consumer): the consumer clones the reference for each.
 pub const TAG_SHARED: u8 = 2;
 /// Bytes before the DELIVER header in a `TAG_SHARED` body.
 pub const SHARED_INDEX_LEN: usize = 4;
@@ -154,6 +155,13 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    /// Its records fill its buffer's target size: it is sealed. Payloads ride beside the
+    /// buffer and do not count here, so the records of one fan-out of a large payload share
+    /// one batch, and the payload, as long as their own bytes fit.
+    fn is_full(&self) -> bool {
+        self.bytes.len() >= BATCH_BYTES_TARGET
     }
 
     /// Bytes this batch holds: its records and its payloads.
@@ -300,7 +308,7 @@ impl Outbox {
             body_len,
             write_body,
         );
-        if appended && self.open.len() >= BATCH_BYTES_TARGET {
+        if appended && self.open.is_full() {
             self.seal();
         }
         appended
@@ -417,7 +425,7 @@ impl Outbox {
                 self.run_at = Some((at, slot, generation));
             }
         }
-        if self.open.len() >= BATCH_BYTES_TARGET {
+        if self.open.is_full() {
             self.seal();
         }
         true
@@ -425,7 +433,7 @@ impl Outbox {
 
     /// Closes the fan-out record being written, if any.
     pub fn end_fanout(&mut self) {
-        if self.fanout_at.take().is_some() && self.open.len() >= BATCH_BYTES_TARGET {
+        if self.fanout_at.take().is_some() && self.open.is_full() {
             self.seal();
         }
     }
@@ -768,6 +776,33 @@ mod tests {
             assert_eq!(payloads[index as usize], payload);
         }
         assert_eq!(records(bytes).count(), 50);
+    }
+
+    #[test]
+    fn a_payload_the_size_of_a_batch_is_still_carried_once_by_its_fan_out() {
+        let queue = ArrayQueue::new(4);
+        let returns = ArrayQueue::new(4);
+        let mut out = Outbox::new(1 << 30);
+        let payload = Bytes::from(vec![9u8; BATCH_BYTES_TARGET]);
+        for slot in 0..3 {
+            assert!(out.append_shared(
+                usize::MAX,
+                TAG_SHARED,
+                (slot, 1),
+                payload.clone(),
+                2,
+                |b| b.extend_from_slice(b"hd")
+            ));
+        }
+        assert!(out.flush(&queue, &returns));
+        let batch = queue.pop().unwrap();
+        assert_eq!(
+            batch.parts().1.len(),
+            1,
+            "one payload for the three records"
+        );
+        assert_eq!(records(batch.parts().0).count(), 3);
+        assert!(queue.pop().is_none(), "one batch");
     }
 
     #[test]

@@ -154,7 +154,9 @@ impl Worker {
         let peer_gone =
             pc.peer_gone || (pc.reason == CloseReason::SLOW_CONSUMER && conn.tls.is_some());
         if pc.reason == CloseReason::SLOW_CONSUMER && conn.tls.is_none() {
-            let before = conn.pending_bytes();
+            // `repend` takes what the connection counted (its buffers' capacity too): given
+            // only its queued bytes, each such close left the capacity counted for good.
+            let before = conn.accounted_bytes();
             conn.out.clear();
             self.slab.repend(pc.slot, before);
         }
@@ -162,8 +164,10 @@ impl Worker {
         // after the linger (counted once the relay state is back, below).
         let conn = &mut self.slab.conns[pc.slot as usize];
         conn.decoder.clear();
-        conn.large = None;
-        conn.large_frame_bytes = 0;
+        // A direct receive in flight keeps its frame counted: the ring holds its buffer.
+        if conn.large.take().is_some() {
+            conn.large_frame_bytes = 0;
+        }
         tracing::debug!(worker = self.index, slot = pc.slot, id = %String::from_utf8_lossy(relay.client_id()), reason = %pc.reason, "closing connection");
         if let Some(role) = link {
             self.forget_link(pc.slot, role);

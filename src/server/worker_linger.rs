@@ -9,12 +9,18 @@
 //!
 //! The socket is closed at the first of: the peer acknowledged every byte and the FIN (the
 //! kernel's send queue is empty: it is all in the peer's receive queue, which a reset does not
-//! discard on Linux); the peer's own FIN or an error; `close_linger_ms` after the close was
-//! decided. Acknowledgements raise no event, so lingering sockets are polled every
-//! [`LINGER_POLL_MS`], one `ioctl` each, while there are any.
+//! discard on Linux; a peer still writing then gets a reset, having read everything); the
+//! peer's own FIN or an error; `close_linger_ms` after the close was decided. Acknowledgements
+//! raise no event, so lingering sockets are polled every [`LINGER_POLL_MS`], one `ioctl` each,
+//! while there are any. Until then the connection keeps its slot (it counts in
+//! `connections_open` and against `connections_per_worker_max`). Closes without a final frame
+//! (the peer gone, a slow TLS consumer, data links) and Unix sockets (which lose nothing at
+//! close) do not linger. What the peer sends meanwhile is read at its pace and discarded, from
+//! the moment the close is decided: no more than a connection that stays open may send.
 
 use super::super::conn::ConnState;
 use super::Worker;
+use std::os::fd::RawFd;
 
 /// How often lingering sockets are asked whether the peer has acknowledged everything (at
 /// most; a round that comes sooner for other work does not ask again). 5 ms: a closed client
@@ -34,7 +40,9 @@ impl Worker {
         unsafe {
             libc::shutdown(c.fd, libc::SHUT_WR);
         }
-        if c.peer_eof || unacknowledged_bytes(c.fd) == Some(0) {
+        // A Unix socket (a local client of an embedded node) loses nothing at close: its
+        // peer reads what was sent either way.
+        if c.peer_eof || is_unix_socket(c.fd) || unacknowledged_bytes(c.fd) == Some(0) {
             return self.shutdown_conn(slot);
         }
         self.lingering.push((slot, c.generation));
@@ -52,10 +60,9 @@ impl Worker {
         while i < self.lingering.len() {
             let (slot, generation) = self.lingering[i];
             let done = match self.slab.get_live(slot, generation) {
+                // (Its peer's FIN shuts it down at once, in `peer_gone`.)
                 Some(c) if c.state == ConnState::Lingering => {
-                    c.peer_eof
-                        || now_ms >= c.close_deadline_ms
-                        || unacknowledged_bytes(c.fd) == Some(0)
+                    now_ms >= c.close_deadline_ms || unacknowledged_bytes(c.fd) == Some(0)
                 }
                 // Already shut down (the peer's FIN, the tick, stopping).
                 _ => {
@@ -78,12 +85,31 @@ impl Worker {
     }
 }
 
-/// Bytes sent on socket `fd` that its peer has not acknowledged, FIN included (`SIOCOUTQ`);
-/// `None` if the kernel cannot say.
-fn unacknowledged_bytes(fd: std::os::fd::RawFd) -> Option<usize> {
+/// Bytes sent on TCP socket `fd` that its peer has not acknowledged, FIN included (SIOCOUTQ,
+/// which is TIOCOUTQ's number); `None` if the kernel cannot say.
+fn unacknowledged_bytes(fd: RawFd) -> Option<usize> {
     let mut queued: libc::c_int = 0;
     // SAFETY: SIOCOUTQ writes one c_int through the pointer, which points to a live c_int;
     // `fd` is an open socket owned by the caller's slot.
     let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
     (rc == 0).then_some(queued.max(0) as usize)
+}
+
+/// Whether socket `fd` is a Unix socket (SO_DOMAIN); false if the kernel cannot say.
+fn is_unix_socket(fd: RawFd) -> bool {
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_DOMAIN writes at most `len` bytes (one c_int) through the pointer, which
+    // points to a live c_int, and updates `len`, a live socklen_t; `fd` is an open socket
+    // owned by the caller's slot.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && domain == libc::AF_UNIX
 }
