@@ -101,6 +101,7 @@ fn a_receiver_paused_for_20_ms_at_a_time_gets_every_message_and_nobody_is_closed
         every: N / 6,
         count: 5,
         pause: Duration::from_millis(20),
+        last_pause: Duration::from_millis(20),
     };
     let reader = spawn_paced_reader(addr, "receiver", None, N, pauses, Duration::from_secs(120));
     let receiver_worker = worker_of(metrics, "receiver");
@@ -154,6 +155,7 @@ fn a_subscriber_that_stops_reading_is_closed_after_its_grace_while_the_others_ca
         every: u64::MAX,
         count: 0,
         pause: Duration::ZERO,
+        last_pause: Duration::ZERO,
     };
     let reader = spawn_paced_reader(addr, "reader", Some("feed"), N, no_pauses, WAIT * 4);
     let mut producer = connect(addr, "producer");

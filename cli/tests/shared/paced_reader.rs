@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 pub const SMALL_RECV_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The pauses of the reading thread: `count` of `pause` each, one after every `every`
-/// messages.
+/// messages, the last of them `last_pause` long instead.
 #[derive(Clone, Copy, Debug)]
 pub struct Pauses {
     pub every: u64,
     pub count: u64,
     pub pause: Duration,
+    pub last_pause: Duration,
 }
 
 /// Payload `index` of a numbered stream: the index in its first 8 bytes, `len` bytes long.
@@ -113,7 +114,11 @@ pub fn spawn_paced_reader(
                     if next % pauses.every == 0 && paused < pauses.count {
                         paused += 1;
                         // The workload: the reading thread stops reading for a while.
-                        std::thread::sleep(pauses.pause);
+                        std::thread::sleep(if paused == pauses.count {
+                            pauses.last_pause
+                        } else {
+                            pauses.pause
+                        });
                     }
                     None
                 }
