@@ -206,6 +206,10 @@ fn a_subscriber_that_stops_reading_is_closed_after_its_grace_while_the_others_ca
         stats.producer_stall_ms
     );
     assert!(sync(&mut producer).is_empty());
+    // Its CLOSE could not reach it (its socket is full): the linger ran out, counted.
+    wait_until_within("the stuck subscriber's linger ran out", SLOW_WAIT, || {
+        relay.stats().close_linger_timeouts == 1
+    });
 }
 
 /// The sender of issue 15's runs, whose receiver is gone: it floods an id that is registered

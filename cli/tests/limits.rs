@@ -167,4 +167,5 @@ fn a_flooder_that_writes_on_after_its_close_and_reads_late_still_gets_its_error_
     wait_until("the lingering connection is freed", || {
         relay.stats().connections_open == 0
     });
+    assert_eq!(relay.stats().close_linger_timeouts, 0);
 }

@@ -634,6 +634,14 @@ impl RelayCollector {
              slow_consumer_grace_ms, or at twice pending_bytes_max.",
             self.sum(|b| &b.slow_consumer_closes),
         )?;
+        counter(
+            e,
+            "close_linger_timeouts",
+            "Closed connections whose close_linger_ms ran out before the peer had every byte \
+             or closed its side: the socket was closed anyway (reset if the peer's bytes were \
+             unread), so the peer may not have seen its final CLOSE.",
+            self.sum(|b| &b.close_linger_timeouts),
+        )?;
         self.encode_flow(e)?;
         counter(
             e,

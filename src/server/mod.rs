@@ -71,6 +71,9 @@ pub struct StatsSnapshot {
     pub deliveries: u64,
     pub unknown_id: u64,
     pub slow_consumer_closes: u64,
+    /// Closes whose `close_linger_ms` ran out before the peer had every byte or closed its
+    /// side (its final frames unsent, or sent and not acknowledged).
+    pub close_linger_timeouts: u64,
     pub protocol_error_closes: u64,
     pub handoff_drops: u64,
     /// Messages dropped at `pending_bytes_per_worker_max`.

@@ -16,6 +16,9 @@ pub struct WorkerStats {
     pub deliveries: AtomicU64,
     pub unknown_id: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
+    /// Closes whose `close_linger_ms` ran out before the peer had everything (see
+    /// `worker_linger.rs`).
+    pub close_linger_timeouts: AtomicU64,
     pub protocol_error_closes: AtomicU64,
     pub handoff_drops: AtomicU64,
     /// Messages dropped because this worker's client queues together were at
@@ -146,6 +149,7 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.deliveries += get(&b.deliveries);
         s.unknown_id += get(&b.unknown_id);
         s.slow_consumer_closes += get(&b.slow_consumer_closes);
+        s.close_linger_timeouts += get(&b.close_linger_timeouts);
         s.protocol_error_closes += get(&b.protocol_error_closes);
         s.handoff_drops += get(&b.handoff_drops);
         s.worker_pending_drops += get(&b.worker_pending_drops);

@@ -424,7 +424,7 @@ impl Worker {
                     }
                 }
                 ConnState::Closing | ConnState::Lingering if self.now_ms >= c.close_deadline_ms => {
-                    self.shutdown_conn(slot)
+                    self.linger_ran_out(slot)
                 }
                 _ => {}
             }

@@ -19,6 +19,7 @@
 //! the moment the close is decided: no more than a connection that stays open may send.
 
 use super::super::conn::ConnState;
+use super::super::stats::bump;
 use super::Worker;
 use std::os::fd::RawFd;
 
@@ -59,24 +60,38 @@ impl Worker {
         let mut i = 0;
         while i < self.lingering.len() {
             let (slot, generation) = self.lingering[i];
-            let done = match self.slab.get_live(slot, generation) {
+            let (acknowledged, ran_out) = match self.slab.get_live(slot, generation) {
                 // (Its peer's FIN shuts it down at once, in `peer_gone`.)
-                Some(c) if c.state == ConnState::Lingering => {
-                    now_ms >= c.close_deadline_ms || unacknowledged_bytes(c.fd) == Some(0)
-                }
+                Some(c) if c.state == ConnState::Lingering => (
+                    unacknowledged_bytes(c.fd) == Some(0),
+                    now_ms >= c.close_deadline_ms,
+                ),
                 // Already shut down (the peer's FIN, the tick, stopping).
                 _ => {
                     self.lingering.swap_remove(i);
                     continue;
                 }
             };
-            if done {
+            if acknowledged {
                 self.lingering.swap_remove(i);
                 self.shutdown_conn(slot);
+            } else if ran_out {
+                self.lingering.swap_remove(i);
+                self.linger_ran_out(slot);
             } else {
                 i += 1;
             }
         }
+    }
+
+    /// A closing connection's `close_linger_ms` is over before its peer had everything (or
+    /// closed): it is shut down now, and counted.
+    pub(super) fn linger_ran_out(&mut self, slot: u32) {
+        bump(
+            &self.shared.stats[self.index as usize].close_linger_timeouts,
+            1,
+        );
+        self.shutdown_conn(slot);
     }
 
     /// How long the loop may wait for events while sockets linger.
