@@ -627,6 +627,11 @@ impl RelayCollector {
             .map(|m| m.clone())
             .unwrap_or_default();
         labelled_gauge_states(e, &peers)?;
+        self.encode_closes(e)
+    }
+
+    /// Closes that count as failures, and flow control.
+    fn encode_closes(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         counter(
             e,
             "slow_consumer_closes",
