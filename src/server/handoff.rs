@@ -702,20 +702,23 @@ mod tests {
         );
     }
 
+    /// Appends a `TAG_SHARED` record for `to` (slot, generation) with the 2-byte header `hd`.
+    fn append_hd(out: &mut Outbox, bound: usize, to: (u32, u32), payload: &Bytes) -> bool {
+        out.append_shared(bound, TAG_SHARED, to, payload.clone(), 2, |b| {
+            b.extend_from_slice(b"hd")
+        })
+    }
+
     #[test]
     fn shared_payloads_ride_beside_the_records_and_count_against_the_bound() {
         let queue = ArrayQueue::new(4);
         let returns = ArrayQueue::new(4);
         let mut out = Outbox::new(1 << 20);
         let payload = Bytes::from(vec![9u8; 100]);
-        assert!(
-            out.append_shared(1000, TAG_SHARED, (3, 4), payload.clone(), 2, |b| b
-                .extend_from_slice(b"hd"))
-        );
+        assert!(append_hd(&mut out, 1000, (3, 4), &payload));
         let another = Bytes::from(vec![9u8; 100]);
         assert!(
-            !out.append_shared(200, TAG_SHARED, (3, 4), another, 2, |b| b
-                .extend_from_slice(b"hd")),
+            !append_hd(&mut out, 200, (3, 4), &another),
             "the held payload counts against the bound"
         );
         assert!(out.flush(&queue, &returns));
@@ -756,14 +759,12 @@ mod tests {
         let bound = 1000 + 50 * record_bytes;
         for slot in 0..50 {
             assert!(
-                out.append_shared(bound, TAG_SHARED, (slot, 1), payload.clone(), 2, |b| b
-                    .extend_from_slice(b"hd")),
+                append_hd(&mut out, bound, (slot, 1), &payload),
                 "subscriber {slot}"
             );
         }
         assert!(
-            !out.append_shared(bound, TAG_SHARED, (50, 1), other.clone(), 2, |b| b
-                .extend_from_slice(b"hd")),
+            !append_hd(&mut out, bound, (50, 1), &other),
             "another payload counts again"
         );
         assert!(out.flush(&queue, &returns));
@@ -785,14 +786,7 @@ mod tests {
         let mut out = Outbox::new(1 << 30);
         let payload = Bytes::from(vec![9u8; BATCH_BYTES_TARGET]);
         for slot in 0..3 {
-            assert!(out.append_shared(
-                usize::MAX,
-                TAG_SHARED,
-                (slot, 1),
-                payload.clone(),
-                2,
-                |b| b.extend_from_slice(b"hd")
-            ));
+            assert!(append_hd(&mut out, usize::MAX, (slot, 1), &payload));
         }
         assert!(out.flush(&queue, &returns));
         let batch = queue.pop().unwrap();

@@ -10,7 +10,8 @@
 //! The socket is closed at the first of: the peer acknowledged every byte and the FIN (the
 //! kernel's send queue is empty: it is all in the peer's receive queue, which a reset does not
 //! discard on Linux; a peer still writing then gets a reset, having read everything); the
-//! peer's own FIN or an error; `close_linger_ms` after the close was decided. Acknowledgements
+//! peer's own FIN or an error; the first timer tick `close_linger_ms` after the close was
+//! decided (as for a close whose final frames are still unsent). Acknowledgements
 //! raise no event, so lingering sockets are polled every [`LINGER_POLL_MS`], one `ioctl` each,
 //! while there are any. Until then the connection keeps its slot (it counts in
 //! `connections_open` and against `connections_per_worker_max`). Closes without a final frame
@@ -49,23 +50,20 @@ impl Worker {
         self.lingering.push((slot, c.generation));
     }
 
-    /// Closes the lingering sockets whose peer has everything, whose peer closed, or whose
-    /// time is up; at most once per [`LINGER_POLL_MS`].
+    /// Closes the lingering sockets whose peer has everything; at most once per
+    /// [`LINGER_POLL_MS`].
     pub(super) fn linger_round(&mut self) {
         if self.now_ms < self.linger_poll_at_ms {
             return;
         }
-        let now_ms = self.now_ms;
-        self.linger_poll_at_ms = now_ms + LINGER_POLL_MS;
+        self.linger_poll_at_ms = self.now_ms + LINGER_POLL_MS;
         let mut i = 0;
         while i < self.lingering.len() {
             let (slot, generation) = self.lingering[i];
-            let (acknowledged, ran_out) = match self.slab.get_live(slot, generation) {
-                // (Its peer's FIN shuts it down at once, in `peer_gone`.)
-                Some(c) if c.state == ConnState::Lingering => (
-                    unacknowledged_bytes(c.fd) == Some(0),
-                    now_ms >= c.close_deadline_ms,
-                ),
+            // The peer's FIN shuts it down at once (`peer_gone`), the tick at its deadline, like
+            // any closing connection (`linger_ran_out`).
+            let acknowledged = match self.slab.get_live(slot, generation) {
+                Some(c) if c.state == ConnState::Lingering => unacknowledged_bytes(c.fd) == Some(0),
                 // Already shut down (the peer's FIN, the tick, stopping).
                 _ => {
                     self.lingering.swap_remove(i);
@@ -75,9 +73,6 @@ impl Worker {
             if acknowledged {
                 self.lingering.swap_remove(i);
                 self.shutdown_conn(slot);
-            } else if ran_out {
-                self.lingering.swap_remove(i);
-                self.linger_ran_out(slot);
             } else {
                 i += 1;
             }
