@@ -28,7 +28,9 @@
 //!    exceptions go in [`PANIC_ALLOWED`] with a reason.
 //!
 //! "`#[cfg(test)]` item" means the item after the attribute: a `mod tests { .. }`, a `fn`, a
-//! `use ..;`, and so on; files named `tests.rs` are test code as a whole.
+//! `use ..;`, and so on; files named `tests.rs`, and the files of a `tests/` module directory,
+//! are test code as a whole (a rule checks that such a directory's module is declared only
+//! under `#[cfg(test)]`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -140,7 +142,8 @@ struct SourceFile {
     path: String,
     text: String,
     masked: String,
-    /// Byte ranges of `#[cfg(test)]` items (the whole file for `tests.rs`).
+    /// Byte ranges of `#[cfg(test)]` items (the whole file for `tests.rs` and for the files
+    /// of a `tests/` module directory, which only a `#[cfg(test)] mod tests;` includes).
     test_ranges: Vec<(usize, usize)>,
     line_starts: Vec<usize>,
 }
@@ -149,7 +152,7 @@ impl SourceFile {
     fn new(disk: &str, text: String) -> SourceFile {
         let masked = mask(&text);
         let path = disk.to_string();
-        let test_ranges = if disk.ends_with("/tests.rs") {
+        let test_ranges = if disk.ends_with("/tests.rs") || disk.contains("/tests/") {
             vec![(0, text.len())]
         } else {
             cfg_test_ranges(&masked)
@@ -217,6 +220,41 @@ fn source_files() -> Vec<SourceFile> {
             SourceFile::new(p, text)
         })
         .collect()
+}
+
+/// Files of a `tests/` module directory count as test code as a whole: so the module that
+/// includes the directory must be declared under `#[cfg(test)]`, in the parent module's file
+/// (`x/mod.rs` or `x.rs` for `x/tests/`).
+#[test]
+fn test_module_directories_are_included_only_under_cfg_test() {
+    let files = source_files();
+    let mut violations = Vec::new();
+    let mut parents: Vec<&str> = files
+        .iter()
+        .filter_map(|f| f.disk.split_once("/tests/").map(|(parent, _)| parent))
+        .collect();
+    parents.dedup();
+    for parent in parents {
+        let declared = [format!("{parent}/mod.rs"), format!("{parent}.rs")]
+            .iter()
+            .filter_map(|p| files.iter().find(|f| &f.disk == p))
+            .any(|f| {
+                f.masked.match_indices("mod tests").any(|(at, _)| {
+                    f.test_ranges
+                        .iter()
+                        .any(|&(start, end)| start <= at && at < end)
+                })
+            });
+        if !declared {
+            violations.push(format!(
+                "{parent}/tests/: no `mod tests` under #[cfg(test)] in {parent}/mod.rs or {parent}.rs"
+            ));
+        }
+    }
+    report(
+        "a tests/ module directory is included only under #[cfg(test)]",
+        &violations,
+    );
 }
 
 fn line_starts(text: &str) -> Vec<usize> {

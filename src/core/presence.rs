@@ -3,6 +3,12 @@
 //! Control path only (WATCH/UNWATCH, registration, close), so a mutex is fine here; the lock
 //! is never taken per message. A watched id's list holds one entry per watching connection;
 //! its `contains` scan is bounded by the connections that watch that one id.
+//!
+//! Exactly one answer per change: a change of an id's location row is made while the table is
+//! [`PresenceTable::hold`]-ed, with that id's watchers read under the same hold, and WATCH adds
+//! its watcher and reads the row under it too. So a WATCH either comes first (it answers
+//! "offline" and the change notifies it) or after (it answers "online" and was not there to be
+//! notified); without the hold a registration racing a WATCH told the watcher "online" twice.
 
 use super::location::Location;
 use super::topics::{TableBounds, TableFull};
@@ -32,32 +38,16 @@ impl PresenceTable {
     }
 
     pub fn watch(&self, watched: &[u8], watcher: Location) {
-        let _ = self.watch_within(watched, watcher, TableBounds::NONE);
+        let _ = self
+            .hold()
+            .watch_within(watched, watcher, TableBounds::NONE);
     }
 
-    /// [`Self::watch`], unless `watched` is new and the table already holds
-    /// `bounds.keys_max` ids, or it is a new watch and the table holds `bounds.entries_max`
-    /// watches: then nothing changes and `Err(TableFull)` comes back.
-    pub fn watch_within(
-        &self,
-        watched: &[u8],
-        watcher: Location,
-        bounds: TableBounds,
-    ) -> Result<(), TableFull> {
-        let mut table = self.lock();
-        let table = &mut *table;
-        if !table.by_id.contains_key(watched) && table.by_id.len() >= bounds.keys_max {
-            return Err(TableFull::Keys);
-        }
-        if table.watches >= bounds.entries_max {
-            return Err(TableFull::Entries);
-        }
-        let list = table.by_id.entry(watched.into()).or_default();
-        if !list.contains(&watcher) {
-            list.push(watcher);
-            table.watches += 1;
-        }
-        Ok(())
+    /// The table, locked until the hold is dropped (see the module's note). Hold it only for
+    /// a row change or a row read and the watcher list that goes with it; send nothing under
+    /// it.
+    pub fn hold(&self) -> Held<'_> {
+        Held(self.lock())
     }
 
     pub fn unwatch(&self, watched: &[u8], watcher: Location) {
@@ -80,7 +70,41 @@ impl PresenceTable {
 
     /// Appends the watchers of `watched` to `out` (a reused buffer).
     pub fn watchers_of(&self, watched: &[u8], out: &mut Vec<Location>) {
-        if let Some(list) = self.lock().by_id.get(watched) {
+        self.hold().watchers_of(watched, out);
+    }
+}
+
+/// The presence table locked (from [`PresenceTable::hold`]).
+pub struct Held<'a>(std::sync::MutexGuard<'a, Watchers>);
+
+impl Held<'_> {
+    /// Adds `watcher` to `watched`'s list, unless `watched` is new and the table already holds
+    /// `bounds.keys_max` ids, or it is a new watch and the table holds `bounds.entries_max`
+    /// watches: then nothing changes and `Err(TableFull)` comes back.
+    pub fn watch_within(
+        &mut self,
+        watched: &[u8],
+        watcher: Location,
+        bounds: TableBounds,
+    ) -> Result<(), TableFull> {
+        let table = &mut *self.0;
+        if !table.by_id.contains_key(watched) && table.by_id.len() >= bounds.keys_max {
+            return Err(TableFull::Keys);
+        }
+        if table.watches >= bounds.entries_max {
+            return Err(TableFull::Entries);
+        }
+        let list = table.by_id.entry(watched.into()).or_default();
+        if !list.contains(&watcher) {
+            list.push(watcher);
+            table.watches += 1;
+        }
+        Ok(())
+    }
+
+    /// Appends the watchers of `watched` to `out` (a reused buffer).
+    pub fn watchers_of(&self, watched: &[u8], out: &mut Vec<Location>) {
+        if let Some(list) = self.0.by_id.get(watched) {
             out.extend_from_slice(list);
         }
     }

@@ -431,7 +431,15 @@ impl Tables {
         scratch: &mut Vec<Location>,
         sink: &mut impl Sink,
     ) -> Registered {
-        let outcome = self.locations.register(client_id, Row { location, epoch });
+        scratch.clear();
+        let outcome = {
+            let held = self.presence.hold();
+            let outcome = self.locations.register(client_id, Row { location, epoch });
+            if !matches!(outcome, Registered::Lost(_)) {
+                held.watchers_of(client_id, scratch);
+            }
+            outcome
+        };
         match outcome {
             Registered::Replaced(old) if old.location.node == self.node_id => {
                 sink.close(
@@ -450,7 +458,7 @@ impl Tables {
             }
             _ => {}
         }
-        self.notify_watchers(client_id, true, scratch, sink);
+        notify(scratch, client_id, true, sink);
         outcome
     }
 
@@ -463,8 +471,14 @@ impl Tables {
         scratch: &mut Vec<Location>,
         sink: &mut impl Sink,
     ) -> Option<Row> {
-        let removed = self.locations.remove_if_at(client_id, location)?;
-        self.notify_watchers(client_id, false, scratch, sink);
+        scratch.clear();
+        let removed = {
+            let held = self.presence.hold();
+            let removed = self.locations.remove_if_at(client_id, location)?;
+            held.watchers_of(client_id, scratch);
+            removed
+        };
+        notify(scratch, client_id, false, sink);
         Some(removed)
     }
 
@@ -481,9 +495,17 @@ impl Tables {
             row.location.node, self.node_id,
             "own rows are written locally"
         );
-        let outcome = self.locations.register(client_id, row);
+        scratch.clear();
+        let outcome = {
+            let held = self.presence.hold();
+            let outcome = self.locations.register(client_id, row);
+            if outcome == Registered::New {
+                held.watchers_of(client_id, scratch);
+            }
+            outcome
+        };
         match outcome {
-            Registered::New => self.notify_watchers(client_id, true, scratch, sink),
+            Registered::New => notify(scratch, client_id, true, sink),
             Registered::Replaced(old) if old.location.node == self.node_id => sink.close(
                 old.location,
                 CloseReason::REPLACED,
@@ -504,10 +526,15 @@ impl Tables {
         scratch: &mut Vec<Location>,
         sink: &mut impl Sink,
     ) -> bool {
-        if !self.locations.remove_exact(client_id, node, epoch) {
-            return false;
+        scratch.clear();
+        {
+            let held = self.presence.hold();
+            if !self.locations.remove_exact(client_id, node, epoch) {
+                return false;
+            }
+            held.watchers_of(client_id, scratch);
         }
-        self.notify_watchers(client_id, false, scratch, sink);
+        notify(scratch, client_id, false, sink);
         true
     }
 
@@ -520,25 +547,29 @@ impl Tables {
         scratch: &mut Vec<Location>,
         sink: &mut impl Sink,
     ) -> usize {
+        // One hold for the purge and every watcher list: a WATCH of a purged id sees the row
+        // or is told it went offline, never both.
+        let held = self.presence.hold();
         let removed = self.locations.purge_node(node, keep);
-        for id in &removed {
-            self.notify_watchers(id, false, scratch, sink);
+        let mut told: Vec<(usize, Location)> = Vec::new();
+        for (i, id) in removed.iter().enumerate() {
+            scratch.clear();
+            held.watchers_of(id, scratch);
+            told.extend(scratch.iter().map(|&w| (i, w)));
+        }
+        drop(held);
+        for (i, w) in told {
+            sink.presence(w, &removed[i], false);
         }
         removed.len()
     }
+}
 
-    fn notify_watchers(
-        &self,
-        client_id: &[u8],
-        online: bool,
-        scratch: &mut Vec<Location>,
-        sink: &mut impl Sink,
-    ) {
-        scratch.clear();
-        self.presence.watchers_of(client_id, scratch);
-        for &w in scratch.iter() {
-            sink.presence(w, client_id, online);
-        }
+/// Tells each watcher in `watchers` (read under the presence hold) that `client_id` is now
+/// online or offline; called after the hold is dropped.
+fn notify(watchers: &[Location], client_id: &[u8], online: bool, sink: &mut impl Sink) {
+    for &w in watchers {
+        sink.presence(w, client_id, online);
     }
 }
 

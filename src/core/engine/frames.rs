@@ -375,16 +375,16 @@ impl Engine<'_> {
         let refused = if conn.watches.len() >= limits.watches_per_connection_max {
             Limit::WatchesPerConnection
         } else {
-            match self
-                .tables
-                .presence
-                .watch_within(client_id, at, limits.presence_table())
-            {
+            // The row is read under the same hold as the watch is added (see `core::presence`):
+            // a registration racing this WATCH reaches the watcher once, here or by notice.
+            let mut held = self.tables.presence.hold();
+            match held.watch_within(client_id, at, limits.presence_table()) {
                 Err(TableFull::Keys) => Limit::WatchedIds,
                 Err(TableFull::Entries) => Limit::Watches,
                 Ok(()) => {
-                    conn.watches.insert(client_id.into());
                     let online = self.tables.locations.row(client_id).is_some();
+                    drop(held);
+                    conn.watches.insert(client_id.into());
                     out.presence(at, client_id, online);
                     return;
                 }

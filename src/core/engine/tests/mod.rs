@@ -390,6 +390,91 @@ fn hello_when_ready_sends_welcome_before_registering_and_announcing() {
     assert_eq!(h.conns[bob as usize].client_id(), b"bob");
 }
 
+/// A WATCH on one thread and the id's registration (a row from another node, applied by the
+/// control thread) on another, started together with an offset swept over the rounds: the
+/// watcher hears "online" exactly once, in WATCH's answer or as a notice, however they
+/// interleave. Before WATCH read the row under the presence table's hold, a registration
+/// that fell between its two steps was told twice.
+#[test]
+fn a_watch_racing_a_registration_hears_online_exactly_once() {
+    use crate::core::location::Row;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const ROUNDS: u64 = 20_000;
+    let mut h = Harness::new();
+    let watcher = h.client(b"w");
+    h.rec.take();
+    let Harness {
+        tables,
+        config,
+        conns,
+        scratch,
+        rec,
+        ..
+    } = &mut h;
+    let tables = &*tables;
+    let onlines = |outs: &[Out], id: &[u8]| {
+        outs.iter()
+            .filter(|o| **o == Out::Presence(watcher, id.to_vec(), true))
+            .count()
+    };
+    // The registrar spins (no sleep, no futex) so both sides start within a cache miss.
+    let go = AtomicU64::new(0);
+    let (notices_tx, notices) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (mut sink, mut scratch) = (Rec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                while go.load(Ordering::Acquire) <= round {
+                    std::hint::spin_loop();
+                }
+                if go.load(Ordering::Acquire) == u64::MAX {
+                    return; // the test thread failed and stopped
+                }
+                let row = Row {
+                    location: Location::remote(NODE + 1),
+                    epoch: round + 1,
+                };
+                tables.apply_remote_row(&round.to_be_bytes(), row, &mut scratch, &mut sink);
+                if notices_tx.send(sink.take()).is_err() {
+                    return;
+                }
+            }
+        });
+        // A failed round releases the registrar, so the scope ends and the failure shows.
+        struct Release<'a>(&'a AtomicU64);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(u64::MAX, Ordering::Release);
+            }
+        }
+        let _release = Release(&go);
+        for round in 0..ROUNDS {
+            let id = round.to_be_bytes();
+            go.store(round + 1, Ordering::Release);
+            for _ in 0..round % 64 {
+                std::hint::spin_loop();
+            }
+            let engine = Engine::new(tables, config);
+            let guards = tables.guards();
+            let conn = &mut conns[watcher as usize];
+            let watch = Frame::Watch { client_id: &id };
+            engine.on_frame(conn, loc(watcher), &guards, watch, scratch, rec);
+            let notices = notices
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the registrar applies every row");
+            let answers = rec.take();
+            assert_eq!(
+                onlines(&answers, &id) + onlines(&notices, &id),
+                1,
+                "round {round}: answered {answers:?}, notified {notices:?}"
+            );
+            let unwatch = Frame::Unwatch { client_id: &id };
+            engine.on_frame(conn, loc(watcher), &guards, unwatch, scratch, rec);
+            rec.take();
+        }
+    });
+}
+
 #[test]
 fn watch_of_an_online_id_is_answered_online_and_a_repeat_with_nothing() {
     let mut h = Harness::new();
