@@ -150,6 +150,12 @@ fn metrics_count_a_round_trip_and_healthz_follows_the_lifecycle() {
         assert!(
             value(
                 &body,
+                &format!("ringrelay_recv_ring_empty_total{{worker=\"{w}\"}}")
+            ) >= 0.0
+        );
+        assert!(
+            value(
+                &body,
                 &format!("ringrelay_loop_completions_sum{{worker=\"{w}\"}}")
             ) >= 0.0
         );

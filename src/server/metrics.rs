@@ -735,6 +735,19 @@ impl RelayCollector {
                 .map(String::as_str)
                 .zip(self.blocks().map(|b| load(&b.loop_iterations))),
         )?;
+        labelled_counter(
+            e,
+            "recv_ring_empty",
+            "Receives that found the receive buffer ring empty, by worker: each waits for the \
+             next loop iteration with its data in the socket. The ring holds few free buffers \
+             so a busy connection's intake per iteration stays small and cache-hot; many at \
+             once mean many connections had data in one iteration, and the ring grows.",
+            "worker",
+            workers
+                .iter()
+                .map(String::as_str)
+                .zip(self.blocks().map(|b| load(&b.recv_ring_empty))),
+        )?;
         let mut m = e.encode_descriptor(
             "loop_completions",
             "Completions reaped per loop iteration (batch size), by worker.",

@@ -53,6 +53,9 @@ pub struct WorkerStats {
     /// or only partly).
     pub link_loss_drops: AtomicU64,
     pub loop_iterations: AtomicU64,
+    /// Receives that found the receive buffer ring empty (ENOBUFS; re-armed, the data waits in
+    /// the socket): the ring is kept small on purpose, see `uring/recv_fill.rs`.
+    pub recv_ring_empty: AtomicU64,
     /// Frames decoded from clients, by kind (index: [`kind_index`]).
     pub frames_in_by_kind: [AtomicU64; KINDS],
     /// Frames queued to local connections, by kind (DELIVER, control frames, CLOSE).

@@ -156,9 +156,12 @@ impl Worker {
                 }
                 None => debug_assert!(false, "multishot recv completed without a buffer"),
             }
-        } else if result == 0 || (result != -libc::ENOBUFS && result != -libc::ECANCELED) {
-            // EOF or a socket error: the peer is gone. (ENOBUFS: ring empty, re-armed below;
-            // ECANCELED: stopped by `start_large`, re-armed below as a plain recv.)
+        } else if result == -libc::ENOBUFS {
+            // The receive ring was empty: re-armed below, the data waits in the socket.
+            bump(&self.shared.stats[self.index as usize].recv_ring_empty, 1);
+        } else if result != -libc::ECANCELED {
+            // EOF (0) or a socket error: the peer is gone. (ECANCELED: stopped by
+            // `start_large`, re-armed below as a plain recv.)
             self.peer_gone(slot, generation);
         }
         self.after_recv(slot);

@@ -18,6 +18,7 @@
 //!   (counted in [`leaked_rings`]) instead of freeing memory the kernel may still write.
 
 mod ops;
+mod recv_fill;
 mod recv_pool;
 mod setup;
 
@@ -419,6 +420,7 @@ impl Uring {
         want: usize,
         timeout_ms: Option<u64>,
     ) -> std::io::Result<usize> {
+        self.refill_recv_rings();
         let Some(ms) = timeout_ms.filter(|_| want > 0) else {
             return self.ring.submit_and_wait(want);
         };
@@ -434,7 +436,17 @@ impl Uring {
 
     /// Submits queued entries without waiting.
     pub fn submit(&mut self) -> std::io::Result<usize> {
+        self.refill_recv_rings();
         self.ring.submit()
+    }
+
+    /// Gives the receive rings the free buffers they need before receives run (with
+    /// DEFER_TASKRUN the kernel fills them only inside the next submission).
+    fn refill_recv_rings(&mut self) {
+        self.pools.plain.refill();
+        if let Some(tls) = &self.pools.tls {
+            tls.refill();
+        }
     }
 
     /// Moves every available completion into `out`, with the memory of finished operations
@@ -553,6 +565,9 @@ impl Done<'_> {
                     _ => &self.pools.plain,
                 };
                 debug_assert!(op == OP_RECV || self.pools.tls.is_some());
+                if result == -libc::ENOBUFS {
+                    pool.note_starved();
+                }
                 let data = cqueue::buffer_select(flags)
                     .map(|bid| pool.guard(bid, usize::try_from(result).unwrap_or(0)));
                 if !more {
@@ -804,6 +819,74 @@ mod tests {
         a.write_all(&bytes).unwrap();
         let fallback = receive_sizes(&mut u, b.as_raw_fd(), true, bytes.len());
         assert!(fallback.iter().all(|&n| n <= 4096), "{fallback:?}");
+        assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
+    }
+
+    #[test]
+    fn receives_that_find_the_ring_empty_grow_it_and_lose_nothing_once_re_armed() {
+        use recv_fill::FILL_MIN;
+        const SOCKETS: usize = 64;
+        const BYTES_EACH: usize = 3 * 4096;
+        let mut u = Uring::new((256, 4096), None).unwrap();
+        assert_eq!(
+            u.pools.plain.in_ring(),
+            FILL_MIN,
+            "a new ring holds the minimum"
+        );
+        let pairs: Vec<_> = (0..SOCKETS).map(|_| UnixStream::pair().unwrap()).collect();
+        for (i, (writer, reader)) in pairs.iter().enumerate() {
+            (&*writer).write_all(&vec![i as u8; BYTES_EACH]).unwrap();
+            assert!(u.recv_multishot(i as u32, 1, reader.as_raw_fd(), false));
+        }
+        let mut received = vec![Vec::new(); SOCKETS];
+        let (mut starved, mut rounds, mut peak_in_ring) = (0, 0, 0);
+        let mut got = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while received.iter().any(|r| r.len() < BYTES_EACH) && Instant::now() < give_up {
+            u.submit_and_wait(1, Some(WAIT_SLICE_MS)).unwrap();
+            peak_in_ring = peak_in_ring.max(u.pools.plain.in_ring());
+            rounds += 1;
+            u.reap(&mut got);
+            for c in got.drain(..) {
+                let Completion::Recv {
+                    slot,
+                    result,
+                    more,
+                    data,
+                    ..
+                } = c
+                else {
+                    panic!("unexpected completion");
+                };
+                if let Some(data) = data {
+                    received[slot as usize].extend_from_slice(&data);
+                }
+                if !more {
+                    // As the worker does: a receive that found the ring empty is re-armed.
+                    assert_eq!(result, -libc::ENOBUFS, "only an empty ring ends a receive");
+                    starved += 1;
+                    assert!(u.recv_multishot(slot, 1, pairs[slot as usize].1.as_raw_fd(), false));
+                }
+            }
+        }
+        for (i, r) in received.iter().enumerate() {
+            assert!(
+                r.len() == BYTES_EACH && r.iter().all(|&b| b == i as u8),
+                "socket {i}"
+            );
+        }
+        assert!(
+            starved >= SOCKETS / 2,
+            "most found the first ring empty: {starved}"
+        );
+        assert!(
+            peak_in_ring > 4 * FILL_MIN,
+            "the ring grew: at most {peak_in_ring}"
+        );
+        assert!(
+            rounds <= 6,
+            "a round or two of re-arms, not one per buffer: {rounds}"
+        );
         assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
     }
 

@@ -7,9 +7,16 @@
 //! So a buffer is never read after the kernel may write it again, and the memory cannot be
 //! freed while a guard or the ring ([`super::Uring`], which leaks its reference when the kernel
 //! has not finished) still refers to it.
+//!
+//! Hot buffers first: a dropped guard's buffer goes onto a stack of free buffers, and
+//! [`RecvPool::refill`] (before each submission) moves the most recently freed of them into
+//! the ring, only as many as [`FillPolicy`] asks for (see `recv_fill.rs` for why). Every buffer
+//! is in exactly one place: the ring, a guard, or the stack; so the ring never holds more
+//! entries than it has slots, and the kernel never reads an entry being written.
 
+use super::recv_fill::FillPolicy;
 use io_uring::types::BufRingEntry;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -28,6 +35,14 @@ pub struct RecvPool {
     /// Our copy of the tail; published to the kernel with a release store.
     tail: Cell<u16>,
     group_id: u16,
+    /// Free buffers not in the ring, the most recently freed last (capacity `entries`, so a
+    /// push never allocates).
+    free: RefCell<Vec<u16>>,
+    /// Buffers in the ring: pushed and not yet taken by a completion.
+    in_ring: Cell<u32>,
+    /// Receives that found the ring empty since the last refill.
+    starved: Cell<u32>,
+    fill: RefCell<FillPolicy>,
 }
 
 // The pool is used on its worker's thread only (`Rc`, `Cell`): it is neither Send nor Sync.
@@ -64,12 +79,40 @@ impl RecvPool {
             entries: entries as u16,
             tail: Cell::new(0),
             group_id,
+            free: RefCell::new(Vec::with_capacity(entries)),
+            in_ring: Cell::new(0),
+            starved: Cell::new(0),
+            fill: RefCell::new(FillPolicy::new(entries as u32)),
         };
-        for bid in 0..entries as u16 {
-            pool.push_entry(bid);
-        }
-        pool.publish_tail();
+        pool.free.borrow_mut().extend((0..entries as u16).rev());
+        pool.refill();
         Ok(Rc::new(pool))
+    }
+
+    /// Tops the ring up from the free stack (hottest first) to the fill target, and publishes
+    /// the tail once. Called before each submission.
+    pub(super) fn refill(&self) {
+        let target = self.fill.borrow_mut().next_target(self.starved.replace(0));
+        let mut free = self.free.borrow_mut();
+        let before = self.in_ring.get();
+        while self.in_ring.get() < target {
+            let Some(bid) = free.pop() else { break };
+            self.push_entry(bid);
+        }
+        if self.in_ring.get() != before {
+            self.publish_tail();
+        }
+    }
+
+    /// A multishot receive ended because the ring was empty (ENOBUFS).
+    pub(super) fn note_starved(&self) {
+        self.starved.set(self.starved.get().saturating_add(1));
+    }
+
+    /// Buffers in the ring now (for tests).
+    #[cfg(test)]
+    pub(super) fn in_ring(&self) -> u32 {
+        self.in_ring.get()
     }
 
     /// Registers the ring with `submitter`'s io_uring instance.
@@ -94,6 +137,8 @@ impl RecvPool {
         entry.set_len(self.buffer_bytes as u32);
         entry.set_bid(bid);
         self.tail.set(tail.wrapping_add(1));
+        self.in_ring.set(self.in_ring.get() + 1);
+        debug_assert!(self.in_ring.get() <= u32::from(self.entries));
     }
 
     fn publish_tail(&self) {
@@ -107,6 +152,8 @@ impl RecvPool {
     /// Called only by the completion decoder, once per buffer-carrying completion.
     pub(super) fn guard(self: &Rc<Self>, bid: u16, len: usize) -> RecvGuard {
         debug_assert!(bid < self.entries && len <= self.buffer_bytes);
+        debug_assert!(self.in_ring.get() > 0, "a buffer taken from an empty ring");
+        self.in_ring.set(self.in_ring.get().saturating_sub(1));
         RecvGuard {
             pool: Rc::clone(self),
             bid,
@@ -194,8 +241,8 @@ impl std::ops::DerefMut for RecvGuard {
 }
 
 impl Drop for RecvGuard {
+    /// The buffer goes onto the free stack; the next refill gives it back to the kernel.
     fn drop(&mut self) {
-        self.pool.push_entry(self.bid);
-        self.pool.publish_tail();
+        self.pool.free.borrow_mut().push(self.bid);
     }
 }
