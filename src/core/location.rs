@@ -164,22 +164,26 @@ impl LocationTable {
 
     /// Removes every row of `node` for which `keep(id, epoch)` is false; returns the removed
     /// ids (for presence offline events).
-    pub fn purge_node(
-        &self,
-        node: u16,
-        mut keep: impl FnMut(&[u8], u64) -> bool,
-    ) -> Vec<Box<[u8]>> {
-        let guard = self.rows.guard();
-        let doomed: Vec<(Box<[u8]>, u64)> = self
-            .rows
-            .iter(&guard)
-            .filter(|(id, r)| r.location.node == node && !keep(id, r.epoch))
-            .map(|(id, r)| (id.clone(), r.epoch))
-            .collect();
-        doomed
+    pub fn purge_node(&self, node: u16, keep: impl FnMut(&[u8], u64) -> bool) -> Vec<Box<[u8]>> {
+        self.node_rows_not_kept(node, keep)
             .into_iter()
             .filter(|(id, epoch)| self.remove_exact(id, node, *epoch))
             .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The `(id, epoch)` of every row of `node` that `keep` rejects, read lock-free (a row
+    /// may change after it is listed: remove them with [`Self::remove_exact`]).
+    pub fn node_rows_not_kept(
+        &self,
+        node: u16,
+        mut keep: impl FnMut(&[u8], u64) -> bool,
+    ) -> Vec<(Box<[u8]>, u64)> {
+        let guard = self.rows.guard();
+        self.rows
+            .iter(&guard)
+            .filter(|(id, r)| r.location.node == node && !keep(id, r.epoch))
+            .map(|(id, r)| (id.clone(), r.epoch))
             .collect()
     }
 

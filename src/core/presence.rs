@@ -4,11 +4,14 @@
 //! is never taken per message. A watched id's list holds one entry per watching connection;
 //! its `contains` scan is bounded by the connections that watch that one id.
 //!
-//! Exactly one answer per change: a change of an id's location row is made while the table is
-//! [`PresenceTable::hold`]-ed, with that id's watchers read under the same hold, and WATCH adds
-//! its watcher and reads the row under it too. So a WATCH either comes first (it answers
-//! "offline" and the change notifies it) or after (it answers "online" and was not there to be
-//! notified); without the hold a registration racing a WATCH told the watcher "online" twice.
+//! A WATCH and a change racing it reach the watcher once: a change of an id's location row is
+//! made while the table is [`PresenceTable::hold`]-ed, with that id's watchers read under the
+//! same hold, and WATCH adds its watcher and reads the row under it too. So a WATCH either
+//! comes first (it answers "offline" and the change notifies it) or after (it answers "online"
+//! and was not there to be notified); without the hold a registration racing a WATCH told the
+//! watcher "online" twice.
+//! (A local registration that replaces a local holder of the id still tells watchers "online"
+//! again: the id stays online, on a new connection.)
 
 use super::location::Location;
 use super::topics::{TableBounds, TableFull};

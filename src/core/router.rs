@@ -547,21 +547,14 @@ impl Tables {
         scratch: &mut Vec<Location>,
         sink: &mut impl Sink,
     ) -> usize {
-        // One hold for the purge and every watcher list: a WATCH of a purged id sees the row
-        // or is told it went offline, never both.
-        let held = self.presence.hold();
-        let removed = self.locations.purge_node(node, keep);
-        let mut told: Vec<(usize, Location)> = Vec::new();
-        for (i, id) in removed.iter().enumerate() {
-            scratch.clear();
-            held.watchers_of(id, scratch);
-            told.extend(scratch.iter().map(|&w| (i, w)));
-        }
-        drop(held);
-        for (i, w) in told {
-            sink.presence(w, &removed[i], false);
-        }
-        removed.len()
+        // Listed lock-free, then removed one by one, each under its own short presence hold
+        // (the "told once" rule is per id): one hold for a scan of the whole table would
+        // stall every worker's HELLO, close and WATCH for as long as the scan takes.
+        let doomed = self.locations.node_rows_not_kept(node, keep);
+        doomed
+            .iter()
+            .filter(|(id, epoch)| self.remove_remote_row(id, node, *epoch, scratch, sink))
+            .count()
     }
 }
 

@@ -472,7 +472,7 @@ impl Worker {
     /// what the kernel may still write), then closes the sockets.
     fn finish(&mut self) {
         // Completions the last round left are handled like any other (an accepted socket is
-        // closed at once while stopping; receive buffers go back to the ring).
+        // closed at once while stopping; receive buffers are freed).
         while let Some(completion) = self.completions.pop_front() {
             self.on_completion(completion);
         }

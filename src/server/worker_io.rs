@@ -111,8 +111,8 @@ impl Worker {
         self.slab.repend(slot, before);
     }
 
-    /// A multishot receive completion; `data` goes back to the kernel when it is dropped at the
-    /// end of this function, after the last use of its bytes.
+    /// A multishot receive completion; `data`'s buffer is freed (for the next refill of the
+    /// ring) when it is dropped at the end of this function, after the last use of its bytes.
     pub(super) fn on_recv(
         &mut self,
         slot: u32,

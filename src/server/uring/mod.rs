@@ -224,7 +224,9 @@ impl Uring {
                 self.in_flight += 1;
                 return;
             }
-            // Submission queue full: hand what we have to the kernel and retry.
+            // Submission queue full: hand what we have to the kernel and retry (receives among
+            // them take buffers at once, so the rings are topped up first).
+            self.refill_recv_rings();
             if let Err(e) = self.ring.submit() {
                 tracing::warn!("io_uring submit failed while the queue was full: {e}");
             }

@@ -6,14 +6,15 @@
 //! fills no longer fit the core's caches, and the kernel, taking entries first in first out,
 //! cycles the whole 16 MiB pool so each receive lands in the coldest buffer. Measured on 1 KiB
 //! one-to-one messages (`benches/ab_cpu.sh`, 2 vCPUs Intel Xeon): 755 ns of relay CPU per
-//! message with 1,024 buffers in the ring, 565 ns with 16 (a fixed ring of 16). A receive that finds the ring empty
-//! ends with ENOBUFS and is re-armed for the next round, its data waiting in the socket: for
-//! one busy connection that bounds its intake per round, which is what we want; for many
-//! connections with data at once it would cost a re-arm each, so the ring grows for them.
-//! Too small a ring costs small messages that re-arm: with 16 buffers 16 B messages took
-//! +9.6% relay CPU (more loop iterations, half of them with a re-arm), with 24 they took
-//! -6.1% and 1 KiB messages -22.6% (paired medians, `PAIRS=6` and `PAIRS=4`), with 32 -3.4%
-//! and -15.6%, with 48 -3.5% and -12.4%.
+//! message with 1,024 buffers in the ring, 565 ns with a fixed ring of 16. A receive that
+//! finds the ring empty ends with ENOBUFS and is re-armed for the next round, its data waiting
+//! in the socket: for one busy connection that bounds its intake per round, which is what we
+//! want; for many connections with data at once it would cost a re-arm each, so the ring
+//! grows for them. Too small a ring costs small messages that re-arm: with 16 buffers 16 B
+//! messages took +9.6% relay CPU (twice the loop iterations, half of them with a re-arm).
+//! Paired medians against a ring of every buffer, 16 B and 1 KiB: 24 buffers -6.1% and
+//! -22.6% (a second set: +1.9% and -19.1%, so 16 B within this VM's noise), 32 buffers -3.4%
+//! and -15.6%, 48 buffers -3.5% and -12.4%.
 //!
 //! So the pool keeps most free buffers aside, the most recently freed (hottest) on top, and
 //! tops the ring up before each submission to a fill target:
@@ -22,13 +23,18 @@
 //!   grows by twice their number (at least doubling), up to every buffer, and is held for
 //!   [`STARVED_HOLD_REFILLS`] refills: so a burst of many connections costs a round or two of
 //!   re-arms, not one per refill;
-//! - otherwise it decays by an eighth per refill, down to [`FILL_MIN`]. Busy rounds are
-//!   thousands a second, so a burst's target is gone within milliseconds.
+//! - otherwise it decays by an eighth per refill, down to [`FILL_MIN`]: from 1,024 to 24 in
+//!   about 30 refills after the hold, tens of milliseconds on a busy worker (an idle worker
+//!   does not refill, and keeps its target until it is busy again).
+//!
+//! The same policy serves the TLS ring (whose buffers are 64 KiB, so its minimum holds
+//! 1.5 MiB) and any `recv_buffer_bytes`: the minimum is a count of buffers.
 //!
 //! Plain code (no ring, no memory): the pool feeds it counts and applies the target.
 
-/// The fill target never goes below this: 24 buffers of 16 KiB (384 KiB) stay hot in a core's
-/// L2 cache and give one busy connection 384 KiB per round (measured above).
+/// The fill target never goes below this: with the default 16 KiB buffers, 24 of them
+/// (384 KiB) stay hot in a core's L2 cache and give one busy connection 384 KiB per round
+/// while the target is at its minimum (measured above).
 pub const FILL_MIN: u32 = 24;
 
 /// Starved receives in one round from which the ring grows: one or two are a busy

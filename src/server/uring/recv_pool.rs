@@ -3,7 +3,8 @@
 //!
 //! Ownership: the descriptor ring (mmap'd, shared with the kernel) and the buffers live in one
 //! [`RecvPool`] behind an `Rc`. A completion that names buffer `bid` becomes a [`RecvGuard`],
-//! the only way to read those bytes; dropping the guard gives the buffer back to the kernel.
+//! the only way to read those bytes; dropping the guard frees the buffer (the next refill
+//! gives it back to the kernel).
 //! So a buffer is never read after the kernel may write it again, and the memory cannot be
 //! freed while a guard or the ring ([`super::Uring`], which leaks its reference when the kernel
 //! has not finished) still refers to it.
@@ -197,8 +198,9 @@ fn map_anonymous(bytes: usize, flags: libc::c_int) -> io::Result<*mut u8> {
     Ok(ptr.cast())
 }
 
-/// The bytes of one receive completion. Dropping the guard gives the buffer back to the kernel,
-/// so the bytes can only be read while the kernel cannot write them.
+/// The bytes of one receive completion. Dropping the guard frees the buffer, and only a freed
+/// buffer goes back to the kernel, so the bytes can only be read while the kernel cannot write
+/// them.
 pub struct RecvGuard {
     pool: Rc<RecvPool>,
     bid: u16,
@@ -209,9 +211,9 @@ impl std::ops::Deref for RecvGuard {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: the completion handed buffer `bid` to us with `len <= buffer_bytes` bytes
-        // written; the kernel does not write into it until `Drop` pushes it back to the ring,
-        // which cannot happen while this borrow of the guard lives. The pool (and so the
-        // memory) outlives the guard, which holds a reference to it.
+        // written; the kernel does not write into it until it is back in the ring, which only a
+        // refill after `Drop` does, and `Drop` cannot run while this borrow of the guard lives.
+        // The pool (and so the memory) outlives the guard, which holds a reference to it.
         unsafe {
             std::slice::from_raw_parts(
                 self.pool
@@ -226,9 +228,10 @@ impl std::ops::Deref for RecvGuard {
 /// Mutable access lets a TLS connection open its records where they were received.
 impl std::ops::DerefMut for RecvGuard {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for `deref`: the kernel does not write buffer `bid` until `Drop` gives it
-        // back, and no other guard names `bid` (the kernel hands a buffer out once until it is
-        // returned), so this exclusive borrow of the one guard is the only access to the bytes.
+        // SAFETY: as for `deref`: the kernel does not write buffer `bid` until a refill after
+        // `Drop` gives it back, and no other guard names `bid` (the kernel hands a buffer out
+        // once until it is returned), so this exclusive borrow of the one guard is the only
+        // access to the bytes.
         unsafe {
             std::slice::from_raw_parts_mut(
                 self.pool
