@@ -147,7 +147,10 @@ pub struct Config {
     pub heartbeat_misses_max: u32,
     /// Connections per worker; more are refused with reason "connection limit". 65,536.
     pub connections_per_worker_max: usize,
-    /// Receive buffers per worker (provided buffer ring entries, a power of two). 1024.
+    /// Receive buffers per worker (provided buffer ring entries, a power of two). 1024: enough
+    /// for a round in which a thousand connections have data at once. The ring is given only
+    /// as many free buffers as the demand needs, 24 at least (`server/uring/recv_fill.rs`), so
+    /// the ones in use stay cache-hot.
     pub recv_buffer_count: usize,
     /// Size of each receive buffer. 16 KiB: a recv of a busy connection fills a buffer with
     /// hundreds of small frames while 1024 of them cost only 16 MiB per worker.
