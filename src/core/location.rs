@@ -162,16 +162,6 @@ impl LocationTable {
             .collect()
     }
 
-    /// Removes every row of `node` for which `keep(id, epoch)` is false; returns the removed
-    /// ids (for presence offline events).
-    pub fn purge_node(&self, node: u16, keep: impl FnMut(&[u8], u64) -> bool) -> Vec<Box<[u8]>> {
-        self.node_rows_not_kept(node, keep)
-            .into_iter()
-            .filter(|(id, epoch)| self.remove_exact(id, node, *epoch))
-            .map(|(id, _)| id)
-            .collect()
-    }
-
     /// The `(id, epoch)` of every row of `node` that `keep` rejects, read lock-free (a row
     /// may change after it is listed: remove them with [`Self::remove_exact`]).
     pub fn node_rows_not_kept(
@@ -254,16 +244,17 @@ mod tests {
     }
 
     #[test]
-    fn remove_exact_and_purge_touch_only_the_named_rows() {
+    fn remove_exact_and_the_rows_not_kept_touch_only_the_named_rows() {
         let t = LocationTable::new();
         t.register(b"a", row(1, 0, 1));
         t.register(b"b", row(2, 0, 1));
         t.register(b"c", row(2, 0, 2));
         assert!(!t.remove_exact(b"a", 1, 9), "wrong epoch");
         assert!(!t.remove_exact(b"a", 2, 1), "wrong node");
-        let mut purged = t.purge_node(2, |id, _| id == b"c");
-        purged.sort();
-        assert_eq!(purged, vec![Box::from(&b"b"[..])]);
+        let doomed = t.node_rows_not_kept(2, |id, _| id == b"c");
+        assert_eq!(doomed, vec![(Box::from(&b"b"[..]), 1)]);
+        assert_eq!(t.len(), 3, "listing removes nothing");
+        assert!(t.remove_exact(b"b", 2, 1));
         assert_eq!(t.rows_of(2), vec![(Box::from(&b"c"[..]), 2)]);
         assert!(t.remove_exact(b"a", 1, 1));
         assert_eq!(t.len(), 1);
