@@ -230,6 +230,9 @@ pub enum StallOn {
     },
     /// The handoff queue to another worker.
     Handoff(u16),
+    /// This worker's backlog of forwards to a node whose data link is not up yet (see
+    /// `server::link_backlog`).
+    Backlog(u16),
 }
 
 /// A producer whose reads are paused.

@@ -634,9 +634,10 @@ impl Deliverer<'_> {
     }
 
     /// Appends an encoded data-link frame to this worker's link to `node`, or to the node's
-    /// backlog while it has no link (see `link_backlog.rs`). Past `link_pending_bytes_max`
-    /// the message is dropped and counted (a link is never closed for being slow: the control
-    /// lane decides whether the peer is alive).
+    /// backlog while it has no link or its link is closing (see `link_backlog.rs`). From a quarter of
+    /// `link_pending_bytes_max` the sender stalls; past it the message is dropped and counted
+    /// (a link is never closed for being slow: the control lane decides whether the peer is
+    /// alive).
     #[inline]
     fn append_link(&mut self, node: u16, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Forward {
         let Some(link) = self.links_out.iter().find(|l| l.node == node).copied() else {
@@ -647,8 +648,8 @@ impl Deliverer<'_> {
             .get_live(link.slot, link.generation)
             .filter(|c| c.accepts_frames())
         else {
-            bump(&self.stats.forward_drops, 1);
-            return Forward::Dropped;
+            // The link is closing: the forward waits for the next one, as before the first.
+            return self.append_backlog(node, len, write);
         };
         let admit = conn
             .backlog
@@ -695,6 +696,10 @@ impl Deliverer<'_> {
         {
             Ok(()) => {
                 bump(&self.stats.forwarded_out, 1);
+                if self.link_backlogs.bytes_of(node) >= self.link_flow.stall_at_bytes {
+                    let until_ms = self.now_ms + self.link_flow.stall_ms_max;
+                    self.want_stall(StallOn::Backlog(node), until_ms);
+                }
                 Forward::Queued
             }
             Err(Refused::Full) => {

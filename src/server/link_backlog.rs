@@ -8,6 +8,11 @@
 //! like a link (`link_pending_bytes_max`) and in time (`cluster_peer_dead_after_ms`: by then
 //! the link is up, or the node has been declared dead and its rows purged); what it holds when
 //! it expires, or when the node is declared dead, is dropped and counted.
+//!
+//! A backlog slows its producers as a link's queue does: from a quarter of
+//! `link_pending_bytes_max` the forward's sender stalls (its reads paused) until the link is
+//! up and takes the backlog, or `stall_ms_max` passes; a forward that would take it past the
+//! bound is dropped, counted, and its sender told (ERROR `OVERLOADED`).
 
 /// Forwards queued for one node.
 #[derive(Debug)]
@@ -106,6 +111,14 @@ impl Backlogs {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Bytes queued for `node` (0 without a backlog).
+    pub fn bytes_of(&self, node: u16) -> usize {
+        self.entries
+            .iter()
+            .find(|b| b.node == node)
+            .map_or(0, |b| b.bytes.len())
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +153,20 @@ mod tests {
         assert_eq!(push(&mut b, 2, 0, b"6789"), Err(Refused::Full));
         push(&mut b, 2, 0, b"678").unwrap();
         assert_eq!(b.take(2).unwrap().messages, 2);
+    }
+
+    #[test]
+    fn each_node_counts_its_own_bytes_until_its_backlog_is_taken() {
+        let mut b = Backlogs::new(NODES);
+        assert_eq!(b.bytes_of(2), 0);
+        push(&mut b, 2, 0, b"abc").unwrap();
+        push(&mut b, 3, 0, b"x").unwrap();
+        push(&mut b, 2, 0, b"de").unwrap();
+        assert_eq!((b.bytes_of(2), b.bytes_of(3)), (5, 1));
+        assert_eq!(push(&mut b, 2, 0, b"fghi"), Err(Refused::Full));
+        assert_eq!(b.bytes_of(2), 5, "a refused forward adds nothing");
+        b.take(2);
+        assert_eq!((b.bytes_of(2), b.bytes_of(3)), (0, 1));
     }
 
     #[test]

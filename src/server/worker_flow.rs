@@ -127,6 +127,10 @@ impl Worker {
                 let held = self.outboxes[worker as usize].held_bytes();
                 held >= self.shared.config.handoff_bytes_max / 4
             }
+            // A backlog does not drain: it is taken whole when the link is adopted.
+            StallOn::Backlog(node) => {
+                self.link_backlogs.bytes_of(node) >= self.link_flow.resume_below_bytes
+            }
         }
     }
 
