@@ -268,6 +268,67 @@ fn a_sender_flooding_an_unknown_id_gets_coalesced_errors_with_their_count_and_st
     assert_eq!(stats.unknown_id, N, "{stats:?}");
 }
 
+/// An acknowledged sender flooding an id registered nowhere, reading nothing. Its ERRORs name
+/// their messages, so none is coalesced; but no ERROR takes its queue past
+/// `pending_bytes_max`: past it they are dropped and counted (a library's retransmission timer
+/// sends those messages again). So the sender outlives `slow_consumer_grace_ms` and is never
+/// closed as a slow consumer; every SEND was answered or counted.
+#[test]
+fn an_acked_sender_flooding_an_unknown_id_is_never_closed_for_errors_it_did_not_read() {
+    // Enough ERRORs to fill the kernel's socket buffers on both sides, then the queue.
+    const N: u64 = 500_000;
+    let grace_ms = 100;
+    let relay = start(Config {
+        max_frame_bytes: 64 << 10,
+        pending_bytes_max: 256 << 10,
+        slow_consumer_grace_ms: grace_ms,
+        ..relay_config()
+    });
+    let mut sender = connect(relay.local_addr(), "acked-flooder");
+    assert!(sender.protocol_version() >= 2);
+    let payload = [1u8; 16];
+    for seq in 1..=N {
+        let id = ringrelay::protocol::MsgId { epoch: 7, seq };
+        sender.send_acked(b"nobody", id, &payload).expect("send");
+        if seq % 256 == 0 {
+            sender
+                .flush()
+                .expect("the sender is never blocked for long");
+        }
+    }
+    sender.flush().expect("flush");
+    wait_until(
+        "the relay has read every SEND, or closed the sender",
+        || {
+            let stats = relay.stats();
+            stats.unknown_id == N || stats.slow_consumer_closes > 0
+        },
+    );
+    let stats = relay.stats();
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+    assert!(stats.error_drops > 0, "the queue never filled: {stats:?}");
+    // The subject of the test: the queue stays full, unread, for longer than the grace and
+    // the tick that would enforce it.
+    std::thread::sleep(Duration::from_millis(grace_ms + 2 * 250));
+    let events = sender.round_trip(WAIT).expect("still open: a PING's PONG");
+    let mut answered = 0u64;
+    for event in &events {
+        match event {
+            Event::AckedError { code, subject, .. } => {
+                assert_eq!(
+                    (*code, subject.as_slice()),
+                    (ErrorCode::UNKNOWN_ID, &b"nobody"[..])
+                );
+                answered += 1;
+            }
+            other => panic!("the flooder got {other:?}"),
+        }
+    }
+    let stats = relay.stats();
+    assert_eq!(answered + stats.error_drops, N, "{stats:?}");
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+}
+
 /// Issue 15's fan-out burst: 100 publishes of 2 KiB to 200 subscribers spread over two
 /// workers, with the queue between the workers bounded at 4 MiB. The subscribers on the
 /// other worker share one copy of each payload in that queue (2 KiB plus 8 bytes per

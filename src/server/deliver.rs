@@ -130,6 +130,15 @@ impl Deliverer<'_> {
             return false;
         };
         debug_assert!(conn.link.is_none(), "links are written by append_link");
+        if kind == FrameKind::Error
+            && conn.pending_bytes() + len > self.client_flow.pending_bytes_max
+        {
+            // No ERROR takes a queue past `pending_bytes_max`, so a sender is never closed for
+            // errors it did not read, even those of acknowledged sends, which are not
+            // coalesced (a library's retransmission timer sends those messages again).
+            bump(&self.stats.error_drops, 1);
+            return false;
+        }
         let admit = conn
             .backlog
             .admit(self.client_flow, conn.pending_bytes(), len, self.now_ms);

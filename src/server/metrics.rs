@@ -687,7 +687,7 @@ impl RelayCollector {
         counter(
             e,
             "error_drops",
-            "ERRORs dropped: the connection's error ledger was full, or its queue at its ceiling.",
+            "ERRORs dropped: the connection's error ledger was full, or its queue at pending_bytes_max.",
             self.sum(|b| &b.error_drops),
         )
     }

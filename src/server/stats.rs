@@ -76,7 +76,7 @@ pub struct WorkerStats {
     pub producer_stall_timeouts: AtomicU64,
     /// ERRORs counted into a later summary instead of being sent (`core::error_ledger`).
     pub errors_coalesced: AtomicU64,
-    /// ERRORs dropped: the connection's ledger was full, or its queue at its ceiling.
+    /// ERRORs dropped: the connection's ledger was full, or its queue at `pending_bytes_max`.
     pub error_drops: AtomicU64,
     /// Completions reaped (sum over loop iterations).
     pub completions: AtomicU64,
