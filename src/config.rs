@@ -88,9 +88,11 @@ pub struct Config {
     /// connection can never make the relay buffer more than that for an unfinished frame.
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub max_frame_bytes: usize,
-    /// Outbound bytes queued per connection before it is closed as a slow consumer. 8 MiB:
-    /// several hundred milliseconds of a fast consumer's traffic, so bursts pass, while 10,000
-    /// stuck consumers cannot exhaust memory unnoticed (each is closed at its bound).
+    /// Outbound bytes a client's queue may hold (README "Flow control"): a quarter of it stalls
+    /// the producers that feed it; above it for `slow_consumer_grace_ms` the client is closed
+    /// as a slow consumer, and at twice it (three times while its producers are stalled) at
+    /// once. 8 MiB: several hundred milliseconds of a fast consumer's traffic, so bursts pass,
+    /// while 10,000 stuck consumers cannot exhaust memory unnoticed.
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub pending_bytes_max: usize,
     /// Longest pause of a producer's reads while a queue it feeds is full (README "Flow
@@ -261,8 +263,9 @@ pub struct Config {
     /// links, link backlogs and replicated rows for this many. 16: a relay mesh is small (each
     /// node links to every other from every worker); raise it for a larger cluster.
     pub cluster_nodes_max: usize,
-    /// Bytes queued on one data link to a peer before forwarded messages are dropped
-    /// (counted, sender told OVERLOADED). 64 MiB: a link is shared by many clients, so it gets
+    /// Bytes queued on one data link to a peer (or in the backlog of a link being dialled)
+    /// before forwarded messages are dropped (counted, sender told OVERLOADED); a quarter of
+    /// it stalls the producers that feed it. 64 MiB: a link is shared by many clients, so it gets
     /// more room than one client's `pending_bytes_max`, but a stalled peer cannot grow it
     /// without bound (and is declared dead by the control lane within
     /// `cluster_peer_dead_after_ms`).
