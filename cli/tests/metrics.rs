@@ -125,8 +125,14 @@ fn metrics_count_a_round_trip_and_healthz_follows_the_lifecycle() {
         "link_closed_with_queue",
         "ack_for_unknown_id",
         "acked_to_version_1",
+        "forward_no_link",
+        "forward_link_full",
     ] {
         let series = format!("ringrelay_drops_total{{reason=\"{reason}\"}}");
+        assert_eq!(value(&body, &series), 0.0);
+    }
+    for on in ["client", "link", "handoff", "link_backlog"] {
+        let series = format!("ringrelay_producer_stalls_total{{on=\"{on}\"}}");
         assert_eq!(value(&body, &series), 0.0);
     }
     assert_eq!(value(&body, "ringrelay_slow_consumer_closes_total"), 0.0);

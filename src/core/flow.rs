@@ -235,6 +235,20 @@ pub enum StallOn {
     Backlog(u16),
 }
 
+impl StallOn {
+    /// The (slot, generation) of the connection queue waited for, when it is on `worker`.
+    pub fn local_queue(self, worker: u16) -> Option<(u32, u32)> {
+        match self {
+            StallOn::Queue {
+                worker: w,
+                slot,
+                generation,
+            } if w == worker => Some((slot, generation)),
+            _ => None,
+        }
+    }
+}
+
 /// A producer whose reads are paused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stall {

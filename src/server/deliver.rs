@@ -664,7 +664,7 @@ impl Deliverer<'_> {
             .backlog
             .admit(self.link_flow, conn.pending_bytes(), len, self.now_ms);
         if admit == Admit::Refuse {
-            bump(&self.stats.forward_drops, 1);
+            bump(&self.stats.forward_link_full_drops, 1);
             self.overloaded = true;
             return Forward::Dropped;
         }
@@ -712,7 +712,7 @@ impl Deliverer<'_> {
                 Forward::Queued
             }
             Err(Refused::Full) => {
-                bump(&self.stats.forward_drops, 1);
+                bump(&self.stats.forward_link_full_drops, 1);
                 self.overloaded = true;
                 Forward::Dropped
             }

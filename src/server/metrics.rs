@@ -14,7 +14,7 @@
 use super::http::{self, Request, Response};
 use super::metrics_auth::{self, BearerToken};
 use super::query;
-use super::stats::{WorkerStats, BATCH_BUCKETS, KINDS};
+use super::stats::{WorkerStats, BATCH_BUCKETS, KINDS, STALL_ON_LABELS};
 use super::{ServeError, Shared};
 use crate::spawn::SpawnLogged;
 use prometheus_client::collector::Collector;
@@ -560,7 +560,11 @@ impl RelayCollector {
                 ("worker_queues_full", self.sum(|b| &b.worker_pending_drops)),
                 ("stale_destination", self.sum(|b| &b.stale_drops)),
                 ("slow_consumer", self.sum(|b| &b.slow_consumer_drops)),
-                ("forward_no_link_or_full", self.sum(|b| &b.forward_drops)),
+                ("forward_no_link", self.sum(|b| &b.forward_drops)),
+                (
+                    "forward_link_full",
+                    self.sum(|b| &b.forward_link_full_drops),
+                ),
                 ("forwarded_target_gone", self.sum(|b| &b.forwarded_in_stale)),
                 (
                     "payload_too_large",
@@ -659,12 +663,17 @@ impl RelayCollector {
 
     /// Flow control: producer stalls and their time, ERRORs coalesced and dropped.
     fn encode_flow(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        counter(
+        labelled_counter(
             e,
             "producer_stalls",
-            "Times a producer's reads were paused because a queue it feeds (a client's, a data \
-             link's, or the handoff to another worker) was full.",
-            self.sum(|b| &b.producer_stalls),
+            "Times a producer's reads were paused because a queue it feeds was full, by what it \
+             waited for: a client's queue, a data link's, the handoff to another worker, the \
+             backlog of a data link being dialled.",
+            "on",
+            STALL_ON_LABELS
+                .iter()
+                .enumerate()
+                .map(|(i, &label)| (label, self.sum(|b| &b.producer_stalls[i]))),
         )?;
         counter(
             e,

@@ -26,8 +26,11 @@ pub struct WorkerStats {
     pub worker_pending_drops: AtomicU64,
     /// Messages forwarded to another node over a data link.
     pub forwarded_out: AtomicU64,
-    /// Forwards dropped: no link to the node, or `link_pending_bytes_max` reached.
+    /// Forwards dropped for want of a link: no backlog could be kept for the node, or its
+    /// backlog expired or the node was declared dead before a link came up.
     pub forward_drops: AtomicU64,
+    /// Forwards dropped at `link_pending_bytes_max` (a link's queue or a backlog, full).
+    pub forward_link_full_drops: AtomicU64,
     /// Messages received from other nodes over data links.
     pub forwarded_in: AtomicU64,
     /// Forwarded SENDs whose target was no longer a client here (moved or left in flight).
@@ -68,8 +71,9 @@ pub struct WorkerStats {
     /// Frames dropped because they would have put a connection past its ceiling (twice
     /// `pending_bytes_max`; the connection is closed with them).
     pub slow_consumer_drops: AtomicU64,
-    /// Producers whose reads were paused because a queue they feed was full (`core::flow`).
-    pub producer_stalls: AtomicU64,
+    /// Producers whose reads were paused because a queue they feed was full (`core::flow`),
+    /// by what they waited for (see [`STALL_ON_LABELS`]).
+    pub producer_stalls: [AtomicU64; STALL_ON_LABELS.len()],
     /// Their paused time in all, in milliseconds.
     pub producer_stall_ms: AtomicU64,
     /// Stalls that ran to `stall_ms_max` (the queue did not drain in time).
@@ -122,6 +126,11 @@ pub fn batch_bucket(n: usize) -> usize {
     ((usize::BITS - n.leading_zeros()) as usize).min(BATCH_BUCKETS - 1)
 }
 
+/// What a stalled producer waited for, as `ringrelay_producer_stalls_total` labels it: a
+/// client's queue (on any worker), a data link's queue, the handoff queue to another worker, a
+/// backlog of forwards for a link being dialled.
+pub const STALL_ON_LABELS: [&str; 4] = ["client", "link", "handoff", "link_backlog"];
+
 /// Single-writer increment.
 #[inline]
 pub fn bump(counter: &AtomicU64, by: u64) {
@@ -162,7 +171,7 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.link_loss_drops += get(&b.link_loss_drops);
         s.permission_denials += get(&b.permission_denials);
         s.auth_failures += get(&b.auth_failures);
-        s.producer_stalls += get(&b.producer_stalls);
+        s.producer_stalls += b.producer_stalls.iter().map(get).sum::<u64>();
         s.producer_stall_ms += get(&b.producer_stall_ms);
         s.producer_stall_timeouts += get(&b.producer_stall_timeouts);
         s.errors_coalesced += get(&b.errors_coalesced);

@@ -38,6 +38,7 @@ impl Worker {
             return;
         };
         let now_ms = self.now_ms;
+        let label = self.stall_label(on);
         let Some(c) = self.slab.get_live(slot, generation) else {
             return;
         };
@@ -57,7 +58,10 @@ impl Worker {
                 until_ms,
             },
         });
-        bump(&self.shared.stats[self.index as usize].producer_stalls, 1);
+        bump(
+            &self.shared.stats[self.index as usize].producer_stalls[label],
+            1,
+        );
     }
 
     /// How long the loop may sleep: `None` (until a completion) unless something is stalled
@@ -99,25 +103,40 @@ impl Worker {
         }
     }
 
+    /// The index in `STALL_ON_LABELS` of what a stall waits for.
+    fn stall_label(&self, on: StallOn) -> usize {
+        if let Some((slot, generation)) = on.local_queue(self.index) {
+            // A queue on this worker: a client's, or a data link's (`append_link`).
+            let link = self
+                .slab
+                .conns
+                .get(slot as usize)
+                .is_some_and(|c| c.generation == generation && c.link.is_some());
+            return usize::from(link);
+        }
+        match on {
+            // Producers wait on a queue of another worker through its board: a client's.
+            StallOn::Queue { .. } => 0,
+            StallOn::Handoff(_) => 2,
+            StallOn::Backlog(_) => 3,
+        }
+    }
+
     /// Whether what a stall waits for still stalls its producers.
     fn still_stalls(&mut self, on: StallOn) -> bool {
         let now_ms = self.now_ms;
+        if let Some((slot, generation)) = on.local_queue(self.index) {
+            let (client_flow, link_flow) = (&self.client_flow, &self.link_flow);
+            return self.slab.get_live(slot, generation).is_some_and(|c| {
+                let limits = if c.link.is_some() {
+                    link_flow
+                } else {
+                    client_flow
+                };
+                c.backlog.stalls(limits, now_ms)
+            });
+        }
         match on {
-            StallOn::Queue {
-                worker,
-                slot,
-                generation,
-            } if worker == self.index => {
-                let (client_flow, link_flow) = (&self.client_flow, &self.link_flow);
-                self.slab.get_live(slot, generation).is_some_and(|c| {
-                    let limits = if c.link.is_some() {
-                        link_flow
-                    } else {
-                        client_flow
-                    };
-                    c.backlog.stalls(limits, now_ms)
-                })
-            }
             StallOn::Queue {
                 worker,
                 slot,

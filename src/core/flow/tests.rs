@@ -222,3 +222,20 @@ fn a_queue_group_sees_a_queue_clear_then_stalling_then_behind() {
     over.drained(&l, MAX / 8 - 1);
     assert_eq!(over.congestion(&l, 100), Congestion::Clear, "drained");
 }
+
+#[test]
+fn only_a_connection_queue_on_the_asking_worker_is_a_local_queue() {
+    let on = StallOn::Queue {
+        worker: 1,
+        slot: 7,
+        generation: 3,
+    };
+    assert_eq!(on.local_queue(1), Some((7, 3)));
+    assert_eq!(
+        on.local_queue(0),
+        None,
+        "another worker's, seen through its board"
+    );
+    assert_eq!(StallOn::Handoff(1).local_queue(1), None);
+    assert_eq!(StallOn::Backlog(1).local_queue(1), None);
+}
