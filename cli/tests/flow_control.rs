@@ -166,14 +166,17 @@ fn a_subscriber_that_stops_reading_is_closed_after_its_grace_while_the_others_ca
     let (mut over_at, mut closed_at) = (None, None);
     let mut payload = vec![0x33; PAYLOAD];
     let started = Instant::now();
+    let mut longest_flush = Duration::ZERO;
     for batch in 0..N / BATCH {
         for i in batch * BATCH..(batch + 1) * BATCH {
             numbered_payload(&mut payload, i);
             producer.publish(b"feed", &payload).expect("publish");
         }
+        let flush_started = Instant::now();
         producer
             .flush()
             .expect("the producer is never blocked for long");
+        longest_flush = longest_flush.max(flush_started.elapsed());
         // The workload's pace, and the observation of the stuck queue meanwhile.
         let next_batch = started + Duration::from_millis(30 * (batch + 1));
         while Instant::now() < next_batch {
@@ -196,7 +199,23 @@ fn a_subscriber_that_stops_reading_is_closed_after_its_grace_while_the_others_ca
         (GRACE_MS - 50..=GRACE_MS + TICK_MS + 100).contains(&above_ms),
         "closed {above_ms} ms after passing pending_bytes_max (grace {GRACE_MS} ms)"
     );
+    // The producer and the other subscriber keep their pace: no flush waits much past the
+    // one stall (these bounds are ten times what a loaded CI machine needs, not speed
+    // targets), and the reader is never far behind the last publish.
+    let published_at = Instant::now();
     assert_eq!(reader.join().expect("the reader thread"), Ok(N));
+    let reader_lag = published_at.elapsed();
+    eprintln!(
+        "longest flush {longest_flush:?}, the reader done {reader_lag:?} after the last publish"
+    );
+    assert!(
+        longest_flush <= Duration::from_millis(STALL_MS + 1000),
+        "a flush of the producer waited {longest_flush:?} (stall_ms_max {STALL_MS} ms)"
+    );
+    assert!(
+        reader_lag <= Duration::from_secs(2),
+        "the other subscriber finished {reader_lag:?} after the last publish"
+    );
     let stats = relay.stats();
     assert_eq!(stats.slow_consumer_closes, 1, "{stats:?}");
     assert!(
