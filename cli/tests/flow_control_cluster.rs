@@ -1,6 +1,6 @@
-//! Flow control across two nodes (README "Flow control"): a sender on node 1 floods 1 KiB
-//! messages by id to a receiver on node 2 whose reading thread stops for 20 ms now and then,
-//! and once for 200 ms.
+//! Flow control across two nodes (README "Flow control"): a sender on node 1 floods messages
+//! (1 KiB by id, 1 KiB by topic, 16 KiB by id) to a receiver on node 2 whose reading thread
+//! stops for 20 ms now and then, and once for 200 ms.
 //! Node 2 stops reading the data link while the receiver's queue is full, node 1's link queue
 //! fills and node 1 then slows the sender at its source: every message arrives, none is
 //! dropped at the link, nobody is closed. Real `ringrelay serve` processes in the address
@@ -24,38 +24,74 @@ fn sample(node: &Node, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {series} on node {}", node.id))
 }
 
+/// How the flood addresses the far receiver.
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    ById,
+    /// A topic the receiver alone subscribes to.
+    ByTopic,
+}
+
+const TOPIC: &str = "far-feed";
+
 #[test]
 fn a_flood_across_nodes_to_a_paused_receiver_is_slowed_at_its_source_and_nothing_is_lost() {
-    const N: u64 = 1_000_000;
-    const PAYLOAD: usize = 1024;
-    let (_block, nodes) = start_cluster(40, 2);
+    flood_across_two_nodes(40, Route::ById, 1024, 1_000_000);
+}
+
+/// Issue 15 lost messages by topic too (4 runs of 5).
+#[test]
+fn a_flood_by_topic_across_nodes_to_a_paused_subscriber_loses_nothing() {
+    flood_across_two_nodes(41, Route::ByTopic, 1024, 300_000);
+}
+
+/// And at 16 KiB (5 runs of 5): 40,000 messages, 640 MiB, ten times the link's bound.
+#[test]
+fn a_flood_of_16_kib_messages_across_nodes_to_a_paused_receiver_loses_nothing() {
+    flood_across_two_nodes(42, Route::ById, 16 * 1024, 40_000);
+}
+
+/// A sender on node 1 floods `n` messages of `payload_len` bytes to a receiver on node 2 (by
+/// its id, or by a topic only it subscribes to) whose reading thread pauses now and then:
+/// every message arrives in order, nothing is dropped at the link, nobody is closed, and node
+/// 1 held the sender back on its link.
+fn flood_across_two_nodes(block: u8, route: Route, payload_len: usize, n: u64) {
+    let (_block, nodes) = start_cluster(block, 2);
     let (n1, n2) = (&nodes[0], &nodes[1]);
+    let mut sender = n1.connect("near-sender");
+    if let Route::ByTopic = route {
+        await_interest(&mut sender, n2);
+    }
     // Issue 15's pauses of 20 ms, then one of 200 ms: whether a 20 ms pause backs the flood
     // up to node 1 depends on the machine's speed (first the receiver's queue, both kernels'
     // socket buffers and node 1's 16 MiB stall watermark fill; one CI run got through without
     // a stall); 200 ms does on any machine this runs on, and is still shorter than
     // `stall_ms_max`.
     let pauses = Pauses {
-        every: N / 8,
+        every: n / 8,
         count: 6,
         pause: Duration::from_millis(20),
         last_pause: Duration::from_millis(200),
     };
+    let topic = matches!(route, Route::ByTopic).then_some(TOPIC);
     let reader = spawn_paced_reader(
         n2.client,
         "far-receiver",
-        None,
-        N,
+        topic,
+        n,
         pauses,
         Duration::from_secs(180),
     );
     n1.wait_row("far-receiver", 2);
-    let mut sender = n1.connect("near-sender");
     let started = Instant::now();
-    let mut payload = vec![0x42; PAYLOAD];
-    for i in 0..N {
+    let mut payload = vec![0x42; payload_len];
+    for i in 0..n {
         numbered_payload(&mut payload, i);
-        sender.send(b"far-receiver", &payload).expect("send");
+        match route {
+            Route::ById => sender.send(b"far-receiver", &payload),
+            Route::ByTopic => sender.publish(TOPIC.as_bytes(), &payload),
+        }
+        .expect("send");
         if i % 64 == 63 {
             sender.flush().expect("flush");
         }
@@ -63,10 +99,10 @@ fn a_flood_across_nodes_to_a_paused_receiver_is_slowed_at_its_source_and_nothing
     sender.flush().expect("flush");
     let got = reader.join().expect("the reader thread");
     eprintln!(
-        "{N} messages of {PAYLOAD} B across two nodes in {:?}: {got:?}",
+        "{n} messages of {payload_len} B {route:?} across two nodes in {:?}: {got:?}",
         started.elapsed()
     );
-    assert_eq!(got, Ok(N));
+    assert_eq!(got, Ok(n));
     let errors = sender
         .round_trip(WAIT)
         .expect("the sender round-trips after the flood");
@@ -87,4 +123,33 @@ fn a_flood_across_nodes_to_a_paused_receiver_is_slowed_at_its_source_and_nothing
         sample(n1, "ringrelay_producer_stalls_total{on=\"link\"}") > 0.0,
         "node 1 never held the sender back"
     );
+}
+
+/// Waits until node 2's interest in [`TOPIC`] has reached node 1: a probe subscriber there
+/// gets a probe published by `sender`. The probe subscriber closes before the flood; the
+/// receiver's own subscription keeps node 2's interest (interest is per node), and every
+/// probe has arrived (one sender's messages keep their order), so none reaches the receiver.
+fn await_interest(sender: &mut ringrelay::client::Client, n2: &Node) {
+    let mut probe = n2.connect("far-probe");
+    probe.subscribe(TOPIC.as_bytes()).expect("subscribe");
+    assert!(sync(&mut probe).is_empty());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "node 2's interest in {TOPIC} did not reach node 1 within {WAIT:?}"
+        );
+        sender.publish(TOPIC.as_bytes(), b"probe").expect("probe");
+        sender.flush().expect("flush");
+        if let Some(event) = probe
+            .recv(Duration::from_millis(20))
+            .expect("the probe reads")
+        {
+            assert!(
+                matches!(&event, ringrelay::client::Event::Message { payload, .. } if payload == b"probe"),
+                "the probe got {event:?}"
+            );
+            break;
+        }
+    }
 }
