@@ -13,7 +13,7 @@ RUNS=${RUNS:-3}
 CONNECTIONS=${CONNECTIONS:-19000}
 RELAY_PORT=${RELAY_PORT:-17480}
 NATS_PORT=${NATS_PORT:-14280}
-BIN=./target/release/ringrelay
+BIN=${BIN:-./target/release/ringrelay}
 
 need_cmd python3 "python3 not installed (apt-get install python3)"
 need_nats_server nats-server

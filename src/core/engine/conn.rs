@@ -1,11 +1,10 @@
 //! The relay state of one connection: its session, registered id, and what it subscribed to
 //! and watches (so a close can undo it all).
 
+use super::lazy_set::LazySet;
 use crate::core::credentials::{Gate, Grant};
 use crate::core::session::{Phase, Session, SessionConfig};
 use crate::protocol::TOPIC_LEN_MAX;
-use foldhash::fast::RandomState;
-use std::collections::HashSet;
 
 /// Bytes of a subscription key at most: the topic's length byte, the topic, the group.
 const SUBSCRIPTION_KEY_BYTES_MAX: usize = 1 + 2 * TOPIC_LEN_MAX;
@@ -52,7 +51,7 @@ fn subscription_key<'b>(
 /// A connection's subscriptions: a set, so SUBSCRIBE and UNSUBSCRIBE cost O(1) however many
 /// the connection holds (bounded by `subscriptions_per_connection_max`).
 #[derive(Debug, Default)]
-pub struct Subscriptions(HashSet<Subscription, RandomState>);
+pub struct Subscriptions(LazySet<Subscription>);
 
 impl Subscriptions {
     pub fn contains(&self, topic: &[u8], group: &[u8]) -> bool {
@@ -88,7 +87,7 @@ impl Subscriptions {
         self.0.iter()
     }
 
-    pub(super) fn drain(&mut self) -> impl Iterator<Item = Subscription> + '_ {
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = Subscription> {
         self.0.drain()
     }
 }
@@ -101,7 +100,7 @@ pub struct ConnRelay {
     pub(super) subscriptions: Subscriptions,
     /// Ids this connection watches (a set: WATCH and UNWATCH cost O(1); bounded by
     /// `watches_per_connection_max`).
-    pub(super) watches: HashSet<Box<[u8]>, RandomState>,
+    pub(super) watches: LazySet<Box<[u8]>>,
     /// Requests refused at a limit so far (the second one closes the connection).
     pub(super) limit_refusals: u8,
     /// A HELLO accepted while the node was not ready: WELCOME and registration wait.
@@ -112,8 +111,9 @@ pub struct ConnRelay {
     /// A link connection: carries forwarded frames, has no session rules (no ticks).
     pub(super) link: bool,
     /// The client's address, when the host's authorize hook wants it (`None`: not looked up,
-    /// or a local client of an embedded node).
-    pub(super) peer: Option<std::net::SocketAddr>,
+    /// or a local client of an embedded node). Boxed: 8 bytes of every connection, not 32,
+    /// for what only embedded nodes with that hook look up.
+    pub(super) peer: Option<Box<std::net::SocketAddr>>,
     /// The credentials entry the client came in with and its cached verdicts (`None`:
     /// unrestricted, no credentials in force or the shared token).
     pub(super) grant: Option<Box<Grant>>,
@@ -140,7 +140,7 @@ impl ConnRelay {
             session: Session::new(now_ms, cfg),
             client_id: Box::default(),
             subscriptions: Subscriptions::default(),
-            watches: HashSet::default(),
+            watches: LazySet::default(),
             limit_refusals: 0,
             held_hello: None,
             held_frames: Vec::new(),
@@ -160,7 +160,7 @@ impl ConnRelay {
         peer: Option<std::net::SocketAddr>,
     ) -> Self {
         ConnRelay {
-            peer,
+            peer: peer.map(Box::new),
             ..Self::client(now_ms, cfg)
         }
     }
@@ -203,7 +203,7 @@ impl ConnRelay {
         &self.subscriptions
     }
 
-    pub fn watches(&self) -> &HashSet<Box<[u8]>, RandomState> {
+    pub fn watches(&self) -> &LazySet<Box<[u8]>> {
         &self.watches
     }
 

@@ -54,7 +54,7 @@ impl Engine<'_> {
         }
         match conn
             .session
-            .on_frame(frame, &self.config.session, conn.peer)
+            .on_frame(frame, &self.config.session, conn.peer.as_deref().copied())
         {
             SessionEvent::Send {
                 target,

@@ -14,6 +14,7 @@ mod auth;
 mod conn;
 mod frames;
 mod key_proof;
+mod lazy_set;
 mod lifecycle;
 mod limits;
 mod links;

@@ -43,7 +43,11 @@ impl Engine<'_> {
                 .authorize
                 .as_ref()
                 .is_some_and(|authorize| {
-                    !(authorize.0)(&client_id, nkey.as_bytes(), call.conn.peer)
+                    !(authorize.0)(
+                        &client_id,
+                        nkey.as_bytes(),
+                        call.conn.peer.as_deref().copied(),
+                    )
                 });
         call.conn.id_generated = true;
         // A NATS connection speaks version 3 (see `nats_hello`).
