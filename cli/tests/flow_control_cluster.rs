@@ -59,9 +59,7 @@ fn flood_across_two_nodes(block: u8, route: Route, payload_len: usize, n: u64) {
     let (_block, nodes) = start_cluster(block, 2);
     let (n1, n2) = (&nodes[0], &nodes[1]);
     let mut sender = n1.connect("near-sender");
-    if let Route::ByTopic = route {
-        await_interest(&mut sender, n2);
-    }
+    let probe = matches!(route, Route::ByTopic).then(|| await_interest(&mut sender, n2));
     // Issue 15's pauses of 20 ms, then one of 200 ms: whether a 20 ms pause backs the flood
     // up to node 1 depends on the machine's speed (first the receiver's queue, both kernels'
     // socket buffers and node 1's 16 MiB stall watermark fill; one CI run got through without
@@ -83,6 +81,8 @@ fn flood_across_two_nodes(block: u8, route: Route, payload_len: usize, n: u64) {
         Duration::from_secs(180),
     );
     n1.wait_row("far-receiver", 2);
+    // The receiver's subscription holds node 2's interest now; the probe may go.
+    drop(probe);
     let started = Instant::now();
     let mut payload = vec![0x42; payload_len];
     for i in 0..n {
@@ -126,10 +126,11 @@ fn flood_across_two_nodes(block: u8, route: Route, payload_len: usize, n: u64) {
 }
 
 /// Waits until node 2's interest in [`TOPIC`] has reached node 1: a probe subscriber there
-/// gets a probe published by `sender`. The probe subscriber closes before the flood; the
-/// receiver's own subscription keeps node 2's interest (interest is per node), and every
-/// probe has arrived (one sender's messages keep their order), so none reaches the receiver.
-fn await_interest(sender: &mut ringrelay::client::Client, n2: &Node) {
+/// gets a probe published by `sender`. Every probe has then arrived (one sender's messages
+/// keep their order), so none reaches the receiver, which subscribes next; the probe is
+/// returned, to be closed once the receiver's subscription holds node 2's interest (interest
+/// is per node, so node 1 never loses it).
+fn await_interest(sender: &mut ringrelay::client::Client, n2: &Node) -> ringrelay::client::Client {
     let mut probe = n2.connect("far-probe");
     probe.subscribe(TOPIC.as_bytes()).expect("subscribe");
     assert!(sync(&mut probe).is_empty());
@@ -149,7 +150,7 @@ fn await_interest(sender: &mut ringrelay::client::Client, n2: &Node) {
                 matches!(&event, ringrelay::client::Event::Message { payload, .. } if payload == b"probe"),
                 "the probe got {event:?}"
             );
-            break;
+            return probe;
         }
     }
 }

@@ -37,7 +37,7 @@ pub struct LinkOut {
 enum Forward {
     /// On the node's link, or in its backlog until the link is up.
     Queued,
-    /// Dropped and counted: the link or its backlog is full, or the link is closing.
+    /// Dropped and counted: the link or its backlog is full.
     Dropped,
     /// No link and no room for another backlog: the sender should hear of it.
     NoRoute,
@@ -135,7 +135,8 @@ impl Deliverer<'_> {
         {
             // No ERROR takes a queue past `pending_bytes_max`, so a sender is never closed for
             // errors it did not read, even those of acknowledged sends, which are not
-            // coalesced (a library's retransmission timer sends those messages again).
+            // coalesced (a library's retransmission timer sends those messages again). A
+            // summary dropped here counts as one drop, for the ERRORs it stood for.
             bump(&self.stats.error_drops, 1);
             return false;
         }

@@ -56,6 +56,13 @@ impl Deliverer<'_> {
             return false;
         }
         let len = conn.out.len() - start;
+        if kind == FrameKind::Error && pending_before + len > self.client_flow.pending_bytes_max {
+            // As for a native connection (`append_local`): no -ERR takes a queue past
+            // `pending_bytes_max`, so a client is never closed for errors it did not read.
+            conn.truncate_out(start);
+            bump(&self.stats.error_drops, 1);
+            return false;
+        }
         let admit = conn
             .backlog
             .admit(self.client_flow, pending_before, len, self.now_ms);

@@ -27,7 +27,8 @@ pub struct WorkerStats {
     /// Messages forwarded to another node over a data link.
     pub forwarded_out: AtomicU64,
     /// Forwards dropped for want of a link: no backlog could be kept for the node, or its
-    /// backlog expired or the node was declared dead before a link came up.
+    /// backlog expired, its node was declared dead or the relay stopped before a link came
+    /// up.
     pub forward_drops: AtomicU64,
     /// Forwards dropped at `link_pending_bytes_max` (a link's queue or a backlog, full).
     pub forward_link_full_drops: AtomicU64,

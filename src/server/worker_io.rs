@@ -75,7 +75,19 @@ impl Worker {
                 slot,
                 "TLS: {failed}; connection dropped"
             );
+            // Nothing more can be sealed for it: what it holds is dropped.
+            let c = &mut self.slab.conns[slot as usize];
+            c.out.clear();
+            c.segments.clear();
+            c.segments_bytes = 0;
+            let (open, generation) = (c.state == ConnState::Open, c.generation);
             self.slab.repend(slot, before);
+            if open {
+                // Closed as any connection is, with no final frame: a link is forgotten (and
+                // dialled again), a client's row, subscriptions and watches are undone.
+                let text = "TLS failure";
+                return self.request_close(slot, generation, CloseReason::NORMAL, text, true);
+            }
             return self.shutdown_conn(slot);
         }
         let c = &mut self.slab.conns[slot as usize];
