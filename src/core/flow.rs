@@ -80,6 +80,16 @@ impl FlowLimits {
             episode_budget: false,
         }
     }
+
+    /// Whether an ERROR of `len` bytes may join a queue holding `pending_bytes`: never past
+    /// `pending_bytes_max` (it is dropped and counted instead), so the queue of a sender that
+    /// does not read its ERRORs never reaches the grace's bound through them, and a sender is
+    /// never closed for errors it did not read (ERRORs of acknowledged sends are not
+    /// coalesced: each names its message, and the sender's library resends a message whose
+    /// ERROR was dropped).
+    pub fn takes_error(&self, pending_bytes: usize, len: usize) -> bool {
+        pending_bytes.saturating_add(len) <= self.pending_bytes_max
+    }
 }
 
 /// What to do with a message offered to a queue.

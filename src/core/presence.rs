@@ -70,11 +70,6 @@ impl PresenceTable {
     pub fn watches(&self) -> usize {
         self.lock().watches
     }
-
-    /// Appends the watchers of `watched` to `out` (a reused buffer).
-    pub fn watchers_of(&self, watched: &[u8], out: &mut Vec<Location>) {
-        self.hold().watchers_of(watched, out);
-    }
 }
 
 /// The presence table locked (from [`PresenceTable::hold`]).
@@ -129,11 +124,11 @@ mod tests {
         p.watch(b"x", w);
         p.watch(b"x", w);
         let mut out = Vec::new();
-        p.watchers_of(b"x", &mut out);
+        p.hold().watchers_of(b"x", &mut out);
         assert_eq!(out, vec![w]);
         p.unwatch(b"x", w);
         out.clear();
-        p.watchers_of(b"x", &mut out);
+        p.hold().watchers_of(b"x", &mut out);
         assert!(out.is_empty());
     }
 }

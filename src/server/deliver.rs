@@ -130,13 +130,8 @@ impl Deliverer<'_> {
             return false;
         };
         debug_assert!(conn.link.is_none(), "links are written by append_link");
-        if kind == FrameKind::Error
-            && conn.pending_bytes() + len > self.client_flow.pending_bytes_max
-        {
-            // No ERROR takes a queue past `pending_bytes_max`, so a sender is never closed for
-            // errors it did not read, even those of acknowledged sends, which are not
-            // coalesced (a library's retransmission timer sends those messages again). A
-            // summary dropped here counts as one drop, for the ERRORs it stood for.
+        if kind == FrameKind::Error && !self.client_flow.takes_error(conn.pending_bytes(), len) {
+            // A summary dropped here counts as one drop, for the ERRORs it stood for.
             bump(&self.stats.error_drops, 1);
             return false;
         }
@@ -208,21 +203,17 @@ impl Deliverer<'_> {
     }
 
     /// A message of `kind` would take the connection in `slot` past its ceiling (twice
-    /// `pending_bytes_max`): it is closed as a slow consumer and the message dropped; an
-    /// ERROR is dropped and counted instead (a sender is never closed for errors it did not
-    /// read).
+    /// `pending_bytes_max`): it is closed as a slow consumer and the message dropped. (An
+    /// ERROR never gets here: it stops at `pending_bytes_max`, see `FlowLimits::takes_error`.)
     #[cold]
     #[inline(never)]
     pub(super) fn refuse_at_ceiling(&mut self, slot: u32, generation: u32, kind: FrameKind) {
-        if kind == FrameKind::Error {
-            bump(&self.stats.error_drops, 1);
-        } else {
-            self.close_slow_consumer(
-                slot,
-                generation,
-                "slow consumer: its queue would pass twice pending_bytes_max",
-            );
-        }
+        debug_assert_ne!(kind, FrameKind::Error, "ERRORs stop at pending_bytes_max");
+        self.close_slow_consumer(
+            slot,
+            generation,
+            "slow consumer: its queue would pass twice pending_bytes_max",
+        );
     }
 
     /// The local connection at (`slot`, `generation`) reached its high watermark: its
@@ -644,10 +635,10 @@ impl Deliverer<'_> {
     }
 
     /// Appends an encoded data-link frame to this worker's link to `node`, or to the node's
-    /// backlog while it has no link or its link is closing (see `link_backlog.rs`). From a quarter of
-    /// `link_pending_bytes_max` the sender stalls; past it the message is dropped and counted
-    /// (a link is never closed for being slow: the control lane decides whether the peer is
-    /// alive).
+    /// backlog while it has no link or its link is closing (see `link_backlog.rs`). From a
+    /// quarter of `link_pending_bytes_max` the sender stalls; past it the message is dropped
+    /// and counted (a link is never closed for being slow: the control lane decides whether
+    /// the peer is alive).
     #[inline]
     fn append_link(&mut self, node: u16, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Forward {
         let Some(link) = self.links_out.iter().find(|l| l.node == node).copied() else {

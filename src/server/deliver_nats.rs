@@ -56,9 +56,7 @@ impl Deliverer<'_> {
             return false;
         }
         let len = conn.out.len() - start;
-        if kind == FrameKind::Error && pending_before + len > self.client_flow.pending_bytes_max {
-            // As for a native connection (`append_local`): no -ERR takes a queue past
-            // `pending_bytes_max`, so a client is never closed for errors it did not read.
+        if kind == FrameKind::Error && !self.client_flow.takes_error(pending_before, len) {
             conn.truncate_out(start);
             bump(&self.stats.error_drops, 1);
             return false;

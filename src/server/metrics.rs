@@ -696,7 +696,8 @@ impl RelayCollector {
         counter(
             e,
             "error_drops",
-            "ERRORs dropped: the connection's error ledger was full, or its queue at pending_bytes_max.",
+            "ERRORs dropped: the connection's error ledger was full, or its queue at \
+             pending_bytes_max.",
             self.sum(|b| &b.error_drops),
         )
     }
@@ -734,28 +735,31 @@ impl RelayCollector {
     fn encode_loops_and_tables(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.shared;
         let workers: Vec<String> = (0..s.stats.len()).map(|w| w.to_string()).collect();
-        labelled_counter(
+        let per_worker =
+            |e: &mut DescriptorEncoder, name, help, field: fn(&WorkerStats) -> &AtomicU64| {
+                let counts = self.blocks().map(|b| load(field(b)));
+                labelled_counter(
+                    e,
+                    name,
+                    help,
+                    "worker",
+                    workers.iter().map(String::as_str).zip(counts),
+                )
+            };
+        per_worker(
             e,
             "loop_iterations",
             "io_uring loop iterations, by worker.",
-            "worker",
-            workers
-                .iter()
-                .map(String::as_str)
-                .zip(self.blocks().map(|b| load(&b.loop_iterations))),
+            |b| &b.loop_iterations,
         )?;
-        labelled_counter(
+        per_worker(
             e,
             "recv_ring_empty",
             "Receives that found the receive buffer ring empty, by worker: each waits for the \
              next loop iteration with its data in the socket. The ring holds few free buffers \
              so a busy connection's intake per iteration stays small and cache-hot; many at \
              once mean many connections had data in one iteration, and the ring grows.",
-            "worker",
-            workers
-                .iter()
-                .map(String::as_str)
-                .zip(self.blocks().map(|b| load(&b.recv_ring_empty))),
+            |b| &b.recv_ring_empty,
         )?;
         let mut m = e.encode_descriptor(
             "loop_completions",

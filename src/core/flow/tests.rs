@@ -239,3 +239,12 @@ fn only_a_connection_queue_on_the_asking_worker_is_a_local_queue() {
     assert_eq!(StallOn::Handoff(1).local_queue(1), None);
     assert_eq!(StallOn::Backlog(1).local_queue(1), None);
 }
+
+#[test]
+fn an_error_never_takes_a_queue_past_pending_bytes_max() {
+    let l = clients();
+    assert!(l.takes_error(0, 100));
+    assert!(l.takes_error(MAX - 100, 100), "up to the bound");
+    assert!(!l.takes_error(MAX - 99, 100), "not past it");
+    assert!(!l.takes_error(usize::MAX, 1));
+}
