@@ -519,10 +519,27 @@ pub fn encode_deliver_header(out: &mut Vec<u8>, message: &Message<'_>, payload_l
     debug_assert!(!sender.is_empty() && sender.len() <= CLIENT_ID_LEN_MAX);
     debug_assert!(topic.len() <= TOPIC_LEN_MAX);
     let body_len = 2 + sender.len() + topic.len() + message.extension_len() + payload_len;
-    put_header(out, body_len, FrameKind::Deliver, message.extension_flags());
-    put_short(out, sender);
-    put_short(out, topic);
-    message.put_extensions(out);
+    // One fixed-size append for the header and the sender's length byte, then the variable
+    // fields: fewer length updates than a push per byte (measured on the 16 B path).
+    let [l0, l1, l2, l3] = (body_len as u32).to_le_bytes();
+    let flags = message.extension_flags();
+    out.extend_from_slice(&[
+        l0,
+        l1,
+        l2,
+        l3,
+        FrameKind::Deliver as u8,
+        flags,
+        sender.len() as u8,
+    ]);
+    out.extend_from_slice(sender);
+    out.push(topic.len() as u8);
+    if !topic.is_empty() {
+        out.extend_from_slice(topic);
+    }
+    if flags != 0 {
+        message.put_extensions(out);
+    }
 }
 
 /// The topic of a DELIVER header written by [`encode_deliver_header`] (the payload apart);
@@ -991,6 +1008,19 @@ mod tests {
         .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), frame_len_for_deliver(&plain));
+        // A SEND's DELIVER: no topic (the field is its length byte only).
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let by_id = Message::plain(b"snd", b"", b"payload");
+        encode_deliver(&mut a, &by_id);
+        Frame::Deliver {
+            sender: b"snd",
+            topic: b"",
+            payload: b"payload",
+        }
+        .encode(&mut b)
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), frame_len_for_deliver(&by_id));
         let extended = Message {
             reply: b"_INBOX.1",
             headers: b"NATS/1.0\r\n\r\n",
