@@ -6,10 +6,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use ringrelay::cluster::wire::{
-    decode_data, decode_link, encode_data_ack, encode_data_publish, encode_data_send,
-    encode_data_send_acked, encode_link, snapshot_chunks, ControlMsg, DataFrame, DecodedData,
-    InterestChange, Lane, LinkDecodeError, LinkHello, LinkMsg, LinkRefuse, Member, RowChange,
-    HEADER_LEN, LINK_VERSION,
+    decode_data, decode_link, encode_data_ack, encode_data_dropped, encode_data_publish,
+    encode_data_send, encode_data_send_acked, encode_link, snapshot_chunks, ControlMsg, DataFrame,
+    DecodedData, InterestChange, Lane, LinkDecodeError, LinkHello, LinkMsg, LinkRefuse, Member,
+    RowChange, HEADER_LEN, LINK_VERSION,
 };
 
 use ringrelay::protocol::{AckFields, AckRuns, Message, MsgId};
@@ -121,6 +121,11 @@ enum OwnedData {
         upto: u64,
         runs: Vec<(u64, u64)>,
     },
+    Dropped {
+        sender: Vec<u8>,
+        subject: Vec<u8>,
+        count: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,6 +194,11 @@ impl OwnedData {
                 };
                 encode_data_ack(out, from, to, *gap, &ack)
             }
+            OwnedData::Dropped {
+                sender,
+                subject,
+                count,
+            } => encode_data_dropped(out, sender, subject, *count),
         }
     }
 
@@ -225,6 +235,15 @@ impl OwnedData {
                 epoch: ack.epoch,
                 upto: ack.upto,
                 runs: ack.runs.iter().collect(),
+            },
+            DataFrame::Dropped {
+                sender,
+                subject,
+                count,
+            } => OwnedData::Dropped {
+                sender: sender.to_vec(),
+                subject: subject.to_vec(),
+                count,
             },
         }
     }
@@ -295,6 +314,13 @@ fn data_frame() -> impl Strategy<Value = OwnedData> {
                     runs,
                 }
             }),
+        (bytes(1), bytes(0), 1..=u32::MAX).prop_map(|(sender, subject, count)| {
+            OwnedData::Dropped {
+                sender,
+                subject,
+                count,
+            }
+        }),
     ]
 }
 

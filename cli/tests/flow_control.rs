@@ -5,10 +5,15 @@
 //! carry on. The same across two nodes is `flow_control_cluster.rs`.
 
 mod common;
+#[path = "shared/overloaded.rs"]
+mod overloaded;
 #[path = "shared/paced_reader.rs"]
 mod paced_reader;
+#[path = "shared/samples.rs"]
+mod samples;
 
 use common::*;
+use overloaded::overloaded_about;
 use paced_reader::{numbered_payload, spawn_paced_reader, Pauses};
 use ringrelay::client::{Client, Event};
 use ringrelay::config::Config;
@@ -127,6 +132,53 @@ fn a_receiver_paused_for_20_ms_at_a_time_gets_every_message_and_nobody_is_closed
         stats.producer_stalls > 0,
         "the receiver's queue never reached its high watermark: {stats:?}"
     );
+}
+
+/// The value of the counter `series` on the relay's metrics endpoint.
+fn sample(metrics: SocketAddr, series: &str) -> f64 {
+    let (status, body) = http_get(metrics, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    samples::sample_in(&body, series).unwrap_or_else(|| panic!("no sample {series}"))
+}
+
+/// A message dropped by the worker that holds its receiver (its queues together at
+/// `pending_bytes_per_worker_max`, here no larger than one client's bound) is reported to
+/// its sender on the other worker: ERROR OVERLOADED naming the receiver. Nobody is closed.
+#[test]
+fn a_drop_on_the_receivers_worker_is_reported_to_the_sender_on_another_worker() {
+    let relay = start(Config {
+        pending_bytes_max: 2 << 20,
+        pending_bytes_per_worker_max: 2 << 20,
+        stall_ms_max: 20,
+        slow_consumer_grace_ms: 60_000,
+        ..relay_config()
+    });
+    let (addr, metrics) = (relay.local_addr(), relay.metrics_addr().expect("metrics"));
+    // "stuck" never reads: its worker's queues fill to the bound.
+    let _stuck = stuck_subscriber(addr, b"unused", b"");
+    let stuck_worker = worker_of(metrics, "stuck");
+    let mut sender = sender_on_another_worker(addr, metrics, stuck_worker);
+    blast(&mut sender, b"stuck", 20_000);
+    let mut heard = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let report = loop {
+        heard.extend(sync(&mut sender));
+        if let Some(report) = overloaded_about(&heard, b"stuck") {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "no report; heard {heard:?}");
+    };
+    assert!(
+        report.starts_with("relay overloaded: messages dropped on the way"),
+        "{report}"
+    );
+    let dropped = sample(
+        metrics,
+        "ringrelay_drops_total{reason=\"worker_queues_full\"}",
+    );
+    assert!(dropped > 0.0, "the receiver's worker dropped at its bound");
+    assert!(sample(metrics, "ringrelay_drop_reports_total") >= 1.0);
+    assert_eq!(sample(metrics, "ringrelay_slow_consumer_closes_total"), 0.0);
 }
 
 /// A subscriber that stops reading for good: its queue stalls the producer once, for at most

@@ -7,8 +7,9 @@
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use ringrelay::cluster::wire::{
-    data_ack_len, data_publish_len, data_send_acked_len, data_send_len, decode_data, decode_link,
-    encode_data_ack, encode_data_publish, encode_data_send, encode_data_send_acked, encode_link,
+    data_ack_len, data_dropped_len, data_publish_len, data_send_acked_len, data_send_len,
+    decode_data, decode_link, encode_data_ack, encode_data_dropped, encode_data_publish,
+    encode_data_send, encode_data_send_acked, encode_link,
     snapshot_chunks, ControlMsg, DataFrame, DecodedData, LinkDecodeError, LinkMsg, HEADER_LEN,
     LINK_VERSION,
 };
@@ -126,6 +127,15 @@ fn data_stream(data: &[u8], max: usize) {
                         encode_data_ack(&mut out, from, to, gap, &ack);
                         assert_eq!(out.len(), data_ack_len(from, to, &ack));
                     }
+                    DataFrame::Dropped {
+                        sender,
+                        subject,
+                        count,
+                    } => {
+                        assert!(!sender.is_empty() && count != 0);
+                        encode_data_dropped(&mut out, sender, subject, count);
+                        assert_eq!(out.len(), data_dropped_len(sender, subject));
+                    }
                 }
                 // The data lane is canonical: the same bytes come back.
                 assert_eq!(out, &buf[..consumed], "re-encoding differs");
@@ -197,6 +207,20 @@ fn structured(data: &[u8]) {
         ..direct
     };
     let mut out = Vec::new();
+    let count = (payload.len() as u32).max(1);
+    encode_data_dropped(&mut out, &sender, &group, count);
+    assert_eq!(
+        decode_data(&out, usize::MAX),
+        Ok(DecodedData::Frame {
+            frame: DataFrame::Dropped {
+                sender: &sender,
+                subject: &group,
+                count
+            },
+            consumed: out.len()
+        })
+    );
+    out.clear();
     encode_data_send(&mut out, &target, &direct);
     let send_len = out.len();
     encode_data_publish(&mut out, &published, &group, payload.len() % 2 == 0);

@@ -30,8 +30,9 @@ pub const HEADER_LEN: usize = 6;
 /// Version 2: topics in INTEREST may be patterns (`a.*`, `a.>`), which a version-1 node would
 /// take for literal topics and so miss messages. Version 3: forwarded messages may carry a
 /// reply topic and headers (flags `*_REPLY`, `*_HEADERS`), which a version-2 node would drop
-/// as malformed. Different versions refuse each other's links.
-pub const LINK_VERSION: u8 = 3;
+/// as malformed. Version 4: FWD_DROPPED, which a version-3 node would take for an unknown kind
+/// and close the link. Different versions refuse each other's links.
+pub const LINK_VERSION: u8 = 4;
 
 /// Handshake: first message of each side on both lanes.
 pub const LINK_HELLO: u8 = 0x80;
@@ -57,6 +58,9 @@ pub const INTEREST: u8 = 0x96;
 pub const FWD_SEND: u8 = 0xA0;
 /// Data: a PUBLISH forwarded to a node with interest in the topic.
 pub const FWD_PUBLISH: u8 = 0xA1;
+/// Data: messages of a client of the receiving node were dropped at a bound of the sending
+/// node (version 4); the receiving node tells that client (ERROR OVERLOADED).
+pub const FWD_DROPPED: u8 = 0xA2;
 
 /// SNAPSHOT flag: this chunk is the first of the snapshot.
 pub const SNAPSHOT_FIRST: u8 = 0x01;
@@ -263,6 +267,13 @@ pub enum DataFrame<'a> {
         no_echo: bool,
         message: Message<'a>,
     },
+    /// `count` messages of the receiving node's client `sender` to `subject` (the target id
+    /// of a SEND, the topic of a PUBLISH) were dropped at a bound of the sending node.
+    Dropped {
+        sender: &'a [u8],
+        subject: &'a [u8],
+        count: u32,
+    },
 }
 
 /// Result of one [`decode_data`] attempt on the front of a buffer.
@@ -398,7 +409,7 @@ fn is_link_kind(kind: u8) -> bool {
 
 /// Kinds [`decode_data`] accepts.
 fn is_data_kind(kind: u8) -> bool {
-    matches!(kind, FWD_SEND | FWD_PUBLISH)
+    matches!(kind, FWD_SEND | FWD_PUBLISH | FWD_DROPPED)
 }
 
 /// Flag bits each kind defines; any other bit set is malformed.
@@ -859,6 +870,8 @@ pub fn decode_data(buf: &[u8], max_frame_bytes: usize) -> Result<DecodedData<'_>
     let mut b = Body { rest: body };
     let frame = if kind == FWD_SEND && flags & (SEND_ACKED | SEND_IS_ACK | SEND_ACK_GAP) != 0 {
         decode_data_acked(flags, b)?
+    } else if kind == FWD_DROPPED {
+        decode_data_dropped(b)?
     } else if kind == FWD_SEND {
         let sender = b.bytes8("FWD_SEND sender", true)?;
         let target = b.bytes8("FWD_SEND target", true)?;
@@ -892,6 +905,23 @@ pub fn decode_data(buf: &[u8], max_frame_bytes: usize) -> Result<DecodedData<'_>
         }
     };
     Ok(DecodedData::Frame { frame, consumed })
+}
+
+/// FWD_DROPPED's body (out of line: it is rare).
+#[inline(never)]
+fn decode_data_dropped(mut b: Body<'_>) -> Result<DataFrame<'_>, LinkDecodeError> {
+    let sender = b.bytes8("FWD_DROPPED sender", true)?;
+    let subject = b.bytes8("FWD_DROPPED subject", false)?;
+    let count = b.u32("FWD_DROPPED count")?;
+    if count == 0 {
+        return Err(LinkDecodeError::Malformed("FWD_DROPPED count 0"));
+    }
+    b.finish()?;
+    Ok(DataFrame::Dropped {
+        sender,
+        subject,
+        count,
+    })
 }
 
 /// FWD_SEND with flags: an acknowledged SEND or an ACK (out of line: the plain SEND stays
@@ -977,6 +1007,24 @@ pub fn encode_data_ack(out: &mut Vec<u8>, from: &[u8], to: &[u8], gap: bool, ack
     out.extend_from_slice(&ack.upto.to_le_bytes());
     out.push(ack.runs.len() as u8);
     out.extend_from_slice(ack.runs.as_wire());
+}
+
+/// Whole size on the wire of a FWD_DROPPED frame.
+pub fn data_dropped_len(sender: &[u8], subject: &[u8]) -> usize {
+    HEADER_LEN + short_len(sender) + short_len(subject) + 4
+}
+
+/// Appends a FWD_DROPPED frame: `count` (at least 1) messages of `sender` (1..=255 bytes) to
+/// `subject` (at most 255) were dropped here. The caller guarantees the bounds (both were
+/// decoded); debug builds assert them.
+pub fn encode_data_dropped(out: &mut Vec<u8>, sender: &[u8], subject: &[u8], count: u32) {
+    debug_assert!(!sender.is_empty() && sender.len() <= SHORT_LEN_MAX);
+    debug_assert!(subject.len() <= SHORT_LEN_MAX && count > 0);
+    let len = data_dropped_len(sender, subject);
+    put_header(out, len - HEADER_LEN, FWD_DROPPED, 0);
+    put_bytes8(out, sender);
+    put_bytes8(out, subject);
+    out.extend_from_slice(&count.to_le_bytes());
 }
 
 /// Whole size on the wire of a FWD_SEND frame of `message` to `target`.
@@ -1288,6 +1336,56 @@ mod tests {
     }
 
     #[test]
+    fn a_drop_report_roundtrips_and_a_bad_one_is_malformed_not_fatal() {
+        let mut out = Vec::new();
+        encode_data_dropped(&mut out, b"alice", b"bob", 7);
+        assert_eq!(out.len(), data_dropped_len(b"alice", b"bob"));
+        let whole = out.len();
+        encode_data_dropped(&mut out, b"alice", b"", 1);
+        let expect = |sender, subject, count| DataFrame::Dropped {
+            sender,
+            subject,
+            count,
+        };
+        assert_eq!(
+            decode_data(&out, MAX),
+            Ok(DecodedData::Frame {
+                frame: expect(b"alice", b"bob", 7),
+                consumed: whole
+            })
+        );
+        assert_eq!(
+            decode_data(&out[whole..], MAX),
+            Ok(DecodedData::Frame {
+                frame: expect(b"alice", b"", 1),
+                consumed: out.len() - whole
+            })
+        );
+        // Cut by its header's length (the stream stays in step): malformed, not an error that
+        // ends the link. An empty sender, a zero count, trailing bytes and a flag are too.
+        for (body, flags) in [
+            (&b"\x05alice\x03bob\x07\x00\x00"[..], 0),
+            (&b"\x00\x03bob\x07\x00\x00\x00"[..], 0),
+            (&b"\x05alice\x03bob\x00\x00\x00\x00"[..], 0),
+            (&b"\x05alice\x03bob\x07\x00\x00\x00!"[..], 0),
+            (&b"\x05alice\x03bob\x07\x00\x00\x00"[..], 1),
+        ] {
+            let mut bad = Vec::new();
+            put_header(&mut bad, body.len(), FWD_DROPPED, flags);
+            bad.extend_from_slice(body);
+            assert!(
+                matches!(decode_data(&bad, MAX), Err(LinkDecodeError::Malformed(_))),
+                "{body:?} flags {flags}"
+            );
+        }
+        assert_eq!(
+            decode_link(&out, MAX),
+            Err(LinkDecodeError::WrongLane(FWD_DROPPED)),
+            "a data frame"
+        );
+    }
+
+    #[test]
     fn reply_topics_and_headers_cross_a_link_in_both_data_kinds() {
         let request = Message {
             sender: b"s",
@@ -1390,7 +1488,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_and_flags_are_errors() {
-        for kind in [0x00, 0x10, 0x7f, 0x83, 0x97, 0xA2, 0xff] {
+        for kind in [0x00, 0x10, 0x7f, 0x83, 0x97, 0xA3, 0xff] {
             assert_eq!(
                 decode_link(&raw(kind, 0, b""), MAX),
                 Err(LinkDecodeError::UnknownKind(kind))

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod credentials;
+pub mod drop_reports;
 pub mod engine;
 pub mod epoch;
 pub mod error_ledger;

@@ -147,6 +147,11 @@ impl Tables {
         }
     }
 
+    /// Where the client registered as `id` is, in this node's table.
+    pub fn locate(&self, guards: &Guards<'_>, id: &[u8]) -> Option<Location> {
+        self.locations.get(id, &guards.locations)
+    }
+
     /// A SEND of `message` to the client registered as `target`: delivered here, forwarded
     /// to the node that owns the row, or answered UNKNOWN_ID.
     #[inline]

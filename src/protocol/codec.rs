@@ -542,6 +542,20 @@ pub fn encode_deliver_header(out: &mut Vec<u8>, message: &Message<'_>, payload_l
     }
 }
 
+/// The sender and topic of a plain DELIVER (or its header) this process encoded; `None` for
+/// any other frame, an acknowledged DELIVER among them.
+pub fn deliver_sender_and_topic(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&kind, rest) = frame.get(4..)?.split_first()?;
+    let (&flags, body) = rest.split_first()?;
+    if kind != FrameKind::Deliver as u8 || flags & FLAG_ACKED != 0 {
+        return None;
+    }
+    let (&sender_len, rest) = body.split_first()?;
+    let sender = rest.get(..sender_len as usize)?;
+    let (&topic_len, rest) = rest.get(sender_len as usize..)?.split_first()?;
+    Some((sender, rest.get(..topic_len as usize)?))
+}
+
 /// The topic of a DELIVER header written by [`encode_deliver_header`] (the payload apart);
 /// `None` when `header` is not one.
 pub fn deliver_header_topic(header: &[u8]) -> Option<&[u8]> {
@@ -1008,6 +1022,10 @@ mod tests {
         .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), frame_len_for_deliver(&plain));
+        assert_eq!(
+            deliver_sender_and_topic(&a),
+            Some((&b"snd"[..], &b"topic"[..]))
+        );
         // A SEND's DELIVER: no topic (the field is its length byte only).
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let by_id = Message::plain(b"snd", b"", b"payload");
@@ -1021,6 +1039,18 @@ mod tests {
         .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), frame_len_for_deliver(&by_id));
+        assert_eq!(deliver_sender_and_topic(&a), Some((&b"snd"[..], &b""[..])));
+        let (mut acked, mut error) = (Vec::new(), Vec::new());
+        encode_deliver_acked(&mut acked, b"snd", MsgId { epoch: 1, seq: 1 }, b"x");
+        let overloaded = Frame::Error {
+            code: ErrorCode::OVERLOADED,
+            subject: b"",
+            text: b"",
+        };
+        overloaded.encode(&mut error).unwrap();
+        assert_eq!(deliver_sender_and_topic(&acked), None, "acknowledged");
+        assert_eq!(deliver_sender_and_topic(&error), None, "not a DELIVER");
+        assert_eq!(deliver_sender_and_topic(&a[..8]), None, "cut short");
         let extended = Message {
             reply: b"_INBOX.1",
             headers: b"NATS/1.0\r\n\r\n",

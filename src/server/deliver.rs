@@ -13,6 +13,7 @@ use crate::cluster::wire::{
     data_ack_len, data_publish_len, data_send_acked_len, data_send_len, encode_data_ack,
     encode_data_publish, encode_data_send, encode_data_send_acked,
 };
+use crate::core::drop_reports::DropReports;
 use crate::core::error_ledger::{summary_text, ErrorVerdict};
 use crate::core::flow::{Admit, Congestion, FlowLimits, StallOn};
 use crate::core::{AckSink, AckedDelivery, Location, Sink};
@@ -34,7 +35,7 @@ pub struct LinkOut {
 
 /// What became of a message forwarded to another node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Forward {
+pub(super) enum Forward {
     /// On the node's link, or in its backlog until the link is up.
     Queued,
     /// Dropped and counted: the link or its backlog is full.
@@ -579,11 +580,19 @@ impl Deliverer<'_> {
     /// one copy; otherwise (a NATS connection, a queue the run would congest, a worker at
     /// `pending_bytes_per_worker_max`, a connection gone) each frame gets the verdict it
     /// would get alone.
-    pub fn append_delivers(&mut self, slot: u32, generation: u32, body: &[u8]) {
+    /// A frame a bound dropped is noted in `reports` for its sender.
+    pub fn append_delivers(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        body: &[u8],
+        reports: &mut DropReports,
+    ) {
         let (count, frames) = split_run(body);
         if !self.append_run(slot, generation, count, frames) {
             for frame in run_frames(frames) {
                 self.append_frame_bytes(slot, generation, b"", frame);
+                self.note_if_dropped(slot, frame, reports);
             }
         }
     }
@@ -640,7 +649,12 @@ impl Deliverer<'_> {
     /// and counted (a link is never closed for being slow: the control lane decides whether
     /// the peer is alive).
     #[inline]
-    fn append_link(&mut self, node: u16, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Forward {
+    pub(super) fn append_link(
+        &mut self,
+        node: u16,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Forward {
         let Some(link) = self.links_out.iter().find(|l| l.node == node).copied() else {
             return self.append_backlog(node, len, write);
         };
@@ -715,7 +729,7 @@ impl Deliverer<'_> {
         }
     }
 
-    fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) {
+    pub(super) fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) {
         self.hand_over(to, TAG_FRAME, frame.encoded_len(), |out| {
             let ok = frame.encode(out).is_ok();
             debug_assert!(ok);

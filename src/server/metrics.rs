@@ -699,6 +699,23 @@ impl RelayCollector {
             "ERRORs dropped: the connection's error ledger was full, or its queue at \
              pending_bytes_max.",
             self.sum(|b| &b.error_drops),
+        )?;
+        counter(
+            e,
+            "drop_reports",
+            "Senders told (ERROR OVERLOADED) of their messages dropped at a bound away from \
+             their own receive, by the worker or the node that holds the receiver: one per \
+             sender and subject per batch.",
+            self.sum(|b| &b.drop_reports),
+        )?;
+        counter(
+            e,
+            "drops_unreported",
+            "Messages dropped away from their sender's receive that no report told it of: \
+             the sender left, a batch had more than 16 senders with drops, or the report \
+             found its data link full (one lost at a full handoff queue counts as a \
+             handoff drop).",
+            self.sum(|b| &b.drops_unreported),
         )
     }
 

@@ -10,6 +10,7 @@ mod conn;
 mod credentials_file;
 mod deliver;
 mod deliver_nats;
+mod deliver_reports;
 mod error;
 mod fd_table;
 mod handoff;

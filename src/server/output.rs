@@ -7,7 +7,7 @@ use super::deliver::{Deliverer, PendingClose};
 use super::stats::bump;
 use crate::core::credentials::Verification;
 use crate::core::{ClusterEvent, Counter, Location, Output};
-use crate::protocol::{CloseReason, Frame};
+use crate::protocol::{CloseReason, ErrorCode, Frame};
 use std::borrow::Cow;
 
 impl Output for Deliverer<'_> {
@@ -72,6 +72,11 @@ impl Output for Deliverer<'_> {
 
     #[inline]
     fn count(&mut self, counter: Counter) {
+        self.count_n(counter, 1);
+    }
+
+    #[inline]
+    fn count_n(&mut self, counter: Counter, n: u64) {
         let stats = self.stats;
         let field = match counter {
             Counter::UnknownId => &stats.unknown_id,
@@ -84,8 +89,10 @@ impl Output for Deliverer<'_> {
             Counter::AuthFailed => &stats.auth_failures,
             Counter::PayloadTooLarge => &stats.payload_too_large_drops,
             Counter::AckUnroutable => &stats.ack_unroutable_drops,
+            Counter::DropReported => &stats.drop_reports,
+            Counter::DropsUnreported => &stats.drops_unreported,
         };
-        bump(field, 1);
+        bump(field, n);
     }
 
     fn node_ready(&self) -> bool {
@@ -107,6 +114,14 @@ impl Output for Deliverer<'_> {
     #[inline]
     fn take_overloaded(&mut self) -> bool {
         std::mem::take(&mut self.overloaded)
+    }
+
+    fn send_error(&mut self, to: Location, code: ErrorCode, subject: &[u8], text: &'static str) {
+        self.send_error_anywhere(to, code, subject, text);
+    }
+
+    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32) {
+        self.forward_dropped_report(node, sender, subject, count);
     }
 
     fn challenge_nonce(&mut self) -> Option<[u8; 32]> {

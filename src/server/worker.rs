@@ -95,6 +95,9 @@ pub struct Worker {
     scratch_locations: Vec<Location>,
     /// A PUBLISH's DELIVER frame, encoded once for its local subscribers (see `Deliverer`).
     fanout_frame: Vec<u8>,
+    /// Senders of messages dropped in the batch being applied (a data link's receive, a
+    /// drain of the handoff queues), told when it ends (see `core::drop_reports`).
+    drop_reports: crate::core::drop_reports::DropReports,
     /// Completions reaped and not yet handled, in the order they came: a round stops taking
     /// them once it has written `ROUND_OUTPUT_BYTES_MAX`, and the next round starts with the
     /// rest. Bounded: a receive left here holds one of the ring's provided buffers (a receive
@@ -177,6 +180,7 @@ impl Worker {
             pending_closes: Vec::new(),
             scratch_locations: Vec::new(),
             fanout_frame: Vec::new(),
+            drop_reports: Default::default(),
             completions: VecDeque::with_capacity(4096),
             tick_ms,
             accept_armed: false,

@@ -7,6 +7,8 @@ use super::super::handoff::{
     TAG_FRAME, TAG_GROUP_FRAME, TAG_GROUP_SHARED, TAG_SHARED,
 };
 use super::Worker;
+use crate::core::drop_reports::DropReports;
+use crate::core::Engine;
 use crate::protocol::CloseReason;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -16,35 +18,39 @@ impl Worker {
     pub(super) fn drain_inbound(&mut self) {
         let shared = Arc::clone(&self.shared);
         let me = self.index as usize;
+        let mut reports = std::mem::take(&mut self.drop_reports);
         for (src, queue) in shared.mailboxes[me].inbound.iter().enumerate() {
             while let Some(mut batch) = queue.pop() {
                 let (bytes, payloads) = batch.parts();
                 for record in records(bytes) {
+                    let (slot, generation) = (record.slot, record.generation);
                     match record.tag {
                         TAG_FRAME => {
-                            self.deliverer(record.slot, record.generation)
-                                .append_frame_bytes(
-                                    record.slot,
-                                    record.generation,
-                                    b"",
-                                    record.body,
-                                );
+                            let mut sink = self.deliverer(slot, generation);
+                            sink.append_frame_bytes(slot, generation, b"", record.body);
+                            sink.note_if_dropped(slot, record.body, &mut reports);
                         }
                         TAG_DELIVERS => {
-                            self.deliverer(record.slot, record.generation)
-                                .append_delivers(record.slot, record.generation, record.body);
+                            self.deliverer(slot, generation).append_delivers(
+                                slot,
+                                generation,
+                                record.body,
+                                &mut reports,
+                            );
                         }
                         TAG_FANOUT => {
                             let (frame, destinations) = split_fanout(&record);
                             for (slot, generation) in destinations {
-                                self.deliverer(slot, generation)
-                                    .append_frame_bytes(slot, generation, b"", frame);
+                                let mut sink = self.deliverer(slot, generation);
+                                sink.append_frame_bytes(slot, generation, b"", frame);
+                                sink.note_if_dropped(slot, frame, &mut reports);
                             }
                         }
                         TAG_GROUP_FRAME => {
                             let (group, frame) = split_group(record.body);
-                            self.deliverer(record.slot, record.generation)
-                                .append_frame_bytes(record.slot, record.generation, group, frame);
+                            let mut sink = self.deliverer(slot, generation);
+                            sink.append_frame_bytes(slot, generation, group, frame);
+                            sink.note_if_dropped(slot, frame, &mut reports);
                         }
                         TAG_SHARED | TAG_GROUP_SHARED => {
                             let (index, rest) = record.body.split_at(SHARED_INDEX_LEN);
@@ -57,19 +63,19 @@ impl Worker {
                             };
                             let payload = payloads.get(index as usize).cloned().unwrap_or_default();
                             self.append_shared_record(
-                                record.slot,
-                                record.generation,
+                                (slot, generation),
                                 group,
                                 header,
                                 payload,
+                                &mut reports,
                             );
                         }
                         TAG_CLOSE => {
                             let reason =
                                 CloseReason(u16::from_le_bytes([record.body[0], record.body[1]]));
                             self.pending_closes.push(PendingClose {
-                                slot: record.slot,
-                                generation: record.generation,
+                                slot,
+                                generation,
                                 reason,
                                 text: reason.name(),
                                 peer_gone: false,
@@ -85,18 +91,36 @@ impl Worker {
                 }
             }
         }
+        if !reports.is_empty() {
+            self.report_drops(&mut reports);
+        }
+        self.drop_reports = reports;
         self.retry_returns();
     }
 
+    /// Tells the senders of the DELIVERs this drain dropped at a bound (see
+    /// `core::drop_reports`).
+    #[cold]
+    #[inline(never)]
+    fn report_drops(&mut self, reports: &mut DropReports) {
+        let shared = Arc::clone(&self.shared);
+        let engine = Engine::new(&shared.tables, &shared.engine);
+        let guards = shared.tables.guards();
+        // Not on behalf of any connection: no origin.
+        let mut sink = self.deliverer(u32::MAX, 0);
+        engine.report_drops(&guards, reports, &mut sink);
+    }
+
     /// A DELIVER whose payload another worker handed over apart (zero-copy): queued by
-    /// reference to a native connection, written as NATS (a copy) to a NATS one.
+    /// reference to a native connection, written as NATS (a copy) to a NATS one. One a bound
+    /// dropped is noted in `reports` for its sender.
     fn append_shared_record(
         &mut self,
-        slot: u32,
-        generation: u32,
+        (slot, generation): (u32, u32),
         group: &[u8],
         header: &[u8],
         payload: Bytes,
+        reports: &mut DropReports,
     ) {
         let mut sink = self.deliverer(slot, generation);
         if sink.refuses_acked(slot, generation, header) {
@@ -104,15 +128,16 @@ impl Worker {
         }
         if sink.is_nats(slot, generation) {
             sink.append_shared_nats(slot, generation, group, header, &payload);
-            return;
+        } else {
+            sink.append_local_shared(
+                slot,
+                generation,
+                header.len(),
+                |out| out.extend_from_slice(header),
+                payload,
+            );
         }
-        sink.append_local_shared(
-            slot,
-            generation,
-            header.len(),
-            |out| out.extend_from_slice(header),
-            payload,
-        );
+        sink.note_if_dropped(slot, header, reports);
     }
 
     /// Pushes again the batches whose return queue was full.

@@ -247,6 +247,7 @@ impl Worker {
         let engine = Engine::new(&shared.tables, &shared.engine);
         let max_frame_bytes = decoder.max_frame_bytes();
         let guards = shared.tables.guards();
+        let mut reports = std::mem::take(&mut self.drop_reports);
         let mut sink = self.deliverer(slot, generation);
         let mut failed = None;
         let mut bad_frames = 0u64;
@@ -254,7 +255,7 @@ impl Worker {
             match decode_data(bytes, max_frame_bytes) {
                 Ok(DecodedData::Frame { frame, .. }) => match frame {
                     DataFrame::Send { target, message } => {
-                        engine.on_forwarded_send(&guards, target, &message, &mut sink)
+                        engine.on_forwarded_send(&guards, target, &message, &mut reports, &mut sink)
                     }
                     DataFrame::SendAcked {
                         sender,
@@ -266,9 +267,16 @@ impl Worker {
                     DataFrame::Ack { from, to, gap, ack } => {
                         engine.on_forwarded_ack(&guards, from, to, gap, &ack, &mut sink)
                     }
-                    DataFrame::Publish { group, message, .. } => {
-                        engine.on_forwarded_publish(&guards, &message, group, &mut sink)
-                    }
+                    DataFrame::Publish { group, message, .. } => engine.on_forwarded_publish(
+                        &guards,
+                        &message,
+                        group,
+                        &mut reports,
+                        &mut sink,
+                    ),
+                    DataFrame::Dropped {
+                        sender, subject, ..
+                    } => engine.on_forwarded_dropped(&guards, sender, subject, &mut sink),
                 },
                 Ok(DecodedData::NeedMore { .. }) => {
                     debug_assert!(false, "a whole link frame decoded as incomplete");
@@ -287,8 +295,12 @@ impl Worker {
             }
             true
         });
+        if !reports.is_empty() {
+            engine.report_drops(&guards, &mut reports, &mut sink);
+        }
         let stall = sink.stall.take();
         drop(sink);
+        self.drop_reports = reports;
         self.stall_reads(slot, generation, stall);
         bump(
             &self.shared.stats[self.index as usize].link_bad_frame_drops,

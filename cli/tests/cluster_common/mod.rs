@@ -344,6 +344,8 @@ pub struct NodeSpec {
     pub advertise: Option<SocketAddr>,
     /// `--workers` (2 unless a test needs many nodes on this 2-core machine).
     pub workers: usize,
+    /// The text of a config file passed with `--config` (`None`: the defaults).
+    pub config_toml: Option<String>,
 }
 
 impl NodeSpec {
@@ -355,7 +357,14 @@ impl NodeSpec {
             secret: SECRET.to_string(),
             advertise: None,
             workers: 2,
+            config_toml: None,
         }
+    }
+
+    /// Settings for `--config`, as TOML.
+    pub fn config_toml(mut self, toml: &str) -> NodeSpec {
+        self.config_toml = Some(toml.to_string());
+        self
     }
 
     pub fn workers(mut self, workers: usize) -> NodeSpec {
@@ -462,6 +471,12 @@ impl Node {
             args.push(adv.to_string());
         }
         let log = log_path(spec.block, spec.id);
+        if let Some(toml) = &spec.config_toml {
+            let path = log.with_extension("toml");
+            std::fs::write(&path, toml).expect("write the node's config");
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
         // A fresh log per test run; restarts append.
         File::create(&log).expect("create the node log");
         let node = Node {

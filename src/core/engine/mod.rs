@@ -28,7 +28,7 @@ pub use limits::{ClientLimits, Limit};
 use super::location::Location;
 use super::router::{AckSink, Tables};
 use super::session::SessionConfig;
-use crate::protocol::{CloseReason, Frame};
+use crate::protocol::{CloseReason, ErrorCode, Frame};
 use std::borrow::Cow;
 
 /// Settings the engine needs, taken from [`crate::config::Config`].
@@ -106,6 +106,12 @@ pub enum Counter {
     PermissionDenied,
     /// A HELLO refused for its token or credentials (closed AUTH_FAILED).
     AuthFailed,
+    /// A sender was told of its messages dropped away from its receive (one report per
+    /// sender and subject per batch, see `core::drop_reports`).
+    DropReported,
+    /// Messages dropped away from their sender's receive that no report told it of: their
+    /// sender left, or the batch had more senders than a batch reports.
+    DropsUnreported,
 }
 
 /// Where the engine's decisions go. Extends the router's [`AckSink`] (deliveries, presence,
@@ -120,6 +126,12 @@ pub trait Output: AckSink {
     fn close_conn(&mut self, at: Location, reason: CloseReason, text: Cow<'static, str>);
     fn cluster(&mut self, event: ClusterEvent<'_>);
     fn count(&mut self, counter: Counter);
+    /// [`Self::count`] `n` times.
+    fn count_n(&mut self, counter: Counter, n: u64) {
+        for _ in 0..n {
+            self.count(counter);
+        }
+    }
     /// Whether the node may welcome clients (in a cluster: it holds its peers' rows, so it
     /// can fence duplicate ids and route to remote clients).
     fn node_ready(&self) -> bool;
@@ -138,6 +150,11 @@ pub trait Output: AckSink {
     ) -> crate::core::credentials::Verification;
     /// Whether a bound was hit (messages dropped) since the last call; clears it.
     fn take_overloaded(&mut self) -> bool;
+    /// Queue an ERROR to the connection at `to`, a client of this node on any worker.
+    fn send_error(&mut self, to: Location, code: ErrorCode, subject: &[u8], text: &'static str);
+    /// Tell `node` that `count` messages of its client `sender` to `subject` were dropped
+    /// here (FWD_DROPPED on this worker's data link to it).
+    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32);
     /// A fresh random nonce for a CHALLENGE (the I/O layer draws it from the OS; the core
     /// makes no random numbers). `None`: none could be drawn, the HELLO is refused.
     fn challenge_nonce(&mut self) -> Option<[u8; 32]>;

@@ -1,12 +1,14 @@
 //! One test per rule, with a recording [`Output`] and real [`Tables`].
 
 use super::*;
+use crate::core::drop_reports::DropReports;
 use crate::core::router::{AckedDelivery, Guards, Sink};
 use crate::core::session::Phase;
 use crate::protocol::{AckFields, DecodeError, ErrorCode, FrameKind, Message, MsgId};
 
 mod acked;
 mod auth;
+mod drop_reports;
 mod key_proof;
 mod limits;
 mod message_lane;
@@ -41,6 +43,10 @@ enum Out {
     LocalErrorAcked(u32, ErrorCode, MsgId),
     FwdSendAcked(u16, Vec<u8>, MsgId),
     FwdAck(u16, Vec<u8>, Vec<u8>, u64),
+    /// An ERROR to a client of this node on any worker: (slot, code, subject).
+    SendError(u32, ErrorCode, Vec<u8>),
+    /// FWD_DROPPED to a node: (node, sender, subject, count).
+    FwdDropped(u16, Vec<u8>, Vec<u8>, u32),
     /// NATS protocol bytes the NATS rules queued for a slot.
     Nats(u32, Vec<u8>),
     /// Follows the `Deliver` of a message with a reply topic or headers: (slot, reply,
@@ -56,6 +62,9 @@ struct Rec {
     version_1: Vec<u32>,
     ready: bool,
     overloaded: bool,
+    /// A delivery to this slot is dropped at a bound (sets `overloaded`), as a full queue
+    /// would drop it.
+    full_slot: Option<u32>,
     epoch: u64,
     /// The nonce of the next CHALLENGE (the I/O layer draws one from the OS); `None`: none
     /// could be drawn.
@@ -72,6 +81,7 @@ impl Rec {
             version_1: Vec::new(),
             ready: true,
             overloaded: false,
+            full_slot: None,
             epoch: 0,
             nonce: Some([0x5a; 32]),
             close_texts: Vec::new(),
@@ -85,6 +95,10 @@ impl Rec {
 
 impl Sink for Rec {
     fn deliver(&mut self, to: Location, m: &Message<'_>) {
+        if self.full_slot == Some(to.slot) {
+            self.overloaded = true;
+            return;
+        }
         self.out.push(Out::Deliver(
             to.slot,
             m.sender.into(),
@@ -214,6 +228,13 @@ impl Output for Rec {
     }
     fn take_overloaded(&mut self) -> bool {
         std::mem::take(&mut self.overloaded)
+    }
+    fn send_error(&mut self, to: Location, code: ErrorCode, subject: &[u8], _: &'static str) {
+        self.out.push(Out::SendError(to.slot, code, subject.into()));
+    }
+    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32) {
+        self.out
+            .push(Out::FwdDropped(node, sender.into(), subject.into(), count));
     }
     fn challenge_nonce(&mut self) -> Option<[u8; 32]> {
         self.nonce
@@ -889,12 +910,14 @@ fn forwarded_send_and_publish_are_delivered_locally_and_never_forwarded() {
     h.rec.take();
     let engine = Engine::new(&h.tables, &h.config);
     let guards = h.tables.guards();
+    let mut reports = DropReports::default();
     let one = Message::plain(b"x", b"", b"1");
-    engine.on_forwarded_send(&guards, b"b", &one, &mut h.rec);
+    engine.on_forwarded_send(&guards, b"b", &one, &mut reports, &mut h.rec);
     let two = Message::plain(b"x", b"t", b"2");
-    engine.on_forwarded_publish(&guards, &two, b"", &mut h.rec);
+    engine.on_forwarded_publish(&guards, &two, b"", &mut reports, &mut h.rec);
     let three = Message::plain(b"x", b"", b"3");
-    engine.on_forwarded_send(&guards, b"far", &three, &mut h.rec);
+    engine.on_forwarded_send(&guards, b"far", &three, &mut reports, &mut h.rec);
+    assert!(reports.is_empty(), "nothing was dropped at a bound");
     assert_eq!(
         h.rec.take(),
         vec![
