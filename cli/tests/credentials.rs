@@ -18,6 +18,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A credentials file in a fresh directory: entry `game` (secret `pw`) may register
 /// `game-*`, send to `lobby-*`, publish and subscribe under `game.` except `game.admin.`.
@@ -194,6 +195,76 @@ fn a_nats_user_and_password_name_the_entry_and_a_denied_publish_gets_a_permissio
     let mut line = String::new();
     lines.read_line(&mut line).unwrap();
     assert_eq!(line, "-ERR 'Authorization Violation'\r\n");
+}
+
+/// A NATS client publishing where its entry may not, reading nothing: each PUB is answered
+/// `-ERR 'Permissions Violation ...'` (nats-server's wording; NATS has no summary to coalesce
+/// into), but no -ERR takes its queue past `pending_bytes_max`: past it they are dropped and
+/// counted. So it outlives `slow_consumer_grace_ms` and is never closed as a slow consumer;
+/// every PUB was answered or counted.
+#[test]
+fn a_nats_client_flooding_denied_publishes_is_never_closed_for_errors_it_did_not_read() {
+    // About 18 MB of -ERR: past the kernel's socket buffers on both sides, then the queue.
+    const N: u64 = 300_000;
+    let grace_ms = 100;
+    let relay = start(Config {
+        token: Some("admin".into()),
+        credentials_file: Some(credentials_file()),
+        nats_listen: Some("127.0.0.1:0".parse().unwrap()),
+        max_frame_bytes: 64 << 10,
+        pending_bytes_max: 256 << 10,
+        slow_consumer_grace_ms: grace_ms,
+        ..config()
+    });
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&relay.nats_addr().unwrap().into(), WAIT)
+        .unwrap();
+    let mut stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut lines = BufReader::new(stream.try_clone().unwrap());
+    assert!(read_line(&mut lines).starts_with("INFO "));
+    // In first: what follows a CONNECT waits, bounded, while its password is verified.
+    stream
+        .write_all(b"CONNECT {\"user\":\"game\",\"pass\":\"pw\",\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
+    assert_eq!(read_line(&mut lines), "PONG\r\n");
+    let denied = b"PUB game.admin.x 1\r\nx\r\n".repeat(1000);
+    for _ in 0..N / 1000 {
+        stream
+            .write_all(&denied)
+            .expect("the publisher is never blocked for long");
+    }
+    wait_until(
+        "the relay has refused every PUB, or closed the publisher",
+        || {
+            let stats = relay.stats();
+            stats.permission_denials == N || stats.slow_consumer_closes > 0
+        },
+    );
+    let stats = relay.stats();
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+    assert!(stats.error_drops > 0, "the queue never filled: {stats:?}");
+    // The subject of the test: the queue stays full, unread, for longer than the grace and
+    // the tick that would enforce it.
+    std::thread::sleep(Duration::from_millis(grace_ms + 2 * 250));
+    stream.write_all(b"PING\r\n").unwrap();
+    let mut answered = 0u64;
+    loop {
+        let line = read_line(&mut lines);
+        if line == "PONG\r\n" {
+            break;
+        }
+        assert_eq!(
+            line, "-ERR 'Permissions Violation for Publish to \"game.admin.x\"'\r\n",
+            "after {answered} answers"
+        );
+        answered += 1;
+    }
+    let stats = relay.stats();
+    assert_eq!(answered + stats.error_drops, N, "{stats:?}");
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
 }
 
 #[test]

@@ -3,9 +3,9 @@
 //! library's own encoders. Fuzz runs write what they find elsewhere (`corpus-run/`, ignored).
 
 use ringrelay::cluster::wire::{
-    encode_data_publish, encode_data_send, encode_link, snapshot_chunks, ControlMsg,
-    InterestChange, Lane, LinkHello, LinkMsg, LinkRefuse, Member, RowChange, LINK_VERSION,
-    REFUSE_BAD_SECRET,
+    encode_data_dropped, encode_data_publish, encode_data_send, encode_link, snapshot_chunks,
+    ControlMsg, InterestChange, Lane, LinkHello, LinkMsg, LinkRefuse, Member, RowChange,
+    LINK_VERSION, REFUSE_BAD_SECRET,
 };
 use ringrelay::protocol::{
     encode_deliver, encode_publish_extended, encode_send_extended, hello, CloseReason, ErrorCode,
@@ -242,6 +242,9 @@ fn link_msgs() -> Vec<(&'static str, Vec<u8>)> {
     let mut publish_request = Vec::new();
     encode_data_publish(&mut publish_request, &request, b"", false);
     out.push(("data_publish_request", publish_request));
+    let mut dropped = Vec::new();
+    encode_data_dropped(&mut dropped, b"alice", b"bob", 3);
+    out.push(("data_dropped", dropped));
     out
 }
 

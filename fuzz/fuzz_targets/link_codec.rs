@@ -9,9 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use ringrelay::cluster::wire::{
     data_ack_len, data_dropped_len, data_publish_len, data_send_acked_len, data_send_len,
     decode_data, decode_link, encode_data_ack, encode_data_dropped, encode_data_publish,
-    encode_data_send, encode_data_send_acked, encode_link,
-    snapshot_chunks, ControlMsg, DataFrame, DecodedData, LinkDecodeError, LinkMsg, HEADER_LEN,
-    LINK_VERSION,
+    encode_data_send, encode_data_send_acked, encode_link, snapshot_chunks, ControlMsg, DataFrame,
+    DecodedData, LinkDecodeError, LinkMsg, HEADER_LEN, LINK_VERSION,
 };
 use ringrelay::protocol::Message;
 use ringrelay_fuzz::{arb_link_msg, bytes8, MAXES};

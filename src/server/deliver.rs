@@ -44,6 +44,14 @@ pub(super) enum Forward {
     NoRoute,
 }
 
+/// What a frame appended to a data link is: a forwarded message (counted, and it stalls or
+/// marks the batch overloaded), or a drop report (best effort: neither).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LinkFrame {
+    Message,
+    Report,
+}
+
 /// A close decided while frames are being processed; carried out after the batch.
 #[derive(Clone, Copy, Debug)]
 pub struct PendingClose {
@@ -555,6 +563,9 @@ impl Deliverer<'_> {
         if self.refuses_acked(slot, generation, frame) {
             return;
         }
+        if frame.get(4) == Some(&(FrameKind::Error as u8)) {
+            return self.append_error_bytes(slot, generation, frame);
+        }
         if self.is_nats(slot, generation) {
             return self.append_frame_bytes_nats(slot, generation, group, frame);
         }
@@ -619,6 +630,23 @@ impl Deliverer<'_> {
         fits
     }
 
+    /// An ERROR another worker handed over (a drop report): coalesced by the connection's
+    /// error ledger, as one produced here. A NATS connection cannot be told (NATS has no such
+    /// error): counted unreported, as one drop (the report does not carry its count).
+    #[cold]
+    #[inline(never)]
+    fn append_error_bytes(&mut self, slot: u32, generation: u32, frame: &[u8]) {
+        if self.is_nats(slot, generation) {
+            bump(&self.stats.drops_unreported, 1);
+            return;
+        }
+        match decode(frame, usize::MAX) {
+            Ok(Decoded::Frame { frame, .. }) => self.push_frame_local(slot, generation, &frame),
+            // Handed-over frames were encoded by this process.
+            _ => debug_assert!(false, "a handed-over ERROR does not decode"),
+        }
+    }
+
     /// A version-3 DELIVER handed over for a connection of an older version: it goes without
     /// its reply topic and headers.
     #[cold]
@@ -649,14 +677,21 @@ impl Deliverer<'_> {
     /// and counted (a link is never closed for being slow: the control lane decides whether
     /// the peer is alive).
     #[inline]
-    pub(super) fn append_link(
+    fn append_link(&mut self, node: u16, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Forward {
+        self.append_link_frame(node, len, LinkFrame::Message, write)
+    }
+
+    /// [`Self::append_link`] for a message or a report (see [`LinkFrame`]).
+    #[inline]
+    pub(super) fn append_link_frame(
         &mut self,
         node: u16,
         len: usize,
+        frame: LinkFrame,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Forward {
         let Some(link) = self.links_out.iter().find(|l| l.node == node).copied() else {
-            return self.append_backlog(node, len, write);
+            return self.append_backlog(node, len, frame, write);
         };
         let Some(conn) = self
             .slab
@@ -664,26 +699,31 @@ impl Deliverer<'_> {
             .filter(|c| c.accepts_frames())
         else {
             // The link is closing: the forward waits for the next one, as before the first.
-            return self.append_backlog(node, len, write);
+            return self.append_backlog(node, len, frame, write);
         };
         let admit = conn
             .backlog
             .admit(self.link_flow, conn.pending_bytes(), len, self.now_ms);
         if admit == Admit::Refuse {
-            bump(&self.stats.forward_link_full_drops, 1);
-            self.overloaded = true;
+            if frame == LinkFrame::Message {
+                bump(&self.stats.forward_link_full_drops, 1);
+                self.overloaded = true;
+            }
             return Forward::Dropped;
         }
         conn.tls_reserve();
         let start = conn.out.len();
         write(&mut conn.out);
         let written = conn.out.len() - start;
-        bump(&self.stats.forwarded_out, 1);
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(link.slot);
         }
         self.slab.round_out_bytes += written;
+        if frame == LinkFrame::Report {
+            return Forward::Queued;
+        }
+        bump(&self.stats.forwarded_out, 1);
         if let Admit::Stall { until_ms } = admit {
             // A link stalls this worker's producers only: no board word.
             let on = StallOn::Queue {
@@ -702,6 +742,7 @@ impl Deliverer<'_> {
         &mut self,
         node: u16,
         len: usize,
+        frame: LinkFrame,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Forward {
         let bytes_max = self.link_flow.ceiling_bytes;
@@ -709,6 +750,7 @@ impl Deliverer<'_> {
             .link_backlogs
             .append(node, self.now_ms, len, bytes_max, write)
         {
+            Ok(()) if frame == LinkFrame::Report => Forward::Queued,
             Ok(()) => {
                 bump(&self.stats.forwarded_out, 1);
                 if self.link_backlogs.bytes_of(node) >= self.link_flow.stall_at_bytes {
@@ -717,6 +759,7 @@ impl Deliverer<'_> {
                 }
                 Forward::Queued
             }
+            Err(_) if frame == LinkFrame::Report => Forward::Dropped,
             Err(Refused::Full) => {
                 bump(&self.stats.forward_link_full_drops, 1);
                 self.overloaded = true;
@@ -729,11 +772,13 @@ impl Deliverer<'_> {
         }
     }
 
-    pub(super) fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) {
+    /// Hands a frame the relay produced to the worker of `to`; returns whether the handoff
+    /// took it.
+    pub(super) fn push_frame_remote(&mut self, to: Location, frame: &Frame<'_>) -> bool {
         self.hand_over(to, TAG_FRAME, frame.encoded_len(), |out| {
             let ok = frame.encode(out).is_ok();
             debug_assert!(ok);
-        });
+        })
     }
 }
 
@@ -945,7 +990,8 @@ impl Sink for Deliverer<'_> {
         if to.worker == self.worker {
             self.push_frame_local(to.slot, to.generation, &frame);
         } else {
-            self.push_frame_remote(to, &frame);
+            // Dropped (and counted) with the handoff full.
+            let _ = self.push_frame_remote(to, &frame);
         }
     }
 
@@ -1044,7 +1090,9 @@ impl AckSink for Deliverer<'_> {
             ack: *ack,
         };
         if to.worker != self.worker {
-            return self.push_frame_remote(to, &frame);
+            // Dropped (and counted) with the handoff full; the sender's timer covers it.
+            let _ = self.push_frame_remote(to, &frame);
+            return;
         }
         if self.conn_acks(to.slot, to.generation) == Some(false) {
             bump(&self.stats.acked_to_version_1_drops, 1);

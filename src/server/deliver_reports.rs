@@ -1,10 +1,9 @@
 //! The worker's side of drop reports (`core::drop_reports`): an ERROR to a client of this node
 //! on any worker, and FWD_DROPPED to the node of a client elsewhere. Best effort: a report
-//! that finds its handoff queue or link full is dropped and counted, and never stalls the
-//! batch's producer nor marks the batch as overloaded (a report is not itself reported).
+//! that finds its handoff queue or link full is lost (the engine counts it unreported), and
+//! it never stalls the batch's producer, marks the batch overloaded or counts as a message.
 
-use super::deliver::{Deliverer, Forward};
-use super::stats::bump;
+use super::deliver::{Deliverer, Forward, LinkFrame};
 use crate::cluster::wire::{data_dropped_len, encode_data_dropped};
 use crate::core::drop_reports::DropReports;
 use crate::core::Location;
@@ -29,53 +28,49 @@ impl Deliverer<'_> {
         reports.note(sender, subject);
     }
 
-    /// Queues an ERROR to the client at `to`, on this worker (coalesced by its error ledger)
-    /// or through the handoff to its own.
+    /// Queues an ERROR to the client at `to`: on this worker through its error ledger (which
+    /// coalesces it), on another through the handoff (that worker's ledger coalesces it).
+    /// Returns false when it cannot be told: a NATS connection here (NATS has no such error;
+    /// nats-server does not tell a publisher of drops either), or a full handoff queue.
     pub(super) fn send_error_anywhere(
         &mut self,
         to: Location,
         code: ErrorCode,
         subject: &[u8],
         text: &'static str,
-    ) {
+    ) -> bool {
         let frame = Frame::Error {
             code,
             subject,
             text: text.as_bytes(),
         };
-        self.best_effort(|d| {
-            if to.worker == d.worker {
-                d.push_frame_local(to.slot, to.generation, &frame);
-            } else {
-                d.push_frame_remote(to, &frame);
-            }
-        });
+        if to.worker != self.worker {
+            let overloaded = self.overloaded;
+            let handed = self.push_frame_remote(to, &frame);
+            // A report lost at the handoff is not itself reported.
+            self.overloaded = overloaded;
+            return handed;
+        }
+        if self.is_nats(to.slot, to.generation) {
+            return false;
+        }
+        self.push_frame_local(to.slot, to.generation, &frame);
+        true
     }
 
-    /// Appends FWD_DROPPED for `node`'s client `sender` to this worker's link to it.
+    /// Appends FWD_DROPPED for `node`'s client `sender` to this worker's link to it (or the
+    /// node's backlog); returns whether it was queued.
     pub(super) fn forward_dropped_report(
         &mut self,
         node: u16,
         sender: &[u8],
         subject: &[u8],
         count: u32,
-    ) {
+    ) -> bool {
         let len = data_dropped_len(sender, subject);
-        let forward = self.best_effort(|d| {
-            d.append_link(node, len, |out| {
-                encode_data_dropped(out, sender, subject, count)
-            })
+        let queued = self.append_link_frame(node, len, LinkFrame::Report, |out| {
+            encode_data_dropped(out, sender, subject, count)
         });
-        if forward != Forward::Queued {
-            bump(&self.stats.drops_unreported, u64::from(count));
-        }
-    }
-
-    /// Runs `queue` without letting it stall the batch's producer or mark it overloaded.
-    fn best_effort<T>(&mut self, queue: impl FnOnce(&mut Self) -> T) -> T {
-        let (stall, overloaded) = (self.stall, self.overloaded);
-        let result = queue(self);
-        (self.stall, self.overloaded) = (stall, overloaded);
-        result
+        queued == Forward::Queued
     }
 }

@@ -703,18 +703,19 @@ impl RelayCollector {
         counter(
             e,
             "drop_reports",
-            "Senders told (ERROR OVERLOADED) of their messages dropped at a bound away from \
-             their own receive, by the worker or the node that holds the receiver: one per \
-             sender and subject per batch.",
+            "Reports queued to senders (ERROR OVERLOADED, or FWD_DROPPED to the sender's \
+             node) of their messages dropped at a bound away from their own receive, by the \
+             worker or the node that holds the receiver: one per sender and subject per \
+             batch.",
             self.sum(|b| &b.drop_reports),
         )?;
         counter(
             e,
             "drops_unreported",
             "Messages dropped away from their sender's receive that no report told it of: \
-             the sender left, a batch had more than 16 senders with drops, or the report \
-             found its data link full (one lost at a full handoff queue counts as a \
-             handoff drop).",
+             the sender left, a batch had more than 16 (sender, subject) pairs with drops, \
+             the report found its handoff queue or data link full, or the sender speaks \
+             NATS (no such error there).",
             self.sum(|b| &b.drops_unreported),
         )
     }

@@ -116,12 +116,18 @@ impl Output for Deliverer<'_> {
         std::mem::take(&mut self.overloaded)
     }
 
-    fn send_error(&mut self, to: Location, code: ErrorCode, subject: &[u8], text: &'static str) {
-        self.send_error_anywhere(to, code, subject, text);
+    fn send_error(
+        &mut self,
+        to: Location,
+        code: ErrorCode,
+        subject: &[u8],
+        text: &'static str,
+    ) -> bool {
+        self.send_error_anywhere(to, code, subject, text)
     }
 
-    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32) {
-        self.forward_dropped_report(node, sender, subject, count);
+    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32) -> bool {
+        self.forward_dropped_report(node, sender, subject, count)
     }
 
     fn challenge_nonce(&mut self) -> Option<[u8; 32]> {

@@ -83,11 +83,11 @@ pub struct WorkerStats {
     pub errors_coalesced: AtomicU64,
     /// ERRORs dropped: the connection's ledger was full, or its queue at `pending_bytes_max`.
     pub error_drops: AtomicU64,
-    /// Senders told of their messages dropped away from their receive: one per sender and
-    /// subject per batch (`core::drop_reports`), as an ERROR here or FWD_DROPPED to its node.
+    /// Reports queued to senders of their messages dropped away from their receive: one
+    /// per sender and subject per batch (`core::drop_reports`), as an ERROR here or
+    /// FWD_DROPPED to the sender's node.
     pub drop_reports: AtomicU64,
-    /// Messages dropped away from their sender's receive that no report told it of (a
-    /// report lost at a full handoff queue is a handoff drop instead).
+    /// Messages dropped away from their sender's receive that no report told it of.
     pub drops_unreported: AtomicU64,
     /// Completions reaped (sum over loop iterations).
     pub completions: AtomicU64,

@@ -275,8 +275,10 @@ impl Worker {
                         &mut sink,
                     ),
                     DataFrame::Dropped {
-                        sender, subject, ..
-                    } => engine.on_forwarded_dropped(&guards, sender, subject, &mut sink),
+                        sender,
+                        subject,
+                        count,
+                    } => engine.on_forwarded_dropped(&guards, sender, subject, count, &mut sink),
                 },
                 Ok(DecodedData::NeedMore { .. }) => {
                     debug_assert!(false, "a whole link frame decoded as incomplete");

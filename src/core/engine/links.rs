@@ -67,7 +67,7 @@ impl Engine<'_> {
         out: &mut impl Output,
     ) {
         let unreported = reports.drain(|report| {
-            match self.tables.locate(guards, report.sender) {
+            let told = match self.tables.locate(guards, report.sender) {
                 Some(at) if at.node == self.tables.node_id => out.send_error(
                     at,
                     ErrorCode::OVERLOADED,
@@ -77,12 +77,13 @@ impl Engine<'_> {
                 Some(at) => {
                     out.forward_dropped(at.node, report.sender, report.subject, report.count)
                 }
-                None => {
-                    out.count_n(Counter::DropsUnreported, u64::from(report.count));
-                    return;
-                }
+                None => false,
+            };
+            if told {
+                out.count(Counter::DropReported);
+            } else {
+                out.count_n(Counter::DropsUnreported, u64::from(report.count));
             }
-            out.count(Counter::DropReported);
         });
         if unreported > 0 {
             out.count_n(Counter::DropsUnreported, unreported);
@@ -90,7 +91,8 @@ impl Engine<'_> {
     }
 
     /// Another node dropped `count` messages of `sender` to `subject` at one of its bounds:
-    /// the sender is told (ERROR OVERLOADED) if it is still a client of this node.
+    /// the sender is told (ERROR OVERLOADED) if it is still a client of this node; if not, or
+    /// it cannot be told, the drops are counted unreported here. Never forwarded again.
     #[cold]
     #[inline(never)]
     pub fn on_forwarded_dropped(
@@ -98,14 +100,17 @@ impl Engine<'_> {
         guards: &Guards<'_>,
         sender: &[u8],
         subject: &[u8],
+        count: u32,
         out: &mut impl Output,
     ) {
-        out.count(Counter::ForwardedIn);
-        match self.tables.locate(guards, sender) {
+        let told = match self.tables.locate(guards, sender) {
             Some(at) if at.node == self.tables.node_id => {
                 out.send_error(at, ErrorCode::OVERLOADED, subject, DROPPED_FURTHER_ON)
             }
-            _ => out.count(Counter::ForwardedInStale),
+            _ => false,
+        };
+        if !told {
+            out.count_n(Counter::DropsUnreported, u64::from(count));
         }
     }
 
@@ -128,6 +133,9 @@ impl Engine<'_> {
         {
             out.count(Counter::ForwardedInStale);
         }
+        // Dropped at a bound, it is sent again by its sender's timer: not reported (and the
+        // flag must not be left for the next frame of the receive to take as its own).
+        out.take_overloaded();
     }
 
     /// An ACK forwarded by another node, for a client of this node (dropped and counted stale
@@ -149,5 +157,7 @@ impl Engine<'_> {
         {
             out.count(Counter::ForwardedInStale);
         }
+        // An ACK lost at a bound is covered by the next one: not reported (as above).
+        out.take_overloaded();
     }
 }

@@ -151,10 +151,19 @@ pub trait Output: AckSink {
     /// Whether a bound was hit (messages dropped) since the last call; clears it.
     fn take_overloaded(&mut self) -> bool;
     /// Queue an ERROR to the connection at `to`, a client of this node on any worker.
-    fn send_error(&mut self, to: Location, code: ErrorCode, subject: &[u8], text: &'static str);
+    /// Returns false when it cannot be told (its queue to it is full, or its protocol has no
+    /// such error).
+    fn send_error(
+        &mut self,
+        to: Location,
+        code: ErrorCode,
+        subject: &[u8],
+        text: &'static str,
+    ) -> bool;
     /// Tell `node` that `count` messages of its client `sender` to `subject` were dropped
-    /// here (FWD_DROPPED on this worker's data link to it).
-    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32);
+    /// here (FWD_DROPPED on this worker's data link to it); returns false when the link (or
+    /// its backlog) is full.
+    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32) -> bool;
     /// A fresh random nonce for a CHALLENGE (the I/O layer draws it from the OS; the core
     /// makes no random numbers). `None`: none could be drawn, the HELLO is refused.
     fn challenge_nonce(&mut self) -> Option<[u8; 32]>;

@@ -65,6 +65,8 @@ struct Rec {
     /// A delivery to this slot is dropped at a bound (sets `overloaded`), as a full queue
     /// would drop it.
     full_slot: Option<u32>,
+    /// Drop reports find their queue full (`send_error` and `forward_dropped` answer false).
+    reports_refused: bool,
     epoch: u64,
     /// The nonce of the next CHALLENGE (the I/O layer draws one from the OS); `None`: none
     /// could be drawn.
@@ -82,6 +84,7 @@ impl Rec {
             ready: true,
             overloaded: false,
             full_slot: None,
+            reports_refused: false,
             epoch: 0,
             nonce: Some([0x5a; 32]),
             close_texts: Vec::new(),
@@ -139,6 +142,10 @@ impl AckSink for Rec {
     ) -> AckedDelivery {
         if self.version_1.contains(&to.slot) {
             return AckedDelivery::Unsupported;
+        }
+        if self.full_slot == Some(to.slot) {
+            self.overloaded = true;
+            return AckedDelivery::Dropped;
         }
         self.out.push(Out::DeliverAcked(
             to.slot,
@@ -229,12 +236,26 @@ impl Output for Rec {
     fn take_overloaded(&mut self) -> bool {
         std::mem::take(&mut self.overloaded)
     }
-    fn send_error(&mut self, to: Location, code: ErrorCode, subject: &[u8], _: &'static str) {
+    fn send_error(
+        &mut self,
+        to: Location,
+        code: ErrorCode,
+        subject: &[u8],
+        _: &'static str,
+    ) -> bool {
+        if self.reports_refused {
+            return false;
+        }
         self.out.push(Out::SendError(to.slot, code, subject.into()));
+        true
     }
-    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32) {
+    fn forward_dropped(&mut self, node: u16, sender: &[u8], subject: &[u8], count: u32) -> bool {
+        if self.reports_refused {
+            return false;
+        }
         self.out
             .push(Out::FwdDropped(node, sender.into(), subject.into(), count));
+        true
     }
     fn challenge_nonce(&mut self) -> Option<[u8; 32]> {
         self.nonce
