@@ -181,6 +181,51 @@ fn a_drop_on_the_receivers_worker_is_reported_to_the_sender_on_another_worker() 
     assert_eq!(sample(metrics, "ringrelay_slow_consumer_closes_total"), 0.0);
 }
 
+/// A receiver that stops reading for longer than its producers' stall budget is not closed
+/// for it: the messages that would take its queue past twice `pending_bytes_max` are dropped
+/// and their sender told OVERLOADED, and once it reads again it gets every other message, in
+/// order, on the same connection (it would be closed only after `slow_consumer_grace_ms`).
+#[test]
+fn a_receiver_paused_past_the_stall_budget_loses_messages_its_sender_hears_of_not_its_connection() {
+    const N: u64 = 20_000;
+    let relay = start(Config {
+        pending_bytes_max: 1 << 20,
+        stall_ms_max: 20,
+        slow_consumer_grace_ms: 60_000,
+        ..relay_config()
+    });
+    let (addr, metrics) = (relay.local_addr(), relay.metrics_addr().expect("metrics"));
+    // Reads nothing until the flood is over: 20 MiB, past its bound of 2 MiB and the kernel's
+    // socket buffers.
+    let mut paused = stuck_subscriber(addr, b"unused", b"");
+    let mut sender = connect(addr, "sender");
+    blast(&mut sender, b"stuck", N);
+    let told = sync(&mut sender);
+    assert!(
+        told.iter().any(|e| matches!(e,
+            Event::Error { code, subject, .. }
+                if *code == ErrorCode::OVERLOADED && (subject.is_empty() || subject == b"stuck"))),
+        "the sender heard {told:?}"
+    );
+    let dropped = sample(metrics, "ringrelay_drops_total{reason=\"slow_consumer\"}") as u64;
+    assert!(dropped > 0, "nothing was dropped at the bound");
+    assert_eq!(relay.stats().slow_consumer_closes, 0);
+    // It reads again: every message not dropped arrives, in order, on the same connection.
+    let (mut got, mut last) = (0u64, None);
+    while got + dropped < N {
+        match paused.next_frame() {
+            Ok(Owned::Deliver { payload, .. }) => {
+                let index = u64::from_le_bytes(payload[..8].try_into().unwrap());
+                assert!(last.is_none_or(|l| l < index), "{index} after {last:?}");
+                (got, last) = (got + 1, Some(index));
+            }
+            Ok(Owned::Ping(_)) => {}
+            other => panic!("after {got} messages the receiver got {other:?}"),
+        }
+    }
+    assert_eq!(relay.stats().slow_consumer_closes, 0);
+}
+
 /// A subscriber that stops reading for good: its queue stalls the producer once, for at most
 /// `stall_ms_max`; it is closed as a slow consumer once it has stayed above
 /// `pending_bytes_max` for `slow_consumer_grace_ms` (give or take one tick, at most 250 ms);

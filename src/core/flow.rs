@@ -15,12 +15,13 @@
 //!   `stall_ms_max`; only a message that would pass the link's bound is dropped (counted, and
 //!   the sender told OVERLOADED).
 //! - A client whose queue stays above `pending_bytes_max` for longer than
-//!   `slow_consumer_grace_ms` is closed as a slow consumer; one whose queue would pass the
-//!   ceiling (twice `pending_bytes_max`) is closed at once, the connection's memory bound.
-//!   While its producers are stalled within the episode's budget, the ceiling is higher by
-//!   `in_flight_bytes_max`: messages already on their way when the stall began (the rest of a
-//!   producer's receive, a handoff queue from another worker) do not close a consumer for
-//!   the relay's own latency.
+//!   `slow_consumer_grace_ms` is closed as a slow consumer. A message that would take its
+//!   queue past the ceiling (twice `pending_bytes_max`, the connection's memory bound) is
+//!   refused: the worker drops it and tells its sender OVERLOADED (a frame the relay produces
+//!   closes the consumer instead). While its producers are stalled within the episode's
+//!   budget, the ceiling is higher by `in_flight_bytes_max`: messages already on their way
+//!   when the stall began (the rest of a producer's receive, a handoff queue from another
+//!   worker) are not refused for the relay's own latency.
 
 /// Sentinel of a [`Backlog`] instant that is not set.
 const UNSET_MS: u64 = u64::MAX;
@@ -50,8 +51,8 @@ pub struct FlowLimits {
 
 impl FlowLimits {
     /// A client's queue: stalls from a quarter of `pending_bytes_max`, resumes below an
-    /// eighth, closed past twice it at once (three times while its producers are stalled, for
-    /// messages in flight) or above it for `grace_ms`.
+    /// eighth, refuses past twice it (three times while its producers are stalled, for
+    /// messages in flight), closed above it for `grace_ms`.
     pub fn for_clients(pending_bytes_max: usize, stall_ms_max: u64, grace_ms: u64) -> FlowLimits {
         FlowLimits {
             stall_at_bytes: pending_bytes_max / 4,
@@ -99,7 +100,8 @@ pub enum Admit {
     Queue,
     /// Queue it, and stall its producer until `until_ms` at the latest.
     Stall { until_ms: u64 },
-    /// It would pass the ceiling: refuse it (a client is closed, a link drops it).
+    /// It would pass the ceiling: refuse it (dropped, its sender told OVERLOADED; a frame the
+    /// relay produces closes a client instead).
     Refuse,
 }
 

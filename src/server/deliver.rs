@@ -211,17 +211,27 @@ impl Deliverer<'_> {
         }
     }
 
-    /// A message of `kind` would take the connection in `slot` past its ceiling (twice
-    /// `pending_bytes_max`): it is closed as a slow consumer and the message dropped. (An
-    /// ERROR never gets here: it stops at `pending_bytes_max`, see `FlowLimits::takes_error`.)
+    /// A frame of `kind` would take the connection in `slot` past its ceiling (twice
+    /// `pending_bytes_max`, its memory bound). A DELIVER is dropped, counted, and its sender
+    /// told OVERLOADED (the batch is marked overloaded); the consumer stays until it has been
+    /// above `pending_bytes_max` for `slow_consumer_grace_ms`, so a consumer that was only
+    /// descheduled loses messages its senders hear of, not its connection. A frame the relay
+    /// produced (PRESENCE, RECEIPT, PONG) cannot be dropped without leaving the client wrong
+    /// about its state: the consumer is closed as slow instead, as before. (An ERROR never
+    /// gets here: it stops at `pending_bytes_max`, see `FlowLimits::takes_error`.)
     #[cold]
     #[inline(never)]
     pub(super) fn refuse_at_ceiling(&mut self, slot: u32, generation: u32, kind: FrameKind) {
         debug_assert_ne!(kind, FrameKind::Error, "ERRORs stop at pending_bytes_max");
+        if kind == FrameKind::Deliver {
+            bump(&self.stats.slow_consumer_drops, 1);
+            self.overloaded = true;
+            return;
+        }
         self.close_slow_consumer(
             slot,
             generation,
-            "slow consumer: its queue would pass twice pending_bytes_max",
+            "slow consumer: a relay frame would take its queue past twice pending_bytes_max",
         );
     }
 

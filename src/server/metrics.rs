@@ -640,7 +640,8 @@ impl RelayCollector {
             e,
             "slow_consumer_closes",
             "Connections closed as slow consumers: above pending_bytes_max for longer than \
-             slow_consumer_grace_ms, or at twice pending_bytes_max.",
+             slow_consumer_grace_ms, or a relay frame (presence, receipt, pong) would take \
+             them past twice pending_bytes_max.",
             self.sum(|b| &b.slow_consumer_closes),
         )?;
         counter(

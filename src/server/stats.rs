@@ -69,8 +69,9 @@ pub struct WorkerStats {
     pub bytes_out: AtomicU64,
     /// Frames dropped because the destination connection was gone or closing.
     pub stale_drops: AtomicU64,
-    /// Frames dropped because they would have put a connection past its ceiling (twice
-    /// `pending_bytes_max`; the connection is closed with them).
+    /// DELIVERs dropped because they would have put a connection past its ceiling (twice
+    /// `pending_bytes_max`; their senders are told OVERLOADED, the connection stays until its
+    /// grace runs out).
     pub slow_consumer_drops: AtomicU64,
     /// Producers whose reads were paused because a queue they feed was full (`core::flow`),
     /// by what they waited for (see [`STALL_ON_LABELS`]).
