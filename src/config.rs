@@ -91,8 +91,9 @@ pub struct Config {
     /// Outbound bytes a client's queue may hold (README "Flow control"): a quarter of it stalls
     /// the producers that feed it; above it for `slow_consumer_grace_ms` the client is closed
     /// as a slow consumer; a message that would take it past twice it (three times while its
-    /// producers are stalled) is dropped and its sender told OVERLOADED. 8 MiB: several hundred milliseconds of a fast consumer's traffic, so bursts pass,
-    /// while 10,000 stuck consumers cannot exhaust memory unnoticed.
+    /// producers are stalled) is dropped and its sender told OVERLOADED. 8 MiB: several hundred
+    /// milliseconds of a fast consumer's traffic, so bursts pass, while 10,000 stuck consumers
+    /// cannot exhaust memory unnoticed.
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub pending_bytes_max: usize,
     /// Longest pause of a producer's reads while a queue it feeds is full (README "Flow
@@ -105,9 +106,10 @@ pub struct Config {
     pub stall_ms_max: u64,
     /// How long a client's queue may stay above `pending_bytes_max` before it is closed as a
     /// slow consumer (checked every tick, so up to 250 ms later); the only way a client is
-    /// closed for being behind (messages past twice `pending_bytes_max` are dropped). 2,000 ms: a consumer that falls behind
-    /// for a moment after its producers' stall ran out catches up without losing its
-    /// connection, and one that stopped reading gives its memory back within seconds.
+    /// closed for being behind (messages past twice `pending_bytes_max` are dropped). 2,000 ms:
+    /// a consumer that falls behind for a moment after its producers' stall ran out catches up
+    /// without losing its connection, and one that stopped reading gives its memory back
+    /// within seconds.
     pub slow_consumer_grace_ms: u64,
     /// Interval over which the ERRORs sent to one connection about the same (code, subject)
     /// are coalesced into one that carries their count (PROTOCOL.md section 7.1). 1,000 ms: a

@@ -624,8 +624,12 @@ fn slow_consumer_is_closed_while_a_reading_consumer_and_the_producer_carry_on() 
     loop {
         match stuck.next_frame_or_cut(deadline) {
             Ok(Owned::Deliver { .. }) | Ok(Owned::Ping(_)) => {}
-            Ok(Owned::Close { reason, .. }) => {
+            Ok(Owned::Close { reason, text }) => {
                 assert_eq!(reason, CloseReason::SLOW_CONSUMER);
+                assert!(
+                    text.contains("longer than slow_consumer_grace_ms"),
+                    "{text}"
+                );
                 stuck.expect_end();
                 break;
             }

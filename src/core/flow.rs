@@ -91,6 +91,16 @@ impl FlowLimits {
     pub fn takes_error(&self, pending_bytes: usize, len: usize) -> bool {
         pending_bytes.saturating_add(len) <= self.pending_bytes_max
     }
+
+    /// Whether a frame the relay produces (PING, PONG, PRESENCE, RECEIPT) of `len` bytes,
+    /// refused at the ceiling, may still join a queue holding `pending_bytes`: up to the
+    /// in-flight room past the ceiling (three times `pending_bytes_max` for a client), so a
+    /// consumer whose messages fill its queue to the ceiling is not closed by its next PING
+    /// or presence change; it meets its grace instead. Such frames are few per connection.
+    pub fn takes_relay_frame(&self, pending_bytes: usize, len: usize) -> bool {
+        let bound = self.ceiling_bytes.saturating_add(self.in_flight_bytes_max);
+        pending_bytes.saturating_add(len) <= bound
+    }
 }
 
 /// What to do with a message offered to a queue.
@@ -187,7 +197,9 @@ impl Backlog {
     pub fn congestion(&self, limits: &FlowLimits, now_ms: u64) -> Congestion {
         if !self.congested() {
             Congestion::Clear
-        } else if self.over_at_ms == UNSET_MS && self.stalls(limits, now_ms) {
+        } else if self.over_at_ms != UNSET_MS {
+            Congestion::Over
+        } else if self.stalls(limits, now_ms) {
             Congestion::Stalling
         } else {
             Congestion::Behind
@@ -221,14 +233,16 @@ impl Backlog {
 /// A queue's state as a queue group's pick sees it, best first: a group message goes to a
 /// `Clear` member when there is one; else to a `Stalling` one (a consumer in a congestion
 /// episode, still below `pending_bytes_max`, whose stall budget is not spent: the producer
-/// waits for it to drain, as for any full queue); a `Behind` member (above
-/// `pending_bytes_max`, or its episode outlasted `stall_ms_max`: a consumer that is not
-/// keeping up) only when every member is.
+/// waits for it to drain, as for any full queue); else to a `Behind` one (its episode
+/// outlasted `stall_ms_max`: a consumer that is not keeping up, but still below
+/// `pending_bytes_max`); an `Over` member (above `pending_bytes_max`: on its way to its
+/// grace's close, and at its ceiling the message would be dropped) only when every member is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Congestion {
     Clear,
     Stalling,
     Behind,
+    Over,
 }
 
 /// What a stalled producer waits for.

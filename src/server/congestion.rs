@@ -21,20 +21,34 @@ pub struct CongestionBoard {
 pub struct Standing {
     /// Producers that feed it stall: its episode's stall budget is not spent yet.
     pub stalls: bool,
-    /// Its queue is behind (above `pending_bytes_max`, or congested with the stall budget
-    /// spent): a queue group passes over it while another member is clear.
+    /// Its queue is behind (congested with the stall budget spent, or above
+    /// `pending_bytes_max`): a queue group passes over it while another member is clear.
     pub behind: bool,
+    /// Its queue is above `pending_bytes_max`: a queue group picks it last of all.
+    pub over: bool,
 }
 
 impl Standing {
     pub const CLEAR: Standing = Standing {
         stalls: false,
         behind: false,
+        over: false,
     };
+
+    /// How `congestion` stands on a board.
+    pub fn of(stalls: bool, congestion: Congestion) -> Standing {
+        Standing {
+            stalls,
+            behind: congestion >= Congestion::Behind,
+            over: congestion == Congestion::Over,
+        }
+    }
 
     /// The standing for a queue group's pick.
     pub fn congestion(self) -> Congestion {
-        if self.behind {
+        if self.over {
+            Congestion::Over
+        } else if self.behind {
             Congestion::Behind
         } else if self.stalls {
             Congestion::Stalling
@@ -46,6 +60,7 @@ impl Standing {
 
 /// The word's low bits: the generation plus one (0: no connection stands there).
 const GENERATION_BITS: u64 = (1 << 33) - 1;
+const OVER_BIT: u64 = 1 << 61;
 const STALLS_BIT: u64 = 1 << 62;
 const BEHIND_BIT: u64 = 1 << 63;
 
@@ -61,6 +76,9 @@ fn word(generation: u32, standing: Standing) -> u64 {
     }
     if standing.behind {
         w |= BEHIND_BIT;
+    }
+    if standing.over {
+        w |= OVER_BIT;
     }
     w
 }
@@ -119,6 +137,7 @@ impl CongestionBoard {
         Standing {
             stalls: w & STALLS_BIT != 0,
             behind: w & BEHIND_BIT != 0,
+            over: w & OVER_BIT != 0,
         }
     }
 
@@ -136,10 +155,17 @@ mod tests {
     const STALLS: Standing = Standing {
         stalls: true,
         behind: false,
+        over: false,
     };
     const BEHIND: Standing = Standing {
         stalls: false,
         behind: true,
+        over: false,
+    };
+    const OVER: Standing = Standing {
+        stalls: false,
+        behind: true,
+        over: true,
     };
 
     #[test]
@@ -167,9 +193,11 @@ mod tests {
             for standing in [
                 STALLS,
                 BEHIND,
+                OVER,
                 Standing {
                     stalls: true,
                     behind: true,
+                    over: true,
                 },
                 Standing::CLEAR,
             ] {
@@ -191,6 +219,10 @@ mod tests {
         assert_eq!(board.standing(4, 9).congestion(), Congestion::Behind);
         board.set(4, 9, STALLS);
         assert_eq!(board.standing(4, 9).congestion(), Congestion::Stalling);
+        board.set(4, 9, OVER);
+        assert_eq!(board.standing(4, 9).congestion(), Congestion::Over);
+        assert_eq!(Standing::of(false, Congestion::Over), OVER);
+        assert_eq!(Standing::of(false, Congestion::Behind), BEHIND);
         assert_eq!(Standing::CLEAR.congestion(), Congestion::Clear);
     }
 

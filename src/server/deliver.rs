@@ -144,9 +144,16 @@ impl Deliverer<'_> {
             bump(&self.stats.error_drops, 1);
             return false;
         }
-        let admit = conn
+        let pending = conn.pending_bytes();
+        let mut admit = conn
             .backlog
-            .admit(self.client_flow, conn.pending_bytes(), len, self.now_ms);
+            .admit(self.client_flow, pending, len, self.now_ms);
+        if admit == Admit::Refuse
+            && kind != FrameKind::Deliver
+            && self.client_flow.takes_relay_frame(pending, len)
+        {
+            admit = Admit::Queue;
+        }
         if admit != Admit::Queue && !self.admit_congested(slot, generation, kind, admit) {
             return false;
         }
@@ -211,14 +218,15 @@ impl Deliverer<'_> {
         }
     }
 
-    /// A frame of `kind` would take the connection in `slot` past its ceiling (twice
+    /// A frame of `kind` would take the native connection in `slot` past its ceiling (twice
     /// `pending_bytes_max`, its memory bound). A DELIVER is dropped, counted, and its sender
     /// told OVERLOADED (the batch is marked overloaded); the consumer stays until it has been
     /// above `pending_bytes_max` for `slow_consumer_grace_ms`, so a consumer that was only
     /// descheduled loses messages its senders hear of, not its connection. A frame the relay
-    /// produced (PRESENCE, RECEIPT, PONG) cannot be dropped without leaving the client wrong
-    /// about its state: the consumer is closed as slow instead, as before. (An ERROR never
-    /// gets here: it stops at `pending_bytes_max`, see `FlowLimits::takes_error`.)
+    /// produces (PING, PONG, PRESENCE, RECEIPT) gets the in-flight room past the ceiling
+    /// (`FlowLimits::takes_relay_frame`); one that would pass even that cannot be dropped
+    /// without leaving the client wrong about its state: the consumer is closed as slow. (An
+    /// ERROR never gets here: it stops at `pending_bytes_max`, see `FlowLimits::takes_error`.)
     #[cold]
     #[inline(never)]
     pub(super) fn refuse_at_ceiling(&mut self, slot: u32, generation: u32, kind: FrameKind) {
@@ -231,7 +239,8 @@ impl Deliverer<'_> {
         self.close_slow_consumer(
             slot,
             generation,
-            "slow consumer: a relay frame would take its queue past twice pending_bytes_max",
+            "slow consumer: a relay frame would take its queue past three times \
+             pending_bytes_max",
         );
     }
 
@@ -252,7 +261,7 @@ impl Deliverer<'_> {
         if !was.stalls {
             let stalls = Standing {
                 stalls: true,
-                behind: was.behind,
+                ..was
             };
             board.set(slot, generation, stalls);
             if was == Standing::CLEAR {
@@ -976,7 +985,8 @@ impl Sink for Deliverer<'_> {
 
     /// A connection here is judged by its backlog (see `Backlog::congestion`); one on
     /// another worker by its worker's board, which that worker updates each loop iteration:
-    /// `Behind` while marked behind, else `Stalling` while it stalls producers, else `Clear`.
+    /// `Over` while marked over, `Behind` while marked behind, else `Stalling` while it stalls
+    /// producers, else `Clear`.
     #[inline]
     fn congestion(&self, to: Location) -> Congestion {
         if to.worker != self.worker {
@@ -1068,6 +1078,9 @@ impl AckSink for Deliverer<'_> {
             return AckedDelivery::Unsupported;
         }
         let header_len = frame_len_for_deliver_acked(sender, 0);
+        // A drop here is answered by the caller with an ERROR naming the message: the plain
+        // OVERLOADED of the receive is not for it.
+        let overloaded = self.overloaded;
         let ok = if let Some(shared) = self.shared(payload) {
             let payload_len = shared.len();
             self.deliver_shared_with(to, b"", shared, header_len, |out| {
@@ -1089,6 +1102,7 @@ impl AckSink for Deliverer<'_> {
         if ok {
             AckedDelivery::Queued
         } else {
+            self.overloaded = overloaded;
             AckedDelivery::Dropped
         }
     }
@@ -1136,9 +1150,13 @@ impl AckSink for Deliverer<'_> {
         payload: &[u8],
     ) {
         let len = data_send_acked_len(sender, target, payload);
+        // A drop is answered below with an ERROR naming the message, not the receive's
+        // plain OVERLOADED.
+        let overloaded = self.overloaded;
         let forward = self.append_link(node, len, |out| {
             encode_data_send_acked(out, sender, target, id, payload)
         });
+        self.overloaded = overloaded;
         match forward {
             Forward::Queued => {}
             Forward::Dropped => self.error_to_origin_acked(

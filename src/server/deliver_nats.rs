@@ -22,10 +22,12 @@ impl Deliverer<'_> {
     }
 
     /// Appends what `write` writes for a NATS connection (it returns how many messages it
-    /// wrote; 0 for a control line). Past the ceiling of its queue the bytes are taken back
-    /// and the connection closed as a slow consumer; messages past
-    /// `pending_bytes_per_worker_max` are taken back and dropped. Returns whether anything
-    /// was kept.
+    /// wrote; 0 for a control line). Messages past the ceiling of its queue are taken back and
+    /// the connection closed as a slow consumer, nats-server's rule (its subscriptions have
+    /// already counted them delivered, for `UNSUB max`, so it could not stay open without
+    /// them); a control line gets the in-flight room past the ceiling first
+    /// (`FlowLimits::takes_relay_frame`). Messages past `pending_bytes_per_worker_max` are
+    /// taken back and dropped. Returns whether anything was kept.
     fn append_nats(
         &mut self,
         slot: u32,
@@ -61,23 +63,39 @@ impl Deliverer<'_> {
             bump(&self.stats.error_drops, 1);
             return false;
         }
-        let admit = conn
+        let mut admit = conn
             .backlog
             .admit(self.client_flow, pending_before, len, self.now_ms);
+        if admit == Admit::Refuse
+            && messages == 0
+            && self.client_flow.takes_relay_frame(pending_before, len)
+        {
+            admit = Admit::Queue;
+        }
         if admit == Admit::Refuse {
             conn.truncate_out(start);
+            // The buffer keeps the capacity the write gave it: counted like any growth.
+            let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
+            self.slab.client_pending_bytes += grown;
+            self.close_slow_consumer(
+                slot,
+                generation,
+                "slow consumer: its queue would pass twice pending_bytes_max",
+            );
+            return false;
         }
         if admit != Admit::Queue && !self.admit_congested(slot, generation, kind, admit) {
             return false;
         }
         // Live: checked above, and nothing since released a slot.
         let conn = &mut self.slab.conns[slot as usize];
+        let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
         if messages > 0 && worker_pending_bytes + len > self.pending_bytes_per_worker_max {
             conn.truncate_out(start);
+            self.slab.client_pending_bytes += grown;
             self.drop_worker_full();
             return false;
         }
-        let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
         bump(
             &self.stats.frames_out_by_kind[kind_index(kind)],
             messages.max(1) as u64,

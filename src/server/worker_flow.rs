@@ -9,7 +9,7 @@ use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
 use super::super::stats::bump;
 use super::Worker;
-use crate::core::flow::{Congestion, Stall, StallOn};
+use crate::core::flow::{Stall, StallOn};
 use crate::protocol::CloseReason;
 
 /// A producer whose reads are paused.
@@ -184,9 +184,9 @@ impl Worker {
                 .conns
                 .get(slot as usize)
                 .filter(|c| c.generation == generation && c.state == ConnState::Open)
-                .map_or(Standing::CLEAR, |c| Standing {
-                    stalls: c.backlog.stalls(limits, now_ms),
-                    behind: c.backlog.congestion(limits, now_ms) == Congestion::Behind,
+                .map_or(Standing::CLEAR, |c| {
+                    let stalls = c.backlog.stalls(limits, now_ms);
+                    Standing::of(stalls, c.backlog.congestion(limits, now_ms))
                 });
             if now != board.standing(slot, generation) {
                 board.set(slot, generation, now);

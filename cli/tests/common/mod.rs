@@ -628,17 +628,29 @@ impl Raw {
     /// [`Self::next_frame_by`] for a consumer the relay may have given up on: a stream that
     /// ends inside a frame is [`End::Cut`].
     pub fn next_frame_or_cut(&mut self, deadline: Instant) -> Result<Owned, End> {
+        let next = self.frame_until(deadline);
+        next.map(|f| f.expect("raw connection: no frame before the deadline"))
+    }
+
+    /// The next frame if one arrives before `deadline` (`Ok(None)`: none did); panics when
+    /// the stream ends inside a frame.
+    pub fn frame_if_any_by(&mut self, deadline: Instant) -> Result<Option<Owned>, End> {
+        let next = self.frame_until(deadline);
+        assert_ne!(next, Err(End::Cut), "stream ended inside a frame");
+        next
+    }
+
+    fn frame_until(&mut self, deadline: Instant) -> Result<Option<Owned>, End> {
         loop {
             match self.reader.next_frame() {
-                Ok(Some(f)) => return Ok(Owned::from_frame(f)),
+                Ok(Some(f)) => return Ok(Some(Owned::from_frame(f))),
                 Ok(None) => {}
                 Err(e) => panic!("relay sent bytes that do not decode: {e}"),
             }
             let wait = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !wait.is_zero(),
-                "raw connection: no frame before the deadline"
-            );
+            if wait.is_zero() {
+                return Ok(None);
+            }
             self.stream.set_read_timeout(Some(wait)).unwrap();
             match self.reader.fill_from(&mut self.stream, 64 * 1024) {
                 Ok(0) if self.reader.buffered() > 0 => return Err(End::Cut),

@@ -197,7 +197,7 @@ fn invariants_hold_over_every_short_sequence_of_offers_and_drains() {
 }
 
 #[test]
-fn a_queue_group_sees_a_queue_clear_then_stalling_then_behind() {
+fn a_queue_group_sees_a_queue_clear_then_stalling_then_behind_then_over() {
     let l = clients();
     let mut b = Backlog::default();
     assert_eq!(b.congestion(&l, 0), Congestion::Clear);
@@ -216,8 +216,12 @@ fn a_queue_group_sees_a_queue_clear_then_stalling_then_behind() {
     over.admit(&l, MAX, 10, 100);
     assert_eq!(
         over.congestion(&l, 100),
-        Congestion::Behind,
+        Congestion::Over,
         "above pending_bytes_max, whatever the budget"
+    );
+    assert!(
+        Congestion::Behind < Congestion::Over,
+        "a member over is picked last"
     );
     over.drained(&l, MAX / 8 - 1);
     assert_eq!(over.congestion(&l, 100), Congestion::Clear, "drained");
@@ -247,4 +251,22 @@ fn an_error_never_takes_a_queue_past_pending_bytes_max() {
     assert!(l.takes_error(MAX - 100, 100), "up to the bound");
     assert!(!l.takes_error(MAX - 99, 100), "not past it");
     assert!(!l.takes_error(usize::MAX, 1));
+}
+
+#[test]
+fn a_relay_frame_refused_at_the_ceiling_still_fits_the_in_flight_room() {
+    let l = clients();
+    let mut b = Backlog::default();
+    b.admit(&l, MAX, 10, 0);
+    // Past the stall budget the ceiling is twice the bound: a message is refused there ...
+    assert_eq!(b.admit(&l, 2 * MAX, 10, STALL_MS + 1), Admit::Refuse);
+    // ... but a PING, PONG, PRESENCE or RECEIPT fits up to three times it: the consumer meets
+    // its grace, not a close for the relay's own frame.
+    assert!(l.takes_relay_frame(2 * MAX, 10));
+    assert!(l.takes_relay_frame(3 * MAX - 10, 10));
+    assert!(!l.takes_relay_frame(3 * MAX - 9, 10), "the memory bound");
+    assert!(
+        !links().takes_relay_frame(MAX, 1),
+        "a link has no such room"
+    );
 }
