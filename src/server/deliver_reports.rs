@@ -45,17 +45,23 @@ impl Deliverer<'_> {
             text: text.as_bytes(),
         };
         if to.worker != self.worker {
-            let overloaded = self.overloaded;
-            let handed = self.push_frame_remote(to, &frame);
-            // A report lost at the handoff is not itself reported.
-            self.overloaded = overloaded;
-            return handed;
+            return self.best_effort(|d| d.push_frame_remote(to, &frame));
         }
         if self.is_nats(to.slot, to.generation) {
             return false;
         }
-        self.push_frame_local(to.slot, to.generation, &frame);
+        self.best_effort(|d| d.push_frame_local(to.slot, to.generation, &frame));
         true
+    }
+
+    /// Runs `queue` without letting it stall the batch's producer (the sender's own queue may
+    /// be congested, or the handoff to its worker half full) or mark the batch overloaded (a
+    /// report lost at the handoff is not itself reported).
+    fn best_effort<T>(&mut self, queue: impl FnOnce(&mut Self) -> T) -> T {
+        let (stall, overloaded) = (self.stall, self.overloaded);
+        let result = queue(self);
+        (self.stall, self.overloaded) = (stall, overloaded);
+        result
     }
 
     /// Appends FWD_DROPPED for `node`'s client `sender` to this worker's link to it (or the

@@ -13,6 +13,9 @@
 // Not every helper is used by every test.
 #![allow(dead_code)]
 
+#[path = "../shared/samples.rs"]
+mod samples;
+
 use ringrelay::client::{Client, ClientError, ClientOptions, Event};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -153,6 +156,15 @@ pub fn wait_for_detail<T>(
 // ---------------------------------------------------------------------------------------------
 // HTTP and the /cluster view
 // ---------------------------------------------------------------------------------------------
+
+/// The value of the sample `series` (name with labels, exactly as exposed) on a node's
+/// `/metrics`; panics when the node does not expose it.
+pub fn sample(node: &Node, series: &str) -> f64 {
+    let (status, body) = http_get(node.metrics, "/metrics").expect("the metrics endpoint");
+    assert_eq!(status, 200, "{body}");
+    samples::sample_in(&body, series)
+        .unwrap_or_else(|| panic!("no sample {series} on node {}", node.id))
+}
 
 /// `GET path` over HTTP/1.0 with [`HTTP_TIMEOUT`] on connect and on each read; returns
 /// (status, body). An error means the endpoint is not (yet, or no longer) answering.

@@ -12,9 +12,9 @@ pub const DROPPED_FURTHER_ON: &str =
 
 impl Engine<'_> {
     /// A SEND forwarded by another node; dropped (and counted stale) if the target moved or
-    /// left while it was on the link.
+    /// left while it was on the link. One dropped here at a bound is noted in `reports` for
+    /// its sender's node.
     #[inline]
-    /// One dropped here at a bound is noted in `reports` for its sender's node.
     pub fn on_forwarded_send(
         &self,
         guards: &Guards<'_>,
@@ -36,7 +36,8 @@ impl Engine<'_> {
     }
 
     /// A PUBLISH forwarded by another node: to the local plain subscribers (`group` empty) or
-    /// to one local member of `group`.
+    /// to one local member of `group`. One dropped here at a bound is noted in `reports` for
+    /// its sender's node.
     #[inline]
     pub fn on_forwarded_publish(
         &self,
