@@ -4,8 +4,8 @@
 use super::congestion::{CongestionBoard, Standing};
 use super::conn::{extra_capacity, Slab};
 use super::handoff::{
-    run_frames, split_run, Outbox, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME, TAG_GROUP_SHARED,
-    TAG_SHARED,
+    handoff_stall_at_bytes, run_frames, split_run, Outbox, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME,
+    TAG_GROUP_SHARED, TAG_SHARED,
 };
 use super::link_backlog::{Backlogs, Refused};
 use super::stats::{bump, kind_index, WorkerStats};
@@ -280,7 +280,7 @@ impl Deliverer<'_> {
     }
 
     /// After a handoff to `to`: the origin stalls when `to` stalls its producers (its board
-    /// word) or the handoff queue to its worker is half full.
+    /// word) or the handoff queue to its worker reaches `handoff_stall_at_bytes`.
     #[inline]
     fn after_handoff(&mut self, to: Location) {
         let worker = to.worker as usize;
@@ -291,7 +291,9 @@ impl Deliverer<'_> {
                 generation: to.generation,
             };
             self.want_stall(on, self.now_ms + self.client_flow.stall_ms_max);
-        } else if self.outboxes[worker].held_bytes() >= self.handoff_bytes_max / 2 {
+        } else if self.outboxes[worker].held_bytes()
+            >= handoff_stall_at_bytes(self.handoff_bytes_max, self.client_flow.pending_bytes_max)
+        {
             self.want_stall(
                 StallOn::Handoff(to.worker),
                 self.now_ms + self.client_flow.stall_ms_max,

@@ -43,6 +43,19 @@ pub fn batches_max(handoff_bytes_max: usize) -> usize {
     (handoff_bytes_max / BATCH_BYTES_TARGET).max(4)
 }
 
+/// Bytes the handoff to one worker may hold before the producers feeding it stall: half of
+/// `handoff_bytes_max`, and no more than half of one client's `pending_bytes_max` (but at
+/// least four batches, so the queue still flows). The second bound is a consumer's: what a
+/// producer hands over before it sees the consumer's board word say "stall" reaches the
+/// consumer's queue after its stall began, and must fit its in-flight room
+/// (`pending_bytes_max` past its ceiling). A worker that drained slowly let 32 MiB (half the
+/// default 64 MiB) through to one 8 MiB consumer, whose messages past its bound were dropped.
+/// Producers resume below half of it.
+pub fn handoff_stall_at_bytes(handoff_bytes_max: usize, pending_bytes_max: usize) -> usize {
+    let consumer_room = (pending_bytes_max / 2).max(4 * BATCH_BYTES_TARGET);
+    (handoff_bytes_max / 2).min(consumer_room)
+}
+
 /// Record header: tag u8, slot u32, generation u32, len u32.
 pub const RECORD_HEADER_LEN: usize = 13;
 pub const TAG_FRAME: u8 = 0;
@@ -592,6 +605,26 @@ pub fn records(batch: &[u8]) -> impl Iterator<Item = Record<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn producers_stall_on_a_handoff_before_it_outgrows_a_consumers_in_flight_room() {
+        let mib = 1 << 20;
+        assert_eq!(
+            handoff_stall_at_bytes(64 * mib, 8 * mib),
+            4 * mib,
+            "the defaults"
+        );
+        assert_eq!(
+            handoff_stall_at_bytes(4 * mib, 64 * mib),
+            2 * mib,
+            "half the handoff"
+        );
+        assert_eq!(
+            handoff_stall_at_bytes(64 * mib, 64 * 1024),
+            4 * BATCH_BYTES_TARGET,
+            "four batches at least"
+        );
+    }
 
     #[test]
     fn records_roundtrip_in_order_and_bound_is_enforced() {

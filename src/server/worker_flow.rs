@@ -7,6 +7,7 @@
 use super::super::congestion::Standing;
 use super::super::conn::ConnState;
 use super::super::deliver::PendingClose;
+use super::super::handoff::handoff_stall_at_bytes;
 use super::super::stats::bump;
 use super::Worker;
 use crate::core::flow::{Stall, StallOn};
@@ -144,7 +145,8 @@ impl Worker {
             } => self.shared.boards[worker as usize].stalls(slot, generation),
             StallOn::Handoff(worker) => {
                 let held = self.outboxes[worker as usize].held_bytes();
-                held >= self.shared.config.handoff_bytes_max / 4
+                let cfg = &self.shared.config;
+                held >= handoff_stall_at_bytes(cfg.handoff_bytes_max, cfg.pending_bytes_max) / 2
             }
             // A backlog does not drain: it is taken whole when the link is adopted.
             StallOn::Backlog(node) => {
