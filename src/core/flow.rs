@@ -150,6 +150,22 @@ impl Backlog {
         self.admit_congested(limits, after, now_ms)
     }
 
+    /// [`Self::admit`] for a frame the relay produces (PING, PONG, PRESENCE, RECEIPT): one
+    /// refused at the ceiling is still queued within the in-flight room
+    /// ([`FlowLimits::takes_relay_frame`]).
+    pub fn admit_relay_frame(
+        &mut self,
+        limits: &FlowLimits,
+        pending_bytes: usize,
+        len: usize,
+        now_ms: u64,
+    ) -> Admit {
+        match self.admit(limits, pending_bytes, len, now_ms) {
+            Admit::Refuse if limits.takes_relay_frame(pending_bytes, len) => Admit::Queue,
+            admit => admit,
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn admit_congested(&mut self, limits: &FlowLimits, after: usize, now_ms: u64) -> Admit {

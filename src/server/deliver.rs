@@ -144,16 +144,13 @@ impl Deliverer<'_> {
             bump(&self.stats.error_drops, 1);
             return false;
         }
-        let pending = conn.pending_bytes();
-        let mut admit = conn
-            .backlog
-            .admit(self.client_flow, pending, len, self.now_ms);
-        if admit == Admit::Refuse
-            && kind != FrameKind::Deliver
-            && self.client_flow.takes_relay_frame(pending, len)
-        {
-            admit = Admit::Queue;
-        }
+        let (pending, limits) = (conn.pending_bytes(), self.client_flow);
+        let admit = if kind == FrameKind::Deliver {
+            conn.backlog.admit(limits, pending, len, self.now_ms)
+        } else {
+            conn.backlog
+                .admit_relay_frame(limits, pending, len, self.now_ms)
+        };
         if admit != Admit::Queue && !self.admit_congested(slot, generation, kind, admit) {
             return false;
         }

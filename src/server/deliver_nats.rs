@@ -63,15 +63,13 @@ impl Deliverer<'_> {
             bump(&self.stats.error_drops, 1);
             return false;
         }
-        let mut admit = conn
-            .backlog
-            .admit(self.client_flow, pending_before, len, self.now_ms);
-        if admit == Admit::Refuse
-            && messages == 0
-            && self.client_flow.takes_relay_frame(pending_before, len)
-        {
-            admit = Admit::Queue;
-        }
+        let (limits, now_ms) = (self.client_flow, self.now_ms);
+        let admit = if messages > 0 {
+            conn.backlog.admit(limits, pending_before, len, now_ms)
+        } else {
+            conn.backlog
+                .admit_relay_frame(limits, pending_before, len, now_ms)
+        };
         if admit == Admit::Refuse {
             conn.truncate_out(start);
             // The buffer keeps the capacity the write gave it: counted like any growth.

@@ -265,6 +265,14 @@ fn a_relay_frame_refused_at_the_ceiling_still_fits_the_in_flight_room() {
     assert!(l.takes_relay_frame(2 * MAX, 10));
     assert!(l.takes_relay_frame(3 * MAX - 10, 10));
     assert!(!l.takes_relay_frame(3 * MAX - 9, 10), "the memory bound");
+    assert_eq!(
+        b.admit_relay_frame(&l, 2 * MAX, 10, STALL_MS + 1),
+        Admit::Queue
+    );
+    assert_eq!(
+        b.admit_relay_frame(&l, 3 * MAX, 10, STALL_MS + 1),
+        Admit::Refuse
+    );
     assert!(
         !links().takes_relay_frame(MAX, 1),
         "a link has no such room"
