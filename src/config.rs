@@ -151,13 +151,18 @@ pub struct Config {
     pub heartbeat_misses_max: u32,
     /// Connections per worker; more are refused with reason "connection limit". 65,536.
     pub connections_per_worker_max: usize,
-    /// Receive buffers per worker (provided buffer ring entries, a power of two). 1024: enough
-    /// for a round in which a thousand connections have data at once. The ring is given only
-    /// as many free buffers as the demand needs, 24 at least (`server/uring/recv_fill.rs`), so
-    /// the ones in use stay cache-hot.
+    /// Receive buffers per worker (provided buffer ring entries, a power of two). 256: 16 MiB
+    /// per worker with 64 KiB buffers; where the kernel consumes the ring incrementally (Linux
+    /// 6.12+) small receives of many connections share a buffer, so a round in which thousands
+    /// of connections have data at once still fits. The ring is given only as many free
+    /// buffers as the demand needs, 384 KiB at least (`server/uring/recv_fill.rs`), so the
+    /// ones in use stay cache-hot.
     pub recv_buffer_count: usize,
-    /// Size of each receive buffer. 16 KiB: a recv of a busy connection fills a buffer with
-    /// hundreds of small frames while 1024 of them cost only 16 MiB per worker.
+    /// Size of each receive buffer. 64 KiB: one receive of a busy connection takes up to
+    /// 64 KiB, so one-to-one traffic needs fewer receives, each opening the sender's window
+    /// once (1 KiB messages about 7-9% less relay CPU than 16 KiB buffers, README "Receive
+    /// buffer size"). On a kernel before 6.12 every receive takes a whole buffer: a relay there
+    /// serving thousands of busy connections at once may prefer 1024 x 16 KiB.
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub recv_buffer_bytes: usize,
     /// Receive buffers per worker for TLS connections (a second ring, allocated only when a
@@ -336,8 +341,8 @@ impl Default for Config {
             frame_complete_timeout_ms: 10_000,
             heartbeat_misses_max: 3,
             connections_per_worker_max: 65_536,
-            recv_buffer_count: 1024,
-            recv_buffer_bytes: 16 * 1024,
+            recv_buffer_count: 256,
+            recv_buffer_bytes: 64 * 1024,
             tls_recv_buffer_count: 256,
             tls_recv_buffer_bytes: 64 * 1024,
             zero_copy_threshold_bytes: 64 * 1024,

@@ -14,7 +14,7 @@
 //!   [`CONNECTIONS_EXPECTED`] connections: a relay with the default config on a small box warns
 //!   when it could not hold 65,536 clients, not when it could not hold 4 million.
 //! - locked memory (RLIMIT_MEMLOCK, soft): each worker pins its provided-buffer ring,
-//!   `recv_buffer_count` entries of 16 bytes (16 KiB per worker by default). Since Linux 5.12
+//!   `recv_buffer_count` entries of 16 bytes (4 KiB per worker by default). Since Linux 5.12
 //!   the io_uring rings themselves are charged to the memory cgroup instead of RLIMIT_MEMLOCK,
 //!   and the relay needs 5.19+ (buffer rings) anyway, so only the pinned ring pages count here
 //!   and the usual 8 MiB default is plenty: this warns only below that need.

@@ -168,16 +168,23 @@ impl Uring {
     /// `recv.0` receive buffers of `recv.1` bytes, and `tls_recv`'s for TLS connections.
     pub fn new(recv: RecvBuffers, tls_recv: Option<RecvBuffers>) -> Result<Uring, ServeError> {
         let (ring, mode) = setup::build_ring(RING_ENTRIES)?;
-        let pool = |(count, bytes): RecvBuffers, group| {
-            let pool = RecvPool::new(count, bytes, group)
+        // The plain ring is consumed incrementally where the kernel can (see `recv_pool.rs`):
+        // its large buffers then take one busy connection's big reads and many connections'
+        // small ones alike. The TLS ring is not: a TLS receive opens whole records in place,
+        // and its buffers are sized to hold one.
+        let pool = |(count, bytes): RecvBuffers, group, fill_min, incremental| {
+            let pool = RecvPool::new(count, bytes, group, fill_min)
                 .map_err(|e| ServeError::Resource("allocate the receive buffers", e))?;
-            pool.register(&ring.submitter())
+            pool.register(&ring.submitter(), incremental)
                 .map_err(|e| ServeError::Resource("register the buffer ring (Linux 5.19+)", e))?;
             Ok::<_, ServeError>(pool)
         };
+        let plain_min = recv_fill::fill_min_for(recv.1);
         let pools = RecvPools {
-            plain: pool(recv, BUF_GROUP_ID)?,
-            tls: tls_recv.map(|r| pool(r, TLS_BUF_GROUP_ID)).transpose()?,
+            plain: pool(recv, BUF_GROUP_ID, plain_min, true)?,
+            tls: tls_recv
+                .map(|r| pool(r, TLS_BUF_GROUP_ID, recv_fill::FILL_MIN, false))
+                .transpose()?,
         };
         Ok(Uring {
             ring: ManuallyDrop::new(ring),
@@ -570,8 +577,9 @@ impl Done<'_> {
                 if result == -libc::ENOBUFS {
                     pool.note_starved();
                 }
+                let buffer_more = cqueue::buffer_more(flags);
                 let data = cqueue::buffer_select(flags)
-                    .map(|bid| pool.guard(bid, usize::try_from(result).unwrap_or(0)));
+                    .map(|bid| pool.guard(bid, usize::try_from(result).unwrap_or(0), buffer_more));
                 if !more {
                     if let Some(ops) = self.ops.get_mut(slot) {
                         debug_assert!(matches!(ops.recv, RecvOp::Multishot { .. }));
@@ -799,6 +807,116 @@ mod tests {
         }
         assert_eq!(sizes.iter().sum::<usize>(), want, "every byte arrives");
         sizes
+    }
+
+    /// Receives on `fds` (armed as slots 0..) until each has `want` bytes; returns each one's
+    /// completions, their guards kept alive.
+    fn receive_guards(u: &mut Uring, fds: &[RawFd], want: usize) -> Vec<Vec<RecvGuard>> {
+        for (slot, &fd) in fds.iter().enumerate() {
+            assert!(u.recv_multishot(slot as u32, 1, fd, false));
+        }
+        let mut got = Vec::new();
+        let mut guards: Vec<Vec<RecvGuard>> = fds.iter().map(|_| Vec::new()).collect();
+        let bytes = |g: &Vec<RecvGuard>| g.iter().map(|d| d.len()).sum::<usize>();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while guards.iter().any(|g| bytes(g) < want) && Instant::now() < give_up {
+            u.submit_and_wait(1, Some(WAIT_SLICE_MS)).unwrap();
+            u.reap(&mut got);
+            for c in got.drain(..) {
+                if let Completion::Recv {
+                    slot,
+                    data: Some(d),
+                    ..
+                } = c
+                {
+                    guards[slot as usize].push(d);
+                }
+            }
+        }
+        guards
+    }
+
+    #[test]
+    fn small_receives_fill_one_buffer_of_the_incremental_ring_one_after_another() {
+        let mut u = Uring::new((16, 65536), None).unwrap();
+        let in_ring = u.pools.plain.in_ring();
+        let pairs: Vec<_> = (0..3).map(|_| UnixStream::pair().unwrap()).collect();
+        for (i, (writer, _)) in pairs.iter().enumerate() {
+            (&*writer).write_all(&[i as u8; 100]).unwrap();
+        }
+        let fds: Vec<RawFd> = pairs.iter().map(|(_, r)| r.as_raw_fd()).collect();
+        let guards = receive_guards(&mut u, &fds, 100);
+        let mut all: Vec<&RecvGuard> = guards.iter().flatten().collect();
+        for (i, g) in guards.iter().enumerate() {
+            let got: Vec<u8> = g.iter().flat_map(|d| d.iter().copied()).collect();
+            assert_eq!(got, vec![i as u8; 100], "socket {i} reads its own bytes");
+        }
+        all.sort_by_key(|d| d.as_ptr() as usize);
+        if u.pools.plain.is_incremental() {
+            for w in all.windows(2) {
+                let end = w[0].as_ptr() as usize + w[0].len();
+                assert_eq!(
+                    w[1].as_ptr() as usize,
+                    end,
+                    "each starts where the last ended"
+                );
+            }
+            assert_eq!(
+                u.pools.plain.in_ring(),
+                in_ring,
+                "the buffer is still the kernel's"
+            );
+        } else {
+            // A kernel without IOU_PBUF_RING_INC (before 6.12): one receive per buffer.
+            for w in all.windows(2) {
+                assert!(w[1].as_ptr() as usize - w[0].as_ptr() as usize >= 65536);
+            }
+        }
+        drop(guards);
+        assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
+    }
+
+    #[test]
+    fn an_incremental_ring_recycles_its_buffers_and_every_byte_arrives_in_order() {
+        // 16 buffers of 4 KiB carry 1 MiB: each buffer is filled, freed and given back to the
+        // kernel many times, while small and large receives share it.
+        let mut u = Uring::new((16, 4096), None).unwrap();
+        let (writer, reader) = UnixStream::pair().unwrap();
+        let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let writing = std::thread::spawn(move || {
+            for chunk in sent.chunks(3000) {
+                (&writer).write_all(chunk).unwrap();
+            }
+            sent
+        });
+        let mut received = Vec::new();
+        let mut got = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        assert!(u.recv_multishot(0, 1, reader.as_raw_fd(), false));
+        while received.len() < 1 << 20 && Instant::now() < give_up {
+            u.submit_and_wait(1, Some(WAIT_SLICE_MS)).unwrap();
+            u.reap(&mut got);
+            for c in got.drain(..) {
+                let Completion::Recv { more, data, .. } = c else {
+                    panic!("unexpected completion");
+                };
+                if let Some(d) = data {
+                    assert!(d.len() <= 4096);
+                    received.extend_from_slice(&d);
+                }
+                if !more {
+                    assert!(u.recv_multishot(0, 1, reader.as_raw_fd(), false));
+                }
+            }
+        }
+        let sent = writing.join().unwrap();
+        assert!(
+            received == sent,
+            "{} of {} bytes, in order",
+            received.len(),
+            sent.len()
+        );
+        assert!(u.cancel_all_and_drain(Duration::from_secs(5), drop));
     }
 
     #[test]

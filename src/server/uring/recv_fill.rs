@@ -18,23 +18,25 @@
 //!
 //! So the pool keeps most free buffers aside, the most recently freed (hottest) on top, and
 //! tops the ring up before each submission to a fill target:
-//! - starts at [`FILL_MIN`];
+//! - starts at its minimum: on the plain ring the buffers that hold [`FILL_MIN_BYTES`] (24 of
+//!   16 KiB, 6 of the default 64 KiB), on the TLS ring [`FILL_MIN`];
 //! - when [`STARVED_MANY`] or more receives found the ring empty since the last refill, it
 //!   grows by twice their number (at least doubling), up to every buffer, and is held for
 //!   [`STARVED_HOLD_REFILLS`] refills: so a burst of many connections costs a round or two of
 //!   re-arms, not one per refill;
-//! - otherwise it decays by an eighth per refill, down to [`FILL_MIN`]: from 1,024 to 24 in
+//! - otherwise it decays by an eighth per refill, down to the minimum: from 1,024 to 24 in
 //!   about 30 refills after the hold, tens of milliseconds on a busy worker (an idle worker
 //!   does not refill, and keeps its target until it is busy again).
 //!
-//! The same policy serves the TLS ring (whose buffers are 64 KiB, so its minimum holds
-//! 1.5 MiB) and any `recv_buffer_bytes`: the minimum is a count of buffers.
+//! The same policy serves the TLS ring (whose buffers are 64 KiB, so its minimum of 24 holds
+//! 1.5 MiB, as measured for TLS) and any `recv_buffer_bytes`.
 //!
 //! Plain code (no ring, no memory): the pool feeds it counts and applies the target.
 
-/// The fill target never goes below this: with the default 16 KiB buffers, 24 of them
-/// (384 KiB) stay hot in a core's L2 cache and give one busy connection 384 KiB per round
-/// while the target is at its minimum (measured above).
+/// The fill target never goes below this many buffers on the TLS ring, nor the plain ring's
+/// below [`FILL_MIN_BYTES`]: with 16 KiB buffers, 24 of them (384 KiB) stay hot in a core's
+/// L2 cache and give one busy connection 384 KiB per round while the target is at its minimum
+/// (measured above).
 pub const FILL_MIN: u32 = 24;
 
 /// Starved receives in one round from which the ring grows: one or two are a busy
@@ -44,21 +46,36 @@ pub const STARVED_MANY: u32 = 4;
 /// Refills after a growth during which the target does not decay.
 pub const STARVED_HOLD_REFILLS: u32 = 64;
 
+/// The plain ring's minimum in bytes: what 24 buffers of 16 KiB held when the minimum above was
+/// measured. It is the ring's hot bytes, not the size of one read, that sets the cost of small
+/// messages (see README "Receive buffer size"), so larger buffers get fewer of them: 6 of the
+/// default 64 KiB.
+pub const FILL_MIN_BYTES: usize = 384 * 1024;
+
+/// The fewest buffers of `buffer_bytes` that hold [`FILL_MIN_BYTES`] (at least one).
+pub fn fill_min_for(buffer_bytes: usize) -> u32 {
+    (FILL_MIN_BYTES.div_ceil(buffer_bytes.max(1))).clamp(1, FILL_MIN as usize) as u32
+}
+
 #[derive(Debug)]
 pub struct FillPolicy {
     /// Every buffer of the pool (the ring's size).
     entries: u32,
+    /// The target's floor (at most `entries`).
+    min: u32,
     target: u32,
     /// Refills left before the target may decay again after a growth.
     hold_refills: u32,
 }
 
 impl FillPolicy {
-    pub fn new(entries: u32) -> Self {
-        assert!(entries > 0);
+    pub fn new(entries: u32, min: u32) -> Self {
+        assert!(entries > 0 && min > 0);
+        let min = min.min(entries);
         FillPolicy {
             entries,
-            target: FILL_MIN.min(entries),
+            min,
+            target: min,
             hold_refills: 0,
         }
     }
@@ -76,7 +93,7 @@ impl FillPolicy {
         } else if self.hold_refills > 0 {
             self.hold_refills -= 1;
         } else {
-            self.target = (self.target - self.target / 8).max(FILL_MIN.min(self.entries));
+            self.target = (self.target - self.target / 8).max(self.min);
         }
         self.target
     }
@@ -92,16 +109,16 @@ mod tests {
 
     #[test]
     fn a_busy_connection_alone_keeps_the_ring_at_the_minimum() {
-        let mut p = FillPolicy::new(1024);
+        let mut p = FillPolicy::new(1024, FILL_MIN);
         assert_eq!(run(&mut p, 1000, 1), FILL_MIN);
         assert_eq!(run(&mut p, 1000, STARVED_MANY - 1), FILL_MIN);
     }
 
     #[test]
     fn many_starved_receives_grow_the_ring_at_once_and_it_is_held() {
-        let mut p = FillPolicy::new(1024);
+        let mut p = FillPolicy::new(1024, FILL_MIN);
         assert_eq!(p.next_target(984), 1024, "every buffer of a smaller ring");
-        let mut p = FillPolicy::new(4096);
+        let mut p = FillPolicy::new(4096, FILL_MIN);
         assert_eq!(p.next_target(984), FILL_MIN + 2 * 984);
         assert_eq!(
             p.next_target(STARVED_MANY),
@@ -116,9 +133,23 @@ mod tests {
 
     #[test]
     fn a_ring_smaller_than_the_minimum_keeps_every_buffer_in() {
-        let mut p = FillPolicy::new(8);
+        let mut p = FillPolicy::new(8, FILL_MIN);
         assert_eq!(run(&mut p, 100, 0), 8);
         assert_eq!(p.next_target(50), 8);
         assert_eq!(run(&mut p, 100, 0), 8);
+    }
+
+    #[test]
+    fn the_plain_minimum_holds_the_same_bytes_in_fewer_larger_buffers() {
+        assert_eq!(fill_min_for(16 * 1024), FILL_MIN);
+        assert_eq!(fill_min_for(64 * 1024), 6);
+        assert_eq!(fill_min_for(1 << 20), 1);
+        assert_eq!(
+            fill_min_for(4096),
+            FILL_MIN,
+            "never more than the count measured"
+        );
+        let mut p = FillPolicy::new(256, fill_min_for(64 * 1024));
+        assert_eq!(run(&mut p, 1000, 0), 6);
     }
 }

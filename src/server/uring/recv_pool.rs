@@ -9,11 +9,22 @@
 //! freed while a guard or the ring ([`super::Uring`], which leaks its reference when the kernel
 //! has not finished) still refers to it.
 //!
+//! Incremental consumption (IOU_PBUF_RING_INC, Linux 6.12+), asked for on the plain ring: a
+//! receive fills only the bytes it got and leaves the rest of its buffer at the ring's head
+//! for the next receive (its completion says IORING_CQE_F_BUF_MORE), so one large buffer takes
+//! many small receives one after another and a large read still fits one buffer. The pool
+//! tracks how far each buffer is filled (the next completion naming it starts there) and
+//! frees a buffer once the kernel has let it go (a completion without BUF_MORE) and no guard
+//! of it is alive. Where the kernel refuses the flag the ring works as before: one receive per
+//! buffer.
+//!
 //! Hot buffers first: a dropped guard's buffer goes onto a stack of free buffers, and
 //! [`RecvPool::refill`] (before each submission) moves the most recently freed of them into
 //! the ring, only as many as [`FillPolicy`] asks for (see `recv_fill.rs` for why). Every buffer
-//! is in exactly one place: the ring, a guard, or the stack; so the ring never holds more
-//! entries than it has slots, and the kernel never reads an entry being written.
+//! is in exactly one of: the ring (the kernel may write its unfilled bytes; guards may hold its
+//! filled ones), guards only, or the stack; so the ring never holds more entries than it has
+//! slots, the kernel never reads an entry being written, and no buffer is put back in the ring
+//! while a guard or the kernel still has it.
 
 use super::recv_fill::FillPolicy;
 use io_uring::types::BufRingEntry;
@@ -44,14 +55,34 @@ pub struct RecvPool {
     /// Receives that found the ring empty since the last refill.
     starved: Cell<u32>,
     fill: RefCell<FillPolicy>,
+    /// Whether the kernel consumes buffers incrementally (set by [`RecvPool::register`]).
+    incremental: Cell<bool>,
+    /// Per buffer: bytes the kernel has written into it since it was last put in the ring;
+    /// the next completion naming it starts there.
+    filled: Box<[Cell<u32>]>,
+    /// Per buffer: guards alive for it (several while it is consumed incrementally).
+    guards: Box<[Cell<u32>]>,
+    /// Per buffer: the kernel may still write into it (put in the ring, and no completion
+    /// without BUF_MORE has named it since).
+    with_kernel: Box<[Cell<bool>]>,
 }
 
 // The pool is used on its worker's thread only (`Rc`, `Cell`): it is neither Send nor Sync.
 
 impl RecvPool {
     /// Allocates and fills the ring; the caller registers it with [`RecvPool::register`].
-    pub fn new(entries: usize, buffer_bytes: usize, group_id: u16) -> io::Result<Rc<RecvPool>> {
-        if !entries.is_power_of_two() || entries > RECV_BUFFERS_MAX || buffer_bytes == 0 {
+    /// `fill_min` is the fewest buffers the ring is given at a time (see `recv_fill.rs`).
+    pub fn new(
+        entries: usize,
+        buffer_bytes: usize,
+        group_id: u16,
+        fill_min: u32,
+    ) -> io::Result<Rc<RecvPool>> {
+        if !entries.is_power_of_two()
+            || entries > RECV_BUFFERS_MAX
+            || buffer_bytes == 0
+            || buffer_bytes > u32::MAX as usize
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "receive buffers: a power of two up to 32768, each at least one byte",
@@ -83,7 +114,11 @@ impl RecvPool {
             free: RefCell::new(Vec::with_capacity(entries)),
             in_ring: Cell::new(0),
             starved: Cell::new(0),
-            fill: RefCell::new(FillPolicy::new(entries as u32)),
+            fill: RefCell::new(FillPolicy::new(entries as u32, fill_min)),
+            incremental: Cell::new(false),
+            filled: (0..entries).map(|_| Cell::new(0)).collect(),
+            guards: (0..entries).map(|_| Cell::new(0)).collect(),
+            with_kernel: (0..entries).map(|_| Cell::new(false)).collect(),
         };
         pool.free.borrow_mut().extend((0..entries as u16).rev());
         pool.refill();
@@ -116,14 +151,39 @@ impl RecvPool {
         self.in_ring.get()
     }
 
-    /// Registers the ring with `submitter`'s io_uring instance.
-    pub fn register(&self, submitter: &io_uring::Submitter<'_>) -> io::Result<()> {
-        // SAFETY: the ring memory stays mapped as long as this pool lives, and the pool outlives
-        // the registration: `Uring` drops its ring (which unregisters everything) before its
-        // reference to the pool, or leaks both when operations are still in flight.
-        unsafe {
-            submitter.register_buf_ring_with_flags(self.ring as u64, self.entries, self.group_id, 0)
+    /// Registers the ring with `submitter`'s io_uring instance; with `incremental`, asks the
+    /// kernel to consume its buffers incrementally, and registers it without when the kernel
+    /// does not know the flag (before Linux 6.12).
+    pub fn register(
+        &self,
+        submitter: &io_uring::Submitter<'_>,
+        incremental: bool,
+    ) -> io::Result<()> {
+        let register = |flags: u16| {
+            // SAFETY: the ring memory stays mapped as long as this pool lives, and the pool
+            // outlives the registration: `Uring` drops its ring (which unregisters everything)
+            // before its reference to the pool, or leaks both when operations are still in
+            // flight.
+            unsafe {
+                submitter.register_buf_ring_with_flags(
+                    self.ring as u64,
+                    self.entries,
+                    self.group_id,
+                    flags,
+                )
+            }
+        };
+        if incremental && register(IOU_PBUF_RING_INC).is_ok() {
+            self.incremental.set(true);
+            return Ok(());
         }
+        register(0)
+    }
+
+    /// Whether the kernel consumes this ring's buffers incrementally (for tests).
+    #[cfg(test)]
+    pub(super) fn is_incremental(&self) -> bool {
+        self.incremental.get()
     }
 
     fn push_entry(&self, bid: u16) {
@@ -137,6 +197,8 @@ impl RecvPool {
         entry.set_addr(addr);
         entry.set_len(self.buffer_bytes as u32);
         entry.set_bid(bid);
+        self.filled[bid as usize].set(0);
+        self.with_kernel[bid as usize].set(true);
         self.tail.set(tail.wrapping_add(1));
         self.in_ring.set(self.in_ring.get() + 1);
         debug_assert!(self.in_ring.get() <= u32::from(self.entries));
@@ -149,16 +211,37 @@ impl RecvPool {
         tail.store(self.tail.get(), Ordering::Release);
     }
 
-    /// Takes buffer `bid`, into which a completion says the kernel wrote `len` bytes.
-    /// Called only by the completion decoder, once per buffer-carrying completion.
-    pub(super) fn guard(self: &Rc<Self>, bid: u16, len: usize) -> RecvGuard {
-        debug_assert!(bid < self.entries && len <= self.buffer_bytes);
-        debug_assert!(self.in_ring.get() > 0, "a buffer taken from an empty ring");
-        self.in_ring.set(self.in_ring.get().saturating_sub(1));
+    /// Takes the `len` bytes a completion says the kernel wrote into buffer `bid`, after those
+    /// of its earlier completions; `more` (IORING_CQE_F_BUF_MORE) says the kernel keeps the
+    /// rest of the buffer for later receives. Called only by the completion decoder, once per
+    /// buffer-carrying completion.
+    pub(super) fn guard(self: &Rc<Self>, bid: u16, len: usize, more: bool) -> RecvGuard {
+        let i = bid as usize;
+        debug_assert!(bid < self.entries);
+        debug_assert!(
+            self.with_kernel[i].get(),
+            "a completion for a buffer not in the ring"
+        );
+        debug_assert!(
+            !more || self.incremental.get(),
+            "BUF_MORE on a whole-buffer ring"
+        );
+        let start = (self.filled[i].get() as usize).min(self.buffer_bytes);
+        let len = len.min(self.buffer_bytes - start);
+        // Within the buffer: `start + len <= buffer_bytes <= u32::MAX` (checked in `new`).
+        self.filled[i].set((start + len) as u32);
+        if !more {
+            // The kernel moved its head past this buffer: it writes it no more.
+            debug_assert!(self.in_ring.get() > 0, "a buffer taken from an empty ring");
+            self.in_ring.set(self.in_ring.get().saturating_sub(1));
+            self.with_kernel[i].set(false);
+        }
+        self.guards[i].set(self.guards[i].get() + 1);
         RecvGuard {
             pool: Rc::clone(self),
             bid,
-            len: len.min(self.buffer_bytes),
+            start: start as u32,
+            len: len as u32,
         }
     }
 }
@@ -198,54 +281,66 @@ fn map_anonymous(bytes: usize, flags: libc::c_int) -> io::Result<*mut u8> {
     Ok(ptr.cast())
 }
 
-/// The bytes of one receive completion. Dropping the guard frees the buffer, and only a freed
-/// buffer goes back to the kernel, so the bytes can only be read while the kernel cannot write
-/// them.
+/// IOU_PBUF_RING_INC: the kernel consumes the ring's buffers incrementally (Linux 6.12+; the
+/// `io-uring` crate does not export the constant).
+const IOU_PBUF_RING_INC: u16 = 2;
+
+/// The bytes of one receive completion: `len` bytes from `start` in buffer `bid`. The buffer is
+/// freed when its last guard is dropped and the kernel has let it go, and only a freed buffer
+/// goes back to the kernel, so the bytes can only be read while the kernel cannot write them
+/// (while it consumes a buffer incrementally it writes only past what it has completed).
 pub struct RecvGuard {
     pool: Rc<RecvPool>,
     bid: u16,
-    len: usize,
+    start: u32,
+    len: u32,
+}
+
+impl RecvGuard {
+    fn bytes_ptr(&self) -> *mut u8 {
+        // SAFETY: `bid < entries` and `start + len <= buffer_bytes` (both checked in
+        // `RecvPool::guard`), so the offset stays inside the pool's one mapping.
+        unsafe {
+            self.pool
+                .buffers
+                .add(self.bid as usize * self.pool.buffer_bytes + self.start as usize)
+        }
+    }
 }
 
 impl std::ops::Deref for RecvGuard {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the completion handed buffer `bid` to us with `len <= buffer_bytes` bytes
-        // written; the kernel does not write into it until it is back in the ring, which only a
-        // refill after `Drop` does, and `Drop` cannot run while this borrow of the guard lives.
-        // The pool (and so the memory) outlives the guard, which holds a reference to it.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.pool
-                    .buffers
-                    .add(self.bid as usize * self.pool.buffer_bytes),
-                self.len,
-            )
-        }
+        // SAFETY: the completion said the kernel wrote these `len` bytes of buffer `bid`, from
+        // `start`. It does not write them again until the buffer is back in the ring, which only
+        // a refill after the last guard's `Drop` does, and `Drop` cannot run while this borrow
+        // of the guard lives; meanwhile an incremental receive writes only past them. The pool
+        // (and so the memory) outlives the guard, which holds a reference to it.
+        unsafe { std::slice::from_raw_parts(self.bytes_ptr(), self.len as usize) }
     }
 }
 
 /// Mutable access lets a TLS connection open its records where they were received.
 impl std::ops::DerefMut for RecvGuard {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for `deref`: the kernel does not write buffer `bid` until a refill after
-        // `Drop` gives it back, and no other guard names `bid` (the kernel hands a buffer out
-        // once until it is returned), so this exclusive borrow of the one guard is the only
-        // access to the bytes.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.pool
-                    .buffers
-                    .add(self.bid as usize * self.pool.buffer_bytes),
-                self.len,
-            )
-        }
+        // SAFETY: as for `deref`: the kernel does not write these bytes again until a refill
+        // after the last guard's `Drop` gives the buffer back, and another guard of the same
+        // buffer (incremental consumption) holds other bytes of it (each completion's start
+        // is where the previous one ended), so this exclusive borrow of the one guard is the
+        // only access to them.
+        unsafe { std::slice::from_raw_parts_mut(self.bytes_ptr(), self.len as usize) }
     }
 }
 
 impl Drop for RecvGuard {
-    /// The buffer goes onto the free stack; the next refill gives it back to the kernel.
+    /// The last guard of a buffer the kernel has let go puts it onto the free stack; the next
+    /// refill gives it back to the kernel.
     fn drop(&mut self) {
-        self.pool.free.borrow_mut().push(self.bid);
+        let i = self.bid as usize;
+        let guards = self.pool.guards[i].get() - 1;
+        self.pool.guards[i].set(guards);
+        if guards == 0 && !self.pool.with_kernel[i].get() {
+            self.pool.free.borrow_mut().push(self.bid);
+        }
     }
 }
