@@ -479,8 +479,8 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(nofile_need(&small), 200 + 8 + 32);
-        // 1024 entries x 16 B = 4 pages per worker.
-        assert_eq!(memlock_need(&cfg()), 2 * 16 * 1024);
+        // 256 entries x 16 B = 1 page per worker.
+        assert_eq!(memlock_need(&cfg()), 2 * 4096);
         let tiny = Config {
             workers: 3,
             recv_buffer_count: 16,

@@ -164,7 +164,18 @@ impl Worker {
             cfg.tls_recv_buffers(),
         )
         .map_err(|e| e.in_worker(index))?;
-        tracing::debug!(worker = index, mode = uring.mode(), "io_uring ready");
+        tracing::debug!(
+            worker = index,
+            mode = uring.mode(),
+            recv_incremental = uring.recv_incremental(),
+            "io_uring ready"
+        );
+        if index == 0 && !uring.recv_incremental() {
+            tracing::info!(
+                "this kernel does not consume receive buffers incrementally (Linux 6.12+): each \
+                 receive takes a whole recv_buffer_bytes buffer (README \"Receive buffer size\")"
+            );
+        }
         let tick_ms = tick_ms_for(cfg);
         let workers = shared.mailboxes.len();
         let mut w = Worker {

@@ -123,8 +123,9 @@ impl Worker {
         self.slab.repend(slot, before);
     }
 
-    /// A multishot receive completion; `data`'s buffer is freed (for the next refill of the
-    /// ring) when it is dropped at the end of this function, after the last use of its bytes.
+    /// A multishot receive completion; `data`'s bytes are given up when it is dropped at the
+    /// end of this function, after their last use (the buffer is freed for the next refill of
+    /// the ring once the kernel has let it go and no other guard holds it).
     pub(super) fn on_recv(
         &mut self,
         slot: u32,

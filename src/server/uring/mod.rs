@@ -7,8 +7,8 @@
 //! - Send bytes, gathered segments with their iovecs and msghdr, and direct-receive buffers are
 //!   moved into the slot's entry of the operation table at submission and handed back by value
 //!   in the [`Completion`] ([`ops`]).
-//! - Receive-ring bytes are read only through a [`RecvGuard`], which gives the buffer back to
-//!   the kernel when dropped ([`recv_pool`]).
+//! - Receive-ring bytes are read only through a [`RecvGuard`]; a buffer goes back to the kernel
+//!   only once the kernel has let it go and its last guard is dropped ([`recv_pool`]).
 //! - The timer and wake-up buffers are boxed fields of the `Uring` itself.
 //! - Every submission counts as in flight until its last completion (a multishot operation
 //!   until the completion without `IORING_CQE_F_MORE`). [`Uring::cancel_all_and_drain`] stops
@@ -172,18 +172,17 @@ impl Uring {
         // its large buffers then take one busy connection's big reads and many connections'
         // small ones alike. The TLS ring is not: a TLS receive opens whole records in place,
         // and its buffers are sized to hold one.
-        let pool = |(count, bytes): RecvBuffers, group, fill_min, incremental| {
-            let pool = RecvPool::new(count, bytes, group, fill_min)
+        let pool = |(count, bytes): RecvBuffers, group, incremental| {
+            let pool = RecvPool::new(count, bytes, group)
                 .map_err(|e| ServeError::Resource("allocate the receive buffers", e))?;
             pool.register(&ring.submitter(), incremental)
                 .map_err(|e| ServeError::Resource("register the buffer ring (Linux 5.19+)", e))?;
             Ok::<_, ServeError>(pool)
         };
-        let plain_min = recv_fill::fill_min_for(recv.1);
         let pools = RecvPools {
-            plain: pool(recv, BUF_GROUP_ID, plain_min, true)?,
+            plain: pool(recv, BUF_GROUP_ID, true)?,
             tls: tls_recv
-                .map(|r| pool(r, TLS_BUF_GROUP_ID, recv_fill::FILL_MIN, false))
+                .map(|r| pool(r, TLS_BUF_GROUP_ID, false))
                 .transpose()?,
         };
         Ok(Uring {
@@ -206,6 +205,11 @@ impl Uring {
     /// Which ring setup the kernel accepted (for the startup log).
     pub fn mode(&self) -> &'static str {
         self.mode
+    }
+
+    /// Whether the kernel consumes the plain receive ring incrementally (Linux 6.12+).
+    pub fn recv_incremental(&self) -> bool {
+        self.pools.plain.is_incremental()
     }
 
     /// Operations submitted whose last completion has not been reaped.
@@ -841,15 +845,20 @@ mod tests {
         let mut u = Uring::new((16, 65536), None).unwrap();
         let in_ring = u.pools.plain.in_ring();
         let pairs: Vec<_> = (0..3).map(|_| UnixStream::pair().unwrap()).collect();
+        // Not zero: a receive read at the wrong offset of fresh (zeroed) memory must not pass.
         for (i, (writer, _)) in pairs.iter().enumerate() {
-            (&*writer).write_all(&[i as u8; 100]).unwrap();
+            (&*writer).write_all(&[i as u8 + 1; 100]).unwrap();
         }
         let fds: Vec<RawFd> = pairs.iter().map(|(_, r)| r.as_raw_fd()).collect();
         let guards = receive_guards(&mut u, &fds, 100);
         let mut all: Vec<&RecvGuard> = guards.iter().flatten().collect();
         for (i, g) in guards.iter().enumerate() {
             let got: Vec<u8> = g.iter().flat_map(|d| d.iter().copied()).collect();
-            assert_eq!(got, vec![i as u8; 100], "socket {i} reads its own bytes");
+            assert_eq!(
+                got,
+                vec![i as u8 + 1; 100],
+                "socket {i} reads its own bytes"
+            );
         }
         all.sort_by_key(|d| d.as_ptr() as usize);
         if u.pools.plain.is_incremental() {
@@ -878,9 +887,10 @@ mod tests {
 
     #[test]
     fn an_incremental_ring_recycles_its_buffers_and_every_byte_arrives_in_order() {
-        // 16 buffers of 4 KiB carry 1 MiB: each buffer is filled, freed and given back to the
-        // kernel many times, while small and large receives share it.
+        // 16 buffers of 4 KiB carry 1 MiB in writes of 3,000 bytes: each buffer is filled by
+        // receives of any size, freed and given back to the kernel many times.
         let mut u = Uring::new((16, 4096), None).unwrap();
+        let incremental = u.pools.plain.is_incremental();
         let (writer, reader) = UnixStream::pair().unwrap();
         let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
         let writing = std::thread::spawn(move || {
@@ -912,7 +922,7 @@ mod tests {
         let sent = writing.join().unwrap();
         assert!(
             received == sent,
-            "{} of {} bytes, in order",
+            "{} of {} bytes, in order (incremental: {incremental})",
             received.len(),
             sent.len()
         );

@@ -1,7 +1,7 @@
 //! How many free receive buffers the provided-buffer ring is given at a time.
 //!
 //! A multishot receive takes buffers from the ring for as long as its socket has data, within
-//! one submission. With every free buffer in the ring (1,024 of 16 KiB by default), one busy
+//! one submission. With every free buffer in the ring (then 1,024 of 16 KiB), one busy
 //! connection pulls a megabyte or more per round: the round's input and the send buffers it
 //! fills no longer fit the core's caches, and the kernel, taking entries first in first out,
 //! cycles the whole 16 MiB pool so each receive lands in the coldest buffer. Measured on 1 KiB
@@ -18,8 +18,8 @@
 //!
 //! So the pool keeps most free buffers aside, the most recently freed (hottest) on top, and
 //! tops the ring up before each submission to a fill target:
-//! - starts at its minimum: on the plain ring the buffers that hold [`FILL_MIN_BYTES`] (24 of
-//!   16 KiB, 6 of the default 64 KiB), on the TLS ring [`FILL_MIN`];
+//! - starts at its minimum: on a plain ring consumed incrementally the buffers that hold
+//!   [`FILL_MIN_BYTES`] (24 of 16 KiB, 6 of the default 64 KiB), else [`FILL_MIN`] buffers;
 //! - when [`STARVED_MANY`] or more receives found the ring empty since the last refill, it
 //!   grows by twice their number (at least doubling), up to every buffer, and is held for
 //!   [`STARVED_HOLD_REFILLS`] refills: so a burst of many connections costs a round or two of
@@ -52,7 +52,8 @@ pub const STARVED_HOLD_REFILLS: u32 = 64;
 /// default 64 KiB.
 pub const FILL_MIN_BYTES: usize = 384 * 1024;
 
-/// The fewest buffers of `buffer_bytes` that hold [`FILL_MIN_BYTES`] (at least one).
+/// The fewest buffers of `buffer_bytes` that hold [`FILL_MIN_BYTES`], at least one and at
+/// most [`FILL_MIN`] (buffers under 16 KiB hold less: the count measured bounds it).
 pub fn fill_min_for(buffer_bytes: usize) -> u32 {
     (FILL_MIN_BYTES.div_ceil(buffer_bytes.max(1))).clamp(1, FILL_MIN as usize) as u32
 }
@@ -69,6 +70,15 @@ pub struct FillPolicy {
 }
 
 impl FillPolicy {
+    /// Sets the target's floor (at most `entries`) and the target to it: buffers already in the
+    /// ring above it stay until receives take them.
+    pub fn set_min(&mut self, min: u32) {
+        assert!(min > 0);
+        self.min = min.min(self.entries);
+        self.target = self.min;
+        self.hold_refills = 0;
+    }
+
     pub fn new(entries: u32, min: u32) -> Self {
         assert!(entries > 0 && min > 0);
         let min = min.min(entries);

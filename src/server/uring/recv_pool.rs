@@ -3,8 +3,8 @@
 //!
 //! Ownership: the descriptor ring (mmap'd, shared with the kernel) and the buffers live in one
 //! [`RecvPool`] behind an `Rc`. A completion that names buffer `bid` becomes a [`RecvGuard`],
-//! the only way to read those bytes; dropping the guard frees the buffer (the next refill
-//! gives it back to the kernel).
+//! the only way to read those bytes; dropping the last guard of a buffer the kernel has let go
+//! frees it (the next refill gives it back to the kernel).
 //! So a buffer is never read after the kernel may write it again, and the memory cannot be
 //! freed while a guard or the ring ([`super::Uring`], which leaks its reference when the kernel
 //! has not finished) still refers to it.
@@ -15,8 +15,12 @@
 //! many small receives one after another and a large read still fits one buffer. The pool
 //! tracks how far each buffer is filled (the next completion naming it starts there) and
 //! frees a buffer once the kernel has let it go (a completion without BUF_MORE) and no guard
-//! of it is alive. Where the kernel refuses the flag the ring works as before: one receive per
-//! buffer.
+//! of it is alive. That a completion's bytes start where the previous one naming the buffer
+//! ended holds because the kernel commits a multishot socket receive's bytes when it posts its
+//! completion, in order, under the ring's lock (no bundles, no MSG_WAITALL); a buffer committed
+//! when it is selected (a read of a file in io-wq) would break it, and the relay issues none.
+//! Where the kernel refuses the flag (before 6.12) the ring works as before the flag: one
+//! receive per buffer, and a minimum of [`FILL_MIN`] buffers in the ring.
 //!
 //! Hot buffers first: a dropped guard's buffer goes onto a stack of free buffers, and
 //! [`RecvPool::refill`] (before each submission) moves the most recently freed of them into
@@ -26,7 +30,7 @@
 //! slots, the kernel never reads an entry being written, and no buffer is put back in the ring
 //! while a guard or the kernel still has it.
 
-use super::recv_fill::FillPolicy;
+use super::recv_fill::{fill_min_for, FillPolicy, FILL_MIN};
 use io_uring::types::BufRingEntry;
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -71,13 +75,7 @@ pub struct RecvPool {
 
 impl RecvPool {
     /// Allocates and fills the ring; the caller registers it with [`RecvPool::register`].
-    /// `fill_min` is the fewest buffers the ring is given at a time (see `recv_fill.rs`).
-    pub fn new(
-        entries: usize,
-        buffer_bytes: usize,
-        group_id: u16,
-        fill_min: u32,
-    ) -> io::Result<Rc<RecvPool>> {
+    pub fn new(entries: usize, buffer_bytes: usize, group_id: u16) -> io::Result<Rc<RecvPool>> {
         if !entries.is_power_of_two()
             || entries > RECV_BUFFERS_MAX
             || buffer_bytes == 0
@@ -114,7 +112,7 @@ impl RecvPool {
             free: RefCell::new(Vec::with_capacity(entries)),
             in_ring: Cell::new(0),
             starved: Cell::new(0),
-            fill: RefCell::new(FillPolicy::new(entries as u32, fill_min)),
+            fill: RefCell::new(FillPolicy::new(entries as u32, FILL_MIN)),
             incremental: Cell::new(false),
             filled: (0..entries).map(|_| Cell::new(0)).collect(),
             guards: (0..entries).map(|_| Cell::new(0)).collect(),
@@ -153,7 +151,10 @@ impl RecvPool {
 
     /// Registers the ring with `submitter`'s io_uring instance; with `incremental`, asks the
     /// kernel to consume its buffers incrementally, and registers it without when the kernel
-    /// does not know the flag (before Linux 6.12).
+    /// does not know the flag (before Linux 6.12). Incremental, the ring's minimum becomes the
+    /// buffers that hold `FILL_MIN_BYTES` (its hot bytes, now that small receives share a
+    /// buffer); whole-buffer, it stays [`FILL_MIN`] buffers, so as many receives as before
+    /// fit a round.
     pub fn register(
         &self,
         submitter: &io_uring::Submitter<'_>,
@@ -175,14 +176,16 @@ impl RecvPool {
         };
         if incremental && register(IOU_PBUF_RING_INC).is_ok() {
             self.incremental.set(true);
+            self.fill
+                .borrow_mut()
+                .set_min(fill_min_for(self.buffer_bytes));
             return Ok(());
         }
         register(0)
     }
 
-    /// Whether the kernel consumes this ring's buffers incrementally (for tests).
-    #[cfg(test)]
-    pub(super) fn is_incremental(&self) -> bool {
+    /// Whether the kernel consumes this ring's buffers incrementally.
+    pub fn is_incremental(&self) -> bool {
         self.incremental.get()
     }
 
@@ -226,7 +229,15 @@ impl RecvPool {
             !more || self.incremental.get(),
             "BUF_MORE on a whole-buffer ring"
         );
+        // A completion of no bytes that names a buffer (a socket receive never makes one: it
+        // recycles the buffer) may leave it at the kernel's head: kept as the kernel's, which
+        // at worst loses one buffer of the pool, never lets it be handed out twice.
+        let more = more || len == 0;
         let start = (self.filled[i].get() as usize).min(self.buffer_bytes);
+        debug_assert!(
+            start + len <= self.buffer_bytes,
+            "the pool and the kernel disagree"
+        );
         let len = len.min(self.buffer_bytes - start);
         // Within the buffer: `start + len <= buffer_bytes <= u32::MAX` (checked in `new`).
         self.filled[i].set((start + len) as u32);
@@ -342,5 +353,64 @@ impl Drop for RecvGuard {
         if guards == 0 && !self.pool.with_kernel[i].get() {
             self.pool.free.borrow_mut().push(self.bid);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_count(pool: &RecvPool, bid: u16) -> usize {
+        pool.free.borrow().iter().filter(|&&b| b == bid).count()
+    }
+
+    #[test]
+    fn an_incremental_buffer_is_freed_once_after_its_last_completion_and_its_last_guard() {
+        // Not registered: the test plays the kernel, calling `guard` as completions would.
+        let pool = RecvPool::new(16, 4096, 0).unwrap();
+        pool.incremental.set(true);
+        let in_ring = pool.in_ring();
+        // The ring's first entry is buffer 0 (the free stack gives the lowest first).
+        let first = pool.guard(0, 100, true);
+        let second = pool.guard(0, 50, true);
+        assert_eq!(second.as_ptr() as usize, first.as_ptr() as usize + 100);
+        assert_eq!(pool.in_ring(), in_ring, "the kernel keeps the rest of it");
+        drop(first);
+        assert_eq!(free_count(&pool, 0), 0, "the kernel still writes into it");
+        let last = pool.guard(0, 3946, false);
+        assert_eq!(last.as_ptr() as usize, second.as_ptr() as usize + 50);
+        assert_eq!(last.len(), 3946);
+        assert_eq!(pool.in_ring(), in_ring - 1, "taken from the ring once");
+        drop(last);
+        assert_eq!(free_count(&pool, 0), 0, "a guard of it is alive");
+        drop(second);
+        assert_eq!(free_count(&pool, 0), 1, "freed once, by its last guard");
+        // The next refill puts it back at the ring's tail, read from its start again.
+        pool.refill();
+        assert_eq!(pool.in_ring(), in_ring);
+        assert_eq!(free_count(&pool, 0), 0);
+        assert_eq!(pool.filled[0].get(), 0);
+    }
+
+    #[test]
+    fn a_whole_buffer_ring_frees_each_buffer_with_its_one_guard() {
+        let pool = RecvPool::new(16, 4096, 0).unwrap();
+        let in_ring = pool.in_ring();
+        let g = pool.guard(0, 10, false);
+        assert_eq!(pool.in_ring(), in_ring - 1);
+        drop(g);
+        assert_eq!(free_count(&pool, 0), 1);
+    }
+
+    #[test]
+    fn the_ring_minimum_is_in_bytes_only_where_small_receives_share_a_buffer() {
+        let pool = RecvPool::new(256, 64 * 1024, 0).unwrap();
+        assert_eq!(
+            pool.in_ring(),
+            FILL_MIN,
+            "whole-buffer: the count of before"
+        );
+        pool.fill.borrow_mut().set_min(fill_min_for(64 * 1024));
+        assert_eq!(pool.fill.borrow_mut().next_target(0), 6);
     }
 }
