@@ -1,12 +1,16 @@
 //! The bounds on what all of one worker's clients hold together (the ones that make the
 //! memory budget finite), over real sockets: queued output past `pending_bytes_per_worker_max`
-//! is dropped with OVERLOADED to the sender before any one consumer meets its own bound, and
-//! unfinished frames past `reassembly_bytes_per_worker_max` close the connection that would
-//! add more, while the others finish their frames.
+//! is dropped with OVERLOADED to the sender before any one consumer meets its own bound (its
+//! last eighth kept for consumers that keep up), and unfinished frames past
+//! `reassembly_bytes_per_worker_max` close the connection that would add more, while the
+//! others finish their frames.
 
 mod common;
+#[path = "shared/paced_reader.rs"]
+mod paced_reader;
 
 use common::*;
+use paced_reader::{numbered_payload, spawn_paced_reader, Pauses};
 use ringrelay::client::Event;
 use ringrelay::config::Config;
 use ringrelay::protocol::{CloseReason, ErrorCode, Frame, HEADER_LEN};
@@ -62,6 +66,88 @@ fn output_past_the_worker_bound_is_dropped_with_overloaded_before_any_consumer_i
     assert!(overloaded, "the sender was told OVERLOADED");
     let stats = relay.stats();
     assert!(stats.worker_pending_drops > 0, "{stats:?}");
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+    drop(stalled);
+}
+
+/// Eight consumers that never read fill their worker's bound together, each still below its
+/// own; a ninth that reads as fast as it is sent to keeps getting every message, in order,
+/// from the last eighth of the bound kept for queues below their high watermark, while the
+/// sender hears OVERLOADED for the others' drops and nobody is closed.
+#[test]
+fn consumers_that_fall_behind_together_lose_messages_at_the_worker_bound_not_one_that_keeps_up() {
+    const N: u64 = 4_000;
+    const MESSAGE: usize = 1024;
+    // Short: the eight that stop reading are behind (not within their stall budget) well
+    // before they fill the worker.
+    const STALL_MS: u64 = 50;
+    let pending_bytes_max = 1 << 20;
+    let relay = start(Config {
+        workers: 1,
+        pending_bytes_max,
+        // Eight queues of about a MiB each (counting their buffers' capacity), above their
+        // high watermark (256 KiB) and below their own bound, fill it.
+        pending_bytes_per_worker_max: 8 * pending_bytes_max,
+        stall_ms_max: STALL_MS,
+        ..config()
+    });
+    let addr = relay.local_addr();
+    // Tiny receive buffers: what they are sent waits in the relay, not in the kernel.
+    let stalled: Vec<Raw> = (0..8)
+        .map(|i| {
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            socket.connect_timeout(&addr.into(), WAIT).unwrap();
+            let mut raw = Raw::from_stream(std::net::TcpStream::from(socket));
+            raw.handshake(&format!("stalled-{i}"));
+            raw
+        })
+        .collect();
+    let no_pauses = Pauses {
+        every: u64::MAX,
+        count: 0,
+        pause: Duration::ZERO,
+        last_pause: Duration::ZERO,
+    };
+    let reader = spawn_paced_reader(addr, "reader", None, N, no_pauses, WAIT * 4);
+    let mut sender = connect(addr, "sender");
+    let mut payload = vec![0x5a; MESSAGE];
+    let (mut overloaded, mut errors) = (0u64, Vec::new());
+    let mut classify = |event: Event| match event {
+        Event::Error { code, subject, .. }
+            if code == ErrorCode::OVERLOADED && subject != b"reader" =>
+        {
+            overloaded += 1
+        }
+        other => errors.push(other),
+    };
+    for i in 0..N {
+        numbered_payload(&mut payload, i);
+        sender.send(b"reader", &payload).unwrap();
+        for s in 0..8 {
+            sender
+                .send(format!("stalled-{s}").as_bytes(), &payload)
+                .unwrap();
+        }
+        if i % 16 == 15 {
+            sender.flush().unwrap();
+            while let Some(event) = sender.recv(Duration::ZERO).unwrap() {
+                classify(event);
+            }
+        }
+    }
+    // The rest of the sender's events, up to a marker it sends itself.
+    sync(&mut sender).into_iter().for_each(&mut classify);
+    let read = reader.join().expect("the reader thread");
+    assert!(errors.is_empty(), "nothing about the reader: {errors:?}");
+    assert_eq!(read, Ok(N));
+    let stats = relay.stats();
+    assert!(
+        stats.worker_pending_drops > 0,
+        "the bound was met: {stats:?}"
+    );
+    assert!(overloaded > 0, "the sender heard of the drops");
     assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
     drop(stalled);
 }

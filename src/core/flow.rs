@@ -22,6 +22,11 @@
 //!   budget, the ceiling is higher by `in_flight_bytes_max`: messages already on their way
 //!   when the stall began (the rest of a producer's receive, a handoff queue from another
 //!   worker) are not refused for the relay's own latency.
+//! - All of one worker's client queues together hold at most `pending_bytes_per_worker_max`
+//!   ([`WorkerRoom`]). Its last eighth is kept for the queues that are not behind (below their
+//!   high watermark, or stalling their producers within the episode's budget): the consumers
+//!   that fell behind, which are what fill a worker, lose messages there first, and those that
+//!   keep up are served until the bound itself.
 
 /// Sentinel of a [`Backlog`] instant that is not set.
 const UNSET_MS: u64 = u64::MAX;
@@ -100,6 +105,60 @@ impl FlowLimits {
     pub fn takes_relay_frame(&self, pending_bytes: usize, len: usize) -> bool {
         let bound = self.ceiling_bytes.saturating_add(self.in_flight_bytes_max);
         pending_bytes.saturating_add(len) <= bound
+    }
+}
+
+/// Where a message would take all of one worker's client queues together, against
+/// `pending_bytes_per_worker_max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerRoom {
+    /// Below seven eighths of the bound: any queue takes it.
+    Free,
+    /// In the last eighth: kept for the queues that are not behind.
+    Reserve,
+    /// Past the bound: no queue takes it.
+    Full,
+}
+
+impl WorkerRoom {
+    /// Where `len` more bytes take a worker whose client queues hold `worker_bytes` (`len`
+    /// counts the growth of the buffer they are written to, as `worker_bytes` counts buffers'
+    /// capacity: else a queue that fell behind could grow its buffer across the reserve's
+    /// line, and the reserve would be gone).
+    #[inline]
+    pub fn of(worker_bytes_max: usize, worker_bytes: usize, len: usize) -> WorkerRoom {
+        let after = worker_bytes.saturating_add(len);
+        if after <= worker_bytes_max - worker_bytes_max / 8 {
+            WorkerRoom::Free
+        } else if after <= worker_bytes_max {
+            WorkerRoom::Reserve
+        } else {
+            WorkerRoom::Full
+        }
+    }
+
+    /// Whether a message of `len` bytes joins a queue of `limits` that holds `queue_bytes` and
+    /// stands as `standing`. In the reserve, only a queue that is not behind takes it: one
+    /// that stays below its high watermark with it, or one stalling its producers within its
+    /// budget (a consumer behind for a moment, what stalls are for). So when many consumers
+    /// fall behind at once and fill their worker, they lose messages there (their senders
+    /// told) while the consumers that keep up still get theirs.
+    #[inline]
+    pub fn admits(
+        self,
+        limits: &FlowLimits,
+        queue_bytes: usize,
+        len: usize,
+        standing: impl FnOnce() -> Congestion,
+    ) -> bool {
+        match self {
+            WorkerRoom::Free => true,
+            WorkerRoom::Reserve => {
+                queue_bytes.saturating_add(len) < limits.stall_at_bytes
+                    || standing() == Congestion::Stalling
+            }
+            WorkerRoom::Full => false,
+        }
     }
 }
 

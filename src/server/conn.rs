@@ -111,6 +111,19 @@ pub fn extra_capacity(capacity: usize) -> usize {
 }
 
 impl Conn {
+    /// The capacity beyond the retained size that appending `len` bytes to `out` adds (what a
+    /// `Vec` that must grow takes: twice its capacity, or what it needs if that is more), so a
+    /// bound can count a buffer's growth before it happens.
+    #[inline]
+    pub fn out_growth(&self, len: usize) -> usize {
+        let (used, capacity) = (self.out.len(), self.out.capacity());
+        if used + len <= capacity {
+            return 0;
+        }
+        let grown = capacity.saturating_mul(2).max(used + len);
+        extra_capacity(grown) - extra_capacity(capacity)
+    }
+
     pub fn pending_bytes(&self) -> usize {
         self.out.len() + self.sending_bytes + self.segments_bytes
     }

@@ -15,7 +15,7 @@ use crate::cluster::wire::{
 };
 use crate::core::drop_reports::DropReports;
 use crate::core::error_ledger::{summary_text, ErrorVerdict};
-use crate::core::flow::{Admit, Congestion, FlowLimits, StallOn};
+use crate::core::flow::{Admit, Congestion, FlowLimits, StallOn, WorkerRoom};
 use crate::core::{AckSink, AckedDelivery, Location, Sink};
 use crate::protocol::{
     decode, deliver_header_len, encode_deliver, encode_deliver_acked, encode_deliver_acked_header,
@@ -128,8 +128,6 @@ impl Deliverer<'_> {
         kind: FrameKind,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
-        let worker_full = kind == FrameKind::Deliver
-            && self.slab.client_pending_bytes + len > self.pending_bytes_per_worker_max;
         let Some(conn) = self
             .slab
             .get_live(slot, generation)
@@ -145,6 +143,7 @@ impl Deliverer<'_> {
             return false;
         }
         let (pending, limits) = (conn.pending_bytes(), self.client_flow);
+        let growth = conn.out_growth(len);
         let admit = if kind == FrameKind::Deliver {
             conn.backlog.admit(limits, pending, len, self.now_ms)
         } else {
@@ -154,7 +153,7 @@ impl Deliverer<'_> {
         if admit != Admit::Queue && !self.admit_congested(slot, generation, kind, admit) {
             return false;
         }
-        if worker_full {
+        if kind == FrameKind::Deliver && !self.worker_admits(slot, pending, len, growth) {
             self.drop_worker_full();
             return false;
         }
@@ -317,10 +316,34 @@ impl Deliverer<'_> {
         });
     }
 
-    /// The worker's queues together are at `pending_bytes_per_worker_max`: this message is
-    /// dropped and its sender told OVERLOADED; the consumers that hold the bytes meet their own
-    /// bound if they do not drain. Control frames (that ERROR among them) are small and bounded
-    /// per connection, so they still pass.
+    /// Whether a message of `len` bytes may join the queue of the live client in `slot`,
+    /// holding `queue_bytes`, whose buffer it grows by `growth`, with the worker's queues as
+    /// they are ([`WorkerRoom`]: the last eighth of `pending_bytes_per_worker_max` is for
+    /// queues that are not behind).
+    #[inline]
+    pub(super) fn worker_admits(
+        &self,
+        slot: u32,
+        queue_bytes: usize,
+        len: usize,
+        growth: usize,
+    ) -> bool {
+        let room = WorkerRoom::of(
+            self.pending_bytes_per_worker_max,
+            self.slab.client_pending_bytes,
+            len + growth,
+        );
+        room.admits(self.client_flow, queue_bytes, len, || {
+            let backlog = &self.slab.conns[slot as usize].backlog;
+            backlog.congestion(self.client_flow, self.now_ms)
+        })
+    }
+
+    /// The worker's queues together are at `pending_bytes_per_worker_max` (or in its last
+    /// eighth, and this message's queue is behind): this message is dropped and its sender told
+    /// OVERLOADED; the consumers that hold the bytes meet their own bound if they do not drain.
+    /// Control frames (that ERROR among them) are small and bounded per connection, so they
+    /// still pass.
     #[cold]
     #[inline(never)]
     pub(super) fn drop_worker_full(&mut self) {
@@ -630,15 +653,15 @@ impl Deliverer<'_> {
     /// the run must go frame by frame.
     #[inline]
     fn append_run(&mut self, slot: u32, generation: u32, count: u32, frames: &[u8]) -> bool {
-        if self.slab.client_pending_bytes + frames.len() > self.pending_bytes_per_worker_max {
-            return false;
-        }
         let stall_at_bytes = self.client_flow.stall_at_bytes;
-        let fits = self.slab.get_live(slot, generation).is_some_and(|c| {
-            c.accepts_frames()
-                && c.nats.is_none()
-                && c.pending_bytes() + frames.len() < stall_at_bytes
-        });
+        let (queue_bytes, growth) = match self.slab.get_live(slot, generation) {
+            Some(c) if c.accepts_frames() && c.nats.is_none() => {
+                (c.pending_bytes(), c.out_growth(frames.len()))
+            }
+            _ => return false,
+        };
+        let fits = queue_bytes + frames.len() < stall_at_bytes
+            && self.worker_admits(slot, queue_bytes, frames.len(), growth);
         if fits {
             debug_assert!(self.slab.conns[slot as usize].link.is_none());
             self.write_local(slot, FrameKind::Deliver, u64::from(count), |out| {

@@ -7,7 +7,7 @@ use super::conn::extra_capacity;
 use super::deliver::Deliverer;
 use super::stats::{bump, kind_index};
 use crate::core::engine::nats::{NatsConn, NatsOutput, DIRECT_SUBJECT_PREFIX};
-use crate::core::flow::Admit;
+use crate::core::flow::{Admit, WorkerRoom};
 use crate::core::Location;
 use crate::protocol::{decode, deliver_header_topic, Decoded, Frame, FrameKind, Message};
 
@@ -88,7 +88,15 @@ impl Deliverer<'_> {
         // Live: checked above, and nothing since released a slot.
         let conn = &mut self.slab.conns[slot as usize];
         let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
-        if messages > 0 && worker_pending_bytes + len > self.pending_bytes_per_worker_max {
+        // The growth of the buffer counts, as the worker's bytes count buffers' capacity.
+        let room = WorkerRoom::of(
+            self.pending_bytes_per_worker_max,
+            worker_pending_bytes,
+            len + grown,
+        );
+        let (limits, now_ms) = (self.client_flow, self.now_ms);
+        let standing = || conn.backlog.congestion(limits, now_ms);
+        if messages > 0 && !room.admits(limits, pending_before, len, standing) {
             conn.truncate_out(start);
             self.slab.client_pending_bytes += grown;
             self.drop_worker_full();

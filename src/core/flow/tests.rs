@@ -278,3 +278,36 @@ fn a_relay_frame_refused_at_the_ceiling_still_fits_the_in_flight_room() {
         "a link has no such room"
     );
 }
+
+#[test]
+fn the_last_eighth_of_a_workers_bound_is_kept_for_queues_that_are_not_behind() {
+    const WORKER_MAX: usize = 64 * MAX;
+    const RESERVE_FROM: usize = WORKER_MAX - WORKER_MAX / 8;
+    let room = |worker_bytes| WorkerRoom::of(WORKER_MAX, worker_bytes, 10);
+    assert_eq!(room(RESERVE_FROM - 10), WorkerRoom::Free);
+    assert_eq!(room(RESERVE_FROM - 9), WorkerRoom::Reserve);
+    assert_eq!(room(WORKER_MAX - 10), WorkerRoom::Reserve);
+    assert_eq!(room(WORKER_MAX - 9), WorkerRoom::Full);
+    let l = clients();
+    let all = [
+        Congestion::Clear,
+        Congestion::Stalling,
+        Congestion::Behind,
+        Congestion::Over,
+    ];
+    for (queue, standing) in [0, MAX / 4, 2 * MAX].into_iter().zip(all) {
+        assert!(WorkerRoom::Free.admits(&l, queue, 10, || standing));
+        assert!(!WorkerRoom::Full.admits(&l, queue, 10, || standing));
+    }
+    // The reserve: for a queue that stays below its high watermark with the message ...
+    assert!(WorkerRoom::Reserve.admits(&l, MAX / 4 - 11, 10, || Congestion::Behind));
+    assert!(!WorkerRoom::Reserve.admits(&l, MAX / 4 - 10, 10, || Congestion::Behind));
+    assert!(!WorkerRoom::Reserve.admits(&l, MAX, 10, || Congestion::Over));
+    // ... or one stalling its producers within its budget, behind for a moment only.
+    assert!(WorkerRoom::Reserve.admits(&l, MAX, 10, || Congestion::Stalling));
+    // A queue's standing as the worker sees it: behind once its stall budget is spent.
+    let mut b = Backlog::default();
+    b.admit(&l, MAX / 4, 10, 100);
+    assert_eq!(b.congestion(&l, 100 + STALL_MS - 1), Congestion::Stalling);
+    assert_eq!(b.congestion(&l, 100 + STALL_MS), Congestion::Behind);
+}
