@@ -78,9 +78,6 @@ fn output_past_the_worker_bound_is_dropped_with_overloaded_before_any_consumer_i
 fn consumers_that_fall_behind_together_lose_messages_at_the_worker_bound_not_one_that_keeps_up() {
     const N: u64 = 4_000;
     const MESSAGE: usize = 1024;
-    // Short: the eight that stop reading are behind (not within their stall budget) well
-    // before they fill the worker.
-    const STALL_MS: u64 = 50;
     let pending_bytes_max = 1 << 20;
     let relay = start(Config {
         workers: 1,
@@ -88,7 +85,6 @@ fn consumers_that_fall_behind_together_lose_messages_at_the_worker_bound_not_one
         // Eight queues of about a MiB each (counting their buffers' capacity), above their
         // high watermark (256 KiB) and below their own bound, fill it.
         pending_bytes_per_worker_max: 8 * pending_bytes_max,
-        stall_ms_max: STALL_MS,
         ..config()
     });
     let addr = relay.local_addr();
@@ -113,6 +109,9 @@ fn consumers_that_fall_behind_together_lose_messages_at_the_worker_bound_not_one
     let reader = spawn_paced_reader(addr, "reader", None, N, no_pauses, WAIT * 4);
     let mut sender = connect(addr, "sender");
     let mut payload = vec![0x5a; MESSAGE];
+    // OVERLOADED about a stalled consumer (or, with an empty subject, about the sender's
+    // receive); anything else, an error that names the reader among them, is kept to fail
+    // the test. A reader's message dropped at the sender's receive shows as a gap it reads.
     let (mut overloaded, mut errors) = (0u64, Vec::new());
     let mut classify = |event: Event| match event {
         Event::Error { code, subject, .. }

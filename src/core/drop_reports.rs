@@ -4,7 +4,7 @@
 //!
 //! A message dropped while its sender's receive is applied is answered on that connection
 //! (ERROR OVERLOADED, once per receive: `Engine::end_receive`). One dropped further on, by the
-//! worker that owns the receiver (a handed-over DELIVER past `pending_bytes_per_worker_max`)
+//! worker that owns the receiver (a handed-over DELIVER refused by `pending_bytes_per_worker_max`)
 //! or by the node that owns it (a forward it could not hand to that worker), has no such
 //! connection at hand: the worker notes its sender here, and at the end of the batch the
 //! engine tells each sender by its id, wherever it is (`Engine::report_drops`).

@@ -104,6 +104,14 @@ pub struct LinkRole {
 
 pub use crate::memory_budget::SEND_BUFFER_RETAIN_BYTES;
 
+/// More than one write to a TLS connection's buffer adds besides its bytes: the seal of the
+/// record before it and the header of a new one (22 and 13 bytes at most).
+const TLS_WRITE_MARGIN_BYTES: usize = 64;
+
+/// A TLS write also seals one record per 16 KiB of what it holds, 22 bytes each: one byte per
+/// 512 is more than that.
+const TLS_WRITE_MARGIN_PER_BYTES: usize = 512;
+
 /// Capacity of a send buffer beyond what every connection may keep (counted per worker).
 #[inline]
 pub fn extra_capacity(capacity: usize) -> usize {
@@ -113,14 +121,20 @@ pub fn extra_capacity(capacity: usize) -> usize {
 impl Conn {
     /// The capacity beyond the retained size that appending `len` bytes to `out` adds (what a
     /// `Vec` that must grow takes: twice its capacity, or what it needs if that is more), so a
-    /// bound can count a buffer's growth before it happens.
+    /// bound can count a buffer's growth before it happens. On a TLS connection the write
+    /// also adds record headers and seals: counted with a margin above what they can take.
     #[inline]
     pub fn out_growth(&self, len: usize) -> usize {
         let (used, capacity) = (self.out.len(), self.out.capacity());
-        if used + len <= capacity {
+        let sealing = match self.tls {
+            Some(_) => TLS_WRITE_MARGIN_BYTES + len / TLS_WRITE_MARGIN_PER_BYTES,
+            None => 0,
+        };
+        let needed = used + len + sealing;
+        if needed <= capacity {
             return 0;
         }
-        let grown = capacity.saturating_mul(2).max(used + len);
+        let grown = capacity.saturating_mul(2).max(needed);
         extra_capacity(grown) - extra_capacity(capacity)
     }
 
@@ -471,6 +485,26 @@ mod tests {
         );
     }
     use super::send_frames as frames;
+
+    #[test]
+    fn out_growth_is_what_an_append_adds_to_the_capacity_counted() {
+        let mut slab = Slab::new(1);
+        let slot = slab.insert(-1, ConnRelay::default(), 1 << 20).unwrap();
+        let c = &mut slab.conns[slot as usize];
+        for len in [1, 100, 16 << 10, 40 << 10, 1 << 20, 3 << 20] {
+            for _ in 0..3 {
+                let before = extra_capacity(c.out.capacity());
+                let predicted = c.out_growth(len);
+                c.out.extend_from_slice(&vec![0; len]);
+                assert_eq!(
+                    extra_capacity(c.out.capacity()) - before,
+                    predicted,
+                    "{len} bytes onto {}",
+                    c.out.len() - len
+                );
+            }
+        }
+    }
 
     fn outbound_link() -> Slab {
         let mut slab = Slab::new(1);

@@ -128,6 +128,7 @@ impl Deliverer<'_> {
         kind: FrameKind,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
+        let worker_bytes = self.slab.client_pending_bytes;
         let Some(conn) = self
             .slab
             .get_live(slot, generation)
@@ -142,8 +143,22 @@ impl Deliverer<'_> {
             bump(&self.stats.error_drops, 1);
             return false;
         }
-        let (pending, limits) = (conn.pending_bytes(), self.client_flow);
-        let growth = conn.out_growth(len);
+        let (pending, limits, now_ms) = (conn.pending_bytes(), self.client_flow, self.now_ms);
+        if kind == FrameKind::Deliver {
+            // Before `admit`, which would mark the queue for a message it may not get.
+            let growth = conn.out_growth(len);
+            let room = WorkerRoom::of(
+                self.pending_bytes_per_worker_max,
+                worker_bytes,
+                len + growth,
+            );
+            if !room.admits(limits, pending, len, || {
+                conn.backlog.congestion(limits, now_ms)
+            }) {
+                self.drop_worker_full();
+                return false;
+            }
+        }
         let admit = if kind == FrameKind::Deliver {
             conn.backlog.admit(limits, pending, len, self.now_ms)
         } else {
@@ -151,10 +166,6 @@ impl Deliverer<'_> {
                 .admit_relay_frame(limits, pending, len, self.now_ms)
         };
         if admit != Admit::Queue && !self.admit_congested(slot, generation, kind, admit) {
-            return false;
-        }
-        if kind == FrameKind::Deliver && !self.worker_admits(slot, pending, len, growth) {
-            self.drop_worker_full();
             return false;
         }
         self.write_local(slot, kind, 1, write);
@@ -629,9 +640,9 @@ impl Deliverer<'_> {
 
     /// A run of plain DELIVERs handed over by another worker (see `TAG_DELIVERS`). A native
     /// connection whose queue stays below its high watermark with the whole run takes it with
-    /// one copy; otherwise (a NATS connection, a queue the run would congest, a worker at
-    /// `pending_bytes_per_worker_max`, a connection gone) each frame gets the verdict it
-    /// would get alone.
+    /// one copy; otherwise (a NATS connection, a queue the run would congest, a run the
+    /// worker's bound refuses, a connection gone) each frame gets the verdict it would get
+    /// alone.
     /// A frame a bound dropped is noted in `reports` for its sender.
     pub fn append_delivers(
         &mut self,

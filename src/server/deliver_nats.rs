@@ -26,8 +26,9 @@ impl Deliverer<'_> {
     /// the connection closed as a slow consumer, nats-server's rule (its subscriptions have
     /// already counted them delivered, for `UNSUB max`, so it could not stay open without
     /// them); a control line gets the in-flight room past the ceiling first
-    /// (`FlowLimits::takes_relay_frame`). Messages past `pending_bytes_per_worker_max` are
-    /// taken back and dropped. Returns whether anything was kept.
+    /// (`FlowLimits::takes_relay_frame`). Messages the worker's bound refuses
+    /// (`WorkerRoom`: past `pending_bytes_per_worker_max`, or in its last eighth for a queue
+    /// that is behind) are taken back and dropped. Returns whether anything was kept.
     fn append_nats(
         &mut self,
         slot: u32,
@@ -64,6 +65,27 @@ impl Deliverer<'_> {
             return false;
         }
         let (limits, now_ms) = (self.client_flow, self.now_ms);
+        if messages > 0 {
+            // Before `admit`, which would mark the queue for messages it may not get. The
+            // growth of the buffer counts, as the worker's bytes count buffers' capacity.
+            let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
+            let room = WorkerRoom::of(
+                self.pending_bytes_per_worker_max,
+                worker_pending_bytes,
+                len + grown,
+            );
+            let standing = || conn.backlog.congestion(limits, now_ms);
+            if !room.admits(limits, pending_before, len, standing) {
+                conn.truncate_out(start);
+                // Taken back with the capacity the write gave it: a queue that fell behind
+                // must not keep, and count, the room of messages it did not get.
+                conn.out.shrink_to(capacity);
+                let kept = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
+                self.slab.client_pending_bytes += kept;
+                self.drop_worker_full();
+                return false;
+            }
+        }
         let admit = if messages > 0 {
             conn.backlog.admit(limits, pending_before, len, now_ms)
         } else {
@@ -88,20 +110,6 @@ impl Deliverer<'_> {
         // Live: checked above, and nothing since released a slot.
         let conn = &mut self.slab.conns[slot as usize];
         let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
-        // The growth of the buffer counts, as the worker's bytes count buffers' capacity.
-        let room = WorkerRoom::of(
-            self.pending_bytes_per_worker_max,
-            worker_pending_bytes,
-            len + grown,
-        );
-        let (limits, now_ms) = (self.client_flow, self.now_ms);
-        let standing = || conn.backlog.congestion(limits, now_ms);
-        if messages > 0 && !room.admits(limits, pending_before, len, standing) {
-            conn.truncate_out(start);
-            self.slab.client_pending_bytes += grown;
-            self.drop_worker_full();
-            return false;
-        }
         bump(
             &self.stats.frames_out_by_kind[kind_index(kind)],
             messages.max(1) as u64,

@@ -77,7 +77,8 @@ pub struct StatsSnapshot {
     pub close_linger_timeouts: u64,
     pub protocol_error_closes: u64,
     pub handoff_drops: u64,
-    /// Messages dropped at `pending_bytes_per_worker_max`.
+    /// Messages dropped at `pending_bytes_per_worker_max` (or in its last eighth, kept for
+    /// queues not behind).
     pub worker_pending_drops: u64,
     /// SUBSCRIBEs and WATCHes refused at a configured limit.
     pub limit_refusals: u64,

@@ -22,7 +22,7 @@ pub struct WorkerStats {
     pub protocol_error_closes: AtomicU64,
     pub handoff_drops: AtomicU64,
     /// Messages dropped because this worker's client queues together were at
-    /// `pending_bytes_per_worker_max`.
+    /// `pending_bytes_per_worker_max` (or in its last eighth, kept for queues not behind).
     pub worker_pending_drops: AtomicU64,
     /// Messages forwarded to another node over a data link.
     pub forwarded_out: AtomicU64,
