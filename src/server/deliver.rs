@@ -128,6 +128,22 @@ impl Deliverer<'_> {
         kind: FrameKind,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
+        self.append_local_writing(slot, generation, len, len, kind, write)
+    }
+
+    /// [`Self::append_local`] for a message of `len` bytes of which `write` puts `written_len`
+    /// into the send buffer (the header of a zero-copy DELIVER, whose payload is sent from
+    /// its own buffer): the bounds count `len`, the buffer's growth `written_len`.
+    #[inline]
+    fn append_local_writing(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        len: usize,
+        written_len: usize,
+        kind: FrameKind,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
         let worker_bytes = self.slab.client_pending_bytes;
         let Some(conn) = self
             .slab
@@ -146,7 +162,7 @@ impl Deliverer<'_> {
         let (pending, limits, now_ms) = (conn.pending_bytes(), self.client_flow, self.now_ms);
         if kind == FrameKind::Deliver {
             // Before `admit`, which would mark the queue for a message it may not get.
-            let growth = conn.out_growth(len);
+            let growth = conn.out_growth(written_len);
             let room = WorkerRoom::of(
                 self.pending_bytes_per_worker_max,
                 worker_bytes,
@@ -375,13 +391,16 @@ impl Deliverer<'_> {
         let total = header_len + payload.len();
         if self.is_tls(slot, generation) {
             // Sealed with this connection's keys: the payload is copied behind the header,
-            // the one copy it takes on a TLS connection.
+            // the one copy it takes on a TLS connection; room for both at once, so the buffer
+            // grows once, as the worker's bound counted.
             return self.append_local(slot, generation, total, FrameKind::Deliver, |out| {
+                out.reserve(total);
                 header(out);
                 out.extend_from_slice(&payload);
             });
         }
-        if !self.append_local(slot, generation, total, FrameKind::Deliver, header) {
+        let deliver = FrameKind::Deliver;
+        if !self.append_local_writing(slot, generation, total, header_len, deliver, header) {
             return false;
         }
         if let Some(conn) = self.slab.get_live(slot, generation) {
