@@ -25,9 +25,9 @@
 //! - All of one worker's client queues together hold at most `pending_bytes_per_worker_max`
 //!   ([`WorkerRoom`]). Its last eighth is kept for the queues that are not behind (below their
 //!   high watermark with the message, or stalling their producers within the episode's budget
-//!   and not above `pending_bytes_max`): the consumers
-//!   that fell behind, which are what fill a worker, lose messages there first, and those that
-//!   keep up are served until the bound itself.
+//!   and not above `pending_bytes_max`): the consumers that fell behind, which are what fill a
+//!   worker, lose messages there first, and those that keep up are served until the bound
+//!   itself.
 
 /// Sentinel of a [`Backlog`] instant that is not set.
 const UNSET_MS: u64 = u64::MAX;
@@ -142,9 +142,8 @@ impl WorkerRoom {
     /// stands as `standing`. In the reserve, only a queue that is not behind takes it: one
     /// that stays below its high watermark with it, or one stalling its producers within its
     /// budget and not above `pending_bytes_max` (a consumer behind for a moment, what stalls
-    /// are for). So when many consumers
-    /// fall behind at once and fill their worker, they lose messages there (their senders
-    /// told) while the consumers that keep up still get theirs.
+    /// are for). So when many consumers fall behind at once and fill their worker, they lose
+    /// messages there (their senders told) while the consumers that keep up still get theirs.
     #[inline]
     pub fn admits(
         self,

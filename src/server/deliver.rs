@@ -15,7 +15,7 @@ use crate::cluster::wire::{
 };
 use crate::core::drop_reports::DropReports;
 use crate::core::error_ledger::{summary_text, ErrorVerdict};
-use crate::core::flow::{Admit, Congestion, FlowLimits, StallOn, WorkerRoom};
+use crate::core::flow::{Admit, Backlog, Congestion, FlowLimits, StallOn, WorkerRoom};
 use crate::core::{AckSink, AckedDelivery, Location, Sink};
 use crate::protocol::{
     decode, deliver_header_len, encode_deliver, encode_deliver_acked, encode_deliver_acked_header,
@@ -61,6 +61,36 @@ pub struct PendingClose {
     pub text: &'static str,
     /// The peer is gone (reset, EOF): skip the final CLOSE frame.
     pub peer_gone: bool,
+}
+
+/// The worker's bound (`pending_bytes_per_worker_max`) as the message at hand meets it: taken
+/// before a connection is borrowed, so the native, handed-over and NATS paths ask it alike.
+#[derive(Clone, Copy)]
+pub(super) struct WorkerBound<'w> {
+    limits: &'w FlowLimits,
+    bytes_max: usize,
+    /// What the worker's client queues hold now, buffers' capacity included.
+    worker_bytes: usize,
+    now_ms: u64,
+}
+
+impl WorkerBound<'_> {
+    /// Whether `len` bytes may join a client queue holding `queue_bytes`, with backlog
+    /// `backlog`, whose buffer they grow by `growth` ([`WorkerRoom`]: the last eighth of the
+    /// bound is for queues that are not behind).
+    #[inline]
+    pub(super) fn admits(
+        self,
+        backlog: &Backlog,
+        queue_bytes: usize,
+        len: usize,
+        growth: usize,
+    ) -> bool {
+        let room = WorkerRoom::of(self.bytes_max, self.worker_bytes, len + growth);
+        room.admits(self.limits, queue_bytes, len, || {
+            backlog.congestion(self.limits, self.now_ms)
+        })
+    }
 }
 
 pub struct Deliverer<'w> {
@@ -116,6 +146,19 @@ pub struct Deliverer<'w> {
     pub verifier: &'w mut super::verifier::VerifiedSecrets,
 }
 
+impl<'w> Deliverer<'w> {
+    /// The worker's bound as it stands now.
+    #[inline]
+    pub(super) fn worker_bound(&self) -> WorkerBound<'w> {
+        WorkerBound {
+            limits: self.client_flow,
+            bytes_max: self.pending_bytes_per_worker_max,
+            worker_bytes: self.slab.client_pending_bytes,
+            now_ms: self.now_ms,
+        }
+    }
+}
+
 impl Deliverer<'_> {
     /// Appends `len` bytes written by `write` to a local connection's send buffer, enforcing
     /// the slow-consumer bound. Returns whether it was appended.
@@ -144,7 +187,7 @@ impl Deliverer<'_> {
         kind: FrameKind,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
-        let worker_bytes = self.slab.client_pending_bytes;
+        let bound = self.worker_bound();
         let Some(conn) = self
             .slab
             .get_live(slot, generation)
@@ -159,18 +202,11 @@ impl Deliverer<'_> {
             bump(&self.stats.error_drops, 1);
             return false;
         }
-        let (pending, limits, now_ms) = (conn.pending_bytes(), self.client_flow, self.now_ms);
+        let (pending, limits) = (conn.pending_bytes(), self.client_flow);
         if kind == FrameKind::Deliver {
             // Before `admit`, which would mark the queue for a message it may not get.
             let growth = conn.out_growth(written_len);
-            let room = WorkerRoom::of(
-                self.pending_bytes_per_worker_max,
-                worker_bytes,
-                len + growth,
-            );
-            if !room.admits(limits, pending, len, || {
-                conn.backlog.congestion(limits, now_ms)
-            }) {
+            if !bound.admits(&conn.backlog, pending, len, growth) {
                 self.drop_worker_full();
                 return false;
             }
@@ -341,29 +377,6 @@ impl Deliverer<'_> {
             text,
             peer_gone: false,
         });
-    }
-
-    /// Whether a message of `len` bytes may join the queue of the live client in `slot`,
-    /// holding `queue_bytes`, whose buffer it grows by `growth`, with the worker's queues as
-    /// they are ([`WorkerRoom`]: the last eighth of `pending_bytes_per_worker_max` is for
-    /// queues that are not behind).
-    #[inline]
-    pub(super) fn worker_admits(
-        &self,
-        slot: u32,
-        queue_bytes: usize,
-        len: usize,
-        growth: usize,
-    ) -> bool {
-        let room = WorkerRoom::of(
-            self.pending_bytes_per_worker_max,
-            self.slab.client_pending_bytes,
-            len + growth,
-        );
-        room.admits(self.client_flow, queue_bytes, len, || {
-            let backlog = &self.slab.conns[slot as usize].backlog;
-            backlog.congestion(self.client_flow, self.now_ms)
-        })
     }
 
     /// The worker's queues together are at `pending_bytes_per_worker_max` (or in its last
@@ -683,15 +696,14 @@ impl Deliverer<'_> {
     /// the run must go frame by frame.
     #[inline]
     fn append_run(&mut self, slot: u32, generation: u32, count: u32, frames: &[u8]) -> bool {
-        let stall_at_bytes = self.client_flow.stall_at_bytes;
-        let (queue_bytes, growth) = match self.slab.get_live(slot, generation) {
-            Some(c) if c.accepts_frames() && c.nats.is_none() => {
-                (c.pending_bytes(), c.out_growth(frames.len()))
-            }
-            _ => return false,
-        };
-        let fits = queue_bytes + frames.len() < stall_at_bytes
-            && self.worker_admits(slot, queue_bytes, frames.len(), growth);
+        let (stall_at_bytes, bound) = (self.client_flow.stall_at_bytes, self.worker_bound());
+        let fits = self.slab.get_live(slot, generation).is_some_and(|c| {
+            let (queue_bytes, len) = (c.pending_bytes(), frames.len());
+            c.accepts_frames()
+                && c.nats.is_none()
+                && queue_bytes + len < stall_at_bytes
+                && bound.admits(&c.backlog, queue_bytes, len, c.out_growth(len))
+        });
         if fits {
             debug_assert!(self.slab.conns[slot as usize].link.is_none());
             self.write_local(slot, FrameKind::Deliver, u64::from(count), |out| {

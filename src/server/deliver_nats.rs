@@ -7,7 +7,7 @@ use super::conn::extra_capacity;
 use super::deliver::Deliverer;
 use super::stats::{bump, kind_index};
 use crate::core::engine::nats::{NatsConn, NatsOutput, DIRECT_SUBJECT_PREFIX};
-use crate::core::flow::{Admit, WorkerRoom};
+use crate::core::flow::Admit;
 use crate::core::Location;
 use crate::protocol::{decode, deliver_header_topic, Decoded, Frame, FrameKind, Message};
 
@@ -36,7 +36,7 @@ impl Deliverer<'_> {
         kind: FrameKind,
         write: impl FnOnce(&mut NatsConn, &mut Vec<u8>) -> usize,
     ) -> bool {
-        let worker_pending_bytes = self.slab.client_pending_bytes;
+        let bound = self.worker_bound();
         let Some(conn) = self
             .slab
             .get_live(slot, generation)
@@ -69,13 +69,7 @@ impl Deliverer<'_> {
             // Before `admit`, which would mark the queue for messages it may not get. The
             // growth of the buffer counts, as the worker's bytes count buffers' capacity.
             let grown = extra_capacity(conn.out.capacity()) - extra_capacity(capacity);
-            let room = WorkerRoom::of(
-                self.pending_bytes_per_worker_max,
-                worker_pending_bytes,
-                len + grown,
-            );
-            let standing = || conn.backlog.congestion(limits, now_ms);
-            if !room.admits(limits, pending_before, len, standing) {
+            if !bound.admits(&conn.backlog, pending_before, len, grown) {
                 conn.truncate_out(start);
                 // Taken back with the capacity the write gave it: a queue that fell behind
                 // must not keep, and count, the room of messages it did not get.
