@@ -223,6 +223,12 @@ pub struct Config {
     /// addresses) never cross the network in clear. `false` (the default): plain HTTP, what
     /// a scraper on loopback expects. Needs `metrics`, `tls_cert_file` and `tls_key_file`.
     pub metrics_tls: bool,
+    /// Move a client connection to the worker that feeds it (README "Connection steering"):
+    /// one that receives at least 8 MiB/s, three quarters of it handed over by one other
+    /// worker, moves to that worker, so the flow's two ends share a core. Default true: a
+    /// flow split across workers costs 1.6x the relay CPU per message. Only standalone nodes
+    /// steer (a client's messages across data links are ordered per link).
+    pub steer_connections: bool,
     /// This node's id in a cluster, 1..=65535. 0 (the default): a standalone relay, no
     /// cluster links. Ids must be unique in a cluster; they also break epoch ties.
     pub node_id: u16,
@@ -359,6 +365,7 @@ impl Default for Config {
             metrics_token: None,
             metrics_token_file: None,
             metrics_tls: false,
+            steer_connections: true,
             node_id: 0,
             cluster_listen: None,
             cluster_advertise: None,

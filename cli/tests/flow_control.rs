@@ -9,12 +9,15 @@ mod common;
 mod overloaded;
 #[path = "shared/paced_reader.rs"]
 mod paced_reader;
+#[path = "shared/placement.rs"]
+mod placement;
 #[path = "shared/samples.rs"]
 mod samples;
 
 use common::*;
 use overloaded::overloaded_about;
 use paced_reader::{numbered_payload, spawn_paced_reader, Pauses};
+use placement::{listed, sender_on_another_worker, worker_of};
 use ringrelay::client::{Client, Event};
 use ringrelay::config::Config;
 use ringrelay::protocol::ErrorCode;
@@ -28,41 +31,6 @@ fn relay_config() -> Config {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         ..config()
     }
-}
-
-/// The `/connections` entry of `id`, once every worker answered.
-fn listed(metrics: SocketAddr, id: &str) -> Option<serde_json::Value> {
-    let (status, body) = http_get(metrics, "/connections?limit=1000");
-    assert_eq!(status, 200, "{body}");
-    let page: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    page["connections"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|c| c["id"] == id)
-        .cloned()
-}
-
-fn worker_of(metrics: SocketAddr, id: &str) -> u64 {
-    let mut entry = None;
-    wait_until(&format!("{id} listed"), || {
-        entry = listed(metrics, id);
-        entry.is_some()
-    });
-    entry.and_then(|c| c["worker"].as_u64()).expect("a worker")
-}
-
-/// A sender on a worker other than `other_worker`'s: SO_REUSEPORT spreads connections by
-/// their ports, so a few tries find one.
-fn sender_on_another_worker(addr: SocketAddr, metrics: SocketAddr, other_worker: u64) -> Client {
-    for attempt in 0..64 {
-        let id = format!("sender-{attempt}");
-        let client = connect(addr, &id);
-        if worker_of(metrics, &id) != other_worker {
-            return client;
-        }
-    }
-    panic!("64 connections all landed on worker {other_worker}");
 }
 
 /// The stuck subscriber "stuck": a tiny receive buffer, subscribed to `topic` (in `group`),
@@ -151,6 +119,8 @@ fn a_drop_on_the_receivers_worker_is_reported_to_the_sender_on_another_worker() 
         pending_bytes_per_worker_max: 2 << 20,
         stall_ms_max: 20,
         slow_consumer_grace_ms: 60_000,
+        // The flow must stay across workers.
+        steer_connections: false,
         ..relay_config()
     });
     let (addr, metrics) = (relay.local_addr(), relay.metrics_addr().expect("metrics"));
@@ -546,6 +516,8 @@ fn queue_group_with_a_stuck_member(workers: usize, producer_elsewhere: bool) {
         workers,
         pending_bytes_max: 2 << 20,
         slow_consumer_grace_ms: 500,
+        // The producer must stay on the other worker.
+        steer_connections: false,
         stall_ms_max: STALL_MS,
         ..relay_config()
     });

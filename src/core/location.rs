@@ -130,6 +130,26 @@ impl LocationTable {
         }
     }
 
+    /// Points the row of `client_id` at `to` if it still points at `from` (a connection moved
+    /// between workers of this node), keeping its epoch: to other nodes nothing changed.
+    /// Returns whether it did.
+    pub fn relocate(&self, client_id: &[u8], from: Location, to: Location) -> bool {
+        debug_assert_eq!(from.node, to.node, "a move stays on its node");
+        let guard = self.rows.guard();
+        let result = self.rows.compute(
+            client_id.into(),
+            |existing| match existing {
+                Some((_, old)) if old.location == from => Operation::Insert(Row {
+                    location: to,
+                    epoch: old.epoch,
+                }),
+                _ => Operation::Abort(()),
+            },
+            &guard,
+        );
+        matches!(result, Compute::Updated { .. })
+    }
+
     /// Removes the row of `node` registered at `epoch`, if that exact row is there.
     pub fn remove_exact(&self, client_id: &[u8], node: u16, epoch: u64) -> bool {
         let guard = self.rows.guard();
@@ -258,5 +278,40 @@ mod tests {
         assert_eq!(t.rows_of(2), vec![(Box::from(&b"c"[..]), 2)]);
         assert!(t.remove_exact(b"a", 1, 1));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn relocate_moves_a_row_that_is_where_it_was_and_keeps_its_epoch() {
+        let t = LocationTable::new();
+        let at = |worker, slot| Location {
+            node: 1,
+            worker,
+            slot,
+            generation: 1,
+        };
+        assert_eq!(
+            t.register(
+                b"a",
+                Row {
+                    location: at(0, 3),
+                    epoch: 7
+                }
+            ),
+            Registered::New
+        );
+        assert!(t.relocate(b"a", at(0, 3), at(1, 9)));
+        assert_eq!(
+            t.row(b"a"),
+            Some(Row {
+                location: at(1, 9),
+                epoch: 7
+            })
+        );
+        assert!(
+            !t.relocate(b"a", at(0, 3), at(1, 4)),
+            "no longer where the move began"
+        );
+        assert!(!t.relocate(b"b", at(0, 3), at(1, 4)), "no row");
+        assert_eq!(t.row(b"b"), None);
     }
 }

@@ -16,6 +16,7 @@ pub mod presence;
 pub mod router;
 pub mod send_memo;
 pub mod session;
+pub mod steer;
 pub mod subject;
 mod table_hasher;
 pub mod topics;

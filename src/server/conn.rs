@@ -6,6 +6,7 @@ use super::uring::Outgoing;
 use crate::core::engine::nats::NatsConn;
 use crate::core::error_ledger::ErrorLedger;
 use crate::core::flow::Backlog;
+use crate::core::steer::Tally;
 use crate::core::ConnRelay;
 use crate::protocol::{FrameWalk, StreamDecoder};
 use bytes::{Bytes, BytesMut};
@@ -92,6 +93,31 @@ pub struct Conn {
     /// ERRORs sent to it recently, for coalescing (see `core::error_ledger`); allocated at
     /// its first ERROR and given back once a quiet interval passes.
     pub errors: Option<Box<ErrorLedger>>,
+    /// What it was sent this steering interval and by which workers (see `core::steer`).
+    pub tally: Tally,
+    /// Chosen to move to another worker: its receive is cancelled and not re-armed, so that
+    /// nothing of it is in the kernel's hands between two sends, when it moves.
+    pub moving: bool,
+    /// Not chosen to move before this time (the worker's clock, ms; see `STEER_SETTLE_MS`).
+    pub settled_until_ms: u64,
+}
+
+/// A client connection on its way from one worker to another (see `moves.rs`): its socket
+/// and every piece of its state that outlives a round. Taken only from a connection with
+/// nothing in the kernel's hands, no partial send, no zero-copy segment or large frame, and
+/// no TLS, NATS or data-link role.
+pub struct MovedConn {
+    pub fd: RawFd,
+    /// Its place on the worker it leaves, which the id's row names until the target takes it.
+    pub from: (u16, u32, u32),
+    pub relay: ConnRelay,
+    pub decoder: StreamDecoder,
+    pub out: Vec<u8>,
+    pub opened_ms: u64,
+    pub errors: Option<Box<ErrorLedger>>,
+    /// Its congestion episode, which goes on where it lands (its stall budget and its grace
+    /// above `pending_bytes_max` keep counting).
+    pub backlog: Backlog,
 }
 
 /// A data link's peer and direction.
@@ -361,6 +387,9 @@ impl Slab {
             backlog: Backlog::default(),
             reads_paused: false,
             errors: None,
+            tally: Tally::default(),
+            moving: false,
+            settled_until_ms: 0,
         });
         Some(slot)
     }
@@ -430,6 +459,9 @@ impl Slab {
         c.backlog = Backlog::default();
         c.reads_paused = false;
         c.errors = None;
+        c.tally = Tally::default();
+        c.moving = false;
+        c.settled_until_ms = 0;
         self.free.push(slot);
         self.open_count -= 1;
         debug_assert!(
@@ -439,6 +471,93 @@ impl Slab {
             self.client_pending_bytes,
             self.client_reassembly_bytes
         );
+    }
+
+    /// Whether the connection in `slot` is one that may move to another worker: an open
+    /// native client connection (no TLS, NATS or data-link role, no close decided), not in
+    /// the middle of a large frame, registered with no subscription, watch or held frame
+    /// (those name its place in tables of their own).
+    pub fn may_move(&self, slot: u32) -> bool {
+        let c = &self.conns[slot as usize];
+        c.state == ConnState::Open
+            && !c.close_requested
+            && c.link.is_none()
+            && c.nats.is_none()
+            && c.tls.is_none()
+            && c.large.is_none()
+            && c.large_frame_bytes == 0
+            && c.relay.movable()
+    }
+
+    /// Whether the connection in `slot` can leave this worker now: it may move
+    /// ([`Self::may_move`]), and nothing of it is in the kernel's hands (no receive armed, no
+    /// send in flight), with no partial send or zero-copy segment queued and its reads not
+    /// paused.
+    pub fn can_move(&self, slot: u32) -> bool {
+        let c = &self.conns[slot as usize];
+        self.may_move(slot)
+            && !c.recv_armed
+            && !c.send_in_flight
+            && c.unsent.is_none()
+            && c.segments.is_empty()
+            && !c.reads_paused
+    }
+
+    /// Takes the connection in `slot` out to move it to another worker (see [`Self::can_move`],
+    /// which must hold): its slot is freed, its socket is not closed.
+    pub fn take_moved(&mut self, slot: u32, worker: u16) -> Box<MovedConn> {
+        debug_assert!(self.can_move(slot));
+        let c = &mut self.conns[slot as usize];
+        let max_frame_bytes = c.decoder.max_frame_bytes();
+        let moved = Box::new(MovedConn {
+            fd: c.fd,
+            from: (worker, slot, c.generation),
+            relay: std::mem::take(&mut c.relay),
+            decoder: std::mem::replace(&mut c.decoder, StreamDecoder::new(max_frame_bytes)),
+            out: std::mem::take(&mut c.out),
+            opened_ms: c.opened_ms,
+            errors: c.errors.take(),
+            backlog: c.backlog,
+        });
+        // What the running sums count for it leaves with it: `release` subtracts what is
+        // left (its spare buffer), so the taken parts are subtracted here.
+        let taken = moved.out.len() + extra_capacity(moved.out.capacity());
+        self.client_pending_bytes = self.client_pending_bytes.saturating_sub(taken);
+        self.client_reassembly_bytes = self
+            .client_reassembly_bytes
+            .saturating_sub(moved.decoder.held_bytes() + moved.relay.held_bytes());
+        self.release(slot);
+        moved
+    }
+
+    /// Installs a connection another worker moved here, or gives it back at the connection
+    /// limit. Returns its slot and generation.
+    pub fn insert_moved(
+        &mut self,
+        mut moved: Box<MovedConn>,
+        max_frame_bytes: usize,
+        now_ms: u64,
+        settle_ms: u64,
+    ) -> Result<(u32, u32), Box<MovedConn>> {
+        if self.open_count >= self.limit {
+            return Err(moved);
+        }
+        let relay = std::mem::take(&mut moved.relay);
+        let slot = self
+            .insert(moved.fd, relay, max_frame_bytes)
+            .expect("invariant: under the limit, insert takes a slot");
+        let moved = *moved;
+        let c = &mut self.conns[slot as usize];
+        c.decoder = moved.decoder;
+        c.out = moved.out;
+        c.opened_ms = moved.opened_ms;
+        c.errors = moved.errors;
+        c.backlog = moved.backlog;
+        c.settled_until_ms = now_ms + settle_ms;
+        let (pending, held) = (c.accounted_bytes(), c.reassembly_bytes());
+        self.client_pending_bytes += pending;
+        self.client_reassembly_bytes += held;
+        Ok((slot, self.conns[slot as usize].generation))
     }
 
     /// The connection at `slot` if it still has `generation` (else it was closed and reused).

@@ -564,6 +564,11 @@ impl Outbox {
         pushed
     }
 
+    /// Nothing left to push (what was pushed may still be unread or on its way back).
+    pub fn is_flushed(&self) -> bool {
+        self.open.is_empty() && self.backlog.is_empty()
+    }
+
     /// Nothing to push and nothing to take back.
     pub fn is_idle(&self) -> bool {
         self.open.is_empty() && self.backlog.is_empty() && self.outstanding_bytes == 0

@@ -646,6 +646,26 @@ impl RelayCollector {
         )?;
         counter(
             e,
+            "connection_moves",
+            "Client connections moved to the worker that feeds them (steer_connections).",
+            self.sum(|b| &b.connection_moves),
+        )?;
+        counter(
+            e,
+            "connection_move_aborts",
+            "Connection moves abandoned: the workers were not quiet within 20 ms, or the \
+             target worker was at its connection limit. The connection stays where it is.",
+            self.sum(|b| &b.connection_move_aborts),
+        )?;
+        counter(
+            e,
+            "connection_move_pause_microseconds",
+            "Time every worker spent stopped at the barrier of a connection move (from the \
+             move's start to its end), summed over moves, in microseconds.",
+            self.sum(|b| &b.connection_move_pause_us),
+        )?;
+        counter(
+            e,
             "close_linger_timeouts",
             "Closed connections whose close_linger_ms ran out before the peer had every byte \
              or closed its side: the socket was closed anyway (reset if the peer's bytes were \

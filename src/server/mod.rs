@@ -22,6 +22,7 @@ mod link_backlog;
 mod listing;
 mod metrics;
 mod metrics_auth;
+mod moves;
 mod nats_info;
 mod output;
 mod query;
@@ -72,6 +73,10 @@ pub struct StatsSnapshot {
     pub deliveries: u64,
     pub unknown_id: u64,
     pub slow_consumer_closes: u64,
+    /// Client connections moved to the worker that feeds them, and moves abandoned (see
+    /// `steer_connections`).
+    pub connection_moves: u64,
+    pub connection_move_aborts: u64,
     /// Closes whose `close_linger_ms` ran out before the peer had every byte or closed its
     /// side (its final frames unsent, or sent and not acknowledged).
     pub close_linger_timeouts: u64,
@@ -117,6 +122,8 @@ pub(crate) struct Shared {
     /// Peers as the cluster control thread last saw them (for `/cluster`).
     pub cluster_status: std::sync::Mutex<Vec<MemberStatus>>,
     pub mailboxes: Box<[Mailbox]>,
+    /// The move barrier (see `moves.rs`).
+    pub moves: moves::MoveBoard<Box<conn::MovedConn>>,
     /// Each worker's congestion board: which of its connections stall their producers.
     pub boards: Box<[congestion::CongestionBoard]>,
     /// Each worker's slot for the operator's `/connections` request.
@@ -707,6 +714,7 @@ fn new_shared(cfg: Config, opts: ServerOptions, parts: NewShared) -> Arc<Shared>
         cluster_status: Default::default(),
         config: cfg,
         mailboxes: mailboxes.into(),
+        moves: moves::MoveBoard::new(workers),
         boards: (0..workers)
             .map(|_| congestion::CongestionBoard::new(connections_per_worker))
             .collect(),

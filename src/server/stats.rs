@@ -16,6 +16,14 @@ pub struct WorkerStats {
     pub deliveries: AtomicU64,
     pub unknown_id: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
+    /// Client connections moved to this worker from another (see `moves.rs`).
+    pub connection_moves: AtomicU64,
+    /// Moves this worker opened and abandoned (the node was not quiet in time, a move came
+    /// in between, the node began to stop, or the target was full).
+    pub connection_move_aborts: AtomicU64,
+    /// Time the workers spent at the barrier of this worker's moves, in µs (from opening the
+    /// move to its end, moved or abandoned).
+    pub connection_move_pause_us: AtomicU64,
     /// Closes whose `close_linger_ms` ran out before the peer had everything (see
     /// `worker_linger.rs`).
     pub close_linger_timeouts: AtomicU64,
@@ -169,6 +177,8 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.deliveries += get(&b.deliveries);
         s.unknown_id += get(&b.unknown_id);
         s.slow_consumer_closes += get(&b.slow_consumer_closes);
+        s.connection_moves += get(&b.connection_moves);
+        s.connection_move_aborts += get(&b.connection_move_aborts);
         s.close_linger_timeouts += get(&b.close_linger_timeouts);
         s.protocol_error_closes += get(&b.protocol_error_closes);
         s.handoff_drops += get(&b.handoff_drops);

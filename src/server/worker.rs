@@ -7,7 +7,8 @@
 //! Files: this one (state, the loop, ticks, stop), `worker_io.rs` (arming receives, sends,
 //! their completions), `worker_ingress.rs` (one reassembly for clients and data links, the
 //! zero-copy diversion), `worker_lifecycle.rs` (accept, close, release), `worker_handoff.rs`
-//! (draining other workers' handoffs), `worker_links.rs` (data links, control commands).
+//! (draining other workers' handoffs), `worker_links.rs` (data links, control commands),
+//! `worker_moves.rs` (steering connections to the worker that feeds them).
 //!
 //! Loop: submit queued sends and handoffs, sleep in `submit_and_wait` (the only syscall per
 //! iteration), then process the completions reaped, in order, until the round has written
@@ -48,6 +49,8 @@ mod linger;
 mod links;
 #[path = "worker_listing.rs"]
 mod listing;
+#[path = "worker_moves.rs"]
+mod moves;
 #[path = "worker_nats.rs"]
 mod nats;
 #[path = "worker_tls.rs"]
@@ -139,6 +142,20 @@ pub struct Worker {
     lingering: Vec<(u32, u32)>,
     /// When lingering sockets are next asked whether their peer has everything.
     linger_poll_at_ms: u64,
+    /// Start of the current steering interval (see `core::steer`), and the thread's CPU time
+    /// then (ns).
+    steer_from_ms: u64,
+    steer_cpu_ns: u64,
+    /// No connection is chosen to move before this time (after an abandoned move).
+    steer_paused_until_ms: u64,
+    /// The connection chosen to move to another worker, getting ready (`worker_moves.rs`).
+    steering: Option<moves::Steering>,
+    /// The epoch of the last move barrier this worker joined.
+    move_joined: u64,
+    /// Receives that found the ring empty, re-armed before the next submission in turns
+    /// (`rearm_starved`); bounded by the connections.
+    starved: Vec<(u32, u32)>,
+    starved_turn: usize,
 }
 
 /// Milliseconds between timer ticks: a quarter of the shortest session timer, within 10..250.
@@ -222,6 +239,13 @@ impl Worker {
             congested: Vec::new(),
             lingering: Vec::new(),
             linger_poll_at_ms: 0,
+            steer_from_ms: 0,
+            steer_cpu_ns: 0,
+            steer_paused_until_ms: 0,
+            steering: None,
+            move_joined: 0,
+            starved: Vec::new(),
+            starved_turn: 0,
             shared,
         };
         w.now_ms = w.clock.elapsed().as_millis() as u64;
@@ -253,13 +277,18 @@ impl Worker {
             {
                 break;
             }
+            self.moves_round();
             self.flush_sends();
             self.flush_handoffs();
+            self.rearm_starved();
             let shared = Arc::clone(&self.shared);
             let mailbox = &shared.mailboxes[mailbox_index];
             mailbox.sleeping.store(true, Ordering::SeqCst);
             let commands = &shared.lane.commands[mailbox_index];
+            // A move opened after `moves_round` looked may have found this worker awake: it
+            // does not sleep past it (the same pairing as the mailbox's `sleeping`).
             let want = if mailbox.has_inbound()
+                || shared.moves.active.load(Ordering::SeqCst)
                 || !commands.is_empty()
                 || !self.pending_closes.is_empty()
                 || !self.completions.is_empty()
@@ -447,6 +476,7 @@ impl Worker {
         if !self.link_backlogs.is_empty() {
             self.expire_link_backlogs();
         }
+        self.steer_round();
         if self.accept_started && !self.accepts_armed() && !self.stopping {
             self.arm_accept();
         }

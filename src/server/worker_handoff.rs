@@ -24,6 +24,9 @@ impl Worker {
                 let (bytes, payloads) = batch.parts();
                 for record in records(bytes) {
                     let (slot, generation) = (record.slot, record.generation);
+                    if record.tag != TAG_CLOSE && record.tag != TAG_FANOUT {
+                        self.tally_handover(src, slot, generation, record.body.len());
+                    }
                     match record.tag {
                         TAG_FRAME => {
                             let mut sink = self.deliverer(slot, generation);
@@ -41,6 +44,7 @@ impl Worker {
                         TAG_FANOUT => {
                             let (frame, destinations) = split_fanout(&record);
                             for (slot, generation) in destinations {
+                                self.tally_handover(src, slot, generation, frame.len());
                                 let mut sink = self.deliverer(slot, generation);
                                 sink.append_frame_bytes(slot, generation, b"", frame);
                                 sink.note_if_dropped(slot, frame, &mut reports);
@@ -62,6 +66,7 @@ impl Worker {
                                 (&b""[..], rest)
                             };
                             let payload = payloads.get(index as usize).cloned().unwrap_or_default();
+                            self.tally_handover(src, slot, generation, payload.len());
                             self.append_shared_record(
                                 (slot, generation),
                                 group,

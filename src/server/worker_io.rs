@@ -146,6 +146,8 @@ impl Worker {
                 &self.shared.stats[self.index as usize].bytes_in,
                 result as u64,
             );
+            let c = &mut self.slab.conns[slot as usize];
+            c.tally.read(result as u64);
             let c = &self.slab.conns[slot as usize];
             match &mut data {
                 // A closed connection's bytes are read only to be discarded (a lingering
@@ -170,8 +172,11 @@ impl Worker {
                 None => debug_assert!(false, "multishot recv completed without a buffer"),
             }
         } else if result == -libc::ENOBUFS {
-            // The receive ring was empty: re-armed below, the data waits in the socket.
+            // The receive ring was empty: re-armed before the next submission, the data
+            // waits in the socket (see `rearm_starved`).
             bump(&self.shared.stats[self.index as usize].recv_ring_empty, 1);
+            self.starved.push((slot, generation));
+            return self.maybe_release(slot);
         } else if result != -libc::ECANCELED {
             // EOF (0) or a socket error: the peer is gone. (ECANCELED: stopped by
             // `start_large`, re-armed below as a plain recv.)
@@ -212,6 +217,7 @@ impl Worker {
                 &self.shared.stats[self.index as usize].bytes_out,
                 result as u64,
             );
+            c.tally.sent(result as u64);
             if !rest.is_empty() {
                 // A partial send: the rest goes out before anything queued since.
                 c.sending_bytes = rest.remaining_bytes();
@@ -295,13 +301,38 @@ impl Worker {
         }
     }
 
+    /// Re-arms the receives that found the ring empty since the last submission, each time
+    /// starting from the next one in the list: the receive submitted first takes the buffers
+    /// of the refilled ring, and with the same order every round, one busy connection would
+    /// take them all every time while another starved for as long as the first had data.
+    pub(super) fn rearm_starved(&mut self) {
+        if self.starved.is_empty() {
+            return;
+        }
+        let mut starved = std::mem::take(&mut self.starved);
+        self.starved_turn = self.starved_turn.wrapping_add(1);
+        let first = self.starved_turn % starved.len();
+        starved.rotate_left(first);
+        for &(slot, generation) in &starved {
+            if self.slab.get_live(slot, generation).is_some() {
+                self.after_recv(slot);
+            }
+        }
+        starved.clear();
+        self.starved = starved;
+    }
+
     /// Re-arms the receive of an open connection whose recv ended (unless its reads are
     /// paused, see `worker_flow.rs`) and of a closed one until the peer's FIN (its bytes are
     /// discarded); frees a shut-down slot.
     pub(super) fn after_recv(&mut self, slot: u32) {
         let c = &self.slab.conns[slot as usize];
         let wanted = match c.state {
-            ConnState::Open => !c.close_requested && !c.reads_paused,
+            // A connection getting ready to move reads no more, but finishes a large frame
+            // it is in the middle of.
+            ConnState::Open => {
+                !c.close_requested && !c.reads_paused && (!c.moving || c.large.is_some())
+            }
             ConnState::Closing | ConnState::Lingering => !c.peer_eof,
             ConnState::ShutDown | ConnState::Free => false,
         };
@@ -338,6 +369,11 @@ impl Worker {
             }
             let target = &shared.mailboxes[dest];
             if outbox.flush(&target.inbound[me], &shared.mailboxes[me].returns[dest]) {
+                // Counted after the push, for the move barrier's quiet check (`moves.rs`).
+                shared
+                    .moves
+                    .pushes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 target.wake();
             }
         }

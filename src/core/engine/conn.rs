@@ -195,6 +195,20 @@ impl ConnRelay {
         &self.client_id
     }
 
+    /// Whether the connection's relay state may move to another worker: a registered client
+    /// whose place no table but the client-location table names (no subscription, watch,
+    /// held HELLO or verification in progress).
+    pub fn movable(&self) -> bool {
+        !self.link
+            && !self.client_id.is_empty()
+            && self.subscriptions.is_empty()
+            && self.watches.is_empty()
+            && self.held_hello.is_none()
+            && self.held_frames.is_empty()
+            && !self.verifying
+            && self.challenge.is_none()
+    }
+
     pub fn is_link(&self) -> bool {
         self.link
     }
