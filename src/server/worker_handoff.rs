@@ -24,7 +24,9 @@ impl Worker {
                 let (bytes, payloads) = batch.parts();
                 for record in records(bytes) {
                     let (slot, generation) = (record.slot, record.generation);
-                    if record.tag != TAG_CLOSE && record.tag != TAG_FANOUT {
+                    // Steering's tally: only deliveries by id (a fan-out's and a queue group's
+                    // receivers are subscribers, which never move: no lookup for them).
+                    if matches!(record.tag, TAG_FRAME | TAG_DELIVERS | TAG_SHARED) {
                         self.tally_handover(src, slot, generation, record.body.len());
                     }
                     match record.tag {
@@ -44,7 +46,6 @@ impl Worker {
                         TAG_FANOUT => {
                             let (frame, destinations) = split_fanout(&record);
                             for (slot, generation) in destinations {
-                                self.tally_handover(src, slot, generation, frame.len());
                                 let mut sink = self.deliverer(slot, generation);
                                 sink.append_frame_bytes(slot, generation, b"", frame);
                                 sink.note_if_dropped(slot, frame, &mut reports);
@@ -66,7 +67,9 @@ impl Worker {
                                 (&b""[..], rest)
                             };
                             let payload = payloads.get(index as usize).cloned().unwrap_or_default();
-                            self.tally_handover(src, slot, generation, payload.len());
+                            if record.tag == TAG_SHARED {
+                                self.tally_handover(src, slot, generation, payload.len());
+                            }
                             self.append_shared_record(
                                 (slot, generation),
                                 group,
