@@ -35,6 +35,22 @@ rss_kib() {
   awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
+# settled_rss_kib PID: the server's RSS once it has held still for half a second (at most 10
+# s). A server's port opens before it has set itself up: the relay's workers touch their
+# receive buffer rings (about 50 MB with the defaults) within the next 200 ms or so, and a
+# baseline read before that counts them as memory of the idle connections.
+settled_rss_kib() {
+  local last now _
+  last=$(rss_kib "$1")
+  for _ in $(seq 20); do
+    sleep 0.5
+    now=$(rss_kib "$1")
+    [ "$now" = "$last" ] && break
+    last=$now
+  done
+  echo "$last"
+}
+
 # The idle client's output, and the pipe that holds its standard input open while it holds
 # the connections.
 idle_out=$(mktemp)
@@ -46,7 +62,7 @@ remove_on_exit "$idle_out" "$hold"
 # CONNECTIONS idle connections answered a heartbeat.
 measure() {
   local kind=$1 port=$2 pid=$3 before after idle _
-  before=$(rss_kib "$pid")
+  before=$(settled_rss_kib "$pid")
   python3 benches/idle_conns.py "$kind" "$port" "$CONNECTIONS" --timeout-s 180 \
     < "$hold" > "$idle_out" &
   idle=$!

@@ -311,3 +311,21 @@ fn the_last_eighth_of_a_workers_bound_is_kept_for_queues_that_are_not_behind() {
     assert_eq!(b.congestion(&l, 100 + STALL_MS - 1), Congestion::Stalling);
     assert_eq!(b.congestion(&l, 100 + STALL_MS), Congestion::Behind);
 }
+
+#[test]
+fn a_large_pending_bytes_max_keeps_the_high_watermark_at_its_cap() {
+    let big = FlowLimits::for_clients(64 << 20, STALL_MS, GRACE_MS);
+    assert_eq!(big.stall_at_bytes, STALL_AT_BYTES_MAX);
+    assert_eq!(big.resume_below_bytes, STALL_AT_BYTES_MAX / 2);
+    // The close and refusal bounds still follow `pending_bytes_max`.
+    assert_eq!(big.pending_bytes_max, 64 << 20);
+    assert_eq!(big.ceiling_bytes, 128 << 20);
+    // The default (8 MiB) sits exactly at the cap; smaller ones keep their quarter.
+    assert_eq!(clients().stall_at_bytes, MAX / 4);
+    assert_eq!(clients().stall_at_bytes, STALL_AT_BYTES_MAX);
+    let small = FlowLimits::for_clients(1 << 20, STALL_MS, GRACE_MS);
+    assert_eq!(
+        (small.stall_at_bytes, small.resume_below_bytes),
+        (256 << 10, 128 << 10)
+    );
+}
