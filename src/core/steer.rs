@@ -7,9 +7,12 @@
 //! share a worker (README "Connection steering"). Two rules:
 //!
 //! - **Follow the feeder** ([`Tally::wants_worker`]): a connection fed mostly by one other
-//!   worker's connections moves to that worker, so a flow's two ends share a core; unless the
-//!   flow is alone on two otherwise idle workers ([`follow_worth_it`]), where the split is a
-//!   pipeline over two cores.
+//!   worker's connections moves to that worker, so a flow's two ends share a core; unless
+//!   every busy connection here is fed by that worker, and that worker has no other busy
+//!   connection or is already the busier by [`STEER_IMBALANCE_PERMILLE_MIN`]
+//!   ([`follow_worth_it`]): a flow alone on two otherwise idle workers, or one sender
+//!   streaming to many receivers by id, is a pipeline over two cores, and a busy feeder's
+//!   worker sheds load by the balance rule instead.
 //! - **Balance** ([`balance`]): a worker busier than another by [`STEER_IMBALANCE_PERMILLE_MIN`]
 //!   moves one of its heavy senders there when that narrows the gap (the sender's receivers
 //!   then follow it by the first rule), so two flows that hashing put on one worker end on one
@@ -96,16 +99,38 @@ impl Tally {
     }
 }
 
+/// What [`follow_worth_it`] weighs: the worker a connection is on ("here") and the worker of
+/// its feeder (the target), over the last steering interval. Busy connections were sent or
+/// read at least [`STEER_BYTES_PER_S_MIN`] ([`is_busy`]); busy permille is the CPU a worker
+/// used, in permille of one CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FollowView {
+    /// Busy connections here that the target does not feed (the ends of the target's flows
+    /// are not counted: they are what would follow).
+    pub busy_here_not_fed_by_target: u32,
+    pub busy_permille_here: u32,
+    pub busy_conns_target: u32,
+    pub busy_permille_target: u32,
+}
+
 /// Whether a connection that wants the worker of its feeder ([`Tally::wants_worker`]) should
-/// go, given how many busy connections (sent or read at least [`STEER_BYTES_PER_S_MIN`] over
-/// the last interval) its worker and the target have: only when either has another. A lone
-/// flow whose sender and receiver sit on two otherwise idle workers is a pipeline that gets
-/// two cores (measured: 21 to 24 M msgs/s at 16 B against 18 to 20 M on one worker, when the
-/// load generator leaves the CPUs free); joined it would share one. Any other busy
-/// connection on either worker means the cores are shared anyway, and the flow is cheaper on
-/// one (no handoff, one copy).
-pub fn follow_worth_it(busy_conns_here: u32, busy_conns_target: u32) -> bool {
-    busy_conns_here >= 2 || busy_conns_target >= 2
+/// go there. Always when a busy connection here is not fed by the target: the cores are
+/// shared anyway, and the flow is cheaper on one (no handoff, one copy). When the target
+/// feeds everything busy here, the split is a pipeline: its worker reads and routes, this one
+/// writes. Then only if the target has another busy connection (a lone flow on two otherwise
+/// idle workers gets two cores: measured 21 to 24 M msgs/s at 16 B against 18 to 20 M on one
+/// worker, when the load generator leaves the CPUs free), and is not already busier than
+/// this worker by [`STEER_IMBALANCE_PERMILLE_MIN`]: one sender streaming to many receivers by
+/// id, or two flows whose senders share a worker and receivers the other, would all pile onto
+/// the feeder's worker while this one idles; the balance rule moves a sender instead.
+pub fn follow_worth_it(view: &FollowView) -> bool {
+    if view.busy_here_not_fed_by_target >= 1 {
+        return true;
+    }
+    let pipeline_of_one = view.busy_conns_target < 2;
+    let target_busier =
+        view.busy_permille_target >= view.busy_permille_here + STEER_IMBALANCE_PERMILLE_MIN;
+    !pipeline_of_one && !target_busier
 }
 
 /// Whether a tally counts as a busy connection for [`follow_worth_it`].
@@ -289,13 +314,22 @@ mod tests {
     #[test]
     fn a_lone_flow_across_two_idle_workers_stays_a_pipeline_and_any_other_busy_connection_joins_it()
     {
-        assert!(!follow_worth_it(1, 1), "one flow, one end on each worker");
+        let view = |independent, target_conns| FollowView {
+            busy_here_not_fed_by_target: independent,
+            busy_permille_here: 900,
+            busy_conns_target: target_conns,
+            busy_permille_target: 900,
+        };
         assert!(
-            follow_worth_it(2, 1),
+            !follow_worth_it(&view(0, 1)),
+            "one flow, one end on each worker"
+        );
+        assert!(
+            follow_worth_it(&view(1, 1)),
             "another flow's end beside the receiver"
         );
         assert!(
-            follow_worth_it(1, 3),
+            follow_worth_it(&view(0, 3)),
             "the sender's worker carries another flow"
         );
         let busy = tally(STEER_BYTES_PER_S_MIN, &[]);
@@ -304,6 +338,36 @@ mod tests {
         reader.read(STEER_BYTES_PER_S_MIN / 2);
         assert!(is_busy(&reader, 500));
         assert!(!is_busy(&tally(STEER_BYTES_PER_S_MIN - 1, &[]), 1000));
+    }
+
+    #[test]
+    fn receivers_fed_by_one_worker_do_not_pile_onto_it_while_it_is_the_busier() {
+        // One sender streaming to many receivers by id: its worker has no other busy
+        // connection, however idle the receivers' worker is.
+        let hub = FollowView {
+            busy_here_not_fed_by_target: 0,
+            busy_permille_here: 300,
+            busy_conns_target: 1,
+            busy_permille_target: 1000,
+        };
+        assert!(!follow_worth_it(&hub));
+        // Two senders on one worker, their receivers on the other: the senders' worker, much
+        // the busier, sheds a sender by the balance rule instead.
+        let senders_together = FollowView {
+            busy_conns_target: 2,
+            ..hub
+        };
+        assert!(!follow_worth_it(&senders_together));
+        let under = 300 + STEER_IMBALANCE_PERMILLE_MIN - 1;
+        assert!(follow_worth_it(&FollowView {
+            busy_permille_target: under,
+            ..senders_together
+        }));
+        // Another flow here: the move is worth it however busy the target is.
+        assert!(follow_worth_it(&FollowView {
+            busy_here_not_fed_by_target: 2,
+            ..senders_together
+        }));
     }
 
     #[test]

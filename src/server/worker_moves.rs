@@ -7,7 +7,9 @@ use super::super::conn::MovedConn;
 use super::super::moves::{Phase, MOVE_BARRIER_MS_MAX};
 use super::super::stats::bump;
 use super::Worker;
-use crate::core::steer::{balance, follow_worth_it, is_busy, STEER_INTERVAL_MS, STEER_SETTLE_MS};
+use crate::core::steer::{
+    balance, follow_worth_it, is_busy, FollowView, STEER_INTERVAL_MS, STEER_SETTLE_MS,
+};
 use crate::core::Location;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -76,16 +78,25 @@ impl Worker {
         let mut follow: Option<(u64, u32, u16)> = None;
         let mut senders: Vec<(u32, u64)> = Vec::new();
         let mut busy_conns = 0u32;
+        // Busy connections here fed mostly by each other worker (one round in 500 ms: the
+        // allocation is not on the message path).
+        let mut busy_fed_by = vec![0u32; workers];
         for slot in 0..self.slab.conns.len() as u32 {
             let c = &mut self.slab.conns[slot as usize];
             let tally = std::mem::take(&mut c.tally);
-            busy_conns += u32::from(is_busy(&tally, interval_ms));
+            let wants = tally.wants_worker(interval_ms);
+            if is_busy(&tally, interval_ms) {
+                busy_conns += 1;
+                if let Some(fed_by) = wants.and_then(|w| busy_fed_by.get_mut(w as usize)) {
+                    *fed_by += 1;
+                }
+            }
             let active = tally.sent_bytes > 0 || tally.read_bytes > 0;
             if !steers || !active || self.now_ms < c.settled_until_ms || !self.slab.may_move(slot) {
                 continue;
             }
             senders.push((slot, u64::from(tally.read_bytes)));
-            match tally.wants_worker(interval_ms) {
+            match wants {
                 Some(target)
                     if target != self.index
                         && (target as usize) < workers
@@ -98,8 +109,13 @@ impl Worker {
         }
         board.busy_conns[self.index as usize].store(busy_conns, Ordering::Relaxed);
         let follow = follow.filter(|&(_, _, target)| {
-            let there = board.busy_conns[target as usize].load(Ordering::Relaxed);
-            follow_worth_it(busy_conns, there)
+            let t = target as usize;
+            follow_worth_it(&FollowView {
+                busy_here_not_fed_by_target: busy_conns - busy_fed_by[t],
+                busy_permille_here: busy,
+                busy_conns_target: board.busy_conns[t].load(Ordering::Relaxed),
+                busy_permille_target: board.busy_permille[t].load(Ordering::Relaxed),
+            })
         });
         let pick = match follow {
             Some((_, slot, target)) => Some((slot, target)),
@@ -166,8 +182,11 @@ impl Worker {
             return;
         }
         if self.shared.moves.opened() != s.moves_seen {
+            // Another move came first and may have changed what this one was for: the
+            // connection is chosen again, or not, from the next interval's tallies (not held
+            // for the settling time, which is for connections that moved or could not).
             self.steering = None;
-            self.stay(s.slot);
+            self.unchoose(s.slot);
             return;
         }
         if self.shared.moves.open(self.index, s.target, self.now_ms) {
@@ -182,11 +201,17 @@ impl Worker {
         }
     }
 
-    /// A connection that was to move stays: it reads and sends again.
+    /// A connection that was to move stays, and is not chosen again for `STEER_SETTLE_MS`.
     fn stay(&mut self, slot: u32) {
+        self.slab.conns[slot as usize].settled_until_ms = self.now_ms + STEER_SETTLE_MS;
+        self.unchoose(slot);
+    }
+
+    /// A connection chosen to move goes on where it is: its queued bytes are sent and its
+    /// receive is armed again.
+    fn unchoose(&mut self, slot: u32) {
         let c = &mut self.slab.conns[slot as usize];
         c.moving = false;
-        c.settled_until_ms = self.now_ms + STEER_SETTLE_MS;
         if !c.out.is_empty() && !c.dirty {
             c.dirty = true;
             self.dirty.push(slot);
