@@ -605,6 +605,67 @@ mod tests {
     }
     use super::send_frames as frames;
 
+    /// A named change to a connection's state.
+    type Making = (&'static str, fn(&mut Conn));
+
+    /// A slab holding one open, registered plain client.
+    fn one_registered() -> (Slab, u32) {
+        let mut slab = Slab::new(1);
+        let slot = slab
+            .insert(-1, ConnRelay::registered_for_test(b"alice"), 1 << 20)
+            .unwrap();
+        (slab, slot)
+    }
+
+    #[test]
+    fn only_a_registered_plain_client_may_move() {
+        let (slab, slot) = one_registered();
+        assert!(slab.may_move(slot), "a registered native client");
+        let mut slab = Slab::new(1);
+        let unregistered = slab.insert(-1, ConnRelay::default(), 1 << 20).unwrap();
+        assert!(!slab.may_move(unregistered), "before its HELLO");
+        let kinds: [Making; 5] = [
+            ("a NATS client", |c| c.nats = Some(Box::default())),
+            ("a data link", |c| {
+                c.link = Some(LinkRole {
+                    node: 1,
+                    outbound: true,
+                })
+            }),
+            ("a large frame under way", |c| {
+                c.large_frame_bytes = 100 << 10
+            }),
+            ("a close requested", |c| c.close_requested = true),
+            ("closing", |c| c.state = ConnState::Closing),
+        ];
+        for (what, make) in kinds {
+            let (mut slab, slot) = one_registered();
+            make(&mut slab.conns[slot as usize]);
+            assert!(!slab.may_move(slot), "{what} may not move");
+            assert!(!slab.can_move(slot), "{what} cannot move");
+        }
+    }
+
+    #[test]
+    fn a_movable_client_leaves_only_with_nothing_in_the_kernels_hands() {
+        let (mut slab, slot) = one_registered();
+        assert!(slab.can_move(slot));
+        let busy: [Making; 4] = [
+            ("a receive armed", |c| c.recv_armed = true),
+            ("a send in flight", |c| c.send_in_flight = true),
+            ("its reads paused", |c| c.reads_paused = true),
+            ("a zero-copy segment queued", |c| {
+                c.segments.push_back(Bytes::from_static(b"payload"))
+            }),
+        ];
+        for (what, make) in busy {
+            make(&mut slab.conns[slot as usize]);
+            assert!(slab.may_move(slot), "{what}: still a client that may move");
+            assert!(!slab.can_move(slot), "{what}: not now");
+            (slab, _) = one_registered();
+        }
+    }
+
     #[test]
     fn out_growth_is_what_an_append_adds_to_the_capacity_counted() {
         let mut slab = Slab::new(1);

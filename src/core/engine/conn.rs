@@ -128,6 +128,16 @@ pub struct ConnRelay {
 }
 
 impl ConnRelay {
+    /// A connection's relay state as if `client_id` had registered (tests of the I/O layer's
+    /// rules, which cannot run a handshake).
+    #[cfg(test)]
+    pub fn registered_for_test(client_id: &[u8]) -> Self {
+        ConnRelay {
+            client_id: client_id.into(),
+            ..ConnRelay::default()
+        }
+    }
+
     /// Memory held for frames that wait behind a held HELLO (counted with the worker's
     /// unfinished frames).
     pub fn held_bytes(&self) -> usize {
