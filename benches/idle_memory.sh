@@ -45,9 +45,13 @@ settled_rss_kib() {
   for _ in $(seq 20); do
     sleep 0.5
     now=$(rss_kib "$1")
-    [ "$now" = "$last" ] && break
+    if [ "$now" = "$last" ]; then
+      echo "$now"
+      return
+    fi
     last=$now
   done
+  echo "the server's RSS did not settle within 10 s: baseline ${last} KiB" >&2
   echo "$last"
 }
 

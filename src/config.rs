@@ -89,7 +89,7 @@ pub struct Config {
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub max_frame_bytes: usize,
     /// Outbound bytes a client's queue may hold (README "Flow control"): a quarter of it (at
-    /// most `core::flow::STALL_AT_BYTES_MAX`, 2 MiB) stalls the producers that feed it; above it for `slow_consumer_grace_ms` the client is closed
+    /// most `core::flow::STALL_AT_BYTES_MAX`, 2 MiB, or `max_frame_bytes` if larger) stalls the producers that feed it; above it for `slow_consumer_grace_ms` the client is closed
     /// as a slow consumer; a message that would take it past twice it (three times while its
     /// producers are stalled) is dropped and its sender told OVERLOADED. 8 MiB: several hundred
     /// milliseconds of a fast consumer's traffic, so bursts pass, while 10,000 stuck consumers
@@ -97,12 +97,13 @@ pub struct Config {
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub pending_bytes_max: usize,
     /// Longest pause of a producer's reads while a queue it feeds is full (README "Flow
-    /// control"): a client's queue at a quarter of `pending_bytes_max` (at most 2 MiB), a data
-    /// link's at a quarter of `link_pending_bytes_max`, stalls the connections that feed it
-    /// until it drains below half that or this passes. A client's queue stalls for at most this much per
-    /// episode in all. 250 ms: longer than a consumer's scheduling hiccup or a garbage
-    /// collector's pause (the consumer catches up and nobody loses anything), short enough that
-    /// a consumer that stopped reading costs the producers of a fan-out one quarter second.
+    /// control"): a client's queue at a quarter of `pending_bytes_max` (at most 2 MiB or
+    /// `max_frame_bytes`), a data link's at a quarter of `link_pending_bytes_max`, stalls the
+    /// connections that feed it until it drains below half that or this passes. A client's
+    /// queue stalls for at most this much per episode in all. 250 ms: longer than a
+    /// consumer's scheduling hiccup or a garbage collector's pause (the consumer catches up
+    /// and nobody loses anything), short enough that a consumer that stopped reading costs
+    /// the producers of a fan-out one quarter second.
     pub stall_ms_max: u64,
     /// How long a client's queue may stay above `pending_bytes_max` before it is closed as a
     /// slow consumer (checked every tick, so up to 250 ms later); the only way a client is

@@ -55,26 +55,34 @@ pub struct FlowLimits {
     pub episode_budget: bool,
 }
 
-/// The highest a client queue's high watermark goes, whatever `pending_bytes_max`: a queue
+/// The highest a client queue's high watermark goes, whatever `pending_bytes_max` (unless
+/// `max_frame_bytes` is larger: the watermark never goes below one whole frame): a queue
 /// deeper than this stalls its producers. A consumer's queue is written when a message is
 /// relayed and read when it is sent; deeper than a few MiB, those bytes have left the caches
 /// between the two, and the queue's growth faults fresh pages in. 2 MiB is the watermark of
 /// the default `pending_bytes_max` (8 MiB). Measured (1->1 1 KiB, relay on CPU 0, load
-/// generator on CPU 1, 2,000,000 messages, 2 vCPUs Intel Xeon): with `pending_bytes_max` 64
-/// MiB and the watermark a quarter of it (16 MiB), 650 to 730 ns of relay CPU per message
-/// and 1.3 to 1.5 M msgs/s; with the watermark at 2 MiB, 415 to 500 ns and 1.7 to 1.95 M
-/// msgs/s; 1 MiB and below stalled more often and cost more (500 to 540 ns). A larger
+/// generator on CPU 1, 2,000,000 messages, 2 vCPUs Intel Xeon, `benches/ab_cpu.sh`'s
+/// alternating runs): with `pending_bytes_max` 64 MiB and the watermark a quarter of it (16
+/// MiB), 440 to 570 ns of relay CPU per message (median 480; other runs of the kind reached
+/// 650 to 730 ns, at 1.3 to 1.5 M msgs/s); with the watermark at 2 MiB, 415 to 445 ns (median
+/// 430) at 1.7 to 1.95 M msgs/s; 1 MiB and below stalled more often and cost more. A larger
 /// `pending_bytes_max` still lets a consumer fall further behind before it is closed; its
 /// producers are slowed from the same depth.
 pub const STALL_AT_BYTES_MAX: usize = 2 << 20;
 
 impl FlowLimits {
     /// A client's queue: stalls from a quarter of `pending_bytes_max` (at most
-    /// [`STALL_AT_BYTES_MAX`]), resumes below half that, refuses past twice
-    /// `pending_bytes_max` (three times while its producers are stalled, for messages in
-    /// flight), closed above it for `grace_ms`.
-    pub fn for_clients(pending_bytes_max: usize, stall_ms_max: u64, grace_ms: u64) -> FlowLimits {
-        let stall_at_bytes = (pending_bytes_max / 4).min(STALL_AT_BYTES_MAX);
+    /// [`STALL_AT_BYTES_MAX`], or `max_frame_bytes` if that is larger), resumes below half
+    /// that, refuses past twice `pending_bytes_max` (three times while its producers are
+    /// stalled, for messages in flight), closed above it for `grace_ms`.
+    pub fn for_clients(
+        pending_bytes_max: usize,
+        max_frame_bytes: usize,
+        stall_ms_max: u64,
+        grace_ms: u64,
+    ) -> FlowLimits {
+        let cap = STALL_AT_BYTES_MAX.max(max_frame_bytes);
+        let stall_at_bytes = (pending_bytes_max / 4).min(cap);
         FlowLimits {
             stall_at_bytes,
             resume_below_bytes: stall_at_bytes / 2,

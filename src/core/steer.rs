@@ -8,11 +8,10 @@
 //!
 //! - **Follow the feeder** ([`Tally::wants_worker`]): a connection fed mostly by one other
 //!   worker's connections moves to that worker, so a flow's two ends share a core; unless
-//!   every busy connection here is fed by that worker, and that worker has no other busy
-//!   connection or is already the busier by [`STEER_IMBALANCE_PERMILLE_MIN`]
-//!   ([`follow_worth_it`]): a flow alone on two otherwise idle workers, or one sender
-//!   streaming to many receivers by id, is a pipeline over two cores, and a busy feeder's
-//!   worker sheds load by the balance rule instead.
+//!   the split is a pipeline over two cores ([`follow_worth_it`]): a flow alone on two
+//!   otherwise idle workers, or one sender streaming to several receivers by id (more busy
+//!   receivers here fed by that worker than it has busy senders), which would all pile onto
+//!   the sender's worker while this one idles.
 //! - **Balance** ([`balance`]): a worker busier than another by [`STEER_IMBALANCE_PERMILLE_MIN`]
 //!   moves one of its heavy senders there when that narrows the gap (the sender's receivers
 //!   then follow it by the first rule), so two flows that hashing put on one worker end on one
@@ -100,43 +99,53 @@ impl Tally {
 }
 
 /// What [`follow_worth_it`] weighs: the worker a connection is on ("here") and the worker of
-/// its feeder (the target), over the last steering interval. Busy connections were sent or
-/// read at least [`STEER_BYTES_PER_S_MIN`] ([`is_busy`]); busy permille is the CPU a worker
-/// used, in permille of one CPU.
+/// its feeder (the target), over the last steering interval. A busy connection was sent or
+/// read at least [`STEER_BYTES_PER_S_MIN`] ([`is_busy`]); a busy sender read that much
+/// ([`is_busy_sender`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FollowView {
-    /// Busy connections here that the target does not feed (the ends of the target's flows
-    /// are not counted: they are what would follow).
-    pub busy_here_not_fed_by_target: u32,
-    pub busy_permille_here: u32,
+    /// Busy connections here fed mostly by the target ([`Tally::wants_worker`]), the
+    /// connection weighed among them.
+    pub busy_here_fed_by_target: u32,
+    /// Every busy connection here.
+    pub busy_conns_here: u32,
     pub busy_conns_target: u32,
-    pub busy_permille_target: u32,
+    pub busy_senders_target: u32,
 }
 
 /// Whether a connection that wants the worker of its feeder ([`Tally::wants_worker`]) should
-/// go there. Always when a busy connection here is not fed by the target: the cores are
-/// shared anyway, and the flow is cheaper on one (no handoff, one copy). When the target
-/// feeds everything busy here, the split is a pipeline: its worker reads and routes, this one
-/// writes. Then only if the target has another busy connection (a lone flow on two otherwise
-/// idle workers gets two cores: measured 21 to 24 M msgs/s at 16 B against 18 to 20 M on one
-/// worker, when the load generator leaves the CPUs free), and is not already busier than
-/// this worker by [`STEER_IMBALANCE_PERMILLE_MIN`]: one sender streaming to many receivers by
-/// id, or two flows whose senders share a worker and receivers the other, would all pile onto
-/// the feeder's worker while this one idles; the balance rule moves a sender instead.
+/// go there: the flow is cheaper on one worker (no handoff, one copy) unless the split is a
+/// pipeline whose two halves each get a core.
+/// - A lone flow on two otherwise idle workers (nothing busy here but what the target feeds,
+///   and nothing busy there but the sender) is such a pipeline: measured 21 to 24 M msgs/s
+///   at 16 B against 18 to 20 M on one worker, when the load generator leaves the CPUs free.
+///   Any other busy connection on either worker means the cores are shared anyway.
+/// - More busy receivers here fed by the target than it has busy senders means a sender
+///   there streams to several of them by id: they would all follow it, one per interval,
+///   and leave its worker doing everything while this one idles (the balance rule cannot
+///   undo that: the sender's share is all of its worker's work). Two senders on the target
+///   feeding one receiver each here join their receivers, one move at a time.
 pub fn follow_worth_it(view: &FollowView) -> bool {
-    if view.busy_here_not_fed_by_target >= 1 {
-        return true;
-    }
-    let pipeline_of_one = view.busy_conns_target < 2;
-    let target_busier =
-        view.busy_permille_target >= view.busy_permille_here + STEER_IMBALANCE_PERMILLE_MIN;
-    !pipeline_of_one && !target_busier
+    let others_here = view.busy_conns_here > view.busy_here_fed_by_target;
+    let lone_pipeline = !others_here && view.busy_conns_target < 2;
+    let fan_in = view.busy_here_fed_by_target > view.busy_senders_target;
+    !lone_pipeline && !fan_in
 }
 
 /// Whether a tally counts as a busy connection for [`follow_worth_it`].
 pub fn is_busy(tally: &Tally, interval_ms: u64) -> bool {
-    let min_bytes = STEER_BYTES_PER_S_MIN.saturating_mul(interval_ms.max(1)) / 1000;
+    let min_bytes = busy_bytes_min(interval_ms);
     u64::from(tally.sent_bytes) >= min_bytes || u64::from(tally.read_bytes) >= min_bytes
+}
+
+/// Whether a tally counts as a busy sender (what it sent the relay) for [`follow_worth_it`].
+pub fn is_busy_sender(tally: &Tally, interval_ms: u64) -> bool {
+    u64::from(tally.read_bytes) >= busy_bytes_min(interval_ms)
+}
+
+/// [`STEER_BYTES_PER_S_MIN`] over an interval of `interval_ms`.
+fn busy_bytes_min(interval_ms: u64) -> u64 {
+    STEER_BYTES_PER_S_MIN.saturating_mul(interval_ms.max(1)) / 1000
 }
 
 /// A count of bytes as a tally keeps it.
@@ -314,22 +323,23 @@ mod tests {
     #[test]
     fn a_lone_flow_across_two_idle_workers_stays_a_pipeline_and_any_other_busy_connection_joins_it()
     {
-        let view = |independent, target_conns| FollowView {
-            busy_here_not_fed_by_target: independent,
-            busy_permille_here: 900,
-            busy_conns_target: target_conns,
-            busy_permille_target: 900,
+        // (receivers here fed by the target, busy here, busy there, senders there)
+        let view = |fed, here, there, senders| FollowView {
+            busy_here_fed_by_target: fed,
+            busy_conns_here: here,
+            busy_conns_target: there,
+            busy_senders_target: senders,
         };
         assert!(
-            !follow_worth_it(&view(0, 1)),
+            !follow_worth_it(&view(1, 1, 1, 1)),
             "one flow, one end on each worker"
         );
         assert!(
-            follow_worth_it(&view(1, 1)),
-            "another flow's end beside the receiver"
+            follow_worth_it(&view(1, 3, 1, 1)),
+            "another flow's ends beside the receiver"
         );
         assert!(
-            follow_worth_it(&view(0, 3)),
+            follow_worth_it(&view(1, 1, 3, 2)),
             "the sender's worker carries another flow"
         );
         let busy = tally(STEER_BYTES_PER_S_MIN, &[]);
@@ -341,32 +351,38 @@ mod tests {
     }
 
     #[test]
-    fn receivers_fed_by_one_worker_do_not_pile_onto_it_while_it_is_the_busier() {
-        // One sender streaming to many receivers by id: its worker has no other busy
-        // connection, however idle the receivers' worker is.
+    fn receivers_of_one_sender_by_id_do_not_pile_onto_its_worker() {
+        // One sender streaming to three receivers here: alone, or beside another flow on
+        // either worker.
         let hub = FollowView {
-            busy_here_not_fed_by_target: 0,
-            busy_permille_here: 300,
+            busy_here_fed_by_target: 3,
+            busy_conns_here: 3,
             busy_conns_target: 1,
-            busy_permille_target: 1000,
+            busy_senders_target: 1,
         };
         assert!(!follow_worth_it(&hub));
-        // Two senders on one worker, their receivers on the other: the senders' worker, much
-        // the busier, sheds a sender by the balance rule instead.
-        let senders_together = FollowView {
-            busy_conns_target: 2,
+        assert!(!follow_worth_it(&FollowView {
+            busy_conns_here: 5,
             ..hub
-        };
-        assert!(!follow_worth_it(&senders_together));
-        let under = 300 + STEER_IMBALANCE_PERMILLE_MIN - 1;
-        assert!(follow_worth_it(&FollowView {
-            busy_permille_target: under,
-            ..senders_together
         }));
-        // Another flow here: the move is worth it however busy the target is.
+        assert!(!follow_worth_it(&FollowView {
+            busy_conns_target: 3,
+            busy_senders_target: 2,
+            ..hub
+        }));
+        // Two senders there, one receiver each here: they join their receivers.
         assert!(follow_worth_it(&FollowView {
-            busy_here_not_fed_by_target: 2,
-            ..senders_together
+            busy_here_fed_by_target: 2,
+            busy_conns_here: 2,
+            busy_conns_target: 2,
+            busy_senders_target: 2,
+        }));
+        // Several senders there streaming to one receiver here: it joins them.
+        assert!(follow_worth_it(&FollowView {
+            busy_here_fed_by_target: 1,
+            busy_conns_here: 1,
+            busy_conns_target: 3,
+            busy_senders_target: 3,
         }));
     }
 

@@ -79,6 +79,9 @@ pub struct MoveBoard<T> {
     /// Per worker: its busy connections over its last steering interval (for
     /// `core::steer::follow_worth_it`).
     pub busy_conns: Box<[AtomicU32]>,
+    /// Per worker: those of its busy connections that sent at least `STEER_BYTES_PER_S_MIN`
+    /// (for `core::steer::follow_worth_it`).
+    pub busy_senders: Box<[AtomicU32]>,
 }
 
 impl<T> MoveBoard<T> {
@@ -92,6 +95,7 @@ impl<T> MoveBoard<T> {
             next_epoch: AtomicU64::new(1),
             busy_permille: (0..workers).map(|_| AtomicU32::new(0)).collect(),
             busy_conns: (0..workers).map(|_| AtomicU32::new(0)).collect(),
+            busy_senders: (0..workers).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 

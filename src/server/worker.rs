@@ -146,6 +146,9 @@ pub struct Worker {
     /// then (ns).
     steer_from_ms: u64,
     steer_cpu_ns: u64,
+    /// Moves opened on the node when the current steering interval began: an interval during
+    /// which a connection moved measured a placement that no longer holds, and decides nothing.
+    steer_moves_seen: u64,
     /// No connection is chosen to move before this time (after an abandoned move).
     steer_paused_until_ms: u64,
     /// The connection chosen to move to another worker, getting ready (`worker_moves.rs`).
@@ -231,6 +234,7 @@ impl Worker {
             credentials_generation: 0,
             client_flow: FlowLimits::for_clients(
                 cfg.pending_bytes_max,
+                cfg.max_frame_bytes,
                 cfg.stall_ms_max,
                 cfg.slow_consumer_grace_ms,
             ),
@@ -241,6 +245,7 @@ impl Worker {
             linger_poll_at_ms: 0,
             steer_from_ms: 0,
             steer_cpu_ns: 0,
+            steer_moves_seen: 0,
             steer_paused_until_ms: 0,
             steering: None,
             move_joined: 0,

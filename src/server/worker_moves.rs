@@ -8,7 +8,8 @@ use super::super::moves::{Phase, MOVE_BARRIER_MS_MAX};
 use super::super::stats::bump;
 use super::Worker;
 use crate::core::steer::{
-    balance, follow_worth_it, is_busy, FollowView, STEER_INTERVAL_MS, STEER_SETTLE_MS,
+    balance, follow_worth_it, is_busy, is_busy_sender, FollowView, STEER_INTERVAL_MS,
+    STEER_SETTLE_MS,
 };
 use crate::core::Location;
 use std::sync::atomic::Ordering;
@@ -72,12 +73,20 @@ impl Worker {
         self.steer_cpu_ns = cpu_ns;
         let board = &self.shared.moves;
         board.busy_permille[self.index as usize].store(busy, Ordering::Relaxed);
-        let steers =
-            self.steers() && self.steering.is_none() && self.now_ms >= self.steer_paused_until_ms;
+        // A move during the interval (another worker's, or this one's) changed what the
+        // tallies describe: deciding on them moved the other end of a flow that had just
+        // joined, splitting it again the other way round.
+        let opened = board.opened();
+        let placement_held = opened == self.steer_moves_seen;
+        self.steer_moves_seen = opened;
+        let steers = self.steers()
+            && placement_held
+            && self.steering.is_none()
+            && self.now_ms >= self.steer_paused_until_ms;
         let workers = self.shared.mailboxes.len();
         let mut follow: Option<(u64, u32, u16)> = None;
         let mut senders: Vec<(u32, u64)> = Vec::new();
-        let mut busy_conns = 0u32;
+        let (mut busy_conns, mut busy_senders) = (0u32, 0u32);
         // Busy connections here fed mostly by each other worker (one round in 500 ms: the
         // allocation is not on the message path).
         let mut busy_fed_by = vec![0u32; workers];
@@ -85,6 +94,7 @@ impl Worker {
             let c = &mut self.slab.conns[slot as usize];
             let tally = std::mem::take(&mut c.tally);
             let wants = tally.wants_worker(interval_ms);
+            busy_senders += u32::from(is_busy_sender(&tally, interval_ms));
             if is_busy(&tally, interval_ms) {
                 busy_conns += 1;
                 if let Some(fed_by) = wants.and_then(|w| busy_fed_by.get_mut(w as usize)) {
@@ -108,13 +118,14 @@ impl Worker {
             }
         }
         board.busy_conns[self.index as usize].store(busy_conns, Ordering::Relaxed);
+        board.busy_senders[self.index as usize].store(busy_senders, Ordering::Relaxed);
         let follow = follow.filter(|&(_, _, target)| {
             let t = target as usize;
             follow_worth_it(&FollowView {
-                busy_here_not_fed_by_target: busy_conns - busy_fed_by[t],
-                busy_permille_here: busy,
+                busy_here_fed_by_target: busy_fed_by[t],
+                busy_conns_here: busy_conns,
                 busy_conns_target: board.busy_conns[t].load(Ordering::Relaxed),
-                busy_permille_target: board.busy_permille[t].load(Ordering::Relaxed),
+                busy_senders_target: board.busy_senders[t].load(Ordering::Relaxed),
             })
         });
         let pick = match follow {

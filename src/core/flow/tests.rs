@@ -3,9 +3,11 @@ use super::*;
 const MAX: usize = 8 << 20;
 const STALL_MS: u64 = 250;
 const GRACE_MS: u64 = 2_000;
+/// The default `max_frame_bytes`.
+const FRAME_MAX: usize = 1 << 20;
 
 fn clients() -> FlowLimits {
-    FlowLimits::for_clients(MAX, STALL_MS, GRACE_MS)
+    FlowLimits::for_clients(MAX, FRAME_MAX, STALL_MS, GRACE_MS)
 }
 
 fn links() -> FlowLimits {
@@ -147,7 +149,7 @@ fn a_stall_is_over_at_its_deadline_or_when_its_queue_stops_stalling() {
 /// producers are stalled, and nothing past the ceiling and the in-flight room at all.
 #[test]
 fn invariants_hold_over_every_short_sequence_of_offers_and_drains() {
-    let l = FlowLimits::for_clients(64, 10, 20);
+    let l = FlowLimits::for_clients(64, 16, 10, 20);
     // Each step: offer `n` bytes at time t (n > 0) or drain to `-n` (n <= 0).
     let steps: Vec<i64> = (-64..=128).step_by(8).collect();
     for a in &steps {
@@ -314,7 +316,7 @@ fn the_last_eighth_of_a_workers_bound_is_kept_for_queues_that_are_not_behind() {
 
 #[test]
 fn a_large_pending_bytes_max_keeps_the_high_watermark_at_its_cap() {
-    let big = FlowLimits::for_clients(64 << 20, STALL_MS, GRACE_MS);
+    let big = FlowLimits::for_clients(64 << 20, FRAME_MAX, STALL_MS, GRACE_MS);
     assert_eq!(big.stall_at_bytes, STALL_AT_BYTES_MAX);
     assert_eq!(big.resume_below_bytes, STALL_AT_BYTES_MAX / 2);
     // The close and refusal bounds still follow `pending_bytes_max`.
@@ -323,9 +325,19 @@ fn a_large_pending_bytes_max_keeps_the_high_watermark_at_its_cap() {
     // The default (8 MiB) sits exactly at the cap; smaller ones keep their quarter.
     assert_eq!(clients().stall_at_bytes, MAX / 4);
     assert_eq!(clients().stall_at_bytes, STALL_AT_BYTES_MAX);
-    let small = FlowLimits::for_clients(1 << 20, STALL_MS, GRACE_MS);
+    let small = FlowLimits::for_clients(1 << 20, FRAME_MAX, STALL_MS, GRACE_MS);
     assert_eq!(
         (small.stall_at_bytes, small.resume_below_bytes),
         (256 << 10, 128 << 10)
     );
+}
+
+#[test]
+fn the_high_watermark_is_never_below_one_whole_frame_of_the_largest_size() {
+    let frames_of_16_mib = FlowLimits::for_clients(256 << 20, 16 << 20, STALL_MS, GRACE_MS);
+    assert_eq!(frames_of_16_mib.stall_at_bytes, 16 << 20);
+    assert_eq!(frames_of_16_mib.resume_below_bytes, 8 << 20);
+    // Still a quarter of pending_bytes_max when that is less.
+    let tight = FlowLimits::for_clients(32 << 20, 16 << 20, STALL_MS, GRACE_MS);
+    assert_eq!(tight.stall_at_bytes, 8 << 20);
 }
