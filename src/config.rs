@@ -98,9 +98,9 @@ pub struct Config {
     pub pending_bytes_max: usize,
     /// Longest pause of a producer's reads while a queue it feeds is full (README "Flow
     /// control"): a client's queue at a quarter of `pending_bytes_max` (at most 2 MiB or
-    /// `max_frame_bytes`), a data link's at a quarter of `link_pending_bytes_max`, stalls the
-    /// connections that feed it until it drains below half that or this passes. A client's
-    /// queue stalls for at most this much per episode in all. 250 ms: longer than a
+    /// `max_frame_bytes`), a data link's at a quarter of `link_pending_bytes_max` (the same
+    /// cap), stalls the connections that feed it until it drains below half that or this
+    /// passes. A client's queue stalls for at most this much per episode in all. 250 ms: longer than a
     /// consumer's scheduling hiccup or a garbage collector's pause (the consumer catches up
     /// and nobody loses anything), short enough that a consumer that stopped reading costs
     /// the producers of a fan-out one quarter second.
@@ -282,10 +282,10 @@ pub struct Config {
     pub cluster_nodes_max: usize,
     /// Bytes queued on one data link to a peer (or in the backlog of a link being dialled)
     /// before forwarded messages are dropped (counted, sender told OVERLOADED); a quarter of
-    /// it stalls the producers that feed it. 64 MiB: a link is shared by many clients, so it gets
-    /// more room than one client's `pending_bytes_max`, but a stalled peer cannot grow it
-    /// without bound (and is declared dead by the control lane within
-    /// `cluster_peer_dead_after_ms`).
+    /// it (at most 2 MiB, or `max_frame_bytes` if larger) stalls the producers that feed it.
+    /// 64 MiB: a link is shared by many clients, so it gets more room than one client's
+    /// `pending_bytes_max`, but a stalled peer cannot grow it without bound (and is declared
+    /// dead by the control lane within `cluster_peer_dead_after_ms`).
     #[serde(deserialize_with = "crate::byte_size::usize_field")]
     pub link_pending_bytes_max: usize,
     /// Distinct (topic, group) subscriptions one connection may hold. 10,000: a server that

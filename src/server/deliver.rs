@@ -756,7 +756,7 @@ impl Deliverer<'_> {
 
     /// Appends an encoded data-link frame to this worker's link to `node`, or to the node's
     /// backlog while it has no link or its link is closing (see `link_backlog.rs`). From a
-    /// quarter of `link_pending_bytes_max` the sender stalls; past it the message is dropped
+    /// quarter of `link_pending_bytes_max` (at most 2 MiB) the sender stalls; past it the message is dropped
     /// and counted (a link is never closed for being slow: the control lane decides whether
     /// the peer is alive).
     #[inline]

@@ -10,7 +10,7 @@
 //! it expires, or when the node is declared dead, is dropped and counted.
 //!
 //! A backlog slows its producers as a link's queue does: from a quarter of
-//! `link_pending_bytes_max` the forward's sender stalls (its reads paused) until the link is
+//! `link_pending_bytes_max` (at most 2 MiB, see `core::flow`) the forward's sender stalls (its reads paused) until the link is
 //! up and takes the backlog, or `stall_ms_max` passes; a forward that would take it past the
 //! bound is dropped, counted, and its sender told (ERROR `OVERLOADED`).
 

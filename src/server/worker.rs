@@ -238,7 +238,11 @@ impl Worker {
                 cfg.stall_ms_max,
                 cfg.slow_consumer_grace_ms,
             ),
-            link_flow: FlowLimits::for_links(cfg.link_pending_bytes_max, cfg.stall_ms_max),
+            link_flow: FlowLimits::for_links(
+                cfg.link_pending_bytes_max,
+                cfg.max_frame_bytes,
+                cfg.stall_ms_max,
+            ),
             stalled: Vec::new(),
             congested: Vec::new(),
             lingering: Vec::new(),

@@ -11,7 +11,7 @@ fn clients() -> FlowLimits {
 }
 
 fn links() -> FlowLimits {
-    FlowLimits::for_links(MAX, STALL_MS)
+    FlowLimits::for_links(MAX, FRAME_MAX, STALL_MS)
 }
 
 #[test]
@@ -340,4 +340,16 @@ fn the_high_watermark_is_never_below_one_whole_frame_of_the_largest_size() {
     // Still a quarter of pending_bytes_max when that is less.
     let tight = FlowLimits::for_clients(32 << 20, 16 << 20, STALL_MS, GRACE_MS);
     assert_eq!(tight.stall_at_bytes, 8 << 20);
+}
+
+#[test]
+fn a_data_link_stalls_its_producers_from_the_same_capped_watermark() {
+    let link = FlowLimits::for_links(64 << 20, FRAME_MAX, STALL_MS);
+    assert_eq!(link.stall_at_bytes, STALL_AT_BYTES_MAX);
+    assert_eq!(link.resume_below_bytes, STALL_AT_BYTES_MAX / 2);
+    // Its bound is still the whole link_pending_bytes_max, and it is never closed.
+    assert_eq!(link.ceiling_bytes, 64 << 20);
+    assert_eq!(link.grace_ms, u64::MAX);
+    let small = FlowLimits::for_links(4 << 20, FRAME_MAX, STALL_MS);
+    assert_eq!(small.stall_at_bytes, 1 << 20);
 }
