@@ -3,7 +3,7 @@
 //! slot and read by any worker that hands a message to it. The words live in chunks allocated
 //! the first time a slot in them is congested, so a worker's board costs nothing until then.
 
-use crate::core::flow::Congestion;
+use crate::core::flow::{Backlog, Congestion, FlowLimits};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -42,6 +42,15 @@ impl Standing {
             behind: congestion >= Congestion::Behind,
             over: congestion == Congestion::Over,
         }
+    }
+
+    /// How a queue's `backlog` stands at `now_ms`: whether it stalls its producers, and how
+    /// far behind it is.
+    pub fn of_backlog(backlog: &Backlog, limits: &FlowLimits, now_ms: u64) -> Standing {
+        Standing::of(
+            backlog.stalls(limits, now_ms),
+            backlog.congestion(limits, now_ms),
+        )
     }
 
     /// The standing for a queue group's pick.

@@ -187,8 +187,7 @@ impl Worker {
                 .get(slot as usize)
                 .filter(|c| c.generation == generation && c.state == ConnState::Open)
                 .map_or(Standing::CLEAR, |c| {
-                    let stalls = c.backlog.stalls(limits, now_ms);
-                    Standing::of(stalls, c.backlog.congestion(limits, now_ms))
+                    Standing::of_backlog(&c.backlog, limits, now_ms)
                 });
             if now != board.standing(slot, generation) {
                 board.set(slot, generation, now);

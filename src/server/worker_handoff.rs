@@ -25,8 +25,9 @@ impl Worker {
                 for record in records(bytes) {
                     let (slot, generation) = (record.slot, record.generation);
                     // Steering's tally: only deliveries by id (a fan-out's and a queue group's
-                    // receivers are subscribers, which never move: no lookup for them).
-                    if matches!(record.tag, TAG_FRAME | TAG_DELIVERS | TAG_SHARED) {
+                    // receivers are subscribers, which never move: no lookup for them); a
+                    // shared payload's record is tallied below, with its payload.
+                    if matches!(record.tag, TAG_FRAME | TAG_DELIVERS) {
                         self.tally_handover(src, slot, generation, record.body.len());
                     }
                     match record.tag {
@@ -68,7 +69,8 @@ impl Worker {
                             };
                             let payload = payloads.get(index as usize).cloned().unwrap_or_default();
                             if record.tag == TAG_SHARED {
-                                self.tally_handover(src, slot, generation, payload.len());
+                                let bytes = record.body.len() + payload.len();
+                                self.tally_handover(src, slot, generation, bytes);
                             }
                             self.append_shared_record(
                                 (slot, generation),

@@ -146,8 +146,7 @@ impl Worker {
                 &self.shared.stats[self.index as usize].bytes_in,
                 result as u64,
             );
-            let c = &mut self.slab.conns[slot as usize];
-            c.tally.read(result as u64);
+            self.slab.conns[slot as usize].tally.read(result as u64);
             let c = &self.slab.conns[slot as usize];
             match &mut data {
                 // A closed connection's bytes are read only to be discarded (a lingering

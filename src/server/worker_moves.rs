@@ -413,11 +413,7 @@ impl Worker {
         let c = &mut self.slab.conns[slot as usize];
         if c.backlog.congested() {
             // Its episode goes on here: producers see it on this worker's board.
-            let (limits, now_ms) = (&self.client_flow, self.now_ms);
-            let standing = Standing::of(
-                c.backlog.stalls(limits, now_ms),
-                c.backlog.congestion(limits, now_ms),
-            );
+            let standing = Standing::of_backlog(&c.backlog, &self.client_flow, self.now_ms);
             self.shared.boards[self.index as usize].set(slot, generation, standing);
             self.congested.push((slot, generation));
         }
