@@ -127,6 +127,13 @@ impl FlowLimits {
         }
     }
 
+    /// Whether a message of `len` bytes joins a queue holding `pending_bytes` below the high
+    /// watermark: [`Backlog::admit`] queues it without looking at (or changing) the backlog.
+    #[inline]
+    pub fn queues_freely(&self, pending_bytes: usize, len: usize) -> bool {
+        pending_bytes.saturating_add(len) < self.stall_at_bytes
+    }
+
     /// Whether an ERROR of `len` bytes may join a queue holding `pending_bytes`: never past
     /// `pending_bytes_max` (it is dropped and counted instead), so the queue of a sender that
     /// does not read its ERRORs never reaches the grace's bound through them, and a sender is
@@ -242,11 +249,10 @@ impl Backlog {
         len: usize,
         now_ms: u64,
     ) -> Admit {
-        let after = pending_bytes.saturating_add(len);
-        if after < limits.stall_at_bytes {
+        if limits.queues_freely(pending_bytes, len) {
             return Admit::Queue;
         }
-        self.admit_congested(limits, after, now_ms)
+        self.admit_congested(limits, pending_bytes.saturating_add(len), now_ms)
     }
 
     /// [`Self::admit`] for a frame the relay produces (PING, PONG, PRESENCE, RECEIPT): one

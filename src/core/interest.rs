@@ -107,6 +107,9 @@ pub struct InterestTable {
     entries: papaya::HashMap<Box<[u8]>, Arc<RemoteInterest>, TableHasher>,
     /// Interest in patterns (a peer checked them before it announced them).
     patterns: PatternTrie<RemoteInterest>,
+    /// Exact topics in `entries`, kept by writers (under `writer`): with none (a standalone
+    /// node, or a cluster whose peers subscribe to nothing) `get` skips hashing the topic.
+    exact_topics: AtomicUsize,
     writer: Mutex<()>,
 }
 
@@ -121,6 +124,7 @@ impl InterestTable {
         InterestTable {
             entries: papaya::HashMap::with_hasher(TableHasher::default()),
             patterns: PatternTrie::default(),
+            exact_topics: AtomicUsize::new(0),
             writer: Mutex::new(()),
         }
     }
@@ -163,6 +167,11 @@ impl InterestTable {
         topic: &[u8],
         guard: &'g impl papaya::Guard,
     ) -> Option<&'g Arc<RemoteInterest>> {
+        // Relaxed, as `has_patterns`: a publish racing a peer's first announcement may miss
+        // it, as it may miss an announcement still on its way.
+        if self.exact_topics.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         self.entries.get(topic, guard)
     }
 
@@ -190,9 +199,15 @@ impl InterestTable {
         if pattern {
             self.patterns.set(topic, next);
         } else if let Some(next) = next {
-            self.entries.insert(topic.into(), Arc::new(next), &guard);
-        } else {
-            self.entries.remove(topic, &guard);
+            if self
+                .entries
+                .insert(topic.into(), Arc::new(next), &guard)
+                .is_none()
+            {
+                self.exact_topics.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if self.entries.remove(topic, &guard).is_some() {
+            self.exact_topics.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -292,5 +307,29 @@ mod tests {
         assert!(t.get(b"t", &t.raw_guard()).is_none());
         t.set(9, b"none", b"", false);
         assert!(t.all().is_empty());
+    }
+
+    #[test]
+    fn the_exact_topic_count_follows_every_insert_and_removal() {
+        let t = InterestTable::new();
+        let count = |t: &InterestTable| t.exact_topics.load(Ordering::Relaxed);
+        t.set(1, b"a", b"", true);
+        t.set(2, b"a", b"g", true); // the same topic: no new entry
+        t.set(1, b"b", b"", true);
+        t.set(1, b"p.*", b"", true); // a pattern lives in the trie
+        assert_eq!(count(&t), 2);
+        t.set(1, b"a", b"", false); // a's group is still there
+        assert_eq!(count(&t), 2);
+        t.set(2, b"a", b"g", false);
+        t.set(7, b"never", b"", false);
+        assert_eq!(count(&t), 1);
+        assert!(t.get(b"a", &t.raw_guard()).is_none());
+        assert!(t.get(b"b", &t.raw_guard()).is_some());
+        t.drop_node(1);
+        assert_eq!(count(&t), 0);
+        assert!(t.get(b"b", &t.raw_guard()).is_none());
+        t.set(3, b"b", b"", true);
+        assert_eq!(count(&t), 1);
+        assert_eq!(&*t.get(b"b", &t.raw_guard()).unwrap().plain, &[3]);
     }
 }

@@ -49,6 +49,26 @@ pub fn plain_send(frame: &[u8]) -> Option<(&[u8], &[u8])> {
     Some(rest.split_at(target_len))
 }
 
+/// The topic, payload and NO_ECHO flag of `frame` if it is exactly one plain PUBLISH (no
+/// flag but NO_ECHO, a topic, nothing past its stated length), as `decode` would accept;
+/// `None` for anything else, which then goes through `decode`. The fan-out's counterpart of
+/// [`plain_send`], bounded the same way by the `StreamDecoder` that cut the frame out.
+#[inline(always)]
+pub fn plain_publish(frame: &[u8]) -> Option<(&[u8], &[u8], bool)> {
+    let body = frame.get(HEADER_LEN..)?;
+    if frame[4] != FrameKind::Publish as u8 || frame[5] & !FLAG_NO_ECHO != 0 {
+        return None;
+    }
+    let body_len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    let (&topic_len, rest) = body.split_first()?;
+    let topic_len = topic_len as usize;
+    if body_len != body.len() || topic_len == 0 || rest.len() < topic_len {
+        return None;
+    }
+    let (topic, payload) = rest.split_at(topic_len);
+    Some((topic, payload, frame[5] != 0))
+}
+
 /// Decodes the first frame of `buf`. Never panics; checks `max_frame_bytes` from the header.
 pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Decoded<'_>, DecodeError> {
     if buf.len() < HEADER_LEN {
@@ -891,6 +911,23 @@ mod tests {
         }
     }
 
+    /// What `plain_publish` must say of `frame`: the PUBLISH `decode` finds when the frame is
+    /// exactly one whole frame without REPLY or HEADERS, nothing otherwise.
+    fn plain_publish_by_decode(frame: &[u8]) -> Option<(&[u8], &[u8], bool)> {
+        match decode(frame, 1 << 20) {
+            Ok(Decoded::Frame {
+                frame:
+                    Frame::Publish {
+                        topic,
+                        payload,
+                        no_echo,
+                    },
+                consumed,
+            }) if consumed == frame.len() => Some((topic, payload, no_echo)),
+            _ => None,
+        }
+    }
+
     #[test]
     fn the_message_lane_agrees_with_decode_on_every_small_frame() {
         let bodies: [&[u8]; 8] = [
@@ -917,6 +954,11 @@ mod tests {
                             plain_send_by_decode(&frame),
                             "{frame:?}"
                         );
+                        assert_eq!(
+                            plain_publish(&frame),
+                            plain_publish_by_decode(&frame),
+                            "{frame:?}"
+                        );
                         checked += 1;
                     }
                 }
@@ -925,6 +967,8 @@ mod tests {
         assert_eq!(checked, 256 * 5 * 8 * 3);
         assert_eq!(plain_send(b""), None);
         assert_eq!(plain_send(&[1, 0, 0, 0, FrameKind::Send as u8]), None);
+        assert_eq!(plain_publish(b""), None);
+        assert_eq!(plain_publish(&[1, 0, 0, 0, FrameKind::Publish as u8]), None);
     }
 
     #[test]

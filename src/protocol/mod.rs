@@ -28,7 +28,7 @@ pub use codec::{
     decode, deliver_header_len, deliver_header_topic, deliver_sender_and_topic, encode_deliver,
     encode_deliver_acked, encode_deliver_acked_header, encode_deliver_header, encode_send_acked,
     frame_len_for_deliver, frame_len_for_deliver_acked, frame_len_for_send_acked, hello,
-    plain_send, Decoded,
+    plain_publish, plain_send, Decoded,
 };
 pub use extended::{
     encode_publish_extended, encode_send_extended, publish_extended_len, send_extended_len,

@@ -93,6 +93,9 @@ impl WorkerBound<'_> {
     }
 }
 
+/// The per-kind counter of DELIVER frames.
+const DELIVER_KIND: usize = kind_index(FrameKind::Deliver);
+
 pub struct Deliverer<'w> {
     pub slab: &'w mut Slab,
     pub dirty: &'w mut Vec<u32>,
@@ -940,6 +943,51 @@ impl Deliverer<'_> {
         }
     }
 
+    /// The common case of a fan-out's copy, written without the rest of
+    /// [`Self::append_local`]'s rules, which could not change the outcome: `to` is a live,
+    /// open native connection here without TLS, its buffer has room for the DELIVER (no
+    /// growth), its queue stays below the high watermark ([`FlowLimits::queues_freely`]) and
+    /// the worker below the reserve ([`WorkerRoom::Free`]). Then the DELIVER of `message`
+    /// (encoded into `frame` for the first such subscriber, `frame_len` bytes) is queued and
+    /// `true` returned; the caller counts it. Otherwise nothing happens and `false` says so.
+    #[inline(always)]
+    fn copy_unhindered(
+        &mut self,
+        to: Location,
+        frame: &mut Vec<u8>,
+        frame_len: usize,
+        message: &Message<'_>,
+    ) -> bool {
+        let worker_bytes = self.slab.client_pending_bytes;
+        let room = WorkerRoom::of(self.pending_bytes_per_worker_max, worker_bytes, frame_len);
+        let Some(c) = self.slab.conns.get_mut(to.slot as usize) else {
+            return false;
+        };
+        if c.generation != to.generation
+            || !c.accepts_frames()
+            || c.nats.is_some()
+            || c.tls.is_some()
+            || c.out.capacity() - c.out.len() < frame_len
+            || !self.client_flow.queues_freely(c.pending_bytes(), frame_len)
+            || room != WorkerRoom::Free
+        {
+            return false;
+        }
+        debug_assert!(c.link.is_none(), "links are written by append_link");
+        if frame.is_empty() {
+            encode_deliver(frame, message);
+        }
+        debug_assert_eq!(frame.len(), frame_len);
+        c.out.extend_from_slice(frame);
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(to.slot);
+        }
+        self.slab.client_pending_bytes += frame_len;
+        self.slab.round_out_bytes += frame_len;
+        true
+    }
+
     /// Adds `to` to the fan-out record of `message` for its worker (opening it with the
     /// DELIVER frame for the first subscriber there).
     #[inline]
@@ -1025,12 +1073,19 @@ impl Sink for Deliverer<'_> {
         let mut frame = std::mem::take(self.fanout_frame);
         frame.clear();
         let copies = !by_reference && !message.is_extended();
-        let (mut delivered, mut fanned_out) = (0, false);
+        let frame_len = if copies {
+            frame_len_for_deliver(message)
+        } else {
+            0
+        };
+        let (mut delivered, mut fanned_out, mut unhindered) = (0, false, 0);
         for &to in to.iter().filter(|&&to| Some(to) != skip) {
             delivered += 1;
             if to.worker != self.worker && !by_reference {
                 fanned_out = true;
                 self.fan_out(to, message);
+            } else if copies && self.copy_unhindered(to, &mut frame, frame_len, message) {
+                unhindered += 1;
             } else if copies && !self.is_nats(to.slot, to.generation) {
                 if frame.is_empty() {
                     encode_deliver(&mut frame, message);
@@ -1041,6 +1096,10 @@ impl Sink for Deliverer<'_> {
             }
         }
         *self.fanout_frame = frame;
+        if unhindered > 0 {
+            bump(&self.stats.frames_out_by_kind[DELIVER_KIND], unhindered);
+            bump(&self.stats.deliveries, unhindered);
+        }
         if fanned_out {
             self.outboxes.iter_mut().for_each(Outbox::end_fanout);
         }

@@ -12,7 +12,7 @@ use crate::cluster::wire::{decode_data, DataFrame, DecodedData, LinkDecodeError}
 use crate::core::session::Phase;
 use crate::core::{ConnRelay, Engine, Guards, Location, SendMemo};
 use crate::protocol::{
-    decode, plain_send, CloseReason, DecodeError, Decoded, FrameKind, StreamDecoder,
+    decode, plain_publish, plain_send, CloseReason, DecodeError, Decoded, FrameKind, StreamDecoder,
     HELLO_FRAME_BYTES_MAX,
 };
 use bytes::BytesMut;
@@ -23,8 +23,9 @@ use std::sync::Arc;
 /// `max_frame_bytes`.
 pub use crate::memory_budget::LINK_FRAME_OVERHEAD_MAX;
 
-/// The per-kind counter of SEND frames.
+/// The per-kind counters of SEND and PUBLISH frames (the message lanes).
 const SEND_KIND: usize = kind_index(FrameKind::Send);
+const PUBLISH_KIND: usize = kind_index(FrameKind::Publish);
 
 impl Worker {
     pub(super) fn location(&self, slot: u32, generation: u32) -> Location {
@@ -394,6 +395,15 @@ impl ConnDecode<'_, '_, '_, '_> {
                     completed_frames = true;
                     let memo = &mut memo;
                     engine.on_plain_send(relay, at, guards, memo, target, payload, scratch, sink);
+                    return !(awaiting_hello && relay.phase() != Phase::AwaitingHello);
+                }
+                if let Some((topic, payload, no_echo)) = plain_publish(bytes) {
+                    bump(&sink.stats.frames_in, 1);
+                    bump(&sink.stats.frames_in_by_kind[PUBLISH_KIND], 1);
+                    completed_frames = true;
+                    engine.on_plain_publish(
+                        relay, at, guards, topic, payload, no_echo, scratch, sink,
+                    );
                     return !(awaiting_hello && relay.phase() != Phase::AwaitingHello);
                 }
                 match decode(bytes, rx.max_frame_bytes) {

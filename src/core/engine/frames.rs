@@ -150,6 +150,39 @@ impl Engine<'_> {
         self.client_send(conn, at, guards, memo, target, b"", b"", payload, out);
     }
 
+    /// A plain PUBLISH (no flag but NO_ECHO) of the connection at `at`, from
+    /// [`crate::protocol::plain_publish`]: the fan-out's message lane, which skips building a
+    /// `Frame` and asking the session when the connection is open, as [`Self::on_plain_send`]
+    /// does for a SEND; anything else about the connection takes [`Self::on_frame`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_plain_publish(
+        &self,
+        conn: &mut ConnRelay,
+        at: Location,
+        guards: &Guards<'_>,
+        topic: &[u8],
+        payload: &[u8],
+        no_echo: bool,
+        scratch: &mut Vec<Location>,
+        out: &mut impl Output,
+    ) {
+        if conn.held_hello.is_some() || conn.phase() != Phase::Open {
+            let frame = Frame::Publish {
+                topic,
+                payload,
+                no_echo,
+            };
+            return self.on_frame(conn, at, guards, frame, scratch, out);
+        }
+        if !self.permitted(&mut conn.grant, at, Action::Publish, topic, out) {
+            return;
+        }
+        let message = Message::plain(&conn.client_id, topic, payload);
+        // Without a reply topic nobody is told that no one heard it.
+        let _ = self.publish(at, guards, &message, no_echo, out);
+    }
+
     /// A SEND of an open connection, from either lane.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
