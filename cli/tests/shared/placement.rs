@@ -31,7 +31,7 @@ pub fn worker_of(metrics: SocketAddr, id: &str) -> u64 {
 
 /// A connection made by `open` and registered as `{prefix}-{n}` that landed on a worker
 /// `wanted` accepts (the others are closed), its id and its worker.
-fn landed_where<C>(
+pub fn landed_where<C>(
     metrics: SocketAddr,
     prefix: &str,
     wanted: impl Fn(u64) -> bool,

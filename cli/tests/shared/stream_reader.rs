@@ -39,14 +39,9 @@ fn read_stream(
     loop {
         match raw.next_frame_by(deadline) {
             Ok(Owned::Deliver { payload, .. }) => {
-                let index = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
-                if index == END {
+                if take_numbered(&payload, &mut next).map_err(|e| format!("{id}: {e}"))? {
                     return Ok(next);
                 }
-                if index != next {
-                    return Err(format!("{id}: message {index} where {next} was due"));
-                }
-                next += 1;
                 progress.store(next, Ordering::Relaxed);
             }
             Ok(Owned::Ping(nonce)) => raw.write_frame(Frame::Pong { nonce }),
@@ -54,6 +49,20 @@ fn read_stream(
             Err(end) => return Err(format!("{id}: stream ended ({end:?}) after {next}")),
         }
     }
+}
+
+/// Takes the numbered `payload` where message `next` is due: true for END, false for
+/// message `next` (then `next` counts it), or what broke the order.
+pub fn take_numbered(payload: &[u8], next: &mut u64) -> Result<bool, String> {
+    let index = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+    if index == END {
+        return Ok(true);
+    }
+    if index != *next {
+        return Err(format!("message {index} where {next} was due"));
+    }
+    *next += 1;
+    Ok(false)
 }
 
 /// Numbered payload `index` of `len` bytes.
