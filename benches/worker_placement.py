@@ -9,7 +9,7 @@ connections landed and as the run ended: "same" when every pair has both ends on
 "split" when every pair has its ends on different workers, "mixed" otherwise, plus whether
 the pairs sit on different workers. SO_REUSEPORT spreads connections by their ports, so
 placements vary from run to run; repeat and group. The relay steers connections
-(`steer_connections`, every 500 ms), so runs shorter than a few seconds measure mostly the
+(`steer_connections`, every 250 ms), so runs shorter than a few seconds measure mostly the
 placement they landed in; STEER=0 in the environment turns steering off.
 
     benches/worker_placement.py [RUNS [COUNT]]     # default 6 runs of pairs=1 and of pairs=2

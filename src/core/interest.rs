@@ -167,8 +167,9 @@ impl InterestTable {
         topic: &[u8],
         guard: &'g impl papaya::Guard,
     ) -> Option<&'g Arc<RemoteInterest>> {
-        // Relaxed, as `has_patterns`: a publish racing a peer's first announcement may miss
-        // it, as it may miss an announcement still on its way.
+        // Relaxed, as `has_patterns` (the count goes up before an entry is published): a
+        // publish racing a peer's first announcement may miss it, as it may miss an
+        // announcement still on its way.
         if self.exact_topics.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -199,13 +200,12 @@ impl InterestTable {
         if pattern {
             self.patterns.set(topic, next);
         } else if let Some(next) = next {
-            if self
-                .entries
-                .insert(topic.into(), Arc::new(next), &guard)
-                .is_none()
-            {
+            // Counted before the entry is published (papaya's insert releases it), so a
+            // thread that sees the entry sees the count too; as `PatternTrie::set` does.
+            if current.is_none() {
                 self.exact_topics.fetch_add(1, Ordering::Relaxed);
             }
+            self.entries.insert(topic.into(), Arc::new(next), &guard);
         } else if self.entries.remove(topic, &guard).is_some() {
             self.exact_topics.fetch_sub(1, Ordering::Relaxed);
         }

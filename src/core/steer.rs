@@ -23,9 +23,17 @@
 //! I/O layer's job.
 
 /// How often a worker looks at its connections' tallies, in ms: long enough that a flow's
-/// shape is real (hundreds of thousands of messages on a busy flow) and a connection never
-/// moves back and forth faster than this.
-pub const STEER_INTERVAL_MS: u64 = 500;
+/// shape is real (a busy flow of 1 KiB messages is a few hundred thousand of them), short
+/// enough that two flows split across the workers are joined within a second (two moves, an
+/// interval each, see [`STEER_INTERVAL_MIN_MS`]). A moved connection stays for
+/// [`STEER_SETTLE_MS`] whatever the intervals after say.
+pub const STEER_INTERVAL_MS: u64 = 250;
+
+/// The shortest interval a worker decides on, in ms. Intervals end at timer ticks; one that
+/// began at a move (every worker starts its tallies over when a connection moves, since they
+/// described a placement that no longer holds) began between two ticks, and ends at the
+/// first tick at least this long after it rather than waiting one tick more.
+pub const STEER_INTERVAL_MIN_MS: u64 = STEER_INTERVAL_MS - STEER_INTERVAL_MS / 5;
 
 /// A connection is moved only when it was sent at least this many bytes per second over the
 /// interval: a quiet connection costs nothing where it is, and moving one stops every worker
@@ -36,7 +44,10 @@ pub const STEER_BYTES_PER_S_MIN: u64 = 8 << 20;
 pub const STEER_SHARE_PERCENT_MIN: u64 = 75;
 
 /// After a move, a connection stays where it is for this long, whatever its tallies say: a
-/// flow whose shape keeps changing does not move the connection at every interval.
+/// flow whose shape keeps changing does not move the connection at every interval. One that
+/// moved to follow its feeder may still follow it again: the balance rule may move the
+/// sender a receiver just joined, and the flow would stay split this long otherwise (the I/O
+/// layer's `Conn::followed`).
 pub const STEER_SETTLE_MS: u64 = 5_000;
 
 /// What one connection was sent in the current interval, and which other worker fed it most

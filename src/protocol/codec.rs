@@ -942,7 +942,7 @@ mod tests {
         ];
         let mut checked = 0;
         for kind in 0..=u8::MAX {
-            for flags in [0u8, 1, 2, 4, 0x80] {
+            for flags in [0u8, 1, 2, 3, 4, 5, 7, 0x80] {
                 for body in bodies {
                     // Lengths that say the body, one short of it and one past it.
                     for said in [body.len(), body.len().wrapping_sub(1), body.len() + 1] {
@@ -964,7 +964,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 256 * 5 * 8 * 3);
+        assert_eq!(checked, 256 * 8 * 8 * 3);
         assert_eq!(plain_send(b""), None);
         assert_eq!(plain_send(&[1, 0, 0, 0, FrameKind::Send as u8]), None);
         assert_eq!(plain_publish(b""), None);

@@ -98,8 +98,12 @@ pub struct Conn {
     /// Chosen to move to another worker: its receive is cancelled and not re-armed, so that
     /// nothing of it is in the kernel's hands between two sends, when it moves.
     pub moving: bool,
-    /// Not chosen to move before this time (the worker's clock, ms; see `STEER_SETTLE_MS`).
+    /// Not chosen to move before this time (the worker's clock, ms; see `STEER_SETTLE_MS`),
+    /// except to follow its feeder again when `followed`.
     pub settled_until_ms: u64,
+    /// Its last move followed its feeder: should the feeder move on (the balance rule may
+    /// move a sender its receiver just joined), it may follow again while settled.
+    pub followed: bool,
 }
 
 /// A client connection on its way from one worker to another (see `moves.rs`): its socket
@@ -118,6 +122,8 @@ pub struct MovedConn {
     /// Its congestion episode, which goes on where it lands (its stall budget and its grace
     /// above `pending_bytes_max` keep counting).
     pub backlog: Backlog,
+    /// It moves to follow its feeder (see `Conn::followed`).
+    pub followed: bool,
 }
 
 /// A data link's peer and direction.
@@ -390,6 +396,7 @@ impl Slab {
             tally: Tally::default(),
             moving: false,
             settled_until_ms: 0,
+            followed: false,
         });
         Some(slot)
     }
@@ -462,6 +469,7 @@ impl Slab {
         c.tally = Tally::default();
         c.moving = false;
         c.settled_until_ms = 0;
+        c.followed = false;
         self.free.push(slot);
         self.open_count -= 1;
         debug_assert!(
@@ -505,7 +513,7 @@ impl Slab {
 
     /// Takes the connection in `slot` out to move it to another worker (see [`Self::can_move`],
     /// which must hold): its slot is freed, its socket is not closed.
-    pub fn take_moved(&mut self, slot: u32, worker: u16) -> Box<MovedConn> {
+    pub fn take_moved(&mut self, slot: u32, worker: u16, followed: bool) -> Box<MovedConn> {
         debug_assert!(self.can_move(slot));
         let c = &mut self.conns[slot as usize];
         let max_frame_bytes = c.decoder.max_frame_bytes();
@@ -518,6 +526,7 @@ impl Slab {
             opened_ms: c.opened_ms,
             errors: c.errors.take(),
             backlog: c.backlog,
+            followed,
         });
         // What the running sums count for it leaves with it: `release` subtracts what is
         // left (its spare buffer), so the taken parts are subtracted here.
@@ -554,6 +563,7 @@ impl Slab {
         c.errors = moved.errors;
         c.backlog = moved.backlog;
         c.settled_until_ms = now_ms + settle_ms;
+        c.followed = moved.followed;
         let (pending, held) = (c.accounted_bytes(), c.reassembly_bytes());
         self.client_pending_bytes += pending;
         self.client_reassembly_bytes += held;

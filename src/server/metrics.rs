@@ -659,6 +659,13 @@ impl RelayCollector {
         )?;
         counter(
             e,
+            "connection_move_returns",
+            "Of the aborted moves, those the target worker gave back (at its connection limit, \
+             or stopping): the connection went on where it was.",
+            self.sum(|b| &b.connection_move_returns),
+        )?;
+        counter(
+            e,
             "connection_move_pause_microseconds",
             "Time every worker spent stopped at the barrier of a connection move (from the \
              move's start to its end), summed over moves, in microseconds.",

@@ -77,6 +77,8 @@ pub struct StatsSnapshot {
     /// `steer_connections`).
     pub connection_moves: u64,
     pub connection_move_aborts: u64,
+    /// Of the aborts, moves the target gave back (full or stopping).
+    pub connection_move_returns: u64,
     /// Closes whose `close_linger_ms` ran out before the peer had every byte or closed its
     /// side (its final frames unsent, or sent and not acknowledged).
     pub close_linger_timeouts: u64,

@@ -21,6 +21,9 @@ pub struct WorkerStats {
     /// Moves this worker opened and abandoned (the node was not quiet in time, a move came
     /// in between, the node began to stop, or the target was full).
     pub connection_move_aborts: AtomicU64,
+    /// Of those, moves the target gave back (at its connection limit, or stopping): the
+    /// mover took the connection back.
+    pub connection_move_returns: AtomicU64,
     /// Time the workers spent at the barrier of this worker's moves, in µs (from opening the
     /// move to its end, moved or abandoned).
     pub connection_move_pause_us: AtomicU64,
@@ -179,6 +182,7 @@ pub fn snapshot(blocks: &StatsBlocks) -> super::StatsSnapshot {
         s.slow_consumer_closes += get(&b.slow_consumer_closes);
         s.connection_moves += get(&b.connection_moves);
         s.connection_move_aborts += get(&b.connection_move_aborts);
+        s.connection_move_returns += get(&b.connection_move_returns);
         s.close_linger_timeouts += get(&b.close_linger_timeouts);
         s.protocol_error_closes += get(&b.protocol_error_closes);
         s.handoff_drops += get(&b.handoff_drops);

@@ -8,7 +8,7 @@ use super::super::moves::{Phase, MOVE_BARRIER_MS_MAX};
 use super::super::stats::bump;
 use super::Worker;
 use crate::core::steer::{
-    balance, follow_worth_it, is_busy, is_busy_sender, FollowView, STEER_INTERVAL_MS,
+    balance, follow_worth_it, is_busy, is_busy_sender, FollowView, STEER_INTERVAL_MIN_MS,
     STEER_SETTLE_MS,
 };
 use crate::core::Location;
@@ -33,6 +33,8 @@ pub(super) struct Steering {
     slot: u32,
     generation: u32,
     target: u16,
+    /// Chosen by the follow rule (else by balance).
+    follows: bool,
     since_ms: u64,
     /// Moves opened on the node when it was chosen: one opened since may have changed the
     /// traffic its tally measured (the other end of its flow moved), so it stays.
@@ -63,7 +65,7 @@ impl Worker {
     /// balances the workers, see `core::steer`) and starts getting it ready; every tally
     /// starts over.
     pub(super) fn steer_round(&mut self) {
-        if self.now_ms < self.steer_from_ms + STEER_INTERVAL_MS {
+        if self.now_ms < self.steer_from_ms + STEER_INTERVAL_MIN_MS {
             return;
         }
         let interval_ms = self.now_ms - self.steer_from_ms;
@@ -73,9 +75,9 @@ impl Worker {
         self.steer_cpu_ns = cpu_ns;
         let board = &self.shared.moves;
         board.busy_permille[self.index as usize].store(busy, Ordering::Relaxed);
-        // A move during the interval (another worker's, or this one's) changed what the
-        // tallies describe: deciding on them moved the other end of a flow that had just
-        // joined, splitting it again the other way round.
+        // Every barrier starts the tallies over (`restart_steer_interval`); a move opened
+        // since this worker's last barrier (it joins at the top of its next loop) changes
+        // what they describe, so it decides nothing on them.
         let opened = board.opened();
         let placement_held = opened == self.steer_moves_seen;
         self.steer_moves_seen = opened;
@@ -87,7 +89,7 @@ impl Worker {
         let mut follow: Option<(u64, u32, u16)> = None;
         let mut senders: Vec<(u32, u64)> = Vec::new();
         let (mut busy_conns, mut busy_senders) = (0u32, 0u32);
-        // Busy connections here fed mostly by each other worker (one round in 500 ms: the
+        // Busy connections here fed mostly by each other worker (one round an interval: the
         // allocation is not on the message path).
         let mut busy_fed_by = vec![0u32; workers];
         for slot in 0..self.slab.conns.len() as u32 {
@@ -102,10 +104,15 @@ impl Worker {
                 }
             }
             let active = tally.sent_bytes > 0 || tally.read_bytes > 0;
-            if !steers || !active || self.now_ms < c.settled_until_ms || !self.slab.may_move(slot) {
+            // A settled connection stays, unless it followed its feeder here and the feeder
+            // has moved on since (balance may move the sender its receiver just joined).
+            let settled = self.now_ms < c.settled_until_ms;
+            if !steers || !active || (settled && !c.followed) || !self.slab.may_move(slot) {
                 continue;
             }
-            senders.push((slot, u64::from(tally.read_bytes)));
+            if !settled {
+                senders.push((slot, u64::from(tally.read_bytes)));
+            }
             match wants {
                 Some(target)
                     if target != self.index
@@ -133,18 +140,20 @@ impl Worker {
             None if steers => balance(self.index, &board.busy_snapshot(), &senders, interval_ms),
             None => None,
         };
-        let Some((slot, target)) = pick else {
-            return;
-        };
+        if let Some((slot, target)) = pick {
+            self.choose(slot, target, follow.is_some());
+        }
+    }
+
+    /// Starts getting the connection in `slot` ready to move to `target` (`follows`: chosen
+    /// by the follow rule, else by balance): its receive is cancelled.
+    fn choose(&mut self, slot: u32, target: u16, follows: bool) {
+        let rule = if follows { "follow" } else { "balance" };
         tracing::debug!(
             worker = self.index,
             slot,
             target,
-            rule = if follow.is_some() {
-                "follow"
-            } else {
-                "balance"
-            },
+            rule,
             "steering: moving a connection"
         );
         let c = &mut self.slab.conns[slot as usize];
@@ -157,6 +166,7 @@ impl Worker {
             slot,
             generation,
             target,
+            follows,
             since_ms: self.now_ms,
             moves_seen: self.shared.moves.opened(),
         });
@@ -214,7 +224,9 @@ impl Worker {
 
     /// A connection that was to move stays, and is not chosen again for `STEER_SETTLE_MS`.
     fn stay(&mut self, slot: u32) {
-        self.slab.conns[slot as usize].settled_until_ms = self.now_ms + STEER_SETTLE_MS;
+        let c = &mut self.slab.conns[slot as usize];
+        c.settled_until_ms = self.now_ms + STEER_SETTLE_MS;
+        c.followed = false;
         self.unchoose(slot);
     }
 
@@ -311,6 +323,19 @@ impl Worker {
         }
         board.leave();
         self.now_ms = self.clock.elapsed().as_millis() as u64;
+        self.restart_steer_interval();
+    }
+
+    /// After a move barrier: the tallies so far describe a placement that may no longer hold
+    /// (deciding on them moved the other end of a flow that had just joined, splitting it the
+    /// other way round), so a fresh interval starts now, on every worker alike.
+    fn restart_steer_interval(&mut self) {
+        for c in self.slab.conns.iter_mut() {
+            c.tally = Default::default();
+        }
+        self.steer_from_ms = self.now_ms;
+        self.steer_cpu_ns = thread_cpu_ns();
+        self.steer_moves_seen = self.shared.moves.opened();
     }
 
     /// The mover, every worker quiet: takes its connection out (or keeps it if it can no
@@ -332,7 +357,7 @@ impl Worker {
             return None;
         }
         self.dirty.retain(|&d| d != s.slot);
-        let moved = self.slab.take_moved(s.slot, self.index);
+        let moved = self.slab.take_moved(s.slot, self.index, s.follows);
         bump(
             &self.shared.stats[self.index as usize].connections_open,
             u64::MAX,
@@ -371,11 +396,12 @@ impl Worker {
 
     /// The mover: its connection came back from a full or stopping target. If this worker
     /// is stopping too, the connection is told so, like every other.
-    fn take_back(&mut self, moved: Box<MovedConn>) {
-        bump(
-            &self.shared.stats[self.index as usize].connection_move_aborts,
-            1,
-        );
+    fn take_back(&mut self, mut moved: Box<MovedConn>) {
+        // It did not move: settled where it is, as a connection that could not.
+        moved.followed = false;
+        let stats = &self.shared.stats[self.index as usize];
+        bump(&stats.connection_move_aborts, 1);
+        bump(&stats.connection_move_returns, 1);
         match self.install_moved(moved) {
             Ok((slot, generation, _)) if self.stopping => {
                 let reason = crate::protocol::CloseReason::SHUTDOWN;

@@ -198,3 +198,20 @@ fn a_plain_publish_before_hello_is_refused_as_a_publish_frame_is() {
     assert_eq!(through_lane, refused(false));
     assert!(closes(&through_lane), "closed: {through_lane:?}");
 }
+
+#[test]
+fn a_plain_publish_past_payload_bytes_max_is_refused_as_a_publish_frame_is() {
+    let too_long = vec![1u8; Harness::new().config.payload_bytes_max + 1];
+    let publishes = [(&b"t"[..], &too_long[..], false), (b"t", b"fits", false)];
+    let through_lane = publish_outputs(&publishes, true);
+    assert_eq!(through_lane, publish_outputs(&publishes, false));
+    assert!(
+        through_lane.contains(&Out::Count(Counter::PayloadTooLarge)),
+        "{through_lane:?}"
+    );
+    let delivered = through_lane
+        .iter()
+        .filter(|o| matches!(o, Out::Deliver(..)))
+        .count();
+    assert_eq!(delivered, 3, "only the one that fits, to a, b and c");
+}
