@@ -1299,3 +1299,6 @@ impl AckSink for Deliverer<'_> {
         let _ = self.append_link(node, len, |out| encode_data_ack(out, from, to, gap, ack));
     }
 }
+
+#[cfg(test)]
+mod tests;
