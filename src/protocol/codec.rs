@@ -36,17 +36,8 @@ pub enum Decoded<'a> {
 /// without building a [`Frame`].
 #[inline(always)]
 pub fn plain_send(frame: &[u8]) -> Option<(&[u8], &[u8])> {
-    let body = frame.get(HEADER_LEN..)?;
-    if frame[4] != FrameKind::Send as u8 || frame[5] != 0 {
-        return None;
-    }
-    let body_len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-    let (&target_len, rest) = body.split_first()?;
-    let target_len = target_len as usize;
-    if body_len != body.len() || target_len == 0 || rest.len() < target_len {
-        return None;
-    }
-    Some(rest.split_at(target_len))
+    let (_, target, payload) = plain_message(frame, FrameKind::Send, 0)?;
+    Some((target, payload))
 }
 
 /// The topic, payload and NO_ECHO flag of `frame` if it is exactly one plain PUBLISH (no
@@ -55,18 +46,28 @@ pub fn plain_send(frame: &[u8]) -> Option<(&[u8], &[u8])> {
 /// [`plain_send`], bounded the same way by the `StreamDecoder` that cut the frame out.
 #[inline(always)]
 pub fn plain_publish(frame: &[u8]) -> Option<(&[u8], &[u8], bool)> {
+    let (flags, topic, payload) = plain_message(frame, FrameKind::Publish, FLAG_NO_ECHO)?;
+    Some((topic, payload, flags != 0))
+}
+
+/// The message lanes' one parse: `(flags, subject, payload)` when `frame` is exactly one
+/// frame of `kind` with no flag outside `flags_allowed`, a non-empty subject (the target or
+/// topic, a length byte then its bytes) and nothing past its stated length.
+#[inline(always)]
+fn plain_message(frame: &[u8], kind: FrameKind, flags_allowed: u8) -> Option<(u8, &[u8], &[u8])> {
     let body = frame.get(HEADER_LEN..)?;
-    if frame[4] != FrameKind::Publish as u8 || frame[5] & !FLAG_NO_ECHO != 0 {
+    let flags = frame[5];
+    if frame[4] != kind as u8 || flags & !flags_allowed != 0 {
         return None;
     }
     let body_len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-    let (&topic_len, rest) = body.split_first()?;
-    let topic_len = topic_len as usize;
-    if body_len != body.len() || topic_len == 0 || rest.len() < topic_len {
+    let (&subject_len, rest) = body.split_first()?;
+    let subject_len = subject_len as usize;
+    if body_len != body.len() || subject_len == 0 || rest.len() < subject_len {
         return None;
     }
-    let (topic, payload) = rest.split_at(topic_len);
-    Some((topic, payload, frame[5] != 0))
+    let (subject, payload) = rest.split_at(subject_len);
+    Some((flags, subject, payload))
 }
 
 /// Decodes the first frame of `buf`. Never panics; checks `max_frame_bytes` from the header.

@@ -146,8 +146,9 @@ pub struct Worker {
     /// then (ns).
     steer_from_ms: u64,
     steer_cpu_ns: u64,
-    /// Moves opened on the node when the current steering interval began: an interval during
-    /// which a connection moved measured a placement that no longer holds, and decides nothing.
+    /// Moves opened on the node when the current steering interval began (every barrier
+    /// starts a fresh interval): one opened since changes what the tallies describe, and the
+    /// interval decides nothing.
     steer_moves_seen: u64,
     /// No connection is chosen to move before this time (after an abandoned move).
     steer_paused_until_ms: u64,
