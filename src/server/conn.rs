@@ -1,6 +1,7 @@
 //! Per-connection I/O state owned by one worker: socket, send buffers, reassembly; the relay's
 //! own per-connection state (session, id, subscriptions) is one field, owned by the engine.
 
+use super::shared_round::{Run, SharedRound};
 use super::tls_conn::TlsConn;
 use super::uring::Outgoing;
 use crate::core::engine::nats::NatsConn;
@@ -42,6 +43,9 @@ pub struct Conn {
     /// in stream order before `out`: wire order is inflight, then `segments`, then `out`.
     pub segments: VecDeque<Bytes>,
     pub segments_bytes: usize,
+    /// The round's fan-out frames this connection's queue ends with, kept in the worker's
+    /// shared buffer until the round ends (see `shared_round.rs`).
+    pub run: Option<Run>,
     /// A large frame being received straight into its own buffer (see
     /// `zero_copy_threshold_bytes`); while a direct receive is in flight the ring owns it.
     pub large: Option<BytesMut>,
@@ -157,7 +161,8 @@ impl Conn {
     /// also adds record headers and seals: counted with a margin above what they can take.
     #[inline]
     pub fn out_growth(&self, len: usize) -> usize {
-        let (used, capacity) = (self.out.len(), self.out.capacity());
+        // A run is copied into `out` before anything else is written there.
+        let (used, capacity) = (self.out.len() + self.run_bytes(), self.out.capacity());
         let sealing = match self.tls {
             Some(_) => TLS_WRITE_MARGIN_BYTES + len / TLS_WRITE_MARGIN_PER_BYTES,
             None => 0,
@@ -170,8 +175,14 @@ impl Conn {
         extra_capacity(grown) - extra_capacity(capacity)
     }
 
+    /// The bytes of this connection's run of the round's shared buffer (0 without one).
+    #[inline]
+    pub fn run_bytes(&self) -> usize {
+        self.run.map_or(0, Run::len)
+    }
+
     pub fn pending_bytes(&self) -> usize {
-        self.out.len() + self.sending_bytes + self.segments_bytes
+        self.out.len() + self.sending_bytes + self.segments_bytes + self.run_bytes()
     }
 
     /// What this connection's output holds against `pending_bytes_per_worker_max`: its queued
@@ -323,6 +334,8 @@ pub struct Slab {
     /// Bytes written into send buffers (clients, NATS clients and data links) in this loop
     /// round (see `ROUND_OUTPUT_BYTES_MAX`).
     pub round_out_bytes: usize,
+    /// The round's DELIVER frames shared by fan-out subscribers (see `shared_round.rs`).
+    pub(super) shared: SharedRound,
 }
 
 impl Slab {
@@ -338,6 +351,7 @@ impl Slab {
             client_pending_bytes: 0,
             round_out_bytes: 0,
             client_reassembly_bytes: 0,
+            shared: SharedRound::default(),
         }
     }
 
@@ -370,6 +384,7 @@ impl Slab {
             decoder: StreamDecoder::new(max_frame_bytes),
             segments: VecDeque::new(),
             segments_bytes: 0,
+            run: None,
             large: None,
             large_frame_bytes: 0,
             out: Vec::new(),
@@ -455,6 +470,7 @@ impl Slab {
         c.sent_peak_bytes = 0;
         c.segments.clear();
         c.segments_bytes = 0;
+        c.run = None;
         c.large = None;
         c.large_frame_bytes = 0;
         c.dirty = false;
@@ -499,7 +515,8 @@ impl Slab {
 
     /// Whether the connection in `slot` can leave this worker now: it may move
     /// ([`Self::may_move`]), and nothing of it is in the kernel's hands (no receive armed, no
-    /// send in flight), with no partial send or zero-copy segment queued and its reads not
+    /// send in flight), with no partial send, zero-copy segment or run of the round's shared buffer queued and
+    /// its reads not
     /// paused.
     pub fn can_move(&self, slot: u32) -> bool {
         let c = &self.conns[slot as usize];
@@ -508,6 +525,7 @@ impl Slab {
             && !c.send_in_flight
             && c.unsent.is_none()
             && c.segments.is_empty()
+            && c.run.is_none()
             && !c.reads_paused
     }
 

@@ -238,6 +238,7 @@ impl Deliverer<'_> {
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         // Live: checked by the caller, and nothing since released a slot.
+        self.slab.settle_run(slot);
         let conn = &mut self.slab.conns[slot as usize];
         let (start, capacity) = (conn.out.len(), conn.out.capacity());
         conn.tls_reserve();
@@ -945,46 +946,53 @@ impl Deliverer<'_> {
 
     /// The common case of a fan-out's copy, written without the rest of
     /// [`Self::append_local`]'s rules, which could not change the outcome: `to` is a live,
-    /// open native connection here without TLS, its buffer has room for the DELIVER (no
-    /// growth), its queue stays below the high watermark ([`FlowLimits::queues_freely`]) and
-    /// the worker below the reserve ([`WorkerRoom::Free`]). Then the DELIVER of `message`
-    /// (encoded into `frame` for the first such subscriber, `frame_len` bytes) is queued and
-    /// `true` returned; the caller counts it. Otherwise nothing happens and `false` says so.
+    /// open native connection here without TLS, whose queue ends with this round's shared
+    /// frames or has no run yet (see `shared_round.rs`), stays below the high watermark
+    /// ([`FlowLimits::queues_freely`]), and the worker below the reserve
+    /// ([`WorkerRoom::Free`]). Then `to`'s run takes the DELIVER of `message` (written into the
+    /// round's shared buffer for the first such subscriber, at `*shared_at`, `frame_len`
+    /// bytes) and `true` is returned; the caller counts it. Otherwise nothing happens and
+    /// `false` says so.
     #[inline(always)]
     fn copy_unhindered(
         &mut self,
         to: Location,
-        frame: &mut Vec<u8>,
+        shared_at: &mut Option<usize>,
         frame_len: usize,
         message: &Message<'_>,
     ) -> bool {
         let worker_bytes = self.slab.client_pending_bytes;
         let room = WorkerRoom::of(self.pending_bytes_per_worker_max, worker_bytes, frame_len);
-        let Some(c) = self.slab.conns.get_mut(to.slot as usize) else {
+        let slab = &mut *self.slab;
+        let Some(c) = slab.conns.get_mut(to.slot as usize) else {
             return false;
         };
         if c.generation != to.generation
             || !c.accepts_frames()
             || c.nats.is_some()
             || c.tls.is_some()
-            || c.out.capacity() - c.out.len() < frame_len
             || !self.client_flow.queues_freely(c.pending_bytes(), frame_len)
             || room != WorkerRoom::Free
         {
             return false;
         }
         debug_assert!(c.link.is_none(), "links are written by append_link");
-        if frame.is_empty() {
-            encode_deliver(frame, message);
+        let start = shared_at.unwrap_or(slab.shared.end());
+        if c.run.is_some_and(|run| run.end() != start) {
+            // Its queue ends with an earlier frame than this message's (a subscriber this
+            // round's previous fan-outs skipped): the full path settles the run and copies.
+            return false;
         }
-        debug_assert_eq!(frame.len(), frame_len);
-        c.out.extend_from_slice(frame);
+        let start =
+            *shared_at.get_or_insert_with(|| slab.shared.write(|out| encode_deliver(out, message)));
+        debug_assert_eq!(slab.shared.end(), start + frame_len);
+        c.run = Some(slab.shared.give(c.run, to.slot, start, frame_len));
         if !c.dirty {
             c.dirty = true;
             self.dirty.push(to.slot);
         }
-        self.slab.client_pending_bytes += frame_len;
-        self.slab.round_out_bytes += frame_len;
+        slab.client_pending_bytes += frame_len;
+        slab.round_out_bytes += frame_len;
         true
     }
 
@@ -1079,12 +1087,13 @@ impl Sink for Deliverer<'_> {
             0
         };
         let (mut delivered, mut fanned_out, mut unhindered) = (0, false, 0);
+        let mut shared_at = None;
         for &to in to.iter().filter(|&&to| Some(to) != skip) {
             delivered += 1;
             if to.worker != self.worker && !by_reference {
                 fanned_out = true;
                 self.fan_out(to, message);
-            } else if copies && self.copy_unhindered(to, &mut frame, frame_len, message) {
+            } else if copies && self.copy_unhindered(to, &mut shared_at, frame_len, message) {
                 unhindered += 1;
             } else if copies && !self.is_nats(to.slot, to.generation) {
                 if frame.is_empty() {

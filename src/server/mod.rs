@@ -29,6 +29,7 @@ mod query;
 mod reassemble;
 mod reload;
 mod resolve;
+mod shared_round;
 mod stats;
 mod tls_conn;
 mod tls_pool;

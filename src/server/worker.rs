@@ -486,6 +486,7 @@ impl Worker {
         if !self.link_backlogs.is_empty() {
             self.expire_link_backlogs();
         }
+        self.slab.shared.trim();
         self.steer_round();
         if self.accept_started && !self.accepts_armed() && !self.stopping {
             self.arm_accept();

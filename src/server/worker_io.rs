@@ -62,8 +62,9 @@ impl Worker {
     }
 
     /// Hands the connection's queued bytes to the ring (one send in flight per socket): what a
-    /// partial send left first, else the zero-copy segments with the frames around them, else
-    /// the send buffer (swapped with the spare one, so nothing is allocated).
+    /// partial send left first, else the segments (zero-copy payloads and runs of a round's
+    /// shared buffer, see `shared_round.rs`) with the frames around them, a lone one sent as a
+    /// plain [`Outgoing::Slice`], else the send buffer (swapped with the spare one, so nothing is allocated).
     pub(super) fn submit_send(&mut self, slot: u32) {
         let c = &mut self.slab.conns[slot as usize];
         debug_assert!(!c.send_in_flight);
@@ -93,6 +94,13 @@ impl Worker {
         let c = &mut self.slab.conns[slot as usize];
         let outgoing = if let Some(unsent) = c.unsent.take() {
             unsent
+        } else if c.segments.len() == 1 && c.out.is_empty() {
+            c.segments_bytes = 0;
+            Outgoing::Slice(
+                c.segments
+                    .pop_front()
+                    .expect("invariant: checked to hold one segment"),
+            )
         } else if !c.segments.is_empty() {
             if !c.out.is_empty() {
                 let sealed = Bytes::from(std::mem::take(&mut c.out));
@@ -202,6 +210,7 @@ impl Worker {
             c.out.clear();
             c.segments.clear();
             c.segments_bytes = 0;
+            c.run = None;
             c.in_flight_extra = 0;
             self.slab.repend(slot, before);
             if self.slab.conns[slot as usize].state == ConnState::Open {
@@ -342,6 +351,8 @@ impl Worker {
     }
 
     pub(super) fn flush_sends(&mut self) {
+        // Before the sends: a run's bytes go out with its connection's.
+        self.slab.seal_runs();
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
             let c = &mut self.slab.conns[slot as usize];

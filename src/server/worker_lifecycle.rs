@@ -158,6 +158,7 @@ impl Worker {
             // only its queued bytes, each such close left the capacity counted for good.
             let before = conn.accounted_bytes();
             conn.out.clear();
+            conn.run = None;
             self.slab.repend(pc.slot, before);
         }
         // A closing connection takes no more frames: what it held of one is freed now, not
@@ -184,7 +185,6 @@ impl Worker {
         self.scratch_locations = scratch;
         self.slab.conns[pc.slot as usize].relay = relay;
         self.slab.reheld(pc.slot, reassembly_before);
-        let conn = &mut self.slab.conns[pc.slot as usize];
         // Links carry no client CLOSE frame: the peer learns from the socket closing.
         if peer_gone || link.is_some() {
             self.shutdown_conn(pc.slot);
@@ -195,6 +195,9 @@ impl Worker {
             reason: pc.reason,
             text: text.as_bytes(),
         };
+        // The CLOSE goes after what the connection's run holds.
+        self.slab.settle_run(pc.slot);
+        let conn = &mut self.slab.conns[pc.slot as usize];
         let before = conn.accounted_bytes();
         conn.tls_reserve();
         let encoded = match &mut conn.nats {

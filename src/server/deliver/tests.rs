@@ -6,6 +6,7 @@
 use super::*;
 use crate::cluster::lane::ControlLane;
 use crate::core::{ConnRelay, EpochClock};
+use crate::server::conn::Conn;
 use crate::server::stats::{new_blocks, StatsBlocks};
 use crate::server::verifier::VerifiedSecrets;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +56,7 @@ struct Outcome {
 enum Subscriber {
     /// Room in its buffer: the fast copy takes it.
     Roomy,
-    /// No room in its buffer (it must grow): the full path.
+    /// No room in its buffer: the full path grows it, the fast copy needs none.
     Full,
     /// Its close requested: dropped as stale either way.
     Closing,
@@ -148,6 +149,39 @@ impl Fixture {
         }
     }
 
+    /// The bytes queued to the connection in `slot` this round: its send buffer, then its
+    /// run of the round's shared buffer.
+    fn queued(&self, slot: usize) -> Vec<u8> {
+        let c = &self.slab.conns[slot];
+        let mut queued = c.out.clone();
+        if let Some(run) = c.run {
+            queued.extend_from_slice(self.slab.shared.bytes(run));
+        }
+        queued
+    }
+
+    /// Every connection's queued bytes in wire order once the round's runs are sealed: its
+    /// segments, then its send buffer.
+    fn sealed(&mut self) -> Vec<Vec<u8>> {
+        self.slab.seal_runs();
+        let conns = self.slab.conns.iter();
+        conns
+            .map(|c| {
+                assert!(c.run.is_none(), "sealing ends every run");
+                let mut wire: Vec<u8> = c.segments.iter().flat_map(|s| s.to_vec()).collect();
+                assert_eq!(wire.len(), c.segments_bytes);
+                wire.extend_from_slice(&c.out);
+                wire
+            })
+            .collect()
+    }
+
+    /// Whether the worker's running sum is what its connections count.
+    fn sums_agree(&self) -> bool {
+        let conns = self.slab.conns.iter();
+        self.slab.client_pending_bytes == conns.map(Conn::accounted_bytes).sum::<usize>()
+    }
+
     fn outcome(&self, stall: Option<(StallOn, u64)>, overloaded: bool) -> Outcome {
         let stats = &self.stats[0];
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -161,7 +195,7 @@ impl Fixture {
                 .enumerate()
                 .map(|(slot, c)| {
                     let standing = self.boards[0].standing(slot as u32, c.generation);
-                    (c.out.clone(), c.backlog, c.dirty, standing)
+                    (self.queued(slot), c.backlog, c.dirty, standing)
                 })
                 .collect(),
             client_pending_bytes: self.slab.client_pending_bytes,
@@ -222,4 +256,73 @@ fn the_fast_copy_leaves_what_the_full_path_leaves() {
             assert_eq!(fast.counters[2], 2, "two stale drops: {fast:?}");
         }
     }
+}
+
+/// Frames queued to a subscriber between two fan-outs in one round go out between them: the
+/// subscriber's run of the first is settled into its send buffer before the direct frame,
+/// and sealing puts the second's run behind it; a subscriber given only the fan-outs gets
+/// both from the shared buffer, as one run, and no copy in its own buffer.
+#[test]
+fn a_run_keeps_the_stream_in_order_around_other_frames() {
+    use Subscriber::*;
+    let (mut f, to) = Fixture::new(&[Roomy, Roomy], 0);
+    let first = Message::plain(b"publisher", b"news", b"first");
+    let second = Message::plain(b"publisher", b"news", b"second");
+    let direct = Message::plain(b"friend", b"s0", b"direct");
+    let frames: Vec<Vec<u8>> = [&first, &direct, &second]
+        .iter()
+        .map(|m| {
+            let mut frame = Vec::new();
+            encode_deliver(&mut frame, m);
+            frame
+        })
+        .collect();
+    {
+        let mut d = f.deliverer();
+        assert_eq!(d.deliver_each(&to, None, &first), 2);
+        d.deliver_copy(to[0], &frames[1]);
+        assert_eq!(d.deliver_each(&to, None, &second), 2);
+    }
+    assert!(f.sums_agree());
+    assert_eq!(
+        f.slab.conns[0].out,
+        [&frames[0][..], &frames[1][..]].concat()
+    );
+    let run = f.slab.conns[1].run.expect("the fan-outs' run");
+    assert_eq!(run.len(), frames[0].len() + frames[2].len());
+    assert!(f.slab.conns[1].out.is_empty(), "no copy of its own");
+    let wire = f.sealed();
+    assert_eq!(wire[0], frames.concat());
+    assert_eq!(wire[1], [&frames[0][..], &frames[2][..]].concat());
+    assert_eq!(
+        f.slab.conns[1].segments.len(),
+        1,
+        "one slice of the shared buffer"
+    );
+    assert!(f.sums_agree(), "sealing moves bytes, it does not add any");
+}
+
+/// A subscriber skipped by a fan-out (here, the publisher itself) cannot extend its run past
+/// the frame it did not get: the next fan-out it is given is copied behind its settled run.
+#[test]
+fn a_subscriber_skipped_by_a_fan_out_gets_the_next_one_behind_its_run() {
+    use Subscriber::*;
+    let (mut f, to) = Fixture::new(&[Roomy, Roomy], 0);
+    let messages = [b"one".as_slice(), b"two", b"three"].map(|p| Message::plain(b"p", b"t", p));
+    let frame = |m: &Message<'_>| {
+        let mut frame = Vec::new();
+        encode_deliver(&mut frame, m);
+        frame
+    };
+    {
+        let mut d = f.deliverer();
+        d.deliver_each(&to, None, &messages[0]);
+        d.deliver_each(&to, Some(to[0]), &messages[1]);
+        d.deliver_each(&to, None, &messages[2]);
+    }
+    assert!(f.sums_agree());
+    let wire = f.sealed();
+    let [one, two, three] = [0, 1, 2].map(|i| frame(&messages[i]));
+    assert_eq!(wire[0], [&one[..], &three[..]].concat());
+    assert_eq!(wire[1], [&one[..], &two[..], &three[..]].concat());
 }

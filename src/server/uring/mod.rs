@@ -371,7 +371,7 @@ impl Uring {
             return Err(outgoing);
         }
         let gather = match &outgoing {
-            Outgoing::Plain { .. } => None,
+            Outgoing::Plain { .. } | Outgoing::Slice(_) => None,
             Outgoing::Gathered(segments) => Some(self.gather_for(segments)),
         };
         let ops = self.ops.slot_mut(slot);
@@ -381,6 +381,13 @@ impl Uring {
         let e = match (&op.outgoing, &op.gather) {
             (Outgoing::Plain { bytes, offset }, _) => {
                 let rest = &bytes[*offset..];
+                let len = rest.len().min(u32::MAX as usize) as u32;
+                opcode::Send::new(types::Fd(fd), rest.as_ptr(), len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data(user_data)
+            }
+            (Outgoing::Slice(rest), _) => {
                 let len = rest.len().min(u32::MAX as usize) as u32;
                 opcode::Send::new(types::Fd(fd), rest.as_ptr(), len)
                     .flags(libc::MSG_NOSIGNAL)

@@ -19,6 +19,9 @@ pub enum Outgoing {
     Plain { bytes: Vec<u8>, offset: usize },
     /// Segments sent with one sendmsg (zero-copy payloads and the frames around them).
     Gathered(Vec<Bytes>),
+    /// One segment sent alone (a run of a round's shared buffer, usually): a plain send,
+    /// with no iovec array.
+    Slice(Bytes),
 }
 
 impl Outgoing {
@@ -26,6 +29,7 @@ impl Outgoing {
         match self {
             Outgoing::Plain { bytes, offset } => *offset >= bytes.len(),
             Outgoing::Gathered(segments) => segments.iter().all(|s| s.is_empty()),
+            Outgoing::Slice(b) => b.is_empty(),
         }
     }
 
@@ -33,6 +37,7 @@ impl Outgoing {
         match self {
             Outgoing::Plain { bytes, offset } => bytes.len().saturating_sub(*offset),
             Outgoing::Gathered(segments) => segments.iter().map(Bytes::len).sum(),
+            Outgoing::Slice(b) => b.len(),
         }
     }
 
@@ -46,6 +51,7 @@ impl Outgoing {
         let (plain, gathered): (Option<&[u8]>, &[Bytes]) = match self {
             Outgoing::Plain { bytes, offset } => (bytes.get(*offset..), &[]),
             Outgoing::Gathered(segments) => (None, segments),
+            Outgoing::Slice(b) => (Some(&b[..]), &[]),
         };
         plain.into_iter().chain(gathered.iter().map(|s| &s[..]))
     }
@@ -74,6 +80,11 @@ impl Outgoing {
                 }
                 segments.drain(..done);
                 debug_assert_eq!(sent, 0, "sent more bytes than were queued");
+            }
+            Outgoing::Slice(b) => {
+                let take = b.len().min(sent);
+                seen(&b[..take]);
+                b.advance(take);
             }
         }
     }
@@ -174,10 +185,23 @@ mod tests {
                 assert_eq!(segs.len(), 2);
                 assert_eq!(&segs[0][..], b"de");
             }
-            Outgoing::Plain { .. } => unreachable!(),
+            _ => unreachable!(),
         }
         assert_eq!(out.remaining_bytes(), 3);
         out.advance(3);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_slice_advances_and_shows_what_went() {
+        let shared = Bytes::from_static(b"abcdef");
+        let mut out = Outgoing::Slice(shared.slice(1..5));
+        let mut seen = Vec::new();
+        out.consume(3, |piece| seen.extend_from_slice(piece));
+        assert_eq!(seen, b"bcd");
+        assert_eq!(out.chunks().collect::<Vec<_>>(), [b"e"]);
+        assert_eq!(out.remaining_bytes(), 1);
+        out.advance(1);
         assert!(out.is_empty());
     }
 
