@@ -26,6 +26,13 @@ use crate::tls::record::{RECORD_CIPHERTEXT_MAX, RECORD_HEADER_LEN};
 /// tick while busy (see `Conn::shrink_send_buffers`). 16 KiB: a whole batch of small frames.
 pub const SEND_BUFFER_RETAIN_BYTES: usize = 16 * 1024;
 
+/// Capacity of the fan-out round buffers a worker holds for sends that still read them, at
+/// most (`server/shared_round.rs`): room for dozens of rounds in flight (a 64 KiB receive of
+/// 16-byte PUBLISHes writes about 90 KiB of DELIVERs), a small fraction of
+/// `pending_bytes_per_worker_max`. Past it a round's runs are copied into the subscribers'
+/// send buffers instead.
+pub const SHARED_ROUND_HELD_BYTES_MAX: usize = 8 << 20;
+
 /// One connection's own state: the slot (`Conn` and its relay state, at most 1 KiB, checked by
 /// a test), its entries in the worker's lists, its slot in the kernel's descriptor table (8 B,
 /// reserved at startup) and the allocator's rounding.
@@ -209,13 +216,15 @@ impl Config {
                 what: "client send queues",
                 bytes: mul(&[
                     w,
-                    self.pending_bytes_per_worker_max + 6 * self.pending_bytes_max,
+                    self.pending_bytes_per_worker_max
+                        + 6 * self.pending_bytes_max
+                        + SHARED_ROUND_HELD_BYTES_MAX,
                 ]),
                 formula: "workers x (pending_bytes_per_worker_max, which counts queued bytes \
                           and the buffers' capacity beyond the retained 16 KiB, + 6 x \
                           pending_bytes_max: the buffer that grows past it, a connection \
                           holding up to three times pending_bytes_max while its producers \
-                          are stalled)"
+                          are stalled, + 8 MiB of fan-out round buffers held for sends)"
                     .into(),
             },
             BudgetLine {

@@ -12,6 +12,13 @@
 //! send buffer, and the kernel reading ten buffers instead of one, were about a tenth of the
 //! relay's CPU per delivery.
 //!
+//! Bounded: the round buffers that sends still read are held by the worker's list, at most
+//! [`HELD_BUFFERS_MAX`] of them and [`HELD_BYTES_MAX`] bytes of capacity together (a run is
+//! counted in its subscriber's queue by its own length, but its slice keeps its whole round's
+//! buffer). A round that would go past either bound copies its runs into the subscribers'
+//! send buffers instead, as before this buffer existed; so does a subscriber whose send
+//! buffer already holds bytes this round (its buffer is reused rather than sealed).
+//!
 //! Invariants:
 //! - a run is the last of its connection's queued bytes: whatever else is written to the
 //!   connection's send buffer settles the run first ([`Slab::settle_run`] copies it in), so
@@ -21,17 +28,30 @@
 //! - a run's bytes count in its connection's pending bytes (and so in the worker's sum) as
 //!   if they were copied: each subscriber's bound sees what it was given;
 //! - the buffer never holds more than the round's output: each frame in it was queued to a
-//!   run and counted in `round_out_bytes`.
+//!   run and counted in `round_out_bytes`; a segment sliced from it is a whole number of
+//!   frames.
 
 use super::conn::Slab;
+use crate::memory_budget::SHARED_ROUND_HELD_BYTES_MAX;
 use bytes::Bytes;
 
-/// The round's shared DELIVER frames and the slots given runs of them.
+/// Round buffers held for sends at most (a connection's segments hold at most one slice of
+/// each, so this also bounds a lagging subscriber's slices to one gathered send's iovecs).
+pub const HELD_BUFFERS_MAX: usize = 64;
+
+/// Capacity of the round buffers held for sends at most, per worker.
+pub const HELD_BYTES_MAX: usize = SHARED_ROUND_HELD_BYTES_MAX;
+
+/// The round's shared DELIVER frames, the slots given runs of them, and the earlier rounds'
+/// buffers that sends may still read.
 #[derive(Default)]
 pub struct SharedRound {
     frames: Vec<u8>,
-    /// The last round's buffer, taken back for the next round once no send reads it.
-    last: Option<Bytes>,
+    /// Frozen round buffers with their capacity: some connection's segment, unsent rest or
+    /// send in flight may still read them.
+    held: Vec<(Bytes, usize)>,
+    /// The sum of `held`'s capacities.
+    held_bytes: usize,
     /// Slots given a run this round (a slot released and reused within the round may be
     /// listed twice: sealing takes each run once).
     runs: Vec<u32>,
@@ -100,67 +120,99 @@ impl SharedRound {
         }
     }
 
+    /// How many round buffers are held for sends, and their capacity.
+    #[cfg(test)]
+    pub fn held(&self) -> (usize, usize) {
+        (self.held.len(), self.held_bytes)
+    }
+
     /// The bytes of `run`.
+    #[cfg(test)]
     pub fn bytes(&self, run: Run) -> &[u8] {
         &self.frames[run.range()]
     }
 
-    /// Once per timer tick: a buffer no round used since the last tick is given back (never
-    /// one holding runs: the tick may come in the middle of a round).
+    /// Once per timer tick: buffers no send reads any more are freed, and the round buffer
+    /// too if no round used it since the last tick (never one holding runs: the tick may
+    /// come in the middle of a round).
     pub fn trim(&mut self) {
         let used = std::mem::take(&mut self.used);
         if !used && self.runs.is_empty() {
             self.frames = Vec::new();
-            self.last = None;
         }
+        drop(self.reclaim());
     }
 
-    /// This round's frames as one shared buffer (`None` if no run was given), with a fresh
-    /// buffer for the next round: the last round's allocation when nothing reads it any more.
-    fn freeze(&mut self) -> Option<Bytes> {
-        if self.runs.is_empty() {
-            self.frames.clear();
+    /// Lets go of the held buffers that nothing reads any more; returns one of them, emptied,
+    /// to be the next round's buffer.
+    fn reclaim(&mut self) -> Option<Vec<u8>> {
+        let mut spare = None;
+        let mut i = 0;
+        while i < self.held.len() {
+            if !self.held[i].0.is_unique() {
+                i += 1;
+                continue;
+            }
+            let (bytes, capacity) = self.held.swap_remove(i);
+            self.held_bytes -= capacity;
+            if spare.is_none() {
+                spare = bytes.try_into_mut().ok().map(|mut unique| {
+                    unique.clear();
+                    Vec::from(unique)
+                });
+            }
+        }
+        spare
+    }
+
+    /// This round's frames as one shared buffer, held until no send reads it, with `spare`
+    /// (or a new buffer) for the next round; `None` if holding it would pass the bounds.
+    fn freeze(&mut self, spare: Option<Vec<u8>>) -> Option<Bytes> {
+        let capacity = self.frames.capacity();
+        if self.held.len() >= HELD_BUFFERS_MAX || self.held_bytes + capacity > HELD_BYTES_MAX {
             return None;
         }
-        self.used = true;
-        let capacity = self.frames.capacity();
-        let mut next = self
-            .last
-            .take()
-            .and_then(|last| last.try_into_mut().ok())
-            .map(Vec::from)
-            .unwrap_or_default();
-        next.clear();
-        next.reserve(capacity);
+        let mut next = spare.unwrap_or_default();
+        next.reserve(self.frames.len());
         let frozen = Bytes::from(std::mem::replace(&mut self.frames, next));
-        self.last = Some(frozen.clone());
+        self.held.push((frozen.clone(), capacity));
+        self.held_bytes += capacity;
         Some(frozen)
     }
 }
 
 impl Slab {
-    /// Ends the round's runs: each becomes a slice of the frozen buffer behind its
-    /// connection's other queued bytes (its send buffer sealed into a segment first, as
-    /// `Worker::submit_send` does), to be sent with them.
+    /// Ends the round's runs: each becomes a slice of the frozen round buffer behind its
+    /// connection's other queued bytes, to be sent with them; or, for a connection whose send
+    /// buffer holds bytes, or for every run when the held buffers are at their bounds, is
+    /// copied into the send buffer.
     pub fn seal_runs(&mut self) {
-        let Some(frozen) = self.shared.freeze() else {
+        if self.shared.runs.is_empty() {
+            self.shared.frames.clear();
             return;
-        };
+        }
+        self.shared.used = true;
+        let spare = self.shared.reclaim();
+        let frozen = self.shared.freeze(spare);
         for i in 0..self.shared.runs.len() {
-            let c = &mut self.conns[self.shared.runs[i] as usize];
-            let Some(run) = c.run.take() else {
-                continue;
-            };
-            // Bytes in `out` were queued before the run opened (see `settle_run`).
-            if !c.out.is_empty() {
-                let sealed = Bytes::from(std::mem::take(&mut c.out));
-                c.segments_bytes += sealed.len();
-                c.segments.push_back(sealed);
+            let slot = self.shared.runs[i];
+            let c = &self.conns[slot as usize];
+            match (c.run, &frozen) {
+                (None, _) => {}
+                (Some(run), Some(frozen)) if c.out.is_empty() => {
+                    let c = &mut self.conns[slot as usize];
+                    c.run = None;
+                    c.segments.push_back(frozen.slice(run.range()));
+                    c.segments_bytes += run.len();
+                }
+                (Some(_), Some(frozen)) => self.settle_run_from(slot, frozen),
+                (Some(_), None) => self.settle_run(slot),
             }
-            c.segments.push_back(frozen.slice(run.range()));
-            c.segments_bytes += run.len();
         }
         self.shared.runs.clear();
+        if frozen.is_none() {
+            self.shared.frames.clear();
+        }
     }
 
     /// Copies the run of the connection in `slot`, if it has one, into its send buffer, before
@@ -169,19 +221,22 @@ impl Slab {
     #[inline]
     pub fn settle_run(&mut self, slot: u32) {
         if self.conns[slot as usize].run.is_some() {
-            self.settle_run_cold(slot);
+            let frames = std::mem::take(&mut self.shared.frames);
+            self.settle_run_from(slot, &frames);
+            self.shared.frames = frames;
         }
     }
 
+    /// [`Self::settle_run`] with the round's frames in `frames`.
     #[cold]
     #[inline(never)]
-    fn settle_run_cold(&mut self, slot: u32) {
+    fn settle_run_from(&mut self, slot: u32, frames: &[u8]) {
         let c = &mut self.conns[slot as usize];
         let before = c.accounted_bytes();
         let Some(run) = c.run.take() else {
             return;
         };
-        c.out.extend_from_slice(self.shared.bytes(run));
+        c.out.extend_from_slice(&frames[run.range()]);
         self.repend(slot, before);
     }
 }

@@ -156,9 +156,14 @@ impl Worker {
         if pc.reason == CloseReason::SLOW_CONSUMER && conn.tls.is_none() {
             // `repend` takes what the connection counted (its buffers' capacity too): given
             // only its queued bytes, each such close left the capacity counted for good.
+            // What is queued and not yet handed to the kernel goes: the send buffer, the
+            // run, and the segments (a fan-out's runs sealed in earlier rounds; each starts
+            // at a frame, a partial send's rest is kept in `unsent`).
             let before = conn.accounted_bytes();
             conn.out.clear();
             conn.run = None;
+            conn.segments.clear();
+            conn.segments_bytes = 0;
             self.slab.repend(pc.slot, before);
         }
         // A closing connection takes no more frames: what it held of one is freed now, not

@@ -326,3 +326,90 @@ fn a_subscriber_skipped_by_a_fan_out_gets_the_next_one_behind_its_run() {
     assert_eq!(wire[0], [&one[..], &three[..]].concat());
     assert_eq!(wire[1], [&one[..], &two[..], &three[..]].concat());
 }
+
+/// A subscriber whose send buffer holds bytes from this round (a direct frame before the
+/// fan-out) has its run copied in behind them at the end of the round, not its buffer sealed
+/// away: the buffer, grown past what a connection retains, keeps its capacity, and the
+/// worker's sum still matches what its connections count.
+#[test]
+fn a_run_behind_a_grown_send_buffer_is_copied_into_it_and_the_sums_agree() {
+    use Subscriber::*;
+    let (mut f, to) = Fixture::new(&[Roomy], 0);
+    f.slab.conns[0].out.reserve(64 << 10);
+    f.slab.client_pending_bytes = f.slab.conns[0].accounted_bytes();
+    let capacity = f.slab.conns[0].out.capacity();
+    let direct = Message::plain(b"friend", b"s0", b"direct");
+    let fanned = Message::plain(b"publisher", b"news", b"fanned");
+    let [direct_frame, fanned_frame] = [&direct, &fanned].map(|m| {
+        let mut frame = Vec::new();
+        encode_deliver(&mut frame, m);
+        frame
+    });
+    {
+        let mut d = f.deliverer();
+        d.deliver_copy(to[0], &direct_frame);
+        assert_eq!(d.deliver_each(&to, None, &fanned), 1);
+    }
+    assert!(
+        f.slab.conns[0].run.is_some(),
+        "the fan-out took the shared path"
+    );
+    assert!(f.sums_agree());
+    let wire = f.sealed();
+    assert_eq!(wire[0], [&direct_frame[..], &fanned_frame[..]].concat());
+    let c = &f.slab.conns[0];
+    assert!(c.segments.is_empty(), "copied, not sealed");
+    assert_eq!(c.out.capacity(), capacity);
+    assert!(f.sums_agree());
+}
+
+/// The round buffers that sends still read are bounded in number: while a subscriber's
+/// segments hold a slice of each of `HELD_BUFFERS_MAX` rounds, the next round's run is copied
+/// into its send buffer; once those segments are gone (sent), the buffers are let go and the
+/// next round is shared again.
+#[test]
+fn past_the_held_round_buffers_bound_a_round_is_copied_until_sends_let_go() {
+    use crate::server::shared_round::HELD_BUFFERS_MAX;
+    use Subscriber::*;
+    let (mut f, to) = Fixture::new(&[Roomy], 0);
+    let message = Message::plain(b"publisher", b"news", b"held");
+    let mut frame = Vec::new();
+    encode_deliver(&mut frame, &message);
+    let round = |f: &mut Fixture| {
+        assert_eq!(f.deliverer().deliver_each(&to, None, &message), 1);
+        f.slab.seal_runs();
+        assert!(f.sums_agree());
+    };
+    for held in 1..=HELD_BUFFERS_MAX {
+        round(&mut f);
+        assert_eq!(f.slab.shared.held().0, held);
+        assert_eq!(f.slab.conns[0].segments.len(), held, "one slice per round");
+    }
+    round(&mut f);
+    let c = &f.slab.conns[0];
+    assert_eq!(f.slab.shared.held().0, HELD_BUFFERS_MAX);
+    assert_eq!(
+        c.segments.len(),
+        HELD_BUFFERS_MAX,
+        "no slice past the bound"
+    );
+    assert_eq!(c.out, frame, "the run was copied");
+    // As a send completion leaves it: everything went out.
+    let c = &mut f.slab.conns[0];
+    let before = c.accounted_bytes();
+    c.segments.clear();
+    c.segments_bytes = 0;
+    c.out.clear();
+    f.slab.repend(0, before);
+    round(&mut f);
+    assert_eq!(f.slab.shared.held().0, 1, "the unread buffers were let go");
+    assert_eq!(f.slab.conns[0].segments.len(), 1);
+    assert!(f.slab.conns[0].out.is_empty());
+    f.slab.conns[0].segments.clear();
+    f.slab.shared.trim();
+    assert_eq!(
+        f.slab.shared.held(),
+        (0, 0),
+        "a tick frees what no send reads"
+    );
+}
