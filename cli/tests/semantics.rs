@@ -292,6 +292,66 @@ fn ordering_four_senders_to_eight_receivers_across_workers_arrive_in_order_witho
     ordering_run(4, 8, 20_000);
 }
 
+/// One sender mixing PUBLISHes to a topic with SENDs by id to its subscribers, which sit on
+/// both workers: a fan-out's DELIVER is written once per worker round and each subscriber's
+/// queue ends in a run of it, while a SEND goes into the subscriber's own buffer. Every
+/// subscriber gets every publish and the sends for it, each once, in the order they were sent.
+#[test]
+fn publishes_and_sends_from_one_sender_interleave_in_its_order_at_every_subscriber() {
+    const RECEIVERS: usize = 8;
+    const MESSAGES: u32 = 40_000;
+    // Message i is a SEND to receiver i % RECEIVERS when i % 3 == 0, else a PUBLISH.
+    let is_send = |i: u32| i % 3 == 0;
+    let relay = start_default();
+    let addr = relay.local_addr();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let receivers: Vec<_> = (0..RECEIVERS)
+        .map(|r| {
+            let mut rx = connect(addr, &format!("rx-{r}"));
+            rx.subscribe(b"mix").unwrap();
+            assert!(sync(&mut rx).is_empty());
+            thread::spawn(move || {
+                let expected =
+                    (0..MESSAGES).filter(|&i| !is_send(i) || i as usize % RECEIVERS == r);
+                for i in expected {
+                    assert!(Instant::now() < deadline, "rx-{r} took over 30 s");
+                    let (sender, topic, payload) = next_message(&mut rx);
+                    assert_eq!(sender, b"tx");
+                    let got = u32::from_le_bytes(payload[..4].try_into().unwrap());
+                    assert_eq!(
+                        got, i,
+                        "rx-{r}: got #{got}, expected #{i} (lost or reordered)"
+                    );
+                    assert_eq!(
+                        topic.is_none(),
+                        is_send(i),
+                        "rx-{r}: #{i} came the wrong way"
+                    );
+                }
+            })
+        })
+        .collect();
+    let mut tx = connect(addr, "tx");
+    let targets: Vec<Vec<u8>> = (0..RECEIVERS)
+        .map(|r| format!("rx-{r}").into_bytes())
+        .collect();
+    for i in 0..MESSAGES {
+        let payload = i.to_le_bytes();
+        if is_send(i) {
+            tx.send(&targets[i as usize % RECEIVERS], &payload).unwrap();
+        } else {
+            tx.publish(b"mix", &payload).unwrap();
+        }
+    }
+    tx.flush().unwrap();
+    for r in receivers {
+        r.join().expect("a receiver");
+    }
+    let stats = relay.stats();
+    assert_eq!(stats.handoff_drops, 0, "{stats:?}");
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+}
+
 /// A watcher (synchronised) watching `id`.
 fn watcher(addr: std::net::SocketAddr, name: &str, id: &str) -> Client {
     let mut w = connect(addr, name);

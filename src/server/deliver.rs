@@ -699,6 +699,33 @@ impl Deliverer<'_> {
     /// The one-copy case of [`Self::append_delivers`]; returns false, writing nothing, when
     /// the run must go frame by frame.
     #[inline]
+    /// A fan-out record another worker handed over: its DELIVER `frame` for each of
+    /// `destinations` here. A plain DELIVER takes the round's shared buffer as a local
+    /// fan-out's does (`copy_unhindered`, counted here: the sending worker counted the
+    /// deliveries); any other frame, or a subscriber the fast copy declines, the full path.
+    pub fn append_fanout_record(
+        &mut self,
+        frame: &[u8],
+        destinations: impl Iterator<Item = (u32, u32)>,
+        reports: &mut DropReports,
+    ) {
+        let plain = frame.get(4) == Some(&(FrameKind::Deliver as u8)) && frame.get(5) == Some(&0);
+        let (mut shared_at, mut unhindered) = (None, 0);
+        for (slot, generation) in destinations {
+            let write = |out: &mut Vec<u8>| out.extend_from_slice(frame);
+            if plain && self.copy_unhindered((slot, generation), &mut shared_at, frame.len(), write)
+            {
+                unhindered += 1;
+                continue;
+            }
+            self.append_frame_bytes(slot, generation, b"", frame);
+            self.note_if_dropped(slot, frame, reports);
+        }
+        if unhindered > 0 {
+            bump(&self.stats.frames_out_by_kind[DELIVER_KIND], unhindered);
+        }
+    }
+
     fn append_run(&mut self, slot: u32, generation: u32, count: u32, frames: &[u8]) -> bool {
         let (stall_at_bytes, bound) = (self.client_flow.stall_at_bytes, self.worker_bound());
         let fits = self.slab.get_live(slot, generation).is_some_and(|c| {
@@ -945,29 +972,30 @@ impl Deliverer<'_> {
     }
 
     /// The common case of a fan-out's copy, written without the rest of
-    /// [`Self::append_local`]'s rules, which could not change the outcome: `to` is a live,
+    /// [`Self::append_local`]'s rules, which could not change the outcome: the subscriber at
+    /// `slot` is a live,
     /// open native connection here without TLS, whose queue ends with this round's shared
     /// frames or has no run yet (see `shared_round.rs`), stays below the high watermark
     /// ([`FlowLimits::queues_freely`]), and the worker below the reserve
-    /// ([`WorkerRoom::Free`]). Then `to`'s run takes the DELIVER of `message` (written into the
-    /// round's shared buffer for the first such subscriber, at `*shared_at`, `frame_len`
-    /// bytes) and `true` is returned; the caller counts it. Otherwise nothing happens and
-    /// `false` says so.
+    /// ([`WorkerRoom::Free`]). Then its run takes the DELIVER (`frame_len` bytes, written into
+    /// the round's shared buffer by `write` for the first such subscriber, at `*shared_at`)
+    /// and `true` is returned; the caller counts it. Otherwise nothing happens and `false`
+    /// says so.
     #[inline(always)]
     fn copy_unhindered(
         &mut self,
-        to: Location,
+        (slot, generation): (u32, u32),
         shared_at: &mut Option<usize>,
         frame_len: usize,
-        message: &Message<'_>,
+        write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
         let worker_bytes = self.slab.client_pending_bytes;
         let room = WorkerRoom::of(self.pending_bytes_per_worker_max, worker_bytes, frame_len);
         let slab = &mut *self.slab;
-        let Some(c) = slab.conns.get_mut(to.slot as usize) else {
+        let Some(c) = slab.conns.get_mut(slot as usize) else {
             return false;
         };
-        if c.generation != to.generation
+        if c.generation != generation
             || !c.accepts_frames()
             || c.nats.is_some()
             || c.tls.is_some()
@@ -983,13 +1011,12 @@ impl Deliverer<'_> {
             // round's previous fan-outs skipped): the full path settles the run and copies.
             return false;
         }
-        let start =
-            *shared_at.get_or_insert_with(|| slab.shared.write(|out| encode_deliver(out, message)));
+        let start = *shared_at.get_or_insert_with(|| slab.shared.write(write));
         debug_assert_eq!(slab.shared.end(), start + frame_len);
-        c.run = Some(slab.shared.give(c.run, to.slot, start, frame_len));
+        c.run = Some(slab.shared.give(c.run, slot, start, frame_len));
         if !c.dirty {
             c.dirty = true;
-            self.dirty.push(to.slot);
+            self.dirty.push(slot);
         }
         slab.client_pending_bytes += frame_len;
         slab.round_out_bytes += frame_len;
@@ -1093,7 +1120,14 @@ impl Sink for Deliverer<'_> {
             if to.worker != self.worker && !by_reference {
                 fanned_out = true;
                 self.fan_out(to, message);
-            } else if copies && self.copy_unhindered(to, &mut shared_at, frame_len, message) {
+            } else if copies
+                && self.copy_unhindered(
+                    (to.slot, to.generation),
+                    &mut shared_at,
+                    frame_len,
+                    |out| encode_deliver(out, message),
+                )
+            {
                 unhindered += 1;
             } else if copies && !self.is_nats(to.slot, to.generation) {
                 if frame.is_empty() {

@@ -46,11 +46,11 @@ impl Worker {
                         }
                         TAG_FANOUT => {
                             let (frame, destinations) = split_fanout(&record);
-                            for (slot, generation) in destinations {
-                                let mut sink = self.deliverer(slot, generation);
-                                sink.append_frame_bytes(slot, generation, b"", frame);
-                                sink.note_if_dropped(slot, frame, &mut reports);
-                            }
+                            self.deliverer(u32::MAX, 0).append_fanout_record(
+                                frame,
+                                destinations,
+                                &mut reports,
+                            );
                         }
                         TAG_GROUP_FRAME => {
                             let (group, frame) = split_group(record.body);

@@ -236,6 +236,61 @@ fn deliver(subscribers: &[Subscriber], worker_bytes: usize, fast: bool) -> Outco
     f.outcome(stall, overloaded)
 }
 
+/// The outcome of a fan-out record handed over by another worker, carrying one message for
+/// `subscribers`, through `append_fanout_record` (`fast`) or through `append_frame_bytes` for
+/// each (what the worker did before), after `worker_bytes`.
+fn hand_over(subscribers: &[Subscriber], worker_bytes: usize, fast: bool) -> Outcome {
+    let (mut f, to) = Fixture::new(subscribers, worker_bytes);
+    let mut frame = Vec::new();
+    encode_deliver(
+        &mut frame,
+        &Message::plain(b"elsewhere", b"news", b"handed over"),
+    );
+    let mut reports = DropReports::default();
+    let (stall, overloaded) = {
+        let mut d = f.deliverer();
+        let destinations = to.iter().map(|at| (at.slot, at.generation));
+        if fast {
+            d.append_fanout_record(&frame, destinations, &mut reports);
+        } else {
+            for (slot, generation) in destinations {
+                d.append_frame_bytes(slot, generation, b"", &frame);
+                d.note_if_dropped(slot, &frame, &mut reports);
+            }
+        }
+        (d.stall, d.overloaded)
+    };
+    f.outcome(stall, overloaded)
+}
+
+#[test]
+fn a_handed_over_fan_out_takes_the_shared_round_and_leaves_what_the_full_path_leaves() {
+    use Subscriber::*;
+    let all = [Roomy, Full, Closing, NearWatermark, Stale, Roomy];
+    let reserve_line = WORKER_BYTES_MAX - WORKER_BYTES_MAX / 8;
+    for worker_bytes in [0, reserve_line - 10, WORKER_BYTES_MAX] {
+        let fast = hand_over(&all, worker_bytes, true);
+        assert_eq!(fast, hand_over(&all, worker_bytes, false), "{worker_bytes}");
+    }
+    // Far from the bound, the clear subscribers' copies are runs of the shared buffer.
+    let (mut f, to) = Fixture::new(&[Roomy, Roomy], 0);
+    let mut frame = Vec::new();
+    encode_deliver(
+        &mut frame,
+        &Message::plain(b"elsewhere", b"news", b"shared"),
+    );
+    let destinations = to.iter().map(|at| (at.slot, at.generation));
+    let mut reports = DropReports::default();
+    f.deliverer()
+        .append_fanout_record(&frame, destinations, &mut reports);
+    assert!(f
+        .slab
+        .conns
+        .iter()
+        .all(|c| c.run.is_some() && c.out.is_empty()));
+    assert_eq!(f.sealed(), [frame.clone(), frame]);
+}
+
 #[test]
 fn the_fast_copy_leaves_what_the_full_path_leaves() {
     use Subscriber::*;
