@@ -5,8 +5,11 @@
 //! 4-tuple hash), the test uses enough connections that both occur with near certainty.
 
 mod common;
+#[path = "shared/placement.rs"]
+mod placement;
 
 use common::*;
+use placement::client_where;
 use ringrelay::client::{Client, ClientError, Event};
 use ringrelay::config::Config;
 use ringrelay::protocol::{CloseReason, ErrorCode};
@@ -302,12 +305,24 @@ fn publishes_and_sends_from_one_sender_interleave_in_its_order_at_every_subscrib
     const MESSAGES: u32 = 40_000;
     // Message i is a SEND to receiver i % RECEIVERS when i % 3 == 0, else a PUBLISH.
     let is_send = |i: u32| i % 3 == 0;
-    let relay = start_default();
-    let addr = relay.local_addr();
+    let relay = start(Config {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..config()
+    });
+    let (addr, metrics) = (relay.local_addr(), relay.metrics_addr().expect("metrics"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    let receivers: Vec<_> = (0..RECEIVERS)
+    // Half of the receivers on each worker.
+    let (clients, targets): (Vec<Client>, Vec<Vec<u8>>) = (0..RECEIVERS)
         .map(|r| {
-            let mut rx = connect(addr, &format!("rx-{r}"));
+            let on = (r % 2) as u64;
+            let (rx, id, _) = client_where(addr, metrics, &format!("rx{r}"), |w| w == on);
+            (rx, id.into_bytes())
+        })
+        .unzip();
+    let receivers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(r, mut rx)| {
             rx.subscribe(b"mix").unwrap();
             assert!(sync(&mut rx).is_empty());
             thread::spawn(move || {
@@ -328,13 +343,11 @@ fn publishes_and_sends_from_one_sender_interleave_in_its_order_at_every_subscrib
                         "rx-{r}: #{i} came the wrong way"
                     );
                 }
+                assert_eq!(sync(&mut rx), [], "rx-{r}: nothing more");
             })
         })
         .collect();
     let mut tx = connect(addr, "tx");
-    let targets: Vec<Vec<u8>> = (0..RECEIVERS)
-        .map(|r| format!("rx-{r}").into_bytes())
-        .collect();
     for i in 0..MESSAGES {
         let payload = i.to_le_bytes();
         if is_send(i) {

@@ -696,9 +696,6 @@ impl Deliverer<'_> {
         }
     }
 
-    /// The one-copy case of [`Self::append_delivers`]; returns false, writing nothing, when
-    /// the run must go frame by frame.
-    #[inline]
     /// A fan-out record another worker handed over: its DELIVER `frame` for each of
     /// `destinations` here. A plain DELIVER takes the round's shared buffer as a local
     /// fan-out's does (`copy_unhindered`, counted here: the sending worker counted the
@@ -726,6 +723,9 @@ impl Deliverer<'_> {
         }
     }
 
+    /// The one-copy case of [`Self::append_delivers`]; returns false, writing nothing, when
+    /// the run must go frame by frame.
+    #[inline]
     fn append_run(&mut self, slot: u32, generation: u32, count: u32, frames: &[u8]) -> bool {
         let (stall_at_bytes, bound) = (self.client_flow.stall_at_bytes, self.worker_bound());
         let fits = self.slab.get_live(slot, generation).is_some_and(|c| {

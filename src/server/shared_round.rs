@@ -17,7 +17,9 @@
 //! counted in its subscriber's queue by its own length, but its slice keeps its whole round's
 //! buffer). A round that would go past either bound copies its runs into the subscribers'
 //! send buffers instead, as before this buffer existed; so does a subscriber whose send
-//! buffer already holds bytes this round (its buffer is reused rather than sealed).
+//! buffer already holds bytes this round (its buffer is reused rather than sealed), and one
+//! whose segments already hold [`SLICES_PER_CONNECTION_MAX`] slices (its sends lag by as
+//! many rounds).
 //!
 //! Invariants:
 //! - a run is the last of its connection's queued bytes: whatever else is written to the
@@ -27,9 +29,9 @@
 //!   the end of that round; a connection holding one does not move to another worker;
 //! - a run's bytes count in its connection's pending bytes (and so in the worker's sum) as
 //!   if they were copied: each subscriber's bound sees what it was given;
-//! - the buffer never holds more than the round's output: each frame in it was queued to a
-//!   run and counted in `round_out_bytes`; a segment sliced from it is a whole number of
-//!   frames.
+//! - the buffer never holds more than the round's output (each frame in it was queued to a
+//!   run), which the completions' `ROUND_OUTPUT_BYTES_MAX` and the handoff queues'
+//!   `handoff_bytes_max` bound; a segment sliced from it is a whole number of frames.
 
 use super::conn::Slab;
 use crate::memory_budget::SHARED_ROUND_HELD_BYTES_MAX;
@@ -41,6 +43,18 @@ pub const HELD_BUFFERS_MAX: usize = 64;
 
 /// Capacity of the round buffers held for sends at most, per worker.
 pub const HELD_BYTES_MAX: usize = SHARED_ROUND_HELD_BYTES_MAX;
+
+/// Slices of round buffers one connection's segments may hold: a subscriber whose sends lag
+/// by more rounds than this gets its later runs copied into its send buffer, so it holds no
+/// more buffers than this and cannot hold sharing off for the rest of the worker's
+/// subscribers (at [`HELD_BUFFERS_MAX`]).
+pub const SLICES_PER_CONNECTION_MAX: usize = 16;
+
+/// Capacity the round buffer keeps after a round that could not be shared (the held buffers
+/// at their bounds, or a round larger than all of them: a drain of handed-over fan-outs has
+/// no round bound of its own): more is given back, so such a round neither keeps its memory
+/// nor keeps later rounds from being shared.
+const FRAMES_RETAIN_BYTES: usize = 1 << 20;
 
 /// The round's shared DELIVER frames, the slots given runs of them, and the earlier rounds'
 /// buffers that sends may still read.
@@ -126,6 +140,14 @@ impl SharedRound {
         (self.held.len(), self.held_bytes)
     }
 
+    /// The round buffer's capacity; reserves `bytes` more first (for a round as large as a
+    /// drain of handed-over fan-outs can write).
+    #[cfg(test)]
+    pub fn capacity_after_reserving(&mut self, bytes: usize) -> usize {
+        self.frames.reserve(bytes);
+        self.frames.capacity()
+    }
+
     /// The bytes of `run`.
     #[cfg(test)]
     pub fn bytes(&self, run: Run) -> &[u8] {
@@ -183,9 +205,11 @@ impl SharedRound {
 
 impl Slab {
     /// Ends the round's runs: each becomes a slice of the frozen round buffer behind its
-    /// connection's other queued bytes, to be sent with them; or, for a connection whose send
-    /// buffer holds bytes, or for every run when the held buffers are at their bounds, is
-    /// copied into the send buffer.
+    /// connection's other queued bytes, to be sent with them; or is copied into the send
+    /// buffer: for a connection whose send buffer holds bytes or whose segments hold
+    /// [`SLICES_PER_CONNECTION_MAX`] slices, or for every run when the held buffers are at
+    /// their bounds. (A copy grows the send buffer without an admission: its bytes were
+    /// admitted as the run, and the growth is counted.)
     pub fn seal_runs(&mut self) {
         if self.shared.runs.is_empty() {
             self.shared.frames.clear();
@@ -199,7 +223,9 @@ impl Slab {
             let c = &self.conns[slot as usize];
             match (c.run, &frozen) {
                 (None, _) => {}
-                (Some(run), Some(frozen)) if c.out.is_empty() => {
+                (Some(run), Some(frozen))
+                    if c.out.is_empty() && c.segments.len() < SLICES_PER_CONNECTION_MAX =>
+                {
                     let c = &mut self.conns[slot as usize];
                     c.run = None;
                     c.segments.push_back(frozen.slice(run.range()));
@@ -211,7 +237,11 @@ impl Slab {
         }
         self.shared.runs.clear();
         if frozen.is_none() {
-            self.shared.frames.clear();
+            let frames = &mut self.shared.frames;
+            frames.clear();
+            if frames.capacity() > FRAMES_RETAIN_BYTES {
+                *frames = Vec::new();
+            }
         }
     }
 

@@ -239,7 +239,7 @@ fn deliver(subscribers: &[Subscriber], worker_bytes: usize, fast: bool) -> Outco
 /// The outcome of a fan-out record handed over by another worker, carrying one message for
 /// `subscribers`, through `append_fanout_record` (`fast`) or through `append_frame_bytes` for
 /// each (what the worker did before), after `worker_bytes`.
-fn hand_over(subscribers: &[Subscriber], worker_bytes: usize, fast: bool) -> Outcome {
+fn hand_over(subscribers: &[Subscriber], worker_bytes: usize, fast: bool) -> (Outcome, String) {
     let (mut f, to) = Fixture::new(subscribers, worker_bytes);
     let mut frame = Vec::new();
     encode_deliver(
@@ -260,7 +260,7 @@ fn hand_over(subscribers: &[Subscriber], worker_bytes: usize, fast: bool) -> Out
         }
         (d.stall, d.overloaded)
     };
-    f.outcome(stall, overloaded)
+    (f.outcome(stall, overloaded), format!("{reports:?}"))
 }
 
 #[test]
@@ -271,6 +271,13 @@ fn a_handed_over_fan_out_takes_the_shared_round_and_leaves_what_the_full_path_le
     for worker_bytes in [0, reserve_line - 10, WORKER_BYTES_MAX] {
         let fast = hand_over(&all, worker_bytes, true);
         assert_eq!(fast, hand_over(&all, worker_bytes, false), "{worker_bytes}");
+        if worker_bytes == WORKER_BYTES_MAX {
+            assert!(
+                fast.1.contains("count: 4"),
+                "the four live subscribers' drops reported: {}",
+                fast.1
+            );
+        }
     }
     // Far from the bound, the clear subscribers' copies are runs of the shared buffer.
     let (mut f, to) = Fixture::new(&[Roomy, Roomy], 0);
@@ -418,13 +425,12 @@ fn a_run_behind_a_grown_send_buffer_is_copied_into_it_and_the_sums_agree() {
     assert!(f.sums_agree());
 }
 
-/// The round buffers that sends still read are bounded in number: while a subscriber's
-/// segments hold a slice of each of `HELD_BUFFERS_MAX` rounds, the next round's run is copied
-/// into its send buffer; once those segments are gone (sent), the buffers are let go and the
-/// next round is shared again.
+/// A subscriber whose sends lag holds at most `SLICES_PER_CONNECTION_MAX` slices of round
+/// buffers: while it does, its next run is copied into its send buffer; once they are sent,
+/// its runs are shared again.
 #[test]
-fn past_the_held_round_buffers_bound_a_round_is_copied_until_sends_let_go() {
-    use crate::server::shared_round::HELD_BUFFERS_MAX;
+fn a_lagging_subscriber_holds_a_bounded_number_of_slices() {
+    use crate::server::shared_round::SLICES_PER_CONNECTION_MAX;
     use Subscriber::*;
     let (mut f, to) = Fixture::new(&[Roomy], 0);
     let message = Message::plain(b"publisher", b"news", b"held");
@@ -435,36 +441,98 @@ fn past_the_held_round_buffers_bound_a_round_is_copied_until_sends_let_go() {
         f.slab.seal_runs();
         assert!(f.sums_agree());
     };
-    for held in 1..=HELD_BUFFERS_MAX {
+    for held in 1..=SLICES_PER_CONNECTION_MAX {
         round(&mut f);
-        assert_eq!(f.slab.shared.held().0, held);
         assert_eq!(f.slab.conns[0].segments.len(), held, "one slice per round");
     }
     round(&mut f);
     let c = &f.slab.conns[0];
-    assert_eq!(f.slab.shared.held().0, HELD_BUFFERS_MAX);
     assert_eq!(
         c.segments.len(),
-        HELD_BUFFERS_MAX,
+        SLICES_PER_CONNECTION_MAX,
         "no slice past the bound"
     );
     assert_eq!(c.out, frame, "the run was copied");
-    // As a send completion leaves it: everything went out.
-    let c = &mut f.slab.conns[0];
-    let before = c.accounted_bytes();
-    c.segments.clear();
-    c.segments_bytes = 0;
-    c.out.clear();
-    f.slab.repend(0, before);
+    sent_everything(&mut f, 0);
     round(&mut f);
+    assert_eq!(f.slab.conns[0].segments.len(), 1, "shared again");
+    assert!(f.slab.conns[0].out.is_empty());
+}
+
+/// The round buffers that sends still read are bounded in number per worker: while
+/// `HELD_BUFFERS_MAX` rounds each have a subscriber whose segments hold a slice of them, the
+/// next round's run is copied into its subscriber's send buffer; once those segments are
+/// sent, the buffers are let go and rounds are shared again; a tick frees what no send reads.
+#[test]
+fn past_the_held_round_buffers_bound_a_round_is_copied_until_sends_let_go() {
+    use crate::server::shared_round::HELD_BUFFERS_MAX;
+    let (mut f, to) = Fixture::new(&[Subscriber::Roomy; HELD_BUFFERS_MAX + 1], 0);
+    let message = Message::plain(b"publisher", b"news", b"held");
+    let mut frame = Vec::new();
+    encode_deliver(&mut frame, &message);
+    // Round k's only subscriber is k.
+    let round = |f: &mut Fixture, k: usize| {
+        let one = &to[k..=k];
+        assert_eq!(f.deliverer().deliver_each(one, None, &message), 1);
+        f.slab.seal_runs();
+        assert!(f.sums_agree());
+    };
+    for k in 0..HELD_BUFFERS_MAX {
+        round(&mut f, k);
+        assert_eq!(f.slab.shared.held().0, k + 1);
+        assert_eq!(f.slab.conns[k].segments.len(), 1);
+    }
+    round(&mut f, HELD_BUFFERS_MAX);
+    let last = &f.slab.conns[HELD_BUFFERS_MAX];
+    assert_eq!(f.slab.shared.held().0, HELD_BUFFERS_MAX);
+    assert!(last.segments.is_empty(), "no slice past the bound");
+    assert_eq!(last.out, frame, "the run was copied");
+    for k in 0..=HELD_BUFFERS_MAX {
+        sent_everything(&mut f, k);
+    }
+    round(&mut f, 0);
     assert_eq!(f.slab.shared.held().0, 1, "the unread buffers were let go");
     assert_eq!(f.slab.conns[0].segments.len(), 1);
-    assert!(f.slab.conns[0].out.is_empty());
-    f.slab.conns[0].segments.clear();
+    sent_everything(&mut f, 0);
     f.slab.shared.trim();
     assert_eq!(
         f.slab.shared.held(),
         (0, 0),
         "a tick frees what no send reads"
     );
+}
+
+/// A round larger than the held buffers' bound (a drain of handed-over fan-outs has no round
+/// bound of its own) is copied, and its buffer's capacity given back, so the next round is
+/// shared again instead of being refused for the capacity the large one left.
+#[test]
+fn a_round_too_large_to_hold_is_copied_and_gives_its_capacity_back() {
+    use crate::server::shared_round::HELD_BYTES_MAX;
+    let (mut f, to) = Fixture::new(&[Subscriber::Roomy], 0);
+    let message = Message::plain(b"publisher", b"news", b"large");
+    assert_eq!(f.deliverer().deliver_each(&to, None, &message), 1);
+    assert!(f.slab.shared.capacity_after_reserving(HELD_BYTES_MAX) > HELD_BYTES_MAX);
+    f.slab.seal_runs();
+    assert!(f.sums_agree());
+    assert!(f.slab.conns[0].segments.is_empty(), "copied, not held");
+    assert_eq!(f.slab.shared.held().0, 0);
+    assert!(f.slab.shared.capacity_after_reserving(0) <= HELD_BYTES_MAX / 8);
+    sent_everything(&mut f, 0);
+    assert_eq!(f.deliverer().deliver_each(&to, None, &message), 1);
+    f.slab.seal_runs();
+    assert_eq!(
+        f.slab.conns[0].segments.len(),
+        1,
+        "the next round is shared"
+    );
+}
+
+/// As a send completion leaves the connection in `slot`: everything it queued went out.
+fn sent_everything(f: &mut Fixture, slot: usize) {
+    let c = &mut f.slab.conns[slot];
+    let before = c.accounted_bytes();
+    c.segments.clear();
+    c.segments_bytes = 0;
+    c.out.clear();
+    f.slab.repend(slot as u32, before);
 }
