@@ -159,6 +159,9 @@ pub struct Worker {
     /// Receives that found the ring empty, re-armed before the next submission in turns
     /// (`rearm_starved`); bounded by the connections.
     starved: Vec<(u32, u32)>,
+    /// Emptied segment lists of completed gathered sends, reused by the next ones (at most
+    /// `SEGMENT_LISTS_KEPT_MAX`), so a gathered send allocates nothing.
+    spare_segment_lists: Vec<Vec<Bytes>>,
     starved_turn: usize,
 }
 
@@ -255,6 +258,7 @@ impl Worker {
             steering: None,
             move_joined: 0,
             starved: Vec::new(),
+            spare_segment_lists: Vec::new(),
             starved_turn: 0,
             shared,
         };

@@ -12,6 +12,14 @@ use bytes::{Bytes, BytesMut};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+/// Segment lists of completed gathered sends kept for reuse, per worker: as many as sends
+/// commonly gather at once; a burst past it allocates.
+const SEGMENT_LISTS_KEPT_MAX: usize = 256;
+
+/// The longest segment list kept (a longer one, from a long backlog, is freed): a gathered
+/// send's iovecs are at most `IOV_PER_SEND_MAX`, and the rest rides along for the next one.
+const SEGMENT_LIST_KEPT_LEN_MAX: usize = 256;
+
 impl Worker {
     /// Arms the multishot accept of each listener that has none armed.
     pub(super) fn arm_accept(&mut self) {
@@ -108,7 +116,9 @@ impl Worker {
                 c.segments.push_back(sealed);
             }
             c.segments_bytes = 0;
-            Outgoing::Gathered(c.segments.drain(..).collect())
+            let mut list = self.spare_segment_lists.pop().unwrap_or_default();
+            list.extend(c.segments.drain(..));
+            Outgoing::Gathered(list)
         } else if !c.out.is_empty() {
             let bytes = std::mem::replace(&mut c.out, std::mem::take(&mut c.spare));
             c.in_flight_extra = extra_capacity(bytes.capacity());
@@ -232,11 +242,22 @@ impl Worker {
                 c.unsent = Some(rest);
             } else {
                 c.in_flight_extra = 0;
-                if let Outgoing::Plain { mut bytes, .. } = rest {
-                    bytes.clear();
-                    if bytes.capacity() > c.spare.capacity() {
-                        c.spare = bytes;
+                match rest {
+                    Outgoing::Plain { mut bytes, .. } => {
+                        bytes.clear();
+                        if bytes.capacity() > c.spare.capacity() {
+                            c.spare = bytes;
+                        }
                     }
+                    Outgoing::Gathered(mut list) => {
+                        if self.spare_segment_lists.len() < SEGMENT_LISTS_KEPT_MAX
+                            && list.capacity() <= SEGMENT_LIST_KEPT_LEN_MAX
+                        {
+                            list.clear();
+                            self.spare_segment_lists.push(list);
+                        }
+                    }
+                    Outgoing::Slice(_) => {}
                 }
             }
             self.slab.repend(slot, before);
