@@ -515,9 +515,8 @@ impl Slab {
 
     /// Whether the connection in `slot` can leave this worker now: it may move
     /// ([`Self::may_move`]), and nothing of it is in the kernel's hands (no receive armed, no
-    /// send in flight), with no partial send, zero-copy segment or run of the round's shared buffer queued and
-    /// its reads not
-    /// paused.
+    /// send in flight), with no partial send, zero-copy segment or run of the round's shared
+    /// buffer queued and its reads not paused.
     pub fn can_move(&self, slot: u32) -> bool {
         let c = &self.conns[slot as usize];
         self.may_move(slot)

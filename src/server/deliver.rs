@@ -973,10 +973,9 @@ impl Deliverer<'_> {
 
     /// The common case of a fan-out's copy, written without the rest of
     /// [`Self::append_local`]'s rules, which could not change the outcome: the subscriber at
-    /// `slot` is a live,
-    /// open native connection here without TLS, whose queue ends with this round's shared
-    /// frames or has no run yet (see `shared_round.rs`), stays below the high watermark
-    /// ([`FlowLimits::queues_freely`]), and the worker below the reserve
+    /// `slot` is a live, open native connection here without TLS, whose queue ends with this
+    /// round's shared frames or has no run yet (see `shared_round.rs`) and stays below the
+    /// high watermark ([`FlowLimits::queues_freely`]), and the worker is below the reserve
     /// ([`WorkerRoom::Free`]). Then its run takes the DELIVER (`frame_len` bytes, written into
     /// the round's shared buffer by `write` for the first such subscriber, at `*shared_at`)
     /// and `true` is returned; the caller counts it. Otherwise nothing happens and `false`

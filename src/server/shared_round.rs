@@ -13,7 +13,7 @@
 //! relay's CPU per delivery.
 //!
 //! Bounded: the round buffers that sends still read are held by the worker's list, at most
-//! [`HELD_BUFFERS_MAX`] of them and [`HELD_BYTES_MAX`] bytes of capacity together (a run is
+//! [`HELD_BUFFERS_MAX`] of them and `SHARED_ROUND_HELD_BYTES_MAX` bytes of capacity together (a run is
 //! counted in its subscriber's queue by its own length, but its slice keeps its whole round's
 //! buffer). A round that would go past either bound copies its runs into the subscribers'
 //! send buffers instead, as before this buffer existed; so does a subscriber whose send
@@ -37,12 +37,9 @@ use super::conn::Slab;
 use crate::memory_budget::SHARED_ROUND_HELD_BYTES_MAX;
 use bytes::Bytes;
 
-/// Round buffers held for sends at most (a connection's segments hold at most one slice of
-/// each, so this also bounds a lagging subscriber's slices to one gathered send's iovecs).
+/// Round buffers held for sends at most, per worker (their capacity is bounded by
+/// `SHARED_ROUND_HELD_BYTES_MAX`).
 pub const HELD_BUFFERS_MAX: usize = 64;
-
-/// Capacity of the round buffers held for sends at most, per worker.
-pub const HELD_BYTES_MAX: usize = SHARED_ROUND_HELD_BYTES_MAX;
 
 /// Slices of round buffers one connection's segments may hold: a subscriber whose sends lag
 /// by more rounds than this gets its later runs copied into its send buffer, so it holds no
@@ -191,7 +188,9 @@ impl SharedRound {
     /// (or a new buffer) for the next round; `None` if holding it would pass the bounds.
     fn freeze(&mut self, spare: Option<Vec<u8>>) -> Option<Bytes> {
         let capacity = self.frames.capacity();
-        if self.held.len() >= HELD_BUFFERS_MAX || self.held_bytes + capacity > HELD_BYTES_MAX {
+        if self.held.len() >= HELD_BUFFERS_MAX
+            || self.held_bytes + capacity > SHARED_ROUND_HELD_BYTES_MAX
+        {
             return None;
         }
         let mut next = spare.unwrap_or_default();
@@ -231,8 +230,8 @@ impl Slab {
                     c.segments.push_back(frozen.slice(run.range()));
                     c.segments_bytes += run.len();
                 }
-                (Some(_), Some(frozen)) => self.settle_run_from(slot, frozen),
-                (Some(_), None) => self.settle_run(slot),
+                (Some(_), Some(frozen)) => self.settle_run_from(slot, Some(frozen)),
+                (Some(_), None) => self.settle_run_from(slot, None),
             }
         }
         self.shared.runs.clear();
@@ -251,21 +250,20 @@ impl Slab {
     #[inline]
     pub fn settle_run(&mut self, slot: u32) {
         if self.conns[slot as usize].run.is_some() {
-            let frames = std::mem::take(&mut self.shared.frames);
-            self.settle_run_from(slot, &frames);
-            self.shared.frames = frames;
+            self.settle_run_from(slot, None);
         }
     }
 
-    /// [`Self::settle_run`] with the round's frames in `frames`.
+    /// [`Self::settle_run`] from `frozen`, the round's frames once frozen (`None`: not yet).
     #[cold]
     #[inline(never)]
-    fn settle_run_from(&mut self, slot: u32, frames: &[u8]) {
+    fn settle_run_from(&mut self, slot: u32, frozen: Option<&Bytes>) {
         let c = &mut self.conns[slot as usize];
         let before = c.accounted_bytes();
         let Some(run) = c.run.take() else {
             return;
         };
+        let frames = frozen.map_or(&self.shared.frames[..], |frozen| &frozen[..]);
         c.out.extend_from_slice(&frames[run.range()]);
         self.repend(slot, before);
     }

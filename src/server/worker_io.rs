@@ -71,8 +71,9 @@ impl Worker {
 
     /// Hands the connection's queued bytes to the ring (one send in flight per socket): what a
     /// partial send left first, else the segments (zero-copy payloads and runs of a round's
-    /// shared buffer, see `shared_round.rs`) with the frames around them, a lone one sent as a
-    /// plain [`Outgoing::Slice`], else the send buffer (swapped with the spare one, so nothing is allocated).
+    /// shared buffer, see `shared_round.rs`) with the frames around them, a lone one sent as
+    /// a plain [`Outgoing::Slice`], else the send buffer (swapped with the spare one, so
+    /// nothing is allocated).
     pub(super) fn submit_send(&mut self, slot: u32) {
         let c = &mut self.slab.conns[slot as usize];
         debug_assert!(!c.send_in_flight);

@@ -215,62 +215,94 @@ impl Fixture {
     }
 }
 
+/// One subscriber of each kind (two with room).
+const EVERY_KIND: [Subscriber; 6] = [
+    Subscriber::Roomy,
+    Subscriber::Full,
+    Subscriber::Closing,
+    Subscriber::NearWatermark,
+    Subscriber::Stale,
+    Subscriber::Roomy,
+];
+
+/// Bytes already queued on the worker: far from its bound, at the edge of its reserve (the
+/// fast copy declines every subscriber), and past the bound (the full path drops every
+/// message).
+const WORKER_LOADS: [usize; 3] = [
+    0,
+    WORKER_BYTES_MAX - WORKER_BYTES_MAX / 8 - 10,
+    WORKER_BYTES_MAX,
+];
+
+/// What `act` leaves on a worker holding `subscribers` after `worker_bytes`, with the drop
+/// reports it noted.
+fn outcome_of(
+    subscribers: &[Subscriber],
+    worker_bytes: usize,
+    act: impl FnOnce(&mut Deliverer<'_>, &[Location], &mut DropReports),
+) -> (Outcome, String) {
+    let (mut f, to) = Fixture::new(subscribers, worker_bytes);
+    let mut reports = DropReports::default();
+    let (stall, overloaded) = {
+        let mut d = f.deliverer();
+        act(&mut d, &to, &mut reports);
+        (d.stall, d.overloaded)
+    };
+    (f.outcome(stall, overloaded), format!("{reports:?}"))
+}
+
+/// The encoded DELIVER of `message`.
+fn deliver_frame(message: &Message<'_>) -> Vec<u8> {
+    let mut frame = Vec::new();
+    encode_deliver(&mut frame, message);
+    frame
+}
+
 /// The outcome of one message to `subscribers` through `deliver_each` (`fast`) or through
 /// the full path for each (`deliver_copy` of the encoded DELIVER), after `worker_bytes`.
 fn deliver(subscribers: &[Subscriber], worker_bytes: usize, fast: bool) -> Outcome {
-    let (mut f, to) = Fixture::new(subscribers, worker_bytes);
     let message = Message::plain(b"publisher", b"news", b"sixteen bytes..!");
-    let (stall, overloaded) = {
-        let mut d = f.deliverer();
+    let (outcome, _) = outcome_of(subscribers, worker_bytes, |d, to, _| {
         if fast {
-            assert_eq!(d.deliver_each(&to, None, &message), to.len());
+            assert_eq!(d.deliver_each(to, None, &message), to.len());
         } else {
-            let mut frame = Vec::new();
-            encode_deliver(&mut frame, &message);
-            for &at in &to {
+            let frame = deliver_frame(&message);
+            for &at in to {
                 d.deliver_copy(at, &frame);
             }
         }
-        (d.stall, d.overloaded)
-    };
-    f.outcome(stall, overloaded)
+    });
+    outcome
 }
 
 /// The outcome of a fan-out record handed over by another worker, carrying one message for
 /// `subscribers`, through `append_fanout_record` (`fast`) or through `append_frame_bytes` for
 /// each (what the worker did before), after `worker_bytes`.
 fn hand_over(subscribers: &[Subscriber], worker_bytes: usize, fast: bool) -> (Outcome, String) {
-    let (mut f, to) = Fixture::new(subscribers, worker_bytes);
-    let mut frame = Vec::new();
-    encode_deliver(
-        &mut frame,
-        &Message::plain(b"elsewhere", b"news", b"handed over"),
-    );
-    let mut reports = DropReports::default();
-    let (stall, overloaded) = {
-        let mut d = f.deliverer();
+    let frame = deliver_frame(&Message::plain(b"elsewhere", b"news", b"handed over"));
+    outcome_of(subscribers, worker_bytes, |d, to, reports| {
         let destinations = to.iter().map(|at| (at.slot, at.generation));
         if fast {
-            d.append_fanout_record(&frame, destinations, &mut reports);
+            d.append_fanout_record(&frame, destinations, reports);
         } else {
             for (slot, generation) in destinations {
                 d.append_frame_bytes(slot, generation, b"", &frame);
-                d.note_if_dropped(slot, &frame, &mut reports);
+                d.note_if_dropped(slot, &frame, reports);
             }
         }
-        (d.stall, d.overloaded)
-    };
-    (f.outcome(stall, overloaded), format!("{reports:?}"))
+    })
 }
 
 #[test]
 fn a_handed_over_fan_out_takes_the_shared_round_and_leaves_what_the_full_path_leaves() {
     use Subscriber::*;
-    let all = [Roomy, Full, Closing, NearWatermark, Stale, Roomy];
-    let reserve_line = WORKER_BYTES_MAX - WORKER_BYTES_MAX / 8;
-    for worker_bytes in [0, reserve_line - 10, WORKER_BYTES_MAX] {
-        let fast = hand_over(&all, worker_bytes, true);
-        assert_eq!(fast, hand_over(&all, worker_bytes, false), "{worker_bytes}");
+    for worker_bytes in WORKER_LOADS {
+        let fast = hand_over(&EVERY_KIND, worker_bytes, true);
+        assert_eq!(
+            fast,
+            hand_over(&EVERY_KIND, worker_bytes, false),
+            "{worker_bytes}"
+        );
         if worker_bytes == WORKER_BYTES_MAX {
             assert!(
                 fast.1.contains("count: 4"),
@@ -281,11 +313,7 @@ fn a_handed_over_fan_out_takes_the_shared_round_and_leaves_what_the_full_path_le
     }
     // Far from the bound, the clear subscribers' copies are runs of the shared buffer.
     let (mut f, to) = Fixture::new(&[Roomy, Roomy], 0);
-    let mut frame = Vec::new();
-    encode_deliver(
-        &mut frame,
-        &Message::plain(b"elsewhere", b"news", b"shared"),
-    );
+    let frame = deliver_frame(&Message::plain(b"elsewhere", b"news", b"shared"));
     let destinations = to.iter().map(|at| (at.slot, at.generation));
     let mut reports = DropReports::default();
     f.deliverer()
@@ -300,14 +328,13 @@ fn a_handed_over_fan_out_takes_the_shared_round_and_leaves_what_the_full_path_le
 
 #[test]
 fn the_fast_copy_leaves_what_the_full_path_leaves() {
-    use Subscriber::*;
-    let all = [Roomy, Full, Closing, NearWatermark, Stale, Roomy];
-    let reserve_line = WORKER_BYTES_MAX - WORKER_BYTES_MAX / 8;
-    // A worker far from its bound, one at the edge of its reserve (the fast copy declines
-    // every subscriber), and one past the bound (the full path drops every message).
-    for worker_bytes in [0, reserve_line - 10, WORKER_BYTES_MAX] {
-        let fast = deliver(&all, worker_bytes, true);
-        assert_eq!(fast, deliver(&all, worker_bytes, false), "{worker_bytes}");
+    for worker_bytes in WORKER_LOADS {
+        let fast = deliver(&EVERY_KIND, worker_bytes, true);
+        assert_eq!(
+            fast,
+            deliver(&EVERY_KIND, worker_bytes, false),
+            "{worker_bytes}"
+        );
         if worker_bytes == 0 {
             let queued = |slot: usize| fast.conns[slot].0.len();
             assert!(queued(0) > 0 && queued(1) > 0 && queued(5) > 0, "{fast:?}");
@@ -333,11 +360,7 @@ fn a_run_keeps_the_stream_in_order_around_other_frames() {
     let direct = Message::plain(b"friend", b"s0", b"direct");
     let frames: Vec<Vec<u8>> = [&first, &direct, &second]
         .iter()
-        .map(|m| {
-            let mut frame = Vec::new();
-            encode_deliver(&mut frame, m);
-            frame
-        })
+        .map(|m| deliver_frame(m))
         .collect();
     {
         let mut d = f.deliverer();
@@ -371,11 +394,6 @@ fn a_subscriber_skipped_by_a_fan_out_gets_the_next_one_behind_its_run() {
     use Subscriber::*;
     let (mut f, to) = Fixture::new(&[Roomy, Roomy], 0);
     let messages = [b"one".as_slice(), b"two", b"three"].map(|p| Message::plain(b"p", b"t", p));
-    let frame = |m: &Message<'_>| {
-        let mut frame = Vec::new();
-        encode_deliver(&mut frame, m);
-        frame
-    };
     {
         let mut d = f.deliverer();
         d.deliver_each(&to, None, &messages[0]);
@@ -384,7 +402,7 @@ fn a_subscriber_skipped_by_a_fan_out_gets_the_next_one_behind_its_run() {
     }
     assert!(f.sums_agree());
     let wire = f.sealed();
-    let [one, two, three] = [0, 1, 2].map(|i| frame(&messages[i]));
+    let [one, two, three] = [0, 1, 2].map(|i| deliver_frame(&messages[i]));
     assert_eq!(wire[0], [&one[..], &three[..]].concat());
     assert_eq!(wire[1], [&one[..], &two[..], &three[..]].concat());
 }
@@ -402,11 +420,7 @@ fn a_run_behind_a_grown_send_buffer_is_copied_into_it_and_the_sums_agree() {
     let capacity = f.slab.conns[0].out.capacity();
     let direct = Message::plain(b"friend", b"s0", b"direct");
     let fanned = Message::plain(b"publisher", b"news", b"fanned");
-    let [direct_frame, fanned_frame] = [&direct, &fanned].map(|m| {
-        let mut frame = Vec::new();
-        encode_deliver(&mut frame, m);
-        frame
-    });
+    let [direct_frame, fanned_frame] = [&direct, &fanned].map(|m| deliver_frame(m));
     {
         let mut d = f.deliverer();
         d.deliver_copy(to[0], &direct_frame);
@@ -434,8 +448,7 @@ fn a_lagging_subscriber_holds_a_bounded_number_of_slices() {
     use Subscriber::*;
     let (mut f, to) = Fixture::new(&[Roomy], 0);
     let message = Message::plain(b"publisher", b"news", b"held");
-    let mut frame = Vec::new();
-    encode_deliver(&mut frame, &message);
+    let frame = deliver_frame(&message);
     let round = |f: &mut Fixture| {
         assert_eq!(f.deliverer().deliver_each(&to, None, &message), 1);
         f.slab.seal_runs();
@@ -468,8 +481,7 @@ fn past_the_held_round_buffers_bound_a_round_is_copied_until_sends_let_go() {
     use crate::server::shared_round::HELD_BUFFERS_MAX;
     let (mut f, to) = Fixture::new(&[Subscriber::Roomy; HELD_BUFFERS_MAX + 1], 0);
     let message = Message::plain(b"publisher", b"news", b"held");
-    let mut frame = Vec::new();
-    encode_deliver(&mut frame, &message);
+    let frame = deliver_frame(&message);
     // Round k's only subscriber is k.
     let round = |f: &mut Fixture, k: usize| {
         let one = &to[k..=k];
@@ -507,16 +519,21 @@ fn past_the_held_round_buffers_bound_a_round_is_copied_until_sends_let_go() {
 /// shared again instead of being refused for the capacity the large one left.
 #[test]
 fn a_round_too_large_to_hold_is_copied_and_gives_its_capacity_back() {
-    use crate::server::shared_round::HELD_BYTES_MAX;
+    use crate::memory_budget::SHARED_ROUND_HELD_BYTES_MAX;
     let (mut f, to) = Fixture::new(&[Subscriber::Roomy], 0);
     let message = Message::plain(b"publisher", b"news", b"large");
     assert_eq!(f.deliverer().deliver_each(&to, None, &message), 1);
-    assert!(f.slab.shared.capacity_after_reserving(HELD_BYTES_MAX) > HELD_BYTES_MAX);
+    assert!(
+        f.slab
+            .shared
+            .capacity_after_reserving(SHARED_ROUND_HELD_BYTES_MAX)
+            > SHARED_ROUND_HELD_BYTES_MAX
+    );
     f.slab.seal_runs();
     assert!(f.sums_agree());
     assert!(f.slab.conns[0].segments.is_empty(), "copied, not held");
     assert_eq!(f.slab.shared.held().0, 0);
-    assert!(f.slab.shared.capacity_after_reserving(0) <= HELD_BYTES_MAX / 8);
+    assert!(f.slab.shared.capacity_after_reserving(0) <= SHARED_ROUND_HELD_BYTES_MAX / 8);
     sent_everything(&mut f, 0);
     assert_eq!(f.deliverer().deliver_each(&to, None, &message), 1);
     f.slab.seal_runs();
