@@ -32,6 +32,7 @@ use ringrelay::cluster::link_stream::LinkStream;
 use ringrelay::cluster::wire::{encode_link, snapshot_chunks, ControlMsg, Lane, RowChange};
 use ringrelay::config::Config;
 use ringrelay::server::Server;
+use ringrelay::tcp_congestion::TcpCongestion;
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -116,6 +117,7 @@ impl FakePeer {
             advertise: String::new(),
             secret: SECRET.as_bytes().to_vec(),
             tls: None,
+            congestion: TcpCongestion::Host,
         };
         let (advertise, acceptor) = Self::data_acceptor(me.clone(), Arc::clone(&stop));
         // The acceptor thread got a copy without the address; only the HELLO needs it.

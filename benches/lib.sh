@@ -28,7 +28,9 @@
 #   wait_port PORT [TRIES]      polls port_open every 0.1 s, TRIES times (100); else says
 #                               "nothing listens on port PORT" and returns 1.
 #   write_relay_config FILE     a relay config with nats-server's default max_pending (64 MiB)
-#                               as pending_bytes_max, so no run closes a slow consumer.
+#                               as pending_bytes_max, so no run closes a slow consumer; and
+#                               tcp_congestion = "$RELAY_TCP_CONGESTION" when that is set
+#                               (RELAY_TCP_CONGESTION= : the host's, as nats-server's sockets).
 # Workloads ("NAME ARGS...", ARGS split on spaces):
 #   select_workloads W...       prints, one a line, the W whose NAME starts with $WORKLOADS
 #                               (all of them when WORKLOADS is unset or empty).
@@ -142,6 +144,9 @@ wait_port() {
 
 write_relay_config() {
   printf 'pending_bytes_max = 67108864\n' > "$1"
+  if [ -n "${RELAY_TCP_CONGESTION+set}" ]; then
+    printf 'tcp_congestion = "%s"\n' "$RELAY_TCP_CONGESTION" >> "$1"
+  fi
 }
 
 select_workloads() {

@@ -230,6 +230,15 @@ pub struct Config {
     /// flow split across workers costs 1.6x the relay CPU per message. Only standalone nodes
     /// steer (a client's messages across data links are ordered per link).
     pub steer_connections: bool,
+    /// The TCP congestion control of the relay's sockets (listeners, so the connections
+    /// they accept, and the cluster links it dials): a name the kernel offers (see
+    /// `net.ipv4.tcp_allowed_congestion_control`), or `""` for the host's default. Not set
+    /// (the default): `cubic`, or the host's default with a warning where the kernel refuses
+    /// it. Not the host's by default because a pacing algorithm (BBR) moves each socket's
+    /// transmits onto timers that cost the relay CPU per message (README "Performance"), and
+    /// pacing is for bottlenecked paths, not for clients and peers in one cluster. A name
+    /// the kernel refuses stops the start.
+    pub tcp_congestion: Option<String>,
     /// This node's id in a cluster, 1..=65535. 0 (the default): a standalone relay, no
     /// cluster links. Ids must be unique in a cluster; they also break epoch ties.
     pub node_id: u16,
@@ -367,6 +376,7 @@ impl Default for Config {
             metrics_token_file: None,
             metrics_tls: false,
             steer_connections: true,
+            tcp_congestion: None,
             node_id: 0,
             cluster_listen: None,
             cluster_advertise: None,
@@ -498,6 +508,7 @@ impl Config {
         if self.zero_copy_max_bytes < self.zero_copy_threshold_bytes {
             return err("zero_copy_max_bytes must be at least zero_copy_threshold_bytes");
         }
+        self.validate_tcp_congestion()?;
         if self.zero_copy_threshold_bytes < 1024 {
             return err("zero_copy_threshold_bytes must be at least 1024 (smaller frames are cheaper to copy)");
         }
@@ -566,6 +577,20 @@ impl Config {
     }
 
     /// Each secret: not empty, and given as a value or as a file, not both.
+    /// A name the kernel could take (TCP_CA_NAME_MAX is 16 with the NUL); whether it offers
+    /// it is known only when the relay starts (`crate::tcp_congestion`).
+    fn validate_tcp_congestion(&self) -> Result<(), ConfigError> {
+        match &self.tcp_congestion {
+            Some(name) if name.len() > 15 || !name.bytes().all(|b| b.is_ascii_graphic()) => {
+                Err(ConfigError::Invalid(
+                    "tcp_congestion must be \"\" or an algorithm name of at most 15 printable \
+                     ASCII characters, like \"cubic\"",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn validate_secrets(&self) -> Result<(), ConfigError> {
         let err = |s: &'static str| Err(ConfigError::Invalid(s));
         for (value, file, both, empty) in [
@@ -875,6 +900,19 @@ mod tests {
         assert!(err.to_string().contains("1.1"), "{err}");
         let cfg = Config::from_toml_str("tls_min_version = \"1.2\"\n").unwrap();
         assert_eq!(cfg.tls_min_version, TlsVersion::Tls12);
+    }
+
+    #[test]
+    fn tcp_congestion_is_unset_by_default_and_takes_a_short_name_or_empty() {
+        assert_eq!(Config::default().tcp_congestion, None);
+        for name in ["cubic", "", "bbr"] {
+            let cfg = Config::from_toml_str(&format!("tcp_congestion = \"{name}\"\n")).unwrap();
+            assert_eq!(cfg.tcp_congestion.as_deref(), Some(name));
+        }
+        for name in ["a_name_of_16_byte", "cu bic", "cubic\\u0000"] {
+            let err = Config::from_toml_str(&format!("tcp_congestion = \"{name}\"\n")).unwrap_err();
+            assert!(err.to_string().contains("tcp_congestion must be"), "{err}");
+        }
     }
 
     #[test]

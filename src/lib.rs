@@ -21,4 +21,5 @@ pub mod protocol;
 pub mod secret_files;
 pub mod server;
 pub(crate) mod spawn;
+pub mod tcp_congestion;
 pub mod tls;

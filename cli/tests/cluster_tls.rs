@@ -13,6 +13,7 @@ use ringrelay::cluster::link_io::{dial, LinkError, LinkIdentity};
 use ringrelay::cluster::wire::Lane;
 use ringrelay::config::Config;
 use ringrelay::server::Server;
+use ringrelay::tcp_congestion::TcpCongestion;
 use ringrelay::tls::config::ClusterTls;
 use ringrelay::tls::test_pki::Pki;
 use ringrelay::tls::{Identity, TrustAnchors};
@@ -132,6 +133,7 @@ fn dialer(tls: Option<ClusterTls>) -> LinkIdentity {
         advertise: free_port().to_string(),
         secret: SECRET.as_bytes().to_vec(),
         tls,
+        congestion: TcpCongestion::Host,
     }
 }
 

@@ -11,6 +11,7 @@ use ringrelay::cluster::link_io::{dial, LinkIdentity};
 use ringrelay::cluster::wire::{encode_data_publish, encode_data_send, Lane, HEADER_LEN};
 use ringrelay::config::Config;
 use ringrelay::protocol::Message;
+use ringrelay::tcp_congestion::TcpCongestion;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -57,6 +58,7 @@ fn a_malformed_forward_is_dropped_and_counted_and_the_data_link_keeps_delivering
         advertise: free_port().to_string(),
         secret: SECRET.as_bytes().to_vec(),
         tls: None,
+        congestion: TcpCongestion::Host,
     };
     let mut link = dial(&cluster_listen.to_string(), Lane::Data, 0, &me)
         .expect("the data link handshake succeeds")

@@ -14,6 +14,7 @@ use super::wire::{
     REFUSE_VERSION,
 };
 use crate::protocol::StreamDecoder;
+use crate::tcp_congestion::TcpCongestion;
 use crate::tls::config::ClusterTls;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -108,6 +109,8 @@ pub struct LinkIdentity {
     pub secret: Vec<u8>,
     /// Mutual TLS on every link (`cluster_tls_*`); `None`: links in clear.
     pub tls: Option<ClusterTls>,
+    /// The TCP congestion control of the links this node dials (`tcp_congestion`).
+    pub congestion: TcpCongestion,
 }
 
 /// An authenticated link: the stream, the peer's HELLO and bytes read past the handshake.
@@ -265,6 +268,19 @@ fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> std::io::Result<()> 
     stream.set_write_timeout(t)
 }
 
+/// A TCP connection to `target` with `congestion` set before it connects, within
+/// [`HANDSHAKE_TIMEOUT`].
+fn connect(target: SocketAddr, congestion: &TcpCongestion) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    congestion.apply(&socket)?;
+    socket.connect_timeout(&target.into(), HANDSHAKE_TIMEOUT)?;
+    Ok(socket.into())
+}
+
 /// Dials `addr` and authenticates a link of `lane`.
 pub fn dial(
     addr: &str,
@@ -280,11 +296,9 @@ pub fn dial(
         })?
         .next()
         .ok_or_else(|| LinkError::NoAddress { addr: addr.into() })?;
-    let sock = TcpStream::connect_timeout(&target, HANDSHAKE_TIMEOUT).map_err(|source| {
-        LinkError::Connect {
-            addr: addr.into(),
-            source,
-        }
+    let sock = connect(target, &me.congestion).map_err(|source| LinkError::Connect {
+        addr: addr.into(),
+        source,
     })?;
     let _ = sock.set_nodelay(true);
     set_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))?;
@@ -405,6 +419,7 @@ mod tests {
             advertise: format!("node{node_id}"),
             secret: secret.to_vec(),
             tls: None,
+            congestion: TcpCongestion::Host,
         }
     }
 
@@ -423,6 +438,17 @@ mod tests {
         });
         let d = dial(&addr, Lane::Control, 0, &dialer);
         (d, t.join().unwrap())
+    }
+
+    #[test]
+    fn a_dialled_link_uses_the_nodes_congestion_control() {
+        // `reno` is built into every kernel and always allowed.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap();
+        let sock = connect(target, &TcpCongestion::Named("reno".into())).unwrap();
+        let mut name = socket2::SockRef::from(&sock).tcp_congestion().unwrap();
+        name.retain(|&b| b != 0);
+        assert_eq!(name, b"reno");
     }
 
     #[test]

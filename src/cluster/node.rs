@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::core::{EpochClock, Tables};
 use crate::protocol::Frame;
 use crate::spawn::SpawnLogged;
+use crate::tcp_congestion::TcpCongestion;
 use crate::tls::config::ClusterTls;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::{HashMap, VecDeque};
@@ -121,12 +122,14 @@ pub struct ClusterNode {
 
 impl ClusterNode {
     /// Starts the acceptor on `listener` and the control thread; `tls`: mutual TLS on every
-    /// link (`cluster_tls_*`).
+    /// link (`cluster_tls_*`); `congestion`: the TCP congestion control of the links it dials
+    /// (`listener` was given it before it listened).
     pub fn start<H: ClusterHost>(
         host: Arc<H>,
         cfg: &Config,
         listener: TcpListener,
         tls: Option<ClusterTls>,
+        congestion: TcpCongestion,
     ) -> std::io::Result<ClusterNode> {
         let workers = u16::try_from(host.lane().commands.len()).unwrap_or(u16::MAX);
         let me = LinkIdentity {
@@ -140,6 +143,7 @@ impl ClusterNode {
             }),
             secret: cfg.cluster_secret.clone().unwrap_or_default().into_bytes(),
             tls,
+            congestion,
         };
         let plane_cfg = ControlConfig::from_config(cfg, me.advertise.clone(), workers);
         let (tx, rx) = bounded(INPUTS_MAX);

@@ -19,6 +19,7 @@ pub mod host_probe;
 mod http;
 mod large_pool;
 mod link_backlog;
+mod listeners;
 mod listing;
 mod metrics;
 mod metrics_auth;
@@ -50,10 +51,12 @@ use crate::core::credentials::CredentialsInForce;
 use crate::core::{EngineConfig, EpochClock, Tables};
 use crate::memory_budget;
 use crate::spawn::SpawnLogged;
+use crate::tcp_congestion::TcpCongestion;
 // The lane's types live in `cluster`; this alias keeps the workers' `super::control_lane`
 // imports working unchanged.
 use crate::cluster::lane as control_lane;
 use handoff::Mailbox;
+use listeners::{bind_cluster_listener, bind_listeners, bind_nats_listeners};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -214,11 +217,12 @@ impl Server {
         let workers = checked_workers(&cfg)?;
         let cfg = fit_to_memory(cfg)?;
         let cpus = worker_cpus(&cfg, workers, opts.pin_workers_by_default);
-        let (listeners, local_addr) =
-            bind_listeners(resolve::resolve("listen", &cfg.listen)?, workers)?;
-        let (nats_listeners, nats_addr) = bind_nats_listeners(&cfg, workers)?;
-        let cluster_listener = bind_cluster_listener(&cfg)?;
-        let (tls, tls_config) = tls_pool::TlsListener::bind_all(&cfg)?;
+        let congestion = TcpCongestion::resolve(cfg.tcp_congestion.as_deref())?;
+        let listen_addr = resolve::resolve("listen", &cfg.listen)?;
+        let (listeners, local_addr) = bind_listeners(listen_addr, workers, &congestion)?;
+        let (nats_listeners, nats_addr) = bind_nats_listeners(&cfg, workers, &congestion)?;
+        let cluster_listener = bind_cluster_listener(&cfg, &congestion)?;
+        let (tls, tls_config) = tls_pool::TlsListener::bind_all(&cfg, &congestion)?;
         // Read before anything starts, so a bad file stops the start naming the setting.
         let cluster_tls = cfg.cluster_tls()?;
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
@@ -288,7 +292,7 @@ impl Server {
             return Err(e);
         }
         if let Some(listener) = cluster_listener {
-            if let Err(e) = server.start_cluster(listener) {
+            if let Err(e) = server.start_cluster(listener, congestion) {
                 server.stop_and_join();
                 return Err(e);
             }
@@ -498,23 +502,6 @@ fn checked_workers(cfg: &Config) -> Result<usize, ServeError> {
     Ok(workers)
 }
 
-/// One NATS listener per worker when `nats_listen` is set (else `None` for each), and the
-/// bound address.
-#[allow(clippy::type_complexity)]
-fn bind_nats_listeners(
-    cfg: &Config,
-    workers: usize,
-) -> Result<(Vec<Option<socket2::Socket>>, Option<SocketAddr>), ServeError> {
-    Ok(match &cfg.nats_listen {
-        Some(endpoint) => {
-            let (sockets, addr) =
-                bind_listeners(resolve::resolve("nats_listen", endpoint)?, workers)?;
-            (sockets.into_iter().map(Some).collect(), Some(addr))
-        }
-        None => ((0..workers).map(|_| None).collect(), None),
-    })
-}
-
 /// The credentials in force (read from `credentials_file`) and the verifier's queue.
 #[allow(clippy::type_complexity)]
 fn credentials_parts(
@@ -560,16 +547,26 @@ impl Server {
     }
 
     /// Starts the cluster node (its acceptor on `listener` and its control thread).
-    fn start_cluster(&mut self, listener: std::net::TcpListener) -> Result<(), ServeError> {
+    /// Starts the cluster node on `listener`; the links it dials use `congestion`.
+    fn start_cluster(
+        &mut self,
+        listener: std::net::TcpListener,
+        congestion: TcpCongestion,
+    ) -> Result<(), ServeError> {
         let shared = Arc::clone(&self.shared);
         let tls = shared.cluster_tls.clone();
         self.cluster_addr = listener.local_addr().ok();
-        let node = ClusterNode::start(Arc::clone(&shared), &shared.config, listener, tls).map_err(
-            |source| ServeError::Spawn {
-                what: "cluster",
-                source,
-            },
-        )?;
+        let node = ClusterNode::start(
+            Arc::clone(&shared),
+            &shared.config,
+            listener,
+            tls,
+            congestion,
+        )
+        .map_err(|source| ServeError::Spawn {
+            what: "cluster",
+            source,
+        })?;
         self.cluster = Some(node);
         Ok(())
     }
@@ -984,81 +981,4 @@ fn connections_per_worker(cfg: &Config, listeners: &[socket2::Socket]) -> usize 
         );
     }
     effective
-}
-
-/// The listener for links from peers, when this relay is a cluster node.
-fn bind_cluster_listener(cfg: &Config) -> Result<Option<std::net::TcpListener>, ServeError> {
-    let endpoint = match &cfg.cluster_listen {
-        Some(endpoint) if cfg.node_id != 0 => endpoint,
-        _ => return Ok(None),
-    };
-    let addr = resolve::resolve("cluster_listen", endpoint)?;
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|source| ServeError::ClusterListen { addr, source })?;
-    Ok(Some(listener))
-}
-
-fn bind_listeners(
-    addr: SocketAddr,
-    workers: usize,
-) -> Result<(Vec<socket2::Socket>, SocketAddr), ServeError> {
-    refuse_if_taken(addr)?;
-    let mut listeners = Vec::with_capacity(workers);
-    let mut bound = addr;
-    for _ in 0..workers {
-        let socket = bind_one(bound).map_err(|source| ServeError::Listen {
-            addr: bound,
-            source,
-        })?;
-        if listeners.is_empty() {
-            bound = socket
-                .local_addr()
-                .and_then(|a| {
-                    a.as_socket()
-                        .ok_or_else(|| std::io::Error::other("not an IP address"))
-                })
-                .map_err(|source| ServeError::Listen { addr, source })?;
-        }
-        listeners.push(socket);
-    }
-    Ok((listeners, bound))
-}
-
-/// Binds `addr` once without SO_REUSEPORT, then lets it go: that bind fails while any other
-/// socket listens there (a relay's workers all set SO_REUSEPORT, so a second relay could
-/// otherwise share the port silently). Port 0 needs no check: the kernel picks a free port.
-fn refuse_if_taken(addr: SocketAddr) -> Result<(), ServeError> {
-    if addr.port() == 0 {
-        return Ok(());
-    }
-    let probe = || -> std::io::Result<()> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
-        // SO_REUSEADDR: a port whose old connections linger in TIME_WAIT is free.
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())
-    };
-    match probe() {
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            Err(ServeError::AddressInUse { addr })
-        }
-        Err(source) => Err(ServeError::Listen { addr, source }),
-        Ok(()) => Ok(()),
-    }
-}
-
-fn bind_one(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket)
 }

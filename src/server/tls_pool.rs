@@ -383,6 +383,7 @@ impl TlsListener {
     /// listeners' configuration too (kept in `Shared`, where a reload replaces it).
     pub fn bind_all(
         cfg: &crate::config::Config,
+        congestion: &crate::tcp_congestion::TcpCongestion,
     ) -> Result<(Vec<TlsListener>, Option<Arc<ServerConfig>>), super::ServeError> {
         let Some(config) = cfg.tls_server_config()? else {
             return Ok((Vec::new(), None));
@@ -400,7 +401,7 @@ impl TlsListener {
         let mut listeners = Vec::new();
         for (setting, endpoint, protocol) in wanted {
             if let Some(endpoint) = endpoint {
-                listeners.push(TlsListener::bind(setting, endpoint, protocol)?);
+                listeners.push(TlsListener::bind(setting, endpoint, protocol, congestion)?);
             }
         }
         Ok((listeners, Some(config)))
@@ -410,9 +411,10 @@ impl TlsListener {
         setting: &'static str,
         endpoint: &crate::endpoint::Endpoint,
         protocol: TlsProtocol,
+        congestion: &crate::tcp_congestion::TcpCongestion,
     ) -> Result<TlsListener, super::ServeError> {
         let addr = super::resolve::resolve(setting, endpoint)?;
-        let (mut sockets, addr) = super::bind_listeners(addr, 1)?;
+        let (mut sockets, addr) = super::listeners::bind_listeners(addr, 1, congestion)?;
         let listener: TcpListener =
             sockets
                 .pop()
