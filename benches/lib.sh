@@ -30,7 +30,7 @@
 #   write_relay_config FILE     a relay config with nats-server's default max_pending (64 MiB)
 #                               as pending_bytes_max, so no run closes a slow consumer; and
 #                               tcp_congestion = "$RELAY_TCP_CONGESTION" when that is set
-#                               (RELAY_TCP_CONGESTION= : the host's, as nats-server's sockets).
+#                               (builds before the setting refuse the key).
 # Workloads ("NAME ARGS...", ARGS split on spaces):
 #   select_workloads W...       prints, one a line, the W whose NAME starts with $WORKLOADS
 #                               (all of them when WORKLOADS is unset or empty).

@@ -230,15 +230,13 @@ pub struct Config {
     /// flow split across workers costs 1.6x the relay CPU per message. Only standalone nodes
     /// steer (a client's messages across data links are ordered per link).
     pub steer_connections: bool,
-    /// The TCP congestion control of the relay's sockets (listeners, so the connections
-    /// they accept, and the cluster links it dials): a name the kernel offers (see
-    /// `net.ipv4.tcp_allowed_congestion_control`), or `""` for the host's default. Not set
-    /// (the default): `cubic`, or the host's default with a warning where the kernel refuses
-    /// it. Not the host's by default because a pacing algorithm (BBR) moves each socket's
-    /// transmits onto timers that cost the relay CPU per message (README "Performance"), and
-    /// pacing is for bottlenecked paths, not for clients and peers in one cluster. A name
-    /// the kernel refuses stops the start.
-    pub tcp_congestion: Option<String>,
+    /// The TCP congestion control of the relay's client and cluster sockets (its listeners,
+    /// hence the connections they accept, and the links it dials), like `"cubic"`; `""` (the
+    /// default) leaves the host's (`net.ipv4.tcp_congestion_control`), which is its
+    /// operator's choice. A name the kernel does not give the relay stops the start. Set at
+    /// start only. For a host whose default paces (BBR) without a pacing qdisc: each socket's
+    /// pacing timer costs the relay CPU per message (`crate::tcp_congestion`).
+    pub tcp_congestion: String,
     /// This node's id in a cluster, 1..=65535. 0 (the default): a standalone relay, no
     /// cluster links. Ids must be unique in a cluster; they also break epoch ties.
     pub node_id: u16,
@@ -376,7 +374,7 @@ impl Default for Config {
             metrics_token_file: None,
             metrics_tls: false,
             steer_connections: true,
-            tcp_congestion: None,
+            tcp_congestion: String::new(),
             node_id: 0,
             cluster_listen: None,
             cluster_advertise: None,
@@ -576,21 +574,20 @@ impl Config {
         Ok(())
     }
 
-    /// Each secret: not empty, and given as a value or as a file, not both.
     /// A name the kernel could take (TCP_CA_NAME_MAX is 16 with the NUL); whether it offers
     /// it is known only when the relay starts (`crate::tcp_congestion`).
     fn validate_tcp_congestion(&self) -> Result<(), ConfigError> {
-        match &self.tcp_congestion {
-            Some(name) if name.len() > 15 || !name.bytes().all(|b| b.is_ascii_graphic()) => {
-                Err(ConfigError::Invalid(
-                    "tcp_congestion must be \"\" or an algorithm name of at most 15 printable \
-                     ASCII characters, like \"cubic\"",
-                ))
-            }
-            _ => Ok(()),
+        let name = &self.tcp_congestion;
+        if name.len() > 15 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid(
+                "tcp_congestion must be \"\" or an algorithm name of at most 15 printable \
+                 ASCII characters, like \"cubic\"",
+            ));
         }
+        Ok(())
     }
 
+    /// Each secret: not empty, and given as a value or as a file, not both.
     pub(crate) fn validate_secrets(&self) -> Result<(), ConfigError> {
         let err = |s: &'static str| Err(ConfigError::Invalid(s));
         for (value, file, both, empty) in [
@@ -903,13 +900,13 @@ mod tests {
     }
 
     #[test]
-    fn tcp_congestion_is_unset_by_default_and_takes_a_short_name_or_empty() {
-        assert_eq!(Config::default().tcp_congestion, None);
-        for name in ["cubic", "", "bbr"] {
+    fn tcp_congestion_is_the_hosts_by_default_and_takes_a_name_of_at_most_15_bytes() {
+        assert_eq!(Config::default().tcp_congestion, "");
+        for name in ["cubic", "", "bbr", "fifteen_bytes_x"] {
             let cfg = Config::from_toml_str(&format!("tcp_congestion = \"{name}\"\n")).unwrap();
-            assert_eq!(cfg.tcp_congestion.as_deref(), Some(name));
+            assert_eq!(cfg.tcp_congestion, name);
         }
-        for name in ["a_name_of_16_byte", "cu bic", "cubic\\u0000"] {
+        for name in ["sixteen_bytes_xy", "cu bic", "cubic\\u0000"] {
             let err = Config::from_toml_str(&format!("tcp_congestion = \"{name}\"\n")).unwrap_err();
             assert!(err.to_string().contains("tcp_congestion must be"), "{err}");
         }

@@ -1,25 +1,24 @@
-//! The TCP congestion control of the relay's own sockets (`tcp_congestion`).
+//! The TCP congestion control of the relay's own sockets (`tcp_congestion`; unset by default,
+//! which leaves the host's).
 //!
-//! Resolved once when the relay starts, then set with `TCP_CONGESTION` on every socket before it
-//! listens or connects: the client, NATS and TLS listeners (the connections they accept inherit
-//! the listener's choice; an established socket keeps the pacing its first algorithm asked for,
-//! so setting it after the accept would be too late), the cluster listener and the links this
-//! node dials.
+//! When set, it is checked once when the relay starts, then set with `TCP_CONGESTION` on every
+//! client and cluster socket before it listens or connects: the client, NATS and TLS
+//! listeners (the connections they accept inherit the listener's choice), the cluster
+//! listener and the links this node dials. Not the metrics endpoint, whose few answers gain
+//! nothing. Set before, not after: a socket that started under BBR keeps BBR's internal
+//! pacing when its algorithm is changed later (`sk_pacing_status` is not reset). A route with
+//! its own `congctl` (`ip route ... congctl NAME`) overrides the setting for its sockets.
 //!
-//! Why the default is `cubic` and not the host's: a pacing algorithm (BBR) spreads a socket's
-//! transmits over timers, and a relay, which sends a little to many sockets in every round,
-//! pays for those timers and the transmits they defer on its own CPU. Measured on a BBR host
-//! (README "Performance"): one-to-one 1 KiB cost about a fifth more relay CPU per message with
-//! the host's BBR than with `cubic` on the relay's sockets. Pacing is for paths with a
-//! bottleneck and shallow buffers; a relay's clients and peers sit in one cluster. An
-//! operator who wants the host's choice sets `tcp_congestion = ""`.
+//! Why a relay may want it: under a pacing algorithm (BBR) on a host whose qdisc does not pace
+//! (no `fq`), TCP paces each socket itself, deferring transmits to a timer per socket, and a
+//! relay that sends a little to many sockets in every round pays for those timers on its own
+//! CPU (README "Benchmarks": one-to-one 1 KiB over loopback took a fifth less relay CPU per
+//! message with `cubic` set here on a BBR host). Under `fq` the qdisc paces every flow,
+//! whatever its algorithm, so setting `cubic` alone does not stop pacing there. Why it is not
+//! set by default: the host's congestion control is its operator's choice, often made for
+//! clients across lossy or long paths, and a relay should not override it unasked.
 
 use std::io;
-
-/// The algorithm the relay asks for when `tcp_congestion` is not set. Built into every
-/// mainstream kernel; when this host does not offer it to the relay, the relay keeps the
-/// host's default and says so once.
-pub const TCP_CONGESTION_DEFAULT: &str = "cubic";
 
 /// What the relay's sockets use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,43 +29,53 @@ pub enum TcpCongestion {
     Named(String),
 }
 
-/// A `tcp_congestion` the operator named that this host refuses to the relay.
+/// Why a `tcp_congestion` the operator named cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "tcp_congestion = \"{name}\": the kernel refused it ({source}); the names it offers are in \
-     /proc/sys/net/ipv4/tcp_allowed_congestion_control (tcp_available_congestion_control for \
-     root), and \"\" keeps the host's default"
-)]
-pub struct TcpCongestionRefused {
-    pub name: String,
-    #[source]
-    pub source: io::Error,
+pub enum TcpCongestionError {
+    #[error(
+        "tcp_congestion = \"{name}\": the kernel refused it ({source}): it is not built in or \
+         loaded (see /proc/sys/net/ipv4/tcp_available_congestion_control), or not allowed to \
+         this process (tcp_allowed_congestion_control); \"\" keeps the host's default"
+    )]
+    Refused {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("tcp_congestion = \"{name}\": cannot open a socket to try it on: {source}")]
+    Probe {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl TcpCongestion {
-    /// Resolves the setting against this host: `None` (not set) asks for
-    /// [`TCP_CONGESTION_DEFAULT`] and falls back to the host's with one warning; `""` is the
-    /// host's; a name the operator gave must be accepted, or the relay does not start.
-    pub fn resolve(setting: Option<&str>) -> Result<TcpCongestion, TcpCongestionRefused> {
-        let (name, required) = match setting {
-            Some("") => return Ok(TcpCongestion::Host),
-            Some(name) => (name, true),
-            None => (TCP_CONGESTION_DEFAULT, false),
-        };
-        let wanted = TcpCongestion::Named(name.to_owned());
-        match probe_socket().and_then(|socket| wanted.apply(&socket)) {
-            Ok(()) => Ok(wanted),
-            Err(source) if required => Err(TcpCongestionRefused {
-                name: name.to_owned(),
+    /// Resolves the setting against this host: `""` is the host's default; a name must be one
+    /// the kernel gives this process, or the relay does not start (when it does, it is logged).
+    pub fn resolve(setting: &str) -> Result<TcpCongestion, TcpCongestionError> {
+        if setting.is_empty() {
+            return Ok(TcpCongestion::Host);
+        }
+        let name = setting.to_owned();
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .map_err(|source| TcpCongestionError::Probe {
+                name: name.clone(),
+                source,
+            })?;
+        let wanted = TcpCongestion::Named(name);
+        match wanted.apply(&socket) {
+            Ok(()) => {
+                tracing::info!(
+                    tcp_congestion = setting,
+                    "the relay's sockets use this congestion control"
+                );
+                Ok(wanted)
+            }
+            Err(source) => Err(TcpCongestionError::Refused {
+                name: setting.to_owned(),
                 source,
             }),
-            Err(source) => {
-                tracing::warn!(
-                    "tcp_congestion: the kernel refused the default \"{name}\" ({source}); the \
-                     relay's sockets keep the host's congestion control"
-                );
-                Ok(TcpCongestion::Host)
-            }
         }
     }
 
@@ -79,56 +88,71 @@ impl TcpCongestion {
     }
 }
 
-/// A TCP socket to try the setting on: IPv4, or IPv6 on a host without it.
-fn probe_socket() -> io::Result<socket2::Socket> {
-    let tcp = |domain| socket2::Socket::new(domain, socket2::Type::STREAM, None);
-    tcp(socket2::Domain::IPV4).or_else(|_| tcp(socket2::Domain::IPV6))
+/// What the tests of the sockets that take the setting share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// The algorithm `socket` uses (the kernel pads the name with NULs).
+    pub(crate) fn algorithm_of(socket: &socket2::SockRef<'_>) -> String {
+        let mut name = socket
+            .tcp_congestion()
+            .expect("TCP sockets always have one");
+        name.retain(|&b| b != 0);
+        String::from_utf8(name).expect("algorithm names are always ASCII")
+    }
+
+    /// An algorithm this process may set that is not the host's default, so a socket that
+    /// reports it was given it: the tests cannot tell a setting from the default otherwise.
+    pub(crate) fn other_than_the_hosts() -> String {
+        let read = |file| {
+            std::fs::read_to_string(format!("/proc/sys/net/ipv4/{file}"))
+                .expect("Linux always has this file")
+        };
+        let host = read("tcp_congestion_control");
+        let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a test can always open a socket");
+        read("tcp_available_congestion_control")
+            .split_whitespace()
+            .find(|name| *name != host.trim() && probe.set_tcp_congestion(name.as_bytes()).is_ok())
+            .unwrap_or_else(|| {
+                panic!("this host gives the tests no congestion control besides its default {host}")
+            })
+            .to_owned()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::test_support::*;
     use super::*;
-
-    /// The algorithm `socket` uses (the kernel pads the name with NULs).
-    fn algorithm_of(socket: &socket2::Socket) -> Vec<u8> {
-        let mut name = socket.tcp_congestion().unwrap();
-        name.retain(|&b| b != 0);
-        name
-    }
 
     #[test]
     fn an_empty_setting_leaves_the_hosts_default() {
-        assert_eq!(
-            TcpCongestion::resolve(Some("")).unwrap(),
-            TcpCongestion::Host
-        );
+        assert_eq!(TcpCongestion::resolve("").unwrap(), TcpCongestion::Host);
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        let before = algorithm_of(&socket);
+        let before = algorithm_of(&(&socket).into());
         TcpCongestion::Host.apply(&socket).unwrap();
-        assert_eq!(algorithm_of(&socket), before);
+        assert_eq!(algorithm_of(&(&socket).into()), before);
     }
 
     #[test]
-    fn a_named_algorithm_the_kernel_refuses_stops_the_start_naming_it() {
-        let err = TcpCongestion::resolve(Some("no_such_algo")).unwrap_err();
+    fn a_name_the_kernel_gives_resolves_to_itself_and_is_set() {
+        let other = other_than_the_hosts();
+        let chosen = TcpCongestion::resolve(&other).unwrap();
+        assert_eq!(chosen, TcpCongestion::Named(other.clone()));
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        chosen.apply(&socket).unwrap();
+        assert_eq!(algorithm_of(&(&socket).into()), other);
+    }
+
+    #[test]
+    fn a_name_the_kernel_refuses_stops_the_start_naming_it_and_where_to_look() {
+        let err = TcpCongestion::resolve("no_such_algo").unwrap_err();
+        assert!(matches!(err, TcpCongestionError::Refused { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains("tcp_congestion = \"no_such_algo\""), "{text}");
+        assert!(text.contains("tcp_available_congestion_control"), "{text}");
         assert!(text.contains("tcp_allowed_congestion_control"), "{text}");
-    }
-
-    #[test]
-    fn the_default_is_cubic_or_the_hosts_when_refused() {
-        let resolved = TcpCongestion::resolve(None).unwrap();
-        let offered = probe_socket()
-            .unwrap()
-            .set_tcp_congestion(TCP_CONGESTION_DEFAULT.as_bytes())
-            .is_ok();
-        let expected = if offered {
-            TcpCongestion::Named(TCP_CONGESTION_DEFAULT.into())
-        } else {
-            TcpCongestion::Host
-        };
-        assert_eq!(resolved, expected);
     }
 }

@@ -42,9 +42,9 @@ pub enum ServeError {
     },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
-    /// A `tcp_congestion` the kernel refuses to the relay.
+    /// A `tcp_congestion` the kernel does not give the relay.
     #[error(transparent)]
-    TcpCongestion(#[from] crate::tcp_congestion::TcpCongestionRefused),
+    TcpCongestion(#[from] crate::tcp_congestion::TcpCongestionError),
     /// Another process (another relay?) listens on the client address. The workers share
     /// their port with SO_REUSEPORT, so without this check a second relay would start and
     /// the kernel would split clients between two relays that do not know each other.

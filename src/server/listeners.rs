@@ -119,37 +119,31 @@ fn new_listener(addr: SocketAddr, congestion: &TcpCongestion) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp_congestion::test_support::{algorithm_of, other_than_the_hosts};
     use std::net::TcpStream;
 
-    /// Built into every kernel and always allowed, so the tests hold whatever the host's default.
-    fn reno() -> TcpCongestion {
-        TcpCongestion::Named("reno".into())
-    }
-
     /// The algorithm of the connection `listener` accepts from a new client.
-    fn accepted_algorithm(listener: &socket2::Socket) -> Vec<u8> {
+    fn accepted_algorithm(listener: &socket2::Socket) -> String {
         let addr = listener.local_addr().unwrap().as_socket().unwrap();
         let _client = TcpStream::connect(addr).unwrap();
         let (accepted, _) = listener.accept().unwrap();
-        let mut name = accepted.tcp_congestion().unwrap();
-        name.retain(|&b| b != 0);
-        name
+        algorithm_of(&(&accepted).into())
     }
 
     #[test]
     fn every_workers_client_listener_hands_its_connections_the_relays_algorithm() {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (listeners, bound) = bind_listeners(any, 2, &reno()).unwrap();
+        let other = other_than_the_hosts();
+        let chosen = TcpCongestion::Named(other.clone());
+        let (listeners, bound) = bind_listeners(any, 2, &chosen).unwrap();
         assert_ne!(bound.port(), 0);
         for listener in &listeners {
-            let mut name = listener.tcp_congestion().unwrap();
-            name.retain(|&b| b != 0);
-            assert_eq!(name, b"reno");
+            assert_eq!(algorithm_of(&listener.into()), other);
         }
         // Which of the two a connection lands on is the kernel's pick: one alone shows what
         // the accepted end gets.
-        let (first, _) = bind_listeners(any, 1, &reno()).unwrap();
-        assert_eq!(accepted_algorithm(&first[0]), b"reno");
+        let (first, _) = bind_listeners(any, 1, &chosen).unwrap();
+        assert_eq!(accepted_algorithm(&first[0]), other);
     }
 
     #[test]
@@ -159,13 +153,12 @@ mod tests {
             cluster_listen: Some("127.0.0.1:0".parse().unwrap()),
             ..Config::default()
         };
-        let listener = bind_cluster_listener(&cfg, &reno()).unwrap().unwrap();
-        assert_eq!(
-            accepted_algorithm(&socket2::Socket::from(listener)),
-            b"reno"
-        );
+        let other = other_than_the_hosts();
+        let chosen = TcpCongestion::Named(other.clone());
+        let listener = bind_cluster_listener(&cfg, &chosen).unwrap().unwrap();
+        assert_eq!(accepted_algorithm(&socket2::Socket::from(listener)), other);
         let standalone = Config::default();
-        assert!(bind_cluster_listener(&standalone, &reno())
+        assert!(bind_cluster_listener(&standalone, &chosen)
             .unwrap()
             .is_none());
     }

@@ -217,12 +217,12 @@ impl Server {
         let workers = checked_workers(&cfg)?;
         let cfg = fit_to_memory(cfg)?;
         let cpus = worker_cpus(&cfg, workers, opts.pin_workers_by_default);
-        let congestion = TcpCongestion::resolve(cfg.tcp_congestion.as_deref())?;
+        let tcp_congestion = TcpCongestion::resolve(&cfg.tcp_congestion)?;
         let listen_addr = resolve::resolve("listen", &cfg.listen)?;
-        let (listeners, local_addr) = bind_listeners(listen_addr, workers, &congestion)?;
-        let (nats_listeners, nats_addr) = bind_nats_listeners(&cfg, workers, &congestion)?;
-        let cluster_listener = bind_cluster_listener(&cfg, &congestion)?;
-        let (tls, tls_config) = tls_pool::TlsListener::bind_all(&cfg, &congestion)?;
+        let (listeners, local_addr) = bind_listeners(listen_addr, workers, &tcp_congestion)?;
+        let (nats_listeners, nats_addr) = bind_nats_listeners(&cfg, workers, &tcp_congestion)?;
+        let cluster_listener = bind_cluster_listener(&cfg, &tcp_congestion)?;
+        let (tls, tls_config) = tls_pool::TlsListener::bind_all(&cfg, &tcp_congestion)?;
         // Read before anything starts, so a bad file stops the start naming the setting.
         let cluster_tls = cfg.cluster_tls()?;
         let mailboxes = mailboxes(workers, cfg.handoff_bytes_max)?;
@@ -292,7 +292,7 @@ impl Server {
             return Err(e);
         }
         if let Some(listener) = cluster_listener {
-            if let Err(e) = server.start_cluster(listener, congestion) {
+            if let Err(e) = server.start_cluster(listener, tcp_congestion) {
                 server.stop_and_join();
                 return Err(e);
             }
@@ -301,6 +301,7 @@ impl Server {
         server.shared.accepting.store(true, Ordering::Release);
         server.shared.wake_all_workers();
         tracing::info!(%local_addr, workers, "relay listening");
+
         if let Err(e) = server.start_tls() {
             server.stop_and_join();
             return Err(e);
@@ -546,8 +547,8 @@ impl Server {
         Ok(())
     }
 
-    /// Starts the cluster node (its acceptor on `listener` and its control thread).
-    /// Starts the cluster node on `listener`; the links it dials use `congestion`.
+    /// Starts the cluster node (its acceptor on `listener` and its control thread); the links
+    /// it dials use `congestion`.
     fn start_cluster(
         &mut self,
         listener: std::net::TcpListener,

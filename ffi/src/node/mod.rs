@@ -64,11 +64,13 @@ fn serve_failure(e: ServeError) -> Failure {
     use ringrelay_status as S;
     let status = match &e {
         ServeError::Config(_)
+        | ServeError::Credentials { .. }
         | ServeError::OverBudget(_)
         | ServeError::TooManyWorkers(_)
         | ServeError::WorkersPastCpus { .. }
         | ServeError::NoSuchCpu { .. }
-        | ServeError::UnreadSecretFile(_) => S::Config,
+        | ServeError::UnreadSecretFile(_)
+        | ServeError::TcpCongestion(_) => S::Config,
         ServeError::Resolve { .. }
         | ServeError::Listen { .. }
         | ServeError::AddressInUse { .. }
@@ -76,7 +78,11 @@ fn serve_failure(e: ServeError) -> Failure {
         | ServeError::MetricsListen { .. } => S::Listen,
         ServeError::IoUringUnavailable { .. } => S::IoUringUnavailable,
         ServeError::Panicked(_) | ServeError::Worker { .. } => S::NodeFailed,
-        _ => S::Resource,
+        // Listed, not matched by `_`: a new failure must be given its status here.
+        ServeError::Resource(..)
+        | ServeError::Enter(_)
+        | ServeError::Spawn { .. }
+        | ServeError::StartTimeout(_) => S::Resource,
     };
     Failure::new(status, e.to_string())
 }

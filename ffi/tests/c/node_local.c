@@ -99,6 +99,15 @@ int main(void) {
     OK(ringrelay_node_config_set(cfg, "workers", "2"));
     CHECK(ringrelay_node_config_set(cfg, "no_such_key", "1") == RINGRELAY_STATUS_CONFIG);
     CHECK(ringrelay_node_config_set(cfg, "workers", "many") == RINGRELAY_STATUS_CONFIG);
+    /* A congestion control the kernel does not give the node is a configuration mistake. */
+    ringrelay_node *refused = NULL;
+    OK(ringrelay_node_config_set(cfg, "tcp_congestion", "no_such_algo"));
+    CHECK(ringrelay_node_start(cfg, &refused) == RINGRELAY_STATUS_CONFIG);
+    CHECK(refused == NULL);
+    char why[512];
+    ringrelay_last_error(why, sizeof why);
+    CHECK(strstr(why, "tcp_congestion = \"no_such_algo\"") != NULL);
+    OK(ringrelay_node_config_set(cfg, "tcp_congestion", "\"\""));
     OK(ringrelay_node_config_set_presence(cfg, on_presence, &seen, NULL));
     OK(ringrelay_node_config_set_log(cfg, on_log, NULL, NULL, 3));
     ringrelay_node *node = NULL;

@@ -1,0 +1,182 @@
+//! `tcp_congestion` against the real binary: the relay's end of a client connection, of a NATS
+//! connection and of a cluster link, both the end that accepted it and the end that dialled it,
+//! uses the algorithm the relay was given (read with `ss` from iproute2, which `.ci/run`
+//! installs); a name the kernel does not give the relay stops the start naming the setting.
+
+mod common;
+
+use common::*;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Removes the test's config files however the test ends.
+struct ConfigDir(std::path::PathBuf);
+
+impl ConfigDir {
+    fn new(test: &str) -> ConfigDir {
+        let dir = std::env::temp_dir().join(format!("rr-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ConfigDir(dir)
+    }
+
+    /// Writes `text` to the file `name` and returns its path.
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn proc_net(file: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{file}")).unwrap()
+}
+
+/// An algorithm the kernel offers that is not the host's default: a socket that reports it
+/// was given it.
+fn other_than_the_hosts() -> String {
+    let host = proc_net("tcp_congestion_control");
+    proc_net("tcp_available_congestion_control")
+        .split_whitespace()
+        .find(|name| *name != host.trim())
+        .unwrap_or_else(|| panic!("this host offers no congestion control besides {host}"))
+        .to_owned()
+}
+
+/// The algorithm of each established TCP socket `filter` selects (`ss` syntax, like
+/// `sport = :7400`), as `ss -ti` prints it: the word of its info line that names one.
+fn algorithms_of(filter: &str) -> Vec<String> {
+    let out = Command::new("ss")
+        .args(["-tinH", "state", "established", &format!("( {filter} )")])
+        .output()
+        .expect("ss (iproute2) runs");
+    assert!(out.status.success(), "{out:?}");
+    let names = proc_net("tcp_available_congestion_control");
+    let names: Vec<&str> = names.split_whitespace().collect();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with(char::is_whitespace))
+        .map(|info| {
+            info.split_whitespace()
+                .find(|word| names.contains(word))
+                .unwrap_or_else(|| panic!("no algorithm in {info:?}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// `ringrelay ARGS` once it prints its client address (after its NATS address, if any).
+fn started(args: &[&str]) -> (Proc, SocketAddr) {
+    let mut relay = Proc::spawn(args);
+    loop {
+        let line = relay.next_line();
+        if let Some(addr) = line.strip_prefix("listening ") {
+            let addr = addr.parse().unwrap();
+            return (relay, addr);
+        }
+        assert!(line.contains("listening "), "serve printed {line:?}");
+    }
+}
+
+fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap())
+}
+
+/// Waits until `filter` selects at least `n` sockets, and returns their algorithms.
+fn at_least(n: usize, filter: &str) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let found = algorithms_of(filter);
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            started.elapsed() < SLOW_WAIT,
+            "{filter}: {} sockets of {n}",
+            found.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn client_nats_and_cluster_sockets_use_the_relays_algorithm_at_both_ends() {
+    let other = other_than_the_hosts();
+    let dir = ConfigDir::new("tcp-congestion");
+    let [nats, cluster_a, cluster_b] = free_ports();
+    let (a, b) = (cluster_a.to_string(), cluster_b.to_string());
+    let file_a = dir.file(
+        "a.toml",
+        &format!("tcp_congestion = \"{other}\"\nnats_listen = \"{nats}\"\n"),
+    );
+    let file_b = dir.file("b.toml", &format!("tcp_congestion = \"{other}\"\n"));
+    let common = ["--cluster-secret", "cc-test", "--workers", "2"];
+    let node =
+        |own: &[&str]| started(&[&["serve", "--listen", "127.0.0.1:0"], own, &common[..]].concat());
+    let (node_a, client_addr) = node(&[
+        "--config",
+        &file_a,
+        "--node-id",
+        "1",
+        "--cluster-listen",
+        &a,
+    ]);
+    let (_node_b, _) = node(&[
+        "--config",
+        &file_b,
+        "--node-id",
+        "2",
+        "--cluster-listen",
+        &b,
+        "--peers",
+        &a,
+    ]);
+
+    let _client = TcpStream::connect(client_addr).unwrap();
+    let _nats_client = TcpStream::connect(nats).unwrap();
+    let client_end = at_least(1, &format!("sport = :{}", client_addr.port()));
+    let nats_end = at_least(1, &format!("sport = :{}", nats.port()));
+    // Node 2 dials node 1: a control link and a data link per worker.
+    let accepted_links = at_least(3, &format!("sport = :{}", cluster_a.port()));
+    let dialled_links = at_least(3, &format!("dport = :{}", cluster_a.port()));
+    for (what, found) in [
+        ("client connection", &client_end),
+        ("NATS connection", &nats_end),
+        ("accepted link", &accepted_links),
+        ("dialled link", &dialled_links),
+    ] {
+        assert!(
+            found.iter().all(|name| *name == other),
+            "{what}: {found:?}, not {other}; node 1:\n{}",
+            node_a.stderr()
+        );
+    }
+}
+
+#[test]
+fn a_name_the_kernel_does_not_give_stops_the_start_naming_the_setting() {
+    let dir = ConfigDir::new("tcp-congestion-refused");
+    let file = dir.file(
+        "refused.toml",
+        "listen = \"127.0.0.1:0\"\ntcp_congestion = \"no_such_algo\"\n",
+    );
+    let mut relay = Proc::spawn(&["serve", "--workers", "1", "--config", &file]);
+    let (status, out) = relay.wait_exit();
+    let stderr = relay.stderr();
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(out.is_empty(), "{out:?}");
+    assert!(
+        stderr.contains("tcp_congestion = \"no_such_algo\": the kernel refused it"),
+        "stderr:\n{stderr}"
+    );
+}
