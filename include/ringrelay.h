@@ -853,7 +853,9 @@ ringrelay_status ringrelay_client_options_set_tls_server_name(ringrelay_client_o
  * Starts a node with `config`'s settings and hooks; returns once it accepts clients. `*out`
  * receives the node. The config is not kept: free or change it afterwards as you like.
  * Fails with `RINGRELAY_STATUS_CONFIG`, `_LISTEN`, `_IO_URING_UNAVAILABLE` or `_RESOURCE`
- * (the reason in the last error). Not allowed inside a hook.
+ * (the reason in the last error; a worker's failure by what failed in it), or
+ * `_NODE_FAILED` if a thread of the node panicked while it started. Not allowed inside a
+ * hook.
  *
  * # Safety
  * `config` is a live config; `out` points to a writable pointer.

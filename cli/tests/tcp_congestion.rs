@@ -1,6 +1,6 @@
-//! `tcp_congestion` against the real binary: the relay's end of a client connection, of a NATS
-//! connection and of a cluster link, both the end that accepted it and the end that dialled it,
-//! uses the algorithm the relay was given (read with `ss` from iproute2, which `.ci/run`
+//! `tcp_congestion` against the real binary: the relay's end of a client connection and of a
+//! NATS connection, and both ends of a cluster link (the node that accepted it and the one that
+//! dialled it), use the algorithm the relay was given (read with `ss` from iproute2, which `.ci/run`
 //! installs); a name the kernel does not give the relay stops the start naming the setting.
 
 mod common;
@@ -38,19 +38,20 @@ fn proc_net(file: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/net/ipv4/{file}")).unwrap()
 }
 
-/// An algorithm the kernel offers that is not the host's default: a socket that reports it
-/// was given it.
+/// An algorithm this process may set that is not the host's default, so a socket that
+/// reports it was given it (the relay runs as this process's user).
 fn other_than_the_hosts() -> String {
     let host = proc_net("tcp_congestion_control");
+    let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     proc_net("tcp_available_congestion_control")
         .split_whitespace()
-        .find(|name| *name != host.trim())
-        .unwrap_or_else(|| panic!("this host offers no congestion control besides {host}"))
+        .find(|name| *name != host.trim() && probe.set_tcp_congestion(name.as_bytes()).is_ok())
+        .unwrap_or_else(|| panic!("this host gives the tests no congestion control besides {host}"))
         .to_owned()
 }
 
 /// The algorithm of each established TCP socket `filter` selects (`ss` syntax, like
-/// `sport = :7400`), as `ss -ti` prints it: the word of its info line that names one.
+/// `src 127.0.0.1:7400`), as `ss -ti` prints it: the word of its info line that names one.
 fn algorithms_of(filter: &str) -> Vec<String> {
     let out = Command::new("ss")
         .args(["-tinH", "state", "established", &format!("( {filter} )")])
@@ -72,16 +73,31 @@ fn algorithms_of(filter: &str) -> Vec<String> {
         .collect()
 }
 
+/// A started relay and the addresses it printed.
+struct Started {
+    relay: Proc,
+    client: SocketAddr,
+    nats: Option<SocketAddr>,
+}
+
 /// `ringrelay ARGS` once it prints its client address (after its NATS address, if any).
-fn started(args: &[&str]) -> (Proc, SocketAddr) {
+fn started(args: &[&str]) -> Started {
     let mut relay = Proc::spawn(args);
+    let mut nats = None;
     loop {
         let line = relay.next_line();
-        if let Some(addr) = line.strip_prefix("listening ") {
-            let addr = addr.parse().unwrap();
-            return (relay, addr);
+        if let Some(addr) = line.strip_prefix("nats listening ") {
+            nats = Some(addr.parse().unwrap());
+        } else if let Some(addr) = line.strip_prefix("listening ") {
+            let client = addr.parse().unwrap();
+            return Started {
+                relay,
+                client,
+                nats,
+            };
+        } else {
+            panic!("serve printed {line:?}");
         }
-        assert!(line.contains("listening "), "serve printed {line:?}");
     }
 }
 
@@ -110,45 +126,41 @@ fn at_least(n: usize, filter: &str) -> Vec<String> {
 }
 
 #[test]
-fn client_nats_and_cluster_sockets_use_the_relays_algorithm_at_both_ends() {
+fn the_relays_end_of_client_and_nats_connections_and_both_ends_of_links_use_its_algorithm() {
     let other = other_than_the_hosts();
     let dir = ConfigDir::new("tcp-congestion");
-    let [nats, cluster_a, cluster_b] = free_ports();
+    let file = dir.file("node.toml", &format!("tcp_congestion = \"{other}\"\n"));
+    let [cluster_a, cluster_b] = free_ports();
     let (a, b) = (cluster_a.to_string(), cluster_b.to_string());
-    let file_a = dir.file(
-        "a.toml",
-        &format!("tcp_congestion = \"{other}\"\nnats_listen = \"{nats}\"\n"),
-    );
-    let file_b = dir.file("b.toml", &format!("tcp_congestion = \"{other}\"\n"));
-    let common = ["--cluster-secret", "cc-test", "--workers", "2"];
-    let node =
-        |own: &[&str]| started(&[&["serve", "--listen", "127.0.0.1:0"], own, &common[..]].concat());
-    let (node_a, client_addr) = node(&[
+    let common = [
         "--config",
-        &file_a,
-        "--node-id",
-        "1",
-        "--cluster-listen",
-        &a,
-    ]);
-    let (_node_b, _) = node(&[
-        "--config",
-        &file_b,
-        "--node-id",
+        &file,
+        "--cluster-secret",
+        "cc-test",
+        "--workers",
         "2",
-        "--cluster-listen",
-        &b,
-        "--peers",
-        &a,
-    ]);
+    ];
+    let node = |own: &[&str]| {
+        let serve = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--nats-listen",
+            "127.0.0.1:0",
+        ];
+        started(&[&serve[..], own, &common[..]].concat())
+    };
+    let node_a = node(&["--node-id", "1", "--cluster-listen", &a]);
+    let _node_b = node(&["--node-id", "2", "--cluster-listen", &b, "--peers", &a]);
+    let nats = node_a.nats.expect("node 1 prints its NATS address");
 
-    let _client = TcpStream::connect(client_addr).unwrap();
+    let _client = TcpStream::connect(node_a.client).unwrap();
     let _nats_client = TcpStream::connect(nats).unwrap();
-    let client_end = at_least(1, &format!("sport = :{}", client_addr.port()));
-    let nats_end = at_least(1, &format!("sport = :{}", nats.port()));
+    let client_end = at_least(1, &format!("src {}", node_a.client));
+    let nats_end = at_least(1, &format!("src {nats}"));
     // Node 2 dials node 1: a control link and a data link per worker.
-    let accepted_links = at_least(3, &format!("sport = :{}", cluster_a.port()));
-    let dialled_links = at_least(3, &format!("dport = :{}", cluster_a.port()));
+    let accepted_links = at_least(3, &format!("src {cluster_a}"));
+    let dialled_links = at_least(3, &format!("dst {cluster_a}"));
     for (what, found) in [
         ("client connection", &client_end),
         ("NATS connection", &nats_end),
@@ -158,7 +170,7 @@ fn client_nats_and_cluster_sockets_use_the_relays_algorithm_at_both_ends() {
         assert!(
             found.iter().all(|name| *name == other),
             "{what}: {found:?}, not {other}; node 1:\n{}",
-            node_a.stderr()
+            node_a.relay.stderr()
         );
     }
 }

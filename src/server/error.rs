@@ -42,7 +42,7 @@ pub enum ServeError {
     },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
-    /// A `tcp_congestion` the kernel does not give the relay.
+    /// A `tcp_congestion` the kernel does not give the relay, or no socket to try it on.
     #[error(transparent)]
     TcpCongestion(#[from] crate::tcp_congestion::TcpCongestionError),
     /// Another process (another relay?) listens on the client address. The workers share

@@ -61,8 +61,14 @@ pub struct ringrelay_node_stats {
 }
 
 fn serve_failure(e: ServeError) -> Failure {
+    Failure::new(start_status(&e), e.to_string())
+}
+
+/// The status of a failed start: a worker's failure by what failed in it.
+fn start_status(e: &ServeError) -> ringrelay_status {
+    use ringrelay::tcp_congestion::TcpCongestionError;
     use ringrelay_status as S;
-    let status = match &e {
+    match e {
         ServeError::Config(_)
         | ServeError::Credentials { .. }
         | ServeError::OverBudget(_)
@@ -70,21 +76,22 @@ fn serve_failure(e: ServeError) -> Failure {
         | ServeError::WorkersPastCpus { .. }
         | ServeError::NoSuchCpu { .. }
         | ServeError::UnreadSecretFile(_)
-        | ServeError::TcpCongestion(_) => S::Config,
+        | ServeError::TcpCongestion(TcpCongestionError::Refused { .. }) => S::Config,
         ServeError::Resolve { .. }
         | ServeError::Listen { .. }
         | ServeError::AddressInUse { .. }
         | ServeError::ClusterListen { .. }
         | ServeError::MetricsListen { .. } => S::Listen,
         ServeError::IoUringUnavailable { .. } => S::IoUringUnavailable,
-        ServeError::Panicked(_) | ServeError::Worker { .. } => S::NodeFailed,
+        ServeError::Worker { source, .. } => start_status(source),
+        ServeError::Panicked(_) => S::NodeFailed,
         // Listed, not matched by `_`: a new failure must be given its status here.
         ServeError::Resource(..)
+        | ServeError::TcpCongestion(TcpCongestionError::Probe { .. })
         | ServeError::Enter(_)
         | ServeError::Spawn { .. }
         | ServeError::StartTimeout(_) => S::Resource,
-    };
-    Failure::new(status, e.to_string())
+    }
 }
 
 impl ringrelay_node {
@@ -127,7 +134,9 @@ impl ringrelay_node {
 /// Starts a node with `config`'s settings and hooks; returns once it accepts clients. `*out`
 /// receives the node. The config is not kept: free or change it afterwards as you like.
 /// Fails with `RINGRELAY_STATUS_CONFIG`, `_LISTEN`, `_IO_URING_UNAVAILABLE` or `_RESOURCE`
-/// (the reason in the last error). Not allowed inside a hook.
+/// (the reason in the last error; a worker's failure by what failed in it), or
+/// `_NODE_FAILED` if a thread of the node panicked while it started. Not allowed inside a
+/// hook.
 ///
 /// # Safety
 /// `config` is a live config; `out` points to a writable pointer.
@@ -318,4 +327,48 @@ pub unsafe extern "C" fn ringrelay_node_local_client(
         // SAFETY: the caller's promise about `out` (checked not NULL above).
         unsafe { write_out(out, client, "out") }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringrelay::tcp_congestion::TcpCongestionError;
+    use ringrelay_status as S;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::EMFILE)
+    }
+
+    #[test]
+    fn a_failed_start_has_the_status_of_what_failed_even_inside_a_worker() {
+        let in_worker = |source| ServeError::Worker {
+            worker: 1,
+            source: Box::new(source),
+        };
+        let refused = || TcpCongestionError::Refused {
+            name: "x".into(),
+            source: io(),
+        };
+        let probe = || TcpCongestionError::Probe {
+            name: "x".into(),
+            source: io(),
+        };
+        let unavailable = || ServeError::IoUringUnavailable {
+            source: io(),
+            fix: String::new(),
+        };
+        for (error, status) in [
+            (ServeError::TcpCongestion(refused()), S::Config),
+            (ServeError::TcpCongestion(probe()), S::Resource),
+            (unavailable(), S::IoUringUnavailable),
+            (in_worker(unavailable()), S::IoUringUnavailable),
+            (
+                in_worker(ServeError::Resource("set up the ring", io())),
+                S::Resource,
+            ),
+            (ServeError::Panicked("worker"), S::NodeFailed),
+        ] {
+            assert_eq!(start_status(&error), status, "{error}");
+        }
+    }
 }
