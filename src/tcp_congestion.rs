@@ -79,8 +79,17 @@ impl TcpCongestion {
         }
     }
 
+    /// A TCP socket for `addr`'s family with the algorithm set, not yet bound or connected:
+    /// every listener and dialled link of the relay is made here.
+    pub fn new_socket(&self, addr: std::net::SocketAddr) -> io::Result<socket2::Socket> {
+        let domain = socket2::Domain::for_address(addr);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        self.apply(&socket)?;
+        Ok(socket)
+    }
+
     /// Sets the algorithm on `socket`, which has not listened or connected yet.
-    pub fn apply(&self, socket: &socket2::Socket) -> io::Result<()> {
+    fn apply(&self, socket: &socket2::Socket) -> io::Result<()> {
         match self {
             TcpCongestion::Host => Ok(()),
             TcpCongestion::Named(name) => socket.set_tcp_congestion(name.as_bytes()),

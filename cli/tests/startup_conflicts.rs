@@ -6,21 +6,12 @@
 mod common;
 
 use common::*;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 fn free_port() -> SocketAddr {
     let [addr] = free_ports();
     addr
-}
-
-/// `N` distinct free ports: every listener is held until all are chosen (one dropped at once
-/// lets the kernel hand the same port out again, which made two of a test's nodes share one).
-fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap())
 }
 
 /// `ringrelay serve` with one worker; `args` may set `--listen` (default: a free port).

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -99,13 +99,6 @@ fn started(args: &[&str]) -> Started {
             panic!("serve printed {line:?}");
         }
     }
-}
-
-fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap())
 }
 
 /// Waits until `filter` selects at least `n` sockets, and returns their algorithms.

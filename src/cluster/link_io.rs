@@ -271,12 +271,7 @@ fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> std::io::Result<()> 
 /// A TCP connection to `target` with `congestion` set before it connects, within
 /// [`HANDSHAKE_TIMEOUT`].
 fn connect(target: SocketAddr, congestion: &TcpCongestion) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(target),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    congestion.apply(&socket)?;
+    let socket = congestion.new_socket(target)?;
     socket.connect_timeout(&target.into(), HANDSHAKE_TIMEOUT)?;
     Ok(socket.into())
 }

@@ -106,13 +106,8 @@ fn bind_one(addr: SocketAddr, congestion: &TcpCongestion) -> std::io::Result<soc
 /// A TCP socket for `addr`'s family with SO_REUSEADDR (a restarted relay binds while its old
 /// connections linger in TIME_WAIT) and the relay's congestion control, not yet bound.
 fn new_listener(addr: SocketAddr, congestion: &TcpCongestion) -> std::io::Result<socket2::Socket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
+    let socket = congestion.new_socket(addr)?;
     socket.set_reuse_address(true)?;
-    congestion.apply(&socket)?;
     Ok(socket)
 }
 

@@ -230,8 +230,7 @@ impl Slab {
                     c.segments.push_back(frozen.slice(run.range()));
                     c.segments_bytes += run.len();
                 }
-                (Some(_), Some(frozen)) => self.settle_run_from(slot, Some(frozen)),
-                (Some(_), None) => self.settle_run_from(slot, None),
+                (Some(_), frozen) => self.settle_run_from(slot, frozen.as_ref()),
             }
         }
         self.shared.runs.clear();

@@ -41,6 +41,16 @@ pub const SLOW_WAIT: Duration = Duration::from_secs(20);
 // In-process relays and clients
 // ---------------------------------------------------------------------------------------------
 
+/// `N` distinct free loopback ports: every listener is held until all are chosen (one dropped
+/// at once lets the kernel hand the same port out again, which made two of a test's nodes
+/// share one).
+pub fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap())
+}
+
 /// Two workers on an ephemeral loopback port, every other setting at its default.
 pub fn config() -> Config {
     Config {
