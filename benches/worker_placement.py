@@ -4,8 +4,9 @@
 Starts `ringrelay serve` with two workers on CPUs 0 and 1 (and metrics on loopback), runs
 `ringrelay bench --scenario pairs --pairs P` against it, reads from `/connections` which
 worker each sender and receiver landed on while the run goes, and prints one JSON line per
-run: pairs, msgs/s, relay CPU-ns per message, connections moved, and the placement as the
-connections landed and as the run ended: "same" when every pair has both ends on one worker,
+run: pairs, msgs/s, relay and load-generator CPU-ns per message, connections moved, and the
+placement as the connections landed and as the run ended: "same" when every pair has both
+ends on one worker,
 "split" when every pair has its ends on different workers, "mixed" otherwise, plus whether
 the pairs sit on different workers. SO_REUSEPORT spreads connections by their ports, so
 placements vary from run to run; repeat and group. The relay steers connections
@@ -14,6 +15,12 @@ placement they landed in; STEER=0 in the environment turns steering off.
 
     benches/worker_placement.py [RUNS [COUNT]]     # default 6 runs of pairs=1 and of pairs=2
 
+Each run also says how busy the machine's CPUs were while it ran (`cpus_busy`, from
+/proc/stat). A last line sums the runs up: the median msgs/s of one flow and of two, their
+ratio, and what bounds the ratio here: two flows share the two CPUs with the load generator,
+so at R + L CPU-ns per message (relay and load generator, medians of the two-flow runs) two
+fully busy CPUs carry at most 2 / (R + L) msgs/s (`ratio_ceiling` is that over one flow's).
+
 The load generator is not pinned: on a 2-CPU machine it shares both CPUs with the relay.
 Every run is bounded by COUNT messages (default 100,000,000: about five seconds, time for
 steering to act and for the run to measure where it left the flows) and the bench's --duration-s.
@@ -21,6 +28,8 @@ steering to act and for the run to measure where it left the flows) and the benc
 
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -74,6 +83,8 @@ def run(pairs, count, port):
                 break
             except OSError:
                 time.sleep(0.05)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        machine_before = machine_ticks()
         bench = subprocess.Popen(
             [BIN, "bench", "--server", listen, "--scenario", "pairs", "--pairs", str(pairs),
              "--count", str(count), "--size", "16", "--json"],
@@ -91,6 +102,9 @@ def run(pairs, count, port):
                 moved = moves(metrics)
             time.sleep(0.05)
         out, _ = bench.communicate(timeout=300)
+        # The bench is the only child reaped since `children_before` (the relay still runs).
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        machine_after = machine_ticks()
     finally:
         relay.terminate()
         relay.wait(timeout=10)
@@ -100,6 +114,10 @@ def run(pairs, count, port):
         "pairs": pairs,
         "msgs_per_s": round(row["msgs_per_s"]),
         "relay_ns_per_msg": round(row["server_cpu_s"] / row["received"] * 1e9, 1),
+        "loadgen_ns_per_msg": round(
+            cpu_s(children_after, children_before) / row["received"] * 1e9, 1
+        ),
+        "cpus_busy": busy_fraction(machine_before, machine_after),
         "moves": moved,
         "placement": landed[0],
         "pairs_on_distinct_workers": landed[1],
@@ -110,16 +128,60 @@ def run(pairs, count, port):
     }
 
 
+def machine_ticks():
+    """(busy, total) clock ticks of all CPUs so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_fraction(before, after):
+    """The share of the machine's CPU time that was busy between two `machine_ticks`."""
+    return round((after[0] - before[0]) / max(1, after[1] - before[1]), 3)
+
+
+def cpu_s(after, before):
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def summary(rows):
+    """Medians of each pair count and their ratio; and what bounds the ratio on this machine.
+    Two flows share its CPUs with the load generator: at R + L CPU-ns per message (the relay's
+    and the load generator's, as the two-flow runs measured them) two fully busy CPUs carry at
+    most 2 / (R + L) messages/s, so the ratio is at most that over one flow's msgs/s, and
+    `two_flows_cpus_busy` says how much of both CPUs the two-flow runs kept busy."""
+    median = lambda xs: statistics.median(xs) if xs else float("nan")
+    one = [r for r in rows if r["pairs"] == 1]
+    two = [r for r in rows if r["pairs"] == 2]
+    one_msgs = median([r["msgs_per_s"] for r in one])
+    two_msgs = median([r["msgs_per_s"] for r in two])
+    relay = median([r["relay_ns_per_msg"] for r in two])
+    loadgen = median([r["loadgen_ns_per_msg"] for r in two])
+    return {
+        "one_flow_msgs_per_s": round(one_msgs),
+        "two_flows_msgs_per_s": round(two_msgs),
+        "ratio": round(two_msgs / one_msgs, 2),
+        "two_flows_relay_ns_per_msg": relay,
+        "two_flows_loadgen_ns_per_msg": loadgen,
+        "two_flows_cpus_busy": median([r["cpus_busy"] for r in two]),
+        "ratio_ceiling": round(2e9 / (relay + loadgen) / one_msgs, 2),
+    }
+
+
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 6
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000_000
     if not os.access(BIN, os.X_OK):
         sys.exit(f"build first: cargo build --release ({BIN} is missing)")
     port = 17800
+    rows = []
     for _ in range(runs):
         for pairs in (1, 2):
-            print(json.dumps(run(pairs, count, port)), flush=True)
+            rows.append(run(pairs, count, port))
+            print(json.dumps(rows[-1]), flush=True)
             port += 2
+    print(json.dumps({"summary": summary(rows)}), flush=True)
 
 
 if __name__ == "__main__":

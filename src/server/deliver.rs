@@ -201,7 +201,7 @@ impl Deliverer<'_> {
         };
         debug_assert!(conn.link.is_none(), "links are written by append_link");
         if kind == FrameKind::Error && !self.client_flow.takes_error(conn.pending_bytes(), len) {
-            // A summary dropped here counts as one drop, for the ERRORs it stood for.
+            // A summary is checked by `flush_errors`, which counts the ERRORs it stands for.
             bump(&self.stats.error_drops, 1);
             return false;
         }
@@ -627,11 +627,24 @@ impl Deliverer<'_> {
                 subject: summary.subject,
                 text: &text,
             };
+            if !self.takes_error(slot, generation, frame.encoded_len()) {
+                // Dropped: it stood for `repeats` ERRORs, each a drop.
+                bump(&self.stats.error_drops, summary.repeats);
+                return;
+            }
             self.append_control(slot, generation, &frame);
         });
         if let Some(c) = self.slab.get_live(slot, generation).filter(|_| !empty) {
             c.errors = Some(ledger);
         }
+    }
+
+    /// Whether an ERROR of `len` bytes would join the queue of the live connection at `slot`
+    /// ([`FlowLimits::takes_error`]); a connection gone takes nothing.
+    fn takes_error(&mut self, slot: u32, generation: u32, len: usize) -> bool {
+        self.slab
+            .get_live(slot, generation)
+            .is_some_and(|c| self.client_flow.takes_error(c.pending_bytes(), len))
     }
 
     /// Appends a control frame to a native connection, past the ERROR ledger.

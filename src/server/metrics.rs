@@ -725,7 +725,7 @@ impl RelayCollector {
             e,
             "error_drops",
             "ERRORs dropped: the connection's error ledger was full, or its queue at \
-             pending_bytes_max.",
+             pending_bytes_max (a dropped summary counts every ERROR it stood for).",
             self.sum(|b| &b.error_drops),
         )?;
         counter(

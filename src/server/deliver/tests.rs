@@ -2,6 +2,7 @@
 //! stands in for: the same subscribers given the same message through `deliver_each` and
 //! through `deliver_copy` one by one end with the same queues, sums and counters, whichever
 //! subscribers the fast copy takes and whichever it leaves to the full path.
+//! The same fixture checks how a coalesced ERROR summary is queued or dropped.
 
 use super::*;
 use crate::cluster::lane::ControlLane;
@@ -552,4 +553,39 @@ fn sent_everything(f: &mut Fixture, slot: usize) {
     c.segments_bytes = 0;
     c.out.clear();
     f.slab.repend(slot as u32, before);
+}
+
+/// A coalesced ERROR summary that a full queue cannot take is dropped and counted as every
+/// ERROR it stood for; with room it is queued and nothing is counted as dropped.
+#[test]
+fn a_dropped_error_summary_counts_every_error_it_stood_for() {
+    const REPEATS: u64 = 5;
+    for full in [false, true] {
+        let (mut f, to) = Fixture::new(&[Subscriber::Roomy], 0);
+        let (slot, generation) = (to[0].slot, to[0].generation);
+        let mut d = f.deliverer();
+        let admit = |d: &mut Deliverer<'_>| {
+            d.admit_error(slot, generation, ErrorCode::UNKNOWN_ID, b"x", b"unknown id")
+        };
+        assert!(admit(&mut d), "the first ERROR is sent");
+        for _ in 0..REPEATS {
+            assert!(!admit(&mut d), "its repeats are coalesced");
+        }
+        if full {
+            d.slab.conns[slot as usize].out = vec![7; PENDING_BYTES_MAX];
+        }
+        let before = d.slab.conns[slot as usize].out.len();
+        d.now_ms += d.error_interval_ms;
+        d.flush_errors(slot, generation, false);
+        let queued = d.slab.conns[slot as usize].out.len() - before;
+        let drops = f.stats[0].error_drops.load(Ordering::Relaxed);
+        if full {
+            assert_eq!((queued, drops), (0, REPEATS), "dropped, each ERROR counted");
+        } else {
+            assert!(queued > 0, "the summary is queued");
+            assert_eq!(drops, 0);
+        }
+        let ledger = f.slab.conns[slot as usize].errors.as_ref();
+        assert!(!ledger.is_some_and(|l| l.has_repeats()), "nothing is owed");
+    }
 }
