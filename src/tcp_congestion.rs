@@ -16,7 +16,8 @@
 //! message with `cubic` set here on a BBR host). Under `fq` the qdisc paces every flow,
 //! whatever its algorithm, so setting `cubic` alone does not stop pacing there. Why it is not
 //! set by default: the host's congestion control is its operator's choice, often made for
-//! clients across lossy or long paths, and a relay should not override it unasked.
+//! clients across lossy or long paths, and a relay should not override it unasked; the start
+//! logs it, with a hint when it is BBR.
 
 use std::io;
 
@@ -55,6 +56,7 @@ impl TcpCongestion {
     /// the kernel gives this process, or the relay does not start (when it does, it is logged).
     pub fn resolve(setting: &str) -> Result<TcpCongestion, TcpCongestionError> {
         if setting.is_empty() {
+            log_the_hosts();
             return Ok(TcpCongestion::Host);
         }
         let name = setting.to_owned();
@@ -97,16 +99,48 @@ impl TcpCongestion {
     }
 }
 
+/// Logs the host's default, which the relay's sockets keep, with a hint when it paces.
+fn log_the_hosts() {
+    let Some(host) = the_hosts() else {
+        return;
+    };
+    match pacing_hint(&host) {
+        Some(hint) => {
+            tracing::info!(tcp_congestion = %host, "the host's congestion control: {hint}")
+        }
+        None => tracing::info!(tcp_congestion = %host, "the host's congestion control"),
+    }
+}
+
+/// The host's default algorithm, as a fresh socket reports it (`None` if it cannot be read).
+fn the_hosts() -> Option<String> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    algorithm_in_use(&(&socket).into())
+}
+
+/// The algorithm `socket` uses (the kernel pads the name with NULs).
+fn algorithm_in_use(socket: &socket2::SockRef<'_>) -> Option<String> {
+    let mut name = socket.tcp_congestion().ok()?;
+    name.retain(|&b| b != 0);
+    String::from_utf8(name).ok()
+}
+
+/// What an operator may want to know of the host's algorithm `name`: BBR paces, and without
+/// an `fq` qdisc (never on loopback) TCP paces each socket with a timer of its own.
+fn pacing_hint(name: &str) -> Option<&'static str> {
+    name.starts_with("bbr").then_some(
+        "it paces, and over a qdisc other than fq (loopback has none) each socket runs a \
+         pacing timer the relay pays for; tcp_congestion = \"cubic\" avoids that (README \
+         \"Configuration\")",
+    )
+}
+
 /// What the tests of the sockets that take the setting share.
 #[cfg(test)]
 pub(crate) mod test_support {
-    /// The algorithm `socket` uses (the kernel pads the name with NULs).
+    /// The algorithm `socket` uses.
     pub(crate) fn algorithm_of(socket: &socket2::SockRef<'_>) -> String {
-        let mut name = socket
-            .tcp_congestion()
-            .expect("TCP sockets always have one");
-        name.retain(|&b| b != 0);
-        String::from_utf8(name).expect("algorithm names are always ASCII")
+        super::algorithm_in_use(socket).expect("TCP sockets always have one, in ASCII")
     }
 
     /// An algorithm this process may set that is not the host's default, so a socket that
@@ -133,6 +167,20 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
+
+    #[test]
+    fn only_a_pacing_algorithm_gets_the_hint() {
+        assert!(pacing_hint("bbr").is_some_and(|h| h.contains("tcp_congestion = \"cubic\"")));
+        assert_eq!(pacing_hint("cubic"), None);
+        assert_eq!(pacing_hint("reno"), None);
+    }
+
+    #[test]
+    fn the_hosts_default_is_what_the_kernel_says() {
+        let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .expect("Linux always has this file");
+        assert_eq!(the_hosts().as_deref(), Some(host.trim()));
+    }
 
     #[test]
     fn an_empty_setting_leaves_the_hosts_default() {
