@@ -15,13 +15,18 @@ placement they landed in; STEER=0 in the environment turns steering off.
 
     benches/worker_placement.py [RUNS [COUNT]]     # default 6 runs of pairs=1 and of pairs=2
 
-Each run also says how busy the machine's CPUs were while it ran (`cpus_busy`, from
-/proc/stat). A last line sums the runs up: the median msgs/s of one flow and of two, their
-ratio, and what bounds the ratio here: two flows share the two CPUs with the load generator,
-so at R + L CPU-ns per message (relay and load generator, medians of the two-flow runs) two
-fully busy CPUs carry at most 2 / (R + L) msgs/s (`ratio_ceiling` is that over one flow's).
+Each run also says how busy CPUs 0 and 1 were while it ran (`cpus_busy`, and `cpus_stolen`
+by the hypervisor, from /proc/stat). A last line sums the runs up: the median msgs/s of one
+flow and of two, their ratio, and what bounds the ratio here: two flows share the two CPUs
+with the load generator, so at R + L CPU-ns per message (relay and load generator, medians
+of the two-flow runs) two fully busy CPUs carry at most 2 / (R + L) msgs/s (`ratio_ceiling`
+is that over one flow's). The windows differ a little: R and msgs/s are the bench's measured
+window, L (the bench's rusage) its whole life, connecting and settling included, and the busy
+share the whole bench plus this script's polling; so L, and the busy share, read slightly
+high, and the ceiling slightly low.
 
-The load generator is not pinned: on a 2-CPU machine it shares both CPUs with the relay.
+The load generator runs on the same two CPUs as the relay (`taskset -c 0,1`, unpinned
+within them), as it would unpinned on a 2-CPU machine.
 Every run is bounded by COUNT messages (default 100,000,000: about five seconds, time for
 steering to act and for the run to measure where it left the flows) and the bench's --duration-s.
 """
@@ -86,7 +91,8 @@ def run(pairs, count, port):
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         machine_before = machine_ticks()
         bench = subprocess.Popen(
-            [BIN, "bench", "--server", listen, "--scenario", "pairs", "--pairs", str(pairs),
+            ["taskset", "-c", "0,1", BIN, "bench", "--server", listen, "--scenario", "pairs",
+             "--pairs", str(pairs),
              "--count", str(count), "--size", "16", "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -118,6 +124,7 @@ def run(pairs, count, port):
             cpu_s(children_after, children_before) / row["received"] * 1e9, 1
         ),
         "cpus_busy": busy_fraction(machine_before, machine_after),
+        "cpus_stolen": busy_fraction(machine_before, machine_after, field=1),
         "moves": moved,
         "placement": landed[0],
         "pairs_on_distinct_workers": landed[1],
@@ -129,16 +136,26 @@ def run(pairs, count, port):
 
 
 def machine_ticks():
-    """(busy, total) clock ticks of all CPUs so far, from /proc/stat."""
+    """(busy, stolen, total) clock ticks of CPUs 0 and 1 (the relay's and the load
+    generator's) so far, from /proc/stat: busy is user, nice, system, irq and softirq; stolen
+    is the hypervisor's (steal), which is neither busy nor idle here. guest and guest_nice are
+    left out: user and nice already hold them."""
+    busy = stolen = total = 0
     with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle, iowait
-    return sum(ticks) - idle, sum(ticks)
+        for line in f:
+            name, *fields = line.split()
+            if name in ("cpu0", "cpu1"):
+                user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
+                busy += user + nice + system + irq + softirq
+                stolen += steal
+                total += user + nice + system + idle + iowait + irq + softirq + steal
+    return busy, stolen, total
 
 
-def busy_fraction(before, after):
-    """The share of the machine's CPU time that was busy between two `machine_ticks`."""
-    return round((after[0] - before[0]) / max(1, after[1] - before[1]), 3)
+def busy_fraction(before, after, field=0):
+    """The share of CPUs 0 and 1's time between two `machine_ticks` that was busy (or, with
+    field=1, stolen)."""
+    return round((after[field] - before[field]) / max(1, after[2] - before[2]), 3)
 
 
 def cpu_s(after, before):
@@ -151,9 +168,11 @@ def summary(rows):
     and the load generator's, as the two-flow runs measured them) two fully busy CPUs carry at
     most 2 / (R + L) messages/s, so the ratio is at most that over one flow's msgs/s, and
     `two_flows_cpus_busy` says how much of both CPUs the two-flow runs kept busy."""
-    median = lambda xs: statistics.median(xs) if xs else float("nan")
+    median = statistics.median
     one = [r for r in rows if r["pairs"] == 1]
     two = [r for r in rows if r["pairs"] == 2]
+    if not one or not two:
+        return None
     one_msgs = median([r["msgs_per_s"] for r in one])
     two_msgs = median([r["msgs_per_s"] for r in two])
     relay = median([r["relay_ns_per_msg"] for r in two])
@@ -165,6 +184,7 @@ def summary(rows):
         "two_flows_relay_ns_per_msg": relay,
         "two_flows_loadgen_ns_per_msg": loadgen,
         "two_flows_cpus_busy": median([r["cpus_busy"] for r in two]),
+        "two_flows_cpus_stolen": median([r["cpus_stolen"] for r in two]),
         "ratio_ceiling": round(2e9 / (relay + loadgen) / one_msgs, 2),
     }
 

@@ -12,8 +12,9 @@
 //! Why a relay may want it: under a pacing algorithm (BBR) on a host whose qdisc does not pace
 //! (no `fq`), TCP paces each socket itself, deferring transmits to a timer per socket, and a
 //! relay that sends a little to many sockets in every round pays for those timers on its own
-//! CPU (README "Benchmarks": one-to-one 1 KiB over loopback took a fifth less relay CPU per
-//! message with `cubic` set here on a BBR host). Under `fq` the qdisc paces every flow,
+//! CPU (README "Benchmarks": one-to-one 1 KiB over loopback took a sixth to a fifth less
+//! relay CPU per message with `cubic` set here on a BBR host). Under `fq` the qdisc paces
+//! every flow,
 //! whatever its algorithm, so setting `cubic` alone does not stop pacing there. Why it is not
 //! set by default: the host's congestion control is its operator's choice, often made for
 //! clients across lossy or long paths, and a relay should not override it unasked; the start

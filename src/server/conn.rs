@@ -31,11 +31,12 @@ pub enum ConnState {
     ShutDown,
 }
 
-/// One connection's slot. `repr(C)` keeps the fields in this order: the ones read on every
-/// frame received and every message queued (`out` to `run`, the first 76 bytes) come first,
-/// so a delivery touches two cache lines of a slot (three when the slot starts late in a line:
-/// slots are 8-byte aligned) rather than fields spread over its 560 bytes; the rest follow by
-/// alignment, largest first, so the order adds no padding (`size_of` unchanged). Measured:
+/// One connection's slot. `repr(C)` keeps the fields in this order: the ones read for every
+/// message queued to it (`out` to `run`, the first 76 bytes) come first, so a delivery
+/// touches two cache lines of a slot (three when the slot starts late in a line: slots are
+/// 8-byte aligned) rather than fields spread over its 560 bytes; the rest follow by
+/// alignment, largest first, so the order pads no more than Rust's own (`size_of`
+/// unchanged). Measured:
 /// `benches/ab_cpu.sh`, 1->1 16 B, paired -4.7 % (8 pairs) and -1.9 % (10); fan-out to 10,
 /// +2.9 % (8) and -1.8 % (8): small, within this host's noise.
 #[repr(C)]

@@ -627,24 +627,19 @@ impl Deliverer<'_> {
                 subject: summary.subject,
                 text: &text,
             };
-            if !self.takes_error(slot, generation, frame.encoded_len()) {
-                // Dropped: it stood for `repeats` ERRORs, each a drop.
-                bump(&self.stats.error_drops, summary.repeats);
-                return;
+            // Dropped here (as `append_local` would drop it), it stands for `repeats` ERRORs.
+            let len = frame.encoded_len();
+            match self.slab.get_live(slot, generation) {
+                Some(c) if !c.accepts_frames() => bump(&self.stats.stale_drops, summary.repeats),
+                Some(c) if !self.client_flow.takes_error(c.pending_bytes(), len) => {
+                    bump(&self.stats.error_drops, summary.repeats)
+                }
+                _ => self.append_control(slot, generation, &frame),
             }
-            self.append_control(slot, generation, &frame);
         });
         if let Some(c) = self.slab.get_live(slot, generation).filter(|_| !empty) {
             c.errors = Some(ledger);
         }
-    }
-
-    /// Whether an ERROR of `len` bytes would join the queue of the live connection at `slot`
-    /// ([`FlowLimits::takes_error`]); a connection gone takes nothing.
-    fn takes_error(&mut self, slot: u32, generation: u32, len: usize) -> bool {
-        self.slab
-            .get_live(slot, generation)
-            .is_some_and(|c| self.client_flow.takes_error(c.pending_bytes(), len))
     }
 
     /// Appends a control frame to a native connection, past the ERROR ledger.

@@ -718,14 +718,16 @@ impl RelayCollector {
         counter(
             e,
             "errors_coalesced",
-            "ERRORs folded into a later summary ERROR that carries their count.",
+            "ERRORs folded into a later summary ERROR that carries their count (a summary \
+             then dropped counts them again in error_drops).",
             self.sum(|b| &b.errors_coalesced),
         )?;
         counter(
             e,
             "error_drops",
             "ERRORs dropped: the connection's error ledger was full, or its queue at \
-             pending_bytes_max (a dropped summary counts every ERROR it stood for).",
+             pending_bytes_max (a dropped summary counts every ERROR it stood for, which \
+             errors_coalesced counted when they were folded into it).",
             self.sum(|b| &b.error_drops),
         )?;
         counter(

@@ -556,11 +556,12 @@ fn sent_everything(f: &mut Fixture, slot: usize) {
 }
 
 /// A coalesced ERROR summary that a full queue cannot take is dropped and counted as every
-/// ERROR it stood for; with room it is queued and nothing is counted as dropped.
+/// ERROR it stood for, as is one to a connection closing (as stale); with room it is queued
+/// and nothing is counted as dropped.
 #[test]
 fn a_dropped_error_summary_counts_every_error_it_stood_for() {
     const REPEATS: u64 = 5;
-    for full in [false, true] {
+    for (full, closing) in [(false, false), (true, false), (false, true)] {
         let (mut f, to) = Fixture::new(&[Subscriber::Roomy], 0);
         let (slot, generation) = (to[0].slot, to[0].generation);
         let mut d = f.deliverer();
@@ -574,17 +575,24 @@ fn a_dropped_error_summary_counts_every_error_it_stood_for() {
         if full {
             d.slab.conns[slot as usize].out = vec![7; PENDING_BYTES_MAX];
         }
+        d.slab.conns[slot as usize].close_requested = closing;
         let before = d.slab.conns[slot as usize].out.len();
         d.now_ms += d.error_interval_ms;
         d.flush_errors(slot, generation, false);
         let queued = d.slab.conns[slot as usize].out.len() - before;
-        let drops = f.stats[0].error_drops.load(Ordering::Relaxed);
-        if full {
-            assert_eq!((queued, drops), (0, REPEATS), "dropped, each ERROR counted");
-        } else {
-            assert!(queued > 0, "the summary is queued");
-            assert_eq!(drops, 0);
-        }
+        let stats = &f.stats[0];
+        let drops = [&stats.error_drops, &stats.stale_drops].map(|c| c.load(Ordering::Relaxed));
+        let expected = match (full, closing) {
+            (true, _) => [REPEATS, 0],
+            (_, true) => [0, REPEATS],
+            _ => [0, 0],
+        };
+        assert_eq!(drops, expected, "full {full}, closing {closing}");
+        assert_eq!(
+            queued > 0,
+            expected == [0, 0],
+            "queued only when not dropped"
+        );
         let ledger = f.slab.conns[slot as usize].errors.as_ref();
         assert!(!ledger.is_some_and(|l| l.has_repeats()), "nothing is owed");
     }
