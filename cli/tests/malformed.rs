@@ -122,10 +122,10 @@ fn case_truncated_body(f: &mut Fixture) {
 
 fn case_frame_cut_off_by_close(f: &mut Fixture) {
     // The header announces a 100-byte SEND (to good-a) and the client sends 10 bytes of it, or
-    // only part of a header, then closes its sending side. PROTOCOL.md names no reason for a
-    // stream that ends inside a frame, and the relay treats it as the peer leaving: no CLOSE
-    // is required, but the connection must end, nothing of the incomplete frame may be routed,
-    // the id must be unregistered and the slot released.
+    // only part of a header, then closes its sending side. The client still reads, so it is
+    // told: CLOSE PROTOCOL_ERROR "stream ended inside a frame" (PROTOCOL.md section 6), then
+    // the end of the stream; nothing of the incomplete frame may be routed, the id must be
+    // unregistered and the slot released.
     let cut_send = {
         let mut b = header(100, FrameKind::Send as u8, 0);
         b.extend_from_slice(&[6, b'g', b'o', b'o', b'd', b'-', b'a', 0, 0, 0]);
@@ -133,23 +133,20 @@ fn case_frame_cut_off_by_close(f: &mut Fixture) {
     };
     for (name, bytes) in [("frame", cut_send), ("header", vec![7, 0, 0])] {
         let registered_before = f.relay.registered_clients();
+        let protocol_errors_before = f.relay.stats().protocol_error_closes;
         let mut raw = f.raw();
         raw.handshake(&format!("bad-cut-{name}"));
         raw.write(&bytes);
         raw.shutdown_write();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match raw.next_frame_by(deadline) {
-                Ok(Owned::Close { reason, .. }) => {
-                    assert_eq!(reason, CloseReason::PROTOCOL_ERROR, "{name} cut off");
-                    raw.expect_end();
-                    break;
-                }
-                Ok(Owned::Ping(_)) => {}
-                Ok(other) => panic!("{name} cut off: unexpected {other:?}"),
-                Err(_) => break,
-            }
-        }
+        let (reason, text) = raw.expect_close();
+        assert_eq!(reason, CloseReason::PROTOCOL_ERROR, "{name} cut off");
+        assert_eq!(text, "stream ended inside a frame", "{name} cut off");
+        raw.expect_end();
+        assert_eq!(
+            f.relay.stats().protocol_error_closes,
+            protocol_errors_before + 1,
+            "{name} cut off"
+        );
         // good-a must not have been handed any part of the cut-off SEND: its next message is
         // the round trip's.
         assert_round_trip(&mut f.a, &mut f.b);
@@ -166,6 +163,14 @@ fn case_frame_cut_off_by_close(f: &mut Fixture) {
             f.relay.stats().connections_open == GOOD_PAIR_CONNECTIONS
         });
     }
+    // Before HELLO the same is a bad handshake: half a HELLO, then the end of the stream.
+    let mut raw = f.raw();
+    raw.write(&header(20, FrameKind::Hello as u8, 0));
+    raw.shutdown_write();
+    let (reason, text) = raw.expect_close();
+    assert_eq!(reason, CloseReason::BAD_HANDSHAKE, "HELLO cut off");
+    assert_eq!(text, "stream ended inside a frame");
+    raw.expect_end();
 }
 
 fn case_oversized_header(f: &mut Fixture) {
@@ -464,7 +469,7 @@ fn truncated_frame_followed_by_close_is_refused() {
 }
 
 #[test]
-fn frame_cut_off_by_end_of_stream_is_dropped_and_the_connection_released() {
+fn frame_cut_off_by_end_of_stream_is_refused_with_a_close_and_the_connection_released() {
     case_frame_cut_off_by_close(&mut Fixture::new());
 }
 

@@ -233,6 +233,15 @@ impl Conn {
         shrunk
     }
 
+    /// Whether a native client's stream, were it to end now, would end inside a frame: the
+    /// decoder holds part of one, or a large frame is being received (links and NATS
+    /// connections are never asked: they carry no client CLOSE, or speak another protocol).
+    pub fn ends_inside_a_frame(&self) -> bool {
+        self.link.is_none()
+            && self.nats.is_none()
+            && (self.decoder.buffered() > 0 || self.large_frame_bytes > 0)
+    }
+
     /// Memory held for this connection's unfinished frames: the decoder's buffer, a large
     /// frame's own buffer, and frames held behind a HELLO that waits for the node to be ready.
     pub fn reassembly_bytes(&self) -> usize {

@@ -311,13 +311,30 @@ impl Worker {
         self.after_recv(slot);
     }
 
-    /// The peer's FIN or a socket error: an open connection is closed without a final frame;
-    /// a closing one reads no more, and one lingering is closed now.
+    /// The peer's FIN or a socket error: an open connection is closed without a final frame
+    /// (unless its stream ended inside a frame, see below); a closing one reads no more, and
+    /// one lingering is closed now.
     pub(super) fn peer_gone(&mut self, slot: u32, generation: u32) {
         let Some(c) = self.slab.get_live(slot, generation) else {
             return;
         };
         match c.state {
+            ConnState::Open if c.ends_inside_a_frame() => {
+                // A client that only shut its sending side still reads: it is told why its
+                // last frame went nowhere (PROTOCOL.md section 6), as for a frame that does
+                // not decode; before HELLO, as a bad handshake.
+                c.peer_eof = true;
+                let reason = match c.relay.phase() {
+                    crate::core::Phase::AwaitingHello => CloseReason::BAD_HANDSHAKE,
+                    _ => CloseReason::PROTOCOL_ERROR,
+                };
+                bump(
+                    &self.shared.stats[self.index as usize].protocol_error_closes,
+                    1,
+                );
+                let text = "stream ended inside a frame";
+                self.request_close(slot, generation, reason, text, false);
+            }
             ConnState::Open => {
                 let text = "peer closed the connection";
                 self.request_close(slot, generation, CloseReason::NORMAL, text, true);
