@@ -13,7 +13,7 @@ use ringrelay::protocol::{
     FrameKind, HEADER_LEN, PROTOCOL_VERSION,
 };
 use ringrelay::server::Server;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const MAX_FRAME_BYTES: usize = 64 * 1024;
 const HANDSHAKE_TIMEOUT_MS: u64 = 200;
@@ -164,6 +164,7 @@ fn case_frame_cut_off_by_close(f: &mut Fixture) {
         });
     }
     // Before HELLO the same is a bad handshake: half a HELLO, then the end of the stream.
+    let protocol_errors_before = f.relay.stats().protocol_error_closes;
     let mut raw = f.raw();
     raw.write(&header(20, FrameKind::Hello as u8, 0));
     raw.shutdown_write();
@@ -171,6 +172,29 @@ fn case_frame_cut_off_by_close(f: &mut Fixture) {
     assert_eq!(reason, CloseReason::BAD_HANDSHAKE, "HELLO cut off");
     assert_eq!(text, "stream ended inside a frame");
     raw.expect_end();
+    let stats = f.relay.stats();
+    assert_eq!(stats.protocol_error_closes, protocol_errors_before + 1);
+    wait_until("HELLO cut off: connection released", || {
+        f.relay.stats().connections_open == GOOD_PAIR_CONNECTIONS
+    });
+    // A connection reset mid-frame (a client killed with its receive queue unread) is not an
+    // end of stream: no CLOSE is sent into it, and it is no protocol error.
+    let protocol_errors_before = f.relay.stats().protocol_error_closes;
+    let mut raw = f.raw();
+    raw.handshake("bad-cut-reset");
+    raw.write(&header(100, FrameKind::Send as u8, 0));
+    socket2::SockRef::from(&raw.stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(raw);
+    wait_until("reset mid-frame: connection released", || {
+        f.relay.stats().connections_open == GOOD_PAIR_CONNECTIONS
+    });
+    assert_eq!(
+        f.relay.stats().protocol_error_closes,
+        protocol_errors_before
+    );
+    assert_round_trip(&mut f.a, &mut f.b);
 }
 
 fn case_oversized_header(f: &mut Fixture) {

@@ -106,7 +106,8 @@ pub struct Conn {
     pub link: Option<LinkRole>,
     pub send_in_flight: bool,
     pub recv_armed: bool,
-    /// The peer's FIN arrived while closing: nothing more to read and discard.
+    /// The peer's FIN (or TLS close_notify) arrived while closing, or ended a stream inside a
+    /// frame while open: nothing more to read and discard.
     pub peer_eof: bool,
     /// Its producer side: reads are paused (the worker's stall list says until when); the
     /// receive is not re-armed meanwhile.

@@ -630,11 +630,12 @@ impl Deliverer<'_> {
             // Dropped here (as `append_local` would drop it), it stands for `repeats` ERRORs.
             let len = frame.encoded_len();
             match self.slab.get_live(slot, generation) {
+                None => bump(&self.stats.stale_drops, summary.repeats),
                 Some(c) if !c.accepts_frames() => bump(&self.stats.stale_drops, summary.repeats),
                 Some(c) if !self.client_flow.takes_error(c.pending_bytes(), len) => {
                     bump(&self.stats.error_drops, summary.repeats)
                 }
-                _ => self.append_control(slot, generation, &frame),
+                Some(_) => self.append_control(slot, generation, &frame),
             }
         });
         if let Some(c) = self.slab.get_live(slot, generation).filter(|_| !empty) {

@@ -683,7 +683,8 @@ impl RelayCollector {
         counter(
             e,
             "protocol_error_closes",
-            "Connections closed for a protocol error, failed handshake or handshake timeout.",
+            "Connections closed for a protocol error, failed handshake, handshake or frame \
+             timeout, or a stream that ended inside a frame.",
             self.sum(|b| &b.protocol_error_closes),
         )?;
         Ok(())

@@ -198,7 +198,7 @@ impl Worker {
         } else if result != -libc::ECANCELED {
             // EOF (0) or a socket error: the peer is gone. (ECANCELED: stopped by
             // `start_large`, re-armed below as a plain recv.)
-            self.peer_gone(slot, generation);
+            self.peer_gone(slot, generation, result == 0);
         }
         self.after_recv(slot);
     }
@@ -306,23 +306,25 @@ impl Worker {
                 c.large = Some(buf);
             }
         } else if result == 0 || (result < 0 && result != -libc::ECANCELED) {
-            self.peer_gone(slot, generation);
+            self.peer_gone(slot, generation, result == 0);
         }
         self.after_recv(slot);
     }
 
-    /// The peer's FIN or a socket error: an open connection is closed without a final frame
-    /// (unless its stream ended inside a frame, see below); a closing one reads no more, and
-    /// one lingering is closed now.
-    pub(super) fn peer_gone(&mut self, slot: u32, generation: u32) {
+    /// The peer's end of stream (`eof`: its FIN, or a TLS close_notify) or a socket error: an
+    /// open connection is closed without a final frame (unless its stream ended inside a
+    /// frame, see below); a closing one reads no more, and one lingering is closed now.
+    pub(super) fn peer_gone(&mut self, slot: u32, generation: u32, eof: bool) {
         let Some(c) = self.slab.get_live(slot, generation) else {
             return;
         };
         match c.state {
-            ConnState::Open if c.ends_inside_a_frame() => {
+            ConnState::Open if eof && !c.close_requested && c.ends_inside_a_frame() => {
                 // A client that only shut its sending side still reads: it is told why its
                 // last frame went nowhere (PROTOCOL.md section 6), as for a frame that does
-                // not decode; before HELLO, as a bad handshake.
+                // not decode; before HELLO, as a bad handshake. Not after a socket error (a
+                // reset peer reads nothing), nor when a close was decided already this round
+                // (that close, and its count, stand).
                 c.peer_eof = true;
                 let reason = match c.relay.phase() {
                     crate::core::Phase::AwaitingHello => CloseReason::BAD_HANDSHAKE,

@@ -47,7 +47,7 @@ impl Worker {
         }
         self.clock_cut_record(slot, generation);
         if opened.peer_closed {
-            self.peer_gone(slot, generation);
+            self.peer_gone(slot, generation, true);
         }
     }
 
