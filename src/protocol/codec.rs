@@ -10,6 +10,7 @@ use super::extended::{Extended, ExtendedFields};
 use super::frame::{
     AckFields, AckRuns, CloseReason, DecodeError, EncodeError, ErrorCode, Frame, FrameKind, MsgId,
 };
+use super::small_deliver;
 use super::{
     Message, ACK_RUNS_MAX, CLIENT_ID_LEN_MAX, FLAG_ACKED, FLAG_GAP, FLAG_HEADERS, FLAG_NO_ECHO,
     FLAG_REPLY, HEADER_LEN, PROTOCOL_VERSION, TOKEN_LEN_MAX, TOPIC_LEN_MAX,
@@ -526,6 +527,9 @@ pub fn frame_len_for_deliver(message: &Message<'_>) -> usize {
 /// registered); debug builds assert it.
 #[inline]
 pub fn encode_deliver(out: &mut Vec<u8>, message: &Message<'_>) {
+    if small_deliver::encode(out, message) {
+        return;
+    }
     out.reserve(frame_len_for_deliver(message));
     encode_deliver_header(out, message, message.payload.len());
     out.extend_from_slice(message.payload);

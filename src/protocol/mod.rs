@@ -21,6 +21,7 @@ mod message;
 pub mod nats;
 pub mod public_key;
 mod reader;
+mod small_deliver;
 mod stream;
 mod walk;
 
