@@ -552,3 +552,36 @@ fn every_case_in_sequence_leaves_one_relay_and_its_good_clients_working() {
     assert_eq!(f.relay.registered_clients(), 2);
     assert_round_trip(&mut f.a, &mut f.b);
 }
+
+/// A close decided in the middle of one receive (a second HELLO between two SENDs written at
+/// once) routes the frames before it and none after it.
+#[test]
+fn a_close_decided_mid_receive_routes_the_frames_before_it_and_none_after() {
+    // One worker: the SEND that `c` writes once `mid-a` read its CLOSE is received after
+    // `mid-a`'s whole write was handled, so a routed "after" would reach `b` before it.
+    let relay = start(Config {
+        workers: 1,
+        ..config()
+    });
+    let mut b = connect(relay.local_addr(), "mid-b");
+    let mut c = connect(relay.local_addr(), "mid-c");
+    let mut raw = Raw::connect(relay.local_addr());
+    raw.handshake("mid-a");
+    let mut bytes = encoded(Frame::Send {
+        target: b"mid-b",
+        payload: b"before",
+    });
+    bytes.extend(encoded(hello(b"mid-a", b"")));
+    bytes.extend(encoded(Frame::Send {
+        target: b"mid-b",
+        payload: b"after",
+    }));
+    raw.write(&bytes);
+    let (reason, text) = raw.expect_close();
+    assert_eq!(reason, CloseReason::BAD_HANDSHAKE, "{text}");
+    assert!(text.contains("HELLO sent twice"), "{text}");
+    raw.expect_end();
+    let (sender, _, payload) = next_message(&mut b);
+    assert_eq!((&sender[..], &payload[..]), (&b"mid-a"[..], &b"before"[..]));
+    one_way(&mut c, &mut b);
+}

@@ -2,7 +2,7 @@
 //! of the payload) or into the handoff batch for the worker that owns the destination.
 
 use super::congestion::{CongestionBoard, Standing};
-use super::conn::{extra_capacity, Slab};
+use super::conn::{extra_capacity, Conn, Slab};
 use super::handoff::{
     handoff_stall_at_bytes, run_frames, split_run, Outbox, TAG_CLOSE, TAG_FRAME, TAG_GROUP_FRAME,
     TAG_GROUP_SHARED, TAG_SHARED,
@@ -105,6 +105,10 @@ pub struct Deliverer<'w> {
     pub worker: u16,
     pub origin_slot: u32,
     pub origin_generation: u32,
+    /// The origin is not open, or its close was requested in this batch (only
+    /// [`Self::mark_closing`] requests one here): the frames after the current one are not
+    /// decoded. A flag the decoding loop reads per frame instead of the origin's slot.
+    pub origin_closing: bool,
     /// Flow control of client queues and of data links (see `core::flow`).
     pub client_flow: &'w FlowLimits,
     pub link_flow: &'w FlowLimits,
@@ -364,14 +368,39 @@ impl Deliverer<'_> {
         }
     }
 
+    /// Whether the origin's frames after the current one are not to be decoded: it was not
+    /// open, or its close was requested in this batch.
+    #[inline(always)]
+    pub(super) fn origin_stopped(&self) -> bool {
+        debug_assert_eq!(
+            self.origin_closing,
+            !self
+                .slab
+                .conns
+                .get(self.origin_slot as usize)
+                .is_some_and(|c| c.generation == self.origin_generation && c.accepts_frames())
+        );
+        self.origin_closing
+    }
+
+    /// Requests the close of the live connection at `slot` (nothing more is queued to it, nor
+    /// decoded from it) and returns it; `None` when the slot holds another connection now.
+    /// The one place a batch requests a close, so [`Self::origin_closing`] follows it.
+    pub(super) fn mark_closing(&mut self, slot: u32, generation: u32) -> Option<&mut Conn> {
+        let conn = self.slab.get_live(slot, generation)?;
+        conn.close_requested = true;
+        if (slot, generation) == (self.origin_slot, self.origin_generation) {
+            self.origin_closing = true;
+        }
+        Some(conn)
+    }
+
     /// The connection in `slot` is closed as a slow consumer (`text` says which bound) and
     /// the message dropped.
     #[cold]
     #[inline(never)]
     pub(super) fn close_slow_consumer(&mut self, slot: u32, generation: u32, text: &'static str) {
-        if let Some(conn) = self.slab.get_live(slot, generation) {
-            conn.close_requested = true;
-        }
+        self.mark_closing(slot, generation);
         bump(&self.stats.slow_consumer_closes, 1);
         bump(&self.stats.slow_consumer_drops, 1);
         self.pending_closes.push(PendingClose {

@@ -20,14 +20,11 @@ impl Output for Deliverer<'_> {
         // Nothing more is queued to a connection closing for its own failure.
         let text = match text {
             Cow::Borrowed(text) => {
-                if let Some(c) = self.slab.get_live(at.slot, at.generation) {
-                    c.close_requested = true;
-                }
+                self.mark_closing(at.slot, at.generation);
                 text
             }
             Cow::Owned(text) => {
-                if let Some(c) = self.slab.get_live(at.slot, at.generation) {
-                    c.close_requested = true;
+                if let Some(c) = self.mark_closing(at.slot, at.generation) {
                     c.close_text = Some(text);
                 }
                 ""

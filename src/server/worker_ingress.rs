@@ -386,7 +386,7 @@ impl ConnDecode<'_, '_, '_, '_> {
             );
             let sink = &mut *self.sink;
             let result = reassemble(self.decoder, data, divert, |bytes| {
-                if !sink.slab.conns[rx.slot as usize].accepts_frames() {
+                if sink.origin_stopped() {
                     return false;
                 }
                 if let Some((target, payload)) = plain_send(bytes) {

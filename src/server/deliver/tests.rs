@@ -127,6 +127,7 @@ impl Fixture {
             worker: 0,
             origin_slot: u32::MAX,
             origin_generation: 0,
+            origin_closing: false,
             client_flow: &self.client_flow,
             link_flow: &self.link_flow,
             boards: &self.boards,
@@ -596,4 +597,26 @@ fn a_dropped_error_summary_counts_every_error_it_stood_for() {
         let ledger = f.slab.conns[slot as usize].errors.as_ref();
         assert!(!ledger.is_some_and(|l| l.has_repeats()), "nothing is owed");
     }
+}
+
+#[test]
+fn a_close_requested_for_the_origin_in_its_batch_stops_the_decoding_of_its_frames() {
+    use crate::core::Output;
+    use Subscriber::*;
+    let (mut f, to) = Fixture::new(&[Roomy, Roomy, Roomy], 0);
+    let mut d = f.deliverer();
+    (d.origin_slot, d.origin_generation) = (to[0].slot, to[0].generation);
+    d.close_slow_consumer(to[1].slot, to[1].generation, "another connection");
+    assert!(!d.origin_closing, "another connection's close");
+    d.close_conn(to[2], CloseReason::LIMIT_EXCEEDED, "another one".into());
+    assert!(!d.origin_closing, "another connection's close");
+    d.close_conn(to[0], CloseReason::LIMIT_EXCEEDED, "the origin".into());
+    assert!(d.origin_closing, "the origin's close, through the engine");
+    assert!(f.slab.conns.iter().all(|c| c.close_requested));
+
+    let (mut f, to) = Fixture::new(&[Roomy], 0);
+    let mut d = f.deliverer();
+    (d.origin_slot, d.origin_generation) = (to[0].slot, to[0].generation);
+    d.close_slow_consumer(to[0].slot, to[0].generation, "the origin");
+    assert!(d.origin_closing, "the origin's close as a slow consumer");
 }
