@@ -525,11 +525,16 @@ pub fn frame_len_for_deliver(message: &Message<'_>) -> usize {
 /// headers: the caller strips them for an older connection). The caller guarantees the
 /// sender is 1..=255 bytes and topic and reply at most 255 (validated when decoded or
 /// registered); debug builds assert it.
-#[inline]
+#[inline(always)]
 pub fn encode_deliver(out: &mut Vec<u8>, message: &Message<'_>) {
-    if small_deliver::encode(out, message) {
-        return;
+    if !small_deliver::encode(out, message) {
+        encode_deliver_general(out, message);
     }
+}
+
+/// [`encode_deliver`] of a message the small path does not take.
+#[inline(never)]
+fn encode_deliver_general(out: &mut Vec<u8>, message: &Message<'_>) {
     out.reserve(frame_len_for_deliver(message));
     encode_deliver_header(out, message, message.payload.len());
     out.extend_from_slice(message.payload);
