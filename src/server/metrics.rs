@@ -552,7 +552,8 @@ impl RelayCollector {
         labelled_counter(
             e,
             "drops",
-            "Frames dropped, by reason.",
+            "Frames dropped, by reason (a coalesced ERROR summary dropped counts as every ERROR \
+             it stood for).",
             "reason",
             [
                 ("unknown_id", self.sum(|b| &b.unknown_id)),

@@ -78,7 +78,8 @@ pub struct WorkerStats {
     /// Bytes received (recv completions) and sent (send completions).
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
-    /// Frames dropped because the destination connection was gone or closing.
+    /// Frames dropped because the destination connection was gone or closing (a dropped
+    /// ERROR summary as the ERRORs it stood for).
     pub stale_drops: AtomicU64,
     /// DELIVERs dropped because they would have put a connection past its ceiling (twice
     /// `pending_bytes_max`; their senders are told OVERLOADED, the connection stays until its
