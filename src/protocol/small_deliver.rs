@@ -11,8 +11,8 @@
 //!
 //! Measured with `benches/ab_cpu.sh` (1->1 16 B, relay on CPU 0, load generator on CPU 1,
 //! AMD EPYC, 2 vCPUs): relay CPU per message 54.5 -> 50.0 ns, median of 10 paired ratios
-//! -6.4 % (-4.8 % in a first set of 6, -0.6 % in a set of 8 in a noisy hour). In `perf`, the
-//! libc copies (5 % of the relay's samples) are gone. Building the frame in a stack array and appending that was slower than before:
+//! -6.4 % (-4.8 % in a first set of 6, -0.6 % in a set of 8 in a noisy hour). In `perf`,
+//! the libc copies (5 % of the relay's samples) are gone. Building the frame in a stack array and appending that was slower than before:
 //! the appended array was read back with wide loads over the narrower stores that wrote it,
 //! which the CPU cannot forward.
 
@@ -29,9 +29,9 @@ const SMALL_DELIVER_BYTES: usize = 64;
 const FEW_BYTES_MAX: usize = 32;
 
 /// Appends the DELIVER of `message` and returns `true` when it is plain (no topic, reply
-/// topic or headers: a SEND's) with a sender and a payload of at most [`FEW_BYTES_MAX`] bytes
-/// and the whole frame fits [`SMALL_DELIVER_BYTES`]; otherwise appends nothing and returns
-/// `false`, and the caller encodes it the general way.
+/// topic or headers: a SEND's) with a sender and a payload of at most [`FEW_BYTES_MAX`] bytes,
+/// the whole frame fits [`SMALL_DELIVER_BYTES`] and so does `out`'s spare capacity; otherwise
+/// appends nothing and returns `false`, and the caller encodes it the general way.
 #[inline(always)]
 pub(super) fn encode(out: &mut Vec<u8>, message: &Message<'_>) -> bool {
     let Message {
@@ -49,7 +49,10 @@ pub(super) fn encode(out: &mut Vec<u8>, message: &Message<'_>) -> bool {
     }
     // Header, sender length, sender, topic length (0), payload.
     let len = HEADER_LEN + 1 + sender.len() + 1 + payload.len();
-    if len > SMALL_DELIVER_BYTES {
+    // The 64 bytes must fit the spare capacity: the send queues' bounds count a buffer's
+    // growth from the frame's length (`Conn::out_growth`), and a frame that fits while its
+    // 64 bytes would not must not make the buffer grow.
+    if len > SMALL_DELIVER_BYTES || out.capacity() - out.len() < SMALL_DELIVER_BYTES {
         return false;
     }
     let start = out.len();
@@ -115,7 +118,8 @@ mod tests {
         for s in 1..=40 {
             for p in 0..=40 {
                 let message = Message::plain(&sender_bytes[..s], b"", &payload_bytes[..p]);
-                let mut out = prefix.to_vec();
+                let mut out = Vec::with_capacity(prefix.len() + SMALL_DELIVER_BYTES);
+                out.extend_from_slice(prefix);
                 let took = encode(&mut out, &message);
                 let fits = s <= FEW_BYTES_MAX
                     && p <= FEW_BYTES_MAX
@@ -134,6 +138,24 @@ mod tests {
             }
         }
         assert!(taken > 900, "the path takes the small lengths: {taken}");
+    }
+
+    #[test]
+    fn leaves_a_buffer_without_room_for_its_64_bytes_to_the_general_encoder() {
+        let message = Message::plain(b"snd", b"", b"payload");
+        for spare in 0..SMALL_DELIVER_BYTES + 2 {
+            let mut out = Vec::with_capacity(100 + spare);
+            out.resize(out.capacity() - spare, 7);
+            let before = out.clone();
+            let took = encode(&mut out, &message);
+            assert_eq!(took, spare >= SMALL_DELIVER_BYTES, "{spare} spare");
+            if !took {
+                assert_eq!(out, before, "{spare} spare: nothing appended");
+            }
+            let mut whole = before.clone();
+            crate::protocol::encode_deliver(&mut whole, &message);
+            assert_eq!(whole, general(&before, &message), "{spare} spare");
+        }
     }
 
     #[test]

@@ -125,8 +125,8 @@ impl StreamDecoder {
     /// `while let Some(frame) = dec.next(&mut data)? { ... }`.
     ///
     /// Inlined into the receive loops with the unbuffered case, the buffered ones kept out of
-    /// line: a call through the GOT per frame had been 4 % of the 16 B path (`benches/ab_cpu.sh`,
-    /// 1->1 16 B, `PAIRS=10`: 51.5 -> 48.5 ns, paired -6.4 %).
+    /// line: a call through the GOT per frame, 4 % of the relay's `perf` samples at 1->1 16 B
+    /// (`benches/ab_cpu.sh`, 1->1 16 B, `PAIRS=10`: 51.5 -> 48.5 ns, paired -6.4 %).
     #[inline]
     pub fn next<'s, 'd: 's>(
         &'s mut self,

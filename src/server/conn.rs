@@ -606,6 +606,16 @@ impl Slab {
         Ok((slot, self.conns[slot as usize].generation))
     }
 
+    /// Whether the connection at `slot` still has `generation` and accepts frames (open,
+    /// no close requested): what a batch's [`super::deliver::Deliverer::origin_closing`]
+    /// starts from and must keep equal to.
+    #[inline]
+    pub fn accepts_frames_of(&self, slot: u32, generation: u32) -> bool {
+        self.conns
+            .get(slot as usize)
+            .is_some_and(|c| c.generation == generation && c.accepts_frames())
+    }
+
     /// The connection at `slot` if it still has `generation` (else it was closed and reused).
     #[inline]
     pub fn get_live(&mut self, slot: u32, generation: u32) -> Option<&mut Conn> {
@@ -748,6 +758,32 @@ mod tests {
                     c.out.len() - len
                 );
             }
+        }
+    }
+
+    #[test]
+    fn out_growth_is_what_a_small_deliver_adds_at_every_spare_capacity() {
+        // The small DELIVER's encoder writes over 64 appended bytes: it must not grow a
+        // buffer that has room for the frame but not for those 64 (it leaves such a buffer
+        // to the general encoder).
+        use crate::protocol::{encode_deliver, frame_len_for_deliver, Message};
+        let message = Message::plain(b"sender-id", b"", b"sixteen-byte-pay");
+        let len = frame_len_for_deliver(&message);
+        let capacity = 2 * SEND_BUFFER_RETAIN_BYTES;
+        for spare in 0..=128 {
+            let mut slab = Slab::new(1);
+            let slot = slab.insert(-1, ConnRelay::default(), 1 << 20).unwrap();
+            let c = &mut slab.conns[slot as usize];
+            c.out = Vec::with_capacity(capacity);
+            c.out.resize(capacity - spare, 7);
+            let before = extra_capacity(c.out.capacity());
+            let predicted = c.out_growth(len);
+            encode_deliver(&mut c.out, &message);
+            assert_eq!(
+                extra_capacity(c.out.capacity()) - before,
+                predicted,
+                "{len} bytes onto {spare} spare"
+            );
         }
     }
 

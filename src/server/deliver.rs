@@ -106,8 +106,10 @@ pub struct Deliverer<'w> {
     pub origin_slot: u32,
     pub origin_generation: u32,
     /// The origin is not open, or its close was requested in this batch (only
-    /// [`Self::mark_closing`] requests one here): the frames after the current one are not
-    /// decoded. A flag the decoding loop reads per frame instead of the origin's slot.
+    /// [`Self::mark_closing`] sets `close_requested` here, and a close the engine decides for
+    /// the origin through `Sink::close` goes through it too): the frames after the current
+    /// one are not decoded. A flag the decoding loops read per frame instead of the origin's
+    /// slot.
     pub origin_closing: bool,
     /// Flow control of client queues and of data links (see `core::flow`).
     pub client_flow: &'w FlowLimits,
@@ -376,16 +378,14 @@ impl Deliverer<'_> {
             self.origin_closing,
             !self
                 .slab
-                .conns
-                .get(self.origin_slot as usize)
-                .is_some_and(|c| c.generation == self.origin_generation && c.accepts_frames())
+                .accepts_frames_of(self.origin_slot, self.origin_generation)
         );
         self.origin_closing
     }
 
     /// Requests the close of the live connection at `slot` (nothing more is queued to it, nor
     /// decoded from it) and returns it; `None` when the slot holds another connection now.
-    /// The one place a batch requests a close, so [`Self::origin_closing`] follows it.
+    /// The one place a batch sets `close_requested`, so [`Self::origin_closing`] follows it.
     pub(super) fn mark_closing(&mut self, slot: u32, generation: u32) -> Option<&mut Conn> {
         let conn = self.slab.get_live(slot, generation)?;
         conn.close_requested = true;
@@ -1220,6 +1220,11 @@ impl Sink for Deliverer<'_> {
 
     fn close(&mut self, to: Location, reason: CloseReason, text: &'static str) {
         if to.worker == self.worker {
+            if (to.slot, to.generation) == (self.origin_slot, self.origin_generation) {
+                // Nothing after the frame that decided it is decoded (another connection
+                // closed this way still gets what this batch queues to it before its CLOSE).
+                self.mark_closing(to.slot, to.generation);
+            }
             self.pending_closes.push(PendingClose {
                 slot: to.slot,
                 generation: to.generation,

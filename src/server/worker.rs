@@ -403,10 +403,7 @@ impl Worker {
 
     fn deliverer(&mut self, origin_slot: u32, origin_generation: u32) -> Deliverer<'_> {
         let cfg = &self.shared.config;
-        let origin_closing = !self
-            .slab
-            .get_live(origin_slot, origin_generation)
-            .is_some_and(|c| c.accepts_frames());
+        let origin_closing = !self.slab.accepts_frames_of(origin_slot, origin_generation);
         Deliverer {
             origin_closing,
             slab: &mut self.slab,

@@ -436,7 +436,7 @@ impl ConnDecode<'_, '_, '_, '_> {
                 }
                 Ok(Reassembled::Drained) => failed = self.check_pending_header(at, rx),
                 Ok(Reassembled::Halted { rest }) => {
-                    let open = self.sink.slab.conns[rx.slot as usize].accepts_frames()
+                    let open = !self.sink.origin_stopped()
                         && matches!(self.relay.phase(), Phase::Open | Phase::AwaitingProof);
                     if awaiting_hello && open && failed.is_none() {
                         data = rest;

@@ -133,7 +133,9 @@ impl Worker {
                     completed = true;
                     let go_on = engine.on_nats_op(call, op);
                     bound.set(bound_in(call.conn.phase()));
-                    go_on
+                    // A close requested for it in this receive (as a slow consumer of its
+                    // own replies, say) ends it as a closed session does.
+                    go_on && !call.out.origin_stopped()
                 },
             );
             if let Err(e) = fed {

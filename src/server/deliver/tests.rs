@@ -118,6 +118,13 @@ impl Fixture {
     }
 
     fn deliverer(&mut self) -> Deliverer<'_> {
+        self.deliverer_from(u32::MAX, 0)
+    }
+
+    /// A batch of the connection at `origin_slot` (none at `u32::MAX`).
+    fn deliverer_from(&mut self, origin_slot: u32, origin_generation: u32) -> Deliverer<'_> {
+        // As `Worker::deliverer` computes it.
+        let origin_closing = !self.slab.accepts_frames_of(origin_slot, origin_generation);
         Deliverer {
             slab: &mut self.slab,
             dirty: &mut self.dirty,
@@ -125,9 +132,9 @@ impl Fixture {
             pending_closes: &mut self.pending_closes,
             stats: &self.stats[0],
             worker: 0,
-            origin_slot: u32::MAX,
-            origin_generation: 0,
-            origin_closing: false,
+            origin_slot,
+            origin_generation,
+            origin_closing,
             client_flow: &self.client_flow,
             link_flow: &self.link_flow,
             boards: &self.boards,
@@ -600,23 +607,46 @@ fn a_dropped_error_summary_counts_every_error_it_stood_for() {
 }
 
 #[test]
-fn a_close_requested_for_the_origin_in_its_batch_stops_the_decoding_of_its_frames() {
+fn only_a_close_of_the_origin_in_its_batch_stops_the_decoding_of_its_frames() {
+    use crate::core::router::Sink;
     use crate::core::Output;
     use Subscriber::*;
-    let (mut f, to) = Fixture::new(&[Roomy, Roomy, Roomy], 0);
-    let mut d = f.deliverer();
-    (d.origin_slot, d.origin_generation) = (to[0].slot, to[0].generation);
+    let (mut f, to) = Fixture::new(&[Roomy, Roomy, Roomy, Roomy], 0);
+    let mut d = f.deliverer_from(to[0].slot, to[0].generation);
+    assert!(!d.origin_stopped(), "an open origin");
     d.close_slow_consumer(to[1].slot, to[1].generation, "another connection");
-    assert!(!d.origin_closing, "another connection's close");
     d.close_conn(to[2], CloseReason::LIMIT_EXCEEDED, "another one".into());
-    assert!(!d.origin_closing, "another connection's close");
+    d.close(
+        to[3],
+        CloseReason::REPLACED,
+        "a third, closed by the session",
+    );
+    assert!(!d.origin_stopped(), "other connections' closes");
     d.close_conn(to[0], CloseReason::LIMIT_EXCEEDED, "the origin".into());
-    assert!(d.origin_closing, "the origin's close, through the engine");
-    assert!(f.slab.conns.iter().all(|c| c.close_requested));
+    assert!(d.origin_stopped(), "the origin's close, through the engine");
+    assert!(f.slab.conns[..3].iter().all(|c| c.close_requested));
+    assert!(
+        !f.slab.conns[3].close_requested,
+        "a connection the session closes still gets what the batch queues before its CLOSE"
+    );
 
     let (mut f, to) = Fixture::new(&[Roomy], 0);
-    let mut d = f.deliverer();
-    (d.origin_slot, d.origin_generation) = (to[0].slot, to[0].generation);
+    let mut d = f.deliverer_from(to[0].slot, to[0].generation);
     d.close_slow_consumer(to[0].slot, to[0].generation, "the origin");
-    assert!(d.origin_closing, "the origin's close as a slow consumer");
+    assert!(d.origin_stopped(), "the origin's close as a slow consumer");
+
+    let (mut f, to) = Fixture::new(&[Roomy], 0);
+    let mut d = f.deliverer_from(to[0].slot, to[0].generation);
+    d.close(to[0], CloseReason::REPLACED, "the origin, by the session");
+    assert!(
+        d.origin_stopped(),
+        "the origin's close decided by its session"
+    );
+
+    let (mut f, to) = Fixture::new(&[Closing], 0);
+    let d = f.deliverer_from(to[0].slot, to[0].generation);
+    assert!(
+        d.origin_stopped(),
+        "an origin already closing when the batch starts"
+    );
 }
