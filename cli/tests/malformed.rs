@@ -585,3 +585,42 @@ fn a_close_decided_mid_receive_routes_the_frames_before_it_and_none_after() {
     assert_eq!((&sender[..], &payload[..]), (&b"mid-a"[..], &b"before"[..]));
     one_way(&mut c, &mut b);
 }
+
+/// A frame in the zero-copy band (received straight into a buffer of its own, see
+/// `zero_copy_threshold_bytes`) that the end of the stream cuts off is refused as any cut frame
+/// is: CLOSE PROTOCOL_ERROR "stream ended inside a frame", counted, nothing of it routed, and
+/// the slot released.
+#[test]
+fn a_zero_copy_frame_cut_off_by_end_of_stream_is_refused_with_a_close() {
+    const THRESHOLD_BYTES: usize = 16 * 1024;
+    let relay = start(Config {
+        max_frame_bytes: MAX_FRAME_BYTES,
+        zero_copy_threshold_bytes: THRESHOLD_BYTES,
+        zero_copy_max_bytes: MAX_FRAME_BYTES,
+        ..config()
+    });
+    let mut a = connect(relay.local_addr(), "zc-a");
+    let mut b = connect(relay.local_addr(), "zc-b");
+    let before = relay.stats().protocol_error_closes;
+    let mut raw = Raw::connect(relay.local_addr());
+    raw.handshake("zc-cut");
+    // A SEND to zc-a whose frame is twice the threshold, in the band: its header, the target
+    // and 1,000 bytes of its payload, then the end of the stream.
+    let frame_bytes = 2 * THRESHOLD_BYTES;
+    let mut cut = header((frame_bytes - HEADER_LEN) as u32, FrameKind::Send as u8, 0);
+    cut.push(4);
+    cut.extend_from_slice(b"zc-a");
+    cut.extend_from_slice(&[9; 1000]);
+    raw.write(&cut);
+    raw.shutdown_write();
+    let (reason, text) = raw.expect_close();
+    assert_eq!(reason, CloseReason::PROTOCOL_ERROR, "{text}");
+    assert_eq!(text, "stream ended inside a frame");
+    raw.expect_end();
+    assert_eq!(relay.stats().protocol_error_closes, before + 1);
+    // Nothing of the cut SEND reached zc-a: its next message is the round trip's.
+    assert_round_trip(&mut a, &mut b);
+    wait_until("the cut connection released", || {
+        relay.stats().connections_open == GOOD_PAIR_CONNECTIONS
+    });
+}
