@@ -39,6 +39,10 @@ impl Output for Deliverer<'_> {
         });
     }
 
+    fn driven_closing(&self) -> bool {
+        self.origin_stopped()
+    }
+
     fn cluster(&mut self, event: ClusterEvent<'_>) {
         if let Some(presence) = self.presence {
             match event {

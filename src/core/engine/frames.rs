@@ -328,11 +328,17 @@ impl Engine<'_> {
     ) {
         let held = std::mem::take(&mut conn.held_frames);
         let mut rest = &held[..];
-        while let Ok(Decoded::Frame { frame, consumed }) = decode(rest, held.len()) {
+        while !out.driven_closing() {
+            let Ok(Decoded::Frame { frame, consumed }) = decode(rest, held.len()) else {
+                break;
+            };
             self.on_frame(conn, at, guards, frame, scratch, out);
             rest = &rest[consumed..];
         }
-        debug_assert!(rest.is_empty(), "held frames re-decode");
+        debug_assert!(
+            rest.is_empty() || out.driven_closing(),
+            "held frames re-decode"
+        );
     }
 
     /// A SUBSCRIBE within the limits is stored on the connection and in the topic table

@@ -167,6 +167,13 @@ pub trait Output: AckSink {
     /// A fresh random nonce for a CHALLENGE (the I/O layer draws it from the OS; the core
     /// makes no random numbers). `None`: none could be drawn, the HELLO is refused.
     fn challenge_nonce(&mut self) -> Option<[u8; 32]>;
+    /// Whether the close of the connection being driven was requested while it ran, by the
+    /// engine or by the output itself (a slow consumer of its own replies, say): the frames
+    /// it sent after that are not applied. The I/O layer stops decoding there; the engine
+    /// stops replaying held frames there.
+    fn driven_closing(&self) -> bool {
+        false
+    }
 }
 
 /// The engine: a view of the shared tables and settings, cheap to build where needed.

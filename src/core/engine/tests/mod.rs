@@ -73,6 +73,9 @@ struct Rec {
     nonce: Option<[u8; 32]>,
     /// The texts of the closes recorded in `out`, in order.
     close_texts: Vec<String>,
+    /// The driven connection's close is requested by the output once this many deliveries
+    /// are recorded (as a worker's slow-consumer close would be).
+    closing_after_deliveries: Option<usize>,
 }
 
 impl Rec {
@@ -88,6 +91,7 @@ impl Rec {
             epoch: 0,
             nonce: Some([0x5a; 32]),
             close_texts: Vec::new(),
+            closing_after_deliveries: None,
         }
     }
 
@@ -215,6 +219,15 @@ impl Output for Rec {
     }
     fn node_ready(&self) -> bool {
         self.ready
+    }
+    fn driven_closing(&self) -> bool {
+        self.closing_after_deliveries.is_some_and(|n| {
+            self.out
+                .iter()
+                .filter(|o| matches!(o, Out::Deliver(..)))
+                .count()
+                >= n
+        })
     }
     fn next_epoch(&mut self) -> u64 {
         self.epoch += 1;

@@ -98,3 +98,32 @@ fn a_second_hello_behind_a_held_one_is_a_bad_handshake_once_welcomed() {
         "{out:?}"
     );
 }
+
+#[test]
+fn held_frames_stop_replaying_where_the_output_closes_the_connection() {
+    let mut h = Harness::new();
+    let b = h.client(b"b");
+    h.rec.take();
+    h.rec.ready = false;
+    let a = h.connect();
+    h.hello(a, b"a");
+    for payload in [b"1", b"2", b"3"] {
+        h.frame(a, send(b"b", payload));
+    }
+    h.rec.take();
+    // The worker closes `a` (a slow consumer, say) once the first held SEND is delivered.
+    h.rec.closing_after_deliveries = Some(1);
+    h.rec.ready = true;
+    h.ready(a);
+    let delivered: Vec<Out> = h
+        .rec
+        .take()
+        .into_iter()
+        .filter(|o| matches!(o, Out::Deliver(..)))
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![Out::Deliver(b, b"a".to_vec(), vec![], b"1".to_vec())],
+        "nothing held after the frame during which the close was requested"
+    );
+}
