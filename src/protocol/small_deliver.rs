@@ -12,9 +12,9 @@
 //! Measured with `benches/ab_cpu.sh` (1->1 16 B, relay on CPU 0, load generator on CPU 1,
 //! AMD EPYC, 2 vCPUs): relay CPU per message 54.5 -> 50.0 ns, median of 10 paired ratios
 //! -6.4 % (-4.8 % in a first set of 6, -0.6 % in a set of 8 in a noisy hour). In `perf`,
-//! the libc copies (5 % of the relay's samples) are gone. Building the frame in a stack array and appending that was slower than before:
-//! the appended array was read back with wide loads over the narrower stores that wrote it,
-//! which the CPU cannot forward.
+//! the libc copies (5 % of the relay's samples) are gone. Building the frame in a stack array
+//! and appending that was slower than before: the appended array was read back with wide
+//! loads over the narrower stores that wrote it, which the CPU cannot forward.
 
 use super::frame::FrameKind;
 use super::Message;

@@ -108,8 +108,8 @@ pub struct Deliverer<'w> {
     /// The origin is not open, or its close was requested in this batch (only
     /// [`Self::mark_closing`] sets `close_requested` here, and a close the engine decides for
     /// the origin through `Sink::close` goes through it too): the frames after the current
-    /// one are not decoded. A flag the decoding loops read per frame instead of the origin's
-    /// slot.
+    /// one are not decoded. A flag the decoding loops read per frame (through
+    /// `Output::driven_closing`) instead of the origin's slot.
     pub origin_closing: bool,
     /// Flow control of client queues and of data links (see `core::flow`).
     pub client_flow: &'w FlowLimits,
@@ -368,19 +368,6 @@ impl Deliverer<'_> {
                 self.now_ms + self.client_flow.stall_ms_max,
             );
         }
-    }
-
-    /// Whether the origin's frames after the current one are not to be decoded: it was not
-    /// open, or its close was requested in this batch.
-    #[inline(always)]
-    pub(super) fn origin_stopped(&self) -> bool {
-        debug_assert_eq!(
-            self.origin_closing,
-            !self
-                .slab
-                .accepts_frames_of(self.origin_slot, self.origin_generation)
-        );
-        self.origin_closing
     }
 
     /// Requests the close of the live connection at `slot` (nothing more is queued to it, nor
@@ -658,9 +645,12 @@ impl Deliverer<'_> {
             };
             // Dropped here (as `append_local` would drop it), it stands for `repeats` ERRORs.
             let len = frame.encoded_len();
-            match self.slab.get_live(slot, generation) {
+            match self
+                .slab
+                .get_live(slot, generation)
+                .filter(|c| c.accepts_frames())
+            {
                 None => bump(&self.stats.stale_drops, summary.repeats),
-                Some(c) if !c.accepts_frames() => bump(&self.stats.stale_drops, summary.repeats),
                 Some(c) if !self.client_flow.takes_error(c.pending_bytes(), len) => {
                     bump(&self.stats.error_drops, summary.repeats)
                 }

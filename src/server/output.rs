@@ -39,8 +39,17 @@ impl Output for Deliverer<'_> {
         });
     }
 
+    /// The origin was not open, or its close was requested in this batch: what the decoding
+    /// loops ask per frame.
+    #[inline(always)]
     fn driven_closing(&self) -> bool {
-        self.origin_stopped()
+        debug_assert_eq!(
+            self.origin_closing,
+            !self
+                .slab
+                .accepts_frames_of(self.origin_slot, self.origin_generation)
+        );
+        self.origin_closing
     }
 
     fn cluster(&mut self, event: ClusterEvent<'_>) {

@@ -10,7 +10,7 @@ use super::super::stats::{bump, kind_index};
 use super::Worker;
 use crate::cluster::wire::{decode_data, DataFrame, DecodedData, LinkDecodeError};
 use crate::core::session::Phase;
-use crate::core::{ConnRelay, Engine, Guards, Location, SendMemo};
+use crate::core::{ConnRelay, Engine, Guards, Location, Output, SendMemo};
 use crate::protocol::{
     decode, plain_publish, plain_send, CloseReason, DecodeError, Decoded, FrameKind, StreamDecoder,
     HELLO_FRAME_BYTES_MAX,
@@ -386,7 +386,7 @@ impl ConnDecode<'_, '_, '_, '_> {
             );
             let sink = &mut *self.sink;
             let result = reassemble(self.decoder, data, divert, |bytes| {
-                if sink.origin_stopped() {
+                if sink.driven_closing() {
                     return false;
                 }
                 if let Some((target, payload)) = plain_send(bytes) {
@@ -436,7 +436,7 @@ impl ConnDecode<'_, '_, '_, '_> {
                 }
                 Ok(Reassembled::Drained) => failed = self.check_pending_header(at, rx),
                 Ok(Reassembled::Halted { rest }) => {
-                    let open = !self.sink.origin_stopped()
+                    let open = !self.sink.driven_closing()
                         && matches!(self.relay.phase(), Phase::Open | Phase::AwaitingProof);
                     if awaiting_hello && open && failed.is_none() {
                         data = rest;

@@ -8,7 +8,7 @@ use super::super::stats::{bump, kind_index};
 use super::Worker;
 use crate::core::engine::nats::{NatsCall, NatsConn, NatsOutput};
 use crate::core::session::Phase;
-use crate::core::Engine;
+use crate::core::{Engine, Output};
 use crate::protocol::nats::ClientOp;
 use crate::protocol::{FrameKind, HELLO_FRAME_BYTES_MAX};
 use std::cell::Cell;
@@ -135,7 +135,7 @@ impl Worker {
                     bound.set(bound_in(call.conn.phase()));
                     // A close requested for it in this receive (as a slow consumer of its
                     // own replies, say) ends it as a closed session does.
-                    go_on && !call.out.origin_stopped()
+                    go_on && !call.out.driven_closing()
                 },
             );
             if let Err(e) = fed {

@@ -613,7 +613,7 @@ fn only_a_close_of_the_origin_in_its_batch_stops_the_decoding_of_its_frames() {
     use Subscriber::*;
     let (mut f, to) = Fixture::new(&[Roomy, Roomy, Roomy, Roomy], 0);
     let mut d = f.deliverer_from(to[0].slot, to[0].generation);
-    assert!(!d.origin_stopped(), "an open origin");
+    assert!(!d.driven_closing(), "an open origin");
     d.close_slow_consumer(to[1].slot, to[1].generation, "another connection");
     d.close_conn(to[2], CloseReason::LIMIT_EXCEEDED, "another one".into());
     d.close(
@@ -621,9 +621,9 @@ fn only_a_close_of_the_origin_in_its_batch_stops_the_decoding_of_its_frames() {
         CloseReason::REPLACED,
         "a third, closed by the session",
     );
-    assert!(!d.origin_stopped(), "other connections' closes");
+    assert!(!d.driven_closing(), "other connections' closes");
     d.close_conn(to[0], CloseReason::LIMIT_EXCEEDED, "the origin".into());
-    assert!(d.origin_stopped(), "the origin's close, through the engine");
+    assert!(d.driven_closing(), "the origin's close, through the engine");
     assert!(f.slab.conns[..3].iter().all(|c| c.close_requested));
     assert!(
         !f.slab.conns[3].close_requested,
@@ -633,20 +633,20 @@ fn only_a_close_of_the_origin_in_its_batch_stops_the_decoding_of_its_frames() {
     let (mut f, to) = Fixture::new(&[Roomy], 0);
     let mut d = f.deliverer_from(to[0].slot, to[0].generation);
     d.close_slow_consumer(to[0].slot, to[0].generation, "the origin");
-    assert!(d.origin_stopped(), "the origin's close as a slow consumer");
+    assert!(d.driven_closing(), "the origin's close as a slow consumer");
 
     let (mut f, to) = Fixture::new(&[Roomy], 0);
     let mut d = f.deliverer_from(to[0].slot, to[0].generation);
     d.close(to[0], CloseReason::REPLACED, "the origin, by the session");
     assert!(
-        d.origin_stopped(),
+        d.driven_closing(),
         "the origin's close decided by its session"
     );
 
     let (mut f, to) = Fixture::new(&[Closing], 0);
     let d = f.deliverer_from(to[0].slot, to[0].generation);
     assert!(
-        d.origin_stopped(),
+        d.driven_closing(),
         "an origin already closing when the batch starts"
     );
 }
