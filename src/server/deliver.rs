@@ -726,7 +726,7 @@ impl Deliverer<'_> {
 
     /// A fan-out record another worker handed over: its DELIVER `frame` for each of
     /// `destinations` here. A plain DELIVER takes the round's shared buffer as a local
-    /// fan-out's does (`copy_unhindered`, counted here: the sending worker counted the
+    /// fan-out's does ([`FastCopy`], counted here: the sending worker counted the
     /// deliveries); any other frame, or a subscriber the fast copy declines, the full path.
     pub fn append_fanout_record(
         &mut self,
@@ -736,9 +736,17 @@ impl Deliverer<'_> {
     ) {
         let plain = frame.get(4) == Some(&(FrameKind::Deliver as u8)) && frame.get(5) == Some(&0);
         let (mut shared_at, mut unhindered) = (None, 0);
+        let fast = FastCopy::new(self, frame.len());
         for (slot, generation) in destinations {
             let write = |out: &mut Vec<u8>| out.extend_from_slice(frame);
-            if plain && self.copy_unhindered((slot, generation), &mut shared_at, frame.len(), write)
+            if plain
+                && fast.take(
+                    self.slab,
+                    self.dirty,
+                    (slot, generation),
+                    &mut shared_at,
+                    write,
+                )
             {
                 unhindered += 1;
                 continue;
@@ -999,55 +1007,42 @@ impl Deliverer<'_> {
         }
     }
 
-    /// The common case of a fan-out's copy, written without the rest of
-    /// [`Self::append_local`]'s rules, which could not change the outcome: the subscriber at
-    /// `slot` is a live, open native connection here without TLS, whose queue ends with this
-    /// round's shared frames or has no run yet (see `shared_round.rs`) and stays below the
-    /// high watermark ([`FlowLimits::queues_freely`]), and the worker is below the reserve
-    /// ([`WorkerRoom::Free`]). Then its run takes the DELIVER (`frame_len` bytes, written into
-    /// the round's shared buffer by `write` for the first such subscriber, at `*shared_at`)
-    /// and `true` is returned; the caller counts it. Otherwise nothing happens and `false`
-    /// says so.
+    /// The common case of a fan-out's copies, written without the rest of
+    /// [`Self::append_local`]'s rules, which could not change the outcome (see [`FastCopy`]):
+    /// the subscribers of `to` from its start, for as long as they are here and
+    /// [`FastCopy::take`] takes them (the limits read once per message, not per subscriber);
+    /// `skip` is passed over. Returns how many of `to` it went through and how many of those
+    /// it gave the DELIVER of `message`; the caller counts them, and takes the next one (if
+    /// any) by the full path.
     #[inline(always)]
-    fn copy_unhindered(
+    fn copy_unhindered_from(
         &mut self,
-        (slot, generation): (u32, u32),
-        shared_at: &mut Option<usize>,
+        to: &[Location],
+        skip: Option<Location>,
         frame_len: usize,
-        write: impl FnOnce(&mut Vec<u8>),
-    ) -> bool {
-        let worker_bytes = self.slab.client_pending_bytes;
-        let room = WorkerRoom::of(self.pending_bytes_per_worker_max, worker_bytes, frame_len);
-        let slab = &mut *self.slab;
-        let Some(c) = slab.conns.get_mut(slot as usize) else {
-            return false;
-        };
-        if c.generation != generation
-            || !c.accepts_frames()
-            || c.nats.is_some()
-            || c.tls.is_some()
-            || !self.client_flow.queues_freely(c.pending_bytes(), frame_len)
-            || room != WorkerRoom::Free
-        {
-            return false;
+        shared_at: &mut Option<usize>,
+        message: &Message<'_>,
+    ) -> (usize, usize) {
+        let fast = FastCopy::new(self, frame_len);
+        let (mut through, mut copied) = (0, 0);
+        for &to in to {
+            if Some(to) != skip {
+                if to.worker != self.worker
+                    || !fast.take(
+                        self.slab,
+                        self.dirty,
+                        (to.slot, to.generation),
+                        shared_at,
+                        |out| encode_deliver(out, message),
+                    )
+                {
+                    break;
+                }
+                copied += 1;
+            }
+            through += 1;
         }
-        debug_assert!(c.link.is_none(), "links are written by append_link");
-        let start = shared_at.unwrap_or(slab.shared.end());
-        if c.run.is_some_and(|run| run.end() != start) {
-            // Its queue ends with an earlier frame than this message's (a subscriber this
-            // round's previous fan-outs skipped): the full path settles the run and copies.
-            return false;
-        }
-        let start = *shared_at.get_or_insert_with(|| slab.shared.write(write));
-        debug_assert_eq!(slab.shared.end(), start + frame_len);
-        c.run = Some(slab.shared.give(c.run, slot, start, frame_len));
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(slot);
-        }
-        slab.client_pending_bytes += frame_len;
-        slab.round_out_bytes += frame_len;
-        true
+        (through, copied)
     }
 
     /// Adds `to` to the fan-out record of `message` for its worker (opening it with the
@@ -1110,6 +1105,73 @@ impl Deliverer<'_> {
     }
 }
 
+/// The limits a fan-out's fast copy checks each subscriber against, read once per message:
+/// the subscriber at a location is a live, open native connection here without TLS, whose
+/// queue ends with this round's shared frames or has no run yet (see `shared_round.rs`) and
+/// stays below the high watermark ([`FlowLimits::queues_freely`]), and the worker stays below
+/// the reserve ([`WorkerRoom::Free`]). Then [`Self::take`] gives it a run of the DELIVER.
+struct FastCopy<'f> {
+    frame_len: usize,
+    client_flow: &'f FlowLimits,
+    worker_bytes_max: usize,
+}
+
+impl<'f> FastCopy<'f> {
+    #[inline(always)]
+    fn new(deliverer: &Deliverer<'f>, frame_len: usize) -> FastCopy<'f> {
+        FastCopy {
+            frame_len,
+            client_flow: deliverer.client_flow,
+            worker_bytes_max: deliverer.pending_bytes_per_worker_max,
+        }
+    }
+
+    /// Gives the connection `(slot, generation)` of `slab` a run of the DELIVER (written into
+    /// the round's shared buffer by `write` for the first connection, at `*shared_at`) when it
+    /// meets the conditions above, queueing it in `dirty`; returns whether it did.
+    #[inline(always)]
+    fn take(
+        &self,
+        slab: &mut Slab,
+        dirty: &mut Vec<u32>,
+        (slot, generation): (u32, u32),
+        shared_at: &mut Option<usize>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let frame_len = self.frame_len;
+        let room = WorkerRoom::of(self.worker_bytes_max, slab.client_pending_bytes, frame_len);
+        let Some(c) = slab.conns.get_mut(slot as usize) else {
+            return false;
+        };
+        if c.generation != generation
+            || !c.accepts_frames()
+            || c.nats.is_some()
+            || c.tls.is_some()
+            || !self.client_flow.queues_freely(c.pending_bytes(), frame_len)
+            || room != WorkerRoom::Free
+        {
+            return false;
+        }
+        debug_assert!(c.link.is_none(), "links are written by append_link");
+        let start = shared_at.unwrap_or(slab.shared.end());
+        if c.run.is_some_and(|run| run.end() != start) {
+            // Its queue ends with an earlier frame than this message's (a subscriber this
+            // round's previous fan-outs skipped): the full path settles the run and copies.
+            return false;
+        }
+        let start = *shared_at.get_or_insert_with(|| slab.shared.write(write));
+        debug_assert_eq!(slab.shared.end(), start + frame_len);
+        c.run = Some(slab.shared.give(c.run, slot, start, frame_len));
+        if !c.dirty {
+            c.dirty = true;
+            dirty.push(slot);
+        }
+        slab.client_pending_bytes += frame_len;
+        slab.round_out_bytes += frame_len;
+        true
+    }
+}
+
 impl Sink for Deliverer<'_> {
     #[inline]
     fn deliver(&mut self, to: Location, message: &Message<'_>) {
@@ -1142,20 +1204,27 @@ impl Sink for Deliverer<'_> {
         };
         let (mut delivered, mut fanned_out, mut unhindered) = (0, false, 0);
         let mut shared_at = None;
-        for &to in to.iter().filter(|&&to| Some(to) != skip) {
+        let mut rest = to;
+        loop {
+            if copies {
+                let (through, copied) =
+                    self.copy_unhindered_from(rest, skip, frame_len, &mut shared_at, message);
+                rest = &rest[through..];
+                delivered += copied;
+                unhindered += copied;
+            }
+            // The next one, if any, is one the fast copy did not take.
+            let Some((&to, after)) = rest.split_first() else {
+                break;
+            };
+            rest = after;
+            if Some(to) == skip {
+                continue;
+            }
             delivered += 1;
             if to.worker != self.worker && !by_reference {
                 fanned_out = true;
                 self.fan_out(to, message);
-            } else if copies
-                && self.copy_unhindered(
-                    (to.slot, to.generation),
-                    &mut shared_at,
-                    frame_len,
-                    |out| encode_deliver(out, message),
-                )
-            {
-                unhindered += 1;
             } else if copies && !self.is_nats(to.slot, to.generation) {
                 if frame.is_empty() {
                     encode_deliver(&mut frame, message);
@@ -1167,8 +1236,11 @@ impl Sink for Deliverer<'_> {
         }
         *self.fanout_frame = frame;
         if unhindered > 0 {
-            bump(&self.stats.frames_out_by_kind[DELIVER_KIND], unhindered);
-            bump(&self.stats.deliveries, unhindered);
+            bump(
+                &self.stats.frames_out_by_kind[DELIVER_KIND],
+                unhindered as u64,
+            );
+            bump(&self.stats.deliveries, unhindered as u64);
         }
         if fanned_out {
             self.outboxes.iter_mut().for_each(Outbox::end_fanout);

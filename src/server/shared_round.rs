@@ -1,11 +1,11 @@
 //! A fan-out's DELIVER written once per worker round, not once per subscriber.
 //!
 //! A plain PUBLISH's DELIVER is the same bytes for every native subscriber without TLS. The
-//! fast copy (`Deliverer::copy_unhindered`) writes it once into the round's [`SharedRound`]
-//! and gives each such subscriber a *run*: the range of that buffer its queue ends with. At
-//! the end of the round ([`Slab::seal_runs`], from `Worker::flush_sends`) the buffer is frozen
-//! into a [`Bytes`] and each run becomes a slice of it among its connection's segments, sent
-//! like a zero-copy payload; the slices keep the buffer alive until the last send that reads
+//! fast copy (`FastCopy::take` in `deliver.rs`) writes it once into the round's
+//! [`SharedRound`] and gives each such subscriber a *run*: the range of that buffer its queue
+//! ends with. At the end of the round ([`Slab::seal_runs`], from `Worker::flush_sends`) the
+//! buffer is frozen into a [`Bytes`] and each run becomes a slice of it among its
+//! connection's segments, sent like a zero-copy payload; the slices keep the buffer alive until the last send that reads
 //! it has completed, and the next round reuses its allocation once none is left.
 //!
 //! Measured (`benches/ab_cpu.sh`, fan-out to 10 at 16 B): the per-subscriber copy into each

@@ -1,7 +1,8 @@
-//! A fan-out's fast copy (`Deliverer::copy_unhindered`) against the full admission path it
-//! stands in for: the same subscribers given the same message through `deliver_each` and
-//! through `deliver_copy` one by one end with the same queues, sums and counters, whichever
-//! subscribers the fast copy takes and whichever it leaves to the full path.
+//! A fan-out's fast copy (`FastCopy`, through `Deliverer::copy_unhindered_from`) against the
+//! full admission path it stands in for: the same subscribers given the same message through
+//! `deliver_each` and through `deliver_copy` one by one end with the same queues, sums and
+//! counters, whichever subscribers the fast copy takes and whichever it leaves to the full
+//! path.
 //! The same fixture checks how a coalesced ERROR summary is queued or dropped.
 
 use super::*;
@@ -100,12 +101,15 @@ impl Fixture {
         let fixture = Fixture {
             slab,
             dirty: Vec::new(),
-            outboxes: vec![Outbox::new(1 << 20)],
+            // A second worker's, for subscribers there (see `fan_out`).
+            outboxes: vec![Outbox::new(1 << 20), Outbox::new(1 << 20)],
             pending_closes: Vec::new(),
             stats: new_blocks(1),
             client_flow,
             link_flow: FlowLimits::for_links(PENDING_BYTES_MAX, MAX_FRAME_BYTES, 250),
-            boards: vec![CongestionBoard::new(subscribers.len())],
+            boards: (0..2)
+                .map(|_| CongestionBoard::new(subscribers.len()))
+                .collect(),
             congested: Vec::new(),
             fanout_frame: Vec::new(),
             link_backlogs: Backlogs::new(1),
@@ -354,6 +358,52 @@ fn the_fast_copy_leaves_what_the_full_path_leaves() {
             assert_eq!(fast.counters[2], 2, "two stale drops: {fast:?}");
         }
     }
+}
+
+/// The fast copy goes through a fan-out's subscribers in runs: it passes over the sender
+/// (`skip`), stops at a subscriber on another worker (whose worker's fan-out record takes it)
+/// and at one it declines (the full path takes it), and takes the ones after them again; each
+/// subscriber but the sender gets the message once, and the worker's sum counts each here.
+#[test]
+fn the_fast_copy_resumes_after_the_sender_another_workers_subscriber_and_a_declined_one() {
+    use Subscriber::*;
+    let (mut f, here) = Fixture::new(&[Roomy, Roomy, Roomy, NearWatermark, Roomy], 0);
+    let elsewhere = Location {
+        node: 0,
+        worker: 1,
+        slot: 0,
+        generation: 0,
+    };
+    let to = [here[0], here[1], elsewhere, here[2], here[3], here[4]];
+    let message = Message::plain(b"publisher", b"news", b"sixteen bytes..!");
+    let frame = deliver_frame(&message);
+    let (before, worker_bytes) = (f.queued(3), f.slab.client_pending_bytes);
+    let stall = {
+        let mut d = f.deliverer();
+        assert_eq!(d.deliver_each(&to, Some(here[1]), &message), 5);
+        d.stall
+    };
+    for (slot, expected) in [(0, &frame[..]), (1, &[]), (2, &frame), (4, &frame)] {
+        assert_eq!(f.queued(slot), expected, "slot {slot}");
+    }
+    assert_eq!(
+        f.queued(3),
+        [&before[..], &frame].concat(),
+        "the declined one"
+    );
+    assert!(f.slab.conns[3].run.is_none(), "the declined one is copied");
+    assert!(
+        stall.is_some(),
+        "the full path stalls the sender at the watermark"
+    );
+    assert!(f.outboxes[1].held_bytes() > 0, "the other worker's record");
+    let added = f.slab.client_pending_bytes - worker_bytes;
+    assert_eq!(
+        added,
+        4 * frame.len(),
+        "the worker's sum counts the four here"
+    );
+    assert_eq!(f.outcome(stall, false).counters[0], 5, "deliveries");
 }
 
 /// Frames queued to a subscriber between two fan-outs in one round go out between them: the
