@@ -321,46 +321,104 @@ fn the_cli_verbs_talk_through_mutual_tls_and_name_a_missing_certificate() {
     );
 }
 
+/// A native client over TLS, past its WELCOME, with a second handle on its socket to write
+/// under the TLS layer.
+struct CutRecordClient {
+    tls: ringrelay::tls::TlsStream<TcpStream>,
+    raw: TcpStream,
+    frames: ringrelay::protocol::FrameReader,
+}
+
+impl CutRecordClient {
+    fn connect(relay: &TlsRelay, pki: &Pki, id: &str) -> CutRecordClient {
+        use ringrelay::protocol::{hello, FrameReader};
+        use ringrelay::tls::{config::client_config, Origin, TlsStream, TrustAnchors};
+        use std::io::Write;
+
+        let sock = TcpStream::connect(relay.tls_addr()).expect("connect");
+        sock.set_read_timeout(Some(WAIT)).expect("timeout");
+        let raw = sock.try_clone().expect("a second handle");
+        let anchors = TrustAnchors::from_pem(Origin::memory("ca"), pki.ca_pem.as_bytes()).unwrap();
+        let name = "localhost".try_into().expect("a DNS name");
+        let mut tls = TlsStream::connect(sock, client_config(&anchors, None).unwrap(), name)
+            .expect("TLS handshake");
+        tls.write_all(&common::encoded(hello(id.as_bytes(), b"")))
+            .unwrap();
+        tls.flush().unwrap();
+        let mut client = CutRecordClient {
+            tls,
+            raw,
+            frames: FrameReader::new(1 << 20),
+        };
+        assert_eq!(client.next_close(), None, "WELCOME first");
+        client
+    }
+
+    /// The first bytes of a record announcing 4 KiB, written under the TLS layer: the relay
+    /// holds them and can open nothing until the rest comes.
+    fn write_cut_record(&mut self) {
+        use std::io::Write;
+        (&self.raw)
+            .write_all(&[23, 3, 3, 0x10, 0x00, 1, 2, 3])
+            .unwrap();
+    }
+
+    /// The reason and text of the next CLOSE, or `None` at a WELCOME.
+    fn next_close(&mut self) -> Option<(ringrelay::protocol::CloseReason, String)> {
+        use ringrelay::protocol::Frame;
+        loop {
+            match self.frames.next_frame().expect("the relay's frames decode") {
+                Some(Frame::Welcome { .. }) => return None,
+                Some(Frame::Close { reason, text }) => {
+                    return Some((reason, String::from_utf8_lossy(text).into_owned()))
+                }
+                Some(_) => {}
+                None => {
+                    let n = self.frames.fill_from(&mut self.tls, 64 << 10);
+                    assert_ne!(
+                        n.expect("read within WAIT"),
+                        0,
+                        "the stream ended without a CLOSE"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_tls_record_left_unfinished_is_closed_at_frame_complete_timeout() {
-    use ringrelay::protocol::{hello, CloseReason, Frame, FrameReader};
-    use ringrelay::tls::{config::client_config, Origin, TlsStream, TrustAnchors};
-    use std::io::Write;
+    use ringrelay::protocol::CloseReason;
     use std::time::{Duration, Instant};
 
     let pki = Pki::new();
     let relay = relay(&pki, "cut-record", ClientAuth::None, |cfg| {
         cfg.frame_complete_timeout_ms = 600;
     });
-    let sock = TcpStream::connect(relay.tls_addr()).expect("connect");
-    sock.set_read_timeout(Some(WAIT)).expect("timeout");
-    let raw = sock.try_clone().expect("a second handle");
-    let anchors = TrustAnchors::from_pem(Origin::memory("ca"), pki.ca_pem.as_bytes()).unwrap();
-    let name = "localhost".try_into().expect("a DNS name");
-    let mut tls = TlsStream::connect(sock, client_config(&anchors, None).unwrap(), name)
-        .expect("TLS handshake");
-    tls.write_all(&common::encoded(hello(b"cut", b""))).unwrap();
-    tls.flush().unwrap();
-    let mut frames = FrameReader::new(1 << 20);
-    let mut next = |tls: &mut TlsStream<TcpStream>| loop {
-        match frames.next_frame().expect("the relay's frames decode") {
-            Some(Frame::Welcome { .. }) => return None,
-            Some(Frame::Close { reason, .. }) => return Some(reason),
-            Some(_) => {}
-            None => {
-                let n = frames.fill_from(tls, 64 << 10).expect("read within WAIT");
-                assert_ne!(n, 0, "the stream ended without a CLOSE");
-            }
-        }
-    };
-    assert_eq!(next(&mut tls), None, "WELCOME first");
-    // The first bytes of a record announcing 4 KiB, written under the TLS layer: the relay
-    // holds them and can open nothing until the rest comes, which it never does.
+    let mut client = CutRecordClient::connect(&relay, &pki, "cut");
     let started = Instant::now();
-    (&raw).write_all(&[23, 3, 3, 0x10, 0x00, 1, 2, 3]).unwrap();
-    assert_eq!(next(&mut tls), Some(CloseReason::FRAME_TIMEOUT));
+    client.write_cut_record();
+    let (reason, _) = client.next_close().expect("a CLOSE");
+    assert_eq!(reason, CloseReason::FRAME_TIMEOUT);
     assert!(
         started.elapsed() >= Duration::from_millis(600),
         "closed before frame_complete_timeout_ms"
     );
+}
+
+/// As a plaintext stream that ends inside a frame (PROTOCOL.md section 6): a client that shuts
+/// its sending side inside a TLS record is told its last bytes went nowhere, and counted.
+#[test]
+fn a_tls_stream_ended_inside_a_record_is_told_so_with_a_close() {
+    use ringrelay::protocol::CloseReason;
+
+    let pki = Pki::new();
+    let relay = relay(&pki, "fin-in-record", ClientAuth::None, |_| {});
+    let mut client = CutRecordClient::connect(&relay, &pki, "fin-cut");
+    client.write_cut_record();
+    client.raw.shutdown(std::net::Shutdown::Write).unwrap();
+    let (reason, text) = client.next_close().expect("a CLOSE");
+    assert_eq!(reason, CloseReason::PROTOCOL_ERROR);
+    assert_eq!(text, "stream ended inside a TLS record");
+    assert_eq!(relay.server.stats().protocol_error_closes, 1);
 }

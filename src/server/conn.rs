@@ -234,13 +234,21 @@ impl Conn {
         shrunk
     }
 
-    /// Whether a native client's stream, were it to end now, would end inside a frame: the
-    /// decoder holds part of one, or a large frame is being received (links and NATS
-    /// connections are never asked: they carry no client CLOSE, or speak another protocol).
-    pub fn ends_inside_a_frame(&self) -> bool {
-        self.link.is_none()
-            && self.nats.is_none()
-            && (self.decoder.buffered() > 0 || self.large_frame_bytes > 0)
+    /// Why a native client's stream, were it to end now, would leave bytes it sent unrouted:
+    /// inside a frame (the decoder holds part of one, or a large frame is being received), or
+    /// over TLS inside a record (its first bytes are held, see `TlsSession::record_cut`);
+    /// `None` at a boundary. Links and NATS connections are never asked: they carry no client
+    /// CLOSE, or speak another protocol.
+    pub fn stream_cut(&self) -> Option<&'static str> {
+        if self.link.is_some() || self.nats.is_some() {
+            None
+        } else if self.decoder.buffered() > 0 || self.large_frame_bytes > 0 {
+            Some("stream ended inside a frame")
+        } else if self.tls.as_ref().is_some_and(|t| t.session.record_cut()) {
+            Some("stream ended inside a TLS record")
+        } else {
+            None
+        }
     }
 
     /// Memory held for this connection's unfinished frames: the decoder's buffer, a large

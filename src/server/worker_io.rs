@@ -313,34 +313,36 @@ impl Worker {
 
     /// The peer's end of stream (`eof`: its FIN, or a TLS close_notify) or a socket error: an
     /// open connection is closed without a final frame (unless its stream ended inside a
-    /// frame, see below); a closing one reads no more, and one lingering is closed now.
+    /// frame or a TLS record, see below); a closing one reads no more, and one lingering is
+    /// closed now.
     pub(super) fn peer_gone(&mut self, slot: u32, generation: u32, eof: bool) {
         let Some(c) = self.slab.get_live(slot, generation) else {
             return;
         };
         match c.state {
-            ConnState::Open if eof && !c.close_requested && c.ends_inside_a_frame() => {
-                // A client that only shut its sending side still reads: it is told why its
-                // last frame went nowhere (PROTOCOL.md section 6), as for a frame that does
-                // not decode; before HELLO, as a bad handshake. Not after a socket error (a
-                // reset peer reads nothing), nor when a close was decided already this round
-                // (that close, and its count, stand).
-                c.peer_eof = true;
-                let reason = match c.relay.phase() {
-                    crate::core::Phase::AwaitingHello => CloseReason::BAD_HANDSHAKE,
-                    _ => CloseReason::PROTOCOL_ERROR,
-                };
-                bump(
-                    &self.shared.stats[self.index as usize].protocol_error_closes,
-                    1,
-                );
-                let text = "stream ended inside a frame";
-                self.request_close(slot, generation, reason, text, false);
-            }
-            ConnState::Open => {
-                let text = "peer closed the connection";
-                self.request_close(slot, generation, CloseReason::NORMAL, text, true);
-            }
+            ConnState::Open => match c.stream_cut().filter(|_| eof && !c.close_requested) {
+                Some(text) => {
+                    // A client that only shut its sending side still reads: it is told why
+                    // its last bytes went nowhere (PROTOCOL.md section 6), as for a frame
+                    // that does not decode; before HELLO, as a bad handshake. Not after a
+                    // socket error (a reset peer reads nothing), nor when a close was decided
+                    // already this round (that close, and its count, stand).
+                    c.peer_eof = true;
+                    let reason = match c.relay.phase() {
+                        crate::core::Phase::AwaitingHello => CloseReason::BAD_HANDSHAKE,
+                        _ => CloseReason::PROTOCOL_ERROR,
+                    };
+                    bump(
+                        &self.shared.stats[self.index as usize].protocol_error_closes,
+                        1,
+                    );
+                    self.request_close(slot, generation, reason, text, false);
+                }
+                None => {
+                    let text = "peer closed the connection";
+                    self.request_close(slot, generation, CloseReason::NORMAL, text, true);
+                }
+            },
             ConnState::Closing => c.peer_eof = true,
             ConnState::Lingering => {
                 c.peer_eof = true;
