@@ -407,7 +407,8 @@ fn a_tls_record_left_unfinished_is_closed_at_frame_complete_timeout() {
 }
 
 /// As a plaintext stream that ends inside a frame (PROTOCOL.md section 6): a client that shuts
-/// its sending side inside a TLS record is told its last bytes went nowhere, and counted.
+/// its sending side inside a TLS record is told its last bytes went nowhere, then its stream
+/// ends, and the close is counted.
 #[test]
 fn a_tls_stream_ended_inside_a_record_is_told_so_with_a_close() {
     use ringrelay::protocol::CloseReason;
@@ -420,5 +421,7 @@ fn a_tls_stream_ended_inside_a_record_is_told_so_with_a_close() {
     let (reason, text) = client.next_close().expect("a CLOSE");
     assert_eq!(reason, CloseReason::PROTOCOL_ERROR);
     assert_eq!(text, "stream ended inside a TLS record");
+    let end = client.frames.fill_from(&mut client.tls, 64 << 10);
+    assert!(matches!(end, Ok(0)), "then the end of the stream: {end:?}");
     assert_eq!(relay.server.stats().protocol_error_closes, 1);
 }

@@ -823,9 +823,9 @@ impl Deliverer<'_> {
 
     /// Appends an encoded data-link frame to this worker's link to `node`, or to the node's
     /// backlog while it has no link or its link is closing (see `link_backlog.rs`). From a
-    /// quarter of `link_pending_bytes_max` (at most 2 MiB) the sender stalls; past it the message is dropped
-    /// and counted (a link is never closed for being slow: the control lane decides whether
-    /// the peer is alive).
+    /// quarter of `link_pending_bytes_max` (at most 2 MiB) the sender stalls; past it the
+    /// message is dropped and counted (a link is never closed for being slow: the control
+    /// lane decides whether the peer is alive).
     #[inline]
     fn append_link(&mut self, node: u16, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Forward {
         self.append_link_frame(node, len, LinkFrame::Message, write)
@@ -1025,13 +1025,15 @@ impl Deliverer<'_> {
     ) -> (usize, usize) {
         let fast = FastCopy::new(self, frame_len);
         let (mut through, mut copied) = (0, 0);
-        for &to in to {
-            if Some(to) != skip {
-                if to.worker != self.worker
+        for &at in to {
+            if Some(at) != skip {
+                // Another worker's subscriber goes into its worker's fan-out record, by the
+                // full path.
+                if at.worker != self.worker
                     || !fast.take(
                         self.slab,
                         self.dirty,
-                        (to.slot, to.generation),
+                        (at.slot, at.generation),
                         shared_at,
                         |out| encode_deliver(out, message),
                     )
@@ -1105,11 +1107,12 @@ impl Deliverer<'_> {
     }
 }
 
-/// The limits a fan-out's fast copy checks each subscriber against, read once per message:
-/// the subscriber at a location is a live, open native connection here without TLS, whose
-/// queue ends with this round's shared frames or has no run yet (see `shared_round.rs`) and
-/// stays below the high watermark ([`FlowLimits::queues_freely`]), and the worker stays below
-/// the reserve ([`WorkerRoom::Free`]). Then [`Self::take`] gives it a run of the DELIVER.
+/// The limits a fan-out's fast copy checks each subscriber against, read once per message
+/// (the worker's queued bytes, which each copy adds to, are read per subscriber): the
+/// subscriber at a location is a live, open native connection here without TLS, whose queue
+/// ends with this round's shared frames or has no run yet (see `shared_round.rs`) and stays
+/// below the high watermark ([`FlowLimits::queues_freely`]), and the worker stays below the
+/// reserve ([`WorkerRoom::Free`]). Then [`Self::take`] gives it a run of the DELIVER.
 struct FastCopy<'f> {
     frame_len: usize,
     client_flow: &'f FlowLimits,

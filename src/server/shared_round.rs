@@ -5,21 +5,21 @@
 //! [`SharedRound`] and gives each such subscriber a *run*: the range of that buffer its queue
 //! ends with. At the end of the round ([`Slab::seal_runs`], from `Worker::flush_sends`) the
 //! buffer is frozen into a [`Bytes`] and each run becomes a slice of it among its
-//! connection's segments, sent like a zero-copy payload; the slices keep the buffer alive until the last send that reads
-//! it has completed, and the next round reuses its allocation once none is left.
+//! connection's segments, sent like a zero-copy payload; the slices keep the buffer alive
+//! until the last send that reads it has completed, and the next round reuses its allocation
+//! once none is left.
 //!
 //! Measured (`benches/ab_cpu.sh`, fan-out to 10 at 16 B): the per-subscriber copy into each
 //! send buffer, and the kernel reading ten buffers instead of one, were about a tenth of the
 //! relay's CPU per delivery.
 //!
 //! Bounded: the round buffers that sends still read are held by the worker's list, at most
-//! [`HELD_BUFFERS_MAX`] of them and `SHARED_ROUND_HELD_BYTES_MAX` bytes of capacity together (a run is
-//! counted in its subscriber's queue by its own length, but its slice keeps its whole round's
-//! buffer). A round that would go past either bound copies its runs into the subscribers'
-//! send buffers instead, as before this buffer existed; so does a subscriber whose send
-//! buffer already holds bytes this round (its buffer is reused rather than sealed), and one
-//! whose segments already hold [`SLICES_PER_CONNECTION_MAX`] slices (its sends lag by as
-//! many rounds).
+//! [`HELD_BUFFERS_MAX`] of them and `SHARED_ROUND_HELD_BYTES_MAX` bytes of capacity together (a run
+//! is counted in its subscriber's queue by its own length, but its slice keeps its whole round's
+//! buffer). A round that would go past either bound copies its runs into the subscribers' send
+//! buffers instead, as before this buffer existed; so does a subscriber whose send buffer already
+//! holds bytes this round (its buffer is reused rather than sealed), and one whose segments already
+//! hold [`SLICES_PER_CONNECTION_MAX`] slices (its sends lag by as many rounds).
 //!
 //! Invariants:
 //! - a run is the last of its connection's queued bytes: whatever else is written to the

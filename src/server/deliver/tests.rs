@@ -17,7 +17,8 @@ const PENDING_BYTES_MAX: usize = 64 << 10;
 const WORKER_BYTES_MAX: usize = 1 << 20;
 const MAX_FRAME_BYTES: usize = 16 << 10;
 
-/// Everything a one-worker `Deliverer` borrows.
+/// Everything a `Deliverer` of worker 0 borrows (with worker 1's outbox and board, for
+/// subscribers there).
 struct Fixture {
     slab: Slab,
     dirty: Vec<u32>,
@@ -386,15 +387,27 @@ fn the_fast_copy_resumes_after_the_sender_another_workers_subscriber_and_a_decli
     for (slot, expected) in [(0, &frame[..]), (1, &[]), (2, &frame), (4, &frame)] {
         assert_eq!(f.queued(slot), expected, "slot {slot}");
     }
+    let runs: Vec<_> = [0, 2, 4].map(|slot| f.slab.conns[slot].run).into();
+    assert!(
+        runs.iter()
+            .all(|run| run.is_some_and(|r| (r.len(), r.end()) == (frame.len(), frame.len()))),
+        "the three it took share the round's one copy: {runs:?}"
+    );
+    assert_eq!(f.slab.shared.end(), frame.len(), "written once");
     assert_eq!(
         f.queued(3),
         [&before[..], &frame].concat(),
         "the declined one"
     );
     assert!(f.slab.conns[3].run.is_none(), "the declined one is copied");
-    assert!(
-        stall.is_some(),
-        "the full path stalls the sender at the watermark"
+    let (on, _) = stall.expect("the full path stalls the sender at the watermark");
+    assert_eq!(
+        on,
+        StallOn::Queue {
+            worker: 0,
+            slot: here[3].slot,
+            generation: here[3].generation
+        }
     );
     assert!(f.outboxes[1].held_bytes() > 0, "the other worker's record");
     let added = f.slab.client_pending_bytes - worker_bytes;
@@ -403,7 +416,8 @@ fn the_fast_copy_resumes_after_the_sender_another_workers_subscriber_and_a_decli
         4 * frame.len(),
         "the worker's sum counts the four here"
     );
-    assert_eq!(f.outcome(stall, false).counters[0], 5, "deliveries");
+    let counters = f.outcome(stall, false).counters;
+    assert_eq!(counters[..2], [5, 4], "deliveries, DELIVER frames out here");
 }
 
 /// Frames queued to a subscriber between two fan-outs in one round go out between them: the
