@@ -948,9 +948,9 @@ impl Deliverer<'_> {
         }
         let ok = if here {
             let len = frame_len_for_deliver(message);
-            self.append_local(to.slot, to.generation, len, FrameKind::Deliver, |out| {
-                encode_deliver(out, message)
-            })
+            let write = |out: &mut Vec<u8>| encode_deliver(out, message);
+            self.write_unhindered((to.slot, to.generation), len, write)
+                || self.append_local_deliver(to, message, len)
         } else if group.is_empty() {
             self.hand_over_plain(to, message)
         } else {
@@ -959,6 +959,58 @@ impl Deliverer<'_> {
         if ok {
             bump(&self.stats.deliveries, 1);
         }
+    }
+
+    /// The full path of a plain DELIVER to a local connection (see [`Self::write_unhindered`]).
+    #[inline(never)]
+    fn append_local_deliver(&mut self, to: Location, message: &Message<'_>, len: usize) -> bool {
+        self.append_local(to.slot, to.generation, len, FrameKind::Deliver, |out| {
+            encode_deliver(out, message)
+        })
+    }
+
+    /// The common case of a DELIVER to a local connection, written without the rest of
+    /// [`Self::append_local`]'s rules, which could not change the outcome: an [`unhindered`]
+    /// connection here without a run of the round's shared buffer, whose send buffer has room
+    /// for the frame's `len` bytes (so it does not grow). Then `write` writes the frame, it
+    /// is counted as a frame out (the caller counts the delivery) and `true` is returned;
+    /// otherwise nothing happens. Measured: 1->1 16 B, -10.6 % relay CPU per message, the
+    /// full path out of line.
+    #[inline(always)]
+    fn write_unhindered(
+        &mut self,
+        (slot, generation): (u32, u32),
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let slab = &mut *self.slab;
+        let room = WorkerRoom::of(
+            self.pending_bytes_per_worker_max,
+            slab.client_pending_bytes,
+            len,
+        );
+        let Some(c) = slab.conns.get_mut(slot as usize) else {
+            return false;
+        };
+        let free = room == WorkerRoom::Free;
+        if !unhindered(c, generation, self.client_flow, len, free)
+            || c.run.is_some()
+            || c.out.capacity() - c.out.len() < len
+        {
+            return false;
+        }
+        debug_assert!(c.link.is_none(), "links are written by append_link");
+        let capacity = c.out.capacity();
+        write(&mut c.out);
+        debug_assert_eq!(c.out.capacity(), capacity, "written within its capacity");
+        bump(&self.stats.frames_out_by_kind[DELIVER_KIND], 1);
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(slot);
+        }
+        slab.client_pending_bytes += len;
+        slab.round_out_bytes += len;
+        true
     }
 
     /// Hands a plain DELIVER (no acknowledgement, reply topic or headers) to another worker,
@@ -1107,12 +1159,32 @@ impl Deliverer<'_> {
     }
 }
 
+/// Whether a DELIVER of `len` bytes to `c` (at `generation`) could meet none of
+/// [`Deliverer::append_local`]'s rules but the ones checked here: `c` is a live, open native
+/// connection without TLS whose queue stays below the high watermark with it
+/// ([`FlowLimits::queues_freely`]), on a worker that stays below its reserve (`worker_free`:
+/// [`WorkerRoom::Free`]). The fast paths add what their writes need.
+#[inline(always)]
+fn unhindered(
+    c: &Conn,
+    generation: u32,
+    client_flow: &FlowLimits,
+    len: usize,
+    worker_free: bool,
+) -> bool {
+    c.generation == generation
+        && c.accepts_frames()
+        && c.nats.is_none()
+        && c.tls.is_none()
+        && client_flow.queues_freely(c.pending_bytes(), len)
+        && worker_free
+}
+
 /// The limits a fan-out's fast copy checks each subscriber against, read once per message
 /// (the worker's queued bytes, which each copy adds to, are read per subscriber): the
-/// subscriber at a location is a live, open native connection here without TLS, whose queue
-/// ends with this round's shared frames or has no run yet (see `shared_round.rs`) and stays
-/// below the high watermark ([`FlowLimits::queues_freely`]), and the worker stays below the
-/// reserve ([`WorkerRoom::Free`]). Then [`Self::take`] gives it a run of the DELIVER.
+/// subscriber at a location is [`unhindered`] and its queue ends with this round's shared
+/// frames or has no run yet (see `shared_round.rs`). Then [`Self::take`] gives it a run of
+/// the DELIVER.
 struct FastCopy<'f> {
     frame_len: usize,
     client_flow: &'f FlowLimits,
@@ -1146,13 +1218,13 @@ impl<'f> FastCopy<'f> {
         let Some(c) = slab.conns.get_mut(slot as usize) else {
             return false;
         };
-        if c.generation != generation
-            || !c.accepts_frames()
-            || c.nats.is_some()
-            || c.tls.is_some()
-            || !self.client_flow.queues_freely(c.pending_bytes(), frame_len)
-            || room != WorkerRoom::Free
-        {
+        if !unhindered(
+            c,
+            generation,
+            self.client_flow,
+            frame_len,
+            room == WorkerRoom::Free,
+        ) {
             return false;
         }
         debug_assert!(c.link.is_none(), "links are written by append_link");

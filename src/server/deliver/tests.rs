@@ -361,6 +361,80 @@ fn the_fast_copy_leaves_what_the_full_path_leaves() {
     }
 }
 
+/// A DELIVER to one local connection (`Sink::deliver`, whose common case `write_unhindered`
+/// writes without the rest of the admission rules) leaves what the full path
+/// (`deliver_copy`, through `append_local`) leaves: for every kind of subscriber and worker
+/// load, with a topic (a PUBLISH's) and without (a SEND's), and behind a run of a fan-out
+/// earlier in the round.
+#[test]
+fn a_deliver_to_one_connection_leaves_what_the_full_path_leaves() {
+    let messages = [
+        Message::plain(b"sender", b"", b"sixteen bytes..!"),
+        Message::plain(b"publisher", b"news", b"sixteen bytes..!"),
+    ];
+    for message in messages {
+        for worker_bytes in WORKER_LOADS {
+            for behind_a_run in [false, true] {
+                let outcome = |fast: bool| {
+                    let (outcome, _) = outcome_of(&EVERY_KIND, worker_bytes, |d, to, _| {
+                        if behind_a_run {
+                            d.deliver_each(to, None, &messages[1]);
+                        }
+                        let frame = deliver_frame(&message);
+                        for &at in to {
+                            if fast {
+                                d.deliver(at, &message);
+                            } else {
+                                d.deliver_copy(at, &frame);
+                            }
+                        }
+                    });
+                    outcome
+                };
+                assert_eq!(
+                    outcome(true),
+                    outcome(false),
+                    "{message:?} after {worker_bytes} bytes, behind a run: {behind_a_run}"
+                );
+            }
+        }
+    }
+}
+
+/// `write_unhindered` takes a DELIVER only for an open connection with room in its buffer,
+/// below its high watermark, without a run, on a worker below its reserve; the rest is the
+/// full path's.
+#[test]
+fn the_unhindered_write_takes_only_a_roomy_open_connection_on_a_worker_with_room() {
+    let message = Message::plain(b"sender", b"", b"sixteen bytes..!");
+    let len = frame_len_for_deliver(&message);
+    let taken = |kinds: &[Subscriber], worker_bytes: usize, behind_a_run: bool| {
+        let (mut f, to) = Fixture::new(kinds, worker_bytes);
+        let mut d = f.deliverer();
+        if behind_a_run {
+            d.deliver_each(&to, None, &message);
+        }
+        to.iter()
+            .map(|at| {
+                d.write_unhindered((at.slot, at.generation), len, |out| {
+                    encode_deliver(out, &message)
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        taken(&EVERY_KIND, 0, false),
+        [true, false, false, false, false, true],
+        "Roomy, Full, Closing, NearWatermark, Stale, Roomy"
+    );
+    assert_eq!(taken(&EVERY_KIND, WORKER_LOADS[1], false), [false; 6]);
+    assert_eq!(
+        taken(&[Subscriber::Roomy], 0, true),
+        [false],
+        "behind a run"
+    );
+}
+
 /// The fast copy goes through a fan-out's subscribers in runs: it passes over the sender
 /// (`skip`), stops at a subscriber on another worker (whose worker's fan-out record takes it)
 /// and at one it declines (the full path takes it), and takes the ones after them again; each
