@@ -67,6 +67,9 @@ enum Subscriber {
     NearWatermark,
     /// A location whose generation is past: dropped as stale.
     Stale,
+    /// In a congestion episode (it passed its high watermark), its queue since drained
+    /// below it: it takes the message, the episode goes on.
+    Drained,
 }
 
 impl Fixture {
@@ -95,6 +98,12 @@ impl Fixture {
                     c.out.reserve(4096);
                 }
                 Subscriber::Stale => at.generation += 1,
+                Subscriber::Drained => {
+                    let over = client_flow.stall_at_bytes + 1;
+                    let admit = c.backlog.admit(&client_flow, over, 1, 0);
+                    assert!(matches!(admit, Admit::Stall { .. }), "{admit:?}");
+                    c.out.reserve(4096);
+                }
             }
             to.push(at);
         }
@@ -230,13 +239,14 @@ impl Fixture {
 }
 
 /// One subscriber of each kind (two with room).
-const EVERY_KIND: [Subscriber; 6] = [
+const EVERY_KIND: [Subscriber; 7] = [
     Subscriber::Roomy,
     Subscriber::Full,
     Subscriber::Closing,
     Subscriber::NearWatermark,
     Subscriber::Stale,
     Subscriber::Roomy,
+    Subscriber::Drained,
 ];
 
 /// Bytes already queued on the worker: far from its bound, at the edge of its reserve (the
@@ -319,8 +329,8 @@ fn a_handed_over_fan_out_takes_the_shared_round_and_leaves_what_the_full_path_le
         );
         if worker_bytes == WORKER_BYTES_MAX {
             assert!(
-                fast.1.contains("count: 4"),
-                "the four live subscribers' drops reported: {}",
+                fast.1.contains("count: 5"),
+                "the five live subscribers' drops reported: {}",
                 fast.1
             );
         }
@@ -424,10 +434,10 @@ fn the_unhindered_write_takes_only_a_roomy_open_connection_on_a_worker_with_room
     };
     assert_eq!(
         taken(&EVERY_KIND, 0, false),
-        [true, false, false, false, false, true],
-        "Roomy, Full, Closing, NearWatermark, Stale, Roomy"
+        [true, false, false, false, false, true, true],
+        "Roomy, Full, Closing, NearWatermark, Stale, Roomy, Drained"
     );
-    assert_eq!(taken(&EVERY_KIND, WORKER_LOADS[1], false), [false; 6]);
+    assert_eq!(taken(&EVERY_KIND, WORKER_LOADS[1], false), [false; 7]);
     assert_eq!(
         taken(&[Subscriber::Roomy], 0, true),
         [false],
