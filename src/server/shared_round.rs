@@ -1,7 +1,7 @@
 //! A fan-out's DELIVER written once per worker round, not once per subscriber.
 //!
 //! A plain PUBLISH's DELIVER is the same bytes for every native subscriber without TLS. The
-//! fast copy (`FastCopy::take` in `deliver.rs`) writes it once into the round's
+//! fast copy (`FastCopy::take` in `deliver/fast.rs`) writes it once into the round's
 //! [`SharedRound`] and gives each such subscriber a *run*: the range of that buffer its queue
 //! ends with. At the end of the round ([`Slab::seal_runs`], from `Worker::flush_sends`) the
 //! buffer is frozen into a [`Bytes`] and each run becomes a slice of it among its
